@@ -1,0 +1,1 @@
+"""pytest-dbfault: break SQLite for real and check that an application survives."""

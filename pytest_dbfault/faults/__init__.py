@@ -1,0 +1,1 @@
+"""Real SQLite fault injectors usable on any SQLite file or connection."""

@@ -1,0 +1,105 @@
+"""The fault interface every injector implements, engine-level or I/O-level.
+
+A fault is an object with a ``name``, its ``params``, ``inject()`` / ``heal()``
+and a ``records`` list saying what it did. It is also a context manager, so::
+
+    with LockedFault(path, mode="exclusive"):
+        ...  # every writer of ``path`` now gets SQLITE_BUSY
+
+Faults act on plain paths and ``sqlite3.Connection`` objects so they serve any
+SQLite application, not only our runtime.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class FaultRecord:
+    """One thing a fault did, kept so a failing test can say exactly what was broken."""
+
+    fault: str
+    action: str
+    detail: dict[str, Any] = field(default_factory=dict)
+    at: float = field(default_factory=time.monotonic)
+
+
+class FaultError(Exception):
+    """A fault could not be injected or healed as asked (bad parameters, unsafe target...)."""
+
+
+class Fault:
+    """Base class for every injector.
+
+    Subclasses set ``name`` and implement ``_inject`` and ``_heal``. ``inject`` and
+    ``heal`` are idempotent: injecting an active fault or healing a healed one is a
+    no-op, so a test's cleanup can always call ``heal``.
+    """
+
+    name: ClassVar[str] = "fault"
+    #: False for damage that cannot be undone (corruption, crash): ``heal`` then only
+    #: releases resources, it does not restore the file.
+    healable: ClassVar[bool] = True
+
+    def __init__(self, **params: Any) -> None:
+        self.params: dict[str, Any] = params
+        self.records: list[FaultRecord] = []
+        self.active = False
+
+    def inject(self) -> Fault:
+        """Make the fault happen. Returns ``self`` so calls can chain."""
+        if not self.active:
+            self._inject()
+            self.active = True
+            self.record("inject", **self.params)
+        return self
+
+    def heal(self) -> None:
+        """Undo the fault where possible and release anything it holds."""
+        if self.active:
+            self._heal()
+            self.active = False
+            self.record("heal")
+
+    def record(self, action: str, **detail: Any) -> None:
+        """Append a :class:`FaultRecord` to :attr:`records`."""
+        self.records.append(FaultRecord(self.name, action, dict(detail)))
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready summary: name, parameters, state and records."""
+        return {
+            "name": self.name,
+            "params": {k: _jsonable(v) for k, v in self.params.items()},
+            "active": self.active,
+            "records": [{"action": r.action, "detail": {k: _jsonable(v) for k, v in r.detail.items()}}
+                        for r in self.records],
+        }
+
+    def _inject(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _heal(self) -> None:
+        """Default: nothing to undo."""
+
+    def __enter__(self) -> Fault:
+        return self.inject()
+
+    def __exit__(self, *exc: object) -> None:
+        self.heal()
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"<{type(self).__name__} {self.name}({args}) {'active' if self.active else 'idle'}>"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return repr(value)

@@ -1,0 +1,1 @@
+"""pytest entry point for dbfault (inert unless ``--dbfault`` is given)."""

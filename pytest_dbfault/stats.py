@@ -1,0 +1,114 @@
+"""Counters behind the property × fault report, shared by machines, scenarios and the plugin.
+
+Plain Python: a machine or scenario calls :func:`record_check` each time it checks
+a property, with the faults active at that moment; the plugin turns the totals into
+the terminal summary and the JSON report, merging xdist workers' copies.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+#: The 17 reliability properties, number → slug (used in names like ``p06_transaction_atomicity``).
+PROPERTIES: dict[int, str] = {
+    1: "connection_recovery",
+    2: "graceful_degradation",
+    3: "schema_validation",
+    4: "migration_application",
+    5: "migration_rollback",
+    6: "transaction_atomicity",
+    7: "transaction_rollback",
+    8: "user_friendly_errors",
+    9: "technical_logging",
+    10: "health_monitoring",
+    11: "integrity_checking",
+    12: "automatic_backup",
+    13: "corruption_recovery",
+    14: "command_continuity",
+    15: "audit_retry",
+    16: "config_hot_reload",
+    17: "operation_logging",
+}
+
+NO_FAULT = "none"
+
+
+def property_id(number: int) -> str:
+    """``6`` → ``"p06_transaction_atomicity"``."""
+    return f"p{number:02d}_{PROPERTIES[number]}"
+
+
+@dataclass
+class Stats:
+    """Checks, injected faults and violations, keyed by property id and fault kind."""
+
+    checks: Counter = field(default_factory=Counter)  # (property_id, fault) -> n
+    violations: Counter = field(default_factory=Counter)  # (property_id, fault) -> n
+    faults: Counter = field(default_factory=Counter)  # fault -> n injected
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def record_check(self, number: int, active_faults: Iterable[str] = ()) -> None:
+        """Property ``number`` was checked while ``active_faults`` (names) were in force."""
+        pid = property_id(number)
+        with self._lock:
+            kinds = list(active_faults) or [NO_FAULT]
+            for kind in kinds:
+                self.checks[(pid, kind)] += 1
+
+    def record_violation(self, number: int, active_faults: Iterable[str] = ()) -> None:
+        """Property ``number`` was found violated."""
+        pid = property_id(number)
+        with self._lock:
+            for kind in list(active_faults) or [NO_FAULT]:
+                self.violations[(pid, kind)] += 1
+
+    def record_fault(self, kind: str) -> None:
+        """A fault of ``kind`` was injected."""
+        with self._lock:
+            self.faults[kind] += 1
+
+    def to_json(self) -> dict[str, Any]:
+        """Serializable form (also what xdist workers send to the controller)."""
+        return {
+            "checks": [[p, f, n] for (p, f), n in sorted(self.checks.items())],
+            "violations": [[p, f, n] for (p, f), n in sorted(self.violations.items())],
+            "faults": dict(sorted(self.faults.items())),
+        }
+
+    def merge_json(self, data: dict[str, Any]) -> None:
+        """Add a worker's :meth:`to_json` output into this object."""
+        with self._lock:
+            for p, f, n in data.get("checks", []):
+                self.checks[(p, f)] += n
+            for p, f, n in data.get("violations", []):
+                self.violations[(p, f)] += n
+            for kind, n in data.get("faults", {}).items():
+                self.faults[kind] += n
+
+    def reset(self) -> None:
+        with self._lock:
+            self.checks.clear()
+            self.violations.clear()
+            self.faults.clear()
+
+
+#: The process-wide collector the plugin reports from.
+STATS = Stats()
+
+
+def record_check(number: int, active_faults: Iterable[str] = ()) -> None:
+    """Shortcut for ``STATS.record_check``."""
+    STATS.record_check(number, active_faults)
+
+
+def record_violation(number: int, active_faults: Iterable[str] = ()) -> None:
+    """Shortcut for ``STATS.record_violation``."""
+    STATS.record_violation(number, active_faults)
+
+
+def record_fault(kind: str) -> None:
+    """Shortcut for ``STATS.record_fault``."""
+    STATS.record_fault(kind)

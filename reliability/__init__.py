@@ -1,0 +1,1 @@
+"""dbfault's SQLite reliability runtime."""
