@@ -1,0 +1,54 @@
+"""Logical disk-full: cap the victim connection's database size with ``max_page_count``."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from .base import Fault, FaultError
+from .target import TargetLike, resolve_target
+
+
+class DiskFullFault(Fault):
+    """Make the victim connection's writes fail with 13/SQLITE_FULL ("database or disk is full").
+
+    Sets ``PRAGMA max_page_count = page_count + headroom`` on the victim connection, so
+    any write that needs more than ``headroom`` new pages fails. SQLite rolls the *whole*
+    transaction back on SQLITE_FULL (``in_transaction`` becomes False).
+
+    The limit is **per connection and not saved in the file**: other connections, and
+    a new connection to the same file, can still grow the database. :meth:`heal`
+    restores the connection's previous ``max_page_count``.
+
+    :param target: the victim ``sqlite3.Connection`` or a manager exposing one.
+    :param headroom: pages the database may still grow by before writes fail (>= 0).
+    """
+
+    name = "disk_full"
+
+    def __init__(self, target: TargetLike, *, headroom: int = 0) -> None:
+        if not isinstance(headroom, int) or isinstance(headroom, bool) or headroom < 0:
+            raise FaultError(f"DiskFullFault headroom must be an int >= 0 pages, got {headroom!r}")
+        super().__init__(target=target, headroom=headroom)
+        self.target = resolve_target(target)
+        self.headroom = headroom
+        self._previous: int | None = None
+
+    def _inject(self) -> None:
+        conn = self.target.need_connection(self.name)
+        self._previous = int(conn.execute("PRAGMA max_page_count").fetchone()[0])
+        page_count = int(conn.execute("PRAGMA page_count").fetchone()[0])
+        # SQLite never sets the cap below the current size; read back what it kept.
+        applied = int(conn.execute(f"PRAGMA max_page_count = {page_count + self.headroom}").fetchone()[0])
+        self.record("max_page_count capped", page_count=page_count, previous_max_page_count=self._previous,
+                    max_page_count=applied)
+
+    def _heal(self) -> None:
+        conn = self.target.connection
+        if conn is None or self._previous is None:
+            return
+        try:
+            restored = int(conn.execute(f"PRAGMA max_page_count = {self._previous}").fetchone()[0])
+        except sqlite3.ProgrammingError:  # closed meanwhile: the limit died with the handle
+            self.record("max_page_count not restored", reason="connection already closed")
+            return
+        self.record("max_page_count restored", max_page_count=restored)

@@ -1,0 +1,126 @@
+"""Resolve what a fault acts on: a database path, a live connection, or both.
+
+Every injector accepts any of
+
+* a path (``str`` / ``os.PathLike``) to the database file;
+* a ``sqlite3.Connection`` (its file is read from ``PRAGMA database_list``);
+* any object with a ``path`` attribute and a ``connection`` property, such as
+  ``reliability.manager.DatabaseManager`` — matched by duck typing so this wing
+  never imports the runtime.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .base import FaultError
+
+#: What a fault may be pointed at.
+TargetLike = Any  # str | os.PathLike[str] | sqlite3.Connection | a manager-like object
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved fault target. ``connection`` is fetched lazily from a manager."""
+
+    path: Path | None
+    source: Any
+
+    @property
+    def connection(self) -> sqlite3.Connection | None:
+        """The live connection, if the target has one (a manager may open it now)."""
+        if isinstance(self.source, sqlite3.Connection):
+            return self.source
+        if _is_manager(self.source):
+            conn = self.source.connection
+            if not isinstance(conn, sqlite3.Connection):
+                raise FaultError(
+                    f"{type(self.source).__name__}.connection returned {type(conn).__name__}, "
+                    f"expected a sqlite3.Connection"
+                )
+            return conn
+        return None
+
+    def need_path(self, fault: str) -> Path:
+        """The database file path, or a :class:`FaultError` saying ``fault`` needs one."""
+        if self.path is None:
+            raise FaultError(
+                f"fault {fault!r} needs a database file, but its target {self.source!r} is an "
+                f"in-memory or temporary database; use a file under tmp_path"
+            )
+        return self.path
+
+    def need_connection(self, fault: str) -> sqlite3.Connection:
+        """The live connection, or a :class:`FaultError` saying ``fault`` needs one."""
+        conn = self.connection
+        if conn is None:
+            raise FaultError(
+                f"fault {fault!r} acts on a live connection, but its target {self.source!r} is "
+                f"only a path; pass the sqlite3.Connection (or DatabaseManager) to break"
+            )
+        return conn
+
+
+def resolve_target(target: TargetLike) -> Target:
+    """Turn a path, connection or manager into a :class:`Target`.
+
+    >>> resolve_target("/tmp/app.db").path
+    PosixPath('/tmp/app.db')
+    """
+    if isinstance(target, (str, os.PathLike)):
+        text = os.fspath(target)
+        if text in ("", ":memory:") or text.startswith("file:"):
+            raise FaultError(
+                f"fault target {text!r} is not a plain database file path; pass a filesystem path "
+                f"or the open sqlite3.Connection"
+            )
+        return Target(Path(text).absolute(), target)
+    if isinstance(target, sqlite3.Connection):
+        return Target(connection_path(target), target)
+    if _is_manager(target):
+        raw = target.path
+        if not isinstance(raw, (str, os.PathLike)):
+            raise FaultError(f"{type(target).__name__}.path is {raw!r}, expected a file path")
+        return Target(Path(os.fspath(raw)).absolute(), target)
+    raise FaultError(
+        f"cannot break {target!r} ({type(target).__name__}): expected a database path, a "
+        f"sqlite3.Connection, or an object with `path` and `connection` (like DatabaseManager)"
+    )
+
+
+def connection_path(conn: sqlite3.Connection) -> Path | None:
+    """The main database file of ``conn``; ``None`` for in-memory/temporary databases."""
+    try:
+        rows = conn.execute("PRAGMA database_list").fetchall()
+    except sqlite3.ProgrammingError as exc:
+        raise FaultError(f"cannot find the file of connection {conn!r}: {exc}") from exc
+    for _seq, name, file in rows:
+        if name == "main":
+            return Path(file) if file else None
+    return None  # pragma: no cover - every connection has a main schema
+
+
+def _is_manager(obj: Any) -> bool:
+    # Look at the class (or instance dict), not ``obj.connection``: reading a lazy property
+    # would open a connection just to classify the target.
+    return hasattr(obj, "path") and (
+        hasattr(type(obj), "connection") or "connection" in getattr(obj, "__dict__", {})
+    )
+
+
+def sidecars(path: Path) -> list[Path]:
+    """The journal files SQLite keeps next to ``path`` (whether or not they exist)."""
+    return [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal")]
+
+
+def journal_mode(path: Path, timeout: float = 1.0) -> str:
+    """The journal mode stored for ``path`` (``"wal"`` or a rollback mode), read on a fresh connection."""
+    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+    try:
+        return str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+    finally:
+        conn.close()

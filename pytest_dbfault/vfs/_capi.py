@@ -1,0 +1,188 @@
+"""ctypes view of the few SQLite C structures the shim touches, and the library they live in.
+
+The shim must be registered in the *same* ``libsqlite3`` instance that the stdlib ``_sqlite3``
+extension calls, so the library is reached through ``_sqlite3``'s own handle (``dlsym`` on it
+searches its dependencies too). Memory that SQLite keeps pointers to (the VFS struct, its name,
+the patched method tables) is taken from ``malloc`` and never freed: ctypes buffers could be
+reclaimed during interpreter shutdown while a connection still points into them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sqlite3
+from ctypes import CFUNCTYPE, POINTER, Structure, c_char_p, c_int, c_int64, c_void_p
+
+# Result codes (sqlite3.h). Extended I/O codes are SQLITE_IOERR | (n << 8).
+SQLITE_OK = 0
+SQLITE_BUSY = 5
+SQLITE_READONLY = 8
+SQLITE_IOERR = 10
+SQLITE_FULL = 13
+SQLITE_IOERR_READ = 266
+SQLITE_IOERR_SHORT_READ = 522
+SQLITE_IOERR_WRITE = 778
+SQLITE_IOERR_FSYNC = 1034
+SQLITE_IOERR_TRUNCATE = 1546
+SQLITE_IOERR_FSTAT = 1802
+SQLITE_IOERR_UNLOCK = 2058
+SQLITE_IOERR_CHECKRESERVEDLOCK = 3594
+SQLITE_IOERR_LOCK = 3850
+SQLITE_IOERR_CORRUPTFS = 8458
+
+# xOpen flags that say what kind of file is being opened.
+OPEN_KINDS = (
+    (0x00000100, "main"),
+    (0x00000200, "temp"),
+    (0x00000400, "transient"),
+    (0x00000800, "journal"),
+    (0x00001000, "temp_journal"),
+    (0x00002000, "subjournal"),
+    (0x00004000, "super_journal"),
+    (0x00080000, "wal"),
+)
+
+# sqlite3_io_methods callbacks (only the ones the shim replaces need exact prototypes).
+X_CLOSE = CFUNCTYPE(c_int, c_void_p)
+X_READ = CFUNCTYPE(c_int, c_void_p, c_void_p, c_int, c_int64)
+X_WRITE = CFUNCTYPE(c_int, c_void_p, c_void_p, c_int, c_int64)
+X_TRUNCATE = CFUNCTYPE(c_int, c_void_p, c_int64)
+X_SYNC = CFUNCTYPE(c_int, c_void_p, c_int)
+X_FILE_SIZE = CFUNCTYPE(c_int, c_void_p, POINTER(c_int64))
+X_LOCK = CFUNCTYPE(c_int, c_void_p, c_int)
+X_UNLOCK = CFUNCTYPE(c_int, c_void_p, c_int)
+X_CHECK_RESERVED = CFUNCTYPE(c_int, c_void_p, POINTER(c_int))
+# sqlite3_vfs callbacks the shim replaces.
+X_OPEN = CFUNCTYPE(c_int, c_void_p, c_char_p, c_void_p, c_int, POINTER(c_int))
+X_DELETE = CFUNCTYPE(c_int, c_void_p, c_char_p, c_int)
+
+
+class IoMethods(Structure):
+    """``sqlite3_io_methods`` up to version 3; untouched slots stay opaque pointers."""
+
+    _fields_ = [
+        ("iVersion", c_int),
+        ("xClose", c_void_p),
+        ("xRead", c_void_p),
+        ("xWrite", c_void_p),
+        ("xTruncate", c_void_p),
+        ("xSync", c_void_p),
+        ("xFileSize", c_void_p),
+        ("xLock", c_void_p),
+        ("xUnlock", c_void_p),
+        ("xCheckReservedLock", c_void_p),
+        ("xFileControl", c_void_p),
+        ("xSectorSize", c_void_p),
+        ("xDeviceCharacteristics", c_void_p),
+        ("xShmMap", c_void_p),
+        ("xShmLock", c_void_p),
+        ("xShmBarrier", c_void_p),
+        ("xShmUnmap", c_void_p),
+        ("xFetch", c_void_p),
+        ("xUnfetch", c_void_p),
+    ]
+
+
+class Vfs(Structure):
+    """``sqlite3_vfs`` up to version 3; untouched slots stay opaque pointers."""
+
+    _fields_ = [
+        ("iVersion", c_int),
+        ("szOsFile", c_int),
+        ("mxPathname", c_int),
+        ("pNext", c_void_p),
+        ("zName", c_void_p),
+        ("pAppData", c_void_p),
+        ("xOpen", c_void_p),
+        ("xDelete", c_void_p),
+        ("xAccess", c_void_p),
+        ("xFullPathname", c_void_p),
+        ("xDlOpen", c_void_p),
+        ("xDlError", c_void_p),
+        ("xDlSym", c_void_p),
+        ("xDlClose", c_void_p),
+        ("xRandomness", c_void_p),
+        ("xSleep", c_void_p),
+        ("xCurrentTime", c_void_p),
+        ("xGetLastError", c_void_p),
+        ("xCurrentTimeInt64", c_void_p),
+        ("xSetSystemCall", c_void_p),
+        ("xGetSystemCall", c_void_p),
+        ("xNextSystemCall", c_void_p),
+    ]
+
+
+class CApiUnavailable(Exception):
+    """The stdlib sqlite3 module's SQLite library cannot be reached through ctypes."""
+
+
+class SqliteLib:
+    """The handful of C functions of the stdlib's ``libsqlite3`` the shim needs."""
+
+    def __init__(self) -> None:
+        try:
+            import _sqlite3
+        except ImportError as exc:  # pragma: no cover - a Python without sqlite3 at all
+            raise CApiUnavailable(f"the stdlib _sqlite3 module cannot be imported ({exc})") from exc
+        origin = getattr(_sqlite3, "__file__", None)
+        if not origin or not origin.endswith((".so", ".pyd", ".dylib")):
+            raise CApiUnavailable(
+                f"_sqlite3 is not a C extension module ({origin!r}); there is no SQLite library to hook"
+            )
+        try:
+            handle = ctypes.CDLL(origin)
+            self.vfs_find = handle.sqlite3_vfs_find
+            self.vfs_register = handle.sqlite3_vfs_register
+            self.vfs_unregister = handle.sqlite3_vfs_unregister
+            libversion = handle.sqlite3_libversion
+        except (OSError, AttributeError) as exc:
+            raise CApiUnavailable(
+                f"{origin} does not export the SQLite C API (statically linked with hidden symbols?): {exc}"
+            ) from exc
+        self.vfs_find.restype = c_void_p
+        self.vfs_find.argtypes = [c_char_p]
+        self.vfs_register.restype = c_int
+        self.vfs_register.argtypes = [c_void_p, c_int]
+        self.vfs_unregister.restype = c_int
+        self.vfs_unregister.argtypes = [c_void_p]
+        libversion.restype = c_char_p
+        version = libversion().decode()
+        if version != sqlite3.sqlite_version:
+            raise CApiUnavailable(
+                f"the SQLite library found through _sqlite3 is {version} but sqlite3 reports "
+                f"{sqlite3.sqlite_version}: not the same library instance"
+            )
+        self.version = version
+        libc_name = ctypes.util.find_library("c")
+        libc = ctypes.CDLL(libc_name) if libc_name else ctypes.CDLL(None)
+        self._malloc = libc.malloc
+        self._malloc.restype = c_void_p
+        self._malloc.argtypes = [ctypes.c_size_t]
+
+    def alloc(self, struct_type: type[Structure]) -> Structure:
+        """A zeroed ``struct_type`` in memory that is never freed (SQLite may point to it for ever)."""
+        size = ctypes.sizeof(struct_type)
+        address = self._malloc(size)
+        if not address:
+            raise MemoryError(f"malloc({size}) failed for {struct_type.__name__}")
+        ctypes.memset(address, 0, size)
+        return struct_type.from_address(address)
+
+    def alloc_string(self, text: bytes) -> int:
+        """A NUL-terminated copy of ``text`` that is never freed; returns its address."""
+        address = self._malloc(len(text) + 1)
+        if not address:
+            raise MemoryError("malloc failed for a VFS name")
+        ctypes.memmove(address, text + b"\0", len(text) + 1)
+        return address
+
+
+def file_methods(file_ptr: int) -> int:
+    """The ``pMethods`` pointer of a ``sqlite3_file`` (its first member), 0 when unopened."""
+    return c_void_p.from_address(file_ptr).value or 0
+
+
+def set_file_methods(file_ptr: int, methods: int) -> None:
+    """Point a ``sqlite3_file`` at another method table."""
+    c_void_p.from_address(file_ptr).value = methods

@@ -1,0 +1,270 @@
+"""Typed, immutable runtime settings, read from ``RELIABILITY_*`` variables and a ``.env`` file.
+
+Example::
+
+    cfg = ReliabilityConfig.from_env(".env")          # environment beats the file
+    cfg = ReliabilityConfig(db_path="app.db", retry_attempts=3)
+    faster = cfg.replace(busy_timeout_ms=100)          # validated copy
+
+Every invalid value is reported at once in one :class:`ConfigError` naming each key,
+its value and why it was refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "RELIABILITY_"
+
+JOURNAL_MODES = ("WAL", "DELETE", "TRUNCATE", "PERSIST", "MEMORY")
+SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class ConfigError(ValueError):
+    """One or more settings are invalid; ``problems`` lists ``(key, value, reason)`` for each."""
+
+    def __init__(self, problems: list[tuple[str, Any, str]], source: str = "") -> None:
+        self.problems = problems
+        self.source = source
+        where = f" in {source}" if source else ""
+        lines = [f"invalid configuration{where}:"]
+        lines += [f"  {key}={value!r}: {reason}" for key, value, reason in problems]
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class ReliabilityConfig:
+    """All runtime settings. Defaults are safe for production (WAL, synchronous=FULL, bounded retries).
+
+    Paths left empty are derived from ``db_path`` (see the ``*_file`` properties).
+    """
+
+    db_path: str = "reliability.db"
+    #: How long SQLite itself waits on a lock before answering SQLITE_BUSY.
+    busy_timeout_ms: int = 5000
+    journal_mode: str = "WAL"
+    synchronous: str = "FULL"
+    foreign_keys: bool = True
+    #: Name of a DB-API module compatible with sqlite3 (``sqlite3``, ``sqlean``, ``pysqlite3.dbapi2``).
+    sqlite_module: str = "sqlite3"
+    retry_attempts: int = 5
+    retry_base_delay: float = 0.05
+    retry_max_delay: float = 2.0
+    #: Total seconds one operation may spend retrying, whatever ``retry_attempts`` says.
+    retry_budget: float = 10.0
+    backup_dir: str = ""
+    #: Seconds between scheduled backups; 0 turns the schedule off (``db.backup()`` still works).
+    backup_interval: float = 3600.0
+    backup_keep: int = 5
+    health_check_interval: float = 30.0
+    quick_check_interval: float = 3600.0
+    integrity_check_interval: float = 86400.0
+    #: Keep a durable redo journal of committed writes so recovery loses no acknowledged write.
+    redo_journal: bool = True
+    auto_migrate: bool = True
+    auto_recover: bool = True
+    audit_fallback_path: str = ""
+    audit_hmac_key: str = ""
+    write_queue_path: str = ""
+    write_queue_max: int = 10000
+    #: Comma-separated actors allowed to run admin commands; empty means "no list" (callback decides).
+    admin_actors: str = ""
+    log_level: str = "INFO"
+    #: Log one structured record per database operation.
+    operation_log: bool = False
+    operation_log_path: str = ""
+    log_json: bool = False
+    #: Put SQL parameters in logs (off by default: they may hold personal data).
+    log_sql_params: bool = False
+    #: Seconds between checks of the .env file for hot reload; 0 turns reload off.
+    config_reload_interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        problems = _validate(self)
+        if problems:
+            raise ConfigError(problems)
+
+    # -- derived paths -------------------------------------------------------------------------
+    @property
+    def backup_directory(self) -> Path:
+        """Where backups go: ``backup_dir`` or ``<db>.backups`` beside the database."""
+        return Path(self.backup_dir) if self.backup_dir else Path(self.db_path + ".backups")
+
+    @property
+    def audit_fallback_file(self) -> Path:
+        """The audit log's fallback JSON-lines file."""
+        return Path(self.audit_fallback_path or self.db_path + ".audit-fallback.jsonl")
+
+    @property
+    def write_queue_file(self) -> Path:
+        """The durable write queue's file."""
+        return Path(self.write_queue_path or self.db_path + ".queue.jsonl")
+
+    @property
+    def redo_journal_file(self) -> Path:
+        """The redo journal of writes committed since the last verified backup."""
+        return Path(self.db_path + ".redo.jsonl")
+
+    @property
+    def admin_actor_set(self) -> frozenset[str]:
+        """``admin_actors`` parsed into a set of names."""
+        return frozenset(a.strip() for a in self.admin_actors.split(",") if a.strip())
+
+    # -- construction --------------------------------------------------------------------------
+    def replace(self, **changes: Any) -> ReliabilityConfig:
+        """A validated copy with ``changes`` applied; unknown names raise :class:`ConfigError`."""
+        unknown = [k for k in changes if k not in _FIELDS]
+        if unknown:
+            raise ConfigError([(k, changes[k], _unknown_reason(k)) for k in unknown])
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Settings as a plain dict (the HMAC key masked)."""
+        data = dataclasses.asdict(self)
+        if data["audit_hmac_key"]:
+            data["audit_hmac_key"] = "***"
+        return data
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, str], source: str = "", **overrides: Any) -> ReliabilityConfig:
+        """Build from ``RELIABILITY_*`` string values (as found in an environment or .env file).
+
+        Values are converted to each field's type; every conversion error, unknown
+        ``RELIABILITY_*`` key (likely a typo) and invalid value is reported together.
+        """
+        problems: list[tuple[str, Any, str]] = []
+        kwargs: dict[str, Any] = {}
+        for env_key, raw in values.items():
+            if not env_key.startswith(ENV_PREFIX):
+                continue
+            name = env_key[len(ENV_PREFIX):].lower()
+            if name not in _FIELDS:
+                problems.append((env_key, raw, _unknown_reason(name, prefix=ENV_PREFIX)))
+                continue
+            try:
+                kwargs[name] = _convert(raw, _FIELDS[name])
+            except ValueError as exc:
+                problems.append((env_key, raw, str(exc)))
+        kwargs.update(overrides)
+        if not problems:
+            try:
+                return cls(**kwargs)
+            except ConfigError as exc:
+                problems = [(_env_name(k), v, r) for k, v, r in exc.problems]
+        else:
+            # Also report value problems of the keys that did convert.
+            try:
+                cls(**kwargs)
+            except ConfigError as exc:
+                problems += [(_env_name(k), v, r) for k, v, r in exc.problems]
+        raise ConfigError(problems, source)
+
+    @classmethod
+    def from_env(
+        cls,
+        path: str | os.PathLike[str] | None = ".env",
+        environ: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> ReliabilityConfig:
+        """Read ``RELIABILITY_*`` from the ``.env`` file at ``path`` (if it exists) and ``environ``.
+
+        The environment wins over the file, as users of dotenv tools expect;
+        keyword ``overrides`` win over both.
+        """
+        values: dict[str, str] = dict(read_env_file(path)) if path else {}
+        env = os.environ if environ is None else environ
+        values.update({k: v for k, v in env.items() if k.startswith(ENV_PREFIX)})
+        source = str(path) if path and Path(path).exists() else "environment"
+        return cls.from_mapping(values, source=source, **overrides)
+
+
+def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The ``RELIABILITY_*`` entries of a ``.env`` file (parsed by python-dotenv); {} if absent."""
+    if not Path(path).is_file():
+        return {}
+    from dotenv import dotenv_values  # imported here: only needed when a file exists
+
+    return {k: v or "" for k, v in dotenv_values(path).items() if k.startswith(ENV_PREFIX)}
+
+
+_FIELDS: dict[str, Any] = {f.name: f.type for f in fields(ReliabilityConfig)}
+
+
+def _env_name(name: str) -> str:
+    return name if name.startswith(ENV_PREFIX) else ENV_PREFIX + name.upper()
+
+
+def _unknown_reason(name: str, prefix: str = "") -> str:
+    close = difflib.get_close_matches(name, list(_FIELDS), n=1)
+    hint = f"; did you mean {prefix}{close[0].upper() if prefix else close[0]}?" if close else ""
+    return f"unknown setting{hint}"
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _convert(raw: str, type_name: str) -> Any:
+    text = raw.strip()
+    if type_name == "bool":
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise ValueError("expected a boolean (true/false, 1/0, yes/no, on/off)")
+    if type_name == "int":
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError("expected a whole number") from None
+    if type_name == "float":
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError("expected a number") from None
+    return text
+
+
+def _validate(cfg: ReliabilityConfig) -> list[tuple[str, Any, str]]:
+    problems: list[tuple[str, Any, str]] = []
+
+    def bad(key: str, reason: str) -> None:
+        problems.append((key, getattr(cfg, key), reason))
+
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        expected = {"int": int, "float": (int, float), "bool": bool, "str": str}[f.type]
+        if not isinstance(value, expected) or (f.type in ("int", "float") and isinstance(value, bool)):
+            bad(f.name, f"expected {f.type}, got {type(value).__name__}")
+    if problems:  # the range checks below assume the right types
+        return problems
+    if not cfg.db_path:
+        bad("db_path", "must not be empty")
+    for key in ("busy_timeout_ms", "write_queue_max"):
+        if getattr(cfg, key) < 0:
+            bad(key, "must be >= 0")
+    if cfg.retry_attempts < 1:
+        bad("retry_attempts", "must be >= 1 (1 means no retry)")
+    if cfg.backup_keep < 1:
+        bad("backup_keep", "must be >= 1 (the newest verified backup is always kept)")
+    for key in ("retry_base_delay", "retry_max_delay", "retry_budget", "backup_interval",
+                "health_check_interval", "quick_check_interval", "integrity_check_interval",
+                "config_reload_interval"):
+        if getattr(cfg, key) < 0:
+            bad(key, "must be >= 0")
+    if cfg.retry_max_delay < cfg.retry_base_delay:
+        bad("retry_max_delay", f"must be >= retry_base_delay ({cfg.retry_base_delay})")
+    if cfg.journal_mode.upper() not in JOURNAL_MODES:
+        bad("journal_mode", f"expected one of {', '.join(JOURNAL_MODES)}")
+    if cfg.synchronous.upper() not in SYNCHRONOUS_LEVELS:
+        bad("synchronous", f"expected one of {', '.join(SYNCHRONOUS_LEVELS)}")
+    if cfg.log_level.upper() not in LOG_LEVELS:
+        bad("log_level", f"expected one of {', '.join(LOG_LEVELS)}")
+    return problems

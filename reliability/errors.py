@@ -1,0 +1,326 @@
+"""The one error classifier: every sqlite3 exception → an :class:`ErrorKind` by its SQLite code.
+
+Each kind says whether it is transient, what the runtime does about it and what a
+user is told::
+
+    try:
+        conn.execute("INSERT ...")
+    except sqlite3.Error as exc:
+        kind = classify(exc)          # ErrorKind.BUSY
+        KIND_INFO[kind].transient     # True
+        KIND_INFO[kind].action        # RecoveryAction.RETRY
+
+On Python >= 3.11 the extended code (``sqlite_errorcode``) decides; on 3.10 the
+message, which SQLite derives from the same code, is matched instead.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import re
+import sqlite3
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+
+class ErrorKind(str, enum.Enum):
+    """What went wrong, in terms the runtime can act on."""
+
+    BUSY = "busy"
+    BUSY_SNAPSHOT = "busy_snapshot"
+    LOCKED = "locked"
+    FULL = "full"
+    CORRUPT = "corrupt"
+    NOTADB = "notadb"
+    READONLY = "readonly"
+    READONLY_DBMOVED = "readonly_dbmoved"
+    IOERR = "ioerr"
+    IOERR_CORRUPTFS = "ioerr_corruptfs"
+    CANTOPEN = "cantopen"
+    INTERRUPTED = "interrupted"
+    CLOSED = "closed"
+    CONSTRAINT = "constraint"
+    SCHEMA = "schema"
+    MISUSE = "misuse"
+    AUTH = "auth"
+    NOMEM = "nomem"
+    #: The database could not be reached within the retry budget.
+    UNAVAILABLE = "unavailable"
+    #: The schema does not match the known migrations; writes are refused.
+    SCHEMA_MISMATCH = "schema_mismatch"
+    UNKNOWN = "unknown"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class RecoveryAction(str, enum.Enum):
+    """What the runtime does when it meets an error kind."""
+
+    RETRY = "retry"  # run the same statement again after a backoff
+    RERUN_TRANSACTION = "rerun_transaction"  # roll back, then run the whole transaction again
+    RECONNECT = "reconnect"  # open a new connection, then retry
+    DEGRADE = "degrade"  # keep serving what does not need the database; queue writes
+    RESTORE = "restore"  # the file is damaged: recover from backup + redo journal
+    RAISE = "raise"  # a caller's mistake (constraint, SQL error): report it
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    """The runtime's policy for one :class:`ErrorKind`."""
+
+    transient: bool
+    action: RecoveryAction
+    user_message: str
+
+
+_R = RecoveryAction
+KIND_INFO: dict[ErrorKind, KindInfo] = {
+    ErrorKind.BUSY: KindInfo(True, _R.RETRY, "The database is busy right now. Please try again in a moment."),
+    ErrorKind.BUSY_SNAPSHOT: KindInfo(
+        True, _R.RERUN_TRANSACTION, "The data changed while your request ran. Please try again."),
+    ErrorKind.LOCKED: KindInfo(True, _R.RETRY, "The database is busy right now. Please try again in a moment."),
+    ErrorKind.FULL: KindInfo(
+        False, _R.DEGRADE, "The storage is full, so changes cannot be saved right now. Contact your administrator."),
+    ErrorKind.CORRUPT: KindInfo(
+        False, _R.RESTORE, "The database is damaged and is being repaired. Please try again shortly."),
+    ErrorKind.NOTADB: KindInfo(
+        False, _R.RESTORE, "The database is damaged and is being repaired. Please try again shortly."),
+    ErrorKind.READONLY: KindInfo(
+        False, _R.DEGRADE, "The database is read-only right now, so changes cannot be saved."),
+    ErrorKind.READONLY_DBMOVED: KindInfo(
+        False, _R.RECONNECT, "The database was moved. Reconnecting; please try again shortly."),
+    ErrorKind.IOERR: KindInfo(
+        False, _R.RECONNECT, "The storage reported an error. Please try again shortly."),
+    ErrorKind.IOERR_CORRUPTFS: KindInfo(
+        False, _R.RESTORE, "The storage is damaged and the database is being repaired. Please try again shortly."),
+    ErrorKind.CANTOPEN: KindInfo(
+        False, _R.RECONNECT, "The database cannot be opened right now. Please try again shortly."),
+    ErrorKind.INTERRUPTED: KindInfo(False, _R.RAISE, "The request was cancelled before it finished."),
+    ErrorKind.CLOSED: KindInfo(
+        False, _R.RECONNECT, "The connection to the database was lost. Reconnecting; please try again."),
+    ErrorKind.CONSTRAINT: KindInfo(
+        False, _R.RAISE, "The change conflicts with existing data (for example a duplicate entry)."),
+    ErrorKind.SCHEMA: KindInfo(False, _R.RAISE, "The request does not match the database structure."),
+    ErrorKind.MISUSE: KindInfo(
+        False, _R.RAISE, "The request could not be carried out. This is a bug; please report it."),
+    ErrorKind.AUTH: KindInfo(False, _R.RAISE, "You are not allowed to do that."),
+    ErrorKind.NOMEM: KindInfo(False, _R.RAISE, "The server is out of memory. Please try again later."),
+    ErrorKind.UNAVAILABLE: KindInfo(
+        False, _R.DEGRADE, "The database is unavailable right now. Please try again later."),
+    ErrorKind.SCHEMA_MISMATCH: KindInfo(
+        False, _R.RAISE, "The database structure is not the expected version, so changes are refused."),
+    ErrorKind.UNKNOWN: KindInfo(False, _R.RAISE, "Something went wrong with the database. Please try again later."),
+}
+
+#: Extended result codes (exact match first) and primary codes (``code & 0xFF``).
+_BY_EXTENDED: dict[int, ErrorKind] = {
+    517: ErrorKind.BUSY_SNAPSHOT,  # SQLITE_BUSY_SNAPSHOT
+    1032: ErrorKind.READONLY_DBMOVED,  # SQLITE_READONLY_DBMOVED
+    8458: ErrorKind.IOERR_CORRUPTFS,  # SQLITE_IOERR_CORRUPTFS
+    3338: ErrorKind.IOERR,  # SQLITE_IOERR_NOMEM is a memory problem reported as I/O
+}
+_BY_PRIMARY: dict[int, ErrorKind] = {
+    5: ErrorKind.BUSY,
+    6: ErrorKind.LOCKED,
+    13: ErrorKind.FULL,
+    11: ErrorKind.CORRUPT,
+    26: ErrorKind.NOTADB,
+    8: ErrorKind.READONLY,
+    10: ErrorKind.IOERR,
+    14: ErrorKind.CANTOPEN,
+    9: ErrorKind.INTERRUPTED,
+    19: ErrorKind.CONSTRAINT,
+    17: ErrorKind.SCHEMA,
+    21: ErrorKind.MISUSE,
+    23: ErrorKind.AUTH,
+    7: ErrorKind.NOMEM,
+    1: ErrorKind.UNKNOWN,  # SQLITE_ERROR: an SQL mistake; refined by message below
+}
+
+# Python 3.10 has no sqlite_errorcode: SQLite's messages are fixed per code (sqlite3ErrStr),
+# so matching them is reliable. Order matters: specific before general.
+_BY_MESSAGE: list[tuple[re.Pattern[str], ErrorKind]] = [
+    (re.compile(p, re.I), k)
+    for p, k in [
+        (r"^database schema has changed", ErrorKind.SCHEMA),
+        (r"^database table is locked|^database schema is locked", ErrorKind.LOCKED),
+        (r"^database is locked", ErrorKind.BUSY),
+        (r"^database or disk is full", ErrorKind.FULL),
+        (r"^database disk image is malformed|^malformed database schema", ErrorKind.CORRUPT),
+        (r"^file is not a database|^file is encrypted or is not a database", ErrorKind.NOTADB),
+        (r"^attempt to write a readonly database", ErrorKind.READONLY),
+        (r"^disk I/O error", ErrorKind.IOERR),
+        (r"^unable to open database", ErrorKind.CANTOPEN),
+        (r"^interrupted", ErrorKind.INTERRUPTED),
+        (r"constraint failed|^datatype mismatch", ErrorKind.CONSTRAINT),
+        (r"^not authorized", ErrorKind.AUTH),
+        (r"^out of memory", ErrorKind.NOMEM),
+        (r"^bad parameter or other API misuse|^library routine called out of sequence", ErrorKind.MISUSE),
+        (r"closed database|closed cursor", ErrorKind.CLOSED),
+        (r"^no such table|^no such column|^table .* already exists|^index .* already exists"
+         r"|^near \"|syntax error|has no column named", ErrorKind.SCHEMA),
+    ]
+]
+
+
+def sqlite_code(exc: BaseException) -> tuple[int | None, str | None]:
+    """``(extended code, code name)`` of a sqlite3 exception, ``(None, None)`` when Python does not say."""
+    return getattr(exc, "sqlite_errorcode", None), getattr(exc, "sqlite_errorname", None)
+
+
+def classify(exc: BaseException) -> ErrorKind:
+    """The :class:`ErrorKind` of ``exc`` (any exception; non-database ones are ``UNKNOWN``)."""
+    if isinstance(exc, DatabaseError):
+        return exc.kind
+    if isinstance(exc, MemoryError):
+        return ErrorKind.NOMEM
+    code = getattr(exc, "sqlite_errorcode", None)
+    message = str(exc)
+    if code is not None:
+        kind = _BY_EXTENDED.get(code) or _BY_PRIMARY.get(code & 0xFF)
+        if kind is not None and kind is not ErrorKind.UNKNOWN:
+            return kind
+    # Closed handles raise ProgrammingError without a code.
+    for pattern, kind in _BY_MESSAGE:
+        if pattern.search(message):
+            if kind is ErrorKind.READONLY and "moved" in message:
+                return ErrorKind.READONLY_DBMOVED
+            return kind
+    if isinstance(exc, sqlite3.ProgrammingError):
+        return ErrorKind.MISUSE
+    if isinstance(exc, sqlite3.IntegrityError):
+        return ErrorKind.CONSTRAINT
+    if isinstance(exc, sqlite3.OperationalError) and code is None:
+        # 3.10 gives no code and READONLY_DBMOVED/BUSY_SNAPSHOT share their primary's text;
+        # the message alone cannot tell more than the primary kind, matched above.
+        return ErrorKind.UNKNOWN
+    return ErrorKind.UNKNOWN
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when retrying (after a backoff, or rerunning the transaction) may succeed."""
+    return KIND_INFO[classify(exc)].transient
+
+
+class DatabaseError(Exception):
+    """A database operation failed; ``user_message`` is safe to show, the cause holds the details.
+
+    :param kind: what went wrong (:class:`ErrorKind`).
+    :param operation_id: the id of the operation in the technical log.
+    """
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        detail: str = "",
+        *,
+        operation_id: str = "",
+        user_message: str | None = None,
+        code: int | None = None,
+        code_name: str | None = None,
+        attempts: int = 1,
+    ) -> None:
+        self.kind = kind
+        self.detail = detail
+        self.operation_id = operation_id
+        self.user_message = user_message or KIND_INFO[kind].user_message
+        self.code = code
+        self.code_name = code_name
+        self.attempts = attempts
+        super().__init__(f"[{kind}] {detail}" if detail else f"[{kind}] {self.user_message}")
+
+    @property
+    def transient(self) -> bool:
+        """Whether trying again later may succeed."""
+        return KIND_INFO[self.kind].transient
+
+    @property
+    def action(self) -> RecoveryAction:
+        """What the runtime does about this kind of error."""
+        return KIND_INFO[self.kind].action
+
+
+class ErrorHandler:
+    """Turns exceptions into :class:`DatabaseError` and logs one technical record for each.
+
+    The record goes through stdlib ``logging`` with structured ``extra`` fields
+    (``db_kind``, ``db_code``, ``db_code_name``, ``operation_id``, ``attempt``, ``elapsed``,
+    ``sql``, ``params``) so a JSON formatter can ship it as is.
+    """
+
+    def __init__(self, logger: logging.Logger | None = None, *, show_params: bool = False) -> None:
+        self.logger = logger or logging.getLogger("reliability")
+        self.show_params = show_params
+
+    def wrap(
+        self,
+        exc: BaseException,
+        *,
+        operation_id: str = "",
+        sql: str | None = None,
+        params: Any = None,
+        attempt: int = 1,
+        elapsed: float = 0.0,
+        log: bool = True,
+    ) -> DatabaseError:
+        """The :class:`DatabaseError` for ``exc`` (logged unless ``log`` is False); chain it with ``from exc``."""
+        if isinstance(exc, DatabaseError):
+            return exc
+        kind = classify(exc)
+        code, name = sqlite_code(exc)
+        err = DatabaseError(kind, str(exc), operation_id=operation_id, code=code, code_name=name,
+                            attempts=attempt)
+        err.__cause__ = exc
+        if log:
+            self.log(err, sql=sql, params=params, attempt=attempt, elapsed=elapsed, exc=exc)
+        return err
+
+    def log(
+        self,
+        err: DatabaseError,
+        *,
+        sql: str | None = None,
+        params: Any = None,
+        attempt: int = 1,
+        elapsed: float = 0.0,
+        exc: BaseException | None = None,
+        level: int = logging.ERROR,
+    ) -> None:
+        """Log the technical record of ``err`` (kind, codes, operation id, SQL, redacted params, traceback)."""
+        if not self.logger.isEnabledFor(level):
+            return
+        cause = exc or err.__cause__ or err
+        self.logger.log(
+            level,
+            "database error %s (code %s/%s) in operation %s, attempt %d after %.3fs: %s",
+            err.kind, err.code, err.code_name, err.operation_id or "-", attempt, elapsed, err.detail,
+            extra={
+                "db_kind": str(err.kind),
+                "db_code": err.code,
+                "db_code_name": err.code_name,
+                "operation_id": err.operation_id,
+                "attempt": attempt,
+                "elapsed": round(elapsed, 6),
+                "sql": sql,
+                "params": redact(params, self.show_params),
+                "db_traceback": "".join(traceback.format_exception(type(cause), cause, cause.__traceback__)),
+            },
+        )
+
+
+def redact(params: Any, show: bool = False) -> Any:
+    """SQL parameters as safe to log: values replaced by ``'?'`` unless ``show``."""
+    if params is None or show:
+        return params
+    if isinstance(params, dict):
+        return {k: "?" for k in params}
+    try:
+        return ["?"] * len(params)
+    except TypeError:
+        return "?"

@@ -1,0 +1,438 @@
+"""``DatabaseManager``: the facade an application embeds.
+
+Example::
+
+    from reliability import DatabaseManager, ReliabilityConfig
+
+    with DatabaseManager(ReliabilityConfig(db_path="app.db")) as db:
+        db.execute("CREATE TABLE IF NOT EXISTS flags (name TEXT PRIMARY KEY, value TEXT)")
+        with db.transaction():
+            db.execute("INSERT INTO flags VALUES (?, ?)", ("beta", "on"))
+        db.fetch_one("SELECT value FROM flags WHERE name = ?", ("beta",))   # ('on',)
+
+Single statements outside a transaction are retried on transient errors and after a
+lost connection; whole transactions are rerun by :meth:`run_in_transaction`. Every
+error that reaches the caller is a :class:`~reliability.errors.DatabaseError` with a
+user-facing message; the technical record goes to the ``reliability`` logger.
+
+The success path is kept tiny on purpose (the runtime must stay within 1.15x of raw
+sqlite3): a lock, two clock reads, two counter updates. Everything else (retries,
+classification, reconnects, logging of errors) happens only after a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from time import perf_counter
+from typing import Any, TypeVar
+
+from .config import ReliabilityConfig
+from .connection import ConnectionManager, ConnectionState
+from .errors import KIND_INFO, DatabaseError, ErrorHandler, ErrorKind, RecoveryAction, classify
+from .health import HealthMonitor, HealthReport, HealthStatus, wal_size
+from .retry import RetryExhausted, RetryPolicy
+from .transaction import TransactionManager
+
+T = TypeVar("T")
+log = logging.getLogger("reliability")
+
+Params = Sequence[Any] | dict[str, Any]
+
+
+class DatabaseManager:
+    """The reliability runtime for one SQLite database.
+
+    :param config: settings; defaults to ``ReliabilityConfig.from_env()`` when omitted.
+    :param policy: the retry policy shared by every component (built from ``config`` if omitted;
+        pass one with a fake clock/sleep in tests).
+    :param logger: where technical records go (default ``logging.getLogger("reliability")``).
+    """
+
+    def __init__(
+        self,
+        config: ReliabilityConfig | None = None,
+        *,
+        policy: RetryPolicy | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.config = config if config is not None else ReliabilityConfig.from_env()
+        self.logger = logger or log
+        self.policy = policy or RetryPolicy.from_config(self.config)
+        self.errors = ErrorHandler(self.logger, show_params=self.config.log_sql_params)
+        self.connections = ConnectionManager(self.config, self.policy, self.errors)
+        self._lock = threading.RLock()
+        self.transactions = TransactionManager(self.connections, self.policy, self.errors, self._lock)
+        self.monitor = HealthMonitor()
+        self._op_seq = itertools.count(1)
+        self._id_prefix = os.urandom(3).hex()
+        #: Operation logger (see :mod:`reliability.oplog`); None when operation logging is off.
+        self._oplog: Any = None
+        #: Redo journal capturing committed writes (see :mod:`reliability.backup`); None when off.
+        self._redo: Any = None
+        #: Called with the DatabaseError when corruption is detected (recovery registers here).
+        self.corruption_listeners: list[Callable[[DatabaseError], None]] = []
+        #: Called with each DatabaseError that reaches a caller (degradation registers here).
+        self.error_listeners: list[Callable[[DatabaseError], None]] = []
+        self.closed = False
+        self.transactions.before_commit.append(self._check_identity)
+        self.transactions.after_commit.append(self._after_commit)
+        self.transactions.after_rollback.append(self._after_rollback)
+
+    # -- identity ------------------------------------------------------------------------------
+    @property
+    def path(self) -> str:
+        """The database file."""
+        return self.config.db_path
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The live ``sqlite3.Connection`` (opened on first use). Faults and tests may use it."""
+        return self.connections.connection
+
+    def new_operation_id(self) -> str:
+        """A fresh id for the technical log (``<manager>-<n>``)."""
+        return f"{self._id_prefix}-{next(self._op_seq)}"
+
+    # -- statements ----------------------------------------------------------------------------
+    def execute(self, sql: str, params: Params = ()) -> sqlite3.Cursor:
+        """Run one statement; retried on transient errors when not inside a transaction."""
+        t0 = perf_counter()
+        with self._lock:
+            conn = self.connections._conn
+            if conn is not None:
+                before = conn.total_changes
+                try:
+                    cur = conn.execute(sql, params)
+                    if conn.total_changes != before:
+                        self._wrote(conn, sql, params, False)
+                except Exception as exc:
+                    return self._failed("execute", _execute, sql, params, exc, t0)
+                self._done("execute", sql, t0, cur.rowcount)
+                return cur
+            return self._failed("execute", _execute, sql, params, None, t0)
+
+    def executemany(self, sql: str, seq_of_params: Iterable[Params]) -> sqlite3.Cursor:
+        """Run one statement for each parameter set (atomically: in a transaction if none is open)."""
+        params = seq_of_params if isinstance(seq_of_params, list) else list(seq_of_params)
+        t0 = perf_counter()
+        with self._lock:
+            if not self.transactions.depth:
+                # executemany in autocommit mode commits row by row; a failure mid-way would
+                # leave half the batch in. Wrap it so the batch is all or nothing.
+                return self.run_in_transaction(self.executemany, sql, params)
+            conn = self.connections.connection
+            before = conn.total_changes
+            try:
+                cur = conn.executemany(sql, params)
+                if conn.total_changes != before:
+                    self._wrote(conn, sql, params, True)
+            except Exception as exc:
+                return self._failed("executemany", _executemany, sql, params, exc, t0)
+            self._done("executemany", sql, t0, cur.rowcount)
+            return cur
+
+    def fetch_one(self, sql: str, params: Params = ()) -> Any:
+        """The first row of a query, or None."""
+        t0 = perf_counter()
+        with self._lock:
+            conn = self.connections._conn
+            if conn is not None:
+                try:
+                    row = conn.execute(sql, params).fetchone()
+                except Exception as exc:
+                    return self._failed("fetch_one", _fetch_one, sql, params, exc, t0)
+                self._done("fetch_one", sql, t0, 0 if row is None else 1)
+                return row
+            return self._failed("fetch_one", _fetch_one, sql, params, None, t0)
+
+    def fetch_all(self, sql: str, params: Params = ()) -> list[Any]:
+        """Every row of a query."""
+        t0 = perf_counter()
+        with self._lock:
+            conn = self.connections._conn
+            if conn is not None:
+                try:
+                    rows = conn.execute(sql, params).fetchall()
+                except Exception as exc:
+                    return self._failed("fetch_all", _fetch_all, sql, params, exc, t0)
+                self._done("fetch_all", sql, t0, len(rows))
+                return rows
+            return self._failed("fetch_all", _fetch_all, sql, params, None, t0)
+
+    def _done(self, op: str, sql: str | None, t0: float, rows: int, attempts: int = 1) -> None:
+        dt = perf_counter() - t0
+        self.monitor.observe(op, dt)
+        oplog = self._oplog
+        if oplog is not None:
+            oplog.record(op, sql, dt, rows, attempts, "ok", None)
+
+    # -- writes: moved-file detection and redo capture ------------------------------------------
+    def _wrote(self, conn: sqlite3.Connection, sql: str, params: Any, many: bool) -> None:
+        """A statement changed rows. Outside a transaction it is already committed."""
+        redo = self._redo
+        if self.transactions.depth:
+            if redo is not None:
+                redo.capture(sql, params, many)
+            return
+        # In WAL mode SQLite keeps writing into a deleted or replaced file without error:
+        # check that the commit landed in the file everyone else sees before acknowledging it.
+        self._check_identity(conn)
+        if redo is not None:
+            redo.capture(sql, params, many)
+            redo.commit()
+
+    def _check_identity(self, conn: sqlite3.Connection) -> None:
+        if self.connections.file_moved():
+            raise DatabaseError(ErrorKind.READONLY_DBMOVED,
+                                "the database file was deleted, moved or replaced under the open connection; "
+                                "the write went to the old file and is not acknowledged")
+
+    def _after_commit(self) -> None:
+        if self._redo is not None:
+            self._redo.commit()
+
+    def _after_rollback(self) -> None:
+        if self._redo is not None:
+            self._redo.discard()
+
+    # -- failures ------------------------------------------------------------------------------
+    def _failed(
+        self,
+        op: str,
+        call: Callable[[sqlite3.Connection, str, Any], Any],
+        sql: str,
+        params: Any,
+        first: BaseException | None,
+        t0: float,
+    ) -> Any:
+        """Slow path: retry (outside transactions), reconnect, classify, log, raise."""
+        op_id = self.new_operation_id()
+        in_tx = self.transactions.depth > 0
+        pending = [first] if first is not None else []
+        attempts = 0
+
+        def once() -> Any:
+            nonlocal attempts
+            attempts += 1
+            if pending:
+                raise pending.pop()
+            conn = self.connections.connection
+            before = conn.total_changes
+            result = call(conn, sql, params)
+            if conn.total_changes != before:
+                self._wrote(conn, sql, params, op == "executemany")
+            return result
+
+        def should_retry(exc: BaseException) -> bool:
+            if in_tx:
+                return False  # the transaction's owner decides (run_in_transaction reruns it)
+            info = KIND_INFO[classify(exc)]
+            return info.transient or info.action is RecoveryAction.RECONNECT
+
+        def on_retry(attempt: int, delay: float, exc: BaseException) -> None:
+            self.monitor.retries += 1
+            self.errors.log(self.errors.wrap(exc, operation_id=op_id, log=False), sql=sql, params=params,
+                            attempt=attempt, elapsed=perf_counter() - t0, level=logging.WARNING)
+
+        def before_retry(exc: BaseException) -> None:
+            if KIND_INFO[classify(exc)].action is RecoveryAction.RECONNECT:
+                self._drop_connection()
+
+        try:
+            result = self.policy.call(once, should_retry=should_retry, on_retry=on_retry,
+                                      before_retry=before_retry)
+        except RetryExhausted as exc:
+            raise self._surface(op, exc.last, op_id, sql, params, exc.attempts, t0, exhausted=True) from exc.last
+        except Exception as exc:
+            raise self._surface(op, exc, op_id, sql, params, attempts, t0) from exc
+        if attempts > 1 and self.connections.state is ConnectionState.CONNECTED:
+            log.info("operation %s succeeded after %d attempts", op_id, attempts,
+                     extra={"operation_id": op_id, "attempt": attempts})
+        rows = len(result) if isinstance(result, list) else (result.rowcount if hasattr(result, "rowcount")
+                                                             else int(result is not None))
+        self._done(op, sql, t0, rows, attempts)
+        return result
+
+    def _drop_connection(self) -> None:
+        self.connections.close()
+        self.connections.state = ConnectionState.RECONNECTING
+
+    def _surface(
+        self,
+        op: str,
+        exc: BaseException,
+        op_id: str,
+        sql: str | None,
+        params: Any,
+        attempts: int,
+        t0: float,
+        exhausted: bool = False,
+    ) -> DatabaseError:
+        """Turn ``exc`` into the DatabaseError the caller sees; log it, count it, notify listeners."""
+        elapsed = perf_counter() - t0
+        if isinstance(exc, DatabaseError):
+            err = exc
+            err.operation_id = err.operation_id or op_id
+        else:
+            err = self.errors.wrap(exc, operation_id=op_id, sql=sql, params=params, attempt=max(attempts, 1),
+                                   elapsed=elapsed, log=False)
+            err.attempts = max(attempts, 1)
+        if exhausted and KIND_INFO[err.kind].action is RecoveryAction.RECONNECT:
+            # The database could not be reached within the budget: say so plainly.
+            cause = err
+            err = DatabaseError(ErrorKind.UNAVAILABLE, f"gave up after {attempts} attempt(s): {cause.detail}",
+                                operation_id=op_id, code=cause.code, code_name=cause.code_name, attempts=attempts)
+            err.__cause__ = exc
+            self.connections.state = ConnectionState.UNAVAILABLE
+        self.errors.log(err, sql=sql, params=params, attempt=max(attempts, 1), elapsed=elapsed, exc=exc)
+        self.monitor.observe_error(str(err.kind), err.detail)
+        oplog = self._oplog
+        if oplog is not None:
+            oplog.record(op, sql, elapsed, 0, max(attempts, 1), "error", str(err.kind))
+        if err.action is RecoveryAction.RESTORE:
+            for fn in list(self.corruption_listeners):
+                fn(err)
+        for fn in list(self.error_listeners):
+            fn(err)
+        return err
+
+    # -- transactions --------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``with db.transaction():`` — BEGIN IMMEDIATE (SAVEPOINT when nested), commit or roll back.
+
+        Errors are re-raised as :class:`DatabaseError`; the connection stays usable.
+        """
+        t0 = perf_counter()
+        try:
+            with self._lock, self.transactions.transaction() as conn:
+                yield conn
+        except DatabaseError as err:
+            if not self.transactions.depth:
+                self._report_tx_error(err, t0)
+            raise
+        if not self.transactions.depth:
+            self._done("transaction", None, t0, 0)
+
+    def run_in_transaction(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(*args, **kwargs)`` in a transaction; on busy/locked/busy-snapshot, roll back and rerun it.
+
+        ``fn`` uses this manager (``db.execute`` …) inside; it may run more than once, so
+        it must not have side effects outside the database.
+        """
+        t0 = perf_counter()
+
+        def before_retry(exc: BaseException) -> None:
+            self.monitor.retries += 1
+            if KIND_INFO[classify(exc)].action is RecoveryAction.RECONNECT:
+                self._drop_connection()
+
+        with self._lock:
+            try:
+                result = self.transactions.run(fn, args, kwargs, operation_id=self.new_operation_id(),
+                                               before_retry=before_retry)
+            except DatabaseError as err:
+                if not self.transactions.depth:
+                    self._report_tx_error(err, t0)
+                raise
+            except Exception as exc:
+                if not self.transactions.depth and isinstance(exc, self.connections.module.Error):
+                    raise self._surface("transaction", exc, self.new_operation_id(), None, None, 1, t0) from exc
+                raise
+        if not self.transactions.depth:
+            self._done("transaction", None, t0, 0)
+        return result
+
+    def _report_tx_error(self, err: DatabaseError, t0: float) -> None:
+        # Already logged by the handler when wrapped; count it and notify listeners once.
+        self.monitor.observe_error(str(err.kind), err.detail)
+        oplog = self._oplog
+        if oplog is not None:
+            oplog.record("transaction", None, perf_counter() - t0, 0, err.attempts, "error", str(err.kind))
+        if err.action is RecoveryAction.RESTORE:
+            for fn in list(self.corruption_listeners):
+                fn(err)
+        for fn in list(self.error_listeners):
+            fn(err)
+
+    # -- health --------------------------------------------------------------------------------
+    def health(self) -> HealthReport:
+        """A typed report: status (healthy / degraded / unavailable), reasons and counters."""
+        reasons: list[str] = []
+        with self._lock:
+            state = self.connections.state
+            problem = self.connections.check() if state is ConnectionState.CONNECTED else None
+            if state is ConnectionState.CLOSED and not self.closed:
+                try:
+                    self.connections.open()
+                    state = self.connections.state
+                    problem = self.connections.check()
+                except Exception as exc:
+                    problem = classify(exc)
+        status = HealthStatus.HEALTHY
+        if state is ConnectionState.UNAVAILABLE:
+            status = HealthStatus.UNAVAILABLE
+            reasons.append("the database could not be reached within the retry budget")
+        if problem is not None:
+            info = KIND_INFO[problem]
+            status = HealthStatus.UNAVAILABLE if info.action in (RecoveryAction.RESTORE,
+                                                                 RecoveryAction.RECONNECT) else HealthStatus.DEGRADED
+            reasons.append(f"connection check found: {problem}")
+        m = self.monitor
+        return HealthReport(
+            status=status,
+            reasons=tuple(reasons),
+            connection_state=str(state),
+            operations=dict(m.operations),
+            errors=dict(m.errors),
+            retries=m.retries,
+            reconnects=self.connections.reconnects,
+            latency_ms=m.latency_percentiles(),
+            last_error=m.last_error,
+            wal_size=wal_size(self.path),
+            last_backup_at=m.last_backup_at,
+            last_integrity_check_at=m.last_integrity_check_at,
+            integrity_ok=m.integrity_ok,
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the connection and flush anything pending. Safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
+        with self._lock:
+            if self._oplog is not None:
+                self._oplog.close()
+            self.connections.close()
+
+    def __enter__(self) -> DatabaseManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<DatabaseManager {self.path!r} {self.connections.state}>"
+
+
+def _execute(conn: sqlite3.Connection, sql: str, params: Any) -> sqlite3.Cursor:
+    return conn.execute(sql, params)
+
+
+def _executemany(conn: sqlite3.Connection, sql: str, params: Any) -> sqlite3.Cursor:
+    return conn.executemany(sql, params)
+
+
+def _fetch_one(conn: sqlite3.Connection, sql: str, params: Any) -> Any:
+    return conn.execute(sql, params).fetchone()
+
+
+def _fetch_all(conn: sqlite3.Connection, sql: str, params: Any) -> list[Any]:
+    return conn.execute(sql, params).fetchall()

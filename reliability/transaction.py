@@ -1,0 +1,183 @@
+"""Transactions: ``BEGIN IMMEDIATE`` at the outermost level, SAVEPOINTs inside, rollback on any error.
+
+SQLite sometimes rolls a transaction back by itself (SQLITE_FULL, SQLITE_INTERRUPT,
+I/O errors during commit) and sometimes leaves it open (SQLITE_BUSY at COMMIT).
+The manager therefore looks at ``in_transaction`` before issuing ROLLBACK, and
+treats a savepoint whose enclosing transaction is already gone as rolled back too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .errors import KIND_INFO, DatabaseError, ErrorKind, RecoveryAction, classify
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from .connection import ConnectionManager
+    from .errors import ErrorHandler
+    from .retry import RetryPolicy
+
+T = TypeVar("T")
+log = logging.getLogger("reliability.transaction")
+
+
+class TransactionError(DatabaseError):
+    """A transaction could not be committed or was used wrongly; the database is unchanged."""
+
+
+class TransactionManager:
+    """Begins, commits and rolls back transactions on a :class:`ConnectionManager`'s connection.
+
+    ``lock`` is held for the whole transaction so other threads sharing the
+    connection cannot slip statements into it.
+    """
+
+    def __init__(
+        self,
+        connections: ConnectionManager,
+        policy: RetryPolicy,
+        handler: ErrorHandler,
+        lock: threading.RLock | None = None,
+    ) -> None:
+        self.connections = connections
+        self.policy = policy
+        self.handler = handler
+        self.lock = lock or threading.RLock()
+        self.depth = 0
+        #: Called with the connection just before the outermost COMMIT (may raise to abort).
+        self.before_commit: list[Callable[[sqlite3.Connection], None]] = []
+        #: Called after the outermost COMMIT succeeded, before the caller is told.
+        self.after_commit: list[Callable[[], None]] = []
+        #: Called after the outermost transaction rolled back.
+        self.after_rollback: list[Callable[[], None]] = []
+        self.commits = 0
+        self.rollbacks = 0
+
+    @property
+    def active(self) -> bool:
+        """True inside ``transaction()`` on this thread's manager."""
+        return self.depth > 0
+
+    @contextlib.contextmanager
+    def transaction(self, operation_id: str = "") -> Iterator[sqlite3.Connection]:
+        """Run the block in a transaction (or a savepoint when nested); commit or roll back.
+
+        Any exception rolls back this level and is re-raised as :class:`DatabaseError`
+        (database errors) or unchanged (the caller's own exceptions).
+        """
+        with self.lock:
+            conn = self.connections.connection
+            level = self.depth
+            name = f"reliability_sp{level}"
+            try:
+                conn.execute("BEGIN IMMEDIATE" if level == 0 else f"SAVEPOINT {name}")
+            except Exception as exc:
+                raise self.handler.wrap(exc, operation_id=operation_id,
+                                        sql="BEGIN IMMEDIATE" if level == 0 else "SAVEPOINT") from exc
+            self.depth += 1
+            try:
+                yield conn
+            except BaseException as exc:
+                self.depth -= 1
+                self._rollback(conn, level, name)
+                if isinstance(exc, (self.connections.module.Error, DatabaseError)):
+                    raise self.handler.wrap(exc, operation_id=operation_id) from exc
+                raise
+            self.depth -= 1
+            if level == 0:
+                self._commit(conn, operation_id)
+            elif conn.in_transaction:
+                conn.execute(f"RELEASE {name}")
+            else:
+                # SQLite already rolled the whole transaction back (e.g. SQLITE_FULL inside it).
+                raise TransactionError(ErrorKind.UNKNOWN, "the enclosing transaction was rolled back by SQLite",
+                                       operation_id=operation_id)
+
+    def _commit(self, conn: sqlite3.Connection, operation_id: str) -> None:
+        if not conn.in_transaction:
+            # A statement inside failed in a way SQLite answers by rolling back, and the
+            # caller swallowed the error: committing now would acknowledge lost work.
+            self.rollbacks += 1
+            for fn in self.after_rollback:
+                fn()
+            raise TransactionError(ErrorKind.UNKNOWN,
+                                   "SQLite rolled the transaction back after an error inside it; nothing was saved",
+                                   operation_id=operation_id)
+        try:
+            for fn in self.before_commit:
+                fn(conn)
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            # BUSY at COMMIT leaves the transaction open; everything else may or may not have.
+            self._rollback(conn, 0, "")
+            if isinstance(exc, DatabaseError):
+                raise
+            raise self.handler.wrap(exc, operation_id=operation_id, sql="COMMIT") from exc
+        self.commits += 1
+        for fn in self.after_commit:
+            fn()
+
+    def _rollback(self, conn: sqlite3.Connection, level: int, name: str) -> None:
+        try:
+            if level == 0:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                self.rollbacks += 1
+                for fn in self.after_rollback:
+                    fn()
+            elif conn.in_transaction:
+                conn.execute(f"ROLLBACK TO {name}")
+                conn.execute(f"RELEASE {name}")
+        except Exception as exc:  # the handle may be dead; the transaction is gone with it
+            log.warning("rollback failed (%s: %s); the connection will be reopened", classify(exc), exc)
+
+    def run(
+        self,
+        fn: Callable[..., T],
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        operation_id: str = "",
+        before_retry: Callable[[BaseException], None] | None = None,
+    ) -> T:
+        """Run ``fn(*args, **kwargs)`` in a transaction; on a transient error roll back and rerun it all.
+
+        Retries follow the shared policy. Only the outermost call retries: inside
+        another transaction a rerun of part of the work would break atomicity.
+        """
+        kwargs = kwargs or {}
+        if self.depth > 0:
+            with self.transaction(operation_id):
+                return fn(*args, **kwargs)
+
+        def once() -> T:
+            with self.transaction(operation_id):
+                return fn(*args, **kwargs)
+
+        def on_retry(attempt: int, delay: float, exc: BaseException) -> None:
+            log.warning("transaction attempt %d failed (%s); rerunning in %.3fs",
+                        attempt, classify(exc), delay,
+                        extra={"operation_id": operation_id, "attempt": attempt, "db_kind": str(classify(exc))})
+
+        from .retry import RetryExhausted
+
+        try:
+            return self.policy.call(once, should_retry=_rerunnable, on_retry=on_retry, before_retry=before_retry)
+        except RetryExhausted as exc:
+            last = exc.last
+            if isinstance(last, DatabaseError):
+                last.attempts = exc.attempts
+                raise last from last.__cause__
+            raise
+
+
+def _rerunnable(exc: BaseException) -> bool:
+    # Transient kinds, and a lost connection (the manager reconnects in ``before_retry``).
+    info = KIND_INFO[classify(exc)]
+    return info.transient or info.action is RecoveryAction.RECONNECT
