@@ -14,6 +14,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -96,7 +97,10 @@ class ConnectionManager:
         file is reported (SQLITE_CANTOPEN) instead of silently replaced by an empty one.
         """
         with self._lock:
+            replaced = self._identity is not None and _file_identity(self.path) not in (None, self._identity)
             self._close_quietly()
+            if replaced:
+                _quarantine_stale_wal(self.path)
             conn = self._connect()
             self._conn = conn
             self._existed = True
@@ -229,6 +233,30 @@ _RECONNECTABLE = frozenset({
     ErrorKind.BUSY, ErrorKind.LOCKED, ErrorKind.CANTOPEN, ErrorKind.IOERR, ErrorKind.READONLY,
     ErrorKind.READONLY_DBMOVED, ErrorKind.CLOSED, ErrorKind.UNKNOWN,
 })
+
+
+def _quarantine_stale_wal(path: str) -> None:
+    """Move aside a ``-wal``/``-shm`` pair left by the file that was replaced at ``path``.
+
+    SQLite does not tie a WAL to its database file: opening a replaced database next
+    to the old file's WAL would replay the old frames into the new file (seen here:
+    the replaced database showed the old schema). A WAL last written before the new
+    file arrived (its mtime not after the new file's ctime) belongs to the old one.
+    It is renamed, never deleted, so nothing is lost.
+    """
+    wal = path + "-wal"
+    try:
+        stale = os.stat(wal).st_mtime_ns <= os.stat(path).st_ctime_ns
+    except OSError:
+        return
+    if stale:
+        suffix = f".stale-{os.getpid()}-{time.time_ns()}"
+        for extra in ("-wal", "-shm"):
+            try:
+                os.rename(path + extra, path + extra + suffix)
+            except OSError:
+                pass
+        log.warning("moved aside the WAL of a replaced database file %s (kept as *%s)", path, suffix)
 
 
 def _file_identity(path: str) -> tuple[int, int] | None:

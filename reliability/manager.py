@@ -106,8 +106,11 @@ class DatabaseManager:
         with self._lock:
             conn = self.connections._conn
             if conn is not None:
-                before = conn.total_changes
                 try:
+                    before = conn.total_changes
+                    if not self.transactions.depth:
+                        # An autocommit write commits at once: make sure it goes to the real file.
+                        self._check_identity(conn)
                     cur = conn.execute(sql, params)
                     if conn.total_changes != before:
                         self._wrote(conn, sql, params, False)
@@ -127,8 +130,8 @@ class DatabaseManager:
                 # leave half the batch in. Wrap it so the batch is all or nothing.
                 return self.run_in_transaction(self.executemany, sql, params)
             conn = self.connections.connection
-            before = conn.total_changes
             try:
+                before = conn.total_changes
                 cur = conn.executemany(sql, params)
                 if conn.total_changes != before:
                     self._wrote(conn, sql, params, True)
@@ -180,18 +183,16 @@ class DatabaseManager:
             if redo is not None:
                 redo.capture(sql, params, many)
             return
-        # In WAL mode SQLite keeps writing into a deleted or replaced file without error:
-        # check that the commit landed in the file everyone else sees before acknowledging it.
-        self._check_identity(conn)
         if redo is not None:
             redo.capture(sql, params, many)
             redo.commit()
 
     def _check_identity(self, conn: sqlite3.Connection) -> None:
+        # In WAL mode SQLite keeps writing into a deleted or replaced file without error, and a
+        # renamed file takes writes nobody else sees: check before anything is committed.
         if self.connections.file_moved():
             raise DatabaseError(ErrorKind.READONLY_DBMOVED,
-                                "the database file was deleted, moved or replaced under the open connection; "
-                                "the write went to the old file and is not acknowledged")
+                                "the database file was deleted, moved or replaced under the open connection")
 
     def _after_commit(self) -> None:
         if self._redo is not None:
@@ -224,6 +225,8 @@ class DatabaseManager:
                 raise pending.pop()
             conn = self.connections.connection
             before = conn.total_changes
+            if not in_tx and call is not _fetch_one and call is not _fetch_all:
+                self._check_identity(conn)
             result = call(conn, sql, params)
             if conn.total_changes != before:
                 self._wrote(conn, sql, params, op == "executemany")

@@ -1,0 +1,121 @@
+"""ReliabilityConfig: defaults, .env + environment reading, validation naming every bad key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reliability.config import ConfigError, ReliabilityConfig
+
+
+def test_defaults_are_safe_for_production() -> None:
+    cfg = ReliabilityConfig()
+    assert cfg.journal_mode == "WAL"
+    assert cfg.synchronous == "FULL"
+    assert cfg.foreign_keys is True
+    assert cfg.retry_attempts >= 1 and cfg.retry_budget > 0
+    assert cfg.log_sql_params is False
+
+
+def test_it_is_immutable() -> None:
+    cfg = ReliabilityConfig()
+    with pytest.raises(AttributeError):
+        cfg.busy_timeout_ms = 1  # type: ignore[misc]
+
+
+def test_environment_beats_the_env_file(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text("RELIABILITY_DB_PATH=from_file.db\nRELIABILITY_RETRY_ATTEMPTS=7\n")
+    cfg = ReliabilityConfig.from_env(env, environ={"RELIABILITY_RETRY_ATTEMPTS": "2"})
+    assert cfg.db_path == "from_file.db"
+    assert cfg.retry_attempts == 2
+
+
+def test_values_are_converted_to_each_settings_type(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text("RELIABILITY_OPERATION_LOG=yes\nRELIABILITY_RETRY_BASE_DELAY=0.25\n"
+                   "RELIABILITY_JOURNAL_MODE=DELETE\n")
+    cfg = ReliabilityConfig.from_env(env, environ={})
+    assert cfg.operation_log is True
+    assert cfg.retry_base_delay == 0.25
+    assert cfg.journal_mode == "DELETE"
+
+
+def test_a_missing_env_file_is_not_an_error(tmp_path: Path) -> None:
+    cfg = ReliabilityConfig.from_env(tmp_path / "absent.env", environ={"RELIABILITY_DB_PATH": "x.db"})
+    assert cfg.db_path == "x.db"
+
+
+def test_one_error_names_every_bad_key_its_value_and_why(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text("RELIABILITY_RETRY_ATTEMPTS=many\nRELIABILITY_BUSY_TIMEOUT_MS=-5\n"
+                   "RELIABILITY_RETRY_BASE_DELAY=2\nRELIABILITY_RETRY_MAX_DELAY=1\n")
+    with pytest.raises(ConfigError) as info:
+        ReliabilityConfig.from_env(env, environ={})
+    keys = {key for key, _value, _reason in info.value.problems}
+    assert keys == {"RELIABILITY_RETRY_ATTEMPTS", "RELIABILITY_BUSY_TIMEOUT_MS", "RELIABILITY_RETRY_MAX_DELAY"}
+    text = str(info.value)
+    assert "RELIABILITY_RETRY_ATTEMPTS='many': expected a whole number" in text
+    assert "RELIABILITY_BUSY_TIMEOUT_MS" in text and "must be >= 0" in text
+    assert "must be >= retry_base_delay" in text
+    assert str(env) in text
+
+
+def test_unknown_reliability_keys_are_reported_with_a_suggestion() -> None:
+    with pytest.raises(ConfigError) as info:
+        ReliabilityConfig.from_env(None, environ={"RELIABILITY_RETRY_ATTEMPT": "3", "OTHER_VAR": "x"})
+    (key, value, reason), = info.value.problems
+    assert key == "RELIABILITY_RETRY_ATTEMPT" and value == "3"
+    assert "did you mean RELIABILITY_RETRY_ATTEMPTS" in reason
+
+
+def test_direct_construction_is_validated_too() -> None:
+    with pytest.raises(ConfigError, match="journal_mode='SIDEWAYS'"):
+        ReliabilityConfig(journal_mode="SIDEWAYS")
+    with pytest.raises(ConfigError, match="expected int, got str"):
+        ReliabilityConfig(retry_attempts="3")  # type: ignore[arg-type]
+
+
+def test_replace_validates_and_rejects_unknown_names() -> None:
+    cfg = ReliabilityConfig()
+    assert cfg.replace(busy_timeout_ms=10).busy_timeout_ms == 10
+    with pytest.raises(ConfigError, match="did you mean busy_timeout_ms"):
+        cfg.replace(busy_timeout=10)
+    with pytest.raises(ConfigError, match="backup_keep"):
+        cfg.replace(backup_keep=0)
+
+
+def test_derived_paths_sit_beside_the_database() -> None:
+    cfg = ReliabilityConfig(db_path="/data/app.db")
+    assert str(cfg.backup_directory) == "/data/app.db.backups"
+    assert str(cfg.write_queue_file) == "/data/app.db.queue.jsonl"
+    assert str(cfg.audit_fallback_file) == "/data/app.db.audit-fallback.jsonl"
+    assert ReliabilityConfig(admin_actors=" ann, bob ,").admin_actor_set == {"ann", "bob"}
+
+
+def test_to_dict_masks_the_audit_key() -> None:
+    assert ReliabilityConfig(audit_hmac_key="secret").to_dict()["audit_hmac_key"] == "***"
+
+
+@given(st.integers(min_value=-100, max_value=100), st.floats(min_value=0, max_value=5),
+       st.floats(min_value=0, max_value=5))
+def test_retry_settings_are_accepted_exactly_when_consistent(attempts: int, base: float, top: float) -> None:
+    valid = attempts >= 1 and top >= base
+    try:
+        ReliabilityConfig(retry_attempts=attempts, retry_base_delay=base, retry_max_delay=top)
+    except ConfigError as exc:
+        assert not valid
+        named = {key for key, _v, _r in exc.problems}
+        assert named <= {"retry_attempts", "retry_max_delay"} and named
+    else:
+        assert valid
+
+
+def test_the_shipped_env_example_parses_cleanly() -> None:
+    example = Path(__file__).resolve().parent.parent / ".env.example"
+    if not example.exists():
+        pytest.fail(".env.example is missing from the repository root")
+    ReliabilityConfig.from_env(example, environ={})

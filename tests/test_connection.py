@@ -1,0 +1,135 @@
+"""ConnectionManager: pragmas, explicit transactions, health checks and reconnect against real files."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from conftest import fast_config
+from reliability.connection import ConnectionManager, ConnectionState
+from reliability.errors import DatabaseError, ErrorKind
+from reliability.retry import RetryPolicy
+
+
+def manager(path: Path, sleep=None, **kw: object) -> ConnectionManager:  # type: ignore[no-untyped-def]
+    cfg = fast_config(path, **kw)
+    policy = RetryPolicy.from_config(cfg, rng=random.Random(0))
+    if sleep is not None:
+        policy.sleep = sleep
+    return ConnectionManager(cfg, policy)
+
+
+def test_it_applies_the_configured_pragmas(tmp_path: Path) -> None:
+    cm = manager(tmp_path / "a.db", busy_timeout_ms=1234)
+    conn = cm.connection
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 1234
+    assert cm.state is ConnectionState.CONNECTED
+
+
+def test_the_sqlite_module_never_begins_transactions_implicitly(tmp_path: Path) -> None:
+    conn = manager(tmp_path / "a.db").connection
+    conn.execute("CREATE TABLE t (v)")
+    conn.execute("INSERT INTO t VALUES (1)")
+    assert not conn.in_transaction
+    # Visible to another connection at once: it was committed by SQLite, not held open by Python.
+    assert sqlite3.connect(tmp_path / "a.db").execute("SELECT count(*) FROM t").fetchone()[0] == 1
+
+
+def test_a_healthy_connection_passes_the_check(tmp_path: Path) -> None:
+    cm = manager(tmp_path / "a.db")
+    cm.connection.execute("CREATE TABLE t (v)")
+    assert cm.check() is None and cm.ping()
+
+
+def test_the_check_detects_a_closed_handle(tmp_path: Path) -> None:
+    cm = manager(tmp_path / "a.db")
+    cm.connection.close()
+    assert cm.check() is ErrorKind.CLOSED
+
+
+@pytest.mark.parametrize("how", ["delete", "rename", "replace"])
+def test_the_check_detects_a_file_changed_under_the_connection(tmp_path: Path, how: str) -> None:
+    path = tmp_path / "a.db"
+    cm = manager(path)
+    cm.connection.execute("CREATE TABLE t (v)")
+    if how == "delete":
+        os.remove(path)
+    elif how == "rename":
+        os.rename(path, tmp_path / "moved.db")
+    else:
+        other = tmp_path / "other.db"
+        sqlite3.connect(other).execute("CREATE TABLE x (v)").connection.commit()
+        os.replace(other, path)
+    assert cm.file_moved()
+    assert cm.check() is ErrorKind.READONLY_DBMOVED
+
+
+def test_the_check_detects_a_read_only_connection(tmp_path: Path) -> None:
+    cm = manager(tmp_path / "a.db")
+    cm.connection.execute("PRAGMA query_only = 1")
+    assert cm.check() is ErrorKind.READONLY
+
+
+def test_reconnect_follows_a_replaced_file(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    cm = manager(path)
+    cm.connection.execute("CREATE TABLE old (v)")
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE new (v)").connection.commit()
+    os.replace(other, path)
+    conn = cm.reconnect()
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    assert names == {"new"} and cm.reconnects == 1 and cm.check() is None
+
+
+def test_reconnect_waits_for_a_renamed_file_to_come_back(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    moved = tmp_path / "moved.db"
+    attempts: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        attempts.append(seconds)
+        if len(attempts) == 2:
+            os.rename(moved, path)  # an operator puts the file back
+
+    cm = manager(path, sleep=sleep, retry_attempts=5)
+    cm.connection.execute("CREATE TABLE t (v)")
+    cm.connection.execute("INSERT INTO t VALUES ('kept')")
+    os.rename(path, moved)
+    conn = cm.reconnect()
+    assert conn.execute("SELECT v FROM t").fetchall() == [("kept",)]
+    assert len(attempts) == 2
+
+
+def test_a_vanished_database_is_never_silently_recreated_empty(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "a.db"
+    cm = manager(path, sleep=lambda s: None, retry_attempts=3)
+    cm.connection.execute("CREATE TABLE t (v)")
+    os.remove(path)
+    os.remove(str(path) + "-wal") if os.path.exists(str(path) + "-wal") else None
+    with caplog.at_level(logging.WARNING, logger="reliability.connection"):
+        with pytest.raises(DatabaseError) as info:
+            cm.reconnect(operation_id="op-7")
+    assert info.value.kind is ErrorKind.UNAVAILABLE
+    assert info.value.attempts == 3
+    assert cm.state is ConnectionState.UNAVAILABLE
+    assert not path.exists()
+    retries = [r for r in caplog.records if "reconnect attempt" in r.getMessage()]
+    assert [r.attempt for r in retries] == [1, 2]
+    assert all(r.db_kind == "cantopen" for r in retries)
+
+
+def test_close_then_use_reopens(tmp_path: Path) -> None:
+    cm = manager(tmp_path / "a.db")
+    cm.connection.execute("CREATE TABLE t (v)")
+    cm.close()
+    assert cm.state is ConnectionState.CLOSED
+    assert cm.connection.execute("SELECT count(*) FROM t").fetchone() == (0,)
