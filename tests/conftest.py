@@ -3,32 +3,20 @@
 from __future__ import annotations
 
 import os
-import sqlite3
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+from runtime_helpers import fast_config
 
-from reliability import DatabaseManager, ReliabilityConfig
+from reliability import DatabaseManager
 
 settings.register_profile("default", max_examples=25, deadline=None,
                           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 settings.register_profile("ci", max_examples=40, deadline=None,
                           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
-
-
-def fast_config(path: Path | str, **overrides: object) -> ReliabilityConfig:
-    """Settings for tests: short busy timeout, quick tiny retries, no background schedules."""
-    values: dict[str, object] = dict(
-        db_path=str(path), busy_timeout_ms=20, retry_attempts=3, retry_base_delay=0.001,
-        retry_max_delay=0.005, retry_budget=1.0, backup_interval=0, health_check_interval=0,
-        quick_check_interval=0, integrity_check_interval=0, config_reload_interval=0,
-    )
-    values.update(overrides)
-    return ReliabilityConfig(**values)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -42,33 +30,3 @@ def db(db_path: Path) -> Iterator[DatabaseManager]:
     manager.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, qty INTEGER)")
     yield manager
     manager.close()
-
-
-class LockHolder:
-    """A second connection in a thread that holds BEGIN EXCLUSIVE until released (a real lock)."""
-
-    def __init__(self, path: Path | str, mode: str = "EXCLUSIVE") -> None:
-        self.path = str(path)
-        self.mode = mode
-        self.held = threading.Event()
-        self.release = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None, timeout=5)
-        try:
-            conn.execute(f"BEGIN {self.mode}")
-            self.held.set()
-            self.release.wait(30)
-            conn.execute("ROLLBACK")
-        finally:
-            conn.close()
-
-    def __enter__(self) -> LockHolder:
-        self.thread.start()
-        assert self.held.wait(5), "the holder never got the lock"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release.set()
-        self.thread.join(5)

@@ -9,8 +9,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from runtime_helpers import fast_config
 
-from conftest import fast_config
 from reliability.connection import ConnectionManager, ConnectionState
 from reliability.errors import DatabaseError, ErrorKind
 from reliability.retry import RetryPolicy

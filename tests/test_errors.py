@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from runtime_helpers import LockHolder
 
-from conftest import LockHolder
 from reliability.errors import (
     KIND_INFO,
     DatabaseError,

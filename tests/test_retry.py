@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from runtime_helpers import LockHolder
 
-from conftest import LockHolder
 from reliability.errors import is_transient
 from reliability.retry import RetryExhausted, RetryPolicy
 

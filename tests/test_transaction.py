@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from runtime_helpers import LockHolder, fast_config
 
-from conftest import LockHolder, fast_config
 from reliability import DatabaseError, DatabaseManager, ErrorKind, TransactionError
 
 

@@ -160,7 +160,7 @@ class LockedFault(Fault):
         if "error" in outcome:
             self._thread.join()
             self._thread = None
-            raise FaultError(f"LockedFault could not take a {self.mode} lock on {self.path}: "
+            raise FaultError(f"LockedFault could not take its {self.mode} lock on {self.path}: "
                              f"{outcome['error']}") from outcome["error"]
         self.record("lock held", mode=self.mode, statement=_BEGIN[self.mode], holder="thread",
                     journal_mode=outcome["journal_mode"], path=str(self.path), duration=self.duration)
@@ -182,7 +182,7 @@ class LockedFault(Fault):
             proc.wait()
             proc.stdin.close()
             proc.stdout.close()
-            raise FaultError(f"LockedFault subprocess could not take a {self.mode} lock on {self.path}: "
+            raise FaultError(f"LockedFault subprocess could not take its {self.mode} lock on {self.path}: "
                              f"{line or 'no answer from the holder process'}")
         self._process = proc
         self.record("lock held", mode=self.mode, statement=_BEGIN[self.mode], holder="subprocess",

@@ -28,6 +28,15 @@ def register_fault(cls: type[Fault], name: str | None = None, *, replace: bool =
     return cls
 
 
+def unregister_fault(name: str) -> None:
+    """Remove ``name`` from the registry (unknown names are ignored).
+
+    The pytest plugin calls it at the end of a session for faults that plugins registered
+    through ``pytest_dbfault_register_faults``, so an in-process re-run can register them again.
+    """
+    _REGISTRY.pop(name, None)
+
+
 def fault_names() -> list[str]:
     """Every registered fault name, sorted."""
     _load_builtins()

@@ -1,0 +1,184 @@
+"""Take the database away from under an application: close, delete, move, swap, make read-only.
+
+What SQLite answers (FAULTS.md): a closed handle raises ``ProgrammingError: Cannot
+operate on a closed database.``; a deleted, renamed or replaced file leaves an open
+rollback-journal connection able to read but its writes fail with
+1032/SQLITE_READONLY_DBMOVED (in WAL mode writes silently go to the lost file);
+``query_only`` gives 8/SQLITE_READONLY; a file truncated under a connection gives
+11/SQLITE_CORRUPT.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import stat
+from pathlib import Path
+from typing import Any
+
+from . import _files
+from .base import Fault, FaultError
+from .safety import check_path
+from .target import TargetLike, resolve_target
+
+#: The ways :class:`DisconnectFault` can take a database away.
+MODES = ("close", "delete", "rename", "replace", "readonly", "truncate")
+_MOVED_TAG = "dbfault-moved"
+
+
+class DisconnectFault(Fault):
+    """Make the database unavailable to its application in one of several ways.
+
+    :param target: database path, ``sqlite3.Connection`` or manager.
+    :param mode:
+        ``close`` — close the target connection (not reopenable: heal only records that);
+        ``delete`` — unlink the database and its -wal/-shm/-journal;
+        ``rename`` — move them to ``<name>.dbfault-moved``; heal moves them back;
+        ``replace`` — move them away and put ``replacement`` (a copy of that file) or an
+        empty file in their place; heal puts the original back;
+        ``readonly`` — ``PRAGMA query_only=1`` on the target connection (heal restores the
+        previous value), or, given only a path, ``chmod a-w`` on the file, which only
+        affects *new* connections and does **nothing for root** (root ignores mode bits;
+        the record says whether it is effective);
+        ``truncate`` — cut the file to ``fraction`` of its size.
+    :param readonly_via: force ``"query_only"`` or ``"chmod"`` for ``mode="readonly"``.
+    :param backup_before: for ``delete`` and ``truncate``, copy the files first so heal restores them.
+    :param allow_unsafe: act on files outside the allowed roots (see :mod:`.safety`).
+    """
+
+    name = "disconnect"
+
+    def __init__(
+        self,
+        target: TargetLike,
+        *,
+        mode: str = "close",
+        replacement: str | os.PathLike[str] | None = None,
+        readonly_via: str | None = None,
+        fraction: float = 0.5,
+        backup_before: bool = False,
+        allow_unsafe: bool = False,
+    ) -> None:
+        if mode not in MODES:
+            raise FaultError(f"DisconnectFault mode {mode!r} is not one of {', '.join(MODES)}")
+        if readonly_via not in (None, "query_only", "chmod"):
+            raise FaultError(f"DisconnectFault readonly_via must be 'query_only', 'chmod' or None, "
+                             f"got {readonly_via!r}")
+        if not 0 <= fraction < 1:
+            raise FaultError(f"DisconnectFault fraction must be in [0, 1), got {fraction!r}")
+        if replacement is not None and not Path(replacement).is_file():
+            raise FaultError(f"DisconnectFault replacement {os.fspath(replacement)!r} is not a file")
+        params: dict[str, Any] = {"mode": mode}
+        if replacement is not None:
+            params["replacement"] = os.fspath(replacement)
+        if mode == "truncate":
+            params["fraction"] = fraction
+        super().__init__(target=target, **params)
+        self.target = resolve_target(target)
+        self.mode = mode
+        self.replacement = Path(replacement) if replacement is not None else None
+        self.readonly_via = readonly_via
+        self.fraction = fraction
+        self.backup_before = backup_before
+        self.allow_unsafe = allow_unsafe
+        self._undo: dict[str, Any] = {}
+
+    def _inject(self) -> None:
+        getattr(self, f"_inject_{self.mode}")()
+
+    def _heal(self) -> None:
+        undo, self._undo = self._undo, {}
+        if "backup" in undo:
+            self.record("restored from backup", files=_files.restore_files(undo["backup"]))
+        elif "moved" in undo:
+            strays = _files.move_back(undo["path"], undo["moved"])
+            self.record("moved back", files=[str(o) for o, _ in undo["moved"]], removed_strays=strays)
+        elif "query_only" in undo:
+            conn = undo["connection"]
+            try:
+                conn.execute(f"PRAGMA query_only = {int(undo['query_only'])}")
+                self.record("query_only restored", query_only=undo["query_only"])
+            except sqlite3.ProgrammingError:
+                self.record("query_only not restored", reason="connection already closed")
+        elif "chmod" in undo:
+            os.chmod(undo["path"], undo["chmod"])
+            self.record("mode restored", file=str(undo["path"]), mode=oct(undo["chmod"]))
+        else:
+            self.record("nothing to restore", reason=_NOT_RESTORABLE.get(self.mode, "no backup was taken"))
+
+    # -- modes ---------------------------------------------------------------------
+    def _inject_close(self) -> None:
+        self.target.need_connection(self.name).close()
+        self.record("connection closed")
+
+    def _inject_delete(self) -> None:
+        path = self._guarded_path("delete")
+        self._maybe_backup(path)
+        removed = [str(p) for p in _files.database_files(path) if p.exists()]
+        for name in removed:
+            os.unlink(name)
+        self.record("deleted", files=removed)
+
+    def _inject_rename(self) -> None:
+        path = self._guarded_path("rename")
+        moved = _files.move_away(path, _MOVED_TAG)
+        self._undo = {"path": path, "moved": moved}
+        self.record("renamed", files={str(o): str(m) for o, m in moved})
+
+    def _inject_replace(self) -> None:
+        path = self._guarded_path("replace")
+        moved = _files.move_away(path, _MOVED_TAG)
+        self._undo = {"path": path, "moved": moved}
+        if self.replacement is not None:
+            shutil.copyfile(self.replacement, path)
+        else:
+            path.touch()  # a zero-length file is a valid, empty SQLite database
+        self.record("replaced", file=str(path), moved_to=str(moved[0][1]),
+                    replacement=str(self.replacement) if self.replacement else "empty database")
+
+    def _inject_readonly(self) -> None:
+        via = self.readonly_via or ("query_only" if self.target.connection is not None else "chmod")
+        if via == "query_only":
+            conn = self.target.need_connection(self.name)
+            previous = int(conn.execute("PRAGMA query_only").fetchone()[0])
+            conn.execute("PRAGMA query_only = 1")
+            self._undo = {"query_only": previous, "connection": conn}
+            self.record("query_only set", previous=previous)
+            return
+        path = self._guarded_path("chmod")
+        old = stat.S_IMODE(path.stat().st_mode)
+        os.chmod(path, old & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+        self._undo = {"chmod": old, "path": path}
+        root = hasattr(os, "geteuid") and os.geteuid() == 0
+        self.record("write permission removed", file=str(path), old_mode=oct(old), effective=not root,
+                    note=("running as root: mode bits are ignored, new connections can still write; "
+                          "use readonly_via='query_only' on a connection") if root
+                    else "affects new connections only; open ones keep writing")
+
+    def _inject_truncate(self) -> None:
+        path = self._guarded_path("truncate")
+        self._maybe_backup(path)
+        old = path.stat().st_size
+        new = int(old * self.fraction)
+        os.truncate(path, new)
+        self.record("truncated", file=str(path), old_size=old, new_size=new)
+
+    # -- helpers -------------------------------------------------------------------
+    def _guarded_path(self, action: str) -> Path:
+        path = check_path(self.target.need_path(self.name), action=action, allow_unsafe=self.allow_unsafe)
+        if not path.is_file():
+            raise FaultError(f"cannot {action} {path}: no such database file")
+        return path
+
+    def _maybe_backup(self, path: Path) -> None:
+        if self.backup_before:
+            self._undo = {"backup": _files.backup_files(path)}
+            self.record("backed up", files=[str(c) for _, c in self._undo["backup"]])
+
+
+_NOT_RESTORABLE = {
+    "close": "a closed sqlite3.Connection cannot be reopened; open a new connection",
+    "delete": "deleted files are gone; use backup_before=True to restore them",
+    "truncate": "the cut bytes are gone; use backup_before=True to restore them",
+}

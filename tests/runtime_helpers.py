@@ -1,0 +1,51 @@
+"""Helpers shared by the runtime's tests (a uniquely named module: `conftest` names collide across folders)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+from reliability import ReliabilityConfig
+
+
+def fast_config(path: Path | str, **overrides: object) -> ReliabilityConfig:
+    """Settings for tests: short busy timeout, quick tiny retries, no background schedules."""
+    values: dict[str, object] = dict(
+        db_path=str(path), busy_timeout_ms=20, retry_attempts=3, retry_base_delay=0.001,
+        retry_max_delay=0.005, retry_budget=1.0, backup_interval=0, health_check_interval=0,
+        quick_check_interval=0, integrity_check_interval=0, config_reload_interval=0,
+    )
+    values.update(overrides)
+    return ReliabilityConfig(**values)  # type: ignore[arg-type]
+
+
+
+class LockHolder:
+    """A second connection in a thread that holds BEGIN EXCLUSIVE until released (a real lock)."""
+
+    def __init__(self, path: Path | str, mode: str = "EXCLUSIVE") -> None:
+        self.path = str(path)
+        self.mode = mode
+        self.held = threading.Event()
+        self.release = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=5)
+        try:
+            conn.execute(f"BEGIN {self.mode}")
+            self.held.set()
+            self.release.wait(30)
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+
+    def __enter__(self) -> LockHolder:
+        self.thread.start()
+        assert self.held.wait(5), "the holder never got the lock"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+        self.thread.join(5)
