@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-import sqlite3
+import os
 import threading
 from pathlib import Path
 
 from reliability import ReliabilityConfig
+
+#: tox cells run the same tests on other SQLite builds. Connections that must contend for locks with the
+#: runtime's use the same module: two SQLite copies in one process do not see each other's POSIX locks.
+SQLITE_MODULE_NAME = os.environ.get("RELIABILITY_SQLITE_MODULE", "sqlite3")
+
+
+def sqlite_module():  # type: ignore[no-untyped-def]
+    """The DB-API module the runtime under test uses."""
+    from reliability.connection import load_sqlite_module
+
+    return load_sqlite_module(SQLITE_MODULE_NAME)
 
 
 def fast_config(path: Path | str, **overrides: object) -> ReliabilityConfig:
@@ -15,6 +26,7 @@ def fast_config(path: Path | str, **overrides: object) -> ReliabilityConfig:
         db_path=str(path), busy_timeout_ms=20, retry_attempts=3, retry_base_delay=0.001,
         retry_max_delay=0.005, retry_budget=1.0, backup_interval=0, health_check_interval=0,
         quick_check_interval=0, integrity_check_interval=0, config_reload_interval=0,
+        sqlite_module=SQLITE_MODULE_NAME,
     )
     values.update(overrides)
     return ReliabilityConfig(**values)  # type: ignore[arg-type]
@@ -32,7 +44,7 @@ class LockHolder:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None, timeout=5)
+        conn = sqlite_module().connect(self.path, isolation_level=None, timeout=5)
         try:
             conn.execute(f"BEGIN {self.mode}")
             self.held.set()

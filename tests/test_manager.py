@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from runtime_helpers import LockHolder, fast_config
+from runtime_helpers import LockHolder, fast_config, sqlite_module
 
 from reliability import DatabaseError, DatabaseManager, ErrorKind, HealthStatus
 
@@ -57,7 +57,7 @@ def test_a_lock_that_outlasts_the_budget_surfaces_as_busy(db_path: Path, caplog:
         err = info.value
         assert err.kind is ErrorKind.BUSY and err.transient and err.attempts == 3
         assert err.user_message == "The database is busy right now. Please try again in a moment."
-        assert isinstance(err.__cause__, sqlite3.OperationalError)
+        assert isinstance(err.__cause__, sqlite_module().OperationalError)
         attempts = [r.attempt for r in caplog.records if getattr(r, "operation_id", None) == err.operation_id]
         assert attempts == [1, 2, 3]  # two retries logged as warnings, then the final error
         assert db.health().errors == {"busy": 1}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from runtime_helpers import LockHolder
+from runtime_helpers import LockHolder, sqlite_module
 
 from reliability.errors import is_transient
 from reliability.retry import RetryExhausted, RetryPolicy
@@ -115,7 +115,7 @@ def test_from_config_uses_the_configured_numbers() -> None:
 def test_a_real_lock_released_during_backoff_is_absorbed(tmp_path: Path) -> None:
     path = tmp_path / "a.db"
     sqlite3.connect(path).execute("CREATE TABLE t (v)").connection.commit()
-    victim = sqlite3.connect(path, timeout=0, isolation_level=None)
+    victim = sqlite_module().connect(path, timeout=0, isolation_level=None)
     holder = LockHolder(path).__enter__()
     sleeps: list[float] = []
 

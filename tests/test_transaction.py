@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from runtime_helpers import LockHolder, fast_config
+from runtime_helpers import LockHolder, fast_config, sqlite_module
 
 from reliability import DatabaseError, DatabaseManager, ErrorKind, TransactionError
 
@@ -27,10 +27,10 @@ def test_a_transaction_commits_all_its_statements(db: DatabaseManager) -> None:
 
 
 def test_the_outer_level_takes_the_write_lock_at_once(db: DatabaseManager) -> None:
-    other = sqlite3.connect(db.path, timeout=0, isolation_level=None)
+    other = sqlite_module().connect(db.path, timeout=0, isolation_level=None)
     with db.transaction():
         # BEGIN IMMEDIATE: another writer is refused before we even wrote anything.
-        with pytest.raises(sqlite3.OperationalError, match="locked"):
+        with pytest.raises(sqlite_module().OperationalError, match="locked"):
             other.execute("INSERT INTO items (name) VALUES ('x')")
 
 
@@ -111,7 +111,7 @@ def test_busy_at_commit_rolls_back_and_the_rerun_succeeds(tmp_path: Path) -> Non
     with DatabaseManager(fast_config(tmp_path / "r.db", journal_mode="DELETE", busy_timeout_ms=0)) as db:
         db.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)")
         db.execute("INSERT INTO items (name) VALUES ('seed')")
-        reader = sqlite3.connect(db.path, isolation_level=None)
+        reader = sqlite_module().connect(db.path, isolation_level=None)
         reader.execute("BEGIN")
         reader.execute("SELECT * FROM items").fetchone()
         runs = {"n": 0}

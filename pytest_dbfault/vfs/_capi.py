@@ -3,14 +3,13 @@
 The shim must be registered in the *same* ``libsqlite3`` instance that the stdlib ``_sqlite3``
 extension calls, so the library is reached through ``_sqlite3``'s own handle (``dlsym`` on it
 searches its dependencies too). Memory that SQLite keeps pointers to (the VFS struct, its name,
-the patched method tables) is taken from ``malloc`` and never freed: ctypes buffers could be
+the patched method tables) is taken from ``sqlite3_malloc64`` and never freed: ctypes buffers could be
 reclaimed during interpreter shutdown while a connection still points into them.
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sqlite3
 from ctypes import CFUNCTYPE, POINTER, Structure, c_char_p, c_int, c_int64, c_void_p
 
@@ -54,8 +53,10 @@ X_LOCK = CFUNCTYPE(c_int, c_void_p, c_int)
 X_UNLOCK = CFUNCTYPE(c_int, c_void_p, c_int)
 X_CHECK_RESERVED = CFUNCTYPE(c_int, c_void_p, POINTER(c_int))
 # sqlite3_vfs callbacks the shim replaces.
-X_OPEN = CFUNCTYPE(c_int, c_void_p, c_char_p, c_void_p, c_int, POINTER(c_int))
-X_DELETE = CFUNCTYPE(c_int, c_void_p, c_char_p, c_int)
+# File names are kept as raw pointers: SQLite stores URI parameters after the name's NUL and
+# the real VFS reads them through the very pointer it is given.
+X_OPEN = CFUNCTYPE(c_int, c_void_p, c_void_p, c_void_p, c_int, POINTER(c_int))
+X_DELETE = CFUNCTYPE(c_int, c_void_p, c_void_p, c_int)
 
 
 class IoMethods(Structure):
@@ -154,11 +155,10 @@ class SqliteLib:
                 f"{sqlite3.sqlite_version}: not the same library instance"
             )
         self.version = version
-        libc_name = ctypes.util.find_library("c")
-        libc = ctypes.CDLL(libc_name) if libc_name else ctypes.CDLL(None)
-        self._malloc = libc.malloc
+        # SQLite's own allocator: portable, and the memory is never handed back.
+        self._malloc = handle.sqlite3_malloc64
         self._malloc.restype = c_void_p
-        self._malloc.argtypes = [ctypes.c_size_t]
+        self._malloc.argtypes = [ctypes.c_uint64]
 
     def alloc(self, struct_type: type[Structure]) -> Structure:
         """A zeroed ``struct_type`` in memory that is never freed (SQLite may point to it for ever)."""

@@ -1,0 +1,34 @@
+"""I/O-level faults through a VFS shim registered in the stdlib's own libsqlite3.
+
+Public names: :func:`vfs_available`, :func:`get_shim`, :class:`FailRule`,
+:class:`PowerLossRecorder`, :func:`sweep` / :func:`run_once` and their result types, and the
+exceptions :class:`VfsUnavailable` / :class:`VfsUsageError`. The faults themselves
+(``io_error``, ``enospc``, ``short_read``, ``power_loss``) live in :mod:`.faults`.
+"""
+
+from .errors import VfsUnavailable, VfsUsageError
+from .powerloss import PowerLossRecorder, copy_database
+from .rules import ERRORS, KINDS, OPS, FailRule
+from .shim import VFS_NAME, Injection, Shim, get_shim, vfs_available
+from .sweep import SweepFailure, SweepResult, SweepRun, run_once, sweep
+
+__all__ = [
+    "ERRORS",
+    "FailRule",
+    "Injection",
+    "KINDS",
+    "OPS",
+    "PowerLossRecorder",
+    "Shim",
+    "SweepFailure",
+    "SweepResult",
+    "SweepRun",
+    "VFS_NAME",
+    "VfsUnavailable",
+    "VfsUsageError",
+    "copy_database",
+    "get_shim",
+    "run_once",
+    "sweep",
+    "vfs_available",
+]
