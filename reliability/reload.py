@@ -1,0 +1,189 @@
+"""Configuration hot reload: watch a ``.env`` file and swap in a new validated config.
+
+Example::
+
+    watcher = db.watch_env(".env")                 # background check every config_reload_interval s
+    watcher.subscribe(lambda old, new, changed: print("changed:", changed))
+    watcher.check_now()                            # or check explicitly (tests, CLI)
+
+The check is a ``stat()`` of the file (mtime, size, inode) on an interval, in a
+background thread: nothing is added to database operations. A valid change is applied
+atomically under the manager's lock (a new config object swapped in; settings that need
+a new connection close the current one so the next operation reopens it) and logged
+with the changed keys. An invalid change raises/logs a :class:`ConfigError` naming the
+keys, and the old configuration stays in force.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .config import ENV_PREFIX, ConfigError, ReliabilityConfig, read_env_file
+
+if TYPE_CHECKING:
+    from .manager import DatabaseManager
+
+log = logging.getLogger("reliability.reload")
+
+#: Settings that only take effect on a new connection.
+RECONNECT_KEYS = frozenset({"db_path", "busy_timeout_ms", "journal_mode", "synchronous", "foreign_keys",
+                            "sqlite_module"})
+_RETRY_KEYS = {"retry_attempts": "attempts", "retry_base_delay": "base_delay", "retry_max_delay": "max_delay",
+               "retry_budget": "budget"}
+
+Listener = Callable[[ReliabilityConfig, ReliabilityConfig, tuple[str, ...]], None]
+
+
+def changed_keys(old: ReliabilityConfig, new: ReliabilityConfig) -> tuple[str, ...]:
+    """Names of the settings that differ between two configs."""
+    return tuple(f.name for f in dataclasses.fields(old) if getattr(old, f.name) != getattr(new, f.name))
+
+
+def apply_config(db: DatabaseManager, new: ReliabilityConfig) -> tuple[str, ...]:
+    """Swap ``new`` into ``db`` and its components; returns the changed keys.
+
+    Runs under the manager's lock, so no operation sees half of a change. Inside an
+    open transaction on this thread it raises ``RuntimeError`` (the caller retries later).
+    """
+    with db._lock:
+        if db.transactions.depth:
+            raise RuntimeError("cannot apply a new configuration inside a transaction")
+        old = db.config
+        changed = changed_keys(old, new)
+        if not changed:
+            return ()
+        db.config = new
+        db.connections.config = new
+        db.errors.show_params = new.log_sql_params
+        for key, attr in _RETRY_KEYS.items():
+            if key in changed:
+                setattr(db.policy, attr, getattr(new, key))
+        queue = getattr(db, "queue", None)
+        if queue is not None:
+            queue.max_entries = new.write_queue_max
+        if {"operation_log", "operation_log_path", "log_json"} & set(changed):
+            from .oplog import OperationLog
+
+            if db._oplog is not None:
+                db._oplog.close()
+            db._oplog = OperationLog.from_config(new)
+        if RECONNECT_KEYS & set(changed):
+            if "db_path" in changed:
+                # A different file: let the connection manager create it like a first open.
+                db.connections._existed = os.path.exists(new.db_path)
+            db.connections.close()  # the next operation reopens with the new settings
+    return changed
+
+
+class ConfigWatcher:
+    """Watches one ``.env`` file for a :class:`DatabaseManager` (see :meth:`DatabaseManager.watch_env`).
+
+    :param db: the manager to update.
+    :param path: the ``.env`` file.
+    :param interval: seconds between checks (default ``config.config_reload_interval``; 0 means no
+        background thread — call :meth:`check_now`).
+    :param environ: environment consulted for ``RELIABILITY_*`` (wins over the file, as at startup).
+    """
+
+    def __init__(self, db: DatabaseManager, path: str | os.PathLike[str], *, interval: float | None = None,
+                 environ: Mapping[str, str] | None = None) -> None:
+        self.db = db
+        self.path = Path(path)
+        self.interval = db.config.config_reload_interval if interval is None else interval
+        self.environ = environ
+        self.listeners: list[Listener] = []
+        #: The base settings: what the manager was given, before any value from the file.
+        self.base = db.config
+        self.last_error: ConfigError | None = None
+        self.reloads = 0
+        self._signature = self._stat()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if self.interval > 0:
+            self._thread = threading.Thread(target=self._run, name="reliability-config-watch", daemon=True)
+            self._thread.start()
+
+    def subscribe(self, listener: Listener) -> Listener:
+        """Call ``listener(old, new, changed_keys)`` after each applied change."""
+        self.listeners.append(listener)
+        return listener
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            if self.db.closed:
+                return
+            try:
+                self.check_now()
+            except ConfigError:
+                pass  # logged by check_now; the old configuration stays in force
+            except Exception:
+                log.exception("configuration reload of %s failed", self.path)
+
+    def stop(self) -> None:
+        """Stop watching."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5.0)
+
+    def load(self) -> ReliabilityConfig:
+        """The config the file describes now, on top of :attr:`base` (raises :class:`ConfigError`)."""
+        values = dict(read_env_file(self.path))
+        env = os.environ if self.environ is None else self.environ
+        values.update({k: v for k, v in env.items() if k.startswith(ENV_PREFIX)})
+        # Settings absent from the file keep their base value (not the library default).
+        base = {k: v for k, v in dataclasses.asdict(self.base).items() if ENV_PREFIX + k.upper() not in values}
+        return ReliabilityConfig.from_mapping(values, source=str(self.path), **base)
+
+    def check_now(self, *, force: bool = False) -> tuple[str, ...]:
+        """Reload if the file changed (or ``force``); returns the changed keys (empty when nothing changed).
+
+        :raises ConfigError: when the new content is invalid (also logged); the old config stays.
+        """
+        signature = self._stat()
+        if signature is None or (signature == self._signature and not force):
+            # A missing file is usually an editor's atomic save in progress: keep what we have.
+            return ()
+        try:
+            new = self.load()
+        except ConfigError as exc:
+            self._signature = signature  # report each bad version once
+            self.last_error = exc
+            keys = ", ".join(k for k, _v, _r in exc.problems)
+            log.error("configuration change in %s rejected (%s); the previous configuration stays in force:\n%s",
+                      self.path, keys, exc, extra={"config_keys": [k for k, _v, _r in exc.problems]})
+            raise
+        try:
+            old = self.db.config
+            changed = apply_config(self.db, new)
+        except RuntimeError:
+            return ()  # inside a transaction: leave the signature so the next check applies it
+        self._signature = signature
+        self.last_error = None
+        if changed:
+            self.reloads += 1
+            log.info("configuration reloaded from %s; changed: %s", self.path, ", ".join(changed),
+                     extra={"config_keys": list(changed)})
+            for listener in list(self.listeners):
+                try:
+                    listener(old, new, changed)
+                except Exception:
+                    log.exception("configuration listener %r failed", listener)
+        return changed
+
+
+def describe(config: ReliabilityConfig) -> dict[str, Any]:
+    """Settings as shown by ``config show`` (secrets masked)."""
+    return config.to_dict()

@@ -1,0 +1,152 @@
+"""Admin commands: validated, authorized, audited flag changes in one transaction; continuity commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from runtime_helpers import LockHolder, fast_config
+
+from reliability import DatabaseManager, admin
+
+
+@pytest.fixture
+def adb(db_path: Path) -> DatabaseManager:
+    db = DatabaseManager(fast_config(db_path, admin_actors="alice, root", audit_hmac_key="k"))
+    db.commands.recheck_interval = 0
+    yield db
+    db.close()
+
+
+def test_setting_a_flag_writes_it_and_its_audit_entry(adb: DatabaseManager) -> None:
+    result = admin.set_flag(adb, "beta", True, "alice")
+    assert result.ok and result.message == "Flag 'beta' is now true."
+    assert admin.get_flag(adb, "beta").value.value is True
+    entry = adb.audit.entries(limit=1)[0]
+    assert (entry.actor, entry.action, entry.target, entry.details) == ("alice", "flag.set", "beta",
+                                                                        {"value": True, "previous": None})
+    admin.set_flag(adb, "beta", "off", "root")
+    assert adb.audit.entries(limit=1)[0].details == {"value": "off", "previous": True}
+    assert [f.name for f in admin.list_flags(adb).value] == ["beta"]
+
+
+@given(name=st.text(min_size=1, max_size=admin.MAX_FLAG_NAME).filter(lambda s: s.strip() and "\x00" not in s),
+       value=st.one_of(st.none(), st.booleans(), st.integers(-2**53, 2**53), st.text(max_size=300),
+                       st.floats(allow_nan=False, allow_infinity=False)))
+def test_names_and_values_round_trip_exactly(adb: DatabaseManager, name: str, value: object) -> None:
+    assert admin.set_flag(adb, name, value, "alice").ok
+    assert admin.get_flag(adb, name).value.value == value
+
+
+@pytest.mark.parametrize("name", ["it's \"quoted\"", "'; DROP TABLE reliability_flags; --", "ünïcødé ✓ 旗",
+                                  "x" * admin.MAX_FLAG_NAME])
+def test_awkward_names_are_stored_as_given(adb: DatabaseManager, name: str) -> None:
+    assert admin.set_flag(adb, name, name, "alice").ok
+    flag = admin.get_flag(adb, name).value
+    assert flag.name == name and flag.value == name
+    assert adb.fetch_one("SELECT count(*) FROM reliability_flags") == (1,)
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("", 1, "must not be empty"),
+    ("   ", 1, "must not be empty"),
+    ("x" * (admin.MAX_FLAG_NAME + 1), 1, f"at most {admin.MAX_FLAG_NAME} characters; this one has"),
+    (42, 1, "must be text, not int"),
+    ("ok", [1, 2], "not list"),
+    ("ok", float("nan"), "finite number"),
+])
+def test_bad_input_gets_a_clear_message_and_changes_nothing(adb: DatabaseManager, name: object, value: object,
+                                                            message: str) -> None:
+    result = admin.set_flag(adb, name, value, "alice")  # type: ignore[arg-type]
+    assert result.status == "rejected" and message in result.message
+    assert admin.list_flags(adb).value == [] and adb.audit.entries() == []
+
+
+def test_an_unauthorized_actor_is_refused_changes_nothing_and_is_audited(adb: DatabaseManager) -> None:
+    result = admin.set_flag(adb, "beta", True, "mallory")
+    assert result.status == "denied" and "mallory is not allowed" in result.message
+    assert admin.get_flag(adb, "beta").value is None
+    entry = adb.audit.entries(limit=1)[0]
+    assert (entry.actor, entry.action, entry.target) == ("mallory", "admin.denied", "beta")
+
+
+def test_the_permission_callback_decides_for_actors_not_in_the_list(adb: DatabaseManager) -> None:
+    admin.register(adb, permission=lambda actor, command: actor == "ops-bot" and command == "flags.set")
+    assert admin.set_flag(adb, "beta", 1, "ops-bot").ok
+    assert admin.set_flag(adb, "beta", 2, "someone").status == "denied"
+
+    def broken(actor: str, command: str) -> bool:
+        raise RuntimeError("permission service down")
+
+    adb.commands.permission = broken
+    assert admin.set_flag(adb, "beta", 3, "ops-bot").status == "denied"
+
+
+def test_with_no_admins_configured_everyone_is_refused_with_a_hint(db_path: Path) -> None:
+    with DatabaseManager(fast_config(db_path)) as db:
+        result = admin.set_flag(db, "beta", True, "alice")
+    assert result.status == "denied" and "RELIABILITY_ADMIN_ACTORS" in result.message
+
+
+def test_the_flag_and_its_audit_entry_commit_together(adb: DatabaseManager) -> None:
+    from reliability.audit import AUDIT_TABLE_SQL
+
+    # A real SQLite CHECK failure inside the transaction, at the audit insert.
+    adb.execute(AUDIT_TABLE_SQL.replace("hash TEXT NOT NULL)", "hash TEXT NOT NULL, CHECK (target != 'doomed'))"))
+    result = admin.set_flag(adb, "doomed", True, "alice")
+    assert result.status == "error" and result.fault == "constraint"
+    assert admin.get_flag(adb, "doomed").value is None
+
+
+def test_a_change_is_retried_through_a_short_lock(adb: DatabaseManager) -> None:
+    admin.set_flag(adb, "beta", 0, "alice")
+    holder = LockHolder(adb.path).__enter__()
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) == 2:
+            holder.__exit__()
+
+    adb.policy.sleep = sleep
+    assert admin.set_flag(adb, "beta", 1, "alice").ok
+    assert len(slept) == 2 and admin.get_flag(adb, "beta").value.value == 1
+
+
+def test_under_degradation_the_change_is_queued_and_said_so(adb: DatabaseManager) -> None:
+    admin.set_flag(adb, "beta", 0, "alice")
+    with LockHolder(adb.path):
+        result = admin.set_flag(adb, "beta", 1, "alice")
+        assert result.status == "queued"
+        assert "accepted and will be saved automatically" in result.message
+        assert admin.get_flag(adb, "beta").value.value == 0  # WAL: reads go on
+        assert admin.set_flag(adb, "beta", 2, "mallory").status == "denied"  # refused even while degraded
+    assert admin.get_flag(adb, "beta").value.value == 1  # the backlog is replayed first
+    actions = [(e.actor, e.action, e.details.get("value")) for e in reversed(adb.audit.entries())]
+    assert actions == [("alice", "flag.set", 0), ("mallory", "admin.denied", None), ("alice", "flag.set", 1)]
+    assert adb.audit.verify().ok
+
+
+def test_the_audit_command_includes_unreconciled_entries_and_says_when_unavailable(db_path: Path) -> None:
+    with DatabaseManager(fast_config(db_path, journal_mode="DELETE", admin_actors="alice")) as db:
+        admin.set_flag(db, "beta", 0, "alice")
+        with LockHolder(db_path):
+            db.audit.record("alice", "login", "web")
+            result = admin.audit(db, limit=10)
+            assert result.status == "unavailable" and "busy" in result.message
+            assert [e.action for e in result.value] == ["login"] and result.value[0].pending
+        listed = admin.audit(db, limit=10, actor="alice")
+        assert listed.ok and [e.action for e in listed.value] == ["login", "flag.set"]
+        assert admin.audit(db, limit=0).status == "rejected"
+
+
+def test_non_database_commands_keep_working_while_the_database_is_locked(adb: DatabaseManager) -> None:
+    admin.register(adb)
+    adb.connection.execute("PRAGMA query_only = 1")
+    with LockHolder(adb.path):
+        assert adb.commands.run("ping").value == "pong"
+        assert "flags.set" in adb.commands.run("help").value
+        shown = adb.commands.run("config.show").value
+        assert shown["admin_actors"] == "alice, root" and shown["audit_hmac_key"] == "***"
