@@ -1,0 +1,159 @@
+"""The scenario file format, written once, checked from here and exported as JSON Schema.
+
+``docs/scenarios.md`` is the reference for humans; ``pytest_dbfault/scenario.schema.json`` is
+:func:`json_schema` written to disk for editors (a test keeps the two in step). Names that
+only the registries know (commands, faults, their arguments) are checked in :mod:`.parse`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..stats import PROPERTIES
+from .spec import Anything, Bool, Choice, Either, Field, Int, ListOf, MapOf, Obj, Spec, Str
+
+#: Error kinds a command step may expect (``reliability.errors.ErrorKind`` values).
+ERROR_KINDS = (
+    "busy", "busy_snapshot", "locked", "full", "corrupt", "notadb", "readonly", "readonly_dbmoved", "ioerr",
+    "ioerr_corruptfs", "cantopen", "interrupted", "closed", "constraint", "schema", "misuse", "auth", "nomem",
+    "unavailable", "schema_mismatch", "unknown",
+)
+#: Outcomes a command step may expect besides an error kind.
+OUTCOMES = ("ok", "queued", "error", "rejected")
+#: The step types; a step has exactly one of these keys (a step with only ``expect`` is a check).
+STEP_TYPES = ("command", "fault", "heal", "expect")
+HEALTH_STATUSES = ("healthy", "degraded", "unavailable")
+
+PROPERTY_NAMES = tuple(PROPERTIES.values())
+PROPERTY = Either((Int(label="a property number (1-17)", minimum=1, maximum=len(PROPERTIES)),
+                   Choice(PROPERTY_NAMES + tuple(f"p{n:02d}_{s}" for n, s in PROPERTIES.items()),
+                          label="a property name such as transaction_atomicity")),
+                  label="a property number (1-17) or name")
+
+OUTCOME_WORD = Choice(OUTCOMES + ERROR_KINDS, label="ok, queued, error, rejected or an error kind")
+
+COMMAND_EXPECT = Either((
+    OUTCOME_WORD,
+    Obj({
+        "outcome": Field(OUTCOME_WORD, "ok, queued, error, rejected, or an error kind such as busy"),
+        "error": Field(Choice(("any",) + ERROR_KINDS, label="an error kind such as busy, or any"),
+                       "the command must fail with this error kind (any: with any error)"),
+        "message": Field(Str(label="a regular expression"),
+                         "a regular expression searched in the user message of the outcome"),
+        "result": Field(Anything(), "the value the command must return (compared after JSON-like normalisation)"),
+    }, label="a mapping of outcome/error/message/result"),
+), label="ok, queued, error, rejected, an error kind, or a mapping")
+
+QUERY = Obj({
+    "sql": Field(Str(label="an SQL statement"), "the query to run", required=True),
+    "params": Field(Either((ListOf(), MapOf())), "its parameters", default=[]),
+    "result": Field(Anything(), "expected rows as lists, or one value for a one-column one-row answer",
+                    required=True),
+}, label="a query mapping (sql, params, result)")
+
+CHECKS = Obj({
+    "rows": Field(MapOf(Int(minimum=0), key_label="a table name", label="a mapping of table names to row counts"),
+                  "exact row count per table"),
+    "query": Field(Either((QUERY, ListOf(QUERY, min_items=1))), "queries and the rows they must return"),
+    "flag": Field(Obj({"name": Field(Str(), "the flag", required=True),
+                       "value": Field(Anything(), "its expected value (null: unset)", required=True)},
+                      label="a flag mapping (name, value)"), "a feature flag's current value"),
+    "audit": Field(Obj({"actor": Field(Str(), "only entries by this actor"),
+                        "action": Field(Str(), "only entries with this action"),
+                        "target": Field(Str(allow_empty=True), "only entries about this target"),
+                        "count": Field(Int(minimum=0), "exact number of matching entries (default: at least one)"),
+                        "verified": Field(Bool(), "the hash chain verifies (true) or is broken (false)")},
+                       label="an audit mapping"), "entries in the audit log"),
+    "integrity": Field(Choice(("ok", "failed")), "PRAGMA integrity_check result"),
+    "health": Field(Choice(HEALTH_STATUSES), "the runtime's health status"),
+    "backup": Field(Choice(("exists", "none")), "whether at least one backup exists"),
+    "queue": Field(Either((Choice(("empty",)), Int(minimum=0))), "write queue: empty, or its exact length"),
+    "version": Field(Int(minimum=0), "the schema version reached by migrations"),
+    "schema": Field(Choice(("valid", "invalid")), "validate_schema() against the scenario's migrations"),
+    "property": Field(Either((PROPERTY, ListOf(PROPERTY, min_items=1))),
+                      "property invariants that must hold now (each also counted in the report)"),
+}, label="a mapping of checks")
+
+MIGRATION = Obj({
+    "version": Field(Int(minimum=1), "migration version, unique and increasing", required=True),
+    "name": Field(Str(), "a short name", required=True),
+    "up": Field(Str(label="SQL text"), "the SQL applying the change", required=True),
+    "down": Field(Str(label="SQL text"), "the SQL undoing it"),
+}, label="a migration mapping (version, name, up, down)")
+
+MIGRATIONS = Either((ListOf(MIGRATION), Str(label="a folder of .sql migrations")),
+                    label="a list of migrations or a folder path")
+
+GENERATED = Obj({
+    "generate": Field(Int(minimum=0), "how many rows Faker generates", required=True),
+    "columns": Field(MapOf(Either((Str(label="a Faker provider name"),
+                                   Obj({"provider": Field(Str(), "a Faker provider such as email", required=True),
+                                        "args": Field(MapOf(), "keyword arguments for the provider", default={}),
+                                        "unique": Field(Bool(), "values never repeat", default=False)},
+                                       label="a provider mapping"),
+                                   Obj({"value": Field(Anything(), "the same value in every row", required=True)},
+                                       label="a constant mapping (value)"))),
+                           key_label="a column name"),
+                     "column → Faker provider", required=True),
+    "locale": Field(Str(), "Faker locale", default="en_US"),
+}, label="a generator mapping (generate, columns)")
+
+SETUP = Obj({
+    "migrations": Field(MIGRATIONS, "migrations applied before the steps (a folder is relative to the file)"),
+    "data": Field(MapOf(Either((ListOf(MapOf(key_label="a column name")), GENERATED),
+                               label="a list of rows or a generator"), key_label="a table name"),
+                  "rows inserted after the migrations, per table: literal rows or generated by Faker"),
+}, label="a setup mapping (migrations, data)")
+
+
+def _step(kind_key: str, kind_spec: Spec, doc: str, **extra: Field) -> Obj:
+    return Obj({kind_key: Field(kind_spec, doc, required=True),
+                "description": Field(Str(), "what this step is for (shown in failure reports)"), **extra},
+               label=f"a {kind_key} step")
+
+
+STEPS: dict[str, Obj] = {
+    "command": _step("command", Str(label="a command name"), "the registered command to run",
+                     args=Field(MapOf(key_label="an argument name"), "the command's arguments", default={}),
+                     expect=Field(COMMAND_EXPECT, "what the command must do", default="ok")),
+    "fault": _step("fault", Str(label="a fault name"), "the registered fault to inject",
+                   params=Field(MapOf(key_label="a parameter name"), "the fault's parameters", default={}),
+                   **{"as": Field(Str(), "a label for heal (default: the fault name)")}),
+    "heal": _step("heal", Str(label="a fault label"), "the label (or name) of an injected fault, or all"),
+    "expect": _step("expect", CHECKS, "checks on the state of the database"),
+}
+
+SCENARIO = Obj({
+    "name": Field(Str(), "the test id; unique in the file", required=True),
+    "description": Field(Str(), "what the scenario shows"),
+    "properties": Field(ListOf(PROPERTY, min_items=1),
+                        "properties this scenario demonstrates; each passing expect step counts a check"),
+    "config": Field(MapOf(key_label="a setting name"), "ReliabilityConfig overrides for this scenario", default={}),
+    "setup": Field(SETUP, "migrations and data prepared before the steps", default={}),
+    "steps": Field(ListOf(Anything(label="a step"), min_items=1), "the ordered steps", required=True),
+}, label="a scenario mapping")
+
+FILE = Obj({
+    "description": Field(Str(), "what the file covers"),
+    "seed": Field(Int(minimum=0, maximum=2**32 - 1), "default seed when --dbfault-seed is not given"),
+    "config": Field(MapOf(key_label="a setting name"), "ReliabilityConfig overrides for every scenario", default={}),
+    "scenarios": Field(ListOf(Anything(label="a scenario"), min_items=1), "the scenarios", required=True),
+}, label="a mapping with a `scenarios:` list")
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a ``*.dbfault.yaml`` file."""
+    steps = [STEPS[k].json() for k in STEP_TYPES]
+    scenario = SCENARIO.json()
+    scenario["properties"]["steps"] = {"type": "array", "minItems": 1, "items": {"anyOf": steps},
+                                       "description": SCENARIO.fields["steps"].doc}
+    top = FILE.json()
+    top["properties"]["scenarios"] = {"type": "array", "minItems": 1, "items": scenario,
+                                      "description": FILE.fields["scenarios"].doc}
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": "https://dbfault.invalid/scenario.schema.json",
+            "title": "dbfault scenario file (*.dbfault.yaml)", **top}
+
+
+__all__ = ["CHECKS", "COMMAND_EXPECT", "ERROR_KINDS", "FILE", "OUTCOMES", "SCENARIO", "SETUP", "STEPS",
+           "STEP_TYPES", "json_schema"]
