@@ -15,6 +15,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -75,6 +76,8 @@ class ConnectionManager:
         self._identity: tuple[int, int] | None = None
         self._existed = False
         self._lock = threading.RLock()
+        #: Called with each newly opened connection (after the pragmas); may raise to refuse it.
+        self.on_open: list[Callable[[sqlite3.Connection], None]] = []
 
     # -- opening ---------------------------------------------------------------------------
     @property
@@ -102,6 +105,12 @@ class ConnectionManager:
             if replaced:
                 _quarantine_stale_wal(self.path)
             conn = self._connect()
+            for hook in self.on_open:
+                try:
+                    hook(conn)
+                except BaseException:
+                    conn.close()
+                    raise
             self._conn = conn
             self._existed = True
             self._identity = _file_identity(self.path)

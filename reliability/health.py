@@ -7,11 +7,20 @@ percentiles are computed when someone asks for a report.
 from __future__ import annotations
 
 import enum
+import logging
 import os
+import sqlite3
+import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.request import pathname2url
+
+from .errors import classify
+
+_log = logging.getLogger("reliability.health")
 
 
 class HealthStatus(str, enum.Enum):
@@ -82,6 +91,13 @@ class HealthMonitor:
         self.last_backup_at: float | None = None
         self.last_integrity_check_at: float | None = None
         self.integrity_ok: bool | None = None
+        #: Problems found by the last integrity check ([] when it passed).
+        self.integrity_problems: list[str] = []
+        #: The last backup's failure (None after a success).
+        self.last_backup_error: str | None = None
+        #: ``RecoveryReport.to_dict()`` of the last recovery, or None.
+        self.last_recovery: dict[str, Any] | None = None
+        self.recoveries = 0
 
     def observe(self, op: str, seconds: float) -> None:
         """Count one finished operation of type ``op`` that took ``seconds``."""
@@ -118,3 +134,105 @@ def wal_size(db_path: str) -> int | None:
         return os.path.getsize(db_path + "-wal")
     except OSError:
         return None
+
+
+# -- integrity checks --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class IntegrityReport:
+    """The result of ``db.check_integrity()``: ok, every problem found, which check, how long it took."""
+
+    ok: bool
+    problems: list[str]
+    kind: str  # "quick" | "full"
+    duration: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"ok": self.ok, "problems": list(self.problems), "kind": self.kind,
+                "duration": round(self.duration, 6)}
+
+
+def check_integrity(db_path: str, *, full: bool = False, timeout: float = 5.0,
+                    max_problems: int = 100) -> IntegrityReport:
+    """``PRAGMA quick_check`` (``integrity_check`` when ``full``) plus ``foreign_key_check`` on ``db_path``.
+
+    Runs on its own read-only connection: in WAL mode it never blocks writers, in rollback
+    mode it holds a shared lock only while it reads. A file SQLite refuses to read at all
+    (``file is not a database``, ``malformed``) is reported as a problem, not raised.
+    """
+    kind = "full" if full else "quick"
+    pragma = "integrity_check" if full else "quick_check"
+    t0 = time.perf_counter()
+    problems: list[str] = []
+    conn = None
+    try:
+        conn = sqlite3.connect(f"file:{pathname2url(os.path.abspath(db_path))}?mode=ro", uri=True,
+                               timeout=timeout, isolation_level=None)
+        for (row,) in conn.execute(f"PRAGMA {pragma}"):
+            if row != "ok":
+                problems += [ln for ln in str(row).splitlines() if ln and not ln.startswith("*** in database")]
+        for table, rowid, parent, _fk in conn.execute("PRAGMA foreign_key_check"):
+            problems.append(f"foreign key violation: {table} rowid {rowid} references missing {parent} row")
+    except sqlite3.Error as exc:
+        problems.append(f"{pragma} could not read the database: {exc} ({classify(exc)})")
+    finally:
+        if conn is not None:
+            conn.close()
+    if len(problems) > max_problems:
+        problems = problems[:max_problems] + [f"... and {len(problems) - max_problems} more"]
+    return IntegrityReport(not problems, problems, kind, time.perf_counter() - t0)
+
+
+# -- background schedule -----------------------------------------------------------------------
+class Scheduler:
+    """Runs periodic tasks on one daemon thread until :meth:`stop`.
+
+    Each task is ``(name, interval_seconds, fn)``; an interval of 0 disables it. A task that
+    raises is logged and rescheduled, never kills the thread. The thread is a daemon and waits
+    on a stop event, so it neither keeps the interpreter alive nor delays ``close()``.
+    """
+
+    def __init__(self, tasks: list[tuple[str, float, Callable[[], Any]]], *, name: str = "reliability-maintenance",
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.tasks = [(n, float(i), fn) for n, i, fn in tasks if i and i > 0]
+        self.clock = clock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._name = name
+        self.runs: dict[str, int] = {n: 0 for n, _, _ in self.tasks}
+
+    @property
+    def running(self) -> bool:
+        """True while the thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start the thread (no-op when there is nothing to run)."""
+        if not self.tasks or self.running:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the thread to stop and wait for it (a task in progress finishes first)."""
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def _loop(self) -> None:
+        now = self.clock()
+        due = {n: now + i for n, i, _ in self.tasks}
+        while not self._stop.is_set():
+            name = min(due, key=due.__getitem__)
+            wait = due[name] - self.clock()
+            if wait > 0 and self._stop.wait(wait):
+                return
+            interval, fn = next((i, f) for n, i, f in self.tasks if n == name)
+            try:
+                fn()
+            except Exception:
+                _log.exception("scheduled %s failed", name)
+            self.runs[name] = self.runs.get(name, 0) + 1
+            due[name] = self.clock() + interval

@@ -56,6 +56,9 @@ class TransactionManager:
         self.after_commit: list[Callable[[], None]] = []
         #: Called after the outermost transaction rolled back.
         self.after_rollback: list[Callable[[], None]] = []
+        #: Called with ``("begin", level)`` after a SAVEPOINT opened and ``("rollback", level)`` after
+        #: it rolled back (the redo journal drops the writes captured inside it).
+        self.savepoint_hooks: list[Callable[[str, int], None]] = []
         self.commits = 0
         self.rollbacks = 0
 
@@ -81,6 +84,9 @@ class TransactionManager:
                 raise self.handler.wrap(exc, operation_id=operation_id,
                                         sql="BEGIN IMMEDIATE" if level == 0 else "SAVEPOINT") from exc
             self.depth += 1
+            if level:
+                for hook in self.savepoint_hooks:
+                    hook("begin", level)
             try:
                 yield conn
             except BaseException as exc:
@@ -131,9 +137,12 @@ class TransactionManager:
                 self.rollbacks += 1
                 for fn in self.after_rollback:
                     fn()
-            elif conn.in_transaction:
-                conn.execute(f"ROLLBACK TO {name}")
-                conn.execute(f"RELEASE {name}")
+            else:
+                for hook in self.savepoint_hooks:
+                    hook("rollback", level)
+                if conn.in_transaction:
+                    conn.execute(f"ROLLBACK TO {name}")
+                    conn.execute(f"RELEASE {name}")
         except Exception as exc:  # the handle may be dead; the transaction is gone with it
             log.warning("rollback failed (%s: %s); the connection will be reopened", classify(exc), exc)
 

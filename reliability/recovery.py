@@ -1,0 +1,571 @@
+"""Durability for a :class:`~reliability.manager.DatabaseManager`: backups, redo journal, schema trust,
+scheduled integrity checks, and corruption recovery that loses no acknowledged write.
+
+Recovery (``db.recover()``, or automatic when corruption is detected):
+
+1. close the runtime's connection;
+2. pick the newest backup that was verified when made *and* still passes ``quick_check``;
+3. copy it beside the database and replay the redo journal's transactions whose sequence is
+   above the one recorded in the backup, in order, in batches; each batch records the last
+   applied sequence in ``_reliability_redo_state`` in the same transaction, so replay is
+   idempotent (a recovery interrupted half-way can simply run again);
+4. fsync the prepared file, rename the damaged database with its ``-wal``/``-shm`` to
+   ``<db>.quarantine-<time>`` (never deleted), rename the prepared file into place;
+5. reopen, then take a fresh backup so the journal starts over from it.
+
+What "no acknowledged write lost" means here depends on ``synchronous`` (see
+:mod:`reliability.redo`): FULL/EXTRA survive power loss, NORMAL/OFF survive a process crash.
+The :class:`RecoveryReport` lists anything that could not be brought back (a journal gap, a
+damaged journal line, a statement that failed on replay) and then ``ok`` is False.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from .backup import (
+    BackupError,
+    BackupInfo,
+    BackupManager,
+    copy_for_install,
+    fsync_file,
+    install,
+    move_aside,
+    read_sequence,
+    record_sequence,
+    verify_file,
+)
+from .errors import DatabaseError, ErrorKind
+from .health import IntegrityReport, Scheduler, check_integrity
+from .redo import JournalState, RedoJournal, read_journal
+from .schema import (
+    Migration,
+    MigrationError,
+    MigrationResult,
+    SchemaReport,
+    SchemaValidator,
+    applied_versions,
+    apply_migrations,
+    coerce_migrations,
+    has_user_data,
+)
+
+if TYPE_CHECKING:
+    from .manager import DatabaseManager
+
+log = logging.getLogger("reliability.recovery")
+
+#: Journal entries replayed per transaction (fewer fsyncs; a failing batch is redone one by one).
+REPLAY_BATCH = 500
+#: After a failed automatic recovery, wait this long before trying again on the next error.
+AUTO_RECOVERY_COOLDOWN = 10.0
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    """What a recovery did. ``ok`` means the database is back and no journaled write is missing."""
+
+    ok: bool
+    quarantined: list[str]
+    backup: str | None
+    replayed: int
+    duration: float
+    problems: list[str] = field(default_factory=list)
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        data = dataclasses.asdict(self)
+        data["duration"] = round(self.duration, 6)
+        return data
+
+
+class Durability:
+    """Everything that keeps one manager's data safe; the manager's facade methods delegate here.
+
+    :param db: the manager (its lock, connection and hooks are used).
+    :param migrations: known migrations, validated at :meth:`start` (auto-applied when
+        ``config.auto_migrate``).
+    """
+
+    def __init__(self, db: DatabaseManager, migrations: Sequence[Migration] | str | Path | None = None) -> None:
+        self.db = db
+        cfg = db.config
+        self.backups = BackupManager(cfg.backup_directory, cfg.backup_keep)
+        self.migrations = coerce_migrations(migrations) if migrations is not None else None
+        self.redo: RedoJournal | None = None
+        self.schema_report: SchemaReport | None = None
+        #: Why writes are refused (an untrusted schema), or None.
+        self.write_block: str | None = None
+        self._recovering = False
+        self._last_failed_recovery = 0.0
+        self.scheduler = Scheduler([
+            ("backup", cfg.backup_interval, self._scheduled_backup),
+            ("quick_check", cfg.quick_check_interval, lambda: self.check_integrity(full=False)),
+            ("integrity_check", cfg.integrity_check_interval, lambda: self.check_integrity(full=True)),
+        ])
+        db.corruption_listeners.append(self._on_corruption)
+        db.connections.on_open.append(self._on_open)
+        db.health_contributors.append(self._health)
+        newest = self.backups.newest_verified()
+        if newest is not None:
+            db.monitor.last_backup_at = newest.created_at
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Open the redo journal, validate (and maybe migrate) the schema, start the schedule."""
+        if self.db.config.redo_journal:
+            self.redo = RedoJournal(self.db.config.redo_journal_file,
+                                    fsync=self.db.config.synchronous.upper() in ("FULL", "EXTRA"))
+            try:
+                state = self.redo.open()
+            except OSError as exc:  # e.g. the database's folder does not exist (yet)
+                self.redo.error = f"the redo journal {str(self.redo.path)!r} cannot be opened: {exc}"
+                log.error("%s; writes are not journaled", self.redo.error)
+                state = None
+            if state is not None and self.redo.owned:
+                self.db._redo = self.redo
+                self.db.transactions.savepoint_hooks.append(self._savepoint_event)
+                self._anchor(state)
+        if self.migrations is not None:
+            self._startup_schema()
+        self.scheduler.start()
+
+    def close(self) -> None:
+        """Stop the schedule and close the journal (called by ``db.close()``)."""
+        self.scheduler.stop()
+        with self.db._lock:
+            if self.redo is not None:
+                self.redo.close()
+                self.db._redo = None
+
+    def _savepoint_event(self, event: str, level: int) -> None:
+        redo = self.redo
+        if redo is not None:
+            if event == "begin":
+                redo.savepoint(level)
+            else:
+                redo.rollback_savepoint(level)
+
+    def _anchor(self, state: JournalState) -> None:
+        """Make the journal continue from a state recovery can rebuild (see module docstring)."""
+        redo = self.redo
+        assert redo is not None
+        if state.header and state.clean and not state.problems:
+            return  # a clean shutdown: the journal and the last backup still describe the database
+        path = self.db.path
+        db_missing = not os.path.exists(path) or os.path.getsize(path) == 0
+        history = state.entries or state.base > 0 or self.backups.newest_verified() is not None
+        if db_missing and not history:
+            redo.reset(redo.seq, from_empty=True)
+            return
+        if db_missing:
+            log.error("the database %s is missing or empty but backups/journal exist: recovering", path)
+            if self.db.config.auto_recover:
+                self._auto_recover("database file missing at startup")
+            return
+        # The database may hold writes the journal never saw (a crash between COMMIT and the
+        # journal append: never acknowledged, but later writes may build on them). Re-anchor.
+        try:
+            self.backup()
+        except DatabaseError as exc:
+            log.error("could not anchor the redo journal with a backup at startup: %s", exc.detail)
+            if exc.kind in (ErrorKind.CORRUPT, ErrorKind.NOTADB, ErrorKind.IOERR_CORRUPTFS) \
+                    and self.db.config.auto_recover:
+                self._auto_recover(f"startup backup failed: {exc.detail}")
+
+    # -- schema --------------------------------------------------------------------------------
+    def _startup_schema(self) -> None:
+        try:
+            report = self.validate_schema()
+            only_pending = report.pending and all(p.startswith("pending migration") for p in report.problems)
+            if only_pending and self.db.config.auto_migrate:
+                self.migrate(self.migrations or [])
+        except Exception as exc:
+            detail = exc.detail if isinstance(exc, DatabaseError) else f"{type(exc).__name__}: {exc}"
+            self._set_trust(SchemaReport(False, [f"the schema could not be checked: {detail}"], 0, 0))
+            log.error("schema check at startup failed: %s", detail)
+
+    def validate_schema(self, migrations: Sequence[Migration] | str | Path | None = None) -> SchemaReport:
+        """Compare the database with ``migrations`` (default: the known ones). With the known ones,
+        the result also decides whether writes are served."""
+        known = migrations is None
+        validator = SchemaValidator(migrations if migrations is not None else self.migrations)
+        with self.db._lock:
+            report = validator.validate(self.db.connection)
+        if known and self.migrations is not None:
+            self._set_trust(report)
+        return report
+
+    def _set_trust(self, report: SchemaReport) -> None:
+        self.schema_report = report
+        if report.ok:
+            if self.write_block is not None:
+                log.info("schema trusted again; writes are served")
+            self.write_block = None
+        else:
+            self.write_block = ("writes are refused because the database schema cannot be trusted: "
+                                + "; ".join(report.problems))
+            log.error("%s", self.write_block)
+        conn = self.db.connections._conn
+        if conn is not None:
+            self._on_open(conn)
+
+    def _on_open(self, conn: sqlite3.Connection) -> None:
+        # query_only makes SQLite itself refuse every write on this connection (the manager turns
+        # the READONLY error into SCHEMA_MISMATCH with the reason); reads keep working.
+        conn.execute(f"PRAGMA query_only = {1 if self.write_block else 0}")
+
+    def migrate(self, migrations: Sequence[Migration] | str | Path) -> MigrationResult:
+        """Apply pending migrations (see :mod:`reliability.schema`), backing up a non-empty database first."""
+        items = coerce_migrations(migrations)
+        db = self.db
+        backup_path: str | None = None
+        with db._lock:
+            if db.transactions.depth:
+                raise MigrationError(ErrorKind.MISUSE, "migrate() cannot run inside a transaction")
+            conn = db.connection
+            before = applied_versions(conn)
+            if not [m for m in items if m.version not in before]:
+                return MigrationResult([], max(before, default=0))
+            if has_user_data(conn):
+                try:
+                    backup_path = self.backup().path
+                except DatabaseError as exc:
+                    detail = f"no backup could be taken before migrating, so nothing was changed: {exc.detail}"
+                    raise MigrationError(exc.kind, detail, user_message=detail) from exc
+            conn.execute("PRAGMA query_only = 0")
+            try:
+                applied = apply_migrations(conn, items, foreign_keys=db.config.foreign_keys)
+            finally:
+                after = applied_versions(conn)
+                self._on_open(conn)
+                if len(after) != len(before) and self.redo is not None:
+                    # DDL ran outside the journal: a backup must cover it before new writes build on it.
+                    self._reanchor("migrations applied")
+            if self.migrations is None:
+                self.migrations = items
+            self._set_trust(SchemaValidator(self.migrations).validate(conn))
+        log.info("applied migrations %s; schema version %d", applied, max(after, default=0))
+        return MigrationResult(applied, max(after, default=0), backup_path)
+
+    # -- backups -------------------------------------------------------------------------------
+    def backup(self) -> BackupInfo:
+        """Take a verified backup now (under the manager's lock, outside any transaction)."""
+        db = self.db
+        m = db.monitor
+        with db._lock:
+            if db.transactions.depth:
+                raise BackupError(ErrorKind.MISUSE, "backup() cannot run inside a transaction: "
+                                  "the copy would include uncommitted changes")
+            redo = self.redo if self.redo is not None and self.redo.owned else None
+            seq = redo.seq if redo is not None else None
+            try:
+                try:
+                    conn = db.connection
+                except Exception as exc:
+                    raise BackupError(db.errors.wrap(exc, log=False).kind,
+                                      f"cannot open the database to back it up: {exc}") from exc
+                info = self.backups.create(conn, last_seq=seq)
+            except DatabaseError as exc:
+                m.last_backup_error = exc.detail
+                raise
+            if redo is not None and seq is not None:
+                redo.reset(seq)
+        m.last_backup_at = info.created_at
+        m.last_backup_error = None
+        return info
+
+    def _scheduled_backup(self) -> None:
+        try:
+            self.backup()
+        except BackupError as exc:
+            if exc.kind in (ErrorKind.CORRUPT, ErrorKind.NOTADB, ErrorKind.IOERR_CORRUPTFS):
+                self.check_integrity(full=False)  # a bad copy may mean a bad source: find out
+            raise
+
+    def _reanchor(self, why: str) -> None:
+        try:
+            self.backup()
+        except DatabaseError as exc:
+            redo = self.redo
+            if redo is not None and redo.owned:
+                redo.reset(redo.seq)
+                redo.error = f"{why} but no backup covers it yet ({exc.detail}); recovery cannot replay past it"
+            log.error("could not re-anchor the redo journal after %s: %s", why, exc.detail)
+
+    def restore(self, path: str | os.PathLike[str] | None = None) -> BackupInfo:
+        """Put a backup (newest verified, or ``path``) in place of the database.
+
+        The current database and its ``-wal``/``-shm`` are renamed aside (``<db>.replaced-<time>``),
+        never deleted, and never left beside the restored file. Writes made after the backup are
+        deliberately dropped (that is what restoring means); the journal is re-anchored.
+        """
+        db = self.db
+        with db._lock:
+            if db.transactions.depth:
+                raise BackupError(ErrorKind.MISUSE, "restore() cannot run inside a transaction")
+            info = self.backups.find(path) if path is not None else self.backups.newest_verified()
+            if info is None:
+                raise BackupError(ErrorKind.CANTOPEN, f"no verified backup in {str(self.backups.directory)!r}",
+                                  user_message="There is no verified backup to restore.")
+            problems = verify_file(info.path)
+            if problems:
+                self.backups.mark_unverified(info.path, problems[0])
+                raise BackupError(ErrorKind.CORRUPT, f"backup {info.path!r} fails quick_check, not restored: "
+                                  + "; ".join(problems[:5]))
+            db.connections.close()
+            try:
+                tmp = copy_for_install(info.path, db.path)
+                fsync_file(tmp)
+                moved = move_aside(db.path, "replaced")
+                install(tmp, db.path)
+            finally:
+                db.connections.open()
+            log.warning("restored %s from %s; previous files kept as %s", db.path, info.path, moved)
+            if self.redo is not None:
+                self._reanchor("a restore")
+        return info
+
+    # -- integrity -----------------------------------------------------------------------------
+    def check_integrity(self, full: bool = False) -> IntegrityReport:
+        """quick_check (integrity_check when ``full``) + foreign_key_check on a separate connection.
+
+        A failed check marks the database corrupt in the health report and, with
+        ``config.auto_recover``, starts recovery.
+        """
+        db = self.db
+        if not os.path.exists(db.path):
+            return IntegrityReport(False, [f"database file {db.path!r} does not exist"],
+                                   "full" if full else "quick", 0.0)
+        timeout = db.config.busy_timeout_ms / 1000.0
+        report = check_integrity(db.path, full=full, timeout=timeout)
+        m = db.monitor
+        m.last_integrity_check_at = time.time()
+        m.integrity_ok = report.ok
+        m.integrity_problems = list(report.problems)
+        if not report.ok:
+            log.error("%s integrity check of %s failed: %s", report.kind, db.path, "; ".join(report.problems[:5]))
+            if db.config.auto_recover and not db.closed:
+                self._auto_recover(f"{report.kind} integrity check failed")
+        return report
+
+    # -- corruption ----------------------------------------------------------------------------
+    def _on_corruption(self, err: DatabaseError) -> None:
+        db = self.db
+        db.monitor.integrity_ok = False
+        if err.detail and err.detail not in db.monitor.integrity_problems:
+            db.monitor.integrity_problems = [err.detail]
+        if not db.config.auto_recover or db.closed or db.transactions.depth:
+            # Inside a transaction the error reaches the top-level handler again at depth 0.
+            return
+        self._auto_recover(f"{err.kind} error: {err.detail}")
+
+    def _auto_recover(self, reason: str) -> RecoveryReport | None:
+        if self._recovering or time.monotonic() - self._last_failed_recovery < AUTO_RECOVERY_COOLDOWN:
+            return None
+        try:
+            report = self.recover(reason=reason)
+        except Exception:
+            log.exception("automatic recovery failed")
+            self._last_failed_recovery = time.monotonic()
+            return None
+        if not report.ok and not report.backup and not report.quarantined:
+            self._last_failed_recovery = time.monotonic()
+        return report
+
+    def recover(self, reason: str = "requested") -> RecoveryReport:
+        """Quarantine the damaged database, restore the newest verified backup, replay the journal."""
+        db = self.db
+        t0 = perf_counter()
+        with db._lock:
+            if db.transactions.depth:
+                raise DatabaseError(ErrorKind.MISUSE, "recover() cannot run inside a transaction")
+            if self._recovering:
+                raise DatabaseError(ErrorKind.MISUSE, "a recovery is already running")
+            self._recovering = True
+            try:
+                report = self._recover_locked(reason, t0)
+            finally:
+                self._recovering = False
+        m = db.monitor
+        m.recoveries += 1
+        m.last_recovery = report.to_dict()
+        if report.backup is not None or report.quarantined:
+            m.integrity_ok = None  # not known to be damaged any more; the next check will tell
+            m.integrity_problems = []
+        level = logging.WARNING if report.ok else logging.ERROR
+        log.log(level, "recovery of %s (%s): ok=%s, backup=%s, replayed %d write transaction(s) in %.3fs, "
+                "quarantined %s%s", db.path, reason, report.ok, report.backup, report.replayed, report.duration,
+                report.quarantined, "; problems: " + "; ".join(report.problems) if report.problems else "",
+                extra={"recovery": report.to_dict()})
+        return report
+
+    def _recover_locked(self, reason: str, t0: float) -> RecoveryReport:
+        db = self.db
+        problems: list[str] = []
+        chosen: BackupInfo | None = None
+        for info in self.backups.list():
+            if not info.verified:
+                continue
+            bad = verify_file(info.path)
+            if not bad:
+                chosen = info
+                break
+            self.backups.mark_unverified(info.path, bad[0])
+            problems.append(f"backup {info.path} no longer passes quick_check: {bad[0]}")
+        state: JournalState | None = None
+        if self.redo is not None:
+            state = read_journal(self.redo.path)
+            problems += state.problems
+            if self.redo.error:
+                problems.append(self.redo.error)
+        elif db.config.redo_journal:
+            problems.append("the redo journal was not available; writes after the backup cannot be replayed")
+        else:
+            problems.append("the redo journal is off (redo_journal=False); writes after the backup are lost")
+
+        start_empty = chosen is None and state is not None and state.from_empty
+        if chosen is None and not start_empty:
+            problems.insert(0, "no verified backup to restore from; the damaged database was left in place")
+            return RecoveryReport(False, [], None, 0, perf_counter() - t0, problems, reason)
+
+        replay = state is not None
+        if chosen is not None and state is not None and (chosen.last_seq is None or chosen.last_seq < state.base):
+            if state.from_empty:
+                chosen, start_empty = None, True  # the journal alone rebuilds everything
+            else:
+                replay = False
+                problems.append(f"the redo journal continues from sequence {state.base} but backup "
+                                f"{chosen.path} holds only up to {chosen.last_seq}: writes after the "
+                                "backup cannot be replayed")
+        db.connections.close()
+        tmp = Path(f"{db.path}.restore-tmp")
+        if start_empty:
+            for p in (tmp, Path(f"{tmp}-journal")):
+                if p.exists():
+                    p.unlink()
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.close(fd)
+        else:
+            assert chosen is not None
+            tmp = copy_for_install(chosen.path, db.path)
+        replayed = 0
+        try:
+            if replay and state is not None:
+                replayed, replay_problems = replay_journal(tmp, state.entries,
+                                                           foreign_keys=db.config.foreign_keys)
+                problems += replay_problems
+            fsync_file(tmp)
+            quarantined = move_aside(db.path, "quarantine")
+            install(tmp, db.path)
+        finally:
+            try:
+                db.connections.open()
+            except Exception as exc:  # reported below; the manager reconnects on next use
+                problems.append(f"reopening after recovery failed: {exc}")
+        if self.redo is not None:
+            self._reanchor("a recovery")
+        backup_name = chosen.path if chosen is not None else None
+        return RecoveryReport(not problems, quarantined, backup_name, replayed, perf_counter() - t0,
+                              problems, reason)
+
+    # -- health --------------------------------------------------------------------------------
+    def _health(self) -> tuple[dict[str, Any], list[str]]:
+        db = self.db
+        m = db.monitor
+        reasons: list[str] = []
+        cfg = db.config
+        if m.last_backup_error:
+            reasons.append(f"the last backup failed: {m.last_backup_error}")
+        if cfg.backup_interval > 0 and m.last_backup_at is not None \
+                and time.time() - m.last_backup_at > 2 * cfg.backup_interval:
+            reasons.append("the last verified backup is older than twice the backup interval")
+        if self.redo is not None and self.redo.error:
+            reasons.append(self.redo.error)
+        if self.write_block:
+            reasons.append(self.write_block)
+        last = m.last_recovery
+        if last is not None and not last.get("ok"):
+            reasons.append("the last recovery was incomplete: " + "; ".join(last.get("problems") or []))
+        extra: dict[str, Any] = {
+            "last_backup_error": m.last_backup_error,
+            "integrity_problems": list(m.integrity_problems),
+            "recoveries": m.recoveries,
+            "last_recovery": last,
+            "redo": None if self.redo is None else {
+                "seq": self.redo.seq, "base": self.redo.base, "size": self.redo.size(),
+                "owned": self.redo.owned, "error": self.redo.error},
+            "schema": None if self.schema_report is None else self.schema_report.to_dict(),
+        }
+        return extra, reasons
+
+
+def replay_journal(
+    path: str | os.PathLike[str],
+    entries: list[tuple[int, list[Any]]],
+    *,
+    foreign_keys: bool = True,
+) -> tuple[int, list[str]]:
+    """Replay journal ``entries`` into the database at ``path``; returns (transactions replayed, problems).
+
+    Entries at or below the sequence recorded in the database are skipped; each batch records
+    its last sequence in the same transaction, so running this twice applies everything once.
+    """
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    problems: list[str] = []
+    replayed = 0
+    try:
+        conn.execute("PRAGMA journal_mode = DELETE")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
+        done = read_sequence(conn) or 0
+        todo = [(seq, ops) for seq, ops in entries if seq > done]
+        i = 0
+        while i < len(todo):
+            batch = todo[i:i + REPLAY_BATCH]
+            try:
+                _apply_batch(conn, batch)
+                replayed += len(batch)
+                i += len(batch)
+                continue
+            except sqlite3.Error:
+                pass  # find the exact entry below, one transaction each
+            for seq, ops in batch:
+                try:
+                    _apply_batch(conn, [(seq, ops)])
+                except sqlite3.Error as exc:
+                    problems.append(f"replay stopped at journal sequence {seq}: {exc}; later writes were "
+                                    "not replayed")
+                    return replayed, problems
+                replayed += 1
+            i += len(batch)
+    finally:
+        conn.close()
+    return replayed, problems
+
+
+def _apply_batch(conn: sqlite3.Connection, batch: list[tuple[int, list[Any]]]) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for _seq, ops in batch:
+            for sql, params, many in ops:
+                if many:
+                    conn.executemany(sql, params)
+                else:
+                    conn.execute(sql, params)
+        record_sequence(conn, batch[-1][0])
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise

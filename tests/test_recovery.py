@@ -1,0 +1,285 @@
+"""Corruption recovery loses no acknowledged write: real byte damage, real backups, the real redo journal."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from reliability import DatabaseManager, ReliabilityConfig
+from reliability.errors import DatabaseError, ErrorKind
+from reliability.recovery import replay_journal
+from reliability.redo import read_journal
+
+
+def config(tmp_path: Path | str, **changes: object) -> ReliabilityConfig:
+    return ReliabilityConfig(db_path=str(Path(tmp_path) / "app.db"), backup_interval=0, quick_check_interval=0,
+                             integrity_check_interval=0, busy_timeout_ms=50, retry_attempts=1).replace(**changes)
+
+
+def corrupt(path: Path, how: str) -> None:
+    """Damage a closed database file for real: header magic, the table's root page, or truncate it."""
+    conn = sqlite3.connect(path)
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 't'").fetchone()[0]
+    conn.close()
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        if how == "header":
+            f.write(b"\x00" * 16)
+        elif how == "btree":
+            f.seek((root - 1) * page_size)
+            f.write(b"\xff" * 12 + os.urandom(200))
+        else:
+            f.truncate(max(page_size, size // 2))
+
+
+def table(db: DatabaseManager) -> dict[int, str]:
+    return dict(db.fetch_all("SELECT id, v FROM t"))
+
+
+def new_db(tmp_path: Path | str, **changes: object) -> DatabaseManager:
+    db = DatabaseManager(config(tmp_path, **changes))
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+    return db
+
+
+ops = st.lists(st.one_of(
+    st.tuples(st.just("insert"), st.integers(1, 40), st.text(max_size=8)),
+    st.tuples(st.just("update"), st.integers(1, 40), st.text(max_size=8)),
+    st.tuples(st.just("delete"), st.integers(1, 40)),
+    st.tuples(st.just("txn"), st.lists(st.tuples(st.integers(1, 40), st.text(max_size=8)), max_size=4),
+              st.booleans()),
+    st.tuples(st.just("backup"),),
+), max_size=30)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=ops, how=st.sampled_from(["header", "btree", "truncate"]), backup_first=st.booleans())
+def test_recovery_after_real_corruption_restores_every_acknowledged_write(steps, how, backup_first):
+    with tempfile.TemporaryDirectory() as tmp:
+        model: dict[int, str] = {}
+        db = new_db(tmp)
+        if backup_first:
+            db.backup()
+        for step in steps:
+            kind = step[0]
+            if kind == "insert":
+                _, key, value = step
+                try:
+                    db.execute("INSERT INTO t (id, v) VALUES (?, ?)", (key, value))
+                except DatabaseError as err:
+                    assert err.kind is ErrorKind.CONSTRAINT and key in model
+                    continue
+                model[key] = value
+            elif kind == "update":
+                _, key, value = step
+                db.execute("UPDATE t SET v = ? WHERE id = ?", (value, key))
+                if key in model:
+                    model[key] = value
+            elif kind == "delete":
+                db.execute("DELETE FROM t WHERE id = ?", (step[1],))
+                model.pop(step[1], None)
+            elif kind == "txn":
+                _, writes, commit = step
+                staged = dict(model)
+                try:
+                    with db.transaction():
+                        for key, value in writes:
+                            db.execute("INSERT OR REPLACE INTO t (id, v) VALUES (?, ?)", (key, value))
+                            staged[key] = value
+                        if not commit:
+                            raise KeyboardInterrupt  # any exception: the transaction rolls back
+                except KeyboardInterrupt:
+                    continue
+                model = staged
+            else:
+                db.backup()
+        assert table(db) == model
+        db.connections.close()  # checkpoint: the damage below hits every committed page
+        corrupt(Path(db.path), how)
+        if how == "header":
+            # Automatic: the first operation meets the damage, fails, and recovery runs behind it.
+            with pytest.raises(DatabaseError) as info:
+                db.fetch_all("SELECT id, v FROM t")
+            assert info.value.action.value == "restore"
+            report = db.monitor.last_recovery
+            assert report is not None and report["ok"], report
+        else:
+            report = db.recover().to_dict()
+            assert report["ok"], report
+        assert report["quarantined"] and all(Path(p).exists() for p in report["quarantined"])
+        assert table(db) == model
+        assert db.check_integrity(full=True).ok
+        db.execute("INSERT INTO t (id, v) VALUES (1000, 'after recovery')")
+        db.close()
+
+
+def test_automatic_recovery_after_truncation_reports_what_it_replayed(tmp_path):
+    db = new_db(tmp_path)
+    db.backup()
+    for i in range(30):
+        db.execute("INSERT INTO t (v) VALUES (?)", (f"row {i}" * 50,))
+    expected = table(db)
+    db.connections.close()
+    corrupt(Path(db.path), "truncate")
+    with pytest.raises(DatabaseError) as info:
+        db.fetch_all("SELECT id, v FROM t")
+    assert info.value.kind is ErrorKind.CORRUPT
+    assert table(db) == expected
+    report = db.health()
+    last = report.to_dict()["last_recovery"]
+    assert last["ok"] and last["replayed"] == 30 and last["duration"] > 0
+    assert report.errors == {"corrupt": 1}
+    assert str(report.status) == "healthy", report.reasons
+    db.close()
+
+
+def test_recovery_without_any_backup_rebuilds_from_the_journal_of_a_new_database(tmp_path):
+    with new_db(tmp_path) as db:
+        with db.transaction():
+            db.executemany("INSERT INTO t (v) VALUES (?)", [("a",), ("b",)])
+            db.execute("INSERT INTO t (v) VALUES (?)", (b"\x00bytes\xff",))
+        expected = table(db)
+        db.connections.close()
+        corrupt(Path(db.path), "header")
+        report = db.recover()
+        assert report.ok and report.backup is None and report.replayed == 2
+        assert table(db) == expected
+
+
+def test_rolled_back_work_and_rolled_back_savepoints_are_never_replayed(tmp_path):
+    with new_db(tmp_path) as db:
+        db.backup()
+        with db.transaction():
+            db.execute("INSERT INTO t (id, v) VALUES (1, 'kept')")
+            try:
+                with db.transaction():
+                    db.execute("INSERT INTO t (id, v) VALUES (2, 'savepoint rolled back')")
+                    raise ValueError
+            except ValueError:
+                pass
+        with pytest.raises(ValueError), db.transaction():
+            db.execute("INSERT INTO t (id, v) VALUES (3, 'rolled back')")
+            raise ValueError
+        db.execute("BEGIN")
+        db.execute("INSERT INTO t (id, v) VALUES (4, 'manual rollback')")
+        db.execute("ROLLBACK")
+        db.execute("BEGIN")
+        db.execute("INSERT INTO t (id, v) VALUES (5, 'manual commit')")
+        db.execute("COMMIT")
+        db.connections.close()
+        corrupt(Path(db.path), "btree")
+        assert db.recover().ok
+        assert table(db) == {1: "kept", 5: "manual commit"}
+
+
+def test_replay_is_idempotent_when_run_twice(tmp_path):
+    with new_db(tmp_path) as db:
+        backup = db.backup()
+        for i in range(5):
+            db.execute("INSERT INTO t (v) VALUES (?)", (str(i),))
+        journal = db.durability.redo.path  # type: ignore[union-attr]
+    entries = read_journal(journal).entries
+    copy = tmp_path / "copy.db"
+    copy.write_bytes(Path(backup.path).read_bytes())
+    assert replay_journal(copy, entries) == (5, [])
+    assert replay_journal(copy, entries) == (0, [])
+    conn = sqlite3.connect(copy)
+    assert conn.execute("SELECT count(*) FROM t").fetchone() == (5,)
+    conn.close()
+
+
+def test_a_torn_last_journal_line_is_ignored_and_a_damaged_middle_line_is_reported(tmp_path):
+    with new_db(tmp_path) as db:
+        db.backup()
+        db.execute("INSERT INTO t (v) VALUES ('one')")
+        db.execute("INSERT INTO t (v) VALUES ('two')")
+        path = db.durability.redo.path  # type: ignore[union-attr]
+    data = path.read_bytes()
+    path.write_bytes(data + b'0badc0de {"seq": 9, "op')  # a crash mid-append: never acknowledged
+    state = read_journal(path)
+    assert len(state.entries) == 2 and not state.problems
+    lines = data.split(b"\n")
+    lines[1] = lines[1].replace(b"one", b"ONE")  # a bit flip in an acknowledged record
+    path.write_bytes(b"\n".join(lines))
+    state = read_journal(path)
+    assert state.problems and "line 2 is damaged" in state.problems[0]
+
+
+def test_an_incomplete_recovery_says_what_is_missing(tmp_path):
+    with new_db(tmp_path, redo_journal=False) as db:
+        db.backup()
+        db.execute("INSERT INTO t (v) VALUES ('after backup')")
+        db.connections.close()
+        corrupt(Path(db.path), "btree")
+        report = db.recover()
+        assert not report.ok and report.backup is not None
+        assert any("redo journal is off" in p for p in report.problems)
+        assert table(db) == {}
+        assert any("last recovery was incomplete" in r for r in db.health().reasons)
+
+
+def test_without_a_backup_or_journal_the_damaged_file_is_left_in_place(tmp_path):
+    with new_db(tmp_path, redo_journal=False) as db:
+        db.execute("INSERT INTO t (v) VALUES ('x')")
+        db.connections.close()
+        corrupt(Path(db.path), "btree")
+        report = db.recover()
+    assert not report.ok and report.quarantined == [] and "no verified backup" in report.problems[0]
+    assert (tmp_path / "app.db").exists()
+
+
+def test_a_failed_scheduled_quick_check_triggers_recovery(tmp_path):
+    db = new_db(tmp_path)
+    db.executemany("INSERT INTO t (v) VALUES (?)", [(f"row {i}" * 20,) for i in range(400)])
+    db.backup()
+    db.execute("INSERT INTO t (v) VALUES ('after backup')")
+    expected = table(db)
+    db.close()
+    conn = sqlite3.connect(tmp_path / "app.db")
+    leaf = conn.execute("SELECT max(rootpage) FROM sqlite_master").fetchone()[0] + 2
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    with open(tmp_path / "app.db", "r+b") as f:  # a mid-file leaf: only a check finds it
+        f.seek((leaf - 1) * page_size + 8)
+        f.write(os.urandom(100))
+    db = DatabaseManager(config(tmp_path, quick_check_interval=0.05))
+    deadline = time.monotonic() + 5
+    while db.monitor.last_recovery is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        assert db.monitor.last_recovery is not None and db.monitor.last_recovery["ok"]
+        assert "quick integrity check failed" in db.monitor.last_recovery["reason"]
+        assert table(db) == expected
+    finally:
+        db.close()
+
+
+def test_an_unclean_shutdown_reanchors_the_journal_with_a_backup_at_startup(tmp_path):
+    db = new_db(tmp_path)
+    db.execute("INSERT INTO t (v) VALUES ('x')")
+    db.connections.close()
+    # Simulate a crash: no clean-close record is written (the process never reached close()).
+    redo = db.durability.redo
+    assert redo is not None and redo._fd is not None
+    os.close(redo._fd)
+    redo._fd = None
+    assert db.backups() == []
+    with DatabaseManager(config(tmp_path)) as again:
+        assert len(again.backups()) == 1
+        assert read_journal(again.durability.redo.path).base == again.backups()[0].last_seq  # type: ignore
+    db.close()
+
+
+def test_a_second_manager_on_the_same_file_does_not_share_the_journal(tmp_path):
+    with new_db(tmp_path) as first, DatabaseManager(config(tmp_path)) as second:
+        assert first.durability.redo.owned  # type: ignore[union-attr]
+        assert second._redo is None
+        assert any("owns the redo journal" in r for r in second.health().reasons)
