@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 #: The 17 reliability properties, number → slug (used in names like ``p06_transaction_atomicity``).
 PROPERTIES: dict[int, str] = {

@@ -12,6 +12,10 @@ from runtime_helpers import fast_config
 
 from reliability import DatabaseManager
 
+# The plugin's own tests (tests/plugin) run pytest inside pytest; pytest only accepts
+# pytest_plugins in a top-level conftest.
+pytest_plugins = ["pytester"]
+
 settings.register_profile("default", max_examples=25, deadline=None,
                           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 settings.register_profile("ci", max_examples=40, deadline=None,

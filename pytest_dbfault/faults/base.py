@@ -13,8 +13,14 @@ SQLite application, not only our runtime.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+#: Callbacks ``fn(fault, event)`` told of every fault's ``"inject"`` (right after it succeeded) and
+#: ``"heal"`` (right after), whoever made the fault. Used by ``--dbfault-coverage`` to label coverage
+#: contexts with the faults in force; append/remove your own, and keep them cheap and exception-free.
+LIFECYCLE_LISTENERS: list[Callable[[Fault, str], None]] = []
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,8 @@ class Fault:
             self._inject()
             self.active = True
             self.record("inject", **self.params)
+            for listener in LIFECYCLE_LISTENERS:
+                listener(self, "inject")
         return self
 
     def heal(self) -> None:
@@ -63,6 +71,8 @@ class Fault:
             self._heal()
             self.active = False
             self.record("heal")
+            for listener in LIFECYCLE_LISTENERS:
+                listener(self, "heal")
 
     def record(self, action: str, **detail: Any) -> None:
         """Append a :class:`FaultRecord` to :attr:`records`."""
