@@ -22,15 +22,16 @@ damaged journal line, a statement that failed on replay) and then ``ok`` is Fals
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .backup import (
     BackupError,
@@ -44,7 +45,7 @@ from .backup import (
     record_sequence,
     verify_file,
 )
-from .errors import DatabaseError, ErrorKind
+from .errors import DatabaseError, ErrorKind, classify
 from .health import IntegrityReport, Scheduler, check_integrity
 from .redo import JournalState, RedoJournal, read_journal
 from .schema import (
@@ -87,6 +88,36 @@ class RecoveryReport:
         data = dataclasses.asdict(self)
         data["duration"] = round(self.duration, 6)
         return data
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _oplogged(kind: str) -> Callable[[F], F]:
+    """Give a maintenance operation (migration, backup, check, recovery) its one operation-log record."""
+
+    def wrap(method: F) -> F:
+        @functools.wraps(method)
+        def logged(self: Durability, *args: Any, **kwargs: Any) -> Any:
+            oplog = self.db._oplog
+            if oplog is None:
+                return method(self, *args, **kwargs)
+            t0 = perf_counter()
+            try:
+                result = method(self, *args, **kwargs)
+            except Exception as exc:
+                oplog.record(kind, None, perf_counter() - t0, 0, 1, "error", str(classify(exc)))
+                raise
+            rows = getattr(result, "replayed", None)
+            if rows is None:
+                rows = len(getattr(result, "applied", ()) or ())
+            outcome = "ok" if getattr(result, "ok", True) is not False else "failed"
+            oplog.record(kind, None, perf_counter() - t0, rows, 1, outcome, None)
+            return result
+
+        return logged  # type: ignore[return-value]
+
+    return wrap
 
 
 class Durability:
@@ -225,6 +256,7 @@ class Durability:
         # the READONLY error into SCHEMA_MISMATCH with the reason); reads keep working.
         conn.execute(f"PRAGMA query_only = {1 if self.write_block else 0}")
 
+    @_oplogged("migration")
     def migrate(self, migrations: Sequence[Migration] | str | Path) -> MigrationResult:
         """Apply pending migrations (see :mod:`reliability.schema`), backing up a non-empty database first."""
         items = coerce_migrations(migrations)
@@ -259,6 +291,7 @@ class Durability:
         return MigrationResult(applied, max(after, default=0), backup_path)
 
     # -- backups -------------------------------------------------------------------------------
+    @_oplogged("backup")
     def backup(self) -> BackupInfo:
         """Take a verified backup now (under the manager's lock, outside any transaction)."""
         db = self.db
@@ -303,6 +336,7 @@ class Durability:
                 redo.error = f"{why} but no backup covers it yet ({exc.detail}); recovery cannot replay past it"
             log.error("could not re-anchor the redo journal after %s: %s", why, exc.detail)
 
+    @_oplogged("restore")
     def restore(self, path: str | os.PathLike[str] | None = None) -> BackupInfo:
         """Put a backup (newest verified, or ``path``) in place of the database.
 
@@ -337,6 +371,7 @@ class Durability:
         return info
 
     # -- integrity -----------------------------------------------------------------------------
+    @_oplogged("check")
     def check_integrity(self, full: bool = False) -> IntegrityReport:
         """quick_check (integrity_check when ``full``) + foreign_key_check on a separate connection.
 
@@ -383,6 +418,7 @@ class Durability:
             self._last_failed_recovery = time.monotonic()
         return report
 
+    @_oplogged("recovery")
     def recover(self, reason: str = "requested") -> RecoveryReport:
         """Quarantine the damaged database, restore the newest verified backup, replay the journal."""
         db = self.db

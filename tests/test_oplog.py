@@ -104,3 +104,21 @@ def test_the_json_formatter_flattens_runtime_error_fields() -> None:
     record.operation_id = "x-1"
     data = json.loads(JsonFormatter().format(record))
     assert data["message"] == "db busy" and data["db_kind"] == "busy" and data["operation_id"] == "x-1"
+
+
+def test_maintenance_operations_log_one_record_each(tmp_path: Path) -> None:
+    from reliability import Migration
+
+    log_path = tmp_path / "ops.jsonl"
+    cfg = fast_config(tmp_path / "a.db", operation_log=True, operation_log_path=str(log_path), log_json=True)
+    with DatabaseManager(cfg) as db:
+        db.migrate([Migration(1, "items", "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)")])
+        db.execute("INSERT INTO items (name) VALUES ('a')")
+        db.backup()
+        db.check_integrity()
+        db.recover()
+    kinds = [(r["kind"], r["outcome"]) for r in _lines(log_path) if r["kind"] not in ("execute", "fetch_one",
+                                                                                     "fetch_all", "transaction")]
+    assert ("migration", "ok") in kinds and ("backup", "ok") in kinds and ("check", "ok") in kinds
+    assert kinds[-1][0] == "recovery"
+    assert [k for k, _o in kinds].count("check") == 1
