@@ -1,0 +1,123 @@
+"""Hypothesis stateful machines for the 17 reliability properties, run against a real runtime.
+
+Each machine keeps a model of what the database must hold, drives the runtime with
+realistic data (Faker, seeded from Hypothesis) and real faults drawn as rule arguments,
+and checks its properties as invariants and postconditions named after them
+(``p06_transaction_atomicity``...). Every check is counted in
+:data:`pytest_dbfault.stats.STATS` under the faults in force.
+
+Run one against any runtime::
+
+    from pytest_dbfault.machines import MACHINES, run_machine
+    run_machine(MACHINES["transactions"], my_runtime_factory)   # raises on a violation
+
+Profiles: ``dbfault`` (fast default) and ``dbfault-ci`` (longer), registered here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
+
+from .audit import AuditMachine
+from .backup import BackupMachine
+from .base import RuntimeFactory, RuntimeMachine
+from .chaos import ChaosMachine
+from .config import ConfigMachine
+from .connection import ConnectionMachine
+from .degradation import DegradationMachine
+from .errors_logging import ErrorsLoggingMachine
+from .health import HealthMachine
+from .schema import SchemaMachine
+from .transactions import TransactionMachine
+
+_SUPPRESS = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large]
+settings.register_profile("dbfault", max_examples=10, stateful_step_count=15, deadline=None,
+                          suppress_health_check=_SUPPRESS, print_blob=True, report_multiple_bugs=False)
+settings.register_profile("dbfault-ci", max_examples=60, stateful_step_count=30, deadline=None,
+                          suppress_health_check=_SUPPRESS, print_blob=True, report_multiple_bugs=False)
+
+#: Machine name → class; the names are the property groups of the issue.
+MACHINES: dict[str, type[RuntimeMachine]] = {
+    "connection": ConnectionMachine,
+    "transactions": TransactionMachine,
+    "schema": SchemaMachine,
+    "errors_logging": ErrorsLoggingMachine,
+    "health_integrity": HealthMachine,
+    "backup_recovery": BackupMachine,
+    "degradation_queue": DegradationMachine,
+    "audit": AuditMachine,
+    "config": ConfigMachine,
+    "chaos": ChaosMachine,
+}
+
+#: Which properties each machine checks (the chaos machine checks them all).
+PROPERTIES_BY_MACHINE: dict[str, tuple[int, ...]] = {
+    "connection": (1, 2, 6, 8, 9),
+    "transactions": (2, 6, 7, 8, 9),
+    "schema": (3, 4, 5, 8, 9),
+    "errors_logging": (2, 8, 9, 17),
+    "health_integrity": (10, 11),
+    "backup_recovery": (12, 13),
+    "degradation_queue": (14,),
+    "audit": (15,),
+    "config": (16,),
+    "chaos": tuple(range(1, 18)),
+}
+
+
+def bind(machine: type[RuntimeMachine], runtime_factory: RuntimeFactory | None = None,
+         base_dir: str | None = None, enforce: Iterable[int] | None = None) -> type[RuntimeMachine]:
+    """A subclass of ``machine`` that builds its runtime with ``runtime_factory`` (None: DatabaseManager).
+
+    ``enforce`` limits which properties fail the run (the others are still counted).
+    """
+    attrs: dict[str, Any] = {"base_dir": base_dir, "__module__": machine.__module__,
+                             "enforce": None if enforce is None else frozenset(enforce)}
+    if runtime_factory is not None:
+        attrs["runtime_factory"] = staticmethod(runtime_factory)
+    return type(machine.__name__, (machine,), attrs)
+
+
+def run_machine(machine: type[RuntimeMachine], runtime_factory: RuntimeFactory | None = None, *,
+                settings_: settings | None = None, base_dir: str | None = None,
+                enforce: Iterable[int] | None = None) -> None:
+    """Run ``machine`` against the runtime built by ``runtime_factory``; raises on a violation."""
+    bound = bind(machine, runtime_factory, base_dir, enforce)
+    run_state_machine_as_test(bound, settings=settings_)
+
+
+def test_case(machine: type[RuntimeMachine], runtime_factory: RuntimeFactory | None = None,
+              name: str | None = None) -> type:
+    """The ``unittest.TestCase`` for a bound machine (what pytest collects)."""
+    bound = bind(machine, runtime_factory)
+    case = bound.TestCase
+    case.__name__ = name or f"Test{machine.__name__}"
+    return case
+
+
+__all__ = [
+    "MACHINES",
+    "PROPERTIES_BY_MACHINE",
+    "AuditMachine",
+    "BackupMachine",
+    "ChaosMachine",
+    "ConfigMachine",
+    "ConnectionMachine",
+    "DegradationMachine",
+    "ErrorsLoggingMachine",
+    "HealthMachine",
+    "RuleBasedStateMachine",
+    "RuntimeFactory",
+    "RuntimeMachine",
+    "SchemaMachine",
+    "TransactionMachine",
+    "bind",
+    "run_machine",
+    "test_case",
+]
+
+_: Callable[..., Any] = run_state_machine_as_test  # re-exported for the bite tests

@@ -1,0 +1,149 @@
+"""P12 automatic backup and P13 corruption recovery without losing an acknowledged write."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from typing import Any, ClassVar
+
+from hypothesis import strategies as st
+from hypothesis.stateful import invariant, precondition, rule
+
+from ..faults import CorruptFault
+from ..stats import STATS
+from .workload import Workload
+
+CORRUPTIONS = ("btree_root", "header", "truncate")
+
+
+def has_backups(self: Any) -> bool:
+    return self.db is not None and all(callable(getattr(self.db, n, None)) for n in ("backup", "backups"))
+
+
+def has_recovery(self: Any) -> bool:
+    return has_backups(self) and callable(getattr(self.db, "recover", None))
+
+
+def read_file_state(path: str, scratch_dir: str) -> tuple[dict[str, str], dict[int, list[tuple[int, int]]]]:
+    """The kv rows and groups of a database file, read from a copy (the original stays untouched)."""
+    copy = os.path.join(scratch_dir, "restore-check.sqlite")
+    shutil.copyfile(path, copy)
+    conn = sqlite3.connect(copy, isolation_level=None)
+    try:
+        kv = dict(conn.execute("SELECT k, v FROM kv").fetchall())
+        pairs: dict[int, list[tuple[int, int]]] = {}
+        for grp, leg, amount in conn.execute("SELECT grp, leg, amount FROM pairs ORDER BY grp, leg"):
+            pairs.setdefault(grp, []).append((leg, amount))
+        return kv, pairs
+    finally:
+        conn.close()
+        os.remove(copy)
+
+
+class BackupMixin(Workload):
+    """Takes backups (now and as the schedule would), corrupts the file, recovers."""
+
+    settings_overrides: ClassVar[dict[str, Any]] = {"backup_interval": 3600.0, "backup_keep": 3}
+
+    def after_start(self) -> None:
+        super().after_start()
+        self.snapshots: dict[str, tuple[dict[str, str], dict[int, list[tuple[int, int]]]]] = {}
+        os.makedirs(os.path.join(self.dir, "scratch"), exist_ok=True)
+
+    def remember(self, info: Any) -> None:
+        self.snapshots[str(info.path)] = (dict(self.model.kv), {k: list(v) for k, v in self.model.pairs.items()})
+
+    @precondition(lambda self: has_backups(self) and not self.faults)
+    @rule(scheduled=st.booleans())
+    def take_backup(self, scheduled: bool) -> None:
+        """P12: a backup taken now (or by the scheduled task) is listed, verified, and holds the state."""
+        if scheduled:
+            tasks = [t for t in getattr(getattr(getattr(self.db, "durability", None), "scheduler", None), "tasks", [])
+                     if t[0] == "backup"]
+            self.check(12, bool(tasks) and tasks[0][1] == self.config.backup_interval,
+                       f"no backup task scheduled every {self.config.backup_interval}s: {tasks}")
+            before = {str(b.path) for b in self.db.backups()}
+            self.absorb(tasks[0][2])  # what the schedule runs when the interval is due
+            new = [b for b in self.db.backups() if str(b.path) not in before]
+            self.check(12, len(new) == 1, f"the scheduled backup task made {len(new)} new backup(s)")
+            info = new[0]
+        else:
+            out = self.call(None, self.absorb, self.db.backup)
+            self.check(12, out.ok, lambda: f"a backup failed on a healthy database: {out.error!r}")
+            info = out.value
+        self.check(12, info.verified, f"backup {info.path} was not verified")
+        self.check(12, str(info.path) in {str(b.path) for b in self.db.backups()},
+                   f"backup {info.path} is not listed")
+        self.remember(info)
+
+    @precondition(lambda self: has_backups(self) and not self.faults)
+    @invariant()
+    def p12_automatic_backup(self) -> None:
+        """Every listed verified backup holds exactly the state recorded when it was taken."""
+        for info in self.db.backups():
+            want = self.snapshots.get(str(info.path))
+            if want is None or not info.verified:
+                continue
+            try:
+                got: Any = read_file_state(str(info.path), os.path.join(self.dir, "scratch"))
+            except sqlite3.Error as exc:
+                got = f"unreadable: {exc}"
+            self.check(12, got == want, f"backup {info.path} restores to a state other than the one recorded "
+                                        f"({'differs' if not isinstance(got, str) else got})")
+
+    @precondition(lambda self: has_backups(self) and callable(getattr(self.db, "restore", None)) and not self.faults
+                  and bool(self.snapshots))
+    @rule(data=st.data())
+    def restore_backup(self, data: st.DataObject) -> None:
+        """P12: restoring a chosen backup puts exactly its recorded state back."""
+        listed = {str(b.path) for b in self.db.backups() if b.verified}
+        choices = sorted(p for p in self.snapshots if p in listed)
+        if not choices:
+            return
+        path = data.draw(st.sampled_from(choices), label="backup")
+        out = self.call(None, self.absorb, self.db.restore, path)
+        self.check(12, out.ok, lambda: f"restoring {path} failed: {out.error!r}")
+        kv, pairs = self.snapshots[path]
+        try:
+            same = self.stored_kv() == kv and self.stored_pairs() == pairs
+        except sqlite3.Error as exc:
+            same = False
+            path = f"{path} (the restored file is unreadable: {exc})"
+        self.check(12, same, f"after restoring {path} the database is not the recorded state")
+        self.model.kv, self.model.pairs = dict(kv), {k: list(v) for k, v in pairs.items()}
+
+    @precondition(lambda self: has_recovery(self) and not self.faults)
+    @rule(part=st.sampled_from(CORRUPTIONS), seed=st.integers(0, 2**16))
+    def corrupt_and_recover(self, part: str, seed: int) -> None:
+        """P13: after real damage to the file, recovery brings back every acknowledged write."""
+        kwargs: dict[str, Any] = {"seed": seed}
+        if part == "btree_root":
+            kwargs.update(part="btree", table="kv")
+        else:
+            kwargs.update(part=part)
+        CorruptFault(self.db_path, **kwargs).inject()
+        self.fault_history.append("corrupt")
+        STATS.record_fault("corrupt")
+        out = self.call(None, self.absorb, self.db.recover, faults=["corrupt"])
+        self.check(13, out.ok and bool(getattr(out.value, "ok", False)),
+                   lambda: f"recovery after {part} damage failed: {out.value if out.ok else out.error!r}",
+                   faults=["corrupt"])
+        try:
+            stored_kv, stored_pairs = self.stored_kv(), self.stored_pairs()
+        except sqlite3.Error as exc:
+            self.check(13, False, f"after recovery from {part} damage the file is unreadable: {exc}",
+                       faults=["corrupt"])
+            return
+        self.check(13, stored_kv == self.model.kv and stored_pairs == self.model.pairs,
+                   lambda: f"after recovery from {part} damage acknowledged writes are missing or changed: kv "
+                           f"{sorted(set(self.model.kv.items()) ^ set(stored_kv.items()))[:4]}, groups "
+                           f"{sorted(set(self.model.pairs) ^ set(stored_pairs))[:4]}", faults=["corrupt"])
+        after = self.call("fetch_one", self.db.fetch_one, "SELECT count(*) FROM kv", faults=["corrupt"])
+        self.check(13, after.ok, lambda: f"the runtime is unusable after recovery: {after.error!r}", faults=["corrupt"])
+
+
+class BackupMachine(BackupMixin):
+    """Backups and recovery interleaved with the workload and its faults."""
+
+    fault_kinds = ("none", "locked", "disk_full", "disconnect_close")

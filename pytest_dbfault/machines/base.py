@@ -1,0 +1,317 @@
+"""The harness every property machine shares: a fresh database, fake time, log capture, faults, checks.
+
+Each example gets its own temporary directory and a runtime built by ``runtime_factory``
+from a fast :class:`~reliability.ReliabilityConfig`. Retry sleeps go to a fake clock, so
+a retry loop costs no wall time and every delay is recorded for the properties that
+judge backoff (P1, P15). Faults are real (:mod:`pytest_dbfault.faults`); they are drawn
+by Hypothesis as rule arguments, with "no fault" first so shrinking removes them.
+
+A property check is :meth:`RuntimeMachine.check`: it counts the check in
+:data:`pytest_dbfault.stats.STATS` under the faults in force, and on failure records a
+violation and raises ``AssertionError`` naming the property.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+
+from ..faults import DisconnectFault, DiskFullFault, Fault, FaultError, LockedFault
+from ..stats import STATS, property_id
+from .model import Model
+
+#: ``runtime_factory(config) -> DatabaseManager``-like object.
+RuntimeFactory = Callable[[Any], Any]
+
+#: Settings of every machine's runtime: fail fast, tiny retries, no background schedules.
+FAST_SETTINGS: dict[str, Any] = {
+    "busy_timeout_ms": 0,
+    "retry_attempts": 4,
+    "retry_base_delay": 0.01,
+    "retry_max_delay": 0.08,
+    "retry_budget": 5.0,
+    "backup_interval": 0,
+    "config_reload_interval": 0,
+    "health_check_interval": 0,
+    "quick_check_interval": 0,
+    "integrity_check_interval": 0,
+    "synchronous": "NORMAL",
+}
+
+KV_TABLE = "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)"
+PAIRS_TABLE = ("CREATE TABLE IF NOT EXISTS pairs (grp INTEGER NOT NULL, leg INTEGER NOT NULL, "
+               "amount INTEGER NOT NULL, note TEXT, PRIMARY KEY (grp, leg))")
+
+#: Faults a rule can draw; "none" first so Hypothesis shrinks toward no fault.
+FAULT_KINDS = ("none", "locked", "disk_full", "disconnect_close", "disconnect_rename")
+
+_fakers: dict[str, Any] = {}
+#: Locales of the generated text (so unicode, umlauts and CJK reach the database and the logs).
+LOCALES = ("en_US", "de_DE", "ja_JP")
+
+
+def shared_fakers() -> dict[str, Any]:
+    """One single-locale Faker per locale per process (building one is slow); reseeded per example.
+
+    Single-locale instances because a multi-locale Faker picks the locale with the global
+    ``random`` module, which Hypothesis does not control.
+    """
+    if not _fakers:
+        from faker import Faker
+
+        for locale in LOCALES:
+            _fakers[locale] = Faker(locale)
+    return _fakers
+
+
+def default_runtime_factory() -> RuntimeFactory:
+    """``reliability.DatabaseManager`` (imported lazily: the plugin stays cheap when inert)."""
+    from reliability import DatabaseManager
+
+    return DatabaseManager
+
+
+class FakeTime:
+    """A clock that only moves when the runtime sleeps; every sleep is recorded.
+
+    ``on_sleep`` callbacks run after each sleep with the number of sleeps so far, which lets a
+    rule heal a fault "after the k-th retry" deterministically instead of on a timer.
+    """
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+        self.on_sleep: list[Callable[[int], None]] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        for fn in list(self.on_sleep):
+            fn(len(self.sleeps))
+
+
+class LogCapture(logging.Handler):
+    """Keeps every record of the ``reliability`` loggers emitted during one example."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+class RuntimeMachine(RuleBasedStateMachine):
+    """Base of every property machine (rules for the workload live in the mixins)."""
+
+    #: How the runtime under test is built; None means ``reliability.DatabaseManager``.
+    runtime_factory: ClassVar[RuntimeFactory | None] = None
+    #: Parent directory of the per-example directories (None: the system temp dir).
+    base_dir: ClassVar[str | None] = None
+    #: Extra config settings of this machine.
+    settings_overrides: ClassVar[dict[str, Any]] = {}
+    #: Properties whose violations fail the run (None: all). Others are still counted and recorded.
+    enforce: ClassVar[frozenset[int] | None] = None
+    #: Fault kinds this machine's ``inject_fault`` rule may draw.
+    fault_kinds: ClassVar[tuple[str, ...]] = FAULT_KINDS
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = tempfile.mkdtemp(prefix="dbfault-machine-", dir=self.base_dir)
+        self.db_path = os.path.join(self.dir, "app.db")
+        self.time = FakeTime()
+        self.logs = LogCapture()
+        self._logger = logging.getLogger("reliability")
+        self._logger.addHandler(self.logs)
+        self.model = Model()
+        self.faults: dict[str, Fault] = {}
+        self.fault_history: list[str] = []
+        self.rng = random.Random(0)
+        self.fakers = shared_fakers()
+        self.fake = self.fakers["en_US"]
+        self.db: Any = None
+        self.config: Any = None
+        self.steps = 0
+
+    # -- the runtime -----------------------------------------------------------------------
+    def make_config(self, **overrides: Any) -> Any:
+        from reliability import ReliabilityConfig
+
+        return ReliabilityConfig(db_path=self.db_path, **{**FAST_SETTINGS, **self.settings_overrides, **overrides})
+
+    def open_runtime(self, config: Any | None = None) -> Any:
+        """Build the runtime with the class's factory and route its retry sleeps to the fake clock."""
+        factory = type(self).runtime_factory or default_runtime_factory()
+        self.config = config or self.make_config()
+        db = factory(self.config)
+        policy = getattr(db, "policy", None)
+        if policy is not None:
+            policy.sleep = self.time.sleep
+            policy.clock = self.time.clock
+            policy.rng = random.Random(self.rng.getrandbits(32))
+        return db
+
+    @initialize(rnd=st.randoms(use_true_random=False))
+    def start(self, rnd: random.Random) -> None:
+        """Seed Faker and the machine from Hypothesis, create the tables, open the runtime."""
+        self.rng = rnd
+        for fake in self.fakers.values():
+            fake.random = rnd
+        self.db = self.open_runtime()
+        self.db.execute(KV_TABLE)
+        self.db.execute(PAIRS_TABLE)
+        self.after_start()
+
+    def after_start(self) -> None:
+        """Hook for machines that need more setup."""
+
+    def reopen(self) -> None:
+        """Close the runtime and build a new one on the same file (a restart)."""
+        self.heal_all()
+        self.db.close()
+        self.db = self.open_runtime(self.config)
+        self.after_reopen()
+
+    def after_reopen(self) -> None:
+        """Hook: a restart resets the runtime's counters."""
+
+    def teardown(self) -> None:
+        for fault in list(self.faults.values()):
+            try:
+                fault.heal()
+            except Exception:  # pragma: no cover - teardown must release what it can
+                pass
+        self.faults.clear()
+        if self.db is not None:
+            try:
+                self.db.close()
+            except Exception:  # pragma: no cover
+                pass
+        self._logger.removeHandler(self.logs)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- checks ----------------------------------------------------------------------------
+    @property
+    def active_fault_names(self) -> list[str]:
+        return sorted(self.faults)
+
+    def check(self, number: int, ok: bool, message: str | Callable[[], str] = "",
+              faults: list[str] | None = None) -> None:
+        """Count a check of property ``number``; on failure record a violation and fail with its id."""
+        active = self.active_fault_names if faults is None else faults
+        STATS.record_check(number, active)
+        if not ok:
+            STATS.record_violation(number, active)
+            if self.enforce is not None and number not in self.enforce:
+                return
+            text = message() if callable(message) else message
+            raise AssertionError(f"{property_id(number)} violated (faults: {', '.join(active) or 'none'}): {text}")
+
+    # -- faults ----------------------------------------------------------------------------
+    def make_fault(self, kind: str, param: int) -> Fault | None:
+        """A real fault of ``kind`` aimed at this machine's runtime (not injected yet)."""
+        if kind == "locked":
+            return LockedFault(self.db.path, mode="exclusive" if param % 2 else "write")
+        if kind == "disk_full":
+            return DiskFullFault(self.db, headroom=param % 3)
+        if kind == "disconnect_close":
+            return DisconnectFault(self.db, mode="close")
+        if kind == "disconnect_rename":
+            return DisconnectFault(self.db.path, mode="rename")
+        return None
+
+    def inject(self, kind: str, param: int = 0) -> bool:
+        """Inject a fault of ``kind`` unless one of that kind is active; True when injected."""
+        if kind == "none" or kind in self.faults:
+            return False
+        if kind == "disconnect_rename" and "locked" in self.faults:
+            return False  # the lock holder would keep the moved file; one file fault at a time
+        if kind == "locked" and "disconnect_rename" in self.faults:
+            return False
+        try:
+            fault = self.make_fault(kind, param)
+            if fault is None:
+                return False
+            fault.inject()
+        except (FaultError, sqlite3.Error):
+            return False  # not possible right now (e.g. the file is away): the rule does nothing
+        self.faults[kind] = fault
+        self.fault_history.append(kind)
+        STATS.record_fault(kind)
+        return True
+
+    def heal(self, kind: str) -> None:
+        fault = self.faults.pop(kind, None)
+        if fault is not None:
+            fault.heal()
+
+    def heal_all(self) -> None:
+        for kind in list(self.faults):
+            self.heal(kind)
+
+    def heal_after_sleeps(self, kinds: list[str], sleeps: int) -> None:
+        """Heal ``kinds`` once the runtime has slept ``sleeps`` more times (a retry-time heal)."""
+        target = len(self.time.sleeps) + sleeps
+
+        def maybe(n: int) -> None:
+            if n >= target:
+                for kind in kinds:
+                    self.heal(kind)
+                self.time.on_sleep.remove(maybe)
+
+        self.time.on_sleep.append(maybe)
+
+    def clear_sleep_hooks(self) -> None:
+        self.time.on_sleep.clear()
+
+    @rule(kind=st.sampled_from(FAULT_KINDS), param=st.integers(0, 5))
+    def inject_fault(self, kind: str, param: int) -> None:
+        """Fault rule: Hypothesis picks the kind (none first) and its parameter."""
+        if kind in self.fault_kinds:
+            self.inject(kind, param)
+
+    @precondition(lambda self: bool(self.faults))
+    @rule(data=st.data())
+    def heal_fault(self, data: st.DataObject) -> None:
+        kind = data.draw(st.sampled_from(sorted(self.faults)), label="heal")
+        self.heal(kind)
+
+    # -- reading the truth -----------------------------------------------------------------
+    @contextmanager
+    def raw(self) -> Iterator[sqlite3.Connection]:
+        """A plain sqlite3 connection to the file, independent of the runtime under test."""
+        conn = sqlite3.connect(self.db_path, timeout=1.0, isolation_level=None)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def stored_kv(self) -> dict[str, str]:
+        with self.raw() as conn:
+            return dict(conn.execute("SELECT k, v FROM kv").fetchall())
+
+    def stored_pairs(self) -> dict[int, list[tuple[int, int]]]:
+        out: dict[int, list[tuple[int, int]]] = {}
+        with self.raw() as conn:
+            for grp, leg, amount in conn.execute("SELECT grp, leg, amount FROM pairs ORDER BY grp, leg"):
+                out.setdefault(grp, []).append((leg, amount))
+        return out
+
+    # -- data ------------------------------------------------------------------------------
+    def text(self) -> str:
+        """Free text with unicode (names and sentences in several locales)."""
+        fake = self.fakers[self.rng.choice(LOCALES)]
+        return f"{fake.name()}: {fake.sentence()}"

@@ -1,0 +1,99 @@
+"""P16 config hot reload: a valid change takes effect without a restart; an invalid one is refused."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from hypothesis import strategies as st
+from hypothesis.stateful import precondition, rule
+
+from ..faults import LockedFault
+from .workload import Workload
+
+#: Invalid ``.env`` contents, each with the key the rejection must name.
+INVALID = (
+    ("RELIABILITY_RETRY_ATTEMPTS=0", "RELIABILITY_RETRY_ATTEMPTS"),
+    ("RELIABILITY_JOURNAL_MODE=sideways", "RELIABILITY_JOURNAL_MODE"),
+    ("RELIABILITY_RETRY_ATEMPTS=3", "RELIABILITY_RETRY_ATEMPTS"),
+    ("RELIABILITY_BUSY_TIMEOUT_MS=soon", "RELIABILITY_BUSY_TIMEOUT_MS"),
+    ("RELIABILITY_RETRY_MAX_DELAY=0.001", "RELIABILITY_RETRY_MAX_DELAY"),
+)
+
+
+def has_reload(self: Any) -> bool:
+    return self.db is not None and callable(getattr(self.db, "watch_env", None))
+
+
+class ConfigMixin(Workload):
+    """Writes the ``.env`` file the runtime watches and checks the behaviour, not just the object."""
+
+    def after_start(self) -> None:
+        super().after_start()
+        self.env_path = os.path.join(self.dir, ".env")
+        self.env_lines: dict[str, str] = {}
+        self.watcher = self.db.watch_env(self.env_path, interval=0) if has_reload(self) else None
+
+    def after_reopen(self) -> None:
+        super().after_reopen()
+        if self.watcher is not None:
+            self.watcher = self.db.watch_env(self.env_path, interval=0)
+
+    def write_env(self, lines: dict[str, str], extra: str = "") -> None:
+        with open(self.env_path, "w", encoding="utf-8") as fh:
+            fh.write("".join(f"{k}={v}\n" for k, v in lines.items()) + (extra + "\n" if extra else ""))
+
+    @precondition(lambda self: getattr(self, "watcher", None) is not None and not self.faults)
+    @rule(attempts=st.integers(1, 6), params=st.booleans())
+    def reload_valid(self, attempts: int, params: bool) -> None:
+        """P16: change retry_attempts; the next locked write must make exactly that many attempts."""
+        lines = dict(self.env_lines, RELIABILITY_RETRY_ATTEMPTS=str(attempts),
+                     RELIABILITY_LOG_SQL_PARAMS="true" if params else "false")
+        self.write_env(lines)
+        from reliability import ConfigError
+
+        try:
+            self.watcher.check_now(force=True)
+        except ConfigError as exc:
+            self.check(16, False, f"a valid change was rejected: {exc}")
+        self.env_lines = lines
+        self.check(16, self.db.config.retry_attempts == attempts and self.db.config.log_sql_params is params,
+                   f"config after reload has retry_attempts={self.db.config.retry_attempts}, "
+                   f"log_sql_params={self.db.config.log_sql_params}; the file says {attempts}, {params}")
+        self.config = self.db.config
+        self.check_attempts(attempts)
+
+    @precondition(lambda self: getattr(self, "watcher", None) is not None and not self.faults)
+    @rule(which=st.sampled_from(INVALID))
+    def reload_invalid(self, which: tuple[str, str]) -> None:
+        """P16: an invalid file is rejected naming the key, and the old config stays in force."""
+        from reliability import ConfigError
+
+        old = self.db.config
+        self.write_env(self.env_lines, which[0])
+        try:
+            self.watcher.check_now(force=True)
+            rejected, named = False, False
+        except ConfigError as exc:
+            rejected, named = True, which[1] in str(exc)
+        self.check(16, rejected and named, f"invalid line {which[0]!r} was not rejected naming {which[1]}")
+        self.check(16, self.db.config == old, "the config changed although the new file was rejected")
+        self.write_env(self.env_lines)
+        self.watcher.check_now(force=True)
+        self.check_attempts(old.retry_attempts)
+
+    def check_attempts(self, attempts: int) -> None:
+        """Behaviour, not just the object: a write under a real lock makes ``attempts`` tries."""
+        sleeps0 = len(self.time.sleeps)
+        with LockedFault(self.db.path, mode="write"):
+            out = self.call("execute", self.db.execute, "INSERT INTO kv (k, v) VALUES ('locked-out', 'x')",
+                            faults=["locked"])
+        made = len(self.time.sleeps) - sleeps0 + 1
+        self.check(16, not out.ok and made == attempts,
+                   f"a locked write made {made} attempt(s); the reloaded config says {attempts}", faults=["locked"])
+
+
+class ConfigMachine(ConfigMixin):
+    """Reloads interleaved with the workload and its faults."""
+
+    fault_kinds = ("none", "locked", "disk_full", "disconnect_close")

@@ -1,0 +1,63 @@
+"""P1 connection recovery and P2 graceful degradation of calls while the database is down."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+from hypothesis.stateful import invariant, precondition, rule
+
+from .workload import Workload
+
+#: Faults a retrying call can outlive (disk full is not retried: it is reported at once).
+RECOVERABLE = ("locked", "disconnect_close", "disconnect_rename")
+
+
+class ConnectionMixin(Workload):
+    """Rules that heal a fault while the runtime is retrying, at a retry Hypothesis picks."""
+
+    @precondition(lambda self: bool(self.faults) and set(self.faults) <= set(RECOVERABLE))
+    @rule(after=st.integers(0, 3), op=st.sampled_from(["write", "read", "transaction"]), n=st.integers(0, 12))
+    def call_while_fault_heals(self, after: int, op: str, n: int) -> None:
+        """P1: the fault heals after the ``after``-th retry sleep; the call must still succeed."""
+        faults = self.active_fault_names
+        after = min(after, self.config.retry_attempts - 1)
+        if after == 0:
+            self.heal_all()
+        else:
+            self.heal_after_sleeps(faults, after)
+        key, value = f"user-{n}", self.text()
+        try:
+            if op == "read":
+                out = self.call("fetch_all", self.db.fetch_all, "SELECT k, v FROM kv", faults=faults)
+            elif op == "write":
+                out = self.call("execute", self.db.execute, "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)",
+                                (key, value), faults=faults)
+            else:
+                out = self.call("transaction", self.db.run_in_transaction, lambda: self.call(
+                    "execute", self.db.execute, "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value),
+                    faults=faults).value, faults=faults)
+        finally:
+            self.clear_sleep_hooks()
+            self.heal_all()
+        self.check(1, out.ok, lambda: f"{op} failed although the fault ({', '.join(faults)}) healed after retry "
+                                      f"{after} of {self.config.retry_attempts - 1}: {out.error!r}", faults=faults)
+        if op != "read":
+            self.model.kv[key] = value
+        else:
+            self.check(1, dict(out.value) == self.model.kv, "a read after recovery differs from the acknowledged rows",
+                       faults=faults)
+
+    @precondition(lambda self: self.db is not None and not self.faults)
+    @invariant()
+    def p01_connection_recovery(self) -> None:
+        """With every fault healed, a call succeeds at once (the runtime reconnected by itself)."""
+        faults = self.fault_history[-1:] or []
+        out = self.call("fetch_one", self.db.fetch_one, "SELECT count(*) FROM kv", faults=faults)
+        self.check(1, out.ok and out.value[0] == len(self.model.kv),
+                   lambda: f"after the faults healed a read gave {out.value if out.ok else out.error!r}",
+                   faults=faults)
+
+
+class ConnectionMachine(ConnectionMixin):
+    """Connection faults (lock, closed handle, file moved away) against the workload."""
+
+    fault_kinds = ("none", "locked", "disconnect_close", "disconnect_rename")

@@ -1,0 +1,109 @@
+"""P14 command continuity: commands that need no database keep working; writes are queued, then replayed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+from hypothesis.stateful import invariant, precondition, rule
+
+from .workload import Workload
+
+
+def has_commands(self: Any) -> bool:
+    return self.db is not None and getattr(self.db, "commands", None) is not None
+
+
+class DegradationMixin(Workload):
+    """Registers three commands (no database, read, write) and runs them under faults."""
+
+    def after_start(self) -> None:
+        super().after_start()
+        self.queue_acks: list[tuple[str, str]] = []
+        if has_commands(self):
+            self.opaque_ops = True
+            self.register_commands()
+
+    def after_reopen(self) -> None:
+        super().after_reopen()
+        if has_commands(self):
+            self.register_commands()
+
+    def register_commands(self) -> None:
+        from reliability.degradation import Needs
+
+        commands = self.db.commands
+        commands.recheck_interval = 0.0  # probe on every command: no wall-clock waits in the machine
+        commands.register("greet", Needs.NONE, lambda db, name: f"hello {name}")
+        commands.register("lookup", Needs.READ,
+                          lambda db, key: (db.fetch_one("SELECT v FROM kv WHERE k = ?", (key,)) or [None])[0])
+        commands.register("store", Needs.WRITE,
+                          lambda db, key, value: db.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)",
+                                                            (key, value)).rowcount)
+
+    @precondition(has_commands)
+    @rule()
+    def greet(self) -> None:
+        """P14: a command that needs no database answers, whatever the database's state."""
+        name = self.fake.first_name()
+        result = self.db.commands.run("greet", name)
+        self.check(14, result.status == "ok" and result.value == f"hello {name}",
+                   f"'greet' answered {result.status!r} {result.value!r} ({result.message})")
+
+    @precondition(has_commands)
+    @rule(n=st.integers(0, 12))
+    def store(self, n: int) -> None:
+        """P14: a write command either commits, or is queued durably with a clear message."""
+        key, value = f"user-{n}", self.text()
+        before = len(self.db.commands.queue)
+        result = self.absorb(self.db.commands.run, "store", key, value)
+        self.check(14, result.status in ("ok", "queued"),
+                   f"'store' answered {result.status!r}: {result.message}")
+        if result.status == "queued":
+            self.check(14, bool(result.message) and len(self.db.commands.queue) >= before + 1
+                       and self.queue_file_has(result.queue_key),
+                       f"a queued write is not in the durable queue file (key {result.queue_key})")
+        self.model.kv[key] = value  # acknowledged either way: it must be in the file once replayed
+
+    @precondition(has_commands)
+    @rule(n=st.integers(0, 12))
+    def lookup(self, n: int) -> None:
+        key = f"user-{n}"
+        result = self.absorb(self.db.commands.run, "lookup", key)
+        self.check(14, result.status in ("ok", "unavailable", "error"),
+                   f"'lookup' answered {result.status!r}: {result.message}")
+        if result.status == "ok" and not len(self.db.commands.queue):
+            self.check(14, result.value == self.model.kv.get(key),
+                       f"'lookup' gave {result.value!r}, acknowledged {self.model.kv.get(key)!r}")
+
+    def queue_file_has(self, key: str | None) -> bool:
+        path = self.db.commands.queue.path
+        try:
+            with open(path, encoding="utf-8") as fh:
+                return key is not None and key in fh.read()
+        except OSError:
+            return False
+
+    def settle(self) -> None:
+        super().settle()
+        if has_commands(self) and len(self.db.commands.queue):
+            self.absorb(self.db.commands.recover, force=True)
+
+    @precondition(lambda self: has_commands(self) and not self.faults)
+    @invariant()
+    def p14_command_continuity(self) -> None:
+        """With the faults healed, the backlog replays and every acknowledged write is in the file."""
+        self.settle()
+        pending = len(self.db.commands.queue)
+        self.check(14, pending == 0, f"{pending} queued write(s) not replayed after the faults healed",
+                   faults=self.fault_history[-1:])
+        stored = self.stored_kv()
+        self.check(14, stored == self.model.kv, lambda: f"after replay the file differs from acknowledged writes: "
+                                                        f"{set(stored.items()) ^ set(self.model.kv.items())}",
+                   faults=self.fault_history[-1:])
+
+
+class DegradationMachine(DegradationMixin):
+    """Commands under lock, disk-full and file-moved faults."""
+
+    fault_kinds = ("none", "locked", "disk_full", "disconnect_rename")

@@ -1,0 +1,107 @@
+"""P10 health counters and P11 integrity checking."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from hypothesis import strategies as st
+from hypothesis.stateful import invariant, precondition, rule
+
+from ..faults import CorruptFault
+from .workload import Workload
+
+#: Damage the integrity check must see (each is real byte damage, see FAULTS.md).
+CORRUPT_PARTS = ("header", "btree_root", "btree_leaf", "truncate")
+
+
+def integrity_ok(result: Any) -> bool:
+    """Read ``db.check_integrity()``'s answer whether it is a bool, a report object or a dict."""
+    if isinstance(result, bool):
+        return result
+    if isinstance(result, dict):
+        return bool(result.get("ok"))
+    return bool(result.ok)
+
+
+def has_integrity_check(self: Any) -> bool:
+    return self.db is not None and callable(getattr(self.db, "check_integrity", None))
+
+
+class HealthMixin(Workload):
+    """Compares the runtime's health counters with the ledger; corrupts files for the integrity check."""
+
+    # The integrity rule restores the damaged file itself; automatic recovery would race it.
+    settings_overrides: ClassVar[dict[str, Any]] = {"auto_recover": False}
+
+    @precondition(lambda self: self.db is not None)
+    @invariant()
+    def p10_health_monitoring(self) -> None:
+        """Counters equal the operations performed, the errors surfaced and the retries slept."""
+        report = self.db.health()
+        ops, errors = dict(report.operations), dict(report.errors)
+        want_ops = {k: n for k, n in self.model.ledger.ok.items() if n}
+        want_errors = {k: n for k, n in self.model.ledger.errors.items() if n}
+        if self.opaque_ops:
+            short = {k: (ops.get(k, 0), n) for k, n in want_ops.items() if ops.get(k, 0) < n}
+            self.check(10, not short, lambda: f"operation counters below the operations performed: {short}")
+            return
+        self.check(10, ops == want_ops, lambda: f"health counts operations {ops}, performed {want_ops}")
+        self.check(10, errors == want_errors, lambda: f"health counts errors {errors}, surfaced {want_errors}")
+        slept = len(self.time.sleeps) - self.sleeps_base
+        self.check(10, report.retries == slept,
+                   lambda: f"health counts {report.retries} retries, the runtime slept {slept} times")
+
+    @precondition(lambda self: has_integrity_check(self) and not self.faults)
+    @rule(part=st.sampled_from(CORRUPT_PARTS), seed=st.integers(0, 2**16))
+    def corrupt_and_check(self, part: str, seed: int) -> None:
+        """P11: injected damage is flagged; the restored file passes again."""
+        from reliability import DatabaseError
+
+        self.reopen()  # flush WAL frames into the file so the damage hits committed pages
+        self.db.close()
+        kwargs: dict[str, Any] = {"seed": seed, "backup_before": True}
+        if part.startswith("btree"):
+            kwargs.update(part="btree", table="kv", page="root" if part == "btree_root" else "leaf")
+        else:
+            kwargs.update(part=part)
+        fault = CorruptFault(self.db_path, **kwargs)
+        fault.inject()
+        self.fault_history.append("corrupt")
+        from ..stats import STATS
+
+        STATS.record_fault("corrupt")
+        self.db = self.open_runtime(self.config)
+        self.after_reopen()
+        try:
+            flagged = not integrity_ok(self.absorb(self.db.check_integrity))
+            why = "check_integrity() answered ok"
+        except DatabaseError as err:
+            flagged = str(err.kind) in ("corrupt", "notadb", "ioerr_corruptfs")
+            why = f"check_integrity() raised {err.kind}"
+        self.check(11, flagged, lambda: f"{part} damage (seed {seed}) not flagged: {why}", faults=["corrupt"])
+        self.db.close()
+        fault.heal()
+        self.db = self.open_runtime(self.config)
+        self.after_reopen()
+        self.integrity_passes(["corrupt"])
+
+    @precondition(lambda self: has_integrity_check(self) and not self.faults)
+    @rule()
+    def check_healthy_file(self) -> None:
+        self.integrity_passes(self.fault_history[-1:])
+
+    def integrity_passes(self, faults: list[str]) -> None:
+        from reliability import DatabaseError
+
+        try:
+            ok = integrity_ok(self.absorb(self.db.check_integrity))
+            why = "check_integrity() reported a problem"
+        except DatabaseError as err:
+            ok, why = False, f"check_integrity() raised {err.kind}: {err.detail}"
+        self.check(11, ok, lambda: f"a healthy file failed the integrity check: {why}", faults=faults)
+
+
+class HealthMachine(HealthMixin):
+    """Operations under faults, counted; corruption flagged."""
+
+    fault_kinds = ("none", "locked", "disk_full", "disconnect_close", "disconnect_rename")

@@ -1,0 +1,329 @@
+"""The shared workload: calls into the runtime with per-call checks, and the data rules most machines use.
+
+Every call goes through :meth:`Workload.call`, which checks on the spot
+
+* P2 — under a fault, the call either succeeds or raises a ``DatabaseError`` of a kind that
+  fault can cause, with that kind's user message, within the retry budget (no hang);
+* P8 — every surfaced error has a user message free of SQL, paths and stack traces;
+* P9 — every surfaced error was logged with its code, kind, operation id and attempt;
+
+and books the outcome in the model's ledger (the expectation for P10 and P17).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from hypothesis import strategies as st
+from hypothesis.stateful import invariant, precondition, rule
+
+from .base import RuntimeMachine
+
+#: Error kinds each fault may legitimately surface (P2).
+FAULT_ERROR_KINDS: dict[str, set[str]] = {
+    "locked": {"busy", "locked", "busy_snapshot"},
+    "disk_full": {"full"},
+    "disconnect_close": {"closed", "unavailable"},
+    "disconnect_rename": {"readonly_dbmoved", "cantopen", "unavailable", "closed"},
+    "corrupt": {"corrupt", "notadb", "ioerr_corruptfs", "unavailable"},
+}
+#: Kinds the workload causes on purpose (duplicate keys, a missing table; writes refused on an untrusted schema).
+CALLER_ERROR_KINDS = {"constraint", "schema", "schema_mismatch"}
+
+_SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|PRAGMA|BEGIN|COMMIT|ROLLBACK|VALUES)\b")
+_PATH = re.compile(r"(?:/[\w.\-]+){2,}|\.db\b|\.sqlite\b|\.jsonl\b")
+_STACK = re.compile(r"Traceback|File \"|line \d+|\w+Error\b|sqlite3|SQLITE_|sqlite_\w+")
+
+
+class AppError(Exception):
+    """The application's own failure inside a transaction body (a fault drawn by a rule)."""
+
+
+def user_message_problems(message: str, secrets: list[str]) -> list[str]:
+    """Why ``message`` is not fit for a user (empty list when it is)."""
+    problems = []
+    if not message or not message.strip():
+        problems.append("empty user message")
+    if _SQL.search(message):
+        problems.append(f"contains SQL ({_SQL.search(message).group(0)!r})")  # type: ignore[union-attr]
+    if _PATH.search(message) or any(s and s in message for s in secrets):
+        problems.append("contains a file path")
+    if _STACK.search(message):
+        problems.append(f"contains technical detail ({_STACK.search(message).group(0)!r})")  # type: ignore[union-attr]
+    return problems
+
+
+class Outcome:
+    """How one call ended: ``ok`` with ``value``, or ``error`` (a DatabaseError)."""
+
+    __slots__ = ("ok", "value", "error")
+
+    def __init__(self, ok: bool, value: Any = None, error: Any = None) -> None:
+        self.ok, self.value, self.error = ok, value, error
+
+
+class Workload(RuntimeMachine):
+    """Calls with checks, plus key/value and multi-leg transaction rules."""
+
+    #: when True the machine also uses features whose internal operations the ledger cannot
+    #: see (audit, commands, migrations): P10/P17 then check lower bounds instead of equality
+    opaque_ops = False
+    #: fake sleeps made before the current runtime was built (a restart resets its counters)
+    sleeps_base = 0
+
+    def after_start(self) -> None:
+        # start() ran two CREATE TABLE statements through the runtime.
+        self.model.ledger.ok["execute"] += 2
+        self.model.ledger.oplog[("execute", "ok")] += 2
+
+    def after_reopen(self) -> None:
+        from .model import Ledger
+
+        self.model.ledger = Ledger()
+        self.sleeps_base = len(self.time.sleeps)
+
+    def absorb(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a feature call whose internal operations the ledger cannot predict, adding them to it.
+
+        The runtime's own counters before and after give the operations it made; P10/P17 then
+        keep checking everything else exactly.
+        """
+        before = self.db.health()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            after = self.db.health()
+            for key, n in after.operations.items():
+                self.model.ledger.ok[key] += n - before.operations.get(key, 0)
+            for key, n in after.errors.items():
+                self.model.ledger.errors[key] += n - before.errors.get(key, 0)
+            self.absorbed_oplog()
+
+    def absorbed_oplog(self) -> None:
+        """Hook of the operation-log mixin."""
+
+    # -- the checked call --------------------------------------------------------------------
+    def call(self, op: str | None, fn: Callable[..., Any], *args: Any, faults: list[str] | None = None,
+             expected_message: bool = True, series: int = 1) -> Outcome:
+        """Run ``fn(*args)``; check P2/P8/P9 on what comes out; book it under ``op`` (None: not booked).
+
+        ``series`` is how many retry series the call may run (for the no-hang bound).
+        """
+        from reliability import KIND_INFO, DatabaseError
+
+        start = self.active_fault_names if faults is None else faults
+        sleeps0, t0, logs0 = len(self.time.sleeps), self.time.now, len(self.logs.records)
+        try:
+            value = fn(*args)
+        except DatabaseError as err:
+            # Faults struck during the call (mid-transaction) count as in force for it.
+            active = sorted(set(start) | set(self.faults)) if faults is None else start
+            self._check_error(err, active, logs0, expected_message, KIND_INFO)
+            self._check_no_hang(sleeps0, t0, active, series)
+            self.model.ledger.errors[str(err.kind)] += 1
+            if op is not None:
+                self.model.ledger.oplog[(op, "error")] += 1
+            return Outcome(False, error=err)
+        except AppError:
+            raise
+        except Exception as exc:
+            active = sorted(set(start) | set(self.faults)) if faults is None else start
+            self.check(2, False, f"{op or 'call'} raised {type(exc).__name__}: {exc} instead of a DatabaseError",
+                       faults=active)
+            # P2 not enforced (a bite test of another property): carry on with the classified error.
+            from reliability import classify
+
+            err = DatabaseError(classify(exc), str(exc))
+            self.model.ledger.errors[str(err.kind)] += 1
+            return Outcome(False, error=err)
+        self._check_no_hang(sleeps0, t0, start, series)
+        if op is not None:
+            self.model.ledger.ok[op] += 1
+            self.model.ledger.oplog[(op, "ok")] += 1
+        return Outcome(True, value)
+
+    def _check_no_hang(self, sleeps0: int, t0: float, active: list[str], series: int) -> None:
+        if not active:
+            return
+        cfg = self.config
+        sleeps = len(self.time.sleeps) - sleeps0
+        spent = self.time.now - t0
+        self.check(2, sleeps <= series * (cfg.retry_attempts - 1) and spent <= series * cfg.retry_budget,
+                   lambda: f"a call retried {sleeps} times for {spent:.3f}s of backoff; the policy allows "
+                           f"{cfg.retry_attempts - 1} retries within {cfg.retry_budget}s", faults=active)
+
+    def _check_error(self, err: Any, active: list[str], logs0: int, expected_message: bool, kind_info: Any) -> None:
+        kind = str(err.kind)
+        if active:
+            allowed = set(CALLER_ERROR_KINDS).union(*(FAULT_ERROR_KINDS.get(f, set()) for f in active))
+            self.check(2, kind in allowed, f"error kind {kind!r} is not one the faults {active} can cause "
+                                           f"(expected one of {sorted(allowed)}): {err}", faults=active)
+            if expected_message:
+                self.check(2, err.user_message == kind_info[err.kind].user_message,
+                           f"user message {err.user_message!r} is not the one for {kind}", faults=active)
+        problems = user_message_problems(err.user_message, [self.dir, self.db_path])
+        self.check(8, not problems, lambda: f"user message {err.user_message!r}: {'; '.join(problems)}",
+                   faults=active)
+        self.check_logged(err, logs0, active)
+
+    def check_logged(self, err: Any, logs0: int, active: list[str]) -> None:
+        """P9: one ERROR record names this error's kind, code, operation id and attempt."""
+        records = self.logs.records[logs0:]
+        match = [r for r in records if r.levelno >= 40 and getattr(r, "operation_id", None) == err.operation_id
+                 and getattr(r, "db_kind", None) == str(err.kind)]
+        good = [r for r in match if getattr(r, "db_code", "missing") == err.code
+                and isinstance(getattr(r, "attempt", None), int) and r.attempt >= 1]
+        self.check(9, bool(err.operation_id) and bool(good),
+                   lambda: f"error {err.kind} (operation {err.operation_id!r}, code {err.code}) has no technical "
+                           f"log record with kind, code, operation id and attempt; records: "
+                           f"{[(r.getMessage()[:80], getattr(r, 'operation_id', None)) for r in records][-5:]}",
+                   faults=active)
+
+    # -- key/value rules ---------------------------------------------------------------------
+    @rule(n=st.integers(0, 12))
+    def put(self, n: int) -> None:
+        """Insert a row (duplicates make real constraint errors)."""
+        key, value = f"user-{n}", self.text()
+        out = self.call("execute", self.db.execute, "INSERT INTO kv (k, v) VALUES (?, ?)", (key, value))
+        if out.ok:
+            self.check(6, key not in self.model.kv, f"duplicate key {key!r} was accepted")
+            self.model.kv[key] = value
+        elif str(out.error.kind) == "constraint":
+            self.check(6, key in self.model.kv, f"insert of new key {key!r} refused as a duplicate")
+
+    @rule(n=st.integers(0, 12))
+    def get(self, n: int) -> None:
+        key = f"user-{n}"
+        out = self.call("fetch_one", self.db.fetch_one, "SELECT v FROM kv WHERE k = ?", (key,))
+        if out.ok:
+            got = out.value[0] if out.value else None
+            self.check(6, got == self.model.kv.get(key),
+                       f"read {key!r} -> {got!r}, acknowledged value {self.model.kv.get(key)!r}")
+
+    @rule()
+    def scan(self) -> None:
+        out = self.call("fetch_all", self.db.fetch_all, "SELECT k, v FROM kv")
+        if out.ok:
+            self.check(6, dict(out.value) == self.model.kv, "a full read differs from the acknowledged rows")
+
+    @rule()
+    def bad_query(self) -> None:
+        """A caller mistake: the error must still be user-friendly and logged."""
+        out = self.call("fetch_all", self.db.fetch_all, "SELECT * FROM no_such_table_here")
+        self.check(8, not out.ok, "a query on a missing table succeeded")
+
+    # -- multi-step transactions -------------------------------------------------------------
+    def transfer_body(self, grp: int, legs: list[int], fail_at: int, failure: str,
+                      done: list[bool]) -> Callable[[], None]:
+        """The body of a multi-leg write; ``failure`` strikes once, before leg ``fail_at``."""
+
+        def body() -> None:
+            for i, amount in enumerate(legs):
+                if i == fail_at and not done[0]:
+                    done[0] = True
+                    self.strike(failure)
+                note = self.text() * (40 if failure == "disk_full" else 1)
+                out = self.call("execute", self.db.execute,
+                                "INSERT INTO pairs (grp, leg, amount, note) VALUES (?, ?, ?, ?)",
+                                (grp, i if failure != "constraint" or i != fail_at else 0, amount, note),
+                                faults=self.active_fault_names + ([failure] if failure in FAULT_ERROR_KINDS else []))
+                if not out.ok:
+                    raise out.error
+        return body
+
+    def strike(self, failure: str) -> None:
+        """Make ``failure`` happen now, in the middle of a transaction."""
+        if failure == "app_error":
+            raise AppError("the application gave up half way")
+        if failure in ("disk_full", "disconnect_close", "disconnect_rename"):
+            self.inject(failure, 0)
+
+    @rule(legs=st.lists(st.integers(1, 1000), min_size=2, max_size=4),
+          fail_at=st.integers(0, 3),
+          failure=st.sampled_from(["none", "app_error", "constraint", "disk_full", "disconnect_close",
+                                   "disconnect_rename"]),
+          form=st.sampled_from(["run_in_transaction", "context"]))
+    def transfer(self, legs: list[int], fail_at: int, failure: str, form: str) -> None:
+        """P6/P7: a balanced multi-leg write, maybe struck by a fault half way."""
+        if failure in self.faults or (failure == "constraint" and fail_at == 0):
+            failure = "none"
+        legs = legs + [-sum(legs)]
+        grp = self.model.new_group()
+        before = set(self.faults)
+        done = [False]
+        body = self.transfer_body(grp, legs, fail_at if fail_at < len(legs) else len(legs), failure, done)
+
+        def run_context() -> None:
+            with self.db.transaction():
+                body()
+
+        fn = self.db.run_in_transaction if form == "run_in_transaction" else None
+        try:
+            if fn is not None:
+                out = self.call("transaction", fn, body, series=1)
+            else:
+                out = self.call("transaction", run_context, series=1)
+        except AppError:
+            self.model.ledger.app_aborts += 1
+            out = None
+        struck = sorted(set(self.faults) - before)
+        for kind in struck:  # mid-transaction faults end with the call: heal them to look at the file
+            self.heal(kind)
+        committed = out is not None and out.ok
+        if committed:
+            self.model.pairs[grp] = list(enumerate(legs))
+        self.after_transfer(grp, committed, struck or ([failure] if failure != "none" else []))
+
+    def after_transfer(self, grp: int, committed: bool, struck: list[str]) -> None:
+        """P6 and P7 right after a multi-leg write."""
+        if self.faults:
+            return  # the file may be unreachable: the invariant checks once the faults are healed
+        faults = struck or self.active_fault_names
+        stored = self.stored_pairs().get(grp, [])
+        expected = self.model.pairs.get(grp, [])
+        self.check(6, stored == expected,
+                   f"group {grp} {'committed' if committed else 'failed'} but the file holds {stored} "
+                   f"(expected {expected})", faults=faults)
+        if not committed:
+            self.check_rolled_back(faults)
+
+    def check_rolled_back(self, faults: list[str]) -> None:
+        """P7: no transaction left open, no lock held, and the connection works."""
+        import sqlite3
+
+        depth = getattr(getattr(self.db, "transactions", None), "depth", 0)
+        try:
+            open_tx = self.db.connection.in_transaction
+        except sqlite3.ProgrammingError:
+            open_tx = False  # a closed handle holds no transaction; the runtime reopens on next use
+        self.check(7, depth == 0 and not open_tx,
+                   f"after a failed transaction depth={depth}, in_transaction={open_tx}", faults=faults)
+        with self.raw() as raw:
+            raw.execute("PRAGMA busy_timeout = 0")
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                raw.execute("ROLLBACK")
+                free = True
+            except Exception as exc:
+                free = False
+                why = str(exc)
+        self.check(7, free, lambda: f"the runtime still holds the write lock after a failed transaction: {why}",
+                   faults=faults)
+        out = self.call("fetch_one", self.db.fetch_one, "SELECT count(*) FROM pairs", faults=faults)
+        self.check(7, out.ok, lambda: f"the connection is unusable after the rollback: {out.error}", faults=faults)
+
+    # -- the truth ---------------------------------------------------------------------------
+    def settle(self) -> None:
+        """Hook: finish deferred work (a queued backlog) before the file is compared with the model."""
+
+    @precondition(lambda self: self.db is not None and not self.faults)
+    @invariant()
+    def p06_transaction_atomicity(self) -> None:
+        """Without faults in force, the file holds exactly the acknowledged writes."""
+        self.settle()
+        self.check(6, self.stored_kv() == self.model.kv and self.stored_pairs() == self.model.pairs,
+                   lambda: f"file differs from acknowledged writes: kv extra "
+                           f"{set(self.stored_kv().items()) ^ set(self.model.kv.items())}, groups "
+                           f"{sorted(set(self.stored_pairs()) ^ set(self.model.pairs))}")

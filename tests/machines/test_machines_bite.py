@@ -1,0 +1,252 @@
+"""Proof that the property machines bite: each finds the violation in a deliberately broken runtime.
+
+Every broken variant below is a ``DatabaseManager`` subclass with one reliability mechanism
+taken out (rollback, reconnect, backoff, verification, logging...). The machine of that
+property runs against it with only that property enforced, and Hypothesis must report a
+violation naming the property. A machine that cannot fail checks nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+
+from pytest_dbfault.machines import MACHINES, run_machine
+from pytest_dbfault.stats import property_id
+from reliability import DatabaseError, DatabaseManager, RetryPolicy
+from reliability.degradation import CommandResult
+from reliability.health import IntegrityReport
+from reliability.recovery import RecoveryReport
+from reliability.schema import SchemaReport, _ensure_table, applied_versions, split_sql
+
+BITE = settings(max_examples=60, stateful_step_count=15, deadline=None, derandomize=True, database=None,
+                phases=[Phase.explicit, Phase.generate], report_multiple_bugs=False, print_blob=False,
+                suppress_health_check=list(HealthCheck))
+
+
+@pytest.fixture(autouse=True)
+def _quiet_runtime_logs() -> Iterator[None]:
+    # The machines capture the records themselves; keep pytest's report small.
+    logger = logging.getLogger("reliability")
+    old = logger.propagate
+    logger.propagate = False
+    yield
+    logger.propagate = old
+
+
+# -- broken runtimes ----------------------------------------------------------------------------
+class NoReconnect(DatabaseManager):
+    """Retries on the same dead handle: a closed connection is never replaced (P1)."""
+
+    def _drop_connection(self) -> None:
+        pass
+
+
+class RawErrors(DatabaseManager):
+    """Lets the driver's exceptions escape instead of DatabaseError (P2)."""
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        try:
+            return super().execute(sql, params)
+        except DatabaseError as err:
+            raise (err.__cause__ or err) from None
+
+
+class TrustingValidator(DatabaseManager):
+    """Reports any schema as fine (P3)."""
+
+    def validate_schema(self, migrations: Any = None) -> SchemaReport:
+        return SchemaReport(True, [], 0, 0)
+
+
+class SkipsLastMigration(DatabaseManager):
+    """Applies every pending migration but the last one (P4)."""
+
+    def migrate(self, migrations: Any) -> Any:
+        migrations = list(migrations)
+        with self._lock:
+            done = applied_versions(self.connection)
+        pending = [m for m in migrations if m.version not in done]
+        if len(pending) > 1:
+            migrations = [m for m in migrations if m is not pending[-1]]
+        return super().migrate(migrations)
+
+
+class MigratesWithoutTransaction(DatabaseManager):
+    """Runs each migration statement in autocommit: a failure half way leaves half a migration (P5)."""
+
+    def migrate(self, migrations: Any) -> Any:
+        migrations = list(migrations)
+        with self._lock:
+            conn = self.connection
+            _ensure_table(conn)
+            done = applied_versions(conn)
+            for m in migrations:
+                if m.version in done:
+                    continue
+                for statement in split_sql(m.up):
+                    try:
+                        conn.execute(statement)
+                    except Exception as exc:
+                        raise self.errors.wrap(exc, operation_id=self.new_operation_id()) from exc
+                conn.execute("INSERT INTO _reliability_migrations (version, name, checksum, applied_at, duration) "
+                             "VALUES (?, ?, ?, '2000-01-01T00:00:00Z', 0)", (m.version, m.name, m.checksum))
+        return super().migrate(migrations)
+
+
+class AutocommitTransactions(DatabaseManager):
+    """``run_in_transaction`` without BEGIN: every statement commits on its own (P6)."""
+
+    def run_in_transaction(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+
+class NoRollback(DatabaseManager):
+    """Never issues ROLLBACK: a failed transaction stays open, holding the write lock (P7)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.transactions._rollback = lambda *a, **k: None  # type: ignore[method-assign]
+
+
+class SqlInUserMessages(DatabaseManager):
+    """Puts the failing SQL into the message shown to users (P8)."""
+
+    def _surface(self, op: str, exc: BaseException, op_id: str, sql: str | None, *args: Any, **kw: Any) -> Any:
+        err = super()._surface(op, exc, op_id, sql, *args, **kw)
+        err.user_message = f"{err.user_message} [{sql}]"
+        return err
+
+
+class SilentErrors(DatabaseManager):
+    """Drops the technical record of errors (P9)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.errors.log = lambda *a, **k: None  # type: ignore[method-assign]
+
+
+class UncountedScans(DatabaseManager):
+    """Forgets to count full reads in the health counters (P10)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        observe = self.monitor.observe
+        self.monitor.observe = lambda op, s: None if op == "fetch_all" else observe(op, s)  # type: ignore
+
+
+class BlindIntegrityCheck(DatabaseManager):
+    """An integrity check that never looks (P11)."""
+
+    def check_integrity(self, full: bool = False) -> IntegrityReport:
+        return IntegrityReport(True, [], "quick", 0.0)
+
+
+class UnverifiedBackup(DatabaseManager):
+    """Keeps a copy that missed the last committed row, never comparing it with the source (P12)."""
+
+    def backup(self) -> Any:
+        info = super().backup()
+        copy = sqlite3.connect(info.path, isolation_level=None)
+        try:
+            copy.execute("DELETE FROM kv WHERE rowid = (SELECT max(rowid) FROM kv)")
+        finally:
+            copy.close()
+        return info
+
+
+class RestoreWithoutReplay(DatabaseManager):
+    """"Recovers" by restoring the newest backup, forgetting the writes made since (P13)."""
+
+    def recover(self) -> RecoveryReport:
+        info = self.restore()
+        return RecoveryReport(True, [], str(info.path), 0, 0.0)
+
+
+class NoContinuity(DatabaseManager):
+    """Refuses every command while degraded, even those that need no database (P14)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        run = self.commands.run
+
+        def refusing(name: str, *a: Any, **k: Any) -> CommandResult:
+            if self.commands.degraded or self.commands.fault is not None:
+                return CommandResult("unavailable", "The service is unavailable.")
+            return run(name, *a, **k)
+
+        self.commands.run = refusing  # type: ignore[method-assign]
+
+
+class FlatBackoff(RetryPolicy):
+    """Waits up to max_delay from the first retry: no exponential growth (P15)."""
+
+    def ceiling(self, attempt: int) -> float:
+        return self.max_delay
+
+
+def flat_backoff_runtime(config: Any) -> DatabaseManager:
+    return DatabaseManager(config, policy=FlatBackoff.from_config(config))
+
+
+class IgnoresReload(DatabaseManager):
+    """Watches the .env file but never applies a change (P16)."""
+
+    def watch_env(self, path: Any = ".env", *, interval: float | None = None) -> Any:
+        watcher = super().watch_env(path, interval=interval)
+        watcher.check_now = lambda force=False: ()  # type: ignore[method-assign]
+        return watcher
+
+
+class DropsScanRecords(DatabaseManager):
+    """Leaves full reads out of the operation log (P17)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        record = self._oplog.record
+        self._oplog.record = lambda op, *a: None if op == "fetch_all" else record(op, *a)
+
+
+BROKEN: list[tuple[int, str, Callable[[Any], Any]]] = [
+    (1, "connection", NoReconnect),
+    (2, "connection", RawErrors),
+    (3, "schema", TrustingValidator),
+    (4, "schema", SkipsLastMigration),
+    (5, "schema", MigratesWithoutTransaction),
+    (6, "transactions", AutocommitTransactions),
+    (7, "transactions", NoRollback),
+    (8, "errors_logging", SqlInUserMessages),
+    (9, "errors_logging", SilentErrors),
+    (10, "health_integrity", UncountedScans),
+    (11, "health_integrity", BlindIntegrityCheck),
+    (12, "backup_recovery", UnverifiedBackup),
+    (13, "backup_recovery", RestoreWithoutReplay),
+    (14, "degradation_queue", NoContinuity),
+    (15, "audit", flat_backoff_runtime),
+    (16, "config", IgnoresReload),
+    (17, "errors_logging", DropsScanRecords),
+]
+
+
+@pytest.mark.parametrize(("number", "machine", "broken"), BROKEN,
+                         ids=[f"{property_id(n)}-{getattr(b, '__name__', b)}" for n, _m, b in BROKEN])
+def test_the_machine_finds_the_broken_property(number: int, machine: str, broken: Callable[[Any], Any],
+                                               tmp_path: Any) -> None:
+    with pytest.raises(AssertionError, match=property_id(number)):
+        # Failing migrations are one draw in five of one rule: give P5 more examples to meet one.
+        chosen = settings(BITE, max_examples=200) if number == 5 else BITE
+        run_machine(MACHINES[machine], broken, settings_=chosen, base_dir=str(tmp_path), enforce={number})
+
+
+def test_a_machine_passes_when_only_an_unrelated_property_is_enforced(tmp_path: Any) -> None:
+    """Enforcing one property does not turn another property's violation into a failure."""
+    with contextlib.suppress(AssertionError):
+        run_machine(MACHINES["transactions"], NoRollback, settings_=BITE, base_dir=str(tmp_path), enforce={17})
+    run_machine(MACHINES["transactions"], NoRollback, settings_=settings(BITE, max_examples=5),
+                base_dir=str(tmp_path), enforce={17})
