@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import KIND_INFO, DatabaseError, ErrorKind, RecoveryAction
+from .redo import fsync_dir
 
 if TYPE_CHECKING:
     from .manager import DatabaseManager
@@ -216,7 +217,7 @@ class WriteQueue:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self.path)
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
             return True
 
     def _append(self, line: str) -> None:
@@ -230,7 +231,7 @@ class WriteQueue:
         finally:
             os.close(fd)
         if created:
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
 
     def _load(self) -> None:
         try:
@@ -468,15 +469,3 @@ class CommandRegistry:
                  "degraded_by": str(self.fault) if self.fault else None}
         return extra, reasons
 
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
