@@ -344,10 +344,15 @@ class DatabaseManager:
         if isinstance(exc, DatabaseError):
             err = exc
             err.operation_id = err.operation_id or op_id
+            err.attempts = max(attempts, err.attempts)
         else:
             err = self.errors.wrap(exc, operation_id=op_id, sql=sql, params=params, attempt=max(attempts, 1),
                                    elapsed=elapsed, log=False)
             err.attempts = max(attempts, 1)
+        if KIND_INFO[err.kind].action is RecoveryAction.RECONNECT and not self.transactions.depth:
+            # Whatever retries were left, never keep a dead handle: the next call reopens
+            # (with retry_attempts=1 no retry ever got to reconnect).
+            self.connections.close()
         if exhausted and KIND_INFO[err.kind].action is RecoveryAction.RECONNECT:
             # The database could not be reached within the budget: say so plainly.
             cause = err
@@ -381,7 +386,7 @@ class DatabaseManager:
         """
         t0 = perf_counter()
         try:
-            with self._lock, self.transactions.transaction() as conn:
+            with self._lock, self.transactions.transaction(self.new_operation_id()) as conn:
                 yield conn
         except DatabaseError as err:
             if not self.transactions.depth:
@@ -412,7 +417,8 @@ class DatabaseManager:
                     self._report_tx_error(err, t0)
                 raise
             except RetryExhausted as exc:
-                # Opening the connection kept failing with a raw driver error (e.g. the file is gone).
+                # Every rerun failed: a lock that outlasted the budget stays BUSY, a lost connection
+                # becomes UNAVAILABLE (see _surface).
                 raise self._surface("transaction", exc.last, self.new_operation_id(), None, None, exc.attempts, t0,
                                     exhausted=True) from exc.last
             except Exception as exc:

@@ -75,10 +75,11 @@ class TransactionManager:
         (database errors) or unchanged (the caller's own exceptions).
         """
         with self.lock:
-            conn = self.connections.connection
             level = self.depth
             name = f"reliability_sp{level}"
             try:
+                # Opening inside the try: a vanished file must surface as DatabaseError, not a raw error.
+                conn = self.connections.connection
                 conn.execute("BEGIN IMMEDIATE" if level == 0 else f"SAVEPOINT {name}")
             except Exception as exc:
                 raise self.handler.wrap(exc, operation_id=operation_id,
@@ -174,16 +175,9 @@ class TransactionManager:
                         attempt, classify(exc), delay,
                         extra={"operation_id": operation_id, "attempt": attempt, "db_kind": str(classify(exc))})
 
-        from .retry import RetryExhausted
-
-        try:
-            return self.policy.call(once, should_retry=_rerunnable, on_retry=on_retry, before_retry=before_retry)
-        except RetryExhausted as exc:
-            last = exc.last
-            if isinstance(last, DatabaseError):
-                last.attempts = exc.attempts
-                raise last from last.__cause__
-            raise
+        # RetryExhausted propagates: the caller decides what the user sees (the facade turns a
+        # lost connection into UNAVAILABLE and a lock into BUSY, with the attempts made).
+        return self.policy.call(once, should_retry=_rerunnable, on_retry=on_retry, before_retry=before_retry)
 
 
 def _rerunnable(exc: BaseException) -> bool:

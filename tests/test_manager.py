@@ -168,3 +168,35 @@ def test_health_counters_equal_the_operations_performed(tmp_path_factory, ops) -
         expected = {op: ops.count(op) for op in set(ops) if op != "bad"}
         assert report.operations == expected
         assert report.errors == ({"schema": ops.count("bad")} if "bad" in ops else {})
+
+
+def test_with_no_retries_left_a_closed_handle_is_still_replaced_on_the_next_call(db_path: Path) -> None:
+    with DatabaseManager(fast_config(db_path, retry_attempts=1)) as db:
+        db.execute("CREATE TABLE t (v)")
+        db.connection.close()
+        with pytest.raises(DatabaseError) as info:
+            db.execute("INSERT INTO t VALUES (1)")
+        assert info.value.kind is ErrorKind.UNAVAILABLE and info.value.attempts == 1
+        db.execute("INSERT INTO t VALUES (2)")
+        assert db.fetch_all("SELECT v FROM t") == [(2,)]
+
+
+def test_a_transaction_on_a_vanished_file_fails_with_a_database_error_and_an_operation_id(db_path: Path) -> None:
+    with DatabaseManager(fast_config(db_path, retry_attempts=1)) as db:
+        db.execute("CREATE TABLE t (v)")
+        db.connections.close()
+        os.rename(db_path, str(db_path) + ".away")
+        with pytest.raises(DatabaseError) as info:
+            with db.transaction():
+                db.execute("INSERT INTO t VALUES (1)")
+        assert info.value.kind is ErrorKind.CANTOPEN and info.value.operation_id
+
+
+def test_a_transaction_that_cannot_reach_the_file_within_the_budget_is_unavailable(db_path: Path) -> None:
+    with DatabaseManager(fast_config(db_path, retry_attempts=3)) as db:
+        db.execute("CREATE TABLE t (v)")
+        db.connections.close()
+        os.rename(db_path, str(db_path) + ".away")
+        with pytest.raises(DatabaseError) as info:
+            db.run_in_transaction(lambda: db.execute("INSERT INTO t VALUES (1)"))
+        assert info.value.kind is ErrorKind.UNAVAILABLE and info.value.attempts == 3
