@@ -45,7 +45,7 @@ from .backup import (
     record_sequence,
     verify_file,
 )
-from .errors import DatabaseError, ErrorKind, classify
+from .errors import DatabaseError, ErrorKind
 from .health import IntegrityReport, Scheduler, check_integrity
 from .redo import JournalState, RedoJournal, read_journal
 from .schema import (
@@ -93,31 +93,46 @@ class RecoveryReport:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _oplogged(kind: str) -> Callable[[F], F]:
-    """Give a maintenance operation (migration, backup, check, recovery) its one operation-log record."""
+def _maintenance(kind: str) -> Callable[[F], F]:
+    """Wrap a maintenance operation (migration, backup, check, recovery) like a statement.
+
+    It gets an operation id; a raw driver error becomes a logged :class:`DatabaseError`
+    (never a bare ``sqlite3`` exception to the caller); a DatabaseError raised inside is
+    logged with that id; and the operation log gets its one record.
+    """
 
     def wrap(method: F) -> F:
         @functools.wraps(method)
-        def logged(self: Durability, *args: Any, **kwargs: Any) -> Any:
-            oplog = self.db._oplog
-            if oplog is None:
-                return method(self, *args, **kwargs)
+        def run(self: Durability, *args: Any, **kwargs: Any) -> Any:
+            db = self.db
             t0 = perf_counter()
             try:
                 result = method(self, *args, **kwargs)
-            except Exception as exc:
-                oplog.record(kind, None, perf_counter() - t0, 0, 1, "error", str(classify(exc)))
+            except DatabaseError as err:
+                if not err.operation_id:
+                    err.operation_id = db.new_operation_id()
+                    db.errors.log(err, elapsed=perf_counter() - t0)
+                _record(db, kind, t0, 0, "error", str(err.kind))
                 raise
+            except db.connections.module.Error as exc:
+                err = db.errors.wrap(exc, operation_id=db.new_operation_id(), elapsed=perf_counter() - t0)
+                _record(db, kind, t0, 0, "error", str(err.kind))
+                raise err from exc
             rows = getattr(result, "replayed", None)
             if rows is None:
                 rows = len(getattr(result, "applied", ()) or ())
-            outcome = "ok" if getattr(result, "ok", True) is not False else "failed"
-            oplog.record(kind, None, perf_counter() - t0, rows, 1, outcome, None)
+            _record(db, kind, t0, rows, "ok" if getattr(result, "ok", True) is not False else "failed", None)
             return result
 
-        return logged  # type: ignore[return-value]
+        return run  # type: ignore[return-value]
 
     return wrap
+
+
+def _record(db: DatabaseManager, kind: str, t0: float, rows: int, outcome: str, error_kind: str | None) -> None:
+    oplog = db._oplog
+    if oplog is not None:
+        oplog.record(kind, None, perf_counter() - t0, rows, 1, outcome, error_kind)
 
 
 class Durability:
@@ -226,6 +241,7 @@ class Durability:
             self._set_trust(SchemaReport(False, [f"the schema could not be checked: {detail}"], 0, 0))
             log.error("schema check at startup failed: %s", detail)
 
+    @_maintenance("schema_check")
     def validate_schema(self, migrations: Sequence[Migration] | str | Path | None = None) -> SchemaReport:
         """Compare the database with ``migrations`` (default: the known ones). With the known ones,
         the result also decides whether writes are served."""
@@ -256,7 +272,7 @@ class Durability:
         # the READONLY error into SCHEMA_MISMATCH with the reason); reads keep working.
         conn.execute(f"PRAGMA query_only = {1 if self.write_block else 0}")
 
-    @_oplogged("migration")
+    @_maintenance("migration")
     def migrate(self, migrations: Sequence[Migration] | str | Path) -> MigrationResult:
         """Apply pending migrations (see :mod:`reliability.schema`), backing up a non-empty database first."""
         items = coerce_migrations(migrations)
@@ -274,7 +290,8 @@ class Durability:
                     backup_path = self.backup().path
                 except DatabaseError as exc:
                     detail = f"no backup could be taken before migrating, so nothing was changed: {exc.detail}"
-                    raise MigrationError(exc.kind, detail, user_message=detail) from exc
+                    raise MigrationError(exc.kind, detail, user_message="No backup could be taken before updating "
+                                         "the database, so nothing was changed. Please try again later.") from exc
             conn.execute("PRAGMA query_only = 0")
             try:
                 applied = apply_migrations(conn, items, foreign_keys=db.config.foreign_keys)
@@ -291,7 +308,7 @@ class Durability:
         return MigrationResult(applied, max(after, default=0), backup_path)
 
     # -- backups -------------------------------------------------------------------------------
-    @_oplogged("backup")
+    @_maintenance("backup")
     def backup(self) -> BackupInfo:
         """Take a verified backup now (under the manager's lock, outside any transaction)."""
         db = self.db
@@ -336,7 +353,7 @@ class Durability:
                 redo.error = f"{why} but no backup covers it yet ({exc.detail}); recovery cannot replay past it"
             log.error("could not re-anchor the redo journal after %s: %s", why, exc.detail)
 
-    @_oplogged("restore")
+    @_maintenance("restore")
     def restore(self, path: str | os.PathLike[str] | None = None) -> BackupInfo:
         """Put a backup (newest verified, or ``path``) in place of the database.
 
@@ -371,7 +388,7 @@ class Durability:
         return info
 
     # -- integrity -----------------------------------------------------------------------------
-    @_oplogged("check")
+    @_maintenance("check")
     def check_integrity(self, full: bool = False) -> IntegrityReport:
         """quick_check (integrity_check when ``full``) + foreign_key_check on a separate connection.
 
@@ -418,7 +435,7 @@ class Durability:
             self._last_failed_recovery = time.monotonic()
         return report
 
-    @_oplogged("recovery")
+    @_maintenance("recovery")
     def recover(self, reason: str = "requested") -> RecoveryReport:
         """Quarantine the damaged database, restore the newest verified backup, replay the journal."""
         db = self.db

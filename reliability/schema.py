@@ -253,7 +253,9 @@ def _failed(m: Migration, exc: BaseException) -> MigrationError:
     kind = exc.kind if isinstance(exc, DatabaseError) else classify(exc)
     cause = exc.detail if isinstance(exc, DatabaseError) else f"{type(exc).__name__}: {exc}"
     detail = f"migration {m.label} failed and was rolled back: {cause}"
-    return MigrationError(kind, detail, user_message=detail)
+    # The user hears which update failed and that nothing changed; the cause is for the log.
+    return MigrationError(kind, detail, user_message=f"The database update {m.name!r} could not be applied, "
+                                                     "so nothing was changed. Please contact your administrator.")
 
 
 def _run_step(conn: sqlite3.Connection, step: Step) -> None:

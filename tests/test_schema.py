@@ -67,8 +67,31 @@ def test_a_migration_failing_mid_way_rolls_back_entirely_and_earlier_ones_stay(t
         with pytest.raises(MigrationError, match=r"migration 3 \(half_done\) failed.*no such table") as info:
             db.migrate([*BASE, failing])
         assert info.value.kind is ErrorKind.SCHEMA
+        # The user hears what failed and that nothing changed; SQL and exception names stay in the log.
+        message = info.value.user_message
+        assert "half_done" in message and "nothing was changed" in message
+        assert "no_such_table" not in message and "OperationalError" not in message
+        assert info.value.operation_id
     assert recorded(tmp_path / "app.db") == [(1, "create_users"), (2, "add_name")]
     assert "audit" not in tables(tmp_path / "app.db")
+
+
+def test_migrating_while_another_process_holds_the_database_fails_cleanly(tmp_path):
+    # Rollback journal: an EXCLUSIVE lock held elsewhere blocks even the reads migrate starts with.
+    with DatabaseManager(config(tmp_path, journal_mode="DELETE", busy_timeout_ms=0)) as db:
+        db.migrate(BASE[:1])
+        holder = sqlite3.connect(tmp_path / "app.db", isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            with pytest.raises(DatabaseError) as info:
+                db.migrate(BASE)
+            assert info.value.kind is ErrorKind.BUSY and info.value.operation_id
+            report = db.validate_schema(BASE)
+            assert not report.ok and report.problems
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert db.migrate(BASE).applied == [2]
 
 
 def test_a_callable_migration_gets_the_connection_and_its_failure_rolls_back(tmp_path):
