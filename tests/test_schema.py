@@ -242,3 +242,25 @@ def test_the_validator_alone_reports_an_untouched_database_as_pending():
     conn = sqlite3.connect(":memory:", isolation_level=None)
     report = SchemaValidator(BASE).validate(conn)
     assert (report.ok, report.current_version, report.expected_version, report.pending) == (False, 0, 2, [1, 2])
+
+
+def test_a_dropped_table_is_reported_even_when_another_migration_needs_outside_tables(tmp_path):
+    # Migration 2 alters a table the application made itself: it cannot be replayed on an empty
+    # database, which must not stop the validator from seeing that migration 1's table is gone.
+    path = tmp_path / "app.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT)")
+    conn.commit()
+    conn.close()
+    migrations = [Migration(1, "create_users", "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT)"),
+                  Migration(2, "kv_stamp", "ALTER TABLE kv ADD COLUMN stamp REAL")]
+    with DatabaseManager(config(tmp_path)) as db:
+        db.migrate(migrations)
+        assert db.validate_schema(migrations).ok
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE users")
+    conn.commit()
+    conn.close()
+    with DatabaseManager(config(tmp_path, auto_migrate=False)) as db:
+        report = db.validate_schema(migrations)
+    assert not report.ok and "table 'users' is missing from the database" in report.problems
