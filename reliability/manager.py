@@ -360,11 +360,7 @@ class DatabaseManager:
                                 operation_id=op_id, code=cause.code, code_name=cause.code_name, attempts=attempts)
             err.__cause__ = exc
             self.connections.state = ConnectionState.UNAVAILABLE
-        if err.kind is ErrorKind.READONLY and self.durability.write_block:
-            cause = err
-            err = DatabaseError(ErrorKind.SCHEMA_MISMATCH, self.durability.write_block, operation_id=op_id,
-                                code=cause.code, code_name=cause.code_name, attempts=cause.attempts)
-            err.__cause__ = exc
+        err = self._refused_for_schema(err)
         self.errors.log(err, sql=sql, params=params, attempt=max(attempts, 1), elapsed=elapsed, exc=exc)
         self.monitor.observe_error(str(err.kind), err.detail)
         oplog = self._oplog
@@ -389,9 +385,13 @@ class DatabaseManager:
             with self._lock, self.transactions.transaction(self.new_operation_id()) as conn:
                 yield conn
         except DatabaseError as err:
-            if not self.transactions.depth:
-                self._report_tx_error(err, t0)
-            raise
+            if self.transactions.depth:
+                raise
+            shown = self._refused_for_schema(err)
+            self._report_tx_error(shown, t0)
+            if shown is err:
+                raise
+            raise shown from err
         if not self.transactions.depth:
             self._done("transaction", None, t0, 0)
 
@@ -413,9 +413,13 @@ class DatabaseManager:
                 result = self.transactions.run(fn, args, kwargs, operation_id=self.new_operation_id(),
                                                before_retry=before_retry)
             except DatabaseError as err:
-                if not self.transactions.depth:
-                    self._report_tx_error(err, t0)
-                raise
+                if self.transactions.depth:
+                    raise
+                shown = self._refused_for_schema(err)
+                self._report_tx_error(shown, t0)
+                if shown is err:
+                    raise
+                raise shown from err
             except RetryExhausted as exc:
                 # Every rerun failed: a lock that outlasted the budget stays BUSY, a lost connection
                 # becomes UNAVAILABLE (see _surface).
@@ -429,8 +433,19 @@ class DatabaseManager:
             self._done("transaction", None, t0, 0)
         return result
 
+    def _refused_for_schema(self, err: DatabaseError) -> DatabaseError:
+        """READONLY because writes are blocked on an untrusted schema: say that, with the reason."""
+        if err.kind is not ErrorKind.READONLY or not self.durability.write_block:
+            return err
+        out = DatabaseError(ErrorKind.SCHEMA_MISMATCH, self.durability.write_block, operation_id=err.operation_id,
+                            code=err.code, code_name=err.code_name, attempts=err.attempts)
+        out.__cause__ = err.__cause__ or err
+        return out
+
     def _report_tx_error(self, err: DatabaseError, t0: float) -> None:
         # Already logged by the handler when wrapped; count it and notify listeners once.
+        if err.action is RecoveryAction.RECONNECT:
+            self.connections.close()  # never keep a dead handle for the next call
         self.monitor.observe_error(str(err.kind), err.detail)
         oplog = self._oplog
         if oplog is not None:

@@ -249,7 +249,7 @@ class Durability:
         validator = SchemaValidator(migrations if migrations is not None else self.migrations)
         with self.db._lock:
             report = validator.validate(self.db.connection)
-        if known and self.migrations is not None:
+        if known and self.migrations is not None and report.complete:
             self._set_trust(report)
         return report
 
@@ -301,7 +301,9 @@ class Durability:
                 if len(after) != len(before) and self.redo is not None:
                     # DDL ran outside the journal: a backup must cover it before new writes build on it.
                     self._reanchor("migrations applied")
-            if self.migrations is None:
+            if self.migrations is None or max((m.version for m in items), default=0) >= max(
+                    (m.version for m in self.migrations), default=0):
+                # The list just applied is what this program knows now (a later release adds to it).
                 self.migrations = items
             self._set_trust(SchemaValidator(self.migrations).validate(conn))
         log.info("applied migrations %s; schema version %d", applied, max(after, default=0))

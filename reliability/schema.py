@@ -111,6 +111,9 @@ class SchemaReport:
     current_version: int
     expected_version: int
     pending: list[int] = field(default_factory=list)
+    #: False when the database could not be read (locked, unreachable): nothing is known about the
+    #: schema, so the report says so but must not change whether writes are trusted.
+    complete: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -320,7 +323,8 @@ class SchemaValidator:
         try:
             recorded = applied_versions(conn)
         except Exception as exc:
-            return SchemaReport(False, [f"cannot read {MIGRATIONS_TABLE}: {exc}"], 0, self._expected())
+            return SchemaReport(False, [f"cannot read {MIGRATIONS_TABLE}: {exc}"], 0, self._expected(),
+                                complete=False)
         current = max(recorded, default=0)
         if self.migrations is None:
             return SchemaReport(True, [], current, current)

@@ -80,7 +80,15 @@ class TransactionManager:
             try:
                 # Opening inside the try: a vanished file must surface as DatabaseError, not a raw error.
                 conn = self.connections.connection
-                conn.execute("BEGIN IMMEDIATE" if level == 0 else f"SAVEPOINT {name}")
+                try:
+                    conn.execute("BEGIN IMMEDIATE" if level == 0 else f"SAVEPOINT {name}")
+                except self.connections.module.ProgrammingError:
+                    if level or self.connections.file_moved():
+                        raise
+                    # A handle closed since the last call: nothing has begun, so reopen and begin.
+                    self.connections.close()
+                    conn = self.connections.connection
+                    conn.execute("BEGIN IMMEDIATE")
             except Exception as exc:
                 raise self.handler.wrap(exc, operation_id=operation_id,
                                         sql="BEGIN IMMEDIATE" if level == 0 else "SAVEPOINT") from exc
@@ -124,6 +132,9 @@ class TransactionManager:
             # BUSY at COMMIT leaves the transaction open; everything else may or may not have.
             self._rollback(conn, 0, "")
             if isinstance(exc, DatabaseError):
+                if not exc.operation_id:  # raised by a before-commit hook: give it its id and its log record
+                    exc.operation_id = operation_id
+                    self.handler.log(exc, sql="COMMIT")
                 raise
             raise self.handler.wrap(exc, operation_id=operation_id, sql="COMMIT") from exc
         self.commits += 1
