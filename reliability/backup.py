@@ -66,9 +66,12 @@ class BackupManager:
     :param keep: how many verified backups to keep (the newest is never deleted).
     """
 
-    def __init__(self, directory: str | os.PathLike[str], keep: int = 5) -> None:
+    def __init__(self, directory: str | os.PathLike[str], keep: int = 5, module: Any = sqlite3) -> None:
         self.directory = Path(directory)
         self.keep = max(1, keep)
+        #: The DB-API module of the source connections: the backup API only copies between
+        #: connections of the same SQLite library.
+        self.module = module
         #: Why the last backup failed (None after a success).
         self.last_error: str | None = None
 
@@ -85,7 +88,7 @@ class BackupManager:
         tmp = final.with_name("." + final.name + ".tmp")
         try:
             _create_private(tmp)
-            dest = sqlite3.connect(str(tmp), isolation_level=None)
+            dest = self.module.connect(str(tmp), isolation_level=None)
             try:
                 # The copy is fsynced once below before it gets its name: SQLite's own syncs would only
                 # add time. mmap makes quick_check read the fresh pages without copying them again.

@@ -93,6 +93,17 @@ class ConnectionManager:
             conn = self.open()
         return conn
 
+    def live_connection(self) -> sqlite3.Connection:
+        """The connection, reopened first if its handle was closed (for maintenance work, not the hot path)."""
+        conn = self._conn
+        if conn is not None:
+            try:
+                conn.total_changes  # noqa: B018  (raises ProgrammingError on a closed handle)
+                return conn
+            except self.module.ProgrammingError:
+                self._close_quietly()
+        return self.connection
+
     def open(self) -> sqlite3.Connection:
         """Open (or reopen) the connection and apply the pragmas.
 

@@ -153,7 +153,7 @@ class IntegrityReport:
 
 
 def check_integrity(db_path: str, *, full: bool = False, timeout: float = 5.0,
-                    max_problems: int = 100) -> IntegrityReport:
+                    max_problems: int = 100, module: Any = sqlite3) -> IntegrityReport:
     """``PRAGMA quick_check`` (``integrity_check`` when ``full``) plus ``foreign_key_check`` on ``db_path``.
 
     Runs on its own read-only connection: in WAL mode it never blocks writers, in rollback
@@ -166,7 +166,9 @@ def check_integrity(db_path: str, *, full: bool = False, timeout: float = 5.0,
     problems: list[str] = []
     conn = None
     try:
-        conn = sqlite3.connect(f"file:{pathname2url(os.path.abspath(db_path))}?mode=ro", uri=True,
+        # ``module``: the runtime's own SQLite library. A second library in the same process would
+        # not see its POSIX locks, and closing its file would drop them.
+        conn = module.connect(f"file:{pathname2url(os.path.abspath(db_path))}?mode=ro", uri=True,
                                timeout=timeout, isolation_level=None)
         for (row,) in conn.execute(f"PRAGMA {pragma}"):
             if row != "ok":

@@ -146,7 +146,7 @@ class Durability:
     def __init__(self, db: DatabaseManager, migrations: Sequence[Migration] | str | Path | None = None) -> None:
         self.db = db
         cfg = db.config
-        self.backups = BackupManager(cfg.backup_directory, cfg.backup_keep)
+        self.backups = BackupManager(cfg.backup_directory, cfg.backup_keep, db.connections.module)
         self.migrations = coerce_migrations(migrations) if migrations is not None else None
         self.redo: RedoJournal | None = None
         self.schema_report: SchemaReport | None = None
@@ -323,7 +323,7 @@ class Durability:
             seq = redo.seq if redo is not None else None
             try:
                 try:
-                    conn = db.connection
+                    conn = db.connections.live_connection()
                 except Exception as exc:
                     raise BackupError(db.errors.wrap(exc, log=False).kind,
                                       f"cannot open the database to back it up: {exc}") from exc
@@ -402,7 +402,7 @@ class Durability:
             return IntegrityReport(False, [f"database file {db.path!r} does not exist"],
                                    "full" if full else "quick", 0.0)
         timeout = db.config.busy_timeout_ms / 1000.0
-        report = check_integrity(db.path, full=full, timeout=timeout)
+        report = check_integrity(db.path, full=full, timeout=timeout, module=db.connections.module)
         m = db.monitor
         m.last_integrity_check_at = time.time()
         m.integrity_ok = report.ok
