@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sqlite3
+from typing import Any
 
 from .base import Fault, FaultError
 from .target import TargetLike, resolve_target
@@ -32,9 +32,12 @@ class DiskFullFault(Fault):
         self.target = resolve_target(target)
         self.headroom = headroom
         self._previous: int | None = None
+        self._conn: Any = None
 
     def _inject(self) -> None:
         conn = self.target.need_connection(self.name)
+        # The cap lives on this handle only: heal exactly it, whatever the target holds by then.
+        self._conn = conn
         self._previous = int(conn.execute("PRAGMA max_page_count").fetchone()[0])
         page_count = int(conn.execute("PRAGMA page_count").fetchone()[0])
         # SQLite never sets the cap below the current size; read back what it kept.
@@ -43,12 +46,14 @@ class DiskFullFault(Fault):
                     max_page_count=applied)
 
     def _heal(self) -> None:
-        conn = self.target.connection
+        conn, self._conn = self._conn, None
         if conn is None or self._previous is None:
             return
         try:
             restored = int(conn.execute(f"PRAGMA max_page_count = {self._previous}").fetchone()[0])
-        except sqlite3.ProgrammingError:  # closed meanwhile: the limit died with the handle
+        except Exception as exc:  # closed meanwhile (any sqlite module): the limit died with the handle
+            if "closed" not in str(exc).lower():
+                raise
             self.record("max_page_count not restored", reason="connection already closed")
             return
         self.record("max_page_count restored", max_page_count=restored)
