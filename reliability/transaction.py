@@ -142,13 +142,12 @@ class TransactionManager:
             fn()
 
     def _rollback(self, conn: sqlite3.Connection, level: int, name: str) -> None:
+        # The hooks run whether or not ROLLBACK itself works: on a dead handle the transaction
+        # is gone all the same, and what was captured for it (the redo journal) must go too.
         try:
             if level == 0:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                self.rollbacks += 1
-                for fn in self.after_rollback:
-                    fn()
             else:
                 for hook in self.savepoint_hooks:
                     hook("rollback", level)
@@ -157,6 +156,10 @@ class TransactionManager:
                     conn.execute(f"RELEASE {name}")
         except Exception as exc:  # the handle may be dead; the transaction is gone with it
             log.warning("rollback failed (%s: %s); the connection will be reopened", classify(exc), exc)
+        if level == 0:
+            self.rollbacks += 1
+            for fn in self.after_rollback:
+                fn()
 
     def run(
         self,

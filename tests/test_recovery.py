@@ -283,3 +283,25 @@ def test_a_second_manager_on_the_same_file_does_not_share_the_journal(tmp_path):
         assert first.durability.redo.owned  # type: ignore[union-attr]
         assert second._redo is None
         assert any("owns the redo journal" in r for r in second.health().reasons)
+
+
+def test_a_transaction_rerun_after_its_connection_died_is_journaled_once(tmp_path):
+    # The first attempt's statements were captured, then the handle was closed under it: ROLLBACK
+    # itself fails, and the captured statements must still be dropped, or replay repeats them.
+    with new_db(tmp_path, retry_attempts=3, retry_base_delay=0.0, retry_max_delay=0.0) as db:
+        db.backup()
+        runs: list[int] = []
+
+        def work() -> None:
+            runs.append(1)
+            db.execute("INSERT INTO t (id, v) VALUES (1, 'one')")
+            if len(runs) == 1:
+                db.connection.close()  # a real dead handle mid-transaction
+            db.execute("INSERT INTO t (id, v) VALUES (2, 'two')")
+
+        db.run_in_transaction(work)
+        assert len(runs) == 2
+        corrupt(Path(db.path), "truncate")
+        report = db.recover()
+        assert report.ok, report.problems
+        assert table(db) == {1: "one", 2: "two"}
