@@ -1,9 +1,7 @@
 """The 17 reliability properties as Hypothesis stateful machines, run against the runtime under test.
 
-Run them with ``pytest --dbfault scenarios/property_machines.py``; each machine of
-:mod:`pytest_dbfault.machines` is one test. They are not yet part of the default
-``pytest --dbfault`` run: they currently find real runtime bugs (see the README's "Property
-machines" section), and join the main job once those are fixed. The runtime comes from the
+``pytest --dbfault`` collects this module with the scenario files; each machine of
+:mod:`pytest_dbfault.machines` is one test. The runtime comes from the
 ``pytest_dbfault_runtime_factory`` hook when the
 dbfault plugin is active (default ``reliability.DatabaseManager``). The Hypothesis profile
 is ``dbfault`` (fast), or ``dbfault-ci`` when ``CI`` is set, or the one named by

@@ -48,3 +48,13 @@ def query_only_project(pytester: pytest.Pytester) -> pytest.Pytester:
     """A pytester project whose conftest registers the ``query_only`` fault."""
     pytester.makeconftest(QUERY_ONLY_CONFTEST)
     return pytester
+
+@pytest.fixture(autouse=True)
+def _restore_hypothesis_seed():  # type: ignore[no-untyped-def]
+    """In-process pytester runs with --dbfault pass a seed to Hypothesis' own plugin, which sets a
+    process-wide forced seed and never resets it: put it back so later tests keep their own seeds."""
+    from hypothesis import core
+
+    saved = core.global_force_seed
+    yield
+    core.global_force_seed = saved
