@@ -299,7 +299,9 @@ def _strip_comments(sql: str) -> str:
 
 # -- encoding ----------------------------------------------------------------------------------
 def _line(record: dict[str, Any]) -> bytes:
-    body = json.dumps(record, separators=(",", ":"), default=_encode_value).encode("utf-8")
+    # One encoder for the process: json.dumps with options builds a new one per call (a
+    # measurable share of each journaled write, benchmarks/README.md).
+    body = _ENCODER.encode(record).encode("utf-8")
     return b"%08x " % zlib.crc32(body) + body + b"\n"
 
 
@@ -324,6 +326,8 @@ def _encode_value(value: Any) -> Any:
         raise TypeError(f"cannot journal a parameter of type {type(value).__name__}")
     return adapted
 
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_encode_value)
 
 def _datasync(fd: int) -> None:
     # SQLite itself uses fdatasync: the data and size matter, not the timestamps.
