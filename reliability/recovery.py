@@ -249,7 +249,7 @@ class Durability:
         known = migrations is None
         validator = SchemaValidator(migrations if migrations is not None else self.migrations)
         with self.db._lock:
-            report = validator.validate(self.db.connection)
+            report = validator.validate(self.db.connections.live_connection())
         if known and self.migrations is not None and report.complete:
             self._set_trust(report)
         return report
@@ -282,7 +282,7 @@ class Durability:
         with db._lock:
             if db.transactions.depth:
                 raise MigrationError(ErrorKind.MISUSE, "migrate() cannot run inside a transaction")
-            conn = db.connection
+            conn = db.connections.live_connection()
             before = applied_versions(conn)
             if not [m for m in items if m.version not in before]:
                 return MigrationResult([], max(before, default=0))

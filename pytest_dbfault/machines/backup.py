@@ -49,10 +49,20 @@ class BackupMixin(Workload):
     def after_start(self) -> None:
         super().after_start()
         self.snapshots: dict[str, tuple[dict[str, str], dict[int, list[tuple[int, int]]]]] = {}
+        self.audit_snapshots: dict[str, list[str]] = {}
         os.makedirs(os.path.join(self.dir, "scratch"), exist_ok=True)
 
     def remember(self, info: Any) -> None:
         self.snapshots[str(info.path)] = (dict(self.model.kv), {k: list(v) for k, v in self.model.pairs.items()})
+        # Audit entries live in the database too: restoring a backup takes the log back to it,
+        # except entries still waiting in the fallback file, which is outside the database.
+        self.audit_snapshots[str(info.path)] = self.stored_audit_ids()
+
+    def stored_audit_ids(self) -> list[str]:
+        with self.raw() as conn:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'reliability_audit'").fetchone() is None:
+                return []
+            return [r[0] for r in conn.execute("SELECT entry_id FROM reliability_audit ORDER BY seq")]
 
     @precondition(lambda self: has_backups(self) and not self.faults)
     @rule(scheduled=st.booleans())
@@ -112,6 +122,9 @@ class BackupMixin(Workload):
             path = f"{path} (the restored file is unreadable: {exc})"
         self.check(12, same, f"after restoring {path} the database is not the recorded state")
         self.model.kv, self.model.pairs = dict(kv), {k: list(v) for k, v in pairs.items()}
+        waiting = set(self.fallback_ids()) if hasattr(self, "fallback_ids") else set()
+        self.model.audit_ids = list(self.audit_snapshots[path]) + [
+            i for i in self.model.audit_ids if i in waiting and i not in self.audit_snapshots[path]]
 
     @precondition(lambda self: has_recovery(self) and not self.faults)
     @rule(part=st.sampled_from(CORRUPTIONS), seed=st.integers(0, 2**16))
