@@ -276,6 +276,11 @@ class DatabaseManager:
         op_id = self.new_operation_id()
         in_tx = self.transactions.depth > 0
         pending = [first] if first is not None else []
+        if first is not None and not in_tx and classify(first) is ErrorKind.CLOSED:
+            # A handle closed since the last call: the statement never ran, so reopening and
+            # running it is not a retry and needs no budget (even with retry_attempts=1).
+            self._drop_connection()
+            pending.clear()
         attempts = 0
 
         def once() -> Any:
@@ -352,7 +357,7 @@ class DatabaseManager:
         if KIND_INFO[err.kind].action is RecoveryAction.RECONNECT and not self.transactions.depth:
             # Whatever retries were left, never keep a dead handle: the next call reopens
             # (with retry_attempts=1 no retry ever got to reconnect).
-            self.connections.close()
+            self._drop_connection()
         if exhausted and KIND_INFO[err.kind].action is RecoveryAction.RECONNECT:
             # The database could not be reached within the budget: say so plainly.
             cause = err
@@ -445,7 +450,7 @@ class DatabaseManager:
     def _report_tx_error(self, err: DatabaseError, t0: float) -> None:
         # Already logged by the handler when wrapped; count it and notify listeners once.
         if err.action is RecoveryAction.RECONNECT:
-            self.connections.close()  # never keep a dead handle for the next call
+            self._drop_connection()  # never keep a dead handle for the next call
         self.monitor.observe_error(str(err.kind), err.detail)
         oplog = self._oplog
         if oplog is not None:

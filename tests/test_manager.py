@@ -174,11 +174,15 @@ def test_with_no_retries_left_a_closed_handle_is_still_replaced_on_the_next_call
     with DatabaseManager(fast_config(db_path, retry_attempts=1)) as db:
         db.execute("CREATE TABLE t (v)")
         db.connection.close()
+        db.execute("INSERT INTO t VALUES (1)")  # reopening a closed handle is not a retry
+        os.rename(db_path, str(db_path) + ".away")
+        db.connection.close()
         with pytest.raises(DatabaseError) as info:
-            db.execute("INSERT INTO t VALUES (1)")
+            db.execute("INSERT INTO t VALUES (2)")
         assert info.value.kind is ErrorKind.UNAVAILABLE and info.value.attempts == 1
-        db.execute("INSERT INTO t VALUES (2)")
-        assert db.fetch_all("SELECT v FROM t") == [(2,)]
+        os.rename(str(db_path) + ".away", db_path)
+        db.execute("INSERT INTO t VALUES (3)")
+        assert db.fetch_all("SELECT v FROM t") == [(1,), (3,)]
 
 
 def test_a_transaction_on_a_vanished_file_fails_with_a_database_error_and_an_operation_id(db_path: Path) -> None:
