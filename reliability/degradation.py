@@ -277,6 +277,7 @@ class CommandRegistry:
         self.db = db
         self.queue = queue
         self.recheck_interval = recheck_interval
+        self._draining = False
         #: The fault that made the database unavailable, None while healthy.
         self.fault: ErrorKind | None = None
         #: Application-supplied permission check for admin commands: ``fn(actor, command) -> bool``.
@@ -378,6 +379,7 @@ class CommandRegistry:
         except ValueError as exc:
             return CommandResult("rejected", str(exc), fault=str(fault), pending=len(self.queue))
         n = len(self.queue)
+        self.db._backlog = self._drain_first
         return CommandResult(
             "queued",
             f"{KIND_INFO[fault].user_message} Your change was accepted and will be saved automatically "
@@ -396,6 +398,20 @@ class CommandRegistry:
         self.fault = kind
         self._last_probe = time.monotonic()
 
+    def _drain_first(self) -> None:
+        """Before a direct write (``db.execute`` …) while writes wait here: replay them first, so
+        an earlier queued write cannot land after, and overwrite, a later direct one."""
+        if self._draining:
+            return  # the replay's own writes
+        report = self.replay()
+        if report.error is not None and len(self.queue):
+            # The backlog could not be saved (its retries are spent): the direct write may not
+            # overtake it, so it fails now with the same fault instead of retrying all over again.
+            kind = self.fault or ErrorKind.UNAVAILABLE
+            raise DatabaseError(kind, f"{len(self.queue)} queued write(s) must be saved first and the database "
+                                      f"is still unavailable ({report.error})",
+                                operation_id=self.db.new_operation_id())
+
     def recover(self, *, force: bool = False) -> ReplayReport | None:
         """Replay the backlog if the recheck interval has passed (or ``force``); None when not tried."""
         now = time.monotonic()
@@ -406,44 +422,53 @@ class CommandRegistry:
 
     def replay(self) -> ReplayReport:
         """Apply the queued writes in order, exactly once each; stop at the first unavailability."""
+        with self._replay_lock:
+            # While replaying, the replayed writes' own calls must not start another replay.
+            draining, self._draining = self._draining, True
+            try:
+                return self._replay_locked()
+            finally:
+                self._draining = draining
+
+    def _replay_locked(self) -> ReplayReport:
         applied = skipped = failed = 0
         failures: list[tuple[str, str]] = []
         error: str | None = None
-        with self._replay_lock:
-            if len(self.queue):
-                for hook in list(self.before_replay):
-                    hook()
-            for entry in self.queue.pending():
-                cmd = self._commands.get(entry.command)
-                if cmd is None:
-                    error = f"command {entry.command!r} is not registered; replay stops until it is"
-                    log.error("queued write %s: %s", entry.key, error)
-                    break
-                try:
-                    done, _ = self.db.run_in_transaction(self._apply, cmd, entry)
-                except DatabaseError as err:
-                    if err.action is RecoveryAction.RAISE:
-                        reason = f"{err.kind}: {err.detail}"
-                        log.error("queued write %s (%s) refused by the database, set aside: %s",
-                                  entry.key, entry.command, reason)
-                        self.queue.mark_failed(entry.key, reason)
-                        failures.append((entry.key, reason))
-                        failed += 1
-                        continue
-                    self._degrade(err.kind)
-                    error = str(err.kind)
-                    break
-                if self.on_applied is not None:
-                    self.on_applied(entry)
-                self.queue.mark_done(entry.key)
-                applied += done
-                skipped += not done
-            if error is None and len(self.queue) == 0:
-                self.fault = None
-                self.queue.compact()
-                if applied or skipped:
-                    log.info("write queue replayed: %d applied, %d already applied, %d failed",
-                             applied, skipped, failed)
+        if len(self.queue):
+            for hook in list(self.before_replay):
+                hook()
+        for entry in self.queue.pending():
+            cmd = self._commands.get(entry.command)
+            if cmd is None:
+                error = f"command {entry.command!r} is not registered; replay stops until it is"
+                log.error("queued write %s: %s", entry.key, error)
+                break
+            try:
+                done, _ = self.db.run_in_transaction(self._apply, cmd, entry)
+            except DatabaseError as err:
+                if err.action is RecoveryAction.RAISE:
+                    reason = f"{err.kind}: {err.detail}"
+                    log.error("queued write %s (%s) refused by the database, set aside: %s",
+                              entry.key, entry.command, reason)
+                    self.queue.mark_failed(entry.key, reason)
+                    failures.append((entry.key, reason))
+                    failed += 1
+                    continue
+                self._degrade(err.kind)
+                error = str(err.kind)
+                break
+            if self.on_applied is not None:
+                self.on_applied(entry)
+            self.queue.mark_done(entry.key)
+            applied += done
+            skipped += not done
+        if error is None and len(self.queue) == 0:
+            self.db._backlog = None
+            self.fault = None
+            self.queue.compact()
+            if applied or skipped:
+                log.info("write queue replayed: %d applied, %d already applied, %d failed",
+                         applied, skipped, failed)
         return ReplayReport(applied, skipped, failed, len(self.queue), error, failures)
 
     def _apply(self, cmd: Command, entry: QueuedWrite) -> tuple[bool, Any]:

@@ -86,6 +86,9 @@ class DatabaseManager:
         self._oplog: Any = OperationLog.from_config(self.config, prefix=self._id_prefix)
         #: Redo journal capturing committed writes (see :mod:`reliability.backup`); None when off.
         self._redo: Any = None
+        #: Set by the write queue while writes wait in it: called before a direct write so the
+        #: backlog replays first and a later write is never overwritten by an earlier queued one.
+        self._backlog: Callable[[], None] | None = None
         #: Called with the DatabaseError when corruption is detected (recovery registers here).
         self.corruption_listeners: list[Callable[[DatabaseError], None]] = []
         #: Called with each DatabaseError that reaches a caller (degradation registers here).
@@ -127,6 +130,8 @@ class DatabaseManager:
     # -- statements ----------------------------------------------------------------------------
     def execute(self, sql: str, params: Params = ()) -> sqlite3.Cursor:
         """Run one statement; retried on transient errors when not inside a transaction."""
+        if self._backlog is not None and not self.transactions.depth:
+            self._drain_backlog("execute", sql, params)
         t0 = perf_counter()
         with self._lock:
             conn = self.connections._conn
@@ -329,6 +334,17 @@ class DatabaseManager:
         self._done(op, sql, t0, rows, attempts)
         return result
 
+    def _drain_backlog(self, op: str, sql: str | None, params: Any) -> None:
+        """Replay queued writes before a direct write; if they cannot be saved, fail this one too."""
+        t0 = perf_counter()
+        backlog = self._backlog
+        if backlog is None:
+            return
+        try:
+            backlog()
+        except DatabaseError as err:
+            raise self._surface(op, err, err.operation_id, sql, params, 1, t0) from err.__cause__
+
     def _drop_connection(self) -> None:
         self.connections.close()
         self.connections.state = ConnectionState.RECONNECTING
@@ -385,6 +401,8 @@ class DatabaseManager:
 
         Errors are re-raised as :class:`DatabaseError`; the connection stays usable.
         """
+        if self._backlog is not None and not self.transactions.depth:
+            self._drain_backlog("transaction", None, None)
         t0 = perf_counter()
         try:
             with self._lock, self.transactions.transaction(self.new_operation_id()) as conn:
@@ -406,6 +424,8 @@ class DatabaseManager:
         ``fn`` uses this manager (``db.execute`` …) inside; it may run more than once, so
         it must not have side effects outside the database.
         """
+        if self._backlog is not None and not self.transactions.depth:
+            self._drain_backlog("transaction", None, None)
         t0 = perf_counter()
 
         def before_retry(exc: BaseException) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from runtime_helpers import LockHolder, fast_config
 
-from reliability import DatabaseManager
+from reliability import DatabaseError, DatabaseManager
 from reliability.degradation import Needs, WriteQueue
 
 
@@ -227,3 +227,15 @@ def test_a_replay_killed_mid_way_resumes_without_duplicates(db_path: Path, kill_
         assert report.skipped == 1 and report.applied == 8 - kill_at
         assert _names(db) == [f"w{i}" for i in range(8)]
         assert len(db.queue) == 0
+
+
+def test_a_direct_write_never_overtakes_queued_ones(app: DatabaseManager) -> None:
+    # Found by the chaos machine: a write queued during a lock replayed after a later direct
+    # write to the same row and overwrote it. Direct writes now replay the backlog first.
+    with LockHolder(app.path):
+        assert app.commands.run("add", "first").status == "queued"
+        with pytest.raises(DatabaseError):
+            app.execute("INSERT INTO items (name) VALUES ('second')")  # may not overtake 'first'
+    app.execute("INSERT INTO items (name) VALUES ('third')")
+    assert _names(app) == ["first", "third"]
+    assert len(app.commands.queue) == 0
