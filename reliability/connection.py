@@ -16,9 +16,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from types import ModuleType
-from typing import Any
 from urllib.request import pathname2url
 
 from .config import ReliabilityConfig
@@ -286,21 +284,3 @@ def _file_identity(path: str) -> tuple[int, int] | None:
         return None
     return (st.st_dev, st.st_ino)
 
-
-def database_exists(path: str | Path) -> bool:
-    """True when ``path`` is an existing, non-empty file."""
-    try:
-        return os.path.getsize(path) > 0
-    except OSError:
-        return False
-
-
-def describe_connection(conn: Any) -> dict[str, Any]:
-    """Pragmas of a connection, for diagnostics (journal mode, synchronous, busy timeout, foreign keys)."""
-    out: dict[str, Any] = {}
-    for pragma in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys", "query_only"):
-        try:
-            out[pragma] = conn.execute(f"PRAGMA {pragma}").fetchone()[0]
-        except Exception as exc:
-            out[pragma] = f"error: {exc}"
-    return out
