@@ -110,7 +110,7 @@ class ReliabilityConfig:
     @property
     def redo_journal_file(self) -> Path:
         """The redo journal of writes committed since the last verified backup."""
-        return Path(self.db_path + ".redo.jsonl")
+        return Path(self.db_path + ".redo")
 
     @property
     def admin_actor_set(self) -> frozenset[str]:

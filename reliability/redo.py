@@ -5,21 +5,29 @@ write the runtime acknowledged is not lost when the database file is damaged lat
 
 How it plugs in (see ``DatabaseManager._wrote``): each statement that changed rows (or
 DDL) is *captured* (an append to a list); after SQLite's COMMIT succeeded and before the
-caller is told, :meth:`RedoJournal.commit` writes the transaction as one line with one
+caller is told, :meth:`RedoJournal.commit` appends the transaction as one record with one
 ``write()`` call, then ``fdatasync`` when ``synchronous`` is FULL or EXTRA.
 
-File format, one record per line, each ``<crc32 hex> <json>``:
+File format: a sequence of records, each a 12-byte frame (u32 little-endian: body length, the
+length inverted, so a damaged length is never mistaken for a torn tail, and crc32 of the body)
+and a body: a pickle (protocol 5) of plain values only (``int``, ``float``, ``str``,
+``bytes``, ``bool``, ``None``, tuples, lists, dicts). The reader's unpickler resolves no class
+but those constructors, so a journal can never make recovery run code. Records:
 
-* header ``{"redo": 1, "base": B, "from_empty": bool}``: the journal continues from the
-  backup whose recorded sequence is ``B`` (or from an empty database when ``from_empty``);
-* entry ``{"seq": n, "ops": [[sql, params, many], ...]}``: one committed transaction;
-* ``{"closed": n}``: written by a clean close (its absence at open means a crash).
+* header ``("redo", 2, B, from_empty)``: the journal continues from the backup whose recorded
+  sequence is ``B`` (or from an empty database when ``from_empty``);
+* entry ``(n, ops)`` with ``ops`` a list of ``(sql, params, many)``: one committed transaction;
+* ``("closed", n)``: written by a clean close (its absence at open means a crash).
+
+Why pickle and not JSON lines: it is the cheapest faithful encoding in the standard library for
+SQLite's value types (bytes, floats incl. inf, big ints), and the journal is written on every
+commit before the caller is told; benchmarks/README.md has the measurements.
 
 Guarantee, honestly stated:
 
-* synchronous FULL/EXTRA: the line is fsynced before the commit is acknowledged, so an
+* synchronous FULL/EXTRA: the record is fsynced before the commit is acknowledged, so an
   acknowledged write survives a process crash *and* power loss (on storage that honours fsync).
-* synchronous NORMAL/OFF: the line is written (in the OS page cache) before the ack, so
+* synchronous NORMAL/OFF: the record is written (in the OS page cache) before the ack, so
   it survives a process crash but **not** power loss or a kernel crash.
 * Only writes made through this ``DatabaseManager`` are journaled; writes by other processes
   or made on ``db.connection`` directly are not. One manager per database file owns the
@@ -31,13 +39,15 @@ Guarantee, honestly stated:
 
 from __future__ import annotations
 
-import base64
-import json
+import builtins
+import io
 import logging
 import os
+import pickle
 import sqlite3
+import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +59,7 @@ except ImportError:  # pragma: no cover - Windows
 
 log = logging.getLogger("reliability.redo")
 
-_BYTES_KEY = "$b64"
+_FORMAT = 2
 _STATEMENT_KINDS: dict[str, str] = {}  # sql text -> "ddl" | "commit" | "rollback" | "other"
 _DDL_WORDS = ("CREATE", "DROP", "ALTER")
 
@@ -88,6 +98,7 @@ class RedoJournal:
         self._fd: int | None = None
         self._pending: list[tuple[str, Any, bool]] = []
         self._marks: dict[int, int] = {}
+        self._encoder = _Encoder()  # reused by commit(), which runs under the manager's lock
 
     # -- lifecycle -----------------------------------------------------------------------------
     def open(self) -> JournalState:
@@ -120,7 +131,7 @@ class RedoJournal:
         if fd is None:
             return
         try:
-            os.write(fd, _line({"closed": self.seq}))
+            os.write(fd, _Encoder().record(("closed", self.seq)))
             if self.fsync:
                 os.fsync(fd)
         except OSError as exc:
@@ -146,7 +157,7 @@ class RedoJournal:
             return  # not ours, or already broken: the next verified backup re-anchors it
         seq = self.seq + 1
         try:
-            os.write(fd, _line({"seq": seq, "ops": [[sql, params, many] for sql, params, many in pending]}))
+            os.write(fd, self._encoder.record((seq, pending)))
             if self.fsync:
                 _datasync(fd)
         except Exception as exc:
@@ -188,7 +199,7 @@ class RedoJournal:
         tmp = self.path.with_name(self.path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, _line({"redo": 1, "base": base, "from_empty": from_empty}))
+            os.write(fd, _Encoder().record(("redo", _FORMAT, base, from_empty)))
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -220,41 +231,49 @@ class RedoJournal:
 
 # -- reading -----------------------------------------------------------------------------------
 def read_journal(path: str | os.PathLike[str]) -> JournalState:
-    """Parse a journal file. A torn last line (a crash mid-write, never acknowledged) is ignored;
-    a damaged line elsewhere stops the read and is reported in ``problems``."""
+    """Parse a journal file.
+
+    A torn tail (a crash mid-append, never acknowledged: a short or failing last record, or
+    zero bytes to the end of the file as a power loss can leave) is ignored; a damaged record
+    with data after it stops the read and is reported in ``problems``.
+    """
     state = JournalState()
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
         return state
-    lines = data.split(b"\n")
-    last_index = len(lines) - 1
-    for i, raw in enumerate(lines):
-        if not raw:
-            continue
-        record = _parse(raw)
+    offset, end, number = 0, len(data), 0
+    while offset < end:
+        number += 1
+        record, next_offset = _parse(data, offset)
         if record is None:
-            if i == last_index:
-                break  # torn tail without its newline: the write never completed, never acknowledged
-            state.problems.append(f"redo journal {str(path)!r} line {i + 1} is damaged; entries after it "
-                                  f"were not read")
+            if next_offset > end or not data[offset:].strip(b"\0"):
+                break  # torn tail: the write never completed, so it was never acknowledged
+            state.problems.append(f"redo journal {str(path)!r} record {number} (byte {offset}) is damaged; "
+                                  "entries after it were not read")
             break
-        if "redo" in record:
+        offset = next_offset
+        tag = record[0] if isinstance(record, tuple) and record else None
+        if tag == "redo" and len(record) == 4:
             state.header = True
-            state.base = int(record.get("base", 0))
-            state.from_empty = bool(record.get("from_empty", False))
+            state.base = int(record[2])
+            state.from_empty = bool(record[3])
             state.last_seq = max(state.last_seq, state.base)
             state.clean = False
-        elif "seq" in record:
-            seq = int(record["seq"])
+        elif tag == "closed":
+            state.clean = True
+        elif isinstance(tag, int) and len(record) == 2:
+            seq = tag
             if seq <= state.last_seq and state.entries:
-                state.problems.append(f"redo journal line {i + 1}: sequence {seq} is not increasing")
+                state.problems.append(f"redo journal record {number}: sequence {seq} is not increasing")
                 break
-            state.entries.append((seq, record["ops"]))
+            state.entries.append((seq, list(record[1])))
             state.last_seq = seq
             state.clean = False
-        elif "closed" in record:
-            state.clean = True
+        else:
+            state.problems.append(f"redo journal {str(path)!r} record {number} is not a journal record; "
+                                  "entries after it were not read")
+            break
     return state
 
 
@@ -298,36 +317,98 @@ def _strip_comments(sql: str) -> str:
 
 
 # -- encoding ----------------------------------------------------------------------------------
-def _line(record: dict[str, Any]) -> bytes:
-    # One encoder for the process: json.dumps with options builds a new one per call (a
-    # measurable share of each journaled write, benchmarks/README.md).
-    body = _ENCODER.encode(record).encode("utf-8")
-    return b"%08x " % zlib.crc32(body) + body + b"\n"
+# Body length, the same length inverted, crc32 of the body. The inverted copy tells a damaged
+# length from a record cut short by a crash (only the latter is a torn tail to ignore).
+_FRAME = struct.Struct("<III")
+_PLAIN = frozenset({type(None), bool, int, float, str, bytes, tuple, list, dict})
+#: The only names a journal record may load: constructors of plain values (see _reduce_value).
+_LOADABLE = {("builtins", name): getattr(builtins, name) for name in ("int", "float", "str", "bytes", "tuple", "dict")}
+_CONSTRUCTORS = frozenset(_LOADABLE.values())
 
 
-def _parse(raw: bytes) -> dict[str, Any] | None:
-    if len(raw) < 10 or raw[8:9] != b" ":
-        return None
-    body = raw[9:]
-    try:
-        if int(raw[:8], 16) != zlib.crc32(body):
-            return None
-        return json.loads(body, object_hook=_decode_object)
-    except ValueError:
-        return None
+def _reduce_value(value: Any) -> Any:
+    """Reduce a parameter pickle has no fast path for to a plain value.
 
-
-def _encode_value(value: Any) -> Any:
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return {_BYTES_KEY: base64.b64encode(bytes(value)).decode("ascii")}
-    # Registered adapters / __conform__ give the value SQLite stored: journal that.
+    Mirrors how sqlite3 binds it: a registered adapter or ``__conform__`` first, then the
+    int/float/str/bytes it subclasses; parameter containers become tuples and dicts.
+    """
+    if type(value) in _PLAIN or value in _CONSTRUCTORS:  # (the constructors below are pickled by name)
+        return NotImplemented
     adapted = sqlite3.adapt(value, sqlite3.PrepareProtocol, None)
-    if adapted is None or adapted is value:
-        raise TypeError(f"cannot journal a parameter of type {type(value).__name__}")
-    return adapted
+    if adapted is not None and adapted is not value:
+        if type(adapted) not in _PLAIN:
+            raise TypeError(f"cannot journal a parameter of type {type(value).__name__}: its adapter "
+                            f"returned a {type(adapted).__name__}")
+        return type(adapted), (adapted,)
+    for base in (int, float, str):
+        if isinstance(value, base):
+            return base, (base(value),)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes, (bytes(value),)
+    if isinstance(value, (tuple, list)):
+        return tuple, (tuple(value),)
+    if isinstance(value, Mapping):
+        return dict, (dict(value),)
+    raise TypeError(f"cannot journal a parameter of type {type(value).__name__}")
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_encode_value)
+class _Pickler(pickle.Pickler):
+    # Called only for objects that are not plain values (pickle's fast paths skip it), so the
+    # common case costs nothing extra.
+    def reducer_override(self, obj: Any) -> Any:
+        return _reduce_value(obj)
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _LOADABLE[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"a redo journal record names {module}.{name}, "
+                                         "which is not a plain value") from None
+
+
+class _Encoder:
+    """Frames records; one pickler reused (a fresh one per record costs twice as much)."""
+
+    def __init__(self) -> None:
+        self._buf = io.BytesIO()
+        self._pickler = _Pickler(self._buf, 5)
+
+    def record(self, record: Any) -> bytes:
+        buf = self._buf
+        buf.seek(0)
+        buf.truncate()
+        self._pickler.clear_memo()
+        self._pickler.dump(record)
+        body = buf.getvalue()
+        n = len(body)
+        return _FRAME.pack(n, n ^ 0xFFFFFFFF, zlib.crc32(body)) + body
+
+
+def _parse(data: bytes, offset: int) -> tuple[Any, int]:
+    """The record at ``offset`` and where the next one starts.
+
+    A damaged record gives ``(None, end)``, with ``end`` past the end of ``data`` when the
+    record is incomplete (its header intact but its body cut short, or the header itself cut).
+    """
+    head_end = offset + _FRAME.size
+    if head_end > len(data):
+        return None, head_end
+    length, inverted, crc = _FRAME.unpack_from(data, offset)
+    if length ^ 0xFFFFFFFF != inverted or length == 0:
+        return None, head_end  # a damaged header: where the record ends is unknown
+    end = head_end + length
+    if end > len(data):
+        return None, end
+    body = data[head_end:end]
+    if zlib.crc32(body) != crc:
+        return None, end
+    try:
+        return _Unpickler(io.BytesIO(body)).load(), end
+    except Exception:  # noqa: BLE001 - any unpickling failure is a damaged record
+        return None, end
+
 
 def _datasync(fd: int) -> None:
     # SQLite itself uses fdatasync: the data and size matter, not the timestamps.
@@ -335,12 +416,6 @@ def _datasync(fd: int) -> None:
         os.fdatasync(fd)
     else:  # pragma: no cover - macOS / Windows
         os.fsync(fd)
-
-
-def _decode_object(obj: dict[str, Any]) -> Any:
-    if len(obj) == 1 and _BYTES_KEY in obj:
-        return base64.b64decode(obj[_BYTES_KEY])
-    return obj
 
 
 def fsync_dir(directory: str | os.PathLike[str]) -> None:
