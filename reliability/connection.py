@@ -192,7 +192,14 @@ class ConnectionManager:
 
     def file_moved(self) -> bool:
         """True when the path no longer names the file this connection opened (deleted, moved, replaced)."""
-        return self._conn is not None and _file_identity(self.path) != self._identity
+        if self._conn is None:
+            return False
+        # _file_identity() inlined: this runs before every autocommit write and every COMMIT.
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return self._identity is not None
+        return (st.st_dev, st.st_ino) != self._identity
 
     def ping(self) -> bool:
         """True when :meth:`check` finds nothing wrong."""

@@ -149,7 +149,9 @@ class DatabaseManager:
                 except Exception as exc:
                     return self._failed("execute", _execute, sql, params, exc, t0)
                 dt = perf_counter() - t0  # _done() inlined (hot path, as in fetch_one)
-                self.monitor.observe("execute", dt)
+                monitor = self.monitor  # observe() inlined
+                monitor.operations["execute"] += 1
+                monitor.latencies.append(dt)
                 oplog = self._oplog
                 if oplog is not None:
                     oplog.record("execute", sql, dt, cur.rowcount, 1, "ok", None)
@@ -191,7 +193,9 @@ class DatabaseManager:
                 except Exception as exc:
                     return self._failed("fetch_one", _fetch_one, sql, params, exc, t0)
                 dt = perf_counter() - t0
-                self.monitor.observe("fetch_one", dt)
+                monitor = self.monitor  # observe() inlined
+                monitor.operations["fetch_one"] += 1
+                monitor.latencies.append(dt)
                 oplog = self._oplog
                 if oplog is not None:
                     oplog.record("fetch_one", sql, dt, 0 if row is None else 1, 1, "ok", None)
@@ -213,7 +217,9 @@ class DatabaseManager:
                 except Exception as exc:
                     return self._failed("fetch_all", _fetch_all, sql, params, exc, t0)
                 dt = perf_counter() - t0
-                self.monitor.observe("fetch_all", dt)
+                monitor = self.monitor  # observe() inlined
+                monitor.operations["fetch_all"] += 1
+                monitor.latencies.append(dt)
                 oplog = self._oplog
                 if oplog is not None:
                     oplog.record("fetch_all", sql, dt, len(rows), 1, "ok", None)
