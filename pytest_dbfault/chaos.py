@@ -35,6 +35,7 @@ import contextlib
 import random
 import re
 import sqlite3
+import sys
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -156,6 +157,8 @@ class ChaosInjector:
         real = self._real_connect
 
         def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+            if _from_tooling(sys._getframe(1)):
+                return real(*args, **kwargs)
             kwargs["factory"] = self._chaos_class(kwargs.get("factory", sqlite3.Connection))
             return real(*args, **kwargs)
 
@@ -241,14 +244,23 @@ class ChaosInjector:
                 fault = _FAULT_CLASSES[kind](database=database, sql=injection.sql)
                 with self._lock:
                     self._injections.append(injection)
-                self._inside.busy = False
+                # Still busy: lifecycle listeners (coverage contexts) may write SQLite of their own.
                 fault.inject()
-                undo.callback(fault.heal)
+                undo.callback(self._heal_quietly, fault)
+                self._inside.busy = False
                 try:
                     yield
                 except (sqlite3.Error, sqlite3.Warning) as exc:
                     injection.error = _error_text(exc)
                     raise
+        finally:
+            self._inside.busy = False
+
+    def _heal_quietly(self, fault: Fault) -> None:
+        # Healing runs the lifecycle listeners too: nothing they do may meet chaos.
+        self._inside.busy = True
+        try:
+            fault.heal()
         finally:
             self._inside.busy = False
 
@@ -274,6 +286,17 @@ class ChaosInjector:
                 reason = str(exc)
         self.kinds = tuple(k for k in self.kinds if k != "io_error")
         self.notes.append(f"io_error left out: the VFS shim cannot be registered here ({reason})")
+
+
+#: Callers whose connections are tooling, not the application under test: coverage keeps its
+#: data in SQLite (a fault there would break the measurement, not test the application), and
+#: dbfault's own helper connections arrange the faults.
+_TOOLING = ("coverage.", "pytest_dbfault.", "_pytest.", "pytest_cov.", "xdist.")
+
+
+def _from_tooling(frame: Any) -> bool:
+    name = frame.f_globals.get("__name__", "") if frame is not None else ""
+    return name.startswith(_TOOLING)
 
 
 # -- arranging each fault for real ---------------------------------------------------------------

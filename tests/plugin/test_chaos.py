@@ -115,6 +115,45 @@ def test_an_in_memory_database_is_left_alone() -> None:
         assert chaos.end() == []
 
 
+def test_coverage_data_files_and_fault_lifecycle_listeners_never_meet_chaos(tmp_path: Path) -> None:
+    # Found running the suite under --dbfault-coverage: coverage keeps its data in SQLite, and the
+    # context switch made while a fault is injected wrote to it through the chaos connect.
+    from coverage.debug import NoDebugging
+    from coverage.sqlitedb import SqliteDb
+
+    from pytest_dbfault.faults.base import LIFECYCLE_LISTENERS
+
+    path = tmp_path / "app.db"
+    _db(path)
+    data = SqliteDb(str(tmp_path / ".coverage"), NoDebugging())
+    written: list[str] = []
+
+    def listener(fault: object, event: str) -> None:  # a listener that writes SQLite, like coverage's
+        conn = sqlite3.connect(tmp_path / "listener.db")
+        conn.execute("CREATE TABLE IF NOT EXISTS e (x)")
+        conn.execute("INSERT INTO e VALUES (?)", (event,))
+        conn.commit()
+        conn.close()
+        written.append(event)
+
+    chaos = ChaosInjector(seed=1, rate=1.0, kinds=["locked"])
+    LIFECYCLE_LISTENERS.append(listener)
+    try:
+        with chaos.installed():
+            chaos.begin("t")
+            with data:
+                data.execute_void("CREATE TABLE IF NOT EXISTS c (x)")
+                data.execute_void("INSERT INTO c VALUES (1)")
+                assert type(data.con) is sqlite3.Connection
+            with pytest.raises(sqlite3.OperationalError):
+                _run_victim(path, "locked")
+            injections = chaos.end()
+    finally:
+        LIFECYCLE_LISTENERS.remove(listener)
+    assert [i.kind for i in injections] == ["locked"]
+    assert written == ["inject", "heal"]
+
+
 def test_bad_rates_and_names_say_what_was_wrong() -> None:
     assert parse_rate("5%") == pytest.approx(0.05)
     with pytest.raises(ChaosUsageError, match="--dbfault-chaos-rate: invalid value '1.5'"):
