@@ -5,6 +5,7 @@ from .corrupt import CorruptFault
 from .crash import PAIR_WRITER, CrashFault, CrashResult, PairCheck, check_pairs, run_and_kill, signal_point
 from .disconnect import DisconnectFault
 from .disk_full import DiskFullFault
+from .file_full import FileFullFault
 from .locked import BusyCommitFault, BusySnapshotFault, LockedFault, arrange_busy_snapshot
 from .registry import fault_names, get_fault_class, make_fault, register_fault
 from .safety import allow_root, allowed_roots, check_path, forget_root
@@ -21,6 +22,7 @@ __all__ = [
     "Fault",
     "FaultError",
     "FaultRecord",
+    "FileFullFault",
     "LockedFault",
     "PAIR_WRITER",
     "PairCheck",

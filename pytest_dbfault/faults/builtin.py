@@ -6,6 +6,7 @@ from .corrupt import CorruptFault
 from .crash import CrashFault
 from .disconnect import DisconnectFault
 from .disk_full import DiskFullFault
+from .file_full import FileFullFault
 from .locked import BusyCommitFault, BusySnapshotFault, LockedFault
 from .registry import register_fault
 
@@ -16,6 +17,7 @@ for _cls in (
     CrashFault,
     DisconnectFault,
     DiskFullFault,
+    FileFullFault,
     LockedFault,
 ):
     register_fault(_cls)
