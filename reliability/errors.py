@@ -19,7 +19,6 @@ from __future__ import annotations
 import enum
 import logging
 import re
-import sqlite3
 import traceback
 from dataclasses import dataclass
 from typing import Any
@@ -192,15 +191,26 @@ def classify(exc: BaseException) -> ErrorKind:
             if kind is ErrorKind.READONLY and "moved" in message:
                 return ErrorKind.READONLY_DBMOVED
             return kind
-    if isinstance(exc, sqlite3.ProgrammingError):
+    # By DB-API class name, not the stdlib classes: sqlean and pysqlite3 define their own.
+    dbapi = _dbapi_classes(exc)
+    if "ProgrammingError" in dbapi:
         return ErrorKind.MISUSE
-    if isinstance(exc, sqlite3.IntegrityError):
+    if "IntegrityError" in dbapi:
         return ErrorKind.CONSTRAINT
-    if isinstance(exc, sqlite3.OperationalError) and code is None:
-        # 3.10 gives no code and READONLY_DBMOVED/BUSY_SNAPSHOT share their primary's text;
-        # the message alone cannot tell more than the primary kind, matched above.
-        return ErrorKind.UNKNOWN
+    # Python 3.10 (and builds without extended result codes) give no extended code, and
+    # READONLY_DBMOVED/BUSY_SNAPSHOT share their primary's text: the message tells no more than
+    # the primary kind, matched above.
     return ErrorKind.UNKNOWN
+
+
+def _dbapi_classes(exc: BaseException) -> set[str]:
+    """Names of the DB-API exception classes ``exc`` is an instance of, from any sqlite3-like module."""
+    return {cls.__name__ for cls in type(exc).__mro__
+            if cls.__module__.split(".")[0] in _SQLITE_MODULES}
+
+
+#: Top-level packages of the DB-API sqlite modules the runtime can use (RELIABILITY_SQLITE_MODULE).
+_SQLITE_MODULES = frozenset({"sqlite3", "_sqlite3", "sqlean", "pysqlite3", "pysqlite2"})
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from runtime_helpers import LockHolder
+from runtime_helpers import SQLITE_MODULE_NAME, LockHolder
 
 from reliability import cli
 
@@ -29,7 +29,8 @@ RELIABILITY_AUDIT_HMAC_KEY=cli-key
 @pytest.fixture
 def run(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
     env = tmp_path / ".env"
-    env.write_text(FAST_ENV)
+    # The CLI must use the SQLite build the lock helpers use (tox cells pick other builds).
+    env.write_text(FAST_ENV + f"RELIABILITY_SQLITE_MODULE={SQLITE_MODULE_NAME}\n")
     db = tmp_path / "app.db"
     for key in [k for k in __import__("os").environ if k.startswith("RELIABILITY_")]:
         monkeypatch.delenv(key)
