@@ -238,6 +238,31 @@ def test_the_json_report_lists_the_not_fault_tolerant_tests(pytester: pytest.Pyt
     assert chaos["seed"] == 3 and chaos["injections"] > 0
 
 
+def test_under_xdist_the_workers_find_the_same_tests_and_one_merged_report_lists_them(
+    pytester: pytest.Pytester,
+) -> None:
+    # Each test's faults come from the run seed and its own id, not from the worker that ran it.
+    pytester.makepyfile(test_app=APP_TESTS)
+    args = ("test_app.py", "--dbfault", "--dbfault-chaos", "--dbfault-chaos-rate=0.5", "--dbfault-seed=3",
+            "--dbfault-chaos-faults=locked,busy_commit", "-p", "no:randomly", "-p", "no:cacheprovider")
+    single = pytester.runpytest_subprocess(*args, "--dbfault-report=one.json")
+    spread = pytester.runpytest_subprocess(*args, "-n", "2", "--dbfault-report=two.json")
+    single.assert_outcomes(passed=1, failed=2)
+    spread.assert_outcomes(passed=1, failed=2)
+    one = json.loads((pytester.path / "one.json").read_text())["chaos"]
+    two = json.loads((pytester.path / "two.json").read_text())["chaos"]
+    assert [t["nodeid"] for t in two["not_fault_tolerant"]] == ["test_app.py::test_without_retry"]
+
+    def same_run(entries: list[dict]) -> list[dict]:  # the tmp paths differ per worker, nothing else may
+        return [{**e, "injections": [{k: v for k, v in i.items() if k != "database"} for i in e["injections"]]}
+                for e in entries]
+
+    assert same_run(two["not_fault_tolerant"]) == same_run(one["not_fault_tolerant"])
+    assert two["failing_without_faults"] == one["failing_without_faults"] == ["test_app.py::test_broken_anyway"]
+    assert two["injections"] == one["injections"] > 0
+    spread.stdout.fnmatch_lines(["*NOT FAULT-TOLERANT: 1 tests pass without faults and fail with them:"])
+
+
 def test_without_the_option_connections_are_plain(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_plain="""
         import sqlite3
