@@ -122,6 +122,20 @@ def test_the_report_names_the_fault_kinds_that_reached_each_handler(pytester: py
     assert data["unreached_by_fault"] == ["app.py:21"]
 
 
+def test_under_xdist_the_workers_labels_reach_the_one_report(pytester: pytest.Pytester) -> None:
+    # pytest-cov combines the workers' data on the controller; the labels made on the workers survive it.
+    _project(pytester)
+    result = pytester.runpytest_subprocess(
+        "test_app.py", "-n", "2", "--cov=app", "--cov-branch", "--dbfault", "--dbfault-coverage",
+        f"--dbfault-coverage-root={pytester.path / 'app.py'}", "--dbfault-report=r.json")
+    result.assert_outcomes(passed=3)
+    data = json.loads((pytester.path / "r.json").read_text())["coverage"]
+    by_line = {h["line"]: h for h in data["handlers"]}
+    assert by_line[10]["faults"] == ["locked"]
+    assert data["unreached_by_fault"] == ["app.py:21"]
+    assert data["metric"] == "branch" and data["percent"] is not None
+
+
 def test_the_fault_label_composes_with_pytest_cov_test_contexts(pytester: pytest.Pytester) -> None:
     _project(pytester)
     pytester.runpytest_subprocess("test_app.py", "--cov=app", "--cov-context=test", "--dbfault-coverage",
