@@ -236,9 +236,15 @@ class FaultFactory:
         return f"<FaultFactory seed={self.seed} made={len(self.made)} active={len(self.active)}>"
 
 
-@functools.cache
+_TAKES_SEED: dict[type[Fault], bool] = {}
+
+
 def _takes_seed(cls: type[Fault]) -> bool:
-    try:
-        return "seed" in inspect.signature(cls).parameters
-    except (TypeError, ValueError):  # pragma: no cover - signature not introspectable
-        return False
+    known = _TAKES_SEED.get(cls)
+    if known is None:
+        try:
+            known = "seed" in inspect.signature(cls).parameters
+        except (TypeError, ValueError):  # pragma: no cover - signature not introspectable
+            known = False
+        _TAKES_SEED[cls] = known
+    return known

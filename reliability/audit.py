@@ -311,7 +311,8 @@ class AuditLogger:
             out = [e for e in reversed(self.pending()) if _matches(e, actor, action, since)][:limit]
         if len(out) >= limit:
             return out
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         for column, value in (("actor", actor), ("action", action)):
             if value is not None:
                 where.append(f"{column} = ?")

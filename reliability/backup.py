@@ -18,6 +18,7 @@ Backups and manifests are created with mode 0600 in a 0700 directory.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import json
 import logging
@@ -194,7 +195,7 @@ class BackupManager:
         log.error("backup %s failed re-verification and is no longer used: %s", backup, reason)
 
     # -- rotating ------------------------------------------------------------------------------
-    def rotate(self) -> list[str]:
+    def rotate(self) -> builtins.list[str]:  # (`list` here is the method above)
         """Delete verified backups beyond ``keep`` (oldest first); returns the deleted paths.
 
         The newest verified backup is never deleted, and unverified files are left for a human.
@@ -244,8 +245,10 @@ def record_sequence(conn: sqlite3.Connection, seq: int) -> None:
 def read_sequence(path_or_conn: str | os.PathLike[str] | sqlite3.Connection) -> int | None:
     """The redo sequence recorded in a database (None when it has none)."""
     own = not isinstance(path_or_conn, sqlite3.Connection)
-    conn = sqlite3.connect(f"file:{Path(path_or_conn).resolve().as_posix()}?mode=ro", uri=True) if own \
-        else path_or_conn  # type: ignore[arg-type]
+    if isinstance(path_or_conn, sqlite3.Connection):
+        conn = path_or_conn
+    else:
+        conn = sqlite3.connect(f"file:{Path(path_or_conn).resolve().as_posix()}?mode=ro", uri=True)
     try:
         row = conn.execute(f"SELECT last_seq FROM {REDO_STATE_TABLE} WHERE id = 1").fetchone()
         return int(row[0]) if row else None

@@ -240,9 +240,10 @@ def _validate(cfg: ReliabilityConfig) -> list[tuple[str, Any, str]]:
 
     for f in fields(cfg):
         value = getattr(cfg, f.name)
-        expected = {"int": int, "float": (int, float), "bool": bool, "str": str}[f.type]
-        if not isinstance(value, expected) or (f.type in ("int", "float") and isinstance(value, bool)):
-            bad(f.name, f"expected {f.type}, got {type(value).__name__}")
+        declared = str(f.type)  # annotations are strings here (from __future__ import annotations)
+        expected: Any = {"int": int, "float": (int, float), "bool": bool, "str": str}[declared]
+        if not isinstance(value, expected) or (declared in ("int", "float") and isinstance(value, bool)):
+            bad(f.name, f"expected {declared}, got {type(value).__name__}")
     if problems:  # the range checks below assume the right types
         return problems
     if not cfg.db_path:

@@ -115,9 +115,9 @@ def _maintenance(kind: str) -> Callable[[F], F]:
                 _record(db, kind, t0, 0, "error", str(err.kind))
                 raise
             except db.connections.module.Error as exc:
-                err = db.errors.wrap(exc, operation_id=db.new_operation_id(), elapsed=perf_counter() - t0)
-                _record(db, kind, t0, 0, "error", str(err.kind))
-                raise err from exc
+                wrapped = db.errors.wrap(exc, operation_id=db.new_operation_id(), elapsed=perf_counter() - t0)
+                _record(db, kind, t0, 0, "error", str(wrapped.kind))
+                raise wrapped from exc
             rows = getattr(result, "replayed", None)
             if rows is None:
                 rows = len(getattr(result, "applied", ()) or ())
@@ -144,7 +144,8 @@ class Durability:
         ``config.auto_migrate``).
     """
 
-    def __init__(self, db: DatabaseManager, migrations: Sequence[Migration] | str | Path | None = None) -> None:
+    def __init__(self, db: DatabaseManager,
+                 migrations: Sequence[Migration] | str | os.PathLike[str] | None = None) -> None:
         self.db = db
         cfg = db.config
         self.backups = BackupManager(cfg.backup_directory, cfg.backup_keep, db.connections.module)
@@ -243,7 +244,7 @@ class Durability:
             log.error("schema check at startup failed: %s", detail)
 
     @_maintenance("schema_check")
-    def validate_schema(self, migrations: Sequence[Migration] | str | Path | None = None) -> SchemaReport:
+    def validate_schema(self, migrations: Sequence[Migration] | str | os.PathLike[str] | None = None) -> SchemaReport:
         """Compare the database with ``migrations`` (default: the known ones). With the known ones,
         the result also decides whether writes are served."""
         known = migrations is None
@@ -274,7 +275,7 @@ class Durability:
         conn.execute(f"PRAGMA query_only = {1 if self.write_block else 0}")
 
     @_maintenance("migration")
-    def migrate(self, migrations: Sequence[Migration] | str | Path) -> MigrationResult:
+    def migrate(self, migrations: Sequence[Migration] | str | os.PathLike[str]) -> MigrationResult:
         """Apply pending migrations (see :mod:`reliability.schema`), backing up a non-empty database first."""
         items = coerce_migrations(migrations)
         db = self.db

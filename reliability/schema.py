@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import inspect
+import os
 import re
 import sqlite3
 import time
@@ -121,7 +122,7 @@ class SchemaReport:
 
 
 # -- loading -----------------------------------------------------------------------------------
-def load_migrations(folder: str | Path) -> list[Migration]:
+def load_migrations(folder: str | os.PathLike[str]) -> list[Migration]:
     """Migrations from numbered ``.sql`` files: ``001_create_users.sql`` (+ optional ``001_create_users.down.sql``).
 
     Raises :class:`MigrationError` naming the file for a missing folder, an unnumbered ``.sql``
@@ -159,9 +160,9 @@ def load_migrations(folder: str | Path) -> list[Migration]:
     return migrations
 
 
-def coerce_migrations(migrations: Sequence[Migration] | str | Path) -> list[Migration]:
+def coerce_migrations(migrations: Sequence[Migration] | str | os.PathLike[str]) -> list[Migration]:
     """A checked, ordered list from a sequence of :class:`Migration` or a folder path."""
-    if isinstance(migrations, (str, Path)):
+    if isinstance(migrations, (str, os.PathLike)):
         items = load_migrations(migrations)
     else:
         items = list(migrations)
@@ -314,7 +315,7 @@ class SchemaValidator:
             print("\\n".join(report.problems))
     """
 
-    def __init__(self, migrations: Sequence[Migration] | str | Path | None = None) -> None:
+    def __init__(self, migrations: Sequence[Migration] | str | os.PathLike[str] | None = None) -> None:
         self.migrations = coerce_migrations(migrations) if migrations is not None else None
 
     def validate(self, conn: sqlite3.Connection) -> SchemaReport:

@@ -125,8 +125,8 @@ class TransactionManager:
                                    "SQLite rolled the transaction back after an error inside it; nothing was saved",
                                    operation_id=operation_id)
         try:
-            for fn in self.before_commit:
-                fn(conn)
+            for check in self.before_commit:
+                check(conn)
             conn.execute("COMMIT")
         except BaseException as exc:
             # BUSY at COMMIT leaves the transaction open; everything else may or may not have.

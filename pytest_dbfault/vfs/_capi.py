@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import sqlite3
 from ctypes import CFUNCTYPE, POINTER, Structure, c_char_p, c_int, c_int64, c_void_p
+from typing import TypeVar
 
 # Result codes (sqlite3.h). Extended I/O codes are SQLITE_IOERR | (n << 8).
 SQLITE_OK = 0
@@ -57,6 +58,8 @@ X_CHECK_RESERVED = CFUNCTYPE(c_int, c_void_p, POINTER(c_int))
 # the real VFS reads them through the very pointer it is given.
 X_OPEN = CFUNCTYPE(c_int, c_void_p, c_void_p, c_void_p, c_int, POINTER(c_int))
 X_DELETE = CFUNCTYPE(c_int, c_void_p, c_void_p, c_int)
+
+_S = TypeVar("_S", bound="Structure")
 
 
 class IoMethods(Structure):
@@ -160,7 +163,7 @@ class SqliteLib:
         self._malloc.restype = c_void_p
         self._malloc.argtypes = [ctypes.c_uint64]
 
-    def alloc(self, struct_type: type[Structure]) -> Structure:
+    def alloc(self, struct_type: type[_S]) -> _S:
         """A zeroed ``struct_type`` in memory that is never freed (SQLite may point to it for ever)."""
         size = ctypes.sizeof(struct_type)
         address = self._malloc(size)

@@ -157,7 +157,7 @@ class PowerLossRecorder:
         self.crashed = True
         self.images = self.cut(self._crash_dest, mode=self._crash_mode, seed=self._crash_seed)
         # After the power is gone nothing the application does reaches the disk.
-        self._dead_rule = FailRule(ops={"read", "write", "truncate", "sync", "size"}, path=self.path,
+        self._dead_rule = FailRule(ops=frozenset({"read", "write", "truncate", "sync", "size"}), path=self.path,
                                    nth=1, persistent=True, error="io_error")
         get_shim().add_rule(self._dead_rule)
         return True

@@ -153,7 +153,7 @@ def sweep(
     if not os.path.isfile(db_path):
         raise VfsUsageError(f"sweep: database {os.fspath(db_path)!r} does not exist")
     own_dir = work_dir is None
-    root = Path(tempfile.mkdtemp(prefix="dbfault-sweep-") if own_dir else work_dir)
+    root = Path(tempfile.mkdtemp(prefix="dbfault-sweep-")) if work_dir is None else Path(work_dir)
     try:
         before, after = _reference_states(fn, db_path, check, root)
         runs: list[SweepRun] = []
@@ -245,7 +245,7 @@ def _run(fn: Callable[[str], object], db_path: Any, fault: str, n: int, mode: st
             fired = recorder.crashed
             images = recorder.images if fired else recorder.cut(
                 root / f"{fault}-{n}-{mode}-after", mode=mode, seed=n)
-            target = images.get(os.path.realpath(copy))
+            target = (images or {}).get(os.path.realpath(copy))
             # After a crash the process is gone: what fn raised then is an artifact of the model.
             if not exc_ok and not fired:
                 problems.append(f"fn raised an error that is not allowed: {error}")
