@@ -242,6 +242,9 @@ class ChaosInjector:
                     return
                 injection = Injection(kind, " ".join(sql.split())[:120], database)
                 fault = _FAULT_CLASSES[kind](database=database, sql=injection.sql)
+                # Coverage labels (--dbfault-coverage) keep this kind until the test ends: the
+                # application's handler runs after the transient fault is already gone.
+                fault.label_lingers = True  # type: ignore[attr-defined]
                 with self._lock:
                     self._injections.append(injection)
                 # Still busy: lifecycle listeners (coverage contexts) may write SQLite of their own.

@@ -129,6 +129,10 @@ class FaultContexts:
         with self._lock:
             if event == "inject":
                 self._active[id(fault)] = kind
+            elif getattr(fault, "label_lingers", False):
+                # A transient fault (chaos) is gone before the code that reacts to it runs: its kind
+                # stays in the label until the test ends (clear()).
+                return
             elif self._active.pop(id(fault), None) is None:
                 return
             if self._active:

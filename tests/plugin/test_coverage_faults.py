@@ -136,6 +136,31 @@ def test_under_xdist_the_workers_labels_reach_the_one_report(pytester: pytest.Py
     assert data["metric"] == "branch" and data["percent"] is not None
 
 
+def test_a_handler_reacting_to_a_chaos_fault_is_labelled_with_its_kind(pytester: pytest.Pytester) -> None:
+    # Chaos heals each fault right after the statement it broke; the application's except clause runs
+    # after that, so the kind must stay in the label until the test ends.
+    pytester.makepyfile(app=APP, test_chaos_app="""
+        import sqlite3
+        import app
+
+        def test_write_meets_chaos(tmp_path):
+            path = tmp_path / "db.sqlite"
+            conn = sqlite3.connect(path)
+            conn.execute("PRAGMA journal_mode=DELETE")
+            conn.close()
+            assert app.write(path) in ("ok", "busy")
+    """)
+    pytester.makeini("[pytest]\n")
+    result = pytester.runpytest_subprocess(
+        "test_chaos_app.py", "--cov=app", "--dbfault", "--dbfault-chaos", "--dbfault-chaos-rate=1",
+        "--dbfault-chaos-faults=locked", "--dbfault-seed=1", "--dbfault-coverage",
+        f"--dbfault-coverage-root={pytester.path / 'app.py'}", "--dbfault-report=r.json")
+    result.assert_outcomes(passed=1)
+    by_line = {h["line"]: h for h in json.loads((pytester.path / "r.json").read_text())["coverage"]["handlers"]}
+    assert by_line[10]["faults"] == ["chaos_locked"]  # chaos faults carry their own kind names
+    assert by_line[21]["reached"] is False
+
+
 def test_the_fault_label_composes_with_pytest_cov_test_contexts(pytester: pytest.Pytester) -> None:
     _project(pytester)
     pytester.runpytest_subprocess("test_app.py", "--cov=app", "--cov-context=test", "--dbfault-coverage",
