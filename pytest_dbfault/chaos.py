@@ -364,7 +364,9 @@ def _database_of(conn: sqlite3.Connection) -> str | None:
 
 
 def _error_text(exc: BaseException) -> str:
-    name = getattr(exc, "sqlite_errorname", None)
+    from reliability.errors import error_name  # here: a suite without chaos failures never imports the runtime
+
+    name = error_name(exc)  # Python 3.10 gives no code name: the primary one, read from SQLite's message
     return f"{type(exc).__name__}: {exc}" + (f" ({name})" if name else "")
 
 

@@ -168,9 +168,54 @@ _BY_MESSAGE: list[tuple[re.Pattern[str], ErrorKind]] = [
 ]
 
 
+#: SQLite's fixed text of each primary result code (sqlite3ErrStr; the specific messages, such as
+#: "UNIQUE constraint failed: t.v", keep its wording) → (code, name), for Python 3.10 which gives no code.
+_PRIMARY_BY_MESSAGE: list[tuple[re.Pattern[str], int, str]] = [
+    (re.compile(p, re.I), c, n)
+    for p, c, n in [
+        (r"^SQL logic error", 1, "SQLITE_ERROR"),
+        (r"^database is locked", 5, "SQLITE_BUSY"),
+        (r"^database table is locked|^database schema is locked", 6, "SQLITE_LOCKED"),
+        (r"^out of memory", 7, "SQLITE_NOMEM"),
+        (r"^attempt to write a readonly database", 8, "SQLITE_READONLY"),
+        (r"^interrupted", 9, "SQLITE_INTERRUPT"),
+        (r"^disk I/O error", 10, "SQLITE_IOERR"),
+        (r"^database disk image is malformed|^malformed database schema", 11, "SQLITE_CORRUPT"),
+        (r"^database or disk is full", 13, "SQLITE_FULL"),
+        (r"^unable to open database file", 14, "SQLITE_CANTOPEN"),
+        (r"^locking protocol", 15, "SQLITE_PROTOCOL"),
+        (r"^database schema has changed", 17, "SQLITE_SCHEMA"),
+        (r"^string or blob too big", 18, "SQLITE_TOOBIG"),
+        (r"constraint failed", 19, "SQLITE_CONSTRAINT"),
+        (r"^datatype mismatch", 20, "SQLITE_MISMATCH"),
+        (r"^bad parameter or other API misuse", 21, "SQLITE_MISUSE"),
+        (r"^not authorized|^authorization denied", 23, "SQLITE_AUTH"),
+        (r"^column index out of range", 25, "SQLITE_RANGE"),
+        (r"^file is not a database|^file is encrypted or is not a database", 26, "SQLITE_NOTADB"),
+    ]
+]
+
+
 def sqlite_code(exc: BaseException) -> tuple[int | None, str | None]:
-    """``(extended code, code name)`` of a sqlite3 exception, ``(None, None)`` when Python does not say."""
-    return getattr(exc, "sqlite_errorcode", None), getattr(exc, "sqlite_errorname", None)
+    """``(code, code name)`` of a sqlite3 exception, ``(None, None)`` when neither Python nor the message says.
+
+    The extended code where Python gives it (>= 3.11: ``SQLITE_CONSTRAINT_UNIQUE``); on Python 3.10 the
+    primary code read from SQLite's message (``SQLITE_CONSTRAINT``), as builds without extended codes report.
+    """
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code, getattr(exc, "sqlite_errorname", None)
+    if _dbapi_classes(exc):  # only SQLite's own errors carry its fixed texts
+        message = str(exc)
+        for pattern, primary, name in _PRIMARY_BY_MESSAGE:
+            if pattern.search(message):
+                return primary, name
+    return None, None
+
+
+def error_name(exc: BaseException) -> str | None:
+    """The SQLite code name of ``exc`` (``"SQLITE_BUSY_SNAPSHOT"``; on Python 3.10 the primary ``"SQLITE_BUSY"``)."""
+    return sqlite_code(exc)[1]
 
 
 def classify(exc: BaseException) -> ErrorKind:
@@ -332,5 +377,5 @@ def redact(params: Any, show: bool = False) -> Any:
         return {k: "?" for k in params}
     try:
         return ["?"] * len(params)
-    except TypeError:
+    except TypeError:  # dbfault: no fault (parameters without len(): the caller's input)
         return "?"

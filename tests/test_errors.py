@@ -20,6 +20,7 @@ from reliability.errors import (
     ErrorKind,
     RecoveryAction,
     classify,
+    error_name,
     is_transient,
     redact,
 )
@@ -193,6 +194,31 @@ def test_the_message_fallback_agrees_with_the_code(kind: ErrorKind, tmp_path: Pa
     without_code = type(exc)(*exc.args)  # same class and SQLite's own message, no code attributes
     assert getattr(without_code, "sqlite_errorcode", None) is None
     assert classify(without_code) is _MESSAGE_SEES.get(kind, kind)
+
+
+#: The primary code name SQLite's message tells for each real fault; None where Python raised the error itself
+#: (closed, wrong bindings) or SQLITE_ERROR's message names the SQL mistake rather than the code.
+_PRIMARY_NAME: dict[ErrorKind, str | None] = {
+    ErrorKind.BUSY: "SQLITE_BUSY", ErrorKind.BUSY_SNAPSHOT: "SQLITE_BUSY", ErrorKind.LOCKED: "SQLITE_LOCKED",
+    ErrorKind.FULL: "SQLITE_FULL", ErrorKind.NOTADB: "SQLITE_NOTADB", ErrorKind.CORRUPT: "SQLITE_CORRUPT",
+    ErrorKind.READONLY: "SQLITE_READONLY", ErrorKind.READONLY_DBMOVED: "SQLITE_READONLY",
+    ErrorKind.CANTOPEN: "SQLITE_CANTOPEN", ErrorKind.INTERRUPTED: "SQLITE_INTERRUPT", ErrorKind.CLOSED: None,
+    ErrorKind.CONSTRAINT: "SQLITE_CONSTRAINT", ErrorKind.SCHEMA: None, ErrorKind.MISUSE: None,
+    ErrorKind.AUTH: "SQLITE_AUTH",
+}
+
+
+@pytest.mark.parametrize("kind", list(REAL_FAULTS), ids=str)
+def test_the_code_name_read_from_the_message_is_the_primary_of_the_real_one(kind: ErrorKind, tmp_path: Path) -> None:
+    exc = REAL_FAULTS[kind](tmp_path)
+    without_code = type(exc)(*exc.args)  # what Python 3.10 raises: SQLite's message, no code attributes
+    assert error_name(without_code) == _PRIMARY_NAME[kind], str(exc)
+    real = getattr(exc, "sqlite_errorname", None)
+    if real is None:  # Python 3.10: the message is all there is
+        assert error_name(exc) == _PRIMARY_NAME[kind]
+    else:  # Python >= 3.11 names the code itself, extended where the build reports extended codes
+        assert error_name(exc) == real
+        assert _PRIMARY_NAME[kind] in (None, "_".join(real.split("_")[:2])), real
 
 
 def test_an_io_error_from_a_real_file_size_limit_is_ioerr(tmp_path: Path) -> None:

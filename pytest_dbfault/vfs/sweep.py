@@ -278,7 +278,9 @@ def _call(fn: Callable[[str], object], path: str, allowed: Callable[[BaseExcepti
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:
-        code = getattr(exc, "sqlite_errorname", None)
+        from reliability.errors import error_name  # here: importing the runtime costs a sweep without errors nothing
+
+        code = error_name(exc)  # Python 3.10 gives no code name: the primary one, read from SQLite's message
         return f"{type(exc).__name__}: {exc}" + (f" [{code}]" if code else ""), allowed(exc)
     return None, True
 

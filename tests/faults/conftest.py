@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from reliability.errors import error_name as sqlite_error_name
+
 
 def build_db(path: Path, *, journal_mode: str = "delete", rows: int = 20, payload: int = 50) -> Path:
     """A small database with table ``items`` (indexed on ``name``) holding ``rows`` rows."""
@@ -26,16 +28,30 @@ def build_db(path: Path, *, journal_mode: str = "delete", rows: int = 20, payloa
 
 
 def _error_name(exc: BaseException) -> str:
-    return getattr(exc, "sqlite_errorname", None) or str(exc)
+    return sqlite_error_name(exc) or f"no SQLite code in {type(exc).__name__}: {exc}"
+
+
+def _extended_name(exc: BaseException, name: str) -> str:
+    if getattr(exc, "sqlite_errorcode", None) is not None:
+        return name
+    return "_".join(name.split("_")[:2])  # SQLITE_IOERR_FSTAT -> SQLITE_IOERR: primary names hold one "_"
 
 
 @pytest.fixture
 def error_name() -> Callable[[BaseException], str]:
-    """``error_name(exc)``: ``sqlite_errorname`` where Python gives it (>= 3.11), else the message.
+    """``error_name(exc)``: the extended code name where Python gives it (>= 3.11), else the primary one.
 
-    A fixture rather than an importable helper so no test module imports ``conftest``.
+    Python 3.10 gives no code: ``reliability.errors.error_name`` reads the primary code from SQLite's
+    message. A fixture rather than an importable helper so no test module imports ``conftest``.
     """
     return _error_name
+
+
+@pytest.fixture
+def extended_name() -> Callable[[BaseException, str], str]:
+    """``extended_name(exc, "SQLITE_IOERR_FSTAT")``: that name when ``exc`` carries a code (Python >= 3.11),
+    else its primary ``"SQLITE_IOERR"``, all that SQLite's message tells on Python 3.10."""
+    return _extended_name
 
 
 @pytest.fixture

@@ -27,7 +27,8 @@ def test_a_closed_handle_refuses_every_call(make_db, connect):
 
 
 @pytest.mark.parametrize("mode", ["delete", "rename", "replace"])
-def test_in_rollback_mode_a_moved_file_still_reads_but_refuses_writes(make_db, connect, error_name, mode):
+def test_in_rollback_mode_a_moved_file_still_reads_but_refuses_writes(make_db, connect, error_name, extended_name,
+                                                                      mode):
     path = make_db(journal_mode="delete")
     victim = connect(path)
     assert victim.execute("SELECT count(*) FROM items").fetchone() == (20,)
@@ -35,7 +36,7 @@ def test_in_rollback_mode_a_moved_file_still_reads_but_refuses_writes(make_db, c
         assert victim.execute("SELECT count(*) FROM items").fetchone() == (20,)
         with pytest.raises(sqlite3.OperationalError) as exc:
             _write(victim)
-        assert error_name(exc.value) == "SQLITE_READONLY_DBMOVED"
+        assert error_name(exc.value) == extended_name(exc.value, "SQLITE_READONLY_DBMOVED")
 
 
 def test_in_wal_mode_writes_silently_go_into_the_deleted_file(make_db, connect):
@@ -48,13 +49,14 @@ def test_in_wal_mode_writes_silently_go_into_the_deleted_file(make_db, connect):
     assert not path.exists()
 
 
-def test_in_wal_mode_a_connection_that_never_read_fails_with_an_io_error(make_db, connect, error_name):
+def test_in_wal_mode_a_connection_that_never_read_fails_with_an_io_error(make_db, connect, error_name,
+                                                                         extended_name):
     path = make_db(journal_mode="wal")
     victim = connect(path)  # sqlite3.connect opened the file but not yet the WAL
     DisconnectFault(path, mode="delete").inject()
     with pytest.raises(sqlite3.OperationalError, match="disk I/O error") as exc:
         _write(victim)
-    assert error_name(exc.value) == "SQLITE_IOERR_FSTAT"
+    assert error_name(exc.value) == extended_name(exc.value, "SQLITE_IOERR_FSTAT")
 
 
 def test_heal_of_a_rename_brings_the_original_data_back(make_db, connect):
