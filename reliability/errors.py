@@ -238,7 +238,7 @@ def classify(exc: BaseException) -> ErrorKind:
             return kind
     # By DB-API class name, not the stdlib classes: sqlean and pysqlite3 define their own.
     dbapi = _dbapi_classes(exc)
-    if "ProgrammingError" in dbapi:
+    if "ProgrammingError" in dbapi or "InterfaceError" in dbapi:  # pysqlite3: unsupported parameter types
         return ErrorKind.MISUSE
     if "IntegrityError" in dbapi:
         return ErrorKind.CONSTRAINT

@@ -292,3 +292,11 @@ def test_parameters_are_redacted_unless_configured() -> None:
     assert redact({"name": "x"}) == {"name": "?"}
     assert redact(("a",), show=True) == ("a",)
     assert redact(None) is None
+
+
+def test_a_parameter_of_an_unsupported_type_is_misuse_in_every_sqlite_build() -> None:
+    # The stdlib raises ProgrammingError, pysqlite3 InterfaceError: both are the caller's mistake.
+    conn = db_api.connect(":memory:")
+    exc = raised(lambda: conn.execute("SELECT ?", (object(),)))
+    conn.close()
+    assert classify(exc) is ErrorKind.MISUSE and not is_transient(exc)

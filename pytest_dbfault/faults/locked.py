@@ -24,7 +24,7 @@ from typing import Any
 
 from .base import Fault, FaultError
 from .safety import check_path
-from .target import TargetLike, journal_mode, resolve_target
+from .target import TargetLike, dbapi_module, journal_mode, resolve_target
 
 _BEGIN = {"write": "BEGIN IMMEDIATE", "exclusive": "BEGIN EXCLUSIVE"}
 _HOLDERS = ("thread", "subprocess")
@@ -87,7 +87,11 @@ class LockedFault(Fault):
         if duration is not None and duration < 0:
             raise FaultError(f"LockedFault duration must be >= 0 seconds or None, got {duration!r}")
         super().__init__(target=target, mode=mode, duration=duration, holder=holder)
-        self.path = resolve_target(target).need_path(self.name)
+        resolved = resolve_target(target)
+        self.path = resolved.need_path(self.name)
+        # The thread holder uses the victim's own SQLite build: another copy of the library in this
+        # process would not see its locks (a subprocess holder is seen by every build).
+        self.module = resolved.module if holder == "thread" else sqlite3
         self.mode = mode
         self.duration = duration
         self.holder = holder
@@ -129,10 +133,10 @@ class LockedFault(Fault):
 
         def hold() -> None:
             try:
-                conn = sqlite3.connect(
+                conn = self.module.connect(
                     self.path, timeout=self.acquire_timeout, isolation_level=None, check_same_thread=False
                 )
-            except sqlite3.Error as exc:
+            except self.module.Error as exc:
                 outcome["error"] = exc
                 ready.set()
                 return
@@ -140,7 +144,7 @@ class LockedFault(Fault):
                 try:
                     outcome["journal_mode"] = conn.execute("PRAGMA journal_mode").fetchone()[0]
                     conn.execute(_BEGIN[self.mode])
-                except sqlite3.Error as exc:
+                except self.module.Error as exc:
                     outcome["error"] = exc
                     ready.set()
                     return
@@ -206,7 +210,7 @@ def arrange_busy_snapshot(victim: sqlite3.Connection, *, timeout: float = 1.0) -
     if opened:
         victim.execute("BEGIN")
     victim.execute("SELECT count(*) FROM sqlite_schema").fetchall()  # pins the read snapshot
-    bumper = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+    bumper = dbapi_module(victim).connect(path, timeout=timeout, isolation_level=None)
     try:
         version = bumper.execute("PRAGMA user_version").fetchone()[0]
         bumper.execute(f"PRAGMA user_version = {int(version)}")  # a real commit that changes nothing
@@ -255,7 +259,9 @@ class BusyCommitFault(Fault):
 
     def __init__(self, target: TargetLike, *, timeout: float = 1.0, allow_unsafe: bool = False) -> None:
         super().__init__(target=target)
-        self.path: Path = resolve_target(target).need_path(self.name)
+        resolved = resolve_target(target)
+        self.path: Path = resolved.need_path(self.name)
+        self.module = resolved.module  # the victim's SQLite build: only its readers block its COMMIT
         self.timeout = timeout
         self.allow_unsafe = allow_unsafe
         self._reader: sqlite3.Connection | None = None
@@ -266,11 +272,12 @@ class BusyCommitFault(Fault):
         if mode == "wal":
             raise FaultError(f"busy_commit needs a rollback-journal database, but {self.path} is in WAL "
                              f"mode where readers never block COMMIT; use locked or busy_snapshot")
-        reader = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+        reader = self.module.connect(self.path, timeout=self.timeout, isolation_level=None,
+                                     check_same_thread=False)
         try:
             reader.execute("BEGIN")
             reader.execute("SELECT count(*) FROM sqlite_schema").fetchall()  # SHARED held until ROLLBACK
-        except sqlite3.Error as exc:
+        except self.module.Error as exc:
             reader.close()
             raise FaultError(f"busy_commit could not start its reader on {self.path}: {exc}") from exc
         self._reader = reader

@@ -3,7 +3,8 @@
 Every injector accepts any of
 
 * a path (``str`` / ``os.PathLike``) to the database file;
-* a ``sqlite3.Connection`` (its file is read from ``PRAGMA database_list``);
+* a ``sqlite3.Connection`` (its file is read from ``PRAGMA database_list``), or a connection of
+  another build of the same DB-API module (``sqlean``, ``pysqlite3.dbapi2``);
 * any object with a ``path`` attribute and a ``connection`` property, such as
   ``reliability.manager.DatabaseManager`` — matched by duck typing so this wing
   never imports the runtime.
@@ -13,8 +14,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from .base import FaultError
@@ -31,13 +34,30 @@ class Target:
     source: Any
 
     @property
+    def module(self) -> ModuleType:
+        """The DB-API module to open helper connections with: the victim's own build of SQLite.
+
+        Two SQLite libraries in one process do not see each other's locks, so a lock meant for a
+        connection made by ``sqlean`` must be taken through ``sqlean``. A bare path gets ``sqlite3``.
+        """
+        if is_connection(self.source):
+            return dbapi_module(self.source)
+        if _is_manager(self.source):
+            # reliability's DatabaseManager says which module it uses without opening a connection;
+            # other managers are not opened just to ask (their faults may need only the path).
+            module = getattr(getattr(self.source, "connections", None), "module", None)
+            if module is not None and callable(getattr(module, "connect", None)):
+                return module  # type: ignore[no-any-return]
+        return sqlite3
+
+    @property
     def connection(self) -> sqlite3.Connection | None:
         """The live connection, if the target has one (a manager may open it now)."""
-        if isinstance(self.source, sqlite3.Connection):
-            return self.source
+        if is_connection(self.source):
+            return self.source  # type: ignore[no-any-return]
         if _is_manager(self.source):
             conn = self.source.connection
-            if not isinstance(conn, sqlite3.Connection):
+            if not is_connection(conn):
                 raise FaultError(
                     f"{type(self.source).__name__}.connection returned {type(conn).__name__}, "
                     f"expected a sqlite3.Connection"
@@ -79,7 +99,7 @@ def resolve_target(target: TargetLike) -> Target:
                 f"or the open sqlite3.Connection"
             )
         return Target(Path(text).absolute(), target)
-    if isinstance(target, sqlite3.Connection):
+    if is_connection(target):
         return Target(connection_path(target), target)
     if _is_manager(target):
         raw = target.path
@@ -96,12 +116,37 @@ def connection_path(conn: sqlite3.Connection) -> Path | None:
     """The main database file of ``conn``; ``None`` for in-memory/temporary databases."""
     try:
         rows = conn.execute("PRAGMA database_list").fetchall()
-    except sqlite3.ProgrammingError as exc:
+    except Exception as exc:  # the DB-API ProgrammingError of whichever module made conn (closed handle)
         raise FaultError(f"cannot find the file of connection {conn!r}: {exc}") from exc
     for _seq, name, file in rows:
         if name == "main":
             return Path(file) if file else None
     return None  # pragma: no cover - every connection has a main schema
+
+
+#: Top-level packages of the DB-API sqlite modules whose connections are fault targets.
+_SQLITE_PACKAGES = frozenset({"sqlite3", "_sqlite3", "sqlean", "pysqlite3", "pysqlite2"})
+
+
+def is_connection(obj: Any) -> bool:
+    """True for a connection of ``sqlite3`` or of another build of it (``sqlean``, ``pysqlite3``)."""
+    return _connection_class(obj) is not None
+
+
+def dbapi_module(conn: Any) -> ModuleType:
+    """The DB-API module that made ``conn`` (``sqlite3``, ``sqlean.dbapi2``, ``pysqlite3.dbapi2``...)."""
+    cls = _connection_class(conn)
+    module = sys.modules.get(cls.__module__) if cls is not None else None
+    if module is None or not callable(getattr(module, "connect", None)):
+        raise FaultError(f"cannot tell which sqlite module made {conn!r}")
+    return module
+
+
+def _connection_class(obj: Any) -> type | None:
+    for cls in type(obj).__mro__:
+        if cls.__name__ == "Connection" and cls.__module__.split(".")[0] in _SQLITE_PACKAGES:
+            return cls
+    return None
 
 
 def _is_manager(obj: Any) -> bool:

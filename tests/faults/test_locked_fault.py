@@ -149,3 +149,43 @@ def test_busy_commit_fails_commit_but_keeps_the_transaction_open_for_a_retry(mak
 def test_busy_commit_refuses_a_wal_database(make_db):
     with pytest.raises(FaultError, match="needs a rollback-journal database"):
         BusyCommitFault(make_db(journal_mode="wal")).inject()
+
+
+def _other_builds() -> list[str]:
+    import importlib
+
+    found = []
+    for name in ("sqlean", "pysqlite3.dbapi2"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue
+        found.append(name)
+    return found
+
+
+@pytest.mark.parametrize("module_name", _other_builds() or [pytest.param(
+    "sqlean", marks=pytest.mark.skip(reason="neither sqlean.py nor pysqlite3-binary is installed here"))])
+def test_locks_are_taken_with_the_victims_own_sqlite_build(make_db, module_name: str) -> None:
+    # Two copies of SQLite in one process do not see each other's locks: a holder opened with the
+    # stdlib would leave a sqlean victim free to write. The fault uses the victim's module.
+    import importlib
+
+    from pytest_dbfault.faults import BusyCommitFault
+
+    module = importlib.import_module(module_name)
+    path = make_db()
+    victim = module.connect(str(path), timeout=0.02, isolation_level=None)
+    try:
+        with LockedFault(victim, mode="exclusive"):
+            with pytest.raises(module.OperationalError, match="locked"):
+                victim.execute("INSERT INTO items (name) VALUES ('x')")
+        victim.execute("BEGIN")
+        victim.execute("INSERT INTO items (name) VALUES ('y')")
+        with BusyCommitFault(victim):
+            with pytest.raises(module.OperationalError, match="locked"):
+                victim.execute("COMMIT")
+        victim.execute("COMMIT")
+        assert victim.execute("SELECT count(*) FROM items WHERE name = 'y'").fetchone() == (1,)
+    finally:
+        victim.close()
