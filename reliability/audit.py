@@ -174,7 +174,7 @@ class AuditLogger:
         else:
             try:
                 _canonical_details(details)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError) as exc:  # dbfault: no fault (caller's details not JSON-serializable)
                 problems.append(f"details must be JSON-serializable: {exc}")
         if problems:
             raise ValueError("invalid audit entry: " + "; ".join(problems))
@@ -241,7 +241,7 @@ class AuditLogger:
         for path in self._fallback_files():
             try:
                 data = path.read_text(encoding="utf-8")
-            except FileNotFoundError:
+            except FileNotFoundError:  # dbfault: no fault (race: a concurrent reconcile removed the listed file)
                 continue
             for n, line in enumerate(data.splitlines(), 1):
                 if not line.strip():
@@ -250,7 +250,7 @@ class AuditLogger:
                     d = json.loads(line)
                     out.append(AuditEntry(d["entry_id"], float(d["ts"]), d["actor"], d["action"], d["target"],
                                           dict(d["details"]), pending=True))
-                except (ValueError, KeyError, TypeError) as exc:
+                except (ValueError, KeyError, TypeError) as exc:  # dbfault: no fault (line torn by a crash)
                     # Only a torn last line (crash mid-append) is expected here.
                     log.warning("audit fallback %s line %d unreadable (%s); skipped", path, n, exc)
         return out
@@ -361,7 +361,7 @@ def _row_to_entry(row: Any) -> AuditEntry:
     seq, entry_id, ts, actor, action, target, details, _prev, digest = row
     try:
         parsed = json.loads(details)
-    except ValueError:
+    except ValueError:  # dbfault: no fault (a row edited outside the runtime; verify() reports it)
         parsed = {"_unparseable": details}
     return AuditEntry(entry_id, ts, actor, action, target, parsed, seq, digest)
 

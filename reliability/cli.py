@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
-    except ValueError:
+    except ValueError:  # dbfault: no fault (a CLI usage error)
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
@@ -117,12 +117,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (see the module docstring)."""
     try:
         args = build_parser().parse_args(argv)
-    except SystemExit as exc:  # argparse: --help (0) or a usage error (2), message already printed
+    except SystemExit as exc:  # dbfault: no fault (argparse: --help or a usage error, message already printed)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
         overrides = {"db_path": args.db} if args.db else {}
         config = ReliabilityConfig.from_env(args.env, **overrides)
-    except ConfigError as exc:
+    except ConfigError as exc:  # dbfault: no fault (an invalid setting)
         print(f"reliability: {exc}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
     handler = _HANDLERS[args.command if args.command != "flags" else f"flags {args.flags_command}"]
@@ -134,17 +134,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.detail:
             print(f"  detail: {exc.detail}", file=sys.stderr)
         return EXIT_DB_ERROR
-    except sqlite3.Error as exc:  # a raw driver error that escaped the runtime: still no traceback
+    except sqlite3.Error as exc:  # dbfault: no fault (guard: the runtime wraps driver errors; still no traceback)
         kind = classify(exc)
         print(f"reliability: {KIND_INFO[kind].user_message} (error kind: {kind})\n  detail: {exc}", file=sys.stderr)
         return EXIT_DB_ERROR
-    except Unsupported as exc:
+    except Unsupported as exc:  # dbfault: no fault (guard: a runtime without the command's method)
         print(f"reliability: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError) as exc:  # dbfault: no fault (bad input: missing folder, bad JSON)
         print(f"reliability: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except OSError as exc:
+    except OSError as exc:  # dbfault: no fault (an OS error outside SQLite, e.g. backup folder path is a file)
         print(f"reliability: {exc}", file=sys.stderr)
         return EXIT_DB_ERROR
     if args.json:
@@ -268,7 +268,7 @@ def _flags_set(db: DatabaseManager, args: argparse.Namespace) -> Result:
     if args.type == "json":
         try:
             value = json.loads(args.value)
-        except ValueError as exc:
+        except ValueError as exc:  # dbfault: no fault (VALUE is not valid JSON)
             raise ValueError(f"VALUE {args.value!r} is not valid JSON ({exc}); use --type str for text") from None
     actor = args.actor or os.environ.get("USER") or getpass.getuser()
     return _command_result(admin.set_flag(db, args.name, value, actor))

@@ -150,19 +150,19 @@ class ReliabilityConfig:
                 continue
             try:
                 kwargs[name] = _convert(raw, _FIELDS[name])
-            except ValueError as exc:
+            except ValueError as exc:  # dbfault: no fault (a setting's text is not of its type)
                 problems.append((env_key, raw, str(exc)))
         kwargs.update(overrides)
         if not problems:
             try:
                 return cls(**kwargs)
-            except ConfigError as exc:
+            except ConfigError as exc:  # dbfault: no fault (a setting's value is out of range)
                 problems = [(_env_name(k), v, r) for k, v, r in exc.problems]
         else:
             # Also report value problems of the keys that did convert.
             try:
                 cls(**kwargs)
-            except ConfigError as exc:
+            except ConfigError as exc:  # dbfault: no fault (a setting's value is out of range)
                 problems += [(_env_name(k), v, r) for k, v, r in exc.problems]
         raise ConfigError(problems, source)
 
@@ -191,7 +191,12 @@ def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
         return {}
     from dotenv import dotenv_values  # imported here: only needed when a file exists
 
-    return {k: v or "" for k, v in dotenv_values(path).items() if k.startswith(ENV_PREFIX)}
+    try:
+        values = dotenv_values(path)
+    except UnicodeDecodeError as exc:  # dbfault: no fault (the file's content is not UTF-8 text)
+        raise ConfigError([("file", str(path), f"not UTF-8 text ({exc.reason} at byte {exc.start})")],
+                          str(path)) from None
+    return {k: v or "" for k, v in values.items() if k.startswith(ENV_PREFIX)}
 
 
 _FIELDS: dict[str, Any] = {f.name: f.type for f in fields(ReliabilityConfig)}
@@ -222,12 +227,12 @@ def _convert(raw: str, type_name: str) -> Any:
     if type_name == "int":
         try:
             return int(text)
-        except ValueError:
+        except ValueError:  # dbfault: no fault (not a whole number)
             raise ValueError("expected a whole number") from None
     if type_name == "float":
         try:
             return float(text)
-        except ValueError:
+        except ValueError:  # dbfault: no fault (not a number)
             raise ValueError("expected a number") from None
     return text
 

@@ -178,11 +178,19 @@ class OperationLog:
         self._stop.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=5.0)
-        self.flush()
+        # A full or failing disk loses the last records but must not stop the caller's shutdown or
+        # config reload (db.close() closes the connection next; a reload installs the new log).
+        try:
+            self.flush()
+        except OSError:
+            logging.getLogger("reliability").exception("operation log: the last records could not be written")
         with self._io_lock:
             if self._file is not None:
-                self._file.close()
-                self._file = None
+                file, self._file = self._file, None
+                try:
+                    file.close()  # flushes what a failed write left buffered; the file is closed even if that fails
+                except OSError:
+                    logging.getLogger("reliability").exception("operation log: closing %s failed", self.path)
 
 
 def _close_at_exit(ref: weakref.ReferenceType[OperationLog]) -> None:

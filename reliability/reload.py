@@ -117,7 +117,7 @@ class ConfigWatcher:
     def _stat(self) -> tuple[int, int, int] | None:
         try:
             st = os.stat(self.path)
-        except OSError:
+        except OSError:  # dbfault: no fault (no .env file, or an editor's save in progress)
             return None
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
@@ -127,9 +127,9 @@ class ConfigWatcher:
                 return
             try:
                 self.check_now()
-            except ConfigError:
+            except ConfigError:  # dbfault: no fault (an invalid value in the .env file)
                 pass  # logged by check_now; the old configuration stays in force
-            except Exception:
+            except Exception:  # dbfault: no fault (guard: an unexpected bug must not end the watcher)
                 log.exception("configuration reload of %s failed", self.path)
 
     def stop(self) -> None:
@@ -158,7 +158,7 @@ class ConfigWatcher:
             return ()
         try:
             new = self.load()
-        except ConfigError as exc:
+        except ConfigError as exc:  # dbfault: no fault (an invalid value in the .env file)
             self._signature = signature  # report each bad version once
             self.last_error = exc
             keys = ", ".join(k for k, _v, _r in exc.problems)
@@ -168,7 +168,7 @@ class ConfigWatcher:
         try:
             old = self.db.config
             changed = apply_config(self.db, new)
-        except RuntimeError:
+        except RuntimeError:  # dbfault: no fault (called inside the caller's own open transaction)
             return ()  # inside a transaction: leave the signature so the next check applies it
         self._signature = signature
         self.last_error = None

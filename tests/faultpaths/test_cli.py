@@ -1,0 +1,111 @@
+"""The CLI when the database fails for real, and on bad input: a message and an exit code, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from runtime_helpers import SQLITE_MODULE_NAME
+
+from pytest_dbfault.faults import CorruptFault, LockedFault
+from reliability import DatabaseManager, cli
+
+ENV = f"""\
+RELIABILITY_BUSY_TIMEOUT_MS=0
+RELIABILITY_RETRY_ATTEMPTS=2
+RELIABILITY_RETRY_BASE_DELAY=0.001
+RELIABILITY_RETRY_MAX_DELAY=0.002
+RELIABILITY_BACKUP_INTERVAL=0
+RELIABILITY_HEALTH_CHECK_INTERVAL=0
+RELIABILITY_QUICK_CHECK_INTERVAL=0
+RELIABILITY_INTEGRITY_CHECK_INTERVAL=0
+RELIABILITY_CONFIG_RELOAD_INTERVAL=0
+RELIABILITY_AUTO_RECOVER=false
+RELIABILITY_JOURNAL_MODE=DELETE
+RELIABILITY_ADMIN_ACTORS=alice
+RELIABILITY_AUDIT_HMAC_KEY=cli-key
+RELIABILITY_SQLITE_MODULE={SQLITE_MODULE_NAME}
+"""
+
+
+@pytest.fixture
+def run(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    env = tmp_path / ".env"
+    env.write_text(ENV)
+    for key in [k for k in os.environ if k.startswith("RELIABILITY_")]:
+        monkeypatch.delenv(key)
+
+    def invoke(*argv: str) -> tuple[int, str, str]:
+        code = cli.main(["--db", str(tmp_path / "app.db"), "--env", str(env), *argv])
+        out, err = capsys.readouterr()
+        assert "Traceback" not in out + err
+        return code, out, err
+
+    invoke.db = tmp_path / "app.db"  # type: ignore[attr-defined]
+    invoke.env = env  # type: ignore[attr-defined]
+    assert invoke("flags", "set", "--actor", "alice", "beta", "on")[0] == cli.EXIT_OK
+    return invoke
+
+
+def test_verifying_the_audit_log_while_the_database_is_locked_exits_3_naming_the_fault(run: Any) -> None:
+    with LockedFault(run.db, mode="exclusive"):  # rollback journal: readers are locked out too
+        code, out, err = run("verify-audit")
+    assert code == cli.EXIT_DB_ERROR and out == ""
+    assert "(error kind: busy)" in err and "detail:" in err
+    assert run("verify-audit")[0] == cli.EXIT_OK
+
+
+def test_a_backup_of_a_damaged_file_exits_3_and_keeps_no_copy(run: Any) -> None:
+    with CorruptFault(run.db, part="header"):
+        code, _out, err = run("backup")
+        assert code == cli.EXIT_DB_ERROR and "(error kind: notadb)" in err
+    assert run("--json", "backups")[1].strip() == "[]"
+
+
+def test_usage_errors_exit_2_with_the_reason(run: Any) -> None:
+    for bad in ("0", "many"):
+        code, _out, err = run("audit", "--limit", bad)
+        assert code == cli.EXIT_USAGE and "expected a positive whole number" in err
+    code, _out, err = run("flags", "set", "--actor", "alice", "--type", "json", "beta", "{not json")
+    assert code == cli.EXIT_USAGE and "is not valid JSON" in err and "--type str" in err
+    code, _out, err = run("migrate")
+    assert code == cli.EXIT_USAGE and "--migrations DIR is required" in err
+    assert run("flags", "get", "beta")[1].strip() == '"on"'  # nothing was changed
+
+
+def test_an_invalid_setting_exits_4_naming_it(run: Any) -> None:
+    run.env.write_text(ENV + "RELIABILITY_RETRY_ATTEMPTS=none\n")
+    code, _out, err = run("health")
+    assert code == cli.EXIT_CONFIG_ERROR and "RELIABILITY_RETRY_ATTEMPTS='none': expected a whole number" in err
+
+
+def test_a_backup_folder_that_cannot_be_made_exits_3_with_the_os_error(run: Any) -> None:
+    blocker = run.db.parent / "not-a-folder"
+    blocker.write_text("a file where the backup folder should be")
+    run.env.write_text(ENV + f"RELIABILITY_BACKUP_DIR={blocker}\n")
+    code, _out, err = run("backup")
+    assert code == cli.EXIT_DB_ERROR and "not-a-folder" in err
+
+
+def test_a_command_this_runtime_lacks_exits_2(run: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    class WithoutBackups(DatabaseManager):
+        backup = None  # type: ignore[assignment]
+
+    monkeypatch.setattr(cli, "DatabaseManager", WithoutBackups)
+    code, _out, err = run("backup")
+    assert code == cli.EXIT_USAGE and "has no db.backup()" in err
+
+
+def test_a_driver_error_that_escaped_the_runtime_exits_3_without_a_traceback(run: Any,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    class Leaky(DatabaseManager):
+        def health(self):  # type: ignore[no-untyped-def]
+            # A bug letting a raw driver error through: SQLite's own answer, not wrapped.
+            return sqlite3.connect(":memory:").execute("SELECT * FROM no_such_table")
+
+    monkeypatch.setattr(cli, "DatabaseManager", Leaky)
+    code, _out, err = run("health")
+    assert code == cli.EXIT_DB_ERROR and "no such table: no_such_table" in err and "(error kind:" in err
