@@ -176,7 +176,7 @@ class Durability:
                                     fsync=self.db.config.synchronous.upper() in ("FULL", "EXTRA"))
             try:
                 state = self.redo.open()
-            except OSError as exc:  # e.g. the database's folder does not exist (yet)
+            except OSError as exc:  # dbfault: no fault (journal location unusable: missing folder, a setup error)
                 self.redo.error = f"the redo journal {str(self.redo.path)!r} cannot be opened: {exc}"
                 log.error("%s; writes are not journaled", self.redo.error)
                 state = None
@@ -208,10 +208,12 @@ class Durability:
         """Make the journal continue from a state recovery can rebuild (see module docstring)."""
         redo = self.redo
         assert redo is not None
-        if state.header and state.clean and not state.problems:
-            return  # a clean shutdown: the journal and the last backup still describe the database
         path = self.db.path
         db_missing = not os.path.exists(path) or os.path.getsize(path) == 0
+        if state.header and state.clean and not state.problems and not db_missing:
+            return  # a clean shutdown: the journal and the last backup still describe the database
+        # (A database deleted or emptied while the service was down is not a clean state, even after a
+        # clean shutdown: opening it would silently start from an empty file.)
         history = state.entries or state.base > 0 or self.backups.newest_verified() is not None
         if db_missing and not history:
             redo.reset(redo.seq, from_empty=True)
@@ -484,6 +486,11 @@ class Durability:
         if self.redo is not None:
             state = read_journal(self.redo.path)
             problems += state.problems
+            if not state.header and self.redo.owned:
+                # Ours always starts with a header (reset() at startup): the file was deleted or
+                # replaced under us, so what it held since the backup is unknown, not "nothing".
+                problems.append(f"the redo journal {str(self.redo.path)!r} is missing or lost its header; "
+                                "writes after the backup may not be replayed")
             if self.redo.error:
                 problems.append(self.redo.error)
         elif db.config.redo_journal:

@@ -112,7 +112,7 @@ class RedoJournal:
         if fcntl is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
+            except OSError:  # dbfault: no fault (a second manager owns the journal: ownership, not a fault)
                 os.close(fd)
                 self.error = (f"another DatabaseManager owns the redo journal {str(self.path)!r}; "
                               "writes made through this one are not journaled")
@@ -332,7 +332,9 @@ def _reduce_value(value: Any) -> Any:
     Mirrors how sqlite3 binds it: a registered adapter or ``__conform__`` first, then the
     int/float/str/bytes it subclasses; parameter containers become tuples and dicts.
     """
-    if type(value) in _PLAIN or value in _CONSTRUCTORS:  # (the constructors below are pickled by name)
+    # (The constructors below are pickled by name. Only a class can be one: hashing any value here
+    # would fail on unhashable parameters such as an OrderedDict or a writable memoryview.)
+    if type(value) in _PLAIN or (isinstance(value, type) and value in _CONSTRUCTORS):
         return NotImplemented
     adapted = sqlite3.adapt(value, sqlite3.PrepareProtocol, None)
     if adapted is not None and adapted is not value:
@@ -363,7 +365,7 @@ class _Unpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         try:
             return _LOADABLE[(module, name)]
-        except KeyError:
+        except KeyError:  # dbfault: no fault (a forged record: damage fails the crc32 before unpickling)
             raise pickle.UnpicklingError(f"a redo journal record names {module}.{name}, "
                                          "which is not a plain value") from None
 
@@ -406,7 +408,7 @@ def _parse(data: bytes, offset: int) -> tuple[Any, int]:
         return None, end
     try:
         return _Unpickler(io.BytesIO(body)).load(), end
-    except Exception:  # noqa: BLE001 - any unpickling failure is a damaged record
+    except Exception:  # noqa: BLE001  # dbfault: no fault (a forged record: damage fails the crc32 first)
         return None, end
 
 
@@ -422,11 +424,11 @@ def fsync_dir(directory: str | os.PathLike[str]) -> None:
     """fsync a directory so a rename or create in it is durable (no-op where unsupported)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
-    except OSError:
+    except OSError:  # dbfault: no fault (platform cannot open a directory; callers just wrote in it)
         return
     try:
         os.fsync(fd)
-    except OSError:
+    except OSError:  # dbfault: no fault (file system without directory fsync: a platform trait)
         pass
     finally:
         os.close(fd)

@@ -245,7 +245,7 @@ def _apply_one(conn: sqlite3.Connection, m: Migration, foreign_keys: bool, clock
         except Exception as exc:
             _rollback_quietly(conn)
             raise _failed(m, exc) from exc
-        except BaseException:
+        except BaseException:  # dbfault: no fault (KeyboardInterrupt/SystemExit mid-migration, not a fault)
             _rollback_quietly(conn)
             raise
     finally:
@@ -364,7 +364,7 @@ class SchemaValidator:
             for migration in applied:
                 try:
                     apply_migrations(scratch, [migration], foreign_keys=False)
-                except MigrationError:
+                except MigrationError:  # dbfault: no fault (a :memory: scratch copy; fails by its own SQL)
                     # This one cannot run on an empty database (it alters a table made outside the
                     # migrations, or needs data): skip it and still compare what the others create.
                     continue
@@ -421,7 +421,7 @@ def _table_exists(conn: sqlite3.Connection, name: str) -> bool:
 def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:  # dbfault: no fault (unreadable or non-UTF-8 migration file)
         raise _definition_error(f"migration file {str(path)!r} cannot be read: {exc}") from exc
 
 
@@ -430,7 +430,7 @@ def _step_text(step: Step) -> str:
         return step
     try:
         return inspect.getsource(step)
-    except (OSError, TypeError):
+    except (OSError, TypeError):  # dbfault: no fault (a callable without source code: input, not a fault)
         # No source (built in, or defined in a REPL): the qualified name is the best identity left.
         return f"{getattr(step, '__module__', '')}.{getattr(step, '__qualname__', repr(step))}"
 
