@@ -44,7 +44,7 @@ def load_sqlite_module(name: str) -> ModuleType:
         return sqlite3
     try:
         module = importlib.import_module(name)
-    except ImportError as exc:
+    except ImportError as exc:  # dbfault: no fault (sqlite_module not installed: config)
         raise DatabaseError(ErrorKind.MISUSE, f"sqlite_module {name!r} cannot be imported: {exc}") from exc
     # sqlean exposes the DB-API at top level; pysqlite3 under .dbapi2.
     return getattr(module, "dbapi2", module) if not hasattr(module, "connect") else module
@@ -165,7 +165,7 @@ class ConnectionManager:
                 pass
             try:
                 conn.close()
-            except Exception:
+            except Exception:  # dbfault: no fault (close() fails only on misuse: a handle of another thread)
                 pass
 
     # -- health --------------------------------------------------------------------------------

@@ -133,3 +133,44 @@ def test_close_then_use_reopens(tmp_path: Path) -> None:
     cm.close()
     assert cm.state is ConnectionState.CLOSED
     assert cm.connection.execute("SELECT count(*) FROM t").fetchone() == (0,)
+
+
+def test_a_sqlite_module_named_by_its_import_path_is_used(tmp_path: Path) -> None:
+    cm = manager(tmp_path / "a.db", sqlite_module="sqlite3.dbapi2")
+    assert cm.module.connect is sqlite3.connect
+    assert cm.connection.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_closing_mid_transaction_rolls_the_transaction_back(tmp_path: Path) -> None:
+    cm = manager(tmp_path / "a.db")
+    cm.connection.execute("CREATE TABLE t (v)")
+    cm.connection.execute("BEGIN IMMEDIATE")
+    cm.connection.execute("INSERT INTO t VALUES ('uncommitted')")
+    cm.close()
+    assert cm.connection.execute("SELECT count(*) FROM t").fetchone() == (0,)
+
+
+def test_a_manager_that_never_opened_reports_closed_and_not_moved(tmp_path: Path) -> None:
+    cm = manager(tmp_path / "a.db")
+    assert cm.check() is ErrorKind.CLOSED and not cm.file_moved() and not cm.ping()
+
+
+def test_a_replacement_files_own_live_wal_is_kept_on_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    cm = manager(path)
+    cm.connection.execute("CREATE TABLE t (v)")
+    cm.close()
+    other = tmp_path / "other.db"
+    seed = sqlite3.connect(other, isolation_level=None)
+    seed.execute("PRAGMA journal_mode = WAL")
+    seed.execute("CREATE TABLE t (v)")
+    seed.close()
+    os.replace(other, path)
+    writer = sqlite3.connect(path, isolation_level=None)  # keeps the new file's WAL alive
+    writer.execute("INSERT INTO t VALUES ('in the new file''s WAL')")
+    try:
+        conn = cm.open()  # replaced, but the WAL beside it is newer than the file: it is the new file's
+        assert conn.execute("SELECT v FROM t").fetchall() == [("in the new file's WAL",)]
+        assert not [p for p in tmp_path.iterdir() if ".stale-" in p.name]
+    finally:
+        writer.close()

@@ -204,3 +204,9 @@ def test_a_transaction_that_cannot_reach_the_file_within_the_budget_is_unavailab
         with pytest.raises(DatabaseError) as info:
             db.run_in_transaction(lambda: db.execute("INSERT INTO t VALUES (1)"))
         assert info.value.kind is ErrorKind.UNAVAILABLE and info.value.attempts == 3
+
+
+def test_a_batch_that_changes_no_rows_still_reports_its_rowcount(db: DatabaseManager) -> None:
+    cur = db.executemany("UPDATE items SET qty = ? WHERE name = ?", [(1, "nobody"), (2, "none")])
+    assert cur.rowcount == 0 and db.fetch_one("SELECT count(*) FROM items") == (0,)
+    assert repr(db).startswith("<DatabaseManager ") and repr(db).endswith(" connected>")

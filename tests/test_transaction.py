@@ -239,3 +239,25 @@ def test_savepoint_nesting_keeps_exactly_the_levels_that_succeeded(tmp_path_fact
                 except ValueError:
                     pass
         assert [r[0] for r in db.fetch_all("SELECT name FROM items ORDER BY id")] == expected
+
+
+def test_a_nested_run_joins_the_open_transaction_without_its_own_retries(db: DatabaseManager) -> None:
+    assert not db.transactions.active
+    with db.transaction():
+        assert db.transactions.active
+        rowid = db.run_in_transaction(lambda: db.execute("INSERT INTO items (name) VALUES ('nested')").lastrowid)
+        assert db.transactions.depth == 1 and db.connection.in_transaction
+    assert not db.transactions.active
+    assert db.fetch_one("SELECT name FROM items WHERE id = ?", (rowid,)) == ("nested",)
+
+
+def test_a_before_commit_check_that_fails_keeps_its_own_error_and_rolls_back(db: DatabaseManager) -> None:
+    db.execute("INSERT INTO items (name) VALUES ('taken')")
+    # A check run just before COMMIT through the manager: its error already carries an operation id.
+    db.transactions.before_commit.append(lambda conn: db.execute("INSERT INTO items (name) VALUES ('taken')"))
+    with pytest.raises(DatabaseError) as info:
+        with db.transaction():
+            db.execute("INSERT INTO items (name) VALUES ('inside')")
+    assert info.value.kind is ErrorKind.CONSTRAINT and info.value.operation_id
+    db.transactions.before_commit.pop()
+    assert [r[0] for r in db.fetch_all("SELECT name FROM items")] == ["taken"]
