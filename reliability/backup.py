@@ -26,6 +26,7 @@ import os
 import shutil
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,16 +61,35 @@ class BackupInfo:
         return dataclasses.asdict(self)
 
 
+_BUSY_STEPS = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED: what a backup step answers while another connection locks
+
+
+def _give_up_after(seconds: float) -> Callable[[int, int, int], None]:
+    """A ``Connection.backup`` progress callback that aborts once steps stay BUSY/LOCKED past ``seconds``."""
+    deadline = time.monotonic() + seconds
+
+    def progress(status: int, remaining: int, total: int) -> None:
+        if status in _BUSY_STEPS and time.monotonic() > deadline:
+            raise BackupError(ErrorKind.BUSY, f"the database stayed locked by another connection for "
+                                              f"{seconds:g}s; no backup was taken (retried later)")
+
+    return progress
+
+
 class BackupManager:
     """Makes, lists, rotates and restores the backups of one database.
 
     :param directory: where backups live (``config.backup_directory``).
     :param keep: how many verified backups to keep (the newest is never deleted).
+    :param busy_timeout: seconds a backup waits while another connection holds a lock that stops
+        it from reading (``config.busy_timeout_ms``); then it gives up with a BUSY error.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], keep: int = 5, module: Any = sqlite3) -> None:
+    def __init__(self, directory: str | os.PathLike[str], keep: int = 5, module: Any = sqlite3,
+                 busy_timeout: float = 5.0) -> None:
         self.directory = Path(directory)
         self.keep = max(1, keep)
+        self.busy_timeout = busy_timeout
         #: The DB-API module of the source connections: the backup API only copies between
         #: connections of the same SQLite library.
         self.module = module
@@ -95,7 +115,10 @@ class BackupManager:
                 # add time. mmap makes quick_check read the fresh pages without copying them again.
                 dest.execute("PRAGMA synchronous = OFF")
                 dest.execute(f"PRAGMA mmap_size = {1 << 30}")
-                source.backup(dest)  # pages=-1: one step, finishes under steady writes
+                # pages=-1: one step, finishes under steady writes. Python's backup() retries a BUSY
+                # or LOCKED step for ever (found with an exclusive lock held in rollback mode, while
+                # the manager's lock was held too): the progress callback bounds the wait.
+                source.backup(dest, progress=_give_up_after(self.busy_timeout), sleep=0.05)
                 # A self-contained file: no -wal beside it, so copying or renaming it is safe.
                 dest.execute("PRAGMA journal_mode = DELETE")
                 if last_seq is not None:

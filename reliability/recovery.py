@@ -148,7 +148,8 @@ class Durability:
                  migrations: Sequence[Migration] | str | os.PathLike[str] | None = None) -> None:
         self.db = db
         cfg = db.config
-        self.backups = BackupManager(cfg.backup_directory, cfg.backup_keep, db.connections.module)
+        self.backups = BackupManager(cfg.backup_directory, cfg.backup_keep, db.connections.module,
+                                     busy_timeout=cfg.busy_timeout_ms / 1000.0)
         self.migrations = coerce_migrations(migrations) if migrations is not None else None
         self.redo: RedoJournal | None = None
         self.schema_report: SchemaReport | None = None

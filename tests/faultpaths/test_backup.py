@@ -150,3 +150,24 @@ def test_install_refuses_while_a_wal_is_left_beside_the_target(tmp_path):
     with pytest.raises(BackupError, match=r"app\.db-wal' still exists") as info:
         install(prepared, tmp_path / "app.db")
     assert info.value.kind is ErrorKind.MISUSE and prepared.exists()
+
+
+def test_a_backup_blocked_by_an_exclusive_lock_gives_up_after_the_busy_timeout(tmp_path: Path) -> None:
+    # Python's Connection.backup() retries a BUSY step for ever; with the manager's lock held meanwhile,
+    # every other operation would wait too. The backup must fail (transient BUSY) and leave nothing behind.
+    from runtime_helpers import fast_config
+
+    from pytest_dbfault.faults import LockedFault
+    from reliability import DatabaseManager
+    from reliability.errors import DatabaseError
+
+    with DatabaseManager(fast_config(tmp_path / "app.db", journal_mode="DELETE", busy_timeout_ms=50)) as db:
+        db.execute("CREATE TABLE t (v)")
+        db.execute("INSERT INTO t VALUES (1)")
+        with LockedFault(db, mode="exclusive"):
+            with pytest.raises(DatabaseError) as info:
+                db.backup()
+        assert info.value.kind is ErrorKind.BUSY and info.value.transient
+        assert "stayed locked" in info.value.detail
+        assert db.backups() == [] and not list(db.config.backup_directory.glob(".*tmp*"))
+        assert db.backup().verified  # the lock gone, the next attempt works
