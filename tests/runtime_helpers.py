@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 from reliability import ReliabilityConfig
 
@@ -61,3 +62,46 @@ class LockHolder:
     def __exit__(self, *exc: object) -> None:
         self.release.set()
         self.thread.join(5)
+
+
+#: A `.env` for CLI tests: no waiting, no schedules, an admin, an audit key, the SQLite build under test.
+CLI_ENV = f"""\
+RELIABILITY_BUSY_TIMEOUT_MS=0
+RELIABILITY_RETRY_ATTEMPTS=2
+RELIABILITY_RETRY_BASE_DELAY=0.001
+RELIABILITY_RETRY_MAX_DELAY=0.002
+RELIABILITY_BACKUP_INTERVAL=0
+RELIABILITY_HEALTH_CHECK_INTERVAL=0
+RELIABILITY_QUICK_CHECK_INTERVAL=0
+RELIABILITY_INTEGRITY_CHECK_INTERVAL=0
+RELIABILITY_CONFIG_RELOAD_INTERVAL=0
+RELIABILITY_ADMIN_ACTORS=alice
+RELIABILITY_AUDIT_HMAC_KEY=cli-key
+RELIABILITY_SQLITE_MODULE={SQLITE_MODULE_NAME}
+"""
+
+
+def cli_runner(tmp_path: Path, capsys: Any, monkeypatch: Any, env_text: str = CLI_ENV) -> Any:
+    """``run(*argv, json_out=False) -> (exit code, stdout, stderr)`` for ``reliability --db <tmp>/app.db``.
+
+    The process environment's ``RELIABILITY_*`` settings are removed so only ``env_text`` counts (the
+    CLI uses the SQLite build the lock helpers use). ``run.db`` and ``run.env`` are the two paths.
+    """
+    from reliability import cli
+
+    env = tmp_path / ".env"
+    env.write_text(env_text)
+    db = tmp_path / "app.db"
+    for key in [k for k in os.environ if k.startswith("RELIABILITY_")]:
+        monkeypatch.delenv(key)
+
+    def invoke(*argv: str, json_out: bool = False) -> tuple[int, str, str]:
+        args = ["--db", str(db), "--env", str(env)] + (["--json"] if json_out else []) + list(argv)
+        code = cli.main(args)
+        out, err = capsys.readouterr()
+        assert "Traceback" not in out + err
+        return code, out, err
+
+    invoke.db = db  # type: ignore[attr-defined]
+    invoke.env = env  # type: ignore[attr-defined]
+    return invoke

@@ -7,44 +7,14 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from runtime_helpers import SQLITE_MODULE_NAME, LockHolder
+from runtime_helpers import LockHolder, cli_runner
 
 from reliability import cli
-
-FAST_ENV = """\
-RELIABILITY_BUSY_TIMEOUT_MS=0
-RELIABILITY_RETRY_ATTEMPTS=2
-RELIABILITY_RETRY_BASE_DELAY=0.001
-RELIABILITY_RETRY_MAX_DELAY=0.002
-RELIABILITY_BACKUP_INTERVAL=0
-RELIABILITY_HEALTH_CHECK_INTERVAL=0
-RELIABILITY_QUICK_CHECK_INTERVAL=0
-RELIABILITY_INTEGRITY_CHECK_INTERVAL=0
-RELIABILITY_CONFIG_RELOAD_INTERVAL=0
-RELIABILITY_ADMIN_ACTORS=alice
-RELIABILITY_AUDIT_HMAC_KEY=cli-key
-"""
 
 
 @pytest.fixture
 def run(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
-    env = tmp_path / ".env"
-    # The CLI must use the SQLite build the lock helpers use (tox cells pick other builds).
-    env.write_text(FAST_ENV + f"RELIABILITY_SQLITE_MODULE={SQLITE_MODULE_NAME}\n")
-    db = tmp_path / "app.db"
-    for key in [k for k in __import__("os").environ if k.startswith("RELIABILITY_")]:
-        monkeypatch.delenv(key)
-
-    def invoke(*argv: str, json_out: bool = False) -> tuple[int, str, str]:
-        args = ["--db", str(db), "--env", str(env)] + (["--json"] if json_out else []) + list(argv)
-        code = cli.main(args)
-        out, err = capsys.readouterr()
-        assert "Traceback" not in out + err
-        return code, out, err
-
-    invoke.db = db  # type: ignore[attr-defined]
-    invoke.env = env  # type: ignore[attr-defined]
-    return invoke
+    return cli_runner(tmp_path, capsys, monkeypatch)
 
 
 def _subcommands(parser) -> dict:

@@ -2,50 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
-from runtime_helpers import SQLITE_MODULE_NAME
+from runtime_helpers import CLI_ENV, cli_runner
 
 from pytest_dbfault.faults import CorruptFault, LockedFault
 from reliability import DatabaseManager, cli
 
-ENV = f"""\
-RELIABILITY_BUSY_TIMEOUT_MS=0
-RELIABILITY_RETRY_ATTEMPTS=2
-RELIABILITY_RETRY_BASE_DELAY=0.001
-RELIABILITY_RETRY_MAX_DELAY=0.002
-RELIABILITY_BACKUP_INTERVAL=0
-RELIABILITY_HEALTH_CHECK_INTERVAL=0
-RELIABILITY_QUICK_CHECK_INTERVAL=0
-RELIABILITY_INTEGRITY_CHECK_INTERVAL=0
-RELIABILITY_CONFIG_RELOAD_INTERVAL=0
-RELIABILITY_AUTO_RECOVER=false
-RELIABILITY_JOURNAL_MODE=DELETE
-RELIABILITY_ADMIN_ACTORS=alice
-RELIABILITY_AUDIT_HMAC_KEY=cli-key
-RELIABILITY_SQLITE_MODULE={SQLITE_MODULE_NAME}
-"""
+# Rollback journal (an exclusive lock then keeps readers out too) and no automatic recovery.
+ENV = CLI_ENV + "RELIABILITY_AUTO_RECOVER=false\nRELIABILITY_JOURNAL_MODE=DELETE\n"
 
 
 @pytest.fixture
 def run(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
-    env = tmp_path / ".env"
-    env.write_text(ENV)
-    for key in [k for k in os.environ if k.startswith("RELIABILITY_")]:
-        monkeypatch.delenv(key)
-
-    def invoke(*argv: str) -> tuple[int, str, str]:
-        code = cli.main(["--db", str(tmp_path / "app.db"), "--env", str(env), *argv])
-        out, err = capsys.readouterr()
-        assert "Traceback" not in out + err
-        return code, out, err
-
-    invoke.db = tmp_path / "app.db"  # type: ignore[attr-defined]
-    invoke.env = env  # type: ignore[attr-defined]
+    invoke = cli_runner(tmp_path, capsys, monkeypatch, ENV)
     assert invoke("flags", "set", "--actor", "alice", "beta", "on")[0] == cli.EXIT_OK
     return invoke
 
