@@ -105,3 +105,13 @@ def cli_runner(tmp_path: Path, capsys: Any, monkeypatch: Any, env_text: str = CL
     invoke.db = db  # type: ignore[attr-defined]
     invoke.env = env  # type: ignore[attr-defined]
     return invoke
+
+
+def wait_for(condition: Any, timeout: float = 5.0) -> bool:
+    """Poll ``condition()`` until it is true or ``timeout`` seconds passed (for background threads)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return bool(condition())

@@ -6,17 +6,11 @@ import logging
 import time
 
 import pytest
+from runtime_helpers import wait_for
 
 from pytest_dbfault.faults import LockedFault
 from reliability import DatabaseManager
 from reliability.health import Scheduler
-
-
-def _wait_for(condition, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return bool(condition())
 
 
 def test_a_periodic_write_that_meets_a_lock_is_logged_and_runs_again_once_released(
@@ -29,12 +23,12 @@ def test_a_periodic_write_that_meets_a_lock_is_logged_and_runs_again_once_releas
         with caplog.at_level(logging.ERROR, logger="reliability.health"):
             with LockedFault(db.path, mode="write"):
                 scheduler.start()
-                assert _wait_for(lambda: scheduler.runs["tick"] >= 2)  # failed, rescheduled, failed again
+                assert wait_for(lambda: scheduler.runs["tick"] >= 2)  # failed, rescheduled, failed again
                 assert scheduler.running
                 assert db.fetch_one("SELECT count(*) FROM items")[0] == 0
         failures = [r for r in caplog.records if r.getMessage() == "scheduled tick failed"]
         assert len(failures) >= 2 and all(r.exc_info for r in failures)
-        assert _wait_for(lambda: db.fetch_one("SELECT count(*) FROM items")[0] >= 1)
+        assert wait_for(lambda: db.fetch_one("SELECT count(*) FROM items")[0] >= 1)
         assert scheduler.running
     finally:
         scheduler.stop()

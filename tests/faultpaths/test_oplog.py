@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from pathlib import Path
 
 import pytest
+from runtime_helpers import wait_for
 
 from pytest_dbfault.faults import FileFullFault
 from reliability.oplog import OperationLog
@@ -22,30 +22,23 @@ def _same_file(link: str, want: os.stat_result) -> bool:
     return (st.st_dev, st.st_ino) == (want.st_dev, want.st_ino)
 
 
-def _wait_for(condition, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return bool(condition())
-
-
 def test_a_flush_that_meets_a_full_disk_is_logged_and_the_flusher_keeps_running(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "ops.jsonl"
     oplog = OperationLog(path, json_lines=True, flush_interval=0.01)
     try:
         oplog.record("execute", "SELECT 1", 0.001, -1, 1, "ok", None)
-        assert _wait_for(lambda: oplog.written == 1)  # the file is open now
+        assert wait_for(lambda: oplog.written == 1)  # the file is open now
         with caplog.at_level(logging.ERROR, logger="reliability"):
             with FileFullFault(path):
                 oplog.record("execute", "INSERT INTO t VALUES (?)", 0.002, 1, 1, "ok", None)
-                assert _wait_for(lambda: any(r.getMessage() == "operation log flush failed"
+                assert wait_for(lambda: any(r.getMessage() == "operation log flush failed"
                                              for r in caplog.records))
                 failure = next(r for r in caplog.records if r.getMessage() == "operation log flush failed")
                 assert failure.exc_info and failure.exc_info[0] is OSError
                 assert oplog._thread.is_alive()
         oplog.record("fetch_all", "SELECT * FROM t", 0.003, 2, 1, "ok", None)
-        assert _wait_for(lambda: oplog.written == 2)  # the flusher went on after the disk had room again
+        assert wait_for(lambda: oplog.written == 2)  # the flusher went on after the disk had room again
     finally:
         oplog.close()
     # The batch that failed stayed in the file object's buffer and went out with the next flush: none lost.

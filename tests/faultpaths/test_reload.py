@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from pathlib import Path
 
 import pytest
-from runtime_helpers import fast_config
+from runtime_helpers import fast_config, wait_for
 
 from pytest_dbfault.faults import FileFullFault, LockedFault
 from reliability import ConfigError, DatabaseManager
@@ -20,13 +19,6 @@ def _write_env(path: Path, text: str) -> None:
     path.write_text(text)
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # visible on coarse timestamps
-
-
-def _wait_for(condition, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return bool(condition())
 
 
 def test_a_listener_that_cannot_write_during_a_lock_is_logged_and_the_others_still_run(
@@ -112,9 +104,9 @@ def test_the_background_watcher_survives_an_invalid_file_and_an_unexpected_error
         watcher = Flaky(db, env, interval=0.01, environ={})
         try:
             _write_env(env, "RELIABILITY_RETRY_ATTEMPTS=zero\n")
-            assert _wait_for(lambda: isinstance(watcher.last_error, ConfigError))
+            assert wait_for(lambda: isinstance(watcher.last_error, ConfigError))
             _write_env(env, "RELIABILITY_RETRY_ATTEMPTS=7\n")
-            assert _wait_for(lambda: db.config.retry_attempts == 7)  # the failed check is retried
+            assert wait_for(lambda: db.config.retry_attempts == 7)  # the failed check is retried
             assert watcher._thread is not None and watcher._thread.is_alive()
         finally:
             watcher.stop()
