@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import DatabaseError, ErrorKind, classify
+from .errors import DatabaseError, ErrorKind, classify, sqlite_errors
 from .redo import fsync_dir
 
 log = logging.getLogger("reliability.backup")
@@ -138,7 +138,7 @@ class BackupManager:
         except BaseException as exc:
             _remove_quietly(tmp, Path(str(tmp) + "-journal"), _manifest_path(final))
             err = exc if isinstance(exc, BackupError) else BackupError(
-                classify(exc) if isinstance(exc, sqlite3.Error) else ErrorKind.UNKNOWN,
+                classify(exc),  # UNKNOWN for anything that is not a database error
                 f"backup to {str(final)!r} failed: {exc}")
             self.last_error = err.detail
             log.error("backup failed: %s", err.detail)
@@ -237,7 +237,7 @@ def quick_check(conn: sqlite3.Connection, *, full: bool = False) -> list[str]:
     pragma = "integrity_check" if full else "quick_check"
     try:
         rows = conn.execute(f"PRAGMA {pragma}").fetchall()
-    except sqlite3.Error as exc:
+    except sqlite_errors() as exc:  # conn may come from the runtime's sqlean/pysqlite3
         return [f"{pragma} failed: {exc} ({classify(exc)})"]
     problems: list[str] = []
     for (row,) in rows:
@@ -275,7 +275,7 @@ def read_sequence(path_or_conn: str | os.PathLike[str] | sqlite3.Connection) -> 
     try:
         row = conn.execute(f"SELECT last_seq FROM {REDO_STATE_TABLE} WHERE id = 1").fetchone()
         return int(row[0]) if row else None
-    except sqlite3.Error:
+    except sqlite_errors():
         return None
     finally:
         if own:

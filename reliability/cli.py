@@ -23,7 +23,6 @@ import argparse
 import getpass
 import json
 import os
-import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,7 +30,7 @@ from typing import Any
 from . import admin
 from .config import ConfigError, ReliabilityConfig
 from .degradation import CommandResult
-from .errors import KIND_INFO, DatabaseError, classify
+from .errors import KIND_INFO, DatabaseError, classify, sqlite_errors
 from .manager import DatabaseManager
 
 EXIT_OK = 0
@@ -134,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.detail:
             print(f"  detail: {exc.detail}", file=sys.stderr)
         return EXIT_DB_ERROR
-    except sqlite3.Error as exc:  # dbfault: no fault (guard: the runtime wraps driver errors; still no traceback)
+    except sqlite_errors() as exc:  # dbfault: no fault (guard: the runtime wraps driver errors; still no traceback)
         kind = classify(exc)
         print(f"reliability: {KIND_INFO[kind].user_message} (error kind: {kind})\n  detail: {exc}", file=sys.stderr)
         return EXIT_DB_ERROR

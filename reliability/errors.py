@@ -19,6 +19,8 @@ from __future__ import annotations
 import enum
 import logging
 import re
+import sqlite3
+import sys
 import traceback
 from dataclasses import dataclass
 from typing import Any
@@ -161,6 +163,8 @@ _BY_MESSAGE: list[tuple[re.Pattern[str], ErrorKind]] = [
         (r"^not authorized", ErrorKind.AUTH),
         (r"^out of memory", ErrorKind.NOMEM),
         (r"^bad parameter or other API misuse|^library routine called out of sequence", ErrorKind.MISUSE),
+        # sqlean raises a bare ValueError (the stdlib a ProgrammingError) for parameters that are no sequence.
+        (r"^parameters are of unsupported type", ErrorKind.MISUSE),
         (r"closed database|closed cursor", ErrorKind.CLOSED),
         (r"^no such table|^no such column|^table .* already exists|^index .* already exists"
          r"|^near \"|syntax error|has no column named", ErrorKind.SCHEMA),
@@ -246,6 +250,21 @@ def classify(exc: BaseException) -> ErrorKind:
     # READONLY_DBMOVED/BUSY_SNAPSHOT share their primary's text: the message tells no more than
     # the primary kind, matched above.
     return ErrorKind.UNKNOWN
+
+
+def sqlite_errors() -> tuple[type[BaseException], ...]:
+    """The ``Error`` classes of every sqlite DB-API module loaded in this process, for ``except``.
+
+    ``except sqlite3.Error`` misses the errors of ``sqlean`` or ``pysqlite3`` (their own classes)
+    when the runtime uses one of them (``RELIABILITY_SQLITE_MODULE``).
+    """
+    found: list[type[BaseException]] = [sqlite3.Error]
+    for name in ("sqlean.dbapi2", "pysqlite3.dbapi2", "pysqlite2.dbapi2"):
+        module = sys.modules.get(name)
+        error = getattr(module, "Error", None)
+        if isinstance(error, type) and issubclass(error, BaseException):
+            found.append(error)
+    return tuple(found)
 
 
 def _dbapi_classes(exc: BaseException) -> set[str]:

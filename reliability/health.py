@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.request import pathname2url
 
-from .errors import classify
+from .errors import classify, sqlite_errors
 
 _log = logging.getLogger("reliability.health")
 
@@ -176,7 +176,7 @@ def check_integrity(db_path: str, *, full: bool = False, timeout: float = 5.0,
                 problems += [ln for ln in str(row).splitlines() if ln and not ln.startswith("*** in database")]
         for table, rowid, parent, _fk in conn.execute("PRAGMA foreign_key_check"):
             problems.append(f"foreign key violation: {table} rowid {rowid} references missing {parent} row")
-    except sqlite3.Error as exc:
+    except sqlite_errors() as exc:  # the runtime's own module's errors, whichever build it is
         problems.append(f"{pragma} could not read the database: {exc} ({classify(exc)})")
     finally:
         if conn is not None:

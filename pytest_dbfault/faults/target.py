@@ -12,6 +12,7 @@ Every injector accepts any of
 
 from __future__ import annotations
 
+import importlib
 import os
 import sqlite3
 import sys
@@ -38,7 +39,9 @@ class Target:
         """The DB-API module to open helper connections with: the victim's own build of SQLite.
 
         Two SQLite libraries in one process do not see each other's locks, so a lock meant for a
-        connection made by ``sqlean`` must be taken through ``sqlean``. A bare path gets ``sqlite3``.
+        connection made by ``sqlean`` must be taken through ``sqlean``. A bare path gets the module
+        named by ``DBFAULT_SQLITE_MODULE`` (``sqlite3`` when unset): set it when the application
+        under test uses another build.
         """
         if is_connection(self.source):
             return dbapi_module(self.source)
@@ -48,7 +51,7 @@ class Target:
             module = getattr(getattr(self.source, "connections", None), "module", None)
             if module is not None and callable(getattr(module, "connect", None)):
                 return module  # type: ignore[no-any-return]
-        return sqlite3
+        return path_module()
 
     @property
     def connection(self) -> sqlite3.Connection | None:
@@ -139,6 +142,22 @@ def dbapi_module(conn: Any) -> ModuleType:
     module = sys.modules.get(cls.__module__) if cls is not None else None
     if module is None or not callable(getattr(module, "connect", None)):
         raise FaultError(f"cannot tell which sqlite module made {conn!r}")
+    return module
+
+
+#: Environment variable naming the DB-API module faults use for a bare path (default ``sqlite3``).
+MODULE_ENV = "DBFAULT_SQLITE_MODULE"
+
+
+def path_module() -> ModuleType:
+    """The DB-API module for helper connections to a bare path: ``$DBFAULT_SQLITE_MODULE`` or ``sqlite3``."""
+    name = os.environ.get(MODULE_ENV, "").strip() or "sqlite3"
+    try:
+        module = importlib.import_module(name)
+    except ImportError as exc:
+        raise FaultError(f"{MODULE_ENV}={name!r}: cannot import it ({exc})") from None
+    if not callable(getattr(module, "connect", None)):
+        raise FaultError(f"{MODULE_ENV}={name!r} is not a DB-API sqlite module (it has no connect())")
     return module
 
 
