@@ -7,9 +7,8 @@ Run::
     python benchmarks/run.py --only runtime_overhead --only scaling
 
 Each script runs in its own fresh interpreter (so one cannot warm or disturb another),
-one after the other, with its output streamed as it comes. Scripts other helpers own
-(``machines_steps.py``, ``backup_recovery.py``) are run when present. The exit status is
-non-zero when any script failed or timed out.
+one after the other, with its output streamed as it comes; a script that is missing is
+reported as absent. The exit status is non-zero when any script failed or timed out.
 """
 
 from __future__ import annotations
