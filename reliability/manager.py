@@ -30,7 +30,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from time import perf_counter
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from .audit import AuditLogger
 from .backup import BackupInfo
@@ -416,11 +416,7 @@ class DatabaseManager:
         except DatabaseError as err:
             if self.transactions.depth:
                 raise
-            shown = self._refused_for_schema(err)
-            self._report_tx_error(shown, t0)
-            if shown is err:
-                raise
-            raise shown from err
+            self._raise_tx_error(err, t0)
         if not self.transactions.depth:
             self._done("transaction", None, t0, 0)
 
@@ -446,11 +442,7 @@ class DatabaseManager:
             except DatabaseError as err:
                 if self.transactions.depth:
                     raise
-                shown = self._refused_for_schema(err)
-                self._report_tx_error(shown, t0)
-                if shown is err:
-                    raise
-                raise shown from err
+                self._raise_tx_error(err, t0)
             except RetryExhausted as exc:
                 # Every rerun failed: a lock that outlasted the budget stays BUSY, a lost connection
                 # becomes UNAVAILABLE (see _surface).
@@ -472,6 +464,14 @@ class DatabaseManager:
                             code=err.code, code_name=err.code_name, attempts=err.attempts)
         out.__cause__ = err.__cause__ or err
         return out
+
+    def _raise_tx_error(self, err: DatabaseError, t0: float) -> NoReturn:
+        """An outermost transaction failed: report it once, raise what the caller sees."""
+        shown = self._refused_for_schema(err)
+        self._report_tx_error(shown, t0)
+        if shown is err:
+            raise err
+        raise shown from err
 
     def _report_tx_error(self, err: DatabaseError, t0: float) -> None:
         # Already logged by the handler when wrapped; count it and notify listeners once.
