@@ -137,6 +137,7 @@ _BY_PRIMARY: dict[int, ErrorKind] = {
     14: ErrorKind.CANTOPEN,
     9: ErrorKind.INTERRUPTED,
     19: ErrorKind.CONSTRAINT,
+    20: ErrorKind.CONSTRAINT,  # SQLITE_MISMATCH: a value of the wrong type for its column (datatype mismatch)
     17: ErrorKind.SCHEMA,
     21: ErrorKind.MISUSE,
     23: ErrorKind.AUTH,
@@ -144,25 +145,12 @@ _BY_PRIMARY: dict[int, ErrorKind] = {
     1: ErrorKind.UNKNOWN,  # SQLITE_ERROR: an SQL mistake; refined by message below
 }
 
-# Python 3.10 has no sqlite_errorcode: SQLite's messages are fixed per code (sqlite3ErrStr),
-# so matching them is reliable. Order matters: specific before general.
+#: Messages that name no SQLite result code: Python's own errors about a handle or parameters, and
+#: SQLITE_ERROR's specific texts for SQL mistakes. (Messages fixed per code are read as codes by
+#: :func:`sqlite_code`, which the classifier uses first.)
 _BY_MESSAGE: list[tuple[re.Pattern[str], ErrorKind]] = [
     (re.compile(p, re.I), k)
     for p, k in [
-        (r"^database schema has changed", ErrorKind.SCHEMA),
-        (r"^database table is locked|^database schema is locked", ErrorKind.LOCKED),
-        (r"^database is locked", ErrorKind.BUSY),
-        (r"^database or disk is full", ErrorKind.FULL),
-        (r"^database disk image is malformed|^malformed database schema", ErrorKind.CORRUPT),
-        (r"^file is not a database|^file is encrypted or is not a database", ErrorKind.NOTADB),
-        (r"^attempt to write a readonly database", ErrorKind.READONLY),
-        (r"^disk I/O error", ErrorKind.IOERR),
-        (r"^unable to open database", ErrorKind.CANTOPEN),
-        (r"^interrupted", ErrorKind.INTERRUPTED),
-        (r"constraint failed|^datatype mismatch", ErrorKind.CONSTRAINT),
-        (r"^not authorized", ErrorKind.AUTH),
-        (r"^out of memory", ErrorKind.NOMEM),
-        (r"^bad parameter or other API misuse|^library routine called out of sequence", ErrorKind.MISUSE),
         # sqlean raises a bare ValueError (the stdlib a ProgrammingError) for parameters that are no sequence.
         (r"^parameters are of unsupported type", ErrorKind.MISUSE),
         (r"closed database|closed cursor", ErrorKind.CLOSED),
@@ -192,7 +180,7 @@ _PRIMARY_BY_MESSAGE: list[tuple[re.Pattern[str], int, str]] = [
         (r"^string or blob too big", 18, "SQLITE_TOOBIG"),
         (r"constraint failed", 19, "SQLITE_CONSTRAINT"),
         (r"^datatype mismatch", 20, "SQLITE_MISMATCH"),
-        (r"^bad parameter or other API misuse", 21, "SQLITE_MISUSE"),
+        (r"^bad parameter or other API misuse|^library routine called out of sequence", 21, "SQLITE_MISUSE"),
         (r"^not authorized|^authorization denied", 23, "SQLITE_AUTH"),
         (r"^column index out of range", 25, "SQLITE_RANGE"),
         (r"^file is not a database|^file is encrypted or is not a database", 26, "SQLITE_NOTADB"),
@@ -228,17 +216,17 @@ def classify(exc: BaseException) -> ErrorKind:
         return exc.kind
     if isinstance(exc, MemoryError):
         return ErrorKind.NOMEM
-    code = getattr(exc, "sqlite_errorcode", None)
-    message = str(exc)
+    # The extended code where Python gives it; else (Python 3.10) the primary code SQLite's fixed
+    # message names: READONLY_DBMOVED and BUSY_SNAPSHOT share their primary's text, so there they
+    # are seen as READONLY and BUSY.
+    code = sqlite_code(exc)[0]
     if code is not None:
         kind = _BY_EXTENDED.get(code) or _BY_PRIMARY.get(code & 0xFF)
         if kind is not None and kind is not ErrorKind.UNKNOWN:
             return kind
-    # Closed handles raise ProgrammingError without a code.
+    message = str(exc)
     for pattern, kind in _BY_MESSAGE:
         if pattern.search(message):
-            if kind is ErrorKind.READONLY and "moved" in message:
-                return ErrorKind.READONLY_DBMOVED
             return kind
     # By DB-API class name, not the stdlib classes: sqlean and pysqlite3 define their own.
     dbapi = _dbapi_classes(exc)
@@ -246,9 +234,6 @@ def classify(exc: BaseException) -> ErrorKind:
         return ErrorKind.MISUSE
     if "IntegrityError" in dbapi:
         return ErrorKind.CONSTRAINT
-    # Python 3.10 (and builds without extended result codes) give no extended code, and
-    # READONLY_DBMOVED/BUSY_SNAPSHOT share their primary's text: the message tells no more than
-    # the primary kind, matched above.
     return ErrorKind.UNKNOWN
 
 
