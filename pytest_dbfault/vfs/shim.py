@@ -199,8 +199,12 @@ class Shim:
     def counters(self) -> dict[str, dict[str, int]]:
         """Calls of every operation per file path (temp files as ``<temp kind>``), closed files included."""
         with self._lock:
-            totals = {path: dict(counts) for path, counts in self._closed_counts.items()}
-            for f in list(self._files.values()):
+            # The lock is reentrant, and the collector can close a connection on this very thread in
+            # the middle of the loops below (any allocation may run it): xClose then adds to both
+            # tables. dict.copy() clones in C without allocating per item, so iterate the copies.
+            closed, open_files = self._closed_counts.copy(), self._files.copy()
+            totals = {path: dict(counts) for path, counts in closed.items()}
+            for f in open_files.values():
                 key = f.path or f"<{f.kind}>"
                 bucket = totals.setdefault(key, dict.fromkeys(OPS, 0))
                 for op, n in f.counts.items():

@@ -156,3 +156,42 @@ def test_without_a_c_extension_sqlite_it_reports_the_reason_and_faults_refuse(tm
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "skipped cleanly" in proc.stdout
+
+
+def test_counters_survive_a_connection_closed_by_the_collector_while_they_are_read(shim, tmp_path):
+    """Regression (seen under ``-n 8``): ``counters()`` iterated the closed-file table while a connection
+    collected on the same thread closed its file through ``xClose`` and added to that table
+    ("dictionary changed size during iteration"). A connection kept alive only by a reference cycle
+    is closed by the garbage collector; the threshold is set so that the collection falls on the
+    k-th allocation after the call starts, for every k up to past the end of the iteration."""
+    import gc
+
+    for i in range(20):  # closed files already counted: reading them allocates once per file
+        c = sqlite3.connect(tmp_path / f"old{i}.db")
+        c.execute("CREATE TABLE t (v)")
+        c.close()
+    threshold = gc.get_threshold()
+    was_enabled = gc.isenabled()
+    try:
+        for k in range(1, 40):
+            gc.disable()
+            gc.collect()
+            conn = sqlite3.connect(tmp_path / f"cyc{k}.db")
+            conn.execute("CREATE TABLE t (v)")
+            holder: list = [conn]
+            holder.append(holder)  # only the collector can free this connection
+            del conn, holder
+            gc.set_threshold(gc.get_count()[0] + k)
+            gc.enable()
+            try:
+                totals = shim.counters()
+            finally:
+                gc.disable()
+                gc.set_threshold(*threshold)
+            assert len(totals) >= 20
+            gc.collect()
+            assert any(path.endswith(f"cyc{k}.db") for path in shim.counters())
+    finally:
+        gc.set_threshold(*threshold)
+        if was_enabled:
+            gc.enable()
