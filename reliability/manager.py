@@ -561,6 +561,18 @@ class DatabaseManager:
         """
         return self.durability.migrate(migrations)
 
+    def rollback_migration(self, to: int, migrations: Sequence[Migration] | str | os.PathLike[str] | None = None
+                           ) -> MigrationResult:
+        """Undo every applied migration above version ``to`` by its ``down`` step, newest first.
+
+        ``migrations`` defaults to the ones this runtime knows (``migrate`` or startup). A non-empty
+        database is backed up first. Every version to undo must have a ``down`` step and be unchanged
+        since it was applied, or nothing is done; each reversal is its own transaction, and a failure
+        raises :class:`~reliability.schema.MigrationError` naming the migration. ``result.applied``
+        lists the versions undone.
+        """
+        return self.durability.rollback_migration(to, migrations)
+
     def validate_schema(self, migrations: Sequence[Migration] | str | os.PathLike[str] | None = None
                         ) -> SchemaReport:
         """Compare recorded versions, checksums and live tables with ``migrations`` (default: the known ones)."""

@@ -58,6 +58,7 @@ from .schema import (
     apply_migrations,
     coerce_migrations,
     has_user_data,
+    revert_migrations,
 )
 
 if TYPE_CHECKING:
@@ -313,6 +314,45 @@ class Durability:
             self._set_trust(SchemaValidator(self.migrations).validate(conn))
         log.info("applied migrations %s; schema version %d", applied, max(after, default=0))
         return MigrationResult(applied, max(after, default=0), backup_path)
+
+    @_maintenance("migration")
+    def rollback_migration(self, to: int, migrations: Sequence[Migration] | str | os.PathLike[str] | None = None
+                           ) -> MigrationResult:
+        """Undo recorded migrations above version ``to`` by their ``down`` steps (see ``schema.revert_migrations``),
+        backing up a non-empty database first; ``migrations`` defaults to the known ones."""
+        items = coerce_migrations(migrations) if migrations is not None else list(self.migrations or [])
+        db = self.db
+        backup_path: str | None = None
+        with db._lock:
+            if db.transactions.depth:
+                raise MigrationError(ErrorKind.MISUSE, "rollback_migration() cannot run inside a transaction")
+            conn = db.connections.live_connection()
+            before = applied_versions(conn)
+            if not [v for v in before if v > to]:
+                return MigrationResult([], max(before, default=0))
+            if has_user_data(conn):
+                try:
+                    backup_path = self.backup().path
+                except DatabaseError as exc:
+                    detail = f"no backup could be taken before rolling back, so nothing was changed: {exc.detail}"
+                    raise MigrationError(exc.kind, detail, user_message="No backup could be taken before undoing "
+                                         "the database update, so nothing was changed. Please try again later."
+                                         ) from exc
+            conn.execute("PRAGMA query_only = 0")
+            try:
+                reverted = revert_migrations(conn, items, to, foreign_keys=db.config.foreign_keys)
+            finally:
+                after = applied_versions(conn)
+                self._on_open(conn)
+                if len(after) != len(before) and self.redo is not None:
+                    # DDL ran outside the journal: a backup must cover it before new writes build on it.
+                    self._reanchor("migrations rolled back")
+            # What this program expects is now the versions still applied: otherwise startup validation would
+            # call the database out of date and block writes.
+            self.migrations = [m for m in items if m.version <= to]
+            self._set_trust(SchemaValidator(self.migrations).validate(conn))
+        log.info("rolled back migrations %s; schema version %d", reverted, max(after, default=0))
+        return MigrationResult(reverted, max(after, default=0), backup_path)
 
     # -- backups -------------------------------------------------------------------------------
     @_maintenance("backup")

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import DatabaseError, ErrorKind, classify
+from .errors import DatabaseError, ErrorKind, classify, sqlite_errors
 
 #: The bookkeeping table; one row per applied migration.
 MIGRATIONS_TABLE = "_reliability_migrations"
@@ -221,12 +221,70 @@ def apply_migrations(
 
 def _apply_one(conn: sqlite3.Connection, m: Migration, foreign_keys: bool, clock: Callable[[], float]) -> None:
     t0 = time.perf_counter()
+    _run_in_tx(conn, m, foreign_keys, lambda c: c.execute(
+        f"INSERT INTO {MIGRATIONS_TABLE} (version, name, checksum, applied_at, duration) VALUES (?, ?, ?, ?, ?)",
+        (m.version, m.name, m.checksum, _iso(clock()), round(time.perf_counter() - t0, 6))))
+
+
+def revert_migrations(
+    conn: sqlite3.Connection,
+    migrations: Sequence[Migration],
+    to: int,
+    *,
+    foreign_keys: bool = True,
+) -> list[int]:
+    """Undo every recorded migration above version ``to``, newest first, each by its ``down`` step.
+
+    Everything is checked before anything runs: each version to undo must be among ``migrations``,
+    have a ``down`` step, and carry the checksum it was applied with (a ``down`` written for other
+    SQL than what ran would leave a schema nobody described). Each reversal is its own
+    transaction that also deletes the bookkeeping row, so a failure leaves the database at the
+    last version fully undone and raises :class:`MigrationError` naming the migration.
+    ``conn`` must be in autocommit mode and outside a transaction. Returns the versions undone.
+    """
+    if isinstance(to, bool) or not isinstance(to, int) or to < 0:
+        raise _definition_error(f"rollback target must be a version number >= 0, got {to!r}")
+    if conn.in_transaction:
+        raise _definition_error("cannot roll back migrations while a transaction is open on this connection")
+    try:
+        done = applied_versions(conn)
+    except sqlite_errors() as exc:  # locked or unreadable: say so as a migration error, nothing was changed
+        raise MigrationError(classify(exc), f"the recorded migrations could not be read, so nothing was rolled "
+                             f"back: {type(exc).__name__}: {exc}") from exc
+    known = {m.version: m for m in migrations}
+    undo: list[Migration] = []
+    for version in sorted((v for v in done if v > to), reverse=True):
+        m = known.get(version)
+        name, checksum = done[version]
+        if m is None:
+            raise _definition_error(f"migration {version} ({name}) is recorded in the database but not among "
+                                    "the migrations given, so it cannot be rolled back")
+        if m.down is None:
+            raise _definition_error(f"migration {m.label} has no down step, so it cannot be rolled back; "
+                                    "nothing was changed")
+        if m.checksum != checksum:
+            raise _definition_error(f"migration {m.label} changed since it was applied (checksum differs), so its "
+                                    "down step may not undo what ran; nothing was changed")
+        undo.append(m)
+    reverted: list[int] = []
+    for m in undo:
+        down = dataclasses.replace(m, up=m.down)  # type: ignore[arg-type]  # checked not None above
+        _run_in_tx(conn, down, foreign_keys, lambda c, v=m.version: c.execute(
+            f"DELETE FROM {MIGRATIONS_TABLE} WHERE version = ?", (v,)), verb="rolled back")
+        reverted.append(m.version)
+    return reverted
+
+
+def _run_in_tx(conn: sqlite3.Connection, m: Migration, foreign_keys: bool,
+               record: Callable[[sqlite3.Connection], Any], *, verb: str = "applied") -> None:
+    """Run ``m.up`` and ``record`` in one ``BEGIN IMMEDIATE`` transaction, all or nothing."""
     if m.foreign_keys_off:
         # PRAGMA foreign_keys is a no-op inside a transaction: switch it before BEGIN.
         conn.execute("PRAGMA foreign_keys = OFF")
     try:
-        conn.execute("BEGIN IMMEDIATE")
         try:
+            # BEGIN inside: a lock held elsewhere is this migration's error too, named like any other.
+            conn.execute("BEGIN IMMEDIATE")
             _run_step(conn, m.up)
             if not conn.in_transaction:
                 raise _definition_error("it committed or rolled back the migration's transaction itself; "
@@ -236,15 +294,11 @@ def _apply_one(conn: sqlite3.Connection, m: Migration, foreign_keys: bool, clock
                 shown = ", ".join(f"{r[0]} rowid {r[1]} -> {r[2]}" for r in violations[:5])
                 raise MigrationError(ErrorKind.CONSTRAINT,
                                      f"foreign key check failed ({len(violations)} violation(s): {shown})")
-            conn.execute(
-                f"INSERT INTO {MIGRATIONS_TABLE} (version, name, checksum, applied_at, duration) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (m.version, m.name, m.checksum, _iso(clock()), round(time.perf_counter() - t0, 6)),
-            )
+            record(conn)
             conn.execute("COMMIT")
         except Exception as exc:
             _rollback_quietly(conn)
-            raise _failed(m, exc) from exc
+            raise _failed(m, exc, verb) from exc
         except BaseException:  # dbfault: no fault (KeyboardInterrupt/SystemExit mid-migration, not a fault)
             _rollback_quietly(conn)
             raise
@@ -253,12 +307,14 @@ def _apply_one(conn: sqlite3.Connection, m: Migration, foreign_keys: bool, clock
             conn.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
 
 
-def _failed(m: Migration, exc: BaseException) -> MigrationError:
+def _failed(m: Migration, exc: BaseException, verb: str = "applied") -> MigrationError:
     kind = exc.kind if isinstance(exc, DatabaseError) else classify(exc)
     cause = exc.detail if isinstance(exc, DatabaseError) else f"{type(exc).__name__}: {exc}"
-    detail = f"migration {m.label} failed and was rolled back: {cause}"
+    what = "failed and was rolled back" if verb == "applied" else "could not be undone and was left as it was"
+    detail = f"migration {m.label} {what}: {cause}"
     # The user hears which update failed and that nothing changed; the cause is for the log.
-    return MigrationError(kind, detail, user_message=f"The database update {m.name!r} could not be applied, "
+    action = "applied" if verb == "applied" else "undone"
+    return MigrationError(kind, detail, user_message=f"The database update {m.name!r} could not be {action}, "
                                                      "so nothing was changed. Please contact your administrator.")
 
 
