@@ -94,6 +94,10 @@ class DatabaseManager:
         #: Called with each DatabaseError that reaches a caller (degradation registers here).
         self.error_listeners: list[Callable[[DatabaseError], None]] = []
         self.closed = False
+        #: Errors raised to the caller inside the open transaction, not counted yet: an error that
+        #: leaves the transaction is the same error, and one that made run_in_transaction rerun it
+        #: is a retry (see _count_errors).
+        self._tx_errors: list[DatabaseError] = []
         self.transactions.before_commit.append(self._check_identity)
         self.transactions.after_commit.append(self._after_commit)
         self.transactions.after_rollback.append(self._after_rollback)
@@ -389,7 +393,10 @@ class DatabaseManager:
             self.connections.state = ConnectionState.UNAVAILABLE
         err = self._refused_for_schema(err)
         self.errors.log(err, sql=sql, params=params, attempt=max(attempts, 1), elapsed=elapsed, exc=exc)
-        self.monitor.observe_error(str(err.kind), err.detail)
+        if self.transactions.depth:
+            self._tx_errors.append(err)  # counted when the transaction ends, once
+        else:
+            self._count_errors(err)
         oplog = self._oplog
         if oplog is not None:
             oplog.record(op, sql, elapsed, 0, max(attempts, 1), "error", str(err.kind))
@@ -417,7 +424,12 @@ class DatabaseManager:
             if self.transactions.depth:
                 raise
             self._raise_tx_error(err, t0)
+        except BaseException:
+            if not self.transactions.depth:
+                self._count_errors(None)  # the caller's own exception ended it; count what it saw
+            raise
         if not self.transactions.depth:
+            self._count_errors(None)  # errors the caller caught inside the transaction
             self._done("transaction", None, t0, 0)
 
     def run_in_transaction(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -432,6 +444,8 @@ class DatabaseManager:
 
         def before_retry(exc: BaseException) -> None:
             self.monitor.retries += 1
+            # The error that made us rerun the transaction is a retry, not an error the caller saw.
+            self._tx_errors = [e for e in self._tx_errors if e is not exc]
             if KIND_INFO[classify(exc)].action is RecoveryAction.RECONNECT:
                 self._drop_connection()
 
@@ -451,8 +465,11 @@ class DatabaseManager:
             except Exception as exc:
                 if not self.transactions.depth and isinstance(exc, self.connections.module.Error):
                     raise self._surface("transaction", exc, self.new_operation_id(), None, None, 1, t0) from exc
+                if not self.transactions.depth:
+                    self._count_errors(None)  # the caller's own exception ended it; count what it saw
                 raise
         if not self.transactions.depth:
+            self._count_errors(None)  # errors the caller caught inside the transaction
             self._done("transaction", None, t0, 0)
         return result
 
@@ -477,7 +494,7 @@ class DatabaseManager:
         # Already logged by the handler when wrapped; count it and notify listeners once.
         if err.action is RecoveryAction.RECONNECT:
             self._drop_connection()  # never keep a dead handle for the next call
-        self.monitor.observe_error(str(err.kind), err.detail)
+        self._count_errors(err)
         oplog = self._oplog
         if oplog is not None:
             oplog.record("transaction", None, perf_counter() - t0, 0, err.attempts, "error", str(err.kind))
@@ -486,6 +503,20 @@ class DatabaseManager:
                 fn(err)
         for fn in list(self.error_listeners):
             fn(err)
+
+    def _count_errors(self, final: DatabaseError | None) -> None:
+        """Count in ``monitor.errors`` each error the caller saw, exactly once.
+
+        A statement's error inside a transaction is raised to the caller and then usually carried
+        out of the transaction as the same object: counting it at both places made 10 failed
+        transactions read ``{'constraint': 20}``. Errors raised inside a transaction wait in
+        ``_tx_errors`` until the outermost transaction ends, then each distinct one is counted.
+        """
+        pending, self._tx_errors = self._tx_errors, []
+        if final is not None and not any(e is final for e in pending):
+            pending.append(final)
+        for err in pending:
+            self.monitor.observe_error(str(err.kind), err.detail)
 
     # -- health --------------------------------------------------------------------------------
     def health(self) -> HealthReport:

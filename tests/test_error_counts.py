@@ -1,0 +1,77 @@
+"""Health figures are exact: each error a caller saw is counted once in ``monitor.errors`` (issue #15 item 5)."""
+
+from __future__ import annotations
+
+import pytest
+from runtime_helpers import LockHolder, fast_config
+
+from reliability import DatabaseError, DatabaseManager
+
+
+@pytest.fixture
+def db(tmp_path):
+    manager = DatabaseManager(fast_config(tmp_path / "app.db"))
+    manager.execute("CREATE TABLE t (v INTEGER UNIQUE)")
+    manager.execute("INSERT INTO t VALUES (1)")
+    yield manager
+    manager.close()
+
+
+def _duplicate(db: DatabaseManager) -> None:
+    db.execute("INSERT INTO t VALUES (1)")
+
+
+def test_ten_failed_transactions_count_ten_errors(db):
+    for _ in range(10):
+        with pytest.raises(DatabaseError), db.transaction():
+            _duplicate(db)
+    assert db.health().errors == {"constraint": 10}
+
+
+@pytest.mark.parametrize("how", ["run_in_transaction", "nested", "executemany", "execute"])
+def test_every_entry_point_counts_a_failure_once(db, how):
+    def nested() -> None:
+        with db.transaction(), db.transaction():
+            _duplicate(db)
+
+    calls = {
+        "run_in_transaction": lambda: db.run_in_transaction(_duplicate, db),
+        "nested": nested,
+        "executemany": lambda: db.executemany("INSERT INTO t VALUES (?)", [(2,), (1,)]),
+        "execute": lambda: _duplicate(db),
+    }
+    for _ in range(3):
+        with pytest.raises(DatabaseError):
+            calls[how]()
+    assert db.health().errors == {"constraint": 3}
+    assert db.fetch_all("SELECT v FROM t") == [(1,)]
+
+
+def test_an_error_caught_inside_a_committed_transaction_counts_once(db):
+    with db.transaction():
+        with pytest.raises(DatabaseError):
+            _duplicate(db)
+        db.execute("INSERT INTO t VALUES (2)")
+    assert db.health().errors == {"constraint": 1}
+
+
+def test_an_error_caught_inside_then_another_raised_counts_both(db):
+    with pytest.raises(ValueError), db.transaction():
+        with pytest.raises(DatabaseError):
+            _duplicate(db)
+        raise ValueError("the caller's own error")
+    assert db.health().errors == {"constraint": 1}
+
+
+def test_a_lock_that_outlasts_every_rerun_is_one_busy_error(tmp_path):
+    db = DatabaseManager(fast_config(tmp_path / "app.db", journal_mode="DELETE"))
+    db.execute("CREATE TABLE t (v INTEGER)")
+    try:
+        with LockHolder(db.path), pytest.raises(DatabaseError) as caught:
+            db.run_in_transaction(lambda: db.execute("INSERT INTO t VALUES (1)"))
+        assert caught.value.kind.value == "busy"
+        report = db.health()
+        assert report.errors == {"busy": 1}
+        assert report.retries == caught.value.attempts - 1 >= 1
+    finally:
+        db.close()
