@@ -26,13 +26,14 @@ import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import DatabaseError, ErrorKind, classify, sqlite_errors
+from .health import retryable_in_maintenance, run_maintenance
 from .redo import fsync_dir
+from .retry import RetryPolicy
 
 log = logging.getLogger("reliability.backup")
 
@@ -64,16 +65,17 @@ class BackupInfo:
 _BUSY_STEPS = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED: what a backup step answers while another connection locks
 
 
-def _give_up_after(seconds: float) -> Callable[[int, int, int], None]:
-    """A ``Connection.backup`` progress callback that aborts once steps stay BUSY/LOCKED past ``seconds``."""
-    deadline = time.monotonic() + seconds
+def _stop_when_locked(status: int, remaining: int, total: int) -> None:
+    """``Connection.backup`` progress callback: end this attempt on a step still BUSY/LOCKED.
 
-    def progress(status: int, remaining: int, total: int) -> None:
-        if status in _BUSY_STEPS and time.monotonic() > deadline:
-            raise BackupError(ErrorKind.BUSY, f"the database stayed locked by another connection for "
-                                              f"{seconds:g}s; no backup was taken (retried later)")
-
-    return progress
+    The step already waited the source connection's busy timeout inside SQLite (measured: a step
+    against an EXCLUSIVE lock returns BUSY after exactly ``timeout``), and Python's ``backup()``
+    would repeat it for ever. Whether to try again is the shared retry policy's decision
+    (``Durability.backup``), not a second deadline loop here.
+    """
+    if status in _BUSY_STEPS:
+        raise BackupError(ErrorKind.BUSY, "the database stayed locked by another connection beyond the busy "
+                                          "timeout; no backup was taken (retried later)")
 
 
 class BackupManager:
@@ -81,15 +83,18 @@ class BackupManager:
 
     :param directory: where backups live (``config.backup_directory``).
     :param keep: how many verified backups to keep (the newest is never deleted).
-    :param busy_timeout: seconds a backup waits while another connection holds a lock that stops
-        it from reading (``config.busy_timeout_ms``); then it gives up with a BUSY error.
+    :param busy_timeout: seconds a verification waits on a lock held by another connection
+        (``config.busy_timeout_ms``; a copy waits the source connection's own busy timeout).
+    :param policy: the shared retry policy; a backup whose verification meets a lock is checked
+        again under it, and one that stays locked is skipped, never marked bad.
     """
 
     def __init__(self, directory: str | os.PathLike[str], keep: int = 5, module: Any = sqlite3,
-                 busy_timeout: float = 5.0) -> None:
+                 busy_timeout: float = 5.0, policy: RetryPolicy | None = None) -> None:
         self.directory = Path(directory)
         self.keep = max(1, keep)
         self.busy_timeout = busy_timeout
+        self.policy = policy
         #: The DB-API module of the source connections: the backup API only copies between
         #: connections of the same SQLite library.
         self.module = module
@@ -117,8 +122,8 @@ class BackupManager:
                 dest.execute(f"PRAGMA mmap_size = {1 << 30}")
                 # pages=-1: one step, finishes under steady writes. Python's backup() retries a BUSY
                 # or LOCKED step for ever (found with an exclusive lock held in rollback mode, while
-                # the manager's lock was held too): the progress callback bounds the wait.
-                source.backup(dest, progress=_give_up_after(self.busy_timeout), sleep=0.05)
+                # the manager's lock was held too): the progress callback ends the attempt.
+                source.backup(dest, progress=_stop_when_locked, sleep=0.05)
                 # A self-contained file: no -wal beside it, so copying or renaming it is safe.
                 dest.execute("PRAGMA journal_mode = DELETE")
                 if last_seq is not None:
@@ -205,6 +210,13 @@ class BackupManager:
         return BackupInfo(str(candidate), candidate.stat().st_mtime, candidate.stat().st_size, False,
                           read_sequence(candidate))
 
+    def verify(self, path: str | os.PathLike[str]) -> list[str]:
+        """:func:`verify_file` under this manager's retry policy and busy timeout ([] when sound).
+
+        :raises DatabaseError: when a lock or I/O error outlasted the policy: no verdict either way.
+        """
+        return verify_file(path, policy=self.policy, timeout=self.busy_timeout)
+
     def mark_unverified(self, path: str | os.PathLike[str], reason: str) -> None:
         """Record that a backup failed a later check, so it is never chosen as the latest again."""
         backup = Path(path)
@@ -233,11 +245,17 @@ class BackupManager:
 
 # -- single-file helpers (used by restore and recovery) ----------------------------------------------
 def quick_check(conn: sqlite3.Connection, *, full: bool = False) -> list[str]:
-    """Problems reported by ``PRAGMA quick_check`` (``integrity_check`` when ``full``); [] when ok."""
+    """Problems reported by ``PRAGMA quick_check`` (``integrity_check`` when ``full``); [] when ok.
+
+    A lock or an I/O error that may pass is raised, not reported: it is no integrity result
+    (the caller retries, see :func:`~reliability.health.run_maintenance`).
+    """
     pragma = "integrity_check" if full else "quick_check"
     try:
         rows = conn.execute(f"PRAGMA {pragma}").fetchall()
     except sqlite_errors() as exc:  # conn may come from the runtime's sqlean/pysqlite3
+        if retryable_in_maintenance(exc):
+            raise
         return [f"{pragma} failed: {exc} ({classify(exc)})"]
     problems: list[str] = []
     for (row,) in rows:
@@ -246,16 +264,34 @@ def quick_check(conn: sqlite3.Connection, *, full: bool = False) -> list[str]:
     return problems
 
 
-def verify_file(path: str | os.PathLike[str]) -> list[str]:
-    """``quick_check`` of a database file opened read-only; [] when it is sound."""
+def verify_file(path: str | os.PathLike[str], *, policy: RetryPolicy | None = None,
+                timeout: float = 5.0) -> list[str]:
+    """``quick_check`` of a database file opened read-only; [] when it is sound.
+
+    Only a real result is returned: a lock held on the file (another process reading or
+    restoring it) or a one-off I/O error is retried under ``policy``; when it outlasts the
+    policy a :class:`DatabaseError` is raised, so no caller can take it for a damaged file.
+    An I/O error that persists means the file cannot be read, and is reported as a problem.
+    """
+
+    def once() -> list[str]:
+        try:
+            conn = sqlite3.connect(f"file:{Path(path).resolve().as_posix()}?mode=ro", uri=True, timeout=timeout)
+        except sqlite3.Error as exc:
+            if retryable_in_maintenance(exc):
+                raise
+            return [f"cannot open {str(path)!r}: {exc}"]
+        try:
+            return quick_check(conn)
+        finally:
+            conn.close()
+
     try:
-        conn = sqlite3.connect(f"file:{Path(path).resolve().as_posix()}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        return [f"cannot open {str(path)!r}: {exc}"]
-    try:
-        return quick_check(conn)
-    finally:
-        conn.close()
+        return run_maintenance(once, policy, f"verifying backup {str(path)!r}")
+    except DatabaseError as err:
+        if err.kind is not ErrorKind.IOERR:
+            raise
+        return [f"quick_check failed: {err.detail} (ioerr)"]
 
 
 def record_sequence(conn: sqlite3.Connection, seq: int) -> None:

@@ -15,10 +15,13 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.request import pathname2url
 
-from .errors import classify, sqlite_errors
+from .errors import KIND_INFO, DatabaseError, ErrorKind, classify, sqlite_errors
+from .retry import RetryExhausted, RetryPolicy
+
+T = TypeVar("T")
 
 _log = logging.getLogger("reliability.health")
 
@@ -154,36 +157,81 @@ class IntegrityReport:
 
 
 def check_integrity(db_path: str, *, full: bool = False, timeout: float = 5.0,
-                    max_problems: int = 100, module: Any = sqlite3) -> IntegrityReport:
+                    max_problems: int = 100, module: Any = sqlite3,
+                    policy: RetryPolicy | None = None) -> IntegrityReport:
     """``PRAGMA quick_check`` (``integrity_check`` when ``full``) plus ``foreign_key_check`` on ``db_path``.
 
     Runs on its own read-only connection: in WAL mode it never blocks writers, in rollback
     mode it holds a shared lock only while it reads. A file SQLite refuses to read at all
     (``file is not a database``, ``malformed``) is reported as a problem, not raised.
+
+    A lock (busy, locked) or a one-off I/O error is no integrity result: the check is rerun under
+    ``policy`` (see :func:`run_maintenance`); a lock that outlasts it raises :class:`DatabaseError`
+    and the report, which would be a verdict, is never made. An I/O error that persists through
+    every retry means the file cannot be read, and that is reported.
     """
     kind = "full" if full else "quick"
     pragma = "integrity_check" if full else "quick_check"
     t0 = time.perf_counter()
-    problems: list[str] = []
-    conn = None
+
+    def once() -> list[str]:
+        problems: list[str] = []
+        conn = None
+        try:
+            # ``module``: the runtime's own SQLite library. A second library in the same process would
+            # not see its POSIX locks, and closing its file would drop them.
+            conn = module.connect(f"file:{pathname2url(os.path.abspath(db_path))}?mode=ro", uri=True,
+                                  timeout=timeout, isolation_level=None)
+            for (row,) in conn.execute(f"PRAGMA {pragma}"):
+                if row != "ok":
+                    problems += [ln for ln in str(row).splitlines() if ln and not ln.startswith("*** in database")]
+            for table, rowid, parent, _fk in conn.execute("PRAGMA foreign_key_check"):
+                problems.append(f"foreign key violation: {table} rowid {rowid} references missing {parent} row")
+        except sqlite_errors() as exc:  # the runtime's own module's errors, whichever build it is
+            if retryable_in_maintenance(exc):
+                raise
+            problems.append(f"{pragma} could not read the database: {exc} ({classify(exc)})")
+        finally:
+            if conn is not None:
+                conn.close()
+        return problems
+
     try:
-        # ``module``: the runtime's own SQLite library. A second library in the same process would
-        # not see its POSIX locks, and closing its file would drop them.
-        conn = module.connect(f"file:{pathname2url(os.path.abspath(db_path))}?mode=ro", uri=True,
-                               timeout=timeout, isolation_level=None)
-        for (row,) in conn.execute(f"PRAGMA {pragma}"):
-            if row != "ok":
-                problems += [ln for ln in str(row).splitlines() if ln and not ln.startswith("*** in database")]
-        for table, rowid, parent, _fk in conn.execute("PRAGMA foreign_key_check"):
-            problems.append(f"foreign key violation: {table} rowid {rowid} references missing {parent} row")
-    except sqlite_errors() as exc:  # the runtime's own module's errors, whichever build it is
-        problems.append(f"{pragma} could not read the database: {exc} ({classify(exc)})")
-    finally:
-        if conn is not None:
-            conn.close()
+        problems = run_maintenance(once, policy, f"the {pragma} of {db_path!r}")
+    except DatabaseError as err:
+        if err.kind is not ErrorKind.IOERR:
+            raise
+        problems = [f"{pragma} could not read the database: {err.detail} (ioerr)"]
     if len(problems) > max_problems:
         problems = problems[:max_problems] + [f"... and {len(problems) - max_problems} more"]
     return IntegrityReport(not problems, problems, kind, time.perf_counter() - t0)
+
+
+# -- transient errors in maintenance -------------------------------------------------------------
+def retryable_in_maintenance(exc: BaseException) -> bool:
+    """True for an error that says nothing about a file's integrity and may pass: a lock (busy,
+    locked) or an I/O error that may be one-off. Checks, backup verification and backups retry these."""
+    kind = classify(exc)
+    return KIND_INFO[kind].transient or kind is ErrorKind.IOERR
+
+
+def run_maintenance(fn: Callable[[], T], policy: RetryPolicy | None, what: str) -> T:
+    """``fn()`` rerun under the shared retry policy while it fails with a transient error.
+
+    When the errors outlast the policy (or no policy is given), the last one is raised as a
+    :class:`DatabaseError` of its own kind saying that ``what`` could not run: the caller reports
+    it as an error, never as a verdict about the file. Other errors propagate unchanged.
+    """
+    if policy is None:
+        policy = RetryPolicy(attempts=1)
+    try:
+        return policy.call(fn, should_retry=retryable_in_maintenance)
+    except RetryExhausted as exc:
+        last = exc.last
+        kind = classify(last)
+        detail = (f"{what} could not run after {exc.attempts} attempt(s) in {exc.elapsed:.3f}s: {last}; "
+                  "this is not an integrity result")
+        raise DatabaseError(kind, detail, attempts=exc.attempts) from last
 
 
 # -- background schedule -----------------------------------------------------------------------

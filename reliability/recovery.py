@@ -43,11 +43,11 @@ from .backup import (
     move_aside,
     read_sequence,
     record_sequence,
-    verify_file,
 )
 from .errors import DatabaseError, ErrorKind
-from .health import IntegrityReport, Scheduler, check_integrity
+from .health import IntegrityReport, Scheduler, check_integrity, retryable_in_maintenance
 from .redo import JournalState, RedoJournal, read_journal
+from .retry import RetryExhausted
 from .schema import (
     Migration,
     MigrationError,
@@ -150,7 +150,7 @@ class Durability:
         self.db = db
         cfg = db.config
         self.backups = BackupManager(cfg.backup_directory, cfg.backup_keep, db.connections.module,
-                                     busy_timeout=cfg.busy_timeout_ms / 1000.0)
+                                     busy_timeout=cfg.busy_timeout_ms / 1000.0, policy=db.policy)
         self.migrations = coerce_migrations(migrations) if migrations is not None else None
         self.redo: RedoJournal | None = None
         self.schema_report: SchemaReport | None = None
@@ -372,7 +372,13 @@ class Durability:
                 except Exception as exc:
                     raise BackupError(db.errors.wrap(exc, log=False).kind,
                                       f"cannot open the database to back it up: {exc}") from exc
-                info = self.backups.create(conn, last_seq=seq)
+                try:
+                    # A lock or one-off I/O error is no reason to give up (nor a verdict on the copy):
+                    # the shared policy retries; the error that outlasts it is reported as it is.
+                    info = db.policy.call(lambda: self.backups.create(conn, last_seq=seq),
+                                          should_retry=retryable_in_maintenance)
+                except RetryExhausted as exc:
+                    raise exc.last from exc.last.__cause__
             except DatabaseError as exc:
                 m.last_backup_error = exc.detail
                 raise
@@ -416,7 +422,7 @@ class Durability:
             if info is None:
                 raise BackupError(ErrorKind.CANTOPEN, f"no verified backup in {str(self.backups.directory)!r}",
                                   user_message="There is no verified backup to restore.")
-            problems = verify_file(info.path)
+            problems = self.backups.verify(info.path)  # a lock that outlasts the policy raises: no verdict
             if problems:
                 self.backups.mark_unverified(info.path, problems[0])
                 raise BackupError(ErrorKind.CORRUPT, f"backup {info.path!r} fails quick_check, not restored: "
@@ -447,7 +453,9 @@ class Durability:
             return IntegrityReport(False, [f"database file {db.path!r} does not exist"],
                                    "full" if full else "quick", 0.0)
         timeout = db.config.busy_timeout_ms / 1000.0
-        report = check_integrity(db.path, full=full, timeout=timeout, module=db.connections.module)
+        # A lock outlasting the retry policy raises (logged by _maintenance): integrity_ok stays as it was.
+        report = check_integrity(db.path, full=full, timeout=timeout, module=db.connections.module,
+                                 policy=db.policy)
         m = db.monitor
         m.last_integrity_check_at = time.time()
         m.integrity_ok = report.ok
@@ -514,10 +522,20 @@ class Durability:
         db = self.db
         problems: list[str] = []
         chosen: BackupInfo | None = None
+        unchecked: list[str] = []
         for info in self.backups.list():
             if not info.verified:
                 continue
-            bad = verify_file(info.path)
+            try:
+                bad = self.backups.verify(info.path)
+            except DatabaseError as exc:
+                # Locked (or unreadable for a moment) beyond the retry policy: no verdict. It stays
+                # verified for the next recovery; this one tries the next backup.
+                log.warning("backup %s could not be checked now, skipped (still verified): %s", info.path,
+                            exc.detail)
+                unchecked.append(f"backup {info.path} could not be checked now ({exc.kind}); it was skipped, "
+                                 "not marked bad: try again")
+                continue
             if not bad:
                 chosen = info
                 break
@@ -541,7 +559,7 @@ class Durability:
 
         start_empty = chosen is None and state is not None and state.from_empty
         if chosen is None and not start_empty:
-            problems.insert(0, "no verified backup to restore from; the damaged database was left in place")
+            problems[:0] = ["no verified backup to restore from; the damaged database was left in place"] + unchecked
             return RecoveryReport(False, [], None, 0, perf_counter() - t0, problems, reason)
 
         replay = state is not None

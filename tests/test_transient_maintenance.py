@@ -1,0 +1,143 @@
+"""A transient error is never a verdict in maintenance (issue #15 item 4).
+
+A lock held by another connection (a real ``BEGIN EXCLUSIVE``) while recovery verifies a backup,
+while a scheduled ``quick_check`` runs or while a backup is copied is retried under the shared
+policy; when it outlasts the policy the operation fails as BUSY and nothing is marked bad.
+The retry policy's ``sleep`` is where a test lifts the lock, so no test depends on timing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from runtime_helpers import LockHolder, fast_config, wait_for
+
+from reliability import DatabaseManager
+from reliability.errors import DatabaseError, ErrorKind
+from reliability.health import check_integrity
+from reliability.retry import RetryPolicy
+
+
+class LiftOnSleep:
+    """A retry policy's sleep that releases a held lock the first time the policy backs off."""
+
+    def __init__(self) -> None:
+        self.holder: LockHolder | None = None
+        self.sleeps = 0
+
+    def __call__(self, seconds: float) -> None:
+        self.sleeps += 1
+        if self.holder is not None:
+            self.holder.__exit__()
+            self.holder = None
+
+
+def new_db(tmp_path: Path, sleep=None, **changes: object) -> DatabaseManager:
+    cfg = fast_config(tmp_path / "app.db", **changes)
+    policy = RetryPolicy.from_config(cfg, sleep=sleep) if sleep is not None else None
+    db = DatabaseManager(cfg, policy=policy)
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    db.executemany("INSERT INTO t (id, v) VALUES (?, ?)", [(i, f"v{i}") for i in range(20)])
+    return db
+
+
+def test_a_backup_locked_through_recovery_stays_verified_and_the_next_recovery_uses_it(tmp_path):
+    db = new_db(tmp_path)
+    try:
+        info = db.backup()
+        db.execute("INSERT INTO t (id, v) VALUES (100, 'after the backup')")
+        with LockHolder(info.path):
+            first = db.recover()
+        assert not first.ok and first.backup is None
+        assert any("could not be checked now (busy)" in p and "not marked bad" in p for p in first.problems)
+        assert [b.verified for b in db.backups()] == [True]  # a lock is no verdict on the file
+        second = db.recover()
+        assert second.ok and second.backup == info.path, second.problems
+        assert db.fetch_one("SELECT v FROM t WHERE id = 100") == ("after the backup",)
+    finally:
+        db.close()
+
+
+def test_a_backup_locked_for_a_moment_is_checked_again_and_used(tmp_path):
+    sleep = LiftOnSleep()
+    db = new_db(tmp_path, sleep=sleep)
+    try:
+        info = db.backup()
+        db.execute("INSERT INTO t (id, v) VALUES (100, 'after the backup')")
+        sleep.holder = LockHolder(info.path).__enter__()
+        report = db.recover()
+        assert sleep.sleeps >= 1 and sleep.holder is None  # the first check met the lock
+        assert report.ok and report.backup == info.path, report.problems
+        assert db.fetch_one("SELECT count(*) FROM t") == (21,)
+    finally:
+        db.close()
+
+
+def test_restore_of_a_locked_backup_fails_as_busy_and_marks_nothing(tmp_path):
+    db = new_db(tmp_path)
+    try:
+        info = db.backup()
+        with LockHolder(info.path), pytest.raises(DatabaseError) as caught:
+            db.restore()
+        assert caught.value.kind is ErrorKind.BUSY and "not an integrity result" in caught.value.detail
+        assert [b.verified for b in db.backups()] == [True]
+        assert db.restore().path == info.path
+    finally:
+        db.close()
+
+
+def test_an_integrity_check_that_meets_a_lock_is_no_verdict(tmp_path):
+    db = new_db(tmp_path, journal_mode="DELETE", auto_recover=False)
+    try:
+        assert db.check_integrity().ok and db.monitor.integrity_ok is True
+        with LockHolder(db.path), pytest.raises(DatabaseError) as caught:
+            db.check_integrity()
+        assert caught.value.kind is ErrorKind.BUSY
+        assert db.monitor.integrity_ok is True and db.monitor.integrity_problems == []
+        assert str(db.health().status) == "healthy"
+    finally:
+        db.close()
+
+
+def test_an_integrity_check_retries_a_lock_that_goes_away(tmp_path):
+    sleep = LiftOnSleep()
+    db = new_db(tmp_path, sleep=sleep, journal_mode="DELETE", auto_recover=False)
+    try:
+        sleep.holder = LockHolder(db.path).__enter__()
+        report = db.check_integrity(full=True)
+        assert sleep.sleeps >= 1 and report.ok and db.monitor.integrity_ok is True
+    finally:
+        db.close()
+
+
+def test_a_scheduled_quick_check_that_meets_a_lock_leaves_integrity_unknown(tmp_path):
+    db = new_db(tmp_path, journal_mode="DELETE", auto_recover=False, quick_check_interval=0.01)
+    try:
+        with LockHolder(db.path):
+            db.monitor.integrity_ok = None
+            runs = db.durability.scheduler.runs["quick_check"]
+            assert wait_for(lambda: db.durability.scheduler.runs["quick_check"] >= runs + 2)
+            assert db.monitor.integrity_ok is None  # never False: nothing was learnt about the file
+        assert wait_for(lambda: db.monitor.integrity_ok is True)
+    finally:
+        db.close()
+
+
+def test_check_integrity_without_a_policy_raises_on_a_lock_instead_of_reporting_damage(tmp_path):
+    db = new_db(tmp_path, journal_mode="DELETE")
+    db.close()
+    with LockHolder(db.path), pytest.raises(DatabaseError) as caught:
+        check_integrity(db.path, timeout=0.01)
+    assert caught.value.kind is ErrorKind.BUSY
+
+
+def test_a_backup_blocked_for_a_moment_is_retried_under_the_shared_policy(tmp_path):
+    sleep = LiftOnSleep()
+    db = new_db(tmp_path, sleep=sleep, journal_mode="DELETE")
+    try:
+        sleep.holder = LockHolder(db.path).__enter__()
+        info = db.backup()
+        assert sleep.sleeps >= 1 and info.verified and db.monitor.last_backup_error is None
+    finally:
+        db.close()
