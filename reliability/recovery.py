@@ -45,9 +45,9 @@ from .backup import (
     record_sequence,
 )
 from .errors import DatabaseError, ErrorKind
-from .health import IntegrityReport, Scheduler, check_integrity, retryable_in_maintenance
+from .health import IntegrityReport, Scheduler, check_integrity, retryable_in_maintenance, run_maintenance
 from .redo import JournalState, RedoJournal, read_journal
-from .retry import RetryExhausted
+from .retry import RetryExhausted, RetryPolicy
 from .schema import (
     Migration,
     MigrationError,
@@ -586,7 +586,7 @@ class Durability:
         try:
             if replay and state is not None:
                 replayed, replay_problems = replay_journal(tmp, state.entries,
-                                                           foreign_keys=db.config.foreign_keys)
+                                                           foreign_keys=db.config.foreign_keys, policy=db.policy)
                 problems += replay_problems
             fsync_file(tmp)
             quarantined = move_aside(db.path, "quarantine")
@@ -638,26 +638,34 @@ def replay_journal(
     entries: list[tuple[int, list[Any]]],
     *,
     foreign_keys: bool = True,
+    policy: RetryPolicy | None = None,
 ) -> tuple[int, list[str]]:
     """Replay journal ``entries`` into the database at ``path``; returns (transactions replayed, problems).
 
     Entries at or below the sequence recorded in the database are skipped; each batch records
     its last sequence in the same transaction, so running this twice applies everything once.
+    A lock or one-off I/O error on a batch reruns it under ``policy``; one that outlasts it raises
+    :class:`DatabaseError` (nothing is installed, the next recovery starts again) instead of
+    cutting the replay short as if the journal ended there.
     """
     conn = sqlite3.connect(str(path), isolation_level=None)
     problems: list[str] = []
     replayed = 0
-    try:
+    def prepare() -> None:
         conn.execute("PRAGMA journal_mode = DELETE")
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # a lock shows here, not as "no sequence"
+
+    try:
+        run_maintenance(prepare, policy, "preparing the redo journal replay")
         done = read_sequence(conn) or 0
         todo = [(seq, ops) for seq, ops in entries if seq > done]
         i = 0
         while i < len(todo):
             batch = todo[i:i + REPLAY_BATCH]
             try:
-                _apply_batch(conn, batch)
+                run_maintenance(functools.partial(_apply_batch, conn, batch), policy, "replaying the redo journal")
                 replayed += len(batch)
                 i += len(batch)
                 continue
@@ -665,7 +673,8 @@ def replay_journal(
                 pass  # find the exact entry below, one transaction each
             for seq, ops in batch:
                 try:
-                    _apply_batch(conn, [(seq, ops)])
+                    run_maintenance(functools.partial(_apply_batch, conn, [(seq, ops)]), policy,
+                                    "replaying the redo journal")
                 except sqlite3.Error as exc:
                     problems.append(f"replay stopped at journal sequence {seq}: {exc}; later writes were "
                                     "not replayed")

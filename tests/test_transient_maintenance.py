@@ -141,3 +141,20 @@ def test_a_backup_blocked_for_a_moment_is_retried_under_the_shared_policy(tmp_pa
         assert sleep.sleeps >= 1 and info.verified and db.monitor.last_backup_error is None
     finally:
         db.close()
+
+
+def test_replay_that_meets_a_lock_is_rerun_not_cut_short(tmp_path):
+    from reliability.backup import read_sequence
+    from reliability.recovery import replay_journal
+
+    path = tmp_path / "target.db"
+    db = new_db(tmp_path)  # only for a database file with table t
+    db.close()
+    Path(db.path).rename(path)
+    entries = [(seq, [("INSERT INTO t (id, v) VALUES (?, ?)", [1000 + seq, "replayed"], False)])
+               for seq in range(1, 6)]
+    sleep = LiftOnSleep()
+    sleep.holder = LockHolder(path).__enter__()
+    replayed, problems = replay_journal(path, entries, policy=RetryPolicy(attempts=3, sleep=sleep))
+    assert (replayed, problems) == (5, []) and sleep.sleeps == 1
+    assert read_sequence(path) == 5
