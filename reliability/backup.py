@@ -192,6 +192,12 @@ class BackupManager:
         out.sort(key=lambda b: (b.created_at, b.path), reverse=True)
         return out
 
+    def has_any(self) -> bool:
+        """True when the directory holds any backup or manifest, verified or not (a trace of history)."""
+        if not self.directory.is_dir():
+            return False
+        return any(self.directory.glob(f"{_PREFIX}*{_SUFFIX}")) or any(self.directory.glob(f"{_PREFIX}*.json"))
+
     def newest_verified(self) -> BackupInfo | None:
         """The newest backup that passed verification, or None."""
         return next((b for b in self.list() if b.verified), None)

@@ -76,6 +76,10 @@ class ConnectionManager:
         self._lock = threading.RLock()
         #: Called with each newly opened connection (after the pragmas); may raise to refuse it.
         self.on_open: list[Callable[[sqlite3.Connection], None]] = []
+        #: Why opening is refused, or None: set while a database the runtime managed before is
+        #: missing (see :meth:`refuse`), so SQLite never creates an empty file in its place.
+        self.refused: str | None = None
+        self._refused_user_message: str | None = None
 
     # -- opening ---------------------------------------------------------------------------
     @property
@@ -109,6 +113,9 @@ class ConnectionManager:
         file is reported (SQLITE_CANTOPEN) instead of silently replaced by an empty one.
         """
         with self._lock:
+            if self.refused is not None:
+                # Not retried (UNAVAILABLE is no transient kind): waiting does not bring a file back.
+                raise DatabaseError(ErrorKind.UNAVAILABLE, self.refused, user_message=self._refused_user_message)
             replaced = self._identity is not None and _file_identity(self.path) not in (None, self._identity)
             self._close_quietly()
             if replaced:
@@ -125,6 +132,15 @@ class ConnectionManager:
             self._identity = _file_identity(self.path)
             self.state = ConnectionState.CONNECTED
             return conn
+
+    def refuse(self, detail: str | None, user_message: str | None = None) -> None:
+        """Refuse every open with ``detail`` (an UNAVAILABLE error), or accept opens again (``None``)."""
+        with self._lock:
+            self.refused = detail
+            self._refused_user_message = user_message
+            if detail is not None:
+                self._close_quietly()
+                self.state = ConnectionState.CLOSED
 
     def _connect(self) -> sqlite3.Connection:
         cfg = self.config

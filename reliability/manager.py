@@ -525,7 +525,7 @@ class DatabaseManager:
         with self._lock:
             state = self.connections.state
             problem = self.connections.check() if state is ConnectionState.CONNECTED else None
-            if state is ConnectionState.CLOSED and not self.closed:
+            if state is ConnectionState.CLOSED and not self.closed and self.connections.refused is None:
                 try:
                     self.connections.open()
                     state = self.connections.state
@@ -541,6 +541,10 @@ class DatabaseManager:
             status = HealthStatus.UNAVAILABLE if info.action in (RecoveryAction.RESTORE,
                                                                  RecoveryAction.RECONNECT) else HealthStatus.DEGRADED
             reasons.append(f"connection check found: {problem}")
+        if self.connections.refused is not None:
+            # A database the runtime managed is missing and opening is refused (see Durability.start).
+            status = HealthStatus.UNAVAILABLE
+            reasons.append(self.connections.refused)
         if self.monitor.integrity_ok is False:
             status = HealthStatus.UNAVAILABLE
             reasons.append("the database is marked corrupt: " + "; ".join(self.monitor.integrity_problems[:3]))

@@ -186,7 +186,13 @@ class Durability:
                 self.db._redo = self.redo
                 self.db.transactions.savepoint_hooks.append(self._savepoint_event)
                 self._anchor(state)
-        if self.migrations is not None:
+        if self.db.connections.refused is None and _database_missing(self.db.path):
+            # The journal is off or another process owns it, so _anchor did not look: a missing
+            # database is still an incident when backups or a journal show it held data.
+            journal = self.db.config.redo_journal_file if self.db.config.redo_journal else None
+            self._missing_at_start(read_journal(journal) if journal is not None and os.path.exists(journal)
+                                   else None)
+        if self.migrations is not None and self.db.connections.refused is None:
             self._startup_schema()
         self.scheduler.start()
 
@@ -210,20 +216,14 @@ class Durability:
         """Make the journal continue from a state recovery can rebuild (see module docstring)."""
         redo = self.redo
         assert redo is not None
-        path = self.db.path
-        db_missing = not os.path.exists(path) or os.path.getsize(path) == 0
+        db_missing = _database_missing(self.db.path)
         if state.header and state.clean and not state.problems and not db_missing:
             return  # a clean shutdown: the journal and the last backup still describe the database
         # (A database deleted or emptied while the service was down is not a clean state, even after a
         # clean shutdown: opening it would silently start from an empty file.)
-        history = state.entries or state.base > 0 or self.backups.newest_verified() is not None
-        if db_missing and not history:
-            redo.reset(redo.seq, from_empty=True)
-            return
         if db_missing:
-            log.error("the database %s is missing or empty but backups/journal exist: recovering", path)
-            if self.db.config.auto_recover:
-                self._auto_recover("database file missing at startup")
+            if not self._missing_at_start(state):
+                redo.reset(redo.seq, from_empty=True)
             return
         # The database may hold writes the journal never saw (a crash between COMMIT and the
         # journal append: never acknowledged, but later writes may build on them). Re-anchor.
@@ -234,6 +234,60 @@ class Durability:
             if exc.kind in (ErrorKind.CORRUPT, ErrorKind.NOTADB, ErrorKind.IOERR_CORRUPTFS) \
                     and self.db.config.auto_recover:
                 self._auto_recover(f"startup backup failed: {exc.detail}")
+
+    def _missing_at_start(self, state: JournalState | None) -> bool:
+        """The database file is missing (or empty) at startup. Returns False when that is a fresh start.
+
+        When backups, manifests or a journal show the runtime managed this database before, it is an
+        incident, never a fresh start: with ``auto_recover`` the newest verified backup is restored and
+        the journal replayed; whatever is not brought back that way leaves opening refused (no empty
+        file is created, writes and reads fail as UNAVAILABLE, health is ``unavailable``) with a message
+        saying what exists and which command restores it.
+        """
+        history = self._history(state)
+        if not history:
+            return False
+        path = self.db.path
+        backup = self.backups.newest_verified()
+        detail = (f"the database file {path!r} is missing or empty although {' and '.join(history)} show that "
+                  "it held data; the runtime refuses to start from an empty database")
+        if backup is not None:
+            detail += (f"; restore the newest verified backup ({backup.path}) and replay the redo journal with "
+                       "`reliability recover`, or put back the backup alone with `reliability restore`")
+            user = ("The database is missing. A backup exists: an administrator can restore it with "
+                    "`reliability recover` (backup and every write since) or `reliability restore` (backup only).")
+        else:
+            detail += "; no verified backup exists: rebuild it from the redo journal with `reliability recover`"
+            user = ("The database is missing and no verified backup exists. An administrator must restore it "
+                    "(`reliability recover`).")
+        log.error("%s", detail)
+        # Refuse before recovering: a recovery that fails half-way reopens the connection, and that must
+        # not create an empty file either. Installing a database lifts the refusal (_database_back).
+        self.db.connections.refuse(detail, user)
+        if self.db.config.auto_recover:
+            self._auto_recover("database file missing at startup")
+        return True
+
+    def _history(self, state: JournalState | None) -> list[str]:
+        """What shows the runtime managed this database before: backups (any, with or without manifest),
+        a redo journal that holds writes or continues from a backup. A journal that only says "started
+        from an empty database, nothing written since" shows nothing: that database was empty."""
+        found = []
+        if self.backups.has_any():
+            found.append(f"backups in {str(self.backups.directory)!r}")
+        if state is not None and (state.entries or state.base > 0 or state.problems
+                                  or (state.header and not state.from_empty)):
+            found.append("the redo journal")
+        return found
+
+    def _database_back(self) -> None:
+        """A database was installed at the path (restore or recovery): accept opens again."""
+        if self.db.connections.refused is None:
+            return
+        self.db.connections.refuse(None)
+        log.warning("the database %s is back in place; it is served again", self.db.path)
+        if self.migrations is not None:
+            self._startup_schema()
 
     # -- schema --------------------------------------------------------------------------------
     def _startup_schema(self) -> None:
@@ -433,6 +487,7 @@ class Durability:
                 fsync_file(tmp)
                 moved = move_aside(db.path, "replaced")
                 install(tmp, db.path)
+                self._database_back()
             finally:
                 db.connections.open()
             log.warning("restored %s from %s; previous files kept as %s", db.path, info.path, moved)
@@ -591,6 +646,7 @@ class Durability:
             fsync_file(tmp)
             quarantined = move_aside(db.path, "quarantine")
             install(tmp, db.path)
+            self._database_back()
         finally:
             try:
                 db.connections.open()
@@ -631,6 +687,20 @@ class Durability:
             "schema": None if self.schema_report is None else self.schema_report.to_dict(),
         }
         return extra, reasons
+
+
+def _database_missing(path: str) -> bool:
+    """No database file, or an empty one with no WAL content beside it (a new database in WAL mode
+    may hold everything in its ``-wal`` until the first checkpoint)."""
+    try:
+        if os.path.getsize(path) > 0:
+            return False
+    except OSError:
+        return True
+    try:
+        return os.path.getsize(path + "-wal") == 0
+    except OSError:
+        return True
 
 
 def replay_journal(
