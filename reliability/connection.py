@@ -13,9 +13,11 @@ import importlib
 import logging
 import os
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import ModuleType
 from urllib.request import pathname2url
 
@@ -72,6 +74,8 @@ class ConnectionManager:
         self.reconnects = 0
         self._conn: sqlite3.Connection | None = None
         self._identity: tuple[int, int] | None = None
+        #: Database file identity -> identity of the -wal SQLite used with it (see _remember_wal).
+        self._wal_of: dict[tuple[int, int], tuple[int, int]] = {}
         self._existed = False
         self._lock = threading.RLock()
         #: Called with each newly opened connection (after the pragmas); may raise to refuse it.
@@ -119,7 +123,7 @@ class ConnectionManager:
             replaced = self._identity is not None and _file_identity(self.path) not in (None, self._identity)
             self._close_quietly()
             if replaced:
-                _quarantine_stale_wal(self.path)
+                set_aside_foreign_wal(self.path, self._wal_of)
             conn = self._connect()
             for hook in self.on_open:
                 try:
@@ -130,8 +134,31 @@ class ConnectionManager:
             self._conn = conn
             self._existed = True
             self._identity = _file_identity(self.path)
+            self._remember_wal(conn)
             self.state = ConnectionState.CONNECTED
             return conn
+
+    def _remember_wal(self, conn: sqlite3.Connection) -> None:
+        """Record which WAL file SQLite uses with the database file just opened (the identity record).
+
+        While any connection holds a WAL-mode database open SQLite never deletes or replaces its
+        ``-wal`` (it only rewrites it in place), so this (database inode, WAL inode) pair stays true
+        until the files are moved; :func:`set_aside_foreign_wal` trusts a pair it finds here.
+        """
+        identity = self._identity
+        if identity is None:
+            return
+        try:
+            # A new database gets its -wal on the first read after journal_mode=WAL: make it exist now.
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except Exception:  # a damaged file shows on the caller's first statement, as before
+            return
+        wal = _file_identity(self.path + "-wal")
+        if wal is not None:
+            self._wal_of.pop(identity, None)
+            self._wal_of[identity] = wal
+            while len(self._wal_of) > 16:  # the files this manager opened lately are all it needs
+                self._wal_of.pop(next(iter(self._wal_of)))
 
     def refuse(self, detail: str | None, user_message: str | None = None) -> None:
         """Refuse every open with ``detail`` (an UNAVAILABLE error), or accept opens again (``None``)."""
@@ -217,6 +244,20 @@ class ConnectionManager:
             return self._identity is not None
         return (st.st_dev, st.st_ino) != self._identity
 
+    def file_replaced(self) -> bool:
+        """True when the path names another file than the one this connection opened.
+
+        Narrower than :meth:`file_moved`: a deleted or renamed file is still the real data and
+        an open handle may keep reading it; a *replaced* one is not, and reads must follow the path.
+        """
+        if self._conn is None:
+            return False
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) != self._identity
+
     def ping(self) -> bool:
         """True when :meth:`check` finds nothing wrong."""
         return self.check() is None
@@ -276,28 +317,124 @@ _RECONNECTABLE = frozenset({
 })
 
 
-def _quarantine_stale_wal(path: str) -> None:
-    """Move aside a ``-wal``/``-shm`` pair left by the file that was replaced at ``path``.
+#: The two magic numbers of a WAL header (the low bit says in which byte order its checksums are).
+_WAL_MAGIC = (0x377F0682, 0x377F0683)
+_WAL_FORMAT = 3007000
+_WAL_HEADER = 32
+_WAL_FRAME_HEADER = 24
 
-    SQLite does not tie a WAL to its database file: opening a replaced database next
-    to the old file's WAL would replay the old frames into the new file (seen here:
-    the replaced database showed the old schema). A WAL last written before the new
-    file arrived (its mtime not after the new file's ctime) belongs to the old one.
-    It is renamed, never deleted, so nothing is lost.
+
+@dataclass(frozen=True)
+class WalHeader:
+    """What a ``-wal`` file's 32-byte header says (https://www.sqlite.org/fileformat.html#the_write_ahead_log).
+
+    ``frames`` is True when the first frame carries the header's salts: only then can SQLite
+    replay anything from the file (it stops at the first frame whose salts or checksum differ).
+    """
+
+    page_size: int
+    checkpoint_seq: int
+    salt1: int
+    salt2: int
+    frames: bool
+
+
+def read_wal_header(path: str | os.PathLike[str]) -> WalHeader | None:
+    """The header of the WAL at ``path``; None when there is none or SQLite would not accept it
+    (short file, wrong magic or format version, header checksum mismatch): then nothing in it replays."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_WAL_HEADER + _WAL_FRAME_HEADER)
+    except OSError:
+        return None
+    if len(head) < _WAL_HEADER:
+        return None
+    magic, version, page_size, ckpt, salt1, salt2, sum1, sum2 = struct.unpack(">8I", head[:_WAL_HEADER])
+    if magic not in _WAL_MAGIC or version != _WAL_FORMAT:
+        return None
+    if _wal_checksum(head[:24], big_endian=bool(magic & 1)) != (sum1, sum2):
+        return None
+    frames = len(head) == _WAL_HEADER + _WAL_FRAME_HEADER and struct.unpack(">2I", head[40:48]) == (salt1, salt2)
+    return WalHeader(page_size, ckpt, salt1, salt2, frames)
+
+
+def _wal_checksum(data: bytes, *, big_endian: bool) -> tuple[int, int]:
+    # SQLite's WAL checksum: over pairs of 32-bit words, in the byte order the magic number names.
+    words = struct.unpack((">" if big_endian else "<") + f"{len(data) // 4}I", data)
+    s0 = s1 = 0
+    for i in range(0, len(words), 2):
+        s0 = (s0 + words[i] + s1) & 0xFFFFFFFF
+        s1 = (s1 + words[i + 1] + s0) & 0xFFFFFFFF
+    return s0, s1
+
+
+def _db_page_size(path: str) -> int | None:
+    """The page size in a database file's header, or None when the file has no valid header yet."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(18)
+    except OSError:
+        return None
+    if len(head) < 18 or not head.startswith(b"SQLite format 3\0"):
+        return None
+    size = struct.unpack(">H", head[16:18])[0]
+    return 65536 if size == 1 else size
+
+
+def set_aside_foreign_wal(path: str, wal_of: dict[tuple[int, int], tuple[int, int]] | None = None) -> list[str]:
+    """Move aside the ``-wal``/``-shm`` at ``path`` when they do not belong to the database file there.
+
+    Called when the file at ``path`` is not the one the runtime had open. SQLite does not tie a WAL
+    to its database file: opening a replaced database next to the old file's WAL replays the old
+    frames into the new file (seen: the replaced database showed the old schema). But setting aside
+    a WAL that *does* belong hides every row committed in it (seen: healing a ``replace`` fault put
+    the original back with its WAL, and 50 of 50 committed rows vanished). What can be proved:
+
+    * nothing replays from a WAL whose header SQLite rejects (magic, format, checksum) or whose
+      first frame does not carry the header's salts: it is left alone, harmless either way;
+    * the runtime's identity record ``wal_of`` (database inode -> WAL inode, taken while SQLite
+      had both open: it never swaps a live database's WAL) proves a pair that moved away and
+      back together, as a healed ``replace`` or ``rename`` does: kept;
+    * a WAL whose page size differs from the database header's cannot be that database's (the
+      page size cannot change in WAL mode): set aside.
+
+    The salts and checkpoint sequence identify a WAL *generation*, not a database (a copied pair
+    carries them along, and each WAL reset rewrites them in place), so they prove nothing more.
+    For a WAL outside the record the database file format has no link at all; it is set aside only
+    when it was last written before the file at ``path`` arrived (its mtime not after the file's
+    ctime: no writer of this file has touched it), because replaying a foreign WAL corrupts the
+    file for good while a WAL set aside is only renamed (``*.stale-<pid>-<ns>``), never deleted.
+    Returns the new names of what was moved.
     """
     wal = path + "-wal"
     try:
-        stale = os.stat(wal).st_mtime_ns <= os.stat(path).st_ctime_ns
+        wal_st = os.stat(wal)
+        db_st = os.stat(path)
     except OSError:
-        return
-    if stale:
-        suffix = f".stale-{os.getpid()}-{time.time_ns()}"
-        for extra in ("-wal", "-shm"):
-            try:
-                os.rename(path + extra, path + extra + suffix)
-            except OSError:
-                pass
-        log.warning("moved aside the WAL of a replaced database file %s (kept as *%s)", path, suffix)
+        return []
+    header = read_wal_header(wal)
+    if header is None or not header.frames:
+        return []
+    db_page = _db_page_size(path)
+    if wal_of and wal_of.get((db_st.st_dev, db_st.st_ino)) == (wal_st.st_dev, wal_st.st_ino):
+        log.info("the WAL beside %s is the one SQLite used with this very file: kept", path)
+        return []
+    if db_page is not None and db_page != header.page_size:
+        why = f"its page size {header.page_size} is not the database's {db_page}"
+    elif wal_st.st_mtime_ns <= db_st.st_ctime_ns:
+        why = "it was last written before this database file arrived"
+    else:
+        return []  # written since this file arrived: a writer of this file uses it
+    suffix = f".stale-{os.getpid()}-{time.time_ns()}"
+    moved = []
+    for extra in ("-wal", "-shm"):
+        try:
+            os.rename(path + extra, path + extra + suffix)
+            moved.append(path + extra + suffix)
+        except OSError:
+            pass
+    log.warning("moved aside the WAL beside the replaced database file %s (%s; kept as *%s)", path, why, suffix)
+    return moved
 
 
 def _file_identity(path: str) -> tuple[int, int] | None:

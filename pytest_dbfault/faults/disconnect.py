@@ -93,7 +93,13 @@ class DisconnectFault(Fault):
             self.record("restored from backup", files=_files.restore_files(undo["backup"]))
         elif "moved" in undo:
             strays = _files.move_back(undo["path"], undo["moved"])
-            self.record("moved back", files=[str(o) for o, _ in undo["moved"]], removed_strays=strays)
+            # The very files moved away are back (same inode, size, mtime): the original state, its
+            # -wal and every row committed in it included. A change means something wrote into the
+            # moved files through a handle opened before the fault: say so rather than claim exactness.
+            changed = [str(o) for o, _ in undo["moved"]
+                       if not o.name.endswith("-shm") and _fingerprint(o) != undo["prints"].get(o)]
+            self.record("moved back", files=[str(o) for o, _ in undo["moved"]], removed_strays=strays,
+                        intact=not changed, changed=changed)
         elif "query_only" in undo:
             conn = undo["connection"]
             try:
@@ -123,13 +129,13 @@ class DisconnectFault(Fault):
     def _inject_rename(self) -> None:
         path = self._guarded_path("rename")
         moved = _files.move_away(path, _MOVED_TAG)
-        self._undo = {"path": path, "moved": moved}
+        self._undo = {"path": path, "moved": moved, "prints": _fingerprints(moved)}
         self.record("renamed", files={str(o): str(m) for o, m in moved})
 
     def _inject_replace(self) -> None:
         path = self._guarded_path("replace")
         moved = _files.move_away(path, _MOVED_TAG)
-        self._undo = {"path": path, "moved": moved}
+        self._undo = {"path": path, "moved": moved, "prints": _fingerprints(moved)}
         if self.replacement is not None:
             shutil.copyfile(self.replacement, path)
         else:
@@ -175,6 +181,20 @@ class DisconnectFault(Fault):
         if self.backup_before:
             self._undo = {"backup": _files.backup_files(path)}
             self.record("backed up", files=[str(c) for _, c in self._undo["backup"]])
+
+
+def _fingerprint(path: Path) -> tuple[int, int, int, int] | None:
+    """(device, inode, size, mtime) of ``path``: equal before and after means the very file, unchanged."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _fingerprints(moved: list[tuple[Path, Path]]) -> dict[Path, tuple[int, int, int, int] | None]:
+    # Taken right after the move (rename keeps all four), keyed by the original path heal restores.
+    return {original: _fingerprint(now) for original, now in moved}
 
 
 _NOT_RESTORABLE = {

@@ -1,0 +1,160 @@
+"""A WAL is set aside only when it provably does not belong to the file beside it (issue #15 item 3).
+
+Real files throughout: ``DisconnectFault`` moves the database with its ``-wal`` away and back, a second
+SQLite file with another page size stands in, and the WAL header is read from what SQLite wrote.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+from runtime_helpers import fast_config
+
+from pytest_dbfault.faults import DisconnectFault
+from reliability import DatabaseError, DatabaseManager
+from reliability.connection import read_wal_header, set_aside_foreign_wal
+
+
+def rows_in_the_wal(tmp_path: Path, n: int = 50) -> DatabaseManager:
+    db = DatabaseManager(fast_config(tmp_path / "app.db", auto_recover=False))
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    for i in range(n):
+        db.execute("INSERT INTO t VALUES (?, ?)", (i, f"row {i}"))
+    header = read_wal_header(db.path + "-wal")
+    assert header is not None and header.frames  # the rows live in the WAL, not yet in the file
+    return db
+
+
+def stale_files(tmp_path: Path) -> list[str]:
+    return sorted(p.name for p in tmp_path.iterdir() if ".stale-" in p.name)
+
+
+@pytest.mark.parametrize("after_heal", ["write", "read"])
+@pytest.mark.parametrize("stand_in", ["empty", "another database"])
+def test_healing_a_replace_after_the_stand_in_was_opened_keeps_every_committed_row(tmp_path, after_heal, stand_in):
+    db = rows_in_the_wal(tmp_path)
+    db.identity_check_interval = 0  # every read checks (the default, 50 ms between checks, is not a test)
+    other = None
+    if stand_in == "another database":
+        other = tmp_path / "other.db"
+        conn = sqlite3.connect(other, isolation_level=None)
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        conn.execute("INSERT INTO t VALUES (1000, 'stand-in')")
+        conn.close()
+    try:
+        fault = DisconnectFault(db.path, mode="replace", replacement=other)
+        with fault:
+            db.execute("CREATE TABLE IF NOT EXISTS s (x)")  # the manager notices and opens the stand-in
+            assert db.fetch_one("SELECT count(*) FROM sqlite_master WHERE name = 's'") == (1,)
+        moved_back = fault.records[-2]
+        assert moved_back.action == "moved back" and moved_back.detail["intact"], moved_back.detail
+        if after_heal == "write":
+            db.execute("INSERT INTO t VALUES (50, 'after heal')")
+        assert db.fetch_one("SELECT count(*) FROM t WHERE id < 50") == (50,)  # read: not the stand-in
+        assert db.fetch_one("SELECT count(*) FROM t WHERE id = 1000") == (0,)
+        assert stale_files(tmp_path) == []
+    finally:
+        db.close()
+
+
+def test_a_read_failing_on_the_stand_in_after_heal_runs_again_on_the_original(tmp_path):
+    db = rows_in_the_wal(tmp_path)
+    try:
+        with DisconnectFault(db.path, mode="replace"):
+            db.execute("CREATE TABLE s (x)")
+        assert db.fetch_all("SELECT count(*) FROM t") == [(50,)]  # was: "no such table: t"
+        assert db.health().errors == {}
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("mode", ["rename", "delete"])
+def test_healing_a_rename_or_restored_delete_keeps_the_wal_rows(tmp_path, mode):
+    db = rows_in_the_wal(tmp_path)
+    try:
+        with DisconnectFault(db.path, mode=mode, backup_before=True):
+            with pytest.raises(DatabaseError):
+                db.execute("INSERT INTO t VALUES (60, 'during the fault')")
+        db.execute("INSERT INTO t VALUES (50, 'after heal')")
+        assert db.fetch_one("SELECT count(*) FROM t") == (51,)
+        assert stale_files(tmp_path) == []
+    finally:
+        db.close()
+
+
+def test_a_wal_left_by_the_old_file_is_set_aside_when_another_file_replaces_it(tmp_path):
+    db = rows_in_the_wal(tmp_path)
+    other = tmp_path / "other.db"
+    conn = sqlite3.connect(other, isolation_level=None)
+    conn.execute("CREATE TABLE u (x)")
+    conn.close()
+    try:
+        os.replace(other, db.path)  # an operator swaps the file; the old WAL (our pair) stays beside it
+        db.execute("INSERT INTO u VALUES (1)")
+        assert db.fetch_all("SELECT x FROM u") == [(1,)]
+        assert [n.split(".stale-")[0] for n in stale_files(tmp_path)] == ["app.db-shm", "app.db-wal"]
+        kept = next(tmp_path.glob("app.db-wal.stale-*"))
+        assert read_wal_header(kept) is not None  # set aside whole, never deleted
+    finally:
+        db.close()
+
+
+def test_a_newer_wal_with_another_page_size_is_foreign(tmp_path):
+    a = tmp_path / "a.db"
+    conn = sqlite3.connect(a, isolation_level=None)
+    conn.execute("PRAGMA page_size = 8192")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    conn.execute("CREATE TABLE t (x)")
+    conn.execute("INSERT INTO t VALUES ('from a')")
+    keep_open = conn  # the WAL stays (a closing connection would checkpoint and delete it)
+    b = tmp_path / "b.db"
+    other = sqlite3.connect(b, isolation_level=None)
+    other.execute("CREATE TABLE t (x)")  # 4096-byte pages
+    other.close()
+    try:
+        wal = Path(f"{a}-wal")
+        shutil.copyfile(wal, f"{b}-wal")
+        future = os.stat(b).st_ctime + 60
+        os.utime(f"{b}-wal", (future, future))  # newer than the file: only the page size tells
+        assert read_wal_header(f"{b}-wal").page_size == 8192
+        moved = set_aside_foreign_wal(str(b), {})
+        assert [Path(m).name.split(".stale-")[0] for m in moved] == ["b.db-wal"]
+        check = sqlite3.connect(b)
+        assert check.execute("SELECT count(*) FROM t").fetchone() == (0,)
+        check.close()
+    finally:
+        keep_open.close()
+
+
+def test_a_wal_sqlite_would_ignore_is_left_in_place(tmp_path):
+    path = tmp_path / "a.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t (x)")
+    conn.close()
+    Path(f"{path}-wal").write_bytes(b"\x37\x7f\x06\x82" + b"\0" * 60)  # right magic, wrong format and checksum
+    os.utime(f"{path}-wal", (1, 1))  # older than the file: the time rule alone would set it aside
+    assert read_wal_header(f"{path}-wal") is None
+    assert set_aside_foreign_wal(str(path), {}) == []
+
+
+def test_the_wal_header_is_read_as_sqlite_wrote_it(tmp_path):
+    path = tmp_path / "a.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("CREATE TABLE t (x)")
+    try:
+        header = read_wal_header(f"{path}-wal")
+        assert header is not None and header.frames
+        assert header.page_size == conn.execute("PRAGMA page_size").fetchone()[0]
+        data = bytearray(Path(f"{path}-wal").read_bytes())
+        data[17] ^= 0xFF  # one bit of salt-1: the header checksum no longer matches
+        damaged = tmp_path / "damaged-wal"
+        damaged.write_bytes(bytes(data))
+        assert read_wal_header(damaged) is None
+    finally:
+        conn.close()
