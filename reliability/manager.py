@@ -368,10 +368,14 @@ class DatabaseManager:
         backlog = self._backlog
         if backlog is None:
             return
+        counted = sum(self.monitor.errors.values())
         try:
             backlog()
         except DatabaseError as err:
-            raise self._surface(op, err, err.operation_id, sql, params, 1, t0) from err.__cause__
+            # The replay's own failure was counted when it surfaced; this write fails because of it,
+            # so the caller's one failed call is one error, not two.
+            again = sum(self.monitor.errors.values()) == counted
+            raise self._surface(op, err, err.operation_id, sql, params, 1, t0, count=again) from err.__cause__
 
     def _drop_connection(self) -> None:
         self.connections.close()
@@ -387,8 +391,10 @@ class DatabaseManager:
         attempts: int,
         t0: float,
         exhausted: bool = False,
+        count: bool = True,
     ) -> DatabaseError:
-        """Turn ``exc`` into the DatabaseError the caller sees; log it, count it, notify listeners."""
+        """Turn ``exc`` into the DatabaseError the caller sees; log it, count it (unless ``count`` is
+        False: already counted), notify listeners."""
         elapsed = perf_counter() - t0
         if isinstance(exc, DatabaseError):
             err = exc
@@ -411,9 +417,9 @@ class DatabaseManager:
             self.connections.state = ConnectionState.UNAVAILABLE
         err = self._refused_for_schema(err)
         self.errors.log(err, sql=sql, params=params, attempt=max(attempts, 1), elapsed=elapsed, exc=exc)
-        if self.transactions.depth:
+        if count and self.transactions.depth:
             self._tx_errors.append(err)  # counted when the transaction ends, once
-        else:
+        elif count:
             self._count_errors(err)
         oplog = self._oplog
         if oplog is not None:
@@ -531,8 +537,10 @@ class DatabaseManager:
         ``_tx_errors`` until the outermost transaction ends, then each distinct one is counted.
         """
         pending, self._tx_errors = self._tx_errors, []
-        if final is not None and not any(e is final for e in pending):
-            pending.append(final)
+        if final is not None:
+            # ``final`` may be the pending error itself, or (a lost connection past every rerun) the
+            # UNAVAILABLE error made from it: either way one failure.
+            pending = [e for e in pending if e is not final and e is not final.__cause__] + [final]
         for err in pending:
             self.monitor.observe_error(str(err.kind), err.detail)
 

@@ -75,3 +75,36 @@ def test_a_lock_that_outlasts_every_rerun_is_one_busy_error(tmp_path):
         assert report.retries == caught.value.attempts - 1 >= 1
     finally:
         db.close()
+
+
+def test_a_direct_write_behind_a_backlog_that_cannot_be_saved_is_one_error(db):
+    from pytest_dbfault.faults import DisconnectFault
+    from reliability.degradation import Needs
+
+    db.commands.recheck_interval = 0
+    db.commands.register("add", Needs.WRITE, lambda db, v: db.execute("INSERT INTO t VALUES (?)", (v,)))
+    with DisconnectFault(db, mode="readonly", readonly_via="query_only"):
+        db.commands.run("add", 5)  # refused by SQLite (readonly), queued durably
+        before = sum(db.health().errors.values())
+        with pytest.raises(DatabaseError):
+            db.execute("INSERT INTO t VALUES (6)")  # the backlog replays first, fails, so this one fails
+        assert sum(db.health().errors.values()) == before + 1
+    db.execute("INSERT INTO t VALUES (7)")
+    assert db.fetch_all("SELECT v FROM t ORDER BY v") == [(1,), (5,), (7,)]
+
+
+def test_a_connection_lost_on_every_rerun_is_one_unavailable_error(tmp_path):
+    from pytest_dbfault.faults import DisconnectFault
+
+    db = DatabaseManager(fast_config(tmp_path / "app.db"))
+    db.execute("CREATE TABLE t (v INTEGER)")
+    try:
+        def write() -> None:
+            db.execute("INSERT INTO t VALUES (1)")
+
+        with DisconnectFault(db.path, mode="rename"), pytest.raises(DatabaseError) as caught:
+            db.run_in_transaction(write)
+        assert caught.value.kind.value == "unavailable"
+        assert db.health().errors == {"unavailable": 1}
+    finally:
+        db.close()
