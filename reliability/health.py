@@ -230,7 +230,7 @@ def run_maintenance(fn: Callable[[], T], policy: RetryPolicy | None, what: str) 
         last = exc.last
         kind = classify(last)
         detail = (f"{what} could not run after {exc.attempts} attempt(s) in {exc.elapsed:.3f}s: {last}; "
-                  "this is not an integrity result")
+                  "this is no verdict on the file")
         raise DatabaseError(kind, detail, attempts=exc.attempts) from last
 
 

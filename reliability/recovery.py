@@ -70,6 +70,8 @@ log = logging.getLogger("reliability.recovery")
 REPLAY_BATCH = 500
 #: After a failed automatic recovery, wait this long before trying again on the next error.
 AUTO_RECOVERY_COOLDOWN = 10.0
+#: Seconds between background retries of a startup schema check a lock kept from running.
+SCHEMA_RECHECK_INTERVAL = 1.0
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,8 @@ class Durability:
         #: Why writes are refused (an untrusted schema), or None.
         self.write_block: str | None = None
         self._recovering = False
+        #: The startup schema check met a lock that outlasted the retry policy: checked again later.
+        self._schema_unchecked = False
         self._last_failed_recovery = 0.0
         self.scheduler = Scheduler([
             ("backup", cfg.backup_interval, self._scheduled_backup),
@@ -291,15 +295,33 @@ class Durability:
 
     # -- schema --------------------------------------------------------------------------------
     def _startup_schema(self) -> None:
-        try:
+        def check_and_migrate() -> None:
             report = self.validate_schema()
             only_pending = report.pending and all(p.startswith("pending migration") for p in report.problems)
             if only_pending and self.db.config.auto_migrate:
                 self.migrate(self.migrations or [])
+
+        try:
+            # A lock held by another process at startup is no verdict on the schema: retried under the
+            # shared policy (it used to leave writes refused for the process's whole life).
+            run_maintenance(check_and_migrate, self.db.policy, "the schema check")
+            self._schema_unchecked = False
         except Exception as exc:
             detail = exc.detail if isinstance(exc, DatabaseError) else f"{type(exc).__name__}: {exc}"
-            self._set_trust(SchemaReport(False, [f"the schema could not be checked: {detail}"], 0, 0))
+            self._schema_unchecked = isinstance(exc, DatabaseError) and retryable_in_maintenance(exc)
+            later = " yet (checked again in the background)" if self._schema_unchecked else ""
+            self._set_trust(SchemaReport(False, [f"the schema could not be checked{later}: {detail}"], 0, 0))
             log.error("schema check at startup failed: %s", detail)
+            if self._schema_unchecked and not any(n == "schema_recheck" for n, _, _ in self.scheduler.tasks):
+                # Until it can be checked, writes stay refused (an unchecked schema is not trusted).
+                self.scheduler.tasks.append(("schema_recheck", SCHEMA_RECHECK_INTERVAL, self._recheck_schema))
+                if self.scheduler.running:  # the loop reads its tasks when it starts
+                    self.scheduler.stop()
+                    self.scheduler.start()
+
+    def _recheck_schema(self) -> None:
+        if self._schema_unchecked and not self.db.closed:
+            self._startup_schema()
 
     @_maintenance("schema_check")
     def validate_schema(self, migrations: Sequence[Migration] | str | os.PathLike[str] | None = None) -> SchemaReport:

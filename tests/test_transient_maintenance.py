@@ -80,7 +80,7 @@ def test_restore_of_a_locked_backup_fails_as_busy_and_marks_nothing(tmp_path):
         info = db.backup()
         with LockHolder(info.path), pytest.raises(DatabaseError) as caught:
             db.restore()
-        assert caught.value.kind is ErrorKind.BUSY and "not an integrity result" in caught.value.detail
+        assert caught.value.kind is ErrorKind.BUSY and "no verdict on the file" in caught.value.detail
         assert [b.verified for b in db.backups()] == [True]
         assert db.restore().path == info.path
     finally:
@@ -158,3 +158,33 @@ def test_replay_that_meets_a_lock_is_rerun_not_cut_short(tmp_path):
     replayed, problems = replay_journal(path, entries, policy=RetryPolicy(attempts=3, sleep=sleep))
     assert (replayed, problems) == (5, []) and sleep.sleeps == 1
     assert read_sequence(path) == 5
+
+
+def test_a_schema_check_locked_out_at_startup_is_checked_again_not_held_against_writes(tmp_path):
+    from reliability.schema import Migration
+
+    migrations = [Migration(1, "create_t", "CREATE TABLE t (v)")]
+    cfg = fast_config(tmp_path / "app.db", journal_mode="DELETE")
+    DatabaseManager(cfg, migrations=migrations).close()
+    with LockHolder(cfg.db_path):
+        db = DatabaseManager(cfg, migrations=migrations)
+    try:
+        assert db.durability.write_block and "checked again in the background" in db.durability.write_block
+        assert wait_for(lambda: db.durability.write_block is None)
+        db.execute("INSERT INTO t VALUES (1)")
+        assert db.durability.schema_report is not None and db.durability.schema_report.ok
+    finally:
+        db.close()
+
+
+def test_a_schema_check_locked_for_a_moment_at_startup_blocks_nothing(tmp_path):
+    from reliability.schema import Migration
+
+    migrations = [Migration(1, "create_t", "CREATE TABLE t (v)")]
+    cfg = fast_config(tmp_path / "app.db", journal_mode="DELETE")
+    DatabaseManager(cfg, migrations=migrations).close()
+    sleep = LiftOnSleep()
+    sleep.holder = LockHolder(cfg.db_path).__enter__()
+    with DatabaseManager(cfg, migrations=migrations, policy=RetryPolicy.from_config(cfg, sleep=sleep)) as db:
+        assert sleep.sleeps >= 1 and db.durability.write_block is None
+        db.execute("INSERT INTO t VALUES (1)")
