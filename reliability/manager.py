@@ -241,6 +241,8 @@ class DatabaseManager:
         it reads (writes check every time). False after dropping a connection to a replaced file:
         the read then opens the file the path names, never keeps serving a stand-in."""
         self._identity_due = t0 + self.identity_check_interval
+        if self.transactions.depth:
+            return True  # never drop a transaction's connection: its COMMIT checks the file (before_commit)
         if self.connections.file_replaced():
             self._drop_connection()
             return False

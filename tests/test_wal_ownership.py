@@ -158,3 +158,20 @@ def test_the_wal_header_is_read_as_sqlite_wrote_it(tmp_path):
         assert read_wal_header(damaged) is None
     finally:
         conn.close()
+
+
+def test_a_read_inside_a_transaction_never_drops_its_connection_when_the_path_is_replaced(tmp_path):
+    db = rows_in_the_wal(tmp_path)
+    db.identity_check_interval = 0  # every read checks the path
+    fault = DisconnectFault(db.path, mode="replace")
+    try:
+        with pytest.raises(DatabaseError) as caught, db.transaction():
+            db.execute("INSERT INTO t VALUES (100, 'in the transaction')")
+            fault.inject()
+            assert db.fetch_one("SELECT count(*) FROM t") == (51,)  # the transaction's own view, not dropped
+        assert caught.value.kind.value == "readonly_dbmoved"  # the COMMIT saw the replaced file
+        fault.heal()
+        assert db.fetch_one("SELECT count(*) FROM t") == (50,)  # all or nothing
+    finally:
+        fault.heal()
+        db.close()
