@@ -455,7 +455,8 @@ class DatabaseManager:
                 self._count_errors(None)  # the caller's own exception ended it; count what it saw
             raise
         if not self.transactions.depth:
-            self._count_errors(None)  # errors the caller caught inside the transaction
+            if self._tx_errors:
+                self._count_errors(None)  # errors the caller caught inside the transaction
             self._done("transaction", None, t0, 0)
 
     def run_in_transaction(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -495,7 +496,8 @@ class DatabaseManager:
                     self._count_errors(None)  # the caller's own exception ended it; count what it saw
                 raise
         if not self.transactions.depth:
-            self._count_errors(None)  # errors the caller caught inside the transaction
+            if self._tx_errors:
+                self._count_errors(None)  # errors the caller caught inside the transaction
             self._done("transaction", None, t0, 0)
         return result
 
@@ -538,7 +540,8 @@ class DatabaseManager:
         transactions read ``{'constraint': 20}``. Errors raised inside a transaction wait in
         ``_tx_errors`` until the outermost transaction ends, then each distinct one is counted.
         """
-        pending, self._tx_errors = self._tx_errors, []
+        with self._lock:  # (a transaction's errors are appended under it)
+            pending, self._tx_errors = self._tx_errors, []
         if final is not None:
             # ``final`` may be the pending error itself, or (a lost connection past every rerun) the
             # UNAVAILABLE error made from it: either way one failure.
