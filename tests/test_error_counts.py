@@ -55,7 +55,7 @@ def test_an_error_caught_inside_a_committed_transaction_counts_once(db):
     assert db.health().errors == {"constraint": 1}
 
 
-def test_an_error_caught_inside_then_another_raised_counts_both(db):
+def test_an_error_caught_inside_a_transaction_the_caller_then_aborts_counts_once(db):
     with pytest.raises(ValueError), db.transaction():
         with pytest.raises(DatabaseError):
             _duplicate(db)
