@@ -134,12 +134,12 @@ def test_the_audit_command_includes_unreconciled_entries_and_says_when_unavailab
         admin.set_flag(db, "beta", 0, "alice")
         with LockHolder(db_path):
             db.audit.record("alice", "login", "web")
-            result = admin.audit(db, limit=10)
+            result = admin.audit(db, limit=10, caller="alice")
             assert result.status == "unavailable" and "busy" in result.message
             assert [e.action for e in result.value] == ["login"] and result.value[0].pending
-        listed = admin.audit(db, limit=10, actor="alice")
+        listed = admin.audit(db, limit=10, actor="alice", caller="alice")
         assert listed.ok and [e.action for e in listed.value] == ["login", "flag.set"]
-        assert admin.audit(db, limit=0).status == "rejected"
+        assert admin.audit(db, limit=0, caller="alice").status == "rejected"
 
 
 def test_non_database_commands_keep_working_while_the_database_is_locked(adb: DatabaseManager) -> None:
@@ -150,3 +150,90 @@ def test_non_database_commands_keep_working_while_the_database_is_locked(adb: Da
         assert "flags.set" in adb.commands.run("help").value
         shown = adb.commands.run("config.show").value
         assert shown["admin_actors"] == "alice, root" and shown["audit_hmac_key"] == "***"
+
+
+# -- authorization belongs to the command (#15 item 6) ------------------------------------------------
+def flag_row(db: DatabaseManager, name: str) -> object:
+    try:
+        return db.fetch_one("SELECT value, updated_by FROM reliability_flags WHERE name = ?", (name,))
+    except Exception:
+        return None
+
+
+def test_the_command_registry_refuses_an_unauthorized_actor_and_audits_it(adb: DatabaseManager) -> None:
+    admin.register(adb)
+    result = adb.commands.run("flags.set", "pwned", "yes", "mallory")
+    assert result.status == "denied" and "mallory is not allowed to run 'flags.set'" in result.message
+    assert flag_row(adb, "pwned") is None
+    denied = adb.audit.entries(limit=1, action="admin.denied")[0]
+    assert (denied.actor, denied.target, denied.details) == ("mallory", "pwned", {"command": "flags.set"})
+    assert adb.commands.run("flags.set", "pwned", "yes", actor="mallory").status == "denied"
+    assert adb.commands.run("flags.set", "ok", "yes", "alice").ok
+    assert flag_row(adb, "ok") == ('"yes"', "alice")
+
+
+def test_run_as_is_the_front_ends_way_to_name_the_caller(adb: DatabaseManager) -> None:
+    admin.register(adb)
+    assert adb.commands.run_as("alice", "flags.set", "beta", 1).ok
+    assert adb.commands.run_as("mallory", "flags.set", "beta", 2).status == "denied"
+    two = adb.commands.run_as("mallory", "flags.set", "beta", 3, actor="alice")
+    assert two.status == "rejected" and "two actors" in two.message
+    assert flag_row(adb, "beta") == ("1", "alice")
+    assert adb.commands.run_as("mallory", "ping").value == "pong"  # not an admin command
+
+
+def test_the_registry_validates_input_like_the_api_does(adb: DatabaseManager) -> None:
+    admin.register(adb)
+    result = adb.commands.run("flags.set", "x" * (admin.MAX_FLAG_NAME + 1), 1, "alice")
+    assert result.status == "rejected" and "at most 200 characters" in result.message
+    assert adb.commands.run("flags.set", "a", object(), "alice").status == "rejected"
+
+
+def test_reading_the_audit_log_needs_an_authorized_caller(adb: DatabaseManager) -> None:
+    admin.set_flag(adb, "beta", True, "alice")
+    anonymous = admin.audit(adb, limit=5)
+    assert anonymous.status == "denied" and anonymous.value is None
+    assert admin.audit(adb, limit=5, caller="mallory").status == "denied"
+    assert adb.commands.run("audit", "mallory", 5).status == "denied"
+    allowed = admin.audit(adb, limit=5, caller="root")
+    assert allowed.ok and allowed.value[0].actor in ("(anonymous)", "mallory")
+    denials = [(e.actor, e.details["command"]) for e in adb.audit.entries(10, action="admin.denied")]
+    assert denials == [("mallory", "audit"), ("mallory", "audit"), ("(anonymous)", "audit")]
+
+
+def test_a_queued_admin_write_keeps_the_authorization_decided_when_it_was_accepted(db_path: Path) -> None:
+    from reliability.reload import apply_config
+
+    with DatabaseManager(fast_config(db_path, journal_mode="DELETE", admin_actors="alice")) as db:
+        db.commands.recheck_interval = 0
+        admin.set_flag(db, "seed", 0, "alice")
+        with LockHolder(db_path):
+            queued = admin.set_flag(db, "beta", "on", "alice")
+            assert queued.status == "queued"
+            assert admin.set_flag(db, "beta", "evil", "mallory").status == "denied"  # refused, never queued
+        # alice loses her rights after the write was accepted: it was authorized then, so it replays.
+        apply_config(db, db.config.replace(admin_actors="root"))
+        report = db.commands.recover(force=True)
+        assert report is not None and report.applied == 1
+        assert flag_row(db, "beta") == ('"on"', "alice")
+
+
+def test_a_queue_entry_added_by_hand_for_an_admin_command_is_not_replayed(db_path: Path) -> None:
+    import json
+
+    config = fast_config(db_path, journal_mode="DELETE", admin_actors="alice", audit_hmac_key="k")
+    with DatabaseManager(config) as db:
+        admin.set_flag(db, "seed", 0, "alice")
+        queue = db.queue.path
+    forged = {"op": "put", "key": "f1", "seq": 1, "command": "flags.set", "args": ["pwned", "yes", "alice"],
+              "kwargs": {}, "queued_at": 1.0, "auth": {"actor": "alice", "mac": "0" * 64}}
+    unsigned = dict(forged, key="f2", seq=2, args=["pwned2", "yes", "alice"])
+    del unsigned["auth"]
+    queue.write_text(json.dumps(forged) + "\n" + json.dumps(unsigned) + "\n")
+    with DatabaseManager(config) as db:
+        admin.register(db)
+        report = db.commands.replay()
+        assert report.applied == 0 and report.failed == 2
+        reasons = dict(report.failures)
+        assert "does not match its content" in reasons["f1"] and "no authorization record" in reasons["f2"]
+        assert flag_row(db, "pwned") is None and flag_row(db, "pwned2") is None

@@ -118,11 +118,12 @@ def get_flag(ctx: ScenarioContext, name: str) -> Any:
 
 
 @register_command("audit")
-def audit(ctx: ScenarioContext, limit: int = 50, actor: str | None = None, action: str | None = None) -> Any:
-    """Read the audit log (newest first); ``unavailable`` while the database cannot be read."""
+def audit(ctx: ScenarioContext, limit: int = 50, actor: str | None = None, action: str | None = None,
+          caller: str = "admin") -> Any:
+    """Read the audit log as ``caller`` (an admin command, newest first); ``unavailable`` while it cannot be read."""
     from reliability import admin
 
-    result = admin.audit(ctx.db, limit, actor, action)
+    result = admin.audit(ctx.db, limit, actor, action, caller=caller)
     return _with_value(result, [_plain(e) for e in result.value or []])
 
 
