@@ -117,6 +117,19 @@ def create_private_file(path: PathLike, *, what: str = "runtime file") -> bool:
     return not existed
 
 
+def prepare_database(path: PathLike, *, create: bool) -> None:
+    """Before SQLite opens ``path``: refuse a symlink there and, when ``create``, create it 0600 if missing.
+
+    SQLite follows links and creates files with 0644 under the usual umask; creating the empty
+    file first gives the database (and, through it, every ``-wal``/``-shm``/``-journal``) mode 0600.
+    :raises UnsafePathError: a symlink or a non-regular file is at ``path``.
+    """
+    what = "database (db_path)"
+    refuse_symlink(path, what)
+    if create and not os.path.lexists(path):
+        create_private_file(path, what=what)
+
+
 def create_temp(path: PathLike, *, what: str = "temporary file") -> int:
     """Create ``path`` exclusively (``O_CREAT | O_EXCL | O_NOFOLLOW``, 0600) for writing; returns the fd.
 
@@ -188,7 +201,7 @@ def ensure_private_dir(path: PathLike, *, what: str = "runtime directory") -> Pa
     if stat.S_ISLNK(st.st_mode):
         raise UnsafePathError(path, what)
     if not stat.S_ISDIR(st.st_mode):
-        raise NotADirectoryError(errno.ENOTDIR, f"the {what} {path} exists but is not a directory", str(path))
+        raise NotADirectoryError(errno.ENOTDIR, f"the {what} exists but is not a directory", str(path))
     return path
 
 
