@@ -387,7 +387,8 @@ class AuditLogger:
             return
         try:
             self._write_anchor(*pending)
-        except OSError as exc:  # the entry is committed; a lagging anchor is safe, so never fail the commit
+        except OSError as exc:  # dbfault: no fault (anchor unwritable: a planted link, permissions; it may lag)
+            # The entry is committed and a lagging anchor is safe: never fail the commit for it.
             log.error("audit anchor %s not updated (%s); it lags behind the log", self.anchor_path, exc)
             self.anchor_problem = f"the anchor could not be updated ({exc})"
 

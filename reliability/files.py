@@ -154,17 +154,18 @@ def write_atomic(path: PathLike, data: bytes, *, what: str = "runtime file", syn
     refuse_symlink(path, what)
     tmp = path.with_name(path.name + ".tmp")
     fd = create_temp(tmp, what=f"temporary of the {what}")
+    written = False
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
         if sync:
             os.fsync(fd)
-    except BaseException:  # a full disk or I/O error mid-write: leave no half temporary behind
+        written = True
+    finally:
         os.close(fd)
-        _unlink_quietly(tmp)
-        raise
-    os.close(fd)
+        if not written:  # a full disk or I/O error mid-write: leave no half temporary behind
+            _unlink_quietly(tmp)
     os.replace(tmp, path)
     if sync:
         fsync_dir(path.parent)

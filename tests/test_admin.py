@@ -237,3 +237,59 @@ def test_a_queue_entry_added_by_hand_for_an_admin_command_is_not_replayed(db_pat
         reasons = dict(report.failures)
         assert "does not match its content" in reasons["f1"] and "no authorization record" in reasons["f2"]
         assert flag_row(db, "pwned") is None and flag_row(db, "pwned2") is None
+
+
+# -- hostile names: limits, invalid Unicode, control characters (#15 item 10) ----------------------------------
+def test_a_ten_megabyte_actor_is_refused_and_never_stored(adb: DatabaseManager) -> None:
+    huge = "m" * 10_000_000
+    for result in (admin.set_flag(adb, "beta", 1, huge), adb.commands.run("flags.set", "beta", 1, huge),
+                   admin.audit(adb, caller=huge)):
+        assert result.status == "rejected" and "at most 200 characters" in result.message
+        assert len(result.message) < 300  # the name is not echoed back
+    assert adb.audit.entries(10) == []
+
+
+@pytest.mark.parametrize("where", ["actor", "name", "value"])
+def test_a_lone_surrogate_is_refused_with_a_clear_message(adb: DatabaseManager, where: str) -> None:
+    bad = "x\udcff"  # what os.fsdecode makes of an undecodable byte
+    args = {"actor": "alice", "name": "beta", "value": "on"} | {where: bad}
+    result = admin.set_flag(adb, args["name"], args["value"], args["actor"])
+    assert result.status == "rejected" and "lone surrogate U+DCFF" in result.message
+    with pytest.raises(ValueError, match="lone surrogate"):
+        adb.audit.record(bad, "act")
+
+
+def test_names_with_newlines_print_on_one_line_in_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from runtime_helpers import cli_runner
+
+    run = cli_runner(tmp_path, capsys, monkeypatch)
+    forged = "mallory\n1700000000.000 alice flag.set beta {}"
+    run("flags", "set", "--actor", forged, "beta", "on")
+    code, out, _ = run("audit")
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert len(lines) == 1 and "mallory\\n1700000000.000 alice" in lines[0] and "admin.denied" in lines[0]
+
+
+def test_printable_escapes_controls_and_keeps_ordinary_text() -> None:
+    from reliability.names import printable
+
+    assert printable("alice") == "alice" and printable("Zoë 北京") == "Zoë 北京"
+    assert printable("a\nb\rc\td\x1b[31m\u2028e\\") == "a\\nb\\rc\\td\\x1b[31m\\u2028e\\\\"
+    assert printable("x\udcff") == "x\\udcff"
+
+
+def test_text_logs_keep_one_record_per_line(db_path: Path) -> None:
+    import io
+    import logging
+
+    from reliability.oplog import configure_logging
+
+    stream = io.StringIO()
+    handler = configure_logging(fast_config(db_path), stream)
+    try:
+        logging.getLogger("reliability.test").warning("actor %s refused", "eve\nFAKE ERROR line")
+    finally:
+        logging.getLogger("reliability").removeHandler(handler)
+    assert stream.getvalue().count("\n") == 1 and "eve\\nFAKE ERROR line" in stream.getvalue()
