@@ -266,7 +266,7 @@ def outcome_of_exception(exc: BaseException) -> Outcome:
     return Outcome("exception", None, None, _exception(exc))
 
 
-_ERRORISH = ("error", "rejected", "unavailable")
+_ERRORISH = ("error", "rejected", "unavailable", "denied")  # a denied admin command is refused too
 
 
 def expectation_problem(expected: Any, outcome: Outcome) -> str | None:

@@ -95,3 +95,28 @@ def test_reload_config_and_restore_cannot_point_outside_either(tmp_path: Path, o
                 expect: rejected
     """)
     assert list(outside.iterdir()) == []
+
+
+def test_scenario_commands_enforce_the_same_authorization(tmp_path: Path) -> None:
+    """#15 item 6: a scenario step is one more entry point; mallory is refused by each command path."""
+    work = run(tmp_path, """
+        scenarios:
+          - name: authorization
+            steps:
+              - command: set_flag
+                args: {name: pwned, value: "yes", actor: mallory}
+                expect: {error: any, message: "mallory is not allowed"}
+              - command: dispatch
+                args: {name: flags.set, args: [pwned, "yes", mallory]}
+                expect: {error: any, message: "not allowed to run 'flags.set'"}
+              - command: audit
+                args: {caller: mallory}
+                expect: {error: any, message: "not allowed to run 'audit'"}
+              - command: get_flag
+                args: {name: pwned}
+                expect: {result: null}
+              - command: set_flag
+                args: {name: ok, value: 1}
+                expect: ok
+    """)
+    assert (work / "app.db").exists()
