@@ -92,8 +92,11 @@ def is_authorized(db: DatabaseManager, actor: str, command: str) -> bool:
     return db.commands.is_authorized(actor, command)
 
 
-def _check_set(name: Any = None, value: Any = None, actor: Any = None) -> str | None:
-    return validate_flag_name(name) or validate_flag_value(value)
+def _check_set(name: Any = None, value: Any = None, actor: Any = None, on_behalf_of: Any = None) -> str | None:
+    problem = validate_flag_name(name) or validate_flag_value(value)
+    if problem is None and on_behalf_of is not None:
+        problem = names.text_problem("The on-behalf-of name", on_behalf_of, names.MAX_ACTOR)
+    return problem
 
 
 def _check_get(name: Any = None) -> str | None:
@@ -133,7 +136,8 @@ def validate_flag_value(value: Any) -> str | None:
     return None
 
 
-def _write_flag(db: DatabaseManager, name: str, value: FlagValue, actor: str) -> Flag:
+def _write_flag(db: DatabaseManager, name: str, value: FlagValue, actor: str, on_behalf_of: str | None = None,
+                ) -> Flag:
     # Runs inside the command's transaction: the flag and its audit entry commit together.
     db.execute(FLAGS_TABLE_SQL)
     old = db.fetch_one("SELECT value FROM reliability_flags WHERE name = ?", (name,))
@@ -143,6 +147,8 @@ def _write_flag(db: DatabaseManager, name: str, value: FlagValue, actor: str) ->
                "updated_by = excluded.updated_by",
                (name, json.dumps(value, ensure_ascii=False), now, actor))
     details = {"value": value, "previous": None if old is None else json.loads(old[0])}
+    if on_behalf_of is not None:
+        details["on_behalf_of"] = on_behalf_of  # audited with the actor who was authorized
     db.audit.append(db.audit.new_entry(actor, "flag.set", name, details))
     return Flag(name, value, now, actor)
 
@@ -171,12 +177,17 @@ def _read_audit(db: DatabaseManager, caller: str, limit: int = 50, actor: str | 
     return db.audit.entries(limit, actor=actor, action=action, since=since)
 
 
-def set_flag(db: DatabaseManager, name: str, value: FlagValue, actor: str) -> CommandResult:
-    """Set flag ``name`` to ``value`` as ``actor``: validated, authorized, audited, retried, queued if needed."""
+def set_flag(db: DatabaseManager, name: str, value: FlagValue, actor: str, *,
+             on_behalf_of: str | None = None) -> CommandResult:
+    """Set flag ``name`` to ``value`` as ``actor``: validated, authorized, audited, retried, queued if needed.
+
+    :param on_behalf_of: a label for whom the (authorized) ``actor`` acts; both names are audited.
+    """
     register(db)
     # Entries waiting in the audit fallback go first, so the log keeps the order things happened in.
     db.audit.try_reconcile()
-    result = db.commands.run("flags.set", name, value, actor)
+    extra = {} if on_behalf_of is None else {"on_behalf_of": on_behalf_of}
+    result = db.commands.run("flags.set", name, value, actor, **extra)
     if result.ok:
         return CommandResult("ok", f"Flag {printable(name)!r} is now {json.dumps(value, ensure_ascii=False)}.",
                              result.value, pending=result.pending)

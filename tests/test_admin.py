@@ -293,3 +293,11 @@ def test_text_logs_keep_one_record_per_line(db_path: Path) -> None:
     finally:
         logging.getLogger("reliability").removeHandler(handler)
     assert stream.getvalue().count("\n") == 1 and "eve\\nFAKE ERROR line" in stream.getvalue()
+
+
+def test_an_administrator_may_act_on_behalf_of_someone_and_both_names_are_audited(adb: DatabaseManager) -> None:
+    assert admin.set_flag(adb, "beta", 1, "root", on_behalf_of="bob").ok
+    entry = adb.audit.entries(1)[0]
+    assert entry.actor == "root" and entry.details["on_behalf_of"] == "bob"
+    assert admin.set_flag(adb, "beta", 2, "mallory", on_behalf_of="root").status == "denied"
+    assert admin.set_flag(adb, "beta", 3, "root", on_behalf_of="b" * 201).status == "rejected"
