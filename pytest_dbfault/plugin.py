@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import hookspecs, plugin_extras
+from . import _roots, hookspecs, plugin_extras
 from .options import (
     SETTINGS,
     DbfaultOptions,
@@ -72,6 +72,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("dbfault_paths", type="args", default=["scenarios"],
                   help="directories pytest --dbfault collects when no path is given (default: scenarios)")
     plugin_extras.addoption(group)
+    _roots.addoption(parser, group)  # --dbfault-allow-root, ini dbfault_allowed_roots (the fault path guard)
 
 
 @pytest.hookimpl(tryfirst=True)  # before Hypothesis' own pytest_configure reads --hypothesis-seed
@@ -80,6 +81,7 @@ def pytest_configure(config: pytest.Config) -> None:
     opts = _read_options(config)
     config.stash[_OPTIONS] = opts
     config.stash[_REGISTERED] = []
+    config.pluginmanager.register(_roots.SafetyRoots(config), "dbfault-safety-roots")  # faults: basetemp only
     config.hook.pytest_dbfault_register_faults.call_historic(kwargs={"register": _registerer(config)})
     if opts.faults is not None:
         from .faults.registry import fault_names

@@ -7,12 +7,17 @@ Example::
     admin.register(db, permission=lambda actor, command: actor in my_admins)  # optional callback
     result = admin.set_flag(db, "beta", True, actor="alice")
     result.status, result.message     # "ok" / "queued" / "rejected" / "denied" / "unavailable"
-    admin.audit(db, limit=20, actor="alice").value   # list of AuditEntry, newest first
+    admin.audit(db, limit=20, caller="alice").value  # list of AuditEntry, newest first
+    db.commands.run_as("alice", "flags.set", "beta", True)   # the same command, as a front end calls it
 
 An actor is authorized when it is in ``RELIABILITY_ADMIN_ACTORS`` or the permission
-callback says yes. A refused attempt changes nothing, gets a clear message and is itself
-audited. ``set_flag`` writes the flag and its audit entry in one transaction; while the
-database is unavailable the change is queued (see :mod:`reliability.degradation`).
+callback says yes. The check belongs to the commands themselves (``flags.set`` and
+``audit`` are registered as admin commands), so every entry point enforces it: these
+functions, ``db.commands.run``/``run_as``, the CLI and scenario steps. A refused attempt
+changes nothing, gets a clear message and is itself audited. ``set_flag`` writes the
+flag and its audit entry in one transaction; while the database is unavailable the
+change is queued with the authorization decided when it was accepted (see
+:mod:`reliability.degradation`). Names are limited (:mod:`reliability.names`).
 """
 
 from __future__ import annotations
@@ -22,15 +27,17 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import names
 from .degradation import CommandResult, Needs
 from .errors import DatabaseError, ErrorKind
+from .names import printable, surrogate_problem
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from .manager import DatabaseManager
 
-MAX_FLAG_NAME = 200
+MAX_FLAG_NAME = names.MAX_FLAG_NAME
 MAX_FLAG_VALUE = 10_000
 FLAGS_TABLE_SQL = (
     "CREATE TABLE IF NOT EXISTS reliability_flags ("
@@ -67,10 +74,12 @@ def register(db: DatabaseManager, permission: Callable[[str, str], bool] | None 
     if "flags.set" in reg:
         return
     reg.before_replay.append(db.audit.try_reconcile)
-    reg.register("flags.set", Needs.WRITE, _write_flag, "set a feature flag (audited)")
-    reg.register("flags.get", Needs.READ, _read_flag, "read one feature flag")
+    reg.register("flags.set", Needs.WRITE, _write_flag, "set a feature flag (admin, audited)",
+                 actor_param="actor", validate=_check_set)
+    reg.register("flags.get", Needs.READ, _read_flag, "read one feature flag", validate=_check_get)
     reg.register("flags.list", Needs.READ, _list_flags, "list feature flags")
-    reg.register("audit", Needs.READ, _read_audit, "read the audit log")
+    reg.register("audit", Needs.READ, _read_audit, "read the audit log (admin)",
+                 actor_param="caller", validate=_check_audit)
     reg.register("ping", Needs.NONE, lambda db: "pong", "answer 'pong' (works without the database)")
     reg.register("help", Needs.NONE, lambda db: {n: db.commands.get(n).help for n in db.commands.names()},
                  "list the commands")
@@ -80,39 +89,38 @@ def register(db: DatabaseManager, permission: Callable[[str, str], bool] | None 
 # -- authorization ---------------------------------------------------------------------------
 def is_authorized(db: DatabaseManager, actor: str, command: str) -> bool:
     """True when ``actor`` may run admin ``command`` (configured list, then the permission callback)."""
-    if actor in db.config.admin_actor_set:
-        return True
-    callback = db.commands.permission
-    if callback is None:
-        return False
-    try:
-        return bool(callback(actor, command))
-    except Exception:  # a failing check must refuse, never allow
-        return False
+    return db.commands.is_authorized(actor, command)
 
 
-def _refuse(db: DatabaseManager, actor: Any, command: str, target: str) -> CommandResult | None:
-    if isinstance(actor, str) and actor.strip() and is_authorized(db, actor, command):
-        return None
-    who = actor if isinstance(actor, str) and actor.strip() else "(anonymous)"
-    db.audit.record(who, "admin.denied", target, {"command": command})
-    hint = "" if db.config.admin_actor_set or db.commands.permission else \
-        " No administrators are configured (RELIABILITY_ADMIN_ACTORS)."
-    return CommandResult("denied", f"{who!s} is not allowed to run {command!r}; nothing was changed.{hint}")
+def _check_set(name: Any = None, value: Any = None, actor: Any = None, on_behalf_of: Any = None) -> str | None:
+    problem = validate_flag_name(name) or validate_flag_value(value)
+    if problem is None and on_behalf_of is not None:
+        problem = names.text_problem("The on-behalf-of name", on_behalf_of, names.MAX_ACTOR)
+    return problem
+
+
+def _check_get(name: Any = None) -> str | None:
+    return validate_flag_name(name)
+
+
+def _check_audit(caller: Any = None, limit: Any = 50, actor: Any = None, action: Any = None,
+                 since: Any = None) -> str | None:
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        return f"The limit must be a positive whole number, not {limit!r}."
+    for what, value in (("The actor filter", actor), ("The action filter", action)):
+        if value is not None:
+            problem = names.text_problem(what, value, names.MAX_ACTOR)
+            if problem:
+                return problem
+    if since is not None and (not isinstance(since, (int, float)) or isinstance(since, bool) or since != since):
+        return f"'since' must be a time in seconds since the epoch, not {since!r}."
+    return None
 
 
 # -- flags ---------------------------------------------------------------------------------------
 def validate_flag_name(name: Any) -> str | None:
     """A message saying what is wrong with ``name``, or None when it is valid."""
-    if not isinstance(name, str):
-        return f"A flag name must be text, not {type(name).__name__}."
-    if not name.strip():
-        return "A flag name must not be empty."
-    if len(name) > MAX_FLAG_NAME:
-        return f"A flag name may have at most {MAX_FLAG_NAME} characters; this one has {len(name)}."
-    if "\x00" in name:
-        return "A flag name must not contain NUL characters."
-    return None
+    return names.validate_flag_name(name)
 
 
 def validate_flag_value(value: Any) -> str | None:
@@ -123,10 +131,13 @@ def validate_flag_value(value: Any) -> str | None:
         return "A flag value must be a finite number."
     if len(json.dumps(value, ensure_ascii=False)) > MAX_FLAG_VALUE:
         return f"A flag value may take at most {MAX_FLAG_VALUE} characters as JSON."
+    if isinstance(value, str):
+        return surrogate_problem("A flag value", value)
     return None
 
 
-def _write_flag(db: DatabaseManager, name: str, value: FlagValue, actor: str) -> Flag:
+def _write_flag(db: DatabaseManager, name: str, value: FlagValue, actor: str, on_behalf_of: str | None = None,
+                ) -> Flag:
     # Runs inside the command's transaction: the flag and its audit entry commit together.
     db.execute(FLAGS_TABLE_SQL)
     old = db.fetch_one("SELECT value FROM reliability_flags WHERE name = ?", (name,))
@@ -136,6 +147,8 @@ def _write_flag(db: DatabaseManager, name: str, value: FlagValue, actor: str) ->
                "updated_by = excluded.updated_by",
                (name, json.dumps(value, ensure_ascii=False), now, actor))
     details = {"value": value, "previous": None if old is None else json.loads(old[0])}
+    if on_behalf_of is not None:
+        details["on_behalf_of"] = on_behalf_of  # audited with the actor who was authorized
     db.audit.append(db.audit.new_entry(actor, "flag.set", name, details))
     return Flag(name, value, now, actor)
 
@@ -159,25 +172,24 @@ def _flag_rows(db: DatabaseManager, sql: str, params: tuple[Any, ...]) -> list[F
     return [Flag(n, json.loads(v), at, by) for n, v, at, by in rows]
 
 
-def _read_audit(db: DatabaseManager, limit: int, actor: str | None, action: str | None,
-                since: float | None) -> list[Any]:
+def _read_audit(db: DatabaseManager, caller: str, limit: int = 50, actor: str | None = None,
+                action: str | None = None, since: float | None = None) -> list[Any]:
     return db.audit.entries(limit, actor=actor, action=action, since=since)
 
 
-def set_flag(db: DatabaseManager, name: str, value: FlagValue, actor: str) -> CommandResult:
-    """Set flag ``name`` to ``value`` as ``actor``: validated, authorized, audited, retried, queued if needed."""
+def set_flag(db: DatabaseManager, name: str, value: FlagValue, actor: str, *,
+             on_behalf_of: str | None = None) -> CommandResult:
+    """Set flag ``name`` to ``value`` as ``actor``: validated, authorized, audited, retried, queued if needed.
+
+    :param on_behalf_of: a label for whom the (authorized) ``actor`` acts; both names are audited.
+    """
     register(db)
-    problem = validate_flag_name(name) or validate_flag_value(value)
-    if problem:
-        return CommandResult("rejected", problem)
-    refused = _refuse(db, actor, "flags.set", name)
-    if refused is not None:
-        return refused
     # Entries waiting in the audit fallback go first, so the log keeps the order things happened in.
     db.audit.try_reconcile()
-    result = db.commands.run("flags.set", name, value, actor)
+    extra = {} if on_behalf_of is None else {"on_behalf_of": on_behalf_of}
+    result = db.commands.run("flags.set", name, value, actor, **extra)
     if result.ok:
-        return CommandResult("ok", f"Flag {name!r} is now {json.dumps(value, ensure_ascii=False)}.",
+        return CommandResult("ok", f"Flag {printable(name)!r} is now {json.dumps(value, ensure_ascii=False)}.",
                              result.value, pending=result.pending)
     return result
 
@@ -185,12 +197,9 @@ def set_flag(db: DatabaseManager, name: str, value: FlagValue, actor: str) -> Co
 def get_flag(db: DatabaseManager, name: str) -> CommandResult:
     """Read flag ``name`` (``value`` is a :class:`Flag` or None when unset)."""
     register(db)
-    problem = validate_flag_name(name)
-    if problem:
-        return CommandResult("rejected", problem)
     result = db.commands.run("flags.get", name)
     if result.ok and result.value is None:
-        return CommandResult("ok", f"Flag {name!r} is not set.", None, pending=result.pending)
+        return CommandResult("ok", f"Flag {printable(name)!r} is not set.", None, pending=result.pending)
     return result
 
 
@@ -201,16 +210,16 @@ def list_flags(db: DatabaseManager) -> CommandResult:
 
 
 def audit(db: DatabaseManager, limit: int = 50, actor: str | None = None, action: str | None = None,
-          since: float | None = None) -> CommandResult:
-    """Read the audit log, newest first: database entries plus fallback entries not yet reconciled.
+          since: float | None = None, *, caller: str | None = None) -> CommandResult:
+    """Read the audit log as ``caller``, newest first: database entries plus fallback entries not yet reconciled.
 
-    When the database is unavailable, ``status`` is ``unavailable``, ``message`` says so and
-    ``value`` still lists the fallback entries.
+    Reading the log is an admin command: without an authorized ``caller`` the answer is
+    ``denied`` (and the attempt is audited). ``actor``, ``action`` and ``since`` filter the
+    entries. When the database is unavailable, ``status`` is ``unavailable``, ``message`` says
+    so and ``value`` still lists the fallback entries.
     """
     register(db)
-    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-        return CommandResult("rejected", f"The limit must be a positive whole number, not {limit!r}.")
-    result = db.commands.run("audit", limit, actor, action, since)
+    result = db.commands.run("audit", caller, limit, actor, action, since)
     if result.status == "unavailable":
         pending = [e for e in reversed(db.audit.pending())
                    if (actor is None or e.actor == actor) and (action is None or e.action == action)

@@ -15,6 +15,27 @@ Entries form a keyed hash chain: ``hash = HMAC(key, canonical JSON of [prev_hash
 actor, action, target, details])``. The head is read and extended inside the
 ``BEGIN IMMEDIATE`` transaction, i.e. under SQLite's write lock, so concurrent writers
 cannot fork the chain. Without the key, an altered or deleted entry cannot be re-chained.
+
+The key: ``RELIABILITY_AUDIT_HMAC_KEY`` when configured (it always wins); otherwise a random
+256-bit key generated at first start into ``audit_key_path`` (``<db>.audit-key``, 0600,
+published with a hard link so two processes starting together agree on one key). ``health``
+says which one is in force.
+
+Tail truncation: a chain alone cannot tell "the last entries were deleted" from "there were
+no more entries". So after each commit that extends the chain, its head (sequence number =
+count of entries, and last MAC) is written to a keyed *anchor* file beside the database
+(``<db>.audit-anchor``, 0600, atomic replace with fsync of file and directory). Whoever can
+delete rows through SQL cannot reach the file, and cannot forge its MAC without the key;
+:meth:`AuditLogger.verify` reports a log that ends before its anchored head. The anchor only
+ever moves forward along the chain: if the anchored entry is gone, it stays put (the evidence
+is kept) until an administrator calls :meth:`AuditLogger.reanchor`. A row in the database
+could not do this job: the same ``DELETE`` that removes entries can remove it. The anchor lags
+by at most the transactions whose process died between commit and anchor write, which is safe
+(a lagging anchor never reports a false truncation).
+
+Fallback entries carry their own MAC, written with the line; an entry edited in the fallback
+file is rejected at reconcile (kept in ``<fallback>.rejected`` and noted in the log), never
+chained as genuine.
 """
 
 from __future__ import annotations
@@ -24,6 +45,7 @@ import hmac
 import json
 import logging
 import os
+import secrets
 import threading
 import time
 import uuid
@@ -31,7 +53,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import files
 from .errors import DatabaseError, ErrorKind
+from .names import printable, surrogate_problem
 
 try:
     import fcntl
@@ -44,6 +68,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("reliability.audit")
 
 GENESIS = "0" * 64
+#: Longest actor and action names in an entry (as :data:`reliability.names.MAX_ACTOR`).
+MAX_NAME = 200
+#: Longest target of an entry.
+MAX_TARGET = 1000
 AUDIT_TABLE_SQL = (
     "CREATE TABLE IF NOT EXISTS reliability_audit ("
     "seq INTEGER PRIMARY KEY, entry_id TEXT NOT NULL UNIQUE, ts REAL NOT NULL, actor TEXT NOT NULL, "
@@ -94,6 +122,46 @@ def _canonical_details(details: dict[str, Any]) -> str:
     return json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+def _mac(key: bytes, parts: list[Any]) -> str:
+    return hmac.new(key, json.dumps(parts, ensure_ascii=False).encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def load_or_create_key(path: str | os.PathLike[str]) -> tuple[bytes, bool]:
+    """The audit key stored at ``path``, generated first (256 random bits, hex, mode 0600) if missing.
+
+    Returns ``(key, created_now)``. The new key is written to an exclusive temporary and published
+    with ``link()``, which fails if another process published first: both then use the same key.
+
+    :raises OSError: the file cannot be read or created (:class:`~reliability.files.UnsafePathError`
+        for a symlink there); :raises ValueError: the file holds no usable key.
+    """
+    what = "audit key file (audit_key_path)"
+    path = Path(path)
+    data = files.read_private(path, what=what)
+    created = False
+    if data is None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        fd = files.create_temp(tmp, what=what)
+        try:
+            os.write(fd, (secrets.token_hex(32) + "\n").encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+            created = True
+        except FileExistsError:  # dbfault: no fault (another process published its key first: use that one)
+            pass
+        finally:
+            os.unlink(tmp)
+        files.fsync_dir(path.parent)
+        data = files.read_private(path, what=what) or b""
+    text = data.decode("ascii", "replace").strip()
+    if len(text) < 32:
+        raise ValueError(f"the {what} {path} holds no usable key ({len(text)} characters; 32 or more expected)")
+    return text.encode("ascii", "replace"), created
+
+
 def chain_hash(key: bytes, prev: str, entry_id: str, ts: float, actor: str, action: str, target: str,
                details_json: str) -> str:
     """The HMAC-SHA256 link of one entry to the previous one."""
@@ -117,18 +185,72 @@ class AuditLogger:
         self._key = key.encode() if isinstance(key, str) else key
         self._fallback = Path(fallback_path) if fallback_path else None
         self._lock = threading.RLock()
-        self._warned_no_key = False
+        #: (path, key) of the generated key file in use; None until loaded.
+        self._file_key: tuple[Path, bytes] | None = None
+        #: Why the generated key could not be used (health reports it); None when fine.
+        self.key_problem: str | None = None
+        self._key_created = False
+        #: Head (seq, hash) appended in the open transaction, anchored once it commits.
+        self._pending_anchor: tuple[int, str] | None = None
+        #: Why the anchor was not moved forward (truncation seen, anchor unreadable), for health.
+        self.anchor_problem: str | None = None
+        db.transactions.after_commit.append(self._after_commit)
+        db.transactions.after_rollback.append(self._drop_pending_anchor)
+        db.transactions.savepoint_hooks.append(self._on_savepoint)
+        db.health_contributors.append(self.health_extra)
+        if self._key is None and not db.config.audit_hmac_key:
+            self.key  # noqa: B018 - generate the key file at first start, not at the first entry
 
     @property
     def key(self) -> bytes:
-        """The HMAC key in force."""
+        """The HMAC key in force: the one passed in, the configured one, else the generated key file's."""
         if self._key is not None:
             return self._key
         configured = self.db.config.audit_hmac_key
-        if not configured and not self._warned_no_key:
-            self._warned_no_key = True
-            log.warning("RELIABILITY_AUDIT_HMAC_KEY is not set: the audit chain detects damage but not forgery")
-        return configured.encode("utf-8")
+        if configured:
+            return configured.encode("utf-8")
+        path = self.db.config.audit_key_file
+        if self._file_key is not None and self._file_key[0] == path:
+            return self._file_key[1]
+        if self.db.config.db_path == ":memory:":
+            self._file_key = (path, secrets.token_hex(32).encode("ascii"))  # nothing durable to protect
+            return self._file_key[1]
+        try:
+            key, self._key_created = load_or_create_key(path)
+        except (OSError, ValueError) as exc:  # dbfault: no fault (key file unusable: reported in health)
+            if self.key_problem is None:
+                log.error("audit key file unusable, the audit chain detects damage but not forgery: %s", exc)
+            self.key_problem = str(exc)
+            return b""
+        if self._key_created:
+            log.warning("no RELIABILITY_AUDIT_HMAC_KEY configured: generated a random audit key into %s (mode 0600)",
+                        path)
+        self.key_problem = None
+        self._file_key = (path, key)
+        return key
+
+    @property
+    def key_source(self) -> str:
+        """Where the key in force comes from: ``argument``, ``config``, ``generated:<path>``, ``file:<path>``."""
+        if self._key is not None:
+            return "argument"
+        if self.db.config.audit_hmac_key:
+            return "config"
+        if self.key_problem is not None:
+            return "none"
+        path = self._file_key[0] if self._file_key else self.db.config.audit_key_file
+        return f"{'generated' if self._key_created else 'file'}:{path}"
+
+    def health_extra(self) -> tuple[dict[str, Any], list[str]]:
+        """Health fields (which key signs the chain, the anchor) and reasons to report degraded."""
+        reasons = []
+        if self.key_problem is not None:
+            reasons.append(f"the audit key file cannot be used ({self.key_problem}); audit entries are not "
+                           "protected against forgery")
+        if self.anchor_problem is not None:
+            reasons.append(f"audit log: {self.anchor_problem}")
+        return {"audit": {"key_source": self.key_source, "anchor": str(self.anchor_path),
+                          "anchor_problem": self.anchor_problem}}, reasons
 
     @property
     def fallback_path(self) -> Path:
@@ -165,17 +287,25 @@ class AuditLogger:
         problems = []
         for name, value in (("actor", actor), ("action", action)):
             if not isinstance(value, str) or not value.strip():
-                problems.append(f"{name} must be a non-empty string, got {value!r}")
+                problems.append(f"{name} must be a non-empty string, got {printable(repr(value))[:80]}")
+            elif len(value) > MAX_NAME:
+                problems.append(f"{name} may have at most {MAX_NAME} characters; this one has {len(value)}")
+            elif surrogate_problem(name, value):
+                problems.append(str(surrogate_problem(name, value)))
         if not isinstance(target, str):
             problems.append(f"target must be a string, got {type(target).__name__}")
+        elif len(target) > MAX_TARGET:
+            problems.append(f"target may have at most {MAX_TARGET} characters; this one has {len(target)}")
+        elif surrogate_problem("target", target):
+            problems.append(str(surrogate_problem("target", target)))
         details = {} if details is None else details
         if not isinstance(details, dict):
             problems.append(f"details must be a dict, got {type(details).__name__}")
         else:
             try:
-                _canonical_details(details)
+                _canonical_details(details).encode("utf-8")
             except (TypeError, ValueError) as exc:  # dbfault: no fault (caller's details not JSON-serializable)
-                problems.append(f"details must be JSON-serializable: {exc}")
+                problems.append(f"details must be JSON-serializable UTF-8 text: {exc}")
         if problems:
             raise ValueError("invalid audit entry: " + "; ".join(problems))
         return AuditEntry(uuid.uuid4().hex, time.time(), actor, action, target, dict(details))
@@ -195,8 +325,8 @@ class AuditLogger:
         row = db.fetch_one(f"SELECT {_COLUMNS} FROM reliability_audit WHERE entry_id = ?", (entry.entry_id,))
         if row is not None:
             return _row_to_entry(row), False
-        head = db.fetch_one("SELECT hash FROM reliability_audit ORDER BY seq DESC LIMIT 1")
-        prev = head[0] if head else GENESIS
+        head = db.fetch_one("SELECT seq, hash FROM reliability_audit ORDER BY seq DESC LIMIT 1")
+        prev = head[1] if head else GENESIS
         details_json = _canonical_details(entry.details)
         digest = chain_hash(self.key, prev, entry.entry_id, entry.ts, entry.actor, entry.action, entry.target,
                             details_json)
@@ -204,29 +334,117 @@ class AuditLogger:
             "INSERT INTO reliability_audit (entry_id, ts, actor, action, target, details, prev_hash, hash) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (entry.entry_id, entry.ts, entry.actor, entry.action, entry.target, details_json, prev, digest))
+        if self._anchor_may_advance():
+            self._pending_anchor = (int(cur.lastrowid or 0), digest)
         return AuditEntry(entry.entry_id, entry.ts, entry.actor, entry.action, entry.target, entry.details,
                           cur.lastrowid, digest), True
+
+    # -- the anchor of the chain's head --------------------------------------------------------
+    @property
+    def anchor_path(self) -> Path:
+        """The anchor file (``<db>.audit-anchor``)."""
+        return self.db.config.audit_anchor_file
+
+    def _read_anchor(self) -> tuple[str, int, str]:
+        """``(state, seq, hash)``; state is ``ok``, ``missing`` or ``invalid`` (unreadable or wrong MAC)."""
+        try:
+            data = files.read_private(self.anchor_path, what="audit anchor file")
+        except OSError as exc:  # dbfault: no fault (a symlink or unreadable file where the anchor should be)
+            return f"invalid: {exc}", 0, ""
+        if data is None:
+            return "missing", 0, ""
+        try:
+            d = json.loads(data)
+            seq, head, mac = int(d["seq"]), str(d["hash"]), str(d["mac"])
+        except (ValueError, KeyError, TypeError):  # dbfault: no fault (anchor file edited or garbled)
+            return "invalid: the anchor file is not readable", 0, ""
+        if not hmac.compare_digest(_mac(self.key, ["anchor", seq, head]), mac):
+            return "invalid: the anchor's MAC does not match (the file was edited or the key changed)", seq, head
+        return "ok", seq, head
+
+    def _anchor_may_advance(self) -> bool:
+        """Inside the write transaction: True when the anchored head is still in the chain (or none exists)."""
+        state, seq, head = self._read_anchor()
+        if state == "missing":
+            return True
+        if state == "ok":
+            row = self.db.fetch_one("SELECT hash FROM reliability_audit WHERE seq = ?", (seq,))
+            if row is not None and row[0] == head:
+                return True
+            state = f"the anchored entry {seq} is no longer in the chain (entries were deleted from its end)"
+        if self.anchor_problem != state:
+            log.error("audit anchor %s not moved forward: %s", self.anchor_path, state)
+        self.anchor_problem = f"anchor not moved forward: {state.removeprefix('invalid: ')}"
+        return False
+
+    def _write_anchor(self, seq: int, head: str) -> None:
+        body = json.dumps({"seq": seq, "hash": head, "mac": _mac(self.key, ["anchor", seq, head])})
+        files.write_atomic(self.anchor_path, body.encode("ascii"), what="audit anchor file")
+
+    def _after_commit(self) -> None:
+        pending, self._pending_anchor = self._pending_anchor, None
+        if pending is None:
+            return
+        try:
+            self._write_anchor(*pending)
+        except OSError as exc:  # dbfault: no fault (anchor unwritable: a planted link, permissions; it may lag)
+            # The entry is committed and a lagging anchor is safe: never fail the commit for it.
+            log.error("audit anchor %s not updated (%s); it lags behind the log", self.anchor_path, exc)
+            self.anchor_problem = f"the anchor could not be updated ({exc})"
+
+    def _drop_pending_anchor(self) -> None:
+        self._pending_anchor = None
+
+    def _on_savepoint(self, event: str, level: int) -> None:
+        if event == "rollback":
+            self._pending_anchor = None  # the entry may have been rolled back: let the anchor lag instead
+
+    def reanchor(self, actor: str, reason: str) -> AuditEntry:
+        """Accept the log as it is now (after a restore or an investigated truncation): record it and re-anchor.
+
+        The entry ``audit.reanchored`` (with the old anchor and ``reason``) is appended and becomes
+        the new anchored head.
+        """
+        state, seq, head = self._read_anchor()
+        with self._lock:
+            def write() -> AuditEntry:
+                entry = self.new_entry(actor, "audit.reanchored", str(self.anchor_path),
+                                       {"reason": reason, "previous_anchor": {"state": state, "seq": seq,
+                                                                              "hash": head}})
+                stored = self.append(entry)
+                self._pending_anchor = (int(stored.seq or 0), str(stored.hash))
+                return stored
+
+            stored = self.db.run_in_transaction(write)
+        self.anchor_problem = None
+        return stored
 
     # -- fallback ------------------------------------------------------------------------------
     def _reconciling_path(self) -> Path:
         return self.fallback_path.with_name(self.fallback_path.name + ".reconciling")
 
     def _fallback_files(self) -> list[Path]:
-        return [p for p in (self._reconciling_path(), self.fallback_path) if p.exists() and p.stat().st_size]
+        return [p for p in (self._reconciling_path(), self.fallback_path)
+                if os.path.lexists(p) and os.lstat(p).st_size]
+
+    def _fallback_mac(self, d: dict[str, Any]) -> str:
+        return _mac(self.key, ["fallback", d["entry_id"], d["ts"], d["actor"], d["action"], d["target"],
+                               _canonical_details(d["details"])])
 
     def _to_fallback(self, entry: AuditEntry) -> AuditEntry:
-        line = json.dumps(entry.to_dict() | {"pending": True}, ensure_ascii=False) + "\n"
+        record = entry.to_dict() | {"pending": True}
+        record["mac"] = self._fallback_mac(record)  # so an entry edited in the file is not chained as genuine
+        line = json.dumps(record, ensure_ascii=False) + "\n"
         path = self.fallback_path
         path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = files.open_private(path, what="audit fallback file (audit_fallback_path)")
             try:
                 if fcntl is not None:
                     fcntl.flock(fd, fcntl.LOCK_EX)
                     # A reconciler may have renamed the file while we waited: write to the new one.
                     if os.fstat(fd).st_ino != _inode(path):
                         continue
-                os.fchmod(fd, 0o600)
                 os.write(fd, line.encode("utf-8"))
                 os.fsync(fd)
                 break
@@ -236,24 +454,38 @@ class AuditLogger:
                           pending=True)
 
     def pending(self) -> list[AuditEntry]:
-        """Entries in the fallback file(s) not yet reconciled, oldest first."""
+        """Entries in the fallback file(s) not yet reconciled, oldest first (entries whose MAC fails are left out)."""
+        return self._read_fallback()[0]
+
+    def _read_fallback(self) -> tuple[list[AuditEntry], list[tuple[str, str]]]:
+        """``(genuine entries, rejected (line, reason))`` of the fallback file(s)."""
         out: list[AuditEntry] = []
+        rejected: list[tuple[str, str]] = []
         for path in self._fallback_files():
-            try:
-                data = path.read_text(encoding="utf-8")
-            except FileNotFoundError:  # dbfault: no fault (race: a concurrent reconcile removed the listed file)
+            raw = files.read_private(path, what="audit fallback file (audit_fallback_path)")
+            if raw is None:  # a concurrent reconcile removed the listed file
                 continue
-            for n, line in enumerate(data.splitlines(), 1):
+            lines = raw.decode("utf-8", "replace").splitlines()
+            for n, line in enumerate(lines, 1):
                 if not line.strip():
                     continue
                 try:
                     d = json.loads(line)
-                    out.append(AuditEntry(d["entry_id"], float(d["ts"]), d["actor"], d["action"], d["target"],
-                                          dict(d["details"]), pending=True))
+                    entry = AuditEntry(d["entry_id"], float(d["ts"]), d["actor"], d["action"], d["target"],
+                                       dict(d["details"]), pending=True)
+                    genuine = hmac.compare_digest(str(d.get("mac", "")), self._fallback_mac(d))
                 except (ValueError, KeyError, TypeError) as exc:  # dbfault: no fault (line torn by a crash)
-                    # Only a torn last line (crash mid-append) is expected here.
+                    if n < len(lines):  # only a torn last line (crash mid-append) is expected
+                        rejected.append((line, f"line {n} unreadable ({exc})"))
                     log.warning("audit fallback %s line %d unreadable (%s); skipped", path, n, exc)
-        return out
+                    continue
+                if genuine:
+                    out.append(entry)
+                else:
+                    log.error("audit fallback %s line %d (entry %s) does not match its MAC: edited after it was "
+                              "written; it will not be chained", path, n, printable(entry.entry_id))
+                    rejected.append((line, f"line {n}: the entry does not match its MAC (edited in the file)"))
+        return out, rejected
 
     def reconcile(self) -> int:
         """Move fallback entries into the database, in order, exactly once; returns how many were new.
@@ -265,14 +497,19 @@ class AuditLogger:
             if not working.exists() and self.fallback_path.exists():
                 # Take the file away from appenders first (atomic rename under its lock), so an
                 # entry appended while we reconcile is never deleted unreconciled.
-                fd = os.open(self.fallback_path, os.O_RDONLY)
+                fd = files.open_private(self.fallback_path, os.O_RDONLY, what="audit fallback file")
                 try:
                     if fcntl is not None:
                         fcntl.flock(fd, fcntl.LOCK_EX)
                     os.replace(self.fallback_path, working)
                 finally:
                     os.close(fd)
-            entries = self.pending()
+            entries, rejected = self._read_fallback()
+            # A rejected line is kept for inspection and noted in the log (id derived from the line, so a
+            # reconcile interrupted and redone notes it once).
+            entries += [AuditEntry(hashlib.sha256(line.encode("utf-8", "replace")).hexdigest()[:32], time.time(),
+                                   "reliability", "audit.fallback_rejected", str(self.fallback_path),
+                                   {"reason": reason, "line": line[:2000]}) for line, reason in rejected]
             if not entries:
                 working.unlink(missing_ok=True)
                 return 0
@@ -281,11 +518,22 @@ class AuditLogger:
                 return sum(self._append(e)[1] for e in entries)
 
             new = self.db.run_in_transaction(move_all)
+            if rejected:
+                self._keep_rejected([line for line, _ in rejected])
             working.unlink(missing_ok=True)
             if self.fallback_path.exists() and self.fallback_path.stat().st_size:
                 new += self.reconcile()  # entries appended during the reconcile
             log.info("reconciled %d audit entries from the fallback file", new)
             return new
+
+    def _keep_rejected(self, lines: list[str]) -> None:
+        path = self.fallback_path.with_name(self.fallback_path.name + ".rejected")
+        fd = files.open_private(path, what="rejected audit fallback entries")
+        try:
+            os.write(fd, "".join(line + "\n" for line in lines).encode("utf-8", "replace"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def try_reconcile(self) -> int | None:
         """:meth:`reconcile` if there is anything to reconcile; None when the database is still unavailable."""
@@ -342,13 +590,30 @@ class AuditLogger:
         rows = self._read(f"SELECT {_COLUMNS} FROM reliability_audit ORDER BY seq", [])
         key = self.key
         prev = GENESIS
+        anchored: str | None = None
+        state, anchor_seq, anchor_hash = self._read_anchor()
         for n, (seq, entry_id, ts, actor, action, target, details, prev_hash, digest) in enumerate(rows):
             if prev_hash != prev:
                 return VerifyReport(False, n, seq, entry_id, "the link to the previous entry is broken "
                                     "(an entry before it was removed, inserted or altered)")
             if not hmac.compare_digest(chain_hash(key, prev, entry_id, ts, actor, action, target, details), digest):
                 return VerifyReport(False, n, seq, entry_id, "the entry's content does not match its hash")
+            if seq == anchor_seq:
+                anchored = digest
             prev = digest
+        # The chain is consistent; does it still reach the head recorded outside the database?
+        if state == "ok" and anchored != anchor_hash:
+            last = rows[-1][0] if rows else 0
+            return VerifyReport(False, len(rows), anchor_seq, None,
+                                f"the log was shortened: its anchor records {anchor_seq} entries ending at "
+                                f"entry {anchor_seq}, but the log ends at entry {last} ({len(rows)} entries); "
+                                f"entries were deleted from its end")
+        if state.startswith("invalid"):
+            return VerifyReport(False, len(rows), None, None, f"the anchor of the log's head is {state}")
+        if state == "missing" and rows:
+            return VerifyReport(False, len(rows), None, None,
+                                f"the anchor of the log's head ({self.anchor_path}) is missing, so a shortened "
+                                f"log cannot be ruled out; if this is expected, re-anchor with audit.reanchor()")
         return VerifyReport(True, len(rows))
 
 

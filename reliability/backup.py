@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import files
 from .errors import DatabaseError, ErrorKind, classify, sqlite_errors
 from .health import retryable_in_maintenance, run_maintenance
 from .redo import fsync_dir
@@ -108,7 +109,15 @@ class BackupManager:
         ``last_seq`` (the redo journal's sequence at copy time) is recorded inside the copy so
         replay after a restore skips what the backup already holds.
         """
-        self._prepare_directory()
+        try:
+            self._prepare_directory()
+        except OSError as exc:  # dbfault: no fault (backup_dir names a file, a link or an unwritable place)
+            self.last_error = (f"the backup directory {str(self.directory)!r} (RELIABILITY_BACKUP_DIR) is not "
+                               f"usable: {exc.strerror or exc}")
+            log.error("backup failed: %s", self.last_error)
+            raise BackupError(ErrorKind.CANTOPEN, self.last_error, user_message=(
+                "Backups cannot be made: the backup directory (RELIABILITY_BACKUP_DIR) is not usable. "
+                "The database keeps working; an administrator must fix the setting.")) from exc
         created = time.time()
         final = self._new_path(created)
         tmp = final.with_name("." + final.name + ".tmp")
@@ -156,7 +165,7 @@ class BackupManager:
         return info
 
     def _prepare_directory(self) -> None:
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        files.ensure_private_dir(self.directory, what="backup directory (backup_dir)")  # never a planted link
         for stale in self.directory.glob(f".{_PREFIX}*.tmp*"):
             _remove_quietly(stale)  # a copy left by a crash mid-backup: never verified
 
@@ -173,7 +182,7 @@ class BackupManager:
     def list(self) -> list[BackupInfo]:
         """Every backup in the directory, newest first. ``verified`` is False for a file whose
         manifest is missing or no longer matches its size."""
-        if not self.directory.is_dir():
+        if not self.directory.is_dir() or self.directory.is_symlink():  # never restore from a planted link
             return []
         out = []
         for path in self.directory.glob(f"{_PREFIX}*{_SUFFIX}"):
@@ -384,8 +393,7 @@ def _fsync_file(path: Path) -> None:
 
 
 def _create_private(path: Path) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    os.close(fd)
+    os.close(files.create_temp(path, what="backup temporary"))  # O_EXCL | O_NOFOLLOW, 0600
 
 
 def _manifest_path(backup: Path) -> Path:
@@ -395,7 +403,7 @@ def _manifest_path(backup: Path) -> Path:
 def _write_manifest(backup: Path, info: BackupInfo, check: str = "quick_check ok") -> None:
     path = _manifest_path(backup)
     tmp = path.with_name("." + path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = files.create_temp(tmp, what="backup manifest temporary")
     try:
         body = dict(info.to_dict(), path=Path(info.path).name, check=check)
         os.write(fd, json.dumps(body, sort_keys=True).encode("utf-8"))

@@ -32,6 +32,7 @@ from .config import ConfigError, ReliabilityConfig
 from .degradation import CommandResult
 from .errors import KIND_INFO, DatabaseError, classify, sqlite_errors
 from .manager import DatabaseManager
+from .names import printable
 
 EXIT_OK = 0
 EXIT_UNHEALTHY = 1
@@ -282,11 +283,12 @@ def _flags_list(db: DatabaseManager, args: argparse.Namespace) -> Result:
 
 def _format_entry(e: Any) -> str:
     mark = " (pending)" if e.pending else ""
-    return f"{e.ts:.3f} {e.actor} {e.action} {e.target} {json.dumps(e.details, ensure_ascii=False)}{mark}"
+    return f"{e.ts:.3f} {printable(e.actor)} {printable(e.action)} {printable(e.target)} {json.dumps(e.details)}{mark}"
 
 
 def _audit(db: DatabaseManager, args: argparse.Namespace) -> Result:
-    result = admin.audit(db, args.limit, args.actor, args.action, args.since)
+    caller = os.environ.get("USER") or getpass.getuser()  # the CLI's identity (h19-cli: #15 item 7)
+    result = admin.audit(db, args.limit, args.actor, args.action, args.since, caller=caller)
     text = "\n".join(_format_entry(e) for e in (result.value or [])) or "no entries"
     return _command_result(result, text)
 

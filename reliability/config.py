@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -71,7 +72,10 @@ class ReliabilityConfig:
     auto_migrate: bool = True
     auto_recover: bool = True
     audit_fallback_path: str = ""
+    #: Secret key of the audit hash chain; empty: a random key generated into ``audit_key_path``.
     audit_hmac_key: str = ""
+    #: The generated audit key's file (0600), used when ``audit_hmac_key`` is empty.
+    audit_key_path: str = ""
     write_queue_path: str = ""
     write_queue_max: int = 10000
     #: Comma-separated actors allowed to run admin commands; empty means "no list" (callback decides).
@@ -101,6 +105,16 @@ class ReliabilityConfig:
     def audit_fallback_file(self) -> Path:
         """The audit log's fallback JSON-lines file."""
         return Path(self.audit_fallback_path or self.db_path + ".audit-fallback.jsonl")
+
+    @property
+    def audit_key_file(self) -> Path:
+        """The generated audit key (used when no ``audit_hmac_key`` is configured)."""
+        return Path(self.audit_key_path or self.db_path + ".audit-key")
+
+    @property
+    def audit_anchor_file(self) -> Path:
+        """The keyed anchor of the audit chain's head (entry count and last MAC)."""
+        return Path(self.db_path + ".audit-anchor")
 
     @property
     def write_queue_file(self) -> Path:
@@ -237,6 +251,26 @@ def _convert(raw: str, type_name: str) -> Any:
     return text
 
 
+_YEAR = 366 * 86400.0
+#: The accepted range of every numeric setting: ``key -> (lowest, highest, why)``. Upper bounds keep
+#: values within what the clocks, timers and SQLite accept (``threading`` timeouts overflow near
+#: 1e10 s; SQLite's busy timeout is a C int) and catch typos such as a delay in milliseconds.
+LIMITS: dict[str, tuple[float, float, str]] = {
+    "busy_timeout_ms": (0, 86_400_000, " (milliseconds; at most one day)"),
+    "retry_attempts": (1, 1000, " (1 means no retry)"),
+    "retry_base_delay": (0, 3600.0, " (seconds)"),
+    "retry_max_delay": (0, 3600.0, " (seconds)"),
+    "retry_budget": (0, 86400.0, " (seconds; at most one day)"),
+    "backup_interval": (0, _YEAR, " (seconds; 0 = off, at most a year)"),
+    "backup_keep": (1, 100_000, " (the newest verified backup is always kept)"),
+    "health_check_interval": (0, _YEAR, " (seconds; 0 = off, at most a year)"),
+    "quick_check_interval": (0, _YEAR, " (seconds; 0 = off, at most a year)"),
+    "integrity_check_interval": (0, _YEAR, " (seconds; 0 = off, at most a year)"),
+    "write_queue_max": (0, 100_000_000, ""),
+    "config_reload_interval": (0, _YEAR, " (seconds; 0 = off, at most a year)"),
+}
+
+
 def _validate(cfg: ReliabilityConfig) -> list[tuple[str, Any, str]]:
     problems: list[tuple[str, Any, str]] = []
 
@@ -253,19 +287,20 @@ def _validate(cfg: ReliabilityConfig) -> list[tuple[str, Any, str]]:
         return problems
     if not cfg.db_path:
         bad("db_path", "must not be empty")
-    for key in ("busy_timeout_ms", "write_queue_max"):
-        if getattr(cfg, key) < 0:
-            bad(key, "must be >= 0")
-    if cfg.retry_attempts < 1:
-        bad("retry_attempts", "must be >= 1 (1 means no retry)")
-    if cfg.backup_keep < 1:
-        bad("backup_keep", "must be >= 1 (the newest verified backup is always kept)")
-    for key in ("retry_base_delay", "retry_max_delay", "retry_budget", "backup_interval",
-                "health_check_interval", "quick_check_interval", "integrity_check_interval",
-                "config_reload_interval"):
-        if getattr(cfg, key) < 0:
-            bad(key, "must be >= 0")
-    if cfg.retry_max_delay < cfg.retry_base_delay:
+    for key, (low, high, why) in LIMITS.items():
+        value = getattr(cfg, key)
+        if isinstance(value, float) and not math.isfinite(value):
+            bad(key, f"must be a finite number between {low:g} and {high:g}")
+        elif value < low:
+            bad(key, f"must be >= {low:g}{why if low > 0 else ''}")
+        elif value > high:
+            bad(key, f"must be <= {high:g}{why}")
+    for key in ("db_path", "backup_dir", "audit_fallback_path", "audit_key_path", "write_queue_path",
+                "operation_log_path"):
+        if "\x00" in getattr(cfg, key):
+            bad(key, "a path must not contain NUL characters")
+    delays_valid = not {"retry_base_delay", "retry_max_delay"} & {key for key, _v, _r in problems}
+    if delays_valid and cfg.retry_max_delay < cfg.retry_base_delay:
         bad("retry_max_delay", f"must be >= retry_base_delay ({cfg.retry_base_delay})")
     if cfg.journal_mode.upper() not in JOURNAL_MODES:
         bad("journal_mode", f"expected one of {', '.join(JOURNAL_MODES)}")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from urllib.request import pathname2url
 
+from . import files
 from .config import ReliabilityConfig
 from .errors import DatabaseError, ErrorHandler, ErrorKind, classify
 from .retry import RetryExhausted, RetryPolicy
@@ -172,6 +173,11 @@ class ConnectionManager:
     def _connect(self) -> sqlite3.Connection:
         cfg = self.config
         mode = "rw" if self._existed else "rwc"
+        try:
+            files.prepare_database(cfg.db_path, create=mode == "rwc")  # no link followed, created 0600
+        except files.UnsafePathError as exc:  # dbfault: no fault (a planted symlink: a setup, never retried)
+            raise DatabaseError(ErrorKind.MISUSE, str(exc), user_message="The database file cannot be used "
+                                "safely (its path is a link); an administrator must check it.") from exc
         uri = f"file:{pathname2url(os.path.abspath(cfg.db_path))}?mode={mode}"
         conn = self.module.connect(
             uri,

@@ -21,6 +21,9 @@ running any write twice.
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
+import inspect
 import json
 import logging
 import os
@@ -32,8 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import files
 from .errors import KIND_INFO, DatabaseError, ErrorKind, RecoveryAction
-from .redo import fsync_dir
+from .files import fsync_dir
+from .names import printable, validate_actor
 
 if TYPE_CHECKING:
     from .manager import DatabaseManager
@@ -63,12 +68,25 @@ class QueueFullError(Exception):
 
 @dataclass(frozen=True)
 class Command:
-    """A registered command: ``fn(db, *args, **kwargs)`` and what it needs from the database."""
+    """A registered command: ``fn(db, *args, **kwargs)`` and what it needs from the database.
+
+    ``actor_param`` is set for an admin command: it names the parameter of ``fn`` that carries
+    who runs it, and :meth:`CommandRegistry.run` refuses the command unless that actor is
+    authorized (``RELIABILITY_ADMIN_ACTORS`` or the permission callback).
+    """
 
     name: str
     needs: Needs
     fn: Callable[..., Any]
     help: str = ""
+    actor_param: str | None = None
+    #: ``validate(*args, **kwargs) -> message | None``: input checked before anything else, at every entry point.
+    validate: Callable[..., str | None] | None = None
+
+    @property
+    def admin(self) -> bool:
+        """True when running the command needs an authorized actor."""
+        return self.actor_param is not None
 
 
 @dataclass(frozen=True)
@@ -108,6 +126,9 @@ class QueuedWrite:
     args: list[Any]
     kwargs: dict[str, Any]
     queued_at: float
+    #: For an admin command: the authorization decided when the write was accepted
+    #: (``{"actor": ..., "mac": ...}``, the MAC keyed with the audit key), kept for replay.
+    auth: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -166,7 +187,7 @@ class WriteQueue:
             return list(self._pending.values())
 
     def put(self, command: str, args: list[Any] | tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None,
-            key: str | None = None) -> QueuedWrite:
+            key: str | None = None, auth: dict[str, str] | None = None) -> QueuedWrite:
         """Append a write durably and return it.
 
         :raises QueueFullError: when ``max_entries`` writes are already waiting.
@@ -180,11 +201,14 @@ class WriteQueue:
                 raise QueueFullError(
                     f"the write queue {self.path} is full ({self.max_entries} writes waiting, "
                     f"RELIABILITY_WRITE_QUEUE_MAX); the write was not accepted")
-            entry = QueuedWrite(key, self._seq + 1, command, list(args), dict(kwargs or {}), time.time())
+            entry = QueuedWrite(key, self._seq + 1, command, list(args), dict(kwargs or {}), time.time(), auth)
+            record = {"op": "put", "key": key, "seq": entry.seq, "command": command,
+                      "args": entry.args, "kwargs": entry.kwargs, "queued_at": entry.queued_at}
+            if auth is not None:
+                record["auth"] = auth
             try:
-                line = json.dumps({"op": "put", "key": key, "seq": entry.seq, "command": command,
-                                   "args": entry.args, "kwargs": entry.kwargs, "queued_at": entry.queued_at},
-                                  ensure_ascii=False, allow_nan=False)
+                line = json.dumps(record, ensure_ascii=False, allow_nan=False)
+                line.encode("utf-8")  # a lone surrogate would fail later, when the line is written
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"the arguments of command {command!r} cannot be queued: {exc}") from None
             self._append(line)
@@ -216,22 +240,16 @@ class WriteQueue:
         with self._lock:
             if self._pending or not self.path.exists():
                 return False
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            with open(tmp, "wb") as fh:
-                for key, reason in self._failed.items():
-                    line = json.dumps({"op": "failed", "key": key, "reason": reason}, ensure_ascii=False)
-                    fh.write((line + "\n").encode("utf-8"))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-            fsync_dir(self.path.parent)
+            lines = [json.dumps({"op": "failed", "key": key, "reason": reason}, ensure_ascii=False) + "\n"
+                     for key, reason in self._failed.items()]
+            files.write_atomic(self.path, "".join(lines).encode("utf-8"), what="write queue (write_queue_path)")
             return True
 
     def _append(self, line: str, *, sync: bool = True) -> None:
-        created = not self.path.exists()
+        created = not os.path.lexists(self.path)
         if created:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = files.open_private(self.path, what="write queue (write_queue_path)")
         try:
             os.write(fd, (line + "\n").encode("utf-8"))
             if sync:
@@ -242,16 +260,18 @@ class WriteQueue:
             fsync_dir(self.path.parent)
 
     def _load(self) -> None:
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:  # dbfault: no fault (no queue file yet: the normal first start)
+        data = files.read_private(self.path, what="write queue (write_queue_path)")
+        if data is None:  # no queue file yet: the normal first start
             return
         end = data.rfind(b"\n") + 1
         if end < len(data):
             log.warning("write queue %s ends with a torn entry (%d bytes); ignoring it", self.path, len(data) - end)
-            with open(self.path, "r+b") as fh:
-                fh.truncate(end)
-                os.fsync(fh.fileno())
+            fd = files.open_private(self.path, os.O_WRONLY, what="write queue (write_queue_path)")
+            try:
+                os.ftruncate(fd, end)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         for n, raw in enumerate(data[:end].splitlines(), 1):
             if not raw.strip():
                 continue
@@ -259,8 +279,10 @@ class WriteQueue:
                 event = json.loads(raw)
                 op, key = event["op"], event["key"]
                 if op == "put":
+                    auth = event.get("auth")
                     entry = QueuedWrite(key, int(event["seq"]), event["command"], list(event["args"]),
-                                        dict(event["kwargs"]), float(event["queued_at"]))
+                                        dict(event["kwargs"]), float(event["queued_at"]),
+                                        dict(auth) if isinstance(auth, dict) else None)
                     self._pending[key] = entry
                     self._seq = max(self._seq, entry.seq)
                 elif op == "done":
@@ -301,20 +323,95 @@ class CommandRegistry:
         db.error_listeners.append(self._noticed)
 
     # -- registration --------------------------------------------------------------------------
-    def register(self, name: str, needs: Needs | str, fn: Callable[..., Any], help: str = "") -> Command:
-        """Register ``fn(db, *args, **kwargs)`` as command ``name`` (replacing an earlier one of that name)."""
+    def register(self, name: str, needs: Needs | str, fn: Callable[..., Any], help: str = "", *,
+                 actor_param: str | None = None, validate: Callable[..., str | None] | None = None) -> Command:
+        """Register ``fn(db, *args, **kwargs)`` as command ``name`` (replacing an earlier one of that name).
+
+        :param actor_param: makes it an admin command: the name of ``fn``'s parameter that carries
+            who runs it. Every call, whatever the entry point, is then refused unless that actor is
+            authorized; a refusal changes nothing and is audited.
+        :param validate: ``validate(*args, **kwargs)`` returns what is wrong with the input (or None);
+            a message makes :meth:`run` answer ``rejected`` before authorizing or touching the database.
+        """
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"a command name must be a non-empty string, got {name!r}")
-        cmd = Command(name, Needs(needs), fn, help)
+        if actor_param is not None and actor_param not in inspect.signature(fn).parameters:
+            raise ValueError(f"admin command {name!r}: {getattr(fn, '__name__', fn)!r} has no parameter "
+                             f"{actor_param!r} to carry the actor")
+        cmd = Command(name, Needs(needs), fn, help, actor_param, validate)
         self._commands[name] = cmd
         return cmd
 
-    def command(self, name: str, needs: Needs | str, help: str = "") -> Callable[[Callable[..., Any]], Any]:
+    def command(self, name: str, needs: Needs | str, help: str = "", *, actor_param: str | None = None,
+                validate: Callable[..., str | None] | None = None) -> Callable[[Callable[..., Any]], Any]:
         """Decorator form of :meth:`register`."""
         def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-            self.register(name, needs, fn, help or (fn.__doc__ or "").strip().split("\n")[0])
+            self.register(name, needs, fn, help or (fn.__doc__ or "").strip().split("\n")[0],
+                          actor_param=actor_param, validate=validate)
             return fn
         return decorate
+
+    # -- authorization -------------------------------------------------------------------------
+    def is_authorized(self, actor: str, command: str) -> bool:
+        """True when ``actor`` may run admin ``command`` (``RELIABILITY_ADMIN_ACTORS``, then the callback)."""
+        if validate_actor(actor) is not None:
+            return False
+        if actor in self.db.config.admin_actor_set:
+            return True
+        callback = self.permission
+        if callback is None:
+            return False
+        try:
+            return bool(callback(actor, command))
+        except Exception:  # dbfault: no fault (the application's check failed: refuse, never allow)
+            log.exception("the permission callback failed for command %s; refusing", printable(command))
+            return False
+
+    def authorize(self, cmd: Command, args: tuple[Any, ...], kwargs: dict[str, Any]) -> CommandResult | None:
+        """None when ``cmd`` may run with these arguments; else the ``rejected``/``denied`` result.
+
+        A denial is audited (``admin.denied``) with the actor and the command; an actor name that is
+        not valid (too long, empty, not text, invalid Unicode) is refused without storing it.
+        """
+        if cmd.actor_param is None:
+            return None
+        try:
+            bound = inspect.signature(cmd.fn).bind(self.db, *args, **kwargs)
+        except TypeError as exc:  # dbfault: no fault (the caller passed arguments the command does not take)
+            return CommandResult("rejected", f"Command {cmd.name!r} was called with the wrong arguments: {exc}.")
+        bound.apply_defaults()
+        actor = bound.arguments.get(cmd.actor_param)
+        if actor is None or (isinstance(actor, str) and not actor.strip()):
+            actor = "(anonymous)"
+        else:
+            problem = validate_actor(actor)
+            if problem is not None:
+                return CommandResult("rejected", f"{problem} Nothing was changed.")
+            if self.is_authorized(actor, cmd.name):
+                return None
+        target = bound.arguments.get("name")
+        self.db.audit.record(actor, "admin.denied", target if isinstance(target, str) else "",
+                             {"command": cmd.name})
+        hint = "" if self.db.config.admin_actor_set or self.permission else \
+            " No administrators are configured (RELIABILITY_ADMIN_ACTORS)."
+        return CommandResult("denied", f"{actor} is not allowed to run {cmd.name!r}; nothing was changed.{hint}")
+
+    def _auth_mac(self, key: str, command: str, args: list[Any], kwargs: dict[str, Any], actor: str) -> str:
+        message = json.dumps([key, command, args, kwargs, actor], sort_keys=True, ensure_ascii=False)
+        return hmac.new(self.db.audit.key, message.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def _replay_authorized(self, cmd: Command, entry: QueuedWrite) -> str | None:
+        """None when a queued admin write carries the authorization decided when it was accepted."""
+        if cmd.actor_param is None:
+            return None
+        auth = entry.auth or {}
+        actor, mac = auth.get("actor"), auth.get("mac")
+        if not isinstance(actor, str) or not isinstance(mac, str):
+            return "it carries no authorization record (it was not accepted by this runtime)"
+        expected = self._auth_mac(entry.key, entry.command, entry.args, entry.kwargs, actor)
+        if not hmac.compare_digest(expected, mac):
+            return "its authorization record does not match its content (the queue file was edited)"
+        return None
 
     def get(self, name: str) -> Command | None:
         """The command called ``name``, if registered."""
@@ -333,12 +430,26 @@ class CommandRegistry:
         """True while a fault is known or writes are waiting."""
         return self.fault is not None or len(self.queue) > 0
 
-    def run(self, name: str, *args: Any, idempotency_key: str | None = None, **kwargs: Any) -> CommandResult:
-        """Run command ``name``; never raises for database faults (see :class:`CommandResult`)."""
+    def run(self, name: str, /, *args: Any, idempotency_key: str | None = None, **kwargs: Any) -> CommandResult:
+        """Run command ``name``; never raises for database faults (see :class:`CommandResult`).
+
+        An admin command (registered with ``actor_param``) runs only for an authorized actor,
+        taken from its own arguments; see :meth:`run_as` to pass the actor separately.
+        """
         cmd = self._commands.get(name)
         if cmd is None:
             known = ", ".join(self.names()) or "none"
-            return CommandResult("rejected", f"Unknown command {name!r}. Known commands: {known}.")
+            return CommandResult("rejected", f"Unknown command {printable(name)!r}. Known commands: {known}.")
+        if cmd.validate is not None:
+            try:
+                problem = cmd.validate(*args, **kwargs)
+            except TypeError as exc:  # dbfault: no fault (arguments the command does not take)
+                problem = f"Command {name!r} was called with the wrong arguments: {exc}."
+            if problem:
+                return CommandResult("rejected", problem)
+        refused = self.authorize(cmd, args, kwargs)
+        if refused is not None:
+            return refused
         if cmd.needs is Needs.NONE:
             return CommandResult("ok", "", cmd.fn(self.db, *args, **kwargs), pending=len(self.queue))
         if self.degraded:
@@ -346,6 +457,22 @@ class CommandRegistry:
         if cmd.needs is Needs.READ:
             return self._read(cmd, args, kwargs)
         return self._write(cmd, args, kwargs, idempotency_key)
+
+    def run_as(self, actor: str, name: str, /, *args: Any, idempotency_key: str | None = None,
+               **kwargs: Any) -> CommandResult:
+        """Run command ``name`` as ``actor``: the one way for a front end (the CLI) to say who calls.
+
+        For an admin command ``actor`` fills the command's actor parameter (giving another actor
+        there too is refused) and is authorized as in :meth:`run`; other commands ignore it.
+        """
+        cmd = self._commands.get(name)
+        if cmd is not None and cmd.actor_param is not None:
+            given = kwargs.get(cmd.actor_param, actor)
+            if given != actor:
+                return CommandResult("rejected", f"Command {name!r} was given two actors ({printable(actor)} and "
+                                     f"{printable(given)}); nothing was changed.")
+            kwargs[cmd.actor_param] = actor
+        return self.run(name, *args, idempotency_key=idempotency_key, **kwargs)
 
     def _read(self, cmd: Command, args: tuple[Any, ...], kwargs: dict[str, Any]) -> CommandResult:
         try:
@@ -377,8 +504,17 @@ class CommandRegistry:
 
     def _enqueue(self, cmd: Command, args: tuple[Any, ...], kwargs: dict[str, Any], key: str | None) -> CommandResult:
         fault = self.fault or ErrorKind.UNAVAILABLE
+        auth = None
+        if cmd.actor_param is not None:
+            # Authorized just now (run() checked): keep that decision with the write, MAC'ed with the
+            # audit key so replay neither re-decides it nor trusts an entry added to the file by hand.
+            key = key or uuid.uuid4().hex
+            bound = inspect.signature(cmd.fn).bind(self.db, *args, **kwargs)
+            bound.apply_defaults()
+            actor = str(bound.arguments[cmd.actor_param])
+            auth = {"actor": actor, "mac": self._auth_mac(key, cmd.name, list(args), dict(kwargs), actor)}
         try:
-            entry = self.queue.put(cmd.name, args, kwargs, key)
+            entry = self.queue.put(cmd.name, args, kwargs, key, auth)
         except QueueFullError as exc:
             log.error("%s", exc)
             return CommandResult("rejected", "The database is unavailable and too many changes are already "
@@ -451,6 +587,14 @@ class CommandRegistry:
                 error = f"command {entry.command!r} is not registered; replay stops until it is"
                 log.error("queued write %s: %s", entry.key, error)
                 break
+            unauthorized = self._replay_authorized(cmd, entry)
+            if unauthorized is not None:
+                reason = f"admin command {entry.command!r} not replayed: {unauthorized}"
+                log.error("queued write %s refused, set aside: %s", entry.key, reason)
+                self.queue.mark_failed(entry.key, reason)
+                failures.append((entry.key, reason))
+                failed += 1
+                continue
             try:
                 done, _ = self.db.run_in_transaction(self._apply, cmd, entry)
             except DatabaseError as err:

@@ -31,6 +31,9 @@ from collections import deque
 from pathlib import Path
 from typing import Any, TextIO
 
+from . import files
+from .names import printable
+
 #: Field names of one record, in output order.
 FIELDS = ("ts", "operation_id", "kind", "sql", "duration_ms", "rows", "attempts", "outcome", "error_kind")
 
@@ -70,7 +73,9 @@ class OperationLog:
         self._seq = 0
         self._sql_cache: dict[str | None, str] = {}
         self._io_lock = threading.Lock()
-        self._file: TextIO | None = None
+        # Opened now: a link planted where the log should be is refused when the runtime starts
+        # (files.UnsafePathError naming operation_log_path), not found later by the flush thread.
+        self._file: TextIO | None = self._open() if self.path is not None else None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="reliability-oplog", daemon=True)
         self._thread.start()
@@ -130,12 +135,17 @@ class OperationLog:
 
     def _write_lines(self, batch: list[tuple[Any, ...]]) -> None:
         if self._file is None:
-            assert self.path is not None
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open across batches
+            self._file = self._open()
         fmt = self._json_line if self.json_lines else self._text_line
         self._file.write("".join([fmt(rec) for rec in batch]))
         self._file.flush()
+
+    def _open(self) -> TextIO:
+        # Created 0600 and never through a planted link (the file may hold SQL text).
+        assert self.path is not None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = files.open_private(self.path, what="operation log (operation_log_path)")
+        return os.fdopen(fd, "a", encoding="utf-8")
 
     def _quoted_sql(self, sql: str | None) -> str:
         # SQL texts repeat: escape each distinct one once.
@@ -228,11 +238,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str, ensure_ascii=False)
 
 
+class OneLineFormatter(logging.Formatter):
+    """The text formatter: control characters in the message are escaped, so a name holding a newline
+    cannot forge a log line (a traceback, added after the message, keeps its lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's own name
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+
 def configure_logging(config: Any, stream: TextIO | None = None) -> logging.Handler:
     """Send the ``reliability`` loggers to ``stream`` (stderr) at ``config.log_level``, JSON when ``log_json``."""
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if config.log_json else
-                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+                         OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("reliability")
     root.setLevel(config.log_level.upper())
     root.addHandler(handler)

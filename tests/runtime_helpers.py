@@ -65,6 +65,11 @@ class LockHolder:
 
 
 #: A `.env` for CLI tests: no waiting, no schedules, an admin, an audit key, the SQLite build under test.
+def _os_user() -> str:
+    """The name the CLI runs as (reading the audit log is an admin command: the test user is an admin)."""
+    return os.environ.get("USER") or __import__("getpass").getuser()
+
+
 CLI_ENV = f"""\
 RELIABILITY_BUSY_TIMEOUT_MS=0
 RELIABILITY_RETRY_ATTEMPTS=2
@@ -75,7 +80,7 @@ RELIABILITY_HEALTH_CHECK_INTERVAL=0
 RELIABILITY_QUICK_CHECK_INTERVAL=0
 RELIABILITY_INTEGRITY_CHECK_INTERVAL=0
 RELIABILITY_CONFIG_RELOAD_INTERVAL=0
-RELIABILITY_ADMIN_ACTORS=alice
+RELIABILITY_ADMIN_ACTORS=alice,{_os_user()}
 RELIABILITY_AUDIT_HMAC_KEY=cli-key
 RELIABILITY_SQLITE_MODULE={SQLITE_MODULE_NAME}
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import shutil
 import sqlite3
@@ -178,3 +179,141 @@ def test_verifying_with_another_key_fails_at_the_first_entry(db_path: Path) -> N
 
 def test_an_empty_log_verifies_and_lists_nothing(adb: DatabaseManager) -> None:
     assert adb.audit.verify().ok and adb.audit.entries() == []
+
+
+# -- tail truncation: the keyed anchor (#15 item 8) ---------------------------------------------------------
+def _delete_last(db_path: Path, n: int | None) -> None:
+    with sqlite3.connect(db_path) as raw:  # the attacker: plain SQL access, no key, no access to the anchor
+        if n is None:
+            raw.execute("DELETE FROM reliability_audit")
+        else:
+            raw.execute("DELETE FROM reliability_audit WHERE seq IN "
+                        "(SELECT seq FROM reliability_audit ORDER BY seq DESC LIMIT ?)", (n,))
+
+
+@pytest.mark.parametrize("deleted", [1, 3, None], ids=["last", "last-three", "all"])
+def test_deleting_entries_from_the_end_is_detected(adb: DatabaseManager, db_path: Path,
+                                                   deleted: int | None) -> None:
+    for i in range(5):
+        adb.audit.record("alice", "act", f"t{i}")
+    assert adb.audit.verify().ok
+    _delete_last(db_path, deleted)
+    report = adb.audit.verify()
+    assert not report.ok and "shortened" in report.reason and report.first_broken_seq == 5
+    assert report.checked == (0 if deleted is None else 5 - deleted)
+
+
+def test_the_anchor_keeps_the_evidence_when_new_entries_follow_a_truncation(adb: DatabaseManager,
+                                                                              db_path: Path) -> None:
+    for i in range(4):
+        adb.audit.record("alice", "act", f"t{i}")
+    _delete_last(db_path, None)
+    for i in range(6):  # seq numbers are reused: 1..6 pass the anchored 4 with other hashes
+        adb.audit.record("bob", "act", f"u{i}")
+    report = adb.audit.verify()
+    assert not report.ok and "shortened" in report.reason
+    health = adb.health()
+    assert health.status.value == "degraded" and any("anchor not moved forward" in r for r in health.reasons)
+    adb.audit.reanchor("root", "investigated: the test deleted them")
+    assert adb.audit.verify().ok and adb.audit.entries(1)[0].action == "audit.reanchored"
+
+
+def test_the_anchor_file_is_private_and_an_edited_anchor_is_reported(adb: DatabaseManager) -> None:
+    adb.audit.record("alice", "act", "t")
+    anchor = adb.audit.anchor_path
+    assert stat.S_IMODE(anchor.stat().st_mode) == 0o600
+    text = anchor.read_text()
+    anchor.write_text(text.replace('"seq": 1', '"seq": 0'))
+    report = adb.audit.verify()
+    assert not report.ok and "MAC does not match" in report.reason
+    anchor.unlink()
+    report = adb.audit.verify()
+    assert not report.ok and "missing" in report.reason
+
+
+def test_an_entry_rolled_back_in_a_savepoint_does_not_move_the_anchor(adb: DatabaseManager) -> None:
+    adb.audit.record("alice", "act", "kept")
+
+    def body() -> None:
+        try:
+            with adb.transaction():
+                adb.audit.append(adb.audit.new_entry("alice", "act", "rolled back"))
+                raise RuntimeError("app failure")
+        except RuntimeError:
+            pass
+
+    adb.run_in_transaction(body)
+    assert adb.audit.verify().ok
+
+
+def test_an_entry_edited_in_the_fallback_file_is_rejected_at_reconcile(db_path: Path) -> None:
+    import json
+
+    with DatabaseManager(fast_config(db_path, audit_hmac_key=KEY, busy_timeout_ms=0,
+                                     journal_mode="DELETE")) as db:
+        db.audit.record("alice", "seed")
+        with LockHolder(db_path):
+            assert db.audit.record("alice", "flag.set", "beta", {"value": 1}).pending
+            assert db.audit.record("bob", "login", "web").pending
+        path = db.audit.fallback_path
+        for written in db.audit._fallback_files():  # (a failed reconcile may have set the first file aside)
+            lines = written.read_text().splitlines()
+            edited = [json.dumps(json.loads(line) | {"actor": "mallory"}) if "flag.set" in line else line
+                      for line in lines]
+            written.write_text("\n".join(edited) + "\n")
+        assert [e.actor for e in db.audit.pending()] == ["bob"]
+        db.audit.reconcile()
+        stored = [(e.actor, e.action) for e in reversed(db.audit.entries(10))]
+        assert ("mallory", "flag.set") not in stored and ("alice", "flag.set") not in stored
+        assert stored[:2] == [("alice", "seed"), ("bob", "login")]
+        assert stored[2] == ("reliability", "audit.fallback_rejected")
+        kept = path.with_name(path.name + ".rejected")
+        assert "mallory" in kept.read_text() and stat.S_IMODE(kept.stat().st_mode) == 0o600
+        assert db.audit.verify().ok
+
+
+# -- secure by default: a generated key (#15 item 9) -------------------------------------------------------
+def test_without_a_configured_key_a_random_key_file_is_generated_and_used(db_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        with DatabaseManager(fast_config(db_path)) as db:
+            key_file = Path(str(db_path) + ".audit-key")
+            assert key_file.exists() and stat.S_IMODE(key_file.stat().st_mode) == 0o600
+            assert len(key_file.read_text().strip()) == 64 and db.audit.key == key_file.read_text().strip().encode()
+            assert db.health().extra["audit"]["key_source"] == f"generated:{key_file}"
+            db.audit.record("alice", "act", "t")
+            first_key = db.audit.key
+    finally:
+        os.umask(old)
+    with DatabaseManager(fast_config(db_path)) as again:  # the next start reuses it
+        assert again.audit.key == first_key and again.audit.verify().ok
+        assert again.health().extra["audit"]["key_source"] == f"file:{key_file}"
+    # An attacker without the key cannot re-chain with the empty key the runtime used to fall back to.
+    from reliability.audit import chain_hash
+
+    with sqlite3.connect(db_path) as raw:
+        row = raw.execute("SELECT entry_id, ts, action, target, details, prev_hash FROM reliability_audit").fetchone()
+        raw.execute("UPDATE reliability_audit SET actor = 'mallory', hash = ?",
+                    (chain_hash(b"", row[5], row[0], row[1], "mallory", row[2], row[3], row[4]),))
+    with DatabaseManager(fast_config(db_path)) as again:
+        assert not again.audit.verify().ok
+
+
+def test_a_configured_key_wins_and_no_key_file_is_made(db_path: Path, tmp_path: Path) -> None:
+    with DatabaseManager(fast_config(db_path, audit_hmac_key="configured",
+                                     audit_key_path=str(tmp_path / "k"))) as db:
+        assert db.audit.key == b"configured" and db.health().extra["audit"]["key_source"] == "config"
+    assert not (tmp_path / "k").exists() and not Path(str(db_path) + ".audit-key").exists()
+
+
+def test_the_key_path_is_configurable_and_a_planted_link_there_is_refused(db_path: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "attacker-known-key"
+    elsewhere.write_text("0" * 64 + "\n")
+    link = tmp_path / "keys" / "audit.key"
+    link.parent.mkdir()
+    link.symlink_to(elsewhere)
+    with DatabaseManager(fast_config(db_path, audit_key_path=str(link))) as db:
+        assert db.audit.key != b"0" * 64
+        health = db.health()
+        assert health.status.value == "degraded"
+        assert any("audit key file cannot be used" in r and "symbolic link" in r for r in health.reasons)

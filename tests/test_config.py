@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,44 @@ def test_the_shipped_env_example_parses_cleanly() -> None:
     if not example.exists():
         pytest.fail(".env.example is missing from the repository root")
     ReliabilityConfig.from_env(example, environ={})
+
+
+# -- non-finite and out-of-range numbers (#15 item 13) ---------------------------------------------------
+NUMERIC_KEYS = [f.name for f in dataclasses.fields(ReliabilityConfig) if f.type in ("int", "float")]
+
+
+@pytest.mark.parametrize("key", NUMERIC_KEYS)
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "1e300", "99999999999999999999999"])
+def test_every_numeric_setting_refuses_nan_inf_and_huge_values_naming_the_key(key: str, text: str) -> None:
+    env_key = "RELIABILITY_" + key.upper()
+    with pytest.raises(ConfigError) as info:
+        ReliabilityConfig.from_mapping({env_key: text})
+    assert env_key in {k for k, _v, _r in info.value.problems}, str(info.value)
+    assert env_key in str(info.value)
+
+
+def test_a_huge_reload_interval_is_refused_before_it_reaches_the_watcher(tmp_path: Path) -> None:
+    from reliability import DatabaseManager
+
+    env = tmp_path / ".env"
+    env.write_text("RELIABILITY_CONFIG_RELOAD_INTERVAL=1e300\n")
+    with pytest.raises(ConfigError, match=r"RELIABILITY_CONFIG_RELOAD_INTERVAL=.*must be <= 3.16224e\+07"):
+        ReliabilityConfig.from_env(env, environ={})
+    with DatabaseManager(ReliabilityConfig(db_path=str(tmp_path / "a.db"), config_reload_interval=0.05)) as db:
+        env.write_text("RELIABILITY_DB_PATH=" + str(tmp_path / "a.db") + "\n")
+        watcher = db.watch_env(env)
+        env.write_text("RELIABILITY_DB_PATH=" + str(tmp_path / "a.db") + "\nRELIABILITY_BACKUP_INTERVAL=inf\n")
+        with pytest.raises(ConfigError, match="RELIABILITY_BACKUP_INTERVAL"):
+            watcher.check_now(force=True)
+        assert watcher._thread.is_alive() and db.config.backup_interval == 3600.0
+
+
+def test_values_at_the_limits_are_accepted() -> None:
+    from reliability.config import LIMITS
+
+    for key, (low, high, _why) in LIMITS.items():
+        kind = int if key in ("busy_timeout_ms", "retry_attempts", "backup_keep", "write_queue_max") else float
+        low_extra = {"retry_base_delay": 0.0} if key == "retry_max_delay" else {}
+        high_extra = {"retry_max_delay": kind(high)} if key == "retry_base_delay" else {}
+        ReliabilityConfig(**{key: kind(low), **low_extra})
+        ReliabilityConfig(**{key: kind(high), **high_extra})

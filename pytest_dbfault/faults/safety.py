@@ -1,26 +1,51 @@
 """Path guard: injectors only damage, lock, chmod or delete files under allowed roots.
 
-A typo in a test (``CorruptFault("app.db")`` run from the project directory) must not
-destroy a real database. By default the allowed roots are the system temp directory
-(which holds pytest's ``tmp_path`` unless ``--basetemp`` moves it) plus any root
-registered with :func:`allow_root` — the pytest plugin registers its basetemp.
+A typo in a test (``CorruptFault("app.db")`` run from the project directory) or a path
+shared with another program (``/tmp/app.db``) must not destroy a real database. The
+allowed roots depend on where the fault runs:
 
-Opt out per call with ``allow_unsafe=True`` or for the whole process with the
-environment variable ``DBFAULT_ALLOW_ANY_PATH=1``.
+* **in a pytest session** (the dbfault plugin is loaded): the session's ``basetemp`` only —
+  every ``tmp_path`` lies under it, other sessions' and other programs' files do not. More
+  roots only through ``--dbfault-allow-root DIR`` (repeatable) or the ini key
+  ``dbfault_allowed_roots`` (one directory per line);
+* **outside pytest** (plain library use: scripts, benchmarks, a machine run in a child
+  process): pytest's per-user temporary root (``<tmp>/pytest-of-<user>``, private to the
+  user, where every pytest ``tmp_path`` lives), plus the directories listed in the
+  environment variable ``DBFAULT_ALLOWED_ROOTS`` (separated by ``os.pathsep``);
+* **always**: roots registered in code with :func:`allow_root`, and dbfault's own scratch
+  directories — directories directly under the system temp dir named ``dbfault-*``, owned by
+  this user and private (mode 0700: what ``tempfile.mkdtemp(prefix="dbfault-...")`` makes,
+  as the property machines and the VFS sweep do).
+
+Opt out per call with ``allow_unsafe=True`` or for the whole process with the environment
+variable ``DBFAULT_ALLOW_ANY_PATH=1``. Paths are resolved first, so a symlink under an
+allowed root that points outside it is refused too.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .base import FaultError
 
 #: Environment variable that disables the guard for the whole process when set to ``1``.
 ALLOW_ANY_PATH_ENV = "DBFAULT_ALLOW_ANY_PATH"
+#: Environment variable listing extra allowed roots for plain library use (``os.pathsep``-separated).
+ALLOWED_ROOTS_ENV = "DBFAULT_ALLOWED_ROOTS"
+#: The pytest option and ini key that add allowed roots in a pytest session.
+ALLOW_ROOT_OPTION = "--dbfault-allow-root"
+ALLOWED_ROOTS_INI = "dbfault_allowed_roots"
+#: Name prefix of dbfault's own scratch directories under the system temp dir.
+SCRATCH_PREFIX = "dbfault-"
 
 _extra_roots: list[Path] = []
+#: Set by the pytest plugin for the session: ``(basetemp or a function giving it, configured roots)``;
+#: None outside pytest. The basetemp is asked for lazily: a run that never injects a fault creates none.
+_session: tuple[Path | Callable[[], str | os.PathLike[str]], list[Path]] | None = None
 
 
 def allow_root(path: str | os.PathLike[str]) -> Path:
@@ -38,17 +63,57 @@ def forget_root(path: str | os.PathLike[str]) -> None:
         _extra_roots.remove(root)
 
 
+def set_session_roots(basetemp: str | os.PathLike[str] | Callable[[], str | os.PathLike[str]],
+                      extra: Iterable[str | os.PathLike[str]] = ()) -> None:
+    """Called by the pytest plugin: faults act under ``basetemp`` and the configured ``extra`` roots only.
+
+    ``basetemp`` may be a function returning it (called the first time a path is checked).
+    """
+    global _session
+    first = basetemp if callable(basetemp) else Path(basetemp).resolve()
+    _session = (first, [Path(p).expanduser().resolve() for p in extra])
+
+
+def clear_session_roots() -> None:
+    """Called by the pytest plugin at the end of the session: back to the plain-library rule."""
+    global _session
+    _session = None
+
+
+def in_pytest_session() -> bool:
+    """True while the dbfault pytest plugin has set the session's roots."""
+    return _session is not None
+
+
+def _session_roots() -> list[Path] | None:
+    global _session
+    if _session is None:
+        return None
+    basetemp, extra = _session
+    if callable(basetemp):
+        basetemp = Path(basetemp()).resolve()
+        _session = (basetemp, extra)
+    return [basetemp, *extra]
+
+
 def allowed_roots() -> list[Path]:
-    """The system temp directory followed by every root registered with :func:`allow_root`."""
-    return [Path(tempfile.gettempdir()).resolve(), *_extra_roots]
+    """The roots faults may act under now (see the module docstring); scratch directories are not listed."""
+    session = _session_roots()
+    if session is not None:
+        base = session
+    else:
+        base = [_pytest_user_root()]
+        base += [Path(p).expanduser().resolve() for p in os.environ.get(ALLOWED_ROOTS_ENV, "").split(os.pathsep)
+                 if p.strip()]
+    return base + [r for r in _extra_roots if r not in base]
 
 
 def is_allowed(path: str | os.PathLike[str]) -> bool:
-    """True when ``path`` lies under an allowed root (or the env override is set)."""
+    """True when ``path`` lies under an allowed root or a dbfault scratch directory (or the env override is set)."""
     if os.environ.get(ALLOW_ANY_PATH_ENV) == "1":
         return True
     resolved = Path(path).resolve()
-    return any(resolved.is_relative_to(root) for root in allowed_roots())
+    return any(resolved.is_relative_to(root) for root in allowed_roots()) or _in_scratch_dir(resolved)
 
 
 def check_path(path: str | os.PathLike[str], *, action: str, allow_unsafe: bool = False) -> Path:
@@ -60,9 +125,41 @@ def check_path(path: str | os.PathLike[str], *, action: str, allow_unsafe: bool 
     if allow_unsafe or is_allowed(resolved):
         return resolved
     roots = ", ".join(str(r) for r in allowed_roots())
-    raise FaultError(
-        f"refusing to {action} {resolved}: it is outside the allowed roots ({roots}). "
-        f"Use a file under tmp_path, register its directory with "
-        f"pytest_dbfault.faults.allow_root(), pass allow_unsafe=True, "
-        f"or set {ALLOW_ANY_PATH_ENV}=1."
-    )
+    if _session is not None:
+        how = (f"Use a file under tmp_path, add the directory with {ALLOW_ROOT_OPTION}=DIR or the ini key "
+               f"{ALLOWED_ROOTS_INI}, register it with pytest_dbfault.faults.allow_root(), pass "
+               f"allow_unsafe=True, or set {ALLOW_ANY_PATH_ENV}=1.")
+        where = "the allowed roots of this pytest session"
+    else:
+        how = (f"Outside pytest, list the directory in {ALLOWED_ROOTS_ENV}, register it with "
+               f"pytest_dbfault.faults.allow_root(), create it with tempfile.mkdtemp(prefix='{SCRATCH_PREFIX}'), "
+               f"pass allow_unsafe=True, or set {ALLOW_ANY_PATH_ENV}=1.")
+        where = "the allowed roots"
+    raise FaultError(f"refusing to {action} {resolved}: it is outside {where} ({roots}). {how}")
+
+
+def _pytest_user_root() -> Path:
+    """``<tmp>/pytest-of-<user>``: where pytest puts every session's basetemp for this user."""
+    try:
+        import getpass
+
+        user = getpass.getuser()
+    except (ImportError, KeyError, OSError):  # no user name (containers without passwd entries)
+        user = "unknown"
+    return (Path(tempfile.gettempdir()) / f"pytest-of-{user}").resolve()
+
+
+def _in_scratch_dir(resolved: Path) -> bool:
+    """True for a path inside ``<tmp>/dbfault-*`` that this user created private (0700) — dbfault's own."""
+    tmp = Path(tempfile.gettempdir()).resolve()
+    if not resolved.is_relative_to(tmp) or resolved == tmp:
+        return False
+    top = tmp / resolved.relative_to(tmp).parts[0]
+    if not top.name.startswith(SCRATCH_PREFIX):
+        return False
+    try:
+        st = os.lstat(top)
+    except OSError:
+        return False
+    owned = not hasattr(os, "geteuid") or st.st_uid == os.geteuid()
+    return stat.S_ISDIR(st.st_mode) and owned and stat.S_IMODE(st.st_mode) & 0o077 == 0

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .confine import confine_path, confine_settings
 from .context import RuntimeUnsupported, ScenarioContext
 from .registry import register_command
 
@@ -78,7 +79,9 @@ def backup(ctx: ScenarioContext) -> dict[str, Any]:
 
 @register_command("restore")
 def restore(ctx: ScenarioContext, path: str | None = None) -> dict[str, Any]:
-    """Restore the newest verified backup (or ``path``)."""
+    """Restore the newest verified backup (or ``path``, inside the scenario's tmp directory)."""
+    if path is not None:
+        path = confine_path("path", path, ctx.tmp_path)
     return _plain(ctx.require("restore")(path))
 
 
@@ -118,11 +121,12 @@ def get_flag(ctx: ScenarioContext, name: str) -> Any:
 
 
 @register_command("audit")
-def audit(ctx: ScenarioContext, limit: int = 50, actor: str | None = None, action: str | None = None) -> Any:
-    """Read the audit log (newest first); ``unavailable`` while the database cannot be read."""
+def audit(ctx: ScenarioContext, limit: int = 50, actor: str | None = None, action: str | None = None,
+          caller: str = "admin") -> Any:
+    """Read the audit log as ``caller`` (an admin command, newest first); ``unavailable`` while it cannot be read."""
     from reliability import admin
 
-    result = admin.audit(ctx.db, limit, actor, action)
+    result = admin.audit(ctx.db, limit, actor, action, caller=caller)
     return _with_value(result, [_plain(e) for e in result.value or []])
 
 
@@ -146,6 +150,7 @@ def reload_config(ctx: ScenarioContext, **settings: Any) -> list[str]:
 
     An invalid value is refused (outcome ``rejected``) and the previous settings stay in force.
     """
+    settings = confine_settings(settings, ctx.tmp_path)  # a reload may not move files out of the tmp dir
     env = ctx.tmp_path / ".env"
     lines = [line for line in _read_lines(env) if line.split("=", 1)[0] not in
              {f"RELIABILITY_{k.upper()}" for k in settings}]

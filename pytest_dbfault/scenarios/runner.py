@@ -23,6 +23,7 @@ from ..factory import FAST_TEST_SETTINGS, FaultFactory, InjectCallback
 from ..faults.base import FaultError
 from ..stats import STATS, Stats
 from .checks import CHECKS, matches, normalise, property_holds
+from .confine import confine_settings
 from .context import RuntimeUnsupported, ScenarioContext
 from .errors import ScenarioFailure
 from .parse import Scenario, Step, property_numbers
@@ -80,15 +81,21 @@ def run_scenario(
     :param commands: the command registry (default: the built-ins plus process-wide registrations).
     """
     from reliability import ReliabilityConfig
+    from reliability.config import ConfigError
 
     if make_runtime is None:
         from reliability import DatabaseManager as make_runtime  # type: ignore[no-redef]
     stats = STATS if stats is None else stats
     commands = commands if commands is not None else default_registry()
-    settings = {**SCENARIO_SETTINGS, **scenario.config}
-    config = ReliabilityConfig(db_path=str(tmp_path / "app.db"), **settings)
     faults = FaultFactory(tmp_path, seed, random.Random(seed), on_inject=on_inject, stats=stats)
     run = _Run(scenario, seed if replay_seed is None else replay_seed, stats, commands)
+    try:
+        # Every path the scenario names is confined to its tmp directory (see .confine).
+        settings = confine_settings({**SCENARIO_SETTINGS, **scenario.config}, tmp_path)
+    except ConfigError as exc:
+        raise run.failure(scenario.line, "config", "every path setting inside the scenario's tmp directory",
+                          str(exc)) from None
+    config = ReliabilityConfig(db_path=str(tmp_path / "app.db"), **settings)
     try:
         run.ctx = ScenarioContext(make_runtime=make_runtime, config=config, tmp_path=tmp_path, seed=seed,
                                   faults=faults, migrations=scenario.migrations, scenario_dir=scenario.file.parent)
@@ -259,7 +266,7 @@ def outcome_of_exception(exc: BaseException) -> Outcome:
     return Outcome("exception", None, None, _exception(exc))
 
 
-_ERRORISH = ("error", "rejected", "unavailable")
+_ERRORISH = ("error", "rejected", "unavailable", "denied")  # a denied admin command is refused too
 
 
 def expectation_problem(expected: Any, outcome: Outcome) -> str | None:

@@ -113,6 +113,7 @@ def test_details_that_are_not_json_are_refused_naming_the_field(adb: DatabaseMan
 def test_a_torn_fallback_line_is_skipped_and_the_rest_is_kept(adb: DatabaseManager,
                                                               caplog: pytest.LogCaptureFixture) -> None:
     good = AuditLogger.new_entry("alice", "kept").to_dict() | {"pending": True}
+    good["mac"] = adb.audit._fallback_mac(good)  # written by the runtime: MAC'ed
     adb.audit.fallback_path.parent.mkdir(parents=True, exist_ok=True)
     adb.audit.fallback_path.write_text(json.dumps(good) + "\n\n" + '{"entry_id": "x", "ts": 1.0, "act')
     with caplog.at_level(logging.WARNING, logger="reliability.audit"):

@@ -212,9 +212,14 @@ def test_the_factory_lets_faults_act_under_a_basetemp_outside_the_system_temp_di
         import pytest
         from pytest_dbfault.faults import LockedFault, FaultError
 
-        def test_without_the_fixture_the_guard_refuses(tmp_path):
+        def test_tmp_path_is_allowed_without_the_fixture_and_the_system_temp_dir_is_not(tmp_path):
+            sqlite3.connect(tmp_path / "x.db").close()
+            fault = LockedFault(tmp_path / "x.db")
+            fault.inject()
+            fault.heal()
+            outside = tempfile.mkdtemp()  # the system temp dir: another program's files may be there
             with pytest.raises(FaultError, match="outside the allowed roots"):
-                LockedFault(tmp_path / "x.db").inject()
+                LockedFault(outside + "/x.db").inject()
 
         def test_lock(dbfault, tmp_path):
             assert not tmp_path.is_relative_to(tempfile.gettempdir())

@@ -1,0 +1,227 @@
+"""Runtime files, created safely: never through a link we did not create, always mode 0600.
+
+Example::
+
+    from reliability import files
+
+    fd = files.open_private("app.db.queue.jsonl")            # O_APPEND|O_CREAT|O_NOFOLLOW, 0600
+    files.write_atomic("app.db.audit-anchor", b"...")         # temp (O_EXCL) + fsync + rename + dir fsync
+    files.ensure_private_dir("backups")                       # 0700, refuses a symlink or a file there
+    files.read_private("app.db.queue.jsonl")                  # bytes, or None when missing
+
+Every file the runtime writes (database, redo journal, write queue, audit fallback, audit
+key and anchor, operation log, backups) goes through this module, so one rule holds
+everywhere:
+
+* the last path component is opened with ``O_NOFOLLOW``: a symlink planted where a runtime
+  file should be is refused with :class:`UnsafePathError` (naming the path and the setting
+  that chose it) instead of being written through. Parent directories are the ones the
+  configuration names and are followed as the operating system does;
+* temporaries are created with ``O_CREAT | O_EXCL``: a name planted in advance (a symlink
+  to ``~/.bashrc``, a FIFO) is never opened; a regular file left by a crash is removed
+  (unlinking removes the name, never a link's target) and the creation retried once;
+* files are created ``0600`` and directories ``0700`` whatever the umask; an existing
+  runtime file of ours with wider permissions is narrowed to ``0600`` when opened.
+
+On platforms without ``O_NOFOLLOW`` (Windows) the checks fall back to ``lstat`` before
+opening, which is racy but still refuses a link that is already there.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+#: 0 where the platform lacks the flag: the lstat check below still runs.
+O_NOFOLLOW: int = getattr(os, "O_NOFOLLOW", 0)
+O_CLOEXEC: int = getattr(os, "O_CLOEXEC", 0)
+O_BINARY: int = getattr(os, "O_BINARY", 0)
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+#: Default flags of :func:`open_private`: append, create if missing.
+APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+
+PathLike = str | os.PathLike[str]
+
+
+class UnsafePathError(OSError):
+    """A runtime file's path is a symlink (or not a regular file/directory): the runtime will not use it.
+
+    ``path`` is the offending path and ``what`` names the file (and the setting that chose it).
+    """
+
+    def __init__(self, path: PathLike, what: str, problem: str = "is a symbolic link") -> None:
+        self.path = Path(path)
+        self.what = what
+        message = (f"refusing to use {self.path} as the {what}: it {problem}. The runtime never follows a link "
+                   f"it did not create; remove it or point the setting at a regular file in a directory you own")
+        super().__init__(errno.ELOOP, message, str(self.path))
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def refuse_symlink(path: PathLike, what: str = "runtime file") -> None:
+    """Raise :class:`UnsafePathError` when ``path`` exists and is a symlink (or not a regular file)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:  # dbfault: no fault (nothing there yet: nothing to refuse)
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafePathError(path, what)
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafePathError(path, what, "is not a regular file")
+
+
+def open_private(path: PathLike, flags: int = APPEND, *, what: str = "runtime file") -> int:
+    """``os.open(path, flags | O_NOFOLLOW | O_CLOEXEC, 0o600)``; a symlink at ``path`` is refused.
+
+    When the file already exists, is ours and is readable by others (made by an older version
+    or under a loose umask), it is narrowed to 0600. Returns the file descriptor.
+    """
+    if not O_NOFOLLOW:
+        refuse_symlink(path, what)
+    try:
+        fd = os.open(path, flags | O_NOFOLLOW | O_CLOEXEC | O_BINARY, FILE_MODE)
+    except OSError as exc:  # dbfault: no fault (a planted symlink is a setup, not a database fault)
+        if exc.errno in (errno.ELOOP, errno.EMLINK) and os.path.islink(path):
+            raise UnsafePathError(path, what) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafePathError(path, what, "is not a regular file")
+        if st.st_mode & 0o077 and (not hasattr(os, "geteuid") or st.st_uid == os.geteuid()):
+            os.fchmod(fd, FILE_MODE)
+    except BaseException:  # dbfault: no fault (never leak the descriptor of a refused file)
+        os.close(fd)
+        raise
+    return fd
+
+
+def create_private_file(path: PathLike, *, what: str = "runtime file") -> bool:
+    """Make sure ``path`` exists as a 0600 regular file (created empty if missing, never truncated).
+
+    Used before SQLite creates a database: SQLite gives its ``-wal``, ``-shm`` and ``-journal``
+    files the database file's permissions, so a 0600 database keeps every sidecar 0600.
+    Returns True when the file was created now.
+    """
+    existed = os.path.lexists(path)
+    os.close(open_private(path, os.O_RDWR | os.O_CREAT, what=what))
+    if not existed:
+        fsync_dir(Path(path).parent)
+    return not existed
+
+
+def prepare_database(path: PathLike, *, create: bool) -> None:
+    """Before SQLite opens ``path``: refuse a symlink there and, when ``create``, create it 0600 if missing.
+
+    SQLite follows links and creates files with 0644 under the usual umask; creating the empty
+    file first gives the database (and, through it, every ``-wal``/``-shm``/``-journal``) mode 0600.
+    :raises UnsafePathError: a symlink or a non-regular file is at ``path``.
+    """
+    what = "database (db_path)"
+    refuse_symlink(path, what)
+    if create and not os.path.lexists(path):
+        create_private_file(path, what=what)
+
+
+def create_temp(path: PathLike, *, what: str = "temporary file") -> int:
+    """Create ``path`` exclusively (``O_CREAT | O_EXCL | O_NOFOLLOW``, 0600) for writing; returns the fd.
+
+    A regular file already there is a leftover of a crash and is replaced; anything else (a
+    symlink, a FIFO, a directory) is refused with :class:`UnsafePathError`.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_BINARY
+    try:
+        return os.open(path, flags, FILE_MODE)
+    except FileExistsError:  # dbfault: no fault (a crash's leftover or a planted name, told apart below)
+        refuse_symlink(path, what)  # a regular file: a crash's leftover
+        os.unlink(path)
+        return os.open(path, flags, FILE_MODE)
+
+
+def write_atomic(path: PathLike, data: bytes, *, what: str = "runtime file", sync: bool = True) -> None:
+    """Replace ``path`` with ``data`` atomically: exclusive temp, write, fsync, rename, fsync the directory.
+
+    A symlink at ``path`` is refused (not replaced): it was planted by someone else.
+    """
+    path = Path(path)
+    refuse_symlink(path, what)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = create_temp(tmp, what=f"temporary of the {what}")
+    written = False
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if sync:
+            os.fsync(fd)
+        written = True
+    finally:
+        os.close(fd)
+        if not written:  # a full disk or I/O error mid-write: leave no half temporary behind
+            _unlink_quietly(tmp)
+    os.replace(tmp, path)
+    if sync:
+        fsync_dir(path.parent)
+
+
+def read_private(path: PathLike, *, what: str = "runtime file") -> bytes | None:
+    """The bytes of runtime file ``path`` read without following a link; None when it does not exist."""
+    try:
+        fd = open_private(path, os.O_RDONLY, what=what)
+    except FileNotFoundError:  # dbfault: no fault (the file was never written: the normal first start)
+        return None
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def ensure_private_dir(path: PathLike, *, what: str = "runtime directory") -> Path:
+    """Create directory ``path`` (and parents) with mode 0700 when missing; return it.
+
+    A symlink at ``path`` is refused with :class:`UnsafePathError`; a non-directory there raises
+    ``NotADirectoryError`` naming ``what``. An existing directory keeps its mode (it may be shared
+    on purpose); the files we put in it are 0600 anyway.
+    """
+    path = Path(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:  # dbfault: no fault (first use: the directory is created here)
+        path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafePathError(path, what)
+    if not stat.S_ISDIR(st.st_mode):
+        raise NotADirectoryError(errno.ENOTDIR, f"the {what} exists but is not a directory", str(path))
+    return path
+
+
+def fsync_dir(directory: PathLike) -> None:
+    """fsync a directory so a rename or create in it is durable (no-op where unsupported)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # dbfault: no fault (platform cannot open a directory; callers just wrote in it)
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # dbfault: no fault (file system without directory fsync: a platform trait)
+        pass
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path: PathLike) -> None:
+    try:
+        os.unlink(path)
+    except OSError:  # dbfault: no fault (best-effort cleanup of our own temporary after a failure)
+        pass
