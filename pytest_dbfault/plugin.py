@@ -258,6 +258,10 @@ class _ActiveRun:
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
         if not file_path.name.endswith(".dbfault.yaml"):
             return None
+        from .scenario_extra import require_plugin_extra
+
+        if not require_plugin_extra(file_path, self.config):  # a usage error naming what to install
+            return None
         from .scenarios.collect import collect_file  # lazily: YAML parsing only when there are scenario files
 
         return collect_file(file_path, parent)
