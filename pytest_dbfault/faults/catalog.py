@@ -147,33 +147,45 @@ def fault_params(cls: type[Fault]) -> tuple[list[Param], bool]:
 
 @dataclass(frozen=True)
 class FaultInfo:
-    """How a built-in fault is pointed and what it does, for the table in ``docs/plugin.md``."""
+    """How a built-in fault is pointed and what it does, for the table in ``docs/plugin.md``.
 
+    ``accepts``: the kinds of target (``path``, ``connection``, ``manager``) it takes with its default
+    parameters; ``targets`` says the same for people, with the exceptions other parameters make.
+    """
+
+    accepts: tuple[str, ...]
     targets: str
     sees: str
     heals: str
 
 
-#: The built-in faults (engine-level and VFS). A test checks the targets by pointing each fault at each kind.
+#: The built-in faults (engine-level and VFS). ``tests/faults/test_fault_catalog.py`` points each at a
+#: path, a connection and a manager and checks ``accepts``.
+_ALL = ("path", "connection", "manager")
 BUILTIN: dict[str, FaultInfo] = {
     "busy_commit": FaultInfo(
+        _ALL,
         "path, connection, manager",
         "rollback journal: writes succeed, `COMMIT` gets 5/SQLITE_BUSY after the busy timeout, the "
         "transaction stays open",
         "the reader's SHARED lock is released; a retried COMMIT works"),
     "busy_snapshot": FaultInfo(
+        ("connection", "manager"),
         "connection, manager",
         "WAL: the next write in the current transaction gets 517/SQLITE_BUSY_SNAPSHOT",
         "rolls the victim's transaction back (`rollback_on_heal`)"),
     "corrupt": FaultInfo(
+        _ALL,
         "path, connection, manager",
         "new connections get 11/SQLITE_CORRUPT or 26/SQLITE_NOTADB (WAL parts: no error, the tail is dropped)",
         "only with `backup_before=True` (the files are copied back); otherwise permanent"),
     "crash": FaultInfo(
+        _ALL,
         "path, connection, manager",
         "a writer subprocess killed with SIGKILL at a chosen point; the file as the crash left it",
         "not healable: reopen the database to recover it (`fault.result`)"),
     "disconnect": FaultInfo(
+        ("connection", "manager"),
         "connection, manager (`close`, `readonly`); path too for `delete`, `rename`, `replace`, "
         "`readonly` (chmod), `truncate`",
         "`close`: ProgrammingError on a closed database; moved/replaced file: 1032/SQLITE_READONLY_DBMOVED "
@@ -181,30 +193,37 @@ BUILTIN: dict[str, FaultInfo] = {
         "`rename`/`replace` move the files back, `readonly` restores the flag or mode, `delete`/`truncate` "
         "only with `backup_before=True`, `close` cannot be undone"),
     "disk_full": FaultInfo(
+        ("connection", "manager"),
         "connection, manager",
         "writes needing more than `headroom` new pages get 13/SQLITE_FULL, the transaction is rolled back",
         "the connection's previous `max_page_count` is restored"),
     "enospc": FaultInfo(
+        ("path",),
         "path, or none (every file)",
         "connections opened after inject: every write gets 13/SQLITE_FULL",
         "the rule is removed; new connections write normally"),
     "file_full": FaultInfo(
+        ("path",),
         "path or descriptor of an open file; path, connection or manager with `sidecar`",
         "`write()` on the file's open descriptors fails with OSError 28 ENOSPC, `fsync()` with EINVAL",
         "the original descriptors are put back, offsets intact"),
     "io_error": FaultInfo(
+        ("path",),
         "path, or none (every file)",
         "connections opened after inject: the chosen operations fail with SQLITE_IOERR_* (or `error`)",
         "the rule is removed; new connections work normally"),
     "locked": FaultInfo(
+        _ALL,
         "path, connection, manager",
         "writers get 5/SQLITE_BUSY after their busy timeout (`exclusive` in a rollback journal: readers too)",
         "the holder rolls back and exits (or after `duration` seconds)"),
     "power_loss": FaultInfo(
+        ("path",),
         "path",
         "nothing until `cut()`: then copies of the files hold only what was synced (or torn sectors)",
         "recording stops; the copies stay for the test to open"),
     "short_read": FaultInfo(
+        ("path",),
         "path, or none (every file)",
         "connections opened after inject: reads return half a page, usually 11/SQLITE_CORRUPT",
         "the rule is removed; new connections read normally"),
