@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from pytest_dbfault import fast_test_config
-from pytest_dbfault.faults import FaultError
+from pytest_dbfault.faults import FaultError, allow_root, forget_root
 from pytest_dbfault.faults.catalog import BUILTIN, fault_params, markdown_table
 from pytest_dbfault.faults.corrupt import CorruptFault
 from pytest_dbfault.faults.registry import fault_names, get_fault_class
@@ -27,8 +27,16 @@ NEEDS = {"corrupt": {"table": "items", "backup_before": True}}
 
 
 @pytest.fixture
-def targets(dbfault: Any, make_db: Callable[..., Path]) -> Iterator[dict[str, Any]]:
-    """A path, a connection and a manager on one small database (the dbfault fixture allows its tmp dir)."""
+def allowed(tmp_path: Path) -> Iterator[Path]:
+    """This test's tmp_path as an allowed fault root, for this test only (no session-wide state)."""
+    allow_root(tmp_path)
+    yield tmp_path
+    forget_root(tmp_path)
+
+
+@pytest.fixture
+def targets(allowed: Path, make_db: Callable[..., Path]) -> Iterator[dict[str, Any]]:
+    """A path, a connection and a manager on one small database."""
     path = make_db("target.db")
     conn = sqlite3.connect(path, isolation_level=None)
     manager = DatabaseManager(fast_test_config(path, journal_mode="DELETE"))
@@ -101,7 +109,7 @@ def injectable(name: str, tmp_path: Path, make_db: Callable[..., Path], keep: li
 
 
 @pytest.mark.parametrize("name", fault_names())
-def test_repr_never_breaks_before_and_after_inject_and_heal(dbfault: Any, tmp_path: Path,
+def test_repr_never_breaks_before_and_after_inject_and_heal(allowed: Path, tmp_path: Path,
                                                            make_db: Callable[..., Path], name: str) -> None:
     cls = get_fault_class(name)
     bare = repr(cls.__new__(cls))  # what a debugger shows for `self` before __init__ ran
