@@ -5,9 +5,10 @@ Blocks are collected from the Markdown when the tests are collected, so a new bl
 * A ``python`` or ``yaml`` block whose first line is ``# <file name>`` (``# conftest.py``,
   ``# tests/test_orders.py``, ``# scenarios/orders.dbfault.yaml``) is a **file**. The files of one
   document make one project in a fresh directory (blocks naming the same file are joined in order).
-* A ``bash``/``console``/``sh`` block holds **commands** (``$ `` prompts and ``# comments`` dropped,
-  ``\\`` continuations joined). ``pytest``, ``python -m pytest`` and ``reliability`` commands run in a
-  fresh copy of the document's project and must exit 0. ``pip install`` commands are not re-run here
+* A ``bash``/``sh`` block holds **commands**, a ``console`` block commands after ``$ `` prompts and their
+  output (``# comments`` dropped, ``\\`` continuations joined). The ``pytest``, ``python -m pytest`` and
+  ``reliability`` commands of a block run in order, as one shell session, in a fresh copy of the
+  document's project, and must each exit 0. ``pip install`` commands are not re-run here
   (they would install into this venv): each ``&&`` part must be in ``.ci/run``, which runs them on a
   fresh venv. When a document has files but
   no command, its project runs ``python -m pytest --dbfault`` and must pass.
@@ -94,12 +95,15 @@ def commands_of(block: Block) -> list[str]:
     """The commands of a shell block, one string each (prompts, comments and continuations handled)."""
     commands: list[str] = []
     pending = ""
+    prompted = block.lang == "console"  # a console block shows output too: only `$ ` lines are commands
     for raw in block.text.splitlines():
         line = raw.strip()
         if not pending and (not line or line.startswith("#")):
             continue
         if line.startswith("$ "):
             line = line[2:]
+        elif prompted and not pending:
+            continue
         line = re.sub(r"\s+#\s.*$", "", line)
         if line.endswith("\\"):
             pending += line[:-1].strip() + " "
@@ -109,13 +113,23 @@ def commands_of(block: Block) -> list[str]:
     return commands
 
 
+def command_kind(command: str) -> str:
+    """``install`` (checked against .ci/run), ``run`` (run here) or ``unknown`` (must be marked not run)."""
+    if "pip install" in command:
+        return "install"
+    words = command.split()
+    if words[:1] in (["pytest"], ["reliability"]) or words[:3] == ["python", "-m", "pytest"]:
+        return "run"
+    return "unknown"
+
+
 @dataclass
 class Project:
     """What one document runs: its files, its commands, its scripts."""
 
     doc: Path
     files: dict[str, str] = field(default_factory=dict)
-    commands: list[tuple[str, str]] = field(default_factory=list)  # (where, command)
+    commands: list[tuple[str, list[str]]] = field(default_factory=list)  # (where, the block's commands)
     scripts: list[Block] = field(default_factory=list)
 
 
@@ -126,7 +140,9 @@ def project_of(doc: Path) -> Project:
     project = Project(doc)
     for block in (b for b in ALL_BLOCKS if b.doc == doc and b.not_run is None):
         if block.lang in COMMAND_LANGS:
-            project.commands += [(block.where, c) for c in commands_of(block)]
+            runnable = [c for c in commands_of(block) if command_kind(c) == "run"]
+            if runnable:
+                project.commands.append((block.where, runnable))
         elif block.file_name is not None:
             project.files[block.file_name] = project.files.get(block.file_name, "") + block.text
         elif block.lang == "python":
@@ -184,15 +200,6 @@ def test_every_block_runs_or_says_why_not(block: Block) -> None:
                 f"pip install commands); mark the block `<!-- not run: why -->`")
 
 
-def command_kind(command: str) -> str:
-    if "pip install" in command:
-        return "install"
-    words = command.split()
-    if words[:1] in (["pytest"], ["reliability"]) or words[:3] == ["python", "-m", "pytest"]:
-        return "run"
-    return "unknown"
-
-
 def test_the_collector_sees_the_blocks_it_must() -> None:
     # A guard on the collector itself: these blocks exist today, so finding none means it broke.
     readme = [b for b in ALL_BLOCKS if b.doc.name == "README.md"]
@@ -200,7 +207,7 @@ def test_the_collector_sees_the_blocks_it_must() -> None:
     assert any("pip install" in c for b in readme for c in commands_of(b))
     plugin = next(p for p in PROJECTS if p.doc.name == "plugin.md")
     assert {"conftest.py", "tests/test_orders.py", "test_readonly.py"} <= set(plugin.files)
-    assert len(plugin.commands) >= 4
+    assert sum(len(commands) for _, commands in plugin.commands) >= 4
 
 
 def test_a_not_run_marker_needs_a_reason(tmp_path: Path) -> None:
@@ -238,17 +245,20 @@ def test_python_examples_run_twice_in_a_fresh_directory(tmp_path: Path, block: B
         assert done.returncode == 0, f"{block.where}, {attempt} run:\n{report(done)}"
 
 
-RUNS = [(p, where, c) for p in PROJECTS for where, c in p.commands if command_kind(c) == "run"]
-RUNS += [(p, f"{p.doc.relative_to(ROOT)} (its files)", "python -m pytest --dbfault -p no:cacheprovider")
-         for p in PROJECTS if p.files and not any(command_kind(c) == "run" for _, c in p.commands)]
+RUNS = [(p, where, commands) for p in PROJECTS for where, commands in p.commands]
+RUNS += [(p, f"{p.doc.relative_to(ROOT)} (its files)", ["python -m pytest --dbfault -p no:cacheprovider"])
+         for p in PROJECTS if p.files and not p.commands]
 
 
-@pytest.mark.parametrize(("project", "where", "command"), RUNS, ids=[f"{w}: {c}" for _, w, c in RUNS])
+@pytest.mark.parametrize(("project", "where", "commands"), RUNS, ids=[w for _, w, _ in RUNS])
 def test_documented_commands_pass_in_the_documents_project(tmp_path: Path, project: Project, where: str,
-                                                           command: str) -> None:
+                                                           commands: list[str]) -> None:
+    # The commands of one block are one shell session: in order, in one copy of the project.
     work = make_project(project, tmp_path / "project")
-    done = run(command, work, clean_env(tmp_path))
-    assert done.returncode == 0, f"{where}: {command}\nfiles: {sorted(project.files)}\n{report(done)}"
-    if "pytest" in command:
-        assert re.search(r"\b[1-9]\d* passed", done.stdout), f"{where}: nothing passed\n{report(done)}"
+    env = clean_env(tmp_path)
+    for command in commands:
+        done = run(command, work, env)
+        assert done.returncode == 0, f"{where}: {command}\nfiles: {sorted(project.files)}\n{report(done)}"
+        if "pytest" in command:
+            assert re.search(r"\b[1-9]\d* passed", done.stdout), f"{where}: {command}: nothing passed\n{report(done)}"
     shutil.rmtree(work, ignore_errors=True)
