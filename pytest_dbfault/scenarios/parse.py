@@ -27,11 +27,11 @@ from ..stats import PROPERTIES
 from .errors import Problem, ScenarioError, did_you_mean
 from .loader import LocatedList, LocatedMap, load_file
 from .registry import CommandRegistry, default_registry
-from .schema import FILE, SCENARIO, STEP_TYPES, STEPS
+from .schema import FILE, RESERVED_FAULT_PARAMS, SCENARIO, STEP_TYPES, STEPS
 from .spec import At
 
 #: Fault constructor parameters a scenario may not set: the runner chooses the target.
-_RESERVED_FAULT_PARAMS = ("target", "path", "allow_unsafe")
+_RESERVED_FAULT_PARAMS = RESERVED_FAULT_PARAMS
 #: Settings the runner controls itself.
 _RESERVED_SETTINGS = ("db_path",)
 

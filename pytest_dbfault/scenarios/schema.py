@@ -20,6 +20,8 @@ ERROR_KINDS = (
 )
 #: Outcomes a command step may expect besides an error kind.
 OUTCOMES = ("ok", "queued", "error", "rejected")
+#: Fault constructor parameters a scenario may not set: the runner chooses the target.
+RESERVED_FAULT_PARAMS = ("target", "path", "allow_unsafe")
 #: The step types; a step has exactly one of these keys (a step with only ``expect`` is a check).
 STEP_TYPES = ("command", "fault", "heal", "expect")
 HEALTH_STATUSES = ("healthy", "degraded", "unavailable")
@@ -156,7 +158,6 @@ def json_schema(*, plugins: bool = False) -> dict[str, Any]:
     """
     from ..faults.catalog import fault_params
     from ..faults.registry import fault_names, get_fault_class
-    from .parse import _RESERVED_FAULT_PARAMS
     from .registry import CommandRegistry, default_registry
 
     commands = default_registry()
@@ -169,11 +170,11 @@ def json_schema(*, plugins: bool = False) -> dict[str, Any]:
     fault_rules = []
     for name in names:
         declared, is_open = fault_params(get_fault_class(name))
-        props = {p.name: p.json() for p in declared if p.name not in _RESERVED_FAULT_PARAMS}
+        props = {p.name: p.json() for p in declared if p.name not in RESERVED_FAULT_PARAMS}
         params: dict[str, Any] = {"type": "object", "properties": props}
         if not is_open:
             params["additionalProperties"] = False
-        required = [p.name for p in declared if p.required and p.name not in _RESERVED_FAULT_PARAMS]
+        required = [p.name for p in declared if p.required and p.name not in RESERVED_FAULT_PARAMS]
         then: dict[str, Any] = {"properties": {"params": params}}
         if required:
             then["required"] = ["params"]
