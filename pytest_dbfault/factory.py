@@ -77,8 +77,8 @@ class FaultFactory:
     :param on_inject: callbacks ``fn(fault, name)`` run after each successful injection.
     :param stats: where injections are counted (default: the process-wide ``STATS``).
 
-    Any registered fault name is also a method: ``dbfault.disk_full(path)`` is
-    ``dbfault.make("disk_full", path)``.
+    Any registered fault name is also a method: ``dbfault.disk_full(conn)`` is
+    ``dbfault.make("disk_full", conn)``.
     """
 
     def __init__(
@@ -111,7 +111,7 @@ class FaultFactory:
         Use it bare (healed at the end of the test) or as a context manager (healed at the
         end of the block)::
 
-            dbfault.make("disk_full", db_path)
+            dbfault.make("disk_full", conn)
             with dbfault.make("locked", db_path, mode="write"):
                 ...
         """

@@ -120,12 +120,42 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if marker is None:
         return
     where = metafunc.definition.nodeid
-    kinds, _seed = _read_marker(marker, where)
+    problems: list[str] = []
+    kinds, _seed = _read_marker(marker, where, problems)
     if "dbfault_kind" not in metafunc.fixturenames:
-        pytest.fail(f"{where} is marked @pytest.mark.dbfault but uses neither the dbfault_kind nor the "
-                    f"dbfault fixture, so it could not see the fault kind; add one of them to its arguments",
-                    pytrace=False)
+        problems.append(f"{where} is marked @pytest.mark.dbfault but uses neither the dbfault_kind nor the "
+                        f"dbfault fixture, so it could not see the fault kind; add one of them to its arguments")
+    if problems:
+        # Not pytest.fail here: that would stop the module at its first bad test and hide the rest (other
+        # tests, classes). Every mistake is gathered and reported when collection finishes.
+        parent = metafunc.definition.parent
+        metafunc.config.stash.setdefault(_MARKER_PROBLEMS, []).append(
+            (parent.nodeid if parent is not None else where, where, problems))
+        return
     metafunc.parametrize("dbfault_kind", kinds, indirect=True, ids=kinds)
+
+
+#: (collector nodeid, test nodeid, problems) of every bad ``@pytest.mark.dbfault`` found while collecting.
+_MARKER_PROBLEMS = pytest.StashKey[list[tuple[str, str, list[str]]]]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    found = session.config.stash.get(_MARKER_PROBLEMS, [])
+    if not found:
+        return
+    by_collector: dict[str, list[str]] = {}
+    bad_tests = set()
+    for collector, test, problems in found:
+        by_collector.setdefault(collector, []).extend(problems)
+        bad_tests.add(test)
+    session.items[:] = [item for item in session.items if item.nodeid not in bad_tests]
+    for collector, problems in by_collector.items():
+        # One collection error per module (or class) with every mistake in it; counted as a collection
+        # error, so the run stops before any test as it would for a module that failed to import.
+        report = pytest.CollectReport(collector, "failed", "\n".join(problems), [])
+        session.config.hook.pytest_collectreport(report=report)
+    found.clear()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -259,6 +289,10 @@ class _ActiveRun:
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
         if not file_path.name.endswith(".dbfault.yaml"):
+            return None
+        from .scenario_extra import require_plugin_extra
+
+        if not require_plugin_extra(file_path, self.config):  # a usage error naming what to install
             return None
         from .scenarios.collect import collect_file  # lazily: YAML parsing only when there are scenario files
 
@@ -418,32 +452,32 @@ def _collect_dbfault_paths(config: pytest.Config, opts: DbfaultOptions) -> None:
         config.stash[_COLLECTING] = [os.path.relpath(p, config.invocation_params.dir) for p in found]
 
 
-def _read_marker(marker: pytest.Mark, where: str) -> tuple[list[str], int | None]:
+def _read_marker(marker: pytest.Mark, where: str, problems: list[str]) -> tuple[list[str], int | None]:
+    """The kinds and seed of a marker; every mistake in it is appended to ``problems``."""
     from .faults.registry import fault_names, unknown_name_message
 
     unknown = set(marker.kwargs) - {"faults", "seed"}
     if unknown:
-        pytest.fail(f"{where}: @pytest.mark.dbfault got unknown argument(s) {', '.join(sorted(unknown))}; "
-                    f"it takes fault names, faults=[...] and seed=N", pytrace=False)
+        problems.append(f"{where}: @pytest.mark.dbfault got unknown argument(s) {', '.join(sorted(unknown))}; "
+                        f"it takes fault names, faults=[...] and seed=N")
     listed = marker.kwargs.get("faults")
     if listed is not None and marker.args:
-        pytest.fail(f"{where}: @pytest.mark.dbfault got fault names both as arguments and as faults=; "
-                    f"use one of the two", pytrace=False)
+        problems.append(f"{where}: @pytest.mark.dbfault got fault names both as arguments and as faults=; "
+                        f"use one of the two")
     if isinstance(listed, str):
         listed = [listed]
     kinds = list(listed if listed is not None else marker.args)
     known = fault_names()
     for kind in kinds:
         if not isinstance(kind, str) or kind not in known:
-            pytest.fail(f"{where}: @pytest.mark.dbfault: " + unknown_name_message("fault", str(kind), known),
-                        pytrace=False)
+            problems.append(f"{where}: @pytest.mark.dbfault: " + unknown_name_message("fault", str(kind), known))
     seed = None
     if "seed" in marker.kwargs:
         try:
             seed = parse_marker_seed(marker.kwargs["seed"], where)
         except OptionError as exc:
-            pytest.fail(str(exc), pytrace=False)
-    return list(dict.fromkeys(kinds)) or known, seed
+            problems.append(str(exc))
+    return list(dict.fromkeys(k for k in kinds if isinstance(k, str) and k in known)) or known, seed
 
 
 def _test_seed(item: pytest.Item, opts: DbfaultOptions) -> int:

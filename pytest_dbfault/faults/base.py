@@ -49,6 +49,9 @@ class Fault:
     #: False for damage that cannot be undone (corruption, crash): ``heal`` then only
     #: releases resources, it does not restore the file.
     healable: ClassVar[bool] = True
+    #: Allowed values of parameters that take one of a few words (``{"mode": ("write", "exclusive")}``).
+    #: Scenario files are checked against it at collection and the JSON Schema lists the values.
+    param_choices: ClassVar[dict[str, tuple[Any, ...]]] = {}
 
     def __init__(self, **params: Any) -> None:
         self.params: dict[str, Any] = params
@@ -101,8 +104,20 @@ class Fault:
         self.heal()
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
-        return f"<{type(self).__name__} {self.name}({args}) {'active' if self.active else 'idle'}>"
+        # Never fails: pytest and debuggers show ``self`` of a constructor that raised before
+        # ``params`` was set, and a parameter whose own repr breaks must not hide the fault.
+        params = getattr(self, "params", None)
+        if not isinstance(params, dict):
+            return f"<{type(self).__name__} {self.name} (not initialised)>"
+        args = ", ".join(f"{k}={_safe_repr(v)}" for k, v in params.items())
+        return f"<{type(self).__name__} {self.name}({args}) {'active' if getattr(self, 'active', False) else 'idle'}>"
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except Exception as exc:  # a target whose __repr__ raises (a half-closed wrapper...)
+        return f"<{type(value).__name__}: repr failed: {type(exc).__name__}>"
 
 
 def _jsonable(value: Any) -> Any:

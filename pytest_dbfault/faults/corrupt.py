@@ -60,6 +60,7 @@ class CorruptFault(Fault):
     """
 
     name = "corrupt"
+    param_choices = {"part": PARTS, "page": ("root", "leaf")}
     healable = False
 
     def __init__(

@@ -292,6 +292,8 @@ class CrashFault(Fault):
 
     name = "crash"
     healable = False
+    #: ``**options`` are :func:`run_and_kill`'s keyword parameters (scenario checks and docs read them here).
+    options_of = staticmethod(run_and_kill)
 
     def __init__(self, target: TargetLike, worker: Worker = PAIR_WRITER, **options: Any) -> None:
         super().__init__(target=target, worker=worker if isinstance(worker, str) else repr(worker), **options)

@@ -48,6 +48,7 @@ class DisconnectFault(Fault):
     """
 
     name = "disconnect"
+    param_choices = {"mode": MODES, "readonly_via": (None, "query_only", "chmod")}
 
     def __init__(
         self,
@@ -76,6 +77,14 @@ class DisconnectFault(Fault):
             params["fraction"] = fraction
         super().__init__(target=target, **params)
         self.target = resolve_target(target)
+        if isinstance(target, (str, os.PathLike)) and (
+                mode == "close" or (mode == "readonly" and readonly_via == "query_only")):
+            # Said at construction, with what to pass instead: a path has no connection to act on.
+            what = "mode='close'" if mode == "close" else "mode='readonly', readonly_via='query_only'"
+            raise FaultError(
+                f"fault 'disconnect' {what} acts on a live connection, but its target {os.fspath(target)!r} is "
+                f"only a path; pass the sqlite3.Connection or DatabaseManager to break, or a mode that works on "
+                f"the file: {', '.join(m for m in MODES if m != 'close')} (readonly on a path uses chmod)")
         self.mode = mode
         self.replacement = Path(replacement) if replacement is not None else None
         self.readonly_via = readonly_via

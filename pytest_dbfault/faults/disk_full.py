@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from .base import Fault, FaultError
@@ -30,6 +31,15 @@ class DiskFullFault(Fault):
             raise FaultError(f"DiskFullFault headroom must be an int >= 0 pages, got {headroom!r}")
         super().__init__(target=target, headroom=headroom)
         self.target = resolve_target(target)
+        if self.target.path is not None and isinstance(target, (str, os.PathLike)):
+            # Refused now, not at inject: the cap cannot reach the application's own connection
+            # through a path, and a cap on a connection of our own would break nothing it uses.
+            raise FaultError(
+                f"fault 'disk_full' acts on a live connection (PRAGMA max_page_count caps one connection and "
+                f"is not saved in the file), but its target {os.fspath(target)!r} is only a path; pass the "
+                f"sqlite3.Connection or DatabaseManager whose writes should fail, e.g. dbfault.disk_full(conn). "
+                f"For a full disk every connection opened afterwards sees, use enospc(path); for files the "
+                f"application writes itself, file_full(path)")
         self.headroom = headroom
         self._previous: int | None = None
         self._conn: Any = None

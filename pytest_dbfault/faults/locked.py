@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import os
 import select
 import sqlite3
 import subprocess
@@ -69,6 +70,7 @@ class LockedFault(Fault):
     """
 
     name = "locked"
+    param_choices = {"mode": tuple(_BEGIN), "holder": _HOLDERS}
 
     def __init__(
         self,
@@ -231,6 +233,11 @@ class BusySnapshotFault(Fault):
     def __init__(self, target: TargetLike, *, rollback_on_heal: bool = True, timeout: float = 1.0) -> None:
         super().__init__(target=target, rollback_on_heal=rollback_on_heal)
         self.target = resolve_target(target)
+        if isinstance(target, (str, os.PathLike)):
+            raise FaultError(
+                f"fault 'busy_snapshot' acts on a live connection (the victim's own read snapshot goes stale), "
+                f"but its target {os.fspath(target)!r} is only a path; pass the victim sqlite3.Connection or "
+                f"DatabaseManager (WAL mode), e.g. dbfault.busy_snapshot(conn)")
         self.rollback_on_heal = rollback_on_heal
         self.timeout = timeout
 

@@ -34,6 +34,11 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 _STR_TAG = "tag:yaml.org,2002:str"
 #: Deeper than any sane scenario; protects the builder from pathological nesting.
 MAX_DEPTH = 100
+#: Largest file read (bytes). The shipped files are a few kilobytes; a megabyte of scenarios is a mistake.
+MAX_BYTES = 1_000_000
+#: Most values one document may build, aliases expanded. Aliases share nodes, so a small file can
+#: stand for billions of values ("billion laughs"); the builder stops at this many, in well under a second.
+MAX_VALUES = 100_000
 
 
 class LocatedMap(dict):
@@ -92,13 +97,16 @@ def load_file(path: str | Path) -> tuple[Any, str]:
 
 def load_text(source: str, path: str | Path = "<string>") -> Any:
     """Parse one YAML document from ``source``; ``None`` for an empty document."""
+    if len(source) > MAX_BYTES:
+        line = source[:MAX_BYTES].count("\n") + 1
+        raise ScenarioError(path, [Problem(line, f"the file is larger than {MAX_BYTES:,} characters; split the "
+                                           f"scenarios into several files")], source)
     try:
         documents = list(yaml.compose_all(source, Loader=yaml.SafeLoader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 0)
-        problem = " ".join(str(p) for p in (exc.context, exc.problem) if p) or "invalid YAML"
-        raise ScenarioError(path, [Problem(line, f"invalid YAML: {problem}", column)], source) from None
+        raise ScenarioError(path, [Problem(line, _yaml_message(exc), column)], source) from None
     except yaml.YAMLError as exc:  # reader errors (control characters...) carry no mark
         raise ScenarioError(path, [Problem(_reader_line(source, exc), f"invalid YAML: {exc}")], source) from None
     except RecursionError:
@@ -111,10 +119,41 @@ def load_text(source: str, path: str | Path = "<string>") -> Any:
     if not documents:
         return None
     builder = _Builder(path, source)
-    value = builder.build(documents[0], 0)
+    try:
+        value = builder.build(documents[0], 0)
+    except _TooLarge as exc:
+        raise ScenarioError(path, [Problem(exc.line, f"the document expands to more than {MAX_VALUES:,} values "
+                                           f"through its aliases (*name); a scenario file never needs that "
+                                           f"many (this looks like a YAML alias bomb); the expansion passed "
+                                           f"the limit in the value starting here", exc.column)], source) from None
     if builder.problems:
         raise ScenarioError(path, builder.problems, source)
     return value
+
+
+def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
+    """Our wording for PyYAML's errors; the indentation ones said as such, with where the block began."""
+    problem = str(exc.problem or "")
+    context = str(exc.context or "")
+    if "expected <block end>" in problem and exc.context_mark is not None:
+        what = "mapping" if "mapping" in context else "list"
+        start = exc.context_mark
+        return (f"wrong indentation: this line does not line up with the {what} that starts on line "
+                f"{start.line + 1} at column {start.column + 1}; indent it by exactly as many spaces as the "
+                f"other {'keys' if what == 'mapping' else 'items (- ...)'} it belongs with")
+    if "mapping values are not allowed here" in problem:
+        return ("a ':' where a value was expected: put a space after the first ':' of a key, quote a text "
+                "containing ': ', or start a nested mapping on its own, more indented line")
+    text = " ".join(p for p in (context, problem) if p) or "invalid YAML"
+    return f"invalid YAML: {text}"
+
+
+class _TooLarge(Exception):
+    """Raised inside the builder when :data:`MAX_VALUES` is passed; carries where."""
+
+    def __init__(self, line: int, column: int) -> None:
+        super().__init__(line, column)
+        self.line, self.column = line, column
 
 
 class _Builder:
@@ -126,9 +165,13 @@ class _Builder:
         self.problems: list[Problem] = []
         self._constructor = SafeConstructor()
         self._building: set[int] = set()
+        self._built = 0
 
     def build(self, node: Node, depth: int) -> Any:
         line, column = node.start_mark.line + 1, node.start_mark.column + 1
+        self._built += 1
+        if self._built > MAX_VALUES:
+            raise _TooLarge(line, column)
         if depth > MAX_DEPTH:
             self._problem(node, f"nested more than {MAX_DEPTH} levels deep")
             return None

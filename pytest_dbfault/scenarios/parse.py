@@ -17,21 +17,21 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..faults.catalog import fault_params
 from ..faults.registry import fault_names, get_fault_class, unknown_name_message
 from ..stats import PROPERTIES
 from .errors import Problem, ScenarioError, did_you_mean
 from .loader import LocatedList, LocatedMap, load_file
 from .registry import CommandRegistry, default_registry
-from .schema import FILE, SCENARIO, STEP_TYPES, STEPS
+from .schema import FILE, RESERVED_FAULT_PARAMS, SCENARIO, STEP_TYPES, STEPS
 from .spec import At
 
 #: Fault constructor parameters a scenario may not set: the runner chooses the target.
-_RESERVED_FAULT_PARAMS = ("target", "path", "allow_unsafe")
+_RESERVED_FAULT_PARAMS = RESERVED_FAULT_PARAMS
 #: Settings the runner controls itself.
 _RESERVED_SETTINGS = ("db_path",)
 
@@ -253,14 +253,15 @@ def _check_step(step: Any, at: At, index: int, commands: CommandRegistry, labels
         return None
     before = len(at.problems)
     STEPS[kind].check(step, at)
-    if len(at.problems) > before:
-        return None
-    if kind == "command":
+    # Go on to the names even when the shape had problems: every mistake of a step is reported in one
+    # run (`args: {sqll: ...}` together with `expect: {outcom: ...}`), as long as the name itself is text.
+    named = isinstance(step.get(kind), str) and bool(step[kind].strip())
+    if kind == "command" and named:
         _check_command(step, at, commands)
-    elif kind == "fault":
+    elif kind == "fault" and named:
         _check_fault(step, at)
         labels.add(str(step.get("as") or step["fault"]))
-    elif kind == "heal":
+    elif kind == "heal" and named:
         label = step["heal"]
         if label != "all" and label not in labels:
             known = sorted(labels)
@@ -277,7 +278,11 @@ def _check_command(step: LocatedMap, at: At, commands: CommandRegistry) -> None:
     if spec is None:
         at.key(step, "command").problem(commands.unknown_message(step["command"]))
         return
-    args = step.get("args") or LocatedMap(*step.value_at("args"))
+    args = step.get("args")
+    if args is None:
+        args = LocatedMap(*step.value_at("args"))
+    if not isinstance(args, dict):
+        return  # the wrong type of `args:` itself was reported by the shape check
     for arg, message in spec.check_args(list(args)):
         if arg is not None and isinstance(args, LocatedMap):
             at.key(step, "args").key_itself(args, arg).problem(message)
@@ -290,18 +295,33 @@ def _check_fault(step: LocatedMap, at: At) -> None:
     if name not in fault_names():
         at.key(step, "fault").problem(unknown_name_message("fault", name, fault_names()))
         return
-    accepted, required, is_open = fault_parameters(name)
-    params = step.get("params") or {}
+    declared, is_open = fault_params(get_fault_class(name))
+    by_name = {p.name: p for p in declared if p.name not in _RESERVED_FAULT_PARAMS}
+    accepted = tuple(by_name)
+    params = step.get("params")
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        return  # reported by the shape check
     params_at = at.key(step, "params")
     for key in params:
         if key in _RESERVED_FAULT_PARAMS:
             params_at.key_itself(params, key).problem(
                 f"{key!r} is chosen by the scenario runner (the scenario's own database); remove it")
-        elif not is_open and key not in accepted:
+        elif key in by_name:
+            # Values are checked now, at collection, against the fault's own annotations and choices:
+            # `locked: {mode: writ}` fails before anything runs, not when the step is reached.
+            wrong = by_name[key].accepts(params[key])
+            if wrong is not None:
+                value = params[key]
+                shown = f" {value!r}" if isinstance(value, (str, int, float, bool, type(None))) else ""
+                target = params_at.key(params, key) if isinstance(params, LocatedMap) else params_at
+                target.problem(f"invalid value{shown} for parameter {key!r} of fault {name!r}: {wrong}")
+        elif not is_open:
             params_at.key_itself(params, key).problem(
                 f"unknown parameter {key!r} for fault {name!r}{did_you_mean(key, accepted)} "
                 f"(accepted: {', '.join(accepted) or 'none'})")
-    missing = [p for p in required if p not in params]
+    missing = [p.name for p in declared if p.required and p.name not in params]
     if missing:
         (params_at if "params" in step else at.key(step, "fault")).problem(
             f"fault {name!r} needs parameter(s) {', '.join(missing)} under `params:`")
@@ -309,19 +329,9 @@ def _check_fault(step: LocatedMap, at: At) -> None:
 
 def fault_parameters(name: str) -> tuple[tuple[str, ...], tuple[str, ...], bool]:
     """``(accepted, required, open)`` parameter names of fault ``name``, its target excluded."""
-    cls = get_fault_class(name)
-    try:
-        parameters = list(inspect.signature(cls).parameters.values())
-    except (TypeError, ValueError):  # pragma: no cover - a fault class with an unreadable signature
-        return (), (), True
-    if parameters and parameters[0].kind in (inspect.Parameter.POSITIONAL_ONLY,
-                                             inspect.Parameter.POSITIONAL_OR_KEYWORD):
-        parameters = parameters[1:]  # the target (a path, connection or manager) is the runner's job
-    named = [p for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-             and p.name not in _RESERVED_FAULT_PARAMS]
-    accepted = tuple(p.name for p in named)
-    required = tuple(p.name for p in named if p.default is p.empty)
-    return accepted, required, any(p.kind is p.VAR_KEYWORD for p in parameters)
+    declared, is_open = fault_params(get_fault_class(name))
+    named = [p for p in declared if p.name not in _RESERVED_FAULT_PARAMS]
+    return tuple(p.name for p in named), tuple(p.name for p in named if p.required), is_open
 
 
 def _check_config(config: LocatedMap, at: At, base: dict[str, Any] | None = None) -> None:

@@ -20,6 +20,8 @@ ERROR_KINDS = (
 )
 #: Outcomes a command step may expect besides an error kind.
 OUTCOMES = ("ok", "queued", "error", "rejected")
+#: Fault constructor parameters a scenario may not set: the runner chooses the target.
+RESERVED_FAULT_PARAMS = ("target", "path", "allow_unsafe")
 #: The step types; a step has exactly one of these keys (a step with only ``expect`` is a check).
 STEP_TYPES = ("command", "fault", "heal", "expect")
 HEALTH_STATUSES = ("healthy", "degraded", "unavailable")
@@ -141,18 +143,87 @@ FILE = Obj({
 }, label="a mapping with a `scenarios:` list")
 
 
-def json_schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of a ``*.dbfault.yaml`` file."""
-    steps = [STEPS[k].json() for k in STEP_TYPES]
+def _shipped(obj: Any) -> bool:
+    return str(getattr(obj, "__module__", "")).startswith("pytest_dbfault.")
+
+
+def json_schema(*, plugins: bool = False) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a ``*.dbfault.yaml`` file.
+
+    Built from the definitions the parser checks with: the shapes above, the registered fault
+    names and each fault's parameters (:func:`~pytest_dbfault.faults.catalog.fault_params`), and the
+    registered command names and their arguments. By default only what dbfault ships (the file in
+    the package); ``plugins=True`` adds every fault and command registered in this process, for a
+    project that generates its own schema after loading its plugins.
+    """
+    from ..faults.catalog import fault_params
+    from ..faults.registry import fault_names, get_fault_class
+    from .registry import CommandRegistry, default_registry
+
+    commands = default_registry()
+    if not plugins:
+        commands = CommandRegistry({n: commands.get(n) for n in commands.names()  # type: ignore[misc]
+                                    if _shipped(commands.get(n).fn)})  # type: ignore[union-attr]
+    steps = {k: STEPS[k].json() for k in STEP_TYPES}
+
+    names = [n for n in fault_names() if plugins or _shipped(get_fault_class(n))]
+    fault_rules = []
+    for name in names:
+        declared, is_open = fault_params(get_fault_class(name))
+        props = {p.name: p.json() for p in declared if p.name not in RESERVED_FAULT_PARAMS}
+        params: dict[str, Any] = {"type": "object", "properties": props}
+        if not is_open:
+            params["additionalProperties"] = False
+        required = [p.name for p in declared if p.required and p.name not in RESERVED_FAULT_PARAMS]
+        then: dict[str, Any] = {"properties": {"params": params}}
+        if required:
+            then["required"] = ["params"]
+            params["required"] = required
+        fault_rules.append({"if": {"properties": {"fault": {"const": name}}, "required": ["fault"]}, "then": then})
+    fault_step = steps["fault"]
+    fault_step["properties"]["fault"] = {**fault_step["properties"]["fault"], "enum": names}
+    fault_step["allOf"] = fault_rules
+
+    command_rules = []
+    for name in commands.names():
+        spec = commands.get(name)
+        assert spec is not None
+        args: dict[str, Any] = {"type": "object", "properties": {a: {} for a in spec.params}}
+        if not spec.open:
+            args["additionalProperties"] = False
+        then = {"properties": {"args": args}}
+        if spec.required:
+            args["required"] = list(spec.required)
+            then["required"] = ["args"]
+        command_rules.append({"if": {"properties": {"command": {"const": name}}, "required": ["command"]},
+                              "then": then})
+    command_step = steps["command"]
+    command_step["properties"]["command"] = {**command_step["properties"]["command"], "enum": commands.names()}
+    command_step["allOf"] = command_rules
+
     scenario = SCENARIO.json()
-    scenario["properties"]["steps"] = {"type": "array", "minItems": 1, "items": {"anyOf": steps},
+    scenario["properties"]["steps"] = {"type": "array", "minItems": 1,
+                                       "items": {"anyOf": [steps[k] for k in STEP_TYPES]},
                                        "description": SCENARIO.fields["steps"].doc}
     top = FILE.json()
     top["properties"]["scenarios"] = {"type": "array", "minItems": 1, "items": scenario,
                                       "description": FILE.fields["scenarios"].doc}
+    # `x-...` keys hold YAML anchors shared by scenarios; the parser ignores them (docs/scenarios.md).
+    top["patternProperties"] = {"^x-": {"description": "ignored: a place for YAML anchors"}}
     return {"$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": "https://dbfault.invalid/scenario.schema.json",
             "title": "dbfault scenario file (*.dbfault.yaml)", **top}
+
+
+def main() -> None:
+    """``python -m pytest_dbfault.scenarios.schema``: print the schema (regenerates the shipped file)."""
+    import json
+
+    print(json.dumps(json_schema(), indent=2, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
 
 
 __all__ = ["CHECKS", "COMMAND_EXPECT", "ERROR_KINDS", "FILE", "OUTCOMES", "SCENARIO", "SETUP", "STEPS",

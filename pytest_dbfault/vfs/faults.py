@@ -18,12 +18,29 @@ import tempfile
 from collections.abc import Iterable
 from typing import Any
 
-from ..faults.base import Fault
+from ..faults.base import Fault, FaultError
 from ..faults.registry import register_fault
+from ..faults.target import resolve_target
 from .errors import VfsUnavailable, VfsUsageError
+from .powerloss import MODES as POWER_MODES
 from .powerloss import PowerLossRecorder
-from .rules import FailRule
+from .rules import ERRORS, KINDS, OPS, FailRule
 from .shim import get_shim, vfs_available
+
+
+def _check_path_target(name: str, path: Any) -> None:
+    """A VFS fault names files: refuse a connection or manager with what to pass instead."""
+    if path is None or isinstance(path, (str, os.PathLike)):
+        return
+    try:
+        where = resolve_target(path).path
+    except FaultError:
+        where = None
+    hint = f" ({where})" if where is not None else ""
+    raise VfsUsageError(
+        f"fault {name!r} acts on files through the VFS shim and reaches only connections opened after "
+        f"inject(), so it takes the database path, not {type(path).__name__}; pass the database file{hint} "
+        f"and reopen (a DatabaseManager: restart it) after injecting")
 
 
 def _require_shim() -> None:
@@ -37,6 +54,7 @@ class _RuleFault(Fault):
 
     _ops: Any = ("read", "write", "truncate", "sync")
     _error = "io_error"
+    param_choices = {"ops": OPS, "kinds": KINDS, "error": tuple(ERRORS)}
 
     def __init__(
         self,
@@ -50,6 +68,7 @@ class _RuleFault(Fault):
         persistent: bool = False,
         error: str | None = None,
     ) -> None:
+        _check_path_target(self.name, path)
         params: dict[str, Any] = {"path": None if path is None else os.fspath(path),
                                   "ops": ops or self._ops, "kinds": kinds, "nth": nth,
                                   "probability": probability, "seed": seed, "persistent": persistent,
@@ -113,6 +132,8 @@ class EnospcFault(_RuleFault):
     name = "enospc"
     _ops = ("write",)
     _error = "disk_full"
+    #: ``**params`` are the keyword parameters every I/O rule fault takes.
+    options_of = staticmethod(_RuleFault.__init__)
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, persistent: bool = True,
                  **params: Any) -> None:
@@ -151,9 +172,11 @@ class PowerLossFault(Fault):
     """
 
     name = "power_loss"
+    param_choices = {"mode": POWER_MODES}
 
     def __init__(self, path: str | os.PathLike[str], *, after_syncs: int | None = None,
                  dest: str | os.PathLike[str] | None = None, mode: str = "drop", seed: int = 0) -> None:
+        _check_path_target(self.name, path)
         super().__init__(path=os.fspath(path), after_syncs=after_syncs,
                          dest=None if dest is None else os.fspath(dest), mode=mode, seed=seed)
         self.recorder = PowerLossRecorder(path)
