@@ -79,7 +79,18 @@ class SchemaMixin(Workload):
         finally:
             scratch.close()
 
-    def stored_versions(self) -> list[int]:
+    def stored_versions(self) -> list[int] | None:
+        """The versions recorded in the file; None when it cannot be read now (away, or locked for readers)."""
+        if any(f in self.faults for f in ("disconnect_rename", "disconnect_delete")):
+            return None
+        try:
+            return self._stored_versions()
+        except sqlite3.OperationalError:
+            if self.faults:
+                return None
+            raise
+
+    def _stored_versions(self) -> list[int]:
         with self.raw() as conn:
             if conn.execute("SELECT 1 FROM sqlite_master WHERE name = '_reliability_migrations'").fetchone() is None:
                 return []
@@ -131,7 +142,7 @@ class SchemaMixin(Workload):
         pending = [m.version for m in self.migrations if m.version not in self.model.applied_versions]
         faults = self.active_fault_names
         out = self.call(None, self.absorb, run_migrate, self.db, list(self.migrations), expected_message=False)
-        after = self.stored_versions() if "disconnect_rename" not in self.faults else None
+        after = self.stored_versions()
         if out.ok:
             self.check(4, list(out.value.applied) == pending,
                        f"migrate reported {list(out.value.applied)} applied, pending were {pending}", faults=faults)
@@ -185,7 +196,7 @@ class SchemaMixin(Workload):
         report = self.absorb(run_validate, self.db, list(self.migrations))
         self.check(3, not report.ok and bool(report.problems),
                    f"schema damaged by {how} but validation said ok={report.ok} problems={report.problems}",
-                   faults=["corrupt"])
+                   faults=["schema_tamper"])
         self.db.close()
         shutil.move(saved, self.db_path)
         for side in ("-wal", "-shm"):
