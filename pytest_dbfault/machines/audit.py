@@ -10,6 +10,8 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition, rule
 
+from .base import swarm
+from .degradation import OUTAGES
 from .workload import Workload
 
 
@@ -20,6 +22,19 @@ def has_audit(self: Any) -> bool:
 class AuditMixin(Workload):
     """Records audit entries under faults; watches every retry delay the policy computes."""
 
+    @precondition(swarm("outage"))
+    @precondition(lambda self: has_audit(self) and not self.faults)
+    @rule(outage=st.sampled_from(OUTAGES), n=st.integers(3, 4), param=st.integers(0, 5))
+    def audit_during_outage(self, outage: str, n: int, param: int) -> None:
+        """A targeted rare sequence: three or four audit entries during one outage, then the heal; the
+        invariant then wants every entry reconciled, once, in order (P15)."""
+        if not self.inject(outage, param):
+            return
+        for _ in range(n):
+            self.record_entry(4)
+        self.heal(outage)
+
+    @precondition(swarm("audit"))
     @precondition(has_audit)
     @rule(heal_after=st.integers(0, 4))
     def record_entry(self, heal_after: int) -> None:
@@ -83,4 +98,5 @@ class AuditMixin(Workload):
 class AuditMachine(AuditMixin):
     """Audit entries under lock, disk-full and file-moved faults."""
 
+    core_groups = frozenset(("audit", "outage"))
     fault_kinds = ("none", "locked", "disk_full", "disconnect_rename", "disconnect_delete")

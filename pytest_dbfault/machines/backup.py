@@ -12,6 +12,7 @@ from hypothesis.stateful import invariant, precondition, rule
 
 from ..faults import CorruptFault
 from ..stats import STATS
+from .base import swarm
 from .workload import Workload
 
 CORRUPTIONS = ("btree_root", "header", "truncate")
@@ -65,6 +66,7 @@ class BackupMixin(Workload):
                 return []
             return [r[0] for r in conn.execute("SELECT entry_id FROM reliability_audit ORDER BY seq")]
 
+    @precondition(swarm("backup"))
     @precondition(lambda self: has_backups(self) and not self.faults)
     @rule(scheduled=st.booleans())
     def take_backup(self, scheduled: bool) -> None:
@@ -111,6 +113,7 @@ class BackupMixin(Workload):
             self.check(12, got == want, f"backup {info.path} restores to a state other than the one recorded "
                                         f"({'differs' if not isinstance(got, str) else got})")
 
+    @precondition(swarm("backup"))
     @precondition(lambda self: has_backups(self) and callable(getattr(self.db, "restore", None)) and not self.faults
                   and bool(self.snapshots))
     @rule(data=st.data())
@@ -135,6 +138,7 @@ class BackupMixin(Workload):
         self.model.audit_ids = list(self.audit_snapshots[path]) + [
             i for i in self.model.audit_ids if i in waiting and i not in self.audit_snapshots[path]]
 
+    @precondition(swarm("recover"))
     @precondition(lambda self: has_recovery(self) and not self.faults)
     @rule(part=st.sampled_from(CORRUPTIONS), seed=st.integers(0, 2**16))
     def corrupt_and_recover(self, part: str, seed: int) -> None:
@@ -159,6 +163,12 @@ class BackupMixin(Workload):
         if self.config.redo_journal:
             self.check(13, report_ok,
                        lambda: f"recovery after {part} damage failed: {out.value if out.ok else out.error!r}",
+                       faults=["corrupt"])
+        else:
+            # Without the journal a failure is allowed, a silent one is not: it names its problems.
+            problems = getattr(out.value, "problems", None) if out.ok else [str(out.error)]
+            self.check(13, report_ok or bool(problems),
+                       lambda: f"recovery after {part} damage failed without saying why: {out.value!r}",
                        faults=["corrupt"])
         if not report_ok:
             # Without a redo journal, writes after the last backup cannot come back and recovery
@@ -186,4 +196,5 @@ class BackupMixin(Workload):
 class BackupMachine(BackupMixin):
     """Backups and recovery interleaved with the workload and its faults."""
 
+    core_groups = frozenset(("backup", "recover"))
     fault_kinds = ("none", "locked", "disk_full", "disconnect_close")

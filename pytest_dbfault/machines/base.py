@@ -72,6 +72,26 @@ CONFIG_SPACE: dict[str, tuple[Any, ...]] = {
 }
 
 
+#: Swarm testing (Groce et al., ISSTA 2012): each example enables a random subset of these rule
+#: groups and fault kinds, so some examples hammer a few features (deep sequences of one kind)
+#: instead of every example spreading thin over all of them. Shrinking removes groups.
+SWARM_GROUPS = ("transfer", "nested", "restart", "heal_mid_call", "commands", "outage", "audit", "backup",
+                "recover", "migrate", "schema_damage", "reload", "integrity")
+
+
+def swarm_strategy() -> st.SearchStrategy[frozenset[str]]:
+    """The enabled rule groups and fault kinds of one example (at least one fault kind)."""
+    kinds = [k for k in FAULT_KINDS if k != "none"]
+    return st.builds(lambda groups, faults: frozenset(groups) | frozenset(f"fault:{k}" for k in faults),
+                     st.sets(st.sampled_from(SWARM_GROUPS)),
+                     st.sets(st.sampled_from(kinds), min_size=1))
+
+
+def swarm(group: str) -> Callable[[Any], bool]:
+    """Precondition: the rule group ``group`` is enabled in this example."""
+    return lambda self: group in self.enabled
+
+
 def config_strategy() -> st.SearchStrategy[dict[str, Any]]:
     """One runtime configuration per example, drawn from :data:`CONFIG_SPACE`."""
     return st.fixed_dictionaries({k: st.sampled_from(v) for k, v in CONFIG_SPACE.items()})
@@ -211,11 +231,20 @@ class RuntimeMachine(RuleBasedStateMachine):
 
         policy.delay = delay
 
-    @initialize(rnd=st.randoms(use_true_random=False), drawn=config_strategy())
-    def start(self, rnd: random.Random, drawn: dict[str, Any]) -> None:
-        """Seed Faker and the machine from Hypothesis, draw the configuration, create the tables, open the runtime."""
+    #: rule groups always on in this machine (its own properties); the others are swarmed
+    core_groups: ClassVar[frozenset[str]] = frozenset()
+    #: the swarm of this example: enabled rule groups and ``fault:<kind>`` entries
+    enabled: frozenset[str] = frozenset(SWARM_GROUPS) | frozenset(f"fault:{k}" for k in FAULT_KINDS)
+
+    @initialize(rnd=st.randoms(use_true_random=False), drawn=config_strategy(), enabled=swarm_strategy())
+    def start(self, rnd: random.Random, drawn: dict[str, Any], enabled: frozenset[str]) -> None:
+        """Seed Faker and the machine from Hypothesis, draw the configuration and the swarm, open the runtime."""
         self.rng = rnd
         self.drawn = dict(drawn)
+        own = [k for k in self.fault_kinds if k != "none"]
+        if not any(f"fault:{k}" in enabled for k in own):
+            enabled |= {f"fault:{k}" for k in own}  # the subset missed this machine's kinds: keep them all
+        self.enabled = enabled | self.core_groups
         for fake in self.fakers.values():
             fake.random = rnd
         self.db = self.open_runtime()
@@ -361,11 +390,12 @@ class RuntimeMachine(RuleBasedStateMachine):
     def clear_sleep_hooks(self) -> None:
         self.time.on_sleep.clear()
 
-    @rule(kind=st.sampled_from(FAULT_KINDS), param=st.integers(0, 5))
-    def inject_fault(self, kind: str, param: int) -> None:
-        """Fault rule: Hypothesis picks the kind (none first) and its parameter."""
-        if kind in self.fault_kinds:
-            self.inject(kind, param)
+    @rule(data=st.data(), param=st.integers(0, 5))
+    def inject_fault(self, data: st.DataObject, param: int) -> None:
+        """Fault rule: Hypothesis picks one of the kinds this example enables (none first) and its parameter."""
+        kinds = ["none"] + [k for k in self.fault_kinds if k != "none" and f"fault:{k}" in self.enabled]
+        kind = data.draw(st.sampled_from(kinds), label="kind")
+        self.inject(kind, param)
 
     @precondition(lambda self: bool(self.faults))
     @rule(data=st.data())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition, rule
 
+from .base import swarm
 from .workload import Workload
 
 #: Faults a retrying call can outlive (disk full is not retried: it is reported at once).
@@ -14,6 +15,7 @@ RECOVERABLE = ("locked", "disconnect_close", "disconnect_rename", "disconnect_de
 class ConnectionMixin(Workload):
     """Rules that heal a fault while the runtime is retrying, at a retry Hypothesis picks."""
 
+    @precondition(swarm("heal_mid_call"))
     @precondition(lambda self: bool(self.faults) and set(self.faults) <= set(RECOVERABLE))
     @rule(after=st.integers(0, 3), op=st.sampled_from(["write", "read", "transaction"]), n=st.integers(0, 12))
     def call_while_fault_heals(self, after: int, op: str, n: int) -> None:
@@ -71,4 +73,5 @@ class ConnectionMixin(Workload):
 class ConnectionMachine(ConnectionMixin):
     """Connection faults (lock, closed handle, file moved away) against the workload."""
 
+    core_groups = frozenset(("heal_mid_call",))
     fault_kinds = ("none", "locked", "disconnect_close", "disconnect_rename", "disconnect_delete")

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition, rule
 
 from ..faults import CorruptFault
+from .base import swarm
 from .workload import Workload
 
 #: Damage the integrity check must see (each is real byte damage, see FAULTS.md).
@@ -67,6 +68,7 @@ class HealthMixin(Workload):
                    and (status == "healthy") != bool(report.reasons),
                    f"health status {status!r} with reasons {list(report.reasons)}")
 
+    @precondition(swarm("integrity"))
     @precondition(lambda self: has_integrity_check(self) and not self.faults)
     @rule(part=st.sampled_from(CORRUPT_PARTS), seed=st.integers(0, 2**16))
     def corrupt_and_check(self, part: str, seed: int) -> None:
@@ -108,6 +110,7 @@ class HealthMixin(Workload):
         self.last_healed = "corrupt"
         self.integrity_passes(None)
 
+    @precondition(swarm("integrity"))
     @precondition(lambda self: has_integrity_check(self) and not self.faults)
     @rule()
     def check_healthy_file(self) -> None:
@@ -127,4 +130,5 @@ class HealthMixin(Workload):
 class HealthMachine(HealthMixin):
     """Operations under faults, counted; corruption flagged."""
 
+    core_groups = frozenset(("integrity",))
     fault_kinds = ("none", "locked", "disk_full", "disconnect_close", "disconnect_rename")

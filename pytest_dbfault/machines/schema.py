@@ -9,6 +9,7 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
 
+from .base import swarm
 from .workload import Workload
 
 MIGRATION_KINDS = ("create", "column", "index", "seed", "failing")
@@ -96,6 +97,7 @@ class SchemaMixin(Workload):
                 return []
             return [r[0] for r in conn.execute("SELECT version FROM _reliability_migrations ORDER BY rowid")]
 
+    @precondition(swarm("migrate"))
     @rule(kind=st.sampled_from(MIGRATION_KINDS), pick=st.integers(0, 20))
     def add_migration(self, kind: str, pick: int) -> None:
         from reliability.schema import Migration
@@ -135,6 +137,7 @@ class SchemaMixin(Workload):
                                                f"CREATE TABLE fixed{m.version} (x INTEGER)")
                 self.tables.append(f"fixed{m.version}")
 
+    @precondition(swarm("migrate"))
     @precondition(lambda self: bool(getattr(self, "migrations", None)))
     @rule()
     def migrate(self) -> None:
@@ -171,6 +174,7 @@ class SchemaMixin(Workload):
         self.check(number, live == want, lambda: f"schema is {live}, the applied migrations make {want}",
                    faults=faults)
 
+    @precondition(swarm("schema_damage"))
     @precondition(lambda self: bool(getattr(self, "model", None)) and bool(self.model.applied_versions)
                   and not self.faults)
     @rule(how=st.sampled_from(DAMAGE))
@@ -222,4 +226,5 @@ class SchemaMixin(Workload):
 class SchemaMachine(SchemaMixin):
     """Migrations under lock and disk-full faults, and schema damage between restarts."""
 
+    core_groups = frozenset(("migrate", "schema_damage"))
     fault_kinds = ("none", "locked", "disk_full")
