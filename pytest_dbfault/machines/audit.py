@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from typing import Any
 
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition, rule
 
+from .base import swarm
+from .degradation import OUTAGES
 from .workload import Workload
 
 
@@ -19,29 +22,19 @@ def has_audit(self: Any) -> bool:
 class AuditMixin(Workload):
     """Records audit entries under faults; watches every retry delay the policy computes."""
 
-    def after_start(self) -> None:
-        super().after_start()
-        self.delays: list[tuple[int, float]] = []
-        self.watch_policy()
-
-    def after_reopen(self) -> None:
-        super().after_reopen()
-        self.watch_policy()
-
-    def watch_policy(self) -> None:
-        # Observe (not replace) the policy's delay computation: which attempt each sleep followed.
-        policy = getattr(self.db, "policy", None)
-        if policy is None:
+    @precondition(swarm("outage"))
+    @precondition(lambda self: has_audit(self) and not self.faults)
+    @rule(outage=st.sampled_from(OUTAGES), n=st.integers(3, 4), param=st.integers(0, 5))
+    def audit_during_outage(self, outage: str, n: int, param: int) -> None:
+        """A targeted rare sequence: three or four audit entries during one outage, then the heal; the
+        invariant then wants every entry reconciled, once, in order (P15)."""
+        if not self.inject(outage, param):
             return
-        compute = type(policy).delay.__get__(policy)
+        for _ in range(n):
+            self.record_entry(4)
+        self.heal(outage)
 
-        def delay(attempt: int) -> float:
-            d = compute(attempt)
-            self.delays.append((attempt, d))
-            return d
-
-        policy.delay = delay
-
+    @precondition(swarm("audit"))
     @precondition(has_audit)
     @rule(heal_after=st.integers(0, 4))
     def record_entry(self, heal_after: int) -> None:
@@ -61,24 +54,9 @@ class AuditMixin(Workload):
         self.check(15, entry.ok, lambda: f"audit.record raised {entry.error!r}: an entry must never be refused for a "
                                          f"database fault", faults=faults)
         self.model.audit_ids.append(entry.value.entry_id)
-        self.check_backoff(self.delays[delays0:], self.time.sleeps[sleeps0:], faults)
+        self.check_backoff(15, self.delays[delays0:], self.time.sleeps[sleeps0:], faults)
         if entry.value.pending:
             self.check(15, bool(faults), "an entry went to the fallback file with no fault in force", faults=faults)
-
-    def check_backoff(self, delays: list[tuple[int, float]], sleeps: list[float], faults: list[str]) -> None:
-        cfg = self.config
-        self.check(15, [d for _a, d in delays] == sleeps,
-                   f"the runtime slept {sleeps} but the policy computed {delays}", faults=faults)
-        expected_attempt = 1
-        for attempt, d in delays:
-            if attempt != expected_attempt:
-                expected_attempt = 1  # a new retry series (the fallback reconcile or the next entry)
-            ceiling = min(cfg.retry_max_delay, cfg.retry_base_delay * 2 ** (attempt - 1))
-            self.check(15, attempt == expected_attempt and 0 <= d <= ceiling + 1e-12 and attempt < cfg.retry_attempts,
-                       f"retry delay {d:.5f}s after attempt {attempt} is outside [0, {ceiling:.5f}] "
-                       f"(base {cfg.retry_base_delay}, doubling, max {cfg.retry_max_delay}, "
-                       f"{cfg.retry_attempts} attempts)", faults=faults)
-            expected_attempt += 1
 
     def fallback_ids(self) -> list[str]:
         ids = []
@@ -97,12 +75,16 @@ class AuditMixin(Workload):
             out = self.call(None, self.absorb, self.db.audit.reconcile)
             self.check(15, out.ok, lambda: f"reconcile failed with the database healthy: {out.error!r}")
         stored: list[str] = []
-        if "disconnect_rename" not in self.faults:
+        if any(f.startswith("disconnect_") and f != "disconnect_close" for f in self.faults):
+            return  # the file is away: nothing to read
+        try:
             with self.raw() as conn:
                 if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'reliability_audit'").fetchone():
                     stored = [r[0] for r in conn.execute("SELECT entry_id FROM reliability_audit ORDER BY seq")]
-        else:
-            return
+        except sqlite3.OperationalError:
+            if self.faults:
+                return  # an exclusive lock in a rollback journal mode keeps readers out too
+            raise
         both = stored + self.fallback_ids()
         self.check(15, sorted(both) == sorted(self.model.audit_ids) and len(set(both)) == len(both),
                    lambda: f"audit entries lost or duplicated: recorded {len(self.model.audit_ids)}, database "
@@ -116,4 +98,5 @@ class AuditMixin(Workload):
 class AuditMachine(AuditMixin):
     """Audit entries under lock, disk-full and file-moved faults."""
 
-    fault_kinds = ("none", "locked", "disk_full", "disconnect_rename")
+    core_groups = frozenset(("audit", "outage"))
+    fault_kinds = ("none", "locked", "disk_full", "disconnect_rename", "disconnect_delete")

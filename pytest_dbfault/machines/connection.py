@@ -5,15 +5,17 @@ from __future__ import annotations
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition, rule
 
+from .base import swarm
 from .workload import Workload
 
 #: Faults a retrying call can outlive (disk full is not retried: it is reported at once).
-RECOVERABLE = ("locked", "disconnect_close", "disconnect_rename")
+RECOVERABLE = ("locked", "disconnect_close", "disconnect_rename", "disconnect_delete")
 
 
 class ConnectionMixin(Workload):
     """Rules that heal a fault while the runtime is retrying, at a retry Hypothesis picks."""
 
+    @precondition(swarm("heal_mid_call"))
     @precondition(lambda self: bool(self.faults) and set(self.faults) <= set(RECOVERABLE))
     @rule(after=st.integers(0, 3), op=st.sampled_from(["write", "read", "transaction"]), n=st.integers(0, 12))
     def call_while_fault_heals(self, after: int, op: str, n: int) -> None:
@@ -25,6 +27,7 @@ class ConnectionMixin(Workload):
         else:
             self.heal_after_sleeps(faults, after)
         key, value = f"user-{n}", self.text()
+        delays0, t0 = len(self.delays), self.time.now
         try:
             if op == "read":
                 out = self.call("fetch_all", self.db.fetch_all, "SELECT k, v FROM kv", faults=faults)
@@ -35,11 +38,22 @@ class ConnectionMixin(Workload):
                 out = self.call("transaction", self.db.run_in_transaction, lambda: self.call(
                     "execute", self.db.execute, "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value),
                     faults=faults).value, faults=faults)
+            healed = not set(faults) & set(self.faults)
         finally:
             self.clear_sleep_hooks()
             self.heal_all()
-        self.check(1, out.ok, lambda: f"{op} failed although the fault ({', '.join(faults)}) healed after retry "
-                                      f"{after} of {self.config.retry_attempts - 1}: {out.error!r}", faults=faults)
+        delays = self.delays[delays0:]
+        self.check_backoff(1, delays, self.time.sleeps[len(self.time.sleeps) - len(delays):], faults)
+        if not healed:
+            # The budget ran out before the heal: failing is right, giving up early is not.
+            if not out.ok:
+                self.check_gave_up_fairly(1, delays, self.time.now - t0, faults)
+        else:
+            self.check(1, out.ok, lambda: f"{op} failed although the fault ({', '.join(faults)}) healed after "
+                                          f"retry {after} of {self.config.retry_attempts - 1}: {out.error!r}",
+                       faults=faults)
+        if not out.ok:
+            return
         if op != "read":
             self.model.kv[key] = value
         elif not self.writes_queued():  # direct reads see queued writes once the backlog replays
@@ -50,15 +64,14 @@ class ConnectionMixin(Workload):
     @invariant()
     def p01_connection_recovery(self) -> None:
         """With every fault healed, a call succeeds at once (the runtime reconnected by itself)."""
-        faults = self.fault_history[-1:] or []
-        out = self.call("fetch_one", self.db.fetch_one, "SELECT count(*) FROM kv", faults=faults)
+        out = self.call("fetch_one", self.db.fetch_one, "SELECT count(*) FROM kv")
         # Queued writes are acknowledged but reach the file only when the backlog replays.
         self.check(1, out.ok and (out.value[0] == len(self.model.kv) or self.writes_queued()),
-                   lambda: f"after the faults healed a read gave {out.value if out.ok else out.error!r}",
-                   faults=faults)
+                   lambda: f"after the faults healed a read gave {out.value if out.ok else out.error!r}")
 
 
 class ConnectionMachine(ConnectionMixin):
     """Connection faults (lock, closed handle, file moved away) against the workload."""
 
-    fault_kinds = ("none", "locked", "disconnect_close", "disconnect_rename")
+    core_groups = frozenset(("heal_mid_call",))
+    fault_kinds = ("none", "locked", "disconnect_close", "disconnect_rename", "disconnect_delete")

@@ -70,4 +70,4 @@ class OperationLogMixin(Workload):
 class ErrorsLoggingMachine(OperationLogMixin):
     """Errors of every origin (faults, duplicates, bad SQL) checked for P8/P9 by the workload; P17 here."""
 
-    fault_kinds = ("none", "locked", "disk_full", "disconnect_close", "disconnect_rename")
+    fault_kinds = ("none", "locked", "disk_full", "disconnect_close", "disconnect_rename", "disconnect_delete")

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition, rule
 
 from ..faults import CorruptFault
+from .base import swarm
 from .workload import Workload
 
 #: Damage the integrity check must see (each is real byte damage, see FAULTS.md).
@@ -50,7 +51,24 @@ class HealthMixin(Workload):
         slept = len(self.time.sleeps) - self.sleeps_base
         self.check(10, report.retries == slept,
                    lambda: f"health counts {report.retries} retries, the runtime slept {slept} times")
+        self.check_latency(report)
 
+    def check_latency(self, report: Any) -> None:
+        """P10 beyond counters: latency percentiles are ordered, non-negative and bounded by the wall
+        time the example has run; the status says unavailable/degraded only with a reason."""
+        import time as _time
+
+        lat = dict(report.latency_ms)
+        p50, p95, p99 = lat.get("p50", 0.0), lat.get("p95", 0.0), lat.get("p99", 0.0)
+        bound = (_time.perf_counter() - self.started) * 1000.0 + 1.0
+        self.check(10, 0 <= p50 <= p95 <= p99 <= bound,
+                   f"latency percentiles {lat} are not ordered p50 <= p95 <= p99 within the {bound:.0f} ms run")
+        status = str(report.status)
+        self.check(10, status in ("healthy", "degraded", "unavailable")
+                   and (status == "healthy") != bool(report.reasons),
+                   f"health status {status!r} with reasons {list(report.reasons)}")
+
+    @precondition(swarm("integrity"))
     @precondition(lambda self: has_integrity_check(self) and not self.faults)
     @rule(part=st.sampled_from(CORRUPT_PARTS), seed=st.integers(0, 2**16))
     def corrupt_and_check(self, part: str, seed: int) -> None:
@@ -79,18 +97,26 @@ class HealthMixin(Workload):
             flagged = str(err.kind) in ("corrupt", "notadb", "ioerr_corruptfs")
             why = f"check_integrity() raised {err.kind}"
         self.check(11, flagged, lambda: f"{part} damage (seed {seed}) not flagged: {why}", faults=["corrupt"])
+        if flagged:
+            # P10 under corruption: health must say so (auto_recover is off here, nothing repairs it).
+            status = str(self.db.health().status)
+            self.check(10, status != "healthy",
+                       f"health().status is {status!r} after an integrity check found {part} damage",
+                       faults=["corrupt"])
         self.db.close()
         fault.heal()
         self.db = self.open_runtime(self.config)
         self.after_reopen()
-        self.integrity_passes(["corrupt"])
+        self.last_healed = "corrupt"
+        self.integrity_passes(None)
 
+    @precondition(swarm("integrity"))
     @precondition(lambda self: has_integrity_check(self) and not self.faults)
     @rule()
     def check_healthy_file(self) -> None:
-        self.integrity_passes(self.fault_history[-1:])
+        self.integrity_passes(None)
 
-    def integrity_passes(self, faults: list[str]) -> None:
+    def integrity_passes(self, faults: list[str] | None) -> None:
         from reliability import DatabaseError
 
         try:
@@ -104,4 +130,5 @@ class HealthMixin(Workload):
 class HealthMachine(HealthMixin):
     """Operations under faults, counted; corruption flagged."""
 
+    core_groups = frozenset(("integrity",))
     fault_kinds = ("none", "locked", "disk_full", "disconnect_close", "disconnect_rename")

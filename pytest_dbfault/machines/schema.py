@@ -9,6 +9,7 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
 
+from .base import swarm
 from .workload import Workload
 
 MIGRATION_KINDS = ("create", "column", "index", "seed", "failing")
@@ -79,12 +80,24 @@ class SchemaMixin(Workload):
         finally:
             scratch.close()
 
-    def stored_versions(self) -> list[int]:
+    def stored_versions(self) -> list[int] | None:
+        """The versions recorded in the file; None when it cannot be read now (away, or locked for readers)."""
+        if any(f in self.faults for f in ("disconnect_rename", "disconnect_delete")):
+            return None
+        try:
+            return self._stored_versions()
+        except sqlite3.OperationalError:
+            if self.faults:
+                return None
+            raise
+
+    def _stored_versions(self) -> list[int]:
         with self.raw() as conn:
             if conn.execute("SELECT 1 FROM sqlite_master WHERE name = '_reliability_migrations'").fetchone() is None:
                 return []
             return [r[0] for r in conn.execute("SELECT version FROM _reliability_migrations ORDER BY rowid")]
 
+    @precondition(swarm("migrate"))
     @rule(kind=st.sampled_from(MIGRATION_KINDS), pick=st.integers(0, 20))
     def add_migration(self, kind: str, pick: int) -> None:
         from reliability.schema import Migration
@@ -124,6 +137,7 @@ class SchemaMixin(Workload):
                                                f"CREATE TABLE fixed{m.version} (x INTEGER)")
                 self.tables.append(f"fixed{m.version}")
 
+    @precondition(swarm("migrate"))
     @precondition(lambda self: bool(getattr(self, "migrations", None)))
     @rule()
     def migrate(self) -> None:
@@ -131,7 +145,7 @@ class SchemaMixin(Workload):
         pending = [m.version for m in self.migrations if m.version not in self.model.applied_versions]
         faults = self.active_fault_names
         out = self.call(None, self.absorb, run_migrate, self.db, list(self.migrations), expected_message=False)
-        after = self.stored_versions() if "disconnect_rename" not in self.faults else None
+        after = self.stored_versions()
         if out.ok:
             self.check(4, list(out.value.applied) == pending,
                        f"migrate reported {list(out.value.applied)} applied, pending were {pending}", faults=faults)
@@ -160,6 +174,7 @@ class SchemaMixin(Workload):
         self.check(number, live == want, lambda: f"schema is {live}, the applied migrations make {want}",
                    faults=faults)
 
+    @precondition(swarm("schema_damage"))
     @precondition(lambda self: bool(getattr(self, "model", None)) and bool(self.model.applied_versions)
                   and not self.faults)
     @rule(how=st.sampled_from(DAMAGE))
@@ -185,7 +200,7 @@ class SchemaMixin(Workload):
         report = self.absorb(run_validate, self.db, list(self.migrations))
         self.check(3, not report.ok and bool(report.problems),
                    f"schema damaged by {how} but validation said ok={report.ok} problems={report.problems}",
-                   faults=["corrupt"])
+                   faults=["schema_tamper"])
         self.db.close()
         shutil.move(saved, self.db_path)
         for side in ("-wal", "-shm"):
@@ -211,4 +226,5 @@ class SchemaMixin(Workload):
 class SchemaMachine(SchemaMixin):
     """Migrations under lock and disk-full faults, and schema damage between restarts."""
 
+    core_groups = frozenset(("migrate", "schema_damage"))
     fault_kinds = ("none", "locked", "disk_full")

@@ -8,4 +8,5 @@ from .workload import Workload
 class TransactionMachine(Workload):
     """The workload's ``transfer`` rule does the work; faults also come between transactions."""
 
+    core_groups = frozenset(("transfer", "nested"))
     fault_kinds = ("none", "locked", "disk_full", "disconnect_close")

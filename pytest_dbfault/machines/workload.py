@@ -19,7 +19,7 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition, rule
 
-from .base import RuntimeMachine
+from .base import RuntimeMachine, swarm
 
 #: Error kinds each fault may legitimately surface (P2).
 FAULT_ERROR_KINDS: dict[str, set[str]] = {
@@ -27,6 +27,7 @@ FAULT_ERROR_KINDS: dict[str, set[str]] = {
     "disk_full": {"full"},
     "disconnect_close": {"closed", "unavailable"},
     "disconnect_rename": {"readonly_dbmoved", "cantopen", "unavailable", "closed"},
+    "disconnect_delete": {"readonly_dbmoved", "cantopen", "unavailable", "closed"},
     "corrupt": {"corrupt", "notadb", "ioerr_corruptfs", "unavailable"},
 }
 #: Kinds the workload causes on purpose (duplicate keys, a missing table; writes refused on an untrusted schema).
@@ -181,6 +182,46 @@ class Workload(RuntimeMachine):
                            f"{[(r.getMessage()[:80], getattr(r, 'operation_id', None)) for r in records][-5:]}",
                    faults=active)
 
+    def check_backoff(self, number: int, delays: list[tuple[int, float]], sleeps: list[float],
+                      faults: list[str]) -> None:
+        """The backoff, from above and from below: every computed delay was slept; the delay after
+        failed attempt n lies in (0, min(max_delay, base * 2**(n-1))] (full jitter never draws an
+        exact 0: a zero delay is a retry that skipped its backoff); attempts count up from 1 in
+        each retry series and stay below ``retry_attempts``."""
+        cfg = self.config
+        # Every sleep is a computed delay, in order; a computed delay may go unslept only where the
+        # series stopped because it would have overrun retry_budget.
+        rest = list(sleeps)
+        for _a, d in delays:
+            if rest and rest[0] == d:
+                rest.pop(0)
+        self.check(number, not rest and len(sleeps) <= len(delays),
+                   lambda: f"the runtime slept {sleeps} but the policy computed {delays}", faults=faults)
+        expected_attempt = 1
+        for attempt, d in delays:
+            if attempt != expected_attempt:
+                expected_attempt = 1  # a new retry series (a reconnect, the fallback reconcile, the next entry)
+            ceiling = min(cfg.retry_max_delay, cfg.retry_base_delay * 2 ** (attempt - 1))
+            self.check(number, attempt == expected_attempt and 0 < d <= ceiling + 1e-12
+                       and attempt < cfg.retry_attempts,
+                       f"retry delay {d:.5f}s after attempt {attempt} is outside (0, {ceiling:.5f}] "
+                       f"(base {cfg.retry_base_delay}, doubling, max {cfg.retry_max_delay}, "
+                       f"{cfg.retry_attempts} attempts)", faults=faults)
+            expected_attempt += 1
+
+    def check_gave_up_fairly(self, number: int, delays: list[tuple[int, float]], spent: float,
+                             faults: list[str]) -> None:
+        """A call that failed on a fault that was still in force used its retries: it stopped only after
+        ``retry_attempts`` tries, or when the next delay could have overrun ``retry_budget``."""
+        cfg = self.config
+        if any(a != i + 1 for i, (a, _d) in enumerate(delays)):
+            return  # several retry series: the budget of each is not visible from here
+        made = len(delays) + 1
+        ceiling = min(cfg.retry_max_delay, cfg.retry_base_delay * 2 ** (made - 1))
+        self.check(number, made >= cfg.retry_attempts or spent + ceiling > cfg.retry_budget,
+                   lambda: f"gave up after {made} of {cfg.retry_attempts} attempts with {spent:.3f}s of "
+                           f"{cfg.retry_budget}s backoff spent (the next delay fit in the budget)", faults=faults)
+
     # -- key/value rules ---------------------------------------------------------------------
     @rule(n=st.integers(0, 12))
     def put(self, n: int) -> None:
@@ -247,6 +288,7 @@ class Workload(RuntimeMachine):
         if failure in ("disk_full", "disconnect_close", "disconnect_rename"):
             self.inject(failure, 0)
 
+    @precondition(swarm("transfer"))
     @rule(legs=st.lists(st.integers(1, 1000), min_size=2, max_size=4),
           fail_at=st.integers(0, 3),
           failure=st.sampled_from(["none", "app_error", "constraint", "disk_full", "disconnect_close",
@@ -287,7 +329,7 @@ class Workload(RuntimeMachine):
         """P6 and P7 right after a multi-leg write."""
         if self.faults:
             return  # the file may be unreachable: the invariant checks once the faults are healed
-        faults = struck or self.active_fault_names
+        faults = None  # the struck faults are healed by now: these checks are "after" them
         stored = self.stored_pairs().get(grp, [])
         expected = self.model.pairs.get(grp, [])
         self.check(6, stored == expected,
@@ -296,7 +338,7 @@ class Workload(RuntimeMachine):
         if not committed:
             self.check_rolled_back(faults)
 
-    def check_rolled_back(self, faults: list[str]) -> None:
+    def check_rolled_back(self, faults: list[str] | None) -> None:
         """P7: no transaction left open, no lock held, and the connection works."""
         import sqlite3
 
@@ -320,6 +362,62 @@ class Workload(RuntimeMachine):
                    faults=faults)
         out = self.call("fetch_one", self.db.fetch_one, "SELECT count(*) FROM pairs", faults=faults)
         self.check(7, out.ok, lambda: f"the connection is unusable after the rollback: {out.error}", faults=faults)
+
+    @precondition(swarm("nested"))
+    @precondition(lambda self: not self.faults)
+    @rule(outer=st.integers(0, 12), inner=st.integers(13, 20), inner_fails=st.booleans(), outer_fails=st.booleans())
+    def nested_transaction(self, outer: int, inner: int, inner_fails: bool, outer_fails: bool) -> None:
+        """P6/P7: ``db.transaction()`` inside ``db.transaction()`` (a savepoint). A failing inner block
+        undoes only its own write; a failing outer block undoes both; the connection is left clean."""
+        ok, inner_val = f"user-{outer}", f"user-{inner}"
+        values = {ok: self.text(), inner_val: self.text()}
+
+        def run() -> None:
+            with self.db.transaction():
+                self.db.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (ok, values[ok]))
+                try:
+                    with self.db.transaction():
+                        self.db.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)",
+                                        (inner_val, values[inner_val]))
+                        if inner_fails:
+                            raise AppError("the inner step gave up")
+                except AppError:
+                    pass
+                if outer_fails:
+                    raise AppError("the outer step gave up")
+
+        # The statements inside are booked by hand: execute runs once per statement that ran.
+        try:
+            out = self.call("transaction", run)
+        except AppError:
+            out = None
+            self.model.ledger.app_aborts += 1
+        self.model.ledger.ok["execute"] += 2
+        self.model.ledger.oplog[("execute", "ok")] += 2
+        if out is not None and out.ok:
+            self.model.kv[ok] = values[ok]
+            if not inner_fails:
+                self.model.kv[inner_val] = values[inner_val]
+        if self.writes_queued():
+            return
+        stored = self.stored_kv()
+        self.check(6, all(stored.get(k) == self.model.kv.get(k) for k in (ok, inner_val)),
+                   lambda: f"nested transaction (inner fails: {inner_fails}, outer fails: {outer_fails}) left "
+                           f"{ {k: stored.get(k) for k in (ok, inner_val)} }, expected "
+                           f"{ {k: self.model.kv.get(k) for k in (ok, inner_val)} }")
+        if out is None or not out.ok:
+            self.check_rolled_back(None)
+
+    @precondition(swarm("restart"))
+    @precondition(lambda self: self.db is not None)
+    @rule()
+    def restart(self) -> None:
+        """A clean restart (close, open): whatever was acknowledged must still be there (P6, the invariant).
+
+        (A kill -9 restart cannot be simulated in this process: the abandoned runtime would still
+        own the redo journal, which a killed process would not; see tests/faults/test_crash_fault.py.)
+        """
+        self.reopen()
 
     # -- the truth ---------------------------------------------------------------------------
     def settle(self) -> None:

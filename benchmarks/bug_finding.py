@@ -1,0 +1,382 @@
+"""How many realistic planted bugs does the main job (``pytest --dbfault``) catch? Catch rate per property.
+
+Usage::
+
+    python benchmarks/bug_finding.py                    # default profile, every bug, one at a time
+    python benchmarks/bug_finding.py --profile ci       # the CI profile (CI=1)
+    python benchmarks/bug_finding.py --jobs 2 --only p06_savepoint_rollback_skipped --only p12
+    python benchmarks/bug_finding.py --check            # only verify every bug applies to this tree
+
+Each bug is one small edit of ``reliability/`` of the kind a refactor introduces (a retry counted
+one too many, a rollback skipped on one path, a record written at the wrong moment, a check reading
+the wrong field). For each bug the tree (``reliability``, ``pytest_dbfault``, ``scenarios``,
+``pyproject.toml``) is copied to a fresh temporary directory, the edit is applied there, and the
+main job runs in that copy (``PYTHONPATH`` puts the copy first, so the installed package is not
+used) with a per-bug timeout. *Caught* means the main job failed; a timeout is reported as such
+and not counted as caught. A control run on the unmodified copy comes first: if it fails, every
+figure is meaningless and the script says so (exit status 2).
+
+No two bugs are equivalent: each entry names an input that tells it apart from the correct code
+(and from the other bugs of its property). A bug whose site is gone (the runtime moved on) is
+reported as ``stale``, never silently dropped.
+"""
+
+# ruff: noqa: E501  (the planted bugs are source lines quoted verbatim: they keep their length)
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The tree every run copies: a snapshot taken at start, so edits made while the benchmark runs
+#: do not leak into later runs.
+SNAPSHOT: list[Path] = [ROOT]
+COPIED = ("reliability", "pytest_dbfault", "scenarios", "pyproject.toml")
+
+
+@dataclass(frozen=True)
+class Bug:
+    """One planted bug: replace ``old`` (which must occur exactly once) by ``new`` in ``path``."""
+
+    name: str
+    prop: int
+    path: str
+    old: str
+    new: str
+    #: an input on which the buggy runtime and the correct one behave differently
+    tells_apart: str
+
+
+BUGS: tuple[Bug, ...] = (
+    # -- P1 connection recovery ------------------------------------------------------------------
+    Bug("p01_retry_reconnect_wrong_field", 1, "reliability/manager.py",
+        "        def before_retry(exc: BaseException) -> None:\n"
+        "            if KIND_INFO[classify(exc)].action is RecoveryAction.RECONNECT:\n"
+        "                self._drop_connection()",
+        "        def before_retry(exc: BaseException) -> None:\n"
+        "            if KIND_INFO[classify(exc)].transient:\n"
+        "                self._drop_connection()",
+        "a write on a handle closed mid-retry: the retry reuses the dead handle instead of reconnecting"),
+    Bug("p01_closed_handle_costs_an_attempt", 1, "reliability/manager.py",
+        "            self._drop_connection()\n            pending.clear()",
+        "            self._drop_connection()",
+        "retry_attempts=1, handle closed while idle, fault healed, then a write: must succeed (the statement "
+        "never ran), the bug fails it with 'closed'"),
+    Bug("p01_begin_on_closed_handle_not_reopened", 1, "reliability/transaction.py",
+        "                    self.connections.close()\n                    conn = self.connections.connection\n",
+        "                    conn = self.connections.connection\n",
+        "`with db.transaction()` (no rerun) right after the handle was closed and healed: must commit"),
+    # -- P2 graceful degradation -----------------------------------------------------------------
+    Bug("p02_retry_one_too_many", 2, "reliability/retry.py",
+        "                if attempt >= self.attempts:", "                if attempt > self.attempts:",
+        "a write under a lock that never clears makes retry_attempts + 1 tries instead of retry_attempts"),
+    Bug("p02_budget_ignores_next_sleep", 2, "reliability/retry.py",
+        "                if elapsed + wait > self.budget:", "                if elapsed > self.budget:",
+        "retry_budget smaller than retry_max_delay, a lasting lock: total backoff exceeds the budget"),
+    Bug("p02_lock_reported_unavailable", 2, "reliability/manager.py",
+        "        if exhausted and KIND_INFO[err.kind].action is RecoveryAction.RECONNECT:",
+        "        if exhausted:",
+        "a lock outlasting the retries surfaces as 'unavailable' instead of busy/locked"),
+    # -- P3 schema validation --------------------------------------------------------------------
+    Bug("p03_unknown_version_ignored", 3, "reliability/schema.py",
+        "                problems.append(f\"version {version} ({name}) is recorded in the database but unknown{newer}\")",
+        "                log.info(\"version %s (%s) is recorded in the database but unknown%s\", version, name, newer)",
+        "a database with a version row this program does not know (9999): validation must not say ok"),
+    Bug("p03_checksum_compares_name", 3, "reliability/schema.py",
+        "            elif m.checksum != checksum:", "            elif m.name != name:",
+        "an applied migration whose recorded checksum was edited (same name): must be reported"),
+    # -- P4 migrations in order ------------------------------------------------------------------
+    Bug("p04_migrations_sorted_by_name", 4, "reliability/schema.py",
+        "    for migration in migrations:\n        if migration.version in done:",
+        "    for migration in sorted(migrations, key=lambda m: m.name):\n        if migration.version in done:",
+        "pending v2 'create_b' and v3 'column_a': applied 3 before 2"),
+    Bug("p04_auto_migrate_skipped", 4, "reliability/recovery.py",
+        "    def _startup_schema(self) -> None:\n",
+        "    def _startup_schema(self) -> None:\n        return\n",
+        "auto_migrate=true with a pending migration at startup: must be applied before the first call"),
+    # -- P5 failing migration changes nothing ----------------------------------------------------
+    Bug("p05_keep_going_after_failure", 5, "reliability/schema.py",
+        "        _apply_one(conn, migration, foreign_keys, clock)\n        applied.append(migration.version)",
+        "        try:\n            _apply_one(conn, migration, foreign_keys, clock)\n"
+        "        except MigrationError:\n            continue\n        applied.append(migration.version)",
+        "pending [failing v2, good v3]: v3 must not be applied after v2 failed"),
+    Bug("p05_no_rollback_on_failure", 5, "reliability/schema.py",
+        "        except Exception as exc:\n            _rollback_quietly(conn)\n            raise _failed(m, exc) from exc",
+        "        except Exception as exc:\n            raise _failed(m, exc) from exc",
+        "a migration whose second statement fails: its first statement's table must not exist afterwards"),
+    # -- P6 atomicity ----------------------------------------------------------------------------
+    Bug("p06_savepoint_rollback_skipped", 6, "reliability/transaction.py",
+        "                    conn.execute(f\"ROLLBACK TO {name}\")\n                    conn.execute(f\"RELEASE {name}\")",
+        "                    conn.execute(f\"RELEASE {name}\")",
+        "nested db.transaction(): inner block raises, outer commits -> the inner rows must not be there"),
+    Bug("p06_commit_after_sqlite_rollback", 6, "reliability/transaction.py",
+        "        if not conn.in_transaction:\n",
+        "        if False:\n",
+        "a body that catches a disk-full error and returns: SQLite already rolled back, the runtime "
+        "must not report a commit"),
+    # -- P7 rollback -----------------------------------------------------------------------------
+    Bug("p07_commit_failure_not_rolled_back", 7, "reliability/transaction.py",
+        "            self._rollback(conn, 0, \"\")\n            if isinstance(exc, DatabaseError):\n",
+        "            if isinstance(exc, DatabaseError):\n",
+        "the file is moved away mid-transaction: the COMMIT check refuses, the transaction must be rolled back"),
+    Bug("p07_nested_rollback_skipped", 7, "reliability/transaction.py",
+        "                self.depth -= 1\n                self._rollback(conn, level, name)",
+        "                self.depth -= 1\n                if level == 0:\n"
+        "                    self._rollback(conn, level, name)",
+        "nested transaction whose inner block fails and the outer one then fails too: the savepoint is left "
+        "(and the redo journal keeps the inner writes)"),
+    # -- P8 user-friendly errors -----------------------------------------------------------------
+    Bug("p08_detail_in_user_message", 8, "reliability/errors.py",
+        "        self.user_message = user_message or KIND_INFO[kind].user_message",
+        "        self.user_message = user_message or (f\"{KIND_INFO[kind].user_message} ({detail})\" if detail\n"
+        "                                              else KIND_INFO[kind].user_message)",
+        "a write after the file was deleted: the message names the file path"),
+    Bug("p08_busy_message_with_code", 8, "reliability/errors.py",
+        "    ErrorKind.BUSY: KindInfo(True, _R.RETRY, \"The database is busy right now. Please try again in a moment.\"),",
+        "    ErrorKind.BUSY: KindInfo(True, _R.RETRY, \"The database is busy (SQLITE_BUSY). Please try again.\"),",
+        "a write under a lasting lock: the user sees an SQLite code"),
+    # -- P9 technical logging --------------------------------------------------------------------
+    Bug("p09_code_logged_from_wrong_field", 9, "reliability/errors.py",
+        "                \"db_code\": err.code,", "                \"db_code\": err.code_name,",
+        "any surfaced error: the record's db_code is the name, not the number"),
+    Bug("p09_commit_hook_error_not_logged", 9, "reliability/transaction.py",
+        "                    exc.operation_id = operation_id\n                    self.handler.log(exc, sql=\"COMMIT\")",
+        "                    exc.operation_id = operation_id",
+        "the file renamed mid-transaction: the refusal at COMMIT has no ERROR record"),
+    # -- P10 health monitoring -------------------------------------------------------------------
+    Bug("p10_retry_counted_per_attempt", 10, "reliability/manager.py",
+        "            nonlocal attempts\n            attempts += 1\n",
+        "            nonlocal attempts\n            attempts += 1\n            if attempts > 1:\n"
+        "                self.monitor.retries += 1\n",
+        "one locked write that succeeds after 1 retry: health counts 2 retries"),
+    Bug("p10_latency_unsorted", 10, "reliability/health.py",
+        "        samples = sorted(self.latencies)", "        samples = list(self.latencies)",
+        "latencies 5 ms then 1 ms: p50 reported 5 ms > p99... percentiles not ordered"),
+    Bug("p10_status_ignores_failed_integrity", 10, "reliability/manager.py",
+        "        if self.monitor.integrity_ok is False:\n            status = HealthStatus.UNAVAILABLE\n",
+        "        if self.monitor.integrity_ok is False:\n",
+        "health() after a failed integrity check (auto_recover off): status must not be healthy"),
+    # -- P11 integrity ---------------------------------------------------------------------------
+    Bug("p11_unreadable_file_passes", 11, "reliability/health.py",
+        "        problems.append(f\"{pragma} could not read the database: {exc} ({classify(exc)})\")",
+        "        log.warning(\"%s could not read the database: %s\", pragma, exc)",
+        "a file whose header is overwritten (notadb): check_integrity must not answer ok"),
+    Bug("p11_missing_file_passes", 11, "reliability/recovery.py",
+        "            return IntegrityReport(False, [f\"database file {db.path!r} does not exist\"],",
+        "            return IntegrityReport(True, [f\"database file {db.path!r} does not exist\"],",
+        "check_integrity() while the database file is deleted: must not answer ok"),
+    # -- P12 backups -----------------------------------------------------------------------------
+    Bug("p12_rotate_deletes_newest", 12, "reliability/backup.py",
+        "        for info in verified[self.keep:]:", "        for info in verified[:-self.keep]:",
+        "backup_keep=2, three backups: the newest one is deleted"),
+    Bug("p12_keep_off_by_one", 12, "reliability/backup.py",
+        "        for info in verified[self.keep:]:", "        for info in verified[self.keep - 1:]:",
+        "backup_keep=3, three backups: only two are kept"),
+    Bug("p12_copy_not_checked", 12, "reliability/backup.py",
+        "                problems = quick_check(dest)", "                problems: list[str] = []",
+        "a backup taken while the database's pages are corrupt is marked verified"),
+    Bug("p12_size_not_compared", 12, "reliability/backup.py",
+        "            verified = bool(manifest.get(\"verified\")) and manifest.get(\"size\") == size",
+        "            verified = bool(manifest.get(\"verified\"))",
+        "a backup file truncated after it was taken is still listed as verified"),
+    # -- P13 recovery ----------------------------------------------------------------------------
+    Bug("p13_redo_kept_after_rollback", 13, "reliability/transaction.py",
+        "        if level == 0:\n            self.rollbacks += 1\n            for fn in self.after_rollback:\n"
+        "                fn()",
+        "        if level == 0:\n            self.rollbacks += 1",
+        "a rolled-back transaction, then a committed one, then corruption: recovery replays the rolled-back rows"),
+    Bug("p13_replay_skips_first_entry", 13, "reliability/recovery.py",
+        "        todo = [(seq, ops) for seq, ops in entries if seq > done]",
+        "        todo = [(seq, ops) for seq, ops in entries if seq > done + 1]",
+        "backup, one write, corruption, recovery: the write is lost"),
+    Bug("p13_redo_not_synced", 13, "reliability/redo.py",
+        "            os.write(fd, self._encoder.record((seq, pending)))\n            if self.fsync:\n"
+        "                _datasync(fd)",
+        "            os.write(fd, self._encoder.record((seq, pending)))",
+        "synchronous=FULL, a write acknowledged, power lost before the page cache is written back, "
+        "then corruption: recovery lacks the write"),
+    # -- P14 command continuity ------------------------------------------------------------------
+    Bug("p14_replay_newest_first", 14, "reliability/degradation.py",
+        "        for entry in self.queue.pending():", "        for entry in reversed(self.queue.pending()):",
+        "two 'store' commands for the same key during one outage: the older value wins after replay"),
+    Bug("p14_full_disk_is_an_error", 14, "reliability/degradation.py",
+        "            except DatabaseError as err:\n                if err.action is RecoveryAction.RAISE:\n"
+        "                    return CommandResult(\"error\", err.user_message, fault=str(err.kind))",
+        "            except DatabaseError as err:\n                if err.action is not RecoveryAction.RECONNECT:\n"
+        "                    return CommandResult(\"error\", err.user_message, fault=str(err.kind))",
+        "a write command while the disk is full: answered 'error' (lost) instead of 'queued'"),
+    Bug("p14_queue_not_synced", 14, "reliability/degradation.py",
+        "            os.write(fd, (line + \"\\n\").encode(\"utf-8\"))\n            if sync:\n                os.fsync(fd)",
+        "            os.write(fd, (line + \"\\n\").encode(\"utf-8\"))",
+        "a command queued (acknowledged) during an outage, then power loss: the queued write is gone"),
+    # -- P15 audit retry -------------------------------------------------------------------------
+    Bug("p15_first_retry_immediate", 15, "reliability/retry.py",
+        "        return self.rng.uniform(0.0, self.ceiling(attempt))",
+        "        return self.rng.uniform(0.0, self.ceiling(attempt)) if attempt > 1 else 0.0",
+        "any retried audit entry: the first retry sleeps exactly 0"),
+    Bug("p15_fallback_removed_before_move", 15, "reliability/audit.py",
+        "            new = self.db.run_in_transaction(move_all)\n            working.unlink(missing_ok=True)",
+        "            working.unlink(missing_ok=True)\n            new = self.db.run_in_transaction(move_all)",
+        "two entries during one outage, then a third while it lasts: the reconcile attempt fails and the "
+        "first two are gone"),
+    Bug("p15_fallback_not_synced", 15, "reliability/audit.py",
+        "                os.write(fd, line.encode(\"utf-8\"))\n                os.fsync(fd)",
+        "                os.write(fd, line.encode(\"utf-8\"))",
+        "an entry written to the fallback file, then power loss: the entry is gone"),
+    # -- P16 config hot reload -------------------------------------------------------------------
+    Bug("p16_policy_keeps_old_value", 16, "reliability/reload.py",
+        "                setattr(db.policy, attr, getattr(new, key))",
+        "                setattr(db.policy, attr, getattr(old, key))",
+        "reload retry_attempts 4 -> 2: the next locked write still makes 4 attempts"),
+    Bug("p16_params_flag_not_applied", 16, "reliability/reload.py",
+        "        db.errors.show_params = new.log_sql_params",
+        "        db.errors.show_params = old.log_sql_params",
+        "reload log_sql_params false -> true: the next error's record still redacts its parameters"),
+    # -- P17 operation log -----------------------------------------------------------------------
+    Bug("p17_fetch_all_logged_as_fetch_one", 17, "reliability/manager.py",
+        "                    oplog.record(\"fetch_all\", sql, dt, len(rows), 1, \"ok\", None)",
+        "                    oplog.record(\"fetch_one\", sql, dt, len(rows), 1, \"ok\", None)",
+        "one fetch_all: its record says fetch_one"),
+    Bug("p17_failed_transaction_not_logged", 17, "reliability/manager.py",
+        "            oplog.record(\"transaction\", None, perf_counter() - t0, 0, err.attempts, \"error\", str(err.kind))",
+        "            pass",
+        "a transaction that fails on a constraint: no record with outcome error"),
+)
+
+
+def apply(bug: Bug, tree: Path) -> None:
+    """Apply ``bug`` to the copy at ``tree``; ValueError when its site is not there exactly once."""
+    target = tree / bug.path
+    text = target.read_text(encoding="utf-8")
+    n = text.count(bug.old)
+    if n != 1:
+        raise ValueError(f"{bug.name}: the site occurs {n} times in {bug.path} (the runtime moved on?)")
+    target.write_text(text.replace(bug.old, bug.new), encoding="utf-8")
+
+
+def copy_tree(dest: Path, source: Path = ROOT) -> None:
+    for name in COPIED:
+        src = source / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", ".hypothesis"))
+        else:
+            shutil.copy2(src, dest / name)
+
+
+def run_main_job(bug: Bug | None, profile: str, timeout: float, seed: int | None,
+                 no_shrink: bool = False) -> tuple[str, float, str]:
+    """(outcome, seconds, last line): outcome is caught / missed / timeout / stale / broken."""
+    with tempfile.TemporaryDirectory(prefix="dbfault-bug-") as tmp:
+        tree = Path(tmp)
+        copy_tree(tree, SNAPSHOT[0])
+        if bug is not None:
+            try:
+                apply(bug, tree)
+            except ValueError as exc:
+                return "stale", 0.0, str(exc)
+        env = dict(os.environ, PYTHONPATH=str(tree), PYTHONDONTWRITEBYTECODE="1")
+        env.pop("CI", None)
+        env.pop("HYPOTHESIS_PROFILE", None)
+        if profile == "ci":
+            env["CI"] = "1"
+        if no_shrink:
+            env["DBFAULT_NO_SHRINK"] = "1"
+        cmd = [sys.executable, "-m", "pytest", "--dbfault", "-q", "-p", "no:cacheprovider", "-x"]
+        if seed is not None:
+            cmd.append(f"--dbfault-seed={seed}")
+        t0 = time.monotonic()
+        try:
+            proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return "timeout", time.monotonic() - t0, f"no verdict within {timeout:.0f}s"
+        dt = time.monotonic() - t0
+        out = (proc.stdout + proc.stderr).strip().splitlines()
+        violated = [ln.strip() for ln in out if " violated (faults:" in ln]
+        last = violated[0][:110] if violated else (out[-1][:110] if out else "")
+        if proc.returncode == 0:
+            return "missed", dt, last
+        if proc.returncode in (1,):
+            return "caught", dt, last
+        return "broken", dt, f"exit {proc.returncode}: {last}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", choices=("default", "ci"), default="default")
+    parser.add_argument("--jobs", type=int, default=1, help="bugs run at once (default 1; the machine is shared)")
+    parser.add_argument("--only", action="append", default=[],
+                        help="a bug name or a prefix (p06, p12_keep); repeatable")
+    parser.add_argument("--timeout", type=float, default=240.0, help="seconds per main-job run")
+    parser.add_argument("--seed", type=int, default=None, help="--dbfault-seed for every run (default: random)")
+    parser.add_argument("--no-shrink", action="store_true",
+                        help="stop at the first failing example (whether a bug is caught, not how long shrinking takes)")
+    parser.add_argument("--no-control", action="store_true", help="skip the run on the unmodified tree")
+    parser.add_argument("--check", action="store_true", help="only check that every bug applies")
+    args = parser.parse_args(argv)
+
+    bugs = [b for b in BUGS if not args.only or any(b.name.startswith(o) for o in args.only)]
+    if args.check:
+        bad = 0
+        with tempfile.TemporaryDirectory() as tmp:
+            copy_tree(Path(tmp))
+            for bug in bugs:
+                text = (Path(tmp) / bug.path).read_text(encoding="utf-8")
+                n = text.count(bug.old)
+                if n != 1:
+                    bad += 1
+                    print(f"STALE {bug.name}: site occurs {n} times in {bug.path}")
+        print(f"{len(bugs) - bad}/{len(bugs)} bugs apply")
+        return 1 if bad else 0
+
+    snapshot = tempfile.TemporaryDirectory(prefix="dbfault-bug-snapshot-")
+    SNAPSHOT[0] = Path(snapshot.name)
+    copy_tree(SNAPSHOT[0], ROOT)
+    print(f"bug finding: {len(bugs)} planted bugs, profile {args.profile}, jobs {args.jobs}, "
+          f"timeout {args.timeout:.0f}s", flush=True)
+    if not args.no_control:
+        outcome, dt, last = run_main_job(None, args.profile, args.timeout, args.seed, args.no_shrink)
+        print(f"control (no bug): {outcome} in {dt:.0f}s {last}", flush=True)
+        if outcome != "missed":
+            print("the main job fails on the unmodified tree: catch rates would mean nothing")
+            return 2
+    results: dict[str, tuple[str, float, str]] = {}
+
+    def one(bug: Bug) -> None:
+        results[bug.name] = run_main_job(bug, args.profile, args.timeout, args.seed, args.no_shrink)
+        outcome, dt, last = results[bug.name]
+        print(f"{outcome:8} {dt:6.0f}s  {bug.name:42} {last}", flush=True)
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        list(pool.map(one, bugs))
+
+    by_prop: dict[int, list[str]] = defaultdict(list)
+    for bug in bugs:
+        by_prop[bug.prop].append(results[bug.name][0])
+    print("\nproperty  bugs  caught  missed  timeout  stale/broken")
+    total = caught = 0
+    for prop in sorted(by_prop):
+        outs = by_prop[prop]
+        c = outs.count("caught")
+        total += len(outs) - outs.count("stale")
+        caught += c
+        print(f"P{prop:<8} {len(outs):4}  {c:6}  {outs.count('missed'):6}  {outs.count('timeout'):7}  "
+              f"{outs.count('stale') + outs.count('broken'):4}")
+    rate = 100.0 * caught / total if total else 0.0
+    print(f"\ncaught {caught}/{total} ({rate:.0f}%) with the {args.profile} profile")
+    missed = [b.name for b in bugs if results[b.name][0] != "caught"]
+    if missed:
+        print("not caught: " + ", ".join(missed))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
