@@ -334,46 +334,52 @@ class ChaosInjector:
             self._inside.busy = False
         return (rng.choice(eligible), label) if eligible else None
 
-    @contextlib.contextmanager
-    def around(self, conn: Any, sql: str, statement: str) -> Iterator[None]:
-        """Inject a drawn fault (if any) for the one statement run inside the block."""
+    def call(self, conn: Any, sql: str, statement: str, run: Any, *args: Any) -> Any:
+        """``run(*args)`` (the statement), with a drawn fault (if any) in force for it.
+
+        A plain call, not a context manager: a failing statement's traceback then holds no frame of
+        ours (``__tracebackhide__``), which keeps pytest's report readable and cheap to format.
+        """
+        __tracebackhide__ = True
         drawn = self._draw(conn, statement)
         if drawn is None:
-            yield
-            return
+            return run(*args)
         kind, thread = drawn
+        undo = contextlib.ExitStack()
         self._inside.busy = True  # our own helper connections must not meet chaos
         try:
-            with contextlib.ExitStack() as undo:
-                database = conn._dbf_db
-                if not _arrange(kind, conn, database, undo, self):
-                    self._inside.busy = False
-                    yield  # the state changed under us (another process took the lock): run clean
-                    return
-                injection = Injection(kind, " ".join(sql.split())[:120], database, thread=thread)
-                fault = _FAULT_CLASSES[kind](database=database, sql=injection.sql)
-                # Coverage labels (--dbfault-coverage) keep this kind until the test ends: the
-                # application's handler runs after the transient fault is already gone.
-                fault.label_lingers = True  # type: ignore[attr-defined]
-                with self._lock:
-                    self._injections.append(injection)
-                # Still busy: lifecycle listeners (coverage contexts) may write SQLite of their own.
-                fault.inject()
-                undo.callback(self._heal_quietly, fault)
+            database = conn._dbf_db
+            if not _arrange(kind, conn, database, undo, self):
                 self._inside.busy = False
-                try:
-                    yield
-                except (sqlite3.Error, sqlite3.Warning) as exc:
-                    injection.error = _error_text(exc)
-                    self.last_injection = injection
-                    with contextlib.suppress(AttributeError, TypeError):
-                        setattr(exc, TAG, injection)
-                    raise
-                else:
-                    with self._lock:
-                        self.without_effect[kind] = self.without_effect.get(kind, 0) + 1
-        finally:
+                return run(*args)  # the state changed under us (another process took the lock): run clean
+            injection = Injection(kind, " ".join(sql.split())[:120], database, thread=thread)
+            fault = _FAULT_CLASSES[kind](database=database, sql=injection.sql)
+            # Coverage labels (--dbfault-coverage) keep this kind until the test ends: the
+            # application's handler runs after the transient fault is already gone.
+            fault.label_lingers = True  # type: ignore[attr-defined]
+            with self._lock:
+                self._injections.append(injection)
+            # Still busy: lifecycle listeners (coverage contexts) may write SQLite of their own.
+            fault.inject()
+            undo.callback(self._heal_quietly, fault)
             self._inside.busy = False
+            try:
+                result = run(*args)
+            except (sqlite3.Error, sqlite3.Warning) as exc:
+                injection.error = _error_text(exc)
+                self.last_injection = injection
+                with contextlib.suppress(AttributeError, TypeError):
+                    setattr(exc, TAG, injection)
+                raise
+            with self._lock:
+                self.without_effect[kind] = self.without_effect.get(kind, 0) + 1
+            return result
+        finally:
+            self._inside.busy = True
+            try:
+                undo.close()
+            finally:
+                self._inside.busy = False
 
     def _heal_quietly(self, fault: Fault) -> None:
         # Healing runs the lifecycle listeners too: nothing they do may meet chaos.
@@ -541,10 +547,12 @@ def _make_connection_class(base: type, chaos: ChaosInjector) -> type:
         # Bookkeeping (does the connection hold the write lock, has it read) runs between tests too:
         # a connection made by a session fixture carries its transaction into the test.
         def execute(self, sql: str, parameters: Any = (), /) -> Any:  # type: ignore[override]
-            return self.connection._dbf_run(sql, lambda: super(ChaosCursor, self).execute(sql, parameters))
+            __tracebackhide__ = True
+            return self.connection._dbf_run(sql, super().execute, sql, parameters)
 
         def executemany(self, sql: str, seq: Any, /) -> Any:  # type: ignore[override]
-            return self.connection._dbf_run(sql, lambda: super(ChaosCursor, self).executemany(sql, seq))
+            __tracebackhide__ = True
+            return self.connection._dbf_run(sql, super().executemany, sql, seq)
 
     class ChaosConnection(base):  # type: ignore[valid-type,misc]
         _dbf_db: str | None = None  # main database file ("" in memory), read once
@@ -557,24 +565,26 @@ def _make_connection_class(base: type, chaos: ChaosInjector) -> type:
 
         # The C implementations of these do not go through a Python-level cursor(): route them.
         def execute(self, sql: str, parameters: Any = (), /) -> Any:
+            __tracebackhide__ = True
             return self.cursor().execute(sql, parameters)
 
         def executemany(self, sql: str, seq: Any, /) -> Any:
+            __tracebackhide__ = True
             return self.cursor().executemany(sql, seq)
 
         def _dbf_plain(self, sql: str) -> Any:
             """A statement of dbfault's own (PRAGMA probes): no chaos, no bookkeeping."""
             return super().cursor(sqlite3.Cursor).execute(sql)
 
-        def _dbf_run(self, sql: Any, run: Any) -> Any:
+        def _dbf_run(self, sql: Any, run: Any, *args: Any) -> Any:
+            __tracebackhide__ = True
             if not self.in_transaction:
                 self._dbf_writer = self._dbf_read = False
             statement = _statement(sql)
             if statement is None or not chaos._active or statement == "begin_write" and self.in_transaction:
-                result = run()
+                result = run(*args)
             else:
-                with chaos.around(self, sql, statement):
-                    result = run()
+                result = chaos.call(self, sql, statement, run, *args)
             if self.in_transaction:
                 if statement in ("write", "begin_write"):
                     self._dbf_writer = True
@@ -583,17 +593,17 @@ def _make_connection_class(base: type, chaos: ChaosInjector) -> type:
             return result
 
         def commit(self) -> None:
+            __tracebackhide__ = True
             if not self.in_transaction or not chaos._active:
                 return super().commit()
-            with chaos.around(self, "COMMIT", "commit"):
-                return super().commit()
+            return chaos.call(self, "COMMIT", "commit", super().commit)
 
         def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+            __tracebackhide__ = True
             # ``with conn:`` commits in C, bypassing commit() above.
             if exc_type is not None or not self.in_transaction or not chaos._active:
                 return super().__exit__(exc_type, exc, tb)
-            with chaos.around(self, "COMMIT", "commit"):
-                return super().__exit__(exc_type, exc, tb)
+            return chaos.call(self, "COMMIT", "commit", super().__exit__, exc_type, exc, tb)
 
     ChaosConnection.__name__ = ChaosConnection.__qualname__ = f"Chaos{base.__name__}"
     return ChaosConnection

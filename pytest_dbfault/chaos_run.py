@@ -592,10 +592,12 @@ def _clean_rerun(config: pytest.Config, suspects: list[dict[str, Any]],
     notes: list[str] = []
     results: dict[str, str] = {}
     per_test = timeout if timeout > 0 else DEFAULT_TIMEOUT
+    started, processes = time.monotonic(), 0
     with tempfile.TemporaryDirectory(prefix="dbfault-chaos-rerun-") as tmp:
         if batch:
             # Generous limits: a fresh pytest process pays its start-up (seconds on a loaded machine).
             results.update(_run_clean(config, batch, Path(tmp), "batch", 120 + per_test * len(batch), notes))
+            processes += 1
         # Failed in the batch (or never reported: -x in addopts, a crash): each alone, in its own process.
         alone = [n for n in batch if results.get(n) not in ("passed", "skipped")] + hung
         for i, nodeid in enumerate(alone):
@@ -605,6 +607,9 @@ def _clean_rerun(config: pytest.Config, suspects: list[dict[str, Any]],
                 break
             results.pop(nodeid, None)
             results.update(_run_clean(config, [nodeid], Path(tmp), f"alone{i}", 120 + per_test, notes))
+            processes += 1
+    notes.append(f"clean rerun: {len(suspects)} tests in {processes} fresh pytest processes, "
+                 f"{time.monotonic() - started:.1f} s")
     return results, notes
 
 
