@@ -1,22 +1,33 @@
-"""Chaos mode: transient, real SQLite faults injected into every connection an existing test suite opens.
+"""Chaos mode: real SQLite faults injected into every connection an existing test suite opens.
 
 :class:`ChaosInjector` replaces ``sqlite3.connect`` (only while installed) so that each new
-connection is a subclass of the one asked for whose statements and commits sometimes meet a real
-transient fault, drawn from a generator seeded by the run seed and the test id. Only the faults
-SQLite does *not* wait out are used, each produced for real at the moment it is drawn and gone
-right after, so a run stays as fast as without chaos (no sleeping, no waiting for timeouts):
+connection is a subclass of the one asked for whose statements sometimes meet a real fault, drawn
+from a generator per thread seeded by the run seed, the test id and the thread's creation order.
+Each fault is produced for real at the moment it is drawn and gone right after, with no sleeping
+and no waiting for timeouts. A fault is only drawn where it can apply (the statement that takes
+the write lock, a COMMIT that writes...), and only an injection whose error the application saw
+is counted.
+
+Transient contention (the default, level ``contention``):
 
 ========================  =================================================================================
-``locked``                before a write, a second real connection takes the write lock (``BEGIN IMMEDIATE``)
-                          and the victim's ``busy_timeout`` is cut to 0 for that one statement: the same
-                          5/SQLITE_BUSY as a lock held past the application's own timeout, without the wait
-``busy_commit``           rollback journal: a second connection holds a SHARED read lock across the
-                          victim's COMMIT (timeout cut to 0): 5/SQLITE_BUSY, the transaction *stays open*
-``busy_snapshot``         WAL, victim inside a read transaction: another connection commits first, so the
-                          victim's write gets 517/SQLITE_BUSY_SNAPSHOT (only a rollback and rerun helps)
-``io_error``              VFS shim (where available): the next write I/O on the database's files fails
-                          once: SQLITE_IOERR_WRITE (at COMMIT the transaction is rolled back)
-``closed``                opt-in: the connection is closed before the statement (ProgrammingError)
+``locked``                ``BEGIN IMMEDIATE``/``EXCLUSIVE``, or the first write of a transaction (an implicit
+                          BEGIN included): a second real connection holds the write lock and the victim's
+                          ``busy_timeout`` is cut to 0 for that one statement: 5/SQLITE_BUSY, as for a lock
+                          held past the application's own timeout, without the wait
+``busy_commit``           rollback journal, COMMIT of a transaction that wrote: a second connection holds a
+                          SHARED read lock across it (timeout cut to 0): 5/SQLITE_BUSY, the transaction
+                          *stays open*
+``busy_snapshot``         WAL, the first write of a transaction that has read: another connection commits
+                          first, so the write gets 517/SQLITE_BUSY_SNAPSHOT (only a rollback and rerun helps)
+========================  =================================================================================
+
+Hard faults (opt-in, level ``hard``; ``all`` is both):
+
+========================  =================================================================================
+``io_error``              VFS shim: the next write I/O on the database's files fails once (SQLITE_IOERR_WRITE)
+``disk_full``             VFS shim: the next write I/O finds the disk full once (SQLITE_FULL)
+``closed``                the connection is closed before the statement (ProgrammingError)
 ========================  =================================================================================
 
 Without pytest::
@@ -32,6 +43,7 @@ Without pytest::
 from __future__ import annotations
 
 import contextlib
+import itertools
 import random
 import re
 import sqlite3
@@ -41,16 +53,27 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ._chaos_kinds import CHAOS_KINDS, DEFAULT_KINDS, DEFAULT_RATE  # re-exported
+from ._chaos_kinds import (  # re-exported
+    CHAOS_KINDS,
+    CONTENTION,
+    DEFAULT_KINDS,
+    DEFAULT_RATE,
+    HARD,
+    LEVELS,
+)
 from .faults.base import Fault
 
-_WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER|UPSERT)\b", re.IGNORECASE)
+__all__ = ["CHAOS_KINDS", "CONTENTION", "DEFAULT_KINDS", "DEFAULT_RATE", "HARD", "LEVELS", "ChaosFault",
+           "ChaosInjector", "ChaosUsageError", "Injection", "blamed_injection", "parse_kinds", "parse_rate"]
+
+_WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER|UPSERT|WITH\b.*\b(INSERT|UPDATE|DELETE))\b",
+                    re.IGNORECASE | re.DOTALL)
 _COMMIT = re.compile(r"\s*(COMMIT|END)\b", re.IGNORECASE)
-#: Which kinds can meet each kind of statement.
-_ELIGIBLE = {
-    "write": ("locked", "busy_snapshot", "io_error", "closed"),
-    "commit": ("busy_commit", "io_error", "closed"),
-}
+_BEGIN_WRITE = re.compile(r"\s*BEGIN\s+(IMMEDIATE|EXCLUSIVE)\b", re.IGNORECASE)
+_NOT_A_READ = re.compile(r"\s*(BEGIN|SAVEPOINT|RELEASE|ROLLBACK)\b", re.IGNORECASE)
+_GENERATIONS = itertools.count(1)
+#: Attribute set on an exception a chaos fault raised: the :class:`Injection` (see :func:`blamed_injection`).
+TAG = "_dbfault_chaos_injection"
 
 
 class ChaosUsageError(ValueError):
@@ -71,20 +94,32 @@ def parse_rate(raw: Any, where: str = "--dbfault-chaos-rate") -> float:
 
 
 def parse_kinds(raw: str | None, where: str = "--dbfault-chaos-faults") -> tuple[str, ...]:
-    """``"locked, busy_commit"`` → the tuple; ``None`` or ``"default"`` → :data:`DEFAULT_KINDS`.
+    """``"locked, busy_commit"`` → the tuple; ``None``/``"default"``/``"contention"`` → :data:`CONTENTION`.
 
-    ``"all"`` gives every kind of :data:`CHAOS_KINDS`; an unknown name raises :class:`ChaosUsageError`.
+    Level names (:data:`LEVELS`: ``contention``, ``hard``, ``all``) and kind names mix
+    (``"contention,io_error"``); an unknown name raises :class:`ChaosUsageError`.
     """
-    if raw is None or raw.strip() in ("", "default"):
+    if raw is None or not raw.strip():
         return DEFAULT_KINDS
-    if raw.strip() == "all":
-        return tuple(CHAOS_KINDS)
-    names = tuple(dict.fromkeys(n for n in re.split(r"[,\s]+", raw) if n))
-    for name in names:
-        if name not in CHAOS_KINDS:
-            raise ChaosUsageError(f"{where}: unknown chaos fault {name!r}; known: all, default, "
+    kinds: list[str] = []
+    for name in (n for n in re.split(r"[,\s]+", raw) if n):
+        if name in LEVELS:
+            kinds.extend(LEVELS[name])
+        elif name in CHAOS_KINDS:
+            kinds.append(name)
+        else:
+            raise ChaosUsageError(f"{where}: unknown chaos fault {name!r}; known: {', '.join(LEVELS)}, "
                                   f"{', '.join(CHAOS_KINDS)}")
-    return names
+    return tuple(dict.fromkeys(kinds))
+
+
+def describe_kinds(kinds: Iterable[str]) -> str:
+    """The shortest name for ``kinds``: a level (``contention``, ``all``) or the comma-separated kinds."""
+    kinds = tuple(kinds)
+    for level in ("contention", "hard", "all"):
+        if set(kinds) == set(LEVELS[level]):
+            return level
+    return ",".join(kinds)
 
 
 class ChaosFault(Fault):
@@ -107,30 +142,55 @@ _FAULT_CLASSES: dict[str, type[ChaosFault]] = {
 
 @dataclass
 class Injection:
-    """One fault chaos produced: where, on which statement, and what the application was told."""
+    """One fault chaos produced: where, on which statement, in which thread, and what the application saw."""
 
     kind: str
     sql: str
     database: str
     #: The error the statement raised (``"OperationalError: database is locked (SQLITE_BUSY)"``), or
-    #: ``None`` when the application's code absorbed it below the statement (never saw it).
+    #: ``None`` when SQLite reported nothing (the fault had no effect; such injections are not counted).
     error: str | None = None
+    #: ``main`` for the test's own thread, ``thread-<n>`` for the n-th thread the test started.
+    thread: str = "main"
 
     def describe(self) -> str:
         """``busy_commit at 'COMMIT' on /tmp/x.db -> OperationalError: ...``."""
         told = f" -> {self.error}" if self.error else " (no error surfaced)"
         return f"{self.kind} at {self.sql!r} on {self.database}{told}"
 
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict of the fields."""
+        return {"kind": self.kind, "sql": self.sql, "database": self.database, "error": self.error,
+                "thread": self.thread}
+
+
+def blamed_injection(exc: BaseException | None) -> Injection | None:
+    """The chaos injection whose error ``exc`` is, or was caused by (``__cause__``/``__context__``,
+    exception groups included); ``None`` when no injected error is in its chain."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop(0)
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        found = getattr(current, TAG, None)
+        if isinstance(found, Injection):
+            return found
+        todo.extend([current.__cause__, current.__context__, *getattr(current, "exceptions", ())])
+    return None
+
 
 class ChaosInjector:
-    """Seeded injector of transient faults into connections made by ``sqlite3.connect``.
+    """Seeded injector of real SQLite faults into connections made by ``sqlite3.connect``.
 
-    :param seed: the run seed; each test draws from ``Random(f"dbfault-chaos:{seed}:{test id}")``,
-        so a test meets the same faults whatever ran before it.
-    :param rate: probability that an eligible statement (a write, or a COMMIT with a transaction
-        open) meets a fault.
-    :param kinds: chaos kinds to draw from (see :data:`CHAOS_KINDS`); ``io_error`` is dropped, with
-        :attr:`notes` saying why, where the VFS shim cannot be registered.
+    :param seed: the run seed; each thread of a test draws from its own generator,
+        ``Random(f"dbfault-chaos:{seed}:{test id}")`` for the thread that called :meth:`begin` and
+        ``...:{test id}:thread-<n>`` for the n-th thread started during the test, so a test meets the
+        same faults whatever ran before it and however its threads interleave.
+    :param rate: probability that an eligible statement meets a fault.
+    :param kinds: chaos kinds to draw from (see :data:`CHAOS_KINDS`); ``io_error`` and ``disk_full``
+        are dropped, with :attr:`notes` saying why, where the VFS shim cannot be registered.
     """
 
     def __init__(self, seed: int, rate: float = DEFAULT_RATE, kinds: Iterable[str] = DEFAULT_KINDS) -> None:
@@ -138,20 +198,29 @@ class ChaosInjector:
         self.rate = parse_rate(rate, "rate")
         self.kinds = parse_kinds(",".join(kinds), "kinds")
         self.notes: list[str] = []
+        #: Per kind, faults drawn and arranged whose statement raised nothing (not counted as injections).
+        self.without_effect: dict[str, int] = {}
+        #: The last injection whose error the application saw, in any thread (for the hang watchdog).
+        self.last_injection: Injection | None = None
         self._lock = threading.RLock()
-        self._rng: random.Random | None = None
+        self._active = False
+        self._test_id = ""
+        self._generation = 0
+        self._test_thread: threading.Thread | None = None
+        self._threads_started = 0
         self._injections: list[Injection] = []
         self._real_connect: Any = None
+        self._real_start: Any = None
         self._shim: Any = None
         self._classes: dict[type, type] = {}
         self._inside = threading.local()
 
     # -- install / uninstall ---------------------------------------------------------------------
     def install(self) -> ChaosInjector:
-        """Replace ``sqlite3.connect`` (and the VFS shim, for ``io_error``) until :meth:`uninstall`."""
+        """Replace ``sqlite3.connect`` (and register the VFS shim, for hard I/O faults) until :meth:`uninstall`."""
         if self._real_connect is not None:
             return self
-        if "io_error" in self.kinds:
+        if {"io_error", "disk_full"} & set(self.kinds):
             self._install_shim()
         self._real_connect = sqlite3.connect
         real = self._real_connect
@@ -166,6 +235,18 @@ class ChaosInjector:
         connect.__wrapped__ = real  # type: ignore[attr-defined]
         sqlite3.connect = connect  # type: ignore[assignment]
         sqlite3.dbapi2.connect = connect  # type: ignore[attr-defined]
+        # Threads are numbered in the order the test starts them: that order, not the scheduler's
+        # interleaving, picks each thread's generator.
+        self._real_start = real_start = threading.Thread.start
+
+        def start(thread: threading.Thread) -> None:
+            if self._active:
+                with self._lock:
+                    self._threads_started += 1
+                    thread._dbfault_chaos_order = (self._generation, self._threads_started)  # type: ignore[attr-defined]
+            real_start(thread)
+
+        threading.Thread.start = start  # type: ignore[method-assign]
         return self
 
     def uninstall(self) -> None:
@@ -174,8 +255,9 @@ class ChaosInjector:
             return
         sqlite3.connect = self._real_connect
         sqlite3.dbapi2.connect = self._real_connect  # type: ignore[attr-defined]
-        self._real_connect = None
-        self._rng = None
+        threading.Thread.start = self._real_start  # type: ignore[method-assign]
+        self._real_connect = self._real_start = None
+        self._active = False
         if self._shim is not None:
             self._shim.uninstall()
             self._shim = None
@@ -191,73 +273,113 @@ class ChaosInjector:
 
     # -- per test --------------------------------------------------------------------------------
     def begin(self, test_id: str) -> None:
-        """Start injecting, with the generator of ``test_id``."""
+        """Start injecting for ``test_id``; the calling thread is the test's main thread."""
         with self._lock:
-            self._rng = random.Random(f"dbfault-chaos:{self.seed}:{test_id}")
+            # Unique across injectors too: a thread's cached generator must never outlive its test.
+            self._generation = next(_GENERATIONS)
+            self._test_id = test_id
+            self._test_thread = threading.current_thread()
+            self._threads_started = 0
             self._injections = []
+            self.last_injection = None
+            self._active = True
 
     def end(self) -> list[Injection]:
-        """Stop injecting; the injections made since :meth:`begin`."""
+        """Stop injecting; the injections made since :meth:`begin` whose error the application saw."""
         with self._lock:
-            self._rng = None
+            self._active = False
             done, self._injections = self._injections, []
-        return done
+        return [i for i in done if i.error is not None]
 
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
-        """No injection inside the block (the clean rerun of a test that failed under chaos)."""
+        """No injection inside the block."""
         with self._lock:
-            rng, self._rng = self._rng, None
+            active, self._active = self._active, False
         try:
             yield
         finally:
             with self._lock:
-                self._rng = rng
+                self._active = active
 
     # -- the injection itself ------------------------------------------------------------------
-    def _draw(self, statement: str) -> str | None:
-        if self._rng is None or getattr(self._inside, "busy", False):
-            return None
-        with self._lock:
-            rng = self._rng
-            if rng is None or rng.random() >= self.rate:
-                return None
-            eligible = [k for k in _ELIGIBLE[statement] if k in self.kinds]
-            return rng.choice(eligible) if eligible else None
+    def _stream(self) -> tuple[random.Random, str]:
+        """This thread's generator for the current test, and the thread's name in reports."""
+        thread = threading.current_thread()
+        cached = getattr(thread, "_dbfault_chaos_stream", None)
+        if cached is not None and cached[0] == self._generation:
+            return cached[1], cached[2]
+        order = getattr(thread, "_dbfault_chaos_order", None)
+        if thread is self._test_thread:
+            label, key = "main", ""
+        elif order is not None and order[0] == self._generation:
+            label = key = f"thread-{order[1]}"
+        else:  # started before the test (a pool kept across tests): its name is what is stable
+            label = key = f"thread:{thread.name}"
+        rng = random.Random(f"dbfault-chaos:{self.seed}:{self._test_id}" + (f":{key}" if key else ""))
+        thread._dbfault_chaos_stream = (self._generation, rng, label)  # type: ignore[attr-defined]
+        return rng, label
 
-    @contextlib.contextmanager
-    def around(self, conn: sqlite3.Connection, sql: str, statement: str) -> Iterator[None]:
-        """Inject a drawn fault (if any) for the one statement run inside the block."""
-        kind = self._draw(statement)
-        if kind is None:
-            yield
-            return
-        self._inside.busy = True  # our own helper connections must not meet chaos
+    def _draw(self, conn: Any, statement: str) -> tuple[str, str] | None:
+        """A kind that can apply to ``statement`` on ``conn`` now (and the thread label), or None."""
+        if not self._active or getattr(self._inside, "busy", False):
+            return None
+        rng, label = self._stream()
+        if rng.random() >= self.rate:
+            return None
+        self._inside.busy = True
         try:
-            with contextlib.ExitStack() as undo:
-                database = _database_of(conn)
-                if database is None or not _arrange(kind, conn, database, undo, self):
-                    self._inside.busy = False
-                    yield  # not applicable here (in-memory db, lock already ours...): run clean
-                    return
-                injection = Injection(kind, " ".join(sql.split())[:120], database)
-                fault = _FAULT_CLASSES[kind](database=database, sql=injection.sql)
-                # Coverage labels (--dbfault-coverage) keep this kind until the test ends: the
-                # application's handler runs after the transient fault is already gone.
-                fault.label_lingers = True  # type: ignore[attr-defined]
-                with self._lock:
-                    self._injections.append(injection)
-                # Still busy: lifecycle listeners (coverage contexts) may write SQLite of their own.
-                fault.inject()
-                undo.callback(self._heal_quietly, fault)
-                self._inside.busy = False
-                try:
-                    yield
-                except (sqlite3.Error, sqlite3.Warning) as exc:
-                    injection.error = _error_text(exc)
-                    raise
+            eligible = [k for k in _eligible(conn, statement) if k in self.kinds]
         finally:
             self._inside.busy = False
+        return (rng.choice(eligible), label) if eligible else None
+
+    def call(self, conn: Any, sql: str, statement: str, run: Any, *args: Any) -> Any:
+        """``run(*args)`` (the statement), with a drawn fault (if any) in force for it.
+
+        A plain call, not a context manager: a failing statement's traceback then holds no frame of
+        ours (``__tracebackhide__``), which keeps pytest's report readable and cheap to format.
+        """
+        __tracebackhide__ = True
+        drawn = self._draw(conn, statement)
+        if drawn is None:
+            return run(*args)
+        kind, thread = drawn
+        undo = contextlib.ExitStack()
+        self._inside.busy = True  # our own helper connections must not meet chaos
+        try:
+            database = conn._dbf_db
+            if not _arrange(kind, conn, database, undo, self):
+                self._inside.busy = False
+                return run(*args)  # the state changed under us (another process took the lock): run clean
+            injection = Injection(kind, " ".join(sql.split())[:120], database, thread=thread)
+            fault = _FAULT_CLASSES[kind](database=database, sql=injection.sql)
+            # Coverage labels (--dbfault-coverage) keep this kind until the test ends: the
+            # application's handler runs after the transient fault is already gone.
+            fault.label_lingers = True  # type: ignore[attr-defined]
+            with self._lock:
+                self._injections.append(injection)
+            # Still busy: lifecycle listeners (coverage contexts) may write SQLite of their own.
+            fault.inject()
+            undo.callback(self._heal_quietly, fault)
+            self._inside.busy = False
+            try:
+                result = run(*args)
+            except (sqlite3.Error, sqlite3.Warning) as exc:
+                injection.error = _error_text(exc)
+                self.last_injection = injection
+                with contextlib.suppress(AttributeError, TypeError):
+                    setattr(exc, TAG, injection)
+                raise
+            with self._lock:
+                self.without_effect[kind] = self.without_effect.get(kind, 0) + 1
+            return result
+        finally:
+            self._inside.busy = True
+            try:
+                undo.close()
+            finally:
+                self._inside.busy = False
 
     def _heal_quietly(self, fault: Fault) -> None:
         # Healing runs the lifecycle listeners too: nothing they do may meet chaos.
@@ -287,8 +409,9 @@ class ChaosInjector:
                 return
             except Exception as exc:  # VfsUnavailable at registration
                 reason = str(exc)
-        self.kinds = tuple(k for k in self.kinds if k != "io_error")
-        self.notes.append(f"io_error left out: the VFS shim cannot be registered here ({reason})")
+        dropped = [k for k in self.kinds if k in ("io_error", "disk_full")]
+        self.kinds = tuple(k for k in self.kinds if k not in dropped)
+        self.notes.append(f"{', '.join(dropped)} left out: the VFS shim cannot be registered here ({reason})")
 
 
 #: Callers whose connections are tooling, not the application under test: coverage keeps its
@@ -302,27 +425,61 @@ def _from_tooling(frame: Any) -> bool:
     return name.startswith(_TOOLING)
 
 
+# -- where each fault can apply ------------------------------------------------------------------
+def _eligible(conn: Any, statement: str) -> list[str]:
+    """The kinds that can make ``statement`` fail on ``conn`` in its current state.
+
+    Contention only where SQLite takes a lock: ``BEGIN IMMEDIATE``/``EXCLUSIVE`` and a write while
+    the connection does not hold the write lock yet (``locked``; in WAL after a read,
+    ``busy_snapshot``); a COMMIT that writes, rollback journal only (``busy_commit``: in WAL the
+    writer already holds every lock COMMIT needs). I/O faults where the statement writes to a file.
+    """
+    if conn._dbf_db is None:
+        conn._dbf_db = _database_of(conn) or ""
+    if not conn._dbf_db:
+        return []  # in-memory and temporary databases: no other connection can contend for them
+    kinds = ["closed"]
+    if statement == "begin_write":
+        if not conn.in_transaction:
+            kinds.append("locked")
+        return kinds
+    wal = _journal_mode(conn) == "wal"
+    if statement == "write":
+        if not conn._dbf_writer:
+            kinds.append("locked")
+            if wal and conn.in_transaction and conn._dbf_read:
+                kinds.append("busy_snapshot")
+        if not wal or conn.isolation_level is None and not conn.in_transaction:
+            kinds += ["io_error", "disk_full"]  # a rollback journal is written at once; autocommit commits
+    elif statement == "commit" and conn._dbf_writer:
+        if not wal:
+            kinds.append("busy_commit")
+        kinds += ["io_error", "disk_full"]
+    return kinds
+
+
+def _journal_mode(conn: Any) -> str:
+    try:
+        return str(conn._dbf_plain("PRAGMA journal_mode").fetchone()[0]).lower()
+    except sqlite3.Error:
+        return ""
+
+
 # -- arranging each fault for real ---------------------------------------------------------------
-def _arrange(kind: str, conn: sqlite3.Connection, database: str, undo: contextlib.ExitStack,
-             chaos: ChaosInjector) -> bool:
+def _arrange(kind: str, conn: Any, database: str, undo: contextlib.ExitStack, chaos: ChaosInjector) -> bool:
     """Set up fault ``kind`` against ``conn`` for its next statement; False when it cannot apply."""
     real_connect = chaos._real_connect or sqlite3.connect
     if kind == "closed":
         conn.close()
         return True
-    if kind == "io_error":
+    if kind in ("io_error", "disk_full"):
         from .vfs import FailRule
 
         if chaos._shim is None:
             return False
-        rule = chaos._shim.add_rule(FailRule(ops={"write"}, error="io_error", path=database, nth=1))
+        rule = chaos._shim.add_rule(FailRule(ops={"write"}, error=kind, path=database, nth=1))
         undo.callback(chaos._shim.remove_rule, rule)
         return True
-    wal = conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
-    if kind == "busy_commit" and (wal or not conn.in_transaction):
-        return False
-    if kind == "busy_snapshot" and (not wal or not conn.in_transaction):
-        return False
     other = real_connect(database, timeout=0, isolation_level=None, check_same_thread=False)
     undo.callback(other.close)
     try:
@@ -341,21 +498,21 @@ def _arrange(kind: str, conn: sqlite3.Connection, database: str, undo: contextli
             other.execute("BEGIN IMMEDIATE")
             undo.callback(other.rollback)
     except sqlite3.Error:
-        return False  # the victim holds the lock itself (or the file is not a database): cannot apply
-    timeout = conn.execute("PRAGMA busy_timeout").fetchone()[0]
-    conn.execute("PRAGMA busy_timeout = 0")
+        return False  # someone else holds the lock already (another process): nothing to add
+    timeout = conn._dbf_plain("PRAGMA busy_timeout").fetchone()[0]
+    conn._dbf_plain("PRAGMA busy_timeout = 0")
     undo.callback(_restore_timeout, conn, int(timeout))
     return True
 
 
-def _restore_timeout(conn: sqlite3.Connection, timeout: int) -> None:
+def _restore_timeout(conn: Any, timeout: int) -> None:
     with contextlib.suppress(sqlite3.ProgrammingError):  # closed by the application meanwhile
-        conn.execute(f"PRAGMA busy_timeout = {timeout}")
+        conn._dbf_plain(f"PRAGMA busy_timeout = {timeout}")
 
 
-def _database_of(conn: sqlite3.Connection) -> str | None:
+def _database_of(conn: Any) -> str | None:
     try:
-        for _seq, name, file in conn.execute("PRAGMA database_list"):
+        for _seq, name, file in conn._dbf_plain("PRAGMA database_list"):
             if name == "main":
                 return file or None  # "" for in-memory and temporary databases
     except sqlite3.Error:
@@ -371,12 +528,15 @@ def _error_text(exc: BaseException) -> str:
 
 
 def _statement(sql: Any) -> str | None:
+    """``write``, ``commit``, ``begin_write`` (BEGIN IMMEDIATE/EXCLUSIVE), ``rollback`` or None."""
     if not isinstance(sql, str):
         return None
     if _WRITE.match(sql):
         return "write"
     if _COMMIT.match(sql):
         return "commit"
+    if _BEGIN_WRITE.match(sql):
+        return "begin_write"
     return None
 
 
@@ -384,44 +544,66 @@ def _make_connection_class(base: type, chaos: ChaosInjector) -> type:
     """A subclass of ``base`` (``sqlite3.Connection`` or the application's factory) that meets chaos."""
 
     class ChaosCursor(sqlite3.Cursor):
+        # Bookkeeping (does the connection hold the write lock, has it read) runs between tests too:
+        # a connection made by a session fixture carries its transaction into the test.
         def execute(self, sql: str, parameters: Any = (), /) -> Any:  # type: ignore[override]
-            kind = _statement(sql)
-            if kind is None or chaos._rng is None:
-                return super().execute(sql, parameters)
-            with chaos.around(self.connection, sql, kind):
-                return super().execute(sql, parameters)
+            __tracebackhide__ = True
+            return self.connection._dbf_run(sql, super().execute, sql, parameters)
 
         def executemany(self, sql: str, seq: Any, /) -> Any:  # type: ignore[override]
-            kind = _statement(sql)
-            if kind is None or chaos._rng is None:
-                return super().executemany(sql, seq)
-            with chaos.around(self.connection, sql, kind):
-                return super().executemany(sql, seq)
+            __tracebackhide__ = True
+            return self.connection._dbf_run(sql, super().executemany, sql, seq)
 
     class ChaosConnection(base):  # type: ignore[valid-type,misc]
+        _dbf_db: str | None = None  # main database file ("" in memory), read once
+        _dbf_writer = False  # holds (or may hold) the write lock in the current transaction
+        _dbf_read = False  # has read in the current transaction (WAL: its snapshot can go stale)
+
         def cursor(self, factory: Any = ChaosCursor) -> Any:
             # An application's own cursor class is left alone (its statements meet no chaos).
             return super().cursor(factory)
 
         # The C implementations of these do not go through a Python-level cursor(): route them.
         def execute(self, sql: str, parameters: Any = (), /) -> Any:
+            __tracebackhide__ = True
             return self.cursor().execute(sql, parameters)
 
         def executemany(self, sql: str, seq: Any, /) -> Any:
+            __tracebackhide__ = True
             return self.cursor().executemany(sql, seq)
 
+        def _dbf_plain(self, sql: str) -> Any:
+            """A statement of dbfault's own (PRAGMA probes): no chaos, no bookkeeping."""
+            return super().cursor(sqlite3.Cursor).execute(sql)
+
+        def _dbf_run(self, sql: Any, run: Any, *args: Any) -> Any:
+            __tracebackhide__ = True
+            if not self.in_transaction:
+                self._dbf_writer = self._dbf_read = False
+            statement = _statement(sql)
+            if statement is None or not chaos._active or statement == "begin_write" and self.in_transaction:
+                result = run(*args)
+            else:
+                result = chaos.call(self, sql, statement, run, *args)
+            if self.in_transaction:
+                if statement in ("write", "begin_write"):
+                    self._dbf_writer = True
+                elif statement is None and not _NOT_A_READ.match(sql):
+                    self._dbf_read = True
+            return result
+
         def commit(self) -> None:
-            if not self.in_transaction or chaos._rng is None:
+            __tracebackhide__ = True
+            if not self.in_transaction or not chaos._active:
                 return super().commit()
-            with chaos.around(self, "COMMIT", "commit"):
-                return super().commit()
+            return chaos.call(self, "COMMIT", "commit", super().commit)
 
         def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+            __tracebackhide__ = True
             # ``with conn:`` commits in C, bypassing commit() above.
-            if exc_type is not None or not self.in_transaction or chaos._rng is None:
+            if exc_type is not None or not self.in_transaction or not chaos._active:
                 return super().__exit__(exc_type, exc, tb)
-            with chaos.around(self, "COMMIT", "commit"):
-                return super().__exit__(exc_type, exc, tb)
+            return chaos.call(self, "COMMIT", "commit", super().__exit__, exc_type, exc, tb)
 
     ChaosConnection.__name__ = ChaosConnection.__qualname__ = f"Chaos{base.__name__}"
     return ChaosConnection
