@@ -12,18 +12,19 @@ from typing import Any
 
 import pytest
 
-from .faults import safety
+from . import session_roots
+from .session_roots import ALLOW_ROOT_OPTION, ALLOWED_ROOTS_INI
 
 
 def addoption(parser: pytest.Parser, group: Any) -> None:
     """Add ``--dbfault-allow-root`` and the ini key ``dbfault_allowed_roots``."""
-    group.addoption(safety.ALLOW_ROOT_OPTION, action="append", dest="dbfault_allow_root", metavar="DIR",
+    group.addoption(ALLOW_ROOT_OPTION, action="append", dest="dbfault_allow_root", metavar="DIR",
                     default=[], help="also let faults act on files under DIR (repeatable; by default only the "
                                      "session's basetemp, where every tmp_path lies). Ini: "
-                                     f"{safety.ALLOWED_ROOTS_INI}.")
-    parser.addini(safety.ALLOWED_ROOTS_INI, type="paths", default=[],
+                                     f"{ALLOWED_ROOTS_INI}.")
+    parser.addini(ALLOWED_ROOTS_INI, type="paths", default=[],
                   help=f"directories (one per line) faults may act on besides the session's basetemp "
-                       f"(also {safety.ALLOW_ROOT_OPTION})")
+                       f"(also {ALLOW_ROOT_OPTION})")
 
 
 class SafetyRoots:
@@ -36,14 +37,19 @@ class SafetyRoots:
         """The extra roots from the command line and the ini file, resolved."""
         here = Path(self.config.invocation_params.dir)
         given = [here / Path(p).expanduser() for p in self.config.getoption("dbfault_allow_root") or []]
-        return given + [Path(p) for p in self.config.getini(safety.ALLOWED_ROOTS_INI)]
+        return given + [Path(p) for p in self.config.getini(ALLOWED_ROOTS_INI)]
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         factory = getattr(self.config, "_tmp_path_factory", None)  # set by pytest's tmp_path plugin
         if factory is None:  # pragma: no cover - only with -p no:tmpdir: nothing to anchor the guard to
             return
-        safety.set_session_roots(factory.getbasetemp, self.roots())
+        # session_roots, not faults.safety: an inert plugin loads no fault module (nor sqlite3).
+        session_roots.push(factory.getbasetemp, self.roots())
 
-    def pytest_unconfigure(self, config: pytest.Config) -> None:
-        safety.clear_session_roots()
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        # Pop at the end of the session it pushed for: an in-process pytester session inside a test gives
+        # the outer session its roots back.
+        if getattr(self.config, "_tmp_path_factory", None) is not None:
+            session_roots.pop()

@@ -107,7 +107,6 @@ def _pick(config: pytest.Config, key: str) -> tuple[Any, str, str] | None:
 
 def configure(config: pytest.Config, seed: int) -> None:
     """Register the chaos run when chaos is asked for (command line, environment or ini)."""
-    from .chaos import ChaosInjector, ChaosUsageError, parse_kinds, parse_rate
     from .options import OptionError, parse_bool
 
     rerun_report = getattr(config.option, "dbfault_chaos_rerun_report", None)
@@ -117,6 +116,12 @@ def configure(config: pytest.Config, seed: int) -> None:
         picked = _pick(config, "enabled")
         if picked is None or not parse_bool(picked[0], picked[1], picked[2]):
             return
+    except OptionError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    # Only now: chaos loads the fault modules (and sqlite3), which an inert run must not import.
+    from .chaos import ChaosInjector, ChaosUsageError, parse_kinds, parse_rate
+
+    try:
         rate = DEFAULT_RATE
         if (picked := _pick(config, "rate")) is not None:
             rate = parse_rate(picked[0], picked[1])
@@ -276,7 +281,7 @@ class ChaosRun:
         return lines + [f"dbfault chaos: {note}" for note in inj.notes]
 
     def _options(self) -> Any:
-        from .plugin import _OPTIONS
+        from ._stash import OPTIONS as _OPTIONS
 
         return self.config.stash.get(_OPTIONS, None)
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import _roots, hookspecs, plugin_extras
+from . import _roots, _stash, hookspecs, plugin_extras
 from .options import (
     SETTINGS,
     DbfaultOptions,
@@ -44,7 +44,7 @@ CACHE_KEY = "dbfault/seed"
 WORKER_SEED = "dbfault_seed"
 WORKER_STATS = "dbfault_stats"
 
-_OPTIONS = pytest.StashKey[DbfaultOptions]()
+_OPTIONS = _stash.OPTIONS
 _REGISTERED = pytest.StashKey[list[str]]()
 _FACTORY = pytest.StashKey["FaultFactory"]()
 _COLLECTING = pytest.StashKey[list[str]]()

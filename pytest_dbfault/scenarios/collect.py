@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from .. import _stash
 from .errors import ScenarioError, ScenarioFailure
 from .parse import BrokenScenario, Scenario, parse_file
 from .registry import CommandRegistry, CommandRegistryError, default_registry
@@ -116,11 +117,7 @@ class ScenarioItem(pytest.Item):
 
 def _run_seed(config: pytest.Config) -> tuple[int, bool]:
     """The run's seed and whether the user chose it (command line, environment, ini, ``last``)."""
-    try:
-        from ..plugin import _OPTIONS
-    except ImportError:  # pragma: no cover - a plugin without options
-        return 0, False
-    opts = config.stash.get(_OPTIONS, None)
+    opts = config.stash.get(_stash.OPTIONS, None)
     if opts is None:
         return 0, False
     return opts.seed, opts.seed_source != "random"
