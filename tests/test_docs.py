@@ -8,7 +8,8 @@ Blocks are collected from the Markdown when the tests are collected, so a new bl
 * A ``bash``/``sh`` block holds **commands**, a ``console`` block commands after ``$ `` prompts and their
   output (``# comments`` dropped, ``\\`` continuations joined). The ``pytest``, ``python -m pytest`` and
   ``reliability`` commands of a block run in order, as one shell session, in a fresh copy of the
-  document's project, and must each exit 0. ``pip install`` commands are not re-run here
+  document's project, and must each exit 0, or with the status a trailing ``# exit N`` comment gives
+  (``$ reliability --db missing.db health   # exit 3``). ``pip install`` commands are not re-run here
   (they would install into this venv): each ``&&`` part must be in ``.ci/run``, which runs them on a
   fresh venv. When a document has files but
   no command, its project runs ``python -m pytest --dbfault`` and must pass.
@@ -41,6 +42,8 @@ FILE_LANGS = ("python", "yaml")
 NOT_RUN = re.compile(r"<!--\s*not run:(.*?)-->", re.S)
 FILE_LINE = re.compile(r"#\s*([\w./-]+\.[A-Za-z]+)\s*$")
 FENCE = re.compile(r"^(\s*)```(\S*)\s*$")
+#: ``$ reliability --db missing.db health   # exit 3``: the exit status a documented command must have.
+EXIT_NOTE = re.compile(r"\s#\s*exit\s+(\d+)\s*$")
 #: How long one command of the docs may take before it counts as hung (they take seconds).
 TIMEOUT = 300
 
@@ -104,7 +107,8 @@ def commands_of(block: Block) -> list[str]:
             line = line[2:]
         elif prompted and not pending:
             continue
-        line = re.sub(r"\s+#\s.*$", "", line)
+        status = EXIT_NOTE.search(line)
+        line = re.sub(r"\s+#\s.*$", "", line) + (f"  # exit {status.group(1)}" if status else "")
         if line.endswith("\\"):
             pending += line[:-1].strip() + " "
             continue
@@ -258,7 +262,18 @@ def test_documented_commands_pass_in_the_documents_project(tmp_path: Path, proje
     env = clean_env(tmp_path)
     for command in commands:
         done = run(command, work, env)
-        assert done.returncode == 0, f"{where}: {command}\nfiles: {sorted(project.files)}\n{report(done)}"
-        if "pytest" in command:
+        status = EXIT_NOTE.search(command)
+        expected = int(status.group(1)) if status else 0
+        assert done.returncode == expected, f"{where}: {command}\nfiles: {sorted(project.files)}\n{report(done)}"
+        if "pytest" in command and expected == 0:
             assert re.search(r"\b[1-9]\d* passed", done.stdout), f"{where}: {command}: nothing passed\n{report(done)}"
     shutil.rmtree(work, ignore_errors=True)
+
+
+def test_console_blocks_yield_their_prompted_commands_with_exit_notes(tmp_path: Path) -> None:
+    doc = tmp_path / "x.md"
+    doc.write_text("```console\n$ reliability --db gone.db health   # exit 3\nERROR: no database\n"
+                   "$ pytest --dbfault \\\n    --dbfault-seed=3   # replay\n```\n")
+    (block,) = blocks_of(doc)
+    assert commands_of(block) == ["reliability --db gone.db health  # exit 3", "pytest --dbfault --dbfault-seed=3"]
+    assert [EXIT_NOTE.search(c) is not None for c in commands_of(block)] == [True, False]

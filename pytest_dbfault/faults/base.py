@@ -52,6 +52,8 @@ class Fault:
     #: Allowed values of parameters that take one of a few words (``{"mode": ("write", "exclusive")}``).
     #: Scenario files are checked against it at collection and the JSON Schema lists the values.
     param_choices: ClassVar[dict[str, tuple[Any, ...]]] = {}
+    #: Inclusive ``(minimum, maximum)`` of numeric parameters (``None``: unbounded), checked the same way.
+    param_bounds: ClassVar[dict[str, tuple[float | None, float | None]]] = {}
 
     def __init__(self, **params: Any) -> None:
         self.params: dict[str, Any] = params

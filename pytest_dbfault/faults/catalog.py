@@ -36,11 +36,18 @@ class Param:
     required: bool
     types: tuple[str, ...]
     choices: tuple[Any, ...] | None
+    bounds: tuple[float | None, float | None] = (None, None)
 
     def accepts(self, value: Any) -> str | None:
         """``None`` when ``value`` fits, else what was expected (for an error message)."""
         if self.types and not any(_is_type(value, t) for t in self.types):
             return "expected " + " or ".join(_TYPE_LABELS[t] for t in self.types)
+        low, high = self.bounds
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                low is not None and value < low or high is not None and value > high):
+            if high is None:
+                return f"expected a number >= {low}"
+            return f"expected a number <= {high}" if low is None else f"expected a number from {low} to {high}"
         if self.choices is not None:
             listed = "array" in self.types and isinstance(value, list)
             for item in value if listed else [value]:
@@ -67,7 +74,14 @@ class Param:
             elif self.choices is not None and t == "string":
                 options.append({"enum": [c for c in self.choices if isinstance(c, str)]})
             else:
-                options.append({"type": t})
+                numeric: dict[str, Any] = {"type": t}
+                if t in ("integer", "number"):
+                    low, high = self.bounds
+                    if low is not None:
+                        numeric["minimum"] = low
+                    if high is not None:
+                        numeric["maximum"] = high
+                options.append(numeric)
         out: dict[str, Any] = options[0] if len(options) == 1 else ({"anyOf": options} if options else {})
         if self.default is not None and not self.required:
             out = {**out, "default": self.default}
@@ -135,13 +149,15 @@ def fault_params(cls: type[Fault]) -> tuple[list[Param], bool]:
         parameters = [p for p in parameters if p.kind is not p.VAR_KEYWORD] + more
         is_open = False
     choices = getattr(cls, "param_choices", {}) or {}
+    bounds = getattr(cls, "param_bounds", {}) or {}
     out = []
     for p in parameters:
         if p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) or p.name in TARGET_PARAMS:
             continue
         required = p.default is p.empty
         out.append(Param(p.name, None if required else p.default, required, _types(p.annotation),
-                         tuple(choices[p.name]) if p.name in choices else None))
+                         tuple(choices[p.name]) if p.name in choices else None,
+                         tuple(bounds.get(p.name, (None, None)))))
     return out, is_open
 
 

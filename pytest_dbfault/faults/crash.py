@@ -294,6 +294,8 @@ class CrashFault(Fault):
     healable = False
     #: ``**options`` are :func:`run_and_kill`'s keyword parameters (scenario checks and docs read them here).
     options_of = staticmethod(run_and_kill)
+    param_bounds = {"occurrence": (1, None), "max_occurrence": (1, None), "after_seconds": (0, None),
+                    "timeout": (0, None)}
 
     def __init__(self, target: TargetLike, worker: Worker = PAIR_WRITER, **options: Any) -> None:
         super().__init__(target=target, worker=worker if isinstance(worker, str) else repr(worker), **options)

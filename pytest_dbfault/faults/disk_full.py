@@ -25,6 +25,7 @@ class DiskFullFault(Fault):
     """
 
     name = "disk_full"
+    param_bounds = {"headroom": (0, None)}
 
     def __init__(self, target: TargetLike, *, headroom: int = 0) -> None:
         if not isinstance(headroom, int) or isinstance(headroom, bool) or headroom < 0:

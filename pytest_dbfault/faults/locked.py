@@ -71,6 +71,7 @@ class LockedFault(Fault):
 
     name = "locked"
     param_choices = {"mode": tuple(_BEGIN), "holder": _HOLDERS}
+    param_bounds = {"duration": (0, None), "acquire_timeout": (0, None)}
 
     def __init__(
         self,

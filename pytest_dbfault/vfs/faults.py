@@ -55,6 +55,7 @@ class _RuleFault(Fault):
     _ops: Any = ("read", "write", "truncate", "sync")
     _error = "io_error"
     param_choices = {"ops": OPS, "kinds": KINDS, "error": tuple(ERRORS)}
+    param_bounds = {"nth": (1, None), "probability": (0, 1)}
 
     def __init__(
         self,
@@ -173,6 +174,7 @@ class PowerLossFault(Fault):
 
     name = "power_loss"
     param_choices = {"mode": POWER_MODES}
+    param_bounds = {"after_syncs": (0, None)}
 
     def __init__(self, path: str | os.PathLike[str], *, after_syncs: int | None = None,
                  dest: str | os.PathLike[str] | None = None, mode: str = "drop", seed: int = 0) -> None:
