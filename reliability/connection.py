@@ -149,11 +149,6 @@ class ConnectionManager:
         identity = self._identity
         if identity is None:
             return
-        try:
-            # A new database gets its -wal on the first read after journal_mode=WAL: make it exist now.
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except Exception:  # a damaged file shows on the caller's first statement, as before
-            return
         wal = _file_identity(self.path + "-wal")
         if wal is not None:
             self._wal_of.pop(identity, None)
@@ -193,6 +188,9 @@ class ConnectionManager:
                 log.warning("journal_mode %s requested but SQLite kept %s", cfg.journal_mode, mode_now)
             conn.execute(f"PRAGMA synchronous = {cfg.synchronous.upper()}")
             conn.execute(f"PRAGMA foreign_keys = {'ON' if cfg.foreign_keys else 'OFF'}")
+            # A read now: a new WAL-mode database gets its -wal on the first read (the identity record,
+            # _remember_wal, needs it), and a damaged schema page shows at once, as in reconnect().
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except BaseException:
             conn.close()
             raise
@@ -351,7 +349,7 @@ def read_wal_header(path: str | os.PathLike[str]) -> WalHeader | None:
     try:
         with open(path, "rb") as f:
             head = f.read(_WAL_HEADER + _WAL_FRAME_HEADER)
-    except OSError:
+    except OSError:  # dbfault: no fault (no WAL at that path: the caller checks first, so only a race)
         return None
     if len(head) < _WAL_HEADER:
         return None
@@ -379,7 +377,7 @@ def _db_page_size(path: str) -> int | None:
     try:
         with open(path, "rb") as f:
             head = f.read(18)
-    except OSError:
+    except OSError:  # dbfault: no fault (the file vanished after the caller's stat: a race)
         return None
     if len(head) < 18 or not head.startswith(b"SQLite format 3\0"):
         return None

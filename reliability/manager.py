@@ -450,9 +450,9 @@ class DatabaseManager:
             if self.transactions.depth:
                 raise
             self._raise_tx_error(err, t0)
-        except BaseException:
+        except BaseException:  # dbfault: no fault (the caller's own exception ends its transaction)
             if not self.transactions.depth:
-                self._count_errors(None)  # the caller's own exception ended it; count what it saw
+                self._count_errors(None)  # count the errors it saw inside
             raise
         if not self.transactions.depth:
             if self._tx_errors:

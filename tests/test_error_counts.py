@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from runtime_helpers import LockHolder, fast_config
+from runtime_helpers import fast_config
 
+from pytest_dbfault.faults import LockedFault
 from reliability import DatabaseError, DatabaseManager
 
 
@@ -67,7 +68,7 @@ def test_a_lock_that_outlasts_every_rerun_is_one_busy_error(tmp_path):
     db = DatabaseManager(fast_config(tmp_path / "app.db", journal_mode="DELETE"))
     db.execute("CREATE TABLE t (v INTEGER)")
     try:
-        with LockHolder(db.path), pytest.raises(DatabaseError) as caught:
+        with LockedFault(db, mode="exclusive"), pytest.raises(DatabaseError) as caught:
             db.run_in_transaction(lambda: db.execute("INSERT INTO t VALUES (1)"))
         assert caught.value.kind.value == "busy"
         report = db.health()

@@ -1,5 +1,6 @@
 """A database the runtime managed before that is missing at start is an incident, never a fresh start
-(issue #15 item 2). Every test deletes (or empties) the real files; one kills a writer with SIGKILL first."""
+(issue #15 item 2). Every test deletes (or empties) the real files with ``DisconnectFault`` while the
+service is stopped; one kills a writer with SIGKILL first."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from runtime_helpers import CLI_ENV, cli_runner, fast_config
 
+from pytest_dbfault.faults import DisconnectFault
 from reliability import DatabaseError, DatabaseManager
 from reliability.errors import ErrorKind
 
@@ -28,16 +30,24 @@ def make_history(tmp_path: Path, **changes: object) -> list[tuple[int, str]]:
     return rows
 
 
-def delete_database(tmp_path: Path) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        p = tmp_path / f"app.db{suffix}"
-        if p.exists():
-            p.unlink()
+@pytest.fixture
+def deleted(tmp_path):
+    """``deleted()``: delete the stopped service's database with its -wal/-shm (``DisconnectFault``, left
+    in force until the test ends: nothing of it is restored). ``deleted(empty=True)`` cuts it to 0 bytes."""
+    faults = []
+
+    def delete(empty: bool = False) -> None:
+        mode = {"mode": "truncate", "fraction": 0.0} if empty else {"mode": "delete"}
+        faults.append(DisconnectFault(tmp_path / "app.db", **mode).inject())
+
+    yield delete
+    for fault in faults:
+        fault.heal()
 
 
-def test_without_auto_recover_a_deleted_database_is_refused_not_recreated(tmp_path):
+def test_without_auto_recover_a_deleted_database_is_refused_not_recreated(tmp_path, deleted):
     rows = make_history(tmp_path, auto_recover=False)
-    delete_database(tmp_path)
+    deleted()
     db = DatabaseManager(fast_config(tmp_path / "app.db", auto_recover=False))
     try:
         health = db.health()
@@ -60,36 +70,35 @@ def test_without_auto_recover_a_deleted_database_is_refused_not_recreated(tmp_pa
         db.close()
 
 
-def test_restore_puts_the_backup_back_and_serves_again(tmp_path):
+def test_restore_puts_the_backup_back_and_serves_again(tmp_path, deleted):
     rows = make_history(tmp_path, auto_recover=False)
-    delete_database(tmp_path)
+    deleted()
     with DatabaseManager(fast_config(tmp_path / "app.db", auto_recover=False)) as db:
         db.restore()
         assert db.fetch_all("SELECT id, v FROM t ORDER BY id") == rows[:-1]  # the backup alone, as restore says
         assert str(db.health().status) == "healthy"
 
 
-def test_an_emptied_database_file_is_missing_too(tmp_path):
+def test_an_emptied_database_file_is_missing_too(tmp_path, deleted):
     make_history(tmp_path, auto_recover=False)
-    delete_database(tmp_path)
-    (tmp_path / "app.db").touch()
+    deleted(empty=True)
     with DatabaseManager(fast_config(tmp_path / "app.db", auto_recover=False)) as db:
         assert str(db.health().status) == "unavailable"
         assert os.path.getsize(tmp_path / "app.db") == 0  # inspection changed nothing
 
 
-def test_with_auto_recover_the_backup_is_restored_and_the_journal_replayed(tmp_path):
+def test_with_auto_recover_the_backup_is_restored_and_the_journal_replayed(tmp_path, deleted):
     rows = make_history(tmp_path)
-    delete_database(tmp_path)
+    deleted()
     with DatabaseManager(fast_config(tmp_path / "app.db")) as db:
         assert db.fetch_all("SELECT id, v FROM t ORDER BY id") == rows
         assert db.monitor.recoveries == 1 and db.monitor.last_recovery["ok"]
         assert str(db.health().status) == "healthy"
 
 
-def test_with_auto_recover_and_no_journal_the_loss_after_the_backup_is_reported(tmp_path):
+def test_with_auto_recover_and_no_journal_the_loss_after_the_backup_is_reported(tmp_path, deleted):
     rows = make_history(tmp_path, redo_journal=False)
-    delete_database(tmp_path)
+    deleted()
     with DatabaseManager(fast_config(tmp_path / "app.db", redo_journal=False)) as db:
         assert db.fetch_all("SELECT id, v FROM t ORDER BY id") == rows[:-1]
         health = db.health()
@@ -97,9 +106,9 @@ def test_with_auto_recover_and_no_journal_the_loss_after_the_backup_is_reported(
         assert any("redo journal is off" in r for r in health.reasons), health.reasons
 
 
-def test_with_auto_recover_and_no_verified_backup_it_stays_refused(tmp_path):
+def test_with_auto_recover_and_no_verified_backup_it_stays_refused(tmp_path, deleted):
     make_history(tmp_path, redo_journal=False)
-    delete_database(tmp_path)
+    deleted()
     for manifest in (tmp_path / "app.db.backups").glob("*.json"):
         manifest.unlink()  # the backup file stays, unverified: history, but nothing to restore from
     with DatabaseManager(fast_config(tmp_path / "app.db", redo_journal=False)) as db:
@@ -110,9 +119,10 @@ def test_with_auto_recover_and_no_verified_backup_it_stays_refused(tmp_path):
         assert not (tmp_path / "app.db").exists()
 
 
-def test_a_database_never_written_is_a_fresh_start(tmp_path):
-    DatabaseManager(fast_config(tmp_path / "app.db")).close()  # a journal header, no writes, no backups
-    delete_database(tmp_path)
+def test_a_database_never_written_is_a_fresh_start(tmp_path, deleted):
+    with DatabaseManager(fast_config(tmp_path / "app.db")) as first:  # a journal header, no writes, no backups
+        first.fetch_one("SELECT 1")  # (the file exists, empty of data)
+    deleted()
     with DatabaseManager(fast_config(tmp_path / "app.db")) as db:
         db.execute("CREATE TABLE t (v)")
         assert str(db.health().status) == "healthy"
@@ -134,7 +144,7 @@ sys.stdin.read()
 """
 
 
-def test_a_writer_killed_then_its_database_deleted_is_refused_and_recovers_every_acknowledged_row(tmp_path):
+def test_a_writer_killed_then_its_database_deleted_is_refused_and_recovers_every_acknowledged_row(tmp_path, deleted):
     paths = [str(Path(__file__).parent), *sys.path]
     proc = subprocess.Popen([sys.executable, "-c", WRITER.format(paths=paths, db=str(tmp_path / "app.db"))],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -144,17 +154,17 @@ def test_a_writer_killed_then_its_database_deleted_is_refused_and_recovers_every
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     assert proc.returncode == -signal.SIGKILL
-    delete_database(tmp_path)
+    deleted()
     with DatabaseManager(fast_config(tmp_path / "app.db", auto_recover=False)) as db:
         assert str(db.health().status) == "unavailable"
         assert db.recover().ok
         assert db.fetch_one("SELECT count(*) FROM t") == (30,)
 
 
-def test_the_cli_reports_the_incident_and_restores(tmp_path, capsys, monkeypatch):
+def test_the_cli_reports_the_incident_and_restores(tmp_path, deleted, capsys, monkeypatch):
     run = cli_runner(tmp_path, capsys, monkeypatch, env_text=CLI_ENV + "RELIABILITY_AUTO_RECOVER=false\n")
     make_history(tmp_path, auto_recover=False)
-    delete_database(tmp_path)
+    deleted()
     code, out, _ = run("health")
     assert code == 1 and "reliability restore" in out
     assert not (tmp_path / "app.db").exists()

@@ -1,9 +1,11 @@
 """A transient error is never a verdict in maintenance (issue #15 item 4).
 
-A lock held by another connection (a real ``BEGIN EXCLUSIVE``) while recovery verifies a backup,
-while a scheduled ``quick_check`` runs or while a backup is copied is retried under the shared
-policy; when it outlasts the policy the operation fails as BUSY and nothing is marked bad.
-The retry policy's ``sleep`` is where a test lifts the lock, so no test depends on timing.
+A lock held by another connection (``LockedFault``: a real ``BEGIN EXCLUSIVE``) while recovery
+verifies a backup, while a scheduled ``quick_check`` runs or while a backup is copied is retried
+under the shared policy; when it outlasts the policy the operation fails as BUSY and nothing is
+marked bad. The retry policy's ``sleep`` is where a test lifts the lock, so no test depends on
+timing. Locks on files the runtime reads with the stdlib ``sqlite3`` (backups, replay, a bare
+path) are held from a subprocess, which every SQLite build in this process sees.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from runtime_helpers import LockHolder, fast_config, wait_for
+from runtime_helpers import fast_config, wait_for
 
+from pytest_dbfault.faults import LockedFault
 from reliability import DatabaseManager
 from reliability.errors import DatabaseError, ErrorKind
 from reliability.health import check_integrity
@@ -20,17 +23,22 @@ from reliability.retry import RetryPolicy
 
 
 class LiftOnSleep:
-    """A retry policy's sleep that releases a held lock the first time the policy backs off."""
+    """A retry policy's sleep that heals a held lock the first time the policy backs off."""
 
     def __init__(self) -> None:
-        self.holder: LockHolder | None = None
+        self.holder: LockedFault | None = None
         self.sleeps = 0
 
     def __call__(self, seconds: float) -> None:
         self.sleeps += 1
         if self.holder is not None:
-            self.holder.__exit__()
+            self.holder.heal()
             self.holder = None
+
+
+def file_lock(path: object) -> LockedFault:
+    """An EXCLUSIVE lock on a file the runtime opens with the stdlib sqlite3 (seen by every build)."""
+    return LockedFault(path, mode="exclusive", holder="subprocess")
 
 
 def new_db(tmp_path: Path, sleep=None, **changes: object) -> DatabaseManager:
@@ -47,7 +55,7 @@ def test_a_backup_locked_through_recovery_stays_verified_and_the_next_recovery_u
     try:
         info = db.backup()
         db.execute("INSERT INTO t (id, v) VALUES (100, 'after the backup')")
-        with LockHolder(info.path):
+        with file_lock(info.path):
             first = db.recover()
         assert not first.ok and first.backup is None
         assert any("could not be checked now (busy)" in p and "not marked bad" in p for p in first.problems)
@@ -65,7 +73,7 @@ def test_a_backup_locked_for_a_moment_is_checked_again_and_used(tmp_path):
     try:
         info = db.backup()
         db.execute("INSERT INTO t (id, v) VALUES (100, 'after the backup')")
-        sleep.holder = LockHolder(info.path).__enter__()
+        sleep.holder = file_lock(info.path).inject()
         report = db.recover()
         assert sleep.sleeps >= 1 and sleep.holder is None  # the first check met the lock
         assert report.ok and report.backup == info.path, report.problems
@@ -78,7 +86,7 @@ def test_restore_of_a_locked_backup_fails_as_busy_and_marks_nothing(tmp_path):
     db = new_db(tmp_path)
     try:
         info = db.backup()
-        with LockHolder(info.path), pytest.raises(DatabaseError) as caught:
+        with file_lock(info.path), pytest.raises(DatabaseError) as caught:
             db.restore()
         assert caught.value.kind is ErrorKind.BUSY and "no verdict on the file" in caught.value.detail
         assert [b.verified for b in db.backups()] == [True]
@@ -91,7 +99,7 @@ def test_an_integrity_check_that_meets_a_lock_is_no_verdict(tmp_path):
     db = new_db(tmp_path, journal_mode="DELETE", auto_recover=False)
     try:
         assert db.check_integrity().ok and db.monitor.integrity_ok is True
-        with LockHolder(db.path), pytest.raises(DatabaseError) as caught:
+        with LockedFault(db, mode="exclusive"), pytest.raises(DatabaseError) as caught:
             db.check_integrity()
         assert caught.value.kind is ErrorKind.BUSY
         assert db.monitor.integrity_ok is True and db.monitor.integrity_problems == []
@@ -104,7 +112,7 @@ def test_an_integrity_check_retries_a_lock_that_goes_away(tmp_path):
     sleep = LiftOnSleep()
     db = new_db(tmp_path, sleep=sleep, journal_mode="DELETE", auto_recover=False)
     try:
-        sleep.holder = LockHolder(db.path).__enter__()
+        sleep.holder = LockedFault(db, mode="exclusive").inject()
         report = db.check_integrity(full=True)
         assert sleep.sleeps >= 1 and report.ok and db.monitor.integrity_ok is True
     finally:
@@ -114,7 +122,7 @@ def test_an_integrity_check_retries_a_lock_that_goes_away(tmp_path):
 def test_a_scheduled_quick_check_that_meets_a_lock_leaves_integrity_unknown(tmp_path):
     db = new_db(tmp_path, journal_mode="DELETE", auto_recover=False, quick_check_interval=0.01)
     try:
-        with LockHolder(db.path):
+        with LockedFault(db, mode="exclusive"):
             db.monitor.integrity_ok = None
             runs = db.durability.scheduler.runs["quick_check"]
             assert wait_for(lambda: db.durability.scheduler.runs["quick_check"] >= runs + 2)
@@ -127,7 +135,7 @@ def test_a_scheduled_quick_check_that_meets_a_lock_leaves_integrity_unknown(tmp_
 def test_check_integrity_without_a_policy_raises_on_a_lock_instead_of_reporting_damage(tmp_path):
     db = new_db(tmp_path, journal_mode="DELETE")
     db.close()
-    with LockHolder(db.path), pytest.raises(DatabaseError) as caught:
+    with file_lock(db.path), pytest.raises(DatabaseError) as caught:
         check_integrity(db.path, timeout=0.01)
     assert caught.value.kind is ErrorKind.BUSY
 
@@ -136,7 +144,7 @@ def test_a_backup_blocked_for_a_moment_is_retried_under_the_shared_policy(tmp_pa
     sleep = LiftOnSleep()
     db = new_db(tmp_path, sleep=sleep, journal_mode="DELETE")
     try:
-        sleep.holder = LockHolder(db.path).__enter__()
+        sleep.holder = LockedFault(db, mode="exclusive").inject()
         info = db.backup()
         assert sleep.sleeps >= 1 and info.verified and db.monitor.last_backup_error is None
     finally:
@@ -154,7 +162,7 @@ def test_replay_that_meets_a_lock_is_rerun_not_cut_short(tmp_path):
     entries = [(seq, [("INSERT INTO t (id, v) VALUES (?, ?)", [1000 + seq, "replayed"], False)])
                for seq in range(1, 6)]
     sleep = LiftOnSleep()
-    sleep.holder = LockHolder(path).__enter__()
+    sleep.holder = file_lock(path).inject()
     replayed, problems = replay_journal(path, entries, policy=RetryPolicy(attempts=3, sleep=sleep))
     assert (replayed, problems) == (5, []) and sleep.sleeps == 1
     assert read_sequence(path) == 5
@@ -166,7 +174,7 @@ def test_a_schema_check_locked_out_at_startup_is_checked_again_not_held_against_
     migrations = [Migration(1, "create_t", "CREATE TABLE t (v)")]
     cfg = fast_config(tmp_path / "app.db", journal_mode="DELETE")
     DatabaseManager(cfg, migrations=migrations).close()
-    with LockHolder(cfg.db_path):
+    with file_lock(cfg.db_path):
         db = DatabaseManager(cfg, migrations=migrations)
     try:
         assert db.durability.write_block and "checked again in the background" in db.durability.write_block
@@ -184,7 +192,44 @@ def test_a_schema_check_locked_for_a_moment_at_startup_blocks_nothing(tmp_path):
     cfg = fast_config(tmp_path / "app.db", journal_mode="DELETE")
     DatabaseManager(cfg, migrations=migrations).close()
     sleep = LiftOnSleep()
-    sleep.holder = LockHolder(cfg.db_path).__enter__()
+    sleep.holder = file_lock(cfg.db_path).inject()
     with DatabaseManager(cfg, migrations=migrations, policy=RetryPolicy.from_config(cfg, sleep=sleep)) as db:
         assert sleep.sleeps >= 1 and db.durability.write_block is None
         db.execute("INSERT INTO t VALUES (1)")
+
+
+@pytest.fixture
+def needs_vfs() -> None:
+    from pytest_dbfault.vfs import vfs_available
+
+    ok, reason = vfs_available()
+    if not ok:
+        pytest.skip(f"VFS shim unavailable here: {reason}")
+
+
+def test_a_one_off_read_error_while_verifying_a_backup_is_retried_and_no_verdict(tmp_path, needs_vfs):
+    from pytest_dbfault.vfs.faults import IoErrorFault
+
+    sleep = LiftOnSleep()
+    db = new_db(tmp_path, sleep=sleep)
+    try:
+        info = db.backup()
+        with IoErrorFault(info.path, ops="read", nth=1, persistent=False):
+            assert db.durability.backups.verify(info.path) == []
+        assert sleep.sleeps == 1  # the first check met the error and was retried
+        assert [b.verified for b in db.backups()] == [True]
+    finally:
+        db.close()
+
+
+def test_a_backup_unreadable_through_every_retry_is_reported(tmp_path, needs_vfs):
+    from pytest_dbfault.vfs.faults import IoErrorFault
+
+    db = new_db(tmp_path)
+    try:
+        info = db.backup()
+        with IoErrorFault(info.path, ops="read", persistent=True):
+            problems = db.durability.backups.verify(info.path)
+        assert len(problems) == 1 and problems[0].startswith("quick_check failed") and problems[0].endswith("(ioerr)")
+    finally:
+        db.close()

@@ -175,3 +175,19 @@ def test_a_read_inside_a_transaction_never_drops_its_connection_when_the_path_is
     finally:
         fault.heal()
         db.close()
+
+
+def test_opening_a_damaged_file_records_no_wal_and_the_first_statement_reports_the_damage(tmp_path):
+    from pytest_dbfault.faults import CorruptFault
+    from reliability.errors import ErrorKind
+
+    db = rows_in_the_wal(tmp_path)
+    try:
+        db.connections.close()
+        with CorruptFault(db.path, part="btree", table="sqlite_schema", seed=3, backup_before=True, checkpoint=True):
+            with pytest.raises(DatabaseError) as caught:
+                db.fetch_one("SELECT count(*) FROM t")
+            assert caught.value.kind in (ErrorKind.NOTADB, ErrorKind.CORRUPT)
+        assert db.fetch_one("SELECT count(*) FROM t") == (50,)  # healed: the same file and its WAL
+    finally:
+        db.close()
