@@ -22,6 +22,7 @@ How a run is judged (docs/chaos.md says the same for users):
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import faulthandler
 import json
@@ -80,7 +81,7 @@ def addoption(group: Any) -> None:
                         help=f"{help_}. Env {env}, ini {ini}.")
     # Internal: the clean rerun's child process writes each test's outcome here.
     group.addoption("--dbfault-chaos-rerun-report", dest="dbfault_chaos_rerun_report", default=None,
-                    help=__import__("argparse").SUPPRESS)
+                    help=argparse.SUPPRESS)
     parser = getattr(group, "parser", None)
     if parser is not None:
         for cli, env, ini, help_ in SETTINGS.values():
