@@ -172,6 +172,7 @@ class _Watchdog:
         self._thread: threading.Thread | None = None
         #: The pending hang message for the signal handler to raise.
         self.pending: str | None = None
+        self._armed = False
 
     def start(self) -> None:
         if self.timeout <= 0:
@@ -193,17 +194,19 @@ class _Watchdog:
 
     def arm(self, item: pytest.Item) -> None:
         with self._cond:
+            self._armed = True
             self._item, self._fired, self.pending = item, 0, None
             self._deadline = time.monotonic() + self.timeout if self.timeout > 0 else None
             self._cond.notify_all()
 
     def disarm(self) -> None:
+        self._armed = False  # first, without the lock: a late signal must not hit the code after the test
         with self._cond:
             self._item, self._deadline, self.pending = None, None, None
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         message, self.pending = self.pending, None
-        if message is not None:
+        if message is not None and self._armed:
             raise ChaosHang(message)
 
     def _loop(self) -> None:
