@@ -22,6 +22,7 @@ How a run is judged (docs/chaos.md says the same for users):
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import faulthandler
 import json
@@ -80,7 +81,7 @@ def addoption(group: Any) -> None:
                         help=f"{help_}. Env {env}, ini {ini}.")
     # Internal: the clean rerun's child process writes each test's outcome here.
     group.addoption("--dbfault-chaos-rerun-report", dest="dbfault_chaos_rerun_report", default=None,
-                    help=__import__("argparse").SUPPRESS)
+                    help=argparse.SUPPRESS)
     parser = getattr(group, "parser", None)
     if parser is not None:
         for cli, env, ini, help_ in SETTINGS.values():
@@ -176,6 +177,7 @@ class _Watchdog:
         self._thread: threading.Thread | None = None
         #: The pending hang message for the signal handler to raise.
         self.pending: str | None = None
+        self._armed = False
 
     def start(self) -> None:
         if self.timeout <= 0:
@@ -197,17 +199,19 @@ class _Watchdog:
 
     def arm(self, item: pytest.Item) -> None:
         with self._cond:
+            self._armed = True
             self._item, self._fired, self.pending = item, 0, None
             self._deadline = time.monotonic() + self.timeout if self.timeout > 0 else None
             self._cond.notify_all()
 
     def disarm(self) -> None:
+        self._armed = False  # first, without the lock: a late signal must not hit the code after the test
         with self._cond:
             self._item, self._deadline, self.pending = None, None, None
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         message, self.pending = self.pending, None
-        if message is not None:
+        if message is not None and self._armed:
             raise ChaosHang(message)
 
     def _loop(self) -> None:
@@ -314,17 +318,30 @@ class ChaosRun:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
-        report = yield
+        from .chaos import blamed_injection
+
+        blamed = blamed_injection(call.excinfo.value) if call.excinfo is not None else None
+        # A failure a chaos fault caused is shown with Python's own traceback unless --tb was chosen:
+        # pytest's default style parses each frame's whole source file, and on a real suite that was
+        # half the cost of a chaos run. The fault and the replay line are in the report's section.
+        native = blamed is not None and self.config.option.tbstyle == "auto"
+        if native:
+            self.config.option.tbstyle = "native"
+        try:
+            report = yield
+        finally:
+            if native:
+                self.config.option.tbstyle = "auto"
+        if blamed is not None and report.failed:
+            inj = self.injector
+            report.sections.append(("dbfault chaos", f"fault: {blamed.describe()}\nreplay: "
+                                    + replay_command(item.nodeid, inj.seed, inj.rate, inj.kinds)))
         record = self._current
         if record is None or record["outcome"] == "failed":
             return report
         if report.failed or (report.skipped and not hasattr(report, "wasxfail")):
-            from .chaos import blamed_injection
-
             record["outcome"] = "failed" if report.failed else "skipped"
             record["phase"] = report.when
-            exc = call.excinfo.value if call.excinfo is not None else None
-            blamed = blamed_injection(exc)
             record["blamed"] = blamed.to_json() if blamed is not None else None
             if report.skipped and isinstance(report.longrepr, tuple):
                 record["reason"] = str(report.longrepr[2])

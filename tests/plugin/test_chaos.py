@@ -311,6 +311,10 @@ def test_a_test_that_passes_clean_but_fails_under_chaos_is_reported_with_its_see
         "  test_app.py::test_broken_anyway",
     ])
     assert "test_with_retry:" not in result.stdout.str()
+    # The failure itself names its fault and replay line (Python's own traceback: --tb not given).
+    result.stdout.fnmatch_lines(["*Traceback (most recent call last):*", "*- dbfault chaos -*",
+                                 "fault: * at 'INSERT INTO t VALUES (?)' on * -> *SQLITE_BUSY*",
+                                 "replay: pytest test_app.py::test_without_retry --dbfault-chaos *"])
 
 
 def test_the_json_report_lists_the_not_fault_tolerant_tests(pytester: pytest.Pytester) -> None:
