@@ -30,6 +30,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from .. import _guard_state
 from .base import FaultError
 
 #: Environment variable that disables the guard for the whole process when set to ``1``.
@@ -37,15 +38,12 @@ ALLOW_ANY_PATH_ENV = "DBFAULT_ALLOW_ANY_PATH"
 #: Environment variable listing extra allowed roots for plain library use (``os.pathsep``-separated).
 ALLOWED_ROOTS_ENV = "DBFAULT_ALLOWED_ROOTS"
 #: The pytest option and ini key that add allowed roots in a pytest session.
-ALLOW_ROOT_OPTION = "--dbfault-allow-root"
-ALLOWED_ROOTS_INI = "dbfault_allowed_roots"
+ALLOW_ROOT_OPTION = _guard_state.ALLOW_ROOT_OPTION
+ALLOWED_ROOTS_INI = _guard_state.ALLOWED_ROOTS_INI
 #: Name prefix of dbfault's own scratch directories under the system temp dir.
 SCRATCH_PREFIX = "dbfault-"
 
 _extra_roots: list[Path] = []
-#: Set by the pytest plugin for the session: ``(basetemp or a function giving it, configured roots)``;
-#: None outside pytest. The basetemp is asked for lazily: a run that never injects a fault creates none.
-_session: tuple[Path | Callable[[], str | os.PathLike[str]], list[Path]] | None = None
 
 
 def allow_root(path: str | os.PathLike[str]) -> Path:
@@ -69,30 +67,29 @@ def set_session_roots(basetemp: str | os.PathLike[str] | Callable[[], str | os.P
 
     ``basetemp`` may be a function returning it (called the first time a path is checked).
     """
-    global _session
     first = basetemp if callable(basetemp) else Path(basetemp).resolve()
-    _session = (first, [Path(p).expanduser().resolve() for p in extra])
+    _guard_state.session = (first, [Path(p).expanduser().resolve() for p in extra])
 
 
 def clear_session_roots() -> None:
     """Called by the pytest plugin at the end of the session: back to the plain-library rule."""
-    global _session
-    _session = None
+    _guard_state.session = None
 
 
 def in_pytest_session() -> bool:
     """True while the dbfault pytest plugin has set the session's roots."""
-    return _session is not None
+    return _guard_state.session is not None
 
 
 def _session_roots() -> list[Path] | None:
-    global _session
-    if _session is None:
+    # The basetemp is asked for lazily: a run that never injects a fault creates none.
+    state = _guard_state.session
+    if state is None:
         return None
-    basetemp, extra = _session
+    basetemp, extra = state
     if callable(basetemp):
         basetemp = Path(basetemp()).resolve()
-        _session = (basetemp, extra)
+        _guard_state.session = (basetemp, extra)
     return [basetemp, *extra]
 
 
@@ -125,7 +122,7 @@ def check_path(path: str | os.PathLike[str], *, action: str, allow_unsafe: bool 
     if allow_unsafe or is_allowed(resolved):
         return resolved
     roots = ", ".join(str(r) for r in allowed_roots())
-    if _session is not None:
+    if _guard_state.session is not None:
         how = (f"Use a file under tmp_path, add the directory with {ALLOW_ROOT_OPTION}=DIR or the ini key "
                f"{ALLOWED_ROOTS_INI}, register it with pytest_dbfault.faults.allow_root(), pass "
                f"allow_unsafe=True, or set {ALLOW_ANY_PATH_ENV}=1.")
