@@ -44,7 +44,7 @@ class SafetyRoots:
         if factory is None:  # pragma: no cover - only with -p no:tmpdir: nothing to anchor the guard to
             return
         # What faults.safety.set_session_roots does, without importing the injectors (inert runs stay light).
-        state.session = (factory.getbasetemp, [p.expanduser().resolve() for p in self.roots()])
+        state.push(self, (factory.getbasetemp, [p.expanduser().resolve() for p in self.roots()]))
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
-        state.session = None
+        state.pop(self)
