@@ -12,19 +12,18 @@ from typing import Any
 
 import pytest
 
-from . import session_roots
-from .session_roots import ALLOW_ROOT_OPTION, ALLOWED_ROOTS_INI
+from . import _guard_state as state
 
 
 def addoption(parser: pytest.Parser, group: Any) -> None:
     """Add ``--dbfault-allow-root`` and the ini key ``dbfault_allowed_roots``."""
-    group.addoption(ALLOW_ROOT_OPTION, action="append", dest="dbfault_allow_root", metavar="DIR",
+    group.addoption(state.ALLOW_ROOT_OPTION, action="append", dest="dbfault_allow_root", metavar="DIR",
                     default=[], help="also let faults act on files under DIR (repeatable; by default only the "
                                      "session's basetemp, where every tmp_path lies). Ini: "
-                                     f"{ALLOWED_ROOTS_INI}.")
-    parser.addini(ALLOWED_ROOTS_INI, type="paths", default=[],
+                                     f"{state.ALLOWED_ROOTS_INI}.")
+    parser.addini(state.ALLOWED_ROOTS_INI, type="paths", default=[],
                   help=f"directories (one per line) faults may act on besides the session's basetemp "
-                       f"(also {ALLOW_ROOT_OPTION})")
+                       f"(also {state.ALLOW_ROOT_OPTION})")
 
 
 class SafetyRoots:
@@ -37,19 +36,15 @@ class SafetyRoots:
         """The extra roots from the command line and the ini file, resolved."""
         here = Path(self.config.invocation_params.dir)
         given = [here / Path(p).expanduser() for p in self.config.getoption("dbfault_allow_root") or []]
-        return given + [Path(p) for p in self.config.getini(ALLOWED_ROOTS_INI)]
+        return given + [Path(p) for p in self.config.getini(state.ALLOWED_ROOTS_INI)]
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         factory = getattr(self.config, "_tmp_path_factory", None)  # set by pytest's tmp_path plugin
         if factory is None:  # pragma: no cover - only with -p no:tmpdir: nothing to anchor the guard to
             return
-        # session_roots, not faults.safety: an inert plugin loads no fault module (nor sqlite3).
-        session_roots.push(factory.getbasetemp, self.roots())
+        # What faults.safety.set_session_roots does, without importing the injectors (inert runs stay light).
+        state.push(self, (factory.getbasetemp, [p.expanduser().resolve() for p in self.roots()]))
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        # Pop at the end of the session it pushed for: an in-process pytester session inside a test gives
-        # the outer session its roots back.
-        if getattr(self.config, "_tmp_path_factory", None) is not None:
-            session_roots.pop()
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        state.pop(self)

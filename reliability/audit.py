@@ -436,7 +436,7 @@ class AuditLogger:
         record["mac"] = self._fallback_mac(record)  # so an entry edited in the file is not chained as genuine
         line = json.dumps(record, ensure_ascii=False) + "\n"
         path = self.fallback_path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=files.DIR_MODE, parents=True, exist_ok=True)
         while True:
             fd = files.open_private(path, what="audit fallback file (audit_fallback_path)")
             try:

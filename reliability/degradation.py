@@ -248,7 +248,7 @@ class WriteQueue:
     def _append(self, line: str, *, sync: bool = True) -> None:
         created = not os.path.lexists(self.path)
         if created:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=files.DIR_MODE, parents=True, exist_ok=True)
         fd = files.open_private(self.path, what="write queue (write_queue_path)")
         try:
             os.write(fd, (line + "\n").encode("utf-8"))

@@ -38,6 +38,8 @@ from pathlib import Path
 O_NOFOLLOW: int = getattr(os, "O_NOFOLLOW", 0)
 O_CLOEXEC: int = getattr(os, "O_CLOEXEC", 0)
 O_BINARY: int = getattr(os, "O_BINARY", 0)
+#: Opening a FIFO planted at a runtime path must not block; regular files ignore the flag.
+O_NONBLOCK: int = getattr(os, "O_NONBLOCK", 0)
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -86,10 +88,12 @@ def open_private(path: PathLike, flags: int = APPEND, *, what: str = "runtime fi
     if not O_NOFOLLOW:
         refuse_symlink(path, what)
     try:
-        fd = os.open(path, flags | O_NOFOLLOW | O_CLOEXEC | O_BINARY, FILE_MODE)
+        fd = os.open(path, flags | O_NOFOLLOW | O_CLOEXEC | O_BINARY | O_NONBLOCK, FILE_MODE)
     except OSError as exc:  # dbfault: no fault (a planted symlink is a setup, not a database fault)
         if exc.errno in (errno.ELOOP, errno.EMLINK) and os.path.islink(path):
             raise UnsafePathError(path, what) from None
+        if exc.errno == errno.ENXIO:  # a FIFO with no reader
+            raise UnsafePathError(path, what, "is not a regular file") from None
         raise
     try:
         st = os.fstat(fd)

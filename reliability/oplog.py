@@ -143,7 +143,7 @@ class OperationLog:
     def _open(self) -> TextIO:
         # Created 0600 and never through a planted link (the file may hold SQL text).
         assert self.path is not None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=files.DIR_MODE, parents=True, exist_ok=True)
         fd = files.open_private(self.path, what="operation log (operation_log_path)")
         return os.fdopen(fd, "a", encoding="utf-8")
 

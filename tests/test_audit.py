@@ -317,3 +317,21 @@ def test_the_key_path_is_configurable_and_a_planted_link_there_is_refused(db_pat
         health = db.health()
         assert health.status.value == "degraded"
         assert any("audit key file cannot be used" in r and "symbolic link" in r for r in health.reasons)
+
+
+def test_processes_starting_together_agree_on_one_generated_key(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    key_file = tmp_path / "app.db.audit-key"
+    code = ("import sys, time; from reliability.audit import load_or_create_key; "
+            "t = float(sys.argv[2]); time.sleep(max(0.0, t - time.time())); "
+            "print(load_or_create_key(sys.argv[1])[0].decode())")
+    import time
+
+    start = str(time.time() + 1.0)  # all children race for the same moment
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(key_file), start], stdout=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    keys = {p.communicate(timeout=60)[0].strip() for p in procs}
+    assert keys == {key_file.read_text().strip()} and stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

@@ -106,3 +106,20 @@ def test_create_private_file_keeps_an_existing_file_and_its_content(tmp_path: Pa
     path.write_bytes(b"data")
     assert files.create_private_file(path) is False
     assert path.read_bytes() == b"data" and mode(path) == 0o600
+
+
+@pytest.mark.parametrize("flags", [files.APPEND, os.O_RDONLY], ids=["write", "read"])
+def test_a_fifo_planted_where_a_runtime_file_goes_is_refused_without_blocking(tmp_path: Path, flags: int) -> None:
+    fifo = tmp_path / "queue.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(UnsafePathError, match="is not a regular file"):
+        files.open_private(fifo, flags, what="write queue")
+    with pytest.raises(UnsafePathError, match="is not a regular file"):
+        files.refuse_symlink(fifo)
+
+
+def test_write_atomic_leaves_no_temporary_when_the_write_fails(tmp_path: Path) -> None:
+    target = tmp_path / "anchor"
+    with pytest.raises(TypeError):
+        files.write_atomic(target, "not bytes")  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []

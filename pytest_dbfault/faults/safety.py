@@ -30,18 +30,21 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from .. import session_roots
-from ..session_roots import ALLOW_ANY_PATH_ENV, ALLOW_ROOT_OPTION, ALLOWED_ROOTS_ENV, ALLOWED_ROOTS_INI
+from .. import _guard_state
 from .base import FaultError
 
-__all__ = ["ALLOW_ANY_PATH_ENV", "ALLOW_ROOT_OPTION", "ALLOWED_ROOTS_ENV", "ALLOWED_ROOTS_INI", "SCRATCH_PREFIX",
-           "allow_root", "forget_root", "set_session_roots", "clear_session_roots", "in_pytest_session",
-           "allowed_roots", "is_allowed", "check_path"]
-
+#: Environment variable that disables the guard for the whole process when set to ``1``.
+ALLOW_ANY_PATH_ENV = "DBFAULT_ALLOW_ANY_PATH"
+#: Environment variable listing extra allowed roots for plain library use (``os.pathsep``-separated).
+ALLOWED_ROOTS_ENV = "DBFAULT_ALLOWED_ROOTS"
+#: The pytest option and ini key that add allowed roots in a pytest session.
+ALLOW_ROOT_OPTION = _guard_state.ALLOW_ROOT_OPTION
+ALLOWED_ROOTS_INI = _guard_state.ALLOWED_ROOTS_INI
 #: Name prefix of dbfault's own scratch directories under the system temp dir.
 SCRATCH_PREFIX = "dbfault-"
 
 _extra_roots: list[Path] = []
+
 
 def allow_root(path: str | os.PathLike[str]) -> Path:
     """Allow faults to act on files under ``path`` (resolved); returns the resolved root."""
@@ -60,24 +63,39 @@ def forget_root(path: str | os.PathLike[str]) -> None:
 
 def set_session_roots(basetemp: str | os.PathLike[str] | Callable[[], str | os.PathLike[str]],
                       extra: Iterable[str | os.PathLike[str]] = ()) -> None:
-    """A session starts: faults act under ``basetemp`` (or the path a function returns, asked lazily) and
-    ``extra`` only, until :func:`clear_session_roots` (see :mod:`pytest_dbfault.session_roots`)."""
-    session_roots.push(basetemp, extra)
+    """Called by the pytest plugin: faults act under ``basetemp`` and the configured ``extra`` roots only.
+
+    ``basetemp`` may be a function returning it (called the first time a path is checked).
+    """
+    first = basetemp if callable(basetemp) else Path(basetemp).resolve()
+    _guard_state.session = (first, [Path(p).expanduser().resolve() for p in extra])
 
 
 def clear_session_roots() -> None:
-    """The innermost session ended: the enclosing session's roots apply again, or the plain-library rule."""
-    session_roots.pop()
+    """Called by the pytest plugin at the end of the session: back to the plain-library rule."""
+    _guard_state.session = None
 
 
 def in_pytest_session() -> bool:
-    """True while the dbfault pytest plugin has set a session's roots."""
-    return session_roots.active()
+    """True while the dbfault pytest plugin has set the session's roots."""
+    return _guard_state.session is not None
+
+
+def _session_roots() -> list[Path] | None:
+    # The basetemp is asked for lazily: a run that never injects a fault creates none.
+    state = _guard_state.session
+    if state is None:
+        return None
+    basetemp, extra = state
+    if callable(basetemp):
+        basetemp = Path(basetemp()).resolve()
+        _guard_state.session = (basetemp, extra)
+    return [basetemp, *extra]
 
 
 def allowed_roots() -> list[Path]:
     """The roots faults may act under now (see the module docstring); scratch directories are not listed."""
-    session = session_roots.current()
+    session = _session_roots()
     if session is not None:
         base = session
     else:
@@ -104,7 +122,7 @@ def check_path(path: str | os.PathLike[str], *, action: str, allow_unsafe: bool 
     if allow_unsafe or is_allowed(resolved):
         return resolved
     roots = ", ".join(str(r) for r in allowed_roots())
-    if session_roots.active():
+    if _guard_state.session is not None:
         how = (f"Use a file under tmp_path, add the directory with {ALLOW_ROOT_OPTION}=DIR or the ini key "
                f"{ALLOWED_ROOTS_INI}, register it with pytest_dbfault.faults.allow_root(), pass "
                f"allow_unsafe=True, or set {ALLOW_ANY_PATH_ENV}=1.")

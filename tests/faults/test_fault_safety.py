@@ -149,10 +149,10 @@ def test_more_roots_only_through_the_option_or_the_ini_key(pytester, outside_bas
 # -- plain library use (no pytest session) ------------------------------------------------------------------
 @pytest.fixture
 def plain_library(monkeypatch):
-    from pytest_dbfault import session_roots
+    from pytest_dbfault import _guard_state
     from pytest_dbfault.faults import safety
 
-    monkeypatch.setattr(session_roots, "_stack", [])
+    monkeypatch.setattr(_guard_state, "session", None)
     monkeypatch.delenv(safety.ALLOWED_ROOTS_ENV, raising=False)
     return safety
 
