@@ -48,6 +48,12 @@ _OPTIONS = _stash.OPTIONS
 _REGISTERED = pytest.StashKey[list[str]]()
 _FACTORY = pytest.StashKey["FaultFactory"]()
 _COLLECTING = pytest.StashKey[list[str]]()
+_ITEM_FAULTS = pytest.StashKey[list[str]]()
+_SAVED_STATS = pytest.StashKey[dict[str, Any]]()
+#: Node ids of scenario items contain this.
+_SCENARIO_MARK = ".dbfault.yaml::"
+#: Options left out of the replay line: the seed is printed on its own, and these do not shape the run.
+_REPLAY_DROP = ("--dbfault", "--dbfault-seed", "--dbfault-report", "--no-dbfault")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -93,9 +99,15 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(str(exc)) from None
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(config), "dbfault-xdist")
+    if str(getattr(config.option, "hypothesis_profile", None) or "").startswith("dbfault"):
+        # Hypothesis loads --hypothesis-profile in its own pytest_configure, after this one: the
+        # machines' profiles must be registered by then.
+        import pytest_dbfault.machines  # noqa: F401
     if opts.enabled:
         from .stats import STATS
 
+        # A run inside a run (pytester, in-process) must not wipe the outer run's counts: keep them aside.
+        config.stash[_SAVED_STATS] = STATS.to_json()
         STATS.reset()
         _collect_dbfault_paths(config, opts)
         if getattr(config.option, "hypothesis_seed", "absent") is None:
@@ -105,6 +117,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    saved = config.stash.get(_SAVED_STATS, None)
+    if saved is not None:
+        from .stats import STATS
+
+        STATS.reset()
+        STATS.merge_json(saved)
     names = config.stash.get(_REGISTERED, [])
     if names:
         from .faults.registry import unregister_fault
@@ -274,6 +292,14 @@ class _ActiveRun:
         self.is_worker = hasattr(config, "workerinput")
         self.tests: list[dict[str, Any]] = []
         self._outcomes: dict[str, str] = {}
+        self.replay = replay_command(config, opts)
+
+    def profile(self) -> dict[str, str]:
+        """The machines' Hypothesis profile and where the choice came from."""
+        from .profiles import current_profile
+
+        name, source = current_profile(getattr(self.config.option, "hypothesis_profile", None))
+        return {"name": name, "source": source}
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
         opts = self.opts
@@ -285,7 +311,14 @@ class _ActiveRun:
                          f"name paths on the command line to collect others")
         if opts.report is not None:
             lines.append(f"dbfault: JSON report: {opts.report}")
+        profile = self.profile()
+        lines.append(f"dbfault: Hypothesis profile of the property machines: {profile['name']} ({profile['source']})")
         return lines
+
+    def pytest_dbfault_fault_injected(self, fault: Any, item: Any) -> None:
+        # Tests using the dbfault fixture list their faults through the factory; scenarios and others here.
+        if item is not None and hasattr(item, "stash") and item.stash.get(_FACTORY, None) is None:
+            item.stash.setdefault(_ITEM_FAULTS, []).append(str(getattr(fault, "name", type(fault).__name__)))
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
         if not file_path.name.endswith(".dbfault.yaml"):
@@ -309,6 +342,9 @@ class _ActiveRun:
         factory = item.stash.get(_FACTORY, None)
         if factory is not None and report.failed and report.when == "call":
             report.sections.append(("dbfault faults", factory.describe()))
+        faults = item.stash.get(_ITEM_FAULTS, None)
+        if faults and report.when == "teardown" and "dbfault_faults" not in dict(report.user_properties):
+            report.user_properties.append(("dbfault_faults", ",".join(dict.fromkeys(faults))))
         return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -320,14 +356,22 @@ class _ActiveRun:
         if report.when == "teardown":
             props = dict(report.user_properties)
             outcome = self._outcomes.pop(report.nodeid, "passed")
-            if "dbfault_seed" in props:
-                self.tests.append({
+            # Listed: tests that used dbfault, scenarios, machines, and every test that failed.
+            if "dbfault_seed" in props or "dbfault_machine" in props or outcome in ("failed", "error") \
+                    or _SCENARIO_MARK in report.nodeid:
+                seed = props.get("dbfault_seed")
+                entry = {
                     "nodeid": report.nodeid,
                     "outcome": outcome,
-                    "seed": int(props["dbfault_seed"]),
+                    "seed": int(seed) if seed is not None and str(seed).isdigit() else seed,
                     "kind": props.get("dbfault_kind"),
                     "faults": [f for f in str(props.get("dbfault_faults", "")).split(",") if f],
-                })
+                    "type": "machine" if "dbfault_machine" in props
+                    else "scenario" if _SCENARIO_MARK in report.nodeid else "test",
+                }
+                if "dbfault_machine" in props:
+                    entry["machine"] = props["dbfault_machine"]
+                self.tests.append(entry)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         from .stats import STATS
@@ -335,11 +379,15 @@ class _ActiveRun:
         if self.is_worker:
             self.config.workeroutput[WORKER_STATS] = STATS.to_json()  # type: ignore[attr-defined]
             return
+        data = self.report_data()
+        if data["verdict"] != "pass" and session.exitstatus == pytest.ExitCode.OK:
+            # Tests all passed but the report is not clean (an applicable cell is empty): the run fails.
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if self.opts.report is not None:
             from .report import write_report
 
             try:
-                write_report(self.opts.report, self.report_data())
+                write_report(self.opts.report, data)
             except OSError as exc:
                 self._report_error = f"could not write the JSON report to {self.opts.report}: {exc}"
 
@@ -351,7 +399,8 @@ class _ActiveRun:
         tr = terminalreporter
         tr.write_sep("=", "dbfault")
         for line in render_summary(self.report_data(), width=tr._tw.fullwidth):
-            tr.write_line(line, red=line.startswith(("VIOLATIONS", "NOT EXERCISED")))
+            tr.write_line(line, red=line.startswith(("VIOLATIONS", "NOT EXERCISED", "VERDICT", "FAILED", "EMPTY",
+                                                     "WARNING")))
         if self.opts.report is not None:
             error = getattr(self, "_report_error", None)
             if error:
@@ -364,10 +413,14 @@ class _ActiveRun:
         from .report import build_report
         from .stats import STATS
 
+        tests = sorted(self.tests, key=lambda t: t["nodeid"])
+        applicable, note = _applicable_cells(tests)
         return build_report(
             STATS, seed=self.opts.seed, fault_kinds=fault_names(), selected=self.opts.faults,
-            tests=sorted(self.tests, key=lambda t: t["nodeid"]),
+            tests=tests, applicable=applicable, cells_note=note, replay=self.replay,
             extra={"seed_source": self.opts.seed_source, "pytest": pytest.__version__,
+                   "hypothesis_profile": self.profile(),
+                   "sqlite_module": os.environ.get("RELIABILITY_SQLITE_MODULE", "").strip() or "sqlite3",
                    **plugin_extras.report_sections(self.config)},
         )
 
@@ -390,6 +443,59 @@ class _XdistHooks:
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
+def replay_command(config: pytest.Config, opts: DbfaultOptions) -> str:
+    """The command line that reruns this run: its paths and options, the effective seed, the machines'
+    Hypothesis profile when it is not the plain default, and the settings that came from the environment.
+
+    ``pytest --dbfault --dbfault-seed=N`` plus the arguments given (without the seed and report options);
+    ``DBFAULT_FAULTS`` becomes ``--dbfault-faults``; ``RELIABILITY_SQLITE_MODULE`` is kept as a prefix.
+    """
+    import shlex
+
+    from .profiles import FAST, current_profile
+
+    args = [str(a) for a in config.invocation_params.args]
+    kept: list[str] = []
+    skip_next = False
+    for arg in args:
+        if skip_next:
+            skip_next = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in _REPLAY_DROP:
+            skip_next = "=" not in arg and name in ("--dbfault-seed", "--dbfault-report")
+            continue
+        kept.append(arg)
+    extra: list[str] = []
+    if opts.faults is not None and opts.faults_source == "environment":
+        extra.append(f"--dbfault-faults={','.join(opts.faults)}")
+    if not any(a.split("=", 1)[0] == "--hypothesis-profile" for a in kept):
+        name, source = current_profile(getattr(config.option, "hypothesis_profile", None))
+        if name != FAST or source != "default":
+            extra.append(f"--hypothesis-profile={name}")
+    prefix = []
+    module = os.environ.get("RELIABILITY_SQLITE_MODULE", "").strip()
+    if module and module != "sqlite3":
+        prefix.append(f"RELIABILITY_SQLITE_MODULE={module}")
+    return shlex.join([*prefix, "pytest", "--dbfault", f"--dbfault-seed={opts.seed}", *extra, *kept])
+
+
+def _applicable_cells(tests: list[dict[str, Any]]) -> tuple[dict[int, Any] | None, str]:
+    """The cells the machines declare applicable, when every machine ran; else ``None`` and why not."""
+    ran = {t["machine"] for t in tests if t.get("type") == "machine" and t.get("outcome") != "skipped"}
+    if not ran:
+        return None, ""
+    import pytest_dbfault.machines as machines
+
+    applicable = getattr(machines, "APPLICABLE", {})
+    missing = sorted(set(machines.MACHINES) - ran)
+    if missing:
+        return None, f"machines {', '.join(missing)} did not run"
+    if not applicable:
+        return None, "pytest_dbfault.machines declares no APPLICABLE cells"
+    return dict(applicable), ""
+
 
 def _read_options(config: pytest.Config) -> DbfaultOptions:
     cli = {dest: getattr(config.option, dest, None)

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .stats import NO_FAULT, PROPERTIES, Stats, property_id
+from .stats import FAMILIES, NO_FAULT, PROPERTIES, Stats, family, property_id, split_label
 
 #: Bumped when the JSON layout changes incompatibly.
 REPORT_FORMAT = 1
@@ -31,22 +31,47 @@ def build_report(
     selected: Iterable[str] | None = None,
     tests: Iterable[Mapping[str, Any]] = (),
     extra: Mapping[str, Any] | None = None,
+    applicable: Mapping[int, Iterable[str]] | None = None,
+    cells_note: str = "",
+    replay: str | None = None,
 ) -> dict[str, Any]:
     """The report as a JSON-ready dict.
 
-    Keys: ``format``, ``seed``, ``sqlite_version``, ``python``, ``faults`` (per kind: injected,
-    selected), ``properties`` (per property id: checks and violations per fault kind, totals,
-    ``exercised_under_fault``), ``violations`` (one entry per property and fault kind with
-    violations), ``tests`` (per test: nodeid, outcome, seed, kind, faults) and ``extra``'s keys.
+    Keys: ``format``, ``seed``, ``replay`` (the command that reruns this run), ``sqlite_version``,
+    ``python``, ``faults`` (per kind: injected, selected, family, checks under it and after it),
+    ``properties`` (per property id: checks and violations per label — ``none``, a fault kind, or
+    ``after:<kind>`` — totals, ``exercised_under_fault``), ``families`` (family -> kinds), ``matrix``
+    (per property: ``none`` and per family ``under``/``after``/``violations``/``applicable``, plus
+    ``other`` kinds), ``empty_cells`` (declared applicable, no check under the fault),
+    ``unchecked_faults`` (injected kinds no property was checked under), ``violations`` (one entry per
+    property and label with violations), ``failed_tests``, ``tests`` (per test: nodeid, outcome, seed,
+    kind, faults), ``verdict`` (``"pass"`` or ``"fail"``), ``problems`` (why it failed) and ``extra``'s keys.
 
     :param fault_kinds: every fault kind known to the run (registered), listed even when unused.
     :param selected: the kinds ``--dbfault-faults`` selected, or ``None`` for all.
+    :param applicable: property number -> families that must have a check under the fault
+        (``pytest_dbfault.machines.APPLICABLE``); ``None`` when the cells are not enforced this run.
+    :param cells_note: why the cells are not enforced (shown when ``applicable`` is ``None``).
+    :param replay: the command that reruns this run (default ``pytest --dbfault --dbfault-seed=SEED``).
     """
     chosen = None if selected is None else set(selected)
-    kinds = sorted({*fault_kinds, *stats.faults, *(f for (_, f) in stats.checks if f != NO_FAULT)})
-    faults = {k: {"injected": stats.faults.get(k, 0), "selected": chosen is None or k in chosen} for k in kinds}
+    labelled = [split_label(f) for (_, f) in stats.checks]
+    kinds = sorted({*fault_kinds, *stats.faults, *(k for _, k in labelled if k is not None)})
+    under_by_kind: dict[str, int] = {}
+    after_by_kind: dict[str, int] = {}
+    for (_, label), n in stats.checks.items():
+        phase, kind = split_label(label)
+        if kind is not None:
+            target = under_by_kind if phase == "under" else after_by_kind
+            target[kind] = target.get(kind, 0) + n
+    faults = {k: {"injected": stats.faults.get(k, 0), "selected": chosen is None or k in chosen,
+                  "family": family(k), "checks_under": under_by_kind.get(k, 0),
+                  "checks_after": after_by_kind.get(k, 0)} for k in kinds}
 
+    required = {property_id(n): set(fams) for n, fams in (applicable or {}).items() if n in PROPERTIES}
     properties: dict[str, Any] = {}
+    matrix: dict[str, Any] = {}
+    empty_cells: list[dict[str, str]] = []
     for number in PROPERTIES:
         pid = property_id(number)
         checks = {f: n for (p, f), n in sorted(stats.checks.items()) if p == pid}
@@ -57,18 +82,59 @@ def build_report(
             "violations": violations,
             "total_checks": sum(checks.values()),
             "total_violations": sum(violations.values()),
-            "exercised_under_fault": any(n for f, n in checks.items() if f != NO_FAULT),
+            "exercised_under_fault": any(n for f, n in checks.items() if split_label(f)[0] == "under"),
         }
+        row: dict[str, Any] = {"none": checks.get(NO_FAULT, 0), "none_violations": violations.get(NO_FAULT, 0)}
+        for fam in FAMILIES:
+            row[fam] = {"under": 0, "after": 0, "violations": 0, "applicable": fam in required.get(pid, ())}
+        other: dict[str, dict[str, int]] = {}
+        for label in {*checks, *violations}:
+            phase, kind = split_label(label)
+            if kind is None:
+                continue
+            fam = family(kind)
+            cell = row[fam] if fam is not None else other.setdefault(kind, {"under": 0, "after": 0,
+                                                                             "violations": 0})
+            cell[phase] += checks.get(label, 0)
+            cell["violations"] += violations.get(label, 0)
+        row["other"] = dict(sorted(other.items()))
+        matrix[pid] = row
+        for fam in FAMILIES:
+            if row[fam]["applicable"] and applicable is not None and not row[fam]["under"]:
+                empty_cells.append({"property": pid, "family": fam})
+
+    unchecked = [k for k in kinds if faults[k]["injected"] and not faults[k]["checks_under"]]
     violation_list = [{"property": p, "fault": f, "count": n} for (p, f), n in sorted(stats.violations.items()) if n]
+    test_list = [dict(t) for t in tests]
+    failed = [t for t in test_list if t.get("outcome") in ("failed", "error")]
+    problems: list[str] = []
+    if failed:
+        problems.append(f"{len(failed)} failed test{'s' if len(failed) != 1 else ''}")
+    # Property violations are not a problem of their own: every machine and scenario fails its test on
+    # one, so violations recorded by tests that all passed were expected by them (bite tests). The
+    # summary still lists them and never says "violations: none" then.
+    if empty_cells:
+        problems.append(f"{len(empty_cells)} empty applicable cell{'s' if len(empty_cells) != 1 else ''}")
     data: dict[str, Any] = {
         "format": REPORT_FORMAT,
         "seed": seed,
+        "replay": replay or f"pytest --dbfault --dbfault-seed={seed}",
         "sqlite_version": sqlite3.sqlite_version,
         "python": platform.python_version(),
         "faults": faults,
         "properties": properties,
+        "families": {fam: sorted(ks) for fam, ks in FAMILIES.items()},
+        "matrix": matrix,
+        "cells_enforced": applicable is not None,
+        "cells_note": "" if applicable is not None else cells_note,
+        "empty_cells": empty_cells,
+        "unchecked_faults": unchecked,
         "violations": violation_list,
-        "tests": [dict(t) for t in tests],
+        "failed_tests": [{"nodeid": t.get("nodeid"), "outcome": t.get("outcome"), "kind": t.get("kind"),
+                          "seed": t.get("seed")} for t in failed],
+        "tests": test_list,
+        "verdict": "fail" if problems else "pass",
+        "problems": problems,
     }
     data.update(extra or {})
     return data
@@ -77,13 +143,21 @@ def build_report(
 def render_summary(data: Mapping[str, Any], width: int = 80) -> list[str]:
     """The terminal lines for a :func:`build_report` dict, fitted to ``width`` columns.
 
-    A matrix of checks per property (rows) and fault kind (columns), ``!N`` marking N
-    violations; when it does not fit, one line per property instead. Properties never
-    checked under any fault are listed at the end.
+    A matrix of checks per property (rows) and fault family (columns: no fault, locked, disk full,
+    corruption, disconnect, other kinds), each family cell ``U/A``: checks made while a fault of the
+    family was in force / checks made after it healed; ``!N`` marks N violations and ``*`` a cell
+    the machines declare applicable that has no check under the fault. When it does not fit, one
+    line per property instead. Then the other kinds per property, warnings (properties never checked
+    under a fault, injected kinds that fed no check) and the verdict: ``violations: none`` only when
+    no test failed, no property was violated and no applicable cell is empty.
     """
     seed = data["seed"]
-    lines = [f"seed {seed} (replay with: pytest --dbfault --dbfault-seed={seed}), "
+    replay = data.get("replay") or f"pytest --dbfault --dbfault-seed={seed}"
+    lines = [f"seed {seed} (replay with: {replay}), "
              f"SQLite {data['sqlite_version']}, Python {data['python']}"]
+    profile = data.get("hypothesis_profile")
+    if profile:
+        lines.append(f"Hypothesis profile of the machines: {profile['name']} ({profile['source']})")
     injected = {k: v["injected"] for k, v in data["faults"].items() if v["injected"]}
     if injected:
         total = sum(injected.values())
@@ -92,32 +166,44 @@ def render_summary(data: Mapping[str, Any], width: int = 80) -> list[str]:
         lines.append("faults injected: none")
 
     props: Mapping[str, Any] = data["properties"]
-    checked_kinds = {f for p in props.values() for f in p["checks"]}
-    if not checked_kinds:
+    checked = sum(p["total_checks"] for p in props.values())
+    if not checked:
         lines.append(f"property checks: none recorded, so none of the {len(props)} properties was exercised")
-        return lines
-
-    kinds = [NO_FAULT] if NO_FAULT in checked_kinds else []
-    kinds += sorted((checked_kinds | set(injected)) - {NO_FAULT})
-    table = _matrix(props, kinds)
-    lines.append(f'checks per property and fault kind ("!N": N violations, "-": not checked), '
-                 f"{sum(p['total_checks'] for p in props.values())} in total")
-    if max(len(row) for row in table) <= width:
-        lines.extend(table)
     else:
-        for pid, p in props.items():
-            cells = ", ".join(f"{f} {_cell(p, f)}" for f in kinds if f in p["checks"] or f in p["violations"])
-            lines.append(f"{pid}: {cells or '-'}")
+        lines.extend(_family_lines(data, width, checked))
 
     never = [pid for pid, p in props.items() if not p["exercised_under_fault"]]
-    if len(never) == len(props):
+    if checked and len(never) == len(props):
         lines.append(f"NOT EXERCISED under any fault: all {len(props)} properties")
-    elif never:
+    elif checked and never:
         lines.append("NOT EXERCISED under any fault: " + ", ".join(never))
+    for kind in data.get("unchecked_faults", []):
+        f = data["faults"][kind]
+        after = f" ({f['checks_after']} after it healed)" if f["checks_after"] else ""
+        lines.append(f"WARNING: {kind} was injected {f['injected']}x but no property was checked while it "
+                     f"was in force{after}")
+    if not data.get("cells_enforced", True) and data.get("cells_note"):
+        lines.append(f"applicable cells not enforced: {data['cells_note']}")
+    empty = data.get("empty_cells", [])
+    if empty:
+        lines.append(f"EMPTY CELLS: {len(empty)} declared applicable with no check under the fault: "
+                     + ", ".join(f"{c['property']} x {c['family']}" for c in empty))
+    failed = data.get("failed_tests", [])
+    if failed:
+        lines.append(f"FAILED: {len(failed)}: " + ", ".join(f"{t['nodeid']} ({t['outcome']})" for t in failed))
     if data["violations"]:
         total = sum(v["count"] for v in data["violations"])
         where = ", ".join(f"{v['property']} under {v['fault']} ({v['count']})" for v in data["violations"])
         lines.append(f"VIOLATIONS: {total}: {where}")
+    problems = data.get("problems")
+    if problems is None:  # a report of an older format: only property violations are known
+        problems = ["violations"] if data["violations"] else []
+    if not checked and not problems and not data["violations"]:
+        return lines  # nothing was checked: no verdict to give, and never a clean one
+    if problems:
+        lines.append("VERDICT: FAIL (" + ", ".join(problems) + ")")
+    elif data["violations"]:
+        lines.append("verdict: pass (the violations above were recorded by tests that passed: they expected them)")
     else:
         lines.append("violations: none")
     return lines
@@ -133,22 +219,54 @@ def write_report(path: str | os.PathLike[str], data: Mapping[str, Any]) -> Path:
     return target
 
 
-def _cell(prop: Mapping[str, Any], kind: str) -> str:
-    checks = prop["checks"].get(kind, 0)
-    violations = prop["violations"].get(kind, 0)
-    if not checks and not violations:
-        return "-"
-    return f"{checks}!{violations}" if violations else str(checks)
+def _family_cell(cell: Mapping[str, Any], enforced: bool) -> str:
+    text = "-" if not cell["under"] and not cell["after"] else f"{cell['under']}/{cell['after']}"
+    if cell["violations"]:
+        text += f"!{cell['violations']}"
+    if enforced and cell.get("applicable") and not cell["under"]:
+        text += "*"
+    return text
 
 
-def _matrix(props: Mapping[str, Any], kinds: list[str]) -> list[str]:
-    header = ["property", *kinds, "total"]
-    rows = [[pid, *(_cell(p, k) for k in kinds),
-             f"{p['total_checks']}!{p['total_violations']}" if p["total_violations"] else str(p["total_checks"])]
-            for pid, p in props.items()]
+def _other_cell(row: Mapping[str, Any]) -> dict[str, int]:
+    total = {"under": 0, "after": 0, "violations": 0}
+    for cell in row["other"].values():
+        for key in total:
+            total[key] += cell[key]
+    return total
+
+
+def _none_cell(row: Mapping[str, Any]) -> str:
+    text = str(row["none"]) if row["none"] or row["none_violations"] else "-"
+    return text + (f"!{row['none_violations']}" if row["none_violations"] else "")
+
+
+def _family_lines(data: Mapping[str, Any], width: int, checked: int) -> list[str]:
+    matrix: Mapping[str, Any] = data["matrix"]
+    enforced = bool(data.get("cells_enforced"))
+    families = list(data.get("families", FAMILIES))
+    header = ["property", NO_FAULT, *families, "other"]
+    rows = []
+    for pid, row in matrix.items():
+        rows.append([pid, _none_cell(row), *(_family_cell(row[f], enforced) for f in families),
+                     _family_cell(_other_cell(row), False)])
+    legend = ('"U/A": checks under the fault / after it healed, "!N": N violations, "-": none'
+              + (', "*": declared applicable, never checked under the fault' if enforced else ""))
+    lines = [f"checks per property and fault family ({legend}), {checked} in total"]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = []
-    for row in [header, *rows]:
-        cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
-        lines.append("  ".join(cells).rstrip())
+    if sum(widths) + 2 * (len(widths) - 1) <= width:
+        for row in [header, *rows]:
+            cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+            lines.append("  ".join(cells).rstrip())
+    else:
+        for row in rows:
+            cells = [f"{name} {cell}" for name, cell in zip(header[1:], row[1:], strict=True) if cell != "-"]
+            lines.append(f"{row[0]}: {', '.join(cells) or '-'}")
+    others: dict[str, list[str]] = {}
+    for pid, row in matrix.items():
+        for kind, cell in row["other"].items():
+            others.setdefault(kind, []).append(f"{pid.split('_')[0]} {_family_cell(cell, False)}")
+    if others:
+        lines.append("other fault kinds (U/A per property):")
+        lines.extend(f"  {kind}: {', '.join(cells)}" for kind, cells in sorted(others.items()))
     return lines

@@ -35,6 +35,41 @@ PROPERTIES: dict[int, str] = {
 }
 
 NO_FAULT = "none"
+#: Prefix of the label of a check made after fault kind K was healed, with no fault in force: ``after:K``.
+AFTER_PREFIX = "after:"
+
+#: The fault families of the property x fault matrix (the four the mission names), family -> kinds.
+FAMILIES: dict[str, frozenset[str]] = {
+    "locked": frozenset({"locked", "busy_commit", "busy_snapshot"}),
+    "disk_full": frozenset({"disk_full", "enospc", "file_full"}),
+    "corrupt": frozenset({"corrupt", "short_read", "io_error_corruptfs"}),
+    "disconnect": frozenset({"disconnect", "disconnect_close", "disconnect_rename", "disconnect_delete",
+                             "disconnect_replace"}),
+}
+_FAMILY_OF = {kind: name for name, kinds in FAMILIES.items() for kind in kinds}
+
+
+def family(kind: str) -> str | None:
+    """The matrix family of fault ``kind`` (``"busy_commit"`` -> ``"locked"``), or ``None`` for other kinds.
+
+    An ``after:K`` label has the family of ``K``.
+    """
+    return _FAMILY_OF.get(split_label(kind)[1] or "")
+
+
+def after(kind: str) -> str:
+    """The label of a check made after ``kind`` was healed: ``"after:disk_full"``."""
+    return AFTER_PREFIX + kind
+
+
+def split_label(label: str) -> tuple[str, str | None]:
+    """``"none"`` -> ``("none", None)``; ``"locked"`` -> ``("under", "locked")``; ``"after:locked"`` ->
+    ``("after", "locked")``. Every check label is exactly one of the three."""
+    if label == NO_FAULT:
+        return "none", None
+    if label.startswith(AFTER_PREFIX):
+        return "after", label[len(AFTER_PREFIX):]
+    return "under", label
 
 
 def property_id(number: int) -> str:

@@ -204,8 +204,10 @@ class RuntimeMachine(RuleBasedStateMachine):
     def make_config(self, **overrides: Any) -> Any:
         from reliability import ReliabilityConfig
 
-        return ReliabilityConfig(db_path=self.db_path, **{**FAST_SETTINGS, **self.drawn, **self.settings_overrides,
-                                                          **overrides})
+        # The SQLite build under test (tox cells: sqlean, pysqlite3), as the runtime's own from_env reads it.
+        module = {"sqlite_module": os.environ.get("RELIABILITY_SQLITE_MODULE", "").strip() or "sqlite3"}
+        return ReliabilityConfig(db_path=self.db_path, **{**FAST_SETTINGS, **module, **self.drawn,
+                                                          **self.settings_overrides, **overrides})
 
     def open_runtime(self, config: Any | None = None) -> Any:
         """Build the runtime with the class's factory and route its retry sleeps to the fake clock."""
@@ -406,8 +408,13 @@ class RuntimeMachine(RuleBasedStateMachine):
     # -- reading the truth -----------------------------------------------------------------
     @contextmanager
     def raw(self) -> Iterator[sqlite3.Connection]:
-        """A plain sqlite3 connection to the file, independent of the runtime under test."""
-        conn = sqlite3.connect(self.db_path, timeout=1.0, isolation_level=None)
+        """A plain connection to the file, independent of the runtime under test, on the runtime's SQLite build:
+        a second copy of SQLite in the process would not see the runtime's POSIX locks, and closing its last
+        connection would checkpoint and delete the WAL the runtime still writes to."""
+        from reliability.connection import load_sqlite_module
+
+        module = load_sqlite_module(self.config.sqlite_module if self.config is not None else "sqlite3")
+        conn = module.connect(self.db_path, timeout=1.0, isolation_level=None)
         try:
             yield conn
         finally:

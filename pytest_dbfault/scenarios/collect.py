@@ -85,7 +85,7 @@ class ScenarioItem(pytest.Item):
         config = self.config
         run_seed, explicit = _run_seed(config)
         self.seed = scenario_seed(self.scenario, run_seed, explicit)
-        replay = run_seed if explicit or self.scenario.file_seed is None else self.scenario.file_seed
+        replay = run_seed if self.scenario.file_seed is None else self.scenario.file_seed
         self.user_properties.append(("dbfault_seed", str(replay)))
         tmp_path = config._tmp_path_factory.mktemp(_tmp_name(self.name), numbered=True)  # type: ignore[attr-defined]
         make = config.hook.pytest_dbfault_runtime_factory(config=config) \

@@ -52,12 +52,13 @@ class Outcome:
 
 
 def scenario_seed(scenario: Scenario, run_seed: int, explicit: bool) -> int:
-    """The seed of one scenario: the run's when given explicitly, else the file's ``seed:``, else the run's.
+    """The seed of one scenario: the file's ``seed:`` when it has one (it pins the file, as a marker's
+    ``seed=`` pins a test, so replaying a run with its ``--dbfault-seed`` reruns the same values), else the run's.
 
     Mixed with the scenario's file name and name, so each scenario draws its own values,
-    the same on every machine and xdist worker.
+    the same on every machine and xdist worker. ``explicit`` is kept for callers; it no longer matters.
     """
-    base = run_seed if explicit or scenario.file_seed is None else scenario.file_seed
+    base = run_seed if scenario.file_seed is None else scenario.file_seed
     return random.Random(f"dbfault-scenario:{base}:{scenario.file.name}:{scenario.name}").getrandbits(32)
 
 

@@ -137,7 +137,7 @@ SCENARIO = Obj({
 
 FILE = Obj({
     "description": Field(Str(), "what the file covers"),
-    "seed": Field(Int(minimum=0, maximum=2**32 - 1), "default seed when --dbfault-seed is not given"),
+    "seed": Field(Int(minimum=0, maximum=2**32 - 1), "seed of this file's scenarios; it beats --dbfault-seed"),
     "config": Field(MapOf(key_label="a setting name"), "ReliabilityConfig overrides for every scenario", default={}),
     "scenarios": Field(ListOf(Anything(label="a scenario"), min_items=1), "the scenarios", required=True),
 }, label="a mapping with a `scenarios:` list")

@@ -32,14 +32,18 @@ def test_the_summary_shows_checks_faults_and_violations_per_property(query_only_
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines([
         "*= dbfault =*",
-        "seed 8 (replay with: pytest --dbfault --dbfault-seed=8), SQLite *",
+        "seed 8 (replay with: pytest --dbfault --dbfault-seed=8*), SQLite *",
         "faults injected: query_only 1 (1 in total)",
-        "property * none * query_only * total",
-        "p06_transaction_atomicity * - * 1!1 * 1!1",
-        "p09_technical_logging * 1 * - * 1",
+        "property * none * locked * disk_full * corrupt * disconnect * other",
+        "p06_transaction_atomicity * - * - * - * - * - * 1/0!1",
+        "p09_technical_logging * 1 * - * - * - * - * -",
+        "other fault kinds (U/A per property):",
+        "  query_only: p06 1/0!1",
         "NOT EXERCISED under any fault: p01_connection_recovery, *",
         "VIOLATIONS: 1: p06_transaction_atomicity under query_only (1)",
+        "verdict: pass (the violations above were recorded by tests that passed: they expected them)",
     ])
+    assert "violations: none" not in result.stdout.str()
 
 
 def test_the_json_report_holds_the_same_data(query_only_project: pytest.Pytester) -> None:
@@ -49,7 +53,8 @@ def test_the_json_report_holds_the_same_data(query_only_project: pytest.Pytester
     data = json.loads((query_only_project.path / "out" / "dbfault.json").read_text())
     assert {"seed", "sqlite_version", "python", "faults", "properties", "violations", "tests"} <= set(data)
     assert data["seed"] == 8
-    assert data["faults"]["query_only"] == {"injected": 1, "selected": True}
+    assert data["faults"]["query_only"] == {"injected": 1, "selected": True, "family": None, "checks_under": 1,
+                                           "checks_after": 0}
     assert data["faults"]["locked"]["injected"] == 0
     p06 = data["properties"]["p06_transaction_atomicity"]
     assert (p06["checks"], p06["violations"], p06["exercised_under_fault"]) == (
@@ -59,8 +64,11 @@ def test_the_json_report_holds_the_same_data(query_only_project: pytest.Pytester
     tests = {t["nodeid"].split("::")[1]: t for t in data["tests"]}
     assert tests["test_atomicity_under_query_only"] == {
         "nodeid": tests["test_atomicity_under_query_only"]["nodeid"], "outcome": "passed", "seed": 8,
-        "kind": None, "faults": ["query_only"]}
+        "kind": None, "faults": ["query_only"], "type": "test"}
     assert tests["test_logging_without_faults"]["faults"] == []
+    assert data["matrix"]["p06_transaction_atomicity"]["other"] == {
+        "query_only": {"under": 1, "after": 0, "violations": 1}}
+    assert data["families"]["locked"] == ["busy_commit", "busy_snapshot", "locked"]
 
 
 def test_the_json_report_records_failed_tests_and_their_faults(query_only_project: pytest.Pytester) -> None:
@@ -136,8 +144,8 @@ def test_a_matrix_too_wide_for_the_terminal_becomes_one_line_per_property() -> N
     narrow = render_summary(data, width=60)
     assert any(line.startswith("property ") for line in wide)
     assert not any(line.startswith("property ") for line in narrow)
-    assert "p01_connection_recovery: busy_commit 1, busy_snapshot 1, corrupt 1, disk_full 1, io_error 1, " \
-           "power_loss 1, short_read 1" in narrow
+    assert "p01_connection_recovery: locked 2/0, disk_full 1/0, corrupt 2/0, other 2/0" in narrow
+    assert "  io_error: p01 1/0" in narrow and "  power_loss: p01 1/0" in narrow
 
 
 def test_with_no_checks_the_summary_says_no_property_was_exercised() -> None:

@@ -112,7 +112,8 @@ def test_a_failing_scenario_reports_step_expectation_faults_and_seed(pytester: p
     ])
 
 
-def test_the_command_line_seed_beats_the_file_seed(pytester: pytest.Pytester) -> None:
+def test_the_file_seed_pins_its_scenarios_whatever_the_run_seed(pytester: pytest.Pytester) -> None:
+    # Like a marker's seed=: replaying a run with its --dbfault-seed must rerun the file's own values.
     write(pytester, "f.dbfault.yaml", """
         seed: 77
         scenarios:
@@ -122,7 +123,7 @@ def test_the_command_line_seed_beats_the_file_seed(pytester: pytest.Pytester) ->
                 expect: busy
         """)
     result = pytester.runpytest("--dbfault", "--dbfault-seed=123", "f.dbfault.yaml")
-    result.stdout.fnmatch_lines(["  seed:          123 (replay with --dbfault-seed=123)"])
+    result.stdout.fnmatch_lines(["  seed:          77 (replay with --dbfault-seed=77)"])
 
 
 def test_an_application_registers_its_own_command_through_the_hook(pytester: pytest.Pytester) -> None:
