@@ -360,7 +360,7 @@ class RuntimeMachine(RuleBasedStateMachine):
             if fault is None:
                 return False
             fault.inject()
-        except (FaultError, sqlite3.Error):
+        except (FaultError, sqlite3.Error, self.sqlite_module().Error):
             return False  # not possible right now (e.g. the file is away): the rule does nothing
         self.faults[kind] = fault
         self.fault_history.append(kind)
@@ -411,14 +411,23 @@ class RuntimeMachine(RuleBasedStateMachine):
         """A plain connection to the file, independent of the runtime under test, on the runtime's SQLite build:
         a second copy of SQLite in the process would not see the runtime's POSIX locks, and closing its last
         connection would checkpoint and delete the WAL the runtime still writes to."""
-        from reliability.connection import load_sqlite_module
-
-        module = load_sqlite_module(self.config.sqlite_module if self.config is not None else "sqlite3")
+        module = self.sqlite_module()
         conn = module.connect(self.db_path, timeout=1.0, isolation_level=None)
         try:
             yield conn
+        except module.Error as exc:
+            if module is sqlite3:
+                raise
+            # Callers catch sqlite3.Error: another build's errors are raised as that, with the same text.
+            raise sqlite3.DatabaseError(str(exc)) from exc
         finally:
             conn.close()
+
+    def sqlite_module(self) -> Any:
+        """The DB-API module of the runtime under test (``RELIABILITY_SQLITE_MODULE``, default ``sqlite3``)."""
+        from reliability.connection import load_sqlite_module
+
+        return load_sqlite_module(self.config.sqlite_module if self.config is not None else "sqlite3")
 
     def stored_kv(self) -> dict[str, str]:
         with self.raw() as conn:

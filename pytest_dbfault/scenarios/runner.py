@@ -12,9 +12,11 @@ when it fails), with the faults active at that moment.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,13 +92,40 @@ def run_scenario(
     commands = commands if commands is not None else default_registry()
     faults = FaultFactory(tmp_path, seed, random.Random(seed), on_inject=on_inject, stats=stats)
     run = _Run(scenario, seed if replay_seed is None else replay_seed, stats, commands)
+    # The SQLite build under test (tox cells: sqlean, pysqlite3), as the runtime's from_env reads it; a file's
+    # config: can still name one.
+    module = os.environ.get("RELIABILITY_SQLITE_MODULE", "").strip() or "sqlite3"
     try:
         # Every path the scenario names is confined to its tmp directory (see .confine).
-        settings = confine_settings({**SCENARIO_SETTINGS, **scenario.config}, tmp_path)
+        settings = confine_settings({**SCENARIO_SETTINGS, "sqlite_module": module, **scenario.config}, tmp_path)
     except ConfigError as exc:
         raise run.failure(scenario.line, "config", "every path setting inside the scenario's tmp directory",
                           str(exc)) from None
     config = ReliabilityConfig(db_path=str(tmp_path / "app.db"), **settings)
+    with _path_faults_on(config.sqlite_module):
+        _run(run, scenario, make_runtime, config, tmp_path, seed, faults)
+    return run.ctx
+
+
+@contextlib.contextmanager
+def _path_faults_on(module: str) -> Iterator[None]:
+    # Faults aimed at a bare path open helper connections with $DBFAULT_SQLITE_MODULE: make it the runtime's
+    # build for this scenario (unless the user set it). Two copies of SQLite in one process do not see each
+    # other's POSIX locks, and one copy's last connection closing deletes the WAL the other writes to.
+    from ..faults.target import MODULE_ENV
+
+    if module == "sqlite3" or os.environ.get(MODULE_ENV, "").strip():
+        yield
+        return
+    os.environ[MODULE_ENV] = module
+    try:
+        yield
+    finally:
+        os.environ.pop(MODULE_ENV, None)
+
+
+def _run(run: _Run, scenario: Scenario, make_runtime: Any, config: Any, tmp_path: Path, seed: int,
+         faults: FaultFactory) -> None:
     try:
         run.ctx = ScenarioContext(make_runtime=make_runtime, config=config, tmp_path=tmp_path, seed=seed,
                                   faults=faults, migrations=scenario.migrations, scenario_dir=scenario.file.parent)
@@ -108,7 +137,6 @@ def run_scenario(
             run.step(step)
     finally:
         run.finish()
-    return run.ctx
 
 
 class _Run:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import configparser
 import json
+import os
 import re
 import shlex
 import textwrap
@@ -358,3 +359,52 @@ def test_the_benchmark_check_runs_in_the_bench_env_and_ci_not_in_the_readme_test
     assert (ROOT / "benchmarks" / "test_quick_run.py").exists()
     ci = (ROOT / ".ci" / "run").read_text()
     assert "\ntox -q -e bench || exit 1\n" in ci
+
+
+BUILD_CONFTEST = """
+    import os
+
+    def which_build(ctx):
+        '''The SQLite build of the scenario's runtime, and the one faults aimed at a path use.'''
+        return [ctx.config.sqlite_module, os.environ.get("DBFAULT_SQLITE_MODULE")]
+
+    def pytest_dbfault_register_commands(register):
+        register("which_build", which_build)
+"""
+
+
+def test_scenarios_and_path_faults_run_on_the_sqlite_build_of_the_environment(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Another "build" of SQLite: the stdlib's module under another name, so the test needs no extra package.
+    pytester.makepyfile(stdlib_alias="from sqlite3 import *  # noqa: F403\n")
+    monkeypatch.syspath_prepend(str(pytester.path))
+    pytester.makeconftest(textwrap.dedent(BUILD_CONFTEST))
+    write(pytester, "b.dbfault.yaml", """
+        scenarios:
+          - name: build
+            steps:
+              - fault: locked
+              - command: which_build
+                expect: {result: [stdlib_alias, stdlib_alias]}
+        """)
+    monkeypatch.setenv("RELIABILITY_SQLITE_MODULE", "stdlib_alias")
+    monkeypatch.delenv("DBFAULT_SQLITE_MODULE", raising=False)
+    pytester.runpytest("--dbfault", "b.dbfault.yaml").assert_outcomes(passed=1)
+    assert "DBFAULT_SQLITE_MODULE" not in os.environ  # put back when the run ends
+
+
+def test_shipped_scenarios_with_a_vfs_shim_fault_run_their_runtime_on_the_stdlib_build() -> None:
+    # On a tox cell with sqlean or pysqlite3 such a fault would not reach the runtime and the scenario
+    # would fail (or, for power_loss, pass without a fault): those scenarios pin the stdlib's build.
+    from pytest_dbfault.scenarios.parse import parse_file
+    from pytest_dbfault.scenarios.registry import default_registry
+
+    shim = {"io_error", "enospc", "short_read", "power_loss"}
+    seen = set()
+    for path in sorted((ROOT / "scenarios").glob("*.dbfault.yaml")):
+        for scenario in parse_file(path, default_registry()).scenarios:
+            kinds = {step.data.get("fault") for step in getattr(scenario, "steps", ()) if step.kind == "fault"}
+            if kinds & shim:
+                seen |= kinds & shim
+                assert scenario.config.get("sqlite_module") == "sqlite3", f"{path.name}: {scenario.name}"
+    assert seen == shim
