@@ -331,7 +331,13 @@ class _ActiveRun:
 
         return collect_file(file_path, parent)
 
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed and not self.is_worker:  # a file that could not be collected ran nothing it holds
+            self.tests.append({"nodeid": report.nodeid or ".", "outcome": "error", "seed": None, "kind": None,
+                               "faults": [], "type": "collection"})
+
     def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.session = session
         cache = getattr(self.config, "cache", None)
         if cache is not None and not self.is_worker:
             cache.set(CACHE_KEY, self.opts.seed)
@@ -379,7 +385,7 @@ class _ActiveRun:
         if self.is_worker:
             self.config.workeroutput[WORKER_STATS] = STATS.to_json()  # type: ignore[attr-defined]
             return
-        data = self.report_data()
+        data = self.report_data(session.exitstatus)
         if data["verdict"] != "pass" and session.exitstatus == pytest.ExitCode.OK:
             # Tests all passed but the report is not clean (an applicable cell is empty): the run fails.
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -398,7 +404,9 @@ class _ActiveRun:
 
         tr = terminalreporter
         tr.write_sep("=", "dbfault")
-        for line in render_summary(self.report_data(), width=tr._tw.fullwidth):
+        session = getattr(self, "session", None)
+        data = self.report_data(session.exitstatus if session is not None else 0)
+        for line in render_summary(data, width=tr._tw.fullwidth):
             tr.write_line(line, red=line.startswith(("VIOLATIONS", "NOT EXERCISED", "VERDICT", "FAILED", "EMPTY",
                                                      "WARNING")))
         if self.opts.report is not None:
@@ -408,7 +416,8 @@ class _ActiveRun:
             else:
                 tr.write_line(f"JSON report: {self.opts.report}")
 
-    def report_data(self) -> dict[str, Any]:
+    def report_data(self, exitstatus: int = 0) -> dict[str, Any]:
+        """The report of this run; ``exitstatus`` is pytest's so far (a failure no test explains is one too)."""
         from .faults.registry import fault_names
         from .report import build_report
         from .stats import STATS
@@ -419,7 +428,7 @@ class _ActiveRun:
             STATS, seed=self.opts.seed, fault_kinds=fault_names(), selected=self.opts.faults,
             tests=tests, applicable=applicable, cells_note=note, replay=self.replay,
             extra={"seed_source": self.opts.seed_source, "pytest": pytest.__version__,
-                   "hypothesis_profile": self.profile(),
+                   "hypothesis_profile": self.profile(), "exitstatus": int(exitstatus),
                    "sqlite_module": os.environ.get("RELIABILITY_SQLITE_MODULE", "").strip() or "sqlite3",
                    **plugin_extras.report_sections(self.config)},
         )

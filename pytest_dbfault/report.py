@@ -21,6 +21,7 @@ from .stats import FAMILIES, NO_FAULT, PROPERTIES, Stats, family, property_id, s
 
 #: Bumped when the JSON layout changes incompatibly.
 REPORT_FORMAT = 1
+_EXIT_NAMES = {1: "tests failed", 2: "interrupted", 3: "internal error", 4: "usage error", 5: "no tests collected"}
 
 
 def build_report(
@@ -115,6 +116,12 @@ def build_report(
     # summary still lists them and never says "violations: none" then.
     if empty_cells:
         problems.append(f"{len(empty_cells)} empty applicable cell{'s' if len(empty_cells) != 1 else ''}")
+    status = int((extra or {}).get("exitstatus", 0))
+    if status and not problems:
+        # pytest fails for a reason no test explains (interrupted, internal or usage error, nothing collected,
+        # another plugin's gate): never a clean verdict.
+        problems.append(f"pytest exit status {status}" + (f" ({_EXIT_NAMES[status]})" if status in _EXIT_NAMES
+                                                           else ""))
     data: dict[str, Any] = {
         "format": REPORT_FORMAT,
         "seed": seed,

@@ -408,3 +408,22 @@ def test_shipped_scenarios_with_a_vfs_shim_fault_run_their_runtime_on_the_stdlib
                 seen |= kinds & shim
                 assert scenario.config.get("sqlite_module") == "sqlite3", f"{path.name}: {scenario.name}"
     assert seen == shim
+
+
+def test_a_file_that_cannot_be_collected_is_never_a_clean_verdict(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_broken="def test_x(:\n    pass\n", test_fine="def test_ok(dbfault): pass\n")
+    result = pytester.runpytest("--dbfault", "--dbfault-report=r.json")
+    assert result.ret != pytest.ExitCode.OK
+    assert "violations: none" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["FAILED: 1: test_broken.py (error)", "VERDICT: FAIL (1 failed test)"])
+    data = json.loads((pytester.path / "r.json").read_text())
+    assert data["failed_tests"][0]["nodeid"] == "test_broken.py" and data["verdict"] == "fail"
+
+
+def test_a_run_that_collected_nothing_is_never_a_clean_verdict(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_one="from pytest_dbfault.stats import record_check\n"
+                                 "def test_ok():\n    record_check(1)\n")
+    result = pytester.runpytest("--dbfault", "-k", "nothing_matches_this")
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    assert "violations: none" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["VERDICT: FAIL (pytest exit status 5 (no tests collected))"])
