@@ -292,7 +292,6 @@ class _ActiveRun:
         self.is_worker = hasattr(config, "workerinput")
         self.tests: list[dict[str, Any]] = []
         self._outcomes: dict[str, str] = {}
-        self.replay = replay_command(config, opts)
 
     def profile(self) -> dict[str, str]:
         """The machines' Hypothesis profile and where the choice came from."""
@@ -426,7 +425,7 @@ class _ActiveRun:
         applicable, note = _applicable_cells(tests)
         return build_report(
             STATS, seed=self.opts.seed, fault_kinds=fault_names(), selected=self.opts.faults,
-            tests=tests, applicable=applicable, cells_note=note, replay=self.replay,
+            tests=tests, applicable=applicable, cells_note=note, replay=replay_command(self.config, self.opts),
             extra={"seed_source": self.opts.seed_source, "pytest": pytest.__version__,
                    "hypothesis_profile": self.profile(), "exitstatus": int(exitstatus),
                    "sqlite_module": os.environ.get("RELIABILITY_SQLITE_MODULE", "").strip() or "sqlite3",
@@ -477,13 +476,16 @@ def replay_command(config: pytest.Config, opts: DbfaultOptions) -> str:
             continue
         kept.append(arg)
     extra: list[str] = []
+    prefix: list[str] = []
     if opts.faults is not None and opts.faults_source == "environment":
         extra.append(f"--dbfault-faults={','.join(opts.faults)}")
     if not any(a.split("=", 1)[0] == "--hypothesis-profile" for a in kept):
         name, source = current_profile(getattr(config.option, "hypothesis_profile", None))
         if name != FAST or source != "default":
-            extra.append(f"--hypothesis-profile={name}")
-    prefix = []
+            if hasattr(config.option, "hypothesis_profile"):
+                extra.append(f"--hypothesis-profile={name}")
+            else:  # no --hypothesis-profile option without Hypothesis' plugin; the machines read this too
+                prefix.append(f"HYPOTHESIS_PROFILE={name}")
     module = os.environ.get("RELIABILITY_SQLITE_MODULE", "").strip()
     if module and module != "sqlite3":
         prefix.append(f"RELIABILITY_SQLITE_MODULE={module}")

@@ -38,6 +38,14 @@ FAILING_SCENARIOS = """
 
 
 @pytest.fixture(autouse=True)
+def _not_on_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The inner runs choose the machines' profile from the environment: start from a neutral one (.ci/run
+    exports HYPOTHESIS_PROFILE, CI services set CI); tests that need these set them."""
+    for name in ("CI", "HYPOTHESIS_PROFILE", *profiles.VENDOR_CI):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
 def _restore_hypothesis_profile():  # type: ignore[no-untyped-def]
     """Hypothesis' plugin loads --hypothesis-profile process-wide in an in-process run: put it back."""
     from hypothesis import settings
@@ -427,3 +435,21 @@ def test_a_run_that_collected_nothing_is_never_a_clean_verdict(pytester: pytest.
     assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
     assert "violations: none" not in result.stdout.str()
     result.stdout.fnmatch_lines(["VERDICT: FAIL (pytest exit status 5 (no tests collected))"])
+
+
+def test_without_hypothesis_plugin_the_replay_line_names_the_profile_in_the_environment(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytester.makepyfile("def test_ok(dbfault): pass")
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.delenv("HYPOTHESIS_PROFILE", raising=False)
+    result = pytester.runpytest_subprocess("--dbfault", "--dbfault-seed=4", "-p", "no:hypothesispytest")
+    result.stdout.fnmatch_lines(["seed 4 (replay with: HYPOTHESIS_PROFILE=dbfault-ci pytest --dbfault "
+                                 "--dbfault-seed=4 * -p no:hypothesispytest), SQLite *"])
+    # CI=false chose the profile: the replay pins it, so a replay on a CI machine runs the same examples.
+    monkeypatch.setenv("CI", "false")
+    result = pytester.runpytest("--dbfault", "--dbfault-seed=4")
+    result.stdout.fnmatch_lines(["seed 4 (replay with: pytest --dbfault --dbfault-seed=4 --hypothesis-profile=dbfault "
+                                 "--basetemp=*), SQLite *"])
+    monkeypatch.delenv("CI")
+    result = pytester.runpytest("--dbfault", "--dbfault-seed=4")
+    result.stdout.fnmatch_lines(["seed 4 (replay with: pytest --dbfault --dbfault-seed=4 --basetemp=*), SQLite *"])
