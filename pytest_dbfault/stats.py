@@ -3,6 +3,10 @@
 Plain Python: a machine or scenario calls :func:`record_check` each time it checks
 a property, with the faults active at that moment; the plugin turns the totals into
 the terminal summary and the JSON report, merging xdist workers' copies.
+
+Every check carries exactly one kind of label: ``none`` (no fault before), a fault kind ``K``
+(checked while K was in force) or ``after:K`` (checked after K healed, no fault in force; see
+:func:`after`). The report groups kinds into the :data:`FAMILIES` of the property x fault matrix.
 """
 
 from __future__ import annotations
