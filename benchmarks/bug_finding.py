@@ -302,7 +302,10 @@ def run_main_job(bug: Bug | None, profile: str, timeout: float, seed: int | None
         out = (proc.stdout + proc.stderr).strip().splitlines()
         violated = [ln.strip() for ln in out if " violated (faults:" in ln]
         last = violated[0][:110] if violated else (out[-1][:110] if out else "")
-        if proc.returncode == 0:
+        # Only a failed test is a catch: the main job also exits 1 when a declared matrix cell is empty
+        # (EMPTY CELLS in the footer), which says nothing about the planted bug.
+        failed_test = any(ln.startswith("FAILED ") for ln in out)
+        if proc.returncode == 0 or (proc.returncode == 1 and not failed_test):
             return "missed", dt, last
         if proc.returncode in (1,):
             return "caught", dt, last
