@@ -93,9 +93,9 @@ def build_report(
             phase, kind = split_label(label)
             if kind is None:
                 continue
-            fam = family(kind)
-            cell = row[fam] if fam is not None else other.setdefault(kind, {"under": 0, "after": 0,
-                                                                             "violations": 0})
+            group = family(kind)
+            cell = row[group] if group is not None else other.setdefault(kind, {"under": 0, "after": 0,
+                                                                                 "violations": 0})
             cell[phase] += checks.get(label, 0)
             cell["violations"] += violations.get(label, 0)
         row["other"] = dict(sorted(other.items()))
