@@ -428,7 +428,7 @@ class _ActiveRun:
             tests=tests, applicable=applicable, cells_note=note, replay=replay_command(self.config, self.opts),
             extra={"seed_source": self.opts.seed_source, "pytest": pytest.__version__,
                    "hypothesis_profile": self.profile(), "exitstatus": int(exitstatus),
-                   "sqlite_module": os.environ.get("RELIABILITY_SQLITE_MODULE", "").strip() or "sqlite3",
+                   **_sqlite_build(),
                    **plugin_extras.report_sections(self.config)},
         )
 
@@ -490,6 +490,20 @@ def replay_command(config: pytest.Config, opts: DbfaultOptions) -> str:
     if module and module != "sqlite3":
         prefix.append(f"RELIABILITY_SQLITE_MODULE={module}")
     return shlex.join([*prefix, "pytest", "--dbfault", f"--dbfault-seed={opts.seed}", *extra, *kept])
+
+
+def _sqlite_build() -> dict[str, str]:
+    """``sqlite_module`` and the ``sqlite_version`` of the build the runtime uses (``RELIABILITY_SQLITE_MODULE``)."""
+    import importlib
+    import sqlite3
+
+    name = os.environ.get("RELIABILITY_SQLITE_MODULE", "").strip() or "sqlite3"
+    try:
+        module = importlib.import_module(name)
+        version = str(getattr(module, "sqlite_version", None) or module.dbapi2.sqlite_version)
+    except (ImportError, AttributeError):  # not installed: the runtime reports that itself
+        version = f"{sqlite3.sqlite_version} (stdlib; {name} not importable)"
+    return {"sqlite_module": name, "sqlite_version": version}
 
 
 def _applicable_cells(tests: list[dict[str, Any]]) -> tuple[dict[int, Any] | None, str]:
