@@ -77,7 +77,9 @@ class ConnectionManager:
         self._identity: tuple[int, int] | None = None
         #: Database file identity -> identity of the -wal SQLite used with it (see _remember_wal).
         self._wal_of: dict[tuple[int, int], tuple[int, int]] = {}
-        self._existed = False
+        # A file already there when the manager starts has existed: if it vanishes before the first
+        # open, opening must report it (mode=rw), not let SQLite create an empty one in its place.
+        self._existed = os.path.exists(config.db_path)
         self._lock = threading.RLock()
         #: Called with each newly opened connection (after the pragmas); may raise to refuse it.
         self.on_open: list[Callable[[sqlite3.Connection], None]] = []

@@ -172,3 +172,31 @@ def test_the_cli_reports_the_incident_and_restores(tmp_path, deleted, capsys, mo
     assert code == 0, out
     code, out, _ = run("health")
     assert code == 0, out
+
+
+@pytest.mark.parametrize("mode", ["rename", "delete"])
+def test_a_file_that_vanishes_before_a_restarted_runtime_first_uses_it_is_not_replaced_by_an_empty_one(
+        tmp_path: Path, mode: str) -> None:
+    """Found by the degradation machine (restart, then an outage): a runtime that had not opened its
+    connection yet reopened with ``mode=rwc`` and SQLite created an empty database at the path, so
+    commands answered "does not match the database structure" instead of queueing, and their writes
+    were lost. A file there at start has existed: its absence is an outage."""
+    from reliability.degradation import Needs
+
+    make_history(tmp_path)
+    db = DatabaseManager(fast_config(tmp_path / "app.db"))
+    db.commands.recheck_interval = 0.0
+    db.commands.register("store", Needs.WRITE,
+                         lambda d, i, v: d.execute("INSERT OR REPLACE INTO t VALUES (?, ?)", (i, v)).rowcount)
+    fault = DisconnectFault(db, mode=mode, backup_before=True)
+    fault.inject()
+    try:
+        result = db.commands.run("store", 200, "during the outage")
+        assert result.status == "queued", result
+        assert not (tmp_path / "app.db").exists()  # no empty stand-in was created
+    finally:
+        fault.heal()
+    assert db.commands.run("store", 201, "after").status == "ok"
+    rows = dict(db.fetch_all("SELECT id, v FROM t"))
+    assert rows[100] == "after the backup" and rows[200] == "during the outage" and rows[201] == "after"
+    db.close()
