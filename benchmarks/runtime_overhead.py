@@ -164,6 +164,62 @@ class RuntimeSide:
         self.db.close()
 
 
+class PeeweeSide:
+    """The same workload through peewee's ``SqliteDatabase`` (a peer ORM layer), same pragmas.
+
+    Raw SQL through ``execute_sql`` and ``atomic()``-style transactions: what peewee adds per
+    statement (its connection state, cursor wrapping, context managers), not its query builder.
+    """
+
+    label = "peewee"
+
+    def __init__(self, path: str, synchronous: str, busy_timeout_ms: int = 5000) -> None:
+        import peewee
+
+        self.db = peewee.SqliteDatabase(path, timeout=busy_timeout_ms / 1000.0, pragmas={
+            "journal_mode": "wal", "synchronous": synchronous.lower(), "foreign_keys": 1,
+            "busy_timeout": busy_timeout_ms})
+        self.db.connect()
+
+    def point_read(self, ids: list[int]) -> None:
+        execute = self.db.execute_sql
+        for i in ids:
+            execute(POINT, (i,)).fetchone()
+
+    def range_read(self, ids: list[int]) -> None:
+        execute = self.db.execute_sql
+        for i in ids:
+            execute(RANGE, (i, i + RANGE_ROWS - 1)).fetchall()
+
+    def insert(self, rows: list[tuple[Any, ...]]) -> None:
+        execute = self.db.execute_sql
+        for row in rows:
+            execute(INSERT, row)
+
+    def batch_write(self, batches: list[list[tuple[Any, ...]]]) -> None:
+        db = self.db
+        for batch in batches:
+            with db.atomic("IMMEDIATE"):
+                db.cursor().executemany(INSERT, batch)
+
+    def update(self, ids: list[int]) -> None:
+        execute = self.db.execute_sql
+        for i in ids:
+            execute(UPDATE, (i,))
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def peewee_available() -> bool:
+    """True when peewee is installed (``pip install -e '.[bench]'``)."""
+    try:
+        import peewee  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 # -- databases -------------------------------------------------------------------------------------
 def _row(rng: random.Random, payload_bytes: int) -> tuple[Any, ...]:
     return (f"k{rng.randrange(10**9)}", rng.randrange(1000), "x" * payload_bytes)
@@ -208,14 +264,15 @@ class Result:
     times: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     note: str = ""
 
-    def ratios(self, op: str | None = None) -> list[float]:
-        """Runtime / raw per round, for one op type or the whole round."""
-        raw, rt = self.times["raw"], self.times["runtime"]
+    def ratios(self, op: str | None = None, side: str = "runtime") -> list[float]:
+        """``side`` (runtime or peewee) / raw per round, for one op type or the whole round."""
+        raw, rt = self.times["raw"], self.times[side]
         ops = [op] if op else list(OPS)
         return [sum(rt[o][r] for o in ops) / sum(raw[o][r] for o in ops) for r in range(len(raw[OPS[0]]))]
 
-    def median_ratio(self, op: str | None = None) -> float:
-        return statistics.median(self.ratios(op))
+    def median_ratio(self, op: str | None = None, side: str = "runtime") -> float:
+        """The median over rounds of :meth:`ratios`."""
+        return statistics.median(self.ratios(op, side))
 
     def overhead_us(self, op: str) -> float:
         """Median extra microseconds per operation (runtime - raw) for ``op``."""
@@ -255,6 +312,7 @@ def measure(
     base_db: str | None = None,
     payload_bytes: int = 100,
     seed: int = 7,
+    peer: bool = False,
 ) -> Result:
     """Run ``rounds`` alternating rounds of ``workload`` on raw sqlite3 and on the runtime."""
     raw_path, rt_path = str(workdir / f"{name}-raw.db"), str(workdir / f"{name}-rt.db")
@@ -271,26 +329,31 @@ def measure(
     overrides.update(runtime_overrides or {})
     config = ReliabilityConfig(db_path=rt_path, synchronous=synchronous, **overrides)
     raw, runtime = RawSide(raw_path, synchronous, config.busy_timeout_ms), RuntimeSide(config)
-    result = Result(name, synchronous, workload, {"raw": {op: [] for op in OPS}, "runtime": {op: [] for op in OPS}})
+    sides: list[Any] = [raw, runtime]
+    if peer and peewee_available():
+        peer_path = str(workdir / f"{name}-peewee.db")
+        copy_database(base_db, peer_path)
+        sides.append(PeeweeSide(peer_path, synchronous, config.busy_timeout_ms))
+    result = Result(name, synchronous, workload, {side.label: {op: [] for op in OPS} for side in sides})
     if overrides.get("redo_journal") and runtime.db._redo is None:
         result.note = "redo journal requested but not installed by this runtime version"
     rng = random.Random(seed)
     try:
         # One untimed warm-up round on each side (statement caches, page cache, branch predictors).
         warm = _inputs(rng, workload.scaled(0.2), max_id, payload_bytes)
-        for side in (raw, runtime):
+        for side in sides:
             for op in OPS:
                 getattr(side, op)(warm[op])
         for r in range(rounds):
             inputs = _inputs(rng, workload, max_id, payload_bytes)
-            order = (raw, runtime) if r % 2 == 0 else (runtime, raw)
+            order = sides[r % len(sides):] + sides[:r % len(sides)]  # rotate who goes first
             gc.collect()
             for op in OPS:
                 for side in order:
                     result.times[side.label][op].append(_timed(getattr(side, op), inputs[op]))
     finally:
-        raw.close()
-        runtime.close()
+        for side in sides:
+            side.close()
     return result
 
 
@@ -311,6 +374,9 @@ def format_table(results: list[Result]) -> str:
         lines.append(f"{res.name:<14}{res.synchronous:<8}{total:>7.3f}x{goal:>5.2f}x {mark:<4}"
                      + "".join(f"{res.median_ratio(op):>12.3f}x" for op in OPS)
                      + (f"   ({res.note})" if res.note else ""))
+        if "peewee" in res.times:  # the peer, same rounds, same raw baseline
+            lines.append(f"{'  peewee':<14}{res.synchronous:<8}{res.median_ratio(side='peewee'):>7.3f}x{'':>13}"
+                         + "".join(f"{res.median_ratio(op, 'peewee'):>12.3f}x" for op in OPS))
     lines.append("")
     lines.append("per operation, median microseconds (raw -> runtime, +overhead):")
     for res in results:
@@ -363,6 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sync", choices=("NORMAL", "FULL", "both"), default="both")
     parser.add_argument("--config", action="append", help="only these configurations (repeatable)")
     parser.add_argument("--workdir", help="keep the databases here instead of a temporary directory")
+    parser.add_argument("--peer", action="store_true",
+                        help="also measure peewee's SqliteDatabase in the same rounds (pip install -e '.[bench]')")
     args = parser.parse_args(argv)
 
     rounds = args.rounds or (3 if args.quick else 15)
@@ -383,9 +451,12 @@ def main(argv: list[str] | None = None) -> int:
                 if args.config and name not in args.config:
                     continue
                 results.append(measure(name, wd, sync, w, rounds, runtime_overrides=overrides,
-                                       base_db=base_db))
+                                       base_db=base_db, peer=args.peer))
     print(f"runtime overhead: DatabaseManager / raw sqlite3, median of {rounds} alternating rounds "
-          f"(on-disk WAL, {sys.platform}, python {sys.version.split()[0]}, sqlite {sqlite3.sqlite_version})")
+          f"(on-disk WAL, {sys.platform}, python {sys.version.split()[0]}, sqlite {sqlite3.sqlite_version}; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+    if args.peer and not peewee_available():
+        print("(peewee is not installed: the peer was not measured)")
     print(format_table(results))
     print(f"({time.perf_counter() - started:.1f}s)")
     return 0

@@ -19,6 +19,9 @@ and busy handler arbitrate instead).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import multiprocessing
+import os
 import random
 import sqlite3
 import statistics
@@ -79,9 +82,14 @@ def _writer_work(rng: random.Random, inserts: int) -> list[Any]:
 Runner = Callable[[int, list[Any]], None]
 
 
+#: synchronous for the thread curve (set by main: NORMAL without the journal, FULL with it).
+SYNC = {"mode": "NORMAL", "redo": False}
+
+
 def _raw_connection(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
-    for pragma in ("busy_timeout = 5000", "journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON"):
+    for pragma in ("busy_timeout = 5000", "journal_mode = WAL", f"synchronous = {SYNC['mode']}",
+                   "foreign_keys = ON"):
         conn.execute(f"PRAGMA {pragma}").fetchall()
     return conn
 
@@ -124,8 +132,8 @@ def _raw_per_thread(path: str, threads: int) -> tuple[Runner, Callable[[], None]
 
 
 def _runtime(path: str, threads: int) -> tuple[Runner, Callable[[], None]]:
-    db = DatabaseManager(ReliabilityConfig(db_path=path, synchronous="NORMAL", backup_interval=0.0,
-                                           redo_journal=False))
+    db = DatabaseManager(ReliabilityConfig(db_path=path, synchronous=SYNC["mode"], backup_interval=0.0,
+                                           redo_journal=bool(SYNC["redo"])))
     db.connection  # noqa: B018
 
     def run(index: int, work: list[Any]) -> None:
@@ -181,12 +189,111 @@ def thread_curve(wd: Path, counts: list[int], rounds: int, inserts: int) -> list
     return lines
 
 
+# -- writer processes: bank transfers ----------------------------------------------------------------
+ACCOUNTS = 20
+
+
+def _bank_db(path: str) -> None:
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)")
+        conn.execute("CREATE TABLE transfers (id INTEGER PRIMARY KEY, src INTEGER, dst INTEGER, amount INTEGER)")
+        conn.executemany("INSERT INTO accounts VALUES (?, 1000)", [(i,) for i in range(1, ACCOUNTS + 1)])
+
+
+def _bank_worker(side: str, path: str, seed: int, count: int, barrier: Any, out: Any) -> None:
+    """One process: ``count`` transfers (read two balances, write both, insert the transfer)."""
+    rng = random.Random(seed)
+    plan = [(*rng.sample(range(1, ACCOUNTS + 1), 2), rng.randint(1, 20)) for _ in range(count)]
+    if side == "raw":
+        conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+        for pragma in ("journal_mode = WAL", "synchronous = FULL", "busy_timeout = 30000", "foreign_keys = ON"):
+            conn.execute(f"PRAGMA {pragma}").fetchall()
+
+        def one(a: int, b: int, amount: int) -> None:
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    (ba,) = conn.execute("SELECT balance FROM accounts WHERE id = ?", (a,)).fetchone()
+                    (bb,) = conn.execute("SELECT balance FROM accounts WHERE id = ?", (b,)).fetchone()
+                    conn.execute("UPDATE accounts SET balance = ? WHERE id = ?", (ba - amount, a))
+                    conn.execute("UPDATE accounts SET balance = ? WHERE id = ?", (bb + amount, b))
+                    conn.execute("INSERT INTO transfers (src, dst, amount) VALUES (?, ?, ?)", (a, b, amount))
+                    conn.execute("COMMIT")
+                    return
+                except sqlite3.OperationalError:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+        close = conn.close
+    else:
+        db = DatabaseManager(ReliabilityConfig(db_path=path, synchronous="FULL", redo_journal=True,
+                                               backup_interval=0.0, health_check_interval=0.0,
+                                               quick_check_interval=0.0, integrity_check_interval=0.0,
+                                               busy_timeout_ms=30000, retry_attempts=50, retry_budget=300.0))
+
+        def work(a: int, b: int, amount: int) -> None:
+            (ba,) = db.fetch_one("SELECT balance FROM accounts WHERE id = ?", (a,))
+            (bb,) = db.fetch_one("SELECT balance FROM accounts WHERE id = ?", (b,))
+            db.execute("UPDATE accounts SET balance = ? WHERE id = ?", (ba - amount, a))
+            db.execute("UPDATE accounts SET balance = ? WHERE id = ?", (bb + amount, b))
+            db.execute("INSERT INTO transfers (src, dst, amount) VALUES (?, ?, ?)", (a, b, amount))
+
+        def one(a: int, b: int, amount: int) -> None:
+            db.run_in_transaction(work, a, b, amount)
+        close = db.close
+    barrier.wait()
+    t0 = time.perf_counter()
+    for a, b, amount in plan:
+        one(a, b, amount)
+    out.put((t0, time.perf_counter()))
+    close()
+
+
+def _bank_round(side: str, path: str, processes: int, count: int, seed: int) -> float:
+    """Acknowledged transfers per second of ``processes`` writer processes (first start to last end)."""
+    ctx = multiprocessing.get_context("fork")
+    barrier, out = ctx.Barrier(processes), ctx.Queue()
+    procs = [ctx.Process(target=_bank_worker, args=(side, path, seed * 100 + i, count, barrier, out))
+             for i in range(processes)]
+    for p in procs:
+        p.start()
+    spans = [out.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join()
+        if p.exitcode != 0:
+            raise RuntimeError(f"a {side} bank worker failed (exit {p.exitcode})")
+    return processes * count / (max(e for _, e in spans) - min(s for s, _ in spans))
+
+
+def process_curve(wd: Path, counts: list[int], rounds: int, transfers: int) -> list[str]:
+    """Runtime (FULL + journal, run_in_transaction) vs raw BEGIN IMMEDIATE, acked transfers/s, by processes."""
+    lines = [f"{'processes':>10}{'runtime/raw':>13}{'raw tx/s':>10}{'runtime tx/s':>14}"]
+    lines.append("-" * len(lines[0]))
+    for n in counts:
+        ratios, raw_rates, rt_rates = [], [], []
+        for r in range(rounds):
+            rates = {}
+            for side in (("raw", "runtime") if r % 2 == 0 else ("runtime", "raw")):
+                path = str(wd / f"bank-{side}-{n}-{r}.db")
+                _bank_db(path)
+                rates[side] = _bank_round(side, path, n, transfers, r)
+            ratios.append(rates["runtime"] / rates["raw"])
+            raw_rates.append(rates["raw"])
+            rt_rates.append(rates["runtime"])
+        lines.append(f"{n:>10}{statistics.median(ratios):>12.3f}x{statistics.median(raw_rates):>10.0f}"
+                     f"{statistics.median(rt_rates):>14.0f}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, few rounds (CI: checks it runs)")
     parser.add_argument("--rounds", type=int, help="alternating rounds per point (default 11, quick 3)")
     parser.add_argument("--workdir", help="keep the databases here instead of a temporary directory")
+    parser.add_argument("--part", action="append", choices=("sizes", "threads", "durable-threads", "processes"),
+                        help="only these curves (repeatable; default all)")
     args = parser.parse_args(argv)
+    parts = set(args.part or ("sizes", "threads", "durable-threads", "processes"))
     rounds = args.rounds or (3 if args.quick else 11)
     sizes = [1, 10] if args.quick else [1, 10, 100]
     workload = Workload(point_read=2000, range_read=400, insert=60, batch_write=12, update=60)
@@ -194,14 +301,29 @@ def main(argv: list[str] | None = None) -> int:
         workload = workload.scaled(0.25)
     started = time.perf_counter()
     with workdir(args.workdir) as wd:
-        print("scaling: runtime / raw sqlite3 by database size (mixed workload, metrics on, synchronous=NORMAL), "
-              f"median of {rounds} alternating rounds")
-        print("\n".join(size_curve(wd, sizes, rounds, workload)))
-        print()
-        print(f"scaling: runtime / raw by concurrent writer threads (autocommit inserts + 10-row transactions, "
-              f"synchronous=NORMAL), median of {rounds} rounds")
-        print("\n".join(thread_curve(wd, [1, 2, 4], rounds, 100 if args.quick else 600)))
-    print(f"({time.perf_counter() - started:.1f}s)")
+        if "sizes" in parts:
+            print("scaling: runtime / raw sqlite3 by database size (mixed workload, metrics on, "
+                  f"synchronous=NORMAL), median of {rounds} alternating rounds")
+            print("\n".join(size_curve(wd, sizes, rounds, workload)))
+            print()
+        if "threads" in parts:
+            print(f"scaling: runtime / raw by concurrent writer threads (autocommit inserts + 10-row transactions, "
+                  f"synchronous=NORMAL), median of {rounds} rounds")
+            print("\n".join(thread_curve(wd, [1, 2, 4], rounds, 100 if args.quick else 600)))
+            print()
+        if "durable-threads" in parts:
+            SYNC.update(mode="FULL", redo=True)
+            print(f"scaling: runtime (FULL + redo journal) / raw (FULL) by concurrent writer threads, "
+                  f"median of {rounds} rounds")
+            print("\n".join(thread_curve(wd, [1, 2, 4], rounds, 20 if args.quick else 100)))
+            SYNC.update(mode="NORMAL", redo=False)
+            print()
+        if "processes" in parts:
+            print("scaling: writer processes doing bank transfers (read-modify-write), runtime run_in_transaction "
+                  "(FULL + redo journal) / raw BEGIN IMMEDIATE (FULL), acknowledged transfers/s, median of "
+                  f"{max(1, rounds // 3)} rounds")
+            print("\n".join(process_curve(wd, [1, 4, 8], max(1, rounds // 3), 10 if args.quick else 60)))
+    print(f"({time.perf_counter() - started:.1f}s; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     return 0
 
 

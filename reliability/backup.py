@@ -33,7 +33,7 @@ from typing import Any
 from . import files
 from .errors import DatabaseError, ErrorKind, classify, sqlite_errors
 from .health import retryable_in_maintenance, run_maintenance
-from .redo import fsync_dir
+from .redo import WRITERS_TABLE, fsync_dir, set_sequence
 from .retry import RetryPolicy
 
 log = logging.getLogger("reliability.backup")
@@ -41,6 +41,8 @@ log = logging.getLogger("reliability.backup")
 #: The table inside each backup recording the last redo-journal sequence the copy contains.
 REDO_STATE_TABLE = "_reliability_redo_state"
 _PREFIX = "backup-"
+#: Seconds after which a temporary backup copy nobody finished is removed (see _prepare_directory).
+STALE_TMP_AGE = 3600.0
 _SUFFIX = ".sqlite"
 
 
@@ -137,6 +139,8 @@ class BackupManager:
                 dest.execute("PRAGMA journal_mode = DELETE")
                 if last_seq is not None:
                     record_sequence(dest, last_seq)
+                else:  # the global sequence the copied snapshot itself holds (journals of every process)
+                    last_seq = read_sequence(dest)
                 problems = quick_check(dest)
             finally:
                 dest.close()
@@ -167,7 +171,13 @@ class BackupManager:
     def _prepare_directory(self) -> None:
         files.ensure_private_dir(self.directory, what="backup directory (backup_dir)")  # never a planted link
         for stale in self.directory.glob(f".{_PREFIX}*.tmp*"):
-            _remove_quietly(stale)  # a copy left by a crash mid-backup: never verified
+            # A copy left by a crash mid-backup: never verified. Only an old one: another process on
+            # this database may be writing its own copy right now (each manager takes backups).
+            try:
+                if time.time() - stale.stat().st_mtime > STALE_TMP_AGE:
+                    _remove_quietly(stale)
+            except OSError:  # dbfault: no fault (gone already: its owner finished or removed it)
+                pass
 
     def _new_path(self, created: float) -> Path:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(created)) + f".{int(created % 1 * 1e6):06d}Z"
@@ -314,6 +324,7 @@ def record_sequence(conn: sqlite3.Connection, seq: int) -> None:
     conn.execute(f"CREATE TABLE IF NOT EXISTS {REDO_STATE_TABLE} "
                  "(id INTEGER PRIMARY KEY CHECK (id = 1), last_seq INTEGER NOT NULL)")
     conn.execute(f"INSERT OR REPLACE INTO {REDO_STATE_TABLE} (id, last_seq) VALUES (1, ?)", (seq,))
+    set_sequence(conn, seq)  # the global sequence (reliability.redo) continues from here too
 
 
 def read_sequence(path_or_conn: str | os.PathLike[str] | sqlite3.Connection) -> int | None:
@@ -324,10 +335,16 @@ def read_sequence(path_or_conn: str | os.PathLike[str] | sqlite3.Connection) -> 
     else:
         conn = sqlite3.connect(f"file:{Path(path_or_conn).resolve().as_posix()}?mode=ro", uri=True)
     try:
-        row = conn.execute(f"SELECT last_seq FROM {REDO_STATE_TABLE} WHERE id = 1").fetchone()
-        return int(row[0]) if row else None
-    except sqlite_errors():
-        return None
+        try:
+            row = conn.execute(f"SELECT last_seq FROM {REDO_STATE_TABLE} WHERE id = 1").fetchone()
+        except sqlite_errors():  # dbfault: no fault (no such table: a database never journaled)
+            row = None
+        try:  # the global sequence of the multi-process journals (reliability.redo)
+            top = conn.execute(f"SELECT max(seq) FROM {WRITERS_TABLE}").fetchone()
+        except sqlite_errors():  # dbfault: no fault (no such table: journaled by an older version or never)
+            top = None
+        values = [int(r[0]) for r in (row, top) if r and r[0] is not None]
+        return max(values) if values else None
     finally:
         if own:
             conn.close()

@@ -41,7 +41,7 @@ from .errors import KIND_INFO, DatabaseError, ErrorHandler, ErrorKind, RecoveryA
 from .health import HealthMonitor, HealthReport, HealthStatus, IntegrityReport, wal_size
 from .oplog import OperationLog
 from .recovery import Durability, RecoveryReport
-from .redo import statement_kind
+from .redo import allocate_sequence, ensure_sequence_table, statement_kind
 from .retry import RetryExhausted, RetryPolicy
 from .schema import Migration, MigrationResult, SchemaReport
 from .transaction import TransactionManager
@@ -103,7 +103,9 @@ class DatabaseManager:
         self.identity_check_interval = 0.05
         self._identity_due = 0.0
         self.transactions.before_commit.append(self._check_identity)
-        self.transactions.after_commit.append(self._after_commit)
+        self.transactions.committer = self._journaled_commit
+        #: Per thread: commits whose journal flush the current public call waits for before returning.
+        self._acks = _Acks()
         self.transactions.after_rollback.append(self._after_rollback)
         #: Extra health fields and reasons from feature modules: ``fn() -> (extra dict, reasons)``;
         #: any reason turns a healthy report into a degraded one.
@@ -138,6 +140,18 @@ class DatabaseManager:
     # -- statements ----------------------------------------------------------------------------
     def execute(self, sql: str, params: Params = ()) -> sqlite3.Cursor:
         """Run one statement; retried on transient errors when not inside a transaction."""
+        acks = self._acks
+        if acks.defer:  # inside another call that waits for durability itself
+            return self._execute(sql, params)
+        acks.defer = True
+        try:
+            return self._execute(sql, params)
+        finally:
+            acks.defer = False
+            if acks.tickets:
+                self._await_durable(acks)
+
+    def _execute(self, sql: str, params: Params) -> sqlite3.Cursor:
         if self._backlog is not None and not self.transactions.depth:
             self._drain_backlog("execute", sql, params)
         t0 = perf_counter()
@@ -149,8 +163,16 @@ class DatabaseManager:
                     if not self.transactions.depth:
                         # An autocommit write commits at once: make sure it goes to the real file.
                         self._check_identity(conn)
-                    cur = conn.execute(sql, params)
-                    if conn.total_changes != before:
+                        if self._redo is not None and _route(sql, conn.in_transaction):
+                            cur = self._autocommit_journaled(conn, sql, params)  # captured and committed
+                            before = -1
+                        else:
+                            cur = conn.execute(sql, params)
+                    else:
+                        cur = conn.execute(sql, params)
+                    if before < 0:
+                        pass
+                    elif conn.total_changes != before:
                         self._wrote(conn, sql, params, False)
                     elif self._redo is not None and cur.description is None:
                         self._redo_statement(conn, sql, params)
@@ -263,9 +285,103 @@ class DatabaseManager:
             if redo is not None:
                 redo.capture(sql, params, many)
             return
-        if redo is not None:
-            redo.capture(sql, params, many)
-            redo.commit()
+        if redo is not None and redo.error is None:
+            # A statement routed as a read changed rows and committed on its own (a function with
+            # side effects): it has no sequence and no record, so recovery could not bring it back.
+            redo.error = (f"a statement committed outside the journal ({sql[:60]!r}); writes since the "
+                          "last verified backup may not be replayable")
+            log.error("%s", redo.error)
+
+    def _autocommit_journaled(self, conn: sqlite3.Connection, sql: str, params: Any) -> Any:
+        """One write outside a transaction, journaled: its own transaction with a sequence and a record."""
+        redo = self._redo
+        if conn.in_transaction:  # a COMMIT/END issued through execute() after a BEGIN issued the same way
+            try:
+                self._journaled_commit(conn)
+            except BaseException:  # dbfault: no fault (a COMMIT issued through execute() failing: same path as below)
+                redo.discard()
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return _NO_ROWS
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            before = conn.total_changes
+            cur = conn.execute(sql, params)
+            if cur.description is not None:  # INSERT … RETURNING: step it to the end before COMMIT
+                cur = _Rows(cur)
+            if conn.total_changes != before or statement_kind(sql) == "ddl":
+                redo.capture(sql, params, False)
+            self._journaled_commit(conn)
+        except BaseException:
+            redo.discard()
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except Exception as exc:  # dbfault: no fault (a dead handle: the transaction is gone with it)
+                    log.warning("rollback after a failed write failed: %s", exc)
+            raise
+        return cur
+
+    def _journaled_commit(self, conn: sqlite3.Connection) -> None:
+        """COMMIT the open transaction so that no acknowledged write is missing from the journal.
+
+        Allocate the global sequence inside the transaction, write the record (and its fsync),
+        COMMIT; a failed COMMIT gets a durable abort marker before the error goes up. See
+        :mod:`reliability.redo` for why this order.
+        """
+        redo = self._redo
+        if redo is None or not redo._pending:
+            conn.execute("COMMIT")
+            return
+        try:
+            seq = allocate_sequence(conn, redo.slot)
+        except self.connections.module.OperationalError as exc:  # dbfault: no fault (first journaled write)
+            if "no such table" not in str(exc):
+                raise
+            ensure_sequence_table(conn)  # first journaled write on this database (inside the transaction)
+            seq = allocate_sequence(conn, redo.slot)
+        written = redo.write_record(seq, sync=False)
+        # The journal's fdatasync runs on the writer thread while SQLite commits (and syncs) here.
+        ticket = redo.start_sync() if written else None
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            if ticket is not None:
+                ticket.wait()  # (the marker below is flushed by itself)
+            if written:
+                redo.abort(seq)
+            else:
+                redo.discard()
+            raise
+        if ticket is not None:
+            acks = self._acks
+            if acks.defer:
+                # Group commit: the caller waits for the flush after the manager's lock is released, so
+                # the next transaction's COMMIT overlaps this flush; a later flush of the same file
+                # covers this record too. The caller is told only after the wait (see execute()).
+                acks.tickets.append((ticket, seq))
+                redo.committed(seq)
+                return
+            failed = ticket.wait()
+            if failed is not None:  # committed in SQLite, not durable in the journal: say so, keep serving
+                redo._fail(f"redo journal fsync failed at seq {seq}: {failed}")
+                written = False
+        if written:
+            redo.committed(seq)
+        else:
+            redo.discard()
+            redo.seen = max(redo.seen, seq)  # committed without a record: recovery must know it existed
+
+    def _await_durable(self, acks: _Acks) -> None:
+        """Wait for the journal flushes of this thread's commits (outside the manager's lock)."""
+        tickets, acks.tickets = acks.tickets, []
+        for ticket, seq in tickets:
+            failed = ticket.wait()
+            redo = self._redo
+            if failed is not None and redo is not None:  # committed in SQLite: keep serving, say so
+                with self._lock:
+                    redo._fail(f"redo journal fsync failed at seq {seq}: {failed}")
 
     def _check_identity(self, conn: sqlite3.Connection) -> None:
         # In WAL mode SQLite keeps writing into a deleted or replaced file without error, and a
@@ -273,10 +389,6 @@ class DatabaseManager:
         if self.connections.file_moved():
             raise DatabaseError(ErrorKind.READONLY_DBMOVED,
                                 "the database file was deleted, moved or replaced under the open connection")
-
-    def _after_commit(self) -> None:
-        if self._redo is not None:
-            self._redo.commit()
 
     def _after_rollback(self) -> None:
         if self._redo is not None:
@@ -287,11 +399,8 @@ class DatabaseManager:
         kind = statement_kind(sql)
         if kind == "ddl":
             self._wrote(conn, sql, params, False)
-        elif not self.transactions.depth and self._redo is not None:
-            if kind == "commit":
-                self._redo.commit()
-            elif kind == "rollback":
-                self._redo.discard()
+        elif not self.transactions.depth and self._redo is not None and kind == "rollback":
+            self._redo.discard()
 
     # -- failures ------------------------------------------------------------------------------
     def _failed(
@@ -327,6 +436,8 @@ class DatabaseManager:
             before = conn.total_changes
             if not in_tx and call is not _fetch_one and call is not _fetch_all:
                 self._check_identity(conn)
+                if call is _execute and self._redo is not None and _route(sql, conn.in_transaction):
+                    return self._autocommit_journaled(conn, sql, params)
             result = call(conn, sql, params)
             if conn.total_changes != before:
                 self._wrote(conn, sql, params, op == "executemany")
@@ -443,17 +554,26 @@ class DatabaseManager:
         if self._backlog is not None and not self.transactions.depth:
             self._drain_backlog("transaction", None, None)
         t0 = perf_counter()
+        acks = self._acks
+        outer = not acks.defer
+        acks.defer = True
         try:
-            with self._lock, self.transactions.transaction(self.new_operation_id()) as conn:
-                yield conn
-        except DatabaseError as err:
-            if self.transactions.depth:
+            try:
+                with self._lock, self.transactions.transaction(self.new_operation_id()) as conn:
+                    yield conn
+            except DatabaseError as err:
+                if self.transactions.depth:
+                    raise
+                self._raise_tx_error(err, t0)
+            except BaseException:  # dbfault: no fault (the caller's own exception ends its transaction)
+                if not self.transactions.depth:
+                    self._count_errors(None)  # count the errors it saw inside
                 raise
-            self._raise_tx_error(err, t0)
-        except BaseException:  # dbfault: no fault (the caller's own exception ends its transaction)
-            if not self.transactions.depth:
-                self._count_errors(None)  # count the errors it saw inside
-            raise
+        finally:
+            if outer:
+                acks.defer = False
+                if acks.tickets:
+                    self._await_durable(acks)
         if not self.transactions.depth:
             if self._tx_errors:
                 self._count_errors(None)  # errors the caller caught inside the transaction
@@ -476,6 +596,19 @@ class DatabaseManager:
             if KIND_INFO[classify(exc)].action is RecoveryAction.RECONNECT:
                 self._drop_connection()
 
+        acks = self._acks
+        if acks.defer:
+            return self._run_in_transaction(fn, args, kwargs, before_retry, t0)
+        acks.defer = True
+        try:
+            return self._run_in_transaction(fn, args, kwargs, before_retry, t0)
+        finally:
+            acks.defer = False
+            if acks.tickets:
+                self._await_durable(acks)
+
+    def _run_in_transaction(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any],
+                            before_retry: Callable[[BaseException], None], t0: float) -> T:
         with self._lock:
             try:
                 result = self.transactions.run(fn, args, kwargs, operation_id=self.new_operation_id(),
@@ -703,3 +836,81 @@ def _fetch_one(conn: sqlite3.Connection, sql: str, params: Any) -> Any:
 
 def _fetch_all(conn: sqlite3.Connection, sql: str, params: Any) -> list[Any]:
     return conn.execute(sql, params).fetchall()
+
+
+class _Acks(threading.local):
+    """Per-thread: is a public call waiting for journal flushes (``defer``), and which (``tickets``)."""
+
+    defer = False
+
+    def __init__(self) -> None:
+        self.tickets: list[tuple[Any, int]] = []
+
+
+class _Rows:
+    """The rows of a write with ``RETURNING`` run in its own journaled transaction, read before COMMIT."""
+
+    def __init__(self, cur: sqlite3.Cursor) -> None:
+        self.description = cur.description
+        self._rows = cur.fetchall()
+        self.rowcount = cur.rowcount
+        self.lastrowid = cur.lastrowid
+
+    def fetchone(self) -> Any:
+        """The next row, or None."""
+        return self._rows.pop(0) if self._rows else None
+
+    def fetchall(self) -> list[Any]:
+        """Every remaining row."""
+        rows, self._rows = self._rows, []
+        return rows
+
+    def fetchmany(self, size: int = 1) -> list[Any]:
+        """Up to ``size`` remaining rows."""
+        rows, self._rows = self._rows[:size], self._rows[size:]
+        return rows
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+
+class _NoRows(_Rows):
+    def __init__(self) -> None:
+        self.description = None
+        self._rows = []
+        self.rowcount = -1
+        self.lastrowid = None
+
+
+_NO_ROWS = _NoRows()
+#: First words of statements that run as they are outside a transaction (reads, transaction control,
+#: statements SQLite refuses inside a transaction). Everything else is a write to journal.
+_RAW_WORDS = frozenset({"SELECT", "VALUES", "EXPLAIN", "PRAGMA", "BEGIN", "ROLLBACK", "SAVEPOINT", "RELEASE",
+                        "VACUUM", "ATTACH", "DETACH"})
+_ROUTES: dict[str, str] = {}
+
+
+def _route(sql: str, in_transaction: bool) -> bool:
+    """True when a statement outside ``db.transaction()`` must take the journaled path."""
+    kind = _ROUTES.get(sql)
+    if kind is None:
+        words = _strip_sql(sql).split(None, 1)
+        first = words[0].upper().rstrip(";") if words else ""
+        kind = "commit" if first in ("COMMIT", "END") else "raw" if first in _RAW_WORDS or not first else "write"
+        if len(_ROUTES) > 4096:
+            _ROUTES.clear()
+        _ROUTES[sql] = kind
+    if kind == "write":
+        return not in_transaction
+    return kind == "commit" and in_transaction
+
+
+def _strip_sql(sql: str) -> str:
+    # Leading comments do not decide what a statement is.
+    text = sql.lstrip()
+    while text.startswith("--") or text.startswith("/*"):
+        if text.startswith("--"):
+            text = text.split("\n", 1)[1].lstrip() if "\n" in text else ""
+        else:
+            text = text.split("*/", 1)[1].lstrip() if "*/" in text else ""
+    return text

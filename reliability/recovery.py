@@ -5,10 +5,12 @@ Recovery (``db.recover()``, or automatic when corruption is detected):
 
 1. close the runtime's connection;
 2. pick the newest backup that was verified when made *and* still passes ``quick_check``;
-3. copy it beside the database and replay the redo journal's transactions whose sequence is
-   above the one recorded in the backup, in order, in batches; each batch records the last
-   applied sequence in ``_reliability_redo_state`` in the same transaction, so replay is
-   idempotent (a recovery interrupted half-way can simply run again);
+3. copy it beside the database and replay the transactions of every process's redo journal
+   (merged by the global commit sequence, see :mod:`reliability.redo`) whose sequence is above
+   the one recorded in the backup, in order, in batches; each batch records the last applied
+   sequence in the same transaction, so replay is idempotent (a recovery interrupted half-way
+   can simply run again). A sequence with no record anywhere (a journal cut short, deleted or
+   damaged) is reported with ``ok=False``, and replay stops before it;
 4. fsync the prepared file, rename the damaged database with its ``-wal``/``-shm`` to
    ``<db>.quarantine-<time>`` (never deleted), rename the prepared file into place;
 5. reopen, then take a fresh backup so the journal starts over from it.
@@ -46,7 +48,21 @@ from .backup import (
 )
 from .errors import DatabaseError, ErrorKind
 from .health import IntegrityReport, Scheduler, check_integrity, retryable_in_maintenance, run_maintenance
-from .redo import JournalState, RedoJournal, read_journal
+from .redo import (
+    JournalState,
+    RedoJournal,
+    committed_by_slot,
+    ensure_sequence_table,
+    journal_files,
+    plan_replay,
+    read_committed,
+    read_journal,
+    reconcile_orphans,
+    register_unjournaled,
+    set_sequence,
+    unjournaled_writers,
+    unregister_unjournaled,
+)
 from .retry import RetryExhausted, RetryPolicy
 from .schema import (
     Migration,
@@ -124,8 +140,12 @@ def _maintenance(kind: str) -> Callable[[F], F]:
             rows = getattr(result, "replayed", None)
             if rows is None:
                 rows = len(getattr(result, "applied", ()) or ())
-            # The operation ran: "ok" even when its report found problems (those are in the report and logs).
-            _record(db, kind, t0, rows, "ok", None)
+            # The operation ran: "ok" even when its report found problems (those are in the report and logs),
+            # except a recovery that could not bring everything back: its record says "incomplete".
+            if getattr(result, "ok", True) is False and isinstance(result, RecoveryReport):
+                _record(db, kind, t0, rows, "incomplete", "incomplete_recovery")
+            else:
+                _record(db, kind, t0, rows, "ok", None)
             return result
 
         return run  # type: ignore[return-value]
@@ -161,6 +181,8 @@ class Durability:
         self._recovering = False
         #: The startup schema check met a lock that outlasted the retry policy: checked again later.
         self._schema_unchecked = False
+        #: This manager writes without a journal to a journaled database (see redo.register_unjournaled).
+        self._unjournaled_slot: int | None = None
         self._last_failed_recovery = 0.0
         self.scheduler = Scheduler([
             ("backup", cfg.backup_interval, self._scheduled_backup),
@@ -189,13 +211,22 @@ class Durability:
             if state is not None and self.redo.owned:
                 self.db._redo = self.redo
                 self.db.transactions.savepoint_hooks.append(self._savepoint_event)
+                self._reconcile(state)
                 self._anchor(state)
         if self.db.connections.refused is None and _database_missing(self.db.path):
-            # The journal is off or another process owns it, so _anchor did not look: a missing
+            # The journal is off or could not be opened, so _anchor did not look: a missing
             # database is still an incident when backups or a journal show it held data.
             journal = self.db.config.redo_journal_file if self.db.config.redo_journal else None
             self._missing_at_start(read_journal(journal) if journal is not None and os.path.exists(journal)
                                    else None)
+        if self.db._redo is None and self.db.connections.refused is None and not _database_missing(self.db.path):
+            # Other processes journal this database but this manager does not: say so in the database
+            # itself, so a recovery anywhere knows writes exist that no journal can bring back.
+            try:
+                with self.db._lock:
+                    self._unjournaled_slot = register_unjournaled(self.db.connections.live_connection())
+            except Exception as exc:  # noqa: BLE001  # dbfault: no fault (a read-only or damaged file)
+                log.warning("could not record that this manager writes without a redo journal: %s", exc)
         if self.migrations is not None and self.db.connections.refused is None:
             self._startup_schema()
         self.scheduler.start()
@@ -207,6 +238,11 @@ class Durability:
             if self.redo is not None:
                 self.redo.close()
                 self.db._redo = None
+            if self._unjournaled_slot is not None:
+                try:
+                    unregister_unjournaled(self.db.connections.live_connection(), self._unjournaled_slot)
+                except Exception as exc:  # noqa: BLE001  # dbfault: no fault (stays registered: recovery stays cautious)
+                    log.warning("could not remove this manager's unjournaled-writer record: %s", exc)
 
     def _savepoint_event(self, event: str, level: int) -> None:
         redo = self.redo
@@ -215,6 +251,29 @@ class Durability:
                 redo.savepoint(level)
             else:
                 redo.rollback_savepoint(level)
+
+    def _reconcile(self, state: JournalState) -> None:
+        """Before anything else runs: mark aborted every journal record the database never committed.
+
+        A process killed between writing its record and COMMIT (this one, if the journal was not
+        closed cleanly, or any other whose journal nobody holds now) left a record SQLite rolled back.
+        """
+        redo = self.redo
+        assert redo is not None
+        if not os.path.exists(self.db.path) or os.path.getsize(self.db.path) == 0:
+            return  # nothing committed to compare with (and opening would create the file)
+        try:
+            with self.db._lock:
+                committed = committed_by_slot(self.db.connections.live_connection())
+        except Exception as exc:  # noqa: BLE001  # dbfault: no fault (an unreadable database: recovery decides)
+            log.warning("could not read the committed sequences to reconcile the redo journals: %s", exc)
+            return
+        if committed is None:
+            return
+        if not state.clean:
+            redo.reconcile(committed)
+        reconcile_orphans(redo.base_path, committed, fsync=redo.fsync)
+        redo.seen = max([redo.seen, *committed.values()])
 
     def _anchor(self, state: JournalState) -> None:
         """Make the journal continue from a state recovery can rebuild (see module docstring)."""
@@ -441,16 +500,22 @@ class Durability:
                 raise BackupError(ErrorKind.MISUSE, "backup() cannot run inside a transaction: "
                                   "the copy would include uncommitted changes")
             redo = self.redo if self.redo is not None and self.redo.owned else None
-            seq = redo.seq if redo is not None else None
+            seq: int | None = None
             try:
                 try:
                     conn = db.connections.live_connection()
                 except Exception as exc:
                     raise BackupError(db.errors.wrap(exc, log=False).kind,
                                       f"cannot open the database to back it up: {exc}") from exc
+                if redo is not None:
+                    try:  # the copy must carry the global sequence (every process's journal continues from it)
+                        ensure_sequence_table(conn)
+                    except db.connections.module.Error:  # dbfault: no fault (a read-only file: query_only)
+                        seq = redo.seq  # a read-only file: the best this process knows
                 try:
                     # A lock or one-off I/O error is no reason to give up (nor a verdict on the copy):
                     # the shared policy retries; the error that outlasts it is reported as it is.
+                    # (seq None: the copy's own sequence, read from the copied snapshot, reliability.redo.)
                     info = db.policy.call(lambda: self.backups.create(conn, last_seq=seq),
                                           should_retry=retryable_in_maintenance)
                 except RetryExhausted as exc:
@@ -458,8 +523,8 @@ class Durability:
             except DatabaseError as exc:
                 m.last_backup_error = exc.detail
                 raise
-            if redo is not None and seq is not None:
-                redo.reset(seq)
+            if redo is not None and info.last_seq is not None:
+                redo.reset(info.last_seq)
         m.last_backup_at = info.created_at
         m.last_backup_error = None
         return info
@@ -621,7 +686,6 @@ class Durability:
         state: JournalState | None = None
         if self.redo is not None:
             state = read_journal(self.redo.path)
-            problems += state.problems
             if not state.header and self.redo.owned:
                 # Ours always starts with a header (reset() at startup): the file was deleted or
                 # replaced under us, so what it held since the backup is unknown, not "nothing".
@@ -634,20 +698,42 @@ class Durability:
         else:
             problems.append("the redo journal is off (redo_journal=False); writes after the backup are lost")
 
-        start_empty = chosen is None and state is not None and state.from_empty
+        # Every process's journal, merged by the global sequence (see reliability.redo).
+        plan = None
+        from_empty = False
+        if state is not None:
+            assert self.redo is not None
+            base = self.redo.base_path
+            from_empty = any(read_journal(p).from_empty and read_journal(p).base == 0 for _s, p in journal_files(base))
+            committed = read_committed(db.path)  # the damaged file may still say how far it got
+            backup_seq = chosen.last_seq if chosen is not None else 0
+            unjournaled = unjournaled_writers(committed, backup_seq)
+            if chosen is not None:
+                unjournaled += unjournaled_writers(read_committed(chosen.path), backup_seq)
+            problems += [f"{what}: its writes after the backup cannot be replayed and may be missing"
+                         for what in sorted(set(unjournaled))]
+            alive = frozenset({self.redo.slot}) if self.redo.owned else frozenset()
+
+            def merged(start: int) -> Any:
+                return plan_replay(base, start, seen=self.redo.seen if self.redo else 0,
+                                   committed=committed, alive=alive)
+
+            if chosen is not None and chosen.last_seq is not None:
+                plan = merged(chosen.last_seq)
+                if plan.missing and from_empty:
+                    whole = merged(0)
+                    if not whole.missing:
+                        chosen, plan = None, whole  # the journals alone rebuild everything
+            elif chosen is None and from_empty:
+                plan = merged(0)
+            elif chosen is not None:
+                problems.append(f"backup {chosen.path} records no redo sequence: writes after it cannot be replayed")
+        start_empty = chosen is None and from_empty
         if chosen is None and not start_empty:
             problems[:0] = ["no verified backup to restore from; the damaged database was left in place"] + unchecked
             return RecoveryReport(False, [], None, 0, perf_counter() - t0, problems, reason)
-
-        replay = state is not None
-        if chosen is not None and state is not None and (chosen.last_seq is None or chosen.last_seq < state.base):
-            if state.from_empty:
-                chosen, start_empty = None, True  # the journal alone rebuilds everything
-            else:
-                replay = False
-                problems.append(f"the redo journal continues from sequence {state.base} but backup "
-                                f"{chosen.path} holds only up to {chosen.last_seq}: writes after the "
-                                "backup cannot be replayed")
+        if plan is not None:
+            problems += plan.problems
         db.connections.close()
         tmp = Path(f"{db.path}.restore-tmp")
         if start_empty:
@@ -661,10 +747,12 @@ class Durability:
             tmp = copy_for_install(chosen.path, db.path)
         replayed = 0
         try:
-            if replay and state is not None:
-                replayed, replay_problems = replay_journal(tmp, state.entries,
-                                                           foreign_keys=db.config.foreign_keys, policy=db.policy)
+            if plan is not None:
+                replayed, replay_problems = replay_journal(tmp, plan.entries, foreign_keys=db.config.foreign_keys,
+                                                           policy=db.policy, final_seq=plan.top)
                 problems += replay_problems
+                if self.redo is not None:
+                    self.redo.seen = max(self.redo.seen, plan.top)
             fsync_file(tmp)
             quarantined = move_aside(db.path, "quarantine")
             install(tmp, db.path)
@@ -705,7 +793,8 @@ class Durability:
             "last_recovery": last,
             "redo": None if self.redo is None else {
                 "seq": self.redo.seq, "base": self.redo.base, "size": self.redo.size(),
-                "owned": self.redo.owned, "error": self.redo.error},
+                "owned": self.redo.owned, "error": self.redo.error, "slot": self.redo.slot,
+                "path": str(self.redo.path)},
             "schema": None if self.schema_report is None else self.schema_report.to_dict(),
         }
         return extra, reasons
@@ -727,15 +816,20 @@ def _database_missing(path: str) -> bool:
 
 def replay_journal(
     path: str | os.PathLike[str],
-    entries: list[tuple[int, list[Any]]],
+    entries: list[tuple[Any, ...]],
     *,
     foreign_keys: bool = True,
     policy: RetryPolicy | None = None,
+    final_seq: int | None = None,
 ) -> tuple[int, list[str]]:
     """Replay journal ``entries`` into the database at ``path``; returns (transactions replayed, problems).
 
-    Entries at or below the sequence recorded in the database are skipped; each batch records
-    its last sequence in the same transaction, so running this twice applies everything once.
+    ``entries`` are ``(seq, ops)`` or ``(seq, ops, slot)`` (merged journals: the slot's last
+    committed sequence is recorded too, as the live commit does). Entries at or below the
+    sequence recorded in the database are skipped; each batch records its last sequence in the
+    same transaction, so running this twice applies everything once. ``final_seq``: the
+    sequence the database continues from afterwards (past anything held back or missing, so a
+    new transaction never reuses the sequence of a record still in some journal).
     A lock or one-off I/O error on a batch reruns it under ``policy``; one that outlasts it raises
     :class:`DatabaseError` (nothing is installed, the next recovery starts again) instead of
     cutting the replay short as if the journal ended there.
@@ -752,7 +846,7 @@ def replay_journal(
     try:
         run_maintenance(prepare, policy, "preparing the redo journal replay")
         done = read_sequence(conn) or 0
-        todo = [(seq, ops) for seq, ops in entries if seq > done]
+        todo = [entry for entry in entries if entry[0] > done]
         i = 0
         while i < len(todo):
             batch = todo[i:i + REPLAY_BATCH]
@@ -763,30 +857,34 @@ def replay_journal(
                 continue
             except sqlite3.Error:
                 pass  # find the exact entry below, one transaction each
-            for seq, ops in batch:
+            for entry in batch:
                 try:
-                    run_maintenance(functools.partial(_apply_batch, conn, [(seq, ops)]), policy,
+                    run_maintenance(functools.partial(_apply_batch, conn, [entry]), policy,
                                     "replaying the redo journal")
                 except sqlite3.Error as exc:
-                    problems.append(f"replay stopped at journal sequence {seq}: {exc}; later writes were "
+                    problems.append(f"replay stopped at journal sequence {entry[0]}: {exc}; later writes were "
                                     "not replayed")
                     return replayed, problems
                 replayed += 1
             i += len(batch)
+        if final_seq is not None and final_seq > (read_sequence(conn) or 0):
+            record_sequence(conn, final_seq)
     finally:
         conn.close()
     return replayed, problems
 
 
-def _apply_batch(conn: sqlite3.Connection, batch: list[tuple[int, list[Any]]]) -> None:
+def _apply_batch(conn: sqlite3.Connection, batch: list[tuple[Any, ...]]) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for _seq, ops in batch:
-            for sql, params, many in ops:
+        for entry in batch:
+            for sql, params, many in entry[1]:
                 if many:
                     conn.executemany(sql, params)
                 else:
                     conn.execute(sql, params)
+            if len(entry) > 2:
+                set_sequence(conn, entry[0], entry[2])
         record_sequence(conn, batch[-1][0])
         conn.execute("COMMIT")
     except BaseException:

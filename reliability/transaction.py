@@ -52,6 +52,8 @@ class TransactionManager:
         self.depth = 0
         #: Called with the connection just before the outermost COMMIT (may raise to abort).
         self.before_commit: list[Callable[[sqlite3.Connection], None]] = []
+        #: Runs the outermost COMMIT (the manager's journaled commit); None: a plain ``COMMIT``.
+        self.committer: Callable[[sqlite3.Connection], None] | None = None
         #: Called after the outermost COMMIT succeeded, before the caller is told.
         self.after_commit: list[Callable[[], None]] = []
         #: Called after the outermost transaction rolled back.
@@ -127,7 +129,10 @@ class TransactionManager:
         try:
             for check in self.before_commit:
                 check(conn)
-            conn.execute("COMMIT")
+            if self.committer is not None:
+                self.committer(conn)
+            else:
+                conn.execute("COMMIT")
         except BaseException as exc:
             # BUSY at COMMIT leaves the transaction open; everything else may or may not have.
             self._rollback(conn, 0, "")

@@ -159,13 +159,14 @@ def test_replay_that_meets_a_lock_is_rerun_not_cut_short(tmp_path):
     db = new_db(tmp_path)  # only for a database file with table t
     db.close()
     Path(db.path).rename(path)
+    base = read_sequence(path) or 0  # what the file already holds (its own journaled writes: the global sequence)
     entries = [(seq, [("INSERT INTO t (id, v) VALUES (?, ?)", [1000 + seq, "replayed"], False)])
-               for seq in range(1, 6)]
+               for seq in range(base + 1, base + 6)]
     sleep = LiftOnSleep()
     sleep.holder = file_lock(path).inject()
     replayed, problems = replay_journal(path, entries, policy=RetryPolicy(attempts=3, sleep=sleep))
     assert (replayed, problems) == (5, []) and sleep.sleeps == 1
-    assert read_sequence(path) == 5
+    assert read_sequence(path) == base + 5
 
 
 def test_a_schema_check_locked_out_at_startup_is_checked_again_not_held_against_writes(tmp_path):

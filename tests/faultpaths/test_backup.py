@@ -113,11 +113,15 @@ def test_a_copy_left_by_a_crash_mid_backup_is_removed_and_a_stale_directory_only
     stale.write_bytes(b"half a copy")
     odd = manager.directory / ".backup-20000101T000000.000001Z.sqlite.tmp-dir"
     odd.mkdir()  # not a file: unlink refuses it, and a backup is still made
+    for left in (stale, odd):  # left an hour ago (a fresh one may be another process's copy in progress)
+        os.utime(left, (0, 0))
+    fresh = manager.directory / ".backup-20000101T000000.000002Z.sqlite.tmp"
+    fresh.write_bytes(b"another process copying right now")
     try:
         info = manager.create(src)
     finally:
         src.close()
-    assert info.verified and not stale.exists() and odd.is_dir()
+    assert info.verified and not stale.exists() and odd.is_dir() and fresh.exists()
     assert f"could not remove {odd}" in caplog.text
 
 

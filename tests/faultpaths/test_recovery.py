@@ -330,7 +330,8 @@ def test_a_newest_backup_damaged_since_it_was_made_is_skipped_and_the_gap_report
             report = db.recover()
         assert report.backup == older.path and not report.ok
         assert report.problems[0].startswith(f"backup {newest.path} no longer passes quick_check")
-        assert "holds only up to" in report.problems[1]  # the journal starts after the newest backup
+        # the journal starts after the newest backup: the transactions between are missing, the rest held back
+        assert "missing from the redo journals" in report.problems[1] and "held back" in report.problems[1]
         assert db.fetch_one("SELECT count(*) FROM t") == (20,)
         listed = db.backups()  # the recovery's own re-anchoring backup, then the two older ones
         assert [b.verified for b in listed] == [True, False, True] and listed[1].path == newest.path
@@ -359,17 +360,19 @@ def test_a_write_the_journal_could_not_record_is_reported_after_recovery(tmp_pat
         db.close()
 
 
-def test_a_backup_taken_by_a_second_manager_is_passed_over_when_the_journal_rebuilds_everything(tmp_path):
+def test_a_backup_taken_by_a_second_manager_carries_the_global_sequence_for_recovery(tmp_path):
     db = new_db(tmp_path)  # a new database: its journal starts from empty
-    other = DatabaseManager(fast_config(tmp_path / "app.db"))  # does not own the journal
+    other = DatabaseManager(fast_config(tmp_path / "app.db"))  # its own journal slot
     try:
-        assert other.backup().last_seq is None
+        info = other.backup()
+        assert info.last_seq is not None and info.last_seq == db.durability.redo.seq  # type: ignore[union-attr]
+        other.execute("INSERT INTO t (id, v) VALUES (500, 'by the other manager')")
         expected = dict(db.fetch_all("SELECT id, v FROM t"))
         Path(f"{db.path}.restore-tmp").write_bytes(b"left by a crashed recovery")
         db.connections.close()
         with CorruptFault(db.path, part="header", seed=8):
             report = db.recover()
-        assert report.ok and report.backup is None and report.replayed > 0
+        assert report.ok and report.backup == info.path and report.replayed == 1, report
         assert dict(db.fetch_all("SELECT id, v FROM t")) == expected
     finally:
         other.close()
