@@ -108,6 +108,22 @@ def test_the_write_queue_temporary_is_never_opened_through_a_planted_link(tmp_pa
     assert victim.read_text() == "precious\n"
 
 
+def test_the_redo_journal_temporary_is_never_written_through_a_planted_link(tmp_path: Path) -> None:
+    """The link the independent test found followed: ``<db>.redo.tmp`` overwritten with the journal header."""
+    db_path = tmp_path / "app.db"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    with DatabaseManager(fast_config(db_path)) as db:
+        db.execute("CREATE TABLE t (v)")
+        db.execute("INSERT INTO t VALUES (1)")
+        Path(f"{db_path}.redo.tmp").symlink_to(victim)
+        db.backup()  # re-anchors the journal through <db>.redo.tmp
+        db.execute("INSERT INTO t VALUES (2)")
+        assert db.fetch_all("SELECT v FROM t") == [(1,), (2,)]
+    assert victim.read_text() == "precious\n"
+    assert not Path(f"{db_path}.redo").is_symlink()
+
+
 def test_backups_never_go_into_a_linked_directory(tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
