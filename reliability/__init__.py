@@ -6,20 +6,51 @@ Example::
 
     with DatabaseManager(ReliabilityConfig(db_path="app.db")) as db:
         db.run_in_transaction(lambda: db.execute("INSERT INTO t VALUES (1)"))
+
+The plan this runtime implements (``docs/plan.md``) names some parts differently; those names are
+exported too and are the same objects: ``DatabaseConfig`` is :class:`ReliabilityConfig`,
+``DatabaseHealth`` is :class:`HealthReport`, ``RetryConfig`` is :class:`RetryPolicy`,
+``GracefulDegradation`` is :class:`~reliability.degradation.CommandRegistry` (``db.commands``), and the
+admin commands ``AdminSetFlag`` / ``AdminAudit`` are :func:`reliability.admin.set_flag` /
+:func:`reliability.admin.audit`.
 """
 
-from .backup import BackupError, BackupInfo
+from . import admin
+from .backup import BackupError, BackupInfo, BackupManager
 from .config import ConfigError, ReliabilityConfig
 from .connection import ConnectionManager, ConnectionState
+from .degradation import CommandRegistry, CommandResult, Needs, WriteQueue
 from .errors import KIND_INFO, DatabaseError, ErrorHandler, ErrorKind, RecoveryAction, classify
 from .health import HealthMonitor, HealthReport, HealthStatus, IntegrityReport
+from .inspection import Inspector
 from .manager import DatabaseManager
 from .recovery import RecoveryReport
 from .retry import RetryExhausted, RetryPolicy
-from .schema import Migration, MigrationError, MigrationResult, SchemaReport
+from .schema import Migration, MigrationError, MigrationResult, SchemaReport, SchemaValidator
 from .transaction import TransactionError, TransactionManager
 
+# The plan's names (docs/plan.md): the same objects under the names the plan gives them.
+DatabaseConfig = ReliabilityConfig
+DatabaseHealth = HealthReport
+RetryConfig = RetryPolicy
+GracefulDegradation = CommandRegistry
+AdminSetFlag = admin.set_flag
+AdminAudit = admin.audit
+
 __all__ = [
+    "AdminAudit",
+    "AdminSetFlag",
+    "BackupManager",
+    "CommandRegistry",
+    "CommandResult",
+    "DatabaseConfig",
+    "DatabaseHealth",
+    "GracefulDegradation",
+    "Inspector",
+    "Needs",
+    "RetryConfig",
+    "SchemaValidator",
+    "WriteQueue",
     "KIND_INFO",
     "BackupError",
     "BackupInfo",

@@ -64,12 +64,15 @@ class LockHolder:
         self.thread.join(5)
 
 
-#: A `.env` for CLI tests: no waiting, no schedules, an admin, an audit key, the SQLite build under test.
-def _os_user() -> str:
-    """The name the CLI runs as (reading the audit log is an admin command: the test user is an admin)."""
-    return os.environ.get("USER") or __import__("getpass").getuser()
+def os_user() -> str:
+    """The effective OS user: the CLI's identity (``--actor`` only labels changes made on someone's behalf)."""
+    from reliability.cli import os_user as cli_os_user
+
+    return cli_os_user()
 
 
+#: A `.env` for CLI tests: no waiting, no schedules, an audit key, the SQLite build under test; the
+#: administrators are alice and the OS user running the tests (the CLI's identity).
 CLI_ENV = f"""\
 RELIABILITY_BUSY_TIMEOUT_MS=0
 RELIABILITY_RETRY_ATTEMPTS=2
@@ -80,7 +83,7 @@ RELIABILITY_HEALTH_CHECK_INTERVAL=0
 RELIABILITY_QUICK_CHECK_INTERVAL=0
 RELIABILITY_INTEGRITY_CHECK_INTERVAL=0
 RELIABILITY_CONFIG_RELOAD_INTERVAL=0
-RELIABILITY_ADMIN_ACTORS=alice,{_os_user()}
+RELIABILITY_ADMIN_ACTORS=alice,{os_user()}
 RELIABILITY_AUDIT_HMAC_KEY=cli-key
 RELIABILITY_SQLITE_MODULE={SQLITE_MODULE_NAME}
 """

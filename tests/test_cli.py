@@ -1,15 +1,21 @@
-"""The ``reliability`` CLI: every subcommand, human and JSON output, exit codes, no tracebacks."""
+"""The ``reliability`` CLI: read-only inspection, one JSON contract, exit classes, identity, no tracebacks."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import os
+import shutil
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
-from runtime_helpers import LockHolder, cli_runner
+from runtime_helpers import CLI_ENV, LockHolder, cli_runner, fast_config, os_user
 
-from reliability import cli
+from pytest_dbfault.faults import CorruptFault
+from reliability import DatabaseManager, Inspector, admin, cli
 
 
 @pytest.fixture
@@ -26,6 +32,51 @@ def _subcommands(parser) -> dict:
     return {}
 
 
+def _make_db(path: Path, journal_mode: str = "WAL") -> None:
+    """A database the runtime made: flags, audit entries, a backup; closed cleanly."""
+    cfg = fast_config(path, journal_mode=journal_mode, admin_actors="alice", audit_hmac_key="cli-key")
+    with DatabaseManager(cfg) as db:
+        assert admin.set_flag(db, "beta", "on", "alice").ok
+        assert admin.set_flag(db, "gamma", 3, "alice").ok
+        db.execute("CREATE TABLE things (id INTEGER PRIMARY KEY, v TEXT)")
+        db.executemany("INSERT INTO things (v) VALUES (?)", [(f"value {i}" * 20,) for i in range(300)])
+        db.backup()
+
+
+def _snapshot(folder: Path) -> dict[str, Any]:
+    """Every file under ``folder`` with its bytes and mtime; a WAL index (-shm) is listed but its content is
+    left out: SQLite's readers record their read marks in it (shared memory, not data)."""
+    out: dict[str, Any] = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            rel = str(p.relative_to(folder))
+            out[rel] = None if rel.endswith("-shm") else (hashlib.sha256(p.read_bytes()).hexdigest(),
+                                                           p.stat().st_mtime_ns, p.stat().st_mode)
+    return out
+
+
+def _journal_mode(db: Path, scratch: Path) -> str:
+    """``PRAGMA journal_mode`` read on a copy (reading the original would itself create -wal/-shm)."""
+    scratch.mkdir(exist_ok=True)
+    for suffix in ("", "-wal", "-journal"):
+        if Path(f"{db}{suffix}").exists():
+            shutil.copy2(f"{db}{suffix}", scratch / f"copy.db{suffix}")
+    try:
+        conn = sqlite3.connect(scratch / "copy.db")
+        try:
+            return conn.execute("PRAGMA journal_mode").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        return f"unreadable: {exc}"
+    finally:
+        shutil.rmtree(scratch)
+
+
+INSPECTIONS = [("health",), ("check",), ("check", "--full"), ("flags", "list"), ("flags", "get", "beta"),
+               ("audit",), ("verify-audit",), ("config", "show"), ("backups",), ("schema",)]
+
+
 def test_every_subcommand_has_help_with_an_example(capsys: pytest.CaptureFixture[str]) -> None:
     parser = cli.build_parser()
     names = []
@@ -37,60 +88,220 @@ def test_every_subcommand_has_help_with_an_example(capsys: pytest.CaptureFixture
             assert "Example: reliability" in (child.description or ""), full
             assert cli.main(full + ["--help"]) == 0
             assert "usage: reliability" in capsys.readouterr().out
-    assert set(names) == {"health", "check", "migrate", "schema", "backup", "backups", "restore", "recover",
-                          "flags get", "flags set", "flags list", "audit", "verify-audit"}
     assert set(names) == set(cli._HANDLERS)
+    # every inspection command is exercised by test_inspection_commands_change_nothing
+    assert {" ".join(c for c in argv if not c.startswith("-") and c != "beta") for argv in INSPECTIONS} \
+        == set(cli.INSPECTION_COMMANDS)
+    assert set(cli._HANDLERS) >= cli.INSPECTION_COMMANDS
+
+
+@pytest.mark.parametrize("state", ["healthy", "btree_damage", "header_damage", "writer_open"])
+@pytest.mark.parametrize("journal_mode", ["WAL", "DELETE"])
+def test_inspection_commands_change_nothing(run, tmp_path: Path, journal_mode: str, state: str) -> None:
+    _make_db(run.db, journal_mode)
+    writer = None
+    if state == "btree_damage":
+        CorruptFault(run.db, part="btree", table="things", page="leaf", seed=3).inject()
+    elif state == "header_damage":
+        CorruptFault(run.db, part="header", seed=3).inject()
+    elif state == "writer_open":
+        # An application holding the database open with a committed, not yet checkpointed write.
+        writer = sqlite3.connect(run.db, isolation_level=None)
+        writer.execute("PRAGMA wal_autocheckpoint = 0")
+        writer.execute("INSERT INTO things (v) VALUES ('late')")
+    try:
+        folder = run.db.parent
+        before, mode_before = _snapshot(folder), _journal_mode(run.db, tmp_path / "scratch")
+        codes = {}
+        for argv in INSPECTIONS:
+            for as_json in (False, True):
+                code, out, err = run(*argv, json_out=as_json)
+                codes[argv] = code
+                assert _snapshot(folder) == before, (argv, as_json, err)
+                if as_json:
+                    assert json.loads(out)["exit_code"] == code
+        assert _journal_mode(run.db, tmp_path / "scratch") == mode_before
+        assert mode_before == (journal_mode.lower() if state != "header_damage" else mode_before)
+    finally:
+        if writer is not None:
+            writer.close()
+    if state in ("healthy", "writer_open"):
+        assert set(codes.values()) == {cli.EXIT_OK}, codes
+    else:
+        assert codes[("check",)] == cli.EXIT_UNHEALTHY and codes[("health",)] in (cli.EXIT_OK, cli.EXIT_UNHEALTHY)
+        if state == "header_damage":
+            assert codes[("health",)] == cli.EXIT_UNHEALTHY
+            assert codes[("flags", "list")] == cli.EXIT_DB_ERROR
+
+
+def test_the_inspector_opens_the_file_read_only(tmp_path: Path) -> None:
+    db = tmp_path / "app.db"
+    _make_db(db)
+    with Inspector(fast_config(db)) as view:
+        assert [f.name for f in view.flags()] == ["beta", "gamma"]
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            view.connection.execute("CREATE TABLE intruder (x)")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file modes, so a read-only file cannot be made")
+def test_reads_of_a_read_only_file_are_not_refused_as_writes(run) -> None:
+    _make_db(run.db)
+    run.db.chmod(0o444)
+    code, out, err = run("flags", "list")
+    assert code == cli.EXIT_OK and "beta" in out, err
+    assert run("health")[0] == cli.EXIT_OK
+
+
+def test_a_missing_database_is_an_error_naming_it_and_is_not_created(run, tmp_path: Path) -> None:
+    for argv in [("health",), ("check",), ("flags", "list"), ("flags", "get", "x"), ("audit",), ("verify-audit",),
+                 ("schema",), ("backup",), ("flags", "set", "beta", "on")]:
+        code, out, err = run(*argv)
+        assert code == cli.EXIT_DB_ERROR and str(run.db) in err and "does not exist" in err, argv
+        code, out, _ = run(*argv, json_out=True)
+        doc = json.loads(out)
+        assert doc["status"] == "database_error" and str(run.db) in doc["message"]
+        assert not run.db.exists() and sorted(p.name for p in tmp_path.iterdir()) == [".env"], argv
+    code, out, err = run("restore")
+    assert code == cli.EXIT_DB_ERROR and "no verified backup" in err and not run.db.exists()
+    # migrate creates a database on purpose
+    migrations = tmp_path / "migrations"
+    migrations.mkdir()
+    (migrations / "001_things.sql").write_text("CREATE TABLE things (id INTEGER PRIMARY KEY);\n")
+    assert run("migrate", "--migrations", str(migrations))[0] == cli.EXIT_OK and run.db.exists()
+
+
+def test_an_empty_db_path_is_a_usage_error(run, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--db", "", "--env", str(run.env), "health"]) == cli.EXIT_USAGE
+    assert "--db must name a database file" in capsys.readouterr().err
+    assert not (tmp_path / "reliability.db").exists() and not Path("reliability.db").exists()
+
+
+def test_json_is_one_envelope_for_every_outcome(run, tmp_path: Path, capsys) -> None:
+    _make_db(run.db)
+    keys = {"command", "status", "exit_code", "message", "value", "error"}
+
+    def doc(*argv: str, env: Path | None = None) -> dict[str, Any]:
+        code = cli.main(["--json", "--db", str(run.db), "--env", str(env or run.env), *argv])
+        out, _ = capsys.readouterr()
+        data = json.loads(out)  # exactly one document
+        assert set(data) == keys and data["exit_code"] == code and data["status"] == cli.STATUS[code], data
+        return data
+
+    assert doc("health")["value"]["status"] == "healthy"
+    assert doc("flags", "get", "beta")["value"]["value"] == "on"
+    assert doc("nope")["status"] == "usage_error"
+    assert doc("audit", "--limit", "0")["status"] == "usage_error"
+    bad_env = tmp_path / "bad.env"
+    bad_env.write_text(CLI_ENV + "RELIABILITY_RETRY_ATTEMPTS=zero\n")
+    data = doc("health", env=bad_env)
+    assert data["status"] == "configuration_error" and data["error"]["problems"][0]["key"] == \
+        "RELIABILITY_RETRY_ATTEMPTS"
+    assert doc("restore", str(tmp_path / "nope.db"))["status"] == "usage_error"
+    noadmin = tmp_path / "noadmin.env"
+    noadmin.write_text(CLI_ENV.replace(f"RELIABILITY_ADMIN_ACTORS=alice,{os_user()}", "RELIABILITY_ADMIN_ACTORS=alice"))
+    assert doc("flags", "set", "beta", "off", env=noadmin)["status"] == "not_authorized"
+    run.db.write_bytes(b"not a database" * 300)
+    assert doc("flags", "list")["status"] == "database_error"
+    assert doc("health")["status"] == "unhealthy"
 
 
 def test_health_is_human_readable_or_json_and_shows_the_backlog(run) -> None:
+    _make_db(run.db)
     code, out, _ = run("health")
     assert code == cli.EXIT_OK and "status: healthy" in out and "write queue: 0 pending" in out
+    assert "last verified backup: 20" in out and "+00:00" in out  # ISO 8601
     code, out, _ = run("health", json_out=True)
-    data = json.loads(out)
+    data = json.loads(out)["value"]
     assert data["status"] == "healthy" and data["write_queue"]["pending"] == 0
+    assert data["last_backup_at"].endswith("+00:00")
 
 
 def test_flags_round_trip_through_the_cli(run) -> None:
+    _make_db(run.db)
     name = "it's \"ünïcødé\" ✓"
-    assert run("flags", "set", "--actor", "alice", name, "a 'quoted' value")[0] == cli.EXIT_OK
-    assert run("flags", "set", "--actor", "alice", "--type", "json", "count", "3")[0] == cli.EXIT_OK
+    assert run("flags", "set", name, "a 'quoted' value")[0] == cli.EXIT_OK
+    assert run("flags", "set", "--type", "json", "count", "3")[0] == cli.EXIT_OK
     code, out, _ = run("flags", "get", name)
     assert code == 0 and json.loads(out) == "a 'quoted' value"
     code, out, _ = run("flags", "get", "count", json_out=True)
     assert json.loads(out)["value"]["value"] == 3
     code, out, _ = run("flags", "list")
-    assert "count = 3" in out and name in out
+    assert "count = 3" in out and name in out and f"(by {os_user()} at 20" in out
     code, out, _ = run("flags", "get", "missing")
     assert code == 0 and "is not set" in out
 
 
+def test_the_cli_acts_as_the_os_user_and_actor_only_labels(run) -> None:
+    _make_db(run.db)
+    me = os_user()
+    assert run("flags", "set", "plain", "1")[0] == cli.EXIT_OK
+    assert run("flags", "set", "--actor", "bob", "labelled", "2")[0] == cli.EXIT_OK
+    code, out, _ = run("audit", json_out=True)
+    entries = json.loads(out)["value"]
+    sets = {e["target"]: e for e in entries if e["action"] == "flag.set"}
+    assert sets["plain"]["actor"] == me and sets["labelled"]["actor"] == me
+    behalf = [e for e in entries if e["action"] == "on_behalf_of"]
+    assert [(e["actor"], e["details"]["on_behalf_of"], e["target"]) for e in behalf] == [(me, "bob", "labelled")]
+
+
+def test_a_non_administrator_cannot_act_or_act_on_behalf(run) -> None:
+    _make_db(run.db)
+    run.env.write_text(CLI_ENV.replace(f"RELIABILITY_ADMIN_ACTORS=alice,{os_user()}",
+                                       "RELIABILITY_ADMIN_ACTORS=alice"))
+    me = os_user()
+    code, _, err = run("flags", "set", "beta", "off")
+    assert code == cli.EXIT_DENIED and f"{me} is not allowed" in err
+    code, _, err = run("flags", "set", "--actor", "alice", "beta", "off")  # alice is an admin, but not who runs this
+    assert code == cli.EXIT_DENIED and "on behalf of 'alice'" in err
+    code, _, err = run("audit")
+    assert code == cli.EXIT_DENIED and "read the audit log" in err
+    with Inspector(fast_config(run.db, audit_hmac_key="cli-key")) as view:
+        assert view.flags("beta")[0].value == "on"
+        denied = [e for e in view.audit_entries(10) if e.action == "admin.denied"]
+    assert {(e.actor, e.details.get("on_behalf_of")) for e in denied} == {(me, None), (me, "alice")}
+
+
 def test_flag_refusals_have_their_own_exit_codes(run) -> None:
-    code, _, err = run("flags", "set", "--actor", "mallory", "beta", "on")
-    assert code == cli.EXIT_DENIED and "mallory is not allowed" in err
-    code, _, err = run("flags", "set", "--actor", "alice", "", "on")
+    _make_db(run.db)
+    code, _, err = run("flags", "set", "", "on")
     assert code == cli.EXIT_USAGE and "must not be empty" in err
-    code, _, err = run("flags", "set", "--actor", "alice", "--type", "json", "beta", "{nope")
+    code, _, err = run("flags", "set", "--type", "json", "beta", "{nope")
     assert code == cli.EXIT_USAGE and "not valid JSON" in err
 
 
+def test_control_characters_in_names_are_escaped_in_human_output(run) -> None:
+    _make_db(run.db)
+    assert run("flags", "set", "--actor", "eve\nFORGED line", "evil\nname\x1b[31m", "on")[0] == cli.EXIT_OK
+    code, out, _ = run("flags", "list")
+    assert "evil\\x0aname\\x1b[31m" in out and "\x1b" not in out
+    code, out, _ = run("audit")
+    assert not any(line.startswith("FORGED") for line in out.splitlines())
+    assert '"on_behalf_of": "eve\\nFORGED line"' in out  # the label, JSON-escaped inside the details
+
+
 def test_a_change_is_queued_while_the_database_is_locked_and_saved_by_a_later_run(run) -> None:
-    assert run("flags", "set", "--actor", "alice", "beta", "0")[0] == 0
+    _make_db(run.db)
+    assert run("flags", "set", "beta", "0")[0] == 0
     with LockHolder(run.db):
-        code, out, _ = run("flags", "set", "--actor", "alice", "beta", "1")
+        code, out, _ = run("flags", "set", "beta", "1")
         assert code == cli.EXIT_QUEUED and "accepted" in out
         code, out, _ = run("health", json_out=True)
-        assert code == cli.EXIT_UNHEALTHY and json.loads(out)["write_queue"]["pending"] == 1
+        assert code == cli.EXIT_UNHEALTHY and json.loads(out)["value"]["write_queue"]["pending"] == 1
+    assert run("flags", "set", "other", "x")[0] == 0  # a later change replays the backlog first
     code, out, _ = run("flags", "get", "beta")
     assert code == 0 and json.loads(out) == "1"
 
 
 def test_audit_and_verify_audit_report_tampering(run) -> None:
-    run("flags", "set", "--actor", "alice", "beta", "on")
-    run("flags", "set", "--actor", "mallory", "beta", "off")
+    _make_db(run.db)
+    run("flags", "set", "beta", "off")
     code, out, _ = run("audit")
-    assert code == 0 and "mallory admin.denied beta" in out and "alice flag.set beta" in out
+    assert code == 0 and f"{os_user()} flag.set beta" in out and "alice flag.set beta" in out
+    assert out.split()[0].endswith("+00:00")  # ISO 8601 timestamps
     code, out, _ = run("audit", "--actor", "alice", json_out=True)
-    assert [e["action"] for e in json.loads(out)["value"]] == ["flag.set"]
+    assert [e["action"] for e in json.loads(out)["value"]] == ["flag.set", "flag.set"]
+    code, out, _ = run("audit", "--since", "2000-01-01T00:00:00Z", "--limit", "1", json_out=True)
+    assert len(json.loads(out)["value"]) == 1
     assert run("verify-audit")[0] == cli.EXIT_OK
     with sqlite3.connect(run.db) as raw:
         raw.execute("UPDATE reliability_audit SET actor = 'eve' WHERE seq = 1")
@@ -98,17 +309,50 @@ def test_audit_and_verify_audit_report_tampering(run) -> None:
     assert code == cli.EXIT_UNHEALTHY and "BROKEN at entry 1" in out
 
 
-def test_a_damaged_database_gives_a_user_message_not_a_traceback(run) -> None:
-    run.db.write_bytes(b"this is not a database" * 100)
-    code, _, err = run("flags", "list")
-    assert code == cli.EXIT_DB_ERROR
-    assert "damaged" in err or "unavailable" in err or "cannot be opened" in err
+def test_reads_of_a_fresh_database_log_no_errors(run, caplog: pytest.LogCaptureFixture) -> None:
+    sqlite3.connect(run.db).close()  # an empty database file
+    with sqlite3.connect(run.db) as raw:
+        raw.execute("CREATE TABLE app (x)")
+    with caplog.at_level(logging.DEBUG):
+        assert run("flags", "list")[1].strip() == "no flags"
+        assert run("flags", "get", "beta")[0] == cli.EXIT_OK
+        assert run("audit")[1].strip() == "no entries"
+        assert run("verify-audit")[0] == cli.EXIT_OK
+        assert run("health")[0] == cli.EXIT_OK
+    assert not [r for r in caplog.records if "no such table" in r.getMessage() or r.levelno >= logging.ERROR]
 
 
-def test_an_invalid_setting_exits_with_the_config_code(run) -> None:
-    run.env.write_text("RELIABILITY_RETRY_ATTEMPTS=zero\n")
+def test_configuration_and_input_errors_have_the_right_class(run, tmp_path: Path) -> None:
+    _make_db(run.db)
+    run.env.write_text(CLI_ENV.replace("RELIABILITY_SQLITE_MODULE=", "RELIABILITY_SQLITE_MODULE=no_such_sqlite_mod\n#"))
     code, _, err = run("health")
-    assert code == cli.EXIT_CONFIG_ERROR and "RELIABILITY_RETRY_ATTEMPTS" in err
+    assert code == cli.EXIT_CONFIG_ERROR and "RELIABILITY_SQLITE_MODULE='no_such_sqlite_mod'" in err
+    run.env.write_text(CLI_ENV)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the backup folder should be")
+    run.env.write_text(CLI_ENV + f"RELIABILITY_BACKUP_DIR={blocker}\n")
+    for argv in (("backup",), ("restore",), ("recover",), ("backups",)):
+        code, _, err = run(*argv)
+        assert code == cli.EXIT_CONFIG_ERROR and "RELIABILITY_BACKUP_DIR" in err and "not a folder" in err, argv
+    run.env.write_text(CLI_ENV)
+    passwd = tmp_path / "passwd"
+    passwd.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    before = _snapshot(tmp_path)
+    code, _, err = run("restore", str(passwd))
+    assert code == cli.EXIT_USAGE and "is not a SQLite database; nothing was restored" in err
+    assert _snapshot(tmp_path) == before
+    code, _, err = run("audit", "--limit", str(10**30))
+    assert code == cli.EXIT_USAGE and "up to" in err
+    for env in (str(tmp_path / "missing.env"), str(tmp_path)):
+        code = cli.main(["--db", str(run.db), "--env", env, "health"])
+        assert code == cli.EXIT_USAGE
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    assert cli.main(["--version"]) == 0
+    assert version("dbfault") in capsys.readouterr().out
 
 
 def test_usage_errors_exit_2(run) -> None:
@@ -119,26 +363,66 @@ def test_usage_errors_exit_2(run) -> None:
     assert code == cli.EXIT_USAGE and "--migrations DIR is required" in err
 
 
-def test_durability_subcommands_call_the_facade(run, tmp_path: Path) -> None:
+def test_recover_on_a_healthy_database_is_a_no_op_that_says_so(run) -> None:
+    _make_db(run.db)
+    before = _snapshot(run.db.parent)
+    code, out, _ = run("recover")
+    assert code == cli.EXIT_OK and "nothing to recover" in out
+    assert _snapshot(run.db.parent) == before
+
+
+def test_restore_without_backups_says_so_and_backs_nothing_up(run) -> None:
+    _make_db(run.db)
+    shutil.rmtree(f"{run.db}.backups")
+    before = _snapshot(run.db.parent)
+    code, _, err = run("restore")
+    assert code == cli.EXIT_DB_ERROR and "no verified backup" in err and "nothing was restored" in err
+    assert _snapshot(run.db.parent) == before
+
+
+def test_restore_puts_the_chosen_backup_back(run) -> None:
+    _make_db(run.db)
+    code, out, _ = run("backups", json_out=True)
+    chosen = json.loads(out)["value"][0]["path"]
+    assert run("flags", "set", "beta", "changed")[0] == cli.EXIT_OK
+    code, out, err = run("restore")
+    assert code == cli.EXIT_OK and chosen in out, err
+    assert json.loads(run("flags", "get", "beta")[1]) == "on"
+
+
+def test_recover_repairs_a_damaged_database(run) -> None:
+    _make_db(run.db)
+    CorruptFault(run.db, part="btree", table="things", page="leaf", seed=3).inject()
+    assert run("check")[0] == cli.EXIT_UNHEALTHY
+    code, out, err = run("recover", json_out=True)
+    data = json.loads(out)
+    assert data["value"]["recovered"] is True and data["value"]["quarantined"], err
+    assert run("check")[0] == cli.EXIT_OK
+
+
+def test_durability_subcommands(run, tmp_path: Path) -> None:
     migrations = tmp_path / "migrations"
     migrations.mkdir()
     (migrations / "001_create_things.sql").write_text("CREATE TABLE things (id INTEGER PRIMARY KEY, v TEXT);\n")
     code, out, err = run("migrate", "--migrations", str(migrations))
-    assert code == 0, err
-    assert "current version: 1" in out
+    assert code == 0 and "current version: 1" in out, err
     code, out, _ = run("schema", "--migrations", str(migrations), json_out=True)
-    assert code == 0 and json.loads(out)["ok"] is True
+    assert code == 0 and json.loads(out)["value"]["ok"] is True
     code, out, _ = run("check")
     assert code == 0 and "integrity: ok" in out
     code, out, err = run("backup", json_out=True)
     assert code == 0, err
-    backup_path = json.loads(out)["path"]
+    backup_path = json.loads(out)["value"]["path"]
     assert Path(backup_path).exists()
     code, out, _ = run("backups", json_out=True)
-    assert code == 0 and backup_path in [b["path"] for b in json.loads(out)]
+    assert code == 0 and backup_path in [b["path"] for b in json.loads(out)["value"]]
     code, out, err = run("restore", backup_path)
     assert code == 0, err
     assert run("restore", str(tmp_path / "nope.db"))[0] == cli.EXIT_USAGE
-    code, out, err = run("recover", json_out=True)
-    assert code in (0, 1), err
-    assert "quarantined" in json.loads(out)
+
+
+def test_config_show_masks_the_key_and_names_the_caller(run) -> None:
+    code, out, _ = run("config", "show", json_out=True)
+    value = json.loads(out)["value"]
+    assert code == 0 and value["settings"]["audit_hmac_key"] == "***" and value["os_user"] == os_user()
+    assert value["administrator"] is True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ ENV = CLI_ENV + "RELIABILITY_AUTO_RECOVER=false\nRELIABILITY_JOURNAL_MODE=DELETE
 @pytest.fixture
 def run(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
     invoke = cli_runner(tmp_path, capsys, monkeypatch, ENV)
+    sqlite3.connect(invoke.db).close()  # the application's database (the CLI creates none but by migrate)
     assert invoke("flags", "set", "--actor", "alice", "beta", "on")[0] == cli.EXIT_OK
     return invoke
 
@@ -26,8 +28,14 @@ def run(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.
 def test_verifying_the_audit_log_while_the_database_is_locked_exits_3_naming_the_fault(run: Any) -> None:
     with LockedFault(run.db, mode="exclusive"):  # rollback journal: readers are locked out too
         code, out, err = run("verify-audit")
-    assert code == cli.EXIT_DB_ERROR and out == ""
-    assert "(error kind: busy)" in err and "detail:" in err
+        assert code == cli.EXIT_DB_ERROR and out == ""
+        assert "(error kind: busy)" in err and "detail:" in err
+        # the same outcome as one JSON document: a lock is never reported as a broken chain
+        code, out, _ = run("verify-audit", json_out=True)
+        doc = json.loads(out)
+        assert code == cli.EXIT_DB_ERROR and doc["status"] == "database_error" and doc["error"]["kind"] == "busy"
+        code, out, _ = run("check")
+        assert code == cli.EXIT_DB_ERROR and "PROBLEMS" not in out
     assert run("verify-audit")[0] == cli.EXIT_OK
 
 
@@ -35,7 +43,7 @@ def test_a_backup_of_a_damaged_file_exits_3_and_keeps_no_copy(run: Any) -> None:
     with CorruptFault(run.db, part="header"):
         code, _out, err = run("backup")
         assert code == cli.EXIT_DB_ERROR and "(error kind: notadb)" in err
-    assert run("--json", "backups")[1].strip() == "[]"
+    assert json.loads(run("backups", json_out=True)[1])["value"] == []
 
 
 def test_usage_errors_exit_2_with_the_reason(run: Any) -> None:
@@ -55,12 +63,12 @@ def test_an_invalid_setting_exits_4_naming_it(run: Any) -> None:
     assert code == cli.EXIT_CONFIG_ERROR and "RELIABILITY_RETRY_ATTEMPTS='none': expected a whole number" in err
 
 
-def test_a_backup_folder_that_cannot_be_made_exits_3_with_the_os_error(run: Any) -> None:
+def test_a_backup_folder_that_cannot_be_made_is_a_configuration_error_naming_it(run: Any) -> None:
     blocker = run.db.parent / "not-a-folder"
     blocker.write_text("a file where the backup folder should be")
-    run.env.write_text(ENV + f"RELIABILITY_BACKUP_DIR={blocker}\n")
+    run.env.write_text(ENV + f"RELIABILITY_BACKUP_DIR={blocker / 'backups'}\n")
     code, _out, err = run("backup")
-    assert code == cli.EXIT_DB_ERROR and "not-a-folder" in err
+    assert code == cli.EXIT_CONFIG_ERROR and "RELIABILITY_BACKUP_DIR" in err and "not-a-folder" in err
 
 
 def test_a_command_this_runtime_lacks_exits_2(run: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -75,10 +83,10 @@ def test_a_command_this_runtime_lacks_exits_2(run: Any, monkeypatch: pytest.Monk
 def test_a_driver_error_that_escaped_the_runtime_exits_3_without_a_traceback(run: Any,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     class Leaky(DatabaseManager):
-        def health(self):  # type: ignore[no-untyped-def]
+        def backup(self):  # type: ignore[no-untyped-def]
             # A bug letting a raw driver error through: SQLite's own answer, not wrapped.
             return sqlite3.connect(":memory:").execute("SELECT * FROM no_such_table")
 
     monkeypatch.setattr(cli, "DatabaseManager", Leaky)
-    code, _out, err = run("health")
+    code, _out, err = run("backup")
     assert code == cli.EXIT_DB_ERROR and "no such table: no_such_table" in err and "(error kind:" in err
