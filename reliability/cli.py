@@ -174,8 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     csub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     _add(csub, "show", "show the settings in force (the audit key masked) and who you are",
          "reliability --env .env config show")
-    _add(sub, "selfcheck", "run the shipped property machines and scenarios against this installed runtime "
-         "(needs the plugin extra)", "reliability selfcheck")
+    p = _add(sub, "selfcheck", "run the shipped property machines and scenarios against this installed runtime "
+             "and print the property x fault report (needs the plugin extra)",
+             "reliability selfcheck -- -k 'transactions or faults'")
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER, metavar="-- PYTEST_ARGS",
+                   help="more arguments for pytest, after --")
     return parser
 
 
@@ -656,10 +659,17 @@ def _flags_set(args: argparse.Namespace, config: ReliabilityConfig) -> Outcome:
 
 
 def _selfcheck(args: argparse.Namespace, config: ReliabilityConfig) -> Outcome:
-    from .selfcheck import run_selfcheck
+    from .selfcheck import SelfcheckUnavailable, run_selfcheck
 
-    code, summary = run_selfcheck(as_json=args.json)
-    return Outcome(EXIT_OK if code == 0 else EXIT_UNHEALTHY, summary["message"], summary, "")
+    extra = list(args.pytest_args)
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
+    try:
+        code, summary = run_selfcheck(extra, as_json=args.json)
+    except SelfcheckUnavailable as exc:
+        raise ConfigProblem(str(exc)) from None
+    # pytest's own output (the report included) was already shown; the verdict is its exit code.
+    return Outcome(EXIT_OK if code == 0 else EXIT_UNHEALTHY, summary["message"], summary)
 
 
 _HANDLERS: dict[str, Handler] = {
