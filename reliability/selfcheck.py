@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -53,7 +54,10 @@ def shipped_files() -> tuple[list[Path], str]:
         files = distribution("dbfault").files or []
     except PackageNotFoundError:  # dbfault: no fault (the package is not installed as a distribution)
         files = []
-    found = sorted(Path(str(f.locate())) for f in files if f"{DATA_DIR}/" in str(f).replace("\\", "/"))
+    # (pip also records the bytecode it compiled for the module: only the shipped files themselves count)
+    found = sorted(Path(os.path.normpath(str(f.locate()))) for f in files
+                   if f"{DATA_DIR}/" in str(f).replace("\\", "/")
+                   and (f.name.endswith(".dbfault.yaml") or f.name == MACHINES_MODULE))
     where = str(found[0].parent) if found else DATA_DIR
     return found, f"installed files {where}"
 
