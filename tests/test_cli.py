@@ -143,13 +143,34 @@ def test_the_inspector_opens_the_file_read_only(tmp_path: Path) -> None:
             view.connection.execute("CREATE TABLE intruder (x)")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file modes, so a read-only file cannot be made")
-def test_reads_of_a_read_only_file_are_not_refused_as_writes(run) -> None:
-    _make_db(run.db)
-    run.db.chmod(0o444)
-    code, out, err = run("flags", "list")
-    assert code == cli.EXIT_OK and "beta" in out, err
-    assert run("health")[0] == cli.EXIT_OK
+def _make_read_only(path: Path) -> Any:
+    """Make ``path`` unwritable for this process for real; returns the undo. Root ignores file modes, so
+    there the file is made immutable (``chattr +i``), which binds root too."""
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        return lambda: path.chmod(0o600)
+    import subprocess
+
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode:
+        pytest.skip("running as root, and chattr +i is not available here: no way to make a file read-only")
+    return lambda: subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+@pytest.mark.parametrize("journal_mode", ["WAL", "DELETE"])
+def test_reads_of_a_read_only_file_are_not_refused_as_writes(run, journal_mode: str) -> None:
+    _make_db(run.db, journal_mode)
+    undo = _make_read_only(run.db)
+    try:
+        assert not os.access(run.db, os.W_OK)
+        before = _snapshot(run.db.parent)
+        code, out, err = run("flags", "list")
+        assert code == cli.EXIT_OK and "beta" in out, err
+        assert run("health")[0] == cli.EXIT_OK
+        assert run("check")[0] == cli.EXIT_OK
+        assert json.loads(run("flags", "get", "beta")[1]) == "on"
+        assert _snapshot(run.db.parent) == before
+    finally:
+        undo()
 
 
 def test_a_missing_database_is_an_error_naming_it_and_is_not_created(run, tmp_path: Path) -> None:
