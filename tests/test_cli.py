@@ -447,3 +447,14 @@ def test_config_show_masks_the_key_and_names_the_caller(run) -> None:
     value = json.loads(out)["value"]
     assert code == 0 and value["settings"]["audit_hmac_key"] == "***" and value["os_user"] == os_user()
     assert value["administrator"] is True
+
+
+def test_the_readme_documents_every_exit_code_and_status() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Command line", 1)[1].split("\n## ", 1)[0]
+    rows = dict((int(code), status.strip(" `")) for code, status in
+                (line.strip("|").split("|")[:2] for line in section.splitlines() if line[:3] in {f"| {n}" for n in
+                                                                                                range(10)}))
+    assert rows == cli.STATUS
+    for command in cli.INSPECTION_COMMANDS:
+        assert f"`{command.split()[0]}" in section, command
