@@ -300,6 +300,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (see the module docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     as_json = _wants_json(argv)
+    for n, arg in enumerate(argv, 1):
+        if any(0xD800 <= ord(ch) <= 0xDFFF for ch in arg):
+            # Bytes that are not UTF-8 arrive as lone surrogates: refuse them before they reach a name.
+            return _emit("", _error(EXIT_USAGE, f"argument {n} ({safe(arg)}) is not valid UTF-8 text", "usage"),
+                         as_json)
     try:
         args = build_parser().parse_args(argv)
     except UsageError as exc:  # dbfault: no fault (argparse: a usage error)
@@ -328,6 +333,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # dbfault: no fault (an OS error outside SQLite)
         where = f" ({exc.filename})" if exc.filename else ""
         outcome = _error(EXIT_DB_ERROR, f"{exc.strerror or exc}{where}", "os", detail=str(exc))
+    except Exception as exc:  # dbfault: no fault (a bug: still one message and the JSON contract, no traceback)
+        outcome = _error(EXIT_DB_ERROR, f"unexpected error in {command!r}: {type(exc).__name__}: {exc} (this is a "
+                         "bug in dbfault; please report it with the command you ran)", "internal",
+                         detail=f"{type(exc).__name__}: {exc}")
     return _emit(command, outcome, as_json)
 
 
@@ -363,8 +372,9 @@ def _require_db(config: ReliabilityConfig) -> None:
     if not os.path.exists(path):
         hint = ""
         if _verified_backups(config):
-            hint = f" Verified backups exist in {str(config.backup_directory)!r}: restore one with " \
-                   f"'reliability --db {path} restore'."
+            # recover, not restore: it also replays the redo journal, so no acknowledged write is lost.
+            hint = f" Verified backups exist in {str(config.backup_directory)!r}: bring it back with " \
+                   f"'reliability --db {path} recover' (the newest verified backup plus the redo journal)."
         raise DatabaseError(ErrorKind.CANTOPEN, f"the database {path!r} does not exist",
                             user_message=f"The database {path!r} does not exist; nothing was done.{hint}")
     if not os.path.isfile(path):

@@ -458,3 +458,24 @@ def test_the_readme_documents_every_exit_code_and_status() -> None:
     assert rows == cli.STATUS
     for command in cli.INSPECTION_COMMANDS:
         assert f"`{command.split()[0]}" in section, command
+
+
+def test_arguments_that_are_not_utf8_are_refused_clearly(run) -> None:
+    _make_db(run.db)
+    bad = b"caf\xe9".decode("utf-8", "surrogateescape")  # how Python hands over a Latin-1 byte in argv
+    code, out, err = run("flags", "set", bad, "on")
+    assert code == cli.EXIT_USAGE and "is not valid UTF-8 text" in err and "\\udce9" in err
+    code, out, _ = run("flags", "get", bad, json_out=True)
+    assert json.loads(out)["status"] == "usage_error"
+    assert run("flags", "list")[1].count("=") == 2  # nothing was stored
+
+
+def test_a_deleted_database_with_backups_is_an_error_that_says_how_to_bring_it_back(run) -> None:
+    _make_db(run.db)
+    run.db.unlink()
+    code, _, err = run("health")
+    assert code == cli.EXIT_DB_ERROR and "does not exist" in err and f"reliability --db {run.db} recover" in err
+    assert not run.db.exists()
+    code, out, err = run("recover")
+    assert code == cli.EXIT_OK and "recovery: ok" in out, err
+    assert json.loads(run("flags", "get", "gamma")[1]) == 3
