@@ -195,7 +195,7 @@ def _limit(text: str) -> int:
 def _timestamp(text: str) -> float:
     try:
         return float(text)
-    except ValueError:
+    except ValueError:  # dbfault: no fault (not a number: read as ISO 8601 below)
         pass
     try:
         moment = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -315,9 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = _load_config(args) if command != "selfcheck" else ReliabilityConfig()
         outcome = _HANDLERS[command](args, config)
-    except UsageError as exc:
+    except UsageError as exc:  # dbfault: no fault (bad input on the command line)
         outcome = _error(EXIT_USAGE, str(exc), "usage")
-    except ConfigProblem as exc:
+    except ConfigProblem as exc:  # dbfault: no fault (an unusable setting)
         outcome = _error(EXIT_CONFIG_ERROR, str(exc), "configuration")
     except ConfigError as exc:  # dbfault: no fault (an invalid setting)
         outcome = _error(EXIT_CONFIG_ERROR, str(exc), "configuration",
@@ -361,7 +361,7 @@ def _load_config(args: argparse.Namespace) -> ReliabilityConfig:
     config = ReliabilityConfig.from_env(env, **overrides)
     try:
         load_sqlite_module(config.sqlite_module)
-    except DatabaseError as exc:
+    except DatabaseError as exc:  # dbfault: no fault (RELIABILITY_SQLITE_MODULE not installed)
         raise ConfigProblem(f"RELIABILITY_SQLITE_MODULE={config.sqlite_module!r} cannot be used: "
                             f"{exc.__cause__ or exc.detail}. Install it or set sqlite3.") from None
     return config
@@ -676,7 +676,7 @@ def _selfcheck(args: argparse.Namespace, config: ReliabilityConfig) -> Outcome:
         extra = extra[1:]
     try:
         code, summary = run_selfcheck(extra, as_json=args.json)
-    except SelfcheckUnavailable as exc:
+    except SelfcheckUnavailable as exc:  # dbfault: no fault (the plugin extra is not installed)
         raise ConfigProblem(str(exc)) from None
     # pytest's own output (the report included) was already shown; the verdict is its exit code.
     return Outcome(EXIT_OK if code == 0 else EXIT_UNHEALTHY, summary["message"], summary)

@@ -54,7 +54,7 @@ def is_sqlite_file(path: str | os.PathLike[str]) -> bool:
     try:
         with open(path, "rb") as fh:
             return fh.read(16) == SQLITE_MAGIC
-    except OSError:
+    except OSError:  # dbfault: no fault (not a readable file: not a database)
         return False
 
 
@@ -63,7 +63,7 @@ def _wal_header(path: str) -> bool:
     try:
         with open(path, "rb") as fh:
             head = fh.read(20)
-    except OSError:
+    except OSError:  # dbfault: no fault (unreadable: SQLite's own open reports why)
         return False
     return len(head) == 20 and head[:16] == SQLITE_MAGIC and head[18] == 2 and head[19] == 2
 
@@ -271,7 +271,7 @@ def queue_summary(path: Path, max_entries: int) -> dict[str, Any]:
     failed: set[str] = set()
     try:
         data = path.read_bytes()
-    except FileNotFoundError:
+    except FileNotFoundError:  # dbfault: no fault (no queue file: nothing was ever queued)
         data = b""
     for raw in data[: data.rfind(b"\n") + 1].splitlines():
         try:
@@ -291,5 +291,5 @@ def queue_summary(path: Path, max_entries: int) -> dict[str, Any]:
 def _count_lines(path: Path) -> int:
     try:
         return sum(1 for line in path.read_bytes().splitlines() if line.strip())
-    except OSError:
+    except OSError:  # dbfault: no fault (no fallback file: nothing waits)
         return 0

@@ -90,3 +90,21 @@ def test_a_driver_error_that_escaped_the_runtime_exits_3_without_a_traceback(run
     monkeypatch.setattr(cli, "DatabaseManager", Leaky)
     code, _out, err = run("backup")
     assert code == cli.EXIT_DB_ERROR and "no such table: no_such_table" in err and "(error kind:" in err
+
+
+def test_inspecting_a_damaged_file_reports_it_and_changes_nothing(run: Any) -> None:
+    def files() -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in run.db.parent.rglob("*") if p.is_file()}
+
+    with CorruptFault(run.db, part="header", backup_before=True):  # heal puts the original back
+        before = files()
+        code, out, _ = run("health", json_out=True)
+        doc = json.loads(out)
+        assert code == cli.EXIT_UNHEALTHY and doc["value"]["status"] == "unavailable"
+        assert any("notadb" in r for r in doc["value"]["reasons"])
+        code, out, _ = run("check")
+        assert code == cli.EXIT_UNHEALTHY and "PROBLEMS" in out and "recover" in out
+        code, out, err = run("flags", "list")
+        assert code == cli.EXIT_DB_ERROR and "(error kind: notadb)" in err
+        assert files() == before  # no recovery, no quarantine, no backup: inspection only reports
+    assert run("check")[0] == cli.EXIT_OK
