@@ -606,12 +606,25 @@ def _restore(args: argparse.Namespace, config: ReliabilityConfig) -> Outcome:
 def _recover(args: argparse.Namespace, config: ReliabilityConfig) -> Outcome:
     _check_backup_dir(config)
     if os.path.exists(config.db_path):
-        with _inspector(config) as view:
-            report = view.check_integrity()
-            readable = report.ok
-        if readable:
-            text = "nothing to recover: the database passes quick_check; nothing was changed"
-            return Outcome(EXIT_OK, text, {"recovered": False, "integrity": report.to_dict()}, text)
+        rolled_back = False
+        try:
+            with _inspector(config) as view:
+                report = view.check_integrity()
+        except DatabaseError as err:
+            if err.kind is not ErrorKind.READONLY or "hot rollback journal" not in err.detail:
+                raise
+            # The smallest repair first: SQLite rolls an interrupted transaction back on the first read
+            # of a writable connection. Then look again: often nothing else is wrong.
+            with _manager(config, auto_recover=False) as db:
+                db.fetch_one("SELECT count(*) FROM sqlite_master")
+            rolled_back = True
+            with _inspector(config) as view:
+                report = view.check_integrity()
+        if report.ok:
+            done = "rolled back an interrupted transaction (hot journal); the database now passes quick_check" \
+                if rolled_back else "nothing to recover: the database passes quick_check; nothing was changed"
+            return Outcome(EXIT_OK, done, {"recovered": False, "rolled_back": rolled_back,
+                                           "integrity": report.to_dict()}, done)
     elif not _verified_backups(config):
         raise DatabaseError(ErrorKind.CANTOPEN, f"the database {config.db_path!r} does not exist and there is no "
                             "verified backup", user_message=f"The database {config.db_path!r} does not exist and "

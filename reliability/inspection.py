@@ -92,7 +92,10 @@ class Inspector:
         # Whether our open may create -wal/-shm that were not there (see the module docstring).
         self._at_rest_wal = (_wal_header(self.path) and not os.path.exists(self.path + "-wal")
                              and not os.path.exists(self.path + "-shm"))
-        self._immutable = self._at_rest_wal and not os.access(self.path, os.W_OK)
+        # A file (or folder) this process may not write: nobody here can add a WAL, and SQLite could
+        # neither create the -wal/-shm it wants nor remove them (see the module docstring).
+        self._immutable = self._at_rest_wal and not (
+            os.access(self.path, os.W_OK) and os.access(os.path.dirname(os.path.abspath(self.path)), os.W_OK))
         #: The audit log, read through :class:`~reliability.audit.AuditLogger` (reads only).
         from .audit import AuditLogger
 
@@ -163,6 +166,20 @@ class Inspector:
         """Whether table ``name`` exists (so reads of a fresh database never provoke 'no such table')."""
         return self.fetch_one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)) is not None
 
+    def hot_journal(self, err: DatabaseError) -> DatabaseError | None:
+        """When ``err`` is SQLite refusing to read because an interrupted transaction's rollback journal
+        must be rolled back first (a write our read-only connection may not do), the error that says so."""
+        journal = self.path + "-journal"
+        if err.kind is not ErrorKind.READONLY or not os.path.exists(journal) or not os.path.getsize(journal):
+            return None
+        out = DatabaseError(
+            ErrorKind.READONLY, f"an interrupted transaction left a hot rollback journal {journal!r}; it must be "
+            "rolled back before the database can be read", code=err.code, code_name=err.code_name,
+            user_message="An interrupted transaction must be rolled back before the database can be inspected: "
+            f"run 'reliability --db {self.path} recover' (SQLite rolls it back) or start the application.")
+        out.__cause__ = err
+        return out
+
     def journal_mode(self) -> str:
         """``PRAGMA journal_mode`` as stored in the file (a query: it changes nothing)."""
         return str(self.fetch_one("PRAGMA journal_mode")[0]).lower()
@@ -186,6 +203,9 @@ class Inspector:
         except DatabaseError as err:
             if err.transient or err.kind is ErrorKind.UNKNOWN:
                 raise
+            hot = self.hot_journal(err)
+            if hot is not None:
+                raise hot from err  # not a verdict on integrity: the file is mid-transaction until rolled back
             problems.append(f"{pragma} could not read the database: {err.detail} ({err.kind})")
         if len(problems) > max_problems:
             problems = problems[:max_problems] + [f"... and {len(problems) - max_problems} more"]
@@ -213,6 +233,7 @@ class Inspector:
             if err.transient:
                 raise
             state = "unavailable"
+            err = self.hot_journal(err) or err
             last_error = f"{err.kind}: {err.detail}"
             action = KIND_INFO[err.kind].action
             status = (HealthStatus.UNAVAILABLE if action in (RecoveryAction.RESTORE, RecoveryAction.RECONNECT)

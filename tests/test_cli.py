@@ -479,3 +479,31 @@ def test_a_deleted_database_with_backups_is_an_error_that_says_how_to_bring_it_b
     code, out, err = run("recover")
     assert code == cli.EXIT_OK and "recovery: ok" in out, err
     assert json.loads(run("flags", "get", "gamma")[1]) == 3
+
+
+def test_a_hot_journal_is_not_called_damage_and_recover_rolls_it_back(run) -> None:
+    import subprocess
+    import sys
+
+    _make_db(run.db, "DELETE")
+    run.env.write_text(CLI_ENV + "RELIABILITY_JOURNAL_MODE=DELETE\n")
+    # A writer killed mid-transaction (cache spilled to the file): its rollback journal is hot.
+    crash = ("import os, sqlite3\n"
+             f"c = sqlite3.connect({str(run.db)!r}, isolation_level=None)\n"
+             "c.execute('PRAGMA cache_size = 1'); c.execute('BEGIN')\n"
+             "for i in range(500): c.execute('INSERT INTO things (v) VALUES (?)', ('x' * 500,))\n"
+             "os._exit(9)\n")
+    assert subprocess.run([sys.executable, "-c", crash]).returncode == 9
+    assert Path(f"{run.db}-journal").stat().st_size > 0
+    before = _snapshot(run.db.parent)
+    code, out, err = run("check")
+    assert code == cli.EXIT_DB_ERROR and "interrupted transaction" in err and "PROBLEMS" not in out
+    code, out, _ = run("health", json_out=True)
+    assert code == cli.EXIT_UNHEALTHY and "hot rollback journal" in json.loads(out)["value"]["reasons"][0]
+    assert _snapshot(run.db.parent) == before
+    code, out, err = run("recover", json_out=True)
+    doc = json.loads(out)
+    assert code == cli.EXIT_OK and doc["value"]["rolled_back"] is True and doc["value"]["recovered"] is False, err
+    assert run("check")[0] == cli.EXIT_OK
+    with Inspector(fast_config(run.db)) as view:
+        assert view.fetch_one("SELECT count(*) FROM things")[0] == 300  # the killed transaction left nothing
