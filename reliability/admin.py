@@ -163,6 +163,9 @@ def _list_flags(db: DatabaseManager) -> list[Flag]:
 
 
 def _flag_rows(db: DatabaseManager, sql: str, params: tuple[Any, ...]) -> list[Flag]:
+    # A fresh database has no flags table yet: that is "no flags", not an error to log and count.
+    if db.fetch_one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'reliability_flags'") is None:
+        return []
     try:
         rows = db.fetch_all(sql, params)
     except DatabaseError as err:

@@ -578,6 +578,10 @@ class AuditLogger:
         return out + [e for e in map(_row_to_entry, rows) if e.entry_id not in seen]
 
     def _read(self, sql: str, params: list[Any]) -> list[Any]:
+        # Nothing recorded yet (a fresh database): no table, which is not an error to log and count.
+        if self.db.fetch_one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'reliability_audit'") \
+                is None:
+            return []
         try:
             return self.db.fetch_all(sql, params)
         except DatabaseError as err:
