@@ -68,6 +68,9 @@ _RESULT_EXIT = {"ok": EXIT_OK, "queued": EXIT_QUEUED, "denied": EXIT_DENIED, "re
 #: The most audit entries one ``audit`` call returns (a bigger --limit is a usage error, not a huge read).
 MAX_AUDIT_LIMIT = 100_000
 
+#: The longest ``--actor`` label accepted (it is stored in the audit log).
+MAX_ACTOR_LABEL = 200
+
 #: Keys whose values are Unix times; printed (and put in JSON) as ISO 8601 UTC.
 _TIME_KEYS = frozenset({"ts", "created_at", "updated_at", "last_backup_at", "last_integrity_check_at",
                         "queued_at", "applied_at"})
@@ -662,6 +665,8 @@ def _flags_set(args: argparse.Namespace, config: ReliabilityConfig) -> Outcome:
     problem = admin.validate_flag_name(args.name) or admin.validate_flag_value(value)
     if problem:
         raise UsageError(problem)
+    if args.actor is not None and (not args.actor.strip() or len(args.actor) > MAX_ACTOR_LABEL):
+        raise UsageError(f"--actor must be a name of 1 to {MAX_ACTOR_LABEL} characters")
     _require_db(config)
     user = os_user()
     label = args.actor if args.actor is not None and args.actor != user else None

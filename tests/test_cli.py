@@ -507,3 +507,11 @@ def test_a_hot_journal_is_not_called_damage_and_recover_rolls_it_back(run) -> No
     assert run("check")[0] == cli.EXIT_OK
     with Inspector(fast_config(run.db)) as view:
         assert view.fetch_one("SELECT count(*) FROM things")[0] == 300  # the killed transaction left nothing
+
+
+def test_an_actor_label_must_be_a_reasonable_name(run) -> None:
+    _make_db(run.db)
+    for label in ("", " ", "x" * (cli.MAX_ACTOR_LABEL + 1)):
+        code, _, err = run("flags", "set", "--actor", label, "beta", "off")
+        assert code == cli.EXIT_USAGE and "--actor must be a name" in err
+    assert json.loads(run("flags", "get", "beta")[1]) == "on"
