@@ -602,7 +602,8 @@ def _restore(args: argparse.Namespace, config: ReliabilityConfig) -> Outcome:
         chosen = verified[0].path
     with _manager(config, auto_recover=False) as db:
         info = _facade(db, "restore", chosen)
-    text = f"restored {config.db_path} from {info.path}; the previous files were kept aside"
+    text = (f"restored {config.db_path} from {info.path} (any previous files were kept aside as "
+            f"{config.db_path}.replaced-*)")
     return Outcome(EXIT_OK, text, info, text)
 
 
