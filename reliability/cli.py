@@ -270,7 +270,9 @@ def _emit(command: str, outcome: Outcome, as_json: bool) -> int:
         if text:
             print(text)
     else:
-        print(f"reliability: {safe(outcome.message)}", file=sys.stderr)
+        # Our messages may span lines (one per invalid setting); each line is escaped on its own, and
+        # names inside them are quoted with repr() by their authors, so none can forge a line.
+        print("reliability: " + "\n".join(safe(line) for line in outcome.message.split("\n")), file=sys.stderr)
         for note in outcome.notes:
             print(f"  {note}", file=sys.stderr)
         if outcome.text:

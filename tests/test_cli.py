@@ -214,6 +214,8 @@ def test_json_is_one_envelope_for_every_outcome(run, tmp_path: Path, capsys) -> 
     assert doc("audit", "--limit", "0")["status"] == "usage_error"
     bad_env = tmp_path / "bad.env"
     bad_env.write_text(CLI_ENV + "RELIABILITY_RETRY_ATTEMPTS=zero\n")
+    assert cli.main(["--db", str(run.db), "--env", str(bad_env), "health"]) == cli.EXIT_CONFIG_ERROR
+    assert "\n  RELIABILITY_RETRY_ATTEMPTS='zero': expected a whole number" in capsys.readouterr().err
     data = doc("health", env=bad_env)
     assert data["status"] == "configuration_error" and data["error"]["problems"][0]["key"] == \
         "RELIABILITY_RETRY_ATTEMPTS"
