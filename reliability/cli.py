@@ -49,6 +49,7 @@ from .degradation import CommandResult
 from .errors import KIND_INFO, DatabaseError, ErrorKind, classify, sqlite_errors
 from .inspection import Inspector, is_sqlite_file
 from .manager import DatabaseManager
+from .names import printable, validate_actor
 
 EXIT_OK = 0
 EXIT_UNHEALTHY = 1
@@ -67,9 +68,6 @@ _RESULT_EXIT = {"ok": EXIT_OK, "queued": EXIT_QUEUED, "denied": EXIT_DENIED, "re
 
 #: The most audit entries one ``audit`` call returns (a bigger --limit is a usage error, not a huge read).
 MAX_AUDIT_LIMIT = 100_000
-
-#: The longest ``--actor`` label accepted (it is stored in the audit log).
-MAX_ACTOR_LABEL = 200
 
 #: Keys whose values are Unix times; printed (and put in JSON) as ISO 8601 UTC.
 _TIME_KEYS = frozenset({"ts", "created_at", "updated_at", "last_backup_at", "last_integrity_check_at",
@@ -226,18 +224,18 @@ def os_user() -> str:
 
 # -- output --------------------------------------------------------------------------------------
 def safe(text: Any) -> str:
-    """``text`` with control characters (newlines, escapes, bidi controls) shown as escapes, so a name
-    cannot forge a line or hide itself in human output."""
-    out = []
-    for ch in str(text):
-        if ch in "\\":
-            out.append(ch)
-        elif unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs"):
-            code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-        else:
-            out.append(ch)
-    return "".join(out)
+    """``text`` for one line of human output: :func:`reliability.names.printable` (control characters and line
+    separators escaped), plus invisible format characters (bidi overrides, zero-width) shown as escapes, so a
+    name can neither forge a line nor disguise itself."""
+    return "".join(f"\\u{ord(ch):04x}" if unicodedata.category(ch) == "Cf" else ch for ch in printable(text))
+
+
+def json_line(value: Any) -> str:
+    """``value`` as JSON on one line for human output: readable Unicode, but every control, line
+    separator and format character escaped as JSON itself allows (``\\u2028``), so it stays valid JSON."""
+    text = json.dumps(value, ensure_ascii=False)
+    return "".join(f"\\u{ord(ch):04x}" if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs") else ch
+                   for ch in text)
 
 
 def iso(ts: float | None) -> str | None:
@@ -378,8 +376,9 @@ def _require_db(config: ReliabilityConfig) -> None:
         hint = ""
         if _verified_backups(config):
             # recover, not restore: it also replays the redo journal, so no acknowledged write is lost.
-            hint = f" Verified backups exist in {str(config.backup_directory)!r}: bring it back with " \
-                   f"'reliability --db {path} recover' (the newest verified backup plus the redo journal)."
+            hint = (f" Verified backups exist in {str(config.backup_directory)!r}: bring it back with "
+                    f"'reliability --db {path} recover' (the newest verified backup plus the redo journal; "
+                    f"'reliability --db {path} restore' puts back a backup alone).")
         raise DatabaseError(ErrorKind.CANTOPEN, f"the database {path!r} does not exist",
                             user_message=f"The database {path!r} does not exist; nothing was done.{hint}")
     if not os.path.isfile(path):
@@ -489,13 +488,13 @@ def _flags_get(args: argparse.Namespace, config: ReliabilityConfig) -> Outcome:
         return Outcome(EXIT_OK, f"Flag {args.name!r} is not set.", None, f"Flag {safe(repr(args.name))} is not set.")
     flag = found[0]
     return Outcome(EXIT_OK, f"Flag {args.name!r} is {json.dumps(flag.value, ensure_ascii=False)}.", flag,
-                   safe(json.dumps(flag.value, ensure_ascii=False)))
+                   json_line(flag.value))
 
 
 def _flags_list(args: argparse.Namespace, config: ReliabilityConfig) -> Outcome:
     with _inspector(config) as view:
         flags = view.flags()
-    text = "\n".join(f"{safe(f.name)} = {safe(json.dumps(f.value, ensure_ascii=False))}  "
+    text = "\n".join(f"{safe(f.name)} = {json_line(f.value)}  "
                      f"(by {safe(f.updated_by)} at {iso(f.updated_at)})" for f in flags) or "no flags"
     return Outcome(EXIT_OK, f"{len(flags)} flag(s)", flags, text)
 
@@ -503,7 +502,7 @@ def _flags_list(args: argparse.Namespace, config: ReliabilityConfig) -> Outcome:
 def _format_entry(e: Any) -> str:
     mark = " (pending)" if e.pending else ""
     return (f"{iso(e.ts)} {safe(e.actor)} {safe(e.action)} {safe(e.target)} "
-            f"{safe(json.dumps(e.details, ensure_ascii=False))}{mark}")
+            f"{json_line(e.details)}{mark}")
 
 
 def _denied_read(user: str, what: str, config: ReliabilityConfig) -> Outcome | None:
@@ -668,24 +667,23 @@ def _flags_set(args: argparse.Namespace, config: ReliabilityConfig) -> Outcome:
     problem = admin.validate_flag_name(args.name) or admin.validate_flag_value(value)
     if problem:
         raise UsageError(problem)
-    if args.actor is not None and (not args.actor.strip() or len(args.actor) > MAX_ACTOR_LABEL):
-        raise UsageError(f"--actor must be a name of 1 to {MAX_ACTOR_LABEL} characters")
+    problem = None if args.actor is None else validate_actor(args.actor)
+    if problem:
+        raise UsageError(f"--actor: {problem}")
     _require_db(config)
     user = os_user()
     label = args.actor if args.actor is not None and args.actor != user else None
     with _manager(config) as db:
-        if label is not None:
-            if not admin.is_authorized(db, user, "flags.set"):
-                db.audit.record(user, "admin.denied", args.name,
-                                {"command": "flags.set", "on_behalf_of": label,
-                                 "reason": "acting on behalf of another actor needs an administrator"})
-                return _error(EXIT_DENIED, f"{user} is not allowed to act on behalf of {label!r}: only an "
-                              "administrator (RELIABILITY_ADMIN_ACTORS) may; nothing was changed.",
-                              "not_authorized", actor=user, on_behalf_of=label)
-            # Both names are audited: who really acts (the OS user, whose authority is checked) and
-            # for whom, in an entry written before the change itself.
-            db.audit.record(user, "on_behalf_of", args.name, {"command": "flags.set", "on_behalf_of": label})
-        result = admin.set_flag(db, args.name, value, user)
+        if label is not None and not admin.is_authorized(db, user, "flags.set"):
+            db.audit.record(user, "admin.denied", args.name,
+                            {"command": "flags.set", "on_behalf_of": label,
+                             "reason": "acting on behalf of another actor needs an administrator"})
+            return _error(EXIT_DENIED, f"{user} is not allowed to act on behalf of {label!r}: only an "
+                          "administrator (RELIABILITY_ADMIN_ACTORS) may; nothing was changed.",
+                          "not_authorized", actor=user, on_behalf_of=label)
+        # The OS user acts (its authority is checked by the command itself); the label says for whom.
+        # Both names go into the flag.set entry, written in the change's own transaction.
+        result = admin.set_flag(db, args.name, value, user, on_behalf_of=label)
     return _command_result(result)
 
 

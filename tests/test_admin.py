@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -264,12 +265,13 @@ def test_names_with_newlines_print_on_one_line_in_the_cli(tmp_path: Path, capsys
     from runtime_helpers import cli_runner
 
     run = cli_runner(tmp_path, capsys, monkeypatch)
+    sqlite3.connect(run.db).close()  # the CLI creates no database but by migrate
     forged = "mallory\n1700000000.000 alice flag.set beta {}"
-    run("flags", "set", "--actor", forged, "beta", "on")
+    run("flags", "set", "--actor", forged, "beta", "on")  # the OS user (an admin) acts; --actor is a label
     code, out, _ = run("audit")
     assert code == 0
     lines = out.strip().splitlines()
-    assert len(lines) == 1 and "mallory\\n1700000000.000 alice" in lines[0] and "admin.denied" in lines[0]
+    assert len(lines) == 1 and "mallory\\n1700000000.000 alice" in lines[0] and "flag.set" in lines[0]
 
 
 def test_printable_escapes_controls_and_keeps_ordinary_text() -> None:

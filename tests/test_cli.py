@@ -262,9 +262,8 @@ def test_the_cli_acts_as_the_os_user_and_actor_only_labels(run) -> None:
     code, out, _ = run("audit", json_out=True)
     entries = json.loads(out)["value"]
     sets = {e["target"]: e for e in entries if e["action"] == "flag.set"}
-    assert sets["plain"]["actor"] == me and sets["labelled"]["actor"] == me
-    behalf = [e for e in entries if e["action"] == "on_behalf_of"]
-    assert [(e["actor"], e["details"]["on_behalf_of"], e["target"]) for e in behalf] == [(me, "bob", "labelled")]
+    assert sets["plain"]["actor"] == me and "on_behalf_of" not in sets["plain"]["details"]
+    assert sets["labelled"]["actor"] == me and sets["labelled"]["details"]["on_behalf_of"] == "bob"
 
 
 def test_a_non_administrator_cannot_act_or_act_on_behalf(run) -> None:
@@ -296,7 +295,7 @@ def test_control_characters_in_names_are_escaped_in_human_output(run) -> None:
     _make_db(run.db)
     assert run("flags", "set", "--actor", "eve\nFORGED line", "evil\nname\x1b[31m", "on")[0] == cli.EXIT_OK
     code, out, _ = run("flags", "list")
-    assert "evil\\x0aname\\x1b[31m" in out and "\x1b" not in out
+    assert "evil\\nname\\x1b[31m" in out and "\x1b" not in out
     code, out, _ = run("audit")
     assert not any(line.startswith("FORGED") for line in out.splitlines())
     assert '"on_behalf_of": "eve\\nFORGED line"' in out  # the label, JSON-escaped inside the details
@@ -513,7 +512,16 @@ def test_a_hot_journal_is_not_called_damage_and_recover_rolls_it_back(run) -> No
 
 def test_an_actor_label_must_be_a_reasonable_name(run) -> None:
     _make_db(run.db)
-    for label in ("", " ", "x" * (cli.MAX_ACTOR_LABEL + 1)):
+    from reliability.names import MAX_ACTOR
+
+    for label in ("", " ", "x" * (MAX_ACTOR + 1)):
         code, _, err = run("flags", "set", "--actor", label, "beta", "off")
-        assert code == cli.EXIT_USAGE and "--actor must be a name" in err
+        assert code == cli.EXIT_USAGE and "--actor: An actor name" in err
     assert json.loads(run("flags", "get", "beta")[1]) == "on"
+
+
+def test_json_in_human_output_stays_one_line_of_valid_json() -> None:
+    value = {"who": "eve\u2028FORGED\u202e", "n": "Zoë\n"}
+    line = cli.json_line(value)
+    assert json.loads(line) == value and "\u2028" not in line and "\u202e" not in line and "Zoë" in line
+    assert cli.safe("a\u202eb\nc") == "a\\u202eb\\nc"

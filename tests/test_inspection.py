@@ -17,7 +17,7 @@ def test_reads_of_a_fresh_database_through_the_api_log_and_count_no_error(tmp_pa
             DatabaseManager(fast_config(tmp_path / "app.db", admin_actors="alice")) as db:
         assert admin.list_flags(db).value == []
         assert admin.get_flag(db, "beta").value is None
-        assert admin.audit(db, actor="alice").value == []
+        assert admin.audit(db, actor="alice", caller="alice").value == []
         assert db.audit.verify().ok and db.audit.entries() == []
         assert db.health().errors == {}
     assert not [r for r in caplog.records if "no such table" in r.getMessage() or r.levelno >= logging.ERROR]
