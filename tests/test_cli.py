@@ -525,3 +525,18 @@ def test_json_in_human_output_stays_one_line_of_valid_json() -> None:
     line = cli.json_line(value)
     assert json.loads(line) == value and "\u2028" not in line and "\u202e" not in line and "Zoë" in line
     assert cli.safe("a\u202eb\nc") == "a\\u202eb\\nc"
+
+
+def test_inspection_never_generates_an_audit_key_and_reads_a_generated_one(run, tmp_path: Path) -> None:
+    run.env.write_text(CLI_ENV.replace("RELIABILITY_AUDIT_HMAC_KEY=cli-key\n", ""))
+    with sqlite3.connect(run.db) as raw:  # an application's database the runtime never managed
+        raw.execute("CREATE TABLE app (x)")
+    before = _snapshot(tmp_path)
+    for argv in INSPECTIONS:
+        assert run(*argv)[0] == cli.EXIT_OK, argv
+    assert _snapshot(tmp_path) == before and not Path(f"{run.db}.audit-key").exists()
+    # a runtime without a configured key generated one: inspection verifies the chain with it
+    assert run("flags", "set", "beta", "on")[0] == cli.EXIT_OK
+    assert Path(f"{run.db}.audit-key").exists()
+    code, out, _ = run("verify-audit")
+    assert code == cli.EXIT_OK and "audit chain ok (1 entries)" in out
