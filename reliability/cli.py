@@ -384,6 +384,20 @@ def _require_db(config: ReliabilityConfig) -> None:
     if not os.path.isfile(path):
         raise DatabaseError(ErrorKind.CANTOPEN, f"{path!r} is not a file",
                             user_message=f"{path!r} is not a database file; nothing was done.")
+    if _emptied(config):
+        raise DatabaseError(ErrorKind.CANTOPEN, f"the database {path!r} is empty (0 bytes) but the runtime managed "
+                            "it before (backups or a redo journal exist)",
+                            user_message=f"The database {path!r} is empty although it held data before; nothing was "
+                            f"done. Bring it back with 'reliability --db {path} recover' (the newest verified backup "
+                            "plus the redo journal).")
+
+
+def _emptied(config: ReliabilityConfig) -> bool:
+    """A 0-byte database the runtime has managed (backups or a redo journal exist): an incident, as missing is,
+    never an empty database to inspect (SQLite would read it as one)."""
+    path = config.db_path
+    return (os.path.isfile(path) and os.path.getsize(path) == 0
+            and (bool(_verified_backups(config)) or config.redo_journal_file.exists()))
 
 
 def _verified_backups(config: ReliabilityConfig) -> list[Any]:
@@ -610,7 +624,7 @@ def _restore(args: argparse.Namespace, config: ReliabilityConfig) -> Outcome:
 
 def _recover(args: argparse.Namespace, config: ReliabilityConfig) -> Outcome:
     _check_backup_dir(config)
-    if os.path.exists(config.db_path):
+    if os.path.exists(config.db_path) and not _emptied(config):
         rolled_back = False
         try:
             with _inspector(config) as view:

@@ -540,3 +540,14 @@ def test_inspection_never_generates_an_audit_key_and_reads_a_generated_one(run, 
     assert Path(f"{run.db}.audit-key").exists()
     code, out, _ = run("verify-audit")
     assert code == cli.EXIT_OK and "audit chain ok (1 entries)" in out
+
+
+def test_an_emptied_database_with_history_is_an_incident_not_an_empty_database(run) -> None:
+    _make_db(run.db)
+    run.db.write_bytes(b"")  # cut to 0 bytes while the service was down
+    for argv in (("health",), ("check",), ("flags", "list")):
+        code, _, err = run(*argv)
+        assert code == cli.EXIT_DB_ERROR and "is empty although it held data" in err, argv
+    code, out, err = run("recover")
+    assert code == cli.EXIT_OK and "recovery: ok" in out, err
+    assert json.loads(run("flags", "get", "beta")[1]) == "on"
