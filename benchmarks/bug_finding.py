@@ -300,7 +300,7 @@ def run_main_job(bug: Bug | None, profile: str, timeout: float, seed: int | None
             return "timeout", time.monotonic() - t0, f"no verdict within {timeout:.0f}s"
         dt = time.monotonic() - t0
         out = (proc.stdout + proc.stderr).strip().splitlines()
-        violated = [ln.strip() for ln in out if " violated (faults:" in ln]
+        violated = [ln.strip()[2:].strip() for ln in out if ln.startswith("E ") and " violated (faults:" in ln]
         last = violated[0][:110] if violated else (out[-1][:110] if out else "")
         # Only a failed test is a catch: the main job also exits 1 when a declared matrix cell is empty
         # (EMPTY CELLS in the footer), which says nothing about the planted bug.
