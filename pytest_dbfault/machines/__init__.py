@@ -97,7 +97,7 @@ APPLICABLE: dict[int, frozenset[str]] = {
     11: frozenset({"corrupt"}),
     13: frozenset({"corrupt"}),
     16: frozenset({"locked"}),
-    17: frozenset({"locked", "disk_full", "disconnect"}),
+    17: frozenset({"disk_full", "disconnect"}),
 }
 
 

@@ -76,7 +76,7 @@ CONFIG_SPACE: dict[str, tuple[Any, ...]] = {
 #: groups and fault kinds, so some examples hammer a few features (deep sequences of one kind)
 #: instead of every example spreading thin over all of them. Shrinking removes groups.
 SWARM_GROUPS = ("transfer", "nested", "heal_mid_call", "commands", "outage", "audit", "backup",
-                "recover", "migrate", "schema_damage", "reload", "integrity")
+                "recover", "migrate", "schema_damage", "reload", "integrity", "power_loss")
 #: Rule groups written but held out of the default swarm because they expose a runtime bug not
 #: fixed yet (the main job must stay green on the shipped runtime): "restart" — after a clean
 #: restart, a file renamed away makes the runtime open an empty database at the path, so a write
@@ -260,10 +260,39 @@ class RuntimeMachine(RuleBasedStateMachine):
         self.db = self.open_runtime()
         self.db.execute(KV_TABLE)
         self.db.execute(PAIRS_TABLE)
+        self.start_power_loss_model()
         self.after_start()
 
     def after_start(self) -> None:
         """Hook for machines that need more setup."""
+
+    #: the power-loss model of the runtime's own files (None: off, e.g. not Linux)
+    powerloss: Any = None
+
+    def start_power_loss_model(self) -> None:
+        """Observe fsyncs of the runtime's own files from now on (see :mod:`.powerloss`)."""
+        from .powerloss import PowerLossModel, supported
+
+        if not supported() or "power_loss" not in self.enabled:
+            return
+        self.powerloss = PowerLossModel(self.dir)
+        self._powerloss_cm = self.powerloss.observing()
+        self._powerloss_cm.__enter__()
+
+    def simulate_power_loss(self) -> dict[str, str]:
+        """Lose power now: the runtime stops (its later writes are discarded), the runtime's own files
+        go back to what was made durable, and a new runtime starts. Returns what was lost."""
+        lost = self.powerloss.lost()
+        view = self.powerloss.durable_view()
+        self.heal_all()
+        self.db.close()  # whatever close() writes happens "after" the power loss: discarded below
+        self.powerloss.apply(view)
+        self.fault_history.append("power_loss")
+        STATS.record_fault("power_loss")
+        self.db = self.open_runtime(self.config)
+        self.after_reopen()
+        self.last_healed = "power_loss"
+        return lost
 
     def reopen(self) -> None:
         """Close the runtime and build a new one on the same file (a restart)."""
@@ -290,6 +319,9 @@ class RuntimeMachine(RuleBasedStateMachine):
             except Exception:  # pragma: no cover - teardown must release what it can
                 pass
         self.faults.clear()
+        if self.powerloss is not None:
+            self._powerloss_cm.__exit__(None, None, None)
+            self.powerloss = None
         for old in self.abandoned:
             conn = getattr(getattr(old, "connections", None), "_conn", None)
             if conn is not None:

@@ -408,6 +408,16 @@ class Workload(RuntimeMachine):
         if out is None or not out.ok:
             self.check_rolled_back(None)
 
+    @precondition(swarm("power_loss"))
+    @precondition(lambda self: self.powerloss is not None and not self.faults
+                  and str(self.config.synchronous).upper() in ("FULL", "EXTRA"))
+    @rule()
+    def power_loss(self) -> None:
+        """A power loss (synchronous FULL/EXTRA promises durability): the runtime's own files keep only
+        what was fsynced; the invariants then want every acknowledged write, queued command and audit
+        entry back (P6, P13, P14, P15 labelled ``after:power_loss``)."""
+        self.simulate_power_loss()
+
     @precondition(swarm("restart"))
     @precondition(lambda self: self.db is not None)
     @rule()
