@@ -23,7 +23,8 @@ class OperationLogMixin(Workload):
 
     def after_reopen(self) -> None:
         super().after_reopen()
-        self.oplog_lines_seen = len(self.oplog_records(flush=False, all_lines=True))
+        # flushed first: the new runtime may have logged work of its own at startup (a re-anchoring backup)
+        self.oplog_lines_seen = len(self.oplog_records(flush=True, all_lines=True))
 
     def oplog_records(self, flush: bool = True, all_lines: bool = False) -> list[dict[str, Any]]:
         oplog = getattr(self.db, "_oplog", None)
