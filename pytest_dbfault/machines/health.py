@@ -111,6 +111,31 @@ class HealthMixin(Workload):
         self.integrity_passes(None)
 
     @precondition(swarm("integrity"))
+    @precondition(lambda self: has_integrity_check(self) and bool(self.faults))
+    @rule()
+    def integrity_under_fault(self) -> None:
+        """P11 while a fault is in force: a file that is away is never reported intact, and an intact
+        file behind a lock, a full disk or a closed handle is never reported corrupt."""
+        from reliability import DatabaseError
+
+        away = any(f in self.faults for f in ("disconnect_rename", "disconnect_delete"))
+        err = None
+        try:
+            report = self.absorb(self.db.check_integrity)
+            ok, problems = integrity_ok(report), list(getattr(report, "problems", []) or [])
+        except DatabaseError as exc:
+            ok, problems, err = False, [], exc
+        if away:
+            self.check(11, not ok, "check_integrity() answered ok while the database file is away")
+            return
+        words = ("malformed", "corrupt", "not a database", "btree", "page")
+        called_corrupt = (err is not None and str(err.kind) in ("corrupt", "notadb", "ioerr_corruptfs")) or (
+            not ok and any(w in p.lower() for p in problems for w in words))
+        self.check(11, not called_corrupt,
+                   lambda: f"an intact file under {self.active_fault_names} was reported corrupt: "
+                           f"{repr(err) if err is not None else problems[:3]}")
+
+    @precondition(swarm("integrity"))
     @precondition(lambda self: has_integrity_check(self) and not self.faults)
     @rule()
     def check_healthy_file(self) -> None:
@@ -131,4 +156,4 @@ class HealthMachine(HealthMixin):
     """Operations under faults, counted; corruption flagged."""
 
     core_groups = frozenset(("integrity",))
-    fault_kinds = ("none", "locked", "disk_full", "disconnect_close", "disconnect_rename")
+    fault_kinds = ("none", "locked", "disk_full", "disconnect_close", "disconnect_rename", "disconnect_delete")

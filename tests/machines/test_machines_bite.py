@@ -292,6 +292,15 @@ class SavepointWithoutRollback(DatabaseManager):
         self.transactions._rollback = release_only  # type: ignore[method-assign]
 
 
+class MissingFileIsIntact(DatabaseManager):
+    """Answers ok when the database file is not there at all (P11 under disconnect)."""
+
+    def check_integrity(self, full: bool = False) -> IntegrityReport:
+        if not Path(self.path).exists():
+            return IntegrityReport(True, [], "quick", 0.0)
+        return super().check_integrity(full)
+
+
 BROKEN: list[tuple[int, str, Callable[[Any], Any]]] = [
     (1, "connection", NoReconnect),
     (2, "connection", RawErrors),
@@ -318,6 +327,7 @@ BROKEN: list[tuple[int, str, Callable[[Any], Any]]] = [
     (10, "health_integrity", HealthyWhenCorrupt),
     (12, "backup_recovery", KeepsOneTooFew),
     (6, "transactions", SavepointWithoutRollback),
+    (11, "health_integrity", MissingFileIsIntact),
 ]
 
 
