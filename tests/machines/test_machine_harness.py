@@ -1,0 +1,77 @@
+"""The machines' harness: how checks are labelled (issue #14 item 1) and the power-loss model (item 4)."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from pytest_dbfault.machines import MACHINES, bind
+from pytest_dbfault.machines.base import CONFIG_SPACE
+from pytest_dbfault.machines.powerloss import PowerLossModel, supported
+from pytest_dbfault.stats import STATS
+
+
+def test_a_check_is_labelled_none_then_under_the_fault_then_after_it(tmp_path: Any) -> None:
+    machine = bind(MACHINES["connection"], base_dir=str(tmp_path))()
+    try:
+        machine.start(random.Random(0), {k: v[0] for k, v in CONFIG_SPACE.items()}, frozenset({"fault:locked"}))
+        before = Counter(STATS.checks)
+        machine.check(6, True)
+        assert machine.inject("locked", 0)
+        machine.check(6, True)
+        machine.heal("locked")
+        machine.check(6, True)
+        machine.check(6, True, faults=["locked"])  # a call that ran under the lock, judged after it
+        got = Counter(STATS.checks) - before
+    finally:
+        machine.teardown()
+    assert got == Counter({("p06_transaction_atomicity", "none"): 1,
+                           ("p06_transaction_atomicity", "locked"): 2,
+                           ("p06_transaction_atomicity", "after:locked"): 1})
+
+
+needs_proc = pytest.mark.skipif(not supported(), reason="the power-loss model reads fd paths from /proc/self/fd")
+
+
+@needs_proc
+def test_power_loss_drops_an_append_that_was_not_fsynced(tmp_path: Any) -> None:
+    path = tmp_path / "app.db.queue.jsonl"
+    path.write_bytes(b"one\n")
+    model = PowerLossModel(str(tmp_path))
+    with model.observing():
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, b"two\n")
+            os.fsync(fd)
+            os.write(fd, b"three\n")  # acknowledged without fsync
+        finally:
+            os.close(fd)
+    assert "app.db.queue.jsonl" in model.lost()
+    model.apply(model.durable_view())
+    assert path.read_bytes() == b"one\ntwo\n"
+
+
+@needs_proc
+def test_power_loss_undoes_a_rename_whose_directory_was_not_fsynced(tmp_path: Any) -> None:
+    final = tmp_path / "app.db.redo"
+    final.write_bytes(b"old")
+    model = PowerLossModel(str(tmp_path))
+    with model.observing():
+        tmp = tmp_path / "app.db.redo.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(b"new")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)  # no fsync of the directory
+        synced_view = model.durable_view()
+        dfd = os.open(tmp_path, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    assert synced_view == {"app.db.redo": b"old"}
+    assert model.durable_view() == {"app.db.redo": b"new"}
