@@ -16,10 +16,17 @@ class ConnectionMixin(Workload):
     """Rules that heal a fault while the runtime is retrying, at a retry Hypothesis picks."""
 
     @precondition(swarm("heal_mid_call"))
-    @precondition(lambda self: bool(self.faults) and set(self.faults) <= set(RECOVERABLE))
-    @rule(after=st.integers(0, 3), op=st.sampled_from(["write", "read", "transaction"]), n=st.integers(0, 12))
-    def call_while_fault_heals(self, after: int, op: str, n: int) -> None:
-        """P1: the fault heals after the ``after``-th retry sleep; the call must still succeed."""
+    @precondition(lambda self: self.db is not None and set(self.faults) <= set(RECOVERABLE))
+    @rule(after=st.integers(0, 3), op=st.sampled_from(["write", "read", "transaction"]), n=st.integers(0, 12),
+          kind=st.sampled_from(RECOVERABLE), param=st.integers(0, 5))
+    def call_while_fault_heals(self, after: int, op: str, n: int, kind: str, param: int) -> None:
+        """P1: the fault heals after the ``after``-th retry sleep; the call must still succeed.
+
+        With no fault in force the rule brings its own (``kind``): recovering from an outage is
+        what it is about, so it happens in every example that enables it (a targeted weight).
+        """
+        if not self.faults and not self.inject(kind, param):
+            return
         faults = self.active_fault_names
         after = min(after, self.config.retry_attempts - 1)
         if after == 0:
