@@ -110,8 +110,8 @@ BUGS: tuple[Bug, ...] = (
         "        except MigrationError:\n            continue\n        applied.append(migration.version)",
         "pending [failing v2, good v3]: v3 must not be applied after v2 failed"),
     Bug("p05_no_rollback_on_failure", 5, "reliability/schema.py",
-        "        except Exception as exc:\n            _rollback_quietly(conn)\n            raise _failed(m, exc) from exc",
-        "        except Exception as exc:\n            raise _failed(m, exc) from exc",
+        "        except Exception as exc:\n            _rollback_quietly(conn)\n            raise _failed(m, exc, verb) from exc",
+        "        except Exception as exc:\n            raise _failed(m, exc, verb) from exc",
         "a migration whose second statement fails: its first statement's table must not exist afterwards"),
     # -- P6 atomicity ----------------------------------------------------------------------------
     Bug("p06_savepoint_rollback_skipped", 6, "reliability/transaction.py",
@@ -224,8 +224,9 @@ BUGS: tuple[Bug, ...] = (
         "        return self.rng.uniform(0.0, self.ceiling(attempt)) if attempt > 1 else 0.0",
         "any retried audit entry: the first retry sleeps exactly 0"),
     Bug("p15_fallback_removed_before_move", 15, "reliability/audit.py",
-        "            new = self.db.run_in_transaction(move_all)\n            working.unlink(missing_ok=True)",
-        "            working.unlink(missing_ok=True)\n            new = self.db.run_in_transaction(move_all)",
+        "            new = self.db.run_in_transaction(move_all)\n            if rejected:",
+        "            working.unlink(missing_ok=True)\n            new = self.db.run_in_transaction(move_all)\n"
+        "            if rejected:",
         "two entries during one outage, then a third while it lasts: the reconcile attempt fails and the "
         "first two are gone"),
     Bug("p15_fallback_not_synced", 15, "reliability/audit.py",
