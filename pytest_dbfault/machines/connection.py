@@ -34,7 +34,7 @@ class ConnectionMixin(Workload):
         else:
             self.heal_after_sleeps(faults, after)
         key, value = f"user-{n}", self.text()
-        delays0, t0 = len(self.delays), self.time.now
+        delays0, t0, sleeps0 = len(self.delays), self.time.now, len(self.time.sleeps)
         # A direct write first replays queued commands, in a retry series of its own: the heal may
         # land in that series, and a backlog that could not be saved fails the write (README).
         backlog = op != "read" and self.writes_queued()
@@ -53,7 +53,7 @@ class ConnectionMixin(Workload):
             self.clear_sleep_hooks()
             self.heal_all()
         delays = self.delays[delays0:]
-        self.check_backoff(1, delays, self.time.sleeps[len(self.time.sleeps) - len(delays):], faults)
+        self.check_backoff(1, delays, self.time.sleeps[sleeps0:], faults)
         # A deleted-and-restored file is a new inode: the old handle needs a reconnect, which the
         # policy counts as a retry, so with retry_attempts=1 this call may fail ("unavailable");
         # the invariant p01 then wants the very next call to succeed. (The runtime reopens a
