@@ -125,14 +125,16 @@ class Workload(RuntimeMachine):
             self._check_no_hang(sleeps0, t0, active, series)
             # One failure is one error in the health counters, however many callers it passes
             # through (a statement's error re-raised by the transaction around it is the same one).
-            seen = [e for e in (err, err.__cause__, err.__context__) if e is not None]
-            if not any(getattr(e, "_dbfault_counted", False) for e in seen):
+            # The runtime counts the error the outermost caller sees: a wrapper of an error already
+            # booked (an "unavailable" around a "closed") takes its place.
+            if not getattr(err, "_dbfault_counted", None):
+                inner = next((e for e in (err.__cause__, err.__context__)
+                              if e is not None and getattr(e, "_dbfault_counted", None)), None)
+                if inner is not None:
+                    self.model.ledger.errors[inner._dbfault_counted] -= 1  # type: ignore[union-attr]
+                    inner._dbfault_counted = None  # type: ignore[union-attr]
                 self.model.ledger.errors[str(err.kind)] += 1
-            for e in seen:
-                try:
-                    e._dbfault_counted = True  # type: ignore[union-attr]
-                except AttributeError:  # pragma: no cover - an exception type with __slots__
-                    pass
+                err._dbfault_counted = str(err.kind)
             if op is not None:
                 self.model.ledger.oplog[(op, "error")] += 1
             return Outcome(False, error=err)
