@@ -92,7 +92,10 @@ class AuditMixin(Workload):
         if not self.faults:
             self.check(15, stored == self.model.audit_ids, "entries are in the database out of order")
             report = self.absorb(self.db.audit.verify)
-            self.check(15, report.ok, f"the audit chain does not verify: {report}")
+            # Restoring an older backup takes the log back with it; the runtime's anchor (kept outside
+            # the database) then reports the log as shortened, which is true and not a P15 loss.
+            rewound = getattr(self, "audit_rewound", False) and "shortened" in str(getattr(report, "reason", ""))
+            self.check(15, report.ok or rewound, f"the audit chain does not verify: {report}")
 
 
 class AuditMachine(AuditMixin):

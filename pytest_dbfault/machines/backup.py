@@ -134,6 +134,7 @@ class BackupMixin(Workload):
             path = f"{path} (the restored file is unreadable: {exc})"
         self.check(12, same, f"after restoring {path} the database is not the recorded state")
         self.model.kv, self.model.pairs = dict(kv), {k: list(v) for k, v in pairs.items()}
+        self.audit_rewound = True
         waiting = set(self.fallback_ids()) if hasattr(self, "fallback_ids") else set()
         self.model.audit_ids = list(self.audit_snapshots[path]) + [
             i for i in self.model.audit_ids if i in waiting and i not in self.audit_snapshots[path]]
