@@ -113,6 +113,18 @@ class ConnectionManager:
                 self._close_quietly()
         return self.connection
 
+    def connection_at_path(self) -> sqlite3.Connection:
+        """:meth:`live_connection`, reopened first when the path no longer names its file.
+
+        For maintenance that writes (migrations): in WAL mode a handle on a deleted or replaced file
+        keeps accepting writes that nobody will see, and between statements nothing else has looked
+        yet. A missing file fails to open (``mode=rw``) instead of being written to.
+        """
+        conn = self.live_connection()
+        if self.file_moved():
+            conn = self.open()
+        return conn
+
     def open(self) -> sqlite3.Connection:
         """Open (or reopen) the connection and apply the pragmas.
 

@@ -422,7 +422,7 @@ class Durability:
         with db._lock:
             if db.transactions.depth:
                 raise MigrationError(ErrorKind.MISUSE, "migrate() cannot run inside a transaction")
-            conn = db.connections.live_connection()
+            conn = db.connections.connection_at_path()  # DDL lands in the file at the path
             before = applied_versions(conn)
             if not [m for m in items if m.version not in before]:
                 return MigrationResult([], max(before, default=0))
@@ -461,7 +461,7 @@ class Durability:
         with db._lock:
             if db.transactions.depth:
                 raise MigrationError(ErrorKind.MISUSE, "rollback_migration() cannot run inside a transaction")
-            conn = db.connections.live_connection()
+            conn = db.connections.connection_at_path()  # DDL lands in the file at the path
             before = applied_versions(conn)
             if not [v for v in before if v > to]:
                 return MigrationResult([], max(before, default=0))
@@ -579,6 +579,13 @@ class Durability:
                 db.connections.open()
             log.warning("restored %s from %s; previous files kept as %s", db.path, info.path, moved)
             if self.redo is not None:
+                # Writes after the backup were dropped on purpose: the restored file must neither make a
+                # later recovery look for them as missing nor reuse their sequence numbers, so its
+                # sequence moves past every one this manager saw (the re-anchoring backup carries it).
+                try:
+                    set_sequence(db.connections.live_connection(), max(self.redo.seen, self.redo.seq))
+                except db.connections.module.Error as exc:  # dbfault: no fault (a read-only restored file)
+                    log.warning("could not move the restored database's sequence past dropped writes: %s", exc)
                 self._reanchor("a restore")
         return info
 

@@ -82,6 +82,11 @@ class TransactionManager:
             try:
                 # Opening inside the try: a vanished file must surface as DatabaseError, not a raw error.
                 conn = self.connections.connection
+                if level == 0 and self.connections.file_replaced():
+                    # The path names another file than the handle's (a file put back after a delete):
+                    # nothing has begun, so begin on the file at the path rather than fail at COMMIT's
+                    # identity check and spend a retry (with retry_attempts=1, fail the transaction).
+                    conn = self.connections.open()
                 try:
                     conn.execute("BEGIN IMMEDIATE" if level == 0 else f"SAVEPOINT {name}")
                 except self.connections.module.ProgrammingError:

@@ -305,3 +305,37 @@ def test_a_transaction_rerun_after_its_connection_died_is_journaled_once(tmp_pat
         report = db.recover()
         assert report.ok, report.problems
         assert table(db) == {1: "one", 2: "two"}
+
+
+def test_writes_dropped_by_a_restore_are_not_missing_at_a_later_recovery(tmp_path):
+    """Found by the backup machine (backup, write, restore that backup, corrupt, recover): the write
+    the restore dropped on purpose was still the highest sequence this manager had seen, so the
+    recovery reported it missing (ok=False). The restored file's sequence now moves past it."""
+    db = new_db(tmp_path)
+    db.execute("INSERT INTO t VALUES (1, 'kept')")
+    backup = db.backup()
+    db.execute("INSERT INTO t VALUES (2, 'dropped by the restore')")
+    db.restore(backup.path)
+    db.execute("INSERT INTO t VALUES (3, 'after the restore')")
+    path = Path(db.path)
+    db.close()
+    corrupt(path, "btree")
+    db = DatabaseManager(config(tmp_path))
+    report = db.recover()
+    assert report.ok, report.problems
+    assert table(db) == {1: "kept", 3: "after the restore"}
+    db.close()
+
+
+def test_a_restore_then_recovery_with_no_write_between(tmp_path):
+    """The machine's exact order: nothing is written after the restore before the corruption."""
+    db = new_db(tmp_path)
+    db.execute("INSERT INTO t VALUES (1, 'kept')")
+    backup = db.backup()
+    db.execute("INSERT INTO t VALUES (2, 'dropped by the restore')")
+    db.restore(backup.path)
+    corrupt(Path(db.path), "btree")
+    report = db.recover()
+    assert report.ok, report.problems
+    assert table(db) == {1: "kept"}
+    db.close()

@@ -157,3 +157,26 @@ def test_the_runtime_refuses_inside_a_transaction_and_without_down_steps(tmp_pat
         with pytest.raises(MigrationError, match="has no down step"):
             db.rollback_migration(to=0)
         assert db.validate_schema().current_version == 2
+
+
+@pytest.mark.parametrize("mode", ["delete", "rename"])
+def test_migrations_after_the_file_was_moved_away_and_back_land_in_the_file_at_the_path(
+        tmp_path: Path, mode: str) -> None:
+    """Found by the chaos machine: after a delete (or rename) healed by putting the file back, the
+    runtime's handle still named the old inode, and in WAL mode migrate() wrote into it: it reported
+    versions 2 and 3 applied while the file at the path kept only version 1."""
+    from pytest_dbfault.faults import DisconnectFault
+    from reliability import DatabaseManager
+
+    path = tmp_path / "app.db"
+    with DatabaseManager(fast_config(path, journal_mode="WAL"), migrations=MIGRATIONS[:1]) as db:
+        db.execute("INSERT INTO users (email) VALUES ('a@example.org')")
+        fault = DisconnectFault(db, mode=mode, backup_before=True)
+        fault.inject()
+        fault.heal()  # the very file is back at the path; the runtime has not looked yet
+        assert db.migrate(MIGRATIONS).applied == [2, 3]
+        conn = sqlite_module().connect(path)
+        try:
+            assert versions(conn) == [1, 2, 3]
+        finally:
+            conn.close()

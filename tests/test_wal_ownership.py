@@ -191,3 +191,28 @@ def test_opening_a_damaged_file_records_no_wal_and_the_first_statement_reports_t
         assert db.fetch_one("SELECT count(*) FROM t") == (50,)  # healed: the same file and its WAL
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("form", ["transaction", "run_in_transaction"])
+def test_a_transaction_begins_on_the_file_put_back_at_the_path_even_without_retries(
+        tmp_path: Path, form: str) -> None:
+    """Found by the connection machine (retry_attempts=1): after a deleted file was put back (a copy,
+    so another inode), a transaction began on the stale handle and failed at COMMIT's identity check
+    as ``unavailable``: the one attempt was spent on a file that was no longer the database."""
+    path = tmp_path / "app.db"
+    with DatabaseManager(fast_config(path, journal_mode="WAL", retry_attempts=1)) as db:
+        db.execute("CREATE TABLE t (v)")
+        db.execute("INSERT INTO t VALUES ('before')")
+        fault = DisconnectFault(db, mode="delete", backup_before=True)
+        fault.inject()
+        fault.heal()  # a copy of the file is back at the path
+        if form == "transaction":
+            with db.transaction():
+                db.execute("INSERT INTO t VALUES ('after')")
+        else:
+            db.run_in_transaction(lambda: db.execute("INSERT INTO t VALUES ('after')"))
+    check = sqlite3.connect(path)
+    try:
+        assert [r[0] for r in check.execute("SELECT v FROM t ORDER BY rowid")] == ["before", "after"]
+    finally:
+        check.close()

@@ -79,13 +79,6 @@ SWARM_GROUPS = ("transfer", "nested", "heal_mid_call", "commands", "outage", "au
                 "recover", "migrate", "schema_damage", "reload", "integrity", "power_loss", "restart")
 #: Rule groups held out of the default swarm (none now); ``DBFAULT_SWARM_EXTRA=a,b`` enables them.
 HELD_GROUPS: tuple[str, ...] = ()
-#: A runtime bug not fixed yet (the main job must stay green on the shipped runtime): after a
-#: restart of the runtime (a new DatabaseManager on the same files), a file renamed or deleted
-#: away makes it open an empty database at the path, so a write command answers "error"
-#: (schema) instead of "queued" and is lost (P14), and a transaction there meets "no such
-#: table" (P7). Until it is fixed these two faults are not drawn after a restart in an example;
-#: ``DBFAULT_RESTART_MOVES=1`` draws them anyway (and finds the bug). Reproduction: the h14 report.
-RESTART_MOVES = bool(os.environ.get("DBFAULT_RESTART_MOVES"))
 
 
 def swarm_strategy() -> st.SearchStrategy[frozenset[str]]:
@@ -201,8 +194,6 @@ class RuntimeMachine(RuleBasedStateMachine):
         #: runtimes left behind by a kill-style restart (their handles are closed at teardown)
         self.abandoned: list[Any] = []
         self.config: Any = None
-        #: a second runtime was opened on these files in this example (see RESTART_MOVES)
-        self.restarted = False
         self.steps = 0
         import time as _time
 
@@ -224,8 +215,6 @@ class RuntimeMachine(RuleBasedStateMachine):
     def open_runtime(self, config: Any | None = None) -> Any:
         """Build the runtime with the class's factory and route its retry sleeps to the fake clock."""
         factory = type(self).runtime_factory or default_runtime_factory()
-        if self.db is not None:
-            self.restarted = True
         self.config = config or self.make_config()
         db = factory(self.config)
         policy = getattr(db, "policy", None)
@@ -397,8 +386,6 @@ class RuntimeMachine(RuleBasedStateMachine):
         if kind == "none" or kind in self.faults:
             return False
         file_faults = ("disconnect_rename", "disconnect_delete")
-        if kind in file_faults and self.restarted and not RESTART_MOVES:
-            return False  # see RESTART_MOVES
         if kind in file_faults and ("locked" in self.faults or any(f in self.faults for f in file_faults)):
             return False  # the lock holder would keep the moved file; one file fault at a time
         if kind == "locked" and any(f in self.faults for f in file_faults):
