@@ -417,38 +417,19 @@ class Durability:
     def migrate(self, migrations: Sequence[Migration] | str | os.PathLike[str]) -> MigrationResult:
         """Apply pending migrations (see :mod:`reliability.schema`), backing up a non-empty database first."""
         items = coerce_migrations(migrations)
-        db = self.db
-        backup_path: str | None = None
-        with db._lock:
-            if db.transactions.depth:
-                raise MigrationError(ErrorKind.MISUSE, "migrate() cannot run inside a transaction")
-            conn = db.connections.connection_at_path()  # DDL lands in the file at the path
-            before = applied_versions(conn)
-            if not [m for m in items if m.version not in before]:
-                return MigrationResult([], max(before, default=0))
-            if has_user_data(conn):
-                try:
-                    backup_path = self.backup().path
-                except DatabaseError as exc:
-                    detail = f"no backup could be taken before migrating, so nothing was changed: {exc.detail}"
-                    raise MigrationError(exc.kind, detail, user_message="No backup could be taken before updating "
-                                         "the database, so nothing was changed. Please try again later.") from exc
-            conn.execute("PRAGMA query_only = 0")
-            try:
-                applied = apply_migrations(conn, items, foreign_keys=db.config.foreign_keys)
-            finally:
-                after = applied_versions(conn)
-                self._on_open(conn)
-                if len(after) != len(before) and self.redo is not None:
-                    # DDL ran outside the journal: a backup must cover it before new writes build on it.
-                    self._reanchor("migrations applied")
-            if self.migrations is None or max((m.version for m in items), default=0) >= max(
-                    (m.version for m in self.migrations), default=0):
-                # The list just applied is what this program knows now (a later release adds to it).
-                self.migrations = items
-            self._set_trust(SchemaValidator(self.migrations).validate(conn))
-        log.info("applied migrations %s; schema version %d", applied, max(after, default=0))
-        return MigrationResult(applied, max(after, default=0), backup_path)
+
+        def expected(_: list[int]) -> list[Migration]:
+            known = self.migrations
+            if known is None or max((m.version for m in items), default=0) >= max(
+                    (m.version for m in known), default=0):
+                return items  # the list just applied is what this program knows now (a later release adds to it)
+            return known
+
+        return self._change_schema(
+            "migrate()", "migrating", "updating the database", "migrations applied",
+            pending=lambda before: [m.version for m in items if m.version not in before],
+            run=lambda conn: apply_migrations(conn, items, foreign_keys=self.db.config.foreign_keys),
+            expected=expected)
 
     @_maintenance("migration")
     def rollback_migration(self, to: int, migrations: Sequence[Migration] | str | os.PathLike[str] | None = None
@@ -456,38 +437,50 @@ class Durability:
         """Undo recorded migrations above version ``to`` by their ``down`` steps (see ``schema.revert_migrations``),
         backing up a non-empty database first; ``migrations`` defaults to the known ones."""
         items = coerce_migrations(migrations) if migrations is not None else list(self.migrations or [])
+        return self._change_schema(
+            "rollback_migration()", "rolling back", "undoing the database update", "migrations rolled back",
+            pending=lambda before: [v for v in before if v > to],
+            run=lambda conn: revert_migrations(conn, items, to, foreign_keys=self.db.config.foreign_keys),
+            # What this program expects is now the versions still applied: otherwise startup validation
+            # would call the database out of date and block writes.
+            expected=lambda _: [m for m in items if m.version <= to])
+
+    def _change_schema(self, call: str, doing: str, user_doing: str, why: str, *,
+                       pending: Callable[[dict[int, tuple[str, str]]], list[int]],
+                       run: Callable[[sqlite3.Connection], list[int]],
+                       expected: Callable[[list[int]], list[Migration]]) -> MigrationResult:
+        """The one path of every schema change: outside a transaction, on the file at the path, a backup
+        first when the database holds data, the write block lifted only while the change runs, the redo
+        journal re-anchored after DDL it did not see, and the schema trusted again by what is expected now."""
         db = self.db
         backup_path: str | None = None
         with db._lock:
             if db.transactions.depth:
-                raise MigrationError(ErrorKind.MISUSE, "rollback_migration() cannot run inside a transaction")
+                raise MigrationError(ErrorKind.MISUSE, f"{call} cannot run inside a transaction")
             conn = db.connections.connection_at_path()  # DDL lands in the file at the path
             before = applied_versions(conn)
-            if not [v for v in before if v > to]:
+            if not pending(before):
                 return MigrationResult([], max(before, default=0))
             if has_user_data(conn):
                 try:
                     backup_path = self.backup().path
                 except DatabaseError as exc:
-                    detail = f"no backup could be taken before rolling back, so nothing was changed: {exc.detail}"
-                    raise MigrationError(exc.kind, detail, user_message="No backup could be taken before undoing "
-                                         "the database update, so nothing was changed. Please try again later."
-                                         ) from exc
+                    detail = f"no backup could be taken before {doing}, so nothing was changed: {exc.detail}"
+                    raise MigrationError(exc.kind, detail, user_message=f"No backup could be taken before "
+                                         f"{user_doing}, so nothing was changed. Please try again later.") from exc
             conn.execute("PRAGMA query_only = 0")
             try:
-                reverted = revert_migrations(conn, items, to, foreign_keys=db.config.foreign_keys)
+                done = run(conn)
             finally:
                 after = applied_versions(conn)
                 self._on_open(conn)
                 if len(after) != len(before) and self.redo is not None:
                     # DDL ran outside the journal: a backup must cover it before new writes build on it.
-                    self._reanchor("migrations rolled back")
-            # What this program expects is now the versions still applied: otherwise startup validation would
-            # call the database out of date and block writes.
-            self.migrations = [m for m in items if m.version <= to]
+                    self._reanchor(why)
+            self.migrations = expected(done)
             self._set_trust(SchemaValidator(self.migrations).validate(conn))
-        log.info("rolled back migrations %s; schema version %d", reverted, max(after, default=0))
-        return MigrationResult(reverted, max(after, default=0), backup_path)
+        log.info("%s %s; schema version %d", why, done, max(after, default=0))
+        return MigrationResult(done, max(after, default=0), backup_path)
 
     # -- backups -------------------------------------------------------------------------------
     @_maintenance("backup")

@@ -95,6 +95,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .files import fsync_dir  # re-exported: backup and recovery take it from here
+
 try:  # POSIX only; elsewhere two managers are not detected
     import fcntl
 except ImportError:  # pragma: no cover - Windows
@@ -1005,17 +1007,3 @@ def _datasync(fd: int) -> None:
         os.fdatasync(fd)
     else:  # pragma: no cover - macOS / Windows
         os.fsync(fd)
-
-
-def fsync_dir(directory: str | os.PathLike[str]) -> None:
-    """fsync a directory so a rename or create in it is durable (no-op where unsupported)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # dbfault: no fault (platform cannot open a directory; callers just wrote in it)
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # dbfault: no fault (file system without directory fsync: a platform trait)
-        pass
-    finally:
-        os.close(fd)
