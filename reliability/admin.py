@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 
 from . import names
 from .degradation import CommandResult, Needs
-from .errors import DatabaseError, ErrorKind
 from .names import printable, surrogate_problem
 
 if TYPE_CHECKING:
@@ -166,12 +165,7 @@ def _flag_rows(db: DatabaseManager, sql: str, params: tuple[Any, ...]) -> list[F
     # A fresh database has no flags table yet: that is "no flags", not an error to log and count.
     if db.fetch_one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'reliability_flags'") is None:
         return []
-    try:
-        rows = db.fetch_all(sql, params)
-    except DatabaseError as err:
-        if err.kind is ErrorKind.SCHEMA and "no such table" in err.detail:
-            return []
-        raise
+    rows = db.fetch_all(sql, params)
     return [Flag(n, json.loads(v), at, by) for n, v, at, by in rows]
 
 

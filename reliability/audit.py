@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import files
-from .errors import DatabaseError, ErrorKind
+from .errors import DatabaseError
 from .names import printable, surrogate_problem
 
 try:
@@ -582,12 +582,7 @@ class AuditLogger:
         if self.db.fetch_one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'reliability_audit'") \
                 is None:
             return []
-        try:
-            return self.db.fetch_all(sql, params)
-        except DatabaseError as err:
-            if err.kind is ErrorKind.SCHEMA and "no such table" in err.detail:
-                return []  # nothing was ever recorded
-            raise
+        return self.db.fetch_all(sql, params)
 
     def verify(self) -> VerifyReport:
         """Recompute the chain; report the first entry whose link or content does not match."""

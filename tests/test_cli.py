@@ -482,19 +482,22 @@ def test_a_deleted_database_with_backups_is_an_error_that_says_how_to_bring_it_b
     assert json.loads(run("flags", "get", "gamma")[1]) == 3
 
 
-def test_a_hot_journal_is_not_called_damage_and_recover_rolls_it_back(run) -> None:
-    import subprocess
-    import sys
+def test_a_hot_journal_is_not_called_damage_and_recover_rolls_it_back(run, tmp_path) -> None:
+    from pytest_dbfault.faults import CrashFault
 
     _make_db(run.db, "DELETE")
     run.env.write_text(CLI_ENV + "RELIABILITY_JOURNAL_MODE=DELETE\n")
-    # A writer killed mid-transaction (cache spilled to the file): its rollback journal is hot.
-    crash = ("import os, sqlite3\n"
-             f"c = sqlite3.connect({str(run.db)!r}, isolation_level=None)\n"
-             "c.execute('PRAGMA cache_size = 1'); c.execute('BEGIN')\n"
-             "for i in range(500): c.execute('INSERT INTO things (v) VALUES (?)', ('x' * 500,))\n"
-             "os._exit(9)\n")
-    assert subprocess.run([sys.executable, "-c", crash]).returncode == 9
+    # A writer SIGKILLed mid-transaction (cache spilled to the file): its rollback journal is hot.
+    worker = tmp_path / "writer.py"
+    worker.write_text("import sqlite3, sys\n"
+                      "from pytest_dbfault.faults.crash import signal_point\n"
+                      "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+                      "c.execute('PRAGMA cache_size = 1'); c.execute('BEGIN')\n"
+                      "for i in range(500): c.execute('INSERT INTO things (v) VALUES (?)', ('x' * 500,))\n"
+                      "signal_point('mid_transaction')\n")
+    crash = CrashFault(str(run.db), worker=str(worker), kill_at="mid_transaction")
+    crash.inject()
+    assert crash.result is not None and crash.result.killed
     assert Path(f"{run.db}-journal").stat().st_size > 0
     before = _snapshot(run.db.parent)
     code, out, err = run("check")

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from runtime_helpers import fast_config, sqlite_module
 
+from pytest_dbfault.faults import LockedFault
 from reliability.errors import ErrorKind
 from reliability.schema import (
     MIGRATIONS_TABLE,
@@ -90,32 +91,22 @@ def test_a_failing_down_step_leaves_that_version_applied_and_the_newer_ones_undo
 def test_a_lock_held_by_another_connection_fails_cleanly_and_changes_nothing(tmp_path: Path) -> None:
     conn = open_db(tmp_path)
     apply_migrations(conn, MIGRATIONS)
-    holder = open_db(tmp_path)
-    holder.execute("BEGIN IMMEDIATE")  # a real write lock: reads go on, our BEGIN IMMEDIATE meets SQLITE_BUSY
-    holder.execute("INSERT INTO users (email) VALUES ('held')")
-    try:
+    # A real write lock held by another connection: reads go on, our BEGIN IMMEDIATE meets SQLITE_BUSY.
+    with LockedFault(str(tmp_path / "app.db"), mode="write"):
         with pytest.raises(MigrationError) as info:
             revert_migrations(conn, MIGRATIONS, to=0)
         assert info.value.kind is ErrorKind.BUSY
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
     assert versions(conn) == [1, 2, 3] and not conn.in_transaction
 
 
 def test_a_database_nobody_can_read_is_a_migration_error_not_a_driver_error(tmp_path: Path) -> None:
     conn = open_db(tmp_path)
     apply_migrations(conn, MIGRATIONS)
-    holder = open_db(tmp_path)
-    holder.execute("BEGIN EXCLUSIVE")  # rollback-journal mode: readers are locked out too
-    holder.execute("INSERT INTO users (email) VALUES ('held')")
-    try:
+    # An exclusive lock in rollback-journal mode: readers are locked out too.
+    with LockedFault(str(tmp_path / "app.db"), mode="exclusive"):
         with pytest.raises(MigrationError, match="could not be read, so nothing was rolled back") as info:
             revert_migrations(conn, MIGRATIONS, to=0)
         assert info.value.kind is ErrorKind.BUSY
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
     assert versions(conn) == [1, 2, 3]
 
 
