@@ -22,6 +22,7 @@ migration therefore leaves neither schema changes nor a recorded version behind.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import inspect
 import os
@@ -268,11 +269,16 @@ def revert_migrations(
         undo.append(m)
     reverted: list[int] = []
     for m in undo:
-        down = dataclasses.replace(m, up=m.down)  # type: ignore[arg-type]  # checked not None above
-        _run_in_tx(conn, down, foreign_keys, lambda c, v=m.version: c.execute(
-            f"DELETE FROM {MIGRATIONS_TABLE} WHERE version = ?", (v,)), verb="rolled back")
+        assert m.down is not None  # checked above
+        down = dataclasses.replace(m, up=m.down)
+        _run_in_tx(conn, down, foreign_keys, functools.partial(_forget_version, version=m.version),
+                   verb="rolled back")
         reverted.append(m.version)
     return reverted
+
+
+def _forget_version(conn: sqlite3.Connection, *, version: int) -> None:
+    conn.execute(f"DELETE FROM {MIGRATIONS_TABLE} WHERE version = ?", (version,))
 
 
 def _run_in_tx(conn: sqlite3.Connection, m: Migration, foreign_keys: bool,
