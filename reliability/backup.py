@@ -329,8 +329,9 @@ def record_sequence(conn: sqlite3.Connection, seq: int) -> None:
 
 def read_sequence(path_or_conn: str | os.PathLike[str] | sqlite3.Connection) -> int | None:
     """The redo sequence recorded in a database (None when it has none)."""
-    own = not isinstance(path_or_conn, sqlite3.Connection)
-    if isinstance(path_or_conn, sqlite3.Connection):
+    # A path is str or path-like; anything else is a connection of whichever build the runtime uses.
+    own = isinstance(path_or_conn, (str, os.PathLike))
+    if not own:
         conn = path_or_conn
     else:
         conn = sqlite3.connect(f"file:{Path(path_or_conn).resolve().as_posix()}?mode=ro", uri=True)

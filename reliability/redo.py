@@ -95,6 +95,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import sqlite_errors  # any build's errors: the runtime's connection may be sqlean or pysqlite3
 from .files import fsync_dir  # re-exported: backup and recovery take it from here
 
 try:  # POSIX only; elsewhere two managers are not detected
@@ -169,7 +170,7 @@ def ensure_sequence_table(conn: sqlite3.Connection) -> None:
     conn.execute(f"CREATE TABLE IF NOT EXISTS {WRITERS_TABLE} (slot INTEGER PRIMARY KEY, seq INTEGER NOT NULL)")
     try:
         row = conn.execute("SELECT last_seq FROM _reliability_redo_state WHERE id = 1").fetchone()
-    except sqlite3.Error:  # dbfault: no fault (no such table: never backed up or restored)
+    except sqlite_errors():  # dbfault: no fault (no such table: never backed up or restored)
         row = None
     conn.execute(f"INSERT OR IGNORE INTO {WRITERS_TABLE} (slot, seq) VALUES (-1, ?)", (row[0] if row else 0,))
 
@@ -231,7 +232,7 @@ def committed_by_slot(conn: sqlite3.Connection) -> dict[int, int] | None:
     """slot -> last committed sequence, or None when the database has no writers table (or cannot say)."""
     try:
         return {int(s): int(q) for s, q in conn.execute(f"SELECT slot, seq FROM {WRITERS_TABLE}")}
-    except sqlite3.Error:  # dbfault: no fault (no such table, or a damaged file: the caller falls back)
+    except sqlite_errors():  # dbfault: no fault (no such table, or a damaged file: the caller falls back)
         return None
 
 

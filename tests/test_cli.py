@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runtime_helpers import CLI_ENV, LockHolder, cli_runner, fast_config, os_user
+from runtime_helpers import CLI_ENV, LockHolder, cli_runner, fast_config, os_user, sqlite_module
 
 from pytest_dbfault.faults import CorruptFault
 from reliability import DatabaseManager, Inspector, admin, cli
@@ -139,7 +139,7 @@ def test_the_inspector_opens_the_file_read_only(tmp_path: Path) -> None:
     _make_db(db)
     with Inspector(fast_config(db)) as view:
         assert [f.name for f in view.flags()] == ["beta", "gamma"]
-        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        with pytest.raises(sqlite_module().OperationalError, match="readonly"):  # the runtime's build
             view.connection.execute("CREATE TABLE intruder (x)")
 
 
