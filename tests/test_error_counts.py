@@ -109,3 +109,49 @@ def test_a_connection_lost_on_every_rerun_is_one_unavailable_error(tmp_path):
         assert db.health().errors == {"unavailable": 1}
     finally:
         db.close()
+
+
+def test_a_driver_error_from_the_callers_own_raw_statement_is_surfaced_once_under_a_full_disk(tmp_path) -> None:
+    """``run_in_transaction(fn)`` where ``fn`` writes through the raw connection: the disk fills up
+    (a real SQLITE_FULL from ``max_page_count``), the driver's own exception leaves ``fn``, and the
+    runtime turns it into one DatabaseError, counted once."""
+    from pytest_dbfault.faults import DiskFullFault
+    from reliability import DatabaseError, DatabaseManager
+
+    with DatabaseManager(fast_config(tmp_path / "app.db")) as db:
+        db.execute("CREATE TABLE big (v BLOB)")
+        with DiskFullFault(db):
+            def fill() -> None:
+                for _ in range(200):
+                    db.connection.execute("INSERT INTO big VALUES (zeroblob(8192))")
+            with pytest.raises(DatabaseError) as info:
+                db.run_in_transaction(fill)
+        assert info.value.kind.value == "full" and info.value.operation_id
+        assert db.health().errors == {"full": 1}
+        assert db.fetch_all("SELECT count(*) FROM big") == [(0,)]  # all or nothing
+
+
+def test_an_application_exception_raised_in_reaction_to_a_fault_ends_the_transaction_counted_once(
+        tmp_path) -> None:
+    """``fn`` meets a real SQLITE_FULL, catches it and raises its own exception: the transaction is
+    rolled back, the application's exception reaches the caller unchanged, and the database error
+    the application saw is counted once."""
+    from pytest_dbfault.faults import DiskFullFault
+    from reliability import DatabaseError, DatabaseManager
+
+    class OutOfSpace(Exception):
+        pass
+
+    with DatabaseManager(fast_config(tmp_path / "app.db")) as db:
+        db.execute("CREATE TABLE big (v BLOB)")
+        with DiskFullFault(db):
+            def fill() -> None:
+                try:
+                    for _ in range(200):
+                        db.execute("INSERT INTO big VALUES (zeroblob(8192))")
+                except DatabaseError as err:
+                    raise OutOfSpace(err.user_message) from err
+            with pytest.raises(OutOfSpace):
+                db.run_in_transaction(fill)
+        assert db.health().errors == {"full": 1}
+        assert db.fetch_all("SELECT count(*) FROM big") == [(0,)]
