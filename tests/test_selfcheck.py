@@ -61,3 +61,16 @@ def test_without_the_plugin_extra_it_says_what_to_install(monkeypatch: pytest.Mo
     assert code == cli.EXIT_CONFIG_ERROR
     err = capsys.readouterr().err
     assert "no-such-dist missing" in err and "pip install 'dbfault[plugin]'" in err
+
+
+def test_outside_a_source_tree_it_looks_for_the_installed_files_and_says_when_they_are_missing(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An installation whose data files are gone (this checkout is installed editable, so the wheel's
+    ``share/dbfault/selfcheck`` files are not among its recorded files): the selfcheck refuses with a
+    clear message instead of running nothing and calling it a pass."""
+    fake = tmp_path / "site-packages" / "reliability" / "selfcheck.py"
+    monkeypatch.setattr(selfcheck, "__file__", str(fake))
+    files, source = selfcheck.shipped_files()
+    assert files == [] and source.startswith("installed files")
+    with pytest.raises(selfcheck.SelfcheckUnavailable, match="were not found .*reinstall dbfault"):
+        selfcheck.run_selfcheck()
