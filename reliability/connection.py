@@ -1,4 +1,4 @@
-"""Connections with explicit transaction control, best-practice pragmas, health checks and reconnect.
+"""Connections with explicit transaction control, best-practice pragmas, health checks and file identity.
 
 SQLite reports some failures late or not at all: a database file deleted under an
 open WAL connection keeps accepting writes into the unlinked inode, and a renamed
@@ -24,7 +24,7 @@ from urllib.request import pathname2url
 from . import files
 from .config import ReliabilityConfig
 from .errors import DatabaseError, ErrorHandler, ErrorKind, classify
-from .retry import RetryExhausted, RetryPolicy
+from .retry import RetryPolicy
 
 log = logging.getLogger("reliability.connection")
 
@@ -57,7 +57,8 @@ class ConnectionManager:
     """Owns the runtime's single connection to one database file.
 
     :param config: the settings (path, pragmas, busy timeout, sqlite module).
-    :param policy: the shared :class:`RetryPolicy` used to reconnect.
+    :param policy: the shared :class:`RetryPolicy` (kept for the callers; this class never retries:
+        whoever fails a call asks :func:`~reliability.errors.decide` and reopens through :meth:`open`).
     :param handler: the shared :class:`ErrorHandler`.
     """
 
@@ -146,6 +147,8 @@ class ConnectionManager:
                 except BaseException:
                     conn.close()
                     raise
+            if self.state in (ConnectionState.RECONNECTING, ConnectionState.UNAVAILABLE):
+                self.reconnects += 1  # a handle the runtime dropped after a failure, opened again
             self._conn = conn
             self._existed = True
             self._identity = _file_identity(self.path)
@@ -203,7 +206,7 @@ class ConnectionManager:
             conn.execute(f"PRAGMA synchronous = {cfg.synchronous.upper()}")
             conn.execute(f"PRAGMA foreign_keys = {'ON' if cfg.foreign_keys else 'OFF'}")
             # A read now: a new WAL-mode database gets its -wal on the first read (the identity record,
-            # _remember_wal, needs it), and a damaged schema page shows at once, as in reconnect().
+            # _remember_wal, needs it), and a damaged schema page shows at once.
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except BaseException:
             conn.close()
@@ -275,64 +278,6 @@ class ConnectionManager:
         except OSError:
             return False
         return (st.st_dev, st.st_ino) != self._identity
-
-    def ping(self) -> bool:
-        """True when :meth:`check` finds nothing wrong."""
-        return self.check() is None
-
-    # -- reconnect -----------------------------------------------------------------------------
-    def reconnect(self, operation_id: str = "") -> sqlite3.Connection:
-        """Reopen under the shared retry policy (backoff + jitter, attempts and time budget).
-
-        Each attempt is logged. Raises :class:`DatabaseError` of kind ``UNAVAILABLE``
-        (its cause the last error) when the budget is spent.
-        """
-        with self._lock:
-            self.state = ConnectionState.RECONNECTING
-            self._close_quietly()
-
-            def attempt() -> sqlite3.Connection:
-                conn = self.open()
-                # Opening is lazy in SQLite: touch the schema so a damaged or missing file shows now.
-                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-                return conn
-
-            def on_retry(n: int, delay: float, exc: BaseException) -> None:
-                log.warning("reconnect attempt %d to %s failed (%s: %s); next try in %.3fs",
-                            n, self.path, classify(exc), exc, delay,
-                            extra={"attempt": n, "delay": delay, "db_kind": str(classify(exc)),
-                                   "operation_id": operation_id})
-
-            try:
-                conn = self.policy.call(attempt, should_retry=_reconnectable, on_retry=on_retry)
-            except RetryExhausted as exc:
-                self.state = ConnectionState.UNAVAILABLE
-                self._close_quietly()
-                err = DatabaseError(ErrorKind.UNAVAILABLE,
-                                    f"could not reconnect to the database after {exc.attempts} attempt(s) "
-                                    f"in {exc.elapsed:.3f}s: {exc.last}",
-                                    operation_id=operation_id, attempts=exc.attempts)
-                self.handler.log(err, attempt=exc.attempts, elapsed=exc.elapsed, exc=exc.last)
-                raise err from exc.last
-            except Exception as exc:
-                self.state = ConnectionState.UNAVAILABLE
-                self._close_quietly()
-                raise self.handler.wrap(exc, operation_id=operation_id) from exc
-            self.reconnects += 1
-            log.info("reconnected to %s", self.path, extra={"operation_id": operation_id})
-            return conn
-
-
-def _reconnectable(exc: BaseException) -> bool:
-    # Opening fails transiently on locks, a missing file (it may be renamed back) and I/O errors;
-    # a damaged file (corrupt, notadb) will not heal by waiting and goes to recovery instead.
-    return classify(exc) in _RECONNECTABLE
-
-
-_RECONNECTABLE = frozenset({
-    ErrorKind.BUSY, ErrorKind.LOCKED, ErrorKind.CANTOPEN, ErrorKind.IOERR, ErrorKind.READONLY,
-    ErrorKind.READONLY_DBMOVED, ErrorKind.CLOSED, ErrorKind.UNKNOWN,
-})
 
 
 #: The two magic numbers of a WAL header (the low bit says in which byte order its checksums are).

@@ -267,6 +267,56 @@ def is_transient(exc: BaseException) -> bool:
     return KIND_INFO[classify(exc)].transient
 
 
+class Action(str, enum.Enum):
+    """What the runtime does next about one failed attempt; :func:`decide` is the only place that says."""
+
+    RETRY = "retry"  # after a backoff, run the same call again on the same connection
+    RECONNECT = "reconnect"  # after a backoff, drop the connection and run the call again on a fresh one
+    REOPEN = "reopen"  # the call never ran (a handle closed while idle): reopen and run it, costing no attempt
+    SURFACE = "surface"  # give up: the caller sees the error
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def decide(exc: BaseException, in_transaction: bool = False, *, first_try: bool = False,
+           file_replaced: bool = False, maintenance: bool = False) -> Action:
+    """What to do about ``exc`` (an exception or an already wrapped :class:`DatabaseError`): the one rule.
+
+    ``in_transaction``: a statement failed inside an open transaction. Nothing is run again at that
+    level: re-running one statement would break atomicity, so only the owner of the whole transaction
+    (``run_in_transaction``, once it has rolled back, asking with ``in_transaction=False``) may rerun it.
+
+    ``first_try``: the call's first attempt failed before anything began. A handle closed since the
+    last call (``CLOSED``), or a statement that met a file no longer at the path (``file_replaced``:
+    after a healed *replace* it ran on the stand-in), never ran on the database: it is reopened and
+    run as new, which is not a retry and needs no budget (``REOPEN``).
+
+    ``maintenance``: checks, backups and verification open their own connection for each try and
+    give verdicts about a file; only what says nothing about the file is retried (a lock, a one-off
+    I/O error), everything else is the verdict or the caller's error (``SURFACE``).
+
+    Otherwise a lost or unusable connection is reopened (``RECONNECT``), a transient kind is retried
+    (``RETRY``) and anything else surfaces.
+
+    >>> decide(DatabaseError(ErrorKind.BUSY))
+    <Action.RETRY: 'retry'>
+    >>> decide(DatabaseError(ErrorKind.BUSY), in_transaction=True)
+    <Action.SURFACE: 'surface'>
+    """
+    if in_transaction:
+        return Action.SURFACE
+    kind = classify(exc)
+    info = KIND_INFO[kind]
+    if maintenance:
+        return Action.RETRY if info.transient or kind is ErrorKind.IOERR else Action.SURFACE
+    if first_try and (kind is ErrorKind.CLOSED or file_replaced):
+        return Action.REOPEN
+    if info.action is RecoveryAction.RECONNECT:
+        return Action.RECONNECT
+    return Action.RETRY if info.transient else Action.SURFACE
+
+
 class DatabaseError(Exception):
     """A database operation failed; ``user_message`` is safe to show, the cause holds the details.
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.request import pathname2url
 
-from .errors import KIND_INFO, DatabaseError, ErrorKind, classify, sqlite_errors
+from .errors import Action, DatabaseError, ErrorKind, classify, decide, sqlite_errors
 from .retry import RetryExhausted, RetryPolicy
 
 T = TypeVar("T")
@@ -211,8 +211,7 @@ def check_integrity(db_path: str, *, full: bool = False, timeout: float = 5.0,
 def retryable_in_maintenance(exc: BaseException) -> bool:
     """True for an error that says nothing about a file's integrity and may pass: a lock (busy,
     locked) or an I/O error that may be one-off. Checks, backup verification and backups retry these."""
-    kind = classify(exc)
-    return KIND_INFO[kind].transient or kind is ErrorKind.IOERR
+    return decide(exc, maintenance=True) is Action.RETRY
 
 
 def run_maintenance(fn: Callable[[], T], policy: RetryPolicy | None, what: str) -> T:

@@ -39,7 +39,7 @@ from urllib.request import pathname2url
 from .backup import BackupInfo, BackupManager
 from .config import ReliabilityConfig
 from .connection import load_sqlite_module
-from .errors import KIND_INFO, DatabaseError, ErrorHandler, ErrorKind, RecoveryAction
+from .errors import KIND_INFO, Action, DatabaseError, ErrorHandler, ErrorKind, RecoveryAction, decide
 from .health import HealthReport, HealthStatus, IntegrityReport, wal_size
 from .retry import RetryExhausted, RetryPolicy
 
@@ -166,7 +166,7 @@ class Inspector:
     def _retry(self, fn: Callable[[], T]) -> T:
         """Run a read under the shared retry policy: a lock is waited out, never reported as a verdict."""
         def transient(exc: BaseException) -> bool:
-            return isinstance(exc, self.module.Error) and KIND_INFO[self._errors.wrap(exc, log=False).kind].transient
+            return isinstance(exc, self.module.Error) and decide(exc) is Action.RETRY
 
         try:
             return self.policy.call(fn, should_retry=transient)

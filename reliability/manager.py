@@ -37,7 +37,7 @@ from .backup import BackupInfo
 from .config import ReliabilityConfig
 from .connection import ConnectionManager, ConnectionState
 from .degradation import CommandRegistry, WriteQueue
-from .errors import KIND_INFO, DatabaseError, ErrorHandler, ErrorKind, RecoveryAction, classify
+from .errors import KIND_INFO, Action, DatabaseError, ErrorHandler, ErrorKind, RecoveryAction, classify, decide
 from .health import HealthMonitor, HealthReport, HealthStatus, IntegrityReport, wal_size
 from .oplog import OperationLog
 from .recovery import Durability, RecoveryReport
@@ -416,16 +416,15 @@ class DatabaseManager:
         op_id = self.new_operation_id()
         in_tx = self.transactions.depth > 0
         pending = [first] if first is not None else []
-        if first is not None and not in_tx and (classify(first) is ErrorKind.CLOSED
-                                                or self.connections.file_replaced()):
-            # A handle closed since the last call: the statement never ran, so reopening and
-            # running it is not a retry and needs no budget (even with retry_attempts=1).
-            # Likewise a statement that failed on a file no longer at the path (reads are not
-            # checked before they run, to keep them cheap): after a healed replace it met the
-            # stand-in ("no such table"); it runs again on the file the path names now.
+        # (Reads are not checked against the path before they run, to keep them cheap: a read that
+        # met a stand-in file after a healed replace is asked about with file_replaced.)
+        if first is not None and decide(first, in_tx, first_try=True, file_replaced=not in_tx and
+                                        self.connections.file_replaced()) is Action.REOPEN:
             self._drop_connection()
             pending.clear()
         attempts = 0
+        #: The last failure, wrapped once (classified once per attempt; reused to log and surface it).
+        seen: list[DatabaseError] = []
 
         def once() -> Any:
             nonlocal attempts
@@ -445,28 +444,25 @@ class DatabaseManager:
                 self._redo_statement(conn, sql, params)
             return result
 
-        def should_retry(exc: BaseException) -> bool:
-            if in_tx:
-                return False  # the transaction's owner decides (run_in_transaction reruns it)
-            info = KIND_INFO[classify(exc)]
-            return info.transient or info.action is RecoveryAction.RECONNECT
+        def decide_attempt(exc: BaseException) -> Action:
+            err = self.errors.wrap(exc, operation_id=op_id, log=False)
+            seen[:] = [err]
+            return decide(err, in_tx)  # in a transaction: SURFACE (its owner may rerun all of it)
 
         def on_retry(attempt: int, delay: float, exc: BaseException) -> None:
             self.monitor.retries += 1
-            self.errors.log(self.errors.wrap(exc, operation_id=op_id, log=False), sql=sql, params=params,
-                            attempt=attempt, elapsed=perf_counter() - t0, level=logging.WARNING)
-
-        def before_retry(exc: BaseException) -> None:
-            if KIND_INFO[classify(exc)].action is RecoveryAction.RECONNECT:
-                self._drop_connection()
+            self.errors.log(seen[0], sql=sql, params=params, attempt=attempt, elapsed=perf_counter() - t0,
+                            level=logging.WARNING, exc=exc)
 
         try:
-            result = self.policy.call(once, should_retry=should_retry, on_retry=on_retry,
-                                      before_retry=before_retry)
+            result = self.policy.call(once, decide=decide_attempt, on_retry=on_retry,
+                                      reconnect=self._drop_connection)
         except RetryExhausted as exc:
-            raise self._surface(op, exc.last, op_id, sql, params, exc.attempts, t0, exhausted=True) from exc.last
+            raise self._surface(op, exc.last, op_id, sql, params, exc.attempts, t0, exhausted=True,
+                                wrapped=seen[0] if seen else None) from exc.last
         except Exception as exc:
-            raise self._surface(op, exc, op_id, sql, params, attempts, t0) from exc
+            raise self._surface(op, exc, op_id, sql, params, attempts, t0,
+                                wrapped=seen[0] if seen else None) from exc
         if attempts > 1 and self.connections.state is ConnectionState.CONNECTED:
             log.info("operation %s succeeded after %d attempts", op_id, attempts,
                      extra={"operation_id": op_id, "attempt": attempts})
@@ -505,23 +501,27 @@ class DatabaseManager:
         t0: float,
         exhausted: bool = False,
         count: bool = True,
+        wrapped: DatabaseError | None = None,
     ) -> DatabaseError:
         """Turn ``exc`` into the DatabaseError the caller sees; log it, count it (unless ``count`` is
-        False: already counted), notify listeners."""
+        False: already counted), notify listeners. ``wrapped``: ``exc`` already wrapped by the slow path."""
         elapsed = perf_counter() - t0
         if isinstance(exc, DatabaseError):
             err = exc
             err.operation_id = err.operation_id or op_id
             err.attempts = max(attempts, err.attempts)
         else:
-            err = self.errors.wrap(exc, operation_id=op_id, sql=sql, params=params, attempt=max(attempts, 1),
-                                   elapsed=elapsed, log=False)
+            if wrapped is not None and wrapped.__cause__ is exc:
+                err = wrapped
+            else:
+                err = self.errors.wrap(exc, operation_id=op_id, log=False)
             err.attempts = max(attempts, 1)
-        if KIND_INFO[err.kind].action is RecoveryAction.RECONNECT and not self.transactions.depth:
+        reconnect = decide(err) is Action.RECONNECT  # asked as the transaction's owner would
+        if reconnect and not self.transactions.depth:
             # Whatever retries were left, never keep a dead handle: the next call reopens
             # (with retry_attempts=1 no retry ever got to reconnect).
             self._drop_connection()
-        if exhausted and KIND_INFO[err.kind].action is RecoveryAction.RECONNECT:
+        if exhausted and reconnect:
             # The database could not be reached within the budget: say so plainly.
             cause = err
             err = DatabaseError(ErrorKind.UNAVAILABLE, f"gave up after {attempts} attempt(s): {cause.detail}",
@@ -593,8 +593,6 @@ class DatabaseManager:
             self.monitor.retries += 1
             # The error that made us rerun the transaction is a retry, not an error the caller saw.
             self._tx_errors = [e for e in self._tx_errors if e is not exc]
-            if KIND_INFO[classify(exc)].action is RecoveryAction.RECONNECT:
-                self._drop_connection()
 
         acks = self._acks
         if acks.defer:
@@ -612,7 +610,7 @@ class DatabaseManager:
         with self._lock:
             try:
                 result = self.transactions.run(fn, args, kwargs, operation_id=self.new_operation_id(),
-                                               before_retry=before_retry)
+                                               before_retry=before_retry, reconnect=self._drop_connection)
             except DatabaseError as err:
                 if self.transactions.depth:
                     raise
@@ -653,7 +651,7 @@ class DatabaseManager:
 
     def _report_tx_error(self, err: DatabaseError, t0: float) -> None:
         # Already logged by the handler when wrapped; count it and notify listeners once.
-        if err.action is RecoveryAction.RECONNECT:
+        if decide(err) is Action.RECONNECT:
             self._drop_connection()  # never keep a dead handle for the next call
         self._count_errors(err)
         oplog = self._oplog

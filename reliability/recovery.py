@@ -46,7 +46,7 @@ from .backup import (
     read_sequence,
     record_sequence,
 )
-from .errors import DatabaseError, ErrorKind
+from .errors import DatabaseError, ErrorKind, RecoveryAction
 from .health import IntegrityReport, Scheduler, check_integrity, retryable_in_maintenance, run_maintenance
 from .redo import (
     JournalState,
@@ -294,7 +294,7 @@ class Durability:
             self.backup()
         except DatabaseError as exc:
             log.error("could not anchor the redo journal with a backup at startup: %s", exc.detail)
-            if exc.kind in (ErrorKind.CORRUPT, ErrorKind.NOTADB, ErrorKind.IOERR_CORRUPTFS) \
+            if exc.action is RecoveryAction.RESTORE \
                     and self.db.config.auto_recover:
                 self._auto_recover(f"startup backup failed: {exc.detail}")
 
@@ -526,7 +526,7 @@ class Durability:
         try:
             self.backup()
         except BackupError as exc:
-            if exc.kind in (ErrorKind.CORRUPT, ErrorKind.NOTADB, ErrorKind.IOERR_CORRUPTFS):
+            if exc.action is RecoveryAction.RESTORE:
                 self.check_integrity(full=False)  # a bad copy may mean a bad source: find out
             raise
 

@@ -90,7 +90,7 @@ import sqlite3
 import struct
 import threading
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -865,12 +865,6 @@ def _remove_stale(tmp: Path) -> None:
             tmp.unlink()
     except OSError:  # dbfault: no fault (the O_EXCL open below reports what is wrong)
         pass
-
-
-def iter_statements(ops: list[Any]) -> Iterator[tuple[str, Any, bool]]:
-    """``(sql, params, many)`` of one journal entry, parameters decoded."""
-    for sql, params, many in ops:
-        yield sql, params, bool(many)
 
 
 def statement_kind(sql: str) -> str:

@@ -4,7 +4,7 @@ Connections (reconnect), statements, whole transactions and the audit log all
 retry through :meth:`RetryPolicy.call`, so one set of settings governs them all::
 
     policy = RetryPolicy(attempts=5, base_delay=0.05, max_delay=2.0, budget=10.0)
-    policy.call(fn, should_retry=is_transient)
+    policy.call(fn, decide=lambda exc: decide(exc))   # errors.decide: the one rule
 
 The clock, the sleep function and the random source are injectable so tests can
 check every delay without sleeping.
@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
+
+from .errors import Action
 
 T = TypeVar("T")
 
@@ -72,25 +74,40 @@ class RetryPolicy:
         self,
         fn: Callable[[], T],
         *,
-        should_retry: Callable[[BaseException], bool],
+        should_retry: Callable[[BaseException], bool] | None = None,
+        decide: Callable[[BaseException], Action] | None = None,
         on_retry: Callable[[int, float, BaseException], None] | None = None,
         before_retry: Callable[[BaseException], None] | None = None,
+        reconnect: Callable[[], None] | None = None,
     ) -> T:
         """Run ``fn`` until it succeeds, a non-retryable error occurs, or the budget is spent.
 
-        :param should_retry: decides per exception whether another try may help.
+        :param decide: :func:`reliability.errors.decide` bound to the caller's situation, asked once
+            per failed attempt: ``SURFACE`` re-raises the error, ``RETRY`` runs ``fn`` again after a
+            backoff, ``RECONNECT`` also calls ``reconnect`` before the next try.
+        :param should_retry: instead of ``decide``, for work that opens its own connection on each try
+            (maintenance): True is ``RETRY``.
         :param on_retry: called as ``(attempt, delay, exc)`` before each sleep (for logging).
         :param before_retry: called after the sleep, before the next try (e.g. reconnect, rollback).
+        :param reconnect: called after the sleep when the decision was ``RECONNECT``.
         :raises RetryExhausted: when attempts or time ran out on a retryable error.
         Non-retryable exceptions propagate unchanged.
         """
+        if (decide is None) == (should_retry is None):
+            raise TypeError("RetryPolicy.call takes exactly one of decide= and should_retry=")
         start = self.clock()
         attempt = 1
         while True:
             try:
                 return fn()
             except BaseException as exc:
-                if not should_retry(exc):
+                if decide is not None:
+                    action = decide(exc)
+                elif should_retry(exc):  # type: ignore[misc]
+                    action = Action.RETRY
+                else:
+                    action = Action.SURFACE
+                if action is Action.SURFACE:
                     raise
                 elapsed = self.clock() - start
                 if attempt >= self.attempts:
@@ -101,6 +118,8 @@ class RetryPolicy:
                 if on_retry is not None:
                     on_retry(attempt, wait, exc)
                 self.sleep(wait)
+                if action is not Action.RETRY and reconnect is not None:  # RECONNECT (or a late REOPEN)
+                    reconnect()
                 if before_retry is not None:
                     before_retry(exc)
                 attempt += 1

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import KIND_INFO, DatabaseError, ErrorKind, RecoveryAction, classify
+from .errors import Action, DatabaseError, ErrorKind, classify, decide
 
 if TYPE_CHECKING:
     import sqlite3
@@ -89,10 +89,12 @@ class TransactionManager:
                     conn = self.connections.open()
                 try:
                     conn.execute("BEGIN IMMEDIATE" if level == 0 else f"SAVEPOINT {name}")
-                except self.connections.module.ProgrammingError:
-                    if level or self.connections.file_moved():
+                except self.connections.module.Error as begin_error:
+                    # A handle closed since the last call: nothing has begun, so reopen and begin (a
+                    # handle whose file moved is not reopened here: the caller's retry handles it).
+                    if decide(begin_error, level > 0, first_try=True) is not Action.REOPEN \
+                            or self.connections.file_moved():
                         raise
-                    # A handle closed since the last call: nothing has begun, so reopen and begin.
                     self.connections.close()
                     conn = self.connections.connection
                     conn.execute("BEGIN IMMEDIATE")
@@ -179,10 +181,12 @@ class TransactionManager:
         *,
         operation_id: str = "",
         before_retry: Callable[[BaseException], None] | None = None,
+        reconnect: Callable[[], None] | None = None,
     ) -> T:
         """Run ``fn(*args, **kwargs)`` in a transaction; on a transient error roll back and rerun it all.
 
-        Retries follow the shared policy. Only the outermost call retries: inside
+        Retries follow the shared policy and :func:`~reliability.errors.decide` (``reconnect`` is called
+        before a rerun after a lost connection). Only the outermost call retries: inside
         another transaction a rerun of part of the work would break atomicity.
         """
         kwargs = kwargs or {}
@@ -201,10 +205,6 @@ class TransactionManager:
 
         # RetryExhausted propagates: the caller decides what the user sees (the facade turns a
         # lost connection into UNAVAILABLE and a lock into BUSY, with the attempts made).
-        return self.policy.call(once, should_retry=_rerunnable, on_retry=on_retry, before_retry=before_retry)
-
-
-def _rerunnable(exc: BaseException) -> bool:
-    # Transient kinds, and a lost connection (the manager reconnects in ``before_retry``).
-    info = KIND_INFO[classify(exc)]
-    return info.transient or info.action is RecoveryAction.RECONNECT
+        # The transaction has rolled back when decide() is asked: its owner may rerun all of it.
+        return self.policy.call(once, decide=decide, on_retry=on_retry, before_retry=before_retry,
+                                reconnect=reconnect)

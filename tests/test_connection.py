@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import random
 import sqlite3
@@ -12,7 +11,7 @@ import pytest
 from runtime_helpers import fast_config
 
 from reliability.connection import ConnectionManager, ConnectionState
-from reliability.errors import DatabaseError, ErrorKind
+from reliability.errors import ErrorKind
 from reliability.retry import RetryPolicy
 
 
@@ -46,7 +45,7 @@ def test_the_sqlite_module_never_begins_transactions_implicitly(tmp_path: Path) 
 def test_a_healthy_connection_passes_the_check(tmp_path: Path) -> None:
     cm = manager(tmp_path / "a.db")
     cm.connection.execute("CREATE TABLE t (v)")
-    assert cm.check() is None and cm.ping()
+    assert cm.check() is None
 
 
 def test_the_check_detects_a_closed_handle(tmp_path: Path) -> None:
@@ -78,55 +77,6 @@ def test_the_check_detects_a_read_only_connection(tmp_path: Path) -> None:
     assert cm.check() is ErrorKind.READONLY
 
 
-def test_reconnect_follows_a_replaced_file(tmp_path: Path) -> None:
-    path = tmp_path / "a.db"
-    cm = manager(path)
-    cm.connection.execute("CREATE TABLE old (v)")
-    other = tmp_path / "other.db"
-    sqlite3.connect(other).execute("CREATE TABLE new (v)").connection.commit()
-    os.replace(other, path)
-    conn = cm.reconnect()
-    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-    assert names == {"new"} and cm.reconnects == 1 and cm.check() is None
-
-
-def test_reconnect_waits_for_a_renamed_file_to_come_back(tmp_path: Path) -> None:
-    path = tmp_path / "a.db"
-    moved = tmp_path / "moved.db"
-    attempts: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        attempts.append(seconds)
-        if len(attempts) == 2:
-            os.rename(moved, path)  # an operator puts the file back
-
-    cm = manager(path, sleep=sleep, retry_attempts=5)
-    cm.connection.execute("CREATE TABLE t (v)")
-    cm.connection.execute("INSERT INTO t VALUES ('kept')")
-    os.rename(path, moved)
-    conn = cm.reconnect()
-    assert conn.execute("SELECT v FROM t").fetchall() == [("kept",)]
-    assert len(attempts) == 2
-
-
-def test_a_vanished_database_is_never_silently_recreated_empty(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
-    path = tmp_path / "a.db"
-    cm = manager(path, sleep=lambda s: None, retry_attempts=3)
-    cm.connection.execute("CREATE TABLE t (v)")
-    os.remove(path)
-    os.remove(str(path) + "-wal") if os.path.exists(str(path) + "-wal") else None
-    with caplog.at_level(logging.WARNING, logger="reliability.connection"):
-        with pytest.raises(DatabaseError) as info:
-            cm.reconnect(operation_id="op-7")
-    assert info.value.kind is ErrorKind.UNAVAILABLE
-    assert info.value.attempts == 3
-    assert cm.state is ConnectionState.UNAVAILABLE
-    assert not path.exists()
-    retries = [r for r in caplog.records if "reconnect attempt" in r.getMessage()]
-    assert [r.attempt for r in retries] == [1, 2]
-    assert all(r.db_kind == "cantopen" for r in retries)
-
-
 def test_close_then_use_reopens(tmp_path: Path) -> None:
     cm = manager(tmp_path / "a.db")
     cm.connection.execute("CREATE TABLE t (v)")
@@ -152,7 +102,7 @@ def test_closing_mid_transaction_rolls_the_transaction_back(tmp_path: Path) -> N
 
 def test_a_manager_that_never_opened_reports_closed_and_not_moved(tmp_path: Path) -> None:
     cm = manager(tmp_path / "a.db")
-    assert cm.check() is ErrorKind.CLOSED and not cm.file_moved() and not cm.ping()
+    assert cm.check() is ErrorKind.CLOSED and not cm.file_moved()
 
 
 def test_a_replacement_files_own_live_wal_is_kept_on_reopen(tmp_path: Path) -> None:

@@ -15,11 +15,13 @@ from runtime_helpers import LockHolder, sqlite_module
 
 from reliability.errors import (
     KIND_INFO,
+    Action,
     DatabaseError,
     ErrorHandler,
     ErrorKind,
     RecoveryAction,
     classify,
+    decide,
     error_name,
     is_transient,
     redact,
@@ -261,6 +263,36 @@ def test_user_messages_hold_no_sql_paths_or_codes(kind: ErrorKind) -> None:
     assert message and message[0].isupper() and message.endswith(".")
     for leak in ("SELECT", "INSERT", "sqlite", "SQLITE", "/", "Traceback", "errno"):
         assert leak not in message
+
+
+def test_decide_on_real_errors_retries_a_lock_reopens_a_closed_handle_and_surfaces_a_mistake(
+        tmp_path: Path) -> None:
+    for name in ("1", "2", "3"):
+        (tmp_path / name).mkdir()
+    lock, gone, dup = busy(tmp_path / "1"), closed(tmp_path / "2"), constraint(tmp_path / "3")
+    assert decide(lock) is Action.RETRY
+    assert decide(lock, in_transaction=True) is Action.SURFACE  # only the transaction's owner reruns
+    assert decide(gone) is Action.RECONNECT
+    assert decide(gone, first_try=True) is Action.REOPEN  # the statement never ran: no attempt spent
+    assert decide(gone, in_transaction=True, first_try=True) is Action.SURFACE
+    assert decide(dup) is Action.SURFACE and decide(dup, first_try=True) is Action.SURFACE
+    assert decide(dup, first_try=True, file_replaced=True) is Action.REOPEN  # it met a stand-in file
+    # A wrapped error is decided the same way as the driver's exception it wraps.
+    assert decide(ErrorHandler().wrap(lock, log=False)) is Action.RETRY
+
+
+@pytest.mark.parametrize("kind", list(ErrorKind))
+def test_decide_follows_each_kinds_policy(kind: ErrorKind) -> None:
+    err = DatabaseError(kind)
+    info = KIND_INFO[kind]
+    expected = (Action.RECONNECT if info.action is RecoveryAction.RECONNECT
+                else Action.RETRY if info.transient else Action.SURFACE)
+    assert decide(err) is expected
+    assert decide(err, in_transaction=True) is Action.SURFACE
+    # Maintenance opens its own connection per try: a lock or a one-off I/O error is waited out, the rest
+    # is a verdict about the file (never a reconnect).
+    assert decide(err, maintenance=True) is (
+        Action.RETRY if info.transient or kind is ErrorKind.IOERR else Action.SURFACE)
 
 
 def test_is_transient_on_real_errors(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from runtime_helpers import LockHolder, sqlite_module
 
-from reliability.errors import is_transient
+from reliability.errors import Action, decide, is_transient
 from reliability.retry import RetryExhausted, RetryPolicy
 
 
@@ -104,6 +104,24 @@ def test_hooks_see_each_retry_in_order() -> None:
     assert before == ["failure 1", "failure 2", "failure 3"]
 
 
+def test_a_reconnect_decision_reopens_before_the_next_try_and_a_surface_decision_stops_at_once() -> None:
+    clock = FakeClock()
+    actions = iter([Action.RECONNECT, Action.RETRY, Action.SURFACE])
+    events: list[str] = []
+    with pytest.raises(TimeoutError, match="failure 3"):
+        policy(clock).call(Flaky(10), decide=lambda e: next(actions), reconnect=lambda: events.append("reopen"),
+                           before_retry=lambda e: events.append(f"before {e}"))
+    assert events == ["reopen", "before failure 1", "before failure 2"]
+    assert len(clock.sleeps) == 2
+
+
+def test_call_takes_exactly_one_rule() -> None:
+    with pytest.raises(TypeError, match="exactly one"):
+        policy(FakeClock()).call(Flaky(0), decide=decide, should_retry=is_transient)
+    with pytest.raises(TypeError, match="exactly one"):
+        policy(FakeClock()).call(Flaky(0))
+
+
 def test_from_config_uses_the_configured_numbers() -> None:
     from reliability.config import ReliabilityConfig
 
@@ -125,6 +143,6 @@ def test_a_real_lock_released_during_backoff_is_absorbed(tmp_path: Path) -> None
             holder.__exit__()  # the other writer finishes while we back off
 
     p = RetryPolicy(attempts=5, base_delay=0.001, max_delay=0.002, budget=5, sleep=sleep)
-    p.call(lambda: victim.execute("INSERT INTO t VALUES (1)"), should_retry=is_transient)
+    p.call(lambda: victim.execute("INSERT INTO t VALUES (1)"), decide=decide)
     assert len(sleeps) == 2
     assert victim.execute("SELECT count(*) FROM t").fetchone()[0] == 1

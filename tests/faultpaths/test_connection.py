@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import random
 import shutil
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 from runtime_helpers import fast_config, sqlite_module
 
-from pytest_dbfault.faults import CorruptFault, CrashFault, DisconnectFault, LockedFault
+from pytest_dbfault.faults import CorruptFault, CrashFault, DisconnectFault
 from reliability.connection import ConnectionManager, ConnectionState
 from reliability.errors import DatabaseError, ErrorKind
 from reliability.retry import RetryPolicy
@@ -77,48 +76,6 @@ def test_an_open_hook_that_meets_a_damaged_table_refuses_the_connection(tmp_path
     assert "malformed" in str(info.value)
     assert cm._conn is None and cm.state is ConnectionState.CLOSED
     assert len(opened) == 1 and is_closed(opened[0])  # the refused handle is not leaked
-
-
-def test_reconnect_gives_up_as_unavailable_when_the_file_was_deleted(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    path = tmp_path / "a.db"
-    cm = with_rows(path, retry_attempts=3)
-    with DisconnectFault(cm, mode="delete"):
-        with caplog.at_level(logging.WARNING, logger="reliability.connection"):
-            with pytest.raises(DatabaseError) as info:
-                cm.reconnect(operation_id="op-gone")
-    err = info.value
-    assert err.kind is ErrorKind.UNAVAILABLE and err.attempts == 3 and err.operation_id == "op-gone"
-    assert "3 attempt(s)" in err.detail and "unable to open" in err.detail
-    assert cm.state is ConnectionState.UNAVAILABLE and cm._conn is None
-    assert not path.exists()  # never silently recreated empty
-    assert [r.db_kind for r in caplog.records if "reconnect attempt" in r.getMessage()] == ["cantopen"] * 2
-
-
-def test_reconnect_gives_up_while_a_lock_outlasts_the_retries(tmp_path: Path) -> None:
-    path = tmp_path / "a.db"
-    cm = with_rows(path, journal_mode="delete", retry_attempts=2)
-    with LockedFault(path, mode="exclusive"):  # rollback journal: even reading the schema is refused
-        with pytest.raises(DatabaseError) as info:
-            cm.reconnect()
-    assert info.value.kind is ErrorKind.UNAVAILABLE and info.value.attempts == 2
-    assert "locked" in info.value.detail
-    assert cm.reconnect().execute("SELECT count(*) FROM items").fetchone() == (50,)
-
-
-def test_reconnect_to_a_file_of_garbage_fails_at_once_without_retrying(tmp_path: Path) -> None:
-    path = tmp_path / "a.db"
-    cm = with_rows(path, retry_attempts=5)
-    garbage = tmp_path / "garbage.bin"
-    garbage.write_bytes(b"not a database at all; " * 400)
-    with DisconnectFault(cm, mode="replace", replacement=garbage):
-        with pytest.raises(DatabaseError) as info:
-            cm.reconnect(operation_id="op-garbage")
-        # A damaged file does not heal by waiting: one attempt, then recovery's business.
-        assert info.value.kind is ErrorKind.NOTADB and info.value.attempts == 1
-        assert info.value.operation_id == "op-garbage"
-        assert cm.state is ConnectionState.UNAVAILABLE and cm._conn is None
-    assert cm.reconnect().execute("SELECT count(*) FROM items").fetchone() == (50,)
 
 
 _EXCLUSIVE_WAL_WRITER = """
