@@ -63,7 +63,7 @@ except ImportError:  # pragma: no cover - Windows: the thread lock still seriali
     fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
-    from .manager import DatabaseManager
+    from .ports import AuditHost
 
 log = logging.getLogger("reliability.audit")
 
@@ -170,16 +170,17 @@ def chain_hash(key: bytes, prev: str, entry_id: str, ts: float, actor: str, acti
 
 
 class AuditLogger:
-    """Writes and reads the audit log of one :class:`DatabaseManager` (``db.audit``).
+    """Writes and reads the audit log of one database (``db.audit``).
 
-    :param db: the database manager.
+    :param db: what it runs its statements through and hooks into (:class:`~reliability.ports.AuditHost`:
+        the manager, or a read-only :class:`~reliability.inspection.Inspector`).
     :param key: the HMAC key; default ``config.audit_hmac_key`` (read at each write, so a hot
         reload applies). With no key configured the chain still detects accidental damage,
         but not a deliberate rewrite: configure ``RELIABILITY_AUDIT_HMAC_KEY``.
     :param fallback_path: default ``config.audit_fallback_file``.
     """
 
-    def __init__(self, db: DatabaseManager, *, key: str | bytes | None = None,
+    def __init__(self, db: AuditHost, *, key: str | bytes | None = None,
                  fallback_path: str | os.PathLike[str] | None = None) -> None:
         self.db = db
         self._key = key.encode() if isinstance(key, str) else key

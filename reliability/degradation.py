@@ -41,7 +41,7 @@ from .files import fsync_dir
 from .names import printable, validate_actor
 
 if TYPE_CHECKING:
-    from .manager import DatabaseManager
+    from .ports import CommandHost
 
 log = logging.getLogger("reliability.degradation")
 
@@ -296,14 +296,15 @@ class WriteQueue:
 
 
 class CommandRegistry:
-    """Commands of an application, run with graceful degradation on one :class:`DatabaseManager`.
+    """Commands of an application, run with graceful degradation on one database.
 
-    :param db: the database manager.
+    :param db: what the commands run on and are given as their first argument
+        (:class:`~reliability.ports.CommandHost`: the manager).
     :param queue: the durable write queue (``db.queue``).
     :param recheck_interval: seconds between attempts to replay the backlog while degraded.
     """
 
-    def __init__(self, db: DatabaseManager, queue: WriteQueue, *, recheck_interval: float = 1.0) -> None:
+    def __init__(self, db: CommandHost, queue: WriteQueue, *, recheck_interval: float = 1.0) -> None:
         self.db = db
         self.queue = queue
         self.recheck_interval = recheck_interval
@@ -523,7 +524,7 @@ class CommandRegistry:
         except ValueError as exc:
             return CommandResult("rejected", str(exc), fault=str(fault), pending=len(self.queue))
         n = len(self.queue)
-        self.db._backlog = self._drain_first
+        self.db.executor.backlog = self._drain_first
         return CommandResult(
             "queued",
             f"{KIND_INFO[fault].user_message} Your change was accepted and will be saved automatically "
@@ -615,7 +616,7 @@ class CommandRegistry:
             applied += done
             skipped += not done
         if error is None and len(self.queue) == 0:
-            self.db._backlog = None
+            self.db.executor.backlog = None
             self.fault = None
             self.queue.compact()
             if applied or skipped:

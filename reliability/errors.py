@@ -267,6 +267,12 @@ def is_transient(exc: BaseException) -> bool:
     return KIND_INFO[classify(exc)].transient
 
 
+def out_of_service(kind: ErrorKind) -> bool:
+    """True when a problem of ``kind`` leaves nothing to serve (a damaged file, a lost connection):
+    health says *unavailable*; other problems leave the runtime *degraded*."""
+    return KIND_INFO[kind].action in (RecoveryAction.RESTORE, RecoveryAction.RECONNECT)
+
+
 class Action(str, enum.Enum):
     """What the runtime does next about one failed attempt; :func:`decide` is the only place that says."""
 

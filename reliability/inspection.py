@@ -39,7 +39,7 @@ from urllib.request import pathname2url
 from .backup import BackupInfo, BackupManager
 from .config import ReliabilityConfig
 from .connection import load_sqlite_module
-from .errors import KIND_INFO, Action, DatabaseError, ErrorHandler, ErrorKind, RecoveryAction, decide
+from .errors import Action, DatabaseError, ErrorHandler, ErrorKind, decide, out_of_service
 from .health import HealthReport, HealthStatus, IntegrityReport, wal_size
 from .retry import RetryExhausted, RetryPolicy
 
@@ -258,9 +258,7 @@ class Inspector:
             state = "unavailable"
             err = self.hot_journal(err) or err
             last_error = f"{err.kind}: {err.detail}"
-            action = KIND_INFO[err.kind].action
-            status = (HealthStatus.UNAVAILABLE if action in (RecoveryAction.RESTORE, RecoveryAction.RECONNECT)
-                      else HealthStatus.DEGRADED)
+            status = HealthStatus.UNAVAILABLE if out_of_service(err.kind) else HealthStatus.DEGRADED
             reasons.append(f"the database cannot be read: {err.detail} ({err.kind})")
         queue = self.write_queue()
         extra["write_queue"] = queue

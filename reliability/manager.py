@@ -41,7 +41,7 @@ from .backup import BackupInfo
 from .config import ReliabilityConfig
 from .connection import ConnectionManager, ConnectionState
 from .degradation import CommandRegistry, WriteQueue
-from .errors import KIND_INFO, DatabaseError, ErrorHandler, RecoveryAction, classify
+from .errors import DatabaseError, ErrorHandler, classify, out_of_service
 from .executor import Executor
 from .health import HealthMonitor, HealthReport, HealthStatus, IntegrityReport, wal_size
 from .observers import Listeners, Metrics, Observers, OperationRecords
@@ -97,7 +97,7 @@ class DatabaseManager:
         self.error_listeners: list[Callable[[DatabaseError], None]] = self._listeners.errors
         #: One SQL call (see :mod:`reliability.executor`); what it asks of the facade it gets as
         #: callables, so a subclass overriding ``_drop_connection`` or ``_surface`` changes what it does.
-        self._executor = executor = Executor(self.connections, self.transactions, self._lock, self.policy,
+        self.executor = executor = Executor(self.connections, self.transactions, self._lock, self.policy,
                                              self.errors, self.monitor, self.observers, self._id_prefix)
         executor.drop = self._drop_connection
         executor.surface = self._surface
@@ -137,53 +137,55 @@ class DatabaseManager:
 
     def new_operation_id(self) -> str:
         """A fresh id for the technical log (``<manager>-<n>``)."""
-        return self._executor.new_operation_id()
+        return self.executor.new_operation_id()
 
     @property
     def identity_check_interval(self) -> float:
         """Seconds between the checks reads make that the path still names their file (0 = every read)."""
-        return self._executor.identity_check_interval
+        return self.executor.identity_check_interval
 
     @identity_check_interval.setter
     def identity_check_interval(self, seconds: float) -> None:
-        self._executor.identity_check_interval = seconds
+        self.executor.identity_check_interval = seconds
 
     @property
-    def _oplog(self) -> Any:
+    def oplog(self) -> Any:
         """The operation logger (see :mod:`reliability.oplog`); None when operation logging is off."""
         return self._records.log
 
-    @_oplog.setter
-    def _oplog(self, oplog: Any) -> None:
+    @oplog.setter
+    def oplog(self, oplog: Any) -> None:
         self._records.log = oplog
+
+    _oplog = oplog  # the name the property machines and the recovery code read
 
     @property
     def _redo(self) -> Any:
         """The redo journal capturing committed writes (see :mod:`reliability.redo`); None when off."""
-        return self._executor.redo
+        return self.executor.redo
 
     @_redo.setter
     def _redo(self, redo: Any) -> None:
-        self._executor.redo = redo
+        self.executor.redo = redo
 
     @property
     def _backlog(self) -> Callable[[], None] | None:
         """Set by the write queue while writes wait in it (see ``Executor.backlog``)."""
-        return self._executor.backlog
+        return self.executor.backlog
 
     @_backlog.setter
     def _backlog(self, backlog: Callable[[], None] | None) -> None:
-        self._executor.backlog = backlog
+        self.executor.backlog = backlog
 
     # -- statements (run by the executor) --------------------------------------------------------
     def execute(self, sql: str, params: Params = ()) -> sqlite3.Cursor:
         """Run one statement; retried on transient errors when not inside a transaction."""
         acks = self._acks
         if acks.defer:  # inside another call that waits for durability itself
-            return self._executor.execute(sql, params)
+            return self.executor.execute(sql, params)
         acks.defer = True
         try:
-            return self._executor.execute(sql, params)
+            return self.executor.execute(sql, params)
         finally:
             acks.defer = False
             if acks.tickets:
@@ -197,24 +199,24 @@ class DatabaseManager:
                 # executemany in autocommit mode commits row by row; a failure mid-way would
                 # leave half the batch in. Wrap it so the batch is all or nothing.
                 return self.run_in_transaction(self.executemany, sql, params)
-            return self._executor.executemany(sql, params)
+            return self.executor.executemany(sql, params)
 
     def fetch_one(self, sql: str, params: Params = ()) -> Any:
         """The first row of a query, or None."""
-        return self._executor.fetch_one(sql, params)
+        return self.executor.fetch_one(sql, params)
 
     def fetch_all(self, sql: str, params: Params = ()) -> list[Any]:
         """Every row of a query."""
-        return self._executor.fetch_all(sql, params)
+        return self.executor.fetch_all(sql, params)
 
     # -- failures: what the executor asks of the facade (a subclass may change them) -------------
     def _drop_connection(self) -> None:
-        self._executor.drop_connection()
+        self.executor.drop_connection()
 
     def _surface(self, op: str, exc: BaseException, op_id: str, sql: str | None, *args: Any,
                  **kwargs: Any) -> DatabaseError:
         """The DatabaseError the caller sees for ``exc`` (see ``Executor.surface_error``)."""
-        return self._executor.surface_error(op, exc, op_id, sql, *args, **kwargs)
+        return self.executor.surface_error(op, exc, op_id, sql, *args, **kwargs)
 
     # -- the redo journal's commit protocol -----------------------------------------------------
     def _autocommit_journaled(self, conn: sqlite3.Connection, sql: str, params: Any) -> Any:
@@ -318,8 +320,8 @@ class DatabaseManager:
 
         Errors are re-raised as :class:`DatabaseError`; the connection stays usable.
         """
-        if self._executor.backlog is not None and not self.transactions.depth:
-            self._executor.drain_backlog("transaction", None, None)
+        if self.executor.backlog is not None and not self.transactions.depth:
+            self.executor.drain_backlog("transaction", None, None)
         t0 = perf_counter()
         acks = self._acks
         outer = not acks.defer
@@ -331,10 +333,10 @@ class DatabaseManager:
             except DatabaseError as err:
                 if self.transactions.depth:
                     raise
-                self._executor.raise_tx_error(err, t0)
+                self.executor.raise_tx_error(err, t0)
             except BaseException:  # dbfault: no fault (the caller's own exception ends its transaction)
                 if not self.transactions.depth:
-                    self._executor.count_errors(None)  # count the errors it saw inside
+                    self.executor.count_errors(None)  # count the errors it saw inside
                 raise
         finally:
             if outer:
@@ -342,9 +344,9 @@ class DatabaseManager:
                 if acks.tickets:
                     self._await_durable(acks)
         if not self.transactions.depth:
-            if self._executor.tx_errors:
-                self._executor.count_errors(None)  # errors the caller caught inside the transaction
-            self._executor.done("transaction", None, t0, 0)
+            if self.executor.tx_errors:
+                self.executor.count_errors(None)  # errors the caller caught inside the transaction
+            self.executor.done("transaction", None, t0, 0)
 
     def run_in_transaction(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(*args, **kwargs)`` in a transaction; on busy/locked/busy-snapshot, roll back and rerun it.
@@ -352,10 +354,10 @@ class DatabaseManager:
         ``fn`` uses this manager (``db.execute`` …) inside; it may run more than once, so
         it must not have side effects outside the database.
         """
-        if self._executor.backlog is not None and not self.transactions.depth:
-            self._executor.drain_backlog("transaction", None, None)
+        if self.executor.backlog is not None and not self.transactions.depth:
+            self.executor.drain_backlog("transaction", None, None)
         t0 = perf_counter()
-        executor = self._executor
+        executor = self.executor
 
         def before_retry(exc: BaseException) -> None:
             self.monitor.retries += 1
@@ -382,7 +384,7 @@ class DatabaseManager:
             except DatabaseError as err:
                 if self.transactions.depth:
                     raise
-                self._executor.raise_tx_error(err, t0)
+                self.executor.raise_tx_error(err, t0)
             except RetryExhausted as exc:
                 # Every rerun failed: a lock that outlasted the budget stays BUSY, a lost connection
                 # becomes UNAVAILABLE (see _surface).
@@ -392,12 +394,12 @@ class DatabaseManager:
                 if not self.transactions.depth and isinstance(exc, self.connections.module.Error):
                     raise self._surface("transaction", exc, self.new_operation_id(), None, None, 1, t0) from exc
                 if not self.transactions.depth:
-                    self._executor.count_errors(None)  # the caller's own exception ended it; count what it saw
+                    self.executor.count_errors(None)  # the caller's own exception ended it; count what it saw
                 raise
         if not self.transactions.depth:
-            if self._executor.tx_errors:
-                self._executor.count_errors(None)  # errors the caller caught inside the transaction
-            self._executor.done("transaction", None, t0, 0)
+            if self.executor.tx_errors:
+                self.executor.count_errors(None)  # errors the caller caught inside the transaction
+            self.executor.done("transaction", None, t0, 0)
         return result
 
     # -- health --------------------------------------------------------------------------------
@@ -419,9 +421,7 @@ class DatabaseManager:
             status = HealthStatus.UNAVAILABLE
             reasons.append("the database could not be reached within the retry budget")
         if problem is not None:
-            info = KIND_INFO[problem]
-            status = HealthStatus.UNAVAILABLE if info.action in (RecoveryAction.RESTORE,
-                                                                 RecoveryAction.RECONNECT) else HealthStatus.DEGRADED
+            status = HealthStatus.UNAVAILABLE if out_of_service(problem) else HealthStatus.DEGRADED
             reasons.append(f"connection check found: {problem}")
         if self.connections.refused is not None:
             # A database the runtime managed is missing and opening is refused (see Durability.start).

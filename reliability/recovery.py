@@ -78,7 +78,7 @@ from .schema import (
 )
 
 if TYPE_CHECKING:
-    from .manager import DatabaseManager
+    from .ports import DurabilityHost
 
 log = logging.getLogger("reliability.recovery")
 
@@ -153,7 +153,7 @@ def _maintenance(kind: str) -> Callable[[F], F]:
     return wrap
 
 
-def _record(db: DatabaseManager, kind: str, t0: float, rows: int, outcome: str, error_kind: str | None) -> None:
+def _record(db: DurabilityHost, kind: str, t0: float, rows: int, outcome: str, error_kind: str | None) -> None:
     oplog = db._oplog
     if oplog is not None:
         oplog.record(kind, None, perf_counter() - t0, rows, 1, outcome, error_kind)
@@ -167,7 +167,7 @@ class Durability:
         ``config.auto_migrate``).
     """
 
-    def __init__(self, db: DatabaseManager,
+    def __init__(self, db: DurabilityHost,
                  migrations: Sequence[Migration] | str | os.PathLike[str] | None = None) -> None:
         self.db = db
         cfg = db.config

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from .config import ENV_PREFIX, ConfigError, ReliabilityConfig, read_env_file
 
 if TYPE_CHECKING:
-    from .manager import DatabaseManager
+    from .ports import ReloadHost
 
 log = logging.getLogger("reliability.reload")
 
@@ -45,13 +45,13 @@ def changed_keys(old: ReliabilityConfig, new: ReliabilityConfig) -> tuple[str, .
     return tuple(f.name for f in dataclasses.fields(old) if getattr(old, f.name) != getattr(new, f.name))
 
 
-def apply_config(db: DatabaseManager, new: ReliabilityConfig) -> tuple[str, ...]:
+def apply_config(db: ReloadHost, new: ReliabilityConfig) -> tuple[str, ...]:
     """Swap ``new`` into ``db`` and its components; returns the changed keys.
 
-    Runs under the manager's lock, so no operation sees half of a change. Inside an
+    Runs under the runtime's lock (``transactions.lock``), so no operation sees half of a change. Inside an
     open transaction on this thread it raises ``RuntimeError`` (the caller retries later).
     """
-    with db._lock:
+    with db.transactions.lock:  # the runtime's lock
         if db.transactions.depth:
             raise RuntimeError("cannot apply a new configuration inside a transaction")
         old = db.config
@@ -70,9 +70,9 @@ def apply_config(db: DatabaseManager, new: ReliabilityConfig) -> tuple[str, ...]
         if {"operation_log", "operation_log_path", "log_json"} & set(changed):
             from .oplog import OperationLog
 
-            if db._oplog is not None:
-                db._oplog.close()
-            db._oplog = OperationLog.from_config(new)
+            if db.oplog is not None:
+                db.oplog.close()
+            db.oplog = OperationLog.from_config(new)
         if RECONNECT_KEYS & set(changed):
             if "db_path" in changed:
                 # A different file: let the connection manager create it like a first open.
@@ -91,7 +91,7 @@ class ConfigWatcher:
     :param environ: environment consulted for ``RELIABILITY_*`` (wins over the file, as at startup).
     """
 
-    def __init__(self, db: DatabaseManager, path: str | os.PathLike[str], *, interval: float | None = None,
+    def __init__(self, db: ReloadHost, path: str | os.PathLike[str], *, interval: float | None = None,
                  environ: Mapping[str, str] | None = None) -> None:
         self.db = db
         self.path = Path(path)

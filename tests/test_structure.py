@@ -21,8 +21,6 @@ KNOWN_CYCLES: set[tuple[str, ...]] = {
     ("pytest_dbfault.faults.builtin", "pytest_dbfault.faults.registry", "pytest_dbfault.vfs.faults"),
     ("pytest_dbfault.scenarios.commands", "pytest_dbfault.scenarios.registry"),
     ("pytest_dbfault.vfs.powerloss", "pytest_dbfault.vfs.shim"),
-    ("reliability.audit", "reliability.degradation", "reliability.manager", "reliability.recovery",
-     "reliability.reload"),
 }
 
 
@@ -135,3 +133,63 @@ def module_name_in(root: Path, path: Path) -> str:
 @pytest.mark.parametrize("wing", WINGS)
 def test_every_module_of_the_wing_is_seen(wing: str) -> None:
     assert any(name.startswith(wing + ".") for name in graph())
+
+
+# -- the runtime wing: one facade nobody calls back into, one rule, one retry loop ---------------
+#: The modules that may import the facade: the package's entry, the CLI and the admin commands
+#: (they are given a DatabaseManager to drive). Everything else gets the parts or a narrow
+#: protocol (``reliability/ports.py``).
+FACADE_USERS = {"reliability", "reliability.cli", "reliability.admin"}
+
+
+def test_no_module_of_the_runtime_imports_the_facade_but_its_entry_cli_and_admin() -> None:
+    edges = graph()
+    importers = {name for name, targets in edges.items()
+                 if name.startswith("reliability") and "reliability.manager" in targets}
+    assert importers <= FACADE_USERS, f"import reliability.manager: {sorted(importers - FACADE_USERS)}"
+
+
+def _functions_named(wing: str, name: str) -> list[str]:
+    found = []
+    for path in (ROOT / wing).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name:
+                found.append(f"{module_name(path)}:{node.lineno}")
+    return found
+
+
+def test_exactly_one_function_decides_about_a_failure_and_one_runs_the_retry_loop() -> None:
+    assert [f.split(":")[0] for f in _functions_named("reliability", "decide")] == ["reliability.errors"]
+    # The per-module deciders it replaced stay gone (transaction._rerunnable, connection._reconnectable).
+    for gone in ("_rerunnable", "_reconnectable", "should_retry"):
+        assert not _functions_named("reliability", gone), gone
+    loops = [f for f in _functions_named("reliability", "call") if f.startswith("reliability.retry:")]
+    assert len(loops) == 1
+
+
+def test_nothing_in_the_runtime_reads_the_kind_table_to_choose_retry_or_reconnect() -> None:
+    """``KIND_INFO[...].transient`` / ``.action is RecoveryAction.RECONNECT`` outside errors.py is a second
+    rule; ask ``errors.decide`` instead."""
+    bad = []
+    for path in (ROOT / "reliability").rglob("*.py"):
+        if path.name == "errors.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Attribute) and node.attr == "RECONNECT" \
+                    and isinstance(node.value, ast.Name) and node.value.id == "RecoveryAction":
+                bad.append(f"{module_name(path)}:{node.lineno} RecoveryAction.RECONNECT")
+            if isinstance(node, ast.Attribute) and node.attr == "transient" \
+                    and isinstance(node.value, ast.Subscript) \
+                    and isinstance(node.value.value, ast.Name) and node.value.value.id == "KIND_INFO":
+                bad.append(f"{module_name(path)}:{node.lineno} KIND_INFO[...].transient")
+    assert not bad, bad
+
+
+def test_the_facade_checker_sees_an_import_of_the_facade(tmp_path: Path) -> None:
+    """Bite: a type-only import of the facade is an import of it."""
+    pkg = tmp_path / "reliability"
+    pkg.mkdir()
+    (pkg / "manager.py").write_text("class DatabaseManager: ...\n")
+    (pkg / "audit.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                                  "    from .manager import DatabaseManager\n")
+    assert "reliability.manager" in imports_of(pkg / "audit.py", "reliability.audit")

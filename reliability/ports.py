@@ -1,0 +1,104 @@
+"""What each collaborator of the facade needs from it, as structural types (no import of the facade).
+
+The audit log, the commands, durability and the config reload are built by
+:class:`~reliability.manager.DatabaseManager` and get it passed in, but they are typed by the narrow
+surface they use, declared here, so none of them imports ``manager.py`` (no import cycle) and a
+stand-in with the same surface works too (:class:`~reliability.inspection.Inspector` is the audit
+log's read-only host). Each protocol is the whole list of what its module reaches for: a new
+reach shows up here in review.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .config import ReliabilityConfig
+    from .connection import ConnectionManager
+    from .errors import DatabaseError, ErrorHandler
+    from .executor import Executor
+    from .health import HealthMonitor
+    from .retry import RetryPolicy
+    from .transaction import TransactionManager
+
+#: ``fn() -> (extra health fields, reasons to report degraded)``.
+HealthContributor = Callable[[], "tuple[dict[str, Any], list[str]]"]
+
+
+class Statements(Protocol):
+    """Runs SQL with the runtime's retries and error handling; ``config`` is the settings in force."""
+
+    config: ReliabilityConfig
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        """Run one statement."""
+
+    def fetch_one(self, sql: str, params: Any = ()) -> Any:
+        """The first row of a query, or None."""
+
+    def fetch_all(self, sql: str, params: Any = ()) -> list[Any]:
+        """Every row of a query."""
+
+    def run_in_transaction(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn`` in a transaction, rerun on transient errors."""
+
+
+class AuditHost(Statements, Protocol):
+    """What the audit log (:class:`~reliability.audit.AuditLogger`) uses: statements, the transaction
+    hooks (its anchor follows commits and rollbacks) and a health contribution."""
+
+    transactions: TransactionManager
+    health_contributors: list[HealthContributor]
+
+
+class CommandHost(Statements, Protocol):
+    """What the commands (:class:`~reliability.degradation.CommandRegistry`) use: statements, the audit
+    log (denied admin commands are recorded), the executor (a backlog replays before a direct write)
+    and the error listeners (an error that makes the database unavailable starts degraded mode).
+    Command functions get this host as their first argument."""
+
+    audit: Any
+    executor: Executor
+    error_listeners: list[Callable[[DatabaseError], None]]
+
+    def new_operation_id(self) -> str:
+        """A fresh id for the technical log."""
+
+
+class ReloadHost(Protocol):
+    """What applying a new configuration (:mod:`reliability.reload`) swaps it into."""
+
+    config: ReliabilityConfig
+    closed: bool
+    connections: ConnectionManager
+    transactions: TransactionManager
+    errors: ErrorHandler
+    policy: RetryPolicy
+    oplog: Any
+
+
+class DurabilityHost(Protocol):
+    """What :class:`~reliability.recovery.Durability` uses (the parts; the private names are the
+    reaches still to be replaced by parts passed in, see the package layout proposed in issue #16)."""
+
+    config: ReliabilityConfig
+    closed: bool
+    connections: ConnectionManager
+    transactions: TransactionManager
+    errors: ErrorHandler
+    policy: RetryPolicy
+    monitor: HealthMonitor
+    health_contributors: list[HealthContributor]
+    corruption_listeners: list[Callable[[DatabaseError], None]]
+    _lock: threading.RLock
+    _oplog: Any
+    _redo: Any
+
+    @property
+    def path(self) -> str:
+        """The database file."""
+
+    def new_operation_id(self) -> str:
+        """A fresh id for the technical log."""
