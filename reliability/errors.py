@@ -312,7 +312,7 @@ def decide(exc: BaseException, in_transaction: bool = False, *, first_try: bool 
     """
     if in_transaction:
         return Action.SURFACE
-    kind = classify(exc)
+    kind = exc.kind if isinstance(exc, DatabaseError) else classify(exc)  # a wrapped error: classified once
     info = KIND_INFO[kind]
     if maintenance:
         return Action.RETRY if info.transient or kind is ErrorKind.IOERR else Action.SURFACE

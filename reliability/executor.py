@@ -235,15 +235,17 @@ class Executor:
         op_id = self.new_operation_id()
         in_tx = self.transactions.depth > 0
         pending = [first] if first is not None else []
-        # (Reads are not checked against the path before they run, to keep them cheap: a read that
-        # met a stand-in file after a healed replace is asked about with file_replaced.)
-        if first is not None and decide(first, in_tx, first_try=True, file_replaced=not in_tx and
-                                        self.connections.file_replaced()) is Action.REOPEN:
-            self.drop()
-            pending.clear()
-        attempts = 0
-        #: The last failure, wrapped once (classified once per attempt; reused to log and surface it).
+        #: The last failure, wrapped once (classified once per attempt; reused to decide, log and surface it).
         seen: list[DatabaseError] = []
+        if first is not None:
+            seen.append(self.errors.wrap(first, operation_id=op_id, log=False))
+            # (Reads are not checked against the path before they run, to keep them cheap: a read that
+            # met a stand-in file after a healed replace is asked about with file_replaced.)
+            if decide(seen[0], in_tx, first_try=True, file_replaced=not in_tx and
+                      self.connections.file_replaced()) is Action.REOPEN:
+                self.drop()
+                pending.clear()
+        attempts = 0
 
         def once() -> Any:
             nonlocal attempts
@@ -264,9 +266,9 @@ class Executor:
             return result
 
         def decide_attempt(exc: BaseException) -> Action:
-            err = self.errors.wrap(exc, operation_id=op_id, log=False)
-            seen[:] = [err]
-            return decide(err, in_tx)  # in a transaction: SURFACE (its owner may rerun all of it)
+            if not (seen and (seen[0] is exc or seen[0].__cause__ is exc)):  # (the first one is wrapped)
+                seen[:] = [self.errors.wrap(exc, operation_id=op_id, log=False)]
+            return decide(seen[0], in_tx)  # in a transaction: SURFACE (its owner may rerun all of it)
 
         def on_retry(attempt: int, delay: float, exc: BaseException) -> None:
             self.monitor.retries += 1

@@ -210,3 +210,25 @@ def test_a_batch_that_changes_no_rows_still_reports_its_rowcount(db: DatabaseMan
     cur = db.executemany("UPDATE items SET qty = ? WHERE name = ?", [(1, "nobody"), (2, "none")])
     assert cur.rowcount == 0 and db.fetch_one("SELECT count(*) FROM items") == (0,)
     assert repr(db).startswith("<DatabaseManager ") and repr(db).endswith(" connected>")
+
+
+def test_a_failing_statement_classifies_each_failed_attempt_once(db_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The slow path wraps each failure once and decides on the wrapped error (it was 3 per attempt)."""
+    import reliability.errors as errors
+
+    calls: list[str] = []
+    real = errors.classify
+
+    def counting(exc: BaseException) -> ErrorKind:
+        if not isinstance(exc, DatabaseError):  # (a wrapped error's kind is read, not classified)
+            calls.append(type(exc).__name__)
+        return real(exc)
+
+    with DatabaseManager(fast_config(db_path, busy_timeout_ms=0, retry_attempts=3)) as db:
+        db.execute("CREATE TABLE t (v)")
+        monkeypatch.setattr(errors, "classify", counting)
+        with LockHolder(db_path), pytest.raises(DatabaseError) as info:
+            db.execute("INSERT INTO t VALUES (1)")
+    assert info.value.kind is ErrorKind.BUSY and info.value.attempts == 3
+    assert len(calls) == 3
