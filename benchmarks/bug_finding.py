@@ -58,17 +58,13 @@ class Bug:
 
 BUGS: tuple[Bug, ...] = (
     # -- P1 connection recovery ------------------------------------------------------------------
-    Bug("p01_retry_reconnect_wrong_field", 1, "reliability/manager.py",
-        "        def before_retry(exc: BaseException) -> None:\n"
-        "            if KIND_INFO[classify(exc)].action is RecoveryAction.RECONNECT:\n"
-        "                self._drop_connection()",
-        "        def before_retry(exc: BaseException) -> None:\n"
-        "            if KIND_INFO[classify(exc)].transient:\n"
-        "                self._drop_connection()",
+    Bug("p01_retry_reconnect_wrong_field", 1, "reliability/retry.py",
+        "                if action is not Action.RETRY and reconnect is not None:",
+        "                if action is Action.RETRY and reconnect is not None:",
         "a write on a handle closed mid-retry: the retry reuses the dead handle instead of reconnecting"),
-    Bug("p01_closed_handle_costs_an_attempt", 1, "reliability/manager.py",
-        "            self._drop_connection()\n            pending.clear()",
-        "            self._drop_connection()",
+    Bug("p01_closed_handle_costs_an_attempt", 1, "reliability/executor.py",
+        "                self.drop()\n                pending.clear()",
+        "                self.drop()",
         "retry_attempts=1, handle closed while idle, fault healed, then a write: must succeed (the statement "
         "never ran), the bug fails it with 'closed'"),
     Bug("p01_begin_on_closed_handle_not_reopened", 1, "reliability/transaction.py",
@@ -82,8 +78,8 @@ BUGS: tuple[Bug, ...] = (
     Bug("p02_budget_ignores_next_sleep", 2, "reliability/retry.py",
         "                if elapsed + wait > self.budget:", "                if elapsed > self.budget:",
         "retry_budget smaller than retry_max_delay, a lasting lock: total backoff exceeds the budget"),
-    Bug("p02_lock_reported_unavailable", 2, "reliability/manager.py",
-        "        if exhausted and KIND_INFO[err.kind].action is RecoveryAction.RECONNECT:",
+    Bug("p02_lock_reported_unavailable", 2, "reliability/executor.py",
+        "        if exhausted and reconnect:",
         "        if exhausted:",
         "a lock outlasting the retries surfaces as 'unavailable' instead of busy/locked"),
     # -- P3 schema validation --------------------------------------------------------------------
@@ -153,7 +149,7 @@ BUGS: tuple[Bug, ...] = (
         "                    exc.operation_id = operation_id",
         "the file renamed mid-transaction: the refusal at COMMIT has no ERROR record"),
     # -- P10 health monitoring -------------------------------------------------------------------
-    Bug("p10_retry_counted_per_attempt", 10, "reliability/manager.py",
+    Bug("p10_retry_counted_per_attempt", 10, "reliability/executor.py",
         "            nonlocal attempts\n            attempts += 1\n",
         "            nonlocal attempts\n            attempts += 1\n            if attempts > 1:\n"
         "                self.monitor.retries += 1\n",
@@ -243,13 +239,14 @@ BUGS: tuple[Bug, ...] = (
         "        db.errors.show_params = old.log_sql_params",
         "reload log_sql_params false -> true: the next error's record still redacts its parameters"),
     # -- P17 operation log -----------------------------------------------------------------------
-    Bug("p17_fetch_all_logged_as_fetch_one", 17, "reliability/manager.py",
-        "                    oplog.record(\"fetch_all\", sql, dt, len(rows), 1, \"ok\", None)",
-        "                    oplog.record(\"fetch_one\", sql, dt, len(rows), 1, \"ok\", None)",
+    Bug("p17_fetch_all_logged_as_fetch_one", 17, "reliability/executor.py",
+        "                self.observers.succeeded(\"fetch_all\", sql, perf_counter() - t0, len(rows), 1)",
+        "                self.observers.succeeded(\"fetch_one\", sql, perf_counter() - t0, len(rows), 1)",
         "one fetch_all: its record says fetch_one"),
-    Bug("p17_failed_transaction_not_logged", 17, "reliability/manager.py",
-        "            oplog.record(\"transaction\", None, perf_counter() - t0, 0, err.attempts, \"error\", str(err.kind))",
-        "            pass",
+    Bug("p17_failed_transaction_not_logged", 17, "reliability/observers.py",
+        "        if log is not None:\n            log.record(op, sql, seconds, 0, attempts, \"error\", str(err.kind))",
+        "        if log is not None and op != \"transaction\":\n"
+        "            log.record(op, sql, seconds, 0, attempts, \"error\", str(err.kind))",
         "a transaction that fails on a constraint: no record with outcome error"),
 )
 

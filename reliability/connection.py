@@ -23,8 +23,7 @@ from urllib.request import pathname2url
 
 from . import files
 from .config import ReliabilityConfig
-from .errors import DatabaseError, ErrorHandler, ErrorKind, classify
-from .retry import RetryPolicy
+from .errors import DatabaseError, ErrorKind, classify
 
 log = logging.getLogger("reliability.connection")
 
@@ -57,20 +56,13 @@ class ConnectionManager:
     """Owns the runtime's single connection to one database file.
 
     :param config: the settings (path, pragmas, busy timeout, sqlite module).
-    :param policy: the shared :class:`RetryPolicy` (kept for the callers; this class never retries:
-        whoever fails a call asks :func:`~reliability.errors.decide` and reopens through :meth:`open`).
-    :param handler: the shared :class:`ErrorHandler`.
+
+    It never retries: whoever fails a call asks :func:`~reliability.errors.decide` and, told to
+    reconnect, closes the connection; the next use reopens it through :meth:`open`.
     """
 
-    def __init__(
-        self,
-        config: ReliabilityConfig,
-        policy: RetryPolicy | None = None,
-        handler: ErrorHandler | None = None,
-    ) -> None:
+    def __init__(self, config: ReliabilityConfig) -> None:
         self.config = config
-        self.policy = policy or RetryPolicy.from_config(config)
-        self.handler = handler or ErrorHandler()
         self.module = load_sqlite_module(config.sqlite_module)
         self.state = ConnectionState.CLOSED
         self.reconnects = 0

@@ -82,7 +82,7 @@ class DatabaseManager:
         self.logger = logger or log
         self.policy = policy or RetryPolicy.from_config(self.config)
         self.errors = ErrorHandler(self.logger, show_params=self.config.log_sql_params)
-        self.connections = ConnectionManager(self.config, self.policy, self.errors)
+        self.connections = ConnectionManager(self.config)
         self._lock = threading.RLock()
         self.transactions = TransactionManager(self.connections, self.policy, self.errors, self._lock)
         self.monitor = HealthMonitor()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 import sqlite3
 from pathlib import Path
 
@@ -12,15 +11,10 @@ from runtime_helpers import fast_config
 
 from reliability.connection import ConnectionManager, ConnectionState
 from reliability.errors import ErrorKind
-from reliability.retry import RetryPolicy
 
 
-def manager(path: Path, sleep=None, **kw: object) -> ConnectionManager:  # type: ignore[no-untyped-def]
-    cfg = fast_config(path, **kw)
-    policy = RetryPolicy.from_config(cfg, rng=random.Random(0))
-    if sleep is not None:
-        policy.sleep = sleep
-    return ConnectionManager(cfg, policy)
+def manager(path: Path, **kw: object) -> ConnectionManager:
+    return ConnectionManager(fast_config(path, **kw))
 
 
 def test_it_applies_the_configured_pragmas(tmp_path: Path) -> None:

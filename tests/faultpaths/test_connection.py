@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import sqlite3
 import threading
@@ -15,13 +14,10 @@ from runtime_helpers import fast_config, sqlite_module
 from pytest_dbfault.faults import CorruptFault, CrashFault, DisconnectFault
 from reliability.connection import ConnectionManager, ConnectionState
 from reliability.errors import DatabaseError, ErrorKind
-from reliability.retry import RetryPolicy
 
 
 def manager(path: Path, **kw: object) -> ConnectionManager:
-    cfg = fast_config(path, **kw)
-    # No real sleeping between reconnect attempts: the faults here do not heal by waiting.
-    return ConnectionManager(cfg, RetryPolicy.from_config(cfg, rng=random.Random(0), sleep=lambda s: None))
+    return ConnectionManager(fast_config(path, **kw))
 
 
 def with_rows(path: Path, **kw: object) -> ConnectionManager:
