@@ -102,7 +102,7 @@ class Observers:
 
     def __init__(self, *observers: Observer) -> None:
         self._all: list[Observer] = []
-        self._succeeded: list[Callable[[str, str | None, float, int, int], None]] = []
+        self._succeeded: list[Callable[..., None]] = []
         for observer in observers:
             self.add(observer)
 
@@ -120,11 +120,11 @@ class Observers:
         """Rebuild the hot path after an observer became active or inactive (``active``, default True)."""
         # Successes are the hot path (a point read is ~5 us): keep only the observers that do
         # something with them, and with exactly one, call it directly instead of looping.
-        fns = [o.succeeded for o in self._all
-               if type(o).succeeded not in _SILENT and getattr(o, "active", True)]
+        fns: list[Callable[..., None]] = [o.succeeded for o in self._all
+                                          if type(o).succeeded not in _SILENT and getattr(o, "active", True)]
         self._succeeded = fns
         if len(fns) == 1:
-            self.succeeded = fns[0]  # type: ignore[method-assign]
+            self.succeeded = fns[0]  # type: ignore[method-assign,assignment]
         else:
             self.__dict__.pop("succeeded", None)
 

@@ -93,8 +93,11 @@ class DurabilityHost(Protocol):
     health_contributors: list[HealthContributor]
     corruption_listeners: list[Callable[[DatabaseError], None]]
     _lock: threading.RLock
-    _oplog: Any
     _redo: Any
+
+    @property
+    def _oplog(self) -> Any:
+        """The operation logger, or None."""
 
     @property
     def path(self) -> str:
