@@ -1,5 +1,5 @@
-"""I/O-level faults built on the shim VFS, registered under ``io_error``, ``enospc``,
-``short_read`` and ``power_loss``.
+"""I/O-level faults built on the shim VFS: ``io_error``, ``enospc``, ``short_read`` and ``power_loss``
+(registered by :mod:`pytest_dbfault.faults.registry`).
 
 Each installs the shim while active, so only connections opened *after* ``inject()`` see it.
 Where the shim cannot be registered, ``inject()`` raises :class:`~.errors.VfsUnavailable`
@@ -19,7 +19,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..faults.base import Fault, FaultError
-from ..faults.registry import register_fault
 from ..faults.target import resolve_target
 from .errors import VfsUnavailable, VfsUsageError
 from .powerloss import MODES as POWER_MODES
@@ -108,7 +107,6 @@ class _RuleFault(Fault):
                         code=injection.code, offset=injection.offset, amount=injection.amount)
 
 
-@register_fault
 class IoErrorFault(_RuleFault):
     """Fail reads, writes, truncates or syncs with the operation's own SQLITE_IOERR_* code.
 
@@ -122,7 +120,6 @@ class IoErrorFault(_RuleFault):
     name = "io_error"
 
 
-@register_fault
 class EnospcFault(_RuleFault):
     """The file system is full: every write to every file (journals and WAL included) gets SQLITE_FULL.
 
@@ -141,7 +138,6 @@ class EnospcFault(_RuleFault):
         super().__init__(path, persistent=persistent, **params)
 
 
-@register_fault
 class ShortReadFault(_RuleFault):
     """Reads return only half the bytes asked for (the rest zero-filled), SQLITE_IOERR_SHORT_READ.
 
@@ -154,7 +150,6 @@ class ShortReadFault(_RuleFault):
     _error = "short_read"
 
 
-@register_fault
 class PowerLossFault(Fault):
     """Model a power cut: unsynced writes of ``path``'s files are lost (or torn) on copies.
 
