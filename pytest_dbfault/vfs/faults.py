@@ -48,7 +48,7 @@ def _require_shim() -> None:
         raise VfsUnavailable(reason)
 
 
-class _RuleFault(Fault):
+class RuleFault(Fault):
     """A fault that is one :class:`FailRule` applied while active."""
 
     _ops: Any = ("read", "write", "truncate", "sync")
@@ -107,7 +107,7 @@ class _RuleFault(Fault):
                         code=injection.code, offset=injection.offset, amount=injection.amount)
 
 
-class IoErrorFault(_RuleFault):
+class IoErrorFault(RuleFault):
     """Fail reads, writes, truncates or syncs with the operation's own SQLITE_IOERR_* code.
 
     :param path: a database; its journal and WAL match too. None: every file of every connection.
@@ -120,7 +120,7 @@ class IoErrorFault(_RuleFault):
     name = "io_error"
 
 
-class EnospcFault(_RuleFault):
+class EnospcFault(RuleFault):
     """The file system is full: every write to every file (journals and WAL included) gets SQLITE_FULL.
 
     ``nth`` lets the first ``nth - 1`` matching writes through; ``persistent`` defaults to True
@@ -131,14 +131,14 @@ class EnospcFault(_RuleFault):
     _ops = ("write",)
     _error = "disk_full"
     #: ``**params`` are the keyword parameters every I/O rule fault takes.
-    options_of = staticmethod(_RuleFault.__init__)
+    options_of = staticmethod(RuleFault.__init__)
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, persistent: bool = True,
                  **params: Any) -> None:
         super().__init__(path, persistent=persistent, **params)
 
 
-class ShortReadFault(_RuleFault):
+class ShortReadFault(RuleFault):
     """Reads return only half the bytes asked for (the rest zero-filled), SQLITE_IOERR_SHORT_READ.
 
     SQLite treats a short read as reading past the end of the file, so the application sees
