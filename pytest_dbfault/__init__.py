@@ -12,10 +12,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .factory import FAST_TEST_SETTINGS, FaultFactory, fast_test_config, seeded_rng
     from .faults.base import Fault, FaultError, FaultRecord
     from .faults.registry import fault_names, get_fault_class, make_fault, register_fault
     from .options import DbfaultOptions, OptionError
+    from .per_test import FAST_TEST_SETTINGS, FaultFactory, fast_test_config, seeded_rng
     from .stats import STATS, record_check, record_fault, record_violation
 
 __all__ = [
@@ -39,10 +39,10 @@ __all__ = [
 ]
 
 _HOME = {
-    "FAST_TEST_SETTINGS": ".factory",
-    "FaultFactory": ".factory",
-    "fast_test_config": ".factory",
-    "seeded_rng": ".factory",
+    "FAST_TEST_SETTINGS": ".per_test",
+    "FaultFactory": ".per_test",
+    "fast_test_config": ".per_test",
+    "seeded_rng": ".per_test",
     "Fault": ".faults.base",
     "FaultError": ".faults.base",
     "FaultRecord": ".faults.base",

@@ -51,7 +51,7 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from ._chaos_kinds import (  # re-exported
     CHAOS_KINDS,
@@ -61,10 +61,11 @@ from ._chaos_kinds import (  # re-exported
     HARD,
     LEVELS,
 )
-from .faults.base import Fault
+from .faults.base import Fault, FaultError
+from .faults.registry import make_fault
 
-__all__ = ["CHAOS_KINDS", "CONTENTION", "DEFAULT_KINDS", "DEFAULT_RATE", "HARD", "LEVELS", "ChaosFault",
-           "ChaosInjector", "ChaosUsageError", "Injection", "blamed_injection", "parse_kinds", "parse_rate"]
+__all__ = ["CHAOS_KINDS", "CONTENTION", "DEFAULT_KINDS", "DEFAULT_RATE", "HARD", "LEVELS", "ChaosInjector",
+           "ChaosUsageError", "Injection", "blamed_injection", "parse_kinds", "parse_rate"]
 
 _WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER|UPSERT|WITH\b.*\b(INSERT|UPDATE|DELETE))\b",
                     re.IGNORECASE | re.DOTALL)
@@ -120,24 +121,6 @@ def describe_kinds(kinds: Iterable[str]) -> str:
         if set(kinds) == set(LEVELS[level]):
             return level
     return ",".join(kinds)
-
-
-class ChaosFault(Fault):
-    """One chaos injection, for the fault lifecycle (``--dbfault-coverage`` labels) and reports.
-
-    Active only for the one statement it is injected around; ``name`` is ``chaos_<kind>``.
-    """
-
-    name: ClassVar[str] = "chaos"
-
-    def _inject(self) -> None:
-        """The injector produces the fault itself; this object only marks when it is in force."""
-
-
-_FAULT_CLASSES: dict[str, type[ChaosFault]] = {
-    kind: type(f"Chaos_{kind}", (ChaosFault,), {"name": f"chaos_{kind}", "__doc__": CHAOS_KINDS[kind]})
-    for kind in CHAOS_KINDS
-}
 
 
 @dataclass
@@ -353,15 +336,8 @@ class ChaosInjector:
                 self._inside.busy = False
                 return run(*args)  # the state changed under us (another process took the lock): run clean
             injection = Injection(kind, " ".join(sql.split())[:120], database, thread=thread)
-            fault = _FAULT_CLASSES[kind](database=database, sql=injection.sql)
-            # Coverage labels (--dbfault-coverage) keep this kind until the test ends: the
-            # application's handler runs after the transient fault is already gone.
-            fault.label_lingers = True  # type: ignore[attr-defined]
             with self._lock:
                 self._injections.append(injection)
-            # Still busy: lifecycle listeners (coverage contexts) may write SQLite of their own.
-            fault.inject()
-            undo.callback(self._heal_quietly, fault)
             self._inside.busy = False
             try:
                 result = run(*args)
@@ -466,42 +442,44 @@ def _journal_mode(conn: Any) -> str:
 
 
 # -- arranging each fault for real ---------------------------------------------------------------
-def _arrange(kind: str, conn: Any, database: str, undo: contextlib.ExitStack, chaos: ChaosInjector) -> bool:
-    """Set up fault ``kind`` against ``conn`` for its next statement; False when it cannot apply."""
-    real_connect = chaos._real_connect or sqlite3.connect
-    if kind == "closed":
-        conn.close()
-        return True
-    if kind in ("io_error", "disk_full"):
-        from .vfs import FailRule
+#: The registered fault each chaos kind is, and its parameters for one statement: helper connections with no
+#: wait (``timeout=0``: a lock someone else already holds means "cannot apply now"), any database the
+#: application opens (chaos breaks the application's own files, wherever they are; ``allow_unsafe``).
+_FAULTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "locked": ("locked", {"mode": "write", "acquire_timeout": 0, "allow_unsafe": True}),
+    "busy_commit": ("busy_commit", {"timeout": 0, "allow_unsafe": True}),
+    # The application handles its own transaction: the fault's heal must not roll it back.
+    "busy_snapshot": ("busy_snapshot", {"timeout": 0, "rollback_on_heal": False}),
+    "io_error": ("io_error", {"ops": "write", "nth": 1}),
+    "disk_full": ("enospc", {"nth": 1, "persistent": False}),  # one write finds the disk full, not a full disk
+    "closed": ("disconnect_close", {}),
+}
 
-        if chaos._shim is None:
-            return False
-        rule = chaos._shim.add_rule(FailRule(ops={"write"}, error=kind, path=database, nth=1))
-        undo.callback(chaos._shim.remove_rule, rule)
-        return True
-    other = real_connect(database, timeout=0, isolation_level=None, check_same_thread=False)
-    undo.callback(other.close)
+
+def _arrange(kind: str, conn: Any, database: str, undo: contextlib.ExitStack, chaos: ChaosInjector) -> bool:
+    """Inject fault ``kind`` against ``conn`` for its next statement, made by the fault registry and healed by
+    ``undo``; False when it cannot apply now.
+
+    The fault is labelled ``chaos_<kind>`` (coverage contexts keep it until the test ends: the application's
+    handler runs after the transient fault is gone) and not counted in the stats: chaos counts only the
+    injections whose error the application saw, in its own report.
+    """
+    name, params = _FAULTS[kind]
+    if name in ("io_error", "enospc") and chaos._shim is None:
+        return False
     try:
-        if kind == "busy_commit":
-            other.execute("BEGIN")
-            other.execute("SELECT count(*) FROM sqlite_master").fetchone()  # SHARED lock, kept
-            undo.callback(other.rollback)
-        elif kind == "busy_snapshot":
-            # A commit that changes nothing visible: rewriting user_version with its own value still
-            # appends a WAL frame, which is enough to make the victim's snapshot stale.
-            other.execute("BEGIN IMMEDIATE")
-            version = other.execute("PRAGMA user_version").fetchone()[0]
-            other.execute(f"PRAGMA user_version = {int(version)}")
-            other.execute("COMMIT")
-        else:  # locked
-            other.execute("BEGIN IMMEDIATE")
-            undo.callback(other.rollback)
-    except sqlite3.Error:
+        fault = make_fault(name, conn if kind in ("busy_snapshot", "closed") else database, kind=f"chaos_{kind}",
+                           **params)
+        fault.label_lingers = True
+        fault.inject()  # still busy: lifecycle subscribers (coverage contexts) may write SQLite of their own
+    except (FaultError, sqlite3.Error):
         return False  # someone else holds the lock already (another process): nothing to add
-    timeout = conn._dbf_plain("PRAGMA busy_timeout").fetchone()[0]
-    conn._dbf_plain("PRAGMA busy_timeout = 0")
-    undo.callback(_restore_timeout, conn, int(timeout))
+    undo.callback(chaos._heal_quietly, fault)
+    if kind in CONTENTION:
+        # As for a lock held past the application's own busy timeout, without the wait.
+        timeout = conn._dbf_plain("PRAGMA busy_timeout").fetchone()[0]
+        conn._dbf_plain("PRAGMA busy_timeout = 0")
+        undo.callback(_restore_timeout, conn, int(timeout))
     return True
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .faults.base import LIFECYCLE_LISTENERS, Fault
+from .faults.base import FaultEvent, subscribe, unsubscribe
 
 #: The context label part added while faults are active: ``dbfault:<kind>[+<kind>...]``.
 LABEL_PREFIX = "dbfault:"
@@ -65,8 +65,9 @@ def current_coverage() -> Any | None:
 class FaultContexts:
     """Switch coverage's dynamic context while faults are active (see the module docstring).
 
-    Listens to every fault's inject/heal through :data:`pytest_dbfault.faults.base.LIFECYCLE_LISTENERS`
-    once :meth:`start` is called. Thread-safe: a fault healed by a timer thread restores the context.
+    Subscribes to every fault's start and end (:class:`pytest_dbfault.faults.base.FaultEvent`) once
+    :meth:`start` is called; the label carries each fault's :attr:`~pytest_dbfault.faults.base.Fault.kind`.
+    Thread-safe: a fault healed by a timer thread restores the context.
 
     :param coverage: the ``coverage.Coverage`` to switch; default: whichever is running at each event.
     """
@@ -84,13 +85,11 @@ class FaultContexts:
 
     def start(self) -> None:
         """Begin listening to fault lifecycles."""
-        if self._on_fault not in LIFECYCLE_LISTENERS:
-            LIFECYCLE_LISTENERS.append(self._on_fault)
+        subscribe(self._on_fault)
 
     def stop(self) -> None:
         """Stop listening and restore the previous context if faults are still active."""
-        if self._on_fault in LIFECYCLE_LISTENERS:
-            LIFECYCLE_LISTENERS.remove(self._on_fault)
+        unsubscribe(self._on_fault)
         with self._lock:
             if self._active:
                 self._active.clear()
@@ -108,12 +107,6 @@ class FaultContexts:
                 self._switch(self._base or "")
             self._base = None
 
-    @property
-    def active_kinds(self) -> list[str]:
-        """The kinds of the faults active now, sorted."""
-        with self._lock:
-            return sorted(set(self._active.values()))
-
     def rebase(self) -> None:
         """Someone else (pytest-cov at a test phase change) switched the context: relabel on top of it."""
         with self._lock:
@@ -124,12 +117,12 @@ class FaultContexts:
                 self._base = current
             self._switch(fault_label(self._active.values(), self._base))
 
-    def _on_fault(self, fault: Fault, event: str) -> None:
-        kind = fault.name
+    def _on_fault(self, event: FaultEvent) -> None:
+        fault = event.fault
         with self._lock:
-            if event == "inject":
-                self._active[id(fault)] = kind
-            elif getattr(fault, "label_lingers", False):
+            if event.action == "injected":
+                self._active[id(fault)] = event.kind
+            elif fault.label_lingers:
                 # A transient fault (chaos) is gone before the code that reacts to it runs: its kind
                 # stays in the label until the test ends (clear()).
                 return

@@ -68,10 +68,12 @@ def pytest_dbfault_runtime_factory(config: pytest.Config) -> Callable[[Any], Any
 def pytest_dbfault_fault_injected(fault: Fault, item: pytest.Item | None) -> None:
     """Observe each injected fault, right after its ``inject()`` succeeded.
 
-    Called for faults made through the ``dbfault`` fixture (and the scenarios); a fault
-    injected again after a ``heal()`` is reported again.
+    Called for faults made through the ``dbfault`` fixture (and the scenarios), from the fault
+    lifecycle event (:class:`pytest_dbfault.faults.base.FaultEvent`, which every fault emits; subscribe
+    to it with :func:`pytest_dbfault.faults.base.subscribe` to hear of every fault of the process);
+    a fault injected again after a ``heal()`` is reported again.
 
-    :param fault: the active fault; ``fault.name``, ``fault.params`` and ``fault.records``
-        say what was done.
+    :param fault: the active fault; ``fault.kind`` (the name it was made under), ``fault.params``
+        and ``fault.records`` say what was done.
     :param item: the test item that injected it, or ``None`` outside a test.
     """

@@ -7,7 +7,7 @@ Always available (they only act when a test asks): the ``dbfault``, ``dbfault_ki
 ``dbfault_paths`` directories when no path is given, seeds Hypothesis from the same seed,
 and ends with the property × fault summary (``--dbfault-report PATH`` for JSON).
 
-The logic lives in plain modules: :mod:`.options`, :mod:`.factory`, :mod:`.report`.
+The logic lives in plain modules: :mod:`.options`, :mod:`.per_test`, :mod:`.report`.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from .options import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .factory import FaultFactory
     from .faults.base import Fault
+    from .per_test import FaultFactory
 
 MARKER_HELP = (
     "dbfault(*faults, faults=None, seed=None): run the test once per fault kind listed "
@@ -204,9 +204,9 @@ def dbfault(
     """The fault factory of this test: ``dbfault.make(name, target, **params)``, ``dbfault.locked(...)``...
 
     Bound to ``tmp_path``, seeded from the run seed and the test id; every fault it made
-    is healed when the test ends. See :class:`pytest_dbfault.factory.FaultFactory`.
+    is healed when the test ends. See :class:`pytest_dbfault.per_test.FaultFactory`.
     """
-    from .factory import FaultFactory, seeded_rng
+    from .per_test import FaultFactory, seeded_rng
 
     config = request.config
     opts = config.stash[_OPTIONS]
@@ -241,7 +241,7 @@ def reliable_db_config(fault_db_path: Path) -> Any:
 
     Override this fixture to change settings, e.g. ``return fast_test_config(fault_db_path, redo_journal=False)``.
     """
-    from .factory import fast_test_config
+    from .per_test import fast_test_config
 
     return fast_test_config(fault_db_path)
 

@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .faults.base import FaultEvent, subscribe
+
 #: The 17 reliability properties, number → slug (used in names like ``p06_transaction_atomicity``).
 PROPERTIES: dict[int, str] = {
     1: "connection_recovery",
@@ -137,6 +139,16 @@ class Stats:
 
 #: The process-wide collector the plugin reports from.
 STATS = Stats()
+
+
+def count_injection(event: FaultEvent) -> None:
+    """The stats' subscription to the fault lifecycle: an injected fault is counted under its kind in the
+    stats its maker chose (``make_fault(..., counted_in=STATS)``); faults made without one are not counted."""
+    if event.action == "injected" and event.fault.counted_in is not None:
+        event.fault.counted_in.record_fault(event.kind)
+
+
+subscribe(count_injection)
 
 
 def record_check(number: int, active_faults: Iterable[str] = ()) -> None:

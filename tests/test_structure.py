@@ -18,9 +18,7 @@ WINGS = ("reliability", "pytest_dbfault")
 
 #: Cycles still present (each a sorted tuple of module names); shrink only.
 KNOWN_CYCLES: set[tuple[str, ...]] = {
-    ("pytest_dbfault.faults.builtin", "pytest_dbfault.faults.registry", "pytest_dbfault.vfs.faults"),
     ("pytest_dbfault.scenarios.commands", "pytest_dbfault.scenarios.registry"),
-    ("pytest_dbfault.vfs.powerloss", "pytest_dbfault.vfs.shim"),
 }
 
 

@@ -1,13 +1,13 @@
 """Real SQLite fault injectors usable on any SQLite file or connection."""
 
-from .base import Fault, FaultError, FaultRecord
+from .base import Fault, FaultError, FaultEvent, FaultRecord, subscribe, unsubscribe
 from .corrupt import CorruptFault
 from .crash import PAIR_WRITER, CrashFault, CrashResult, PairCheck, check_pairs, run_and_kill, signal_point
 from .disconnect import DisconnectFault
 from .disk_full import DiskFullFault
 from .file_full import FileFullFault
 from .locked import BusyCommitFault, BusySnapshotFault, LockedFault, arrange_busy_snapshot
-from .registry import fault_names, get_fault_class, make_fault, register_fault
+from .registry import fault_names, get_fault_class, make_fault, register_fault, variant_names
 from .safety import allow_root, allowed_roots, check_path, forget_root
 from .target import Target, resolve_target
 
@@ -21,6 +21,7 @@ __all__ = [
     "DiskFullFault",
     "Fault",
     "FaultError",
+    "FaultEvent",
     "FaultRecord",
     "FileFullFault",
     "LockedFault",
@@ -40,4 +41,7 @@ __all__ = [
     "resolve_target",
     "run_and_kill",
     "signal_point",
+    "subscribe",
+    "unsubscribe",
+    "variant_names",
 ]

@@ -12,15 +12,66 @@ SQLite application, not only our runtime.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, Protocol
 
-#: Callbacks ``fn(fault, event)`` told of every fault's ``"inject"`` (right after it succeeded) and
-#: ``"heal"`` (right after), whoever made the fault. Used by ``--dbfault-coverage`` to label coverage
-#: contexts with the faults in force; append/remove your own, and keep them cheap and exception-free.
-LIFECYCLE_LISTENERS: list[Callable[[Fault, str], None]] = []
+
+class FaultCounter(Protocol):
+    """Where a fault's injections are counted: :class:`pytest_dbfault.stats.Stats` is one."""
+
+    def record_fault(self, kind: str) -> None:
+        """A fault labelled ``kind`` was injected."""
+
+
+@dataclass(frozen=True)
+class FaultEvent:
+    """One fault started (``"injected"``, right after its ``inject()`` succeeded) or ended (``"healed"``).
+
+    The one notification of a fault's lifecycle, whoever made the fault (fixture, scenario, property
+    machine, chaos, sweep or a test's own code): the stats, the ``pytest_dbfault_fault_injected`` hook
+    (through the ``dbfault`` fixture's :class:`~pytest_dbfault.per_test.FaultFactory`) and the coverage
+    contexts of ``--dbfault-coverage`` all subscribe to it with :func:`subscribe`.
+    """
+
+    action: Literal["injected", "healed"]
+    fault: Fault
+
+    @property
+    def kind(self) -> str:
+        """What the fault is labelled as: :attr:`Fault.kind`."""
+        return self.fault.kind
+
+
+#: ``fn(event)``: told of every :class:`FaultEvent`; keep it cheap, and let nothing escape it.
+Subscriber = Callable[[FaultEvent], None]
+_subscribers: list[Subscriber] = []
+_subscribers_lock = threading.Lock()
+
+
+def subscribe(subscriber: Subscriber) -> Subscriber:
+    """Tell ``subscriber`` of every fault's start and end from now on (once, however often subscribed)."""
+    with _subscribers_lock:
+        if subscriber not in _subscribers:
+            _subscribers.append(subscriber)
+    return subscriber
+
+
+def unsubscribe(subscriber: Subscriber) -> None:
+    """Stop telling ``subscriber`` (unknown subscribers are ignored)."""
+    with _subscribers_lock:
+        if subscriber in _subscribers:
+            _subscribers.remove(subscriber)
+
+
+def _emit(event: FaultEvent) -> None:
+    # A copy: a subscriber may unsubscribe (or another thread subscribe) while the event is delivered.
+    with _subscribers_lock:
+        subscribers = tuple(_subscribers)
+    for subscriber in subscribers:
+        subscriber(event)
 
 
 @dataclass(frozen=True)
@@ -55,10 +106,19 @@ class Fault:
     #: Inclusive ``(minimum, maximum)`` of numeric parameters (``None``: unbounded), checked the same way.
     param_bounds: ClassVar[dict[str, tuple[float | None, float | None]]] = {}
 
+    #: A transient fault (chaos) that is gone before the code reacting to it runs: coverage contexts
+    #: keep its kind in their label until the test ends instead of dropping it at ``heal()``.
+    label_lingers: bool = False
+
     def __init__(self, **params: Any) -> None:
         self.params: dict[str, Any] = params
         self.records: list[FaultRecord] = []
         self.active = False
+        #: What the fault is labelled as in stats, coverage contexts and hooks: the name it was made under
+        #: (``disconnect_rename``, ``chaos_locked``: see :func:`~.registry.make_fault`), else :attr:`name`.
+        self.kind: str = self.name
+        #: The stats its injections are counted in (``None``: not counted), set by whoever made it.
+        self.counted_in: FaultCounter | None = None
 
     def inject(self) -> Fault:
         """Make the fault happen. Returns ``self`` so calls can chain."""
@@ -66,8 +126,7 @@ class Fault:
             self._inject()
             self.active = True
             self.record("inject", **self.params)
-            for listener in LIFECYCLE_LISTENERS:
-                listener(self, "inject")
+            _emit(FaultEvent("injected", self))
         return self
 
     def heal(self) -> None:
@@ -76,8 +135,7 @@ class Fault:
             self._heal()
             self.active = False
             self.record("heal")
-            for listener in LIFECYCLE_LISTENERS:
-                listener(self, "heal")
+            _emit(FaultEvent("healed", self))
 
     def record(self, action: str, **detail: Any) -> None:
         """Append a :class:`FaultRecord` to :attr:`records`."""

@@ -215,8 +215,11 @@ def arrange_busy_snapshot(victim: sqlite3.Connection, *, timeout: float = 1.0) -
     victim.execute("SELECT count(*) FROM sqlite_schema").fetchall()  # pins the read snapshot
     bumper = dbapi_module(victim).connect(path, timeout=timeout, isolation_level=None)
     try:
+        # One write transaction: a commit by another writer between the read and the write would be undone.
+        bumper.execute("BEGIN IMMEDIATE")
         version = bumper.execute("PRAGMA user_version").fetchone()[0]
         bumper.execute(f"PRAGMA user_version = {int(version)}")  # a real commit that changes nothing
+        bumper.execute("COMMIT")
     finally:
         bumper.close()
     return {"path": str(path), "victim_began_transaction": opened, "committed_by_other": "PRAGMA user_version"}

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition, rule
 
-from ..faults import CorruptFault
+from ..faults.registry import make_fault
 from ..stats import STATS
 from .base import swarm
 from .workload import Workload
@@ -155,10 +155,9 @@ class BackupMixin(Workload):
             kwargs.update(part=part)
         # A copy of the undamaged files is kept: when recovery honestly reports that it could not
         # bring everything back (no redo journal, no backup), the machine puts it back itself.
-        fault = CorruptFault(self.db_path, backup_before=True, **kwargs)
+        fault = make_fault("corrupt", self.db_path, backup_before=True, counted_in=STATS, **kwargs)
         fault.inject()
         self.fault_history.append("corrupt")
-        STATS.record_fault("corrupt")
         out = self.call(None, self.absorb, self.db.recover, faults=["corrupt"])
         report_ok = out.ok and bool(getattr(out.value, "ok", False))
         if self.config.redo_journal:

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
 
-from ..faults import LockedFault
+from ..faults.registry import make_fault
 from .base import swarm
 from .workload import Workload
 
@@ -88,7 +88,7 @@ class ConfigMixin(Workload):
     def check_attempts(self, attempts: int) -> None:
         """Behaviour, not just the object: a write under a real lock makes ``attempts`` tries."""
         sleeps0, t0 = len(self.time.sleeps), self.time.now
-        with LockedFault(self.db.path, mode="write"):
+        with make_fault("locked", self.db.path, mode="write"):
             out = self.call("execute", self.db.execute, "INSERT INTO kv (k, v) VALUES ('locked-out', 'x')",
                             faults=["locked"])
         made = len(self.time.sleeps) - sleeps0 + 1

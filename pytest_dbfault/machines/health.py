@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition, rule
 
-from ..faults import CorruptFault
+from ..faults.registry import make_fault
 from .base import swarm
 from .workload import Workload
 
@@ -87,12 +87,11 @@ class HealthMixin(Workload):
             kwargs.update(part="btree", table="kv", page="root" if part == "btree_root" else "leaf")
         else:
             kwargs.update(part=part)
-        fault = CorruptFault(self.db_path, **kwargs)
-        fault.inject()
-        self.fault_history.append("corrupt")
         from ..stats import STATS
 
-        STATS.record_fault("corrupt")
+        fault = make_fault("corrupt", self.db_path, counted_in=STATS, **kwargs)
+        fault.inject()
+        self.fault_history.append("corrupt")
         self.db = self.open_runtime(self.config)
         self.after_reopen()
         try:

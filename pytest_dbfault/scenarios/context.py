@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..factory import FaultFactory
 from ..faults.base import Fault
+from ..per_test import FaultFactory
 
 
 class RuntimeUnsupported(Exception):
@@ -29,7 +29,7 @@ class ScenarioContext:
     :ivar tmp_path: the scenario's own directory.
     :ivar config: the ``ReliabilityConfig`` the runtime was built with.
     :ivar seed: the scenario's seed; :ivar rng: a ``random.Random`` seeded from it.
-    :ivar faults: the :class:`~pytest_dbfault.factory.FaultFactory` making (and finally healing) faults.
+    :ivar faults: the :class:`~pytest_dbfault.per_test.FaultFactory` making (and finally healing) faults.
     :ivar labels: label → fault, for the faults injected by ``fault:`` steps.
     :ivar migrations: the scenario's migrations as ``reliability.schema.Migration`` objects (or a folder).
     :ivar scenario_dir: the folder of the scenario file (relative paths in arguments start there).

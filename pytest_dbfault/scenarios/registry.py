@@ -94,10 +94,6 @@ class CommandRegistry:
         self._commands[name] = spec
         return fn
 
-    def unregister(self, name: str) -> None:
-        """Remove ``name`` (unknown names are ignored)."""
-        self._commands.pop(name, None)
-
     def get(self, name: str) -> CommandSpec | None:
         """The command called ``name``, or None."""
         return self._commands.get(name)

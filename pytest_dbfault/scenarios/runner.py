@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..factory import FAST_TEST_SETTINGS, FaultFactory, InjectCallback
 from ..faults.base import FaultError
+from ..per_test import FAST_TEST_SETTINGS, FaultFactory, InjectCallback
 from ..stats import STATS, Stats
 from .checks import CHECKS, matches, normalise, property_holds
 from .confine import confine_settings

@@ -150,27 +150,6 @@ class Int(Spec):
 
 
 @dataclass
-class Num(Spec):
-    """A number (whole or decimal) >= ``minimum`` when given."""
-
-    label: str = "a number"
-    minimum: float | None = None
-
-    def accepts_type(self, value: Any) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-    def check_content(self, value: Any, at: At) -> None:
-        if self.minimum is not None and value < self.minimum:
-            at.problem(f"expected {self.label}, got {value}")
-
-    def json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": "number"}
-        if self.minimum is not None:
-            out["minimum"] = self.minimum
-        return out
-
-
-@dataclass
 class Choice(Spec):
     """One of a fixed set of words."""
 

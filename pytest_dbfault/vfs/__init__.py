@@ -9,13 +9,13 @@ exceptions :class:`VfsUnavailable` / :class:`VfsUsageError`. The faults themselv
 from .errors import VfsUnavailable, VfsUsageError
 from .powerloss import PowerLossRecorder, copy_database
 from .rules import ERRORS, KINDS, OPS, FailRule
-from .shim import VFS_NAME, Injection, Shim, get_shim, vfs_available
+from .shim import VFS_NAME, FailedCall, Shim, get_shim, vfs_available
 from .sweep import SweepFailure, SweepResult, SweepRun, run_once, sweep
 
 __all__ = [
     "ERRORS",
     "FailRule",
-    "Injection",
+    "FailedCall",
     "KINDS",
     "OPS",
     "PowerLossRecorder",

@@ -1,5 +1,5 @@
-"""I/O-level faults built on the shim VFS, registered under ``io_error``, ``enospc``,
-``short_read`` and ``power_loss``.
+"""I/O-level faults built on the shim VFS: ``io_error``, ``enospc``, ``short_read`` and ``power_loss``
+(registered by :mod:`pytest_dbfault.faults.registry`).
 
 Each installs the shim while active, so only connections opened *after* ``inject()`` see it.
 Where the shim cannot be registered, ``inject()`` raises :class:`~.errors.VfsUnavailable`
@@ -19,7 +19,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..faults.base import Fault, FaultError
-from ..faults.registry import register_fault
 from ..faults.target import resolve_target
 from .errors import VfsUnavailable, VfsUsageError
 from .powerloss import MODES as POWER_MODES
@@ -49,7 +48,7 @@ def _require_shim() -> None:
         raise VfsUnavailable(reason)
 
 
-class _RuleFault(Fault):
+class RuleFault(Fault):
     """A fault that is one :class:`FailRule` applied while active."""
 
     _ops: Any = ("read", "write", "truncate", "sync")
@@ -108,8 +107,7 @@ class _RuleFault(Fault):
                         code=injection.code, offset=injection.offset, amount=injection.amount)
 
 
-@register_fault
-class IoErrorFault(_RuleFault):
+class IoErrorFault(RuleFault):
     """Fail reads, writes, truncates or syncs with the operation's own SQLITE_IOERR_* code.
 
     :param path: a database; its journal and WAL match too. None: every file of every connection.
@@ -122,8 +120,7 @@ class IoErrorFault(_RuleFault):
     name = "io_error"
 
 
-@register_fault
-class EnospcFault(_RuleFault):
+class EnospcFault(RuleFault):
     """The file system is full: every write to every file (journals and WAL included) gets SQLITE_FULL.
 
     ``nth`` lets the first ``nth - 1`` matching writes through; ``persistent`` defaults to True
@@ -134,15 +131,14 @@ class EnospcFault(_RuleFault):
     _ops = ("write",)
     _error = "disk_full"
     #: ``**params`` are the keyword parameters every I/O rule fault takes.
-    options_of = staticmethod(_RuleFault.__init__)
+    options_of = staticmethod(RuleFault.__init__)
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, persistent: bool = True,
                  **params: Any) -> None:
         super().__init__(path, persistent=persistent, **params)
 
 
-@register_fault
-class ShortReadFault(_RuleFault):
+class ShortReadFault(RuleFault):
     """Reads return only half the bytes asked for (the rest zero-filled), SQLITE_IOERR_SHORT_READ.
 
     SQLite treats a short read as reading past the end of the file, so the application sees
@@ -154,7 +150,6 @@ class ShortReadFault(_RuleFault):
     _error = "short_read"
 
 
-@register_fault
 class PowerLossFault(Fault):
     """Model a power cut: unsynced writes of ``path``'s files are lost (or torn) on copies.
 

@@ -30,21 +30,18 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from . import _capi as c
 from .errors import VfsUnavailable
 from .rules import OPS, FailRule, error_code, family_paths
-
-if TYPE_CHECKING:
-    from .powerloss import PowerLossRecorder
 
 #: The name the shim registers under (``?vfs=dbfault`` in a URI).
 VFS_NAME = "dbfault"
 
 
 @dataclass(frozen=True)
-class Injection:
+class FailedCall:
     """One I/O call the shim failed on purpose."""
 
     op: str
@@ -106,6 +103,27 @@ class OpenFile:
         return buf.raw
 
 
+class Recorder(Protocol):
+    """What the shim feeds I/O to (:class:`~.powerloss.PowerLossRecorder` is one): told before each write and
+    shrinking truncate, asked at each sync whether the power goes out now, told after each successful sync and
+    each delete."""
+
+    def before_write(self, f: OpenFile, offset: int, amount: int) -> None:
+        """``f`` is about to be written at ``offset``."""
+
+    def before_truncate(self, f: OpenFile, new_size: int) -> None:
+        """``f`` is about to be truncated to ``new_size``."""
+
+    def crash_point(self, f: OpenFile) -> bool:
+        """Before a sync of ``f``: True if the power goes out now."""
+
+    def after_sync(self, f: OpenFile) -> None:
+        """A sync of ``f`` succeeded."""
+
+    def on_delete(self, path: str) -> None:
+        """``path`` was deleted."""
+
+
 class Shim:
     """Controller of the process-wide shim VFS (get it with :func:`get_shim`)."""
 
@@ -127,9 +145,9 @@ class Shim:
         self._shut_down = False
         self._proven = False
         self.rules: list[FailRule] = []
-        self.recorders: list[PowerLossRecorder] = []
+        self.recorders: list[Recorder] = []
         #: The most recent injected failures, oldest first.
-        self.injections: deque[Injection] = deque(maxlen=100_000)
+        self.injections: deque[FailedCall] = deque(maxlen=100_000)
 
     # ------------------------------------------------------------------ availability / lifecycle
     def available(self) -> tuple[bool, str]:
@@ -186,12 +204,12 @@ class Shim:
         with self._lock:
             self.rules = [r for r in self.rules if r is not rule]
 
-    def add_recorder(self, recorder: PowerLossRecorder) -> None:
+    def add_recorder(self, recorder: Recorder) -> None:
         """Start feeding writes, truncates, syncs and deletes to a power-loss recorder."""
         with self._lock:
             self.recorders = [*self.recorders, recorder]
 
-    def remove_recorder(self, recorder: PowerLossRecorder) -> None:
+    def remove_recorder(self, recorder: Recorder) -> None:
         """Stop feeding ``recorder``."""
         with self._lock:
             self.recorders = [r for r in self.recorders if r is not recorder]
@@ -345,7 +363,7 @@ class Shim:
         for rule in self.rules:
             if rule.matches(op, f.path, f.kind) and rule.decide():
                 code = error_code(rule.error, op)
-                self.injections.append(Injection(op, f.path, f.kind, rule.error, code, offset, amount, rule))
+                self.injections.append(FailedCall(op, f.path, f.kind, rule.error, code, offset, amount, rule))
                 return rule.error
         return None
 

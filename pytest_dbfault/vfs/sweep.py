@@ -36,19 +36,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..faults.registry import make_fault
 from .errors import VfsUnavailable, VfsUsageError
-from .powerloss import PowerLossRecorder, copy_database
-from .rules import FailRule, family_paths
+from .faults import PowerLossFault, RuleFault
+from .powerloss import copy_database
+from .rules import family_paths
 from .shim import get_shim, vfs_available
 
-#: Sweepable faults: name -> (operations counted for N, error injected). ``disk_full`` is an
-#: alias of ``enospc`` here (the sweep works at the file-system level only).
-SWEEP_FAULTS: dict[str, tuple[frozenset[str], str]] = {
-    "io_error": (frozenset({"read", "write", "truncate", "sync"}), "io_error"),
-    "enospc": (frozenset({"write"}), "disk_full"),
-    "disk_full": (frozenset({"write"}), "disk_full"),
-    "short_read": (frozenset({"read"}), "short_read"),
-    "power_loss": (frozenset({"sync"}), ""),
+#: Sweepable faults: name -> the registered fault each run injects (:mod:`pytest_dbfault.faults.registry`).
+#: ``disk_full`` is an alias of ``enospc`` here (the sweep works at the file-system level only). The fault's
+#: own operations are counted for N: ``io_error`` reads, writes, truncates and syncs, ``enospc`` writes,
+#: ``short_read`` reads, ``power_loss`` syncs.
+SWEEP_FAULTS: dict[str, str] = {
+    "io_error": "io_error",
+    "enospc": "enospc",
+    "disk_full": "enospc",
+    "short_read": "short_read",
+    "power_loss": "power_loss",
 }
 IO_MODES = ("transient", "persistent")
 POWER_MODES = ("drop", "torn")
@@ -235,30 +239,24 @@ def _run(fn: Callable[[str], object], db_path: Any, fault: str, n: int, mode: st
     problems: list[str] = []
     with shim.installed():
         if fault == "power_loss":
-            recorder = PowerLossRecorder(copy)
-            recorder.arm(n, root / f"{fault}-{n}-{mode}-after", mode=mode, seed=n)
-            recorder.start()
-            try:
+            after_dir = root / f"{fault}-{n}-{mode}-after"
+            power = make_fault("power_loss", copy, after_syncs=n, dest=after_dir, mode=mode, seed=n)
+            assert isinstance(power, PowerLossFault)
+            with power:
                 error, exc_ok = _call(fn, copy, allowed)
-            finally:
-                recorder.stop()
-            fired = recorder.crashed
-            images = recorder.images if fired else recorder.cut(
-                root / f"{fault}-{n}-{mode}-after", mode=mode, seed=n)
+            fired = power.recorder.crashed
+            images = power.images if fired else power.cut(after_dir)
             target = (images or {}).get(os.path.realpath(copy))
             # After a crash the process is gone: what fn raised then is an artifact of the model.
             if not exc_ok and not fired:
                 problems.append(f"fn raised an error that is not allowed: {error}")
             outcome_ok = False  # durability is not promised across power loss: before or after
         else:
-            ops, kind = SWEEP_FAULTS[fault]
-            rule = FailRule(ops=ops, error=kind, path=copy, nth=n, persistent=mode == "persistent")
-            shim.add_rule(rule)
-            try:
+            io = make_fault(SWEEP_FAULTS[fault], copy, nth=n, persistent=mode == "persistent", kind=fault)
+            assert isinstance(io, RuleFault)
+            with io:
                 error, exc_ok = _call(fn, copy, allowed)
-            finally:
-                shim.remove_rule(rule)
-            fired = rule.tripped
+            fired = io.rule.tripped
             target = copy
             if not exc_ok:
                 problems.append(f"fn raised an error that is not allowed: {error}")

@@ -205,23 +205,23 @@ def test_coverage_data_files_and_fault_lifecycle_listeners_never_meet_chaos(tmp_
     from coverage.debug import NoDebugging
     from coverage.sqlitedb import SqliteDb
 
-    from pytest_dbfault.faults.base import LIFECYCLE_LISTENERS
+    from pytest_dbfault.faults.base import FaultEvent, subscribe, unsubscribe
 
     path = tmp_path / "app.db"
     _db(path)
     data = SqliteDb(str(tmp_path / ".coverage"), NoDebugging())
     written: list[str] = []
 
-    def listener(fault: object, event: str) -> None:  # a listener that writes SQLite, like coverage's
+    def listener(event: FaultEvent) -> None:  # a subscriber that writes SQLite, like coverage's
         conn = sqlite3.connect(tmp_path / "listener.db")
         conn.execute("CREATE TABLE IF NOT EXISTS e (x)")
-        conn.execute("INSERT INTO e VALUES (?)", (event,))
+        conn.execute("INSERT INTO e VALUES (?)", (event.action,))
         conn.commit()
         conn.close()
-        written.append(event)
+        written.append(f"{event.action} {event.kind}")
 
     chaos = ChaosInjector(seed=1, rate=1.0, kinds=["locked"])
-    LIFECYCLE_LISTENERS.append(listener)
+    subscribe(listener)
     try:
         with chaos.installed():
             chaos.begin("t")
@@ -233,9 +233,9 @@ def test_coverage_data_files_and_fault_lifecycle_listeners_never_meet_chaos(tmp_
                 _run_victim(path, "locked")
             injections = chaos.end()
     finally:
-        LIFECYCLE_LISTENERS.remove(listener)
+        unsubscribe(listener)
     assert [i.kind for i in injections] == ["locked"]
-    assert written == ["inject", "heal"]
+    assert written == ["injected chaos_locked", "healed chaos_locked"]
 
 
 def test_bad_rates_and_names_say_what_was_wrong() -> None:

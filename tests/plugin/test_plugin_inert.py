@@ -11,7 +11,7 @@ def test_without_dbfault_nothing_is_printed_imported_or_cached(pytester: pytest.
 
         def test_nothing_heavy_was_imported():
             # The libraries, and dbfault's own injectors (which pull in sqlite3), load on first use only.
-            heavy = {"reliability", "yaml", "faker", "hypothesis", "sqlite3", "pytest_dbfault.factory",
+            heavy = {"reliability", "yaml", "faker", "hypothesis", "sqlite3", "pytest_dbfault.per_test",
                      "pytest_dbfault.report", "pytest_dbfault.faults", "pytest_dbfault.vfs"}
             assert sorted(heavy & set(sys.modules)) == []
     """)

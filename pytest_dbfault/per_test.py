@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .faults.base import Fault, FaultError
-from .faults.registry import fault_names, get_fault_class, unknown_name_message
+from .faults.base import Fault, FaultError, FaultEvent, subscribe, unsubscribe
+from .faults.registry import fault_names, get_fault_class, make_fault, unknown_name_message, variant_names
 from .stats import STATS, Stats
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; the runtime is imported when reliable_db is used
@@ -74,10 +74,11 @@ class FaultFactory:
         a ``seed`` parameter and are not given one get ``rng.getrandbits(32)``, so every fault
         derives from the run seed.
     :param kind: the fault kind a ``@pytest.mark.dbfault`` test is running for, if any.
-    :param on_inject: callbacks ``fn(fault, name)`` run after each successful injection.
+    :param on_inject: callbacks ``fn(fault, name)`` run after each successful injection (re-injections
+        included) of a fault made here, told by the fault lifecycle (:class:`~.faults.base.FaultEvent`).
     :param stats: where injections are counted (default: the process-wide ``STATS``).
 
-    Any registered fault name is also a method: ``dbfault.disk_full(conn)`` is
+    Any registered fault (or variant) name is also a method: ``dbfault.disk_full(conn)`` is
     ``dbfault.make("disk_full", conn)``.
     """
 
@@ -103,6 +104,8 @@ class FaultFactory:
         self.injected: list[str] = []
         self._handed_out: set[Path] = set()
         self._sweeps = 0
+        self._mine: set[int] = set()  # ids of the faults in ``made`` (kept alive by it)
+        subscribe(self._on_fault)
 
     # -- making faults ---------------------------------------------------------------------
     def make(self, name: str, *target: Any, **params: Any) -> Fault:
@@ -119,25 +122,25 @@ class FaultFactory:
 
     def prepare(self, name: str, *target: Any, **params: Any) -> Fault:
         """Like :meth:`make` but not injected yet: call ``inject()`` (or use ``with``) when ready."""
-        cls = get_fault_class(name)
-        if "seed" not in params and _takes_seed(cls):
+        if "seed" not in params and _takes_seed(get_fault_class(name)):
             params["seed"] = self.rng.getrandbits(32)
-        fault = cls(*target, **params)
-        self._watch(fault, name)
+        fault = make_fault(name, *target, counted_in=self.stats, **params)
+        self._mine.add(id(fault))
         self.made.append(fault)
         return fault
 
     def __getattr__(self, name: str) -> Callable[..., Fault]:
         if name.startswith("_"):
             raise AttributeError(name)
-        if name in fault_names():
+        known = [*fault_names(), *variant_names()]
+        if name in known:
             return functools.partial(self.make, name)
         raise AttributeError(
-            f"{type(self).__name__} has no attribute {name!r}: " + unknown_name_message("fault", name, fault_names())
+            f"{type(self).__name__} has no attribute {name!r}: " + unknown_name_message("fault", name, known)
         )
 
     def __dir__(self) -> list[str]:
-        return sorted({*super().__dir__(), *fault_names()})
+        return sorted({*super().__dir__(), *fault_names(), *variant_names()})
 
     @property
     def active(self) -> list[Fault]:
@@ -162,7 +165,8 @@ class FaultFactory:
     def sweep(self, fn: Callable[[str], object], db_path: str | Path, **options: Any) -> Any:
         """Run :func:`pytest_dbfault.vfs.sweep` with its copies under ``tmp_path``.
 
-        Each run in which a fault fired counts as one injection of that fault in the report.
+        Each run in which a fault fired counts as one injection of that fault in the report (a run whose
+        fault point was never reached injected nothing).
         """
         try:
             from .vfs import sweep
@@ -182,7 +186,11 @@ class FaultFactory:
 
     # -- the end of the test -----------------------------------------------------------------
     def close(self) -> None:
-        """Heal every active fault, newest first; raise one :class:`FaultError` if any heal failed."""
+        """Heal every active fault, newest first; raise one :class:`FaultError` if any heal failed.
+
+        From then on, a fault made here and injected again is no longer counted in :attr:`injected`.
+        """
+        unsubscribe(self._on_fault)
         failures: list[tuple[Fault, BaseException]] = []
         for fault in reversed(self.made):
             try:
@@ -213,24 +221,13 @@ class FaultFactory:
         return "\n".join(lines)
 
     # -- internals ---------------------------------------------------------------------------
-    def _watch(self, fault: Fault, name: str) -> None:
-        original = fault.inject
-
-        def inject() -> Fault:
-            was_active = fault.active
-            original()
-            if not was_active and fault.active:
-                self._injected(fault, name)
-            return fault
-
-        # An instance attribute, so ``with fault:`` (``__enter__`` calls ``self.inject()``) goes through it.
-        fault.inject = inject  # type: ignore[method-assign]
-
-    def _injected(self, fault: Fault, name: str) -> None:
-        self.injected.append(name)
-        self.stats.record_fault(name)
+    def _on_fault(self, event: FaultEvent) -> None:
+        # The fault lifecycle tells of every fault in the process: keep those made here.
+        if event.action != "injected" or id(event.fault) not in self._mine:
+            return
+        self.injected.append(event.kind)
         for callback in self.on_inject:
-            callback(fault, name)
+            callback(event.fault, event.kind)
 
     def __repr__(self) -> str:
         return f"<FaultFactory seed={self.seed} made={len(self.made)} active={len(self.active)}>"
