@@ -368,7 +368,9 @@ class RuntimeMachine(RuleBasedStateMachine):
     def make_fault(self, kind: str, param: int) -> Fault | None:
         """A real fault of ``kind`` aimed at this machine's runtime (not injected yet)."""
         if kind == "locked":
-            return LockedFault(self.db.path, mode="exclusive" if param % 2 else "write")
+            # The runtime itself, not its path: the holder thread then uses the runtime's SQLite build (a
+            # holder of another build in this process is not seen, and its close drops the runtime's locks).
+            return LockedFault(self.db, mode="exclusive" if param % 2 else "write")
         if kind == "disk_full":
             return DiskFullFault(self.db, headroom=param % 3)
         if kind == "disconnect_close":
