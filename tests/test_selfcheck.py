@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +20,8 @@ ROOT = Path(__file__).parents[1]
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning:setuptools.config.pyprojecttoml")
+# setuptools >= 77 deprecates the license table; the build backend the project pins (>= 68) needs it.
+@pytest.mark.filterwarnings("ignore::UserWarning:setuptools.config._apply_pyprojecttoml")
 def test_the_wheel_installs_every_shipped_scenario_and_the_machines_module() -> None:
     from setuptools.config import pyprojecttoml
     from setuptools.dist import Distribution
@@ -74,3 +83,65 @@ def test_outside_a_source_tree_it_looks_for_the_installed_files_and_says_when_th
     assert files == [] and source.startswith("installed files")
     with pytest.raises(selfcheck.SelfcheckUnavailable, match="were not found .*reinstall dbfault"):
         selfcheck.run_selfcheck()
+
+
+# -- from a wheel (#19) ---------------------------------------------------------------------------------
+def _copy_source(dest: Path) -> Path:
+    """The files a wheel is built from, copied: building in place would leave build/ and *.egg-info here."""
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copyfile(ROOT / name, dest / name)
+    for name in ("reliability", "pytest_dbfault", "scenarios"):
+        shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return dest
+
+
+def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, f"{' '.join(cmd)}: exit {out.returncode}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out
+
+
+def test_reliability_selfcheck_passes_from_an_installed_wheel(tmp_path: Path) -> None:
+    """Build a wheel of this project, install it alone into a fresh venv, run ``reliability selfcheck`` there.
+
+    Offline: the wheel is built without build isolation (setuptools comes from the test extra) and
+    installed with ``--no-deps``; its dependencies are this environment's, seen through a ``.pth`` line, so
+    what is under test (the runtime, the plugin, the shipped files) comes from the wheel only.
+    """
+    if importlib.util.find_spec("setuptools.command.bdist_wheel") is None:  # pragma: no cover - test extra
+        pytest.skip("setuptools >= 70.1 is not installed (pip install -e '.[test]' brings it)")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    src = _copy_source(Path(tempfile.mkdtemp(dir=tmp_path, prefix="src-")))
+    dist = tmp_path / "dist"
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
+          "-w", str(dist), str(src)], tmp_path, env)
+    wheels = list(dist.glob("dbfault-*.whl"))
+    assert len(wheels) == 1, wheels
+    venv = tmp_path / "venv"
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], tmp_path, env)
+    py = venv / "bin" / "python"
+    _run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "--no-index", "-q",
+          str(wheels[0])], tmp_path, env)
+    site = _run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp_path, env)
+    # This environment's packages after the venv's own (a path line in a .pth: the .pth files there, such as
+    # this checkout's editable install, are not read, so dbfault itself comes from the wheel).
+    Path(site.stdout.strip(), "zz_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    where = _run([str(py), "-c", "import reliability, pytest_dbfault; print(reliability.__file__); "
+                  "print(pytest_dbfault.__file__)"], elsewhere, env)
+    assert all(line.startswith(str(venv)) for line in where.stdout.split()), where.stdout
+    # A part of the shipped files, as the other selfcheck test runs (the whole run belongs to the main job).
+    out = subprocess.run([str(venv / "bin" / "reliability"), "--json", "selfcheck", "--", "-k",
+                          "operations or connection"], cwd=elsewhere, env=env, capture_output=True, text=True,
+                         timeout=900)
+    assert out.returncode == 0, f"{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    doc = json.loads(out.stdout)
+    value = doc["value"]
+    assert doc["exit_code"] == 0 and value["pytest_exit_code"] == 0
+    assert value["files_from"] == f"installed files {venv / 'share' / 'dbfault' / 'selfcheck'}"
+    assert value["runtime"] == str(Path(where.stdout.split()[0]).resolve().parent)  # the wheel's runtime
+    assert "operations.dbfault.yaml" in value["scenario_files"]
+    assert "a partial run" in doc["message"]  # -k selected a part: the verdict does not claim the rest
+    report = value["report"]
+    assert report is not None and report["verdict"] == "pass"

@@ -123,6 +123,10 @@ def test_a_scheduled_quick_check_that_meets_a_lock_leaves_integrity_unknown(tmp_
     db = new_db(tmp_path, journal_mode="DELETE", auto_recover=False, quick_check_interval=0.01)
     try:
         with LockedFault(db, mode="exclusive"):
+            # A check already running when the lock was taken may still finish "ok": let it end first
+            # (the scheduler runs one at a time), so every run counted below started under the lock.
+            runs = db.durability.scheduler.runs["quick_check"]
+            assert wait_for(lambda: db.durability.scheduler.runs["quick_check"] >= runs + 1)
             db.monitor.integrity_ok = None
             runs = db.durability.scheduler.runs["quick_check"]
             assert wait_for(lambda: db.durability.scheduler.runs["quick_check"] >= runs + 2)

@@ -57,7 +57,8 @@ class LockedFault(Fault):
         with LockedFault(tmp_path / "app.db", mode="exclusive"):
             victim.execute("INSERT ...")  # OperationalError 5/SQLITE_BUSY after its timeout
 
-    :param target: database path, ``sqlite3.Connection`` or manager (only its path is used).
+    :param target: database path, ``sqlite3.Connection`` or manager: the file to lock, and for the
+        thread holder the SQLite build to lock it with (see below).
     :param mode: ``"write"`` (``BEGIN IMMEDIATE``) or ``"exclusive"`` (``BEGIN EXCLUSIVE``).
     :param duration: seconds to hold the lock; ``None`` holds it until :meth:`heal`.
     :param holder: ``"thread"`` (a connection in a background thread of this process) or
@@ -67,6 +68,17 @@ class LockedFault(Fault):
 
     ``inject()`` returns only once the lock is really held; ``heal()`` releases it and
     joins the holder, so no thread or process outlives the fault.
+
+    Which SQLite build holds the lock: a thread holder must use the victim's own build. POSIX
+    locks belong to the process, and each SQLite library keeps its own table of them, so two builds
+    in one process do not see each other's locks (checked with the stdlib's SQLite 3.40 and
+    pysqlite3's 3.51: a pysqlite3 connection writes through a stdlib ``BEGIN EXCLUSIVE`` held in the
+    same process), and a connection of the other build closing its file drops *every* lock the
+    process holds on it, the victim's included (another process could then write during the
+    victim's transaction; in WAL mode the next open may rebuild the shared memory under a live
+    reader, ``disk I/O error``). So pass the victim's connection or manager where the application
+    uses another build; a bare path uses ``DBFAULT_SQLITE_MODULE`` (``sqlite3`` when unset). A
+    subprocess holder is seen by every build (locks of another process are seen by all).
     """
 
     name = "locked"

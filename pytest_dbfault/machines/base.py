@@ -383,7 +383,9 @@ class RuntimeMachine(RuleBasedStateMachine):
     def fault_target(self, kind: str, param: int) -> tuple[Any, dict[str, Any]]:
         """What a fault of ``kind`` acts on, and the parameters ``param`` (drawn by Hypothesis) chooses."""
         if kind == "locked":
-            return self.db.path, {"mode": "exclusive" if param % 2 else "write"}
+            # The runtime itself, not its path: the holder thread then uses the runtime's SQLite build (a
+            # holder of another build in this process is not seen, and its close drops the runtime's locks).
+            return self.db, {"mode": "exclusive" if param % 2 else "write"}
         if kind == "disk_full":
             return self.db, {"headroom": param % 3}
         if kind == "disconnect_close":

@@ -25,6 +25,7 @@ from ..faults.catalog import fault_params
 from ..faults.registry import fault_names, get_fault_class, unknown_name_message
 from ..stats import PROPERTIES
 from .errors import Problem, ScenarioError, did_you_mean
+from .fault_values import value_problems
 from .loader import LocatedList, LocatedMap, load_file
 from .registry import CommandRegistry, default_registry
 from .schema import FILE, RESERVED_FAULT_PARAMS, SCENARIO, STEP_TYPES, STEPS
@@ -304,6 +305,7 @@ def _check_fault(step: LocatedMap, at: At) -> None:
     if not isinstance(params, dict):
         return  # reported by the shape check
     params_at = at.key(step, "params")
+    before = len(at.problems)
     for key in params:
         if key in _RESERVED_FAULT_PARAMS:
             params_at.key_itself(params, key).problem(
@@ -325,6 +327,15 @@ def _check_fault(step: LocatedMap, at: At) -> None:
     if missing:
         (params_at if "params" in step else at.key(step, "fault")).problem(
             f"fault {name!r} needs parameter(s) {', '.join(missing)} under `params:`")
+    if len(at.problems) > before:
+        return  # each value is wrong on its own: what they mean together is not worth judging yet
+    # What the values mean together (a part needing a table, a parameter its mode ignores, a file that is
+    # not there): checked now too, so the step does not fail only when the scenario reaches it.
+    for key, message in value_problems(name, _plain(params)):
+        if key is not None and isinstance(params, LocatedMap) and key in params:
+            params_at.key(params, key).problem(message)
+        else:
+            (params_at if "params" in step else at.key(step, "fault")).problem(message)
 
 
 def fault_parameters(name: str) -> tuple[tuple[str, ...], tuple[str, ...], bool]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, seed, settings
 
 from pytest_dbfault.machines import MACHINES, run_machine
 from pytest_dbfault.stats import property_id
@@ -353,14 +353,20 @@ def run_case(index: int, base_dir: str) -> None:
     # give P1, P4 and P5 more examples to meet one (P12: the swarm spreads the backup machine thinner).
     chosen = settings(BITE, max_examples=200) if number in (1, 4, 5, 12) else BITE
     logging.disable(logging.CRITICAL)
-    try:
-        run_machine(MACHINES[machine], broken, settings_=chosen, base_dir=base_dir, enforce={number})
-    except AssertionError as exc:
-        print(f"found {str(exc).splitlines()[0]}")
-        return
-    except BaseException as exc:
-        print(f"other failure: {type(exc).__name__}: {exc}")
-        return
+    # Two fixed streams of examples: the derandomized one, then seed 1 if the first found nothing. The
+    # machines act on real files and locks, so what one stream explores depends on the SQLite build (on
+    # pysqlite3 the derandomized stream met P5's rare sequence, a failing migration then migrate with
+    # no fault in force, in none of 200 examples; the stdlib's met it at the 45th).
+    for stream in (None, 1):
+        cls = MACHINES[machine] if stream is None else seed(stream)(type(machine, (MACHINES[machine],), {}))
+        try:
+            run_machine(cls, broken, settings_=chosen, base_dir=base_dir, enforce={number})
+        except AssertionError as exc:
+            print(f"found {str(exc).splitlines()[0]}")
+            return
+        except BaseException as exc:
+            print(f"other failure: {type(exc).__name__}: {exc}")
+            return
     print("no violation found")
 
 

@@ -55,6 +55,12 @@ def _restore_hypothesis_profile():  # type: ignore[no-untyped-def]
     settings.load_profile(name)
 
 
+def build_prefix() -> str:
+    """How the replay line starts in this environment: a tox cell's other SQLite build is named first."""
+    module = os.environ.get("RELIABILITY_SQLITE_MODULE", "").strip()
+    return f"RELIABILITY_SQLITE_MODULE={module} " if module and module != "sqlite3" else ""
+
+
 def write(pytester: pytest.Pytester, name: str, text: str) -> Path:
     path = pytester.path / name
     path.write_text(textwrap.dedent(text))
@@ -314,6 +320,8 @@ def test_the_footer_replay_line_reruns_the_same_seeds_and_keeps_a_files_own_seed
     line = next(x for x in first.stdout.lines if x.startswith("seed "))
     replay = line.split("(replay with: ", 1)[1].rsplit("), SQLite", 1)[0]
     argv = shlex.split(replay)
+    env = [argv.pop(0) for _ in range(len(build_prefix().split()))]  # this run's environment already has them
+    assert env == build_prefix().split()
     assert argv[:2] == ["pytest", "--dbfault"] and "sc" in argv and not any("report" in a for a in argv)
     ran = sorted(seeds.read_text().split())
     seeds.unlink()
@@ -445,13 +453,15 @@ def test_without_hypothesis_plugin_the_replay_line_names_the_profile_in_the_envi
     monkeypatch.setenv("CI", "true")
     monkeypatch.delenv("HYPOTHESIS_PROFILE", raising=False)
     result = pytester.runpytest_subprocess("--dbfault", "--dbfault-seed=4", "-p", "no:hypothesispytest")
-    result.stdout.fnmatch_lines(["seed 4 (replay with: HYPOTHESIS_PROFILE=dbfault-ci pytest --dbfault "
+    result.stdout.fnmatch_lines([f"seed 4 (replay with: HYPOTHESIS_PROFILE=dbfault-ci {build_prefix()}pytest --dbfault "
                                  "--dbfault-seed=4 * -p no:hypothesispytest), SQLite *"])
     # CI=false chose the profile: the replay pins it, so a replay on a CI machine runs the same examples.
     monkeypatch.setenv("CI", "false")
     result = pytester.runpytest("--dbfault", "--dbfault-seed=4")
-    result.stdout.fnmatch_lines(["seed 4 (replay with: pytest --dbfault --dbfault-seed=4 --hypothesis-profile=dbfault "
+    result.stdout.fnmatch_lines([f"seed 4 (replay with: {build_prefix()}pytest --dbfault --dbfault-seed=4 "
+                                 "--hypothesis-profile=dbfault "
                                  "--basetemp=*), SQLite *"])
     monkeypatch.delenv("CI")
     result = pytester.runpytest("--dbfault", "--dbfault-seed=4")
-    result.stdout.fnmatch_lines(["seed 4 (replay with: pytest --dbfault --dbfault-seed=4 --basetemp=*), SQLite *"])
+    result.stdout.fnmatch_lines([f"seed 4 (replay with: {build_prefix()}pytest --dbfault --dbfault-seed=4 "
+                                 "--basetemp=*), SQLite *"])

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import xml.etree.ElementTree as ET
 
 import pytest
 
 from pytest_dbfault.report import build_report, render_summary
 from pytest_dbfault.stats import Stats
+
+
+def build_prefix() -> str:
+    """How the replay line starts in this environment: a tox cell's other SQLite build is named first."""
+    module = os.environ.get("RELIABILITY_SQLITE_MODULE", "").strip()
+    return f"RELIABILITY_SQLITE_MODULE={module} " if module and module != "sqlite3" else ""
+
 
 CHECKING_TESTS = """
     import sqlite3
@@ -32,7 +40,7 @@ def test_the_summary_shows_checks_faults_and_violations_per_property(query_only_
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines([
         "*= dbfault =*",
-        "seed 8 (replay with: pytest --dbfault --dbfault-seed=8*), SQLite *",
+        f"seed 8 (replay with: {build_prefix()}pytest --dbfault --dbfault-seed=8*), SQLite *",
         "faults injected: query_only 1 (1 in total)",
         "property * none * locked * disk_full * corrupt * disconnect * other",
         "p06_transaction_atomicity * - * - * - * - * - * 1/0!1",
