@@ -47,7 +47,7 @@ from .health import HealthMonitor, HealthReport, HealthStatus, IntegrityReport, 
 from .observers import Listeners, Metrics, Observers, OperationRecords
 from .oplog import OperationLog
 from .recovery import Durability, RecoveryReport
-from .redo import allocate_sequence, ensure_sequence_table, statement_kind
+from .redo import ensure_sequence_table, statement_kind
 from .retry import RetryExhausted, RetryPolicy
 from .schema import Migration, MigrationResult, SchemaReport
 from .transaction import TransactionManager
@@ -267,13 +267,17 @@ class DatabaseManager:
         if redo is None or not redo._pending:
             conn.execute("COMMIT")
             return
+        if redo.solo_conn is conn and redo.alone(conn):
+            # The only writer (synchronous NORMAL/OFF): no sequence row, i.e. no extra page per commit.
+            redo.commit_alone(conn)
+            return
         try:
-            seq = allocate_sequence(conn, redo.slot)
+            seq = redo.allocate(conn)
         except self.connections.module.OperationalError as exc:  # dbfault: no fault (first journaled write)
             if "no such table" not in str(exc):
                 raise
             ensure_sequence_table(conn)  # first journaled write on this database (inside the transaction)
-            seq = allocate_sequence(conn, redo.slot)
+            seq = redo.allocate(conn)
         written = redo.write_record(seq, sync=False)
         # The journal's fdatasync runs on the writer thread while SQLite commits (and syncs) here.
         ticket = redo.start_sync() if written else None

@@ -36,6 +36,27 @@ when ``G <= writers[s]`` in the database, so every journal whose owner is gone i
 against the database when a manager opens (orphans get abort markers before anything else
 runs), and recovery, when the damaged database still tells, drops them too.
 
+The only writer (synchronous NORMAL/OFF; issue #17). The sequence row costs one more WAL page per
+commit, which at NORMAL (no fsync per commit) is most of a small write's price. A manager whose
+journal is not fsynced takes the *claim* (an exclusive ``flock`` on ``<db>.redo.solo``; at most one
+manager holds it). Its next commit allocates as above and also writes the row ``(SOLO_SLOT, -(s+1))``;
+from then on its commits skip the sequence row: ``G`` is its own last plus one, and the record,
+flagged *alone*, is written **after** COMMIT (nothing to overlap without an fsync) inside a commit
+window (``flock`` on ``<db>.redo.solo-window``). So every record flagged alone is committed, and the
+database's sequence lags by exactly the records flagged alone after the slot's row. It holds because
+every other reader of the sequence first *publishes* it (:func:`publish_solo`, under SQLite's write
+lock): another manager's allocation, and any backup (:func:`prepare_backup`; by a manager without a
+journal too). Publishing sets the revocation byte of the claim file (the owner reads it under SQLite's
+write lock before each commit, so it never commits alone after that), waits for the owner's commit
+window, reads its journal and writes the slot's last committed ``G``. An owner killed inside its
+window may have committed a transaction without a record: when the owner is gone without a clean
+close one sequence number is left out for it, so a recovery from an older backup reports a
+transaction missing rather than replaying later writes onto a state without it; the startup backup
+of an unclean start covers it. Reconcile and recovery never take a record flagged alone for an orphan.
+At FULL/EXTRA nothing changes: the record must be fsynced before COMMIT returns, so it is written
+before COMMIT and its flush overlaps SQLite's, and every commit records its sequence (an orphan is
+possible there, and the row is what tells it apart).
+
 A missing tail is detected, never mistaken for "never acknowledged": the file starts with a
 64-byte header block holding a high-water mark (the ``G`` of the file's last live record, in
 two alternating checksummed copies) rewritten in place with every record, so the same
@@ -55,7 +76,8 @@ journal can never make recovery run code. Records:
 
 * header ``("redo", 3, B, from_empty, slot)``: this file continues from the backup whose
   sequence is ``B`` (or from an empty database when ``from_empty``);
-* entry ``(G, ops)`` with ``ops`` a list of ``(sql, params, many)``: one transaction;
+* entry ``(G, ops)`` with ``ops`` a list of ``(sql, params, many)``: one transaction; ``(G, ops, 1)``:
+  the same, written after its COMMIT by a manager committing alone;
 * ``("abort", G)``: the entry ``G`` just before it never committed;
 * ``("closed", G)``: written by a clean close (its absence at open means a crash).
 
@@ -84,6 +106,7 @@ from __future__ import annotations
 import builtins
 import io
 import logging
+import mmap
 import os
 import pickle
 import sqlite3
@@ -117,10 +140,16 @@ _MAGIC = b"DBFREDO3"
 _HWM = struct.Struct("<QQI")  # write count, sequence, crc32 of the two
 _HWM_AT = (8, 8 + _HWM.size)
 _HEAD_SIZE = 64
+#: Row ``(SOLO_SLOT, -(s + 1))``: slot ``s`` commits alone without writing its sequence (see
+#: "The only writer" in the module docstring). Negative, so ``max(seq)`` never sees it.
+SOLO_SLOT = -2
 # Two statements, not one INSERT … SELECT … RETURNING: measured here the RETURNING form costs twice as
 # much per commit (benchmarks/README.md).
-_TOP_SQL = f"SELECT coalesce(max(seq), 0) FROM {WRITERS_TABLE}"
+_TOP_SQL = (f"SELECT coalesce(max(seq), 0), (SELECT seq FROM {WRITERS_TABLE} WHERE slot = {SOLO_SLOT}) "
+            f"FROM {WRITERS_TABLE}")
 _CLAIM_SQL = f"INSERT OR REPLACE INTO {WRITERS_TABLE} (slot, seq) VALUES (?, ?)"
+_SOLO_SQL = f"SELECT seq FROM {WRITERS_TABLE} WHERE slot = {SOLO_SLOT}"
+_UNSOLO_SQL = f"DELETE FROM {WRITERS_TABLE} WHERE slot = {SOLO_SLOT}"
 
 
 def slot_path(base: str | os.PathLike[str], slot: int) -> Path:
@@ -156,6 +185,8 @@ class JournalState:
     slot: int | None = None
     #: Sequences whose entry was marked aborted.
     aborted: list[int] = field(default_factory=list)
+    #: Sequences written by a manager committing alone: after their COMMIT, so never orphans.
+    alone: set[int] = field(default_factory=set)
     #: Where the last complete record ends (a torn tail after it is cut off on reopen).
     valid_end: int = 0
     format: int = 0
@@ -175,17 +206,81 @@ def ensure_sequence_table(conn: sqlite3.Connection) -> None:
     conn.execute(f"INSERT OR IGNORE INTO {WRITERS_TABLE} (slot, seq) VALUES (-1, ?)", (row[0] if row else 0,))
 
 
-def allocate_sequence(conn: sqlite3.Connection, slot: int) -> int:
-    """Inside the open write transaction: the next global sequence, recorded as ``slot``'s last."""
-    seq = conn.execute(_TOP_SQL).fetchone()[0] + 1
+def allocate_sequence(conn: sqlite3.Connection, slot: int, journal: RedoJournal | None = None) -> int:
+    """Inside the open write transaction: the next global sequence, recorded as ``slot``'s last.
+
+    When a manager was committing alone (the ``SOLO_SLOT`` row), its sequence is published first
+    (:func:`publish_solo`), so the number allocated here follows every transaction it committed.
+    """
+    top, solo = conn.execute(_TOP_SQL).fetchone()
+    if solo is not None:
+        if journal is None:
+            raise RuntimeError("a manager commits alone on this database: allocate through its RedoJournal")
+        top = max(top, publish_solo(conn, -solo - 1, journal.base_path, journal))
+    seq = top + 1
     conn.execute(_CLAIM_SQL, (slot, seq))
     return int(seq)
+
+
+def publish_solo(conn: sqlite3.Connection, owner: int, base: str | os.PathLike[str],
+                 journal: RedoJournal | None = None) -> int:
+    """Inside an open write transaction: write the sequence of the slot that committed alone, end its run.
+
+    ``owner`` is that slot, ``base`` the journal base path. When ``journal`` is the owner itself,
+    its sequence is what it knows; otherwise the owner is told to stop (:meth:`_SoloClaim.revoke`),
+    its commit window is waited for, and its journal read: every record of a run alone was written
+    after its COMMIT, so the last one is the last committed transaction — unless the owner died between a COMMIT and its
+    record. That transaction was never acknowledged, but the database holds it: when the owner is
+    gone without closing cleanly one sequence number is left out for it, so a recovery from an
+    older backup reports it missing instead of replaying later writes onto a state without it.
+    Returns the sequence written.
+    """
+    if journal is not None and owner == journal.slot and journal.solo_mine:
+        last = journal.seq
+    else:
+        row = conn.execute(f"SELECT seq FROM {WRITERS_TABLE} WHERE slot = ?", (owner,)).fetchone()
+        # Holding the claim ourselves means its owner released it: it is not running any more.
+        running = journal is None or journal.claim is None
+        last = _last_committed_alone(Path(base), owner, row[0] if row else 0,
+                                     own=journal is not None and owner == journal.slot, running=running)
+    conn.execute(_CLAIM_SQL, (owner, last))
+    conn.execute(_UNSOLO_SQL)
+    if journal is not None:
+        journal.solo_conn = None
+        journal.solo_mine = False
+        journal.seen = max(journal.seen, last)
+    return last
+
+
+def _last_committed_alone(base: Path, owner: int, recorded: int, *, own: bool, running: bool) -> int:
+    claim = _SoloClaim(base)
+    try:
+        if running:
+            claim.revoke()
+        with claim.window():  # the owner is not between a COMMIT and its record while we hold this
+            path = slot_path(base, owner)
+            state = read_journal(path)
+            # A record of a run alone was written after its COMMIT: committed. Any other record is
+            # committed when the database says so (its last one may be an orphan: see reconcile).
+            done = [seq for seq, _ops in state.entries if seq in state.alone or seq <= recorded]
+            # (A damaged file: its high-water mark is the best bound; recovery reports the damage.)
+            last = max([state.base, recorded, *done[-1:], *([state.hwm or 0] if state.problems else [])])
+            alive = running and not own and _locked_by_someone(path)
+            if not alive and not state.clean:
+                last += 1  # it may have died between a COMMIT and its record (see publish_solo)
+                log.warning("redo journal slot %d committed alone and stopped without closing; sequence %d is "
+                            "left out for a transaction it may have committed without a record", owner, last)
+    finally:
+        claim.close()
+    return last
 
 
 def set_sequence(conn: sqlite3.Connection, seq: int, slot: int = -1) -> None:
     """Record that the database holds everything up to ``seq`` (replay, restore)."""
     conn.execute(f"CREATE TABLE IF NOT EXISTS {WRITERS_TABLE} (slot INTEGER PRIMARY KEY, seq INTEGER NOT NULL)")
     conn.execute(f"INSERT OR REPLACE INTO {WRITERS_TABLE} (slot, seq) VALUES (?, ?)", (slot, seq))
+    if slot == -1:  # a restored or replayed file: whoever committed alone in it is not writing to it now
+        conn.execute(_UNSOLO_SQL)
 
 
 #: Slots at or below this mark a manager running *without* a journal on a journaled database:
@@ -282,6 +377,13 @@ class RedoJournal:
         self._pending: list[tuple[str, Any, bool]] = []
         self._marks: dict[int, int] = {}
         self._encoder = _Encoder()  # reused by write_record(), which runs under the manager's lock
+        #: The claim to commit alone (synchronous NORMAL/OFF only), or None: see "The only writer".
+        self.claim: _SoloClaim | None = None
+        #: The connection this journal commits alone on (None: the next commit writes its sequence).
+        self.solo_conn: Any = None
+        #: The ``SOLO_SLOT`` row in the database is this journal's own (its sequence is :attr:`seq`).
+        self.solo_mine = False
+        self._entering: Any = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     def open(self) -> JournalState:
@@ -302,6 +404,8 @@ class RedoJournal:
             state = read_journal(path)
             self.path, self.slot = path, slot
             self._adopt(fd, state)
+            if not self.fsync:
+                self._claim_alone()
             return state
         self.error = (f"all {MAX_SLOTS} redo journal slots of {str(self.base_path)!r} are in use"
                       + (f" ({last_error})" if last_error else "") + "; writes made through this manager "
@@ -326,8 +430,22 @@ class RedoJournal:
         else:
             self._end = -1  # no header block: reset() must anchor it before the first record
 
+    def _claim_alone(self) -> None:
+        claim = _SoloClaim(self.base_path)
+        try:
+            if claim.claim():
+                self.claim = claim
+                return
+        except OSError as exc:  # dbfault: no fault (the journal directory refusing a file: commit as usual)
+            log.warning("redo journal: cannot claim %s (%s); every commit records its sequence", claim.path, exc)
+        claim.close()
+
     def close(self) -> None:
         """Write the clean-close record and release the journal."""
+        claim, self.claim = self.claim, None
+        if claim is not None:
+            claim.close()  # (the database may still name this slot alone: the next writer reads this file)
+        self.solo_conn = None
         fd, self._fd = self._fd, None
         if fd is None:
             return
@@ -348,8 +466,10 @@ class RedoJournal:
         """A write statement ran inside the current transaction."""
         self._pending.append((sql, params, many))
 
-    def write_record(self, seq: int, *, sync: bool = True) -> bool:
+    def write_record(self, seq: int, *, sync: bool = True, alone: bool = False) -> bool:
         """Write the captured transaction as record ``seq`` (and the high-water mark); fsync when ``sync``.
+
+        ``alone``: written after its COMMIT by a manager committing alone (flagged, never an orphan).
 
         Returns False (and sets :attr:`error`) when the journal cannot protect it: the caller
         commits anyway (the journal is then broken until a backup re-anchors it; health and
@@ -359,7 +479,7 @@ class RedoJournal:
         if fd is None or self.error is not None or self._end < 0:
             return False
         try:
-            record = self._encoder.record((seq, self._pending))
+            record = self._encoder.record((seq, self._pending, 1) if alone else (seq, self._pending))
             os.pwrite(fd, record, self._end)
             self._hwm_count += 1
             os.pwrite(fd, _hwm_bytes(self._hwm_count, seq), _HWM_AT[self._hwm_count & 1])
@@ -389,11 +509,67 @@ class RedoJournal:
         self.seq = seq
         self.seen = max(self.seen, seq)  # (only a committed sequence: an aborted one may never exist)
         self._live_before = seq
+        if self._entering is not None:  # this commit wrote the SOLO_SLOT row: the next ones may skip theirs
+            self.solo_conn, self.solo_mine, self._entering = self._entering, True, None
+
+    # -- committing alone (synchronous NORMAL/OFF; see "The only writer") ----------------------
+    def alone(self, conn: Any) -> bool:
+        """May the open transaction on ``conn`` commit without writing its sequence? (Under SQLite's write lock.)"""
+        claim = self.claim
+        return (self.solo_conn is conn and claim is not None and self.error is None and self._end >= 0
+                and not claim.revoked())
+
+    def allocate(self, conn: Any) -> int:
+        """The next global sequence for the open transaction (written to the database), see :func:`allocate_sequence`.
+
+        When this journal holds the claim and nobody revoked it, the transaction also writes the
+        ``SOLO_SLOT`` row: once it commits, the following commits on ``conn`` skip their sequence row.
+        """
+        seq = allocate_sequence(conn, self.slot, self)
+        claim = self.claim
+        if claim is not None and self.error is None and self._end >= 0 and not claim.revoked():
+            conn.execute(_CLAIM_SQL, (SOLO_SLOT, -(self.slot + 1)))
+            self._entering = conn
+        return seq
+
+    def commit_alone(self, conn: Any) -> None:
+        """COMMIT the open transaction on ``conn`` alone: no sequence row, the record written after COMMIT.
+
+        Nobody else allocates a sequence meanwhile (they publish this journal's first, waiting for
+        the commit window held here from before COMMIT until the record is written). A crash in the
+        window leaves a committed transaction without a record: never acknowledged, and accounted for
+        by :func:`publish_solo`. Without fsync (NORMAL/OFF) there is no flush to overlap, so writing
+        the record after COMMIT costs nothing; it is what makes every such record a committed one.
+        """
+        seq = self.seq + 1
+        claim = self.claim
+        assert claim is not None
+        claim.enter()
+        try:
+            try:
+                conn.execute("COMMIT")
+            except BaseException:
+                self.discard()  # nothing was written for it
+                raise
+            if self.write_record(seq, sync=False, alone=True):
+                self.committed(seq)
+            else:  # committed in SQLite without a record: the number is used (published with the run)
+                self.discard()
+                self.seq = seq
+                self.seen = max(self.seen, seq)
+        finally:
+            claim.leave()
+
+    def prepare_backup(self, conn: Any) -> None:
+        """Before a backup copies the database (outside a transaction): make its sequence complete."""
+        ensure_sequence_table(conn)
+        prepare_backup(conn, self.base_path, self)
 
     def abort(self, seq: int) -> None:
         """COMMIT of record ``seq`` failed: make a durable abort marker before the error is returned."""
         self._pending = []
         self._marks.clear()
+        self._entering = None
         fd = self._fd
         if fd is None or self.error is not None or self._end < 0:
             return
@@ -436,6 +612,7 @@ class RedoJournal:
         """The transaction rolled back: forget what it captured."""
         self._pending.clear()
         self._marks.clear()
+        self._entering = None
 
     def savepoint(self, level: int) -> None:
         """A savepoint at nesting ``level`` began: remember where its writes start."""
@@ -509,6 +686,7 @@ class RedoJournal:
         self.seen = max(self.seen, base)
         self.from_empty = from_empty
         self.error = None
+        self.solo_conn = None  # (a new file, maybe a new database: the next commit records its sequence)
 
     def size(self) -> int:
         """Bytes in the journal file (0 when absent)."""
@@ -516,6 +694,107 @@ class RedoJournal:
             return self.path.stat().st_size
         except OSError:
             return 0
+
+
+def prepare_backup(conn: Any, base: str | os.PathLike[str], journal: RedoJournal | None = None) -> None:
+    """Before a backup copies the database: publish the sequence of a manager committing alone.
+
+    A copy taken while the database lags behind such a manager's commits would carry a sequence
+    older than its content, and a recovery from it would replay those commits twice. Run outside a
+    transaction (it opens and commits its own); nothing to do when nobody commits alone.
+    """
+    try:
+        row = conn.execute(_SOLO_SQL).fetchone()
+    except sqlite_errors():  # dbfault: no fault (no writers table: never journaled, nothing to publish)
+        return
+    if row is None:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        row = conn.execute(_SOLO_SQL).fetchone()
+        if row is not None:
+            publish_solo(conn, -row[0] - 1, base, journal)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+class _SoloClaim:
+    """The right to commit alone: an exclusive ``flock`` on ``<base>.solo``, and the commit window.
+
+    Byte 0 of that file is the revocation flag: a manager that must allocate a sequence (or back up)
+    while another commits alone sets it, under SQLite's write lock, before publishing the owner's
+    sequence; the owner reads it (through a shared mapping: no system call) under SQLite's write lock
+    before each commit, so it never commits alone after a revocation. Only a manager that gets the
+    lock clears it, i.e. when no other manager holds the claim. ``<base>.solo-window`` is locked by
+    the owner from before each COMMIT until its record is written, so a publisher reads the owner's
+    journal complete up to its last COMMIT.
+    """
+
+    def __init__(self, base: Path) -> None:
+        self.path = base.with_name(base.name + ".solo")
+        self.window_path = base.with_name(base.name + ".solo-window")
+        self._fd: int | None = None
+        self._map: mmap.mmap | None = None
+        self._wfd: int | None = None
+
+    def claim(self) -> bool:
+        fd = _open_journal(self.path)
+        if not _try_lock(fd):
+            os.close(fd)
+            return False
+        self._fd = fd
+        os.pwrite(fd, b"\0", 0)  # nobody else holds the claim: an earlier revocation is void
+        self._map = mmap.mmap(fd, 1)
+        self._wfd = _open_journal(self.window_path)
+        return True
+
+    def revoked(self) -> bool:
+        m = self._map
+        return m is None or m[0] != 0
+
+    def revoke(self) -> None:
+        fd = _open_journal(self.path)
+        try:
+            os.pwrite(fd, b"\1", 0)
+        finally:
+            os.close(fd)
+
+    def enter(self) -> None:
+        if fcntl is not None and self._wfd is not None:
+            fcntl.flock(self._wfd, fcntl.LOCK_EX)
+
+    def leave(self) -> None:
+        if fcntl is not None and self._wfd is not None:
+            fcntl.flock(self._wfd, fcntl.LOCK_UN)
+
+    def window(self) -> _Window:
+        """Wait until the owner is outside its commit window, and keep it out while held."""
+        if self._wfd is None:
+            self._wfd = _open_journal(self.window_path)
+        return _Window(self)
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        for fd in (self._fd, self._wfd):
+            if fd is not None:
+                os.close(fd)
+        self._fd = self._wfd = None
+
+
+class _Window:
+    def __init__(self, claim: _SoloClaim) -> None:
+        self.claim = claim
+
+    def __enter__(self) -> None:
+        self.claim.enter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.claim.leave()
 
 
 class _Ticket:
@@ -620,8 +899,9 @@ def _reconcile_fd(fd: int, path: Path, slot: int, committed: dict[int, int], fsy
     if state.format != _FORMAT or state.clean:
         return []
     last = committed.get(slot, 0)
-    orphans = [seq for seq, _ops in state.entries if seq > last]
-    live = [seq for seq, _ops in state.entries if seq <= last]
+    # (A record written alone came after its COMMIT: committed even where the database lags behind.)
+    orphans = [seq for seq, _ops in state.entries if seq > last and seq not in state.alone]
+    live = [seq for seq, _ops in state.entries if seq <= last or seq in state.alone]
     if not orphans and not (state.hwm or 0) > max(live[-1] if live else 0, last):
         return []
     end = state.valid_end
@@ -681,7 +961,7 @@ def plan_replay(base: str | os.PathLike[str], start: int, *, seen: int = 0,
             expected = max(expected, state.hwm)
         owner_gone = slot not in alive and not _locked_by_someone(path)
         for i, (seq, ops) in enumerate(state.entries):
-            uncertain = owner_gone and i == len(state.entries) - 1 and not state.clean
+            uncertain = owner_gone and i == len(state.entries) - 1 and not state.clean and seq not in state.alone
             if uncertain and committed is not None and seq > committed.get(slot, 0):
                 continue  # an orphan: the database says this slot never committed it
             candidates.setdefault(seq, []).append((slot, ops, uncertain))
@@ -787,12 +1067,14 @@ def read_journal(path: str | os.PathLike[str]) -> JournalState:
                 state.entries.pop()
                 state.aborted.append(int(record[1]))
             state.clean = False
-        elif isinstance(tag, int) and len(record) == 2:
+        elif isinstance(tag, int) and len(record) in (2, 3):
             seq = tag
             if state.entries and seq <= state.entries[-1][0]:
                 state.problems.append(f"redo journal record {number}: sequence {seq} is not increasing")
                 break
             state.entries.append((seq, list(record[1])))
+            if len(record) == 3:
+                state.alone.add(seq)
             state.last_seq = max(state.last_seq, seq)
             state.clean = False
         else:

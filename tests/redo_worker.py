@@ -5,6 +5,9 @@ of two balances and one row in ``transfers``), the transfer id appended to ACKS 
 With KILL_POINT, after N acknowledged transfers the next one kills this process with SIGKILL at that
 point of the commit path: ``before_record``, ``between_flushes`` (record written, not yet fsynced),
 ``after_record`` (record durable, before COMMIT) or ``after_commit`` (COMMIT done, before the ack).
+A manager committing alone (``REDO_WORKER_SYNC=NORMAL``, no other manager open) writes its record after
+COMMIT: there ``before_commit`` kills it in its commit window before COMMIT, ``before_record`` after COMMIT
+and before the record, ``after_record`` and ``after_commit`` after the record, before the ack.
 """
 
 from __future__ import annotations
@@ -49,13 +52,18 @@ def arm(point: str) -> None:
         journal.write_record = write_then_die  # type: ignore[method-assign]
     elif point == "after_commit":
         journal.committed = lambda self, seq: die()  # type: ignore[method-assign]
+    elif point == "before_commit":
+        redo_module._SoloClaim.enter = lambda self: die()  # type: ignore[method-assign]
     else:
         raise SystemExit(f"unknown kill point {point!r}")
 
 
 def bank(db_path: str, worker: int, count: int, acks: str, kill_point: str | None = None) -> None:
     rng = random.Random(worker)
-    with DatabaseManager(config(db_path)) as db, open(acks, "a", buffering=1) as out:
+    cfg = config(db_path)
+    if os.environ.get("REDO_WORKER_SYNC"):
+        cfg = cfg.replace(synchronous=os.environ["REDO_WORKER_SYNC"])
+    with DatabaseManager(cfg) as db, open(acks, "a", buffering=1) as out:
         def transfer(tid: str, a: int, b: int, amount: int) -> None:
             (ba,) = db.fetch_one("SELECT balance FROM accounts WHERE id = ?", (a,))
             (bb,) = db.fetch_one("SELECT balance FROM accounts WHERE id = ?", (b,))

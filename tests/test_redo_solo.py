@@ -1,0 +1,183 @@
+"""The only writer commits without a sequence row (issue #17, synchronous NORMAL), and nothing is given up.
+
+At synchronous NORMAL a manager that holds the claim to commit alone skips the per-commit row of
+``_reliability_redo_writers`` (one WAL page per commit) and writes its journal record after COMMIT.
+These tests check the skip really happens, that every other writer, backup and recovery first
+publishes the sequence it skipped, and that kill -9 at each point of that commit path loses no
+acknowledged write, replays no write the database does not hold, and never lets journal and
+database diverge. Real processes, real files, real damage.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from test_redo_multiprocess import WORKER, acked, check_bank, damage, setup_bank, transfer
+
+from reliability import DatabaseManager
+from reliability.redo import SOLO_SLOT, WRITERS_TABLE, journal_files, read_journal
+
+
+def normal(path) -> DatabaseManager:
+    from redo_worker import config
+    return DatabaseManager(config(str(path)).replace(synchronous="NORMAL"))
+
+
+def writers(db: DatabaseManager) -> dict[int, int]:
+    return dict(db.fetch_all(f"SELECT slot, seq FROM {WRITERS_TABLE}"))
+
+
+def test_the_only_writer_writes_no_sequence_row_per_commit_and_recovery_still_replays_all(tmp_path):
+    path = tmp_path / "bank.db"
+    db = setup_bank(path)
+    db.close()
+    db = normal(path)
+    try:
+        db.backup()
+        transfer(db, "t-0", 1, 2, 5)  # the first commit records its sequence and claims the run alone
+        before = writers(db)
+        assert before[SOLO_SLOT] == -(db._redo.slot + 1)
+        for i in range(1, 8):
+            transfer(db, f"t-{i}", i, i + 1, 3)
+        assert writers(db) == before  # seven commits, not one sequence row written
+        state = read_journal(db._redo.path)
+        assert len(state.entries) == 8 and len(state.alone) == 7
+        db.connections.close()
+        damage(path, "transfers")
+        report = db.recover()
+        assert report.ok and report.replayed == 8, report
+        check_bank(db, {f"t-{i}" for i in range(8)})
+    finally:
+        db.close()
+
+
+def test_a_second_writer_publishes_the_first_ones_sequence_and_the_order_survives(tmp_path):
+    path = tmp_path / "bank.db"
+    db = setup_bank(path)
+    db.close()
+    first = normal(path)
+    try:
+        first.backup()
+        for i in range(4):
+            transfer(first, f"a-{i}", 1, 2, 1)
+        assert first._redo.solo_conn is not None
+        second = normal(path)  # its startup backup already publishes the first one's sequence
+        try:
+            assert first._redo.claim.revoked()
+            for i in range(3):
+                # order-dependent writes from both: replay in any other order gives other balances
+                transfer(second, f"b-{i}", 2, 3, 2)
+                transfer(first, f"c-{i}", 3, 1, 1)
+            seqs = writers(first)
+            assert SOLO_SLOT not in seqs and seqs[0] != seqs[1]
+            expected = dict(first.fetch_all("SELECT id, balance FROM accounts"))
+            first.connections.close()
+            second.connections.close()
+            damage(path, "transfers")
+            report = first.recover()
+            assert report.ok, report
+            assert dict(first.fetch_all("SELECT id, balance FROM accounts")) == expected
+            check_bank(first, {f"a-{i}" for i in range(4)} | {f"{k}-{i}" for k in "bc" for i in range(3)})
+        finally:
+            second.close()
+    finally:
+        first.close()
+
+
+def test_a_backup_by_a_manager_without_a_journal_publishes_the_sequence_first(tmp_path):
+    # Otherwise the copy would carry a sequence older than its content and recovery would replay twice.
+    path = tmp_path / "bank.db"
+    db = setup_bank(path)
+    db.close()
+    alone = normal(path)
+    off = None
+    try:
+        alone.backup()
+        for i in range(5):
+            transfer(alone, f"t-{i}", 1, 2, 1)
+        from redo_worker import config
+        off = DatabaseManager(config(str(path)).replace(redo_journal=False))
+        info = off.durability.backup()
+        assert info.last_seq == alone._redo.seq  # every commit made alone is counted in the copy
+        off.close()
+        off = None
+        transfer(alone, "after", 3, 4, 7)
+        alone.connections.close()
+        damage(path, "transfers")
+        report = alone.recover()
+        # (not ok for another reason: the copy was taken while a manager without a journal was open)
+        assert any("without a redo journal" in p for p in report.problems), report
+        assert report.replayed == 1, report  # "after" only: t-0..t-4 are in the copy and counted in its sequence
+        check_bank(alone, {f"t-{i}" for i in range(5)} | {"after"})  # (a double replay breaks the balances)
+    finally:
+        if off is not None:
+            off.close()
+        alone.close()
+
+
+@pytest.mark.parametrize("point", ["before_commit", "before_record", "after_record", "after_commit"])
+def test_kill_9_at_each_point_of_the_commit_path_of_the_only_writer(tmp_path, point):
+    path = tmp_path / "bank.db"
+    db = setup_bank(path)
+    db.backup()
+    db.close()
+    acks = tmp_path / "acks"
+    env = dict(os.environ, REDO_WORKER_SYNC="NORMAL")
+    worker = subprocess.Popen([sys.executable, WORKER, "bank", str(path), "1", "6", str(acks), point],
+                              stderr=subprocess.PIPE, env=env)
+    assert worker.wait() == -signal.SIGKILL, worker.stderr.read().decode() if worker.stderr else ""
+    done = acked(acks)
+    assert len(done) == 6
+    slot0 = read_journal(journal_files(path.with_name("bank.db.redo"))[0][1])
+    assert len(slot0.alone) >= 5  # the worker did commit alone before it was killed
+    again = normal(path)  # takes over the dead worker's slot: an unclean start
+    try:
+        in_flight = "1-6"
+        was_committed = in_flight in {r[0] for r in again.fetch_all("SELECT id FROM transfers")}
+        assert was_committed == (point != "before_commit")
+        transfer(again, "again-1", 5, 6, 4)
+        expected = done | {"again-1"} | ({in_flight} if was_committed else set())
+        again.connections.close()
+        damage(path, "transfers")
+        report = again.recover()
+        assert report.ok, report
+        check_bank(again, expected)
+        ids = {r[0] for r in again.fetch_all("SELECT id FROM transfers")}
+        assert (in_flight in ids) == was_committed  # the journal and the database never diverge
+    finally:
+        again.close()
+
+
+def test_a_transaction_committed_without_its_record_is_reported_missing_not_papered_over(tmp_path, caplog):
+    # The worker commits alone (the FULL manager open meanwhile never claims) and is killed between a
+    # COMMIT and its record. The next writer leaves that sequence out, so a recovery from the older
+    # backup says a committed transaction is missing instead of replaying later writes onto a state
+    # without it (the database and the journal never diverge silently).
+    path = tmp_path / "bank.db"
+    main = setup_bank(path)  # synchronous FULL: slot 0, no claim
+    try:
+        main.backup()
+        acks = tmp_path / "acks"
+        env = dict(os.environ, REDO_WORKER_SYNC="NORMAL")
+        worker = subprocess.Popen([sys.executable, WORKER, "bank", str(path), "1", "3", str(acks), "before_record"],
+                                  stderr=subprocess.PIPE, env=env)
+        assert worker.wait() == -signal.SIGKILL
+        assert main.fetch_one("SELECT count(*) FROM transfers WHERE id = '1-3'") == (1,)  # committed, no record
+        slot1 = read_journal(journal_files(path.with_name("bank.db.redo"))[1][1])
+        assert len(slot1.alone) == 2 and writers(main)[SOLO_SLOT] == -2
+        with caplog.at_level("WARNING", "reliability.redo"):
+            transfer(main, "main-1", 1, 2, 3)
+        assert any("left out" in r.getMessage() for r in caplog.records)
+        gap = slot1.entries[-1][0] + 1
+        assert writers(main)[1] == gap and writers(main)[0] == gap + 1
+        main.connections.close()
+        damage(path, "transfers")
+        report = main.recover()
+        assert not report.ok
+        assert any(f"sequence {gap}" in p for p in report.problems), report.problems
+    finally:
+        main.close()
