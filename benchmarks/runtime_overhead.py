@@ -130,9 +130,18 @@ class RuntimeSide:
 
     label = "runtime"
 
-    def __init__(self, config: ReliabilityConfig) -> None:
+    def __init__(self, config: ReliabilityConfig, *, row_per_commit: bool = False) -> None:
         self.db = DatabaseManager(config)
         self.db.connection  # open now, not inside the first timed block  # noqa: B018
+        redo = self.db._redo
+        if row_per_commit:
+            # The ablation (issue #17): the journal without the claim to commit alone, i.e. the sequence
+            # row written by every commit, as before the only writer skipped it. Same code otherwise.
+            self.label = "seq-row"
+            claim = getattr(redo, "claim", None)
+            if claim is not None:
+                claim.close()
+                redo.claim = None
 
     def point_read(self, ids: list[int]) -> None:
         fetch_one = self.db.fetch_one
@@ -313,6 +322,7 @@ def measure(
     payload_bytes: int = 100,
     seed: int = 7,
     peer: bool = False,
+    ablation: bool = False,
 ) -> Result:
     """Run ``rounds`` alternating rounds of ``workload`` on raw sqlite3 and on the runtime."""
     raw_path, rt_path = str(workdir / f"{name}-raw.db"), str(workdir / f"{name}-rt.db")
@@ -334,6 +344,10 @@ def measure(
         peer_path = str(workdir / f"{name}-peewee.db")
         copy_database(base_db, peer_path)
         sides.append(PeeweeSide(peer_path, synchronous, config.busy_timeout_ms))
+    if ablation and overrides.get("redo_journal"):
+        row_path = str(workdir / f"{name}-row.db")
+        copy_database(base_db, row_path)
+        sides.append(RuntimeSide(config.replace(db_path=row_path), row_per_commit=True))
     result = Result(name, synchronous, workload, {side.label: {op: [] for op in OPS} for side in sides})
     if overrides.get("redo_journal") and runtime.db._redo is None:
         result.note = "redo journal requested but not installed by this runtime version"
@@ -374,9 +388,10 @@ def format_table(results: list[Result]) -> str:
         lines.append(f"{res.name:<14}{res.synchronous:<8}{total:>7.3f}x{goal:>5.2f}x {mark:<4}"
                      + "".join(f"{res.median_ratio(op):>12.3f}x" for op in OPS)
                      + (f"   ({res.note})" if res.note else ""))
-        if "peewee" in res.times:  # the peer, same rounds, same raw baseline
-            lines.append(f"{'  peewee':<14}{res.synchronous:<8}{res.median_ratio(side='peewee'):>7.3f}x{'':>13}"
-                         + "".join(f"{res.median_ratio(op, 'peewee'):>12.3f}x" for op in OPS))
+        for extra in ("peewee", "seq-row"):  # the peer / the ablation: same rounds, same raw baseline
+            if extra in res.times:
+                lines.append(f"{'  ' + extra:<14}{res.synchronous:<8}{res.median_ratio(side=extra):>7.3f}x"
+                             f"{'':>13}" + "".join(f"{res.median_ratio(op, extra):>12.3f}x" for op in OPS))
     lines.append("")
     lines.append("per operation, median microseconds (raw -> runtime, +overhead):")
     for res in results:
@@ -431,6 +446,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", help="keep the databases here instead of a temporary directory")
     parser.add_argument("--peer", action="store_true",
                         help="also measure peewee's SqliteDatabase in the same rounds (pip install -e '.[bench]')")
+    parser.add_argument("--ablation", action="store_true",
+                        help="with the redo journal: also measure it with a sequence row per commit (the claim "
+                             "to commit alone dropped: the code before issue #17's NORMAL fix) in the same rounds")
     args = parser.parse_args(argv)
 
     rounds = args.rounds or (3 if args.quick else 15)
@@ -451,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.config and name not in args.config:
                     continue
                 results.append(measure(name, wd, sync, w, rounds, runtime_overrides=overrides,
-                                       base_db=base_db, peer=args.peer))
+                                       base_db=base_db, peer=args.peer, ablation=args.ablation))
     print(f"runtime overhead: DatabaseManager / raw sqlite3, median of {rounds} alternating rounds "
           f"(on-disk WAL, {sys.platform}, python {sys.version.split()[0]}, sqlite {sqlite3.sqlite_version}; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")

@@ -641,6 +641,10 @@ class RedoJournal:
         marked = _reconcile_fd(fd, self.path, self.slot, committed, self.fsync)
         state = read_journal(self.path)
         self._adopt_positions(state)
+        # What open() took from the file counted the orphans; they never existed (the next transaction
+        # reuses their sequence), so recovery must not look for them (found by the commitpath machine).
+        self.seq = max(state.base, self._live_before)
+        self.seen = max(state.last_seq, state.hwm or 0, committed.get(self.slot, 0))
         return marked
 
     def _adopt_positions(self, state: JournalState) -> None:
@@ -1066,6 +1070,9 @@ def read_journal(path: str | os.PathLike[str]) -> JournalState:
             if state.entries and state.entries[-1][0] == record[1]:
                 state.entries.pop()
                 state.aborted.append(int(record[1]))
+                # An aborted sequence never existed (the next transaction reuses it): a reader that took it
+                # for the journal's last would make recovery look for it (found by the commitpath machine).
+                state.last_seq = max(state.base, state.entries[-1][0] if state.entries else 0)
             state.clean = False
         elif isinstance(tag, int) and len(record) in (2, 3):
             seq = tag

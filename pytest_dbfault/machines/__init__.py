@@ -27,6 +27,7 @@ from .audit import AuditMachine
 from .backup import BackupMachine
 from .base import RuntimeFactory, RuntimeMachine
 from .chaos import ChaosMachine
+from .commitpath import CommitPathMachine
 from .config import ConfigMachine
 from .connection import ConnectionMachine
 from .degradation import DegradationMachine
@@ -66,6 +67,7 @@ MACHINES: dict[str, type[RuntimeMachine]] = {
     "audit": AuditMachine,
     "config": ConfigMachine,
     "chaos": ChaosMachine,
+    "commit_path": CommitPathMachine,  # issue #17: kill -9 at each point of the journaled commit path
 }
 
 #: Which properties each machine checks (the chaos machine checks them all).
@@ -80,6 +82,7 @@ PROPERTIES_BY_MACHINE: dict[str, tuple[int, ...]] = {
     "audit": (15,),
     "config": (16,),
     "chaos": tuple(range(1, 18)),
+    "commit_path": (13,),
 }
 
 

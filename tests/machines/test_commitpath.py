@@ -1,0 +1,64 @@
+"""The commit-path machine (kill -9 at each point of a journaled commit, P13) passes on the runtime and bites.
+
+Each broken runtime below takes out one mechanism of issue #17's commit path; the machine must report
+a P13 violation against it. A machine that cannot fail checks nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+
+from pytest_dbfault.machines import MACHINES, run_machine
+from pytest_dbfault.machines.commitpath import CommitPathMachine
+from pytest_dbfault.stats import property_id
+from reliability import DatabaseManager
+from reliability.redo import ensure_sequence_table
+
+BITE = settings(max_examples=60, stateful_step_count=15, deadline=None, derandomize=True, database=None,
+                phases=[Phase.explicit, Phase.generate], report_multiple_bugs=False, print_blob=False,
+                suppress_health_check=list(HealthCheck))
+
+
+@pytest.fixture(autouse=True)
+def _quiet_runtime_logs() -> Iterator[None]:
+    logger = logging.getLogger("reliability")
+    old = logger.propagate
+    logger.propagate = False
+    yield
+    logger.propagate = old
+
+
+class NoAbortMarker(DatabaseManager):
+    """A COMMIT that fails leaves its journal record as if it had committed (no abort marker)."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        redo = self._redo
+        if redo is not None:
+            redo.abort = lambda seq: redo.discard()
+
+
+class NoPublishBeforeBackup(DatabaseManager):
+    """Backs up without first writing the sequence of the commits made alone: the copy's sequence lags."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        redo = self._redo
+        if redo is not None:
+            redo.prepare_backup = ensure_sequence_table
+
+
+def test_the_machine_is_registered_and_passes_on_the_runtime(tmp_path):
+    assert MACHINES["commit_path"] is CommitPathMachine
+    run_machine(CommitPathMachine, settings_=settings(BITE, max_examples=8), base_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize("broken", [NoAbortMarker, NoPublishBeforeBackup], ids=lambda c: c.__name__)
+def test_the_machine_bites(tmp_path, broken):
+    with pytest.raises(AssertionError, match=property_id(13)):
+        run_machine(CommitPathMachine, broken, settings_=BITE, base_dir=str(tmp_path), enforce={13})
