@@ -52,6 +52,7 @@ from .redo import (
     JournalState,
     RedoJournal,
     committed_by_slot,
+    ensure_sequence_table,
     journal_files,
     plan_replay,
     prepare_backup,
@@ -502,15 +503,15 @@ class Durability:
                                       f"cannot open the database to back it up: {exc}") from exc
                 if redo is not None:
                     try:  # the copy must carry the global sequence (every process's journal continues from it)
-                        redo.prepare_backup(conn)  # (incl. the commits of a manager committing alone)
+                        ensure_sequence_table(conn)
                     except db.connections.module.Error:  # dbfault: no fault (a read-only file: query_only)
                         seq = redo.seq  # a read-only file: the best this process knows
-                else:  # another process may commit alone: its commits must be in the copy's sequence
-                    try:
-                        prepare_backup(conn, db.config.redo_journal_file)
-                    except db.connections.module.Error as exc:  # dbfault: no fault (read-only or damaged file)
-                        raise BackupError(db.errors.wrap(exc, log=False).kind, "cannot record the sequence of "
-                                          f"a manager committing alone before the copy: {exc}") from exc
+                # (Then the commits of a manager committing alone, this one or another: reliability.redo.)
+                try:
+                    prepare_backup(conn, db.config.redo_journal_file, redo)
+                except db.connections.module.Error as exc:  # dbfault: no fault (read-only, busy or damaged file)
+                    raise BackupError(db.errors.wrap(exc, log=False).kind, "cannot record the sequence of a "
+                                      f"manager committing alone before the copy (it would be too old): {exc}") from exc
                 try:
                     # A lock or one-off I/O error is no reason to give up (nor a verdict on the copy):
                     # the shared policy retries; the error that outlasts it is reported as it is.

@@ -560,10 +560,6 @@ class RedoJournal:
         finally:
             claim.leave()
 
-    def prepare_backup(self, conn: Any) -> None:
-        """Before a backup copies the database (outside a transaction): make its sequence complete."""
-        ensure_sequence_table(conn)
-        prepare_backup(conn, self.base_path, self)
 
     def abort(self, seq: int) -> None:
         """COMMIT of record ``seq`` failed: make a durable abort marker before the error is returned."""
