@@ -431,6 +431,8 @@ class RedoJournal:
             self._end = -1  # no header block: reset() must anchor it before the first record
 
     def _claim_alone(self) -> None:
+        if fcntl is None:  # pragma: no cover - without flock a second claimant could not be refused
+            return
         claim = _SoloClaim(self.base_path)
         try:
             if claim.claim():
