@@ -53,7 +53,7 @@ window may have committed a transaction without a record: when the owner is gone
 close one sequence number is left out for it, so a recovery from an older backup reports a
 transaction missing rather than replaying later writes onto a state without it; the startup backup
 of an unclean start covers it. Reconcile and recovery never take a record flagged alone for an orphan.
-At FULL/EXTRA nothing changes: the record must be fsynced before COMMIT returns, so it is written
+At FULL/EXTRA nothing changes: the record must be fsynced before the commit is acknowledged, so it is written
 before COMMIT and its flush overlaps SQLite's, and every commit records its sequence (an orphan is
 possible there, and the row is what tells it apart).
 
