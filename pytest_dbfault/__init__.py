@@ -15,7 +15,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .faults.base import Fault, FaultError, FaultRecord
     from .faults.registry import fault_names, get_fault_class, make_fault, register_fault
     from .options import DbfaultOptions, OptionError
-    from .per_test import FAST_TEST_SETTINGS, FaultFactory, fast_test_config, seeded_rng
+    from .per_test import FaultFactory, seeded_rng
+    from .runtime_config import FAST_TEST_SETTINGS, fast_test_config
     from .stats import STATS, record_check, record_fault, record_violation
 
 __all__ = [
@@ -39,9 +40,9 @@ __all__ = [
 ]
 
 _HOME = {
-    "FAST_TEST_SETTINGS": ".per_test",
+    "FAST_TEST_SETTINGS": ".runtime_config",
     "FaultFactory": ".per_test",
-    "fast_test_config": ".per_test",
+    "fast_test_config": ".runtime_config",
     "seeded_rng": ".per_test",
     "Fault": ".faults.base",
     "FaultError": ".faults.base",

@@ -7,9 +7,11 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-#: The pytest option and ini key that add allowed roots in a pytest session.
-ALLOW_ROOT_OPTION = "--dbfault-allow-root"
-ALLOWED_ROOTS_INI = "dbfault_allowed_roots"
+from .options import OPTIONS
+
+#: The pytest option and ini key that add allowed roots in a pytest session (declared in the options table).
+ALLOW_ROOT_OPTION = str(OPTIONS["allow_root"].cli)
+ALLOWED_ROOTS_INI = str(OPTIONS["allow_root"].ini)
 
 #: ``(basetemp or a function giving it, configured roots)`` while a pytest session runs; None otherwise.
 session: tuple[Path | Callable[[], str | os.PathLike[str]], list[Path]] | None = None

@@ -53,19 +53,23 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ._chaos_kinds import (  # re-exported
+from ._chaos_kinds import (  # re-exported: the names and their parsing need neither sqlite3 nor the faults
     CHAOS_KINDS,
     CONTENTION,
     DEFAULT_KINDS,
     DEFAULT_RATE,
     HARD,
     LEVELS,
+    ChaosUsageError,
+    describe_kinds,
+    parse_kinds,
+    parse_rate,
 )
 from .faults.base import Fault, FaultError
 from .faults.registry import make_fault
 
 __all__ = ["CHAOS_KINDS", "CONTENTION", "DEFAULT_KINDS", "DEFAULT_RATE", "HARD", "LEVELS", "ChaosInjector",
-           "ChaosUsageError", "Injection", "blamed_injection", "parse_kinds", "parse_rate"]
+           "ChaosUsageError", "Injection", "blamed_injection", "describe_kinds", "parse_kinds", "parse_rate"]
 
 _WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER|UPSERT|WITH\b.*\b(INSERT|UPDATE|DELETE))\b",
                     re.IGNORECASE | re.DOTALL)
@@ -75,52 +79,6 @@ _NOT_A_READ = re.compile(r"\s*(BEGIN|SAVEPOINT|RELEASE|ROLLBACK)\b", re.IGNORECA
 _GENERATIONS = itertools.count(1)
 #: Attribute set on an exception a chaos fault raised: the :class:`Injection` (see :func:`blamed_injection`).
 TAG = "_dbfault_chaos_injection"
-
-
-class ChaosUsageError(ValueError):
-    """A chaos setting was given a value it cannot take."""
-
-
-def parse_rate(raw: Any, where: str = "--dbfault-chaos-rate") -> float:
-    """A probability in ``(0, 1]`` (``"0.05"`` or ``"5%"``)."""
-    text = str(raw).strip()
-    try:
-        rate = float(text[:-1]) / 100 if text.endswith("%") else float(text)
-    except ValueError:
-        raise ChaosUsageError(f"{where}: invalid value {raw!r}; expected a probability such as 0.05 or 5%"
-                              ) from None
-    if not 0 < rate <= 1:
-        raise ChaosUsageError(f"{where}: invalid value {raw!r}; expected a probability above 0 and at most 1")
-    return rate
-
-
-def parse_kinds(raw: str | None, where: str = "--dbfault-chaos-faults") -> tuple[str, ...]:
-    """``"locked, busy_commit"`` → the tuple; ``None``/``"default"``/``"contention"`` → :data:`CONTENTION`.
-
-    Level names (:data:`LEVELS`: ``contention``, ``hard``, ``all``) and kind names mix
-    (``"contention,io_error"``); an unknown name raises :class:`ChaosUsageError`.
-    """
-    if raw is None or not raw.strip():
-        return DEFAULT_KINDS
-    kinds: list[str] = []
-    for name in (n for n in re.split(r"[,\s]+", raw) if n):
-        if name in LEVELS:
-            kinds.extend(LEVELS[name])
-        elif name in CHAOS_KINDS:
-            kinds.append(name)
-        else:
-            raise ChaosUsageError(f"{where}: unknown chaos fault {name!r}; known: {', '.join(LEVELS)}, "
-                                  f"{', '.join(CHAOS_KINDS)}")
-    return tuple(dict.fromkeys(kinds))
-
-
-def describe_kinds(kinds: Iterable[str]) -> str:
-    """The shortest name for ``kinds``: a level (``contention``, ``all``) or the comma-separated kinds."""
-    kinds = tuple(kinds)
-    for level in ("contention", "hard", "all"):
-        if set(kinds) == set(LEVELS[level]):
-            return level
-    return ",".join(kinds)
 
 
 @dataclass

@@ -17,28 +17,11 @@ import inspect
 import random
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .faults.base import Fault, FaultError, FaultEvent, subscribe, unsubscribe
 from .faults.registry import fault_names, get_fault_class, make_fault, unknown_name_message, variant_names
 from .stats import STATS, Stats
-
-if TYPE_CHECKING:  # pragma: no cover - typing only; the runtime is imported when reliable_db is used
-    from reliability import ReliabilityConfig
-
-#: The settings ``reliable_db`` uses: fail fast, retry briefly, no background schedules.
-FAST_TEST_SETTINGS: dict[str, Any] = {
-    "busy_timeout_ms": 50,
-    "retry_attempts": 3,
-    "retry_base_delay": 0.001,
-    "retry_max_delay": 0.01,
-    "retry_budget": 0.5,
-    "backup_interval": 0,
-    "config_reload_interval": 0,
-    "health_check_interval": 0,
-    "quick_check_interval": 0,
-    "integrity_check_interval": 0,
-}
 
 #: ``on_inject`` callbacks receive the fault and the name it was made under.
 InjectCallback = Callable[[Fault, str], None]
@@ -50,13 +33,6 @@ def seeded_rng(seed: int, nodeid: str) -> random.Random:
     So a test draws the same values whatever ran before it, in any order, on any xdist worker.
     """
     return random.Random(f"dbfault:{seed}:{nodeid}")
-
-
-def fast_test_config(db_path: str | Path, **overrides: Any) -> ReliabilityConfig:
-    """A ``ReliabilityConfig`` on ``db_path`` with :data:`FAST_TEST_SETTINGS` (and ``overrides``)."""
-    from reliability import ReliabilityConfig  # imported here: only tests using reliable_db pay for it
-
-    return ReliabilityConfig(db_path=str(db_path), **{**FAST_TEST_SETTINGS, **overrides})
 
 
 class FaultFactory:

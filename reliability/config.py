@@ -13,13 +13,14 @@ its value and why it was refused.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+
+from ._suggest import did_you_mean
 
 ENV_PREFIX = "RELIABILITY_"
 
@@ -221,9 +222,8 @@ def _env_name(name: str) -> str:
 
 
 def _unknown_reason(name: str, prefix: str = "") -> str:
-    close = difflib.get_close_matches(name, list(_FIELDS), n=1)
-    hint = f"; did you mean {prefix}{close[0].upper() if prefix else close[0]}?" if close else ""
-    return f"unknown setting{hint}"
+    # Suggested as it would be written: the environment variable, or the setting's name.
+    return "unknown setting" + did_you_mean(name, _FIELDS, spell=lambda k: prefix + k.upper() if prefix else k)
 
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from pytest_dbfault.runtime_config import FAST_TEST_SETTINGS
 from reliability import ReliabilityConfig
 
 #: tox cells run the same tests on other SQLite builds. Connections that must contend for locks with the
@@ -23,12 +24,9 @@ def sqlite_module():  # type: ignore[no-untyped-def]
 
 def fast_config(path: Path | str, **overrides: object) -> ReliabilityConfig:
     """Settings for tests: short busy timeout, quick tiny retries, no background schedules."""
-    values: dict[str, object] = dict(
-        db_path=str(path), busy_timeout_ms=20, retry_attempts=3, retry_base_delay=0.001,
-        retry_max_delay=0.005, retry_budget=1.0, backup_interval=0, health_check_interval=0,
-        quick_check_interval=0, integrity_check_interval=0, config_reload_interval=0,
-        sqlite_module=SQLITE_MODULE_NAME,
-    )
+    # The one table of fast test settings, with what the runtime's own tests change in it.
+    values: dict[str, object] = {**FAST_TEST_SETTINGS, "db_path": str(path), "busy_timeout_ms": 20,
+                                 "retry_max_delay": 0.005, "retry_budget": 1.0, "sqlite_module": SQLITE_MODULE_NAME}
     values.update(overrides)
     return ReliabilityConfig(**values)  # type: ignore[arg-type]
 

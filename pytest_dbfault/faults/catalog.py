@@ -8,7 +8,6 @@ faults in ``docs/plugin.md`` is :func:`markdown_table` (a test keeps the two equ
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from dataclasses import dataclass
 from typing import Any
@@ -53,8 +52,9 @@ class Param:
             for item in value if listed else [value]:
                 if item not in self.choices:
                     words = [c for c in self.choices if isinstance(c, str)]
-                    close = difflib.get_close_matches(item, words, n=1) if isinstance(item, str) else []
-                    hint = f"; did you mean {close[0]!r}?" if close else ""
+                    from reliability._suggest import did_you_mean  # on this error path only: loads the runtime
+
+                    hint = did_you_mean(item, words)
                     what = f"the item {item!r} is not" if listed else "expected"
                     return (f"{what} one of " + ", ".join("null" if c is None else str(c) for c in self.choices)
                             + hint)

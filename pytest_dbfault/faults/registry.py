@@ -15,7 +15,6 @@ property machines draw and the report counts (``disconnect_rename`` is ``disconn
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,10 +102,11 @@ def make_fault(name: str, *target: Any, kind: str | None = None, counted_in: Fau
 
 def unknown_name_message(what: str, name: str, known: Any) -> str:
     """``unknown fault 'disk_ful'; did you mean 'disk_full'? (known: ...)``."""
-    known = sorted(known)
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown {what} {name!r}{hint} (known: {', '.join(known)})"
+    # The one "did you mean" of both wings; imported on this error path only, because importing
+    # reliability loads the whole runtime, which making a fault does not need.
+    from reliability._suggest import unknown_name_message as message
+
+    return message(what, name, known)
 
 
 def _register_variant(name: str, fault: str, **params: Any) -> None:

@@ -28,24 +28,22 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 
 from ..faults.base import Fault, FaultError
 from ..faults.registry import fault_names, make_fault, unknown_name_message, variant_names
+from ..runtime_config import FAST_TEST_SETTINGS
 from ..stats import STATS, property_id
 from .model import Model
 
 #: ``runtime_factory(config) -> DatabaseManager``-like object.
 RuntimeFactory = Callable[[Any], Any]
 
-#: Settings of every machine's runtime: fail fast, tiny retries, no background schedules.
+#: Settings of every machine's runtime: the tests' fast settings, with no busy wait at all, and retries
+#: long enough for a fault healed mid-call to be seen.
 FAST_SETTINGS: dict[str, Any] = {
+    **FAST_TEST_SETTINGS,
     "busy_timeout_ms": 0,
     "retry_attempts": 4,
     "retry_base_delay": 0.01,
     "retry_max_delay": 0.08,
     "retry_budget": 5.0,
-    "backup_interval": 0,
-    "config_reload_interval": 0,
-    "health_check_interval": 0,
-    "quick_check_interval": 0,
-    "integrity_check_interval": 0,
     "synchronous": "NORMAL",
 }
 

@@ -56,7 +56,7 @@ def user_message_problems(message: str, secrets: list[str]) -> list[str]:
     return problems
 
 
-class Outcome:
+class CallOutcome:
     """How one call ended: ``ok`` with ``value``, or ``error`` (a DatabaseError)."""
 
     __slots__ = ("ok", "value", "error")
@@ -107,7 +107,7 @@ class Workload(RuntimeMachine):
 
     # -- the checked call --------------------------------------------------------------------
     def call(self, op: str | None, fn: Callable[..., Any], *args: Any, faults: list[str] | None = None,
-             expected_message: bool = True, series: int = 1) -> Outcome:
+             expected_message: bool = True, series: int = 1) -> CallOutcome:
         """Run ``fn(*args)``; check P2/P8/P9 on what comes out; book it under ``op`` (None: not booked).
 
         ``series`` is how many retry series the call may run (for the no-hang bound).
@@ -137,7 +137,7 @@ class Workload(RuntimeMachine):
                 err._dbfault_counted = str(err.kind)
             if op is not None:
                 self.model.ledger.oplog[(op, "error")] += 1
-            return Outcome(False, error=err)
+            return CallOutcome(False, error=err)
         except AppError:
             raise
         except Exception as exc:
@@ -149,12 +149,12 @@ class Workload(RuntimeMachine):
 
             err = DatabaseError(classify(exc), str(exc))
             self.model.ledger.errors[str(err.kind)] += 1
-            return Outcome(False, error=err)
+            return CallOutcome(False, error=err)
         self._check_no_hang(sleeps0, t0, start, series)
         if op is not None:
             self.model.ledger.ok[op] += 1
             self.model.ledger.oplog[(op, "ok")] += 1
-        return Outcome(True, value)
+        return CallOutcome(True, value)
 
     def _check_no_hang(self, sleeps0: int, t0: float, active: list[str], series: int) -> None:
         if not active:

@@ -1,7 +1,9 @@
 """pytest glue for scenario files: one :class:`ScenarioFile` per ``*.dbfault.yaml``, one
 :class:`ScenarioItem` per scenario in it.
 
-The plugin's ``pytest_collect_file`` calls :func:`collect_file` when ``--dbfault`` is on.
+The plugin's ``pytest_collect_file`` calls :func:`collect_file` when ``--dbfault`` is on. Public pytest
+API only: the one private reach (the session's tmp path factory, which a non-function item cannot get
+as a fixture) is :func:`pytest_dbfault._glue.pytest_internals.session_tmp_path_factory`.
 A file that cannot be read at all, or whose top level is wrong, gives an item named
 ``[file]`` that fails with the error; a broken scenario fails as its own item; the rest
 of the file and of the run go on.
@@ -16,14 +18,15 @@ from typing import Any
 
 import pytest
 
-from .. import _stash
+from .._glue import stash
+from .._glue.pytest_internals import session_tmp_path_factory
 from .errors import ScenarioError, ScenarioFailure
 from .parse import BrokenScenario, Scenario, parse_file
-from .registry import CommandRegistry, CommandRegistryError, default_registry
+from .registry import CommandRegistryError, ScenarioCommandRegistry, default_registry
 from .runner import run_scenario, scenario_seed
 
 #: Suffix of the files collected.
-SUFFIX = ".dbfault.yaml"
+SUFFIX = stash.SCENARIO_SUFFIX
 #: Name of the item standing for the file itself when its top level is wrong.
 FILE_ITEM = "[file]"
 
@@ -58,7 +61,7 @@ class ScenarioFile(pytest.File):
                 yield ScenarioItem.from_parent(self, name=scenario.name, scenario=scenario,
                                                commands=commands, line=scenario.line)
 
-    def _commands(self) -> CommandRegistry:
+    def _commands(self) -> ScenarioCommandRegistry:
         registry = default_registry()
         hook = getattr(self.ihook, "pytest_dbfault_register_commands", None)
         if hook is not None:
@@ -70,7 +73,7 @@ class ScenarioItem(pytest.Item):
     """One scenario (or one error standing in for it)."""
 
     def __init__(self, *, scenario: Scenario | None = None, error: ScenarioError | None = None,
-                 commands: CommandRegistry | None = None, line: int = 1, **kwargs: Any) -> None:
+                 commands: ScenarioCommandRegistry | None = None, line: int = 1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.scenario = scenario
         self.error = error
@@ -87,7 +90,11 @@ class ScenarioItem(pytest.Item):
         self.seed = scenario_seed(self.scenario, run_seed, explicit)
         replay = run_seed if self.scenario.file_seed is None else self.scenario.file_seed
         self.user_properties.append(("dbfault_seed", str(replay)))
-        tmp_path = config._tmp_path_factory.mktemp(_tmp_name(self.name), numbered=True)  # type: ignore[attr-defined]
+        factory = session_tmp_path_factory(config)
+        if factory is None:
+            raise RuntimeError("scenario files run in pytest's tmp directories: enable the tmpdir plugin "
+                               "(remove -p no:tmpdir)")
+        tmp_path = factory.mktemp(_tmp_name(self.name), numbered=True)
         make = config.hook.pytest_dbfault_runtime_factory(config=config) \
             if hasattr(config.hook, "pytest_dbfault_runtime_factory") else None
         notify = getattr(self.ihook, "pytest_dbfault_fault_injected", None)
@@ -117,7 +124,7 @@ class ScenarioItem(pytest.Item):
 
 def _run_seed(config: pytest.Config) -> tuple[int, bool]:
     """The run's seed and whether the user chose it (command line, environment, ini, ``last``)."""
-    opts = config.stash.get(_stash.OPTIONS, None)
+    opts = config.stash.get(stash.OPTIONS, None)
     if opts is None:
         return 0, False
     return opts.seed, opts.seed_source != "random"

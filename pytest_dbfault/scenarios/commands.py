@@ -12,17 +12,31 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .confine import confine_path, confine_settings
 from .context import RuntimeUnsupported, ScenarioContext
-from .registry import register_command
+
+#: The built-in commands, name -> function. Collected here and registered by :mod:`.registry` when it
+#: first needs them, so this module does not import the registry (which imports it): no import cycle.
+BUILTINS: dict[str, Callable[..., Any]] = {}
+
+
+def builtin(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Record the decorated function as built-in command ``name`` (see :data:`BUILTINS`)."""
+
+    def record(fn: Callable[..., Any]) -> Callable[..., Any]:
+        BUILTINS[name] = fn
+        return fn
+
+    return record
 
 _READS = re.compile(r"^\s*(SELECT|WITH|PRAGMA|VALUES|EXPLAIN)\b", re.I)
 
 
-@register_command("sql")
+@builtin("sql")
 def sql(ctx: ScenarioContext, sql: str, params: Any = None, many: bool = False) -> Any:
     """Run one SQL statement: rows (as lists) for a query, the row count for a write.
 
@@ -36,7 +50,7 @@ def sql(ctx: ScenarioContext, sql: str, params: Any = None, many: bool = False) 
     return db.execute(sql, _params(params)).rowcount
 
 
-@register_command("transaction")
+@builtin("transaction")
 def transaction(ctx: ScenarioContext, statements: list[Any]) -> int:
     """Run ``statements`` (SQL text or ``{sql, params}``) in one transaction; all or nothing."""
     db = ctx.db
@@ -52,32 +66,32 @@ def transaction(ctx: ScenarioContext, statements: list[Any]) -> int:
     return db.run_in_transaction(work)
 
 
-@register_command("ping")
+@builtin("ping")
 def ping(ctx: ScenarioContext) -> str:
     """Ask the database for ``SELECT 1`` through the runtime (so retries and reconnects apply)."""
     ctx.db.fetch_one("SELECT 1")
     return "pong"
 
 
-@register_command("health")
+@builtin("health")
 def health(ctx: ScenarioContext) -> str:
     """The runtime's health status: ``healthy``, ``degraded`` or ``unavailable``."""
     return str(ctx.require("health")().status)
 
 
-@register_command("check")
+@builtin("check")
 def check(ctx: ScenarioContext, full: bool = False) -> dict[str, Any]:
     """``db.check_integrity(full)``; the result has ``ok`` and ``problems``."""
     return _plain(ctx.require("check_integrity")(full))
 
 
-@register_command("backup")
+@builtin("backup")
 def backup(ctx: ScenarioContext) -> dict[str, Any]:
     """Take a backup now; the result has ``path`` and ``verified``."""
     return _plain(ctx.require("backup")())
 
 
-@register_command("restore")
+@builtin("restore")
 def restore(ctx: ScenarioContext, path: str | None = None) -> dict[str, Any]:
     """Restore the newest verified backup (or ``path``, inside the scenario's tmp directory)."""
     if path is not None:
@@ -85,25 +99,25 @@ def restore(ctx: ScenarioContext, path: str | None = None) -> dict[str, Any]:
     return _plain(ctx.require("restore")(path))
 
 
-@register_command("recover")
+@builtin("recover")
 def recover(ctx: ScenarioContext) -> dict[str, Any]:
     """Quarantine a damaged database, restore a backup, replay the journal; the result has ``ok``."""
     return _plain(ctx.require("recover")())
 
 
-@register_command("migrate")
+@builtin("migrate")
 def migrate(ctx: ScenarioContext, migrations: Any = None) -> dict[str, Any]:
     """Apply migrations: ``migrations`` (a list of ``{version, name, up, down}`` or a folder), default the setup's."""
     return _plain(ctx.require("migrate")(to_migrations(ctx, migrations)))
 
 
-@register_command("validate_schema")
+@builtin("validate_schema")
 def validate_schema(ctx: ScenarioContext, migrations: Any = None) -> dict[str, Any]:
     """Compare the database with the migrations; the result has ``ok`` and ``problems``."""
     return _plain(ctx.require("validate_schema")(to_migrations(ctx, migrations)))
 
 
-@register_command("set_flag")
+@builtin("set_flag")
 def set_flag(ctx: ScenarioContext, name: str, value: Any, actor: str = "admin") -> Any:
     """Set feature flag ``name`` as ``actor`` (audited; queued while the database is unavailable)."""
     from reliability import admin
@@ -111,7 +125,7 @@ def set_flag(ctx: ScenarioContext, name: str, value: Any, actor: str = "admin") 
     return admin.set_flag(ctx.db, name, value, actor)
 
 
-@register_command("get_flag")
+@builtin("get_flag")
 def get_flag(ctx: ScenarioContext, name: str) -> Any:
     """Read feature flag ``name``; the result is its value (null when unset)."""
     from reliability import admin
@@ -120,7 +134,7 @@ def get_flag(ctx: ScenarioContext, name: str) -> Any:
     return _with_value(result, getattr(result.value, "value", None))
 
 
-@register_command("audit")
+@builtin("audit")
 def audit(ctx: ScenarioContext, limit: int = 50, actor: str | None = None, action: str | None = None,
           caller: str = "admin") -> Any:
     """Read the audit log as ``caller`` (an admin command, newest first); ``unavailable`` while it cannot be read."""
@@ -130,21 +144,21 @@ def audit(ctx: ScenarioContext, limit: int = 50, actor: str | None = None, actio
     return _with_value(result, [_plain(e) for e in result.value or []])
 
 
-@register_command("dispatch")
+@builtin("dispatch")
 def dispatch(ctx: ScenarioContext, name: str, args: list[Any] | None = None,
              kwargs: dict[str, Any] | None = None) -> Any:
     """Run the application command ``name`` of ``db.commands`` (with graceful degradation)."""
     return ctx.require("commands").run(name, *(args or []), **(kwargs or {}))
 
 
-@register_command("replay")
+@builtin("replay")
 def replay(ctx: ScenarioContext) -> dict[str, Any]:
     """Replay the write queue now; the result has ``applied`` and ``remaining``."""
     report = ctx.require("commands").recover(force=True)
     return _plain(report) if report is not None else {"applied": 0, "remaining": len(ctx.db.queue)}
 
 
-@register_command("reload_config")
+@builtin("reload_config")
 def reload_config(ctx: ScenarioContext, **settings: Any) -> list[str]:
     """Write ``settings`` to the scenario's ``.env`` and hot-reload it; the result lists the changed keys.
 
@@ -163,14 +177,14 @@ def reload_config(ctx: ScenarioContext, **settings: Any) -> list[str]:
     return list(watcher.check_now(force=True))
 
 
-@register_command("restart")
+@builtin("restart")
 def restart(ctx: ScenarioContext) -> str:
     """Close the runtime and start a new one on the same files (what a process restart does)."""
     ctx.restart()
     return "restarted"
 
 
-@register_command("power_cut")
+@builtin("power_cut")
 def power_cut(ctx: ScenarioContext) -> dict[str, Any]:
     """Cut the power now: the active ``power_loss`` fault drops unsynced writes, and the runtime restarts
     on what survived."""
@@ -190,7 +204,7 @@ def power_cut(ctx: ScenarioContext) -> dict[str, Any]:
     return {"files": len(images)}
 
 
-@register_command("wait")
+@builtin("wait")
 def wait(ctx: ScenarioContext, seconds: float) -> None:
     """Sleep ``seconds`` (e.g. until a ``locked`` fault with a ``duration`` lets go)."""
     time.sleep(float(seconds))

@@ -13,6 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# The one "did you mean" helper of both wings; the scenario modules take it from here.
+from reliability._suggest import closest, did_you_mean  # noqa: F401
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -112,19 +115,3 @@ def quote(source: str, line: int, column: int = 0) -> str:
 
 def _indent(text: str, width: int) -> str:
     return text.replace("\n", "\n" + " " * width)
-
-
-def closest(name: object, known: list[str] | tuple[str, ...] | set[str]) -> str | None:
-    """The entry of ``known`` that ``name`` most likely misspells, or None."""
-    import difflib
-
-    if not isinstance(name, str):
-        return None
-    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
-    return close[0] if close else None
-
-
-def did_you_mean(name: object, known: list[str] | tuple[str, ...] | set[str]) -> str:
-    """``"; did you mean 'disk_full'?"`` for a near miss of ``name`` among ``known``, else ``""``."""
-    close = closest(name, known)
-    return f"; did you mean {close!r}?" if close else ""

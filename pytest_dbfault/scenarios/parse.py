@@ -27,7 +27,7 @@ from ..stats import PROPERTIES
 from .errors import Problem, ScenarioError, did_you_mean
 from .fault_values import value_problems
 from .loader import LocatedList, LocatedMap, load_file
-from .registry import CommandRegistry, default_registry
+from .registry import ScenarioCommandRegistry, default_registry
 from .schema import FILE, RESERVED_FAULT_PARAMS, SCENARIO, STEP_TYPES, STEPS
 from .spec import At
 
@@ -107,7 +107,7 @@ class ParsedFile:
     source: str = ""
 
 
-def parse_file(path: str | Path, commands: CommandRegistry | None = None) -> ParsedFile:
+def parse_file(path: str | Path, commands: ScenarioCommandRegistry | None = None) -> ParsedFile:
     """Read, validate and split ``path`` into scenarios (never raises for a bad file)."""
     path = Path(path)
     try:
@@ -117,7 +117,8 @@ def parse_file(path: str | Path, commands: CommandRegistry | None = None) -> Par
     return parse_document(doc, path, source, commands)
 
 
-def parse_document(doc: Any, path: Path, source: str = "", commands: CommandRegistry | None = None) -> ParsedFile:
+def parse_document(doc: Any, path: Path, source: str = "",
+                   commands: ScenarioCommandRegistry | None = None) -> ParsedFile:
     """Validate an already loaded document (see :func:`~.loader.load_text`)."""
     commands = commands if commands is not None else default_registry()
     result = ParsedFile(path, source=source)
@@ -205,7 +206,7 @@ def did_you_mean_key(doc: LocatedMap, wanted: str) -> str:
     return ""
 
 
-def _check_scenario(raw: Any, at: At, path: Path, source: str, commands: CommandRegistry,
+def _check_scenario(raw: Any, at: At, path: Path, source: str, commands: ScenarioCommandRegistry,
                     file_config: dict[str, Any], file_seed: int | None) -> Scenario | None:
     SCENARIO.check(raw, at)
     if not isinstance(raw, LocatedMap):
@@ -235,7 +236,7 @@ def _check_scenario(raw: Any, at: At, path: Path, source: str, commands: Command
         file_seed=file_seed, source=source)
 
 
-def _check_step(step: Any, at: At, index: int, commands: CommandRegistry, labels: set[str]) -> Step | None:
+def _check_step(step: Any, at: At, index: int, commands: ScenarioCommandRegistry, labels: set[str]) -> Step | None:
     if not isinstance(step, LocatedMap):
         at.problem("expected a step (a mapping with one of: command, fault, heal, expect), got "
                    + ("a list" if isinstance(step, list) else repr(step)))
@@ -274,7 +275,7 @@ def _check_step(step: Any, at: At, index: int, commands: CommandRegistry, labels
     return Step(kind, index, at.line, _plain(step))
 
 
-def _check_command(step: LocatedMap, at: At, commands: CommandRegistry) -> None:
+def _check_command(step: LocatedMap, at: At, commands: ScenarioCommandRegistry) -> None:
     spec = commands.get(step["command"])
     if spec is None:
         at.key(step, "command").problem(commands.unknown_message(step["command"]))

@@ -66,7 +66,7 @@ class CommandSpec:
         return problems
 
 
-class CommandRegistry:
+class ScenarioCommandRegistry:
     """Commands by name. :meth:`copy` gives a registry that can grow without changing this one."""
 
     def __init__(self, commands: dict[str, CommandSpec] | None = None) -> None:
@@ -106,9 +106,9 @@ class CommandRegistry:
         """``unknown command 'bakup'; did you mean 'backup'? (known: ...)``."""
         return unknown_name_message("command", name, self._commands)
 
-    def copy(self) -> CommandRegistry:
+    def copy(self) -> ScenarioCommandRegistry:
         """An independent registry holding the same commands."""
-        return CommandRegistry(self._commands)
+        return ScenarioCommandRegistry(self._commands)
 
     def __contains__(self, name: object) -> bool:
         return name in self._commands
@@ -144,7 +144,7 @@ def _qualname(fn: Any) -> str:
 
 
 #: The process-wide registry: dbfault's built-ins plus what :func:`register_command` adds.
-COMMANDS = CommandRegistry()
+COMMANDS = ScenarioCommandRegistry()
 
 
 def register_command(name: str, fn: CommandFn | None = None, *, help: str | None = None,
@@ -155,13 +155,25 @@ def register_command(name: str, fn: CommandFn | None = None, *, help: str | None
 
 def command_names() -> list[str]:
     """Every command known process-wide (built-ins included), sorted."""
-    from . import commands  # noqa: F401  (registers the built-ins)
-
+    _load_builtins()
     return COMMANDS.names()
 
 
-def default_registry() -> CommandRegistry:
+def default_registry() -> ScenarioCommandRegistry:
     """A copy of the process-wide registry with the built-ins loaded, for one scenario file."""
-    from . import commands  # noqa: F401  (registers the built-ins)
-
+    _load_builtins()
     return COMMANDS.copy()
+
+
+_builtins_loaded = False
+
+
+def _load_builtins() -> None:
+    # Registered on first use, not on import: the commands module loads the runtime's pieces it needs.
+    global _builtins_loaded
+    if not _builtins_loaded:
+        from .commands import BUILTINS
+
+        for name, fn in BUILTINS.items():
+            COMMANDS.register(name, fn)
+        _builtins_loaded = True

@@ -22,14 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from ..faults.base import FaultError
-from ..per_test import FAST_TEST_SETTINGS, FaultFactory, InjectCallback
+from ..per_test import FaultFactory, InjectCallback
+from ..runtime_config import FAST_TEST_SETTINGS
 from ..stats import STATS, Stats
 from .checks import CHECKS, matches, normalise, property_holds
 from .confine import confine_settings
 from .context import RuntimeUnsupported, ScenarioContext
 from .errors import ScenarioFailure
 from .parse import Scenario, Step, property_numbers
-from .registry import CommandRegistry, default_registry
+from .registry import ScenarioCommandRegistry, default_registry
 
 #: Settings every scenario starts from (fast failure, no background threads, an ``admin`` actor);
 #: the file's and scenario's ``config:`` override them.
@@ -37,7 +38,7 @@ SCENARIO_SETTINGS: dict[str, Any] = {**FAST_TEST_SETTINGS, "admin_actors": "admi
 
 
 @dataclass(frozen=True)
-class Outcome:
+class StepOutcome:
     """What a command did: ``status`` ok/queued/error/rejected/unavailable/exception, and details."""
 
     status: str
@@ -71,7 +72,7 @@ def run_scenario(
     seed: int,
     replay_seed: int | None = None,
     make_runtime: Callable[[Any], Any] | None = None,
-    commands: CommandRegistry | None = None,
+    commands: ScenarioCommandRegistry | None = None,
     stats: Stats | None = None,
     on_inject: Iterable[InjectCallback] = (),
 ) -> ScenarioContext:
@@ -140,7 +141,7 @@ def _run(run: _Run, scenario: Scenario, make_runtime: Any, config: Any, tmp_path
 
 
 class _Run:
-    def __init__(self, scenario: Scenario, seed: int, stats: Stats, commands: CommandRegistry) -> None:
+    def __init__(self, scenario: Scenario, seed: int, stats: Stats, commands: ScenarioCommandRegistry) -> None:
         self.scenario = scenario
         self.seed = seed
         self.stats = stats
@@ -267,17 +268,17 @@ class _Run:
 
 
 # -- outcomes and expectations -----------------------------------------------------------------
-def outcome_of(value: Any) -> Outcome:
-    """A command's return value → :class:`Outcome` (``CommandResult``-like objects keep their status)."""
+def outcome_of(value: Any) -> StepOutcome:
+    """A command's return value → :class:`StepOutcome` (``CommandResult``-like objects keep their status)."""
     status = getattr(value, "status", None)
     if isinstance(status, str) and hasattr(value, "message"):
         kind = getattr(value, "fault", None)
-        return Outcome(status, getattr(value, "value", None), str(kind) if kind else None, str(value.message))
-    return Outcome("ok", value)
+        return StepOutcome(status, getattr(value, "value", None), str(kind) if kind else None, str(value.message))
+    return StepOutcome("ok", value)
 
 
-def outcome_of_exception(exc: BaseException) -> Outcome:
-    """An exception → :class:`Outcome`: database errors are ``error`` with their kind; refused settings are
+def outcome_of_exception(exc: BaseException) -> StepOutcome:
+    """An exception → :class:`StepOutcome`: database errors are ``error`` with their kind; refused settings are
     ``rejected``; anything else (a bug in a command) is ``exception`` and satisfies no expectation."""
     import sqlite3
 
@@ -285,20 +286,20 @@ def outcome_of_exception(exc: BaseException) -> Outcome:
     from reliability.errors import DatabaseError, classify
 
     if isinstance(exc, DatabaseError):
-        return Outcome("error", None, str(exc.kind), exc.user_message + (f" [{exc.detail}]" if exc.detail else ""))
+        return StepOutcome("error", None, str(exc.kind), exc.user_message + (f" [{exc.detail}]" if exc.detail else ""))
     if isinstance(exc, sqlite3.Error):
-        return Outcome("error", None, str(classify(exc)), str(exc))
+        return StepOutcome("error", None, str(classify(exc)), str(exc))
     if isinstance(exc, ConfigError):
-        return Outcome("rejected", None, None, str(exc))
+        return StepOutcome("rejected", None, None, str(exc))
     if isinstance(exc, RuntimeUnsupported):
-        return Outcome("exception", None, None, str(exc))
-    return Outcome("exception", None, None, _exception(exc))
+        return StepOutcome("exception", None, None, str(exc))
+    return StepOutcome("exception", None, None, _exception(exc))
 
 
 _ERRORISH = ("error", "rejected", "unavailable", "denied")  # a denied admin command is refused too
 
 
-def expectation_problem(expected: Any, outcome: Outcome) -> str | None:
+def expectation_problem(expected: Any, outcome: StepOutcome) -> str | None:
     """``None`` when ``outcome`` satisfies ``expected`` (a word or a mapping), else what happened."""
     if isinstance(expected, str):
         expected = {"outcome": expected}
@@ -316,7 +317,7 @@ def expectation_problem(expected: Any, outcome: Outcome) -> str | None:
     return None
 
 
-def _word_matches(word: str, outcome: Outcome) -> bool:
+def _word_matches(word: str, outcome: StepOutcome) -> bool:
     if word in ("ok", "queued"):
         return outcome.status == word
     if word == "error":

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from reliability.errors import ErrorKind
+
 from ..stats import PROPERTIES
 from .spec import Anything, Bool, Choice, Either, Field, Int, ListOf, MapOf, Obj, Spec, Str
 
-#: Error kinds a command step may expect (``reliability.errors.ErrorKind`` values).
-ERROR_KINDS = (
-    "busy", "busy_snapshot", "locked", "full", "corrupt", "notadb", "readonly", "readonly_dbmoved", "ioerr",
-    "ioerr_corruptfs", "cantopen", "interrupted", "closed", "constraint", "schema", "misuse", "auth", "nomem",
-    "unavailable", "schema_mismatch", "unknown",
-)
+#: Error kinds a command step may expect: the runtime's own list, so a new kind is accepted at once.
+ERROR_KINDS: tuple[str, ...] = tuple(kind.value for kind in ErrorKind)
 #: Outcomes a command step may expect besides an error kind.
 OUTCOMES = ("ok", "queued", "error", "rejected")
 #: Fault constructor parameters a scenario may not set: the runner chooses the target.
@@ -158,11 +156,11 @@ def json_schema(*, plugins: bool = False) -> dict[str, Any]:
     """
     from ..faults.catalog import fault_params
     from ..faults.registry import fault_names, get_fault_class
-    from .registry import CommandRegistry, default_registry
+    from .registry import ScenarioCommandRegistry, default_registry
 
     commands = default_registry()
     if not plugins:
-        commands = CommandRegistry({n: commands.get(n) for n in commands.names()  # type: ignore[misc]
+        commands = ScenarioCommandRegistry({n: commands.get(n) for n in commands.names()  # type: ignore[misc]
                                     if _shipped(commands.get(n).fn)})  # type: ignore[union-attr]
     steps = {k: STEPS[k].json() for k in STEP_TYPES}
 

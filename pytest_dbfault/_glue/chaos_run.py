@@ -1,7 +1,8 @@
 """pytest glue of chaos mode (``--dbfault-chaos``): options, per-test bookkeeping, the clean rerun in a
 fresh process, blame, the hang watchdog, the terminal summary and the JSON section.
 
-The injection itself is :mod:`.chaos`; :mod:`.plugin_extras` calls :func:`addoption` and :func:`configure`.
+The injection itself is :mod:`pytest_dbfault.chaos`; :mod:`pytest_dbfault.plugin` calls :func:`configure`. The
+options are declared in :data:`pytest_dbfault.options.OPTIONS` (``--dbfault-chaos*``).
 
 How a run is judged (docs/chaos.md says the same for users):
 
@@ -22,7 +23,6 @@ How a run is judged (docs/chaos.md says the same for users):
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import faulthandler
 import json
@@ -40,116 +40,34 @@ from typing import Any
 
 import pytest
 
-from ._chaos_kinds import CHAOS_KINDS, DEFAULT_RATE, DEFAULT_TIMEOUT, LEVELS
+from .._chaos_kinds import DEFAULT_TIMEOUT, LEVELS, describe_kinds
+from ..options import OPTIONS, DbfaultOptions
+from . import stash
 
-CHAOS_PLUGIN = "dbfault-chaos"
+CHAOS_PLUGIN = stash.CHAOS_PLUGIN
 #: ``workeroutput`` key for the chaos section found by an xdist worker.
 WORKER_CHAOS = "dbfault_chaos"
 #: Isolated reruns (one process each) at most; more are reported as not rerun alone.
 MAX_ALONE = 20
 
-#: setting -> (command line, environment, ini, help)
-SETTINGS: dict[str, tuple[str, str, str, str]] = {
-    "enabled": ("--dbfault-chaos", "DBFAULT_CHAOS", "dbfault_chaos",
-                "run the collected (existing) tests while injecting real SQLite faults into every "
-                "connection sqlite3.connect opens; tests that pass clean but fail under chaos are reported "
-                "as not fault-tolerant. Seeded by --dbfault-seed. See docs/chaos.md"),
-    "rate": ("--dbfault-chaos-rate", "DBFAULT_CHAOS_RATE", "dbfault_chaos_rate",
-             f"share of eligible statements (BEGIN IMMEDIATE, writes, commits) that meet a fault "
-             f"(default {DEFAULT_RATE})"),
-    "faults": ("--dbfault-chaos-faults", "DBFAULT_CHAOS_FAULTS", "dbfault_chaos_faults",
-               f"chaos faults: a level (contention [default], hard, all) and/or kinds "
-               f"({', '.join(CHAOS_KINDS)}), comma-separated"),
-    "timeout": ("--dbfault-chaos-timeout", "DBFAULT_CHAOS_TIMEOUT", "dbfault_chaos_timeout",
-                f"seconds a test may run under chaos before it is reported hung, with every thread's "
-                f"stack (default {DEFAULT_TIMEOUT:g}; 0 turns the watchdog off)"),
-}
-_DEST = {"enabled": "dbfault_chaos", "rate": "dbfault_chaos_rate", "faults": "dbfault_chaos_faults",
-         "timeout": "dbfault_chaos_timeout"}
-
-
-def addoption(group: Any) -> None:
-    """Add the chaos options (command line and ini keys) to the ``dbfault`` option group."""
-    cli, env, ini, help_ = SETTINGS["enabled"]
-    group.addoption(cli, action="store_true", dest=_DEST["enabled"], default=None,
-                    help=f"{help_}. Env {env}=1, ini {ini}.")
-    group.addoption("--no-dbfault-chaos", action="store_false", dest=_DEST["enabled"], default=None,
-                    help=f"no chaos even when {env} or the ini file ask for it.")
-    for key in ("rate", "faults", "timeout"):
-        cli, env, ini, help_ = SETTINGS[key]
-        group.addoption(cli, dest=_DEST[key], default=None, metavar=key.upper(),
-                        help=f"{help_}. Env {env}, ini {ini}.")
-    # Internal: the clean rerun's child process writes each test's outcome here.
-    group.addoption("--dbfault-chaos-rerun-report", dest="dbfault_chaos_rerun_report", default=None,
-                    help=argparse.SUPPRESS)
-    parser = getattr(group, "parser", None)
-    if parser is not None:
-        for cli, env, ini, help_ in SETTINGS.values():
-            parser.addini(ini, help=f"{help_} (also {cli}, {env})", default="")
-
-
-def _pick(config: pytest.Config, key: str) -> tuple[Any, str, str] | None:
-    """``(value, name, source)`` of chaos setting ``key``: command line > environment > ini file."""
-    cli, env, ini, _help = SETTINGS[key]
-    value = getattr(config.option, _DEST[key], None)
-    if value is not None:
-        return value, cli, "command line"
-    value = os.environ.get(env, "")
-    if value.strip():
-        return value, env, "environment"
-    try:
-        value = config.getini(ini)
-    except ValueError:
-        value = ""
-    if str(value).strip():
-        return value, ini, f"ini file {config.inipath.name}" if config.inipath else "ini file"
-    return None
-
-
-def configure(config: pytest.Config, seed: int) -> None:
-    """Register the chaos run when chaos is asked for (command line, environment or ini)."""
-    from .options import OptionError, parse_bool
-
-    rerun_report = getattr(config.option, "dbfault_chaos_rerun_report", None)
+def configure(config: pytest.Config, opts: DbfaultOptions) -> None:
+    """Register the chaos run when chaos is on (``opts.chaos``, from the command line, environment or ini)."""
+    rerun_report = config.getoption(OPTIONS["chaos_rerun_report"].dest, None)
     if rerun_report:
         config.pluginmanager.register(_RerunRecorder(Path(rerun_report)), CHAOS_PLUGIN + "-rerun")
-    try:
-        picked = _pick(config, "enabled")
-        if picked is None or not parse_bool(picked[0], picked[1], picked[2]):
-            return
-    except OptionError as exc:
-        raise pytest.UsageError(str(exc)) from None
+    if opts.chaos is None:
+        return
     # Only now: chaos loads the fault modules (and sqlite3), which an inert run must not import.
-    from .chaos import ChaosInjector, ChaosUsageError, parse_kinds, parse_rate
+    from ..chaos import ChaosInjector
 
-    try:
-        rate = DEFAULT_RATE
-        if (picked := _pick(config, "rate")) is not None:
-            rate = parse_rate(picked[0], picked[1])
-        kinds = parse_kinds(None)
-        if (picked := _pick(config, "faults")) is not None:
-            kinds = parse_kinds(str(picked[0]), picked[1])
-        timeout = DEFAULT_TIMEOUT
-        if (picked := _pick(config, "timeout")) is not None:
-            try:
-                timeout = float(picked[0])
-                if timeout < 0:
-                    raise ValueError
-            except ValueError:
-                raise ChaosUsageError(f"{picked[1]}: invalid value {picked[0]!r} (from the {picked[2]}); "
-                                      f"expected seconds (0 turns the hang watchdog off)") from None
-    except (ChaosUsageError, OptionError) as exc:
-        raise pytest.UsageError(str(exc)) from None
-    injector = ChaosInjector(seed, rate=rate, kinds=kinds)
-    config.pluginmanager.register(ChaosRun(config, injector, timeout), CHAOS_PLUGIN)
+    injector = ChaosInjector(opts.seed, rate=opts.chaos.rate, kinds=opts.chaos.kinds)
+    config.pluginmanager.register(ChaosRun(config, injector, opts.chaos.timeout), CHAOS_PLUGIN)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_ChaosXdist(config), CHAOS_PLUGIN + "-xdist")
 
 
 def replay_command(nodeid: str, seed: int, rate: float, kinds: tuple[str, ...] | list[str]) -> str:
     """The shell line that reruns ``nodeid`` under the same draw (every option that shapes it)."""
-    from .chaos import describe_kinds
-
     rate_text = format(rate, "g")
     if float(rate_text) != rate:
         rate_text = repr(rate)
@@ -274,8 +192,6 @@ class ChaosRun:
 
     # -- options and header ------------------------------------------------------------------
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
-        from .chaos import describe_kinds
-
         inj = self.injector
         source = getattr(self._options(), "seed_source", "random")
         lines = [f"dbfault chaos: Using --dbfault-seed={inj.seed} --dbfault-chaos-rate={inj.rate:g} "
@@ -284,10 +200,8 @@ class ChaosRun:
                  + (f"{self.timeout:g} s" if self.timeout > 0 else "off")]
         return lines + [f"dbfault chaos: {note}" for note in inj.notes]
 
-    def _options(self) -> Any:
-        from ._stash import OPTIONS as _OPTIONS
-
-        return self.config.stash.get(_OPTIONS, None)
+    def _options(self) -> DbfaultOptions | None:
+        return self.config.stash.get(stash.OPTIONS, None)
 
     # -- per test ----------------------------------------------------------------------------
     def pytest_sessionstart(self, session: pytest.Session) -> None:
@@ -318,7 +232,7 @@ class ChaosRun:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
-        from .chaos import blamed_injection
+        from ..chaos import blamed_injection
 
         blamed = blamed_injection(call.excinfo.value) if call.excinfo is not None else None
         # A failure a chaos fault caused is shown with Python's own traceback unless --tb was chosen:
@@ -372,9 +286,9 @@ class ChaosRun:
             return
         opts = self._options()
         if opts is not None and opts.report is not None and self.config.pluginmanager.get_plugin(
-                "dbfault-active") is None:
+                stash.ACTIVE_PLUGIN) is None:
             # A chaos-only run: the report is the chaos section (with --dbfault it is part of the full one).
-            from .report import write_report
+            from ..report import write_report
 
             try:
                 write_report(opts.report, {"format": 1, "seed": self.injector.seed, "chaos": self.section})
@@ -526,8 +440,6 @@ def _top_frames(stacks: str, depth: int) -> list[str]:
 
 def render_chaos_summary(data: Mapping[str, Any], verbose: bool = False) -> list[str]:
     """Terminal lines for the chaos section of the report."""
-    from .chaos import describe_kinds
-
     counts = data["injections"]
     per_kind = ", ".join(f"{k} {n}" for k, n in counts["by_kind"].items()) or "none"
     lines = [f"seed {data['seed']}, rate {data['rate']:g}, faults {describe_kinds(data['faults'])}: "
@@ -694,5 +606,5 @@ class _ChaosXdist:
             plugin.merge(data)
 
 
-__all__ = ["CHAOS_PLUGIN", "LEVELS", "ChaosHang", "ChaosRun", "addoption", "configure", "render_chaos_summary",
-           "replay_command", "rerun_args"]
+__all__ = ["CHAOS_PLUGIN", "LEVELS", "ChaosHang", "ChaosRun", "configure", "render_chaos_summary", "replay_command",
+           "rerun_args"]
