@@ -191,6 +191,7 @@ class Option:
     :param metavar: the value's name in ``--help``.
     :param ini_type: pytest's ini type (``"args"``, ``"paths"``) when not a plain string.
     :param ini_default: the ini default.
+    :param ini_help: the ini key's help, when the flag's does not fit it.
     :param hidden: internal (left out of ``--help`` and the docs).
     """
 
@@ -205,6 +206,7 @@ class Option:
     metavar: str | None = None
     ini_type: str | None = None
     ini_default: Any = ""
+    ini_help: str | None = None
     hidden: bool = False
 
     @property
@@ -241,7 +243,8 @@ OPTIONS: dict[str, Option] = {
                ini="dbfault_paths", ini_type="args", ini_default=["scenarios"]),
         Option("allow_root", "--dbfault-allow-root", "also let faults act on files under DIR (repeatable; by "
                "default only the session's basetemp, where every tmp_path lies)", ini="dbfault_allowed_roots",
-               check=parse_directory, action="append", metavar="DIR", ini_type="paths", ini_default=[]),
+               check=parse_directory, action="append", metavar="DIR", ini_type="paths", ini_default=[],
+               ini_help="directories (one per line) faults may act on besides the session's basetemp"),
         Option("chaos", "--dbfault-chaos", "run the collected (existing) tests while injecting real SQLite faults "
                "into every connection sqlite3.connect opens; tests that pass clean but fail under chaos are "
                "reported as not fault-tolerant. Seeded by --dbfault-seed. See docs/chaos.md",

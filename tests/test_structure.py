@@ -189,3 +189,69 @@ def test_the_facade_checker_sees_an_import_of_the_facade(tmp_path: Path) -> None
     (pkg / "audit.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
                                   "    from .manager import DatabaseManager\n")
     assert "reliability.manager" in imports_of(pkg / "audit.py", "reliability.audit")
+
+
+# -- the plugin's glue (issue #16) ------------------------------------------------------------------------
+#: The one module allowed to touch pytest's private API (each use says why there is no public way).
+PYTEST_INTERNALS = "pytest_dbfault._glue.pytest_internals"
+#: Private pytest names: ``_pytest`` imports, the ``_ispytest`` keyword, and attributes pytest keeps private.
+PRIVATE_PYTEST_NAMES = frozenset({"_ispytest", "_tmp_path_factory", "_tw", "_fixturemanager", "_store"})
+#: The modules that make up the plugin's glue: none of them may be part of an import cycle.
+GLUE = ("pytest_dbfault.plugin", "pytest_dbfault._glue", "pytest_dbfault.options", "pytest_dbfault.scenarios")
+
+
+def private_pytest_uses(path: Path) -> set[str]:
+    """Every use of pytest's private API in ``path``: imports of ``_pytest``, private names used as
+    attributes, keywords or strings (``getattr(config, "_tmp_path_factory")``)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(f"import {a.name}" for a in node.names if a.name.split(".")[0] == "_pytest")
+        elif isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == "_pytest":
+            found.add(f"from {node.module} import")
+        elif isinstance(node, ast.Attribute) and node.attr in PRIVATE_PYTEST_NAMES:
+            found.add(f".{node.attr}")
+        elif isinstance(node, ast.keyword) and node.arg in PRIVATE_PYTEST_NAMES:
+            found.add(f"{node.arg}=")
+        elif isinstance(node, ast.Constant) and node.value in PRIVATE_PYTEST_NAMES:
+            found.add(repr(node.value))
+    return found
+
+
+def test_no_module_but_one_glue_module_uses_private_pytest_api() -> None:
+    bad = {
+        f"{module_name(p)}: {use}"
+        for wing in WINGS
+        for p in (ROOT / wing).rglob("*.py")
+        if module_name(p) != PYTEST_INTERNALS
+        for use in private_pytest_uses(p)
+    }
+    assert not bad, f"private pytest API outside {PYTEST_INTERNALS}: {sorted(bad)}"
+
+
+def test_the_private_api_finder_sees_an_import_an_attribute_and_a_string(tmp_path: Path) -> None:
+    """Bite: the checker above is not blind to any of the three ways in."""
+    sample = tmp_path / "sample.py"
+    sample.write_text("from _pytest.cacheprovider import Cache\n"
+                      "Cache.for_config(config, _ispytest=True)\n"
+                      "config._tmp_path_factory\n"
+                      "getattr(terminal, '_tw')\n")
+    assert private_pytest_uses(sample) == {"from _pytest.cacheprovider import", "_ispytest=", "._tmp_path_factory",
+                                           "'_tw'"}
+
+
+def test_the_plugin_glue_is_in_no_import_cycle() -> None:
+    found = {c for c in cycles(graph()) if any(m == g or m.startswith(g + ".") for m in c for g in GLUE)}
+    assert not found, f"import cycle(s) through the plugin's glue: {sorted(found)}"
+
+
+def test_only_the_options_glue_registers_options_with_pytest() -> None:
+    """One options table: every ``--dbfault*`` flag and ini key is added by ``_glue/options.py`` from it."""
+    adders = {
+        module_name(p)
+        for p in (ROOT / "pytest_dbfault").rglob("*.py")
+        for node in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+        and node.func.attr in ("addoption", "addini", "getgroup")
+    }
+    assert adders == {"pytest_dbfault._glue.options"}

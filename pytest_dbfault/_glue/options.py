@@ -34,14 +34,15 @@ def add_options(parser: pytest.Parser) -> None:
             _add_flag(group, option)
         if option.ini is not None:
             also = ", ".join(n for n in (option.cli, option.env) if n)
-            parser.addini(option.ini, help=option.help + (f" (also {also})" if also else ""),
+            parser.addini(option.ini, help=(option.ini_help or option.help) + (f" (also {also})" if also else ""),
                           type=option.ini_type, default=option.ini_default)  # type: ignore[arg-type]
 
 
 def _add_flag(group: Any, option: Option) -> None:
     parts = ([f"Env {option.env}{'=1' if option.action == 'flag' else ''}"] if option.env else []) \
         + ([f"ini {option.ini}"] if option.ini else [])
-    where = f" {', '.join(parts)}." if parts else ""
+    where = ", ".join(parts)
+    where = f" {where[:1].upper()}{where[1:]}." if where else ""
     text = argparse.SUPPRESS if option.hidden else f"{option.help.rstrip('.')}.{where}"
     if option.action == "flag":
         group.addoption(option.cli, action="store_true", dest=option.dest, default=None, help=text)

@@ -1,7 +1,7 @@
 """The only places dbfault reaches into pytest's private API, each with why no public way exists.
 
 Kept in this one module so a pytest upgrade that changes them breaks here and nowhere else
-(``tests/test_structure.py`` checks that no other module imports ``_pytest`` or uses these names).
+(``tests/test_structure.py`` checks that no other module imports ``_pytest`` or uses private pytest names).
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ def early_cache(config: pytest.Config) -> Any:
     """
     cache = getattr(config, "cache", None)
     if cache is None and config.pluginmanager.hasplugin("cacheprovider"):
-        from _pytest.cacheprovider import Cache
-
-        cache = Cache.for_config(config, _ispytest=True)
+        # pytest.Cache is public; building one is not (the private keyword, else a deprecation warning).
+        cache = pytest.Cache.for_config(config, _ispytest=True)
     return cache
