@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ..options import DbfaultOptions
+from ..options import OPTIONS, DbfaultOptions
 from . import stash
 from .collection import collect_scenario_file
 from .options import WORKER_SEED, remember_seed
@@ -22,8 +22,10 @@ from .options import WORKER_SEED, remember_seed
 WORKER_STATS = "dbfault_stats"
 #: Node ids of scenario items contain this.
 _SCENARIO_MARK = stash.SCENARIO_SUFFIX + "::"
-#: Options left out of the replay line: the seed is printed on its own, and these do not shape the run.
-_REPLAY_DROP = ("--dbfault", "--dbfault-seed", "--dbfault-report", "--no-dbfault")
+#: Options left out of the replay line: the seed is printed on its own, and these do not shape the run;
+#: the first two take a value (``--dbfault-seed 5`` drops the ``5`` too).
+_REPLAY_DROP = (str(OPTIONS["seed"].cli), str(OPTIONS["report"].cli), str(OPTIONS["enabled"].cli),
+                *(OPTIONS["enabled"].negation or ())[:1])
 
 
 class ActiveRun:
@@ -191,7 +193,7 @@ def replay_command(config: pytest.Config, opts: DbfaultOptions) -> str:
             continue
         name = arg.split("=", 1)[0]
         if name in _REPLAY_DROP:
-            skip_next = "=" not in arg and name in ("--dbfault-seed", "--dbfault-report")
+            skip_next = "=" not in arg and name in _REPLAY_DROP[:2]
             continue
         kept.append(arg)
     extra: list[str] = []

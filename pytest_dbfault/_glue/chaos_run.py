@@ -1,4 +1,4 @@
-"""pytest glue of chaos mode (``--dbfault-chaos``): options, per-test bookkeeping, the clean rerun in a
+"""pytest glue of chaos mode (``--dbfault-chaos``): per-test bookkeeping, the clean rerun in a
 fresh process, blame, the hang watchdog, the terminal summary and the JSON section.
 
 The injection itself is :mod:`pytest_dbfault.chaos`; :mod:`pytest_dbfault.plugin` calls :func:`configure`. The
@@ -49,6 +49,7 @@ CHAOS_PLUGIN = stash.CHAOS_PLUGIN
 WORKER_CHAOS = "dbfault_chaos"
 #: Isolated reruns (one process each) at most; more are reported as not rerun alone.
 MAX_ALONE = 20
+
 
 def configure(config: pytest.Config, opts: DbfaultOptions) -> None:
     """Register the chaos run when chaos is on (``opts.chaos``, from the command line, environment or ini)."""
@@ -484,14 +485,15 @@ def render_chaos_summary(data: Mapping[str, Any], verbose: bool = False) -> list
 
 # -- the clean rerun -----------------------------------------------------------------------------
 #: Options dropped from the rerun's command line (with their value when given separately).
-_DROP_WITH_VALUE = ("--dbfault-chaos-rate", "--dbfault-chaos-faults", "--dbfault-chaos-timeout", "--dbfault-report",
+_DROP_WITH_VALUE = (*(str(OPTIONS[k].cli) for k in ("chaos_rate", "chaos_faults", "chaos_timeout", "report",
+                                                     "chaos_rerun_report")),
                     "-n", "--numprocesses", "--dist", "--maxprocesses", "--basetemp",
                     "--junitxml", "--junit-xml", "--maxfail", "--cov", "--cov-report", "--cov-config",
-                    "--cov-context", "--cov-fail-under", "--dbfault-chaos-rerun-report", "--deselect",
+                    "--cov-context", "--cov-fail-under", "--deselect",
                     "--lfnf", "--last-failed-no-failures")
-_DROP_FLAG = ("--dbfault-chaos", "--no-dbfault-chaos", "-x", "--exitfirst", "--lf", "--last-failed", "--ff",
-              "--failed-first", "--sw", "--stepwise", "--sw-skip", "--stepwise-skip", "--cov-branch",
-              "--cov-append", "--looponfail", "-f")
+_DROP_FLAG = (str(OPTIONS["chaos"].cli), *(OPTIONS["chaos"].negation or ())[:1],
+              "-x", "--exitfirst", "--lf", "--last-failed", "--ff", "--failed-first", "--sw", "--stepwise",
+              "--sw-skip", "--stepwise-skip", "--cov-branch", "--cov-append", "--looponfail", "-f")
 
 
 def rerun_args(args: list[str], positional: list[str]) -> list[str]:
