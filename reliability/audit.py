@@ -51,19 +51,17 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import files
 from .errors import DatabaseError
 from .names import printable, surrogate_problem
+from .ports import AuditHost  # (a structural type: the runtime's surface this module uses)
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: the thread lock still serializes one process
     fcntl = None  # type: ignore[assignment]
-
-if TYPE_CHECKING:
-    from .ports import AuditHost
 
 log = logging.getLogger("reliability.audit")
 

@@ -33,15 +33,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import files
 from .errors import KIND_INFO, DatabaseError, ErrorKind, RecoveryAction
 from .files import fsync_dir
 from .names import printable, validate_actor
-
-if TYPE_CHECKING:
-    from .ports import CommandHost
+from .ports import CommandHost  # (a structural type: the runtime's surface this module uses)
 
 log = logging.getLogger("reliability.degradation")
 

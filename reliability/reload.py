@@ -22,12 +22,10 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .config import ENV_PREFIX, ConfigError, ReliabilityConfig, read_env_file
-
-if TYPE_CHECKING:
-    from .ports import ReloadHost
+from .ports import ReloadHost  # (a structural type: the runtime's surface this module uses)
 
 log = logging.getLogger("reliability.reload")
 

@@ -270,7 +270,7 @@ def test_decide_on_real_errors_retries_a_lock_reopens_a_closed_handle_and_surfac
     for name in ("1", "2", "3"):
         (tmp_path / name).mkdir()
     lock, gone, dup = busy(tmp_path / "1"), closed(tmp_path / "2"), constraint(tmp_path / "3")
-    assert decide(lock) is Action.RETRY
+    assert decide(lock) is Action.RETRY and str(Action.RETRY) == "retry"
     assert decide(lock, in_transaction=True) is Action.SURFACE  # only the transaction's owner reruns
     assert decide(gone) is Action.RECONNECT
     assert decide(gone, first_try=True) is Action.REOPEN  # the statement never ran: no attempt spent
