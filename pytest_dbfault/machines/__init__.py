@@ -26,6 +26,7 @@ from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 from .audit import AuditMachine
 from .backup import BackupMachine
 from .base import RuntimeFactory, RuntimeMachine
+from .cells import UnderFaultMachine
 from .chaos import ChaosMachine
 from .commitpath import CommitPathMachine
 from .config import ConfigMachine
@@ -68,6 +69,7 @@ MACHINES: dict[str, type[RuntimeMachine]] = {
     "config": ConfigMachine,
     "chaos": ChaosMachine,
     "commit_path": CommitPathMachine,  # issue #17: kill -9 at each point of the journaled commit path
+    "under_fault": UnderFaultMachine,
 }
 
 #: Which properties each machine checks (the chaos machine checks them all).
@@ -83,6 +85,7 @@ PROPERTIES_BY_MACHINE: dict[str, tuple[int, ...]] = {
     "config": (16,),
     "chaos": tuple(range(1, 18)),
     "commit_path": (13,),
+    "under_fault": tuple(range(1, 18)),
 }
 
 
@@ -155,6 +158,7 @@ __all__ = [
     "RuntimeMachine",
     "SchemaMachine",
     "TransactionMachine",
+    "UnderFaultMachine",
     "bind",
     "run_machine",
     "test_case",

@@ -29,6 +29,13 @@ FAULT_ERROR_KINDS: dict[str, set[str]] = {
     "disconnect_rename": {"readonly_dbmoved", "cantopen", "unavailable", "closed"},
     "disconnect_delete": {"readonly_dbmoved", "cantopen", "unavailable", "closed"},
     "corrupt": {"corrupt", "notadb", "ioerr_corruptfs", "unavailable"},
+    # the other injected kinds (machines/cells.py, kind rounds)
+    "busy_commit": {"busy", "locked"},
+    "busy_snapshot": {"busy", "locked", "busy_snapshot"},
+    "enospc": {"full"},
+    "file_full": {"full", "ioerr"},
+    "io_error": {"ioerr", "unavailable", "closed", "cantopen"},
+    "short_read": {"corrupt", "notadb", "ioerr_corruptfs", "ioerr", "unavailable"},
 }
 #: Kinds the workload causes on purpose (duplicate keys, a missing table; writes refused on an untrusted schema).
 CALLER_ERROR_KINDS = {"constraint", "schema", "schema_mismatch"}
