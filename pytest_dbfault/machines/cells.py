@@ -107,6 +107,15 @@ class CellsMixin(DegradationMixin, AuditMixin, HealthMixin, SchemaMixin, BackupM
         #: a transaction failed while the file was away: the faults then in force (lock checked on its return)
         self.lock_check_due: list[str] | None = None
 
+    def text(self) -> str:
+        """Free text as the workload's, from a pool of a dozen made per example: the rounds write a lot,
+        and a Faker sentence costs more than the write it goes into."""
+        pool = getattr(self, "_text_pool", None)
+        if pool is None:
+            make = super().text
+            pool = self._text_pool = [make() for _ in range(12)]
+        return self.rng.choice(pool)
+
     # -- where the file is now ------------------------------------------------------------------
     def file_now(self) -> str:
         """The database file as it is now: moved away by a rename fault, else at its path."""
@@ -301,6 +310,7 @@ class CellsMixin(DegradationMixin, AuditMixin, HealthMixin, SchemaMixin, BackupM
         # The planted version must never reach a verified backup (a restore would bring it back): a
         # corruption round backs up *before* planting it (recovery then restores that backup, without
         # it), and no other round takes a backup while it is planted (see round_checks).
+        self.settle()  # writes queued by an earlier round replay first: the model and the file agree
         # A row written just before, so what the round judges (backups, the file under the fault) holds data.
         key, value = f"user-{self.rng.randrange(13)}", self.text()
         if self.call("execute", self.db.execute, "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value)).ok:

@@ -30,12 +30,29 @@ class OperationLogMixin(Workload):
         oplog = getattr(self.db, "_oplog", None)
         if flush and oplog is not None:
             oplog.flush()
-        path = os.path.join(self.dir, "ops.jsonl")
-        if not os.path.exists(path):
+        lines = self._oplog_lines(os.path.join(self.dir, "ops.jsonl"))
+        return [r for r in lines[0 if all_lines else self.oplog_lines_seen:] if r is not None]
+
+    def _oplog_lines(self, path: str) -> list[Any]:
+        """Every line of the log parsed (None for a blank one), read incrementally: the log only grows,
+        and re-reading it whole after every call made long examples quadratic."""
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
             return []
-        with open(path, encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
-        return [json.loads(line) for line in lines[0 if all_lines else self.oplog_lines_seen:] if line.strip()]
+        cache = getattr(self, "_oplog_cache", None)
+        if cache is None or cache[0] != (st.st_dev, st.st_ino) or st.st_size < cache[1]:
+            cache = [(st.st_dev, st.st_ino), 0, []]
+            self._oplog_cache = cache
+        if st.st_size > cache[1]:
+            with open(path, "rb") as fh:
+                fh.seek(cache[1])
+                data = fh.read()
+            end = data.rfind(b"\n") + 1  # a line still being written is read next time
+            for line in data[:end].decode("utf-8").splitlines():
+                cache[2].append(json.loads(line) if line.strip() else None)
+            cache[1] += end
+        return cache[2]
 
     def absorbed_oplog(self) -> None:
         # Count the records a feature call made as expected (they are not the ones under test).
