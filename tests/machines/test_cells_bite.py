@@ -117,6 +117,7 @@ CASES: list[tuple[int, str, Callable[[Any], Any]]] = [
     (12, "corrupt", backup_without_copy_check),
     (12, "locked", _from_bite("UnverifiedBackup")),
     (13, "locked", BusyMeansCorrupt),
+    (13, "corrupt", _from_bite("RestoreWithoutReplay")),
     (16, "disk_full", _from_bite("IgnoresReload")),
     # the other kinds (KindsMixin): the case's "family" is the kind itself
     (2, "enospc", _from_bite("RawErrors")),
