@@ -496,7 +496,8 @@ class CellsMixin(DegradationMixin, AuditMixin, HealthMixin, SchemaMixin, BackupM
         version = len(self.migrations) + 1
         name = f"r{version}"
         if kind == "create":
-            sql = f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, label TEXT); CREATE INDEX ix_{name} ON {name} (label)"
+            # (the index is on id: the schema-damage rule may drop the label column)
+            sql = f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, label TEXT); CREATE INDEX ix_{name} ON {name} (id)"
         elif kind == "big":
             sql = (f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, label TEXT); INSERT INTO {name} (label) "
                    f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40) "
