@@ -61,7 +61,7 @@ from ..faults._files import moved_name
 from ..stats import STATS
 from .audit import AuditMixin, has_audit
 from .backup import BackupMixin, has_recovery, read_file_state
-from .base import swarm
+from .base import default_runtime_factory, swarm
 from .config import ConfigMixin, has_reload
 from .degradation import DegradationMixin, has_commands
 from .errors_logging import OperationLogMixin
@@ -694,8 +694,6 @@ class CellsMixin(DegradationMixin, AuditMixin, HealthMixin, SchemaMixin, BackupM
         locked write makes exactly that many attempts."""
         from reliability import ConfigError
 
-        from ..faults import LockedFault
-
         lines = dict(self.env_lines, RELIABILITY_RETRY_ATTEMPTS=str(attempts))
         self.write_env(lines)
         try:
@@ -715,7 +713,7 @@ class CellsMixin(DegradationMixin, AuditMixin, HealthMixin, SchemaMixin, BackupM
         if family in ("corrupt", "disconnect"):
             return  # writes are refused at once (corruption) or the file is away: no retry series to count
         sleeps0, t0 = len(self.time.sleeps), self.time.now
-        lock = None if "locked" in self.faults else LockedFault(self.db.path, mode="write")
+        lock = None if "locked" in self.faults else make_fault("locked", self.db, mode="write")
         if lock is not None:
             lock.inject()
         try:
@@ -893,7 +891,7 @@ class KindsMixin(CellsMixin):
         mode, its own file): the transaction is rerun and commits once the reader goes (P1), lands whole
         or not at all (P6), and a failed one leaves no open transaction nor lock (P7)."""
         side_path = os.path.join(self.dir, "side.db")
-        factory = type(self).runtime_factory or __import__("reliability").DatabaseManager
+        factory = type(self).runtime_factory or default_runtime_factory()
         cfg = dataclasses.replace(self.config, db_path=side_path, journal_mode="DELETE", redo_journal=False,
                                   operation_log=False)
         side = factory(cfg)
