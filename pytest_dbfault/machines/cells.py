@@ -308,7 +308,9 @@ class CellsMixin(DegradationMixin, AuditMixin, HealthMixin, SchemaMixin, BackupM
             kinds = ROUND_FAMILIES[family]
             # (a full disk with no headroom in the sweep: its migration and transaction then always fail,
             # so P5 and P7 under disk_full are checked in every example, not only when the draw is big)
-            param = 0 if family == "disk_full" else self.rng.randrange(6)
+            # (and a write lock, not an exclusive one: readers get in, so the file is judged under it)
+            param = 0 if family == "disk_full" else 2 * self.rng.randrange(3) if family == "locked" \
+                else self.rng.randrange(6)
             self.run_round(family, kinds[self.rng.randrange(len(kinds))], self.rng.random() < 0.3,
                            param, self.rng.randrange(2**16),
                            self.rng.choice(("create", "big", "reads_kv")), self.rng.randint(1, 5))
