@@ -134,7 +134,7 @@ class SchemaMixin(Workload):
         for i, m in enumerate(self.migrations):
             if m.name.startswith("failing") and m.version not in self.model.applied_versions:
                 self.migrations[i] = Migration(m.version, f"fixed_{m.version}",
-                                               f"CREATE TABLE fixed{m.version} (x INTEGER)")
+                                               f"CREATE TABLE fixed{m.version} (x INTEGER, label TEXT)")
                 self.tables.append(f"fixed{m.version}")
 
     @precondition(swarm("migrate"))
