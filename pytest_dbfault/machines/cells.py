@@ -189,14 +189,13 @@ class CellsMixin(DegradationMixin, AuditMixin, HealthMixin, SchemaMixin, BackupM
             return False
         try:
             fault = make_fault("corrupt", self.db_path, part="btree", table="kv", page="root", seed=seed,
-                               backup_before=True)
+                               backup_before=True, counted_in=STATS)
             fault.inject()
         except (FaultError, sqlite3.Error):
             return False
         self.faults["corrupt"] = fault
         self.corrupt_seen_error = False
         self.fault_history.append("corrupt")
-        STATS.record_fault("corrupt")
         return True
 
     def heal(self, kind: str) -> None:
@@ -717,7 +716,7 @@ class CellsMixin(DegradationMixin, AuditMixin, HealthMixin, SchemaMixin, BackupM
         if family in ("corrupt", "disconnect"):
             return  # writes are refused at once (corruption) or the file is away: no retry series to count
         sleeps0, t0 = len(self.time.sleeps), self.time.now
-        lock = None if "locked" in self.faults else make_fault("locked", self.db, mode="write")
+        lock = None if "locked" in self.faults else make_fault("locked", self.db, mode="write", counted_in=STATS)
         if lock is not None:
             lock.inject()
         try:
@@ -755,13 +754,12 @@ class KindsMixin(CellsMixin):
 
     def put_vfs_fault(self, kind: str, **params: Any) -> bool:
         try:
-            fault = make_fault(kind, self.db_path, **params)
+            fault = make_fault(kind, self.db_path, counted_in=STATS, **params)
             fault.inject()
         except (FaultError, ImportError):
             return False  # no shim on this build (VfsUnavailable is a FaultError): nothing to check
         self.faults[kind] = fault
         self.fault_history.append(kind)
-        STATS.record_fault(kind)
         self.db._drop_connection()  # reconnect through the shim
         return True
 
@@ -851,13 +849,12 @@ class KindsMixin(CellsMixin):
         if str(self.config.journal_mode).upper() != "WAL":
             return
         try:
-            fault = make_fault("busy_snapshot", self.db)
+            fault = make_fault("busy_snapshot", self.db, counted_in=STATS)
             fault.inject()
         except (FaultError, sqlite3.Error):
             return
         self.faults["busy_snapshot"] = fault
         self.fault_history.append("busy_snapshot")
-        STATS.record_fault("busy_snapshot")
         faults = ["busy_snapshot"]
         key, _value, _out = self.write_key(faults)
         self.read_back(key, faults)
@@ -872,13 +869,12 @@ class KindsMixin(CellsMixin):
         if not self.config.redo_journal:
             return
         try:
-            fault = make_fault("file_full", self.db, sidecar=".redo")
+            fault = make_fault("file_full", self.db, sidecar=".redo", counted_in=STATS)
             fault.inject()
         except (FaultError, OSError):
             return
         self.faults["file_full"] = fault
         self.fault_history.append("file_full")
-        STATS.record_fault("file_full")
         faults = ["file_full"]
         key, _value, out = self.write_key(faults)
         self.read_back(key, faults)
@@ -905,13 +901,12 @@ class KindsMixin(CellsMixin):
         try:
             side.execute("CREATE TABLE IF NOT EXISTS legs (n INTEGER PRIMARY KEY, amount INTEGER NOT NULL)")
             try:
-                fault = make_fault("busy_commit", side_path)
+                fault = make_fault("busy_commit", side_path, counted_in=STATS)
                 fault.inject()
             except (FaultError, sqlite3.Error):
                 return
             self.faults["busy_commit"] = fault
             self.fault_history.append("busy_commit")
-            STATS.record_fault("busy_commit")
             faults = ["busy_commit"]
             heal_after = self.rng.randint(1, 4)
             healed_in_time = heal_after < self.config.retry_attempts
