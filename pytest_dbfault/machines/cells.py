@@ -307,10 +307,10 @@ class CellsMixin(DegradationMixin, AuditMixin, HealthMixin, SchemaMixin, BackupM
         self.rng.shuffle(order)
         for family in order:
             kinds = ROUND_FAMILIES[family]
-            # (a full disk with no headroom in the sweep: its migration and transaction then always fail,
-            # so P5 and P7 under disk_full are checked in every example, not only when the draw is big)
-            # (and a write lock, not an exclusive one: readers get in, so the file is judged under it)
-            param = 0 if family == "disk_full" else 2 * self.rng.randrange(3) if family == "locked" \
+            # (a full disk with one page of headroom in the sweep: a two-page migration and the round's
+            # transaction then always fail half way, so P5 and P7 under disk_full are checked in every
+            # example; and a write lock, not an exclusive one: readers get in, so the file is judged)
+            param = 1 if family == "disk_full" else 2 * self.rng.randrange(3) if family == "locked" \
                 else self.rng.randrange(6)
             self.run_round(family, kinds[self.rng.randrange(len(kinds))], self.rng.random() < 0.3,
                            param, self.rng.randrange(2**16),
@@ -564,7 +564,7 @@ class CellsMixin(DegradationMixin, AuditMixin, HealthMixin, SchemaMixin, BackupM
         key, value = f"user-{self.rng.randrange(13)}", self.text()
         give_up = self.rng.random() < 0.5
 
-        note = self.text() * 30  # big enough that a full disk refuses it
+        note = self.text() * 60  # two legs of it are more than a page: a full disk refuses them
 
         def body() -> None:
             for i, amount in enumerate(legs):
