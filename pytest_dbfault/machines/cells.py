@@ -313,8 +313,12 @@ class CellsMixin(DegradationMixin, AuditMixin, HealthMixin, SchemaMixin, BackupM
             # example; and a write lock, not an exclusive one: readers get in, so the file is judged)
             param = 1 if family == "disk_full" else 2 * self.rng.randrange(3) if family == "locked" \
                 else self.rng.randrange(6)
-            self.run_round(family, kinds[self.rng.randrange(len(kinds))], self.rng.random() < 0.3,
-                           param, self.rng.randrange(2**16),
+            # (the file moved away three times in four: a migration then fails, so P5 under disconnect is
+            # checked in nearly every example; a closed handle reconnects and the migration succeeds)
+            kind = "disconnect_rename" if family == "disconnect" and self.rng.random() < 0.75 else \
+                kinds[self.rng.randrange(len(kinds))]
+            tampered = family != "disconnect" and self.rng.random() < 0.3
+            self.run_round(family, kind, tampered, param, self.rng.randrange(2**16),
                            self.rng.choice(("create", "big", "reads_kv")), self.rng.randint(1, 5))
         for kind in self.rng.sample(self.other_kinds, len(self.other_kinds)):
             self.kind_round(kind)
