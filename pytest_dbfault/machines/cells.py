@@ -97,6 +97,8 @@ class CellsMixin(DegradationMixin, AuditMixin, HealthMixin, SchemaMixin, BackupM
 
     #: the families a round may put in force (a bite test narrows it to one)
     round_families: ClassVar[tuple[str, ...]] = tuple(ROUND_FAMILIES)
+    #: the kinds of a family a round may put in force, where narrower than ROUND_FAMILIES (bite tests)
+    round_kinds: ClassVar[dict[str, tuple[str, ...]]] = {}
     settings_overrides: ClassVar[dict[str, Any]] = {**OperationLogMixin.settings_overrides,
                                                     **BackupMixin.settings_overrides,
                                                     **HealthMixin.settings_overrides}
@@ -307,7 +309,7 @@ class CellsMixin(DegradationMixin, AuditMixin, HealthMixin, SchemaMixin, BackupM
         order = list(self.round_families)
         self.rng.shuffle(order)
         for family in order:
-            kinds = ROUND_FAMILIES[family]
+            kinds = self.round_kinds.get(family, ROUND_FAMILIES[family])
             # (a full disk with one page of headroom in the sweep: a two-page migration and the round's
             # transaction then always fail half way, so P5 and P7 under disk_full are checked in every
             # example; and a write lock, not an exclusive one: readers get in, so the file is judged)
@@ -315,7 +317,7 @@ class CellsMixin(DegradationMixin, AuditMixin, HealthMixin, SchemaMixin, BackupM
                 else self.rng.randrange(6)
             # (the file moved away three times in four: a migration then fails, so P5 under disconnect is
             # checked in nearly every example; a closed handle reconnects and the migration succeeds)
-            kind = "disconnect_rename" if family == "disconnect" and self.rng.random() < 0.75 else \
+            kind = "disconnect_rename" if "disconnect_rename" in kinds and self.rng.random() < 0.75 else \
                 kinds[self.rng.randrange(len(kinds))]
             tampered = family != "disconnect" and self.rng.random() < 0.3
             self.run_round(family, kind, tampered, param, self.rng.randrange(2**16),

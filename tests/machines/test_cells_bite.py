@@ -111,7 +111,7 @@ CASES: list[tuple[int, str, Callable[[Any], Any]]] = [
     (5, "disk_full", _from_bite("MigratesWithoutTransaction")),
     (6, "disk_full", BeginlessTransactions),
     (7, "disk_full", BeginlessTransactions),
-    (7, "disconnect", _from_bite("NoRollback")),
+    (7, "disconnect_close", _from_bite("NoRollback")),
     (10, "corrupt", _from_bite("HealthyWhenCorrupt")),
     (11, "corrupt", _from_bite("BlindIntegrityCheck")),
     (12, "corrupt", backup_without_copy_check),
@@ -155,6 +155,8 @@ def run_case(index: int, base_dir: str) -> None:
     logging.getLogger("reliability").propagate = False
     if family in ROUND_FAMILIES:
         narrowed = {"round_families": (family,), "other_kinds": ()}
+    elif family.startswith("disconnect_"):  # one kind of the disconnect family
+        narrowed = {"round_families": ("disconnect",), "round_kinds": {"disconnect": (family,)}, "other_kinds": ()}
     else:
         narrowed = {"round_families": (), "other_kinds": (family,)}
     machine = type(f"UnderFault_{family}", (UnderFaultMachine,), narrowed)
