@@ -33,6 +33,7 @@ from .connection import ConnectionMachine
 from .degradation import DegradationMachine
 from .errors_logging import ErrorsLoggingMachine
 from .health import HealthMachine
+from .restart import RestartMachine
 from .schema import SchemaMachine
 from .transactions import TransactionMachine
 
@@ -68,6 +69,7 @@ MACHINES: dict[str, type[RuntimeMachine]] = {
     "config": ConfigMachine,
     "chaos": ChaosMachine,
     "commit_path": CommitPathMachine,  # issue #17: kill -9 at each point of the journaled commit path
+    "restart": RestartMachine,
 }
 
 #: Which properties each machine checks (the chaos machine checks them all).
@@ -83,6 +85,7 @@ PROPERTIES_BY_MACHINE: dict[str, tuple[int, ...]] = {
     "config": (16,),
     "chaos": tuple(range(1, 18)),
     "commit_path": (13,),
+    "restart": (2, 6, 8, 9, 12, 13, 14, 15),
 }
 
 
@@ -152,6 +155,7 @@ __all__ = [
     "HealthMachine",
     "RuleBasedStateMachine",
     "RuntimeFactory",
+    "RestartMachine",
     "RuntimeMachine",
     "SchemaMachine",
     "TransactionMachine",
