@@ -85,7 +85,7 @@ PROPERTIES_BY_MACHINE: dict[str, tuple[int, ...]] = {
     "config": (16,),
     "chaos": tuple(range(1, 18)),
     "commit_path": (13,),
-    "restart": (2, 6, 8, 9, 12, 13, 14, 15),
+    "restart": (1, 2, 4, 6, 8, 9, 12, 13, 14, 15),
 }
 
 
