@@ -257,5 +257,7 @@ class RestartMachine(RestartMixin, SurfaceMixin):
 
     def make_config(self, **overrides: Any) -> Any:
         # A power loss is judged only where the runtime promises durability across one.
+        # The redo journal is on: what it promises across kills, power losses and damage is judged here.
         sync = self.drawn.get("synchronous", "FULL")
-        return super().make_config(**{"synchronous": "FULL" if sync == "NORMAL" else sync, **overrides})
+        return super().make_config(**{"synchronous": "FULL" if sync == "NORMAL" else sync, "redo_journal": True,
+                                      **overrides})

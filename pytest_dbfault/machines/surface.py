@@ -58,10 +58,17 @@ class SurfaceMixin(BackupMixin):
             self.model.kv[key] = value
 
     @precondition(lambda self: has_recovery(self) and not self.faults and not self.writes_queued())
-    @rule(failure=st.sampled_from(FAILURES), n=st.integers(0, 12), later=st.integers(0, 12),
+    @rule(failures=st.permutations(FAILURES), n=st.integers(0, 12), later=st.integers(0, 12),
           part=st.sampled_from(CORRUPTIONS), seed=st.integers(0, 2**16))
-    def failed_transaction_then_damage(self, failure: str, n: int, later: int, part: str, seed: int) -> None:
-        """P6 then P13: a failed transaction leaves nothing, not in the file and not in the redo journal."""
+    def failed_transaction_then_damage(self, failures: list[str], n: int, later: int, part: str, seed: int) -> None:
+        """P6 then P13: failed transactions (each way, in a drawn order) leave nothing, not in the file and not
+        in the redo journal: a committed write and damage later, recovery replays only what committed."""
+        for failure in failures:
+            self.failed_transaction(failure, n)
+        self.commit_then_damage(later, part, seed)
+
+    def failed_transaction(self, failure: str, n: int) -> None:
+        """One ``with db.transaction()`` that fails by ``failure``; P6 on the file right after."""
         from reliability import DatabaseError
 
         key, value = f"user-{n}", self.text()
@@ -103,6 +110,9 @@ class SurfaceMixin(BackupMixin):
                    lambda: f"after a transaction that {'failed' if failed else 'committed'} ({failure}) the file "
                            f"holds {key!r} = {stored.get(key)!r}, acknowledged {self.model.kv.get(key)!r}",
                    faults=[struck] if struck else None)
+
+    def commit_then_damage(self, later: int, part: str, seed: int) -> None:
+        """A committed write, then damage and recovery (P13)."""
         value2 = self.text()
         out2 = self.call("execute", self.db.execute, "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)",
                          (f"user-{later}", value2))

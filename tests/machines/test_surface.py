@@ -72,7 +72,7 @@ def redo_keeps_rolled_back(config: Any) -> DatabaseManager:
 
 @pytest.mark.parametrize("failure", ["app_error", "moved_before_commit"])
 def test_failed_transaction_then_damage_bites(failure: str, tmp_path: Path) -> None:
-    bites("restart", "failed_transaction_then_damage", (failure, 4, 5, "header", 3), redo_keeps_rolled_back,
+    bites("restart", "failed_transaction_then_damage", ([failure], 4, 5, "header", 3), redo_keeps_rolled_back,
           "p13_", tmp_path)
 
 
