@@ -35,6 +35,7 @@ from .errors_logging import ErrorsLoggingMachine
 from .health import HealthMachine
 from .restart import RestartMachine
 from .schema import SchemaMachine
+from .surface import SurfaceMachine
 from .transactions import TransactionMachine
 
 _SUPPRESS = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large]
@@ -70,6 +71,7 @@ MACHINES: dict[str, type[RuntimeMachine]] = {
     "chaos": ChaosMachine,
     "commit_path": CommitPathMachine,  # issue #17: kill -9 at each point of the journaled commit path
     "restart": RestartMachine,
+    "surface": SurfaceMachine,
 }
 
 #: Which properties each machine checks (the chaos machine checks them all).
@@ -85,7 +87,8 @@ PROPERTIES_BY_MACHINE: dict[str, tuple[int, ...]] = {
     "config": (16,),
     "chaos": tuple(range(1, 18)),
     "commit_path": (13,),
-    "restart": (1, 2, 4, 6, 8, 9, 12, 13, 14, 15),
+    "restart": (2, 6, 8, 9, 12, 13, 14, 15),
+    "surface": (1, 2, 4, 6, 8, 9, 12, 13),
 }
 
 
@@ -158,6 +161,7 @@ __all__ = [
     "RestartMachine",
     "RuntimeMachine",
     "SchemaMachine",
+    "SurfaceMachine",
     "TransactionMachine",
     "bind",
     "run_machine",

@@ -38,7 +38,6 @@ from .backup import CORRUPTIONS, BackupMixin, has_recovery
 from .base import default_runtime_factory, swarm
 from .degradation import OUTAGES, DegradationMixin, has_commands
 from .kill_worker import FORMS, work
-from .surface import SurfaceMixin
 
 
 class _Child:
@@ -247,9 +246,8 @@ class RestartMixin(BackupMixin, DegradationMixin, AuditMixin):
         return sorted(set(stored.items()) ^ set(self.model.kv.items()))[:4]
 
 
-class RestartMachine(RestartMixin, SurfaceMixin):
-    """Kill -9 restarts and power losses between queued commands, audit entries, backups and damage; the
-    rare sequences of :mod:`.surface`."""
+class RestartMachine(RestartMixin):
+    """Kill -9 restarts and power losses between queued commands, audit entries, backups and damage."""
 
     core_groups = frozenset(("restart", "power_loss", "commands", "outage", "audit", "backup", "recover"))
     fault_kinds = ("none", "locked", "disk_full", "disconnect_rename", "disconnect_delete")

@@ -60,7 +60,7 @@ def no_reopen_at_begin(config: Any) -> DatabaseManager:
 
 
 def test_transaction_on_a_closed_handle_bites(tmp_path: Path) -> None:
-    bites("restart", "transaction_on_closed_handle", (3,), no_reopen_at_begin, "p01_", tmp_path)
+    bites("surface", "transaction_on_closed_handle", (3,), no_reopen_at_begin, "p01_", tmp_path)
 
 
 # -- P13: a failed transaction's writes stay in the redo journal --------------------------------------
@@ -72,17 +72,17 @@ def redo_keeps_rolled_back(config: Any) -> DatabaseManager:
 
 @pytest.mark.parametrize("failure", ["app_error", "moved_before_commit"])
 def test_failed_transaction_then_damage_bites(failure: str, tmp_path: Path) -> None:
-    bites("restart", "failed_transaction_then_damage", ([failure], 4, 5, "header", 3), redo_keeps_rolled_back,
+    bites("surface", "failed_transaction_then_damage", ([failure], 4, 5, "header", 3), redo_keeps_rolled_back,
           "p13_", tmp_path)
 
 
 # -- P12: a backup of a damaged file, a truncated backup -------------------------------------------------
 def test_backup_of_a_damaged_file_bites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    machine = machine_with("restart", None, tmp_path / "good")
+    machine = machine_with("surface", None, tmp_path / "good")
     machine.put(1)
     assert violated(machine, "backup_of_damaged_file", 5) == ""
     monkeypatch.setattr(backup_module, "quick_check", lambda conn, full=False: [])  # the copy is never checked
-    machine = machine_with("restart", None, tmp_path / "broken")
+    machine = machine_with("surface", None, tmp_path / "broken")
     machine.put(1)
     found = violated(machine, "backup_of_damaged_file", 5)
     assert found.startswith("p12_") and "(faults: corrupt)" in found, found
@@ -97,7 +97,7 @@ class Data:
 
 def test_truncated_backup_bites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def run(base: Path) -> str:
-        machine = machine_with("restart", None, base)
+        machine = machine_with("surface", None, base)
         machine.take_backup(False)
         return violated(machine, "truncate_a_backup", Data(), 50)
 
@@ -117,10 +117,10 @@ def test_truncated_backup_bites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 # -- P4: auto_migrate at startup ----------------------------------------------------------------------------
 def test_restart_with_auto_migrate_bites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    machine = machine_with("restart", None, tmp_path / "good")
+    machine = machine_with("surface", None, tmp_path / "good")
     assert violated(machine, "restart_with_auto_migrate", "orders") == ""
     monkeypatch.setattr(recovery_module.Durability, "_startup_schema", lambda self: None)
-    machine = machine_with("restart", None, tmp_path / "broken")
+    machine = machine_with("surface", None, tmp_path / "broken")
     found = violated(machine, "restart_with_auto_migrate", "orders")
     assert found.startswith("p04_"), found
 
