@@ -191,13 +191,12 @@ BUGS: tuple[Bug, ...] = (
         "        if level == 0:\n            self.rollbacks += 1",
         "a rolled-back transaction, then a committed one, then corruption: recovery replays the rolled-back rows"),
     Bug("p13_replay_skips_first_entry", 13, "reliability/recovery.py",
-        "        todo = [(seq, ops) for seq, ops in entries if seq > done]",
-        "        todo = [(seq, ops) for seq, ops in entries if seq > done + 1]",
+        "        todo = [entry for entry in entries if entry[0] > done]",
+        "        todo = [entry for entry in entries if entry[0] > done + 1]",
         "backup, one write, corruption, recovery: the write is lost"),
-    Bug("p13_redo_not_synced", 13, "reliability/redo.py",
-        "            os.write(fd, self._encoder.record((seq, pending)))\n            if self.fsync:\n"
-        "                _datasync(fd)",
-        "            os.write(fd, self._encoder.record((seq, pending)))",
+    Bug("p13_redo_not_synced", 13, "reliability/manager.py",
+        "        ticket = redo.start_sync() if written else None\n",
+        "        ticket = None  # write_record() wrote it\n",
         "synchronous=FULL, a write acknowledged, power lost before the page cache is written back, "
         "then corruption: recovery lacks the write"),
     # -- P14 command continuity ------------------------------------------------------------------

@@ -437,6 +437,7 @@ class AuditLogger:
         path = self.fallback_path
         path.parent.mkdir(mode=files.DIR_MODE, parents=True, exist_ok=True)
         while True:
+            created = not os.path.lexists(path)
             fd = files.open_private(path, what="audit fallback file (audit_fallback_path)")
             try:
                 if fcntl is not None:
@@ -446,6 +447,8 @@ class AuditLogger:
                         continue
                 os.write(fd, line.encode("utf-8"))
                 os.fsync(fd)
+                if created:  # a new file's name is durable only once its directory is synced
+                    files.fsync_dir(path.parent)
                 break
             finally:
                 os.close(fd)

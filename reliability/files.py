@@ -202,6 +202,7 @@ def ensure_private_dir(path: PathLike, *, what: str = "runtime directory") -> Pa
         st = os.lstat(path)
     except FileNotFoundError:  # dbfault: no fault (first use: the directory is created here)
         path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        fsync_dir(path.parent)  # the new directory's name is durable only once its parent is synced
         st = os.lstat(path)
     if stat.S_ISLNK(st.st_mode):
         raise UnsafePathError(path, what)

@@ -271,8 +271,11 @@ class Durability:
             return
         if committed is None:
             return
-        if not state.clean:
-            redo.reconcile(committed)
+        if not state.clean and redo.reconcile(committed):
+            # The aborted records' sequences were adopted from the file at open; they never committed,
+            # so recovery must not wait for them (it would report a committed transaction missing).
+            redo.seq = max(redo._live_before, redo.base)
+            redo.seen = redo.seq
         reconcile_orphans(redo.base_path, committed, fsync=redo.fsync)
         redo.seen = max([redo.seen, *committed.values()])
 

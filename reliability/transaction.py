@@ -130,9 +130,11 @@ class TransactionManager:
             self.rollbacks += 1
             for fn in self.after_rollback:
                 fn()
-            raise TransactionError(ErrorKind.UNKNOWN,
+            err = TransactionError(ErrorKind.UNKNOWN,
                                    "SQLite rolled the transaction back after an error inside it; nothing was saved",
                                    operation_id=operation_id)
+            self.handler.log(err, sql="COMMIT")  # surfaced like any other error: with its technical record
+            raise err
         try:
             for check in self.before_commit:
                 check(conn)

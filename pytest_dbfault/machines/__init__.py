@@ -34,7 +34,9 @@ from .connection import ConnectionMachine
 from .degradation import DegradationMachine
 from .errors_logging import ErrorsLoggingMachine
 from .health import HealthMachine
+from .restart import RestartMachine
 from .schema import SchemaMachine
+from .surface import SurfaceMachine
 from .transactions import TransactionMachine
 
 _SUPPRESS = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large]
@@ -70,6 +72,8 @@ MACHINES: dict[str, type[RuntimeMachine]] = {
     "chaos": ChaosMachine,
     "commit_path": CommitPathMachine,  # issue #17: kill -9 at each point of the journaled commit path
     "under_fault": UnderFaultMachine,
+    "restart": RestartMachine,
+    "surface": SurfaceMachine,
 }
 
 #: Which properties each machine checks (the chaos machine checks them all).
@@ -86,6 +90,8 @@ PROPERTIES_BY_MACHINE: dict[str, tuple[int, ...]] = {
     "chaos": tuple(range(1, 18)),
     "commit_path": (13,),
     "under_fault": tuple(range(1, 18)),
+    "restart": (2, 6, 8, 9, 12, 13, 14, 15),
+    "surface": (1, 2, 4, 6, 8, 9, 12, 13),
 }
 
 
@@ -146,8 +152,10 @@ __all__ = [
     "HealthMachine",
     "RuleBasedStateMachine",
     "RuntimeFactory",
+    "RestartMachine",
     "RuntimeMachine",
     "SchemaMachine",
+    "SurfaceMachine",
     "TransactionMachine",
     "UnderFaultMachine",
     "bind",

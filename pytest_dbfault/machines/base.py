@@ -272,7 +272,9 @@ class RuntimeMachine(RuleBasedStateMachine):
 
         if not supported() or "power_loss" not in self.enabled:
             return
-        self.powerloss = PowerLossModel(self.dir)
+        # The backup directory too, when it lives in the example's directory (the default beside the db).
+        backups = os.path.relpath(str(self.config.backup_directory), self.dir)
+        self.powerloss = PowerLossModel(self.dir, subdirs=() if backups.startswith("..") else (backups,))
         self._powerloss_cm = self.powerloss.observing()
         self._powerloss_cm.__enter__()
 
@@ -281,8 +283,13 @@ class RuntimeMachine(RuleBasedStateMachine):
         go back to what was made durable, and a new runtime starts. Returns what was lost."""
         lost = self.powerloss.lost()
         view = self.powerloss.durable_view()
-        self.heal_all()
-        self.db.close()  # whatever close() writes happens "after" the power loss: discarded below
+        # Closed while the faults are still in force: a dead machine does no work, so close() must not get
+        # to move queued commands or fallback entries into the database first (that would hide a lost
+        # fsync); whatever close() writes to the runtime's own files is discarded below.
+        try:
+            self.db.close()
+        finally:
+            self.heal_all()
         self.powerloss.apply(view)
         self.fault_history.append("power_loss")
         STATS.record_fault("power_loss")

@@ -1,0 +1,261 @@
+"""Hard restarts: a kill -9 of a process running the runtime, and power loss at the worst moments.
+
+Two ways a deployment loses its process, each followed by a new runtime on the same files:
+
+* **kill -9** (:meth:`RestartMixin.kill9_restart`): the machine's runtime is closed and a real
+  process (:mod:`.kill_worker`, forked) runs a drawn list of writes on the same files; it is SIGKILLed at a
+  drawn point — before any file write, flush or rename the runtime makes, or before any statement
+  SQLite starts (``BEGIN``, a write, ``COMMIT``). A new runtime then opens the files. Every write
+  the worker acknowledged is there, every write that failed is not, and the one in flight is all
+  there or not at all (P6); with ``then_damage`` the file is also damaged and recovered, and
+  recovery must bring back every acknowledged write and no failed one (P13). The page cache
+  survives a kill, so this judges ordering and reconciliation, not fsync.
+* **power loss** (the model of :mod:`.powerloss`): only what was fsynced survives, for the runtime's
+  own files (redo journal, write queue, audit fallback, backups and their directory). The rules
+  put it where a missing fsync costs something: during an outage with commands queued and audit
+  entries in the fallback file (P14 and P15 then want every acknowledged one back), and between
+  acknowledged writes and a damaged file (P13: recovery replays the journal, so the journal must
+  hold every acknowledged write).
+
+The machine runs synchronous FULL or EXTRA (NORMAL promises nothing across a power loss).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+from typing import Any, ClassVar
+
+from hypothesis import strategies as st
+from hypothesis.stateful import precondition, rule
+
+from ..faults import CorruptFault
+from ..faults.crash import CrashResult, _watch
+from ..stats import STATS
+from .audit import AuditMixin, has_audit
+from .backup import CORRUPTIONS, BackupMixin, has_recovery
+from .base import default_runtime_factory, swarm
+from .degradation import OUTAGES, DegradationMixin, has_commands
+from .kill_worker import FORMS, work
+
+
+class _Child:
+    """A forked child seen as the ``subprocess.Popen`` that :func:`pytest_dbfault.faults.crash._watch` drives."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def send_signal(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+
+def fork_and_kill(factory: Any, config: Any, ops: list[tuple[str, list[tuple[str, str, bool]]]], occurrence: int,
+                  timeout: float = 60.0) -> CrashResult:
+    """Fork a child running :func:`.kill_worker.work` with runtime ``factory(config)`` and SIGKILL it at its
+    ``occurrence``-th point.
+
+    ``killed`` is False when the child made every operation first (it then ended without closing the
+    runtime, which is the same as a kill after its last acknowledgement).
+    :raises RuntimeError: the child failed on its own (its traceback is on stderr).
+    """
+    points_r, points_w = os.pipe()
+    ack_r, ack_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        os.close(points_r)
+        os.close(ack_w)
+        work(factory, config, ops, points_w, ack_r)
+        os._exit(5)  # pragma: no cover - work() ends the process itself
+    os.close(points_w)
+    os.close(ack_r)
+    child = _Child(pid)
+    try:
+        killed, point, seen = _watch(child, points_r, ack_w, "any", occurrence, None, timeout)  # type: ignore[arg-type]
+    finally:
+        os.close(points_r)
+        os.close(ack_w)
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+    if not killed and child.returncode != 0:
+        raise RuntimeError(f"the kill -9 worker failed on its own (exit {child.returncode}; traceback on stderr)")
+    return CrashResult(config.db_path, killed, point, occurrence if killed else None, dict(seen), child.returncode)
+
+#: One worker operation: a form and its writes ``(key number, replace?)``.
+worker_op = st.tuples(st.sampled_from(FORMS),
+                      st.lists(st.tuples(st.integers(0, 12), st.booleans()), min_size=1, max_size=3))
+
+
+class RestartMixin(BackupMixin, DegradationMixin, AuditMixin):
+    """Kill -9 restarts and power loss during outages and before damage."""
+
+    kills = 0
+
+    # -- kill -9 ---------------------------------------------------------------------------
+    @precondition(swarm("restart"))
+    @precondition(lambda self: hasattr(os, "fork") and self.db is not None and not self.faults
+                  and not self.writes_queued() and self.kills < 2)
+    @rule(ops=st.lists(worker_op, min_size=1, max_size=4), at=st.integers(1, 40), then_damage=st.booleans(),
+          part=st.sampled_from(CORRUPTIONS), seed=st.integers(0, 2**16))
+    def kill9_restart(self, ops: list[tuple[str, list[tuple[int, bool]]]], at: int, then_damage: bool,
+                      part: str, seed: int) -> None:
+        """P6 (P13 with ``then_damage``): a process writing through the runtime dies by SIGKILL at point
+        ``at``; the next runtime holds the acknowledged writes, no failed one, the in-flight one whole or
+        not at all."""
+        self.kills += 1
+        spec_ops = []
+        for form, writes in ops:
+            if form == "execute":
+                writes = writes[:1]
+            spec_ops.append((form, [(f"user-{n}", self.text(), replace) for n, replace in writes]))
+        self.db.close()
+        STATS.record_fault("crash")
+        self.fault_history.append("crash")
+        observed = self.powerloss is not None
+        if observed:  # the child must not call into the model (a lock held at fork time would hang it)
+            self._powerloss_cm.__exit__(None, None, None)
+        try:
+            result = fork_and_kill(type(self).runtime_factory or default_runtime_factory(), self.config,
+                                   spec_ops, at)
+        finally:
+            if observed:
+                # The page cache survives a kill: what the child wrote counts as on disk from here on.
+                self.powerloss.snapshot_all()
+                self._powerloss_cm = self.powerloss.observing()
+                self._powerloss_cm.__enter__()
+        self.last_healed = "crash"
+        outcome: dict[int, str] = {}
+        for label in result.seen:
+            verdict, _, rest = label.partition(":")
+            if verdict in ("ok", "fail"):
+                outcome[int(rest.split(":")[0])] = verdict
+        in_flight = next((i for i in range(len(spec_ops)) if i not in outcome), None) if result.killed else None
+        # The process is gone; a new one starts on the same files (the journal it left is reconciled).
+        self.db = self.open_runtime(self.config)
+        self.after_reopen()
+        acknowledged = dict(self.model.kv)
+        for i, (_form, writes) in enumerate(spec_ops):
+            if outcome.get(i) == "ok":
+                for key, value, _replace in writes:
+                    acknowledged[key] = value
+        with_in_flight = dict(acknowledged)
+        if in_flight is not None:
+            for key, value, _replace in spec_ops[in_flight][1]:
+                with_in_flight[key] = value
+        stored = self.stored_kv()
+        self.check(6, stored in (acknowledged, with_in_flight),
+                   lambda: f"after a kill -9 at point {at} ({result.point or 'the worker finished'}) the file "
+                           f"differs from the acknowledged writes: "
+                           f"{sorted(set(stored.items()) ^ set(acknowledged.items()))[:4]} (operations "
+                           f"{[(f, len(w)) for f, w in spec_ops]}, outcomes {outcome}, in flight {in_flight})")
+        self.model.kv = stored if stored == with_in_flight else acknowledged
+        if then_damage and has_recovery(self):
+            self.corrupt_and_recover(part, seed)
+
+    # -- power loss ------------------------------------------------------------------------
+    def power_loss_ready(self) -> bool:
+        return self.powerloss is not None and not self.faults
+
+    @precondition(swarm("power_loss"))
+    @precondition(lambda self: self.power_loss_ready() and (has_commands(self) or has_audit(self)))
+    @rule(outage=st.sampled_from(OUTAGES), keys=st.lists(st.integers(0, 3), max_size=3),
+          entries=st.integers(0, 3), param=st.integers(0, 5))
+    def power_loss_during_outage(self, outage: str, keys: list[int], entries: int, param: int) -> None:
+        """P14, P15: commands queued and audit entries kept in the fallback file during an outage, then the
+        power goes: after the restart every acknowledged command and entry is still there (the invariants
+        replay and reconcile them, labelled ``after:power_loss``)."""
+        if not self.inject(outage, param):
+            return
+        for n in keys:
+            self.store(n)
+        for _ in range(entries):
+            self.record_entry(4)
+        self.simulate_power_loss()
+
+    @precondition(swarm("power_loss"))
+    @precondition(lambda self: self.power_loss_ready() and has_recovery(self))
+    @rule(backup_first=st.booleans(), keys=st.lists(st.integers(0, 12), min_size=1, max_size=3),
+          part=st.sampled_from(CORRUPTIONS), seed=st.integers(0, 2**16))
+    def power_loss_then_damage(self, backup_first: bool, keys: list[int], part: str, seed: int) -> None:
+        """P13: acknowledged writes, a power loss, and the database file found damaged when the machine comes
+        back. Recovery (the newest backup plus the redo journal) must bring every acknowledged write back, so
+        the journal must have been fsynced before each acknowledgement."""
+        if backup_first:
+            self.take_backup(False)
+        for n in keys:
+            key, value = f"user-{n}", self.text()
+            out = self.call("execute", self.db.execute, "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)",
+                            (key, value))
+            if out.ok:
+                self.model.kv[key] = value
+        view = self.powerloss.durable_view()
+        self.db.close()  # (whatever close() writes to the runtime's own files is discarded below)
+        self.powerloss.apply(view)
+        kwargs: dict[str, Any] = {"seed": seed, "part": part}
+        if part == "btree_root":
+            kwargs.update(part="btree", table="kv")
+        fault = CorruptFault(self.db_path, backup_before=True, **kwargs)
+        fault.inject()  # the damage is there before the new runtime starts
+        for kind in ("power_loss", "corrupt"):
+            self.fault_history.append(kind)
+            STATS.record_fault(kind)
+        self.db = self.open_runtime(self.config)
+        self.after_reopen()
+        out = self.call(None, self.absorb, self.db.recover, faults=["power_loss", "corrupt"])
+        report_ok = out.ok and bool(getattr(out.value, "ok", False))
+        self.last_healed = "corrupt"
+        if self.config.redo_journal:
+            self.check(13, report_ok, lambda: f"recovery after a power loss and {part} damage failed: "
+                                              f"{out.value if out.ok else out.error!r}",
+                       faults=["power_loss", "corrupt"])
+        if not report_ok:  # honest failure (no journal): put the undamaged file back and go on
+            self.db.close()
+            fault.heal()
+            self.db = self.open_runtime(self.config)
+            self.after_reopen()
+            return
+        try:
+            stored: Any = self.stored_kv()
+        except sqlite3.Error as exc:
+            stored = f"unreadable: {exc}"
+        self.check(13, stored == self.model.kv,
+                   lambda: f"after a power loss and {part} damage, recovery reported ok but acknowledged writes are "
+                           f"missing or changed: {stored if isinstance(stored, str) else self.kv_diff(stored)}",
+                   faults=["power_loss", "corrupt"])
+
+    def kv_diff(self, stored: dict[str, str]) -> list[tuple[str, str]]:
+        """A few rows that differ between the file and the acknowledged writes (for messages)."""
+        return sorted(set(stored.items()) ^ set(self.model.kv.items()))[:4]
+
+
+class RestartMachine(RestartMixin):
+    """Kill -9 restarts and power losses between queued commands, audit entries, backups and damage."""
+
+    core_groups = frozenset(("restart", "power_loss", "commands", "outage", "audit", "backup", "recover"))
+    fault_kinds = ("none", "locked", "disk_full", "disconnect_rename", "disconnect_delete")
+    settings_overrides: ClassVar[dict[str, Any]] = {**BackupMixin.settings_overrides}
+
+    def make_config(self, **overrides: Any) -> Any:
+        # A power loss is judged only where the runtime promises durability across one.
+        # The redo journal is on: what it promises across kills, power losses and damage is judged here.
+        sync = self.drawn.get("synchronous", "FULL")
+        return super().make_config(**{"synchronous": "FULL" if sync == "NORMAL" else sync, "redo_journal": True,
+                                      **overrides})
