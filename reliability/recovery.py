@@ -504,17 +504,24 @@ class Durability:
                 except Exception as exc:
                     raise BackupError(db.errors.wrap(exc, log=False).kind,
                                       f"cannot open the database to back it up: {exc}") from exc
-                if redo is not None:
-                    try:  # the copy must carry the global sequence (every process's journal continues from it)
-                        ensure_sequence_table(conn)
-                    except db.connections.module.Error:  # dbfault: no fault (a read-only file: query_only)
-                        seq = redo.seq  # a read-only file: the best this process knows
-                # (Then the commits of a manager committing alone, this one or another: reliability.redo.)
+                # The write block (an untrusted schema: query_only) refuses the application's writes, not
+                # the runtime's own bookkeeping: the backup before a migration must record the sequence too.
+                conn.execute("PRAGMA query_only = 0")
                 try:
-                    prepare_backup(conn, db.config.redo_journal_file, redo)
-                except db.connections.module.Error as exc:  # dbfault: no fault (read-only, busy or damaged file)
-                    raise BackupError(db.errors.wrap(exc, log=False).kind, "cannot record the sequence of a "
-                                      f"manager committing alone before the copy (it would be too old): {exc}") from exc
+                    if redo is not None:
+                        try:  # the copy must carry the global sequence (every process's journal continues from it)
+                            ensure_sequence_table(conn)
+                        except db.connections.module.Error:  # dbfault: no fault (a read-only file)
+                            seq = redo.seq  # a read-only file: the best this process knows
+                    # (Then the commits of a manager committing alone, this one or another: reliability.redo.)
+                    try:
+                        prepare_backup(conn, db.config.redo_journal_file, redo)
+                    except db.connections.module.Error as exc:  # dbfault: no fault (read-only, busy or damaged file)
+                        raise BackupError(db.errors.wrap(exc, log=False).kind, "cannot record the sequence of a "
+                                          f"manager committing alone before the copy (it would be too old): {exc}"
+                                          ) from exc
+                finally:
+                    self._on_open(conn)
                 try:
                     # A lock or one-off I/O error is no reason to give up (nor a verdict on the copy):
                     # the shared policy retries; the error that outlasts it is reported as it is.

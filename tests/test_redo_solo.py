@@ -181,3 +181,29 @@ def test_a_transaction_committed_without_its_record_is_reported_missing_not_pape
         assert any(f"sequence {gap}" in p for p in report.problems), report.problems
     finally:
         main.close()
+
+
+def test_a_restart_with_auto_migrate_migrates_while_the_only_writer_commits_alone(tmp_path):
+    """Regression: the backup before a migration ran under the write block (``query_only``) of the
+    untrusted schema, so publishing the lone writer's sequence failed ("readonly"), no backup was
+    taken and the pending migration was never applied: writes stayed refused."""
+    from redo_worker import config
+
+    from reliability.schema import Migration
+
+    m1 = Migration(1, "notes", "CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)")
+    m2 = Migration(2, "tags", "CREATE TABLE tags(id INTEGER PRIMARY KEY, name TEXT)")
+    path = tmp_path / "app.db"
+    base = config(str(path)).replace(synchronous="NORMAL", auto_migrate=True)
+    db = DatabaseManager(base, migrations=[m1])
+    db.execute("INSERT INTO notes(body) VALUES ('kept')")
+    db.close()
+    db = DatabaseManager(base, migrations=[m1, m2])
+    try:
+        tables = {r[0] for r in db.fetch_all("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert "tags" in tables, db.health().reasons
+        db.execute("INSERT INTO tags(name) VALUES ('x')")
+        assert db.fetch_all("SELECT body FROM notes") == [("kept",)]
+        assert db.backups(), "the migration of a database holding data is preceded by a backup"
+    finally:
+        db.close()
