@@ -168,7 +168,8 @@ def check_integrity(db_path: str, *, full: bool = False, timeout: float = 5.0,
     A lock (busy, locked) or a one-off I/O error is no integrity result: the check is rerun under
     ``policy`` (see :func:`run_maintenance`); a lock that outlasts it raises :class:`DatabaseError`
     and the report, which would be a verdict, is never made. An I/O error that persists through
-    every retry means the file cannot be read, and that is reported.
+    every retry means the file cannot be read, and that is reported. Problems are a verdict only when a
+    second check on a fresh connection finds them again (a one-off short read looks like damage).
     """
     kind = "full" if full else "quick"
     pragma = "integrity_check" if full else "quick_check"
@@ -196,12 +197,23 @@ def check_integrity(db_path: str, *, full: bool = False, timeout: float = 5.0,
                 conn.close()
         return problems
 
-    try:
-        problems = run_maintenance(once, policy, f"the {pragma} of {db_path!r}")
-    except DatabaseError as err:
-        if err.kind is not ErrorKind.IOERR:
-            raise
-        problems = [f"{pragma} could not read the database: {err.detail} (ioerr)"]
+    def checked() -> list[str]:
+        try:
+            return run_maintenance(once, policy, f"the {pragma} of {db_path!r}")
+        except DatabaseError as err:
+            if err.kind is not ErrorKind.IOERR:
+                raise
+            return [f"{pragma} could not read the database: {err.detail} (ioerr)"]
+
+    problems = checked()
+    if problems:
+        # A one-off bad read (a short read comes back zero-filled) looks exactly like damage on disk, and
+        # a transient error is never a verdict: damage is what a second, fresh read finds again.
+        again = checked()
+        if not again:
+            _log.warning("the %s of %s failed once and passed on a fresh read (a transient read error, "
+                         "not damage): %s", pragma, db_path, "; ".join(problems[:3]))
+        problems = again
     if len(problems) > max_problems:
         problems = problems[:max_problems] + [f"... and {len(problems) - max_problems} more"]
     return IntegrityReport(not problems, problems, kind, time.perf_counter() - t0)
