@@ -127,6 +127,7 @@ class DatabaseManager:
         #: Backups, redo journal, schema trust, integrity checks, recovery (:mod:`reliability.recovery`).
         self.durability = Durability(self, migrations)
         executor.write_block = lambda: self.durability.write_block
+        self.transactions.refine = executor.refused_for_schema
         self.durability.start()
 
     # -- identity ------------------------------------------------------------------------------

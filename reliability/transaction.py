@@ -54,6 +54,9 @@ class TransactionManager:
         self.before_commit: list[Callable[[sqlite3.Connection], None]] = []
         #: Runs the outermost COMMIT (the manager's journaled commit); None: a plain ``COMMIT``.
         self.committer: Callable[[sqlite3.Connection], None] | None = None
+        #: What the error a failed BEGIN raises means here (the manager passes the executor's
+        #: ``refused_for_schema``: READONLY under a write block is a schema refusal).
+        self.refine: Callable[[DatabaseError], DatabaseError] = lambda err: err
         #: Called after the outermost COMMIT succeeded, before the caller is told.
         self.after_commit: list[Callable[[], None]] = []
         #: Called after the outermost transaction rolled back.
@@ -99,8 +102,12 @@ class TransactionManager:
                     conn = self.connections.connection
                     conn.execute("BEGIN IMMEDIATE")
             except Exception as exc:
-                raise self.handler.wrap(exc, operation_id=operation_id,
-                                        sql="BEGIN IMMEDIATE" if level == 0 else "SAVEPOINT") from exc
+                sql = "BEGIN IMMEDIATE" if level == 0 else "SAVEPOINT"
+                # Refined before it is logged: the record must name what the caller is told (a write
+                # block on an untrusted schema makes BEGIN fail as READONLY; the caller sees why).
+                err = self.refine(self.handler.wrap(exc, operation_id=operation_id, log=False))
+                self.handler.log(err, sql=sql, exc=exc)
+                raise err from exc
             self.depth += 1
             if level:
                 for hook in self.savepoint_hooks:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 
@@ -264,3 +265,21 @@ def test_a_dropped_table_is_reported_even_when_another_migration_needs_outside_t
     with DatabaseManager(config(tmp_path, auto_migrate=False)) as db:
         report = db.validate_schema(migrations)
     assert not report.ok and "table 'users' is missing from the database" in report.problems
+
+
+def test_a_transaction_refused_on_an_untrusted_schema_is_logged_as_the_refusal_the_caller_sees(tmp_path, caplog):
+    """P9: BEGIN fails as READONLY under the write block; the error log record must name the kind the
+    caller gets (schema_mismatch, with the reason), not the driver's readonly."""
+    with DatabaseManager(config(tmp_path), migrations=BASE[:1]) as db:
+        db.execute("INSERT INTO users (email) VALUES ('a@example.org')")
+    with DatabaseManager(config(tmp_path, auto_migrate=False), migrations=BASE) as db:
+        caplog.clear()
+        caplog.set_level(logging.ERROR, logger="reliability")
+        with pytest.raises(DatabaseError) as info:
+            with db.transaction():
+                db.execute("INSERT INTO users (email) VALUES ('b@example.org')")
+        assert info.value.kind is ErrorKind.SCHEMA_MISMATCH
+        records = [r.getMessage() for r in caplog.records if "database error" in r.getMessage()]
+        assert records, "the refused transaction left no error record"
+        assert all("schema_mismatch" in m and " readonly " not in m for m in records), records
+        assert db.fetch_one("SELECT count(*) FROM users") == (1,)
