@@ -475,6 +475,12 @@ class Durability:
             conn.execute("PRAGMA query_only = 0")
             try:
                 done = run(conn)
+            except BaseException:
+                # A batch that failed part way leaves the steps before the failure in place: what this
+                # program knows must follow them, or the next validation calls an applied version
+                # "unknown" (or a reverted one missing) and refuses every write.
+                self.migrations = self._known_after(before, applied_versions(conn), expected([]))
+                raise
             finally:
                 after = applied_versions(conn)
                 self._on_open(conn)
@@ -485,6 +491,18 @@ class Durability:
             self._set_trust(SchemaValidator(self.migrations).validate(conn))
         log.info("%s %s; schema version %d", why, done, max(after, default=0))
         return MigrationResult(done, max(after, default=0), backup_path)
+
+    def _known_after(self, before: dict[int, Any], after: dict[int, Any], offered: Sequence[Migration]
+                     ) -> list[Migration] | None:
+        """The migrations known after a partly done change: known before, plus those applied now, minus
+        those reverted now (``offered``: the change's own list, where the applied ones come from)."""
+        if self.migrations is None and not offered:
+            return None
+        pool = {m.version: m for m in offered}
+        pool.update({m.version: m for m in self.migrations or []})
+        keep = {m.version for m in self.migrations or []} | (set(after) - set(before))
+        keep -= set(before) - set(after)
+        return [pool[v] for v in sorted(keep) if v in pool]
 
     # -- backups -------------------------------------------------------------------------------
     @_maintenance("backup")

@@ -283,3 +283,36 @@ def test_a_transaction_refused_on_an_untrusted_schema_is_logged_as_the_refusal_t
         assert records, "the refused transaction left no error record"
         assert all("schema_mismatch" in m and " readonly " not in m for m in records), records
         assert db.fetch_one("SELECT count(*) FROM users") == (1,)
+
+
+def test_a_batch_that_fails_part_way_keeps_the_applied_steps_known(tmp_path):
+    """A batch v2 (ok), v3 (fails): v2 stays applied and known, so validation still trusts the schema
+    and writes go on; before, the next validation called v2 "unknown" and refused every write."""
+    m1 = Migration(1, "one", "CREATE TABLE t1 (x)")
+    batch = [m1, Migration(2, "two", "CREATE TABLE t2 (x)"), Migration(3, "bad", "INSERT INTO nope VALUES (1)")]
+    with DatabaseManager(config(tmp_path, auto_migrate=False), migrations=[m1]) as db:
+        db.migrate([m1])
+        db.execute("INSERT INTO t1 VALUES ('kept')")
+        with pytest.raises(DatabaseError):
+            db.migrate(batch)
+        report = db.validate_schema()
+        assert report.ok, report.problems
+        assert report.current_version == 2
+        db.execute("INSERT INTO t2 VALUES ('new')")
+        assert db.fetch_all("SELECT x FROM t1") == [("kept",)]
+
+
+def test_a_pending_migration_that_fails_keeps_writes_refused(tmp_path):
+    """The other side of the rule: a migration the program already expected and that failed stays
+    pending, so the write block of an out-of-date schema is not lifted by the failure."""
+    m1 = Migration(1, "one", "CREATE TABLE t1 (x)")
+    bad = Migration(2, "bad", "INSERT INTO nope VALUES (1)")
+    with DatabaseManager(config(tmp_path, auto_migrate=False), migrations=[m1]) as db:
+        db.migrate([m1])
+    with DatabaseManager(config(tmp_path, auto_migrate=False), migrations=[m1, bad]) as db:
+        with pytest.raises(DatabaseError):
+            db.migrate([m1, bad])
+        assert db.validate_schema().pending == [2]
+        with pytest.raises(DatabaseError) as info:
+            db.execute("INSERT INTO t1 VALUES ('x')")
+        assert info.value.kind is ErrorKind.SCHEMA_MISMATCH
