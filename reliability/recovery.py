@@ -49,6 +49,7 @@ from .backup import (
 from .errors import DatabaseError, ErrorKind, RecoveryAction
 from .health import IntegrityReport, Scheduler, check_integrity, retryable_in_maintenance, run_maintenance
 from .redo import (
+    WRITERS_TABLE,
     JournalState,
     RedoJournal,
     committed_by_slot,
@@ -61,6 +62,7 @@ from .redo import (
     reconcile_orphans,
     register_unjournaled,
     set_sequence,
+    slot_path,
     unjournaled_writers,
     unregister_unjournaled,
 )
@@ -213,6 +215,7 @@ class Durability:
                 self.db._redo = self.redo
                 self.db.transactions.savepoint_hooks.append(self._savepoint_event)
                 self._reconcile(state)
+                self._register_slot()
                 self._anchor(state)
         if self.db.connections.refused is None and _database_missing(self.db.path):
             # The journal is off or could not be opened, so _anchor did not look: a missing
@@ -275,6 +278,25 @@ class Durability:
             redo.reconcile(committed)
         reconcile_orphans(redo.base_path, committed, fsync=redo.fsync)
         redo.seen = max([redo.seen, *committed.values()])
+
+    def _register_slot(self) -> None:
+        """Record this manager's journal slot in the database before the anchoring backup is taken.
+
+        Every backup from then on names the slot, so a recovery that finds its journal file gone (deleted
+        while the database was damaged beyond reading) knows writes may be missing instead of reporting ok.
+        Seq 0 means "nothing committed yet", which is what an absent row meant before.
+        """
+        redo = self.redo
+        assert redo is not None
+        if _database_missing(self.db.path):
+            return
+        try:
+            with self.db._lock:
+                conn = self.db.connections.live_connection()
+                ensure_sequence_table(conn)
+                conn.execute(f"INSERT OR IGNORE INTO {WRITERS_TABLE} (slot, seq) VALUES (?, 0)", (redo.slot,))
+        except Exception as exc:  # noqa: BLE001  # dbfault: no fault (a read-only or damaged file: recovery decides)
+            log.warning("could not record redo journal slot %d in the database: %s", redo.slot, exc)
 
     def _anchor(self, state: JournalState) -> None:
         """Make the journal continue from a state recovery can rebuild (see module docstring)."""
@@ -719,6 +741,8 @@ class Durability:
                 unjournaled += unjournaled_writers(read_committed(chosen.path), backup_seq)
             problems += [f"{what}: its writes after the backup cannot be replayed and may be missing"
                          for what in sorted(set(unjournaled))]
+            problems += _missing_journal_files(base, [committed, read_committed(chosen.path) if chosen else None],
+                                               own=self.redo.slot if self.redo.owned else None)
             alive = frozenset({self.redo.slot}) if self.redo.owned else frozenset()
 
             def merged(start: int) -> Any:
@@ -740,6 +764,13 @@ class Durability:
             problems[:0] = ["no verified backup to restore from; the damaged database was left in place"] + unchecked
             return RecoveryReport(False, [], None, 0, perf_counter() - t0, problems, reason)
         if plan is not None:
+            if unchecked and plan.missing:
+                # A newer backup was skipped only because it could not be checked *now* (a lock): the older
+                # one leaves a gap the skipped one may cover. Installing it would turn a transient error
+                # into lost writes (the database in place may hold them too), so nothing is installed.
+                return RecoveryReport(False, [], None, 0, perf_counter() - t0, [
+                    "nothing was installed: the backups that would restore every write could not be checked "
+                    "now, and the older one leaves a gap; try again", *unchecked, *plan.problems], reason)
             problems += plan.problems
         db.connections.close()
         tmp = Path(f"{db.path}.restore-tmp")
@@ -805,6 +836,14 @@ class Durability:
             "schema": None if self.schema_report is None else self.schema_report.to_dict(),
         }
         return extra, reasons
+
+
+def _missing_journal_files(base: Path, registries: list[dict[int, int] | None], own: int | None) -> list[str]:
+    """Journal slots the database (or the backup) names whose file is gone: their writes cannot be replayed."""
+    slots = {slot for reg in registries if reg for slot in reg if slot >= 0 and slot != own}
+    return [f"the redo journal of slot {slot} ({str(slot_path(base, slot))!r}) is missing; the writes that manager "
+            "made after the backup cannot be replayed and may be missing"
+            for slot in sorted(slots) if not os.path.lexists(slot_path(base, slot))]
 
 
 def _database_missing(path: str) -> bool:

@@ -30,6 +30,7 @@ from .chaos import ChaosMachine
 from .commitpath import CommitPathMachine
 from .config import ConfigMachine
 from .connection import ConnectionMachine
+from .dataloss import DataLossMachine
 from .degradation import DegradationMachine
 from .errors_logging import ErrorsLoggingMachine
 from .health import HealthMachine
@@ -68,6 +69,7 @@ MACHINES: dict[str, type[RuntimeMachine]] = {
     "config": ConfigMachine,
     "chaos": ChaosMachine,
     "commit_path": CommitPathMachine,  # issue #17: kill -9 at each point of the journaled commit path
+    "dataloss": DataLossMachine,
 }
 
 #: Which properties each machine checks (the chaos machine checks them all).
@@ -83,6 +85,7 @@ PROPERTIES_BY_MACHINE: dict[str, tuple[int, ...]] = {
     "config": (16,),
     "chaos": tuple(range(1, 18)),
     "commit_path": (13,),
+    "dataloss": (10, 11, 12, 13),
 }
 
 
@@ -147,6 +150,7 @@ __all__ = [
     "ChaosMachine",
     "ConfigMachine",
     "ConnectionMachine",
+    "DataLossMachine",
     "DegradationMachine",
     "ErrorsLoggingMachine",
     "HealthMachine",
