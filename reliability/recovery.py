@@ -29,12 +29,14 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import files
 from .backup import (
     BackupError,
     BackupInfo,
@@ -79,6 +81,11 @@ from .schema import (
     has_user_data,
     revert_migrations,
 )
+
+try:  # POSIX; elsewhere recoveries in two processes are not serialized (said in install_lock)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from .ports import DurabilityHost
@@ -581,34 +588,39 @@ class Durability:
         with db._lock:
             if db.transactions.depth:
                 raise BackupError(ErrorKind.MISUSE, "restore() cannot run inside a transaction")
-            info = self.backups.find(path) if path is not None else self.backups.newest_verified()
-            if info is None:
-                raise BackupError(ErrorKind.CANTOPEN, f"no verified backup in {str(self.backups.directory)!r}",
-                                  user_message="There is no verified backup to restore.")
-            problems = self.backups.verify(info.path)  # a lock that outlasts the policy raises: no verdict
-            if problems:
-                self.backups.mark_unverified(info.path, problems[0])
-                raise BackupError(ErrorKind.CORRUPT, f"backup {info.path!r} fails quick_check, not restored: "
-                                  + "; ".join(problems[:5]))
-            db.connections.close()
+            with install_lock(db.path), writers_fenced(db):
+                return self._restore_locked(path)
+
+    def _restore_locked(self, path: str | os.PathLike[str] | None) -> BackupInfo:
+        db = self.db
+        info = self.backups.find(path) if path is not None else self.backups.newest_verified()
+        if info is None:
+            raise BackupError(ErrorKind.CANTOPEN, f"no verified backup in {str(self.backups.directory)!r}",
+                              user_message="There is no verified backup to restore.")
+        problems = self.backups.verify(info.path)  # a lock that outlasts the policy raises: no verdict
+        if problems:
+            self.backups.mark_unverified(info.path, problems[0])
+            raise BackupError(ErrorKind.CORRUPT, f"backup {info.path!r} fails quick_check, not restored: "
+                              + "; ".join(problems[:5]))
+        db.connections.close()
+        try:
+            tmp = copy_for_install(info.path, db.path)
+            fsync_file(tmp)
+            moved = move_aside(db.path, "replaced")
+            install(tmp, db.path)
+            self._database_back()
+        finally:
+            db.connections.open()
+        log.warning("restored %s from %s; previous files kept as %s", db.path, info.path, moved)
+        if self.redo is not None:
+            # Writes after the backup were dropped on purpose: the restored file must neither make a
+            # later recovery look for them as missing nor reuse their sequence numbers, so its
+            # sequence moves past every one this manager saw (the re-anchoring backup carries it).
             try:
-                tmp = copy_for_install(info.path, db.path)
-                fsync_file(tmp)
-                moved = move_aside(db.path, "replaced")
-                install(tmp, db.path)
-                self._database_back()
-            finally:
-                db.connections.open()
-            log.warning("restored %s from %s; previous files kept as %s", db.path, info.path, moved)
-            if self.redo is not None:
-                # Writes after the backup were dropped on purpose: the restored file must neither make a
-                # later recovery look for them as missing nor reuse their sequence numbers, so its
-                # sequence moves past every one this manager saw (the re-anchoring backup carries it).
-                try:
-                    set_sequence(db.connections.live_connection(), max(self.redo.seen, self.redo.seq))
-                except db.connections.module.Error as exc:  # dbfault: no fault (a read-only restored file)
-                    log.warning("could not move the restored database's sequence past dropped writes: %s", exc)
-                self._reanchor("a restore")
+                set_sequence(db.connections.live_connection(), max(self.redo.seen, self.redo.seq))
+            except db.connections.module.Error as exc:  # dbfault: no fault (a read-only restored file)
+                log.warning("could not move the restored database's sequence past dropped writes: %s", exc)
+            self._reanchor("a restore")
         return info
 
     # -- integrity -----------------------------------------------------------------------------
@@ -673,7 +685,8 @@ class Durability:
                 raise DatabaseError(ErrorKind.MISUSE, "a recovery is already running")
             self._recovering = True
             try:
-                report = self._recover_locked(reason, t0)
+                with install_lock(db.path), writers_fenced(db):
+                    report = self._recover_locked(reason, t0)
             finally:
                 self._recovering = False
         m = db.monitor
@@ -836,6 +849,80 @@ class Durability:
             "schema": None if self.schema_report is None else self.schema_report.to_dict(),
         }
         return extra, reasons
+
+
+#: Suffix of the lock file next to the database that serializes recovery and restore across processes.
+INSTALL_LOCK_SUFFIX = ".install-lock"
+
+
+@contextmanager
+def install_lock(db_path: str) -> Iterator[None]:
+    """Hold the exclusive cross-process lock of ``<db>.install-lock`` while a recovery or restore runs.
+
+    Two processes recovering at once would each quarantine the file the other just installed and
+    install copies planned from journals the other was re-anchoring; with this lock the second waits
+    and then runs on what the first left. A lock *file* rather than SQLite's lock on the database: the
+    file being recovered may be damaged beyond SQLite's locking (a bad header) or gone. Opened
+    ``O_NOFOLLOW``, mode 0600 (a planted link is refused); an ``flock``, so a process that dies
+    releases it. Without ``fcntl`` (Windows) recoveries in two processes are not serialized.
+    """
+    fd = files.open_private(db_path + INSTALL_LOCK_SUFFIX, os.O_RDWR | os.O_CREAT, what="recovery lock file")
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # dbfault: no fault (another recovery runs: wait for it to finish)
+                log.warning("another process is recovering or restoring %s; waiting for it", db_path)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
+@contextmanager
+def writers_fenced(db: DatabaseManager) -> Iterator[None]:
+    """Hold SQLite's write lock on the file at the path while recovery plans and installs its replacement.
+
+    A write another manager commits after the journals were read but before the new file is in place
+    would land in the file being quarantined: acknowledged, then gone. With the write lock held,
+    other writers wait (their busy timeout and the retry policy); once the new file is installed they
+    get the old file's lock, and their identity check before COMMIT sees the path now names another
+    file, so they reopen and rerun on it. A file SQLite cannot lock (missing, or damaged beyond
+    reading its header) has no writers to fence: recovery goes on without.
+    """
+    conn = None
+    if os.path.exists(db.path):
+        module = db.connections.module
+        try:
+            conn = module.connect(f"file:{Path(db.path).resolve().as_posix()}?mode=rw", uri=True,
+                                  timeout=db.config.busy_timeout_ms / 1000.0, isolation_level=None)
+        except module.Error as exc:  # dbfault: no fault (cannot open: no writer can either)
+            log.warning("recovery could not fence writers out of %s: %s", db.path, exc)
+            conn = None
+    if conn is not None:
+        try:
+            # A lock held by a writer is waited for under the shared policy; one that outlasts it
+            # fails the recovery as BUSY (no verdict, nothing installed).
+            run_maintenance(lambda: conn.execute("BEGIN IMMEDIATE"), db.policy, "waiting for writers to finish")
+        except DatabaseError as exc:
+            conn.close()
+            if retryable_in_maintenance(exc.__cause__ or exc):
+                raise
+            log.warning("recovery could not fence writers out of %s: %s", db.path, exc.detail)
+            conn = None
+        except module.Error as exc:  # dbfault: no fault (a damaged file: its writers fail on it too)
+            conn.close()
+            log.warning("recovery could not fence writers out of %s: %s", db.path, exc)
+            conn = None
+    try:
+        yield
+    finally:
+        if conn is not None:
+            try:
+                conn.execute("ROLLBACK")
+            except Exception:  # noqa: BLE001  # dbfault: no fault (the fence only held a lock)
+                pass
+            conn.close()
 
 
 def _missing_journal_files(base: Path, registries: list[dict[int, int] | None], own: int | None) -> list[str]:
