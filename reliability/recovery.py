@@ -324,6 +324,11 @@ class Durability:
             self.backup()
         except DatabaseError as exc:
             log.error("could not anchor the redo journal with a backup at startup: %s", exc.detail)
+            if redo._end < 0 and redo.error is None:
+                # A new journal file has no header until a backup anchors it, and takes no records before:
+                # writes would go unjournaled while health said healthy. Say so until a backup succeeds.
+                redo.error = (f"the redo journal {str(redo.path)!r} could not be anchored at startup ({exc.detail}); "
+                              "writes are not journaled until a backup succeeds")
             if exc.action is RecoveryAction.RESTORE \
                     and self.db.config.auto_recover:
                 self._auto_recover(f"startup backup failed: {exc.detail}")
@@ -526,7 +531,9 @@ class Durability:
             seq: int | None = None
             try:
                 try:
-                    conn = db.connections.live_connection()
+                    # The file at the path: after another process's recovery or restore this manager's handle
+                    # may still be on the file set aside, and a copy of that is no backup of the database.
+                    conn = db.connections.connection_at_path()
                 except Exception as exc:
                     raise BackupError(db.errors.wrap(exc, log=False).kind,
                                       f"cannot open the database to back it up: {exc}") from exc
@@ -880,7 +887,7 @@ def install_lock(db_path: str) -> Iterator[None]:
 
 
 @contextmanager
-def writers_fenced(db: DatabaseManager) -> Iterator[None]:
+def writers_fenced(db: DurabilityHost) -> Iterator[None]:
     """Hold SQLite's write lock on the file at the path while recovery plans and installs its replacement.
 
     A write another manager commits after the journals were read but before the new file is in place

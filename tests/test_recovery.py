@@ -475,3 +475,25 @@ def test_a_symlink_at_the_install_lock_is_refused_and_nothing_is_installed(tmp_p
     finally:
         Path(f"{db.path}.install-lock").unlink()
         db.close()
+
+
+def test_a_manager_started_on_a_damaged_file_says_its_journal_is_not_anchored_until_a_backup(tmp_path):
+    """A new journal slot takes no records before a backup anchors it: health says so instead of healthy."""
+    first = new_db(tmp_path)
+    try:
+        first.executemany("INSERT INTO t (id, v) VALUES (?, ?)", [(i, "x" * 50) for i in range(50)])
+        first.backup()
+        first.connections.close()
+        corrupt(Path(first.path), "btree")
+        second = DatabaseManager(config(tmp_path, auto_recover=False))  # takes journal slot 1, cannot back up
+        try:
+            health = second.health()
+            assert str(health.status) != "healthy"
+            assert any("could not be anchored" in r for r in health.reasons), health.reasons
+            assert first.recover().ok
+            second.backup()  # the anchoring backup succeeds now: the journal protects writes again
+            assert str(second.health().status) == "healthy", second.health().reasons
+        finally:
+            second.close()
+    finally:
+        first.close()
