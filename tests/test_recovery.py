@@ -497,3 +497,97 @@ def test_a_manager_started_on_a_damaged_file_says_its_journal_is_not_anchored_un
             second.close()
     finally:
         first.close()
+
+
+# -- defects the data-loss machine found (pytest_dbfault/machines/dataloss.py) ------------------------
+def test_a_locked_newer_backup_never_makes_recovery_install_an_older_one_with_a_gap(tmp_path):
+    """Recovery skipped the locked newest backup, installed an older one missing a write, and the next
+    recovery then called the shortened database complete: a lock had become lost data."""
+    from pytest_dbfault.faults import LockedFault
+
+    db = new_db(tmp_path, retry_attempts=2, retry_base_delay=0.001, retry_max_delay=0.002)
+    try:
+        db.backup()
+        db.execute("INSERT INTO t (id, v) VALUES (1, 'covered only by the newer backup')")
+        newest = db.backup()  # re-anchors the journal: the write is in this backup, no longer in the journal
+        with LockedFault(newest.path, mode="exclusive", holder="subprocess"):
+            first = db.recover()
+        assert not first.ok and first.backup is None and first.quarantined == []
+        assert any("nothing was installed" in p for p in first.problems), first.problems
+        assert table(db) == {1: "covered only by the newer backup"}  # the database in place was not touched
+        second = db.recover()
+        assert second.ok and second.backup == newest.path, second.problems
+        assert table(db) == {1: "covered only by the newer backup"}
+    finally:
+        db.close()
+
+
+def test_a_deleted_journal_of_another_manager_is_reported_when_the_database_cannot_tell(tmp_path):
+    """Header damage hides the writers table; the other manager's journal is gone: recovery said ok."""
+    first = new_db(tmp_path)
+    second = DatabaseManager(config(tmp_path))
+    try:
+        first.backup()
+        first.execute("INSERT INTO t (id, v) VALUES (1, 'first')")
+        second.execute("INSERT INTO t (id, v) VALUES (2, 'second, journaled in slot 1 only')")
+        first.connections.close()
+        second.connections.close()
+        corrupt(Path(first.path), "header")
+        Path(str(second.durability.redo.path)).unlink()
+        report = first.recover()
+        assert not report.ok
+        assert any("redo journal of slot 1" in p and "is missing" in p for p in report.problems), report.problems
+    finally:
+        second.close()
+        first.close()
+
+
+def test_a_worker_killed_between_its_journal_record_and_commit_leaves_no_missing_transaction(tmp_path):
+    """The killed process's record was never committed; its file's high-water mark still named it, and
+    recovery reported a committed transaction missing (with every journal intact)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "bank.db"
+    db = _bank(path)
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+    db.executemany("INSERT INTO t (id, v) VALUES (?, ?)", [(i, "x" * 50) for i in range(50)])
+    acks = tmp_path / "acks"
+    worker = subprocess.run([sys.executable, BANK_WORKER, "bank", str(path), "1", "2", str(acks), "after_record"],
+                            capture_output=True)
+    assert worker.returncode < 0  # killed by its own SIGKILL after the record, before COMMIT
+    done = _acked(acks)
+    assert len(done) == 2
+    try:  # no commit after the kill: nothing reuses the orphan's sequence
+        db.connections.close()
+        corrupt(path, "btree")
+        report = db.recover()
+        assert report.ok, report.problems
+    finally:
+        db.close()
+    _check_bank(path, done)
+
+
+def test_one_io_error_with_no_retries_is_no_integrity_verdict(tmp_path):
+    """With retry_attempts=1 a single I/O error counted as "persisted through every retry": a sound
+    database was marked damaged (and auto-recovery would have replaced it)."""
+    from pytest_dbfault.faults import make_fault
+    from pytest_dbfault.vfs.errors import VfsUnavailable
+
+    db = new_db(tmp_path, auto_recover=False)
+    try:
+        db.execute("INSERT INTO t (id, v) VALUES (1, 'sound')")
+        try:
+            fault = make_fault("io_error", db.path, ops="read", nth=1).inject()
+        except VfsUnavailable as exc:
+            pytest.skip(f"the VFS shim cannot be registered here: {exc}")
+        try:
+            with pytest.raises(DatabaseError) as caught:
+                db.check_integrity()
+        finally:
+            fault.heal()
+        assert caught.value.kind is ErrorKind.IOERR and "no verdict" in caught.value.detail
+        assert db.monitor.integrity_ok is not False
+        assert db.check_integrity().ok
+    finally:
+        db.close()
