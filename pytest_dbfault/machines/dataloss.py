@@ -152,12 +152,15 @@ class DataLossMachine(RuntimeMachine):
 
     # -- writers -----------------------------------------------------------------------------
     def writer(self, who: int) -> Any:
+        """Manager ``who`` (0: the machine's runtime, 1: the second manager, when one is open)."""
         return self.peer if who == 1 and self.peer is not None else self.db
 
     def managers(self) -> list[Any]:
+        """The in-process managers now open."""
         return [m for m in (self.db, self.peer) if m is not None]
 
     def teardown(self) -> None:
+        """Close the second manager too, then the base teardown."""
         if getattr(self, "peer", None) is not None:
             try:
                 self.peer.close()
@@ -174,6 +177,7 @@ class DataLossMachine(RuntimeMachine):
         self.peer = self.open_runtime(self.config) if had_peer else None
 
     def extra_labels(self) -> list[str]:
+        """Report labels of what happened earlier in the example and still shapes recovery."""
         return (["worker_killed"] if self.worker_killed else []) + (["journal_cut"] if self.journal_damaged else [])
 
     @precondition(lambda self: self.peer is None)
@@ -452,6 +456,7 @@ class DataLossMachine(RuntimeMachine):
 
     # -- (e) transient errors during maintenance ---------------------------------------------------
     def lock_fault(self, path: str) -> Any:
+        """A ``locked`` fault (EXCLUSIVE) on ``path``, from a holder every SQLite build in play sees."""
         # Backups are read with the stdlib sqlite3: a lock from another SQLite build in this process is
         # invisible to it, so other builds hold it from a subprocess.
         holder = "thread" if self.config.sqlite_module == "sqlite3" else "subprocess"
