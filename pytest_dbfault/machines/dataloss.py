@@ -292,10 +292,27 @@ class DataLossMachine(RuntimeMachine):
         STATS.record_fault("journal_cut")
         return f"journal slot {slot} {how} ({size} bytes)"
 
-    @rule(part=st.sampled_from(CORRUPTIONS), who=st.integers(0, 1), cut=st.sampled_from(JOURNAL_CUTS),
+    def kill_all_and_start(self) -> None:
+        """Every in-process manager dies as under kill -9 (no clean-close record, journal locks released,
+        nothing checkpointed) and a fresh one starts: it knows only what the files tell."""
+        from reliability import redo as redo_module
+
+        for m in self.managers():
+            redo = getattr(getattr(m, "durability", None), "redo", None)
+            fd = getattr(redo, "_fd", None)
+            if redo is not None and fd is not None:
+                redo_module._SYNCER.drain(fd)
+                redo._fd = None
+                os.close(fd)  # what the kernel does at kill -9: the flock goes with it
+            self.abandoned.append(m)
+        self.peer = None
+        self.db = self.open_runtime(self.config)
+
+    @rule(part=st.sampled_from(CORRUPTIONS), who=st.integers(0, 2), cut=st.sampled_from(JOURNAL_CUTS),
           pick=st.integers(0, 7), seed=st.integers(0, 2**16))
     def corrupt_and_recover(self, part: str, who: int, cut: str, pick: int, seed: int) -> None:
-        """P13: real damage (and maybe a cut journal), then ``recover()`` by one of the writers."""
+        """P13: real damage (and maybe a cut journal), then ``recover()`` by one of the writers, or
+        (``who`` 2, the issue's reproduction) by a fresh manager after every writer was killed."""
         from reliability import DatabaseError
 
         params: dict[str, Any] = {"part": part, "seed": seed, "backup_before": True}
@@ -307,6 +324,8 @@ class DataLossMachine(RuntimeMachine):
         STATS.record_fault("corrupt")
         cut_done = self.cut_journal(cut, pick)
         labels = ["corrupt", *self.extra_labels()]
+        if who == 2:
+            self.kill_all_and_start()
         recoverer = self.writer(who)
         try:
             report = recoverer.recover()

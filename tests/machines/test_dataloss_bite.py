@@ -19,8 +19,11 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import rule
 
 from pytest_dbfault.machines import MACHINES, run_machine
+from pytest_dbfault.machines.dataloss import DataLossMachine
 from reliability import backup as backup_module
 from reliability import connection as connection_module
 from reliability import recovery as recovery_module
@@ -40,12 +43,41 @@ def _quiet_runtime_logs() -> Iterator[None]:
     logger.propagate = old
 
 
-def violation(tmp_path: Path, number: int, **overrides: Any) -> str:
+def violation(tmp_path: Path, number: int, machine: Any = None, **overrides: Any) -> str:
     """Run the data-loss machine with only property ``number`` enforced; the first line of what it found."""
     with pytest.raises(AssertionError) as found:
-        run_machine(MACHINES["dataloss"], settings_=settings(BITE, **overrides), base_dir=str(tmp_path),
+        run_machine(machine or MACHINES["dataloss"], settings_=settings(BITE, **overrides), base_dir=str(tmp_path),
                     enforce={number})
     return str(found.value).splitlines()[0]
+
+
+class CutJournalsOnly(DataLossMachine):
+    """The machine with only its writers and its damage-and-recover rule (plain methods hide the other rules),
+    so the search spends its examples on the journal-cut class instead of meeting it once in a few hundred."""
+
+    def delete_database(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
+    def replace_and_heal(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
+    def transient_in_maintenance(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
+    def worker_process(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
+    def take_backup(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here: a backup re-anchors the journals, leaving nothing to cut)"""
+
+    def corrupt_and_recover(self, *args: Any, **kwargs: Any) -> None:
+        """(replaced by the rule below)"""
+
+    @rule(cut=st.sampled_from(("half", "boundary")), pick=st.integers(0, 7))
+    def cut_after_kill_and_recover(self, cut: str, pick: int) -> None:
+        """The machine's own rule with the issue's reproduction drawn: header damage, a cut journal, every
+        writer killed, recovery by a fresh manager (the combination is one draw in ~20 of the full rule)."""
+        DataLossMachine.corrupt_and_recover(self, "header", 2, cut, pick, 0)
 
 
 def test_recovery_that_replays_only_its_own_journal_is_caught(tmp_path, monkeypatch):
@@ -60,8 +92,12 @@ def test_a_journal_without_its_high_water_mark_is_caught(tmp_path, monkeypatch):
     monkeypatch.setattr(redo_module, "_read_hwm", lambda data: (0, 0, 0))
     # The registry of slots would still report a deleted file; the mark is what catches a cut one.
     monkeypatch.setattr(recovery_module, "_missing_journal_files", lambda *a, **k: [])
-    message = violation(tmp_path, 13)
+    message = violation(tmp_path, 13, CutJournalsOnly, max_examples=60)
     assert message.startswith("p13_corruption_recovery violated") and "journal_cut" in message, message
+
+
+def test_the_focused_machine_passes_on_the_runtime_as_it_is(tmp_path):
+    run_machine(CutJournalsOnly, settings_=settings(BITE, max_examples=15), base_dir=str(tmp_path))
 
 
 def test_a_deleted_database_taken_for_a_fresh_start_is_caught(tmp_path, monkeypatch):
