@@ -32,7 +32,7 @@ from typing import Any
 
 from . import files
 from .errors import DatabaseError, ErrorKind, classify, sqlite_errors
-from .health import retryable_in_maintenance, run_maintenance
+from .health import persistent_ioerr, retryable_in_maintenance, run_maintenance
 from .redo import WRITERS_TABLE, fsync_dir, set_sequence
 from .retry import RetryPolicy
 
@@ -314,7 +314,7 @@ def verify_file(path: str | os.PathLike[str], *, policy: RetryPolicy | None = No
     try:
         return run_maintenance(once, policy, f"verifying backup {str(path)!r}")
     except DatabaseError as err:
-        if err.kind is not ErrorKind.IOERR:
+        if not persistent_ioerr(err):
             raise
         return [f"quick_check failed: {err.detail} (ioerr)"]
 

@@ -201,7 +201,7 @@ def check_integrity(db_path: str, *, full: bool = False, timeout: float = 5.0,
         try:
             return run_maintenance(once, policy, f"the {pragma} of {db_path!r}")
         except DatabaseError as err:
-            if err.kind is not ErrorKind.IOERR:
+            if not persistent_ioerr(err):
                 raise
             return [f"{pragma} could not read the database: {err.detail} (ioerr)"]
 
@@ -224,6 +224,14 @@ def retryable_in_maintenance(exc: BaseException) -> bool:
     """True for an error that says nothing about a file's integrity and may pass: a lock (busy,
     locked) or an I/O error that may be one-off. Checks, backup verification and backups retry these."""
     return decide(exc, maintenance=True) is Action.RETRY
+
+
+def persistent_ioerr(err: DatabaseError) -> bool:
+    """An I/O error that ``run_maintenance`` met on two attempts or more: the file cannot be read (a verdict).
+
+    One attempt (``retry_attempts=1``) cannot tell a one-off error from a persistent one, so it is no verdict.
+    """
+    return err.kind is ErrorKind.IOERR and err.attempts >= 2
 
 
 def run_maintenance(fn: Callable[[], T], policy: RetryPolicy | None, what: str) -> T:

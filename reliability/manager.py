@@ -240,6 +240,9 @@ class DatabaseManager:
             return _NO_ROWS
         conn.execute("BEGIN IMMEDIATE")
         try:
+            # Again under the write lock: a recovery in another process holds that lock while it installs a
+            # new file (recovery.writers_fenced), so a file swapped since the check above is seen here.
+            self.executor.check_identity(conn)
             before = conn.total_changes
             cur = conn.execute(sql, params)
             if cur.description is not None:  # INSERT … RETURNING: step it to the end before COMMIT

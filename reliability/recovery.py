@@ -29,12 +29,14 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import files
 from .backup import (
     BackupError,
     BackupInfo,
@@ -49,6 +51,7 @@ from .backup import (
 from .errors import DatabaseError, ErrorKind, RecoveryAction
 from .health import IntegrityReport, Scheduler, check_integrity, retryable_in_maintenance, run_maintenance
 from .redo import (
+    WRITERS_TABLE,
     JournalState,
     RedoJournal,
     committed_by_slot,
@@ -61,6 +64,7 @@ from .redo import (
     reconcile_orphans,
     register_unjournaled,
     set_sequence,
+    slot_path,
     unjournaled_writers,
     unregister_unjournaled,
 )
@@ -77,6 +81,11 @@ from .schema import (
     has_user_data,
     revert_migrations,
 )
+
+try:  # POSIX; elsewhere recoveries in two processes are not serialized (said in install_lock)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from .ports import DurabilityHost
@@ -213,6 +222,7 @@ class Durability:
                 self.db._redo = self.redo
                 self.db.transactions.savepoint_hooks.append(self._savepoint_event)
                 self._reconcile(state)
+                self._register_slot()
                 self._anchor(state)
         if self.db.connections.refused is None and _database_missing(self.db.path):
             # The journal is off or could not be opened, so _anchor did not look: a missing
@@ -279,6 +289,25 @@ class Durability:
         reconcile_orphans(redo.base_path, committed, fsync=redo.fsync)
         redo.seen = max([redo.seen, *committed.values()])
 
+    def _register_slot(self) -> None:
+        """Record this manager's journal slot in the database before the anchoring backup is taken.
+
+        Every backup from then on names the slot, so a recovery that finds its journal file gone (deleted
+        while the database was damaged beyond reading) knows writes may be missing instead of reporting ok.
+        Seq 0 means "nothing committed yet", which is what an absent row meant before.
+        """
+        redo = self.redo
+        assert redo is not None
+        if _database_missing(self.db.path):
+            return
+        try:
+            with self.db._lock:
+                conn = self.db.connections.live_connection()
+                ensure_sequence_table(conn)
+                conn.execute(f"INSERT OR IGNORE INTO {WRITERS_TABLE} (slot, seq) VALUES (?, 0)", (redo.slot,))
+        except Exception as exc:  # noqa: BLE001  # dbfault: no fault (a read-only or damaged file: recovery decides)
+            log.warning("could not record redo journal slot %d in the database: %s", redo.slot, exc)
+
     def _anchor(self, state: JournalState) -> None:
         """Make the journal continue from a state recovery can rebuild (see module docstring)."""
         redo = self.redo
@@ -298,6 +327,11 @@ class Durability:
             self.backup()
         except DatabaseError as exc:
             log.error("could not anchor the redo journal with a backup at startup: %s", exc.detail)
+            if redo._end < 0 and redo.error is None:
+                # A new journal file has no header until a backup anchors it, and takes no records before:
+                # writes would go unjournaled while health said healthy. Say so until a backup succeeds.
+                redo.error = (f"the redo journal {str(redo.path)!r} could not be anchored at startup ({exc.detail}); "
+                              "writes are not journaled until a backup succeeds")
             if exc.action is RecoveryAction.RESTORE \
                     and self.db.config.auto_recover:
                 self._auto_recover(f"startup backup failed: {exc.detail}")
@@ -518,7 +552,9 @@ class Durability:
             seq: int | None = None
             try:
                 try:
-                    conn = db.connections.live_connection()
+                    # The file at the path: after another process's recovery or restore this manager's handle
+                    # may still be on the file set aside, and a copy of that is no backup of the database.
+                    conn = db.connections.connection_at_path()
                 except Exception as exc:
                     raise BackupError(db.errors.wrap(exc, log=False).kind,
                                       f"cannot open the database to back it up: {exc}") from exc
@@ -587,34 +623,39 @@ class Durability:
         with db._lock:
             if db.transactions.depth:
                 raise BackupError(ErrorKind.MISUSE, "restore() cannot run inside a transaction")
-            info = self.backups.find(path) if path is not None else self.backups.newest_verified()
-            if info is None:
-                raise BackupError(ErrorKind.CANTOPEN, f"no verified backup in {str(self.backups.directory)!r}",
-                                  user_message="There is no verified backup to restore.")
-            problems = self.backups.verify(info.path)  # a lock that outlasts the policy raises: no verdict
-            if problems:
-                self.backups.mark_unverified(info.path, problems[0])
-                raise BackupError(ErrorKind.CORRUPT, f"backup {info.path!r} fails quick_check, not restored: "
-                                  + "; ".join(problems[:5]))
-            db.connections.close()
+            with install_lock(db.path), writers_fenced(db):
+                return self._restore_locked(path)
+
+    def _restore_locked(self, path: str | os.PathLike[str] | None) -> BackupInfo:
+        db = self.db
+        info = self.backups.find(path) if path is not None else self.backups.newest_verified()
+        if info is None:
+            raise BackupError(ErrorKind.CANTOPEN, f"no verified backup in {str(self.backups.directory)!r}",
+                              user_message="There is no verified backup to restore.")
+        problems = self.backups.verify(info.path)  # a lock that outlasts the policy raises: no verdict
+        if problems:
+            self.backups.mark_unverified(info.path, problems[0])
+            raise BackupError(ErrorKind.CORRUPT, f"backup {info.path!r} fails quick_check, not restored: "
+                              + "; ".join(problems[:5]))
+        db.connections.close()
+        try:
+            tmp = copy_for_install(info.path, db.path)
+            fsync_file(tmp)
+            moved = move_aside(db.path, "replaced")
+            install(tmp, db.path)
+            self._database_back()
+        finally:
+            db.connections.open()
+        log.warning("restored %s from %s; previous files kept as %s", db.path, info.path, moved)
+        if self.redo is not None:
+            # Writes after the backup were dropped on purpose: the restored file must neither make a
+            # later recovery look for them as missing nor reuse their sequence numbers, so its
+            # sequence moves past every one this manager saw (the re-anchoring backup carries it).
             try:
-                tmp = copy_for_install(info.path, db.path)
-                fsync_file(tmp)
-                moved = move_aside(db.path, "replaced")
-                install(tmp, db.path)
-                self._database_back()
-            finally:
-                db.connections.open()
-            log.warning("restored %s from %s; previous files kept as %s", db.path, info.path, moved)
-            if self.redo is not None:
-                # Writes after the backup were dropped on purpose: the restored file must neither make a
-                # later recovery look for them as missing nor reuse their sequence numbers, so its
-                # sequence moves past every one this manager saw (the re-anchoring backup carries it).
-                try:
-                    set_sequence(db.connections.live_connection(), max(self.redo.seen, self.redo.seq))
-                except db.connections.module.Error as exc:  # dbfault: no fault (a read-only restored file)
-                    log.warning("could not move the restored database's sequence past dropped writes: %s", exc)
-                self._reanchor("a restore")
+                set_sequence(db.connections.live_connection(), max(self.redo.seen, self.redo.seq))
+            except db.connections.module.Error as exc:  # dbfault: no fault (a read-only restored file)
+                log.warning("could not move the restored database's sequence past dropped writes: %s", exc)
+            self._reanchor("a restore")
         return info
 
     # -- integrity -----------------------------------------------------------------------------
@@ -679,7 +720,8 @@ class Durability:
                 raise DatabaseError(ErrorKind.MISUSE, "a recovery is already running")
             self._recovering = True
             try:
-                report = self._recover_locked(reason, t0)
+                with install_lock(db.path), writers_fenced(db):
+                    report = self._recover_locked(reason, t0)
             finally:
                 self._recovering = False
         m = db.monitor
@@ -747,6 +789,8 @@ class Durability:
                 unjournaled += unjournaled_writers(read_committed(chosen.path), backup_seq)
             problems += [f"{what}: its writes after the backup cannot be replayed and may be missing"
                          for what in sorted(set(unjournaled))]
+            problems += _missing_journal_files(base, [committed, read_committed(chosen.path) if chosen else None],
+                                               own=self.redo.slot if self.redo.owned else None)
             alive = frozenset({self.redo.slot}) if self.redo.owned else frozenset()
 
             def merged(start: int) -> Any:
@@ -768,6 +812,13 @@ class Durability:
             problems[:0] = ["no verified backup to restore from; the damaged database was left in place"] + unchecked
             return RecoveryReport(False, [], None, 0, perf_counter() - t0, problems, reason)
         if plan is not None:
+            if unchecked and plan.missing:
+                # A newer backup was skipped only because it could not be checked *now* (a lock): the older
+                # one leaves a gap the skipped one may cover. Installing it would turn a transient error
+                # into lost writes (the database in place may hold them too), so nothing is installed.
+                return RecoveryReport(False, [], None, 0, perf_counter() - t0, [
+                    "nothing was installed: the backups that would restore every write could not be checked "
+                    "now, and the older one leaves a gap; try again", *unchecked, *plan.problems], reason)
             problems += plan.problems
         db.connections.close()
         tmp = Path(f"{db.path}.restore-tmp")
@@ -833,6 +884,88 @@ class Durability:
             "schema": None if self.schema_report is None else self.schema_report.to_dict(),
         }
         return extra, reasons
+
+
+#: Suffix of the lock file next to the database that serializes recovery and restore across processes.
+INSTALL_LOCK_SUFFIX = ".install-lock"
+
+
+@contextmanager
+def install_lock(db_path: str) -> Iterator[None]:
+    """Hold the exclusive cross-process lock of ``<db>.install-lock`` while a recovery or restore runs.
+
+    Two processes recovering at once would each quarantine the file the other just installed and
+    install copies planned from journals the other was re-anchoring; with this lock the second waits
+    and then runs on what the first left. A lock *file* rather than SQLite's lock on the database: the
+    file being recovered may be damaged beyond SQLite's locking (a bad header) or gone. Opened
+    ``O_NOFOLLOW``, mode 0600 (a planted link is refused); an ``flock``, so a process that dies
+    releases it. Without ``fcntl`` (Windows) recoveries in two processes are not serialized.
+    """
+    fd = files.open_private(db_path + INSTALL_LOCK_SUFFIX, os.O_RDWR | os.O_CREAT, what="recovery lock file")
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # dbfault: no fault (another recovery runs: wait for it to finish)
+                log.warning("another process is recovering or restoring %s; waiting for it", db_path)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
+@contextmanager
+def writers_fenced(db: DurabilityHost) -> Iterator[None]:
+    """Hold SQLite's write lock on the file at the path while recovery plans and installs its replacement.
+
+    A write another manager commits after the journals were read but before the new file is in place
+    would land in the file being quarantined: acknowledged, then gone. With the write lock held,
+    other writers wait (their busy timeout and the retry policy); once the new file is installed they
+    get the old file's lock, and their identity check before COMMIT sees the path now names another
+    file, so they reopen and rerun on it. A file SQLite cannot lock (missing, or damaged beyond
+    reading its header) has no writers to fence: recovery goes on without.
+    """
+    conn = None
+    if os.path.exists(db.path):
+        module = db.connections.module
+        try:
+            conn = module.connect(f"file:{Path(db.path).resolve().as_posix()}?mode=rw", uri=True,
+                                  timeout=db.config.busy_timeout_ms / 1000.0, isolation_level=None)
+        except module.Error as exc:  # dbfault: no fault (cannot open: no writer can either)
+            log.warning("recovery could not fence writers out of %s: %s", db.path, exc)
+            conn = None
+    if conn is not None:
+        try:
+            # A lock held by a writer is waited for under the shared policy; one that outlasts it
+            # fails the recovery as BUSY (no verdict, nothing installed).
+            run_maintenance(lambda: conn.execute("BEGIN IMMEDIATE"), db.policy, "waiting for writers to finish")
+        except DatabaseError as exc:
+            conn.close()
+            if retryable_in_maintenance(exc.__cause__ or exc):
+                raise
+            log.warning("recovery could not fence writers out of %s: %s", db.path, exc.detail)
+            conn = None
+        except module.Error as exc:  # dbfault: no fault (a damaged file: its writers fail on it too)
+            conn.close()
+            log.warning("recovery could not fence writers out of %s: %s", db.path, exc)
+            conn = None
+    try:
+        yield
+    finally:
+        if conn is not None:
+            try:
+                conn.execute("ROLLBACK")
+            except Exception:  # noqa: BLE001  # dbfault: no fault (the fence only held a lock)
+                pass
+            conn.close()
+
+
+def _missing_journal_files(base: Path, registries: list[dict[int, int] | None], own: int | None) -> list[str]:
+    """Journal slots the database (or the backup) names whose file is gone: their writes cannot be replayed."""
+    slots = {slot for reg in registries if reg for slot in reg if slot >= 0 and slot != own}
+    return [f"the redo journal of slot {slot} ({str(slot_path(base, slot))!r}) is missing; the writes that manager "
+            "made after the backup cannot be replayed and may be missing"
+            for slot in sorted(slots) if not os.path.lexists(slot_path(base, slot))]
 
 
 def _database_missing(path: str) -> bool:

@@ -959,15 +959,20 @@ def plan_replay(base: str | os.PathLike[str], start: int, *, seen: int = 0,
         if state.header:
             plan.any_header = True
             plan.from_empty = plan.from_empty or (state.from_empty and state.base == 0)
-        if state.hwm is not None:
-            expected = max(expected, state.hwm)
+        file_mark = state.hwm
         owner_gone = slot not in alive and not _locked_by_someone(path)
         for i, (seq, ops) in enumerate(state.entries):
             uncertain = owner_gone and i == len(state.entries) - 1 and not state.clean and seq not in state.alone
             if uncertain and committed is not None and seq > committed.get(slot, 0):
-                continue  # an orphan: the database says this slot never committed it
+                # An orphan: the database says this slot never committed it. The file's mark was written
+                # with it, so it promises only the records before it (the next commit reuses its sequence).
+                if file_mark == seq:
+                    file_mark = state.entries[i - 1][0] if i else state.base
+                continue
             candidates.setdefault(seq, []).append((slot, ops, uncertain))
             plan.top = max(plan.top, seq)
+        if file_mark is not None:
+            expected = max(expected, file_mark)
     journaled = {slot: seq for slot, seq in (committed or {}).items() if slot > UNJOURNALED_SLOTS}
     if journaled:
         expected = max(expected, max(journaled.values()))

@@ -31,6 +31,7 @@ from .chaos import ChaosMachine
 from .commitpath import CommitPathMachine
 from .config import ConfigMachine
 from .connection import ConnectionMachine
+from .dataloss import DataLossMachine
 from .degradation import DegradationMachine
 from .errors_logging import ErrorsLoggingMachine
 from .health import HealthMachine
@@ -74,6 +75,7 @@ MACHINES: dict[str, type[RuntimeMachine]] = {
     "under_fault": UnderFaultMachine,
     "restart": RestartMachine,
     "surface": SurfaceMachine,
+    "dataloss": DataLossMachine,
 }
 
 #: Which properties each machine checks (the chaos machine checks them all).
@@ -92,6 +94,7 @@ PROPERTIES_BY_MACHINE: dict[str, tuple[int, ...]] = {
     "under_fault": tuple(range(1, 18)),
     "restart": (2, 6, 8, 9, 12, 13, 14, 15),
     "surface": (1, 2, 4, 6, 8, 9, 12, 13),
+    "dataloss": (10, 11, 12, 13),
 }
 
 
@@ -147,6 +150,7 @@ __all__ = [
     "ChaosMachine",
     "ConfigMachine",
     "ConnectionMachine",
+    "DataLossMachine",
     "DegradationMachine",
     "ErrorsLoggingMachine",
     "HealthMachine",

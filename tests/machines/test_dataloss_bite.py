@@ -1,0 +1,142 @@
+"""The data-loss machine bites: each rule finds its defect class when the runtime has it back (issue #15).
+
+Every case plants one old defect by putting a real function of the runtime back to how it behaved
+before the fix (recovery reading only its own journal, a journal without its high-water mark, a
+missing database taken for a fresh start, a WAL set aside whenever the file changed, a lock taken
+for damage by the backup check) and asserts that :class:`~pytest_dbfault.machines.dataloss.DataLossMachine`
+reports a violation of the property that rule checks. A last case runs the unpatched runtime, so
+the machine's checks are also known not to fire on a correct one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import rule
+
+from pytest_dbfault.machines import MACHINES, run_machine
+from pytest_dbfault.machines.dataloss import DataLossMachine
+from reliability import backup as backup_module
+from reliability import connection as connection_module
+from reliability import recovery as recovery_module
+from reliability import redo as redo_module
+
+BITE = settings(max_examples=150, stateful_step_count=12, deadline=None, derandomize=True, database=None,
+                phases=[Phase.explicit, Phase.generate], report_multiple_bugs=False, print_blob=False,
+                suppress_health_check=list(HealthCheck))
+
+
+@pytest.fixture(autouse=True)
+def _quiet_runtime_logs() -> Iterator[None]:
+    logger = logging.getLogger("reliability")
+    old = logger.propagate
+    logger.propagate = False
+    yield
+    logger.propagate = old
+
+
+def violation(tmp_path: Path, number: int, machine: Any = None, **overrides: Any) -> str:
+    """Run the data-loss machine with only property ``number`` enforced; the first line of what it found."""
+    with pytest.raises(AssertionError) as found:
+        run_machine(machine or MACHINES["dataloss"], settings_=settings(BITE, **overrides), base_dir=str(tmp_path),
+                    enforce={number})
+    return str(found.value).splitlines()[0]
+
+
+class CutJournalsOnly(DataLossMachine):
+    """The machine with only its writers and its damage-and-recover rule (plain methods hide the other rules),
+    so the search spends its examples on the journal-cut class instead of meeting it once in a few hundred."""
+
+    def delete_database(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
+    def replace_and_heal(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
+    def transient_in_maintenance(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
+    def worker_process(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
+    def take_backup(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here: a backup re-anchors the journals, leaving nothing to cut)"""
+
+    def corrupt_and_recover(self, *args: Any, **kwargs: Any) -> None:
+        """(replaced by the rule below)"""
+
+    @rule(cut=st.sampled_from(("half", "boundary")), pick=st.integers(0, 7))
+    def cut_after_kill_and_recover(self, cut: str, pick: int) -> None:
+        """The machine's own rule with the issue's reproduction drawn: header damage, a cut journal, every
+        writer killed, recovery by a fresh manager (the combination is one draw in ~20 of the full rule)."""
+        DataLossMachine.corrupt_and_recover(self, "header", 2, cut, pick, 0)
+
+
+def test_recovery_that_replays_only_its_own_journal_is_caught(tmp_path, monkeypatch):
+    """(a) Before the fix only the first manager's journal was replayed: the others' writes vanished."""
+    real = redo_module.journal_files
+    monkeypatch.setattr(redo_module, "journal_files", lambda base: [(s, p) for s, p in real(base) if s == 0])
+    assert violation(tmp_path, 13).startswith("p13_corruption_recovery violated")
+
+
+def test_a_journal_without_its_high_water_mark_is_caught(tmp_path, monkeypatch):
+    """(b) Without the mark a cut tail looks like "never acknowledged": recovery said ok with writes missing."""
+    monkeypatch.setattr(redo_module, "_read_hwm", lambda data: (0, 0, 0))
+    # The registry of slots would still report a deleted file; the mark is what catches a cut one.
+    monkeypatch.setattr(recovery_module, "_missing_journal_files", lambda *a, **k: [])
+    message = violation(tmp_path, 13, CutJournalsOnly, max_examples=60)
+    assert message.startswith("p13_corruption_recovery violated") and "journal_cut" in message, message
+
+
+def test_the_focused_machine_passes_on_the_runtime_as_it_is(tmp_path):
+    run_machine(CutJournalsOnly, settings_=settings(BITE, max_examples=15), base_dir=str(tmp_path))
+
+
+def test_a_deleted_database_taken_for_a_fresh_start_is_caught(tmp_path, monkeypatch):
+    """(c) Before the fix a missing database at start was created empty and reported healthy."""
+    monkeypatch.setattr(recovery_module, "_database_missing", lambda path: False)
+    message = violation(tmp_path, 10)
+    assert message.startswith("p10_health_monitoring violated") and "disconnect_delete" in message, message
+
+
+def test_a_wal_set_aside_whenever_the_file_changed_is_caught(tmp_path, monkeypatch):
+    """(d) Before the fix the original's -wal was moved aside when the runtime reopened it after a replace."""
+
+    def always_set_aside(path: str, wal_of: Any = None) -> list[str]:
+        moved = []
+        for suffix in ("-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                os.rename(path + suffix, path + suffix + ".stale-planted")
+                moved.append(path + suffix + ".stale-planted")
+        return moved
+
+    monkeypatch.setattr(connection_module, "set_aside_foreign_wal", always_set_aside)
+    message = violation(tmp_path, 13)
+    assert message.startswith("p13_corruption_recovery violated") and "disconnect_replace" in message, message
+
+
+def test_a_lock_taken_for_damage_by_the_backup_check_is_caught(tmp_path, monkeypatch):
+    """(e) Before the fix a lock met while verifying a backup was reported as a problem: marked unverified."""
+    real = backup_module.quick_check
+
+    def every_error_is_damage(conn: Any, *, full: bool = False) -> list[str]:
+        try:
+            return real(conn, full=full)
+        except sqlite3.Error as exc:
+            return [f"quick_check failed: {exc}"]
+
+    monkeypatch.setattr(backup_module, "quick_check", every_error_is_damage)
+    message = violation(tmp_path, 12)
+    assert message.startswith("p12_automatic_backup violated") and "locked" in message, message
+
+
+def test_the_machine_passes_on_the_runtime_as_it_is(tmp_path):
+    run_machine(MACHINES["dataloss"], settings_=settings(BITE, max_examples=8), base_dir=str(tmp_path))
