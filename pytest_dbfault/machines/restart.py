@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
 
-from ..faults import CorruptFault
+from ..faults import make_fault
 from ..faults.crash import CrashResult, _watch
 from ..stats import STATS
 from .audit import AuditMixin, has_audit
@@ -212,11 +212,10 @@ class RestartMixin(BackupMixin, DegradationMixin, AuditMixin):
         kwargs: dict[str, Any] = {"seed": seed, "part": part}
         if part == "btree_root":
             kwargs.update(part="btree", table="kv")
-        fault = CorruptFault(self.db_path, backup_before=True, **kwargs)
-        fault.inject()  # the damage is there before the new runtime starts
-        for kind in ("power_loss", "corrupt"):
-            self.fault_history.append(kind)
-            STATS.record_fault(kind)
+        fault = make_fault("corrupt", self.db_path, backup_before=True, counted_in=STATS, **kwargs)
+        fault.inject()  # the damage is there before the new runtime starts (counted by the registry)
+        STATS.record_fault("power_loss")
+        self.fault_history += ["power_loss", "corrupt"]
         self.db = self.open_runtime(self.config)
         self.after_reopen()
         out = self.call(None, self.absorb, self.db.recover, faults=["power_loss", "corrupt"])

@@ -21,7 +21,7 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
 
-from ..faults import CorruptFault
+from ..faults import make_fault
 from ..stats import STATS
 from .backup import CORRUPTIONS, BackupMixin, has_backups, has_recovery
 from .workload import AppError
@@ -129,10 +129,10 @@ class SurfaceMixin(BackupMixin):
         self.reopen()  # flush the WAL into the file so the damage hits committed pages
         before = {str(b.path) for b in self.db.backups()}
         self.db.close()
-        fault = CorruptFault(self.db_path, part="btree", table="kv", page="root", seed=seed, backup_before=True)
-        fault.inject()
+        fault = make_fault("corrupt", self.db_path, part="btree", table="kv", page="root", seed=seed,
+                           backup_before=True, counted_in=STATS)
+        fault.inject()  # (counted by the registry)
         self.fault_history.append("corrupt")
-        STATS.record_fault("corrupt")
         self.faults["corrupt"] = fault  # in force: the checks below are labelled with it
         config = self.config
         leftovers: list[str] = []
