@@ -711,6 +711,10 @@ def prepare_backup(conn: Any, base: str | os.PathLike[str], journal: RedoJournal
         return
     if row is None:
         return
+    # publish_solo updates the journal as if the row were written; a failed COMMIT writes nothing, so
+    # the journal must go on committing alone (otherwise a later backup takes it for a dead owner and
+    # leaves a sequence number out: a false "missing transaction" at the next recovery).
+    saved = (journal.solo_conn, journal.solo_mine, journal.seen) if journal is not None else None
     conn.execute("BEGIN IMMEDIATE")
     try:
         row = conn.execute(_SOLO_SQL).fetchone()
@@ -720,6 +724,8 @@ def prepare_backup(conn: Any, base: str | os.PathLike[str], journal: RedoJournal
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
+        if journal is not None and saved is not None:
+            journal.solo_conn, journal.solo_mine, journal.seen = saved
         raise
 
 
