@@ -34,17 +34,22 @@ def journal_seqs(db: DatabaseManager) -> list[int]:
 def test_a_commit_alone_that_fails_writes_no_record_and_changes_nothing(needs_vfs, normal):
     db = normal
     assert db._redo is not None and db._redo.claim is not None, "this manager commits alone"
-    before = journal_seqs(db)
-    with IoErrorFault(db.path, ops="write", nth=1) as fault:
-        db._drop_connection()  # the next connection opens through the shim
-        with pytest.raises(DatabaseError) as info:
-            with db.transaction():
-                db.execute("INSERT INTO t VALUES (2)")
-    assert fault.fired == 1
+    # A rule that never fires keeps the shim installed while the next connection opens through it; that
+    # connection's first commit claims the right to commit alone again, so the failing one below is alone.
+    with IoErrorFault(db.path, ops="write", nth=10**9):
+        db._drop_connection()
+        db.execute("INSERT INTO t VALUES (2)")
+        assert db._redo.alone(db.connections.connection), "the next commit on this connection is alone"
+        before = journal_seqs(db)
+        with IoErrorFault(db.path, ops="write", nth=1) as fault:
+            with pytest.raises(DatabaseError) as info:
+                with db.transaction():
+                    db.execute("INSERT INTO t VALUES (3)")
+        assert fault.fired == 1
     assert str(info.value.kind) == "ioerr"
     assert journal_seqs(db) == before, "a failed COMMIT left a journal record a replay would apply"
-    db.execute("INSERT INTO t VALUES (3)")
-    assert db.fetch_all("SELECT x FROM t ORDER BY x") == [(1,), (3,)]
+    db.execute("INSERT INTO t VALUES (4)")
+    assert db.fetch_all("SELECT x FROM t ORDER BY x") == [(1,), (2,), (4,)]
 
 
 def test_a_backup_whose_sequence_cannot_be_published_copies_nothing_and_leaves_no_gap(needs_vfs, normal, caplog):
