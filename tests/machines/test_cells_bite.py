@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
+from bite_settings import bite_settings
+from hypothesis import settings
 
 from pytest_dbfault.machines import run_machine
 from pytest_dbfault.machines.cells import ROUND_FAMILIES, UnderFaultMachine
@@ -26,9 +27,7 @@ from reliability import DatabaseError, DatabaseManager
 from reliability.errors import ErrorKind
 from reliability.schema import MigrationResult, applied_versions
 
-BITE = settings(max_examples=30, stateful_step_count=10, deadline=None, derandomize=True, database=None,
-                phases=[Phase.explicit, Phase.generate], report_multiple_bugs=False, print_blob=False,
-                suppress_health_check=list(HealthCheck))
+BITE = bite_settings(max_examples=30, steps=10)
 
 
 # -- broken runtimes ----------------------------------------------------------------------------

@@ -6,30 +6,19 @@ a P13 violation against it. A machine that cannot fail checks nothing.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
+from bite_settings import bite_settings
+from hypothesis import settings
 
 from pytest_dbfault.machines import MACHINES, run_machine
 from pytest_dbfault.machines.commitpath import CommitPathMachine
 from pytest_dbfault.stats import property_id
 from reliability import DatabaseManager
 
-BITE = settings(max_examples=60, stateful_step_count=15, deadline=None, derandomize=True, database=None,
-                phases=[Phase.explicit, Phase.generate], report_multiple_bugs=False, print_blob=False,
-                suppress_health_check=list(HealthCheck))
+BITE = bite_settings(max_examples=60, steps=15)
 
-
-@pytest.fixture(autouse=True)
-def _quiet_runtime_logs() -> Iterator[None]:
-    logger = logging.getLogger("reliability")
-    old = logger.propagate
-    logger.propagate = False
-    yield
-    logger.propagate = old
 
 
 class NoAbortMarker(DatabaseManager):

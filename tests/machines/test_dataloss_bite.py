@@ -10,15 +10,14 @@ the machine's checks are also known not to fire on a correct one.
 
 from __future__ import annotations
 
-import logging
 import os
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
+from bite_settings import bite_settings
+from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import rule
 
@@ -29,18 +28,8 @@ from reliability import connection as connection_module
 from reliability import recovery as recovery_module
 from reliability import redo as redo_module
 
-BITE = settings(max_examples=150, stateful_step_count=12, deadline=None, derandomize=True, database=None,
-                phases=[Phase.explicit, Phase.generate], report_multiple_bugs=False, print_blob=False,
-                suppress_health_check=list(HealthCheck))
+BITE = bite_settings(max_examples=150, steps=12)
 
-
-@pytest.fixture(autouse=True)
-def _quiet_runtime_logs() -> Iterator[None]:
-    logger = logging.getLogger("reliability")
-    old = logger.propagate
-    logger.propagate = False
-    yield
-    logger.propagate = old
 
 
 def violation(tmp_path: Path, number: int, machine: Any = None, **overrides: Any) -> str:

@@ -13,12 +13,13 @@ import logging
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, seed, settings
+from bite_settings import bite_settings
+from hypothesis import seed, settings
 
 from pytest_dbfault.machines import MACHINES, run_machine
 from pytest_dbfault.stats import property_id
@@ -28,19 +29,8 @@ from reliability.health import IntegrityReport
 from reliability.recovery import RecoveryReport
 from reliability.schema import SchemaReport, _ensure_table, applied_versions, split_sql
 
-BITE = settings(max_examples=60, stateful_step_count=15, deadline=None, derandomize=True, database=None,
-                phases=[Phase.explicit, Phase.generate], report_multiple_bugs=False, print_blob=False,
-                suppress_health_check=list(HealthCheck))
+BITE = bite_settings(max_examples=60, steps=15)
 
-
-@pytest.fixture(autouse=True)
-def _quiet_runtime_logs() -> Iterator[None]:
-    # The machines capture the records themselves; keep pytest's report small.
-    logger = logging.getLogger("reliability")
-    old = logger.propagate
-    logger.propagate = False
-    yield
-    logger.propagate = old
 
 
 # -- broken runtimes ----------------------------------------------------------------------------

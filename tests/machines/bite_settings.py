@@ -1,0 +1,12 @@
+"""The Hypothesis settings of a bite test: a fixed search (derandomized, no database, no shrinking)."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, Phase, settings
+
+
+def bite_settings(max_examples: int, steps: int) -> settings:
+    """A reproducible search of ``max_examples`` runs of ``steps`` steps that reports the first failure."""
+    return settings(max_examples=max_examples, stateful_step_count=steps, deadline=None, derandomize=True,
+                    database=None, phases=[Phase.explicit, Phase.generate], report_multiple_bugs=False,
+                    print_blob=False, suppress_health_check=list(HealthCheck))
