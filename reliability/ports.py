@@ -67,8 +67,8 @@ class CommandHost(Statements, Protocol):
         """A fresh id for the technical log."""
 
 
-class ReloadHost(Protocol):
-    """What applying a new configuration (:mod:`reliability.reload`) swaps it into."""
+class Parts(Protocol):
+    """The runtime's parts every host below shares: settings, connections, transactions, errors, policy."""
 
     config: ReliabilityConfig
     closed: bool
@@ -76,19 +76,18 @@ class ReloadHost(Protocol):
     transactions: TransactionManager
     errors: ErrorHandler
     policy: RetryPolicy
+
+
+class ReloadHost(Parts, Protocol):
+    """What applying a new configuration (:mod:`reliability.reload`) swaps it into."""
+
     oplog: Any
 
 
-class DurabilityHost(Protocol):
+class DurabilityHost(Parts, Protocol):
     """What :class:`~reliability.recovery.Durability` uses (the parts; the private names are the
     reaches still to be replaced by parts passed in, see the package layout proposed in issue #16)."""
 
-    config: ReliabilityConfig
-    closed: bool
-    connections: ConnectionManager
-    transactions: TransactionManager
-    errors: ErrorHandler
-    policy: RetryPolicy
     monitor: HealthMonitor
     health_contributors: list[HealthContributor]
     corruption_listeners: list[Callable[[DatabaseError], None]]

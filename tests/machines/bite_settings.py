@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hypothesis import HealthCheck, Phase, settings
 
 
@@ -10,3 +12,14 @@ def bite_settings(max_examples: int, steps: int) -> settings:
     return settings(max_examples=max_examples, stateful_step_count=steps, deadline=None, derandomize=True,
                     database=None, phases=[Phase.explicit, Phase.generate], report_multiple_bugs=False,
                     print_blob=False, suppress_health_check=list(HealthCheck))
+
+
+def first_violation(run: Callable[[], object]) -> str | None:
+    """Run a machine against a broken runtime: what it found first (one line), or None when it passed."""
+    try:
+        run()
+    except AssertionError as exc:
+        return f"found {str(exc).splitlines()[0]}"
+    except BaseException as exc:  # the planted defect may break the runtime rather than a check
+        return f"other failure: {type(exc).__name__}: {exc}"
+    return None
