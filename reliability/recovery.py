@@ -529,9 +529,10 @@ class Durability:
     def _known_after(self, before: dict[int, Any], after: dict[int, Any], offered: Sequence[Migration]
                      ) -> list[Migration] | None:
         """The migrations known after a partly done change: known before, plus those applied now, minus
-        those reverted now (``offered``: the change's own list, where the applied ones come from)."""
-        if self.migrations is None and not offered:
-            return None
+        those reverted now (``offered``: the change's own list, where the applied ones come from).
+        A runtime that knew none (``None``: it checks no versions) keeps knowing none."""
+        if self.migrations is None:
+            return None  # no expectations before (no migrations given): none after a failure either
         pool = {m.version: m for m in offered}
         pool.update({m.version: m for m in self.migrations or []})
         keep = {m.version for m in self.migrations or []} | (set(after) - set(before))

@@ -316,3 +316,16 @@ def test_a_pending_migration_that_fails_keeps_writes_refused(tmp_path):
         with pytest.raises(DatabaseError) as info:
             db.execute("INSERT INTO t1 VALUES ('x')")
         assert info.value.kind is ErrorKind.SCHEMA_MISMATCH
+
+
+def test_a_failed_batch_on_a_runtime_that_checks_no_versions_leaves_it_checking_none(tmp_path):
+    """A runtime started without migrations validates no versions; a failed batch must not make it
+    expect an empty list (then every applied version read as "unknown" and every write was refused)."""
+    m1 = Migration(1, "one", "CREATE TABLE t1 (x)")
+    with DatabaseManager(config(tmp_path, auto_migrate=False), migrations=[m1]) as db:
+        db.migrate([m1])
+    with DatabaseManager(config(tmp_path, auto_migrate=False)) as db:
+        with pytest.raises(DatabaseError):
+            db.migrate([m1, Migration(2, "bad", "INSERT INTO nope VALUES (1)")])
+        assert db.validate_schema().ok
+        db.execute("INSERT INTO t1 VALUES ('still served')")
