@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +30,14 @@ def needs_vfs() -> None:
     ok, reason = vfs_available()
     if not ok:
         pytest.skip(f"VFS shim unavailable here: {reason}")
+
+
+@pytest.fixture
+def runtime_through_vfs(needs_vfs: None) -> None:
+    """Skip where the runtime uses another SQLite build than the stdlib's, in which the shim is registered."""
+    module = os.environ.get("RELIABILITY_SQLITE_MODULE", "").strip() or "sqlite3"
+    if module != "sqlite3":
+        pytest.skip(f"the VFS shim lives in the stdlib's SQLite; this runtime uses {module}, whose files it never sees")
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ def journal_seqs(db: DatabaseManager) -> list[int]:
     return [seq for seq, _ops in read_journal(db.config.redo_journal_file).entries]
 
 
-def test_a_commit_alone_that_fails_writes_no_record_and_changes_nothing(needs_vfs, normal):
+def test_a_commit_alone_that_fails_writes_no_record_and_changes_nothing(runtime_through_vfs, normal):
     db = normal
     assert db._redo is not None and db._redo.claim is not None, "this manager commits alone"
     # A rule that never fires keeps the shim installed while the next connection opens through it; that
@@ -52,7 +52,8 @@ def test_a_commit_alone_that_fails_writes_no_record_and_changes_nothing(needs_vf
     assert db.fetch_all("SELECT x FROM t ORDER BY x") == [(1,), (2,), (4,)]
 
 
-def test_a_backup_whose_sequence_cannot_be_published_copies_nothing_and_leaves_no_gap(needs_vfs, normal, caplog):
+def test_a_backup_whose_sequence_cannot_be_published_copies_nothing_and_leaves_no_gap(
+        runtime_through_vfs, normal, caplog):
     db = normal
     count = len(db.backups())
     with IoErrorFault(db.path, ops="write", nth=1) as fault:

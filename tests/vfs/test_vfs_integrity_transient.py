@@ -34,7 +34,7 @@ def test_a_short_read_on_every_read_is_still_reported(needs_vfs, make_db):
     assert not report.ok
 
 
-def test_the_runtime_stays_healthy_after_a_one_off_short_read_in_its_check(needs_vfs, tmp_path):
+def test_the_runtime_stays_healthy_after_a_one_off_short_read_in_its_check(runtime_through_vfs, tmp_path):
     db = DatabaseManager(fast_config(tmp_path / "app.db", auto_recover=True))
     try:
         db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
