@@ -914,7 +914,9 @@ class KindsMixin(CellsMixin):
         try:
             side.execute("CREATE TABLE IF NOT EXISTS legs (n INTEGER PRIMARY KEY, amount INTEGER NOT NULL)")
             try:
-                fault = make_fault("busy_commit", side_path, counted_in=STATS)
+                # The side runtime, not its path: the reader then uses its SQLite build (only that build's
+                # readers block its COMMIT).
+                fault = make_fault("busy_commit", side, counted_in=STATS)
                 fault.inject()
             except (FaultError, sqlite3.Error):
                 return

@@ -101,7 +101,9 @@ class ConfigMixin(Workload):
     def check_attempts(self, attempts: int) -> None:
         """Behaviour, not just the object: a write under a real lock makes ``attempts`` tries."""
         sleeps0, t0 = len(self.time.sleeps), self.time.now
-        with make_fault("locked", self.db.path, mode="write"):
+        # The runtime itself, not its path: the holder then uses the runtime's SQLite build (a lock held
+        # through another build in this process is not seen by it).
+        with make_fault("locked", self.db, mode="write"):
             out = self.call("execute", self.db.execute, "INSERT INTO kv (k, v) VALUES ('locked-out', 'x')",
                             faults=["locked"])
         made = len(self.time.sleeps) - sleeps0 + 1

@@ -5,7 +5,6 @@ property; the same call passes against the real runtime.
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -138,7 +137,4 @@ def params_flag_stuck(config: Any) -> DatabaseManager:
 
 
 def test_reload_of_log_sql_params_bites(tmp_path: Path) -> None:
-    module = os.environ.get("RELIABILITY_SQLITE_MODULE", "").strip() or "sqlite3"
-    if module != "sqlite3":
-        pytest.xfail(f"under {module} the unbroken runtime fails this P16 check too (cause not found yet, #14)")
     bites("config", "reload_valid", (2, True), params_flag_stuck, "p16_", tmp_path)
