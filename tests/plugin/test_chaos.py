@@ -517,10 +517,11 @@ import threading
 def test_workers(tmp_path):
     path = tmp_path / "app.db"
     sqlite3.connect(path).executescript("CREATE TABLE t (x);")  # executescript meets no chaos
-    app_lock, done = threading.Lock(), queue.Queue()
+    app_lock, done, holding = threading.Lock(), queue.Queue(), threading.Event()
 
     def worker(n):
         app_lock.acquire()        # the application's own lock around its transaction...
+        holding.set()
         conn = sqlite3.connect(path, timeout=5)
         conn.execute("INSERT INTO t VALUES (?)", (n,))
         conn.commit()
@@ -529,6 +530,7 @@ def test_workers(tmp_path):
 
     for n in range(2):
         threading.Thread(target=worker, args=(n,)).start()
+        holding.wait()  # thread-1 takes the app's lock first, whatever the scheduler does under load
     assert sorted(done.get() for _ in range(2)) == [0, 1]
 '''
 
