@@ -252,6 +252,7 @@ class BackupManager:
         info = BackupInfo(str(backup), float(manifest.get("created_at", 0.0)), int(manifest.get("size", 0)),
                           False, manifest.get("last_seq"))
         _write_manifest(backup, info, check=reason)
+        fsync_dir(backup.parent)  # else a power loss brings the old manifest (verified) back
         log.error("backup %s failed re-verification and is no longer used: %s", backup, reason)
 
     # -- rotating ------------------------------------------------------------------------------
@@ -265,6 +266,8 @@ class BackupManager:
         for info in verified[self.keep:]:
             _remove_quietly(Path(info.path), _manifest_path(Path(info.path)))
             deleted.append(info.path)
+        if deleted:  # else a power loss brings them back: more than `keep` again
+            fsync_dir(self.directory)
         return deleted
 
 
