@@ -246,6 +246,15 @@ class ConnectionManager:
             return classify(exc)
         return None
 
+    @property
+    def identity(self) -> tuple[int, int] | None:
+        """(device, inode) of the file this manager's connection last opened (kept after it closes)."""
+        return self._identity
+
+    def identity_at_path(self) -> tuple[int, int] | None:
+        """(device, inode) of the file the path names now, or None when there is none."""
+        return _file_identity(self.path)
+
     def file_moved(self) -> bool:
         """True when the path no longer names the file this connection opened (deleted, moved, replaced)."""
         if self._conn is None:

@@ -50,6 +50,7 @@ from .backup import (
 )
 from .errors import DatabaseError, ErrorKind, RecoveryAction
 from .health import IntegrityReport, Scheduler, check_integrity, retryable_in_maintenance, run_maintenance
+from .recovered_elsewhere import RECOVERED_BY_ANOTHER, recovered_by_another
 from .redo import (
     WRITERS_TABLE,
     JournalState,
@@ -111,6 +112,8 @@ class RecoveryReport:
     duration: float
     problems: list[str] = field(default_factory=list)
     reason: str = ""
+    #: Set when nothing was done because another process had recovered the database meanwhile.
+    note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -720,9 +723,13 @@ class Durability:
             if self._recovering:
                 raise DatabaseError(ErrorKind.MISUSE, "a recovery is already running")
             self._recovering = True
+            seen = db.connections.identity or db.connections.identity_at_path()  # the file seen damaged
             try:
                 with install_lock(db.path), writers_fenced(db):
-                    report = self._recover_locked(reason, t0)
+                    # Another process may have recovered it while this one waited for the lock.
+                    elsewhere = recovered_by_another(db, self.redo, seen)
+                    report = self._recover_locked(reason, t0) if elsewhere is None else RecoveryReport(
+                        not elsewhere, [], None, 0, perf_counter() - t0, elsewhere, reason, RECOVERED_BY_ANOTHER)
             finally:
                 self._recovering = False
         m = db.monitor

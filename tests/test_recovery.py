@@ -591,3 +591,100 @@ def test_one_io_error_with_no_retries_is_no_integrity_verdict(tmp_path):
         assert db.check_integrity().ok
     finally:
         db.close()
+
+
+# A recovery that waited for another process's install lock (issue #15): the other process already
+# recovered the database; recovering again would quarantine a good file and restore on top of it.
+WAITED_SCRIPT = """
+import os, sys, time
+sys.path.insert(0, sys.argv[2])
+from pathlib import Path
+from redo_worker import config
+from reliability import DatabaseManager
+from reliability import recovery
+marks = Path(sys.argv[3])
+real_install = recovery.install
+def install_when_told(prepared, target):
+    (marks / "installing").write_text("")
+    while not (marks / "go").exists():  # the test says when: it has seen the other recovery wait
+        time.sleep(0.01)
+    real_install(prepared, target)
+recovery.install = install_when_told
+with DatabaseManager(config(sys.argv[1])) as db:
+    (marks / "ready").write_text("")
+    while not (marks / "corrupted").exists():
+        time.sleep(0.01)
+    report = db.recover()
+    print("ok" if report.ok else "incomplete", len(report.quarantined), flush=True)
+"""
+
+
+def test_a_recovery_that_waited_for_another_process_does_not_recover_a_recovered_database_again(tmp_path):
+    import logging
+    import subprocess
+    import sys
+    import threading
+
+    from redo_worker import config as worker_config
+
+    path = tmp_path / "app.db"
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    db = DatabaseManager(worker_config(str(path)))
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+    db.executemany("INSERT INTO t (id, v) VALUES (?, ?)", [(i, "x" * 50) for i in range(50)])
+    db.backup()
+    for i in range(50, 80):  # acknowledged after the backup: only this manager's journal holds them
+        db.execute("INSERT INTO t (id, v) VALUES (?, ?)", (i, "after"))
+    other = subprocess.Popen([sys.executable, "-c", WAITED_SCRIPT, str(path), str(Path(__file__).parent),
+                              str(marks)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    waiting = threading.Event()
+
+    class SeeWaiting(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "waiting for it" in record.getMessage():
+                waiting.set()
+
+    handler = SeeWaiting()
+    logging.getLogger("reliability.recovery").addHandler(handler)
+    reports: list[object] = []
+    try:
+        while not (marks / "ready").exists():  # on progress, not on time
+            assert other.poll() is None, other.communicate()
+            time.sleep(0.01)
+        corrupt(path, "btree")
+        (marks / "corrupted").write_text("")
+        while not (marks / "installing").exists():
+            assert other.poll() is None, other.communicate()
+            time.sleep(0.01)
+        mine = threading.Thread(target=lambda: reports.append(db.recover()))
+        mine.start()
+        while not waiting.is_set():
+            assert mine.is_alive()
+            waiting.wait(0.05)
+        (marks / "go").write_text("")
+        out, err = other.communicate(timeout=120)
+        mine.join(timeout=120)
+        assert other.returncode == 0, err[-2000:]
+        assert out.split()[0] == "ok" and int(out.split()[1]) >= 1, (out, err[-2000:])
+        (report,) = reports
+        assert report.ok, report.problems
+        assert report.quarantined == [] and report.backup is None and report.replayed == 0
+        assert "another process" in report.note
+        # Only the other process's quarantine, of the damaged file (with its -wal/-shm): none of the good one.
+        assert len([p for p in tmp_path.glob("app.db.quarantine*") if not p.name.endswith(("-wal", "-shm"))]) == 1
+        assert table(db) == {**{i: "x" * 50 for i in range(50)}, **{i: "after" for i in range(50, 80)}}
+        db.execute("INSERT INTO t (id, v) VALUES (80, 'next')")  # and this manager writes to the recovered file
+    finally:
+        logging.getLogger("reliability.recovery").removeHandler(handler)
+        (marks / "go").write_text("")
+        if other.poll() is None:
+            other.kill()
+            other.communicate()
+        db.close()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 81
+        assert conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+    finally:
+        conn.close()
