@@ -135,7 +135,7 @@ def bench_redo_overhead(folder: Path, n: int) -> None:
 
 def bench_replay_throughput(folder: Path, n: int) -> None:
     """How fast the two things replayed after an outage go back in: the redo journal, the write queue."""
-    from reliability.recovery import replay_journal
+    from reliability.durability.recovery import replay_journal
     from reliability.redo import read_journal
 
     db = DatabaseManager(config(folder))

@@ -15,15 +15,15 @@ admin commands ``AdminSetFlag`` / ``AdminAudit`` are :func:`reliability.admin.se
 :func:`reliability.admin.audit`.
 """
 
-from .backup import BackupError, BackupInfo, BackupManager
 from .config import ConfigError, ReliabilityConfig
 from .connection import ConnectionManager, ConnectionState
 from .degradation import CommandRegistry, CommandResult, Needs, WriteQueue
+from .durability.backup import BackupError, BackupInfo, BackupManager
+from .durability.recovery import RecoveryReport
 from .errors import KIND_INFO, DatabaseError, ErrorHandler, ErrorKind, RecoveryAction, classify
 from .health import HealthMonitor, HealthReport, HealthStatus, IntegrityReport
 from .inspection import Inspector
 from .manager import DatabaseManager
-from .recovery import RecoveryReport
 from .retry import RetryExhausted, RetryPolicy
 from .schema import Migration, MigrationError, MigrationResult, SchemaReport, SchemaValidator
 from .transaction import TransactionError, TransactionManager

@@ -36,9 +36,9 @@ from types import SimpleNamespace
 from typing import Any, TypeVar
 from urllib.request import pathname2url
 
-from .backup import BackupInfo, BackupManager
 from .config import ReliabilityConfig
 from .connection import load_sqlite_module
+from .durability.backup import BackupInfo, BackupManager
 from .errors import Action, DatabaseError, ErrorHandler, ErrorKind, decide, out_of_service
 from .health import HealthReport, HealthStatus, IntegrityReport, wal_size
 from .retry import RetryExhausted, RetryPolicy

@@ -37,16 +37,16 @@ from time import perf_counter
 from typing import Any, TypeVar
 
 from .audit import AuditLogger
-from .backup import BackupInfo
 from .config import ReliabilityConfig
 from .connection import ConnectionManager, ConnectionState
 from .degradation import CommandRegistry, WriteQueue
+from .durability.backup import BackupInfo
+from .durability.recovery import Durability, RecoveryReport
 from .errors import DatabaseError, ErrorHandler, classify, out_of_service
 from .executor import Executor
 from .health import HealthMonitor, HealthReport, HealthStatus, IntegrityReport, wal_size
 from .observers import Listeners, Metrics, Observers, OperationRecords
 from .oplog import OperationLog
-from .recovery import Durability, RecoveryReport
 from .redo import ensure_sequence_table, statement_kind
 from .retry import RetryExhausted, RetryPolicy
 from .schema import Migration, MigrationResult, SchemaReport

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from reliability import DatabaseManager, ReliabilityConfig
-from reliability.backup import BackupError, read_sequence
+from reliability.durability.backup import BackupError, read_sequence
 
 
 def config(tmp_path: Path, **changes: object) -> ReliabilityConfig:

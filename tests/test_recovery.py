@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reliability import DatabaseManager, ReliabilityConfig
+from reliability.durability.recovery import replay_journal
 from reliability.errors import DatabaseError, ErrorKind
-from reliability.recovery import replay_journal
 from reliability.redo import read_journal
 
 
@@ -383,7 +383,7 @@ def test_a_process_writing_while_another_installs_loses_no_acknowledged_write(tm
     import subprocess
     import sys
 
-    from reliability import recovery as recovery_module
+    from reliability.durability import recovery as recovery_module
 
     path = tmp_path / "bank.db"
     db = _bank(path)
@@ -601,7 +601,7 @@ sys.path.insert(0, sys.argv[2])
 from pathlib import Path
 from redo_worker import config
 from reliability import DatabaseManager
-from reliability import recovery
+from reliability.durability import recovery
 marks = Path(sys.argv[3])
 real_install = recovery.install
 def install_when_told(prepared, target):

@@ -156,8 +156,8 @@ def test_a_backup_blocked_for_a_moment_is_retried_under_the_shared_policy(tmp_pa
 
 
 def test_replay_that_meets_a_lock_is_rerun_not_cut_short(tmp_path):
-    from reliability.backup import read_sequence
-    from reliability.recovery import replay_journal
+    from reliability.durability.backup import read_sequence
+    from reliability.durability.recovery import replay_journal
 
     path = tmp_path / "target.db"
     db = new_db(tmp_path)  # only for a database file with table t

@@ -11,7 +11,7 @@ import pytest
 from pytest_dbfault.faults import CorruptFault, DisconnectFault
 from pytest_dbfault.vfs import vfs_available
 from pytest_dbfault.vfs.faults import IoErrorFault
-from reliability.backup import BackupError, BackupManager, install, quick_check, verify_file
+from reliability.durability.backup import BackupError, BackupManager, install, quick_check, verify_file
 from reliability.errors import ErrorKind
 
 

@@ -12,9 +12,9 @@ from pytest_dbfault.faults import CorruptFault, DisconnectFault, FileFullFault, 
 from pytest_dbfault.vfs import vfs_available
 from pytest_dbfault.vfs.faults import EnospcFault, IoErrorFault
 from reliability import DatabaseManager
-from reliability.backup import BackupError
+from reliability.durability.backup import BackupError
+from reliability.durability.recovery import replay_journal
 from reliability.errors import DatabaseError, ErrorKind
-from reliability.recovery import replay_journal
 from reliability.redo import read_journal
 from reliability.schema import Migration, MigrationError
 

@@ -79,7 +79,7 @@ class RefusesReadsOnceDegraded(DatabaseManager):
 
 def backup_without_copy_check(config: Any) -> DatabaseManager:
     """Backups whose copy is never checked: a copy of a damaged file is marked verified (P12)."""
-    import reliability.backup as backup
+    import reliability.durability.backup as backup
 
     backup.quick_check = lambda *a, **k: []
     return DatabaseManager(config)

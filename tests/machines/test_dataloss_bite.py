@@ -23,10 +23,10 @@ from hypothesis.stateful import rule
 
 from pytest_dbfault.machines import MACHINES, run_machine
 from pytest_dbfault.machines.dataloss import DataLossMachine
-from reliability import backup as backup_module
 from reliability import connection as connection_module
-from reliability import recovery as recovery_module
 from reliability import redo as redo_module
+from reliability.durability import backup as backup_module
+from reliability.durability import recovery as recovery_module
 
 BITE = bite_settings(max_examples=150, steps=12)
 

@@ -25,8 +25,8 @@ from pytest_dbfault.machines import MACHINES, run_machine
 from pytest_dbfault.stats import property_id
 from reliability import DatabaseError, DatabaseManager, RetryPolicy
 from reliability.degradation import CommandResult
+from reliability.durability.recovery import RecoveryReport
 from reliability.health import IntegrityReport
-from reliability.recovery import RecoveryReport
 from reliability.schema import SchemaReport, _ensure_table, applied_versions, split_sql
 
 BITE = bite_settings(max_examples=60, steps=15)

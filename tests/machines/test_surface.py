@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-import reliability.backup as backup_module
-import reliability.recovery as recovery_module
+import reliability.durability.backup as backup_module
+import reliability.durability.recovery as recovery_module
 from pytest_dbfault.machines import MACHINES, bind
 from pytest_dbfault.machines.base import CONFIG_SPACE
 from reliability import DatabaseManager

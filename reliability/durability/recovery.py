@@ -36,22 +36,11 @@ from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import files
-from .backup import (
-    BackupError,
-    BackupInfo,
-    BackupManager,
-    copy_for_install,
-    fsync_file,
-    install,
-    move_aside,
-    read_sequence,
-    record_sequence,
-)
-from .errors import DatabaseError, ErrorKind, RecoveryAction
-from .health import IntegrityReport, Scheduler, check_integrity, retryable_in_maintenance, run_maintenance
-from .recovered_elsewhere import RECOVERED_BY_ANOTHER, recovered_by_another
-from .redo import (
+from .. import files
+from ..errors import DatabaseError, ErrorKind, RecoveryAction
+from ..health import IntegrityReport, Scheduler, check_integrity, retryable_in_maintenance, run_maintenance
+from ..recovered_elsewhere import RECOVERED_BY_ANOTHER, recovered_by_another
+from ..redo import (
     WRITERS_TABLE,
     JournalState,
     RedoJournal,
@@ -69,8 +58,8 @@ from .redo import (
     unjournaled_writers,
     unregister_unjournaled,
 )
-from .retry import RetryExhausted, RetryPolicy
-from .schema import (
+from ..retry import RetryExhausted, RetryPolicy
+from ..schema import (
     Migration,
     MigrationError,
     MigrationResult,
@@ -82,6 +71,17 @@ from .schema import (
     has_user_data,
     revert_migrations,
 )
+from .backup import (
+    BackupError,
+    BackupInfo,
+    BackupManager,
+    copy_for_install,
+    fsync_file,
+    install,
+    move_aside,
+    read_sequence,
+    record_sequence,
+)
 
 try:  # POSIX; elsewhere recoveries in two processes are not serialized (said in install_lock)
     import fcntl
@@ -89,7 +89,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
-    from .ports import DurabilityHost
+    from ..ports import DurabilityHost
 
 log = logging.getLogger("reliability.recovery")
 

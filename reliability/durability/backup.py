@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import files
-from .errors import DatabaseError, ErrorKind, classify, sqlite_errors
-from .health import persistent_ioerr, retryable_in_maintenance, run_maintenance
-from .redo import WRITERS_TABLE, fsync_dir, set_sequence
-from .retry import RetryPolicy
+from .. import files
+from ..errors import DatabaseError, ErrorKind, classify, sqlite_errors
+from ..health import persistent_ioerr, retryable_in_maintenance, run_maintenance
+from ..redo import WRITERS_TABLE, fsync_dir, set_sequence
+from ..retry import RetryPolicy
 
 log = logging.getLogger("reliability.backup")
 

@@ -1,0 +1,1 @@
+"""Durability: backups, the redo journal's lifecycle, schema trust, recovery (being split into parts)."""
