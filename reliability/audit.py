@@ -196,7 +196,6 @@ class AuditLogger:
         db.transactions.after_commit.append(self._after_commit)
         db.transactions.after_rollback.append(self._drop_pending_anchor)
         db.transactions.savepoint_hooks.append(self._on_savepoint)
-        db.health_contributors.append(self.health_extra)
         if self._key is None and not db.config.audit_hmac_key:
             self.key  # noqa: B018 - generate the key file at first start, not at the first entry
 

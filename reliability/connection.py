@@ -95,6 +95,11 @@ class ConnectionManager:
             conn = self.open()
         return conn
 
+    @property
+    def current(self) -> sqlite3.Connection | None:
+        """The connection if one is open, else None (never opens one)."""
+        return self._conn
+
     def live_connection(self) -> sqlite3.Connection:
         """The connection, reopened first if its handle was closed (for maintenance work, not the hot path)."""
         conn = self._conn

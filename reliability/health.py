@@ -10,7 +10,6 @@ import enum
 import logging
 import os
 import sqlite3
-import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
@@ -251,58 +250,3 @@ def run_maintenance(fn: Callable[[], T], policy: RetryPolicy | None, what: str) 
         detail = (f"{what} could not run after {exc.attempts} attempt(s) in {exc.elapsed:.3f}s: {last}; "
                   "this is no verdict on the file")
         raise DatabaseError(kind, detail, attempts=exc.attempts) from last
-
-
-# -- background schedule -----------------------------------------------------------------------
-class Scheduler:
-    """Runs periodic tasks on one daemon thread until :meth:`stop`.
-
-    Each task is ``(name, interval_seconds, fn)``; an interval of 0 disables it. A task that
-    raises is logged and rescheduled, never kills the thread. The thread is a daemon and waits
-    on a stop event, so it neither keeps the interpreter alive nor delays ``close()``.
-    """
-
-    def __init__(self, tasks: list[tuple[str, float, Callable[[], Any]]], *, name: str = "reliability-maintenance",
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.tasks = [(n, float(i), fn) for n, i, fn in tasks if i and i > 0]
-        self.clock = clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._name = name
-        self.runs: dict[str, int] = {n: 0 for n, _, _ in self.tasks}
-
-    @property
-    def running(self) -> bool:
-        """True while the thread is alive."""
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> None:
-        """Start the thread (no-op when there is nothing to run)."""
-        if not self.tasks or self.running:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Ask the thread to stop and wait for it (a task in progress finishes first)."""
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-
-    def _loop(self) -> None:
-        now = self.clock()
-        due = {n: now + i for n, i, _ in self.tasks}
-        while not self._stop.is_set():
-            name = min(due, key=due.__getitem__)
-            wait = due[name] - self.clock()
-            if wait > 0 and self._stop.wait(wait):
-                return
-            interval, fn = next((i, f) for n, i, f in self.tasks if n == name)
-            try:
-                fn()
-            except Exception:
-                _log.exception("scheduled %s failed", name)
-            self.runs[name] = self.runs.get(name, 0) + 1
-            due[name] = self.clock() + interval

@@ -20,7 +20,7 @@ goes to the ``reliability`` logger.
 The parts: :class:`~reliability.connection.ConnectionManager` (the connection),
 :class:`~reliability.transaction.TransactionManager`, :class:`~reliability.executor.Executor`
 (one SQL call), :class:`~reliability.observers.Observers` (metrics, operation log, error
-listeners), :class:`~reliability.recovery.Durability`, the write queue and commands
+listeners), :class:`~reliability.durability.Durability`, the write queue and commands
 (:mod:`reliability.degradation`) and the audit log. The redo journal's commit protocol
 (``_journaled_commit``) lives here, next to the transactions it commits.
 """
@@ -40,8 +40,8 @@ from .audit import AuditLogger
 from .config import ReliabilityConfig
 from .connection import ConnectionManager, ConnectionState
 from .degradation import CommandRegistry, WriteQueue
+from .durability import Durability, RecoveryReport, RuntimeParts
 from .durability.backup import BackupInfo
-from .durability.recovery import Durability, RecoveryReport
 from .errors import DatabaseError, ErrorHandler, classify, out_of_service
 from .executor import Executor
 from .health import HealthMonitor, HealthReport, HealthStatus, IntegrityReport, wal_size
@@ -89,9 +89,10 @@ class DatabaseManager:
         self._id_prefix = os.urandom(3).hex()
         self._records = OperationRecords(OperationLog.from_config(self.config, prefix=self._id_prefix))
         self._listeners = Listeners()
-        #: Everything that watches a finished call (see :mod:`reliability.observers`).
-        self.observers = Observers(Metrics(self.monitor), self._records, self._listeners)
-        #: Called with the DatabaseError when corruption is detected (recovery registers here).
+        #: Everything that watches a finished call (see :mod:`reliability.observers`); the listeners are
+        #: added after durability's corruption watch, so recovery runs before they hear of a damaged file.
+        self.observers = Observers(Metrics(self.monitor), self._records)
+        #: Called with the DatabaseError when corruption is detected (after durability has acted on it).
         self.corruption_listeners: list[Callable[[DatabaseError], None]] = self._listeners.corruption
         #: Called with each DatabaseError that reaches a caller (degradation registers here).
         self.error_listeners: list[Callable[[DatabaseError], None]] = self._listeners.errors
@@ -113,22 +114,31 @@ class DatabaseManager:
         #: Per thread: commits whose journal flush the current public call waits for before returning.
         self._acks = _Acks()
         self.transactions.after_rollback.append(self._after_rollback)
-        #: Extra health fields and reasons from feature modules: ``fn() -> (extra dict, reasons)``;
-        #: any reason turns a healthy report into a degraded one.
-        self.health_contributors: list[Callable[[], tuple[dict[str, Any], list[str]]]] = []
+        #: Backups, redo journal, schema trust, integrity checks, recovery (:mod:`reliability.durability`),
+        #: built from the parts, never from this facade.
+        self.durability = durability = Durability(RuntimeParts(
+            connections=self.connections, lock=self._lock, transactions=self.transactions, executor=executor,
+            policy=self.policy, errors=self.errors, monitor=self.monitor, observers=self.observers,
+            records=self._records, closed=lambda: self.closed), migrations)
+        self.observers.add(durability.watch)
+        self.observers.add(self._listeners)
+        self.connections.on_open.append(durability.block.apply)
+        executor.write_block = lambda: durability.block.reason
+        self.transactions.refine = executor.refused_for_schema
         #: Durable queue of writes accepted while the database was unavailable.
         self.queue = WriteQueue.from_config(self.config)
         #: Commands served with graceful degradation (see :mod:`reliability.degradation`).
         self.commands = CommandRegistry(self, self.queue)
-        self.health_contributors.append(self.commands.health_extra)
         #: The tamper-evident audit log (see :mod:`reliability.audit`).
         self.audit = AuditLogger(self)
+        # (After the audit log's: the journal's savepoint follows the same order as before.)
+        self.transactions.savepoint_hooks.append(durability.journal.savepoint_event)
+        #: Who adds health fields and reasons (``fn() -> (extra dict, reasons)``), asked in this order;
+        #: any reason turns a healthy report into a degraded one.
+        self._health_parts: tuple[Callable[[], tuple[dict[str, Any], list[str]]], ...] = (
+            self.commands.health_extra, self.audit.health_extra, durability.health)
         self._watcher: Any = None
-        #: Backups, redo journal, schema trust, integrity checks, recovery (:mod:`reliability.recovery`).
-        self.durability = Durability(self, migrations)
-        executor.write_block = lambda: self.durability.write_block
-        self.transactions.refine = executor.refused_for_schema
-        self.durability.start()
+        durability.start()
 
     # -- identity ------------------------------------------------------------------------------
     @property
@@ -438,14 +448,14 @@ class DatabaseManager:
             status = HealthStatus.UNAVAILABLE if out_of_service(problem) else HealthStatus.DEGRADED
             reasons.append(f"connection check found: {problem}")
         if self.connections.refused is not None:
-            # A database the runtime managed is missing and opening is refused (see Durability.start).
+            # A database the runtime managed is missing and opening is refused (see durability.journal).
             status = HealthStatus.UNAVAILABLE
             reasons.append(self.connections.refused)
         if self.monitor.integrity_ok is False:
             status = HealthStatus.UNAVAILABLE
             reasons.append("the database is marked corrupt: " + "; ".join(self.monitor.integrity_problems[:3]))
         extra: dict[str, Any] = {}
-        for contribute in list(self.health_contributors):
+        for contribute in self._health_parts:
             more, why = contribute()
             extra.update(more)
             reasons.extend(why)
@@ -515,7 +525,7 @@ class DatabaseManager:
         return self.durability.check_integrity(full)
 
     def backup(self) -> BackupInfo:
-        """Take a verified backup now (see :mod:`reliability.backup`)."""
+        """Take a verified backup now (see :mod:`reliability.durability.backup`)."""
         return self.durability.backup()
 
     def backups(self) -> list[BackupInfo]:

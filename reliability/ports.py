@@ -1,16 +1,16 @@
 """What each collaborator of the facade needs from it, as structural types (no import of the facade).
 
-The audit log, the commands, durability and the config reload are built by
+The audit log, the commands and the config reload are built by
 :class:`~reliability.manager.DatabaseManager` and get it passed in, but they are typed by the narrow
 surface they use, declared here, so none of them imports ``manager.py`` (no import cycle) and a
 stand-in with the same surface works too (:class:`~reliability.inspection.Inspector` is the audit
 log's read-only host). Each protocol is the whole list of what its module reaches for: a new
-reach shows up here in review.
+reach shows up here in review. Durability gets no host at all: it is built from the runtime's parts
+(:class:`~reliability.durability.parts.RuntimeParts`).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,12 +19,8 @@ if TYPE_CHECKING:
     from .connection import ConnectionManager
     from .errors import DatabaseError, ErrorHandler
     from .executor import Executor
-    from .health import HealthMonitor
     from .retry import RetryPolicy
     from .transaction import TransactionManager
-
-#: ``fn() -> (extra health fields, reasons to report degraded)``.
-HealthContributor = Callable[[], "tuple[dict[str, Any], list[str]]"]
 
 
 class Statements(Protocol):
@@ -46,11 +42,10 @@ class Statements(Protocol):
 
 
 class AuditHost(Statements, Protocol):
-    """What the audit log (:class:`~reliability.audit.AuditLogger`) uses: statements, the transaction
-    hooks (its anchor follows commits and rollbacks) and a health contribution."""
+    """What the audit log (:class:`~reliability.audit.AuditLogger`) uses: statements and the transaction
+    hooks (its anchor follows commits and rollbacks). Its health contribution is asked by the facade."""
 
     transactions: TransactionManager
-    health_contributors: list[HealthContributor]
 
 
 class CommandHost(Statements, Protocol):
@@ -82,25 +77,3 @@ class ReloadHost(Parts, Protocol):
     """What applying a new configuration (:mod:`reliability.reload`) swaps it into."""
 
     oplog: Any
-
-
-class DurabilityHost(Parts, Protocol):
-    """What :class:`~reliability.recovery.Durability` uses (the parts; the private names are the
-    reaches still to be replaced by parts passed in, see the package layout proposed in issue #16)."""
-
-    monitor: HealthMonitor
-    health_contributors: list[HealthContributor]
-    corruption_listeners: list[Callable[[DatabaseError], None]]
-    _lock: threading.RLock
-    _redo: Any
-
-    @property
-    def _oplog(self) -> Any:
-        """The operation logger, or None."""
-
-    @property
-    def path(self) -> str:
-        """The database file."""
-
-    def new_operation_id(self) -> str:
-        """A fresh id for the technical log."""

@@ -15,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reliability import DatabaseManager, ReliabilityConfig
+from reliability.durability.upkeep import Scheduler
 from reliability.errors import DatabaseError
-from reliability.health import HealthMonitor, Scheduler, check_integrity
+from reliability.health import HealthMonitor, check_integrity
 
 
 def config(tmp_path: Path | str, **changes: object) -> ReliabilityConfig:

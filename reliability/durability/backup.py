@@ -33,10 +33,13 @@ from typing import Any
 from .. import files
 from ..errors import DatabaseError, ErrorKind, classify, sqlite_errors
 from ..health import persistent_ioerr, retryable_in_maintenance, run_maintenance
-from ..redo import WRITERS_TABLE, fsync_dir, set_sequence
-from ..retry import RetryPolicy
+from ..redo import WRITERS_TABLE, ensure_sequence_table, fsync_dir, prepare_backup, set_sequence
+from ..retry import RetryExhausted, RetryPolicy
+from .parts import RuntimeParts, WriteBlock, maintenance
 
 log = logging.getLogger("reliability.backup")
+#: The runtime's durability records (re-anchoring) keep the logger name they always had.
+_durability_log = logging.getLogger("reliability.recovery")
 
 #: The table inside each backup recording the last redo-journal sequence the copy contains.
 REDO_STATE_TABLE = "_reliability_redo_state"
@@ -269,6 +272,91 @@ class BackupManager:
         if deleted:  # else a power loss brings them back: more than `keep` again
             fsync_dir(self.directory)
         return deleted
+
+
+class BackupTaker:
+    """The runtime's backups: take one now (under the runtime's lock, outside any transaction), re-anchor
+    the redo journal after a change it did not see. Restore lives with recovery (one install path).
+
+    :param parts: the runtime's parts (the owned redo journal is ``parts.redo``).
+    :param block: the write block (lifted on the backup's connection while the sequence is recorded).
+    :param store: the backup files (:class:`BackupManager`).
+    """
+
+    def __init__(self, parts: RuntimeParts, block: WriteBlock, store: BackupManager) -> None:
+        self.parts = parts
+        self.block = block
+        self.store = store
+        newest = store.newest_verified()
+        if newest is not None:
+            parts.monitor.last_backup_at = newest.created_at
+
+    @maintenance("backup")
+    def backup(self) -> BackupInfo:
+        """Take a verified backup now (under the runtime's lock, outside any transaction)."""
+        parts = self.parts
+        m = parts.monitor
+        module = parts.connections.module
+        with parts.lock:
+            if parts.transactions.depth:
+                raise BackupError(ErrorKind.MISUSE, "backup() cannot run inside a transaction: "
+                                  "the copy would include uncommitted changes")
+            redo = parts.redo
+            seq: int | None = None
+            try:
+                try:
+                    # The file at the path: after another process's recovery or restore this manager's handle
+                    # may still be on the file set aside, and a copy of that is no backup of the database.
+                    conn = parts.connections.connection_at_path()
+                except Exception as exc:
+                    raise BackupError(parts.errors.wrap(exc, log=False).kind,
+                                      f"cannot open the database to back it up: {exc}") from exc
+                # The write block (an untrusted schema: query_only) refuses the application's writes, not
+                # the runtime's own bookkeeping: the backup before a migration must record the sequence too.
+                conn.execute("PRAGMA query_only = 0")
+                try:
+                    if redo is not None:
+                        try:  # the copy must carry the global sequence (every process's journal continues from it)
+                            ensure_sequence_table(conn)
+                        except module.Error:  # dbfault: no fault (a read-only file)
+                            seq = redo.seq  # a read-only file: the best this process knows
+                    # (Then the commits of a manager committing alone, this one or another: reliability.redo.)
+                    try:
+                        prepare_backup(conn, parts.config.redo_journal_file, redo)
+                    except module.Error as exc:  # dbfault: no fault (read-only, busy or damaged file)
+                        raise BackupError(parts.errors.wrap(exc, log=False).kind, "cannot record the sequence of "
+                                          "a manager committing alone before the copy (it would be too old): "
+                                          f"{exc}") from exc
+                finally:
+                    self.block.apply(conn)
+                try:
+                    # A lock or one-off I/O error is no reason to give up (nor a verdict on the copy):
+                    # the shared policy retries; the error that outlasts it is reported as it is.
+                    # (seq None: the copy's own sequence, read from the copied snapshot, reliability.redo.)
+                    info = parts.policy.call(lambda: self.store.create(conn, last_seq=seq),
+                                             should_retry=retryable_in_maintenance)
+                except RetryExhausted as exc:
+                    raise exc.last from exc.last.__cause__
+            except DatabaseError as exc:
+                m.last_backup_error = exc.detail
+                raise
+            if redo is not None and info.last_seq is not None:
+                redo.reset(info.last_seq)
+        m.last_backup_at = info.created_at
+        m.last_backup_error = None
+        return info
+
+    def reanchor(self, why: str) -> None:
+        """Take a backup after ``why`` (DDL, a restore, a recovery) so the journal continues from it; when
+        none can be taken, the journal says so (health) instead of replaying past what it never saw."""
+        try:
+            self.backup()
+        except DatabaseError as exc:
+            redo = self.parts.redo
+            if redo is not None:
+                redo.reset(redo.seq)
+                redo.error = f"{why} but no backup covers it yet ({exc.detail}); recovery cannot replay past it"
+            _durability_log.error("could not re-anchor the redo journal after %s: %s", why, exc.detail)
 
 
 # -- single-file helpers (used by restore and recovery) ----------------------------------------------

@@ -10,7 +10,7 @@ from runtime_helpers import wait_for
 
 from pytest_dbfault.faults import LockedFault
 from reliability import DatabaseManager
-from reliability.health import Scheduler
+from reliability.durability.upkeep import Scheduler
 
 
 def test_a_periodic_write_that_meets_a_lock_is_logged_and_runs_again_once_released(

@@ -96,7 +96,7 @@ def test_a_scheduled_backup_of_a_damaged_database_checks_its_integrity(tmp_path)
         db.connections.close()
         with CorruptFault(db.path, part="btree", table="t", page="leaf", seed=5):
             with pytest.raises(BackupError) as info:
-                db.durability._scheduled_backup()
+                db.durability.upkeep.scheduled_backup()
         assert info.value.kind is ErrorKind.CORRUPT
         assert db.monitor.integrity_ok is False and db.monitor.integrity_problems
     finally:
@@ -168,8 +168,8 @@ def test_an_io_error_while_replaying_stops_the_automatic_recovery_and_keeps_the_
         assert not report.ok
         assert db.monitor.recoveries == 0  # the recovery raised before swapping anything in
         assert Path(db.path).read_bytes() == damaged and not list(tmp_path.glob("app.db.quarantine-*"))
-        assert db.durability._last_failed_recovery > 0  # no new attempt on every error for a while
-        db.durability._last_failed_recovery = 0.0
+        assert db.durability.recovery.last_failed_recovery > 0  # no new attempt on every error for a while
+        db.durability.recovery.last_failed_recovery = 0.0
         assert db.recover().ok  # the disk reads again: a retry restores backup + journal
         assert db.fetch_one("SELECT v FROM t WHERE id = 100") == ("after backup",)
     finally:

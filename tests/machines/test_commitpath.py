@@ -43,6 +43,6 @@ def test_the_machine_bites_a_runtime_without_abort_markers(tmp_path):
 
 def test_the_machine_bites_backups_that_do_not_publish_the_commits_made_alone(tmp_path, monkeypatch):
     # The copy's sequence then lags behind its content: recovery replays those commits a second time.
-    monkeypatch.setattr("reliability.durability.recovery.prepare_backup", lambda *args, **kwargs: None)
+    monkeypatch.setattr("reliability.durability.backup.prepare_backup", lambda *args, **kwargs: None)
     with pytest.raises(AssertionError, match=property_id(13)):
         run_machine(CommitPathMachine, DatabaseManager, settings_=BITE, base_dir=str(tmp_path), enforce={13})

@@ -26,6 +26,7 @@ from pytest_dbfault.machines.dataloss import DataLossMachine
 from reliability import connection as connection_module
 from reliability import redo as redo_module
 from reliability.durability import backup as backup_module
+from reliability.durability import journal as journal_module
 from reliability.durability import recovery as recovery_module
 
 BITE = bite_settings(max_examples=150, steps=12)
@@ -91,7 +92,7 @@ def test_the_focused_machine_passes_on_the_runtime_as_it_is(tmp_path):
 
 def test_a_deleted_database_taken_for_a_fresh_start_is_caught(tmp_path, monkeypatch):
     """(c) Before the fix a missing database at start was created empty and reported healthy."""
-    monkeypatch.setattr(recovery_module, "_database_missing", lambda path: False)
+    monkeypatch.setattr(journal_module, "database_missing", lambda path: False)
     message = violation(tmp_path, 10)
     assert message.startswith("p10_health_monitoring violated") and "disconnect_delete" in message, message
 

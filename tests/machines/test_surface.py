@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import reliability.durability.backup as backup_module
-import reliability.durability.recovery as recovery_module
+import reliability.durability.trust as trust_module
 from pytest_dbfault.machines import MACHINES, bind
 from pytest_dbfault.machines.base import CONFIG_SPACE
 from reliability import DatabaseManager
@@ -119,7 +119,7 @@ def test_truncated_backup_bites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 def test_restart_with_auto_migrate_bites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     machine = machine_with("surface", None, tmp_path / "good")
     assert violated(machine, "restart_with_auto_migrate", "orders") == ""
-    monkeypatch.setattr(recovery_module.Durability, "_startup_schema", lambda self: None)
+    monkeypatch.setattr(trust_module.Trust, "_startup_schema", lambda self: None)
     machine = machine_with("surface", None, tmp_path / "broken")
     found = violated(machine, "restart_with_auto_migrate", "orders")
     assert found.startswith("p04_"), found

@@ -14,13 +14,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from .errors import DatabaseError
-from .health import check_integrity
-from .redo import UNJOURNALED_SLOTS, plan_replay, read_committed
+from ..errors import DatabaseError
+from ..health import check_integrity
+from ..redo import UNJOURNALED_SLOTS, plan_replay, read_committed
+from .parts import RuntimeParts
 
 if TYPE_CHECKING:
-    from .ports import DurabilityHost
-    from .redo import RedoJournal
+    from ..redo import RedoJournal
 
 log = logging.getLogger("reliability.recovery")
 
@@ -28,7 +28,7 @@ log = logging.getLogger("reliability.recovery")
 RECOVERED_BY_ANOTHER = "another process had already recovered the database (a new file that passes quick_check)"
 
 
-def recovered_by_another(db: DurabilityHost, redo: RedoJournal | None,
+def recovered_by_another(parts: RuntimeParts, redo: RedoJournal | None,
                          seen: tuple[int, int] | None) -> list[str] | None:
     """None when this manager must recover; else the problems of the file another process installed.
 
@@ -39,18 +39,18 @@ def recovered_by_another(db: DurabilityHost, redo: RedoJournal | None,
     Problems are returned (never a silent ok) when this manager cannot tell that its own writes
     are in it (no journal) or the journals report damage of their own.
     """
-    current = db.connections.identity_at_path()
+    current = parts.connections.identity_at_path()
     if seen is None or current is None or current == seen:
         return None
     try:
-        report = check_integrity(db.path, full=False, timeout=db.config.busy_timeout_ms / 1000.0,
-                                 module=db.connections.module, policy=db.policy)
+        report = check_integrity(parts.path, full=False, timeout=parts.config.busy_timeout_ms / 1000.0,
+                                 module=parts.connections.module, policy=parts.policy)
     except DatabaseError as exc:  # locked beyond the retry policy: no verdict, recover as asked
-        log.warning("could not check the file another process installed at %s: %s", db.path, exc.detail)
+        log.warning("could not check the file another process installed at %s: %s", parts.path, exc.detail)
         return None
     if not report.ok:
         return None  # the replacement is damaged too: recover it
-    committed = read_committed(db.path)
+    committed = read_committed(parts.path)
     problems: list[str] = []
     if redo is not None:
         top = max((s for slot, s in (committed or {}).items() if slot > UNJOURNALED_SLOTS), default=0)
@@ -61,15 +61,15 @@ def recovered_by_another(db: DurabilityHost, redo: RedoJournal | None,
         problems += plan.problems
         if redo.error:
             problems.append(redo.error)
-    elif db.config.redo_journal:
+    elif parts.config.redo_journal:
         problems.append("the redo journal was not available: whether this manager's writes are in the file "
                         "another process installed cannot be told")
     else:
         problems.append("the redo journal is off (redo_journal=False): this manager's writes after the backup "
                         "the other process restored are lost")
-    db.connections.close()  # the handle may still be on the file set aside; the next use opens the new one
-    m = db.monitor
+    parts.connections.close()  # the handle may still be on the file set aside; the next use opens the new one
+    m = parts.monitor
     m.integrity_ok = True
     m.integrity_problems = []
-    log.warning("%s: %s; not recovering it again", db.path, RECOVERED_BY_ANOTHER)
+    log.warning("%s: %s; not recovering it again", parts.path, RECOVERED_BY_ANOTHER)
     return problems

@@ -1,0 +1,253 @@
+"""The redo journal's lifecycle in the runtime: open, reconcile, register, anchor, close.
+
+The journal itself (its format, the commit protocol's records, merging and planning a replay) is
+:mod:`reliability.redo`; this part decides what the runtime does with it at startup and shutdown:
+
+- open this process's journal file (its slot) and, when this manager owns it, hand it to the commit
+  path (``executor.redo``);
+- mark aborted every record the database never committed (a process killed between its record and
+  COMMIT), and record the slot in the database before the anchoring backup names it;
+- anchor the journal with a backup when it cannot be trusted to continue from the last one (an
+  unclean shutdown, a damaged journal), and treat a missing database that backups or a journal show
+  held data as an incident, never a fresh start (opening is refused until it is restored);
+- a manager without a journal on a journaled database says so in the database itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import DatabaseError, RecoveryAction
+from ..redo import (
+    WRITERS_TABLE,
+    JournalState,
+    RedoJournal,
+    committed_by_slot,
+    ensure_sequence_table,
+    read_journal,
+    reconcile_orphans,
+    register_unjournaled,
+    unregister_unjournaled,
+)
+from .backup import BackupManager
+from .parts import RuntimeParts
+
+log = logging.getLogger("reliability.recovery")
+
+
+class Journal:
+    """This manager's redo journal, from startup to close.
+
+    :param parts: the runtime's parts (the live journal goes to ``parts.executor.redo``).
+    :param store: the backups (a missing database with backups is an incident, not a fresh start).
+    """
+
+    def __init__(self, parts: RuntimeParts, store: BackupManager) -> None:
+        self.parts = parts
+        self.store = store
+        #: The journal opened at start (also when another manager owns the file: then it is only read).
+        self.redo: RedoJournal | None = None
+        #: This manager writes without a journal to a journaled database (see redo.register_unjournaled).
+        self._unjournaled_slot: int | None = None
+
+    @property
+    def owned(self) -> RedoJournal | None:
+        """The journal this manager writes to, or None."""
+        redo = self.redo
+        return redo if redo is not None and redo.owned else None
+
+    # -- startup ---------------------------------------------------------------------------------
+    def start(self, *, backup: Callable[[], Any], recover: Callable[[str], Any]) -> None:
+        """Open the journal (when configured), reconcile, register, anchor; handle a missing database.
+
+        :param backup: takes the anchoring backup (raises :class:`DatabaseError`).
+        :param recover: starts an automatic recovery for a reason (``auto_recover``).
+        """
+        parts = self.parts
+        cfg = parts.config
+        if cfg.redo_journal:
+            self.redo = RedoJournal(cfg.redo_journal_file, fsync=cfg.synchronous.upper() in ("FULL", "EXTRA"))
+            try:
+                state = self.redo.open()
+            except OSError as exc:  # dbfault: no fault (journal location unusable: missing folder, a setup error)
+                self.redo.error = f"the redo journal {str(self.redo.path)!r} cannot be opened: {exc}"
+                log.error("%s; writes are not journaled", self.redo.error)
+                state = None
+            if state is not None and self.redo.owned:
+                parts.executor.redo = self.redo
+                self._reconcile(state)
+                self._register_slot()
+                self._anchor(state, backup, recover)
+        if parts.connections.refused is None and database_missing(parts.path):
+            # The journal is off or could not be opened, so _anchor did not look: a missing
+            # database is still an incident when backups or a journal show it held data.
+            journal = cfg.redo_journal_file if cfg.redo_journal else None
+            self._missing_at_start(read_journal(journal) if journal is not None and os.path.exists(journal)
+                                   else None, recover)
+        if parts.redo is None and parts.connections.refused is None and not database_missing(parts.path):
+            # Other processes journal this database but this manager does not: say so in the database
+            # itself, so a recovery anywhere knows writes exist that no journal can bring back.
+            try:
+                with parts.lock:
+                    self._unjournaled_slot = register_unjournaled(parts.connections.live_connection())
+            except Exception as exc:  # noqa: BLE001  # dbfault: no fault (a read-only or damaged file)
+                log.warning("could not record that this manager writes without a redo journal: %s", exc)
+
+    def close(self) -> None:
+        """Close the journal and withdraw this manager's unjournaled-writer record (under the lock)."""
+        parts = self.parts
+        with parts.lock:
+            if self.redo is not None:
+                self.redo.close()
+                parts.executor.redo = None
+            if self._unjournaled_slot is not None:
+                try:
+                    unregister_unjournaled(parts.connections.live_connection(), self._unjournaled_slot)
+                except Exception as exc:  # noqa: BLE001  # dbfault: no fault (stays registered: recovery stays cautious)
+                    log.warning("could not remove this manager's unjournaled-writer record: %s", exc)
+
+    def savepoint_event(self, event: str, level: int) -> None:
+        """A savepoint began or was rolled back: the journal's pending statements follow it."""
+        redo = self.parts.redo
+        if redo is not None:
+            if event == "begin":
+                redo.savepoint(level)
+            else:
+                redo.rollback_savepoint(level)
+
+    def _reconcile(self, state: JournalState) -> None:
+        """Before anything else runs: mark aborted every journal record the database never committed.
+
+        A process killed between writing its record and COMMIT (this one, if the journal was not
+        closed cleanly, or any other whose journal nobody holds now) left a record SQLite rolled back.
+        """
+        redo = self.redo
+        assert redo is not None
+        parts = self.parts
+        path = parts.path
+        if not os.path.exists(path) or os.path.getsize(path) == 0:
+            return  # nothing committed to compare with (and opening would create the file)
+        try:
+            with parts.lock:
+                committed = committed_by_slot(parts.connections.live_connection())
+        except Exception as exc:  # noqa: BLE001  # dbfault: no fault (an unreadable database: recovery decides)
+            log.warning("could not read the committed sequences to reconcile the redo journals: %s", exc)
+            return
+        if committed is None:
+            return
+        if not state.clean and redo.reconcile(committed):
+            # The aborted records' sequences were adopted from the file at open; they never committed,
+            # so recovery must not wait for them (it would report a committed transaction missing).
+            redo.seq = max(redo._live_before, redo.base)
+            redo.seen = redo.seq
+        reconcile_orphans(redo.base_path, committed, fsync=redo.fsync)
+        redo.seen = max([redo.seen, *committed.values()])
+
+    def _register_slot(self) -> None:
+        """Record this manager's journal slot in the database before the anchoring backup is taken.
+
+        Every backup from then on names the slot, so a recovery that finds its journal file gone (deleted
+        while the database was damaged beyond reading) knows writes may be missing instead of reporting ok.
+        Seq 0 means "nothing committed yet", which is what an absent row meant before.
+        """
+        redo = self.redo
+        assert redo is not None
+        parts = self.parts
+        if database_missing(parts.path):
+            return
+        try:
+            with parts.lock:
+                conn = parts.connections.live_connection()
+                ensure_sequence_table(conn)
+                conn.execute(f"INSERT OR IGNORE INTO {WRITERS_TABLE} (slot, seq) VALUES (?, 0)", (redo.slot,))
+        except Exception as exc:  # noqa: BLE001  # dbfault: no fault (a read-only or damaged file: recovery decides)
+            log.warning("could not record redo journal slot %d in the database: %s", redo.slot, exc)
+
+    def _anchor(self, state: JournalState, backup: Callable[[], Any], recover: Callable[[str], Any]) -> None:
+        """Make the journal continue from a state recovery can rebuild (see :mod:`reliability.durability`)."""
+        redo = self.redo
+        assert redo is not None
+        db_missing = database_missing(self.parts.path)
+        if state.header and state.clean and not state.problems and not db_missing:
+            return  # a clean shutdown: the journal and the last backup still describe the database
+        # (A database deleted or emptied while the service was down is not a clean state, even after a
+        # clean shutdown: opening it would silently start from an empty file.)
+        if db_missing:
+            if not self._missing_at_start(state, recover):
+                redo.reset(redo.seq, from_empty=True)
+            return
+        # The database may hold writes the journal never saw (a crash between COMMIT and the
+        # journal append: never acknowledged, but later writes may build on them). Re-anchor.
+        try:
+            backup()
+        except DatabaseError as exc:
+            log.error("could not anchor the redo journal with a backup at startup: %s", exc.detail)
+            if redo._end < 0 and redo.error is None:
+                # A new journal file has no header until a backup anchors it, and takes no records before:
+                # writes would go unjournaled while health said healthy. Say so until a backup succeeds.
+                redo.error = (f"the redo journal {str(redo.path)!r} could not be anchored at startup ({exc.detail}); "
+                              "writes are not journaled until a backup succeeds")
+            if exc.action is RecoveryAction.RESTORE and self.parts.config.auto_recover:
+                recover(f"startup backup failed: {exc.detail}")
+
+    def _missing_at_start(self, state: JournalState | None, recover: Callable[[str], Any]) -> bool:
+        """The database file is missing (or empty) at startup. Returns False when that is a fresh start.
+
+        When backups, manifests or a journal show the runtime managed this database before, it is an
+        incident, never a fresh start: with ``auto_recover`` the newest verified backup is restored and
+        the journal replayed; whatever is not brought back that way leaves opening refused (no empty
+        file is created, writes and reads fail as UNAVAILABLE, health is ``unavailable``) with a message
+        saying what exists and which command restores it.
+        """
+        history = self.history(state)
+        if not history:
+            return False
+        path = self.parts.path
+        backup = self.store.newest_verified()
+        detail = (f"the database file {path!r} is missing or empty although {' and '.join(history)} show that "
+                  "it held data; the runtime refuses to start from an empty database")
+        if backup is not None:
+            detail += (f"; restore the newest verified backup ({backup.path}) and replay the redo journal with "
+                       "`reliability recover`, or put back the backup alone with `reliability restore`")
+            user = ("The database is missing. A backup exists: an administrator can restore it with "
+                    "`reliability recover` (backup and every write since) or `reliability restore` (backup only).")
+        else:
+            detail += "; no verified backup exists: rebuild it from the redo journal with `reliability recover`"
+            user = ("The database is missing and no verified backup exists. An administrator must restore it "
+                    "(`reliability recover`).")
+        log.error("%s", detail)
+        # Refuse before recovering: a recovery that fails half-way reopens the connection, and that must
+        # not create an empty file either. Installing a database lifts the refusal (Trust.database_back).
+        self.parts.connections.refuse(detail, user)
+        if self.parts.config.auto_recover:
+            recover("database file missing at startup")
+        return True
+
+    def history(self, state: JournalState | None) -> list[str]:
+        """What shows the runtime managed this database before: backups (any, with or without manifest),
+        a redo journal that holds writes or continues from a backup. A journal that only says "started
+        from an empty database, nothing written since" shows nothing: that database was empty."""
+        found = []
+        if self.store.has_any():
+            found.append(f"backups in {str(self.store.directory)!r}")
+        if state is not None and (state.entries or state.base > 0 or state.problems
+                                  or (state.header and not state.from_empty)):
+            found.append("the redo journal")
+        return found
+
+
+def database_missing(path: str) -> bool:
+    """No database file, or an empty one with no WAL content beside it (a new database in WAL mode
+    may hold everything in its ``-wal`` until the first checkpoint)."""
+    try:
+        if os.path.getsize(path) > 0:
+            return False
+    except OSError:
+        return True
+    try:
+        return os.path.getsize(path + "-wal") == 0
+    except OSError:
+        return True
