@@ -191,6 +191,86 @@ def test_the_facade_checker_sees_an_import_of_the_facade(tmp_path: Path) -> None
     assert "reliability.manager" in imports_of(pkg / "audit.py", "reliability.audit")
 
 
+
+# -- durability: built from the runtime's parts, never from the facade (issue #16) -------------------
+DURABILITY = "reliability.durability"
+#: The names a collaborator gives the facade it was handed (``self.db``, ``host`` …).
+FACADE_NAMES = frozenset({"db", "host", "manager", "facade"})
+
+
+def test_no_module_of_durability_imports_the_facade_or_a_host_protocol() -> None:
+    edges = graph()
+    bad = {f"{name} imports {target}" for name, targets in edges.items()
+           if name == DURABILITY or name.startswith(DURABILITY + ".")
+           for target in targets if target in ("reliability.manager", "reliability.ports")}
+    assert not bad, sorted(bad)
+
+
+def private_reaches(path: Path) -> list[str]:
+    """``db._x`` / ``self.db._x`` / ``host._x``: a reach into the facade's private names."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if not (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")):
+            continue
+        owner = node.value
+        if isinstance(owner, ast.Attribute) and isinstance(owner.value, ast.Name) and owner.value.id == "self":
+            owner_name = owner.attr
+        elif isinstance(owner, ast.Name):
+            owner_name = owner.id
+        else:
+            continue
+        if owner_name in FACADE_NAMES:
+            found.append(f"{path.name}:{node.lineno} {owner_name}.{node.attr}")
+    return found
+
+
+def test_nothing_in_the_runtime_but_the_facade_reaches_into_its_private_names() -> None:
+    bad = [reach for p in (ROOT / "reliability").rglob("*.py") if p.name != "manager.py"
+           for reach in private_reaches(p)]
+    assert not bad, bad
+
+
+def test_the_private_reach_finder_sees_both_spellings(tmp_path: Path) -> None:
+    """Bite: ``db._lock`` and ``self.db._redo`` are seen; ``self._x`` and ``db.__class__`` are not reaches."""
+    sample = tmp_path / "sample.py"
+    sample.write_text("with db._lock:\n    self.db._redo = None\nself._own = db.__class__\n")
+    assert private_reaches(sample) == ["sample.py:1 db._lock", "sample.py:2 db._redo"]
+
+
+def facade_taking_constructors(path: Path) -> list[str]:
+    """``__init__`` of a class in ``path`` that takes the facade: a parameter named like it, or annotated
+    with ``DatabaseManager`` or a host protocol (``…Host``)."""
+    found = []
+    for cls in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if not isinstance(cls, ast.ClassDef):
+            continue
+        for fn in cls.body:
+            if not (isinstance(fn, ast.FunctionDef) and fn.name == "__init__"):
+                continue
+            args = fn.args.posonlyargs + fn.args.args[1:] + fn.args.kwonlyargs
+            for arg in args:
+                note = ast.unparse(arg.annotation) if arg.annotation is not None else ""
+                if arg.arg in FACADE_NAMES or "DatabaseManager" in note or note.endswith("Host"):
+                    found.append(f"{path.name}:{cls.name}({arg.arg}: {note or '?'})")
+    return found
+
+
+def test_no_durability_part_takes_the_facade() -> None:
+    files = sorted((ROOT / "reliability" / "durability").glob("*.py"))
+    assert len(files) >= 6  # journal, trust, backup, recovery, upkeep and the package
+    bad = [found for p in files for found in facade_taking_constructors(p)]
+    assert not bad, bad
+
+
+def test_the_constructor_checker_sees_a_facade_by_name_and_by_type(tmp_path: Path) -> None:
+    """Bite: a part taking ``db`` or a ``DurabilityHost`` is caught; one taking its parts is not."""
+    sample = tmp_path / "sample.py"
+    sample.write_text("class A:\n    def __init__(self, db) -> None: ...\n"
+                      "class B:\n    def __init__(self, x: DurabilityHost) -> None: ...\n"
+                      "class C:\n    def __init__(self, parts: RuntimeParts) -> None: ...\n")
+    assert facade_taking_constructors(sample) == ["sample.py:A(db: ?)", "sample.py:B(x: DurabilityHost)"]
+
+
 # -- the plugin's glue (issue #16) ------------------------------------------------------------------------
 #: The one module allowed to touch pytest's private API (each use says why there is no public way).
 PYTEST_INTERNALS = "pytest_dbfault._glue.pytest_internals"
