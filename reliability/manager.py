@@ -174,7 +174,7 @@ class DatabaseManager:
         self._records.log = oplog
         self.observers.refresh()  # on or off: the hot path follows
 
-    _oplog = oplog  # the name the property machines and the recovery code read
+    _oplog = oplog  # the name the property machines read
 
     @property
     def _redo(self) -> Any:
@@ -251,7 +251,7 @@ class DatabaseManager:
         conn.execute("BEGIN IMMEDIATE")
         try:
             # Again under the write lock: a recovery in another process holds that lock while it installs a
-            # new file (recovery.writers_fenced), so a file swapped since the check above is seen here.
+            # new file (durability.recovery.writers_fenced), so a file swapped since the check above is seen here.
             self.executor.check_identity(conn)
             before = conn.total_changes
             cur = conn.execute(sql, params)

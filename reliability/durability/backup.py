@@ -77,7 +77,7 @@ def _stop_when_locked(status: int, remaining: int, total: int) -> None:
     The step already waited the source connection's busy timeout inside SQLite (measured: a step
     against an EXCLUSIVE lock returns BUSY after exactly ``timeout``), and Python's ``backup()``
     would repeat it for ever. Whether to try again is the shared retry policy's decision
-    (``Durability.backup``), not a second deadline loop here.
+    (``BackupTaker.backup``), not a second deadline loop here.
     """
     if status in _BUSY_STEPS:
         raise BackupError(ErrorKind.BUSY, "the database stayed locked by another connection beyond the busy "
