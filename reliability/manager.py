@@ -118,8 +118,8 @@ class DatabaseManager:
         #: built from the parts, never from this facade.
         self.durability = durability = Durability(RuntimeParts(
             connections=self.connections, lock=self._lock, transactions=self.transactions, executor=executor,
-            policy=self.policy, errors=self.errors, monitor=self.monitor, observers=self.observers,
-            records=self._records, closed=lambda: self.closed), migrations)
+            policy=self.policy, errors=self.errors, monitor=self.monitor, records=self._records,
+            closed=lambda: self.closed), migrations)
         self.observers.add(durability.watch)
         self.observers.add(self._listeners)
         self.connections.on_open.append(durability.block.apply)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ..errors import ErrorHandler
     from ..executor import Executor
     from ..health import HealthMonitor
-    from ..observers import Observers, OperationRecords
+    from ..observers import OperationRecords
     from ..retry import RetryPolicy
     from ..transaction import TransactionManager
 
@@ -43,7 +43,6 @@ class RuntimeParts:
     :param policy: the shared retry policy.
     :param errors: the shared error handler (wraps and logs).
     :param monitor: the health counters (last backup, integrity, recoveries).
-    :param observers: told about each finished maintenance operation, like every statement.
     :param records: the operation log holder (``records.log`` is None while logging is off).
     :param closed: True once the runtime is closed.
     """
@@ -55,7 +54,6 @@ class RuntimeParts:
     policy: RetryPolicy
     errors: ErrorHandler
     monitor: HealthMonitor
-    observers: Observers
     records: OperationRecords
     closed: Callable[[], bool]
 
