@@ -5,6 +5,9 @@ the connection, the lock, the executor, the policy, the counters) and the peer p
 passed at construction; none holds the :class:`~reliability.manager.DatabaseManager`:
 
 =================  ===========================================================================
+``backups``        :class:`~reliability.durability.backup.BackupManager`: the backup files (list, verify)
+``scheduler``      :class:`~reliability.durability.upkeep.Scheduler`: the maintenance thread
+``block``          :class:`~reliability.durability.parts.WriteBlock`: why writes are refused, or None
 ``journal``        :class:`~reliability.durability.journal.Journal`: open, reconcile, anchor, close
 ``taker``          :class:`~reliability.durability.backup.BackupTaker`: take a verified backup, re-anchor
 ``trust``          :class:`~reliability.durability.trust.Trust`: validate, migrate, roll back, write block
@@ -12,9 +15,12 @@ passed at construction; none holds the :class:`~reliability.manager.DatabaseMana
 ``upkeep``         :class:`~reliability.durability.upkeep.Upkeep`: integrity checks, the schedule
 =================  ===========================================================================
 
-Built in that order (each takes only parts built before it): journal <- backups <- trust <-
-recovery <- upkeep. Corruption reaches recovery through :attr:`Durability.watch`, one observer
-the facade adds to its observers; health asks :meth:`Durability.health`.
+Built in that order (each takes only parts built before it): journal <- taker <- trust <-
+recovery <- upkeep; the one cycle in what they do (a startup journal anchors itself with a backup and
+may start a recovery) is closed by :meth:`Durability.start` passing those two calls to
+:meth:`Journal.start <reliability.durability.journal.Journal.start>`, not by a stored back-pointer.
+Corruption reaches recovery through :attr:`Durability.watch`, one observer the facade adds to its
+observers; health asks :meth:`Durability.health`.
 """
 
 from __future__ import annotations
