@@ -14,6 +14,17 @@ leaves it); a name never made durable disappears. So a write not followed by fsy
 and a rename or create not followed by an fsync of the directory is undone — the two mistakes
 issue #14 asks to catch.
 
+Files are identified by an identity the model assigns (inode number + a generation), never by the
+inode number alone: an inode number is reused at once after an unlink (ext4, tmpfs), and not every
+unlink passes through ``os.unlink`` (``pathlib`` on Python 3.10 holds its own reference to it; SQLite
+and other processes unlink in C). The model follows each identity to the name it was last seen at (an
+``fsync``, a directory listing, or an observed ``rename``); when an inode number turns up at another
+name that no observed rename put it at, a new file has reused the number, and it gets a new identity
+holding no synced content, while the durable names of the old file keep the old one. (The one
+ambiguity left is lenient: a file unlinked and re-created under the *same* name on the same inode
+number is taken for the same file.) Before that rule, an unlink the model did not see let a new
+backup's synced bytes appear under a rotated backup's name after a simulated power loss (issue #14).
+
 Subdirectories named at construction (the backup directory) are modelled the same way, one level
 down: their files by their own fsyncs, their entries by an fsync of the subdirectory, and the
 subdirectory itself by an fsync of the parent: a subdirectory created after the model started and
@@ -32,6 +43,7 @@ the machine's ``.env``) are not tracked. Linux only (``/proc``); elsewhere the m
 from __future__ import annotations
 
 import os
+import pathlib
 import stat
 import threading
 from collections.abc import Callable, Iterator
@@ -60,17 +72,53 @@ class PowerLossModel:
         #: modelled subdirectories, relative to ``directory`` (one level: ``"app.db.backups"``)
         self.subdirs = tuple(os.path.relpath(os.path.realpath(os.path.join(self.directory, d)), self.directory)
                              for d in subdirs)
-        #: inode (or the token of an unlinked inode) -> content at its last fsync
-        self.content: dict[int | str, bytes] = {}
-        #: relative name -> inode (or token) at its directory's last fsync
-        self.entries: dict[str, int | str] = {}
-        self._dead = 0
+        #: file identity -> content at its last fsync
+        self.content: dict[str, bytes] = {}
+        #: relative name -> file identity at its directory's last fsync
+        self.entries: dict[str, str] = {}
+        #: inode number -> the identity of the live file holding it (as far as the model has seen)
+        self.ident: dict[int, str] = {}
+        #: identity -> the relative name it was last seen at
+        self.where: dict[str, str] = {}
+        self._generation = 0
         #: subdirectory -> its inode when the parent was last synced (absent: not durable in the parent)
         self.dir_entries: dict[str, int] = {}
         self.syncs = 0
+        #: inode numbers found reused by a new file at another name (a rename or unlink the model did not see)
+        self.reused = 0
         self._lock = threading.Lock()  # the redo journal is synced on the runtime's writer thread
-        self._saved: dict[str, Any] = {}
         self.snapshot_all()
+
+    # -- file identities -------------------------------------------------------------------
+    def _new_identity(self, ino: int, name: str) -> str:
+        self._generation += 1
+        key = f"{ino}.{self._generation}"
+        self.ident[ino] = key
+        self.where[key] = name
+        return key
+
+    def _identity(self, ino: int, name: str, data: bytes | None = None) -> str:
+        """The identity of the live file ``name`` on inode ``ino`` (a new one when the number was reused).
+
+        ``data`` (the file's bytes now, when the caller has them) settles one case leniently: a file
+        at another name holding exactly the bytes synced under the old one is taken as the same file,
+        renamed where the model could not see; either reading leaves the same durable view.
+        """
+        key = self.ident.get(ino)
+        if key is None:
+            return self._new_identity(ino, name)
+        if self.where.get(key) != name:
+            same = data is not None and self.content.get(key) == data
+            if not same:
+                self.reused += 1  # the old file's durable names keep ``key`` and its content
+                return self._new_identity(ino, name)
+            self.where[key] = name
+        return key
+
+    def _peek(self, ino: int, name: str) -> str | None:
+        """:meth:`_identity` without assigning anything (None: a file the model has no record of)."""
+        key = self.ident.get(ino)
+        return key if key is not None and self.where.get(key) == name else None
 
     # -- what is durable now ---------------------------------------------------------------
     def _tracked_in(self, sub: str, name: str) -> bool:
@@ -114,10 +162,12 @@ class PowerLossModel:
     def snapshot_all(self) -> None:
         """Everything as it is now is durable (a clean start: the files were synced before)."""
         with self._lock:
-            self.entries = self._listing()
+            self.ident, self.where, self.content, self.entries = {}, {}, {}, {}
+            for name, ino in self._listing().items():
+                key = self._identity(ino, name)
+                self.entries[name] = key
+                self.content[key] = _read(os.path.join(self.directory, name))
             self.dir_entries = self._dir_inodes()
-            for name, ino in self.entries.items():
-                self.content[ino] = _read(os.path.join(self.directory, name))
 
     def _sub_of(self, directory: str) -> str | None:
         """"" for the top directory, the subdirectory's relative name, or None (not modelled)."""
@@ -125,6 +175,13 @@ class PowerLossModel:
             return ""
         rel = os.path.relpath(directory, self.directory)
         return rel if rel in self.subdirs else None
+
+    def _relname(self, path: str) -> str | None:
+        """``path``'s name relative to the top directory, or None when its directory is not modelled."""
+        sub = self._sub_of(os.path.dirname(path))
+        if sub is None:
+            return None
+        return os.path.join(sub, os.path.basename(path)) if sub else os.path.basename(path)
 
     def synced(self, fd: int) -> None:
         """``fsync``/``fdatasync`` of ``fd`` returned: record what it made durable."""
@@ -138,51 +195,88 @@ class PowerLossModel:
                 sub = self._sub_of(path)
                 if sub is None:
                     return
-                kept = {n: i for n, i in self.entries.items() if os.path.dirname(n) != sub}
-                kept.update(self._listing_of(sub))
+                kept = {n: k for n, k in self.entries.items() if os.path.dirname(n) != sub}
+                for name, ino in self._listing_of(sub).items():
+                    key = self.ident.get(ino)
+                    data = (_read(os.path.join(self.directory, name))
+                            if key is not None and self.where.get(key) != name else None)
+                    kept[name] = self._identity(ino, name, data)
                 self.entries = kept
                 if not sub:
                     self.dir_entries = self._dir_inodes()
+                # Content no durable name and no live file refers to can never come back: drop it.
+                alive = set(self.entries.values()) | set(self.ident.values())
+                self.content = {k: v for k, v in self.content.items() if k in alive}
+                live_keys = set(self.ident.values())
+                self.where = {k: v for k, v in self.where.items() if k in live_keys}
                 self.syncs += 1
                 return
-            sub = self._sub_of(os.path.dirname(path))
-            if sub is not None and self._tracked_in(sub, os.path.basename(path)):
-                self.content[st.st_ino] = _read_fd(fd)
+            name = self._relname(path)
+            if name is not None and self._tracked_in(os.path.dirname(name), os.path.basename(name)):
+                data = _read_fd(fd)
+                self.content[self._identity(st.st_ino, name, data)] = data
                 self.syncs += 1
 
-    def unlinking(self, path: Any) -> None:
+    def _resolve(self, path: Any, dir_fd: int | None) -> str | None:
+        try:
+            raw = os.fsdecode(os.fspath(path))
+            if dir_fd is not None and not os.path.isabs(raw):
+                raw = os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), raw)
+            # The directory resolved, the name itself not (it may be a link: never follow it).
+            return os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(raw))), os.path.basename(raw))
+        except (OSError, TypeError, ValueError):
+            return None
+
+    def unlinking(self, path: Any, dir_fd: int | None = None) -> None:
         """``path`` is about to be unlinked (or renamed over): its inode may be freed and its number reused.
 
-        What the durable entries say of that inode stays with them under a token, so a new file
-        that gets the same inode number is never mistaken for the old one.
+        The identity leaves the inode number (a new file that gets the number is a new identity);
+        what the durable entries say of the old file stays with them.
         """
-        try:
-            full = os.path.realpath(os.fspath(path))
-            st = os.lstat(full)
-        except (OSError, TypeError, ValueError):
+        full = self._resolve(path, dir_fd)
+        if full is None:
             return
-        if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1 or self._sub_of(os.path.dirname(full)) is None:
+        try:
+            st = os.lstat(full)
+        except OSError:
+            return
+        name = self._relname(full)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1 or name is None:
             return
         with self._lock:
-            ino = st.st_ino
-            self._dead += 1
-            token = f"unlinked-{self._dead}"
-            if ino in self.content:
-                self.content[token] = self.content.pop(ino)
-            for name, key in list(self.entries.items()):
-                if key == ino:
-                    self.entries[name] = token
+            key = self._peek(st.st_ino, name)
+            if key is not None:
+                del self.ident[st.st_ino]
+
+    def renamed(self, src: Any, dst: Any, src_dir_fd: int | None = None, dst_dir_fd: int | None = None) -> None:
+        """``src`` was renamed to ``dst``: the file keeps its identity under its new name."""
+        old, new = self._resolve(src, src_dir_fd), self._resolve(dst, dst_dir_fd)
+        if old is None or new is None:
+            return
+        try:
+            st = os.lstat(new)
+        except OSError:
+            return
+        old_name, new_name = self._relname(old), self._relname(new)
+        with self._lock:
+            key = self._peek(st.st_ino, old_name) if old_name is not None else None
+            if key is None:
+                return  # from outside the model or never seen: a new identity when it is first seen
+            if new_name is None:
+                del self.ident[st.st_ino]  # moved out of the modelled directories
+            else:
+                self.where[key] = new_name
 
     # -- the power loss --------------------------------------------------------------------
     def durable_view(self) -> dict[str, bytes]:
         """Name -> content a power loss now would leave (tracked names only)."""
         live_dirs = self._dir_inodes()
         out = {}
-        for name, ino in self.entries.items():
+        for name, key in self.entries.items():
             sub = os.path.dirname(name)
             if sub and self.dir_entries.get(sub) != live_dirs.get(sub):
                 continue  # its directory was never made durable in the parent: gone with it
-            out[name] = self.content.get(ino, b"")
+            out[name] = self.content.get(key, b"")
         return out
 
     def lost(self) -> dict[str, str]:
@@ -195,8 +289,9 @@ class PowerLossModel:
             if name not in view:
                 out[name] = "its directory entry was never synced"
             elif view[name] != data:
-                out[name] = (f"{len(data) - len(view[name])} byte(s) not synced" if self.entries.get(name) == ino
-                             else "renamed over without a directory fsync")
+                same = self._peek(ino, name) == self.entries.get(name)
+                out[name] = (f"{len(data) - len(view[name])} byte(s) not synced" if same
+                             else "renamed over or replaced without a directory fsync")
         return out
 
     def apply(self, view: dict[str, bytes]) -> None:
@@ -215,8 +310,13 @@ class PowerLossModel:
     # -- observing the syscalls ------------------------------------------------------------
     @contextmanager
     def observing(self) -> Iterator[PowerLossModel]:
-        """Observe ``os.fsync``/``os.fdatasync`` (and unlinks and renames, which may free an inode number)
-        while the block runs; the calls still happen."""
+        """Observe ``os.fsync``/``os.fdatasync`` (and unlinks and renames, which move or free an inode number)
+        while the block runs; the calls still happen.
+
+        Python 3.10's ``pathlib`` calls the ``os`` functions it captured at import (``_NormalAccessor``),
+        so ``Path.unlink``/``Path.replace``/``Path.rename`` are observed there too. An unlink the model
+        still does not see (SQLite's, another process's) cannot mislead it: see the module docstring.
+        """
         real_fsync = os.fsync
         real_fdatasync = getattr(os, "fdatasync", None)
 
@@ -231,26 +331,33 @@ class PowerLossModel:
 
         real_unlink, real_remove, real_replace, real_rename = os.unlink, os.remove, os.replace, os.rename
 
-        def unlink(path: Any, *args: Any, **kwargs: Any) -> None:
-            self.unlinking(path)
-            real_unlink(path, *args, **kwargs)
+        def unlink(path: Any, *args: Any, dir_fd: int | None = None, **kwargs: Any) -> None:
+            self.unlinking(path, dir_fd)
+            real_unlink(path, *args, dir_fd=dir_fd, **kwargs)
 
-        def remove(path: Any, *args: Any, **kwargs: Any) -> None:
-            self.unlinking(path)
-            real_remove(path, *args, **kwargs)
+        def remove(path: Any, *args: Any, dir_fd: int | None = None, **kwargs: Any) -> None:
+            self.unlinking(path, dir_fd)
+            real_remove(path, *args, dir_fd=dir_fd, **kwargs)
 
-        def replace(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
-            self.unlinking(dst)  # the inode renamed over loses its name
-            real_replace(src, dst, *args, **kwargs)
+        def moving(real: Callable[..., None]) -> Callable[..., None]:
+            def move(src: Any, dst: Any, *, src_dir_fd: int | None = None, dst_dir_fd: int | None = None) -> None:
+                self.unlinking(dst, dst_dir_fd)  # the inode renamed over loses its name
+                real(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
+                self.renamed(src, dst, src_dir_fd, dst_dir_fd)
+            return move
 
-        def rename(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
-            self.unlinking(dst)
-            real_rename(src, dst, *args, **kwargs)
+        replace, rename = moving(real_replace), moving(real_rename)
+        accessor = getattr(pathlib, "_NormalAccessor", None)  # Python <= 3.10 only
+        saved = {n: accessor.__dict__[n] for n in ("unlink", "rename", "replace")
+                 if accessor is not None and n in accessor.__dict__}
 
         os.fsync = fsync
         if real_fdatasync is not None:
             os.fdatasync = fdatasync
         os.unlink, os.remove, os.replace, os.rename = unlink, remove, replace, rename
+        for n, hook in (("unlink", unlink), ("rename", rename), ("replace", replace)):
+            if n in saved:
+                setattr(accessor, n, staticmethod(hook))  # a plain function would be bound to the accessor
         try:
             yield self
         finally:
@@ -258,6 +365,8 @@ class PowerLossModel:
             if real_fdatasync is not None:
                 os.fdatasync = real_fdatasync
             os.unlink, os.remove, os.replace, os.rename = real_unlink, real_remove, real_replace, real_rename
+            for n, original in saved.items():
+                setattr(accessor, n, original)
 
 
 def _read(path: str) -> bytes:

@@ -127,3 +127,65 @@ def test_a_backup_and_its_new_directory_survive_a_power_loss(tmp_path: Path) -> 
     name = f"{backups.name}/{Path(info.path).name}"
     assert name in view and view[name] == Path(info.path).read_bytes()
     assert f"{backups.name}/{Path(info.path).name}.json" in view  # its manifest too
+
+
+#: ``os.unlink`` as Python 3.10's ``pathlib`` holds it (captured at import): calls through it bypass any hook
+#: put on ``os`` later, as the runtime's backup rotation (``Path.unlink``) did under the model on Python 3.10.
+_captured_unlink = os.unlink
+
+
+def test_a_rotated_backup_never_comes_back_holding_the_state_of_a_newer_one(tmp_path: Path) -> None:
+    """Regression (issue #14, the non-replaying P12 failure of the py310 CI-profile run): the model keyed
+    synced content by inode number. Rotation unlinked an old backup where the model could not see it
+    (``Path.unlink`` on Python 3.10), the next copy got the freed inode number and was fsynced, and a
+    power loss before the next fsync of the backup directory brought the rotated backup's name back
+    holding the new copy's bytes: "a listed backup holds another state". Whether the number was reused
+    depended on the filesystem, so the failure did not replay.
+
+    The reuse is made deterministic here: a hard link gives the new copy the old backup's inode number,
+    and the old name is removed through a captured ``os.unlink`` the model does not observe.
+    """
+    sub = tmp_path / "app.db.backups"
+    sub.mkdir()
+    old = sub / "backup-1.sqlite"
+    old.write_bytes(b"state of backup 1")
+    (sub / "backup-1.sqlite.json").write_bytes(b'{"size": 17}')
+    model = PowerLossModel(str(tmp_path), subdirs=(sub.name,))  # all of it durable
+    new_tmp = sub / ".backup-2.sqlite.tmp"
+    with model.observing():
+        os.link(old, new_tmp)  # the new copy's inode number is the old backup's
+        ino = new_tmp.stat().st_ino
+        _captured_unlink(old)  # rotation, unseen by the model
+        with open(new_tmp, "r+b") as fh:  # the new copy: other bytes, synced, no directory fsync yet
+            fh.truncate(0)
+            fh.write(b"state of backup 2")
+            fh.flush()
+            os.fsync(fh.fileno())
+        view = model.durable_view()
+    # After a power loss now the rotated name may come back (its unlink was never made durable), but only
+    # with its own synced bytes, and the new copy's name is not durable yet.
+    assert view["app.db.backups/backup-1.sqlite"] == b"state of backup 1"
+    assert "app.db.backups/.backup-2.sqlite.tmp" not in view
+    assert model.ident[ino] != model.entries["app.db.backups/backup-1.sqlite"]  # two files, one number
+    assert model.reused == 1
+
+
+def test_pathlib_unlinks_and_renames_are_observed_on_every_python(tmp_path: Path) -> None:
+    """Python 3.10's ``pathlib`` calls the ``os`` functions it captured at import: the model hooks those too."""
+    (tmp_path / "app.db.queue.jsonl").write_bytes(b"line\n")
+    model = PowerLossModel(str(tmp_path))
+    gone = (tmp_path / "app.db.queue.jsonl").stat().st_ino
+    with model.observing():
+        (tmp_path / "app.db.queue.jsonl").unlink()
+        assert gone not in model.ident  # the number is free: a new file on it is a new file
+        tmp = tmp_path / "app.db.audit-fallback.jsonl.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(b"entry\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(tmp_path / "app.db.audit-fallback.jsonl")
+        ino = (tmp_path / "app.db.audit-fallback.jsonl").stat().st_ino
+        assert model.where[model.ident[ino]] == "app.db.audit-fallback.jsonl"  # followed through the rename
+        fsync_dir(tmp_path)
+    assert model.durable_view() == {"app.db.audit-fallback.jsonl": b"entry\n"}
+    assert model.reused == 0
