@@ -6,7 +6,9 @@ model and look at what a power loss right after an acknowledgement would leave.
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ import pytest
 from pytest_dbfault.faults import LockedFault
 from pytest_dbfault.machines.powerloss import PowerLossModel, supported
 from reliability import DatabaseManager, ReliabilityConfig
+from reliability.backup import BackupManager
 
 pytestmark = pytest.mark.skipif(not supported(), reason="the power-loss model reads fd paths from /proc/self/fd")
 
@@ -189,3 +192,85 @@ def test_pathlib_unlinks_and_renames_are_observed_on_every_python(tmp_path: Path
         fsync_dir(tmp_path)
     assert model.durable_view() == {"app.db.audit-fallback.jsonl": b"entry\n"}
     assert model.reused == 0
+
+
+def _backup_runtime(tmp_path: Path) -> tuple[DatabaseManager, Path]:
+    db = DatabaseManager(config(tmp_path, redo_journal=False, backup_keep=1))
+    db.execute("CREATE TABLE t (x)")
+    db.execute("INSERT INTO t VALUES (1)")
+    db.backup()  # the backup directory exists and is durable from here on
+    return db, Path(db.config.backup_directory)
+
+
+def _rotated_backups_after_power_loss(tmp_path: Path) -> list[str]:
+    """Backups a power loss right after a rotation (backup_keep=1) would bring back, by name."""
+    db, backups = _backup_runtime(tmp_path)
+    try:
+        model = PowerLossModel(str(tmp_path), subdirs=(backups.name,))
+        with model.observing():
+            before = {b.path for b in db.backups()}
+            db.execute("INSERT INTO t VALUES (2)")
+            db.backup()
+            rotated = before - {b.path for b in db.backups()}
+            assert rotated  # backup_keep=1: the older one was deleted
+            view = model.durable_view()
+    finally:
+        db.close()
+    return [p for p in rotated if f"{backups.name}/{Path(p).name}" in view]
+
+
+def test_a_rotated_backup_stays_deleted_after_a_power_loss(tmp_path: Path) -> None:
+    """Regression: rotation unlinked old backups and never synced the directory: after a power loss the
+    directory held more than ``backup_keep`` verified backups again."""
+    assert _rotated_backups_after_power_loss(tmp_path) == []
+
+
+def test_bite_a_rotation_without_its_directory_fsync_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                 ) -> None:
+    """Planted bug: rotation deletes without the directory fsync. The model must bring the deleted backup back."""
+    module = sys.modules[BackupManager.__module__]
+    real_rotate = BackupManager.rotate
+
+    def rotate_without_dir_fsync(self: Any) -> list[str]:
+        with monkeypatch.context() as m:
+            m.setattr(module, "fsync_dir", lambda *a, **k: None)
+            return real_rotate(self)
+
+    monkeypatch.setattr(BackupManager, "rotate", rotate_without_dir_fsync)
+    assert len(_rotated_backups_after_power_loss(tmp_path)) == 1
+
+
+def _manifest_after_power_loss(tmp_path: Path) -> dict[str, Any]:
+    """The manifest a power loss right after ``mark_unverified`` would leave for that backup."""
+    db, backups = _backup_runtime(tmp_path)
+    try:
+        info = db.backups()[0]
+        model = PowerLossModel(str(tmp_path), subdirs=(backups.name,))
+        with model.observing():
+            BackupManager(backups, 1).mark_unverified(info.path, "quick_check failed (planted)")
+            assert not db.backups()[0].verified
+            view = model.durable_view()
+    finally:
+        db.close()
+    return json.loads(view[f"{backups.name}/{Path(info.path).name}.json"])
+
+
+def test_a_backup_marked_unverified_stays_unverified_after_a_power_loss(tmp_path: Path) -> None:
+    """Regression: the manifest saying "failed re-verification" was renamed into place without a directory
+    fsync: after a power loss the old manifest (verified) was back, and restore could pick a bad backup."""
+    assert _manifest_after_power_loss(tmp_path)["verified"] is False
+
+
+def test_bite_a_manifest_rewrite_without_its_directory_fsync_is_caught(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Planted bug: ``mark_unverified`` without the directory fsync. The model must bring the verified manifest back."""
+    module = sys.modules[BackupManager.__module__]
+    real_mark = BackupManager.mark_unverified
+
+    def mark_without_dir_fsync(self: Any, path: Any, reason: str) -> None:
+        with monkeypatch.context() as m:
+            m.setattr(module, "fsync_dir", lambda *a, **k: None)
+            real_mark(self, path, reason)
+
+    monkeypatch.setattr(BackupManager, "mark_unverified", mark_without_dir_fsync)
+    assert _manifest_after_power_loss(tmp_path)["verified"] is True
