@@ -26,11 +26,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .base import Fault, FaultError
 from .safety import check_path
@@ -183,26 +184,16 @@ def run_and_kill(
         raise FaultError(f"run_and_kill occurrence must be >= 1, got {occurrence}")
     cmd = _command(worker, path, kwargs or {}, script_args or [])
 
-    points_r, points_w = os.pipe()
-    ack_r, ack_w = os.pipe()
-    env = {**os.environ, POINTS_FD_ENV: str(points_w), ACK_FD_ENV: str(ack_r),
-           # The child imports workers exactly as this process does (test modules included).
-           "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     with tempfile.TemporaryFile() as stderr:
-        try:
-            proc = subprocess.Popen(cmd, env=env, pass_fds=(points_w, ack_r), stdin=subprocess.DEVNULL,
+        def start(points_w: int, ack_r: int, parent_ends: tuple[int, int]) -> subprocess.Popen[bytes]:
+            env = {**os.environ, POINTS_FD_ENV: str(points_w), ACK_FD_ENV: str(ack_r),
+                   # The child imports workers exactly as this process does (test modules included).
+                   "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+            return subprocess.Popen(cmd, env=env, pass_fds=(points_w, ack_r), stdin=subprocess.DEVNULL,
                                     stdout=subprocess.DEVNULL, stderr=stderr)
-        finally:
-            os.close(points_w)
-            os.close(ack_r)
-        try:
-            killed, point, seen = _watch(proc, points_r, ack_w, kill_at, occurrence, deadline_kill, timeout)
-        finally:
-            os.close(points_r)
-            os.close(ack_w)
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
+
+        proc, killed, point, seen = watch_child(start, kill_at=kill_at, occurrence=occurrence,
+                                                deadline_kill=deadline_kill, timeout=timeout)
         if not killed and proc.returncode != 0:
             stderr.seek(0)
             tail = stderr.read().decode(errors="replace")[-2000:]
@@ -213,7 +204,111 @@ def run_and_kill(
                        dict(seen), proc.returncode)
 
 
-def _watch(proc: subprocess.Popen[bytes], points_r: int, ack_w: int, kill_at: str, occurrence: int | None,
+class ChildProcess(Protocol):
+    """What :func:`watch_child` needs of a child: a ``subprocess.Popen`` or a :class:`ForkedChild`."""
+
+    returncode: int | None
+
+    def send_signal(self, sig: int) -> None: ...  # noqa: D102 - Popen's
+    def kill(self) -> None: ...  # noqa: D102
+    def poll(self) -> int | None: ...  # noqa: D102
+    def wait(self) -> int: ...  # noqa: D102
+
+
+class ForkedChild:
+    """A child made by ``os.fork`` seen as the ``subprocess.Popen`` that :func:`watch_child` drives."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def send_signal(self, sig: int) -> None:
+        """Send ``sig`` to the child."""
+        os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        """SIGKILL the child."""
+        self.send_signal(signal.SIGKILL)
+
+    def poll(self) -> int | None:
+        """The exit code once the child ended (reaped here), else None."""
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self) -> int:
+        """Wait for the child and return its exit code."""
+        if self.returncode is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+
+#: How :func:`watch_child` starts a child: given the child's ends of the pipes (points write end, ack read end)
+#: and the parent's ends (which a forked child must close), it returns the running child.
+Starter = Callable[[int, int, tuple[int, int]], ChildProcess]
+
+
+def forked(body: Callable[[int, int], None]) -> Starter:
+    """A :data:`Starter` that forks and runs ``body(points_fd, ack_fd)`` in the child.
+
+    The child never returns into the caller's code (a forked pytest must not go on running tests):
+    it ends with ``os._exit``, 0 when ``body`` returns, 5 with the traceback on stderr when it raises.
+    """
+
+    def start(points_w: int, ack_r: int, parent_ends: tuple[int, int]) -> ForkedChild:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child (coverage does not follow a fork)
+            code = 0
+            try:
+                for fd in parent_ends:
+                    os.close(fd)
+                body(points_w, ack_r)
+            except BaseException:
+                traceback.print_exc()
+                code = 5
+            finally:
+                os._exit(code)
+        return ForkedChild(pid)
+
+    return start
+
+
+def watch_child(start: Starter, *, kill_at: str = "any", occurrence: int | None = None,
+                deadline_kill: float | None = None, timeout: float = 30.0
+                ) -> tuple[ChildProcess, bool, str | None, Counter[str]]:
+    """Start a child with the point and ack pipes, SIGKILL it at a point (or on a timer), and reap it.
+
+    The child reports each point with :func:`signal_point` (a subprocess) or by writing the label to
+    its points fd and reading one byte from its ack fd (a forked child, :mod:`pytest_dbfault.machines.kill_worker`).
+    Returns ``(child, killed, point, seen)``; the child is dead and reaped whatever happened, and
+    every pipe end is closed. Shared by :func:`run_and_kill` (the fault) and the restart machine.
+    """
+    points_r, points_w = os.pipe()
+    ack_r, ack_w = os.pipe()
+    try:
+        proc = start(points_w, ack_r, (points_r, ack_w))
+    except BaseException:
+        os.close(points_r)
+        os.close(ack_w)
+        raise
+    finally:  # the child has its own copies
+        os.close(points_w)
+        os.close(ack_r)
+    try:
+        killed, point, seen = _watch(proc, points_r, ack_w, kill_at, occurrence, deadline_kill, timeout)
+    finally:
+        os.close(points_r)
+        os.close(ack_w)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    return proc, killed, point, seen
+
+
+def _watch(proc: ChildProcess, points_r: int, ack_w: int, kill_at: str, occurrence: int | None,
            deadline_kill: float | None, timeout: float) -> tuple[bool, str | None, Counter[str]]:
     start = time.monotonic()
     seen: Counter[str] = Counter()

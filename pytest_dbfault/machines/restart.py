@@ -23,7 +23,6 @@ The machine runs synchronous FULL or EXTRA (NORMAL promises nothing across a pow
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
 from typing import Any, ClassVar
 
@@ -31,40 +30,13 @@ from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
 
 from ..faults import make_fault
-from ..faults.crash import CrashResult, _watch
+from ..faults.crash import CrashResult, forked, watch_child
 from ..stats import STATS
 from .audit import AuditMixin, has_audit
 from .backup import CORRUPTIONS, BackupMixin, has_recovery
 from .base import default_runtime_factory, swarm
 from .degradation import OUTAGES, DegradationMixin, has_commands
 from .kill_worker import FORMS, work
-
-
-class _Child:
-    """A forked child seen as the ``subprocess.Popen`` that :func:`pytest_dbfault.faults.crash._watch` drives."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.returncode: int | None = None
-
-    def send_signal(self, sig: int) -> None:
-        os.kill(self.pid, sig)
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
-
-    def wait(self) -> int:
-        if self.returncode is None:
-            _, status = os.waitpid(self.pid, 0)
-            self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
 
 
 def fork_and_kill(factory: Any, config: Any, ops: list[tuple[str, list[tuple[str, str, bool]]]], occurrence: int,
@@ -76,28 +48,13 @@ def fork_and_kill(factory: Any, config: Any, ops: list[tuple[str, list[tuple[str
     runtime, which is the same as a kill after its last acknowledgement).
     :raises RuntimeError: the child failed on its own (its traceback is on stderr).
     """
-    points_r, points_w = os.pipe()
-    ack_r, ack_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns
-        os.close(points_r)
-        os.close(ack_w)
-        work(factory, config, ops, points_w, ack_r)
-        os._exit(5)  # pragma: no cover - work() ends the process itself
-    os.close(points_w)
-    os.close(ack_r)
-    child = _Child(pid)
-    try:
-        killed, point, seen = _watch(child, points_r, ack_w, "any", occurrence, None, timeout)  # type: ignore[arg-type]
-    finally:
-        os.close(points_r)
-        os.close(ack_w)
-        if child.poll() is None:
-            child.kill()
-        child.wait()
+    child, killed, point, seen = watch_child(
+        forked(lambda points_w, ack_r: work(factory, config, ops, points_w, ack_r)),
+        kill_at="any", occurrence=occurrence, timeout=timeout)
     if not killed and child.returncode != 0:
         raise RuntimeError(f"the kill -9 worker failed on its own (exit {child.returncode}; traceback on stderr)")
     return CrashResult(config.db_path, killed, point, occurrence if killed else None, dict(seen), child.returncode)
+
 
 #: One worker operation: a form and its writes ``(key number, replace?)``.
 worker_op = st.tuples(st.sampled_from(FORMS),
