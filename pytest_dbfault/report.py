@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .stats import FAMILIES, NO_FAULT, PROPERTIES, Stats, family, property_id, split_label
+from .stats import FAMILIES, INSTANT_KINDS, NO_FAULT, PROPERTIES, Stats, family, property_id, split_label
 
 #: Bumped when the JSON layout changes incompatibly.
 REPORT_FORMAT = 1
@@ -44,9 +44,11 @@ def build_report(
     ``after:<kind>`` — totals, ``exercised_under_fault``), ``families`` (family -> kinds), ``matrix``
     (per property: ``none`` and per family ``under``/``after``/``violations``/``applicable``, plus
     ``other`` kinds), ``empty_cells`` (declared applicable, no check under the fault),
-    ``unchecked_faults`` (injected kinds no property was checked under), ``violations`` (one entry per
-    property and label with violations), ``failed_tests``, ``tests`` (per test: nodeid, outcome, seed,
-    kind, faults), ``verdict`` (``"pass"`` or ``"fail"``), ``problems`` (why it failed) and ``extra``'s keys.
+    ``unchecked_faults`` (injected kinds no property was checked under; for an instant kind, none after
+    either), ``instant_faults`` (injected instants, :data:`~.stats.INSTANT_KINDS`, checked after them),
+    ``violations`` (one entry per property and label with violations), ``failed_tests``, ``tests`` (per
+    test: nodeid, outcome, seed, kind, faults), ``verdict`` (``"pass"`` or ``"fail"``), ``problems`` (why
+    it failed) and ``extra``'s keys.
 
     :param fault_kinds: every fault kind known to the run (registered), listed even when unused.
     :param selected: the kinds ``--dbfault-faults`` selected, or ``None`` for all.
@@ -104,7 +106,10 @@ def build_report(
             if row[fam]["applicable"] and applicable is not None and not row[fam]["under"]:
                 empty_cells.append({"property": pid, "family": fam})
 
-    unchecked = [k for k in kinds if faults[k]["injected"] and not faults[k]["checks_under"]]
+    # An instant (a kill) can have no check under it: checked after it is all there is, and that is said as such.
+    instant = [k for k in kinds if k in INSTANT_KINDS and faults[k]["injected"] and not faults[k]["checks_under"]
+               and faults[k]["checks_after"]]
+    unchecked = [k for k in kinds if faults[k]["injected"] and not faults[k]["checks_under"] and k not in instant]
     violation_list = [{"property": p, "fault": f, "count": n} for (p, f), n in sorted(stats.violations.items()) if n]
     test_list = [dict(t) for t in tests]
     failed = [t for t in test_list if t.get("outcome") in ("failed", "error")]
@@ -136,6 +141,7 @@ def build_report(
         "cells_note": "" if applicable is not None else cells_note,
         "empty_cells": empty_cells,
         "unchecked_faults": unchecked,
+        "instant_faults": instant,
         "violations": violation_list,
         "failed_tests": [{"nodeid": t.get("nodeid"), "outcome": t.get("outcome"), "kind": t.get("kind"),
                           "seed": t.get("seed")} for t in failed],
@@ -184,8 +190,15 @@ def render_summary(data: Mapping[str, Any], width: int = 80) -> list[str]:
         lines.append(f"NOT EXERCISED under any fault: all {len(props)} properties")
     elif checked and never:
         lines.append("NOT EXERCISED under any fault: " + ", ".join(never))
+    for kind in data.get("instant_faults", []):
+        f = data["faults"][kind]
+        lines.append(f"instant fault: {kind} ({f['injected']}x) is never in force: checked after it "
+                     f"({f['checks_after']} checks)")
     for kind in data.get("unchecked_faults", []):
         f = data["faults"][kind]
+        if kind in INSTANT_KINDS:
+            lines.append(f"WARNING: {kind} was injected {f['injected']}x but no property was checked after it")
+            continue
         after = f" ({f['checks_after']} after it healed)" if f["checks_after"] else ""
         lines.append(f"WARNING: {kind} was injected {f['injected']}x but no property was checked while it "
                      f"was in force{after}")

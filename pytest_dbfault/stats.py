@@ -53,6 +53,11 @@ FAMILIES: dict[str, frozenset[str]] = {
                              "disconnect_replace"}),
 }
 _FAMILY_OF = {kind: name for name, kinds in FAMILIES.items() for kind in kinds}
+#: Kinds that are an instant, not a state: a process killed (``crash``: the crash fault and the restart machine's
+#: kill -9, ``kill``: the commit-path machine's, ``worker_killed``: the data-loss machine's). Nothing runs while
+#: they are "in force", so their checks are the ones made after them; the report says so instead of warning.
+#: (``power_loss`` is not one: the scenarios' VFS fault of that name is in force while writes go unsynced.)
+INSTANT_KINDS = frozenset({"crash", "kill", "worker_killed"})
 
 
 def family(kind: str) -> str | None:
