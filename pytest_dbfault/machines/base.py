@@ -282,9 +282,12 @@ class RuntimeMachine(RuleBasedStateMachine):
         self._powerloss_cm = self.powerloss.observing()
         self._powerloss_cm.__enter__()
 
-    def simulate_power_loss(self) -> dict[str, str]:
+    def simulate_power_loss(self, before_restart: Callable[[], None] | None = None) -> dict[str, str]:
         """Lose power now: the runtime stops (its later writes are discarded), the runtime's own files
-        go back to what was made durable, and a new runtime starts. Returns what was lost."""
+        go back to what was made durable, and a new runtime starts. Returns what was lost.
+
+        ``before_restart`` runs when the files are as the power loss left them, before the new runtime
+        touches them (it may take and rotate backups of its own)."""
         lost = self.powerloss.lost()
         view = self.powerloss.durable_view()
         # Closed while the faults are still in force: a dead machine does no work, so close() must not get
@@ -295,6 +298,8 @@ class RuntimeMachine(RuleBasedStateMachine):
         finally:
             self.heal_all()
         self.powerloss.apply(view)
+        if before_restart is not None:
+            before_restart()
         self.fault_history.append("power_loss")
         STATS.record_fault("power_loss")
         self.db = self.open_runtime(self.config)

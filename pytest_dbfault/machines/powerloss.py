@@ -211,6 +211,13 @@ class PowerLossModel:
                 self.where = {k: v for k, v in self.where.items() if k in live_keys}
                 self.syncs += 1
                 return
+            if st.st_nlink == 0:
+                # Synced after its last name was removed (its path reads "... (deleted)"): only a durable name
+                # the model still knows for it can bring it back.
+                key = self.ident.get(st.st_ino)
+                if key is not None:
+                    self.content[key] = _read_fd(fd)
+                return
             name = self._relname(path)
             if name is not None and self._tracked_in(os.path.dirname(name), os.path.basename(name)):
                 data = _read_fd(fd)

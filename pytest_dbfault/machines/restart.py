@@ -15,7 +15,8 @@ Two ways a deployment loses its process, each followed by a new runtime on the s
   put it where a missing fsync costs something: during an outage with commands queued and audit
   entries in the fallback file (P14 and P15 then want every acknowledged one back), and between
   acknowledged writes and a damaged file (P13: recovery replays the journal, so the journal must
-  hold every acknowledged write).
+  hold every acknowledged write), and right after backups and their rotation (P12: every verified
+  backup is still there and every rotated one stays gone).
 
 The machine runs synchronous FULL or EXTRA (NORMAL promises nothing across a power loss).
 """
@@ -29,11 +30,13 @@ from typing import Any, ClassVar
 from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
 
+from reliability import BackupManager
+
 from ..faults import make_fault
 from ..faults.crash import CrashResult, forked, watch_child
 from ..stats import STATS
 from .audit import AuditMixin, has_audit
-from .backup import CORRUPTIONS, BackupMixin, has_recovery
+from .backup import CORRUPTIONS, BackupMixin, has_backups, has_recovery
 from .base import default_runtime_factory, swarm
 from .degradation import OUTAGES, DegradationMixin, has_commands
 from .kill_worker import FORMS, work
@@ -146,6 +149,24 @@ class RestartMixin(BackupMixin, DegradationMixin, AuditMixin):
         for _ in range(entries):
             self.record_entry(4)
         self.simulate_power_loss()
+
+    @precondition(swarm("power_loss"))
+    @precondition(lambda self: self.power_loss_ready() and has_backups(self))
+    @rule(count=st.integers(1, 3))
+    def power_loss_after_backups(self, count: int) -> None:
+        """P12: backups taken (and rotated, ``backup_keep``) right before a power loss are all there after it,
+        and the rotated ones stay gone: the backup directory is fsynced after each rename into it and each
+        unlink from it (checked ``after:power_loss``; P12's invariant then checks each one's state)."""
+        for _ in range(count):
+            self.take_backup(False)
+        before = {b.path for b in self.db.backups() if b.verified}
+        manager = BackupManager(self.config.backup_directory, self.config.backup_keep)  # (only reads the directory)
+        after: set[str] = set()
+        self.simulate_power_loss(lambda: after.update(b.path for b in manager.list() if b.verified))
+        lost, back = sorted(before - after), sorted(after - before)
+        self.check(12, not lost and not back,
+                   lambda: f"after a power loss right after {count} backup(s), verified backups lost: {lost}; "
+                           f"deleted by rotation and back: {back}")
 
     @precondition(swarm("power_loss"))
     @precondition(lambda self: self.power_loss_ready() and has_recovery(self))

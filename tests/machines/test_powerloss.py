@@ -274,3 +274,19 @@ def test_bite_a_manifest_rewrite_without_its_directory_fsync_is_caught(tmp_path:
 
     monkeypatch.setattr(BackupManager, "mark_unverified", mark_without_dir_fsync)
     assert _manifest_after_power_loss(tmp_path)["verified"] is True
+
+
+def test_a_file_synced_after_its_unlink_gets_no_name(tmp_path: Path) -> None:
+    """The redo journal's writer thread may fsync the old journal after it was renamed over: its fd's path
+    then reads ``app.db.redo (deleted)``, which is no name a power loss can bring back."""
+    model = PowerLossModel(str(tmp_path))
+    with model.observing():
+        fd = os.open(tmp_path / "app.db.redo", os.O_CREAT | os.O_WRONLY, 0o600)
+        try:
+            os.write(fd, b"record\n")
+            os.unlink(tmp_path / "app.db.redo")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fsync_dir(tmp_path)
+    assert model.durable_view() == {} and not model.where

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +173,40 @@ def test_recovery_after_a_kill_between_journal_record_and_commit_reports_ok(tmp_
         if not result.killed:
             break
     assert all(ok and same for _at, _point, ok, same, _problems in outcomes), outcomes
+
+
+# -- power loss right after backups: P12 -----------------------------------------------------------
+def rotation_without_dir_fsync(config: Any) -> DatabaseManager:
+    """Backup rotation deletes old backups without the directory fsync (planted: the runtime syncs it)."""
+    db = DatabaseManager(config)
+    backups = db.durability.backups
+    module = sys.modules[type(backups).__module__]
+    real = backups.rotate
+
+    def rotate() -> list[str]:
+        saved = module.fsync_dir
+        module.fsync_dir = lambda *a, **k: None
+        try:
+            return real()
+        finally:
+            module.fsync_dir = saved
+    backups.rotate = rotate  # type: ignore[method-assign]
+    return db
+
+
+def backups_then_power_loss(machine: Any) -> str:
+    return violated(lambda: machine.power_loss_after_backups(3))
+
+
+def test_power_loss_after_backups_finds_a_rotation_without_its_directory_fsync(tmp_path: Path) -> None:
+    broken = machine_with(rotation_without_dir_fsync, tmp_path, backup_keep=1)
+    try:
+        found = backups_then_power_loss(broken)
+    finally:
+        broken.teardown()
+    assert found.startswith("p12_") and "after:power_loss" in found and "deleted by rotation and back" in found, found
+    good = machine_with(None, tmp_path, backup_keep=1)
+    try:
+        assert backups_then_power_loss(good) == ""
+    finally:
+        good.teardown()
