@@ -16,18 +16,10 @@ import pytest
 
 from pytest_dbfault.faults import LockedFault
 from pytest_dbfault.machines.powerloss import PowerLossModel, supported
-from reliability import DatabaseManager, ReliabilityConfig
-from reliability.backup import BackupManager
+from reliability import BackupManager, DatabaseManager, ReliabilityConfig
+from reliability.files import fsync_dir
 
 pytestmark = pytest.mark.skipif(not supported(), reason="the power-loss model reads fd paths from /proc/self/fd")
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def test_a_file_in_a_modelled_subdirectory_needs_its_own_fsync_and_its_directory_fsync(tmp_path: Path) -> None:
