@@ -140,6 +140,7 @@ class CommitPathMachine(RuntimeMachine):
         self.db = self.open_runtime(self.make_config())
         self.kills += 1
         STATS.record_fault("kill")
+        self.last_healed = "kill"  # what is checked from here on judges what the kill left (labelled after:kill)
 
     # -- rules ---------------------------------------------------------------------------------
     @rule(keys=st.lists(st.sampled_from(KEYS), min_size=1, max_size=3, unique=True),
