@@ -384,6 +384,8 @@ class RedoJournal:
         #: The ``SOLO_SLOT`` row in the database is this journal's own (its sequence is :attr:`seq`).
         self.solo_mine = False
         self._entering: Any = None
+        #: ``(solo_conn, solo_mine, seen)`` before the open transaction's allocation (see :meth:`allocate`).
+        self._unpublish: tuple[Any, bool, int] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     def open(self) -> JournalState:
@@ -511,6 +513,7 @@ class RedoJournal:
         self.seq = seq
         self.seen = max(self.seen, seq)  # (only a committed sequence: an aborted one may never exist)
         self._live_before = seq
+        self._unpublish = None
         if self._entering is not None:  # this commit wrote the SOLO_SLOT row: the next ones may skip theirs
             self.solo_conn, self.solo_mine, self._entering = self._entering, True, None
 
@@ -527,7 +530,13 @@ class RedoJournal:
         When this journal holds the claim and nobody revoked it, the transaction also writes the
         ``SOLO_SLOT`` row: once it commits, the following commits on ``conn`` skip their sequence row.
         """
+        # Publishing a run alone (allocate_sequence -> publish_solo) changes this journal's state as if its
+        # rows were written; they are written only if COMMIT succeeds. Keep the state from before, so a
+        # failed COMMIT (abort/discard) puts it back: otherwise this live manager would later take its
+        # own run for a dead owner's and leave a sequence number out (a false "missing" at recovery).
+        before = (self.solo_conn, self.solo_mine, self.seen)
         seq = allocate_sequence(conn, self.slot, self)
+        self._unpublish = before
         claim = self.claim
         if claim is not None and self.error is None and self._end >= 0 and not claim.revoked():
             conn.execute(_CLAIM_SQL, (SOLO_SLOT, -(self.slot + 1)))
@@ -568,6 +577,7 @@ class RedoJournal:
         self._pending = []
         self._marks.clear()
         self._entering = None
+        self._restore_unpublished()
         fd = self._fd
         if fd is None or self.error is not None or self._end < 0:
             return
@@ -607,10 +617,24 @@ class RedoJournal:
             self._marks.clear()
 
     def discard(self) -> None:
-        """The transaction rolled back: forget what it captured."""
+        """The transaction rolled back (or committed without a record): forget what it captured.
+
+        What its allocation changed in this journal's state is put back (a rolled-back transaction wrote
+        no row) unless the journal is broken (:attr:`error`): then the transaction may have committed
+        without its record, and taking the publication as done is the safe side (at worst a sequence
+        left out, reported missing, never a slot's row moved back); a backup re-anchors the journal.
+        """
         self._pending.clear()
         self._marks.clear()
         self._entering = None
+        if self.error is None:
+            self._restore_unpublished()
+        self._unpublish = None
+
+    def _restore_unpublished(self) -> None:
+        before, self._unpublish = self._unpublish, None
+        if before is not None:
+            self.solo_conn, self.solo_mine, self.seen = before
 
     def savepoint(self, level: int) -> None:
         """A savepoint at nesting ``level`` began: remember where its writes start."""

@@ -207,3 +207,74 @@ def test_a_restart_with_auto_migrate_migrates_while_the_only_writer_commits_alon
         assert db.backups(), "the migration of a database holding data is preceded by a backup"
     finally:
         db.close()
+
+
+def _vfs_or_skip() -> None:
+    from pytest_dbfault.vfs import vfs_available
+    ok, reason = vfs_available()
+    if not ok:
+        pytest.skip(f"VFS shim unavailable here: {reason}")
+    module = os.environ.get("RELIABILITY_SQLITE_MODULE", "").strip() or "sqlite3"
+    if module != "sqlite3":
+        pytest.skip(f"the VFS shim lives in the stdlib's SQLite; this runtime uses {module}, whose files it never sees")
+
+
+@pytest.mark.parametrize("fault", ["io_error", "deferred_foreign_key"])
+def test_a_commit_failing_right_after_publishing_the_run_alone_leaves_no_false_gap(tmp_path, caplog, fault):
+    """Regression: allocating a sequence publishes the run alone (the SOLO_SLOT row) and, before the fix,
+    updated the journal's state as if that row were written. A COMMIT failing right after it wrote nothing,
+    yet the journal believed its run alone was over: the next commit took its own run for a dead owner's and
+    left a sequence number out, and recovery reported a transaction missing that never existed."""
+    from redo_worker import config
+
+    from reliability import DatabaseError
+    if fault == "io_error":
+        _vfs_or_skip()
+        from pytest_dbfault.vfs.faults import IoErrorFault
+    path = tmp_path / "app.db"
+    db = DatabaseManager(config(str(path)).replace(synchronous="NORMAL", retry_attempts=1))
+    hold = None
+    try:
+        db.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        db.execute("CREATE TABLE child (p INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)")
+        db.execute("INSERT INTO parent VALUES (1)")
+        db.backup()
+        for i in range(2, 5):
+            db.execute("INSERT INTO parent VALUES (?)", (i,))
+        if fault == "io_error":
+            # A rule that never fires keeps the shim on while the next connection opens through it.
+            hold = IoErrorFault(db.path, ops="write", nth=10**9)
+            hold.__enter__()
+        assert db._redo.solo_conn is db.connections.connection, "this manager commits alone"
+        # On a new connection the next commit allocates a sequence: it publishes its own run alone first.
+        db._drop_connection()
+        seq_before = db._redo.seq
+        with pytest.raises(DatabaseError):
+            if fault == "io_error":
+                with IoErrorFault(db.path, ops="write", nth=1) as failing:
+                    with db.transaction():
+                        db.execute("INSERT INTO parent VALUES (5)")
+                assert failing.fired == 1
+            else:
+                with db.transaction():
+                    db.execute("INSERT INTO child VALUES (99)")  # no parent 99: COMMIT fails
+        if hold is not None:
+            hold.__exit__(None, None, None)
+            hold = None
+        assert db._redo.seq == seq_before
+        assert writers(db)[SOLO_SLOT] == -(db._redo.slot + 1), "the failed COMMIT wrote nothing"
+        caplog.set_level("WARNING", logger="reliability")
+        for i in range(6, 9):
+            db.execute("INSERT INTO parent VALUES (?)", (i,))
+        assert "left out" not in caplog.text, "the failed COMMIT made this live manager look dead"
+        expected = {r[0] for r in db.fetch_all("SELECT id FROM parent")}
+        assert expected == {1, 2, 3, 4, 6, 7, 8}
+        db.connections.close()
+        damage(path, "parent")
+        report = db.recover()
+        assert report.ok, report.problems  # before the fix: "1 committed transaction(s) are missing"
+        assert {r[0] for r in db.fetch_all("SELECT id FROM parent")} == expected
+    finally:
+        if hold is not None:
+            hold.__exit__(None, None, None)
+        db.close()
