@@ -278,3 +278,37 @@ def test_a_commit_failing_right_after_publishing_the_run_alone_leaves_no_false_g
         if hold is not None:
             hold.__exit__(None, None, None)
         db.close()
+
+
+def test_a_publisher_waits_for_the_commit_window_of_a_live_owner(tmp_path):
+    """The owner opens its window (a store into the claim file's mapping) before COMMIT and closes it
+    once the record is written; a publisher must read the owner's journal only after that, or it would
+    miss the last committed transaction. (A window left open by a dead owner: the kill -9 tests.)"""
+    import threading
+
+    from reliability.redo import _last_committed_alone
+    path = tmp_path / "bank.db"
+    db = setup_bank(path)
+    db.close()
+    owner = normal(path)
+    try:
+        transfer(owner, "t-0", 1, 2, 5)
+        transfer(owner, "t-1", 2, 3, 5)
+        journal = owner._redo
+        assert journal.solo_mine
+        seq = journal.seq
+        journal.claim.enter()  # as commit_alone does before COMMIT
+        got: list[int] = []
+        publisher = threading.Thread(target=lambda: got.append(_last_committed_alone(
+            journal.base_path, journal.slot, 0, own=False, running=True)))
+        publisher.start()
+        publisher.join(0.3)
+        assert publisher.is_alive(), "the publisher read the journal while the owner's window was open"
+        journal.capture("INSERT INTO transfers (id, src, dst, amount) VALUES ('t-2', 1, 2, 0)", (), False)
+        assert journal.write_record(seq + 1, sync=False, alone=True)  # the record of the COMMIT in the window
+        journal.claim.leave()
+        publisher.join(30)
+        assert got == [seq + 1]
+        assert journal.claim.revoked()
+    finally:
+        owner.close()
