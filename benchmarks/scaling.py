@@ -147,6 +147,26 @@ def _runtime(path: str, threads: int) -> tuple[Runner, Callable[[], None]]:
     return run, db.close
 
 
+def _peewee(path: str, threads: int) -> tuple[Runner, Callable[[], None]]:
+    # The peer: peewee's SqliteDatabase shared by the threads as an application would (it keeps one
+    # connection per thread; SQLite's lock and busy handler arbitrate), same pragmas.
+    import peewee
+
+    db = peewee.SqliteDatabase(path, timeout=5.0, pragmas={
+        "journal_mode": "wal", "synchronous": SYNC["mode"].lower(), "foreign_keys": 1, "busy_timeout": 5000})
+
+    def run(index: int, work: list[Any]) -> None:
+        with db.connection_context():
+            for item in work:
+                if isinstance(item, list):
+                    with db.atomic("IMMEDIATE"):
+                        db.cursor().executemany(INSERT, item)
+                else:
+                    db.execute_sql(INSERT, item)
+
+    return run, db.close
+
+
 SIDES = {"raw-shared": _raw_shared, "raw-per-thread": _raw_per_thread, "runtime": _runtime}
 
 
@@ -158,6 +178,32 @@ def _run_threads(run: Runner, works: list[list[Any]]) -> float:
     for t in threads:
         t.join()
     return time.perf_counter() - t0
+
+
+def thread_times(wd: Path, n: int, rounds: int, inserts: int, *, peer: bool = False) -> dict[str, list[float]]:
+    """Seconds per round of each side with ``n`` writer threads (the same work, rotating who goes first)."""
+    base = str(wd / "threads-base.db")
+    if not Path(base).exists():
+        create_database(base, 2000)
+    rng = random.Random(3)
+    makers = dict(SIDES, **({"peewee": _peewee} if peer else {}))
+    sides = {}
+    for name, make in makers.items():
+        path = str(wd / f"threads-{name}-{n}.db")
+        copy_database(base, path)
+        sides[name] = make(path, n)
+    times: dict[str, list[float]] = {name: [] for name in makers}
+    try:
+        for r in range(rounds):
+            works = [_writer_work(rng, inserts) for _ in range(n)]
+            names = list(makers)
+            order = names[r % len(names):] + names[:r % len(names)]  # rotate who goes first
+            for name in order:
+                times[name].append(_run_threads(sides[name][0], works))
+    finally:
+        for run_close in sides.values():
+            run_close[1]()
+    return times
 
 
 def thread_curve(wd: Path, counts: list[int], rounds: int, inserts: int) -> list[str]:
@@ -225,6 +271,27 @@ def _bank_worker(side: str, path: str, seed: int, count: int, barrier: Any, out:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
         close = conn.close
+    elif side == "peewee":
+        import peewee
+
+        pdb = peewee.SqliteDatabase(path, timeout=30.0, pragmas={
+            "journal_mode": "wal", "synchronous": "full", "foreign_keys": 1, "busy_timeout": 30000})
+        pdb.connect()
+
+        def one(a: int, b: int, amount: int) -> None:
+            sql = pdb.execute_sql
+            while True:  # like raw: rerun the transfer when SQLite says busy
+                try:
+                    with pdb.atomic("IMMEDIATE"):
+                        (ba,) = sql("SELECT balance FROM accounts WHERE id = ?", (a,)).fetchone()
+                        (bb,) = sql("SELECT balance FROM accounts WHERE id = ?", (b,)).fetchone()
+                        sql("UPDATE accounts SET balance = ? WHERE id = ?", (ba - amount, a))
+                        sql("UPDATE accounts SET balance = ? WHERE id = ?", (bb + amount, b))
+                        sql("INSERT INTO transfers (src, dst, amount) VALUES (?, ?, ?)", (a, b, amount))
+                    return
+                except peewee.OperationalError:
+                    continue
+        close = pdb.close
     else:
         db = DatabaseManager(ReliabilityConfig(db_path=path, synchronous="FULL", redo_journal=True,
                                                backup_interval=0.0, health_check_interval=0.0,
@@ -263,6 +330,19 @@ def _bank_round(side: str, path: str, processes: int, count: int, seed: int) -> 
         if p.exitcode != 0:
             raise RuntimeError(f"a {side} bank worker failed (exit {p.exitcode})")
     return processes * count / (max(e for _, e in spans) - min(s for s, _ in spans))
+
+
+def process_rates(wd: Path, n: int, rounds: int, transfers: int, sides: tuple[str, ...] = ("raw", "runtime")
+                  ) -> dict[str, list[float]]:
+    """Acknowledged transfers/s of each side with ``n`` writer processes, per round (rotating who goes first)."""
+    rates: dict[str, list[float]] = {side: [] for side in sides}
+    for r in range(rounds):
+        order = sides[r % len(sides):] + sides[:r % len(sides)]
+        for side in order:
+            path = str(wd / f"bank-{side}-{n}-{r}.db")
+            _bank_db(path)
+            rates[side].append(_bank_round(side, path, n, transfers, r))
+    return rates
 
 
 def process_curve(wd: Path, counts: list[int], rounds: int, transfers: int) -> list[str]:
