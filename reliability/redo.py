@@ -1288,12 +1288,15 @@ class _Encoder:
     def __init__(self) -> None:
         self._buf = io.BytesIO()
         self._pickler = _Pickler(self._buf, 5)
+        # No memo: a record is a tree of plain values (SQL parameters cannot be cyclic: sqlite3 binds only
+        # flat sequences of scalars) and the reader needs none. Measured here under load (median of 30
+        # alternating runs): a 50-row batch 26 -> 13 us, one row 3.6 -> 2.5 us (the minimums barely differ).
+        self._pickler.fast = True
 
     def record(self, record: Any) -> bytes:
         buf = self._buf
         buf.seek(0)
         buf.truncate()
-        self._pickler.clear_memo()
         self._pickler.dump(record)
         body = buf.getvalue()
         n = len(body)
