@@ -29,6 +29,7 @@ SCRIPTS = (
     ("scaling", "overhead by database size and by writer threads"),
     ("machines_steps", "property state machines: steps per second"),
     ("backup_recovery", "backup and recovery times"),
+    ("targets", "issue #17's target table: runtime, peewee and raw side by side"),
 )
 
 

@@ -99,12 +99,13 @@ class Executor:
                 try:
                     before = conn.total_changes
                     if not self.transactions.depth:
-                        # An autocommit write commits at once: make sure it goes to the real file.
-                        self.check_identity(conn)
                         if self.redo is not None and route(sql, conn.in_transaction):
+                            # (It checks the file itself, under SQLite's write lock: one stat per write, #17.)
                             cur = self.autocommit(conn, sql, params)  # type: ignore[misc]  # captured, committed
                             before = -1
                         else:
+                            # An autocommit write commits at once: make sure it goes to the real file.
+                            self.check_identity(conn)
                             cur = conn.execute(sql, params)
                     else:
                         cur = conn.execute(sql, params)

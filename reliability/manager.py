@@ -241,6 +241,7 @@ class DatabaseManager:
         redo = self._redo
         if conn.in_transaction:  # a COMMIT/END issued through execute() after a BEGIN issued the same way
             try:
+                self.executor.check_identity(conn)  # (the executor leaves the check of a journaled write to us)
                 self._journaled_commit(conn)
             except BaseException:  # dbfault: no fault (a COMMIT issued through execute() failing: same path as below)
                 redo.discard()
