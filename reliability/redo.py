@@ -479,6 +479,9 @@ class RedoJournal:
         """
         fd = self._fd
         if fd is None or self.error is not None or self._end < 0:
+            # Unprotected: whether COMMIT then succeeds is not told to discard(), so take any publication
+            # made by this transaction's allocation as written (at worst a sequence left out, see discard).
+            self._unpublish = None
             return False
         try:
             record = self._encoder.record((seq, self._pending, 1) if alone else (seq, self._pending))
@@ -532,9 +535,8 @@ class RedoJournal:
         # rows were written; they are written only if COMMIT succeeds. Keep the state from before, so a
         # failed COMMIT (abort/discard) puts it back: otherwise this live manager would later take its
         # own run for a dead owner's and leave a sequence number out (a false "missing" at recovery).
-        before = (self.solo_conn, self.solo_mine, self.seen)
+        self._unpublish = (self.solo_conn, self.solo_mine, self.seen)  # (set first: the allocation may fail midway)
         seq = allocate_sequence(conn, self.slot, self)
-        self._unpublish = before
         claim = self.claim
         if claim is not None and self.error is None and self._end >= 0 and not claim.revoked():
             conn.execute(_CLAIM_SQL, (SOLO_SLOT, -(self.slot + 1)))
