@@ -199,13 +199,14 @@ class BackupManager:
             return []
         out = []
         for path in self.directory.glob(f"{_PREFIX}*{_SUFFIX}"):
-            try:
-                size = path.stat().st_size
+            try:  # one stat: another process's rotation may remove the file between two
+                st = path.stat()
             except OSError:
                 continue
+            size = st.st_size
             manifest = _read_manifest(path)
             if manifest is None:
-                out.append(BackupInfo(str(path), path.stat().st_mtime, size, False, None))
+                out.append(BackupInfo(str(path), st.st_mtime, size, False, None))
                 continue
             verified = bool(manifest.get("verified")) and manifest.get("size") == size
             seq = manifest.get("last_seq")
