@@ -186,8 +186,7 @@ BUGS: tuple[Bug, ...] = (
         "a backup file truncated after it was taken is still listed as verified"),
     # -- P13 recovery ----------------------------------------------------------------------------
     Bug("p13_redo_kept_after_rollback", 13, "reliability/transaction.py",
-        "        if level == 0:\n            self.rollbacks += 1\n            for fn in self.after_rollback:\n"
-        "                fn()",
+        "        if level == 0:\n            self.rollbacks += 1\n            self.observers.rolled_back()",
         "        if level == 0:\n            self.rollbacks += 1",
         "a rolled-back transaction, then a committed one, then corruption: recovery replays the rolled-back rows"),
     Bug("p13_replay_skips_first_entry", 13, "reliability/recovery.py",
@@ -200,16 +199,16 @@ BUGS: tuple[Bug, ...] = (
         "synchronous=FULL, a write acknowledged, power lost before the page cache is written back, "
         "then corruption: recovery lacks the write"),
     # -- P14 command continuity ------------------------------------------------------------------
-    Bug("p14_replay_newest_first", 14, "reliability/degradation.py",
+    Bug("p14_replay_newest_first", 14, "reliability/degraded/commands.py",
         "        for entry in self.queue.pending():", "        for entry in reversed(self.queue.pending()):",
         "two 'store' commands for the same key during one outage: the older value wins after replay"),
-    Bug("p14_full_disk_is_an_error", 14, "reliability/degradation.py",
+    Bug("p14_full_disk_is_an_error", 14, "reliability/degraded/commands.py",
         "            except DatabaseError as err:\n                if err.action is RecoveryAction.RAISE:\n"
         "                    return CommandResult(\"error\", err.user_message, fault=str(err.kind))",
         "            except DatabaseError as err:\n                if err.action is not RecoveryAction.RECONNECT:\n"
         "                    return CommandResult(\"error\", err.user_message, fault=str(err.kind))",
         "a write command while the disk is full: answered 'error' (lost) instead of 'queued'"),
-    Bug("p14_queue_not_synced", 14, "reliability/degradation.py",
+    Bug("p14_queue_not_synced", 14, "reliability/degraded/queue.py",
         "            os.write(fd, (line + \"\\n\").encode(\"utf-8\"))\n            if sync:\n                os.fsync(fd)",
         "            os.write(fd, (line + \"\\n\").encode(\"utf-8\"))",
         "a command queued (acknowledged) during an outage, then power loss: the queued write is gone"),
@@ -219,8 +218,8 @@ BUGS: tuple[Bug, ...] = (
         "        return self.rng.uniform(0.0, self.ceiling(attempt)) if attempt > 1 else 0.0",
         "any retried audit entry: the first retry sleeps exactly 0"),
     Bug("p15_fallback_removed_before_move", 15, "reliability/audit.py",
-        "            new = self.db.run_in_transaction(move_all)\n            if rejected:",
-        "            working.unlink(missing_ok=True)\n            new = self.db.run_in_transaction(move_all)\n"
+        "            new = run(move_all)\n            if rejected:",
+        "            working.unlink(missing_ok=True)\n            new = run(move_all)\n"
         "            if rejected:",
         "two entries during one outage, then a third while it lasts: the reconcile attempt fails and the "
         "first two are gone"),

@@ -10,14 +10,14 @@ Example::
 The plan this runtime implements (``docs/plan.md``) names some parts differently; those names are
 exported too and are the same objects: ``DatabaseConfig`` is :class:`ReliabilityConfig`,
 ``DatabaseHealth`` is :class:`HealthReport`, ``RetryConfig`` is :class:`RetryPolicy`,
-``GracefulDegradation`` is :class:`~reliability.degradation.CommandRegistry` (``db.commands``), and the
+``GracefulDegradation`` is :class:`~reliability.degraded.commands.CommandRegistry` (``db.commands``), and the
 admin commands ``AdminSetFlag`` / ``AdminAudit`` are :func:`reliability.admin.set_flag` /
 :func:`reliability.admin.audit`.
 """
 
 from .config import ConfigError, ReliabilityConfig
 from .connection import ConnectionManager, ConnectionState
-from .degradation import CommandRegistry, CommandResult, Needs, WriteQueue
+from .degraded import CommandRegistry, CommandResult, Needs, WriteQueue
 from .durability.backup import BackupError, BackupInfo, BackupManager
 from .durability.recovery import RecoveryReport
 from .errors import KIND_INFO, DatabaseError, ErrorHandler, ErrorKind, RecoveryAction, classify

@@ -17,7 +17,7 @@ functions, ``db.commands.run``/``run_as``, the CLI and scenario steps. A refused
 changes nothing, gets a clear message and is itself audited. ``set_flag`` writes the
 flag and its audit entry in one transaction; while the database is unavailable the
 change is queued with the authorization decided when it was accepted (see
-:mod:`reliability.degradation`). Names are limited (:mod:`reliability.names`).
+:mod:`reliability.degraded`). Names are limited (:mod:`reliability.names`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import names
-from .degradation import CommandResult, Needs
+from .degraded import CommandResult, Needs
 from .names import printable, surrogate_problem
 
 if TYPE_CHECKING:
@@ -72,7 +72,6 @@ def register(db: DatabaseManager, permission: Callable[[str, str], bool] | None 
         reg.permission = permission
     if "flags.set" in reg:
         return
-    reg.before_replay.append(db.audit.try_reconcile)
     reg.register("flags.set", Needs.WRITE, _write_flag, "set a feature flag (admin, audited)",
                  actor_param="actor", validate=_check_set)
     reg.register("flags.get", Needs.READ, _read_flag, "read one feature flag", validate=_check_get)

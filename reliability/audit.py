@@ -49,6 +49,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,7 @@ from typing import Any
 from . import files
 from .errors import DatabaseError
 from .names import printable, surrogate_problem
+from .observers import Observer
 from .ports import AuditHost  # (a structural type: the runtime's surface this module uses)
 
 try:
@@ -167,8 +169,11 @@ def chain_hash(key: bytes, prev: str, entry_id: str, ts: float, actor: str, acti
     return hmac.new(key, message.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-class AuditLogger:
+class AuditLogger(Observer):
     """Writes and reads the audit log of one database (``db.audit``).
+
+    It observes the runtime's transactions (:mod:`reliability.observers`): the anchor follows a
+    commit that extended the chain and is left where it was after a rollback.
 
     :param db: what it runs its statements through and hooks into (:class:`~reliability.ports.AuditHost`:
         the manager, or a read-only :class:`~reliability.inspection.Inspector`).
@@ -193,8 +198,7 @@ class AuditLogger:
         self._pending_anchor: tuple[int, str] | None = None
         #: Why the anchor was not moved forward (truncation seen, anchor unreadable), for health.
         self.anchor_problem: str | None = None
-        db.transactions.after_commit.append(self._after_commit)
-        db.transactions.after_rollback.append(self._drop_pending_anchor)
+        db.observers.add(self)
         db.transactions.savepoint_hooks.append(self._on_savepoint)
         if self._key is None and not db.config.audit_hmac_key:
             self.key  # noqa: B018 - generate the key file at first start, not at the first entry
@@ -379,7 +383,8 @@ class AuditLogger:
         body = json.dumps({"seq": seq, "hash": head, "mac": _mac(self.key, ["anchor", seq, head])})
         files.write_atomic(self.anchor_path, body.encode("ascii"), what="audit anchor file")
 
-    def _after_commit(self) -> None:
+    def committed(self) -> None:
+        """Observer: a transaction committed; move the anchor to the head it appended, if any."""
         pending, self._pending_anchor = self._pending_anchor, None
         if pending is None:
             return
@@ -390,7 +395,8 @@ class AuditLogger:
             log.error("audit anchor %s not updated (%s); it lags behind the log", self.anchor_path, exc)
             self.anchor_problem = f"the anchor could not be updated ({exc})"
 
-    def _drop_pending_anchor(self) -> None:
+    def rolled_back(self) -> None:
+        """Observer: a transaction rolled back; what it appended is gone, the anchor stays."""
         self._pending_anchor = None
 
     def _on_savepoint(self, event: str, level: int) -> None:
@@ -488,11 +494,14 @@ class AuditLogger:
                     rejected.append((line, f"line {n}: the entry does not match its MAC (edited in the file)"))
         return out, rejected
 
-    def reconcile(self) -> int:
+    def reconcile(self, transact: Callable[..., Any] | None = None) -> int:
         """Move fallback entries into the database, in order, exactly once; returns how many were new.
 
+        :param transact: runs the move in a transaction (default ``db.run_in_transaction``; the write
+            queue's replay passes its own, which does not replay the queue first).
         :raises DatabaseError: when the database is still unavailable (the entries stay in the file).
         """
+        run = transact or self.db.run_in_transaction
         with self._lock:
             working = self._reconciling_path()
             if not working.exists() and self.fallback_path.exists():
@@ -518,12 +527,12 @@ class AuditLogger:
             def move_all() -> int:
                 return sum(self._append(e)[1] for e in entries)
 
-            new = self.db.run_in_transaction(move_all)
+            new = run(move_all)
             if rejected:
                 self._keep_rejected([line for line, _ in rejected])
             working.unlink(missing_ok=True)
             if self.fallback_path.exists() and self.fallback_path.stat().st_size:
-                new += self.reconcile()  # entries appended during the reconcile
+                new += self.reconcile(transact)  # entries appended during the reconcile
             log.info("reconciled %d audit entries from the fallback file", new)
             return new
 
@@ -536,12 +545,12 @@ class AuditLogger:
         finally:
             os.close(fd)
 
-    def try_reconcile(self) -> int | None:
+    def try_reconcile(self, transact: Callable[..., Any] | None = None) -> int | None:
         """:meth:`reconcile` if there is anything to reconcile; None when the database is still unavailable."""
         if not self._fallback_files():
             return 0
         try:
-            return self.reconcile()
+            return self.reconcile(transact)
         except DatabaseError as err:
             log.info("audit fallback not reconciled yet (%s)", err.kind)
             return None

@@ -44,7 +44,7 @@ from typing import Any
 from . import admin
 from .config import ConfigError, ReliabilityConfig
 from .connection import load_sqlite_module
-from .degradation import CommandResult
+from .degraded import CommandResult
 from .durability.backup import BackupManager, verify_file
 from .errors import KIND_INFO, DatabaseError, ErrorKind, classify, sqlite_errors
 from .inspection import Inspector, is_sqlite_file

@@ -10,7 +10,10 @@ error is logged, counted and told to the observers.
 
 The executor is built by :class:`~reliability.manager.DatabaseManager` and knows nothing of it:
 what it needs from the facade comes in as callables (``drop`` the connection, ``surface`` an error,
-run a journaled ``autocommit`` write), so a subclass of the facade still changes them.
+run a journaled ``autocommit`` write), so a subclass of the facade still changes them. Writes
+queued while the database was unavailable come in as a :class:`Backlog` port: before a direct
+write outside a transaction the executor asks it whether anything must be replayed first; the
+replay runs its own transactions through a call that never asks again (one direction, no guard).
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from .connection import ConnectionState
 from .errors import Action, DatabaseError, ErrorHandler, ErrorKind, decide
+from .observers import Observer
 from .redo import statement_kind
 from .retry import RetryExhausted, RetryPolicy
 
@@ -35,6 +39,19 @@ if TYPE_CHECKING:
     from .transaction import TransactionManager
 
 log = logging.getLogger("reliability")
+
+
+class Backlog(Protocol):
+    """Writes accepted earlier that a direct write may not overtake (the commands' write queue)."""
+
+    def waiting(self) -> bool:
+        """True while such writes wait."""
+
+    def replay_first(self) -> None:
+        """Replay them now, in order, through a call that does not ask :meth:`waiting` again.
+
+        :raises DatabaseError: when they cannot be saved now (the direct write then fails too).
+        """
 
 
 class Executor:
@@ -64,9 +81,10 @@ class Executor:
         self._op_seq = itertools.count(1)
         #: Redo journal capturing committed writes (see :mod:`reliability.redo`); None when off.
         self.redo: Any = None
-        #: Set by the write queue while writes wait in it: called before a direct write so the
-        #: backlog replays first and a later write is never overwritten by an earlier queued one.
-        self.backlog: Callable[[], None] | None = None
+        #: Writes queued while the database was unavailable (the commands, wired by the runtime):
+        #: asked before a direct write so they replay first and a later write is never overwritten
+        #: by an earlier queued one. None: nothing is ever queued.
+        self.backlog: Backlog | None = None
         #: Seconds between the checks reads make that the path still names their file (a stat costs
         #: ~1 us against ~5 us for a point read, so not every read; 0 = every read).
         self.identity_check_interval = 0.05
@@ -90,8 +108,9 @@ class Executor:
     # -- the success paths -----------------------------------------------------------------------
     def execute(self, sql: str, params: Any) -> sqlite3.Cursor:
         """Run one statement; retried on transient errors when not inside a transaction."""
-        if self.backlog is not None and not self.transactions.depth:
-            self.drain_backlog("execute", sql, params)
+        backlog = self.backlog
+        if backlog is not None and not self.transactions.depth and backlog.waiting():
+            self.replay_backlog("execute", sql, params)
         t0 = perf_counter()
         with self.lock:
             conn = self.connections._conn
@@ -292,20 +311,22 @@ class Executor:
         self.done(op, sql, t0, rows, attempts)
         return result
 
-    def drain_backlog(self, op: str, sql: str | None, params: Any) -> None:
-        """Replay queued writes before a direct write; if they cannot be saved, fail this one too."""
-        t0 = perf_counter()
+    def replay_backlog(self, op: str, sql: str | None, params: Any) -> None:
+        """Before a direct write outside a transaction: replay queued writes first; if they cannot
+        be saved, fail this one too."""
         backlog = self.backlog
-        if backlog is None:
+        if backlog is None or not backlog.waiting():
             return
+        t0 = perf_counter()
         counted = sum(self.monitor.errors.values())
         try:
-            backlog()
+            backlog.replay_first()
         except DatabaseError as err:
             # The replay's own failure was counted when it surfaced; this write fails because of it,
             # so the caller's one failed call is one error, not two.
             again = sum(self.monitor.errors.values()) == counted
-            raise self.surface(op, err, err.operation_id, sql, params, 1, t0, count=again) from err.__cause__
+            raise self.surface(op, err, err.operation_id or self.new_operation_id(), sql, params, 1, t0,
+                               count=again) from err.__cause__
 
     def drop_connection(self) -> None:
         """Close the connection after a failure; the next call reopens it (counted as a reconnect)."""
@@ -452,3 +473,27 @@ def _strip_sql(sql: str) -> str:
         else:
             text = text.split("*/", 1)[1].lstrip() if "*/" in text else ""
     return text
+
+
+class FileIdentity(Observer):
+    """Before the outermost COMMIT: refuse to commit into a file the path no longer names."""
+
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
+
+    def before_commit(self, conn: Any) -> None:
+        """See :meth:`Executor.check_identity`."""
+        self.executor.check_identity(conn)
+
+
+class RedoRollback(Observer):
+    """After the outermost transaction rolled back: drop what the redo journal captured for it."""
+
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
+
+    def rolled_back(self) -> None:
+        """Discard the captured writes (a rolled-back write must never be replayed by recovery)."""
+        redo = self.executor.redo
+        if redo is not None:
+            redo.discard()

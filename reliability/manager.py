@@ -19,9 +19,9 @@ goes to the ``reliability`` logger.
 
 The parts: :class:`~reliability.connection.ConnectionManager` (the connection),
 :class:`~reliability.transaction.TransactionManager`, :class:`~reliability.executor.Executor`
-(one SQL call), :class:`~reliability.observers.Observers` (metrics, operation log, error
-listeners), :class:`~reliability.durability.Durability`, the write queue and commands
-(:mod:`reliability.degradation`) and the audit log. The redo journal's commit protocol
+(one SQL call), :class:`~reliability.observers.Observers` (metrics, operation log, corruption
+listeners, degraded mode, transaction events), :class:`~reliability.durability.Durability`, the write
+queue and commands (:mod:`reliability.degraded`) and the audit log. The redo journal's commit protocol
 (``_journaled_commit``) lives here, next to the transactions it commits.
 """
 
@@ -39,11 +39,11 @@ from typing import Any, TypeVar
 from .audit import AuditLogger
 from .config import ReliabilityConfig
 from .connection import ConnectionManager, ConnectionState
-from .degradation import CommandRegistry, WriteQueue
+from .degraded import CommandParts, CommandRegistry, WriteQueue
 from .durability import Durability, RecoveryReport, RuntimeParts
 from .durability.backup import BackupInfo
 from .errors import DatabaseError, ErrorHandler, classify, out_of_service
-from .executor import Executor
+from .executor import Executor, FileIdentity, RedoRollback
 from .health import HealthMonitor, HealthReport, HealthStatus, IntegrityReport, wal_size
 from .observers import Listeners, Metrics, Observers, OperationRecords
 from .oplog import OperationLog
@@ -84,18 +84,18 @@ class DatabaseManager:
         self.errors = ErrorHandler(self.logger, show_params=self.config.log_sql_params)
         self.connections = ConnectionManager(self.config)
         self._lock = threading.RLock()
-        self.transactions = TransactionManager(self.connections, self.policy, self.errors, self._lock)
         self.monitor = HealthMonitor()
         self._id_prefix = os.urandom(3).hex()
         self._records = OperationRecords(OperationLog.from_config(self.config, prefix=self._id_prefix))
         self._listeners = Listeners()
-        #: Everything that watches a finished call (see :mod:`reliability.observers`); the listeners are
-        #: added after durability's corruption watch, so recovery runs before they hear of a damaged file.
+        #: Everything that watches a finished call or a transaction (see :mod:`reliability.observers`); the
+        #: listeners are added after durability's corruption watch, so recovery runs before they hear of a
+        #: damaged file.
         self.observers = Observers(Metrics(self.monitor), self._records)
+        self.transactions = TransactionManager(self.connections, self.policy, self.errors, self._lock,
+                                               self.observers)
         #: Called with the DatabaseError when corruption is detected (after durability has acted on it).
         self.corruption_listeners: list[Callable[[DatabaseError], None]] = self._listeners.corruption
-        #: Called with each DatabaseError that reaches a caller (degradation registers here).
-        self.error_listeners: list[Callable[[DatabaseError], None]] = self._listeners.errors
         #: One SQL call (see :mod:`reliability.executor`); what it asks of the facade it gets as
         #: callables, so a subclass overriding ``_drop_connection`` or ``_surface`` changes what it does.
         self.executor = executor = Executor(self.connections, self.transactions, self._lock, self.policy,
@@ -109,11 +109,13 @@ class DatabaseManager:
             if getattr(type(self), name) is getattr(DatabaseManager, name):
                 setattr(self, name, getattr(executor, name))
         self.closed = False
-        self.transactions.before_commit.append(executor.check_identity)
+        self.observers.add(FileIdentity(executor))  # (before COMMIT: the path still names the file)
         self.transactions.committer = self._journaled_commit
         #: Per thread: commits whose journal flush the current public call waits for before returning.
         self._acks = _Acks()
-        self.transactions.after_rollback.append(self._after_rollback)
+        #: Drops the redo journal's capture of a rolled-back transaction (an observer).
+        self._after_rollback = RedoRollback(executor)
+        self.observers.add(self._after_rollback)
         #: Backups, redo journal, schema trust, integrity checks, recovery (:mod:`reliability.durability`),
         #: built from the parts, never from this facade.
         self.durability = durability = Durability(RuntimeParts(
@@ -125,14 +127,17 @@ class DatabaseManager:
         self.connections.on_open.append(durability.block.apply)
         executor.write_block = lambda: durability.block.reason
         self.transactions.refine = executor.refused_for_schema
-        #: Durable queue of writes accepted while the database was unavailable.
-        self.queue = WriteQueue.from_config(self.config)
-        #: Commands served with graceful degradation (see :mod:`reliability.degradation`).
-        self.commands = CommandRegistry(self, self.queue)
         #: The tamper-evident audit log (see :mod:`reliability.audit`).
         self.audit = AuditLogger(self)
         # (After the audit log's: the journal's savepoint follows the same order as before.)
         self.transactions.savepoint_hooks.append(durability.journal.savepoint_event)
+        #: Durable queue of writes accepted while the database was unavailable.
+        self.queue = WriteQueue.from_config(self.config)
+        #: Commands served with graceful degradation (see :mod:`reliability.degraded`): they run on
+        #: this facade, replay through ``_transact`` (which never replays first: no re-entry).
+        self.commands = CommandRegistry(CommandParts(self, self._transact, self.audit, self._lock), self.queue)
+        self.observers.add(self.commands)  # an error that makes the database unavailable degrades it
+        executor.backlog = self.commands  # queued writes replay before a direct one
         #: Who adds health fields and reasons (``fn() -> (extra dict, reasons)``), asked in this order;
         #: any reason turns a healthy report into a degraded one.
         self._health_parts: tuple[Callable[[], tuple[dict[str, Any], list[str]]], ...] = (
@@ -184,15 +189,6 @@ class DatabaseManager:
     @_redo.setter
     def _redo(self, redo: Any) -> None:
         self.executor.redo = redo
-
-    @property
-    def _backlog(self) -> Callable[[], None] | None:
-        """Set by the write queue while writes wait in it (see ``Executor.backlog``)."""
-        return self.executor.backlog
-
-    @_backlog.setter
-    def _backlog(self, backlog: Callable[[], None] | None) -> None:
-        self.executor.backlog = backlog
 
     # -- statements (run by the executor) --------------------------------------------------------
     def execute(self, sql: str, params: Params = ()) -> sqlite3.Cursor:
@@ -335,18 +331,14 @@ class DatabaseManager:
                 with self._lock:
                     redo._fail(f"redo journal fsync failed at seq {seq}: {failed}")
 
-    def _after_rollback(self) -> None:
-        if self._redo is not None:
-            self._redo.discard()
-
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """``with db.transaction():`` — BEGIN IMMEDIATE (SAVEPOINT when nested), commit or roll back.
 
         Errors are re-raised as :class:`DatabaseError`; the connection stays usable.
         """
-        if self.executor.backlog is not None and not self.transactions.depth:
-            self.executor.drain_backlog("transaction", None, None)
+        if not self.transactions.depth:
+            self.executor.replay_backlog("transaction", None, None)
         t0 = perf_counter()
         acks = self._acks
         outer = not acks.defer
@@ -377,10 +369,16 @@ class DatabaseManager:
         """Run ``fn(*args, **kwargs)`` in a transaction; on busy/locked/busy-snapshot, roll back and rerun it.
 
         ``fn`` uses this manager (``db.execute`` …) inside; it may run more than once, so
-        it must not have side effects outside the database.
+        it must not have side effects outside the database. Writes queued while the database was
+        unavailable are replayed first.
         """
-        if self.executor.backlog is not None and not self.transactions.depth:
-            self.executor.drain_backlog("transaction", None, None)
+        if not self.transactions.depth:
+            self.executor.replay_backlog("transaction", None, None)
+        return self._transact(fn, *args, **kwargs)
+
+    def _transact(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """:meth:`run_in_transaction` without replaying the backlog first: the write queue's replay
+        runs each queued write through it, so a replay never starts another."""
         t0 = perf_counter()
         executor = self.executor
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .config import ReliabilityConfig
     from .connection import ConnectionManager
     from .errors import DatabaseError, ErrorHandler
-    from .executor import Executor
+    from .observers import Observers
     from .retry import RetryPolicy
     from .transaction import TransactionManager
 
@@ -42,24 +42,12 @@ class Statements(Protocol):
 
 
 class AuditHost(Statements, Protocol):
-    """What the audit log (:class:`~reliability.audit.AuditLogger`) uses: statements and the transaction
-    hooks (its anchor follows commits and rollbacks). Its health contribution is asked by the facade."""
+    """What the audit log (:class:`~reliability.audit.AuditLogger`) uses: statements, the observers
+    (its anchor follows commits and rollbacks) and the savepoint hooks. Its health contribution is asked
+    by the facade."""
 
+    observers: Observers
     transactions: TransactionManager
-
-
-class CommandHost(Statements, Protocol):
-    """What the commands (:class:`~reliability.degradation.CommandRegistry`) use: statements, the audit
-    log (denied admin commands are recorded), the executor (a backlog replays before a direct write)
-    and the error listeners (an error that makes the database unavailable starts degraded mode).
-    Command functions get this host as their first argument."""
-
-    audit: Any
-    executor: Executor
-    error_listeners: list[Callable[[DatabaseError], None]]
-
-    def new_operation_id(self) -> str:
-        """A fresh id for the technical log."""
 
 
 class Parts(Protocol):

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import Action, DatabaseError, ErrorKind, classify, decide
+from .observers import Observers
 
 if TYPE_CHECKING:
     import sqlite3
@@ -35,7 +36,9 @@ class TransactionManager:
     """Begins, commits and rolls back transactions on a :class:`ConnectionManager`'s connection.
 
     ``lock`` is held for the whole transaction so other threads sharing the
-    connection cannot slip statements into it.
+    connection cannot slip statements into it. ``observers`` (:mod:`reliability.observers`, shared
+    with the executor) are told ``before_commit`` (may raise to abort), ``committed`` and
+    ``rolled_back`` about the outermost transaction.
     """
 
     def __init__(
@@ -44,23 +47,19 @@ class TransactionManager:
         policy: RetryPolicy,
         handler: ErrorHandler,
         lock: threading.RLock | None = None,
+        observers: Observers | None = None,
     ) -> None:
         self.connections = connections
         self.policy = policy
         self.handler = handler
         self.lock = lock or threading.RLock()
+        self.observers = observers if observers is not None else Observers()
         self.depth = 0
-        #: Called with the connection just before the outermost COMMIT (may raise to abort).
-        self.before_commit: list[Callable[[sqlite3.Connection], None]] = []
         #: Runs the outermost COMMIT (the manager's journaled commit); None: a plain ``COMMIT``.
         self.committer: Callable[[sqlite3.Connection], None] | None = None
         #: What the error a failed BEGIN raises means here (the manager passes the executor's
         #: ``refused_for_schema``: READONLY under a write block is a schema refusal).
         self.refine: Callable[[DatabaseError], DatabaseError] = lambda err: err
-        #: Called after the outermost COMMIT succeeded, before the caller is told.
-        self.after_commit: list[Callable[[], None]] = []
-        #: Called after the outermost transaction rolled back.
-        self.after_rollback: list[Callable[[], None]] = []
         #: Called with ``("begin", level)`` after a SAVEPOINT opened and ``("rollback", level)`` after
         #: it rolled back (the redo journal drops the writes captured inside it).
         self.savepoint_hooks: list[Callable[[str, int], None]] = []
@@ -135,16 +134,14 @@ class TransactionManager:
             # A statement inside failed in a way SQLite answers by rolling back, and the
             # caller swallowed the error: committing now would acknowledge lost work.
             self.rollbacks += 1
-            for fn in self.after_rollback:
-                fn()
+            self.observers.rolled_back()
             err = TransactionError(ErrorKind.UNKNOWN,
                                    "SQLite rolled the transaction back after an error inside it; nothing was saved",
                                    operation_id=operation_id)
             self.handler.log(err, sql="COMMIT")  # surfaced like any other error: with its technical record
             raise err
         try:
-            for check in self.before_commit:
-                check(conn)
+            self.observers.before_commit(conn)
             if self.committer is not None:
                 self.committer(conn)
             else:
@@ -159,8 +156,7 @@ class TransactionManager:
                 raise
             raise self.handler.wrap(exc, operation_id=operation_id, sql="COMMIT") from exc
         self.commits += 1
-        for fn in self.after_commit:
-            fn()
+        self.observers.committed()
 
     def _rollback(self, conn: sqlite3.Connection, level: int, name: str) -> None:
         # The hooks run whether or not ROLLBACK itself works: on a dead handle the transaction
@@ -179,8 +175,7 @@ class TransactionManager:
             log.warning("rollback failed (%s: %s); the connection will be reopened", classify(exc), exc)
         if level == 0:
             self.rollbacks += 1
-            for fn in self.after_rollback:
-                fn()
+            self.observers.rolled_back()
 
     def run(
         self,

@@ -14,7 +14,7 @@ import pytest
 from runtime_helpers import LockHolder, fast_config
 
 from reliability import DatabaseError, DatabaseManager
-from reliability.degradation import Needs, WriteQueue
+from reliability.degraded import Needs, WriteQueue
 
 
 def _add(db: DatabaseManager, name: str) -> int:
@@ -191,20 +191,22 @@ _CHILD = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from runtime_helpers import fast_config
     from reliability import DatabaseManager
-    from reliability.degradation import Needs
+    from reliability.degraded import Needs
 
     kill_at = int(sys.argv[1])
     db = DatabaseManager(fast_config({path!r}))
     db.commands.register("add", Needs.WRITE,
                          lambda db, n: db.execute("INSERT INTO items (name, qty) VALUES (?, 1)", (n,)))
     seen = []
+    mark_done = db.queue.mark_done
 
-    def crash(entry):
-        seen.append(entry)
+    def crash(key):
+        seen.append(key)
         if len(seen) == kill_at:   # committed, not yet marked done: the worst moment
             os.kill(os.getpid(), signal.SIGKILL)
+        mark_done(key)
 
-    db.commands.on_applied = crash
+    db.queue.mark_done = crash
     db.commands.replay()
 """)
 

@@ -80,7 +80,7 @@ def test_a_lock_that_outlasts_every_rerun_is_one_busy_error(tmp_path):
 
 def test_a_direct_write_behind_a_backlog_that_cannot_be_saved_is_one_error(db):
     from pytest_dbfault.faults import DisconnectFault
-    from reliability.degradation import Needs
+    from reliability.degraded import Needs
 
     db.commands.recheck_interval = 0
     db.commands.register("add", Needs.WRITE, lambda db, v: db.execute("INSERT INTO t VALUES (?)", (v,)))

@@ -181,7 +181,7 @@ def test_a_file_that_vanishes_before_a_restarted_runtime_first_uses_it_is_not_re
     connection yet reopened with ``mode=rwc`` and SQLite created an empty database at the path, so
     commands answered "does not match the database structure" instead of queueing, and their writes
     were lost. A file there at start has existed: its absence is an outage."""
-    from reliability.degradation import Needs
+    from reliability.degraded import Needs
 
     make_history(tmp_path)
     db = DatabaseManager(fast_config(tmp_path / "app.db"))

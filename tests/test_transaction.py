@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
@@ -254,10 +255,11 @@ def test_a_nested_run_joins_the_open_transaction_without_its_own_retries(db: Dat
 def test_a_before_commit_check_that_fails_keeps_its_own_error_and_rolls_back(db: DatabaseManager) -> None:
     db.execute("INSERT INTO items (name) VALUES ('taken')")
     # A check run just before COMMIT through the manager: its error already carries an operation id.
-    db.transactions.before_commit.append(lambda conn: db.execute("INSERT INTO items (name) VALUES ('taken')"))
+    check = SimpleNamespace(before_commit=lambda conn: db.execute("INSERT INTO items (name) VALUES ('taken')"))
+    db.observers.add(check)
     with pytest.raises(DatabaseError) as info:
         with db.transaction():
             db.execute("INSERT INTO items (name) VALUES ('inside')")
     assert info.value.kind is ErrorKind.CONSTRAINT and info.value.operation_id
-    db.transactions.before_commit.pop()
+    db.observers.remove(check)
     assert [r[0] for r in db.fetch_all("SELECT name FROM items")] == ["taken"]

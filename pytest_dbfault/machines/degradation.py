@@ -34,7 +34,7 @@ class DegradationMixin(Workload):
             self.register_commands()
 
     def register_commands(self) -> None:
-        from reliability.degradation import Needs
+        from reliability.degraded import Needs
 
         commands = self.db.commands
         commands.recheck_interval = 0.0  # probe on every command: no wall-clock waits in the machine

@@ -11,11 +11,17 @@ Example::
     result.message    # what to tell the user
 
 A write command runs in one transaction. When it fails because the database is
-unavailable it goes to the :class:`WriteQueue`: a JSON-lines file appended and fsynced
-*before* the caller hears "queued". When health returns, queued writes are replayed in
-order, each in a transaction that also records its idempotency key in
+unavailable it goes to the :class:`~reliability.degraded.queue.WriteQueue`: a JSON-lines file
+appended and fsynced *before* the caller hears "queued". When health returns, queued writes are
+replayed in order, each in a transaction that also records its idempotency key in
 ``reliability_applied_writes`` — so a replay interrupted by a crash resumes without
 running any write twice.
+
+The registry works with :class:`CommandParts` (the statements commands are given, a transaction
+runner, the audit log, the runtime's lock), never the runtime itself. A direct write while writes
+wait here goes one way: the executor asks the registry (its :class:`~reliability.executor.Backlog`)
+whether anything must be replayed first, and the replay runs its transactions through
+``parts.transact``, which never asks that question again, so it cannot re-enter itself.
 """
 
 from __future__ import annotations
@@ -26,22 +32,22 @@ import hmac
 import inspect
 import json
 import logging
-import os
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
-from . import files
-from .errors import KIND_INFO, DatabaseError, ErrorKind, RecoveryAction
-from .files import fsync_dir
-from .names import printable, validate_actor
-from .ports import CommandHost  # (a structural type: the runtime's surface this module uses)
+from ..errors import KIND_INFO, DatabaseError, ErrorKind, RecoveryAction
+from ..names import printable, validate_actor
+from ..observers import Observer
+from .queue import QueuedWrite, QueueFullError, ReplayReport, WriteQueue
 
-log = logging.getLogger("reliability.degradation")
+if TYPE_CHECKING:
+    from ..ports import Statements
+
+log = logging.getLogger("reliability.degraded")
 
 APPLIED_TABLE_SQL = (
     "CREATE TABLE IF NOT EXISTS reliability_applied_writes ("
@@ -58,10 +64,6 @@ class Needs(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
-
-
-class QueueFullError(Exception):
-    """The write queue holds ``write_queue_max`` entries already; the write was not accepted."""
 
 
 @dataclass(frozen=True)
@@ -114,212 +116,67 @@ class CommandResult:
                 "queue_key": self.queue_key, "fault": self.fault, "pending": self.pending}
 
 
-@dataclass(frozen=True)
-class QueuedWrite:
-    """One write waiting in the queue."""
-
-    key: str
-    seq: int
-    command: str
-    args: list[Any]
-    kwargs: dict[str, Any]
-    queued_at: float
-    #: For an admin command: the authorization decided when the write was accepted
-    #: (``{"actor": ..., "mac": ...}``, the MAC keyed with the audit key), kept for replay.
-    auth: dict[str, str] | None = None
-
-
-@dataclass(frozen=True)
-class ReplayReport:
-    """What :meth:`CommandRegistry.replay` did."""
-
-    applied: int
-    skipped: int
-    failed: int
-    remaining: int
-    error: str | None = None
-    failures: list[tuple[str, str]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {"applied": self.applied, "skipped": self.skipped, "failed": self.failed,
-                "remaining": self.remaining, "error": self.error, "failures": self.failures}
-
-
-class WriteQueue:
-    """A durable, bounded FIFO of writes (a JSON-lines file of ``put``/``done``/``failed`` events).
-
-    ``put`` and ``failed`` events are appended and fsynced before the method returns (``done``
-    events are not: see :meth:`mark_done`). A torn last line
-    (a crash mid-append) is ignored and cut off on load.
-
-    :param path: the queue file.
-    :param max_entries: the most writes that may wait at once (0 means none may).
-    """
-
-    def __init__(self, path: str | os.PathLike[str], max_entries: int = 10000) -> None:
-        self.path = Path(path)
-        self.max_entries = max_entries
-        self._lock = threading.RLock()
-        self._pending: dict[str, QueuedWrite] = {}
-        self._failed: dict[str, str] = {}
-        self._seq = 0
-        self._load()
-
-    @classmethod
-    def from_config(cls, config: Any) -> WriteQueue:
-        """The queue at ``config.write_queue_file`` bounded by ``config.write_queue_max``."""
-        return cls(config.write_queue_file, config.write_queue_max)
-
-    def __len__(self) -> int:
-        return len(self._pending)
+class AuditLog(Protocol):
+    """What the commands use of the audit log (:class:`~reliability.audit.AuditLogger`)."""
 
     @property
-    def failed(self) -> dict[str, str]:
-        """Keys of writes that the database refused on replay, with the reason (kept for inspection)."""
-        return dict(self._failed)
+    def key(self) -> bytes:
+        """The HMAC key: queued admin writes carry their authorization MAC'ed with it."""
 
-    def pending(self) -> list[QueuedWrite]:
-        """The waiting writes, oldest first."""
-        with self._lock:
-            return list(self._pending.values())
+    def record(self, actor: str, action: str, target: str = "", details: dict[str, Any] | None = None) -> Any:
+        """Store one entry (a refused admin command is recorded)."""
 
-    def put(self, command: str, args: list[Any] | tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None,
-            key: str | None = None, auth: dict[str, str] | None = None) -> QueuedWrite:
-        """Append a write durably and return it.
-
-        :raises QueueFullError: when ``max_entries`` writes are already waiting.
-        :raises ValueError: when the arguments cannot be stored as JSON.
-        """
-        with self._lock:
-            key = key or uuid.uuid4().hex
-            if key in self._pending:
-                return self._pending[key]  # the same write offered twice is queued once
-            if len(self._pending) >= self.max_entries:
-                raise QueueFullError(
-                    f"the write queue {self.path} is full ({self.max_entries} writes waiting, "
-                    f"RELIABILITY_WRITE_QUEUE_MAX); the write was not accepted")
-            entry = QueuedWrite(key, self._seq + 1, command, list(args), dict(kwargs or {}), time.time(), auth)
-            record = {"op": "put", "key": key, "seq": entry.seq, "command": command,
-                      "args": entry.args, "kwargs": entry.kwargs, "queued_at": entry.queued_at}
-            if auth is not None:
-                record["auth"] = auth
-            try:
-                line = json.dumps(record, ensure_ascii=False, allow_nan=False)
-                line.encode("utf-8")  # a lone surrogate would fail later, when the line is written
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"the arguments of command {command!r} cannot be queued: {exc}") from None
-            self._append(line)
-            self._seq = entry.seq
-            self._pending[key] = entry
-            return entry
-
-    def mark_done(self, key: str) -> None:
-        """Record that ``key`` was applied.
-
-        Not fsynced: what makes replay exactly-once is the key committed in the database's
-        ``reliability_applied_writes`` in the same transaction as the write. A ``done`` line lost
-        to a crash only means the next replay finds the key there and skips it; an fsync here
-        would halve replay throughput for nothing (benchmarks/backup_recovery.py).
-        """
-        with self._lock:
-            self._append(json.dumps({"op": "done", "key": key}), sync=False)
-            self._pending.pop(key, None)
-
-    def mark_failed(self, key: str, reason: str) -> None:
-        """Record durably that the database refused ``key`` for good (it will not be replayed)."""
-        with self._lock:
-            self._append(json.dumps({"op": "failed", "key": key, "reason": reason}, ensure_ascii=False))
-            self._pending.pop(key, None)
-            self._failed[key] = reason
-
-    def compact(self) -> bool:
-        """Rewrite the file when nothing is waiting (atomic replace), keeping only failed writes' records."""
-        with self._lock:
-            if self._pending or not self.path.exists():
-                return False
-            lines = [json.dumps({"op": "failed", "key": key, "reason": reason}, ensure_ascii=False) + "\n"
-                     for key, reason in self._failed.items()]
-            files.write_atomic(self.path, "".join(lines).encode("utf-8"), what="write queue (write_queue_path)")
-            return True
-
-    def _append(self, line: str, *, sync: bool = True) -> None:
-        created = not os.path.lexists(self.path)
-        if created:
-            self.path.parent.mkdir(mode=files.DIR_MODE, parents=True, exist_ok=True)
-        fd = files.open_private(self.path, what="write queue (write_queue_path)")
-        try:
-            os.write(fd, (line + "\n").encode("utf-8"))
-            if sync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        if created:
-            fsync_dir(self.path.parent)
-
-    def _load(self) -> None:
-        data = files.read_private(self.path, what="write queue (write_queue_path)")
-        if data is None:  # no queue file yet: the normal first start
-            return
-        end = data.rfind(b"\n") + 1
-        if end < len(data):
-            log.warning("write queue %s ends with a torn entry (%d bytes); ignoring it", self.path, len(data) - end)
-            fd = files.open_private(self.path, os.O_WRONLY, what="write queue (write_queue_path)")
-            try:
-                os.ftruncate(fd, end)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        for n, raw in enumerate(data[:end].splitlines(), 1):
-            if not raw.strip():
-                continue
-            try:
-                event = json.loads(raw)
-                op, key = event["op"], event["key"]
-                if op == "put":
-                    auth = event.get("auth")
-                    entry = QueuedWrite(key, int(event["seq"]), event["command"], list(event["args"]),
-                                        dict(event["kwargs"]), float(event["queued_at"]),
-                                        dict(auth) if isinstance(auth, dict) else None)
-                    self._pending[key] = entry
-                    self._seq = max(self._seq, entry.seq)
-                elif op == "done":
-                    self._pending.pop(key, None)
-                elif op == "failed":
-                    self._pending.pop(key, None)
-                    self._failed[key] = str(event.get("reason", ""))
-            except (ValueError, KeyError, TypeError) as exc:  # dbfault: no fault (line garbled outside the runtime)
-                log.error("write queue %s line %d is unreadable (%s); skipping it", self.path, n, exc)
-        self._pending = dict(sorted(self._pending.items(), key=lambda kv: kv[1].seq))
+    def try_reconcile(self, transact: Callable[..., Any] | None = None) -> int | None:
+        """Move the fallback entries into the database through ``transact`` (before a replay)."""
 
 
-class CommandRegistry:
+@dataclass(frozen=True)
+class CommandParts:
+    """What a :class:`CommandRegistry` works with, built by the runtime (never the runtime itself).
+
+    :param app: given to every command function as its first argument; direct writes and reads
+        run through it (``db`` in the examples: the runtime's statements).
+    :param transact: ``transact(fn, *args)`` runs ``fn`` in a transaction, rerun on transient
+        errors, *without* replaying the backlog first: the replay's own call, so it cannot re-enter.
+    :param audit: the audit log.
+    :param lock: the runtime's lock: a replay holds it from its first write to its last, so no
+        other call of the runtime lands in the middle of the backlog (and a thread that holds it
+        already replays the backlog itself instead of waiting for itself).
+    """
+
+    app: Statements
+    transact: Callable[..., Any]
+    audit: AuditLog
+    lock: threading.RLock
+
+
+class CommandRegistry(Observer):
     """Commands of an application, run with graceful degradation on one database.
 
-    :param db: what the commands run on and are given as their first argument
-        (:class:`~reliability.ports.CommandHost`: the manager).
+    It is also the executor's :class:`~reliability.executor.Backlog` (queued writes replay before a
+    direct one) and an observer of errors (one that makes the database unavailable degrades it):
+    the runtime wires both when it builds it.
+
+    :param parts: what it works with (:class:`CommandParts`).
     :param queue: the durable write queue (``db.queue``).
     :param recheck_interval: seconds between attempts to replay the backlog while degraded.
     """
 
-    def __init__(self, db: CommandHost, queue: WriteQueue, *, recheck_interval: float = 1.0) -> None:
-        self.db = db
+    def __init__(self, parts: CommandParts, queue: WriteQueue, *, recheck_interval: float = 1.0) -> None:
+        self.parts = parts
+        self.app = parts.app
         self.queue = queue
         self.recheck_interval = recheck_interval
-        self._draining = False
         #: The fault that made the database unavailable, None while healthy.
         self.fault: ErrorKind | None = None
         #: Application-supplied permission check for admin commands: ``fn(actor, command) -> bool``.
         self.permission: Callable[[str, str], bool] | None = None
-        #: Called after a queued write committed and before it is marked done (tests use it to crash there).
-        self.on_applied: Callable[[QueuedWrite], None] | None = None
-        #: Called before a non-empty backlog is replayed (the audit log reconciles its fallback here,
-        #: so entries written during the outage precede those the replayed writes add).
-        self.before_replay: list[Callable[[], object]] = []
+        #: True from the first write queued by this registry until the queue is empty again: while it
+        #: is, a direct write replays the backlog first (a queue left by an earlier run waits until its
+        #: commands are registered and a command or ``replay()`` asks for it).
+        self._backlogged = False
         self._commands: dict[str, Command] = {}
         self._last_probe = float("-inf")
-        self._replay_lock = threading.RLock()
-        db.error_listeners.append(self._noticed)
 
     # -- registration --------------------------------------------------------------------------
     def register(self, name: str, needs: Needs | str, fn: Callable[..., Any], help: str = "", *,
@@ -355,7 +212,7 @@ class CommandRegistry:
         """True when ``actor`` may run admin ``command`` (``RELIABILITY_ADMIN_ACTORS``, then the callback)."""
         if validate_actor(actor) is not None:
             return False
-        if actor in self.db.config.admin_actor_set:
+        if actor in self.app.config.admin_actor_set:
             return True
         callback = self.permission
         if callback is None:
@@ -375,7 +232,7 @@ class CommandRegistry:
         if cmd.actor_param is None:
             return None
         try:
-            bound = inspect.signature(cmd.fn).bind(self.db, *args, **kwargs)
+            bound = inspect.signature(cmd.fn).bind(self.app, *args, **kwargs)
         except TypeError as exc:  # dbfault: no fault (the caller passed arguments the command does not take)
             return CommandResult("rejected", f"Command {cmd.name!r} was called with the wrong arguments: {exc}.")
         bound.apply_defaults()
@@ -389,15 +246,15 @@ class CommandRegistry:
             if self.is_authorized(actor, cmd.name):
                 return None
         target = bound.arguments.get("name")
-        self.db.audit.record(actor, "admin.denied", target if isinstance(target, str) else "",
+        self.parts.audit.record(actor, "admin.denied", target if isinstance(target, str) else "",
                              {"command": cmd.name})
-        hint = "" if self.db.config.admin_actor_set or self.permission else \
+        hint = "" if self.app.config.admin_actor_set or self.permission else \
             " No administrators are configured (RELIABILITY_ADMIN_ACTORS)."
         return CommandResult("denied", f"{actor} is not allowed to run {cmd.name!r}; nothing was changed.{hint}")
 
     def _auth_mac(self, key: str, command: str, args: list[Any], kwargs: dict[str, Any], actor: str) -> str:
         message = json.dumps([key, command, args, kwargs, actor], sort_keys=True, ensure_ascii=False)
-        return hmac.new(self.db.audit.key, message.encode("utf-8"), hashlib.sha256).hexdigest()
+        return hmac.new(self.parts.audit.key, message.encode("utf-8"), hashlib.sha256).hexdigest()
 
     def _replay_authorized(self, cmd: Command, entry: QueuedWrite) -> str | None:
         """None when a queued admin write carries the authorization decided when it was accepted."""
@@ -450,7 +307,7 @@ class CommandRegistry:
         if refused is not None:
             return refused
         if cmd.needs is Needs.NONE:
-            return CommandResult("ok", "", cmd.fn(self.db, *args, **kwargs), pending=len(self.queue))
+            return CommandResult("ok", "", cmd.fn(self.app, *args, **kwargs), pending=len(self.queue))
         if self.degraded:
             self.recover()
         if cmd.needs is Needs.READ:
@@ -475,7 +332,7 @@ class CommandRegistry:
 
     def _read(self, cmd: Command, args: tuple[Any, ...], kwargs: dict[str, Any]) -> CommandResult:
         try:
-            value = cmd.fn(self.db, *args, **kwargs)
+            value = cmd.fn(self.app, *args, **kwargs)
         except DatabaseError as err:
             if err.action is RecoveryAction.RAISE:
                 return CommandResult("error", err.user_message, fault=str(err.kind), pending=len(self.queue))
@@ -487,10 +344,10 @@ class CommandRegistry:
         if len(self.queue) == 0:
             try:
                 if key is None:
-                    value = self.db.run_in_transaction(cmd.fn, self.db, *args, **kwargs)
+                    value = self.app.run_in_transaction(cmd.fn, self.app, *args, **kwargs)
                 else:
                     entry = QueuedWrite(key, 0, cmd.name, list(args), dict(kwargs), time.time())
-                    applied, value = self.db.run_in_transaction(self._apply, cmd, entry)
+                    applied, value = self.app.run_in_transaction(self._apply, cmd, entry)
                     if not applied:
                         return CommandResult("ok", "This change was already saved.", queue_key=key)
                 return CommandResult("ok", "", value)
@@ -508,7 +365,7 @@ class CommandRegistry:
             # Authorized just now (run() checked): keep that decision with the write, MAC'ed with the
             # audit key so replay neither re-decides it nor trusts an entry added to the file by hand.
             key = key or uuid.uuid4().hex
-            bound = inspect.signature(cmd.fn).bind(self.db, *args, **kwargs)
+            bound = inspect.signature(cmd.fn).bind(self.app, *args, **kwargs)
             bound.apply_defaults()
             actor = str(bound.arguments[cmd.actor_param])
             auth = {"actor": actor, "mac": self._auth_mac(key, cmd.name, list(args), dict(kwargs), actor)}
@@ -522,7 +379,7 @@ class CommandRegistry:
         except ValueError as exc:
             return CommandResult("rejected", str(exc), fault=str(fault), pending=len(self.queue))
         n = len(self.queue)
-        self.db.executor.backlog = self._drain_first
+        self._backlogged = True
         return CommandResult(
             "queued",
             f"{KIND_INFO[fault].user_message} Your change was accepted and will be saved automatically "
@@ -530,8 +387,8 @@ class CommandRegistry:
             queue_key=entry.key, fault=str(fault), pending=n)
 
     # -- degradation and recovery --------------------------------------------------------------
-    def _noticed(self, err: DatabaseError) -> None:
-        # Every error that reaches a caller passes here; only "the database is not usable" ones matter.
+    def failed(self, op: str, sql: str | None, err: DatabaseError, seconds: float, attempts: int) -> None:
+        """An error reached a caller: one that says the database is not usable degrades it (observer)."""
         if err.action is not RecoveryAction.RAISE:
             self._degrade(err.kind)
 
@@ -541,19 +398,24 @@ class CommandRegistry:
         self.fault = kind
         self._last_probe = time.monotonic()
 
-    def _drain_first(self) -> None:
+    # -- the executor's backlog port --------------------------------------------------------------
+    def waiting(self) -> bool:
+        """True while writes queued here wait: a direct write must replay them first."""
+        return self._backlogged
+
+    def replay_first(self) -> None:
         """Before a direct write (``db.execute`` …) while writes wait here: replay them first, so
-        an earlier queued write cannot land after, and overwrite, a later direct one."""
-        if self._draining:
-            return  # the replay's own writes
+        an earlier queued write cannot land after, and overwrite, a later direct one.
+
+        :raises DatabaseError: when the backlog cannot be saved now (the direct write must fail too).
+        """
         report = self.replay()
         if report.error is not None and len(self.queue):
             # The backlog could not be saved (its retries are spent): the direct write may not
             # overtake it, so it fails now with the same fault instead of retrying all over again.
             kind = self.fault or ErrorKind.UNAVAILABLE
             raise DatabaseError(kind, f"{len(self.queue)} queued write(s) must be saved first and the database "
-                                      f"is still unavailable ({report.error})",
-                                operation_id=self.db.new_operation_id())
+                                      f"is still unavailable ({report.error})")
 
     def recover(self, *, force: bool = False) -> ReplayReport | None:
         """Replay the backlog if the recheck interval has passed (or ``force``); None when not tried."""
@@ -564,22 +426,21 @@ class CommandRegistry:
         return self.replay()
 
     def replay(self) -> ReplayReport:
-        """Apply the queued writes in order, exactly once each; stop at the first unavailability."""
-        with self._replay_lock:
-            # While replaying, the replayed writes' own calls must not start another replay.
-            draining, self._draining = self._draining, True
-            try:
-                return self._replay_locked()
-            finally:
-                self._draining = draining
+        """Apply the queued writes in order, exactly once each; stop at the first unavailability.
+
+        Audit entries written to the fallback file during the outage go in first (outside the
+        runtime's lock, in the audit log's own lock order), so they precede those the replayed
+        writes add. Each write runs through ``parts.transact``: a replay never starts another.
+        """
+        if len(self.queue):
+            self.parts.audit.try_reconcile(self.parts.transact)
+        with self.parts.lock:
+            return self._replay_locked()
 
     def _replay_locked(self) -> ReplayReport:
         applied = skipped = failed = 0
         failures: list[tuple[str, str]] = []
         error: str | None = None
-        if len(self.queue):
-            for hook in list(self.before_replay):
-                hook()
         for entry in self.queue.pending():
             cmd = self._commands.get(entry.command)
             if cmd is None:
@@ -595,7 +456,7 @@ class CommandRegistry:
                 failed += 1
                 continue
             try:
-                done, _ = self.db.run_in_transaction(self._apply, cmd, entry)
+                done, _ = self.parts.transact(self._apply, cmd, entry)
             except DatabaseError as err:
                 if err.action is RecoveryAction.RAISE:
                     reason = f"{err.kind}: {err.detail}"
@@ -608,13 +469,11 @@ class CommandRegistry:
                 self._degrade(err.kind)
                 error = str(err.kind)
                 break
-            if self.on_applied is not None:
-                self.on_applied(entry)
             self.queue.mark_done(entry.key)
             applied += done
             skipped += not done
         if error is None and len(self.queue) == 0:
-            self.db.executor.backlog = None
+            self._backlogged = False
             self.fault = None
             self.queue.compact()
             if applied or skipped:
@@ -623,7 +482,7 @@ class CommandRegistry:
         return ReplayReport(applied, skipped, failed, len(self.queue), error, failures)
 
     def _apply(self, cmd: Command, entry: QueuedWrite) -> tuple[bool, Any]:
-        db = self.db
+        db = self.app
         db.execute(APPLIED_TABLE_SQL)
         if db.fetch_one("SELECT 1 FROM reliability_applied_writes WHERE key = ?", (entry.key,)) is not None:
             return False, None

@@ -12,7 +12,7 @@ from runtime_helpers import fast_config
 
 from pytest_dbfault.faults import LockedFault
 from reliability import DatabaseManager
-from reliability.degradation import Needs, WriteQueue
+from reliability.degraded import Needs, WriteQueue
 
 
 def _add(db: DatabaseManager, name: object) -> int:
@@ -80,7 +80,7 @@ def test_an_unreadable_queue_line_is_skipped_and_the_others_still_load(tmp_path:
     path = tmp_path / "queue.jsonl"
     good = {"op": "put", "key": "k1", "seq": 1, "command": "add", "args": ["x"], "kwargs": {}, "queued_at": 1.0}
     path.write_text(json.dumps(good) + "\n" + '{"op": "put", "key": "k2"}\n' + "not json\n")
-    with caplog.at_level(logging.ERROR, logger="reliability.degradation"):
+    with caplog.at_level(logging.ERROR, logger="reliability.degraded"):
         queue = WriteQueue(path)
     assert [w.key for w in queue.pending()] == ["k1"]
     assert sum("unreadable" in r.getMessage() for r in caplog.records) == 2
@@ -113,7 +113,8 @@ def test_registry_edges_unknown_queued_command_bad_names_and_refused_reads(app: 
     refused = app.commands.run("broken")
     assert refused.status == "error" and refused.fault == "schema"
     seen: list[str] = []
-    app.commands.on_applied = lambda entry: seen.append(entry.key)
+    mark_done = app.queue.mark_done
+    app.queue.mark_done = lambda key: (seen.append(key), mark_done(key))  # type: ignore[method-assign]
     app.queue.put("vanished", ["x"], key="v1")
     report = app.commands.replay()
     assert "'vanished' is not registered" in (report.error or "") and report.remaining == 1

@@ -6,7 +6,7 @@ import pytest
 
 from pytest_dbfault.faults import DiskFullFault, LockedFault
 from reliability import DatabaseError, DatabaseManager, ErrorKind
-from reliability.degradation import Needs
+from reliability.degraded import Needs
 
 
 def _names(db: DatabaseManager) -> list[str]:

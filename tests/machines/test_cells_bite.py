@@ -26,6 +26,7 @@ from pytest_dbfault.machines.cells import ROUND_FAMILIES, UnderFaultMachine
 from pytest_dbfault.stats import property_id
 from reliability import DatabaseError, DatabaseManager
 from reliability.errors import ErrorKind
+from reliability.observers import Observer
 from reliability.schema import MigrationResult, applied_versions
 
 BITE = bite_settings(max_examples=30, steps=10)
@@ -60,12 +61,15 @@ class BusyMeansCorrupt(DatabaseManager):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
 
-        def listener(err: DatabaseError) -> None:
-            if err.kind in (ErrorKind.BUSY, ErrorKind.LOCKED):
-                self.monitor.integrity_ok = False
-                self.monitor.integrity_problems = [f"database error {err.kind}"]
+        monitor = self.monitor
 
-        self.error_listeners.append(listener)
+        class Listener(Observer):
+            def failed(self, op: str, sql: str | None, err: DatabaseError, seconds: float, attempts: int) -> None:
+                if err.kind in (ErrorKind.BUSY, ErrorKind.LOCKED):
+                    monitor.integrity_ok = False
+                    monitor.integrity_problems = [f"database error {err.kind}"]
+
+        self.observers.add(Listener())
 
 
 class RefusesReadsOnceDegraded(DatabaseManager):

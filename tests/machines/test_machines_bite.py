@@ -24,7 +24,7 @@ from hypothesis import seed, settings
 from pytest_dbfault.machines import MACHINES, run_machine
 from pytest_dbfault.stats import property_id
 from reliability import DatabaseError, DatabaseManager, RetryPolicy
-from reliability.degradation import CommandResult
+from reliability.degraded import CommandResult
 from reliability.durability.recovery import RecoveryReport
 from reliability.health import IntegrityReport
 from reliability.schema import SchemaReport, _ensure_table, applied_versions, split_sql

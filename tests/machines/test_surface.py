@@ -66,7 +66,7 @@ def test_transaction_on_a_closed_handle_bites(tmp_path: Path) -> None:
 # -- P13: a failed transaction's writes stay in the redo journal --------------------------------------
 def redo_keeps_rolled_back(config: Any) -> DatabaseManager:
     db = DatabaseManager(config)
-    db.transactions.after_rollback.remove(db._after_rollback)
+    db.observers.remove(db._after_rollback)
     return db
 
 
