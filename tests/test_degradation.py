@@ -241,3 +241,46 @@ def test_a_direct_write_never_overtakes_queued_ones(app: DatabaseManager) -> Non
     app.execute("INSERT INTO items (name) VALUES ('third')")
     assert _names(app) == ["first", "third"]
     assert len(app.commands.queue) == 0
+
+
+# -- the backlog's one-way path (issue #16) ---------------------------------------------------------------
+def test_a_backlog_from_an_earlier_run_waits_for_its_commands_and_does_not_block_direct_writes(db_path: Path) -> None:
+    with DatabaseManager(fast_config(db_path)) as db:
+        _setup(db).execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, qty INTEGER)")
+        with LockHolder(db_path):
+            assert db.commands.run("add", "queued-before-restart").status == "queued"
+    with DatabaseManager(fast_config(db_path)) as db:
+        # No command is registered yet: a direct write must not try (and fail) to replay the backlog.
+        db.execute("INSERT INTO items (name, qty) VALUES ('direct', 1)")
+        assert len(db.queue) == 1 and _names(db) == ["direct"]
+        _setup(db)
+        report = db.commands.replay()
+        assert (report.applied, report.remaining) == (1, 0)
+        assert _names(db) == ["direct", "queued-before-restart"]
+
+
+def test_a_thread_holding_the_runtime_lock_replays_the_backlog_itself(app: DatabaseManager) -> None:
+    # The replay holds the runtime's lock from its first write to its last; a caller that holds that
+    # lock already (a maintenance step, executemany) replays on its own thread instead of waiting.
+    with LockHolder(app.path):
+        assert app.commands.run("add", "q1").status == "queued"
+        assert app.commands.run("add", "q2").status == "queued"
+    with app._lock:
+        app.executemany("INSERT INTO items (name, qty) VALUES (?, 1)", [("d1",), ("d2",)])
+    assert _names(app) == ["q1", "q2", "d1", "d2"] and len(app.queue) == 0
+
+
+def test_audit_entries_written_during_the_outage_precede_those_of_the_replayed_writes(app: DatabaseManager) -> None:
+    # No admin command is registered: the reconcile before a replay is the commands' own step now.
+    def audited(db: DatabaseManager, name: str) -> None:
+        _add(db, name)
+        db.audit.append(db.audit.new_entry("app", "item.added", name))
+
+    app.commands.register("audited", Needs.WRITE, audited)
+    with LockHolder(app.path):
+        assert app.audit.record("alice", "outage.noted", "during").pending
+        assert app.commands.run("audited", "late").status == "queued"
+    app.execute("INSERT INTO items (name, qty) VALUES ('direct', 1)")  # replays the backlog first
+    actions = [e.action for e in reversed(app.audit.entries())]
+    assert actions == ["outage.noted", "item.added"] and not app.audit.pending()
+    assert _names(app) == ["late", "direct"]
