@@ -37,15 +37,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from ..errors import KIND_INFO, DatabaseError, ErrorKind, RecoveryAction
 from ..names import printable, validate_actor
 from ..observers import Observer
+from ..ports import Statements  # (a structural type: what command functions are given)
 from .queue import QueuedWrite, QueueFullError, ReplayReport, WriteQueue
-
-if TYPE_CHECKING:
-    from ..ports import Statements
 
 log = logging.getLogger("reliability.degraded")
 
