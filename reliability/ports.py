@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from .config import ReliabilityConfig
     from .connection import ConnectionManager
-    from .errors import DatabaseError, ErrorHandler
+    from .errors import ErrorHandler
     from .observers import Observers
     from .retry import RetryPolicy
     from .transaction import TransactionManager

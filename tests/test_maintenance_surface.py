@@ -7,6 +7,7 @@ import json
 import logging
 import sqlite3
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from runtime_helpers import fast_config
@@ -41,7 +42,8 @@ def _manager(tmp_path: Path) -> tuple[DatabaseManager, Path]:
 def test_a_damaged_backup_refused_by_restore_is_no_verdict_on_the_database(tmp_path, caplog):
     db, ops = _manager(tmp_path)
     heard: list[DatabaseError] = []
-    db.error_listeners.append(heard.append)
+    # Every error that reaches a caller, as degraded mode hears it (an observer of failures).
+    db.observers.add(SimpleNamespace(failed=lambda op, sql, err, seconds, attempts: heard.append(err)))
     db.corruption_listeners.append(heard.append)
     try:
         info = db.backup()
