@@ -284,3 +284,21 @@ def test_audit_entries_written_during_the_outage_precede_those_of_the_replayed_w
     actions = [e.action for e in reversed(app.audit.entries())]
     assert actions == ["outage.noted", "item.added"] and not app.audit.pending()
     assert _names(app) == ["late", "direct"]
+
+
+def test_a_direct_write_behind_a_backlog_and_an_audit_fallback_spends_one_retry_series(db_path: Path) -> None:
+    # Found by the under-fault machine (P2): the replay reconciled the audit fallback (one retry series
+    # under the lock) and then tried the queued write (a second series) for one direct call.
+    with DatabaseManager(fast_config(db_path, retry_attempts=3)) as db:
+        _setup(db).execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, qty INTEGER)")
+        with LockHolder(db_path):
+            assert db.audit.record("alice", "outage.noted").pending
+            assert db.commands.run("add", "queued").status == "queued"
+            retries = db.monitor.retries
+            with pytest.raises(DatabaseError) as info:
+                db.execute("INSERT INTO items (name, qty) VALUES ('direct', 1)")
+            assert info.value.kind.value in ("busy", "locked")
+            assert db.monitor.retries - retries <= 3 - 1  # one series, not one per step of the replay
+            assert len(db.queue) == 1 and db.audit.pending()
+        db.execute("INSERT INTO items (name, qty) VALUES ('direct', 1)")
+        assert _names(db) == ["queued", "direct"] and not db.audit.pending()

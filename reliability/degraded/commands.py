@@ -428,10 +428,14 @@ class CommandRegistry(Observer):
 
         Audit entries written to the fallback file during the outage go in first (outside the
         runtime's lock, in the audit log's own lock order), so they precede those the replayed
-        writes add. Each write runs through ``parts.transact``: a replay never starts another.
+        writes add; when they cannot, the replay waits too (the database is still unavailable: a
+        replay would spend a second retry series on the same fault, and could not keep that order).
+        Each write runs through ``parts.transact``: a replay never starts another.
         """
-        if len(self.queue):
-            self.parts.audit.try_reconcile(self.parts.transact)
+        if len(self.queue) and self.parts.audit.try_reconcile(self.parts.transact) is None:
+            kind = self.fault or ErrorKind.UNAVAILABLE
+            log.info("write queue not replayed: the audit fallback could not be saved first (%s)", kind)
+            return ReplayReport(0, 0, 0, len(self.queue), str(kind))
         with self.parts.lock:
             return self._replay_locked()
 
