@@ -72,6 +72,7 @@ def register(db: DatabaseManager, permission: Callable[[str, str], bool] | None 
         reg.permission = permission
     if "flags.set" in reg:
         return
+    reg.audit_first = True  # audited writes: the outage's audit entries go in before the replayed ones
     reg.register("flags.set", Needs.WRITE, _write_flag, "set a feature flag (admin, audited)",
                  actor_param="actor", validate=_check_set)
     reg.register("flags.get", Needs.READ, _read_flag, "read one feature flag", validate=_check_get)

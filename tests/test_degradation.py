@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from runtime_helpers import LockHolder, fast_config
 
-from reliability import DatabaseError, DatabaseManager
+from reliability import DatabaseError, DatabaseManager, admin
 from reliability.degraded import Needs, WriteQueue
 
 
@@ -271,7 +271,8 @@ def test_a_thread_holding_the_runtime_lock_replays_the_backlog_itself(app: Datab
 
 
 def test_audit_entries_written_during_the_outage_precede_those_of_the_replayed_writes(app: DatabaseManager) -> None:
-    # No admin command is registered: the reconcile before a replay is the commands' own step now.
+    admin.register(app)  # (the admin commands turn on reconciling the audit fallback before a replay)
+
     def audited(db: DatabaseManager, name: str) -> None:
         _add(db, name)
         db.audit.append(db.audit.new_entry("app", "item.added", name))
@@ -290,6 +291,7 @@ def test_a_direct_write_behind_a_backlog_and_an_audit_fallback_spends_one_retry_
     # Found by the under-fault machine (P2): the replay reconciled the audit fallback (one retry series
     # under the lock) and then tried the queued write (a second series) for one direct call.
     with DatabaseManager(fast_config(db_path, retry_attempts=3)) as db:
+        admin.register(db)
         _setup(db).execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, qty INTEGER)")
         with LockHolder(db_path):
             assert db.audit.record("alice", "outage.noted").pending

@@ -173,6 +173,9 @@ class CommandRegistry(Observer):
         #: is, a direct write replays the backlog first (a queue left by an earlier run waits until its
         #: commands are registered and a command or ``replay()`` asks for it).
         self._backlogged = False
+        #: Reconcile the audit fallback before a replay, so entries written during the outage precede
+        #: those the replayed writes add (the admin commands turn it on: their writes are audited).
+        self.audit_first = False
         self._commands: dict[str, Command] = {}
         self._last_probe = float("-inf")
 
@@ -426,13 +429,14 @@ class CommandRegistry(Observer):
     def replay(self) -> ReplayReport:
         """Apply the queued writes in order, exactly once each; stop at the first unavailability.
 
-        Audit entries written to the fallback file during the outage go in first (outside the
-        runtime's lock, in the audit log's own lock order), so they precede those the replayed
-        writes add; when they cannot, the replay waits too (the database is still unavailable: a
-        replay would spend a second retry series on the same fault, and could not keep that order).
+        With ``audit_first``, audit entries written to the fallback file during the outage go in first
+        (outside the runtime's lock, in the audit log's own lock order), so they precede those the
+        replayed writes add; when they cannot, the replay waits too (the database is still
+        unavailable: a replay would spend a second retry series on the same fault, and could not keep
+        that order).
         Each write runs through ``parts.transact``: a replay never starts another.
         """
-        if len(self.queue) and self.parts.audit.try_reconcile(self.parts.transact) is None:
+        if len(self.queue) and self.audit_first and self.parts.audit.try_reconcile(self.parts.transact) is None:
             kind = self.fault or ErrorKind.UNAVAILABLE
             log.info("write queue not replayed: the audit fallback could not be saved first (%s)", kind)
             return ReplayReport(0, 0, 0, len(self.queue), str(kind))
