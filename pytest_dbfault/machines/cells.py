@@ -481,7 +481,7 @@ class CellsMixin(DegradationMixin, AuditMixin, HealthMixin, SchemaMixin, BackupM
         Why: when a batch applies some versions and then fails, the runtime keeps its old list of
         known migrations, so the next validation (an explicit one, a restart, a recovery) calls the
         applied versions "unknown" and refuses every write (found by this machine; reported to the
-        runtime's owners, reliability/recovery.py ``_change_schema``). Until that is fixed this
+        runtime's owners, reliability/durability/trust.py ``_change_schema``). Until that is fixed this
         machine, which recovers often, migrates one version at a time; SchemaMachine and the chaos
         machine still run whole batches.
         """
