@@ -251,7 +251,7 @@ class DatabaseManager:
             # new file (durability.recovery.writers_fenced), so a file swapped since the check above is seen here.
             self.executor.check_identity(conn)
             before = conn.total_changes
-            cur = conn.execute(sql, params)
+            cur: Any = conn.execute(sql, params)
             if cur.description is not None:  # INSERT … RETURNING: step it to the end before COMMIT
                 cur = _Rows(cur)
             if conn.total_changes != before or statement_kind(sql) == "ddl":

@@ -239,7 +239,7 @@ class BackupManager:
         return BackupInfo(str(candidate), candidate.stat().st_mtime, candidate.stat().st_size, False,
                           read_sequence(candidate))
 
-    def verify(self, path: str | os.PathLike[str]) -> list[str]:
+    def verify(self, path: str | os.PathLike[str]) -> builtins.list[str]:
         """:func:`verify_file` under this manager's retry policy and busy timeout ([] when sound).
 
         :raises DatabaseError: when a lock or I/O error outlasted the policy: no verdict either way.
@@ -422,11 +422,12 @@ def record_sequence(conn: sqlite3.Connection, seq: int) -> None:
 def read_sequence(path_or_conn: str | os.PathLike[str] | sqlite3.Connection) -> int | None:
     """The redo sequence recorded in a database (None when it has none)."""
     # A path is str or path-like; anything else is a connection of whichever build the runtime uses.
+    conn: Any
     own = isinstance(path_or_conn, (str, os.PathLike))
-    if not own:
-        conn = path_or_conn
-    else:
+    if isinstance(path_or_conn, (str, os.PathLike)):
         conn = sqlite3.connect(f"file:{Path(path_or_conn).resolve().as_posix()}?mode=ro", uri=True)
+    else:
+        conn = path_or_conn
     try:
         try:
             row = conn.execute(f"SELECT last_seq FROM {REDO_STATE_TABLE} WHERE id = 1").fetchone()

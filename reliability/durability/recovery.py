@@ -410,7 +410,8 @@ def writers_fenced(parts: RuntimeParts) -> Iterator[None]:
         try:
             # A lock held by a writer is waited for under the shared policy; one that outlasts it
             # fails the recovery as BUSY (no verdict, nothing installed).
-            run_maintenance(lambda: conn.execute("BEGIN IMMEDIATE"), parts.policy, "waiting for writers to finish")
+            fence = conn  # the lambda needs the narrowed (not None) connection
+            run_maintenance(lambda: fence.execute("BEGIN IMMEDIATE"), parts.policy, "waiting for writers to finish")
         except DatabaseError as exc:
             conn.close()
             if retryable_in_maintenance(exc.__cause__ or exc):
