@@ -20,7 +20,8 @@ unchanged). Each rule makes one class of the issue's defects happen for real, wi
   (reads may serve the open file for up to the runtime's identity-check interval, so they are not judged);
 * ``replace_and_heal`` — (d) the database replaced by another file (its ``-wal`` moved away with it)
   and put back after the runtime reopened the stand-in: every row committed in the original's
-  WAL is still there, on disk and through the runtime;
+  WAL is still there, on disk and through the runtime; with a second manager open, a worker process
+  and then the second manager write to the original too and it stays sound (``quick_check``);
 * ``transient_in_maintenance`` — (e) a lock held by another connection, or a one-off I/O error of
   the VFS shim, while recovery verifies a backup, while an integrity check runs or while a backup is
   taken: it is retried or reported as an error, never a verdict (no sound backup marked unverified,
@@ -208,6 +209,10 @@ class DataLossMachine(RuntimeMachine):
     @rule(count=st.integers(1, 3), kill=st.sampled_from(KILL_POINTS))
     def worker_process(self, count: int, kill: str | None) -> None:
         """A real process does ``count`` transfers through its own manager; maybe killed -9 in the next commit."""
+        self.run_worker(count, kill)
+
+    def run_worker(self, count: int, kill: str | None) -> None:
+        """Run one worker process (see :data:`WORKER`) and take in what it acknowledged."""
         self.processes += 1
         prefix = f"p{self.processes}"
         out = subprocess.run([sys.executable, "-c", WORKER, self.db_path, prefix, str(count), kill or "",
@@ -406,9 +411,10 @@ class DataLossMachine(RuntimeMachine):
             self.peer = self.open_runtime(self.config)
 
     # -- (d) the database replaced, its WAL moved with it, put back ---------------------------------
-    # Only with one manager open: with a second manager holding the original open while the first reopened the
-    # stand-in, a later worker process and heal left a malformed database once (open question in the h15 report).
-    @precondition(lambda self: self.peer is None)
+    # With a second manager open too: its connection (and the reader's) keep the original open throughout, so
+    # the runtime's reopen after heal must not drop their POSIX locks (it did: a plain open()/close() of the
+    # database file to read its page size; a worker process then deleted the -wal and -shm under them as the
+    # "last user", and the second manager's next write left a malformed database).
     @rule(write_during=st.booleans())
     def replace_and_heal(self, write_during: bool) -> None:
         """P13: the file (and its ``-wal``) replaced by another database; healed after the runtime reopened it."""
@@ -472,6 +478,27 @@ class DataLossMachine(RuntimeMachine):
         self.check(13, set(self.acked) <= served,
                    f"after the original was put back the runtime serves {len(served)} transfer(s), missing "
                    f"acknowledged ones: {sorted(set(self.acked) - served)[:5]}", faults=after)
+        if self.peer is None:
+            return
+        # The second manager never left the original. Another process writes (when this example runs
+        # processes), then the second manager: the database stays sound and keeps every acknowledged write.
+        if self.use_processes:
+            self.run_worker(1, None)
+        self.serial += 1
+        tid = f"m1-{self.serial}"
+        try:
+            self.peer.run_in_transaction(bank_transfer, self.peer, tid, 3, 4, 1)
+            self.acked[tid] = (3, 4, 1)
+        except DatabaseError:
+            self.maybe.add(tid)
+        self.check_bank(13, "after the second manager wrote to the original put back", after)
+        try:  # on the runtime's build: another SQLite copy in this process would drop the runtime's locks
+            with self.raw() as conn:
+                verdict = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
+        except sqlite3.Error as exc:
+            verdict = [f"unreadable: {exc}"]
+        self.check(13, verdict == ["ok"], lambda: "after the original was put back and written to by every "
+                   f"writer the database fails quick_check: {verdict[:3]}", faults=after)
 
     # -- (e) transient errors during maintenance ---------------------------------------------------
     def lock_fault(self, path: str) -> Any:
