@@ -329,6 +329,13 @@ class ConnectionManager:
                     why = f"the checkpoint through the handle still on it failed: {exc}"
                 else:
                     if not busy and frames == done:
+                        # Then TRUNCATE: it resets the shared -shm index to "no frames", so a handle of this
+                        # process still on the removed WAL reads the database file (never frames of a new WAL
+                        # through its old file) until it is dropped.
+                        try:
+                            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                        except self.module.Error as exc:  # dbfault: no fault (the frames are saved already)
+                            log.warning("could not reset the index of the removed -wal of %s: %s", self.path, exc)
                         _SAVED_WALS.add(pair)
                         self.wal_rescues += 1
                         log.warning("the -wal of %s was removed under the open connection; its %d frame(s) were "
@@ -388,7 +395,11 @@ class ConnectionManager:
             st = os.stat(self.path)
         except OSError:
             return False
-        return (st.st_dev, st.st_ino) != self._identity
+        if (st.st_dev, st.st_ino) != self._identity:
+            return True
+        # Its -wal removed: reads must not go on through the handle on the removed file either (see file_moved).
+        wal = self._wal_of.get(self._identity)
+        return wal is not None and _file_identity(self.path + "-wal") != wal
 
 
 #: The two magic numbers of a WAL header (the low bit says in which byte order its checksums are).

@@ -22,6 +22,9 @@ unchanged). Each rule makes one class of the issue's defects happen for real, wi
   and put back after the runtime reopened the stand-in: every row committed in the original's
   WAL is still there, on disk and through the runtime; with a second manager open, a worker process
   and then the second manager write to the original too and it stays sound (``quick_check``);
+* ``remove_wal`` — (f) the ``-wal`` removed on its own while rows committed in it were not yet
+  checkpointed, after a crash (then a restart) or under the running managers: a manager that says
+  ``healthy`` serves every acknowledged transfer, and otherwise ``recover()`` brings every one back;
 * ``transient_in_maintenance`` — (e) a lock held by another connection, or a one-off I/O error of
   the VFS shim, while recovery verifies a backup, while an integrity check runs or while a backup is
   taken: it is retried or reported as an error, never a verdict (no sound backup marked unverified,
@@ -499,6 +502,79 @@ class DataLossMachine(RuntimeMachine):
             verdict = [f"unreadable: {exc}"]
         self.check(13, verdict == ["ok"], lambda: "after the original was put back and written to by every "
                    f"writer the database fails quick_check: {verdict[:3]}", faults=after)
+
+    # -- (f) the -wal removed on its own ------------------------------------------------------------
+    # A crash-and-restart needs no connection of this process left on the file (they would share its
+    # -shm index with the new runtime): only when no manager was abandoned in this example.
+    @precondition(lambda self: not self.abandoned)
+    @rule(restart=st.booleans(), shm=st.booleans(), count=st.integers(1, 3))
+    def remove_wal(self, restart: bool, shm: bool, count: int) -> None:
+        """P13/P10: the ``-wal`` deleted while rows committed in it are not yet checkpointed.
+
+        ``restart``: every writer stopped, a worker process acknowledges ``count`` transfers and is
+        killed -9 (nothing checkpoints), the ``-wal`` (and maybe ``-shm``) is removed, the service starts
+        again. Otherwise the files are removed under the running managers, which keep writing. Either way
+        a runtime that says ``healthy`` serves every acknowledged transfer, and ``recover()`` brings back
+        every one the journals hold (never ``ok`` without them).
+        """
+        from reliability import DatabaseError
+
+        if restart and not self.use_processes:
+            return  # a real process costs ~0.5 s: only in the examples that run processes
+        labels = ["wal_removed"]
+        self.fault_history.append("wal_removed")
+        STATS.record_fault("wal_removed")
+        if restart:
+            had_peer = self.peer is not None
+            for m in self.managers():
+                m.close()
+            self.peer = None
+            self.run_worker(count, "after_commit")
+            self.worker_killed = True
+            STATS.record_fault("worker_killed")
+        else:
+            for who in (0, 1):
+                self.transfer(who, 1, 2, 1)  # rows in the WAL, not yet checkpointed
+        for suffix in ("-wal", "-shm") if shm else ("-wal",):
+            try:
+                os.unlink(self.db_path + suffix)  # a real removal, as a cleanup script does it
+            except FileNotFoundError:
+                pass
+        if restart:
+            self.db = self.open_runtime(self.config)
+            self.peer = self.open_runtime(self.config) if had_peer else None
+        else:
+            for who in (0, 1):  # the managers keep going
+                self.transfer(who, 2, 3, 1)
+        statuses = [str(m.health().status) for m in self.managers()]
+        if all(status == "healthy" for status in statuses):
+            # Healthy means serving the truth: every acknowledged transfer, through the runtime and on disk.
+            self.check_bank(13, "after the -wal was removed, with every manager healthy", labels)
+            try:
+                served = {r[0] for r in self.db.fetch_all("SELECT id FROM xfer")}
+            except DatabaseError as exc:
+                self.check(10, False, f"health is healthy after the -wal was removed, yet reading fails: "
+                           f"{exc.detail}", faults=labels)
+                return
+            self.check(13, set(self.acked) <= served, lambda: "after the -wal was removed a healthy runtime "
+                       f"serves without acknowledged transfers: {sorted(set(self.acked) - served)[:5]}", faults=labels)
+            return
+        # Not healthy: it said so. Recovery brings every acknowledged transfer back (the journals hold them).
+        try:
+            report = self.db.recover()
+        except DatabaseError as exc:
+            self.check(13, False, f"recover() after the -wal was removed raised {exc.kind}: {exc.detail}",
+                       faults=labels)
+            return
+        self.last_healed = "wal_removed"
+        if report.ok:
+            self.check_bank(13, "after recovering from a removed -wal (reported ok)", labels)
+        elif not self.journal_damaged:
+            self.check(13, False, f"recovering from a removed -wal failed with every journal intact: "
+                       f"{report.problems}", faults=labels)
+        if self.peer is not None:  # the second manager was refused too: it serves the recovered file again
+            self.peer.close()
+            self.peer = self.open_runtime(self.config)
 
     # -- (e) transient errors during maintenance ---------------------------------------------------
     def lock_fault(self, path: str) -> Any:

@@ -174,3 +174,66 @@ def test_a_database_header_read_that_drops_the_process_s_locks_is_caught(tmp_pat
 
 def test_the_replace_machine_passes_on_the_runtime_as_it_is(tmp_path):
     run_machine(ReplaceWithTwoManagers, settings_=settings(BITE, max_examples=6), base_dir=str(tmp_path))
+
+
+class RemovedWalOnly(DataLossMachine):
+    """The machine with its writers and the removed-WAL rule only (worker processes always on)."""
+
+    def after_start(self) -> None:
+        """The base start, with processes on (the restart case needs a killed worker)."""
+        super().after_start()
+        self.use_processes = True
+
+    def corrupt_and_recover(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
+    def delete_database(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
+    def replace_and_heal(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
+    def transient_in_maintenance(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
+    def worker_process(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here: remove_wal runs its own worker)"""
+
+
+def test_journal_records_taken_for_orphans_after_a_removed_wal_are_caught(tmp_path, monkeypatch):
+    """(f) Before the fix a restart after a removed -wal marked every journal record past the database's
+    sequence aborted and re-anchored: the acknowledged writes were gone, health healthy, recovery ok."""
+    from reliability import lost_commits as lost_module
+
+    monkeypatch.setattr(recovery_module, "lost_commits_at_start", lambda *a, **k: False)
+    monkeypatch.setattr(lost_module, "lost_commits_at_start", lambda *a, **k: False)
+    message = violation(tmp_path, 13, RemovedWalOnly, max_examples=40)
+    assert message.startswith("p13_corruption_recovery violated") and "wal_removed" in message, message
+
+
+def test_commits_into_a_removed_wal_are_caught(tmp_path, monkeypatch):
+    """(f) Before the fix the running managers kept committing into the unlinked -wal: another connection saw
+    the old state (or a disk I/O error) while health said healthy."""
+    from reliability.connection import ConnectionManager
+
+    def file_moved_without_the_wal(self: Any) -> bool:
+        if self._conn is None:
+            return False
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return self._identity is not None
+        return (st.st_dev, st.st_ino) != self._identity
+
+    def file_replaced_without_the_wal(self: Any) -> bool:
+        return os.path.exists(self.path) and file_moved_without_the_wal(self)
+
+    monkeypatch.setattr(ConnectionManager, "file_moved", file_moved_without_the_wal)
+    monkeypatch.setattr(ConnectionManager, "file_replaced", file_replaced_without_the_wal)
+    monkeypatch.setattr(ConnectionManager, "rescue_removed_wal", lambda self: None)
+    message = violation(tmp_path, 13, RemovedWalOnly, max_examples=40)
+    assert message.startswith("p13_corruption_recovery violated") and "wal_removed" in message, message
+
+
+def test_the_removed_wal_machine_passes_on_the_runtime_as_it_is(tmp_path):
+    run_machine(RemovedWalOnly, settings_=settings(BITE, max_examples=10), base_dir=str(tmp_path))
