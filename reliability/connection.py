@@ -172,6 +172,9 @@ class ConnectionManager:
         self._wal_of.pop(identity, None)  # (no WAL now: not in WAL mode, so no record to compare with)
         if wal is not None:
             self._wal_of[identity] = wal
+            # A saved pair with these numbers is another, long-closed file (an inode number is reused only
+            # once nothing holds the old file open, and a handle on a removed WAL holds it).
+            _SAVED_WALS.discard((identity, wal))
             while len(self._wal_of) > 16:  # the files this manager opened lately are all it needs
                 self._wal_of.pop(next(iter(self._wal_of)))
 

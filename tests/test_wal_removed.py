@@ -107,8 +107,7 @@ def test_a_crash_without_a_removed_wal_is_no_incident(tmp_path):
         assert db.connections.refused is None and str(db.health().status) == "healthy"
 
 
-@pytest.mark.parametrize("shm", ["kept", "removed"])
-def test_a_wal_removed_under_running_managers_is_checkpointed_from_their_handle(tmp_path, shm):
+def test_a_wal_removed_under_running_managers_is_checkpointed_from_their_handle(tmp_path):
     path = tmp_path / "bank.db"
     _bank(path)
     first = DatabaseManager(worker_config(str(path)))
@@ -117,9 +116,7 @@ def test_a_wal_removed_under_running_managers_is_checkpointed_from_their_handle(
         for i in range(20):
             (first if i % 2 else second).execute(
                 "INSERT INTO transfers (id, src, dst, amount) VALUES (?, 1, 1, 0)", (f"t{i}",))
-        os.unlink(f"{path}-wal")
-        if shm == "removed":
-            os.unlink(f"{path}-shm")
+        os.unlink(f"{path}-wal")  # (the -shm too would split the index between processes: not claimed)
         for i in range(20, 40):  # the runtime keeps going: every write still reaches the database file
             (first if i % 2 else second).execute(
                 "INSERT INTO transfers (id, src, dst, amount) VALUES (?, 1, 1, 0)", (f"t{i}",))

@@ -513,7 +513,7 @@ class DataLossMachine(RuntimeMachine):
 
         ``restart``: every writer stopped, a worker process acknowledges ``count`` transfers and is
         killed -9 (nothing checkpoints), the ``-wal`` (and maybe ``-shm``) is removed, the service starts
-        again. Otherwise the files are removed under the running managers, which keep writing. Either way
+        again. Otherwise the ``-wal`` is removed under the running managers, which keep writing. Either way
         a runtime that says ``healthy`` serves every acknowledged transfer, and ``recover()`` brings back
         every one the journals hold (never ``ok`` without them).
         """
@@ -535,7 +535,10 @@ class DataLossMachine(RuntimeMachine):
         else:
             for who in (0, 1):
                 self.transfer(who, 1, 2, 1)  # rows in the WAL, not yet checkpointed
-        for suffix in ("-wal", "-shm") if shm else ("-wal",):
+        # The -shm only with no connection left: removed under live connections of this process, they keep
+        # the old index (SQLite maps it per file, in-process) while other processes build a new one, a split
+        # no runtime can mend from one handle (not claimed; README).
+        for suffix in ("-wal", "-shm") if shm and restart else ("-wal",):
             try:
                 os.unlink(self.db_path + suffix)  # a real removal, as a cleanup script does it
             except FileNotFoundError:

@@ -51,6 +51,9 @@ class CutJournalsOnly(DataLossMachine):
     def replace_and_heal(self, *args: Any, **kwargs: Any) -> None:
         """(not a rule here)"""
 
+    def remove_wal(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
     def transient_in_maintenance(self, *args: Any, **kwargs: Any) -> None:
         """(not a rule here)"""
 
@@ -149,6 +152,9 @@ class ReplaceWithTwoManagers(DataLossMachine):
         """(not a rule here)"""
 
     def transient_in_maintenance(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
+    def remove_wal(self, *args: Any, **kwargs: Any) -> None:
         """(not a rule here)"""
 
     def worker_process(self, *args: Any, **kwargs: Any) -> None:
