@@ -209,10 +209,9 @@ class RemovedWalOnly(DataLossMachine):
 def test_journal_records_taken_for_orphans_after_a_removed_wal_are_caught(tmp_path, monkeypatch):
     """(f) Before the fix a restart after a removed -wal marked every journal record past the database's
     sequence aborted and re-anchored: the acknowledged writes were gone, health healthy, recovery ok."""
-    from reliability import lost_commits as lost_module
+    from reliability.durability import journal as journal_module
 
-    monkeypatch.setattr(recovery_module, "lost_commits_at_start", lambda *a, **k: False)
-    monkeypatch.setattr(lost_module, "lost_commits_at_start", lambda *a, **k: False)
+    monkeypatch.setattr(journal_module, "lost_commits_at_start", lambda *a, **k: False)
     message = violation(tmp_path, 13, RemovedWalOnly, max_examples=40)
     assert message.startswith("p13_corruption_recovery violated") and "wal_removed" in message, message
 
