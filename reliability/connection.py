@@ -80,10 +80,6 @@ class ConnectionManager:
         #: missing (see :meth:`refuse`), so SQLite never creates an empty file in its place.
         self.refused: str | None = None
         self._refused_user_message: str | None = None
-        #: What the last rescue of a removed ``-wal`` left missing (None: nothing; see rescue_removed_wal).
-        self.wal_loss: str | None = None
-        #: How many times a ``-wal`` removed under the open connection was checkpointed from its handle.
-        self.wal_rescues = 0
 
     # -- opening ---------------------------------------------------------------------------
     @property
@@ -138,7 +134,6 @@ class ConnectionManager:
                 # Not retried (UNAVAILABLE is no transient kind): waiting does not bring a file back.
                 raise DatabaseError(ErrorKind.UNAVAILABLE, self.refused, user_message=self._refused_user_message)
             replaced = self._identity is not None and _file_identity(self.path) not in (None, self._identity)
-            self.rescue_removed_wal()
             self._close_quietly()
             if replaced:
                 set_aside_foreign_wal(self.path, self._wal_of, self.module)
@@ -169,12 +164,9 @@ class ConnectionManager:
         if identity is None:
             return
         wal = _file_identity(self.path + "-wal")
-        self._wal_of.pop(identity, None)  # (no WAL now: not in WAL mode, so no record to compare with)
         if wal is not None:
+            self._wal_of.pop(identity, None)
             self._wal_of[identity] = wal
-            # A saved pair with these numbers is another, long-closed file (an inode number is reused only
-            # once nothing holds the old file open, and a handle on a removed WAL holds it).
-            _SAVED_WALS.discard((identity, wal))
             while len(self._wal_of) > 16:  # the files this manager opened lately are all it needs
                 self._wal_of.pop(next(iter(self._wal_of)))
 
@@ -221,7 +213,6 @@ class ConnectionManager:
     def close(self) -> None:
         """Close the connection; the manager can reopen later."""
         with self._lock:
-            self.rescue_removed_wal()
             self._close_quietly()
             self.state = ConnectionState.CLOSED
 
@@ -248,13 +239,6 @@ class ConnectionManager:
         conn = self._conn
         if conn is None:
             return ErrorKind.CLOSED
-        if self.rescue_removed_wal() is not None:
-            return ErrorKind.IOERR  # committed frames could not be saved: health says which (wal_loss)
-        if self._conn is None:  # rescued: the handle on the removed WAL was closed; open the file afresh
-            try:
-                conn = self.open()
-            except Exception as exc:  # noqa: BLE001  # dbfault: no fault (what opening met is the answer)
-                return classify(exc)
         identity = _file_identity(self.path)
         if identity is None or identity != self._identity:
             # Deleted, renamed or replaced: the handle now points at a file nobody else sees.
@@ -276,93 +260,6 @@ class ConnectionManager:
         """(device, inode) of the file the path names now, or None when there is none."""
         return _file_identity(self.path)
 
-    def wal_removed(self) -> bool:
-        """True when the ``-wal`` SQLite uses with the open connection is no longer at the path (deleted or
-        replaced) while the database file still is: its frames are then reachable only through this handle."""
-        if self._conn is None or self._identity is None or _file_identity(self.path) != self._identity:
-            return False
-        recorded = self._wal_of.get(self._identity)
-        if recorded is None or _file_identity(self.path + "-wal") == recorded:
-            return False
-        try:
-            self._conn.total_changes  # noqa: B018  (a handle closed elsewhere: SQLite removed its WAL itself)
-        except self.module.ProgrammingError:
-            return False
-        return True
-
-    def rescue_removed_wal(self) -> str | None:
-        """Save what a removed ``-wal`` holds: checkpoint it into the database through the open handle.
-
-        SQLite never notices its WAL deleted: the connection keeps reading and writing the unlinked
-        file, every other connection sees the database as of the last checkpoint (or fails with a
-        disk I/O error while the ``-shm`` still indexes the lost frames), and once the handle closes
-        while others keep the database open (no checkpoint at close), or the process dies, every
-        transaction committed since the last checkpoint is gone from the file. Writes stop going there
-        at once (:meth:`file_moved` says moved, so commits reopen first); this then decides:
-
-        * no ``-wal`` at the path yet: nobody started another, so a checkpoint through this handle
-          copies every frame of the removed one (every connection opened before the removal wrote to
-          that same file) into the database; the handle is dropped (the next use starts a fresh WAL);
-        * another handle of this process saved that very WAL already: this one is dropped unused;
-        * a new ``-wal`` is there already (another connection opened since): checkpointing the old
-          file would apply it through an index that now describes the new one and corrupt the
-          database, so nothing is checkpointed and opening is refused (UNAVAILABLE, health says why)
-          until a recovery puts the database back with the redo journal's writes.
-
-        Returns None when nothing was removed or nothing is lost; otherwise what may be missing (also
-        :attr:`wal_loss`). A restart after a crash finds the same loss in the journals
-        (:mod:`reliability.lost_commits`).
-        """
-        with self._lock:
-            if not self.wal_removed():
-                return None
-            conn = self._conn
-            assert conn is not None and self._identity is not None
-            pair = (self._identity, self._wal_of[self._identity])
-            if conn.in_transaction:  # it never commits into this WAL now (and a checkpoint cannot run inside)
-                conn.rollback()
-            if pair in _SAVED_WALS:
-                log.info("the removed -wal of %s was saved by another connection of this process", self.path)
-                self._drop()
-                return None
-            if _file_identity(self.path + "-wal") is None:
-                try:  # FULL: waits (busy handler) for readers, and says how many frames it copied
-                    busy, frames, done = conn.execute("PRAGMA wal_checkpoint(FULL)").fetchone()
-                except self.module.Error as exc:  # dbfault: no fault (a lock or I/O error: reported, never silent)
-                    why = f"the checkpoint through the handle still on it failed: {exc}"
-                else:
-                    if not busy and frames == done:
-                        # Then TRUNCATE: it resets the shared -shm index to "no frames", so a handle of this
-                        # process still on the removed WAL reads the database file (never frames of a new WAL
-                        # through its old file) until it is dropped.
-                        try:
-                            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-                        except self.module.Error as exc:  # dbfault: no fault (the frames are saved already)
-                            log.warning("could not reset the index of the removed -wal of %s: %s", self.path, exc)
-                        _SAVED_WALS.add(pair)
-                        self.wal_rescues += 1
-                        log.warning("the -wal of %s was removed under the open connection; its %d frame(s) were "
-                                    "checkpointed into the database from this handle (nothing lost)", self.path,
-                                    frames)
-                        self._drop()
-                        return None
-                    why = f"{max(frames - done, 0)} of {frames} frame(s) could not be checkpointed (busy={busy})"
-            else:
-                why = ("another connection started a new -wal meanwhile, so the removed one cannot be checkpointed "
-                       "safely")
-            self.wal_loss = (f"the -wal of {self.path!r} was removed under the open connection and {why}: "
-                             "transactions committed since the last checkpoint are missing from the database file "
-                             "(the redo journal holds the acknowledged ones: `reliability recover` replays them)")
-            log.error("%s", self.wal_loss)
-            self._drop()
-            self.refuse(self.wal_loss, "Recent changes are missing from the database. An administrator must "
-                                       "restore them (`reliability recover`).")
-            return self.wal_loss
-
-    def _drop(self) -> None:
-        self._close_quietly()
-        self.state = ConnectionState.CLOSED
-
     def file_moved(self) -> bool:
         """True when the path no longer names the file this connection opened (deleted, moved, replaced)."""
         if self._conn is None:
@@ -372,19 +269,7 @@ class ConnectionManager:
             st = os.stat(self.path)
         except OSError:
             return self._identity is not None
-        if (st.st_dev, st.st_ino) != self._identity:
-            return True
-        # Its -wal removed counts as moved too: a commit would go into the unlinked WAL, seen by no
-        # other connection (and, once connections opened since index another WAL in the shared -shm,
-        # corrupting the file). The caller reopens; opening saves the old WAL first (rescue_removed_wal).
-        wal = self._wal_of.get(self._identity)
-        if wal is None:
-            return False
-        try:
-            st = os.stat(self.path + "-wal")
-        except OSError:
-            return True
-        return (st.st_dev, st.st_ino) != wal
+        return (st.st_dev, st.st_ino) != self._identity
 
     def file_replaced(self) -> bool:
         """True when the path names another file than the one this connection opened.
@@ -398,11 +283,7 @@ class ConnectionManager:
             st = os.stat(self.path)
         except OSError:
             return False
-        if (st.st_dev, st.st_ino) != self._identity:
-            return True
-        # Its -wal removed: reads must not go on through the handle on the removed file either (see file_moved).
-        wal = self._wal_of.get(self._identity)
-        return wal is not None and _file_identity(self.path + "-wal") != wal
+        return (st.st_dev, st.st_ino) != self._identity
 
 
 #: The two magic numbers of a WAL header (the low bit says in which byte order its checksums are).
@@ -538,10 +419,6 @@ def set_aside_foreign_wal(path: str, wal_of: dict[tuple[int, int], tuple[int, in
             pass
     log.warning("moved aside the WAL beside the replaced database file %s (%s; kept as *%s)", path, why, suffix)
     return moved
-
-
-#: (database, WAL) identities of removed WALs a handle of this process checkpointed (rescue_removed_wal).
-_SAVED_WALS: set[tuple[tuple[int, int], tuple[int, int]]] = set()
 
 
 def _file_identity(path: str) -> tuple[int, int] | None:

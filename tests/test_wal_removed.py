@@ -3,8 +3,9 @@
 SQLite says nothing either way (checked here for real): with no connection open the database opens
 as of the last checkpoint, integrity ``ok``, every later commit gone; with a connection open that
 connection keeps using the unlinked WAL while every other one sees the old state or a disk I/O error.
-The runtime brings the acknowledged writes back (from its open handle, or from the redo journal) or
-refuses the database naming the missing sequences; never silently.
+At a restart the runtime finds the loss in the redo journals, refuses the database naming the missing
+sequences, and recovery brings every acknowledged write back; never silently. (A -wal removed under running
+managers is not handled yet: see the h15 report.)
 """
 
 from __future__ import annotations
@@ -105,67 +106,3 @@ def test_a_crash_without_a_removed_wal_is_no_incident(tmp_path):
         ids = {r[0] for r in db.fetch_all("SELECT id FROM transfers")}
         assert acked <= ids
         assert db.connections.refused is None and str(db.health().status) == "healthy"
-
-
-def test_a_wal_removed_under_running_managers_is_checkpointed_from_their_handle(tmp_path):
-    path = tmp_path / "bank.db"
-    _bank(path)
-    first = DatabaseManager(worker_config(str(path)))
-    second = DatabaseManager(worker_config(str(path)))
-    try:
-        for i in range(20):
-            (first if i % 2 else second).execute(
-                "INSERT INTO transfers (id, src, dst, amount) VALUES (?, 1, 1, 0)", (f"t{i}",))
-        os.unlink(f"{path}-wal")  # (the -shm too would split the index between processes: not claimed)
-        for i in range(20, 40):  # the runtime keeps going: every write still reaches the database file
-            (first if i % 2 else second).execute(
-                "INSERT INTO transfers (id, src, dst, amount) VALUES (?, 1, 1, 0)", (f"t{i}",))
-        with first.transaction():
-            first.execute("INSERT INTO transfers (id, src, dst, amount) VALUES ('tx', 1, 1, 0)")
-        assert str(first.health().status) == "healthy" and str(second.health().status) == "healthy"
-        assert first.connections.wal_rescues + second.connections.wal_rescues == 1
-        # Another process sees every row (before: the old state, or a disk I/O error while the -shm stayed).
-        seen = subprocess.run([sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
-                               "print(c.execute('SELECT count(*) FROM transfers').fetchone()[0], "
-                               "c.execute('PRAGMA quick_check').fetchone()[0])", str(path)],
-                              capture_output=True, text=True, timeout=60)
-        assert seen.stdout.split() == ["41", "ok"], seen.stderr[-2000:]
-    finally:
-        second.close()
-        first.close()
-    ids, _ = _transfers(path)
-    assert ids == {f"t{i}" for i in range(40)} | {"tx"}
-
-
-def test_a_removed_wal_another_connection_already_replaced_is_refused_not_checkpointed(tmp_path):
-    """Once another connection started a new -wal, checkpointing the old one would corrupt the file."""
-    path = tmp_path / "bank.db"
-    _bank(path)
-    db = DatabaseManager(worker_config(str(path)))
-    try:
-        for i in range(10):
-            db.execute("INSERT INTO transfers (id, src, dst, amount) VALUES (?, 1, 1, 0)", (f"t{i}",))
-        os.unlink(f"{path}-wal")
-        os.unlink(f"{path}-shm")
-        other = subprocess.run([sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], "
-                                "isolation_level=None); c.execute(\"INSERT INTO accounts VALUES (99, 0)\"); "
-                                "c.execute('PRAGMA wal_checkpoint(PASSIVE)'); import os; os._exit(0)", str(path)],
-                               capture_output=True, text=True, timeout=60)
-        assert other.returncode == 0, other.stderr[-2000:]
-        assert os.path.exists(f"{path}-wal")  # the other process's new WAL
-        health = db.health()
-        assert str(health.status) == "unavailable"
-        assert any("-wal" in r and "reliability recover" in r for r in health.reasons), health.reasons
-        with pytest.raises(DatabaseError) as caught:
-            db.execute("INSERT INTO transfers (id, src, dst, amount) VALUES ('after', 1, 1, 0)")
-        assert caught.value.kind is ErrorKind.UNAVAILABLE
-        report = db.recover()  # the journal brings the ten back
-        assert report.ok, report.problems
-        assert {f"t{i}" for i in range(10)} <= {r[0] for r in db.fetch_all("SELECT id FROM transfers")}
-    finally:
-        db.close()
-    conn = sqlite3.connect(path)
-    try:
-        assert conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
-    finally:
-        conn.close()

@@ -80,8 +80,12 @@ def find_lost_commits(base: str | os.PathLike[str], committed: dict[int, int] | 
             continue
         state = read_journal(path)
         ahead = [seq for seq, _ops in state.entries if seq > top and seq not in state.alone]
-        if not ahead or (not state.clean and ahead == [state.entries[-1][0]]):
-            continue  # nothing past the database, or only a last record that may never have committed
+        if not state.clean and ahead and ahead[-1] == state.entries[-1][0]:
+            # The file's last record may be an orphan (never committed): neither counted nor expected,
+            # as recovery treats it (a process killed between its record and COMMIT leaves exactly that).
+            ahead = ahead[:-1]
+        if not ahead:
+            continue
         lost.update(ahead)
         slots.append(slot)
     if not lost:

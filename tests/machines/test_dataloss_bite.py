@@ -216,29 +216,5 @@ def test_journal_records_taken_for_orphans_after_a_removed_wal_are_caught(tmp_pa
     assert message.startswith("p13_corruption_recovery violated") and "wal_removed" in message, message
 
 
-def test_commits_into_a_removed_wal_are_caught(tmp_path, monkeypatch):
-    """(f) Before the fix the running managers kept committing into the unlinked -wal: another connection saw
-    the old state (or a disk I/O error) while health said healthy."""
-    from reliability.connection import ConnectionManager
-
-    def file_moved_without_the_wal(self: Any) -> bool:
-        if self._conn is None:
-            return False
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return self._identity is not None
-        return (st.st_dev, st.st_ino) != self._identity
-
-    def file_replaced_without_the_wal(self: Any) -> bool:
-        return os.path.exists(self.path) and file_moved_without_the_wal(self)
-
-    monkeypatch.setattr(ConnectionManager, "file_moved", file_moved_without_the_wal)
-    monkeypatch.setattr(ConnectionManager, "file_replaced", file_replaced_without_the_wal)
-    monkeypatch.setattr(ConnectionManager, "rescue_removed_wal", lambda self: None)
-    message = violation(tmp_path, 13, RemovedWalOnly, max_examples=40)
-    assert message.startswith("p13_corruption_recovery violated") and "wal_removed" in message, message
-
-
 def test_the_removed_wal_machine_passes_on_the_runtime_as_it_is(tmp_path):
     run_machine(RemovedWalOnly, settings_=settings(BITE, max_examples=10), base_dir=str(tmp_path))
