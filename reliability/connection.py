@@ -136,7 +136,7 @@ class ConnectionManager:
             replaced = self._identity is not None and _file_identity(self.path) not in (None, self._identity)
             self._close_quietly()
             if replaced:
-                set_aside_foreign_wal(self.path, self._wal_of)
+                set_aside_foreign_wal(self.path, self._wal_of, self.module)
             conn = self._connect()
             for hook in self.on_open:
                 try:
@@ -337,20 +337,35 @@ def _wal_checksum(data: bytes, *, big_endian: bool) -> tuple[int, int]:
     return s0, s1
 
 
-def _db_page_size(path: str) -> int | None:
-    """The page size in a database file's header, or None when the file has no valid header yet."""
+def _db_page_size(path: str, module: ModuleType = sqlite3) -> int | None:
+    """The page size in a database file's header, or None when the file has no valid header yet.
+
+    Read through SQLite (``immutable=1``: no lock taken, the WAL never looked at), never with a
+    plain ``open()``: closing *any* descriptor of a file drops every POSIX lock this process holds
+    on it, so a plain read here, while the runtime's other connections (a second manager, a
+    reader) have the database open, silently released their SHARED locks. Another process then
+    took itself for the last user of the database, checkpointed and deleted its ``-wal`` and
+    ``-shm`` under them, and the next write through a connection still on the deleted WAL left a
+    malformed database (issue #15). SQLite's own close defers closing while its connections hold
+    locks on the file (for connections of the same SQLite library: pass the runtime's ``module``).
+    """
+    if not os.path.isfile(path) or os.path.getsize(path) < 100:
+        return None  # empty (a new database) or shorter than a header: SQLite would read nothing
+    uri = f"file:{pathname2url(os.path.abspath(path))}?mode=ro&immutable=1"
     try:
-        with open(path, "rb") as f:
-            head = f.read(18)
-    except OSError:  # dbfault: no fault (the file vanished after the caller's stat: a race)
+        conn = module.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    except module.Error:  # dbfault: no fault (vanished or not openable since the caller's stat: a race)
         return None
-    if len(head) < 18 or not head.startswith(b"SQLite format 3\0"):
+    try:
+        return int(conn.execute("PRAGMA page_size").fetchone()[0])
+    except module.Error:  # dbfault: no fault (not a database: no header to compare with)
         return None
-    size = struct.unpack(">H", head[16:18])[0]
-    return 65536 if size == 1 else size
+    finally:
+        conn.close()
 
 
-def set_aside_foreign_wal(path: str, wal_of: dict[tuple[int, int], tuple[int, int]] | None = None) -> list[str]:
+def set_aside_foreign_wal(path: str, wal_of: dict[tuple[int, int], tuple[int, int]] | None = None,
+                          module: ModuleType = sqlite3) -> list[str]:
     """Move aside the ``-wal``/``-shm`` at ``path`` when they do not belong to the database file there.
 
     Called when the file at ``path`` is not the one the runtime had open. SQLite does not tie a WAL
@@ -384,10 +399,10 @@ def set_aside_foreign_wal(path: str, wal_of: dict[tuple[int, int], tuple[int, in
     header = read_wal_header(wal)
     if header is None or not header.frames:
         return []
-    db_page = _db_page_size(path)
     if wal_of and wal_of.get((db_st.st_dev, db_st.st_ino)) == (wal_st.st_dev, wal_st.st_ino):
         log.info("the WAL beside %s is the one SQLite used with this very file: kept", path)
         return []
+    db_page = _db_page_size(path, module)
     if db_page is not None and db_page != header.page_size:
         why = f"its page size {header.page_size} is not the database's {db_page}"
     elif wal_st.st_mtime_ns <= db_st.st_ctime_ns:

@@ -216,3 +216,89 @@ def test_a_transaction_begins_on_the_file_put_back_at_the_path_even_without_retr
         assert [r[0] for r in check.execute("SELECT v FROM t ORDER BY rowid")] == ["before", "after"]
     finally:
         check.close()
+
+
+# -- the malformed database after replace + heal with a second manager open (issue #15) ---------------
+# Cause: checking the WAL beside a replaced file read the database header with a plain open()/close().
+# Closing *any* descriptor of a file drops every POSIX lock the process holds on it, so the SHARED locks
+# of the process's other connections (a second manager, a reader) were gone; a worker process then took
+# itself for the database's last user, checkpointed and deleted its -wal and -shm under them, and the
+# second manager's next write went into the deleted WAL: "disk I/O error", then a malformed database.
+WORKER_WRITES = """
+import sys
+sys.path.insert(0, sys.argv[3])
+from runtime_helpers import fast_config
+from reliability import DatabaseManager
+with DatabaseManager(fast_config(sys.argv[1], busy_timeout_ms=5000, retry_budget=30.0, auto_recover=False)) as db:
+    for i in range(int(sys.argv[2]), int(sys.argv[2]) + 5):
+        db.execute("INSERT INTO t VALUES (?, ?)", (i, "worker"))
+"""
+
+
+def _worker_writes(path: str, first: int) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", WORKER_WRITES, path, str(first), str(Path(__file__).parent)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("during", ["write", "read"])
+def test_replace_and_heal_with_a_second_manager_open_leaves_no_malformed_database(tmp_path, during):
+    db = rows_in_the_wal(tmp_path)
+    db.identity_check_interval = 0
+    second = DatabaseManager(fast_config(tmp_path / "app.db", auto_recover=False))
+    second.execute("INSERT INTO t VALUES (100, 'second')")
+    reader = db.connections.module.connect(db.path, isolation_level=None)  # a report job, the runtime's build
+    try:
+        reader.execute("SELECT count(*) FROM t").fetchone()
+        standin = tmp_path / "standin.db"
+        conn = sqlite3.connect(standin)
+        conn.execute("CREATE TABLE other (x)")
+        conn.close()
+        with DisconnectFault(db.path, mode="replace", replacement=standin):
+            if during == "write":
+                with pytest.raises(DatabaseError):  # the stand-in has no table t
+                    db.execute("INSERT INTO t VALUES (200, 'stand-in')")
+            else:
+                assert db.fetch_one("SELECT count(*) FROM sqlite_master WHERE name = 'other'") == (1,)
+        db.execute("INSERT INTO t VALUES (101, 'after heal')")  # reopens the original (checks its WAL)
+        _worker_writes(db.path, 300)  # another process, while this one's connections stay open
+        assert os.path.exists(db.path + "-wal")  # the worker knew it was not the last user
+        second.execute("INSERT INTO t VALUES (102, 'second after heal')")  # was: disk I/O error
+        db.execute("INSERT INTO t VALUES (103, 'first again')")
+    finally:
+        reader.close()
+        second.close()
+        db.close()
+    check = sqlite3.connect(tmp_path / "app.db")
+    try:
+        assert check.execute("PRAGMA quick_check").fetchall() == [("ok",)]
+        ids = {r[0] for r in check.execute("SELECT id FROM t")}
+    finally:
+        check.close()
+    assert ids == set(range(50)) | {100, 101, 102, 103} | set(range(300, 305))
+
+
+def test_checking_a_wal_keeps_the_locks_of_the_process_s_other_connections(tmp_path):
+    """set_aside_foreign_wal reads the database header; the reading drops no lock the process holds."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "a.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("CREATE TABLE t (x)")
+    conn.execute("INSERT INTO t VALUES (1)")  # in the WAL; this connection holds its SHARED lock
+    try:
+        assert set_aside_foreign_wal(str(path), {}) == []  # written since the file arrived: kept, after reading
+        # Another process opens and closes the database: a process that gets the EXCLUSIVE lock at close
+        # takes itself for the last user and deletes the -wal. It must not get it: this one still holds SHARED.
+        subprocess.run([sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+                        "c.execute('SELECT count(*) FROM t').fetchone(); c.close()", str(path)], check=True,
+                       timeout=60)
+        assert os.path.exists(f"{path}-wal")
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (1,)
+    finally:
+        conn.close()

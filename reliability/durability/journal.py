@@ -33,6 +33,7 @@ from ..redo import (
     unregister_unjournaled,
 )
 from .backup import BackupManager
+from .lost_commits import lost_commits_at_start
 from .parts import RuntimeParts
 
 log = logging.getLogger("reliability.recovery")
@@ -78,9 +79,10 @@ class Journal:
                 state = None
             if state is not None and self.redo.owned:
                 parts.executor.redo = self.redo
-                self._reconcile(state)
-                self._register_slot()
-                self._anchor(state, backup, recover)
+                if not lost_commits_at_start(parts, self.redo, recover):  # a removed -wal: keep the evidence
+                    self._reconcile(state)
+                    self._register_slot()
+                    self._anchor(state, backup, recover)
         if parts.connections.refused is None and database_missing(parts.path):
             # The journal is off or could not be opened, so _anchor did not look: a missing
             # database is still an incident when backups or a journal show it held data.

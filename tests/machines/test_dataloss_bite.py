@@ -51,6 +51,9 @@ class CutJournalsOnly(DataLossMachine):
     def replace_and_heal(self, *args: Any, **kwargs: Any) -> None:
         """(not a rule here)"""
 
+    def remove_wal(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
     def transient_in_maintenance(self, *args: Any, **kwargs: Any) -> None:
         """(not a rule here)"""
 
@@ -100,7 +103,7 @@ def test_a_deleted_database_taken_for_a_fresh_start_is_caught(tmp_path, monkeypa
 def test_a_wal_set_aside_whenever_the_file_changed_is_caught(tmp_path, monkeypatch):
     """(d) Before the fix the original's -wal was moved aside when the runtime reopened it after a replace."""
 
-    def always_set_aside(path: str, wal_of: Any = None) -> list[str]:
+    def always_set_aside(path: str, *args: Any) -> list[str]:
         moved = []
         for suffix in ("-wal", "-shm"):
             if os.path.exists(path + suffix):
@@ -130,3 +133,88 @@ def test_a_lock_taken_for_damage_by_the_backup_check_is_caught(tmp_path, monkeyp
 
 def test_the_machine_passes_on_the_runtime_as_it_is(tmp_path):
     run_machine(MACHINES["dataloss"], settings_=settings(BITE, max_examples=8), base_dir=str(tmp_path))
+
+
+class ReplaceWithTwoManagers(DataLossMachine):
+    """The machine with its writers and the replace-and-heal rule only, a second manager and worker processes
+    always in play: the reproduction of the malformed database is then one draw in a few, not in hundreds."""
+
+    def after_start(self) -> None:
+        """The base start, then processes on and the second manager open (the reproduction needs both)."""
+        super().after_start()
+        self.use_processes = True
+        self.peer = self.open_runtime(self.config)
+
+    def corrupt_and_recover(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
+    def delete_database(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
+    def transient_in_maintenance(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
+    def remove_wal(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
+    def worker_process(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here: replace_and_heal runs its own worker)"""
+
+
+def test_a_database_header_read_that_drops_the_process_s_locks_is_caught(tmp_path, monkeypatch):
+    """(d) Before the fix the WAL check read the database's page size with a plain open()/close() (before
+    consulting its identity record): closing it dropped the POSIX locks of the process's other connections,
+    a worker process deleted the -wal/-shm under them and the second manager's write left the file malformed."""
+    real = connection_module.set_aside_foreign_wal
+
+    def header_read_plainly_first(path: str, *args: Any, **kwargs: Any) -> list[str]:
+        if os.path.exists(path + "-wal"):
+            with open(path, "rb") as fh:  # the old _db_page_size
+                fh.read(100)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(connection_module, "set_aside_foreign_wal", header_read_plainly_first)
+    message = violation(tmp_path, 13, ReplaceWithTwoManagers, max_examples=30)
+    assert message.startswith("p13_corruption_recovery violated") and "disconnect_replace" in message, message
+
+
+def test_the_replace_machine_passes_on_the_runtime_as_it_is(tmp_path):
+    run_machine(ReplaceWithTwoManagers, settings_=settings(BITE, max_examples=6), base_dir=str(tmp_path))
+
+
+class RemovedWalOnly(DataLossMachine):
+    """The machine with its writers and the removed-WAL rule only (worker processes always on)."""
+
+    def after_start(self) -> None:
+        """The base start, with processes on (the restart case needs a killed worker)."""
+        super().after_start()
+        self.use_processes = True
+
+    def corrupt_and_recover(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
+    def delete_database(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
+    def replace_and_heal(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
+    def transient_in_maintenance(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
+    def worker_process(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here: remove_wal runs its own worker)"""
+
+
+def test_journal_records_taken_for_orphans_after_a_removed_wal_are_caught(tmp_path, monkeypatch):
+    """(f) Before the fix a restart after a removed -wal marked every journal record past the database's
+    sequence aborted and re-anchored: the acknowledged writes were gone, health healthy, recovery ok."""
+    from reliability.durability import journal as journal_module
+
+    monkeypatch.setattr(journal_module, "lost_commits_at_start", lambda *a, **k: False)
+    message = violation(tmp_path, 13, RemovedWalOnly, max_examples=40)
+    assert message.startswith("p13_corruption_recovery violated") and "wal_removed" in message, message
+
+
+def test_the_removed_wal_machine_passes_on_the_runtime_as_it_is(tmp_path):
+    run_machine(RemovedWalOnly, settings_=settings(BITE, max_examples=10), base_dir=str(tmp_path))

@@ -1,0 +1,127 @@
+"""Committed transactions the database no longer holds, found in the redo journals at startup.
+
+How it happens: the ``-wal`` removed while rows committed in it were not yet checkpointed (a
+cleanup script, an operator copying "the database" without its WAL, a restore of the file alone
+after a crash). SQLite says nothing: it opens the file as it was at the last checkpoint, integrity
+``ok``, every later commit silently gone. Only the journals still hold them, and an unclean start
+used to destroy that evidence too (every record past the database's sequence was marked aborted
+as if never committed, then the journal was re-anchored on a backup of the shortened file).
+
+What tells the two apart: a process killed between its journal record and ``COMMIT`` leaves at
+most *one* record SQLite never committed, its file's last (it died there). So records past the
+database's global sequence that are not all a lone last record of their file mean the database
+lost committed transactions. A lone last record (one lost transaction per file) cannot be told
+from such an orphan; that case stays as before (said in README's guarantees).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..redo import UNJOURNALED_SLOTS, _locked_by_someone, committed_by_slot, journal_files, read_journal
+from .parts import RuntimeParts
+
+if TYPE_CHECKING:
+    from ..redo import RedoJournal
+
+log = logging.getLogger("reliability.recovery")
+
+
+@dataclass(frozen=True)
+class LostCommits:
+    """Journaled transactions past what the database holds: ``sequences`` (global commit sequence
+    numbers), the journal ``slots`` holding them and the database's own sequence ``database_seq``."""
+
+    sequences: tuple[int, ...]
+    slots: tuple[int, ...]
+    database_seq: int
+
+    def ranges(self) -> str:
+        """The sequences as ranges: ``4-23, 30``."""
+        out: list[list[int]] = []
+        for seq in self.sequences:
+            if out and out[-1][1] == seq - 1:
+                out[-1][1] = seq
+            else:
+                out.append([seq, seq])
+        return ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in out)
+
+    def describe(self, path: str) -> str:
+        """The incident, for the log, health and the refusal."""
+        return (f"the database file {path!r} is missing {len(self.sequences)} committed transaction(s) that the redo "
+                f"journal(s) hold (sequence {self.ranges()}; journal slot(s) "
+                f"{', '.join(map(str, self.slots))}; the database is at sequence {self.database_seq}): its -wal was "
+                "removed before a checkpoint, or an older copy was put in its place")
+
+
+def find_lost_commits(base: str | os.PathLike[str], committed: dict[int, int] | None, *,
+                      own: int | None = None) -> LostCommits | None:
+    """The transactions the journals of ``base`` hold past the database's sequence (None: nothing lost).
+
+    :param committed: :func:`~reliability.redo.committed_by_slot` of the database (None: it cannot say).
+    :param own: this manager's slot (its file is read although this manager holds its lock).
+
+    Files a running manager owns are left out (its last record may be a transaction in flight, and a
+    restore elsewhere may have dropped its writes on purpose): this runs at startup, where the
+    journals of processes that stopped tell what the file they wrote to held.
+    """
+    if committed is None:
+        return None
+    top = max((seq for slot, seq in committed.items() if slot > UNJOURNALED_SLOTS), default=0)
+    lost: set[int] = set()
+    slots: list[int] = []
+    for slot, path in journal_files(base):
+        if slot != own and _locked_by_someone(Path(path)):
+            continue
+        state = read_journal(path)
+        ahead = [seq for seq, _ops in state.entries if seq > top and seq not in state.alone]
+        if not state.clean and ahead and ahead[-1] == state.entries[-1][0]:
+            # The file's last record may be an orphan (never committed): neither counted nor expected,
+            # as recovery treats it (a process killed between its record and COMMIT leaves exactly that).
+            ahead = ahead[:-1]
+        if not ahead:
+            continue
+        lost.update(ahead)
+        slots.append(slot)
+    if not lost:
+        return None
+    return LostCommits(tuple(sorted(lost)), tuple(slots), top)
+
+
+def lost_commits_at_start(parts: RuntimeParts, redo: RedoJournal | None, recover: Callable[[str], object]) -> bool:
+    """At startup, before the journals are reconciled: does the database lack committed transactions?
+
+    When it does, the journals are kept as they are (nothing marked aborted, no re-anchoring), the
+    database is refused (reads and writes: what it serves is an older state; UNAVAILABLE, health
+    ``unavailable``) with a message naming the sequences, and every later recovery expects them
+    (it replays them or reports them missing, never ``ok`` without them). With ``auto_recover`` a
+    recovery runs at once (``recover``, the automatic recovery: the newest verified backup and every
+    journal). Returns True while the database stays refused (the caller then skips reconciling and
+    anchoring).
+    """
+    path = parts.path
+    if redo is None or not os.path.exists(path) or os.path.getsize(path) == 0:
+        return False
+    try:
+        with parts.lock:
+            committed = committed_by_slot(parts.connections.live_connection())
+    except Exception as exc:  # noqa: BLE001  # dbfault: no fault (unreadable: recovery and the integrity checks decide)
+        log.warning("could not read the committed sequences to compare with the redo journals: %s", exc)
+        return False
+    lost = find_lost_commits(redo.base_path, committed, own=redo.slot)
+    if lost is None:
+        return False
+    redo.seen = max(redo.seen, lost.sequences[-1])
+    detail = (lost.describe(path) + "; the runtime refuses to serve it; `reliability recover` restores the newest "
+              "verified backup and replays every journal")
+    log.error("%s", detail)
+    parts.connections.refuse(detail, "Recent changes are missing from the database. An administrator must restore "
+                                     "them (`reliability recover`).")
+    if parts.config.auto_recover:
+        recover(f"{len(lost.sequences)} committed transaction(s) missing at startup")
+    return parts.connections.refused is not None
