@@ -329,11 +329,18 @@ def committed_by_slot(conn: sqlite3.Connection) -> dict[int, int] | None:
         return None
 
 
-def read_committed(path: str | os.PathLike[str]) -> dict[int, int] | None:
-    """:func:`committed_by_slot` of a database file opened read-only (None when unreadable: it may be damaged)."""
+def read_committed(path: str | os.PathLike[str], module: Any = sqlite3) -> dict[int, int] | None:
+    """:func:`committed_by_slot` of a database file opened read-only (None when unreadable: it may be damaged).
+
+    ``module``: the SQLite build the caller's runtime uses, whenever the file may be the live database.
+    Closing a file descriptor drops every POSIX lock the process holds on that file; SQLite defers its
+    own closes while its connections hold locks, but another build (the stdlib's beside pysqlite3) is
+    another library that knows nothing of them, and its close would drop the runtime's locks (the
+    writer fence of a recovery included).
+    """
     try:
-        conn = sqlite3.connect(f"file:{Path(path).resolve().as_posix()}?mode=ro", uri=True, timeout=1.0)
-    except sqlite3.Error:  # dbfault: no fault (a missing or unopenable file: the caller falls back)
+        conn = module.connect(f"file:{Path(path).resolve().as_posix()}?mode=ro", uri=True, timeout=1.0)
+    except sqlite_errors():  # dbfault: no fault (a missing or unopenable file: the caller falls back)
         return None
     try:
         return committed_by_slot(conn)

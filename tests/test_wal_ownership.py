@@ -302,3 +302,34 @@ def test_checking_a_wal_keeps_the_locks_of_the_process_s_other_connections(tmp_p
         assert conn.execute("SELECT count(*) FROM t").fetchone() == (1,)
     finally:
         conn.close()
+
+
+def test_reading_the_committed_sequences_keeps_the_locks_of_the_runtime_s_build(tmp_path: Path) -> None:
+    """A read of the live file through another SQLite library must not drop the runtime's POSIX locks."""
+    import subprocess
+    import sys
+
+    from reliability.redo import read_committed
+    from runtime_helpers import sqlite_module
+
+    module = sqlite_module()
+    if module is sqlite3:
+        pytest.skip("needs a second SQLite build (RELIABILITY_SQLITE_MODULE=pysqlite3.dbapi2): within one "
+                    "library SQLite defers its closes while its connections hold locks")
+    path = tmp_path / "live.db"
+    holder = module.connect(str(path), isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN")
+    holder.execute("SELECT * FROM t").fetchall()  # a SHARED lock on the file, held until COMMIT
+    probe = ("import sqlite3, sys\n"
+             "c = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)\n"
+             "try:\n    c.execute('BEGIN EXCLUSIVE')\nexcept sqlite3.OperationalError:\n    sys.exit(3)\n")
+
+    def exclusive_refused() -> bool:
+        return subprocess.run([sys.executable, "-c", probe, str(path)], check=False).returncode == 3
+
+    assert exclusive_refused()  # the reader's lock is seen by another process
+    read_committed(path, module)
+    assert exclusive_refused(), "reading the file dropped the runtime connection's lock"
+    holder.execute("COMMIT")
+    holder.close()

@@ -50,7 +50,7 @@ def recovered_by_another(parts: RuntimeParts, redo: RedoJournal | None,
         return None
     if not report.ok:
         return None  # the replacement is damaged too: recover it
-    committed = read_committed(parts.path)
+    committed = read_committed(parts.path, parts.connections.module)
     problems: list[str] = []
     if redo is not None:
         top = max((s for slot, s in (committed or {}).items() if slot > UNJOURNALED_SLOTS), default=0)
