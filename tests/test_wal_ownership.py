@@ -309,8 +309,9 @@ def test_reading_the_committed_sequences_keeps_the_locks_of_the_runtime_s_build(
     import subprocess
     import sys
 
-    from reliability.redo import read_committed
     from runtime_helpers import sqlite_module
+
+    from reliability.redo import read_committed
 
     module = sqlite_module()
     if module is sqlite3:
