@@ -286,7 +286,8 @@ class Recovery:
             assert self.redo is not None
             base = self.redo.base_path
             from_empty = any(read_journal(p).from_empty and read_journal(p).base == 0 for _s, p in journal_files(base))
-            committed = read_committed(parts.path, parts.connections.module)  # the damaged file may still say how far it got
+            # The damaged file may still say how far it got.
+            committed = read_committed(parts.path, parts.connections.module)
             backup_seq = chosen.last_seq if chosen is not None else 0
             unjournaled = unjournaled_writers(committed, backup_seq)
             if chosen is not None:
