@@ -15,6 +15,10 @@ Hypothesis' generic ``default`` and ``ci`` map onto ``dbfault`` and ``dbfault-ci
 their step counts and no deadline); any other registered name is used as it is. Plain Python::
 
     choose_profile(cli=None, env={"CI": "false"}, loaded="ci")  # -> ("dbfault", "not on CI (CI=false)")
+
+How long a failing machine may shrink also follows the profile (:func:`shrink_seconds`): a found bug
+must end the run with its shrunk example within two minutes (issue #14), and Hypothesis on its own
+shrinks for up to five minutes per failing test.
 """
 
 from __future__ import annotations
@@ -31,6 +35,19 @@ VENDOR_CI = {"TF_BUILD": "true", "BUILDKITE": "true", "CIRCLECI": "true", "CIRRU
              "CODEBUILD_BUILD_ID": None, "GITHUB_ACTIONS": "true", "GITLAB_CI": None,
              "HEROKU_TEST_RUN_ID": None, "TEAMCITY_VERSION": None}
 _FALSE = frozenset({"", "0", "false", "no", "off"})
+
+
+#: Seconds of shrinking per profile: (one failing machine, every failing machine of the process together).
+#: The default run takes up to ~60 s with no bug, so with one it ends within 60 + 50 s plus the replay of
+#: the shrunk example; the CI profile (a run of up to 5 min) gets more for a smaller example. Measured
+#: (benchmarks/README.md): the planted bugs of bug_finding.py shrank within these bounds to the same few steps.
+SHRINK_SECONDS: dict[str, tuple[float, float]] = {FAST: (40.0, 50.0), CI: (60.0, 90.0)}
+#: A failing machine shrinks at least this long, whatever is left of the budget (a replayable example,
+#: partly shrunk, is always reported: Hypothesis prints the best example found when it stops).
+SHRINK_FLOOR = 5.0
+#: Environment variable: seconds each failing machine may shrink (no total cap), e.g. 300 for Hypothesis'
+#: own limit when a minimal example matters more than a quick verdict.
+SHRINK_ENV = "DBFAULT_SHRINK_SECONDS"
 
 
 class ProfileError(ValueError):
@@ -67,6 +84,29 @@ def choose_profile(cli: str | None, env: Mapping[str, str], loaded: str | None =
         return CI, f"on CI ({why})"
     ci = env.get("CI")
     return FAST, f"not on CI (CI={ci})" if ci is not None else "default"
+
+
+def shrink_seconds(profile: str, spent: float, env: Mapping[str, str]) -> float:
+    """Seconds the next failing machine may shrink under ``profile``, ``spent`` seconds already used.
+
+    ``DBFAULT_SHRINK_SECONDS`` (see :data:`SHRINK_ENV`) overrides the per-machine figure and lifts the
+    total cap; a profile of another name gets the default profile's bounds::
+
+        shrink_seconds("dbfault", 0.0, {})    # -> 40.0
+        shrink_seconds("dbfault", 30.0, {})   # -> 20.0 (50 s for the whole run)
+        shrink_seconds("dbfault", 80.0, {})   # -> 5.0  (the floor)
+    """
+    raw = env.get(SHRINK_ENV, "").strip()
+    if raw:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if not 0 < value < float("inf"):  # (NaN fails both comparisons)
+            raise ProfileError(f"{SHRINK_ENV}={raw!r}: expected a positive number of seconds")
+        return value
+    one, total = SHRINK_SECONDS.get(profile, SHRINK_SECONDS[FAST])
+    return max(SHRINK_FLOOR, min(one, total - spent))
 
 
 def current_profile(cli: str | None = None, env: Mapping[str, str] | None = None) -> tuple[str, str]:

@@ -1,7 +1,7 @@
 """Hypothesis stateful machines for the 17 reliability properties, run against a real runtime.
 
 Each machine keeps a model of what the database must hold, drives the runtime with
-realistic data (Faker, seeded from Hypothesis) and real faults drawn as rule arguments,
+realistic data (a pool of Faker values picked by Hypothesis' random) and real faults drawn as rule arguments,
 and checks its properties as invariants and postconditions named after them
 (``p06_transaction_atomicity``...). Every check is counted in
 :data:`pytest_dbfault.stats.STATS` under the faults in force.
@@ -17,7 +17,9 @@ Profiles: ``dbfault`` (fast default) and ``dbfault-ci`` (longer), registered her
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, settings
@@ -49,16 +51,6 @@ settings.register_profile("dbfault", max_examples=10, stateful_step_count=15, de
                           suppress_health_check=_SUPPRESS, print_blob=True, report_multiple_bugs=False)
 settings.register_profile("dbfault-ci", max_examples=60, stateful_step_count=30, deadline=None, phases=_PHASES,
                           suppress_health_check=_SUPPRESS, print_blob=True, report_multiple_bugs=False)
-#: A found bug must end the run with its shrunk example in under two minutes (issue #14): Hypothesis
-#: shrinks for up to 300 s and has no public setting for it, so its engine constant is lowered here.
-SHRINK_SECONDS = 75
-try:
-    from hypothesis.internal.conjecture import engine as _engine
-
-    _engine.MAX_SHRINKING_SECONDS = min(_engine.MAX_SHRINKING_SECONDS, SHRINK_SECONDS)
-except (ImportError, AttributeError):  # pragma: no cover - a Hypothesis without that constant
-    pass
-
 #: Machine name → class; the names are the property groups of the issue.
 MACHINES: dict[str, type[RuntimeMachine]] = {
     "connection": ConnectionMachine,
@@ -124,12 +116,64 @@ def bind(machine: type[RuntimeMachine], runtime_factory: RuntimeFactory | None =
     return type(machine.__name__, (machine,), attrs)
 
 
+#: Seconds the failing machines of this process have spent (generation included: an upper bound of
+#: their shrinking), against the profile's total shrink budget (:func:`pytest_dbfault.profiles.shrink_seconds`).
+SHRINK_SPENT = [0.0]
+_STOPPED_WARNING = "WARNING: Hypothesis has spent more than five minutes working to shrink"
+
+
+@contextmanager
+def shrink_limit(seconds: float) -> Iterator[None]:
+    """Hypothesis shrinks a failing example for up to 300 s and has no setting for it: its engine's
+    constant is set to ``seconds`` for one machine's run and restored after it (a user's own Hypothesis
+    tests in the same process keep Hypothesis' limit). Its warning when the limit stops shrinking says
+    "five minutes" and asks for a bug report; it is reworded to say what stopped it and how to shrink further."""
+    try:
+        from hypothesis.internal.conjecture import engine
+        old_limit, old_report = engine.MAX_SHRINKING_SECONDS, engine.report
+    except (ImportError, AttributeError):  # pragma: no cover - a Hypothesis without these internals
+        yield
+        return
+
+    def report(text: str) -> None:
+        if isinstance(text, str) and text.startswith(_STOPPED_WARNING):
+            from ..profiles import SHRINK_ENV
+
+            text = (f"NOTE: dbfault stopped shrinking after {seconds:.0f} s (issue #14: a found bug ends the run "
+                    f"within two minutes). The example below is replayable but may not be minimal; "
+                    f"{SHRINK_ENV}=300 shrinks for longer.")
+        old_report(text)
+
+    engine.MAX_SHRINKING_SECONDS, engine.report = seconds, report
+    try:
+        yield
+    finally:
+        engine.MAX_SHRINKING_SECONDS, engine.report = old_limit, old_report
+
+
 def run_machine(machine: type[RuntimeMachine], runtime_factory: RuntimeFactory | None = None, *,
                 settings_: settings | None = None, base_dir: str | None = None,
                 enforce: Iterable[int] | None = None) -> None:
-    """Run ``machine`` against the runtime built by ``runtime_factory``; raises on a violation."""
+    """Run ``machine`` against the runtime built by ``runtime_factory``; raises on a violation.
+
+    A failing example shrinks for as long as the chosen profile allows (see
+    :func:`pytest_dbfault.profiles.shrink_seconds`; ``DBFAULT_SHRINK_SECONDS`` overrides it).
+    """
+    from .. import profiles
+
     bound = bind(machine, runtime_factory, base_dir, enforce)
-    run_state_machine_as_test(bound, settings=settings_)
+    phases = (settings_ if settings_ is not None else settings.default).phases
+    if Phase.shrink not in phases:
+        run_state_machine_as_test(bound, settings=settings_)
+        return
+    limit = profiles.shrink_seconds(profiles.current_profile()[0], SHRINK_SPENT[0], os.environ)
+    t0 = time.perf_counter()
+    try:
+        with shrink_limit(limit):
+            run_state_machine_as_test(bound, settings=settings_)
+    except BaseException:
+        SHRINK_SPENT[0] += time.perf_counter() - t0
+        raise
 
 
 def test_case(machine: type[RuntimeMachine], runtime_factory: RuntimeFactory | None = None,

@@ -43,11 +43,11 @@ class AuditMixin(Workload):
         if faults and heal_after < self.config.retry_attempts - 1 and heal_after:
             self.heal_after_sleeps(faults, heal_after)
         delays0, sleeps0 = len(self.delays), len(self.time.sleeps)
-        actor, action = self.fake.user_name(), self.fake.random_element(["flag.set", "user.login", "export"])
-        details = {"note": self.fake.sentence(), "who": self.fake.name()}
+        actor, action = self.pick("user_name"), self.rng.choice(["flag.set", "user.login", "export"])
+        details = {"note": self.pick("sentence"), "who": self.pick("name")}
         self.opaque_ops = True
         try:
-            entry = self.call(None, self.db.audit.record, actor, action, self.fake.slug(), details, faults=faults,
+            entry = self.call(None, self.db.audit.record, actor, action, self.pick("slug"), details, faults=faults,
                               series=2)
         finally:
             self.clear_sleep_hooks()

@@ -104,6 +104,11 @@ def config_strategy() -> st.SearchStrategy[dict[str, Any]]:
 _fakers: dict[str, Any] = {}
 #: Locales of the generated text (so unicode, umlauts and CJK reach the database and the logs).
 LOCALES = ("en_US", "de_DE", "ja_JP")
+#: How many values of each kind the pool holds per locale (see :func:`shared_pool`).
+POOL_SIZE = 97
+#: Faker providers pooled per locale; ``text()`` joins a name and a sentence.
+POOLED = ("name", "sentence", "first_name", "user_name", "slug", "word")
+_pool: dict[tuple[str, str], tuple[str, ...]] = {}
 
 
 def shared_fakers() -> dict[str, Any]:
@@ -118,6 +123,25 @@ def shared_fakers() -> dict[str, Any]:
         for locale in LOCALES:
             _fakers[locale] = Faker(locale)
     return _fakers
+
+
+def shared_pool() -> dict[tuple[str, str], tuple[str, ...]]:
+    """(locale, provider) -> :data:`POOL_SIZE` Faker values, made once per process with a fixed seed.
+
+    The machines pick from this pool with the example's Hypothesis-seeded random (one draw per value)
+    instead of calling Faker in the example: Faker driven by Hypothesis' random made a Hypothesis draw
+    for each of its many internal choices (about 5 ms per ``text()``, the largest harness cost in a
+    profile, and long choice sequences for the shrinker) for no more variety of *kinds* of text.
+    """
+    if not _pool:
+        from faker import Faker
+
+        for locale in LOCALES:
+            fake = Faker(locale)  # its own instance: the shared ones get Hypothesis' random per example
+            fake.seed_instance(20261202)
+            for provider in POOLED:
+                _pool[(locale, provider)] = tuple(str(getattr(fake, provider)()) for _ in range(POOL_SIZE))
+    return _pool
 
 
 def default_runtime_factory() -> RuntimeFactory:
@@ -192,6 +216,7 @@ class RuntimeMachine(RuleBasedStateMachine):
         self.rng = random.Random(0)
         self.fakers = shared_fakers()
         self.fake = self.fakers["en_US"]
+        self.pool = shared_pool()
         self.db: Any = None
         #: runtimes left behind by a kill-style restart (their handles are closed at teardown)
         self.abandoned: list[Any] = []
@@ -494,14 +519,33 @@ class RuntimeMachine(RuleBasedStateMachine):
             return dict(conn.execute("SELECT k, v FROM kv").fetchall())
 
     def stored_pairs(self) -> dict[int, list[tuple[int, int]]]:
-        out: dict[int, list[tuple[int, int]]] = {}
         with self.raw() as conn:
-            for grp, leg, amount in conn.execute("SELECT grp, leg, amount FROM pairs ORDER BY grp, leg"):
-                out.setdefault(grp, []).append((leg, amount))
+            return self._pairs(conn)
+
+    @staticmethod
+    def _pairs(conn: Any) -> dict[int, list[tuple[int, int]]]:
+        out: dict[int, list[tuple[int, int]]] = {}
+        for grp, leg, amount in conn.execute("SELECT grp, leg, amount FROM pairs ORDER BY grp, leg"):
+            out.setdefault(grp, []).append((leg, amount))
         return out
+
+    def stored_rows(self) -> tuple[dict[str, str], dict[int, list[tuple[int, int]]]]:
+        """``stored_kv()`` and ``stored_pairs()`` read in one read transaction of one connection (the
+        check after every step: one connection instead of two, and both tables from one snapshot)."""
+        with self.raw() as conn:
+            conn.execute("BEGIN")
+            try:
+                return dict(conn.execute("SELECT k, v FROM kv").fetchall()), self._pairs(conn)
+            finally:
+                if conn.in_transaction:  # (a failed read may have ended it: the first error is the one to see)
+                    conn.execute("COMMIT")
 
     # -- data ------------------------------------------------------------------------------
     def text(self) -> str:
         """Free text with unicode (names and sentences in several locales)."""
-        fake = self.fakers[self.rng.choice(LOCALES)]
-        return f"{fake.name()}: {fake.sentence()}"
+        locale = self.rng.choice(LOCALES)
+        return f"{self.pick('name', locale)}: {self.pick('sentence', locale)}"
+
+    def pick(self, provider: str, locale: str = "en_US") -> str:
+        """A Faker value of ``provider`` (one of :data:`POOLED`) chosen by the example's random."""
+        return self.rng.choice(self.pool[(locale, provider)])

@@ -49,7 +49,7 @@ class DegradationMixin(Workload):
     @rule()
     def greet(self) -> None:
         """P14: a command that needs no database answers, whatever the database's state."""
-        name = self.fake.first_name()
+        name = self.pick("first_name")
         result = self.db.commands.run("greet", name)
         self.check(14, result.status == "ok" and result.value == f"hello {name}",
                    f"'greet' answered {result.status!r} {result.value!r} ({result.message})")

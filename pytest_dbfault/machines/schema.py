@@ -106,7 +106,7 @@ class SchemaMixin(Workload):
             kind = "create" if kind == "failing" else kind
         version = len(self.migrations) + 1
         table = self.tables[pick % len(self.tables)]
-        word = "".join(ch for ch in self.fake.word().lower() if ch.isascii() and ch.isalpha())[:12] or "col"
+        word = "".join(ch for ch in self.pick("word").lower() if ch.isascii() and ch.isalpha())[:12] or "col"
         if kind == "create" or (kind in ("column", "index", "seed") and table == "kv" and pick % 2):
             name = f"t{version}_{word}"
             sql = f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, label TEXT NOT NULL DEFAULT '')"
@@ -117,7 +117,7 @@ class SchemaMixin(Workload):
         elif kind == "index":
             sql = f"CREATE INDEX ix{version}_{word} ON {table} ({'k' if table == 'kv' else 'id'})"
         elif kind == "seed":
-            rows = ", ".join(f"('{self.fake.name().replace(chr(39), '')}')" for _ in range(3))
+            rows = ", ".join(f"('{self.pick('name').replace(chr(39), '')}')" for _ in range(3))
             sql = (f"CREATE TABLE s{version} (label TEXT); INSERT INTO s{version} (label) VALUES {rows}; "
                    f"INSERT INTO s{version} SELECT label || randomblob(2000) FROM s{version}")
         else:

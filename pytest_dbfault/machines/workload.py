@@ -456,7 +456,8 @@ class Workload(RuntimeMachine):
     def p06_transaction_atomicity(self) -> None:
         """Without faults in force, the file holds exactly the acknowledged writes."""
         self.settle()
-        self.check(6, self.stored_kv() == self.model.kv and self.stored_pairs() == self.model.pairs,
+        kv, pairs = self.stored_rows()
+        self.check(6, kv == self.model.kv and pairs == self.model.pairs,
                    lambda: f"file differs from acknowledged writes: kv extra "
-                           f"{set(self.stored_kv().items()) ^ set(self.model.kv.items())}, groups "
-                           f"{sorted(set(self.stored_pairs()) ^ set(self.model.pairs))}")
+                           f"{set(kv.items()) ^ set(self.model.kv.items())}, groups "
+                           f"{sorted(set(pairs) ^ set(self.model.pairs))}")
