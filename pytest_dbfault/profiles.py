@@ -38,9 +38,9 @@ _FALSE = frozenset({"", "0", "false", "no", "off"})
 
 
 #: Seconds of shrinking per profile: (one failing machine, every failing machine of the process together).
-#: The default run takes up to ~60 s with no bug, so with one it ends within 60 + 50 s plus the replay of
-#: the shrunk example; the CI profile (a run of up to 5 min) gets more for a smaller example. Measured
-#: (benchmarks/README.md): the planted bugs of bug_finding.py shrank within these bounds to the same few steps.
+#: The default run's goal is 60 s with no bug, so with one it would end within 60 + 50 s plus the replays of
+#: the examples; the CI profile (a run of up to 5 min) gets more for a smaller example. Measured
+#: (benchmarks/README.md): under these bounds three planted bugs ended with examples of one or two steps.
 SHRINK_SECONDS: dict[str, tuple[float, float]] = {FAST: (40.0, 50.0), CI: (60.0, 90.0)}
 #: A failing machine shrinks at least this long, whatever is left of the budget (a replayable example,
 #: partly shrunk, is always reported: Hypothesis prints the best example found when it stops). Short: one

@@ -139,9 +139,9 @@ def shrink_limit(seconds: float) -> Iterator[None]:
         if isinstance(text, str) and text.startswith(_STOPPED_WARNING):
             from ..profiles import SHRINK_ENV
 
-            text = (f"NOTE: dbfault stopped shrinking after {seconds:.0f} s (issue #14: a found bug ends the run "
-                    f"within two minutes). The example below is replayable but may not be minimal; "
-                    f"{SHRINK_ENV}=300 shrinks for longer.")
+            text = (f"NOTE: dbfault stopped shrinking after {seconds:.0f} s (the profile's bound, so that a found "
+                    f"bug does not keep the run shrinking for minutes). The example below is replayable but may "
+                    f"not be minimal; {SHRINK_ENV}=300 shrinks for longer.")
         old_report(text)
 
     engine.MAX_SHRINKING_SECONDS, engine.report = seconds, report
