@@ -159,14 +159,14 @@ def run_machine(machine: type[RuntimeMachine], runtime_factory: RuntimeFactory |
     A failing example shrinks for as long as the chosen profile allows (see
     :func:`pytest_dbfault.profiles.shrink_seconds`; ``DBFAULT_SHRINK_SECONDS`` overrides it).
     """
-    from .. import profiles
+    from ..profiles import current_profile, shrink_seconds
 
     bound = bind(machine, runtime_factory, base_dir, enforce)
     phases = (settings_ if settings_ is not None else settings.default).phases
     if Phase.shrink not in phases:
         run_state_machine_as_test(bound, settings=settings_)
         return
-    limit = profiles.shrink_seconds(profiles.current_profile()[0], SHRINK_SPENT[0], os.environ)
+    limit = shrink_seconds(current_profile()[0], SHRINK_SPENT[0], os.environ)
     t0 = time.perf_counter()
     try:
         with shrink_limit(limit):
