@@ -104,7 +104,7 @@ def config_strategy() -> st.SearchStrategy[dict[str, Any]]:
 _fakers: dict[str, Any] = {}
 #: Locales of the generated text (so unicode, umlauts and CJK reach the database and the logs).
 LOCALES = ("en_US", "de_DE", "ja_JP")
-#: How many values of each kind the pool holds per locale (see :func:`shared_pool`).
+#: How many values of each kind the pool holds per locale (see :func:`pooled`).
 POOL_SIZE = 97
 #: Faker providers pooled per locale; ``text()`` joins a name and a sentence.
 POOLED = ("name", "sentence", "first_name", "user_name", "slug", "word")
@@ -125,23 +125,27 @@ def shared_fakers() -> dict[str, Any]:
     return _fakers
 
 
-def shared_pool() -> dict[tuple[str, str], tuple[str, ...]]:
-    """(locale, provider) -> :data:`POOL_SIZE` Faker values, made once per process with a fixed seed.
+def pooled(locale: str, provider: str) -> tuple[str, ...]:
+    """:data:`POOL_SIZE` Faker values of ``provider`` in ``locale``, made on first use, once per process.
 
-    The machines pick from this pool with the example's Hypothesis-seeded random (one draw per value)
+    The machines pick from these with the example's Hypothesis-seeded random (one draw per value)
     instead of calling Faker in the example: Faker driven by Hypothesis' random made a Hypothesis draw
     for each of its many internal choices (about 5 ms per ``text()``, the largest harness cost in a
-    profile, and long choice sequences for the shrinker) for no more variety of *kinds* of text.
+    profile, and long choice sequences for the shrinker) for no more variety of *kinds* of text. Made
+    lazily (a machine that writes no text pays nothing) from a fixed seed, with the example's random
+    put back on the shared instance afterwards (the pool never consumes Hypothesis' draws).
     """
-    if not _pool:
-        from faker import Faker
-
-        for locale in LOCALES:
-            fake = Faker(locale)  # its own instance: the shared ones get Hypothesis' random per example
-            fake.seed_instance(20261202)
-            for provider in POOLED:
-                _pool[(locale, provider)] = tuple(str(getattr(fake, provider)()) for _ in range(POOL_SIZE))
-    return _pool
+    key = (locale, provider)
+    if key not in _pool:
+        fake = shared_fakers()[locale]
+        saved = fake.random
+        try:
+            # (Not seed_instance(): it reseeds the random in place, which here is an example's Hypothesis random.)
+            fake.random = random.Random(f"{locale}:{provider}")
+            _pool[key] = tuple(str(getattr(fake, provider)()) for _ in range(POOL_SIZE))
+        finally:
+            fake.random = saved
+    return _pool[key]
 
 
 def default_runtime_factory() -> RuntimeFactory:
@@ -216,7 +220,6 @@ class RuntimeMachine(RuleBasedStateMachine):
         self.rng = random.Random(0)
         self.fakers = shared_fakers()
         self.fake = self.fakers["en_US"]
-        self.pool = shared_pool()
         self.db: Any = None
         #: runtimes left behind by a kill-style restart (their handles are closed at teardown)
         self.abandoned: list[Any] = []
@@ -548,4 +551,4 @@ class RuntimeMachine(RuleBasedStateMachine):
 
     def pick(self, provider: str, locale: str = "en_US") -> str:
         """A Faker value of ``provider`` (one of :data:`POOLED`) chosen by the example's random."""
-        return self.rng.choice(self.pool[(locale, provider)])
+        return self.rng.choice(pooled(locale, provider))
