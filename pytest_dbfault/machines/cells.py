@@ -147,15 +147,26 @@ class CellsMixin(DegradationMixin, AuditMixin, HealthMixin, SchemaMixin, BackupM
                 if os.path.exists(path + suffix):
                     shutil.copyfile(path + suffix, copy + suffix)
             path = copy
-        conn = module.connect(path, timeout=1.0, isolation_level=None)
+        conn = None
         try:
+            conn = module.connect(path, timeout=1.0, isolation_level=None)
             return fn(conn)
+        except module.Error as exc:
+            if module is sqlite3:
+                raise
+            # Callers catch sqlite3.Error (as of raw()): another build's errors are raised as that, same text.
+            raise sqlite3.DatabaseError(str(exc)) from exc
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
             if copy is not None:
                 for suffix in ("", "-wal", "-shm"):
                     with contextlib.suppress(OSError):
                         os.remove(copy + suffix)
+
+    def db_errors(self) -> tuple[type[BaseException], ...]:
+        """The DB-API errors a fault or a helper connection may raise: the stdlib's and the runtime build's."""
+        return (sqlite3.Error, self.sqlite_module().Error)
 
     def versions_at(self, path: str) -> list[int]:
         def read(conn: Any) -> list[int]:
@@ -193,7 +204,7 @@ class CellsMixin(DegradationMixin, AuditMixin, HealthMixin, SchemaMixin, BackupM
             fault = make_fault("corrupt", self.db_path, part="btree", table="kv", page="root", seed=seed,
                                backup_before=True, counted_in=STATS)
             fault.inject()
-        except (FaultError, sqlite3.Error):
+        except (FaultError, *self.db_errors()):
             return False
         self.faults["corrupt"] = fault
         self.corrupt_seen_error = False
@@ -862,7 +873,7 @@ class KindsMixin(CellsMixin):
         try:
             fault = make_fault("busy_snapshot", self.db, counted_in=STATS)
             fault.inject()
-        except (FaultError, sqlite3.Error):
+        except (FaultError, *self.db_errors()):
             return
         self.faults["busy_snapshot"] = fault
         self.fault_history.append("busy_snapshot")
@@ -918,7 +929,7 @@ class KindsMixin(CellsMixin):
                 # readers block its COMMIT).
                 fault = make_fault("busy_commit", side, counted_in=STATS)
                 fault.inject()
-            except (FaultError, sqlite3.Error):
+            except (FaultError, *self.db_errors()):
                 return
             self.faults["busy_commit"] = fault
             self.fault_history.append("busy_commit")
@@ -965,10 +976,13 @@ class KindsMixin(CellsMixin):
 
     def read_side(self, path: str, base: int) -> int | None:
         """How many of the transaction's two rows the side file holds; None when readers are locked out."""
-        conn = self.sqlite_module().connect(path, timeout=0.2, isolation_level=None)
+        module = self.sqlite_module()
+        conn = module.connect(path, timeout=0.2, isolation_level=None)
         try:
             return int(conn.execute("SELECT count(*) FROM legs WHERE n IN (?, ?)", (base, base + 1)).fetchone()[0])
-        except sqlite3.OperationalError:
+        except module.OperationalError:
+            # (The runtime's build's class: under pysqlite3 "database is locked" is not a sqlite3.OperationalError,
+            # and caught as one it escaped the machine instead of failing P7.)
             return None
         finally:
             conn.close()

@@ -137,9 +137,6 @@ def test_the_check_under_the_fault_bites(index: int, tmp_path: Any) -> None:
     module = os.environ.get("RELIABILITY_SQLITE_MODULE", "").strip() or "sqlite3"
     if module != "sqlite3" and family in ("enospc", "io_error", "short_read"):
         pytest.skip(f"{family} is made by the VFS shim, which lives in the stdlib's SQLite; this runtime uses {module}")
-    if module != "sqlite3" and family == "busy_commit":
-        pytest.xfail(f"under {module} the planted NoRollback runtime lets a raw 'database is locked' escape the "
-                     "machine instead of a P7 violation (not yet explained, #14)")
     # A fresh interpreter per case, as in test_machines_bite.py (a defect may patch a module).
     code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
             f"import test_cells_bite as b; b.run_case({index}, {str(tmp_path)!r})")
