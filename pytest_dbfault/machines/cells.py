@@ -50,6 +50,7 @@ import dataclasses
 import os
 import shutil
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -752,6 +753,22 @@ class CellsMixin(DegradationMixin, AuditMixin, HealthMixin, SchemaMixin, BackupM
                    faults=faults)
 
 
+@contextlib.contextmanager
+def path_faults_on(module: str) -> Iterator[None]:
+    """Faults given a bare path act on SQLite build ``module`` meanwhile (``$DBFAULT_SQLITE_MODULE``)."""
+    from ..faults.target import MODULE_ENV
+
+    old = os.environ.get(MODULE_ENV)
+    os.environ[MODULE_ENV] = module
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(MODULE_ENV, None)
+        else:
+            os.environ[MODULE_ENV] = old
+
+
 #: The other injected kinds: each is put in force once per sweep and feeds the properties it threatens.
 OTHER_KINDS = ("busy_commit", "busy_snapshot", "enospc", "file_full", "io_error", "short_read")
 #: Kinds acting through the VFS shim: only connections opened after inject() see them.
@@ -771,15 +788,15 @@ class KindsMixin(CellsMixin):
         super().heal(kind)
 
     def put_vfs_fault(self, kind: str, **params: Any) -> bool:
-        if self.db.connections.module is not sqlite3:
-            # The shim is registered in the stdlib's SQLite: a runtime on another build never meets the
-            # fault, and a check labelled with it would claim coverage it did not have.
-            return False
+        # The shim goes into the runtime's own SQLite build (a fault at a bare path acts on the build
+        # $DBFAULT_SQLITE_MODULE names): a shim in another copy of SQLite would never see the runtime's
+        # files, and a check labelled with the fault would claim coverage it did not have.
         try:
             fault = make_fault(kind, self.db_path, counted_in=STATS, **params)
-            fault.inject()
+            with path_faults_on(self.config.sqlite_module):
+                fault.inject()
         except (FaultError, ImportError):
-            return False  # no shim on this build (VfsUnavailable is a FaultError): nothing to check
+            return False  # no shim in this build (VfsUnavailable is a FaultError): nothing to check
         self.faults[kind] = fault
         self.fault_history.append(kind)
         self.db._drop_connection()  # reconnect through the shim
@@ -867,7 +884,9 @@ class KindsMixin(CellsMixin):
 
     def round_busy_snapshot(self) -> None:
         """The runtime's connection holds a stale WAL snapshot: a write fails as busy_snapshot or succeeds
-        (P2/P8/P9), a failed one changed nothing (P6), and once the snapshot is released writes work (P1)."""
+        (P2/P8/P9), a failed one changed nothing (P6), the connection is kept and still serves reads while
+        the snapshot is stale (P1), and once it is released writes work (P1, labelled "after:busy_snapshot":
+        the fault is no longer in force)."""
         if str(self.config.journal_mode).upper() != "WAL":
             return
         try:
@@ -880,10 +899,14 @@ class KindsMixin(CellsMixin):
         faults = ["busy_snapshot"]
         key, _value, _out = self.write_key(faults)
         self.read_back(key, faults)
-        self.heal("busy_snapshot")
-        _k, _v, after = self.write_key(faults)
-        self.check(1, after.ok, lambda: f"a write failed after the stale snapshot was released: {after.error!r}",
+        served = self.call("fetch_all", self.db.fetch_all, "SELECT grp, leg FROM pairs", faults=faults)
+        self.check(1, served.ok, lambda: f"under busy_snapshot a read of an intact table failed: {served.error!r}",
                    faults=faults)
+        self.heal("busy_snapshot")
+        after_heal = self.labels()  # ["after:busy_snapshot"]: checked once the fault is gone
+        _k, _v, after = self.write_key(after_heal)
+        self.check(1, after.ok, lambda: f"a write failed after the stale snapshot was released: {after.error!r}",
+                   faults=after_heal)
 
     def round_file_full(self) -> None:
         """The redo journal's file is full (ENOSPC on its descriptor): a write is refused or stored, never
