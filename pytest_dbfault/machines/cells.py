@@ -38,7 +38,8 @@ and recovery must (and does) say so, which ``BackupMixin.corrupt_and_recover`` c
 
 The sweep also puts each other injected kind in force once (:class:`KindsMixin`): busy_commit (a
 second runtime in rollback-journal mode), busy_snapshot, enospc, io_error and short_read (through
-the VFS shim), file_full (the redo journal's descriptor), each feeding the properties it threatens.
+the VFS shim, in the runtime's own SQLite build), file_full (the redo journal's descriptor), each feeding the
+properties it threatens.
 Why a sweep per example rather than rules alone: a rule is drawn in some examples only, and the
 main job fails when a declared cell is empty; the sweep makes every cell filled in every run.
 """

@@ -1,4 +1,4 @@
-"""One shim per SQLite build: the stdlib's, and another build's own copy of SQLite (``pysqlite3``).
+"""One shim per SQLite build: the stdlib's, and another build's own copy of SQLite (``pysqlite3``, ``sqlean``).
 
 A fault given a bare path acts on the build ``DBFAULT_SQLITE_MODULE`` names; a connection of another build
 in the same process never meets it (two copies of SQLite share nothing, not even their VFS lists).
@@ -15,13 +15,17 @@ from pytest_dbfault.faults.target import MODULE_ENV
 from pytest_dbfault.vfs import get_shim, vfs_available
 from pytest_dbfault.vfs.faults import IoErrorFault
 
+#: Other builds the runtime supports (``RELIABILITY_SQLITE_MODULE``): each links its own SQLite into its extension.
+BUILDS = ("pysqlite3.dbapi2", "sqlean")
 
-def _pysqlite3() -> types.ModuleType:
-    module = pytest.importorskip("pysqlite3.dbapi2", reason="pysqlite3 is not installed in this environment "
-                                                             "(the tox cell of that build installs it)")
+
+def _build(name: str) -> types.ModuleType:
+    module = pytest.importorskip(name, reason=f"{name} is not installed in this environment (the tox cell of that "
+                                              "build installs it)")
+    module = module if hasattr(module, "connect") else module.dbapi2
     ok, reason = vfs_available(module)
     if not ok:
-        pytest.skip(f"the shim cannot be registered in pysqlite3's SQLite here: {reason}")
+        pytest.skip(f"the shim cannot be registered in {name}'s SQLite here: {reason}")
     return module
 
 
@@ -30,20 +34,22 @@ def test_the_stdlib_shim_is_the_default_one_by_any_name(needs_vfs):
     assert get_shim().module is sqlite3
 
 
-def test_another_build_gets_its_own_shim_in_its_own_sqlite():
-    module = _pysqlite3()
-    shim = get_shim("pysqlite3.dbapi2")
+@pytest.mark.parametrize("name", BUILDS)
+def test_another_build_gets_its_own_shim_in_its_own_sqlite(name):
+    module = _build(name)
+    shim = get_shim(name)
     assert shim is get_shim(module) and shim is not get_shim()
     assert shim.module is module
 
 
-def test_a_fault_at_a_path_reaches_the_build_the_environment_names_and_no_other(tmp_path, monkeypatch):
-    module = _pysqlite3()
+@pytest.mark.parametrize("name", BUILDS)
+def test_a_fault_at_a_path_reaches_the_build_the_environment_names_and_no_other(name, tmp_path, monkeypatch):
+    module = _build(name)
     db = str(tmp_path / "app.db")
     setup = module.connect(db, isolation_level=None)
     setup.execute("CREATE TABLE t (x INTEGER)")
     setup.close()
-    monkeypatch.setenv(MODULE_ENV, "pysqlite3.dbapi2")
+    monkeypatch.setenv(MODULE_ENV, name)
     with IoErrorFault(db, ops="write", nth=1) as fault:
         stdlib = sqlite3.connect(db, isolation_level=None)
         try:
