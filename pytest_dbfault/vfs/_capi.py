@@ -157,6 +157,19 @@ def extension_of(module: ModuleType) -> ModuleType:
                           "or embedded build): there is no SQLite library to hook")
 
 
+def library_address(module: ModuleType) -> int:
+    """The address of ``sqlite3_vfs_register`` in the SQLite library behind DB-API ``module``: the same
+    number for two modules that share one library (a build linked against the system's ``libsqlite3``),
+    different for builds carrying their own copy. Raises :class:`CApiUnavailable` when it cannot be read."""
+    extension = extension_of(module)
+    try:
+        handle = ctypes.CDLL(str(extension.__file__))
+        return int(ctypes.cast(handle.sqlite3_vfs_register, c_void_p).value or 0)
+    except (OSError, AttributeError) as exc:
+        raise CApiUnavailable(f"{extension.__file__} does not export the SQLite C API (statically linked with "
+                              f"hidden symbols?): {exc}") from exc
+
+
 class SqliteLib:
     """The handful of C functions of the SQLite library behind DB-API ``module`` (default: the stdlib's)."""
 

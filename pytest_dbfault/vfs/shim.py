@@ -10,8 +10,8 @@ library is not the one the module reports (a different ``sqlite_version``), cann
 connections (two copies of SQLite in one process share nothing, not even their VFS lists).
 
 While installed it is the default VFS of its library, so every ``connect(path)`` of that build goes
-through it with no change to application code, and ``?vfs=dbfault`` selects it by name. Each file it opens keeps the
-real file object SQLite's default VFS built; only the file's method table is swapped for a copy
+through it with no change to application code, and ``?vfs=dbfault`` selects it by name. Each file it
+opens keeps the real file object SQLite's default VFS built; only the file's method table is swapped for a copy
 whose read / write / truncate / sync / size / lock entries are Python callbacks that count the
 call, consult the :class:`~.rules.FailRule` list and the power-loss recorders, then call the real
 method. Usage::
@@ -402,15 +402,26 @@ def _dbapi(module: ModuleType | str | None) -> ModuleType:
     return module
 
 
+def _library_key(module: ModuleType) -> tuple[Any, ...]:
+    """Which SQLite library ``module`` uses: two modules sharing one library share its shim (a second VFS of
+    the same name registered in one library would shadow the first)."""
+    try:
+        return ("library", c.library_address(module))
+    except c.CApiUnavailable:  # no shim possible: one (unavailable) controller per Connection class, saying why
+        cls = getattr(module, "Connection", None)
+        return ("class", getattr(cls, "__module__", module.__name__), getattr(cls, "__qualname__", ""))
+
+
 def get_shim(module: ModuleType | str | None = None) -> Shim:
-    """The shim of the SQLite build behind DB-API ``module`` (a module or its name; None: the stdlib's
-    ``sqlite3``): one per build and process, like SQLite's own VFS registry."""
+    """The shim of the SQLite library behind DB-API ``module`` (a module or its name; None: the stdlib's
+    ``sqlite3``): one per library and process, like SQLite's own VFS registry."""
     module = _dbapi(module)
-    if module is sqlite3:
+    if module is sqlite3 or getattr(module, "Connection", None) is sqlite3.Connection:
         return _SHIM
-    cls = getattr(module, "Connection", None)
-    key = (getattr(cls, "__module__", module.__name__), getattr(cls, "__qualname__", ""))
+    key = _library_key(module)
     with _SHIMS_LOCK:
+        if not _SHIMS:
+            _SHIMS[_library_key(sqlite3)] = _SHIM
         shim = _SHIMS.get(key)
         if shim is None:
             shim = _SHIMS[key] = Shim(module)
