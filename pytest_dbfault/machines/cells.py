@@ -38,7 +38,8 @@ and recovery must (and does) say so, which ``BackupMixin.corrupt_and_recover`` c
 
 The sweep also puts each other injected kind in force once (:class:`KindsMixin`): busy_commit (a
 second runtime in rollback-journal mode), busy_snapshot, enospc, io_error and short_read (through
-the VFS shim), file_full (the redo journal's descriptor), each feeding the properties it threatens.
+the VFS shim, in the runtime's own SQLite build), file_full (the redo journal's descriptor), each feeding the
+properties it threatens.
 Why a sweep per example rather than rules alone: a rule is drawn in some examples only, and the
 main job fails when a declared cell is empty; the sweep makes every cell filled in every run.
 """
@@ -50,6 +51,7 @@ import dataclasses
 import os
 import shutil
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -147,15 +149,26 @@ class CellsMixin(DegradationMixin, AuditMixin, HealthMixin, SchemaMixin, BackupM
                 if os.path.exists(path + suffix):
                     shutil.copyfile(path + suffix, copy + suffix)
             path = copy
-        conn = module.connect(path, timeout=1.0, isolation_level=None)
+        conn = None
         try:
+            conn = module.connect(path, timeout=1.0, isolation_level=None)
             return fn(conn)
+        except module.Error as exc:
+            if module is sqlite3:
+                raise
+            # Callers catch sqlite3.Error (as of raw()): another build's errors are raised as that, same text.
+            raise sqlite3.DatabaseError(str(exc)) from exc
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
             if copy is not None:
                 for suffix in ("", "-wal", "-shm"):
                     with contextlib.suppress(OSError):
                         os.remove(copy + suffix)
+
+    def db_errors(self) -> tuple[type[BaseException], ...]:
+        """The DB-API errors a fault or a helper connection may raise: the stdlib's and the runtime build's."""
+        return (sqlite3.Error, self.sqlite_module().Error)
 
     def versions_at(self, path: str) -> list[int]:
         def read(conn: Any) -> list[int]:
@@ -193,7 +206,7 @@ class CellsMixin(DegradationMixin, AuditMixin, HealthMixin, SchemaMixin, BackupM
             fault = make_fault("corrupt", self.db_path, part="btree", table="kv", page="root", seed=seed,
                                backup_before=True, counted_in=STATS)
             fault.inject()
-        except (FaultError, sqlite3.Error):
+        except (FaultError, *self.db_errors()):
             return False
         self.faults["corrupt"] = fault
         self.corrupt_seen_error = False
@@ -741,6 +754,22 @@ class CellsMixin(DegradationMixin, AuditMixin, HealthMixin, SchemaMixin, BackupM
                    faults=faults)
 
 
+@contextlib.contextmanager
+def path_faults_on(module: str) -> Iterator[None]:
+    """Faults given a bare path act on SQLite build ``module`` meanwhile (``$DBFAULT_SQLITE_MODULE``)."""
+    from ..faults.target import MODULE_ENV
+
+    old = os.environ.get(MODULE_ENV)
+    os.environ[MODULE_ENV] = module
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(MODULE_ENV, None)
+        else:
+            os.environ[MODULE_ENV] = old
+
+
 #: The other injected kinds: each is put in force once per sweep and feeds the properties it threatens.
 OTHER_KINDS = ("busy_commit", "busy_snapshot", "enospc", "file_full", "io_error", "short_read")
 #: Kinds acting through the VFS shim: only connections opened after inject() see them.
@@ -760,15 +789,15 @@ class KindsMixin(CellsMixin):
         super().heal(kind)
 
     def put_vfs_fault(self, kind: str, **params: Any) -> bool:
-        if self.db.connections.module is not sqlite3:
-            # The shim is registered in the stdlib's SQLite: a runtime on another build never meets the
-            # fault, and a check labelled with it would claim coverage it did not have.
-            return False
+        # The shim goes into the runtime's own SQLite build (a fault at a bare path acts on the build
+        # $DBFAULT_SQLITE_MODULE names): a shim in another copy of SQLite would never see the runtime's
+        # files, and a check labelled with the fault would claim coverage it did not have.
         try:
             fault = make_fault(kind, self.db_path, counted_in=STATS, **params)
-            fault.inject()
+            with path_faults_on(self.config.sqlite_module):
+                fault.inject()
         except (FaultError, ImportError):
-            return False  # no shim on this build (VfsUnavailable is a FaultError): nothing to check
+            return False  # no shim in this build (VfsUnavailable is a FaultError): nothing to check
         self.faults[kind] = fault
         self.fault_history.append(kind)
         self.db._drop_connection()  # reconnect through the shim
@@ -856,23 +885,29 @@ class KindsMixin(CellsMixin):
 
     def round_busy_snapshot(self) -> None:
         """The runtime's connection holds a stale WAL snapshot: a write fails as busy_snapshot or succeeds
-        (P2/P8/P9), a failed one changed nothing (P6), and once the snapshot is released writes work (P1)."""
+        (P2/P8/P9), a failed one changed nothing (P6), the connection is kept and still serves reads while
+        the snapshot is stale (P1), and once it is released writes work (P1, labelled "after:busy_snapshot":
+        the fault is no longer in force)."""
         if str(self.config.journal_mode).upper() != "WAL":
             return
         try:
             fault = make_fault("busy_snapshot", self.db, counted_in=STATS)
             fault.inject()
-        except (FaultError, sqlite3.Error):
+        except (FaultError, *self.db_errors()):
             return
         self.faults["busy_snapshot"] = fault
         self.fault_history.append("busy_snapshot")
         faults = ["busy_snapshot"]
         key, _value, _out = self.write_key(faults)
         self.read_back(key, faults)
-        self.heal("busy_snapshot")
-        _k, _v, after = self.write_key(faults)
-        self.check(1, after.ok, lambda: f"a write failed after the stale snapshot was released: {after.error!r}",
+        served = self.call("fetch_all", self.db.fetch_all, "SELECT grp, leg FROM pairs", faults=faults)
+        self.check(1, served.ok, lambda: f"under busy_snapshot a read of an intact table failed: {served.error!r}",
                    faults=faults)
+        self.heal("busy_snapshot")
+        after_heal = self.labels()  # ["after:busy_snapshot"]: checked once the fault is gone
+        _k, _v, after = self.write_key(after_heal)
+        self.check(1, after.ok, lambda: f"a write failed after the stale snapshot was released: {after.error!r}",
+                   faults=after_heal)
 
     def round_file_full(self) -> None:
         """The redo journal's file is full (ENOSPC on its descriptor): a write is refused or stored, never
@@ -918,7 +953,7 @@ class KindsMixin(CellsMixin):
                 # readers block its COMMIT).
                 fault = make_fault("busy_commit", side, counted_in=STATS)
                 fault.inject()
-            except (FaultError, sqlite3.Error):
+            except (FaultError, *self.db_errors()):
                 return
             self.faults["busy_commit"] = fault
             self.fault_history.append("busy_commit")
@@ -965,10 +1000,13 @@ class KindsMixin(CellsMixin):
 
     def read_side(self, path: str, base: int) -> int | None:
         """How many of the transaction's two rows the side file holds; None when readers are locked out."""
-        conn = self.sqlite_module().connect(path, timeout=0.2, isolation_level=None)
+        module = self.sqlite_module()
+        conn = module.connect(path, timeout=0.2, isolation_level=None)
         try:
             return int(conn.execute("SELECT count(*) FROM legs WHERE n IN (?, ?)", (base, base + 1)).fetchone()[0])
-        except sqlite3.OperationalError:
+        except module.OperationalError:
+            # (The runtime's build's class: under pysqlite3 "database is locked" is not a sqlite3.OperationalError,
+            # and caught as one it escaped the machine instead of failing P7.)
             return None
         finally:
             conn.close()

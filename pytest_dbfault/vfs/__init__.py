@@ -1,4 +1,8 @@
-"""I/O-level faults through a VFS shim registered in the stdlib's own libsqlite3.
+"""I/O-level faults through a VFS shim registered in the SQLite library of the build under test.
+
+One shim per build (:func:`get_shim` takes the DB-API module): the stdlib's ``libsqlite3`` by default,
+or the copy of SQLite linked into another build's extension (``pysqlite3``, ``sqlean``: both export
+``sqlite3_vfs_register``). A fault given a path acts on the build ``$DBFAULT_SQLITE_MODULE`` names.
 
 Public names: :func:`vfs_available`, :func:`get_shim`, :class:`FailRule`,
 :class:`PowerLossRecorder`, :func:`sweep` / :func:`run_once` and their result types, and the

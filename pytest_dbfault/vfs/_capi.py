@@ -1,18 +1,23 @@
 """ctypes view of the few SQLite C structures the shim touches, and the library they live in.
 
-The shim must be registered in the *same* ``libsqlite3`` instance that the stdlib ``_sqlite3``
-extension calls, so the library is reached through ``_sqlite3``'s own handle (``dlsym`` on it
-searches its dependencies too). Memory that SQLite keeps pointers to (the VFS struct, its name,
-the patched method tables) is taken from ``sqlite3_malloc64`` and never freed: ctypes buffers could be
-reclaimed during interpreter shutdown while a connection still points into them.
+The shim must be registered in the *same* SQLite instance that a DB-API module's C extension
+calls, so the library is reached through that extension's own handle (``dlsym`` on it searches
+its dependencies too): the stdlib's ``_sqlite3`` (dynamically linked to ``libsqlite3``), or the
+extension of another build such as ``pysqlite3._sqlite3`` (the amalgamation linked in, its
+``sqlite3_*`` functions exported). One process may hold several such libraries, each with its own
+VFS list. Memory that SQLite keeps pointers to (the VFS struct, its name, the patched method tables)
+is taken from ``sqlite3_malloc64`` and never freed: ctypes buffers could be reclaimed during
+interpreter shutdown while a connection still points into them.
 """
 
 from __future__ import annotations
 
 import ctypes
 import sqlite3
+import sys
 from ctypes import CFUNCTYPE, POINTER, Structure, c_char_p, c_int, c_int64, c_void_p
-from typing import TypeVar
+from types import ModuleType
+from typing import Any, TypeVar
 
 # Result codes (sqlite3.h). Extended I/O codes are SQLITE_IOERR | (n << 8).
 SQLITE_OK = 0
@@ -118,22 +123,61 @@ class Vfs(Structure):
 
 
 class CApiUnavailable(Exception):
-    """The stdlib sqlite3 module's SQLite library cannot be reached through ctypes."""
+    """A DB-API module's SQLite library cannot be reached through ctypes."""
 
 
-class SqliteLib:
-    """The handful of C functions of the stdlib's ``libsqlite3`` the shim needs."""
+#: File name endings of a C extension module.
+_EXTENSION_SUFFIXES = (".so", ".pyd", ".dylib")
 
-    def __init__(self) -> None:
+
+def extension_of(module: ModuleType) -> ModuleType:
+    """The loaded C extension that implements DB-API ``module`` (``_sqlite3`` for the stdlib's
+    ``sqlite3``, ``pysqlite3._sqlite3`` for ``pysqlite3.dbapi2``...): the one whose ``Connection``
+    class is ``module.Connection``. Its SQLite is the library the module's connections use."""
+    cls = getattr(module, "Connection", None)
+    if cls is None:
+        raise CApiUnavailable(f"{module.__name__} has no Connection class: not a DB-API sqlite module")
+    if module is sqlite3:
         try:
             import _sqlite3
         except ImportError as exc:  # pragma: no cover - a Python without sqlite3 at all
             raise CApiUnavailable(f"the stdlib _sqlite3 module cannot be imported ({exc})") from exc
-        origin = getattr(_sqlite3, "__file__", None)
-        if not origin or not origin.endswith((".so", ".pyd", ".dylib")):
-            raise CApiUnavailable(
-                f"_sqlite3 is not a C extension module ({origin!r}); there is no SQLite library to hook"
-            )
+        candidates: list[Any] = [_sqlite3]
+    else:
+        candidates = list(sys.modules.values())
+    for candidate in candidates:
+        if getattr(candidate, "Connection", None) is cls and candidate is not module \
+                and str(getattr(candidate, "__file__", "") or "").endswith(_EXTENSION_SUFFIXES):
+            return candidate  # type: ignore[no-any-return]
+    if module is sqlite3:
+        origin = getattr(candidates[0], "__file__", None)
+        raise CApiUnavailable(f"_sqlite3 is not a C extension module ({origin!r}); there is no SQLite library to "
+                              "hook")
+    raise CApiUnavailable(f"no loaded C extension module implements {module.__name__}.Connection (a pure-Python "
+                          "or embedded build): there is no SQLite library to hook")
+
+
+def library_address(module: ModuleType) -> int:
+    """The address of ``sqlite3_vfs_register`` in the SQLite library behind DB-API ``module``: the same
+    number for two modules that share one library (a build linked against the system's ``libsqlite3``),
+    different for builds carrying their own copy. Raises :class:`CApiUnavailable` when it cannot be read."""
+    extension = extension_of(module)
+    try:
+        handle = ctypes.CDLL(str(extension.__file__))
+        return int(ctypes.cast(handle.sqlite3_vfs_register, c_void_p).value or 0)
+    except (OSError, AttributeError) as exc:
+        raise CApiUnavailable(f"{extension.__file__} does not export the SQLite C API (statically linked with "
+                              f"hidden symbols?): {exc}") from exc
+
+
+class SqliteLib:
+    """The handful of C functions of the SQLite library behind DB-API ``module`` (default: the stdlib's)."""
+
+    def __init__(self, module: ModuleType = sqlite3) -> None:
+        extension = extension_of(module)
+        origin = str(extension.__file__)
+        #: the C extension file the library is reached through
+        self.origin = origin
         try:
             handle = ctypes.CDLL(origin)
             self.vfs_find = handle.sqlite3_vfs_find
@@ -152,10 +196,10 @@ class SqliteLib:
         self.vfs_unregister.argtypes = [c_void_p]
         libversion.restype = c_char_p
         version = libversion().decode()
-        if version != sqlite3.sqlite_version:
+        if version != module.sqlite_version:
             raise CApiUnavailable(
-                f"the SQLite library found through _sqlite3 is {version} but sqlite3 reports "
-                f"{sqlite3.sqlite_version}: not the same library instance"
+                f"the SQLite library found through {extension.__name__} is {version} but {module.__name__} "
+                f"reports {module.sqlite_version}: not the same library instance"
             )
         self.version = version
         # SQLite's own allocator: portable, and the memory is never handed back.

@@ -2,8 +2,11 @@
 (registered by :mod:`pytest_dbfault.faults.registry`).
 
 Each installs the shim while active, so only connections opened *after* ``inject()`` see it.
-Where the shim cannot be registered, ``inject()`` raises :class:`~.errors.VfsUnavailable`
-with the reason (see :func:`~.shim.vfs_available`)::
+Like every fault aimed at a bare path, it acts on the SQLite build ``$DBFAULT_SQLITE_MODULE`` names
+(the stdlib's ``sqlite3`` when unset; e.g. ``pysqlite3.dbapi2`` when the application uses that): the
+shim of that build is installed (:func:`~.shim.get_shim`), and connections of another build never
+meet the fault. Where the shim cannot be registered, ``inject()`` raises
+:class:`~.errors.VfsUnavailable` with the reason (see :func:`~.shim.vfs_available`)::
 
     with IoErrorFault(db, ops="sync"):
         conn = sqlite3.connect(db)
@@ -19,12 +22,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..faults.base import Fault, FaultError
-from ..faults.target import resolve_target
+from ..faults.target import path_module, resolve_target
 from .errors import VfsUnavailable, VfsUsageError
 from .powerloss import MODES as POWER_MODES
 from .powerloss import PowerLossRecorder
 from .rules import ERRORS, KINDS, OPS, FailRule
-from .shim import get_shim, vfs_available
+from .shim import Shim, get_shim, vfs_available
 
 
 def _check_path_target(name: str, path: Any) -> None:
@@ -42,10 +45,13 @@ def _check_path_target(name: str, path: Any) -> None:
         f"and reopen (a DatabaseManager: restart it) after injecting")
 
 
-def _require_shim() -> None:
-    ok, reason = vfs_available()
+def _require_shim() -> Shim:
+    """The shim of the build ``$DBFAULT_SQLITE_MODULE`` names, or :class:`VfsUnavailable` with why not."""
+    module = path_module()
+    ok, reason = vfs_available(module)
     if not ok:
-        raise VfsUnavailable(reason)
+        raise VfsUnavailable(reason if module.__name__ == "sqlite3" else f"{module.__name__}: {reason}")
+    return get_shim(module)
 
 
 class RuleFault(Fault):
@@ -93,13 +99,12 @@ class RuleFault(Fault):
         return self.rule.failures
 
     def _inject(self) -> None:
-        _require_shim()
-        shim = get_shim()
+        shim = self._shim = _require_shim()
         shim.install()
         shim.add_rule(self.rule)
 
     def _heal(self) -> None:
-        shim = get_shim()
+        shim = getattr(self, "_shim", None) or get_shim()  # the build it was injected into
         shim.remove_rule(self.rule)
         shim.uninstall()
         for injection in [i for i in shim.injections if i.rule is self.rule]:
@@ -201,7 +206,7 @@ class PowerLossFault(Fault):
         return images
 
     def _inject(self) -> None:
-        _require_shim()
+        self.recorder.shim = _require_shim()
         if self.params["after_syncs"] is not None:
             self.recorder.arm(self.params["after_syncs"], self.dest, mode=self.params["mode"],
                               seed=self.params["seed"])

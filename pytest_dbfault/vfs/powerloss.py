@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .errors import VfsUsageError
 from .rules import FailRule, family_paths
-from .shim import OpenFile, get_shim
+from .shim import OpenFile, Shim, get_shim
 
 #: How power loss treats unsynced writes.
 MODES = ("drop", "torn")
@@ -62,12 +62,14 @@ class PowerLossRecorder:
         self.images: dict[str, str] | None = None
         self._dead_rule: FailRule | None = None
         self.started = False
+        #: the shim of the SQLite build whose I/O is recorded (None: the stdlib's, chosen at start)
+        self.shim: Shim | None = None
 
     # ------------------------------------------------------------------ control
     def start(self) -> PowerLossRecorder:
         """Install the shim (if needed) and start recording; files on disk now count as synced."""
         if not self.started:
-            shim = get_shim()
+            shim = self.shim = self.shim or get_shim()
             shim.install()
             shim.add_recorder(self)
             self.started = True
@@ -76,7 +78,7 @@ class PowerLossRecorder:
     def stop(self) -> None:
         """Stop recording, lift the post-crash failures and release the shim."""
         if self.started:
-            shim = get_shim()
+            shim = self.shim or get_shim()
             shim.remove_recorder(self)
             if self._dead_rule is not None:
                 shim.remove_rule(self._dead_rule)
@@ -159,7 +161,7 @@ class PowerLossRecorder:
         # After the power is gone nothing the application does reaches the disk.
         self._dead_rule = FailRule(ops=frozenset({"read", "write", "truncate", "sync", "size"}), path=self.path,
                                    nth=1, persistent=True, error="io_error")
-        get_shim().add_rule(self._dead_rule)
+        (self.shim or get_shim()).add_rule(self._dead_rule)
         return True
 
     def after_sync(self, f: OpenFile) -> None:

@@ -1,8 +1,17 @@
-"""The shim VFS: wraps SQLite's default VFS inside the stdlib's own ``libsqlite3``.
+"""The shim VFS: wraps SQLite's default VFS inside the SQLite library of a DB-API module.
 
-While installed it is the default VFS, so every ``sqlite3.connect(path)`` goes through it with no
-change to application code, and ``?vfs=dbfault`` selects it by name. Each file it opens keeps the
-real file object SQLite's default VFS built; only the file's method table is swapped for a copy
+There is one shim per SQLite build in the process (:func:`get_shim` takes the DB-API module):
+the stdlib's ``sqlite3`` (its ``_sqlite3`` extension's ``libsqlite3``, the default), or another
+build such as ``pysqlite3.dbapi2``, whose extension carries its own copy of SQLite and exports
+``sqlite3_vfs_register`` / ``sqlite3_vfs_find`` (checked with ``nm -D``), so the shim registers
+in that copy through ctypes just the same. A build whose extension hides those symbols, or whose
+library is not the one the module reports (a different ``sqlite_version``), cannot have a shim:
+:func:`vfs_available` says so with the reason. Each build's shim sees only that build's
+connections (two copies of SQLite in one process share nothing, not even their VFS lists).
+
+While installed it is the default VFS of its library, so every ``connect(path)`` of that build goes
+through it with no change to application code, and ``?vfs=dbfault`` selects it by name. Each file it
+opens keeps the real file object SQLite's default VFS built; only the file's method table is swapped for a copy
 whose read / write / truncate / sync / size / lock entries are Python callbacks that count the
 call, consult the :class:`~.rules.FailRule` list and the power-loss recorders, then call the real
 method. Usage::
@@ -30,6 +39,7 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, Protocol
 
 from . import _capi as c
@@ -125,9 +135,13 @@ class Recorder(Protocol):
 
 
 class Shim:
-    """Controller of the process-wide shim VFS (get it with :func:`get_shim`)."""
+    """Controller of the shim VFS of one SQLite build (get it with :func:`get_shim`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, module: ModuleType = sqlite3) -> None:
+        #: the DB-API module whose SQLite library this shim registers in
+        self.module = module
+        # The C callbacks of this shim (each SQLite library gets its own, bound to its controller).
+        self._x_open, self._x_delete, self._io_callbacks = _make_callbacks(self)
         self._lock = threading.RLock()
         self._lib: c.SqliteLib | None = None
         self._unavailable: str | None = None
@@ -259,7 +273,7 @@ class Shim:
         if self._unavailable is not None:
             raise VfsUnavailable(self._unavailable)
         try:
-            lib = c.SqliteLib()
+            lib = c.SqliteLib(self.module)
             real = lib.vfs_find(None)
             if not real:
                 raise c.CApiUnavailable("sqlite3_vfs_find(NULL) returned no default VFS")
@@ -284,19 +298,19 @@ class Shim:
 
     def _register(self) -> None:
         assert self._lib is not None and self._vfs is not None
-        self._vfs.xOpen = ctypes.cast(_X_OPEN, ctypes.c_void_p).value
-        self._vfs.xDelete = ctypes.cast(_X_DELETE, ctypes.c_void_p).value
+        self._vfs.xOpen = ctypes.cast(self._x_open, ctypes.c_void_p).value
+        self._vfs.xDelete = ctypes.cast(self._x_delete, ctypes.c_void_p).value
         rc = self._lib.vfs_register(ctypes.addressof(self._vfs), 1)
         if rc != c.SQLITE_OK:
             raise VfsUnavailable(f"sqlite3_vfs_register returned {rc}")
         self._registered = True
-        try:  # proves the stdlib module talks to the library we registered in
-            sqlite3.connect(f"file:dbfault-probe?mode=memory&vfs={VFS_NAME}", uri=True).close()
+        try:  # proves the module talks to the library we registered in
+            self.module.connect(f"file:dbfault-probe?mode=memory&vfs={VFS_NAME}", uri=True).close()
             self._proven = True
-        except sqlite3.Error as exc:
+        except self.module.Error as exc:
             self._unregister()
             self._users = 0
-            self._unavailable = f"the stdlib sqlite3 module does not see VFSes registered via ctypes ({exc})"
+            self._unavailable = f"the {self.module.__name__} module does not see VFSes registered via ctypes ({exc})"
             self._lib = None
             raise VfsUnavailable(self._unavailable) from exc
 
@@ -332,7 +346,7 @@ class Shim:
             ctypes.memmove(ctypes.addressof(table), real_table, size)
             # Version 2 hides xFetch, so SQLite never memory-maps: every read goes through xRead.
             table.iVersion = min(real.iVersion, 2)
-            for slot, callback in _IO_CALLBACKS.items():
+            for slot, callback in self._io_callbacks.items():
                 setattr(table, slot, ctypes.cast(callback, ctypes.c_void_p).value)
             patched = ctypes.addressof(table)
             self._real_methods[real_table] = _RealMethods(real)
@@ -368,20 +382,63 @@ class Shim:
         return None
 
 
-_SHIM = Shim()
+_SHIMS: dict[tuple[str, str], Shim] = {}
+_SHIMS_LOCK = threading.Lock()
 
 
-def get_shim() -> Shim:
-    """The process-wide shim controller (one VFS per process, like SQLite's own registry)."""
-    return _SHIM
+def _dbapi(module: ModuleType | str | None) -> ModuleType:
+    """The DB-API module ``module`` names (None: the stdlib's ``sqlite3``)."""
+    if module is None or module == "sqlite3":
+        return sqlite3
+    if isinstance(module, str):
+        import importlib
+
+        try:
+            loaded = importlib.import_module(module)
+        except ImportError as exc:
+            raise VfsUnavailable(f"the sqlite module {module!r} cannot be imported ({exc})") from None
+        # sqlean exposes the DB-API at top level, pysqlite3 under .dbapi2 (as reliability's load_sqlite_module)
+        module = loaded if hasattr(loaded, "connect") else getattr(loaded, "dbapi2", loaded)
+    return module
 
 
-def vfs_available() -> tuple[bool, str]:
-    """``(True, "")`` when the shim can be used, else ``(False, reason)`` for a test skip."""
-    ok, reason = _SHIM.available()
-    if ok and not _SHIM._proven:
-        try:  # one install/uninstall round trip proves the stdlib module sees the shim
-            with _SHIM.installed():
+def _library_key(module: ModuleType) -> tuple[Any, ...]:
+    """Which SQLite library ``module`` uses: two modules sharing one library share its shim (a second VFS of
+    the same name registered in one library would shadow the first)."""
+    try:
+        return ("library", c.library_address(module))
+    except c.CApiUnavailable:  # no shim possible: one (unavailable) controller per Connection class, saying why
+        cls = getattr(module, "Connection", None)
+        return ("class", getattr(cls, "__module__", module.__name__), getattr(cls, "__qualname__", ""))
+
+
+def get_shim(module: ModuleType | str | None = None) -> Shim:
+    """The shim of the SQLite library behind DB-API ``module`` (a module or its name; None: the stdlib's
+    ``sqlite3``): one per library and process, like SQLite's own VFS registry."""
+    module = _dbapi(module)
+    if module is sqlite3 or getattr(module, "Connection", None) is sqlite3.Connection:
+        return _SHIM
+    key = _library_key(module)
+    with _SHIMS_LOCK:
+        if not _SHIMS:
+            _SHIMS[_library_key(sqlite3)] = _SHIM
+        shim = _SHIMS.get(key)
+        if shim is None:
+            shim = _SHIMS[key] = Shim(module)
+    return shim
+
+
+def vfs_available(module: ModuleType | str | None = None) -> tuple[bool, str]:
+    """``(True, "")`` when the shim of ``module``'s build (default: the stdlib's) can be used, else
+    ``(False, reason)`` for a test skip."""
+    try:
+        shim = get_shim(module)
+    except VfsUnavailable as exc:
+        return False, exc.reason
+    ok, reason = shim.available()
+    if ok and not shim._proven:
+        try:  # one install/uninstall round trip proves the module sees the shim
+            with shim.installed():
                 pass
         except VfsUnavailable as exc:
             return False, exc.reason
@@ -393,176 +450,172 @@ def vfs_available() -> tuple[bool, str]:
 # to SQLite and silently lose the operation.
 
 
-def _file(ptr: int) -> OpenFile:
-    return _SHIM._files[ptr]
+def _make_callbacks(shim: Shim) -> tuple[Any, Any, dict[str, Any]]:
+    """The C callbacks of ``shim``: (xOpen, xDelete, {io method slot: callback}).
 
+    They live as long as their shim, and every shim as long as the process (``_SHIM`` and ``_SHIMS``
+    hold them): SQLite may call them until every wrapped file is closed or restored at exit.
+    """
 
-def _x_open(vfs: int, name: int | None, file_ptr: int, flags: int, out_flags: Any) -> int:
-    try:
-        rc = _SHIM._real_open(_SHIM._real_vfs_addr, name, file_ptr, flags, out_flags)
-    except BaseException:
-        return 14  # SQLITE_CANTOPEN
-    try:
-        _SHIM._on_open(file_ptr, name, flags)
-    except BaseException:
-        pass  # the file stays unwrapped but usable
-    return rc
+    def _file(ptr: int) -> OpenFile:
+        return shim._files[ptr]
 
-
-def _x_delete(vfs: int, name: int, sync_dir: int) -> int:
-    try:
-        rc = _SHIM._real_delete(_SHIM._real_vfs_addr, name, sync_dir)
-        if rc == c.SQLITE_OK and _SHIM.recorders:
-            path = os.path.realpath(os.fsdecode(ctypes.string_at(name)))
-            for recorder in _SHIM.recorders:
-                recorder.on_delete(path)
+    def _x_open(vfs: int, name: int | None, file_ptr: int, flags: int, out_flags: Any) -> int:
+        try:
+            rc = shim._real_open(shim._real_vfs_addr, name, file_ptr, flags, out_flags)
+        except BaseException:
+            return 14  # SQLITE_CANTOPEN
+        try:
+            shim._on_open(file_ptr, name, flags)
+        except BaseException:
+            pass  # the file stays unwrapped but usable
         return rc
-    except BaseException:
-        return 2570  # SQLITE_IOERR_DELETE
+
+    def _x_delete(vfs: int, name: int, sync_dir: int) -> int:
+        try:
+            rc = shim._real_delete(shim._real_vfs_addr, name, sync_dir)
+            if rc == c.SQLITE_OK and shim.recorders:
+                path = os.path.realpath(os.fsdecode(ctypes.string_at(name)))
+                for recorder in shim.recorders:
+                    recorder.on_delete(path)
+            return rc
+        except BaseException:
+            return 2570  # SQLITE_IOERR_DELETE
+
+    def _x_close(ptr: int) -> int:
+        try:
+            f = _file(ptr)
+            rc = f.real.close(ptr)
+            shim._on_close(f)
+            return rc
+        except BaseException:
+            return 4106  # SQLITE_IOERR_CLOSE
+
+    def _x_read(ptr: int, buf: int, amount: int, offset: int) -> int:
+        try:
+            f = _file(ptr)
+            f.counts["read"] += 1
+            if shim.rules:
+                error = shim._check(f, "read", offset, amount)
+                if error == "short_read":
+                    rc = f.real.read(ptr, buf, amount, offset)
+                    keep = amount // 2
+                    ctypes.memset(buf + keep, 0, amount - keep)
+                    return c.SQLITE_IOERR_SHORT_READ if rc in (c.SQLITE_OK, c.SQLITE_IOERR_SHORT_READ) else rc
+                if error is not None:
+                    return error_code(error, "read")
+            return f.real.read(ptr, buf, amount, offset)
+        except BaseException:
+            return c.SQLITE_IOERR_READ
+
+    def _x_write(ptr: int, buf: int, amount: int, offset: int) -> int:
+        try:
+            f = _file(ptr)
+            f.counts["write"] += 1
+            if shim.rules:
+                error = shim._check(f, "write", offset, amount)
+                if error is not None:
+                    return error_code(error, "write")
+            for recorder in shim.recorders:
+                recorder.before_write(f, offset, amount)
+            return f.real.write(ptr, buf, amount, offset)
+        except BaseException:
+            return c.SQLITE_IOERR_WRITE
+
+    def _x_truncate(ptr: int, size: int) -> int:
+        try:
+            f = _file(ptr)
+            f.counts["truncate"] += 1
+            if shim.rules:
+                error = shim._check(f, "truncate", size)
+                if error is not None:
+                    return error_code(error, "truncate")
+            for recorder in shim.recorders:
+                recorder.before_truncate(f, size)
+            return f.real.truncate(ptr, size)
+        except BaseException:
+            return c.SQLITE_IOERR_TRUNCATE
+
+    def _x_sync(ptr: int, flags: int) -> int:
+        try:
+            f = _file(ptr)
+            f.counts["sync"] += 1
+            for recorder in shim.recorders:
+                if recorder.crash_point(f):
+                    return c.SQLITE_IOERR_FSYNC
+            if shim.rules:
+                error = shim._check(f, "sync")
+                if error is not None:
+                    return error_code(error, "sync")
+            rc = f.real.sync(ptr, flags)
+            if rc == c.SQLITE_OK:
+                for recorder in shim.recorders:
+                    recorder.after_sync(f)
+            return rc
+        except BaseException:
+            return c.SQLITE_IOERR_FSYNC
+
+    def _x_file_size(ptr: int, out: Any) -> int:
+        try:
+            f = _file(ptr)
+            f.counts["size"] += 1
+            if shim.rules:
+                error = shim._check(f, "size")
+                if error is not None:
+                    return error_code(error, "size")
+            return f.real.size(ptr, out)
+        except BaseException:
+            return c.SQLITE_IOERR_FSTAT
+
+    def _x_lock(ptr: int, level: int) -> int:
+        try:
+            f = _file(ptr)
+            f.counts["lock"] += 1
+            if shim.rules:
+                error = shim._check(f, "lock")
+                if error is not None:
+                    return error_code(error, "lock")
+            return f.real.lock(ptr, level)
+        except BaseException:
+            return c.SQLITE_IOERR_LOCK
+
+    def _x_unlock(ptr: int, level: int) -> int:
+        try:
+            f = _file(ptr)
+            f.counts["unlock"] += 1
+            if shim.rules:
+                error = shim._check(f, "unlock")
+                if error is not None:
+                    return error_code(error, "unlock")
+            return f.real.unlock(ptr, level)
+        except BaseException:
+            return c.SQLITE_IOERR_UNLOCK
+
+    def _x_check_lock(ptr: int, out: Any) -> int:
+        try:
+            f = _file(ptr)
+            f.counts["check_lock"] += 1
+            if shim.rules:
+                error = shim._check(f, "check_lock")
+                if error is not None:
+                    return error_code(error, "check_lock")
+            return f.real.check_lock(ptr, out)
+        except BaseException:
+            return c.SQLITE_IOERR_CHECKRESERVEDLOCK
+
+    io_callbacks = {
+        "xClose": c.X_CLOSE(_x_close),
+        "xRead": c.X_READ(_x_read),
+        "xWrite": c.X_WRITE(_x_write),
+        "xTruncate": c.X_TRUNCATE(_x_truncate),
+        "xSync": c.X_SYNC(_x_sync),
+        "xFileSize": c.X_FILE_SIZE(_x_file_size),
+        "xLock": c.X_LOCK(_x_lock),
+        "xUnlock": c.X_UNLOCK(_x_unlock),
+        "xCheckReservedLock": c.X_CHECK_RESERVED(_x_check_lock),
+    }
+    return c.X_OPEN(_x_open), c.X_DELETE(_x_delete), io_callbacks
 
 
-def _x_close(ptr: int) -> int:
-    try:
-        f = _file(ptr)
-        rc = f.real.close(ptr)
-        _SHIM._on_close(f)
-        return rc
-    except BaseException:
-        return 4106  # SQLITE_IOERR_CLOSE
-
-
-def _x_read(ptr: int, buf: int, amount: int, offset: int) -> int:
-    try:
-        f = _file(ptr)
-        f.counts["read"] += 1
-        if _SHIM.rules:
-            error = _SHIM._check(f, "read", offset, amount)
-            if error == "short_read":
-                rc = f.real.read(ptr, buf, amount, offset)
-                keep = amount // 2
-                ctypes.memset(buf + keep, 0, amount - keep)
-                return c.SQLITE_IOERR_SHORT_READ if rc in (c.SQLITE_OK, c.SQLITE_IOERR_SHORT_READ) else rc
-            if error is not None:
-                return error_code(error, "read")
-        return f.real.read(ptr, buf, amount, offset)
-    except BaseException:
-        return c.SQLITE_IOERR_READ
-
-
-def _x_write(ptr: int, buf: int, amount: int, offset: int) -> int:
-    try:
-        f = _file(ptr)
-        f.counts["write"] += 1
-        if _SHIM.rules:
-            error = _SHIM._check(f, "write", offset, amount)
-            if error is not None:
-                return error_code(error, "write")
-        for recorder in _SHIM.recorders:
-            recorder.before_write(f, offset, amount)
-        return f.real.write(ptr, buf, amount, offset)
-    except BaseException:
-        return c.SQLITE_IOERR_WRITE
-
-
-def _x_truncate(ptr: int, size: int) -> int:
-    try:
-        f = _file(ptr)
-        f.counts["truncate"] += 1
-        if _SHIM.rules:
-            error = _SHIM._check(f, "truncate", size)
-            if error is not None:
-                return error_code(error, "truncate")
-        for recorder in _SHIM.recorders:
-            recorder.before_truncate(f, size)
-        return f.real.truncate(ptr, size)
-    except BaseException:
-        return c.SQLITE_IOERR_TRUNCATE
-
-
-def _x_sync(ptr: int, flags: int) -> int:
-    try:
-        f = _file(ptr)
-        f.counts["sync"] += 1
-        for recorder in _SHIM.recorders:
-            if recorder.crash_point(f):
-                return c.SQLITE_IOERR_FSYNC
-        if _SHIM.rules:
-            error = _SHIM._check(f, "sync")
-            if error is not None:
-                return error_code(error, "sync")
-        rc = f.real.sync(ptr, flags)
-        if rc == c.SQLITE_OK:
-            for recorder in _SHIM.recorders:
-                recorder.after_sync(f)
-        return rc
-    except BaseException:
-        return c.SQLITE_IOERR_FSYNC
-
-
-def _x_file_size(ptr: int, out: Any) -> int:
-    try:
-        f = _file(ptr)
-        f.counts["size"] += 1
-        if _SHIM.rules:
-            error = _SHIM._check(f, "size")
-            if error is not None:
-                return error_code(error, "size")
-        return f.real.size(ptr, out)
-    except BaseException:
-        return c.SQLITE_IOERR_FSTAT
-
-
-def _x_lock(ptr: int, level: int) -> int:
-    try:
-        f = _file(ptr)
-        f.counts["lock"] += 1
-        if _SHIM.rules:
-            error = _SHIM._check(f, "lock")
-            if error is not None:
-                return error_code(error, "lock")
-        return f.real.lock(ptr, level)
-    except BaseException:
-        return c.SQLITE_IOERR_LOCK
-
-
-def _x_unlock(ptr: int, level: int) -> int:
-    try:
-        f = _file(ptr)
-        f.counts["unlock"] += 1
-        if _SHIM.rules:
-            error = _SHIM._check(f, "unlock")
-            if error is not None:
-                return error_code(error, "unlock")
-        return f.real.unlock(ptr, level)
-    except BaseException:
-        return c.SQLITE_IOERR_UNLOCK
-
-
-def _x_check_lock(ptr: int, out: Any) -> int:
-    try:
-        f = _file(ptr)
-        f.counts["check_lock"] += 1
-        if _SHIM.rules:
-            error = _SHIM._check(f, "check_lock")
-            if error is not None:
-                return error_code(error, "check_lock")
-        return f.real.check_lock(ptr, out)
-    except BaseException:
-        return c.SQLITE_IOERR_CHECKRESERVEDLOCK
-
-
-# The callback objects live as long as the module (and the module as long as the process): SQLite
-# may call them until every wrapped file is closed or restored at exit.
-_X_OPEN = c.X_OPEN(_x_open)
-_X_DELETE = c.X_DELETE(_x_delete)
-_IO_CALLBACKS = {
-    "xClose": c.X_CLOSE(_x_close),
-    "xRead": c.X_READ(_x_read),
-    "xWrite": c.X_WRITE(_x_write),
-    "xTruncate": c.X_TRUNCATE(_x_truncate),
-    "xSync": c.X_SYNC(_x_sync),
-    "xFileSize": c.X_FILE_SIZE(_x_file_size),
-    "xLock": c.X_LOCK(_x_lock),
-    "xUnlock": c.X_UNLOCK(_x_unlock),
-    "xCheckReservedLock": c.X_CHECK_RESERVED(_x_check_lock),
-}
+#: The stdlib's shim (made once the callbacks above exist).
+_SHIM = Shim()

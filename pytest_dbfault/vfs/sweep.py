@@ -6,7 +6,8 @@ I/O call fails, N = 1, 2, ... until ``fn`` completes without reaching N; each N 
 cut just before sync N+1, N = 0, 1, ..., and the surviving files (unsynced writes dropped, or
 torn) are checked instead. After every run:
 
-- ``fn`` either returned or raised an error ``allowed`` accepts (default: any ``sqlite3.Error``);
+- ``fn`` either returned or raised an error ``allowed`` accepts (default: any ``sqlite3.Error``, or the
+  ``Error`` of the build ``$DBFAULT_SQLITE_MODULE`` names);
 - ``PRAGMA integrity_check`` is ``ok`` after reopening;
 - the state ``check(conn)`` reads equals the state before ``fn`` or after a fault-free run of
   ``fn`` — never something in between; and if ``fn`` returned normally, it equals "after".
@@ -20,7 +21,9 @@ Example::
     result = sweep(add_order, "shop.db")
     assert result.ok, result.summary()
 
-Each failure names the fault, N and mode that reproduce it with :func:`run_once`.
+Each failure names the fault, N and mode that reproduce it with :func:`run_once`. The faults act on the
+SQLite build ``$DBFAULT_SQLITE_MODULE`` names (the stdlib's when unset), as every fault given a bare
+path: ``fn`` must open its connections with that build, and the checks read the copies with it.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from ..faults.registry import make_fault
+from ..faults.target import path_module
 from .errors import VfsUnavailable, VfsUsageError
 from .faults import PowerLossFault, RuleFault
 from .powerloss import copy_database
@@ -123,8 +127,8 @@ def table_contents(conn: sqlite3.Connection) -> tuple[tuple[str, tuple[str, ...]
 
 
 def any_sqlite_error(exc: BaseException) -> bool:
-    """The default ``allowed`` predicate: any ``sqlite3.Error`` is an acceptable outcome."""
-    return isinstance(exc, sqlite3.Error)
+    """The default ``allowed`` predicate: any ``sqlite3.Error`` (or the swept build's) is an acceptable outcome."""
+    return isinstance(exc, (sqlite3.Error, path_module().Error))
 
 
 def sweep(
@@ -148,7 +152,7 @@ def sweep(
     :param max_n: stop a fault's sweep there even if ``fn`` still reaches the fault.
     :param work_dir: where the copies go (default: a temporary directory, removed afterwards).
     """
-    ok, reason = vfs_available()
+    ok, reason = vfs_available(path_module())
     if not ok:
         raise VfsUnavailable(reason)
     faults = tuple(faults)
@@ -197,7 +201,7 @@ def run_once(
     _check_fault(fault)
     if mode not in _default_modes(fault):
         raise VfsUsageError(f"run_once: mode {mode!r} does not apply to {fault}; use {_default_modes(fault)}")
-    ok, reason = vfs_available()
+    ok, reason = vfs_available(path_module())
     if not ok:
         raise VfsUnavailable(reason)
     root = Path(work_dir or tempfile.mkdtemp(prefix="dbfault-run-"))
@@ -220,7 +224,7 @@ def _reference_states(fn: Callable[[str], object], db_path: Any, check: State | 
     """The state before ``fn`` and after a fault-free run of it."""
     copy = copy_database(db_path, root / "reference")
     before = _read_state(copy, check)
-    with get_shim().installed():
+    with get_shim(path_module()).installed():
         try:
             fn(copy)
         except Exception as exc:
@@ -234,7 +238,7 @@ def _reference_states(fn: Callable[[str], object], db_path: Any, check: State | 
 def _run(fn: Callable[[str], object], db_path: Any, fault: str, n: int, mode: str, check: State | None,
          allowed: Callable[[BaseException], bool], before: Any, after: Any, root: Path) -> SweepRun:
     copy = copy_database(db_path, root / f"{fault}-{n}-{mode}")
-    shim = get_shim()
+    shim = get_shim(path_module())
     error: str | None = None
     problems: list[str] = []
     with shim.installed():
@@ -287,14 +291,15 @@ def _close_leaked_connections(path: str) -> None:
     # A full collection costs milliseconds in a big test process: only pay it when a connection
     # fn left behind (in a traceback, a cycle...) still holds the database open.
     paths = family_paths(path)
-    if any(f.path in paths for f in get_shim().open_files()):
+    if any(f.path in paths for f in get_shim(path_module()).open_files()):
         gc.collect()
 
 
 def _verify(path: str, check: State | None, before: Any, after: Any, succeeded: bool) -> list[str]:
     problems: list[str] = []
+    module = path_module()  # the swept build: another copy of SQLite would not see its files' state the same way
     try:
-        with contextlib.closing(sqlite3.connect(path)) as conn:
+        with contextlib.closing(module.connect(path)) as conn:
             rows = [r[0] for r in conn.execute("PRAGMA integrity_check")]
             if rows != ["ok"]:
                 problems.append(f"integrity_check: {'; '.join(map(str, rows[:5]))}")
@@ -305,7 +310,7 @@ def _verify(path: str, check: State | None, before: Any, after: Any, succeeded: 
                                     f"({_short(state)})")
                 elif state != before and state != after:
                     problems.append(f"state is neither before nor after (not atomic): {_short(state)}")
-    except sqlite3.Error as exc:
+    except module.Error as exc:
         problems.append(f"reopening failed: {type(exc).__name__}: {exc}")
     return problems
 
@@ -313,7 +318,7 @@ def _verify(path: str, check: State | None, before: Any, after: Any, succeeded: 
 def _read_state(path: str, check: State | None) -> Any:
     if check is None:
         return None
-    with contextlib.closing(sqlite3.connect(path)) as conn:
+    with contextlib.closing(path_module().connect(path)) as conn:
         return check(conn)
 
 

@@ -9,6 +9,7 @@ the cell of the matrix the check fills is shown to be able to fail.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -22,12 +23,13 @@ from bite_settings import bite_settings, first_violation
 from hypothesis import settings
 
 from pytest_dbfault.machines import run_machine
-from pytest_dbfault.machines.cells import ROUND_FAMILIES, UnderFaultMachine
+from pytest_dbfault.machines.cells import ROUND_FAMILIES, VFS_KINDS, UnderFaultMachine
 from pytest_dbfault.stats import property_id
-from reliability import DatabaseError, DatabaseManager
+from pytest_dbfault.vfs import vfs_available
+from reliability import DatabaseError, DatabaseManager, RetryPolicy
 from reliability.errors import ErrorKind
 from reliability.observers import Observer
-from reliability.schema import MigrationResult, applied_versions
+from reliability.schema import MigrationResult, SchemaReport, applied_versions
 
 BITE = bite_settings(max_examples=30, steps=10)
 
@@ -89,6 +91,120 @@ def backup_without_copy_check(config: Any) -> DatabaseManager:
     return DatabaseManager(config)
 
 
+class StampsValidatedVersion(DatabaseManager):
+    """Validation that also stamps the validated version into ``PRAGMA user_version`` (a write inside an
+    inspection) and reports a failed stamp as a schema problem: under another writer's lock an intact
+    schema is condemned (P3)."""
+
+    def validate_schema(self, migrations: Any = None) -> SchemaReport:
+        report = super().validate_schema(migrations)
+        try:
+            with self._lock:
+                self.connection.execute(f"PRAGMA user_version = {int(report.current_version)}")
+        except Exception as exc:  # noqa: BLE001  the planted defect: any failure condemns the schema
+            return dataclasses.replace(report, ok=False,
+                                       problems=[*report.problems, f"cannot stamp the schema version: {exc}"])
+        return report
+
+
+class SchemaDistrustedWhenDamaged(DatabaseManager):
+    """Validation reading the wrong field: once the monitor marked the file damaged, the schema is called
+    untrusted, though the schema's own pages are intact (P3 under corruption of a table's pages)."""
+
+    def validate_schema(self, migrations: Any = None) -> SchemaReport:
+        report = super().validate_schema(migrations)
+        if self.monitor.integrity_ok is False:
+            return dataclasses.replace(report, ok=False, problems=[
+                *report.problems, "the schema is not verified: the last integrity check failed"])
+        return report
+
+
+class FailedBackupCleansUpNewest(DatabaseManager):
+    """A failed backup "removes its partial copy" by deleting the newest backup listed, which is the last
+    good one (P12: a failed backup takes a verified one with it)."""
+
+    def backup(self) -> Any:
+        try:
+            return super().backup()
+        except DatabaseError:
+            listed = self.backups()
+            if listed:
+                Path(listed[0].path).unlink(missing_ok=True)
+                Path(f"{listed[0].path}.json").unlink(missing_ok=True)
+            raise
+
+
+def journal_failures_unrecorded(config: Any) -> DatabaseManager:
+    """The redo journal logs a failed write but never records it: health stays healthy while commits
+    go unjournaled (P10 under file_full)."""
+    import reliability.redo as redo
+
+    def fail(self: Any, why: str) -> None:
+        redo.log.error("%s", why)
+
+    redo.RedoJournal._fail = fail  # type: ignore[method-assign]
+    return DatabaseManager(config)
+
+
+def io_errors_not_retried(config: Any) -> DatabaseManager:
+    """An I/O error mapped to the full-disk action (degrade) instead of a reconnect: a one-off I/O error is
+    never retried (P1 under io_error)."""
+    import reliability.errors as errors
+
+    info = errors.KIND_INFO[ErrorKind.IOERR]
+    errors.KIND_INFO[ErrorKind.IOERR] = dataclasses.replace(info, action=errors.RecoveryAction.DEGRADE)
+    return DatabaseManager(config)
+
+
+class RaisesFirstError(RetryPolicy):
+    """Remembers the first failure and raises it even when a retry succeeded: a stored write is reported
+    failed (P6 under io_error: the file holds a write that was never acknowledged)."""
+
+    def call(self, fn: Callable[[], Any], **kwargs: Any) -> Any:
+        failures: list[BaseException] = []
+
+        def attempt() -> Any:
+            try:
+                return fn()
+            except BaseException as exc:
+                failures.append(exc)
+                raise
+
+        result = super().call(attempt, **kwargs)
+        if failures:
+            raise failures[0]
+        return result
+
+
+def raises_first_error_runtime(config: Any) -> DatabaseManager:
+    return DatabaseManager(config, policy=RaisesFirstError.from_config(config))
+
+
+#: The kinds a too-broad ``except`` below takes for "another writer is busy".
+BUSY_KINDS = (ErrorKind.BUSY, ErrorKind.BUSY_SNAPSHOT, ErrorKind.LOCKED)
+
+
+class SwallowsBusyErrors(DatabaseManager):
+    """A too-broad ``except``: a write or transaction that failed busy returns as if it succeeded ("another
+    writer is at it") — acknowledged, not stored (P6 under busy_snapshot and busy_commit)."""
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        try:
+            return super().execute(sql, params)
+        except DatabaseError as err:
+            if err.kind in BUSY_KINDS:
+                return None
+            raise
+
+    def run_in_transaction(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().run_in_transaction(fn, *args, **kwargs)
+        except DatabaseError as err:
+            if err.kind in BUSY_KINDS:
+                return None
+            raise
+
+
 def _bite_module() -> Any:
     sys.path.insert(0, str(Path(__file__).parent))
     import test_machines_bite
@@ -111,6 +227,8 @@ CASES: list[tuple[int, str, Callable[[Any], Any]]] = [
     (1, "corrupt", RefusesReadsOnceDegraded),
     (3, "locked", _from_bite("TrustingValidator")),
     (3, "corrupt", _from_bite("TrustingValidator")),
+    (3, "locked", StampsValidatedVersion),  # the other branch: an intact schema is not condemned
+    (3, "corrupt", SchemaDistrustedWhenDamaged),
     (4, "locked", SwallowsMigrationErrors),
     (5, "disk_full", _from_bite("MigratesWithoutTransaction")),
     (6, "disk_full", BeginlessTransactions),
@@ -120,6 +238,7 @@ CASES: list[tuple[int, str, Callable[[Any], Any]]] = [
     (11, "corrupt", _from_bite("BlindIntegrityCheck")),
     (12, "corrupt", backup_without_copy_check),
     (12, "locked", _from_bite("UnverifiedBackup")),
+    (12, "corrupt", FailedBackupCleansUpNewest),  # a failed backup removes no good one
     (13, "locked", BusyMeansCorrupt),
     (13, "corrupt", _from_bite("RestoreWithoutReplay")),
     (16, "disk_full", _from_bite("IgnoresReload")),
@@ -128,7 +247,25 @@ CASES: list[tuple[int, str, Callable[[Any], Any]]] = [
     (7, "busy_commit", _from_bite("NoRollback")),
     (11, "short_read", _from_bite("BlindIntegrityCheck")),
     (14, "enospc", _from_bite("NoContinuity")),
+    (10, "short_read", _from_bite("HealthyWhenCorrupt")),
+    (10, "file_full", journal_failures_unrecorded),
+    (1, "io_error", io_errors_not_retried),
+    (6, "io_error", raises_first_error_runtime),
+    (1, "busy_snapshot", RefusesReadsOnceDegraded),
+    (6, "busy_snapshot", SwallowsBusyErrors),
+    (1, "busy_commit", _from_bite("gives_up_early_runtime")),
+    (6, "busy_commit", SwallowsBusyErrors),
 ]
+
+
+def _skip_without_shim(family: str) -> None:
+    """Skip a case of a kind made by the VFS shim where the shim cannot live in the runtime's SQLite build."""
+    module = os.environ.get("RELIABILITY_SQLITE_MODULE", "").strip() or "sqlite3"
+    if family in VFS_KINDS:
+        ok, reason = vfs_available(module)
+        if not ok:
+            pytest.skip(f"{family} is made by the VFS shim, which cannot be registered in the SQLite of {module} "
+                        f"(the runtime's build): {reason}")
 
 
 def _case_id(case: tuple[int, str, Callable[[Any], Any]]) -> str:
@@ -138,12 +275,7 @@ def _case_id(case: tuple[int, str, Callable[[Any], Any]]) -> str:
 @pytest.mark.parametrize("index", range(len(CASES)), ids=[_case_id(c) for c in CASES])
 def test_the_check_under_the_fault_bites(index: int, tmp_path: Any) -> None:
     number, family, _ = CASES[index]
-    module = os.environ.get("RELIABILITY_SQLITE_MODULE", "").strip() or "sqlite3"
-    if module != "sqlite3" and family in ("enospc", "io_error", "short_read"):
-        pytest.skip(f"{family} is made by the VFS shim, which lives in the stdlib's SQLite; this runtime uses {module}")
-    if module != "sqlite3" and family == "busy_commit":
-        pytest.xfail(f"under {module} the planted NoRollback runtime lets a raw 'database is locked' escape the "
-                     "machine instead of a P7 violation (not yet explained, #14)")
+    _skip_without_shim(family)
     # A fresh interpreter per case, as in test_machines_bite.py (a defect may patch a module).
     code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
             f"import test_cells_bite as b; b.run_case({index}, {str(tmp_path)!r})")
@@ -157,11 +289,34 @@ def test_the_check_under_the_fault_bites(index: int, tmp_path: Any) -> None:
                                                                      f"{family}: {first}"
 
 
-def run_case(index: int, base_dir: str) -> None:
+#: every family (or kind) a case above narrows the rounds to, with the properties its cases enforce
+FAMILIES_OF_CASES: dict[str, set[int]] = {}
+for _number, _family, _broken in CASES:
+    FAMILIES_OF_CASES.setdefault(_family, set()).add(_number)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES_OF_CASES))
+def test_the_unplanted_runtime_passes_the_same_checks(family: str, tmp_path: Any) -> None:
+    """The same narrowed machine, with the same properties enforced, finds nothing in the runtime as
+    shipped: the bites above are the planted defects', not the checks' own."""
+    _skip_without_shim(family)
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            f"import test_cells_bite as b; b.run_case(None, {str(tmp_path)!r}, family={family!r})")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[:1] == ["no violation found"], out.stdout[-2000:]
+
+
+def run_case(index: int | None, base_dir: str, family: str = "") -> None:
     """Run one case; print what Hypothesis found (used by the test above, in a subprocess)."""
     import logging
 
-    number, family, broken = CASES[index]
+    if index is None:  # the runtime as shipped, every property of the family's cases enforced
+        enforce, broken = FAMILIES_OF_CASES[family], DatabaseManager
+        number = 12 if 12 in enforce else 0
+    else:
+        number, family, broken = CASES[index]
+        enforce = {number}
     logging.getLogger("reliability").propagate = False
     if family in ROUND_FAMILIES:
         narrowed = {"round_families": (family,), "other_kinds": ()}
@@ -172,6 +327,9 @@ def run_case(index: int, base_dir: str) -> None:
     machine = type(f"UnderFault_{family}", (UnderFaultMachine,), narrowed)
     # (A backup missing the last row shows only once rows exist: P12 gets more examples to meet that.)
     chosen = settings(BITE, max_examples=80) if number == 12 else BITE
+    if index is None:
+        # (A sanity run, not a search: the main job runs this machine on the shipped runtime at length.)
+        chosen = settings(BITE, max_examples=8)
     found = first_violation(lambda: run_machine(machine, broken, settings_=chosen, base_dir=base_dir,
-                                                enforce={number}))
+                                                enforce=enforce))
     print(found or "no violation found")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_dbfault.faults.target import MODULE_ENV
 from pytest_dbfault.vfs import Shim, get_shim, vfs_available
 
 
@@ -33,11 +34,14 @@ def needs_vfs() -> None:
 
 
 @pytest.fixture
-def runtime_through_vfs(needs_vfs: None) -> None:
-    """Skip where the runtime uses another SQLite build than the stdlib's, in which the shim is registered."""
+def runtime_through_vfs(needs_vfs: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The VFS faults of the test go into the runtime's SQLite build (``RELIABILITY_SQLITE_MODULE``): faults at a
+    bare path act on the build ``DBFAULT_SQLITE_MODULE`` names. Skips where the shim cannot live in that build."""
     module = os.environ.get("RELIABILITY_SQLITE_MODULE", "").strip() or "sqlite3"
-    if module != "sqlite3":
-        pytest.skip(f"the VFS shim lives in the stdlib's SQLite; this runtime uses {module}, whose files it never sees")
+    ok, reason = vfs_available(module)
+    if not ok:
+        pytest.skip(f"the VFS shim cannot be registered in the SQLite of {module} (the runtime's build): {reason}")
+    monkeypatch.setenv(MODULE_ENV, module)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import logging
 
 import pytest
 from redo_worker import config
+from runtime_helpers import SQLITE_MODULE_NAME
 
 from pytest_dbfault.faults import make_fault
 from pytest_dbfault.vfs.faults import IoErrorFault
@@ -20,7 +21,9 @@ from reliability.redo import read_journal
 
 @pytest.fixture
 def normal(tmp_path):
-    db = DatabaseManager(config(str(tmp_path / "app.db")).replace(synchronous="NORMAL", retry_attempts=1))
+    # (On the build the tox cell names, as runtime_through_vfs expects: the faults go into that build's SQLite.)
+    db = DatabaseManager(config(str(tmp_path / "app.db")).replace(synchronous="NORMAL", retry_attempts=1,
+                                                                  sqlite_module=SQLITE_MODULE_NAME))
     db.execute("CREATE TABLE t (x INTEGER)")
     db.execute("INSERT INTO t VALUES (1)")
     yield db
