@@ -34,10 +34,14 @@ class DegradationMixin(Workload):
             self.register_commands()
 
     def register_commands(self) -> None:
+        from reliability import admin
         from reliability.degraded import Needs
 
         commands = self.db.commands
         commands.recheck_interval = 0.0  # probe on every command: no wall-clock waits in the machine
+        # As an application with audited writes does: a replay then reconciles the audit fallback first
+        # (``audit_first``), the path where an outage's entries can be lost (issue #15).
+        admin.register(self.db)
         commands.register("greet", Needs.NONE, lambda db, name: f"hello {name}")
         commands.register("lookup", Needs.READ,
                           lambda db, key: (db.fetch_one("SELECT v FROM kv WHERE k = ?", (key,)) or [None])[0])

@@ -47,6 +47,9 @@ from .queue import QueuedWrite, QueueFullError, ReplayReport, WriteQueue
 
 log = logging.getLogger("reliability.degraded")
 
+#: Errors that say the file itself is damaged (not merely out of reach).
+DAMAGE_KINDS = frozenset((ErrorKind.CORRUPT, ErrorKind.NOTADB))
+
 APPLIED_TABLE_SQL = (
     "CREATE TABLE IF NOT EXISTS reliability_applied_writes ("
     "key TEXT PRIMARY KEY, command TEXT NOT NULL, applied_at REAL NOT NULL)"
@@ -176,6 +179,9 @@ class CommandRegistry(Observer):
         #: Reconcile the audit fallback before a replay, so entries written during the outage precede
         #: those the replayed writes add (the admin commands turn it on: their writes are audited).
         self.audit_first = False
+        #: True from an error saying the file is damaged until a quick_check passes: while it is, a replay
+        #: with ``audit_first`` leaves the audit fallback where it is (see :meth:`replay`).
+        self._damaged = False
         self._commands: dict[str, Command] = {}
         self._last_probe = float("-inf")
 
@@ -397,7 +403,20 @@ class CommandRegistry(Observer):
         if self.fault is None:
             log.warning("database unavailable (%s): serving what does not need it, queueing writes", kind)
         self.fault = kind
+        if kind in DAMAGE_KINDS:
+            self._damaged = True
         self._last_probe = time.monotonic()
+
+    def _still_damaged(self) -> str | None:
+        """After an error said the file is damaged: None once ``PRAGMA quick_check`` passes, else why not."""
+        try:
+            row = self.app.fetch_one("PRAGMA quick_check")
+        except DatabaseError as err:  # (a lock keeps the check out: not known sound, so it waits as well)
+            return f"not checked: {err.kind}"
+        if row is None or row[0] != "ok":
+            return f"quick_check: {row[0] if row else 'no answer'}"
+        self._damaged = False
+        return None
 
     # -- the executor's backlog port --------------------------------------------------------------
     def waiting(self) -> bool:
@@ -433,13 +452,23 @@ class CommandRegistry(Observer):
         (outside the runtime's lock, in the audit log's own lock order), so they precede those the
         replayed writes add; when they cannot, the replay waits too (the database is still
         unavailable: a replay would spend a second retry series on the same fault, and could not keep
-        that order).
+        that order). Nor when an error said the file is damaged and ``PRAGMA quick_check`` does not pass
+        yet: its intact tables would take the entries, and a recovery that restores a backup would drop
+        them with the file (without the redo journal), so they stay in the fallback until it is sound.
         Each write runs through ``parts.transact``: a replay never starts another.
         """
-        if len(self.queue) and self.audit_first and self.parts.audit.try_reconcile(self.parts.transact) is None:
-            kind = self.fault or ErrorKind.UNAVAILABLE
-            log.info("write queue not replayed: the audit fallback could not be saved first (%s)", kind)
-            return ReplayReport(0, 0, 0, len(self.queue), str(kind))
+        if len(self.queue) and self.audit_first:
+            # A file seen damaged may still take writes to its intact tables, but a recovery that restores
+            # a backup then drops them with it: entries safe in the fallback stay there until it is sound.
+            damaged = self._still_damaged() if self._damaged else None
+            if damaged is not None:
+                log.warning("write queue and audit fallback not replayed: the database was seen damaged and "
+                            "is not known sound yet (%s)", damaged)
+                return ReplayReport(0, 0, 0, len(self.queue), str(self.fault or ErrorKind.CORRUPT))
+            if self.parts.audit.try_reconcile(self.parts.transact) is None:
+                kind = self.fault or ErrorKind.UNAVAILABLE
+                log.info("write queue not replayed: the audit fallback could not be saved first (%s)", kind)
+                return ReplayReport(0, 0, 0, len(self.queue), str(kind))
         with self.parts.lock:
             return self._replay_locked()
 
