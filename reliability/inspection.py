@@ -91,9 +91,13 @@ class Inspector:
             raise DatabaseError(ErrorKind.CANTOPEN, f"{self.path!r} is not a database file",
                                 user_message=f"{self.path!r} is not a database file.")
         self._conn: Any = None
-        # Whether our open may create -wal/-shm that were not there (see the module docstring).
-        self._at_rest_wal = (_wal_header(self.path) and not os.path.exists(self.path + "-wal")
-                             and not os.path.exists(self.path + "-shm"))
+        # Whether our open may create -wal/-shm that were not there (see the module docstring). The
+        # header is read last, only for a file with no -wal/-shm: a plain read closes a descriptor of the
+        # file, and that drops every POSIX lock this process holds on it, so beside a live manager in this
+        # process (its WAL connection holds a SHARED lock) another process would take itself for the last
+        # user and checkpoint and delete the -wal under it.
+        self._at_rest_wal = (not os.path.exists(self.path + "-wal") and not os.path.exists(self.path + "-shm")
+                             and _wal_header(self.path))
         # A file (or folder) this process may not write: nobody here can add a WAL, and SQLite could
         # neither create the -wal/-shm it wants nor remove them (see the module docstring).
         self._immutable = self._at_rest_wal and not (

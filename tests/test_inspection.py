@@ -29,3 +29,30 @@ def test_the_inspector_reads_a_fresh_database_as_empty(tmp_path: Path) -> None:
     with Inspector(fast_config(tmp_path / "app.db")) as view:
         assert view.flags() == [] and view.audit_entries(5) == [] and view.audit.verify().ok
         assert view.health().healthy and view.check_integrity().ok
+
+
+def test_an_inspector_beside_a_live_manager_keeps_that_manager_s_locks(tmp_path: Path) -> None:
+    """Closing any descriptor of a file drops every POSIX lock this process holds on it: an inspector
+    opened in the process of a live manager must not read the database file with plain I/O, or another
+    process takes itself for the last user and checkpoints and deletes the -wal under the manager."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "app.db"
+    db = DatabaseManager(fast_config(path))
+    try:
+        db.execute("CREATE TABLE t (x)")
+        db.execute("INSERT INTO t VALUES (1)")
+        assert os.path.exists(f"{path}-wal")  # the manager's WAL connection holds a SHARED lock on the file
+        with Inspector(fast_config(path)) as view:
+            assert view.health() is not None
+        # Another process opens and closes the database: it finds the manager's lock, so it is not the
+        # last connection and leaves the -wal alone.
+        subprocess.run([sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+                        "c.execute('SELECT count(*) FROM sqlite_master').fetchall(); c.close()", str(path)],
+                       check=True)
+        assert os.path.exists(f"{path}-wal"), "the inspector dropped the manager's lock on the database file"
+        assert db.fetch_one("SELECT x FROM t") == (1,)
+    finally:
+        db.close()
