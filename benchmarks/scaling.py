@@ -207,28 +207,10 @@ def thread_times(wd: Path, n: int, rounds: int, inserts: int, *, peer: bool = Fa
 
 
 def thread_curve(wd: Path, counts: list[int], rounds: int, inserts: int) -> list[str]:
-    base = str(wd / "threads-base.db")
-    create_database(base, 2000)
     lines = [f"{'threads':>8}{'vs raw-shared':>15}{'vs raw-per-thread':>19}"]
     lines.append("-" * len(lines[0]))
-    rng = random.Random(3)
     for n in counts:
-        sides = {}
-        for name, make in SIDES.items():
-            path = str(wd / f"threads-{name}.db")
-            copy_database(base, path)
-            sides[name] = make(path, n)
-        times: dict[str, list[float]] = {name: [] for name in SIDES}
-        try:
-            for r in range(rounds):
-                works = [_writer_work(rng, inserts) for _ in range(n)]
-                names = list(SIDES)
-                order = names[r % len(names):] + names[:r % len(names)]  # rotate who goes first
-                for name in order:
-                    times[name].append(_run_threads(sides[name][0], works))
-        finally:
-            for run_close in sides.values():
-                run_close[1]()
+        times = thread_times(wd, n, rounds, inserts)
         vs_shared = statistics.median(a / b for a, b in zip(times["runtime"], times["raw-shared"], strict=True))
         vs_each = statistics.median(a / b for a, b in zip(times["runtime"], times["raw-per-thread"], strict=True))
         lines.append(f"{n:>8}{vs_shared:>14.3f}x{vs_each:>18.3f}x")

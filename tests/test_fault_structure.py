@@ -16,6 +16,7 @@ import inspect
 from pathlib import Path
 
 import pytest
+from import_graph import import_stem
 
 from pytest_dbfault import chaos
 from pytest_dbfault.coverage_faults import FaultContexts
@@ -61,11 +62,7 @@ def direct_fault_uses(source: str, module: str) -> list[str]:
         elif isinstance(node, ast.Import):
             found += [f"imports {a.name}" for a in node.names if a.name in homes]
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                stem = ".".join(base + ([node.module] if node.module else []))
-            else:
-                stem = node.module or ""
+            stem = import_stem(node, package)
             for alias in node.names:
                 if f"{stem}.{alias.name}" in homes:
                     found.append(f"imports {stem}.{alias.name}")

@@ -12,6 +12,7 @@ import ast
 from pathlib import Path
 
 import pytest
+from import_graph import imports_in
 
 ROOT = Path(__file__).resolve().parent.parent
 WINGS = ("reliability", "pytest_dbfault")
@@ -29,21 +30,7 @@ def module_name(path: Path) -> str:
 
 def imports_of(path: Path, name: str) -> set[str]:
     """Every module ``path`` imports (absolute names; ``from . import x`` resolved, submodules kept)."""
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - node.level + 1]
-                stem = ".".join(base + ([node.module] if node.module else []))
-            else:
-                stem = node.module or ""
-            found.add(stem)
-            found.update(f"{stem}.{alias.name}" for alias in node.names)
-    return found
+    return imports_in(path, name if path.name == "__init__.py" else name.rpartition(".")[0])
 
 
 def graph() -> dict[str, set[str]]:

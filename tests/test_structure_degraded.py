@@ -14,6 +14,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from import_graph import imports_in
+
 ROOT = Path(__file__).resolve().parent.parent
 DEGRADED = ROOT / "reliability" / "degraded"
 
@@ -30,19 +32,7 @@ def parse(path: Path) -> ast.Module:
 
 def imported_modules(path: Path, package: str) -> set[str]:
     """Absolute names of what ``path`` (a module of ``package``) imports, relative imports resolved."""
-    found: set[str] = set()
-    for node in ast.walk(parse(path)):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                stem = ".".join(base + ([node.module] if node.module else []))
-            else:
-                stem = node.module or ""
-            found.add(stem)
-            found.update(f"{stem}.{alias.name}" for alias in node.names)
-    return found
+    return imports_in(path, package)
 
 
 def method(path: Path, cls: str | None, name: str) -> ast.FunctionDef:
