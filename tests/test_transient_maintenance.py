@@ -238,3 +238,35 @@ def test_a_backup_unreadable_through_every_retry_is_reported(tmp_path, needs_vfs
         assert len(problems) == 1 and problems[0].startswith("quick_check failed") and problems[0].endswith("(ioerr)")
     finally:
         db.close()
+
+
+def test_a_file_installed_by_another_process_and_locked_while_checked_is_no_verdict(tmp_path: Path) -> None:
+    """Recovery waited for another process's install lock; the file that process installed is locked
+    beyond the policy while this one checks it: no claim that it was already recovered (recover as asked),
+    and nothing marks it damaged either."""
+    import os
+    import sqlite3
+
+    from reliability.durability.recovered_elsewhere import recovered_by_another
+
+    path = tmp_path / "app.db"
+    # Rollback-journal mode: an exclusive lock keeps readers out (in WAL mode a reader is never blocked).
+    db = DatabaseManager(fast_config(path, retry_attempts=1, journal_mode="DELETE"))
+    try:
+        db.execute("CREATE TABLE t (x)")
+        db.execute("INSERT INTO t VALUES (1)")
+        seen = db.connections.identity
+        installed = tmp_path / "installed.db"
+        src, dst = sqlite3.connect(path), sqlite3.connect(installed)
+        src.backup(dst)  # another process's restored copy: a sound file at another inode
+        src.close()
+        dst.close()
+        os.replace(installed, path)
+        parts = db.durability.parts
+        assert parts.connections.identity_at_path() != seen
+        with LockedFault(path, mode="exclusive"):
+            assert recovered_by_another(parts, parts.redo, seen) is None
+        assert parts.monitor.integrity_ok is not False  # a lock is no verdict on the file
+        assert recovered_by_another(parts, parts.redo, seen) is not None  # unlocked: seen as recovered
+    finally:
+        db.close()
