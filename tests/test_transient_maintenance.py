@@ -264,7 +264,7 @@ def test_a_file_installed_by_another_process_and_locked_while_checked_is_no_verd
         os.replace(installed, path)
         parts = db.durability.parts
         assert parts.connections.identity_at_path() != seen
-        with LockedFault(path, mode="exclusive"):
+        with LockedFault(db, mode="exclusive"):  # through the runtime's own build (pysqlite3 sees no other's)
             assert recovered_by_another(parts, parts.redo, seen) is None
         assert parts.monitor.integrity_ok is not False  # a lock is no verdict on the file
         assert recovered_by_another(parts, parts.redo, seen) is not None  # unlocked: seen as recovered

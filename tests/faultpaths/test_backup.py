@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from runtime_helpers import sqlite_module
 
 from pytest_dbfault.faults import CorruptFault, DisconnectFault
 from pytest_dbfault.vfs import vfs_available
@@ -31,10 +32,11 @@ def needs_vfs() -> None:
 
 def test_a_read_error_on_the_database_mid_backup_leaves_no_file_behind_and_says_why(tmp_path, needs_vfs):
     source_db(tmp_path / "app.db").close()
-    manager = BackupManager(tmp_path / "backups")
+    manager = BackupManager(tmp_path / "backups", module=sqlite_module())
     # Scoped to the database's files: a VFS fault on every file would also hit coverage's own data file.
     with IoErrorFault(tmp_path / "app.db", ops="read", nth=2, persistent=True):  # connect() reads once
-        src = sqlite3.connect(tmp_path / "app.db", isolation_level=None)  # opened while the disk fails
+        # The runtime's build: a VFS fault given a path is injected into that build's SQLite.
+        src = sqlite_module().connect(str(tmp_path / "app.db"), isolation_level=None)  # opened while the disk fails
         try:
             with pytest.raises(BackupError) as info:
                 manager.create(src, last_seq=3)
@@ -43,7 +45,7 @@ def test_a_read_error_on_the_database_mid_backup_leaves_no_file_behind_and_says_
     assert info.value.kind is ErrorKind.IOERR
     assert "failed: disk I/O error" in info.value.detail and manager.last_error == info.value.detail
     assert list((tmp_path / "backups").iterdir()) == []  # no copy, no journal, no manifest
-    src = sqlite3.connect(tmp_path / "app.db", isolation_level=None)
+    src = sqlite_module().connect(str(tmp_path / "app.db"), isolation_level=None)
     try:
         assert manager.create(src).verified and manager.last_error is None  # the disk reads again
     finally:
