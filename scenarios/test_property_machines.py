@@ -7,7 +7,7 @@
 The Hypothesis profile is chosen by :mod:`pytest_dbfault.profiles` (``--hypothesis-profile``,
 ``HYPOTHESIS_PROFILE``, a loaded profile, else ``dbfault`` or ``dbfault-ci`` on CI) and named in
 the header and the report. ``--hypothesis-seed`` is honoured (``--dbfault-seed`` seeds it) and a
-failure prints the shrunk steps and a ``@reproduce_failure`` blob.
+failure prints the shrunk steps and the ``DBFAULT_REPRODUCE=...`` setting that replays it.
 
 Each test records, for the report, the machine's name, the seed and the fault kinds it injected.
 """
@@ -21,7 +21,7 @@ import pytest
 from hypothesis import settings
 
 from pytest_dbfault import profiles
-from pytest_dbfault.machines import MACHINES, run_machine
+from pytest_dbfault.machines import MACHINES, REPRODUCE_ENV, run_machine
 from pytest_dbfault.stats import STATS
 
 
@@ -53,6 +53,10 @@ def test_property_machine(machine: str, request: pytest.FixtureRequest, tmp_path
         pytest.fail(str(exc), pytrace=False)
     # Faults aimed at a path open their helper connections with the runtime's SQLite build: two copies of
     # SQLite in one process do not see each other's POSIX locks.
+    wanted = os.environ.get(REPRODUCE_ENV, "").split()
+    if wanted and wanted[0] not in MACHINES:
+        pytest.fail(f"{REPRODUCE_ENV}: no machine named {wanted[0]!r}; machines: {', '.join(MACHINES)}",
+                    pytrace=False)
     module = os.environ.get("RELIABILITY_SQLITE_MODULE", "").strip()
     if module and not os.environ.get("DBFAULT_SQLITE_MODULE"):
         monkeypatch.setenv("DBFAULT_SQLITE_MODULE", module)

@@ -151,28 +151,81 @@ def shrink_limit(seconds: float) -> Iterator[None]:
         engine.MAX_SHRINKING_SECONDS, engine.report = old_limit, old_report
 
 
+#: ``DBFAULT_REPRODUCE="<machine> <hypothesis version> <blob>"`` replays one failing example of one machine.
+REPRODUCE_ENV = "DBFAULT_REPRODUCE"
+_HYPOTHESIS_HINT = "You can reproduce this test case by temporarily adding @reproduce_failure("
+
+
+def machine_name(machine: type[RuntimeMachine]) -> str:
+    """The machine's key in :data:`MACHINES` (its class name for a machine not listed there)."""
+    base = next((c for c in machine.__mro__ if c in MACHINES.values()), machine)
+    return next((k for k, v in MACHINES.items() if v is base), machine.__name__)
+
+
+def reproduce_from_env(machine: type[RuntimeMachine], bound: type[RuntimeMachine],
+                       env: Any = os.environ) -> type[RuntimeMachine]:
+    """``bound`` with Hypothesis' ``@reproduce_failure`` applied when :data:`REPRODUCE_ENV` names this machine.
+
+    Hypothesis' own hint ("add @reproduce_failure to your test function") cannot be followed for a machine
+    the plugin runs; this is the way to follow it. A malformed value is an error naming the variable; the
+    main job also refuses a machine name it does not run.
+    """
+    raw = env.get(REPRODUCE_ENV, "").strip()
+    if not raw:
+        return bound
+    parts = raw.split()
+    if len(parts) != 3:
+        raise ValueError(f"{REPRODUCE_ENV}={raw[:60]!r}: expected '<machine> <hypothesis version> <blob>', "
+                         f"machines: {', '.join(MACHINES)}")
+    name, version, blob = parts
+    if name != machine_name(machine):  # another machine's example (the main job runs them all)
+        return bound
+    from hypothesis import reproduce_failure
+
+    blob = blob[2:-1] if blob[:2] in ("b'", 'b"') else blob
+    return reproduce_failure(version, blob.encode())(bound)  # type: ignore[no-any-return]
+
+
+def _reword_hint(exc: BaseException, machine: type[RuntimeMachine]) -> None:
+    """Replace Hypothesis' decorator hint in the failure's notes by the command that replays the example."""
+    notes = getattr(exc, "__notes__", None)
+    if not isinstance(notes, list):
+        return
+    for i, note in enumerate(notes):
+        if not isinstance(note, str) or _HYPOTHESIS_HINT not in note:
+            continue
+        args = note.split("@reproduce_failure(", 1)[1].split(")", 1)[0]
+        version, _, blob = (a.strip().strip("'\"") for a in args.partition(","))
+        blob = blob.strip().removeprefix("b").strip("'\"")
+        notes[i] = (f"\nReplay this example: {REPRODUCE_ENV}=\"{machine_name(machine)} {version} {blob}\" "
+                    f"pytest --dbfault -k {machine_name(machine)} (or run_machine() with that variable set)")
+
+
 def run_machine(machine: type[RuntimeMachine], runtime_factory: RuntimeFactory | None = None, *,
                 settings_: settings | None = None, base_dir: str | None = None,
                 enforce: Iterable[int] | None = None) -> None:
     """Run ``machine`` against the runtime built by ``runtime_factory``; raises on a violation.
 
     A failing example shrinks for as long as the chosen profile allows (see
-    :func:`pytest_dbfault.profiles.shrink_seconds`; ``DBFAULT_SHRINK_SECONDS`` overrides it).
+    :func:`pytest_dbfault.profiles.shrink_seconds`; ``DBFAULT_SHRINK_SECONDS`` overrides it). Its failure
+    says how to replay it (:data:`REPRODUCE_ENV`).
     """
     from ..profiles import current_profile, shrink_seconds
 
-    bound = bind(machine, runtime_factory, base_dir, enforce)
+    bound = reproduce_from_env(machine, bind(machine, runtime_factory, base_dir, enforce))
     phases = (settings_ if settings_ is not None else settings.default).phases
-    if Phase.shrink not in phases:
-        run_state_machine_as_test(bound, settings=settings_)
-        return
     limit = shrink_seconds(current_profile()[0], SHRINK_SPENT[0], os.environ)
     t0 = time.perf_counter()
     try:
-        with shrink_limit(limit):
+        if Phase.shrink not in phases:
             run_state_machine_as_test(bound, settings=settings_)
-    except BaseException:
-        SHRINK_SPENT[0] += time.perf_counter() - t0
+        else:
+            with shrink_limit(limit):
+                run_state_machine_as_test(bound, settings=settings_)
+    except BaseException as exc:
+        if Phase.shrink in phases:
+            SHRINK_SPENT[0] += time.perf_counter() - t0
+        _reword_hint(exc, machine)
         raise
 
 
@@ -188,6 +241,7 @@ def test_case(machine: type[RuntimeMachine], runtime_factory: RuntimeFactory | N
 __all__ = [
     "APPLICABLE",
     "MACHINES",
+    "REPRODUCE_ENV",
     "PROPERTIES_BY_MACHINE",
     "AuditMachine",
     "BackupMachine",

@@ -51,6 +51,8 @@ class BackupMixin(Workload):
         super().after_start()
         self.snapshots: dict[str, tuple[dict[str, str], dict[int, list[tuple[int, int]]]]] = {}
         self.audit_snapshots: dict[str, list[str]] = {}
+        # The migration versions the file held when each backup was taken: restoring one takes the schema back.
+        self.version_snapshots: dict[str, list[int]] = {}
         self.taken: list[str] = []
         os.makedirs(os.path.join(self.dir, "scratch"), exist_ok=True)
 
@@ -59,6 +61,7 @@ class BackupMixin(Workload):
         # Audit entries live in the database too: restoring a backup takes the log back to it,
         # except entries still waiting in the fallback file, which is outside the database.
         self.audit_snapshots[str(info.path)] = self.stored_audit_ids()
+        self.version_snapshots[str(info.path)] = list(self.model.applied_versions)
 
     def stored_audit_ids(self) -> list[str]:
         with self.raw() as conn:
@@ -127,13 +130,19 @@ class BackupMixin(Workload):
         out = self.call(None, self.absorb, self.db.restore, path)
         self.check(12, out.ok, lambda: f"restoring {path} failed: {out.error!r}")
         kv, pairs = self.snapshots[path]
+        versions = self.version_snapshots.get(path)
+        shown = path
         try:
             same = self.stored_kv() == kv and self.stored_pairs() == pairs
+            if versions is not None and hasattr(self, "stored_versions"):
+                same = same and self.stored_versions() in (None, versions)
         except sqlite3.Error as exc:
             same = False
-            path = f"{path} (the restored file is unreadable: {exc})"
-        self.check(12, same, f"after restoring {path} the database is not the recorded state")
+            shown = f"{path} (the restored file is unreadable: {exc})"
+        self.check(12, same, f"after restoring {shown} the database is not the recorded state")
         self.model.kv, self.model.pairs = dict(kv), {k: list(v) for k, v in pairs.items()}
+        if versions is not None:
+            self.model.applied_versions = list(versions)  # the schema went back with the data
         self.audit_rewound = True
         waiting = set(self.fallback_ids()) if hasattr(self, "fallback_ids") else set()
         self.model.audit_ids = list(self.audit_snapshots[path]) + [

@@ -681,6 +681,7 @@ class CellsMixin(DegradationMixin, AuditMixin, HealthMixin, SchemaMixin, BackupM
         # As remember() does, but the audit log is read where the file is now (never at an empty path).
         self.snapshots[str(info.path)] = (dict(self.model.kv), {k: list(v) for k, v in self.model.pairs.items()})
         self.audit_snapshots[str(info.path)] = self.read_at(self.file_now(), audit_ids)
+        self.version_snapshots[str(info.path)] = list(self.model.applied_versions)
         self.taken.append(str(info.path))
 
     # -- P11 ------------------------------------------------------------------------------------------

@@ -75,3 +75,33 @@ def test_power_loss_undoes_a_rename_whose_directory_was_not_fsynced(tmp_path: An
             os.close(dfd)
     assert synced_view == {"app.db.redo": b"old"}
     assert model.durable_view() == {"app.db.redo": b"new"}
+
+
+class FirstBackup:
+    """Stands in for Hypothesis's ``data``: draws the oldest remembered backup."""
+
+    def __init__(self, machine: Any) -> None:
+        self.machine = machine
+
+    def draw(self, strategy: Any, label: str = "") -> Any:
+        return sorted(self.machine.snapshots)[0]
+
+
+def test_restoring_a_backup_takes_the_schema_model_back(tmp_path: Any) -> None:
+    """A backup taken before a migration, restored after it: the model's applied versions go back with the
+    file, so the next schema check does not report the migration the restore undid as missing (the py313
+    CI cell's false P3 violation, 2026-12-02)."""
+    machine = bind(MACHINES["under_fault"], base_dir=str(tmp_path))()
+    config = {k: v[0] for k, v in CONFIG_SPACE.items()} | {"redo_journal": False}
+    machine.start(random.Random(0), config, frozenset({"backup", "migrate", "schema_damage"}))
+    try:
+        machine.take_backup(False)
+        before = list(machine.model.applied_versions)
+        machine.add_migration("create", 3)
+        machine.migrate()
+        assert machine.model.applied_versions == [*before, len(machine.migrations)]
+        machine.restore_backup(FirstBackup(machine))
+        assert machine.model.applied_versions == before
+        machine.damage_schema_and_restart("unknown_version")  # raises AssertionError on a P3 violation
+    finally:
+        machine.teardown()

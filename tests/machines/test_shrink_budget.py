@@ -80,3 +80,28 @@ def test_bad_variable_fails_the_machine_with_its_name(monkeypatch: pytest.Monkey
     monkeypatch.setenv(profiles.SHRINK_ENV, "soon")
     with pytest.raises(profiles.ProfileError, match=profiles.SHRINK_ENV):
         run_machine(FailsAtThree, settings_=SHRINKING)  # type: ignore[arg-type]
+
+
+def test_a_failure_says_how_to_replay_it_and_the_setting_replays_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hypothesis' hint (decorate your test function) cannot be followed for a machine the plugin runs: the
+    failure names ``DBFAULT_REPRODUCE`` instead, and that value replays the same failing example."""
+    from pytest_dbfault.machines import REPRODUCE_ENV, reproduce_from_env
+
+    monkeypatch.delenv(REPRODUCE_ENV, raising=False)
+    blob_settings = settings(SHRINKING, print_blob=True)
+    with pytest.raises(AssertionError, match="third step") as first:
+        run_machine(FailsAtThree, settings_=blob_settings)  # type: ignore[arg-type]
+    notes = "\n".join(getattr(first.value, "__notes__", []))
+    assert "@reproduce_failure" not in notes and f'{REPRODUCE_ENV}="FailsAtThree ' in notes
+    value = notes.split(f'{REPRODUCE_ENV}="', 1)[1].split('"', 1)[0]
+    monkeypatch.setenv(REPRODUCE_ENV, value)
+    # Replayed: generation off, so only the blob can make it fail.
+    replay = settings(SHRINKING, phases=[Phase.explicit], print_blob=False)
+    with pytest.raises(AssertionError, match="third step"):
+        run_machine(FailsAtThree, settings_=replay)  # type: ignore[arg-type]
+    monkeypatch.setenv(REPRODUCE_ENV, "FailsAtThree only-two-parts")
+    with pytest.raises(ValueError, match=REPRODUCE_ENV):
+        run_machine(FailsAtThree, settings_=replay)  # type: ignore[arg-type]
+    # Another machine's example leaves this one as it is (the main job runs every machine).
+    other = {REPRODUCE_ENV: value.replace("FailsAtThree", "connection")}
+    assert reproduce_from_env(FailsAtThree, FailsAtThree, other) is FailsAtThree  # type: ignore[arg-type]
