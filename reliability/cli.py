@@ -601,7 +601,7 @@ def _restore(args: argparse.Namespace, config: ReliabilityConfig) -> Outcome:
             raise UsageError(f"backup {args.path!r} does not exist; nothing was restored")
         if not is_sqlite_file(candidate):
             raise UsageError(f"backup {args.path!r} is not a SQLite database; nothing was restored")
-        problems = verify_file(candidate)
+        problems = verify_file(candidate, module=load_sqlite_module(config.sqlite_module))
         if problems:
             raise DatabaseError(ErrorKind.CORRUPT, f"backup {args.path!r} fails quick_check: {problems[0]}",
                                 user_message=f"The backup {args.path!r} is damaged; nothing was restored.")

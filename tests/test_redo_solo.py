@@ -209,18 +209,20 @@ def test_a_restart_with_auto_migrate_migrates_while_the_only_writer_commits_alon
         db.close()
 
 
-def _vfs_or_skip() -> None:
+def _vfs_or_skip(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The VFS shim of the runtime's own SQLite build, and faults given a path aimed at that build."""
+    from pytest_dbfault.faults.target import MODULE_ENV
     from pytest_dbfault.vfs import vfs_available
-    ok, reason = vfs_available()
-    if not ok:
-        pytest.skip(f"VFS shim unavailable here: {reason}")
     module = os.environ.get("RELIABILITY_SQLITE_MODULE", "").strip() or "sqlite3"
-    if module != "sqlite3":
-        pytest.skip(f"the VFS shim lives in the stdlib's SQLite; this runtime uses {module}, whose files it never sees")
+    ok, reason = vfs_available(module)
+    if not ok:
+        pytest.skip(f"VFS shim unavailable for {module}: {reason}")
+    monkeypatch.setenv(MODULE_ENV, module)
 
 
 @pytest.mark.parametrize("fault", ["io_error", "deferred_foreign_key"])
-def test_a_commit_failing_right_after_publishing_the_run_alone_leaves_no_false_gap(tmp_path, caplog, fault):
+def test_a_commit_failing_right_after_publishing_the_run_alone_leaves_no_false_gap(tmp_path, caplog, fault,
+                                                                                   monkeypatch):
     """Regression: allocating a sequence publishes the run alone (the SOLO_SLOT row) and, before the fix,
     updated the journal's state as if that row were written. A COMMIT failing right after it wrote nothing,
     yet the journal believed its run alone was over: the next commit took its own run for a dead owner's and
@@ -229,7 +231,7 @@ def test_a_commit_failing_right_after_publishing_the_run_alone_leaves_no_false_g
 
     from reliability import DatabaseError
     if fault == "io_error":
-        _vfs_or_skip()
+        _vfs_or_skip(monkeypatch)
         from pytest_dbfault.vfs.faults import IoErrorFault
     path = tmp_path / "app.db"
     db = DatabaseManager(config(str(path)).replace(synchronous="NORMAL", retry_attempts=1))

@@ -28,6 +28,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from .. import files
@@ -237,14 +238,14 @@ class BackupManager:
             if Path(info.path).resolve() == candidate.resolve():
                 return info
         return BackupInfo(str(candidate), candidate.stat().st_mtime, candidate.stat().st_size, False,
-                          read_sequence(candidate))
+                          read_sequence(candidate, self.module))
 
     def verify(self, path: str | os.PathLike[str]) -> builtins.list[str]:
         """:func:`verify_file` under this manager's retry policy and busy timeout ([] when sound).
 
         :raises DatabaseError: when a lock or I/O error outlasted the policy: no verdict either way.
         """
-        return verify_file(path, policy=self.policy, timeout=self.busy_timeout)
+        return verify_file(path, policy=self.policy, timeout=self.busy_timeout, module=self.module)
 
     def mark_unverified(self, path: str | os.PathLike[str], reason: str) -> None:
         """Record that a backup failed a later check, so it is never chosen as the latest again."""
@@ -382,8 +383,9 @@ def quick_check(conn: sqlite3.Connection, *, full: bool = False) -> list[str]:
 
 
 def verify_file(path: str | os.PathLike[str], *, policy: RetryPolicy | None = None,
-                timeout: float = 5.0) -> list[str]:
-    """``quick_check`` of a database file opened read-only; [] when it is sound.
+                timeout: float = 5.0, module: ModuleType | None = None) -> list[str]:
+    """``quick_check`` of a database file opened read-only, by ``module`` (the runtime's SQLite build;
+    default the stdlib's: an older SQLite may not parse a schema a newer one wrote); [] when it is sound.
 
     Only a real result is returned: a lock held on the file (another process reading or
     restoring it) or a one-off I/O error is retried under ``policy``; when it outlasts the
@@ -393,8 +395,9 @@ def verify_file(path: str | os.PathLike[str], *, policy: RetryPolicy | None = No
 
     def once() -> list[str]:
         try:
-            conn = sqlite3.connect(f"file:{Path(path).resolve().as_posix()}?mode=ro", uri=True, timeout=timeout)
-        except sqlite3.Error as exc:
+            conn = (module or sqlite3).connect(f"file:{Path(path).resolve().as_posix()}?mode=ro", uri=True,
+                                               timeout=timeout)
+        except sqlite_errors() as exc:
             if retryable_in_maintenance(exc):
                 raise
             return [f"cannot open {str(path)!r}: {exc}"]
@@ -419,13 +422,14 @@ def record_sequence(conn: sqlite3.Connection, seq: int) -> None:
     set_sequence(conn, seq)  # the global sequence (reliability.redo) continues from here too
 
 
-def read_sequence(path_or_conn: str | os.PathLike[str] | sqlite3.Connection) -> int | None:
-    """The redo sequence recorded in a database (None when it has none)."""
+def read_sequence(path_or_conn: str | os.PathLike[str] | sqlite3.Connection,
+                  module: ModuleType | None = None) -> int | None:
+    """The redo sequence recorded in a database (None when it has none); a path is opened by ``module``."""
     # A path is str or path-like; anything else is a connection of whichever build the runtime uses.
     conn: Any
     own = isinstance(path_or_conn, (str, os.PathLike))
     if isinstance(path_or_conn, (str, os.PathLike)):
-        conn = sqlite3.connect(f"file:{Path(path_or_conn).resolve().as_posix()}?mode=ro", uri=True)
+        conn = (module or sqlite3).connect(f"file:{Path(path_or_conn).resolve().as_posix()}?mode=ro", uri=True)
     else:
         conn = path_or_conn
     try:

@@ -33,10 +33,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
+from types import ModuleType
 from typing import Any
 
 from .. import files
-from ..errors import DatabaseError, ErrorKind
+from ..errors import DatabaseError, ErrorKind, sqlite_errors
 from ..health import retryable_in_maintenance, run_maintenance
 from ..redo import (
     JournalState,
@@ -340,7 +341,8 @@ class Recovery:
         try:
             if plan is not None:
                 replayed, replay_problems = replay_journal(tmp, plan.entries, foreign_keys=parts.config.foreign_keys,
-                                                           policy=parts.policy, final_seq=plan.top)
+                                                           policy=parts.policy, final_seq=plan.top,
+                                                           module=parts.connections.module)
                 problems += replay_problems
                 if self.redo is not None:
                     self.redo.seen = max(self.redo.seen, plan.top)
@@ -449,6 +451,7 @@ def replay_journal(
     foreign_keys: bool = True,
     policy: RetryPolicy | None = None,
     final_seq: int | None = None,
+    module: ModuleType | None = None,
 ) -> tuple[int, list[str]]:
     """Replay journal ``entries`` into the database at ``path``; returns (transactions replayed, problems).
 
@@ -461,8 +464,11 @@ def replay_journal(
     A lock or one-off I/O error on a batch reruns it under ``policy``; one that outlasts it raises
     :class:`DatabaseError` (nothing is installed, the next recovery starts again) instead of
     cutting the replay short as if the journal ended there.
+    ``module``: the runtime's SQLite build (default the stdlib's). The statements were written for that
+    build: replayed by an older SQLite, one using a newer function (``concat()``, ``unistr()``...) fails
+    and every acknowledged write after it is lost.
     """
-    conn = sqlite3.connect(str(path), isolation_level=None)
+    conn = (module or sqlite3).connect(str(path), isolation_level=None)
     problems: list[str] = []
     replayed = 0
     def prepare() -> None:
@@ -483,13 +489,13 @@ def replay_journal(
                 replayed += len(batch)
                 i += len(batch)
                 continue
-            except sqlite3.Error:
+            except sqlite_errors():
                 pass  # find the exact entry below, one transaction each
             for entry in batch:
                 try:
                     run_maintenance(functools.partial(_apply_batch, conn, [entry]), policy,
                                     "replaying the redo journal")
-                except sqlite3.Error as exc:
+                except sqlite_errors() as exc:
                     problems.append(f"replay stopped at journal sequence {entry[0]}: {exc}; later writes were "
                                     "not replayed")
                     return replayed, problems
