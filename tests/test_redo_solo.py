@@ -213,7 +213,7 @@ def _vfs_or_skip(monkeypatch: pytest.MonkeyPatch) -> None:
     """The VFS shim of the runtime's own SQLite build, and faults given a path aimed at that build."""
     from pytest_dbfault.faults.target import MODULE_ENV
     from pytest_dbfault.vfs import vfs_available
-    module = os.environ.get("RELIABILITY_SQLITE_MODULE", "").strip() or "sqlite3"
+    module = os.environ.get("RELIABILITY_SQLITE_MODULE", "").strip() or "sqlite3"  # the cell's build
     ok, reason = vfs_available(module)
     if not ok:
         pytest.skip(f"VFS shim unavailable for {module}: {reason}")
@@ -234,7 +234,9 @@ def test_a_commit_failing_right_after_publishing_the_run_alone_leaves_no_false_g
         _vfs_or_skip(monkeypatch)
         from pytest_dbfault.vfs.faults import IoErrorFault
     path = tmp_path / "app.db"
-    db = DatabaseManager(config(str(path)).replace(synchronous="NORMAL", retry_attempts=1))
+    # On the cell's SQLite build, the one the VFS fault below goes into.
+    module = os.environ.get("RELIABILITY_SQLITE_MODULE", "").strip() or "sqlite3"
+    db = DatabaseManager(config(str(path)).replace(synchronous="NORMAL", retry_attempts=1, sqlite_module=module))
     hold = None
     try:
         db.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")

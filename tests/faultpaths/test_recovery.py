@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from runtime_helpers import fast_config
+from runtime_helpers import fast_config, sqlite_module
 
 from pytest_dbfault.faults import CorruptFault, DisconnectFault, FileFullFault, LockedFault
 from pytest_dbfault.vfs import vfs_available
@@ -196,27 +196,29 @@ def test_a_recovery_that_cannot_reopen_the_database_says_so_and_reconnects_later
 
 def test_replay_onto_a_full_disk_stops_at_the_first_entry_it_cannot_write(tmp_path, needs_vfs):
     target = tmp_path / "prepared.db"
-    conn = sqlite3.connect(target, isolation_level=None)
+    module = sqlite_module()  # the runtime's build: the one the fault and the replay use
+    conn = module.connect(str(target), isolation_level=None)
     conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
     conn.close()
     entries = [(seq, [("INSERT INTO t (id, v) VALUES (?, ?)", (seq, "x" * 2000), False)]) for seq in (1, 2, 3)]
     with EnospcFault(target):
-        replayed, problems = replay_journal(target, entries)
+        replayed, problems = replay_journal(target, entries, module=module)
     assert replayed == 0
     assert len(problems) == 1 and problems[0].startswith("replay stopped at journal sequence 1")
     assert rows_of(target) == {}
-    assert replay_journal(target, entries) == (3, [])
+    assert replay_journal(target, entries, module=module) == (3, [])
 
 
 def test_replay_that_meets_a_passing_disk_full_redoes_the_batch_one_entry_at_a_time(tmp_path, needs_vfs):
     target = tmp_path / "prepared.db"
-    conn = sqlite3.connect(target, isolation_level=None)
+    module = sqlite_module()  # the runtime's build: the one the fault and the replay use
+    conn = module.connect(str(target), isolation_level=None)
     conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
     conn.close()
     entries = [(1, [("INSERT INTO t (id, v) VALUES (?, ?)", [(1, "a"), (2, "b")], True)]),
                (2, [("UPDATE t SET v = ? WHERE id = ?", ("c", 2), False)])]
     with EnospcFault(target, persistent=False) as fault:  # one write fails, the next ones find room
-        assert replay_journal(target, entries) == (2, [])
+        assert replay_journal(target, entries, module=module) == (2, [])
     assert fault.fired == 1
     assert rows_of(target) == {1: "a", 2: "c"}
 
