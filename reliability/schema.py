@@ -28,6 +28,7 @@ import inspect
 import os
 import re
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -421,7 +422,9 @@ class SchemaValidator:
 
     def _compare_live(self, conn: sqlite3.Connection, applied: Iterable[Migration]) -> list[str]:
         """Tables/columns that the applied migrations create on an empty database but ``conn`` lacks."""
-        scratch = sqlite3.connect(":memory:", isolation_level=None)
+        # The same SQLite build as the live file: an older one may lack a function a migration uses.
+        build = sys.modules.get(type(conn).__module__, sqlite3)
+        scratch = getattr(build, "connect", sqlite3.connect)(":memory:", isolation_level=None)
         try:
             for migration in applied:
                 try:

@@ -11,6 +11,7 @@ pysqlite3 3.51: 2 of 2 writes lost, ``ok=False``); a backup whose schema uses su
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 import textwrap
 from pathlib import Path
@@ -87,5 +88,39 @@ def test_a_backup_whose_schema_uses_the_build_s_function_is_verified_and_restore
         # What the stdlib sees in the same file: this is why the build must be the runtime's.
         stdlib_view = verify_file(info.path)
         assert stdlib_view and "app_slug" in stdlib_view[0]
+    finally:
+        db.close()
+
+
+def _runtime_build() -> object:
+    from runtime_helpers import sqlite_module
+
+    return sqlite_module()
+
+
+NEWER_BUILD = _runtime_build().sqlite_version_info >= (3, 44, 0) > sqlite3.sqlite_version_info  # type: ignore[attr-defined]
+
+
+@pytest.mark.skipif(not NEWER_BUILD,
+                    reason="needs a runtime SQLite build with concat() (3.44+) beside an older stdlib SQLite: the "
+                           "py313-pysqlite3 tox cell has one")
+def test_schema_validation_compares_with_the_migrations_run_on_the_runtime_s_build(tmp_path: Path) -> None:
+    """The validator replays the applied migrations on a scratch database to know the expected shape; on the
+    stdlib's older SQLite a migration using concat() failed there and its table was left out of the check."""
+    from reliability.schema import Migration
+
+    build = _runtime_build()
+    migration = Migration(1, "people", "CREATE TABLE people (id INTEGER PRIMARY KEY, first TEXT, last TEXT, "
+                                       "full TEXT GENERATED ALWAYS AS (concat(first, ' ', last)) VIRTUAL)")
+    db = DatabaseManager(fast_config(tmp_path / "app.db"), migrations=[migration])
+    try:
+        assert db.validate_schema().ok
+        db.connections.close()
+        conn = build.connect(str(tmp_path / "app.db"), isolation_level=None)  # type: ignore[attr-defined]
+        conn.execute("ALTER TABLE people RENAME TO people_old")
+        conn.execute("CREATE TABLE people (id INTEGER PRIMARY KEY, first TEXT)")  # 'last' and 'full' gone
+        conn.close()
+        report = db.validate_schema()
+        assert not report.ok and any("people" in p for p in report.problems), report.problems
     finally:
         db.close()
