@@ -59,26 +59,32 @@ class LostCommits:
                 "removed before a checkpoint, or an older copy was put in its place")
 
 
-def find_lost_commits(base: str | os.PathLike[str], committed: dict[int, int] | None, *,
+def find_lost_commits(base: str | os.PathLike[str],
+                      committed: dict[int, int] | None | Callable[[], dict[int, int] | None], *,
                       own: int | None = None) -> LostCommits | None:
     """The transactions the journals of ``base`` hold past the database's sequence (None: nothing lost).
 
-    :param committed: :func:`~reliability.redo.committed_by_slot` of the database (None: it cannot say).
+    :param committed: :func:`~reliability.redo.committed_by_slot` of the database (None: it cannot say),
+        or a function that reads it. A function is called *after* the journals were read: a manager that
+        commits and then closes between the two reads would otherwise leave an unlocked file whose last
+        commits look past a database read before them (seen under load: five transfers of a worker that
+        had just finished reported missing, and the starting worker refused the database).
     :param own: this manager's slot (its file is read although this manager holds its lock).
 
     Files a running manager owns are left out (its last record may be a transaction in flight, and a
     restore elsewhere may have dropped its writes on purpose): this runs at startup, where the
     journals of processes that stopped tell what the file they wrote to held.
     """
+    stopped = [(slot, read_journal(path)) for slot, path in journal_files(base)
+               if slot == own or not _locked_by_someone(Path(path))]
+    if callable(committed):
+        committed = committed()
     if committed is None:
         return None
     top = max((seq for slot, seq in committed.items() if slot > UNJOURNALED_SLOTS), default=0)
     lost: set[int] = set()
     slots: list[int] = []
-    for slot, path in journal_files(base):
-        if slot != own and _locked_by_someone(Path(path)):
-            continue
-        state = read_journal(path)
+    for slot, state in stopped:
         ahead = [seq for seq, _ops in state.entries if seq > top and seq not in state.alone]
         if not state.clean and ahead and ahead[-1] == state.entries[-1][0]:
             # The file's last record may be an orphan (never committed): neither counted nor expected,
@@ -107,12 +113,14 @@ def lost_commits_at_start(parts: RuntimeParts, redo: RedoJournal | None, recover
     path = parts.path
     if redo is None or not os.path.exists(path) or os.path.getsize(path) == 0:
         return False
-    try:
-        with parts.lock:
-            committed = committed_by_slot(parts.connections.live_connection())
-    except Exception as exc:  # noqa: BLE001  # dbfault: no fault (unreadable: recovery and the integrity checks decide)
-        log.warning("could not read the committed sequences to compare with the redo journals: %s", exc)
-        return False
+    def committed() -> dict[int, int] | None:
+        try:
+            with parts.lock:
+                return committed_by_slot(parts.connections.live_connection())
+        except Exception as exc:  # noqa: BLE001  # dbfault: no fault (unreadable: recovery and the integrity checks decide)
+            log.warning("could not read the committed sequences to compare with the redo journals: %s", exc)
+            return None
+
     lost = find_lost_commits(redo.base_path, committed, own=redo.slot)
     if lost is None:
         return False
