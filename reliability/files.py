@@ -32,6 +32,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import threading
 from pathlib import Path
 
 #: 0 where the platform lacks the flag: the lstat check below still runs.
@@ -107,6 +108,50 @@ def open_private(path: PathLike, flags: int = APPEND, *, what: str = "runtime fi
     return fd
 
 
+#: Descriptors of database files whose first bytes this process read, by (device, inode): never closed
+#: (see :func:`read_database_head`). ``_SPARE_HEADS`` keeps a second descriptor of a file opened in a race.
+_HEADS: dict[tuple[int, int], int] = {}
+_SPARE_HEADS: list[int] = []
+_HEADS_LOCK = threading.Lock()
+
+
+def read_database_head(path: PathLike, length: int = 100) -> bytes:
+    """The first ``length`` bytes of the database file at ``path`` (fewer when it is shorter; ``b""``
+    for something that is not a regular file), read without ever closing a descriptor of the file.
+
+    SQLite locks a database with POSIX (``fcntl``) locks, which belong to the process and the file, not
+    to a descriptor: closing *any* descriptor of the file drops every lock this process holds on it, and
+    SQLite does not notice. A plain ``open()``/``read()``/``close()`` while a connection of this process
+    is in a transaction (a reader's SHARED lock, a writer's RESERVED lock) or has the file open in WAL
+    mode (a SHARED lock held for the connection's life) lets another process write under the reader,
+    beside the writer, or checkpoint and delete the WAL under them: a malformed database (issue #15).
+    So the descriptor stays open for the life of the process, one per file read (a new file at the
+    same path is a new one), and the next read of the same file reuses it. Windows locks belong to the
+    handle that took them: there the file is read and closed as usual.
+
+    :raises OSError: the file cannot be opened (missing, unreadable).
+    """
+    if os.name == "nt":
+        with open(path, "rb") as fh:
+            return fh.read(length)
+    with _HEADS_LOCK:
+        st = os.stat(path)
+        fd = _HEADS.get((st.st_dev, st.st_ino))
+        if fd is None:
+            fd = os.open(path, os.O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+            opened = os.fstat(fd)
+            if not stat.S_ISREG(opened.st_mode):
+                os.close(fd)  # a FIFO, a directory: SQLite never holds a lock on one here
+                return b""
+            key = (opened.st_dev, opened.st_ino)
+            if key in _HEADS:  # the path named another, already-open file by the time it was opened
+                _SPARE_HEADS.append(fd)  # closing it would drop the locks just as a plain read does
+                fd = _HEADS[key]
+            else:
+                _HEADS[key] = fd
+        return os.pread(fd, length, 0)
+
+
 def create_private_file(path: PathLike, *, what: str = "runtime file") -> bool:
     """Make sure ``path`` exists as a 0600 regular file (created empty if missing, never truncated).
 
@@ -131,7 +176,33 @@ def prepare_database(path: PathLike, *, create: bool) -> None:
     what = "database (db_path)"
     refuse_symlink(path, what)
     if create and not os.path.lexists(path):
-        create_private_file(path, what=what)
+        _create_database(path, what)
+
+
+def _create_database(path: PathLike, what: str) -> None:
+    """Create an empty 0600 database file at ``path`` unless one appeared meanwhile; never closes a
+    descriptor of the file at ``path``.
+
+    Creating it in place and closing the descriptor would open a window in which another thread's
+    SQLite connection has opened the new file and taken a lock, which that close would drop (see
+    :func:`read_database_head`). The empty file is made under a temporary name, closed, then linked to
+    ``path`` (``link`` never replaces: another thread or process that created it first wins).
+    """
+    tmp = Path(f"{path}.create-{os.getpid()}-{threading.get_ident()}")
+    os.close(create_temp(tmp, what=what))
+    try:
+        try:
+            os.link(tmp, path)
+        except FileExistsError:  # dbfault: no fault (created by another thread or process first: theirs stays)
+            return
+        except OSError as exc:  # dbfault: no fault (a file system without hard links: a platform trait)
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+            # No hard links: create in place (O_EXCL); the window above is open for a few microseconds.
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | O_NOFOLLOW | O_CLOEXEC, FILE_MODE))
+    finally:
+        _unlink_quietly(tmp)
+    fsync_dir(Path(path).parent)
 
 
 def create_temp(path: PathLike, *, what: str = "temporary file") -> int:

@@ -36,6 +36,7 @@ from types import SimpleNamespace
 from typing import Any, TypeVar
 from urllib.request import pathname2url
 
+from . import files
 from .config import ReliabilityConfig
 from .connection import load_sqlite_module
 from .durability.backup import BackupInfo, BackupManager
@@ -52,19 +53,23 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def is_sqlite_file(path: str | os.PathLike[str]) -> bool:
-    """True when ``path`` is a regular file starting with SQLite's header (an empty file is not one)."""
+    """True when ``path`` is a regular file starting with SQLite's header (an empty file is not one).
+
+    Read without closing a descriptor of the file (:func:`~reliability.files.read_database_head`):
+    ``path`` may be a database this process has open, and a plain close would drop its locks.
+    """
     try:
-        with open(path, "rb") as fh:
-            return fh.read(16) == SQLITE_MAGIC
+        return files.read_database_head(path, 16) == SQLITE_MAGIC
     except OSError:  # dbfault: no fault (not a readable file: not a database)
         return False
 
 
 def _wal_header(path: str) -> bool:
-    # Bytes 18 and 19 of the header are 2 for a WAL database.
+    # Bytes 18 and 19 of the header are 2 for a WAL database. Never a plain open()/close(): in a
+    # rollback-journal database there is never a -wal/-shm, so this read meets connections of this
+    # process in the middle of their transactions, and a close would drop their locks.
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(20)
+        head = files.read_database_head(path, 20)
     except OSError:  # dbfault: no fault (unreadable: SQLite's own open reports why)
         return False
     return len(head) == 20 and head[:16] == SQLITE_MAGIC and head[18] == 2 and head[19] == 2
@@ -120,8 +125,6 @@ class Inspector:
         """
         if self.config.audit_hmac_key:
             return self.config.audit_hmac_key.encode("utf-8")
-        from . import files
-
         try:
             data = files.read_private(self.config.audit_key_file, what="audit key file (audit_key_path)")
         except OSError as exc:  # dbfault: no fault (a link or unreadable file where the key should be)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
+
+from . import outside
 
 #: Suffixes of the files SQLite keeps next to a database.
 SIDECAR_SUFFIXES = ("-wal", "-shm", "-journal")
@@ -26,7 +27,7 @@ def backup_files(path: Path, tag: str = "dbfault-backup") -> list[tuple[Path, Pa
         if original.name.endswith("-shm"):
             continue
         copy = original.with_name(f"{original.name}.{tag}")
-        shutil.copyfile(original, copy)
+        outside.copy_file(original, copy)  # never a close of the live file here: it drops this process's locks
         pairs.append((original, copy))
     return pairs
 
@@ -35,7 +36,7 @@ def restore_files(pairs: list[tuple[Path, Path]]) -> list[str]:
     """Copy each backup back over its original *in place* (same inode) and delete the backup."""
     restored = []
     for original, copy in pairs:
-        shutil.copyfile(copy, original)
+        outside.copy_file(copy, original)  # in place, from another process: the live connections keep their locks
         copy.unlink()
         restored.append(str(original))
     return restored

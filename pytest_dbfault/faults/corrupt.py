@@ -5,17 +5,24 @@ What SQLite answers (see FAULTS.md): a damaged header or page-size field gives
 freelist page or a truncated file gives 11/SQLITE_CORRUPT (or a failing
 ``PRAGMA integrity_check``); a damaged WAL frame or salt gives **no error** — SQLite
 falls back to the last valid commit and silently drops the rest.
+
+The damage is done the way it happens for real, from *outside* the process under test: every
+read, write and copy of the database and its WAL, and the look-ups on the way (checkpoint, root
+page), run in a helper process (:mod:`~pytest_dbfault.faults.outside`). Done here with a plain
+``open()``/``close()``, they would also drop every POSIX lock this process's connections hold on
+the file (closing any descriptor of a file drops all of the process's locks on it), a second fault
+that no disk error or other program causes: another process could then write under a reader or
+delete the WAL under a writer, and a test would blame the runtime for it (issue #15).
 """
 
 from __future__ import annotations
 
 import os
 import random
-import sqlite3
 from pathlib import Path
 from typing import Any
 
-from . import _files
+from . import _files, outside
 from .base import Fault, FaultError
 from .safety import check_path
 from .target import TargetLike, resolve_target
@@ -57,6 +64,11 @@ class CorruptFault(Fault):
     serving pages from its cache (the file change counter is bumped to invalidate
     rollback-journal caches). Each damage is recorded with file, offset, length, part
     and page number.
+
+    The connections of the process under test keep their locks throughout: the file is read,
+    damaged, backed up and restored by another process, as a real outside cause would do it
+    (see the module docstring). Only ``truncate`` runs here, as ``truncate(2)`` of the path,
+    which opens no descriptor.
     """
 
     name = "corrupt"
@@ -212,11 +224,12 @@ class CorruptFault(Fault):
         wal = self.path.with_name(self.path.name + "-wal")
         if not wal.is_file() or wal.stat().st_size == 0:
             return
-        conn = sqlite3.connect(self.path, timeout=1.0)
+        # From the helper process: a second SQLite copy here would not see this process's readers (and its
+        # close would drop their locks); across processes every build honours the same locks.
         try:
-            busy, log, done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        finally:
-            conn.close()
+            ((busy, log, done),) = outside.query(self.path, "PRAGMA wal_checkpoint(TRUNCATE)", ro=False)
+        except outside.OutsideSQLError as exc:
+            raise FaultError(f"cannot checkpoint {self.path} before damaging it: {exc}") from exc
         self.record("checkpointed", busy=busy, wal_frames=log, checkpointed_frames=done,
                     complete=bool(busy == 0 and log == done))
 
@@ -228,21 +241,18 @@ class CorruptFault(Fault):
         return header
 
     def _rootpage(self, kind: str, name: str) -> int:
-        uri = self.path.as_uri() + "?mode=ro"
-        conn = sqlite3.connect(uri, uri=True)
         try:
-            row = conn.execute("SELECT rootpage FROM sqlite_schema WHERE type = ? AND name = ?",
-                               (kind, name)).fetchone()
-            if row is None or not row[0]:
-                known = [r[0] for r in conn.execute(
-                    "SELECT name FROM sqlite_schema WHERE type = ? AND rootpage > 0 ORDER BY name", (kind,))]
+            rows = outside.query(self.path, "SELECT rootpage FROM sqlite_schema WHERE type = ? AND name = ?",
+                                 (kind, name))
+            if not rows or not rows[0][0]:
+                known = [r[0] for r in outside.query(
+                    self.path, "SELECT name FROM sqlite_schema WHERE type = ? AND rootpage > 0 ORDER BY name",
+                    (kind,))]
                 raise FaultError(f"cannot corrupt {kind} {name!r}: {self.path} has no such {kind} with a b-tree "
                                  f"(known: {', '.join(known) or 'none'})")
-            return int(row[0])
-        except sqlite3.DatabaseError as exc:
+            return int(rows[0][0])
+        except outside.OutsideSQLError as exc:
             raise FaultError(f"cannot read the schema of {self.path} to find {kind} {name!r}: {exc}") from exc
-        finally:
-            conn.close()
 
     def _descend_to_leaf(self, pno: int) -> int:
         page_size = _page_size(self._db_header())
@@ -293,18 +303,14 @@ class CorruptFault(Fault):
 
     @staticmethod
     def _read(file: Path, offset: int, length: int) -> bytes:
-        with open(file, "rb") as fh:
-            fh.seek(offset)
-            data = fh.read(length)
+        data = outside.read_bytes(file, offset, length)
         if len(data) != length:
             raise FaultError(f"{file} is too short: wanted {length} bytes at offset {offset}, got {len(data)}")
         return data
 
     @staticmethod
     def _write(file: Path, offset: int, data: bytes) -> None:
-        with open(file, "r+b") as fh:
-            fh.seek(offset)
-            fh.write(data)
+        outside.write_bytes(file, offset, data)
 
 
 def _page_size(header: bytes) -> int:
