@@ -21,7 +21,10 @@ unchanged). Each rule makes one class of the issue's defects happen for real, wi
 * ``replace_and_heal`` — (d) the database replaced by another file (its ``-wal`` moved away with it)
   and put back after the runtime reopened the stand-in: every row committed in the original's
   WAL is still there, on disk and through the runtime; with a second manager open, a worker process
-  and then the second manager write to the original too and it stays sound (``quick_check``);
+  and then the second manager write to the original too and it stays sound (``quick_check``). After the
+  runtime reopened the original, and after a second manager started, another process must not be able to
+  take the database EXCLUSIVE (:meth:`~DataLossMachine.check_locks_kept`): a dropped POSIX lock of this
+  process is caught on every SQLite build, not only where its damage shows;
 * ``remove_wal`` — (f) the ``-wal`` removed on its own after a crash, while rows committed in it were
   not yet checkpointed, then a restart: a manager that says ``healthy`` serves every acknowledged
   transfer, and otherwise ``recover()`` brings every one back;
@@ -108,6 +111,26 @@ with DatabaseManager(cfg) as db:
         print("ack", tid, a, b, amount, flush=True)
 """.replace("ACCOUNTS", str(ACCOUNTS))
 
+#: Another process that tries to take the database EXCLUSIVE at once: ``python -c PROBE DB MODULE`` prints ``taken``
+#: or ``busy``. ``locking_mode=EXCLUSIVE`` makes a WAL reader take SQLite's EXCLUSIVE lock on the database file itself,
+#: which every connection that has the file open in WAL mode blocks with its SHARED lock: the lock a plain
+#: ``open()``/``close()`` of the file in this process silently drops. The probe exits without closing, so even a
+#: lock it should not have got changes nothing (no checkpoint-on-close, no WAL deleted).
+PROBE = r"""
+import importlib, os, pathlib, sys
+module = importlib.import_module(sys.argv[2])
+module = getattr(module, "dbapi2", module) if not hasattr(module, "connect") else module
+try:
+    uri = pathlib.Path(sys.argv[1]).resolve().as_uri() + "?mode=rw"
+    conn = module.connect(uri, uri=True, timeout=0, isolation_level=None)
+    conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+    conn.execute("BEGIN EXCLUSIVE")
+    print("taken", flush=True)
+except module.OperationalError as exc:
+    print("busy" if "locked" in str(exc) or "busy" in str(exc) else "error " + str(exc), flush=True)
+os._exit(0)
+"""
+
 _MISSING = re.compile(r"(\d+) committed transaction\(s\) are missing")
 _HELD = re.compile(r"(\d+) later journaled transaction\(s\) were held back")
 
@@ -187,8 +210,42 @@ class DataLossMachine(RuntimeMachine):
     @precondition(lambda self: self.peer is None)
     @rule()
     def open_second_manager(self) -> None:
-        """A second manager on the same file in this process (a second web worker)."""
+        """A second manager on the same file in this process (a second web worker); starting it keeps the
+        first one's locks."""
         self.peer = self.open_runtime(self.config)
+        self.check_locks_kept("after a second manager started in this process")
+
+    def check_locks_kept(self, what: str, faults: list[str] | None = None) -> None:
+        """P13: while this process has the database open in WAL mode, another process cannot take it EXCLUSIVE.
+
+        The POSIX locks SQLite holds are per process and per file: closing *any* descriptor of the
+        database file in this process drops every one of them, and SQLite does not notice. From then on
+        another process takes itself for the only user: its last close checkpoints and deletes the WAL and
+        the -shm under the connections here (SQLite 3.40), or, on builds that also honour the -shm's
+        dead-man-switch lock at close (3.51), an exclusive-mode connection does the same. The data lost then
+        depends on timing and build; the dropped lock does not, so it is what is checked, from another
+        process (POSIX locks never conflict within one), on the runtime's own SQLite build.
+        """
+        if self.config.journal_mode.upper() != "WAL" or not os.path.isfile(self.db_path):
+            return  # rollback-journal connections hold no lock between transactions; no file: nothing to lock
+        try:
+            # A reader of this process that holds SHARED whatever the managers' state (one may be closed or
+            # refused): if the other connections' lock was dropped, SQLite does not take it again for this one
+            # (it counts the process's SHARED locks per file itself), so the probe still finds it gone.
+            with self.raw() as conn:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                out = subprocess.run([sys.executable, "-c", PROBE, self.db_path, self.config.sqlite_module],
+                                     capture_output=True, text=True, timeout=60)
+        except sqlite3.Error:
+            return  # the file is not readable as a database now (damaged, replaced): other checks judge that
+        answer = out.stdout.strip()
+        if answer not in ("taken", "busy"):
+            # Not a verdict on the runtime: the probe itself could not ask (report why).
+            raise RuntimeError(f"lock probe on {self.db_path} failed ({out.returncode}): {answer} {out.stderr[-2000:]}")
+        self.check(13, answer == "busy", lambda: f"{what}: another process took the database EXCLUSIVE while "
+                   f"{len(self.managers())} manager(s) of this process had it open in WAL mode (their SQLite locks "
+                   "were dropped: a plain open()/close() of the database file?); its checkpoint-on-close would "
+                   "delete the WAL under them", faults=faults)
 
     @rule(who=st.integers(0, 1), src=st.integers(1, ACCOUNTS), dst=st.integers(1, ACCOUNTS),
           amount=st.integers(1, 30))
@@ -481,6 +538,8 @@ class DataLossMachine(RuntimeMachine):
         self.check(13, set(self.acked) <= served,
                    f"after the original was put back the runtime serves {len(served)} transfer(s), missing "
                    f"acknowledged ones: {sorted(set(self.acked) - served)[:5]}", faults=after)
+        # The runtime reopened the original beside the reader (and the second manager) that never left it.
+        self.check_locks_kept("after the runtime reopened the original put back", after)
         if self.peer is None:
             return
         # The second manager never left the original. Another process writes (when this example runs
