@@ -70,6 +70,8 @@ class ConnectionManager:
         self._identity: tuple[int, int] | None = None
         #: Database file identity -> identity of the -wal SQLite used with it (see _remember_wal).
         self._wal_of: dict[tuple[int, int], tuple[int, int]] = {}
+        #: Identity of the -shm (the WAL index) beside the file when the connection opened it (see index_removed).
+        self._shm: tuple[int, int] | None = None
         # A file already there when the manager starts has existed: if it vanishes before the first
         # open, opening must report it (mode=rw), not let SQLite create an empty one in its place.
         self._existed = os.path.exists(config.db_path)
@@ -150,6 +152,7 @@ class ConnectionManager:
             self._existed = True
             self._identity = _file_identity(self.path)
             self._remember_wal(conn)
+            self._shm = _file_identity(self.path + "-shm")
             self.state = ConnectionState.CONNECTED
             return conn
 
@@ -271,6 +274,36 @@ class ConnectionManager:
             return self._identity is not None
         return (st.st_dev, st.st_ino) != self._identity
 
+    def index_removed(self) -> bool:
+        """True when the ``-shm`` (WAL index) this connection opened is no longer the one beside the file.
+
+        SQLite never removes or replaces the ``-shm`` while a connection has the database open in
+        WAL mode; someone else did (a cleanup script). This process's connections keep the old,
+        unlinked index mapped, while every other process builds a new one: two indexes of one
+        WAL, and a commit here then overwrites WAL frames another process committed (measured:
+        40 of 80 acknowledged rows gone, ``quick_check`` ok). A connection of this process cannot
+        join the new index while any connection of its SQLite library in this process keeps the old
+        one, so the runtime refuses instead of writing (see :meth:`refuse_after_index_removed`).
+        """
+        if self._conn is None or self._shm is None:
+            return False  # no WAL index was open (rollback journal, exclusive locking): nothing to lose
+        return _file_identity(self.path + "-shm") != self._shm
+
+    def refuse_after_index_removed(self) -> None:
+        """Refuse every use (UNAVAILABLE, the reason in health) and raise: see :meth:`index_removed`."""
+        detail = (f"the WAL index {self.path + '-shm'!r} was removed while this process had the database open: "
+                  "its connections and other processes now use different indexes of one WAL, and a commit here "
+                  "would overwrite theirs; the runtime refuses to serve it. Stop every process using the "
+                  "database, then `reliability recover` (it reports any acknowledged write it cannot restore)")
+        log.error("%s", detail)
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                _keep_orphaned(conn)
+            self.refuse(detail, "The database was disturbed while in use (its -shm file was removed). An "
+                                "administrator must restart the services using it and run `reliability recover`.")
+        raise DatabaseError(ErrorKind.UNAVAILABLE, detail)
+
     def file_replaced(self) -> bool:
         """True when the path names another file than the one this connection opened.
 
@@ -284,6 +317,37 @@ class ConnectionManager:
         except OSError:
             return False
         return (st.st_dev, st.st_ino) != self._identity
+
+
+#: Connections whose WAL index was removed under them (see ConnectionManager.index_removed), never closed here.
+_ORPHANED: list[sqlite3.Connection] = []
+
+
+def _keep_orphaned(conn: sqlite3.Connection) -> None:
+    """Keep ``conn`` open for the life of the process instead of closing it.
+
+    Closing the last connection of this process on a database runs SQLite's last-user cleanup:
+    when no other process has the file open, it checkpoints *with this connection's stale index*
+    (which knows none of the frames other processes committed through the new one) and then
+    deletes the ``-wal`` and the new ``-shm`` by name, and every one of those commits is gone
+    (seen: 20 of 20). Open, it does nothing. Where the build allows it (``setconfig``, Python 3.12+)
+    its checkpoint-on-close is switched off too, so that even the close at interpreter exit
+    deletes nothing; elsewhere that last close keeps the hazard, which only a restart of the
+    process before the other processes stop avoids (the refusal message says to restart them).
+    """
+    try:
+        if conn.in_transaction:
+            conn.rollback()  # nothing of ours is written through the stale index (before_commit refused it)
+    except Exception:  # noqa: BLE001  # dbfault: no fault (a broken handle refuses even ROLLBACK: nothing to undo)
+        pass
+    setconfig = getattr(conn, "setconfig", None)
+    option = getattr(sqlite3, "SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE", None)
+    if setconfig is not None and option is not None:
+        try:
+            setconfig(option, True)
+        except Exception:  # noqa: BLE001  # dbfault: no fault (an old SQLite without the option: kept open anyway)
+            pass
+    _ORPHANED.append(conn)
 
 
 #: The two magic numbers of a WAL header (the low bit says in which byte order its checksums are).

@@ -217,6 +217,8 @@ class Executor:
         if self.connections.file_moved():
             raise DatabaseError(ErrorKind.READONLY_DBMOVED,
                                 "the database file was deleted, moved or replaced under the open connection")
+        if self.connections.index_removed():  # a commit would overwrite another process's WAL frames
+            self.connections.refuse_after_index_removed()
 
     def wrote(self, conn: sqlite3.Connection, sql: str, params: Any, many: bool) -> None:
         """A statement changed rows: capture it for the redo journal. Outside a transaction it is

@@ -173,3 +173,67 @@ def test_the_database_head_is_read_from_the_file_now_at_the_path(tmp_path: Path)
     assert files.read_database_head(path, 16) == b"not a database a"
     assert not is_sqlite_file(path)
     assert is_sqlite_file(tmp_path / "old.db")
+
+
+#: ``python -c WRITER DB PREFIX``: another process commits 20 rows on a fresh connection and prints ``ok``.
+WRITER = r"""
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], timeout=10, isolation_level=None)
+for i in range(20):
+    conn.execute("INSERT INTO t (id) VALUES (?)", (sys.argv[2] + str(i),))
+conn.close()
+print("ok", flush=True)
+"""
+
+#: ``python -c READER DB``: the ids another process sees, then quick_check's verdict.
+READER = r"""
+import json, sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], timeout=10)
+print(json.dumps([[r[0] for r in conn.execute("SELECT id FROM t")], conn.execute("PRAGMA quick_check").fetchone()[0]]))
+"""
+
+
+def test_a_shm_removed_under_a_live_manager_loses_no_acknowledged_write(tmp_path: Path) -> None:
+    """The -shm (WAL index) deleted while a manager has the database open, then other processes write.
+
+    The manager's connection keeps the unlinked index; the other processes build a new one from the -wal:
+    two indexes of one WAL. Before, the manager's next commit overwrote the frames another process had
+    committed and closing it deleted the rest (40 of 80 acknowledged rows gone, quick_check ok), while
+    health said healthy. Now the manager refuses before committing through the stale index, keeps that
+    connection open (its close would checkpoint with the stale index and delete the live -wal) and says so.
+    """
+    import json
+
+    from reliability import DatabaseError, DatabaseManager
+
+    path = tmp_path / "app.db"
+    acked: list[str] = []
+    db = DatabaseManager(fast_config(path, journal_mode="WAL"))
+    try:
+        db.execute("CREATE TABLE t (id TEXT PRIMARY KEY)")
+        for i in range(20):
+            db.execute("INSERT INTO t (id) VALUES (?)", (f"m{i}",))
+            acked.append(f"m{i}")
+        os.unlink(f"{path}-shm")  # a cleanup script
+
+        def other_process_writes(prefix: str) -> None:
+            out = subprocess.run([sys.executable, "-c", WRITER, str(path), prefix], capture_output=True, text=True,
+                                 timeout=60)
+            assert out.stdout.strip() == "ok", out.stderr[-1000:]
+            acked.extend(f"{prefix}{i}" for i in range(20))
+
+        other_process_writes("b")
+        try:
+            db.execute("INSERT INTO t (id) VALUES ('m-late')")
+            acked.append("m-late")  # acknowledged: it must survive like every other
+        except DatabaseError as exc:
+            assert "-shm" in str(exc), exc  # refused, and the error says why
+        other_process_writes("d")
+        assert str(db.health().status) != "healthy", "the WAL index was removed under the manager, yet healthy"
+    finally:
+        db.close()
+    out = subprocess.run([sys.executable, "-c", READER, str(path)], capture_output=True, text=True, timeout=60)
+    ids, verdict = json.loads(out.stdout)
+    lost = sorted(set(acked) - set(ids))
+    assert not lost, f"{len(lost)} of {len(acked)} acknowledged rows lost: {lost[:5]}"
+    assert verdict == "ok"
