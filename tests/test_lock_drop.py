@@ -237,3 +237,20 @@ def test_a_shm_removed_under_a_live_manager_loses_no_acknowledged_write(tmp_path
     lost = sorted(set(acked) - set(ids))
     assert not lost, f"{len(lost)} of {len(acked)} acknowledged rows lost: {lost[:5]}"
     assert verdict == "ok"
+
+
+@pytest.mark.skipif(sqlite_module().__name__.split(".")[0] == "sqlite3",
+                    reason="needs a second SQLite build (RELIABILITY_SQLITE_MODULE=pysqlite3.dbapi2): within one "
+                           "library SQLite defers its closes while its connections hold locks")
+def test_busy_commit_reads_the_journal_mode_on_the_victim_s_build(reader: tuple[Path, Any]) -> None:
+    """busy_commit first asks the file's journal mode; it used to ask through the stdlib's SQLite, whose unlock
+    and close in this process dropped the locks of a victim on another build: then neither the victim's read
+    transaction nor the fault's own reader (SQLite counts that one as already held) blocked another process."""
+    path, conn = reader
+    fault = make_fault("busy_commit", conn)
+    fault.inject()
+    try:
+        assert other_process_takes(path, "EXCLUSIVE") == "busy", "busy_commit dropped the victim's SHARED lock"
+    finally:
+        fault.heal()
+    assert other_process_takes(path, "EXCLUSIVE") == "busy", "the victim's read transaction lost its lock"

@@ -291,7 +291,7 @@ class BusyCommitFault(Fault):
 
     def _inject(self) -> None:
         check_path(self.path, action="lock", allow_unsafe=self.allow_unsafe)
-        mode = journal_mode(self.path, self.timeout)
+        mode = journal_mode(self.path, self.timeout, self.module)  # the victim's build: see journal_mode
         if mode == "wal":
             raise FaultError(f"busy_commit needs a rollback-journal database, but {self.path} is in WAL "
                              f"mode where readers never block COMMIT; use locked or busy_snapshot")

@@ -181,9 +181,13 @@ def sidecars(path: Path) -> list[Path]:
     return [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal")]
 
 
-def journal_mode(path: Path, timeout: float = 1.0) -> str:
-    """The journal mode stored for ``path`` (``"wal"`` or a rollback mode), read on a fresh connection."""
-    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+def journal_mode(path: Path, timeout: float = 1.0, module: ModuleType = sqlite3) -> str:
+    """The journal mode stored for ``path`` (``"wal"`` or a rollback mode), read on a fresh connection.
+
+    ``module``: the victim's SQLite build. A connection of another copy of SQLite in this process does
+    not see the victim's locks, and its unlock and close drop them (POSIX locks belong to the process).
+    """
+    conn = module.connect(str(path), timeout=timeout, isolation_level=None)
     try:
         return str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
     finally:
