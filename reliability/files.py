@@ -199,7 +199,10 @@ def _create_database(path: PathLike, what: str) -> None:
             if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
                 raise
             # No hard links: create in place (O_EXCL); the window above is open for a few microseconds.
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | O_NOFOLLOW | O_CLOEXEC, FILE_MODE))
+            try:
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | O_NOFOLLOW | O_CLOEXEC, FILE_MODE))
+            except FileExistsError:  # dbfault: no fault (created by another thread or process first)
+                return
     finally:
         _unlink_quietly(tmp)
     fsync_dir(Path(path).parent)
