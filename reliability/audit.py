@@ -36,6 +36,12 @@ by at most the transactions whose process died between commit and anchor write, 
 Fallback entries carry their own MAC, written with the line; an entry edited in the fallback
 file is rejected at reconcile (kept in ``<fallback>.rejected`` and noted in the log), never
 chained as genuine.
+
+A database seen damaged takes no entry (the runtime's one rule, :mod:`reliability.degraded.damage`):
+its intact audit table would, and a recovery that restores a backup would then drop the entries with
+the file after they left the fallback. So while the write gate refuses, :meth:`AuditLogger.record`
+writes to the fallback file and :meth:`AuditLogger.reconcile` leaves it in place; entries leave the
+fallback only once they are committed into a database known sound.
 """
 
 from __future__ import annotations
@@ -52,13 +58,16 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import files
 from .errors import DatabaseError
 from .names import printable, surrogate_problem
 from .observers import Observer
 from .ports import AuditHost  # (a structural type: the runtime's surface this module uses)
+
+if TYPE_CHECKING:
+    from .degraded.damage import DamageGate
 
 try:
     import fcntl
@@ -181,11 +190,15 @@ class AuditLogger(Observer):
         reload applies). With no key configured the chain still detects accidental damage,
         but not a deliberate rewrite: configure ``RELIABILITY_AUDIT_HMAC_KEY``.
     :param fallback_path: default ``config.audit_fallback_file``.
+    :param gate: the runtime's write gate (:class:`~reliability.degraded.damage.DamageGate`): while it
+        refuses (the database was seen damaged), entries stay in the fallback file. None for a read-only
+        host (an :class:`~reliability.inspection.Inspector` writes nothing).
     """
 
     def __init__(self, db: AuditHost, *, key: str | bytes | None = None,
-                 fallback_path: str | os.PathLike[str] | None = None) -> None:
+                 fallback_path: str | os.PathLike[str] | None = None, gate: DamageGate | None = None) -> None:
         self.db = db
+        self.gate = gate
         self._key = key.encode() if isinstance(key, str) else key
         self._fallback = Path(fallback_path) if fallback_path else None
         self._lock = threading.RLock()
@@ -263,11 +276,17 @@ class AuditLogger(Observer):
     def record(self, actor: str, action: str, target: str = "", details: dict[str, Any] | None = None) -> AuditEntry:
         """Store one entry: in the database (with retries) or, if it stays unavailable, the fallback file.
 
-        Returns the entry; ``pending`` is True when it went to the fallback file. Never loses
-        the entry for a database fault; raises ``ValueError`` for invalid input.
+        Returns the entry; ``pending`` is True when it went to the fallback file (also while the
+        database was seen damaged and not cleared: see the write gate). Never loses the entry for a
+        database fault; raises ``ValueError`` for invalid input.
         """
         entry = self.new_entry(actor, action, target, details)
         with self._lock:
+            refused = self._refusal()
+            if refused is not None:
+                log.warning("audit entry %s written to %s, not to the database: %s", entry.entry_id,
+                            self.fallback_path, refused)
+                return self._to_fallback(entry)
             if self._fallback_files():
                 try:
                     self.reconcile()
@@ -411,6 +430,9 @@ class AuditLogger(Observer):
         """
         state, seq, head = self._read_anchor()
         with self._lock:
+            if self.gate is not None:
+                self.gate.ensure_writable("the audit re-anchoring entry")
+
             def write() -> AuditEntry:
                 entry = self.new_entry(actor, "audit.reanchored", str(self.anchor_path),
                                        {"reason": reason, "previous_anchor": {"state": state, "seq": seq,
@@ -422,6 +444,10 @@ class AuditLogger(Observer):
             stored = self.db.run_in_transaction(write)
         self.anchor_problem = None
         return stored
+
+    def _refusal(self) -> str | None:
+        """Why the database may not take entries now (seen damaged, not cleared), or None."""
+        return None if self.gate is None else self.gate.refusal()
 
     # -- fallback ------------------------------------------------------------------------------
     def _reconciling_path(self) -> Path:
@@ -499,10 +525,13 @@ class AuditLogger(Observer):
 
         :param transact: runs the move in a transaction (default ``db.run_in_transaction``; the write
             queue's replay passes its own, which does not replay the queue first).
-        :raises DatabaseError: when the database is still unavailable (the entries stay in the file).
+        :raises DatabaseError: when the database is still unavailable or the write gate refuses (it was
+            seen damaged): the entries stay in the file.
         """
         run = transact or self.db.run_in_transaction
         with self._lock:
+            if self.gate is not None and self._fallback_files():
+                self.gate.ensure_writable("audit fallback entries")
             working = self._reconciling_path()
             if not working.exists() and self.fallback_path.exists():
                 # Take the file away from appenders first (atomic rename under its lock), so an

@@ -688,6 +688,10 @@ def _flags_set(args: argparse.Namespace, config: ReliabilityConfig) -> Outcome:
     user = os_user()
     label = args.actor if args.actor is not None and args.actor != user else None
     with _manager(config) as db:
+        # A one-shot runtime has seen nothing of the file yet: look first, so a file that is damaged takes
+        # neither the change nor the audit fallback (the write gate; a lock here is no verdict, and then
+        # the change meets whatever it meets, as before).
+        db.write_gate.look()
         if label is not None and not admin.is_authorized(db, user, "flags.set"):
             db.audit.record(user, "admin.denied", args.name,
                             {"command": "flags.set", "on_behalf_of": label,

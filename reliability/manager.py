@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 from .audit import AuditLogger
 from .config import ReliabilityConfig
 from .connection import ConnectionManager, ConnectionState
-from .degraded import CommandParts, CommandRegistry, WriteQueue
+from .degraded import CommandParts, CommandRegistry, DamageGate, WriteQueue
 from .durability import Durability, RecoveryReport, RuntimeParts
 from .durability.backup import BackupInfo
 from .errors import DatabaseError, ErrorHandler, classify, out_of_service
@@ -127,15 +127,19 @@ class DatabaseManager:
         self.connections.on_open.append(durability.block.apply)
         executor.write_block = lambda: durability.block.reason
         self.transactions.refine = executor.refused_for_schema
+        #: Whether the runtime may write on its own behalf (audit reconcile, command writes, replay): not
+        #: into a file seen damaged until a recovery or a clean integrity check (:mod:`reliability.degraded.damage`).
+        self.write_gate = DamageGate(self.monitor, durability.check_integrity)
         #: The tamper-evident audit log (see :mod:`reliability.audit`).
-        self.audit = AuditLogger(self)
+        self.audit = AuditLogger(self, gate=self.write_gate)
         # (After the audit log's: the journal's savepoint follows the same order as before.)
         self.transactions.savepoint_hooks.append(durability.journal.savepoint_event)
         #: Durable queue of writes accepted while the database was unavailable.
         self.queue = WriteQueue.from_config(self.config)
         #: Commands served with graceful degradation (see :mod:`reliability.degraded`): they run on
         #: this facade, replay through ``_transact`` (which never replays first: no re-entry).
-        self.commands = CommandRegistry(CommandParts(self, self._transact, self.audit, self._lock), self.queue)
+        self.commands = CommandRegistry(CommandParts(self, self._transact, self.audit, self._lock, self.write_gate),
+                                        self.queue)
         self.observers.add(self.commands)  # an error that makes the database unavailable degrades it
         executor.backlog = self.commands  # queued writes replay before a direct one
         #: Who adds health fields and reasons (``fn() -> (extra dict, reasons)``), asked in this order;

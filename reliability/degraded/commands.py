@@ -43,12 +43,10 @@ from ..errors import KIND_INFO, DatabaseError, ErrorKind, RecoveryAction
 from ..names import printable, validate_actor
 from ..observers import Observer
 from ..ports import Statements  # (a structural type: what command functions are given)
+from .damage import DamageGate
 from .queue import QueuedWrite, QueueFullError, ReplayReport, WriteQueue
 
 log = logging.getLogger("reliability.degraded")
-
-#: Errors that say the file itself is damaged (not merely out of reach).
-DAMAGE_KINDS = frozenset((ErrorKind.CORRUPT, ErrorKind.NOTADB))
 
 APPLIED_TABLE_SQL = (
     "CREATE TABLE IF NOT EXISTS reliability_applied_writes ("
@@ -143,12 +141,15 @@ class CommandParts:
     :param lock: the runtime's lock: a replay holds it from its first write to its last, so no
         other call of the runtime lands in the middle of the backlog (and a thread that holds it
         already replays the backlog itself instead of waiting for itself).
+    :param gate: says whether the database may take writes (:class:`~reliability.degraded.damage.DamageGate`:
+        not while it was seen damaged); a command's write is queued and a replay waits while it refuses.
     """
 
     app: Statements
     transact: Callable[..., Any]
     audit: AuditLog
     lock: threading.RLock
+    gate: DamageGate
 
 
 class CommandRegistry(Observer):
@@ -179,9 +180,6 @@ class CommandRegistry(Observer):
         #: Reconcile the audit fallback before a replay, so entries written during the outage precede
         #: those the replayed writes add (the admin commands turn it on: their writes are audited).
         self.audit_first = False
-        #: True from an error saying the file is damaged until a quick_check passes: while it is, a replay
-        #: with ``audit_first`` leaves the audit fallback where it is (see :meth:`replay`).
-        self._damaged = False
         self._commands: dict[str, Command] = {}
         self._last_probe = float("-inf")
 
@@ -348,7 +346,13 @@ class CommandRegistry(Observer):
         return CommandResult("ok", "", value, pending=len(self.queue))
 
     def _write(self, cmd: Command, args: tuple[Any, ...], kwargs: dict[str, Any], key: str | None) -> CommandResult:
-        if len(self.queue) == 0:
+        refused = self.parts.gate.refusal()
+        if refused is not None:
+            # A file seen damaged takes writes into its intact tables, which a recovery that restores a
+            # backup then drops: the write waits in the queue (durable) until the file is known sound.
+            log.warning("command %s queued, not written: %s", cmd.name, refused)
+            self._degrade(ErrorKind.CORRUPT)
+        elif len(self.queue) == 0:
             try:
                 if key is None:
                     value = self.app.run_in_transaction(cmd.fn, self.app, *args, **kwargs)
@@ -403,20 +407,7 @@ class CommandRegistry(Observer):
         if self.fault is None:
             log.warning("database unavailable (%s): serving what does not need it, queueing writes", kind)
         self.fault = kind
-        if kind in DAMAGE_KINDS:
-            self._damaged = True
         self._last_probe = time.monotonic()
-
-    def _still_damaged(self) -> str | None:
-        """After an error said the file is damaged: None once ``PRAGMA quick_check`` passes, else why not."""
-        try:
-            row = self.app.fetch_one("PRAGMA quick_check")
-        except DatabaseError as err:  # (a lock keeps the check out: not known sound, so it waits as well)
-            return f"not checked: {err.kind}"
-        if row is None or row[0] != "ok":
-            return f"quick_check: {row[0] if row else 'no answer'}"
-        self._damaged = False
-        return None
 
     # -- the executor's backlog port --------------------------------------------------------------
     def waiting(self) -> bool:
@@ -452,23 +443,21 @@ class CommandRegistry(Observer):
         (outside the runtime's lock, in the audit log's own lock order), so they precede those the
         replayed writes add; when they cannot, the replay waits too (the database is still
         unavailable: a replay would spend a second retry series on the same fault, and could not keep
-        that order). Nor when an error said the file is damaged and ``PRAGMA quick_check`` does not pass
-        yet: its intact tables would take the entries, and a recovery that restores a backup would drop
-        them with the file (without the redo journal), so they stay in the fallback until it is sound.
+        that order). Nor, with or without ``audit_first``, while ``parts.gate`` refuses (the file was seen
+        damaged and no recovery or clean integrity check has cleared it): its intact tables would take the
+        writes, and a recovery that restores a backup would drop them with the file, so they stay in the
+        queue (and the audit entries in the fallback) until it is sound.
         Each write runs through ``parts.transact``: a replay never starts another.
         """
-        if len(self.queue) and self.audit_first:
-            # A file seen damaged may still take writes to its intact tables, but a recovery that restores
-            # a backup then drops them with it: entries safe in the fallback stay there until it is sound.
-            damaged = self._still_damaged() if self._damaged else None
-            if damaged is not None:
-                log.warning("write queue and audit fallback not replayed: the database was seen damaged and "
-                            "is not known sound yet (%s)", damaged)
-                return ReplayReport(0, 0, 0, len(self.queue), str(self.fault or ErrorKind.CORRUPT))
-            if self.parts.audit.try_reconcile(self.parts.transact) is None:
-                kind = self.fault or ErrorKind.UNAVAILABLE
-                log.info("write queue not replayed: the audit fallback could not be saved first (%s)", kind)
-                return ReplayReport(0, 0, 0, len(self.queue), str(kind))
+        damaged = self.parts.gate.refusal() if len(self.queue) else None
+        if damaged is not None:
+            log.warning("write queue not replayed: %s", damaged)
+            self._degrade(ErrorKind.CORRUPT)
+            return ReplayReport(0, 0, 0, len(self.queue), str(ErrorKind.CORRUPT))
+        if len(self.queue) and self.audit_first and self.parts.audit.try_reconcile(self.parts.transact) is None:
+            kind = self.fault or ErrorKind.UNAVAILABLE
+            log.info("write queue not replayed: the audit fallback could not be saved first (%s)", kind)
+            return ReplayReport(0, 0, 0, len(self.queue), str(kind))
         with self.parts.lock:
             return self._replay_locked()
 
