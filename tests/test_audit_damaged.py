@@ -95,6 +95,17 @@ def test_record_keeps_the_fallback_and_its_own_entry_out_of_a_damaged_file(db_pa
         assert db.audit.pending() == []
 
 
+def test_record_with_nothing_in_the_fallback_writes_there_while_the_file_is_seen_damaged(db_path: Path) -> None:
+    with manager(db_path) as db:
+        prepare(db)
+        damage(db, db_path)
+        entry = db.audit.record("carol", "import", "data")  # the audit table is intact: it would take it
+        db.recover()
+        assert not missing(db, [entry.entry_id]), "an acknowledged audit entry was lost by the recovery"
+        assert entry.pending
+        assert db.audit.try_reconcile() == 1 and stored_ids(db).count(entry.entry_id) == 1
+
+
 def test_set_flag_with_no_write_queued_keeps_the_fallback_and_queues_the_change(db_path: Path) -> None:
     with manager(db_path) as db:
         prepare(db)
