@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from runtime_helpers import CLI_ENV, LockHolder, cli_runner, fast_config
 
-from pytest_dbfault.faults import CorruptFault
+from pytest_dbfault.faults import CorruptFault, LockedFault
 from reliability import DatabaseError, DatabaseManager, admin, cli
 from reliability.degraded import Needs
 
@@ -175,7 +175,7 @@ def test_a_clean_integrity_result_clears_the_damage_and_a_lock_during_the_check_
         fault = damage(db, db_path, backup_before=True)
         fault.heal()  # the original bytes are back: the file is sound again, but nothing has checked it yet
         assert db.write_gate.seen_damaged
-        with LockHolder(db_path):  # a real lock during the gate's check: no result, so no verdict either way
+        with LockedFault(db_path, mode="exclusive"):  # a lock during the gate's check: no result, no verdict
             entry = db.audit.record("carol", "import", "data")
             assert entry.pending
             assert db.monitor.integrity_ok is False  # neither cleared nor made worse by the lock
