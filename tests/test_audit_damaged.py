@@ -248,3 +248,14 @@ def test_the_cli_flags_set_looks_before_it_writes(tmp_path: Path, capsys: pytest
         assert code == cli.EXIT_QUEUED, out
         assert in_fallback == [early]
         assert stored_ids(db).count(early) == 1 and db.audit.pending() == [] and len(db.queue) == 0
+
+
+def test_reanchor_waits_for_a_sound_file(db_path: Path) -> None:
+    with manager(db_path) as db:
+        prepare(db)
+        damage(db, db_path)
+        with pytest.raises(DatabaseError, match="re-anchoring entry not written: the database was seen damaged"):
+            db.audit.reanchor("alice", "after the restore")
+        db.recover()
+        entry = db.audit.reanchor("alice", "after the restore")
+        assert stored_ids(db)[0] == entry.entry_id and db.audit.verify().ok
