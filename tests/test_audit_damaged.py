@@ -16,11 +16,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from runtime_helpers import CLI_ENV, LockHolder, cli_runner, fast_config
+from runtime_helpers import CLI_ENV, SQLITE_MODULE_NAME, LockHolder, cli_runner, fast_config
 
 from pytest_dbfault.faults import CorruptFault, LockedFault
+from pytest_dbfault.faults.target import MODULE_ENV
 from reliability import DatabaseError, DatabaseManager, admin, cli
 from reliability.degraded import Needs
+
+
+@pytest.fixture(autouse=True)
+def _faults_use_the_runtimes_sqlite_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A lock taken through another copy of SQLite in this process goes unseen by the runtime's (pysqlite3 cell).
+    monkeypatch.setenv(MODULE_ENV, SQLITE_MODULE_NAME)
 
 
 def manager(db_path: Path, **extra: object) -> DatabaseManager:
