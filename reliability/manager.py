@@ -186,8 +186,19 @@ class DatabaseManager:
     _oplog = oplog  # the name the property machines read
 
     @property
+    def redo_journal(self) -> Any:
+        """The redo journal this manager writes its commits to (a :class:`~reliability.redo.RedoJournal`,
+        see :mod:`reliability.redo`), or None: ``redo_journal`` is off, the journal could not be opened (an
+        unusable path, every slot taken by other live managers), or the manager is closed.
+
+        For inspection (its ``path``, ``seq``, ``seen``, ``slot``) and for tools that model a crash at a
+        point of the commit path by wrapping its methods; writing to it directly breaks recovery.
+        """
+        return self.executor.redo
+
+    @property
     def _redo(self) -> Any:
-        """The redo journal capturing committed writes (see :mod:`reliability.redo`); None when off."""
+        """Same as :attr:`redo_journal` (the name older tests use; settable for them)."""
         return self.executor.redo
 
     @_redo.setter
@@ -225,6 +236,20 @@ class DatabaseManager:
     def fetch_all(self, sql: str, params: Params = ()) -> list[Any]:
         """Every row of a query."""
         return self.executor.fetch_all(sql, params)
+
+    def reconnect(self) -> None:
+        """Close the live connection now; the next call opens a fresh one (counted in
+        ``health().reconnects``).
+
+        For a change under the connection that the application knows of and SQLite cannot see: the
+        SQLite build's VFS was swapped, or the database file was put back by a tool outside the
+        runtime. Waits for a call running on another thread; inside ``db.transaction()`` on this
+        thread it raises :class:`RuntimeError` (closing the handle would roll the transaction back).
+        """
+        with self._lock:
+            if self.transactions.active:
+                raise RuntimeError("reconnect() inside db.transaction(): finish the transaction first")
+            self._drop_connection()
 
     # -- failures: what the executor asks of the facade (a subclass may change them) -------------
     def _drop_connection(self) -> None:

@@ -786,7 +786,7 @@ class KindsMixin(CellsMixin):
         if kind in VFS_KINDS and kind in self.faults:
             # The runtime's connection was opened through the shim: close it before the shim goes,
             # so the next call reconnects on the default VFS.
-            self.db._drop_connection()
+            self.db.reconnect()
         super().heal(kind)
 
     def put_vfs_fault(self, kind: str, **params: Any) -> bool:
@@ -801,7 +801,7 @@ class KindsMixin(CellsMixin):
             return False  # no shim in this build (VfsUnavailable is a FaultError): nothing to check
         self.faults[kind] = fault
         self.fault_history.append(kind)
-        self.db._drop_connection()  # reconnect through the shim
+        self.db.reconnect()  # reconnect through the shim
         return True
 
     def kind_round(self, kind: str) -> None:

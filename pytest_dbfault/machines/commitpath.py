@@ -83,7 +83,7 @@ class CommitPathMachine(RuntimeMachine):
 
     # -- the kill ------------------------------------------------------------------------------
     def _arm(self, db: Any, point: str) -> None:
-        redo = db._redo
+        redo = db.redo_journal
         machine = self
 
         def kill() -> None:
@@ -213,12 +213,13 @@ class CommitPathMachine(RuntimeMachine):
         the database says it committed (one record per sequence, none missing) — what recovery would use."""
         from reliability.redo import plan_replay, read_committed
 
-        if getattr(self, "acked", None) is None or self.db is None or self.db._redo is None:
+        if getattr(self, "acked", None) is None or self.db is None or self.db.redo_journal is None:
             return
         newest = self.db.durability.backups.newest_verified()
         start = newest.last_seq if newest is not None and newest.last_seq is not None else 0
-        plan = plan_replay(self.db.config.redo_journal_file, start, seen=self.db._redo.seen,
-                           committed=read_committed(self.db_path), alive=frozenset({self.db._redo.slot}))
+        redo = self.db.redo_journal
+        plan = plan_replay(self.db.config.redo_journal_file, start, seen=redo.seen,
+                           committed=read_committed(self.db_path), alive=frozenset({redo.slot}))
         self.check(13, not plan.problems, lambda: f"the journals and the database disagree: {plan.problems}")
 
     @rule()

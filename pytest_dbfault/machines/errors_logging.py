@@ -27,7 +27,7 @@ class OperationLogMixin(Workload):
         self.oplog_lines_seen = len(self.oplog_records(flush=True, all_lines=True))
 
     def oplog_records(self, flush: bool = True, all_lines: bool = False) -> list[dict[str, Any]]:
-        oplog = getattr(self.db, "_oplog", None)
+        oplog = getattr(self.db, "oplog", None)
         if flush and oplog is not None:
             oplog.flush()
         lines = self._oplog_lines(os.path.join(self.dir, "ops.jsonl"))

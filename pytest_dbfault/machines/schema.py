@@ -17,29 +17,13 @@ DAMAGE = ("drop_table", "drop_column", "unknown_version", "edited_checksum")
 
 
 def run_migrate(db: Any, migrations: list[Any]) -> Any:
-    """``db.migrate(migrations)``; runtimes without it get the schema module's runner on their connection."""
-    if callable(getattr(db, "migrate", None)):
-        return db.migrate(migrations)
-    from reliability.errors import DatabaseError, ErrorKind
-    from reliability.schema import MigrationResult, applied_versions, apply_migrations
-
-    with db._lock:
-        try:
-            conn = db.connection
-        except Exception as exc:  # the runner expects a live connection; report like the runtime would
-            raise DatabaseError(ErrorKind.UNAVAILABLE, str(exc)) from exc
-        applied = apply_migrations(conn, migrations, foreign_keys=db.config.foreign_keys)
-        return MigrationResult(applied, max(applied_versions(conn), default=0))
+    """``db.migrate(migrations)``: the public API an application migrates with (no private fallback)."""
+    return db.migrate(migrations)
 
 
 def run_validate(db: Any, migrations: list[Any]) -> Any:
-    """``db.validate_schema(migrations)``, or the schema module's validator on the connection."""
-    if callable(getattr(db, "validate_schema", None)):
-        return db.validate_schema(migrations)
-    from reliability.schema import SchemaValidator
-
-    with db._lock:
-        return SchemaValidator(migrations).validate(db.connection)
+    """``db.validate_schema(migrations)``: the public API an application validates with."""
+    return db.validate_schema(migrations)
 
 
 def schema_shape(conn: sqlite3.Connection) -> dict[str, Any]:

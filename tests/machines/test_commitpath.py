@@ -26,7 +26,7 @@ class NoAbortMarker(DatabaseManager):
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
-        redo = self._redo
+        redo = self.redo_journal
         if redo is not None:
             redo.abort = lambda seq: redo.discard()
 
