@@ -246,6 +246,32 @@ BUGS: tuple[Bug, ...] = (
         "        if log is not None and op != \"transaction\":\n"
         "            log.record(op, sql, seconds, 0, attempts, \"error\", str(err.kind))",
         "a transaction that fails on a constraint: no record with outcome error"),
+    # -- session 6 (h14-catch): bugs written after the 42 above were all caught, on parts of the surface
+    # those 42 do not touch (the reload's reconnect and queue limit, the classifier's extended and primary
+    # tables, the backup listing's order, the health report's WAL size) ----------------------------------
+    Bug("p16_reload_keeps_the_connection", 16, "reliability/reload.py",
+        "            db.connections.close()  # the next operation reopens with the new settings",
+        "            pass  # the next operation reopens with the new settings",
+        "reload foreign_keys true -> false (or busy_timeout_ms): the next operation still runs on the old "
+        "connection with the old pragma"),
+    Bug("p16_queue_limit_not_reloaded", 16, "reliability/reload.py",
+        "            queue.max_entries = new.write_queue_max",
+        "            queue.max_entries = old.write_queue_max",
+        "reload write_queue_max down to 1 during an outage: a second queued command is still accepted"),
+    Bug("p11_notadb_classified_as_ioerr", 11, "reliability/errors.py",
+        "    26: ErrorKind.NOTADB,", "    26: ErrorKind.IOERR,",
+        "the header overwritten: the runtime reconnects (I/O error) instead of reporting corruption and recovering"),
+    Bug("p02_busy_snapshot_retried_as_statement", 2, "reliability/errors.py",
+        "    517: ErrorKind.BUSY_SNAPSHOT,  # SQLITE_BUSY_SNAPSHOT\n", "",
+        "a transaction whose snapshot went stale before its first write: the statement is retried on the same "
+        "snapshot instead of the whole transaction being rerun"),
+    Bug("p12_backups_listed_oldest_first", 12, "reliability/durability/backup.py",
+        "        out.sort(key=lambda b: (b.created_at, b.path), reverse=True)",
+        "        out.sort(key=lambda b: (b.created_at, b.path))",
+        "two backups: backups()[0] / the one restored is the older (restore and recovery go back too far)"),
+    Bug("p10_wal_size_of_the_database", 10, "reliability/health.py",
+        "        return os.path.getsize(db_path + \"-wal\")", "        return os.path.getsize(db_path)",
+        "health().wal_size after a TRUNCATE checkpoint: 0 expected, the database file's size reported"),
 )
 
 
