@@ -112,15 +112,16 @@ def facade_private_names(source: str, filename: str = "<src>") -> list[str]:
     def private(name: str) -> bool:
         return name.startswith("_") and not name.startswith("__")
 
-    found = []
-    for node in ast.walk(ast.parse(source, filename)):
-        if isinstance(node, ast.Attribute) and private(node.attr) and is_facade(node.value):
-            found.append(f"{filename}:{node.lineno} {ast.unparse(node)}")
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
-                and node.func.id in ("getattr", "hasattr", "setattr") and len(node.args) >= 2 \
-                and is_facade(node.args[0]) and isinstance(node.args[1], ast.Constant) \
-                and isinstance(node.args[1].value, str) and private(node.args[1].value):
-            found.append(f"{filename}:{node.lineno} {ast.unparse(node)}")
+    def reach(node: ast.AST) -> bool:
+        if isinstance(node, ast.Attribute):
+            return private(node.attr) and is_facade(node.value)
+        return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+            and node.func.id in ("getattr", "hasattr", "setattr") and len(node.args) >= 2 \
+            and is_facade(node.args[0]) and isinstance(node.args[1], ast.Constant) \
+            and isinstance(node.args[1].value, str) and private(node.args[1].value)
+
+    found = [f"{filename}:{node.lineno} {ast.unparse(node)}" for node in ast.walk(ast.parse(source, filename))
+             if reach(node)]
     return sorted(found)
 
 

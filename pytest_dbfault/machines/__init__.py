@@ -37,6 +37,7 @@ from .dataloss import DataLossMachine
 from .degradation import DegradationMachine
 from .errors_logging import ErrorsLoggingMachine
 from .health import HealthMachine
+from .reload_effects import ReloadEffectsMachine
 from .restart import RestartMachine
 from .schema import SchemaMachine
 from .surface import SurfaceMachine
@@ -68,6 +69,7 @@ MACHINES: dict[str, type[RuntimeMachine]] = {
     "restart": RestartMachine,
     "surface": SurfaceMachine,
     "dataloss": DataLossMachine,
+    "reload_effects": ReloadEffectsMachine,  # P16 for settings that need a new connection
 }
 
 #: Which properties each machine checks (the chaos machine checks them all).
@@ -87,6 +89,7 @@ PROPERTIES_BY_MACHINE: dict[str, tuple[int, ...]] = {
     "restart": (2, 6, 8, 9, 12, 13, 14, 15),
     "surface": (1, 2, 4, 6, 8, 9, 12, 13),
     "dataloss": (10, 11, 12, 13),
+    "reload_effects": (16,),
 }
 
 

@@ -1,0 +1,72 @@
+"""P16 for the settings that only take effect on a new connection (``foreign_keys``, ``busy_timeout_ms``).
+
+The config machine reloads the retry policy and ``log_sql_params`` and checks their behaviour; a reload
+of a connection setting (:data:`reliability.reload.RECONNECT_KEYS`) is only kept if the runtime drops
+the connection it holds, and nothing checked that. Planted bug it catches (``benchmarks/bug_finding.py``,
+``p16_reload_keeps_the_connection``): the reload swaps the config but keeps the open connection, so the
+next operation still runs with the old pragmas.
+
+The check is what an application sees: after the reload, the next call through the runtime reads
+``PRAGMA foreign_keys`` and ``PRAGMA busy_timeout`` on the runtime's connection, and a real foreign-key
+violation is refused exactly when the reloaded setting says so.
+"""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+from hypothesis.stateful import precondition, rule
+
+from .config import ConfigMixin
+
+#: Small busy timeouts only: a lock met later in the example then costs no real waiting.
+TIMEOUTS = (10, 20, 40, 80)
+
+
+class ReloadEffectsMixin(ConfigMixin):
+    """Reloads connection settings and checks them on the runtime's next call."""
+
+    def after_start(self) -> None:
+        super().after_start()
+        self.absorb(self.db.execute, "CREATE TABLE IF NOT EXISTS fk_parent (id INTEGER PRIMARY KEY)")
+        self.absorb(self.db.execute, "CREATE TABLE IF NOT EXISTS fk_child (id INTEGER PRIMARY KEY, "
+                    "parent INTEGER REFERENCES fk_parent (id))")
+
+    @precondition(lambda self: getattr(self, "watcher", None) is not None and not self.faults)
+    @rule(foreign_keys=st.booleans(), timeout=st.sampled_from(TIMEOUTS), n=st.integers(0, 2**20))
+    def reload_connection_settings(self, foreign_keys: bool, timeout: int, n: int) -> None:
+        """P16: ``foreign_keys`` and ``busy_timeout_ms`` changed in the watched file hold for the next call."""
+        from reliability import ConfigError, DatabaseError
+
+        lines = dict(self.env_lines, RELIABILITY_FOREIGN_KEYS="true" if foreign_keys else "false",
+                     RELIABILITY_BUSY_TIMEOUT_MS=str(timeout))
+        self.write_env(lines)
+        try:
+            self.watcher.check_now(force=True)
+        except ConfigError as exc:
+            self.check(16, False, f"a valid change was rejected: {exc}")
+            return
+        self.env_lines = lines
+        self.config = self.db.config
+        fk = self.absorb(self.db.fetch_one, "PRAGMA foreign_keys")
+        busy = self.absorb(self.db.fetch_one, "PRAGMA busy_timeout")
+        self.check(16, fk is not None and fk[0] == int(foreign_keys) and busy is not None and busy[0] == timeout,
+                   lambda: f"after reloading foreign_keys={foreign_keys}, busy_timeout_ms={timeout} the next call "
+                           f"runs with PRAGMA foreign_keys={fk and fk[0]}, busy_timeout={busy and busy[0]}")
+        # Behaviour as well as the pragma: an orphan row is refused exactly when foreign keys are on.
+        child = n + 1
+        try:
+            self.absorb(self.db.execute, "INSERT INTO fk_child (id, parent) VALUES (?, ?)", (child, -child))
+            refused = False
+        except DatabaseError:
+            refused = True
+        self.absorb(self.db.execute, "DELETE FROM fk_child WHERE id = ?", (child,))
+        self.check(16, refused is foreign_keys,
+                   lambda: f"foreign_keys reloaded to {foreign_keys}, but a row naming a missing parent was "
+                           f"{'refused' if refused else 'accepted'}")
+
+
+class ReloadEffectsMachine(ReloadEffectsMixin):
+    """Reloads of connection settings interleaved with the workload."""
+
+    core_groups = frozenset(("reload",))
+    fault_kinds = ("none",)

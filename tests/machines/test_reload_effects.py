@@ -1,0 +1,25 @@
+"""The reload-effects machine (P16 for settings that need a new connection) passes on the runtime and bites."""
+
+from __future__ import annotations
+
+import pytest
+from bite_settings import bite_settings
+from hypothesis import settings
+
+from pytest_dbfault.machines import run_machine
+from pytest_dbfault.machines.reload_effects import ReloadEffectsMachine
+from pytest_dbfault.stats import property_id
+
+BITE = bite_settings(max_examples=30, steps=10)
+
+
+def test_the_machine_passes_on_the_runtime(tmp_path):
+    run_machine(ReloadEffectsMachine, settings_=settings(BITE, max_examples=6), base_dir=str(tmp_path))
+
+
+def test_the_machine_bites_a_reload_that_keeps_the_old_connection(tmp_path, monkeypatch):
+    # The planted bug p16_reload_keeps_the_connection: the config is swapped, the open connection kept,
+    # so the next call runs with the old foreign_keys / busy_timeout.
+    monkeypatch.setattr("reliability.reload.RECONNECT_KEYS", frozenset())
+    with pytest.raises(AssertionError, match=property_id(16)):
+        run_machine(ReloadEffectsMachine, settings_=BITE, base_dir=str(tmp_path), enforce={16})
