@@ -1,10 +1,12 @@
-"""P16 for the settings that only take effect on a new connection (``foreign_keys``, ``busy_timeout_ms``).
+"""P16 for the settings that only take effect on a new connection (``foreign_keys``, ``busy_timeout_ms``)
+and for the write queue's limit (``write_queue_max``).
 
 The config machine reloads the retry policy and ``log_sql_params`` and checks their behaviour; a reload
 of a connection setting (:data:`reliability.reload.RECONNECT_KEYS`) is only kept if the runtime drops
 the connection it holds, and nothing checked that. Planted bug it catches (``benchmarks/bug_finding.py``,
 ``p16_reload_keeps_the_connection``): the reload swaps the config but keeps the open connection, so the
-next operation still runs with the old pragmas.
+next operation still runs with the old pragmas. And ``p16_queue_limit_not_reloaded``: the queue keeps its
+old limit, so during an outage more writes are accepted ("queued") than the reloaded setting allows.
 
 The check is what an application sees: after the reload, the next call through the runtime reads
 ``PRAGMA foreign_keys`` and ``PRAGMA busy_timeout`` on the runtime's connection, and a real foreign-key
@@ -30,6 +32,22 @@ class ReloadEffectsMixin(ConfigMixin):
         self.absorb(self.db.execute, "CREATE TABLE IF NOT EXISTS fk_parent (id INTEGER PRIMARY KEY)")
         self.absorb(self.db.execute, "CREATE TABLE IF NOT EXISTS fk_child (id INTEGER PRIMARY KEY, "
                     "parent INTEGER REFERENCES fk_parent (id))")
+        self.register_store()
+
+    def after_reopen(self) -> None:
+        super().after_reopen()
+        self.register_store()
+
+    def register_store(self) -> None:
+        commands = getattr(self.db, "commands", None)
+        if commands is None:
+            return
+        from reliability.degraded import Needs
+
+        commands.recheck_interval = 0.0  # probe on every command: no wall-clock waits in the machine
+        commands.register("reload_store", Needs.WRITE,
+                          lambda db, key, value: db.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)",
+                                                            (key, value)).rowcount)
 
     @precondition(lambda self: getattr(self, "watcher", None) is not None and not self.faults)
     @rule(foreign_keys=st.booleans(), timeout=st.sampled_from(TIMEOUTS), n=st.integers(0, 2**20))
@@ -63,6 +81,47 @@ class ReloadEffectsMixin(ConfigMixin):
         self.check(16, refused is foreign_keys,
                    lambda: f"foreign_keys reloaded to {foreign_keys}, but a row naming a missing parent was "
                            f"{'refused' if refused else 'accepted'}")
+
+
+    @precondition(lambda self: getattr(self, "watcher", None) is not None and not self.faults
+                  and getattr(self.db, "commands", None) is not None and not self.writes_queued())
+    @rule(limit=st.integers(1, 3))
+    def reload_queue_limit(self, limit: int) -> None:
+        """P16: ``write_queue_max`` lowered in the watched file; during the next outage (a full disk) at most
+        that many write commands are accepted as queued, the rest are refused (never silently dropped)."""
+        from reliability import ConfigError
+
+        old = self.db.config.write_queue_max
+        lines = dict(self.env_lines, RELIABILITY_WRITE_QUEUE_MAX=str(limit))
+        self.write_env(lines)
+        try:
+            self.watcher.check_now(force=True)
+        except ConfigError as exc:
+            self.check(16, False, f"a valid change was rejected: {exc}")
+            return
+        self.config = self.db.config
+        answers = []
+        if self.inject("disk_full", 0):  # (no headroom)
+            for i in range(limit + 1):
+                # Large enough to need new pages: a small row may still fit in the file's free space.
+                key, value = f"queued-{i}", self.text() + "x" * 200_000
+                result = self.absorb(self.db.commands.run, "reload_store", key, value)
+                answers.append(result.status)
+                if result.status in ("ok", "queued"):
+                    self.model.kv[key] = value  # acknowledged: in the file once replayed
+            self.heal("disk_full")
+        # The old limit back before anything else queues (other rules expect their writes accepted).
+        restored = dict(self.env_lines, RELIABILITY_WRITE_QUEUE_MAX=str(old))
+        self.write_env(restored)
+        self.watcher.check_now(force=True)
+        self.env_lines = restored
+        self.config = self.db.config
+        if len(self.db.commands.queue):
+            self.absorb(self.db.commands.recover, force=True)
+        queued = answers.count("queued")
+        self.check(16, queued <= limit, lambda: (
+            f"write_queue_max reloaded to {limit}, but {queued} writes were queued during one outage: {answers}"),
+            faults=["disk_full"] if answers else None)
 
 
 class ReloadEffectsMachine(ReloadEffectsMixin):

@@ -23,3 +23,13 @@ def test_the_machine_bites_a_reload_that_keeps_the_old_connection(tmp_path, monk
     monkeypatch.setattr("reliability.reload.RECONNECT_KEYS", frozenset())
     with pytest.raises(AssertionError, match=property_id(16)):
         run_machine(ReloadEffectsMachine, settings_=BITE, base_dir=str(tmp_path), enforce={16})
+
+
+def test_the_machine_bites_a_queue_limit_the_reload_does_not_change(tmp_path, monkeypatch):
+    # The planted bug p16_queue_limit_not_reloaded: the queue keeps the limit it was built with.
+    from reliability.degraded.queue import WriteQueue
+
+    monkeypatch.setattr(WriteQueue, "max_entries", property(lambda self: 10_000, lambda self, value: None),
+                        raising=False)
+    with pytest.raises(AssertionError, match="write_queue_max reloaded"):
+        run_machine(ReloadEffectsMachine, settings_=BITE, base_dir=str(tmp_path), enforce={16})
