@@ -15,6 +15,8 @@ violation is refused exactly when the reloaded setting says so.
 
 from __future__ import annotations
 
+import os
+
 from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
 
@@ -124,8 +126,37 @@ class ReloadEffectsMixin(ConfigMixin):
             faults=["disk_full"] if answers else None)
 
 
-class ReloadEffectsMachine(ReloadEffectsMixin):
-    """Reloads of connection settings interleaved with the workload."""
+class WalSizeMixin(ConfigMixin):
+    """P10's ``wal_size`` field against the file itself (planted bug ``p10_wal_size_of_the_database``: the
+    size of the database file reported as the WAL's). Nothing else read that field."""
+
+    @precondition(lambda self: self.db is not None and not self.faults)
+    @rule(checkpoint=st.booleans(), n=st.integers(0, 12))
+    def wal_size_reported(self, checkpoint: bool, n: int) -> None:
+        """P10: after a write (and maybe a TRUNCATE checkpoint), ``health().wal_size`` is the ``-wal`` file's
+        size, or None when there is none (rollback-journal modes)."""
+        key, value = f"user-{n}", self.text()
+        self.absorb(self.db.execute, "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value))
+        self.model.kv[key] = value
+        if checkpoint:
+            self.absorb(self.db.fetch_one, "PRAGMA wal_checkpoint(TRUNCATE)")
+
+        def on_disk() -> int | None:
+            try:
+                return os.path.getsize(self.db_path + "-wal")
+            except OSError:
+                return None
+
+        before = on_disk()
+        reported = self.db.health().wal_size
+        after = on_disk()  # (a background checkpoint may run in between: either size is the truth)
+        self.check(10, reported in (before, after), lambda: (
+            f"health().wal_size is {reported!r}; the -wal file is {before!r} bytes (None: absent)"))
+
+
+class ReloadEffectsMachine(ReloadEffectsMixin, WalSizeMixin):
+    """Reloads of connection settings and the queue limit, and the WAL size health reports, interleaved
+    with the workload."""
 
     core_groups = frozenset(("reload",))
     fault_kinds = ("none",)

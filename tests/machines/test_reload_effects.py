@@ -33,3 +33,12 @@ def test_the_machine_bites_a_queue_limit_the_reload_does_not_change(tmp_path, mo
                         raising=False)
     with pytest.raises(AssertionError, match="write_queue_max reloaded"):
         run_machine(ReloadEffectsMachine, settings_=BITE, base_dir=str(tmp_path), enforce={16})
+
+
+def test_the_machine_bites_a_wal_size_read_from_the_database_file(tmp_path, monkeypatch):
+    # The planted bug p10_wal_size_of_the_database: health() reports the database file's size as the WAL's.
+    import os
+
+    monkeypatch.setattr("reliability.manager.wal_size", lambda path: os.path.getsize(path))
+    with pytest.raises(AssertionError, match="wal_size is"):
+        run_machine(ReloadEffectsMachine, settings_=BITE, base_dir=str(tmp_path), enforce={10})
