@@ -69,7 +69,7 @@ MACHINES: dict[str, type[RuntimeMachine]] = {
     "restart": RestartMachine,
     "surface": SurfaceMachine,
     "dataloss": DataLossMachine,
-    "reload_effects": ReloadEffectsMachine,  # P16 for settings that need a new connection; P10's wal_size
+    "reload_effects": ReloadEffectsMachine,  # reloads needing a new connection, wal_size, stale snapshot
 }
 
 #: Which properties each machine checks (the chaos machine checks them all).
@@ -89,7 +89,7 @@ PROPERTIES_BY_MACHINE: dict[str, tuple[int, ...]] = {
     "restart": (2, 6, 8, 9, 12, 13, 14, 15),
     "surface": (1, 2, 4, 6, 8, 9, 12, 13),
     "dataloss": (10, 11, 12, 13),
-    "reload_effects": (10, 16),
+    "reload_effects": (2, 8, 10, 16),
 }
 
 

@@ -154,7 +154,46 @@ class WalSizeMixin(ConfigMixin):
             f"health().wal_size is {reported!r}; the -wal file is {before!r} bytes (None: absent)"))
 
 
-class ReloadEffectsMachine(ReloadEffectsMixin, WalSizeMixin):
+class StaleSnapshotMixin(ConfigMixin):
+    """P2/P8 for a stale WAL snapshot (planted bug ``p02_busy_snapshot_retried_as_statement``: the classifier
+    loses SQLITE_BUSY_SNAPSHOT, code 517, so the error is taken for a plain lock: retried as a statement and
+    reported as "busy"). The under-fault sweep puts the fault in force but accepted either kind."""
+
+    @precondition(lambda self: self.db is not None and not self.faults
+                  and str(self.db.config.journal_mode).upper() == "WAL")
+    @rule(n=st.integers(0, 12))
+    def write_on_a_stale_snapshot(self, n: int) -> None:
+        """P2/P8: a write refused because the connection's snapshot is stale says so (kind busy_snapshot,
+        its own user message), not "busy"; nothing of it is stored."""
+        import sqlite3
+
+        from reliability import KIND_INFO, ErrorKind
+
+        from ..faults import FaultError, make_fault
+        from ..stats import STATS
+
+        try:
+            fault = make_fault("busy_snapshot", self.db, counted_in=STATS)
+            fault.inject()
+        except (FaultError, sqlite3.Error, self.sqlite_module().Error):
+            return  # (not possible in this state: nothing to judge)
+        self.faults["busy_snapshot"] = fault
+        key, value = f"user-{n}", self.text()
+        out = self.call("execute", self.db.execute, "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value),
+                        faults=["busy_snapshot"])
+        self.heal("busy_snapshot")
+        if out.ok:
+            self.model.kv[key] = value
+            return
+        kind = getattr(out.error, "kind", None)
+        message = getattr(out.error, "user_message", "")
+        self.check(2, kind == ErrorKind.BUSY_SNAPSHOT
+                   and message == KIND_INFO[ErrorKind.BUSY_SNAPSHOT].user_message, lambda: (
+                       f"a write on a stale snapshot failed as {kind!s} ({message!r}); SQLite said "
+                       f"SQLITE_BUSY_SNAPSHOT (code {getattr(out.error, 'code', None)})"), faults=["busy_snapshot"])
+
+
+class ReloadEffectsMachine(ReloadEffectsMixin, WalSizeMixin, StaleSnapshotMixin):
     """Reloads of connection settings and the queue limit, and the WAL size health reports, interleaved
     with the workload."""
 

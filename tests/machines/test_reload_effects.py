@@ -42,3 +42,12 @@ def test_the_machine_bites_a_wal_size_read_from_the_database_file(tmp_path, monk
     monkeypatch.setattr("reliability.manager.wal_size", lambda path: os.path.getsize(path))
     with pytest.raises(AssertionError, match="wal_size is"):
         run_machine(ReloadEffectsMachine, settings_=BITE, base_dir=str(tmp_path), enforce={10})
+
+
+def test_the_machine_bites_a_classifier_that_loses_busy_snapshot(tmp_path, monkeypatch):
+    # The planted bug p02_busy_snapshot_retried_as_statement: code 517 falls back to its primary code (busy).
+    from reliability import errors
+
+    monkeypatch.delitem(errors._BY_EXTENDED, 517)
+    with pytest.raises(AssertionError, match="stale snapshot failed as busy"):
+        run_machine(ReloadEffectsMachine, settings_=BITE, base_dir=str(tmp_path), enforce={2})
