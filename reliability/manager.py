@@ -51,6 +51,7 @@ from .redo import ensure_sequence_table, statement_kind
 from .retry import RetryExhausted, RetryPolicy
 from .schema import Migration, MigrationResult, SchemaReport
 from .transaction import TransactionManager
+from .tx_connection import TransactionConnection
 
 T = TypeVar("T")
 log = logging.getLogger("reliability")
@@ -361,10 +362,12 @@ class DatabaseManager:
                     redo._fail(f"redo journal fsync failed at seq {seq}: {failed}")
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """``with db.transaction():`` — BEGIN IMMEDIATE (SAVEPOINT when nested), commit or roll back.
+    def transaction(self) -> Iterator[TransactionConnection]:
+        """``with db.transaction() as conn:`` — BEGIN IMMEDIATE (SAVEPOINT when nested), commit or roll back.
 
-        Errors are re-raised as :class:`DatabaseError`; the connection stays usable.
+        ``conn`` runs its statements through this manager (journaled and logged like ``db.execute``);
+        see :class:`~reliability.tx_connection.TransactionConnection`. Errors are re-raised as
+        :class:`DatabaseError`; the connection stays usable.
         """
         if not self.transactions.depth:
             self.executor.replay_backlog("transaction", None, None)
@@ -375,7 +378,7 @@ class DatabaseManager:
         try:
             try:
                 with self._lock, self.transactions.transaction(self.new_operation_id()) as conn:
-                    yield conn
+                    yield TransactionConnection(conn, self.execute, self.executemany)
             except DatabaseError as err:
                 if self.transactions.depth:
                     raise

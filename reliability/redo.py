@@ -93,7 +93,8 @@ Guarantee, honestly stated:
   acknowledged write survives a process crash *and* power loss (on storage that honours fsync).
 * synchronous NORMAL/OFF: the record is written (in the OS page cache) before the ack, so
   it survives a process crash but **not** power loss or a kernel crash.
-* Writes made through any ``DatabaseManager`` with the journal on are journaled; writes made
+* Writes made through any ``DatabaseManager`` with the journal on are journaled (the connection
+  ``db.transaction()`` yields included: it routes through ``db.execute``); writes made
   on ``db.connection`` directly, by other programs, or by a manager with ``redo_journal=False``
   are not and cannot be replayed.
 * Replay re-executes the SQL: non-deterministic functions (``random()``, ``datetime('now')``,
