@@ -38,8 +38,9 @@ and recovery must (and does) say so, which ``BackupMixin.corrupt_and_recover`` c
 
 The sweep also puts each other injected kind in force once (:class:`KindsMixin`): busy_commit (a
 second runtime in rollback-journal mode), busy_snapshot, enospc, io_error and short_read (through
-the VFS shim, in the runtime's own SQLite build), file_full (the redo journal's descriptor), each feeding the
-properties it threatens.
+the VFS shim, in the runtime's own SQLite build), file_full (the redo journal's descriptor) and
+disconnect_replace (another database at the path: commands go on, writes are refused honestly, messages stay
+fit for a user), each feeding the properties it threatens.
 Why a sweep per example rather than rules alone: a rule is drawn in some examples only, and the
 main job fails when a declared cell is empty; the sweep makes every cell filled in every run.
 """
@@ -772,7 +773,8 @@ def path_faults_on(module: str) -> Iterator[None]:
 
 
 #: The other injected kinds: each is put in force once per sweep and feeds the properties it threatens.
-OTHER_KINDS = ("busy_commit", "busy_snapshot", "enospc", "file_full", "io_error", "short_read")
+OTHER_KINDS = ("busy_commit", "busy_snapshot", "enospc", "file_full", "io_error", "short_read",
+               "disconnect_replace")
 #: Kinds acting through the VFS shim: only connections opened after inject() see them.
 VFS_KINDS = ("enospc", "io_error", "short_read")
 
@@ -934,6 +936,77 @@ class KindsMixin(CellsMixin):
         # The journal now misses a commit: a backup re-anchors it (what the runtime's own schedule does).
         self.heal("file_full")
         self.call(None, self.absorb, self.db.backup)
+
+    def round_disconnect_replace(self) -> None:
+        """The database file (with its -wal) replaced by another database, an empty file or an unrelated
+        one, while the runtime runs; healed by putting the original back. While the stand-in is in force:
+
+        * P14 — a command that needs no database answers; a write command is acknowledged (ok, queued)
+          or refused with a message fit for a user, and only an acknowledged one is booked;
+        * P2 — a write to the application's table is refused (the stand-in has no such table: a write
+          acknowledged there would be gone when the original is back), as an error of a kind the fault
+          can cause, with its user message and log record (P8, P9 in :meth:`call`);
+        * P6 — a read that is served returns the acknowledged value (a refusal is fine, another value is not).
+
+        Once the original is back a write and a read of it are served (P1, P6, labelled
+        ``after:disconnect_replace``). Audit entries are not recorded under it: an entry recorded into
+        the stand-in is acknowledged as stored and lost when the original comes back (a runtime bug
+        reported in issue #15's audit work; see the h14-seeds report)."""
+        standin = None
+        if self.rng.random() < 0.5:  # an unrelated database, as another application's file would be
+            standin = os.path.join(self.dir, "scratch", "standin.sqlite")
+            if not os.path.exists(standin):
+                conn = self.sqlite_module().connect(standin, isolation_level=None)
+                try:
+                    conn.execute("CREATE TABLE other (x)")
+                finally:
+                    conn.close()
+        try:
+            fault = make_fault("disconnect_replace", self.db_path, replacement=standin, counted_in=STATS)
+            fault.inject()
+        except (FaultError, OSError):
+            return
+        self.faults["disconnect_replace"] = fault
+        self.fault_history.append("disconnect_replace")
+        faults = ["disconnect_replace"]
+        if has_commands(self):
+            name = self.pick("first_name")
+            greeted = self.db.commands.run("greet", name)
+            self.check(14, greeted.status == "ok" and greeted.value == f"hello {name}",
+                       f"'greet' answered {greeted.status!r} {greeted.value!r} ({greeted.message}) while the "
+                       f"database file was replaced", faults=faults)
+        key, _value, out = self.write_key(faults)
+        self.check(2, not out.ok, f"a write to the application's table was acknowledged while the path named "
+                                  f"another database ({'an unrelated one' if standin else 'an empty file'}): "
+                                  f"it is lost when the original is back", faults=faults)
+        self.read_back(key, faults)
+        if has_commands(self):
+            self.command_under_replace(faults)
+        self.heal("disconnect_replace")
+        after = self.labels()
+        _k, _v, written = self.write_key(after)
+        self.check(1, written.ok, lambda: f"a write failed once the original database was put back: "
+                                          f"{written.error!r}", faults=after)
+        self.read_back(key, after)
+
+    def command_under_replace(self, faults: list[str]) -> None:
+        """P14/P8: a write command under a replaced file is acknowledged or refused in words fit for a user."""
+        from .workload import user_message_problems
+
+        key, value = f"user-{self.rng.randrange(13)}", self.text()
+        before = len(self.db.commands.queue)
+        result = self.absorb(self.db.commands.run, "store", key, value)
+        self.check(14, result.status in ("ok", "queued", "error", "unavailable", "rejected"),
+                   f"'store' answered {result.status!r}: {result.message}", faults=faults)
+        if result.status == "queued":
+            self.check(14, len(self.db.commands.queue) >= before + 1 and self.queue_file_has(result.queue_key),
+                       f"a queued write is not in the durable queue file (key {result.queue_key})", faults=faults)
+        if result.status in ("ok", "queued"):
+            self.model.kv[key] = value  # acknowledged: it must be in the original once replayed
+            return
+        problems = user_message_problems(result.message, [self.dir, self.db_path])
+        self.check(8, not problems, lambda: f"'store' refused with {result.message!r}: {'; '.join(problems)}",
+                   faults=faults)
 
     def round_busy_commit(self) -> None:
         """Rollback journal: a reader's SHARED lock makes COMMIT busy. On a second runtime (DELETE journal

@@ -28,6 +28,8 @@ FAULT_ERROR_KINDS: dict[str, set[str]] = {
     "disconnect_close": {"closed", "unavailable"},
     "disconnect_rename": {"readonly_dbmoved", "cantopen", "unavailable", "closed"},
     "disconnect_delete": {"readonly_dbmoved", "cantopen", "unavailable", "closed"},
+    # (another database at the path: its missing tables are the caller kind "schema", allowed everywhere)
+    "disconnect_replace": {"readonly_dbmoved", "cantopen", "unavailable", "closed"},
     "corrupt": {"corrupt", "notadb", "ioerr_corruptfs", "unavailable"},
     # the other injected kinds (machines/cells.py, kind rounds)
     "busy_commit": {"busy", "locked"},

@@ -205,6 +205,38 @@ class SwallowsBusyErrors(DatabaseManager):
             raise
 
 
+class AcksWritesToMissingTables(DatabaseManager):
+    """A too-broad ``except``: a write whose table is missing ("nothing there to change") returns as done
+    instead of raising: with another database at the path the write is acknowledged and lost (P2 under
+    disconnect_replace)."""
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        try:
+            return super().execute(sql, params)
+        except DatabaseError as err:
+            if err.kind is ErrorKind.SCHEMA and "no such table" in str(err.detail):
+                return None
+            raise
+
+
+class CommandsRefusedOnReplacedFile(DatabaseManager):
+    """A guard at the command entry that refuses every command, those needing no database too, while the
+    path names another file than the one opened (P14 under disconnect_replace)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        run = self.commands.run
+
+        def guarded(name: str, *a: Any, **k: Any) -> Any:
+            if self.connections.file_replaced():
+                from reliability.degraded import CommandResult
+
+                return CommandResult("unavailable", "The database is not available right now.")
+            return run(name, *a, **k)
+
+        self.commands.run = guarded  # type: ignore[method-assign]
+
+
 def _bite_module() -> Any:
     sys.path.insert(0, str(Path(__file__).parent))
     import test_machines_bite
@@ -255,6 +287,10 @@ CASES: list[tuple[int, str, Callable[[Any], Any]]] = [
     (6, "busy_snapshot", SwallowsBusyErrors),
     (1, "busy_commit", _from_bite("gives_up_early_runtime")),
     (6, "busy_commit", SwallowsBusyErrors),
+    (2, "disconnect_replace", _from_bite("RawErrors")),
+    (2, "disconnect_replace", AcksWritesToMissingTables),
+    (8, "disconnect_replace", _from_bite("SqlInUserMessages")),
+    (14, "disconnect_replace", CommandsRefusedOnReplacedFile),
 ]
 
 
@@ -320,7 +356,7 @@ def run_case(index: int | None, base_dir: str, family: str = "") -> None:
     logging.getLogger("reliability").propagate = False
     if family in ROUND_FAMILIES:
         narrowed = {"round_families": (family,), "other_kinds": ()}
-    elif family.startswith("disconnect_"):  # one kind of the disconnect family
+    elif family in ROUND_FAMILIES["disconnect"]:  # one kind of the disconnect family's rounds
         narrowed = {"round_families": ("disconnect",), "round_kinds": {"disconnect": (family,)}, "other_kinds": ()}
     else:
         narrowed = {"round_families": (), "other_kinds": (family,)}
