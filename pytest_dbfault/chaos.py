@@ -1,6 +1,7 @@
 """Chaos mode: real SQLite faults injected into every connection an existing test suite opens.
 
-:class:`ChaosInjector` replaces ``sqlite3.connect`` (only while installed) so that each new
+:class:`ChaosInjector` replaces ``connect`` of every SQLite DB-API module that can be imported (the
+stdlib's ``sqlite3``, ``pysqlite3.dbapi2``, ``sqlean``; only while installed) so that each new
 connection is a subclass of the one asked for whose statements sometimes meet a real fault, drawn
 from a generator per thread seeded by the run seed, the test id and the thread's creation order.
 Each fault is produced for real at the moment it is drawn and gone right after, with no sleeping
@@ -43,6 +44,8 @@ Without pytest::
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import itertools
 import random
 import re
@@ -51,6 +54,7 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 from ._chaos_kinds import (  # re-exported: the names and their parsing need neither sqlite3 nor the faults
@@ -67,6 +71,7 @@ from ._chaos_kinds import (  # re-exported: the names and their parsing need nei
 )
 from .faults.base import Fault, FaultError
 from .faults.registry import make_fault
+from .faults.target import path_module
 
 __all__ = ["CHAOS_KINDS", "CONTENTION", "DEFAULT_KINDS", "DEFAULT_RATE", "HARD", "LEVELS", "ChaosInjector",
            "ChaosUsageError", "Injection", "blamed_injection", "describe_kinds", "parse_kinds", "parse_rate"]
@@ -79,6 +84,12 @@ _NOT_A_READ = re.compile(r"\s*(BEGIN|SAVEPOINT|RELEASE|ROLLBACK)\b", re.IGNORECA
 _GENERATIONS = itertools.count(1)
 #: Attribute set on an exception a chaos fault raised: the :class:`Injection` (see :func:`blamed_injection`).
 TAG = "_dbfault_chaos_injection"
+#: The SQLite DB-API modules whose ``connect`` chaos wraps, each where it can be imported: the stdlib's and the
+#: builds an application may use instead (each carries its own copy of SQLite). A package that re-exports
+#: the same ``connect`` (``pysqlite3`` for ``pysqlite3.dbapi2``, ``sqlite3.dbapi2``) is wrapped with it.
+DBAPI_MODULES = ("sqlite3", "pysqlite3.dbapi2", "sqlean")
+#: Top-level packages of SQLite DB-API modules: one imported but not wrapped is named in the notes.
+_SQLITE_PACKAGES = frozenset({"sqlite3", "pysqlite3", "pysqlite2", "sqlean"})
 
 
 @dataclass
@@ -123,7 +134,8 @@ def blamed_injection(exc: BaseException | None) -> Injection | None:
 
 
 class ChaosInjector:
-    """Seeded injector of real SQLite faults into connections made by ``sqlite3.connect``.
+    """Seeded injector of real SQLite faults into connections made by ``connect`` of the SQLite DB-API
+    modules that can be imported (:data:`DBAPI_MODULES`: ``sqlite3``, ``pysqlite3.dbapi2``, ``sqlean``).
 
     :param seed: the run seed; each thread of a test draws from its own generator,
         ``Random(f"dbfault-chaos:{seed}:{test id}")`` for the thread that called :meth:`begin` and
@@ -131,11 +143,21 @@ class ChaosInjector:
         same faults whatever ran before it and however its threads interleave.
     :param rate: probability that an eligible statement meets a fault.
     :param kinds: chaos kinds to draw from (see :data:`CHAOS_KINDS`); ``io_error`` and ``disk_full``
-        are dropped, with :attr:`notes` saying why, where the VFS shim cannot be registered.
+        are dropped, with :attr:`notes` saying why, where the VFS shim cannot be registered; they reach
+        only connections of the build the VFS faults act on (``DBFAULT_SQLITE_MODULE``, default ``sqlite3``).
+    :param modules: the DB-API module names to wrap (default :data:`DBAPI_MODULES`; those that cannot be
+        imported are skipped). :attr:`wrapped` lists the ones wrapped, :attr:`connections` counts, per
+        module, the connections made through them while installed.
     """
 
-    def __init__(self, seed: int, rate: float = DEFAULT_RATE, kinds: Iterable[str] = DEFAULT_KINDS) -> None:
+    def __init__(self, seed: int, rate: float = DEFAULT_RATE, kinds: Iterable[str] = DEFAULT_KINDS,
+                 modules: Iterable[str] = DBAPI_MODULES) -> None:
         self.seed = seed
+        self.modules = tuple(modules)
+        #: Names of the DB-API modules whose ``connect`` is wrapped (while installed).
+        self.wrapped: list[str] = []
+        #: Module name -> connections made through its wrapped ``connect`` (tooling's own not counted).
+        self.connections: dict[str, int] = {}
         self.rate = parse_rate(rate, "rate")
         self.kinds = parse_kinds(",".join(kinds), "kinds")
         self.notes: list[str] = []
@@ -150,32 +172,34 @@ class ChaosInjector:
         self._test_thread: threading.Thread | None = None
         self._threads_started = 0
         self._injections: list[Injection] = []
-        self._real_connect: Any = None
+        self._installed = False
+        self._patched: list[tuple[ModuleType, Any]] = []
+        self._wrapped_modules: dict[str, ModuleType] = {}
         self._real_start: Any = None
         self._shim: Any = None
-        self._classes: dict[type, type] = {}
+        self._shim_connection: type | None = None  # the Connection class of the build the shim is in
+        self._classes: dict[tuple[type, str], type] = {}
         self._inside = threading.local()
 
     # -- install / uninstall ---------------------------------------------------------------------
     def install(self) -> ChaosInjector:
-        """Replace ``sqlite3.connect`` (and register the VFS shim, for hard I/O faults) until :meth:`uninstall`."""
-        if self._real_connect is not None:
+        """Replace ``connect`` of each DB-API module of :attr:`modules` that can be imported (and register the
+        VFS shim, for hard I/O faults) until :meth:`uninstall`."""
+        if self._installed:
             return self
+        self._installed = True
+        self.wrapped, self._wrapped_modules, self.connections = [], {}, {}
         if {"io_error", "disk_full"} & set(self.kinds):
             self._install_shim()
-        self._real_connect = sqlite3.connect
-        real = self._real_connect
-
-        def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-            if _from_tooling(sys._getframe(1)):
-                return real(*args, **kwargs)
-            kwargs["factory"] = self._chaos_class(kwargs.get("factory", sqlite3.Connection))
-            return real(*args, **kwargs)
-
-        connect.__doc__ = real.__doc__
-        connect.__wrapped__ = real  # type: ignore[attr-defined]
-        sqlite3.connect = connect  # type: ignore[assignment]
-        sqlite3.dbapi2.connect = connect  # type: ignore[attr-defined]
+        for name in self.modules:
+            module = _import_if_present(name)
+            if module is not None and not any(module.connect is real for _m, real in self._patched):
+                self._wrap(name, module)
+        others = [n for n, m in self._wrapped_modules.items() if m.Connection is not self._shim_connection]
+        if others and self._shim is not None:
+            self.notes.append(f"io_error and disk_full reach only connections of {path_module().__name__} (the "
+                              f"build the VFS faults act on: DBFAULT_SQLITE_MODULE), not those of "
+                              f"{', '.join(others)}")
         # Threads are numbered in the order the test starts them: that order, not the scheduler's
         # interleaving, picks each thread's generator.
         self._real_start = real_start = threading.Thread.start
@@ -190,18 +214,63 @@ class ChaosInjector:
         threading.Thread.start = start  # type: ignore[method-assign]
         return self
 
+    def _wrap(self, name: str, module: ModuleType) -> None:
+        """Replace ``module.connect`` (and the same function where its package or ``.dbapi2`` re-exports it)."""
+        real = module.connect
+        counts = self.connections
+
+        def connect(*args: Any, **kwargs: Any) -> Any:
+            if _from_tooling(sys._getframe(1)):
+                return real(*args, **kwargs)
+            kwargs["factory"] = self._chaos_class(kwargs.get("factory", module.Connection), module)
+            conn = real(*args, **kwargs)
+            counts[name] = counts.get(name, 0) + 1
+            return conn
+
+        connect.__doc__ = real.__doc__
+        connect.__wrapped__ = real  # type: ignore[attr-defined]
+        family = [module, sys.modules.get(f"{module.__name__}.dbapi2"),
+                  sys.modules.get(module.__name__.rpartition(".")[0])]
+        for holder in family:
+            if holder is not None and getattr(holder, "connect", None) is real:
+                self._patched.append((holder, real))
+                holder.connect = connect  # type: ignore[attr-defined]
+        self.wrapped.append(name)
+        self._wrapped_modules[name] = module
+        counts.setdefault(name, 0)
+
     def uninstall(self) -> None:
-        """Put ``sqlite3.connect`` back; connections already made stop injecting."""
-        if self._real_connect is None:
+        """Put every wrapped ``connect`` back; connections already made stop injecting.
+
+        :attr:`notes` then names a SQLite DB-API module imported but not wrapped (its connections met no chaos).
+        """
+        if not self._installed:
             return
-        sqlite3.connect = self._real_connect
-        sqlite3.dbapi2.connect = self._real_connect  # type: ignore[attr-defined]
+        self._installed = False
+        for holder, real in reversed(self._patched):
+            holder.connect = real  # type: ignore[attr-defined]
+        self._patched = []
         threading.Thread.start = self._real_start  # type: ignore[method-assign]
-        self._real_connect = self._real_start = None
+        self._real_start = None
         self._active = False
         if self._shim is not None:
             self._shim.uninstall()
             self._shim = None
+        self.notes.extend(self._reach_notes())
+
+    def _reach_notes(self) -> list[str]:
+        """A SQLite DB-API module imported but not wrapped: chaos did not reach its connections (say so,
+        never claim coverage it did not have). Connections made through the wrapped ones: :attr:`connections`."""
+        wrapped = {module.Connection for module in self._wrapped_modules.values()}
+        unwrapped = sorted(name for name, module in list(sys.modules.items())
+                           if name.partition(".")[0] in _SQLITE_PACKAGES and module is not None
+                           and callable(getattr(module, "connect", None))
+                           and isinstance(getattr(module, "Connection", None), type)
+                           and module.Connection not in wrapped)
+        if not unwrapped:
+            return []
+        return [f"{', '.join(unwrapped)} imported but its connect not wrapped: connections made through it met "
+                f"no chaos"]
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[ChaosInjector]:
@@ -270,7 +339,8 @@ class ChaosInjector:
             return None
         self._inside.busy = True
         try:
-            eligible = [k for k in _eligible(conn, statement) if k in self.kinds]
+            eligible = [k for k in _eligible(conn, statement) if k in self.kinds
+                        and (k not in ("io_error", "disk_full") or isinstance(conn, self._shim_connection or ()))]
         finally:
             self._inside.busy = False
         return (rng.choice(eligible), label) if eligible else None
@@ -299,7 +369,7 @@ class ChaosInjector:
             self._inside.busy = False
             try:
                 result = run(*args)
-            except (sqlite3.Error, sqlite3.Warning) as exc:
+            except conn._dbf_errors as exc:
                 injection.error = _error_text(exc)
                 self.last_injection = injection
                 with contextlib.suppress(AttributeError, TypeError):
@@ -323,29 +393,45 @@ class ChaosInjector:
         finally:
             self._inside.busy = False
 
-    def _chaos_class(self, base: type) -> type:
+    def _chaos_class(self, base: type, module: ModuleType) -> type:
         with self._lock:
-            cls = self._classes.get(base)
+            cls = self._classes.get((base, module.__name__))
             if cls is None:
-                cls = self._classes[base] = _make_connection_class(base, self)
+                cls = self._classes[(base, module.__name__)] = _make_connection_class(base, self, module)
             return cls
 
     def _install_shim(self) -> None:
+        # The build the VFS faults act on (DBFAULT_SQLITE_MODULE, default sqlite3): io kinds reach its connections.
         try:
             from .vfs import get_shim, vfs_available
-        except ImportError as exc:  # pragma: no cover - the VFS package ships with dbfault
+
+            module = path_module()
+        except (ImportError, FaultError) as exc:  # dbfault: no fault (no VFS package, or a bad DBFAULT_SQLITE_MODULE)
             ok, reason = False, str(exc)
         else:
-            ok, reason = vfs_available()
+            ok, reason = vfs_available(module)
         if ok:
             try:
-                self._shim = get_shim().install()
+                self._shim = get_shim(module).install()
+                self._shim_connection = module.Connection
                 return
             except Exception as exc:  # VfsUnavailable at registration
                 reason = str(exc)
         dropped = [k for k in self.kinds if k in ("io_error", "disk_full")]
         self.kinds = tuple(k for k in self.kinds if k not in dropped)
         self.notes.append(f"{', '.join(dropped)} left out: the VFS shim cannot be registered here ({reason})")
+
+
+def _import_if_present(name: str) -> ModuleType | None:
+    """The DB-API module ``name`` when it is installed and imports, else None (never an error: optional)."""
+    try:
+        if importlib.util.find_spec(name.partition(".")[0]) is None:
+            return None
+        module = importlib.import_module(name)
+    except ImportError:  # dbfault: no fault (an optional SQLite build that is not installed, or broken)
+        return None
+    return module if callable(getattr(module, "connect", None)) and isinstance(
+        getattr(module, "Connection", None), type) else None
 
 
 #: Callers whose connections are tooling, not the application under test: coverage keeps its
@@ -395,7 +481,7 @@ def _eligible(conn: Any, statement: str) -> list[str]:
 def _journal_mode(conn: Any) -> str:
     try:
         return str(conn._dbf_plain("PRAGMA journal_mode").fetchone()[0]).lower()
-    except sqlite3.Error:
+    except conn._dbf_module.Error:
         return ""
 
 
@@ -426,11 +512,14 @@ def _arrange(kind: str, conn: Any, database: str, undo: contextlib.ExitStack, ch
     if name in ("io_error", "enospc") and chaos._shim is None:
         return False
     try:
-        fault = make_fault(name, conn if kind in ("busy_snapshot", "closed") else database, kind=f"chaos_{kind}",
-                           **params)
+        # The connection itself where the fault needs it, or where its helper connections must be of the
+        # victim's own build (two SQLite libraries in one process do not see each other's locks); the
+        # path for the VFS faults (they reach only the shim's build: see _draw).
+        on_conn = kind in ("busy_snapshot", "closed") or kind in CONTENTION and conn._dbf_module is not sqlite3
+        fault = make_fault(name, conn if on_conn else database, kind=f"chaos_{kind}", **params)
         fault.label_lingers = True
         fault.inject()  # still busy: lifecycle subscribers (coverage contexts) may write SQLite of their own
-    except (FaultError, sqlite3.Error):
+    except (FaultError, sqlite3.Error, conn._dbf_module.Error):
         return False  # someone else holds the lock already (another process): nothing to add
     undo.callback(chaos._heal_quietly, fault)
     if kind in CONTENTION:
@@ -442,7 +531,7 @@ def _arrange(kind: str, conn: Any, database: str, undo: contextlib.ExitStack, ch
 
 
 def _restore_timeout(conn: Any, timeout: int) -> None:
-    with contextlib.suppress(sqlite3.ProgrammingError):  # closed by the application meanwhile
+    with contextlib.suppress(conn._dbf_module.ProgrammingError):  # closed by the application meanwhile
         conn._dbf_plain(f"PRAGMA busy_timeout = {timeout}")
 
 
@@ -451,7 +540,7 @@ def _database_of(conn: Any) -> str | None:
         for _seq, name, file in conn._dbf_plain("PRAGMA database_list"):
             if name == "main":
                 return file or None  # "" for in-memory and temporary databases
-    except sqlite3.Error:
+    except conn._dbf_module.Error:
         return None
     return None
 
@@ -476,10 +565,14 @@ def _statement(sql: Any) -> str | None:
     return None
 
 
-def _make_connection_class(base: type, chaos: ChaosInjector) -> type:
-    """A subclass of ``base`` (``sqlite3.Connection`` or the application's factory) that meets chaos."""
+def _make_connection_class(base: type, chaos: ChaosInjector, module: ModuleType = sqlite3) -> type:
+    """A subclass of ``base`` (``module.Connection`` or the application's factory) that meets chaos.
 
-    class ChaosCursor(sqlite3.Cursor):
+    ``module``: the DB-API module that makes the connection (``sqlite3``, ``pysqlite3.dbapi2``...): its
+    cursor class, its errors.
+    """
+
+    class ChaosCursor(module.Cursor):  # type: ignore[name-defined,misc]
         # Bookkeeping (does the connection hold the write lock, has it read) runs between tests too:
         # a connection made by a session fixture carries its transaction into the test.
         def execute(self, sql: str, parameters: Any = (), /) -> Any:  # type: ignore[override]
@@ -494,6 +587,8 @@ def _make_connection_class(base: type, chaos: ChaosInjector) -> type:
         _dbf_db: str | None = None  # main database file ("" in memory), read once
         _dbf_writer = False  # holds (or may hold) the write lock in the current transaction
         _dbf_read = False  # has read in the current transaction (WAL: its snapshot can go stale)
+        _dbf_module = module
+        _dbf_errors = (module.Error, module.Warning)
 
         def cursor(self, factory: Any = ChaosCursor) -> Any:
             # An application's own cursor class is left alone (its statements meet no chaos).
@@ -510,10 +605,12 @@ def _make_connection_class(base: type, chaos: ChaosInjector) -> type:
 
         def _dbf_plain(self, sql: str) -> Any:
             """A statement of dbfault's own (PRAGMA probes): no chaos, no bookkeeping."""
-            return super().cursor(sqlite3.Cursor).execute(sql)
+            return super().cursor(module.Cursor).execute(sql)
 
         def _dbf_run(self, sql: Any, run: Any, *args: Any) -> Any:
             __tracebackhide__ = True
+            if getattr(chaos._inside, "busy", False):
+                return run(*args)  # dbfault's own statement (a fault reading the file's path): not the application's
             if not self.in_transaction:
                 self._dbf_writer = self._dbf_read = False
             statement = _statement(sql)

@@ -161,13 +161,34 @@ def slot_path(base: str | os.PathLike[str], slot: int) -> Path:
 
 
 def journal_files(base: str | os.PathLike[str]) -> list[tuple[int, Path]]:
-    """``(slot, path)`` of every journal file that exists for the base path ``<db>.redo``."""
-    out = []
-    for slot in range(MAX_SLOTS):
-        path = slot_path(base, slot)
-        if os.path.lexists(path):
-            out.append((slot, path))
-    return out
+    """``(slot, path)`` of every journal file that exists for the base path ``<db>.redo``, by slot.
+
+    A file counts as :func:`os.path.lexists` would say (a link is listed, never followed). Read from
+    the directory at each call, never cached: another process may take a new slot at any time.
+    """
+    base = Path(base)
+    try:
+        # One listing of the directory instead of a probe per possible slot (64 ``pathlib`` probes cost
+        # ~7 ms a call here, and recovery and startup call this several times).
+        with os.scandir(base.parent) as entries:
+            names = [entry.name for entry in entries]
+    except FileNotFoundError:  # dbfault: no fault (no directory: no journal)
+        return []
+    except OSError:  # dbfault: no fault (a directory that can be searched but not listed: probe each slot)
+        return [(slot, slot_path(base, slot)) for slot in range(MAX_SLOTS) if os.path.lexists(slot_path(base, slot))]
+    slots = [slot for slot in (_slot_of(name, base.name) for name in names) if slot is not None]
+    return [(slot, slot_path(base, slot)) for slot in sorted(slots)]
+
+
+def _slot_of(name: str, base_name: str) -> int | None:
+    """The slot whose :func:`slot_path` is ``name`` (``<base>`` 0, ``<base>.<n>`` n in 1..63), else None."""
+    if name == base_name:
+        return 0
+    digits = name[len(base_name) + 1:] if name.startswith(base_name + ".") else ""
+    # Only the spelling slot_path writes: "app.db.redo.07" or "app.db.redo.64" is some other file.
+    if digits.isascii() and digits.isdigit() and digits[0] != "0" and int(digits) < MAX_SLOTS:
+        return int(digits)
+    return None
 
 
 @dataclass

@@ -16,7 +16,7 @@ import inspect
 from pathlib import Path
 
 import pytest
-from import_graph import import_stem
+from import_graph import import_stem, package_of
 
 from pytest_dbfault import chaos
 from pytest_dbfault.coverage_faults import FaultContexts
@@ -29,7 +29,7 @@ from pytest_dbfault.stats import FAMILIES, Stats, family
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "pytest_dbfault"
 #: The modules that must make faults only through the registry.
-REGISTRY_USERS = [*sorted((PACKAGE / "machines").glob("*.py")), PACKAGE / "chaos.py"]
+REGISTRY_USERS = [*sorted((PACKAGE / "machines").glob("*.py")), *sorted(PACKAGE.glob("chaos*.py"))]
 
 
 def module_name(path: Path) -> str:
@@ -45,13 +45,18 @@ def fault_classes() -> dict[str, type[Fault]]:
     return {f"{c.__module__}.{c.__qualname__}": c for c in classes}
 
 
-def direct_fault_uses(source: str, module: str) -> list[str]:
+def direct_fault_uses(source: str, module: str, *, package: str | None = None) -> list[str]:
     """What ``source`` (the text of ``module``) does that bypasses the registry: importing a fault class (from
     its own module or a package re-exporting it), importing a whole module that defines fault classes, or
-    defining a ``Fault`` subclass of its own. Helpers of a fault module (``CrashResult``) are not faults."""
+    defining a ``Fault`` subclass of its own. Helpers of a fault module (``CrashResult``) are not faults.
+
+    ``package``: what its relative imports count from (:func:`import_graph.package_of`; a package's
+    ``__init__`` is the package itself). Default: the package holding ``module``.
+    """
     classes = fault_classes()
     homes = {c.__module__ for c in classes.values()}
-    package = module.rpartition(".")[0]
+    if package is None:
+        package = module.rpartition(".")[0]
     found: list[str] = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ClassDef):
@@ -78,7 +83,8 @@ def direct_fault_uses(source: str, module: str) -> list[str]:
 
 @pytest.mark.parametrize("path", REGISTRY_USERS, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_machines_and_chaos_make_faults_only_through_the_registry(path: Path) -> None:
-    assert direct_fault_uses(path.read_text(encoding="utf-8"), module_name(path)) == []
+    module = module_name(path)
+    assert direct_fault_uses(path.read_text(encoding="utf-8"), module, package=package_of(path, module)) == []
 
 
 def test_the_checker_sees_each_way_around_the_registry() -> None:
@@ -101,6 +107,53 @@ def test_the_checker_sees_each_way_around_the_registry() -> None:
         "imports pytest_dbfault.faults.corrupt",
         "defines fault class Mine",
     ]
+
+
+def stem(statement: str, path: str) -> str:
+    """What ``statement`` imports from, written in the file ``path`` (``a/b/c.py`` is module ``a.b.c``)."""
+    module = ".".join(Path(path).with_suffix("").parts).removesuffix(".__init__")
+    node = ast.parse(statement).body[0]
+    assert isinstance(node, ast.ImportFrom)
+    return import_stem(node, package_of(Path(path), module))
+
+
+@pytest.mark.parametrize(("statement", "path", "expected"), [
+    # in a module: counted from the package holding it
+    ("from . import x", "a/b/c.py", "a.b"),
+    ("from .d import x", "a/b/c.py", "a.b.d"),
+    ("from .. import x", "a/b/c.py", "a"),
+    ("from ..d import x", "a/b/c.py", "a.d"),
+    ("from ..d.e import x", "a/b/c.py", "a.d.e"),
+    # in a package's __init__: counted from the package itself
+    ("from . import x", "a/b/__init__.py", "a.b"),
+    ("from .d import x", "a/b/__init__.py", "a.b.d"),
+    ("from .. import x", "a/b/__init__.py", "a"),
+    ("from ..d import x", "a/b/__init__.py", "a.d"),
+    ("from . import x", "a/__init__.py", "a"),
+    # absolute stays as written
+    ("from a.b import x", "a/b/__init__.py", "a.b"),
+])
+def test_the_resolver_reads_every_relative_form(statement: str, path: str, expected: str) -> None:
+    assert stem(statement, path) == expected
+
+
+@pytest.mark.parametrize(("statement", "path"), [("from .. import x", "a/__init__.py"),
+                                                 ("from ... import x", "a/b/c.py"),
+                                                 ("from ...d import x", "a/b/__init__.py")])
+def test_dots_above_the_top_package_are_an_error_naming_the_line(statement: str, path: str) -> None:
+    with pytest.raises(ImportError, match="line 1: .* goes above the top-level package"):
+        stem(statement, path)
+
+
+def test_the_checker_reads_a_package_init_from_the_package_itself() -> None:
+    """``from .. import x`` in ``machines/__init__.py`` is ``pytest_dbfault`` (the checker raised on it), and a
+    fault class imported there with ``..faults`` is found (it was looked for in a top-level ``faults``)."""
+    init = PACKAGE / "machines" / "__init__.py"
+    module = module_name(init)
+    assert (module, package_of(init, module)) == ("pytest_dbfault.machines", "pytest_dbfault.machines")
+    source = "from .. import stats\nfrom ..faults import LockedFault\nfrom . import base\n"
+    assert direct_fault_uses(source, module, package=package_of(init, module)) == [
+        "imports fault class LockedFault from pytest_dbfault.faults"]
 
 
 def test_every_kind_the_machines_draw_is_a_registered_name_of_a_report_family() -> None:

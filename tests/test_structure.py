@@ -12,7 +12,7 @@ import ast
 from pathlib import Path
 
 import pytest
-from import_graph import imports_in
+from import_graph import imports_in, package_of
 
 ROOT = Path(__file__).resolve().parent.parent
 WINGS = ("reliability", "pytest_dbfault")
@@ -30,7 +30,7 @@ def module_name(path: Path) -> str:
 
 def imports_of(path: Path, name: str) -> set[str]:
     """Every module ``path`` imports (absolute names; ``from . import x`` resolved, submodules kept)."""
-    return imports_in(path, name if path.name == "__init__.py" else name.rpartition(".")[0])
+    return imports_in(path, package_of(path, name))
 
 
 def graph() -> dict[str, set[str]]:

@@ -324,6 +324,9 @@ class ChaosRun:
         section["failing_without_faults"] = sorted([*section["failing_without_faults"],
                                                     *data.get("failing_without_faults", [])])
         section["notes"] = list(dict.fromkeys([*section["notes"], *data.get("notes", [])]))
+        connections = section.setdefault("connections", {})
+        for module, n in data.get("connections", {}).items():
+            connections[module] = connections.get(module, 0) + n
 
     def _judge(self) -> dict[str, Any]:
         inj = self.injector
@@ -362,6 +365,8 @@ class ChaosRun:
         return {
             "seed": inj.seed, "rate": inj.rate, "faults": list(inj.kinds), "notes": [*inj.notes, *notes],
             "tests": self.tests,
+            # Per wrapped DB-API module, the connections the tests made through it: all 0, nothing met chaos.
+            "connections": dict(sorted(getattr(inj, "connections", {}).items())),
             "injections": {"total": sum(self.by_kind.values()), "by_kind": dict(sorted(self.by_kind.items()))},
             "without_effect": dict(sorted(inj.without_effect.items())),
             "clean_rerun": "fresh pytest process without chaos; each test failing there rerun alone",
@@ -408,7 +413,8 @@ class ChaosRun:
         tr = terminalreporter
         tr.write_sep("=", "dbfault chaos")
         for line in render_chaos_summary(self.section, verbose=self.config.option.verbose > 0):
-            tr.write_line(line, red=line.startswith(("NOT FAULT-TOLERANT", "HUNG", "SKIPPED UNDER CHAOS")))
+            tr.write_line(line, red=line.startswith(("NOT FAULT-TOLERANT", "HUNG", "SKIPPED UNDER CHAOS",
+                                                     "NOTHING MET CHAOS")))
 
     def report_section(self) -> dict[str, Any]:
         """``{"chaos": ...}`` for the full JSON report (empty before the session ends)."""
@@ -445,6 +451,11 @@ def render_chaos_summary(data: Mapping[str, Any], verbose: bool = False) -> list
     per_kind = ", ".join(f"{k} {n}" for k, n in counts["by_kind"].items()) or "none"
     lines = [f"seed {data['seed']}, rate {data['rate']:g}, faults {describe_kinds(data['faults'])}: "
              f"{counts['total']} faults reached the application in {data['tests']} tests ({per_kind})"]
+    connections = data.get("connections")
+    if connections is not None and not any(connections.values()):
+        lines.append(f"NOTHING MET CHAOS: no test made a connection through a wrapped connect "
+                     f"({', '.join(connections) or 'none could be wrapped'}); these results say nothing about "
+                     f"fault tolerance")
     if data.get("without_effect"):
         lines.append(f"not counted: {sum(data['without_effect'].values())} drawn faults SQLite never reported "
                      f"({', '.join(f'{k} {n}' for k, n in data['without_effect'].items())})")

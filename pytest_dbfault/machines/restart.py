@@ -3,8 +3,8 @@
 Two ways a deployment loses its process, each followed by a new runtime on the same files:
 
 * **kill -9** (:meth:`RestartMixin.kill9_restart`): the machine's runtime is closed and a real
-  process (:mod:`.kill_worker`, forked) runs a drawn list of writes on the same files; it is SIGKILLed at a
-  drawn point — before any file write, flush or rename the runtime makes, or before any statement
+  process (:mod:`.kill_worker`, forked by a fork server) runs a drawn list of writes on the same files; it is
+  SIGKILLed at a drawn point — before any file write, flush or rename the runtime makes, or before any statement
   SQLite starts (``BEGIN``, a write, ``COMMIT``). A new runtime then opens the files. Every write
   the worker acknowledged is there, every write that failed is not, and the one in flight is all
   there or not at all (P6); with ``then_damage`` the file is also damaged and recovered, and
@@ -23,8 +23,13 @@ The machine runs synchronous FULL or EXTRA (NORMAL promises nothing across a pow
 
 from __future__ import annotations
 
+import importlib.util
+import multiprocessing
 import os
+import pickle
+import signal
 import sqlite3
+import sys
 from typing import Any, ClassVar
 
 from hypothesis import strategies as st
@@ -33,7 +38,7 @@ from hypothesis.stateful import precondition, rule
 from reliability import BackupManager
 
 from ..faults import make_fault
-from ..faults.crash import CrashResult, forked, watch_child
+from ..faults.crash import CrashResult, Starter, forked, watch_child
 from ..stats import STATS
 from .audit import AuditMixin, has_audit
 from .backup import CORRUPTIONS, BackupMixin, has_backups, has_recovery
@@ -44,19 +49,125 @@ from .kill_worker import FORMS, work
 
 def fork_and_kill(factory: Any, config: Any, ops: list[tuple[str, list[tuple[str, str, bool]]]], occurrence: int,
                   timeout: float = 60.0) -> CrashResult:
-    """Fork a child running :func:`.kill_worker.work` with runtime ``factory(config)`` and SIGKILL it at its
+    """Start a child running :func:`.kill_worker.work` with runtime ``factory(config)`` and SIGKILL it at its
     ``occurrence``-th point.
+
+    The child is forked by a single-threaded fork server (:func:`worker_starter`), not by this process:
+    this one runs threads (the runtime's journal flusher, a user's), and a child forked from a
+    multi-threaded process may hang on a lock another thread held at the fork (Python 3.12+ warns).
 
     ``killed`` is False when the child made every operation first (it then ended without closing the
     runtime, which is the same as a kill after its last acknowledgement).
     :raises RuntimeError: the child failed on its own (its traceback is on stderr).
     """
-    child, killed, point, seen = watch_child(
-        forked(lambda points_w, ack_r: work(factory, config, ops, points_w, ack_r)),
-        kill_at="any", occurrence=occurrence, timeout=timeout)
+    child, killed, point, seen = watch_child(worker_starter(factory, config, ops),
+                                             kill_at="any", occurrence=occurrence, timeout=timeout)
     if not killed and child.returncode != 0:
         raise RuntimeError(f"the kill -9 worker failed on its own (exit {child.returncode}; traceback on stderr)")
     return CrashResult(config.db_path, killed, point, occurrence if killed else None, dict(seen), child.returncode)
+
+
+#: Imported once by the fork server, so each worker it forks starts with the runtime already loaded.
+_PRELOAD = ["reliability", "pytest_dbfault.machines.kill_worker", "pytest_dbfault.machines", "pytest"]
+
+
+def worker_starter(factory: Any, config: Any, ops: list[tuple[str, list[tuple[str, str, bool]]]]) -> Starter:
+    """How :func:`fork_and_kill` starts its worker: from multiprocessing's fork server when it can.
+
+    The fork server is a fresh single-threaded interpreter started once per test run (the
+    ``forkserver`` start method, Python 3.14's default on Linux) with the runtime imported; each
+    worker is a fork of it (milliseconds, where a new interpreter per worker costs about a second on
+    a loaded machine). What the worker needs reaches it pickled, so ``factory`` must be importable
+    by name. One that is not (a lambda, a closure, a class defined in a function) cannot cross to
+    another process; for it the worker is forked from this process as before, which Python 3.12+
+    warns about when threads are running (the warning is then true: say so rather than hide it).
+    """
+    if not _crosses(factory, config, ops):
+        return forked(lambda points_w, ack_r: work(factory, config, ops, points_w, ack_r))
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)  # read when the server starts (once); later calls change nothing
+
+    def start(points_w: int, ack_r: int, parent_ends: tuple[int, int]) -> _ServedChild:
+        # (parent_ends need no closing: the served child inherits nothing of this process but what is passed.)
+        process = ctx.Process(target=_serve_worker, name="dbfault-kill-worker", daemon=False,
+                              args=(factory, config, ops, _PassFd(points_w), _PassFd(ack_r), _PassFd(2)))
+        process.start()
+        return _ServedChild(process)
+
+    return start
+
+
+def _crosses(factory: Any, config: Any, ops: Any) -> bool:
+    """Can the worker's arguments reach a process that is not a fork of this one?"""
+    try:
+        pickle.dumps((factory, config, ops))
+    except Exception:  # noqa: BLE001  # dbfault: no fault (pickle raises many kinds: not picklable is the answer)
+        return False
+    module = getattr(factory, "__module__", None)
+    # Pickled by reference: the server's child imports it by this name (with this process's sys.path).
+    try:
+        return module is None or module in sys.builtin_module_names or importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # dbfault: no fault (a module made at run time: no spec to find)
+        return False
+
+
+class _PassFd:
+    """A file descriptor of this process, duplicated into the served child (as multiprocessing passes pipes)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __reduce__(self) -> tuple[Any, tuple[Any]]:
+        from multiprocessing import reduction
+
+        return _received_fd, (reduction.DupFd(self.fd),)
+
+
+def _received_fd(dup: Any) -> int:
+    return dup.detach()
+
+
+def _serve_worker(factory: Any, config: Any, ops: Any, points_fd: int, ack_fd: int, stderr_fd: int) -> None:
+    """The served child's body: stderr where this test's is now (a traceback reaches its report), then work."""
+    os.dup2(stderr_fd, 2)
+    os.close(stderr_fd)
+    work(factory, config, ops, points_fd, ack_fd)  # ends the process with os._exit
+
+
+class _ServedChild:
+    """A child started by the fork server, seen as the ``subprocess.Popen`` that ``watch_child`` drives."""
+
+    def __init__(self, process: Any) -> None:
+        self.process = process
+        self.pid = process.pid
+        #: The exit code once ended (``-signal`` when killed by one, as ``subprocess`` says), else None.
+        self.returncode: int | None = None
+        self._closed = False
+
+    def send_signal(self, sig: int) -> None:
+        """Send ``sig`` to the child (unless it was reaped already: its pid may belong to another process)."""
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        """SIGKILL the child."""
+        self.send_signal(signal.SIGKILL)
+
+    def poll(self) -> int | None:
+        """The exit code once the child ended, else None."""
+        if self.returncode is None and not self._closed:
+            self.returncode = self.process.exitcode
+        return self.returncode
+
+    def wait(self) -> int:
+        """Wait for the child and return its exit code."""
+        if not self._closed:
+            self.process.join()
+            self.returncode = self.process.exitcode
+            self.process.close()  # its sentinel pipe: one per worker, many workers per run
+            self._closed = True
+        assert self.returncode is not None
+        return self.returncode
 
 
 #: One worker operation: a form and its writes ``(key number, replace?)``.
