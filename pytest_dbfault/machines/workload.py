@@ -284,8 +284,9 @@ class Workload(RuntimeMachine):
 
     # -- multi-step transactions -------------------------------------------------------------
     def transfer_body(self, grp: int, legs: list[int], fail_at: int, failure: str,
-                      done: list[bool]) -> Callable[[], None]:
-        """The body of a multi-leg write; ``failure`` strikes once, before leg ``fail_at``."""
+                      done: list[bool], via: list[Any] | None = None) -> Callable[[], None]:
+        """The body of a multi-leg write; ``failure`` strikes once, before leg ``fail_at``. ``via[0]``, when
+        set, is the connection ``with db.transaction() as conn`` yielded: the legs are written on it."""
 
         def body() -> None:
             for i, amount in enumerate(legs):
@@ -293,7 +294,8 @@ class Workload(RuntimeMachine):
                     done[0] = True
                     self.strike(failure)
                 note = self.text() * (40 if failure == "disk_full" else 1)
-                out = self.call("execute", self.db.execute,
+                execute = via[0].execute if via and via[0] is not None else self.db.execute
+                out = self.call("execute", execute,
                                 "INSERT INTO pairs (grp, leg, amount, note) VALUES (?, ?, ?, ?)",
                                 (grp, i if failure != "constraint" or i != fail_at else 0, amount, note),
                                 faults=self.active_fault_names + ([failure] if failure in FAULT_ERROR_KINDS else []))
@@ -313,19 +315,23 @@ class Workload(RuntimeMachine):
           fail_at=st.integers(0, 3),
           failure=st.sampled_from(["none", "app_error", "constraint", "disk_full", "disconnect_close",
                                    "disconnect_rename"]),
-          form=st.sampled_from(["run_in_transaction", "context"]))
+          form=st.sampled_from(["run_in_transaction", "context", "context_conn"]))
     def transfer(self, legs: list[int], fail_at: int, failure: str, form: str) -> None:
-        """P6/P7: a balanced multi-leg write, maybe struck by a fault half way."""
+        """P6/P7: a balanced multi-leg write, maybe struck by a fault half way. ``context_conn`` writes on the
+        connection ``db.transaction()`` yields (its writes must be journaled like ``db.execute``'s: P13)."""
         if failure in self.faults or (failure == "constraint" and fail_at == 0):
             failure = "none"
         legs = legs + [-sum(legs)]
         grp = self.model.new_group()
         before = set(self.faults)
         done = [False]
-        body = self.transfer_body(grp, legs, fail_at if fail_at < len(legs) else len(legs), failure, done)
+        via: list[Any] = [None]
+        body = self.transfer_body(grp, legs, fail_at if fail_at < len(legs) else len(legs), failure, done, via)
 
         def run_context() -> None:
-            with self.db.transaction():
+            with self.db.transaction() as conn:
+                if form == "context_conn":
+                    via[0] = conn
                 body()
 
         fn = self.db.run_in_transaction if form == "run_in_transaction" else None

@@ -105,3 +105,30 @@ def test_restoring_a_backup_takes_the_schema_model_back(tmp_path: Any) -> None:
         machine.damage_schema_and_restart("unknown_version")  # raises AssertionError on a P3 violation
     finally:
         machine.teardown()
+
+
+@pytest.mark.parametrize("planted", [False, True])
+def test_a_transfer_written_on_the_yielded_connection_is_checked_through_recovery(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch, planted: bool) -> None:
+    """The ``context_conn`` form of the transfer rule writes on the connection ``db.transaction()`` yields; a
+    runtime that hands out the raw connection (the bug found 2026-12-02: those writes were never journaled)
+    loses them in the recovery that follows, and P13 says so."""
+    import reliability.manager as manager_module
+
+    if planted:
+        monkeypatch.setattr(manager_module, "TransactionConnection", lambda raw, execute, executemany: raw)
+    machine = bind(MACHINES["backup_recovery"], base_dir=str(tmp_path))()
+    config = {k: v[0] for k, v in CONFIG_SPACE.items()} | {"redo_journal": True, "synchronous": "FULL"}
+    machine.start(random.Random(0), config, frozenset({"backup", "recover", "transfer"}))
+    try:
+        machine.take_backup(False)
+        machine.transfer([5, 7], 3, "none", "context_conn")
+        try:
+            machine.corrupt_and_recover("header", 3)
+        except AssertionError as exc:
+            assert planted, exc
+            assert str(exc).startswith("p13_"), exc
+            return
+        assert not planted, "the machine did not notice writes lost by the recovery"
+    finally:
+        machine.teardown()
