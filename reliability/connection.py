@@ -16,9 +16,11 @@ import sqlite3
 import struct
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 from urllib.request import pathname2url
 
 from . import files
@@ -99,6 +101,10 @@ class ConnectionManager:
         #: file holds every commit this manager acknowledged, else what is missing. None: nothing can
         #: tell (the redo journal is off), so the database is refused until a recovery.
         self.verify_commits: Callable[[sqlite3.Connection], str | None] | None = None
+        #: Where this manager's redo journal stands, for the report of a loss no connection can check
+        #: (``"its last committed transaction is sequence N (journal slot S)"``), or None.
+        self.journal_note: Callable[[], str] | None = None
+        _MANAGERS.add(self)
 
     # -- opening ---------------------------------------------------------------------------
     @property
@@ -155,6 +161,9 @@ class ConnectionManager:
             replaced = self._identity is not None and _file_identity(self.path) not in (None, self._identity)
             # A handle on a removed -wal: save its frames first (or learn that it cannot), before it closes.
             unsaved = self.wal_removed() and not self._checkpoint_removed_wal()
+            if unsaved and not self._others_hold_the_file():
+                self._park_unsaved_handle()  # raises UNAVAILABLE (refused until a recovery)
+            _close_parked(self.path)
             self._close_quietly()
             if replaced:
                 set_aside_foreign_wal(self.path, self._wal_of, self.module)
@@ -259,6 +268,45 @@ class ConnectionManager:
                     "the database from this handle (nothing lost)", self.path, frames)
         return True
 
+    def _others_hold_the_file(self) -> bool:
+        """Does another connection hold the database file open (so closing this handle is not the last close)?
+
+        SQLite's last close checkpoints the WAL *it* holds and deletes the ``-wal`` at the path: for a handle
+        on a removed WAL that applies the old frames over a file another connection has written to since
+        through a new WAL, and deletes that new WAL with its commits (seen for real). Another connection of
+        this runtime in this process on the same file, or a lock another process holds on it (Linux: its
+        POSIX locks are listed in ``/proc/locks``; elsewhere nothing can tell, so no), makes the close safe.
+        """
+        identity = self._identity
+        if any(other is not self and other._conn is not None and other._identity == identity
+               for other in list(_MANAGERS)):
+            return True
+        return identity is not None and bool(_lock_holders(identity))
+
+    def _park_unsaved_handle(self) -> None:
+        """Keep the handle on a removed ``-wal`` open (never closed while the file is at the path), refuse.
+
+        Closing it would be the last close (see :meth:`_others_hold_the_file`), and no connection of this
+        process could check the file meanwhile (SQLite shares one WAL index per database file within a
+        process, so a new one would read through the removed WAL's). It is closed once the path names
+        another file (a recovery installed one): then SQLite neither checkpoints nor deletes anything.
+        """
+        conn, self._conn = self._conn, None
+        self._conn_wal = self._conn_shm = None
+        if conn is not None and self._identity is not None:
+            _PARKED.append((self.path, self._identity, conn))
+        self.state = ConnectionState.CLOSED
+        self.wal_loss = (f"the -wal of {self.path!r} was removed under the open connection and another connection "
+                         "started a new one before its frames were checkpointed: transactions committed since the "
+                         "last checkpoint may be missing from the database file"
+                         + (f" ({self.journal_note()})" if self.journal_note is not None else "")
+                         + "; the redo journals hold every acknowledged one: `reliability recover` restores the "
+                         "newest verified backup and replays them")
+        log.error("%s", self.wal_loss)
+        self.refuse(self.wal_loss, "Recent changes are missing from the database. An administrator must "
+                                   "restore them (`reliability recover`).")
+        raise DatabaseError(ErrorKind.UNAVAILABLE, self.wal_loss, user_message=self._refused_user_message)
+
     def _verify_after_removed_wal(self, conn: sqlite3.Connection) -> None:
         """After dropping a handle on a removed ``-wal`` unsaved: refuse unless the file holds our commits."""
         verify = self.verify_commits
@@ -319,6 +367,8 @@ class ConnectionManager:
         except files.UnsafePathError as exc:  # dbfault: no fault (a planted symlink: a setup, never retried)
             raise DatabaseError(ErrorKind.MISUSE, str(exc), user_message="The database file cannot be used "
                                 "safely (its path is a link); an administrator must check it.") from exc
+        if cfg.journal_mode.lower() == "wal":
+            _refuse_a_second_index(cfg.db_path)
         uri = f"file:{pathname2url(os.path.abspath(cfg.db_path))}?mode={mode}"
         conn = self.module.connect(
             uri,
@@ -639,6 +689,70 @@ def set_aside_foreign_wal(path: str, wal_of: dict[tuple[int, int], tuple[int, in
             pass
     log.warning("moved aside the WAL beside the replaced database file %s (%s; kept as *%s)", path, why, suffix)
     return moved
+
+
+def _refuse_a_second_index(path: str) -> None:
+    """Refuse (BUSY: retried) to open a WAL database whose ``-shm`` is gone while another process holds it open.
+
+    In WAL mode every open connection holds a SHARED lock on the database file and maps the ``-shm`` (the
+    index of the ``-wal``). With the ``-shm`` (and ``-wal``) removed under those connections, SQLite opening
+    here builds a second index of its own from a new, empty WAL: it serves the database as of the last
+    checkpoint as if nothing were missing and commits into a history the running connections never see
+    (checked for real: tests/test_wal_removed_live.py). A rollback-journal reader mid-transaction shows the
+    same locks without a ``-shm``: waiting is right for it too. The holder's runtime saves its WAL at its next
+    call (ConnectionManager.rescue_removed_wal), which starts a new ``-shm`` and ends the wait.
+    """
+    if os.path.exists(path + "-shm"):
+        return
+    identity = _file_identity(path)
+    if identity is None:
+        return
+    holders = _lock_holders(identity)
+    if holders:
+        raise DatabaseError(ErrorKind.BUSY, f"the -shm of {path!r} is missing while process(es) "
+                            f"{', '.join(map(str, sorted(holders)))} hold the database open: opening it now would "
+                            "serve the database as of its last checkpoint and split its history (a -shm removed "
+                            "under running connections); waiting for them to save their WAL or close")
+
+
+#: Every ConnectionManager of this process (see ConnectionManager._others_hold_the_file).
+_MANAGERS: weakref.WeakSet[ConnectionManager] = weakref.WeakSet()
+#: Handles on a removed -wal kept open so that their close checkpoints nothing: (path, database identity, handle).
+_PARKED: list[tuple[str, tuple[int, int], Any]] = []
+
+
+def _close_parked(path: str) -> None:
+    """Close the parked handles of ``path`` whose database file is no longer the one there."""
+    now = _file_identity(path)
+    for entry in list(_PARKED):
+        if entry[0] == path and entry[1] != now:
+            _PARKED.remove(entry)
+            try:
+                entry[2].close()  # (a file no longer at the path: SQLite skips the checkpoint and the delete)
+            except Exception:  # dbfault: no fault (close() fails only on misuse)
+                pass
+
+
+def _lock_holders(identity: tuple[int, int]) -> set[int]:
+    """The other processes holding a POSIX lock on the file ``identity`` (Linux: ``/proc/locks``; elsewhere
+    nothing can tell, so none). SQLite's connections in WAL mode hold a SHARED lock on the database file for as
+    long as they are open. Read from the kernel's table: opening the database file to ask (``F_GETLK``) would
+    drop this process's own locks on it at the close."""
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as locks:
+            table = locks.read()
+    except OSError:  # dbfault: no fault (not Linux)
+        return set()
+    dev, ino = identity
+    where = f"{os.major(dev):02x}:{os.minor(dev):02x}:{ino}"
+    mine = os.getpid()
+    holders = set()
+    for line in table.splitlines():
+        fields = line.replace("->", "").split()
+        if len(fields) > 5 and fields[1] == "POSIX" and fields[5] == where and fields[4].isdigit() \
+                and int(fields[4]) != mine:
+            holders.add(int(fields[4]))
+    return holders
 
 
 def _stat(path: str) -> os.stat_result | None:

@@ -116,7 +116,9 @@ def missing_after_removed_wal(base: str | os.PathLike[str], redo: RedoJournal,
     if committed is None:
         return ("the database file has no commit sequence to compare with the redo journal" if redo.seq
                 else None)
-    have = max(committed.get(redo.slot, 0), committed.get(-1, 0))
+    # Only this manager's own row: the "everything up to" row (-1) is what a restore or a startup anchor
+    # wrote, and a manager that opened the older state after the removal anchors on it too.
+    have = committed.get(redo.slot, 0)
     parts: list[str] = []
     if redo.seq > have:
         parts.append(f"its last committed transaction (sequence {redo.seq}, journal slot {redo.slot}) is missing "
@@ -144,6 +146,8 @@ def lost_commits_at_start(parts: RuntimeParts, redo: RedoJournal | None, recover
         # Later, under the running manager: a -wal removed under its handle and not checkpointed from it
         # is checked against the journals the same way (see ConnectionManager.rescue_removed_wal).
         parts.connections.verify_commits = functools.partial(missing_after_removed_wal, redo.base_path, redo)
+        parts.connections.journal_note = lambda: (f"this manager's last committed transaction is sequence {redo.seq}, "
+                                                  f"journal slot {redo.slot}")
     if redo is None or not os.path.exists(path) or os.path.getsize(path) == 0:
         return False
     def committed() -> dict[int, int] | None:
