@@ -160,7 +160,10 @@ class ConnectionManager:
                 raise DatabaseError(ErrorKind.UNAVAILABLE, self.refused, user_message=self._refused_user_message)
             replaced = self._identity is not None and _file_identity(self.path) not in (None, self._identity)
             # A handle on a removed -wal: save its frames first (or learn that it cannot), before it closes.
-            unsaved = self.wal_removed() and not self._checkpoint_removed_wal()
+            removed = self.wal_removed()
+            unsaved = removed and not self._checkpoint_removed_wal()
+            if removed and not unsaved and _file_identity(self.path + "-shm") != self._conn_shm:
+                self._release_removed_index()
             if unsaved and not self._others_hold_the_file():
                 self._park_unsaved_handle()  # raises UNAVAILABLE (refused until a recovery)
             _close_parked(self.path)
@@ -282,6 +285,29 @@ class ConnectionManager:
                for other in list(_MANAGERS)):
             return True
         return identity is not None and bool(_lock_holders(identity))
+
+    def _release_removed_index(self) -> None:
+        """The ``-shm`` was removed too: close the other handles of this process on the file, so none keeps the
+        removed index alive (SQLite shares one index per database file within a process: a connection opened
+        here while any of them stays would map the removed one, while other processes build a new one from
+        the path, two indexes of one WAL). Called once the removed WAL was checkpointed: their frames are in
+        the database. A handle in a transaction, or of a manager busy in another thread, is left (said).
+        """
+        for other in list(_MANAGERS):
+            if other is self or other._conn is None or other._identity != self._identity:
+                continue
+            if not other._lock.acquire(blocking=False):
+                log.warning("the -shm of %s was removed: a connection busy in another thread keeps the old index "
+                            "until it reopens", self.path)
+                continue
+            try:
+                conn = other._conn
+                if conn is None or conn.in_transaction:
+                    continue
+                other._close_quietly()
+                other.state = ConnectionState.RECONNECTING  # its next call opens the file afresh
+            finally:
+                other._lock.release()
 
     def _park_unsaved_handle(self) -> None:
         """Keep the handle on a removed ``-wal`` open (never closed while the file is at the path), refuse.

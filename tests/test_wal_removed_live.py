@@ -34,7 +34,11 @@ and at close; when no other connection started a WAL of its own at the path, it 
 into the database from its handle (what SQLite's last close would do, done before a newcomer can stop it) and
 reopens: every acknowledged write is in the file, for everyone. Otherwise it checks the file at the path against
 its redo journal and, when its acknowledged commits are missing there, refuses the database (UNAVAILABLE, health
-names the sequences) until ``recover()`` brings them back from the journals.
+names the sequences) until ``recover()`` brings them back from the journals; when its close would be the last one
+(SQLite would then checkpoint the old frames over the other history and delete the new ``-wal``: seen), the handle
+is kept open, unused, until a recovery has installed another file. With the ``-shm`` removed, the other managers of
+the process are reopened after the checkpoint (one index per file per process), and a manager opening in another
+process while the holder keeps its frames waits (BUSY, retried) instead of serving the older state.
 """
 
 from __future__ import annotations
@@ -130,6 +134,45 @@ def test_a_second_manager_in_the_same_process_serves_every_write_once_the_first_
     finally:
         if second is not None:
             second.close()
+        first.close()
+    assert _seen_by_another_process(path) == _expect(acked)
+
+
+_OUTSIDE_WRITE = textwrap.dedent("""
+    import sqlite3, sys
+    c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+    c.execute("INSERT INTO t (id) VALUES (?)", (sys.argv[2],))
+    c.close()
+""")
+
+
+@pytest.mark.parametrize("shm", [False, True], ids=["wal", "wal+shm"])
+def test_two_managers_of_one_process_keep_one_history_with_other_processes(tmp_path, shm):
+    """Two managers opened before the removal share the removed WAL (and, within the process, its index): the
+    first to look saves it, the other goes on without a refusal, and afterwards this process and another one
+    see each other's commits (with the -shm removed, no handle of this process stays on the removed index)."""
+    path = tmp_path / "app.db"
+    first = _start(path)
+    second = DatabaseManager(worker_config(str(path)))
+    try:
+        acked = _write(first, "a", 5) | _write(second, "b", 5)
+        _remove(path, shm)
+        acked |= _write(second, "c", 3)
+        acked |= _write(first, "d", 3)
+        acked |= _write(second, "e", 3)
+        done = subprocess.run([sys.executable, "-c", _OUTSIDE_WRITE, str(path), "outside"], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr[-2000:]
+        acked.add("outside")
+        first.identity_check_interval = second.identity_check_interval = 0
+        assert {r[0] for r in first.fetch_all("SELECT id FROM t")} == acked
+        assert {r[0] for r in second.fetch_all("SELECT id FROM t")} == acked
+        acked |= _write(first, "f", 1)
+        assert _seen_by_another_process(path) == _expect(acked)
+        assert first.connections.wal_rescues + second.connections.wal_rescues == 1
+        assert str(first.health().status) == "healthy" and str(second.health().status) == "healthy"
+    finally:
+        second.close()
         first.close()
     assert _seen_by_another_process(path) == _expect(acked)
 
