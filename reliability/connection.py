@@ -201,7 +201,7 @@ class ConnectionManager:
             return False  # (a moved database file is file_moved's business: its -wal moved with it)
         try:
             self._conn.total_changes  # noqa: B018  (a handle closed elsewhere: SQLite dealt with its WAL itself)
-        except self.module.ProgrammingError:
+        except self.module.ProgrammingError:  # dbfault: no fault (disconnect_close closed it: nothing to save)
             return False
         return True
 
@@ -238,7 +238,7 @@ class ConnectionManager:
                 return None
             try:
                 self.open()
-            except DatabaseError as exc:
+            except DatabaseError as exc:  # dbfault: no fault (a -wal removed by hand: no plugin fault removes one)
                 if self.wal_loss is None:
                     return f"the -wal of {self.path!r} was removed under the open connection: {exc.detail}"
             return self.wal_loss
@@ -784,7 +784,7 @@ def _lock_holders(identity: tuple[int, int]) -> set[int]:
 def _stat(path: str) -> os.stat_result | None:
     try:
         return os.stat(path)
-    except OSError:
+    except OSError:  # dbfault: no fault (no such file: the answer asked for)
         return None
 
 
