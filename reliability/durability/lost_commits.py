@@ -112,18 +112,25 @@ def missing_after_removed_wal(base: str | os.PathLike[str], redo: RedoJournal,
     sequence row per commit: its last commit cannot be proved there, so it counts as missing (a
     recovery that finds it in the database replays nothing twice).
     """
-    committed = committed_by_slot(conn)
-    if committed is None:
+    read: list[dict[int, int] | None] = []
+
+    def committed() -> dict[int, int] | None:  # (read after the journals: see find_lost_commits)
+        read.append(committed_by_slot(conn))
+        return read[0]
+
+    lost = find_lost_commits(base, committed, own=redo.slot)
+    if not read:
+        committed()
+    if read[0] is None:
         return ("the database file has no commit sequence to compare with the redo journal" if redo.seq
                 else None)
     # Only this manager's own row: the "everything up to" row (-1) is what a restore or a startup anchor
     # wrote, and a manager that opened the older state after the removal anchors on it too.
-    have = committed.get(redo.slot, 0)
+    have = read[0].get(redo.slot, 0)
     parts: list[str] = []
     if redo.seq > have:
         parts.append(f"its last committed transaction (sequence {redo.seq}, journal slot {redo.slot}) is missing "
                      f"from the database file (it records {have} for this manager)")
-    lost = find_lost_commits(base, committed, own=redo.slot)
     if lost is not None:
         parts.append(f"{len(lost.sequences)} committed transaction(s) of the redo journal(s) are missing "
                      f"(sequence {lost.ranges()}; journal slot(s) {', '.join(map(str, lost.slots))})")
