@@ -16,9 +16,11 @@ import sqlite3
 import struct
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 from urllib.request import pathname2url
 
 from . import files
@@ -67,6 +69,7 @@ class ConnectionManager:
         self.state = ConnectionState.CLOSED
         self.reconnects = 0
         self._conn: sqlite3.Connection | None = None
+        self._wal_mode = False
         self._identity: tuple[int, int] | None = None
         #: Database file identity -> identity of the -wal SQLite used with it (see _remember_wal).
         self._wal_of: dict[tuple[int, int], tuple[int, int]] = {}
@@ -82,6 +85,26 @@ class ConnectionManager:
         #: missing (see :meth:`refuse`), so SQLite never creates an empty file in its place.
         self.refused: str | None = None
         self._refused_user_message: str | None = None
+        #: (device, inode) of the ``-wal`` the open connection uses, taken when it opened (None: closed,
+        #: or not in WAL mode). SQLite keeps that file open until the handle closes, so a ``-wal`` at the
+        #: path that is another file (or none) means this one was removed under the handle.
+        self._conn_wal: tuple[int, int] | None = None
+        #: (device, inode) of the ``-shm`` when the connection opened (see :meth:`rescue_removed_wal`).
+        self._conn_shm: tuple[int, int] | None = None
+        #: How many times a ``-wal`` removed under the open connection was checkpointed from its handle.
+        self.wal_rescues = 0
+        #: What a ``-wal`` removed under the open connection left missing (None: nothing; see
+        #: :meth:`rescue_removed_wal`). While set, opening is refused (:attr:`refused`) until a recovery.
+        self.wal_loss: str | None = None
+        #: Asked after a handle on a removed ``-wal`` was dropped without checkpointing it (another WAL
+        #: was in use at the path): given a connection on the file at the path, returns None when that
+        #: file holds every commit this manager acknowledged, else what is missing. None: nothing can
+        #: tell (the redo journal is off), so the database is refused until a recovery.
+        self.verify_commits: Callable[[sqlite3.Connection], str | None] | None = None
+        #: Where this manager's redo journal stands, for the report of a loss no connection can check
+        #: (``"its last committed transaction is sequence N (journal slot S)"``), or None.
+        self.journal_note: Callable[[], str] | None = None
+        _MANAGERS.add(self)
 
     # -- opening ---------------------------------------------------------------------------
     @property
@@ -136,6 +159,14 @@ class ConnectionManager:
                 # Not retried (UNAVAILABLE is no transient kind): waiting does not bring a file back.
                 raise DatabaseError(ErrorKind.UNAVAILABLE, self.refused, user_message=self._refused_user_message)
             replaced = self._identity is not None and _file_identity(self.path) not in (None, self._identity)
+            # A handle on a removed -wal: save its frames first (or learn that it cannot), before it closes.
+            removed = self.wal_removed()
+            unsaved = removed and not self._checkpoint_removed_wal()
+            if removed and not unsaved and _file_identity(self.path + "-shm") != self._conn_shm:
+                self._release_removed_index()
+            if unsaved and not self._others_hold_the_file():
+                self._park_unsaved_handle()  # raises UNAVAILABLE (refused until a recovery)
+            _close_parked(self.path)
             self._close_quietly()
             if replaced:
                 set_aside_foreign_wal(self.path, self._wal_of, self.module)
@@ -146,6 +177,8 @@ class ConnectionManager:
                 except BaseException:
                     conn.close()
                     raise
+            if unsaved:
+                self._verify_after_removed_wal(conn)  # raises UNAVAILABLE (and refuses) when commits are missing
             if self.state in (ConnectionState.RECONNECTING, ConnectionState.UNAVAILABLE):
                 self.reconnects += 1  # a handle the runtime dropped after a failure, opened again
             self._conn = conn
@@ -155,6 +188,171 @@ class ConnectionManager:
             self._shm = _file_identity(self.path + "-shm")
             self.state = ConnectionState.CONNECTED
             return conn
+
+    # -- a -wal removed under the open connection ---------------------------------------------------
+    def wal_removed(self) -> bool:
+        """True when the open connection's ``-wal`` is no longer at the path (deleted, or another file
+        there) while the database file still is: frames committed in it since the last checkpoint are
+        then reachable only through this handle (and the other handles opened before the removal)."""
+        wal = self._conn_wal
+        if wal is None or self._conn is None:
+            return False
+        if _file_identity(self.path + "-wal") == wal or _file_identity(self.path) != self._identity:
+            return False  # (a moved database file is file_moved's business: its -wal moved with it)
+        try:
+            self._conn.total_changes  # noqa: B018  (a handle closed elsewhere: SQLite dealt with its WAL itself)
+        except self.module.ProgrammingError:  # dbfault: no fault (disconnect_close closed it: nothing to save)
+            return False
+        return True
+
+    def rescue_removed_wal(self) -> str | None:
+        """Save what a ``-wal`` removed under the open connection holds, or say what is missing.
+
+        SQLite never notices its ``-wal`` deleted (checked for real, tests/test_wal_removed_live.py): the
+        handle keeps reading and writing the unlinked file, connections opened since get a disk I/O
+        error (or, with the ``-shm`` gone too, the database as of the last checkpoint), and the frames are
+        copied into the database only if this handle closes as the last connection; a crash, or a close
+        while a connection opened since holds the file, loses every transaction committed since the last
+        checkpoint. So as soon as the runtime sees it (before a commit, on a read's path check, in
+        ``health``, at close) the handle is dropped, and first:
+
+        * when no other connection started a WAL of its own at the path (no ``-wal`` there, or an empty
+          one beside the same ``-shm``), a checkpoint through this handle copies every frame of the
+          removed file (every connection opened before the removal wrote into that same file) into the
+          database, as SQLite's own last close would; TRUNCATE then resets the shared index so no
+          handle reads frames of the next WAL through the old file;
+        * otherwise a checkpoint could apply the old frames over pages written since through the new WAL
+          (or through an index that now describes another file): nothing is checkpointed, and the file at
+          the path is asked whether it holds every commit this manager acknowledged
+          (:attr:`verify_commits`: the redo journal against the sequence the database records). If it
+          does (another handle saved them), the runtime goes on; if not, or when nothing can tell,
+          opening is refused (UNAVAILABLE, health says which commits) until ``reliability recover``
+          brings them back from the redo journals.
+
+        Returns None when nothing was removed or nothing is missing, else what is missing
+        (:attr:`wal_loss`). Not inside a transaction (its COMMIT's own check sees the removal).
+        """
+        with self._lock:
+            conn = self._conn
+            if conn is None or conn.in_transaction or not self.wal_removed():
+                return None
+            try:
+                self.open()
+            except DatabaseError as exc:  # dbfault: no fault (a -wal removed by hand: no plugin fault removes one)
+                if self.wal_loss is None:
+                    return f"the -wal of {self.path!r} was removed under the open connection: {exc.detail}"
+            return self.wal_loss
+
+    def _checkpoint_removed_wal(self) -> bool:
+        """Checkpoint the removed ``-wal`` through the open handle when that is safe; True when saved."""
+        conn = self._conn
+        assert conn is not None
+        try:
+            if conn.in_transaction:  # never committed into the removed WAL now (and no checkpoint runs inside one)
+                conn.rollback()
+            wal_st = _stat(self.path + "-wal")
+            if wal_st is not None and (wal_st.st_size > 0 or _file_identity(self.path + "-shm") != self._conn_shm):
+                log.error("the -wal of %s was removed under the open connection and another connection has started "
+                          "a new one since: its frames cannot be checkpointed safely", self.path)
+                return False
+            # FULL: waits (busy handler) for the other handles' readers and writers; says how many frames it copied.
+            busy, frames, done = conn.execute("PRAGMA wal_checkpoint(FULL)").fetchone()
+            if busy or frames != done:
+                log.error("the -wal of %s was removed under the open connection; %d of %d frame(s) could not be "
+                          "checkpointed from it (busy=%d)", self.path, max(frames - done, 0), frames, busy)
+                return False
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except self.module.Error as exc:  # dbfault: no fault (a lock or I/O error: then verified, never silent)
+            log.error("the -wal of %s was removed under the open connection; checkpointing it failed: %s",
+                      self.path, exc)
+            return False
+        self.wal_rescues += 1
+        log.warning("the -wal of %s was removed under the open connection; its %d frame(s) were checkpointed into "
+                    "the database from this handle (nothing lost)", self.path, frames)
+        return True
+
+    def _others_hold_the_file(self) -> bool:
+        """Does another connection hold the database file open (so closing this handle is not the last close)?
+
+        SQLite's last close checkpoints the WAL *it* holds and deletes the ``-wal`` at the path: for a handle
+        on a removed WAL that applies the old frames over a file another connection has written to since
+        through a new WAL, and deletes that new WAL with its commits (seen for real). Another connection of
+        this runtime in this process on the same file, or a lock another process holds on it (Linux: its
+        POSIX locks are listed in ``/proc/locks``; elsewhere nothing can tell, so no), makes the close safe.
+        """
+        identity = self._identity
+        if any(other is not self and other._conn is not None and other._identity == identity
+               for other in list(_MANAGERS)):
+            return True
+        return identity is not None and bool(_lock_holders(identity))
+
+    def _release_removed_index(self) -> None:
+        """The ``-shm`` was removed too: close the other handles of this process on the file, so none keeps the
+        removed index alive (SQLite shares one index per database file within a process: a connection opened
+        here while any of them stays would map the removed one, while other processes build a new one from
+        the path, two indexes of one WAL). Called once the removed WAL was checkpointed: their frames are in
+        the database. A handle in a transaction, or of a manager busy in another thread, is left (said).
+        """
+        for other in list(_MANAGERS):
+            if other is self or other._conn is None or other._identity != self._identity:
+                continue
+            if not other._lock.acquire(blocking=False):
+                log.warning("the -shm of %s was removed: a connection busy in another thread keeps the old index "
+                            "until it reopens", self.path)
+                continue
+            try:
+                conn = other._conn
+                if conn is None or conn.in_transaction:
+                    continue
+                other._close_quietly()
+                other.state = ConnectionState.RECONNECTING  # its next call opens the file afresh
+            finally:
+                other._lock.release()
+
+    def _park_unsaved_handle(self) -> None:
+        """Keep the handle on a removed ``-wal`` open (never closed while the file is at the path), refuse.
+
+        Closing it would be the last close (see :meth:`_others_hold_the_file`), and no connection of this
+        process could check the file meanwhile (SQLite shares one WAL index per database file within a
+        process, so a new one would read through the removed WAL's). It is closed once the path names
+        another file (a recovery installed one): then SQLite neither checkpoints nor deletes anything.
+        """
+        conn, self._conn = self._conn, None
+        self._conn_wal = self._conn_shm = None
+        if conn is not None and self._identity is not None:
+            _PARKED.append((self.path, self._identity, conn))
+        self.state = ConnectionState.CLOSED
+        self.wal_loss = (f"the -wal of {self.path!r} was removed under the open connection and another connection "
+                         "started a new one before its frames were checkpointed: transactions committed since the "
+                         "last checkpoint may be missing from the database file"
+                         + (f" ({self.journal_note()})" if self.journal_note is not None else "")
+                         + "; the redo journals hold every acknowledged one: `reliability recover` restores the "
+                         "newest verified backup and replays them")
+        log.error("%s", self.wal_loss)
+        self.refuse(self.wal_loss, "Recent changes are missing from the database. An administrator must "
+                                   "restore them (`reliability recover`).")
+        raise DatabaseError(ErrorKind.UNAVAILABLE, self.wal_loss, user_message=self._refused_user_message)
+
+    def _verify_after_removed_wal(self, conn: sqlite3.Connection) -> None:
+        """After dropping a handle on a removed ``-wal`` unsaved: refuse unless the file holds our commits."""
+        verify = self.verify_commits
+        try:
+            missing = ("no redo journal can tell which committed transactions the database file lacks"
+                       if verify is None else verify(conn))
+        except Exception as exc:  # noqa: BLE001  # dbfault: no fault (an unreadable file cannot prove anything)
+            missing = f"the database file could not be checked for them ({exc})"
+        if missing is None:
+            log.warning("the -wal of %s was removed under the open connection; the database file holds every "
+                        "transaction this manager committed (saved through another handle)", self.path)
+            return
+        conn.close()
+        self.wal_loss = (f"the -wal of {self.path!r} was removed under the open connection before its frames were "
+                         f"checkpointed, and {missing}; `reliability recover` restores the newest verified backup "
+                         "and replays every redo journal")
+        log.error("%s", self.wal_loss)
+        self.refuse(self.wal_loss, "Recent changes are missing from the database. An administrator must "
+                                   "restore them (`reliability recover`).")
+        raise DatabaseError(ErrorKind.UNAVAILABLE, self.wal_loss, user_message=self._refused_user_message)
 
     def _remember_wal(self, conn: sqlite3.Connection) -> None:
         """Record which WAL file SQLite uses with the database file just opened (the identity record).
@@ -167,6 +365,9 @@ class ConnectionManager:
         if identity is None:
             return
         wal = _file_identity(self.path + "-wal")
+        # (In WAL mode the first read opened it: this very connection holds that file until it closes.)
+        self._conn_wal = wal if self._wal_mode else None
+        self._conn_shm = _file_identity(self.path + "-shm") if self._wal_mode else None
         if wal is not None:
             self._wal_of.pop(identity, None)
             self._wal_of[identity] = wal
@@ -181,6 +382,8 @@ class ConnectionManager:
             if detail is not None:
                 self._close_quietly()
                 self.state = ConnectionState.CLOSED
+            else:
+                self.wal_loss = None  # (a recovery installed a file holding them, or they were reported)
 
     def _connect(self) -> sqlite3.Connection:
         cfg = self.config
@@ -190,6 +393,8 @@ class ConnectionManager:
         except files.UnsafePathError as exc:  # dbfault: no fault (a planted symlink: a setup, never retried)
             raise DatabaseError(ErrorKind.MISUSE, str(exc), user_message="The database file cannot be used "
                                 "safely (its path is a link); an administrator must check it.") from exc
+        if cfg.journal_mode.lower() == "wal":
+            _refuse_a_second_index(cfg.db_path)
         uri = f"file:{pathname2url(os.path.abspath(cfg.db_path))}?mode={mode}"
         conn = self.module.connect(
             uri,
@@ -211,16 +416,29 @@ class ConnectionManager:
         except BaseException:
             conn.close()
             raise
+        self._wal_mode = str(mode_now).lower() == "wal"
         return conn
 
     def close(self) -> None:
-        """Close the connection; the manager can reopen later."""
+        """Close the connection; the manager can reopen later.
+
+        A handle on a removed ``-wal`` is first saved or reported (:meth:`rescue_removed_wal`): closed
+        while a connection opened since holds the database, SQLite would not checkpoint it."""
         with self._lock:
+            conn = self._conn
+            if conn is not None and self.wal_removed():
+                try:
+                    if conn.in_transaction:  # (rolled back by the close anyway; the rescue needs none open)
+                        conn.rollback()
+                except self.module.Error:  # dbfault: no fault (a dead handle: nothing to save through it)
+                    pass
+                self.rescue_removed_wal()
             self._close_quietly()
             self.state = ConnectionState.CLOSED
 
     def _close_quietly(self) -> None:
         conn, self._conn = self._conn, None
+        self._conn_wal = self._conn_shm = None
         if conn is not None:
             try:
                 if conn.in_transaction:
@@ -242,6 +460,12 @@ class ConnectionManager:
         conn = self._conn
         if conn is None:
             return ErrorKind.CLOSED
+        if self.wal_removed():
+            if conn.in_transaction:
+                return ErrorKind.READONLY_DBMOVED  # (its COMMIT refuses; the rescue follows the rollback)
+            if self.rescue_removed_wal() is not None or self._conn is None:
+                return ErrorKind.UNAVAILABLE  # commits are missing: health gives the reason (refused)
+            conn = self._conn
         identity = _file_identity(self.path)
         if identity is None or identity != self._identity:
             # Deleted, renamed or replaced: the handle now points at a file nobody else sees.
@@ -272,7 +496,12 @@ class ConnectionManager:
             st = os.stat(self.path)
         except OSError:
             return self._identity is not None
-        return (st.st_dev, st.st_ino) != self._identity
+        if (st.st_dev, st.st_ino) != self._identity:
+            return True
+        # Its -wal removed counts as moved too: a commit would go into the unlinked WAL, which no connection
+        # opened since sees and which is lost unless this handle checkpoints it. The caller reopens, and
+        # opening saves the old WAL first (rescue_removed_wal). (One stat more per write.)
+        return self._conn_wal is not None and _file_identity(self.path + "-wal") != self._conn_wal
 
     def index_removed(self) -> bool:
         """True when the ``-shm`` (WAL index) this connection opened is no longer the one beside the file.
@@ -316,7 +545,10 @@ class ConnectionManager:
             st = os.stat(self.path)
         except OSError:
             return False
-        return (st.st_dev, st.st_ino) != self._identity
+        if (st.st_dev, st.st_ino) != self._identity:
+            return True
+        # Its -wal removed: reads must not go on through the handle on the removed file either (see file_moved).
+        return self._conn_wal is not None and _file_identity(self.path + "-wal") != self._conn_wal
 
 
 #: Connections whose WAL index was removed under them (see ConnectionManager.index_removed), never closed here.
@@ -483,6 +715,77 @@ def set_aside_foreign_wal(path: str, wal_of: dict[tuple[int, int], tuple[int, in
             pass
     log.warning("moved aside the WAL beside the replaced database file %s (%s; kept as *%s)", path, why, suffix)
     return moved
+
+
+def _refuse_a_second_index(path: str) -> None:
+    """Refuse (BUSY: retried) to open a WAL database whose ``-shm`` is gone while another process holds it open.
+
+    In WAL mode every open connection holds a SHARED lock on the database file and maps the ``-shm`` (the
+    index of the ``-wal``). With the ``-shm`` (and ``-wal``) removed under those connections, SQLite opening
+    here builds a second index of its own from a new, empty WAL: it serves the database as of the last
+    checkpoint as if nothing were missing and commits into a history the running connections never see
+    (checked for real: tests/test_wal_removed_live.py). A rollback-journal reader mid-transaction shows the
+    same locks without a ``-shm``: waiting is right for it too. The holder's runtime saves its WAL at its next
+    call (ConnectionManager.rescue_removed_wal), which starts a new ``-shm`` and ends the wait.
+    """
+    if os.path.exists(path + "-shm"):
+        return
+    identity = _file_identity(path)
+    if identity is None:
+        return
+    holders = _lock_holders(identity)
+    if holders:
+        raise DatabaseError(ErrorKind.BUSY, f"the -shm of {path!r} is missing while process(es) "
+                            f"{', '.join(map(str, sorted(holders)))} hold the database open: opening it now would "
+                            "serve the database as of its last checkpoint and split its history (a -shm removed "
+                            "under running connections); waiting for them to save their WAL or close")
+
+
+#: Every ConnectionManager of this process (see ConnectionManager._others_hold_the_file).
+_MANAGERS: weakref.WeakSet[ConnectionManager] = weakref.WeakSet()
+#: Handles on a removed -wal kept open so that their close checkpoints nothing: (path, database identity, handle).
+_PARKED: list[tuple[str, tuple[int, int], Any]] = []
+
+
+def _close_parked(path: str) -> None:
+    """Close the parked handles of ``path`` whose database file is no longer the one there."""
+    now = _file_identity(path)
+    for entry in list(_PARKED):
+        if entry[0] == path and entry[1] != now:
+            _PARKED.remove(entry)
+            try:
+                entry[2].close()  # (a file no longer at the path: SQLite skips the checkpoint and the delete)
+            except Exception:  # dbfault: no fault (close() fails only on misuse)
+                pass
+
+
+def _lock_holders(identity: tuple[int, int]) -> set[int]:
+    """The other processes holding a POSIX lock on the file ``identity`` (Linux: ``/proc/locks``; elsewhere
+    nothing can tell, so none). SQLite's connections in WAL mode hold a SHARED lock on the database file for as
+    long as they are open. Read from the kernel's table: opening the database file to ask (``F_GETLK``) would
+    drop this process's own locks on it at the close."""
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as locks:
+            table = locks.read()
+    except OSError:  # dbfault: no fault (not Linux)
+        return set()
+    dev, ino = identity
+    where = f"{os.major(dev):02x}:{os.minor(dev):02x}:{ino}"
+    mine = os.getpid()
+    holders = set()
+    for line in table.splitlines():
+        fields = line.replace("->", "").split()
+        if len(fields) > 5 and fields[1] == "POSIX" and fields[5] == where and fields[4].isdigit() \
+                and int(fields[4]) != mine:
+            holders.add(int(fields[4]))
+    return holders
+
+
+def _stat(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:  # dbfault: no fault (no such file: the answer asked for)
+        return None
 
 
 def _file_identity(path: str) -> tuple[int, int] | None:

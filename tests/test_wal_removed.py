@@ -5,7 +5,7 @@ as of the last checkpoint, integrity ``ok``, every later commit gone; with a con
 connection keeps using the unlinked WAL while every other one sees the old state or a disk I/O error.
 At a restart the runtime finds the loss in the redo journals, refuses the database naming the missing
 sequences, and recovery brings every acknowledged write back; never silently. (A -wal removed under running
-managers is not handled yet: see the h15 report.)
+managers: tests/test_wal_removed_live.py.)
 """
 
 from __future__ import annotations

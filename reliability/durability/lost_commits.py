@@ -16,12 +16,13 @@ from such an orphan; that case stays as before (said in README's guarantees).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..redo import UNJOURNALED_SLOTS, _locked_by_someone, committed_by_slot, journal_files, read_journal
 from .parts import RuntimeParts
@@ -99,6 +100,43 @@ def find_lost_commits(base: str | os.PathLike[str],
     return LostCommits(tuple(sorted(lost)), tuple(slots), top)
 
 
+def missing_after_removed_wal(base: str | os.PathLike[str], redo: RedoJournal,
+                              conn: Any) -> str | None:
+    """What the database on ``conn`` lacks of the committed transactions the journals hold (None: nothing).
+
+    Asked after this manager's handle on a ``-wal`` removed under it was dropped without checkpointing
+    it (:meth:`~reliability.connection.ConnectionManager.rescue_removed_wal`): the file at the path must
+    hold this manager's last committed transaction (its sequence row is written in the same transaction,
+    and the WAL keeps commit order, so every earlier one is there too), and what the journals of
+    managers that stopped hold (:func:`find_lost_commits`). A manager committing alone writes no
+    sequence row per commit: its last commit cannot be proved there, so it counts as missing (a
+    recovery that finds it in the database replays nothing twice).
+    """
+    read: list[dict[int, int] | None] = []
+
+    def committed() -> dict[int, int] | None:  # (read after the journals: see find_lost_commits)
+        read.append(committed_by_slot(conn))
+        return read[0]
+
+    lost = find_lost_commits(base, committed, own=redo.slot)
+    if not read:
+        committed()
+    if read[0] is None:
+        return ("the database file has no commit sequence to compare with the redo journal" if redo.seq
+                else None)
+    # Only this manager's own row: the "everything up to" row (-1) is what a restore or a startup anchor
+    # wrote, and a manager that opened the older state after the removal anchors on it too.
+    have = read[0].get(redo.slot, 0)
+    parts: list[str] = []
+    if redo.seq > have:
+        parts.append(f"its last committed transaction (sequence {redo.seq}, journal slot {redo.slot}) is missing "
+                     f"from the database file (it records {have} for this manager)")
+    if lost is not None:
+        parts.append(f"{len(lost.sequences)} committed transaction(s) of the redo journal(s) are missing "
+                     f"(sequence {lost.ranges()}; journal slot(s) {', '.join(map(str, lost.slots))})")
+    return "; ".join(parts) or None
+
+
 def lost_commits_at_start(parts: RuntimeParts, redo: RedoJournal | None, recover: Callable[[str], object]) -> bool:
     """At startup, before the journals are reconciled: does the database lack committed transactions?
 
@@ -111,6 +149,12 @@ def lost_commits_at_start(parts: RuntimeParts, redo: RedoJournal | None, recover
     anchoring).
     """
     path = parts.path
+    if redo is not None:
+        # Later, under the running manager: a -wal removed under its handle and not checkpointed from it
+        # is checked against the journals the same way (see ConnectionManager.rescue_removed_wal).
+        parts.connections.verify_commits = functools.partial(missing_after_removed_wal, redo.base_path, redo)
+        parts.connections.journal_note = lambda: (f"this manager's last committed transaction is sequence {redo.seq}, "
+                                                  f"journal slot {redo.slot}")
     if redo is None or not os.path.exists(path) or os.path.getsize(path) == 0:
         return False
     def committed() -> dict[int, int] | None:
