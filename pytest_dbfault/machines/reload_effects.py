@@ -53,22 +53,34 @@ class ReloadEffectsMixin(ConfigMixin):
                           lambda db, key, value: db.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)",
                                                             (key, value)).rowcount)
 
-    @precondition(lambda self: getattr(self, "watcher", None) is not None and not self.faults)
-    @rule(foreign_keys=st.booleans(), timeout=st.sampled_from(TIMEOUTS), n=st.integers(0, 2**20))
-    def reload_connection_settings(self, foreign_keys: bool, timeout: int, n: int) -> None:
-        """P16: ``foreign_keys`` and ``busy_timeout_ms`` changed in the watched file hold for the next call."""
-        from reliability import ConfigError, DatabaseError
+    def reload_with(self, keep: bool = True, **changes: str) -> bool:
+        """Write ``changes`` into the watched ``.env`` and reload now; P16 fails when a valid change is rejected.
 
-        lines = dict(self.env_lines, RELIABILITY_FOREIGN_KEYS="true" if foreign_keys else "false",
-                     RELIABILITY_BUSY_TIMEOUT_MS=str(timeout))
+        ``keep``: the changes stay in the lines later reloads start from (False: this rule's change only).
+        """
+        from reliability import ConfigError
+
+        lines = dict(self.env_lines, **changes)
         self.write_env(lines)
         try:
             self.watcher.check_now(force=True)
         except ConfigError as exc:
             self.check(16, False, f"a valid change was rejected: {exc}")
-            return
-        self.env_lines = lines
+            return False
+        if keep:
+            self.env_lines = lines
         self.config = self.db.config
+        return True
+
+    @precondition(lambda self: getattr(self, "watcher", None) is not None and not self.faults)
+    @rule(foreign_keys=st.booleans(), timeout=st.sampled_from(TIMEOUTS), n=st.integers(0, 2**20))
+    def reload_connection_settings(self, foreign_keys: bool, timeout: int, n: int) -> None:
+        """P16: ``foreign_keys`` and ``busy_timeout_ms`` changed in the watched file hold for the next call."""
+        from reliability import DatabaseError
+
+        if not self.reload_with(RELIABILITY_FOREIGN_KEYS="true" if foreign_keys else "false",
+                                RELIABILITY_BUSY_TIMEOUT_MS=str(timeout)):
+            return
         fk = self.absorb(self.db.fetch_one, "PRAGMA foreign_keys")
         busy = self.absorb(self.db.fetch_one, "PRAGMA busy_timeout")
         self.check(16, fk is not None and fk[0] == int(foreign_keys) and busy is not None and busy[0] == timeout,
@@ -93,17 +105,10 @@ class ReloadEffectsMixin(ConfigMixin):
     def reload_queue_limit(self, limit: int) -> None:
         """P16: ``write_queue_max`` lowered in the watched file; during the next outage (a full disk) at most
         that many write commands are accepted as queued, the rest are refused (never silently dropped)."""
-        from reliability import ConfigError
 
         old = self.db.config.write_queue_max
-        lines = dict(self.env_lines, RELIABILITY_WRITE_QUEUE_MAX=str(limit))
-        self.write_env(lines)
-        try:
-            self.watcher.check_now(force=True)
-        except ConfigError as exc:
-            self.check(16, False, f"a valid change was rejected: {exc}")
+        if not self.reload_with(RELIABILITY_WRITE_QUEUE_MAX=str(limit), keep=False):
             return
-        self.config = self.db.config
         answers = []
         if self.inject("disk_full", 0):  # (no headroom)
             for i in range(limit + 1):
