@@ -148,7 +148,23 @@ class DatabaseManager:
         self._health_parts: tuple[Callable[[], tuple[dict[str, Any], list[str]]], ...] = (
             self.commands.health_extra, self.audit.health_extra, durability.health)
         self._watcher: Any = None
+        # The background health check (``health_check_interval``; 0 = off): what only a look finds (a -wal
+        # removed under an idle connection, a file replaced at the path, a stale backup) is found and logged
+        # even when the application makes no call for a while.
+        self._last_health: HealthStatus | None = None
+        durability.scheduler.add("health_check", self.config.health_check_interval, self._scheduled_health)
         durability.start()
+
+    def _scheduled_health(self) -> None:
+        """One background health check; a change of status is logged (WARNING unless healthy)."""
+        if self.closed:
+            return
+        report = self.health()
+        if report.status != self._last_health:
+            level = logging.INFO if report.status is HealthStatus.HEALTHY else logging.WARNING
+            log.log(level, "health of %s is %s: %s", self.path, report.status.value,
+                    "; ".join(report.reasons) or "no problem found")
+            self._last_health = report.status
 
     # -- identity ------------------------------------------------------------------------------
     @property
