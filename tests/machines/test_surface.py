@@ -53,9 +53,12 @@ def bites(name: str, rule: str, args: tuple[Any, ...], broken: Any, prefix: str,
 
 # -- P1: a transaction on a handle closed since the last call ----------------------------------------
 def no_reopen_at_begin(config: Any) -> DatabaseManager:
-    """BEGIN on a closed handle is not retried on a fresh one (closing the handle does nothing)."""
+    """BEGIN on a closed handle is not retried on a fresh one (closing the handle does nothing). The
+    path check before BEGIN is planted away too: a handle closed as the last connection checkpoints and
+    deletes its -wal, which that check reads as a removed -wal and reopens for (a second way to the fix)."""
     db = DatabaseManager(config)
     db.transactions.connections.close = lambda: None  # type: ignore[method-assign]
+    db.transactions.connections.file_replaced = lambda: False  # type: ignore[method-assign]
     return db
 
 
