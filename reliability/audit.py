@@ -61,7 +61,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import files
-from .errors import DatabaseError, ErrorKind
+from .errors import DatabaseError
 from .names import printable, surrogate_problem
 from .observers import Observer
 from .ports import AuditHost  # (a structural type: the runtime's surface this module uses)
@@ -211,7 +211,6 @@ class AuditLogger(Observer):
         self._pending_anchor: tuple[int, str] | None = None
         #: Why the anchor was not moved forward (truncation seen, anchor unreadable), for health.
         self.anchor_problem: str | None = None
-        self._anchored_head_missing = False
         db.observers.add(self)
         db.transactions.savepoint_hooks.append(self._on_savepoint)
         if self._key is None and not db.config.audit_hmac_key:
@@ -341,7 +340,7 @@ class AuditLogger(Observer):
         """
         return self._append(entry)[0]
 
-    def _append(self, entry: AuditEntry, *, reanchoring: bool = False) -> tuple[AuditEntry, bool]:
+    def _append(self, entry: AuditEntry) -> tuple[AuditEntry, bool]:
         db = self.db
         db.execute(AUDIT_TABLE_SQL)
         row = db.fetch_one(f"SELECT {_COLUMNS} FROM reliability_audit WHERE entry_id = ?", (entry.entry_id,))
@@ -358,14 +357,6 @@ class AuditLogger(Observer):
             (entry.entry_id, entry.ts, entry.actor, entry.action, entry.target, details_json, prev, digest))
         if self._anchor_may_advance():
             self._pending_anchor = (int(cur.lastrowid or 0), digest)
-        elif self._anchored_head_missing and not reanchoring:
-            # The file at the path does not hold the head the anchor knows: another database (a file put in
-            # its place) or this log cut short. An entry written here would be lost with the stand-in, or
-            # chained onto a log already known to be shortened: it is refused (the transaction rolls back;
-            # record() keeps it in the fallback file until the anchored log is back or re-anchored).
-            raise DatabaseError(ErrorKind.UNAVAILABLE,
-                                f"audit entry {entry.entry_id} not appended: {self.anchor_problem}",
-                                user_message="The audit log is not available right now; the entry was kept aside.")
         return AuditEntry(entry.entry_id, entry.ts, entry.actor, entry.action, entry.target, entry.details,
                           cur.lastrowid, digest), True
 
@@ -393,11 +384,7 @@ class AuditLogger(Observer):
         return "ok", seq, head
 
     def _anchor_may_advance(self) -> bool:
-        """Inside the write transaction: True when the anchored head is still in the chain (or none exists).
-
-        Sets :attr:`_anchored_head_missing` when the anchor is valid but its head is not in this file's chain.
-        """
-        self._anchored_head_missing = False
+        """Inside the write transaction: True when the anchored head is still in the chain (or none exists)."""
         state, seq, head = self._read_anchor()
         if state == "missing":
             return True
@@ -406,7 +393,6 @@ class AuditLogger(Observer):
             if row is not None and row[0] == head:
                 return True
             state = f"the anchored entry {seq} is no longer in the chain (entries were deleted from its end)"
-            self._anchored_head_missing = True
         if self.anchor_problem != state:
             log.error("audit anchor %s not moved forward: %s", self.anchor_path, state)
         self.anchor_problem = f"anchor not moved forward: {state.removeprefix('invalid: ')}"
@@ -451,7 +437,7 @@ class AuditLogger(Observer):
                 entry = self.new_entry(actor, "audit.reanchored", str(self.anchor_path),
                                        {"reason": reason, "previous_anchor": {"state": state, "seq": seq,
                                                                               "hash": head}})
-                stored = self._append(entry, reanchoring=True)[0]  # the one entry a missing head does not stop
+                stored = self.append(entry)
                 self._pending_anchor = (int(stored.seq or 0), str(stored.hash))
                 return stored
 

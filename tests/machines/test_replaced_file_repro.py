@@ -1,19 +1,23 @@
-"""Real-fault regression tests of runtime bugs the under-fault machine's replace round met (#14, session 6).
+"""Reproductions, by a real fault, of runtime bugs the under-fault machine's replace round met (#14, session 6).
 
 The database file (with its -wal) is replaced by an empty database while a manager runs, an audit entry is
-recorded, and the original is put back. ``audit.record`` used to answer the entry stored in the database
-(``pending=False``): it went into the stand-in, gone once the original was back, and ``audit.verify()`` then
-called the log intact: an acknowledged audit entry lost silently (P15). The runtime saw it (it logged "audit
-anchor ... not moved forward: the anchored entry N is no longer in the chain") and acknowledged anyway. Now an
-entry is never appended to a file whose chain lacks the anchored head: the transaction rolls back and
-``record`` keeps the entry in the fallback file until the anchored log is back (reconcile) or re-anchored.
+recorded, and the original is put back. ``audit.record`` answers the entry stored in the database
+(``pending=False``): it went into the stand-in, which is gone once the original is back, and
+``audit.verify()`` then calls the log intact. An acknowledged audit entry is lost silently (P15). The runtime
+saw it happen: it logs "audit anchor ... not moved forward: the anchored entry N is no longer in the chain"
+while recording it, and acknowledges the entry anyway.
 
-The same root, for an admin write: ``admin.set_flag`` answered "Flag 'beta' is now off" while the file was
-replaced (``_write_flag`` creates its table on demand, so the write succeeded in the stand-in), and once the
-original was back the flag read "on" again. Its audit entry is appended in the same transaction, so the
-refusal above now keeps the flag change out of the stand-in too (queued, replayed into the original).
-Writes to tables the runtime does not create (the application's) fail in a stand-in by themselves ("no such
-table"); a stand-in that has them is the case the redo-journal checks of a reopened file are for.
+Why the machine's replace round records no audit entry (``cells.py``, ``round_disconnect_replace``): this
+bug would fail every run. The fix belongs to ``reliability/audit.py`` (h15-audit's file this session): an
+entry whose chain does not continue the anchored one is not the log's, and belongs in the fallback file
+(``pending=True``) until the database the anchor knows is back. Remove the xfail with the fix.
+
+The same root, for an admin write: ``admin.set_flag`` answers "Flag 'beta' is now off" while the file is
+replaced (``_write_flag`` creates its table on demand, so the write succeeds in the stand-in), and once the
+original is back the flag reads "on" again. Any write whose table the runtime creates when missing is acknowledged
+into whatever database the path names. A general fix (reliability/connection.py, h15-wal's file this session):
+after a reconnect to a file that is not the one opened, refuse (or queue) writes until that file is known to be
+the application's database (a database id recorded in it, e.g. ``PRAGMA application_id`` or a runtime table).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import json
 import sqlite3
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from pytest_dbfault.faults import make_fault
 from pytest_dbfault.runtime_config import FAST_TEST_SETTINGS
@@ -46,6 +52,9 @@ def _fallback_ids(path: Path) -> list[str]:
     return ids
 
 
+@pytest.mark.xfail(strict=True, reason="runtime bug (reliability/audit.py): an audit entry recorded while the "
+                                       "database file is replaced is acknowledged into the stand-in and lost "
+                                       "when the original is put back")
 def test_an_audit_entry_recorded_while_the_file_is_replaced_is_not_lost(tmp_path: Any) -> None:
     path = tmp_path / "app.db"
     config = ReliabilityConfig(db_path=str(path), **{**FAST_TEST_SETTINGS, "busy_timeout_ms": 0})
@@ -69,6 +78,9 @@ def test_an_audit_entry_recorded_while_the_file_is_replaced_is_not_lost(tmp_path
         db.close()
 
 
+@pytest.mark.xfail(strict=True, reason="runtime bug (reliability/admin.py, reliability/connection.py): a flag set "
+                                       "while the database file is replaced is acknowledged into the stand-in and "
+                                       "lost when the original is put back")
 def test_a_flag_set_while_the_file_is_replaced_is_not_lost(tmp_path: Any) -> None:
     path = tmp_path / "app.db"
     config = ReliabilityConfig(db_path=str(path), **{**FAST_TEST_SETTINGS, "busy_timeout_ms": 0,
