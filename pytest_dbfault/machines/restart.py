@@ -147,7 +147,10 @@ class _ServedChild:
     def send_signal(self, sig: int) -> None:
         """Send ``sig`` to the child (unless it was reaped already: its pid may belong to another process)."""
         if self.poll() is None:
-            os.kill(self.pid, sig)
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:  # it ended between the poll and the kill: the fork server reaped it
+                pass
 
     def kill(self) -> None:
         """SIGKILL the child."""
