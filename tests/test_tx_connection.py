@@ -6,6 +6,7 @@ made on it was acknowledged, never journaled, and after damage ``db.recover()`` 
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,45 @@ def test_the_rest_of_the_connection_is_the_live_one(tmp_path: Path) -> None:
                 conn.execute("INSERT INTO t VALUES (1)")
             assert conn.in_transaction
         assert db.fetch_one("SELECT count(*) FROM t") == (1,)
+
+
+def test_a_cursor_of_the_yielded_connection_reads_like_a_sqlite3_cursor(tmp_path: Path) -> None:
+    with DatabaseManager(fast_config(tmp_path / "app.db")) as db:
+        db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        with db.transaction() as conn:
+            cur = conn.cursor()
+            assert cur.rowcount == -1 and cur.lastrowid is None and cur.description is None
+            with pytest.raises(sqlite3.ProgrammingError, match="no statement executed on this cursor yet"):
+                cur.fetchone()
+            cur.executemany("INSERT INTO t (v) VALUES (?)", [("a",), ("b",), ("c",)])
+            cur.execute("SELECT id, v FROM t ORDER BY id")
+            assert [d[0] for d in cur.description] == ["id", "v"]
+            assert cur.fetchmany() == [(1, "a")]
+            cur.arraysize = 2
+            assert cur.fetchmany() == [(2, "b"), (3, "c")]
+            assert list(cur.execute("SELECT v FROM t WHERE id > ?", (1,))) == [("b",), ("c",)]
+            cur.close()
+        assert db.fetch_one("SELECT count(*) FROM t") == (3,)
+
+
+def test_rows_returned_by_a_journaled_write_read_like_a_cursor(tmp_path: Path) -> None:
+    """``INSERT ... RETURNING`` in autocommit runs in its own journaled transaction; its rows are read before
+    COMMIT and handed back in a cursor-like object."""
+    with DatabaseManager(fast_config(tmp_path / "app.db")) as db:
+        db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        rows = db.execute("INSERT INTO t (v) VALUES ('a'), ('b'), ('c'), ('d') RETURNING id, v")
+        assert [d[0] for d in rows.description] == ["id", "v"]
+        assert rows.fetchone() == (1, "a")
+        assert rows.fetchmany(2) == [(2, "b"), (3, "c")]
+        assert list(rows) == [(4, "d")]
+        assert rows.fetchone() is None and rows.fetchall() == []
+
+
+def test_the_head_of_something_that_is_not_a_regular_file_is_empty(tmp_path: Path) -> None:
+    from reliability.files import read_database_head
+
+    assert read_database_head(tmp_path) == b""  # a directory: nothing SQLite would lock, nothing kept open
+    db_file = tmp_path / "x.db"
+    db_file.write_bytes(b"SQLite format 3\x00" + b"\x00" * 84)
+    assert read_database_head(db_file, 16) == b"SQLite format 3\x00"
+    assert read_database_head(db_file, 6) == b"SQLite"  # the same file again: the kept descriptor
