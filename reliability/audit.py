@@ -61,7 +61,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import files
-from .errors import DatabaseError
+from .errors import DatabaseError, ErrorKind
 from .names import printable, surrogate_problem
 from .observers import Observer
 from .ports import AuditHost  # (a structural type: the runtime's surface this module uses)
@@ -211,6 +211,7 @@ class AuditLogger(Observer):
         self._pending_anchor: tuple[int, str] | None = None
         #: Why the anchor was not moved forward (truncation seen, anchor unreadable), for health.
         self.anchor_problem: str | None = None
+        self._anchored_head_missing = False
         db.observers.add(self)
         db.transactions.savepoint_hooks.append(self._on_savepoint)
         if self._key is None and not db.config.audit_hmac_key:
@@ -340,7 +341,7 @@ class AuditLogger(Observer):
         """
         return self._append(entry)[0]
 
-    def _append(self, entry: AuditEntry) -> tuple[AuditEntry, bool]:
+    def _append(self, entry: AuditEntry, *, reanchoring: bool = False) -> tuple[AuditEntry, bool]:
         db = self.db
         db.execute(AUDIT_TABLE_SQL)
         row = db.fetch_one(f"SELECT {_COLUMNS} FROM reliability_audit WHERE entry_id = ?", (entry.entry_id,))
@@ -357,6 +358,14 @@ class AuditLogger(Observer):
             (entry.entry_id, entry.ts, entry.actor, entry.action, entry.target, details_json, prev, digest))
         if self._anchor_may_advance():
             self._pending_anchor = (int(cur.lastrowid or 0), digest)
+        elif self._anchored_head_missing and not reanchoring:
+            # The file at the path does not hold the head the anchor knows: another database (a file put in
+            # its place) or this log cut short. An entry written here would be lost with the stand-in, or
+            # chained onto a log already known to be shortened: it is refused (the transaction rolls back;
+            # record() keeps it in the fallback file until the anchored log is back or re-anchored).
+            raise DatabaseError(ErrorKind.UNAVAILABLE,
+                                f"audit entry {entry.entry_id} not appended: {self.anchor_problem}",
+                                user_message="The audit log is not available right now; the entry was kept aside.")
         return AuditEntry(entry.entry_id, entry.ts, entry.actor, entry.action, entry.target, entry.details,
                           cur.lastrowid, digest), True
 
@@ -384,7 +393,11 @@ class AuditLogger(Observer):
         return "ok", seq, head
 
     def _anchor_may_advance(self) -> bool:
-        """Inside the write transaction: True when the anchored head is still in the chain (or none exists)."""
+        """Inside the write transaction: True when the anchored head is still in the chain (or none exists).
+
+        Sets :attr:`_anchored_head_missing` when the anchor is valid but its head is not in this file's chain.
+        """
+        self._anchored_head_missing = False
         state, seq, head = self._read_anchor()
         if state == "missing":
             return True
@@ -393,6 +406,7 @@ class AuditLogger(Observer):
             if row is not None and row[0] == head:
                 return True
             state = f"the anchored entry {seq} is no longer in the chain (entries were deleted from its end)"
+            self._anchored_head_missing = True
         if self.anchor_problem != state:
             log.error("audit anchor %s not moved forward: %s", self.anchor_path, state)
         self.anchor_problem = f"anchor not moved forward: {state.removeprefix('invalid: ')}"
@@ -422,6 +436,32 @@ class AuditLogger(Observer):
         if event == "rollback":
             self._pending_anchor = None  # the entry may have been rolled back: let the anchor lag instead
 
+    def rewound(self, reason: str) -> None:
+        """Observer: the runtime itself put another file in place (a restore, a recovery from a backup).
+
+        Its log may now end before the anchored head; that rewind was deliberate and is reported by
+        the restore or the recovery, so the chain is re-anchored here with an ``audit.reanchored`` entry
+        naming ``reason`` and the previous anchor (the evidence stays in the log). A file put in place
+        by anyone else is not re-anchored: appends are refused until an administrator decides.
+        """
+        state, seq, head = self._read_anchor()
+        if state != "ok":
+            return  # nothing anchored yet, or an anchor only an administrator may overrule
+        try:
+            row = self.db.fetch_one("SELECT hash FROM reliability_audit WHERE seq = ?", (seq,))
+        except DatabaseError:
+            row = None  # (no audit table in the file put in place: the whole log went back)
+        if row is not None and row[0] == head:
+            return  # every anchored entry came back (the redo journal replayed them)
+        try:
+            entry = self.reanchor("reliability", f"the database was rewound on purpose: {reason}")
+        except DatabaseError as exc:  # dbfault: no fault (the restored file refuses writes: degraded, reported)
+            log.error("audit log not re-anchored after %s: %s; new entries wait in the fallback file until "
+                      "an administrator re-anchors it", reason, exc.detail)
+            return
+        log.warning("audit log re-anchored after %s (entry %s; previous anchor: entry %d)", reason,
+                    entry.entry_id, seq)
+
     def reanchor(self, actor: str, reason: str) -> AuditEntry:
         """Accept the log as it is now (after a restore or an investigated truncation): record it and re-anchor.
 
@@ -437,7 +477,7 @@ class AuditLogger(Observer):
                 entry = self.new_entry(actor, "audit.reanchored", str(self.anchor_path),
                                        {"reason": reason, "previous_anchor": {"state": state, "seq": seq,
                                                                               "hash": head}})
-                stored = self.append(entry)
+                stored = self._append(entry, reanchoring=True)[0]  # the one entry a missing head does not stop
                 self._pending_anchor = (int(stored.seq or 0), str(stored.hash))
                 return stored
 

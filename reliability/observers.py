@@ -5,7 +5,8 @@ rows, or ``failed`` with the :class:`~reliability.errors.DatabaseError` the call
 transaction manager tells them about the outermost transaction: ``before_commit`` (may raise to
 abort it), ``committed``, ``rolled_back``. The health counters, the operation log, the corruption
 listeners, the commands' degraded mode (errors), the file-identity check and the redo journal's
-discard (transactions) and the audit anchor (commits) are observers; a new one is added with
+discard (transactions) and the audit anchor (commits, and a file the runtime itself rewound: ``rewound``)
+are observers; a new one is added with
 :meth:`Observers.add`, never by inlining another observe-and-record block or another callback
 list. An observer defines the events it watches (subclass :class:`Observer` for no-op defaults)::
 
@@ -52,9 +53,14 @@ class Observer:
     def rolled_back(self) -> None:
         """The transaction rolled back (also when ROLLBACK itself failed on a dead handle: it is gone)."""
 
+    # -- the file (durability) ------------------------------------------------------------------
+    def rewound(self, reason: str) -> None:
+        """The runtime put another file in place on purpose (a restore, a recovery from a backup):
+        what the database held after that backup may be gone, and ``reason`` says why."""
+
 
 #: The events of the protocol, each told to the observers that define it (in the order they were added).
-EVENTS = ("succeeded", "failed", "before_commit", "committed", "rolled_back")
+EVENTS = ("succeeded", "failed", "before_commit", "committed", "rolled_back", "rewound")
 
 
 class Metrics:
@@ -122,6 +128,7 @@ class Observers:
         self._before_commit: list[Callable[..., None]] = []
         self._committed: list[Callable[[], None]] = []
         self._rolled_back: list[Callable[[], None]] = []
+        self._rewound: list[Callable[[str], None]] = []
         for observer in observers:
             self.add(observer)
 
@@ -173,6 +180,11 @@ class Observers:
         """The outermost transaction rolled back: tell every observer."""
         for fn in self._rolled_back:
             fn()
+
+    def rewound(self, reason: str) -> None:
+        """Another file was put in place on purpose (restore, recovery): tell every observer."""
+        for fn in self._rewound:
+            fn(reason)
 
 
 def _watches(observer: Any, event: str) -> bool:

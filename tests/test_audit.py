@@ -208,14 +208,20 @@ def test_the_anchor_keeps_the_evidence_when_new_entries_follow_a_truncation(adb:
     for i in range(4):
         adb.audit.record("alice", "act", f"t{i}")
     _delete_last(db_path, None)
-    for i in range(6):  # seq numbers are reused: 1..6 pass the anchored 4 with other hashes
-        adb.audit.record("bob", "act", f"u{i}")
+    # New entries are not chained onto a log known to be shortened (nor into a file put in its place):
+    # they wait in the fallback file, acknowledged as pending.
+    kept = [adb.audit.record("bob", "act", f"u{i}") for i in range(6)]
+    assert all(e.pending for e in kept)
     report = adb.audit.verify()
     assert not report.ok and "shortened" in report.reason
     health = adb.health()
     assert health.status.value == "degraded" and any("anchor not moved forward" in r for r in health.reasons)
     adb.audit.reanchor("root", "investigated: the test deleted them")
-    assert adb.audit.verify().ok and adb.audit.entries(1)[0].action == "audit.reanchored"
+    assert adb.audit.verify().ok
+    assert adb.audit.entries(1, include_pending=False)[0].action == "audit.reanchored"
+    adb.audit.reconcile()  # the entries kept aside follow the re-anchored head
+    assert [e.target for e in adb.audit.entries(6)][::-1] == [f"u{i}" for i in range(6)]
+    assert not adb.audit.pending() and adb.audit.verify().ok
 
 
 def test_the_anchor_file_is_private_and_an_edited_anchor_is_reported(adb: DatabaseManager) -> None:
@@ -335,3 +341,45 @@ def test_processes_starting_together_agree_on_one_generated_key(tmp_path: Path) 
     keys = {p.communicate(timeout=60)[0].strip() for p in procs}
     assert keys == {key_file.read_text().strip()} and stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+# -- rewinds the runtime makes on purpose re-anchor the log; anyone else's wait for an administrator ------------
+def test_restoring_an_older_backup_reanchors_the_log_it_rewound(adb: DatabaseManager) -> None:
+    adb.audit.record("alice", "act", "before")
+    backup = adb.backup()
+    for i in range(2):
+        adb.audit.record("alice", "act", f"after{i}")
+    adb.restore(backup.path)
+    report = adb.audit.verify()
+    assert report.ok, report  # the rewind is in the log, not a truncation
+    head = adb.audit.entries(1, include_pending=False)[0]
+    assert head.action == "audit.reanchored" and head.actor == "reliability"
+    assert "restore of backup" in head.details["reason"] and head.details["previous_anchor"]["seq"] == 3
+    later = adb.audit.record("bob", "act", "later")
+    assert not later.pending  # appended to the restored log, not kept aside
+    assert [e.target for e in adb.audit.entries(10)][::-1] == ["before", str(adb.audit.anchor_path), "later"]
+    assert adb.health().status.value == "healthy"
+
+
+def test_a_restore_that_rewinds_nothing_adds_no_entry(adb: DatabaseManager) -> None:
+    adb.audit.record("alice", "act", "only")
+    backup = adb.backup()
+    adb.restore(backup.path)
+    assert [e.action for e in adb.audit.entries(10)] == ["act"] and adb.audit.verify().ok
+
+
+def test_a_recovery_without_the_redo_journal_reanchors_what_it_could_not_bring_back(db_path: Path) -> None:
+    from pytest_dbfault.faults import CorruptFault
+
+    with DatabaseManager(fast_config(db_path, audit_hmac_key=KEY, redo_journal=False, auto_recover=False)) as db:
+        db.audit.record("alice", "act", "kept")
+        assert db.backup().verified
+        lost = db.audit.record("alice", "act", "lost")
+        CorruptFault(db_path, part="header").inject()  # real damage: the file is no database any more
+        report = db.recover()
+        assert not report.ok and report.backup  # the backup is back; the report says writes are lost
+        entries = db.audit.entries(10, include_pending=False)
+        assert lost.entry_id not in [e.entry_id for e in entries]
+        assert entries[0].action == "audit.reanchored" and "recovery" in entries[0].details["reason"]
+        assert "ok=False" in entries[0].details["reason"]  # the entry says the rewind lost writes
+        assert db.audit.verify().ok

@@ -63,6 +63,13 @@ class BackupMixin(Workload):
         self.audit_snapshots[str(info.path)] = self.stored_audit_ids()
         self.version_snapshots[str(info.path)] = list(self.model.applied_versions)
 
+    def stored_audit_entries(self) -> list[tuple[str, str]]:
+        """``(entry_id, action)`` of every audit entry in the database, in chain order."""
+        with self.raw() as conn:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'reliability_audit'").fetchone() is None:
+                return []
+            return [(r[0], r[1]) for r in conn.execute("SELECT entry_id, action FROM reliability_audit ORDER BY seq")]
+
     def stored_audit_ids(self) -> list[str]:
         with self.raw() as conn:
             if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'reliability_audit'").fetchone() is None:
@@ -143,10 +150,20 @@ class BackupMixin(Workload):
         self.model.kv, self.model.pairs = dict(kv), {k: list(v) for k, v in pairs.items()}
         if versions is not None:
             self.model.applied_versions = list(versions)  # the schema went back with the data
-        self.audit_rewound = True
+        # The log goes back with the file, except entries waiting in the fallback file (outside it). When
+        # the restore took the anchored head away, the runtime re-anchors the chain with one entry
+        # ("audit.reanchored", naming the restore) appended to the restored log: nothing else may appear.
         waiting = set(self.fallback_ids()) if hasattr(self, "fallback_ids") else set()
-        self.model.audit_ids = list(self.audit_snapshots[path]) + [
-            i for i in self.model.audit_ids if i in waiting and i not in self.audit_snapshots[path]]
+        kept = list(self.audit_snapshots[path])
+        added = [e for e in self.stored_audit_entries() if e[0] not in kept]
+        rewound = any(i not in kept and i not in waiting for i in self.model.audit_ids)
+        if hasattr(self, "fallback_ids"):
+            self.check(15, [a for _i, a in added] == (["audit.reanchored"] if rewound else []), lambda: (
+                f"after restoring {path} the audit log {'was rewound' if rewound else 'lost nothing'}, and the "
+                f"runtime appended {[a for _i, a in added]} (one audit.reanchored entry naming the restore "
+                f"is expected exactly when anchored entries went back with the file)"))
+        self.model.audit_ids = kept + [i for i, _a in added] + [
+            i for i in self.model.audit_ids if i in waiting and i not in kept]
 
     @precondition(swarm("recover"))
     @precondition(lambda self: has_recovery(self) and not self.faults)
@@ -182,10 +199,7 @@ class BackupMixin(Workload):
         if not report_ok:
             # Without a redo journal, writes after the last backup cannot come back and recovery
             # must say so (checked below when it claims ok). Restore the undamaged copy and go on.
-            self.db.close()
-            fault.heal()
-            self.db = self.open_runtime(self.config)
-            self.after_reopen()
+            self.put_back_undamaged(fault)
             self.last_healed = "corrupt"
             return
         self.last_healed = "corrupt"  # what follows judges the recovered file: "after:corrupt"

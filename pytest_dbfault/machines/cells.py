@@ -252,10 +252,7 @@ class CellsMixin(DegradationMixin, AuditMixin, HealthMixin, SchemaMixin, BackupM
         if not report_ok:
             # Nothing was acknowledged into the damaged file (a round's writes all touch the damaged
             # table and fail): the undamaged copy is the acknowledged state. Put it back.
-            self.db.close()
-            fault.heal()
-            self.db = self.open_runtime(self.config)
-            self.after_reopen()
+            self.put_back_undamaged(fault)
             return
         self.settle()
         try:

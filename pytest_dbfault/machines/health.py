@@ -107,10 +107,7 @@ class HealthMixin(Workload):
             self.check(10, status != "healthy",
                        f"health().status is {status!r} after an integrity check found {part} damage",
                        faults=["corrupt"])
-        self.db.close()
-        fault.heal()
-        self.db = self.open_runtime(self.config)
-        self.after_reopen()
+        self.put_back_undamaged(fault)
         self.last_healed = "corrupt"
         self.integrity_passes(None)
 

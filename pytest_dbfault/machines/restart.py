@@ -318,10 +318,7 @@ class RestartMixin(BackupMixin, DegradationMixin, AuditMixin):
                                               f"{out.value if out.ok else out.error!r}",
                        faults=["power_loss", "corrupt"])
         if not report_ok:  # honest failure (no journal): put the undamaged file back and go on
-            self.db.close()
-            fault.heal()
-            self.db = self.open_runtime(self.config)
-            self.after_reopen()
+            self.put_back_undamaged(fault)
             return
         try:
             stored: Any = self.stored_kv()

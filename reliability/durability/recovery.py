@@ -149,7 +149,10 @@ class Recovery:
             if parts.transactions.depth:
                 raise BackupError(ErrorKind.MISUSE, "restore() cannot run inside a transaction")
             with install_lock(parts.path), writers_fenced(parts):
-                return self._restore_locked(path)
+                info = self._restore_locked(path)
+        # Out of the install lock: an observer may write (the audit log re-anchors the chain it rewound).
+        parts.executor.observers.rewound(f"restore of backup {info.path}")
+        return info
 
     def _restore_locked(self, path: str | os.PathLike[str] | None) -> BackupInfo:
         parts = self.parts
@@ -240,6 +243,11 @@ class Recovery:
                 "quarantined %s%s", parts.path, reason, report.ok, report.backup, report.replayed, report.duration,
                 report.quarantined, "; problems: " + "; ".join(report.problems) if report.problems else "",
                 extra={"recovery": report.to_dict()})
+        if report.backup is not None or report.quarantined:
+            what = f"backup {report.backup}" if report.backup is not None else "the redo journal alone"
+            parts.executor.observers.rewound(
+                f"recovery ({reason}) from {what}, ok={report.ok}"
+                + (f", {len(report.problems)} problem(s): {report.problems[0]}" if report.problems else ""))
         return report
 
     def _recover_locked(self, reason: str, t0: float) -> RecoveryReport:
