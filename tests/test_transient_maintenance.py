@@ -204,12 +204,19 @@ def test_a_schema_check_locked_for_a_moment_at_startup_blocks_nothing(tmp_path):
 
 
 @pytest.fixture
-def needs_vfs() -> None:
+def needs_vfs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The VFS shim in the runtime's SQLite build (a fault at a bare path acts on the build
+    ``DBFAULT_SQLITE_MODULE`` names): the backup check runs through that build too."""
+    import os
+
+    from pytest_dbfault.faults.target import MODULE_ENV
     from pytest_dbfault.vfs import vfs_available
 
-    ok, reason = vfs_available()
+    module = os.environ.get("RELIABILITY_SQLITE_MODULE", "").strip() or "sqlite3"
+    ok, reason = vfs_available(module)
     if not ok:
-        pytest.skip(f"VFS shim unavailable here: {reason}")
+        pytest.skip(f"the VFS shim cannot be registered in the SQLite of {module} (the runtime's build): {reason}")
+    monkeypatch.setenv(MODULE_ENV, module)
 
 
 def test_a_one_off_read_error_while_verifying_a_backup_is_retried_and_no_verdict(tmp_path, needs_vfs):

@@ -11,7 +11,6 @@ the machine's checks are also known not to fire on a correct one.
 from __future__ import annotations
 
 import os
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from reliability import redo as redo_module
 from reliability.durability import backup as backup_module
 from reliability.durability import journal as journal_module
 from reliability.durability import recovery as recovery_module
+from reliability.errors import sqlite_errors
 
 BITE = bite_settings(max_examples=150, steps=12)
 
@@ -123,7 +123,7 @@ def test_a_lock_taken_for_damage_by_the_backup_check_is_caught(tmp_path, monkeyp
     def every_error_is_damage(conn: Any, *, full: bool = False) -> list[str]:
         try:
             return real(conn, full=full)
-        except sqlite3.Error as exc:
+        except sqlite_errors() as exc:  # (the runtime's build: pysqlite3's errors are not sqlite3.Error)
             return [f"quick_check failed: {exc}"]
 
     monkeypatch.setattr(backup_module, "quick_check", every_error_is_damage)
