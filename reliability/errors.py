@@ -22,6 +22,7 @@ import re
 import sqlite3
 import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -372,6 +373,8 @@ class ErrorHandler:
     def __init__(self, logger: logging.Logger | None = None, *, show_params: bool = False) -> None:
         self.logger = logger or logging.getLogger("reliability")
         self.show_params = show_params
+        #: Whether the path no longer names the file the runtime's connection opened (set by the manager).
+        self.file_moved: Callable[[], bool] | None = None
 
     def wrap(
         self,
@@ -388,6 +391,11 @@ class ErrorHandler:
         if isinstance(exc, DatabaseError):
             return exc
         kind = classify(exc)
+        if kind is ErrorKind.READONLY and self.file_moved is not None and self.file_moved():
+            # A write to a rollback-journal database moved from under its connection: SQLite 3.40 says
+            # SQLITE_READONLY_DBMOVED, 3.51 (pysqlite3) plain SQLITE_READONLY, and Python 3.10 shows only
+            # the primary code. The runtime knows the file moved: reconnect, do not degrade to read-only.
+            kind = ErrorKind.READONLY_DBMOVED
         code, name = sqlite_code(exc)
         err = DatabaseError(kind, str(exc), operation_id=operation_id, code=code, code_name=name,
                             attempts=attempt)

@@ -84,6 +84,7 @@ class DatabaseManager:
         self.policy = policy or RetryPolicy.from_config(self.config)
         self.errors = ErrorHandler(self.logger, show_params=self.config.log_sql_params)
         self.connections = ConnectionManager(self.config)
+        self.errors.file_moved = self.connections.file_moved  # (a moved file's READONLY is READONLY_DBMOVED)
         self._lock = threading.RLock()
         self.monitor = HealthMonitor()
         self._id_prefix = os.urandom(3).hex()

@@ -118,3 +118,29 @@ def test_a_replacement_files_own_live_wal_is_kept_on_reopen(tmp_path: Path) -> N
         assert not [p for p in tmp_path.iterdir() if ".stale-" in p.name]
     finally:
         writer.close()
+
+
+@pytest.mark.parametrize("mode", ["DELETE", "TRUNCATE", "WAL"])
+def test_a_write_in_a_transaction_on_a_moved_rollback_journal_file_reconnects_not_degrades(tmp_path: Path,
+                                                                                         mode: str) -> None:
+    # A real rename (the disconnect fault's rename mode) while a transaction is about to write. SQLite 3.40
+    # answers the write with SQLITE_READONLY_DBMOVED, 3.51 (pysqlite3) with plain SQLITE_READONLY, Python 3.10
+    # shows only the primary code: the runtime knows the file moved, so the kind is readonly_dbmoved (reconnect)
+    # and never readonly (degrade to read-only), whatever the build says.
+    from runtime_helpers import fast_config
+
+    from pytest_dbfault.faults import make_fault
+    from reliability import DatabaseError, DatabaseManager
+
+    path = tmp_path / "app.db"
+    with DatabaseManager(fast_config(path, journal_mode=mode, retry_attempts=1)) as db:
+        db.execute("CREATE TABLE t (v)")
+        db.execute("INSERT INTO t VALUES (1)")
+        fault = make_fault("disconnect", str(path), mode="rename")
+        with pytest.raises(DatabaseError) as err:
+            with db.transaction() as tx:
+                fault.inject()
+                tx.execute("INSERT INTO t VALUES (2)")
+        fault.heal()
+        assert err.value.kind in (ErrorKind.READONLY_DBMOVED, ErrorKind.CANTOPEN), err.value
+        assert db.fetch_one("SELECT count(*) FROM t")[0] == 1  # nothing of it stored; served again

@@ -154,8 +154,11 @@ def reported_loss(problems: list[str]) -> int | None:
 class DataLossMachine(RuntimeMachine):
     """Several writers (managers and processes) on one database, and the faults that used to lose their writes."""
 
+    # WAL: its rules are the WAL hazards that lost writes (a -wal moved with its file, removed under running
+    # managers, checkpointed by the "last user"). Rollback-journal modes are drawn in the other machines;
+    # here, with a reader and a second manager open, they end in plain lock waits that the rules do not model.
     settings_overrides: ClassVar[dict[str, Any]] = {"redo_journal": True, "auto_recover": False,
-                                                    "backup_interval": 0.0}
+                                                    "backup_interval": 0.0, "journal_mode": "WAL"}
     fault_kinds = ("none",)
 
     def after_start(self) -> None:
@@ -407,6 +410,8 @@ class DataLossMachine(RuntimeMachine):
             self.restart_all()
             return
         what = f"after recovery from {part} damage" + (f" with {cut_done}" if cut_done else "")
+        lost: set[str] | None = None
+        said: int | None = None
         if report.ok:
             self.check_bank(13, what + " (reported ok)", labels)
         else:
@@ -423,9 +428,16 @@ class DataLossMachine(RuntimeMachine):
                 # Reported honestly: what is gone is gone; the machine goes on from what is there.
                 self.acked = {t: v for t, v in self.acked.items() if t in state[0]}
         if not self.journal_damaged:
-            # Every journal intact: recovery must bring everything back, whichever writer made it.
-            self.check(13, report.ok, f"{what}: recovery failed with every journal intact: {report.problems}",
-                       faults=labels)
+            # Every journal intact: recovery must bring everything back, whichever writer made it. One
+            # exception, by design (reliability/redo.py, "The only writer"): at NORMAL/OFF a manager killed
+            # while it held the claim to commit alone may have committed one transaction without a record,
+            # so one sequence number is left out for it and recovery from an older backup reports one
+            # transaction missing. Over-reporting is honest; it is accepted only when nothing acknowledged
+            # is actually gone.
+            conservative = (who == 2 and str(self.config.synchronous).upper() in ("NORMAL", "OFF")
+                            and lost is not None and not lost and said == 1)
+            self.check(13, report.ok or conservative,
+                       f"{what}: recovery failed with every journal intact: {report.problems}", faults=labels)
         if cut_done:
             self.restart_all()  # the issue's reproduction: cut the journal and restart
 

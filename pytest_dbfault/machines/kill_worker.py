@@ -1,7 +1,9 @@
 """A process running the runtime, SIGKILLed at a point its parent picks (the machines' kill -9 restart rule).
 
-:func:`work` runs in a child process forked by :func:`pytest_dbfault.machines.restart.fork_and_kill`
-(through :func:`pytest_dbfault.faults.crash.watch_child`):
+:func:`work` runs in a child process that :func:`pytest_dbfault.machines.restart.fork_and_kill` starts
+(a fork of its single-threaded fork server, or of the calling process for a runtime factory that cannot be
+pickled: :func:`~pytest_dbfault.machines.restart.worker_starter`) and watches through
+:func:`pytest_dbfault.faults.crash.watch_child`:
 it starts a :class:`~reliability.DatabaseManager` on the database and makes the writes it is given,
 each ``(form, [(key, value, replace), ...])`` with ``form`` one of ``execute`` (one write),
 ``run_in_transaction`` or ``transaction`` (several writes, all or nothing). ``replace`` false makes

@@ -53,8 +53,8 @@ def test_the_machine_bites_a_wal_size_read_from_the_database_file(tmp_path, monk
 
 
 @pytest.mark.skipif(not gives_extended_codes(_runtime_module()),
-                    reason="this SQLite module gives no extended codes (Python 3.10's sqlite3): the runtime sees "
-                           "SQLITE_BUSY_SNAPSHOT as busy by design, so there is no 517 to lose")
+                    reason="this SQLite module gives no extended codes (Python 3.10's sqlite3, pysqlite3): the "
+                           "runtime sees SQLITE_BUSY_SNAPSHOT as busy by design, so there is no 517 to lose")
 def test_the_machine_bites_a_classifier_that_loses_busy_snapshot(tmp_path, monkeypatch):
     # The planted bug p02_busy_snapshot_retried_as_statement: code 517 falls back to its primary code (busy).
     from reliability import errors
