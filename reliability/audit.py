@@ -449,8 +449,8 @@ class AuditLogger(Observer):
             return  # nothing anchored yet, or an anchor only an administrator may overrule
         try:
             row = self.db.fetch_one("SELECT hash FROM reliability_audit WHERE seq = ?", (seq,))
-        except DatabaseError:
-            row = None  # (no audit table in the file put in place: the whole log went back)
+        except DatabaseError:  # dbfault: no fault (a file put in place without the audit table)
+            row = None  # (the whole log went back)
         if row is not None and row[0] == head:
             return  # every anchored entry came back (the redo journal replayed them)
         try:

@@ -383,3 +383,12 @@ def test_a_recovery_without_the_redo_journal_reanchors_what_it_could_not_bring_b
         assert entries[0].action == "audit.reanchored" and "recovery" in entries[0].details["reason"]
         assert "ok=False" in entries[0].details["reason"]  # the entry says the rewind lost writes
         assert db.audit.verify().ok
+
+
+def test_restoring_a_backup_from_before_the_audit_log_existed_reanchors_it(adb: DatabaseManager) -> None:
+    adb.execute("CREATE TABLE kv (k TEXT)")
+    backup = adb.backup()  # no audit table in it yet
+    adb.audit.record("alice", "act", "gone")
+    adb.restore(backup.path)
+    entries = adb.audit.entries(10)
+    assert [e.action for e in entries] == ["audit.reanchored"] and adb.audit.verify().ok
