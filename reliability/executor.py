@@ -293,7 +293,6 @@ class Executor:
             return decide(seen[0], in_tx)  # in a transaction: SURFACE (its owner may rerun all of it)
 
         def on_retry(attempt: int, delay: float, exc: BaseException) -> None:
-            self.monitor.retries += 1
             self.errors.log(seen[0], sql=sql, params=params, attempt=attempt, elapsed=perf_counter() - t0,
                             level=logging.WARNING, exc=exc)
 

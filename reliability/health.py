@@ -103,6 +103,9 @@ class HealthMonitor:
         self.last_recovery: dict[str, Any] | None = None
         self.recoveries = 0
 
+    def count_retry(self, attempt: int, delay: float, exc: BaseException) -> None:
+        """A :class:`~reliability.retry.RetryPolicy` listener: the runtime is about to sleep before a retry."""
+        self.retries += 1
     def observe(self, op: str, seconds: float) -> None:
         """Count one finished operation of type ``op`` that took ``seconds``."""
         self.operations[op] += 1

@@ -87,6 +87,9 @@ class DatabaseManager:
         self.errors.file_moved = self.connections.file_moved  # (a moved file's READONLY is READONLY_DBMOVED)
         self._lock = threading.RLock()
         self.monitor = HealthMonitor()
+        # Every retry the policy makes for this runtime is counted once, wherever it happens (statements,
+        # transactions, integrity checks, backups, replay); removed at close().
+        self.policy.listeners.append(self.monitor.count_retry)
         self._id_prefix = os.urandom(3).hex()
         self._records = OperationRecords(OperationLog.from_config(self.config, prefix=self._id_prefix))
         self._listeners = Listeners()
@@ -432,7 +435,7 @@ class DatabaseManager:
         executor = self.executor
 
         def before_retry(exc: BaseException) -> None:
-            self.monitor.retries += 1
+            # (The retry is counted by the policy's listener, as every retry is.)
             # The error that made us rerun the transaction is a retry, not an error the caller saw.
             executor.tx_errors = [e for e in executor.tx_errors if e is not exc]
 
@@ -594,6 +597,8 @@ class DatabaseManager:
         if self.closed:
             return
         self.closed = True
+        if self.monitor.count_retry in self.policy.listeners:
+            self.policy.listeners.remove(self.monitor.count_retry)
         if self._watcher is not None:
             self._watcher.stop()
         self.durability.close()

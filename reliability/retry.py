@@ -50,6 +50,10 @@ class RetryPolicy:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random = field(default_factory=random.Random)
+    #: Told ``(attempt, delay, exc)`` before every sleep of every :meth:`call` (statements, transactions,
+    #: maintenance alike): the runtime's health counts its retries here, once, wherever they happen.
+    listeners: list[Callable[[int, float, BaseException], None]] = field(default_factory=list, repr=False,
+                                                                        compare=False)
 
     @classmethod
     def from_config(cls, config: object, **kwargs: object) -> RetryPolicy:
@@ -117,6 +121,8 @@ class RetryPolicy:
                     raise RetryExhausted(exc, attempt, elapsed) from exc
                 if on_retry is not None:
                     on_retry(attempt, wait, exc)
+                for listener in self.listeners:
+                    listener(attempt, wait, exc)
                 self.sleep(wait)
                 if action is not Action.RETRY and reconnect is not None:  # RECONNECT (or a late REOPEN)
                     reconnect()

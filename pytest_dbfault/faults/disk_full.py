@@ -57,14 +57,19 @@ class DiskFullFault(Fault):
                     max_page_count=applied)
 
     def _heal(self) -> None:
-        conn, self._conn = self._conn, None
+        conn = self._conn
         if conn is None or self._previous is None:
+            self._conn = None
             return
         try:
             restored = int(conn.execute(f"PRAGMA max_page_count = {self._previous}").fetchone()[0])
         except Exception as exc:  # closed meanwhile (any sqlite module): the limit died with the handle
             if "closed" not in str(exc).lower():
+                # Still in force (a rollback-journal database locked by someone else: the pragma needs a
+                # read lock): the fault stays active, so heal() can be called again once the lock is gone.
                 raise
+            self._conn = None
             self.record("max_page_count not restored", reason="connection already closed")
             return
+        self._conn = None
         self.record("max_page_count restored", max_page_count=restored)

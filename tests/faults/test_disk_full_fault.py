@@ -54,3 +54,25 @@ def test_a_path_alone_is_refused_because_the_cap_lives_on_a_connection(make_db):
 def test_a_negative_headroom_is_rejected(make_db, connect):
     with pytest.raises(FaultError, match="headroom must be an int >= 0"):
         DiskFullFault(connect(make_db()), headroom=-1)
+
+
+def test_a_heal_blocked_by_a_lock_leaves_the_fault_in_force_and_can_be_done_again(make_db, connect):
+    # Rollback journal: an exclusive lock held elsewhere keeps the pragma that restores the page limit out
+    # ("database is locked"). The fault must stay active (and keep its connection) so that heal() works once
+    # the lock is gone; it used to forget its connection first, and the second heal() restored nothing.
+    from pytest_dbfault.faults import LockedFault
+
+    path = make_db(journal_mode="delete")
+    victim = connect(path)
+    before = victim.execute("PRAGMA max_page_count").fetchone()[0]
+    fault = DiskFullFault(victim, headroom=1).inject()
+    lock = LockedFault(path, mode="exclusive").inject()
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            fault.heal()
+        assert fault.active
+    finally:
+        lock.heal()
+    fault.heal()
+    assert not fault.active
+    assert victim.execute("PRAGMA max_page_count").fetchone()[0] == before
