@@ -77,6 +77,8 @@ class CallOutcome:
 class Workload(RuntimeMachine):
     """Calls with checks, plus key/value and multi-leg transaction rules."""
 
+    #: The errors booked while a transfer runs (None outside one): see :meth:`unbook_rerun_errors`.
+    booked_errors: list[Any] | None = None
     #: when True the machine also uses features whose internal operations the ledger cannot
     #: see (audit, commands, migrations): P10/P17 then check lower bounds instead of equality
     opaque_ops = False
@@ -144,6 +146,8 @@ class Workload(RuntimeMachine):
                     inner._dbfault_counted = None  # type: ignore[union-attr]
                 self.model.ledger.errors[str(err.kind)] += 1
                 err._dbfault_counted = str(err.kind)
+                if self.booked_errors is not None:  # (inside a transfer: see unbook_rerun_errors)
+                    self.booked_errors.append(err)
             if op is not None:
                 self.model.ledger.oplog[(op, "error")] += 1
             return CallOutcome(False, error=err)
@@ -303,6 +307,19 @@ class Workload(RuntimeMachine):
                     raise out.error
         return body
 
+    def unbook_rerun_errors(self, final: Any) -> None:
+        """The errors the transfer's body booked that made ``run_in_transaction`` rerun it are retries,
+        not errors the caller saw (the runtime counts them in ``retries``): take them out of the ledger.
+        The body re-raises every error it meets, so each one that is not the call's ``final`` error (nor
+        its cause) ended an attempt that was run again."""
+        chain = [final, getattr(final, "__cause__", None), getattr(final, "__context__", None)]
+        booked, self.booked_errors = self.booked_errors or [], None
+        for err in booked:
+            kind = getattr(err, "_dbfault_counted", None)
+            if kind and not any(err is e for e in chain if e is not None):
+                self.model.ledger.errors[kind] -= 1
+                err._dbfault_counted = None
+
     def strike(self, failure: str) -> None:
         """Make ``failure`` happen now, in the middle of a transaction."""
         if failure == "app_error":
@@ -335,6 +352,7 @@ class Workload(RuntimeMachine):
                 body()
 
         fn = self.db.run_in_transaction if form == "run_in_transaction" else None
+        self.booked_errors = []
         try:
             if fn is not None:
                 out = self.call("transaction", fn, body, series=1)
@@ -343,6 +361,7 @@ class Workload(RuntimeMachine):
         except AppError:
             self.model.ledger.app_aborts += 1
             out = None
+        self.unbook_rerun_errors(None if out is None or out.ok else out.error)
         struck = sorted(set(self.faults) - before)
         for kind in struck:  # mid-transaction faults end with the call: heal them to look at the file
             self.heal(kind)
