@@ -11,7 +11,10 @@ user is told::
         KIND_INFO[kind].action        # RecoveryAction.RETRY
 
 On Python >= 3.11 the extended code (``sqlite_errorcode``) decides; on 3.10 the
-message, which SQLite derives from the same code, is matched instead.
+message, which SQLite derives from the same code, is matched instead. pysqlite3 gives the
+primary code only, so there (as on 3.10) a kind that only an extended code names is seen as
+its primary's: a stale snapshot as busy; a moved file's "readonly" is told by the file's
+identity instead (:class:`ErrorHandler` ``file_moved``).
 """
 
 from __future__ import annotations
