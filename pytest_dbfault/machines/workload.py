@@ -390,8 +390,10 @@ class Workload(RuntimeMachine):
         depth = getattr(getattr(self.db, "transactions", None), "depth", 0)
         try:
             open_tx = self.db.connection.in_transaction
-        except sqlite3.ProgrammingError:
-            open_tx = False  # a closed handle holds no transaction; the runtime reopens on next use
+        except (sqlite3.ProgrammingError, self.sqlite_module().ProgrammingError):
+            # A closed handle (of the runtime's build: pysqlite3's class is its own) holds no transaction;
+            # the runtime reopens on next use.
+            open_tx = False
         self.check(7, depth == 0 and not open_tx,
                    f"after a failed transaction depth={depth}, in_transaction={open_tx}", faults=faults)
         with self.raw() as raw:
