@@ -34,3 +34,17 @@ def db(db_path: Path) -> Iterator[DatabaseManager]:
     manager.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, qty INTEGER)")
     yield manager
     manager.close()
+
+
+@pytest.fixture
+def runtime_through_vfs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The VFS faults of the test go into the runtime's SQLite build (``RELIABILITY_SQLITE_MODULE``): faults at a
+    bare path act on the build ``DBFAULT_SQLITE_MODULE`` names. Skips where the shim cannot live in that build."""
+    from pytest_dbfault.faults.target import MODULE_ENV
+    from pytest_dbfault.vfs import vfs_available
+
+    module = os.environ.get("RELIABILITY_SQLITE_MODULE", "").strip() or "sqlite3"
+    ok, reason = vfs_available(module)
+    if not ok:
+        pytest.skip(f"the VFS shim cannot be registered in the SQLite of {module} (the runtime's build): {reason}")
+    monkeypatch.setenv(MODULE_ENV, module)

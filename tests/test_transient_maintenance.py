@@ -203,23 +203,7 @@ def test_a_schema_check_locked_for_a_moment_at_startup_blocks_nothing(tmp_path):
         db.execute("INSERT INTO t VALUES (1)")
 
 
-@pytest.fixture
-def needs_vfs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The VFS shim in the runtime's SQLite build (a fault at a bare path acts on the build
-    ``DBFAULT_SQLITE_MODULE`` names): the backup check runs through that build too."""
-    import os
-
-    from pytest_dbfault.faults.target import MODULE_ENV
-    from pytest_dbfault.vfs import vfs_available
-
-    module = os.environ.get("RELIABILITY_SQLITE_MODULE", "").strip() or "sqlite3"
-    ok, reason = vfs_available(module)
-    if not ok:
-        pytest.skip(f"the VFS shim cannot be registered in the SQLite of {module} (the runtime's build): {reason}")
-    monkeypatch.setenv(MODULE_ENV, module)
-
-
-def test_a_one_off_read_error_while_verifying_a_backup_is_retried_and_no_verdict(tmp_path, needs_vfs):
+def test_a_one_off_read_error_while_verifying_a_backup_is_retried_and_no_verdict(tmp_path, runtime_through_vfs):
     from pytest_dbfault.vfs.faults import IoErrorFault
 
     sleep = LiftOnSleep()
@@ -234,7 +218,7 @@ def test_a_one_off_read_error_while_verifying_a_backup_is_retried_and_no_verdict
         db.close()
 
 
-def test_a_backup_unreadable_through_every_retry_is_reported(tmp_path, needs_vfs):
+def test_a_backup_unreadable_through_every_retry_is_reported(tmp_path, runtime_through_vfs):
     from pytest_dbfault.vfs.faults import IoErrorFault
 
     db = new_db(tmp_path)

@@ -71,10 +71,8 @@ class BackupMixin(Workload):
             return [(r[0], r[1]) for r in conn.execute("SELECT entry_id, action FROM reliability_audit ORDER BY seq")]
 
     def stored_audit_ids(self) -> list[str]:
-        with self.raw() as conn:
-            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'reliability_audit'").fetchone() is None:
-                return []
-            return [r[0] for r in conn.execute("SELECT entry_id FROM reliability_audit ORDER BY seq")]
+        """The ids of :meth:`stored_audit_entries`."""
+        return [entry_id for entry_id, _action in self.stored_audit_entries()]
 
     @precondition(swarm("backup"))
     @precondition(lambda self: has_backups(self) and not self.faults)

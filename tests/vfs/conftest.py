@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from pytest_dbfault.faults.target import MODULE_ENV
 from pytest_dbfault.vfs import Shim, get_shim, vfs_available
 
 
@@ -31,17 +29,6 @@ def needs_vfs() -> None:
     ok, reason = vfs_available()
     if not ok:
         pytest.skip(f"VFS shim unavailable here: {reason}")
-
-
-@pytest.fixture
-def runtime_through_vfs(needs_vfs: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The VFS faults of the test go into the runtime's SQLite build (``RELIABILITY_SQLITE_MODULE``): faults at a
-    bare path act on the build ``DBFAULT_SQLITE_MODULE`` names. Skips where the shim cannot live in that build."""
-    module = os.environ.get("RELIABILITY_SQLITE_MODULE", "").strip() or "sqlite3"
-    ok, reason = vfs_available(module)
-    if not ok:
-        pytest.skip(f"the VFS shim cannot be registered in the SQLite of {module} (the runtime's build): {reason}")
-    monkeypatch.setenv(MODULE_ENV, module)
 
 
 @pytest.fixture
