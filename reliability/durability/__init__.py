@@ -62,7 +62,7 @@ class Durability:
         self.block = WriteBlock()
         #: The maintenance thread (scheduled backups and checks, a schema check a lock kept from running).
         self.scheduler = Scheduler([])
-        self.journal = Journal(parts, self.backups)
+        self.journal = Journal(parts, self.backups, self.scheduler)
         self.taker = BackupTaker(parts, self.block, self.backups)
         self.trust = Trust(parts, self.block, self.journal, self.taker, self.scheduler, migrations)
         self.recovery = Recovery(parts, self.journal, self.taker, self.trust, self.backups)

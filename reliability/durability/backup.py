@@ -304,24 +304,37 @@ class BackupTaker:
                 raise BackupError(ErrorKind.MISUSE, "backup() cannot run inside a transaction: "
                                   "the copy would include uncommitted changes")
             redo = parts.redo
-            seq: int | None = None
-            try:
-                try:
-                    # The file at the path: after another process's recovery or restore this manager's handle
-                    # may still be on the file set aside, and a copy of that is no backup of the database.
-                    conn = parts.connections.connection_at_path()
-                except Exception as exc:
-                    raise BackupError(parts.errors.wrap(exc, log=False).kind,
-                                      f"cannot open the database to back it up: {exc}") from exc
+
+            def open_for_backup() -> tuple[Any, int | None]:
+                # The file at the path: after another process's recovery or restore this manager's handle
+                # may still be on the file set aside, and a copy of that is no backup of the database.
+                conn = parts.connections.connection_at_path()
+                if redo is None:
+                    return conn, None
                 # The write block (an untrusted schema: query_only) refuses the application's writes, not
                 # the runtime's own bookkeeping: the backup before a migration must record the sequence too.
                 conn.execute("PRAGMA query_only = 0")
+                try:  # the copy must carry the global sequence (every process's journal continues from it)
+                    ensure_sequence_table(conn)
+                except module.Error as exc:  # dbfault: no fault (a read-only file; a lock is retried)
+                    self.block.apply(conn)
+                    if retryable_in_maintenance(exc):
+                        raise  # a lock says nothing about the file: retried, never taken for a read-only file
+                    return conn, redo.seq  # a read-only file: the best this process knows
+                return conn, None
+
+            try:
                 try:
-                    if redo is not None:
-                        try:  # the copy must carry the global sequence (every process's journal continues from it)
-                            ensure_sequence_table(conn)
-                        except module.Error:  # dbfault: no fault (a read-only file)
-                            seq = redo.seq  # a read-only file: the best this process knows
+                    # Another process opening the database at this moment holds it for a few milliseconds (no
+                    # -shm yet, see connection._refuse_a_second_index): retried under the shared policy like the
+                    # copy below. Both steps are idempotent.
+                    conn, seq = run_maintenance(open_for_backup, parts.policy,
+                                                "opening the database and its sequence table to back it up")
+                except Exception as exc:
+                    raise BackupError(parts.errors.wrap(exc, log=False).kind,
+                                      f"cannot open the database to back it up: {exc}") from exc
+                conn.execute("PRAGMA query_only = 0")
+                try:
                     # (Then the commits of a manager committing alone, this one or another: reliability.redo.)
                     try:
                         prepare_backup(conn, parts.config.redo_journal_file, redo)

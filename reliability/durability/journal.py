@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import DatabaseError, RecoveryAction
+from ..health import retryable_in_maintenance
 from ..redo import (
     WRITERS_TABLE,
     JournalState,
@@ -35,8 +36,12 @@ from ..redo import (
 from .backup import BackupManager
 from .lost_commits import lost_commits_at_start
 from .parts import RuntimeParts
+from .upkeep import Scheduler
 
 log = logging.getLogger("reliability.recovery")
+
+#: Seconds between attempts at an anchoring backup that a lock kept from running at startup.
+ANCHOR_RETRY_INTERVAL = 1.0
 
 
 class Journal:
@@ -44,11 +49,16 @@ class Journal:
 
     :param parts: the runtime's parts (the live journal goes to ``parts.executor.redo``).
     :param store: the backups (a missing database with backups is an incident, not a fresh start).
+    :param scheduler: the maintenance schedule (an anchoring backup a lock kept from running is retried there).
     """
 
-    def __init__(self, parts: RuntimeParts, store: BackupManager) -> None:
+    def __init__(self, parts: RuntimeParts, store: BackupManager, scheduler: Scheduler) -> None:
         self.parts = parts
         self.store = store
+        self.scheduler = scheduler
+        #: What a lock that outlasted the retry policy kept from running at startup, retried in the background:
+        #: "checks" (comparing the journals with the database, then anchoring) or "anchor" (the backup only).
+        self._pending: str | None = None
         #: The journal opened at start (also when another manager owns the file: then it is only read).
         self.redo: RedoJournal | None = None
         #: This manager writes without a journal to a journaled database (see redo.register_unjournaled).
@@ -79,10 +89,7 @@ class Journal:
                 state = None
             if state is not None and self.redo.owned:
                 parts.executor.redo = self.redo
-                if not lost_commits_at_start(parts, self.redo, recover):  # a removed -wal: keep the evidence
-                    self._reconcile(state)
-                    self._register_slot()
-                    self._anchor(state, backup, recover)
+                self._check_and_anchor(state, backup, recover)
         if parts.connections.refused is None and database_missing(parts.path):
             # The journal is off or could not be opened, so _anchor did not look: a missing
             # database is still an incident when backups or a journal show it held data.
@@ -93,8 +100,8 @@ class Journal:
             # Other processes journal this database but this manager does not: say so in the database
             # itself, so a recovery anywhere knows writes exist that no journal can bring back.
             try:
-                with parts.lock:
-                    self._unjournaled_slot = register_unjournaled(parts.connections.live_connection())
+                self._unjournaled_slot = parts.on_live_connection("recording a writer without a redo journal",
+                                                                  register_unjournaled)
             except Exception as exc:  # noqa: BLE001  # dbfault: no fault (a read-only or damaged file)
                 log.warning("could not record that this manager writes without a redo journal: %s", exc)
 
@@ -133,8 +140,12 @@ class Journal:
         if not os.path.exists(path) or os.path.getsize(path) == 0:
             return  # nothing committed to compare with (and opening would create the file)
         try:
-            with parts.lock:
-                committed = committed_by_slot(parts.connections.live_connection())
+            committed = parts.on_live_connection("reading the committed sequences", committed_by_slot)
+        except DatabaseError as exc:
+            if retryable_in_maintenance(exc):
+                raise  # a lock that outlasted the policy: reconciled later (see start), never skipped
+            log.warning("could not read the committed sequences to reconcile the redo journals: %s", exc)
+            return
         except Exception as exc:  # noqa: BLE001  # dbfault: no fault (an unreadable database: recovery decides)
             log.warning("could not read the committed sequences to reconcile the redo journals: %s", exc)
             return
@@ -148,6 +159,49 @@ class Journal:
         reconcile_orphans(redo.base_path, committed, fsync=redo.fsync)
         redo.seen = max([redo.seen, *committed.values()])
 
+    def _check_and_anchor(self, state: JournalState, backup: Callable[[], Any], recover: Callable[[str], Any], *,
+                          deferred: bool = False) -> None:
+        """Compare the journals with the database, reconcile, register this slot, anchor.
+
+        Each step reads or writes the database under the shared retry policy. When a lock outlasts it
+        while the journals are compared with the database, nothing is decided: the journal takes no
+        records (health says so), and the whole sequence runs again in the background, then with an
+        anchoring backup whatever the journal's state (the writes made meanwhile are in no journal).
+        """
+        redo = self.redo
+        assert redo is not None
+        try:
+            if lost_commits_at_start(self.parts, redo, recover):  # a removed -wal: keep the evidence
+                return
+            self._reconcile(state)
+        except DatabaseError as exc:
+            if not retryable_in_maintenance(exc):
+                raise
+            if not deferred:
+                redo.error = (f"the redo journals could not be compared with the database at startup ({exc.detail}); "
+                              "writes are not journaled until that runs (retried in the background)")
+                log.error("%s", redo.error)
+                self.scheduler.add("journal_startup", ANCHOR_RETRY_INTERVAL,
+                                   lambda: self._retry_startup(state, backup, recover))
+            self._pending = "checks"
+            return
+        self._register_slot()
+        self._anchor(state, backup, recover, force=deferred)
+
+    def _retry_startup(self, state: JournalState, backup: Callable[[], Any], recover: Callable[[str], Any]) -> None:
+        """What a lock kept from running at startup (a no-op once it ran): the checks, or only the backup."""
+        redo = self.redo
+        pending, self._pending = self._pending, None
+        if pending is None or self.parts.closed() or redo is None or not redo.owned:
+            return
+        if pending == "checks":
+            self._check_and_anchor(state, backup, recover, deferred=True)
+        else:
+            self._anchor(state, backup, recover, force=True, deferred=True)
+        if self._pending is None and redo.error is None:
+            log.warning("the redo journal %s is checked and anchored now (a lock kept it from that at startup)",
+                        redo.path)
+
     def _register_slot(self) -> None:
         """Record this manager's journal slot in the database before the anchoring backup is taken.
 
@@ -160,20 +214,27 @@ class Journal:
         parts = self.parts
         if database_missing(parts.path):
             return
+
+        def register(conn: Any) -> None:
+            ensure_sequence_table(conn)
+            conn.execute(f"INSERT OR IGNORE INTO {WRITERS_TABLE} (slot, seq) VALUES (?, 0)", (redo.slot,))
+
         try:
-            with parts.lock:
-                conn = parts.connections.live_connection()
-                ensure_sequence_table(conn)
-                conn.execute(f"INSERT OR IGNORE INTO {WRITERS_TABLE} (slot, seq) VALUES (?, 0)", (redo.slot,))
+            parts.on_live_connection("recording the redo journal's slot", register)
         except Exception as exc:  # noqa: BLE001  # dbfault: no fault (a read-only or damaged file: recovery decides)
             log.warning("could not record redo journal slot %d in the database: %s", redo.slot, exc)
 
-    def _anchor(self, state: JournalState, backup: Callable[[], Any], recover: Callable[[str], Any]) -> None:
-        """Make the journal continue from a state recovery can rebuild (see :mod:`reliability.durability`)."""
+    def _anchor(self, state: JournalState, backup: Callable[[], Any], recover: Callable[[str], Any], *,
+                force: bool = False, deferred: bool = False) -> None:
+        """Make the journal continue from a state recovery can rebuild (see :mod:`reliability.durability`).
+
+        ``force``: take the backup even after a clean shutdown (writes were made without the journal).
+        ``deferred``: this is the background retry (already scheduled).
+        """
         redo = self.redo
         assert redo is not None
         db_missing = database_missing(self.parts.path)
-        if state.header and state.clean and not state.problems and not db_missing:
+        if state.header and state.clean and not state.problems and not db_missing and not force:
             return  # a clean shutdown: the journal and the last backup still describe the database
         # (A database deleted or emptied while the service was down is not a clean state, even after a
         # clean shutdown: opening it would silently start from an empty file.)
@@ -194,6 +255,13 @@ class Journal:
                               "writes are not journaled until a backup succeeds")
             if exc.action is RecoveryAction.RESTORE and self.parts.config.auto_recover:
                 recover(f"startup backup failed: {exc.detail}")
+            elif retryable_in_maintenance(exc):
+                # A lock that outlasted the policy is no state to keep for the process's life (with scheduled
+                # backups off, nothing else would ever anchor the journal): the backup is taken again soon.
+                self._pending = "anchor"
+                if not deferred:
+                    self.scheduler.add("journal_startup", ANCHOR_RETRY_INTERVAL,
+                                       lambda: self._retry_startup(state, backup, recover))
 
     def _missing_at_start(self, state: JournalState | None, recover: Callable[[str], Any]) -> bool:
         """The database file is missing (or empty) at startup. Returns False when that is a fresh start.

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import DatabaseError
+from ..health import retryable_in_maintenance
 from ..redo import UNJOURNALED_SLOTS, _locked_by_someone, committed_by_slot, journal_files, read_journal
 from .parts import RuntimeParts
 
@@ -159,8 +161,12 @@ def lost_commits_at_start(parts: RuntimeParts, redo: RedoJournal | None, recover
         return False
     def committed() -> dict[int, int] | None:
         try:
-            with parts.lock:
-                return committed_by_slot(parts.connections.live_connection())
+            return parts.on_live_connection("reading the committed sequences", committed_by_slot)
+        except DatabaseError as exc:
+            if retryable_in_maintenance(exc):
+                raise  # a lock that outlasted the policy: no answer (the caller defers the check), never "none lost"
+            log.warning("could not read the committed sequences to compare with the redo journals: %s", exc)
+            return None
         except Exception as exc:  # noqa: BLE001  # dbfault: no fault (unreadable: recovery and the integrity checks decide)
             log.warning("could not read the committed sequences to compare with the redo journals: %s", exc)
             return None

@@ -18,6 +18,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import DatabaseError
+from ..health import run_maintenance
 
 if TYPE_CHECKING:
     from ..config import ReliabilityConfig
@@ -76,8 +77,26 @@ class RuntimeParts:
         """A fresh id for the technical log."""
         return self.executor.new_operation_id()
 
+    def on_live_connection(self, what: str, fn: Callable[[Any], T]) -> T:
+        """``fn(live connection)`` under the runtime's lock, rerun under the shared retry policy while it
+        fails with a transient error (see :func:`~reliability.health.run_maintenance`: one that outlasts
+        the policy is raised saying ``what`` could not run, never as a verdict).
+
+        The runtime's own bookkeeping at startup goes through here. Another process opening the same
+        database at the same moment holds it for a few milliseconds (while its ``-shm`` does not exist
+        yet, opening here is refused as busy); each of these steps used to give up at the first busy and
+        leave a state for the process's life (the journal unanchored, orphans unreconciled). The lock is
+        taken per attempt, so this manager's other threads run between them.
+        """
+        def once() -> T:
+            with self.lock:
+                return fn(self.connections.live_connection())
+
+        return run_maintenance(once, self.policy, what)
+
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def maintenance(kind: str) -> Callable[[F], F]:

@@ -174,6 +174,6 @@ def test_a_backup_blocked_by_an_exclusive_lock_gives_up_after_the_busy_timeout(t
             with pytest.raises(DatabaseError) as info:
                 db.backup()
         assert info.value.kind is ErrorKind.BUSY and info.value.transient
-        assert "stayed locked" in info.value.detail
+        assert "locked" in info.value.detail  # (the sequence table's read or the copy: whichever meets it first)
         assert db.backups() == [] and not list(db.config.backup_directory.glob(".*tmp*"))
         assert db.backup().verified  # the lock gone, the next attempt works
