@@ -133,7 +133,7 @@ class DamageMarker:
         path = self.path
         try:
             data = files.read_private(path, what=WHAT)
-        except files.UnsafePathError as exc:
+        except files.UnsafePathError as exc:  # dbfault: no fault (a planted link: a setup, not a database fault)
             return DamageMark(path, unreadable=str(exc))
         except OSError as exc:  # dbfault: no fault (unreadable marker: permissions; still a mark)
             return DamageMark(path, unreadable=f"it cannot be read: {exc}")
@@ -224,7 +224,7 @@ def _parse(path: Path, data: bytes) -> DamageMark:
         return DamageMark(path, unreadable=f"its content is not a damage marker ({exc})")
 
 
-def unreadable_error(exc: OSError) -> str:
+def error_text(exc: OSError) -> str:
     """A short text for an error met writing or removing the marker."""
     if isinstance(exc, files.UnsafePathError):
         return str(exc)

@@ -24,6 +24,7 @@ stands, the gate runs the runtime's integrity check when asked, one thread at a 
 ``recheck_interval`` and never more than a tenth of the time (a check reads the whole file: a big one is
 checked less often): a clean result clears the verdict (and with ``auto_recover`` a failed one starts
 recovery, as any failed check does).
+
 The verdict is shared by every manager on the file, in every process (the usual deployment is several
 web workers, one manager each): whoever reaches it writes the marker ``<db>.damaged`` and whoever clears it
 removes it (:mod:`reliability.damage_mark`, :mod:`reliability.durability.verdict`). The gate refuses while
@@ -32,9 +33,9 @@ to write on its own behalf, never per statement). A marker found by a manager th
 itself makes its gate run the same check: a failed one makes the verdict its own, a clean one removes the
 marker (a process that crashed with its marker there does not hold the writes back for ever).
 A lock or a one-off I/O error met by that check is no result either way (the check raises instead of
-reporting, see :func:`reliability.health.check_integrity`): the verdict stands and nothing is written.
-A transient error is never a verdict of damage: only ``integrity_ok`` is read, which busy and locked
-errors never set.
+reporting, see :func:`reliability.health.check_integrity`): the verdict stands, the marker stays and
+nothing is written. A transient error is never a verdict of damage: only ``integrity_ok`` and the marker
+are read, which busy and locked errors never set or write.
 """
 
 from __future__ import annotations

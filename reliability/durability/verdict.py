@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from ..damage_mark import DamageMark, DamageMarker, unreadable_error
+from ..damage_mark import DamageMark, DamageMarker, error_text
 from .parts import RuntimeParts
 
 log = logging.getLogger("reliability.damage")
@@ -51,7 +51,7 @@ def seen_sound(parts: RuntimeParts, ok: bool | None, *, since: float | None = No
     m.integrity_problems = []
     try:
         marker(parts).clear(written_before=since, keep=keep)
-    except OSError as exc:
+    except OSError as exc:  # dbfault: no fault (a link planted at the marker, a directory made read-only: setups)
         _failed(parts, "removed", exc)
     else:
         m.damage_mark_error = None
@@ -64,6 +64,6 @@ def now() -> float:
 
 def _failed(parts: RuntimeParts, what: str, exc: OSError) -> None:
     message = (f"the damage marker {marker(parts).path} could not be {what}, so other processes on the file "
-               f"may not share this verdict: {unreadable_error(exc)}")
+               f"may not share this verdict: {error_text(exc)}")
     log.error("%s", message)
     parts.monitor.damage_mark_error = message
