@@ -19,7 +19,9 @@ tables, remove them from where they were safe, and a recovery restoring a backup
   check failed), with what was found, by which process, when and on which file (device, inode);
 * **read** by every manager's write gate, only when the runtime is about to write on its own behalf
   (never per statement: one ``lstat`` there), and by health (``db.health()`` and ``reliability health``
-  say who marked the file and when; reading changes nothing, health never creates or removes it);
+  say who marked the file and when; reading changes nothing, health never creates or removes it). A
+  manager that did not see the damage itself reports ``degraded``, not ``unavailable`` as the one that saw
+  it does: its statements still run (it has met no damage), only the runtime's own writes wait;
 * **removed** by a recovery that installed a file or quarantined the damaged one, and by a clean
   integrity result in any process. A marker no clean check may remove blindly: a check that started
   before the marker was written may have read the file before the damage, so only marks written before

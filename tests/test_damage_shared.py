@@ -285,3 +285,27 @@ def test_a_symlink_planted_at_the_marker_is_refused_never_followed_and_holds_the
         with pytest.raises(UnsafePathError, match="symbolic link"):
             DamageMarker(str(db_path)).write("a test", ["x"], None)
         assert victim.read_text() == "precious\n" and marker.is_symlink()
+
+
+def test_a_clean_check_keeps_a_mark_written_while_it_ran(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # This manager's check reads the sound file; before it reports, the file is damaged and another process
+    # meets the damage and marks it. The clean result is about the file as it was: the mark must stay.
+    import reliability.durability.upkeep as upkeep
+
+    with manager(db_path) as db:
+        prepare(db)
+        real = upkeep.check_integrity
+
+        def damaged_while_checking(*args: object, **kwargs: object) -> object:
+            report = real(*args, **kwargs)  # type: ignore[arg-type]
+            corrupt(db_path)
+            meets_the_damage_elsewhere(db_path)
+            return report
+
+        monkeypatch.setattr(upkeep, "check_integrity", damaged_while_checking)
+        assert db.check_integrity().ok  # clean: it read the file before the damage
+        monkeypatch.setattr(upkeep, "check_integrity", real)
+
+        assert marker_of(db_path).exists() and db.write_gate.seen_damaged
+        entry = db.audit.record("carol", "import")  # the gate checks the damaged file now: it waits
+        assert entry.pending and db.monitor.integrity_ok is False
