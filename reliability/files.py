@@ -10,8 +10,8 @@ Example::
     files.read_private("app.db.queue.jsonl")                  # bytes, or None when missing
 
 Every file the runtime writes (database, redo journal, write queue, audit fallback, audit
-key and anchor, operation log, backups) goes through this module, so one rule holds
-everywhere:
+key and anchor, damage marker, operation log, backups) goes through this module, so one rule
+holds everywhere:
 
 * the last path component is opened with ``O_NOFOLLOW``: a symlink planted where a runtime
   file should be is refused with :class:`UnsafePathError` (naming the path and the setting

@@ -97,6 +97,9 @@ class HealthMonitor:
         self.integrity_ok: bool | None = None
         #: Problems found by the last integrity check ([] when it passed).
         self.integrity_problems: list[str] = []
+        #: Why the damage marker (``<db>.damaged``, shared with the other processes) could not be written or
+        #: removed at the last verdict, or None (see :mod:`reliability.durability.verdict`).
+        self.damage_mark_error: str | None = None
         #: The last backup's failure (None after a success).
         self.last_backup_error: str | None = None
         #: ``RecoveryReport.to_dict()`` of the last recovery, or None.

@@ -39,6 +39,7 @@ from urllib.request import pathname2url
 from . import files
 from .config import ReliabilityConfig
 from .connection import load_sqlite_module
+from .damage_mark import DamageMarker
 from .durability.backup import BackupInfo, BackupManager
 from .errors import Action, DatabaseError, ErrorHandler, ErrorKind, decide, out_of_service
 from .health import HealthReport, HealthStatus, IntegrityReport, wal_size
@@ -289,6 +290,11 @@ class Inspector:
             last_backup_at = newest.created_at if newest is not None else None
             extra["backups"] = {"count": len(infos), "verified": sum(b.verified for b in infos),
                                 "directory": str(directory)}
+        mark = DamageMarker(self.path).read()  # (read only: inspection never writes or removes the marker)
+        extra["damage_mark"] = None if mark is None else mark.to_dict()
+        if mark is not None:
+            reasons.append(f"the database is {mark.describe()}: the runtime's own writes wait until a recovery or a "
+                           "clean integrity check clears it")
         redo = self.config.redo_journal_file
         extra["redo"] = {"path": str(redo), "size": redo.stat().st_size if redo.exists() else None}
         if reasons and status is HealthStatus.HEALTHY:

@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 from .audit import AuditLogger
 from .config import ReliabilityConfig
 from .connection import ConnectionManager, ConnectionState
+from .damage_mark import DamageMarker
 from .degraded import CommandParts, CommandRegistry, DamageGate, WriteQueue
 from .durability import Durability, RecoveryReport, RuntimeParts
 from .durability.backup import BackupInfo
@@ -134,7 +135,8 @@ class DatabaseManager:
         self.transactions.refine = executor.refused_for_schema
         #: Whether the runtime may write on its own behalf (audit reconcile, command writes, replay): not
         #: into a file seen damaged until a recovery or a clean integrity check (:mod:`reliability.degraded.damage`).
-        self.write_gate = DamageGate(self.monitor, durability.check_integrity)
+        self.write_gate = DamageGate(self.monitor, durability.check_integrity,
+                                     shared=DamageMarker(lambda: self.connections.config.db_path))
         #: The tamper-evident audit log (see :mod:`reliability.audit`).
         self.audit = AuditLogger(self, gate=self.write_gate)
         # (After the audit log's: the journal's savepoint follows the same order as before.)

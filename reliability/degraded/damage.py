@@ -24,10 +24,18 @@ stands, the gate runs the runtime's integrity check when asked, one thread at a 
 ``recheck_interval`` and never more than a tenth of the time (a check reads the whole file: a big one is
 checked less often): a clean result clears the verdict (and with ``auto_recover`` a failed one starts
 recovery, as any failed check does).
+
+The verdict is shared by every manager on the file, in every process (the usual deployment is several
+web workers, one manager each): whoever reaches it writes the marker ``<db>.damaged`` and whoever clears it
+removes it (:mod:`reliability.damage_mark`, :mod:`reliability.durability.verdict`). The gate refuses while
+either says damaged: its own process's verdict, or the marker (one ``lstat``, only when the runtime is about
+to write on its own behalf, never per statement). A marker found by a manager that did not see the damage
+itself makes its gate run the same check: a failed one makes the verdict its own, a clean one removes the
+marker (a process that crashed with its marker there does not hold the writes back for ever).
 A lock or a one-off I/O error met by that check is no result either way (the check raises instead of
-reporting, see :func:`reliability.health.check_integrity`): the verdict stands and nothing is written.
-A transient error is never a verdict of damage: only ``integrity_ok`` is read, which busy and locked
-errors never set.
+reporting, see :func:`reliability.health.check_integrity`): the verdict stands, the marker stays and
+nothing is written. A transient error is never a verdict of damage: only ``integrity_ok`` and the marker
+are read, which busy and locked errors never set or write.
 """
 
 from __future__ import annotations
@@ -52,6 +60,16 @@ class Verdict(Protocol):
     integrity_problems: list[str]
 
 
+class SharedVerdict(Protocol):
+    """The verdict other processes reached on the file (:class:`~reliability.damage_mark.DamageMarker`)."""
+
+    def present(self) -> bool:
+        """True while the file is marked damaged (cheap: no content read)."""
+
+    def read(self) -> Any:
+        """The mark (``describe()`` says who marked it, when and why), or None."""
+
+
 class DamageGate:
     """Says whether the runtime may write into its database on its own behalf (see the module docstring).
 
@@ -61,11 +79,14 @@ class DamageGate:
     :param recheck_interval: seconds between two checks while the verdict stands (a check reads the
         whole file; 0 checks at every question).
     :param clock: monotonic seconds (a fake one in tests).
+    :param shared: the verdict of every manager on the file (the marker ``<db>.damaged``); None: this
+        process's verdict only.
     """
 
     def __init__(self, verdict: Verdict, check: Callable[[], Any], *, recheck_interval: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, shared: SharedVerdict | None = None) -> None:
         self.verdict = verdict
+        self.shared = shared
         self.check = check
         self.recheck_interval = recheck_interval
         self.clock = clock
@@ -74,8 +95,9 @@ class DamageGate:
 
     @property
     def seen_damaged(self) -> bool:
-        """True while the runtime's verdict says the file is damaged (no check is run)."""
-        return self.verdict.integrity_ok is False
+        """True while the runtime's verdict, here or in another process, says the file is damaged (no check
+        is run; the marker is looked for, not read)."""
+        return self.verdict.integrity_ok is False or (self.shared is not None and self.shared.present())
 
     def refusal(self) -> str | None:
         """None when writes may go into the database; else why they must wait (they stay where they are)."""
@@ -123,6 +145,11 @@ class DamageGate:
             raise DatabaseError(ErrorKind.CORRUPT, f"{what} not written: {reason}")
 
     def _reason(self, state: str) -> str:
-        problems = "; ".join(self.verdict.integrity_problems[:2]) or "no detail"
-        return (f"the database was seen damaged ({problems}) and no recovery or clean integrity check has "
-                f"cleared it since ({state})")
+        if self.verdict.integrity_ok is False:
+            problems = "; ".join(self.verdict.integrity_problems[:2]) or "no detail"
+            seen = f"the database was seen damaged ({problems})"
+        else:
+            mark = self.shared.read() if self.shared is not None else None
+            seen = (f"the database was {mark.describe()}" if mark is not None
+                    else "the database was marked damaged by another process")
+        return f"{seen} and no recovery or clean integrity check has cleared it since ({state})"

@@ -33,6 +33,7 @@ from typing import Any
 from ..errors import DatabaseError, RecoveryAction
 from ..health import IntegrityReport
 from ..schema import Migration, MigrationResult, SchemaReport
+from . import verdict
 from .backup import BackupInfo, BackupManager, BackupTaker
 from .journal import Journal
 from .parts import RuntimeParts, WriteBlock
@@ -143,6 +144,13 @@ class Durability:
             reasons.append(redo.error)
         if self.block.reason:
             reasons.append(self.block.reason)
+        mark = verdict.marker(self.parts).read()  # (read only: health never writes or removes the marker)
+        if mark is not None and m.integrity_ok is not False:
+            reasons.append(f"the database is {mark.describe()}; this manager has not seen the damage itself: the "
+                           "runtime's own writes (audit entries, queued writes) wait until a recovery or a clean "
+                           "integrity check clears it")
+        if m.damage_mark_error:
+            reasons.append(m.damage_mark_error)
         last = m.last_recovery
         if last is not None and not last.get("ok"):
             reasons.append("the last recovery was incomplete: " + "; ".join(last.get("problems") or []))
@@ -150,6 +158,7 @@ class Durability:
         extra: dict[str, Any] = {
             "last_backup_error": m.last_backup_error,
             "integrity_problems": list(m.integrity_problems),
+            "damage_mark": None if mark is None else mark.to_dict(),
             "recoveries": m.recoveries,
             "last_recovery": last,
             "redo": None if redo is None else {

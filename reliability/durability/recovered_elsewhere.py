@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from ..errors import DatabaseError
 from ..health import check_integrity
 from ..redo import UNJOURNALED_SLOTS, plan_replay, read_committed
+from . import verdict
 from .parts import RuntimeParts
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ def recovered_by_another(parts: RuntimeParts, redo: RedoJournal | None,
     current = parts.connections.identity_at_path()
     if seen is None or current is None or current == seen:
         return None
+    started = verdict.now()
     try:
         report = check_integrity(parts.path, full=False, timeout=parts.config.busy_timeout_ms / 1000.0,
                                  module=parts.connections.module, policy=parts.policy)
@@ -68,8 +70,6 @@ def recovered_by_another(parts: RuntimeParts, redo: RedoJournal | None,
         problems.append("the redo journal is off (redo_journal=False): this manager's writes after the backup "
                         "the other process restored are lost")
     parts.connections.close()  # the handle may still be on the file set aside; the next use opens the new one
-    m = parts.monitor
-    m.integrity_ok = True
-    m.integrity_problems = []
+    verdict.seen_sound(parts, True, since=started)  # (the marker of the file set aside goes too)
     log.warning("%s: %s; not recovering it again", parts.path, RECOVERED_BY_ANOTHER)
     return problems

@@ -51,6 +51,7 @@ from ..redo import (
     unjournaled_writers,
 )
 from ..retry import RetryPolicy
+from . import verdict
 from .backup import (
     BackupError,
     BackupInfo,
@@ -190,9 +191,12 @@ class Recovery:
     def on_corruption(self, err: DatabaseError) -> None:
         """A statement met a damaged file: mark it corrupt and, with ``auto_recover``, recover now."""
         parts = self.parts
-        parts.monitor.integrity_ok = False
-        if err.detail and err.detail not in parts.monitor.integrity_problems:
-            parts.monitor.integrity_problems = [err.detail]
+        m = parts.monitor
+        found = err.detail if err.detail and err.detail not in m.integrity_problems else None
+        # Statement after statement on the damaged table marks the file once, not at each error.
+        if found is not None or m.integrity_ok is not False or not verdict.marker(parts).present():
+            verdict.seen_damaged(parts, [found] if found is not None else m.integrity_problems,
+                                 f"a {err.kind} error met by a statement")
         if not parts.config.auto_recover or parts.closed() or parts.transactions.depth:
             # Inside a transaction the error reaches the top-level handler again at depth 0.
             return
@@ -223,6 +227,7 @@ class Recovery:
             if self._recovering:
                 raise DatabaseError(ErrorKind.MISUSE, "a recovery is already running")
             self._recovering = True
+            started = verdict.now()
             seen = parts.connections.identity or parts.connections.identity_at_path()  # the file seen damaged
             try:
                 with install_lock(parts.path), writers_fenced(parts):
@@ -236,8 +241,11 @@ class Recovery:
         m.recoveries += 1
         m.last_recovery = report.to_dict()
         if report.backup is not None or report.quarantined:
-            m.integrity_ok = None  # not known to be damaged any more; the next check will tell
-            m.integrity_problems = []
+            # Not known to be damaged any more (the next check will tell), here and in every other process: the
+            # marker goes, unless it was written since this recovery began about the file it installed.
+            installed = parts.connections.identity_at_path()
+            verdict.seen_sound(parts, None, keep=lambda mark: mark.at is not None and mark.at > started
+                               and mark.file is not None and mark.file == installed)
         level = logging.WARNING if report.ok else logging.ERROR
         log.log(level, "recovery of %s (%s): ok=%s, backup=%s, replayed %d write transaction(s) in %.3fs, "
                 "quarantined %s%s", parts.path, reason, report.ok, report.backup, report.replayed, report.duration,

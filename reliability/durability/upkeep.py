@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import RecoveryAction
 from ..health import IntegrityReport, check_integrity
+from . import verdict
 from .backup import BackupError, BackupTaker
 from .parts import RuntimeParts, maintenance
 
@@ -133,13 +134,16 @@ class Upkeep:
             return IntegrityReport(False, [f"database file {path!r} does not exist"],
                                    "full" if full else "quick", 0.0)
         timeout = parts.config.busy_timeout_ms / 1000.0
+        started = verdict.now()
         # A lock outlasting the retry policy raises (logged by the maintenance wrapper): integrity_ok stays.
         report = check_integrity(path, full=full, timeout=timeout, module=parts.connections.module,
                                  policy=parts.policy)
         m = parts.monitor
         m.last_integrity_check_at = time.time()
-        m.integrity_ok = report.ok
-        m.integrity_problems = list(report.problems)
+        if report.ok:  # sound, here and for every other process (a mark written since it began stays)
+            verdict.seen_sound(parts, True, since=started)
+        else:
+            verdict.seen_damaged(parts, list(report.problems), f"a failed {report.kind} integrity check")
         if not report.ok:
             log.error("%s integrity check of %s failed: %s", report.kind, path, "; ".join(report.problems[:5]))
             if parts.config.auto_recover and not parts.closed():
