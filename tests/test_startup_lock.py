@@ -133,3 +133,29 @@ def test_a_lock_outlasting_the_policy_at_startup_defers_the_checks_and_the_write
         assert [r[0] for r in db.fetch_all("SELECT id FROM t ORDER BY id")] == [1, 2, 3]
     finally:
         db.close()
+
+
+def test_a_registered_lock_fault_at_startup_in_a_rollback_journal_defers_the_checks_until_it_heals(tmp_path):
+    """The same through the plugin's own fault (``LockedFault``, a real ``BEGIN EXCLUSIVE`` in another process):
+    in a rollback journal mode it keeps even the startup's reads out, so the journal checks are deferred."""
+    from pytest_dbfault.faults import LockedFault
+
+    path = tmp_path / "app.db"
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    fault = LockedFault(path, mode="exclusive", holder="subprocess")
+    fault.inject()
+    try:
+        cfg = fast_config(path, journal_mode="DELETE", synchronous="FULL", retry_attempts=2)
+        db = DatabaseManager(cfg, policy=RetryPolicy.from_config(cfg, sleep=lambda s: None))
+        assert "could not be compared with the database at startup" in (db._redo.error or "")
+        assert db.health().status != "healthy"
+    finally:
+        fault.heal()
+    try:
+        assert wait_for(lambda: db._redo.error is None, timeout=60), db._redo.error
+        db.execute("INSERT INTO t VALUES (1, 'journaled')")
+        assert db.health().status == "healthy", db.health()
+        assert read_journal(db._redo.path).entries, "the journal took no record after the deferred checks ran"
+    finally:
+        db.close()
