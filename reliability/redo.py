@@ -394,6 +394,9 @@ class RedoJournal:
         self.from_empty = False
         #: The file ended without a clean-close record when opened: a crash happened.
         self.was_clean = False
+        #: The sequence of the last record of a file opened without a clean close (the process that held the
+        #: slot before died): see :meth:`inherited_last`.
+        self._inherited: int | None = None
         #: Why the journal stopped protecting writes (a failed write), or None.
         self.error: str | None = None
         self.owned = False
@@ -450,6 +453,7 @@ class RedoJournal:
         self.base = state.base
         self.from_empty = state.from_empty
         self.was_clean = state.clean
+        self._inherited = state.entries[-1][0] if state.entries and not state.clean else None
         self._hwm_count = state.hwm_count
         self._live_before = state.entries[-1][0] if state.entries else 0
         if state.format == _FORMAT:
@@ -523,6 +527,7 @@ class RedoJournal:
             self._fail(f"redo journal write failed at seq {seq}: {exc}")
             return False
         self._end += len(record)
+        self._inherited = None  # (the file's last record is this manager's now)
         return True
 
     def start_sync(self) -> _Ticket | None:
@@ -698,6 +703,26 @@ class RedoJournal:
         self.seen = max(state.last_seq, state.hwm or 0, committed.get(self.slot, 0))
         return marked
 
+    def inherited_last(self) -> bool:
+        """Is the last record of this manager's file still the one a process that died left there?
+
+        Then it may be an orphan like the last record of any stopped journal (a startup that found commits
+        missing left the file as it was), and recovery must not vouch for it as this manager's own. Else
+        this manager's slot counts as alive (its own records are committed or aborted).
+        """
+        if self._inherited is None or not self.owned:
+            return False
+        entries = read_journal(self.path).entries
+        return bool(entries) and entries[-1][0] == self._inherited
+
+    def owner_slots(self) -> tuple[frozenset[int], frozenset[int]]:
+        """``(alive, gone)`` for :func:`plan_replay`: this manager's slot, and whose last record it holds."""
+        if not self.owned:
+            return frozenset(), frozenset()
+        if self.inherited_last():
+            return frozenset(), frozenset({self.slot})
+        return frozenset({self.slot}), frozenset()
+
     def _adopt_positions(self, state: JournalState) -> None:
         self._end = state.valid_end
         self._hwm_count = state.hwm_count
@@ -741,6 +766,7 @@ class RedoJournal:
         self.seen = max(self.seen, base)
         self.from_empty = from_empty
         self.error = None
+        self._inherited = None
         self.solo_conn = None  # (a new file, maybe a new database: the next commit records its sequence)
 
     def size(self) -> int:
@@ -1014,14 +1040,14 @@ def database_top(committed: Mapping[int, int]) -> int:
     return max((seq for slot, seq in committed.items() if slot > UNJOURNALED_SLOTS), default=0)
 
 
-def read_journals(base: str | os.PathLike[str], *,
-                  alive: frozenset[int] = frozenset()) -> dict[int, tuple[JournalState, bool]]:
+def read_journals(base: str | os.PathLike[str], *, alive: frozenset[int] = frozenset(),
+                  gone: frozenset[int] = frozenset()) -> dict[int, tuple[JournalState, bool]]:
     """Every journal file of ``base``: slot -> (its state, whether its owner is gone).
 
-    The owner is gone when the slot is not in ``alive`` and nobody holds the file's lock (a file this
-    process holds counts as held: pass a slot whose last record is in question as gone yourself).
+    The owner is gone when the slot is in ``gone``, or not in ``alive`` and nobody holds the file's lock
+    (a file this process holds counts as held: see :meth:`RedoJournal.inherited_last`).
     """
-    return {slot: (read_journal(path), slot not in alive and not _locked_by_someone(path))
+    return {slot: (read_journal(path), slot in gone or (slot not in alive and not _locked_by_someone(path)))
             for slot, path in journal_files(base)}
 
 
@@ -1118,17 +1144,20 @@ class ReplayPlan:
 
 
 def plan_replay(base: str | os.PathLike[str], start: int, *, seen: int = 0,
-                committed: dict[int, int] | None = None, alive: frozenset[int] = frozenset()) -> ReplayPlan:
+                committed: dict[int, int] | None = None, alive: frozenset[int] = frozenset(),
+                gone: frozenset[int] = frozenset()) -> ReplayPlan:
     """Merge every journal slot of ``base`` into the transactions after sequence ``start``.
 
     :param seen: the highest sequence the caller knows was committed (its own allocations).
     :param committed: :func:`read_committed` of the damaged database, when it could still be read.
     :param alive: slots whose owner is running (their last record is not an orphan).
+    :param gone: slots held by this process whose last record was left by a process that died (see
+        :meth:`RedoJournal.inherited_last`): in doubt like a stopped journal's.
     """
     plan = ReplayPlan()
     expected = seen
     candidates: dict[int, list[tuple[int, list[Any], bool]]] = {}
-    journals = read_journals(base, alive=alive)
+    journals = read_journals(base, alive=alive, gone=gone)
     for slot, (state, owner_gone) in journals.items():
         plan.problems += state.problems
         if state.header:

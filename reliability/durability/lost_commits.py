@@ -64,17 +64,24 @@ class LostCommits:
         return ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in out)
 
     def count(self) -> str:
-        """How many, the uncertain ones apart: ``20 committed transaction(s) (and 1 that may have committed)``."""
+        """How many, the uncertain ones apart: ``20 committed transaction(s) and 1 that may have committed``."""
+        maybe = len({seq for seq, _slot in self.possibly})
         return (f"{len(self.sequences)} committed transaction(s)"
-                + (f" (and {len(self.possibly)} that may have committed)" if self.possibly else ""))
+                + (f" and {maybe} that may have committed" if maybe else ""))
 
     def describe_possibly(self) -> str:
         """The records that may be missing too, or ``""``."""
-        if not self.possibly:
+        slots: dict[int, list[int]] = {}
+        for seq, slot in self.possibly:
+            slots.setdefault(seq, []).append(slot)
+        if not slots:
             return ""
-        which = "; ".join(f"sequence {seq} of journal slot {slot}" for seq, slot in self.possibly)
-        return (f"{which} may be missing too: the last record of a process that stopped without closing, "
-                "so it may never have committed, but the database lost commits before it")
+        which = "; ".join(f"sequence {seq} of journal slot {' or '.join(map(str, sorted(of)))}"
+                          + (" (two records of one sequence: which one committed, if either, cannot be told)"
+                             if len(of) > 1 else "")
+                          for seq, of in sorted(slots.items()))
+        return (f"{which} may be missing too: the last record of a process that stopped without closing, so it "
+                "may never have committed, but the database lost commits before it")
 
     def describe(self, path: str) -> str:
         """The incident, for the log, health and the refusal."""

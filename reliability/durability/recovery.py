@@ -313,11 +313,11 @@ class Recovery:
                          for what in sorted(set(unjournaled))]
             problems += _missing_journal_files(base, [committed, read_committed(chosen.path) if chosen else None],
                                                own=self.redo.slot if self.redo.owned else None)
-            alive = frozenset({self.redo.slot}) if self.redo.owned else frozenset()
+            alive, gone = self.redo.owner_slots()
 
             def merged(start: int) -> Any:
                 return plan_replay(base, start, seen=self.redo.seen if self.redo else 0,
-                                   committed=committed, alive=alive)
+                                   committed=committed, alive=alive, gone=gone)
 
             if chosen is not None and chosen.last_seq is not None:
                 plan = merged(chosen.last_seq)
