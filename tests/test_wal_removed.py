@@ -142,6 +142,14 @@ def _refused(db: DatabaseManager) -> str:
     return caught.value.detail
 
 
+def _wait_ready(proc: subprocess.Popen, go: Path) -> None:
+    for _ in range(6000):
+        if Path(f"{go}.ready").exists() or proc.poll() is not None:
+            break
+        time.sleep(0.01)
+    assert Path(f"{go}.ready").exists(), proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+
+
 def _damage(path: Path) -> None:
     """Overwrite the root page of ``transfers`` in the closed database file (the writers table stays readable)."""
     conn = sqlite3.connect(path)
@@ -156,12 +164,23 @@ def _damage(path: Path) -> None:
         f.write(b"\xff" * 12 + os.urandom(300))
 
 
-def test_the_acknowledged_last_transfer_of_a_killed_worker_is_not_taken_for_an_orphan(tmp_path):
-    """Killed -9 right after its 5th acknowledged transfer, its -wal removed: the 5th record is its file's last."""
+@pytest.mark.parametrize("recovering", ["in_the_worker_slot", "in_another_slot"])
+def test_the_acknowledged_last_transfer_of_a_killed_worker_is_not_taken_for_an_orphan(tmp_path, recovering):
+    """Killed -9 right after its 5th acknowledged transfer, its -wal removed: the 5th record is its file's last.
+
+    The manager that recovers takes the worker's slot, or (another worker, idle, held slot 0 and was killed
+    too) the idle one's."""
     path = tmp_path / "bank.db"
     _bank(path)
     acks = tmp_path / "acks"
+    idle = None
+    if recovering == "in_another_slot":
+        idle = _spawn(path, 3, 0, tmp_path / "idle-acks", "before_record", go=tmp_path / "go")
+        _wait_ready(idle, tmp_path / "go")
     _killed(_spawn(path, 1, 5, acks, "before_record"))  # dies in the 6th, before writing its record
+    if idle is not None:
+        idle.kill()
+        _killed(idle)
     acked = _acked(acks)
     assert len(acked) == 5
     slot, seqs = _journal_of(path, "1-4")
@@ -170,15 +189,16 @@ def test_the_acknowledged_last_transfer_of_a_killed_worker_is_not_taken_for_an_o
     assert _transfers(path)[0] == set()
     db = DatabaseManager(worker_config(str(path)))
     try:
-        detail = _refused(db)
+        assert (db.durability.redo.slot == slot) == (recovering == "in_the_worker_slot")  # type: ignore[union-attr]
+        detail, reasons = _refused(db), db.health().reasons
+        report = db.recover()
+        # replayed: if it never committed its process died before anyone was told, so either outcome is allowed
+        assert {r[0] for r in db.fetch_all("SELECT id FROM transfers")} == acked
+        assert report.ok and report.replayed == 5, report
         # four surely committed, the fifth named apart: it may never have committed, but it may be acknowledged
         assert "missing 4 committed transaction(s)" in detail, detail
         assert f"sequence {last} of journal slot {slot} may be missing too" in detail, detail
-        assert any(f"sequence {last} of journal slot {slot} may be missing too" in r for r in db.health().reasons)
-        report = db.recover()
-        # replayed: if it never committed its process died before anyone was told, so either outcome is allowed
-        assert report.ok and report.replayed == 5, report
-        assert {r[0] for r in db.fetch_all("SELECT id FROM transfers")} >= acked
+        assert any(f"sequence {last} of journal slot {slot} may be missing too" in r for r in reasons), reasons
     finally:
         db.close()
     ids, total = _transfers(path)
@@ -210,14 +230,6 @@ def test_a_genuine_orphan_is_neither_reported_nor_replayed(tmp_path):
         main.close()
     ids, total = _transfers(path)
     assert ids == acked and total == ACCOUNTS * 1000
-
-
-def _wait_ready(proc: subprocess.Popen, go: Path) -> None:
-    for _ in range(6000):
-        if Path(f"{go}.ready").exists() or proc.poll() is not None:
-            break
-        time.sleep(0.01)
-    assert Path(f"{go}.ready").exists(), proc.stderr.read().decode()[-2000:] if proc.stderr else ""
 
 
 def _orphan_then_reuse(tmp_path: Path, reuser_count: int,
@@ -262,16 +274,16 @@ def test_an_orphan_whose_sequence_another_worker_reused_is_neither_reported_nor_
     try:
         assert db.durability.redo.slot == 0  # type: ignore[union-attr]
         detail = _refused(db)
+        report = db.recover()
+        ids = {r[0] for r in db.fetch_all("SELECT id FROM transfers")}
+        assert ids == acked  # every acknowledged transfer, worker 2's last included; never the orphan
+        assert report.ok and report.replayed == 8, report
         # worker 1's five, worker 2's first two (the orphan's sequence among them, counted once); worker 2's
         # last apart; the orphan's record is named nowhere
         assert "missing 7 committed transaction(s)" in detail, detail
         assert f"sequence {last} of journal slot {slot} may be missing too" in detail, detail
         assert f"of journal slot {orphan_slot} may be missing" not in detail, detail
         assert orphan_seq < last
-        report = db.recover()
-        assert report.ok and report.replayed == 8, report
-        ids = {r[0] for r in db.fetch_all("SELECT id FROM transfers")}
-        assert ids == acked  # every acknowledged transfer, worker 2's last included; never the orphan
     finally:
         db.close()
     assert _transfers(path)[1] == ACCOUNTS * 1000
@@ -286,15 +298,15 @@ def test_two_last_records_of_one_sequence_after_lost_commits_are_reported_not_gu
     db = DatabaseManager(worker_config(str(path)))
     try:
         detail = _refused(db)
-        assert "missing 5 committed transaction(s)" in detail, detail
-        assert (f"sequence {seq} of journal slot {min(slot, orphan_slot)} or {max(slot, orphan_slot)} (two records "
-                "of one sequence") in detail, detail
         report = db.recover()
+        ids = {r[0] for r in db.fetch_all("SELECT id FROM transfers")}
+        assert ids == acked - {"2-0"}  # worker 1's five are back; the one that cannot be told is reported
         assert not report.ok, report
         assert any(f"sequence {seq} has 2 candidate records" in p for p in report.problems), report.problems
         assert any(f"1 committed transaction(s) are missing from the redo journals (sequence {seq};" in p
                    for p in report.problems), report.problems
-        ids = {r[0] for r in db.fetch_all("SELECT id FROM transfers")}
-        assert ids == acked - {"2-0"}  # worker 1's five are back; the one that cannot be told is reported
+        assert "missing 5 committed transaction(s)" in detail, detail
+        assert (f"sequence {seq} of journal slot {min(slot, orphan_slot)} or {max(slot, orphan_slot)} (two records "
+                "of one sequence") in detail, detail
     finally:
         db.close()
