@@ -23,7 +23,15 @@ from redo_worker import config as worker_config
 
 from reliability import DatabaseError, DatabaseManager
 from reliability.errors import ErrorKind
-from reliability.redo import journal_files, read_journal
+from reliability.redo import (
+    LAST_ORPHAN,
+    LAST_UNSURE,
+    journal_files,
+    last_record_verdict,
+    read_committed,
+    read_journal,
+    read_journals,
+)
 
 BANK_WORKER = str(Path(__file__).with_name("redo_worker.py"))
 
@@ -270,6 +278,11 @@ def _orphan_then_reuse(tmp_path: Path, reuser_count: int,
 @pytest.mark.parametrize("slot_zero", ["orphan", "reuser"])
 def test_an_orphan_whose_sequence_another_worker_reused_is_neither_reported_nor_replayed(tmp_path, slot_zero):
     path, acked, (orphan_slot, orphan_seq), (slot, last) = _orphan_then_reuse(tmp_path, 3, slot_zero)
+    # the decision itself, on the files as the crash left them: the reused sequence makes the orphan one
+    # (worker 2's later records alone would make it look committed)
+    journals, committed = read_journals(f"{path}.redo"), read_committed(path)
+    assert last_record_verdict(orphan_slot, journals, committed) == LAST_ORPHAN
+    assert last_record_verdict(slot, journals, committed) == LAST_UNSURE
     db = DatabaseManager(worker_config(str(path)))  # takes slot 0, the dead worker's file as it was
     try:
         assert db.durability.redo.slot == 0  # type: ignore[union-attr]
