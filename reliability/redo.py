@@ -34,7 +34,9 @@ failed. A crash between the record and ``COMMIT`` leaves a record SQLite never c
 *orphan*; the next transaction reuses ``G``): slot ``s``'s record ``G`` is committed exactly
 when ``G <= writers[s]`` in the database, so every journal whose owner is gone is reconciled
 against the database when a manager opens (orphans get abort markers before anything else
-runs), and recovery, when the damaged database still tells, drops them too.
+runs), and recovery, when the damaged database still tells, drops them too. Only a file's last
+record can be one; whether it is (the database may have lost commits, a ``-wal`` removed) is
+decided in one place, :func:`last_record_verdict`.
 
 The only writer (synchronous NORMAL/OFF; issue #17). The sequence row costs one more WAL page per
 commit, which at NORMAL (no fsync per commit) is most of a small write's price. A manager whose

@@ -8,10 +8,26 @@ used to destroy that evidence too (every record past the database's sequence was
 as if never committed, then the journal was re-anchored on a backup of the shortened file).
 
 What tells the two apart: a process killed between its journal record and ``COMMIT`` leaves at
-most *one* record SQLite never committed, its file's last (it died there). So records past the
-database's global sequence that are not all a lone last record of their file mean the database
-lost committed transactions. A lone last record (one lost transaction per file) cannot be told
-from such an orphan; that case stays as before (said in README's guarantees).
+most *one* record SQLite never committed, its file's last (it died there; every earlier record was
+followed by the next only after its COMMIT, or by an abort marker). So every record past the
+database's global sequence that is not the last of its file is a committed transaction the database
+lost. The last one is decided in one place, :func:`~reliability.redo.last_record_verdict`, which
+startup, the reconcile and recovery's plan all use:
+
+* an *orphan* (neither counted nor expected, marked aborted at a start that finds nothing missing):
+  the database or another journal holds its sequence (reused after the process died), or nothing
+  shows the database lost anything before it: a lone last record past the database (one lost
+  transaction per file, nothing else lost) cannot be told from an orphan, and stays undecided as
+  before (said in README's guarantees);
+* *committed*: a journal holds a later sequence, allocated once it had committed: counted as lost;
+* *possibly missing*: the database provably lost commits allocated before it (a journal holds a
+  sequence between the database's and its own), so it may be the process's last acknowledged commit
+  (killed right after it) as well as an orphan. Counted and named apart (:attr:`LostCommits.possibly`),
+  never marked aborted (the journals stay as they are while commits are missing), and recovery replays
+  it: if it never committed, nobody was told either way, and the database then holds a state that could
+  have existed (the crash just after COMMIT); left out, an acknowledged write would be gone for good.
+  Two such records of one sequence in two files (one an orphan, its sequence reused by the other) are
+  neither replayed: recovery reports which one cannot be told.
 """
 
 from __future__ import annotations
