@@ -10,6 +10,7 @@ managers: tests/test_wal_removed_live.py.)
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import subprocess
@@ -173,7 +174,7 @@ def _damage(path: Path) -> None:
 
 
 @pytest.mark.parametrize("recovering", ["in_the_worker_slot", "in_another_slot"])
-def test_the_acknowledged_last_transfer_of_a_killed_worker_is_not_taken_for_an_orphan(tmp_path, recovering):
+def test_the_acknowledged_last_transfer_of_a_killed_worker_is_not_taken_for_an_orphan(tmp_path, recovering, caplog):
     """Killed -9 right after its 5th acknowledged transfer, its -wal removed: the 5th record is its file's last.
 
     The manager that recovers takes the worker's slot, or (another worker, idle, held slot 0 and was killed
@@ -199,7 +200,8 @@ def test_the_acknowledged_last_transfer_of_a_killed_worker_is_not_taken_for_an_o
     try:
         assert (db.durability.redo.slot == slot) == (recovering == "in_the_worker_slot")  # type: ignore[union-attr]
         detail, reasons = _refused(db), db.health().reasons
-        report = db.recover()
+        with caplog.at_level(logging.WARNING, "reliability.recovery"):
+            report = db.recover()
         # replayed: if it never committed its process died before anyone was told, so either outcome is allowed
         assert {r[0] for r in db.fetch_all("SELECT id FROM transfers")} == acked
         assert report.ok and report.replayed == 5, report
@@ -207,6 +209,7 @@ def test_the_acknowledged_last_transfer_of_a_killed_worker_is_not_taken_for_an_o
         assert "missing 4 committed transaction(s)" in detail, detail
         assert f"sequence {last} of journal slot {slot} may be missing too" in detail, detail
         assert any(f"sequence {last} of journal slot {slot} may be missing too" in r for r in reasons), reasons
+        assert any(f"replaying sequence {last} of journal slot {slot}" in r.getMessage() for r in caplog.records)
     finally:
         db.close()
     ids, total = _transfers(path)

@@ -342,6 +342,12 @@ class Recovery:
                     "nothing was installed: the backups that would restore every write could not be checked "
                     "now, and the older one leaves a gap; try again", *unchecked, *plan.problems], reason)
             problems += plan.problems
+            planned = {(entry[0], entry[2]) for entry in plan.entries}
+            for seq, slot in plan.unsure:
+                if (seq, slot) in planned:
+                    log.warning("replaying sequence %d of journal slot %d: the last record of a process that stopped "
+                                "without closing, so it may never have committed, but the database lost commits "
+                                "before it and it may have been acknowledged (see last_record_verdict)", seq, slot)
         parts.connections.close()
         tmp = Path(f"{parts.path}.restore-tmp")
         if start_empty:
