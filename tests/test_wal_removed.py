@@ -24,15 +24,7 @@ from redo_worker import config as worker_config
 
 from reliability import DatabaseError, DatabaseManager
 from reliability.errors import ErrorKind
-from reliability.redo import (
-    LAST_ORPHAN,
-    LAST_UNSURE,
-    journal_files,
-    last_record_verdict,
-    read_committed,
-    read_journal,
-    read_journals,
-)
+from reliability.redo import journal_files, read_committed, read_journal
 
 BANK_WORKER = str(Path(__file__).with_name("redo_worker.py"))
 
@@ -283,6 +275,7 @@ def test_an_orphan_whose_sequence_another_worker_reused_is_neither_reported_nor_
     path, acked, (orphan_slot, orphan_seq), (slot, last) = _orphan_then_reuse(tmp_path, 3, slot_zero)
     # the decision itself, on the files as the crash left them: the reused sequence makes the orphan one
     # (worker 2's later records alone would make it look committed)
+    from reliability.redo import LAST_ORPHAN, LAST_UNSURE, last_record_verdict, read_journals
     journals, committed = read_journals(f"{path}.redo"), read_committed(path)
     assert last_record_verdict(orphan_slot, journals, committed) == LAST_ORPHAN
     assert last_record_verdict(slot, journals, committed) == LAST_UNSURE
