@@ -34,7 +34,9 @@ failed. A crash between the record and ``COMMIT`` leaves a record SQLite never c
 *orphan*; the next transaction reuses ``G``): slot ``s``'s record ``G`` is committed exactly
 when ``G <= writers[s]`` in the database, so every journal whose owner is gone is reconciled
 against the database when a manager opens (orphans get abort markers before anything else
-runs), and recovery, when the damaged database still tells, drops them too.
+runs), and recovery, when the damaged database still tells, drops them too. Only a file's last
+record can be one; whether it is (the database may have lost commits, a ``-wal`` removed) is
+decided in one place, :func:`last_record_verdict`.
 
 The only writer (synchronous NORMAL/OFF; issue #17). The sequence row costs one more WAL page per
 commit, which at NORMAL (no fsync per commit) is most of a small write's price. A manager whose
@@ -394,6 +396,9 @@ class RedoJournal:
         self.from_empty = False
         #: The file ended without a clean-close record when opened: a crash happened.
         self.was_clean = False
+        #: The sequence of the last record of a file opened without a clean close (the process that held the
+        #: slot before died): see :meth:`inherited_last`.
+        self._inherited: int | None = None
         #: Why the journal stopped protecting writes (a failed write), or None.
         self.error: str | None = None
         self.owned = False
@@ -450,6 +455,7 @@ class RedoJournal:
         self.base = state.base
         self.from_empty = state.from_empty
         self.was_clean = state.clean
+        self._inherited = state.entries[-1][0] if state.entries and not state.clean else None
         self._hwm_count = state.hwm_count
         self._live_before = state.entries[-1][0] if state.entries else 0
         if state.format == _FORMAT:
@@ -523,6 +529,7 @@ class RedoJournal:
             self._fail(f"redo journal write failed at seq {seq}: {exc}")
             return False
         self._end += len(record)
+        self._inherited = None  # (the file's last record is this manager's now)
         return True
 
     def start_sync(self) -> _Ticket | None:
@@ -689,7 +696,7 @@ class RedoJournal:
         fd = self._fd
         if fd is None or self._end < 0:
             return []
-        marked = _reconcile_fd(fd, self.path, self.slot, committed, self.fsync)
+        marked = _reconcile_fd(fd, self.path, self.slot, committed, self.fsync, read_journals(self.base_path))
         state = read_journal(self.path)
         self._adopt_positions(state)
         # What open() took from the file counted the orphans; they never existed (the next transaction
@@ -697,6 +704,26 @@ class RedoJournal:
         self.seq = max(state.base, self._live_before)
         self.seen = max(state.last_seq, state.hwm or 0, committed.get(self.slot, 0))
         return marked
+
+    def inherited_last(self) -> bool:
+        """Is the last record of this manager's file still the one a process that died left there?
+
+        Then it may be an orphan like the last record of any stopped journal (a startup that found commits
+        missing left the file as it was), and recovery must not vouch for it as this manager's own. Else
+        this manager's slot counts as alive (its own records are committed or aborted).
+        """
+        if self._inherited is None or not self.owned:
+            return False
+        entries = read_journal(self.path).entries
+        return bool(entries) and entries[-1][0] == self._inherited
+
+    def owner_slots(self) -> tuple[frozenset[int], frozenset[int]]:
+        """``(alive, gone)`` for :func:`plan_replay`: this manager's slot, and whose last record it holds."""
+        if not self.owned:
+            return frozenset(), frozenset()
+        if self.inherited_last():
+            return frozenset(), frozenset({self.slot})
+        return frozenset({self.slot}), frozenset()
 
     def _adopt_positions(self, state: JournalState) -> None:
         self._end = state.valid_end
@@ -741,6 +768,7 @@ class RedoJournal:
         self.seen = max(self.seen, base)
         self.from_empty = from_empty
         self.error = None
+        self._inherited = None
         self.solo_conn = None  # (a new file, maybe a new database: the next commit records its sequence)
 
     def size(self) -> int:
@@ -947,6 +975,7 @@ def reconcile_orphans(base: str | os.PathLike[str], committed: dict[int, int], *
     sequence. Returns slot -> sequences marked.
     """
     out: dict[int, list[int]] = {}
+    journals = read_journals(base)  # (the evidence for last_record_verdict, read once)
     for slot, path in journal_files(base):
         try:
             fd = os.open(path, os.O_RDWR | _NOFOLLOW)
@@ -955,7 +984,7 @@ def reconcile_orphans(base: str | os.PathLike[str], committed: dict[int, int], *
         try:
             if not _try_lock(fd):
                 continue  # a live manager owns it (or it is ours)
-            marked = _reconcile_fd(fd, path, slot, committed, fsync)
+            marked = _reconcile_fd(fd, path, slot, committed, fsync, journals)
             if marked:
                 out[slot] = marked
         finally:
@@ -963,11 +992,21 @@ def reconcile_orphans(base: str | os.PathLike[str], committed: dict[int, int], *
     return out
 
 
-def _reconcile_fd(fd: int, path: Path, slot: int, committed: dict[int, int], fsync: bool) -> list[int]:
+def _reconcile_fd(fd: int, path: Path, slot: int, committed: dict[int, int], fsync: bool,
+                  journals: Mapping[int, tuple[JournalState, bool]]) -> list[int]:
     state = read_journal(path)
     if state.format != _FORMAT or state.clean:
         return []
     last = committed.get(slot, 0)
+    verdict = last_record_verdict(slot, {**journals, slot: (state, True)}, committed)
+    if verdict in (LAST_COMMITTED, LAST_UNSURE):
+        # The database lost commits (find_lost_commits refuses it at startup, so this runs only when they were
+        # lost since): the last record may be an acknowledged transaction. Nothing is marked, so a recovery
+        # still finds every record as it was.
+        log.error("redo journal %s: its last record (sequence %d) %s committed and the database lacks it; "
+                  "left as it is for recovery", path, state.entries[-1][0],
+                  "was" if verdict == LAST_COMMITTED else "may have")
+        return []
     # (A record written alone came after its COMMIT: committed even where the database lags behind.)
     orphans = [seq for seq, _ops in state.entries if seq > last and seq not in state.alone]
     live = [seq for seq, _ops in state.entries if seq <= last or seq in state.alone]
@@ -991,6 +1030,99 @@ def _reconcile_fd(fd: int, path: Path, slot: int, committed: dict[int, int], fsy
     return orphans
 
 
+# -- the last record of a journal whose owner stopped -----------------------------------------------
+#: Verdicts of :func:`last_record_verdict`.
+LAST_ORPHAN = "orphan"
+LAST_COMMITTED = "committed"
+LAST_UNSURE = "unsure"
+
+
+def database_top(committed: Mapping[int, int]) -> int:
+    """The database's global sequence: the highest a journaled slot committed (unjournaled writers' rows aside)."""
+    return max((seq for slot, seq in committed.items() if slot > UNJOURNALED_SLOTS), default=0)
+
+
+def read_journals(base: str | os.PathLike[str], *, alive: frozenset[int] = frozenset(),
+                  gone: frozenset[int] = frozenset()) -> dict[int, tuple[JournalState, bool]]:
+    """Every journal file of ``base``: slot -> (its state, whether its owner is gone).
+
+    The owner is gone when the slot is in ``gone``, or not in ``alive`` and nobody holds the file's lock
+    (a file this process holds counts as held: see :meth:`RedoJournal.inherited_last`).
+    """
+    return {slot: (read_journal(path), slot in gone or (slot not in alive and not _locked_by_someone(path)))
+            for slot, path in journal_files(base)}
+
+
+def _in_doubt(state: JournalState, owner_gone: bool, last_committed: int | None) -> int | None:
+    """The sequence of the file's last record when it may be an orphan (else None).
+
+    Only the last record of a file whose owner stopped without a clean close can be one (every earlier
+    record was followed by the next only after its COMMIT, or by its abort marker); a record written
+    alone came after its COMMIT, and one the database records for the slot is committed.
+    """
+    if not owner_gone or state.clean or not state.entries:
+        return None
+    seq = state.entries[-1][0]
+    if seq in state.alone or (last_committed is not None and seq <= last_committed):
+        return None
+    return seq
+
+
+def last_record_verdict(slot: int, journals: Mapping[int, tuple[JournalState, bool]],
+                        committed: Mapping[int, int] | None) -> str | None:
+    """Is the last record of ``slot``'s journal an orphan? The one place this is decided.
+
+    :param journals: :func:`read_journals` (slot -> state, owner gone); every file is evidence.
+    :param committed: :func:`committed_by_slot` of the database (None: it cannot say).
+
+    Returns None when the record is not in doubt (see :func:`_in_doubt`), else, for its sequence ``G``:
+
+    * :data:`LAST_ORPHAN`: it never committed and is neither replayed nor expected (it gets an abort
+      marker at startup). The database holds ``G`` (another slot committed it: the sequence was reused
+      after this process died), or another journal holds ``G`` in a record not in doubt (the same);
+      or nothing shows the database lost anything before ``G``: then the lone last record cannot be
+      told from an orphan (README's guarantees), and taking it for one is what a crash between the
+      record and COMMIT needs.
+    * :data:`LAST_COMMITTED`: a journal holds a later sequence and no other record holds ``G``: that
+      later one was allocated (``max + 1`` under SQLite's write lock) once ``G`` had committed.
+    * :data:`LAST_UNSURE`: it may have committed, and been acknowledged: a journal holds a sequence
+      between the database's and ``G`` (committed before ``G`` was allocated, and the database lacks
+      it: it lost commits, a ``-wal`` removed before a checkpoint, so it may have lost ``G`` too), or
+      the database cannot say. Also when another record in doubt holds ``G`` where one of the two
+      must have committed (which one cannot be told: recovery says so).
+
+    Records written alone never prove anything here (the database's sequence lags behind them).
+    """
+    state, owner_gone = journals[slot]
+    seq = _in_doubt(state, owner_gone, None if committed is None else committed.get(slot, 0))
+    if seq is None:
+        return None
+    top = None if committed is None else database_top(committed)
+    if top is not None and top >= seq:
+        return LAST_ORPHAN
+    rival = later = between = False
+    for other, (other_state, other_gone) in journals.items():
+        doubtful = _in_doubt(other_state, other_gone, None if committed is None else committed.get(other, 0))
+        for other_seq, _ops in other_state.entries:
+            if other == slot and other_seq == seq:
+                continue
+            if other_seq == seq:
+                if doubtful != seq:
+                    return LAST_ORPHAN
+                rival = True
+            elif other_seq in other_state.alone:
+                continue
+            elif other_seq > seq:
+                later = True
+            elif top is not None and other_seq > top:
+                between = True
+    if later:
+        return LAST_UNSURE if rival else LAST_COMMITTED
+    if committed is None or between:
+        return LAST_UNSURE
+    return LAST_ORPHAN
+
+
 # -- merging the journals at recovery ------------------------------------------------------------
 @dataclass
 class ReplayPlan:
@@ -1007,35 +1139,53 @@ class ReplayPlan:
     top: int = 0
     any_header: bool = False
     from_empty: bool = False
+    #: ``(seq, slot)``: last records of stopped journals that may never have committed but may have been
+    #: acknowledged (the database lost commits before them): planned for replay when they are the only
+    #: record of their sequence (see :func:`last_record_verdict`).
+    unsure: list[tuple[int, int]] = field(default_factory=list)
 
 
 def plan_replay(base: str | os.PathLike[str], start: int, *, seen: int = 0,
-                committed: dict[int, int] | None = None, alive: frozenset[int] = frozenset()) -> ReplayPlan:
+                committed: dict[int, int] | None = None, alive: frozenset[int] = frozenset(),
+                gone: frozenset[int] = frozenset()) -> ReplayPlan:
     """Merge every journal slot of ``base`` into the transactions after sequence ``start``.
 
     :param seen: the highest sequence the caller knows was committed (its own allocations).
     :param committed: :func:`read_committed` of the damaged database, when it could still be read.
     :param alive: slots whose owner is running (their last record is not an orphan).
+    :param gone: slots held by this process whose last record was left by a process that died (see
+        :meth:`RedoJournal.inherited_last`): in doubt like a stopped journal's.
     """
     plan = ReplayPlan()
     expected = seen
     candidates: dict[int, list[tuple[int, list[Any], bool]]] = {}
-    for slot, path in journal_files(base):
-        state = read_journal(path)
+    journals = read_journals(base, alive=alive, gone=gone)
+    for slot, (state, owner_gone) in journals.items():
         plan.problems += state.problems
         if state.header:
             plan.any_header = True
             plan.from_empty = plan.from_empty or (state.from_empty and state.base == 0)
         file_mark = state.hwm
-        owner_gone = slot not in alive and not _locked_by_someone(path)
+        verdict = last_record_verdict(slot, journals, committed)
         for i, (seq, ops) in enumerate(state.entries):
-            uncertain = owner_gone and i == len(state.entries) - 1 and not state.clean and seq not in state.alone
-            if uncertain and committed is not None and seq > committed.get(slot, 0):
-                # An orphan: the database says this slot never committed it. The file's mark was written
-                # with it, so it promises only the records before it (the next commit reuses its sequence).
+            last = i == len(state.entries) - 1
+            uncertain = owner_gone and last and not state.clean and seq not in state.alone
+            if last and verdict == LAST_ORPHAN:
+                # An orphan (see last_record_verdict). The file's mark was written with it, so it promises
+                # only the records before it (the next commit reuses its sequence).
                 if file_mark == seq:
                     file_mark = state.entries[i - 1][0] if i else state.base
                 continue
+            if last and verdict == LAST_UNSURE:
+                # Replayed, not only reported (issue #15): the database lost commits before it, so it may be
+                # a committed, acknowledged transaction, and leaving it out would lose it for good (the
+                # journals are re-anchored after the recovery). If it never committed, its process died
+                # between its record and COMMIT: nobody was told either way, and replaying it is the crash
+                # landing just after COMMIT, a state that could have existed (nothing later was allocated
+                # on top of it, else the verdict would be "committed"; a sequence reused by another slot
+                # makes it an orphan). Only when another record in doubt holds the same sequence is
+                # neither replayed: which one committed cannot be told (reported below).
+                plan.unsure.append((seq, slot))
             candidates.setdefault(seq, []).append((slot, ops, uncertain))
             plan.top = max(plan.top, seq)
         if file_mark is not None:

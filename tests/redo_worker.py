@@ -8,6 +8,8 @@ point of the commit path: ``before_record``, ``between_flushes`` (record written
 A manager committing alone (``REDO_WORKER_SYNC=NORMAL``, no other manager open) writes its record after
 COMMIT: there ``before_commit`` kills it in its commit window before COMMIT, ``before_record`` after COMMIT
 and before the record, ``after_record`` and ``after_commit`` after the record, before the ack.
+With ``REDO_WORKER_GO=PATH`` the worker opens its manager (taking its journal slot), creates ``PATH.ready``
+and waits for PATH to exist before its first transfer: a manager already running when another one dies.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import random
 import signal
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -64,6 +67,12 @@ def bank(db_path: str, worker: int, count: int, acks: str, kill_point: str | Non
     if os.environ.get("REDO_WORKER_SYNC"):
         cfg = cfg.replace(synchronous=os.environ["REDO_WORKER_SYNC"])
     with DatabaseManager(cfg) as db, open(acks, "a", buffering=1) as out:
+        go = os.environ.get("REDO_WORKER_GO")
+        if go:
+            open(go + ".ready", "w").close()
+            deadline = time.monotonic() + 60
+            while not os.path.exists(go) and time.monotonic() < deadline:
+                time.sleep(0.01)
         def transfer(tid: str, a: int, b: int, amount: int) -> None:
             (ba,) = db.fetch_one("SELECT balance FROM accounts WHERE id = ?", (a,))
             (bb,) = db.fetch_one("SELECT balance FROM accounts WHERE id = ?", (b,))

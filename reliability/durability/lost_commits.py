@@ -8,10 +8,26 @@ used to destroy that evidence too (every record past the database's sequence was
 as if never committed, then the journal was re-anchored on a backup of the shortened file).
 
 What tells the two apart: a process killed between its journal record and ``COMMIT`` leaves at
-most *one* record SQLite never committed, its file's last (it died there). So records past the
-database's global sequence that are not all a lone last record of their file mean the database
-lost committed transactions. A lone last record (one lost transaction per file) cannot be told
-from such an orphan; that case stays as before (said in README's guarantees).
+most *one* record SQLite never committed, its file's last (it died there; every earlier record was
+followed by the next only after its COMMIT, or by an abort marker). So every record past the
+database's global sequence that is not the last of its file is a committed transaction the database
+lost. The last one is decided in one place, :func:`~reliability.redo.last_record_verdict`, which
+startup, the reconcile and recovery's plan all use:
+
+* an *orphan* (neither counted nor expected, marked aborted at a start that finds nothing missing):
+  the database or another journal holds its sequence (reused after the process died), or nothing
+  shows the database lost anything before it: a lone last record past the database (one lost
+  transaction per file, nothing else lost) cannot be told from an orphan, and stays undecided as
+  before (said in README's guarantees);
+* *committed*: a journal holds a later sequence, allocated once it had committed: counted as lost;
+* *possibly missing*: the database provably lost commits allocated before it (a journal holds a
+  sequence between the database's and its own), so it may be the process's last acknowledged commit
+  (killed right after it) as well as an orphan. Counted and named apart (:attr:`LostCommits.possibly`),
+  never marked aborted (the journals stay as they are while commits are missing), and recovery replays
+  it: if it never committed, nobody was told either way, and the database then holds a state that could
+  have existed (the crash just after COMMIT); left out, an acknowledged write would be gone for good.
+  Two such records of one sequence in two files (one an orphan, its sequence reused by the other) are
+  neither replayed: recovery reports which one cannot be told.
 """
 
 from __future__ import annotations
@@ -20,13 +36,19 @@ import functools
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DatabaseError
 from ..health import retryable_in_maintenance
-from ..redo import UNJOURNALED_SLOTS, _locked_by_someone, committed_by_slot, journal_files, read_journal
+from ..redo import (
+    LAST_ORPHAN,
+    LAST_UNSURE,
+    committed_by_slot,
+    database_top,
+    last_record_verdict,
+    read_journals,
+)
 from .parts import RuntimeParts
 
 if TYPE_CHECKING:
@@ -38,11 +60,14 @@ log = logging.getLogger("reliability.recovery")
 @dataclass(frozen=True)
 class LostCommits:
     """Journaled transactions past what the database holds: ``sequences`` (global commit sequence
-    numbers), the journal ``slots`` holding them and the database's own sequence ``database_seq``."""
+    numbers), the journal ``slots`` holding them and the database's own sequence ``database_seq``;
+    ``possibly``: ``(seq, slot)`` of last records of stopped journals that may be missing too (they may
+    never have committed: see :func:`~reliability.redo.last_record_verdict`), counted apart."""
 
     sequences: tuple[int, ...]
     slots: tuple[int, ...]
     database_seq: int
+    possibly: tuple[tuple[int, int], ...] = ()
 
     def ranges(self) -> str:
         """The sequences as ranges: ``4-23, 30``."""
@@ -54,12 +79,37 @@ class LostCommits:
                 out.append([seq, seq])
         return ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in out)
 
+    def count(self) -> str:
+        """How many, the uncertain ones apart: ``20 committed transaction(s) and 1 that may have committed``."""
+        maybe = len({seq for seq, _slot in self.possibly})
+        return (f"{len(self.sequences)} committed transaction(s)"
+                + (f" and {maybe} that may have committed" if maybe else ""))
+
+    def describe_possibly(self) -> str:
+        """The records that may be missing too, or ``""``."""
+        slots: dict[int, list[int]] = {}
+        for seq, slot in self.possibly:
+            slots.setdefault(seq, []).append(slot)
+        if not slots:
+            return ""
+        which = "; ".join(f"sequence {seq} of journal slot {' or '.join(map(str, sorted(of)))}"
+                          + (" (two records of one sequence: which one committed, if either, cannot be told)"
+                             if len(of) > 1 else "")
+                          for seq, of in sorted(slots.items()))
+        return (f"{which} may be missing too: the last record of a process that stopped without closing, so it "
+                "may never have committed, but the database lost commits before it")
+
     def describe(self, path: str) -> str:
         """The incident, for the log, health and the refusal."""
-        return (f"the database file {path!r} is missing {len(self.sequences)} committed transaction(s) that the redo "
-                f"journal(s) hold (sequence {self.ranges()}; journal slot(s) "
-                f"{', '.join(map(str, self.slots))}; the database is at sequence {self.database_seq}): its -wal was "
-                "removed before a checkpoint, or an older copy was put in its place")
+        parts = []
+        if self.sequences:
+            parts.append(f"{len(self.sequences)} committed transaction(s) that the redo journal(s) hold (sequence "
+                         f"{self.ranges()}; journal slot(s) {', '.join(map(str, self.slots))})")
+        if self.possibly:
+            parts.append(self.describe_possibly())
+        return (f"the database file {path!r} is missing {'; and '.join(parts)}; the database is at sequence "
+                f"{self.database_seq}: its -wal was removed before a checkpoint, or an older copy was put in "
+                "its place")
 
 
 def find_lost_commits(base: str | os.PathLike[str],
@@ -76,30 +126,37 @@ def find_lost_commits(base: str | os.PathLike[str],
 
     Files a running manager owns are left out (its last record may be a transaction in flight, and a
     restore elsewhere may have dropped its writes on purpose): this runs at startup, where the
-    journals of processes that stopped tell what the file they wrote to held.
+    journals of processes that stopped tell what the file they wrote to held. Their records are still
+    evidence for the last record of a stopped file (a sequence reused, or a later one allocated).
     """
-    stopped = [(slot, read_journal(path)) for slot, path in journal_files(base)
-               if slot == own or not _locked_by_someone(Path(path))]
+    journals = read_journals(base)
+    if own is not None and own in journals:
+        journals[own] = (journals[own][0], True)
     if callable(committed):
         committed = committed()
     if committed is None:
         return None
-    top = max((seq for slot, seq in committed.items() if slot > UNJOURNALED_SLOTS), default=0)
+    top = database_top(committed)
     lost: set[int] = set()
     slots: list[int] = []
-    for slot, state in stopped:
+    possibly: list[tuple[int, int]] = []
+    for slot, (state, gone) in journals.items():
+        if not gone:
+            continue
         ahead = [seq for seq, _ops in state.entries if seq > top and seq not in state.alone]
-        if not state.clean and ahead and ahead[-1] == state.entries[-1][0]:
-            # The file's last record may be an orphan (never committed): neither counted nor expected,
-            # as recovery treats it (a process killed between its record and COMMIT leaves exactly that).
-            ahead = ahead[:-1]
+        if ahead and ahead[-1] == state.entries[-1][0]:
+            verdict = last_record_verdict(slot, journals, committed)
+            if verdict == LAST_ORPHAN:
+                ahead = ahead[:-1]  # neither counted nor expected, as recovery treats it
+            elif verdict == LAST_UNSURE:
+                possibly.append((ahead.pop(), slot))  # reported apart; recovery replays it
         if not ahead:
             continue
         lost.update(ahead)
         slots.append(slot)
-    if not lost:
+    if not lost and not possibly:
         return None
-    return LostCommits(tuple(sorted(lost)), tuple(slots), top)
+    return LostCommits(tuple(sorted(lost)), tuple(slots), top, tuple(sorted(possibly)))
 
 
 def missing_after_removed_wal(base: str | os.PathLike[str], redo: RedoJournal,
@@ -133,9 +190,14 @@ def missing_after_removed_wal(base: str | os.PathLike[str], redo: RedoJournal,
     if redo.seq > have:
         parts.append(f"its last committed transaction (sequence {redo.seq}, journal slot {redo.slot}) is missing "
                      f"from the database file (it records {have} for this manager)")
-    if lost is not None:
+    if lost is not None and lost.sequences:
         parts.append(f"{len(lost.sequences)} committed transaction(s) of the redo journal(s) are missing "
                      f"(sequence {lost.ranges()}; journal slot(s) {', '.join(map(str, lost.slots))})")
+    if lost is not None and lost.possibly:
+        # (This manager's last record is its last committed transaction, said above with certainty.)
+        others = tuple(p for p in lost.possibly if p != (redo.seq, redo.slot) or redo.seq <= have)
+        if others:
+            parts.append(replace(lost, possibly=others).describe_possibly())
     return "; ".join(parts) or None
 
 
@@ -174,12 +236,13 @@ def lost_commits_at_start(parts: RuntimeParts, redo: RedoJournal | None, recover
     lost = find_lost_commits(redo.base_path, committed, own=redo.slot)
     if lost is None:
         return False
-    redo.seen = max(redo.seen, lost.sequences[-1])
+    # (Only what surely committed: a sequence that may never have is not looked for as missing.)
+    redo.seen = max(redo.seen, *lost.sequences[-1:])
     detail = (lost.describe(path) + "; the runtime refuses to serve it; `reliability recover` restores the newest "
               "verified backup and replays every journal")
     log.error("%s", detail)
     parts.connections.refuse(detail, "Recent changes are missing from the database. An administrator must restore "
                                      "them (`reliability recover`).")
     if parts.config.auto_recover:
-        recover(f"{len(lost.sequences)} committed transaction(s) missing at startup")
+        recover(f"{lost.count()} missing at startup")
     return parts.connections.refused is not None

@@ -56,8 +56,8 @@ def recovered_by_another(parts: RuntimeParts, redo: RedoJournal | None,
     problems: list[str] = []
     if redo is not None:
         top = max((s for slot, s in (committed or {}).items() if slot > UNJOURNALED_SLOTS), default=0)
-        alive = frozenset({redo.slot}) if redo.owned else frozenset()
-        plan = plan_replay(redo.base_path, top, seen=redo.seen, committed=committed, alive=alive)
+        alive, gone = redo.owner_slots()
+        plan = plan_replay(redo.base_path, top, seen=redo.seen, committed=committed, alive=alive, gone=gone)
         if plan.entries or plan.missing:
             return None  # journaled writes the new file lacks: recover (replay them or say what is missing)
         problems += plan.problems

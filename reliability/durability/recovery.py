@@ -313,11 +313,11 @@ class Recovery:
                          for what in sorted(set(unjournaled))]
             problems += _missing_journal_files(base, [committed, read_committed(chosen.path) if chosen else None],
                                                own=self.redo.slot if self.redo.owned else None)
-            alive = frozenset({self.redo.slot}) if self.redo.owned else frozenset()
+            alive, gone = self.redo.owner_slots()
 
             def merged(start: int) -> Any:
                 return plan_replay(base, start, seen=self.redo.seen if self.redo else 0,
-                                   committed=committed, alive=alive)
+                                   committed=committed, alive=alive, gone=gone)
 
             if chosen is not None and chosen.last_seq is not None:
                 plan = merged(chosen.last_seq)
@@ -342,6 +342,12 @@ class Recovery:
                     "nothing was installed: the backups that would restore every write could not be checked "
                     "now, and the older one leaves a gap; try again", *unchecked, *plan.problems], reason)
             problems += plan.problems
+            planned = {(entry[0], entry[2]) for entry in plan.entries}
+            for seq, slot in plan.unsure:
+                if (seq, slot) in planned:
+                    log.warning("replaying sequence %d of journal slot %d: the last record of a process that stopped "
+                                "without closing, so it may never have committed, but the database lost commits "
+                                "before it and it may have been acknowledged (see last_record_verdict)", seq, slot)
         parts.connections.close()
         tmp = Path(f"{parts.path}.restore-tmp")
         if start_empty:
