@@ -28,6 +28,11 @@ unchanged). Each rule makes one class of the issue's defects happen for real, wi
 * ``remove_wal`` — (f) the ``-wal`` removed on its own after a crash, while rows committed in it were
   not yet checkpointed, then a restart: a manager that says ``healthy`` serves every acknowledged
   transfer, and otherwise ``recover()`` brings every one back;
+* ``remove_wal_live`` — (g) the ``-wal`` (or the ``-wal`` and the ``-shm``) removed while the managers of this
+  process and a paused worker process have the database open (the registry's ``disconnect_remove_wal[_shm]``),
+  then one of them, a new worker process or a restart acts first: a manager that says ``healthy`` serves every
+  acknowledged transfer, one that does not says why and ``recover()`` brings every one back, and afterwards
+  another process reads every acknowledged transfer (one of this process shares the managers' WAL index);
 * ``transient_in_maintenance`` — (e) a lock held by another connection, or a one-off I/O error of
   the VFS shim, while recovery verifies a backup, while an integrity check runs or while a backup is
   taken: it is retried or reported as an error, never a verdict (no sound backup marked unverified,
@@ -70,7 +75,18 @@ CORRUPTIONS = ("btree", "header", "truncate")
 #: What acts first after a -wal was removed under the live writers (``remove_wal_live``): a manager writes, reads
 #: or asks for health, the second manager writes, a new worker process starts, the paused worker goes on or is
 #: killed -9, or the service restarts (every manager closed and opened again).
-AFTER_REMOVAL = ("write", "read", "health", "peer_write", "newcomer", "worker_goes_on", "worker_killed", "restart")
+#: ``foreign_write``: another application (plain SQLite, another process) writes first: with the ``-shm`` removed
+#: too, on the database as of the last checkpoint (a split history).
+AFTER_REMOVAL = ("write", "read", "health", "peer_write", "newcomer", "worker_goes_on", "worker_killed", "restart",
+                 "foreign_write")
+#: Held out of the draw while the runtime fails them (tests/machines/test_dataloss_bite.py keeps each as a strict
+#: xfail, so a fix shows). ``foreign_write``: with the -wal and -shm removed and pages of the removed WAL needed to
+#: begin a write (the schema made since the last checkpoint), another process that merely opens the database makes
+#: the manager refuse it (rightly: its commits are missing at the path), but ``recover()`` in that process then
+#: raises ``ioerr`` ("waiting for writers to finish ... disk I/O error"): its fence connection reads through the
+#: removed WAL's index, which the refusing manager's parked handle keeps alive in the process (one index per file
+#: per process). Nothing is lost silently; the database stays refused until the process restarts.
+HELD_AFTER_REMOVAL = ("foreign_write",)
 
 #: A worker process: ``python -c WORKER DB PREFIX COUNT KILL SYNCHRONOUS MODULE [HOW]``. It prints ``ack ID SRC DST
 #: AMOUNT`` after each acknowledged transfer and ``armed ID`` before the one it will be killed in. ``HOW``
@@ -163,6 +179,22 @@ try:
 except module.OperationalError as exc:
     print("busy" if "locked" in str(exc) or "busy" in str(exc) else "error " + str(exc), flush=True)
 os._exit(0)
+"""
+
+#: Another application writes a row: ``python -c FOREIGN_WRITER DB MODULE ID`` inserts transfer ``ID`` of amount 0
+#: (the transfer invariant holds whether it stays or not) with plain SQLite and prints ``wrote`` or ``error ...``.
+FOREIGN_WRITER = r"""
+import importlib, pathlib, sys
+module = importlib.import_module(sys.argv[2])
+module = getattr(module, "dbapi2", module) if not hasattr(module, "connect") else module
+try:
+    conn = module.connect(pathlib.Path(sys.argv[1]).resolve().as_uri() + "?mode=rw", uri=True, timeout=1,
+                          isolation_level=None)
+    conn.execute("INSERT INTO xfer (id, src, dst, amount) VALUES (?, 1, 1, 0)", (sys.argv[3],))
+    print("wrote", flush=True)
+    conn.close()
+except module.Error as exc:
+    print("error", exc, flush=True)
 """
 
 #: Another process reads the bank: ``python -c OUTSIDE_READER DB MODULE`` prints ``{"xfer": [[id, src, dst, amount],
@@ -658,7 +690,7 @@ class DataLossMachine(RuntimeMachine):
     # -- (f) the -wal removed on its own ------------------------------------------------------------
     # A crash-and-restart needs no connection of this process left on the file (they would share its
     # -shm index with the new runtime): only when no manager was abandoned in this example. (Under running
-    # managers the removal is not handled yet: not a rule.)
+    # managers: remove_wal_live.)
     @precondition(lambda self: not self.abandoned and self.use_processes)
     @rule(shm=st.booleans(), count=st.integers(1, 3))
     def remove_wal(self, shm: bool, count: int) -> None:
@@ -724,7 +756,8 @@ class DataLossMachine(RuntimeMachine):
     # Not after a kill-style restart in this example: the abandoned managers' handles stand for a killed
     # process, yet they would hold the removed WAL open like live ones.
     @precondition(lambda self: not self.abandoned)
-    @rule(shm=st.booleans(), first=st.sampled_from(AFTER_REMOVAL), count=st.integers(1, 3))
+    @rule(shm=st.booleans(), first=st.sampled_from([a for a in AFTER_REMOVAL if a not in HELD_AFTER_REMOVAL]),
+          count=st.integers(1, 3))
     def remove_wal_live(self, shm: bool, first: str, count: int) -> None:
         """P13/P10: the ``-wal`` (and maybe the ``-shm``) removed while every writer has the database open.
 
@@ -732,7 +765,8 @@ class DataLossMachine(RuntimeMachine):
         with processes a worker process acknowledges ``count`` transfers and waits, its manager open. Then the
         fault (``disconnect_remove_wal[_shm]``), then ``first`` acts before anyone else: a manager writes or
         reads, asks for health, a new worker process starts (and is refused while the frames are held
-        elsewhere, or writes), the paused worker goes on (or is killed -9), or the service restarts. Then
+        elsewhere, or writes), the paused worker goes on (or is killed -9), the service restarts, or another
+        application writes with plain SQLite (on the state of the last checkpoint when the -shm is gone). Then
         every manager looks. A manager that says ``healthy`` serves every acknowledged transfer; one that
         does not says why, and ``recover()`` brings every acknowledged transfer back (or says how many are
         missing when a journal was cut earlier). The fault's checks are labelled with it while a handle of
@@ -746,7 +780,7 @@ class DataLossMachine(RuntimeMachine):
         for who, m in enumerate(self.managers()):  # every manager holds the WAL, with frames of its own in it
             self.transfer_through(who, m, 1, 2, 1)
         worker = None
-        if first in ("newcomer", "worker_goes_on", "worker_killed") and not self.use_processes:
+        if first in ("newcomer", "worker_goes_on", "worker_killed", "foreign_write") and not self.use_processes:
             first = "write"
         if first in ("worker_goes_on", "worker_killed"):
             worker = self.start_paused_worker(count)
@@ -774,6 +808,12 @@ class DataLossMachine(RuntimeMachine):
             self.run_worker(count, None, "tolerant")
         elif first == "restart":
             self.restart_all()
+        elif first == "foreign_write":
+            self.serial += 1
+            tid = f"f-{self.serial}"
+            self.maybe.add(tid)  # another application's row: the runtime never acknowledged it
+            subprocess.run([sys.executable, "-c", FOREIGN_WRITER, self.db_path, self.config.sqlite_module, tid],
+                           capture_output=True, text=True, timeout=60)
         elif first == "health":
             self.db.health()  # judged below with the others
         elif first == "read":
