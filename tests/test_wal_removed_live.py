@@ -392,3 +392,23 @@ def test_health_of_two_managers_after_another_process_opened_the_database(tmp_pa
     finally:
         second.close()
         first.close()
+
+
+@pytest.mark.xfail(strict=True, raises=sqlite3.ProgrammingError, reason=(
+    "runtime defect: a manager of the process whose handle was closed under it (the disconnect fault's close mode, "
+    "or a handle closed by its owner's teardown) still counts as holding the file; with the -wal and -shm removed, "
+    "the rescue of another manager asks that closed handle whether it is in a transaction "
+    "(ConnectionManager._release_removed_index) and the write fails with the raw sqlite3 ProgrammingError"))
+def test_a_second_manager_whose_handle_was_closed_under_it_does_not_break_the_rescue(tmp_path):
+    path = tmp_path / "app.db"
+    first = _start(path)
+    second = DatabaseManager(worker_config(str(path)))
+    try:
+        acked = _write(first, "a", 5) | _write(second, "b", 5)
+        first.connection.close()  # closed under the manager, as DisconnectFault(first, mode="close") does
+        _remove(path, shm=True)
+        acked |= _write(second, "c", 1)  # raises the raw ProgrammingError
+        assert {r[0] for r in second.fetch_all("SELECT id FROM t")} == acked
+    finally:
+        second.close()
+        first.close()

@@ -51,6 +51,9 @@ class CutJournalsOnly(DataLossMachine):
     def replace_and_heal(self, *args: Any, **kwargs: Any) -> None:
         """(not a rule here)"""
 
+    def remove_wal_live(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
     def remove_wal(self, *args: Any, **kwargs: Any) -> None:
         """(not a rule here)"""
 
@@ -154,6 +157,9 @@ class ReplaceWithTwoManagers(DataLossMachine):
     def transient_in_maintenance(self, *args: Any, **kwargs: Any) -> None:
         """(not a rule here)"""
 
+    def remove_wal_live(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
     def remove_wal(self, *args: Any, **kwargs: Any) -> None:
         """(not a rule here)"""
 
@@ -210,6 +216,9 @@ class RemovedWalOnly(DataLossMachine):
 
     def worker_process(self, *args: Any, **kwargs: Any) -> None:
         """(not a rule here: remove_wal runs its own worker)"""
+
+    def remove_wal_live(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
 
 
 def test_journal_records_taken_for_orphans_after_a_removed_wal_are_caught(tmp_path, monkeypatch):
