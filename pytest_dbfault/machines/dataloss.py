@@ -713,11 +713,11 @@ class DataLossMachine(RuntimeMachine):
         self.run_worker(count, "after_commit")
         self.worker_killed = True
         STATS.record_fault("worker_killed")
-        for suffix in ("-wal", "-shm") if shm else ("-wal",):
-            try:
-                os.unlink(self.db_path + suffix)  # a real removal, as a cleanup script does it
-            except FileNotFoundError:
-                pass
+        try:  # a real removal, as a cleanup script does it (labelled as this rule's own kind)
+            make_fault("disconnect", self.db_path, mode="remove_wal_shm" if shm else "remove_wal",
+                       kind="wal_removed").inject()
+        except FaultError:
+            pass  # no -wal: the killed worker left nothing to lose
         self.db = self.open_runtime(self.config)
         self.peer = self.open_runtime(self.config) if had_peer else None
         statuses = [str(m.health().status) for m in self.managers()]
