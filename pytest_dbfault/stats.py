@@ -50,7 +50,7 @@ FAMILIES: dict[str, frozenset[str]] = {
     "disk_full": frozenset({"disk_full", "enospc", "file_full"}),
     "corrupt": frozenset({"corrupt", "short_read", "io_error_corruptfs"}),
     "disconnect": frozenset({"disconnect", "disconnect_close", "disconnect_rename", "disconnect_delete",
-                             "disconnect_replace"}),
+                             "disconnect_replace", "disconnect_remove_wal", "disconnect_remove_wal_shm"}),
 }
 _FAMILY_OF = {kind: name for name, kinds in FAMILIES.items() for kind in kinds}
 #: Kinds that are an instant, not a state: a process killed (``crash``: the crash fault and the restart machine's

@@ -1,11 +1,14 @@
-"""Take the database away from under an application: close, delete, move, swap, make read-only.
+"""Take the database away from under an application: close, delete, move, swap, make read-only, remove its WAL.
 
 What SQLite answers (FAULTS.md): a closed handle raises ``ProgrammingError: Cannot
 operate on a closed database.``; a deleted, renamed or replaced file leaves an open
 rollback-journal connection able to read but its writes fail with
 1032/SQLITE_READONLY_DBMOVED (in WAL mode writes silently go to the lost file);
 ``query_only`` gives 8/SQLITE_READONLY; a file truncated under a connection gives
-11/SQLITE_CORRUPT.
+11/SQLITE_CORRUPT. A ``-wal`` removed under open connections (a cleanup script) goes unnoticed: they
+keep reading and writing the unlinked file, a connection opened since gets a disk I/O error (or, with
+the ``-shm`` removed too, the database as of the last checkpoint), and the frames reach the database
+only if one of the old handles checkpoints them or closes as the last connection.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from .safety import check_path
 from .target import TargetLike, resolve_target
 
 #: The ways :class:`DisconnectFault` can take a database away.
-MODES = ("close", "delete", "rename", "replace", "readonly", "truncate")
+MODES = ("close", "delete", "rename", "replace", "readonly", "truncate", "remove_wal", "remove_wal_shm")
 _MOVED_TAG = "dbfault-moved"
 
 
@@ -41,7 +44,12 @@ class DisconnectFault(Fault):
         previous value), or, given only a path, ``chmod a-w`` on the file, which only
         affects *new* connections and does **nothing for root** (root ignores mode bits;
         the record says whether it is effective);
-        ``truncate`` — cut the file to ``fraction`` of its size.
+        ``truncate`` — cut the file to ``fraction`` of its size;
+        ``remove_wal`` — unlink the database's ``-wal`` only (the file and the ``-shm`` stay), as a
+        cleanup script does under running connections; ``remove_wal_shm`` — the ``-wal`` and the
+        ``-shm``. Nothing is copied and heal restores nothing: putting a ``-wal`` back under live
+        connections would hand them frames their index no longer describes (the frames live on only
+        in the handles that had the removed file open).
     :param readonly_via: force ``"query_only"`` or ``"chmod"`` for ``mode="readonly"``.
     :param backup_before: for ``delete`` and ``truncate``, copy the files first so heal restores them.
     :param allow_unsafe: act on files outside the allowed roots (see :mod:`.safety`).
@@ -171,6 +179,28 @@ class DisconnectFault(Fault):
                           "use readonly_via='query_only' on a connection") if root
                     else "affects new connections only; open ones keep writing")
 
+    def _inject_remove_wal(self) -> None:
+        self._remove_sidecars(("-wal",))
+
+    def _inject_remove_wal_shm(self) -> None:
+        self._remove_sidecars(("-wal", "-shm"))
+
+    def _remove_sidecars(self, suffixes: tuple[str, ...]) -> None:
+        path = self._guarded_path("remove the -wal of")
+        wal = path.with_name(path.name + "-wal")
+        if not wal.is_file():
+            raise FaultError(f"cannot remove the -wal of {path}: there is none (not in WAL mode, or no connection "
+                             "has it open)")
+        removed = []
+        for suffix in suffixes:  # a plain unlink: nothing opens (or closes) the database file here
+            side = path.with_name(path.name + suffix)
+            try:
+                os.unlink(side)
+            except FileNotFoundError:
+                continue
+            removed.append(str(side))
+        self.record("removed", files=removed)
+
     def _inject_truncate(self) -> None:
         path = self._guarded_path("truncate")
         self._maybe_backup(path)
@@ -210,4 +240,8 @@ _NOT_RESTORABLE = {
     "close": "a closed sqlite3.Connection cannot be reopened; open a new connection",
     "delete": "deleted files are gone; use backup_before=True to restore them",
     "truncate": "the cut bytes are gone; use backup_before=True to restore them",
+    "remove_wal": "a removed -wal is not put back under live connections; its frames live on in the handles "
+                  "that had it open",
+    "remove_wal_shm": "a removed -wal and -shm are not put back under live connections; the frames live on in "
+                      "the handles that had them open",
 }

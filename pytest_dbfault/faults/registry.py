@@ -147,3 +147,6 @@ def _load_builtins() -> None:
     # The file and its sidecars are deleted; healing puts the copy back (a restore from outside, as an
     # operator would).
     _register_variant("disconnect_delete", "disconnect", mode="delete", backup_before=True)
+    # The -wal (and the -shm) removed under live connections, as a cleanup script does: nothing to heal.
+    _register_variant("disconnect_remove_wal", "disconnect", mode="remove_wal")
+    _register_variant("disconnect_remove_wal_shm", "disconnect", mode="remove_wal_shm")

@@ -394,6 +394,11 @@ class RuntimeMachine(RuleBasedStateMachine):
                     conn.close()
                 except Exception:  # pragma: no cover
                     pass
+                # Gone with its (killed) process: the runtime keeps a registry of the process's managers by file
+                # identity, and the next example's file may get this one's inode number. Left holding a closed
+                # handle, the abandoned manager passed for a live one on that file (a removed -wal's rescue then
+                # asked its closed handle whether it was in a transaction: a raw ProgrammingError, flaky).
+                old.connections._conn = None
         if self.db is not None:
             try:
                 self.db.close()

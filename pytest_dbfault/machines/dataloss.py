@@ -28,6 +28,11 @@ unchanged). Each rule makes one class of the issue's defects happen for real, wi
 * ``remove_wal`` — (f) the ``-wal`` removed on its own after a crash, while rows committed in it were
   not yet checkpointed, then a restart: a manager that says ``healthy`` serves every acknowledged
   transfer, and otherwise ``recover()`` brings every one back;
+* ``remove_wal_live`` — (g) the ``-wal`` (or the ``-wal`` and the ``-shm``) removed while the managers of this
+  process and a paused worker process have the database open (the registry's ``disconnect_remove_wal[_shm]``),
+  then one of them, a new worker process or a restart acts first: a manager that says ``healthy`` serves every
+  acknowledged transfer, one that does not says why and ``recover()`` brings every one back, and afterwards
+  another process reads every acknowledged transfer (one of this process shares the managers' WAL index);
 * ``transient_in_maintenance`` — (e) a lock held by another connection, or a one-off I/O error of
   the VFS shim, while recovery verifies a backup, while an integrity check runs or while a backup is
   taken: it is retried or reported as an error, never a verdict (no sound backup marked unverified,
@@ -67,14 +72,34 @@ PROCESS_SHARE = 0.35
 KILL_POINTS = (None, "after_record", "after_commit")
 JOURNAL_CUTS = ("none", "half", "boundary", "delete")
 CORRUPTIONS = ("btree", "header", "truncate")
+#: What acts first after a -wal was removed under the live writers (``remove_wal_live``): a manager writes, reads
+#: or asks for health, the second manager writes, a new worker process starts, the paused worker goes on or is
+#: killed -9, or the service restarts (every manager closed and opened again).
+#: ``foreign_write``: another application (plain SQLite, another process) writes first: with the ``-shm`` removed
+#: too, on the database as of the last checkpoint (a split history).
+AFTER_REMOVAL = ("write", "read", "health", "peer_write", "newcomer", "worker_goes_on", "worker_killed", "restart",
+                 "foreign_write")
+#: Held out of the draw while the runtime fails them (tests/machines/test_dataloss_bite.py keeps each as a strict
+#: xfail, so a fix shows). ``foreign_write``: with the -wal and -shm removed and pages of the removed WAL needed to
+#: begin a write (the schema made since the last checkpoint), another process that merely opens the database makes
+#: the manager refuse it (rightly: its commits are missing at the path), but ``recover()`` in that process then
+#: raises ``ioerr`` ("waiting for writers to finish ... disk I/O error"): its fence connection reads through the
+#: removed WAL's index, which the refusing manager's parked handle keeps alive in the process (one index per file
+#: per process). Nothing is lost silently; the database stays refused until the process restarts.
+HELD_AFTER_REMOVAL = ("foreign_write",)
 
-#: A worker process: ``python -c WORKER DB PREFIX COUNT KILL SYNCHRONOUS MODULE``. It prints ``ack ID SRC DST
-#: AMOUNT`` after each acknowledged transfer and ``armed ID`` before the one it will be killed in.
+#: A worker process: ``python -c WORKER DB PREFIX COUNT KILL SYNCHRONOUS MODULE [HOW]``. It prints ``ack ID SRC DST
+#: AMOUNT`` after each acknowledged transfer and ``armed ID`` before the one it will be killed in. ``HOW``
+#: (``remove_wal_live``): ``tolerant`` — a refusal is an answer, not a failure: a manager that cannot start prints
+#: ``refused KIND``, a transfer that fails prints ``error ID KIND`` (its outcome unknown) and ends the run, exit 0;
+#: ``pause`` — tolerant, and after COUNT transfers it prints ``paused`` and waits, its manager open, for a line
+#: ``go N`` on stdin (N more transfers) or the end of its input.
 WORKER = r"""
 import os, random, signal, sys
-from reliability import DatabaseManager, ReliabilityConfig
+from reliability import DatabaseError, DatabaseManager, ReliabilityConfig
 from reliability import redo
 db_path, prefix, count, kill, sync, module = sys.argv[1:7]
+how = sys.argv[7] if len(sys.argv) > 7 else ""
 cfg = ReliabilityConfig(db_path=db_path, backup_interval=0, quick_check_interval=0, integrity_check_interval=0,
                         health_check_interval=0, config_reload_interval=0, busy_timeout_ms=5000, retry_attempts=8,
                         retry_base_delay=0.005, retry_max_delay=0.05, retry_budget=30.0, auto_recover=False,
@@ -92,7 +117,7 @@ def arm(point):
     else:
         redo.RedoJournal.committed = lambda self, seq: die()
 rng = random.Random(prefix)
-with DatabaseManager(cfg) as db:
+def run(db):
     def transfer(tid, a, b, amount):
         (ba,) = db.fetch_one("SELECT balance FROM acct WHERE id = ?", (a,))
         (bb,) = db.fetch_one("SELECT balance FROM acct WHERE id = ?", (b,))
@@ -100,15 +125,40 @@ with DatabaseManager(cfg) as db:
         db.execute("UPDATE acct SET balance = ? WHERE id = ?", (bb + amount, b))
         db.execute("INSERT INTO xfer (id, src, dst, amount) VALUES (?, ?, ?, ?)", (tid, a, b, amount))
     n = int(count)
-    for i in range(n + (1 if kill else 0)):
+    i = 0
+    while True:
+        if i == n and how == "pause":
+            print("paused", flush=True)
+            words = sys.stdin.readline().split()
+            if words[:1] != ["go"]:
+                return
+            n += int(words[1])
+        if i >= n + (1 if kill else 0):
+            return
         tid = f"{prefix}-{i}"
+        i += 1
         a, b = rng.sample(range(1, ACCOUNTS + 1), 2)
         amount = rng.randint(1, 30)
-        if kill and i == n:
+        if kill and i == n + 1:
             print("armed", tid, flush=True)
             arm(kill)
-        db.run_in_transaction(transfer, tid, a, b, amount)
+        try:
+            db.run_in_transaction(transfer, tid, a, b, amount)
+        except DatabaseError as exc:
+            if not how:
+                raise
+            print("error", tid, exc.kind, flush=True)
+            return
         print("ack", tid, a, b, amount, flush=True)
+try:
+    db = DatabaseManager(cfg)
+except DatabaseError as exc:
+    if not how:
+        raise
+    print("refused", exc.kind, flush=True)
+    sys.exit(0)
+with db:
+    run(db)
 """.replace("ACCOUNTS", str(ACCOUNTS))
 
 #: Another process that tries to take the database EXCLUSIVE at once: ``python -c PROBE DB MODULE`` prints ``taken``
@@ -128,6 +178,42 @@ try:
     print("taken", flush=True)
 except module.OperationalError as exc:
     print("busy" if "locked" in str(exc) or "busy" in str(exc) else "error " + str(exc), flush=True)
+os._exit(0)
+"""
+
+#: Another application writes a row: ``python -c FOREIGN_WRITER DB MODULE ID`` inserts transfer ``ID`` of amount 0
+#: (the transfer invariant holds whether it stays or not) with plain SQLite and prints ``wrote`` or ``error ...``.
+FOREIGN_WRITER = r"""
+import importlib, pathlib, sys
+module = importlib.import_module(sys.argv[2])
+module = getattr(module, "dbapi2", module) if not hasattr(module, "connect") else module
+try:
+    conn = module.connect(pathlib.Path(sys.argv[1]).resolve().as_uri() + "?mode=rw", uri=True, timeout=1,
+                          isolation_level=None)
+    conn.execute("INSERT INTO xfer (id, src, dst, amount) VALUES (?, 1, 1, 0)", (sys.argv[3],))
+    print("wrote", flush=True)
+    conn.close()
+except module.Error as exc:
+    print("error", exc, flush=True)
+"""
+
+#: Another process reads the bank: ``python -c OUTSIDE_READER DB MODULE`` prints ``{"xfer": [[id, src, dst, amount],
+#: ...], "acct": [[id, balance], ...]}`` or ``{"error": "..."}``. SQLite shares one WAL index per database file within
+#: a process, so only another process sees what a newcomer would (with the ``-shm`` removed: its own index built
+#: from the files at the path). Exits without closing, like :data:`PROBE`: its close never checkpoints anything.
+OUTSIDE_READER = r"""
+import importlib, json, os, pathlib, sys
+module = importlib.import_module(sys.argv[2])
+module = getattr(module, "dbapi2", module) if not hasattr(module, "connect") else module
+try:
+    uri = pathlib.Path(sys.argv[1]).resolve().as_uri() + "?mode=rw"
+    conn = module.connect(uri, uri=True, timeout=5, isolation_level=None)
+    conn.execute("BEGIN")
+    out = {"xfer": [list(r) for r in conn.execute("SELECT id, src, dst, amount FROM xfer")],
+           "acct": [list(r) for r in conn.execute("SELECT id, balance FROM acct")]}
+except module.Error as exc:
+    out = {"error": str(exc)}
+print(json.dumps(out), flush=True)
 os._exit(0)
 """
 
@@ -274,19 +360,27 @@ class DataLossMachine(RuntimeMachine):
         """A real process does ``count`` transfers through its own manager; maybe killed -9 in the next commit."""
         self.run_worker(count, kill)
 
-    def run_worker(self, count: int, kill: str | None) -> None:
-        """Run one worker process (see :data:`WORKER`) and take in what it acknowledged."""
+    def worker_args(self, count: int, kill: str | None, how: str = "") -> list[str]:
+        """The command line of the next worker process (see :data:`WORKER`)."""
         self.processes += 1
-        prefix = f"p{self.processes}"
-        out = subprocess.run([sys.executable, "-c", WORKER, self.db_path, prefix, str(count), kill or "",
-                              self.config.synchronous, self.config.sqlite_module],
-                             capture_output=True, text=True, timeout=120)
+        return [sys.executable, "-c", WORKER, self.db_path, f"p{self.processes}", str(count), kill or "",
+                self.config.synchronous, self.config.sqlite_module, how]
+
+    def take_in(self, line: str) -> None:
+        """One line of a worker's output: an acknowledged transfer, or one whose outcome it never learnt."""
+        words = line.split()
+        if words[:1] == ["ack"]:
+            self.acked[words[1]] = (int(words[2]), int(words[3]), int(words[4]))
+        elif words[:1] in (["armed"], ["error"]):
+            self.maybe.add(words[1])
+
+    def run_worker(self, count: int, kill: str | None, how: str = "") -> None:
+        """Run one worker process (see :data:`WORKER`) and take in what it acknowledged."""
+        args = self.worker_args(count, kill, how)
+        prefix = args[4]
+        out = subprocess.run(args, capture_output=True, text=True, timeout=120)
         for line in out.stdout.splitlines():
-            words = line.split()
-            if words[:1] == ["ack"]:
-                self.acked[words[1]] = (int(words[2]), int(words[3]), int(words[4]))
-            elif words[:1] == ["armed"]:
-                self.maybe.add(words[1])
+            self.take_in(line)
         if kill:
             self.worker_killed = True
             STATS.record_fault("worker_killed")
@@ -315,10 +409,29 @@ class DataLossMachine(RuntimeMachine):
             return f"unreadable: {exc}"
         return xfers, balances
 
-    def check_bank(self, number: int, what: str, faults: list[str]) -> dict[str, tuple[int, int, int]] | None:
+    def read_bank_outside(self) -> tuple[dict[str, tuple[int, int, int]], dict[int, int]] | str:
+        """:meth:`read_bank` as another process sees it (see :data:`OUTSIDE_READER`)."""
+        import json
+
+        out = subprocess.run([sys.executable, "-c", OUTSIDE_READER, self.db_path, self.config.sqlite_module],
+                             capture_output=True, text=True, timeout=60)
+        try:
+            data = json.loads(out.stdout)
+        except ValueError:
+            # Not a verdict on the runtime: the reader itself could not ask (report why).
+            raise RuntimeError(f"outside reader failed ({out.returncode}): {out.stderr[-2000:]}") from None
+        if "error" in data:
+            return f"unreadable from another process: {data['error']}"
+        return ({t: (s, d, a) for t, s, d, a in data["xfer"]}, {i: b for i, b in data["acct"]})
+
+    def check_bank(self, number: int, what: str, faults: list[str],
+                   state: tuple[dict[str, tuple[int, int, int]], dict[int, int]] | str | None = None,
+                   ) -> dict[str, tuple[int, int, int]] | None:
         """Every acknowledged transfer is on disk, nothing unknown is, and the balances are exactly the
-        opening ones plus the transfers present (the transfer invariant). Returns the transfers present."""
-        state = self.read_bank()
+        opening ones plus the transfers present (the transfer invariant). Returns the transfers present.
+
+        ``state``: what was read (default: :meth:`read_bank` now)."""
+        state = self.read_bank() if state is None else state
         if isinstance(state, str):
             self.check(number, False, f"{what}: the database is {state}", faults=faults)
             return None
@@ -577,7 +690,7 @@ class DataLossMachine(RuntimeMachine):
     # -- (f) the -wal removed on its own ------------------------------------------------------------
     # A crash-and-restart needs no connection of this process left on the file (they would share its
     # -shm index with the new runtime): only when no manager was abandoned in this example. (Under running
-    # managers the removal is not handled yet: not a rule.)
+    # managers: remove_wal_live.)
     @precondition(lambda self: not self.abandoned and self.use_processes)
     @rule(shm=st.booleans(), count=st.integers(1, 3))
     def remove_wal(self, shm: bool, count: int) -> None:
@@ -600,11 +713,11 @@ class DataLossMachine(RuntimeMachine):
         self.run_worker(count, "after_commit")
         self.worker_killed = True
         STATS.record_fault("worker_killed")
-        for suffix in ("-wal", "-shm") if shm else ("-wal",):
-            try:
-                os.unlink(self.db_path + suffix)  # a real removal, as a cleanup script does it
-            except FileNotFoundError:
-                pass
+        try:  # a real removal, as a cleanup script does it (labelled as this rule's own kind)
+            make_fault("disconnect", self.db_path, mode="remove_wal_shm" if shm else "remove_wal",
+                       kind="wal_removed").inject()
+        except FaultError:
+            pass  # no -wal: the killed worker left nothing to lose
         self.db = self.open_runtime(self.config)
         self.peer = self.open_runtime(self.config) if had_peer else None
         statuses = [str(m.health().status) for m in self.managers()]
@@ -634,6 +747,192 @@ class DataLossMachine(RuntimeMachine):
             self.check(13, False, f"recovering from a removed -wal failed with every journal intact: "
                        f"{report.problems}", faults=labels)
         if self.peer is not None:  # the second manager was refused too: it serves the recovered file again
+            self.peer.close()
+            self.peer = self.open_runtime(self.config)
+
+    # -- (g) the -wal removed under live managers and workers ---------------------------------------
+    # A cleanup script removes the -wal (maybe the -shm too) while the managers of this process and a worker
+    # process have the database open (tests/test_wal_removed_live.py measures what SQLite and the runtime do).
+    # Not after a kill-style restart in this example: the abandoned managers' handles stand for a killed
+    # process, yet they would hold the removed WAL open like live ones.
+    @precondition(lambda self: not self.abandoned)
+    @rule(shm=st.booleans(), first=st.sampled_from([a for a in AFTER_REMOVAL if a not in HELD_AFTER_REMOVAL]),
+          count=st.integers(1, 3))
+    def remove_wal_live(self, shm: bool, first: str, count: int) -> None:
+        """P13/P10: the ``-wal`` (and maybe the ``-shm``) removed while every writer has the database open.
+
+        Each in-process manager commits a transfer first (so the WAL holds acknowledged frames); in examples
+        with processes (while the example's one worker process is not spent) a worker process acknowledges
+        ``count`` transfers and waits, its manager open. Then the
+        fault (``disconnect_remove_wal[_shm]``), then ``first`` acts before anyone else: a manager writes or
+        reads, asks for health, a new worker process starts (and is refused while the frames are held
+        elsewhere, or writes), the paused worker goes on (or is killed -9), the service restarts, or another
+        application writes with plain SQLite (on the state of the last checkpoint when the -shm is gone). Then
+        every manager looks. A manager that says ``healthy`` serves every acknowledged transfer; one that
+        does not says why, and ``recover()`` brings every acknowledged transfer back (or says how many are
+        missing when a journal was cut earlier). The fault's checks are labelled with it while a handle of
+        this process may still hold the removed file; the last one (every acknowledged transfer on disk, the
+        transfer invariant), made when every manager has looked, is ``after:`` it.
+        """
+        from reliability import DatabaseError
+
+        kind = "disconnect_remove_wal_shm" if shm else "disconnect_remove_wal"
+        labels = [kind, *self.extra_labels()]
+        for who, m in enumerate(self.managers()):  # every manager holds the WAL, with frames of its own in it
+            self.transfer_through(who, m, 1, 2, 1)
+        worker = None
+        if first in ("newcomer", "worker_goes_on", "worker_killed", "foreign_write") and not (
+                self.use_processes and self.processes < MAX_PROCESSES):
+            first = "write"  # (the example's worker process is spent: a real process costs ~0.5 s)
+        if first in ("worker_goes_on", "worker_killed"):
+            worker = self.start_paused_worker(count)
+            if worker is None:
+                first = "write"
+        fault = make_fault(kind, self.db_path, counted_in=STATS)
+        try:
+            fault.inject()
+        except FaultError:  # no -wal to remove (a failed recovery left the file closed): nothing happened
+            self.finish_worker(worker, 0)
+            return
+        self.fault_history.append(kind)
+        if first == "worker_killed":
+            assert worker is not None
+            worker.kill()  # its frames are in the removed WAL, which the managers here still hold
+            self.finish_worker(worker, 0)
+            worker = None
+            self.worker_killed = True
+            STATS.record_fault("worker_killed")
+            labels.append("worker_killed")
+        elif first == "worker_goes_on":
+            self.finish_worker(worker, count)
+            worker = None
+        elif first == "newcomer":
+            self.run_worker(count, None, "tolerant")
+        elif first == "restart":
+            self.restart_all()
+        elif first == "foreign_write":
+            self.serial += 1
+            tid = f"f-{self.serial}"
+            self.maybe.add(tid)  # another application's row: the runtime never acknowledged it
+            subprocess.run([sys.executable, "-c", FOREIGN_WRITER, self.db_path, self.config.sqlite_module, tid],
+                           capture_output=True, text=True, timeout=60)
+        elif first == "health":
+            self.db.health()  # judged below with the others
+        elif first == "read":
+            try:
+                served = {r[0] for r in self.db.fetch_all("SELECT id FROM xfer")}
+            except DatabaseError:
+                pass  # a refusal is an answer
+            else:
+                self.check(13, set(self.acked) <= served, lambda: "right after the -wal was removed a read "
+                           f"serves without acknowledged transfers: {sorted(set(self.acked) - served)[:5]}",
+                           faults=labels)
+        else:
+            who = 1 if first == "peer_write" and self.peer is not None else 0
+            self.transfer_through(who, self.writer(who), 2, 3, 1)
+        self.finish_worker(worker, count)  # the paused worker goes on now, if it has not yet
+        self.judge_after_removed_wal(labels)
+        fault.heal()  # (restores nothing: the runtime had to deal with it)
+        self.last_healed = kind
+        what = "after the -wal was removed under live writers and every manager looked"
+        if shm:
+            # Seen from another process first: a connection of this process shares the index the managers had
+            # (removed or not), another process builds its own from the files at the path. (With the -shm kept
+            # both read the same index: the in-process read below sees what another process would.)
+            self.check_bank(13, what + " (read by another process)", [f"after:{kind}"], self.read_bank_outside())
+        self.check_bank(13, what, [f"after:{kind}"])
+
+    def transfer_through(self, who: int, db: Any, src: int, dst: int, amount: int) -> None:
+        """One transfer through manager ``who`` (``db``), booked as acknowledged or as of unknown outcome."""
+        from reliability import DatabaseError
+
+        self.serial += 1
+        tid = f"m{who}-{self.serial}"
+        try:
+            db.run_in_transaction(bank_transfer, db, tid, src, dst, amount)
+        except DatabaseError:
+            self.maybe.add(tid)
+            return
+        self.acked[tid] = (src, dst, amount)
+
+    def start_paused_worker(self, count: int) -> Any:
+        """A worker process that acknowledges ``count`` transfers and waits with its manager open (None: it
+        could not start one)."""
+        proc = subprocess.Popen(self.worker_args(count, None, "pause"), stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.strip() == "paused":
+                return proc
+            self.take_in(line)
+        self.finish_worker(proc, 0)
+        return None
+
+    def finish_worker(self, proc: Any, more: int) -> None:
+        """Let a paused worker do ``more`` transfers and exit; take in what it acknowledged."""
+        if proc is None:
+            return
+        try:
+            out, err = proc.communicate(f"go {more}\n" if more else "", timeout=120)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a hung worker is a harness failure
+            proc.kill()
+            raise
+        for line in out.splitlines():
+            self.take_in(line)
+        if proc.returncode not in (0, -9):
+            # Not a verdict on the runtime: the worker could not do its job (report why).
+            raise RuntimeError(f"worker process failed ({proc.returncode}): {err[-2000:]}")
+
+    def judge_after_removed_wal(self, labels: list[str]) -> None:
+        """Every manager looks: a healthy one serves every acknowledged transfer; an unhealthy one says why,
+        and a recovery brings every acknowledged transfer back (or reports what it cannot)."""
+        from reliability import DatabaseError
+
+        unhealthy = []
+        for who, m in enumerate(self.managers()):
+            health = m.health()
+            if str(health.status) != "healthy":
+                self.check(10, bool(health.reasons), f"manager {who} is {health.status} after the -wal was removed "
+                           "and gives no reason", faults=labels)
+                unhealthy.append(m)
+                continue
+            try:
+                served = {r[0] for r in m.fetch_all("SELECT id FROM xfer")}
+            except DatabaseError as exc:
+                self.check(10, False, f"manager {who} is healthy after the -wal was removed, yet reading fails: "
+                           f"{exc.detail}", faults=labels)
+                continue
+            missing = sorted(set(self.acked) - served)
+            self.check(13, not missing, f"after the -wal was removed manager {who} says healthy and serves without "
+                       f"acknowledged transfers: {missing[:5]}", faults=labels)
+        if not unhealthy:
+            return
+        # Refused (commits missing at the path, or nothing could tell): recovery by a refused manager.
+        recoverer = next((m for m in unhealthy if m.connections.refused is not None), unhealthy[0])
+        try:
+            report = recoverer.recover()
+        except DatabaseError as exc:
+            self.check(13, False, f"recover() after the -wal was removed raised {exc.kind}: {exc.detail}",
+                       faults=labels)
+            return
+        what = "recovering after the -wal was removed under live writers"
+        if not report.ok:
+            self.check(13, bool(report.problems), f"{what} failed without saying why", faults=labels)
+            state = self.read_bank()
+            if not isinstance(state, str):
+                lost = set(self.acked) - set(state[0])
+                said = reported_loss(report.problems)
+                self.check(13, not lost or said is None or said >= len(lost),
+                           f"{what}: {len(lost)} acknowledged transactions are missing but recovery reports only "
+                           f"{said}: {report.problems}", faults=labels)
+                self.acked = {t: v for t, v in self.acked.items() if t in state[0]}  # reported: gone
+            self.check(13, self.journal_damaged, f"{what} failed with every journal intact: {report.problems}",
+                       faults=labels)
+        # A manager still refused serves the recovered file again once restarted (its refusal is its own).
+        if self.db.connections.refused is not None:
+            self.db.close()
+            self.db = self.open_runtime(self.config)
+        if self.peer is not None and self.peer.connections.refused is not None:
             self.peer.close()
             self.peer = self.open_runtime(self.config)
 

@@ -143,3 +143,44 @@ def test_an_unknown_mode_is_rejected_by_name(make_db):
 def test_closing_needs_a_connection_not_a_path(make_db):
     with pytest.raises(FaultError, match="acts on a live connection"):
         DisconnectFault(make_db(), mode="close").inject()
+
+
+_FRESH_READ = ("import sqlite3, sys\n"
+               "try:\n"
+               "    print(sqlite3.connect(sys.argv[1]).execute('SELECT count(*) FROM items').fetchone()[0])\n"
+               "except sqlite3.Error as e:\n"
+               "    print('error', e)\n")
+
+
+def _fresh_read(path: os.PathLike[str]) -> str:
+    """What a connection in another process reads (its own SQLite, no index shared with this process)."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", _FRESH_READ, os.fspath(path)], capture_output=True, text=True,
+                          timeout=60).stdout.strip()
+
+
+@pytest.mark.parametrize("mode", ["remove_wal", "remove_wal_shm"])
+def test_a_wal_removed_under_an_open_connection_is_used_by_it_alone(make_db, connect, mode):
+    """The open handle keeps the unlinked -wal (it reads and commits into it without error); another process
+    gets a disk I/O error (the kept index names frames the new -wal lacks) or, with the -shm removed too, the
+    database as of the last checkpoint. Heal restores nothing."""
+    path = make_db(journal_mode="wal", rows=20)
+    victim = connect(path, isolation_level=None)
+    victim.execute("PRAGMA wal_autocheckpoint = 0")
+    victim.execute("INSERT INTO items (name) VALUES ('in-the-wal')")  # committed into the -wal
+    fault = DisconnectFault(path, mode=mode).inject()
+    assert not os.path.exists(f"{path}-wal")
+    assert os.path.exists(f"{path}-shm") is (mode == "remove_wal")
+    victim.execute("INSERT INTO items (name) VALUES ('after')")  # no error: into the unlinked file
+    assert victim.execute("SELECT count(*) FROM items").fetchone() == (22,)
+    seen = _fresh_read(path)
+    assert seen.startswith("error disk I/O error") if mode == "remove_wal" else seen == "20", seen
+    fault.heal()
+    assert any(r.action == "nothing to restore" for r in fault.records), fault.records
+
+
+def test_removing_a_wal_that_is_not_there_is_refused(make_db):
+    with pytest.raises(FaultError, match="there is none"):
+        DisconnectFault(make_db(journal_mode="delete"), mode="remove_wal").inject()

@@ -51,6 +51,9 @@ class CutJournalsOnly(DataLossMachine):
     def replace_and_heal(self, *args: Any, **kwargs: Any) -> None:
         """(not a rule here)"""
 
+    def remove_wal_live(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
     def remove_wal(self, *args: Any, **kwargs: Any) -> None:
         """(not a rule here)"""
 
@@ -154,6 +157,9 @@ class ReplaceWithTwoManagers(DataLossMachine):
     def transient_in_maintenance(self, *args: Any, **kwargs: Any) -> None:
         """(not a rule here)"""
 
+    def remove_wal_live(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
     def remove_wal(self, *args: Any, **kwargs: Any) -> None:
         """(not a rule here)"""
 
@@ -211,6 +217,9 @@ class RemovedWalOnly(DataLossMachine):
     def worker_process(self, *args: Any, **kwargs: Any) -> None:
         """(not a rule here: remove_wal runs its own worker)"""
 
+    def remove_wal_live(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
 
 def test_journal_records_taken_for_orphans_after_a_removed_wal_are_caught(tmp_path, monkeypatch):
     """(f) Before the fix a restart after a removed -wal marked every journal record past the database's
@@ -224,3 +233,68 @@ def test_journal_records_taken_for_orphans_after_a_removed_wal_are_caught(tmp_pa
 
 def test_the_removed_wal_machine_passes_on_the_runtime_as_it_is(tmp_path):
     run_machine(RemovedWalOnly, settings_=settings(BITE, max_examples=10), base_dir=str(tmp_path))
+
+
+class RemovedWalLiveOnly(DataLossMachine):
+    """The machine with its writers and the live removed-WAL rule only (worker processes always on)."""
+
+    def after_start(self) -> None:
+        """The base start, with processes on (the rule's paused worker and newcomer need them)."""
+        super().after_start()
+        self.use_processes = True
+
+    def corrupt_and_recover(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
+    def delete_database(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
+    def replace_and_heal(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
+    def transient_in_maintenance(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
+    def remove_wal(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
+
+def test_a_removed_wal_its_holder_does_not_save_is_caught(tmp_path, monkeypatch):
+    """(g) Before the fix a -wal removed under a running manager was never saved when the manager only read or
+    asked for health: it kept serving every transfer through the unlinked WAL, healthy, while another process
+    saw the database as of the last checkpoint (with the -shm removed) and the frames went with the last handle.
+    Planted: the rescue does nothing (a write still saves the WAL on its own path, when it reopens)."""
+    monkeypatch.setattr(connection_module.ConnectionManager, "rescue_removed_wal", lambda self: None)
+    message = violation(tmp_path, 13, RemovedWalLiveOnly, max_examples=40)
+    assert message.startswith("p13_corruption_recovery violated") and "disconnect_remove_wal" in message, message
+    # Another process reads the database as of the last checkpoint: without the transfers (or, when the tables
+    # were made since, without the tables), silently.
+    assert "acknowledged transfer(s) lost" in message or "no such table" in message, message
+
+
+def test_the_live_removed_wal_machine_passes_on_the_runtime_as_it_is(tmp_path):
+    run_machine(RemovedWalLiveOnly, settings_=settings(BITE, max_examples=10), base_dir=str(tmp_path))
+
+
+class ForeignWriterAfterLiveRemoval(RemovedWalLiveOnly):
+    """The live removed-WAL rule with the actor it holds out of the draw (``HELD_AFTER_REMOVAL``): another
+    application opens the database right after the -wal and -shm were removed."""
+
+    def remove_wal_live(self, *args: Any, **kwargs: Any) -> None:
+        """(replaced by the rule below)"""
+
+    @rule(count=st.integers(1, 3))
+    def foreign_write_after_removal(self, count: int) -> None:
+        """The machine's own rule with ``foreign_write`` and the -shm removed too."""
+        DataLossMachine.remove_wal_live(self, True, "foreign_write", count)
+
+
+@pytest.mark.xfail(strict=True, raises=(AssertionError, *sqlite_errors()), reason=(
+    "runtime defect found by remove_wal_live (held out of the draw): with the -wal and -shm removed while pages "
+    "of the removed WAL are needed to begin a write, a process that merely opens the database makes the manager "
+    "refuse it (rightly), but every new connection of the manager's process reads through the removed WAL's index, "
+    "which a parked handle (or a second manager's) keeps alive there: recover() raises ioerr (P13), or, with a "
+    "second manager open, health() raises the raw sqlite3 error of the reconnect; tests/test_wal_removed_live.py"))
+def test_recovery_after_another_application_opened_a_database_whose_wal_was_removed(tmp_path):
+    run_machine(ForeignWriterAfterLiveRemoval, settings_=settings(BITE, max_examples=5, stateful_step_count=3),
+                base_dir=str(tmp_path), enforce={13})
