@@ -238,9 +238,16 @@ class ConnectionManager:
                 return None
             try:
                 self.open()
-            except DatabaseError as exc:  # dbfault: no fault (a -wal removed by hand: no plugin fault removes one)
+            except DatabaseError as exc:  # (the disconnect fault's remove_wal modes reach it)
                 if self.wal_loss is None:
                     return f"the -wal of {self.path!r} was removed under the open connection: {exc.detail}"
+            except self.module.Error as exc:
+                # Reopening read through the removed WAL's index (another manager of this process still holds
+                # it, and another process started a new -shm): the driver's error is an answer here, never a
+                # raw exception out of health() (found by the data-loss machine's remove_wal_live).
+                if self.wal_loss is None:
+                    return (f"the -wal of {self.path!r} was removed under the open connection and reopening the "
+                            f"database failed: {exc}")
             return self.wal_loss
 
     def _checkpoint_removed_wal(self) -> bool:
@@ -282,7 +289,7 @@ class ConnectionManager:
         """
         identity = self._identity
         if any(other is not self and other._conn is not None and other._identity == identity
-               for other in list(_MANAGERS)):
+               and not _closed_under_its_manager(other._conn) for other in list(_MANAGERS)):
             return True
         return identity is not None and bool(_lock_holders(identity))
 
@@ -302,7 +309,7 @@ class ConnectionManager:
                 continue
             try:
                 conn = other._conn
-                if conn is None or conn.in_transaction:
+                if conn is None or (not _closed_under_its_manager(conn) and conn.in_transaction):
                     continue
                 other._close_quietly()
                 other.state = ConnectionState.RECONNECTING  # its next call opens the file afresh
@@ -715,6 +722,17 @@ def set_aside_foreign_wal(path: str, wal_of: dict[tuple[int, int], tuple[int, in
             pass
     log.warning("moved aside the WAL beside the replaced database file %s (%s; kept as *%s)", path, why, suffix)
     return moved
+
+
+def _closed_under_its_manager(conn: Any) -> bool:
+    """Was this handle closed under its manager (a fault, an owner's teardown)? Then it holds no lock and no
+    index, and asking it anything raises the driver's raw ``ProgrammingError`` (seen: another manager's rescue
+    of a removed ``-wal`` failed with it)."""
+    try:
+        conn.in_transaction  # noqa: B018  (the cheapest call a closed handle refuses)
+    except Exception:  # only a closed handle refuses it (the disconnect fault's close mode reaches it)
+        return True
+    return False
 
 
 def _refuse_a_second_index(path: str) -> None:

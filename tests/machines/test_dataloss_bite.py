@@ -293,8 +293,8 @@ class ForeignWriterAfterLiveRemoval(RemovedWalLiveOnly):
     "runtime defect found by remove_wal_live (held out of the draw): with the -wal and -shm removed while pages "
     "of the removed WAL are needed to begin a write, a process that merely opens the database makes the manager "
     "refuse it (rightly), but every new connection of the manager's process reads through the removed WAL's index, "
-    "which a parked handle (or a second manager's) keeps alive there: recover() raises ioerr (P13), or, with a "
-    "second manager open, health() raises the raw sqlite3 error of the reconnect; tests/test_wal_removed_live.py"))
+    "which a parked handle (or a second manager's) keeps alive there: recover() raises ioerr (P13); "
+    "tests/test_wal_removed_live.py"))
 def test_recovery_after_another_application_opened_a_database_whose_wal_was_removed(tmp_path):
     run_machine(ForeignWriterAfterLiveRemoval, settings_=settings(BITE, max_examples=5, stateful_step_count=3),
                 base_dir=str(tmp_path), enforce={13})
