@@ -65,6 +65,7 @@ from .backup import (
     record_sequence,
 )
 from .journal import Journal
+from .outside_fence import OutsideFence
 from .parts import RuntimeParts, maintenance
 from .recovered_elsewhere import RECOVERED_BY_ANOTHER, recovered_by_another
 from .trust import Trust
@@ -423,6 +424,7 @@ def writers_fenced(parts: RuntimeParts) -> Iterator[None]:
     reading its header) has no writers to fence: recovery goes on without.
     """
     conn = None
+    outside: OutsideFence | None = None
     if os.path.exists(parts.path):
         module = parts.connections.module
         try:
@@ -439,10 +441,22 @@ def writers_fenced(parts: RuntimeParts) -> Iterator[None]:
             run_maintenance(lambda: fence.execute("BEGIN IMMEDIATE"), parts.policy, "waiting for writers to finish")
         except DatabaseError as exc:
             conn.close()
-            if retryable_in_maintenance(exc.__cause__ or exc):
-                raise
-            log.warning("recovery could not fence writers out of %s: %s", parts.path, exc.detail)
             conn = None
+            if exc.kind is ErrorKind.IOERR:
+                # This process may read the file through a removed WAL's index (see outside_fence): a process
+                # of its own takes the lock then. Another I/O error stays what it was (the helper fails too).
+                try:
+                    outside = OutsideFence(parts.path, parts.config.sqlite_module,
+                                           parts.config.busy_timeout_ms / 1000.0)
+                    log.warning("recovery fences writers out of %s from a helper process (this process: %s)",
+                                parts.path, exc.detail)
+                except OSError as outside_exc:
+                    log.warning("recovery could not fence writers out of %s from a helper process either: %s",
+                                parts.path, outside_exc)
+            if outside is None and retryable_in_maintenance(exc.__cause__ or exc):
+                raise
+            if outside is None:
+                log.warning("recovery could not fence writers out of %s: %s", parts.path, exc.detail)
         except module.Error as exc:  # dbfault: no fault (a damaged file: its writers fail on it too)
             conn.close()
             log.warning("recovery could not fence writers out of %s: %s", parts.path, exc)
@@ -456,6 +470,8 @@ def writers_fenced(parts: RuntimeParts) -> Iterator[None]:
             except Exception:  # noqa: BLE001  # dbfault: no fault (the fence only held a lock)
                 pass
             conn.close()
+        if outside is not None:
+            outside.release()
 
 
 def _missing_journal_files(base: Path, registries: list[dict[int, int] | None], own: int | None) -> list[str]:

@@ -289,12 +289,11 @@ class ForeignWriterAfterLiveRemoval(RemovedWalLiveOnly):
         DataLossMachine.remove_wal_live(self, True, "foreign_write", count)
 
 
-@pytest.mark.xfail(strict=True, raises=(AssertionError, *sqlite_errors()), reason=(
-    "runtime defect found by remove_wal_live (held out of the draw): with the -wal and -shm removed while pages "
-    "of the removed WAL are needed to begin a write, a process that merely opens the database makes the manager "
-    "refuse it (rightly), but every new connection of the manager's process reads through the removed WAL's index, "
-    "which a parked handle (or a second manager's) keeps alive there: recover() raises ioerr (P13); "
-    "tests/test_wal_removed_live.py"))
 def test_recovery_after_another_application_opened_a_database_whose_wal_was_removed(tmp_path):
+    """Found by remove_wal_live (held out of the draw until fixed): with the -wal and -shm removed while pages of
+    the removed WAL are needed to begin a write, a process that merely opens the database makes the manager refuse
+    it (rightly), and every new connection of the manager's process reads through the removed WAL's index, which
+    a parked handle keeps alive there: recover() raised ioerr while fencing writers out. It fences from a helper
+    process now (reliability/durability/outside_fence.py); the machine's P13 must hold."""
     run_machine(ForeignWriterAfterLiveRemoval, settings_=settings(BITE, max_examples=5, stateful_step_count=3),
                 base_dir=str(tmp_path), enforce={13})
