@@ -212,6 +212,9 @@ class JournalState:
     aborted: list[int] = field(default_factory=list)
     #: Sequences written by a manager committing alone: after their COMMIT, so never orphans.
     alone: set[int] = field(default_factory=set)
+    #: Sequences whose record is followed by its committed mark (written after its COMMIT succeeded, before
+    #: the caller was told): committed, whatever the database says now.
+    marked: set[int] = field(default_factory=set)
     #: Where the last complete record ends (a torn tail after it is cut off on reopen).
     valid_end: int = 0
     format: int = 0
@@ -531,6 +534,32 @@ class RedoJournal:
         self._end += len(record)
         self._inherited = None  # (the file's last record is this manager's now)
         return True
+
+    def mark_committed(self, seq: int) -> None:
+        """Record ``seq``'s COMMIT succeeded: append its committed mark, before the caller is told.
+
+        No fsync of its own (one ``pwrite``): a process killed after this keeps it (the page cache
+        outlives the process), and the next record's ``fdatasync`` makes it durable. It is what tells
+        the last record of a killed process from an orphan when the database lost it too (see
+        :func:`last_record_verdict`). Not counted in the high-water mark: a mark lost with power is a
+        record taken for an orphan as without marks, never a journal cut short. Raises nothing.
+        """
+        fd = self._fd
+        if fd is None or self.error is not None or self._end < 0:
+            return
+        try:
+            mark = self._encoder.record(("committed", seq))
+            os.pwrite(fd, mark, self._end)
+        except Exception as exc:  # noqa: BLE001  # dbfault: no fault (the journal file failing right after a COMMIT)
+            # The record and COMMIT stand; without its mark the record is judged as before marks existed. A part
+            # written must not stay for a reader (the next record is written at the same place).
+            log.warning("redo journal: could not mark sequence %d committed: %s", seq, exc)
+            try:
+                os.ftruncate(fd, self._end)
+            except OSError:  # dbfault: no fault (the next record's write reports a journal that keeps failing)
+                pass
+            return
+        self._end += len(mark)
 
     def start_sync(self) -> _Ticket | None:
         """Start making the records written so far durable on the writer thread (None: nothing to wait for).
@@ -1100,9 +1129,13 @@ def last_record_verdict(slot: int, journals: Mapping[int, tuple[JournalState, bo
     top = None if committed is None else database_top(committed)
     if top is not None and top >= seq:
         return LAST_ORPHAN
+    if seq in state.marked:
+        return LAST_COMMITTED  # its COMMIT succeeded before the mark was written: the database lost it
     rival = later = between = False
     for other, (other_state, other_gone) in journals.items():
         doubtful = _in_doubt(other_state, other_gone, None if committed is None else committed.get(other, 0))
+        if doubtful in other_state.marked:
+            doubtful = None  # committed (its mark): a sure holder of the sequence
         for other_seq, _ops in other_state.entries:
             if other == slot and other_seq == seq:
                 continue
@@ -1169,7 +1202,8 @@ def plan_replay(base: str | os.PathLike[str], start: int, *, seen: int = 0,
         verdict = last_record_verdict(slot, journals, committed)
         for i, (seq, ops) in enumerate(state.entries):
             last = i == len(state.entries) - 1
-            uncertain = owner_gone and last and not state.clean and seq not in state.alone
+            uncertain = (owner_gone and last and not state.clean and seq not in state.alone
+                         and seq not in state.marked)
             if last and verdict == LAST_ORPHAN:
                 # An orphan (see last_record_verdict). The file's mark was written with it, so it promises
                 # only the records before it (the next commit reuses its sequence).
@@ -1286,6 +1320,10 @@ def read_journal(path: str | os.PathLike[str]) -> JournalState:
             state.clean = False
         elif tag == "closed":
             state.clean = True
+        elif tag == "committed" and len(record) == 2:
+            # Only right after its own record (where mark_committed writes it); anywhere else it proves nothing.
+            if state.entries and state.entries[-1][0] == record[1]:
+                state.marked.add(int(record[1]))
         elif tag == "abort" and len(record) == 2:
             if state.entries and state.entries[-1][0] == record[1]:
                 state.entries.pop()
