@@ -27,8 +27,14 @@ the lowest slot whose lock it gets (a slot left by a dead process is taken over 
 records were reconciled). Recovery reads every slot.
 
 Commit protocol (``DatabaseManager._journaled_commit``): allocate ``G``; write the record
-``(G, statements)`` and the file's high-water mark; make it durable; ``COMMIT``; acknowledge
-only when both are durable. A ``COMMIT`` that fails gets a durable ``("abort", G)`` marker
+``(G, statements)`` and the file's high-water mark; make it durable; ``COMMIT``; append the
+*committed mark* ``("committed", G)``; acknowledge only when the record and the commit are durable.
+The mark costs one ``pwrite`` and no fsync of its own (the next record's ``fdatasync`` covers it): a
+process killed after it keeps it (the page cache outlives the process), so the last record of a
+killed process tells by itself whether the caller may have been told (marked: committed, whatever
+the database says later) or not (unmarked: it died before COMMIT, or after it and before anyone was
+told). Only a power loss can drop a mark that was written; an unmarked record is then judged as
+before marks (below). A ``COMMIT`` that fails gets a durable ``("abort", G)`` marker
 before the error is returned, so replay never applies a write the application was told had
 failed. A crash between the record and ``COMMIT`` leaves a record SQLite never committed (an
 *orphan*; the next transaction reuses ``G``): slot ``s``'s record ``G`` is committed exactly
@@ -36,7 +42,7 @@ when ``G <= writers[s]`` in the database, so every journal whose owner is gone i
 against the database when a manager opens (orphans get abort markers before anything else
 runs), and recovery, when the damaged database still tells, drops them too. Only a file's last
 record can be one; whether it is (the database may have lost commits, a ``-wal`` removed) is
-decided in one place, :func:`last_record_verdict`.
+decided in one place, :func:`last_record_verdict`, its committed mark first.
 
 The only writer (synchronous NORMAL/OFF; issue #17). The sequence row costs one more WAL page per
 commit, which at NORMAL (no fsync per commit) is most of a small write's price. A manager whose
@@ -80,6 +86,11 @@ journal can never make recovery run code. Records:
   sequence is ``B`` (or from an empty database when ``from_empty``);
 * entry ``(G, ops)`` with ``ops`` a list of ``(sql, params, many)``: one transaction; ``(G, ops, 1)``:
   the same, written after its COMMIT by a manager committing alone;
+* ``("committed", G)``: right after entry ``G``, its COMMIT succeeded (written before the caller is
+  told, not fsynced by itself, not counted in the high-water mark: a mark lost with power leaves a
+  record without its mark, never a journal that looks cut short). Files written before marks have
+  none and read as before; a runtime before marks reads a marked file as damaged at its first mark
+  (it refuses, it does not guess);
 * ``("abort", G)``: the entry ``G`` just before it never committed;
 * ``("closed", G)``: written by a clean close (its absence at open means a crash).
 
@@ -1108,13 +1119,17 @@ def last_record_verdict(slot: int, journals: Mapping[int, tuple[JournalState, bo
 
     * :data:`LAST_ORPHAN`: it never committed and is neither replayed nor expected (it gets an abort
       marker at startup). The database holds ``G`` (another slot committed it: the sequence was reused
-      after this process died), or another journal holds ``G`` in a record not in doubt (the same);
-      or nothing shows the database lost anything before ``G``: then the lone last record cannot be
-      told from an orphan (README's guarantees), and taking it for one is what a crash between the
-      record and COMMIT needs.
-    * :data:`LAST_COMMITTED`: a journal holds a later sequence and no other record holds ``G``: that
-      later one was allocated (``max + 1`` under SQLite's write lock) once ``G`` had committed.
-    * :data:`LAST_UNSURE`: it may have committed, and been acknowledged: a journal holds a sequence
+      after this process died; a mark is not consulted then), or another journal holds ``G`` in a
+      record not in doubt or marked (the same); or the record has no committed mark and nothing shows
+      the database lost anything before ``G``: a process killed there had not told anyone, and taking
+      it for an orphan is what a crash between the record and COMMIT needs. (Undecided only when a
+      power loss dropped the mark of a record the database lost too: README's guarantees.)
+    * :data:`LAST_COMMITTED`: the record carries its committed mark (written after its COMMIT
+      succeeded, before the caller was told: the database lost it); or a journal holds a later
+      sequence and no other record holds ``G``: that later one was allocated (``max + 1`` under
+      SQLite's write lock) once ``G`` had committed.
+    * :data:`LAST_UNSURE` (an unmarked record only: one written before marks existed, or whose mark a
+      power loss dropped): it may have committed, and been acknowledged: a journal holds a sequence
       between the database's and ``G`` (committed before ``G`` was allocated, and the database lacks
       it: it lost commits, a ``-wal`` removed before a checkpoint, so it may have lost ``G`` too), or
       the database cannot say. Also when another record in doubt holds ``G`` where one of the two
