@@ -552,8 +552,8 @@ class RedoJournal:
         No fsync of its own (one ``pwrite``): a process killed after this keeps it (the page cache
         outlives the process), and the next record's ``fdatasync`` makes it durable. It is what tells
         the last record of a killed process from an orphan when the database lost it too (see
-        :func:`last_record_verdict`). Not counted in the high-water mark: a mark lost with power is a
-        record taken for an orphan as without marks, never a journal cut short. Raises nothing.
+        :func:`last_record_verdict`). Not counted in the high-water mark: a mark lost with power leaves a
+        record judged as before marks, never a journal that looks cut short. Raises nothing.
         """
         fd = self._fd
         if fd is None or self.error is not None or self._end < 0:

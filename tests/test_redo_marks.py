@@ -144,3 +144,25 @@ def test_a_marked_record_whose_sequence_the_database_holds_is_taken_for_an_orpha
     write(j, 2)
     stop(j)
     assert last_record_verdict(0, read_journals(tmp_path / "db.redo"), {0: 1, 5: 2}) == LAST_ORPHAN
+
+
+def test_a_mark_the_file_refuses_leaves_the_record_unmarked_and_the_journal_usable(tmp_path, caplog):
+    """The mark's write fails (a real EBADF: the journal's descriptor swapped for a read-only one of the same
+    file): the commit stands, nothing is raised, the record stays without its mark, the next record follows."""
+    j = journal(tmp_path)
+    j.capture("INSERT INTO t VALUES (?)", (1,), False)
+    assert j.write_record(1)
+    rw, j._fd = j._fd, os.open(j.path, os.O_RDONLY)
+    try:
+        j.mark_committed(1)
+    finally:
+        assert j._fd is not None
+        os.close(j._fd)
+        j._fd = rw
+    j.committed(1)
+    assert j.error is None and "could not mark sequence 1 committed" in caplog.text
+    write(j, 2)
+    j.close()
+    state = read_journal(j.path)
+    assert [seq for seq, _ops in state.entries] == [1, 2] and state.marked == {2}
+    assert state.clean and not state.problems
