@@ -354,6 +354,10 @@ class DatabaseManager:
             else:
                 redo.discard()
             raise
+        if written:
+            # Before anyone is told (the flush wait below, or the deferred one): a record followed by this mark
+            # committed, even where the database lost it later; one without it was never acknowledged.
+            redo.mark_committed(seq)
         if ticket is not None:
             acks = self._acks
             if acks.defer:

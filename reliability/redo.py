@@ -27,8 +27,14 @@ the lowest slot whose lock it gets (a slot left by a dead process is taken over 
 records were reconciled). Recovery reads every slot.
 
 Commit protocol (``DatabaseManager._journaled_commit``): allocate ``G``; write the record
-``(G, statements)`` and the file's high-water mark; make it durable; ``COMMIT``; acknowledge
-only when both are durable. A ``COMMIT`` that fails gets a durable ``("abort", G)`` marker
+``(G, statements)`` and the file's high-water mark; make it durable; ``COMMIT``; append the
+*committed mark* ``("committed", G)``; acknowledge only when the record and the commit are durable.
+The mark costs one ``pwrite`` and no fsync of its own (the next record's ``fdatasync`` covers it): a
+process killed after it keeps it (the page cache outlives the process), so the last record of a
+killed process tells by itself whether the caller may have been told (marked: committed, whatever
+the database says later) or not (unmarked: it died before COMMIT, or after it and before anyone was
+told). Only a power loss can drop a mark that was written; an unmarked record is then judged as
+before marks (below). A ``COMMIT`` that fails gets a durable ``("abort", G)`` marker
 before the error is returned, so replay never applies a write the application was told had
 failed. A crash between the record and ``COMMIT`` leaves a record SQLite never committed (an
 *orphan*; the next transaction reuses ``G``): slot ``s``'s record ``G`` is committed exactly
@@ -36,7 +42,7 @@ when ``G <= writers[s]`` in the database, so every journal whose owner is gone i
 against the database when a manager opens (orphans get abort markers before anything else
 runs), and recovery, when the damaged database still tells, drops them too. Only a file's last
 record can be one; whether it is (the database may have lost commits, a ``-wal`` removed) is
-decided in one place, :func:`last_record_verdict`.
+decided in one place, :func:`last_record_verdict`, its committed mark first.
 
 The only writer (synchronous NORMAL/OFF; issue #17). The sequence row costs one more WAL page per
 commit, which at NORMAL (no fsync per commit) is most of a small write's price. A manager whose
@@ -80,6 +86,11 @@ journal can never make recovery run code. Records:
   sequence is ``B`` (or from an empty database when ``from_empty``);
 * entry ``(G, ops)`` with ``ops`` a list of ``(sql, params, many)``: one transaction; ``(G, ops, 1)``:
   the same, written after its COMMIT by a manager committing alone;
+* ``("committed", G)``: right after entry ``G``, its COMMIT succeeded (written before the caller is
+  told, not fsynced by itself, not counted in the high-water mark: a mark lost with power leaves a
+  record without its mark, never a journal that looks cut short). Files written before marks have
+  none and read as before; a runtime before marks reads a marked file as damaged at its first mark
+  (it refuses, it does not guess);
 * ``("abort", G)``: the entry ``G`` just before it never committed;
 * ``("closed", G)``: written by a clean close (its absence at open means a crash).
 
@@ -212,6 +223,9 @@ class JournalState:
     aborted: list[int] = field(default_factory=list)
     #: Sequences written by a manager committing alone: after their COMMIT, so never orphans.
     alone: set[int] = field(default_factory=set)
+    #: Sequences whose record is followed by its committed mark (written after its COMMIT succeeded, before
+    #: the caller was told): committed, whatever the database says now.
+    marked: set[int] = field(default_factory=set)
     #: Where the last complete record ends (a torn tail after it is cut off on reopen).
     valid_end: int = 0
     format: int = 0
@@ -531,6 +545,32 @@ class RedoJournal:
         self._end += len(record)
         self._inherited = None  # (the file's last record is this manager's now)
         return True
+
+    def mark_committed(self, seq: int) -> None:
+        """Record ``seq``'s COMMIT succeeded: append its committed mark, before the caller is told.
+
+        No fsync of its own (one ``pwrite``): a process killed after this keeps it (the page cache
+        outlives the process), and the next record's ``fdatasync`` makes it durable. It is what tells
+        the last record of a killed process from an orphan when the database lost it too (see
+        :func:`last_record_verdict`). Not counted in the high-water mark: a mark lost with power leaves a
+        record judged as before marks, never a journal that looks cut short. Raises nothing.
+        """
+        fd = self._fd
+        if fd is None or self.error is not None or self._end < 0:
+            return
+        try:
+            mark = self._encoder.record(("committed", seq))
+            os.pwrite(fd, mark, self._end)
+        except Exception as exc:  # noqa: BLE001  # dbfault: no fault (the journal file failing right after a COMMIT)
+            # The record and COMMIT stand; without its mark the record is judged as before marks existed. A part
+            # written must not stay for a reader (the next record is written at the same place).
+            log.warning("redo journal: could not mark sequence %d committed: %s", seq, exc)
+            try:
+                os.ftruncate(fd, self._end)
+            except OSError:  # dbfault: no fault (the next record's write reports a journal that keeps failing)
+                pass
+            return
+        self._end += len(mark)
 
     def start_sync(self) -> _Ticket | None:
         """Start making the records written so far durable on the writer thread (None: nothing to wait for).
@@ -1079,13 +1119,17 @@ def last_record_verdict(slot: int, journals: Mapping[int, tuple[JournalState, bo
 
     * :data:`LAST_ORPHAN`: it never committed and is neither replayed nor expected (it gets an abort
       marker at startup). The database holds ``G`` (another slot committed it: the sequence was reused
-      after this process died), or another journal holds ``G`` in a record not in doubt (the same);
-      or nothing shows the database lost anything before ``G``: then the lone last record cannot be
-      told from an orphan (README's guarantees), and taking it for one is what a crash between the
-      record and COMMIT needs.
-    * :data:`LAST_COMMITTED`: a journal holds a later sequence and no other record holds ``G``: that
-      later one was allocated (``max + 1`` under SQLite's write lock) once ``G`` had committed.
-    * :data:`LAST_UNSURE`: it may have committed, and been acknowledged: a journal holds a sequence
+      after this process died; a mark is not consulted then), or another journal holds ``G`` in a
+      record not in doubt or marked (the same); or the record has no committed mark and nothing shows
+      the database lost anything before ``G``: a process killed there had not told anyone, and taking
+      it for an orphan is what a crash between the record and COMMIT needs. (Undecided only when a
+      power loss dropped the mark of a record the database lost too: README's guarantees.)
+    * :data:`LAST_COMMITTED`: the record carries its committed mark (written after its COMMIT
+      succeeded, before the caller was told: the database lost it); or a journal holds a later
+      sequence and no other record holds ``G``: that later one was allocated (``max + 1`` under
+      SQLite's write lock) once ``G`` had committed.
+    * :data:`LAST_UNSURE` (an unmarked record only: one written before marks existed, or whose mark a
+      power loss dropped): it may have committed, and been acknowledged: a journal holds a sequence
       between the database's and ``G`` (committed before ``G`` was allocated, and the database lacks
       it: it lost commits, a ``-wal`` removed before a checkpoint, so it may have lost ``G`` too), or
       the database cannot say. Also when another record in doubt holds ``G`` where one of the two
@@ -1100,9 +1144,13 @@ def last_record_verdict(slot: int, journals: Mapping[int, tuple[JournalState, bo
     top = None if committed is None else database_top(committed)
     if top is not None and top >= seq:
         return LAST_ORPHAN
+    if seq in state.marked:
+        return LAST_COMMITTED  # its COMMIT succeeded before the mark was written: the database lost it
     rival = later = between = False
     for other, (other_state, other_gone) in journals.items():
         doubtful = _in_doubt(other_state, other_gone, None if committed is None else committed.get(other, 0))
+        if doubtful in other_state.marked:
+            doubtful = None  # committed (its mark): a sure holder of the sequence
         for other_seq, _ops in other_state.entries:
             if other == slot and other_seq == seq:
                 continue
@@ -1169,7 +1217,8 @@ def plan_replay(base: str | os.PathLike[str], start: int, *, seen: int = 0,
         verdict = last_record_verdict(slot, journals, committed)
         for i, (seq, ops) in enumerate(state.entries):
             last = i == len(state.entries) - 1
-            uncertain = owner_gone and last and not state.clean and seq not in state.alone
+            uncertain = (owner_gone and last and not state.clean and seq not in state.alone
+                         and seq not in state.marked)
             if last and verdict == LAST_ORPHAN:
                 # An orphan (see last_record_verdict). The file's mark was written with it, so it promises
                 # only the records before it (the next commit reuses its sequence).
@@ -1286,6 +1335,10 @@ def read_journal(path: str | os.PathLike[str]) -> JournalState:
             state.clean = False
         elif tag == "closed":
             state.clean = True
+        elif tag == "committed" and len(record) == 2:
+            # Only right after its own record (where mark_committed writes it); anywhere else it proves nothing.
+            if state.entries and state.entries[-1][0] == record[1]:
+                state.marked.add(int(record[1]))
         elif tag == "abort" and len(record) == 2:
             if state.entries and state.entries[-1][0] == record[1]:
                 state.entries.pop()

@@ -4,12 +4,15 @@
 of two balances and one row in ``transfers``), the transfer id appended to ACKS after each acknowledgement.
 With KILL_POINT, after N acknowledged transfers the next one kills this process with SIGKILL at that
 point of the commit path: ``before_record``, ``between_flushes`` (record written, not yet fsynced),
-``after_record`` (record durable, before COMMIT) or ``after_commit`` (COMMIT done, before the ack).
+``after_record`` (record durable, before COMMIT), ``before_mark`` (COMMIT done, its committed mark not yet
+written) or ``after_commit`` (COMMIT done and marked, before the ack).
 A manager committing alone (``REDO_WORKER_SYNC=NORMAL``, no other manager open) writes its record after
 COMMIT: there ``before_commit`` kills it in its commit window before COMMIT, ``before_record`` after COMMIT
 and before the record, ``after_record`` and ``after_commit`` after the record, before the ack.
 With ``REDO_WORKER_GO=PATH`` the worker opens its manager (taking its journal slot), creates ``PATH.ready``
 and waits for PATH to exist before its first transfer: a manager already running when another one dies.
+With ``REDO_WORKER_MARKS=off`` the worker writes its journal as the runtime did before committed marks
+existed (no mark after a COMMIT): the files an older version leaves.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ def arm(point: str) -> None:
             original(self, seq, **kw)
             die()
         journal.write_record = write_then_die  # type: ignore[method-assign]
+    elif point == "before_mark":
+        journal.mark_committed = lambda self, seq: die()  # type: ignore[method-assign]
     elif point == "after_commit":
         journal.committed = lambda self, seq: die()  # type: ignore[method-assign]
     elif point == "before_commit":
@@ -64,6 +69,8 @@ def arm(point: str) -> None:
 def bank(db_path: str, worker: int, count: int, acks: str, kill_point: str | None = None) -> None:
     rng = random.Random(worker)
     cfg = config(db_path)
+    if os.environ.get("REDO_WORKER_MARKS") == "off":
+        redo_module.RedoJournal.mark_committed = lambda self, seq: None  # type: ignore[method-assign]
     if os.environ.get("REDO_WORKER_SYNC"):
         cfg = cfg.replace(synchronous=os.environ["REDO_WORKER_SYNC"])
     with DatabaseManager(cfg) as db, open(acks, "a", buffering=1) as out:

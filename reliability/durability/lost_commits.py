@@ -12,15 +12,21 @@ most *one* record SQLite never committed, its file's last (it died there; every 
 followed by the next only after its COMMIT, or by an abort marker). So every record past the
 database's global sequence that is not the last of its file is a committed transaction the database
 lost. The last one is decided in one place, :func:`~reliability.redo.last_record_verdict`, which
-startup, the reconcile and recovery's plan all use:
+startup, the reconcile and recovery's plan all use, first by its *committed mark* (one ``pwrite``
+after its COMMIT succeeded and before the caller was told; a kill -9 keeps it, only a power loss can
+drop it, as it has no fsync of its own):
 
+* *committed*: it carries its mark (so a worker killed right after its only acknowledged transaction
+  since the last checkpoint is found), or a journal holds a later sequence, allocated once it had
+  committed: counted as lost;
 * an *orphan* (neither counted nor expected, marked aborted at a start that finds nothing missing):
-  the database or another journal holds its sequence (reused after the process died), or nothing
-  shows the database lost anything before it: a lone last record past the database (one lost
-  transaction per file, nothing else lost) cannot be told from an orphan, and stays undecided as
-  before (said in README's guarantees);
-* *committed*: a journal holds a later sequence, allocated once it had committed: counted as lost;
-* *possibly missing*: the database provably lost commits allocated before it (a journal holds a
+  the database or another journal holds its sequence (reused after the process died), or it has no
+  mark and nothing shows the database lost anything before it: a process killed there told nobody.
+  Undecided only in the compound case of a power loss that dropped the unsynced mark *and* a lone
+  last record past the database (one lost transaction in all the journals): taken for an orphan
+  (said in README's guarantees);
+* *possibly missing* (an unmarked record: written before marks existed, or its mark lost with power):
+  the database provably lost commits allocated before it (a journal holds a
   sequence between the database's and its own), so it may be the process's last acknowledged commit
   (killed right after it) as well as an orphan. Counted and named apart (:attr:`LostCommits.possibly`),
   never marked aborted (the journals stay as they are while commits are missing), and recovery replays
