@@ -157,15 +157,20 @@ with db:
     run(db)
 """.replace("ACCOUNTS", str(ACCOUNTS))
 
+#: The start of every helper script below: ``sys.argv[2]`` names the runtime's SQLite build (``sqlite3``,
+#: ``pysqlite3``, ``sqlean``), whose DB-API module the script uses, so its locks are the ones the runtime sees.
+SCRIPT_PRELUDE = r"""
+import importlib, json, os, pathlib, sys
+module = importlib.import_module(sys.argv[2])
+module = getattr(module, "dbapi2", module) if not hasattr(module, "connect") else module
+"""
+
 #: Another process that tries to take the database EXCLUSIVE at once: ``python -c PROBE DB MODULE`` prints ``taken``
 #: or ``busy``. ``locking_mode=EXCLUSIVE`` makes a WAL reader take SQLite's EXCLUSIVE lock on the database file itself,
 #: which every connection that has the file open in WAL mode blocks with its SHARED lock: the lock a plain
 #: ``open()``/``close()`` of the file in this process silently drops. The probe exits without closing, so even a
 #: lock it should not have got changes nothing (no checkpoint-on-close, no WAL deleted).
-PROBE = r"""
-import importlib, os, pathlib, sys
-module = importlib.import_module(sys.argv[2])
-module = getattr(module, "dbapi2", module) if not hasattr(module, "connect") else module
+PROBE = SCRIPT_PRELUDE + r"""
 try:
     uri = pathlib.Path(sys.argv[1]).resolve().as_uri() + "?mode=rw"
     conn = module.connect(uri, uri=True, timeout=0, isolation_level=None)
@@ -179,10 +184,7 @@ os._exit(0)
 
 #: Another application writes a row: ``python -c FOREIGN_WRITER DB MODULE ID`` inserts transfer ``ID`` of amount 0
 #: (the transfer invariant holds whether it stays or not) with plain SQLite and prints ``wrote`` or ``error ...``.
-FOREIGN_WRITER = r"""
-import importlib, pathlib, sys
-module = importlib.import_module(sys.argv[2])
-module = getattr(module, "dbapi2", module) if not hasattr(module, "connect") else module
+FOREIGN_WRITER = SCRIPT_PRELUDE + r"""
 try:
     conn = module.connect(pathlib.Path(sys.argv[1]).resolve().as_uri() + "?mode=rw", uri=True, timeout=1,
                           isolation_level=None)
@@ -197,10 +199,7 @@ except module.Error as exc:
 #: ...], "acct": [[id, balance], ...]}`` or ``{"error": "..."}``. SQLite shares one WAL index per database file within
 #: a process, so only another process sees what a newcomer would (with the ``-shm`` removed: its own index built
 #: from the files at the path). Exits without closing, like :data:`PROBE`: its close never checkpoints anything.
-OUTSIDE_READER = r"""
-import importlib, json, os, pathlib, sys
-module = importlib.import_module(sys.argv[2])
-module = getattr(module, "dbapi2", module) if not hasattr(module, "connect") else module
+OUTSIDE_READER = SCRIPT_PRELUDE + r"""
 try:
     uri = pathlib.Path(sys.argv[1]).resolve().as_uri() + "?mode=rw"
     conn = module.connect(uri, uri=True, timeout=5, isolation_level=None)
