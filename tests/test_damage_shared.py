@@ -192,6 +192,20 @@ def test_queued_writes_wait_while_another_process_has_found_the_file_damaged_by_
         assert len(db.queue) == 0
 
 
+def test_a_restore_clears_the_mark_for_every_manager_as_a_recovery_does(db_path: Path) -> None:
+    """A deliberate restore puts a verified backup in place like a recovery: the marker (and this process's
+    verdict) went with a recovery only, so the restored file kept every manager's own writes waiting."""
+    with manager(db_path) as db:
+        prepare(db)
+        corrupt(db_path)
+        meets_the_damage_elsewhere(db_path)
+        assert db.write_gate.seen_damaged and marker_of(db_path).exists()
+        db.restore()
+        assert not marker_of(db_path).exists()
+        assert not db.write_gate.seen_damaged
+        assert not db.audit.record("carol", "after the restore").pending
+
+
 def test_a_clean_check_in_any_process_clears_the_mark_for_every_manager(db_path: Path) -> None:
     with manager(db_path) as db:
         prepare(db)

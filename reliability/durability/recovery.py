@@ -150,8 +150,10 @@ class Recovery:
         with parts.lock:
             if parts.transactions.depth:
                 raise BackupError(ErrorKind.MISUSE, "restore() cannot run inside a transaction")
+            started = verdict.now()
             with install_lock(parts.path), writers_fenced(parts):
                 info = self._restore_locked(path)
+        _installed_since(parts, started)
         # Out of the install lock: an observer may write (the audit log re-anchors the chain it rewound).
         parts.executor.observers.rewound(f"restore of backup {info.path}")
         return info
@@ -242,11 +244,7 @@ class Recovery:
         m.recoveries += 1
         m.last_recovery = report.to_dict()
         if report.backup is not None or report.quarantined:
-            # Not known to be damaged any more (the next check will tell), here and in every other process: the
-            # marker goes, unless it was written since this recovery began about the file it installed.
-            installed = parts.connections.identity_at_path()
-            verdict.seen_sound(parts, None, keep=lambda mark: mark.at is not None and mark.at > started
-                               and mark.file is not None and mark.file == installed)
+            _installed_since(parts, started)
         level = logging.WARNING if report.ok else logging.ERROR
         log.log(level, "recovery of %s (%s): ok=%s, backup=%s, replayed %d write transaction(s) in %.3fs, "
                 "quarantined %s%s", parts.path, reason, report.ok, report.backup, report.replayed, report.duration,
@@ -410,6 +408,15 @@ def install_lock(db_path: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the flock
+
+
+def _installed_since(parts: RuntimeParts, started: float) -> None:
+    """A restore or recovery put another file at the path: it is not known to be damaged any more (the next
+    check will tell), here and in every other process. The damage marker goes, unless it was written since
+    ``started`` about the file just installed."""
+    installed = parts.connections.identity_at_path()
+    verdict.seen_sound(parts, None, keep=lambda mark: mark.at is not None and mark.at > started
+                       and mark.file is not None and mark.file == installed)
 
 
 @contextmanager
