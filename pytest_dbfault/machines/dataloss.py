@@ -479,9 +479,16 @@ class DataLossMachine(RuntimeMachine):
         (the database's own sequence was in the damaged file); the report says that journal's writes "may be
         missing", which is the honest answer the issue asks to keep. Only the slots this example deleted count.
         """
+        from reliability.redo import slot_path
+
         text = " ".join(problems)
-        return bool(self.journals_deleted) and all(f"the redo journal of slot {slot} " in text and "is missing" in text
-                                                    for slot in self.journals_deleted)
+        base = self.config.redo_journal_file
+
+        def named(slot: int) -> bool:  # (another manager's journal, or the recovering manager's own)
+            return (f"the redo journal of slot {slot} " in text and "is missing" in text) or \
+                f"the redo journal {str(slot_path(base, slot))!r} is missing" in text
+
+        return bool(self.journals_deleted) and all(named(slot) for slot in self.journals_deleted)
 
     def kill_all_and_start(self) -> None:
         """Every in-process manager dies as under kill -9 (no clean-close record, journal locks released,
