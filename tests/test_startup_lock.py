@@ -159,3 +159,4 @@ def test_a_registered_lock_fault_at_startup_in_a_rollback_journal_defers_the_che
         assert read_journal(db._redo.path).entries, "the journal took no record after the deferred checks ran"
     finally:
         db.close()
+

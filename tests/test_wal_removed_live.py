@@ -44,6 +44,7 @@ process while the holder keeps its frames waits (BUSY, retried) instead of servi
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -412,3 +413,18 @@ def test_a_second_manager_whose_handle_was_closed_under_it_does_not_break_the_re
     finally:
         second.close()
         first.close()
+
+
+def test_a_fence_helper_that_cannot_take_the_lock_is_none_and_leaves_no_process(tmp_path):
+    """recovery's helper-process fence on a file SQLite cannot lock (not a database): None, said, and gone."""
+    from reliability.durability.outside_fence import OutsideFence
+
+    path = tmp_path / "not-a-database.db"
+    path.write_bytes(b"this is no SQLite database " * 200)
+    assert OutsideFence.take(str(path), "sqlite3", 0.1) is None
+    real = tmp_path / "real.db"
+    sqlite3.connect(real).execute("CREATE TABLE t (v)").connection.close()
+    fence = OutsideFence.take(str(real), "sqlite3", 0.1)
+    assert fence is not None and fence.proc.poll() is None  # held, by a live helper
+    fence.release()
+    assert fence.proc.returncode == 0

@@ -42,23 +42,33 @@ conn.close()
 
 
 class OutsideFence:
-    """A helper process holding SQLite's write lock on ``path`` (see the module docstring).
+    """A helper process holding SQLite's write lock on ``path`` (see the module docstring); made by :meth:`take`.
 
-    :param path: the database file.
-    :param module: the name of the SQLite build (``config.sqlite_module``): the helper takes the lock
-        through the same library as the writers it fences out.
-    :param timeout: how long the helper waits for writers to finish (the runtime's busy timeout).
+    :param proc: the helper, which has said it holds the lock.
     """
 
-    def __init__(self, path: str, module: str, timeout: float) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", _HOLDER, module, str(Path(path)), str(timeout)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().strip()
-        if line != "held":
-            self.release()
-            raise OSError(line or f"the fence process exited with {self.proc.returncode}")
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+
+    @classmethod
+    def take(cls, path: str, module: str, timeout: float) -> OutsideFence | None:
+        """Start a helper that takes the write lock on ``path``; None (said in the log) when it could not.
+
+        :param module: the name of the SQLite build (``config.sqlite_module``): the helper takes the lock
+            through the same library as the writers it fences out.
+        :param timeout: how long the helper waits for writers to finish (the runtime's busy timeout).
+        """
+        proc = subprocess.Popen([sys.executable, "-c", _HOLDER, module, str(Path(path)), str(timeout)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        fence = cls(proc)
+        if line == "held":
+            return fence
+        fence.release()
+        log.warning("a helper process could not fence writers out of %s either: %s", path,
+                    line or f"it exited with {proc.returncode}")
+        return None
 
     def release(self) -> None:
         """Let the helper roll back and exit; wait for it."""

@@ -452,14 +452,11 @@ def writers_fenced(parts: RuntimeParts) -> Iterator[None]:
             if exc.kind is ErrorKind.IOERR:
                 # This process may read the file through a removed WAL's index (see outside_fence): a process
                 # of its own takes the lock then. Another I/O error stays what it was (the helper fails too).
-                try:
-                    outside = OutsideFence(parts.path, parts.config.sqlite_module,
-                                           parts.config.busy_timeout_ms / 1000.0)
+                outside = OutsideFence.take(parts.path, parts.config.sqlite_module,
+                                            parts.config.busy_timeout_ms / 1000.0)
+                if outside is not None:
                     log.warning("recovery fences writers out of %s from a helper process (this process: %s)",
                                 parts.path, exc.detail)
-                except OSError as outside_exc:
-                    log.warning("recovery could not fence writers out of %s from a helper process either: %s",
-                                parts.path, outside_exc)
             if outside is None and retryable_in_maintenance(exc.__cause__ or exc):
                 raise
             if outside is None:

@@ -177,3 +177,38 @@ def test_a_backup_blocked_by_an_exclusive_lock_gives_up_after_the_busy_timeout(t
         assert "locked" in info.value.detail  # (the sequence table's read or the copy: whichever meets it first)
         assert db.backups() == [] and not list(db.config.backup_directory.glob(".*tmp*"))
         assert db.backup().verified  # the lock gone, the next attempt works
+
+
+def test_a_lock_taken_during_the_copy_outlasts_the_policy_as_busy_and_leaves_nothing(tmp_path: Path) -> None:
+    """The copy's own retry: a lock another connection takes after the backup opened the database (a real
+    ``BEGIN EXCLUSIVE`` in a rollback journal, injected as the copy starts) is retried, then reported busy."""
+    from runtime_helpers import fast_config
+
+    from pytest_dbfault.faults import LockedFault
+    from reliability import DatabaseManager
+
+    with DatabaseManager(fast_config(tmp_path / "app.db", journal_mode="DELETE", busy_timeout_ms=50)) as db:
+        db.execute("CREATE TABLE t (v)")
+        db.execute("INSERT INTO t VALUES (1)")
+        store = db.durability.backups
+        real_create = store.create
+        faults: list[LockedFault] = []
+
+        def create_under_a_lock(*args, **kwargs):  # type: ignore[no-untyped-def]
+            if not faults:
+                faults.append(LockedFault(db, mode="exclusive"))
+                faults[0].inject()
+            return real_create(*args, **kwargs)
+
+        store.create = create_under_a_lock  # type: ignore[method-assign]
+        try:
+            with pytest.raises(BackupError) as info:
+                db.backup()
+        finally:
+            store.create = real_create  # type: ignore[method-assign]
+            for fault in faults:
+                fault.heal()
+        assert faults, "the copy never started: the lock was not met where this test means it"
+        assert info.value.transient and "locked" in info.value.detail
+        assert db.backups() == [] and not list(db.config.backup_directory.glob(".*tmp*"))
+        assert db.backup().verified
