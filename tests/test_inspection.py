@@ -56,3 +56,23 @@ def test_an_inspector_beside_a_live_manager_keeps_that_manager_s_locks(tmp_path:
         assert db.fetch_one("SELECT x FROM t") == (1,)
     finally:
         db.close()
+
+
+def test_an_inspector_names_a_missing_path_and_a_directory(tmp_path):
+    from reliability import DatabaseError, ErrorKind, Inspector, ReliabilityConfig
+
+    for path, said in ((tmp_path / "nope.db", "does not exist"), (tmp_path, "is not a database file")):
+        with pytest.raises(DatabaseError) as info:
+            Inspector(ReliabilityConfig(db_path=str(path)))
+        assert info.value.kind is ErrorKind.CANTOPEN and said in info.value.detail and str(path) in info.value.detail
+
+
+def test_the_queue_summary_counts_pending_and_refused_writes_and_skips_a_garbled_line(tmp_path):
+    from reliability.inspection import queue_summary
+
+    queue = tmp_path / "app.db.queue.jsonl"
+    assert queue_summary(queue, 10) == {"pending": 0, "failed": 0, "path": str(queue), "max": 10}
+    queue.write_bytes(b'{"op": "put", "key": "a"}\n{"op": "put", "key": "b"}\nnot json\n{"op": "put"}\n'
+                      b'{"op": "failed", "key": "b"}\n{"op": "put", "key": "c"}\n{"op": "done", "key": "c"}\n'
+                      b'{"op": "put", "key": "torn')
+    assert queue_summary(queue, 10) == {"pending": 1, "failed": 1, "path": str(queue), "max": 10}

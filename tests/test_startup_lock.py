@@ -160,3 +160,33 @@ def test_a_registered_lock_fault_at_startup_in_a_rollback_journal_defers_the_che
     finally:
         db.close()
 
+
+
+def test_a_write_lock_outlasting_the_policy_at_startup_defers_only_the_anchor_until_it_heals(tmp_path):
+    """WAL: the plugin's ``LockedFault`` keeps writers out but not readers, so the journals are compared with
+    the database; recording the slot and the anchoring backup meet the lock, and the backup (with the slot) is
+    taken in the background once it heals."""
+    from pytest_dbfault.faults import LockedFault
+
+    path = tmp_path / "app.db"
+    closed_wal_database(path)
+    fault = LockedFault(path, mode="exclusive", holder="subprocess")
+    fault.inject()
+    try:
+        cfg = fast_config(path, synchronous="FULL", retry_attempts=2)
+        db = DatabaseManager(cfg, policy=RetryPolicy.from_config(cfg, sleep=lambda s: None))
+        assert "could not be anchored at startup" in (db._redo.error or ""), db._redo.error
+        assert db.health().status != "healthy"
+        assert db.backups() == []
+    finally:
+        fault.heal()
+    try:
+        assert wait_for(lambda: db._redo.error is None, timeout=60), db._redo.error
+        assert db.backups(), "the deferred anchor took no backup"
+        slots = [tuple(r) for r in db.fetch_all(f"SELECT slot FROM {WRITERS_TABLE}")]
+        assert (db._redo.slot,) in slots, "the slot was not recorded with the deferred anchor"
+        db.execute("INSERT INTO t VALUES (2, 'journaled')")
+        assert read_journal(db._redo.path).entries
+        assert db.health().status == "healthy", db.health()
+    finally:
+        db.close()

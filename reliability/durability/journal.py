@@ -192,6 +192,7 @@ class Journal:
         if pending == "checks":
             self._check_and_anchor(state, backup, recover, deferred=True)
         else:
+            self._register_slot()  # (the same lock may have kept it from being recorded: it is idempotent)
             self._anchor(state, backup, recover, force=True, deferred=True)
         if self._pending is None and redo.error is None:
             log.warning("the redo journal %s is checked and anchored now (a lock kept it from that at startup)",
