@@ -277,8 +277,10 @@ def test_a_removed_wal_its_holder_does_not_save_is_caught(tmp_path, monkeypatch)
     message = violation(tmp_path, 13, RemovedWalLiveOnly, max_examples=40)
     assert message.startswith("p13_corruption_recovery violated") and "disconnect_remove_wal" in message, message
     # Another process reads the database as of the last checkpoint: without the transfers (or, when the tables
-    # were made since, without the tables), silently.
-    assert "acknowledged transfer(s) lost" in message or "no such table" in message, message
+    # were made since, without the tables), silently. With SQLite 3.51 (the pysqlite3 cell) a connection of this
+    # process opened since reads through the unsaved WAL's index first and fails: "unreadable: disk I/O error".
+    assert any(sign in message for sign in ("acknowledged transfer(s) lost", "no such table",
+                                            "the database is unreadable: disk I/O error")), message
 
 
 def test_the_live_removed_wal_machine_passes_on_the_runtime_as_it_is(tmp_path):
