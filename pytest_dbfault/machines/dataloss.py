@@ -337,19 +337,9 @@ class DataLossMachine(RuntimeMachine):
           amount=st.integers(1, 30))
     def transfer(self, who: int, src: int, dst: int, amount: int) -> None:
         """A transfer through one of the in-process managers; acknowledged when the call returns."""
-        from reliability import DatabaseError
-
         if src == dst:
             dst = src % ACCOUNTS + 1
-        db = self.writer(who)
-        self.serial += 1
-        tid = f"m{who}-{self.serial}"
-        try:
-            db.run_in_transaction(bank_transfer, db, tid, src, dst, amount)
-        except DatabaseError:
-            self.maybe.add(tid)
-            return
-        self.acked[tid] = (src, dst, amount)
+        self.transfer_through(who, self.writer(who), src, dst, amount)
 
     @precondition(lambda self: self.use_processes and self.processes < MAX_PROCESSES)
     @rule(count=st.integers(1, 3), kill=st.sampled_from(KILL_POINTS))
