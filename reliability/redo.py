@@ -133,7 +133,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import sqlite_errors  # any build's errors: the runtime's connection may be sqlean or pysqlite3
+from .errors import (  # any build's errors: the runtime's connection may be sqlean or pysqlite3
+    Action,
+    decide,
+    sqlite_errors,
+)
 from .files import fsync_dir  # re-exported: backup and recovery take it from here
 
 try:  # POSIX only; elsewhere two managers are not detected
@@ -360,10 +364,16 @@ def unjournaled_writers(committed: dict[int, int] | None, backup_seq: int | None
 
 
 def committed_by_slot(conn: sqlite3.Connection) -> dict[int, int] | None:
-    """slot -> last committed sequence, or None when the database has no writers table (or cannot say)."""
+    """slot -> last committed sequence, or None when the database has no writers table (or cannot say).
+
+    :raises: the driver's error for a lock or an I/O error that may pass: that is no answer, and "cannot
+        say" would be taken as one (nothing to compare, no orphan to mark); the caller's retry policy decides.
+    """
     try:
         return {int(s): int(q) for s, q in conn.execute(f"SELECT slot, seq FROM {WRITERS_TABLE}")}
-    except sqlite_errors():  # dbfault: no fault (no such table, or a damaged file: the caller falls back)
+    except sqlite_errors() as exc:  # (no such table, or a damaged file: the caller falls back)
+        if decide(exc, maintenance=True) is Action.RETRY:
+            raise
         return None
 
 

@@ -17,6 +17,7 @@ on timing (as in ``test_transient_maintenance.py``).
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 import subprocess
 import sys
@@ -187,6 +188,63 @@ def test_a_write_lock_outlasting_the_policy_at_startup_defers_only_the_anchor_un
         assert (db._redo.slot,) in slots, "the slot was not recorded with the deferred anchor"
         db.execute("INSERT INTO t VALUES (2, 'journaled')")
         assert read_journal(db._redo.path).entries
+        assert db.health().status == "healthy", db.health()
+    finally:
+        db.close()
+
+
+def test_a_lock_between_the_lost_commit_check_and_the_orphan_reconcile_defers_the_reconcile(tmp_path, monkeypatch,
+                                                                                           caplog):
+    """The orphan reconcile reads the committed sequences again. A lock taken by another process just after
+    the lost-commit check (a real ``BEGIN EXCLUSIVE`` through the plugin's ``LockedFault``, in a rollback
+    journal mode where it keeps readers out) used to make the reconcile log a warning and skip: the dead
+    worker's record stayed unmarked while health said healthy. It is deferred like the check before it."""
+    from redo_worker import ACCOUNTS
+    from redo_worker import config as worker_config
+
+    from pytest_dbfault.faults import LockedFault
+    from reliability.durability import journal as journal_module
+
+    path = tmp_path / "bank.db"
+    with DatabaseManager(worker_config(str(path))) as setup:
+        setup.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)")
+        setup.execute("CREATE TABLE transfers (id TEXT PRIMARY KEY, src INTEGER, dst INTEGER, amount INTEGER)")
+        setup.executemany("INSERT INTO accounts (id, balance) VALUES (?, 1000)",
+                          [(i,) for i in range(1, ACCOUNTS + 1)])
+        setup.backup()
+    worker = subprocess.Popen([sys.executable, str(Path(__file__).with_name("redo_worker.py")), "bank", str(path),
+                               "1", "2", str(tmp_path / "acks"), "after_record"], stderr=subprocess.PIPE)
+    assert worker.wait(120) == -9  # killed between its durable record and COMMIT: an orphan record
+
+    def orphans_marked() -> list[str]:  # (the anchoring backup then starts the journal afresh: the log tells)
+        return [r.getMessage() for r in caplog.records if "never committed as aborted" in r.getMessage()]
+
+    caplog.set_level(logging.WARNING, "reliability.redo")
+    fault = LockedFault(path, mode="exclusive", holder="subprocess")
+    real_check = journal_module.lost_commits_at_start
+
+    def check_then_lock(*args, **kwargs):  # another process takes the lock right after the first check
+        answer = real_check(*args, **kwargs)
+        if not taken:
+            taken.append(True)
+            fault.inject()
+        return answer
+
+    taken: list[bool] = []
+
+    monkeypatch.setattr(journal_module, "lost_commits_at_start", check_then_lock)
+    try:
+        cfg = fast_config(path, journal_mode="DELETE", synchronous="FULL", retry_attempts=2)
+        db = DatabaseManager(cfg, policy=RetryPolicy.from_config(cfg, sleep=lambda s: None))
+        assert taken and fault.active, "the lock was never taken: this test did not reach the reconcile"
+        assert "could not be compared with the database at startup" in (db._redo.error or ""), db._redo.error
+        assert db.health().status != "healthy"
+        assert orphans_marked() == []
+    finally:
+        fault.heal()
+    try:
+        assert wait_for(lambda: db._redo.error is None, timeout=60), db._redo.error
+        assert len(orphans_marked()) == 1, "the dead worker's record was never reconciled"
         assert db.health().status == "healthy", db.health()
     finally:
         db.close()
