@@ -146,10 +146,11 @@ def load_or_create_key(path: str | os.PathLike[str]) -> tuple[bytes, bool]:
     """
     what = "audit key file (audit_key_path)"
     path = Path(path)
+    files.remove_leftover_temps(path, "tmp")  # a key temporary of a process that crashed while creating it
     data = files.read_private(path, what=what)
     created = False
     if data is None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        tmp = files.process_temp(path, "tmp")
         fd = files.create_temp(tmp, what=what)
         try:
             os.write(fd, (secrets.token_hex(32) + "\n").encode("ascii"))

@@ -54,7 +54,6 @@ import logging
 import os
 import socket
 import stat
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -153,7 +152,7 @@ class DamageMarker:
         files.refuse_symlink(path, WHAT)
         record = {"pid": os.getpid(), "host": socket.gethostname(), "at": time.time(), "found_by": found_by,
                   "problems": list(problems[:20]), "file": list(file) if file is not None else None}
-        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+        tmp = files.process_temp(path, "tmp")  # a crash's leftover: see remove_leftovers
         fd = files.create_temp(tmp, what=f"temporary of the {WHAT}")
         try:
             try:
@@ -172,6 +171,10 @@ class DamageMarker:
         files.fsync_dir(path.parent)
         log.warning("%s written: the database is marked damaged for every manager on it (%s): %s", path,
                     found_by, "; ".join(problems[:3]) or "no detail")
+
+    def remove_leftovers(self) -> list[Path]:
+        """Remove the temporaries of markers whose writer crashed mid-write (``<db>.damaged.tmp-<pid>-<tid>``)."""
+        return files.remove_leftover_temps(self.path, "tmp")
 
     def clear(self, *, written_before: float | None = None,
               keep: Callable[[DamageMark], bool] | None = None) -> bool:

@@ -30,9 +30,11 @@ opening, which is racy but still refuses a link that is already there.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import stat
 import threading
+import time
 from pathlib import Path
 
 #: 0 where the platform lacks the flag: the lstat check below still runs.
@@ -49,6 +51,12 @@ DIR_MODE = 0o700
 APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT
 
 PathLike = str | os.PathLike[str]
+
+log = logging.getLogger("reliability.files")
+
+#: Seconds a temporary named after a dead process is left alone before it counts as a crash's leftover:
+#: the directory may be shared with another host, where the pid in its name means nothing here.
+LEFTOVER_AGE = 60.0
 
 
 class UnsafePathError(OSError):
@@ -188,7 +196,7 @@ def _create_database(path: PathLike, what: str) -> None:
     :func:`read_database_head`). The empty file is made under a temporary name, closed, then linked to
     ``path`` (``link`` never replaces: another thread or process that created it first wins).
     """
-    tmp = Path(f"{path}.create-{os.getpid()}-{threading.get_ident()}")
+    tmp = process_temp(path, "create")
     os.close(create_temp(tmp, what=what))
     try:
         try:
@@ -206,6 +214,61 @@ def _create_database(path: PathLike, what: str) -> None:
     finally:
         _unlink_quietly(tmp)
     fsync_dir(Path(path).parent)
+
+
+def process_temp(path: PathLike, tag: str) -> Path:
+    """``<path>.<tag>-<pid>-<tid>``: a temporary of this process and thread, so two writers never share one.
+
+    A crash leaves it behind under a name no later process uses; :func:`remove_leftover_temps` finds it.
+    """
+    return Path(f"{os.fspath(path)}.{tag}-{os.getpid()}-{threading.get_ident()}")
+
+
+def remove_leftover_temps(path: PathLike, tag: str, *, now: float | None = None) -> list[Path]:
+    """Remove the :func:`process_temp` temporaries of ``path`` that crashes left; returns the removed paths.
+
+    One is a leftover when its process is gone (on this host) and it is older than :data:`LEFTOVER_AGE`
+    (a process of another host sharing the directory may be writing it). Anything with such a name that
+    is not a regular file (a planted symlink, a FIFO) is not ours and is left where it is; so are names
+    that do not carry a pid and a thread id. Errors are no verdict here: a name that cannot be checked or
+    removed now is tried again at the next start.
+    """
+    base = Path(path)
+    prefix = f"{base.name}.{tag}-"
+    try:
+        names = [name for name in os.listdir(base.parent) if name.startswith(prefix)]
+    except OSError:  # dbfault: no fault (the directory cannot be listed: the opening that follows says why)
+        return []
+    now = time.time() if now is None else now
+    removed = []
+    for name in names:
+        pid, dash, tid = name[len(prefix):].partition("-")
+        if not (pid.isdigit() and dash and tid.isdigit()) or int(pid) == os.getpid() or _process_alive(int(pid)):
+            continue
+        leftover = base.with_name(name)
+        try:
+            st = os.lstat(leftover)
+            if not stat.S_ISREG(st.st_mode) or now - st.st_mtime < LEFTOVER_AGE:
+                continue
+            os.unlink(leftover)
+        except OSError:  # dbfault: no fault (gone meanwhile, or not ours to remove: tried again at the next start)
+            continue
+        removed.append(leftover)
+        log.info("removed %s: a temporary left by process %s, which is gone", leftover, pid)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this host (unknown counts as alive: nothing is removed)."""
+    if os.name == "nt":  # os.kill(pid, 0) would terminate it there
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:  # dbfault: no fault (the usual answer for a crash's leftover)
+        return False
+    except OSError:  # dbfault: no fault (EPERM: it runs, as another user)
+        return True
+    return True
 
 
 def create_temp(path: PathLike, *, what: str = "temporary file") -> int:

@@ -58,3 +58,59 @@ def test_error_text_names_the_errno_or_the_refusal(tmp_path):
     assert error_text(OSError(errno.EACCES, "Permission denied")) == "Permission denied (EACCES)"
     refused = UnsafePathError(tmp_path / "x", "damage marker")
     assert error_text(refused) == str(refused)
+
+
+CRASH_MID_WRITE = r"""
+import os, signal, sys
+from reliability.damage_mark import DamageMarker
+os.replace = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)  # killed after the fsync, before the rename
+DamageMarker(sys.argv[1]).write("a corrupt error met by a statement", ["database disk image is malformed"], None)
+"""
+
+
+def test_a_marker_temporary_left_by_a_killed_writer_is_removed_at_the_next_start(tmp_path):
+    import subprocess
+    import sys
+
+    from runtime_helpers import fast_config
+
+    from reliability import DatabaseManager, files
+
+    db = tmp_path / "app.db"
+    writer = subprocess.Popen([sys.executable, "-c", CRASH_MID_WRITE, str(db)])
+    assert writer.wait(60) == -9
+    [leftover] = tmp_path.glob("app.db.damaged.tmp-*")
+    assert leftover.name.startswith(f"app.db.damaged.tmp-{writer.pid}-") and not marker_path(db).exists()
+    assert leftover.stat().st_size > 0  # the marker's content, never renamed over the marker
+    # Young: its process might run on another host sharing the directory, so it stays a while.
+    with DatabaseManager(fast_config(db)):
+        pass
+    assert leftover.exists()
+    old = time.time() - files.LEFTOVER_AGE - 5
+    os.utime(leftover, (old, old))
+    # Not ours, whatever its age: a live process's temporary, a link planted under such a name, a name with no pid.
+    alive = tmp_path / f"app.db.damaged.tmp-{os.getppid()}-1"
+    planted = tmp_path / "app.db.damaged.tmp-999999999-1"
+    nopid = tmp_path / "app.db.damaged.tmp-abc-1"
+    outside = tmp_path / "outside"
+    outside.write_text("keep me")
+    alive.write_text("x")
+    nopid.write_text("x")
+    planted.symlink_to(outside)
+    for p in (alive, nopid):
+        os.utime(p, (old, old))
+    with DatabaseManager(fast_config(db)):
+        pass
+    assert not leftover.exists(), "the killed writer's temporary is still there"
+    assert alive.exists() and nopid.exists() and planted.is_symlink() and outside.read_text() == "keep me"
+
+
+def test_remove_leftover_temps_leaves_this_process_and_unlistable_directories_alone(tmp_path):
+    from reliability import files
+
+    mine = files.process_temp(tmp_path / "k", "tmp")
+    mine.write_text("x")
+    old = time.time() - files.LEFTOVER_AGE - 5
+    os.utime(mine, (old, old))
+    assert files.remove_leftover_temps(tmp_path / "k", "tmp") == [] and mine.exists()
+    assert files.remove_leftover_temps(tmp_path / "missing" / "k", "tmp") == []

@@ -30,6 +30,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from .. import files
 from ..errors import DatabaseError, RecoveryAction
 from ..health import IntegrityReport
 from ..schema import Migration, MigrationResult, SchemaReport
@@ -73,7 +74,10 @@ class Durability:
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
-        """Open the redo journal, validate (and maybe migrate) the schema, start the schedule."""
+        """Remove what crashes left, open the redo journal, validate (maybe migrate) the schema, start the schedule."""
+        # Temporaries named after a process that crashed while writing them: nothing else would ever remove them.
+        files.remove_leftover_temps(self.parts.path, "create")
+        verdict.marker(self.parts).remove_leftovers()
         self.journal.start(backup=self.taker.backup, recover=self.recovery.auto_recover)
         self.trust.start()
         self.scheduler.start()
