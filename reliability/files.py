@@ -260,7 +260,7 @@ def remove_leftover_temps(path: PathLike, tag: str, *, now: float | None = None)
 
 def _process_alive(pid: int) -> bool:
     """Whether a process with this pid runs on this host (unknown counts as alive: nothing is removed)."""
-    if os.name == "nt":  # os.kill(pid, 0) would terminate it there
+    if os.name == "nt":  # pragma: no cover - os.kill(pid, 0) would terminate it there
         return True
     try:
         os.kill(pid, 0)

@@ -114,3 +114,14 @@ def test_remove_leftover_temps_leaves_this_process_and_unlistable_directories_al
     os.utime(mine, (old, old))
     assert files.remove_leftover_temps(tmp_path / "k", "tmp") == [] and mine.exists()
     assert files.remove_leftover_temps(tmp_path / "missing" / "k", "tmp") == []
+
+
+def test_a_process_of_another_user_counts_as_alive(monkeypatch):
+    """``kill(pid, 0)`` answers EPERM for a process that runs as another user (never seen as root, as here)."""
+    from reliability import files
+
+    def eperm(pid: int, sig: int) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "kill", eperm)
+    assert files._process_alive(12345)

@@ -141,12 +141,9 @@ class Journal:
             return  # nothing committed to compare with (and opening would create the file)
         try:
             committed = parts.on_live_connection("reading the committed sequences", committed_by_slot)
-        except DatabaseError as exc:
-            if retryable_in_maintenance(exc):
-                raise  # a lock that outlasted the policy: no answer (the caller defers), never "no orphans"
-            log.warning("could not read the committed sequences to reconcile the redo journals: %s", exc)
-            return
         except Exception as exc:  # noqa: BLE001  # dbfault: no fault (an unreadable database: recovery decides)
+            if isinstance(exc, DatabaseError) and retryable_in_maintenance(exc):
+                raise  # a lock that outlasted the policy: no answer (the caller defers), never "no orphans"
             log.warning("could not read the committed sequences to reconcile the redo journals: %s", exc)
             return
         if committed is None:
