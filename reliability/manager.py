@@ -342,8 +342,9 @@ class DatabaseManager:
             ensure_sequence_table(conn)  # first journaled write on this database (inside the transaction)
             seq = redo.allocate(conn)
         written = redo.write_record(seq, sync=False)
-        # The journal's fdatasync runs on the writer thread while SQLite commits (and syncs) here.
-        ticket = redo.start_sync() if written else None
+        # The journal's fdatasync runs on the writer thread while SQLite commits (and syncs) here; under EXTRA
+        # it runs after COMMIT instead, so that one flush covers the record and its committed mark.
+        ticket = redo.start_sync() if written and not redo.sync_marks else None
         try:
             conn.execute("COMMIT")
         except BaseException:
@@ -358,6 +359,8 @@ class DatabaseManager:
             # Before anyone is told (the flush wait below, or the deferred one): a record followed by this mark
             # committed, even where the database lost it later; one without it was never acknowledged.
             redo.mark_committed(seq)
+            if redo.sync_marks:
+                ticket = redo.start_sync()
         if ticket is not None:
             acks = self._acks
             if acks.defer:

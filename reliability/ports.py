@@ -65,3 +65,7 @@ class ReloadHost(Parts, Protocol):
     """What applying a new configuration (:mod:`reliability.reload`) swaps it into."""
 
     oplog: Any
+
+    @property
+    def redo_journal(self) -> Any:
+        """The redo journal this manager writes (its flushes follow ``synchronous``), or None."""

@@ -404,13 +404,16 @@ class RedoJournal:
     :param path: the journal base path (``config.redo_journal_file``); the file used is the
         first free slot (:attr:`path`, :attr:`slot`).
     :param fsync: fsync each record before the commit is acknowledged (synchronous FULL/EXTRA).
+    :param sync_marks: make each committed mark durable too before the acknowledgement (synchronous
+        EXTRA): see :meth:`mark_committed`.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True, sync_marks: bool = False) -> None:
         self.base_path = Path(path)
         self.path = Path(path)
         self.slot = 0
         self.fsync = fsync
+        self.sync_marks = sync_marks
         #: The sequence of the last transaction this journal committed (or its base).
         self.seq = 0
         #: The highest global sequence this manager saw (allocated or recorded): recovery needs
@@ -489,6 +492,32 @@ class RedoJournal:
         else:
             self._end = -1  # no header block: reset() must anchor it before the first record
 
+    @classmethod
+    def for_synchronous(cls, path: str | os.PathLike[str], level: str) -> RedoJournal:
+        """The journal for SQLite's ``synchronous`` level: records flushed under FULL and EXTRA, marks under EXTRA."""
+        journal = cls(path)
+        journal.follow_synchronous(level)
+        return journal
+
+    def follow_synchronous(self, level: str) -> None:
+        """Flush what ``synchronous`` promises from the next commit on (at start, and when a reload changes it).
+
+        FULL and EXTRA: every record is made durable before its commit is acknowledged; EXTRA also its
+        committed mark (what tells an acknowledged last record from an orphan after a power loss that a
+        removed ``-wal`` followed; see :func:`last_record_verdict`), one flush after COMMIT instead of one
+        beside it, as SQLite's own EXTRA adds a sync after the commit. NORMAL and OFF: nothing is flushed.
+        Committing alone (no sequence row per commit, the record after COMMIT: see "The only writer") is
+        for unflushed records only: a running journal that starts flushing gives its claim back (the next
+        commit publishes its run), and one that stops claims it at its next start, not now.
+        """
+        level = level.upper()
+        fsync = level in ("FULL", "EXTRA")
+        if fsync and not self.fsync and self.claim is not None:
+            claim, self.claim = self.claim, None
+            claim.close()
+        self.fsync = fsync
+        self.sync_marks = level == "EXTRA"
+
     def _claim_alone(self) -> None:
         if fcntl is None:  # pragma: no cover - without flock a second claimant could not be refused
             return
@@ -559,11 +588,12 @@ class RedoJournal:
     def mark_committed(self, seq: int) -> None:
         """Record ``seq``'s COMMIT succeeded: append its committed mark, before the caller is told.
 
-        No fsync of its own (one ``pwrite``): a process killed after this keeps it (the page cache
-        outlives the process), and the next record's ``fdatasync`` makes it durable. It is what tells
-        the last record of a killed process from an orphan when the database lost it too (see
-        :func:`last_record_verdict`). Not counted in the high-water mark: a mark lost with power leaves a
-        record judged as before marks, never a journal that looks cut short. Raises nothing.
+        No fsync of its own here (one ``pwrite``): a process killed after this keeps it (the page cache
+        outlives the process), and the next record's ``fdatasync`` makes it durable. Under EXTRA
+        (:attr:`sync_marks`) the commit path flushes it before the acknowledgement (:meth:`start_sync`).
+        It is what tells the last record of a killed process from an orphan when the database lost it too
+        (see :func:`last_record_verdict`). Not counted in the high-water mark: a mark lost with power leaves
+        a record judged as before marks, never a journal that looks cut short. Raises nothing.
         """
         fd = self._fd
         if fd is None or self.error is not None or self._end < 0:

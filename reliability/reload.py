@@ -71,6 +71,8 @@ def apply_config(db: ReloadHost, new: ReliabilityConfig) -> tuple[str, ...]:
             if db.oplog is not None:
                 db.oplog.close()
             db.oplog = OperationLog.from_config(new)
+        if "synchronous" in changed and db.redo_journal is not None:
+            db.redo_journal.follow_synchronous(new.synchronous)  # what the journal flushes follows SQLite's level
         if RECONNECT_KEYS & set(changed):
             if "db_path" in changed:
                 # A different file: let the connection manager create it like a first open.

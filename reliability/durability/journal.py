@@ -80,7 +80,7 @@ class Journal:
         parts = self.parts
         cfg = parts.config
         if cfg.redo_journal:
-            self.redo = RedoJournal(cfg.redo_journal_file, fsync=cfg.synchronous.upper() in ("FULL", "EXTRA"))
+            self.redo = RedoJournal.for_synchronous(cfg.redo_journal_file, cfg.synchronous)
             try:
                 state = self.redo.open()
             except OSError as exc:  # dbfault: no fault (journal location unusable: missing folder, a setup error)
