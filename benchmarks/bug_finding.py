@@ -194,7 +194,7 @@ BUGS: tuple[Bug, ...] = (
         "        todo = [entry for entry in entries if entry[0] > done + 1]",
         "backup, one write, corruption, recovery: the write is lost"),
     Bug("p13_redo_not_synced", 13, "reliability/manager.py",
-        "        ticket = redo.start_sync() if written else None\n",
+        "        ticket = redo.start_sync() if written and not redo.sync_marks else None\n",
         "        ticket = None  # write_record() wrote it\n",
         "synchronous=FULL, a write acknowledged, power lost before the page cache is written back, "
         "then corruption: recovery lacks the write"),
@@ -258,6 +258,11 @@ BUGS: tuple[Bug, ...] = (
         "            queue.max_entries = new.write_queue_max",
         "            queue.max_entries = old.write_queue_max",
         "reload write_queue_max down to 1 during an outage: a second queued command is still accepted"),
+    Bug("p16_journal_ignores_synchronous_reload", 16, "reliability/reload.py",
+        "            db.redo_journal.follow_synchronous(new.synchronous)",
+        "            pass",
+        "reload synchronous NORMAL -> FULL: SQLite syncs every commit, the redo journal still flushes nothing, so an "
+        "acknowledged record would not survive a power loss (the runtime's own defect until session 9)"),
     Bug("p11_notadb_classified_as_ioerr", 11, "reliability/errors.py",
         "    26: ErrorKind.NOTADB,", "    26: ErrorKind.IOERR,",
         "the header overwritten: the runtime reconnects (I/O error) instead of reporting corruption and recovering"),

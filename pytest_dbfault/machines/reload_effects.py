@@ -5,6 +5,9 @@ default run missed in session 6; ``benchmarks/bug_finding.py`` names each).
   :data:`reliability.reload.RECONNECT_KEYS`): after a reload the next call through the runtime reads the
   new pragmas, and an orphan row is refused exactly when foreign keys are on
   (``p16_reload_keeps_the_connection``: the config swapped, the open connection kept).
+* P16, ``synchronous`` changed by a reload: SQLite's pragma on the next call, and what the redo journal makes
+  durable from the next commit (``p16_journal_ignores_synchronous_reload``: the journal kept flushing as it
+  started, found by hand in session 9).
 * P16, ``write_queue_max`` lowered by a reload: in the next outage (a full disk) at most that many write
   commands are queued, the rest refused (``p16_queue_limit_not_reloaded``).
 * P10, ``health().wal_size`` is the ``-wal`` file's size, None without one (``p10_wal_size_of_the_database``).
@@ -18,6 +21,8 @@ the files on disk.
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from hypothesis import strategies as st
@@ -99,6 +104,58 @@ class ReloadEffectsMixin(ConfigMixin):
                    lambda: f"foreign_keys reloaded to {foreign_keys}, but a row naming a missing parent was "
                            f"{'refused' if refused else 'accepted'}")
 
+
+    @precondition(lambda self: getattr(self, "watcher", None) is not None and not self.faults
+                  and getattr(self.db, "redo_journal", None) is not None and not self.writes_queued())
+    @rule(other=st.integers(0, 1), n=st.integers(0, 2**20))
+    def reload_synchronous(self, other: int, n: int) -> None:
+        """P16: ``synchronous`` changed in the watched file holds from the next commit for SQLite and for the
+        redo journal: under FULL and EXTRA the record of an acknowledged write survives a power loss right
+        after the acknowledgement, under EXTRA its committed mark too (what the power-loss model of the
+        runtime's own files says such a power loss would leave; ``p16_journal_ignores_synchronous_reload``)."""
+        from reliability.redo import read_journal
+
+        from .powerloss import PowerLossModel, supported
+
+        # Always a change (one of the two other levels): from the shrunk start (NORMAL) that is FULL or EXTRA.
+        level = [lv for lv in ("NORMAL", "FULL", "EXTRA") if lv != str(self.db.config.synchronous).upper()][other]
+        if not self.reload_with(RELIABILITY_SYNCHRONOUS=level):
+            return
+        pragma = self.absorb(self.db.fetch_one, "PRAGMA synchronous")
+        levels = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
+        self.check(16, pragma is not None and levels.get(pragma[0]) == level,
+                   lambda: f"synchronous reloaded to {level}, the next call runs with PRAGMA synchronous="
+                           f"{pragma and pragma[0]}")
+        journal = Path(self.db.redo_journal.path)
+        if not supported() or journal.parent != Path(self.dir):
+            return
+        model, own = self.powerloss, None
+        if model is None:
+            model = PowerLossModel(self.dir)
+            own = model.observing()
+            own.__enter__()
+        try:
+            key, value = f"sync-{n}", level
+            out = self.call("execute", self.db.execute, "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value))
+            view = model.durable_view()
+        finally:
+            if own is not None:
+                own.__exit__(None, None, None)
+        if not out.ok:
+            return
+        self.model.kv[key] = value
+        seq = self.db.redo_journal.seq
+        with tempfile.TemporaryDirectory(prefix="dbfault-durable-") as tmp:
+            left = Path(tmp) / journal.name
+            left.write_bytes(view.get(journal.name, b""))
+            durable = read_journal(left)
+        kept = seq in [s for s, _ops in durable.entries] or seq <= durable.base
+        self.check(16, level == "NORMAL" or kept, lambda: (
+            f"synchronous reloaded to {level}: the journal record of an acknowledged write (sequence {seq}) would "
+            f"not survive a power loss right after the acknowledgement"))
+        self.check(16, level != "EXTRA" or seq in durable.marked or seq <= durable.base, lambda: (
+            f"synchronous reloaded to EXTRA: the committed mark of sequence {seq} would not survive a power loss "
+            "right after the acknowledgement"))
 
     @precondition(lambda self: getattr(self, "watcher", None) is not None and not self.faults
                   and getattr(self.db, "commands", None) is not None and not self.writes_queued())

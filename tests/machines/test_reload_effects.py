@@ -62,3 +62,21 @@ def test_the_machine_bites_a_classifier_that_loses_busy_snapshot(tmp_path, monke
     monkeypatch.delitem(errors._BY_EXTENDED, 517)
     with pytest.raises(AssertionError, match="stale snapshot failed as busy"):
         run_machine(ReloadEffectsMachine, settings_=BITE, base_dir=str(tmp_path), enforce={2})
+
+
+def test_the_machine_bites_a_journal_that_ignores_a_synchronous_reload(tmp_path, monkeypatch):
+    # The planted bug p16_journal_ignores_synchronous_reload (the runtime's own defect until session 9): SQLite
+    # follows the reloaded level, the redo journal keeps flushing (or not) as it started.
+    from reliability.redo import RedoJournal
+
+    real = RedoJournal.follow_synchronous
+    started: set[int] = set()
+
+    def only_at_start(self, level: str) -> None:
+        if id(self) not in started:
+            started.add(id(self))
+            real(self, level)
+
+    monkeypatch.setattr(RedoJournal, "follow_synchronous", only_at_start)
+    with pytest.raises(AssertionError, match="synchronous reloaded to (FULL|EXTRA)"):
+        run_machine(ReloadEffectsMachine, settings_=BITE, base_dir=str(tmp_path), enforce={16})
