@@ -183,6 +183,11 @@ class DatabaseManager:
         """The live ``sqlite3.Connection`` (opened on first use). Faults and tests may use it."""
         return self.connections.connection
 
+    @property
+    def id_prefix(self) -> str:
+        """The prefix of this manager's operation ids (``<prefix>-<n>``), shared by the operation log."""
+        return self._id_prefix
+
     def new_operation_id(self) -> str:
         """A fresh id for the technical log (``<manager>-<n>``)."""
         return self.executor.new_operation_id()

@@ -66,6 +66,13 @@ class ReloadHost(Parts, Protocol):
 
     oplog: Any
 
+    #: Backups, schedules and the journal (:class:`~reliability.durability.Durability`): they follow a reload.
+    durability: Any
+
     @property
     def redo_journal(self) -> Any:
         """The redo journal this manager writes (its flushes follow ``synchronous``), or None."""
+
+    @property
+    def id_prefix(self) -> str:
+        """The prefix of the manager's operation ids (a new operation log keeps it)."""

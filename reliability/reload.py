@@ -8,10 +8,12 @@ Example::
 
 The check is a ``stat()`` of the file (mtime, size, inode) on an interval, in a
 background thread: nothing is added to database operations. A valid change is applied
-atomically under the manager's lock (a new config object swapped in; settings that need
-a new connection close the current one so the next operation reopens it) and logged
-with the changed keys. An invalid change raises/logs a :class:`ConfigError` naming the
-keys, and the old configuration stays in force.
+atomically under the manager's lock (a new config object swapped in and handed to every part
+that copied a value from it: retry policy, queue bound, backups, schedules, operation log,
+redo journal; settings that need a new connection close the current one so the next operation
+reopens it) and logged with the changed keys. Settings read at start only
+(:data:`RESTART_KEYS`) keep their running value, with a warning. An invalid change
+raises/logs a :class:`ConfigError` naming the keys, and the old configuration stays in force.
 """
 
 from __future__ import annotations
@@ -30,8 +32,14 @@ from .ports import ReloadHost  # (a structural type: the runtime's surface this 
 log = logging.getLogger("reliability.reload")
 
 #: Settings that only take effect on a new connection.
-RECONNECT_KEYS = frozenset({"db_path", "busy_timeout_ms", "journal_mode", "synchronous", "foreign_keys",
-                            "sqlite_module"})
+RECONNECT_KEYS = frozenset({"busy_timeout_ms", "journal_mode", "synchronous", "foreign_keys"})
+#: Settings read at start only: a reload keeps the running value, says so (a warning naming each, and
+#: :attr:`ConfigWatcher.pending_restart`), and the next start uses the file's. Each names where the runtime's
+#: data lives or what reads it (the database file and with it the default places of its journal, backups,
+#: queue and audit files; the SQLite build; whether writes are journaled): switching one under a running
+#: manager would split one database's recovery data across two places (a journal beside the old file
+#: describing writes to the new one), or leave writes unjournaled while recovery counted on the journal.
+RESTART_KEYS = frozenset({"db_path", "sqlite_module", "redo_journal", "backup_dir", "write_queue_path"})
 _RETRY_KEYS = {"retry_attempts": "attempts", "retry_base_delay": "base_delay", "retry_max_delay": "max_delay",
                "retry_budget": "budget"}
 
@@ -53,6 +61,12 @@ def apply_config(db: ReloadHost, new: ReliabilityConfig) -> tuple[str, ...]:
         if db.transactions.depth:
             raise RuntimeError("cannot apply a new configuration inside a transaction")
         old = db.config
+        held = held_for_restart(old, new)
+        if held:
+            log.warning("configuration change of %s is read at start only: the running manager keeps %s; the "
+                        "next start uses the new value", ", ".join(held),
+                        ", ".join(f"{k}={getattr(old, k)!r}" for k in held), extra={"config_keys": list(held)})
+            new = new.replace(**{k: getattr(old, k) for k in held})
         changed = changed_keys(old, new)
         if not changed:
             return ()
@@ -70,15 +84,18 @@ def apply_config(db: ReloadHost, new: ReliabilityConfig) -> tuple[str, ...]:
 
             if db.oplog is not None:
                 db.oplog.close()
-            db.oplog = OperationLog.from_config(new)
+            db.oplog = OperationLog.from_config(new, prefix=db.id_prefix)  # the manager's operation ids
         if "synchronous" in changed and db.redo_journal is not None:
             db.redo_journal.follow_synchronous(new.synchronous)  # what the journal flushes follows SQLite's level
+        db.durability.follow_config(new)  # backups kept, their lock wait, every schedule
         if RECONNECT_KEYS & set(changed):
-            if "db_path" in changed:
-                # A different file: let the connection manager create it like a first open.
-                db.connections._existed = os.path.exists(new.db_path)
             db.connections.close()  # the next operation reopens with the new settings
     return changed
+
+
+def held_for_restart(old: ReliabilityConfig, new: ReliabilityConfig) -> tuple[str, ...]:
+    """The :data:`RESTART_KEYS` that differ between ``old`` (in force) and ``new`` (a file's)."""
+    return tuple(k for k in changed_keys(old, new) if k in RESTART_KEYS)
 
 
 class ConfigWatcher:
@@ -86,7 +103,8 @@ class ConfigWatcher:
 
     :param db: the manager to update.
     :param path: the ``.env`` file.
-    :param interval: seconds between checks (default ``config.config_reload_interval``; 0 means no
+    :param interval: seconds between checks (default ``config.config_reload_interval``, and then a reload
+        of that setting changes it: 0 stops the thread, a positive value starts it again; 0 means no
         background thread — call :meth:`check_now`).
     :param environ: environment consulted for ``RELIABILITY_*`` (wins over the file, as at startup).
     """
@@ -102,12 +120,29 @@ class ConfigWatcher:
         self.base = db.config
         self.last_error: ConfigError | None = None
         self.reloads = 0
+        #: Settings the file changed that are read at start only (:data:`RESTART_KEYS`): key -> the file's value.
+        self.pending_restart: dict[str, Any] = {}
+        self._follows_config = interval is None
         self._signature = self._stat()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if self.interval > 0:
-            self._thread = threading.Thread(target=self._run, name="reliability-config-watch", daemon=True)
-            self._thread.start()
+            self._start_thread()
+
+    def _start_thread(self) -> None:
+        self._stop = threading.Event()  # (a fresh one: a thread ending after a stop keeps its own, set)
+        self._thread = threading.Thread(target=self._run, args=(self._stop,), name="reliability-config-watch",
+                                        daemon=True)
+        self._thread.start()
+
+    def _follow_interval(self, interval: float) -> None:
+        """``config_reload_interval`` reloaded: check at the new pace, stop at 0, start again from 0."""
+        self.interval = interval
+        alive = self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
+        if interval <= 0 and alive:
+            self.stop()
+        elif interval > 0 and not alive and not self.db.closed:
+            self._start_thread()
 
     def subscribe(self, listener: Listener) -> Listener:
         """Call ``listener(old, new, changed_keys)`` after each applied change."""
@@ -121,8 +156,8 @@ class ConfigWatcher:
             return None
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.wait(self.interval):
             if self.db.closed:
                 return
             try:
@@ -172,6 +207,10 @@ class ConfigWatcher:
             return ()  # inside a transaction: leave the signature so the next check applies it
         self._signature = signature
         self.last_error = None
+        self.pending_restart = {k: getattr(new, k) for k in held_for_restart(self.db.config, new)}
+        new = self.db.config  # (what is in force: the restart-only settings kept their running value)
+        if "config_reload_interval" in changed and self._follows_config:
+            self._follow_interval(new.config_reload_interval)
         if changed:
             self.reloads += 1
             log.info("configuration reloaded from %s; changed: %s", self.path, ", ".join(changed),

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import files
+from ..config import ReliabilityConfig
 from ..errors import DatabaseError, RecoveryAction
 from ..health import IntegrityReport
 from ..schema import Migration, MigrationResult, SchemaReport
@@ -81,6 +82,19 @@ class Durability:
         self.journal.start(backup=self.taker.backup, recover=self.recovery.auto_recover)
         self.trust.start()
         self.scheduler.start()
+
+    def follow_config(self, new: ReliabilityConfig) -> None:
+        """A reload applied ``new``: the backups kept and their lock wait, and every schedule, follow it.
+
+        (The schedule's tasks are the backup, the two integrity checks and the facade's health check.
+        Where backups and journals live is read at start only: see ``reliability.reload.RESTART_KEYS``.)
+        """
+        self.backups.keep = max(1, new.backup_keep)
+        self.backups.busy_timeout = new.busy_timeout_ms / 1000.0
+        for name, interval in (("backup", new.backup_interval), ("quick_check", new.quick_check_interval),
+                               ("integrity_check", new.integrity_check_interval),
+                               ("health_check", new.health_check_interval)):
+            self.scheduler.set_interval(name, interval)
 
     def close(self) -> None:
         """Stop the schedule and close the journal (called by ``db.close()``)."""

@@ -44,6 +44,11 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self._name = name
         self.runs: dict[str, int] = {n: 0 for n, _, _ in self.tasks}
+        #: Every task ever added, also one whose interval is 0 (a reload may turn it on: :meth:`set_interval`).
+        self._known: dict[str, Callable[[], Any]] = {n: fn for n, _, fn in tasks}
+        #: Started by the runtime and not stopped since: a task turned on later starts the thread.
+        self._wanted = False
+        self._guard = threading.Lock()
 
     @property
     def running(self) -> bool:
@@ -52,38 +57,65 @@ class Scheduler:
 
     def add(self, name: str, interval: float, fn: Callable[[], Any]) -> None:
         """Schedule ``fn`` every ``interval`` seconds (0: not at all; a name already scheduled: no change)."""
+        self._known.setdefault(name, fn)
         if not interval or interval <= 0 or any(n == name for n, _, _ in self.tasks):
             return
         self.tasks.append((name, float(interval), fn))
         self.runs.setdefault(name, 0)
-        if self.running:  # the loop reads its tasks when it starts
-            self.stop()
+        self._restart()
+
+    def set_interval(self, name: str, interval: float) -> bool:
+        """Run the task ``name`` every ``interval`` seconds from now on (0 turns it off); True when it changed.
+
+        A configuration reload changes the schedule this way: a task turned on starts the thread (when the
+        runtime started it), the last one turned off lets it end. Unknown names change nothing.
+        """
+        fn = self._known.get(name)
+        current = next((i for n, i, _ in self.tasks if n == name), 0.0)
+        interval = float(interval) if interval and interval > 0 else 0.0
+        if fn is None or interval == current:
+            return False
+        self.tasks = [t for t in self.tasks if t[0] != name] + ([(name, interval, fn)] if interval else [])
+        self.runs.setdefault(name, 0)
+        self._restart()
+        return True
+
+    def _restart(self) -> None:
+        # The loop reads its tasks when it starts. (From the maintenance thread itself, e.g. a task that
+        # reloads the configuration, stop() does not join: the old loop ends after its task returns.)
+        if self.running or self._wanted:
+            self.stop(keep_wanted=True)
             self.start()
 
     def start(self) -> None:
-        """Start the thread (no-op when there is nothing to run)."""
-        if not self.tasks or self.running:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
-        self._thread.start()
+        """Start the thread (no thread while there is nothing to run; a task added later starts it)."""
+        with self._guard:
+            self._wanted = True
+            if not self.tasks or self.running:
+                return
+            self._stop = threading.Event()  # (a fresh event: an old loop still finishing keeps its own, set)
+            self._thread = threading.Thread(target=self._loop, args=(self._stop,), name=self._name, daemon=True)
+            self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0, *, keep_wanted: bool = False) -> None:
         """Ask the thread to stop and wait for it (a task in progress finishes first)."""
-        self._stop.set()
-        thread, self._thread = self._thread, None
+        with self._guard:
+            self._wanted = self._wanted and keep_wanted
+            self._stop.set()
+            thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
-    def _loop(self) -> None:
+    def _loop(self, stop: threading.Event) -> None:
+        tasks = list(self.tasks)
         now = self.clock()
-        due = {n: now + i for n, i, _ in self.tasks}
-        while not self._stop.is_set():
+        due = {n: now + i for n, i, _ in tasks}
+        while not stop.is_set():
             name = min(due, key=due.__getitem__)
             wait = due[name] - self.clock()
-            if wait > 0 and self._stop.wait(wait):
+            if wait > 0 and stop.wait(wait):
                 return
-            interval, fn = next((i, f) for n, i, f in self.tasks if n == name)
+            interval, fn = next((i, f) for n, i, f in tasks if n == name)
             try:
                 fn()
             except Exception:

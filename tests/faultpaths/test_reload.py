@@ -124,15 +124,27 @@ def test_a_file_change_that_changes_no_setting_reloads_nothing(db: DatabaseManag
     assert watcher.check_now() == () and watcher.reloads == 0 and db.config is config
 
 
-def test_a_reload_to_another_database_file_opens_that_file(db: DatabaseManager, tmp_path: Path) -> None:
+def test_a_reload_to_another_database_file_is_kept_for_the_next_start_and_said(db: DatabaseManager, tmp_path: Path,
+                                                                               caplog) -> None:
+    """The database file (and with it the default places of its journal, backups and queue) is read at start
+    only: switching it live used to open the new file while the journal, backups and queue stayed beside the
+    old one, one database's recovery data split across two places. The other settings of the same change
+    are applied."""
+    old = db.path
     other = tmp_path / "other.db"
     env = tmp_path / ".env"
     env.write_text("")
     watcher = ConfigWatcher(db, env, interval=0, environ={})
-    _write_env(env, f"RELIABILITY_DB_PATH={other}\n")
-    assert watcher.check_now() == ("db_path",)
-    db.execute("CREATE TABLE moved (x)")
-    assert other.exists() and db.fetch_one("SELECT count(*) FROM moved")[0] == 0
+    _write_env(env, f"RELIABILITY_DB_PATH={other}\nRELIABILITY_RETRY_ATTEMPTS=7\n")
+    with caplog.at_level(logging.WARNING, logger="reliability.reload"):
+        assert watcher.check_now() == ("retry_attempts",)
+    assert db.path == old and db.config.retry_attempts == 7
+    assert watcher.pending_restart == {"db_path": str(other)}
+    assert any("db_path is read at start only" in r.getMessage() for r in caplog.records)
+    db.execute("CREATE TABLE stays (x)")
+    assert not other.exists() and db.fetch_one("SELECT count(*) FROM stays")[0] == 0
+    _write_env(env, "RELIABILITY_RETRY_ATTEMPTS=7\n")  # taken back: nothing waits for a restart any more
+    assert watcher.check_now() == () and watcher.pending_restart == {}
 
 
 def test_the_background_watcher_ends_when_the_database_is_closed(tmp_path: Path) -> None:
