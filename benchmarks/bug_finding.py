@@ -263,6 +263,12 @@ BUGS: tuple[Bug, ...] = (
         "            pass",
         "reload synchronous NORMAL -> FULL: SQLite syncs every commit, the redo journal still flushes nothing, so an "
         "acknowledged record would not survive a power loss (the runtime's own defect until session 9)"),
+    Bug("p16_backup_keep_not_reloaded", 16, "reliability/durability/__init__.py",
+        "        self.backups.keep = max(1, new.backup_keep)\n", "",
+        "reload backup_keep 5 -> 1: the next backup still leaves 5 verified backups"),
+    Bug("p16_schedule_not_reloaded", 16, "reliability/durability/__init__.py",
+        "            self.scheduler.set_interval(name, interval)", "            pass",
+        "reload backup_interval 0 -> 60: no backup is ever scheduled (and 60 -> 0 never stops them)"),
     Bug("p11_notadb_classified_as_ioerr", 11, "reliability/errors.py",
         "    26: ErrorKind.NOTADB,", "    26: ErrorKind.IOERR,",
         "the header overwritten: the runtime reconnects (I/O error) instead of reporting corruption and recovering"),

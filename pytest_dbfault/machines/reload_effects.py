@@ -8,6 +8,9 @@ default run missed in session 6; ``benchmarks/bug_finding.py`` names each).
 * P16, ``synchronous`` changed by a reload: SQLite's pragma on the next call, and what the redo journal makes
   durable from the next commit (``p16_journal_ignores_synchronous_reload``: the journal kept flushing as it
   started, found by hand in session 9).
+* P16, ``backup_keep`` and every schedule interval changed by a reload hold for the next backups and for the
+  maintenance thread (``p16_backup_keep_not_reloaded``, ``p16_schedule_not_reloaded``: both ignored until
+  session 9).
 * P16, ``write_queue_max`` lowered by a reload: in the next outage (a full disk) at most that many write
   commands are queued, the rest refused (``p16_queue_limit_not_reloaded``).
 * P10, ``health().wal_size`` is the ``-wal`` file's size, None without one (``p10_wal_size_of_the_database``).
@@ -156,6 +159,33 @@ class ReloadEffectsMixin(ConfigMixin):
         self.check(16, level != "EXTRA" or seq in durable.marked or seq <= durable.base, lambda: (
             f"synchronous reloaded to EXTRA: the committed mark of sequence {seq} would not survive a power loss "
             "right after the acknowledgement"))
+
+    @precondition(lambda self: getattr(self, "watcher", None) is not None and not self.faults)
+    @rule(keep=st.integers(1, 3), backups=st.integers(1, 3))
+    def reload_backup_keep(self, keep: int, backups: int) -> None:
+        """P16: ``backup_keep`` reloaded holds for the next backups: at most that many verified backups are
+        left, and no fewer than were taken since (``p16_backup_keep_not_reloaded``)."""
+        if not self.reload_with(RELIABILITY_BACKUP_KEEP=str(keep)):
+            return
+        made = sum(1 for _ in range(backups) if self.call(None, self.absorb, self.db.backup).ok)
+        listed = [b for b in self.db.backups() if b.verified]
+        self.check(16, len(listed) <= keep and len(listed) >= min(keep, made), lambda: (
+            f"backup_keep reloaded to {keep}: {made} backup(s) taken since, {len(listed)} verified backup(s) kept"))
+
+    @precondition(lambda self: getattr(self, "watcher", None) is not None and not self.faults)
+    @rule(task=st.sampled_from(("backup", "quick_check", "integrity_check", "health_check")),
+          interval=st.sampled_from((0, 3600, 7200)))
+    def reload_schedule(self, task: str, interval: int) -> None:
+        """P16: an interval reloaded is the schedule in force: the task runs every that many seconds, or not at
+        all for 0, and the maintenance thread runs exactly while some task is scheduled
+        (``p16_schedule_not_reloaded``). (Long intervals: nothing runs during the example.)"""
+        if not self.reload_with(**{f"RELIABILITY_{task.upper()}_INTERVAL": str(interval)}):
+            return
+        scheduler = self.db.durability.scheduler
+        tasks = {name: every for name, every, _fn in scheduler.tasks}
+        self.check(16, tasks.get(task, 0) == interval and scheduler.running == bool(tasks), lambda: (
+            f"{task}_interval reloaded to {interval}: the schedule runs {task} every {tasks.get(task, 0)} s, "
+            f"its thread {'runs' if scheduler.running else 'does not run'} with tasks {tasks}"))
 
     @precondition(lambda self: getattr(self, "watcher", None) is not None and not self.faults
                   and getattr(self.db, "commands", None) is not None and not self.writes_queued())

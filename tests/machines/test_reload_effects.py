@@ -19,6 +19,8 @@ def _runtime_module():
 
 
 BITE = bite_settings(max_examples=30, steps=10)
+#: For a check one rule of many makes (the machine has nine of its own besides the workload's).
+WIDE = bite_settings(max_examples=80, steps=10)
 
 
 def test_the_machine_passes_on_the_runtime(tmp_path):
@@ -61,7 +63,7 @@ def test_the_machine_bites_a_classifier_that_loses_busy_snapshot(tmp_path, monke
 
     monkeypatch.delitem(errors._BY_EXTENDED, 517)
     with pytest.raises(AssertionError, match="stale snapshot failed as busy"):
-        run_machine(ReloadEffectsMachine, settings_=BITE, base_dir=str(tmp_path), enforce={2})
+        run_machine(ReloadEffectsMachine, settings_=WIDE, base_dir=str(tmp_path), enforce={2})
 
 
 def test_the_machine_bites_a_journal_that_ignores_a_synchronous_reload(tmp_path, monkeypatch):
@@ -79,4 +81,31 @@ def test_the_machine_bites_a_journal_that_ignores_a_synchronous_reload(tmp_path,
 
     monkeypatch.setattr(RedoJournal, "follow_synchronous", only_at_start)
     with pytest.raises(AssertionError, match="synchronous reloaded to (FULL|EXTRA)"):
+        run_machine(ReloadEffectsMachine, settings_=WIDE, base_dir=str(tmp_path), enforce={16})
+
+
+def test_the_machine_bites_a_backup_keep_the_reload_does_not_change(tmp_path, monkeypatch):
+    # The planted bug p16_backup_keep_not_reloaded (the runtime's own defect until session 9): the backups keep
+    # the count they were built with; everything else a reload reaches still follows it.
+    from reliability.durability import Durability
+
+    real = Durability.follow_config
+
+    def all_but_keep(self, new):
+        keep = self.backups.keep
+        real(self, new)
+        self.backups.keep = keep
+
+    monkeypatch.setattr(Durability, "follow_config", all_but_keep)
+    with pytest.raises(AssertionError, match="backup_keep reloaded"):
+        run_machine(ReloadEffectsMachine, settings_=BITE, base_dir=str(tmp_path), enforce={16})
+
+
+def test_the_machine_bites_a_schedule_the_reload_does_not_change(tmp_path, monkeypatch):
+    # The planted bug p16_schedule_not_reloaded (the runtime's own defect until session 9): the schedule keeps
+    # the intervals it was built with.
+    from reliability.durability.upkeep import Scheduler
+
+    monkeypatch.setattr(Scheduler, "set_interval", lambda self, name, interval: False)
+    with pytest.raises(AssertionError, match="_interval reloaded"):
         run_machine(ReloadEffectsMachine, settings_=BITE, base_dir=str(tmp_path), enforce={16})
