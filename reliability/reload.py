@@ -38,8 +38,10 @@ RECONNECT_KEYS = frozenset({"busy_timeout_ms", "journal_mode", "synchronous", "f
 #: data lives or what reads it (the database file and with it the default places of its journal, backups,
 #: queue and audit files; the SQLite build; whether writes are journaled): switching one under a running
 #: manager would split one database's recovery data across two places (a journal beside the old file
-#: describing writes to the new one), or leave writes unjournaled while recovery counted on the journal.
-RESTART_KEYS = frozenset({"db_path", "sqlite_module", "redo_journal", "backup_dir", "write_queue_path"})
+#: describing writes to the new one; queued writes or audit entries waiting in a file nobody reads any
+#: more), or leave writes unjournaled while recovery counted on the journal.
+RESTART_KEYS = frozenset({"db_path", "sqlite_module", "redo_journal", "backup_dir", "write_queue_path",
+                          "audit_fallback_path"})
 _RETRY_KEYS = {"retry_attempts": "attempts", "retry_base_delay": "base_delay", "retry_max_delay": "max_delay",
                "retry_budget": "budget"}
 

@@ -114,6 +114,7 @@ RESTART_VALUES = {
     "redo_journal": lambda tmp: "false",
     "backup_dir": lambda tmp: tmp / "elsewhere-backups",
     "write_queue_path": lambda tmp: tmp / "elsewhere.queue.jsonl",
+    "audit_fallback_path": lambda tmp: tmp / "elsewhere.audit-fallback.jsonl",
 }
 
 
