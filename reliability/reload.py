@@ -89,9 +89,10 @@ def apply_config(db: ReloadHost, new: ReliabilityConfig) -> tuple[str, ...]:
             db.oplog = OperationLog.from_config(new, prefix=db.id_prefix)  # the manager's operation ids
         if "synchronous" in changed and db.redo_journal is not None:
             db.redo_journal.follow_synchronous(new.synchronous)  # what the journal flushes follows SQLite's level
-        db.durability.follow_config(new)  # backups kept, their lock wait, every schedule
         if RECONNECT_KEYS & set(changed):
             db.connections.close()  # the next operation reopens with the new settings
+    # Outside the runtime's lock: restarting the schedule waits for a task in progress, which may need that lock.
+    db.durability.follow_config(new)  # backups kept, their lock wait, every schedule
     return changed
 
 
