@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from bite_settings import bite_settings
 from hypothesis import settings
@@ -80,8 +82,19 @@ def test_the_machine_bites_a_journal_that_ignores_a_synchronous_reload(tmp_path,
             real(self, level)
 
     monkeypatch.setattr(RedoJournal, "follow_synchronous", only_at_start)
-    with pytest.raises(AssertionError, match="synchronous reloaded to (FULL|EXTRA)"):
-        run_machine(ReloadEffectsMachine, settings_=WIDE, base_dir=str(tmp_path), enforce={16})
+    # (It needs a start at NORMAL, a journal, and this rule among many: the search is wider than the others'.
+    # Under FULL -> EXTRA whether the mark is flushed anyway is a race, so a replay may differ: the first
+    # violation found is what counts.)
+    messages = []
+    try:
+        run_machine(ReloadEffectsMachine, settings_=bite_settings(max_examples=250, steps=10), base_dir=str(tmp_path),
+                    enforce={16})
+    except BaseException as exc:  # an AssertionError, or Hypothesis' flaky-replay error with it as its context
+        seen: BaseException | None = exc
+        while seen is not None:
+            messages.append(str(seen))
+            seen = seen.__cause__ or seen.__context__
+    assert any(re.search("synchronous reloaded to (FULL|EXTRA)", m) for m in messages), messages[:1]
 
 
 def test_the_machine_bites_a_backup_keep_the_reload_does_not_change(tmp_path, monkeypatch):
