@@ -89,11 +89,13 @@ def test_the_machine_bites_a_journal_that_ignores_a_synchronous_reload(tmp_path,
     try:
         run_machine(ReloadEffectsMachine, settings_=bite_settings(max_examples=250, steps=10), base_dir=str(tmp_path),
                     enforce={16})
-    except BaseException as exc:  # an AssertionError, or Hypothesis' flaky-replay error with it as its context
-        seen: BaseException | None = exc
-        while seen is not None:
+    except BaseException as exc:  # an AssertionError, or Hypothesis' flaky-replay error holding or following it
+        pending: list[BaseException] = [exc]
+        while pending:
+            seen = pending.pop()
             messages.append(str(seen))
-            seen = seen.__cause__ or seen.__context__
+            pending += [e for e in (seen.__cause__, seen.__context__) if e is not None]
+            pending += list(getattr(seen, "exceptions", ()))  # FlakyFailure is an exception group
     assert any(re.search("synchronous reloaded to (FULL|EXTRA)", m) for m in messages), messages[:1]
 
 
