@@ -133,12 +133,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import (  # any build's errors: the runtime's connection may be sqlean or pysqlite3
-    Action,
-    decide,
-    sqlite_errors,
-)
+from .errors import sqlite_errors  # any build's errors: the runtime's connection may be sqlean or pysqlite3
 from .files import fsync_dir  # re-exported: backup and recovery take it from here
+from .health import retryable_in_maintenance  # the one rule: a lock or a one-off I/O error is no answer
 
 try:  # POSIX only; elsewhere two managers are not detected
     import fcntl
@@ -372,7 +369,7 @@ def committed_by_slot(conn: sqlite3.Connection) -> dict[int, int] | None:
     try:
         return {int(s): int(q) for s, q in conn.execute(f"SELECT slot, seq FROM {WRITERS_TABLE}")}
     except sqlite_errors() as exc:  # (no such table, or a damaged file: the caller falls back)
-        if decide(exc, maintenance=True) is Action.RETRY:
+        if retryable_in_maintenance(exc):
             raise
         return None
 
