@@ -15,6 +15,28 @@ def bite_settings(max_examples: int, steps: int) -> settings:
                     print_blob=False, suppress_health_check=list(HealthCheck))
 
 
+def violations_raised(machine: type, monkeypatch) -> list[str]:
+    """The message of every violation ``machine`` raises from now on, in order, whatever Hypothesis does next.
+
+    For a defect that depends on timing: the machine may find it, then not again on Hypothesis' replay, and
+    the error Hypothesis raises then (a flaky replay, or inconsistent data generation when the replay fails
+    sooner) need not hold the violation. What counts for a bite is that the check failed on the broken
+    runtime; the passing run of the same machine shows it does not fail on the real one.
+    """
+    raised: list[str] = []
+    real = machine.check
+
+    def check(self, number, ok, message="", faults=None):
+        try:
+            real(self, number, ok, message, faults)
+        except AssertionError as exc:
+            raised.append(str(exc))
+            raise
+
+    monkeypatch.setattr(machine, "check", check)
+    return raised
+
+
 def first_violation(run: Callable[[], object]) -> str | None:
     """Run a machine against a broken runtime: what it found first (one line), or None when it passed."""
     try:
