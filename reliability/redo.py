@@ -1400,10 +1400,12 @@ def read_journal(path: str | os.PathLike[str]) -> JournalState:
             break
     if state.hwm and not state.problems:
         last = state.entries[-1][0] if state.entries else 0
-        # A torn tail is the one record in flight when the power went (its mark may have landed without
-        # it; it was never acknowledged): then the records must reach the mark written before it.
+        # A torn tail is the one record in flight when the power went, never acknowledged. Its mark may
+        # have landed without it (then the copy before the newest is the mark written before it) or not
+        # (then the newest is): the records must reach the lower of the two. They differ the other way only
+        # after an abort put the mark back (the copy before it still names the aborted record).
         # A file cut at a record boundary, or cut short by more than that record, is caught either way.
-        required = state.hwm if state.valid_end == len(data) else hwm_before
+        required = state.hwm if state.valid_end == len(data) else min(state.hwm, hwm_before)
         if last < required:
             state.problems.append(f"redo journal {str(path)!r} is cut short: its records end at sequence "
                                   f"{last or 'none'} but it had recorded up to sequence {required}")

@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 
 from reliability.redo import (
+    _HWM_AT,
     LAST_COMMITTED,
     LAST_ORPHAN,
     RedoJournal,
+    _hwm_bytes,
     last_record_verdict,
     plan_replay,
     read_journal,
@@ -166,3 +168,47 @@ def test_a_mark_the_file_refuses_leaves_the_record_unmarked_and_the_journal_usab
     state = read_journal(j.path)
     assert [seq for seq, _ops in state.entries] == [1, 2] and state.marked == {2}
     assert state.clean and not state.problems
+
+
+@pytest.mark.parametrize("mark_landed", [False, True])
+def test_a_torn_record_right_after_an_abort_marker_is_a_torn_tail_not_a_cut_journal(tmp_path, mark_landed):
+    # Record 2's COMMIT failed: its abort marker puts the high-water mark back to 1. The next transaction reuses
+    # sequence 2 and the power goes while its record is written: what is left is a part of it, with or without
+    # the high-water mark it writes next. Nothing acknowledged is missing (the copy of the mark before the newest
+    # still says 2, written for the aborted record), so the file is not cut short.
+    j = journal(tmp_path)
+    write(j, 1)
+    j.capture("INSERT INTO t VALUES (?)", (2,), False)
+    assert j.write_record(2)
+    j.abort(2)
+    after_abort = j.path.stat().st_size
+    write(j, 2, mark=False)
+    stop(j)
+    data = bytearray(j.path.read_bytes())
+    if not mark_landed:
+        before = read_journal(j.path)
+        assert before.hwm == 2
+        # the reused record's mark never landed: its slot still holds the copy the aborted record wrote
+        count = before.hwm_count
+        data[_HWM_AT[count & 1]:_HWM_AT[count & 1] + 20] = _hwm_bytes(count - 2, 2)
+    j.path.write_bytes(bytes(data[:after_abort + 9]))
+    state = read_journal(j.path)
+    assert [seq for seq, _ops in state.entries] == [1] and state.aborted == [2]
+    assert not state.problems, state.problems
+
+
+def test_a_journal_cut_before_an_abort_marker_and_what_follows_is_still_cut_short(tmp_path):
+    # Record 2 aborted, record 2 again and record 3 acknowledged, then the file loses everything after record 1
+    # plus a torn part: the acknowledged records are missing, whatever the abort did to the mark.
+    j = journal(tmp_path)
+    end1 = write(j, 1)
+    j.capture("INSERT INTO t VALUES (?)", (2,), False)
+    assert j.write_record(2)
+    j.abort(2)
+    write(j, 2)
+    write(j, 3)
+    stop(j)
+    data = j.path.read_bytes()
+    j.path.write_bytes(data[:end1] + data[end1:end1 + 5])
+    state = read_journal(j.path)
+    assert state.problems and "cut short" in state.problems[0], state.problems
