@@ -31,7 +31,6 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, TypeVar
 from urllib.request import pathname2url
@@ -40,6 +39,7 @@ from . import files
 from .config import ReliabilityConfig
 from .connection import load_sqlite_module
 from .damage_mark import DamageMarker
+from .degraded.places import PLACES_TABLE, count_lines, current_places, left_behind, queue_summary
 from .durability.backup import BackupInfo, BackupManager
 from .errors import Action, DatabaseError, ErrorHandler, ErrorKind, decide, out_of_service
 from .health import HealthReport, HealthStatus, IntegrityReport, wal_size
@@ -251,6 +251,13 @@ class Inspector:
         """How many writes wait in the durable queue and how many were refused (the file is only read)."""
         return queue_summary(self.config.write_queue_file, self.config.write_queue_max)
 
+    def remembered_places(self) -> list[tuple[str, str]] | None:
+        """Where runtimes of this database kept their queue and audit fallback (:mod:`reliability.degraded.places`)."""
+        if self.fetch_one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (PLACES_TABLE,)) is None:
+            return None
+        rows = self.fetch_all(f"SELECT setting, path FROM {PLACES_TABLE}")
+        return [(str(setting), str(path)) for setting, path in rows]
+
     def health(self) -> HealthReport:
         """The health of the database as the files show it now (no counters: nothing ran in this process)."""
         reasons: list[str] = []
@@ -276,10 +283,17 @@ class Inspector:
         if queue["failed"]:
             reasons.append(f"{queue['failed']} queued write(s) were refused on replay")
         fallback = self.config.audit_fallback_file
-        waiting = _count_lines(fallback)
+        waiting = count_lines(fallback)
         extra["audit_fallback"] = {"path": str(fallback), "pending": waiting}
         if waiting:
             reasons.append(f"{waiting} audit entr{'ies' if waiting != 1 else 'y'} wait in {str(fallback)!r}")
+        try:
+            left = left_behind(self.remembered_places(), current_places(self.config))
+        except DatabaseError:  # (unreadable: said above)
+            left = []
+        if left:
+            extra["left_behind"] = [{"setting": p.setting, "path": p.path, "waiting": p.waiting} for p in left]
+            reasons.extend(p.reason() for p in left)
         last_backup_at = None
         directory = self.config.backup_directory
         if directory.exists() and not directory.is_dir():
@@ -319,33 +333,3 @@ class Inspector:
                       since: float | None = None) -> list[Any]:
         """Audit entries newest first (fallback entries not yet reconciled first), read-only."""
         return self.audit.entries(limit, actor=actor, action=action, since=since)
-
-
-def queue_summary(path: Path, max_entries: int) -> dict[str, Any]:
-    """Pending and refused writes in a write-queue file, read without repairing it (a torn tail is ignored)."""
-    pending: set[str] = set()
-    failed: set[str] = set()
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:  # dbfault: no fault (no queue file: nothing was ever queued)
-        data = b""
-    for raw in data[: data.rfind(b"\n") + 1].splitlines():
-        try:
-            event = json.loads(raw)
-            op, key = event["op"], event["key"]
-        except (ValueError, KeyError, TypeError):  # dbfault: no fault (a line garbled outside the runtime)
-            continue
-        if op == "put":
-            pending.add(key)
-        else:
-            pending.discard(key)
-            if op == "failed":
-                failed.add(key)
-    return {"pending": len(pending), "failed": len(failed), "path": str(path), "max": max_entries}
-
-
-def _count_lines(path: Path) -> int:
-    try:
-        return sum(1 for line in path.read_bytes().splitlines() if line.strip())
-    except OSError:  # dbfault: no fault (no fallback file: nothing waits)
-        return 0

@@ -33,6 +33,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from time import perf_counter
 from typing import Any, TypeVar
 
@@ -41,11 +42,12 @@ from .config import ReliabilityConfig
 from .connection import ConnectionManager, ConnectionState
 from .damage_mark import DamageMarker
 from .degraded import CommandParts, CommandRegistry, DamageGate, WriteQueue
+from .degraded.places import LeftBehind, current_places, remember, waiting_in
 from .durability import Durability, RecoveryReport, RuntimeParts
 from .durability.backup import BackupInfo
 from .errors import DatabaseError, ErrorHandler, classify, out_of_service
 from .executor import Executor, FileIdentity, RedoRollback
-from .health import HealthMonitor, HealthReport, HealthStatus, IntegrityReport, wal_size
+from .health import HealthMonitor, HealthReport, HealthStatus, IntegrityReport, run_maintenance, wal_size
 from .observers import Listeners, Metrics, Observers, OperationRecords
 from .oplog import OperationLog
 from .redo import ensure_sequence_table, statement_kind
@@ -160,6 +162,40 @@ class DatabaseManager:
         self._last_health: HealthStatus | None = None
         durability.scheduler.add("health_check", self.config.health_check_interval, self._scheduled_health)
         durability.start()
+        #: Old places of the write queue or audit fallback that still hold work this runtime does not read
+        #: (a restart with another path; see :mod:`reliability.degraded.places`).
+        self.places_left: list[LeftBehind] = self._remember_places()
+        self._health_parts += (self._places_health,)
+
+    def _remember_places(self) -> list[LeftBehind]:
+        """Remember where this runtime keeps waiting work; name the old places that still hold some."""
+        if self.connections.refused is not None:
+            return []
+        current = current_places(self.config)
+
+        def remember_now() -> list[LeftBehind]:
+            with self._lock:
+                return remember(self.connections.live_connection(), current)
+
+        try:
+            left = run_maintenance(remember_now, self.policy, "the look for writes waiting in an old place")
+        except Exception as exc:  # no verdict: the database may be down at start; the next start looks again
+            detail = exc.detail if isinstance(exc, DatabaseError) else f"{type(exc).__name__}: {exc}"
+            log.warning("could not look for writes waiting in an old place of the queue or audit fallback: %s",
+                        detail)
+            return []
+        for place in left:
+            log.error("%s", place.reason())
+        return left
+
+    def _places_health(self) -> tuple[dict[str, Any], list[str]]:
+        # Looked at again each time (read only), so moving the file clears the reason without a restart.
+        left = [LeftBehind(p.setting, p.path, n, p.now) for p in self.places_left
+                if (n := waiting_in(p.setting, Path(p.path)))]
+        if not left:
+            return {}, []
+        return {"left_behind": [{"setting": p.setting, "path": p.path, "waiting": p.waiting} for p in left]}, [
+            p.reason() for p in left]
 
     def _scheduled_health(self) -> None:
         """One background health check; a change of status is logged (WARNING unless healthy)."""
