@@ -30,6 +30,7 @@ SCRIPTS = (
     ("machines_steps", "property state machines: steps per second"),
     ("backup_recovery", "backup and recovery times"),
     ("targets", "issue #17's target table: runtime, peewee and raw side by side"),
+    ("one_flush", "plain sqlite3 commit shapes: one flush or two per commit (issue #17's design question)"),
 )
 
 
