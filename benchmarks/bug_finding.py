@@ -269,6 +269,17 @@ BUGS: tuple[Bug, ...] = (
     Bug("p16_schedule_not_reloaded", 16, "reliability/durability/__init__.py",
         "            self.scheduler.set_interval(name, interval)", "            pass",
         "reload backup_interval 0 -> 60: no backup is ever scheduled (and 60 -> 0 never stops them)"),
+    # -- session 10: the admin commands' rules (no main-job rule ran an admin command before) ---------------
+    Bug("p14_no_permission_callback_allows_everyone", 14, "reliability/degraded/commands.py",
+        "        if callback is None:\n            return False",
+        "        if callback is None:\n            return True",
+        "flags.set by an actor not in RELIABILITY_ADMIN_ACTORS, with no permission callback: applied instead of "
+        "denied"),
+    Bug("p14_denial_not_audited", 14, "reliability/degraded/commands.py",
+        "        self.parts.audit.record(actor, \"admin.denied\", target if isinstance(target, str) else \"\",\n"
+        "                             {\"command\": cmd.name})\n",
+        "",
+        "flags.set by an actor who is no administrator: denied, but no admin.denied entry in the audit log"),
     Bug("p11_notadb_classified_as_ioerr", 11, "reliability/errors.py",
         "    26: ErrorKind.NOTADB,", "    26: ErrorKind.IOERR,",
         "the header overwritten: the runtime reconnects (I/O error) instead of reporting corruption and recovering"),

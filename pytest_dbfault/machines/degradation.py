@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, ClassVar
 
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition, rule
@@ -100,6 +101,49 @@ class DegradationMixin(Workload):
         self.greet()
         self.heal(outage)
 
+    #: Whether the admin rule runs: it writes audit entries (``flag.set``, ``admin.denied``) that the
+    #: machines counting every audit entry (``AuditMixin``'s P15) did not record themselves.
+    admin_checks: ClassVar[bool] = False
+
+    @precondition(swarm("commands"))
+    @precondition(lambda self: has_commands(self) and self.admin_checks)
+    @rule(allowed=st.booleans(), n=st.integers(0, 3), value=st.integers(0, 9),
+          via=st.sampled_from(("api", "registry", "run_as")))
+    def set_flag(self, allowed: bool, n: int, value: int, via: str) -> None:
+        """P14 under any fault: the admin command ``flags.set`` keeps its rules at every entry point (the
+        ``admin`` API, the command registry with the actor as an argument, ``run_as``). An administrator's
+        change is applied or queued; anyone else is denied, changes nothing, and the denial is audited."""
+        from reliability import admin
+
+        admins = sorted(self.db.config.admin_actor_set)
+        actor = admins[0] if allowed and admins else f"mallory-{n}"
+        name = f"flag-{n}"
+        if via == "api":
+            result = self.absorb(admin.set_flag, self.db, name, value, actor)
+        elif via == "registry":
+            result = self.absorb(self.db.commands.run, "flags.set", name, value, actor)
+        else:
+            result = self.absorb(self.db.commands.run_as, actor, "flags.set", name, value)
+        if actor in self.db.config.admin_actor_set:
+            self.check(14, result.status in ("ok", "queued"),
+                       f"an administrator's flags.set ({via}) answered {result.status!r}: {result.message}")
+            self.model.flags[name] = value
+            return
+        self.check(14, result.status == "denied",
+                   f"flags.set by {actor!r}, who is no administrator, answered {result.status!r} through {via} "
+                   f"({result.message})")
+        if not self.faults:
+            denied = self.absorb(self.db.audit.entries, 20, actor=actor, action="admin.denied")
+            self.check(14, any(e.target == name for e in denied),
+                       f"the denial of flags.set {name!r} to {actor!r} ({via}) is not in the audit log")
+
+    def stored_flags(self) -> dict[str, Any]:
+        """The flags in the database file, read around the runtime."""
+        with self.raw() as conn:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'reliability_flags'").fetchone() is None:
+                return {}
+            return {k: json.loads(v) for k, v in conn.execute("SELECT name, value FROM reliability_flags")}
+
     def queue_file_has(self, key: str | None) -> bool:
         path = self.db.commands.queue.path
         try:
@@ -123,10 +167,17 @@ class DegradationMixin(Workload):
         stored = self.stored_kv()
         self.check(14, stored == self.model.kv, lambda: f"after replay the file differs from acknowledged writes: "
                                                         f"{set(stored.items()) ^ set(self.model.kv.items())}")
+        if self.admin_checks:
+            flags = self.stored_flags()
+            self.check(14, flags == self.model.flags,
+                       lambda: f"after replay the flags in the file are {flags}, acknowledged {self.model.flags} "
+                               "(a change no administrator made, or one lost)")
 
 
 class DegradationMachine(DegradationMixin):
     """Commands under lock, disk-full and file-moved faults."""
 
     core_groups = frozenset(("commands", "outage"))
+    admin_checks = True
+    settings_overrides: ClassVar[dict[str, Any]] = {"admin_actors": "ops-admin"}
     fault_kinds = ("none", "locked", "disk_full", "disconnect_rename", "disconnect_delete")

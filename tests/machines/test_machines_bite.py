@@ -177,6 +177,29 @@ class NoContinuity(DatabaseManager):
         self.commands.run = refusing  # type: ignore[method-assign]
 
 
+class AnyoneIsAdmin(DatabaseManager):
+    """Lets every actor run the admin commands (P14: an entry point that forgets the rule)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands.is_authorized = lambda actor, command: True  # type: ignore[method-assign]
+
+
+class UnauditedDenials(DatabaseManager):
+    """Denies an unauthorized admin command but leaves no ``admin.denied`` entry (P14)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        record = self.audit.record
+
+        def record_all_but_denials(actor: str, action: str, *a: Any, **k: Any) -> Any:
+            if action == "admin.denied":
+                return None
+            return record(actor, action, *a, **k)
+
+        self.audit.record = record_all_but_denials  # type: ignore[method-assign]
+
+
 class FlatBackoff(RetryPolicy):
     """Waits up to max_delay from the first retry: no exponential growth (P15)."""
 
@@ -318,6 +341,9 @@ BROKEN: list[tuple[int, str, Callable[[Any], Any]]] = [
     (12, "backup_recovery", KeepsOneTooFew),
     (6, "transactions", SavepointWithoutRollback),
     (11, "health_integrity", MissingFileIsIntact),
+    # session 10: the admin command's rules at every entry point, under faults
+    (14, "degradation_queue", AnyoneIsAdmin),
+    (14, "degradation_queue", UnauditedDenials),
 ]
 
 
