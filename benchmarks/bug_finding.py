@@ -280,6 +280,11 @@ BUGS: tuple[Bug, ...] = (
         "                             {\"command\": cmd.name})\n",
         "",
         "flags.set by an actor who is no administrator: denied, but no admin.denied entry in the audit log"),
+    Bug("p14_queued_admin_mac_omits_arguments", 14, "reliability/degraded/commands.py",
+        "        message = json.dumps([key, command, args, kwargs, actor], sort_keys=True, ensure_ascii=False)",
+        "        message = json.dumps([key, command, actor], sort_keys=True, ensure_ascii=False)",
+        "an administrator's flags.set queued during a lock, its value edited in the queue file while the runtime is "
+        "stopped: replayed with the edited value instead of set aside"),
     Bug("p11_notadb_classified_as_ioerr", 11, "reliability/errors.py",
         "    26: ErrorKind.NOTADB,", "    26: ErrorKind.IOERR,",
         "the header overwritten: the runtime reconnects (I/O error) instead of reporting corruption and recovering"),

@@ -137,6 +137,56 @@ class DegradationMixin(Workload):
             self.check(14, any(e.target == name for e in denied),
                        f"the denial of flags.set {name!r} to {actor!r} ({via}) is not in the audit log")
 
+    @precondition(swarm("commands"))
+    @precondition(lambda self: has_commands(self) and self.admin_checks and not self.faults
+                  and not len(self.db.commands.queue))
+    @rule(n=st.integers(0, 3), value=st.integers(0, 9), edit=st.sampled_from(("value", "actor", "name")),
+          param=st.integers(0, 5))
+    def tamper_with_a_queued_flag(self, n: int, value: int, edit: str, param: int) -> None:
+        """P14: an administrator's ``flags.set`` queued during a lock, then edited in the queue file while the
+        runtime is stopped (its value, its actor, or the flag it names) by someone without the key: the next
+        runtime refuses it on replay, sets it aside, and applies nothing of it."""
+        from reliability import admin
+
+        admins = sorted(self.db.config.admin_actor_set)
+        if not admins or not self.inject("locked", param):
+            return
+        name = f"flag-{n}"
+        try:
+            result = self.absorb(admin.set_flag, self.db, name, value, admins[0])
+        finally:
+            self.heal("locked")
+        if result.status == "ok":  # (the lock did not reach this write)
+            self.model.flags[name] = value
+        if result.status != "queued" or result.queue_key is None:
+            return
+        key = result.queue_key
+        self.db.close()
+        path = self.db.commands.queue.path
+        lines = path.read_text(encoding="utf-8").splitlines()
+        target = name
+        for i, line in enumerate(lines):
+            event = json.loads(line)
+            if event.get("op") == "put" and event.get("key") == key:
+                args = event["args"]  # flags.set's (name, value, actor)
+                if edit == "value":
+                    args[1] = value + 100
+                elif edit == "actor":
+                    args[2] = "mallory-queue"
+                else:
+                    args[0] = target = f"flag-{n}-edited"
+                lines[i] = json.dumps(event, ensure_ascii=False)
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        self.db = self.open_runtime(self.config)
+        self.after_reopen()
+        self.settle()
+        flags = self.stored_flags()
+        self.check(14, flags.get(target) == self.model.flags.get(target), lambda: (
+            f"a queued flags.set edited in the queue file ({edit}) was replayed: {target!r} is "
+            f"{flags.get(target)!r}, acknowledged {self.model.flags.get(target)!r}"))
+        self.check(14, key in self.db.commands.queue.failed,
+                   f"a queued flags.set edited in the queue file ({edit}) was not set aside on replay")
+
     def stored_flags(self) -> dict[str, Any]:
         """The flags in the database file, read around the runtime."""
         with self.raw() as conn:

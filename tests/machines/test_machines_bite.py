@@ -200,6 +200,14 @@ class UnauditedDenials(DatabaseManager):
         self.audit.record = record_all_but_denials  # type: ignore[method-assign]
 
 
+class TrustsTheQueueFile(DatabaseManager):
+    """Replays a queued admin write without checking its authorization record (P14: an edited queue file)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands._replay_authorized = lambda cmd, entry: None  # type: ignore[method-assign]
+
+
 class FlatBackoff(RetryPolicy):
     """Waits up to max_delay from the first retry: no exponential growth (P15)."""
 
@@ -344,6 +352,7 @@ BROKEN: list[tuple[int, str, Callable[[Any], Any]]] = [
     # session 10: the admin command's rules at every entry point, under faults
     (14, "degradation_queue", AnyoneIsAdmin),
     (14, "degradation_queue", UnauditedDenials),
+    (14, "degradation_queue", TrustsTheQueueFile),
 ]
 
 
