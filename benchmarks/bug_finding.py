@@ -285,6 +285,16 @@ BUGS: tuple[Bug, ...] = (
         "        message = json.dumps([key, command, actor], sort_keys=True, ensure_ascii=False)",
         "an administrator's flags.set queued during a lock, its value edited in the queue file while the runtime is "
         "stopped: replayed with the edited value instead of set aside"),
+    # -- session 10: the audit log's tamper evidence (the invariant only ever verified an untouched log) -------
+    Bug("p15_chain_hash_omits_details", 15, "reliability/audit.py",
+        "    message = json.dumps([prev, entry_id, ts, actor, action, target, details_json], ensure_ascii=False)",
+        "    message = json.dumps([prev, entry_id, ts, actor, action, target], ensure_ascii=False)",
+        "an entry's details edited in the database file: verify() still says ok"),
+    Bug("p15_shortened_log_not_detected", 15, "reliability/audit.py",
+        "        if state == \"ok\" and anchored != anchor_hash:",
+        "        if state == \"ok\" and anchored is not None and anchored != anchor_hash:",
+        "the last entry deleted from the database file: verify() still says ok (the anchored entry is gone, "
+        "so nothing is compared)"),
     Bug("p11_notadb_classified_as_ioerr", 11, "reliability/errors.py",
         "    26: ErrorKind.NOTADB,", "    26: ErrorKind.IOERR,",
         "the header overwritten: the runtime reconnects (I/O error) instead of reporting corruption and recovering"),

@@ -58,6 +58,47 @@ class AuditMixin(Workload):
         if entry.value.pending:
             self.check(15, bool(faults), "an entry went to the fallback file with no fault in force", faults=faults)
 
+    @precondition(swarm("audit"))
+    @precondition(lambda self: has_audit(self) and not self.faults and len(self.model.audit_ids) >= 2)
+    @rule(how=st.sampled_from(("edit", "delete_middle", "delete_last")), pick=st.integers(0, 2**16))
+    def tamper_with_the_audit_log(self, how: str, pick: int) -> None:
+        """P15: the log is tamper-evident. An entry edited, or removed from the middle or the end, by someone
+        writing to the file around the runtime (without the key) fails ``verify()``, which names where; with
+        the rows put back exactly, it verifies again."""
+        if self.fallback_ids():
+            return  # (entries still waiting for the database: the rows to tamper with are not all there)
+        columns = "seq, entry_id, ts, actor, action, target, details, prev_hash, hash"
+        with self.raw() as conn:
+            rows = conn.execute(f"SELECT {columns} FROM reliability_audit ORDER BY seq").fetchall()
+        if len(rows) < 2:
+            return
+        before = self.absorb(self.db.audit.verify)
+        if not before.ok:
+            return  # (judged by the invariant)
+        row = rows[-1] if how == "delete_last" else rows[pick % (len(rows) - 1)]
+        done = {"edit": "edited", "delete_middle": "removed", "delete_last": "removed from the end"}[how]
+        with self.raw() as conn:
+            if how == "edit":
+                conn.execute("UPDATE reliability_audit SET details = ? WHERE seq = ?",
+                             (json.dumps({"edited": True}), row[0]))
+            else:
+                conn.execute("DELETE FROM reliability_audit WHERE seq = ?", (row[0],))
+        try:
+            report = self.absorb(self.db.audit.verify)
+            self.check(15, not report.ok, f"the audit log verifies with entry {row[0]} {done} in the file")
+            if how != "delete_last":
+                # edited: that entry's content; removed: the link of the entry after it
+                at = row[0] if how == "edit" else next(r[0] for r in rows if r[0] > row[0])
+                self.check(15, report.first_broken_seq == at,
+                           f"the audit log with entry {row[0]} {done} is reported broken at "
+                           f"{report.first_broken_seq} ({report.reason})")
+        finally:
+            with self.raw() as conn:
+                conn.execute(f"INSERT OR REPLACE INTO reliability_audit ({columns}) VALUES "
+                             "(?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+        after = self.absorb(self.db.audit.verify)
+        self.check(15, after.ok, f"the audit log with its rows put back does not verify: {after.reason}")
+
     def fallback_ids(self) -> list[str]:
         ids = []
         path = self.db.audit.fallback_path
