@@ -285,6 +285,14 @@ BUGS: tuple[Bug, ...] = (
         "        message = json.dumps([key, command, actor], sort_keys=True, ensure_ascii=False)",
         "an administrator's flags.set queued during a lock, its value edited in the queue file while the runtime is "
         "stopped: replayed with the edited value instead of set aside"),
+    Bug("p14_idempotency_key_recorded_not_checked", 14, "reliability/degraded/commands.py",
+        "        if db.fetch_one(\"SELECT 1 FROM reliability_applied_writes WHERE key = ?\", (entry.key,)) is not None:\n"
+        "            return False, None\n"
+        "        value = cmd.fn(db, *entry.args, **entry.kwargs)\n"
+        "        db.execute(\"INSERT INTO reliability_applied_writes",
+        "        value = cmd.fn(db, *entry.args, **entry.kwargs)\n"
+        "        db.execute(\"INSERT OR REPLACE INTO reliability_applied_writes",
+        "a deposit sent twice with one idempotency key: the balance grows twice"),
     # -- session 10: the audit log's tamper evidence (the invariant only ever verified an untouched log) -------
     Bug("p15_chain_hash_omits_details", 15, "reliability/audit.py",
         "    message = json.dumps([prev, entry_id, ts, actor, action, target, details_json], ensure_ascii=False)",

@@ -19,6 +19,13 @@ def has_commands(self: Any) -> bool:
     return self.db is not None and getattr(self.db, "commands", None) is not None
 
 
+def _deposit(db: Any, account: int, amount: int) -> int:
+    """A write that is not idempotent by itself: applied twice, the balance shows it."""
+    db.execute("CREATE TABLE IF NOT EXISTS balances (account INTEGER PRIMARY KEY, amount INTEGER NOT NULL)")
+    return db.execute("INSERT INTO balances (account, amount) VALUES (?, ?) ON CONFLICT(account) DO UPDATE SET "
+                      "amount = amount + excluded.amount", (account, amount)).rowcount
+
+
 class DegradationMixin(Workload):
     """Registers three commands (no database, read, write) and runs them under faults."""
 
@@ -46,6 +53,7 @@ class DegradationMixin(Workload):
         commands.register("greet", Needs.NONE, lambda db, name: f"hello {name}")
         commands.register("lookup", Needs.READ,
                           lambda db, key: (db.fetch_one("SELECT v FROM kv WHERE k = ?", (key,)) or [None])[0])
+        commands.register("deposit", Needs.WRITE, _deposit)
         commands.register("store", Needs.WRITE,
                           lambda db, key, value: db.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)",
                                                             (key, value)).rowcount)
@@ -101,8 +109,9 @@ class DegradationMixin(Workload):
         self.greet()
         self.heal(outage)
 
-    #: Whether the admin rule runs: it writes audit entries (``flag.set``, ``admin.denied``) that the
-    #: machines counting every audit entry (``AuditMixin``'s P15) did not record themselves.
+    #: Whether the admin and deposit rules run: the admin rules write audit entries (``flag.set``,
+    #: ``admin.denied``) that the machines counting every audit entry (``AuditMixin``'s P15) did not record
+    #: themselves, and the deposits keep a table of their own.
     admin_checks: ClassVar[bool] = False
 
     @precondition(swarm("commands"))
@@ -187,6 +196,41 @@ class DegradationMixin(Workload):
         self.check(14, key in self.db.commands.queue.failed,
                    f"a queued flags.set edited in the queue file ({edit}) was not set aside on replay")
 
+    @precondition(swarm("commands"))
+    @precondition(lambda self: has_commands(self) and self.admin_checks)
+    @rule(account=st.integers(0, 2), amount=st.integers(1, 9), sends=st.integers(1, 3),
+          outage=st.sampled_from(("none", *OUTAGES)), param=st.integers(0, 5))
+    def deposit(self, account: int, amount: int, sends: int, outage: str, param: int) -> None:
+        """P14: a write sent with an idempotency key, and sent again by a client that did not hear the answer
+        (within an outage, or once across its heal), takes effect exactly once: directly, from the queue, or
+        answered "already saved"."""
+        self.deposits = getattr(self, "deposits", 0) + 1
+        key = f"deposit-{self.deposits}"
+        injected = outage != "none" and not self.faults and self.inject(outage, param)
+        statuses = []
+        for i in range(sends):
+            if injected and i == sends - 1 and sends > 1:
+                self.heal(outage)  # the last send after the heal: the queued one replays first
+                injected = False
+            result = self.absorb(self.db.commands.run, "deposit", account, amount, idempotency_key=key)
+            statuses.append(result.status)
+            self.check(14, result.status in ("ok", "queued"),
+                       f"'deposit' with key {key} (send {i + 1} of {sends}) answered {result.status!r}: "
+                       f"{result.message}")
+        if injected:
+            self.heal(outage)
+        if any(s in ("ok", "queued") for s in statuses):
+            balances = getattr(self, "balances", {})
+            balances[account] = balances.get(account, 0) + amount
+            self.balances = balances
+
+    def stored_balances(self) -> dict[int, int]:
+        """The balances in the database file, read around the runtime."""
+        with self.raw() as conn:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'balances'").fetchone() is None:
+                return {}
+            return dict(conn.execute("SELECT account, amount FROM balances").fetchall())
+
     def stored_flags(self) -> dict[str, Any]:
         """The flags in the database file, read around the runtime."""
         with self.raw() as conn:
@@ -218,6 +262,11 @@ class DegradationMixin(Workload):
         self.check(14, stored == self.model.kv, lambda: f"after replay the file differs from acknowledged writes: "
                                                         f"{set(stored.items()) ^ set(self.model.kv.items())}")
         if self.admin_checks:
+            balances = self.stored_balances()
+            self.check(14, balances == getattr(self, "balances", {}),
+                       lambda: f"after replay the balances in the file are {balances}, acknowledged "
+                               f"{getattr(self, 'balances', {})} (a write sent again with its idempotency key "
+                               "applied twice, or one lost)")
             flags = self.stored_flags()
             self.check(14, flags == self.model.flags,
                        lambda: f"after replay the flags in the file are {flags}, acknowledged {self.model.flags} "

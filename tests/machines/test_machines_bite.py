@@ -226,6 +226,23 @@ class TrustingVerify(DatabaseManager):
         self.audit.verify = links_only  # type: ignore[method-assign]
 
 
+class NoIdempotency(DatabaseManager):
+    """Records each write's idempotency key but never looks it up: a write sent again applies again (P14)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from reliability.degraded.commands import APPLIED_TABLE_SQL
+
+        def apply_always(cmd: Any, entry: Any) -> tuple[bool, Any]:
+            self.execute(APPLIED_TABLE_SQL)
+            value = cmd.fn(self, *entry.args, **entry.kwargs)
+            self.execute("INSERT OR REPLACE INTO reliability_applied_writes (key, command, applied_at) "
+                         "VALUES (?, ?, 0)", (entry.key, entry.command))
+            return True, value
+
+        self.commands._apply = apply_always  # type: ignore[method-assign]
+
+
 class FlatBackoff(RetryPolicy):
     """Waits up to max_delay from the first retry: no exponential growth (P15)."""
 
@@ -372,6 +389,7 @@ BROKEN: list[tuple[int, str, Callable[[Any], Any]]] = [
     (14, "degradation_queue", UnauditedDenials),
     (14, "degradation_queue", TrustsTheQueueFile),
     (15, "audit", TrustingVerify),
+    (14, "degradation_queue", NoIdempotency),
 ]
 
 
