@@ -12,7 +12,7 @@ import os
 import sqlite3
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.request import pathname2url
@@ -161,6 +161,37 @@ class IntegrityReport:
                 "duration": round(self.duration, 6)}
 
 
+def integrity_problems(check_rows: Iterable[Any], foreign_key_rows: Iterable[Any]) -> list[str]:
+    """The problems in the rows of ``PRAGMA quick_check``/``integrity_check`` and ``PRAGMA foreign_key_check``."""
+    problems: list[str] = []
+    for (row,) in check_rows:
+        if row != "ok":
+            problems += [ln for ln in str(row).splitlines() if ln and not ln.startswith("*** in database")]
+    for table, rowid, parent, _fk in foreign_key_rows:
+        problems.append(f"foreign key violation: {table} rowid {rowid} references missing {parent} row")
+    return problems
+
+
+def confirmed_problems(check: Callable[[], list[str]], what: str,
+                       fresh: Callable[[], None] | None = None) -> list[str]:
+    """What ``check()`` finds again on a second, fresh read (``fresh()`` first drops a connection it reuses).
+
+    A one-off bad read (a short read comes back zero-filled) looks exactly like damage on disk, and a
+    transient error is never a verdict: damage is what a second, fresh read finds again. Every integrity
+    check (the runtime's and the read-only inspection's) decides by this rule.
+    """
+    problems = check()
+    if problems:
+        if fresh is not None:
+            fresh()
+        again = check()
+        if not again:
+            _log.warning("%s failed once and passed on a fresh read (a transient read error, not damage): %s",
+                         what, "; ".join(problems[:3]))
+        problems = again
+    return problems
+
+
 def check_integrity(db_path: str, *, full: bool = False, timeout: float = 5.0,
                     max_problems: int = 100, module: Any = sqlite3,
                     policy: RetryPolicy | None = None) -> IntegrityReport:
@@ -188,11 +219,7 @@ def check_integrity(db_path: str, *, full: bool = False, timeout: float = 5.0,
             # not see its POSIX locks, and closing its file would drop them.
             conn = module.connect(f"file:{pathname2url(os.path.abspath(db_path))}?mode=ro", uri=True,
                                   timeout=timeout, isolation_level=None)
-            for (row,) in conn.execute(f"PRAGMA {pragma}"):
-                if row != "ok":
-                    problems += [ln for ln in str(row).splitlines() if ln and not ln.startswith("*** in database")]
-            for table, rowid, parent, _fk in conn.execute("PRAGMA foreign_key_check"):
-                problems.append(f"foreign key violation: {table} rowid {rowid} references missing {parent} row")
+            problems = integrity_problems(conn.execute(f"PRAGMA {pragma}"), conn.execute("PRAGMA foreign_key_check"))
         except sqlite_errors() as exc:  # the runtime's own module's errors, whichever build it is
             if retryable_in_maintenance(exc):
                 raise
@@ -210,15 +237,7 @@ def check_integrity(db_path: str, *, full: bool = False, timeout: float = 5.0,
                 raise
             return [f"{pragma} could not read the database: {err.detail} (ioerr)"]
 
-    problems = checked()
-    if problems:
-        # A one-off bad read (a short read comes back zero-filled) looks exactly like damage on disk, and
-        # a transient error is never a verdict: damage is what a second, fresh read finds again.
-        again = checked()
-        if not again:
-            _log.warning("the %s of %s failed once and passed on a fresh read (a transient read error, "
-                         "not damage): %s", pragma, db_path, "; ".join(problems[:3]))
-        problems = again
+    problems = confirmed_problems(checked, f"the {pragma} of {db_path}")
     if len(problems) > max_problems:
         problems = problems[:max_problems] + [f"... and {len(problems) - max_problems} more"]
     return IntegrityReport(not problems, problems, kind, time.perf_counter() - t0)

@@ -42,7 +42,7 @@ from .damage_mark import DamageMarker
 from .degraded.places import PLACES_TABLE, count_lines, current_places, left_behind, queue_summary
 from .durability.backup import BackupInfo, BackupManager
 from .errors import Action, DatabaseError, ErrorHandler, ErrorKind, decide, out_of_service
-from .health import HealthReport, HealthStatus, IntegrityReport, wal_size
+from .health import HealthReport, HealthStatus, IntegrityReport, confirmed_problems, integrity_problems, wal_size
 from .observers import Observers
 from .retry import RetryExhausted, RetryPolicy
 
@@ -225,20 +225,25 @@ class Inspector:
         """
         pragma = "integrity_check" if full else "quick_check"
         t0 = time.perf_counter()
-        problems: list[str] = []
-        try:
-            for (row,) in self.fetch_all(f"PRAGMA {pragma}"):
-                if row != "ok":
-                    problems += [ln for ln in str(row).splitlines() if ln and not ln.startswith("*** in database")]
-            for table, rowid, parent, _fk in self.fetch_all("PRAGMA foreign_key_check"):
-                problems.append(f"foreign key violation: {table} rowid {rowid} references missing {parent} row")
-        except DatabaseError as err:
-            if err.transient or err.kind is ErrorKind.UNKNOWN:
-                raise
-            hot = self.hot_journal(err)
-            if hot is not None:
-                raise hot from err  # not a verdict on integrity: the file is mid-transaction until rolled back
-            problems.append(f"{pragma} could not read the database: {err.detail} ({err.kind})")
+
+        def once() -> list[str]:
+            try:
+                rows = self.fetch_all(f"PRAGMA {pragma}")
+                return integrity_problems(rows, self.fetch_all("PRAGMA foreign_key_check"))
+            except DatabaseError as err:
+                if err.transient or err.kind is ErrorKind.UNKNOWN:
+                    raise
+                hot = self.hot_journal(err)
+                if hot is not None:
+                    raise hot from err  # not a verdict on integrity: the file is mid-transaction until rolled back
+                return [f"{pragma} could not read the database: {err.detail} ({err.kind})"]
+
+        def fresh() -> None:  # the second read on a new connection, as the runtime's check makes it
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.close()
+
+        problems = confirmed_problems(once, f"the {pragma} of {self.path}", fresh)
         if len(problems) > max_problems:
             problems = problems[:max_problems] + [f"... and {len(problems) - max_problems} more"]
         return IntegrityReport(not problems, problems, "full" if full else "quick", time.perf_counter() - t0)

@@ -50,3 +50,20 @@ def test_the_runtime_stays_healthy_after_a_one_off_short_read_in_its_check(runti
         assert not list(tmp_path.glob("*quarantine*")), "a healthy file was quarantined"
     finally:
         db.close()
+
+
+def test_the_read_only_inspection_confirms_a_failure_on_a_fresh_read_too(needs_vfs, make_db, caplog):
+    # `reliability check` reads through the Inspector: the same rule as the runtime's own check (one place).
+    from reliability import ReliabilityConfig
+    from reliability.inspection import Inspector
+
+    db = make_db()
+    caplog.set_level(logging.WARNING, logger="reliability.health")
+    # Read 1 is the header probe SQLite tolerates short; read 2 is page 1 of the inspection's connection.
+    with Inspector(ReliabilityConfig(db_path=str(db))) as view, ShortReadFault(db, nth=2) as fault:
+        report = view.check_integrity()
+    assert fault.fired == 1, "the short read happened during the check"
+    assert report.ok, report.problems
+    assert "passed on a fresh read" in caplog.text
+    with Inspector(ReliabilityConfig(db_path=str(db))) as view, ShortReadFault(db, persistent=True):
+        assert not view.check_integrity().ok
