@@ -319,12 +319,17 @@ def read_private(path: PathLike, *, what: str = "runtime file") -> bytes | None:
     except FileNotFoundError:  # dbfault: no fault (the file was never written: the normal first start)
         return None
     try:
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return read_to_end(fd)
     finally:
         os.close(fd)
+
+
+def read_to_end(fd: int) -> bytes:
+    """Every byte from ``fd``'s position to the end of its file."""
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def ensure_private_dir(path: PathLike, *, what: str = "runtime directory") -> Path:
