@@ -219,7 +219,8 @@ def check_integrity(db_path: str, *, full: bool = False, timeout: float = 5.0,
             # not see its POSIX locks, and closing its file would drop them.
             conn = module.connect(f"file:{pathname2url(os.path.abspath(db_path))}?mode=ro", uri=True,
                                   timeout=timeout, isolation_level=None)
-            problems = integrity_problems(conn.execute(f"PRAGMA {pragma}"), conn.execute("PRAGMA foreign_key_check"))
+            rows = conn.execute(f"PRAGMA {pragma}").fetchall()
+            problems = integrity_problems(rows, conn.execute("PRAGMA foreign_key_check"))
         except sqlite_errors() as exc:  # the runtime's own module's errors, whichever build it is
             if retryable_in_maintenance(exc):
                 raise

@@ -294,8 +294,10 @@ class Inspector:
             reasons.append(f"{waiting} audit entr{'ies' if waiting != 1 else 'y'} wait in {str(fallback)!r}")
         try:
             left = left_behind(self.remembered_places(), current_places(self.config))
-        except DatabaseError:  # (unreadable: said above)
-            left = []
+        except DatabaseError as err:
+            if err.transient:
+                raise  # a lock is no answer, as above
+            left = []  # (unreadable: said above)
         if left:
             extra["left_behind"] = [{"setting": p.setting, "path": p.path, "waiting": p.waiting} for p in left]
             reasons.extend(p.reason() for p in left)
