@@ -462,8 +462,8 @@ def table_columns(conn: sqlite3.Connection) -> dict[str, list[str]]:
 
 def has_user_data(conn: sqlite3.Connection) -> bool:
     """True when the database holds any schema object but the runtime's bookkeeping (so migrating it warrants a
-    backup first). The runtime's ``_reliability_*`` tables alone are no data to protect: a start records where
-    the queue lives before any migration runs."""
+    backup first). The runtime's ``_reliability_*`` tables alone are no data to protect: every start records
+    where the queue lives, so a database the application has not filled yet already holds that table."""
     return any(not str(name).startswith(INTERNAL_TABLE_PREFIXES)
                for (name,) in conn.execute("SELECT name FROM sqlite_master"))
 
