@@ -32,6 +32,9 @@ class DegradationMixin(Workload):
     def after_start(self) -> None:
         super().after_start()
         self.queue_acks: list[tuple[str, str]] = []
+        #: acknowledged deposits per account, and how many deposits were sent (their idempotency keys)
+        self.balances: dict[int, int] = {}
+        self.deposits = 0
         if has_commands(self):
             self.opaque_ops = True
             self.register_commands()
@@ -204,7 +207,7 @@ class DegradationMixin(Workload):
         """P14: a write sent with an idempotency key, and sent again by a client that did not hear the answer
         (within an outage, or once across its heal), takes effect exactly once: directly, from the queue, or
         answered "already saved"."""
-        self.deposits = getattr(self, "deposits", 0) + 1
+        self.deposits += 1
         key = f"deposit-{self.deposits}"
         injected = outage != "none" and not self.faults and self.inject(outage, param)
         statuses = []
@@ -220,9 +223,7 @@ class DegradationMixin(Workload):
         if injected:
             self.heal(outage)
         if any(s in ("ok", "queued") for s in statuses):
-            balances = getattr(self, "balances", {})
-            balances[account] = balances.get(account, 0) + amount
-            self.balances = balances
+            self.balances[account] = self.balances.get(account, 0) + amount
 
     def stored_balances(self) -> dict[int, int]:
         """The balances in the database file, read around the runtime."""
@@ -263,10 +264,10 @@ class DegradationMixin(Workload):
                                                         f"{set(stored.items()) ^ set(self.model.kv.items())}")
         if self.admin_checks:
             balances = self.stored_balances()
-            self.check(14, balances == getattr(self, "balances", {}),
+            self.check(14, balances == self.balances,
                        lambda: f"after replay the balances in the file are {balances}, acknowledged "
-                               f"{getattr(self, 'balances', {})} (a write sent again with its idempotency key "
-                               "applied twice, or one lost)")
+                               f"{self.balances} (a write sent again with its idempotency key applied twice, "
+                               "or one lost)")
             flags = self.stored_flags()
             self.check(14, flags == self.model.flags,
                        lambda: f"after replay the flags in the file are {flags}, acknowledged {self.model.flags} "
