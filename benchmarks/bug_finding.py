@@ -293,6 +293,11 @@ BUGS: tuple[Bug, ...] = (
         "        value = cmd.fn(db, *entry.args, **entry.kwargs)\n"
         "        db.execute(\"INSERT OR REPLACE INTO reliability_applied_writes",
         "a deposit sent twice with one idempotency key: the balance grows twice"),
+    Bug("p11_inspection_unreadable_file_passes", 11, "reliability/inspection.py",
+        "                return [f\"{pragma} could not read the database: {err.detail} ({err.kind})\"]",
+        "                return []",
+        "`reliability check` on a file whose header is damaged: the runtime's check flags it, the read-only "
+        "inspection answers ok"),
     # -- session 10: the audit log's tamper evidence (the invariant only ever verified an untouched log) -------
     Bug("p15_chain_hash_omits_details", 15, "reliability/audit.py",
         "    message = json.dumps([prev, entry_id, ts, actor, action, target, details_json], ensure_ascii=False)",

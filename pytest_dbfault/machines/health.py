@@ -101,6 +101,10 @@ class HealthMixin(Workload):
             flagged = str(err.kind) in ("corrupt", "notadb", "ioerr_corruptfs")
             why = f"check_integrity() raised {err.kind}"
         self.check(11, flagged, lambda: f"{part} damage (seed {seed}) not flagged: {why}", faults=["corrupt"])
+        seen = self.read_only_verdict(["corrupt"])
+        self.check(11, seen is None or seen[0], lambda: (
+            f"{part} damage (seed {seed}) not flagged by the read-only inspection (reliability check): "
+            f"{seen and seen[1]}"), faults=["corrupt"])
         if flagged:
             # P10 under corruption: health must say so (auto_recover is off here, nothing repairs it).
             status = str(self.db.health().status)
@@ -151,6 +155,36 @@ class HealthMixin(Workload):
         except DatabaseError as err:
             ok, why = False, f"check_integrity() raised {err.kind}: {err.detail}"
         self.check(11, ok, lambda: f"a healthy file failed the integrity check: {why}", faults=faults)
+        seen = self.read_only_verdict(faults)
+        self.check(11, seen is None or not seen[0], lambda: (
+            f"a healthy file failed the read-only inspection (reliability check): {seen and seen[1]}"), faults=faults)
+
+    def read_only_verdict(self, faults: list[str] | None) -> tuple[bool, str] | None:
+        """Whether the read-only inspection (``reliability check``, another entry point to the same rule) flags
+        the file, and what it said; None for a runtime this harness cannot inspect. Inspection changes
+        nothing: the database file's bytes are the same after it."""
+        import hashlib
+        import os
+
+        from reliability import DatabaseError, ReliabilityConfig
+        from reliability.inspection import Inspector
+
+        if not isinstance(self.config, ReliabilityConfig) or not os.path.exists(self.db_path):
+            return None
+
+        def digest() -> str:
+            with open(self.db_path, "rb") as fh:
+                return hashlib.sha256(fh.read()).hexdigest()
+
+        before = digest()
+        try:
+            with Inspector(self.config) as view:
+                report = view.check_integrity()
+            seen = (not report.ok, "; ".join(report.problems[:3]) or "ok")
+        except DatabaseError as err:
+            seen = (str(err.kind) in ("corrupt", "notadb", "ioerr_corruptfs"), f"raised {err.kind}: {err.detail}")
+        self.check(11, digest() == before, "the read-only inspection changed the database file", faults=faults)
+        return seen
 
 
 class HealthMachine(HealthMixin):

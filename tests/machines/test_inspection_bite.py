@@ -1,0 +1,41 @@
+"""The health machine judges the read-only inspection too (``reliability check``: another entry point, same rule)."""
+
+from __future__ import annotations
+
+import pytest
+from bite_settings import bite_settings
+
+from pytest_dbfault.machines import MACHINES, run_machine
+from pytest_dbfault.stats import property_id
+from reliability.health import IntegrityReport
+
+#: corrupt_and_check is one rule of the health machine's: enough examples to meet it a few times
+BITE = bite_settings(max_examples=60, steps=15)
+
+
+def test_the_health_machine_bites_an_inspection_that_passes_a_damaged_file(tmp_path, monkeypatch):
+    from reliability.inspection import Inspector
+
+    monkeypatch.setattr(Inspector, "check_integrity",
+                        lambda self, full=False, max_problems=100: IntegrityReport(True, [], "quick", 0.0))
+    with pytest.raises(AssertionError, match=f"{property_id(11)}.*read-only inspection"):
+        run_machine(MACHINES["health_integrity"], settings_=BITE, base_dir=str(tmp_path), enforce={11})
+
+
+def test_the_health_machine_bites_an_inspection_that_writes_to_the_file(tmp_path, monkeypatch):
+    from reliability.inspection import Inspector
+
+    real = Inspector.check_integrity
+
+    def touching(self, full=False, max_problems=100):
+        report = real(self, full, max_problems)
+        with open(self.path, "r+b") as fh:  # e.g. a "repair" of the header's change counter
+            fh.seek(24)
+            counter = fh.read(4)
+            fh.seek(24)
+            fh.write((int.from_bytes(counter, "big") + 1).to_bytes(4, "big"))
+        return report
+
+    monkeypatch.setattr(Inspector, "check_integrity", touching)
+    with pytest.raises(AssertionError, match="read-only inspection changed the database file"):
+        run_machine(MACHINES["health_integrity"], settings_=BITE, base_dir=str(tmp_path), enforce={11})
