@@ -322,6 +322,18 @@ BUGS: tuple[Bug, ...] = (
     Bug("p10_wal_size_of_the_database", 10, "reliability/health.py",
         "        return os.path.getsize(db_path + \"-wal\")", "        return os.path.getsize(db_path)",
         "health().wal_size after a TRUNCATE checkpoint: 0 expected, the database file's size reported"),
+    # -- session 11: the full check against the quick one (no fault told them apart before index_entry) -------
+    Bug("p11_full_check_not_passed_on", 11, "reliability/durability/upkeep.py",
+        "        report = check_integrity(path, full=full, timeout=timeout,",
+        "        report = check_integrity(path, timeout=timeout,",
+        "the largest key of kv's primary-key index raised by one byte: check_integrity(full=True) must fail "
+        "(integrity_check: row missing from index); it runs quick_check, which skips index content, and passes"),
+    Bug("p11_inspection_full_is_quick", 11, "reliability/inspection.py",
+        "        pragma = \"integrity_check\" if full else \"quick_check\"\n        t0 = time.perf_counter()\n\n"
+        "        def once() -> list[str]:\n            try:",
+        "        pragma = \"quick_check\"\n        t0 = time.perf_counter()\n\n"
+        "        def once() -> list[str]:\n            try:",
+        "the same changed index entry: `reliability check --full` (the read-only inspection) answers ok"),
 )
 
 

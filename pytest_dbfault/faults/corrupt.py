@@ -3,8 +3,10 @@
 What SQLite answers (see FAULTS.md): a damaged header or page-size field gives
 26/SQLITE_NOTADB at the first query touching the schema; a damaged b-tree, index or
 freelist page or a truncated file gives 11/SQLITE_CORRUPT (or a failing
-``PRAGMA integrity_check``); a damaged WAL frame or salt gives **no error** — SQLite
-falls back to the last valid commit and silently drops the rest.
+``PRAGMA integrity_check``); a changed index entry (``index_entry``) gives no error at all and passes
+``PRAGMA quick_check``, which skips index content: only ``integrity_check`` finds it; a damaged WAL
+frame or salt gives **no error** — SQLite falls back to the last valid commit and silently drops
+the rest.
 
 The damage is done the way it happens for real, from *outside* the process under test: every
 read, write and copy of the database and its WAL, and the look-ups on the way (checkpoint, root
@@ -32,7 +34,7 @@ _WAL_HEADER = 32
 _WAL_FRAME_HEADER = 24
 _BTREE_TYPES = {0x02: "interior index", 0x05: "interior table", 0x0A: "leaf index", 0x0D: "leaf table"}
 #: The parts of a database :class:`CorruptFault` can damage.
-PARTS = ("header", "page_size", "btree", "index", "freelist", "wal_frame", "wal_salt", "truncate")
+PARTS = ("header", "page_size", "btree", "index", "index_entry", "freelist", "wal_frame", "wal_salt", "truncate")
 
 
 class CorruptFault(Fault):
@@ -46,11 +48,15 @@ class CorruptFault(Fault):
     :param target: database path, connection or manager (only the path is used).
     :param part: one of ``header`` (magic bytes 0-15), ``page_size`` (offset 16),
         ``btree`` (root or leaf page of ``table``), ``index`` (root page of ``index``),
+        ``index_entry`` (one key of ``index`` changed in place: the file stays well formed and the
+        index ordered, but it no longer matches its table, so ``PRAGMA quick_check`` passes and only
+        ``PRAGMA integrity_check`` reports the row missing from the index; a lookup through the index
+        misses that row),
         ``freelist`` (first freelist trunk page), ``wal_frame`` (page data of WAL frame
         ``frame``), ``wal_salt`` (salt-1 in the WAL header), ``truncate`` (cut the file to
         ``fraction`` of its size).
     :param table: table name for ``part="btree"`` (``sqlite_schema`` is page 1).
-    :param index: index name for ``part="index"``.
+    :param index: index name for ``part="index"`` and ``part="index_entry"``.
     :param page: ``"root"`` or ``"leaf"`` (the right-most leaf under the root) for ``btree``.
     :param frame: 1-based WAL frame for ``wal_frame``; ``None`` picks one from ``seed``.
     :param fraction: kept share of the file for ``truncate`` (0 < fraction < 1).
@@ -95,8 +101,9 @@ class CorruptFault(Fault):
             raise FaultError(f"CorruptFault part {part!r} is not one of {', '.join(PARTS)}")
         if part == "btree" and not table:
             raise FaultError("CorruptFault part='btree' needs table=<name> (use 'sqlite_schema' for page 1)")
-        if part == "index" and not index:
-            raise FaultError("CorruptFault part='index' needs index=<name>")
+        if part in ("index", "index_entry") and not index:
+            raise FaultError(f"CorruptFault part={part!r} needs index=<name> (a table's UNIQUE or PRIMARY KEY "
+                             f"index is named sqlite_autoindex_<table>_1)")
         if page not in ("root", "leaf"):
             raise FaultError(f"CorruptFault page must be 'root' or 'leaf', got {page!r}")
         if not 0 < fraction < 1:
@@ -169,6 +176,56 @@ class CorruptFault(Fault):
     def _damage_index(self) -> dict[str, Any]:
         assert self.index is not None
         return {**self._damage_page_header(self._rootpage("index", self.index)), "index": self.index}
+
+    def _damage_index_entry(self) -> dict[str, Any]:
+        """Raise the largest key of the index by one byte or one unit, keeping it the largest.
+
+        The right-most leaf's last cell holds the largest key; making it larger keeps the b-tree
+        ordered and every UNIQUE key unique, so nothing but the index-to-table comparison of
+        ``integrity_check`` can notice (a key changed in the middle could also break the order).
+        """
+        assert self.index is not None
+        page_size = _page_size(self._db_header())
+        pno = self._descend_to_leaf(self._rootpage("index", self.index))
+        start = (pno - 1) * page_size
+        head = 100 if pno == 1 else 0
+        page = self._read(self.path, start, page_size)
+        if page[head] != 0x0A:
+            raise FaultError(f"index {self.index!r} of {self.path}: page {pno} is not an index leaf")
+        cells = int.from_bytes(page[head + 3:head + 5], "big")
+        if cells == 0:
+            raise FaultError(f"cannot change an entry of index {self.index!r} in {self.path}: it is empty "
+                             f"(insert a row first)")
+        cell = int.from_bytes(page[head + 8 + 2 * (cells - 1):head + 10 + 2 * (cells - 1)], "big")
+        payload, pos = _varint(page, cell)
+        if payload > ((page_size - 12) * 64 // 255) - 23:  # spills onto overflow pages: not damaged here
+            raise FaultError(f"cannot change an entry of index {self.index!r} in {self.path}: its largest key "
+                             f"is {payload} bytes, longer than fits on one page")
+        header_len, body = _varint(page, pos)
+        serial, _ = _varint(page, body)
+        value = pos + header_len  # the first column's value starts the record's body
+        if 1 <= serial <= 6:  # big-endian integers of 1, 2, 3, 4, 6 or 8 bytes
+            width = (1, 2, 3, 4, 6, 8)[serial - 1]
+            old = int.from_bytes(page[value:value + width], "big", signed=True)
+            if old == 2 ** (8 * width - 1) - 1:
+                raise FaultError(f"the largest key of index {self.index!r} is the largest {width}-byte integer")
+            new = (old + 1).to_bytes(width, "big", signed=True)
+        elif serial >= 13 and serial % 2 and serial > 13:  # non-empty text
+            text = page[value:value + (serial - 13) // 2]
+            # Raise one ASCII byte below '~' to '~': the key grows, stays valid UTF-8 and keeps its length.
+            low = [i for i, b in enumerate(text) if b < 0x7E]
+            if not low:
+                raise FaultError(f"the largest key of index {self.index!r} has no byte that can grow")
+            at = self._rng.choice(low)
+            new = b"~"
+            value += at
+        else:
+            raise FaultError(f"cannot change an entry of index {self.index!r} in {self.path}: its first column "
+                             f"is neither an integer nor non-empty text (serial type {serial})")
+        done = self._overwrite(self.path, start + value, new)
+        self._bump_change_counter()
+        return {**done, "page": pno, "page_size": page_size, "index": self.index,
+                "note": "quick_check passes; integrity_check reports a row missing from the index"}
 
     def _damage_freelist(self) -> dict[str, Any]:
         header = self._db_header()
@@ -311,6 +368,17 @@ class CorruptFault(Fault):
     @staticmethod
     def _write(file: Path, offset: int, data: bytes) -> None:
         outside.write_bytes(file, offset, data)
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    """SQLite's big-endian varint at ``pos``: its value and the offset after it."""
+    value = 0
+    for i in range(8):
+        byte = data[pos + i]
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            return value, pos + i + 1
+    return (value << 8) | data[pos + 8], pos + 9
 
 
 def _page_size(header: bytes) -> int:

@@ -11,8 +11,11 @@ from ..faults.registry import make_fault
 from .base import swarm
 from .workload import Workload
 
-#: Damage the integrity check must see (each is real byte damage, see FAULTS.md).
-CORRUPT_PARTS = ("header", "btree_root", "btree_leaf", "truncate")
+#: Damage the integrity check must see (each is real byte damage, see FAULTS.md). ``index_entry`` leaves
+#: a well-formed file whose unique index no longer matches its table: only the full check can see it.
+CORRUPT_PARTS = ("header", "btree_root", "btree_leaf", "truncate", "index_entry")
+#: The index SQLite makes for ``kv``'s TEXT PRIMARY KEY.
+KV_INDEX = "sqlite_autoindex_kv_1"
 
 
 def integrity_ok(result: Any) -> bool:
@@ -77,14 +80,23 @@ class HealthMixin(Workload):
     @precondition(lambda self: has_integrity_check(self) and not self.faults)
     @rule(part=st.sampled_from(CORRUPT_PARTS), seed=st.integers(0, 2**16))
     def corrupt_and_check(self, part: str, seed: int) -> None:
-        """P11: injected damage is flagged; the restored file passes again."""
+        """P11: injected damage is flagged by the quick and the full check; the restored file passes again.
+
+        Damage to index content alone (``index_entry``) is documented to pass ``quick_check``, which skips
+        index content: there only the full check (``integrity_check``) must flag it. Both are asked every
+        time (cheap on the machine's small file), so neither path depends on a draw.
+        """
         from reliability import DatabaseError
 
+        if part == "index_entry" and not self.model.kv:
+            self.put(0)  # an index with no entry has no entry to change
         self.reopen()  # flush WAL frames into the file so the damage hits committed pages
         self.db.close()
         kwargs: dict[str, Any] = {"seed": seed, "backup_before": True}
         if part.startswith("btree"):
             kwargs.update(part="btree", table="kv", page="root" if part == "btree_root" else "leaf")
+        elif part == "index_entry":
+            kwargs.update(part=part, index=KV_INDEX)
         else:
             kwargs.update(part=part)
         from ..stats import STATS
@@ -94,17 +106,24 @@ class HealthMixin(Workload):
         self.fault_history.append("corrupt")
         self.db = self.open_runtime(self.config)
         self.after_reopen()
-        try:
-            flagged = not integrity_ok(self.absorb(self.db.check_integrity))
-            why = "check_integrity() answered ok"
-        except DatabaseError as err:
-            flagged = str(err.kind) in ("corrupt", "notadb", "ioerr_corruptfs")
-            why = f"check_integrity() raised {err.kind}"
-        self.check(11, flagged, lambda: f"{part} damage (seed {seed}) not flagged: {why}", faults=["corrupt"])
-        seen = self.read_only_verdict(["corrupt"])
-        self.check(11, seen is None or seen[0], lambda: (
-            f"{part} damage (seed {seed}) not flagged by the read-only inspection (reliability check): "
-            f"{seen and seen[1]}"), faults=["corrupt"])
+        flagged = False
+        for full in (False, True):
+            must_flag = full or part != "index_entry"
+            call = f"check_integrity(full={full})"
+            try:
+                flagged_now = not integrity_ok(self.absorb(self.db.check_integrity, full=full))
+                why = f"{call} answered ok"
+            except DatabaseError as err:
+                flagged_now = str(err.kind) in ("corrupt", "notadb", "ioerr_corruptfs")
+                why = f"{call} raised {err.kind}"
+            flagged = flagged or flagged_now
+            if must_flag:
+                self.check(11, flagged_now, f"{part} damage (seed {seed}) not flagged: {why}", faults=["corrupt"])
+            seen = self.read_only_verdict(["corrupt"], full=full)
+            if must_flag:
+                self.check(11, seen is None or seen[0],
+                           f"{part} damage (seed {seed}) not flagged by the read-only inspection (reliability check"
+                           f"{' --full' if full else ''}): {seen and seen[1]}", faults=["corrupt"])
         if flagged:
             # P10 under corruption: health must say so (auto_recover is off here, nothing repairs it).
             status = str(self.db.health().status)
@@ -147,19 +166,23 @@ class HealthMixin(Workload):
         self.integrity_passes(None)
 
     def integrity_passes(self, faults: list[str] | None) -> None:
+        """A healthy file passes the quick and the full check, the runtime's and the read-only one's."""
         from reliability import DatabaseError
 
-        try:
-            ok = integrity_ok(self.absorb(self.db.check_integrity))
-            why = "check_integrity() reported a problem"
-        except DatabaseError as err:
-            ok, why = False, f"check_integrity() raised {err.kind}: {err.detail}"
-        self.check(11, ok, lambda: f"a healthy file failed the integrity check: {why}", faults=faults)
-        seen = self.read_only_verdict(faults)
-        self.check(11, seen is None or not seen[0], lambda: (
-            f"a healthy file failed the read-only inspection (reliability check): {seen and seen[1]}"), faults=faults)
+        for full in (False, True):
+            call = f"check_integrity(full={full})"
+            try:
+                ok = integrity_ok(self.absorb(self.db.check_integrity, full=full))
+                why = f"{call} reported a problem"
+            except DatabaseError as err:
+                ok, why = False, f"{call} raised {err.kind}: {err.detail}"
+            self.check(11, ok, f"a healthy file failed the integrity check: {why}", faults=faults)
+            seen = self.read_only_verdict(faults, full=full)
+            self.check(11, seen is None or not seen[0],
+                       f"a healthy file failed the read-only inspection (reliability check"
+                       f"{' --full' if full else ''}): {seen and seen[1]}", faults=faults)
 
-    def read_only_verdict(self, faults: list[str] | None) -> tuple[bool, str] | None:
+    def read_only_verdict(self, faults: list[str] | None, full: bool = False) -> tuple[bool, str] | None:
         """Whether the read-only inspection (``reliability check``, another entry point to the same rule) flags
         the file, and what it said; None for a runtime this harness cannot inspect. Inspection changes
         nothing: the database file's bytes are the same after it."""
@@ -179,7 +202,7 @@ class HealthMixin(Workload):
         before = digest()
         try:
             with Inspector(self.config) as view:
-                report = view.check_integrity()
+                report = view.check_integrity(full=full)
             seen = (not report.ok, "; ".join(report.problems[:3]) or "ok")
         except DatabaseError as err:
             seen = (str(err.kind) in ("corrupt", "notadb", "ioerr_corruptfs"), f"raised {err.kind}: {err.detail}")

@@ -70,6 +70,50 @@ def test_a_damaged_index_breaks_lookups_through_it_but_not_table_scans(make_db, 
     assert error_name(exc.value) == "SQLITE_CORRUPT"
 
 
+def _checks(path):
+    return _query(path, "PRAGMA quick_check"), _query(path, "PRAGMA integrity_check")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_changed_index_entry_passes_quick_check_and_fails_integrity_check(make_db, seed):
+    path = make_db(rows=400, payload=100)
+    fault = CorruptFault(path, part="index_entry", index="items_name", seed=seed, backup_before=True).inject()
+    quick, full = _checks(path)
+    assert quick == [("ok",)]  # quick_check skips index content: only the full check can tell
+    assert full != [("ok",)] and any("missing from index items_name" in row[0] for row in full), full
+    assert _query(path, "SELECT count(*) FROM items NOT INDEXED") == [(400,)]  # the table is untouched
+    # The largest key was raised: the last row is no longer found through the index, only by a scan.
+    assert _query(path, "SELECT id FROM items INDEXED BY items_name WHERE name = 'item-00399'") == []
+    assert _query(path, "SELECT id FROM items NOT INDEXED WHERE name = 'item-00399'") == [(400,)]
+    damage = _damaged(fault)
+    assert damage["length"] == 1 and damage["after"] == b"~".hex() and damage["before"] != damage["after"]
+    fault.heal()
+    assert _checks(path) == ([("ok",)], [("ok",)])
+
+
+def test_a_changed_integer_key_of_a_unique_index_is_found_only_by_integrity_check(tmp_path):
+    path = tmp_path / "app.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER UNIQUE)")
+    conn.executemany("INSERT INTO t (n) VALUES (?)", [(i * 1000,) for i in range(50)])
+    conn.close()
+    fault = CorruptFault(path, part="index_entry", index="sqlite_autoindex_t_1").inject()
+    quick, full = _checks(path)
+    assert quick == [("ok",)]
+    assert any("missing from index sqlite_autoindex_t_1" in row[0] for row in full), full
+    assert int(_damaged(fault)["after"], 16) == int(_damaged(fault)["before"], 16) + 1  # 49000 -> 49001
+
+
+def test_an_index_entry_needs_an_index_with_rows(make_db):
+    path = make_db(rows=0)
+    with pytest.raises(FaultError, match="needs index=<name>"):
+        CorruptFault(path, part="index_entry")
+    with pytest.raises(FaultError, match="is empty"):
+        CorruptFault(path, part="index_entry", index="items_name").inject()
+    with pytest.raises(FaultError, match="no such index"):
+        CorruptFault(path, part="index_entry", index="nope").inject()
+
+
 def test_a_damaged_freelist_fails_integrity_check_and_page_allocation(make_db, error_name):
     path = make_db(rows=400, payload=100)
     conn = sqlite3.connect(path)

@@ -320,9 +320,7 @@ def test_the_check_under_the_fault_bites(index: int, tmp_path: Any) -> None:
     first = out.stdout.strip().splitlines()[0] if out.stdout.strip() else ""
     prefix = f"found {property_id(number)} violated (faults: "
     assert first.startswith(prefix), out.stdout[-2000:]
-    labels = first[len(prefix):].split(")", 1)[0].split(", ")
-    assert set(labels) & set(ROUND_FAMILIES.get(family, (family,))), f"violation labelled {labels}, not under " \
-                                                                     f"{family}: {first}"
+    assert labelled_under(first, family), f"violation not labelled under {family}: {first}"
 
 
 #: every family (or kind) a case above narrows the rounds to, with the properties its cases enforce
@@ -369,12 +367,22 @@ def run_case(index: int | None, base_dir: str, family: str = "") -> None:
     # Two fixed streams of examples for a search (as in test_machines_bite.py): the derandomized one, then
     # seed 1 if the first found nothing. What one stream explores depends on every rule the machine has
     # (a rule added to a mixin shifts it), not on the check under test.
+    # A stream ends the search only with a violation labelled under the family (the cell under test): one
+    # met only after the heal is the after-column's, and the next stream may meet it while the fault holds.
     streams = (None,) if index is None else (None, 1)
     found = None
     for stream in streams:
         cls = machine if stream is None else seed(stream)(type(machine.__name__, (machine,), {}))
         found = first_violation(lambda cls=cls: run_machine(cls, broken, settings_=chosen, base_dir=base_dir,
-                                                            enforce=enforce))
-        if found:
+                                                            enforce=enforce)) or found
+        if found and labelled_under(found, family):
             break
     print(found or "no violation found")
+
+
+def labelled_under(found: str, family: str) -> bool:
+    """Whether ``found`` (``found P.. violated (faults: a, b): ...``) is labelled with a fault of ``family``."""
+    if "(faults: " not in found:
+        return False
+    labels = found.split("(faults: ", 1)[1].split(")", 1)[0].split(", ")
+    return bool(set(labels) & set(ROUND_FAMILIES.get(family, (family,))))

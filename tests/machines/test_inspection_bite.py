@@ -39,3 +39,23 @@ def test_the_health_machine_bites_an_inspection_that_writes_to_the_file(tmp_path
     monkeypatch.setattr(Inspector, "check_integrity", touching)
     with pytest.raises(AssertionError, match="read-only inspection changed the database file"):
         run_machine(MACHINES["health_integrity"], settings_=BITE, base_dir=str(tmp_path), enforce={11})
+
+
+def test_the_health_machine_bites_a_full_check_that_runs_the_quick_one(tmp_path, monkeypatch):
+    # A changed index entry passes quick_check: only a full check that really runs integrity_check flags it.
+    from reliability.durability.upkeep import Upkeep
+
+    real = Upkeep.check_integrity
+    monkeypatch.setattr(Upkeep, "check_integrity", lambda self, full=False: real(self, False))
+    with pytest.raises(AssertionError, match=r"index_entry damage .*not flagged: check_integrity\(full=True\)"):
+        run_machine(MACHINES["health_integrity"], settings_=BITE, base_dir=str(tmp_path), enforce={11})
+
+
+def test_the_health_machine_bites_an_inspection_whose_full_check_is_quick(tmp_path, monkeypatch):
+    from reliability.inspection import Inspector
+
+    real = Inspector.check_integrity
+    monkeypatch.setattr(Inspector, "check_integrity",
+                        lambda self, full=False, max_problems=100: real(self, False, max_problems))
+    with pytest.raises(AssertionError, match=r"index_entry damage .*read-only inspection \(reliability check --full\)"):
+        run_machine(MACHINES["health_integrity"], settings_=BITE, base_dir=str(tmp_path), enforce={11})
