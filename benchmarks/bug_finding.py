@@ -334,6 +334,15 @@ BUGS: tuple[Bug, ...] = (
         "        pragma = \"quick_check\"\n        t0 = time.perf_counter()\n\n"
         "        def once() -> list[str]:\n            try:",
         "the same changed index entry: `reliability check --full` (the read-only inspection) answers ok"),
+    Bug("p11_cli_check_drops_full", 11, "reliability/cli.py",
+        "        report = view.check_integrity(full=args.full)", "        report = view.check_integrity()",
+        "the same changed index entry: Inspector.check_integrity(full=True) flags it, `reliability check --full` "
+        "exits 0 (the command line never passes --full on)"),
+    Bug("p11_cli_check_exits_0_on_problems", 11, "reliability/cli.py",
+        "    return Outcome(EXIT_UNHEALTHY, f\"integrity: {len(report.problems)} problem(s) found\"",
+        "    return Outcome(EXIT_OK, f\"integrity: {len(report.problems)} problem(s) found\"",
+        "a damaged b-tree page: `reliability check` lists the problems but exits 0, so a cron job or a script "
+        "reading the exit code sees a healthy file"),
 )
 
 

@@ -122,8 +122,13 @@ class HealthMixin(Workload):
             seen = self.read_only_verdict(["corrupt"], full=full)
             if must_flag:
                 self.check(11, seen is None or seen[0],
-                           f"{part} damage (seed {seed}) not flagged by the read-only inspection (reliability check"
-                           f"{' --full' if full else ''}): {seen and seen[1]}", faults=["corrupt"])
+                           f"{part} damage (seed {seed}) not flagged by the read-only inspection (Inspector"
+                           f".check_integrity(full={full})): {seen and seen[1]}", faults=["corrupt"])
+            said = self.command_line_verdict(["corrupt"], full=full)
+            if must_flag:
+                self.check(11, said is None or said[0],
+                           f"{part} damage (seed {seed}) not flagged by `reliability check"
+                           f"{' --full' if full else ''}`: {said and said[1]}", faults=["corrupt"])
         if flagged:
             # P10 under corruption: health must say so (auto_recover is off here, nothing repairs it).
             status = str(self.db.health().status)
@@ -179,8 +184,12 @@ class HealthMixin(Workload):
             self.check(11, ok, f"a healthy file failed the integrity check: {why}", faults=faults)
             seen = self.read_only_verdict(faults, full=full)
             self.check(11, seen is None or not seen[0],
-                       f"a healthy file failed the read-only inspection (reliability check"
-                       f"{' --full' if full else ''}): {seen and seen[1]}", faults=faults)
+                       f"a healthy file failed the read-only inspection (Inspector.check_integrity(full={full})): "
+                       f"{seen and seen[1]}", faults=faults)
+            said = self.command_line_verdict(faults, full=full)
+            self.check(11, said is None or not said[0],
+                       f"a healthy file failed `reliability check{' --full' if full else ''}`: {said and said[1]}",
+                       faults=faults)
 
     def read_only_verdict(self, faults: list[str] | None, full: bool = False) -> tuple[bool, str] | None:
         """Whether the read-only inspection (``reliability check``, another entry point to the same rule) flags
@@ -208,6 +217,43 @@ class HealthMixin(Workload):
             seen = (str(err.kind) in ("corrupt", "notadb", "ioerr_corruptfs"), f"raised {err.kind}: {err.detail}")
         self.check(11, digest() == before, "the read-only inspection changed the database file", faults=faults)
         return seen
+
+
+    def command_line_verdict(self, faults: list[str] | None, full: bool = False) -> tuple[bool, str] | None:
+        """Whether ``reliability check`` (the operator's entry point, run in-process through the CLI's
+        ``main``) flags the file, and what it said; None for a runtime that is not this package's.
+
+        Flagged means exit 1 with problems listed, or exit 3 with a corruption error kind; exit 0 means
+        intact. Any other outcome (usage, configuration, an internal error) is itself a violation: the
+        command must give a verdict on a file it can open. It reads no ``.env`` of the project under test
+        (``--env`` names an empty file of the machine's) and, like every inspection, changes no byte.
+        """
+        import contextlib
+        import io
+        import json
+        import os
+
+        from reliability import ReliabilityConfig
+        from reliability.cli import main
+
+        if not isinstance(self.config, ReliabilityConfig) or not os.path.exists(self.db_path):
+            return None
+        env = os.path.join(self.dir, "cli.env")
+        if not os.path.exists(env):
+            os.close(os.open(env, os.O_CREAT | os.O_WRONLY, 0o600))
+        with open(self.db_path, "rb") as fh:
+            before = fh.read()
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = main(["--db", self.db_path, "--env", env, "--json", "check", *(["--full"] if full else [])])
+        with open(self.db_path, "rb") as fh:
+            self.check(11, fh.read() == before, "`reliability check` changed the database file", faults=faults)
+        doc = json.loads(out.getvalue())
+        kind = (doc.get("error") or {}).get("kind")
+        said = f"exit {code}: {doc.get('message')}"
+        self.check(11, code == doc.get("exit_code") and (code in (0, 1) or (code == 3 and kind)),
+                   f"`reliability check` gave no verdict: {said} (error {doc.get('error')})", faults=faults)
+        return code == 1 or kind in ("corrupt", "notadb", "ioerr_corruptfs"), said
 
 
 class HealthMachine(HealthMixin):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 from bite_settings import bite_settings
 
@@ -57,5 +59,31 @@ def test_the_health_machine_bites_an_inspection_whose_full_check_is_quick(tmp_pa
     real = Inspector.check_integrity
     monkeypatch.setattr(Inspector, "check_integrity",
                         lambda self, full=False, max_problems=100: real(self, False, max_problems))
-    with pytest.raises(AssertionError, match=r"index_entry damage .*read-only inspection \(reliability check --full\)"):
+    flagged_by = r"read-only inspection \(Inspector\.check_integrity\(full=True\)\)"
+    with pytest.raises(AssertionError, match=rf"index_entry damage .*{flagged_by}"):
+        run_machine(MACHINES["health_integrity"], settings_=BITE, base_dir=str(tmp_path), enforce={11})
+
+
+def test_the_health_machine_bites_a_command_line_check_that_drops_full(tmp_path, monkeypatch):
+    # The Inspector is right; `reliability check --full` forgets to pass --full on (the CLI's own wiring).
+    from reliability import cli
+
+    real = cli._check
+    monkeypatch.setitem(cli._HANDLERS, "check",
+                        lambda args, config: real(argparse.Namespace(**{**vars(args), "full": False}), config))
+    with pytest.raises(AssertionError, match=r"index_entry damage .*not flagged by `reliability check --full`"):
+        run_machine(MACHINES["health_integrity"], settings_=BITE, base_dir=str(tmp_path), enforce={11})
+
+
+def test_the_health_machine_bites_a_command_line_check_that_exits_0_on_problems(tmp_path, monkeypatch):
+    from reliability import cli
+
+    real = cli._check
+
+    def lenient(args, config):
+        outcome = real(args, config)
+        return cli.Outcome(cli.EXIT_OK, outcome.message, outcome.value, outcome.text)
+
+    monkeypatch.setitem(cli._HANDLERS, "check", lenient)
+    with pytest.raises(AssertionError, match=r"damage .*not flagged by `reliability check"):
         run_machine(MACHINES["health_integrity"], settings_=BITE, base_dir=str(tmp_path), enforce={11})
