@@ -343,6 +343,11 @@ BUGS: tuple[Bug, ...] = (
         "    return Outcome(EXIT_OK, f\"integrity: {len(report.problems)} problem(s) found\"",
         "a damaged b-tree page: `reliability check` lists the problems but exits 0, so a cron job or a script "
         "reading the exit code sees a healthy file"),
+    Bug("p10_cli_health_degraded_exits_0", 10, "reliability/cli.py",
+        "    code = EXIT_OK if report.healthy else EXIT_UNHEALTHY",
+        "    code = EXIT_OK if str(report.status) != \"unavailable\" else EXIT_UNHEALTHY",
+        "a failed full integrity check marks the file damaged: `reliability health` says degraded and exits 0 "
+        "(only unavailable counted as unhealthy)"),
 )
 
 

@@ -135,6 +135,11 @@ class HealthMixin(Workload):
             self.check(10, status != "healthy",
                        f"health().status is {status!r} after an integrity check found {part} damage",
                        faults=["corrupt"])
+            # And the operator's view: `reliability health` must not exit 0 (a cron job reads only that).
+            ran = self.run_command_line(["health"], ["corrupt"])
+            if ran is not None:
+                self.check(10, ran[0] in (1, 3), f"`reliability health` exited {ran[0]} ({ran[1].get('message')}) "
+                                            f"after an integrity check found {part} damage", faults=["corrupt"])
         self.put_back_undamaged(fault)
         self.last_healed = "corrupt"
         self.integrity_passes(None)
@@ -220,13 +225,30 @@ class HealthMixin(Workload):
 
 
     def command_line_verdict(self, faults: list[str] | None, full: bool = False) -> tuple[bool, str] | None:
-        """Whether ``reliability check`` (the operator's entry point, run in-process through the CLI's
-        ``main``) flags the file, and what it said; None for a runtime that is not this package's.
+        """Whether ``reliability check [--full]`` flags the file, and what it said; None for a runtime that
+        is not this package's.
 
         Flagged means exit 1 with problems listed, or exit 3 with a corruption error kind; exit 0 means
         intact. Any other outcome (usage, configuration, an internal error) is itself a violation: the
-        command must give a verdict on a file it can open. It reads no ``.env`` of the project under test
-        (``--env`` names an empty file of the machine's) and, like every inspection, changes no byte.
+        command must give a verdict on a file it can open.
+        """
+        ran = self.run_command_line(["check", *(["--full"] if full else [])], faults)
+        if ran is None:
+            return None
+        code, doc = ran
+        kind = (doc.get("error") or {}).get("kind")
+        said = f"exit {code}: {doc.get('message')}"
+        self.check(11, code in (0, 1) or (code == 3 and bool(kind)),
+                   f"`reliability check` gave no verdict: {said} (error {doc.get('error')})", faults=faults)
+        return code == 1 or kind in ("corrupt", "notadb", "ioerr_corruptfs"), said
+
+    def run_command_line(self, argv: list[str], faults: list[str] | None) -> tuple[int, dict[str, Any]] | None:
+        """Run ``reliability --json <argv>`` in-process (the CLI's ``main``, the operator's entry point) on the
+        machine's file: its exit code and JSON document; None for a runtime that is not this package's.
+
+        It reads no ``.env`` of the project under test (``--env`` names an empty file of the machine's). The
+        commands run here are inspections: the database file must have the same bytes after, and the exit
+        code must be the one the document states.
         """
         import contextlib
         import io
@@ -245,15 +267,14 @@ class HealthMixin(Workload):
             before = fh.read()
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
-            code = main(["--db", self.db_path, "--env", env, "--json", "check", *(["--full"] if full else [])])
+            code = main(["--db", self.db_path, "--env", env, "--json", *argv])
         with open(self.db_path, "rb") as fh:
-            self.check(11, fh.read() == before, "`reliability check` changed the database file", faults=faults)
+            self.check(11, fh.read() == before, f"`reliability {' '.join(argv)}` changed the database file",
+                       faults=faults)
         doc = json.loads(out.getvalue())
-        kind = (doc.get("error") or {}).get("kind")
-        said = f"exit {code}: {doc.get('message')}"
-        self.check(11, code == doc.get("exit_code") and (code in (0, 1) or (code == 3 and kind)),
-                   f"`reliability check` gave no verdict: {said} (error {doc.get('error')})", faults=faults)
-        return code == 1 or kind in ("corrupt", "notadb", "ioerr_corruptfs"), said
+        self.check(11, code == doc.get("exit_code"),
+                   f"`reliability {' '.join(argv)}` exited {code}, its JSON says {doc.get('exit_code')}", faults=faults)
+        return code, doc
 
 
 class HealthMachine(HealthMixin):

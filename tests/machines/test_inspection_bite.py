@@ -87,3 +87,18 @@ def test_the_health_machine_bites_a_command_line_check_that_exits_0_on_problems(
     monkeypatch.setitem(cli._HANDLERS, "check", lenient)
     with pytest.raises(AssertionError, match=r"damage .*not flagged by `reliability check"):
         run_machine(MACHINES["health_integrity"], settings_=BITE, base_dir=str(tmp_path), enforce={11})
+
+
+def test_the_health_machine_bites_a_command_line_health_that_exits_0_when_degraded(tmp_path, monkeypatch):
+    from reliability import cli
+
+    real = cli._health
+
+    def lenient(args, config):
+        outcome = real(args, config)
+        degraded = outcome.value.get("status") == "degraded"
+        return cli.Outcome(cli.EXIT_OK if degraded else outcome.code, outcome.message, outcome.value, outcome.text)
+
+    monkeypatch.setitem(cli._HANDLERS, "health", lenient)
+    with pytest.raises(AssertionError, match=r"`reliability health` exited 0 .*after an integrity check found"):
+        run_machine(MACHINES["health_integrity"], settings_=BITE, base_dir=str(tmp_path), enforce={10})
