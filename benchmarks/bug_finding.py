@@ -348,6 +348,10 @@ BUGS: tuple[Bug, ...] = (
         "    code = EXIT_OK if str(report.status) != \"unavailable\" else EXIT_UNHEALTHY",
         "a failed full integrity check marks the file damaged: `reliability health` says degraded and exits 0 "
         "(only unavailable counted as unhealthy)"),
+    Bug("p15_cli_verify_audit_exits_0_when_broken", 15, "reliability/cli.py",
+        "    return Outcome(EXIT_UNHEALTHY, text, report, text)", "    return Outcome(EXIT_OK, text, report, text)",
+        "an audit entry edited in the file: verify() and the command's text say BROKEN, `reliability verify-audit` "
+        "exits 0"),
 )
 
 

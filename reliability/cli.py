@@ -36,7 +36,7 @@ import json
 import os
 import sys
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -299,8 +299,12 @@ def _wants_json(argv: Sequence[str]) -> bool:
     return False
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (see the module docstring)."""
+def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None = None) -> int:
+    """Run the CLI; returns the exit code (see the module docstring).
+
+    ``environ``: the environment the ``RELIABILITY_*`` settings are read from (default ``os.environ``); a
+    program embedding the CLI, or a test harness, passes its own so a caller's settings do not leak in.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     as_json = _wants_json(argv)
     for n, arg in enumerate(argv, 1):
@@ -316,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     command = _command_name(args)
     try:
-        config = _load_config(args) if command != "selfcheck" else ReliabilityConfig()
+        config = _load_config(args, environ) if command != "selfcheck" else ReliabilityConfig()
         outcome = _HANDLERS[command](args, config)
     except UsageError as exc:  # dbfault: no fault (bad input on the command line)
         outcome = _error(EXIT_USAGE, str(exc), "usage")
@@ -348,7 +352,7 @@ def _command_name(args: argparse.Namespace) -> str:
     return f"{args.command} {sub}" if sub else args.command
 
 
-def _load_config(args: argparse.Namespace) -> ReliabilityConfig:
+def _load_config(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> ReliabilityConfig:
     if args.db is not None and not args.db.strip():
         raise UsageError("--db must name a database file, not an empty string")
     env: str | None = ".env"
@@ -361,7 +365,7 @@ def _load_config(args: argparse.Namespace) -> ReliabilityConfig:
             raise UsageError(f"--env {args.env!r} does not exist")
         env = args.env
     overrides = {"db_path": args.db} if args.db else {}
-    config = ReliabilityConfig.from_env(env, **overrides)
+    config = ReliabilityConfig.from_env(env, environ=environ, **overrides)
     try:
         load_sqlite_module(config.sqlite_module)
     except DatabaseError as exc:  # dbfault: no fault (RELIABILITY_SQLITE_MODULE not installed)

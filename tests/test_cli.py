@@ -554,3 +554,17 @@ def test_an_emptied_database_with_history_is_an_incident_not_an_empty_database(r
     code, out, err = run("recover")
     assert code == cli.EXIT_OK and "recovery: ok" in out, err
     assert json.loads(run("flags", "get", "beta")[1]) == "on"
+
+
+def test_main_reads_settings_from_the_environ_it_is_given(tmp_path, monkeypatch, capsys) -> None:
+    # An embedding program (or the property machines) passes its own environment: the process's does not leak in.
+    monkeypatch.chdir(tmp_path)  # (no ./.env of the checkout's)
+    db = tmp_path / "app.db"
+    DatabaseManager(fast_config(db)).close()
+    monkeypatch.setenv("RELIABILITY_BUSY_TIMEOUT_MS", "4321")
+    assert cli.main(["--db", str(db), "--json", "config", "show"], environ={"RELIABILITY_BUSY_TIMEOUT_MS": "1234"}) == 0
+    assert json.loads(capsys.readouterr().out)["value"]["settings"]["busy_timeout_ms"] == 1234
+    assert cli.main(["--db", str(db), "--json", "config", "show"], environ={}) == 0
+    assert json.loads(capsys.readouterr().out)["value"]["settings"]["busy_timeout_ms"] != 4321
+    assert cli.main(["--db", str(db), "--json", "config", "show"]) == 0  # default: the process's environment
+    assert json.loads(capsys.readouterr().out)["value"]["settings"]["busy_timeout_ms"] == 4321

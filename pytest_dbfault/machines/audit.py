@@ -92,12 +92,27 @@ class AuditMixin(Workload):
                 self.check(15, report.first_broken_seq == at,
                            f"the audit log with entry {row[0]} {done} is reported broken at "
                            f"{report.first_broken_seq} ({report.reason})")
+            # The operator's entry point to the same rule: `reliability verify-audit` exits 1 and names the entry.
+            ran = self.run_command_line(["verify-audit"], 15, None)
+            if ran is not None:
+                code, doc = ran
+                seq = (doc.get("value") or {}).get("first_broken_seq") if isinstance(doc.get("value"), dict) else None
+                self.check(15, code == 1, f"`reliability verify-audit` exited {code} ({doc.get('message')}) with "
+                                          f"entry {row[0]} {done} in the file")
+                if how != "delete_last":
+                    self.check(15, seq == report.first_broken_seq,
+                               f"`reliability verify-audit` names entry {seq}, verify() names "
+                               f"{report.first_broken_seq} ({doc.get('message')})")
         finally:
             with self.raw() as conn:
                 conn.execute(f"INSERT OR REPLACE INTO reliability_audit ({columns}) VALUES "
                              "(?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
         after = self.absorb(self.db.audit.verify)
         self.check(15, after.ok, f"the audit log with its rows put back does not verify: {after.reason}")
+        ran = self.run_command_line(["verify-audit"], 15, None)
+        if ran is not None:
+            self.check(15, ran[0] == 0, f"`reliability verify-audit` exited {ran[0]} ({ran[1].get('message')}) "
+                                        f"with the audit log's rows put back")
 
     def fallback_ids(self) -> list[str]:
         ids = []

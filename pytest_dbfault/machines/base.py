@@ -345,6 +345,45 @@ class RuntimeMachine(RuleBasedStateMachine):
     def after_reopen(self) -> None:
         """Hook: a restart resets the runtime's counters."""
 
+    def run_command_line(self, argv: list[str], number: int,
+                         faults: list[str] | None) -> tuple[int, dict[str, Any]] | None:
+        """Run ``reliability --json <argv>`` in-process (the CLI's ``main``: the operator's entry point) on the
+        machine's file: its exit code and JSON document; None for a runtime that is not this package's.
+
+        The command sees the settings the machine's runtime has: the defaults for its database (every
+        machine keeps the default paths), an empty ``--env`` file of the machine's, and of the caller's
+        environment only ``RELIABILITY_SQLITE_MODULE`` (the build every machine runs on); a project's own
+        ``.env`` or ``RELIABILITY_*`` variables stay out. The commands run here are inspections: property
+        ``number`` checks that the database file has the same bytes after, and that the exit code is the
+        one the document states.
+        """
+        import contextlib
+        import io
+        import json
+
+        from reliability import ReliabilityConfig
+        from reliability.cli import main
+
+        if not isinstance(self.config, ReliabilityConfig) or not os.path.exists(self.db_path):
+            return None
+        env_file = os.path.join(self.dir, "cli.env")
+        if not os.path.exists(env_file):
+            os.close(os.open(env_file, os.O_CREAT | os.O_WRONLY, 0o600))
+        environ = {k: v for k, v in os.environ.items()
+                   if not k.startswith("RELIABILITY_") or k == "RELIABILITY_SQLITE_MODULE"}
+        with open(self.db_path, "rb") as fh:
+            before = fh.read()
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = main(["--db", self.db_path, "--env", env_file, "--json", *argv], environ=environ)
+        with open(self.db_path, "rb") as fh:
+            self.check(number, fh.read() == before, f"`reliability {' '.join(argv)}` changed the database file",
+                       faults=faults)
+        doc = json.loads(out.getvalue())
+        self.check(number, code == doc.get("exit_code"),
+                   f"`reliability {' '.join(argv)}` exited {code}, its JSON says {doc.get('exit_code')}", faults=faults)
+        return code, doc
+
     def put_back_undamaged(self, fault: Any) -> None:
         """After an honest failed recovery: close the runtime, put the copy the corruption fault kept back
         (the acknowledged state), open a new runtime.

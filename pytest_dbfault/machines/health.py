@@ -136,7 +136,7 @@ class HealthMixin(Workload):
                        f"health().status is {status!r} after an integrity check found {part} damage",
                        faults=["corrupt"])
             # And the operator's view: `reliability health` must not exit 0 (a cron job reads only that).
-            ran = self.run_command_line(["health"], ["corrupt"])
+            ran = self.run_command_line(["health"], 10, ["corrupt"])
             if ran is not None:
                 self.check(10, ran[0] in (1, 3), f"`reliability health` exited {ran[0]} ({ran[1].get('message')}) "
                                             f"after an integrity check found {part} damage", faults=["corrupt"])
@@ -232,7 +232,7 @@ class HealthMixin(Workload):
         intact. Any other outcome (usage, configuration, an internal error) is itself a violation: the
         command must give a verdict on a file it can open.
         """
-        ran = self.run_command_line(["check", *(["--full"] if full else [])], faults)
+        ran = self.run_command_line(["check", *(["--full"] if full else [])], 11, faults)
         if ran is None:
             return None
         code, doc = ran
@@ -241,41 +241,6 @@ class HealthMixin(Workload):
         self.check(11, code in (0, 1) or (code == 3 and bool(kind)),
                    f"`reliability check` gave no verdict: {said} (error {doc.get('error')})", faults=faults)
         return code == 1 or kind in ("corrupt", "notadb", "ioerr_corruptfs"), said
-
-    def run_command_line(self, argv: list[str], faults: list[str] | None) -> tuple[int, dict[str, Any]] | None:
-        """Run ``reliability --json <argv>`` in-process (the CLI's ``main``, the operator's entry point) on the
-        machine's file: its exit code and JSON document; None for a runtime that is not this package's.
-
-        It reads no ``.env`` of the project under test (``--env`` names an empty file of the machine's). The
-        commands run here are inspections: the database file must have the same bytes after, and the exit
-        code must be the one the document states.
-        """
-        import contextlib
-        import io
-        import json
-        import os
-
-        from reliability import ReliabilityConfig
-        from reliability.cli import main
-
-        if not isinstance(self.config, ReliabilityConfig) or not os.path.exists(self.db_path):
-            return None
-        env = os.path.join(self.dir, "cli.env")
-        if not os.path.exists(env):
-            os.close(os.open(env, os.O_CREAT | os.O_WRONLY, 0o600))
-        with open(self.db_path, "rb") as fh:
-            before = fh.read()
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            code = main(["--db", self.db_path, "--env", env, "--json", *argv])
-        with open(self.db_path, "rb") as fh:
-            self.check(11, fh.read() == before, f"`reliability {' '.join(argv)}` changed the database file",
-                       faults=faults)
-        doc = json.loads(out.getvalue())
-        self.check(11, code == doc.get("exit_code"),
-                   f"`reliability {' '.join(argv)}` exited {code}, its JSON says {doc.get('exit_code')}", faults=faults)
-        return code, doc
-
 
 class HealthMachine(HealthMixin):
     """Operations under faults, counted; corruption flagged."""

@@ -1,4 +1,5 @@
-"""The health machine judges the read-only inspection too (``reliability check``: another entry point, same rule)."""
+"""The machines judge the other entry points to a rule too: the read-only inspection (``Inspector``) and the
+command line (``reliability check``, ``reliability health``, ``reliability verify-audit``)."""
 
 from __future__ import annotations
 
@@ -102,3 +103,17 @@ def test_the_health_machine_bites_a_command_line_health_that_exits_0_when_degrad
     monkeypatch.setitem(cli._HANDLERS, "health", lenient)
     with pytest.raises(AssertionError, match=r"`reliability health` exited 0 .*after an integrity check found"):
         run_machine(MACHINES["health_integrity"], settings_=BITE, base_dir=str(tmp_path), enforce={10})
+
+
+def test_the_audit_machine_bites_a_command_line_verify_audit_that_exits_0_when_broken(tmp_path, monkeypatch):
+    from reliability import cli
+
+    real = cli._verify_audit
+
+    def lenient(args, config):
+        outcome = real(args, config)
+        return cli.Outcome(cli.EXIT_OK, outcome.message, outcome.value, outcome.text)
+
+    monkeypatch.setitem(cli._HANDLERS, "verify-audit", lenient)
+    with pytest.raises(AssertionError, match=r"`reliability verify-audit` exited 0 .*in the file"):
+        run_machine(MACHINES["audit"], settings_=BITE, base_dir=str(tmp_path), enforce={15})
