@@ -210,7 +210,7 @@ class CorruptFault(Fault):
             if old == 2 ** (8 * width - 1) - 1:
                 raise FaultError(f"the largest key of index {self.index!r} is the largest {width}-byte integer")
             new = (old + 1).to_bytes(width, "big", signed=True)
-        elif serial >= 13 and serial % 2 and serial > 13:  # non-empty text
+        elif serial > 13 and serial % 2:  # non-empty text (odd serial types from 15 on)
             text = page[value:value + (serial - 13) // 2]
             # Raise one ASCII byte below '~' to '~': the key grows, stays valid UTF-8 and keeps its length.
             low = [i for i, b in enumerate(text) if b < 0x7E]

@@ -199,9 +199,9 @@ class HealthMixin(Workload):
                        faults=faults)
 
     def read_only_verdict(self, faults: list[str] | None, full: bool = False) -> tuple[bool, str] | None:
-        """Whether the read-only inspection (``reliability check``, another entry point to the same rule) flags
-        the file, and what it said; None for a runtime this harness cannot inspect. Inspection changes
-        nothing: the database file's bytes are the same after it."""
+        """Whether the read-only inspection (``Inspector``, which ``reliability check`` reads through: another
+        entry point to the same rule) flags the file, and what it said; None for a runtime this harness
+        cannot inspect. Inspection changes nothing: the database file's bytes are the same after it."""
         import hashlib
         import os
 
@@ -225,7 +225,6 @@ class HealthMixin(Workload):
         self.check(11, digest() == before, "the read-only inspection changed the database file", faults=faults)
         return seen
 
-
     def command_line_verdict(self, faults: list[str] | None, full: bool = False) -> tuple[bool, str] | None:
         """Whether ``reliability check [--full]`` flags the file, and what it said; None for a runtime that
         is not this package's.
@@ -243,6 +242,7 @@ class HealthMixin(Workload):
         self.check(11, code in (0, 1) or (code == 3 and bool(kind)),
                    f"`reliability check` gave no verdict: {said} (error {doc.get('error')})", faults=faults)
         return code == 1 or kind in ("corrupt", "notadb", "ioerr_corruptfs"), said
+
 
 class HealthMachine(HealthMixin):
     """Operations under faults, counted; corruption flagged."""
