@@ -76,44 +76,33 @@ def test_the_health_machine_bites_a_command_line_check_that_drops_full(tmp_path,
         run_machine(MACHINES["health_integrity"], settings_=BITE, base_dir=str(tmp_path), enforce={11})
 
 
-def test_the_health_machine_bites_a_command_line_check_that_exits_0_on_problems(tmp_path, monkeypatch):
+def exits_0(monkeypatch, command, when=lambda outcome: True):
+    """Plant a command-line defect: ``reliability <command>`` says what it found, then exits 0 (``when`` it holds)."""
     from reliability import cli
 
-    real = cli._check
+    real = cli._HANDLERS[command]
 
     def lenient(args, config):
         outcome = real(args, config)
-        return cli.Outcome(cli.EXIT_OK, outcome.message, outcome.value, outcome.text)
+        code = cli.EXIT_OK if when(outcome) else outcome.code
+        return cli.Outcome(code, outcome.message, outcome.value, outcome.text)
 
-    monkeypatch.setitem(cli._HANDLERS, "check", lenient)
+    monkeypatch.setitem(cli._HANDLERS, command, lenient)
+
+
+def test_the_health_machine_bites_a_command_line_check_that_exits_0_on_problems(tmp_path, monkeypatch):
+    exits_0(monkeypatch, "check")
     with pytest.raises(AssertionError, match=r"damage .*not flagged by `reliability check"):
         run_machine(MACHINES["health_integrity"], settings_=BITE, base_dir=str(tmp_path), enforce={11})
 
 
 def test_the_health_machine_bites_a_command_line_health_that_exits_0_when_degraded(tmp_path, monkeypatch):
-    from reliability import cli
-
-    real = cli._health
-
-    def lenient(args, config):
-        outcome = real(args, config)
-        degraded = outcome.value.get("status") == "degraded"
-        return cli.Outcome(cli.EXIT_OK if degraded else outcome.code, outcome.message, outcome.value, outcome.text)
-
-    monkeypatch.setitem(cli._HANDLERS, "health", lenient)
+    exits_0(monkeypatch, "health", when=lambda outcome: outcome.value.get("status") == "degraded")
     with pytest.raises(AssertionError, match=r"`reliability health` exited 0 .*after an integrity check found"):
         run_machine(MACHINES["health_integrity"], settings_=BITE, base_dir=str(tmp_path), enforce={10})
 
 
 def test_the_audit_machine_bites_a_command_line_verify_audit_that_exits_0_when_broken(tmp_path, monkeypatch):
-    from reliability import cli
-
-    real = cli._verify_audit
-
-    def lenient(args, config):
-        outcome = real(args, config)
-        return cli.Outcome(cli.EXIT_OK, outcome.message, outcome.value, outcome.text)
-
-    monkeypatch.setitem(cli._HANDLERS, "verify-audit", lenient)
+    exits_0(monkeypatch, "verify-audit")
     with pytest.raises(AssertionError, match=r"`reliability verify-audit` exited 0 .*in the file"):
         run_machine(MACHINES["audit"], settings_=BITE, base_dir=str(tmp_path), enforce={15})
