@@ -447,8 +447,11 @@ class CommandRegistry(Observer):
         damaged and no recovery or clean integrity check has cleared it): its intact tables would take the
         writes, and a recovery that restores a backup would drop them with the file, so they stay in the
         queue (and the audit entries in the fallback) until it is sound.
-        Each write runs through ``parts.transact``: a replay never starts another.
+        Each write runs through ``parts.transact``: a replay never starts another. Writes other processes
+        queued in the same file (other workers, the ``reliability`` command line) are read first and
+        replayed too; each is still applied once (``reliability_applied_writes``).
         """
+        self.queue.refresh()
         damaged = self.parts.gate.refusal() if len(self.queue) else None
         if damaged is not None:
             log.warning("write queue not replayed: %s", damaged)

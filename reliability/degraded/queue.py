@@ -3,19 +3,34 @@
 A JSON-lines file of ``put``/``done``/``failed`` events; a write is appended and fsynced *before*
 its caller hears "queued". The queue knows nothing of the database: what replays it and how each
 write is made exactly-once is :class:`~reliability.degraded.commands.CommandRegistry`'s business.
+
+Several processes may share one queue file (every manager of a database uses ``<db>.queue.jsonl`` by
+default: the workers of one application, and the ``reliability`` command line beside them). Each
+change to the file is made under an exclusive ``flock`` on it, after reading what the others appended
+since, so a compaction never rewrites away a write another process queued (before this, a running
+application's replay emptied the file under the command line's queued ``flags set``: acknowledged with
+exit 5, then lost without a word).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: one process per queue file
+    fcntl = None  # type: ignore[assignment]
 
 from .. import files
 from ..files import fsync_dir
@@ -77,7 +92,10 @@ class WriteQueue:
         self._pending: dict[str, QueuedWrite] = {}
         self._failed: dict[str, str] = {}
         self._seq = 0
-        self._load()
+        #: the file read so far: its (device, inode) and how many bytes of it
+        self._ident: tuple[int, int] | None = None
+        self._offset = self._lines = 0
+        self.refresh()
 
     @classmethod
     def from_config(cls, config: Any) -> WriteQueue:
@@ -104,25 +122,27 @@ class WriteQueue:
         :raises QueueFullError: when ``max_entries`` writes are already waiting.
         :raises ValueError: when the arguments cannot be stored as JSON.
         """
-        with self._lock:
-            key = key or uuid.uuid4().hex
+        key = key or uuid.uuid4().hex
+        record: dict[str, Any] = {"op": "put", "key": key, "seq": 0, "command": command, "args": list(args),
+                                  "kwargs": dict(kwargs or {}), "queued_at": time.time()}
+        if auth is not None:
+            record["auth"] = auth
+        try:  # before the file is touched: a write that cannot be stored leaves no trace
+            json.dumps(record, ensure_ascii=False, allow_nan=False).encode("utf-8")  # (a lone surrogate fails here)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"the arguments of command {command!r} cannot be queued: {exc}") from None
+        with self._exclusive(create=True) as fd:
             if key in self._pending:
                 return self._pending[key]  # the same write offered twice is queued once
             if len(self._pending) >= self.max_entries:
                 raise QueueFullError(
                     f"the write queue {self.path} is full ({self.max_entries} writes waiting, "
                     f"RELIABILITY_WRITE_QUEUE_MAX); the write was not accepted")
-            entry = QueuedWrite(key, self._seq + 1, command, list(args), dict(kwargs or {}), time.time(), auth)
-            record = {"op": "put", "key": key, "seq": entry.seq, "command": command,
-                      "args": entry.args, "kwargs": entry.kwargs, "queued_at": entry.queued_at}
-            if auth is not None:
-                record["auth"] = auth
-            try:
-                line = json.dumps(record, ensure_ascii=False, allow_nan=False)
-                line.encode("utf-8")  # a lone surrogate would fail later, when the line is written
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"the arguments of command {command!r} cannot be queued: {exc}") from None
-            self._append(line)
+            record["seq"] = self._seq + 1  # under the lock: after every other process's last one
+            entry = QueuedWrite(key, record["seq"], command, record["args"], record["kwargs"], record["queued_at"],
+                                auth)
+            line = json.dumps(record, ensure_ascii=False, allow_nan=False)
+            self._append(fd, line)
             self._seq = entry.seq
             self._pending[key] = entry
             return entry
@@ -135,55 +155,124 @@ class WriteQueue:
         to a crash only means the next replay finds the key there and skips it; an fsync here
         would halve replay throughput for nothing (benchmarks/backup_recovery.py).
         """
-        with self._lock:
-            self._append(json.dumps({"op": "done", "key": key}), sync=False)
+        with self._exclusive(create=True) as fd:
+            self._append(fd, json.dumps({"op": "done", "key": key}), sync=False)
             self._pending.pop(key, None)
 
     def mark_failed(self, key: str, reason: str) -> None:
         """Record durably that the database refused ``key`` for good (it will not be replayed)."""
-        with self._lock:
-            self._append(json.dumps({"op": "failed", "key": key, "reason": reason}, ensure_ascii=False))
+        with self._exclusive(create=True) as fd:
+            self._append(fd, json.dumps({"op": "failed", "key": key, "reason": reason}, ensure_ascii=False))
             self._pending.pop(key, None)
             self._failed[key] = reason
 
     def compact(self) -> bool:
-        """Rewrite the file when nothing is waiting (atomic replace), keeping only failed writes' records."""
-        with self._lock:
-            if self._pending or not self.path.exists():
+        """Rewrite the file when nothing is waiting (atomic replace), keeping only failed writes' records.
+
+        "Nothing" includes what other processes appended: the file is read to its end under the lock first.
+        """
+        with self._exclusive(create=False) as fd:
+            if fd is None or self._pending:
                 return False
-            lines = [json.dumps({"op": "failed", "key": key, "reason": reason}, ensure_ascii=False) + "\n"
-                     for key, reason in self._failed.items()]
-            files.write_atomic(self.path, "".join(lines).encode("utf-8"), what="write queue (write_queue_path)")
+            data = "".join(json.dumps({"op": "failed", "key": key, "reason": reason}, ensure_ascii=False) + "\n"
+                           for key, reason in self._failed.items()).encode("utf-8")
+            files.write_atomic(self.path, data, what="write queue (write_queue_path)")
+            st = os.stat(self.path, follow_symlinks=False)
+            # (Others wait on the old file's lock; each finds it replaced and locks this one instead.)
+            self._ident, self._offset = (st.st_dev, st.st_ino), len(data)
             return True
 
-    def _append(self, line: str, *, sync: bool = True) -> None:
-        created = not os.path.lexists(self.path)
-        if created:
-            self.path.parent.mkdir(mode=files.DIR_MODE, parents=True, exist_ok=True)
-        fd = files.open_private(self.path, what="write queue (write_queue_path)")
-        try:
-            os.write(fd, (line + "\n").encode("utf-8"))
-            if sync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        if created:
-            fsync_dir(self.path.parent)
+    def refresh(self) -> None:
+        """Read what other processes appended to the file since this queue last looked (a replay calls it
+        first, so their writes are replayed too). Changes nothing but a torn last line (see :meth:`_catch_up`)."""
+        with self._exclusive(create=False):
+            pass
 
-    def _load(self) -> None:
-        data = files.read_private(self.path, what="write queue (write_queue_path)")
-        if data is None:  # no queue file yet: the normal first start
-            return
+    @contextlib.contextmanager
+    def _exclusive(self, *, create: bool) -> Iterator[int | None]:
+        """Hold this process's lock and an exclusive ``flock`` on the queue file, caught up with its content;
+        yields the descriptor (opened for appending), or None when the file does not exist and ``create`` is
+        false. A file replaced while we waited (another process compacted it) is locked anew."""
+        with self._lock:
+            while True:
+                created = create and not os.path.lexists(self.path)
+                if created:
+                    self.path.parent.mkdir(mode=files.DIR_MODE, parents=True, exist_ok=True)
+                writable = True
+                try:
+                    fd = files.open_private(self.path, os.O_RDWR | os.O_APPEND | (os.O_CREAT if create else 0),
+                                            what="write queue (write_queue_path)")
+                except FileNotFoundError:  # dbfault: no fault (no queue file yet: nothing to read)
+                    self._ident, self._offset, self._lines = None, 0, 0
+                    yield None
+                    return
+                except OSError as exc:  # dbfault: no fault (a read-only file or mount: it can still be read)
+                    if create or exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                        raise
+                    fd = files.open_private(self.path, os.O_RDONLY, what="write queue (write_queue_path)")
+                    writable = False
+                if created:
+                    fsync_dir(self.path.parent)
+                try:
+                    if fcntl is not None:
+                        fcntl.flock(fd, fcntl.LOCK_EX if writable else fcntl.LOCK_SH)
+                    held = os.fstat(fd)
+                    try:
+                        now = os.stat(self.path, follow_symlinks=False)
+                    except FileNotFoundError:  # dbfault: no fault (moved away while we waited)
+                        now = None
+                    if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+                        self._catch_up(fd, (held.st_dev, held.st_ino), cut_torn=writable)
+                        yield fd if writable else None
+                        return
+                finally:
+                    os.close(fd)  # (closing drops the flock)
+
+    def _append(self, fd: int | None, line: str, *, sync: bool = True) -> None:
+        if fd is None:  # (only when the file could not be opened for writing, which raised already)
+            raise OSError(f"write queue {self.path} is not open for writing")
+        data = (line + "\n").encode("utf-8")
+        view = memoryview(data)
+        while view:  # (a regular file takes it in one write; a short write must not tear the line)
+            view = view[os.write(fd, view):]
+        if sync:
+            os.fsync(fd)
+        self._offset += len(data)
+
+    def _catch_up(self, fd: int, ident: tuple[int, int], *, cut_torn: bool = True) -> None:
+        """Apply the events written since :attr:`_offset` (all of them when the file is another one now).
+
+        Under the exclusive lock every writer has finished its line, so a last line without its newline is
+        a crash's torn append: it is cut off (the write it held was never acknowledged); read-only, it is
+        only left unread."""
+        size = os.fstat(fd).st_size
+        if ident != self._ident or size < self._offset:  # another file now, or cut shorter by hand: from the top
+            self._ident, self._offset, self._lines = ident, 0, 0
+            self._pending, self._failed = {}, {}
+        data = b""
+        if size > self._offset:
+            chunks, at = [], self._offset
+            while at < size:
+                chunk = os.pread(fd, size - at, at)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                at += len(chunk)
+            data = b"".join(chunks)
         end = data.rfind(b"\n") + 1
         if end < len(data):
             log.warning("write queue %s ends with a torn entry (%d bytes); ignoring it", self.path, len(data) - end)
-            fd = files.open_private(self.path, os.O_WRONLY, what="write queue (write_queue_path)")
-            try:
-                os.ftruncate(fd, end)
+            if cut_torn:
+                os.ftruncate(fd, self._offset + end)
                 os.fsync(fd)
-            finally:
-                os.close(fd)
-        for n, raw in enumerate(data[:end].splitlines(), 1):
+        self._apply_events(data[:end])
+        self._offset += end
+
+    def _apply_events(self, data: bytes) -> None:
+        added = False
+        for raw in data.splitlines():
+            self._lines += 1
+            n = self._lines
             if not raw.strip():
                 continue
             try:
@@ -196,6 +285,7 @@ class WriteQueue:
                                         dict(auth) if isinstance(auth, dict) else None)
                     self._pending[key] = entry
                     self._seq = max(self._seq, entry.seq)
+                    added = True
                 elif op == "done":
                     self._pending.pop(key, None)
                 elif op == "failed":
@@ -203,6 +293,5 @@ class WriteQueue:
                     self._failed[key] = str(event.get("reason", ""))
             except (ValueError, KeyError, TypeError) as exc:  # dbfault: no fault (line garbled outside the runtime)
                 log.error("write queue %s line %d is unreadable (%s); skipping it", self.path, n, exc)
-        self._pending = dict(sorted(self._pending.items(), key=lambda kv: kv[1].seq))
-
-
+        if added:
+            self._pending = dict(sorted(self._pending.items(), key=lambda kv: kv[1].seq))

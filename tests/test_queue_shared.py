@@ -1,0 +1,87 @@
+"""One write queue file, several processes: no queued write is ever rewritten away (issue #15).
+
+Every manager of a database queues into ``<db>.queue.jsonl`` by default: the workers of one
+application, and the ``reliability`` command line beside them. Before the queue took a file lock and
+read the others' lines, a running application's replay found nothing of its own pending and compacted
+the file, deleting a ``flags set`` the command line had just acknowledged with exit 5.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from runtime_helpers import CLI_ENV, LockHolder, fast_config, os_user
+
+from reliability import DatabaseManager, admin, cli
+from reliability.degraded import WriteQueue
+
+ROOT = Path(__file__).parents[1]
+
+
+def puts(path: Path) -> list[dict]:
+    return [e for e in map(json.loads, path.read_text().splitlines()) if e["op"] == "put"]
+
+
+def test_a_compaction_keeps_what_another_queue_appended_and_seqs_stay_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "app.db.queue.jsonl"
+    mine, theirs = WriteQueue(path), WriteQueue(path)
+    done = mine.put("add", [1])
+    mine.mark_done(done.key)
+    waiting = theirs.put("add", [2])  # after mine last looked
+    assert mine.compact() is False  # it reads to the end first: something waits
+    assert [e["key"] for e in puts(path)] == [done.key, waiting.key]
+    assert [w.key for w in mine.pending()] == [waiting.key]  # and now it knows, so a replay would apply it
+    mine.mark_done(waiting.key)
+    assert mine.compact() is True and puts(path) == []
+    later = theirs.put("add", [3])  # theirs finds the file replaced and reads the new one
+    assert later.seq > waiting.seq and [w.key for w in theirs.pending()] == [later.key]
+    assert [w.key for w in WriteQueue(path).pending()] == [later.key]
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {root!r})
+    from reliability.degraded import WriteQueue
+    queue = WriteQueue({path!r})
+    for i in range({count}):
+        queue.put("add", [{who}, i], key=f"{who}-{{i}}")
+""")
+
+
+def test_processes_putting_while_another_replays_and_compacts_lose_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "app.db.queue.jsonl"
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER.format(root=str(ROOT), path=str(path), count=60,
+                                                                      who=w)]) for w in range(3)]
+    replayer, applied = WriteQueue(path), []
+    while any(w.poll() is None for w in writers) or len(replayer):
+        replayer.refresh()  # what a replay does first
+        for entry in replayer.pending():
+            applied.append(entry.key)
+            replayer.mark_done(entry.key)
+        replayer.compact()
+    assert all(w.wait() == 0 for w in writers)
+    replayer.refresh()
+    left = [w.key for w in replayer.pending()]
+    assert sorted(applied + left) == sorted(f"{w}-{i}" for w in range(3) for i in range(60))  # none lost, none twice
+
+
+def test_a_flag_the_command_line_queued_is_applied_by_the_running_application(tmp_path: Path, capsys) -> None:
+    db_path, env = tmp_path / "app.db", tmp_path / ".env"
+    user = os_user()
+    env.write_text(CLI_ENV)  # (this user an administrator, audit key "cli-key": the application's too)
+    app = DatabaseManager(fast_config(db_path, admin_actors=user, audit_hmac_key="cli-key"))
+    try:
+        assert admin.set_flag(app, "before", "1", user).ok  # the application's admin commands are registered
+        with LockHolder(db_path):
+            code = cli.main(["--db", str(db_path), "--env", str(env), "flags", "set", "beta", "on"], environ={})
+        assert code == cli.EXIT_QUEUED, capsys.readouterr()
+        assert [e["args"][:2] for e in puts(app.queue.path)] == [["beta", "on"]]
+        report = app.commands.replay()  # before the fix: nothing of its own pending, then the file emptied
+        assert (report.applied, report.remaining, report.error) == (1, 0, None), report
+        assert admin.get_flag(app, "beta").value.value == "on"
+    finally:
+        app.close()
