@@ -85,3 +85,30 @@ def test_a_flag_the_command_line_queued_is_applied_by_the_running_application(tm
         assert admin.get_flag(app, "beta").value.value == "on"
     finally:
         app.close()
+
+
+def test_a_command_line_write_the_application_cannot_run_does_not_hold_its_own_writes(tmp_path: Path,
+                                                                                     capsys) -> None:
+    # The application registers only its own command; the operator's `flags set` queued beside its writes waits
+    # for a runtime with the admin commands, and neither the application's queued nor its direct writes wait
+    # behind it.
+    db_path, env = tmp_path / "app.db", tmp_path / ".env"
+    env.write_text(CLI_ENV)
+    app = DatabaseManager(fast_config(db_path, admin_actors=os_user(), audit_hmac_key="cli-key"))
+    try:
+        app.execute("CREATE TABLE items (name TEXT)")
+        app.commands.register("add", "write", lambda db, name: db.execute("INSERT INTO items VALUES (?)", (name,)))
+        with LockHolder(db_path):
+            assert app.commands.run("add", "first").status == "queued"
+            assert cli.main(["--db", str(db_path), "--env", str(env), "flags", "set", "beta", "on"],
+                            environ={}) == cli.EXIT_QUEUED
+            assert app.commands.run("add", "second").status == "queued"
+        capsys.readouterr()
+        app.execute("INSERT INTO items VALUES ('direct')")  # replays its own backlog first, then writes
+        assert [r[0] for r in app.fetch_all("SELECT name FROM items")] == ["first", "second", "direct"]
+        assert [w.command for w in app.queue.pending()] == ["flags.set"]  # still waiting, not dropped
+        admin.register(app)  # a runtime that has the admin commands applies it
+        assert app.commands.replay().applied == 1 and admin.get_flag(app, "beta").value.value == "on"
+        assert len(app.queue) == 0
+    finally:
+        app.close()

@@ -468,8 +468,15 @@ class CommandRegistry(Observer):
         applied = skipped = failed = 0
         failures: list[tuple[str, str]] = []
         error: str | None = None
+        elsewhere = 0
         for entry in self.queue.pending():
             cmd = self._commands.get(entry.command)
+            if cmd is None and entry.origin != self.queue.origin:
+                # Queued by another process (the command line's admin commands, another program on the file)
+                # or an earlier run: it waits for a runtime that has its command, and does not hold this
+                # runtime's own writes hostage (they would wait behind it, and direct writes with them).
+                elsewhere += 1
+                continue
             if cmd is None:
                 error = f"command {entry.command!r} is not registered; replay stops until it is"
                 log.error("queued write %s: %s", entry.key, error)
@@ -499,13 +506,17 @@ class CommandRegistry(Observer):
             self.queue.mark_done(entry.key)
             applied += done
             skipped += not done
-        if error is None and len(self.queue) == 0:
+        if error is None and len(self.queue) == elsewhere:
             self._backlogged = False
             self.fault = None
-            self.queue.compact()
+            if not elsewhere:
+                self.queue.compact()
             if applied or skipped:
                 log.info("write queue replayed: %d applied, %d already applied, %d failed",
                          applied, skipped, failed)
+            if elsewhere:
+                log.info("write queue: %d write(s) of commands not registered here wait for a runtime that has "
+                         "them (queued by another process or an earlier run)", elsewhere)
         return ReplayReport(applied, skipped, failed, len(self.queue), error, failures)
 
     def _apply(self, cmd: Command, entry: QueuedWrite) -> tuple[bool, Any]:

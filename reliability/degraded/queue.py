@@ -55,6 +55,9 @@ class QueuedWrite:
     #: For an admin command: the authorization decided when the write was accepted
     #: (``{"actor": ..., "mac": ...}``, the MAC keyed with the audit key), kept for replay.
     auth: dict[str, str] | None = None
+    #: Which queue accepted it (:attr:`WriteQueue.origin`): this runtime's own writes, or another process's
+    #: (another worker, the command line) or an earlier run's. None in files written before it was recorded.
+    origin: str | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,8 @@ class WriteQueue:
         #: the file read so far: its (device, inode) and how many bytes of it
         self._ident: tuple[int, int] | None = None
         self._offset = self._lines = 0
+        #: this queue's id in the file's ``put`` records: the writes it accepted itself
+        self.origin = uuid.uuid4().hex
         self.refresh()
 
     @classmethod
@@ -124,7 +129,7 @@ class WriteQueue:
         """
         key = key or uuid.uuid4().hex
         record: dict[str, Any] = {"op": "put", "key": key, "seq": 0, "command": command, "args": list(args),
-                                  "kwargs": dict(kwargs or {}), "queued_at": time.time()}
+                                  "kwargs": dict(kwargs or {}), "queued_at": time.time(), "origin": self.origin}
         if auth is not None:
             record["auth"] = auth
         try:  # before the file is touched: a write that cannot be stored leaves no trace
@@ -140,7 +145,7 @@ class WriteQueue:
                     f"RELIABILITY_WRITE_QUEUE_MAX); the write was not accepted")
             record["seq"] = self._seq + 1  # under the lock: after every other process's last one
             entry = QueuedWrite(key, record["seq"], command, record["args"], record["kwargs"], record["queued_at"],
-                                auth)
+                                auth, self.origin)
             line = json.dumps(record, ensure_ascii=False, allow_nan=False)
             self._append(fd, line)
             self._seq = entry.seq
@@ -280,9 +285,11 @@ class WriteQueue:
                 op, key = event["op"], event["key"]
                 if op == "put":
                     auth = event.get("auth")
+                    origin = event.get("origin")
                     entry = QueuedWrite(key, int(event["seq"]), event["command"], list(event["args"]),
                                         dict(event["kwargs"]), float(event["queued_at"]),
-                                        dict(auth) if isinstance(auth, dict) else None)
+                                        dict(auth) if isinstance(auth, dict) else None,
+                                        origin if isinstance(origin, str) else None)
                     self._pending[key] = entry
                     self._seq = max(self._seq, entry.seq)
                     added = True
