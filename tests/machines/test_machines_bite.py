@@ -413,7 +413,10 @@ def run_case(index: int, base_dir: str) -> None:
     number, machine, broken = BROKEN[index]
     # Failing migrations are one draw in five of one rule, and a mid-call heal needs a retry first:
     # give P1, P4 and P5 more examples to meet one (P12: the swarm spreads the backup machine thinner).
-    chosen = settings(BITE, max_examples=200) if number in (1, 4, 5, 12) else BITE
+    # P11: the health machine's checks of every entry point (session 11) shifted its fixed streams; on
+    # pysqlite3 neither met "a file away, then an integrity check" in 60 examples, each did in 120.
+    chosen = settings(BITE, max_examples=200) if number in (1, 4, 5, 12) else \
+        settings(BITE, max_examples=120) if number == 11 else BITE
     logging.disable(logging.CRITICAL)
     # Two fixed streams of examples: the derandomized one, then seed 1 if the first found nothing. The
     # machines act on real files and locks, so what one stream explores depends on the SQLite build (on
