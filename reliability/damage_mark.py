@@ -156,9 +156,7 @@ class DamageMarker:
         fd = files.create_temp(tmp, what=f"temporary of the {WHAT}")
         try:
             try:
-                view = memoryview(json.dumps(record, sort_keys=True).encode() + b"\n")
-                while view:
-                    view = view[os.write(fd, view):]
+                files.write_all(fd, json.dumps(record, sort_keys=True).encode() + b"\n")
                 os.fsync(fd)
             finally:
                 os.close(fd)

@@ -297,9 +297,7 @@ def write_atomic(path: PathLike, data: bytes, *, what: str = "runtime file", syn
     fd = create_temp(tmp, what=f"temporary of the {what}")
     written = False
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, data)
         if sync:
             os.fsync(fd)
         written = True
@@ -322,6 +320,13 @@ def read_private(path: PathLike, *, what: str = "runtime file") -> bytes | None:
         return read_to_end(fd)
     finally:
         os.close(fd)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte of ``data`` to ``fd``: a short write is continued, never left as a torn record."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def read_to_end(fd: int) -> bytes:

@@ -227,7 +227,7 @@ class WriteQueue:
                     except FileNotFoundError:  # dbfault: no fault (moved away while we waited)
                         now = None
                     if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
-                        self._catch_up(fd, (held.st_dev, held.st_ino), cut_torn=writable)
+                        self._catch_up(fd, held, cut_torn=writable)
                         yield fd if writable else None
                         return
                 finally:
@@ -237,33 +237,25 @@ class WriteQueue:
         if fd is None:  # (only when the file could not be opened for writing, which raised already)
             raise OSError(f"write queue {self.path} is not open for writing")
         data = (line + "\n").encode("utf-8")
-        view = memoryview(data)
-        while view:  # (a regular file takes it in one write; a short write must not tear the line)
-            view = view[os.write(fd, view):]
+        files.write_all(fd, data)
         if sync:
             os.fsync(fd)
         self._offset += len(data)
 
-    def _catch_up(self, fd: int, ident: tuple[int, int], *, cut_torn: bool = True) -> None:
+    def _catch_up(self, fd: int, held: os.stat_result, *, cut_torn: bool = True) -> None:
         """Apply the events written since :attr:`_offset` (all of them when the file is another one now).
 
         Under the exclusive lock every writer has finished its line, so a last line without its newline is
         a crash's torn append: it is cut off (the write it held was never acknowledged); read-only, it is
         only left unread."""
-        size = os.fstat(fd).st_size
-        if ident != self._ident or size < self._offset:  # another file now, or cut shorter by hand: from the top
+        ident = (held.st_dev, held.st_ino)
+        if ident != self._ident or held.st_size < self._offset:  # another file, or cut shorter by hand: from the top
             self._ident, self._offset, self._lines = ident, 0, 0
             self._pending, self._failed = {}, {}
         data = b""
-        if size > self._offset:
-            chunks, at = [], self._offset
-            while at < size:
-                chunk = os.pread(fd, size - at, at)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                at += len(chunk)
-            data = b"".join(chunks)
+        if held.st_size > self._offset:
+            os.lseek(fd, self._offset, os.SEEK_SET)  # (appends ignore the position: O_APPEND)
+            data = files.read_to_end(fd)
         end = data.rfind(b"\n") + 1
         if end < len(data):
             log.warning("write queue %s ends with a torn entry (%d bytes); ignoring it", self.path, len(data) - end)
