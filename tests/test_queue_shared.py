@@ -112,3 +112,58 @@ def test_a_command_line_write_the_application_cannot_run_does_not_hold_its_own_w
         assert len(app.queue) == 0
     finally:
         app.close()
+
+
+def test_the_application_notices_a_change_the_command_line_queued_and_a_later_change_wins(tmp_path: Path,
+                                                                                       capsys) -> None:
+    # `flags set` exits 5 ("will be saved automatically"): the running application must save it by itself once
+    # the lock is gone (its next command or direct write sees the other process's line in the shared file),
+    # and before its own later change of the same flag. Before, it saw the line only when it degraded itself
+    # or restarted: the change waited unsaved, and the later change was then overwritten by it.
+    db_path, env = tmp_path / "app.db", tmp_path / ".env"
+    user = os_user()
+    env.write_text(CLI_ENV)
+    app = DatabaseManager(fast_config(db_path, admin_actors=user, audit_hmac_key="cli-key"))
+    try:
+        assert admin.set_flag(app, "before", "1", user).ok
+        with LockHolder(db_path):
+            assert cli.main(["--db", str(db_path), "--env", str(env), "flags", "set", "beta", "old"],
+                            environ={}) == cli.EXIT_QUEUED
+        capsys.readouterr()
+        assert admin.get_flag(app, "beta").value.value == "old"  # the next command saved it, no restart
+        assert puts(app.queue.path) == []  # and the shared file holds nothing waiting (compacted)
+        with LockHolder(db_path):
+            assert cli.main(["--db", str(db_path), "--env", str(env), "flags", "set", "beta", "queued"],
+                            environ={}) == cli.EXIT_QUEUED
+        capsys.readouterr()
+        assert admin.set_flag(app, "beta", "later", user).ok  # acknowledged after the command line's change
+        app.close()
+        app = DatabaseManager(fast_config(db_path, admin_actors=user, audit_hmac_key="cli-key"))
+        admin.register(app)
+        app.commands.replay()
+        assert admin.get_flag(app, "beta").value.value == "later"
+    finally:
+        app.close()
+
+
+def test_a_direct_write_replays_what_another_process_queued_first(tmp_path: Path) -> None:
+    # The same for a plain `db.execute`: a write another process queued (and acknowledged) before it may not
+    # land after it.
+    db_path = tmp_path / "app.db"
+    app = DatabaseManager(fast_config(db_path))
+    other = DatabaseManager(fast_config(db_path))
+    try:
+        for db in (app, other):
+            db.commands.register("put", "write", lambda db, v: db.execute("INSERT OR REPLACE INTO kv VALUES (1, ?)",
+                                                                          (v,)))
+        app.execute("CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT)")
+        assert app.fetch_one("SELECT count(*) FROM kv")[0] == 0  # (app has looked at the queue: nothing waits)
+        with LockHolder(db_path):
+            assert other.commands.run("put", "queued first").status == "queued"
+        other.close()
+        app.execute("INSERT OR REPLACE INTO kv VALUES (1, 'direct, later')")
+        app.commands.replay()  # (what any later command or a restart does: nothing may be left to land late)
+        assert app.fetch_one("SELECT v FROM kv WHERE k = 1")[0] == "direct, later"
+        assert len(app.queue) == 0 and puts(app.queue.path) == []
+    finally:
+        app.close()

@@ -288,8 +288,9 @@ class CommandRegistry(Observer):
     # -- running -------------------------------------------------------------------------------
     @property
     def degraded(self) -> bool:
-        """True while a fault is known or writes are waiting."""
-        return self.fault is not None or len(self.queue) > 0
+        """True while a fault is known or writes are waiting (this runtime's, or another process's it can
+        apply: see :meth:`waiting`)."""
+        return self.waiting() or self.fault is not None or len(self.queue) > 0
 
     def run(self, name: str, /, *args: Any, idempotency_key: str | None = None, **kwargs: Any) -> CommandResult:
         """Run command ``name``; never raises for database faults (see :class:`CommandResult`).
@@ -411,7 +412,16 @@ class CommandRegistry(Observer):
 
     # -- the executor's backlog port --------------------------------------------------------------
     def waiting(self) -> bool:
-        """True while writes queued here wait: a direct write must replay them first."""
+        """True while writes queued here wait, or writes of commands registered here that another process
+        (the ``reliability`` command line, another worker) queued in the shared file since this runtime last
+        looked: a direct write must replay them first. Without the second half, a change the command line
+        acknowledged as queued ("will be saved automatically") waited until this runtime itself degraded or
+        restarted, and a later direct change of the same row was then overwritten by it."""
+        if self.queue.refresh_if_changed() and any(e.command in self._commands for e in self.queue.pending()):
+            self._backlogged = True
+            # New work, not a database known to be down: the recheck interval (which spares a failing
+            # database) does not make it wait, so the next command replays it instead of queueing behind it.
+            self._last_probe = float("-inf")
         return self._backlogged
 
     def replay_first(self) -> None:

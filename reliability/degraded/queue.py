@@ -193,6 +193,25 @@ class WriteQueue:
         with self._exclusive(create=False):
             pass
 
+    def refresh_if_changed(self) -> bool:
+        """Catch up with the file when another process changed it since this queue last read it; True when it
+        was. One ``stat`` when nothing changed (a direct write asks this every time: no lock, no read then).
+
+        "Changed": another file at the path (compacted elsewhere, removed) or another length than read so far.
+        """
+        try:
+            st = os.stat(self.path, follow_symlinks=False)
+        except FileNotFoundError:  # dbfault: no fault (no queue file: changed only if we had read one)
+            if self._ident is None:
+                return False
+        except OSError:  # dbfault: no fault (unreadable path: the locked read below says why, when it matters)
+            return False
+        else:
+            if (st.st_dev, st.st_ino) == self._ident and st.st_size == self._offset:
+                return False
+        self.refresh()
+        return True
+
     @contextlib.contextmanager
     def _exclusive(self, *, create: bool) -> Iterator[int | None]:
         """Hold this process's lock and an exclusive ``flock`` on the queue file, caught up with its content;
