@@ -345,17 +345,18 @@ class RuntimeMachine(RuleBasedStateMachine):
     def after_reopen(self) -> None:
         """Hook: a restart resets the runtime's counters."""
 
-    def run_command_line(self, argv: list[str], number: int,
-                         faults: list[str] | None) -> tuple[int, dict[str, Any]] | None:
+    def run_command_line(self, argv: list[str], number: int, faults: list[str] | None, *,
+                         changes: bool = False, admin: bool | None = None) -> tuple[int, dict[str, Any]] | None:
         """Run ``reliability --json <argv>`` in-process (the CLI's ``main``: the operator's entry point) on the
         machine's file: its exit code and JSON document; None for a runtime that is not this package's.
 
-        The command sees the settings the machine's runtime has: the defaults for its database (every
-        machine keeps the default paths), an empty ``--env`` file of the machine's, and of the caller's
-        environment only ``RELIABILITY_SQLITE_MODULE`` (the build every machine runs on); a project's own
-        ``.env`` or ``RELIABILITY_*`` variables stay out. The commands run here are inspections: property
-        ``number`` checks that the database file has the same bytes after, and that the exit code is the
-        one the document states.
+        The command reads the settings the machine's runtime has, from a ``.env`` file written from them (an
+        operator's command line and the application share one ``.env``; see :meth:`cli_env_file`), and of the
+        caller's environment only ``RELIABILITY_SQLITE_MODULE`` (the build every machine runs on): a project's
+        own ``.env`` or ``RELIABILITY_*`` variables stay out. ``admin``: True adds the OS user (the CLI's actor)
+        to the administrators, False takes it out, None leaves the list as the runtime has it. Property
+        ``number`` checks that the exit code is the one the document states and, unless the command
+        ``changes`` the database (``flags set``), that the file has the same bytes after (an inspection).
         """
         import contextlib
         import io
@@ -366,9 +367,7 @@ class RuntimeMachine(RuleBasedStateMachine):
 
         if not isinstance(self.config, ReliabilityConfig) or not os.path.exists(self.db_path):
             return None
-        env_file = os.path.join(self.dir, "cli.env")
-        if not os.path.exists(env_file):
-            os.close(os.open(env_file, os.O_CREAT | os.O_WRONLY, 0o600))
+        env_file = self.cli_env_file(admin)
         environ = {k: v for k, v in os.environ.items()
                    if not k.startswith("RELIABILITY_") or k == "RELIABILITY_SQLITE_MODULE"}
         with open(self.db_path, "rb") as fh:
@@ -376,13 +375,38 @@ class RuntimeMachine(RuleBasedStateMachine):
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             code = main(["--db", self.db_path, "--env", env_file, "--json", *argv], environ=environ)
-        with open(self.db_path, "rb") as fh:
-            self.check(number, fh.read() == before, f"`reliability {' '.join(argv)}` changed the database file",
-                       faults=faults)
+        if not changes:
+            with open(self.db_path, "rb") as fh:
+                self.check(number, fh.read() == before, f"`reliability {' '.join(argv)}` changed the database file",
+                           faults=faults)
         doc = json.loads(out.getvalue())
         self.check(number, code == doc.get("exit_code"),
                    f"`reliability {' '.join(argv)}` exited {code}, its JSON says {doc.get('exit_code')}", faults=faults)
         return code, doc
+
+    def cli_env_file(self, admin: bool | None = None) -> str:
+        """A ``.env`` (0600) holding the runtime's settings, for the command line (see :meth:`run_command_line`).
+
+        Every setting but the database path (given with ``--db``) and the SQLite build (from the environment):
+        the same retry policy, journal, paths and administrators, so a change the command line queues carries an
+        authorization the runtime's replay accepts, and its waits under a lock are the runtime's. ``admin``
+        puts the OS user into the administrators (True) or takes it out (False)."""
+        import dataclasses
+
+        from reliability.cli import os_user
+
+        values = {f.name: getattr(self.config, f.name) for f in dataclasses.fields(self.config)
+                  if f.name not in ("db_path", "sqlite_module")}
+        if admin is not None:
+            actors = set(self.config.admin_actor_set) - {os_user()}
+            values["admin_actors"] = ",".join(sorted(actors | ({os_user()} if admin else set())))
+        lines = [f"RELIABILITY_{k.upper()}={str(v).lower() if isinstance(v, bool) else v}"
+                 for k, v in values.items()]
+        path = os.path.join(self.dir, "cli.env")
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(lines) + "\n")
+        return path
 
     def put_back_undamaged(self, fault: Any) -> None:
         """After an honest failed recovery: close the runtime, put the copy the corruption fault kept back

@@ -150,6 +150,69 @@ class DegradationMixin(Workload):
                        f"the denial of flags.set {name!r} to {actor!r} ({via}) is not in the audit log")
 
     @precondition(swarm("commands"))
+    @precondition(lambda self: has_commands(self) and self.admin_checks)
+    @rule(allowed=st.sampled_from((True, False, True)), n=st.integers(0, 3), value=st.integers(0, 9),
+          outage=st.sampled_from(("none", "locked", "disconnect_rename", "locked")), param=st.integers(0, 5),
+          on_behalf=st.booleans(), then=st.sampled_from(("nothing", "direct", "restart")))
+    def flags_set_from_the_command_line(self, allowed: bool, n: int, value: int, outage: str, param: int,
+                                        on_behalf: bool, then: str) -> None:
+        """P14 at the operator's entry point, a second writer of the shared queue: ``reliability flags set`` run
+        beside the running runtime (its own manager on the same file and ``.env``), during an outage or not.
+
+        An administrator's change exits 0 (saved: in the file at once) or 5 (queued in the queue file the
+        runtime shares); the runtime saves a queued one by itself once the database is back (its next command
+        notices the other process's write), before a later change of the same flag, so the later one wins.
+        Anyone else is refused (exit 6 when the command could look), changes nothing and, with no fault,
+        the refusal is audited. Any other exit must have changed nothing either (checked by the invariant).
+        An administrator and a lock are drawn twice as often as the rest (a targeted weight): the queued change
+        beside a running runtime is the case this rule is for."""
+        from reliability.cli import os_user
+
+        name = f"flag-{n}"
+        # Under the faults already in force, or an outage of the rule's own (the runtime's fault reaches the
+        # command line when it is the file's: a lock, a moved file; not a full disk of the runtime's connection).
+        injected = outage != "none" and not self.faults and self.inject(outage, param)
+        in_force = self.active_fault_names  # (what the command ran under: its checks are labelled with it)
+        argv = ["flags", "set", "--type", "json", *(["--actor", "ops-admin"] if on_behalf else []), name, str(value)]
+        try:
+            ran = self.run_command_line(argv, 14, in_force, changes=True, admin=allowed)
+        finally:
+            if injected:
+                self.heal(outage)
+        if ran is None:
+            return
+        code, doc = ran
+        said = f"`reliability {' '.join(argv)}` ({'an administrator' if allowed else 'no administrator'}, " \
+               f"{', '.join(in_force) or 'no fault'}) exited {code}: {doc.get('message')}"
+        if allowed:
+            self.check(14, code in (0, 5) or bool(in_force), said, faults=in_force)
+            if code in (0, 5):
+                self.model.flags[name] = value
+            if code == 0:
+                stored = self.stored_flags().get(name)
+                self.check(14, stored == value, f"{said}, but the file holds {stored!r}", faults=in_force)
+        else:
+            self.check(14, code not in (0, 5) and (code == 6 or bool(in_force)), said, faults=in_force)
+            if not in_force:
+                denied = self.absorb(self.db.audit.entries, 20, actor=os_user(), action="admin.denied")
+                self.check(14, any(e.target == name for e in denied), f"{said}, and the refusal is not audited")
+        if then == "direct":
+            # The application's administrator changes the same flag right after: a change the command line
+            # queued earlier must not land after this one and overwrite it.
+            admins = sorted(self.db.config.admin_actor_set)
+            if admins:
+                from reliability import admin
+
+                result = self.absorb(admin.set_flag, self.db, name, value + 10, admins[0])
+                self.check(14, result.status in ("ok", "queued"),
+                           f"after {said}: the application's flags.set answered {result.status!r}: {result.message}")
+                self.model.flags[name] = value + 10
+        elif then == "restart" and not self.faults:
+            self.db.close()
+            self.db = self.open_runtime(self.config)
+            self.after_reopen()
+
+    @precondition(swarm("commands"))
     @precondition(lambda self: has_commands(self) and self.admin_checks and not self.faults
                   and not len(self.db.commands.queue))
     @rule(n=st.integers(0, 3), value=st.integers(0, 9), edit=st.sampled_from(("value", "actor", "name")),
@@ -247,9 +310,25 @@ class DegradationMixin(Workload):
         except OSError:
             return False
 
+    def waiting_in_queue_file(self) -> list[str]:
+        """The commands of the writes the queue file holds that are neither done nor set aside, read from the
+        file around the runtime (what every process sharing it would replay)."""
+        try:
+            with open(self.db.commands.queue.path, encoding="utf-8") as fh:
+                events = [json.loads(line) for line in fh if line.strip()]
+        except FileNotFoundError:
+            return []
+        waiting = {e["key"]: e["command"] for e in events if e.get("op") == "put"}
+        for e in events:
+            if e.get("op") in ("done", "failed"):
+                waiting.pop(e.get("key"), None)
+        return list(waiting.values())
+
     def settle(self) -> None:
         super().settle()
-        if has_commands(self) and len(self.db.commands.queue):
+        # As the application's next command does: ``degraded`` also notices writes another process (the
+        # command line) queued in the shared file since the runtime last looked.
+        if has_commands(self) and self.db.commands.degraded:
             self.absorb(self.db.commands.recover, force=True)
 
     @precondition(lambda self: has_commands(self) and not self.faults)
@@ -259,6 +338,9 @@ class DegradationMixin(Workload):
         self.settle()
         pending = len(self.db.commands.queue)
         self.check(14, pending == 0, f"{pending} queued write(s) not replayed after the faults healed")
+        waiting = self.waiting_in_queue_file()
+        self.check(14, not waiting, lambda: f"{len(waiting)} queued write(s) still wait in the queue file after the "
+                                            f"faults healed, unseen by the runtime: {waiting}")
         stored = self.stored_kv()
         self.check(14, stored == self.model.kv, lambda: f"after replay the file differs from acknowledged writes: "
                                                         f"{set(stored.items()) ^ set(self.model.kv.items())}")

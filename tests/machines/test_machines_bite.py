@@ -208,6 +208,26 @@ class TrustsTheQueueFile(DatabaseManager):
         self.commands._replay_authorized = lambda cmd, entry: None  # type: ignore[method-assign]
 
 
+class BlindToOtherProcessesQueues(DatabaseManager):
+    """Never notices what another process (the ``reliability`` command line) appended to the shared queue file
+    until it degrades itself or restarts (P14: a change the command line acknowledged as queued waits unsaved,
+    and a later direct change of the same flag is overwritten by it)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue.refresh_if_changed = lambda: False  # type: ignore[method-assign]
+
+
+def queued_cli_exits_0(config: Any) -> DatabaseManager:
+    """The machine's runtime, unbroken; the command line beside it is: ``reliability flags set`` exits 0 (saved)
+    for a change it only queued (P14: a script reading the exit code goes on as if the flag were in force).
+    The case runs in a process of its own, so the edit of the CLI's table ends with it."""
+    from reliability import cli
+
+    cli._RESULT_EXIT["queued"] = cli.EXIT_OK
+    return DatabaseManager(config)
+
+
 class TrustingVerify(DatabaseManager):
     """Checks the audit chain's links but not each entry's content (P15: an edited entry verifies)."""
 
@@ -390,6 +410,9 @@ BROKEN: list[tuple[int, str, Callable[[Any], Any]]] = [
     (14, "degradation_queue", TrustsTheQueueFile),
     (15, "audit", TrustingVerify),
     (14, "degradation_queue", NoIdempotency),
+    # session 12: `reliability flags set` beside the running runtime, a second writer of the shared queue
+    (14, "degradation_queue", BlindToOtherProcessesQueues),
+    (14, "degradation_queue", queued_cli_exits_0),
 ]
 
 
