@@ -209,8 +209,8 @@ BUGS: tuple[Bug, ...] = (
         "                    return CommandResult(\"error\", err.user_message, fault=str(err.kind))",
         "a write command while the disk is full: answered 'error' (lost) instead of 'queued'"),
     Bug("p14_queue_not_synced", 14, "reliability/degraded/queue.py",
-        "            os.write(fd, (line + \"\\n\").encode(\"utf-8\"))\n            if sync:\n                os.fsync(fd)",
-        "            os.write(fd, (line + \"\\n\").encode(\"utf-8\"))",
+        "        files.write_all(fd, data)\n        if sync:\n            os.fsync(fd)",
+        "        files.write_all(fd, data)",
         "a command queued (acknowledged) during an outage, then power loss: the queued write is gone"),
     # -- P15 audit retry -------------------------------------------------------------------------
     Bug("p15_first_retry_immediate", 15, "reliability/retry.py",
@@ -352,6 +352,17 @@ BUGS: tuple[Bug, ...] = (
         "    return Outcome(EXIT_UNHEALTHY, text, report, text)", "    return Outcome(EXIT_OK, text, report, text)",
         "an audit entry edited in the file: verify() and the command's text say BROKEN, `reliability verify-audit` "
         "exits 0"),
+    Bug("p14_other_process_appends_unnoticed", 14, "reliability/degraded/queue.py",
+        "            if (st.st_dev, st.st_ino) == self._ident and st.st_size == self._offset:",
+        "            if (st.st_dev, st.st_ino) == self._ident:",
+        "`reliability flags set` queued during a lock beside a running application (same file, same queue): once "
+        "the lock is gone the application's next command does not save it (only a queue file replaced is noticed, "
+        "not one appended to), and a later direct change of the same flag is overwritten by it at the next replay"),
+    Bug("p14_cli_queued_exits_0", 14, "reliability/cli.py",
+        "_RESULT_EXIT = {\"ok\": EXIT_OK, \"queued\": EXIT_QUEUED,",
+        "_RESULT_EXIT = {\"ok\": EXIT_OK, \"queued\": EXIT_OK,",
+        "`reliability flags set` during a lock: the change is only queued, but the command exits 0 (saved), so a "
+        "script reading the exit code goes on as if the flag were in force"),
 )
 
 
