@@ -167,3 +167,63 @@ def test_a_direct_write_replays_what_another_process_queued_first(tmp_path: Path
         assert len(app.queue) == 0 and puts(app.queue.path) == []
     finally:
         app.close()
+
+
+def test_an_admin_write_queued_under_another_audit_key_waits_named_in_health_not_set_aside(tmp_path: Path,
+                                                                                         capsys) -> None:
+    # The command line's .env names another audit key than the application's. Its queued `flags set` cannot be
+    # checked with the application's key, and is no proof of an edit either: it waits (health says why) for a
+    # runtime with that key, instead of being set aside as "edited" (an acknowledged change dropped).
+    db_path, env = tmp_path / "app.db", tmp_path / ".env"
+    user = os_user()
+    env.write_text(CLI_ENV.replace("cli-key", "the-other-key"))
+    assert "the-other-key" in env.read_text()
+    app = DatabaseManager(fast_config(db_path, admin_actors=user, audit_hmac_key="cli-key"))
+    try:
+        assert admin.set_flag(app, "before", "1", user).ok
+        with LockHolder(db_path):
+            assert cli.main(["--db", str(db_path), "--env", str(env), "flags", "set", "beta", "on"],
+                            environ={}) == cli.EXIT_QUEUED
+        capsys.readouterr()
+        report = app.commands.replay()
+        assert (report.applied, report.failed, report.remaining) == (0, 0, 1), report
+        assert app.queue.failed == {} and admin.get_flag(app, "beta").value is None
+        health = app.health()
+        assert str(health.status) == "degraded"
+        assert any("another audit key" in r and "RELIABILITY_AUDIT_HMAC_KEY" in r for r in health.reasons), health
+    finally:
+        app.close()
+    other = DatabaseManager(fast_config(db_path, admin_actors=user, audit_hmac_key="the-other-key"))
+    try:
+        admin.register(other)
+        assert other.commands.replay().applied == 1  # a runtime with the key it was accepted under applies it
+        assert admin.get_flag(other, "beta").value.value == "on"
+    finally:
+        other.close()
+
+
+def test_an_admin_write_edited_in_the_queue_file_is_still_set_aside(tmp_path: Path, capsys) -> None:
+    # The key id does not open a way around the MAC: an entry whose content was edited is refused as before,
+    # whatever key id it carries.
+    db_path = tmp_path / "app.db"
+    user = os_user()
+    app = DatabaseManager(fast_config(db_path, admin_actors=user, audit_hmac_key="k"))
+    try:
+        admin.register(app)
+        with LockHolder(db_path):
+            queued = admin.set_flag(app, "beta", "on", user)
+        assert queued.status == "queued"
+        path = app.queue.path
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+        for e in lines:
+            if e["op"] == "put":
+                e["args"][1] = "edited"
+        path.write_text("".join(json.dumps(e) + "\n" for e in lines))
+        app.close()
+        app = DatabaseManager(fast_config(db_path, admin_actors=user, audit_hmac_key="k"))
+        admin.register(app)
+        report = app.commands.replay()
+        assert (report.applied, report.failed) == (0, 1) and "edited" in next(iter(app.queue.failed.values()))
+        assert admin.get_flag(app, "beta").value is None
+    finally:
+        app.close()

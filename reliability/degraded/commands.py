@@ -177,6 +177,8 @@ class CommandRegistry(Observer):
         #: is, a direct write replays the backlog first (a queue left by an earlier run waits until its
         #: commands are registered and a command or ``replay()`` asks for it).
         self._backlogged = False
+        #: Queued admin writes the last replay left waiting because they were accepted under another audit key.
+        self._other_keys = 0
         #: Reconcile the audit fallback before a replay, so entries written during the outage precede
         #: those the replayed writes add (the admin commands turn it on: their writes are audited).
         self.audit_first = False
@@ -260,6 +262,18 @@ class CommandRegistry(Observer):
     def _auth_mac(self, key: str, command: str, args: list[Any], kwargs: dict[str, Any], actor: str) -> str:
         message = json.dumps([key, command, args, kwargs, actor], sort_keys=True, ensure_ascii=False)
         return hmac.new(self.parts.audit.key, message.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def _key_id(self) -> str:
+        """Names the audit key without revealing it (an HMAC of a fixed text): a queued admin write carries it, so
+        one accepted under another key is told apart from one edited in the file."""
+        return hmac.new(self.parts.audit.key, b"reliability queued-write key id", hashlib.sha256).hexdigest()[:16]
+
+    def _other_key(self, cmd: Command, entry: QueuedWrite) -> str | None:
+        """The key id of a queued admin write accepted under another audit key than this runtime's, else None."""
+        key_id = (entry.auth or {}).get("key_id")
+        if cmd.actor_param is None or not isinstance(key_id, str) or key_id == self._key_id():
+            return None
+        return key_id
 
     def _replay_authorized(self, cmd: Command, entry: QueuedWrite) -> str | None:
         """None when a queued admin write carries the authorization decided when it was accepted."""
@@ -380,7 +394,8 @@ class CommandRegistry(Observer):
             bound = inspect.signature(cmd.fn).bind(self.app, *args, **kwargs)
             bound.apply_defaults()
             actor = str(bound.arguments[cmd.actor_param])
-            auth = {"actor": actor, "mac": self._auth_mac(key, cmd.name, list(args), dict(kwargs), actor)}
+            auth = {"actor": actor, "mac": self._auth_mac(key, cmd.name, list(args), dict(kwargs), actor),
+                    "key_id": self._key_id()}
         try:
             entry = self.queue.put(cmd.name, args, kwargs, key, auth)
         except QueueFullError as exc:
@@ -478,7 +493,7 @@ class CommandRegistry(Observer):
         applied = skipped = failed = 0
         failures: list[tuple[str, str]] = []
         error: str | None = None
-        elsewhere = 0
+        elsewhere = other_keys = 0
         for entry in self.queue.pending():
             cmd = self._commands.get(entry.command)
             if cmd is None and entry.origin != self.queue.origin:
@@ -491,6 +506,19 @@ class CommandRegistry(Observer):
                 error = f"command {entry.command!r} is not registered; replay stops until it is"
                 log.error("queued write %s: %s", entry.key, error)
                 break
+            other_key = self._other_key(cmd, entry)
+            if other_key is not None:
+                # Its authority cannot be checked with this key, and it is not proof of an edit either: the
+                # command line (or another program) was run with another audit key. It waits, named in health,
+                # for a runtime with that key (set aside it would drop a change acknowledged as queued).
+                log.error("queued write %s (%s by %s) was accepted under another audit key (id %s; this runtime's "
+                          "is %s): it waits for a runtime with that key. Give the command line and the application "
+                          "the same RELIABILITY_AUDIT_HMAC_KEY or audit key file (RELIABILITY_AUDIT_KEY_PATH)",
+                          entry.key, entry.command, printable(str((entry.auth or {}).get("actor"))), other_key,
+                          self._key_id())
+                other_keys += 1
+                elsewhere += 1
+                continue
             unauthorized = self._replay_authorized(cmd, entry)
             if unauthorized is not None:
                 reason = f"admin command {entry.command!r} not replayed: {unauthorized}"
@@ -527,6 +555,7 @@ class CommandRegistry(Observer):
             if elsewhere:
                 log.info("write queue: %d write(s) of commands not registered here wait for a runtime that has "
                          "them (queued by another process or an earlier run)", elsewhere)
+        self._other_keys = other_keys
         return ReplayReport(applied, skipped, failed, len(self.queue), error, failures)
 
     def _apply(self, cmd: Command, entry: QueuedWrite) -> tuple[bool, Any]:
@@ -545,6 +574,10 @@ class CommandRegistry(Observer):
         reasons = []
         if n:
             reasons.append(f"{n} write(s) queued while the database was unavailable")
+        if self._other_keys and n:
+            reasons.append(f"{self._other_keys} queued admin write(s) were accepted under another audit key and wait "
+                           "for a runtime with it (the command line and the application must share "
+                           "RELIABILITY_AUDIT_HMAC_KEY or RELIABILITY_AUDIT_KEY_PATH)")
         if self.queue.failed:
             reasons.append(f"{len(self.queue.failed)} queued write(s) were refused on replay")
         extra = {"write_queue": {"pending": n, "failed": len(self.queue.failed), "path": str(self.queue.path),
