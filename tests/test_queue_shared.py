@@ -227,3 +227,26 @@ def test_an_admin_write_edited_in_the_queue_file_is_still_set_aside(tmp_path: Pa
         assert admin.get_flag(app, "beta").value is None
     finally:
         app.close()
+
+
+def test_a_link_planted_at_the_queue_path_is_not_followed_and_does_not_stop_direct_writes(tmp_path: Path,
+                                                                                        caplog) -> None:
+    # The runtime now looks at the queue file before every direct write: a link put there (by someone else) is
+    # refused, reported once, and is no reason to fail the application's writes.
+    db_path, secret = tmp_path / "app.db", tmp_path / "secret.txt"
+    secret.write_text("not a queue\n")
+    app = DatabaseManager(fast_config(db_path))
+    try:
+        app.execute("CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT)")
+        app.queue.path.write_text("")  # (a queue file that was in use, compacted)
+        app.queue.refresh()
+        app.queue.path.unlink()
+        app.queue.path.symlink_to(secret)
+        for i in range(3):
+            app.execute("INSERT INTO kv VALUES (?, 'v')", (i,))
+        assert app.fetch_one("SELECT count(*) FROM kv")[0] == 3
+        assert secret.read_text() == "not a queue\n"
+        said = [r.getMessage() for r in caplog.records if "cannot be read" in r.getMessage()]
+        assert len(said) == 1 and "symbolic link" in said[0], said
+    finally:
+        app.close()

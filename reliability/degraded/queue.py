@@ -98,6 +98,8 @@ class WriteQueue:
         #: the file read so far: its (device, inode) and how many bytes of it
         self._ident: tuple[int, int] | None = None
         self._offset = self._lines = 0
+        #: why the file could not be read when :meth:`refresh_if_changed` last tried (logged once), else None
+        self._unreadable: str | None = None
         #: this queue's id in the file's ``put`` records: the writes it accepted itself
         self.origin = uuid.uuid4().hex
         self.refresh()
@@ -199,17 +201,25 @@ class WriteQueue:
 
         "Changed": another file at the path (compacted elsewhere, removed) or another length than read so far.
         """
+        if self._ident is None and not os.access(self.path, os.F_OK, follow_symlinks=False):
+            return False  # (no file before, none now: the common case, answered without an exception)
         try:
             st = os.stat(self.path, follow_symlinks=False)
-        except FileNotFoundError:  # dbfault: no fault (no queue file: changed only if we had read one)
-            if self._ident is None:
-                return False
-        except OSError:  # dbfault: no fault (unreadable path: the locked read below says why, when it matters)
+        except FileNotFoundError:  # dbfault: no fault (removed since we read it: read anew below)
+            pass
+        except OSError:  # dbfault: no fault (an unusable path: put() and replay() report it, a write goes on)
             return False
         else:
             if (st.st_dev, st.st_ino) == self._ident and st.st_size == self._offset:
                 return False
-        self.refresh()
+        try:
+            self.refresh()
+        except OSError as exc:  # dbfault: no fault (e.g. a link planted at the path: refused, reported once)
+            if self._unreadable != str(exc):
+                log.error("write queue %s cannot be read: %s", self.path, exc)
+            self._unreadable = str(exc)
+            return False
+        self._unreadable = None
         return True
 
     @contextlib.contextmanager
