@@ -153,7 +153,7 @@ class DegradationMixin(Workload):
     @precondition(lambda self: has_commands(self) and self.admin_checks)
     @rule(allowed=st.sampled_from((True, False, True)), n=st.integers(0, 3), value=st.integers(0, 9),
           outage=st.sampled_from(("none", "locked", "disconnect_rename", "locked")), param=st.integers(0, 5),
-          on_behalf=st.booleans(), then=st.sampled_from(("nothing", "direct", "restart")))
+          on_behalf=st.booleans(), then=st.sampled_from(("nothing", "direct", "restart", "again")))
     def flags_set_from_the_command_line(self, allowed: bool, n: int, value: int, outage: str, param: int,
                                         on_behalf: bool, then: str) -> None:
         """P14 at the operator's entry point, a second writer of the shared queue: ``reliability flags set`` run
@@ -165,10 +165,36 @@ class DegradationMixin(Workload):
         Anyone else is refused (exit 6 when the command could look), changes nothing and, with no fault,
         the refusal is audited. Any other exit must have changed nothing either (checked by the invariant).
         An administrator and a lock are drawn twice as often as the rest (a targeted weight): the queued change
-        beside a running runtime is the case this rule is for."""
+        beside a running runtime is the case this rule is for. ``then="again"``: the application runs a read
+        command, and the operator changes the flag again, in an outage of its own: the second change meets a
+        runtime that has read the queue file before (a runtime that notices only a file it has not seen yet
+        misses it)."""
+        name = f"flag-{n}"
+        self.cli_set_flag(allowed, name, value, outage, param, on_behalf)
+        if then == "again":
+            self.lookup(n)
+            self.cli_set_flag(allowed, name, value + 1, outage, param + 1, on_behalf)
+        elif then == "direct":
+            # The application's administrator changes the same flag right after: a change the command line
+            # queued earlier must not land after this one and overwrite it.
+            admins = sorted(self.db.config.admin_actor_set)
+            if admins:
+                from reliability import admin
+
+                result = self.absorb(admin.set_flag, self.db, name, value + 10, admins[0])
+                self.check(14, result.status in ("ok", "queued"),
+                           f"after the command line's flags set of {name!r}: the application's flags.set "
+                           f"answered {result.status!r}: {result.message}")
+                self.model.flags[name] = value + 10
+        elif then == "restart" and not self.faults:
+            self.db.close()
+            self.db = self.open_runtime(self.config)
+            self.after_reopen()
+
+    def cli_set_flag(self, allowed: bool, name: str, value: int, outage: str, param: int, on_behalf: bool) -> None:
+        """One ``reliability flags set`` of :meth:`flags_set_from_the_command_line`, judged."""
         from reliability.cli import os_user
 
-        name = f"flag-{n}"
         # Under the faults already in force, or an outage of the rule's own (the runtime's fault reaches the
         # command line when it is the file's: a lock, a moved file; not a full disk of the runtime's connection).
         injected = outage != "none" and not self.faults and self.inject(outage, param)
@@ -196,21 +222,6 @@ class DegradationMixin(Workload):
             if not in_force:
                 denied = self.absorb(self.db.audit.entries, 20, actor=os_user(), action="admin.denied")
                 self.check(14, any(e.target == name for e in denied), f"{said}, and the refusal is not audited")
-        if then == "direct":
-            # The application's administrator changes the same flag right after: a change the command line
-            # queued earlier must not land after this one and overwrite it.
-            admins = sorted(self.db.config.admin_actor_set)
-            if admins:
-                from reliability import admin
-
-                result = self.absorb(admin.set_flag, self.db, name, value + 10, admins[0])
-                self.check(14, result.status in ("ok", "queued"),
-                           f"after {said}: the application's flags.set answered {result.status!r}: {result.message}")
-                self.model.flags[name] = value + 10
-        elif then == "restart" and not self.faults:
-            self.db.close()
-            self.db = self.open_runtime(self.config)
-            self.after_reopen()
 
     @precondition(swarm("commands"))
     @precondition(lambda self: has_commands(self) and self.admin_checks and not self.faults
