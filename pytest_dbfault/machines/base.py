@@ -370,19 +370,29 @@ class RuntimeMachine(RuleBasedStateMachine):
         env_file = self.cli_env_file(admin)
         environ = {k: v for k, v in os.environ.items()
                    if not k.startswith("RELIABILITY_") or k == "RELIABILITY_SQLITE_MODULE"}
-        with open(self.db_path, "rb") as fh:
-            before = fh.read()
+        before = self.file_fingerprint()
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             code = main(["--db", self.db_path, "--env", env_file, "--json", *argv], environ=environ)
         if not changes:
-            with open(self.db_path, "rb") as fh:
-                self.check(number, fh.read() == before, f"`reliability {' '.join(argv)}` changed the database file",
-                           faults=faults)
+            self.check(number, self.file_fingerprint() == before,
+                       f"`reliability {' '.join(argv)}` changed the database file", faults=faults)
         doc = json.loads(out.getvalue())
         self.check(number, code == doc.get("exit_code"),
                    f"`reliability {' '.join(argv)}` exited {code}, its JSON says {doc.get('exit_code')}", faults=faults)
         return code, doc
+
+    def file_fingerprint(self) -> tuple[int, ...] | None:
+        """What changes when anything writes the database file (its identity, size, modification and change
+        times), read with ``stat``: never by opening the file. Closing any descriptor of the file drops every POSIX
+        lock this process holds on it, the runtime's included, and another process may then checkpoint and delete
+        the WAL under the runtime (a plain ``open()``/``close()`` here made the runtime refuse its own database,
+        rightly: its -wal was gone)."""
+        try:
+            st = os.stat(self.db_path)
+        except FileNotFoundError:
+            return None
+        return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
     def cli_env_file(self, admin: bool | None = None) -> str:
         """A ``.env`` (0600) holding the runtime's settings, for the command line (see :meth:`run_command_line`).

@@ -201,8 +201,7 @@ class HealthMixin(Workload):
     def read_only_verdict(self, faults: list[str] | None, full: bool = False) -> tuple[bool, str] | None:
         """Whether the read-only inspection (``Inspector``, which ``reliability check`` reads through: another
         entry point to the same rule) flags the file, and what it said; None for a runtime this harness
-        cannot inspect. Inspection changes nothing: the database file's bytes are the same after it."""
-        import hashlib
+        cannot inspect. Inspection changes nothing: the database file is not written (:meth:`file_fingerprint`)."""
         import os
 
         from reliability import DatabaseError, ReliabilityConfig
@@ -211,10 +210,7 @@ class HealthMixin(Workload):
         if not isinstance(self.config, ReliabilityConfig) or not os.path.exists(self.db_path):
             return None
 
-        def digest() -> str:
-            with open(self.db_path, "rb") as fh:
-                return hashlib.sha256(fh.read()).hexdigest()
-
+        digest = self.file_fingerprint  # (never an open()/close() of the file: see there)
         before = digest()
         try:
             with Inspector(self.config) as view:

@@ -132,3 +132,29 @@ def test_a_transfer_written_on_the_yielded_connection_is_checked_through_recover
         assert not planted, "the machine did not notice writes lost by the recovery"
     finally:
         machine.teardown()
+
+
+def test_the_command_line_checks_keep_the_runtimes_locks(tmp_path: Any) -> None:
+    """Running `reliability check` in-process and the read-only inspection must not drop the runtime's POSIX
+    locks: the harness compares the file before and after, and did so by opening and closing it, which drops
+    every lock this process holds on the file. Another process's connection then found itself the last one,
+    checkpointed and deleted the -wal under the runtime, and the runtime (rightly) refused its database: a
+    false P2 violation in most CI-profile runs of the under_fault machine."""
+    import subprocess
+    import sys
+
+    machine = bind(MACHINES["health_integrity"], base_dir=str(tmp_path))()
+    try:
+        machine.start(random.Random(0), {k: v[0] for k, v in CONFIG_SPACE.items()}, frozenset({"fault:locked"}))
+        machine.db.execute("INSERT INTO kv (k, v) VALUES ('a', 'b')")
+        wal = machine.db_path + "-wal"
+        assert os.path.exists(wal)
+        assert machine.run_command_line(["check"], 11, None)[0] == 0
+        assert machine.read_only_verdict(None) is not None
+        other = ("import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('SELECT count(*) FROM kv')"
+                 ".fetchall(); c.close()")
+        subprocess.run([sys.executable, "-c", other, machine.db_path], check=True)
+        assert os.path.exists(wal), "another process deleted the -wal: the runtime's lock was dropped"
+        assert machine.db.fetch_one("SELECT v FROM kv WHERE k = 'a'")[0] == "b"
+    finally:
+        machine.teardown()
