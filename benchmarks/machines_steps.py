@@ -10,8 +10,8 @@ swings with the load, printed at the start and end) and steps per second of this
 time (every thread; the runtime's fsyncs and a killed process's start-up are not in it, so it is
 the rate a quiet core would give minus I/O waits). Before measuring, one short warm-up example of each
 machine pays what a process pays once (imports, Faker's pool, Hypothesis' parsing of the rules'
-lambdas and of the local modules' constants), as the main job pays it once per session; without it
-the first machine listed looked 3x slower than it is.
+lambdas and of the local modules' constants, the fork server's start), as the main job pays it once per
+session; without it the first machine listed looked 3x slower than it is.
 """
 
 from __future__ import annotations
@@ -58,7 +58,12 @@ def measure(name: str, examples: int, steps: int, derandomize: bool = False) -> 
 def warm_up(names: list[str]) -> None:
     """One short example of each machine, not counted: what a process pays once (imports, Faker's pool, the
     fault registry, and Hypothesis' first look at each precondition lambda's source and at the constants
-    of each newly imported local module: 0.3 s and 0.65 s of the first 2.9 s CPU run of ``chaos``)."""
+    of each newly imported local module: 0.3 s and 0.65 s of the first 2.9 s CPU run of ``chaos``), and the
+    start of the fork server the restart and data-loss machines fork their processes from (0.4 s, charged to
+    whichever machine forked first: 14% of the restart machine's wall time)."""
+    from pytest_dbfault.machines.served import start_server
+
+    start_server()
     for name in names:
         measure(name, 1, 2, True)
 

@@ -49,7 +49,6 @@ import os
 import re
 import sqlite3
 import subprocess
-import sys
 from typing import Any, ClassVar
 
 from hypothesis import strategies as st
@@ -58,6 +57,7 @@ from hypothesis.stateful import precondition, rule
 from ..faults import FaultError, make_fault
 from ..stats import STATS
 from .base import RuntimeMachine
+from .served import run_script, start_script
 
 ACCOUNTS = 5
 OPENING = 100
@@ -320,8 +320,7 @@ class DataLossMachine(RuntimeMachine):
             # (it counts the process's SHARED locks per file itself), so the probe still finds it gone.
             with self.raw() as conn:
                 conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-                out = subprocess.run([sys.executable, "-c", PROBE, self.db_path, self.config.sqlite_module],
-                                     capture_output=True, text=True, timeout=60)
+                out = run_script(PROBE, [self.db_path, self.config.sqlite_module], timeout=60)
         except sqlite3.Error:
             return  # the file is not readable as a database now (damaged, replaced): other checks judge that
         answer = out.stdout.strip()
@@ -348,10 +347,10 @@ class DataLossMachine(RuntimeMachine):
         self.run_worker(count, kill)
 
     def worker_args(self, count: int, kill: str | None, how: str = "") -> list[str]:
-        """The command line of the next worker process (see :data:`WORKER`)."""
+        """The arguments of the next worker process (``sys.argv[1:]`` of :data:`WORKER`)."""
         self.processes += 1
-        return [sys.executable, "-c", WORKER, self.db_path, f"p{self.processes}", str(count), kill or "",
-                self.config.synchronous, self.config.sqlite_module, how]
+        return [self.db_path, f"p{self.processes}", str(count), kill or "", self.config.synchronous,
+                self.config.sqlite_module, how]
 
     def take_in(self, line: str) -> None:
         """One line of a worker's output: an acknowledged transfer, or one whose outcome it never learnt."""
@@ -364,8 +363,8 @@ class DataLossMachine(RuntimeMachine):
     def run_worker(self, count: int, kill: str | None, how: str = "") -> None:
         """Run one worker process (see :data:`WORKER`) and take in what it acknowledged."""
         args = self.worker_args(count, kill, how)
-        prefix = args[4]
-        out = subprocess.run(args, capture_output=True, text=True, timeout=120)
+        prefix = args[1]
+        out = run_script(WORKER, args, timeout=120)
         for line in out.stdout.splitlines():
             self.take_in(line)
         if kill:
@@ -400,8 +399,7 @@ class DataLossMachine(RuntimeMachine):
         """:meth:`read_bank` as another process sees it (see :data:`OUTSIDE_READER`)."""
         import json
 
-        out = subprocess.run([sys.executable, "-c", OUTSIDE_READER, self.db_path, self.config.sqlite_module],
-                             capture_output=True, text=True, timeout=60)
+        out = run_script(OUTSIDE_READER, [self.db_path, self.config.sqlite_module], timeout=60)
         try:
             data = json.loads(out.stdout)
         except ValueError:
@@ -821,8 +819,7 @@ class DataLossMachine(RuntimeMachine):
             self.serial += 1
             tid = f"f-{self.serial}"
             self.maybe.add(tid)  # another application's row: the runtime never acknowledged it
-            subprocess.run([sys.executable, "-c", FOREIGN_WRITER, self.db_path, self.config.sqlite_module, tid],
-                           capture_output=True, text=True, timeout=60)
+            run_script(FOREIGN_WRITER, [self.db_path, self.config.sqlite_module, tid], timeout=60)
         elif first == "health":
             self.db.health()  # judged below with the others
         elif first == "read":
@@ -865,8 +862,7 @@ class DataLossMachine(RuntimeMachine):
     def start_paused_worker(self, count: int) -> Any:
         """A worker process that acknowledges ``count`` transfers and waits with its manager open (None: it
         could not start one)."""
-        proc = subprocess.Popen(self.worker_args(count, None, "pause"), stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = start_script(WORKER, self.worker_args(count, None, "pause"))
         assert proc.stdout is not None
         for line in proc.stdout:
             if line.strip() == "paused":

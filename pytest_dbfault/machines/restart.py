@@ -24,7 +24,6 @@ The machine runs synchronous FULL or EXTRA (NORMAL promises nothing across a pow
 from __future__ import annotations
 
 import importlib.util
-import multiprocessing
 import os
 import pickle
 import signal
@@ -40,11 +39,13 @@ from reliability import BackupManager
 from ..faults import make_fault
 from ..faults.crash import CrashResult, Starter, forked, watch_child
 from ..stats import STATS
+from . import served
 from .audit import AuditMixin, has_audit
 from .backup import CORRUPTIONS, BackupMixin, has_backups, has_recovery
 from .base import default_runtime_factory, swarm
 from .degradation import OUTAGES, DegradationMixin, has_commands
 from .kill_worker import FORMS, work
+from .served import _PassFd
 
 
 def fork_and_kill(factory: Any, config: Any, ops: list[tuple[str, list[tuple[str, str, bool]]]], occurrence: int,
@@ -67,10 +68,6 @@ def fork_and_kill(factory: Any, config: Any, ops: list[tuple[str, list[tuple[str
     return CrashResult(config.db_path, killed, point, occurrence if killed else None, dict(seen), child.returncode)
 
 
-#: Imported once by the fork server, so each worker it forks starts with the runtime already loaded.
-_PRELOAD = ["reliability", "pytest_dbfault.machines.kill_worker", "pytest_dbfault.machines", "pytest"]
-
-
 def worker_starter(factory: Any, config: Any, ops: list[tuple[str, list[tuple[str, str, bool]]]]) -> Starter:
     """How :func:`fork_and_kill` starts its worker: from multiprocessing's fork server when it can.
 
@@ -84,8 +81,7 @@ def worker_starter(factory: Any, config: Any, ops: list[tuple[str, list[tuple[st
     """
     if not _crosses(factory, config, ops):
         return forked(lambda points_w, ack_r: work(factory, config, ops, points_w, ack_r))
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(_PRELOAD)  # read when the server starts (once); later calls change nothing
+    ctx = served.context()  # (the server the data-loss machine's processes are forked from too)
 
     def start(points_w: int, ack_r: int, parent_ends: tuple[int, int]) -> _ServedChild:
         # (parent_ends need no closing: the served child inherits nothing of this process but what is passed.)
@@ -109,22 +105,6 @@ def _crosses(factory: Any, config: Any, ops: Any) -> bool:
         return module is None or module in sys.builtin_module_names or importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):  # dbfault: no fault (a module made at run time: no spec to find)
         return False
-
-
-class _PassFd:
-    """A file descriptor of this process, duplicated into the served child (as multiprocessing passes pipes)."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def __reduce__(self) -> tuple[Any, tuple[Any]]:
-        from multiprocessing import reduction
-
-        return _received_fd, (reduction.DupFd(self.fd),)
-
-
-def _received_fd(dup: Any) -> int:
-    return dup.detach()
 
 
 def _serve_worker(factory: Any, config: Any, ops: Any, points_fd: int, ack_fd: int, stderr_fd: int) -> None:
