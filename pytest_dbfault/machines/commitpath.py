@@ -123,10 +123,19 @@ class CommitPathMachine(RuntimeMachine):
         self._dirs.append(dest)
 
     def stored(self) -> dict[str, str]:
-        """The kv rows and, under ``"#"``, the tally."""
+        """The kv rows and, under ``"#"``, the tally (one connection, one read transaction: both from one snapshot)."""
         with self.raw() as conn:
+            return self._stored(conn)
+
+    @staticmethod
+    def _stored(conn: Any) -> dict[str, str]:
+        conn.execute("BEGIN")
+        try:
             (n,) = conn.execute("SELECT n FROM tally WHERE id = 1").fetchone()
-        return {**self.stored_kv(), "#": str(n)}
+            return {**dict(conn.execute("SELECT k, v FROM kv").fetchall()), "#": str(n)}
+        finally:
+            if conn.in_transaction:  # (a failed read may have ended it: the first error is the one to see)
+                conn.execute("COMMIT")
 
     def _restart_on_copy(self) -> None:
         old = self.db
@@ -229,8 +238,8 @@ class CommitPathMachine(RuntimeMachine):
         with open(self.db_path, "r+b") as f:
             f.write(b"\x00" * 16)  # the header: nothing in the file can be read any more
         report = self.db.recover()
-        stored = self.stored()
         with self.raw() as conn:
+            stored = self._stored(conn)
             children = {r[0] for r in conn.execute("SELECT id FROM child")}
         self.check(13, report.ok, lambda: f"recovery after kills at the commit path did not succeed: {report}")
         self.check(13, stored == self.acked, lambda: (
