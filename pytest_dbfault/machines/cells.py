@@ -670,7 +670,7 @@ class CellsMixin(DegradationMixin, AuditMixin, HealthMixin, SchemaMixin, BackupM
         if self.writes_queued():
             return  # acknowledged writes wait in the queue: the file is behind the model by design
         try:
-            got: Any = read_file_state(str(info.path), os.path.join(self.dir, "scratch"))
+            got: Any = read_file_state(str(info.path))
         except sqlite3.Error as exc:
             got = f"unreadable: {exc}"
         want = (self.model.kv, self.model.pairs)
