@@ -227,8 +227,11 @@ class CommitPathMachine(RuntimeMachine):
         newest = self.db.durability.backups.newest_verified()
         start = newest.last_seq if newest is not None and newest.last_seq is not None else 0
         redo = self.db.redo_journal
-        plan = plan_replay(self.db.config.redo_journal_file, start, seen=redo.seen,
-                           committed=read_committed(self.db_path), alive=frozenset({redo.slot}))
+        # (On the runtime's SQLite build: a connection of another build closing on the live file would drop
+        # the runtime's POSIX locks on it, see read_committed.)
+        committed = read_committed(self.db_path, self.sqlite_module())
+        plan = plan_replay(self.db.config.redo_journal_file, start, seen=redo.seen, committed=committed,
+                           alive=frozenset({redo.slot}))
         self.check(13, not plan.problems, lambda: f"the journals and the database disagree: {plan.problems}")
 
     @rule()
