@@ -26,6 +26,14 @@ def puts(path: Path) -> list[dict]:
     return [e for e in map(json.loads, path.read_text().splitlines()) if e["op"] == "put"]
 
 
+def flags_set_during_a_lock(db_path: Path, env: Path, name: str, value: str, capsys) -> None:
+    """`reliability flags set NAME VALUE` while another connection holds the database: it must exit 5 (queued)."""
+    with LockHolder(db_path):
+        code = cli.main(["--db", str(db_path), "--env", str(env), "flags", "set", name, value], environ={})
+    assert code == cli.EXIT_QUEUED, capsys.readouterr()
+    capsys.readouterr()
+
+
 def test_a_compaction_keeps_what_another_queue_appended_and_seqs_stay_in_order(tmp_path: Path) -> None:
     path = tmp_path / "app.db.queue.jsonl"
     mine, theirs = WriteQueue(path), WriteQueue(path)
@@ -126,16 +134,10 @@ def test_the_application_notices_a_change_the_command_line_queued_and_a_later_ch
     app = DatabaseManager(fast_config(db_path, admin_actors=user, audit_hmac_key="cli-key"))
     try:
         assert admin.set_flag(app, "before", "1", user).ok
-        with LockHolder(db_path):
-            assert cli.main(["--db", str(db_path), "--env", str(env), "flags", "set", "beta", "old"],
-                            environ={}) == cli.EXIT_QUEUED
-        capsys.readouterr()
+        flags_set_during_a_lock(db_path, env, "beta", "old", capsys)
         assert admin.get_flag(app, "beta").value.value == "old"  # the next command saved it, no restart
         assert puts(app.queue.path) == []  # and the shared file holds nothing waiting (compacted)
-        with LockHolder(db_path):
-            assert cli.main(["--db", str(db_path), "--env", str(env), "flags", "set", "beta", "queued"],
-                            environ={}) == cli.EXIT_QUEUED
-        capsys.readouterr()
+        flags_set_during_a_lock(db_path, env, "beta", "queued", capsys)
         assert admin.set_flag(app, "beta", "later", user).ok  # acknowledged after the command line's change
         app.close()
         app = DatabaseManager(fast_config(db_path, admin_actors=user, audit_hmac_key="cli-key"))
@@ -181,10 +183,7 @@ def test_an_admin_write_queued_under_another_audit_key_waits_named_in_health_not
     app = DatabaseManager(fast_config(db_path, admin_actors=user, audit_hmac_key="cli-key"))
     try:
         assert admin.set_flag(app, "before", "1", user).ok
-        with LockHolder(db_path):
-            assert cli.main(["--db", str(db_path), "--env", str(env), "flags", "set", "beta", "on"],
-                            environ={}) == cli.EXIT_QUEUED
-        capsys.readouterr()
+        flags_set_during_a_lock(db_path, env, "beta", "on", capsys)
         report = app.commands.replay()
         assert (report.applied, report.failed, report.remaining) == (0, 0, 1), report
         assert app.queue.failed == {} and admin.get_flag(app, "beta").value is None
