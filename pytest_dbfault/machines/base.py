@@ -356,7 +356,8 @@ class RuntimeMachine(RuleBasedStateMachine):
         own ``.env`` or ``RELIABILITY_*`` variables stay out. ``admin``: True adds the OS user (the CLI's actor)
         to the administrators, False takes it out, None leaves the list as the runtime has it. Property
         ``number`` checks that the exit code is the one the document states and, unless the command
-        ``changes`` the database (``flags set``), that the file has the same bytes after (an inspection).
+        ``changes`` the database (``flags set``), that the file was not written (an inspection; see
+        :meth:`file_fingerprint`).
         """
         import contextlib
         import io
@@ -410,8 +411,11 @@ class RuntimeMachine(RuleBasedStateMachine):
         if admin is not None:
             actors = set(self.config.admin_actor_set) - {os_user()}
             values["admin_actors"] = ",".join(sorted(actors | ({os_user()} if admin else set())))
-        lines = [f"RELIABILITY_{k.upper()}={str(v).lower() if isinstance(v, bool) else v}"
-                 for k, v in values.items()]
+        quoted = [k for k, v in values.items() if "'" in str(v)]
+        if quoted:
+            raise ValueError(f"cli_env_file: setting(s) {quoted} hold a single quote, which a .env value here cannot")
+        # (Single-quoted: python-dotenv reads those literally, so a path with a space or a "#" stays whole.)
+        lines = [f"RELIABILITY_{k.upper()}='{str(v).lower() if isinstance(v, bool) else v}'" for k, v in values.items()]
         path = os.path.join(self.dir, "cli.env")
         fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
