@@ -173,9 +173,10 @@ class CommandRegistry(Observer):
         self.fault: ErrorKind | None = None
         #: Application-supplied permission check for admin commands: ``fn(actor, command) -> bool``.
         self.permission: Callable[[str, str], bool] | None = None
-        #: True from the first write queued by this registry until the queue is empty again: while it
-        #: is, a direct write replays the backlog first (a queue left by an earlier run waits until its
-        #: commands are registered and a command or ``replay()`` asks for it).
+        #: True from the first write queued by this registry, or the first write of a command registered here
+        #: that another process queued in the shared file (see :meth:`waiting`), until a replay leaves nothing
+        #: it can apply: while it is, a direct write replays the backlog first (a queue left by an earlier run
+        #: waits until its commands are registered and a command or ``replay()`` asks for it).
         self._backlogged = False
         #: Queued admin writes the last replay left waiting because they were accepted under another audit key.
         self._other_keys = 0
