@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def load_bug_list():
     spec = importlib.util.spec_from_file_location("bug_finding", ROOT / "benchmarks" / "bug_finding.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)  # (its dataclasses look their module up there)
-    spec.loader.exec_module(sys.modules[spec.name])
-    return sys.modules[spec.name].BUGS
+    sys.modules[spec.name] = module  # (its dataclasses look their module up there)
+    spec.loader.exec_module(module)
+    return module.BUGS
 
 
 def test_every_planted_bug_site_occurs_exactly_once():

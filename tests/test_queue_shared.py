@@ -172,7 +172,7 @@ def test_a_direct_write_replays_what_another_process_queued_first(tmp_path: Path
 
 
 def test_an_admin_write_queued_under_another_audit_key_waits_named_in_health_not_set_aside(tmp_path: Path,
-                                                                                         capsys) -> None:
+                                                                                         capsys, caplog) -> None:
     # The command line's .env names another audit key than the application's. Its queued `flags set` cannot be
     # checked with the application's key, and is no proof of an edit either: it waits (health says why) for a
     # runtime with that key, instead of being set aside as "edited" (an acknowledged change dropped).
@@ -186,6 +186,9 @@ def test_an_admin_write_queued_under_another_audit_key_waits_named_in_health_not
         flags_set_during_a_lock(db_path, env, "beta", "on", capsys)
         report = app.commands.replay()
         assert (report.applied, report.failed, report.remaining) == (0, 0, 1), report
+        assert app.commands.replay().remaining == 1  # (every recheck replays again while it waits)
+        said = [r for r in caplog.records if "another audit key" in r.getMessage()]
+        assert len(said) == 1 and said[0].levelname == "ERROR", said  # named once, not at every recheck
         assert app.queue.failed == {} and admin.get_flag(app, "beta").value is None
         health = app.health()
         assert str(health.status) == "degraded"

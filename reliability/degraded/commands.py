@@ -180,6 +180,8 @@ class CommandRegistry(Observer):
         self._backlogged = False
         #: Queued admin writes the last replay left waiting because they were accepted under another audit key.
         self._other_keys = 0
+        #: Their queue keys already logged: a replay runs again at every recheck while they wait, the error once.
+        self._other_keys_logged: set[str] = set()
         #: Reconcile the audit fallback before a replay, so entries written during the outage precede
         #: those the replayed writes add (the admin commands turn it on: their writes are audited).
         self.audit_first = False
@@ -512,11 +514,13 @@ class CommandRegistry(Observer):
                 # Its authority cannot be checked with this key, and it is not proof of an edit either: the
                 # command line (or another program) was run with another audit key. It waits, named in health,
                 # for a runtime with that key (set aside it would drop a change acknowledged as queued).
-                log.error("queued write %s (%s by %s) was accepted under another audit key (id %s; this runtime's "
-                          "is %s): it waits for a runtime with that key. Give the command line and the application "
-                          "the same RELIABILITY_AUDIT_HMAC_KEY or audit key file (RELIABILITY_AUDIT_KEY_PATH)",
-                          entry.key, entry.command, printable(str((entry.auth or {}).get("actor"))), other_key,
-                          self._key_id())
+                if entry.key not in self._other_keys_logged:
+                    self._other_keys_logged.add(entry.key)
+                    log.error("queued write %s (%s by %s) was accepted under another audit key (id %s; this "
+                              "runtime's is %s): it waits for a runtime with that key. Give the command line and the "
+                              "application the same RELIABILITY_AUDIT_HMAC_KEY or audit key file "
+                              "(RELIABILITY_AUDIT_KEY_PATH)", entry.key, entry.command,
+                              printable(str((entry.auth or {}).get("actor"))), other_key, self._key_id())
                 other_keys += 1
                 elsewhere += 1
                 continue
