@@ -343,8 +343,15 @@ class DataLossMachine(RuntimeMachine):
     @precondition(lambda self: self.use_processes and self.processes < MAX_PROCESSES)
     @rule(count=st.integers(1, 3), kill=st.sampled_from(KILL_POINTS))
     def worker_process(self, count: int, kill: str | None) -> None:
-        """A real process does ``count`` transfers through its own manager; maybe killed -9 in the next commit."""
+        """A real process does ``count`` transfers through its own manager; maybe killed -9 in the next commit.
+
+        After a kill, what it left is judged at once (``after:worker_killed``): every transfer it acknowledged is
+        on disk, the one it died in is all there or not at all. Without this, an example ending here injected
+        the kill and checked nothing after it (the report's warning)."""
         self.run_worker(count, kill)
+        if kill:
+            self.last_healed = "worker_killed"
+            self.check_bank(13, f"after a worker process was killed -9 ({kill})", ["after:worker_killed"])
 
     def worker_args(self, count: int, kill: str | None, how: str = "") -> list[str]:
         """The arguments of the next worker process (``sys.argv[1:]`` of :data:`WORKER`)."""

@@ -308,3 +308,57 @@ def test_recovery_after_another_application_opened_a_database_whose_wal_was_remo
     process now (reliability/durability/outside_fence.py); the machine's P13 must hold."""
     run_machine(ForeignWriterAfterLiveRemoval, settings_=settings(BITE, max_examples=5, stateful_step_count=3),
                 base_dir=str(tmp_path), enforce={13})
+
+
+class KilledWorkersOnly(DataLossMachine):
+    """Transfers and worker processes killed -9 in their commit after the journal record, nothing else."""
+
+    def after_start(self) -> None:
+        """The base start, with processes on."""
+        super().after_start()
+        self.use_processes = True
+
+    def corrupt_and_recover(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
+    def delete_database(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
+    def replace_and_heal(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
+    def transient_in_maintenance(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
+    def remove_wal(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
+    def remove_wal_live(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here)"""
+
+    def worker_process(self, *args: Any, **kwargs: Any) -> None:
+        """(replaced by the rule below)"""
+
+    @rule(count=st.integers(1, 2))
+    def killed_worker(self, count: int) -> None:
+        """The machine's own rule, the worker killed after its journal record (before SQLite's COMMIT)."""
+        DataLossMachine.worker_process(self, count, "after_record")
+
+
+def test_a_transfer_acknowledged_before_its_commit_is_caught_right_after_the_kill(tmp_path, monkeypatch):
+    """The check made at once after a worker is killed (``after:worker_killed``). Planted: the worker's runtime
+    acknowledges the transfer it is killed in before its COMMIT (as a runtime returning once the journal record
+    is written would), so an acknowledged transfer is not on disk. Before this check, an example ending with the
+    kill judged nothing after it."""
+    from pytest_dbfault.machines import dataloss as dataloss_module
+
+    armed = 'print("armed", tid, flush=True)'
+    assert dataloss_module.WORKER.count(armed) == 1
+    monkeypatch.setattr(dataloss_module, "WORKER",
+                        dataloss_module.WORKER.replace(armed, 'print("ack", tid, a, b, amount, flush=True)'))
+    message = violation(tmp_path, 13, KilledWorkersOnly, max_examples=10)
+    assert "after:worker_killed" in message and "acknowledged transfer(s) lost" in message, message
+
+
+def test_the_killed_worker_machine_passes_on_the_runtime_as_it_is(tmp_path):
+    run_machine(KilledWorkersOnly, settings_=settings(BITE, max_examples=6), base_dir=str(tmp_path))
