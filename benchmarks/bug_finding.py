@@ -363,6 +363,32 @@ BUGS: tuple[Bug, ...] = (
         "_RESULT_EXIT = {\"ok\": EXIT_OK, \"queued\": EXIT_OK,",
         "`reliability flags set` during a lock: the change is only queued, but the command exits 0 (saved), so a "
         "script reading the exit code goes on as if the flag were in force"),
+    # -- sites in the connection, the redo journal and recovery (files no earlier bug touched) ------
+    Bug("p01_vanished_file_recreated", 1, "reliability/connection.py",
+        '        mode = "rw" if self._existed else "rwc"\n',
+        '        mode = "rwc"\n',
+        "the database file deleted under a running manager, then a write: it must be refused as unavailable (the "
+        "file is gone), the bug reopens with mode=rwc and writes into a new, empty database"),
+    Bug("p10_reconnect_after_unavailable_uncounted", 10, "reliability/connection.py",
+        "            if self.state in (ConnectionState.RECONNECTING, ConnectionState.UNAVAILABLE):\n",
+        "            if self.state is ConnectionState.RECONNECTING:\n",
+        "a file moved away (calls fail as unavailable) and put back, then a read: health().reconnects must grow "
+        "by one, the bug leaves it as it was"),
+    Bug("p06_rolled_back_savepoint_kept_in_journal", 6, "reliability/redo.py",
+        "            del self._pending[mark:]\n",
+        "            del self._pending[mark + 1:]\n",
+        "nested db.transaction(): the inner block writes a row and raises, the outer commits; then the database is "
+        "damaged and recovered from a backup plus the journal: the inner row must not come back, the bug replays it"),
+    Bug("p13_replay_stops_before_the_last", 13, "reliability/redo.py",
+        "    for seq in range(start + 1, top + 1):\n",
+        "    for seq in range(start + 1, top):\n",
+        "a backup, two acknowledged writes, damage, recover(): both must be back, the bug leaves the last one out "
+        "and neither replays nor reports it"),
+    Bug("p13_replay_repeats_the_recorded_sequence", 13, "reliability/durability/recovery.py",
+        "        todo = [entry for entry in entries if entry[0] > done]\n",
+        "        todo = [entry for entry in entries if entry[0] >= done]\n",
+        "a backup whose recorded sequence is N, journal record N of an UPDATE balance = balance + 1: recovery "
+        "must apply it once (it is in the backup), the bug applies it twice"),
 )
 
 

@@ -138,3 +138,24 @@ def test_no_machine_reaches_into_the_facade_s_private_names() -> None:
     assert len(files) >= 10
     bad = [r for p in files for r in facade_private_names(p.read_text(encoding="utf-8"), p.name)]
     assert not bad, bad
+
+
+def test_a_call_after_the_database_was_unavailable_counts_its_reconnect(tmp_path: Path) -> None:
+    """The file moved away until a write gave up as unavailable, then put back: the next call opens a new
+    handle, and health() counts it as a reconnect (the handle was dropped as unavailable, not closed by the
+    application)."""
+    import os
+
+    from reliability import DatabaseError
+
+    path = tmp_path / "app.db"
+    with DatabaseManager(fast_config(path, retry_attempts=2)) as db:
+        db.execute("CREATE TABLE t (x)")
+        reconnects = db.health().reconnects
+        os.rename(path, tmp_path / "away.db")
+        with pytest.raises(DatabaseError) as failed:
+            db.execute("INSERT INTO t VALUES (1)")
+        assert failed.value.kind.value == "unavailable"
+        os.rename(tmp_path / "away.db", path)
+        assert db.fetch_one("SELECT count(*) FROM t")[0] == 0
+        assert db.health().reconnects == reconnects + 1
