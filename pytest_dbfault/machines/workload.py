@@ -84,6 +84,8 @@ class Workload(RuntimeMachine):
     opaque_ops = False
     #: fake sleeps made before the current runtime was built (a restart resets its counters)
     sleeps_base = 0
+    #: the last checked call failed: the next one looks whether it reopens a connection the runtime gave up on
+    watch_reconnect = False
 
     def after_start(self) -> None:
         # start() ran two CREATE TABLE statements through the runtime.
@@ -126,10 +128,12 @@ class Workload(RuntimeMachine):
         from reliability import KIND_INFO, DatabaseError
 
         start = self.active_fault_names if faults is None else faults
+        reconnects0 = self._given_up_handle()
         sleeps0, t0, logs0 = len(self.time.sleeps), self.time.now, len(self.logs.records)
         try:
             value = fn(*args)
         except DatabaseError as err:
+            self.watch_reconnect = True
             # Faults struck during the call (mid-transaction) count as in force for it.
             active = sorted(set(start) | set(self.faults)) if faults is None else start
             self._check_error(err, active, logs0, expected_message, KIND_INFO)
@@ -164,10 +168,32 @@ class Workload(RuntimeMachine):
             self.model.ledger.errors[str(err.kind)] += 1
             return CallOutcome(False, error=err)
         self._check_no_hang(sleeps0, t0, start, series)
+        if reconnects0 is not None:
+            self._check_reconnect_counted(reconnects0, start)
         if op is not None:
             self.model.ledger.ok[op] += 1
             self.model.ledger.oplog[(op, "ok")] += 1
         return CallOutcome(True, value)
+
+    def _given_up_handle(self) -> int | None:
+        """After a failed call: the reconnect count, when health() says the runtime gave its handle up
+        (``reconnecting`` or ``unavailable``); else None. (One health() only after a failure: it costs.)"""
+        if not self.watch_reconnect:
+            return None
+        self.watch_reconnect = False
+        report = self.db.health()
+        return report.reconnects if report.connection_state in ("reconnecting", "unavailable") else None
+
+    def _check_reconnect_counted(self, before: int, active: list[str]) -> None:
+        """P10: a call that succeeded on a handle the runtime had given up (dropped after a lost connection, or
+        unavailable once its retries ran out) and left it connected opened it again: health() counts that as a
+        reconnect. (A refused or recovered database is reopened by other paths, which start from ``closed``.)"""
+        report = self.db.health()
+        if report.connection_state != "connected":
+            return
+        self.check(10, report.reconnects > before, lambda: "a call reopened the connection the runtime had given up "
+                   f"(connection_state was reconnecting/unavailable, now connected), yet health().reconnects stayed "
+                   f"{report.reconnects}", faults=active)
 
     def _check_no_hang(self, sleeps0: int, t0: float, active: list[str], series: int) -> None:
         if not active:

@@ -377,6 +377,26 @@ class MissingFileIsIntact(DatabaseManager):
         return super().check_integrity(full)
 
 
+class UncountedReopenAfterGivingUp(DatabaseManager):
+    """Opens a handle it gave up as unavailable again without counting the reconnect in ``health()`` (P10)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from reliability.connection import ConnectionState
+
+        connections = self.connections
+        counted_open = connections.open
+
+        def open_uncounted() -> Any:
+            state, reconnects = connections.state, connections.reconnects
+            conn = counted_open()
+            if state is ConnectionState.UNAVAILABLE:
+                connections.reconnects = reconnects
+            return conn
+
+        connections.open = open_uncounted  # type: ignore[method-assign]
+
+
 BROKEN: list[tuple[int, str, Callable[[Any], Any]]] = [
     (1, "connection", NoReconnect),
     (2, "connection", RawErrors),
@@ -413,6 +433,8 @@ BROKEN: list[tuple[int, str, Callable[[Any], Any]]] = [
     # session 12: `reliability flags set` beside the running runtime, a second writer of the shared queue
     (14, "degradation_queue", BlindToOtherProcessesQueues),
     (14, "degradation_queue", queued_cli_exits_0),
+    # session 13: a reopen of a given-up handle counted (a planted bug no check saw)
+    (10, "connection", UncountedReopenAfterGivingUp),
 ]
 
 
