@@ -494,6 +494,24 @@ class ConnectionManager:
         """(device, inode) of the file the path names now, or None when there is none."""
         return _file_identity(self.path)
 
+    def reads_through_removed_index(self) -> bool:
+        """Would a connection opened now in this process read the file at the path through a removed WAL's index?
+
+        SQLite shares one WAL index per database file within a process, kept alive by every handle open on it.
+        While a handle on a ``-wal`` removed from under this file stays open (one parked by
+        :meth:`_park_unsaved_handle`, or one of a manager of this process that has not looked yet), a new
+        connection here maps the frame numbers of the removed WAL onto whatever ``-wal`` is at the path now:
+        a disk I/O error when that file is shorter, and otherwise *another page*, read without complaint as the
+        one asked for (found by the data-loss machine: the rows of a user table read as the redo sequence
+        registry). Another process builds its index from the files at the path and reads what is there.
+        """
+        identity = _file_identity(self.path)
+        if identity is None:
+            return False
+        if any(entry[1] == identity for entry in list(_PARKED)):
+            return True
+        return any(m._identity == identity and m.wal_removed() for m in list(_MANAGERS))
+
     def file_moved(self) -> bool:
         """True when the path no longer names the file this connection opened (deleted, moved, replaced)."""
         if self._conn is None:

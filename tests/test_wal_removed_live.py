@@ -428,3 +428,51 @@ def test_a_fence_helper_that_cannot_take_the_lock_is_none_and_leaves_no_process(
     assert fence is not None and fence.proc.poll() is None  # held, by a live helper
     fence.release()
     assert fence.proc.returncode == 0
+
+
+#: Another application on the older state (the -wal and -shm removed): COUNT transactions, each rewriting the one
+#: page of ``pairs`` (so its new -wal holds that page at every frame number the removed WAL's index names).
+_PAGE_WRITER = textwrap.dedent("""
+    import sqlite3, sys
+    c = sqlite3.connect(sys.argv[1], isolation_level=None)
+    for i in range(int(sys.argv[2])):
+        c.execute("UPDATE pairs SET v = ? WHERE k = 9", (2 + i % 2,))
+    print("wrote", flush=True)
+    c.close()
+""")
+
+
+def test_recovery_reads_the_sequence_registry_of_the_file_as_another_process_does(tmp_path):
+    """Found by the data-loss machine's remove_wal_live (foreign_write twice, the second with the -shm removed):
+    recovery reported the redo journals of slots 1-4 missing "with every journal intact", slots no manager ever
+    took. It read the damaged file's redo sequence registry with a connection of this process, which shares the
+    removed WAL's index (kept alive by the parked handle) and maps its frame numbers onto the other application's
+    new -wal: the page it got was another table's, read without an error as slots and sequences (there, the
+    transfers' rowids and source accounts; here ``pairs``' row (9, v): "slot 9 committed sequence v"). Another
+    process reads the file at the path as it is: recovery asks one now, and its verdict is true."""
+    from reliability.redo import read_committed
+
+    path = tmp_path / "app.db"
+    db = _start(path)
+    try:
+        db.execute("CREATE TABLE pairs (k INTEGER PRIMARY KEY, v INTEGER NOT NULL)")
+        db.execute("INSERT INTO pairs (k, v) VALUES (9, 2)")
+        db.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the schema and pairs in the file
+        db.backup()
+        acked = _write(db, "a", 3)  # their frames (and the registry's page) only in the -wal
+        db.identity_check_interval = 3600
+        _remove(path, shm=True)
+        other = subprocess.run([sys.executable, "-c", _PAGE_WRITER, str(path), "10"], capture_output=True,
+                               text=True, timeout=60)
+        assert other.stdout.split() == ["wrote"], other.stderr[-500:]
+        with pytest.raises(DatabaseError) as caught:
+            db.execute("INSERT INTO t (id) VALUES ('after')")
+        assert caught.value.kind is ErrorKind.UNAVAILABLE  # refused, its handle parked: right
+        # The state the machine met: read here, the registry is pairs' page (slot 9 was never anyone's).
+        assert 9 in (read_committed(path, db.connections.module) or {})
+        report = db.recover()  # (ok=False: "the redo journal of slot 9 ... is missing")
+        assert report.ok, report.problems
+        assert acked <= {r[0] for r in db.fetch_all("SELECT id FROM t")}
+    finally:
+        db.close()
+    assert acked <= set(_seen_by_another_process(path).split()[0].split(","))

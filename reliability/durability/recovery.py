@@ -65,7 +65,7 @@ from .backup import (
     record_sequence,
 )
 from .journal import Journal
-from .outside_fence import OutsideFence
+from .outside_fence import OutsideFence, committed_outside
 from .parts import RuntimeParts, maintenance
 from .recovered_elsewhere import RECOVERED_BY_ANOTHER, recovered_by_another
 from .trust import Trust
@@ -303,7 +303,7 @@ class Recovery:
             base = self.redo.base_path
             from_empty = any(read_journal(p).from_empty and read_journal(p).base == 0 for _s, p in journal_files(base))
             # The damaged file may still say how far it got.
-            committed = read_committed(parts.path, parts.connections.module)
+            committed = _committed_at_path(parts)
             backup_seq = chosen.last_seq if chosen is not None else 0
             unjournaled = unjournaled_writers(committed, backup_seq)
             if chosen is not None:
@@ -476,6 +476,18 @@ def writers_fenced(parts: RuntimeParts) -> Iterator[None]:
             conn.close()
         if outside is not None:
             outside.release()
+
+
+def _committed_at_path(parts: RuntimeParts) -> dict[int, int] | None:
+    """The redo sequence registry of the file at the path (None: it cannot say), as a new connection reads it.
+
+    Read in this process while a handle of it holds a ``-wal`` removed from under the file, the registry's page
+    may come from the index of the removed WAL mapped onto another ``-wal``: another table's rows, read without
+    an error as slots and sequences (see :mod:`.outside_fence`). Then another process reads it.
+    """
+    if parts.connections.reads_through_removed_index():
+        return committed_outside(parts.path, parts.config.sqlite_module, 1.0)
+    return read_committed(parts.path, parts.connections.module)
 
 
 def _missing_journal_files(base: Path, registries: list[dict[int, int] | None], own: int | None) -> list[str]:
