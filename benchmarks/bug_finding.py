@@ -384,11 +384,6 @@ BUGS: tuple[Bug, ...] = (
         "    for seq in range(start + 1, top):\n",
         "a backup, two acknowledged writes, damage, recover(): both must be back, the bug leaves the last one out "
         "and neither replays nor reports it"),
-    Bug("p13_replay_repeats_the_recorded_sequence", 13, "reliability/durability/recovery.py",
-        "        todo = [entry for entry in entries if entry[0] > done]\n",
-        "        todo = [entry for entry in entries if entry[0] >= done]\n",
-        "a backup whose recorded sequence is N, journal record N of an UPDATE balance = balance + 1: recovery "
-        "must apply it once (it is in the backup), the bug applies it twice"),
 )
 
 
