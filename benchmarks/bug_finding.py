@@ -364,6 +364,15 @@ BUGS: tuple[Bug, ...] = (
         "`reliability flags set` during a lock: the change is only queued, but the command exits 0 (saved), so a "
         "script reading the exit code goes on as if the flag were in force"),
     # -- sites in the connection, the redo journal and recovery (files no earlier bug touched) ------
+    Bug("p15_flag_audit_records_new_as_previous", 15, "reliability/admin.py",
+        'details = {"value": value, "previous": None if old is None else json.loads(old[0])}',
+        'details = {"value": value, "previous": None if old is None else value}',
+        "flag x set to 1, then to 2: the second audit entry must say previous 1, the bug says 2"),
+    Bug("p15_audit_filters_swapped", 15, "reliability/admin.py",
+        "    return db.audit.entries(limit, actor=actor, action=action, since=since)",
+        "    return db.audit.entries(limit, actor=action, action=actor, since=since)",
+        "admin.audit(db, action='flag.set', caller=admin) after a flag change: must list it, the bug filters on "
+        "actor 'flag.set' and lists nothing"),
     Bug("p01_vanished_file_recreated", 1, "reliability/connection.py",
         '        mode = "rw" if self._existed else "rwc"\n',
         '        mode = "rwc"\n',

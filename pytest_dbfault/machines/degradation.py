@@ -365,6 +365,39 @@ class DegradationMixin(Workload):
             self.check(14, flags == self.model.flags,
                        lambda: f"after replay the flags in the file are {flags}, acknowledged {self.model.flags} "
                                "(a change no administrator made, or one lost)")
+            self.check_flag_history()
+
+    def check_flag_history(self) -> None:
+        """P15: the audit log tells each flag's history, read through ``admin.audit`` (the administrators' entry
+        point, filtered to ``flag.set``): oldest first, every entry's ``previous`` is the value the entry before it
+        set (None for the first), its actor is an administrator, and the last value is the acknowledged one."""
+        from reliability import admin
+        from reliability.cli import os_user
+
+        admins = sorted(self.db.config.admin_actor_set)
+        if not admins or not self.model.flags:
+            return
+        read = self.absorb(admin.audit, self.db, 10_000, action="flag.set", caller=admins[0])
+        self.check(15, read.status == "ok", lambda: f"an administrator's audit read answered {read.status!r}: "
+                                                    f"{read.message}")
+        if read.status != "ok":
+            return
+        history: dict[str, Any] = {}
+        allowed = {*admins, os_user()}  # (the command line's actor is the OS user, an administrator in its .env)
+        for entry in reversed(read.value):
+            self.check(15, entry.action == "flag.set",
+                       lambda: f"audit(action='flag.set') returned an entry of action {entry.action!r}")
+            details = entry.details or {}
+            self.check(15, details.get("previous") == history.get(entry.target),
+                       lambda: f"the audit entry of flag {entry.target!r} set to {details.get('value')!r} says the "
+                               f"previous value was {details.get('previous')!r}; the entry before it set "
+                               f"{history.get(entry.target)!r}")
+            self.check(15, entry.actor in allowed,
+                       lambda: f"flag {entry.target!r} was set by {entry.actor!r} (audited), who is no administrator")
+            history[entry.target] = details.get("value")
+        self.check(15, all(history.get(name) == value for name, value in self.model.flags.items()),
+                   lambda: f"the audit log's flag.set entries end at {history}, the acknowledged flags are "
+                           f"{self.model.flags}")
 
 
 class DegradationMachine(DegradationMixin):

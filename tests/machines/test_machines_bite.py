@@ -397,6 +397,21 @@ class UncountedReopenAfterGivingUp(DatabaseManager):
         connections.open = open_uncounted  # type: ignore[method-assign]
 
 
+class FlagAuditSaysNewAsPrevious(DatabaseManager):
+    """Audits a flag change with the new value as the ``previous`` one (P15: the log must tell the history)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        new_entry = self.audit.new_entry
+
+        def wrong_previous(actor: str, action: str, target: str = "", details: Any = None) -> Any:
+            if action == "flag.set" and details:
+                details = {**details, "previous": details.get("value")}
+            return new_entry(actor, action, target, details)
+
+        self.audit.new_entry = wrong_previous  # type: ignore[method-assign]
+
+
 BROKEN: list[tuple[int, str, Callable[[Any], Any]]] = [
     (1, "connection", NoReconnect),
     (2, "connection", RawErrors),
@@ -435,6 +450,7 @@ BROKEN: list[tuple[int, str, Callable[[Any], Any]]] = [
     (14, "degradation_queue", queued_cli_exits_0),
     # session 13: a reopen of a given-up handle counted (a planted bug no check saw)
     (10, "connection", UncountedReopenAfterGivingUp),
+    (15, "degradation_queue", FlagAuditSaysNewAsPrevious),
 ]
 
 
