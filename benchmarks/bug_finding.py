@@ -364,6 +364,12 @@ BUGS: tuple[Bug, ...] = (
         "`reliability flags set` during a lock: the change is only queued, but the command exits 0 (saved), so a "
         "script reading the exit code goes on as if the flag were in force"),
     # -- sites in the connection, the redo journal and recovery (files no earlier bug touched) ------
+    Bug("p11_foreign_key_rows_ignored", 11, "reliability/health.py",
+        "    for table, rowid, parent, _fk in foreign_key_rows:\n"
+        "        problems.append(f\"foreign key violation: {table} rowid {rowid} references missing {parent} row\")\n",
+        "",
+        "a child row whose parent row is missing (written with foreign keys off): check_integrity() must report it, "
+        "the bug answers ok"),
     Bug("p15_flag_audit_records_new_as_previous", 15, "reliability/admin.py",
         'details = {"value": value, "previous": None if old is None else json.loads(old[0])}',
         'details = {"value": value, "previous": None if old is None else value}',

@@ -842,6 +842,38 @@ class KindsMixin(CellsMixin):
                    lambda: f"a write failed on a one-off I/O error with {self.config.retry_attempts} attempts allowed: "
                            f"{out.error!r}", faults=faults)
         self.read_back(key, faults)
+        if has_integrity_check(self):
+            self.heal("io_error")
+            self.read_error_in_integrity_check()
+
+    def read_error_in_integrity_check(self) -> None:
+        """P11: a one-off I/O error on the integrity check's first read is no verdict: the check is rerun and
+        passes, or (``retry_attempts=1``: one attempt cannot tell a one-off error from a lasting one) raises an
+        error; it never reports the intact file as having problems. The runtime's own handle was opened before
+        the fault and does not see it: only the check's new connection does."""
+        from reliability import DatabaseError
+
+        try:
+            fault = make_fault("io_error", self.db_path, counted_in=STATS, ops="read", nth=1)
+            with path_faults_on(self.config.sqlite_module):
+                fault.inject()
+        except (FaultError, ImportError):
+            return
+        self.faults["io_error"] = fault
+        faults = ["io_error"]
+        try:
+            report = self.absorb(self.db.check_integrity)
+            verdict = None if integrity_ok(report) else list(getattr(report, "problems", []) or ["(none named)"])
+            raised = None
+        except DatabaseError as err:
+            verdict, raised = None, err
+        self.check(11, verdict is None, lambda: f"a one-off read error in the integrity check (retry_attempts="
+                                                f"{self.config.retry_attempts}) was reported as problems: {verdict}",
+                   faults=faults)
+        self.check(11, raised is None or self.config.retry_attempts == 1,
+                   lambda: f"the integrity check raised on a one-off read error with {self.config.retry_attempts} "
+                           f"attempts allowed: {raised!r}", faults=faults)
+        self.heal("io_error")
 
     def round_enospc(self) -> None:
         """The file system is full (every write of the database's files fails): writes are refused as

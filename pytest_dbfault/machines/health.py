@@ -173,6 +173,45 @@ class HealthMixin(Workload):
 
     @precondition(swarm("integrity"))
     @precondition(lambda self: has_integrity_check(self) and not self.faults)
+    @rule(full=st.booleans(), parent=st.integers(1, 3))
+    def orphan_row_and_check(self, full: bool, parent: int) -> None:
+        """P11: a row whose parent row is missing, written by another program with foreign keys off, is an
+        integrity problem every check reports (``PRAGMA foreign_key_check``): the runtime's quick or full check,
+        the read-only inspection and ``reliability check``; health() then does not say healthy (P10). Once the
+        orphan is gone the file passes again."""
+        from reliability import DatabaseError
+
+        with self.raw() as conn:
+            conn.execute("PRAGMA foreign_keys = OFF")
+            conn.execute("CREATE TABLE IF NOT EXISTS fk_parent (id INTEGER PRIMARY KEY)")
+            conn.execute("CREATE TABLE IF NOT EXISTS fk_child (id INTEGER PRIMARY KEY, "
+                         "parent INTEGER NOT NULL REFERENCES fk_parent (id))")
+            conn.execute("INSERT INTO fk_child (parent) VALUES (?)", (1000 + parent,))
+        call = f"check_integrity(full={full})"
+        try:
+            report = self.absorb(self.db.check_integrity, full=full)
+            problems = list(getattr(report, "problems", []) or [])
+            flagged = not integrity_ok(report) and any("foreign key" in p.lower() for p in problems)
+            why = f"{call} answered {problems[:2] or 'ok'}"
+        except DatabaseError as err:
+            flagged, why = False, f"{call} raised {err.kind}: {err.detail}"
+        self.check(11, flagged, f"a row whose parent is missing (fk_child -> fk_parent) was not reported: {why}")
+        if flagged:
+            status = str(self.db.health().status)
+            self.check(10, status != "healthy",
+                       f"health().status is {status!r} after an integrity check found a foreign key violation")
+        seen = self.read_only_verdict(None, full=full)
+        self.check(11, seen is None or seen[0], f"a row whose parent is missing was not reported by the read-only "
+                                                f"inspection (Inspector.check_integrity(full={full})): {seen and seen[1]}")
+        said = self.command_line_verdict(None, full=full)
+        self.check(11, said is None or said[0], f"a row whose parent is missing was not reported by `reliability "
+                                                f"check{' --full' if full else ''}`: {said and said[1]}")
+        with self.raw() as conn:
+            conn.execute("DELETE FROM fk_child")
+        self.integrity_passes(None)
+
+    @precondition(swarm("integrity"))
+    @precondition(lambda self: has_integrity_check(self) and not self.faults)
     @rule()
     def check_healthy_file(self) -> None:
         self.integrity_passes(None)

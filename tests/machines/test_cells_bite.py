@@ -156,6 +156,16 @@ def io_errors_not_retried(config: Any) -> DatabaseManager:
     return DatabaseManager(config)
 
 
+def read_error_is_a_verdict(config: Any) -> DatabaseManager:
+    """The integrity check takes the first failed read for the file's state: no second, fresh read, and an I/O
+    error on one attempt is reported as a problem (P11 under io_error: a transient error is never a verdict)."""
+    import reliability.health as health
+
+    health.confirmed_problems = lambda check, what, fresh=None: check()  # type: ignore[assignment]
+    health.persistent_ioerr = lambda err: err.kind is ErrorKind.IOERR  # type: ignore[assignment]
+    return DatabaseManager(config)  # (shows in the examples that draw retry_attempts=1: one attempt only)
+
+
 class RaisesFirstError(RetryPolicy):
     """Remembers the first failure and raises it even when a retry succeeded: a stored write is reported
     failed (P6 under io_error: the file holds a write that was never acknowledged)."""
@@ -282,6 +292,7 @@ CASES: list[tuple[int, str, Callable[[Any], Any]]] = [
     (10, "short_read", _from_bite("HealthyWhenCorrupt")),
     (10, "file_full", journal_failures_unrecorded),
     (1, "io_error", io_errors_not_retried),
+    (11, "io_error", read_error_is_a_verdict),
     (6, "io_error", raises_first_error_runtime),
     (1, "busy_snapshot", RefusesReadsOnceDegraded),
     (6, "busy_snapshot", SwallowsBusyErrors),

@@ -412,6 +412,15 @@ class FlagAuditSaysNewAsPrevious(DatabaseManager):
         self.audit.new_entry = wrong_previous  # type: ignore[method-assign]
 
 
+def foreign_key_rows_ignored(config: Any) -> DatabaseManager:
+    """The integrity check reads ``foreign_key_check``'s rows and drops them: an orphan row passes (P11)."""
+    import reliability.health as health
+
+    problems = health.integrity_problems
+    health.integrity_problems = lambda check_rows, foreign_key_rows: problems(check_rows, [])  # type: ignore
+    return DatabaseManager(config)
+
+
 BROKEN: list[tuple[int, str, Callable[[Any], Any]]] = [
     (1, "connection", NoReconnect),
     (2, "connection", RawErrors),
@@ -451,6 +460,7 @@ BROKEN: list[tuple[int, str, Callable[[Any], Any]]] = [
     # session 13: a reopen of a given-up handle counted (a planted bug no check saw)
     (10, "connection", UncountedReopenAfterGivingUp),
     (15, "degradation_queue", FlagAuditSaysNewAsPrevious),
+    (11, "health_integrity", foreign_key_rows_ignored),
 ]
 
 
