@@ -379,6 +379,21 @@ BUGS: tuple[Bug, ...] = (
         "    return db.audit.entries(limit, actor=action, action=actor, since=since)",
         "admin.audit(db, action='flag.set', caller=admin) after a flag change: must list it, the bug filters on "
         "actor 'flag.set' and lists nothing"),
+    Bug("p16_restart_only_setting_switched_live", 16, "reliability/reload.py",
+        "            new = new.replace(**{k: getattr(old, k) for k in held})\n",
+        "",
+        "RELIABILITY_BACKUP_DIR changed in the watched .env of a running manager: the manager must keep the old "
+        "place until restarted (a warning names it), the bug moves backups to the new folder at once"),
+    Bug("p16_reload_forgets_settings_given_in_code", 16, "reliability/reload.py",
+        "        base = {k: v for k, v in dataclasses.asdict(self.base).items() if ENV_PREFIX + k.upper() not in values}\n",
+        "        base = {}\n",
+        "a manager built with retry_attempts=2 in code, then any .env change (another key) reloaded: retry_attempts "
+        "must stay 2, the bug falls back to the library default"),
+    Bug("p16_pending_restart_never_said", 16, "reliability/reload.py",
+        "        self.pending_restart = {k: getattr(new, k) for k in held_for_restart(self.db.config, new)}\n",
+        "        self.pending_restart = {}\n",
+        "RELIABILITY_REDO_JOURNAL flipped in the watched .env: watcher.pending_restart must name it, the bug says "
+        "nothing is waiting for a restart"),
     Bug("p01_vanished_file_recreated", 1, "reliability/connection.py",
         '        mode = "rw" if self._existed else "rwc"\n',
         '        mode = "rwc"\n',

@@ -80,6 +80,41 @@ class ConfigMixin(Workload):
 
     @precondition(swarm("reload"))
     @precondition(lambda self: getattr(self, "watcher", None) is not None and not self.faults)
+    @rule(key=st.sampled_from(("backup_dir", "redo_journal", "write_queue_path", "audit_fallback_path")))
+    def reload_restart_only(self, key: str) -> None:
+        """P16: a setting read at start only (where the runtime's data lives, whether writes are journaled),
+        changed in the watched file, keeps its running value: the watcher names it in ``pending_restart`` with
+        the file's value and a warning names it; a backup still goes where it went. Taken out of the file again,
+        nothing waits for a restart any more."""
+        old = self.db.config
+        value: Any = (not old.redo_journal) if key == "redo_journal" else os.path.join(self.dir, f"moved-{key}")
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        lines = dict(self.env_lines, **{f"RELIABILITY_{key.upper()}": text})
+        logs0 = len(self.logs.records)
+        self.write_env(lines)
+        self.watcher.check_now(force=True)
+        self.check(16, getattr(self.db.config, key) == getattr(old, key),
+                   lambda: f"{key} is read at start only, yet a reload switched the running manager to "
+                           f"{getattr(self.db.config, key)!r} (was {getattr(old, key)!r})")
+        pending = dict(self.watcher.pending_restart)
+        self.check(16, pending.get(key) == value,
+                   lambda: f"{key}={text} in the file waits for a restart, yet watcher.pending_restart is {pending}")
+        self.check(16, any(r.levelno >= 30 and key in r.getMessage() for r in self.logs.records[logs0:]),
+                   f"no warning names {key}, changed in the file but kept until a restart")
+        if key == "backup_dir" and callable(getattr(self.db, "backup", None)):
+            out = self.call(None, self.absorb, self.db.backup)
+            if out.ok:
+                where = os.path.dirname(os.path.abspath(str(out.value.path)))
+                self.check(16, where == os.path.abspath(str(old.backup_directory)),
+                           f"a backup after the reload went to {where}, not to {old.backup_directory} (kept until "
+                           "a restart)")
+        self.write_env(self.env_lines)
+        self.watcher.check_now(force=True)
+        self.check(16, not self.watcher.pending_restart,
+                   lambda: f"{key} is out of the file again, yet pending_restart is {self.watcher.pending_restart}")
+
+    @precondition(swarm("reload"))
+    @precondition(lambda self: getattr(self, "watcher", None) is not None and not self.faults)
     @rule(which=st.sampled_from(INVALID))
     def reload_invalid(self, which: tuple[str, str]) -> None:
         """P16: an invalid file is rejected naming the key, and the old config stays in force."""

@@ -206,8 +206,9 @@ class HealthMixin(Workload):
         said = self.command_line_verdict(None, full=full)
         self.check(11, said is None or said[0], f"a row whose parent is missing was not reported by `reliability "
                                                 f"check{' --full' if full else ''}`: {said and said[1]}")
-        with self.raw() as conn:
-            conn.execute("DELETE FROM fk_child")
+        with self.raw() as conn:  # (gone again: the schema machines compare the tables with the migrations')
+            conn.execute("DROP TABLE fk_child")
+            conn.execute("DROP TABLE fk_parent")
         self.integrity_passes(None)
 
     @precondition(swarm("integrity"))

@@ -175,23 +175,26 @@ class Workload(RuntimeMachine):
             self.model.ledger.oplog[(op, "ok")] += 1
         return CallOutcome(True, value)
 
-    def _given_up_handle(self) -> int | None:
-        """After a failed call: the reconnect count, when health() says the runtime gave its handle up
-        (``reconnecting`` or ``unavailable``); else None. (One health() only after a failure: it costs.)"""
+    def _given_up_handle(self) -> tuple[int, Any] | None:
+        """After a failed call: the reconnect and recovery counts, when health() says the runtime gave its handle
+        up (``reconnecting`` or ``unavailable``); else None. (One health() only after a failure: it costs.)"""
         if not self.watch_reconnect:
             return None
         self.watch_reconnect = False
         report = self.db.health()
-        return report.reconnects if report.connection_state in ("reconnecting", "unavailable") else None
+        if report.connection_state not in ("reconnecting", "unavailable"):
+            return None
+        return report.reconnects, (report.extra or {}).get("recoveries")
 
-    def _check_reconnect_counted(self, before: int, active: list[str]) -> None:
+    def _check_reconnect_counted(self, before: tuple[int, Any], active: list[str]) -> None:
         """P10: a call that succeeded on a handle the runtime had given up (dropped after a lost connection, or
         unavailable once its retries ran out) and left it connected opened it again: health() counts that as a
-        reconnect. (A refused or recovered database is reopened by other paths, which start from ``closed``.)"""
+        reconnect. Not when a recovery ran during the call (``auto_recover``): it closes the handle and installs
+        another file, and the open that follows is the recovery's, not a reconnect."""
         report = self.db.health()
-        if report.connection_state != "connected":
+        if report.connection_state != "connected" or (report.extra or {}).get("recoveries") != before[1]:
             return
-        self.check(10, report.reconnects > before, lambda: "a call reopened the connection the runtime had given up "
+        self.check(10, report.reconnects > before[0], lambda: "a call reopened the connection the runtime had given up "
                    f"(connection_state was reconnecting/unavailable, now connected), yet health().reconnects stayed "
                    f"{report.reconnects}", faults=active)
 

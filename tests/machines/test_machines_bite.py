@@ -421,6 +421,17 @@ def foreign_key_rows_ignored(config: Any) -> DatabaseManager:
     return DatabaseManager(config)
 
 
+def restart_keys_switched_live(config: Any) -> DatabaseManager:
+    """A reload switches the settings read at start only (backup_dir, redo_journal...) under the running
+    manager, and says nothing waits for a restart (P16)."""
+    import reliability.reload as reload
+
+    held = reload.held_for_restart
+    live = ("backup_dir", "redo_journal", "write_queue_path", "audit_fallback_path")
+    reload.held_for_restart = lambda old, new: tuple(k for k in held(old, new) if k not in live)  # type: ignore
+    return DatabaseManager(config)
+
+
 BROKEN: list[tuple[int, str, Callable[[Any], Any]]] = [
     (1, "connection", NoReconnect),
     (2, "connection", RawErrors),
@@ -461,6 +472,7 @@ BROKEN: list[tuple[int, str, Callable[[Any], Any]]] = [
     (10, "connection", UncountedReopenAfterGivingUp),
     (15, "degradation_queue", FlagAuditSaysNewAsPrevious),
     (11, "health_integrity", foreign_key_rows_ignored),
+    (16, "config", restart_keys_switched_live),
 ]
 
 
@@ -479,16 +491,34 @@ def test_the_machine_finds_the_broken_property(number: int, machine: str, broken
     assert out.stdout.startswith(f"found {property_id(number)} violated"), out.stdout[-2000:]
 
 
-def run_case(index: int, base_dir: str) -> None:
+#: every (property, machine) pair a case above enforces, for the control below
+PAIRS: list[tuple[int, str]] = sorted({(number, machine) for number, machine, _b in BROKEN})
+
+
+@pytest.mark.parametrize(("number", "machine"), PAIRS, ids=[f"{property_id(n)}-{m}" for n, m in PAIRS])
+def test_the_unplanted_runtime_passes_the_same_search(number: int, machine: str, tmp_path: Any) -> None:
+    """The same search (settings, streams, property enforced) on the runtime as shipped finds nothing: each
+    case above finds its planted defect, not a violation the machine would report anyway (as every case of P9,
+    P16 and P17 did while the cases ran with logging disabled)."""
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            f"import test_machines_bite as b; b.run_case(None, {str(tmp_path)!r}, ({number}, {machine!r}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "no violation found", out.stdout[-2000:]
+
+
+def run_case(index: int | None, base_dir: str, control: tuple[int, str] | None = None) -> None:
     """Run one bite case; print what Hypothesis found (used by the test above, in a subprocess)."""
-    number, machine, broken = BROKEN[index]
+    number, machine, broken = BROKEN[index] if control is None else (*control, DatabaseManager)
     # Failing migrations are one draw in five of one rule, and a mid-call heal needs a retry first:
     # give P1, P4 and P5 more examples to meet one (P12: the swarm spreads the backup machine thinner).
     # P11: the health machine's checks of every entry point (session 11) shifted its fixed streams; on
     # pysqlite3 neither met "a file away, then an integrity check" in 60 examples, each did in 120.
     chosen = settings(BITE, max_examples=200) if number in (1, 4, 5, 12) else \
         settings(BITE, max_examples=120) if number == 11 else BITE
-    logging.disable(logging.CRITICAL)
+    # Logging stays on: the machines read the runtime's records (P9, P16's log_sql_params, the warnings of
+    # P16 and P17). With logging.disable(CRITICAL) here every such check failed for want of records, so a case of
+    # those properties "found" its violation whatever the planted defect (the unplanted config machine did too).
     # Two fixed streams of examples: the derandomized one, then seed 1 if the first found nothing. The
     # machines act on real files and locks, so what one stream explores depends on the SQLite build (on
     # pysqlite3 the derandomized stream met P5's rare sequence, a failing migration then migrate with
