@@ -107,6 +107,11 @@ BUGS: tuple[Bug, ...] = (
         "",
         "a restart on a damaged schema (a column dropped): validate_schema() reports it, but the startup check's "
         "own connection stays writable, so an INSERT is served instead of refused as schema_mismatch"),
+    Bug("p03_current_version_by_count", 3, "reliability/schema.py",
+        "        current = max(recorded, default=0)",
+        "        current = len(recorded)",
+        "recorded versions {1, 3} with known [1, 2, 3]: 2 must be reported missing (and current_version 3); "
+        "counted, current is 2, so 2 is called pending and auto_migrate applies it after 3"),
     # -- P4 migrations in order ------------------------------------------------------------------
     Bug("p04_migrations_sorted_by_name", 4, "reliability/schema.py",
         "    for migration in migrations:\n        if migration.version in done:",
@@ -164,6 +169,11 @@ BUGS: tuple[Bug, ...] = (
         "            finally:\n                after = applied_versions(conn)\n",
         "auto_migrate=false, one pending migration (writes refused), db.migrate() with it failing: writes must "
         "stay refused; the block lifted for the migration is never put back, so an INSERT is served"),
+    Bug("p05_partial_batch_forgotten", 5, "reliability/durability/trust.py",
+        "        keep = {m.version for m in self.migrations or []} | (set(after) - set(before))",
+        "        keep = {m.version for m in self.migrations or []}",
+        "migrate([2 good, 3 failing]) on a runtime that knew [1]: 2 stays applied, but the runtime forgets it, so "
+        "db.validate_schema() calls version 2 unknown and writes are refused at the next check"),
     # -- P6 atomicity ----------------------------------------------------------------------------
     Bug("p06_savepoint_rollback_skipped", 6, "reliability/transaction.py",
         "                    conn.execute(f\"ROLLBACK TO {name}\")\n                    conn.execute(f\"RELEASE {name}\")",
