@@ -90,6 +90,28 @@ BUGS: tuple[Bug, ...] = (
     Bug("p03_checksum_compares_name", 3, "reliability/schema.py",
         "            elif m.checksum != checksum:", "            elif m.name != name:",
         "an applied migration whose recorded checksum was edited (same name): must be reported"),
+    # (blind-spot probes: written after reading what the machines check for this property)
+    Bug("p03_checksum_over_down_step", 3, "reliability/schema.py",
+        "        return hashlib.sha256(_step_text(self.up).encode(\"utf-8\")).hexdigest()",
+        "        return hashlib.sha256(_step_text(self.down or self.up).encode(\"utf-8\")).hexdigest()",
+        "a migration with a down step whose up SQL is edited after it was applied: validation must report the "
+        "drift; the checksum covers the down step only, so it says ok"),
+    Bug("p03_live_compare_stops_at_unrunnable", 3, "reliability/schema.py",
+        "                    continue\n            expected = table_columns(scratch)",
+        "                    break\n            expected = table_columns(scratch)",
+        "applied [1 create t1, 2 ALTER TABLE kv (a table made outside the migrations), 3 create t3], t3 dropped "
+        "behind the runtime: validation must report t3 missing; the comparison stops at 2 and says ok"),
+    Bug("p03_block_not_applied_to_open_connection", 3, "reliability/durability/trust.py",
+        "        conn = self.parts.connections.current\n        if conn is not None:\n"
+        "            block.apply(conn)\n",
+        "",
+        "a restart on a damaged schema (a column dropped): validate_schema() reports it, but the startup check's "
+        "own connection stays writable, so an INSERT is served instead of refused as schema_mismatch"),
+    Bug("p03_current_version_by_count", 3, "reliability/schema.py",
+        "        current = max(recorded, default=0)",
+        "        current = len(recorded)",
+        "recorded versions {1, 3} with known [1, 2, 3]: 2 must be reported missing (and current_version 3); "
+        "counted, current is 2, so 2 is called pending and auto_migrate applies it after 3"),
     # -- P4 migrations in order ------------------------------------------------------------------
     Bug("p04_migrations_sorted_by_name", 4, "reliability/schema.py",
         "    for migration in migrations:\n        if migration.version in done:",
@@ -99,6 +121,23 @@ BUGS: tuple[Bug, ...] = (
         "    def _startup_schema(self) -> None:\n",
         "    def _startup_schema(self) -> None:\n        return\n",
         "auto_migrate=true with a pending migration at startup: must be applied before the first call"),
+    # (blind-spot probes: written after reading what the machines check for this property)
+    Bug("p04_gap_migration_skipped", 4, "reliability/schema.py",
+        "    for migration in migrations:\n        if migration.version in done:\n            continue",
+        "    last = max(done, default=0)\n    for migration in migrations:\n"
+        "        if migration.version <= last:\n            continue",
+        "recorded [1, 3], migrate([1, 2, 3]) (2 merged from a branch): 2 must be applied; it is skipped as below "
+        "the current version and migrate() reports nothing applied"),
+    Bug("p04_trust_not_renewed_after_migrate", 4, "reliability/durability/trust.py",
+        "            self._set_trust(SchemaValidator(self.migrations).validate(conn))\n",
+        "",
+        "start with auto_migrate and one pending migration: it is applied, but the write block set by the startup "
+        "validation (pending) stays, so the first INSERT is refused as schema_mismatch"),
+    Bug("p04_auto_migrate_single_pending_only", 4, "reliability/durability/trust.py",
+        "            only_pending = report.pending and all(p.startswith(\"pending migration\") for p in report.problems)",
+        "            only_pending = len(report.pending) == 1 and all(p.startswith(\"pending migration\") for p in report.problems)",
+        "auto_migrate=true, a release adding two migrations at once: neither is applied at startup (and writes "
+        "stay refused); one pending migration is applied"),
     # -- P5 failing migration changes nothing ----------------------------------------------------
     Bug("p05_keep_going_after_failure", 5, "reliability/schema.py",
         "        _apply_one(conn, migration, foreign_keys, clock)\n        applied.append(migration.version)",
@@ -109,6 +148,32 @@ BUGS: tuple[Bug, ...] = (
         "        except Exception as exc:\n            _rollback_quietly(conn)\n            raise _failed(m, exc, verb) from exc",
         "        except Exception as exc:\n            raise _failed(m, exc, verb) from exc",
         "a migration whose second statement fails: its first statement's table must not exist afterwards"),
+    # (blind-spot probes: written after reading what the machines check for this property)
+    Bug("p05_foreign_keys_left_off_after_failure", 5, "reliability/schema.py",
+        "            record(conn)\n            conn.execute(\"COMMIT\")\n        except Exception as exc:\n"
+        "            _rollback_quietly(conn)\n            raise _failed(m, exc, verb) from exc\n"
+        "        except BaseException:  # dbfault: no fault (KeyboardInterrupt/SystemExit mid-migration, not a fault)\n"
+        "            _rollback_quietly(conn)\n            raise\n    finally:\n        if m.foreign_keys_off:\n"
+        "            conn.execute(f\"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}\")",
+        "            record(conn)\n            conn.execute(\"COMMIT\")\n            if m.foreign_keys_off:\n"
+        "                conn.execute(f\"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}\")\n"
+        "        except Exception as exc:\n            _rollback_quietly(conn)\n"
+        "            raise _failed(m, exc, verb) from exc\n"
+        "        except BaseException:  # dbfault: no fault (KeyboardInterrupt/SystemExit mid-migration, not a fault)\n"
+        "            _rollback_quietly(conn)\n            raise\n    finally:\n        pass",
+        "a migration marked foreign_keys=off that fails (its foreign key check): it is rolled back, but foreign "
+        "keys stay off on the runtime's connection, so a later INSERT naming a missing parent is accepted"),
+    Bug("p05_failed_migration_lifts_write_block", 5, "reliability/durability/trust.py",
+        "            finally:\n                after = applied_versions(conn)\n"
+        "                self.block.apply(conn)\n",
+        "            finally:\n                after = applied_versions(conn)\n",
+        "auto_migrate=false, one pending migration (writes refused), db.migrate() with it failing: writes must "
+        "stay refused; the block lifted for the migration is never put back, so an INSERT is served"),
+    Bug("p05_partial_batch_forgotten", 5, "reliability/durability/trust.py",
+        "        keep = {m.version for m in self.migrations or []} | (set(after) - set(before))",
+        "        keep = {m.version for m in self.migrations or []}",
+        "migrate([2 good, 3 failing]) on a runtime that knew [1]: 2 stays applied, but the runtime forgets it, so "
+        "db.validate_schema() calls version 2 unknown and writes are refused at the next check"),
     # -- P6 atomicity ----------------------------------------------------------------------------
     Bug("p06_savepoint_rollback_skipped", 6, "reliability/transaction.py",
         "                    conn.execute(f\"ROLLBACK TO {name}\")\n                    conn.execute(f\"RELEASE {name}\")",
@@ -119,6 +184,12 @@ BUGS: tuple[Bug, ...] = (
         "        if False:\n",
         "a body that catches a disk-full error and returns: SQLite already rolled back, the runtime "
         "must not report a commit"),
+    # (blind-spot probes: written after reading what the machines check for this property)
+    Bug("p06_executemany_not_wrapped", 6, "reliability/manager.py",
+        "                return self.run_in_transaction(self.executemany, sql, params)",
+        "                return self.executor.executemany(sql, params)",
+        "executemany of 3 rows outside a transaction whose third row is a duplicate: the first two are committed "
+        "one by one instead of none"),
     # -- P7 rollback -----------------------------------------------------------------------------
     Bug("p07_commit_failure_not_rolled_back", 7, "reliability/transaction.py",
         "            self._rollback(conn, 0, \"\")\n            if isinstance(exc, DatabaseError):\n",
@@ -130,6 +201,26 @@ BUGS: tuple[Bug, ...] = (
         "                    self._rollback(conn, level, name)",
         "nested transaction whose inner block fails and the outer one then fails too: the savepoint is left "
         "(and the redo journal keeps the inner writes)"),
+    # (blind-spot probes: written after reading what the machines check for this property)
+    Bug("p07_app_exception_not_rolled_back", 7, "reliability/transaction.py",
+        "                self.depth -= 1\n                self._rollback(conn, level, name)\n"
+        "                if isinstance(exc, (self.connections.module.Error, DatabaseError)):\n"
+        "                    raise self.handler.wrap(exc, operation_id=operation_id) from exc\n"
+        "                raise",
+        "                self.depth -= 1\n"
+        "                if isinstance(exc, (self.connections.module.Error, DatabaseError)):\n"
+        "                    self._rollback(conn, level, name)\n"
+        "                    raise self.handler.wrap(exc, operation_id=operation_id) from exc\n"
+        "                raise",
+        "a transaction body that writes a row and then raises ValueError: the row must be rolled back; the "
+        "transaction is left open (the next transaction's BEGIN fails, a later COMMIT saves the row)"),
+    Bug("p07_busy_commit_left_open", 7, "reliability/transaction.py",
+        "            # BUSY at COMMIT leaves the transaction open; everything else may or may not have.\n"
+        "            self._rollback(conn, 0, \"\")\n",
+        "            # BUSY at COMMIT leaves the transaction open: it can still be committed, keep it.\n"
+        "            if classify(exc) is not ErrorKind.BUSY:\n                self._rollback(conn, 0, \"\")\n",
+        "rollback-journal mode, a reader holding SHARED so COMMIT fails with SQLITE_BUSY: the transaction must be "
+        "rolled back before the rerun; left open, the rerun's BEGIN fails"),
     # -- P8 user-friendly errors -----------------------------------------------------------------
     Bug("p08_detail_in_user_message", 8, "reliability/errors.py",
         "        self.user_message = user_message or KIND_INFO[kind].user_message",
@@ -140,6 +231,19 @@ BUGS: tuple[Bug, ...] = (
         "    ErrorKind.BUSY: KindInfo(True, _R.RETRY, \"The database is busy right now. Please try again in a moment.\"),",
         "    ErrorKind.BUSY: KindInfo(True, _R.RETRY, \"The database is busy (SQLITE_BUSY). Please try again.\"),",
         "a write under a lasting lock: the user sees an SQLite code"),
+    # (blind-spot probes: written after reading what the machines check for this property)
+    Bug("p08_constraint_gets_busy_message", 8, "reliability/errors.py",
+        "    ErrorKind.CONSTRAINT: KindInfo(\n"
+        "        False, _R.RAISE, \"The change conflicts with existing data (for example a duplicate entry).\"),",
+        "    ErrorKind.CONSTRAINT: KindInfo(\n"
+        "        False, _R.RAISE, \"The database is busy right now. Please try again in a moment.\"),",
+        "an INSERT of a duplicate key: the user is told the database is busy and to try again (which fails the "
+        "same way forever) instead of that the change conflicts with existing data"),
+    Bug("p08_schema_refusal_shows_reason", 8, "reliability/executor.py",
+        "        out = DatabaseError(ErrorKind.SCHEMA_MISMATCH, block, operation_id=err.operation_id,",
+        "        out = DatabaseError(ErrorKind.SCHEMA_MISMATCH, block, user_message=block, operation_id=err.operation_id,",
+        "a write refused on a schema whose migration 2 was edited: the user sees the technical reason (versions, "
+        "checksums, table names) instead of the plain 'structure is not the expected version' message"),
     # -- P9 technical logging --------------------------------------------------------------------
     Bug("p09_code_logged_from_wrong_field", 9, "reliability/errors.py",
         "                \"db_code\": err.code,", "                \"db_code\": err.code_name,",
@@ -148,6 +252,18 @@ BUGS: tuple[Bug, ...] = (
         "                    exc.operation_id = operation_id\n                    self.handler.log(exc, sql=\"COMMIT\")",
         "                    exc.operation_id = operation_id",
         "the file renamed mid-transaction: the refusal at COMMIT has no ERROR record"),
+    # (blind-spot probes: written after reading what the machines check for this property)
+    Bug("p09_surfaced_error_logs_attempt_1", 9, "reliability/executor.py",
+        "        self.errors.log(err, sql=sql, params=params, attempt=max(attempts, 1), elapsed=elapsed, exc=exc)",
+        "        self.errors.log(err, sql=sql, params=params, elapsed=elapsed, exc=exc)",
+        "a write under a lasting lock that gives up after 3 attempts: its ERROR record says attempt 1"),
+    Bug("p09_logged_before_schema_refinement", 9, "reliability/executor.py",
+        "        err = self.refused_for_schema(err)\n"
+        "        self.errors.log(err, sql=sql, params=params, attempt=max(attempts, 1), elapsed=elapsed, exc=exc)",
+        "        self.errors.log(err, sql=sql, params=params, attempt=max(attempts, 1), elapsed=elapsed, exc=exc)\n"
+        "        err = self.refused_for_schema(err)",
+        "an INSERT refused on an untrusted schema: the caller sees schema_mismatch, the ERROR record says readonly "
+        "(and lacks the reason)"),
     # -- P10 health monitoring -------------------------------------------------------------------
     Bug("p10_retry_counted_per_attempt", 10, "reliability/executor.py",
         "            nonlocal attempts\n            attempts += 1\n",
@@ -246,6 +362,15 @@ BUGS: tuple[Bug, ...] = (
         "        if log is not None and op != \"transaction\":\n"
         "            log.record(op, sql, seconds, 0, attempts, \"error\", str(err.kind))",
         "a transaction that fails on a constraint: no record with outcome error"),
+    # (blind-spot probes: written after reading what the machines check for this property)
+    Bug("p17_retried_success_logs_one_attempt", 17, "reliability/executor.py",
+        "        self.done(op, sql, t0, rows, attempts)",
+        "        self.done(op, sql, t0, rows)",
+        "a write that succeeds on its 2nd attempt after a short lock: its operation record says attempts 1"),
+    Bug("p17_duration_in_seconds", 17, "reliability/oplog.py",
+        "f'\"sql\": {self._quoted_sql(sql)}, \"duration_ms\": {duration * 1000.0:.4f}, \"rows\": {rows}, '",
+        "f'\"sql\": {self._quoted_sql(sql)}, \"duration_ms\": {duration:.4f}, \"rows\": {rows}, '",
+        "a 20 ms statement, JSON operation log: its duration_ms is 0.0200 (seconds), three orders too small"),
     # -- session 6 (h14-catch): bugs written after the 42 above were all caught, on parts of the surface
     # those 42 do not touch (the reload's reconnect and queue limit, the classifier's extended and primary
     # tables, the backup listing's order, the health report's WAL size) ----------------------------------
