@@ -80,6 +80,38 @@ class OperationLogMixin(Workload):
         tally[2] = len(lines)
         return counts, malformed
 
+    #: single statements: one call makes one record, whose attempts are the tries the call made
+    STATEMENT_OPS: ClassVar[frozenset[str]] = frozenset(("execute", "fetch_one", "fetch_all"))
+
+    def call(self, op: str | None, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """The checked call, and P17 on the one record a single statement makes: its kind and outcome, its
+        ``attempts`` equal to the tries the call made (1 + the backoff sleeps it slept), its ``duration_ms`` a
+        duration in milliseconds (above zero: a statement through the runtime takes microseconds, so a value
+        written in seconds rounds to 0.0000; at most the wall time the call took)."""
+        import time
+
+        if op not in self.STATEMENT_OPS or getattr(self.db, "oplog", None) is None:
+            return super().call(op, fn, *args, **kwargs)
+        before = len(self.oplog_records(all_lines=True))
+        sleeps0, t0 = len(self.time.sleeps), time.perf_counter()
+        out = super().call(op, fn, *args, **kwargs)
+        wall_ms = (time.perf_counter() - t0) * 1000.0
+        tries = len(self.time.sleeps) - sleeps0 + 1
+        new = self.oplog_records(all_lines=True)[before:]
+        if len(new) != 1 or new[0].get("kind") != op:
+            return out  # (a replay of queued writes or a reconnect's own work ran too: not one record to judge)
+        record = new[0]
+        active = kwargs.get("faults") or self.labels()
+        self.check(17, record.get("outcome") == ("ok" if out.ok else "error") and record.get("attempts") == tries,
+                   lambda: f"the operation record of a {op} that made {tries} attempt(s) and ended "
+                           f"{'ok' if out.ok else 'in an error'} says attempts={record.get('attempts')}, "
+                           f"outcome={record.get('outcome')}", faults=active)
+        duration = record.get("duration_ms")
+        self.check(17, isinstance(duration, (int, float)) and 0 < duration <= wall_ms + 1.0,
+                   lambda: f"the operation record of a {op} that took {wall_ms:.3f} ms of wall time says "
+                           f"duration_ms={duration}", faults=active)
+        return out
+
     def absorbed_oplog(self) -> None:
         # Count the records a feature call made as expected (they are not the ones under test).
         actual, _ = self.oplog_tally()

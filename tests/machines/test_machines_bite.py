@@ -432,6 +432,66 @@ def restart_keys_switched_live(config: Any) -> DatabaseManager:
     return DatabaseManager(config)
 
 
+def constraint_says_busy(config: Any) -> DatabaseManager:
+    """A duplicate key is told "busy, try again" (P8: the runtime's own table is wrong, so it agrees with itself)."""
+    import dataclasses
+
+    import reliability.errors as errors
+    from reliability import ErrorKind
+
+    busy = errors.KIND_INFO[ErrorKind.BUSY].user_message
+    errors.KIND_INFO[ErrorKind.CONSTRAINT] = dataclasses.replace(errors.KIND_INFO[ErrorKind.CONSTRAINT],
+                                                                 user_message=busy)
+    return DatabaseManager(config)
+
+
+class LogsAttemptOne(DatabaseManager):
+    """Every technical error record says attempt 1, however many attempts were made (P9)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        log = self.errors.log
+
+        def attempt_one(err: Any, **kw: Any) -> Any:
+            kw["attempt"] = 1
+            return log(err, **kw)
+
+        self.errors.log = attempt_one  # type: ignore[method-assign]
+
+
+class OperationRecordsSayOneAttempt(DatabaseManager):
+    """Operation records say 1 attempt however many were made (P17). (A duration written in seconds is caught
+    too, but only when it rounds to 0.0000: not the same on every replay, so not a bite case.)"""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        oplog = self.oplog
+        if oplog is not None:
+            record = oplog.record
+
+            def wrong(op: str, sql: Any, duration: float, rows: int, attempts: int, outcome: str,
+                      error_kind: Any) -> None:
+                record(op, sql, duration, rows, 1, outcome, error_kind)
+
+            oplog.record = wrong  # type: ignore[method-assign]
+
+
+class RefusesWritesWhileHealthy(DatabaseManager):
+    """The first INSERT of a runtime is refused as read-only, on a healthy database (P2 with no fault injected
+    yet: only the caller's own mistakes may fail; the first write comes before any fault in most examples)."""
+
+    writes = 0
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        if sql.lstrip().upper().startswith("INSERT"):
+            self.writes += 1
+            if self.writes == 1:
+                from reliability import ErrorKind
+
+                raise DatabaseError(ErrorKind.READONLY, "refused while healthy (planted)")
+        return super().execute(sql, params)
+
+
 BROKEN: list[tuple[int, str, Callable[[Any], Any]]] = [
     (1, "connection", NoReconnect),
     (2, "connection", RawErrors),
@@ -473,6 +533,10 @@ BROKEN: list[tuple[int, str, Callable[[Any], Any]]] = [
     (15, "degradation_queue", FlagAuditSaysNewAsPrevious),
     (11, "health_integrity", foreign_key_rows_ignored),
     (16, "config", restart_keys_switched_live),
+    (8, "errors_logging", constraint_says_busy),
+    (9, "errors_logging", LogsAttemptOne),
+    (17, "errors_logging", OperationRecordsSayOneAttempt),
+    (2, "errors_logging", RefusesWritesWhileHealthy),
 ]
 
 
@@ -489,6 +553,16 @@ def test_the_machine_finds_the_broken_property(number: int, machine: str, broken
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.startswith(f"found {property_id(number)} violated"), out.stdout[-2000:]
+
+
+def test_an_error_with_no_fault_yet_is_judged_by_its_kind(tmp_path: Any) -> None:
+    """The check with no fault injected (only the caller's own mistakes fail) bites by itself: the case finds the
+    planted read-only refusal as that check's violation, not through a fault's list of kinds."""
+    index = next(i for i, case in enumerate(BROKEN) if case[2] is RefusesWritesWhileHealthy)
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            f"import test_machines_bite as b; b.run_case({index}, {str(tmp_path)!r})")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert "with no fault injected yet" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
 
 
 #: every (property, machine) pair a case above enforces, for the control below
