@@ -324,6 +324,28 @@ class Workload(RuntimeMachine):
         elif str(out.error.kind) == "constraint":
             self.check(6, key in self.model.kv, f"insert of new key {key!r} refused as a duplicate")
 
+    @rule(keys=st.lists(st.integers(0, 12), min_size=2, max_size=4))
+    def put_many(self, keys: list[int]) -> None:
+        """P6: ``db.executemany`` of a few rows outside a transaction is all or nothing: a duplicate key among them
+        (drawn often: keys repeat, or one is already stored) leaves none of the batch."""
+        rows = [(f"user-{n}", self.text()) for n in keys]
+        before = {k: self.model.kv.get(k) for k, _v in rows}
+        out = self.call(None, self.absorb, self.db.executemany, "INSERT INTO kv (k, v) VALUES (?, ?)", rows)
+        if out.ok:
+            self.check(6, len({k for k, _v in rows}) == len(rows) and all(v is None for v in before.values()),
+                       f"executemany of {[k for k, _v in rows]} was accepted with a duplicate key")
+            self.model.kv.update(rows)
+        else:
+            # (booked once: absorb counted the runtime's error already; call() counted it again)
+            self.model.ledger.errors[str(out.error.kind)] -= 1
+        if self.writes_queued() or self.faults:
+            return  # (read once the faults heal: the model is what the invariants compare)
+        stored = self.stored_kv()
+        self.check(6, all(stored.get(k) == self.model.kv.get(k) for k, _v in rows),
+                   lambda: f"executemany of {[k for k, _v in rows]} ({'ok' if out.ok else out.error.kind}) left "
+                           f"{ {k: stored.get(k) for k, _v in rows} }, expected "
+                           f"{ {k: self.model.kv.get(k) for k, _v in rows} } (all or nothing)")
+
     def writes_queued(self) -> bool:
         """True while acknowledged writes wait in the durable queue (not yet in the file)."""
         queue = getattr(getattr(self.db, "commands", None), "queue", None)

@@ -492,6 +492,16 @@ class RefusesWritesWhileHealthy(DatabaseManager):
         return super().execute(sql, params)
 
 
+class ExecutemanyRowByRow(DatabaseManager):
+    """``executemany`` outside a transaction commits row by row: a duplicate mid-batch leaves the rows before it
+    (P6: the batch is all or nothing)."""
+
+    def executemany(self, sql: str, seq_of_params: Any) -> Any:
+        if not self.transactions.depth:
+            return self.executor.executemany(sql, list(seq_of_params))
+        return super().executemany(sql, seq_of_params)
+
+
 BROKEN: list[tuple[int, str, Callable[[Any], Any]]] = [
     (1, "connection", NoReconnect),
     (2, "connection", RawErrors),
@@ -537,6 +547,7 @@ BROKEN: list[tuple[int, str, Callable[[Any], Any]]] = [
     (9, "errors_logging", LogsAttemptOne),
     (17, "errors_logging", OperationRecordsSayOneAttempt),
     (2, "errors_logging", RefusesWritesWhileHealthy),
+    (6, "transactions", ExecutemanyRowByRow),
 ]
 
 
