@@ -185,6 +185,7 @@ class SchemaMixin(Workload):
         self.check(3, not report.ok and bool(report.problems),
                    f"schema damaged by {how} but validation said ok={report.ok} problems={report.problems}",
                    faults=["schema_tamper"])
+        self.check_report_versions(report, ["schema_tamper"])
         self.db.close()
         shutil.move(saved, self.db_path)
         for side in ("-wal", "-shm"):
@@ -200,6 +201,19 @@ class SchemaMixin(Workload):
         report = self.absorb(run_validate, self.db, list(self.migrations))
         if applied_all:
             self.check(3, report.ok, f"the repaired schema was reported damaged: {report.problems}")
+        self.check_report_versions(report, None)
+
+    def check_report_versions(self, report: Any, faults: list[str] | None) -> None:
+        """P3: the report's versions are the file's: ``current_version`` is the highest recorded (an unknown,
+        newer one included), ``pending`` the known versions above it that are not recorded, in order."""
+        recorded = self.stored_versions()
+        if recorded is None or not getattr(report, "complete", True):
+            return
+        current = max(recorded, default=0)
+        pending = sorted(m.version for m in self.migrations if m.version not in recorded and m.version > current)
+        self.check(3, report.current_version == current and list(report.pending) == pending,
+                   lambda: f"validation reports current_version={report.current_version}, pending={report.pending}; "
+                           f"the file records {sorted(recorded)} (current {current}, pending {pending})", faults=faults)
 
     def _created_by_applied(self, table: str) -> bool:
         applied = {m.version for m in self.migrations if m.version in self.model.applied_versions}
