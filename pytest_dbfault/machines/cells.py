@@ -691,6 +691,9 @@ class CellsMixin(DegradationMixin, AuditMixin, HealthMixin, SchemaMixin, BackupM
             return
         from reliability import DatabaseError
 
+        if self.damage_gone():
+            return  # nothing left to flag: no claim either way (see damage_gone)
+
         try:
             flagged = not integrity_ok(self.absorb(self.db.check_integrity))
             why = "check_integrity() answered ok"
@@ -699,6 +702,20 @@ class CellsMixin(DegradationMixin, AuditMixin, HealthMixin, SchemaMixin, BackupM
         self.check(11, flagged, lambda: f"damage in force was not flagged: {why}", faults=faults)
         if flagged:
             self.corrupt_seen_error = True
+
+    def damage_gone(self) -> bool:
+        """True when the harness's own ``quick_check`` of the file finds it intact although corruption is said to
+        be in force: a write that succeeded on the damaged table rewrote the damaged page (damage that hit a part
+        of the page SQLite does not read back, found by the CI profile: seed-dependent). The runtime answering
+        "ok" then is right, and judging it against the damage would be a false violation."""
+        def quick(conn: Any) -> list[Any]:
+            return conn.execute("PRAGMA quick_check").fetchall()
+
+        try:
+            rows = self.read_at(self.file_now(), quick)
+        except sqlite3.DatabaseError:
+            return False
+        return rows == [("ok",)]
 
     @precondition(swarm("integrity"))
     @precondition(lambda self: has_integrity_check(self) and bool(self.faults))
