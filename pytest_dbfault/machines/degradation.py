@@ -385,15 +385,15 @@ class DegradationMixin(Workload):
         history: dict[str, Any] = {}
         allowed = {*admins, os_user()}  # (the command line's actor is the OS user, an administrator in its .env)
         for entry in reversed(read.value):
-            self.check(15, entry.action == "flag.set",
-                       lambda: f"audit(action='flag.set') returned an entry of action {entry.action!r}")
             details = entry.details or {}
-            self.check(15, details.get("previous") == history.get(entry.target),
-                       lambda: f"the audit entry of flag {entry.target!r} set to {details.get('value')!r} says the "
-                               f"previous value was {details.get('previous')!r}; the entry before it set "
-                               f"{history.get(entry.target)!r}")
+            before = history.get(entry.target)
+            self.check(15, entry.action == "flag.set",
+                       f"audit(action='flag.set') returned an entry of action {entry.action!r}")
+            self.check(15, details.get("previous") == before,
+                       f"the audit entry of flag {entry.target!r} set to {details.get('value')!r} says the previous "
+                       f"value was {details.get('previous')!r}; the entry before it set {before!r}")
             self.check(15, entry.actor in allowed,
-                       lambda: f"flag {entry.target!r} was set by {entry.actor!r} (audited), who is no administrator")
+                       f"flag {entry.target!r} was set by {entry.actor!r} (audited), who is no administrator")
             history[entry.target] = details.get("value")
         self.check(15, all(history.get(name) == value for name, value in self.model.flags.items()),
                    lambda: f"the audit log's flag.set entries end at {history}, the acknowledged flags are "

@@ -201,8 +201,8 @@ class HealthMixin(Workload):
             self.check(10, status != "healthy",
                        f"health().status is {status!r} after an integrity check found a foreign key violation")
         seen = self.read_only_verdict(None, full=full)
-        self.check(11, seen is None or seen[0], f"a row whose parent is missing was not reported by the read-only "
-                                                f"inspection (Inspector.check_integrity(full={full})): {seen and seen[1]}")
+        self.check(11, seen is None or seen[0], "a row whose parent is missing was not reported by the read-only "
+                   f"inspection (Inspector.check_integrity(full={full})): {seen and seen[1]}")
         said = self.command_line_verdict(None, full=full)
         self.check(11, said is None or said[0], f"a row whose parent is missing was not reported by `reliability "
                                                 f"check{' --full' if full else ''}`: {said and said[1]}")

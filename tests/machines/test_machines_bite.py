@@ -9,7 +9,6 @@ violation naming the property. A machine that cannot fail checks nothing.
 from __future__ import annotations
 
 import contextlib
-import logging
 import sqlite3
 import subprocess
 import sys
