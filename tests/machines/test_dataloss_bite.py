@@ -310,34 +310,11 @@ def test_recovery_after_another_application_opened_a_database_whose_wal_was_remo
                 base_dir=str(tmp_path), enforce={13})
 
 
-class KilledWorkersOnly(DataLossMachine):
+class KilledWorkersOnly(RemovedWalOnly):
     """Transfers and worker processes killed -9 in their commit after the journal record, nothing else."""
-
-    def after_start(self) -> None:
-        """The base start, with processes on."""
-        super().after_start()
-        self.use_processes = True
-
-    def corrupt_and_recover(self, *args: Any, **kwargs: Any) -> None:
-        """(not a rule here)"""
-
-    def delete_database(self, *args: Any, **kwargs: Any) -> None:
-        """(not a rule here)"""
-
-    def replace_and_heal(self, *args: Any, **kwargs: Any) -> None:
-        """(not a rule here)"""
-
-    def transient_in_maintenance(self, *args: Any, **kwargs: Any) -> None:
-        """(not a rule here)"""
 
     def remove_wal(self, *args: Any, **kwargs: Any) -> None:
         """(not a rule here)"""
-
-    def remove_wal_live(self, *args: Any, **kwargs: Any) -> None:
-        """(not a rule here)"""
-
-    def worker_process(self, *args: Any, **kwargs: Any) -> None:
-        """(replaced by the rule below)"""
 
     @rule(count=st.integers(1, 2))
     def killed_worker(self, count: int) -> None:
