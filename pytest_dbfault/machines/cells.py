@@ -884,6 +884,9 @@ class KindsMixin(CellsMixin):
             raised = None
         except DatabaseError as err:
             verdict, raised = None, err
+        if not getattr(fault, "fired", 0):
+            self.heal("io_error")
+            return  # the error never struck the check's reads: nothing was checked under it, so no claim
         self.check(11, verdict is None, lambda: f"a one-off read error in the integrity check (retry_attempts="
                                                 f"{self.config.retry_attempts}) was reported as problems: {verdict}",
                    faults=faults)
