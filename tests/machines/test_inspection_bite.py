@@ -108,3 +108,16 @@ def test_the_audit_machine_bites_a_command_line_verify_audit_that_exits_0_when_b
     exits_0(monkeypatch, "verify-audit")
     with pytest.raises(AssertionError, match=r"`reliability verify-audit` exited 0 .*in the file"):
         run_machine(MACHINES["audit"], settings_=BITE, base_dir=str(tmp_path), enforce={15})
+
+
+def test_the_backup_machine_bites_a_command_line_backup_that_claims_a_file_it_did_not_write(tmp_path, monkeypatch):
+    # `reliability backup` says it wrote a backup and exits 0, but wrote nothing (the runtime lists no new one).
+    from reliability import cli
+
+    def claims(args, config):
+        text = "backup written: nowhere.sqlite"
+        return cli.Outcome(cli.EXIT_OK, text, {"path": str(tmp_path / "nowhere.sqlite"), "verified": True}, text)
+
+    monkeypatch.setitem(cli._HANDLERS, "backup", claims)
+    with pytest.raises(AssertionError, match=r"`reliability backup` wrote .*which the runtime does not list"):
+        run_machine(MACHINES["backup_recovery"], settings_=BITE, base_dir=str(tmp_path), enforce={12})
