@@ -242,11 +242,13 @@ class RuntimeMachine(RuleBasedStateMachine):
         return ReliabilityConfig(db_path=self.db_path, **{**FAST_SETTINGS, **module, **self.drawn,
                                                           **self.settings_overrides, **overrides})
 
-    def open_runtime(self, config: Any | None = None) -> Any:
-        """Build the runtime with the class's factory and route its retry sleeps to the fake clock."""
+    def open_runtime(self, config: Any | None = None, **runtime_kwargs: Any) -> Any:
+        """Build the runtime with the class's factory and route its retry sleeps to the fake clock.
+
+        ``runtime_kwargs`` go to the factory as they are (``migrations=``: the runtime validates them at startup)."""
         factory = type(self).runtime_factory or default_runtime_factory()
         self.config = config or self.make_config()
-        db = factory(self.config)
+        db = factory(self.config, **runtime_kwargs)
         policy = getattr(db, "policy", None)
         if policy is not None:
             policy.sleep = self.time.sleep

@@ -13,7 +13,9 @@ from .base import swarm
 from .workload import Workload
 
 MIGRATION_KINDS = ("create", "column", "index", "seed", "failing")
-DAMAGE = ("drop_table", "drop_column", "unknown_version", "edited_checksum")
+#: How a schema is damaged between runs; ``edited_up``: the program's own migration text was edited after it was
+#: applied (the file is untouched; a release ships a changed migration), without changing what it creates.
+DAMAGE = ("drop_table", "drop_column", "unknown_version", "edited_checksum", "edited_up")
 
 
 def run_migrate(db: Any, migrations: list[Any]) -> Any:
@@ -88,12 +90,14 @@ class SchemaMixin(Workload):
 
         if any(m.name.startswith("failing") for m in self.migrations if m.version not in self.model.applied_versions):
             kind = "create" if kind == "failing" else kind
-        version = len(self.migrations) + 1
+        version = max((m.version for m in self.migrations), default=0) + 1
         table = self.tables[pick % len(self.tables)]
+        down = None
         word = "".join(ch for ch in self.pick("word").lower() if ch.isascii() and ch.isalpha())[:12] or "col"
         if kind == "create" or (kind in ("column", "index", "seed") and table == "kv" and pick % 2):
             name = f"t{version}_{word}"
             sql = f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, label TEXT NOT NULL DEFAULT '')"
+            down = f"DROP TABLE {name}"
             self.tables.append(name)
             kind = "create"
         elif kind == "column":
@@ -106,7 +110,8 @@ class SchemaMixin(Workload):
                    f"INSERT INTO s{version} SELECT label || randomblob(2000) FROM s{version}")
         else:
             sql = f"CREATE TABLE f{version} (x INTEGER); INSERT INTO no_such_table_{version} VALUES (1)"
-        self.migrations.append(Migration(version, f"{kind}_{word}", sql))
+        # A create has its reverse, as a project that can roll back writes it (the checksum must still cover up).
+        self.migrations.append(Migration(version, f"{kind}_{word}", sql, down=down if kind == "create" else None))
 
     @precondition(lambda self: any(m.name.startswith("failing") and m.version not in self.model.applied_versions
                                    for m in self.migrations))
@@ -168,6 +173,9 @@ class SchemaMixin(Workload):
         saved = self.db_path + ".schema-copy"
         shutil.copyfile(self.db_path, saved)
         created = [t for t in self.tables if t != "kv" and self._created_by_applied(t)]
+        offered = self.edited_after_apply() if how == "edited_up" else list(self.migrations)
+        if offered is None:
+            how, offered = "unknown_version", list(self.migrations)  # nothing to edit: damage the file instead
         with self.raw() as conn:
             if how == "drop_table" and created:
                 conn.execute(f"DROP TABLE {created[-1]}")
@@ -176,16 +184,25 @@ class SchemaMixin(Workload):
             elif how == "edited_checksum":
                 conn.execute("UPDATE _reliability_migrations SET checksum = 'edited' WHERE version = ?",
                              (self.model.applied_versions[-1],))
-            else:
+            elif how != "edited_up":
                 conn.execute("INSERT INTO _reliability_migrations (version, name, checksum, applied_at, duration) "
                              "VALUES (9999, 'from_the_future', 'x', '2099-01-01T00:00:00Z', 0)")
-        self.db = self.open_runtime(self.config)
+        # The program starts knowing the migrations it applied (pending ones left out: their absence is no damage),
+        # as an application does: its startup check must refuse writes on the damaged schema.
+        applied = {*self.model.applied_versions}
+        known = [m for m in offered if m.version in applied]
+        knows = self.accepts_migrations()
+        self.db = self.open_runtime(self.config, **({"migrations": known} if knows else {}))
         self.after_reopen()
-        report = self.absorb(run_validate, self.db, list(self.migrations))
+        report = self.absorb(run_validate, self.db, known)
         self.check(3, not report.ok and bool(report.problems),
                    f"schema damaged by {how} but validation said ok={report.ok} problems={report.problems}",
                    faults=["schema_tamper"])
+        report = self.absorb(run_validate, self.db, offered)
         self.check_report_versions(report, ["schema_tamper"])
+        if knows:
+            # (not kept in the model: the damaged file is replaced by its copy next)
+            self.probe_write(False, 3, f"a restart on a schema damaged by {how}", ["schema_tamper"], keep=False)
         self.db.close()
         shutil.move(saved, self.db_path)
         for side in ("-wal", "-shm"):
@@ -215,14 +232,209 @@ class SchemaMixin(Workload):
                    lambda: f"validation reports current_version={report.current_version}, pending={report.pending}; "
                            f"the file records {sorted(recorded)} (current {current}, pending {pending})", faults=faults)
 
+    def edited_after_apply(self) -> list[Any] | None:
+        """The migrations with the newest applied ``create`` edited as a developer might after it ran (its default
+        changed: the same tables and columns, so only the checksum can tell); None when no create was applied."""
+        from reliability.schema import Migration
+
+        applied = set(self.model.applied_versions)
+        for i in reversed(range(len(self.migrations))):
+            m = self.migrations[i]
+            if m.version in applied and isinstance(m.up, str) and "DEFAULT ''" in m.up:
+                edited = list(self.migrations)
+                edited[i] = Migration(m.version, m.name, m.up.replace("DEFAULT ''", "DEFAULT 'none'"), down=m.down,
+                                      foreign_keys_off=m.foreign_keys_off)
+                return edited
+        return None
+
+    def accepts_migrations(self) -> bool:
+        """Whether the runtime under test is built with ``migrations=`` (validated at startup, writes refused on a
+        schema it cannot trust); a runtime of another kind is judged on explicit calls only."""
+        import inspect
+
+        from .base import default_runtime_factory
+
+        factory = type(self).runtime_factory or default_runtime_factory()
+        try:
+            params = inspect.signature(factory).parameters
+        except (TypeError, ValueError):
+            return False
+        return "migrations" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+    def probe_write(self, served: bool, number: int, when: str, faults: list[str] | None, *,
+                    keep: bool = True) -> None:
+        """Property ``number``: a write through the runtime is served when the schema can be trusted, and refused
+        as ``schema_mismatch`` when it cannot (the checked call also judges the refusal's message, P8, and its
+        log record, P9). ``keep``: a write served is kept in the model (False: the file is replaced next)."""
+        self.probes = getattr(self, "probes", 0) + 1
+        key, value = f"probe-{self.probes % 7}", self.text()
+        out = self.call("execute", self.db.execute, "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value),
+                        faults=faults)
+        if out.ok and keep:
+            self.model.kv[key] = value
+        if served:
+            self.check(number, out.ok, lambda: f"after {when} the schema can be trusted, yet a write was refused: "
+                                               f"{out.error!r}", faults=faults)
+        else:
+            kind = None if out.ok else str(out.error.kind)
+            self.check(number, kind == "schema_mismatch",
+                       f"after {when} the schema cannot be trusted, yet a write was "
+                       f"{'served' if out.ok else f'refused as {kind}, not schema_mismatch'}", faults=faults)
+
     def _created_by_applied(self, table: str) -> bool:
         applied = {m.version for m in self.migrations if m.version in self.model.applied_versions}
         return any(m.version in applied and isinstance(m.up, str) and f"CREATE TABLE {table} " in m.up
                    for m in self.migrations)
 
 
-class SchemaMachine(SchemaMixin):
-    """Migrations under lock and disk-full faults, and schema damage between restarts."""
+class ReleaseMixin(SchemaMixin):
+    """Releases of an application that starts the runtime with the migrations it knows (``migrations=``): the
+    startup check, ``auto_migrate``, and the write block that keeps writes off a schema it cannot trust."""
 
-    core_groups = frozenset(("migrate", "schema_damage"))
+    def after_start(self) -> None:
+        from reliability.schema import Migration
+
+        super().after_start()
+        # A parent/child pair (a migration marked foreign_keys=off can break it), and a column added to ``kv``,
+        # a table made before any migration (so this migration cannot run on an empty database), before a
+        # create: the schema check must still compare what the later migrations make.
+        top = max(m.version for m in self.migrations)
+        self.migrations.append(Migration(top + 1, "parent_child", "CREATE TABLE fkp (id INTEGER PRIMARY KEY); "
+                                         "CREATE TABLE fkc (id INTEGER PRIMARY KEY, pid INTEGER REFERENCES fkp(id))"))
+        self.add_migration("column", 0)
+        self.add_migration("create", 0)
+        self.migrate()
+
+    def new_migration(self, version: int, failing: str | None = None) -> Any:
+        """A create with its down step; ``failing``: ``"sql"`` (a statement fails) or ``"foreign_key"`` (marked
+        foreign_keys=off, it leaves an orphan row, so its foreign key check fails)."""
+        from reliability.schema import Migration
+
+        if failing == "sql":
+            return Migration(version, f"failing_{version}", f"CREATE TABLE f{version} (x INTEGER); "
+                                                            f"INSERT INTO no_such_table_{version} VALUES (1)")
+        if failing == "foreign_key":
+            return Migration(version, f"failing_fk_{version}", f"CREATE TABLE f{version} (x INTEGER); "
+                             "INSERT INTO fkc (pid) VALUES (987654)", foreign_keys_off=True)
+        name = f"r{version}_{self.pick('word').lower()[:8].encode('ascii', 'ignore').decode() or 'x'}"
+        self.tables.append(name)
+        return Migration(version, f"create_{name}", f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, "
+                         "label TEXT NOT NULL DEFAULT '')", down=f"DROP TABLE {name}")
+
+    def start_release(self, auto: bool) -> None:
+        """Restart as the application's new release: the runtime is given every migration the program has."""
+        self.db.close()
+        self.db = self.open_runtime(self.make_config(auto_migrate=auto), migrations=list(self.migrations))
+        self.after_reopen()
+
+    def expect_recorded(self, number: int, when: str) -> None:
+        """The file records exactly the versions the model applied, in the order they ran."""
+        after = self.stored_versions()
+        self.check(number, after == self.model.applied_versions,
+                   lambda: f"after {when} the file records versions {after}, expected {self.model.applied_versions}")
+        self.check_shape(number, [])
+
+    def migrate_known(self, number: int, when: str) -> Any:
+        """``db.migrate`` with every migration the program has; the versions it reports and records (property
+        ``number``) are the pending ones in order, up to a failing one."""
+        pending = [m.version for m in self.migrations if m.version not in self.model.applied_versions]
+        first_bad = next((i for i, m in enumerate(m for m in self.migrations if m.version in pending)
+                          if m.name.startswith("failing")), None)
+        out = self.call(None, self.absorb, run_migrate, self.db, list(self.migrations), expected_message=False)
+        good = pending if first_bad is None else pending[:first_bad]
+        self.check(number, out.ok == (first_bad is None),
+                   lambda: f"{when}: migrate() with pending {pending} (failing at {first_bad}) "
+                           f"{'succeeded' if out.ok else f'failed: {out.error!r}'}")
+        if out.ok:
+            self.check(number, list(out.value.applied) == good,
+                       f"{when}: migrate() reported {list(out.value.applied)} applied, pending were {pending}")
+        # (kept in version order: the file's table lists its versions by version, not by when they ran)
+        self.model.applied_versions = sorted([*self.model.applied_versions, *good])
+        self.expect_recorded(number, when)
+        return out
+
+    def fix_failing(self) -> None:
+        """The developer replaces the failing migration (never applied) by a working one of the same version."""
+        for i, m in enumerate(self.migrations):
+            if m.name.startswith("failing") and m.version not in self.model.applied_versions:
+                self.migrations[i] = self.new_migration(m.version)
+
+    @precondition(swarm("release"))
+    @precondition(lambda self: self.db is not None and not self.faults and self.accepts_migrations()
+                  and all(m.version in self.model.applied_versions for m in self.migrations))
+    @rule(auto=st.booleans(), new=st.integers(1, 3), failing=st.sampled_from((None, "sql", "foreign_key")),
+          at=st.integers(0, 2))
+    def new_release(self, auto: bool, new: int, failing: str | None, at: int) -> None:
+        """P3/P4/P5 as an application meets them: a release adding ``new`` migrations (one may fail) starts the
+        runtime with ``auto_migrate`` on or off; then a hotfix fills a version below the current one; then,
+        on the trusted runtime, a batch whose second migration fails. After each start and each migrate: the
+        recorded versions, the schema, what validation says, and whether a write is served (trusted) or
+        refused as ``schema_mismatch``."""
+        config = self.config
+        top = max(self.model.applied_versions)
+        hole = top + 1  # left free: the hotfix below takes it
+        bad = min(at, new - 1) if failing else None
+        self.migrations += [self.new_migration(top + 2 + i, failing if i == bad else None) for i in range(new)]
+        # 1. The release starts: with auto_migrate its pending migrations run before the first call (up to a failing
+        #    one); without, nothing runs and writes wait for an explicit migrate.
+        self.start_release(auto)
+        pending = [top + 2 + i for i in range(new)]
+        ran = (pending if bad is None else pending[:bad]) if auto else []
+        self.model.applied_versions += ran
+        self.expect_recorded(4, f"a release start (auto_migrate={auto}, pending {pending}, failing at {bad})")
+        trusted = auto and bad is None
+        self.probe_write(trusted, 4 if trusted else 3, f"a release start (auto_migrate={auto}, pending {pending})",
+                         None)
+        if not trusted:
+            out = self.migrate_known(4 if bad is None else 5, "an explicit migrate of the release")
+            if not out.ok:
+                # P5: the failed migration changed nothing, and writes stay refused until the schema is whole.
+                self.probe_write(False, 5, "a failed migrate of a pending release", None)
+                self.fix_failing()
+                self.migrate_known(4, "migrate() after the failing migration was fixed")
+            self.probe_write(True, 4, "an explicit migrate applied the release", None)
+        report = self.absorb(run_validate, self.db, None)
+        self.check(3, report.ok, lambda: f"every known migration applied, yet validation reports {report.problems}")
+        # 2. A hotfix merged from a branch takes the version left free below the current one: at startup it is a
+        #    gap (never applied automatically, writes refused); an explicit migrate applies it.
+        from reliability.schema import Migration
+
+        fix = self.new_migration(hole)
+        self.migrations = sorted([*self.migrations, Migration(fix.version, "hotfix_" + fix.name, fix.up,
+                                                              down=fix.down)], key=lambda m: m.version)
+        self.start_release(auto)
+        self.expect_recorded(3, f"a start with migration {hole} missing below the current version")
+        self.probe_write(False, 3, f"a start with migration {hole} missing below the current version", None)
+        self.migrate_known(4, f"migrate() with migration {hole} below the current version")
+        self.probe_write(True, 4, f"migrate() applied the gap migration {hole}", None)
+        # 3. On the trusted runtime, a batch [good, failing]: the good one stays applied and known.
+        top = max(m.version for m in self.migrations)
+        self.migrations += [self.new_migration(top + 1), self.new_migration(top + 2, failing or "sql")]
+        self.migrate_known(5, "a batch whose second migration fails")
+        report = self.absorb(run_validate, self.db, None)
+        self.check(5, report.ok, lambda: f"a batch failed after applying {top + 1}: validation of what the runtime "
+                                         f"knows reports {report.problems}")
+        self.probe_write(True, 5, f"a batch failed after applying {top + 1} (the schema is whole)", None)
+        if failing == "foreign_key" and self.config.foreign_keys:
+            # The failed migration turned foreign keys off for its transaction: they are on again after it.
+            orphan = self.call("execute", self.db.execute, "INSERT INTO fkc (pid) VALUES (?)", (987655,))
+            self.check(5, not orphan.ok and str(orphan.error.kind) == "constraint",
+                       lambda: "after a failed migration marked foreign_keys=off, a row naming a missing parent "
+                               + ("was accepted (foreign keys left off)" if orphan.ok
+                                  else f"was refused as {orphan.error.kind}"))
+            if orphan.ok:
+                with self.raw() as conn:  # (the check above reported it; the next examples start clean)
+                    conn.execute("DELETE FROM fkc WHERE pid = 987655")
+        self.fix_failing()
+        self.migrate_known(4, "migrate() after the failing migration of the batch was fixed")
+        # Back to a runtime that knows no migrations (the other rules migrate by hand).
+        self.db.close()
+        self.db = self.open_runtime(config)
+        self.after_reopen()
+
+
+class SchemaMachine(ReleaseMixin):
+    """Migrations under lock and disk-full faults, schema damage between restarts, and releases."""
+
+    core_groups = frozenset(("migrate", "schema_damage", "release"))
     fault_kinds = ("none", "locked", "disk_full")

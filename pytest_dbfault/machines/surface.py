@@ -188,7 +188,6 @@ class SurfaceMixin(BackupMixin):
     @rule(word=st.sampled_from(["orders", "invoices", "tags"]))
     def restart_with_auto_migrate(self, word: str) -> None:
         """P4: a runtime started with ``auto_migrate`` and a pending migration applies it before the first call."""
-        from reliability import DatabaseManager
         from reliability.schema import Migration
 
         self.migrations_at_start += 1
@@ -197,18 +196,14 @@ class SurfaceMixin(BackupMixin):
         self.auto_migrations: list[Any] = [*getattr(self, "auto_migrations", []), Migration(
             self.migrations_at_start, f"create_{table}", f"CREATE TABLE {table} (id INTEGER PRIMARY KEY)")]
         migrations = list(self.auto_migrations)
-        factory = type(self).runtime_factory or DatabaseManager
         self.db.close()
+        config = self.config
         try:
-            self.db = factory(self.make_config(auto_migrate=True), migrations=migrations)
+            self.db = self.open_runtime(self.make_config(auto_migrate=True), migrations=migrations)
         except TypeError:  # a runtime without startup migrations: nothing to judge
-            self.db = self.open_runtime(self.config)
+            self.db = self.open_runtime(config)
             self.after_reopen()
             return
-        self.config = self.db.config
-        policy = self.db.policy
-        policy.sleep, policy.clock, policy.rng = self.time.sleep, self.time.clock, self.rng
-        self.watch_policy(policy)
         self.after_reopen()
         with self.raw() as conn:
             present = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone() is not None

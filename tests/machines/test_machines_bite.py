@@ -514,6 +514,107 @@ class ReportsAVersionBehind(DatabaseManager):
         return report
 
 
+def untrusted_schema_writable(config: Any, migrations: Any = None) -> DatabaseManager:
+    """The write block is kept in memory but never reaches SQLite: a schema the startup check could not trust still
+    takes writes (P3)."""
+    from reliability.durability.parts import WriteBlock
+
+    WriteBlock.apply = lambda self, conn: conn.execute("PRAGMA query_only = 0")  # type: ignore[method-assign]
+    return DatabaseManager(config, migrations=migrations)
+
+
+def checksum_of_down_step(config: Any, migrations: Any = None) -> DatabaseManager:
+    """A migration's checksum covers its down step when it has one: its up SQL edited after it ran goes unseen (P3)."""
+    import hashlib
+
+    from reliability import schema
+
+    schema.Migration.checksum = property(  # type: ignore[method-assign,assignment]
+        lambda m: hashlib.sha256(schema._step_text(m.down or m.up).encode("utf-8")).hexdigest())
+    return DatabaseManager(config, migrations=migrations)
+
+
+def auto_migrates_first_pending_only(config: Any, migrations: Any = None) -> DatabaseManager:
+    """At startup ``auto_migrate`` applies the first pending migration of a release and forgets the others (P4)."""
+    from reliability.durability import trust
+
+    startup = trust.Trust._startup_schema
+
+    def first_only(self: Any) -> None:
+        migrate = self.migrate
+
+        def one(items: Any) -> Any:
+            pending = list(self.schema_report.pending if self.schema_report else [])
+            return migrate([m for m in items if m.version not in pending[1:]])
+
+        self.migrate = one
+        try:
+            startup(self)
+        finally:
+            vars(self).pop("migrate", None)
+
+    trust.Trust._startup_schema = first_only  # type: ignore[method-assign]
+    return DatabaseManager(config, migrations=migrations)
+
+
+def skips_gap_migrations(config: Any, migrations: Any = None) -> DatabaseManager:
+    """``migrate`` skips a migration numbered below the current version (a hotfix merged later) (P4)."""
+    from reliability.durability import trust
+
+    apply = trust.apply_migrations
+
+    def above_current(conn: Any, items: Any, **kwargs: Any) -> Any:
+        top = max(applied_versions(conn), default=0)
+        return apply(conn, [m for m in items if m.version > top], **kwargs)
+
+    trust.apply_migrations = above_current  # type: ignore[assignment]
+    return DatabaseManager(config, migrations=migrations)
+
+
+def failed_migration_lifts_block(config: Any, migrations: Any = None) -> DatabaseManager:
+    """A failed ``migrate`` leaves the write block lifted on the connection (it was lifted for the change) (P5)."""
+    from reliability.durability import trust
+
+    change = trust.Trust._change_schema
+
+    def leaves_writable(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return change(self, *args, **kwargs)
+        except Exception:
+            self.parts.connections.current.execute("PRAGMA query_only = 0")
+            raise
+
+    trust.Trust._change_schema = leaves_writable  # type: ignore[method-assign]
+    return DatabaseManager(config, migrations=migrations)
+
+
+def forgets_partial_batch(config: Any, migrations: Any = None) -> DatabaseManager:
+    """After a batch failed part way, the runtime forgets the migrations of it that were applied, so it calls them
+    unknown and refuses writes on a whole schema (P5)."""
+    from reliability.durability import trust
+
+    trust.Trust._known_after = lambda self, before, after, offered: self.migrations  # type: ignore[method-assign]
+    return DatabaseManager(config, migrations=migrations)
+
+
+def foreign_keys_left_off(config: Any, migrations: Any = None) -> DatabaseManager:
+    """A failing migration marked foreign_keys=off leaves foreign keys off on the runtime's connection (P5)."""
+    from reliability.durability import trust
+    from reliability.schema import MigrationError
+
+    apply = trust.apply_migrations
+
+    def leaves_off(conn: Any, items: Any, **kwargs: Any) -> Any:
+        try:
+            return apply(conn, items, **kwargs)
+        except MigrationError:
+            conn.execute("PRAGMA foreign_keys = OFF")
+            raise
+
+    trust.apply_migrations = leaves_off  # type: ignore[assignment]
+    return DatabaseManager(config, migrations=migrations)
+
+
 BROKEN: list[tuple[int, str, Callable[[Any], Any]]] = [
     (1, "connection", NoReconnect),
     (2, "connection", RawErrors),
@@ -561,6 +662,14 @@ BROKEN: list[tuple[int, str, Callable[[Any], Any]]] = [
     (2, "errors_logging", RefusesWritesWhileHealthy),
     (6, "transactions", ExecutemanyRowByRow),
     (3, "schema", ReportsAVersionBehind),
+    # session 14: an application's releases (the runtime started with its migrations), a damaged restart
+    (3, "schema", untrusted_schema_writable),
+    (3, "schema", checksum_of_down_step),
+    (4, "schema", auto_migrates_first_pending_only),
+    (4, "schema", skips_gap_migrations),
+    (5, "schema", failed_migration_lifts_block),
+    (5, "schema", forgets_partial_batch),
+    (5, "schema", foreign_keys_left_off),
 ]
 
 
