@@ -316,7 +316,8 @@ class ReleaseMixin(SchemaMixin):
         if failing == "foreign_key":
             return Migration(version, f"failing_fk_{version}", f"CREATE TABLE f{version} (x INTEGER); "
                              "INSERT INTO fkc (pid) VALUES (987654)", foreign_keys_off=True)
-        name = f"r{version}_{self.pick('word').lower()[:8].encode('ascii', 'ignore').decode() or 'x'}"
+        word = "".join(ch for ch in self.pick("word").lower() if ch.isascii() and ch.isalpha())[:8] or "x"
+        name = f"r{version}_{word}"
         self.tables.append(name)
         return Migration(version, f"create_{name}", f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, "
                          "label TEXT NOT NULL DEFAULT '')", down=f"DROP TABLE {name}")
