@@ -329,7 +329,8 @@ class ReleaseMixin(SchemaMixin):
         self.after_reopen()
 
     def expect_recorded(self, number: int, when: str) -> None:
-        """The file records exactly the versions the model applied, in the order they ran."""
+        """The file records exactly the versions the model applied (both in version order: the bookkeeping table
+        lists them by version, so a hotfix applied last is listed among them), and the schema they make."""
         after = self.stored_versions()
         self.check(number, after == self.model.applied_versions,
                    lambda: f"after {when} the file records versions {after}, expected {self.model.applied_versions}")
