@@ -5,6 +5,12 @@ startup (and after a database is installed by a restore or recovery) the known m
 validated, and applied when ``config.auto_migrate``; an untrusted schema sets the write block
 (:class:`~reliability.durability.parts.WriteBlock`). A lock that keeps the startup check from
 running is no verdict: writes stay refused and the check runs again in the background.
+
+``auto_migrate`` acts only when every problem is a pending migration numbered above the current
+version. A known migration numbered *below* an applied one (a hotfix merged after later versions
+ran) is reported missing and never applied at startup: it was written against an older schema, so
+running it on top of the later ones is an operator's decision. Writes stay refused until
+``db.migrate()`` applies it (``migrate`` applies every unrecorded known version, gaps included).
 """
 
 from __future__ import annotations
