@@ -514,6 +514,17 @@ class ReportsAVersionBehind(DatabaseManager):
         return report
 
 
+def patch_once(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
+    """Replace ``owner.name`` by ``make(original)`` once per process: a factory runs at every restart of the machine,
+    and wrapping the wrapper again each time would nest one more call per restart (a RecursionError in a long
+    search)."""
+    current = getattr(owner, name)
+    if not getattr(current, "_bite_patch", False):
+        patched = make(current)
+        patched._bite_patch = True
+        setattr(owner, name, patched)
+
+
 def untrusted_schema_writable(config: Any, migrations: Any = None) -> DatabaseManager:
     """The write block is kept in memory but never reaches SQLite: a schema the startup check could not trust still
     takes writes (P3)."""
@@ -538,22 +549,23 @@ def auto_migrates_first_pending_only(config: Any, migrations: Any = None) -> Dat
     """At startup ``auto_migrate`` applies the first pending migration of a release and forgets the others (P4)."""
     from reliability.durability import trust
 
-    startup = trust.Trust._startup_schema
+    def make(startup: Any) -> Any:
+        def first_only(self: Any) -> None:
+            migrate = self.migrate
 
-    def first_only(self: Any) -> None:
-        migrate = self.migrate
+            def one(items: Any) -> Any:
+                pending = list(self.schema_report.pending if self.schema_report else [])
+                return migrate([m for m in items if m.version not in pending[1:]])
 
-        def one(items: Any) -> Any:
-            pending = list(self.schema_report.pending if self.schema_report else [])
-            return migrate([m for m in items if m.version not in pending[1:]])
+            self.migrate = one
+            try:
+                startup(self)
+            finally:
+                vars(self).pop("migrate", None)
 
-        self.migrate = one
-        try:
-            startup(self)
-        finally:
-            vars(self).pop("migrate", None)
+        return first_only
 
-    trust.Trust._startup_schema = first_only  # type: ignore[method-assign]
+    patch_once(trust.Trust, "_startup_schema", make)
     return DatabaseManager(config, migrations=migrations)
 
 
@@ -561,13 +573,14 @@ def skips_gap_migrations(config: Any, migrations: Any = None) -> DatabaseManager
     """``migrate`` skips a migration numbered below the current version (a hotfix merged later) (P4)."""
     from reliability.durability import trust
 
-    apply = trust.apply_migrations
+    def make(apply: Any) -> Any:
+        def above_current(conn: Any, items: Any, **kwargs: Any) -> Any:
+            top = max(applied_versions(conn), default=0)
+            return apply(conn, [m for m in items if m.version > top], **kwargs)
 
-    def above_current(conn: Any, items: Any, **kwargs: Any) -> Any:
-        top = max(applied_versions(conn), default=0)
-        return apply(conn, [m for m in items if m.version > top], **kwargs)
+        return above_current
 
-    trust.apply_migrations = above_current  # type: ignore[assignment]
+    patch_once(trust, "apply_migrations", make)
     return DatabaseManager(config, migrations=migrations)
 
 
@@ -575,16 +588,17 @@ def failed_migration_lifts_block(config: Any, migrations: Any = None) -> Databas
     """A failed ``migrate`` leaves the write block lifted on the connection (it was lifted for the change) (P5)."""
     from reliability.durability import trust
 
-    change = trust.Trust._change_schema
+    def make(change: Any) -> Any:
+        def leaves_writable(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return change(self, *args, **kwargs)
+            except Exception:
+                self.parts.connections.current.execute("PRAGMA query_only = 0")
+                raise
 
-    def leaves_writable(self: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return change(self, *args, **kwargs)
-        except Exception:
-            self.parts.connections.current.execute("PRAGMA query_only = 0")
-            raise
+        return leaves_writable
 
-    trust.Trust._change_schema = leaves_writable  # type: ignore[method-assign]
+    patch_once(trust.Trust, "_change_schema", make)
     return DatabaseManager(config, migrations=migrations)
 
 
@@ -602,16 +616,17 @@ def foreign_keys_left_off(config: Any, migrations: Any = None) -> DatabaseManage
     from reliability.durability import trust
     from reliability.schema import MigrationError
 
-    apply = trust.apply_migrations
+    def make(apply: Any) -> Any:
+        def leaves_off(conn: Any, items: Any, **kwargs: Any) -> Any:
+            try:
+                return apply(conn, items, **kwargs)
+            except MigrationError:
+                conn.execute("PRAGMA foreign_keys = OFF")
+                raise
 
-    def leaves_off(conn: Any, items: Any, **kwargs: Any) -> Any:
-        try:
-            return apply(conn, items, **kwargs)
-        except MigrationError:
-            conn.execute("PRAGMA foreign_keys = OFF")
-            raise
+        return leaves_off
 
-    trust.apply_migrations = leaves_off  # type: ignore[assignment]
+    patch_once(trust, "apply_migrations", make)
     return DatabaseManager(config, migrations=migrations)
 
 
