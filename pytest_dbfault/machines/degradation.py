@@ -123,7 +123,7 @@ class DegradationMixin(Workload):
     # ``previous``, P15, which one default run in three met nowhere when it took two separate draws of one flag).
     @rule(allowed=st.booleans(), n=st.integers(0, 3), value=st.integers(0, 9),
           via=st.sampled_from(("api", "registry", "run_as")), again=st.booleans())
-    def set_flag(self, allowed: bool, n: int, value: int, via: str, again: bool = False) -> None:
+    def set_flag(self, allowed: bool, n: int, value: int, via: str, again: bool) -> None:
         """P14 under any fault: the admin command ``flags.set`` keeps its rules at every entry point (the
         ``admin`` API, the command registry with the actor as an argument, ``run_as``). An administrator's
         change is applied or queued; anyone else is denied, changes nothing, and the denial is audited."""

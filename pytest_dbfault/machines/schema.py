@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sqlite3
 from typing import Any
@@ -235,15 +236,12 @@ class SchemaMixin(Workload):
     def edited_after_apply(self) -> list[Any] | None:
         """The migrations with the newest applied ``create`` edited as a developer might after it ran (its default
         changed: the same tables and columns, so only the checksum can tell); None when no create was applied."""
-        from reliability.schema import Migration
-
         applied = set(self.model.applied_versions)
         for i in reversed(range(len(self.migrations))):
             m = self.migrations[i]
             if m.version in applied and isinstance(m.up, str) and "DEFAULT ''" in m.up:
                 edited = list(self.migrations)
-                edited[i] = Migration(m.version, m.name, m.up.replace("DEFAULT ''", "DEFAULT 'none'"), down=m.down,
-                                      foreign_keys_off=m.foreign_keys_off)
+                edited[i] = dataclasses.replace(m, up=m.up.replace("DEFAULT ''", "DEFAULT 'none'"))
                 return edited
         return None
 
@@ -399,11 +397,9 @@ class ReleaseMixin(SchemaMixin):
         self.check(3, report.ok, lambda: f"every known migration applied, yet validation reports {report.problems}")
         # 2. A hotfix merged from a branch takes the version left free below the current one: at startup it is a
         #    gap (never applied automatically, writes refused); an explicit migrate applies it.
-        from reliability.schema import Migration
-
         fix = self.new_migration(hole)
-        self.migrations = sorted([*self.migrations, Migration(fix.version, "hotfix_" + fix.name, fix.up,
-                                                              down=fix.down)], key=lambda m: m.version)
+        self.migrations = sorted([*self.migrations, dataclasses.replace(fix, name="hotfix_" + fix.name)],
+                                 key=lambda m: m.version)
         self.start_release(auto)
         self.expect_recorded(3, f"a start with migration {hole} missing below the current version")
         self.probe_write(False, 3, f"a start with migration {hole} missing below the current version", None)
