@@ -33,6 +33,11 @@ from reliability.schema import MigrationResult, SchemaReport, applied_versions
 
 BITE = bite_settings(max_examples=30, steps=10)
 
+# Tests of the harness's checks (each case runs in a fresh interpreter): .ci/run runs them once, in the README's
+# test command; the coverage gate and the tox cells deselect them (-m "not bite"): coverage does not measure a
+# subprocess, and what a cell checks is the runtime and the faults on its SQLite build.
+pytestmark = pytest.mark.bite
+
 
 # -- broken runtimes ----------------------------------------------------------------------------
 class SwallowsMigrationErrors(DatabaseManager):

@@ -30,6 +30,11 @@ from reliability.schema import SchemaReport, _ensure_table, applied_versions, sp
 
 BITE = bite_settings(max_examples=60, steps=15)
 
+# Tests of the harness's checks (each case runs in a fresh interpreter): .ci/run runs them once, in the README's
+# test command; the coverage gate and the tox cells deselect them (-m "not bite"): coverage does not measure a
+# subprocess, and what a cell checks is the runtime and the faults on its SQLite build.
+pytestmark = pytest.mark.bite
+
 
 
 # -- broken runtimes ----------------------------------------------------------------------------
