@@ -539,6 +539,111 @@ BUGS: tuple[Bug, ...] = (
         "    for seq in range(start + 1, top):\n",
         "a backup, two acknowledged writes, damage, recover(): both must be back, the bug leaves the last one out "
         "and neither replays nor reports it"),
+    # -- held-out batch (session 15): written from reliability/ and the docs alone, before reading any machine
+    Bug("h01_transaction_begins_on_replaced_file", 1, "reliability/transaction.py",
+        "                if level == 0 and self.connections.file_replaced():",
+        "                if level == 0 and self.connections.wal_removed():",
+        "another database file os.replace()d over the path under a running manager, then `with db.transaction()` "
+        "inserting a row: it must begin on the file at the path and commit there; the bug begins on the old handle "
+        "and the COMMIT's identity check fails it as readonly_dbmoved (db.transaction() is not rerun)"),
+    Bug("h02_gave_up_state_not_recorded", 2, "reliability/executor.py",
+        "            err.__cause__ = exc\n            self.connections.state = ConnectionState.UNAVAILABLE\n",
+        "            err.__cause__ = exc\n",
+        "the database file (with its -wal/-shm) renamed away, a write that fails as unavailable after its retries: "
+        "db.health() must say unavailable ('could not be reached within the retry budget'); the bug leaves the "
+        "state 'reconnecting' and health says healthy with no reason"),
+    Bug("h03_live_columns_compared_backwards", 3, "reliability/schema.py",
+        "            missing = [c for c in columns if c not in live[table]]",
+        "            missing = [c for c in live[table] if c not in columns]",
+        "migration 1 creates t (a, b), column b dropped behind the runtime (ALTER TABLE t DROP COLUMN b), restart: "
+        "validation must report t missing column b and refuse writes; the bug compares the other way (extra "
+        "columns), says ok and serves writes"),
+    Bug("h04_migration_files_in_name_order", 4, "reliability/schema.py",
+        "    for version, (name, path) in sorted(ups.items()):",
+        "    for version, (name, path) in ups.items():",
+        "db.migrate(folder) with 1_create_a.sql, 2_create_b.sql, 10_add_a_z.sql (numbers not zero-padded): must "
+        "apply [1, 2, 10]; the files come in name order (10 first) and migrate() fails with 'migration 1 comes after "
+        "version 10'"),
+    Bug("h05_rollback_stops_at_missing_down_step", 5, "reliability/schema.py",
+        "        if m.down is None:\n"
+        "            raise _definition_error(f\"migration {m.label} has no down step, so it cannot be rolled back; \"\n"
+        "                                    \"nothing was changed\")",
+        "        if m.down is None:\n            break  # the older ones cannot be undone: roll back as far as possible",
+        "applied [1 (no down step), 2 and 3 (with down steps)], rollback_migration(to=0): must refuse with nothing "
+        "changed (tables b and c stay); the bug undoes 3 and 2, returns success at version 1, and the runtime then "
+        "calls version 1 unknown and refuses writes"),
+    Bug("h06_commit_allowed_inside_transaction", 6, "reliability/tx_connection.py",
+        "_ENDS = (\"commit\", \"rollback\", \"close\", \"executescript\")",
+        "_ENDS = (\"rollback\", \"close\", \"executescript\")",
+        "`with db.transaction() as conn:` inserting 1, calling conn.commit(), inserting 2, then raising ValueError: "
+        "conn.commit() must be refused (misuse) and nothing saved; the bug commits the raw connection, so both rows "
+        "stay after the failed block"),
+    Bug("h07_failed_autocommit_write_left_open", 7, "reliability/manager.py",
+        "        except BaseException:\n            redo.discard()\n            if conn.in_transaction:\n                try:\n"
+        "                    conn.execute(\"ROLLBACK\")\n"
+        "                except Exception as exc:  # dbfault: no fault (a dead handle: the transaction is gone with it)\n"
+        "                    log.warning(\"rollback after a failed write failed: %s\", exc)\n            raise\n"
+        "        return cur",
+        "        except BaseException:\n            redo.discard()\n            raise\n        return cur",
+        "db.execute of a duplicate key (constraint error) outside a transaction, then an acknowledged "
+        "db.execute('INSERT ... 2'): another connection must see row 2 and it must survive a restart; the bug "
+        "leaves the failed write's BEGIN IMMEDIATE open, row 2 goes into it uncommitted (the write lock held) and "
+        "is gone after close"),
+    Bug("h08_migration_message_names_the_cause", 8, "reliability/schema.py",
+        "    return MigrationError(kind, detail, user_message=f\"The database update {m.name!r} could not be {action}, \"",
+        "    return MigrationError(kind, detail, user_message=f\"The database update {m.name!r} could not be {action} ({cause}), \"",
+        "a migration whose SQL names a missing table: its user_message must be the plain 'could not be applied, so "
+        "nothing was changed'; the bug adds the driver's text ('OperationalError: no such table: customers')"),
+    Bug("h10_latency_sampled_in_ms", 10, "reliability/observers.py",
+        "        monitor.latencies.append(seconds)",
+        "        monitor.latencies.append(seconds * 1000.0)",
+        "five reads of ~20 ms each (a SQL function that sleeps): health().latency_ms p50 must be ~20; the bug "
+        "stores milliseconds and the report multiplies again: ~20000"),
+    Bug("h11_notadb_retried_as_transient_in_checks", 11, "reliability/errors.py",
+        "        return Action.RETRY if info.transient or kind is ErrorKind.IOERR else Action.SURFACE",
+        "        return Action.RETRY if info.transient or kind in (ErrorKind.IOERR, ErrorKind.NOTADB) else Action.SURFACE",
+        "the database header overwritten (auto_recover off): check_integrity() must answer ok=False ('file is not a "
+        "database') and mark the file damaged; the bug retries it as a passing error and raises 'could not run ... "
+        "no verdict', integrity_ok stays None (and with auto_recover nothing is recovered)"),
+    Bug("h12_rotation_counts_unverified_backups", 12, "reliability/durability/backup.py",
+        "        verified = [b for b in self.list() if b.verified]",
+        "        verified = self.list()",
+        "backup_keep=2: backups b1, b2, b2 truncated on disk (no longer verified), then b3: b1, b2, b3 must stay "
+        "(two verified, the unverified one left for a human); the bug counts b2 towards keep and deletes b1, "
+        "leaving one verified backup"),
+    Bug("h13_recovery_tried_inside_transaction", 13, "reliability/durability/recovery.py",
+        "        if not parts.config.auto_recover or parts.closed() or parts.transactions.depth:",
+        "        if not parts.config.auto_recover or parts.closed():",
+        "a backup, a write, a table's pages overwritten, then `with db.transaction(): db.fetch_all(...)` meeting "
+        "the damage: the runtime must recover when the transaction ends (recoveries 1, every row back); the bug "
+        "tries inside the transaction, recover() refuses (misuse), the 10 s cooldown then skips the recovery at "
+        "depth 0, and reads keep failing as corrupt"),
+    Bug("h14_replay_recheck_comparison_inverted", 14, "reliability/degraded/commands.py",
+        "        if not force and now - self._last_probe < self.recheck_interval:",
+        "        if not force and now - self._last_probe > self.recheck_interval:",
+        "a write command queued during a lock, the lock released, 1.3 s later another write command: the queue must "
+        "be replayed and the command answered ok; the bug only replays within the recheck interval, so every later "
+        "command is queued behind the backlog for ever"),
+    Bug("h15_backoff_ceiling_starts_doubled", 15, "reliability/retry.py",
+        "        return min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))",
+        "        return min(self.max_delay, self.base_delay * (2 ** attempt))",
+        "audit entries recorded under a lasting lock with base_delay 0.01 and a recording sleep: the first backoff "
+        "must never exceed 0.01 (ceiling(1) == base_delay); the bug's first ceiling is 0.02 (about half the first "
+        "sleeps exceed base_delay)"),
+    Bug("h16_reload_file_beats_environment", 16, "reliability/reload.py",
+        "        values = dict(read_env_file(self.path))\n        env = os.environ if self.environ is None else self.environ\n"
+        "        values.update({k: v for k, v in env.items() if k.startswith(ENV_PREFIX)})",
+        "        env = os.environ if self.environ is None else self.environ\n"
+        "        values = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}\n"
+        "        values.update(read_env_file(self.path))",
+        "RELIABILITY_RETRY_ATTEMPTS=2 in the environment, the watched .env changed to say 7: after the reload the "
+        "policy must make 2 attempts (the environment wins, as at startup); the bug lets the file win (7)"),
+    Bug("h17_close_drops_buffered_records", 17, "reliability/oplog.py",
+        "        try:\n            self.flush()\n        except OSError:\n"
+        "            logging.getLogger(\"reliability\").exception(\"operation log: the last records could not be written\")\n",
+        "",
+        "operation_log_path set, six statements, then db.close() at once: the file must hold six records; the bug "
+        "stops the flusher without draining the buffer and the file holds none (also lost at a reload of the log)"),
 )
 
 
