@@ -635,6 +635,13 @@ def foreign_keys_left_off(config: Any, migrations: Any = None) -> DatabaseManage
     return DatabaseManager(config, migrations=migrations)
 
 
+# -- session 15: broken runtimes for the held-out batch's misses (one block per area) --
+# (schema)
+# (backup)
+# (connection and transactions)
+# (config, operation log, degradation)
+
+
 BROKEN: list[tuple[int, str, Callable[[Any], Any]]] = [
     (1, "connection", NoReconnect),
     (2, "connection", RawErrors),
@@ -690,6 +697,10 @@ BROKEN: list[tuple[int, str, Callable[[Any], Any]]] = [
     (5, "schema", failed_migration_lifts_block),
     (5, "schema", forgets_partial_batch),
     (5, "schema", foreign_keys_left_off),
+    # session 15: the held-out batch's misses (benchmarks/bug_finding.py h01-h17), schema
+    # session 15: held-out, backup
+    # session 15: held-out, connection and transactions
+    # session 15: held-out, config, operation log, degradation
 ]
 
 
