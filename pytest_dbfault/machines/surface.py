@@ -10,7 +10,9 @@ Each rule is a short sequence a deployment meets and the other machines never dr
   nothing of the failed one, so the redo journal must have dropped it);
 * a backup taken while the database's pages are damaged (P12: never marked verified) and a backup
   truncated after it was taken (P12: no longer listed as verified, never restored);
-* a restart with ``auto_migrate`` and a pending migration (P4: applied before the first call).
+* a restart with ``auto_migrate`` and a pending migration (P4: applied before the first call);
+* ``reliability recover`` run by an operator on the stopped application's damaged file (P13: exit 0 only with
+  every acknowledged write back).
 """
 
 from __future__ import annotations
@@ -182,6 +184,53 @@ class SurfaceMixin(BackupMixin):
                    f"backup {path} truncated from {size} to {os.path.getsize(path)} bytes is still listed as verified")
         # An operator who finds a damaged backup takes a new one (the redo journal may be anchored to it).
         self.take_backup(False)
+
+    @precondition(lambda self: has_recovery(self) and not self.faults and not self.writes_queued())
+    @rule(part=st.sampled_from(CORRUPTIONS), seed=st.integers(0, 2**16))
+    def recover_from_the_command_line(self, part: str, seed: int) -> None:
+        """P13 through the operator's entry point: the application stops, its file is damaged, an operator runs
+        ``reliability recover``. Exit 0 means every acknowledged write is back (the application's restart finds
+        each one); a failure says so (exit 1 or an error) and names its problems, and with the redo journal on
+        it may not fail at all. A damaged file is never "left alone" (quick_check sees each of these damages).
+
+        No other rule reached the CLI's recover (``tests/machines/test_public_reach.py``): its own path (the
+        read-only look first, a manager of its own, the exit code from the report) was judged by unit tests only.
+        """
+        config = self.config
+        self.heal_all()
+        self.db.close()  # an operator stops the application before repairing its file
+        kwargs: dict[str, Any] = {"part": "btree", "table": "kv"} if part == "btree_root" else {"part": part}
+        fault = make_fault("corrupt", self.db_path, backup_before=True, counted_in=STATS, seed=seed, **kwargs)
+        fault.inject()
+        self.fault_history.append("corrupt")
+        self.faults["corrupt"] = fault  # in force while the command runs: its checks are labelled with it
+        try:
+            ran = self.run_command_line(["recover"], 13, ["corrupt"], changes=True)
+        finally:
+            self.faults.pop("corrupt", None)
+            self.last_healed = "corrupt"
+        code, doc = ran if ran is not None else (None, {})
+        value = doc.get("value") or {}
+        if code == 0:
+            self.check(13, value.get("recovered") is True,
+                       f"`reliability recover` left a file with a damaged {part} alone: {doc.get('message')!r}",
+                       faults=["corrupt"])
+        else:
+            self.check(13, ran is None or bool(value.get("problems") or doc.get("error")),
+                       f"`reliability recover` failed (exit {code}) without saying why: {doc!r}", faults=["corrupt"])
+            self.check(13, ran is None or not config.redo_journal,
+                       lambda: f"`reliability recover` after {part} damage failed with the redo journal on "
+                               f"(exit {code}): {doc.get('message')!r} {value.get('problems')}", faults=["corrupt"])
+            # The command said it could not: put the undamaged copy back as the operator's next step would.
+            self.put_back_undamaged(fault)
+            return
+        self.db = self.open_runtime(config)
+        self.after_reopen()
+        stored_kv, stored_pairs = self.stored_kv(), self.stored_pairs()
+        self.check(13, stored_kv == self.model.kv and stored_pairs == self.model.pairs,
+                   lambda: f"`reliability recover` exited 0 after {part} damage, but acknowledged writes are missing "
+                           f"or changed: kv {sorted(set(self.model.kv.items()) ^ set(stored_kv.items()))[:4]}, "
+                           f"groups {sorted(set(self.model.pairs) ^ set(stored_pairs))[:4]}")
 
     @precondition(lambda self: self.db is not None and not self.faults and not self.writes_queued()
                   and self.migrations_at_start < 2)

@@ -15,7 +15,7 @@ import reliability.durability.backup as backup_module
 import reliability.durability.trust as trust_module
 from pytest_dbfault.machines import MACHINES, bind
 from pytest_dbfault.machines.base import CONFIG_SPACE
-from reliability import DatabaseManager
+from reliability import DatabaseManager, cli
 
 
 def machine_with(name: str, factory: Any, base: Path, **drawn: Any) -> Any:
@@ -126,6 +126,37 @@ def test_restart_with_auto_migrate_bites(tmp_path: Path, monkeypatch: pytest.Mon
     machine = machine_with("surface", None, tmp_path / "broken")
     found = violated(machine, "restart_with_auto_migrate", "orders")
     assert found.startswith("p04_"), found
+
+
+# -- P13: `reliability recover` on the stopped application's damaged file -----------------------------------
+def cli_recovery_without_the_journal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command's own manager is built with the redo journal off: nothing past the backup is replayed."""
+    real = cli._manager
+    monkeypatch.setattr(cli, "_manager", lambda config, **changes: real(config, **{**changes, "redo_journal": False}))
+
+
+def cli_sees_no_damage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command's look before repairing reads a fixed "ok": every damaged file is left alone."""
+    from reliability.health import IntegrityReport
+
+    monkeypatch.setattr(cli.Inspector, "check_integrity",
+                        lambda self, full=False: IntegrityReport(True, [], "quick", 0.0))
+
+
+@pytest.mark.parametrize("part", ["header", "truncate", "btree_root"])
+@pytest.mark.parametrize("broken", [cli_recovery_without_the_journal, cli_sees_no_damage])
+def test_recover_from_the_command_line_bites(part: str, broken: Any, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    def run(base: Path) -> str:
+        machine = machine_with("surface", None, base)
+        machine.take_backup(False)
+        machine.put(1)  # acknowledged after the backup: only the redo journal brings it back
+        return violated(machine, "recover_from_the_command_line", part, 3)
+
+    assert run(tmp_path / "good") == ""
+    broken(monkeypatch)
+    found = run(tmp_path / "broken")
+    assert found.startswith("p13_") and "reliability recover" in found, found
 
 
 # -- P16: log_sql_params after a reload ---------------------------------------------------------------------
