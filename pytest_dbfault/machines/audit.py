@@ -114,6 +114,42 @@ class AuditMixin(Workload):
             self.check(15, ran[0] == 0, f"`reliability verify-audit` exited {ran[0]} ({ran[1].get('message')}) "
                                         f"with the audit log's rows put back")
 
+    @precondition(swarm("audit"))
+    @precondition(lambda self: has_audit(self) and not self.faults and bool(self.model.audit_ids)
+                  and not self.fallback_ids())
+    @rule(allowed=st.booleans(), limit=st.integers(1, 4), by_action=st.booleans())
+    def read_the_audit_log_from_the_command_line(self, allowed: bool, limit: int, by_action: bool) -> None:
+        """P15 at the operator's entry point: ``reliability audit`` shows the log to administrators only.
+
+        An administrator gets the newest ``limit`` entries, newest first (with ``--action``, only that action's),
+        exactly as the file holds them; anyone else is refused (exit 6) and shown nothing. Either way nothing is
+        written (an inspection: checked by ``run_command_line``). No rule read the log through the command line
+        before (``tests/machines/test_public_reach.py``): its authorization and its filters were judged by unit
+        tests only."""
+        with self.raw() as conn:
+            stored = [(r[0], r[1]) for r in conn.execute(
+                "SELECT entry_id, action FROM reliability_audit ORDER BY seq")] if conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'reliability_audit'").fetchone() else []
+        if not stored:
+            return
+        action = stored[-1][1] if by_action else None
+        argv = ["audit", "--limit", str(limit), *(["--action", action] if action else [])]
+        ran = self.run_command_line(argv, 15, None, admin=allowed)
+        if ran is None:
+            return
+        code, doc = ran
+        shown = doc.get("value") if isinstance(doc.get("value"), list) else []
+        said = f"`reliability {' '.join(argv)}` ({'an administrator' if allowed else 'no administrator'})"
+        if not allowed:
+            self.check(15, code == 6 and not shown,
+                       f"{said} exited {code} and showed {len(shown)} entries: the log is for administrators only")
+            return
+        expected = [i for i, a in reversed(stored) if action is None or a == action][:limit]
+        got = [e.get("entry_id") for e in shown]
+        self.check(15, code == 0 and got == expected,
+                   lambda: f"{said} exited {code} and showed {got}, the file's newest are {expected} "
+                           f"({doc.get('message')})")
+
     def fallback_ids(self) -> list[str]:
         ids = []
         path = self.db.audit.fallback_path

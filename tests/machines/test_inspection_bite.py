@@ -121,3 +121,27 @@ def test_the_backup_machine_bites_a_command_line_backup_that_claims_a_file_it_di
     monkeypatch.setitem(cli._HANDLERS, "backup", claims)
     with pytest.raises(AssertionError, match=r"`reliability backup` wrote .*which the runtime does not list"):
         run_machine(MACHINES["backup_recovery"], settings_=BITE, base_dir=str(tmp_path), enforce={12})
+
+
+def test_the_audit_machine_bites_a_command_line_audit_shown_to_anyone(tmp_path, monkeypatch):
+    # `reliability audit` forgets to ask who is reading: the log is shown to someone who is no administrator.
+    from reliability import cli
+
+    monkeypatch.setattr(cli, "_denied_read", lambda user, what, config: None)
+    shown = r"`reliability audit .*\(no administrator\) exited 0 .*administrators only"
+    with pytest.raises(AssertionError, match=shown):
+        run_machine(MACHINES["audit"], settings_=BITE, base_dir=str(tmp_path), enforce={15})
+
+
+def test_the_audit_machine_bites_a_command_line_audit_that_drops_its_action_filter(tmp_path, monkeypatch):
+    # `reliability audit --action A` shows the newest entries whatever their action.
+    from reliability import cli
+
+    real = cli._HANDLERS["audit"]
+
+    def unfiltered(args, config):
+        return real(argparse.Namespace(**{**vars(args), "action": None}), config)
+
+    monkeypatch.setitem(cli._HANDLERS, "audit", unfiltered)
+    with pytest.raises(AssertionError, match=r"`reliability audit .*--action .*the file's newest are"):
+        run_machine(MACHINES["audit"], settings_=BITE, base_dir=str(tmp_path), enforce={15})
