@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import sqlite3
 from typing import Any
@@ -27,6 +28,11 @@ def run_migrate(db: Any, migrations: list[Any]) -> Any:
 def run_validate(db: Any, migrations: list[Any]) -> Any:
     """``db.validate_schema(migrations)``: the public API an application validates with."""
     return db.validate_schema(migrations)
+
+
+def run_rollback(db: Any, to: int, migrations: list[Any] | str) -> Any:
+    """``db.rollback_migration(to, migrations)``: the public API an application undoes migrations with."""
+    return db.rollback_migration(to, migrations)
 
 
 def schema_shape(conn: sqlite3.Connection) -> dict[str, Any]:
@@ -334,13 +340,15 @@ class ReleaseMixin(SchemaMixin):
                    lambda: f"after {when} the file records versions {after}, expected {self.model.applied_versions}")
         self.check_shape(number, [])
 
-    def migrate_known(self, number: int, when: str) -> Any:
-        """``db.migrate`` with every migration the program has; the versions it reports and records (property
+    def migrate_known(self, number: int, when: str, source: str | None = None) -> Any:
+        """``db.migrate`` with every migration the program has (``source``: the same migrations as a folder of
+        ``.sql`` files, see :meth:`write_migrations_folder`); the versions it reports and records (property
         ``number``) are the pending ones in order, up to a failing one."""
         pending = [m.version for m in self.migrations if m.version not in self.model.applied_versions]
         first_bad = next((i for i, m in enumerate(m for m in self.migrations if m.version in pending)
                           if m.name.startswith("failing")), None)
-        out = self.call(None, self.absorb, run_migrate, self.db, list(self.migrations), expected_message=False)
+        given = list(self.migrations) if source is None else source
+        out = self.call(None, self.absorb, run_migrate, self.db, given, expected_message=False)
         good = pending if first_bad is None else pending[:first_bad]
         self.check(number, out.ok == (first_bad is None),
                    lambda: f"{when}: migrate() with pending {pending} (failing at {first_bad}) "
@@ -352,6 +360,90 @@ class ReleaseMixin(SchemaMixin):
         self.model.applied_versions = sorted([*self.model.applied_versions, *good])
         self.expect_recorded(number, when)
         return out
+
+    def write_migrations_folder(self) -> str:
+        """The program's migrations as a folder of ``.sql`` files, named as projects often name them: the version
+        not zero-padded (``1_create_users.sql`` ... ``10_add_index.sql``, so the names' order is not the versions'),
+        a reverse beside its migration as ``<same name>.down.sql``. A fresh folder each time: a file left from an
+        earlier write would be a migration the program no longer has."""
+        from reliability.schema import FOREIGN_KEYS_OFF_MARKER
+
+        self.folders = getattr(self, "folders", 0) + 1
+        folder = os.path.join(self.dir, "migration-files", str(self.folders))
+        os.makedirs(folder)
+
+        def write(name: str, text: str) -> None:
+            with open(os.path.join(folder, name), "w", encoding="utf-8", newline="") as f:
+                f.write(text)
+
+        for m in self.migrations:
+            # A file says foreign_keys=off by its marker comment (only failing migrations have it here: never
+            # applied, so the changed text changes no recorded checksum).
+            up = m.up if not m.foreign_keys_off or FOREIGN_KEYS_OFF_MARKER in m.up \
+                else f"{FOREIGN_KEYS_OFF_MARKER}\n{m.up}"
+            write(f"{m.version}_{m.name}.sql", up)
+            if m.down is not None:
+                write(f"{m.version}_{m.name}.down.sql", m.down)
+        return folder
+
+    @precondition(swarm("migrate"))
+    @precondition(lambda self: self.db is not None and not self.faults
+                  and all(isinstance(m.up, str) and not callable(m.down) for m in self.migrations))
+    @rule(new=st.integers(0, 2), jump=st.booleans())
+    def migrate_from_folder(self, new: int, jump: bool) -> None:
+        """P4 for migrations kept as files: ``db.migrate(folder)`` with the program's migrations as numbered
+        ``.sql`` files applies the pending ones in version order, up to a failing one, exactly as the same
+        migrations given as a list; then validating with the folder finds nothing to report. ``new`` create
+        migrations join first, numbered from the next power of ten when ``jump`` (9 -> 10, 99 -> 100): the
+        versions cross a digit, where the file names' order and the versions' order part."""
+        top = max(m.version for m in self.migrations)
+        first = 10 ** len(str(top)) if jump else top + 1
+        self.migrations += [self.new_migration(first + i) for i in range(new)]
+        folder = self.write_migrations_folder()
+        versions = [m.version for m in self.migrations]
+        out = self.migrate_known(4, f"db.migrate(folder) with files numbered {versions}", source=folder)
+        if out.ok and all(m.version in self.model.applied_versions for m in self.migrations):
+            report = self.absorb(run_validate, self.db, folder)
+            self.check(4, report.ok, lambda: f"every migration of the folder (files numbered {versions}) applied, "
+                                             f"yet validating with the folder reports {report.problems}")
+
+    @precondition(swarm("migrate"))
+    @precondition(lambda self: self.db is not None and not self.faults and bool(self.model.applied_versions))
+    @rule(back=st.integers(0, 4), as_folder=st.booleans())
+    def roll_back_migrations(self, back: int, as_folder: bool) -> None:
+        """P5 for ``db.rollback_migration(to, migrations)`` (the program's migrations, as a list or as a folder
+        with ``.down.sql`` files), ``to`` being ``back`` versions below the current one: as documented, every
+        recorded version above ``to`` is undone, newest first, when each has a down step; when one has none,
+        nothing is done: the call fails naming it, the recorded versions and the schema stay as they were (not
+        undone "as far as possible", which leaves the file at a version the program did not ask for). After a
+        rollback the schema is trusted (the versions still applied are what the program expects) and written."""
+        applied = list(self.model.applied_versions)
+        targets = [0, *applied]
+        to = targets[max(len(targets) - 1 - back, 0)]
+        down = {m.version: m.down is not None for m in self.migrations}
+        undo = sorted((v for v in applied if v > to), reverse=True)
+        blocked = [v for v in undo if not down.get(v, False)]
+        source = self.write_migrations_folder() if as_folder else list(self.migrations)
+        when = (f"rollback_migration(to={to}) over {undo} ({blocked or 'none'} without a down "
+                f"step; {'a folder' if as_folder else 'a list'})")
+        out = self.call(None, self.absorb, run_rollback, self.db, to, source, expected_message=False)
+        self.check(5, out.ok == (not blocked),
+                   lambda: f"{when} " + (f"succeeded, undoing {list(out.value.applied)}: a version without a down "
+                                         "step must make it refuse as a whole" if out.ok
+                                         else f"failed: {out.error!r}"))
+        if not out.ok:
+            self.check(5, str(out.error.kind) == "schema",
+                       lambda: f"{when} was refused as {out.error.kind}, not as a schema (definition) error")
+        else:
+            self.check(5, list(out.value.applied) == undo,
+                       lambda: f"{when} reported {list(out.value.applied)} undone, expected {undo} (newest first)")
+            self.model.applied_versions = [v for v in applied if v <= to]
+        self.expect_recorded(5, when)
+        if out.ok and all(m.version in self.model.applied_versions for m in self.migrations if m.version <= to):
+            report = self.absorb(run_validate, self.db, None)
+            self.check(5, report.ok, lambda: f"after {when} the versions still applied are the ones the program "
+                                             f"expects, yet validation reports {report.problems}")
+            self.probe_write(True, 5, when, None)
 
     def fix_failing(self) -> None:
         """The developer replaces the failing migration (never applied) by a working one of the same version."""
