@@ -81,7 +81,10 @@ class BackupMixin(Workload):
     @precondition(lambda self: has_backups(self) and not self.faults)
     @rule(scheduled=st.booleans())
     def take_backup(self, scheduled: bool) -> None:
-        """P12: a backup taken now (or by the scheduled task) is listed, verified, and holds the state."""
+        """P12: a backup taken now (or by the scheduled task) is listed, verified, and holds the state; its rotation
+        keeps exactly the newest ``backup_keep`` verified backups and leaves every unverified file in place."""
+        # The listing just before the backup: rotation is judged against it (see check_rotation).
+        listing = list(self.db.backups())
         if scheduled:
             tasks = [t for t in getattr(getattr(getattr(self.db, "durability", None), "scheduler", None), "tasks", [])
                      if t[0] == "backup"]
@@ -100,14 +103,30 @@ class BackupMixin(Workload):
         self.check(12, str(info.path) in {str(b.path) for b in self.db.backups()},
                    f"backup {info.path} is not listed")
         self.remember(info)
-        # backup_keep: rotation keeps exactly the newest `keep` verified backups (the runtime makes
-        # some of its own, before migrating for one, so only the count is known here).
         self.taken.append(str(info.path))
+        self.check_rotation(listing, str(info.path))
+
+    def check_rotation(self, listing: list[Any], new: str) -> None:
+        """P12 retention, judged on one backup call: ``listing`` is ``db.backups()`` just before it, ``new`` the
+        backup it made.
+
+        Documented (``BackupManager.rotate``): rotation deletes verified backups beyond ``backup_keep``, oldest
+        first, the newest is never deleted, and unverified files are left for a human. So after the call the
+        verified backups are exactly ``new`` and the ``keep - 1`` newest verified ones listed before (whatever
+        the runtime took of its own earlier, before migrating for one), and every unverified file listed before
+        is still listed. A file damaged on disk (no longer verified) counts towards neither: a rotation that
+        counted it towards ``keep`` would delete a sound backup and leave fewer than ``keep`` good ones."""
         keep = self.config.backup_keep
-        listed = [str(b.path) for b in self.db.backups() if b.verified]
-        self.check(12, min(keep, len(set(self.taken))) <= len(listed) <= keep,
-                   f"backup_keep={keep}: {len(listed)} verified backups listed after {len(set(self.taken))} "
-                   f"taken by this example")
+        verified_before = [str(b.path) for b in listing if b.verified and str(b.path) != new]
+        expected = {new, *verified_before[:max(keep - 1, 0)]}
+        after = list(self.db.backups())
+        verified_after = {str(b.path) for b in after if b.verified}
+        self.check(12, verified_after == expected, lambda: (
+            f"backup_keep={keep}: after a backup the verified backups are {sorted(verified_after)}, expected the new "
+            f"one and the {keep - 1} newest verified before it ({sorted(expected)}); unverified before: "
+            f"{[str(b.path) for b in listing if not b.verified]}"))
+        gone = [str(b.path) for b in listing if not b.verified and str(b.path) not in {str(a.path) for a in after}]
+        self.check(12, not gone, f"rotation deleted unverified backup file(s) {gone} (they are left for a human)")
 
     @precondition(swarm("backup"))
     @precondition(lambda self: has_backups(self) and not self.faults)
@@ -259,3 +278,86 @@ class BackupMachine(BackupMixin):
     #: and a savepoint rolled back inside a committed transaction must not come back with the replay
     core_groups = frozenset(("backup", "recover", "nested", "transfer"))
     fault_kinds = ("none", "locked", "disk_full", "disconnect_close")
+
+    @precondition(swarm("backup"))
+    @precondition(lambda self: has_backups(self) and not self.faults)
+    @rule(data=st.data(), how=st.sampled_from(("truncate", "extend")))
+    def damage_a_backup(self, data: st.DataObject, how: str) -> None:
+        """P12: a verified backup damaged on disk (cut short, or grown by stray bytes), then a backup.
+
+        ``db.backups()`` documents a file whose size no longer matches its manifest as not verified: the damaged
+        one must be listed so (else restore or recovery could pick it). The backup that follows judges rotation
+        (:meth:`check_rotation`): ``backup_keep`` *verified* backups stay, and the damaged file is left for a
+        human, never counted among them nor deleted. Drawn as one rule because "a kept backup damaged, then
+        a backup" is the sequence rotation must get right, and the backup right after also keeps a fresh
+        verified backup newest, so a later recovery never has to start from an older one."""
+        listed = [str(b.path) for b in self.db.backups() if b.verified]
+        if not listed:
+            return
+        path = data.draw(st.sampled_from(listed), label="damaged backup")
+        size = os.path.getsize(path)
+        with open(path, "r+b") as fh:
+            if how == "truncate":
+                fh.truncate(size // 2)
+            else:
+                fh.seek(0, os.SEEK_END)
+                fh.write(b"\0" * 512)
+            fh.flush()
+            os.fsync(fh.fileno())  # (durable like the runtime's files: a power loss must not undo the damage)
+        still = [str(b.path) for b in self.db.backups() if b.verified]
+        self.check(12, path not in still, f"backup {path} {how}d on disk is still listed as verified")
+        self.take_backup(False)
+
+    @precondition(swarm("recover"))
+    @precondition(lambda self: has_recovery(self) and not self.faults and not self.writes_queued()
+                  and bool(getattr(self.config, "auto_recover", False))
+                  and str(self.config.journal_mode).upper() != "WAL")
+    @rule(seed=st.integers(0, 2**16), keys=st.lists(st.integers(0, 12), max_size=3),
+          form=st.sampled_from(("context", "run_in_transaction")))
+    def damage_met_in_transaction(self, seed: int, keys: list[int], form: str) -> None:
+        """P13 with ``auto_recover`` (on by default: "recover automatically when corruption is detected"): a
+        backup, maybe writes (replayed from the redo journal), the ``kv`` table's root page damaged, then a read
+        of it inside ``db.transaction()`` or ``db.run_in_transaction``. Recovery cannot run inside a transaction
+        (``recover()`` refuses there), so the runtime must recover once the transaction has ended: the next read
+        returns every acknowledged row, at once (no cooldown to wait out, no manual ``recover()``).
+
+        Without the redo journal no write follows the backup: the backup alone then holds every acknowledged
+        row, and the same is owed. Rollback-journal modes only: there the damage bumps the file change counter and
+        the runtime's open connection drops its page cache, so its read meets the damage; in WAL mode an open
+        connection may keep serving the undamaged pages from its cache (see the corrupt fault), and the read
+        would not be "damage met" at all."""
+        self.take_backup(False)
+        if self.config.redo_journal:
+            for n in keys:
+                key, value = f"user-{n}", self.text()
+                put = self.call("execute", self.db.execute, "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)",
+                                (key, value))
+                if put.ok:
+                    self.model.kv[key] = value
+        # The root page: every access to kv reads it, so the read below must meet the damage.
+        fault = make_fault("corrupt", self.db_path, part="btree", table="kv", page="root", seed=seed,
+                           backup_before=True, counted_in=STATS)
+        fault.inject()
+        self.fault_history.append("corrupt")
+        recoveries = (self.db.health().extra or {}).get("recoveries")
+
+        def in_context() -> Any:
+            with self.db.transaction():
+                return self.db.fetch_all("SELECT k, v FROM kv")
+
+        def in_run() -> Any:
+            return self.db.run_in_transaction(self.db.fetch_all, "SELECT k, v FROM kv")
+
+        out = self.call(None, self.absorb, in_context if form == "context" else in_run, faults=["corrupt"])
+        if not out.ok:
+            self.model.ledger.errors[str(out.error.kind)] -= 1  # (booked once: absorb counted it already)
+        self.last_healed = "corrupt"  # what follows judges what the runtime made of the damage: "after:corrupt"
+        after = (self.db.health().extra or {}).get("recoveries")
+        first = self.call("fetch_all", self.db.fetch_all, "SELECT k, v FROM kv")
+        got = dict(first.value) if first.ok else None
+        self.check(13, got == self.model.kv, lambda: (
+            f"damage met inside {form} ({'ok' if out.ok else out.error.kind}) with auto_recover on and a backup: "
+            f"the next read {'returned other rows' if first.ok else f'failed ({first.error.kind})'} "
+            f"(recoveries {recoveries} -> {after}); the runtime must recover once the transaction has ended"))
+        if got != self.model.kv:
+            self.put_back_undamaged(fault)  # (P13 not enforced here: go on from the acknowledged state)
