@@ -74,7 +74,7 @@ MACHINES: dict[str, type[RuntimeMachine]] = {
 
 #: Which properties each machine checks (the chaos machine checks them all).
 PROPERTIES_BY_MACHINE: dict[str, tuple[int, ...]] = {
-    "connection": (1, 2, 6, 8, 9),
+    "connection": (1, 2, 6, 8, 9, 10),
     "transactions": (2, 6, 7, 8, 9),
     "schema": (3, 4, 5, 8, 9),
     "errors_logging": (2, 8, 9, 17),

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
+from typing import Any
+
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition, rule
 
+from ..stats import STATS
 from .base import swarm
-from .workload import Workload
+from .workload import CallOutcome, Workload
 
 #: Faults a retrying call can outlive (disk full is not retried: it is reported at once).
 RECOVERABLE = ("locked", "disconnect_close", "disconnect_rename", "disconnect_delete")
@@ -14,6 +19,32 @@ RECOVERABLE = ("locked", "disconnect_close", "disconnect_rename", "disconnect_de
 
 class ConnectionMixin(Workload):
     """Rules that heal a fault while the runtime is retrying, at a retry Hypothesis picks."""
+
+    def call(self, op: str | None, fn: Any, *args: Any, **kwargs: Any) -> CallOutcome:
+        """:meth:`Workload.call`, and then P10: a call that surfaced ``unavailable`` is what health() reports."""
+        out = super().call(op, fn, *args, **kwargs)
+        if not out.ok and str(out.error.kind) == "unavailable":
+            self.check_health_after_unavailable(out.error, kwargs.get("faults"))
+        return out
+
+    def check_health_after_unavailable(self, err: Any, faults: list[str] | None) -> None:
+        """P10: the runtime just told a caller the database is ``unavailable`` (its retries ran out, or it refuses
+        the file): ``db.health()``, asked before any other call, must say so too. A monitor polling health
+        between the application's calls would otherwise report healthy while every call fails.
+
+        Judged under connection faults only (a lock, a lost handle, a file away or replaced): what health says
+        about a damaged file during a recovery is the health and recovery machines' matter. Not inside a
+        transaction (a statement there is never retried; the transaction's owner reports its end)."""
+        active = self.active_fault_names if faults is None else faults
+        if not set(active) <= set(RECOVERABLE) | {"disconnect_replace"}:
+            return
+        if getattr(getattr(self.db, "transactions", None), "depth", 0):
+            return
+        report = self.db.health()
+        self.check(10, str(report.status) == "unavailable",
+                   lambda: f"a call failed as unavailable ({err.detail if hasattr(err, 'detail') else err}), yet "
+                           f"health() right after says {report.status} (connection_state "
+                           f"{report.connection_state!r}, reasons {list(report.reasons)})", faults=faults)
 
     @precondition(swarm("heal_mid_call"))
     @precondition(lambda self: self.db is not None and set(self.faults) <= set(RECOVERABLE))
@@ -92,3 +123,65 @@ class ConnectionMachine(ConnectionMixin):
 
     core_groups = frozenset(("heal_mid_call",))
     fault_kinds = ("none", "locked", "disconnect_close", "disconnect_rename", "disconnect_delete")
+
+    @precondition(lambda self: self.db is not None and not self.faults and self.powerloss is None
+                  and not self.writes_queued())
+    @rule(op=st.sampled_from(["context", "context_conn", "execute", "run_in_transaction"]),
+          marker=st.integers(0, 12), n=st.integers(13, 20))  # (two keys: the copy's own row stays apart)
+    def write_after_file_replaced(self, op: str, marker: int, n: int) -> None:
+        """P1: another database file is ``os.replace()``d over the path under the running runtime (an operator's
+        copy of the database, holding one row the runtime never wrote), and stays. The next write, in any of the
+        public forms (``with db.transaction()``, its yielded connection, ``db.execute``, ``db.run_in_transaction``),
+        must succeed at once and commit into the file now at the path, beside the copy's own row: the runtime
+        follows the path by itself. A write that fails, or lands in the old (unlinked) file, is lost to every
+        reader of the path. (Not with the power-loss model on: the replace is not made durable here. Not in the
+        chaos machine: a recovery there restores a backup and replays the journal, which cannot hold the copy's
+        own row.)"""
+        copy = os.path.join(self.dir, "replacement.db")
+        module = self.sqlite_module()
+        mkey, mvalue = f"user-{marker}", self.text()
+        try:
+            with self.raw() as src:
+                dst = module.connect(copy, isolation_level=None)
+                try:
+                    src.backup(dst)  # a consistent copy of every committed row (the WAL's included)
+                    dst.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (mkey, mvalue))
+                finally:
+                    dst.close()
+            os.replace(copy, self.db_path)
+        except (OSError, sqlite3.Error, module.Error):
+            return  # could not make the copy now (the rule does nothing)
+        self.model.kv[mkey] = mvalue  # the file at the path is the truth from now on
+        self.fault_history.append("disconnect_replace")
+        STATS.record_fault("disconnect_replace")
+        faults = ["disconnect_replace"]
+        key, value = f"user-{n}", self.text()
+        sql = "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)"
+
+        def statement(execute: Any) -> None:
+            inner = self.call("execute", execute, sql, (key, value), faults=faults)
+            if not inner.ok:
+                raise inner.error
+
+        def in_context() -> None:
+            with self.db.transaction() as conn:
+                statement(conn.execute if op == "context_conn" else self.db.execute)
+
+        self.booked_errors = []
+        if op == "execute":
+            out = self.call("execute", self.db.execute, sql, (key, value), faults=faults)
+        elif op == "run_in_transaction":
+            out = self.call("transaction", self.db.run_in_transaction, lambda: statement(self.db.execute),
+                            faults=faults)
+        else:
+            out = self.call("transaction", in_context, faults=faults)
+        self.unbook_rerun_errors(None if out.ok else out.error)
+        self.last_healed = "disconnect_replace"  # (later checks judge what the replacement left behind)
+        self.check(1, out.ok, lambda: f"{op} failed right after another database file was put at the path: "
+                                      f"{out.error!r}", faults=faults)
+        self.model.kv[key] = value
+        stored = self.stored_kv()
+        self.check(1, stored.get(key) == value and stored.get(mkey) == mvalue,
+                   lambda: f"{op} after the file at the path was replaced was acknowledged, but the file at the path "
+                           f"holds {key!r}={stored.get(key)!r} (written {value!r}) and its own row "
+                           f"{mkey!r}={stored.get(mkey)!r} (expected {mvalue!r})", faults=faults)

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from .workload import Workload
+from typing import Any
+
+from hypothesis import strategies as st
+from hypothesis.stateful import precondition, rule
+
+from .workload import AppError, Workload
+
+#: What a caller may try on the connection ``with db.transaction() as conn`` yields to end the transaction behind
+#: the runtime's back (README: refused); each ends SQLite's transaction when it is let through.
+_ENDINGS = ("commit", "rollback", "close", "executescript")
 
 
 class TransactionMachine(Workload):
@@ -10,3 +19,72 @@ class TransactionMachine(Workload):
 
     core_groups = frozenset(("transfer", "nested"))
     fault_kinds = ("none", "locked", "disk_full", "disconnect_close")
+
+    @precondition(lambda self: self.db is not None and not self.faults)
+    @rule(endings=st.permutations(_ENDINGS), first=st.integers(0, 12), second=st.integers(13, 20),
+          fails=st.booleans())
+    def end_transaction_from_inside(self, endings: list[str], first: int, second: int, fails: bool) -> None:
+        """P6: inside ``with db.transaction() as conn``, a write, then ``conn.commit()``, ``rollback()``,
+        ``close()`` and ``executescript()`` (each one, in a drawn order), then a second write, then maybe the
+        application's own exception.
+
+        The runtime owns the transaction: each ending call must be refused (a ``misuse`` DatabaseError) and
+        change nothing, so the block stays one unit: both writes when it ends normally, neither when it
+        raises. An ending let through commits (or drops) the first write on its own, and the rest runs
+        outside any transaction: the failed block leaves rows behind, or a committed block loses one."""
+        from reliability import DatabaseError
+
+        keys = {f"user-{first}": self.text(), f"user-{second}": self.text()}
+        sql = "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)"
+        refused: list[Any] = []
+        tried: list[str] = []
+        ran = [0]  # statements that went through the runtime (booked by hand below)
+
+        def run() -> None:
+            with self.db.transaction() as conn:
+                rows = iter(keys.items())
+                conn.execute(sql, next(rows))
+                ran[0] += 1
+                for ending in endings:
+                    tried.append(ending)
+                    try:
+                        if ending == "executescript":
+                            conn.executescript("SELECT 1;")
+                        else:
+                            getattr(conn, ending)()
+                    except DatabaseError as err:
+                        refused.append(err)
+                    if len(refused) < len(tried):
+                        # Let through: stop here (judged below), before a statement on a handle it may have
+                        # closed fails with an error of its own that would be judged first.
+                        raise AppError(f"conn.{ending}() was let through")
+                conn.execute(sql, next(rows))
+                ran[0] += 1
+                if fails:
+                    raise AppError("the application gave up after its second write")
+
+        try:
+            out = self.call("transaction", run)
+        except AppError:
+            out = None
+            self.model.ledger.app_aborts += 1
+        # The statements inside are booked by hand: each ran once through the runtime.
+        self.model.ledger.ok["execute"] += ran[0]
+        self.model.ledger.oplog[("execute", "ok")] += ran[0]
+        committed = out is not None and out.ok
+        if committed:
+            self.model.kv.update(keys)
+        wrong = [(t, str(e.kind)) for t, e in zip(tried, refused, strict=False) if str(e.kind) != "misuse"]
+        self.check(6, len(refused) == len(endings) and not wrong,
+                   lambda: (f"conn.{tried[-1]}() inside db.transaction() was let through" if len(refused) < len(tried)
+                            else f"conn.{wrong[0][0]}() inside db.transaction() was refused as {wrong[0][1]}")
+                           + " (expected a misuse error: the with-block owns the transaction)")
+        if self.writes_queued():
+            return
+        stored = self.stored_kv()
+        self.check(6, all(stored.get(k) == self.model.kv.get(k) for k in keys),
+                   lambda: f"a transaction with conn.{'/'.join(endings)}() tried inside it "
+                           f"({'committed' if committed else 'failed'}) left { {k: stored.get(k) for k in keys} }, "
+                           f"expected { {k: self.model.kv.get(k) for k in keys} } (all or nothing)")
+        if not committed:
+            self.check_rolled_back(None)
