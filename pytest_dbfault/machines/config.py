@@ -155,3 +155,54 @@ class ConfigMachine(ConfigMixin):
 
     core_groups = frozenset(("reload",))
     fault_kinds = ("none", "locked", "disk_full", "disconnect_close")
+
+    @precondition(swarm("reload"))
+    @precondition(lambda self: getattr(self, "watcher", None) is not None and not self.faults)
+    @rule(env_attempts=st.integers(1, 6), file_attempts=st.integers(1, 6), params=st.booleans(),
+          via=st.sampled_from(("process", "watcher")))
+    def reload_environment_wins(self, env_attempts: int, file_attempts: int, params: bool, via: str) -> None:
+        """P16: a setting given in the environment and changed in the watched file keeps the environment's value
+        after the reload (the environment wins over the file, at a reload as at startup), while a setting only the
+        file gives takes effect. The environment is the process's (``os.environ``, read by ``db.watch_env``'s
+        watcher) or the one handed to a :class:`~reliability.reload.ConfigWatcher` (``environ=``). Judged by
+        behaviour too: the next locked write makes the environment's number of attempts."""
+        from reliability import ConfigError
+        from reliability.reload import ConfigWatcher
+
+        if file_attempts == env_attempts:  # (the two must differ, or precedence is not observable)
+            file_attempts = env_attempts % 6 + 1
+        key = "RELIABILITY_RETRY_ATTEMPTS"
+        lines = dict(self.env_lines, **{key: str(file_attempts)},
+                     RELIABILITY_LOG_SQL_PARAMS="true" if params else "false")
+        self.write_env(lines)
+        saved = os.environ.get(key)
+        try:
+            if via == "process":
+                # The process environment, as a deployment sets it; put back in ``finally`` (other examples and
+                # machines of this process must not see it).
+                os.environ[key] = str(env_attempts)
+                watcher = self.watcher
+            else:
+                watcher = ConfigWatcher(self.db, self.env_path, interval=0, environ={key: str(env_attempts)})
+            try:
+                watcher.check_now(force=True)
+            except ConfigError as exc:
+                self.check(16, False, f"a valid change was rejected: {exc}")
+        finally:
+            if via == "process":
+                if saved is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = saved
+        cfg = self.db.config
+        self.check(16, cfg.retry_attempts == env_attempts and cfg.log_sql_params is params,
+                   f"after a reload with {key}={env_attempts} in the environment ({via}) and {file_attempts} in the "
+                   f"file, retry_attempts={cfg.retry_attempts} (the environment wins, as at startup); "
+                   f"log_sql_params={cfg.log_sql_params}, the file (only) says {params}")
+        self.config = cfg
+        self.check_attempts(env_attempts)
+        self.check_params_logged(params)
+        # Back to the machine's file, read with the environment as it was: the other rules' model again.
+        self.write_env(self.env_lines)
+        self.watcher.check_now(force=True)
+        self.config = self.db.config

@@ -411,3 +411,39 @@ class DegradationMachine(DegradationMixin):
     admin_checks = True
     settings_overrides: ClassVar[dict[str, Any]] = {"admin_actors": "ops-admin"}
     fault_kinds = ("none", "locked", "disk_full", "disconnect_rename", "disconnect_delete")
+
+    @precondition(lambda self: has_commands(self) and not self.faults)
+    @rule(outage=st.sampled_from(OUTAGES), first=st.integers(0, 12), then=st.integers(0, 12),
+          param=st.integers(0, 5), interval=st.sampled_from((0.0, 0.005)))
+    def served_once_the_outage_is_over(self, outage: str, first: int, then: int, param: int,
+                                       interval: float) -> None:
+        """P14 after an outage: a write command queued during it, the fault healed, the recheck interval passed;
+        the next write command is served (answered ``ok``, not queued) and the backlog is replayed before it
+        (the queue is empty). The application does nothing but send commands: the recheck is what ends the
+        degraded mode, so a recheck that never fires again leaves every later write queued behind the backlog
+        (the invariant's forced replay alone would hide it). The interval is 0 (probe at every command) or
+        5 ms, waited out for real (the registry reads the monotonic clock, not the machine's fake one)."""
+        import time
+
+        commands = self.db.commands
+        if not self.inject(outage, param):
+            return
+        try:
+            self.store(first)
+        finally:
+            self.heal(outage)
+        commands.recheck_interval = interval
+        try:
+            if interval:
+                time.sleep(interval * 1.5)
+            key, value = f"user-{then}", self.text()
+            result = self.absorb(commands.run, "store", key, value)
+        finally:
+            commands.recheck_interval = 0.0  # (the machine's setting: see register_commands)
+        if result.status in ("ok", "queued"):
+            self.model.kv[key] = value
+        pending = len(commands.queue)
+        self.check(14, result.status == "ok" and pending == 0,
+                   f"after the {outage} healed and the recheck interval ({interval} s) passed, a write command "
+                   f"answered {result.status!r} ({result.message}) with {pending} write(s) still queued: the "
+                   "backlog must be replayed and the command served")

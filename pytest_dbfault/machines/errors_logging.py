@@ -7,7 +7,8 @@ import os
 from collections import Counter
 from typing import Any, ClassVar
 
-from hypothesis.stateful import invariant, precondition
+from hypothesis import strategies as st
+from hypothesis.stateful import invariant, precondition, rule
 
 from .workload import Workload
 
@@ -143,3 +144,44 @@ class ErrorsLoggingMachine(OperationLogMixin):
     """Errors of every origin (faults, duplicates, bad SQL) checked for P8/P9 by the workload; P17 here."""
 
     fault_kinds = ("none", "locked", "disk_full", "disconnect_close", "disconnect_rename", "disconnect_delete")
+
+    #: how many times :meth:`close_keeps_the_last_records` ran (its statements' markers are unique per example)
+    closes = 0
+
+    @precondition(lambda self: self.db is not None and getattr(self.db, "oplog", None) is not None
+                  and not self.faults)
+    @rule(kinds=st.lists(st.sampled_from(("execute", "fetch_one", "fetch_all")), min_size=1, max_size=6))
+    def close_keeps_the_last_records(self, kinds: list[str]) -> None:
+        """P17 at a clean shutdown: statements made right before ``db.close()`` (then a restart) each have their
+        record in the log file afterwards. Records are written in batches off the hot path, so the last ones are
+        still buffered when the application closes: close must write them, not drop them. (Every other check
+        flushes the log first, so it never saw what a close leaves out.) Each statement names a marker of its own
+        in its SQL text, so its record is told apart from any the runtime writes of its own."""
+        self.closes += 1
+        path = os.path.join(self.dir, "ops.jsonl")
+        start = len(self._oplog_lines(path))
+        made: list[tuple[str, str, bool]] = []
+        for i, kind in enumerate(kinds):
+            marker = f"dbfault-close-{self.closes}-{i}"
+            # Not through the log's flush (the mixin's call() flushes around a booked statement): op None.
+            if kind == "execute":
+                value = self.text()
+                out = self.call(None, self.db.execute, f"INSERT OR REPLACE INTO kv (k, v) VALUES ('{marker}', ?)",
+                                (value,))
+                if out.ok:
+                    self.model.kv[marker] = value
+            elif kind == "fetch_one":
+                out = self.call(None, self.db.fetch_one, f"SELECT '{marker}'")
+            else:
+                out = self.call(None, self.db.fetch_all, f"SELECT k FROM kv WHERE k <> '{marker}'")
+            made.append((kind, marker, out.ok))
+        self.reopen()  # db.close(), then the application starts again on the same files
+        records = [r for r in self._oplog_lines(path)[start:] if r is not None]
+        for kind, marker, ok in made:
+            mine = [r for r in records if marker in str(r.get("sql"))]
+            self.check(17, len(mine) == 1 and mine[0].get("kind") == kind
+                       and mine[0].get("outcome") == ("ok" if ok else "error"),
+                       lambda kind=kind, marker=marker, mine=mine: (
+                           f"{len(made)} statement(s) then db.close(): the {kind} marked {marker!r} has "
+                           f"{len(mine)} record(s) in the operation log file {[r.get('kind') for r in mine]} "
+                           "(records still buffered at close must be written)"))
