@@ -637,9 +637,184 @@ def foreign_keys_left_off(config: Any, migrations: Any = None) -> DatabaseManage
 
 # -- session 15: broken runtimes for the held-out batch's misses (one block per area) --
 # (schema)
+def folder_in_name_order(config: Any, migrations: Any = None) -> DatabaseManager:
+    """Migrations loaded from a folder come in file-name order: ``10_x.sql`` before ``1_y.sql``, so a folder whose
+    versions (not zero-padded) reach 10 cannot be migrated (P4)."""
+    from reliability import schema
+
+    def make(load: Any) -> Any:
+        def name_order(folder: Any) -> Any:
+            return sorted(load(folder), key=lambda m: f"{m.version}_{m.name}.sql")
+
+        return name_order
+
+    patch_once(schema, "load_migrations", make)
+    return DatabaseManager(config, migrations=migrations)
+
+
+def rollback_as_far_as_possible(config: Any, migrations: Any = None) -> DatabaseManager:
+    """``rollback_migration(to)`` over a version without a down step undoes the newer ones and stops there,
+    answering success, where the runtime documents that nothing is done (P5)."""
+    from reliability.durability import trust
+
+    def make(revert: Any) -> Any:
+        def stops_early(conn: Any, items: Any, to: int, **kwargs: Any) -> Any:
+            known = {m.version: m for m in items}
+            for version in sorted((v for v in applied_versions(conn) if v > to), reverse=True):
+                if version in known and known[version].down is None:
+                    to = version
+                    break
+            return revert(conn, items, to, **kwargs)
+
+        return stops_early
+
+    patch_once(trust, "revert_migrations", make)
+    return DatabaseManager(config, migrations=migrations)
+
+
 # (backup)
+def rotation_counts_unverified(config: Any, migrations: Any = None) -> DatabaseManager:
+    """Rotation counts unverified (damaged) backups towards ``backup_keep``: a sound backup is deleted for a damaged
+    one, and fewer than ``keep`` verified backups stay (P12)."""
+    from reliability.durability import backup
+
+    def make(rotate: Any) -> Any:
+        def counts_every_file(self: Any) -> list[str]:
+            deleted = []
+            for info in self.list()[self.keep:]:
+                backup._remove_quietly(Path(info.path), backup._manifest_path(Path(info.path)))
+                deleted.append(info.path)
+            return deleted
+
+        return counts_every_file
+
+    patch_once(backup.BackupManager, "rotate", make)
+    return DatabaseManager(config, migrations=migrations)
+
+
+def recovery_tried_inside_transaction(config: Any, migrations: Any = None) -> DatabaseManager:
+    """Damage met inside a transaction starts the automatic recovery there: ``recover()`` refuses inside a transaction,
+    the failure starts the cooldown, and the recovery due when the transaction ends is skipped (P13)."""
+    from reliability.durability import recovery
+
+    def make(on_corruption: Any) -> Any:
+        def tries_inside(self: Any, err: Any) -> None:
+            on_corruption(self, err)  # (marks the damage; at depth 0 it recovers)
+            parts = self.parts
+            if parts.config.auto_recover and not parts.closed() and parts.transactions.depth:
+                self.auto_recover(f"{err.kind} error: {err.detail}")
+
+        return tries_inside
+
+    patch_once(recovery.Recovery, "on_corruption", make)
+    return DatabaseManager(config, migrations=migrations)
+
+
 # (connection and transactions)
+class TransactionBeginsOnReplacedFile(DatabaseManager):
+    """``db.transaction()`` begins on the handle it has although another file was put at the path: its COMMIT then
+    meets the identity check and the block fails (no rerun), where the runtime documents following the path (P1)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+
+        class Blind:
+            def __init__(self, inner: Any) -> None:
+                self._inner = inner
+
+            def file_replaced(self) -> bool:
+                return bool(self._inner.wal_removed())  # (asks about the -wal only, not the file at the path)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self._inner, name)
+
+        self.transactions.connections = Blind(self.transactions.connections)  # type: ignore[assignment]
+
+
+class GaveUpButHealthSaysReconnecting(DatabaseManager):
+    """A call that gave up as ``unavailable`` leaves the connection state ``reconnecting``: health() right after says
+    healthy with no reason (P10)."""
+
+    def _surface(self, *args: Any, **kwargs: Any) -> DatabaseError:
+        from reliability.connection import ConnectionState
+
+        err = super()._surface(*args, **kwargs)
+        if self.connections.state is ConnectionState.UNAVAILABLE and self.connections.refused is None:
+            self.connections.state = ConnectionState.RECONNECTING
+        return err
+
+
+def commit_allowed_in_transaction(config: Any, migrations: Any = None) -> DatabaseManager:
+    """``conn.commit()`` on the connection ``db.transaction()`` yields commits the raw connection instead of being
+    refused: the block's later failure leaves its first write behind (P6)."""
+    from reliability import tx_connection
+
+    tx_connection._ENDS = ("rollback", "close", "executescript")  # type: ignore[attr-defined]
+    return DatabaseManager(config, migrations=migrations)
+
+
 # (config, operation log, degradation)
+def reload_file_beats_environment(config: Any) -> DatabaseManager:
+    """A reload lets the watched file win over the environment for a key both give (at startup the environment
+    wins) (P16)."""
+    import os
+
+    from reliability.config import read_env_file
+    from reliability.reload import ConfigWatcher
+
+    def make(load: Any) -> Any:
+        def file_wins(self: Any) -> Any:
+            in_file = dict(read_env_file(self.path))
+            saved = self.environ
+            env = os.environ if saved is None else saved
+            self.environ = {k: v for k, v in env.items() if k not in in_file}
+            try:
+                return load(self)
+            finally:
+                self.environ = saved
+
+        return file_wins
+
+    patch_once(ConfigWatcher, "load", make)
+    return DatabaseManager(config)
+
+
+class CloseDropsBufferedRecords(DatabaseManager):
+    """Closing the operation log stops its flusher without writing the records still buffered (P17)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        oplog = self.oplog
+        if oplog is not None:
+            close = oplog.close
+
+            def dropping() -> None:
+                oplog._buf.clear()
+                close()
+
+            oplog.close = dropping  # type: ignore[method-assign]
+
+
+class RechecksOnlyWithinTheInterval(DatabaseManager):
+    """The backlog's recheck compares the wrong way: it replays only within the recheck interval of the last
+    failure, never after it, so once an outage is over every write command queues behind the backlog (P14)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        import time
+
+        commands = self.commands
+
+        def recover(*, force: bool = False) -> Any:
+            now = time.monotonic()
+            if not force and now - commands._last_probe > commands.recheck_interval:
+                return None
+            commands._last_probe = now
+            return commands.replay()
+
+        commands.recover = recover  # type: ignore[method-assign]
+
+
 
 
 BROKEN: list[tuple[int, str, Callable[[Any], Any]]] = [
@@ -698,9 +873,19 @@ BROKEN: list[tuple[int, str, Callable[[Any], Any]]] = [
     (5, "schema", forgets_partial_batch),
     (5, "schema", foreign_keys_left_off),
     # session 15: the held-out batch's misses (benchmarks/bug_finding.py h01-h17), schema
+    (4, "schema", folder_in_name_order),
+    (5, "schema", rollback_as_far_as_possible),
     # session 15: held-out, backup
+    (12, "backup_recovery", rotation_counts_unverified),
+    (13, "backup_recovery", recovery_tried_inside_transaction),
     # session 15: held-out, connection and transactions
+    (1, "connection", TransactionBeginsOnReplacedFile),
+    (10, "connection", GaveUpButHealthSaysReconnecting),
+    (6, "transactions", commit_allowed_in_transaction),
     # session 15: held-out, config, operation log, degradation
+    (16, "config", reload_file_beats_environment),
+    (17, "errors_logging", CloseDropsBufferedRecords),
+    (14, "degradation_queue", RechecksOnlyWithinTheInterval),
 ]
 
 
