@@ -204,13 +204,14 @@ BUILTIN: dict[str, FaultInfo] = {
     "disconnect": FaultInfo(
         ("connection", "manager"),
         "connection, manager (`close`, `readonly`); path too for `delete`, `rename`, `replace`, "
-        "`readonly` (chmod), `truncate`, `remove_wal`, `remove_wal_shm`",
+        "`replace_for_good`, `readonly` (chmod), `truncate`, `remove_wal`, `remove_wal_shm`",
         "`close`: ProgrammingError on a closed database; moved/replaced file: 1032/SQLITE_READONLY_DBMOVED "
         "(WAL: silent writes to the lost file); `readonly`: 8/SQLITE_READONLY; `truncate`: 11/SQLITE_CORRUPT; "
         "`remove_wal`/`remove_wal_shm`: no error, open handles go on with the unlinked WAL, new connections "
         "get a disk I/O error (or, `-shm` gone too, the database as of the last checkpoint)",
         "`rename`/`replace` move the files back, `readonly` restores the flag or mode, `delete`/`truncate` "
-        "only with `backup_before=True`, `close` and `remove_wal`/`remove_wal_shm` cannot be undone"),
+        "only with `backup_before=True`, `close` and `remove_wal`/`remove_wal_shm` cannot be undone, "
+        "`replace_for_good` leaves the replacement (the original is gone)"),
     "disk_full": FaultInfo(
         ("connection", "manager"),
         "connection, manager",

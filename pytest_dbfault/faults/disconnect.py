@@ -1,4 +1,5 @@
-"""Take the database away from under an application: close, delete, move, swap, make read-only, remove its WAL.
+"""Take the database away from under an application: close, delete, move, swap (for a while or for good), make
+read-only, remove its WAL.
 
 What SQLite answers (FAULTS.md): a closed handle raises ``ProgrammingError: Cannot
 operate on a closed database.``; a deleted, renamed or replaced file leaves an open
@@ -26,8 +27,10 @@ from .safety import check_path
 from .target import TargetLike, resolve_target
 
 #: The ways :class:`DisconnectFault` can take a database away.
-MODES = ("close", "delete", "rename", "replace", "readonly", "truncate", "remove_wal", "remove_wal_shm")
+MODES = ("close", "delete", "rename", "replace", "replace_for_good", "readonly", "truncate", "remove_wal",
+         "remove_wal_shm")
 _MOVED_TAG = "dbfault-moved"
+_STAGED_TAG = "dbfault-staged"
 
 
 class DisconnectFault(Fault):
@@ -40,6 +43,10 @@ class DisconnectFault(Fault):
         ``rename`` — move them to ``<name>.dbfault-moved``; heal moves them back;
         ``replace`` — move them away and put ``replacement`` (a copy of that file) or an
         empty file in their place; heal puts the original back;
+        ``replace_for_good`` — ``os.replace()`` a copy of ``replacement`` (or an empty database) over the
+        path in one atomic rename, as an operator installing another copy of the database does: the
+        original is unlinked (open handles keep reading it, nothing keeps a copy) and its -wal/-shm/-journal
+        are left as they are, as ``mv`` leaves them. The replacement stays: heal restores nothing;
         ``readonly`` — ``PRAGMA query_only=1`` on the target connection (heal restores the
         previous value), or, given only a path, ``chmod a-w`` on the file, which only
         affects *new* connections and does **nothing for root** (root ignores mode bits;
@@ -160,6 +167,22 @@ class DisconnectFault(Fault):
         self.record("replaced", file=str(path), moved_to=str(moved[0][1]),
                     replacement=str(self.replacement) if self.replacement else "empty database")
 
+    def _inject_replace_for_good(self) -> None:
+        path = self._guarded_path("replace")
+        staged = path.with_name(f"{path.name}.{_STAGED_TAG}")  # beside the path: the rename below stays atomic
+        sidecars = [str(p) for p in _files.database_files(path)[1:]]
+        try:
+            if self.replacement is not None:
+                shutil.copyfile(self.replacement, staged)
+            else:
+                staged.write_bytes(b"")  # a zero-length file is a valid, empty SQLite database
+            os.replace(staged, path)
+        except OSError as exc:
+            staged.unlink(missing_ok=True)
+            raise FaultError(f"cannot replace {path}: {exc}") from exc
+        self.record("replaced for good", file=str(path), original="unlinked", sidecars_left=sidecars,
+                    replacement=str(self.replacement) if self.replacement else "empty database")
+
     def _inject_readonly(self) -> None:
         via = self.readonly_via or ("query_only" if self.target.connection is not None else "chmod")
         if via == "query_only":
@@ -239,6 +262,8 @@ def _fingerprints(moved: list[tuple[Path, Path]]) -> dict[Path, tuple[int, int, 
 _NOT_RESTORABLE = {
     "close": "a closed sqlite3.Connection cannot be reopened; open a new connection",
     "delete": "deleted files are gone; use backup_before=True to restore them",
+    "replace_for_good": "the replacement stays for good: the original was unlinked when it was replaced (use "
+                        "mode='replace' to have it put back)",
     "truncate": "the cut bytes are gone; use backup_before=True to restore them",
     "remove_wal": "a removed -wal is not put back under live connections; its frames live on in the handles "
                   "that had it open",

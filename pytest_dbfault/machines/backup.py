@@ -329,11 +329,7 @@ class BackupMachine(BackupMixin):
         self.take_backup(False)
         if self.config.redo_journal:
             for n in keys:
-                key, value = f"user-{n}", self.text()
-                put = self.call("execute", self.db.execute, "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)",
-                                (key, value))
-                if put.ok:
-                    self.model.kv[key] = value
+                self.upsert(n)
         # The root page: every access to kv reads it, so the read below must meet the damage.
         fault = make_fault("corrupt", self.db_path, part="btree", table="kv", page="root", seed=seed,
                            backup_before=True, counted_in=STATS)
@@ -341,16 +337,22 @@ class BackupMachine(BackupMixin):
         self.fault_history.append("corrupt")
         recoveries = (self.db.health().extra or {}).get("recoveries")
 
+        def read() -> Any:  # (booked like any call: one error, however many callers it passes through)
+            inner = self.call("fetch_all", self.db.fetch_all, "SELECT k, v FROM kv", faults=["corrupt"])
+            if not inner.ok:
+                raise inner.error
+            return inner.value
+
         def in_context() -> Any:
             with self.db.transaction():
-                return self.db.fetch_all("SELECT k, v FROM kv")
+                return read()
 
         def in_run() -> Any:
-            return self.db.run_in_transaction(self.db.fetch_all, "SELECT k, v FROM kv")
+            return self.db.run_in_transaction(read)
 
-        out = self.call(None, self.absorb, in_context if form == "context" else in_run, faults=["corrupt"])
-        if not out.ok:
-            self.model.ledger.errors[str(out.error.kind)] -= 1  # (booked once: absorb counted it already)
+        # The runtime counts the transaction and the read in it (a recovery it runs once the transaction has ended
+        # counts no operation of its own): call() books both, and the one error once. (Damage is not rerun.)
+        out = self.call("transaction", in_context if form == "context" else in_run, faults=["corrupt"])
         self.last_healed = "corrupt"  # what follows judges what the runtime made of the damage: "after:corrupt"
         after = (self.db.health().extra or {}).get("recoveries")
         first = self.call("fetch_all", self.db.fetch_all, "SELECT k, v FROM kv")

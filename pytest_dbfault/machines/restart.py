@@ -273,11 +273,7 @@ class RestartMixin(BackupMixin, DegradationMixin, AuditMixin):
         if backup_first:
             self.take_backup(False)
         for n in keys:
-            key, value = f"user-{n}", self.text()
-            out = self.call("execute", self.db.execute, "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)",
-                            (key, value))
-            if out.ok:
-                self.model.kv[key] = value
+            self.upsert(n)
         view = self.powerloss.durable_view()
         self.db.close()  # (whatever close() writes to the runtime's own files is discarded below)
         self.powerloss.apply(view)

@@ -325,6 +325,16 @@ class Workload(RuntimeMachine):
         elif str(out.error.kind) == "constraint":
             self.check(6, key in self.model.kv, f"insert of new key {key!r} refused as a duplicate")
 
+    def upsert(self, n: int) -> CallOutcome:
+        """Write ``user-n`` with new text by ``INSERT OR REPLACE`` (unlike :meth:`put`, a stored key is no error to
+        judge: it is overwritten), through :meth:`call`, and book it in the model once acknowledged. A step of
+        rules that need acknowledged writes before what they judge (damage, a power loss)."""
+        key, value = f"user-{n}", self.text()
+        out = self.call("execute", self.db.execute, "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value))
+        if out.ok:
+            self.model.kv[key] = value
+        return out
+
     @rule(keys=st.lists(st.integers(0, 12), min_size=2, max_size=4))
     def put_many(self, keys: list[int]) -> None:
         """P6: ``db.executemany`` of a few rows outside a transaction is all or nothing: a duplicate key among them

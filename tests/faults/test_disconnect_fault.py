@@ -26,7 +26,7 @@ def test_a_closed_handle_refuses_every_call(make_db, connect):
     assert "cannot be reopened" in fault.records[-2].detail["reason"]
 
 
-@pytest.mark.parametrize("mode", ["delete", "rename", "replace"])
+@pytest.mark.parametrize("mode", ["delete", "rename", "replace", "replace_for_good"])
 def test_in_rollback_mode_a_moved_file_still_reads_but_refuses_writes(make_db, connect, error_name, extended_name,
                                                                       mode):
     path = make_db(journal_mode="delete")
@@ -86,6 +86,31 @@ def test_replace_can_swap_in_another_database(make_db, connect):
     other = make_db("other.db", rows=3)
     with DisconnectFault(path, mode="replace", replacement=other):
         assert connect(path).execute("SELECT count(*) FROM items").fetchone() == (3,)
+
+
+def test_replace_for_good_leaves_the_replacement_at_the_path_after_heal(make_db, connect):
+    """The other database is renamed over the path (the original unlinked, not kept aside) and stays there: heal
+    puts nothing back, and the path never names the original again."""
+    path = make_db("app.db", rows=20)
+    other = make_db("other.db", rows=3)
+    victim = connect(path)
+    assert victim.execute("SELECT count(*) FROM items").fetchone() == (20,)
+    fault = DisconnectFault(path, mode="replace_for_good", replacement=other).inject()
+    assert connect(path).execute("SELECT count(*) FROM items").fetchone() == (3,)
+    assert victim.execute("SELECT count(*) FROM items").fetchone() == (20,)  # the open handle: the unlinked file
+    fault.heal()
+    assert any(r.action == "nothing to restore" for r in fault.records), fault.records
+    assert connect(path).execute("SELECT count(*) FROM items").fetchone() == (3,)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["app.db", "other.db"]  # no copy of the original kept
+    assert other.is_file()  # a copy of the replacement was put at the path, the file given is left alone
+
+
+def test_replace_for_good_without_a_replacement_leaves_an_empty_database(make_db, connect):
+    path = make_db()
+    with DisconnectFault(path, mode="replace_for_good"):
+        assert path.stat().st_size == 0
+    with pytest.raises(sqlite3.OperationalError, match="no such table: items"):
+        connect(path).execute("SELECT count(*) FROM items")
 
 
 def test_query_only_makes_writes_fail_readonly_and_heal_lifts_it(make_db, connect, error_name):

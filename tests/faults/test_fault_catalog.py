@@ -75,7 +75,7 @@ def test_a_path_for_disk_full_says_to_pass_the_connection(targets: dict[str, Any
 
 
 def test_a_path_for_disconnect_close_lists_the_modes_that_work_on_a_file(targets: dict[str, Any]) -> None:
-    with pytest.raises(FaultError, match="delete, rename, replace, readonly, truncate"):
+    with pytest.raises(FaultError, match="delete, rename, replace, replace_for_good, readonly, truncate"):
         get_fault_class("disconnect")(targets["path"])
     fault = get_fault_class("disconnect")(targets["path"], mode="rename")  # a file mode takes the path
     with fault:
