@@ -21,6 +21,16 @@ The key: ``RELIABILITY_AUDIT_HMAC_KEY`` when configured (it always wins); otherw
 published with a hard link so two processes starting together agree on one key). ``health``
 says which one is in force.
 
+Key rotation: every entry records the *key id* of the key that chained it (:func:`key_id`, the first
+8 bytes of ``HMAC(key, "dbfault-audit-key-id")`` in hex: names the key, reveals nothing), and that
+id is covered by the entry's hash. New entries always use the current key; the retired keys listed
+in ``audit_previous_keys`` (``RELIABILITY_AUDIT_PREVIOUS_KEYS``, comma-separated) are only used to
+verify. :meth:`AuditLogger.verify` checks each entry with the key its id names. An entry whose key
+is not configured is neither passed nor called tampered: the report's verdict is ``unverifiable``
+("cannot be verified: key <id> not configured"), not ok. Entries written before key ids (an empty
+``key_id``) are checked against the current key and then the retired ones. The anchor and the
+fallback file's lines carry the key id too, so a rotation leaves neither looking forged.
+
 Tail truncation: a chain alone cannot tell "the last entries were deleted" from "there were
 no more entries". So after each commit that extends the chain, its head (sequence number =
 count of entries, and last MAC) is written to a keyed *anchor* file beside the database
@@ -87,7 +97,11 @@ AUDIT_TABLE_SQL = (
     "action TEXT NOT NULL, target TEXT NOT NULL, details TEXT NOT NULL, prev_hash TEXT NOT NULL, "
     "hash TEXT NOT NULL)"
 )
-_COLUMNS = "seq, entry_id, ts, actor, action, target, details, prev_hash, hash"
+#: The column naming each entry's key (added to a table of an older version when it is next written).
+KEY_ID_COLUMN_SQL = "ALTER TABLE reliability_audit ADD COLUMN key_id TEXT NOT NULL DEFAULT ''"
+_COLUMNS = "seq, entry_id, ts, actor, action, target, details, prev_hash, hash, key_id"
+#: What a key id is an HMAC of (see :func:`key_id`).
+KEY_ID_LABEL = b"dbfault-audit-key-id"
 
 
 @dataclass(frozen=True)
@@ -103,28 +117,47 @@ class AuditEntry:
     seq: int | None = None
     hash: str | None = None
     pending: bool = False
+    #: The id of the key that chained it (:func:`key_id`); "" for an entry written before key ids, None
+    #: while not stored.
+    key_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {"entry_id": self.entry_id, "ts": self.ts, "actor": self.actor, "action": self.action,
                 "target": self.target, "details": self.details, "seq": self.seq, "hash": self.hash,
-                "pending": self.pending}
+                "pending": self.pending, "key_id": self.key_id}
 
 
 @dataclass(frozen=True)
 class VerifyReport:
-    """The result of :meth:`AuditLogger.verify`: the first broken link, if any."""
+    """The result of :meth:`AuditLogger.verify`: the first broken link, if any.
+
+    ``verdict`` is ``ok``, ``broken`` (an entry, link or anchor does not match: tampered or damaged) or
+    ``unverifiable`` (nothing found broken, but entries, or the anchor, were written under keys that are not
+    configured: ``unknown_key_ids``; ``unverified`` entries, the first ``first_unverified_seq``). Only ``ok``
+    is ``ok``.
+    """
 
     ok: bool
     checked: int
     first_broken_seq: int | None = None
     first_broken_id: str | None = None
     reason: str | None = None
+    verdict: str = ""
+    unverified: int = 0
+    first_unverified_seq: int | None = None
+    unknown_key_ids: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.verdict:
+            object.__setattr__(self, "verdict", "ok" if self.ok else "broken")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {"ok": self.ok, "checked": self.checked, "first_broken_seq": self.first_broken_seq,
-                "first_broken_id": self.first_broken_id, "reason": self.reason}
+        return {"ok": self.ok, "verdict": self.verdict, "checked": self.checked,
+                "first_broken_seq": self.first_broken_seq, "first_broken_id": self.first_broken_id,
+                "reason": self.reason, "unverified": self.unverified,
+                "first_unverified_seq": self.first_unverified_seq, "unknown_key_ids": list(self.unknown_key_ids)}
 
 
 def _canonical_details(details: dict[str, Any]) -> str:
@@ -133,6 +166,26 @@ def _canonical_details(details: dict[str, Any]) -> str:
 
 def _mac(key: bytes, parts: list[Any]) -> str:
     return hmac.new(key, json.dumps(parts, ensure_ascii=False).encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def _same(expected: str, stored: Any) -> bool:
+    """Constant-time comparison of a computed MAC with a stored one, whatever was stored: ``compare_digest`` raises
+    on a non-ASCII ``str`` (an edited hash or anchor would have made ``verify()`` and every append raise)."""
+    return hmac.compare_digest(expected.encode("ascii"), str(stored).encode("utf-8", "surrogatepass"))
+
+
+def key_id(key: bytes) -> str:
+    """The non-secret id of an audit key: the first 8 bytes of ``HMAC(key, "dbfault-audit-key-id")``, in hex."""
+    return hmac.new(key, KEY_ID_LABEL, hashlib.sha256).hexdigest()[:16]
+
+
+#: What to do about an item under a key not configured.
+RETIRED_KEY_HINT = "if it is a retired audit key, list it in audit_previous_keys (RELIABILITY_AUDIT_PREVIOUS_KEYS)"
+
+
+def _unknown_key(*kids: str) -> str:
+    names = ", ".join(printable(k)[:40] for k in kids)
+    return f"cannot be verified: key{'s' if len(kids) > 1 else ''} {names} not configured"
 
 
 def load_or_create_key(path: str | os.PathLike[str]) -> tuple[bytes, bool]:
@@ -173,9 +226,15 @@ def load_or_create_key(path: str | os.PathLike[str]) -> tuple[bytes, bool]:
 
 
 def chain_hash(key: bytes, prev: str, entry_id: str, ts: float, actor: str, action: str, target: str,
-               details_json: str) -> str:
-    """The HMAC-SHA256 link of one entry to the previous one."""
+               details_json: str, key_id: str = "") -> str:
+    """The HMAC-SHA256 link of one entry to the previous one.
+
+    ``key_id`` (the entry's, :func:`key_id`) is covered too; "" gives the hash of an entry written before
+    key ids (whose message is the JSON array alone: the two formats never share a message).
+    """
     message = json.dumps([prev, entry_id, ts, actor, action, target, details_json], ensure_ascii=False)
+    if key_id:
+        message = f"{key_id}:{message}"
     return hmac.new(key, message.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
@@ -258,16 +317,35 @@ class AuditLogger(Observer):
         path = self._file_key[0] if self._file_key else self.db.config.audit_key_file
         return f"{'generated' if self._key_created else 'file'}:{path}"
 
+    def keyring(self) -> dict[str, bytes]:
+        """Every key this log verifies with, by key id: the current key first, then the retired keys
+        (``audit_previous_keys``, read at each call so a hot reload applies). Only the current key writes."""
+        current = self.key
+        ring = {key_id(current): current}
+        for retired in self.db.config.audit_previous_key_list:
+            ring.setdefault(key_id(retired.encode("utf-8")), retired.encode("utf-8"))
+        return ring
+
+    @staticmethod
+    def _keys_for(ring: dict[str, bytes], kid: str) -> list[bytes]:
+        """The keys an item recorded under key id ``kid`` is checked with: the one its id names (none when not
+        configured); every key, the current one first, for an item written before key ids (``kid`` "")."""
+        if not kid:
+            return list(ring.values())
+        return [ring[kid]] if kid in ring else []
+
     def health_extra(self) -> tuple[dict[str, Any], list[str]]:
-        """Health fields (which key signs the chain, the anchor) and reasons to report degraded."""
+        """Health fields (which key signs the chain, its id, the retired keys' ids, the anchor) and reasons to
+        report degraded."""
         reasons = []
         if self.key_problem is not None:
             reasons.append(f"the audit key file cannot be used ({self.key_problem}); audit entries are not "
                            "protected against forgery")
         if self.anchor_problem is not None:
             reasons.append(f"audit log: {self.anchor_problem}")
-        return {"audit": {"key_source": self.key_source, "anchor": str(self.anchor_path),
-                          "anchor_problem": self.anchor_problem}}, reasons
+        ids = list(self.keyring())
+        return {"audit": {"key_source": self.key_source, "key_id": ids[0], "previous_key_ids": ids[1:],
+                          "anchor": str(self.anchor_path), "anchor_problem": self.anchor_problem}}, reasons
 
     @property
     def fallback_path(self) -> Path:
@@ -345,18 +423,22 @@ class AuditLogger(Observer):
     def _append(self, entry: AuditEntry, *, reanchoring: bool = False) -> tuple[AuditEntry, bool]:
         db = self.db
         db.execute(AUDIT_TABLE_SQL)
+        if not self._has_key_id_column():  # a table of an older version (or a new one): add the column
+            db.execute(KEY_ID_COLUMN_SQL)
         row = db.fetch_one(f"SELECT {_COLUMNS} FROM reliability_audit WHERE entry_id = ?", (entry.entry_id,))
         if row is not None:
             return _row_to_entry(row), False
         head = db.fetch_one("SELECT seq, hash FROM reliability_audit ORDER BY seq DESC LIMIT 1")
         prev = head[1] if head else GENESIS
         details_json = _canonical_details(entry.details)
-        digest = chain_hash(self.key, prev, entry.entry_id, entry.ts, entry.actor, entry.action, entry.target,
-                            details_json)
+        key = self.key  # (read once: a hot reload between the id and the hash would mislabel the entry)
+        kid = key_id(key)
+        digest = chain_hash(key, prev, entry.entry_id, entry.ts, entry.actor, entry.action, entry.target,
+                            details_json, kid)
         cur = db.execute(
-            "INSERT INTO reliability_audit (entry_id, ts, actor, action, target, details, prev_hash, hash) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (entry.entry_id, entry.ts, entry.actor, entry.action, entry.target, details_json, prev, digest))
+            "INSERT INTO reliability_audit (entry_id, ts, actor, action, target, details, prev_hash, hash, key_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (entry.entry_id, entry.ts, entry.actor, entry.action, entry.target, details_json, prev, digest, kid))
         if self._anchor_may_advance():
             self._pending_anchor = (int(cur.lastrowid or 0), digest)
         elif self._anchored_head_missing and not reanchoring:
@@ -368,7 +450,11 @@ class AuditLogger(Observer):
                                 f"audit entry {entry.entry_id} not appended: {self.anchor_problem}",
                                 user_message="The audit log is not available right now; the entry was kept aside.")
         return AuditEntry(entry.entry_id, entry.ts, entry.actor, entry.action, entry.target, entry.details,
-                          cur.lastrowid, digest), True
+                          cur.lastrowid, digest, key_id=kid), True
+
+    def _has_key_id_column(self) -> bool:
+        return self.db.fetch_one("SELECT 1 FROM pragma_table_info('reliability_audit') WHERE name = 'key_id'") \
+            is not None
 
     # -- the anchor of the chain's head --------------------------------------------------------
     @property
@@ -386,11 +472,15 @@ class AuditLogger(Observer):
             return "missing", 0, ""
         try:
             d = json.loads(data)
-            seq, head, mac = int(d["seq"]), str(d["hash"]), str(d["mac"])
-        except (ValueError, KeyError, TypeError):  # dbfault: no fault (anchor file edited or garbled)
+            seq, head, mac, kid = int(d["seq"]), str(d["hash"]), str(d["mac"]), str(d.get("key_id") or "")
+        except (ValueError, KeyError, TypeError, AttributeError):  # dbfault: no fault (anchor file edited or garbled)
             return "invalid: the anchor file is not readable", 0, ""
-        if not hmac.compare_digest(_mac(self.key, ["anchor", seq, head]), mac):
-            return "invalid: the anchor's MAC does not match (the file was edited or the key changed)", seq, head
+        keys = self._keys_for(self.keyring(), kid)
+        if not keys:
+            return f"unverifiable: the anchor {_unknown_key(kid)} ({RETIRED_KEY_HINT})", seq, head
+        if not any(_same(_mac(key, ["anchor", seq, head]), mac) for key in keys):
+            changed = "" if kid else ", or the key changed and the old one is not in audit_previous_keys"
+            return f"invalid: the anchor's MAC does not match (the file was edited{changed})", seq, head
         return "ok", seq, head
 
     def _anchor_may_advance(self) -> bool:
@@ -410,11 +500,13 @@ class AuditLogger(Observer):
             self._anchored_head_missing = True
         if self.anchor_problem != state:
             log.error("audit anchor %s not moved forward: %s", self.anchor_path, state)
-        self.anchor_problem = f"anchor not moved forward: {state.removeprefix('invalid: ')}"
+        shown = state.removeprefix("invalid: ").removeprefix("unverifiable: ")
+        self.anchor_problem = f"anchor not moved forward: {shown}"
         return False
 
     def _write_anchor(self, seq: int, head: str) -> None:
-        body = json.dumps({"seq": seq, "hash": head, "mac": _mac(self.key, ["anchor", seq, head])})
+        key = self.key
+        body = json.dumps({"seq": seq, "hash": head, "mac": _mac(key, ["anchor", seq, head]), "key_id": key_id(key)})
         files.write_atomic(self.anchor_path, body.encode("ascii"), what="audit anchor file")
 
     def committed(self) -> None:
@@ -498,13 +590,29 @@ class AuditLogger(Observer):
         return [p for p in (self._reconciling_path(), self.fallback_path)
                 if os.path.lexists(p) and os.lstat(p).st_size]
 
-    def _fallback_mac(self, d: dict[str, Any]) -> str:
-        return _mac(self.key, ["fallback", d["entry_id"], d["ts"], d["actor"], d["action"], d["target"],
-                               _canonical_details(d["details"])])
+    def _fallback_mac(self, d: dict[str, Any], key: bytes | None = None) -> str:
+        return _mac(self.key if key is None else key,
+                    ["fallback", d["entry_id"], d["ts"], d["actor"], d["action"], d["target"],
+                     _canonical_details(d["details"])])
+
+    def _fallback_problem(self, d: dict[str, Any]) -> str | None:
+        """None when a fallback line's MAC matches under the key its id names (or, for a line written before key
+        ids, under any configured key); else why it is not chained as genuine."""
+        kid = d.get("key_id") or ""
+        if not isinstance(kid, str):
+            raise TypeError(f"key_id must be a string, got {type(kid).__name__}")
+        keys = self._keys_for(self.keyring(), kid)
+        if not keys:
+            return f"the entry {_unknown_key(kid)} ({RETIRED_KEY_HINT})"
+        if any(_same(self._fallback_mac(d, key), d.get("mac", "")) for key in keys):
+            return None
+        return "the entry does not match its MAC (edited in the file)"
 
     def _to_fallback(self, entry: AuditEntry) -> AuditEntry:
         record = entry.to_dict() | {"pending": True}
-        record["mac"] = self._fallback_mac(record)  # so an entry edited in the file is not chained as genuine
+        key = self.key
+        record["key_id"] = key_id(key)  # (the key that signs the line; its entry is chained under the key then current)
+        record["mac"] = self._fallback_mac(record, key)  # so an entry edited in the file is not chained as genuine
         line = json.dumps(record, ensure_ascii=False) + "\n"
         path = self.fallback_path
         path.parent.mkdir(mode=files.DIR_MODE, parents=True, exist_ok=True)
@@ -547,18 +655,18 @@ class AuditLogger(Observer):
                     d = json.loads(line)
                     entry = AuditEntry(d["entry_id"], float(d["ts"]), d["actor"], d["action"], d["target"],
                                        dict(d["details"]), pending=True)
-                    genuine = hmac.compare_digest(str(d.get("mac", "")), self._fallback_mac(d))
+                    problem = self._fallback_problem(d)
                 except (ValueError, KeyError, TypeError) as exc:  # dbfault: no fault (line torn by a crash)
                     if n < len(lines):  # only a torn last line (crash mid-append) is expected
                         rejected.append((line, f"line {n} unreadable ({exc})"))
                     log.warning("audit fallback %s line %d unreadable (%s); skipped", path, n, exc)
                     continue
-                if genuine:
+                if problem is None:
                     out.append(entry)
                 else:
-                    log.error("audit fallback %s line %d (entry %s) does not match its MAC: edited after it was "
-                              "written; it will not be chained", path, n, printable(entry.entry_id))
-                    rejected.append((line, f"line {n}: the entry does not match its MAC (edited in the file)"))
+                    log.error("audit fallback %s line %d (entry %s): %s; it will not be chained", path, n,
+                              printable(entry.entry_id), problem)
+                    rejected.append((line, f"line {n}: {problem}"))
         return out, rejected
 
     def reconcile(self, transact: Callable[..., Any] | None = None) -> int:
@@ -648,7 +756,7 @@ class AuditLogger(Observer):
         if since is not None:
             where.append("ts >= ?")
             params.append(since)
-        sql = f"SELECT {_COLUMNS} FROM reliability_audit"
+        sql = "SELECT {columns} FROM reliability_audit"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY seq DESC LIMIT ?"
@@ -658,25 +766,48 @@ class AuditLogger(Observer):
         return out + [e for e in map(_row_to_entry, rows) if e.entry_id not in seen]
 
     def _read(self, sql: str, params: list[Any]) -> list[Any]:
+        """Rows of ``sql``, whose ``{columns}`` stands for the entry's columns (a table written before key ids has
+        no ``key_id`` column: its entries read as ""; the column is added at the next write, never by a read)."""
         # Nothing recorded yet (a fresh database): no table, which is not an error to log and count.
         if self.db.fetch_one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'reliability_audit'") \
                 is None:
             return []
-        return self.db.fetch_all(sql, params)
+        columns = _COLUMNS if self._has_key_id_column() else _COLUMNS.replace("key_id", "'' AS key_id")
+        return self.db.fetch_all(sql.format(columns=columns), params)
 
     def verify(self) -> VerifyReport:
-        """Recompute the chain; report the first entry whose link or content does not match."""
-        rows = self._read(f"SELECT {_COLUMNS} FROM reliability_audit ORDER BY seq", [])
-        key = self.key
+        """Recompute the chain; report the first entry whose link or content does not match.
+
+        Each entry is checked with the key its key id names (the current key or one in
+        ``audit_previous_keys``). An entry under a key not configured cannot be checked: it is counted
+        (``unverified``), the chain's links are still followed past it, and the verdict is ``unverifiable``
+        unless something is found broken.
+        """
+        rows = self._read("SELECT {columns} FROM reliability_audit ORDER BY seq", [])
+        ring = self.keyring()
         prev = GENESIS
         anchored: str | None = None
+        unknown: dict[str, int] = {}  # key id -> entries under it
+        first_unverified: int | None = None
         state, anchor_seq, anchor_hash = self._read_anchor()
-        for n, (seq, entry_id, ts, actor, action, target, details, prev_hash, digest) in enumerate(rows):
+        for n, (seq, entry_id, ts, actor, action, target, details, prev_hash, digest, kid) in enumerate(rows):
             if prev_hash != prev:
                 return VerifyReport(False, n, seq, entry_id, "the link to the previous entry is broken "
-                                    "(an entry before it was removed, inserted or altered)")
-            if not hmac.compare_digest(chain_hash(key, prev, entry_id, ts, actor, action, target, details), digest):
-                return VerifyReport(False, n, seq, entry_id, "the entry's content does not match its hash")
+                                    "(an entry before it was removed, inserted or altered)",
+                                    unverified=sum(unknown.values()), first_unverified_seq=first_unverified,
+                                    unknown_key_ids=tuple(unknown))
+            kid = str(kid or "")
+            keys = self._keys_for(ring, kid)
+            if not keys:
+                unknown[kid] = unknown.get(kid, 0) + 1
+                first_unverified = seq if first_unverified is None else first_unverified
+            elif not self._entry_matches(keys, prev, entry_id, ts, actor, action, target, details, kid, digest):
+                reason = "the entry's content does not match its hash"
+                if not kid:
+                    reason += (" under any configured key (an entry written before key ids: edited, or chained "
+                               "under a key that is neither audit_hmac_key nor in audit_previous_keys)")
+                return VerifyReport(False, n, seq, entry_id, reason, unverified=sum(unknown.values()),
+                                    first_unverified_seq=first_unverified, unknown_key_ids=tuple(unknown))
             if seq == anchor_seq:
                 anchored = digest
             prev = digest
@@ -693,7 +824,23 @@ class AuditLogger(Observer):
             return VerifyReport(False, len(rows), None, None,
                                 f"the anchor of the log's head ({self.anchor_path}) is missing, so a shortened "
                                 f"log cannot be ruled out; if this is expected, re-anchor with audit.reanchor()")
+        if unknown or state.startswith("unverifiable"):
+            # Nothing found broken, but not everything could be checked: not green, and not "tampered" either.
+            count = sum(unknown.values())
+            said = [f"{count} entr{'y' if count == 1 else 'ies'} (the first: entry {first_unverified}) "
+                    f"{_unknown_key(*unknown)} ({RETIRED_KEY_HINT})"] if unknown else []
+            if state.startswith("unverifiable"):
+                said.append(state.removeprefix("unverifiable: "))
+            return VerifyReport(False, len(rows), None, None, "; ".join(said), verdict="unverifiable",
+                                unverified=count, first_unverified_seq=first_unverified,
+                                unknown_key_ids=tuple(unknown))
         return VerifyReport(True, len(rows))
+
+    def _entry_matches(self, keys: list[bytes], prev: str, entry_id: str, ts: float, actor: str, action: str,
+                       target: str, details: str, kid: str, digest: str) -> bool:
+        """True when a stored entry's hash is the one ``keys`` (those its key id names) give for its content."""
+        return any(_same(chain_hash(key, prev, entry_id, ts, actor, action, target, details, kid), digest)
+                   for key in keys)
 
 
 def _matches(e: AuditEntry, actor: str | None, action: str | None, since: float | None) -> bool:
@@ -702,12 +849,12 @@ def _matches(e: AuditEntry, actor: str | None, action: str | None, since: float 
 
 
 def _row_to_entry(row: Any) -> AuditEntry:
-    seq, entry_id, ts, actor, action, target, details, _prev, digest = row
+    seq, entry_id, ts, actor, action, target, details, _prev, digest, kid = row
     try:
         parsed = json.loads(details)
     except ValueError:  # dbfault: no fault (a row edited outside the runtime; verify() reports it)
         parsed = {"_unparseable": details}
-    return AuditEntry(entry_id, ts, actor, action, target, parsed, seq, digest)
+    return AuditEntry(entry_id, ts, actor, action, target, parsed, seq, digest, key_id=str(kid or ""))
 
 
 def _inode(path: Path) -> int | None:

@@ -16,7 +16,7 @@ Exit codes scripts can rely on (``status`` names them):
 
 ====  =====================  ================================================================
 0     ``ok``                 success
-1     ``unhealthy``          not healthy / a check found problems / the audit chain is broken
+1     ``unhealthy``          not healthy / a check found problems / the audit chain is broken or not verifiable
 2     ``usage_error``        bad arguments or input (unknown command, bad flag name, missing file)
 3     ``database_error``     the database could not do it (the message says what happened)
 4     ``configuration_error`` a setting is invalid or unusable (the message names the key)
@@ -528,7 +528,8 @@ def _flags_list(args: argparse.Namespace, config: ReliabilityConfig) -> Outcome:
 
 
 def _format_entry(e: Any) -> str:
-    mark = " (pending)" if e.pending else ""
+    # (the id of the key that chained it, so an entry left unverifiable by a key rotation can be told apart)
+    mark = " (pending)" if e.pending else (f" [key {safe(e.key_id)}]" if getattr(e, "key_id", None) else "")
     return (f"{iso(e.ts)} {safe(e.actor)} {safe(e.action)} {safe(e.target)} "
             f"{json_line(e.details)}{mark}")
 
@@ -558,8 +559,11 @@ def _verify_audit(args: argparse.Namespace, config: ReliabilityConfig) -> Outcom
     if report.ok:
         text = f"audit chain ok ({report.checked} entries)"
         return Outcome(EXIT_OK, text, report, text)
-    text = (f"audit chain BROKEN at entry {report.first_broken_seq} ({safe(report.first_broken_id)}): "
-            f"{safe(report.reason)}")
+    if report.verdict == "unverifiable":  # nothing found broken, but entries under a key not configured
+        text = f"audit chain NOT VERIFIED ({report.checked} entries): {safe(report.reason)}"
+    else:
+        text = (f"audit chain BROKEN at entry {report.first_broken_seq} ({safe(report.first_broken_id)}): "
+                f"{safe(report.reason)}")
     return Outcome(EXIT_UNHEALTHY, text, report, text)
 
 

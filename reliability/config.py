@@ -77,6 +77,8 @@ class ReliabilityConfig:
     audit_hmac_key: str = ""
     #: The generated audit key's file (0600), used when ``audit_hmac_key`` is empty.
     audit_key_path: str = ""
+    #: Comma-separated retired audit keys: entries written under them still verify; new entries never use them.
+    audit_previous_keys: str = ""
     write_queue_path: str = ""
     write_queue_max: int = 10000
     #: Comma-separated actors allowed to run admin commands; empty means "no list" (callback decides).
@@ -128,6 +130,11 @@ class ReliabilityConfig:
         return Path(self.db_path + ".redo")
 
     @property
+    def audit_previous_key_list(self) -> tuple[str, ...]:
+        """``audit_previous_keys`` parsed: the retired audit keys, in the order given."""
+        return tuple(k.strip() for k in self.audit_previous_keys.split(",") if k.strip())
+
+    @property
     def admin_actor_set(self) -> frozenset[str]:
         """``admin_actors`` parsed into a set of names."""
         return frozenset(a.strip() for a in self.admin_actors.split(",") if a.strip())
@@ -141,10 +148,11 @@ class ReliabilityConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """Settings as a plain dict (the HMAC key masked)."""
+        """Settings as a plain dict (the HMAC keys, current and retired, masked)."""
         data = dataclasses.asdict(self)
-        if data["audit_hmac_key"]:
-            data["audit_hmac_key"] = "***"
+        for secret in ("audit_hmac_key", "audit_previous_keys"):
+            if data[secret]:
+                data[secret] = "***"
         return data
 
     @classmethod
@@ -299,6 +307,10 @@ def _validate(cfg: ReliabilityConfig) -> list[tuple[str, Any, str]]:
                 "operation_log_path"):
         if "\x00" in getattr(cfg, key):
             bad(key, "a path must not contain NUL characters")
+    if cfg.audit_previous_keys.strip() and any(not k.strip() for k in cfg.audit_previous_keys.split(",")):
+        # (the value itself is never echoed: it holds secrets)
+        problems.append(("audit_previous_keys", "***", "comma-separated retired audit keys: an empty key between "
+                         "commas (a stray comma?); each key must be non-empty"))
     delays_valid = not {"retry_base_delay", "retry_max_delay"} & {key for key, _v, _r in problems}
     if delays_valid and cfg.retry_max_delay < cfg.retry_base_delay:
         bad("retry_max_delay", f"must be >= retry_base_delay ({cfg.retry_base_delay})")

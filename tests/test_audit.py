@@ -171,10 +171,13 @@ def test_bad_entries_are_refused_with_the_field_named(adb: DatabaseManager) -> N
 
 
 def test_verifying_with_another_key_fails_at_the_first_entry(db_path: Path) -> None:
+    # Not green, and not "tampered" either: the entry names a key that is not configured (see test_audit_keys.py).
     with DatabaseManager(fast_config(db_path, audit_hmac_key="one")) as db:
         db.audit.record("alice", "x", "y")
     with DatabaseManager(fast_config(db_path, audit_hmac_key="two")) as db:
-        assert db.audit.verify().first_broken_seq == 1
+        report = db.audit.verify()
+        assert not report.ok and report.verdict == "unverifiable" and report.first_unverified_seq == 1
+        assert report.first_broken_seq is None and "not configured" in (report.reason or "")
 
 
 def test_an_empty_log_verifies_and_lists_nothing(adb: DatabaseManager) -> None:

@@ -204,6 +204,34 @@ def test_an_admin_write_queued_under_another_audit_key_waits_named_in_health_not
         other.close()
 
 
+def test_an_admin_write_queued_under_a_retired_audit_key_is_replayed(tmp_path: Path, capsys) -> None:
+    # The key was rotated while a `flags set` waited in the queue: the old key, listed in audit_previous_keys,
+    # still vouches for the write's authorization record (before session 16 it waited forever, "another key").
+    db_path, env = tmp_path / "app.db", tmp_path / ".env"
+    user = os_user()
+    env.write_text(CLI_ENV.replace("cli-key", "the-old-key"))
+    app = DatabaseManager(fast_config(db_path, admin_actors=user, audit_hmac_key="the-old-key"))
+    try:
+        assert admin.set_flag(app, "before", "1", user).ok
+        flags_set_during_a_lock(db_path, env, "beta", "on", capsys)
+    finally:
+        app.close()
+    for retired in ("", "the-old-key"):
+        rotated = DatabaseManager(fast_config(db_path, admin_actors=user, audit_hmac_key="the-new-key",
+                                              audit_previous_keys=retired))
+        try:
+            admin.register(rotated)
+            report = rotated.commands.replay()
+            if not retired:  # the old key not configured: it waits, as for any key this runtime does not hold
+                assert (report.applied, report.remaining) == (0, 1), report
+                continue
+            assert (report.applied, report.failed, report.remaining) == (1, 0, 0), report
+            assert admin.get_flag(rotated, "beta").value.value == "on"
+            assert rotated.audit.verify().ok  # the entries of both keys verify
+        finally:
+            rotated.close()
+
+
 def test_an_admin_write_edited_in_the_queue_file_is_still_set_aside(tmp_path: Path, capsys) -> None:
     # The key id does not open a way around the MAC: an entry whose content was edited is refused as before,
     # whatever key id it carries.

@@ -67,7 +67,8 @@ class AuditMixin(Workload):
         the rows put back exactly, it verifies again."""
         if self.fallback_ids():
             return  # (entries still waiting for the database: the rows to tamper with are not all there)
-        columns = "seq, entry_id, ts, actor, action, target, details, prev_hash, hash"
+        # (every column: a row put back without its key id would be an entry of the format before key ids)
+        columns = "seq, entry_id, ts, actor, action, target, details, prev_hash, hash, key_id"
         with self.raw() as conn:
             rows = conn.execute(f"SELECT {columns} FROM reliability_audit ORDER BY seq").fetchall()
         if len(rows) < 2:
@@ -106,7 +107,7 @@ class AuditMixin(Workload):
         finally:
             with self.raw() as conn:
                 conn.execute(f"INSERT OR REPLACE INTO reliability_audit ({columns}) VALUES "
-                             "(?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+                             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
         after = self.absorb(self.db.audit.verify)
         self.check(15, after.ok, f"the audit log with its rows put back does not verify: {after.reason}")
         ran = self.run_command_line(["verify-audit"], 15, None)
@@ -189,7 +190,75 @@ class AuditMixin(Workload):
 
 
 class AuditMachine(AuditMixin):
-    """Audit entries under lock, disk-full and file-moved faults."""
+    """Audit entries under lock, disk-full and file-moved faults, and rotations of the audit key."""
 
     core_groups = frozenset(("audit", "outage"))
     fault_kinds = ("none", "locked", "disk_full", "disconnect_rename", "disconnect_delete")
+
+    # (Here, not in AuditMixin: the machines that mix it in with admin commands would strand a queued admin write,
+    # which carries an authorization under the audit key of its own, reliability/degraded/commands.py.)
+    @precondition(swarm("audit"))
+    @precondition(lambda self: has_audit(self) and not self.faults and bool(self.model.audit_ids)
+                  and not self.fallback_ids() and bool(self.db.audit.key))
+    @rule(forget=st.booleans(), pick=st.integers(0, 2**16))
+    def rotate_the_audit_key(self, forget: bool, pick: int) -> None:
+        """P15 across a key rotation: restarted with a new key and the old one listed as retired
+        (``audit_previous_keys``), an honest log verifies (entries name their key by its id), new entries use the
+        new key, and an old entry edited in the file is still reported broken, at its place; put back, it
+        verifies. ``forget``: first restarted without the old key listed, the log must be *unverifiable* (not
+        green, and not called tampered either: the entries under the old key name a key that is not configured),
+        also at ``reliability verify-audit``, which exits 1 (its JSON says so too)."""
+        from reliability.audit import key_id
+
+        with self.raw() as conn:
+            old_rows = conn.execute("SELECT seq, details FROM reliability_audit ORDER BY seq").fetchall()
+        if not old_rows or not self.absorb(self.db.audit.verify).ok:
+            return  # (an unverified log is the invariant's to judge)
+        old = self.db.audit.key.decode("utf-8")
+        earlier = [k for k in self.config.audit_previous_key_list if k != old]
+        # (numbered: drawn bits alone may repeat, a shrunk example draws 0 each time, and a "new" key equal to the
+        # old one is no rotation)
+        new = f"rotated-{len(earlier) + 1}-{self.rng.getrandbits(256):064x}"
+        if forget:
+            self.config = self.config.replace(audit_hmac_key=new, audit_previous_keys=",".join(earlier))
+            self.reopen()
+            report = self.absorb(self.db.audit.verify)
+            said = f"restarted with a new audit key and the old one ({key_id(old.encode())}) not listed"
+            self.check(15, not report.ok and report.verdict == "unverifiable"
+                       and key_id(old.encode()) in report.unknown_key_ids,
+                       f"{said}: verify() says {report.verdict} ({report.reason}), not unverifiable naming that key")
+            ran = self.run_command_line(["verify-audit"], 15, None)
+            if ran is not None:
+                value = ran[1].get("value") if isinstance(ran[1].get("value"), dict) else {}
+                self.check(15, ran[0] == 1 and value.get("verdict") == "unverifiable",
+                           f"{said}: `reliability verify-audit` exited {ran[0]} ({ran[1].get('message')}) with "
+                           f"entries under that key in the file")
+        self.config = self.config.replace(audit_hmac_key=new, audit_previous_keys=",".join([old, *earlier]))
+        self.reopen()
+        report = self.absorb(self.db.audit.verify)
+        self.check(15, report.ok, f"the audit key rotated (the old one listed in audit_previous_keys): the honest "
+                                  f"log does not verify: {report.verdict}: {report.reason}")
+        ran = self.run_command_line(["verify-audit"], 15, None)
+        if ran is not None:
+            self.check(15, ran[0] == 0, f"the audit key rotated (the old one retired): `reliability verify-audit` "
+                                        f"exited {ran[0]} ({ran[1].get('message')})")
+        self.record_entry(4)  # one entry under the new key: the chain now runs across the rotation
+        with self.raw() as conn:
+            newest = conn.execute("SELECT entry_id, key_id FROM reliability_audit ORDER BY seq DESC LIMIT 1").fetchone()
+        self.check(15, tuple(newest) == (self.model.audit_ids[-1], key_id(new.encode())),
+                   f"the entry recorded after the rotation is {tuple(newest)}, not under the new key "
+                   f"{key_id(new.encode())}")
+        seq, details = old_rows[pick % len(old_rows)]
+        with self.raw() as conn:
+            conn.execute("UPDATE reliability_audit SET details = ? WHERE seq = ?", (json.dumps({"edited": True}), seq))
+        try:
+            report = self.absorb(self.db.audit.verify)
+            self.check(15, not report.ok and report.verdict == "broken" and report.first_broken_seq == seq,
+                       f"entry {seq}, written under the retired key, edited in the file after the rotation: verify() "
+                       f"says {report.verdict} at {report.first_broken_seq} ({report.reason})")
+        finally:
+            with self.raw() as conn:
+                conn.execute("UPDATE reliability_audit SET details = ? WHERE seq = ?", (details, seq))
+        after = self.absorb(self.db.audit.verify)
+        self.check(15, after.ok, f"the audit log with entry {seq} put back does not verify after the rotation: "
+                                 f"{after.reason}")

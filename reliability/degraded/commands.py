@@ -262,19 +262,30 @@ class CommandRegistry(Observer):
             " No administrators are configured (RELIABILITY_ADMIN_ACTORS)."
         return CommandResult("denied", f"{actor} is not allowed to run {cmd.name!r}; nothing was changed.{hint}")
 
-    def _auth_mac(self, key: str, command: str, args: list[Any], kwargs: dict[str, Any], actor: str) -> str:
+    def _auth_mac(self, key: str, command: str, args: list[Any], kwargs: dict[str, Any], actor: str,
+                  audit_key: bytes | None = None) -> str:
         message = json.dumps([key, command, args, kwargs, actor], sort_keys=True, ensure_ascii=False)
-        return hmac.new(self.parts.audit.key, message.encode("utf-8"), hashlib.sha256).hexdigest()
+        return hmac.new(self.parts.audit.key if audit_key is None else audit_key, message.encode("utf-8"),
+                        hashlib.sha256).hexdigest()
 
-    def _key_id(self) -> str:
+    def _key_id(self, audit_key: bytes | None = None) -> str:
         """Names the audit key without revealing it (an HMAC of a fixed text): a queued admin write carries it, so
         one accepted under another key is told apart from one edited in the file."""
-        return hmac.new(self.parts.audit.key, b"reliability queued-write key id", hashlib.sha256).hexdigest()[:16]
+        key = self.parts.audit.key if audit_key is None else audit_key
+        return hmac.new(key, b"reliability queued-write key id", hashlib.sha256).hexdigest()[:16]
+
+    def _keys_by_id(self) -> dict[str, bytes]:
+        """The audit keys a queued admin write may have been accepted under, by their queued-write id: the current
+        key and the retired ones (``audit_previous_keys``). After a rotation, writes queued under the old key are
+        still replayed (they waited forever, named in health as accepted under another key)."""
+        ring = getattr(self.parts.audit, "keyring", None)
+        keys = list(ring().values()) if callable(ring) else [self.parts.audit.key]
+        return {self._key_id(k): k for k in reversed(keys)} | {self._key_id(): self.parts.audit.key}
 
     def _other_key(self, cmd: Command, entry: QueuedWrite) -> str | None:
-        """The key id of a queued admin write accepted under another audit key than this runtime's, else None."""
+        """The key id of a queued admin write accepted under an audit key this runtime does not hold, else None."""
         key_id = (entry.auth or {}).get("key_id")
-        if cmd.actor_param is None or not isinstance(key_id, str) or key_id == self._key_id():
+        if cmd.actor_param is None or not isinstance(key_id, str) or key_id in self._keys_by_id():
             return None
         return key_id
 
@@ -286,8 +297,10 @@ class CommandRegistry(Observer):
         actor, mac = auth.get("actor"), auth.get("mac")
         if not isinstance(actor, str) or not isinstance(mac, str):
             return "it carries no authorization record (it was not accepted by this runtime)"
-        expected = self._auth_mac(entry.key, entry.command, entry.args, entry.kwargs, actor)
-        if not hmac.compare_digest(expected, mac):
+        key_id = auth.get("key_id")
+        audit_key = self._keys_by_id().get(key_id) if isinstance(key_id, str) else None
+        expected = self._auth_mac(entry.key, entry.command, entry.args, entry.kwargs, actor, audit_key)
+        if not hmac.compare_digest(expected.encode("ascii"), mac.encode("utf-8", "surrogatepass")):
             return "its authorization record does not match its content (the queue file was edited)"
         return None
 
