@@ -50,7 +50,12 @@ Step = str | Callable[[sqlite3.Connection], Any]
 
 
 class MigrationError(DatabaseError):
-    """A migration could not be defined, loaded or applied; the message names it and the cause."""
+    """A migration could not be defined, loaded or applied; the message names it and the cause.
+
+    ``applied``: the versions of the same batch applied before the failing one, which stay applied.
+    """
+
+    applied: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -216,9 +221,25 @@ def apply_migrations(
     for migration in migrations:
         if migration.version in done:
             continue
-        _apply_one(conn, migration, foreign_keys, clock)
+        try:
+            _apply_one(conn, migration, foreign_keys, clock)
+        except MigrationError as exc:
+            if applied:  # "nothing was changed" would be false of the batch: say what stays applied
+                raise _failed_after(exc, migration, applied) from exc
+            raise
         applied.append(migration.version)
     return applied
+
+
+def _failed_after(exc: MigrationError, m: Migration, applied: list[int]) -> MigrationError:
+    """``exc`` (``m`` failed and was rolled back) said of a batch in which ``applied`` went in before it."""
+    versions = ", ".join(map(str, applied))
+    err = MigrationError(exc.kind, f"{exc.detail}; applied before it in this batch, and kept: version(s) {versions}",
+                         user_message=f"The database update {m.name!r} could not be applied and was rolled back; "
+                                      f"{len(applied)} earlier update(s) of this batch were applied and stay "
+                                      f"(version(s) {versions}). Please contact your administrator.")
+    err.applied = tuple(applied)
+    return err
 
 
 def _apply_one(conn: sqlite3.Connection, m: Migration, foreign_keys: bool, clock: Callable[[], float]) -> None:

@@ -68,9 +68,11 @@ def test_a_migration_failing_mid_way_rolls_back_entirely_and_earlier_ones_stay(t
         with pytest.raises(MigrationError, match=r"migration 3 \(half_done\) failed.*no such table") as info:
             db.migrate([*BASE, failing])
         assert info.value.kind is ErrorKind.SCHEMA
-        # The user hears what failed and that nothing changed; SQL and exception names stay in the log.
+        # The user hears what failed, that it was rolled back, and what of the batch stays applied (not "nothing
+        # was changed": versions 1 and 2 went in); SQL and exception names stay in the log.
         message = info.value.user_message
-        assert "half_done" in message and "nothing was changed" in message
+        assert "half_done" in message and "rolled back" in message and "(version(s) 1, 2)" in message
+        assert "nothing was changed" not in message and info.value.applied == (1, 2)
         assert "no_such_table" not in message and "OperationalError" not in message
         assert info.value.operation_id
     assert recorded(tmp_path / "app.db") == [(1, "create_users"), (2, "add_name")]

@@ -378,8 +378,10 @@ class RuntimeMachine(RuleBasedStateMachine):
         with contextlib.redirect_stdout(out):
             code = main(["--db", self.db_path, "--env", env_file, "--json", *argv], environ=environ)
         if not changes:
-            self.check(number, self.file_fingerprint() == before,
-                       f"`reliability {' '.join(argv)}` changed the database file", faults=faults)
+            after = self.file_fingerprint()
+            self.check(number, after == before,
+                       lambda: f"`reliability {' '.join(argv)}` changed the database file (dev, inode, size, mtime, "
+                               f"ctime of the file, then of its -wal: {before} -> {after})", faults=faults)
         doc = json.loads(out.getvalue())
         self.check(number, code == doc.get("exit_code"),
                    f"`reliability {' '.join(argv)}` exited {code}, its JSON says {doc.get('exit_code')}", faults=faults)
@@ -390,12 +392,20 @@ class RuntimeMachine(RuleBasedStateMachine):
         times), read with ``stat``: never by opening the file. Closing any descriptor of the file drops every POSIX
         lock this process holds on it, the runtime's included, and another process may then checkpoint and delete
         the WAL under the runtime (a plain ``open()``/``close()`` here made the runtime refuse its own database,
-        rightly: its -wal was gone)."""
+        rightly: its -wal was gone). The ``-wal`` too: in WAL mode a write beside the running application lands
+        there, and the file's own ``stat`` does not change (session 16; the ``-shm`` is written by every reader). Not
+        the ``-wal``'s ctime (a runtime opening the database makes its sidecars 0600, a chmod, not a write), and an
+        empty ``-wal`` is no ``-wal`` (SQLite creates one at a reader's open and deletes it at the last close)."""
         try:
             st = os.stat(self.db_path)
         except FileNotFoundError:
             return None
-        return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+        prints = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        try:
+            wal = os.stat(self.db_path + "-wal")
+        except FileNotFoundError:
+            return prints
+        return prints + ((wal.st_dev, wal.st_ino, wal.st_size, wal.st_mtime_ns) if wal.st_size else ())
 
     def cli_env_file(self, admin: bool | None = None) -> str:
         """A ``.env`` (0600) holding the runtime's settings, for the command line (see :meth:`run_command_line`).

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
+import json
 import os
 from typing import Any
 
@@ -20,6 +24,20 @@ INVALID = (
     ("RELIABILITY_BUSY_TIMEOUT_MS=soon", "RELIABILITY_BUSY_TIMEOUT_MS"),
     ("RELIABILITY_RETRY_MAX_DELAY=0.001", "RELIABILITY_RETRY_MAX_DELAY"),
 )
+
+
+#: Settings ``reliability config show`` is judged on: the environment variable, and two spellings of a value with
+#: the value each must show (the file's and the environment's differ, so which one wins is observable).
+#: ``RELIABILITY_ADMIN_ACTORS`` is drawn apart (it decides "administrator").
+SHOWN: dict[str, tuple[str, tuple[tuple[str, Any], tuple[str, Any]]]] = {
+    "retry_attempts": ("RELIABILITY_RETRY_ATTEMPTS", (("2", 2), (" 7", 7))),
+    "journal_mode": ("RELIABILITY_JOURNAL_MODE", (("DELETE", "DELETE"), ("TRUNCATE", "TRUNCATE"))),
+    "log_sql_params": ("RELIABILITY_LOG_SQL_PARAMS", (("yes", True), ("off", False))),
+    "backup_keep": ("RELIABILITY_BACKUP_KEEP", (("9", 9), ("1", 1))),
+    "write_queue_max": ("RELIABILITY_WRITE_QUEUE_MAX", (("0", 0), ("250", 250))),
+}
+#: Where a drawn setting is given: nowhere (the default shows), the ``.env`` file, the environment, or both.
+WHERE = ("none", "file", "env", "both")
 
 
 def has_reload(self: Any) -> bool:
@@ -206,3 +224,82 @@ class ConfigMachine(ConfigMixin):
         self.write_env(self.env_lines)
         self.watcher.check_now(force=True)
         self.config = self.db.config
+
+    @precondition(swarm("reload"))
+    @precondition(lambda self: self.db is not None and not self.faults)
+    @rule(where=st.fixed_dictionaries({name: st.sampled_from(WHERE) for name in SHOWN}),
+          admins=st.sampled_from(WHERE), as_json=st.booleans(),
+          bad=st.one_of(st.none(), st.tuples(st.sampled_from(INVALID), st.sampled_from(("file", "env")))))
+    def show_config_from_the_command_line(self, where: dict[str, str], admins: str, as_json: bool,
+                                          bad: tuple[tuple[str, str], str] | None) -> None:
+        """P16 at the operator's entry point: ``reliability --env FILE config show`` ("show the settings in force")
+        shows each setting as the runtime loads it: the environment's value where both give one (README: "environment
+        wins"), the ``.env`` file's where only it does, the default where neither does; and who the caller is (the OS
+        user, an administrator exactly when named in ``RELIABILITY_ADMIN_ACTORS``). An invalid value in force (in the
+        environment, or in the file and not overridden) is a configuration error: exit 4, a message naming the key,
+        no traceback (README's exit codes). No rule ran the command before (``tests/machines/test_public_reach.py``).
+        """
+        from reliability import ReliabilityConfig
+        from reliability.cli import main, os_user
+
+        me = os_user()
+        if not isinstance(self.config, ReliabilityConfig) or "'" in me:
+            return
+        # The expectation is built from the documented rules, not by ReliabilityConfig.from_env.
+        expected: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(ReliabilityConfig)}
+        expected["db_path"] = self.db_path  # (--db)
+        in_file: dict[str, str] = {}
+        # Of the caller's environment only the SQLite build under test (as run_command_line does).
+        in_env = {k: v for k, v in os.environ.items() if k == "RELIABILITY_SQLITE_MODULE"}
+        if in_env:
+            expected["sqlite_module"] = in_env["RELIABILITY_SQLITE_MODULE"].strip()
+        settings = {**SHOWN, "admin_actors": ("RELIABILITY_ADMIN_ACTORS", ((f"alice,{me}", f"alice,{me}"),
+                                                                             ("bob", "bob")))}
+        for name, (key, ((file_text, file_value), (env_text, env_value))) in settings.items():
+            place = admins if name == "admin_actors" else where[name]
+            if place in ("file", "both"):
+                in_file[key], expected[name] = file_text, file_value
+            if place in ("env", "both"):
+                in_env[key], expected[name] = env_text, env_value
+        refused: str | None = None
+        if bad is not None:
+            (line, named), place = bad
+            key, _, text = line.partition("=")
+            (in_file if place == "file" else in_env)[key] = text
+            refused = named if {**in_file, **in_env}.get(key) == text else None  # (else the environment's wins)
+        env_file = os.path.join(self.dir, "operator.env")  # (not the .env the runtime watches)
+        with open(env_file, "w", encoding="utf-8") as fh:
+            fh.write("".join(f"{k}='{v}'\n" for k, v in in_file.items()))
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("RELIABILITY_")} | in_env
+        argv = ["config", "show"]
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["--db", self.db_path, "--env", env_file, *(["--json"] if as_json else []), *argv],
+                        environ=environ)
+        said = (f"`reliability{' --json' if as_json else ''} config show` with {in_file} in the file and {in_env} in "
+                "the environment")
+        doc: dict[str, Any] = json.loads(out.getvalue()) if as_json else {}
+        if refused is not None:
+            shown = doc.get("message", "") if as_json else err.getvalue()
+            self.check(16, code == 4 and refused in shown and "Traceback" not in err.getvalue()
+                       and (not as_json or doc.get("status") == "configuration_error"),
+                       lambda: f"{said} exited {code} ({shown.strip()!r}): an invalid {refused} is a configuration "
+                               "error (exit 4) naming the key, never a traceback")
+            return
+        administrator = me in {a.strip() for a in str(expected["admin_actors"]).split(",")}
+        you = f"you are: {me} (administrator: {'yes' if administrator else 'no'})"
+        if as_json:
+            value = doc.get("value") or {}
+            shown = dict(value.get("settings") or {})
+            wrong = [f"{k}: {shown.get(k)!r}, in force {v!r}" for k, v in expected.items() if shown.get(k) != v]
+            wrong += [f"{k}: {v!r}" for k, v in shown.items() if k not in expected]
+            if (value.get("os_user"), value.get("administrator")) != (me, administrator):
+                wrong.append(f"caller {value.get('os_user')!r} (administrator: {value.get('administrator')}), "
+                             f"expected {me!r} ({administrator})")
+        else:
+            lines = set(out.getvalue().splitlines())
+            wrong = [f"no line {line!r}" for line in [*(f"{k} = {v}" for k, v in expected.items()), you]
+                     if line not in lines]
+        self.check(16, code == 0 and not wrong,
+                   lambda: f"{said} exited {code}; wrong: {wrong} (the environment wins over the file, the default "
+                           "shows where neither gives a value)")

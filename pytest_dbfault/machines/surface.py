@@ -12,12 +12,17 @@ Each rule is a short sequence a deployment meets and the other machines never dr
   truncated after it was taken (P12: no longer listed as verified, never restored);
 * a restart with ``auto_migrate`` and a pending migration (P4: applied before the first call);
 * ``reliability recover`` run by an operator on the stopped application's damaged file (P13: exit 0 only with
-  every acknowledged write back).
+  every acknowledged write back);
+* ``reliability backups`` (P12: every backup file, its verified state, newest first, nothing written) and
+  ``reliability restore`` on the stopped application (P12: exactly the backup's rows, the previous file kept aside;
+  a damaged backup refused, the file untouched).
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import sqlite3
 from typing import Any
 
 from hypothesis import strategies as st
@@ -26,6 +31,7 @@ from hypothesis.stateful import precondition, rule
 from ..faults import make_fault
 from ..stats import STATS
 from .backup import CORRUPTIONS, BackupMixin, has_backups, has_recovery
+from .base import swarm
 from .workload import AppError
 
 #: How a transaction fails in :meth:`SurfaceMixin.failed_transaction_then_damage`.
@@ -258,6 +264,153 @@ class SurfaceMixin(BackupMixin):
             present = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone() is not None
         self.check(4, present, f"started with auto_migrate and pending migration {migrations[-1].name!r}: "
                                f"table {table} is not there")
+
+    @precondition(swarm("backup"))
+    @precondition(lambda self: has_backups(self) and not self.faults)
+    @rule(data=st.data(), damage=st.booleans(), keep=st.integers(0, 99))
+    def list_backups_from_the_command_line(self, data: st.DataObject, damage: bool, keep: int) -> None:
+        """P12 at the operator's entry point: ``reliability backups`` ("list the backups, read-only") lists exactly
+        the backup files in the backup folder, each with its size and whether it is verified (a backup this example
+        took and left intact: yes; one it cut short, drawn here when ``damage``: no), newest first by the creation
+        times it shows (``db.backups()``: "newest first"), and writes nothing: the database file (checked by
+        ``run_command_line``) and the backup folder stay as they were. No rule ran the command before."""
+        damaged: set[str] = getattr(self, "damaged_backups", set())
+        self.damaged_backups = damaged
+        if damage:
+            intact = set(self.snapshots)
+            self.truncate_a_backup(data, keep)  # (P12 on the runtime's own listing; then a fresh backup)
+            damaged |= intact - set(self.snapshots)
+        folder = str(self.config.backup_directory)
+
+        def contents() -> dict[str, tuple[int, int]] | None:
+            if not os.path.isdir(folder):
+                return None  # (no backup yet: the first one makes the folder)
+            with os.scandir(folder) as entries:
+                return {e.name: (e.stat().st_size, e.stat().st_mtime_ns) for e in entries}
+
+        before = contents()
+        ran = self.run_command_line(["backups"], 12, None)
+        if ran is None:
+            return
+        code, doc = ran
+        after = contents()
+        self.check(12, after == before,
+                   lambda: f"`reliability backups` (read-only) changed the backup folder: "
+                           f"{sorted(set((before or {}).items()) ^ set((after or {}).items()))[:4]}"
+                           f"{' (made the folder)' if before is None else ''}")
+        listed = doc.get("value") if isinstance(doc.get("value"), list) else []
+        shown = {os.path.abspath(str(b.get("path"))): b for b in listed}
+        files = {os.path.join(os.path.abspath(folder), name): size for name, (size, _) in (before or {}).items()
+                 if name.startswith("backup-") and name.endswith(".sqlite")}
+        sizes = {p: b.get("size") for p, b in shown.items()}
+        self.check(12, code == 0 and len(shown) == len(listed) and sizes == files,
+                   lambda: f"`reliability backups` exited {code} listing {sorted(shown)}; the folder holds "
+                           f"{sorted(files)} (every backup file, each once, with its size)")
+        intact = {os.path.abspath(p) for p in self.snapshots}
+        cut = {os.path.abspath(p) for p in damaged}
+        wrong = [f"{p}: verified {shown[p].get('verified')}" for p in shown
+                 if (p in intact and shown[p].get("verified") is not True)
+                 or (p in cut and shown[p].get("verified") is not False)]
+        self.check(12, not wrong, lambda: f"`reliability backups` lists {wrong}: a backup this example took and left "
+                                          f"intact is verified, one cut short ({sorted(cut & set(shown))}) is not")
+        # (ISO 8601 times of one format and zone: their text sorts as the times do)
+        times = [(str(b.get("created_at")), os.path.basename(str(b.get("path")))) for b in listed]
+        self.check(12, times == sorted(times, key=lambda t: t[0], reverse=True),
+                   lambda: f"`reliability backups` is not newest first: {times}")
+
+    @precondition(swarm("backup"))
+    @precondition(lambda self: has_backups(self) and not self.faults and not self.writes_queued())
+    @rule(data=st.data(), how=st.sampled_from(("newest", "path", "name", "damaged")), n=st.integers(0, 12))
+    def restore_from_the_command_line(self, data: st.DataObject, how: str, n: int) -> None:
+        """P12 at the operator's entry point: with the application stopped, ``reliability restore [BACKUP]`` puts back
+        the newest verified backup (``how`` = ``newest``: one this example takes just before) or the one named by its
+        path or by its name in the backup folder, after a write that the restore drops: exit 0 naming that backup,
+        the file holds exactly the backup's rows, and the previous file is kept aside (``<db>.replaced-*``) holding
+        the rows it had. A damaged backup (a copy of one cut short) is refused: exit 2 or 3 naming it, and the database
+        file is not touched (README: "a file that is not a SQLite database is refused"; CLI: "the current files are
+        kept aside"). No rule ran the command before."""
+        if how == "newest" or not self.snapshots:
+            self.take_backup(False)
+        listed = {str(b.path) for b in self.db.backups() if b.verified}
+        choices = sorted(p for p in self.snapshots if p in listed)
+        if not choices:
+            return
+        chosen = self.taken[-1] if how == "newest" else data.draw(st.sampled_from(choices), label="backup")
+        if how == "newest" and chosen not in choices:
+            return
+        arg = {"newest": None, "path": chosen, "name": os.path.basename(chosen)}.get(how)
+        if how == "damaged":
+            arg = os.path.join(self.dir, "scratch", f"damaged-{len(self.fault_history)}.sqlite")
+            with open(chosen, "rb") as src, open(arg, "wb") as dst:
+                dst.write(src.read(os.path.getsize(chosen) // 2))  # a copy cut short
+            if not self.fails_quick_check(arg):
+                return  # (the cut kept every page in use: not damaged, nothing to judge)
+        key, value = f"user-{n}", self.text()  # acknowledged after the backup: the restore drops it
+        out = self.call("execute", self.db.execute, "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value))
+        if out.ok:
+            self.model.kv[key] = value
+        kept = set(glob.glob(glob.escape(self.db_path) + ".replaced-*"))
+        config = self.config
+        self.db.close()
+        rows_before = self.stored_rows()
+        untouched = self.file_fingerprint()
+        argv = ["restore", *([arg] if arg else [])]
+        try:
+            ran = self.run_command_line(argv, 12, None, changes=True)
+        finally:
+            self.db = self.open_runtime(config)
+            self.after_reopen()
+        if ran is None:
+            return
+        code, doc = ran
+        said = f"`reliability restore{f' {arg}' if arg else ''}`"
+        if how == "damaged":
+            self.check(12, code in (2, 3) and os.path.basename(arg) in str(doc.get("message"))
+                       and self.file_fingerprint() == untouched and not set(glob.glob(glob.escape(self.db_path)
+                                                                                       + ".replaced-*")) - kept,
+                       lambda: f"{said} of a damaged backup exited {code} ({doc.get('message')!r}): it must be refused "
+                               "naming the backup, the database file untouched")
+            return
+        restored = os.path.abspath(str((doc.get("value") or {}).get("path", "")))
+        try:
+            rows: Any = self.stored_rows()
+        except sqlite3.Error as exc:
+            rows = f"unreadable: {exc}"
+        self.check(12, code == 0 and restored == os.path.abspath(chosen) and rows == self.snapshots[chosen],
+                   lambda: f"{said} ({how}) exited {code} ({doc.get('message')!r}), restoring {restored}: expected "
+                           f"{chosen} and exactly its rows ({'they differ' if not isinstance(rows, str) else rows})")
+        aside = sorted(p for p in set(glob.glob(glob.escape(self.db_path) + ".replaced-*")) - kept
+                       if not p.endswith(("-wal", "-shm", "-journal")))
+        try:
+            held: Any = [self.rows_of(p) for p in aside]
+        except (sqlite3.Error, self.sqlite_module().Error) as exc:
+            held = f"unreadable: {exc}"
+        self.check(12, held == [rows_before],
+                   lambda: f"after {said} the previous database is not kept aside as one {self.db_path}.replaced-* "
+                           f"file holding its rows: {aside} ({'rows differ' if not isinstance(held, str) else held})")
+        kv, pairs = self.snapshots[chosen]
+        self.model.kv, self.model.pairs = dict(kv), {k: list(v) for k, v in pairs.items()}
+        self.model.applied_versions = list(self.version_snapshots.get(chosen, self.model.applied_versions))
+
+    def fails_quick_check(self, path: str) -> bool:
+        """Whether SQLite's own ``PRAGMA quick_check`` finds a database file damaged (opened read-only)."""
+        module = self.sqlite_module()
+        try:
+            conn = module.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+            try:
+                return [r[0] for r in conn.execute("PRAGMA quick_check")] != ["ok"]
+            finally:
+                conn.close()
+        except module.Error:
+            return True
+
+    def rows_of(self, path: str) -> tuple[dict[str, str], dict[int, list[tuple[int, int]]]]:
+        """``stored_rows()`` of another database file (with its own ``-wal``), opened read-only."""
+        conn = self.sqlite_module().connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        try:
+            return dict(conn.execute("SELECT k, v FROM kv").fetchall()), self._pairs(conn)
+        finally:
+            conn.close()
 
 
 class SurfaceMachine(SurfaceMixin):

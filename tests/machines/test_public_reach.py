@@ -30,8 +30,8 @@ NOT_AN_ENTRY_POINT: dict[str, str] = {
     "new_operation_id": "makes an id for an application's own log line; no reliability promise of its own",
     "identity_check_interval": "a read-only view of a setting the configuration draw does not vary (reads check "
                                "the file's identity on every read in the machines' fast settings)",
-    "audit_hmac_key": "a secret: the machines' audit logs use the runtime's default key handling",
-    "audit_key_path": "where the key is kept: see audit_hmac_key",
+    "audit_key_path": "where the generated key is kept: the machines' audit logs start on the runtime's default "
+                      "key handling (the audit machine rotates to configured keys; the file has unit tests)",
     "log_level": "the logging threshold: the machines capture every level themselves (P9, P17 read all records)",
 }
 
@@ -42,11 +42,6 @@ NOT_YET_REACHED: dict[str, str] = {
     "quick_check_interval": "see health_check_interval",
     "integrity_check_interval": "see health_check_interval",
     "config_reload_interval": "the config machine reloads explicitly (watcher.check()), never on the timer",
-    "cli:migrate": "the CLI's migrate is reached by the unit tests only",
-    "cli:schema": "the CLI's schema report is reached by the unit tests only",
-    "cli:backups": "the CLI's backup listing is reached by the unit tests only",
-    "cli:restore": "the CLI's restore is reached by the unit tests only",
-    "cli:config": "the CLI's effective-configuration view is reached by the unit tests only",
     "cli:selfcheck": "runs the shipped main job itself; the tests run it (tests/test_selfcheck.py)",
 }
 
