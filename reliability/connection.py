@@ -704,7 +704,7 @@ def _wal_left_behind(path: str, identity: tuple[int, int] | None,
     try:
         db_st = os.stat(path)
         wal_st = os.stat(path + "-wal")
-    except OSError:
+    except OSError:  # dbfault: no fault (no file or no -wal at the path: nothing was left behind beside another)
         return None
     if (db_st.st_dev, db_st.st_ino) == identity or (wal_st.st_dev, wal_st.st_ino) != wal:
         return None

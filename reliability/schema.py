@@ -223,7 +223,7 @@ def apply_migrations(
             continue
         try:
             _apply_one(conn, migration, foreign_keys, clock)
-        except MigrationError as exc:
+        except MigrationError as exc:  # dbfault: no fault (a migration's own failure, under a fault or not)
             if applied:  # "nothing was changed" would be false of the batch: say what stays applied
                 raise _failed_after(exc, migration, applied) from exc
             raise

@@ -115,7 +115,7 @@ def test_a_deleted_database_taken_for_a_fresh_start_is_caught(tmp_path, monkeypa
 def test_a_wal_set_aside_whenever_the_file_changed_is_caught(tmp_path, monkeypatch):
     """(d) Before the fix the original's -wal was moved aside when the runtime reopened it after a replace."""
 
-    def always_set_aside(path: str, *args: Any) -> list[str]:
+    def always_set_aside(path: str, *args: Any, **kwargs: Any) -> list[str]:
         moved = []
         for suffix in ("-wal", "-shm"):
             if os.path.exists(path + suffix):
