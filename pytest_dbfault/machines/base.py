@@ -347,6 +347,22 @@ class RuntimeMachine(RuleBasedStateMachine):
     def after_reopen(self) -> None:
         """Hook: a restart resets the runtime's counters."""
 
+    def run_with_the_application_stopped(
+            self, argv: list[str], number: int, stopped: Callable[[], None] | None = None,
+    ) -> tuple[int, dict[str, Any]] | None:
+        """``reliability <argv>`` (a change: :meth:`run_command_line` with ``changes``) as an operator runs a repair or
+        a migration: the application stopped first (its runtime closed; ``stopped`` runs then), started again after,
+        whatever the command did."""
+        config = self.config
+        self.db.close()
+        try:
+            if stopped is not None:
+                stopped()
+            return self.run_command_line(argv, number, None, changes=True)
+        finally:
+            self.db = self.open_runtime(config)
+            self.after_reopen()
+
     def run_command_line(self, argv: list[str], number: int, faults: list[str] | None, *,
                          changes: bool = False, admin: bool | None = None) -> tuple[int, dict[str, Any]] | None:
         """Run ``reliability --json <argv>`` in-process (the CLI's ``main``: the operator's entry point) on the

@@ -569,13 +569,7 @@ class SchemaMachine(ReleaseMixin):
         good = [m.version for m in pending[:bad]]
         folder = self.write_migrations_folder()
         number = 4 if bad is None else 5
-        config = self.config
-        self.db.close()  # the operator stops the application, migrates, starts it again
-        try:
-            ran = self.run_command_line(["migrate", "--migrations", folder], number, None, changes=True)
-        finally:
-            self.db = self.open_runtime(config)
-            self.after_reopen()
+        ran = self.run_with_the_application_stopped(["migrate", "--migrations", folder], number)
         if ran is None:
             return
         code, doc = ran

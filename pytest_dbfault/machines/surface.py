@@ -350,16 +350,14 @@ class SurfaceMixin(BackupMixin):
         if out.ok:
             self.model.kv[key] = value
         kept = set(glob.glob(glob.escape(self.db_path) + ".replaced-*"))
-        config = self.config
-        self.db.close()
-        rows_before = self.stored_rows()
-        untouched = self.file_fingerprint()
+        seen: dict[str, Any] = {}
+
+        def stopped() -> None:  # (what the file holds with the application stopped, before the command)
+            seen.update(rows=self.stored_rows(), fingerprint=self.file_fingerprint())
+
         argv = ["restore", *([arg] if arg else [])]
-        try:
-            ran = self.run_command_line(argv, 12, None, changes=True)
-        finally:
-            self.db = self.open_runtime(config)
-            self.after_reopen()
+        ran = self.run_with_the_application_stopped(argv, 12, stopped)
+        rows_before, untouched = seen.get("rows"), seen.get("fingerprint")
         if ran is None:
             return
         code, doc = ran
