@@ -453,18 +453,18 @@ class DataLossMachine(RuntimeMachine):
         slot, path = files[pick % len(files)]
         size = os.path.getsize(path)
         if how == "delete":
-            fault = make_fault("disconnect", str(path), mode="delete")
+            fault = make_fault("disconnect", str(path), mode="delete", kind="journal_cut", counted_in=STATS)
         else:
             keep = size // 2 if how == "half" else record_ends(path)[-2]
             if keep >= size:
                 return None
             # (keep + 0.5) / size: the fault keeps int(size * fraction) bytes, exactly ``keep``.
-            fault = make_fault("disconnect", str(path), mode="truncate", fraction=(keep + 0.5) / size)
+            fault = make_fault("disconnect", str(path), mode="truncate", fraction=(keep + 0.5) / size,
+                               kind="journal_cut", counted_in=STATS)
         fault.inject()
         self.journal_damaged = True
         if how == "delete":
             self.journals_deleted.add(slot)
-        STATS.record_fault("journal_cut")
         return f"journal slot {slot} {how} ({size} bytes)"
 
     def count_is_a_floor(self, problems: list[str]) -> bool:
@@ -511,10 +511,9 @@ class DataLossMachine(RuntimeMachine):
         params: dict[str, Any] = {"part": part, "seed": seed, "backup_before": True}
         if part == "btree":
             params["table"] = "xfer"
-        fault = make_fault("corrupt", self.db_path, **params)
+        fault = make_fault("corrupt", self.db_path, counted_in=STATS, **params)
         fault.inject()
         self.fault_history.append("corrupt")
-        STATS.record_fault("corrupt")
         cut_done = self.cut_journal(cut, pick)
         labels = ["corrupt", *self.extra_labels()]
         if who == 2:
@@ -577,9 +576,9 @@ class DataLossMachine(RuntimeMachine):
             for m in self.managers():
                 m.close()
             self.peer = None
-        make_fault("disconnect", self.db_path, mode="delete").inject()
+        # (No copy kept: the registry's disconnect_delete restores one at heal; here recovery must bring it back.)
+        make_fault("disconnect", self.db_path, mode="delete", kind="disconnect_delete", counted_in=STATS).inject()
         self.fault_history.append("disconnect_delete")
-        STATS.record_fault("disconnect_delete")
         labels = ["disconnect_delete"]
         if stopped:
             self.db = self.open_runtime(self.config)  # auto_recover=false: an incident, never a fresh start
@@ -626,7 +625,8 @@ class DataLossMachine(RuntimeMachine):
         reader = self.sqlite_module().connect(self.db_path, isolation_level=None)
         try:
             reader.execute("SELECT count(*) FROM xfer").fetchone()
-            fault = make_fault("disconnect", self.db_path, mode="replace", replacement=standin)
+            fault = make_fault("disconnect", self.db_path, mode="replace", replacement=standin,
+                               kind="disconnect_replace", counted_in=STATS)
             fault.inject()
         except (FaultError, sqlite3.Error, self.sqlite_module().Error):
             reader.close()
@@ -639,8 +639,7 @@ class DataLossMachine(RuntimeMachine):
     def _replaced(self, fault: Any, write_during: bool) -> None:
         from reliability import DatabaseError
 
-        self.fault_history.append("disconnect_replace")
-        STATS.record_fault("disconnect_replace")
+        self.fault_history.append("disconnect_replace")  # (counted by the registry at its injection)
         labels = ["disconnect_replace"]
         if write_during:  # the runtime notices the new file and reopens it (the stand-in has no acct table)
             self.serial += 1
