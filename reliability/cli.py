@@ -47,6 +47,7 @@ from .config import ConfigError, ReliabilityConfig
 from .connection import load_sqlite_module
 from .degraded import CommandResult
 from .durability.backup import BackupManager, verify_file
+from .durability.lost_commits import find_lost_commits
 from .errors import KIND_INFO, DatabaseError, ErrorKind, classify, sqlite_errors
 from .inspection import Inspector, is_sqlite_file
 from .manager import DatabaseManager
@@ -646,7 +647,7 @@ def _recover(args: argparse.Namespace, config: ReliabilityConfig) -> Outcome:
         rolled_back = False
         try:
             with _inspector(config) as view:
-                report = view.check_integrity()
+                report, missing = view.check_integrity(), _missing_commits(config, view)
         except DatabaseError as err:
             if err.kind is not ErrorKind.READONLY or "hot rollback journal" not in err.detail:
                 raise
@@ -656,8 +657,8 @@ def _recover(args: argparse.Namespace, config: ReliabilityConfig) -> Outcome:
                 db.fetch_one("SELECT count(*) FROM sqlite_master")
             rolled_back = True
             with _inspector(config) as view:
-                report = view.check_integrity()
-        if report.ok:
+                report, missing = view.check_integrity(), _missing_commits(config, view)
+        if report.ok and missing is None:
             done = "rolled back an interrupted transaction (hot journal); the database now passes quick_check" \
                 if rolled_back else "nothing to recover: the database passes quick_check; nothing was changed"
             return Outcome(EXIT_OK, done, {"recovered": False, "rolled_back": rolled_back,
@@ -674,6 +675,14 @@ def _recover(args: argparse.Namespace, config: ReliabilityConfig) -> Outcome:
              f"replayed: {result.replayed} transaction(s)", f"quarantined: {', '.join(result.quarantined) or 'none'}"]
     lines += [f"  - {safe(p)}" for p in result.problems]
     return Outcome(EXIT_OK if result.ok else EXIT_UNHEALTHY, lines[0], data, "\n".join(lines))
+
+
+def _missing_commits(config: ReliabilityConfig, view: Inspector) -> str | None:
+    """What a starting runtime refuses the file for, read-only: committed transactions the redo journals hold and
+    the database lacks (a ``-wal`` lost with them: quick_check passes). None when nothing is missing or nothing can
+    tell. Without this look ``recover`` said "nothing to recover" (exit 0) while the runtime refused the file."""
+    lost = find_lost_commits(config.redo_journal_file, view.committed_sequences)
+    return None if lost is None else lost.describe(config.db_path)
 
 
 def _command_result(result: CommandResult, text: str | None = None) -> Outcome:

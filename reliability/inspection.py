@@ -194,6 +194,12 @@ class Inspector:
         """The first row of a query, or None."""
         return self._retry(lambda: self.connection.execute(sql, params).fetchone())
 
+    def committed_sequences(self) -> dict[int, int] | None:
+        """:func:`~reliability.redo.committed_by_slot` of the file, read-only, a lock waited out under the policy."""
+        from .redo import committed_by_slot  # (the journal's module: loaded only by the commands that compare)
+
+        return self._retry(lambda: committed_by_slot(self.connection))
+
     def has_table(self, name: str) -> bool:
         """Whether table ``name`` exists (so reads of a fresh database never provoke 'no such table')."""
         return self.fetch_one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)) is not None

@@ -15,7 +15,7 @@ import pytest
 from runtime_helpers import CLI_ENV, LockHolder, cli_runner, fast_config, os_user, sqlite_module
 
 from pytest_dbfault.faults import CorruptFault
-from reliability import DatabaseManager, Inspector, admin, cli
+from reliability import DatabaseError, DatabaseManager, Inspector, admin, cli
 
 
 @pytest.fixture
@@ -420,6 +420,30 @@ def test_recover_repairs_a_damaged_database(run) -> None:
     data = json.loads(out)
     assert data["value"]["recovered"] is True and data["value"]["quarantined"], err
     assert run("check")[0] == cli.EXIT_OK
+
+
+def test_recover_replays_what_a_lost_wal_took_although_quick_check_passes(run) -> None:
+    """A -wal damaged after the file moved away and back: its frames (an acknowledged row) are dropped, quick_check
+    passes, and a starting runtime refuses the file for the missing commit. ``recover`` said "nothing to recover"
+    (exit 0) and left the row missing (found by benchmarks/recovery_fuzz.py, session 16); it replays it now."""
+    from pytest_dbfault.faults import DisconnectFault
+
+    cfg = fast_config(run.db, journal_mode="WAL", audit_hmac_key="cli-key", auto_recover=False)
+    with DatabaseManager(cfg) as db:
+        db.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
+    db = DatabaseManager(cfg)
+    try:
+        db.execute("INSERT INTO kv VALUES ('a', '1')")  # acknowledged: in the -wal only
+        with DisconnectFault(run.db, mode="rename"), pytest.raises(DatabaseError):
+            db.execute("INSERT INTO kv VALUES ('b', '2')")
+        CorruptFault(run.db, part="wal_salt", seed=1).inject()
+    finally:
+        db.close()
+    assert sqlite3.connect(run.db).execute("SELECT count(*) FROM kv").fetchone() == (0,)  # the row is gone
+    assert run("check")[0] == cli.EXIT_OK  # and quick_check cannot tell
+    code, out, err = run("recover", json_out=True)
+    assert code == cli.EXIT_OK and json.loads(out)["value"]["recovered"] is True, out + err
+    assert sqlite3.connect(run.db).execute("SELECT v FROM kv WHERE k = 'a'").fetchone() == ("1",)
 
 
 def test_durability_subcommands(run, tmp_path: Path) -> None:
