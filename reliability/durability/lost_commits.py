@@ -50,6 +50,7 @@ from ..health import retryable_in_maintenance
 from ..redo import (
     LAST_ORPHAN,
     LAST_UNSURE,
+    WRITERS_TABLE,
     committed_by_slot,
     database_top,
     last_record_verdict,
@@ -207,6 +208,15 @@ def missing_after_removed_wal(base: str | os.PathLike[str], redo: RedoJournal,
     return "; ".join(parts) or None
 
 
+def _lacks_writers_table(conn: Any) -> bool:
+    """True when the file reads and has no writers table (its schema says so); False when it has one.
+
+    :raises: the driver's error when the schema cannot be read (a damaged file: then nothing can be said).
+    """
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                        (WRITERS_TABLE,)).fetchone() is None
+
+
 def lost_commits_at_start(parts: RuntimeParts, redo: RedoJournal | None, recover: Callable[[str], object]) -> bool:
     """At startup, before the journals are reconciled: does the database lack committed transactions?
 
@@ -229,7 +239,13 @@ def lost_commits_at_start(parts: RuntimeParts, redo: RedoJournal | None, recover
         return False
     def committed() -> dict[int, int] | None:
         try:
-            return parts.on_live_connection("reading the committed sequences", committed_by_slot)
+            seen = parts.on_live_connection("reading the committed sequences", committed_by_slot)
+            if seen is None and parts.on_live_connection("looking for the writers table", _lacks_writers_table):
+                # Every journaled manager creates the table before its first record (_register_slot), so a readable
+                # file without it has lost what the journals hold, not "cannot say" (found by recovery_fuzz.py: a
+                # -wal lost with the whole history, and the start reported healthy with the tables gone).
+                return {}
+            return seen
         except DatabaseError as exc:
             if retryable_in_maintenance(exc):
                 raise  # a lock that outlasted the policy: no answer (the caller defers the check), never "none lost"
