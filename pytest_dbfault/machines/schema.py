@@ -588,7 +588,22 @@ class SchemaMachine(ReleaseMixin):
                        lambda: f"{when} exited {code} with {doc.get('message')!r}: a failing migration is a database "
                                f"error (exit 3) whose message names it and what stays applied before it ({good})")
         self.model.applied_versions = sorted([*self.model.applied_versions, *good])
-        self.expect_recorded(number, when)
+        if bad is None:
+            self.expect_recorded(4, when)
+            return
+        # Two properties, judged apart: the failing migration left nothing (P5); the ones before it went in, in
+        # version order (P4: a runtime taking migration files in name order applies the wrong ones, whichever
+        # fails). One check under P5 alone let a P4 defect pass unseen where only P4 is enforced, and the machine
+        # then met a table the model did not expect (a bite case's "other failure").
+        after = self.stored_versions()
+        if after is not None:
+            failing_version = pending[bad].version
+            self.check(5, failing_version not in after,
+                       lambda: f"after {when} the file records the failing migration's version {failing_version}")
+            self.check(4, [v for v in after if v != failing_version] == self.model.applied_versions,
+                       lambda: f"after {when} the file records versions {after}, expected "
+                               f"{self.model.applied_versions} (the pending ones before the failing one, in order)")
+        self.check_shape(5, [])
 
     @precondition(swarm("migrate"))
     @precondition(lambda self: self.db is not None and not self.faults
