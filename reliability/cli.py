@@ -647,7 +647,8 @@ def _recover(args: argparse.Namespace, config: ReliabilityConfig) -> Outcome:
         rolled_back = False
         try:
             with _inspector(config) as view:
-                report, missing = view.check_integrity(), _missing_commits(config, view)
+                report = view.check_integrity()
+                missing = _missing_commits(config, view) if report.ok else None  # (damaged: recovered anyway)
         except DatabaseError as err:
             if err.kind is not ErrorKind.READONLY or "hot rollback journal" not in err.detail:
                 raise
@@ -657,7 +658,8 @@ def _recover(args: argparse.Namespace, config: ReliabilityConfig) -> Outcome:
                 db.fetch_one("SELECT count(*) FROM sqlite_master")
             rolled_back = True
             with _inspector(config) as view:
-                report, missing = view.check_integrity(), _missing_commits(config, view)
+                report = view.check_integrity()
+                missing = _missing_commits(config, view) if report.ok else None
         if report.ok and missing is None:
             done = "rolled back an interrupted transaction (hot journal); the database now passes quick_check" \
                 if rolled_back else "nothing to recover: the database passes quick_check; nothing was changed"

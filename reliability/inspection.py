@@ -195,10 +195,12 @@ class Inspector:
         return self._retry(lambda: self.connection.execute(sql, params).fetchone())
 
     def committed_sequences(self) -> dict[int, int] | None:
-        """:func:`~reliability.redo.committed_by_slot` of the file, read-only, a lock waited out under the policy."""
-        from .redo import committed_by_slot  # (the journal's module: loaded only by the commands that compare)
+        """The committed sequences of the file as a starting runtime reads them
+        (:func:`~reliability.durability.lost_commits.committed_or_none_at_all`), read-only, a lock waited out under
+        the policy."""
+        from .durability.lost_commits import committed_or_none_at_all  # (loaded only by the commands that compare)
 
-        return self._retry(lambda: committed_by_slot(self.connection))
+        return self._retry(lambda: committed_or_none_at_all(self.connection))
 
     def has_table(self, name: str) -> bool:
         """Whether table ``name`` exists (so reads of a fresh database never provoke 'no such table')."""

@@ -46,3 +46,19 @@ def test_without_it_the_start_refuses_the_file_and_says_what_is_missing(tmp_path
         assert "committed transaction" in info.value.detail and "reliability recover" in info.value.detail
         assert db.recover().ok
         assert db.fetch_all("SELECT k, v FROM kv") == [("a", "1")]
+
+
+def test_reliability_recover_sees_it_too_before_any_restart(tmp_path: Path, capsys) -> None:
+    """The operator's entry point judges the file as a start does: ``recover`` replays the history, never "nothing to
+    recover" (exit 0) over a file whose tables are gone."""
+    import json
+
+    from reliability import cli
+
+    history_only_in_a_lost_wal(tmp_path / "app.db", auto_recover=False)
+    code = cli.main(["--db", str(tmp_path / "app.db"), "--json", "recover"], environ={
+        "RELIABILITY_JOURNAL_MODE": "WAL", "RELIABILITY_BACKUP_INTERVAL": "0", "RELIABILITY_AUTO_RECOVER": "false"})
+    doc = json.loads(capsys.readouterr().out)
+    assert code == cli.EXIT_OK and doc["value"]["recovered"] is True, doc
+    with DatabaseManager(fast_config(tmp_path / "app.db", journal_mode="WAL", auto_recover=False)) as db:
+        assert db.fetch_all("SELECT k, v FROM kv") == [("a", "1")]

@@ -217,6 +217,16 @@ def _lacks_writers_table(conn: Any) -> bool:
                         (WRITERS_TABLE,)).fetchone() is None
 
 
+def committed_or_none_at_all(conn: Any) -> dict[int, int] | None:
+    """:func:`~reliability.redo.committed_by_slot`, with a readable file that has no writers table read as "nothing
+    committed" (``{}``), not "cannot say" (None). Every journaled manager creates the table before its first record
+    (``_register_slot``), so such a file has lost what the journals hold (found by recovery_fuzz.py: a ``-wal`` lost
+    with the whole history, and the start reported healthy with the tables gone). Used at startup and by
+    ``reliability recover``'s look, so both entry points judge the file alike."""
+    seen = committed_by_slot(conn)
+    return {} if seen is None and _lacks_writers_table(conn) else seen
+
+
 def lost_commits_at_start(parts: RuntimeParts, redo: RedoJournal | None, recover: Callable[[str], object]) -> bool:
     """At startup, before the journals are reconciled: does the database lack committed transactions?
 
@@ -239,13 +249,7 @@ def lost_commits_at_start(parts: RuntimeParts, redo: RedoJournal | None, recover
         return False
     def committed() -> dict[int, int] | None:
         try:
-            seen = parts.on_live_connection("reading the committed sequences", committed_by_slot)
-            if seen is None and parts.on_live_connection("looking for the writers table", _lacks_writers_table):
-                # Every journaled manager creates the table before its first record (_register_slot), so a readable
-                # file without it has lost what the journals hold, not "cannot say" (found by recovery_fuzz.py: a
-                # -wal lost with the whole history, and the start reported healthy with the tables gone).
-                return {}
-            return seen
+            return parts.on_live_connection("reading the committed sequences", committed_or_none_at_all)
         except DatabaseError as exc:
             if retryable_in_maintenance(exc):
                 raise  # a lock that outlasted the policy: no answer (the caller defers the check), never "none lost"
