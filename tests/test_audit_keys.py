@@ -8,16 +8,18 @@ as *unverifiable*: not green, and not "tampered". Every test runs the real runti
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import os
-import sqlite3
 import stat
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from runtime_helpers import CLI_ENV, LockHolder, cli_runner, fast_config
+from runtime_helpers import CLI_ENV, LockHolder, cli_runner, fast_config, sqlite_module
 
 from reliability import DatabaseManager, ReliabilityConfig, cli
 from reliability.audit import chain_hash, key_id
@@ -25,6 +27,18 @@ from reliability.config import ConfigError
 
 A, B, C = "audit-key-A-" + "a" * 32, "audit-key-B-" + "b" * 32, "audit-key-C-" + "c" * 32
 
+
+
+@contextlib.contextmanager
+def raw_connection(path: Path) -> Iterator[Any]:
+    """An autocommit connection of the runtime's own SQLite build, closed after use: a second library's connection
+    left open in the process (``with sqlite3.connect()`` does not close) drops the runtime's locks and WAL under it
+    (the pysqlite3 cell: disk I/O error)."""
+    conn = sqlite_module().connect(str(path), isolation_level=None)
+    try:
+        yield conn
+    finally:
+        conn.close()
 
 def kid(key: str) -> str:
     """The key id as documented: the first 8 bytes of HMAC(key, "dbfault-audit-key-id"), in hex."""
@@ -42,7 +56,7 @@ def write(db_path: Path, key: str, n: int, previous: str = "", tag: str = "") ->
 
 
 def stored(db_path: Path) -> list[tuple[int, str]]:
-    with sqlite3.connect(db_path) as raw:
+    with raw_connection(db_path) as raw:
         return raw.execute("SELECT seq, key_id FROM reliability_audit ORDER BY seq").fetchall()
 
 
@@ -82,14 +96,14 @@ def test_a_tampered_entry_is_broken_under_either_key(db_path: Path) -> None:
     write(db_path, A, 3)
     write(db_path, B, 2, previous=A)
     for seq in (2, 4):  # one under the retired key, one under the current key
-        with sqlite3.connect(db_path) as raw:
+        with raw_connection(db_path) as raw:
             before = raw.execute("SELECT details FROM reliability_audit WHERE seq = ?", (seq,)).fetchone()[0]
             raw.execute("UPDATE reliability_audit SET details = '{\"i\":99}' WHERE seq = ?", (seq,))
         with manager(db_path, B, previous=A) as db:
             report = db.audit.verify()
         assert not report.ok and report.verdict == "broken" and report.first_broken_seq == seq
         assert "content does not match" in (report.reason or "")
-        with sqlite3.connect(db_path) as raw:
+        with raw_connection(db_path) as raw:
             raw.execute("UPDATE reliability_audit SET details = ? WHERE seq = ?", (before, seq))
     with manager(db_path, B, previous=A) as db:
         assert db.audit.verify().ok
@@ -98,7 +112,7 @@ def test_a_tampered_entry_is_broken_under_either_key(db_path: Path) -> None:
 def test_a_tampered_entry_is_broken_even_when_other_entries_are_unverifiable(db_path: Path) -> None:
     write(db_path, A, 2)
     write(db_path, B, 2, previous=A)
-    with sqlite3.connect(db_path) as raw:
+    with raw_connection(db_path) as raw:
         raw.execute("UPDATE reliability_audit SET actor = 'mallory' WHERE seq = 4")
     with manager(db_path, B) as db:  # A forgotten: entries 1-2 unverifiable, entry 4 checked and broken
         report = db.audit.verify()
@@ -110,7 +124,7 @@ def test_a_tampered_entry_is_broken_even_when_other_entries_are_unverifiable(db_
 def test_the_chain_across_a_rotation_still_detects_deletion_and_reordering(db_path: Path, how: str) -> None:
     write(db_path, A, 3)
     write(db_path, B, 3, previous=A)
-    with sqlite3.connect(db_path) as raw:
+    with raw_connection(db_path) as raw:
         if how == "delete_last_old":
             raw.execute("DELETE FROM reliability_audit WHERE seq = 3")
         elif how == "delete_first_new":
@@ -131,7 +145,7 @@ def test_an_edited_key_id_is_never_green(db_path: Path, to: str) -> None:
     write(db_path, A, 2)
     write(db_path, B, 1, previous=A)
     new_id = {"retired": kid(A), "empty": "", "unknown": "0123456789abcdef"}[to]
-    with sqlite3.connect(db_path) as raw:
+    with raw_connection(db_path) as raw:
         raw.execute("UPDATE reliability_audit SET key_id = ? WHERE seq = 3", (new_id,))
     with manager(db_path, B, previous=A) as db:
         report = db.audit.verify()
@@ -147,7 +161,7 @@ def test_an_entry_rechained_with_a_retired_key_after_the_rotation_is_broken(db_p
     # entry under the new key covers the last old one's hash.
     write(db_path, A, 2)
     write(db_path, B, 1, previous=A)
-    with sqlite3.connect(db_path) as raw:
+    with raw_connection(db_path) as raw:
         seq, entry_id, ts, action, target, details, prev = raw.execute(
             "SELECT seq, entry_id, ts, action, target, details, prev_hash FROM reliability_audit WHERE seq = 2"
         ).fetchone()
@@ -167,7 +181,7 @@ OLD_TABLE = ("CREATE TABLE reliability_audit (seq INTEGER PRIMARY KEY, entry_id 
 def write_old_format(db_path: Path, key: str, n: int) -> None:
     """What the runtime wrote before key ids, literally: the old table, the old hash message, the old anchor."""
     prev = "0" * 64
-    with sqlite3.connect(db_path) as raw:
+    with raw_connection(db_path) as raw:
         raw.execute(OLD_TABLE)
         for i in range(1, n + 1):
             entry_id, ts, details = f"old{i:029d}", 1700000000.0 + i, json.dumps({"i": i}, separators=(",", ":"))
@@ -189,7 +203,7 @@ def test_old_format_entries_verify_under_the_current_key_then_under_a_retired_on
         report = db.audit.verify()  # read only: the old table is not altered by a read
         assert report.ok and report.checked == 2
         assert [e.key_id for e in db.audit.entries()] == ["", ""]
-        with sqlite3.connect(db_path) as raw:
+        with raw_connection(db_path) as raw:
             assert "key_id" not in [r[1] for r in raw.execute("PRAGMA table_info(reliability_audit)")]
         db.audit.record("bob", "act", "new")  # the column is added, the old entries keep ""
         assert db.audit.verify().ok and db.audit.anchor_problem is None
@@ -204,7 +218,7 @@ def test_old_format_entries_verify_under_the_current_key_then_under_a_retired_on
 
 def test_an_old_format_entry_edited_is_broken(db_path: Path) -> None:
     write_old_format(db_path, A, 3)
-    with sqlite3.connect(db_path) as raw:
+    with raw_connection(db_path) as raw:
         raw.execute("UPDATE reliability_audit SET target = 'elsewhere' WHERE seq = 2")
     with manager(db_path, B, previous=A) as db:
         report = db.audit.verify()
@@ -231,7 +245,7 @@ def test_the_read_only_command_line_verifies_an_old_format_log_and_a_rotated_one
     code, out, _ = run("audit")
     assert code == cli.EXIT_OK and f"[key {kid(B)}]" in out.splitlines()[0] and "[key" not in out.splitlines()[-1]
     assert [e["key_id"] for e in json.loads(run("audit", json_out=True)[1])["value"]] == [kid(B), "", ""]
-    with sqlite3.connect(run.db) as raw:
+    with raw_connection(run.db) as raw:
         raw.execute("UPDATE reliability_audit SET actor = 'eve' WHERE seq = 1")
     code, out, _ = run("verify-audit")
     assert code == cli.EXIT_UNHEALTHY and "BROKEN at entry 1" in out
@@ -322,7 +336,7 @@ def test_an_empty_retired_key_is_refused_naming_the_setting_without_echoing_the_
 # -- a stored MAC that is not ASCII (compare_digest refuses to compare such strings) -----------------------------
 def test_a_non_ascii_hash_in_the_file_is_reported_broken_not_raised(db_path: Path) -> None:
     write(db_path, A, 2)
-    with sqlite3.connect(db_path) as raw:
+    with raw_connection(db_path) as raw:
         raw.execute("UPDATE reliability_audit SET hash = 'é' WHERE seq = 2")
     with manager(db_path, A) as db:
         report = db.audit.verify()  # (raised TypeError before)

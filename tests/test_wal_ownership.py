@@ -363,12 +363,15 @@ def test_a_stale_identity_record_never_vouches_for_the_old_file_s_wal(tmp_path):
     copy is served as it is."""
     db = rows_in_the_wal(tmp_path)
     copy = tmp_path / "copy.db"
+    module = db.connections.module  # (the runtime's build: another library's last close would checkpoint its WAL)
     try:
-        with sqlite3.connect(db.path) as src, sqlite3.connect(copy) as dst:
+        src, dst = module.connect(db.path, isolation_level=None), module.connect(str(copy), isolation_level=None)
+        try:
             src.backup(dst)  # every committed row, the WAL's included, in a file of its own
             dst.execute("INSERT INTO t VALUES (99, 'the copy''s own row')")
-        dst.close()
-        src.close()
+        finally:
+            dst.close()
+            src.close()
         wal = os.stat(db.path + "-wal")
         new = os.stat(copy)
         db.connections._wal_of[(new.st_dev, new.st_ino)] = (wal.st_dev, wal.st_ino)  # what a reused number does
