@@ -205,6 +205,14 @@ class Executor:
             return False
         return True
 
+    def follow_the_path(self) -> None:
+        """The next read checks that the path still names the file it reads, whatever the interval says.
+
+        For reads whose result is a verdict on the file (the audit log's ``verify()``): a file put back at
+        the path within the interval (a restore) must be judged, not the unlinked one the handle still reads.
+        """
+        self._identity_due = 0.0
+
     def done(self, op: str, sql: str | None, t0: float, rows: int, attempts: int = 1) -> None:
         """``op`` started at ``t0`` finished: tell the observers."""
         self.observers.succeeded(op, sql, perf_counter() - t0, rows, attempts)

@@ -301,6 +301,11 @@ class DatabaseManager:
         """Every row of a query."""
         return self.executor.fetch_all(sql, params)
 
+    def follow_the_path(self) -> None:
+        """The next read checks that the path still names the file the connection reads (see
+        :meth:`~reliability.executor.Executor.follow_the_path`)."""
+        self.executor.follow_the_path()
+
     def reconnect(self) -> None:
         """Close the live connection now; the next call opens a fresh one (counted in
         ``health().reconnects``).

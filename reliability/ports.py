@@ -49,6 +49,9 @@ class AuditHost(Statements, Protocol):
     observers: Observers
     transactions: TransactionManager
 
+    def follow_the_path(self) -> None:
+        """The next read checks that the path still names the file read (a verdict judges that file)."""
+
 
 class Parts(Protocol):
     """The runtime's parts every host below shares: settings, connections, transactions, errors, policy."""

@@ -28,8 +28,11 @@ MACHINES = Path(__file__).resolve().parents[2] / "pytest_dbfault" / "machines"
 NOT_AN_ENTRY_POINT: dict[str, str] = {
     "id_prefix": "an identifier's prefix, read by the operation log; the machines judge the ids it makes (P9, P17)",
     "new_operation_id": "makes an id for an application's own log line; no reliability promise of its own",
-    "identity_check_interval": "a read-only view of a setting the configuration draw does not vary (reads check "
-                               "the file's identity on every read in the machines' fast settings)",
+    "identity_check_interval": "a setting of the facade, not of the configuration: the machines keep the default "
+                               "(a read looks at the path every 50 ms), so the window between two checks is in "
+                               "force in every example (the audit machine found verify() judging it)",
+    "follow_the_path": "the hook verify() calls before judging the file (the audit machine's tamper rule judges "
+                       "its effect; tests/test_audit_restored.py)",
     "audit_key_path": "where the generated key is kept: the machines' audit logs start on the runtime's default "
                       "key handling (the audit machine rotates to configured keys; the file has unit tests)",
     "log_level": "the logging threshold: the machines capture every level themselves (P9, P17 read all records)",
