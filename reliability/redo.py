@@ -133,7 +133,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import sqlite_errors  # any build's errors: the runtime's connection may be sqlean or pysqlite3
+# (sqlite_errors: any build's errors, since the runtime's connection may be sqlean or pysqlite3)
+from .errors import DatabaseError, ErrorKind, classify, sqlite_errors
 from .files import fsync_dir  # re-exported: backup and recovery take it from here
 from .health import retryable_in_maintenance  # the one rule: a lock or a one-off I/O error is no answer
 
@@ -161,8 +162,10 @@ _HEAD_SIZE = 64
 SOLO_SLOT = -2
 # Two statements, not one INSERT … SELECT … RETURNING: measured here the RETURNING form costs twice as
 # much per commit (benchmarks/README.md).
-_TOP_SQL = (f"SELECT coalesce(max(seq), 0), (SELECT seq FROM {WRITERS_TABLE} WHERE slot = {SOLO_SLOT}) "
-            f"FROM {WRITERS_TABLE}")
+# The third column counts rows whose seq is no integer: the column is INTEGER NOT NULL, so only damage puts one
+# there (a page zeroed by a truncated file reads as NULLs), and max() would skip it and reuse sequence numbers.
+_TOP_SQL = (f"SELECT coalesce(max(seq), 0), (SELECT seq FROM {WRITERS_TABLE} WHERE slot = {SOLO_SLOT}), "
+            f"total(typeof(seq) <> 'integer') FROM {WRITERS_TABLE}")
 _CLAIM_SQL = f"INSERT OR REPLACE INTO {WRITERS_TABLE} (slot, seq) VALUES (?, ?)"
 _SOLO_SQL = f"SELECT seq FROM {WRITERS_TABLE} WHERE slot = {SOLO_SLOT}"
 _UNSOLO_SQL = f"DELETE FROM {WRITERS_TABLE} WHERE slot = {SOLO_SLOT}"
@@ -252,7 +255,9 @@ def allocate_sequence(conn: sqlite3.Connection, slot: int, journal: RedoJournal 
     When a manager was committing alone (the ``SOLO_SLOT`` row), its sequence is published first
     (:func:`publish_solo`), so the number allocated here follows every transaction it committed.
     """
-    top, solo = conn.execute(_TOP_SQL).fetchone()
+    top, solo, damaged = conn.execute(_TOP_SQL).fetchone()
+    if damaged:
+        raise writers_table_damaged(f"is damaged: {int(damaged)} row(s) without an integer sequence")
     if solo is not None:
         if journal is None:
             raise RuntimeError("a manager commits alone on this database: allocate through its RedoJournal")
@@ -260,6 +265,24 @@ def allocate_sequence(conn: sqlite3.Connection, slot: int, journal: RedoJournal 
     seq = top + 1
     conn.execute(_CLAIM_SQL, (slot, seq))
     return int(seq)
+
+
+def writers_table_damaged(what: str) -> DatabaseError:
+    """The error for a writers table whose content no writer could have put there: damage (CORRUPT).
+
+    Read as it is, such a table reuses sequence numbers (found by benchmarks/recovery_fuzz.py: a file truncated
+    by a tenth read its writers row as NULL, the next commit took sequence 1 again, and a later recovery
+    stopped replaying at the repeated number, losing an acknowledged row) or raises a bare TypeError. As a
+    statement's CORRUPT it goes where every met damage goes: the verdict, and an automatic recovery.
+    """
+    return DatabaseError(ErrorKind.CORRUPT, f"the redo writers table {WRITERS_TABLE} {what}")
+
+
+def _sequence(value: Any, slot: Any) -> int:
+    """A writers row's sequence, checked: damage when it is no integer (see :func:`writers_table_damaged`)."""
+    if type(value) is not int:  # (bool is no SQLite value; an int subclass never comes from the driver)
+        raise writers_table_damaged(f"is damaged: slot {slot!r} has sequence {value!r}")
+    return value
 
 
 def publish_solo(conn: sqlite3.Connection, owner: int, base: str | os.PathLike[str],
@@ -281,7 +304,7 @@ def publish_solo(conn: sqlite3.Connection, owner: int, base: str | os.PathLike[s
         row = conn.execute(f"SELECT seq FROM {WRITERS_TABLE} WHERE slot = ?", (owner,)).fetchone()
         # Holding the claim ourselves means its owner released it: it is not running any more.
         running = journal is None or journal.claim is None
-        last = _last_committed_alone(Path(base), owner, row[0] if row else 0,
+        last = _last_committed_alone(Path(base), owner, _sequence(row[0], owner) if row else 0,
                                      own=journal is not None and owner == journal.slot, running=running)
     conn.execute(_CLAIM_SQL, (owner, last))
     conn.execute(_UNSOLO_SQL)
@@ -365,13 +388,18 @@ def committed_by_slot(conn: sqlite3.Connection) -> dict[int, int] | None:
 
     :raises: the driver's error for a lock or an I/O error that may pass: that is no answer, and "cannot
         say" would be taken as one (nothing to compare, no orphan to mark); the caller's retry policy decides.
+        :class:`DatabaseError` ``CORRUPT`` for a row no writer could have written (:func:`writers_table_damaged`).
     """
     try:
-        return {int(s): int(q) for s, q in conn.execute(f"SELECT slot, seq FROM {WRITERS_TABLE}")}
-    except sqlite_errors() as exc:  # (no such table, or a damaged file: the caller falls back)
+        rows = conn.execute(f"SELECT slot, seq FROM {WRITERS_TABLE}").fetchall()
+    except sqlite_errors() as exc:  # (no such table, or a file too damaged to read the schema: the caller falls back)
         if retryable_in_maintenance(exc):
             raise
+        if classify(exc) is ErrorKind.CORRUPT and "no such table" not in str(exc):
+            # (the table is there, its pages are not readable)
+            raise writers_table_damaged(f"cannot be read: {exc}") from exc
         return None
+    return {int(s): _sequence(q, s) for s, q in rows}
 
 
 def read_committed(path: str | os.PathLike[str], module: Any = sqlite3) -> dict[int, int] | None:
@@ -877,7 +905,7 @@ def prepare_backup(conn: Any, base: str | os.PathLike[str], journal: RedoJournal
     try:
         row = conn.execute(_SOLO_SQL).fetchone()
         if row is not None:
-            publish_solo(conn, -row[0] - 1, base, journal)
+            publish_solo(conn, -_sequence(row[0], SOLO_SLOT) - 1, base, journal)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

@@ -45,7 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from ..errors import DatabaseError
+from ..errors import DatabaseError, ErrorKind
 from ..health import retryable_in_maintenance
 from ..redo import (
     LAST_ORPHAN,
@@ -56,6 +56,7 @@ from ..redo import (
     last_record_verdict,
     read_journals,
 )
+from . import verdict
 from .parts import RuntimeParts
 
 if TYPE_CHECKING:
@@ -247,12 +248,16 @@ def lost_commits_at_start(parts: RuntimeParts, redo: RedoJournal | None, recover
                                                   f"journal slot {redo.slot}")
     if redo is None or not os.path.exists(path) or os.path.getsize(path) == 0:
         return False
+    damaged: list[str] = []
+
     def committed() -> dict[int, int] | None:
         try:
             return parts.on_live_connection("reading the committed sequences", committed_or_none_at_all)
         except DatabaseError as exc:
             if retryable_in_maintenance(exc):
                 raise  # a lock that outlasted the policy: no answer (the caller defers the check), never "none lost"
+            if exc.kind is ErrorKind.CORRUPT:
+                damaged.append(exc.detail)  # (judged below: the journals are still compared, with no answer here)
             log.warning("could not read the committed sequences to compare with the redo journals: %s", exc)
             return None
         except Exception as exc:  # noqa: BLE001  # dbfault: no fault (unreadable: recovery and the integrity checks decide)
@@ -260,6 +265,13 @@ def lost_commits_at_start(parts: RuntimeParts, redo: RedoJournal | None, recover
             return None
 
     lost = find_lost_commits(redo.base_path, committed, own=redo.slot)
+    if damaged:
+        # Damage met by the runtime's own statement at startup is damage met (not "cannot say" only): the
+        # verdict says so at once, and with auto_recover the recovery runs before any write, which would
+        # otherwise meet it first (a writers table read as NULLs reused sequence 1: recovery_fuzz seed 452).
+        verdict.seen_damaged(parts, damaged[:1], "the redo writers table read at startup")
+        if parts.config.auto_recover:
+            recover(f"corrupt error at startup: {damaged[0]}")
     if lost is None:
         return False
     # (Only what surely committed: a sequence that may never have is not looked for as missing.)
