@@ -52,6 +52,7 @@ from .errors import KIND_INFO, DatabaseError, ErrorKind, classify, sqlite_errors
 from .inspection import Inspector, is_sqlite_file
 from .manager import DatabaseManager
 from .names import printable, validate_actor
+from .schema import MigrationError
 
 EXIT_OK = 0
 EXIT_UNHEALTHY = 1
@@ -286,8 +287,16 @@ def _error(code: int, message: str, kind: str, **more: Any) -> Outcome:
 
 
 def _db_error(exc: DatabaseError) -> Outcome:
+    more: dict[str, Any] = {}
+    if isinstance(exc, MigrationError):
+        # What of the batch stays applied is part of the answer: the operator fixes the failing file and
+        # reruns, and a script reading --json must not have to parse the message for it.
+        more["applied"] = list(exc.applied)
     out = _error(EXIT_DB_ERROR, f"{exc.user_message} (error kind: {exc.kind})", str(exc.kind),
-                 detail=exc.detail or None, operation_id=exc.operation_id or None)
+                 detail=exc.detail or None, operation_id=exc.operation_id or None, **more)
+    if isinstance(exc, MigrationError):
+        out.notes.append(f"applied before the failure (they stay applied): "
+                         f"{', '.join(map(str, exc.applied)) if exc.applied else 'none'}")
     return out
 
 

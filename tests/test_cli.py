@@ -592,3 +592,16 @@ def test_main_reads_settings_from_the_environ_it_is_given(tmp_path, monkeypatch,
     assert json.loads(capsys.readouterr().out)["value"]["settings"]["busy_timeout_ms"] != 4321
     assert cli.main(["--db", str(db), "--json", "config", "show"]) == 0  # default: the process's environment
     assert json.loads(capsys.readouterr().out)["value"]["settings"]["busy_timeout_ms"] == 4321
+
+
+def test_a_failed_migration_batch_says_what_stays_applied(run, tmp_path: Path) -> None:
+    migrations = tmp_path / "migrations"
+    migrations.mkdir()
+    (migrations / "001_things.sql").write_text("CREATE TABLE things (id INTEGER PRIMARY KEY);\n")
+    (migrations / "002_more.sql").write_text("CREATE TABLE more_things (id INTEGER PRIMARY KEY);\n")
+    (migrations / "003_broken.sql").write_text("CREATE TABLE things (id INTEGER PRIMARY KEY);\n")  # exists: fails
+    code, out, err = run("migrate", "--migrations", str(migrations), json_out=True)
+    doc = json.loads(out)
+    assert code == cli.EXIT_DB_ERROR and doc["error"]["applied"] == [1, 2], out + err
+    code, out, err = run("migrate", "--migrations", str(migrations))
+    assert code == cli.EXIT_DB_ERROR and "applied before the failure (they stay applied): none" in err, err
