@@ -48,6 +48,8 @@ FAST_SETTINGS: dict[str, Any] = {
 }
 
 KV_TABLE = "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)"
+#: The index SQLite makes for kv's primary key (what an ``index_entry`` fault changes).
+KV_INDEX = "sqlite_autoindex_kv_1"
 PAIRS_TABLE = ("CREATE TABLE IF NOT EXISTS pairs (grp INTEGER NOT NULL, leg INTEGER NOT NULL, "
                "amount INTEGER NOT NULL, note TEXT, PRIMARY KEY (grp, leg))")
 

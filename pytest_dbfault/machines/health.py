@@ -8,14 +8,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition, rule
 
 from ..faults.registry import make_fault
-from .base import swarm
+from .base import KV_INDEX, swarm
 from .workload import Workload
 
 #: Damage the integrity check must see (each is real byte damage, see FAULTS.md). ``index_entry`` leaves
 #: a well-formed file whose unique index no longer matches its table: only the full check can see it.
 CORRUPT_PARTS = ("header", "btree_root", "btree_leaf", "truncate", "index_entry")
-#: The index SQLite makes for ``kv``'s TEXT PRIMARY KEY.
-KV_INDEX = "sqlite_autoindex_kv_1"
 
 
 def integrity_ok(result: Any) -> bool:
