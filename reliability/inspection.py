@@ -42,7 +42,15 @@ from .damage_mark import DamageMarker
 from .degraded.places import PLACES_TABLE, count_lines, current_places, left_behind, queue_summary
 from .durability.backup import BackupInfo, BackupManager
 from .errors import Action, DatabaseError, ErrorHandler, ErrorKind, decide, out_of_service
-from .health import HealthReport, HealthStatus, IntegrityReport, confirmed_problems, integrity_problems, wal_size
+from .health import (
+    HealthReport,
+    HealthStatus,
+    IntegrityReport,
+    confirmed_problems,
+    cut_off_problems,
+    integrity_problems,
+    wal_size,
+)
 from .observers import Observers
 from .retry import RetryExhausted, RetryPolicy
 
@@ -240,7 +248,8 @@ class Inspector:
         def once() -> list[str]:
             try:
                 rows = self.fetch_all(f"PRAGMA {pragma}")
-                return integrity_problems(rows, self.fetch_all("PRAGMA foreign_key_check"))
+                return (integrity_problems(rows, self.fetch_all("PRAGMA foreign_key_check"))
+                        + cut_off_problems(self.path, self.fetch_one("PRAGMA page_size")[0]))
             except DatabaseError as err:
                 if err.transient or err.kind is ErrorKind.UNKNOWN:
                     raise

@@ -33,7 +33,7 @@ from typing import Any
 
 from .. import files
 from ..errors import DatabaseError, ErrorKind, classify, sqlite_errors
-from ..health import persistent_ioerr, retryable_in_maintenance, run_maintenance
+from ..health import cut_off_problems, persistent_ioerr, retryable_in_maintenance, run_maintenance
 from ..redo import WRITERS_TABLE, ensure_sequence_table, fsync_dir, prepare_backup, set_sequence
 from ..retry import RetryExhausted, RetryPolicy
 from .parts import RuntimeParts, WriteBlock, maintenance
@@ -397,8 +397,9 @@ def quick_check(conn: sqlite3.Connection, *, full: bool = False) -> list[str]:
 
 def verify_file(path: str | os.PathLike[str], *, policy: RetryPolicy | None = None,
                 timeout: float = 5.0, module: ModuleType | None = None) -> list[str]:
-    """``quick_check`` of a database file opened read-only, by ``module`` (the runtime's SQLite build;
-    default the stdlib's: an older SQLite may not parse a schema a newer one wrote); [] when it is sound.
+    """``quick_check`` (and a size in whole pages) of a database file opened read-only, by ``module`` (the
+    runtime's SQLite build; default the stdlib's: an older SQLite may not parse a schema a newer one wrote);
+    [] when it is sound.
 
     Only a real result is returned: a lock held on the file (another process reading or
     restoring it) or a one-off I/O error is retried under ``policy``; when it outlasts the
@@ -415,7 +416,8 @@ def verify_file(path: str | os.PathLike[str], *, policy: RetryPolicy | None = No
                 raise
             return [f"cannot open {str(path)!r}: {exc}"]
         try:
-            return quick_check(conn)
+            # (a copy cut inside its last page passes quick_check: see cut_off_problems)
+            return quick_check(conn) + cut_off_problems(str(path), conn.execute("PRAGMA page_size").fetchone()[0])
         finally:
             conn.close()
 
