@@ -445,7 +445,7 @@ BUGS: tuple[Bug, ...] = (
         "        out.sort(key=lambda b: (b.created_at, b.path))",
         "two backups: backups()[0] / the one restored is the older (restore and recovery go back too far)"),
     Bug("p10_wal_size_of_the_database", 10, "reliability/health.py",
-        "        return os.path.getsize(db_path + \"-wal\")", "        return os.path.getsize(db_path)",
+        "    return files.file_size(db_path + \"-wal\")", "    return files.file_size(db_path)",
         "health().wal_size after a TRUNCATE checkpoint: 0 expected, the database file's size reported"),
     # -- session 11: the full check against the quick one (no fault told them apart before index_entry) -------
     Bug("p11_full_check_not_passed_on", 11, "reliability/durability/upkeep.py",
@@ -455,9 +455,9 @@ BUGS: tuple[Bug, ...] = (
         "(integrity_check: row missing from index); it runs quick_check, which skips index content, and passes"),
     Bug("p11_inspection_full_is_quick", 11, "reliability/inspection.py",
         "        pragma = \"integrity_check\" if full else \"quick_check\"\n        t0 = time.perf_counter()\n\n"
-        "        def once() -> list[str]:\n            try:",
+        "        def once() -> list[str]:\n            self.follow_the_path()",
         "        pragma = \"quick_check\"\n        t0 = time.perf_counter()\n\n"
-        "        def once() -> list[str]:\n            try:",
+        "        def once() -> list[str]:\n            self.follow_the_path()",
         "the same changed index entry: `reliability check --full` (the read-only inspection) answers ok"),
     Bug("p11_cli_check_drops_full", 11, "reliability/cli.py",
         "        report = view.check_integrity(full=args.full)", "        report = view.check_integrity()",

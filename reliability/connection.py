@@ -463,10 +463,36 @@ class ConnectionManager:
                     conn.rollback()
             except Exception:  # a broken handle may refuse even ROLLBACK; we drop it anyway
                 pass
+            if self._keeps_damaged_wal(conn, wal):
+                return
             try:
                 conn.close()
             except Exception:  # dbfault: no fault (close() fails only on misuse: a handle of another thread)
                 pass
+
+    def _keeps_damaged_wal(self, conn: sqlite3.Connection, wal: tuple[int, int] | None) -> bool:
+        """Park ``conn`` instead of closing it when its ``-wal`` is damaged (:func:`wal_damage`); True when parked.
+
+        Its close may be the last one, and SQLite's last close checkpoints the WAL through the index this
+        handle keeps, checksums unchecked: the damaged page would be copied into the database file, the
+        ``-wal`` deleted, and every later check would find a sound file (found by the recovery fuzzer: a
+        `reliability recover` said "nothing to recover" over an unreadable row). Kept open, the damaged WAL
+        stays for the integrity checks to find, and a recovery sets it aside; the handle is closed once the
+        path names another file (:func:`_close_parked`), and then SQLite checkpoints nothing.
+        """
+        if wal is None or self._identity is None or _closed_under_its_manager(conn):
+            return False
+        if _file_identity(self.path) != self._identity or _file_identity(self.path + "-wal") != wal:
+            return False  # (moved or replaced: its close checkpoints nothing into the file at the path)
+        # Read twice: a frame read while a writer of another process was still writing it looks damaged once.
+        damage = wal_damage(self.path) and wal_damage(self.path)
+        if damage is None:
+            return False
+        log.error("%s; the connection is kept open so that closing it does not checkpoint the damage into the "
+                  "database: `reliability recover` restores the newest verified backup and replays the redo "
+                  "journals", damage)
+        _PARKED.append((self.path, self._identity, conn))
+        return True
 
     # -- health --------------------------------------------------------------------------------
     def check(self) -> ErrorKind | None:
@@ -659,10 +685,55 @@ def read_wal_header(path: str | os.PathLike[str]) -> WalHeader | None:
     return WalHeader(page_size, ckpt, salt1, salt2, frames)
 
 
-def _wal_checksum(data: bytes, *, big_endian: bool) -> tuple[int, int]:
-    # SQLite's WAL checksum: over pairs of 32-bit words, in the byte order the magic number names.
+def wal_damage(path: str | os.PathLike[str]) -> str | None:
+    """What is damaged in the committed frames of the ``-wal`` beside the database ``path``, or None.
+
+    SQLite checks a WAL frame's checksum only when it rebuilds the WAL index (``-shm``) from the file, after
+    every connection to the database closed. While one stays open, connections read the frames through the
+    index it holds without checking them, and SQLite's last close checkpoints them into the database file
+    (checked for real: garbage written into the page data of a committed frame came back as an undecodable
+    text value, ``quick_check`` passed, and nothing was left to tell it from data). A frame carrying the
+    header's salts whose checksum fails, at or before a commit frame that carries them too, is that damage
+    (a crash leaves at most a torn tail after the last commit, and a reused WAL's old frames carry other
+    salts). Read with a plain ``open()``: SQLite takes no lock on the ``-wal``, so closing it drops none.
+    """
+    try:
+        with open(os.fspath(path) + "-wal", "rb") as f:
+            head = f.read(_WAL_HEADER)
+            if len(head) < _WAL_HEADER:
+                return None
+            magic, version, page_size, _ckpt, salt1, salt2, sum1, sum2 = struct.unpack(">8I", head)
+            big_endian = bool(magic & 1)
+            if magic not in _WAL_MAGIC or version != _WAL_FORMAT or \
+                    _wal_checksum(head[:24], big_endian=big_endian) != (sum1, sum2):
+                return None  # nothing in it replays (read_wal_header): no frame is served from it either
+            sums, frame, bad = (sum1, sum2), 0, None
+            while True:
+                data = f.read(_WAL_FRAME_HEADER + page_size)
+                if len(data) < _WAL_FRAME_HEADER + page_size:
+                    return None
+                frame += 1
+                page, commit, s1, s2, c1, c2 = struct.unpack(">6I", data[:_WAL_FRAME_HEADER])
+                if (s1, s2) != (salt1, salt2):
+                    return None  # the end of this generation of the WAL
+                if bad is None:
+                    sums = _wal_checksum(data[:8] + data[_WAL_FRAME_HEADER:], big_endian=big_endian, start=sums)
+                    if sums != (c1, c2):
+                        bad = (frame, page)
+                if bad is not None and commit:
+                    return (f"frame {bad[0]} (page {bad[1]}) of {os.fspath(path) + '-wal'!r} fails its checksum, "
+                            f"at or before commit frame {frame}: the WAL was damaged after those transactions "
+                            "committed (the damaged page is served through the open connections' WAL index, and "
+                            "a checkpoint would copy it into the database)")
+    except OSError:  # dbfault: no fault (no -wal: nothing to check)
+        return None
+
+
+def _wal_checksum(data: bytes, *, big_endian: bool, start: tuple[int, int] = (0, 0)) -> tuple[int, int]:
+    # SQLite's WAL checksum: over pairs of 32-bit words, in the byte order the magic number names; each
+    # frame's continues from the previous frame's (the first one's from the header's).
     words = struct.unpack((">" if big_endian else "<") + f"{len(data) // 4}I", data)
-    s0 = s1 = 0
+    s0, s1 = start
     for i in range(0, len(words), 2):
         s0 = (s0 + words[i] + s1) & 0xFFFFFFFF
         s1 = (s1 + words[i + 1] + s0) & 0xFFFFFFFF
@@ -869,10 +940,5 @@ def _stat(path: str) -> os.stat_result | None:
         return None
 
 
-def _file_identity(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino)
+_file_identity = files.file_identity
 

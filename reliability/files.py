@@ -358,6 +358,32 @@ def ensure_private_dir(path: PathLike, *, what: str = "runtime directory") -> Pa
     return path
 
 
+def file_stat(path: PathLike) -> os.stat_result | None:
+    """``os.stat(path)``, or None when nothing can be looked at there (gone, or not reachable).
+
+    The one place that turns "no file" into None for the checks that ask about one of the database's files
+    (its identity, its size, its ``-wal``'s size): those files come and go under the runtime (a checkpoint
+    deletes the ``-wal``, an operator or a fault removes or replaces the database), and each caller says
+    what an absent file means to it.
+    """
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
+
+
+def file_identity(path: PathLike) -> tuple[int, int] | None:
+    """The file ``path`` names now, as (device, inode), or None when there is none."""
+    st = file_stat(path)
+    return None if st is None else (st.st_dev, st.st_ino)
+
+
+def file_size(path: PathLike) -> int | None:
+    """The size in bytes of the file ``path`` names now, or None when there is none."""
+    st = file_stat(path)
+    return None if st is None else st.st_size
+
+
 def fsync_dir(directory: PathLike) -> None:
     """fsync a directory so a rename or create in it is durable (no-op where unsupported)."""
     try:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.request import pathname2url
 
+from . import files
+from .connection import wal_damage
 from .errors import Action, DatabaseError, ErrorKind, classify, decide, sqlite_errors
 from .retry import RetryExhausted, RetryPolicy
 
@@ -139,10 +141,7 @@ class HealthMonitor:
 
 def wal_size(db_path: str) -> int | None:
     """Size in bytes of the database's ``-wal`` file, or None when there is none."""
-    try:
-        return os.path.getsize(db_path + "-wal")
-    except OSError:
-        return None
+    return files.file_size(db_path + "-wal")
 
 
 # -- integrity checks --------------------------------------------------------------------------
@@ -183,10 +182,9 @@ def cut_off_problems(db_path: str, page_size: int) -> list[str]:
     said "nothing to recover"). A cut at a page boundary is left to SQLite: the header's page count then
     exceeds the file and SQLite reports the file malformed.
     """
-    try:
-        size = os.path.getsize(db_path)
-    except OSError:
-        return []  # (a file that cannot be looked at: the check's own read reports it)
+    size = files.file_size(db_path)
+    if size is None:
+        return []  # (no file at the path: the check's own read reports it)
     if page_size > 0 and size % page_size:
         return [f"the database file ends inside a page: {size} bytes is no whole number of {page_size}-byte pages "
                 f"(cut off; SQLite reads the missing {page_size - size % page_size} bytes as zeros)"]
@@ -242,7 +240,7 @@ def check_integrity(db_path: str, *, full: bool = False, timeout: float = 5.0,
                                   timeout=timeout, isolation_level=None)
             rows = conn.execute(f"PRAGMA {pragma}").fetchall()
             problems = integrity_problems(rows, conn.execute("PRAGMA foreign_key_check"))
-            problems += cut_off_problems(db_path, conn.execute("PRAGMA page_size").fetchone()[0])
+            problems += file_problems(db_path, conn.execute("PRAGMA page_size").fetchone()[0])
         except sqlite_errors() as exc:  # the runtime's own module's errors, whichever build it is
             if retryable_in_maintenance(exc):
                 raise
@@ -264,6 +262,24 @@ def check_integrity(db_path: str, *, full: bool = False, timeout: float = 5.0,
     if len(problems) > max_problems:
         problems = problems[:max_problems] + [f"... and {len(problems) - max_problems} more"]
     return IntegrityReport(not problems, problems, kind, time.perf_counter() - t0)
+
+
+def wal_problems(db_path: str | os.PathLike[str]) -> list[str]:
+    """The damage in the committed frames of the ``-wal`` beside ``db_path`` (none, or one problem).
+
+    ``quick_check`` reads a damaged frame through a WAL index kept by an open connection without noticing
+    (SQLite checks frame checksums only when it rebuilds the index), and the damaged page passes it (see
+    :func:`~reliability.connection.wal_damage`).
+    """
+    damage = wal_damage(db_path)
+    return [] if damage is None else [damage]
+
+
+def file_problems(db_path: str, page_size: int) -> list[str]:
+    """What no PRAGMA sees in the database's files, part of every integrity check (the runtime's and the
+    read-only :class:`~reliability.inspection.Inspector`'s): a main file cut inside a page
+    (:func:`cut_off_problems`) and a damaged committed ``-wal`` frame (:func:`wal_problems`)."""
+    return cut_off_problems(db_path, page_size) + wal_problems(db_path)
 
 
 # -- transient errors in maintenance -------------------------------------------------------------

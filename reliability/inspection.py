@@ -47,7 +47,7 @@ from .health import (
     HealthStatus,
     IntegrityReport,
     confirmed_problems,
-    cut_off_problems,
+    file_problems,
     integrity_problems,
     wal_size,
 )
@@ -105,6 +105,7 @@ class Inspector:
             raise DatabaseError(ErrorKind.CANTOPEN, f"{self.path!r} is not a database file",
                                 user_message=f"{self.path!r} is not a database file.")
         self._conn: Any = None
+        self._opened: tuple[int, int] | None = None  # the file the connection reads (files.file_identity)
         # Whether our open may create -wal/-shm that were not there (see the module docstring). The
         # header is read last, only for a file with no -wal/-shm: a plain read closes a descriptor of the
         # file, and that drops every POSIX lock this process holds on it, so beside a live manager in this
@@ -150,6 +151,8 @@ class Inspector:
     def connection(self) -> Any:
         """The read-only connection (opened on first use)."""
         if self._conn is None:
+            # (the identity first: a file put at the path after it is one the next follow_the_path() sees)
+            self._opened = files.file_identity(self.path)
             self._conn = self.module.connect(self._uri("ro"), uri=True, isolation_level=None,
                                              timeout=self.config.busy_timeout_ms / 1000.0,
                                              check_same_thread=False)
@@ -199,7 +202,15 @@ class Inspector:
         return self._retry(lambda: self.connection.execute(sql, params).fetchall())
 
     def follow_the_path(self) -> None:
-        """Nothing to do: the view opened the file the path named when it was made and lives for one inspection."""
+        """Drop the connection when the path no longer names the file it reads; the next read opens what is there.
+
+        Called before every report (health, integrity, the audit log's ``verify()``): a handle keeps reading a
+        deleted or replaced file (in rollback-journal mode with no error at all), and a report on that file
+        would call a database healthy and sound that is gone from the path.
+        """
+        if self._conn is not None and files.file_identity(self.path) != self._opened:
+            conn, self._conn = self._conn, None
+            conn.close()
 
     def fetch_one(self, sql: str, params: Any = ()) -> Any:
         """The first row of a query, or None."""
@@ -246,10 +257,11 @@ class Inspector:
         t0 = time.perf_counter()
 
         def once() -> list[str]:
+            self.follow_the_path()
             try:
                 rows = self.fetch_all(f"PRAGMA {pragma}")
                 return (integrity_problems(rows, self.fetch_all("PRAGMA foreign_key_check"))
-                        + cut_off_problems(self.path, self.fetch_one("PRAGMA page_size")[0]))
+                        + file_problems(self.path, self.fetch_one("PRAGMA page_size")[0]))
             except DatabaseError as err:
                 if err.transient or err.kind is ErrorKind.UNKNOWN:
                     raise
@@ -290,6 +302,7 @@ class Inspector:
         state = "connected"
         last_error = None
         extra: dict[str, Any] = {"inspection": "read-only"}
+        self.follow_the_path()
         try:
             self.fetch_one("SELECT count(*) FROM sqlite_master")
             extra["journal_mode"] = self.journal_mode()

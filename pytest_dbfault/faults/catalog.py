@@ -193,7 +193,9 @@ BUILTIN: dict[str, FaultInfo] = {
     "corrupt": FaultInfo(
         _ALL,
         "path, connection, manager",
-        "new connections get 11/SQLITE_CORRUPT or 26/SQLITE_NOTADB (WAL parts: no error, the tail is dropped; "
+        "new connections get 11/SQLITE_CORRUPT or 26/SQLITE_NOTADB (WAL parts: no error; the tail is dropped when "
+        "the WAL index is rebuilt, but while a connection keeps it open a damaged frame is served and checkpointed "
+        "as it is; "
         "index_entry: no error, only integrity_check finds it)",
         "only with `backup_before=True` (the files are copied back); otherwise permanent"),
     "crash": FaultInfo(

@@ -268,7 +268,8 @@ class CorruptFault(Fault):
                    if self._read(wal, _WAL_HEADER + i * frame_size + 4, 4) != b"\0\0\0\0"]
         return {**done, "frame": frame, "frames": frames, "page": int.from_bytes(frame_header[:4], "big"),
                 "commit_frames": commits,
-                "note": "frames from the damaged one on are dropped at recovery without any error"}
+                "note": "frames from the damaged one on are dropped without any error when the WAL index is rebuilt "
+                        "(no connection open); while one is open the page is served and checkpointed as it is"}
 
     def _damage_wal_salt(self) -> dict[str, Any]:
         wal = self.path.with_name(self.path.name + "-wal")
