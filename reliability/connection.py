@@ -740,7 +740,7 @@ def _wal_checksum(data: bytes, *, big_endian: bool, start: tuple[int, int] = (0,
     return s0, s1
 
 
-def _db_page_size(path: str, module: ModuleType = sqlite3) -> int | None:
+def db_page_size(path: str, module: ModuleType = sqlite3) -> int | None:
     """The page size in a database file's header, or None when the file has no valid header yet.
 
     Read through SQLite (``immutable=1``: no lock taken, the WAL never looked at), never with a
@@ -838,7 +838,7 @@ def set_aside_foreign_wal(path: str, wal_of: dict[tuple[int, int], tuple[int, in
         log.info("the WAL beside %s is the one SQLite used with this very file: kept", path)
         return []
     else:
-        db_page = _db_page_size(path, module)
+        db_page = db_page_size(path, module)
         if db_page is not None and db_page != header.page_size:
             why = f"its page size {header.page_size} is not the database's {db_page}"
         elif wal_st.st_ctime_ns < db_st.st_ctime_ns or (

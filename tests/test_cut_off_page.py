@@ -48,6 +48,11 @@ def query(db_path: Path, sql: str) -> list[tuple[object, ...]]:
 def cut_inside_the_last_page(db_path: Path) -> None:
     """A backup, then two acknowledged rows past it; the real truncate fault then cuts the file a little after the
     start of user-5's value, inside the last page (where the seed-1024 sequence put it)."""
+    cut(db_path, write_the_rows(db_path))
+
+
+def write_the_rows(db_path: Path) -> float:
+    """The seed's file, closed; the fraction of its size that ends it inside user-5's page."""
     db = manager(db_path)
     try:
         db.execute(KV)
@@ -61,7 +66,12 @@ def cut_inside_the_last_page(db_path: Path) -> None:
     assert size == pages * page_size
     at = Path(db_path).read_bytes().find(VALUE.encode())
     assert at >= (pages - 1) * page_size, "the layout changed: user-5's value is no longer on the file's last page"
-    CorruptFault(db_path, part="truncate", fraction=(at + 132.5) / size).inject()
+    return (at + 132.5) / size
+
+
+def cut(db_path: Path, fraction: float) -> None:
+    page_size = query(db_path, "PRAGMA page_size")[0][0]
+    CorruptFault(db_path, part="truncate", fraction=fraction).inject()
     # The damage the fuzzer met is in force: the file ends inside a page, SQLite finds nothing wrong with it,
     # and the acknowledged value reads cut short by zeros.
     assert os.path.getsize(db_path) % page_size
@@ -85,10 +95,12 @@ def test_reliability_recover_does_not_call_it_nothing_to_recover(tmp_path: Path,
 
 
 def test_the_runtimes_check_finds_it_and_recovers(tmp_path: Path) -> None:
+    """Cut under a running manager (a start sees it by itself: the test below)."""
     db_path = tmp_path / "app.db"
-    cut_inside_the_last_page(db_path)
+    fraction = write_the_rows(db_path)
     db = manager(db_path, auto_recover=True)
     try:
+        cut(db_path, fraction)
         report = db.check_integrity()
         assert not report.ok and any("ends inside a page" in p for p in report.problems), report
         assert db.monitor.recoveries == 1 and (db.monitor.last_recovery or {}).get("ok"), db.monitor.last_recovery
@@ -115,3 +127,23 @@ def test_a_backup_cut_inside_its_last_page_is_not_verified(tmp_path: Path) -> No
     assert os.path.getsize(info.path) % page_size  # (inside a page, as the fault's fraction puts it)
     problems = verify_file(info.path, module=sqlite_module())
     assert any("ends inside a page" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("auto_recover", [True, False], ids=["auto_recover", "no_auto_recover"])
+def test_a_start_on_a_file_cut_inside_a_page_sees_the_damage(tmp_path: Path, auto_recover: bool) -> None:
+    """No statement errs on the cut file, so a start looks at its size: the damage is the verdict at once, and
+    with ``auto_recover`` the row is back before the application's first read (it read zeros before)."""
+    db_path = tmp_path / "app.db"
+    cut_inside_the_last_page(db_path)
+    db = manager(db_path, auto_recover=auto_recover)
+    try:
+        if auto_recover:
+            assert db.monitor.recoveries == 1 and (db.monitor.last_recovery or {}).get("ok"), db.monitor.last_recovery
+            assert dict(db.fetch_all("SELECT k, v FROM kv"))["user-5"] == VALUE
+            assert db.health().integrity_ok is not False
+        else:
+            health = db.health()
+            assert health.integrity_ok is False and not health.healthy, health
+            assert any("ends inside a page" in r for r in health.reasons), health.reasons
+    finally:
+        db.close()

@@ -79,7 +79,9 @@ def test_a_start_on_it_recovers_and_an_acknowledged_row_survives_the_next_writer
     try:
         assert db.monitor.recoveries == 1, "the start served a file whose writers table reads as NULLs"
         last = db.monitor.last_recovery or {}
-        assert last.get("ok") and WRITERS_TABLE in str(last.get("reason")), last
+        # (The start's look at the file's size sees this cut before the writers table is read; the read itself
+        # meets damage in the btree case below.)
+        assert last.get("ok") and "ends inside a page" in str(last.get("reason")), last
         with db.transaction() as conn:
             conn.execute("INSERT INTO kv VALUES ('user-9', 'acknowledged')")
     finally:
