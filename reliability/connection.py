@@ -463,36 +463,10 @@ class ConnectionManager:
                     conn.rollback()
             except Exception:  # a broken handle may refuse even ROLLBACK; we drop it anyway
                 pass
-            if self._keeps_damaged_wal(conn, wal):
-                return
             try:
                 conn.close()
             except Exception:  # dbfault: no fault (close() fails only on misuse: a handle of another thread)
                 pass
-
-    def _keeps_damaged_wal(self, conn: sqlite3.Connection, wal: tuple[int, int] | None) -> bool:
-        """Park ``conn`` instead of closing it when its ``-wal`` is damaged (:func:`wal_damage`); True when parked.
-
-        Its close may be the last one, and SQLite's last close checkpoints the WAL through the index this
-        handle keeps, checksums unchecked: the damaged page would be copied into the database file, the
-        ``-wal`` deleted, and every later check would find a sound file (found by the recovery fuzzer: a
-        `reliability recover` said "nothing to recover" over an unreadable row). Kept open, the damaged WAL
-        stays for the integrity checks to find, and a recovery sets it aside; the handle is closed once the
-        path names another file (:func:`_close_parked`), and then SQLite checkpoints nothing.
-        """
-        if wal is None or self._identity is None or _closed_under_its_manager(conn):
-            return False
-        if _file_identity(self.path) != self._identity or _file_identity(self.path + "-wal") != wal:
-            return False  # (moved or replaced: its close checkpoints nothing into the file at the path)
-        # Read twice: a frame read while a writer of another process was still writing it looks damaged once.
-        damage = wal_damage(self.path) and wal_damage(self.path)
-        if damage is None:
-            return False
-        log.error("%s; the connection is kept open so that closing it does not checkpoint the damage into the "
-                  "database: `reliability recover` restores the newest verified backup and replays the redo "
-                  "journals", damage)
-        _PARKED.append((self.path, self._identity, conn))
-        return True
 
     # -- health --------------------------------------------------------------------------------
     def check(self) -> ErrorKind | None:

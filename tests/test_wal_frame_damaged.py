@@ -1,23 +1,27 @@
-"""A WAL frame damaged under an open connection is damage found, never checkpointed away (recovery fuzzer,
-seeds 628 and 1122).
+"""A WAL frame damaged under an open connection is damage found by every integrity check (recovery fuzzer, seeds
+628 and 1122).
 
 SQLite checks a WAL frame's checksum only when it rebuilds the WAL index (``-shm``) from the file. Garbage written
 into the page data of a committed frame while the runtime had the database open was read through the index its
-connection kept, unchecked, and the runtime's close (SQLite's last close) checkpointed it into the database file
-and deleted the ``-wal``: ``quick_check`` passed, and `reliability recover` said "nothing to recover" over a row no
-reader could decode. Now the close keeps the handle open while its ``-wal`` fails its checksums, every integrity
-check verifies the committed frames, and the recovery restores the backup and replays the redo journal.
+connection kept, unchecked: ``quick_check`` passed over a row no reader could decode. Every integrity check now
+verifies the committed frames' chained checksums, and the recovery restores the backup and replays the redo
+journal.
+
+Not covered, on purpose: a close that is SQLite's last one still checkpoints the damaged frame into the database
+file, where nothing tells it from data. Keeping such a handle open instead (tried: a parked handle) kept the
+damaged -wal alive under the next connections, whose acknowledged commits were appended after the damaged frame and
+dropped at the next rebuild of the index (recovery_fuzz seeds 759, 1027, 1326, 1455, 1493: worse than the damage
+it kept visible).
 """
 
 from __future__ import annotations
 
-import json
 import struct
 from pathlib import Path
 from typing import Any
 
 import pytest
-from runtime_helpers import SQLITE_MODULE_NAME, cli_runner, fast_config
+from runtime_helpers import SQLITE_MODULE_NAME, fast_config
 
 from pytest_dbfault.faults import CorruptFault, outside
 from pytest_dbfault.faults.target import MODULE_ENV
@@ -84,16 +88,4 @@ def test_an_integrity_check_finds_the_damaged_frame_and_a_recovery_brings_the_ro
         assert db.check_integrity().ok
     finally:
         db.close()
-    assert rows(db_path) == ACKNOWLEDGED
-
-
-def test_reliability_recover_after_the_close_brings_every_acknowledged_row_back(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    db_path = tmp_path / "app.db"
-    damaged_while_open(db_path).close()  # (the close used to checkpoint the damage into the database file)
-    run = cli_runner(tmp_path, capsys, monkeypatch, env_text=f"RELIABILITY_SQLITE_MODULE={SQLITE_MODULE_NAME}\n"
-                     "RELIABILITY_JOURNAL_MODE=WAL\nRELIABILITY_SYNCHRONOUS=FULL\nRELIABILITY_REDO_JOURNAL=true\n")
-    code, out, _ = run("recover", json_out=True)
-    value = json.loads(out)["value"]
-    assert code == 0 and value["recovered"] is True and value["ok"], out
     assert rows(db_path) == ACKNOWLEDGED
