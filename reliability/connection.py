@@ -262,7 +262,7 @@ class ConnectionManager:
         try:
             if conn.in_transaction:  # never committed into the removed WAL now (and no checkpoint runs inside one)
                 conn.rollback()
-            wal_st = _stat(self.path + "-wal")
+            wal_st = files.file_stat(self.path + "-wal")
             if wal_st is not None and (wal_st.st_size > 0 or _file_identity(self.path + "-shm") != self._conn_shm):
                 log.error("the -wal of %s was removed under the open connection and another connection has started "
                           "a new one since: its frames cannot be checkpointed safely", self.path)
@@ -638,6 +638,10 @@ class WalHeader:
     salt1: int
     salt2: int
     frames: bool
+    #: The header's checksum: the first frame's checksum continues from it.
+    checksum: tuple[int, int] = (0, 0)
+    #: The byte order the magic number names for every checksum in the file.
+    big_endian: bool = False
 
 
 def read_wal_header(path: str | os.PathLike[str]) -> WalHeader | None:
@@ -656,7 +660,7 @@ def read_wal_header(path: str | os.PathLike[str]) -> WalHeader | None:
     if _wal_checksum(head[:24], big_endian=bool(magic & 1)) != (sum1, sum2):
         return None
     frames = len(head) == _WAL_HEADER + _WAL_FRAME_HEADER and struct.unpack(">2I", head[40:48]) == (salt1, salt2)
-    return WalHeader(page_size, ckpt, salt1, salt2, frames)
+    return WalHeader(page_size, ckpt, salt1, salt2, frames, (sum1, sum2), bool(magic & 1))
 
 
 def wal_damage(path: str | os.PathLike[str]) -> str | None:
@@ -671,35 +675,33 @@ def wal_damage(path: str | os.PathLike[str]) -> str | None:
     (a crash leaves at most a torn tail after the last commit, and a reused WAL's old frames carry other
     salts). Read with a plain ``open()``: SQLite takes no lock on the ``-wal``, so closing it drops none.
     """
+    wal = os.fspath(path) + "-wal"
+    header = read_wal_header(wal)
+    if header is None or not header.frames:
+        return None  # nothing in it replays: no frame is served from it either
     try:
-        with open(os.fspath(path) + "-wal", "rb") as f:
-            head = f.read(_WAL_HEADER)
-            if len(head) < _WAL_HEADER:
-                return None
-            magic, version, page_size, _ckpt, salt1, salt2, sum1, sum2 = struct.unpack(">8I", head)
-            big_endian = bool(magic & 1)
-            if magic not in _WAL_MAGIC or version != _WAL_FORMAT or \
-                    _wal_checksum(head[:24], big_endian=big_endian) != (sum1, sum2):
-                return None  # nothing in it replays (read_wal_header): no frame is served from it either
-            sums, frame, bad = (sum1, sum2), 0, None
+        with open(wal, "rb") as f:
+            f.seek(_WAL_HEADER)
+            sums, frame, bad = header.checksum, 0, None
             while True:
-                data = f.read(_WAL_FRAME_HEADER + page_size)
-                if len(data) < _WAL_FRAME_HEADER + page_size:
+                data = f.read(_WAL_FRAME_HEADER + header.page_size)
+                if len(data) < _WAL_FRAME_HEADER + header.page_size:
                     return None
                 frame += 1
                 page, commit, s1, s2, c1, c2 = struct.unpack(">6I", data[:_WAL_FRAME_HEADER])
-                if (s1, s2) != (salt1, salt2):
+                if (s1, s2) != (header.salt1, header.salt2):
                     return None  # the end of this generation of the WAL
                 if bad is None:
-                    sums = _wal_checksum(data[:8] + data[_WAL_FRAME_HEADER:], big_endian=big_endian, start=sums)
+                    sums = _wal_checksum(data[:8] + data[_WAL_FRAME_HEADER:], big_endian=header.big_endian,
+                                         start=sums)
                     if sums != (c1, c2):
                         bad = (frame, page)
                 if bad is not None and commit:
-                    return (f"frame {bad[0]} (page {bad[1]}) of {os.fspath(path) + '-wal'!r} fails its checksum, "
+                    return (f"frame {bad[0]} (page {bad[1]}) of {wal!r} fails its checksum, "
                             f"at or before commit frame {frame}: the WAL was damaged after those transactions "
                             "committed (the damaged page is served through the open connections' WAL index, and "
                             "a checkpoint would copy it into the database)")
-    except OSError:  # dbfault: no fault (no -wal: nothing to check)
+    except OSError:  # dbfault: no fault (the -wal went since its header was read: nothing left to check)
         return None
 
 
@@ -905,13 +907,6 @@ def _lock_holders(identity: tuple[int, int]) -> set[int]:
                 and int(fields[4]) != mine:
             holders.add(int(fields[4]))
     return holders
-
-
-def _stat(path: str) -> os.stat_result | None:
-    try:
-        return os.stat(path)
-    except OSError:  # dbfault: no fault (no such file: the answer asked for)
-        return None
 
 
 _file_identity = files.file_identity
