@@ -27,6 +27,14 @@ tables, remove them from where they were safe, and a recovery restoring a backup
   before the marker was written may have read the file before the damage, so only marks written before
   the check began are removed (:meth:`DamageMarker.clear` ``written_before``).
 
+A mark is **sticky** when the damage it records can vanish from sight: a damaged committed frame of the
+``-wal`` (:func:`~reliability.connection.wal_damage`) is copied into the database by SQLite's next
+checkpoint, where it passes every check (garbage in a row's value is still a well-formed page). Such a
+mark is written when a check finds that damage and when a manager closing finds its ``-wal`` damaged
+(its close may be the last one, which checkpoints); every integrity check reports it as a problem of the
+file it names (:func:`~reliability.health.file_problems`), so no clean result can remove it: only a
+recovery that installs a file does. A sticky mark rewritten about the same file stays sticky.
+
 A marker left by a process that crashed does not hold the runtime's own writes back for ever: a gate that
 finds it runs the integrity check (at most once per ``recheck_interval``), and a clean result removes it.
 A lock or a one-off I/O error during that check is no result: the marker stays.
@@ -81,6 +89,8 @@ class DamageMark:
 
     ``unreadable`` is set (and the other fields may be None) when the marker is there but could not be
     read: a planted symlink, content that is not a marker. Such a mark still counts as a mark.
+    ``sticky`` marks damage that may no longer show in the file (see the module docstring): only a
+    recovery removes it.
     """
 
     path: Path
@@ -91,6 +101,7 @@ class DamageMark:
     problems: tuple[str, ...] = ()
     file: tuple[int, int] | None = None
     unreadable: str | None = None
+    sticky: bool = False
 
     def describe(self) -> str:
         """One line for health and the gate's refusal."""
@@ -107,7 +118,8 @@ class DamageMark:
         """JSON-ready form (health's ``damage_mark``)."""
         return {"path": str(self.path), "pid": self.pid, "host": self.host, "at": self.at,
                 "found_by": self.found_by, "problems": list(self.problems),
-                "file": list(self.file) if self.file is not None else None, "unreadable": self.unreadable}
+                "file": list(self.file) if self.file is not None else None, "unreadable": self.unreadable,
+                "sticky": self.sticky}
 
 
 class DamageMarker:
@@ -142,16 +154,25 @@ class DamageMarker:
             return None
         return _parse(path, data)
 
-    def write(self, found_by: str, problems: list[str], file: tuple[int, int] | None) -> None:
+    def write(self, found_by: str, problems: list[str], file: tuple[int, int] | None, *,
+              sticky: bool = False) -> None:
         """Mark the database damaged: ``found_by`` says how, ``problems`` what, ``file`` which file.
+
+        ``sticky``: the damage may vanish from sight (only a recovery removes the mark). A sticky mark
+        already there about the same file stays sticky, and its first problem is kept.
 
         :raises files.UnsafePathError: a symlink (or something not a regular file) is at the marker's path.
         :raises OSError: the marker could not be written (full disk, permissions).
         """
         path = self.path
         files.refuse_symlink(path, WHAT)
+        old = self.read()
+        if old is not None and old.sticky and old.file == file and not sticky:
+            # (A later, visible verdict on the same file must not turn the hidden damage into one a clean check clears.)
+            sticky, problems = True, [*old.problems[:1], *problems]
         record = {"pid": os.getpid(), "host": socket.gethostname(), "at": time.time(), "found_by": found_by,
-                  "problems": list(problems[:20]), "file": list(file) if file is not None else None}
+                  "problems": list(problems[:20]), "file": list(file) if file is not None else None,
+                  "sticky": sticky}
         tmp = files.process_temp(path, "tmp")  # a crash's leftover: see remove_leftovers
         fd = files.create_temp(tmp, what=f"temporary of the {WHAT}")
         try:
@@ -222,7 +243,8 @@ def _parse(path: Path, data: bytes) -> DamageMark:
             at=float(record["at"]) if record.get("at") is not None else None,
             found_by=str(record["found_by"]) if record.get("found_by") else None,
             problems=tuple(str(p) for p in record.get("problems") or ()),
-            file=(int(file[0]), int(file[1])) if isinstance(file, list) and len(file) == 2 else None)
+            file=(int(file[0]), int(file[1])) if isinstance(file, list) and len(file) == 2 else None,
+            sticky=record.get("sticky") is True)
     except (ValueError, TypeError, KeyError, IndexError) as exc:  # dbfault: no fault (not a marker's content)
         return DamageMark(path, unreadable=f"its content is not a damage marker ({exc})")
 

@@ -19,6 +19,7 @@ from urllib.request import pathname2url
 
 from . import files
 from .connection import wal_damage
+from .damage_mark import DamageMarker
 from .errors import Action, DatabaseError, ErrorKind, classify, decide, sqlite_errors
 from .retry import RetryExhausted, RetryPolicy
 
@@ -264,6 +265,11 @@ def check_integrity(db_path: str, *, full: bool = False, timeout: float = 5.0,
     return IntegrityReport(not problems, problems, kind, time.perf_counter() - t0)
 
 
+#: How every problem that a checkpoint can hide begins (a damaged ``-wal`` frame, or a sticky damage mark
+#: about one): a verdict with such a problem writes a sticky mark (:func:`may_hide`).
+WAL_DAMAGE = "damaged -wal: "
+
+
 def wal_problems(db_path: str | os.PathLike[str]) -> list[str]:
     """The damage in the committed frames of the ``-wal`` beside ``db_path`` (none, or one problem).
 
@@ -272,14 +278,36 @@ def wal_problems(db_path: str | os.PathLike[str]) -> list[str]:
     :func:`~reliability.connection.wal_damage`).
     """
     damage = wal_damage(db_path)
-    return [] if damage is None else [damage]
+    return [] if damage is None else [WAL_DAMAGE + damage]
+
+
+def sticky_mark_problems(db_path: str | os.PathLike[str]) -> list[str]:
+    """The sticky damage mark on the file at ``db_path`` as a problem (none, or one).
+
+    A damaged ``-wal`` frame that SQLite checkpointed is in the database where no check can see it; the
+    sticky mark written when it was found (by a check, or by a manager's close) is the only witness left,
+    so every check reports it until a recovery installs another file. A mark about another file (one put
+    at the path since) is not this file's problem.
+    """
+    mark = DamageMarker(db_path).read()
+    if mark is None or not mark.sticky or (mark.file is not None and mark.file != files.file_identity(db_path)):
+        return []
+    return [f"{WAL_DAMAGE}{mark.describe()}; a checkpoint may have copied the damaged page into the database, "
+            "where it passes every check, so only a recovery (`reliability recover`: the newest verified backup "
+            "and the redo journals) clears this mark"]
+
+
+def may_hide(problems: Iterable[str]) -> bool:
+    """True when ``problems`` hold damage a checkpoint can hide (see :data:`WAL_DAMAGE`)."""
+    return any(p.startswith(WAL_DAMAGE) for p in problems)
 
 
 def file_problems(db_path: str, page_size: int) -> list[str]:
     """What no PRAGMA sees in the database's files, part of every integrity check (the runtime's and the
     read-only :class:`~reliability.inspection.Inspector`'s): a main file cut inside a page
-    (:func:`cut_off_problems`) and a damaged committed ``-wal`` frame (:func:`wal_problems`)."""
-    return cut_off_problems(db_path, page_size) + wal_problems(db_path)
+    (:func:`cut_off_problems`), a damaged committed ``-wal`` frame (:func:`wal_problems`) and the sticky
+    damage mark such a frame left after a checkpoint copied it in (:func:`sticky_mark_problems`)."""
+    return cut_off_problems(db_path, page_size) + wal_problems(db_path) + sticky_mark_problems(db_path)
 
 
 # -- transient errors in maintenance -------------------------------------------------------------

@@ -97,8 +97,13 @@ class Durability:
             self.scheduler.set_interval(name, interval)
 
     def close(self) -> None:
-        """Stop the schedule and close the journal (called by ``db.close()``)."""
+        """Stop the schedule, look at the ``-wal`` once more, close the journal (called by ``db.close()``).
+
+        (The look: this close may be the last one, which checkpoints a damaged frame into the database where no
+        check sees it; see :func:`~reliability.durability.verdict.wal_at_close`.)
+        """
         self.scheduler.stop()
+        verdict.wal_at_close(self.parts)
         self.journal.close()
 
     # -- what the facade delegates -------------------------------------------------------------

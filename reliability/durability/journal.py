@@ -33,6 +33,7 @@ from ..redo import (
     register_unjournaled,
     unregister_unjournaled,
 )
+from . import verdict
 from .backup import BackupManager
 from .lost_commits import lost_commits_at_start
 from .parts import RuntimeParts
@@ -79,6 +80,7 @@ class Journal:
         """
         parts = self.parts
         cfg = parts.config
+        looked = False
         if cfg.redo_journal:
             self.redo = RedoJournal.for_synchronous(cfg.redo_journal_file, cfg.synchronous)
             try:
@@ -89,7 +91,12 @@ class Journal:
                 state = None
             if state is not None and self.redo.owned:
                 parts.executor.redo = self.redo
+                # Before the journals are compared with the file and an anchoring backup copies it.
+                looked = True
+                verdict.damage_at_start(parts, recover)
                 self._check_and_anchor(state, backup, recover)
+        if not looked:
+            verdict.damage_at_start(parts, recover)
         if parts.connections.refused is None and database_missing(parts.path):
             # The journal is off or could not be opened, so _anchor did not look: a missing
             # database is still an incident when backups or a journal show it held data.

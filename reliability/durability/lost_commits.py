@@ -45,10 +45,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from .. import files
-from ..connection import db_page_size
 from ..errors import DatabaseError, ErrorKind
-from ..health import cut_off_problems, retryable_in_maintenance
+from ..health import retryable_in_maintenance
 from ..redo import (
     LAST_ORPHAN,
     LAST_UNSURE,
@@ -250,18 +248,6 @@ def lost_commits_at_start(parts: RuntimeParts, redo: RedoJournal | None, recover
                                                   f"journal slot {redo.slot}")
     if redo is None or not os.path.exists(path) or os.path.getsize(path) == 0:
         return False
-    # A file that ends inside a page reads its missing bytes as zeros, with no error from any statement or
-    # PRAGMA: without this look a start served the zero-filled rows as data (recovery_fuzz seed 1024's file,
-    # started instead of recovered). Only a file at rest is judged: a hot rollback journal puts the file's old
-    # size back when SQLite rolls it back, and a checkpoint rewrites its tail from the -wal's frames.
-    at_rest = not any(files.file_size(path + side) for side in ("-journal", "-wal"))
-    page_size = db_page_size(path, parts.connections.module) if at_rest else None
-    cut = cut_off_problems(path, page_size) if page_size else []
-    if cut:
-        # With auto_recover the recovery runs before the comparison below, which then judges the recovered file.
-        verdict.seen_damaged(parts, cut, "the database file's size at startup")
-        if parts.config.auto_recover:
-            recover(f"damage at startup: {cut[0]}")
     damaged: list[str] = []
 
     def committed() -> dict[int, int] | None:

@@ -1,8 +1,10 @@
 """The runtime's verdict on its file, set in one place and shared with every manager on it.
 
 The verdict itself is ``monitor.integrity_ok`` (this process); the shared one is the marker
-``<db>.damaged`` (:mod:`reliability.damage_mark`). Durability reaches a verdict in three places (a
-statement met damage, an integrity check, a recovery) and each goes through these functions, so the
+``<db>.damaged`` (:mod:`reliability.damage_mark`). Durability reaches a verdict in five places (a
+statement met damage, an integrity check, a recovery, a start that finds damage without a check
+(:func:`damage_at_start`) and a close that finds its ``-wal`` damaged (:func:`wal_at_close`)) and each
+goes through these functions, so the
 marker is written whenever this process sees the file damaged and removed whenever it sees it sound.
 An error writing or removing the marker is logged and kept for health (``monitor.damage_mark_error``):
 it never hides the verdict in this process.
@@ -11,10 +13,14 @@ it never hides the verdict in this process.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 
+from .. import files
+from ..connection import db_page_size, wal_damage
 from ..damage_mark import DamageMark, DamageMarker, error_text
+from ..health import WAL_DAMAGE, cut_off_problems, may_hide, sticky_mark_problems
 from .parts import RuntimeParts
 
 log = logging.getLogger("reliability.damage")
@@ -26,13 +32,17 @@ def marker(parts: RuntimeParts) -> DamageMarker:
 
 
 def seen_damaged(parts: RuntimeParts, problems: list[str], found_by: str) -> None:
-    """This process saw the file damaged (``found_by``): set its verdict and mark the file for the others."""
+    """This process saw the file damaged (``found_by``): set its verdict and mark the file for the others.
+
+    The mark is sticky (only a recovery removes it) when a problem is damage a checkpoint can hide
+    (:func:`~reliability.health.may_hide`).
+    """
     m = parts.monitor
     m.integrity_ok = False
     m.integrity_problems = list(problems)
     file = parts.connections.identity or parts.connections.identity_at_path()
     try:
-        marker(parts).write(found_by, problems, file)
+        marker(parts).write(found_by, problems, file, sticky=may_hide(problems))
     except OSError as exc:
         _failed(parts, "written", exc)
     else:
@@ -55,6 +65,46 @@ def seen_sound(parts: RuntimeParts, ok: bool | None, *, since: float | None = No
         _failed(parts, "removed", exc)
     else:
         m.damage_mark_error = None
+
+
+def damage_at_start(parts: RuntimeParts, recover: Callable[[str], object]) -> bool:
+    """What a start sees without an integrity check: a file cut inside a page, or a sticky damage mark.
+
+    A file that ends inside a page reads its missing bytes as zeros, with no error from any statement or
+    PRAGMA: without this look a start served the zero-filled rows as data (recovery_fuzz seed 1024's file).
+    Only a file at rest is judged: a hot rollback journal puts the file's old size back when SQLite rolls it
+    back, and a checkpoint rewrites its tail from the ``-wal``'s frames. A sticky mark on this file says a
+    damaged ``-wal`` frame may have been checkpointed into it, where no check sees it (recovery_fuzz seeds
+    628, 1122: a value came back undecodable after the last close). Either is the verdict at once and, with
+    ``auto_recover``, recovery runs (``recover``) before the journals are compared with the file or an
+    anchoring backup copies it. Returns True when damage was found.
+    """
+    path = parts.path
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return False
+    at_rest = not any(files.file_size(path + side) for side in ("-journal", "-wal"))
+    page_size = db_page_size(path, parts.connections.module) if at_rest else None
+    problems = (cut_off_problems(path, page_size) if page_size else []) + sticky_mark_problems(path)
+    if not problems:
+        return False
+    seen_damaged(parts, problems, "a look at the database file at startup")
+    if parts.config.auto_recover:
+        recover(f"damage at startup: {problems[0]}")
+    return True
+
+
+def wal_at_close(parts: RuntimeParts) -> None:
+    """Before the manager's connection closes: is a committed frame of the ``-wal`` damaged?
+
+    SQLite's last close checkpoints the frames through the WAL index without checking them, and the damaged
+    page then passes every check. Found now, the file is marked damaged with a sticky mark (only a recovery
+    removes it), so the next start, check or ``reliability recover`` recovers instead of serving it.
+    """
+    damage = wal_damage(parts.path)
+    if damage is None:
+        return
+    log.error("closing %s with a damaged -wal: %s", parts.path, damage)
+    seen_damaged(parts, [WAL_DAMAGE + damage], "a damaged -wal found by the manager's close")
 
 
 def now() -> float:
