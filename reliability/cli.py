@@ -631,7 +631,7 @@ def _restore(args: argparse.Namespace, config: ReliabilityConfig) -> Outcome:
             raise UsageError(f"backup {args.path!r} is not a SQLite database; nothing was restored")
         problems = verify_file(candidate, module=load_sqlite_module(config.sqlite_module))
         if problems:
-            raise DatabaseError(ErrorKind.CORRUPT, f"backup {args.path!r} fails quick_check: {problems[0]}",
+            raise DatabaseError(ErrorKind.CORRUPT, f"backup {args.path!r} fails integrity_check: {problems[0]}",
                                 user_message=f"The backup {args.path!r} is damaged; nothing was restored.")
         chosen = str(candidate)
     else:

@@ -76,7 +76,7 @@ def test_a_backup_that_fails_verification_is_discarded_and_reported(tmp_path):
     db.close()
     damage_leaf(tmp_path / "app.db")
     with DatabaseManager(config(tmp_path)) as db:
-        with pytest.raises(BackupError, match="failed quick_check and was discarded"):
+        with pytest.raises(BackupError, match="failed integrity_check and was discarded"):
             db.backup()
         assert db.backups() == [good]
         assert [p.name for p in Path(good.path).parent.iterdir() if p.suffix != ".json"] == [Path(good.path).name]
@@ -140,7 +140,7 @@ def test_restore_by_name_refuses_a_damaged_backup_and_changes_nothing(tmp_path):
         info = db.backup()
         damage_leaf(Path(info.path))
         db.execute("INSERT INTO t (v) VALUES ('kept')")
-        with pytest.raises(BackupError, match="fails quick_check"):
+        with pytest.raises(BackupError, match="fails integrity_check"):
             db.restore(info.path)
         assert db.fetch_one("SELECT count(*) FROM t") == (51,)
         assert not db.backups()[0].verified  # its size still matches, but restore re-checked it

@@ -51,7 +51,7 @@ def test_a_damaged_backup_refused_by_restore_is_no_verdict_on_the_database(tmp_p
         with caplog.at_level(logging.ERROR, logger="reliability"), pytest.raises(DatabaseError) as caught:
             db.restore(info.path)
         err = caught.value
-        assert err.kind is ErrorKind.CORRUPT and "fails quick_check" in err.detail
+        assert err.kind is ErrorKind.CORRUPT and "fails integrity_check" in err.detail
         # The damage is the backup's: the database is not marked corrupt and no recovery starts from it.
         assert heard == []
         assert db.monitor.integrity_ok is not False and db.monitor.recoveries == 0

@@ -3,7 +3,7 @@
 Recovery (``db.recover()``, or automatic when corruption is detected):
 
 1. close the runtime's connection;
-2. pick the newest backup that was verified when made *and* still passes ``quick_check``;
+2. pick the newest backup that was verified when made *and* still passes ``integrity_check``;
 3. copy it beside the database and replay the transactions of every process's redo journal
    (merged by the global commit sequence, see :mod:`reliability.redo`) whose sequence is above
    the one recorded in the backup, in order, in batches; each batch records the last applied
@@ -167,7 +167,7 @@ class Recovery:
         problems = self.store.verify(info.path)  # a lock that outlasts the policy raises: no verdict
         if problems:
             self.store.mark_unverified(info.path, problems[0])
-            raise BackupError(ErrorKind.CORRUPT, f"backup {info.path!r} fails quick_check, not restored: "
+            raise BackupError(ErrorKind.CORRUPT, f"backup {info.path!r} fails integrity_check, not restored: "
                               + "; ".join(problems[:5]))
         parts.connections.close()
         try:
@@ -279,7 +279,7 @@ class Recovery:
                 chosen = info
                 break
             self.store.mark_unverified(info.path, bad[0])
-            problems.append(f"backup {info.path} no longer passes quick_check: {bad[0]}")
+            problems.append(f"backup {info.path} no longer passes integrity_check: {bad[0]}")
         state: JournalState | None = None
         if self.redo is not None:
             state = read_journal(self.redo.path)

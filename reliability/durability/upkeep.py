@@ -150,7 +150,7 @@ class Upkeep:
             self.backups.backup()
         except BackupError as exc:
             if exc.action is RecoveryAction.RESTORE:
-                self.check_integrity(full=False)  # a bad copy may mean a bad source: find out
+                self.check_integrity(full=True)  # a bad copy may mean a bad source: find out (as fully)
             raise
 
     @maintenance("check")

@@ -12,7 +12,7 @@ from runtime_helpers import sqlite_module
 from pytest_dbfault.faults import CorruptFault, DisconnectFault
 from pytest_dbfault.vfs import vfs_available
 from pytest_dbfault.vfs.faults import IoErrorFault
-from reliability.durability.backup import BackupError, BackupManager, install, quick_check, verify_file
+from reliability.durability.backup import BackupError, BackupManager, check_pragma, install, verify_file
 from reliability.errors import ErrorKind
 
 
@@ -59,8 +59,8 @@ def test_quick_check_reports_a_backup_whose_header_is_damaged_instead_of_raising
     conn = sqlite3.connect(info.path)
     try:
         with CorruptFault(info.path, part="header", seed=3):
-            problems = quick_check(conn)
-        assert len(problems) == 1 and problems[0].startswith("quick_check failed: file is not a database")
+            problems = check_pragma(conn)
+        assert len(problems) == 1 and problems[0].startswith("integrity_check failed: file is not a database")
         assert problems[0].endswith("(notadb)")
     finally:
         conn.close()

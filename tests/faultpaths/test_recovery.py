@@ -247,7 +247,7 @@ def test_a_crash_left_journal_on_a_damaged_file_without_auto_recover_is_reported
         db = DatabaseManager(fast_config(tmp_path / "app.db", auto_recover=False))
     try:
         assert db.monitor.last_recovery is None
-        assert db.health().extra["last_backup_error"].startswith("the backup copy failed quick_check")
+        assert db.health().extra["last_backup_error"].startswith("the backup copy failed integrity_check")
     finally:
         db.close()
 
@@ -330,7 +330,7 @@ def test_a_newest_backup_damaged_since_it_was_made_is_skipped_and_the_gap_report
         with CorruptFault(newest.path, part="header", seed=4), CorruptFault(db.path, part="header", seed=5):
             report = db.recover()
         assert report.backup == older.path and not report.ok
-        assert report.problems[0].startswith(f"backup {newest.path} no longer passes quick_check")
+        assert report.problems[0].startswith(f"backup {newest.path} no longer passes integrity_check")
         # the journal starts after the newest backup: the transactions between are missing, the rest held back
         assert "missing from the redo journals" in report.problems[1] and "held back" in report.problems[1]
         assert db.fetch_one("SELECT count(*) FROM t") == (20,)
