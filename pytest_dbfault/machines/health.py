@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, ClassVar
 
 from hypothesis import strategies as st
@@ -14,6 +15,36 @@ from .workload import Workload
 #: Damage the integrity check must see (each is real byte damage, see FAULTS.md). ``index_entry`` leaves
 #: a well-formed file whose unique index no longer matches its table: only the full check can see it.
 CORRUPT_PARTS = ("header", "btree_root", "btree_leaf", "truncate", "index_entry")
+
+
+#: The scheduled tasks a rule runs, each with the setting that schedules it.
+SCHEDULED_INTERVALS = {"quick_check": "quick_check_interval", "integrity_check": "integrity_check_interval",
+                       "health_check": "health_check_interval"}
+#: (task, what is wrong while it runs): damage to both checks, a lock to every task, nothing.
+SCHEDULED_CASES = tuple((task, trouble) for task in ("quick_check", "integrity_check")
+                        for trouble in ("none", "locked", "btree_leaf", "index_entry")) + (
+    ("health_check", "none"), ("health_check", "locked"))
+#: How long (real seconds) a rule waits for the schedule's thread to run its task once.
+SCHEDULE_WAIT = 10.0
+
+
+def wait_for_run(scheduler: Any, task: str, runs: int = 1) -> bool:
+    """Wait until ``scheduler`` ran ``task`` ``runs`` times (its count goes up after the task returns or raises)."""
+    import time
+
+    deadline = time.monotonic() + SCHEDULE_WAIT
+    while scheduler.runs.get(task, 0) < runs:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def is_this_runtime(self: Any) -> bool:
+    """The runtime is this package's (its configuration and schedule are known to the rule)."""
+    from reliability import ReliabilityConfig
+
+    return isinstance(self.config, ReliabilityConfig) and hasattr(getattr(self.db, "durability", None), "scheduler")
 
 
 def integrity_ok(result: Any) -> bool:
@@ -88,22 +119,7 @@ class HealthMixin(Workload):
         """
         from reliability import DatabaseError
 
-        if part == "index_entry" and not self.model.kv:
-            self.put(0)  # an index with no entry has no entry to change
-        self.reopen()  # flush WAL frames into the file so the damage hits committed pages
-        self.db.close()
-        kwargs: dict[str, Any] = {"seed": seed, "backup_before": True}
-        if part.startswith("btree"):
-            kwargs.update(part="btree", table="kv", page="root" if part == "btree_root" else "leaf")
-        elif part == "index_entry":
-            kwargs.update(part=part, index=KV_INDEX)
-        else:
-            kwargs.update(part=part)
-        from ..stats import STATS
-
-        fault = make_fault("corrupt", self.db_path, counted_in=STATS, **kwargs)
-        fault.inject()
-        self.fault_history.append("corrupt")
+        fault = self.damage_at_rest(part, seed)
         self.db = self.open_runtime(self.config)
         self.after_reopen()
         flagged = False
@@ -143,6 +159,77 @@ class HealthMixin(Workload):
         self.put_back_undamaged(fault)
         self.last_healed = "corrupt"
         self.integrity_passes(None)
+
+    def damage_at_rest(self, part: str, seed: int) -> Any:
+        """Close the runtime and damage its file (``part`` of :data:`CORRUPT_PARTS`); the fault, which keeps the
+        undamaged copy (:meth:`put_back_undamaged`). The caller opens the next runtime."""
+        if part == "index_entry" and not self.model.kv:
+            self.put(0)  # an index with no entry has no entry to change
+        self.reopen()  # flush WAL frames into the file so the damage hits committed pages
+        self.db.close()
+        kwargs: dict[str, Any] = {"seed": seed, "backup_before": True}
+        if part.startswith("btree"):
+            kwargs.update(part="btree", table="kv", page="root" if part == "btree_root" else "leaf")
+        elif part == "index_entry":
+            kwargs.update(part=part, index=KV_INDEX)
+        else:
+            kwargs.update(part=part)
+        from ..stats import STATS
+
+        fault = make_fault("corrupt", self.db_path, counted_in=STATS, **kwargs)
+        fault.inject()
+        self.fault_history.append("corrupt")
+        return fault
+
+    @precondition(swarm("integrity"))
+    @precondition(lambda self: has_integrity_check(self) and not self.faults and is_this_runtime(self))
+    @rule(case=st.sampled_from(SCHEDULED_CASES), seed=st.integers(0, 2**16))
+    def scheduled_maintenance(self, case: tuple[str, str], seed: int) -> None:
+        """P11 on the schedule (``quick_check_interval``, ``integrity_check_interval``, ``health_check_interval``):
+        the background task, not a call, reaches the verdict. Damage the task's check can see marks the file
+        (health not healthy, the shared mark written); a lock held while it runs is never taken for damage; a
+        healthy file stays unmarked. The runtime restarts with the interval short, the rule waits for one run
+        (real time: the schedule's thread), and the next runtime has the example's intervals again."""
+        task, trouble = case
+        base = self.config
+        fault = self.damage_at_rest(trouble, seed) if trouble in CORRUPT_PARTS else None
+        if fault is None:
+            self.db.close()
+        self.db = self.open_runtime(base.replace(**{SCHEDULED_INTERVALS[task]: 0.02}))
+        self.after_reopen()
+        scheduler = self.db.durability.scheduler
+        before = scheduler.runs.get(task, 0)
+        locked = trouble == "locked" and self.inject("locked", 1)  # (1: an exclusive lock, which blocks reads too)
+        # Under the lock: two more runs, so that one began after the lock was taken (the label must be true).
+        ran = wait_for_run(scheduler, task, scheduler.runs.get(task, 0) + 2 if locked else before + 1)
+        labels = ["corrupt"] if fault is not None else None
+        self.check(11, ran, f"{SCHEDULED_INTERVALS[task]}=0.02: the scheduled {task} did not run within "
+                            f"{SCHEDULE_WAIT} s", faults=labels)
+        if locked:
+            self.heal("locked")  # (the verdict is judged below, the lock gone: what it left behind)
+        seen = self.db.monitor.integrity_ok is False
+        marked = os.path.lexists(f"{self.db_path}.damaged")
+        must_see = fault is not None and task != "health_check" and (task == "integrity_check"
+                                                                     or trouble != "index_entry")
+        if ran and must_see:
+            status = str(self.db.health().status)
+            self.check(11, seen and marked and status != "healthy", lambda: (
+                f"{trouble} damage (seed {seed}) not flagged by the scheduled {task}: integrity_ok="
+                f"{self.db.monitor.integrity_ok}, damage mark {'written' if marked else 'absent'}, health {status}"),
+                faults=labels)
+        elif fault is None:
+            self.check(11, not seen and not marked, lambda: (
+                f"the scheduled {task} {'under a held lock ' if locked else ''}marked an intact file damaged: "
+                f"{self.db.monitor.integrity_problems[:3]}"), faults=["locked"] if locked else None)
+        self.db.close()
+        self.config = base
+        if fault is not None:
+            self.put_back_undamaged(fault)  # (opens the next runtime on self.config: the intervals drawn)
+            self.last_healed = "corrupt"
+            self.integrity_passes(None)
+        else:
+            self.db = self.open_runtime(base)
+            self.after_reopen()
 
     @precondition(swarm("integrity"))
     @precondition(lambda self: has_integrity_check(self) and bool(self.faults))

@@ -40,10 +40,6 @@ NOT_AN_ENTRY_POINT: dict[str, str] = {
 
 #: Entry points no machine reaches yet (issue #14 stays open for them): an exact list.
 NOT_YET_REACHED: dict[str, str] = {
-    "health_check_interval": "scheduled maintenance runs on a background thread with real time; drawing short "
-                             "intervals would make examples depend on timing (not built)",
-    "quick_check_interval": "see health_check_interval",
-    "integrity_check_interval": "see health_check_interval",
     "config_reload_interval": "the config machine reloads explicitly (watcher.check()), never on the timer",
     "cli:selfcheck": "runs the shipped main job itself; the tests run it (tests/test_selfcheck.py)",
 }
