@@ -1,6 +1,7 @@
-"""The health machine judges the scheduled maintenance (``quick_check_interval``, ``integrity_check_interval``,
-``health_check_interval``; rule ``scheduled_maintenance``): each check it makes there fails against a runtime with
-one realistic defect in the schedule."""
+"""The machines judge what runs on a timer: the health machine the scheduled maintenance (``quick_check_interval``,
+``integrity_check_interval``, ``health_check_interval``; rule ``scheduled_maintenance``), the config machine the
+reload timer (``config_reload_interval``; rule ``reload_on_the_timer``). Each check they make there fails against a
+runtime with one realistic defect in its timer."""
 
 from __future__ import annotations
 
@@ -61,3 +62,12 @@ def test_it_bites_a_schedule_that_reads_the_wrong_interval(tmp_path, monkeypatch
     monkeypatch.setattr(Upkeep, "__init__", init)
     with pytest.raises(AssertionError, match=r"quick_check_interval=0.02: the scheduled quick_check did not run"):
         run_machine(MACHINES["health_integrity"], settings_=BITE, base_dir=str(tmp_path), enforce={11})
+
+
+def test_it_bites_a_watcher_that_does_not_follow_a_reloaded_interval(tmp_path, monkeypatch):
+    # config_reload_interval reloaded is stored but the watcher's thread is never started for it.
+    from reliability.reload import ConfigWatcher
+
+    monkeypatch.setattr(ConfigWatcher, "_follow_interval", lambda self, interval: setattr(self, "interval", interval))
+    with pytest.raises(AssertionError, match=r"config_reload_interval=0.02 in the watched file, .*not applied within"):
+        run_machine(MACHINES["config"], settings_=BITE, base_dir=str(tmp_path), enforce={16})
