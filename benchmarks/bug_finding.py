@@ -294,7 +294,7 @@ BUGS: tuple[Bug, ...] = (
         "        for info in verified[self.keep:]:", "        for info in verified[self.keep - 1:]:",
         "backup_keep=3, three backups: only two are kept"),
     Bug("p12_copy_not_checked", 12, "reliability/durability/backup.py",
-        "                problems = quick_check(dest)", "                problems: list[str] = []",
+        "                problems = check_pragma(dest)", "                problems: list[str] = []",
         "a backup taken while the database's pages are corrupt is marked verified"),
     Bug("p12_size_not_compared", 12, "reliability/durability/backup.py",
         "            verified = bool(manifest.get(\"verified\")) and manifest.get(\"size\") == size",
@@ -644,6 +644,92 @@ BUGS: tuple[Bug, ...] = (
         "",
         "operation_log_path set, six statements, then db.close() at once: the file must hold six records; the bug "
         "stops the flusher without draining the buffer and the file holds none (also lost at a reload of the log)"),
+    # -- held-out batch (session 18): written by a helper from reliability/, README and docs alone, never reading the machines or tests
+    Bug("x01_reads_never_follow_replaced_file", 1, "reliability/executor.py",
+        "        if self.transactions.depth:\n            return True  # never drop a transaction's connection",
+        "        if not self.transactions.depth:\n            return True  # never drop a transaction's connection",
+        "journal_mode=DELETE, the database file replaced at its path by another database (os.replace), a read 200 ms "
+        "later: must return the new file's row; the bug keeps serving the replaced file's old row"),
+    Bug("x02_queue_accepts_one_past_max", 2, "reliability/degraded/queue.py",
+        "            if len(self._pending) >= self.max_entries:",
+        "            if len(self._pending) > self.max_entries:",
+        "write_queue_max=1, two write commands while another connection holds BEGIN EXCLUSIVE: the "
+        "second must be rejected (queue full); the bug queues it too (two writes waiting)"),
+    Bug("x03_startup_validation_never_sets_trust", 3, "reliability/durability/trust.py",
+        "        known = migrations is None",
+        "        known = migrations is not None",
+        "migrations=[v1 creating users], the table renamed behind the runtime's back, a new manager started: writes must "
+        "be refused as schema_mismatch and health degraded; the bug accepts the write and says healthy"),
+    Bug("x04_auto_migrate_despite_other_problems", 4, "reliability/durability/trust.py",
+        "            only_pending = report.pending and all(p.startswith(\"pending migration\") for p in report.problems)",
+        "            only_pending = report.pending and any(p.startswith(\"pending migration\") for p in report.problems)",
+        "start with migration 1 edited since it was applied and migration 2 pending: auto_migrate must apply "
+        "nothing (versions [1]); the bug applies 2 on top of the untrusted schema (versions [1, 2])"),
+    Bug("x05_fk_check_skipped_with_foreign_keys_off", 5, "reliability/schema.py",
+        "            if violations:",
+        "            if violations and not m.foreign_keys_off:",
+        "db.migrate() of a foreign_keys=off table rebuild that leaves an orphan row: must raise MigrationError "
+        "(constraint) and record nothing; the bug commits it (version 2 recorded, the orphan row kept)"),
+    Bug("x06_failed_savepoint_rolls_back_outer", 6, "reliability/transaction.py",
+        "            if level == 0:\n                if conn.in_transaction:\n                    conn.execute(\"ROLLBACK\")",
+        "            if level <= 1:\n                if conn.in_transaction:\n                    conn.execute(\"ROLLBACK\")",
+        "db.transaction() writing a, a nested db.transaction() writing b that raises (caught), then c: a and c must commit; the "
+        "bug's failed savepoint rolls the whole transaction back (a lost, c autocommitted, TransactionError)"),
+    Bug("x07_base_exception_leaves_transaction_open", 7, "reliability/transaction.py",
+        "            except BaseException as exc:\n                self.depth -= 1",
+        "            except Exception as exc:\n                self.depth -= 1",
+        "KeyboardInterrupt raised inside db.transaction() and caught outside, then db.execute(INSERT): the transaction must "
+        "be rolled back and the later insert saved; the bug leaves it open and the insert is lost at close"),
+    Bug("x08_refusal_shows_detail_to_user", 8, "reliability/connection.py",
+        "                raise DatabaseError(ErrorKind.UNAVAILABLE, self.refused, user_message=self._refused_user_message)",
+        "                raise DatabaseError(ErrorKind.UNAVAILABLE, self.refused, user_message=self.refused)",
+        "database file deleted while stopped (backups exist, auto_recover off), then a read: the user message must say a "
+        "backup exists and name `reliability recover`; the bug shows the technical detail with file paths"),
+    Bug("x09_named_params_not_redacted", 9, "reliability/errors.py",
+        "    if params is None or show:\n        return params",
+        "    if not isinstance(params, (list, tuple)) or show:\n        return params",
+        "a failing INSERT with named parameters ({\"email\": ...}) and log_sql_params off: the "
+        "error's log record must carry {\"email\": \"?\"}; the bug logs the value"),
+    Bug("x10_reason_turns_unavailable_into_degraded", 10, "reliability/manager.py",
+        "            if why and status is HealthStatus.HEALTHY:",
+        "            if why:",
+        "database missing at start (backup exists, auto_recover off) and one write command queued: "
+        "health must stay unavailable; the bug's queued-write reason turns it into degraded"),
+    Bug("x11_file_checks_only_in_full_check", 11, "reliability/health.py",
+        "            problems += file_problems(db_path, conn.execute(\"PRAGMA page_size\").fetchone()[0])",
+        "            if full:\n                problems += file_problems(db_path, conn.execute(\"PRAGMA page_size\").fetchone()[0])",
+        "100 bytes appended to the database file (not a whole page), then check_integrity() (quick): must report "
+        "the file ending inside a page; the bug runs that check only with full=True and reports ok"),
+    Bug("x12_backup_verified_by_quick_check", 12, "reliability/durability/backup.py",
+        "                problems = check_pragma(dest)",
+        "                problems = check_pragma(dest, full=False)",
+        "an index redefined with writable_schema so its entries no longer match their rows (quick_check passes, "
+        "integrity_check fails), then db.backup(): must raise BackupError (corrupt); the bug makes a verified backup"),
+    Bug("x13_recovery_takes_oldest_sound_backup", 13, "reliability/durability/recovery.py",
+        "        for info in self.store.list():\n            if not info.verified:\n                continue",
+        "        for info in reversed(self.store.list()):\n            if not info.verified:\n                continue",
+        "two backups, a third write journaled, the header damaged, db.recover(): must restore the newest sound backup and "
+        "replay (rows 1, 2, 3, ok); the bug restores the oldest and the journal gap loses rows 2 and 3 (ok False)"),
+    Bug("x14_command_read_skips_replay", 14, "reliability/degraded/commands.py",
+        "        if self.degraded:\n            self.recover()\n        if cmd.needs is Needs.READ:\n            return self._read(cmd, args, kwargs)\n",
+        "        if cmd.needs is Needs.READ:\n            return self._read(cmd, args, kwargs)\n        if self.degraded:\n            self.recover()\n",
+        "a write command queued during a lock, the lock released, 1.2 s later a READ command: must "
+        "see the queued value (the replay runs first); the bug reads the old value"),
+    Bug("x15_fallback_mac_omits_target", 15, "reliability/audit.py",
+        "                    [\"fallback\", d[\"entry_id\"], d[\"ts\"], d[\"actor\"], d[\"action\"], d[\"target\"],",
+        "                    [\"fallback\", d[\"entry_id\"], d[\"ts\"], d[\"actor\"], d[\"action\"],",
+        "an audit entry written to the fallback file during a lock, its target edited in the file, then "
+        "reconcile(): must be rejected (audit.fallback_rejected); the bug chains the edited target as genuine"),
+    Bug("x16_log_json_not_reloaded", 16, "reliability/reload.py",
+        "        if {\"operation_log\", \"operation_log_path\", \"log_json\"} & set(changed):",
+        "        if {\"operation_log\", \"operation_log_path\"} & set(changed):",
+        "operation_log_path set with log_json off, .env reloaded with RELIABILITY_LOG_JSON=true: "
+        "the next record must be a JSON line; the bug keeps writing text lines"),
+    Bug("x17_reopened_fetch_one_logs_column_count", 17, "reliability/executor.py",
+        "        rows = len(result) if isinstance(result, list) else",
+        "        rows = len(result) if isinstance(result, (list, tuple)) else",
+        "operation_log on, db.reconnect(), then fetch_one('SELECT 1, 2, 3'): its "
+        "record must say rows=1; the bug counts the row's columns (rows=3)"),
 )
 
 

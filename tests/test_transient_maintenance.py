@@ -226,7 +226,8 @@ def test_a_backup_unreadable_through_every_retry_is_reported(tmp_path, runtime_t
         info = db.backup()
         with IoErrorFault(info.path, ops="read", persistent=True):
             problems = db.durability.backups.verify(info.path)
-        assert len(problems) == 1 and problems[0].startswith("quick_check failed") and problems[0].endswith("(ioerr)")
+        assert len(problems) == 1, problems
+        assert problems[0].startswith("integrity_check failed") and problems[0].endswith("(ioerr)"), problems
     finally:
         db.close()
 

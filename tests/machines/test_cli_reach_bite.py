@@ -249,7 +249,7 @@ def test_restore_bites_the_previous_file_deleted(tmp_path: Path, monkeypatch: py
 def test_restore_bites_a_damaged_backup_put_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     # The backup's check reads nothing: the CLI's and the runtime's (both use verify_file).
     bites("surface", RESTORE, (Data(), "damaged", 5),
-          lambda: plant(monkeypatch, backup_module, "verify_file", "return quick_check(conn)", "return []", cli),
+          lambda: plant(monkeypatch, backup_module, "verify_file", "return check_pragma(conn)", "return []", cli),
           12, "must be refused", tmp_path, one_backup_then_a_write)
 
 

@@ -130,15 +130,15 @@ def test_a_wal_set_aside_whenever_the_file_changed_is_caught(tmp_path, monkeypat
 
 def test_a_lock_taken_for_damage_by_the_backup_check_is_caught(tmp_path, monkeypatch):
     """(e) Before the fix a lock met while verifying a backup was reported as a problem: marked unverified."""
-    real = backup_module.quick_check
+    real = backup_module.check_pragma
 
-    def every_error_is_damage(conn: Any, *, full: bool = False) -> list[str]:
+    def every_error_is_damage(conn: Any, *, full: bool = True) -> list[str]:
         try:
             return real(conn, full=full)
         except sqlite_errors() as exc:  # (the runtime's build: pysqlite3's errors are not sqlite3.Error)
-            return [f"quick_check failed: {exc}"]
+            return [f"integrity_check failed: {exc}"]
 
-    monkeypatch.setattr(backup_module, "quick_check", every_error_is_damage)
+    monkeypatch.setattr(backup_module, "check_pragma", every_error_is_damage)
     message = violation(tmp_path, 12)
     assert message.startswith("p12_automatic_backup violated") and "locked" in message, message
 

@@ -84,7 +84,7 @@ def test_backup_of_a_damaged_file_bites(tmp_path: Path, monkeypatch: pytest.Monk
     machine = machine_with("surface", None, tmp_path / "good")
     machine.put(1)
     assert violated(machine, "backup_of_damaged_file", 5) == ""
-    monkeypatch.setattr(backup_module, "quick_check", lambda conn, full=False: [])  # the copy is never checked
+    monkeypatch.setattr(backup_module, "check_pragma", lambda conn, full=True: [])  # the copy is never checked
     machine = machine_with("surface", None, tmp_path / "broken")
     machine.put(1)
     found = violated(machine, "backup_of_damaged_file", 5)
