@@ -89,45 +89,6 @@ class ConfigMixin(Workload):
         self.check_attempts(attempts)
         self.check_params_logged(params)
 
-    @precondition(swarm("reload"))
-    @precondition(lambda self: getattr(self, "watcher", None) is not None and not self.faults)
-    @rule(attempts=st.integers(1, 6))
-    def reload_on_the_timer(self, attempts: int) -> None:
-        """P16 with no call: ``config_reload_interval`` set in the watched file starts the watcher's own thread
-        (``db.watch_env(path)`` follows that setting), which then applies the file's next change by itself; the
-        next locked write makes the new number of attempts. Real time: the rule waits (bounded) for the thread."""
-        import time
-
-        if attempts == self.db.config.retry_attempts:
-            attempts = attempts % 6 + 1  # (a change the wait can see)
-        timed = self.db.watch_env(self.env_path)  # (replaces the machine's watcher: put back below)
-        try:
-            paced = dict(self.env_lines, RELIABILITY_CONFIG_RELOAD_INTERVAL=str(TIMER_INTERVAL))
-            self.write_env(paced)
-            timed.check_now(force=True)  # the interval itself comes in by a call
-            pace = self.db.config.config_reload_interval
-            self.check(16, pace == TIMER_INTERVAL, lambda: (
-                f"config_reload_interval={TIMER_INTERVAL} in the watched file, {pace} in force after a reload"))
-            # Another size as well as another mtime: a write in the same clock tick would otherwise look unchanged.
-            self.write_env(dict(paced, RELIABILITY_RETRY_ATTEMPTS=str(attempts)), extra="# changed on the timer")
-            deadline = time.monotonic() + TIMER_WAIT
-            while self.db.config.retry_attempts != attempts and time.monotonic() < deadline:
-                time.sleep(0.005)
-            applied = self.db.config.retry_attempts == attempts
-            self.check(16, applied, lambda: (
-                f"config_reload_interval={TIMER_INTERVAL} in the watched file, then retry_attempts={attempts}: "
-                f"not applied within {TIMER_WAIT} s without a call (retry_attempts={self.db.config.retry_attempts}, "
-                f"the watcher's reloads: {timed.reloads})"))
-            if applied:
-                self.config = self.db.config
-                self.check_attempts(attempts)
-        finally:
-            # The machine's file and its explicit watcher again (the timer's thread stops with the interval at 0).
-            self.write_env(self.env_lines)
-            timed.check_now(force=True)
-            self.watcher = self.db.watch_env(self.env_path, interval=0)
-            self.config = self.db.config
-
     def check_params_logged(self, shown: bool) -> None:
         """Behaviour of ``log_sql_params``: the next error's technical record shows, or redacts, its parameters."""
         marker = f"reload-{len(self.logs.records)}"
@@ -347,3 +308,42 @@ class ConfigMachine(ConfigMixin):
         self.check(16, code == 0 and not wrong,
                    lambda: f"{said} exited {code}; wrong: {wrong} (the environment wins over the file, the default "
                            "shows where neither gives a value)")
+
+    @precondition(swarm("reload"))
+    @precondition(lambda self: getattr(self, "watcher", None) is not None and not self.faults)
+    @rule(attempts=st.integers(1, 6))
+    def reload_on_the_timer(self, attempts: int) -> None:
+        """P16 with no call: ``config_reload_interval`` set in the watched file starts the watcher's own thread
+        (``db.watch_env(path)`` follows that setting), which then applies the file's next change by itself; the
+        next locked write makes the new number of attempts. Real time: the rule waits (bounded) for the thread."""
+        import time
+
+        if attempts == self.db.config.retry_attempts:
+            attempts = attempts % 6 + 1  # (a change the wait can see)
+        timed = self.db.watch_env(self.env_path)  # (replaces the machine's watcher: put back below)
+        try:
+            paced = dict(self.env_lines, RELIABILITY_CONFIG_RELOAD_INTERVAL=str(TIMER_INTERVAL))
+            self.write_env(paced)
+            timed.check_now(force=True)  # the interval itself comes in by a call
+            pace = self.db.config.config_reload_interval
+            self.check(16, pace == TIMER_INTERVAL, lambda: (
+                f"config_reload_interval={TIMER_INTERVAL} in the watched file, {pace} in force after a reload"))
+            # Another size as well as another mtime: a write in the same clock tick would otherwise look unchanged.
+            self.write_env(dict(paced, RELIABILITY_RETRY_ATTEMPTS=str(attempts)), extra="# changed on the timer")
+            deadline = time.monotonic() + TIMER_WAIT
+            while self.db.config.retry_attempts != attempts and time.monotonic() < deadline:
+                time.sleep(0.005)
+            applied = self.db.config.retry_attempts == attempts
+            self.check(16, applied, lambda: (
+                f"config_reload_interval={TIMER_INTERVAL} in the watched file, then retry_attempts={attempts}: "
+                f"not applied within {TIMER_WAIT} s without a call (retry_attempts={self.db.config.retry_attempts}, "
+                f"the watcher's reloads: {timed.reloads})"))
+            if applied:
+                self.config = self.db.config
+                self.check_attempts(attempts)
+        finally:
+            # The machine's file and its explicit watcher again (the timer's thread stops with the interval at 0).
+            self.write_env(self.env_lines)
+            timed.check_now(force=True)
+            self.watcher = self.db.watch_env(self.env_path, interval=0)
+            self.config = self.db.config

@@ -182,56 +182,6 @@ class HealthMixin(Workload):
         return fault
 
     @precondition(swarm("integrity"))
-    @precondition(lambda self: has_integrity_check(self) and not self.faults and is_this_runtime(self))
-    @rule(case=st.sampled_from(SCHEDULED_CASES), seed=st.integers(0, 2**16))
-    def scheduled_maintenance(self, case: tuple[str, str], seed: int) -> None:
-        """P11 on the schedule (``quick_check_interval``, ``integrity_check_interval``, ``health_check_interval``):
-        the background task, not a call, reaches the verdict. Damage the task's check can see marks the file
-        (health not healthy, the shared mark written); a lock held while it runs is never taken for damage; a
-        healthy file stays unmarked. The runtime restarts with the interval short, the rule waits for one run
-        (real time: the schedule's thread), and the next runtime has the example's intervals again."""
-        task, trouble = case
-        base = self.config
-        fault = self.damage_at_rest(trouble, seed) if trouble in CORRUPT_PARTS else None
-        if fault is None:
-            self.db.close()
-        self.db = self.open_runtime(base.replace(**{SCHEDULED_INTERVALS[task]: 0.02}))
-        self.after_reopen()
-        scheduler = self.db.durability.scheduler
-        before = scheduler.runs.get(task, 0)
-        locked = trouble == "locked" and self.inject("locked", 1)  # (1: an exclusive lock, which blocks reads too)
-        # Under the lock: two more runs, so that one began after the lock was taken (the label must be true).
-        ran = wait_for_run(scheduler, task, scheduler.runs.get(task, 0) + 2 if locked else before + 1)
-        labels = ["corrupt"] if fault is not None else None
-        self.check(11, ran, f"{SCHEDULED_INTERVALS[task]}=0.02: the scheduled {task} did not run within "
-                            f"{SCHEDULE_WAIT} s", faults=labels)
-        if locked:
-            self.heal("locked")  # (the verdict is judged below, the lock gone: what it left behind)
-        seen = self.db.monitor.integrity_ok is False
-        marked = os.path.lexists(f"{self.db_path}.damaged")
-        must_see = fault is not None and task != "health_check" and (task == "integrity_check"
-                                                                     or trouble != "index_entry")
-        if ran and must_see:
-            status = str(self.db.health().status)
-            self.check(11, seen and marked and status != "healthy", lambda: (
-                f"{trouble} damage (seed {seed}) not flagged by the scheduled {task}: integrity_ok="
-                f"{self.db.monitor.integrity_ok}, damage mark {'written' if marked else 'absent'}, health {status}"),
-                faults=labels)
-        elif fault is None:
-            self.check(11, not seen and not marked, lambda: (
-                f"the scheduled {task} {'under a held lock ' if locked else ''}marked an intact file damaged: "
-                f"{self.db.monitor.integrity_problems[:3]}"), faults=["locked"] if locked else None)
-        self.db.close()
-        self.config = base
-        if fault is not None:
-            self.put_back_undamaged(fault)  # (opens the next runtime on self.config: the intervals drawn)
-            self.last_healed = "corrupt"
-            self.integrity_passes(None)
-        else:
-            self.db = self.open_runtime(base)
-            self.after_reopen()
-
-    @precondition(swarm("integrity"))
     @precondition(lambda self: has_integrity_check(self) and bool(self.faults))
     @rule()
     def integrity_under_fault(self) -> None:
@@ -370,3 +320,53 @@ class HealthMachine(HealthMixin):
 
     core_groups = frozenset(("integrity",))
     fault_kinds = ("none", "locked", "disk_full", "disconnect_close", "disconnect_rename", "disconnect_delete")
+
+    @precondition(swarm("integrity"))
+    @precondition(lambda self: has_integrity_check(self) and not self.faults and is_this_runtime(self))
+    @rule(case=st.sampled_from(SCHEDULED_CASES), seed=st.integers(0, 2**16))
+    def scheduled_maintenance(self, case: tuple[str, str], seed: int) -> None:
+        """P11 on the schedule (``quick_check_interval``, ``integrity_check_interval``, ``health_check_interval``):
+        the background task, not a call, reaches the verdict. Damage the task's check can see marks the file
+        (health not healthy, the shared mark written); a lock held while it runs is never taken for damage; a
+        healthy file stays unmarked. The runtime restarts with the interval short, the rule waits for one run
+        (real time: the schedule's thread), and the next runtime has the example's intervals again."""
+        task, trouble = case
+        base = self.config
+        fault = self.damage_at_rest(trouble, seed) if trouble in CORRUPT_PARTS else None
+        if fault is None:
+            self.db.close()
+        self.db = self.open_runtime(base.replace(**{SCHEDULED_INTERVALS[task]: 0.02}))
+        self.after_reopen()
+        scheduler = self.db.durability.scheduler
+        before = scheduler.runs.get(task, 0)
+        locked = trouble == "locked" and self.inject("locked", 1)  # (1: an exclusive lock, which blocks reads too)
+        # Under the lock: two more runs, so that one began after the lock was taken (the label must be true).
+        ran = wait_for_run(scheduler, task, scheduler.runs.get(task, 0) + 2 if locked else before + 1)
+        labels = ["corrupt"] if fault is not None else None
+        self.check(11, ran, f"{SCHEDULED_INTERVALS[task]}=0.02: the scheduled {task} did not run within "
+                            f"{SCHEDULE_WAIT} s", faults=labels)
+        if locked:
+            self.heal("locked")  # (the verdict is judged below, the lock gone: what it left behind)
+        seen = self.db.monitor.integrity_ok is False
+        marked = os.path.lexists(f"{self.db_path}.damaged")
+        must_see = fault is not None and task != "health_check" and (task == "integrity_check"
+                                                                     or trouble != "index_entry")
+        if ran and must_see:
+            status = str(self.db.health().status)
+            self.check(11, seen and marked and status != "healthy", lambda: (
+                f"{trouble} damage (seed {seed}) not flagged by the scheduled {task}: integrity_ok="
+                f"{self.db.monitor.integrity_ok}, damage mark {'written' if marked else 'absent'}, health {status}"),
+                faults=labels)
+        elif fault is None:
+            self.check(11, not seen and not marked, lambda: (
+                f"the scheduled {task} {'under a held lock ' if locked else ''}marked an intact file damaged: "
+                f"{self.db.monitor.integrity_problems[:3]}"), faults=["locked"] if locked else None)
+        self.db.close()
+        self.config = base
+        if fault is not None:
+            self.put_back_undamaged(fault)  # (opens the next runtime on self.config: the intervals drawn)
+            self.last_healed = "corrupt"
+            self.integrity_passes(None)
+        else:
+            self.db = self.open_runtime(base)
+            self.after_reopen()
