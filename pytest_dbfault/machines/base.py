@@ -351,16 +351,21 @@ class RuntimeMachine(RuleBasedStateMachine):
 
     def run_with_the_application_stopped(
             self, argv: list[str], number: int, stopped: Callable[[], None] | None = None,
+            done: Callable[[], None] | None = None,
     ) -> tuple[int, dict[str, Any]] | None:
         """``reliability <argv>`` (a change: :meth:`run_command_line` with ``changes``) as an operator runs a repair or
         a migration: the application stopped first (its runtime closed; ``stopped`` runs then), started again after,
-        whatever the command did."""
+        whatever the command did. ``done`` runs after the command, before the application starts again: what the
+        command alone left (a start may write, e.g. re-anchor its redo journal after a damaged backup)."""
         config = self.config
         self.db.close()
         try:
             if stopped is not None:
                 stopped()
-            return self.run_command_line(argv, number, None, changes=True)
+            ran = self.run_command_line(argv, number, None, changes=True)
+            if done is not None:
+                done()
+            return ran
         finally:
             self.db = self.open_runtime(config)
             self.after_reopen()
