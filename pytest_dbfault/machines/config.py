@@ -90,16 +90,21 @@ class ConfigMixin(Workload):
         self.check_params_logged(params)
 
     def check_params_logged(self, shown: bool) -> None:
-        """Behaviour of ``log_sql_params``: the next error's technical record shows, or redacts, its parameters."""
-        marker = f"reload-{len(self.logs.records)}"
-        logs0 = len(self.logs.records)
-        out = self.call("fetch_one", self.db.fetch_one, "SELECT v FROM no_such_table_here WHERE k = ?", (marker,))
-        op = getattr(out.error, "operation_id", None)
-        records = [r for r in self.logs.records[logs0:]
-                   if getattr(r, "operation_id", None) == op and hasattr(r, "params")]
-        self.check(16, not out.ok and bool(records) and all((marker in str(r.params)) is shown for r in records),
-                   lambda: f"log_sql_params is {shown} after the reload, but the error's record has params "
-                           f"{[getattr(r, 'params', None) for r in records]}")
+        """Behaviour of ``log_sql_params``: the next error's technical record shows, or redacts, its parameters,
+        given by position and by name (a dict: sqlite3's named placeholders) alike."""
+        for sql, given in (("SELECT v FROM no_such_table_here WHERE k = ?", lambda m: (m,)),
+                           ("SELECT v FROM no_such_table_here WHERE k = :k", lambda m: {"k": m})):
+            marker = f"reload-{len(self.logs.records)}"
+            logs0 = len(self.logs.records)
+            params = given(marker)
+            out = self.call("fetch_one", self.db.fetch_one, sql, params)
+            op = getattr(out.error, "operation_id", None)
+            records = [r for r in self.logs.records[logs0:]
+                       if getattr(r, "operation_id", None) == op and hasattr(r, "params")]
+            self.check(16, not out.ok and bool(records) and all((marker in str(r.params)) is shown for r in records),
+                       lambda params=params, records=records: (
+                           f"log_sql_params is {shown} after the reload, but the error's record of {params!r} has "
+                           f"params {[getattr(r, 'params', None) for r in records]}"))
 
     @precondition(swarm("reload"))
     @precondition(lambda self: getattr(self, "watcher", None) is not None and not self.faults)

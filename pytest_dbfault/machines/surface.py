@@ -131,14 +131,17 @@ class SurfaceMixin(BackupMixin):
     @precondition(lambda self: has_backups(self) and not self.faults and not self.writes_queued())
     @rule(seed=st.integers(0, 2**16))
     def backup_of_damaged_file(self, seed: int) -> None:
-        """P12 under corruption: a backup of a database whose pages are damaged is never marked verified."""
+        """P12 under corruption: a backup of a database whose pages are damaged is never marked verified. The damage
+        is the kv table's root page, or (an odd ``seed``, rows there) one key of its index changed in place, which
+        passes ``quick_check`` and only the full check finds: a backup copying it would bring it back at a restore."""
         from reliability import DatabaseError
 
+        damage = ({"part": "index_entry", "index": KV_INDEX} if seed % 2 and self.model.kv
+                  else {"part": "btree", "table": "kv", "page": "root"})
         self.reopen()  # flush the WAL into the file so the damage hits committed pages
         before = {str(b.path) for b in self.db.backups()}
         self.db.close()
-        fault = make_fault("corrupt", self.db_path, part="btree", table="kv", page="root", seed=seed,
-                           backup_before=True, counted_in=STATS)
+        fault = make_fault("corrupt", self.db_path, seed=seed, backup_before=True, counted_in=STATS, **damage)
         fault.inject()  # (counted by the registry)
         self.fault_history.append("corrupt")
         self.faults["corrupt"] = fault  # in force: the checks below are labelled with it
@@ -155,7 +158,7 @@ class SurfaceMixin(BackupMixin):
             leftovers = [str(b.path) for b in self.db.backups() if str(b.path) not in before]
             verified = [b.path for b in self.db.backups() if b.verified and str(b.path) not in before]
             self.check(12, isinstance(info, DatabaseError) or not getattr(info, "verified", False),
-                       f"a backup of a database with a damaged kv root page was marked verified: {info}")
+                       f"a backup of a database with a damaged {damage['part']} was marked verified: {info}")
             self.check(12, not verified, f"backups of the damaged database are listed as verified: {verified}")
         finally:
             self.faults.pop("corrupt", None)
