@@ -15,7 +15,7 @@ from runtime_helpers import SQLITE_MODULE_NAME, fast_config, sqlite_module, wait
 
 from pytest_dbfault.faults import CorruptFault, outside
 from pytest_dbfault.faults.target import MODULE_ENV
-from reliability import DatabaseManager
+from reliability import DatabaseManager, HealthStatus
 from reliability.durability.backup import BackupError, verify_file
 
 KV = "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)"
@@ -53,6 +53,18 @@ def test_a_copy_of_a_file_with_a_damaged_index_entry_is_not_verified(tmp_path: P
             db.backup()  # (before: a backup marked verified, the damaged index in it)
         assert db.backups() == before
     assert verify_file(db_path, module=sqlite_module())  # (the check restore and `reliability restore` make)
+
+
+def test_a_backup_whose_copy_fails_sends_the_source_to_the_full_check(tmp_path: Path) -> None:
+    """``db.backup()`` as the schedule's: the copy refused, the source is judged (before, only the scheduled backup
+    looked, and the runtime went on calling the file sound: recovery_fuzz seed 906)."""
+    db_path = tmp_path / "app.db"
+    index_entry_damaged(db_path)
+    with manager(db_path) as db:
+        with pytest.raises(BackupError, match="failed integrity_check"):
+            db.backup()
+        assert db.monitor.integrity_ok is False, db.monitor.integrity_problems
+        assert db.health().status is not HealthStatus.HEALTHY
 
 
 def test_a_scheduled_backup_that_meets_it_sends_the_source_to_the_full_check(tmp_path: Path) -> None:

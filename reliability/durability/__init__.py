@@ -121,8 +121,8 @@ class Durability:
         return self.trust.rollback_migration(to, migrations)
 
     def backup(self) -> BackupInfo:
-        """See :meth:`BackupTaker.backup`."""
-        return self.taker.backup()
+        """See :meth:`Upkeep.backup` (a :meth:`BackupTaker.backup` whose damaged copy sends the source to a check)."""
+        return self.upkeep.backup()
 
     def restore(self, path: str | os.PathLike[str] | None = None) -> BackupInfo:
         """See :meth:`Recovery.restore`."""

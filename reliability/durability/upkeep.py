@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import RecoveryAction
 from ..health import IntegrityReport, check_integrity
 from . import verdict
-from .backup import BackupError, BackupTaker
+from .backup import BackupError, BackupInfo, BackupTaker
 from .parts import RuntimeParts, maintenance
 
 log = logging.getLogger("reliability.recovery")
@@ -144,14 +144,22 @@ class Upkeep:
         scheduler.add("quick_check", cfg.quick_check_interval, lambda: self.check_integrity(full=False))
         scheduler.add("integrity_check", cfg.integrity_check_interval, lambda: self.check_integrity(full=True))
 
-    def scheduled_backup(self) -> None:
-        """The scheduled backup; a copy found damaged sends the source to an integrity check."""
+    def backup(self) -> BackupInfo:
+        """A backup (``db.backup()`` and the schedule's); a copy found damaged sends the source to the full
+        integrity check: a bad copy may mean a bad source, and that check is the verdict (with ``auto_recover``,
+        a recovery). Before, only the scheduled backup looked, and ``db.backup()`` refused a copy of a file whose
+        index no longer matched its rows while the runtime went on calling the file sound (recovery_fuzz seed 906).
+        """
         try:
-            self.backups.backup()
+            return self.backups.backup()
         except BackupError as exc:
             if exc.action is RecoveryAction.RESTORE:
-                self.check_integrity(full=True)  # a bad copy may mean a bad source: find out (as fully)
+                self.check_integrity(full=True)
             raise
+
+    def scheduled_backup(self) -> None:
+        """The scheduled backup (see :meth:`backup`)."""
+        self.backup()
 
     @maintenance("check")
     def check_integrity(self, full: bool = False) -> IntegrityReport:
