@@ -4,8 +4,8 @@ The verdict itself is ``monitor.integrity_ok`` (this process); the shared one is
 ``<db>.damaged`` (:mod:`reliability.damage_mark`). Durability reaches a verdict in five places (a
 statement met damage, an integrity check, a recovery, a start that finds damage without a check
 (:func:`damage_at_start`) and a close that finds its ``-wal`` damaged (:func:`wal_at_close`)) and each
-goes through these functions, so the
-marker is written whenever this process sees the file damaged and removed whenever it sees it sound.
+goes through these functions, so the marker is written whenever this process sees the file damaged and
+removed whenever it sees it sound.
 An error writing or removing the marker is logged and kept for health (``monitor.damage_mark_error``):
 it never hides the verdict in this process.
 """
