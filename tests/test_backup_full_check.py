@@ -32,10 +32,10 @@ def manager(db_path: Path, **extra: object) -> DatabaseManager:
     return DatabaseManager(fast_config(db_path, **settings))
 
 
-def index_entry_damaged(db_path: Path) -> None:
+def index_entry_damaged(db_path: Path, **extra: object) -> None:
     """Rows and a verified backup, then the real ``index_entry`` fault on the closed file: quick_check passes, the full
     check does not."""
-    with manager(db_path) as db:
+    with manager(db_path, **extra) as db:
         db.execute(KV)
         db.executemany("INSERT INTO kv (k, v) VALUES (?, ?)", [(f"user-{i}", f"v{i}") for i in range(20)])
         db.backup()
@@ -76,3 +76,19 @@ def test_a_scheduled_backup_that_meets_it_sends_the_source_to_the_full_check(tmp
         assert wait_for(lambda: db.monitor.recoveries >= 1, timeout=30), db.health().to_dict()
         assert db.check_integrity(full=True).ok
     assert outside.query(db_path, "PRAGMA integrity_check") == [["ok"]]
+
+
+@pytest.mark.parametrize("auto_recover", [False, True], ids=["no_auto_recover", "auto_recover"])
+def test_a_start_whose_anchoring_backup_fails_sends_the_source_to_the_full_check(tmp_path: Path,
+                                                                                auto_recover: bool) -> None:
+    """The first start with the redo journal anchors it with a backup: a damaged copy is a verdict on the source
+    (before: a log line only, health healthy; with auto_recover a recovery with no verdict behind it)."""
+    db_path = tmp_path / "app.db"
+    index_entry_damaged(db_path, redo_journal=False)  # (written without the journal: the next start anchors one)
+    with manager(db_path, redo_journal=True, auto_recover=auto_recover) as db:
+        if auto_recover:
+            assert db.monitor.recoveries == 1, db.monitor.last_recovery
+            assert db.check_integrity(full=True).ok
+        else:
+            assert db.monitor.integrity_ok is False, db.monitor.integrity_problems
+            assert db.health().status is not HealthStatus.HEALTHY

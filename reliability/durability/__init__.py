@@ -79,7 +79,9 @@ class Durability:
         # Temporaries named after a process that crashed while writing them: nothing else would ever remove them.
         files.remove_leftover_temps(self.parts.path, "create")
         verdict.marker(self.parts).remove_leftovers()
-        self.journal.start(backup=self.taker.backup, recover=self.recovery.auto_recover)
+        # (The anchoring backup goes through Upkeep.backup like every other: a damaged copy sends the source to the
+        # full check, whose verdict starts recovery with auto_recover.)
+        self.journal.start(backup=self.upkeep.backup, recover=self.recovery.auto_recover)
         self.trust.start()
         self.scheduler.start()
 

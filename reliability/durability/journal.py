@@ -20,7 +20,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import DatabaseError, RecoveryAction
+from ..errors import DatabaseError
 from ..health import retryable_in_maintenance
 from ..redo import (
     WRITERS_TABLE,
@@ -258,9 +258,9 @@ class Journal:
                 # writes would go unjournaled while health said healthy. Say so until a backup succeeds.
                 redo.error = (f"the redo journal {str(redo.path)!r} could not be anchored at startup ({exc.detail}); "
                               "writes are not journaled until a backup succeeds")
-            if exc.action is RecoveryAction.RESTORE and self.parts.config.auto_recover:
-                recover(f"startup backup failed: {exc.detail}")
-            elif retryable_in_maintenance(exc):
+            # (A damaged copy already sent the source to the full check, whose verdict recovers with auto_recover:
+            # ``backup`` is Upkeep.backup. Recovering here as well would run a second recovery, without a verdict.)
+            if retryable_in_maintenance(exc):
                 # A lock that outlasted the policy is no state to keep for the process's life (with scheduled
                 # backups off, nothing else would ever anchor the journal): the backup is taken again soon.
                 self._pending = "anchor"
