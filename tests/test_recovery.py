@@ -490,7 +490,10 @@ def test_a_manager_started_on_a_damaged_file_says_its_journal_is_not_anchored_un
             health = second.health()
             assert str(health.status) != "healthy"
             assert any("could not be anchored" in r for r in health.reasons), health.reasons
+            # The failed anchoring copy sent the file to the full check: second's own verdict says damaged too.
+            assert second.monitor.integrity_ok is False, health.reasons
             assert first.recover().ok
+            assert second.check_integrity(full=True).ok  # (its verdict is about the file it saw, until it looks again)
             second.backup()  # the anchoring backup succeeds now: the journal protects writes again
             assert str(second.health().status) == "healthy", second.health().reasons
         finally:

@@ -18,9 +18,9 @@ import time
 from collections.abc import Callable
 
 from .. import files
-from ..connection import db_page_size, wal_damage
+from ..connection import db_page_size
 from ..damage_mark import DamageMark, DamageMarker, error_text
-from ..health import WAL_DAMAGE, cut_off_problems, may_hide, sticky_mark_problems
+from ..health import cut_off_problems, may_hide, sticky_mark_problems, wal_problems
 from .parts import RuntimeParts
 
 log = logging.getLogger("reliability.damage")
@@ -100,11 +100,11 @@ def wal_at_close(parts: RuntimeParts) -> None:
     page then passes every check. Found now, the file is marked damaged with a sticky mark (only a recovery
     removes it), so the next start, check or ``reliability recover`` recovers instead of serving it.
     """
-    damage = wal_damage(parts.path)
-    if damage is None:
+    problems = wal_problems(parts.path)
+    if not problems:
         return
-    log.error("closing %s with a damaged -wal: %s", parts.path, damage)
-    seen_damaged(parts, [WAL_DAMAGE + damage], "a damaged -wal found by the manager's close")
+    log.error("closing %s with a damaged -wal: %s", parts.path, problems[0])
+    seen_damaged(parts, problems, "a damaged -wal found by the manager's close")
 
 
 def now() -> float:
