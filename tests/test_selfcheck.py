@@ -145,3 +145,40 @@ def test_reliability_selfcheck_passes_from_an_installed_wheel(tmp_path: Path) ->
     assert "a partial run" in doc["message"]  # -k selected a part: the verdict does not claim the rest
     report = value["report"]
     assert report is not None and report["verdict"] == "pass"
+
+
+# -- a failing run is a failure (#14) -------------------------------------------------------------------
+#: A planted defect the transactions machine's atomicity check finds: a nested block that raised keeps its
+#: rows (the savepoint is released instead of rolled back to), so the outer commit makes them durable.
+_SAVEPOINT_KEPT = ('                    conn.execute(f"ROLLBACK TO {name}")\n'
+                   '                    conn.execute(f"RELEASE {name}")',
+                   '                    conn.execute(f"RELEASE {name}")')
+
+
+def test_selfcheck_against_a_runtime_that_breaks_a_property_exits_non_zero(tmp_path: Path) -> None:
+    """The shipped machines run against a copy of this runtime with one defect: the selfcheck must fail
+    (exit code, JSON status and message), name the property, and keep the run's files for the operator."""
+    (tmp_path / "broken").mkdir()
+    src = _copy_source(tmp_path / "broken")
+    site = src / "reliability" / "transaction.py"
+    text = site.read_text(encoding="utf-8")
+    assert text.count(_SAVEPOINT_KEPT[0]) == 1, "the planted defect's site moved: update _SAVEPOINT_KEPT"
+    site.write_text(text.replace(*_SAVEPOINT_KEPT), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "CI", "HYPOTHESIS_PROFILE")}
+    env["PYTHONPATH"] = str(src)  # the copy's runtime, plugin and shipped files come before the installed ones
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = subprocess.run([sys.executable, "-c", "import sys; from reliability.cli import main; sys.exit(main())",
+                          "--json", "selfcheck", "--", "-k", "transactions", "--dbfault-seed=1"],
+                         cwd=elsewhere, env=env, capture_output=True, text=True, timeout=900)
+    doc = json.loads(out.stdout)
+    assert out.returncode == cli.EXIT_UNHEALTHY, f"{out.stdout[-2000:]}\n{out.stderr[-3000:]}"
+    assert doc["status"] == "unhealthy" and doc["value"]["pytest_exit_code"] == 1
+    assert doc["message"].startswith("selfcheck FAILED") and "passed" not in doc["message"]
+    assert doc["value"]["runtime"] == str((src / "reliability").resolve())  # the broken copy was what ran
+    assert "p06_transaction_atomicity" in out.stderr and "violated" in out.stderr
+    work = Path(doc["value"]["work_dir"])
+    assert work.is_dir() and doc["message"].endswith(f"kept in {work}")
+    report = doc["value"]["report"]
+    assert report is not None and report["verdict"] != "pass"
+    shutil.rmtree(work, ignore_errors=True)
