@@ -205,7 +205,7 @@ def test_a_lock_is_never_taken_for_damage(db_path: Path) -> None:
         early = outage_entry(db, db_path)
         assert db.monitor.integrity_ok is not False and not db.write_gate.seen_damaged
         checks: list[object] = []
-        db.write_gate.check = lambda: checks.append(1)  # (counts calls; must not be called at all)
+        db.write_gate.check = lambda full=False: checks.append(1)  # (counts calls; must not be called at all)
         late = db.audit.record("carol", "import")
         assert not late.pending and checks == []
         assert stored_ids(db)[:2] == [late.entry_id, early]

@@ -219,7 +219,7 @@ def test_a_clean_check_in_any_process_clears_the_mark_for_every_manager(db_path:
         assert not db.write_gate.seen_damaged and not marker_of(db_path).exists()
         checks: list[object] = []
         real = db.write_gate.check
-        db.write_gate.check = lambda: (checks.append(1), real())
+        db.write_gate.check = lambda full=False: (checks.append(1), real(full))
         entry = db.audit.record("carol", "import")
         assert not entry.pending and checks == []  # no mark, no verdict here: in at once
         assert stored_ids(db)[:2] == [entry.entry_id, early]

@@ -45,10 +45,10 @@ def test_a_slow_check_is_rerun_at_most_a_tenth_of_the_time(db_path: Path) -> Non
         gate.clock = clock
         real, runs = gate.check, []
 
-        def slow_check() -> object:  # the real check, taking 2 s of the fake clock
+        def slow_check(full: bool = False) -> object:  # the real check, taking 2 s of the fake clock
             runs.append(clock.now)
             clock.now += 2.0
-            return real()
+            return real(full)
 
         gate.check = slow_check
         assert gate.refusal() is not None and len(runs) == 1  # the first question checks
@@ -70,11 +70,11 @@ def test_one_thread_checks_at_a_time(db_path: Path) -> None:
         entered, release = threading.Event(), threading.Event()
         calls = []
 
-        def held_check() -> object:
+        def held_check(full: bool = False) -> object:
             calls.append(threading.current_thread().name)
             entered.set()
             release.wait(10)
-            return real()
+            return real(full)
 
         gate.check = held_check
         answers: list[str | None] = []
@@ -91,7 +91,7 @@ def test_one_thread_checks_at_a_time(db_path: Path) -> None:
 def test_a_sound_runtime_never_checks(db_path: Path) -> None:
     with DatabaseManager(fast_config(db_path, audit_hmac_key="k")) as db:
         calls = []
-        db.write_gate.check = lambda: calls.append(1)
+        db.write_gate.check = lambda full=False: calls.append(1)
         db.write_gate.recheck_interval = 0
         assert db.write_gate.refusal() is None
         assert not db.audit.record("alice", "login").pending

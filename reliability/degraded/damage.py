@@ -74,7 +74,8 @@ class DamageGate:
     """Says whether the runtime may write into its database on its own behalf (see the module docstring).
 
     :param verdict: the runtime's verdict on the file (``db.monitor``).
-    :param check: the runtime's integrity check (``durability.check_integrity``): it updates ``verdict``
+    :param check: the runtime's integrity check (``durability.check_integrity``, called with ``full``): it
+        updates ``verdict``
         and raises :class:`~reliability.errors.DatabaseError` when a lock keeps it from a result.
     :param recheck_interval: seconds between two checks while the verdict stands (a check reads the
         whole file; 0 checks at every question).
@@ -83,7 +84,7 @@ class DamageGate:
         process's verdict only.
     """
 
-    def __init__(self, verdict: Verdict, check: Callable[[], Any], *, recheck_interval: float = 1.0,
+    def __init__(self, verdict: Verdict, check: Callable[..., Any], *, recheck_interval: float = 1.0,
                  clock: Callable[[], float] = time.monotonic, shared: SharedVerdict | None = None) -> None:
         self.verdict = verdict
         self.shared = shared
@@ -128,7 +129,8 @@ class DamageGate:
         """Run the check (it updates the verdict); why it gave no result, or None when it did."""
         start = self.clock()
         try:
-            self.check()
+            # The full check while a verdict stands: a clean quick_check clears none (see verdict.seen_sound).
+            self.check(full=self.seen_damaged)
         except DatabaseError as err:  # a lock or a one-off I/O error outlasted the policy: no result either way
             self._next_check = self.clock() + self.recheck_interval
             return f"the check could not run now: {err.kind}"

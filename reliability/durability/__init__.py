@@ -81,7 +81,8 @@ class Durability:
         verdict.marker(self.parts).remove_leftovers()
         # (The anchoring backup goes through Upkeep.backup like every other: a damaged copy sends the source to the
         # full check, whose verdict starts recovery with auto_recover.)
-        self.journal.start(backup=self.upkeep.backup, recover=self.recovery.auto_recover)
+        self.journal.start(backup=self.upkeep.backup, recover=self.recovery.auto_recover,
+                           check=lambda: self.upkeep.check_integrity(full=True))
         self.trust.start()
         self.scheduler.start()
 

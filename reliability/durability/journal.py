@@ -72,11 +72,13 @@ class Journal:
         return redo if redo is not None and redo.owned else None
 
     # -- startup ---------------------------------------------------------------------------------
-    def start(self, *, backup: Callable[[], Any], recover: Callable[[str], Any]) -> None:
+    def start(self, *, backup: Callable[[], Any], recover: Callable[[str], Any],
+              check: Callable[[], Any] | None = None) -> None:
         """Open the journal (when configured), reconcile, register, anchor; handle a missing database.
 
         :param backup: takes the anchoring backup (raises :class:`DatabaseError`).
         :param recover: starts an automatic recovery for a reason (``auto_recover``).
+        :param check: the full integrity check, run when another process marked the file damaged.
         """
         parts = self.parts
         cfg = parts.config
@@ -93,10 +95,10 @@ class Journal:
                 parts.executor.redo = self.redo
                 # Before the journals are compared with the file and an anchoring backup copies it.
                 looked = True
-                verdict.damage_at_start(parts, recover)
+                verdict.damage_at_start(parts, recover, check)
                 self._check_and_anchor(state, backup, recover)
         if not looked:
-            verdict.damage_at_start(parts, recover)
+            verdict.damage_at_start(parts, recover, check)
         if parts.connections.refused is None and database_missing(parts.path):
             # The journal is off or could not be opened, so _anchor did not look: a missing
             # database is still an incident when backups or a journal show it held data.

@@ -181,7 +181,7 @@ class Upkeep:
         m = parts.monitor
         m.last_integrity_check_at = time.time()
         if report.ok:  # sound, here and for every other process (a mark written since it began stays)
-            verdict.seen_sound(parts, True, since=started)
+            verdict.seen_sound(parts, True, since=started, quick=not full)
         else:
             verdict.seen_damaged(parts, list(report.problems), f"a failed {report.kind} integrity check")
         if not report.ok:

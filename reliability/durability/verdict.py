@@ -50,13 +50,22 @@ def seen_damaged(parts: RuntimeParts, problems: list[str], found_by: str) -> Non
 
 
 def seen_sound(parts: RuntimeParts, ok: bool | None, *, since: float | None = None,
-               keep: Callable[[DamageMark], bool] | None = None) -> None:
+               keep: Callable[[DamageMark], bool] | None = None, quick: bool = False) -> None:
     """This process saw the file sound (``ok`` True: a clean check; None: a recovery installed a file).
 
     The marker is removed unless it was written after ``since`` (``time.time()`` when the check began:
     a later mark may be about damage the check did not see) or ``keep`` says to keep it.
+    ``quick``: the clean result is a ``quick_check``'s. It changes nothing while a verdict stands, here
+    (``integrity_ok`` False) or in the marker: quick_check does not compare an index with its rows, so it
+    passes a file whose index entry was changed in place, which the full check, a statement, or another
+    process found damaged. Clearing that verdict let writes go through the wrong index entry onto
+    another row (recovery_fuzz seed 906). Only a clean full check or a recovery clears a verdict.
     """
     m = parts.monitor
+    if quick and (m.integrity_ok is False or marker(parts).present()):
+        log.info("a clean quick_check leaves the damage verdict on %s in place: only the full integrity check "
+                 "(or a recovery) clears it", parts.path)
+        return
     m.integrity_ok = ok
     m.integrity_problems = []
     try:
@@ -67,7 +76,8 @@ def seen_sound(parts: RuntimeParts, ok: bool | None, *, since: float | None = No
         m.damage_mark_error = None
 
 
-def damage_at_start(parts: RuntimeParts, recover: Callable[[str], object]) -> bool:
+def damage_at_start(parts: RuntimeParts, recover: Callable[[str], object],
+                    check: Callable[[], object] | None = None) -> bool:
     """What a start sees without an integrity check: a file cut inside a page, or a sticky damage mark.
 
     A file that ends inside a page reads its missing bytes as zeros, with no error from any statement or
@@ -78,6 +88,13 @@ def damage_at_start(parts: RuntimeParts, recover: Callable[[str], object]) -> bo
     628, 1122: a value came back undecodable after the last close). Either is the verdict at once and, with
     ``auto_recover``, recovery runs (``recover``) before the journals are compared with the file or an
     anchoring backup copies it. Returns True when damage was found.
+
+    Any other mark on this file is another process's verdict (a statement met damage there, or an integrity
+    check failed) that this manager would otherwise not act on: its statements would run, and a write through
+    an index entry changed in place lands on another row (recovery_fuzz seed 906: a writer started after a full
+    check had marked the file overwrote an acknowledged row). ``check`` (the full integrity check) runs then;
+    its result is the verdict (a clean one removes the mark; a failed one, with ``auto_recover``, recovers).
+    A lock that keeps it from a result leaves the mark standing, as the write gate's check does.
     """
     path = parts.path
     if not os.path.exists(path) or os.path.getsize(path) == 0:
@@ -86,11 +103,30 @@ def damage_at_start(parts: RuntimeParts, recover: Callable[[str], object]) -> bo
     page_size = db_page_size(path, parts.connections.module) if at_rest else None
     problems = (cut_off_problems(path, page_size) if page_size else []) + sticky_mark_problems(path)
     if not problems:
+        if check is not None and _marked_here(parts):
+            return _check_marked_file(parts, check)
         return False
     seen_damaged(parts, problems, "a look at the database file at startup")
     if parts.config.auto_recover:
         recover(f"damage at startup: {problems[0]}")
     return True
+
+
+def _marked_here(parts: RuntimeParts) -> bool:
+    mark = marker(parts).read() if marker(parts).present() else None
+    return mark is not None and (mark.file is None or mark.file == files.file_identity(parts.path))
+
+
+def _check_marked_file(parts: RuntimeParts, check: Callable[[], object]) -> bool:
+    from ..errors import DatabaseError
+
+    try:
+        check()
+    except DatabaseError as exc:  # a lock or a one-off I/O error: no result, the mark stands
+        log.warning("a start on %s marked damaged could not check it now (%s): the mark stands", parts.path,
+                    exc.detail)
+        return True
+    return parts.monitor.integrity_ok is False
 
 
 def wal_at_close(parts: RuntimeParts) -> None:
