@@ -546,6 +546,93 @@ class SchemaMachine(ReleaseMixin):
     core_groups = frozenset(("migrate", "schema_damage", "release"))
     fault_kinds = ("none", "locked", "disk_full")
 
+    @precondition(swarm("release"))
+    @precondition(lambda self: self.db is not None and not self.faults and self.accepts_migrations()
+                  and bool(self.model.applied_versions))
+    @rule(damage=st.sampled_from(("edited_up", "removed", "gap", "dropped_table")), new=st.integers(1, 2))
+    def release_on_an_untrusted_schema(self, damage: str, new: int) -> None:
+        """P4: ``auto_migrate`` applies pending migrations only to a schema this program can trust (trust.py: "acts
+        only when every problem is a pending migration numbered above the current version"). A release starts with
+        auto_migrate on and ``new`` migrations pending above the current version, and something else wrong too:
+        ``edited_up``, a migration already applied was edited since (its checksum differs); ``removed``, the
+        program no longer has a migration the file records; ``gap``, a hotfix takes a free version below the
+        current one (never applied at startup); ``dropped_table``, a table an applied migration made was dropped
+        behind the runtime. The start must apply nothing (the file records the versions it recorded, the schema
+        is unchanged) and refuse writes as ``schema_mismatch``: more DDL on a schema that is not the one the
+        migrations describe builds on what nobody checked. Then the damage is undone (the program's migrations
+        put back, the file's copy put back) and an explicit migrate applies what is pending."""
+        config = self.config
+        self.fix_failing()  # (the release ships the fixed migration: one that fails is P5's matter)
+        recorded = self._stored_versions()  # (judged against the file itself: "the start applied nothing")
+        if not recorded:
+            return
+        top = max(recorded)
+        known = {m.version for m in self.migrations}
+        free = [v for v in range(1, top) if v not in known]
+        created = [t for t in self.tables if t != "kv" and self._created_by_applied(t)]
+        edited = self.edited_after_apply() if damage == "edited_up" else None
+        if (damage == "edited_up" and edited is None) or (damage == "dropped_table" and not created) \
+                or (damage == "gap" and not free):
+            damage = "removed"
+        above = max(m.version for m in self.migrations)
+        added = [self.new_migration(above + 1 + i) for i in range(new)]
+        pending = [m.version for m in self.migrations if m.version > top and m.version not in recorded] + [
+            m.version for m in added]
+        offered = [*self.migrations, *added]
+        if damage == "gap":
+            fix = self.new_migration(free[-1])
+            added.append(dataclasses.replace(fix, name="hotfix_" + fix.name))
+            offered = sorted([*offered, added[-1]], key=lambda m: m.version)
+        elif damage == "edited_up" and edited is not None:
+            offered = edited + added
+        elif damage == "removed":
+            offered = [m for m in offered if m.version != top]
+        self.migrations = sorted([*self.migrations, *added], key=lambda m: m.version)
+        saved = self.db_path + ".untrusted-copy"
+        self.db.close()
+        if damage == "dropped_table":
+            shutil.copyfile(self.db_path, saved)
+            with self.raw() as conn:
+                conn.execute(f"DROP TABLE {created[-1]}")
+        with self.raw() as conn:
+            shape = schema_shape(conn)
+        when = {"edited_up": "a migration applied before was edited since",
+                "removed": f"migration {top} recorded in the file but no longer in the program",
+                "gap": f"migration {free[-1] if free else 0} missing below the current version",
+                "dropped_table": f"table {created[-1] if created else ''} was dropped behind the runtime"}[damage]
+        when = f"a start with auto_migrate on, {pending} pending and {when}"
+        faults = ["schema_tamper"] if damage in ("edited_up", "dropped_table") else None
+        self.db = self.open_runtime(self.make_config(auto_migrate=True), migrations=offered)
+        self.after_reopen()
+        after = self.stored_versions()
+        with self.raw() as conn:
+            live = schema_shape(conn)
+        self.check(4, after == recorded and live == shape,
+                   lambda: f"after {when}, the file records versions {after} (expected {recorded}: "
+                           f"nothing applied to a schema that cannot be trusted)"
+                           + ("" if live == shape else f" and its schema changed from {shape} to {live}"),
+                   faults=faults)
+        self.probe_write(False, 3, when, faults, keep=damage != "dropped_table")
+        # Undo the damage: the program's own text, the file's copy; then the pending versions go in explicitly.
+        self.db.close()
+        if damage == "dropped_table":
+            shutil.move(saved, self.db_path)
+            for side in ("-wal", "-shm"):
+                try:
+                    os.remove(self.db_path + side)
+                except OSError:
+                    pass
+        self.db = self.open_runtime(self.make_config(auto_migrate=False), migrations=list(self.migrations))
+        self.after_reopen()
+        if after is not None and after != recorded and damage != "dropped_table":
+            self.model.applied_versions = sorted(after)  # (reported above: carry on from what the file holds)
+        self.migrate_known(4, f"an explicit migrate after {when} was undone")
+        self.probe_write(True, 4, f"an explicit migrate after {when} was undone", None)
+        # Back to a runtime that knows no migrations (the other rules migrate by hand).
+        self.db.close()
+        self.db = self.open_runtime(config)
+        self.after_reopen()
+
     # -- the operator's entry points: `reliability migrate` and `reliability schema` ---------------------------------
     @precondition(swarm("migrate"))
     @precondition(lambda self: self.db is not None and not self.faults
