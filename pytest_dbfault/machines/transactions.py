@@ -12,6 +12,10 @@ from .workload import AppError, Workload
 #: What a caller may try on the connection ``with db.transaction() as conn`` yields to end the transaction behind
 #: the runtime's back (README: refused); each ends SQLite's transaction when it is let through.
 _ENDINGS = ("commit", "rollback", "close", "executescript")
+#: What interrupts a ``with db.transaction()`` block without being an ``Exception``: Ctrl-C in the middle of the
+#: block (the interpreter's SIGINT handler raises ``KeyboardInterrupt``), ``sys.exit()`` in a worker whose framework
+#: catches ``SystemExit`` and carries on.
+_INTERRUPTS: dict[str, type[BaseException]] = {"KeyboardInterrupt": KeyboardInterrupt, "SystemExit": SystemExit}
 
 
 class TransactionMachine(Workload):
@@ -88,3 +92,73 @@ class TransactionMachine(Workload):
                            f"expected { {k: self.model.kv.get(k) for k in keys} } (all or nothing)")
         if not committed:
             self.check_rolled_back(None)
+
+    @precondition(lambda self: self.db is not None and not self.faults)
+    @rule(first=st.integers(0, 12), later=st.integers(0, 12), interrupt=st.sampled_from(sorted(_INTERRUPTS)),
+          nested=st.booleans(), restart=st.booleans())
+    def interrupted_transaction(self, first: int, later: int, interrupt: str, nested: bool, restart: bool) -> None:
+        """P7: a ``BaseException`` that is not an ``Exception`` (``KeyboardInterrupt``, ``SystemExit``) raised inside
+        ``with db.transaction()`` (or inside a nested one) after a write, and caught by the application outside it.
+        The block is over: its write must be rolled back, the write lock released (another connection can write),
+        and the manager usable as before, so the application's next ``db.execute`` is an autocommit write
+        acknowledged only once it is in the file: another connection reads it at once, and it is still there after
+        a restart. A transaction left open by the interrupt swallows every later write into it, each acknowledged
+        and lost at close."""
+        key, value = f"user-{first}", self.text()
+        sql = "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)"
+        raised = _INTERRUPTS[interrupt]
+        ran = [0]
+
+        def run() -> None:
+            with self.db.transaction():
+                self.db.execute(sql, (key, value))
+                ran[0] += 1
+                if nested:
+                    with self.db.transaction():
+                        self.db.execute(sql, (f"user-{first + 13}", self.text()))
+                        ran[0] += 1
+                        raise raised(f"{interrupt} inside a nested db.transaction()")
+                raise raised(f"{interrupt} inside db.transaction()")
+
+        interrupted = False
+        try:
+            self.call("transaction", run)
+        except (KeyboardInterrupt, SystemExit):
+            interrupted = True
+            self.model.ledger.app_aborts += 1
+        # The statements inside are booked by hand: each ran once through the runtime.
+        self.model.ledger.ok["execute"] += ran[0]
+        self.model.ledger.oplog[("execute", "ok")] += ran[0]
+        if not interrupted or self.writes_queued():
+            return  # (a write inside failed first: the interrupt never came)
+        when = f"{interrupt} inside {'a nested ' if nested else ''}db.transaction(), caught outside it"
+        keys = [key, f"user-{first + 13}"] if nested else [key]
+        stored = self.stored_kv()
+        self.check(7, all(stored.get(k) == self.model.kv.get(k) for k in keys),
+                   lambda: f"after {when}, the file holds { {k: stored.get(k) for k in keys} }: the block's "
+                           f"writes were not rolled back (expected { {k: self.model.kv.get(k) for k in keys} })")
+        with self.raw() as raw:
+            raw.execute("PRAGMA busy_timeout = 0")
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                raw.execute("ROLLBACK")
+                why = None
+            except Exception as exc:
+                why = str(exc)
+        self.check(7, why is None, lambda: f"after {when}, the runtime still holds the write lock: another "
+                                           f"connection's write fails with {why!r}")
+        # The application carries on: its next write is an autocommit write, in the file once acknowledged.
+        after_key = f"user-{later}"
+        out = self.upsert(later)
+        if not out.ok or self.writes_queued():
+            return
+        stored = self.stored_kv()
+        self.check(7, stored.get(after_key) == self.model.kv[after_key],
+                   lambda: f"after {when}, db.execute() of {after_key} was acknowledged but another connection "
+                           f"reads {stored.get(after_key)!r}: it went into a transaction the interrupt left open")
+        if restart:
+            self.reopen()
+            stored = self.stored_kv()
+            self.check(7, stored.get(after_key) == self.model.kv[after_key],
+                       lambda: f"after {when}, db.execute() of {after_key} was acknowledged, yet after a restart "
+                               f"the file holds {stored.get(after_key)!r}: the write was lost at close")
