@@ -14,6 +14,9 @@ from .base import swarm
 from .degradation import OUTAGES
 from .workload import Workload
 
+#: The fields of an audit entry written to the fallback file that its line's MAC covers (edited one at a time).
+FALLBACK_FIELDS = ("target", "actor", "action", "details", "ts")
+
 
 def has_audit(self: Any) -> bool:
     return self.db is not None and getattr(self.db, "audit", None) is not None
@@ -262,3 +265,69 @@ class AuditMachine(AuditMixin):
         after = self.absorb(self.db.audit.verify)
         self.check(15, after.ok, f"the audit log with entry {seq} put back does not verify after the rotation: "
                                  f"{after.reason}")
+
+    @precondition(swarm("outage"))
+    @precondition(lambda self: has_audit(self) and not self.faults and not self.fallback_ids()
+                  and bool(self.db.audit.key))
+    @rule(fields=st.permutations(FALLBACK_FIELDS), n=st.integers(1, len(FALLBACK_FIELDS)), param=st.integers(0, 5))
+    def edit_the_fallback_file(self, fields: list[str], n: int, param: int) -> None:
+        """P15 for entries waiting out an outage in the fallback file: each line carries a MAC over the whole
+        entry, so a line whose entry someone edited in the file (any one field: its target, actor, action, details
+        or time) is rejected when the database is back (kept in ``<fallback>.rejected`` and noted in the log as
+        ``audit.fallback_rejected`` with the line), never chained as genuine; the unedited lines written beside it
+        are chained as they were written. The edit is made through the file, as someone who can write it but has
+        no key would."""
+        if not self.inject("locked", param):
+            return
+        try:
+            before = len(self.model.audit_ids)
+            for _ in range(n + 1):  # (one more than edited: an honest line beside the edited ones)
+                self.record_entry(4)
+            ids = self.model.audit_ids[before:]
+            path = self.db.audit.fallback_path
+            # (a reconcile that met the outage left the entries it took in "<fallback>.reconciling": read first)
+            files = [p for p in (path.with_name(path.name + ".reconciling"), path) if p.exists()]
+            records = {p: [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+                       for p in files}
+            if [r.get("entry_id") for p in files for r in records[p]] != ids:
+                return  # (not every entry waits in the file: the invariant judges where they went)
+            edited: dict[str, tuple[str, str]] = {}  # entry id -> (field, the edited line)
+            for record, field in zip([r for p in files for r in records[p]], fields[:n], strict=False):
+                value = record[field]
+                if field == "ts":
+                    record[field] = value + 1.0
+                elif field == "details":
+                    record[field] = dict(value, note=f"{value.get('note', '')} (edited)")
+                else:
+                    record[field] = f"{value}-edited"
+                edited[record["entry_id"]] = (field, json.dumps(record, ensure_ascii=False))
+            for p in files:
+                with open(p, "w", encoding="utf-8") as fh:
+                    fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records[p]))
+        finally:
+            self.heal("locked")
+        out = self.call(None, self.absorb, self.db.audit.reconcile)
+        self.check(15, out.ok, lambda: f"reconcile failed with the database healthy: {out.error!r}")
+        if not out.ok:
+            return
+        with self.raw() as conn:
+            rows = conn.execute("SELECT entry_id, action, details FROM reliability_audit ORDER BY seq").fetchall()
+        stored = [r[0] for r in rows]
+        for entry_id, (field, _line) in edited.items():
+            self.check(15, entry_id not in stored, lambda entry_id=entry_id, field=field: (
+                f"an audit entry waiting in the fallback file had its {field} edited in the file, and reconcile() "
+                f"chained it as genuine (entry {entry_id}); it must be rejected (audit.fallback_rejected)"))
+        noted = {json.loads(d).get("line") for _i, a, d in rows if a == "audit.fallback_rejected"}
+        for entry_id, (field, line) in edited.items():
+            self.check(15, line in noted, lambda entry_id=entry_id, field=field: (
+                f"an audit entry waiting in the fallback file had its {field} edited in the file: reconcile() noted "
+                f"no audit.fallback_rejected entry with its line (entry {entry_id})"))
+        rejected = path.with_name(path.name + ".rejected")
+        kept = set(rejected.read_text(encoding="utf-8").splitlines()) if rejected.exists() else set()
+        self.check(15, all(line in kept for _f, line in edited.values()),
+                   lambda: f"edited fallback lines are not all kept in {rejected.name}")
+        # The model follows what the log now holds: the edited entries are gone, a rejection note each in their stead.
+        honest = [i for i in ids if i not in edited]
+        notes = [r[0] for r in rows if r[1] == "audit.fallback_rejected"
+                 and json.loads(r[2]).get("line") in {line for _f, line in edited.values()}]
+        self.model.audit_ids = self.model.audit_ids[:before] + honest + notes
