@@ -302,8 +302,11 @@ class AuditMachine(AuditMixin):
                     record[field] = f"{value}-edited"
                 edited[record["entry_id"]] = (field, json.dumps(record, ensure_ascii=False))
             for p in files:
+                # (synced, as the runtime syncs its lines: a power loss later must not bring the unedited lines back)
                 with open(p, "w", encoding="utf-8") as fh:
                     fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records[p]))
+                    fh.flush()
+                    os.fsync(fh.fileno())
         finally:
             self.heal("locked")
         out = self.call(None, self.absorb, self.db.audit.reconcile)
