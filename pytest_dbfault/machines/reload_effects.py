@@ -23,6 +23,7 @@ the files on disk.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -314,3 +315,52 @@ class ReloadEffectsMachine(ReloadEffectsMixin, WalSizeMixin, StaleSnapshotMixin)
 
     core_groups = frozenset(("reload",))
     fault_kinds = ("none",)
+
+    #: how many times :meth:`reload_operation_log_format` ran (its statements' markers are unique per example)
+    oplog_reloads = 0
+
+    @precondition(lambda self: getattr(self, "watcher", None) is not None and not self.faults)
+    @rule(first=st.booleans())
+    def reload_operation_log_format(self, first: bool) -> None:
+        """P16: the operation log's settings reloaded hold for its next record. ``operation_log`` and
+        ``operation_log_path`` turned on with ``log_json`` one way, then only ``log_json`` flipped in the watched
+        file: each time the record of the next statement is written in the format in force (a JSON object per line
+        with ``log_json``, ``key=value`` text without), not in the one the log was opened with."""
+        self.oplog_reloads += 1
+        path = os.path.join(self.dir, "reload-ops.log")
+        try:
+            for step, as_json in enumerate((first, not first)):
+                if not self.reload_with(keep=False, RELIABILITY_OPERATION_LOG="true",
+                                        RELIABILITY_OPERATION_LOG_PATH=path,
+                                        RELIABILITY_LOG_JSON="true" if as_json else "false"):
+                    return
+                marker = f"dbfault-oplog-{self.oplog_reloads}-{step}"
+                self.call("fetch_one", self.db.fetch_one, f"SELECT '{marker}', 1")
+                oplog = getattr(self.db, "oplog", None)
+                if oplog is not None:
+                    oplog.flush()
+                try:
+                    with open(path, encoding="utf-8") as fh:
+                        lines = [line for line in fh if marker in line]
+                except FileNotFoundError:
+                    lines = []
+                said = (f"operation_log on, operation_log_path set, log_json={as_json} in the watched file"
+                        + (" (only log_json changed by this reload)" if step else ""))
+                self.check(16, len(lines) == 1, lambda said=said, lines=lines: (
+                    f"{said}: the next statement has {len(lines)} record(s) in the operation log file"))
+                if len(lines) != 1:
+                    return
+                try:
+                    parsed = json.loads(lines[0])
+                except ValueError:
+                    parsed = None
+                is_json = isinstance(parsed, dict) and parsed.get("kind") == "fetch_one"
+                is_text = lines[0].startswith("ts=") and " kind=fetch_one " in lines[0]
+                wanted = "a JSON line" if as_json else "a key=value text line"
+                self.check(16, is_json if as_json else is_text, lambda said=said, line=lines[0], wanted=wanted: (
+                    f"{said}: the next statement's record is written as {line.strip()[:200]!r}, not as {wanted}"))
+        finally:
+            # The machine's file again: the operation log off, as the other rules expect.
+            self.write_env(self.env_lines)
+            self.watcher.check_now(force=True)
+            self.config = self.db.config
