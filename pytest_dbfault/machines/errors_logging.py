@@ -185,3 +185,33 @@ class ErrorsLoggingMachine(OperationLogMixin):
                            f"{len(made)} statement(s) then db.close(): the {kind} marked {marker!r} has "
                            f"{len(mine)} record(s) in the operation log file {[r.get('kind') for r in mine]} "
                            "(records still buffered at close must be written)"))
+
+    #: how many times :meth:`read_rows_are_counted` ran (its statements' markers are unique per example)
+    counted_reads = 0
+
+    @precondition(lambda self: self.db is not None and getattr(self.db, "oplog", None) is not None
+                  and not self.faults)
+    @rule(columns=st.integers(1, 4), count=st.integers(0, 3))
+    def read_rows_are_counted(self, columns: int, count: int) -> None:
+        """P17: a read's operation record says how many rows it returned, whatever the number of columns: a
+        ``fetch_one`` 1, or 0 when nothing matched; a ``fetch_all`` as many as its list holds. Judged for the first
+        read on a connection opened anew (``db.reconnect()``, as after a tool put the file back: it takes another
+        path through the runtime), the next one on the open connection, and a ``fetch_all``."""
+        self.counted_reads += 1
+        self.db.reconnect()
+        for step, kind in enumerate(("fetch_one", "fetch_one", "fetch_all")):
+            marker = f"dbfault-rows-{self.counted_reads}-{step}"
+            # ``count`` rows of ``columns`` columns (the last one names the statement), whatever kv holds
+            values = ", ".join(["i", "i * 2", "'x' || i", f"'{marker}'"][-columns:])
+            sql = (f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {count}) "
+                   f"SELECT {values} FROM n WHERE i <= {count}")
+            out = self.call(kind, getattr(self.db, kind), sql)
+            if not out.ok:
+                return  # (its record's outcome is judged by call())
+            returned = (0 if out.value is None else 1) if kind == "fetch_one" else len(out.value)
+            mine = [r for r in self.oplog_records(all_lines=True)[-8:] if marker in str(r.get("sql"))]
+            first = " (the first read after db.reconnect())" if step == 0 else ""
+            self.check(17, len(mine) == 1 and mine[0].get("rows") == returned, lambda kind=kind, returned=returned,
+                       first=first, mine=mine: (
+                           f"a {kind} of {columns} column(s) that returned {returned} row(s){first} has the operation "
+                           f"record(s) {[(r.get('kind'), r.get('rows')) for r in mine]}: its rows must be {returned}"))
