@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from typing import Any
 
 from hypothesis import strategies as st
@@ -14,6 +15,9 @@ from .workload import CallOutcome, Workload
 
 #: Faults a retrying call can outlive (disk full is not retried: it is reported at once).
 RECOVERABLE = ("locked", "disconnect_close", "disconnect_rename", "disconnect_delete")
+#: Seconds between the checks a read makes that the path still names its file: the runtime's documented default
+#: (README: "reads check it every 50 ms"), which the machines keep.
+READ_CHECK_INTERVAL = 0.05
 
 
 class ConnectionMixin(Workload):
@@ -237,3 +241,104 @@ class ConnectionMachine(ConnectionMixin):
                    lambda: f"{op} after the file at the path was replaced was acknowledged, but the file at the path "
                            f"holds {key!r}={stored.get(key)!r} (written {value!r}) and its own row "
                            f"{mkey!r}={stored.get(mkey)!r} (expected {mvalue!r})", faults=faults)
+
+    @precondition(lambda self: self.db is not None and not self.faults and self.powerloss is None
+                  and not self.writes_queued())
+    @rule(marker=st.integers(13, 20), op=st.sampled_from(["fetch_all", "fetch_one"]))
+    def read_after_file_replaced(self, marker: int, op: str) -> None:
+        """P1: another database file is ``os.replace()``d over the path under the running runtime (an operator's
+        copy, holding one row the runtime never wrote) and stays; no write follows. Reads check that the path still
+        names their file every 50 ms (README: "reads check it every 50 ms"), so a read made once that interval has
+        passed since the replace must serve the file now at the path: the copy's own row, and every row it holds.
+        A runtime that keeps reading the unlinked file serves data nobody else can see, and never learns of the
+        operator's copy until its next write. (A read within the interval may still see the old file: not judged.
+        Not with the power-loss model on: the replace is not made durable here.)"""
+        copy = self.replacement_path()
+        module = self.sqlite_module()
+        mkey, mvalue = f"user-{marker}", self.text()
+        try:
+            with self.raw() as src:
+                dst = module.connect(copy, isolation_level=None)
+                try:
+                    src.backup(dst)  # every committed row (the WAL's included): the copy differs by one row only
+                    dst.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (mkey, mvalue))
+                finally:
+                    dst.close()
+        except (OSError, sqlite3.Error, module.Error):
+            return  # could not make the copy now (the rule does nothing)
+        injected = self.inject("disconnect_replace")  # the copy os.replace()d over the path (fault_target)
+        replaced = time.perf_counter()
+        os.unlink(copy)
+        if not injected:
+            return
+        self.model.kv[mkey] = mvalue  # the file at the path is the truth from now on
+        faults = ["disconnect_replace"]
+        # Past the interval the README states (a check made just before the replace is due 50 ms after it).
+        time.sleep(max(0.0, replaced + READ_CHECK_INTERVAL + 0.002 - time.perf_counter()))
+        if op == "fetch_all":
+            out = self.call("fetch_all", self.db.fetch_all, "SELECT k, v FROM kv", faults=faults)
+            got = dict(out.value) if out.ok else None
+            want: Any = self.model.kv
+        else:
+            out = self.call("fetch_one", self.db.fetch_one, "SELECT v FROM kv WHERE k = ?", (mkey,), faults=faults)
+            got = (out.value[0] if out.value else None) if out.ok else None
+            want = mvalue
+        self.heal("disconnect_replace")  # (puts nothing back: the copy stays)
+        self.check(1, out.ok and got == want,
+                   lambda: f"{op} {READ_CHECK_INTERVAL * 1000:.0f}+ ms after another database file was put at the "
+                           f"path gave {out.error if not out.ok else got!r}, the file at the path holds {want!r}"
+                           f"{' (its own row ' + repr(mkey) + ')' if op == 'fetch_all' else ''}", faults=faults)
+
+    @precondition(lambda self: self.db is not None and not self.faults and self.powerloss is None
+                  and not self.writes_queued())
+    @rule(backup=st.booleans(), op=st.sampled_from(["fetch_all", "fetch_one", "execute"]), n=st.integers(0, 12))
+    def start_with_the_file_missing(self, backup: bool, op: str, n: int) -> None:
+        """P2/P8: the application stopped, its database file deleted meanwhile (a backup taken before, or the redo
+        journal's records: the runtime managed it), and started again with ``auto_recover`` off. README: "no empty
+        file is created, every call fails as `unavailable` with a message saying a backup exists and to run
+        `reliability recover` or `reliability restore`". So a call (a read, or a write) fails as ``unavailable``, and
+        its user message is one for a user: no file path nor technical detail (checked in :meth:`call`), and it
+        names the remedy, ``reliability recover`` (and, when a verified backup exists, says so). Then the file is
+        put back (the fault's heal, as an operator would) and the application started again as configured."""
+        from reliability import DatabaseError
+
+        took = False
+        if backup or not self.config.redo_journal:  # (without either the runtime cannot know the file held data)
+            try:
+                took = bool(self.db.backup().verified)
+            except DatabaseError:
+                took = False
+            if not took and not self.config.redo_journal:
+                return
+        config = self.config
+        self.db.close()
+        if not self.inject("disconnect_delete"):  # (a copy is kept: its heal puts the files back)
+            self.db = self.open_runtime(config)
+            self.after_reopen()
+            return
+        faults = ["disconnect_delete"]
+        try:
+            self.db = self.open_runtime(self.make_config(auto_recover=False))
+            self.after_reopen()
+            key = f"user-{n}"
+            sql, params = {"fetch_all": ("SELECT k, v FROM kv", ()),
+                           "fetch_one": ("SELECT v FROM kv WHERE k = ?", (key,)),
+                           "execute": ("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, self.text()))}[op]
+            # (expected_message=False: the refusal has a message of its own, not the generic one of its kind.)
+            out = self.call(op, getattr(self.db, op), sql, params, faults=faults, expected_message=False)
+            self.check(2, not out.ok and str(out.error.kind) == "unavailable",
+                       lambda: f"{op} on a runtime started with its database file missing (backups or the redo journal "
+                               f"show it held data; auto_recover off) gave "
+                               f"{out.error.kind if not out.ok else out.value!r}, not unavailable", faults=faults)
+            if not out.ok:
+                message = out.error.user_message or ""
+                self.check(8, "reliability recover" in message and (not took or "backup" in message.lower()),
+                           lambda: f"the user message of {op} refused with the database file missing "
+                                   f"({'a verified backup exists' if took else 'the redo journal holds its writes'}) "
+                                   f"does not {'say a backup exists and ' if took else ''}name the remedy "
+                                   f"`reliability recover`: {message!r}", faults=faults)
+        finally:
+            self.db.close()
+            self.heal("disconnect_delete")
+            self.db = self.open_runtime(config)
+            self.after_reopen()
