@@ -1,6 +1,6 @@
 """The connection machine judges what a read serves after the file was replaced at its path, and what a call says
 when the runtime starts with its database file missing. Each check fails against a runtime with one realistic
-defect of its kind (rules ``read_after_file_replaced`` and ``start_with_the_file_missing``)."""
+defect of its kind (rules ``fetch_*_after_file_replaced`` and ``*_with_the_file_missing_at_start``)."""
 
 from __future__ import annotations
 
