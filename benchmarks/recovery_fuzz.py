@@ -335,6 +335,14 @@ def run(seed: int, root: str, verbose: bool = False) -> str | None:
     try:
         for _ in range(rng.randint(5, 40)):
             missing = lost()
+            if missing and redo and db.health().status is HealthStatus.UNAVAILABLE:
+                # Not silent: the runtime itself says the file is unusable (a verdict of damage it reached, e.g. a
+                # writer's start that ran the full check on a marked file). The operator's answer is a recovery,
+                # judged like every other: ok only with every acknowledged row back, else a problem named.
+                steps.append("health unavailable")
+                report = db.recover()
+                judge(report.ok, list(report.problems), "db.recover() of a file health calls unavailable", None)
+                missing = lost()
             if missing:
                 if not redo and any(s.startswith("corrupt") for s in steps):
                     accept_loss()  # without the redo journal nothing after the last backup is promised once damaged
