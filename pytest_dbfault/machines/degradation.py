@@ -447,3 +447,37 @@ class DegradationMachine(DegradationMixin):
                    f"after the {outage} healed and the recheck interval ({interval} s) passed, a write command "
                    f"answered {result.status!r} ({result.message}) with {pending} write(s) still queued: the "
                    "backlog must be replayed and the command served")
+
+    @precondition(lambda self: has_commands(self) and not self.faults)
+    @rule(outage=st.sampled_from(OUTAGES), n=st.integers(0, 12), param=st.integers(0, 5),
+          interval=st.sampled_from((0.0, 0.005)))
+    def read_once_the_outage_is_over(self, outage: str, n: int, param: int, interval: float) -> None:
+        """P14 after an outage, seen by a reader: a write command queued during it, the fault healed, the recheck
+        interval passed; a read command of the same row answers the acknowledged value. The user was told the
+        change "will be saved automatically when the database is available again": once it is, a command that
+        reads (served, not ``unavailable``) must not answer the value the change replaced, so the backlog replays
+        before the read, as it does before a write. The interval is 0 (probe at every command) or 5 ms, waited
+        out for real (the registry reads the monotonic clock)."""
+        import time
+
+        commands = self.db.commands
+        if not self.inject(outage, param):
+            return
+        try:
+            self.store(n)  # (checks it is acknowledged: ok, or queued durably)
+        finally:
+            self.heal(outage)
+        key = f"user-{n}"
+        want = self.model.kv.get(key)
+        commands.recheck_interval = interval
+        try:
+            if interval:
+                time.sleep(interval * 1.5)
+            result = self.absorb(commands.run, "lookup", key)
+        finally:
+            commands.recheck_interval = 0.0  # (the machine's setting: see register_commands)
+        pending = len(commands.queue)
+        self.check(14, result.status == "ok" and result.value == want, lambda: (
+            f"after the {outage} healed and the recheck interval ({interval} s) passed, a read command of {key!r} "
+            f"answered {result.status!r} {result.value!r} ({result.message}) with {pending} write(s) still queued; "
+            f"the write acknowledged during the outage is {want!r}"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 from typing import Any, ClassVar
 
 from hypothesis import strategies as st
@@ -370,3 +371,110 @@ class HealthMachine(HealthMixin):
         else:
             self.db = self.open_runtime(base)
             self.after_reopen()
+
+    @precondition(swarm("integrity"))
+    @precondition(lambda self: has_integrity_check(self) and not self.faults and is_this_runtime(self))
+    @rule(extra=st.integers(1, 4095), seed=st.integers(0, 2**16))
+    def bytes_past_the_last_page(self, extra: int, seed: int) -> None:
+        """P11: stray bytes after the file's last page (a copy or a concatenation gone wrong, another program
+        writing past the end) leave a database file whose size is no whole number of pages. SQLite reads past
+        them without a word (the header's page count wins; no PRAGMA looks at the file's length), but the
+        runtime's integrity check is documented to report a file that ends inside a page, as part of every check
+        (``reliability.health.file_problems``): the quick one and the full one, the read-only inspection's and
+        ``reliability check``'s. health() then does not say healthy (P10). With the bytes gone the file passes."""
+        from reliability import DatabaseError
+
+        self.reopen()  # (the WAL's frames checkpointed into the file: its size at rest is its last page's end)
+        self.db.close()
+        with open(self.db_path, "rb") as fh:
+            raw = int.from_bytes(fh.read(18)[16:18], "big")
+        page_size = 65536 if raw == 1 else raw
+        size = os.path.getsize(self.db_path)
+        extra = 1 + (extra - 1) % (page_size - 1)  # (never a whole page: that would be a page, not a cut one)
+        with open(self.db_path, "ab") as fh:
+            fh.write(random.Random(seed).randbytes(extra))
+        self.fault_history.append("corrupt")
+        what = (f"{extra} stray byte(s) after the last page ({size + extra} bytes: no whole number of "
+                f"{page_size}-byte pages)")
+        try:
+            self.db = self.open_runtime(self.config)
+            self.after_reopen()
+            flagged = False
+            for full in (False, True):
+                call = f"check_integrity(full={full})"
+                try:
+                    report = self.absorb(self.db.check_integrity, full=full)
+                    flagged_now = not integrity_ok(report)
+                    why = f"{call} answered {list(getattr(report, 'problems', []) or [])[:2] or 'ok'}"
+                except DatabaseError as err:
+                    flagged_now = str(err.kind) in ("corrupt", "notadb", "ioerr_corruptfs")
+                    why = f"{call} raised {err.kind}: {err.detail}"
+                flagged = flagged or flagged_now
+                self.check(11, flagged_now, f"{what} not flagged: {why}", faults=["corrupt"])
+                seen = self.read_only_verdict(["corrupt"], full=full)
+                self.check(11, seen is None or seen[0], f"{what} not flagged by the read-only inspection (Inspector"
+                                                        f".check_integrity(full={full})): {seen and seen[1]}",
+                           faults=["corrupt"])
+                said = self.command_line_verdict(["corrupt"], full=full)
+                self.check(11, said is None or said[0], f"{what} not flagged by `reliability check"
+                                                        f"{' --full' if full else ''}`: {said and said[1]}",
+                           faults=["corrupt"])
+            if flagged:
+                status = str(self.db.health().status)
+                self.check(10, status != "healthy", f"health().status is {status!r} after an integrity check "
+                                                    f"found {what}", faults=["corrupt"])
+        finally:
+            self.db.close()
+            os.truncate(self.db_path, size)
+            self.db = self.open_runtime(self.config)
+            self.after_reopen()
+        self.last_healed = "corrupt"
+        self.integrity_passes(None)
+
+    @precondition(lambda self: self.db is not None and not self.faults and is_this_runtime(self))
+    @rule(n=st.integers(0, 12), param=st.integers(0, 5))
+    def missing_at_start_with_a_write_queued(self, n: int, param: int) -> None:
+        """P10: the database file is away when the runtime starts, although a backup shows it held data, and
+        ``auto_recover`` is off: the runtime refuses to start from an empty file, and health says
+        ``unavailable``. A write command accepted meanwhile (queued: "saved automatically when the database is
+        available again") is one more reason to name, never one that lifts the status: the database is still
+        unavailable, not merely degraded. The file back, the next runtime replays the write."""
+        from reliability import DatabaseError
+        from reliability.degraded import Needs
+
+        try:
+            self.absorb(self.db.backup)  # (what shows the runtime managed this database: a verified backup)
+        except DatabaseError:
+            return
+        self.db.close()
+        moved = self.inject("disconnect_rename", param)  # (at rest: the file and its sidecars moved aside)
+        self.db = self.open_runtime(self.config)
+        self.after_reopen()
+        if not moved:
+            return
+        key, value = f"user-{n}", self.text()
+
+        def store(db: Any, k: str, v: str) -> int:
+            return db.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (k, v)).rowcount
+
+        try:
+            before = str(self.db.health().status)
+            self.check(10, before == "unavailable", lambda: (
+                f"the database file is missing at start (a backup exists, auto_recover off) and health says "
+                f"{before!r}: {list(self.db.health().reasons)}"))
+            self.db.commands.register("store", Needs.WRITE, store)
+            result = self.absorb(self.db.commands.run, "store", key, value)
+            if result.status == "queued":
+                report = self.db.health()
+                self.check(10, str(report.status) == "unavailable", lambda: (
+                    f"the database file is missing (a backup exists, auto_recover off), a write command was queued, "
+                    f"and health says {str(report.status)!r}: {list(report.reasons)}"))
+        finally:
+            self.db.close()
+            self.heal("disconnect_rename")
+            self.db = self.open_runtime(self.config)
+            self.after_reopen()
+        if result.status in ("ok", "queued"):
+            self.model.kv[key] = value  # (acknowledged: the invariants want it in the file once replayed)
+            self.db.commands.register("store", Needs.WRITE, store)
+            self.absorb(self.db.commands.replay)
