@@ -374,8 +374,17 @@ class HealthMachine(HealthMixin):
 
     @precondition(swarm("integrity"))
     @precondition(lambda self: has_integrity_check(self) and not self.faults and is_this_runtime(self))
-    @rule(extra=st.integers(1, 4095), seed=st.integers(0, 2**16))
-    def bytes_past_the_last_page(self, extra: int, seed: int) -> None:
+    @rule(change=st.sampled_from(("stray_bytes", "file_away")), n=st.integers(1, 4095), seed=st.integers(0, 2**16))
+    def file_changed_while_stopped(self, change: str, n: int, seed: int) -> None:
+        """The database file changed while the application was stopped, as another program or an operator changes
+        it: bytes appended to it (:meth:`stray_bytes_after_the_last_page`, P11), or the file moved away
+        (:meth:`write_queued_while_the_file_is_missing`, P10). The next runtime's verdict is judged."""
+        if change == "stray_bytes":
+            self.stray_bytes_after_the_last_page(n, seed)
+        else:
+            self.write_queued_while_the_file_is_missing(n % 13, seed % 6)
+
+    def stray_bytes_after_the_last_page(self, extra: int, seed: int) -> None:
         """P11: stray bytes after the file's last page (a copy or a concatenation gone wrong, another program
         writing past the end) leave a database file whose size is no whole number of pages. SQLite reads past
         them without a word (the header's page count wins; no PRAGMA looks at the file's length), but the
@@ -431,9 +440,7 @@ class HealthMachine(HealthMixin):
         self.last_healed = "corrupt"
         self.integrity_passes(None)
 
-    @precondition(lambda self: self.db is not None and not self.faults and is_this_runtime(self))
-    @rule(n=st.integers(0, 12), param=st.integers(0, 5))
-    def missing_at_start_with_a_write_queued(self, n: int, param: int) -> None:
+    def write_queued_while_the_file_is_missing(self, n: int, param: int) -> None:
         """P10: the database file is away when the runtime starts, although a backup shows it held data, and
         ``auto_recover`` is off: the runtime refuses to start from an empty file, and health says
         ``unavailable``. A write command accepted meanwhile (queued: "saved automatically when the database is

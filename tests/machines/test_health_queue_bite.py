@@ -1,7 +1,7 @@
 """What the health machine and the degradation machine judge beside a queue and a file's length: stray bytes after
 the database file's last page are reported by the quick integrity check as by the full one (rule
-``bytes_past_the_last_page``, P11); a database missing at start stays ``unavailable`` when a write command is queued
-(rule ``missing_at_start_with_a_write_queued``, P10); a read command after an outage sees the write queued during it
+``file_changed_while_stopped``, P11); a database missing at start stays ``unavailable`` when a write command is queued
+(the same rule, P10); a read command after an outage sees the write queued during it
 (rule ``read_once_the_outage_is_over``, P14). Each check fails against a runtime with one realistic defect there."""
 
 from __future__ import annotations
