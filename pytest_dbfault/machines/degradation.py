@@ -449,8 +449,9 @@ class DegradationMachine(DegradationMixin):
                    "backlog must be replayed and the command served")
 
     @precondition(lambda self: has_commands(self) and not self.faults)
-    @rule(outage=st.sampled_from(OUTAGES), n=st.integers(0, 12), param=st.integers(0, 5),
-          interval=st.sampled_from((0.0, 0.005)))
+    # (Not disk_full: its headroom often takes one small write, which is then saved, not queued: nothing to judge.)
+    @rule(outage=st.sampled_from(("locked", "disconnect_rename", "disconnect_delete")), n=st.integers(0, 12),
+          param=st.integers(0, 5), interval=st.sampled_from((0.0, 0.005)))
     def read_once_the_outage_is_over(self, outage: str, n: int, param: int, interval: float) -> None:
         """P14 after an outage, seen by a reader: a write command queued during it, the fault healed, the recheck
         interval passed; a read command of the same row answers the acknowledged value. The user was told the
