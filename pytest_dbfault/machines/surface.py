@@ -36,6 +36,8 @@ from .workload import AppError
 
 #: How a transaction fails in :meth:`SurfaceMixin.failed_transaction_then_damage`.
 FAILURES = ("app_error", "moved_before_commit", "swallowed_disk_full")
+#: The commands that need the database file, as :meth:`SurfaceMachine.command_line_on_a_missing_file` runs them.
+MISSING_FILE_COMMANDS = (("health",), ("check",), ("check", "--full"), ("schema",), ("backup",))
 
 
 class SurfaceMixin(BackupMixin):
@@ -436,3 +438,75 @@ class SurfaceMachine(SurfaceMixin):
 
     def make_config(self, **overrides: Any) -> Any:
         return super().make_config(**{"redo_journal": True, **overrides})
+
+    @precondition(lambda self: has_backups(self) and not self.faults and not self.writes_queued())
+    @rule(where=st.sampled_from(("deleted", "mistyped")), command=st.sampled_from(MISSING_FILE_COMMANDS),
+          backup=st.booleans())
+    def command_line_on_a_missing_file(self, where: str, command: tuple[str, ...], backup: bool) -> None:
+        """P8 at the operator's entry point: ``reliability health`` (or ``check``, ``schema``, ``backup``) on a
+        database file that does not exist: the application's file deleted while it was stopped (``deleted``; a
+        backup taken just before when ``backup``), or a path the operator mistyped (``mistyped``: a file never
+        created, whose default backup folder ``<db>.backups`` does not exist either). The command fails (exit 3),
+        names the file, creates nothing at the path (SQLite's ``connect`` would make an empty database there),
+        and its hint is true: when verified backups for that path exist (``db.backups()``) it says so and names
+        ``reliability recover`` (README: "a message saying a backup exists and to run `reliability recover`"),
+        and when none exist it speaks of no backup (an operator told to recover from backups that are not there
+        looks for them instead of for the file)."""
+        if backup:
+            self.take_backup(False)
+        verified = [b for b in self.db.backups() if b.verified]
+        if where == "mistyped":
+            path = os.path.join(self.dir, "scratch", f"mistyped-{len(self.fault_history)}.db")
+            # (Its backups are the application's only when the folder is configured, not the default beside it.)
+            self.missing_file_command(path, command, bool(verified) and bool(self.config.backup_dir), None)
+            return
+        config = self.config
+        self.db.close()  # the application stopped; its file is deleted meanwhile (the fault keeps a copy)
+        try:
+            if self.inject("disconnect_delete"):
+                self.missing_file_command(self.db_path, command, bool(verified), ["disconnect_delete"])
+        finally:
+            self.heal("disconnect_delete")
+            self.db = self.open_runtime(config)
+            self.after_reopen()
+
+    def missing_file_command(self, path: str, command: tuple[str, ...], backups: bool,
+                             faults: list[str] | None) -> None:
+        """``reliability --db <path> <command>`` on a ``path`` that does not exist, verified ``backups`` for it or
+        none: P8 on what it answers (see :meth:`command_line_on_a_missing_file`)."""
+        import contextlib
+        import io
+        import json
+
+        from reliability import ReliabilityConfig
+        from reliability.cli import main
+
+        if not isinstance(self.config, ReliabilityConfig) or os.path.exists(path):
+            return
+        folder = self.config.backup_dir or path + ".backups"
+        environ = {k: v for k, v in os.environ.items()
+                   if not k.startswith("RELIABILITY_") or k == "RELIABILITY_SQLITE_MODULE"}
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = main(["--db", path, "--env", self.cli_env_file(), "--json", *command], environ=environ)
+        doc = json.loads(out.getvalue())
+        message = str(doc.get("message") or "")
+        said = f"`reliability --db {os.path.basename(path)} {' '.join(command)}` with the file missing"
+        self.check(8, code == 3 == doc.get("exit_code") and path in message and not os.path.exists(path),
+                   lambda: f"{said} exited {code} (JSON: {doc.get('exit_code')}), {message!r}; the file "
+                           f"{'was created' if os.path.exists(path) else 'stays absent'}: it must fail (exit 3) "
+                           f"naming the file and create nothing", faults=faults)
+        # (Judged without the paths it names: a folder's name may hold any word.)
+        words = message
+        for name in (path, folder):
+            words = words.replace(repr(name), "").replace(name, "")
+        words = words.lower()
+        if backups:
+            self.check(8, "backup" in words and "reliability" in words and "recover" in words,
+                       lambda: f"{said} (verified backups exist in {folder}) does not say so and name the remedy "
+                               f"`reliability recover`: {message!r}", faults=faults)
+        else:
+            self.check(8, "backup" not in words,
+                       lambda: f"{said} (no verified backup for it: {folder} "
+                               f"{'holds none' if os.path.isdir(folder) else 'does not exist'}) speaks of backups: "
+                               f"{message!r}", faults=faults)
