@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections import Counter
 from typing import Any, ClassVar
@@ -111,7 +112,11 @@ class OperationLogMixin(Workload):
         self.check(17, isinstance(duration, (int, float)) and 0 < duration <= wall_ms + 1.0,
                    lambda: f"the operation record of a {op} that took {wall_ms:.3f} ms of wall time says "
                            f"duration_ms={duration}", faults=active)
+        self.judge_statement_record(op, out, record, active)
         return out
+
+    def judge_statement_record(self, op: str, out: Any, record: dict[str, Any], active: list[str]) -> None:
+        """Hook: more checks of the one record a single statement made (none here)."""
 
     def absorbed_oplog(self) -> None:
         # Count the records a feature call made as expected (they are not the ones under test).
@@ -144,6 +149,64 @@ class ErrorsLoggingMachine(OperationLogMixin):
     """Errors of every origin (faults, duplicates, bad SQL) checked for P8/P9 by the workload; P17 here."""
 
     fault_kinds = ("none", "locked", "disk_full", "disconnect_close", "disconnect_rename", "disconnect_delete")
+
+    def judge_statement_record(self, op: str, out: Any, record: dict[str, Any], active: list[str]) -> None:
+        """P17: a failed statement's record names the kind of the error its caller got (``constraint``, ``busy``,
+        ``schema`` …: what an operator counts failures by), a successful one's names none."""
+        kind = str(out.error.kind) if not out.ok and getattr(out.error, "kind", None) is not None else None
+        if not out.ok and kind is None:
+            return  # (not a DatabaseError: P2 judges that)
+        ended = f"failed with a {kind} error" if kind else "succeeded"
+        self.check(17, record.get("error_kind") == kind,
+                   lambda: f"the operation record of a {op} that {ended} says error_kind={record.get('error_kind')!r} "
+                           f"(expected {kind!r})", faults=active)
+
+    #: how many times :meth:`retried_write_log_levels` ran
+    leveled_writes = 0
+
+    @precondition(lambda self: self.db is not None and not self.faults and not self.writes_queued())
+    @rule(heal_after=st.integers(1, 5), param=st.integers(0, 5), n=st.integers(0, 12))
+    def retried_write_log_levels(self, heal_after: int, param: int, n: int) -> None:
+        """P9: the technical log's levels tell an operator which errors were absorbed. A write meets a lock held
+        by another connection (a real one: the ``locked`` fault), released after ``heal_after`` backoff sleeps
+        (maybe never within the retries). Every retried attempt is logged at WARNING, one record per retry with
+        its attempt number; only the failure the caller gets is logged at ERROR, once, with the attempt it
+        surfaced at. A write that succeeded after retries leaves no ERROR record at all."""
+        if not self.inject("locked", param):
+            return
+        self.leveled_writes += 1
+        faults = ["locked"]
+        self.heal_after_sleeps(faults, heal_after)
+        key, value = f"user-{n}", self.text()
+        logs0, sleeps0 = len(self.logs.records), len(self.time.sleeps)
+        try:
+            out = self.call("execute", self.db.execute, "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)",
+                            (key, value), faults=faults)
+        finally:
+            self.clear_sleep_hooks()
+            self.heal_all()
+        if out.ok:
+            self.model.kv[key] = value
+        sleeps = len(self.time.sleeps) - sleeps0
+        tech = [r for r in self.logs.records[logs0:] if getattr(r, "db_kind", None) is not None]
+        errors = [r for r in tech if r.levelno >= logging.ERROR]
+        retried = [r for r in tech if r.levelno < logging.ERROR]
+        shown = [(logging.getLevelName(r.levelno), r.db_kind, getattr(r, "attempt", None)) for r in tech]
+        self.check(9, all(r.levelno == logging.WARNING for r in retried)
+                   and [getattr(r, "attempt", None) for r in retried] == list(range(1, sleeps + 1)),
+                   lambda: f"a write that met a lock and retried {sleeps} time(s) "
+                           f"({'then succeeded' if out.ok else f'then failed as {out.error.kind}'}) logged "
+                           f"{shown}: each retried attempt must have one WARNING record", faults=faults)
+        if out.ok:
+            self.check(9, not errors, lambda: f"a write that met a lock, retried {sleeps} time(s) and succeeded "
+                                              f"logged {shown}: an error absorbed by a retry is no ERROR record",
+                       faults=faults)
+        else:
+            final = max(out.error.attempts or 1, 1)
+            self.check(9, len(errors) == 1 and getattr(errors[0], "attempt", None) == final,
+                       lambda: f"a write that met a lock and failed as {out.error.kind} after {final} attempt(s) "
+                               f"logged {shown}: only the failure the caller got is an ERROR record (the retried "
+                               "attempts are WARNINGs)", faults=faults)
 
     #: how many times :meth:`close_keeps_the_last_records` ran (its statements' markers are unique per example)
     closes = 0
