@@ -266,6 +266,36 @@ class AuditMachine(AuditMixin):
         self.check(15, after.ok, f"the audit log with entry {seq} put back does not verify after the rotation: "
                                  f"{after.reason}")
 
+    @precondition(lambda self: has_audit(self) and not self.faults and not self.fallback_ids())
+    @rule(param=st.integers(0, 5), waiting=st.integers(1, 2))
+    def record_once_the_database_is_back(self, param: int, waiting: int) -> None:
+        """P15, the order of the log across an outage: entries recorded while another connection holds the lock go
+        to the fallback file; once it is released, the next entry is recorded straight away (no reconcile called
+        first, as an application just carries on logging). It must be chained after the ones that waited: those
+        are reconciled first, so the log holds every entry once, in the order they were recorded, and none is
+        left waiting in the fallback file."""
+        if not self.inject("locked", param):
+            return
+        try:
+            before = len(self.model.audit_ids)
+            for _ in range(waiting):
+                self.record_entry(4)
+            held = self.model.audit_ids[before:]
+            waited = self.fallback_ids()
+        finally:
+            self.heal("locked")
+        if not waited or waited != held:
+            return  # (not every entry waits in the file: the invariant judges where they went)
+        self.record_entry(4)
+        with self.raw() as conn:
+            stored = [r[0] for r in conn.execute("SELECT entry_id FROM reliability_audit ORDER BY seq")]
+        left = self.fallback_ids()
+        self.check(15, stored == self.model.audit_ids and not left, lambda: (
+            f"{len(waited)} audit entr{'y' if len(waited) == 1 else 'ies'} waited in the fallback file during a lock; "
+            f"the lock released, the next entry was recorded: the log holds {stored[before:]} after the entries "
+            f"before the outage, {left} still wait in the fallback file; recorded in the order "
+            f"{self.model.audit_ids[before:]} (the waiting ones are reconciled first, in order)"))
+
     @precondition(swarm("outage"))
     @precondition(lambda self: has_audit(self) and not self.faults and not self.fallback_ids()
                   and bool(self.db.audit.key))

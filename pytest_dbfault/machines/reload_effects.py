@@ -24,7 +24,9 @@ the files on disk.
 from __future__ import annotations
 
 import json
+import math
 import os
+import random
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,21 @@ from .config import ConfigMixin
 
 #: Small busy timeouts only: a lock met later in the example then costs no real waiting.
 TIMEOUTS = (10, 20, 40, 80)
+#: Retry delays a reload sets (seconds): none equal to a value the example may have started with
+#: (``CONFIG_SPACE``), every base below every max, so each change is a change and each file valid.
+RELOADED_BASE_DELAYS = (0.005, 0.015, 0.03)
+RELOADED_MAX_DELAYS = (0.1, 0.25, 0.5)
+#: The fraction of its range the jitter draws while the backoff is judged (see :class:`TopJitter`).
+JITTER_TOP = 1.0 - 2.0 ** -10
+
+
+class TopJitter(random.Random):
+    """A random source (the retry policy's is injectable: ``reliability/retry.py``) whose every draw is near the top
+    of its range: full jitter then sleeps ``JITTER_TOP`` times the backoff ceiling after each failed attempt, so the
+    ceiling itself (base, doubling, max) is visible in one call, not only as an upper bound."""
+
+    def random(self) -> float:
+        return JITTER_TOP
 
 
 class ReloadEffectsMixin(ConfigMixin):
@@ -315,6 +332,55 @@ class ReloadEffectsMachine(ReloadEffectsMixin, WalSizeMixin, StaleSnapshotMixin)
 
     core_groups = frozenset(("reload",))
     fault_kinds = ("none",)
+
+    @precondition(lambda self: getattr(self, "watcher", None) is not None and not self.faults
+                  and getattr(self.db, "policy", None) is not None)
+    @rule(which=st.sampled_from(("base", "max", "both")), base=st.sampled_from(RELOADED_BASE_DELAYS),
+          top=st.sampled_from(RELOADED_MAX_DELAYS))
+    def reload_retry_delays(self, which: str, base: float, top: float) -> None:
+        """P16: ``retry_base_delay`` and/or ``retry_max_delay`` changed in the watched file hold for the next retried
+        call, each in its own place: with the jitter drawing the top of its range, the wait after failed attempt n
+        is ``min(max_delay, base_delay * 2**(n-1))`` of the reloaded values (a locked write, six attempts, a budget
+        that does not bind: five waits, doubling from the base up to the max)."""
+        from ..faults.registry import make_fault
+
+        old = self.db.config
+        want_base = base if which in ("base", "both") else old.retry_base_delay
+        want_max = top if which in ("max", "both") else old.retry_max_delay
+        if want_max < want_base:
+            return  # (not a valid file: reload_invalid's business)
+        changes = {"RELIABILITY_RETRY_ATTEMPTS": "6", "RELIABILITY_RETRY_BUDGET": "60"}
+        if which in ("base", "both"):
+            changes["RELIABILITY_RETRY_BASE_DELAY"] = str(base)
+        if which in ("max", "both"):
+            changes["RELIABILITY_RETRY_MAX_DELAY"] = str(top)
+        said = ", ".join(f"{k.removeprefix('RELIABILITY_').lower()}={v}" for k, v in changes.items())
+        try:
+            if not self.reload_with(keep=False, **changes):
+                return
+            policy = self.db.policy
+            delays0, rng = len(self.delays), policy.rng
+            policy.rng = TopJitter()
+            try:
+                # The runtime itself, not its path (as check_attempts: the holder uses the runtime's SQLite build).
+                with make_fault("locked", self.db, mode="write"):
+                    out = self.call("execute", self.db.execute, "INSERT INTO kv (k, v) VALUES ('locked-out', 'x')",
+                                    faults=["locked"])
+            finally:
+                policy.rng = rng
+            waits = self.delays[delays0:]
+            expected = [(n, JITTER_TOP * min(want_max, want_base * 2 ** (n - 1))) for n in range(1, 6)]
+            self.check(16, not out.ok and len(waits) == len(expected) and all(
+                a == n and math.isclose(d, e, rel_tol=1e-9, abs_tol=1e-12)
+                for (a, d), (n, e) in zip(waits, expected, strict=False)), lambda: (
+                f"{said} reloaded (retry_base_delay={want_base}, retry_max_delay={want_max} in force): with the jitter "
+                f"at the top of its range a locked write waited {[(a, round(d, 6)) for a, d in waits]} (attempt, "
+                f"seconds), expected {[(n, round(e, 6)) for n, e in expected]}"), faults=["locked"])
+        finally:
+            # The machine's file again (the drawn delays, attempts and budget), as the other rules expect.
+            self.write_env(self.env_lines)
+            self.watcher.check_now(force=True)
+            self.config = self.db.config
 
     #: how many times :meth:`reload_operation_log_format` ran (its statements' markers are unique per example)
     oplog_reloads = 0
