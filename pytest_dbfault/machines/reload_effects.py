@@ -13,6 +13,9 @@ default run missed in session 6; ``benchmarks/bug_finding.py`` names each).
   session 9).
 * P16, ``write_queue_max`` lowered by a reload: in the next outage (a full disk) at most that many write
   commands are queued, the rest refused (``p16_queue_limit_not_reloaded``).
+* P16, ``retry_base_delay`` and ``retry_max_delay`` changed by a reload hold for the next retried call, each in
+  its own place (``reload_retry_delays``: the waits of a locked write, the jitter drawing its top; held-out bug
+  ``y16_reload_swaps_retry_delays``).
 * P10, ``health().wal_size`` is the ``-wal`` file's size, None without one (``p10_wal_size_of_the_database``).
 * P2/P8, a write on a stale WAL snapshot fails as ``busy_snapshot`` with its own user message, not as a
   plain lock (``p02_busy_snapshot_retried_as_statement``).
