@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import sqlite3
@@ -363,3 +364,73 @@ class BackupMachine(BackupMixin):
             f"(recoveries {recoveries} -> {after}); the runtime must recover once the transaction has ended"))
         if got != self.model.kv:
             self.put_back_undamaged(fault)  # (P13 not enforced here: go on from the acknowledged state)
+
+    @precondition(swarm("recover"))
+    @precondition(lambda self: has_recovery(self) and not self.faults)
+    @rule(how=st.sampled_from(("manifest_lost", "marked_unverified", "extended")),
+          part=st.sampled_from(CORRUPTIONS), seed=st.integers(0, 2**16),
+          keys=st.lists(st.integers(0, 12), max_size=3))
+    def recover_past_an_unverified_backup(self, how: str, part: str, seed: int, keys: list[int]) -> None:
+        """P13: recovery restores only a backup that is verified (module doc: "pick the newest backup that was
+        verified when made *and* still passes integrity_check"), never one that is not, even when it is the
+        newest and its pages read back whole. A verified backup, maybe writes, a second backup, which then stops
+        being verified: ``manifest_lost`` (its manifest deleted, as a copy made by hand without it),
+        ``marked_unverified`` (its manifest says its verification failed), ``extended`` (stray bytes after it,
+        so its size no longer matches its manifest); ``db.backups()`` must list it unverified. Then real damage
+        to the database and ``db.recover()``: the backup its report names is one listed verified just before
+        (or none), and when it reports ok every acknowledged write is there. Drawn as one rule: no other rule
+        leaves an unverified backup newest when recovery runs (``damage_a_backup`` takes a fresh one at once)."""
+        self.take_backup(False)
+        for n in keys:
+            self.upsert(n)
+        out = self.call(None, self.absorb, self.db.backup)
+        self.check(12, out.ok, lambda: f"a backup failed on a healthy database: {out.error!r}")
+        if not out.ok:
+            return
+        path = str(out.value.path)
+        manifest = path + ".json"  # (documented: "manifest (<backup>.json), written first")
+        if how == "manifest_lost":
+            os.remove(manifest)
+        elif how == "marked_unverified":
+            with open(manifest, encoding="utf-8") as fh:
+                doc = json.load(fh)
+            doc["verified"] = False
+            with open(manifest, "w", encoding="utf-8") as fh:
+                json.dump(doc, fh)
+        else:
+            with open(path, "ab") as fh:
+                fh.write(b"\0" * 512)
+        listing = list(self.db.backups())
+        verified = {str(b.path) for b in listing if b.verified}
+        self.check(12, path not in verified, f"backup {path} ({how}) is still listed as verified")
+        kwargs: dict[str, Any] = {"seed": seed, "part": part}
+        if part == "btree_root":
+            kwargs.update(part="btree", table="kv")
+        fault = make_fault("corrupt", self.db_path, backup_before=True, counted_in=STATS, **kwargs)
+        fault.inject()
+        self.fault_history.append("corrupt")
+        got = self.call(None, self.absorb, self.db.recover, faults=["corrupt"])
+        self.last_healed = "corrupt"
+        report = got.value if got.ok else None
+        used = getattr(report, "backup", None)
+        used = None if used is None else str(used)
+        self.check(13, used is None or (used != path and used in verified), lambda: (
+            f"recovery after {part} damage restored {used}, which was not verified (newest backup {path}, "
+            f"{how}; verified: {sorted(verified)})"), faults=["corrupt"])
+        if not (report is not None and bool(getattr(report, "ok", False))):
+            self.put_back_undamaged(fault)  # (an honest failure: go on from the acknowledged state)
+            # A verified backup newest again (rotation may have left none besides the one made unverified): the
+            # other rules' recoveries start from one, as after damage_a_backup.
+            self.take_backup(False)
+            return
+        try:
+            stored = (self.stored_kv(), self.stored_pairs())
+        except sqlite3.Error as exc:
+            self.check(13, False, f"after recovery from {part} damage the file is unreadable: {exc}",
+                       faults=["corrupt"])
+            return
+        self.check(13, stored == (self.model.kv, self.model.pairs), lambda: (
+            f"recovery after {part} damage, restored from {used} (a newer backup {how}), reported ok, yet "
+            f"acknowledged writes are missing or changed: kv "
+            f"{sorted(set(self.model.kv.items()) ^ set(stored[0].items()))[:4]}"), faults=["corrupt"])
+        self.take_backup(False)
