@@ -1,5 +1,6 @@
 """The backup machine judges which backup a recovery restores (rule ``recover_past_an_unverified_backup``): never one
-that is not verified, even the newest. The check fails against a runtime with one realistic defect of that kind."""
+that is not verified, even the newest. The schema machine applies migrations kept as files in version order, not in
+file-name order. Each check fails against a runtime with one realistic defect of that kind."""
 
 from __future__ import annotations
 
@@ -37,3 +38,21 @@ def test_it_bites_a_recovery_that_trusts_an_unverified_backup_whose_pages_read_b
     with pytest.raises(AssertionError, match=r"p13_corruption_recovery violated \(faults: corrupt\): recovery after "
                                              r".* damage restored .*, which was not verified"):
         run_machine(MACHINES["backup_recovery"], settings_=BITE, base_dir=str(tmp_path), enforce={13})
+
+
+def test_it_bites_migration_files_sorted_by_their_names(tmp_path, monkeypatch):
+    # A loader that "sorts the files so the order is stable": by file name, which puts 10_x.sql before 9_y.sql when
+    # versions are not zero-padded. The schema machine's folders cross a digit (rules ``migrate_from_folder`` and
+    # ``migrate_from_the_command_line``: db.migrate(folder) and `reliability migrate --migrations DIR`).
+    from reliability import schema
+
+    real = schema.load_migrations
+
+    def load(folder):
+        return sorted(real(folder), key=lambda m: f"{m.version}_{m.name}.sql")
+
+    monkeypatch.setattr(schema, "load_migrations", load)
+    with pytest.raises(AssertionError,
+                       match=r"p04_migration_application violated .*(files numbered|`reliability migrate`)"):
+        run_machine(MACHINES["schema"], settings_=bite_settings(max_examples=60, steps=15), base_dir=str(tmp_path),
+                    enforce={4})
