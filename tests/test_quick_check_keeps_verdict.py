@@ -11,25 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from runtime_helpers import SQLITE_MODULE_NAME, fast_config
+from test_backup_full_check import KV, _faults_use_the_runtimes_sqlite_build, manager  # noqa: F401 (the fixture)
 
 from pytest_dbfault.faults import CorruptFault, outside
-from pytest_dbfault.faults.target import MODULE_ENV
-from reliability import DatabaseManager, HealthStatus
+from reliability import HealthStatus
 from reliability.damage_mark import DamageMarker
-
-KV = "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)"
-
-
-@pytest.fixture(autouse=True)
-def _faults_use_the_runtimes_sqlite_build(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(MODULE_ENV, SQLITE_MODULE_NAME)
-
-
-def manager(db_path: Path, **extra: object) -> DatabaseManager:
-    settings: dict[str, object] = {"journal_mode": "DELETE", "synchronous": "FULL", "auto_recover": False}
-    settings.update(extra)
-    return DatabaseManager(fast_config(db_path, **settings))
 
 
 def index_entry_damaged(db_path: Path) -> CorruptFault:

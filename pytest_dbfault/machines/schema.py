@@ -227,14 +227,7 @@ class SchemaMixin(Workload):
             # (not kept in the model: the damaged file is replaced by its copy next)
             self.probe_write(False, 3, f"a restart on a schema damaged by {how}", ["schema_tamper"], keep=False)
         self.db.close()
-        shutil.move(saved, self.db_path)
-        for side in ("-wal", "-shm"):
-            try:
-                import os
-
-                os.remove(self.db_path + side)
-            except OSError:
-                pass
+        self.put_the_copy_back(saved)
         self.db = self.open_runtime(self.config)
         self.after_reopen()
         applied_all = all(m.version in self.model.applied_versions for m in self.migrations)
@@ -305,6 +298,16 @@ class SchemaMixin(Workload):
         applied = {m.version for m in self.migrations if m.version in self.model.applied_versions}
         return any(m.version in applied and isinstance(m.up, str) and f"CREATE TABLE {table} " in m.up
                    for m in self.migrations)
+
+    def put_the_copy_back(self, saved: str) -> None:
+        """The file saved before a damage made on a copy goes back at the path, without the copy's ``-wal``/``-shm``
+        (the runtime is stopped: they belong to the damaged copy)."""
+        shutil.move(saved, self.db_path)
+        for side in ("-wal", "-shm"):
+            try:
+                os.remove(self.db_path + side)
+            except OSError:
+                pass
 
 
 class ReleaseMixin(SchemaMixin):
@@ -616,12 +619,7 @@ class SchemaMachine(ReleaseMixin):
         # Undo the damage: the program's own text, the file's copy; then the pending versions go in explicitly.
         self.db.close()
         if damage == "dropped_table":
-            shutil.move(saved, self.db_path)
-            for side in ("-wal", "-shm"):
-                try:
-                    os.remove(self.db_path + side)
-                except OSError:
-                    pass
+            self.put_the_copy_back(saved)
         self.db = self.open_runtime(self.make_config(auto_migrate=False), migrations=list(self.migrations))
         self.after_reopen()
         if after is not None and after != recorded and damage != "dropped_table":
