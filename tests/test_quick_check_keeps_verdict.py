@@ -82,3 +82,23 @@ def test_a_start_on_a_file_whose_mark_is_stale_clears_it(tmp_path: Path) -> None
     with manager(db_path) as db:
         assert db.monitor.integrity_ok is True and not DamageMarker(db_path).present()
         assert db.health().status is HealthStatus.HEALTHY
+
+
+def test_a_lock_during_the_starts_check_is_no_result_the_mark_stands(tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """A start on a marked file whose full check meets a lock outlasting the retry policy (a real exclusive lock:
+    readers wait too in a rollback journal) reaches no verdict: the start goes on, the mark stands for the next
+    check, and nothing is recovered or cleared on a transient error."""
+    from pytest_dbfault.faults.locked import LockedFault
+
+    db_path = tmp_path / "app.db"
+    index_entry_damaged(db_path)
+    with manager(db_path) as first:
+        assert not first.check_integrity(full=True).ok
+    with LockedFault(db_path, mode="exclusive"):
+        db = manager(db_path, auto_recover=True, busy_timeout_ms=20, retry_attempts=2)
+    try:
+        assert "could not check it now" in caplog.text and "the mark stands" in caplog.text
+        assert DamageMarker(db_path).present() and db.monitor.recoveries == 0
+    finally:
+        db.close()
