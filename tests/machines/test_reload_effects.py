@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from bite_settings import bite_settings, violations_raised
+from bite_settings import bite_settings, run_streams, violations_raised
 from hypothesis import settings
 
 from pytest_dbfault.machines import run_machine
@@ -65,7 +65,7 @@ def test_the_machine_bites_a_classifier_that_loses_busy_snapshot(tmp_path, monke
 
     monkeypatch.delitem(errors._BY_EXTENDED, 517)
     with pytest.raises(AssertionError, match="stale snapshot failed as busy"):
-        run_machine(ReloadEffectsMachine, settings_=WIDE, base_dir=str(tmp_path), enforce={2})
+        run_streams(ReloadEffectsMachine, settings_=WIDE, base_dir=str(tmp_path), enforce={2})
 
 
 def test_the_machine_bites_a_journal_that_ignores_a_synchronous_reload(tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from bite_settings import bite_settings
+from bite_settings import bite_settings, run_streams
 
 from pytest_dbfault.machines import MACHINES, run_machine
 from reliability.durability import verdict
@@ -29,7 +29,7 @@ def test_it_bites_a_scheduled_full_check_that_runs_the_quick_one(tmp_path, monke
     monkeypatch.setattr(Upkeep, "check_integrity",
                         lambda self, full=False: real(self, full and not on_the_schedule()))
     with pytest.raises(AssertionError, match=r"index_entry damage .*not flagged by the scheduled integrity_check"):
-        run_machine(MACHINES["health_integrity"], settings_=BITE, base_dir=str(tmp_path), enforce={11})
+        run_streams(MACHINES["health_integrity"], settings_=BITE, base_dir=str(tmp_path), enforce={11})
 
 
 def test_it_bites_a_scheduled_check_that_takes_a_lock_for_damage(tmp_path, monkeypatch):
@@ -46,7 +46,7 @@ def test_it_bites_a_scheduled_check_that_takes_a_lock_for_damage(tmp_path, monke
 
     monkeypatch.setattr(Upkeep, "check_integrity", check)
     with pytest.raises(AssertionError, match=r"scheduled \w+ under a held lock marked an intact file damaged"):
-        run_machine(MACHINES["health_integrity"], settings_=BITE, base_dir=str(tmp_path), enforce={11})
+        run_streams(MACHINES["health_integrity"], settings_=BITE, base_dir=str(tmp_path), enforce={11})
 
 
 def test_it_bites_a_schedule_that_reads_the_wrong_interval(tmp_path, monkeypatch):

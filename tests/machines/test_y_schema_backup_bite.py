@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from bite_settings import bite_settings
+from bite_settings import bite_settings, run_streams
 
 from pytest_dbfault.machines import MACHINES, run_machine
 from reliability.durability.recovery import Recovery
@@ -37,7 +37,7 @@ def test_it_bites_a_recovery_that_trusts_an_unverified_backup_whose_pages_read_b
     monkeypatch.setattr(Recovery, "_recover_locked", recover_locked)
     with pytest.raises(AssertionError, match=r"p13_corruption_recovery violated \(faults: corrupt\): recovery after "
                                              r".* damage restored .*, which was not verified"):
-        run_machine(MACHINES["backup_recovery"], settings_=BITE, base_dir=str(tmp_path), enforce={13})
+        run_streams(MACHINES["backup_recovery"], settings_=BITE, base_dir=str(tmp_path), enforce={13})
 
 
 def test_it_bites_migration_files_sorted_by_their_names(tmp_path, monkeypatch):
