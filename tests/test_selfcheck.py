@@ -148,35 +148,37 @@ def test_reliability_selfcheck_passes_from_an_installed_wheel(tmp_path: Path) ->
 
 
 # -- a failing run is a failure (#14) -------------------------------------------------------------------
-#: A planted defect the transactions machine's atomicity check finds: a nested block that raised keeps its
-#: rows (the savepoint is released instead of rolled back to), so the outer commit makes them durable.
-_SAVEPOINT_KEPT = ('                    conn.execute(f"ROLLBACK TO {name}")\n'
-                   '                    conn.execute(f"RELEASE {name}")',
-                   '                    conn.execute(f"RELEASE {name}")')
+#: A planted defect a shipped scenario finds whatever the SQLite build and seed (its steps are fixed): a migration
+#: whose statement fails is not rolled back, so its first statement's table stays (scenario "a failing migration is
+#: rolled back entirely"). (A defect only a machine finds depends on the build: the transactions machine met a
+#: savepoint defect with the stdlib's SQLite at seed 1 and not with pysqlite3's.)
+_NOT_ROLLED_BACK = ("        except Exception as exc:\n            _rollback_quietly(conn)\n"
+                    "            raise _failed(m, exc, verb) from exc\n",
+                    "        except Exception as exc:\n            raise _failed(m, exc, verb) from exc\n")
 
 
 def test_selfcheck_against_a_runtime_that_breaks_a_property_exits_non_zero(tmp_path: Path) -> None:
-    """The shipped machines run against a copy of this runtime with one defect: the selfcheck must fail
-    (exit code, JSON status and message), name the property, and keep the run's files for the operator."""
+    """The shipped machines and scenarios run against a copy of this runtime with one defect: the selfcheck must
+    fail (exit code, JSON status and message), name what failed, and keep the run's files for the operator."""
     (tmp_path / "broken").mkdir()
     src = _copy_source(tmp_path / "broken")
-    site = src / "reliability" / "transaction.py"
+    site = src / "reliability" / "schema.py"
     text = site.read_text(encoding="utf-8")
-    assert text.count(_SAVEPOINT_KEPT[0]) == 1, "the planted defect's site moved: update _SAVEPOINT_KEPT"
-    site.write_text(text.replace(*_SAVEPOINT_KEPT), encoding="utf-8")
+    assert text.count(_NOT_ROLLED_BACK[0]) == 1, "the planted defect's site moved: update _NOT_ROLLED_BACK"
+    site.write_text(text.replace(*_NOT_ROLLED_BACK), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "CI", "HYPOTHESIS_PROFILE")}
     env["PYTHONPATH"] = str(src)  # the copy's runtime, plugin and shipped files come before the installed ones
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     out = subprocess.run([sys.executable, "-c", "import sys; from reliability.cli import main; sys.exit(main())",
-                          "--json", "selfcheck", "--", "-k", "transactions", "--dbfault-seed=1"],
+                          "--json", "selfcheck", "--", "-k", "failing and migration and entirely"],
                          cwd=elsewhere, env=env, capture_output=True, text=True, timeout=900)
     doc = json.loads(out.stdout)
     assert out.returncode == cli.EXIT_UNHEALTHY, f"{out.stdout[-2000:]}\n{out.stderr[-3000:]}"
     assert doc["status"] == "unhealthy" and doc["value"]["pytest_exit_code"] == 1
     assert doc["message"].startswith("selfcheck FAILED") and "passed" not in doc["message"]
     assert doc["value"]["runtime"] == str((src / "reliability").resolve())  # the broken copy was what ran
-    assert "p06_transaction_atomicity" in out.stderr and "violated" in out.stderr
+    assert "FAILED" in out.stderr and "a failing migration is rolled back entirely" in out.stderr
     work = Path(doc["value"]["work_dir"])
     assert work.is_dir() and doc["message"].endswith(f"kept in {work}")
     report = doc["value"]["report"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 import pytest
-from bite_settings import bite_settings
+from bite_settings import bite_settings, run_streams
 
 from pytest_dbfault.machines import MACHINES, run_machine
 from pytest_dbfault.stats import property_id
@@ -109,7 +109,7 @@ def test_the_health_machine_bites_a_command_line_health_that_exits_0_when_degrad
 def test_the_audit_machine_bites_a_command_line_verify_audit_that_exits_0_when_broken(tmp_path, monkeypatch):
     exits_0(monkeypatch, "verify-audit")
     with pytest.raises(AssertionError, match=r"`reliability verify-audit` exited 0 .*in the file"):
-        run_machine(MACHINES["audit"], settings_=BITE, base_dir=str(tmp_path), enforce={15})
+        run_streams(MACHINES["audit"], settings_=BITE, base_dir=str(tmp_path), enforce={15})
 
 
 def test_the_backup_machine_bites_a_command_line_backup_that_claims_a_file_it_did_not_write(tmp_path, monkeypatch):
@@ -132,7 +132,7 @@ def test_the_audit_machine_bites_a_command_line_audit_shown_to_anyone(tmp_path, 
     monkeypatch.setattr(cli, "_denied_read", lambda user, what, config: None)
     shown = r"`reliability audit .*\(no administrator\) exited 0 .*administrators only"
     with pytest.raises(AssertionError, match=shown):
-        run_machine(MACHINES["audit"], settings_=BITE, base_dir=str(tmp_path), enforce={15})
+        run_streams(MACHINES["audit"], settings_=BITE, base_dir=str(tmp_path), enforce={15})
 
 
 def test_the_audit_machine_bites_a_command_line_audit_that_drops_its_action_filter(tmp_path, monkeypatch):
@@ -146,4 +146,4 @@ def test_the_audit_machine_bites_a_command_line_audit_that_drops_its_action_filt
 
     monkeypatch.setitem(cli._HANDLERS, "audit", unfiltered)
     with pytest.raises(AssertionError, match=r"`reliability audit .*--action .*the file's newest are"):
-        run_machine(MACHINES["audit"], settings_=BITE, base_dir=str(tmp_path), enforce={15})
+        run_streams(MACHINES["audit"], settings_=BITE, base_dir=str(tmp_path), enforce={15})

@@ -34,7 +34,7 @@ def test_the_machine_bites_a_reload_that_keeps_the_old_connection(tmp_path, monk
     # so the next call runs with the old foreign_keys / busy_timeout.
     monkeypatch.setattr("reliability.reload.RECONNECT_KEYS", frozenset())
     with pytest.raises(AssertionError, match=property_id(16)):
-        run_machine(ReloadEffectsMachine, settings_=BITE, base_dir=str(tmp_path), enforce={16})
+        run_streams(ReloadEffectsMachine, settings_=BITE, base_dir=str(tmp_path), enforce={16})
 
 
 def test_the_machine_bites_a_queue_limit_the_reload_does_not_change(tmp_path, monkeypatch):
@@ -44,7 +44,7 @@ def test_the_machine_bites_a_queue_limit_the_reload_does_not_change(tmp_path, mo
     monkeypatch.setattr(WriteQueue, "max_entries", property(lambda self: 10_000, lambda self, value: None),
                         raising=False)
     with pytest.raises(AssertionError, match="write_queue_max reloaded"):
-        run_machine(ReloadEffectsMachine, settings_=BITE, base_dir=str(tmp_path), enforce={16})
+        run_streams(ReloadEffectsMachine, settings_=BITE, base_dir=str(tmp_path), enforce={16})
 
 
 def test_the_machine_bites_a_wal_size_read_from_the_database_file(tmp_path, monkeypatch):
@@ -53,7 +53,7 @@ def test_the_machine_bites_a_wal_size_read_from_the_database_file(tmp_path, monk
 
     monkeypatch.setattr("reliability.manager.wal_size", lambda path: os.path.getsize(path))
     with pytest.raises(AssertionError, match="wal_size is"):
-        run_machine(ReloadEffectsMachine, settings_=BITE, base_dir=str(tmp_path), enforce={10})
+        run_streams(ReloadEffectsMachine, settings_=BITE, base_dir=str(tmp_path), enforce={10})
 
 
 @pytest.mark.skipif(not gives_extended_codes(_runtime_module()),
@@ -106,7 +106,7 @@ def test_the_machine_bites_a_backup_keep_the_reload_does_not_change(tmp_path, mo
 
     monkeypatch.setattr(Durability, "follow_config", all_but_keep)
     with pytest.raises(AssertionError, match="backup_keep reloaded"):
-        run_machine(ReloadEffectsMachine, settings_=BITE, base_dir=str(tmp_path), enforce={16})
+        run_streams(ReloadEffectsMachine, settings_=BITE, base_dir=str(tmp_path), enforce={16})
 
 
 def test_the_machine_bites_a_schedule_the_reload_does_not_change(tmp_path, monkeypatch):
@@ -116,4 +116,4 @@ def test_the_machine_bites_a_schedule_the_reload_does_not_change(tmp_path, monke
 
     monkeypatch.setattr(Scheduler, "set_interval", lambda self, name, interval: False)
     with pytest.raises(AssertionError, match="_interval reloaded"):
-        run_machine(ReloadEffectsMachine, settings_=BITE, base_dir=str(tmp_path), enforce={16})
+        run_streams(ReloadEffectsMachine, settings_=BITE, base_dir=str(tmp_path), enforce={16})
