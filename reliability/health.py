@@ -176,8 +176,9 @@ def cut_off_problems(db_path: str, page_size: int) -> list[str]:
     """A problem when the database file ends inside a page (its size is no whole number of ``page_size`` pages).
 
     SQLite only ever writes, extends and truncates the main file by whole pages, so a partial last page means
-    the file's end was cut off (a truncation, a copy that stopped short). No PRAGMA sees it: SQLite counts the
-    partial page as a page and reads its missing bytes as zeros (a short read is zero-filled), so quick_check
+    the file's end was cut off (a truncation, a copy that stopped short) or bytes were appended to it. No PRAGMA
+    sees it: SQLite counts the partial page as a page and reads its missing bytes as zeros (a short read is
+    zero-filled), so quick_check
     and integrity_check pass while the rows stored there read as zeros (recovery_fuzz seed 1024: a file
     truncated to 90% kept a row whose 3000-byte value lost its last 2868 bytes, and ``reliability recover``
     said "nothing to recover"). A cut at a page boundary is left to SQLite: the header's page count then
@@ -187,8 +188,12 @@ def cut_off_problems(db_path: str, page_size: int) -> list[str]:
     if size is None:
         return []  # (no file at the path: the check's own read reports it)
     if page_size > 0 and size % page_size:
+        # Cut off, or stray bytes appended: telling them apart needs the header's page count, and reading the
+        # header with a plain open() would drop this process's POSIX locks on the file (closing any descriptor
+        # does); SQLite's page_count mixes in the -wal's pages. So the message names both, not a guess.
         return [f"the database file ends inside a page: {size} bytes is no whole number of {page_size}-byte pages "
-                f"(cut off; SQLite reads the missing {page_size - size % page_size} bytes as zeros)"]
+                f"(its end was cut off, or stray bytes were appended after its last page: SQLite never writes "
+                f"part of a page, and reads a missing part as zeros)"]
     return []
 
 

@@ -147,3 +147,25 @@ def test_a_start_on_a_file_cut_inside_a_page_sees_the_damage(tmp_path: Path, aut
             assert any("ends inside a page" in r for r in health.reasons), health.reasons
     finally:
         db.close()
+
+
+def test_stray_bytes_appended_after_the_last_page_are_not_called_a_cut(tmp_path: Path) -> None:
+    """Bytes appended to a sound file also end it inside a page; the problem says so instead of claiming a cut
+    (the runtime cannot tell the two apart without reading the header behind SQLite's back: see
+    ``cut_off_problems``), and SQLite still reads every row whole."""
+    from reliability.health import check_integrity
+
+    db_path = tmp_path / "app.db"
+    db = manager(db_path)
+    try:
+        db.execute(KV)
+        db.execute("INSERT INTO kv VALUES ('user-5', ?)", (VALUE,))
+    finally:
+        db.close()
+    with open(db_path, "ab") as f:  # (hand-made: no fault appends; the file is closed, nobody holds a lock)
+        f.write(b"\x5a" * 100)
+    assert query(db_path, "PRAGMA quick_check") == [("ok",)]
+    assert dict(query(db_path, "SELECT k, v FROM kv"))["user-5"] == VALUE
+    report = check_integrity(str(db_path))
+    problem = next(p for p in report.problems if "ends inside a page" in p)
+    assert "appended" in problem and "cut off" in problem, problem
