@@ -132,8 +132,8 @@ class Executor:
                         pass
                     elif conn.total_changes != before:
                         self.wrote(conn, sql, params, False)
-                    elif self.redo is not None and cur.description is None:
-                        self.redo_statement(conn, sql, params)
+                    elif self.redo is not None:
+                        self.redo_statement(conn, sql, params, False)
                 except Exception as exc:
                     return self.failed("execute", _execute, sql, params, exc, t0)
                 self.observers.succeeded("execute", sql, perf_counter() - t0, cur.rowcount, 1)
@@ -150,6 +150,8 @@ class Executor:
                 cur = conn.executemany(sql, params)
                 if conn.total_changes != before:
                     self.wrote(conn, sql, params, True)
+                elif self.redo is not None:
+                    self.redo_statement(conn, sql, params, True)
             except Exception as exc:
                 return self.failed("executemany", _executemany, sql, params, exc, t0)
             self.observers.succeeded("executemany", sql, perf_counter() - t0, cur.rowcount, 1)
@@ -243,11 +245,13 @@ class Executor:
                           "last verified backup may not be replayable")
             log.error("%s", redo.error)
 
-    def redo_statement(self, conn: sqlite3.Connection, sql: str, params: Any) -> None:
-        """A non-query changed no rows: journal DDL, follow COMMIT/ROLLBACK issued through execute()."""
+    def redo_statement(self, conn: sqlite3.Connection, sql: str, params: Any, many: bool) -> None:
+        """A statement changed no rows: journal DDL and DML all the same (see :func:`~reliability.redo.statement_kind`:
+        whether it changes rows at replay is the replayed file's business), follow COMMIT/ROLLBACK issued through
+        execute()."""
         kind = statement_kind(sql)
-        if kind == "ddl":
-            self.wrote(conn, sql, params, False)
+        if kind == "ddl" or kind == "dml":
+            self.wrote(conn, sql, params, many)
         elif not self.transactions.depth and self.redo is not None and kind == "rollback":
             self.redo.discard()
 
@@ -291,8 +295,8 @@ class Executor:
             result = call(conn, sql, params)
             if conn.total_changes != before:
                 self.wrote(conn, sql, params, op == "executemany")
-            elif self.redo is not None and call is _execute and result.description is None:
-                self.redo_statement(conn, sql, params)
+            elif self.redo is not None and (call is _execute or call is _executemany):
+                self.redo_statement(conn, sql, params, op == "executemany")
             return result
 
         def decide_attempt(exc: BaseException) -> Action:

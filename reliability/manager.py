@@ -58,6 +58,8 @@ from .tx_connection import TransactionConnection
 
 T = TypeVar("T")
 log = logging.getLogger("reliability")
+#: Statements journaled although they changed no rows (see :func:`~reliability.redo.statement_kind`).
+_JOURNALED_UNCHANGED = frozenset({"ddl", "dml"})
 
 Params = Sequence[Any] | dict[str, Any]
 
@@ -352,7 +354,7 @@ class DatabaseManager:
             cur: Any = conn.execute(sql, params)
             if cur.description is not None:  # INSERT … RETURNING: step it to the end before COMMIT
                 cur = _Rows(cur)
-            if conn.total_changes != before or statement_kind(sql) == "ddl":
+            if conn.total_changes != before or statement_kind(sql) in _JOURNALED_UNCHANGED:
                 redo.capture(sql, params, False)
             self._journaled_commit(conn)
         except BaseException:

@@ -1497,9 +1497,16 @@ def _remove_stale(tmp: Path) -> None:
 
 
 def statement_kind(sql: str) -> str:
-    """``"ddl"``, ``"commit"``, ``"rollback"`` or ``"other"`` for a statement that changed no rows.
+    """``"ddl"``, ``"dml"``, ``"commit"``, ``"rollback"`` or ``"other"`` for a statement that changed no rows.
 
-    Cached per SQL text (the manager calls this only for non-queries that changed no rows).
+    ``"dml"`` (INSERT, UPDATE, DELETE, REPLACE) is journaled although it changed nothing: that it changed
+    nothing was decided on this file, and a recovery replays onto another one. On a sound file a replay at the
+    same place in the sequence changes nothing either; on a file whose index no longer matches its table (an
+    index entry changed in place: no error, ``quick_check`` passes) an acknowledged ``DELETE``/``UPDATE`` by key
+    misses its row, and without its record the restored backup would bring back the row the application
+    deleted (recovery_fuzz seed 906).
+
+    Cached per SQL text (the manager calls this only for statements that changed no rows).
     """
     kind = _STATEMENT_KINDS.get(sql)
     if kind is None:
@@ -1508,6 +1515,8 @@ def statement_kind(sql: str) -> str:
         second = words[1].upper() if len(words) > 1 else ""
         if first in _DDL_WORDS or (first == "REINDEX") or (first == "ANALYZE"):
             kind = "ddl"
+        elif first in _DML_WORDS:
+            kind = "dml"
         elif first in ("COMMIT", "END"):
             kind = "commit"
         elif first == "ROLLBACK" and second != "TO":
@@ -1518,6 +1527,9 @@ def statement_kind(sql: str) -> str:
             _STATEMENT_KINDS.clear()
         _STATEMENT_KINDS[sql] = kind
     return kind
+
+
+_DML_WORDS = frozenset({"INSERT", "UPDATE", "DELETE", "REPLACE"})
 
 
 def _strip_comments(sql: str) -> str:
