@@ -385,6 +385,103 @@ class ReloadEffectsMachine(ReloadEffectsMixin, WalSizeMixin, StaleSnapshotMixin)
             self.watcher.check_now(force=True)
             self.config = self.db.config
 
+    #: how many times :meth:`reload_noticed_in_a_transaction` ran (its rows' keys are unique per example)
+    tx_reloads = 0
+
+    @precondition(lambda self: getattr(self, "watcher", None) is not None and not self.faults
+                  and not self.writes_queued())
+    @rule(setting=st.sampled_from(("retry_attempts", "busy_timeout_ms")), attempts=st.integers(1, 6),
+          timeout=st.sampled_from(TIMEOUTS), form=st.sampled_from(("context", "nested", "run_in_transaction")),
+          commit=st.booleans())
+    def reload_noticed_in_a_transaction(self, setting: str, attempts: int, timeout: int, form: str,
+                                        commit: bool) -> None:
+        """P16: a change of the watched file that a check meets inside a transaction open on the same thread is
+        applied once the transaction ends (committed or rolled back): a configuration is never swapped under an
+        open transaction (``check_now()`` inside returns nothing, the settings stay), and the next
+        ``check_now()`` after it reports the changed key and puts the file's value in force, which the next
+        call follows (a locked write makes that many attempts; the next statement runs with that busy timeout).
+        The file is not touched again in between: the one change must not be lost because a check met it at
+        the wrong moment."""
+        from reliability import ConfigError
+
+        from .workload import AppError
+
+        self.tx_reloads += 1
+        old = self.db.config
+        # A change in every case: a value other than the one in force.
+        if setting == "retry_attempts":
+            value = attempts if attempts != old.retry_attempts else attempts % 6 + 1
+        else:
+            value = timeout if timeout != old.busy_timeout_ms else TIMEOUTS[(TIMEOUTS.index(timeout) + 1) % 4]
+        # The watcher in step with the file as it is now, then the one change: a stat() must see it (the check
+        # reads mtime, size and inode; an edit within the same clock tick and of the same size gets a later mtime,
+        # as the next edit would).
+        self.write_env(self.env_lines)
+        self.watcher.check_now(force=True)
+        before = os.stat(self.env_path)
+        lines = dict(self.env_lines, **{f"RELIABILITY_{setting.upper()}": str(value)})
+        self.write_env(lines)
+        after = os.stat(self.env_path)
+        if (after.st_mtime_ns, after.st_size, after.st_ino) == (before.st_mtime_ns, before.st_size, before.st_ino):
+            os.utime(self.env_path, ns=(after.st_atime_ns, before.st_mtime_ns + 10_000_000))
+        key, row = f"reload-tx-{self.tx_reloads}", self.text()
+        inside: list[tuple[tuple[str, ...], Any]] = []
+
+        def body() -> None:
+            self.db.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, row))
+            try:
+                inside.append((self.watcher.check_now(), getattr(self.db.config, setting)))
+            except ConfigError as exc:
+                self.check(16, False, f"a valid change was rejected: {exc}")
+            if not commit:
+                raise AppError("the application gave up")
+
+        def run() -> None:
+            if form == "run_in_transaction":
+                self.db.run_in_transaction(body)
+                return
+            with self.db.transaction():
+                if form == "nested":
+                    with self.db.transaction():
+                        body()
+                    # The inner level ended, the transaction is still open: still no swap.
+                    inside.append((self.watcher.check_now(), getattr(self.db.config, setting)))
+                else:
+                    body()
+
+        try:
+            self.absorb(run)
+            committed = True
+        except AppError:
+            committed = False
+        if committed:
+            self.model.kv[key] = row
+        said = (f"{setting}={value} written to the watched file ({setting}={getattr(old, setting)} in force), "
+                f"first checked inside {'a nested transaction' if form == 'nested' else 'a transaction'} "
+                f"({form}, {'committed' if committed else 'rolled back'})")
+        self.check(16, all(got == () and now == getattr(old, setting) for got, now in inside), lambda: (
+            f"{said}: inside it check_now() returned {[got for got, _ in inside]} and {setting} in force was "
+            f"{[now for _, now in inside]} (no configuration swapped under an open transaction)"))
+        try:
+            reported = self.watcher.check_now()
+        except ConfigError as exc:
+            self.check(16, False, f"a valid change was rejected: {exc}")
+            return
+        now = getattr(self.db.config, setting)
+        self.check(16, setting in reported and now == value, lambda: (
+            f"{said}: the next check_now() after it returned {reported} and {setting} in force is {now}, not the "
+            f"file's {value} (the change met inside the transaction is never applied)"))
+        self.env_lines = lines
+        self.config = self.db.config
+        if now != value:
+            return
+        if setting == "retry_attempts":
+            self.check_attempts(value)
+        else:
+            busy = self.absorb(self.db.fetch_one, "PRAGMA busy_timeout")
+            self.check(16, busy is not None and busy[0] == value, lambda: (
+                f"{said}: applied after it, yet the next call runs with PRAGMA busy_timeout={busy and busy[0]}"))
+
     #: how many times :meth:`reload_operation_log_format` ran (its statements' markers are unique per example)
     oplog_reloads = 0
 
