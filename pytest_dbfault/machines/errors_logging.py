@@ -278,3 +278,135 @@ class ErrorsLoggingMachine(OperationLogMixin):
                        first=first, mine=mine: (
                            f"a {kind} of {columns} column(s) that returned {returned} row(s){first} has the operation "
                            f"record(s) {[(r.get('kind'), r.get('rows')) for r in mine]}: its rows must be {returned}"))
+
+    #: how many times :meth:`write_rows_are_counted` ran (its statements' markers are unique per example)
+    counted_writes = 0
+
+    @precondition(lambda self: self.db is not None and getattr(self.db, "oplog", None) is not None
+                  and not self.faults and not self.writes_queued())
+    @rule(count=st.integers(2, 5), updated=st.integers(0, 5), deleted=st.integers(0, 5), missing=st.booleans())
+    def write_rows_are_counted(self, count: int, updated: int, deleted: int, missing: bool) -> None:
+        """P17: a write's operation record says how many rows it changed, as the cursor its caller got does
+        (``rowcount``) and as the model knows: an ``INSERT`` of ``count`` rows in one statement ``count``, an
+        ``UPDATE`` of some of them (a key that is not stored among them when ``missing``: it changes nothing) as
+        many as it matched, a ``DELETE`` of some as many as it removed, then one of the rest. What an operator sums
+        to see how much a job changed."""
+        self.counted_writes += 1
+        keys = [f"rows-{self.counted_writes}-{i}" for i in range(count)]
+        absent = [f"rows-{self.counted_writes}-absent"] if missing else []
+        to_update, to_delete = keys[:min(updated, count)], keys[count - min(deleted, count):]
+        rest = [k for k in keys if k not in to_delete]
+        values = [self.text() for _ in keys]
+
+        def where(params: list[str]) -> str:
+            return f"WHERE k IN ({', '.join(['?'] * len(params)) or 'NULL'})"
+
+        extra = " and an absent key" if missing else ""
+        steps: list[tuple[str, str, tuple[Any, ...], int]] = [
+            (f"INSERT of {count} rows", f"INSERT INTO kv (k, v) VALUES {', '.join(['(?, ?)'] * count)}",
+             tuple(x for pair in zip(keys, values, strict=True) for x in pair), count),
+            (f"UPDATE of {len(to_update)} stored row(s){extra}", "UPDATE kv SET v = v || '!' "
+             + where([*to_update, *absent]), (*to_update, *absent), len(to_update)),
+            (f"DELETE of {len(to_delete)} row(s){extra}", "DELETE FROM kv " + where([*to_delete, *absent]),
+             (*to_delete, *absent), len(to_delete)),
+            (f"DELETE of {len(rest)} row(s)", "DELETE FROM kv " + where(rest), tuple(rest), len(rest)),
+        ]
+        for step, (what, sql, params, changed) in enumerate(steps):
+            marker = f"dbfault-wrows-{self.counted_writes}-{step}"
+            sql = f"{sql} /* {marker} */"
+            out = self.call("execute", self.db.execute, sql, params)
+            if not out.ok:
+                return  # (nothing of it stored: its record's outcome is judged by call())
+            if step == 0:
+                self.model.kv.update(zip(keys, values, strict=True))
+            elif step == 1:
+                self.model.kv.update({k: self.model.kv[k] + "!" for k in to_update})
+            else:
+                for k in params:
+                    self.model.kv.pop(k, None)
+            rowcount = getattr(out.value, "rowcount", None)
+            mine = [r for r in self.oplog_records(all_lines=True)[-8:] if marker in str(r.get("sql"))]
+            self.check(17, len(mine) == 1 and mine[0].get("rows") == changed == rowcount,
+                       lambda what=what, changed=changed, rowcount=rowcount, mine=mine: (
+                           f"an {what} through db.execute changed {changed} row(s) (its cursor's rowcount: "
+                           f"{rowcount}); its operation record(s) {[(r.get('kind'), r.get('rows')) for r in mine]}: "
+                           f"rows must be {changed}"))
+
+    #: the commands :meth:`failed_command_messages` runs, registered on the runtime in use
+    _commands_on: Any = None
+
+    def register_error_commands(self) -> None:
+        """Two commands as an application registers them: a report (reads a column of a table it is given) and
+        an import (writes the rows it is given into ``kv``, in one transaction)."""
+        from reliability.degraded import Needs
+
+        commands = self.db.commands
+        if self._commands_on is commands:
+            return
+        self._commands_on = commands
+        commands.register("errlog.report", Needs.READ,
+                          lambda db, table, column: db.fetch_all(f"SELECT {column} FROM {table}"))
+
+        def import_rows(db: Any, table: str, rows: list[list[str]]) -> int:
+            for k, v in rows:
+                db.execute(f"INSERT INTO {table} (k, v) VALUES (?, ?)", (k, v))
+            return len(rows)
+
+        commands.register("errlog.import", Needs.WRITE, import_rows)
+
+    @precondition(lambda self: self.db is not None and getattr(self.db, "commands", None) is not None
+                  and not self.faults and not self.writes_queued())
+    @rule(read=st.booleans(), table=st.sampled_from(("absent", "kv")), column=st.sampled_from(("absent", "v")),
+          keys=st.lists(st.integers(0, 12), min_size=1, max_size=3))
+    def failed_command_messages(self, read: bool, table: str, column: str, keys: list[int]) -> None:
+        """P8 through the commands (``db.commands.run``, what a front end shows its user): a command that fails
+        on the database answers with the user message of its error's kind, the same one a direct call raises,
+        never the driver's text (which names tables, columns and SQLite's wording). A report reads a table or a
+        column that does not exist (a ``schema`` error) or one that does; an import writes rows with a key already
+        stored or given twice (a ``constraint`` error), into a table that may not exist."""
+        from reliability import KIND_INFO, ErrorKind
+
+        from .workload import user_message_problems
+
+        self.register_error_commands()
+        n = self.counted_writes + self.steps  # (names unique enough to tell a driver's text apart)
+        table_name = f"dbfault_absent_table_{n}" if table == "absent" else "kv"
+        column_name = f"dbfault_absent_column_{n}" if column == "absent" else "v"
+        rows = [[f"user-{k}", self.text()] for k in keys]
+        if read:
+            what = f"report reading {column_name} from {table_name}"
+            caller_kind = "schema" if "absent" in table_name or "absent" in column_name else None
+            result = self.absorb(self.db.commands.run, "errlog.report", table_name, column_name)
+        else:
+            table_name = f"dbfault_absent_table_{n}" if table == "absent" and column == "absent" else "kv"
+            what = f"import of {[k for k, _v in rows]} into {table_name}"
+            dup = len({k for k, _v in rows}) < len(rows) or any(k in self.model.kv for k, _v in rows)
+            caller_kind = "schema" if table_name != "kv" else "constraint" if dup else None
+            result = self.absorb(self.db.commands.run, "errlog.import", table_name, rows)
+            if result.status == "ok":
+                self.model.kv.update({k: v for k, v in rows})
+        if result.status == "ok":
+            self.check(8, caller_kind is None, lambda: f"the {what} succeeded; it must fail as {caller_kind}")
+            return
+        fault = result.fault
+        try:
+            kind = ErrorKind(fault)
+        except ValueError:
+            kind = None
+        expected = KIND_INFO[kind].user_message if kind is not None else None
+        if not self.fault_history and caller_kind is not None:
+            # (No fault was ever injected: the caller's mistake is the only way it can fail.)
+            self.check(8, result.status == "error" and fault == caller_kind,
+                       lambda: f"the {what} answered {result.status} ({fault}) with {result.message!r}: a command "
+                               f"that fails on the caller's own mistake is an error of kind {caller_kind}")
+        message = result.message or ""
+        if result.status in ("error", "unavailable"):
+            self.check(8, message == expected,
+                       lambda: f"the {what} failed ({result.status}, {fault}) with the message {message!r}: a failed "
+                               f"command's message is the user message of its kind ({expected!r})")
+        problems = user_message_problems(message, [self.dir, self.db_path])
+        leaked = [name for name in (table_name, column_name, "no such", "constraint failed", "UNIQUE")
+                  if name != "kv" and name != "v" and name.lower() in message.lower()]
+        self.check(8, not problems and not leaked,
+                   lambda: f"the {what} failed ({result.status}, {fault}) with the message {message!r}: "
+                           f"{'; '.join(problems + [f'names {x!r} (driver text)' for x in leaked])}")
