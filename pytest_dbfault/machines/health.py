@@ -374,6 +374,72 @@ class HealthMachine(HealthMixin):
 
     @precondition(swarm("integrity"))
     @precondition(lambda self: has_integrity_check(self) and not self.faults and is_this_runtime(self))
+    @rule(part=st.sampled_from((*CORRUPT_PARTS, "index_entry")), seed=st.integers(0, 2**16))
+    def verdict_cleared_by_the_full_check(self, part: str, seed: int) -> None:
+        """P11 (and P10 through health): the damage verdict an integrity check reached (``integrity_ok`` False,
+        the shared mark ``<db>.damaged``, health not healthy) is cleared by a clean full integrity check, and by
+        nothing less (README: "A clean ``quick_check`` clears no verdict").
+
+        The full check finds the damage; a quick check follows with the damage still there. On ``index_entry``
+        damage, which ``quick_check`` does not see, it passes: the verdict must stand all the same, or health calls
+        a file healthy whose index misses a row (and the runtime's own writes go through it). Then the undamaged
+        file is put back (the fault healed) and the runtime started on it; its clean full check must clear the
+        verdict: ``integrity_ok`` True, the mark gone, health naming no damage (a verdict that outlives a clean full
+        check keeps the runtime's own writes waiting and the status down for good, with ``auto_recover`` off)."""
+        from reliability import DatabaseError
+        from reliability.damage_mark import DamageMarker
+
+        def mark() -> Any:
+            return DamageMarker(self.db_path).read()
+
+        if self.db.monitor.integrity_ok is False or mark() is not None:
+            return  # (a verdict from before: another rule's business)
+        fault = self.damage_at_rest(part, seed)
+        self.db = self.open_runtime(self.config)
+        self.after_reopen()
+        try:
+            flagged = not integrity_ok(self.absorb(self.db.check_integrity, full=True))
+        except DatabaseError as err:
+            flagged = str(err.kind) in ("corrupt", "notadb", "ioerr_corruptfs")
+        if flagged:  # (a miss is corrupt_and_check's violation)
+            before = mark()
+            try:
+                quick = "passed" if integrity_ok(self.absorb(self.db.check_integrity, full=False)) else "failed"
+            except DatabaseError as err:
+                quick = f"raised {err.kind}"
+            status, now = str(self.db.health().status), mark()
+            self.check(11, self.db.monitor.integrity_ok is False and now is not None and status != "healthy",
+                       lambda: (f"{part} damage (seed {seed}) found by check_integrity(full=True), still in the file: "
+                                f"check_integrity(full=False) {quick} and the verdict no longer stands: integrity_ok="
+                                f"{self.db.monitor.integrity_ok}, damage mark "
+                                f"{'present' if now is not None else 'removed'}"
+                                f"{' (there before the quick check)' if before is not None else ''}, health {status}"),
+                       faults=["corrupt"])
+        self.put_back_undamaged(fault)
+        self.last_healed = "corrupt"
+        if not flagged:
+            return
+        sticky = mark()
+        if sticky is not None and sticky.sticky:
+            return  # (a sticky mark is removed only by a recovery: not this rule's question)
+        try:
+            ok = integrity_ok(self.absorb(self.db.check_integrity, full=True))
+            why = "answered ok"
+        except DatabaseError as err:
+            ok, why = False, f"raised {err.kind}: {err.detail}"
+        if not ok:
+            return  # (a healthy file failing the check: integrity_passes' violation, asked in check_healthy_file)
+        report = self.db.health()
+        left = mark()
+        damage = [r for r in report.reasons if r.startswith("the database is marked")]
+        self.check(11, self.db.monitor.integrity_ok is True and left is None and not damage, lambda: (
+            f"the undamaged file put back after {part} damage (seed {seed}), check_integrity(full=True) {why}, yet "
+            f"the verdict stands: integrity_ok={self.db.monitor.integrity_ok}, damage mark "
+            f"{'present (' + left.describe() + ')' if left is not None else 'removed'}, health {str(report.status)!r} "
+            f"{list(report.reasons)[:2]}"))
+
+    @precondition(swarm("integrity"))
+    @precondition(lambda self: has_integrity_check(self) and not self.faults and is_this_runtime(self))
     @rule(change=st.sampled_from(("stray_bytes", "file_away")), n=st.integers(1, 4095), seed=st.integers(0, 2**16))
     def file_changed_while_stopped(self, change: str, n: int, seed: int) -> None:
         """The database file changed while the application was stopped, as another program or an operator changes
