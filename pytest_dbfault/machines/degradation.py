@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any, ClassVar
 
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition, rule
 
+from ..faults.base import FaultError
 from .base import swarm
 from .workload import Workload
 
@@ -482,3 +484,127 @@ class DegradationMachine(DegradationMixin):
             f"after the {outage} healed and the recheck interval ({interval} s) passed, a read command of {key!r} "
             f"answered {result.status!r} {result.value!r} ({result.message}) with {pending} write(s) still queued; "
             f"the write acknowledged during the outage is {want!r}"))
+
+
+    @precondition(lambda self: has_commands(self) and not self.faults)
+    @rule(n=st.integers(0, 12), read=st.booleans())
+    def write_to_a_read_only_database(self, n: int, read: bool) -> None:
+        """P14 when the database turns read-only under the running runtime: ``PRAGMA query_only`` set on its own
+        connection (a maintenance window, a tool sharing the handle): a real SQLITE_READONLY on every write.
+
+        The database cannot take writes right now; nothing is wrong with the caller's input. A write command is
+        acknowledged (queued durably: the queue file holds it), never answered as an error; a read command is
+        still served (reads need no write access); once the database is writable again, a read command of the
+        same row answers the acknowledged value (the queued write was replayed before the read)."""
+        from ..faults.registry import make_fault
+        from ..stats import STATS
+
+        commands = self.db.commands
+        try:
+            fault = make_fault("disconnect", self.db, mode="readonly", readonly_via="query_only", counted_in=STATS)
+            fault.inject()
+        except (FaultError, sqlite3.Error, self.sqlite_module().Error):
+            return  # (no connection to set it on right now)
+        self.faults["disconnect"] = fault
+        self.fault_history.append("disconnect")
+        key, value = f"user-{n}", self.text()
+        try:
+            before = len(commands.queue)
+            result = self.absorb(commands.run, "store", key, value)
+            said = (f"a write command meeting a read-only database (PRAGMA query_only on the runtime's connection) "
+                    f"answered {result.status!r} (fault {result.fault!r}): {result.message}")
+            self.check(14, result.status in ("ok", "queued"),
+                       f"{said}; a database that cannot take writes right now is no mistake of the caller: the "
+                       "write must be queued and saved once the database is writable")
+            if result.status in ("ok", "queued"):
+                self.model.kv[key] = value
+            if result.status == "queued":
+                self.check(14, len(commands.queue) >= before + 1 and self.queue_file_has(result.queue_key),
+                           f"{said}, but the queue file does not hold it (key {result.queue_key})")
+            if read:
+                got = self.absorb(commands.run, "lookup", key)
+                self.check(14, got.status == "ok",
+                           f"a read command while the database is read-only answered {got.status!r} "
+                           f"({got.message}): reads need no write access")
+        finally:
+            self.heal("disconnect")
+        want = self.model.kv.get(key)
+        got = self.absorb(commands.run, "lookup", key)
+        pending = len(commands.queue)
+        self.check(14, got.status == "ok" and got.value == want, lambda: (
+            f"the database writable again after being read-only, a read command of {key!r} answered {got.status!r} "
+            f"{got.value!r} ({got.message}) with {pending} write(s) still queued; the write acknowledged while it "
+            f"was read-only is {want!r}"))
+
+    def open_other_runtime(self) -> Any:
+        """Another manager on the same file and queue file, as another process of the application runs one (a worker
+        of an older release, a tool): the same settings, its retry sleeps skipped (its waits are not the runtime's)."""
+        from .base import default_runtime_factory
+
+        factory = type(self).runtime_factory or default_runtime_factory()
+        other = factory(self.config)
+        policy = getattr(other, "policy", None)
+        if policy is not None:
+            policy.sleep = lambda _seconds: None
+        return other
+
+    @precondition(lambda self: has_commands(self) and not self.faults and not len(self.db.commands.queue))
+    @rule(n=st.integers(0, 12), param=st.integers(0, 5))
+    def write_of_a_command_not_registered_here(self, n: int, param: int) -> None:
+        """P14 with a queue file shared by two programs: another one, whose command ``legacy`` this runtime does
+        not register, queues a write during a lock; then this runtime queues one of its own during the same lock.
+
+        The lock healed, this runtime's own queued write is replayed (a read command of its row answers the
+        acknowledged value): a write it cannot run waits in the queue for a runtime that can, neither applied,
+        nor set aside as refused, nor holding this runtime's own writes back. The other program then replays it
+        (its write is saved once: a change acknowledged as queued is not lost by the wait)."""
+        def legacy(db: Any, note: int) -> int:
+            db.execute("CREATE TABLE IF NOT EXISTS legacy_notes (note INTEGER NOT NULL)")
+            return db.execute("INSERT INTO legacy_notes (note) VALUES (?)", (note,)).rowcount
+
+        from reliability.degraded import Needs
+
+        commands = self.db.commands
+        self.legacy_sent = token = getattr(self, "legacy_sent", 0) + 1
+        other = self.open_other_runtime()
+        try:
+            other.commands.register("legacy", Needs.WRITE, legacy)
+            if not self.inject("locked", param):
+                return
+            key, value = f"user-{n}", self.text()
+            try:
+                theirs = other.commands.run("legacy", token)
+                ours = self.absorb(commands.run, "store", key, value)
+            finally:
+                self.heal("locked")
+            if ours.status in ("ok", "queued"):
+                self.model.kv[key] = value
+            want = self.model.kv.get(key)
+            got = self.absorb(commands.run, "lookup", key)
+            pending = len(commands.queue)
+            self.check(14, got.status == "ok" and got.value == want, lambda: (
+                f"another program queued a write of its command 'legacy' ({theirs.status}), this runtime (which has "
+                f"no 'legacy') queued its own write of {key!r} ({ours.status}) during the same lock; the lock healed, "
+                f"a read command of {key!r} answered {got.status!r} {got.value!r} ({got.message}) with {pending} "
+                f"write(s) still queued: the acknowledged value is {want!r} (its own write waits behind one it "
+                "cannot run)"))
+            if theirs.status != "queued":
+                return
+            notes = self.legacy_notes()
+            self.check(14, token not in notes and theirs.queue_key not in commands.queue.failed,
+                       lambda: f"a queued write of 'legacy', a command this runtime does not register, was "
+                               f"{'applied' if token in notes else 'set aside as refused'} by it instead of waiting "
+                               f"for a runtime that has the command")
+            report = other.commands.replay()
+            notes = self.legacy_notes()
+            self.check(14, notes.count(token) == 1, lambda: (
+                f"the program that registers 'legacy' replayed the queue ({report.to_dict()}): its queued write "
+                f"(note {token}) is in the file {notes.count(token)} time(s), not once"))
+        finally:
+            other.close()
+
+    def legacy_notes(self) -> list[int]:
+        with self.raw() as conn:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'legacy_notes'").fetchone() is None:
+                return []
+            return [r[0] for r in conn.execute("SELECT note FROM legacy_notes")]
