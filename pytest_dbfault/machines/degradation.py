@@ -586,8 +586,8 @@ class DegradationMachine(DegradationMixin):
                 f"another program queued a write of its command 'legacy' ({theirs.status}), this runtime (which has "
                 f"no 'legacy') queued its own write of {key!r} ({ours.status}) during the same lock; the lock healed, "
                 f"a read command of {key!r} answered {got.status!r} {got.value!r} ({got.message}) with {pending} "
-                f"write(s) still queued: the acknowledged value is {want!r} (its own write waits behind one it "
-                "cannot run)"))
+                f"write(s) still queued; the acknowledged value is {want!r}: this runtime's own queued write must "
+                "not wait behind one it cannot run"))
             if theirs.status != "queued":
                 return
             notes = self.legacy_notes()

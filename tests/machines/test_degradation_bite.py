@@ -1,0 +1,43 @@
+"""The degradation machine judges two outages of the write path that leave the database itself sound: a database
+that turns read-only under the running runtime (rule ``write_to_a_read_only_database``: a write command is queued
+and replayed once writable, never answered as an error) and a shared queue file holding a write of a command this
+runtime does not register (rule ``write_of_a_command_not_registered_here``: it waits, and this runtime's own queued
+writes replay past it). Each check fails against a runtime with one realistic defect of that kind, and passes
+against the real one."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from bite_settings import bite_settings
+
+from pytest_dbfault.machines import MACHINES, run_machine
+from reliability import errors
+from reliability.degraded.queue import WriteQueue
+from reliability.errors import ErrorKind
+
+BITE = bite_settings(max_examples=30, steps=15)
+
+
+def test_it_bites_a_read_only_database_classified_as_a_permission_error(tmp_path, monkeypatch):
+    # The code table maps SQLITE_READONLY (8) to the kind of SQLITE_AUTH, a refusal of the caller: a write command
+    # meeting a read-only database is then answered "You are not allowed to do that" and the write is dropped.
+    monkeypatch.setitem(errors._BY_PRIMARY, 8, ErrorKind.AUTH)
+    with pytest.raises(AssertionError, match=r"a write command meeting a read-only database .* answered 'error'"):
+        run_machine(MACHINES["degradation_queue"], settings_=BITE, base_dir=str(tmp_path), enforce={14})
+
+
+def test_it_bites_a_queue_that_takes_every_write_for_its_own(tmp_path, monkeypatch):
+    # Entries read back from the shared file lose their origin: every write looks like one this runtime accepted,
+    # so a write of a command it does not register stops the replay ("not registered") and its own writes wait.
+    real = WriteQueue.pending
+    monkeypatch.setattr(WriteQueue, "pending",
+                        lambda self: [dataclasses.replace(e, origin=self.origin) for e in real(self)])
+    with pytest.raises(AssertionError, match=r"another program queued a write of its command 'legacy'.* this "
+                                             r"runtime's own queued write must not wait behind one it cannot run"):
+        run_machine(MACHINES["degradation_queue"], settings_=BITE, base_dir=str(tmp_path), enforce={14})
+
+
+def test_the_degradation_machine_passes_on_the_real_runtime(tmp_path):
+    run_machine(MACHINES["degradation_queue"], settings_=BITE, base_dir=str(tmp_path), enforce={14})
