@@ -528,13 +528,17 @@ class DegradationMachine(DegradationMixin):
                            f"({got.message}): reads need no write access")
         finally:
             self.heal("disconnect")
+        # Writable again: the application's next write command replays the backlog first, then is served.
         want = self.model.kv.get(key)
-        got = self.absorb(commands.run, "lookup", key)
-        pending = len(commands.queue)
-        self.check(14, got.status == "ok" and got.value == want, lambda: (
-            f"the database writable again after being read-only, a read command of {key!r} answered {got.status!r} "
-            f"{got.value!r} ({got.message}) with {pending} write(s) still queued; the write acknowledged while it "
-            f"was read-only is {want!r}"))
+        then, new = f"user-{(n + 1) % 13}", self.text()
+        nxt = self.absorb(commands.run, "store", then, new)
+        if nxt.status in ("ok", "queued"):
+            self.model.kv[then] = new
+        pending, stored = len(commands.queue), self.stored_kv().get(key)
+        self.check(14, nxt.status == "ok" and pending == 0 and stored == want, lambda: (
+            f"the database writable again after being read-only, the next write command answered {nxt.status!r} "
+            f"({nxt.message}) with {pending} write(s) still queued, and the file holds {stored!r} for {key!r}, "
+            f"acknowledged {want!r} while it was read-only: the queued write must be replayed and the command served"))
 
     def open_other_runtime(self) -> Any:
         """Another manager on the same file and queue file, as another process of the application runs one (a worker
@@ -579,15 +583,19 @@ class DegradationMachine(DegradationMixin):
                 self.heal("locked")
             if ours.status in ("ok", "queued"):
                 self.model.kv[key] = value
+            # The lock healed, the application's next write command (another row) replays the backlog first.
             want = self.model.kv.get(key)
-            got = self.absorb(commands.run, "lookup", key)
-            pending = len(commands.queue)
-            self.check(14, got.status == "ok" and got.value == want, lambda: (
+            then, new = f"user-{(n + 1) % 13}", self.text()
+            nxt = self.absorb(commands.run, "store", then, new)
+            if nxt.status in ("ok", "queued"):
+                self.model.kv[then] = new
+            stored = self.stored_kv().get(key)
+            self.check(14, stored == want, lambda: (
                 f"another program queued a write of its command 'legacy' ({theirs.status}), this runtime (which has "
-                f"no 'legacy') queued its own write of {key!r} ({ours.status}) during the same lock; the lock healed, "
-                f"a read command of {key!r} answered {got.status!r} {got.value!r} ({got.message}) with {pending} "
-                f"write(s) still queued; the acknowledged value is {want!r}: this runtime's own queued write must "
-                "not wait behind one it cannot run"))
+                f"no 'legacy') queued its own write of {key!r} ({ours.status}) during the same lock; the lock healed "
+                f"and its next write command ran ({nxt.status}: {nxt.message}), yet the file holds {stored!r} for "
+                f"{key!r}, acknowledged {want!r}: this runtime's own queued write must not wait behind one it "
+                "cannot run"))
             if theirs.status != "queued":
                 return
             notes = self.legacy_notes()
