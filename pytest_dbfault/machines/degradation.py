@@ -494,8 +494,9 @@ class DegradationMachine(DegradationMixin):
 
         The database cannot take writes right now; nothing is wrong with the caller's input. A write command is
         acknowledged (queued durably: the queue file holds it), never answered as an error; a read command is
-        still served (reads need no write access); once the database is writable again, a read command of the
-        same row answers the acknowledged value (the queued write was replayed before the read)."""
+        still served (reads need no write access); once the database is writable again, the application's next
+        write command replays the backlog first and is served (answered ``ok``, nothing left queued, the file holds
+        the write acknowledged while the database was read-only)."""
         from ..faults.registry import make_fault
         from ..stats import STATS
 
@@ -558,10 +559,11 @@ class DegradationMachine(DegradationMixin):
         """P14 with a queue file shared by two programs: another one, whose command ``legacy`` this runtime does
         not register, queues a write during a lock; then this runtime queues one of its own during the same lock.
 
-        The lock healed, this runtime's own queued write is replayed (a read command of its row answers the
+        The lock healed, this runtime's next write command replays its own queued write (the file holds the
         acknowledged value): a write it cannot run waits in the queue for a runtime that can, neither applied,
         nor set aside as refused, nor holding this runtime's own writes back. The other program then replays it
-        (its write is saved once: a change acknowledged as queued is not lost by the wait)."""
+        (its write is saved once: a change acknowledged as queued is not lost by the wait). (While it waits, the
+        runtime queues its later writes too, and replays them at its next command: not judged here.)"""
         def legacy(db: Any, note: int) -> int:
             db.execute("CREATE TABLE IF NOT EXISTS legacy_notes (note INTEGER NOT NULL)")
             return db.execute("INSERT INTO legacy_notes (note) VALUES (?)", (note,)).rowcount
