@@ -320,7 +320,24 @@ class CommandRegistry(Observer):
     def degraded(self) -> bool:
         """True while a fault is known or writes are waiting (this runtime's, or another process's it can
         apply: see :meth:`waiting`)."""
-        return self.waiting() or self.fault is not None or len(self.queue) > 0
+        return self.waiting() or self.fault is not None or self._own_waiting() > 0
+
+    def _waits_elsewhere(self, entry: QueuedWrite) -> bool:
+        """A queued write this runtime leaves for another one (see :meth:`_replay_locked`): a command not
+        registered here, queued by another process or an earlier run, or an admin write accepted under an
+        audit key this runtime does not hold."""
+        cmd = self._commands.get(entry.command)
+        if cmd is None:
+            return entry.origin != self.queue.origin
+        return self._other_key(cmd, entry) is not None
+
+    def _own_waiting(self) -> int:
+        """How many queued writes this runtime can apply itself. Those it leaves for another runtime do not
+        count: this runtime's writes do not wait behind them (a new write command would otherwise be queued and
+        its caller told the database is unavailable while it is fine, for as long as the other one waits)."""
+        if not len(self.queue):
+            return 0
+        return sum(1 for e in self.queue.pending() if not self._waits_elsewhere(e))
 
     def run(self, name: str, /, *args: Any, idempotency_key: str | None = None, **kwargs: Any) -> CommandResult:
         """Run command ``name``; never raises for database faults (see :class:`CommandResult`).
@@ -383,7 +400,7 @@ class CommandRegistry(Observer):
             # backup then drops: the write waits in the queue (durable) until the file is known sound.
             log.warning("command %s queued, not written: %s", cmd.name, refused)
             self._degrade(ErrorKind.CORRUPT)
-        elif len(self.queue) == 0:
+        elif self._own_waiting() == 0:
             try:
                 if key is None:
                     value = self.app.run_in_transaction(cmd.fn, self.app, *args, **kwargs)
@@ -590,8 +607,12 @@ class CommandRegistry(Observer):
         """Health fields (the backlog) and reasons to report degraded."""
         n = len(self.queue)
         reasons = []
-        if n:
-            reasons.append(f"{n} write(s) queued while the database was unavailable")
+        own = self._own_waiting()
+        if own:
+            reasons.append(f"{own} write(s) queued while the database was unavailable")
+        if n - own:
+            reasons.append(f"{n - own} queued write(s) wait for another runtime (commands not registered here, or "
+                           "admin writes accepted under another audit key)")
         if self._other_keys and n:
             reasons.append(f"{self._other_keys} queued admin write(s) were accepted under another audit key and wait "
                            "for a runtime with it (the command line and the application must share "
