@@ -171,22 +171,39 @@ class TransactionMachine(Workload):
                                f"the file holds {stored.get(after_key)!r}: the write was lost at close")
 
     @precondition(lambda self: self.db is not None and not self.faults)
-    @rule(first=st.integers(0, 12), second=st.integers(13, 20),
-          raises=st.sampled_from(("inside", "after", "none")))
-    def with_conn_block(self, first: int, second: int, raises: str) -> None:
-        """P6: ``with conn:`` (the sqlite3 idiom) on the connection ``with db.transaction() as conn`` yields: a
-        write before it, one inside it, then maybe the application's own exception, raised inside the
-        ``with conn:`` block or after it, still inside the transaction.
+    @rule(first=st.integers(0, 12), second=st.integers(13, 20), inside=st.booleans(), after=st.booleans())
+    def with_conn_block(self, first: int, second: int, inside: bool, after: bool) -> None:
+        """P6: ``with conn:`` (the sqlite3 idiom) on the connection ``with db.transaction() as conn`` yields: a write
+        before the block, one inside it, then maybe the application's own exception, raised inside the
+        ``with conn:`` block or after it, still inside the same ``db.transaction()``; see :meth:`judge_with_conn`."""
+        self.judge_with_conn(first, second, inside, after, nested=False)
+
+    @precondition(lambda self: self.db is not None and not self.faults)
+    @rule(first=st.integers(0, 12), second=st.integers(13, 20), inside=st.booleans(), after=st.booleans())
+    def with_conn_in_nested_transaction(self, first: int, second: int, inside: bool, after: bool) -> None:
+        """P6: the same as :meth:`with_conn_block` in a nested ``db.transaction()`` (a savepoint, released or rolled
+        back rather than committed) whose exception the application catches in the outer block, which then
+        commits; see :meth:`judge_with_conn`."""
+        self.judge_with_conn(first, second, inside, after, nested=True)
+
+    def judge_with_conn(self, first: int, second: int, inside: bool, after: bool, nested: bool) -> None:
+        """``with conn:`` on the connection ``with db.transaction() as conn`` yields, in the outermost transaction
+        or (``nested``) in a nested one whose exception the application catches in the outer block: a write
+        before the block, one inside it, then maybe the application's own exception, raised inside the
+        ``with conn:`` block (``inside``) or after it (``after``), still inside the same ``db.transaction()``.
 
         The transaction is the runtime's: ``with conn:`` neither commits on its own nor swallows what is raised
-        inside it. An exception raised there reaches the caller, and then neither write is in the file; one raised
-        after the ``with conn:`` block undoes both too (its exit committed nothing); with none, both are in. An exit
-        that returned True would swallow the exception and commit the half-done block as if it had succeeded."""
+        inside it. An exception raised there reaches the caller (outermost: the rule; nested: the application's
+        handler in the outer block), and then neither write of that transaction is in the file; one raised after
+        the ``with conn:`` block undoes both too (its exit committed nothing); with none, both are in. An exit that
+        returned True would swallow the exception and commit the half-done block as if it had succeeded."""
         keys = {f"user-{first}": self.text(), f"user-{second}": self.text()}
         sql = "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)"
+        raises = "inside" if inside else "after" if after else "none"
         ran = [0]
+        handled: list[AppError] = []
 
-        def run() -> None:
+        def block() -> None:
             with self.db.transaction() as conn:
                 rows = iter(keys.items())
                 conn.execute(sql, next(rows))
@@ -194,10 +211,20 @@ class TransactionMachine(Workload):
                 with conn:
                     conn.execute(sql, next(rows))
                     ran[0] += 1
-                    if raises == "inside":
+                    if inside:
                         raise AppError("the application gave up inside `with conn:`")
-                if raises == "after":
+                if after and not inside:  # (drawn with inside: only the exception raised inside)
                     raise AppError("the application gave up after its `with conn:` block")
+
+        def run() -> None:
+            if not nested:
+                block()
+                return
+            with self.db.transaction():  # the outer block: nothing of its own, it catches the inner failure
+                try:
+                    block()
+                except AppError as exc:
+                    handled.append(exc)
 
         reached = False
         try:
@@ -209,71 +236,101 @@ class TransactionMachine(Workload):
         # The statements inside are booked by hand: each ran once through the runtime.
         self.model.ledger.ok["execute"] += ran[0]
         self.model.ledger.oplog[("execute", "ok")] += ran[0]
+        where = "a nested db.transaction() (caught in the outer block)" if nested else "db.transaction()"
         if raises != "none" and ran[0] == 2:  # (both writes ran: the application's exception was raised)
-            self.check(6, reached,
-                       lambda: f"an exception raised {raises} `with conn:` inside db.transaction() did not reach the "
-                               f"caller (the block {'committed' if out is not None and out.ok else 'failed'} "
-                               "instead): a with-block on the yielded connection swallowed it")
-        committed = out is not None and out.ok
+            self.check(6, bool(handled) if nested else reached,
+                       lambda: f"an exception raised {raises} `with conn:` inside {where} did not reach the "
+                               f"{'handler' if nested else 'caller'}: a with-block on the yielded connection "
+                               "swallowed it, and the block went on as if it had succeeded")
+        committed = out is not None and out.ok and not (nested and handled)
         if committed:
             self.model.kv.update(keys)
         if self.writes_queued():
             return
         stored = self.stored_kv()
         self.check(6, all(stored.get(k) == self.model.kv.get(k) for k in keys),
-                   lambda: f"a transaction with a `with conn:` block (exception raised: {raises}; "
+                   lambda: f"a transaction with a `with conn:` block in {where} (exception raised: {raises}; "
                            f"{'committed' if committed else 'failed'}) left { {k: stored.get(k) for k in keys} }, "
                            f"expected { {k: self.model.kv.get(k) for k in keys} } (all or nothing)")
-        if not committed:
+        if out is None or not out.ok:
             self.check_rolled_back(None)
 
-    #: the next fk_parent id the manual_commit rule inserts (ids start at 1: -1 names no parent)
-    _fk_next = 1
+    @precondition(lambda self: self.db is not None and not self.faults)
+    @rule(first=st.integers(0, 12), later=st.integers(0, 12), begin=st.sampled_from(("BEGIN", "BEGIN IMMEDIATE")),
+          end=st.sampled_from(("COMMIT", "END")), retry=st.booleans(), restart=st.booleans())
+    def manual_commit(self, first: int, later: int, begin: str, end: str, retry: bool, restart: bool) -> None:
+        """P6/P7: a transaction the application opens and ends itself through ``db.execute``: ``BEGIN``, a write to
+        kv, a child row whose deferred foreign key names no parent, ``COMMIT`` (or ``END``), which fails
+        (constraint: SQLite checks a deferred key at COMMIT). Then the application's next write: an autocommit
+        ``db.execute``, or the same transaction again with the parent row (its COMMIT succeeds). Judged by
+        :meth:`judge_failed_manual_commit`."""
+        key, value = f"user-{first}", self.text()
+        if not self.fk_tables():
+            return
+        pid = self.new_parent_id()
+        self.judge_failed_manual_commit(
+            "a child row's deferred foreign key names no parent", begin, end, key, value,
+            [("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value)),
+             ("INSERT INTO fk_child (parent) VALUES (?)", (-1,))],  # (parent ids start at 1)
+            [("INSERT INTO fk_parent (id) VALUES (?)", (pid,)), ("INSERT INTO fk_child (parent) VALUES (?)", (pid,))],
+            later, retry, restart)
 
     @precondition(lambda self: self.db is not None and not self.faults)
-    @rule(first=st.integers(0, 12), later=st.integers(0, 12), parent=st.sampled_from((False, True, False)),
-          restart=st.booleans())
-    def manual_commit(self, first: int, later: int, parent: bool, restart: bool) -> None:
-        """P6/P7: a transaction the application opens and ends itself through ``db.execute``: ``BEGIN``, a write to
-        kv, a child row whose deferred foreign key names a parent (inserted in the same transaction) or none,
-        ``COMMIT``. With no parent the COMMIT fails (constraint), as SQLite checks a deferred key there.
+    @rule(first=st.integers(0, 12), later=st.integers(0, 12), retry=st.booleans(), restart=st.booleans())
+    def manual_commit_after_delete(self, first: int, later: int, retry: bool, restart: bool) -> None:
+        """P6/P7: a parent row with a child (committed), then a transaction the application opens and ends itself
+        through ``db.execute``: ``BEGIN``, an update of kv, a ``DELETE`` of the parent while its child still names
+        it (a deferred foreign key: allowed until COMMIT), ``COMMIT``, which fails (constraint). Then the
+        application's next write: an autocommit ``db.execute``, or the same transaction again deleting the child
+        first (its COMMIT succeeds). Judged by :meth:`judge_failed_manual_commit`."""
+        key, value = f"user-{first}", self.text()
+        if not self.fk_tables():
+            return
+        pid = self.new_parent_id()
+        for sql in ("INSERT INTO fk_parent (id) VALUES (?)", "INSERT INTO fk_child (parent) VALUES (?)"):
+            if not self.call("execute", self.db.execute, sql, (pid,)).ok:
+                return
+        self.judge_failed_manual_commit(
+            "a parent row still named by a child's deferred foreign key was deleted", "BEGIN", "COMMIT", key, value,
+            [("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value)),
+             ("DELETE FROM fk_parent WHERE id = ?", (pid,))],
+            [("DELETE FROM fk_child WHERE parent = ?", (pid,)), ("DELETE FROM fk_parent WHERE id = ?", (pid,))],
+            later, retry, restart)
+
+    def fk_tables(self) -> bool:
+        """Make the parent and child tables of the manual-commit rules (True when they are there)."""
+        return all(self.call("execute", self.db.execute, ddl).ok for ddl in _FK_TABLES)
+
+    #: the next fk_parent id (ids start at 1: -1 names no parent)
+    _fk_next = 1
+
+    def new_parent_id(self) -> int:
+        pid, self._fk_next = self._fk_next, self._fk_next + 1
+        return pid
+
+    def judge_failed_manual_commit(self, cause: str, begin: str, end: str, key: str, value: str,
+                                   steps: list[tuple[str, tuple[Any, ...]]], fix: list[tuple[str, tuple[Any, ...]]],
+                                   later: int, retry: bool, restart: bool) -> None:
+        """Run ``begin``, ``steps`` (the first writes ``key`` = ``value``) and ``end`` through ``db.execute``: the
+        COMMIT fails for ``cause``. Then the application's next write: the autocommit upsert of ``user-<later>``,
+        or (``retry``) the same transaction with a new value of ``key`` and the ``fix`` statements.
 
         A failed COMMIT leaves nothing: the kv write is not in the file, no transaction is left open (the runtime
-        rolls it back, as it does a failed autocommit write), the write lock is free, and the application's next
-        ``db.execute`` is an autocommit write in the file once acknowledged (another connection reads it at once,
-        and it is still there after a restart). A transaction the failed COMMIT left open swallows every later
-        write into it, each acknowledged and lost at close. A COMMIT that succeeds keeps both rows.
+        rolls it back, as it does a failed autocommit write), the write lock is free, and the next write is in the
+        file once acknowledged (another connection reads it at once, and it is still there after a restart). A
+        transaction the failed COMMIT left open swallows every later write into it, each acknowledged and lost at
+        close.
 
-        Judged where the runtime runs that COMMIT itself (its redo journal open: the COMMIT goes through the
-        journaled commit path, which rolls a failure back). With the journal off the runtime passes the COMMIT
-        to SQLite as it is, and SQLite keeps the transaction open after a deferred key fails (so the application
-        can fix the rows and COMMIT again): there the rule ends it with ``ROLLBACK`` as a careful application
-        would, and judges the rest."""
-        key, value = f"user-{first}", self.text()
-        for ddl in _FK_TABLES:
-            if not self.call("execute", self.db.execute, ddl).ok:
-                return
+        "No transaction left open" is judged where the runtime runs that COMMIT itself (its redo journal open: the
+        COMMIT goes through the journaled commit path, which rolls a failure back). With the journal off the
+        runtime passes the COMMIT to SQLite as it is, and SQLite keeps the transaction open after a deferred key
+        fails (so that the application can fix the rows and COMMIT again): there the rule ends it with
+        ``ROLLBACK``, as a careful application would, and judges the rest."""
         journaled = self.db.redo_journal is not None  # (read before: a failed COMMIT must not change it)
-        if not self.call("execute", self.db.execute, "BEGIN").ok:
-            return
-        steps = [("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value))]
-        pid = -1
-        if parent:
-            pid, self._fk_next = self._fk_next, self._fk_next + 1
-            steps.append(("INSERT INTO fk_parent (id) VALUES (?)", (pid,)))
-        steps.append(("INSERT INTO fk_child (parent) VALUES (?)", (pid,)))
-        steps.append(("COMMIT", ()))
-        for sql, params in steps:
-            out = self.call("execute", self.db.execute, sql, params)
-            if not out.ok:
-                break
-        committed = out.ok
-        if committed:
+        committed, failed_commit, error = self._manual_transaction(begin, steps, end)
+        if committed:  # (foreign keys off: nothing to judge here)
             self.model.kv[key] = value
-        failed_commit = not committed and sql == "COMMIT"  # (not a step before it)
-        when = (f"db.execute('COMMIT') of a transaction opened with db.execute('BEGIN') failed "
-                f"({out.error.kind if out.error is not None else 'ok'}: a child row's deferred foreign key names no "
-                "parent)")
+        when = (f"db.execute({end!r}) of a transaction opened with db.execute({begin!r}) failed ({error}: {cause})")
         open_tx = self.db.connection.in_transaction
         if failed_commit and journaled:
             self.check(7, not open_tx and getattr(self.db.transactions, "depth", 0) == 0,
@@ -286,25 +343,46 @@ class TransactionMachine(Workload):
             return
         stored = self.stored_kv()
         self.check(6, stored.get(key) == self.model.kv.get(key),
-                   lambda: f"a transaction opened with db.execute('BEGIN') and ended with db.execute('COMMIT') "
+                   lambda: f"a transaction opened with db.execute({begin!r}) and ended with db.execute({end!r}) "
                            f"({'committed' if committed else 'failed'}) left {key}={stored.get(key)!r} in the file, "
                            f"expected {self.model.kv.get(key)!r}")
-        if committed:
-            return
-        self.check_rolled_back(None)
         if not failed_commit:
             return
-        # The application carries on: its next write is an autocommit write, in the file once acknowledged.
-        after_key = f"user-{later}"
-        if not self.upsert(later).ok or self.writes_queued():
+        self.check_rolled_back(None)
+        # The application carries on: its next write is in the file once acknowledged.
+        if retry:
+            after_key, after_value = key, self.text()
+            acked, _failed, _error = self._manual_transaction(
+                begin, [("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (after_key, after_value)), *fix], end)
+            if acked:
+                self.model.kv[after_key] = after_value
+            elif self.db.connection.in_transaction:  # (judged by the calls: end it to judge the rest)
+                self.call("execute", self.db.execute, "ROLLBACK")
+            how = "the same transaction retried with its rows fixed"
+        else:
+            after_key = f"user-{later}"
+            acked = self.upsert(later).ok
+            how = f"db.execute() of {after_key}"
+        if not acked or self.writes_queued():
             return
         stored = self.stored_kv()
         self.check(7, stored.get(after_key) == self.model.kv[after_key],
-                   lambda: f"after {when}, db.execute() of {after_key} was acknowledged but another connection "
-                           f"reads {stored.get(after_key)!r}: it went into a transaction the failed COMMIT left open")
+                   lambda: f"after {when}, {how} was acknowledged but another connection reads "
+                           f"{after_key}={stored.get(after_key)!r}: it went into a transaction the failed COMMIT "
+                           "left open")
         if restart:
             self.reopen()
             stored = self.stored_kv()
             self.check(7, stored.get(after_key) == self.model.kv[after_key],
-                       lambda: f"after {when}, db.execute() of {after_key} was acknowledged, yet after a restart "
-                               f"the file holds {stored.get(after_key)!r}: the write was lost at close")
+                       lambda: f"after {when}, {how} was acknowledged, yet after a restart the file holds "
+                               f"{after_key}={stored.get(after_key)!r}: the write was lost at close")
+
+    def _manual_transaction(self, begin: str, steps: list[tuple[str, tuple[Any, ...]]],
+                            end: str) -> tuple[bool, bool, str | None]:
+        """``begin``, each step and ``end`` through ``db.execute``, each a checked call (stopping at the first
+        failure): (committed, the COMMIT itself failed, the failed call's error kind)."""
+        for sql, params in [(begin, ()), *steps, (end, ())]:
+            out = self.call("execute", self.db.execute, sql, params)
+            if not out.ok:
+                return False, sql == end, str(out.error.kind)
+        return True, False, None
