@@ -311,9 +311,11 @@ class Executor:
         try:
             result = self.policy.call(once, decide=decide_attempt, on_retry=on_retry, reconnect=self.drop)
         except RetryExhausted as exc:
+            self._end_failed_commit(op, sql, in_tx)
             raise self.surface(op, exc.last, op_id, sql, params, exc.attempts, t0, exhausted=True,
                                wrapped=seen[0] if seen else None) from exc.last
         except Exception as exc:
+            self._end_failed_commit(op, sql, in_tx)
             raise self.surface(op, exc, op_id, sql, params, attempts, t0,
                                wrapped=seen[0] if seen else None) from exc
         if attempts > 1 and self.connections.state is ConnectionState.CONNECTED:
@@ -323,6 +325,27 @@ class Executor:
                                                              else int(result is not None))
         self.done(op, sql, t0, rows, attempts)
         return result
+
+    def _end_failed_commit(self, op: str, sql: str, in_tx: bool) -> None:
+        """Roll back a transaction whose COMMIT/END, issued through ``execute()``, failed for good (a deferred
+        foreign key; a lock that outlasted the retries), as the journaled commit path does.
+
+        SQLite keeps such a transaction open, so that the rows can be fixed and COMMIT run again; an application
+        that goes on with ``db.execute`` would then write into it, each write acknowledged and never committed
+        (with the redo journal off the COMMIT went to SQLite as it is, and that is what happened; found by the
+        transactions machine). The caller learns of the failure from the error and can rerun the transaction.
+        With the journal on, the journaled commit path has already rolled it back, at once: the journal's record
+        of it is discarded there, and a retried COMMIT must not commit the transaction without one.
+        """
+        if op != "execute" or in_tx or self.redo is not None or statement_kind(sql) != "commit":
+            return
+        conn = self.connections._conn
+        if conn is None or not conn.in_transaction:
+            return
+        try:
+            conn.execute("ROLLBACK")
+        except Exception as exc:  # dbfault: no fault (a dead handle: the transaction went with it)
+            log.warning("rollback after a failed COMMIT failed: %s", exc)
 
     def replay_backlog(self, op: str, sql: str | None, params: Any) -> None:
         """Before a direct write outside a transaction: replay queued writes first; if they cannot

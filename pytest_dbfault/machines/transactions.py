@@ -321,18 +321,15 @@ class TransactionMachine(Workload):
         transaction the failed COMMIT left open swallows every later write into it, each acknowledged and lost at
         close.
 
-        "No transaction left open" is judged where the runtime runs that COMMIT itself (its redo journal open: the
-        COMMIT goes through the journaled commit path, which rolls a failure back). With the journal off the
-        runtime passes the COMMIT to SQLite as it is, and SQLite keeps the transaction open after a deferred key
-        fails (so that the application can fix the rows and COMMIT again): there the rule ends it with
-        ``ROLLBACK``, as a careful application would, and judges the rest."""
-        journaled = self.db.redo_journal is not None  # (read before: a failed COMMIT must not change it)
+        "No transaction left open" holds with the redo journal on or off: SQLite itself keeps the transaction open
+        after a deferred key fails at COMMIT (so that the rows can be fixed and COMMIT run again), and the runtime
+        rolls it back in both of its commit paths. (With the journal off it did not, until this rule found it.)"""
         committed, failed_commit, error = self._manual_transaction(begin, steps, end)
         if committed:  # (foreign keys off: nothing to judge here)
             self.model.kv[key] = value
         when = (f"db.execute({end!r}) of a transaction opened with db.execute({begin!r}) failed ({error}: {cause})")
         open_tx = self.db.connection.in_transaction
-        if failed_commit and journaled:
+        if failed_commit:
             self.check(7, not open_tx and getattr(self.db.transactions, "depth", 0) == 0,
                        lambda: f"{when}, and the runtime left the transaction open (in_transaction={open_tx}): "
                                "every later write goes into it, acknowledged and never committed")
