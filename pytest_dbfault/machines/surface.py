@@ -20,9 +20,11 @@ Each rule is a short sequence a deployment meets and the other machines never dr
 
 from __future__ import annotations
 
+import enum
 import glob
 import os
 import sqlite3
+from collections.abc import Iterable
 from typing import Any
 
 from hypothesis import strategies as st
@@ -38,6 +40,41 @@ from .workload import AppError
 FAILURES = ("app_error", "moved_before_commit", "swallowed_disk_full")
 #: The commands that need the database file, as :meth:`SurfaceMachine.command_line_on_a_missing_file` runs them.
 MISSING_FILE_COMMANDS = (("health",), ("check",), ("check", "--full"), ("schema",), ("backup",))
+
+
+class Status(enum.IntEnum):
+    """An application's enum: an ``int`` subclass the application stores by name through a registered adapter."""
+
+    ACTIVE = 1
+    SUSPENDED = 2
+
+
+class Email(str):
+    """A ``str`` subclass the application stores normalized (lower-case) through a registered adapter."""
+
+
+class Sku:
+    """A value object sqlite3 binds through its ``__conform__`` (no adapter registered)."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+    def __conform__(self, protocol: Any) -> str:
+        return f"SKU-{self.code:05d}"
+
+
+#: Parameter values sqlite3 binds through an adapter or ``__conform__``, and the text SQLite stores for each.
+ADAPTED: dict[str, tuple[Any, str]] = {
+    "enum": (Status.SUSPENDED, "suspended"),
+    "str_subclass": (Email("Ada.Lovelace@Example.ORG"), "ada.lovelace@example.org"),
+    "conform": (Sku(42), "SKU-00042"),
+}
+
+
+def register_adapters(module: Any) -> None:
+    """The adapters of :data:`ADAPTED` in ``module`` (sqlite3 or the runtime's build); idempotent."""
+    module.register_adapter(Status, lambda s: s.name.lower())
+    module.register_adapter(Email, lambda e: str.lower(e))
 
 
 class SurfaceMixin(BackupMixin):
@@ -510,3 +547,218 @@ class SurfaceMachine(SurfaceMixin):
                        lambda: f"{said} (no verified backup for it: {folder} "
                                f"{'holds none' if os.path.isdir(folder) else 'does not exist'}) speaks of backups: "
                                f"{message!r}", faults=faults)
+
+    # -- the public surface the rest of the main job never executes (benchmarks/surface_reach.py) ---------
+    @precondition(lambda self: has_recovery(self) and not self.faults and not self.writes_queued())
+    @rule(kinds=st.lists(st.sampled_from(sorted(ADAPTED)), min_size=1, max_size=3), n=st.integers(0, 12),
+          how=st.sampled_from(("execute", "named", "executemany")), part=st.sampled_from(CORRUPTIONS),
+          seed=st.integers(0, 2**16))
+    def adapted_parameters_then_damage(self, kinds: list[str], n: int, how: str, part: str, seed: int) -> None:
+        """P6 then P13: writes whose parameters sqlite3 binds through a registered adapter (an ``IntEnum`` stored by
+        name, a ``str`` subclass stored normalized) or ``__conform__`` (a value object) are stored as sqlite3 binds
+        them, and after damage the recovery that replays the redo journal brings each back exactly as acknowledged
+        (the journal must record what SQLite stored, not the value's ``int``/``str`` base or its ``repr``)."""
+        import sqlite3 as stdlib
+
+        register_adapters(stdlib)
+        if self.sqlite_module() is not stdlib:
+            register_adapters(self.sqlite_module())
+        rows = {f"user-{(n + i) % 13}": ADAPTED[kind] for i, kind in enumerate(kinds)}
+        sql = ("INSERT OR REPLACE INTO kv (k, v) VALUES (:k, :v)" if how == "named"
+               else "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)")
+        params = [{"k": k, "v": v} if how == "named" else (k, v) for k, (v, _text) in rows.items()]
+        acked: dict[str, str] = {}
+        if how == "executemany":
+            out = self.call(None, self.absorb, self.db.executemany, sql, params)
+            if out.ok:
+                acked = {k: text for k, (_v, text) in rows.items()}
+            else:
+                self.model.ledger.errors[str(out.error.kind)] -= 1  # (absorb counted it; call() again)
+        else:
+            for p in params:
+                key = p["k"] if isinstance(p, dict) else p[0]
+                out = self.call("execute", self.db.execute, sql, p)
+                if out.ok:
+                    acked[key] = rows[key][1]
+        self.model.kv.update(acked)
+        stored = self.stored_kv()
+        self.check(6, all(stored.get(k) == t for k, t in acked.items()),
+                   lambda: f"writes of adapted parameters ({how}: {kinds}) acknowledged {acked}, the file holds "
+                           f"{ {k: stored.get(k) for k in acked} }")
+        # P13: the recovery replays these from the redo journal (written after the newest backup).
+        self.corrupt_and_recover(part, seed)
+
+    @rule(n=st.integers(0, 12), width=st.integers(1, 3), stmt=st.sampled_from(("insert", "update", "delete")),
+          read=st.sampled_from(("fetchall", "fetchone", "fetchmany", "iterate")), size=st.integers(1, 3))
+    def write_returning(self, n: int, width: int, stmt: str, read: str, size: int) -> None:
+        """P6: ``INSERT``/``UPDATE``/``DELETE … RETURNING`` through ``db.execute`` outside a transaction (the
+        journaled autocommit path, which reads the rows before COMMIT) gives what sqlite3's cursor gives: each
+        changed row once, by ``fetchone``/``fetchmany``/``fetchall``/iteration alike, then nothing; its
+        ``description`` names the returned columns, its ``rowcount`` counts the changed rows and an INSERT's
+        ``lastrowid`` is its last row's; and the file holds exactly the write. Under a fault the call may fail;
+        then nothing of it is in the file (judged once the faults heal, by the model)."""
+        keys = [f"user-{(n + i) % 13}" for i in range(width)]
+        texts = [self.text() for _ in keys]
+        marks = ", ".join("?" * len(keys))
+        if stmt == "insert":
+            sql = f"INSERT OR REPLACE INTO kv (k, v) VALUES {', '.join(['(?, ?)'] * len(keys))} RETURNING k, v"
+            params: tuple[Any, ...] = tuple(x for pair in zip(keys, texts, strict=True) for x in pair)
+            after = dict(zip(keys, texts, strict=True))
+            expected = sorted(after.items())
+        elif stmt == "update":
+            sql = f"UPDATE kv SET v = ? WHERE k IN ({marks}) RETURNING k, v"
+            params = (texts[0], *keys)
+            after = {k: texts[0] for k in keys if k in self.model.kv}
+            expected = sorted(after.items())
+        else:
+            sql = f"DELETE FROM kv WHERE k IN ({marks}) RETURNING k, v"
+            params = tuple(keys)
+            after = {}
+            expected = sorted((k, self.model.kv[k]) for k in keys if k in self.model.kv)
+        out = self.call("execute", self.db.execute, sql, params)
+        if not out.ok:
+            return  # (nothing changed: the model stays; the invariants compare the file once the faults heal)
+        cur = out.value
+        got: list[Any] = []
+        if read == "fetchall":
+            got = list(cur.fetchall())
+        elif read == "iterate":
+            got = list(cur)
+        else:
+            for _ in range(len(expected) + 2):  # (bounded: a cursor that never runs dry is judged, not waited for)
+                batch = [cur.fetchone()] if read == "fetchone" else cur.fetchmany(size)
+                batch = [r for r in batch if r is not None]
+                if not batch:
+                    break
+                got.extend(batch)
+        rest = cur.fetchall()
+        names = [d[0] for d in cur.description or ()]
+        if stmt == "delete":
+            for k in keys:
+                self.model.kv.pop(k, None)
+        self.model.kv.update(after)
+        said = f"{stmt} … RETURNING of {keys} read by {read}"
+        self.check(6, sorted(tuple(r) for r in got) == expected and not rest,
+                   lambda: f"{said} gave {got} then {rest}, expected each changed row once: {expected}")
+        self.check(6, names == ["k", "v"] and cur.rowcount == len(expected),
+                   lambda: f"{said}: description names {names}, rowcount {cur.rowcount}; expected ['k', 'v'] and "
+                           f"{len(expected)} (the rows it changed)")
+        if self.faults:
+            return  # (the file may be out of reach: the invariants compare it once the faults heal)
+        with self.raw() as conn:
+            last = conn.execute("SELECT rowid FROM kv WHERE k = ?", (keys[-1],)).fetchone()
+        if stmt == "insert":
+            self.check(6, last is not None and cur.lastrowid == last[0],
+                       lambda: f"{said}: lastrowid {cur.lastrowid}, the last row inserted has rowid {last}")
+        stored = self.stored_kv()
+        self.check(6, all(stored.get(k) == self.model.kv.get(k) for k in keys),
+                   lambda: f"after {said} the file holds { {k: stored.get(k) for k in keys} }, expected "
+                           f"{ {k: self.model.kv.get(k) for k in keys} }")
+
+    @precondition(lambda self: has_recovery(self) and not self.faults and not self.writes_queued())
+    @rule(n=st.integers(0, 12), width=st.integers(1, 3),
+          how=st.sampled_from(("cursor_execute", "cursor_executemany", "conn_executemany")),
+          read=st.sampled_from(("fetchall", "fetchone", "fetchmany", "iterate")), size=st.integers(1, 3),
+          damage=st.sampled_from((None, *CORRUPTIONS)), seed=st.integers(0, 2**16))
+    def transaction_cursor(self, n: int, width: int, how: str, read: str, size: int, damage: str | None,
+                           seed: int) -> None:
+        """P6 (and P13 with ``damage``): inside ``with db.transaction() as conn:``, ``conn.cursor()`` and
+        ``conn.executemany`` behave as sqlite3's: a cursor's ``execute``/``executemany`` report the rows they
+        changed (``rowcount``; an ``execute``'s ``lastrowid`` is the row's rowid), a ``SELECT`` on the cursor reads
+        the transaction's own writes by ``fetchone``/``fetchmany``/``fetchall``/iteration with its ``description``,
+        and ``close`` ends the cursor. After the block the file holds every write; after damage, the recovery
+        replays them from the redo journal (the connection's statements go through the runtime, README)."""
+        rows = {f"user-{(n + i) % 13}": self.text() for i in range(width)}
+        sql = "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)"
+        seen: dict[str, Any] = {"counts": [], "ids": []}
+
+        def body() -> None:
+            with self.db.transaction() as conn:
+                cur = conn.cursor()
+                if how == "cursor_execute":
+                    for k, v in rows.items():
+                        cur.execute(sql, (k, v))
+                        rowid = conn.execute("SELECT rowid FROM kv WHERE k = ?", (k,)).fetchone()
+                        seen["counts"].append(cur.rowcount)
+                        seen["ids"].append((cur.lastrowid, rowid[0] if rowid else None))
+                elif how == "cursor_executemany":
+                    cur.executemany(sql, list(rows.items()))
+                    seen["counts"].append(cur.rowcount)
+                else:
+                    seen["counts"].append(conn.executemany(sql, list(rows.items())).rowcount)
+                cur.execute(f"SELECT k, v FROM kv WHERE k IN ({', '.join('?' * len(rows))}) ORDER BY k",
+                            tuple(rows))
+                seen["names"] = [d[0] for d in cur.description or ()]
+                got: list[Any] = []
+                if read == "fetchall":
+                    got = list(cur.fetchall())
+                elif read == "iterate":
+                    got = list(cur)
+                else:
+                    for _ in range(len(rows) + 2):  # (bounded)
+                        batch = [cur.fetchone()] if read == "fetchone" else cur.fetchmany(size)
+                        batch = [r for r in batch if r is not None]
+                        if not batch:
+                            break
+                        got.extend(batch)
+                seen["got"], seen["rest"] = got, cur.fetchall()
+                cur.close()
+
+        out = self.call(None, self.absorb, body)
+        if not out.ok:
+            self.model.ledger.errors[str(out.error.kind)] -= 1  # (absorb counted it; call() again)
+            return
+        self.model.kv.update(rows)
+        said = f"in db.transaction(), {how} of {sorted(rows)} then a SELECT read by {read}"
+        counts = [1] * len(rows) if how == "cursor_execute" else [len(rows)]
+        self.check(6, seen["counts"] == counts and all(a == b for a, b in seen["ids"]),
+                   lambda: f"{said}: rowcount {seen['counts']} (expected {counts}), lastrowid/rowid {seen['ids']}")
+        self.check(6, [tuple(r) for r in seen["got"]] == sorted(rows.items()) and not seen["rest"]
+                   and seen["names"] == ["k", "v"],
+                   lambda: f"{said}: read {seen['got']} then {seen['rest']} (columns {seen['names']}), expected the "
+                           f"transaction's own writes {sorted(rows.items())} once")
+        stored = self.stored_kv()
+        self.check(6, all(stored.get(k) == v for k, v in rows.items()),
+                   lambda: f"{said}: committed, the file holds { {k: stored.get(k) for k in rows} }, expected {rows}")
+        if damage is not None:
+            self.corrupt_and_recover(damage, seed)
+
+    @precondition(lambda self: self.db is not None and not self.faults and not self.writes_queued())
+    @rule(n=st.integers(0, 12), width=st.integers(2, 4), at_commit=st.booleans(), param=st.integers(0, 5),
+          sleeps=st.integers(0, 4), lazily=st.booleans())
+    def executemany_under_a_lock(self, n: int, width: int, at_commit: bool, param: int, sleeps: int,
+                                 lazily: bool) -> None:
+        """P6 under a real lock: ``db.executemany`` of a batch meets a lock held by another connection, released
+        after ``sleeps`` of the runtime's retry waits: a writer's lock (``locked``: BEGIN fails) or, in a
+        rollback-journal mode and ``at_commit``, a reader's (``busy_commit``: the rows are written, COMMIT fails and
+        the runtime reruns the whole batch). The batch is retried or refused whole: acknowledged, every row is in
+        the file; refused, none is. ``lazily``: the rows come from a generator, as an application streaming them
+        passes (sqlite3 accepts any iterable): a rerun must not find it consumed by the attempt that failed."""
+        rows = [(f"user-{(n + i) % 13}", self.text()) for i in range(width)]
+        before = {k: self.model.kv.get(k) for k, _v in rows}
+        kind = "busy_commit" if at_commit and str(self.config.journal_mode).upper() != "WAL" else "locked"
+        if not self.inject(kind, param):
+            return
+        struck = [kind] if sleeps else []
+        if sleeps:
+            self.heal_after_sleeps([kind], sleeps)
+        else:
+            self.heal(kind)  # (released before the call: the plain path, the same judgement)
+        params: Iterable[tuple[str, str]] = (r for r in rows) if lazily else rows
+        try:
+            out = self.call(None, self.absorb, self.db.executemany,
+                            "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", params, faults=struck)
+        finally:
+            self.clear_sleep_hooks()
+            self.heal(kind)
+        if out.ok:
+            self.model.kv.update(rows)
+        else:
+            self.model.ledger.errors[str(out.error.kind)] -= 1  # (absorb counted it; call() again)
+        stored = self.stored_kv()
+        self.check(6, all(stored.get(k) == self.model.kv.get(k) for k, _v in rows),
+                   lambda: f"executemany of {[k for k, _v in rows]} ({'from a generator, ' if lazily else ''}{kind} "
+                           f"released after {sleeps} retry waits) {'acknowledged' if out.ok else out.error.kind}: the "
+                           f"file holds { {k: stored.get(k) for k, _v in rows} }, expected "
+                           f"{ {k: self.model.kv.get(k) for k, _v in rows} } (before: {before}; all or nothing)",
+                   faults=struck)

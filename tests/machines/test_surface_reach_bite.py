@@ -1,0 +1,164 @@
+"""Bite tests of the surface machine's rules for public entry points the rest of the main job never executed
+(``benchmarks/surface_reach.py``): adapted SQL parameters through the redo journal, ``… RETURNING`` outside a
+transaction, the cursor and ``executemany`` of ``db.transaction()``'s connection, and ``db.executemany`` rerun
+after a lock. Each rule, called with fixed arguments, fails naming its property against a runtime with one
+realistic defect of the class it guards against, and passes against the real runtime; one search of the whole
+machine (fixed, derandomized) finds each defect class too.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+import test_surface as surface_tests
+from bite_settings import bite_settings
+
+import reliability.redo as redo_module
+from pytest_dbfault.machines import MACHINES, run_machine
+from reliability import manager as manager_module
+from reliability import tx_connection
+
+BITE = bite_settings(max_examples=40, steps=15)
+
+
+def bites(rule: str, args: tuple[Any, ...], prefix: str, match: str, base: Path, monkeypatch: pytest.MonkeyPatch,
+          defect: Any, **drawn: Any) -> None:
+    """``rule(*args)`` passes against the real runtime, then fails with ``prefix`` … ``match`` once ``defect``
+    (a function of ``monkeypatch``) is planted."""
+    machine = surface_tests.machine_with("surface", None, base / "good", **drawn)
+    assert surface_tests.violated(machine, rule, *args) == ""
+    defect(monkeypatch)
+    machine = surface_tests.machine_with("surface", None, base / "broken", **drawn)
+    found = surface_tests.violated(machine, rule, *args)
+    assert found.startswith(prefix) and match in found, found
+
+
+# -- item 3: parameters sqlite3 binds through an adapter or __conform__, through the redo journal ----------
+def base_type_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The journal reduces a parameter to the int/str it subclasses before asking its adapter (the order
+    sqlite3 does not use): an IntEnum stored by name is journaled as its number, a normalized str as typed."""
+    real = redo_module._reduce_value
+
+    def reduce(value: Any) -> Any:
+        if type(value) not in redo_module._PLAIN and not isinstance(value, type):
+            for base in (int, float, str):
+                if isinstance(value, base):
+                    return base, (base(value),)
+        return real(value)
+
+    monkeypatch.setattr(redo_module, "_reduce_value", reduce)
+
+
+def unknown_as_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The journal asks only the adapter registry and stringifies any other object (``__conform__`` unseen)."""
+    real = redo_module._reduce_value
+
+    def reduce(value: Any) -> Any:
+        if (type(value) not in redo_module._PLAIN and not isinstance(value, (type, int, float, str, bytes))
+                and (type(value), sqlite3.PrepareProtocol) not in sqlite3.adapters):
+            return str, (str(value),)
+        return real(value)
+
+    monkeypatch.setattr(redo_module, "_reduce_value", reduce)
+
+
+@pytest.mark.parametrize("how", ["execute", "named", "executemany"])
+def test_adapted_parameters_base_type_first_bites(how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bites("adapted_parameters_then_damage", (["enum", "str_subclass"], 2, how, "header", 3), "p13_",
+          "acknowledged writes are missing or changed", tmp_path, monkeypatch, base_type_first)
+
+
+def test_adapted_parameters_conform_ignored_bites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bites("adapted_parameters_then_damage", (["conform"], 2, "execute", "btree_root", 3), "p13_",
+          "SKU-00042", tmp_path, monkeypatch, unknown_as_text)
+
+
+def test_adapted_parameters_search_bites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    base_type_first(monkeypatch)
+    with pytest.raises(AssertionError, match=r"p13_.*acknowledged writes are missing or changed"):
+        run_machine(MACHINES["surface"], settings_=BITE, base_dir=str(tmp_path), enforce={13})
+
+
+# -- item 2: INSERT/UPDATE/DELETE … RETURNING outside a transaction (the journaled autocommit path) -----------
+def fetchmany_keeps_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fetchmany`` returns the next rows without moving past them."""
+    monkeypatch.setattr(manager_module._Rows, "fetchmany", lambda self, size=1: self._rows[:size])
+
+
+def rowcount_before_stepping(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows' ``rowcount`` is read from the cursor before its rows are stepped (sqlite3 counts as it steps)."""
+    def init(self: Any, cur: sqlite3.Cursor) -> None:
+        self.description, self.rowcount, self.lastrowid = cur.description, cur.rowcount, cur.lastrowid
+        self._rows = cur.fetchall()
+
+    monkeypatch.setattr(manager_module._Rows, "__init__", init)
+
+
+def test_returning_fetchmany_bites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bites("write_returning", (4, 3, "insert", "fetchmany", 2), "p06_", "expected each changed row once", tmp_path,
+          monkeypatch, fetchmany_keeps_rows)
+
+
+def test_returning_rowcount_bites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bites("write_returning", (4, 2, "insert", "fetchall", 1), "p06_", "rowcount 0", tmp_path, monkeypatch,
+          rowcount_before_stepping)
+
+
+def test_returning_search_bites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rowcount_before_stepping(monkeypatch)
+    with pytest.raises(AssertionError, match=r"p06_.*RETURNING .*rowcount"):
+        run_machine(MACHINES["surface"], settings_=BITE, base_dir=str(tmp_path), enforce={6})
+
+
+# -- item 1: the connection and cursor of `with db.transaction() as conn:` ------------------------------------
+def executemany_on_the_raw_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``conn.executemany`` goes straight to the sqlite3 connection (commits with the transaction, never journaled:
+    the defect the module docstring of ``reliability.tx_connection`` describes, for executemany)."""
+    monkeypatch.setattr(tx_connection.TransactionConnection, "executemany",
+                        lambda self, sql, seq: self._raw.executemany(sql, seq))
+
+
+def cursor_executemany_forgets_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cursor's ``executemany`` runs the batch but keeps the previous statement's result."""
+    def executemany(self: Any, sql: str, seq: Any) -> Any:
+        self.connection.executemany(sql, seq)
+        return self
+
+    monkeypatch.setattr(tx_connection.TransactionCursor, "executemany", executemany)
+
+
+def test_transaction_executemany_unjournaled_bites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bites("transaction_cursor", (5, 2, "conn_executemany", "fetchall", 1, "header", 3), "p13_",
+          "acknowledged writes are missing or changed", tmp_path, monkeypatch, executemany_on_the_raw_connection)
+
+
+def test_transaction_cursor_executemany_rowcount_bites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bites("transaction_cursor", (5, 3, "cursor_executemany", "fetchone", 1, None, 3), "p06_", "rowcount [-1]",
+          tmp_path, monkeypatch, cursor_executemany_forgets_result)
+
+
+def test_transaction_cursor_search_bites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    executemany_on_the_raw_connection(monkeypatch)
+    with pytest.raises(AssertionError, match=r"p13_.*acknowledged writes are missing or changed"):
+        run_machine(MACHINES["surface"], settings_=BITE, base_dir=str(tmp_path), enforce={13})
+
+
+# -- item 4: db.executemany rerun after a lock --------------------------------------------------------------
+def batch_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``db.executemany`` hands the caller's iterable to the transaction as it is: a rerun after a failed COMMIT
+    finds a generator consumed by the attempt that failed, and commits an empty batch."""
+    def executemany(self: Any, sql: str, seq_of_params: Any) -> Any:
+        with self._lock:
+            if not self.transactions.depth:
+                return self.run_in_transaction(self.executemany, sql, seq_of_params)
+            return self.executor.executemany(sql, seq_of_params)
+
+    monkeypatch.setattr(manager_module.DatabaseManager, "executemany", executemany)
+
+
+def test_executemany_rerun_after_a_lock_bites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bites("executemany_under_a_lock", (2, 3, True, 0, 1, True), "p06_", "all or nothing", tmp_path, monkeypatch,
+          batch_not_kept, journal_mode="DELETE")
