@@ -25,7 +25,7 @@ import glob
 import os
 import sqlite3
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
@@ -62,6 +62,10 @@ class Sku:
     def __conform__(self, protocol: Any) -> str:
         return f"SKU-{self.code:05d}"
 
+
+#: Flag names and values :meth:`SurfaceMachine.flags_from_the_command_line` sets (JSON values of each type, unicode).
+FLAG_NAMES = ("beta", "checkout.v2", "größe", "ops:maintenance")
+FLAG_VALUES = (True, False, 0, 7, -3, "on", "off", "日本語 ✓", 2.5, None)
 
 #: Parameter values sqlite3 binds through an adapter or ``__conform__``, and the text SQLite stores for each.
 ADAPTED: dict[str, tuple[Any, str]] = {
@@ -472,6 +476,8 @@ class SurfaceMachine(SurfaceMixin):
 
     core_groups = frozenset(("backup", "recover"))
     fault_kinds = ("none", "locked", "disk_full", "disconnect_close")
+    #: the administrator :meth:`flags_from_the_command_line` sets flags as (the runtime's admin API)
+    settings_overrides: ClassVar[dict[str, Any]] = {**SurfaceMixin.settings_overrides, "admin_actors": "ops-admin"}
 
     def make_config(self, **overrides: Any) -> Any:
         return super().make_config(**{"redo_journal": True, **overrides})
@@ -762,3 +768,65 @@ class SurfaceMachine(SurfaceMixin):
                            f"file holds { {k: stored.get(k) for k, _v in rows} }, expected "
                            f"{ {k: self.model.kv.get(k) for k, _v in rows} } (before: {before}; all or nothing)",
                    faults=struck)
+
+    @precondition(lambda self: self.db is not None and not self.faults and not self.writes_queued())
+    @rule(values=st.dictionaries(st.sampled_from(FLAG_NAMES), st.sampled_from(FLAG_VALUES), min_size=1, max_size=3),
+          lock=st.sampled_from((None, None, "write", "exclusive")), pick=st.integers(0, 3))
+    def flags_from_the_command_line(self, values: dict[str, Any], lock: str | None, pick: int) -> None:
+        """P14 then P8: flags set by an administrator through the runtime (``admin.set_flag``) are what the admin
+        API lists (``admin.list_flags``: every flag once, by name) and what the operator's read-only ``reliability
+        flags list`` and ``flags get NAME`` show, each value exactly (a flag never set: "not set", exit 0). Under a
+        lock held by another connection (``lock``) a read still answers exactly, or fails with the CLI's exit code
+        and a message, never a traceback (README: inspection opens the database read-only, changes nothing)."""
+        from reliability import admin
+
+        actor = "ops-admin"
+        for name, value in values.items():
+            result = self.absorb(admin.set_flag, self.db, name, value, actor)
+            self.check(14, result.status == "ok",
+                       f"an administrator's admin.set_flag({name!r}, {value!r}) with no fault answered "
+                       f"{result.status!r}: {result.message}")
+            if result.status != "ok":
+                return
+        listed = self.absorb(admin.list_flags, self.db)
+        shown = [(f.name, f.value) for f in (listed.value or [])] if listed.status == "ok" else None
+        flags = dict(shown or ())
+        self.check(14, shown is not None and len(flags) == len(shown) and all(
+                       n in flags and flags[n] == v and type(flags[n]) is type(v) for n, v in values.items()),
+                   lambda: f"admin.list_flags answered {listed.status!r} {shown} after {values} were set")
+        if shown is None:
+            return
+        faults = [] if lock is None or not self.inject("locked", int(lock == "exclusive")) else ["locked"]
+        name = sorted(values)[pick % len(values)]
+        unset = "never-set"
+        try:
+            for argv, expected in ((["flags", "list"], sorted(flags.items())), (["flags", "get", name], flags[name]),
+                                   (["flags", "get", unset], None)):
+                said = f"`reliability flags {' '.join(argv[1:])}`{' under a ' + lock + ' lock' if faults else ''}"
+                try:
+                    ran = self.run_command_line(argv, 8 if faults else 14, faults)
+                except Exception as exc:  # the CLI's main() let an exception out: the operator sees a traceback
+                    self.check(8, False, f"{said} raised {type(exc).__name__}: {exc}", faults=faults)
+                    return
+                if ran is None:
+                    return
+                code, doc = ran
+                value = doc.get("value")
+                if argv[1] == "list":
+                    got: Any = (sorted((str(f.get("name")), f.get("value")) for f in value)
+                                if isinstance(value, list) and all(isinstance(f, dict) for f in value) else value)
+                else:
+                    got = value.get("value") if isinstance(value, dict) else value
+                if code == 0 or not faults:
+                    self.check(8 if faults else 14, code == 0 and got == expected and type(got) is type(expected)
+                               and (argv[-1] != unset or "not set" in str(doc.get("message"))),
+                               f"{said} exited {code} showing {got!r} ({doc.get('message')!r}); the runtime "
+                               f"has {expected!r}", faults=faults)
+                else:
+                    message = str(doc.get("message") or "")
+                    self.check(8, code in (1, 3) and bool(message) and "Traceback" not in message,
+                               f"{said} failed with exit {code} and message {message!r}: a read the lock kept "
+                               f"out must say so (exit 1 or 3, a message)", faults=faults)
+        finally:
+            if faults:
+                self.heal("locked")

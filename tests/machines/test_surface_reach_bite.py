@@ -8,6 +8,7 @@ machine (fixed, derandomized) finds each defect class too.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -162,3 +163,65 @@ def batch_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_executemany_rerun_after_a_lock_bites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bites("executemany_under_a_lock", (2, 3, True, 0, 1, True), "p06_", "all or nothing", tmp_path, monkeypatch,
           batch_not_kept, journal_mode="DELETE")
+
+
+# -- item 5: `reliability flags list` / `flags get NAME` and admin.list_flags ---------------------------------
+def inspector_keeps_json_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The read-only inspector returns each flag's stored JSON text instead of its value (``true``, ``"on"``)."""
+    from reliability import inspection
+    from reliability.admin import Flag
+
+    real = inspection.Inspector.flags
+
+    def flags(self: Any, name: str | None = None) -> list[Any]:
+        return [Flag(f.name, json.dumps(f.value, ensure_ascii=False), f.updated_at, f.updated_by)
+                for f in real(self, name)]
+
+    monkeypatch.setattr(inspection.Inspector, "flags", flags)
+
+
+def flags_get_reads_the_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``flags get NAME`` reads every flag and shows the first (the name's filter forgotten)."""
+    from reliability import inspection
+
+    real = inspection.Inspector.flags
+    monkeypatch.setattr(inspection.Inspector, "flags", lambda self, name=None: real(self))
+
+
+def list_flags_drops_the_last(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The admin API's listing pages its rows and drops the last one (an off-by-one ``LIMIT``)."""
+    from reliability import admin
+
+    real = admin._list_flags
+    monkeypatch.setattr(admin, "_list_flags", lambda db: real(db)[:-1])
+
+
+@pytest.mark.parametrize("journal_mode", ["WAL", "DELETE"])
+def test_flags_list_shows_values_bites(journal_mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bites("flags_from_the_command_line", ({"beta": True, "größe": "日本語 ✓"}, None, 0), "p14_",
+          "`reliability flags list` exited 0 showing", tmp_path, monkeypatch, inspector_keeps_json_text,
+          journal_mode=journal_mode)
+
+
+def test_flags_get_names_its_flag_bites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # (under a writer's lock in WAL mode: a read still answers, and must answer exactly: P8)
+    bites("flags_from_the_command_line", ({"beta": 1, "ops:maintenance": "off"}, "write", 1), "p08_",
+          "`reliability flags get ops:maintenance` under a write lock exited 0 showing 1", tmp_path, monkeypatch,
+          flags_get_reads_the_first, journal_mode="WAL")
+
+
+def test_admin_list_flags_bites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bites("flags_from_the_command_line", ({"beta": False, "checkout.v2": 7}, None, 0), "p14_",
+          "admin.list_flags answered 'ok'", tmp_path, monkeypatch, list_flags_drops_the_last)
+
+
+def test_flags_search_bites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    inspector_keeps_json_text(monkeypatch)
+    with pytest.raises(AssertionError, match=r"p14_.*`reliability flags (list|get .*)` exited 0 showing"):
+        run_machine(MACHINES["surface"], settings_=BITE, base_dir=str(tmp_path), enforce={14})
+
+
+def test_executemany_search_bites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    batch_not_kept(monkeypatch)
+    with pytest.raises(AssertionError, match=r"p06_.*executemany of .*from a generator, busy_commit.*all or nothing"):
+        run_machine(MACHINES["surface"], settings_=BITE, base_dir=str(tmp_path), enforce={6})
