@@ -129,6 +129,17 @@ class ConnectionManager:
         """The connection if one is open, else None (never opens one)."""
         return self._conn
 
+    def in_transaction(self) -> bool:
+        """True while the open handle is inside a transaction; False with no handle, or a handle closed behind
+        the runtime's back (asking a closed sqlite3 connection raises ProgrammingError). Never opens one."""
+        conn = self._conn
+        if conn is None:
+            return False
+        try:
+            return conn.in_transaction
+        except self.module.ProgrammingError:
+            return False
+
     def live_connection(self) -> sqlite3.Connection:
         """The connection, reopened first if its handle was closed (for maintenance work, not the hot path)."""
         conn = self._conn

@@ -340,7 +340,7 @@ class Executor:
         if op != "execute" or in_tx or self.redo is not None or statement_kind(sql) != "commit":
             return
         conn = self.connections._conn
-        if conn is None or not conn.in_transaction:
+        if conn is None or not self.connections.in_transaction():  # (a handle closed meanwhile: nothing open)
             return
         try:
             conn.execute("ROLLBACK")

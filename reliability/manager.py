@@ -289,8 +289,7 @@ class DatabaseManager:
         """Run one statement for each parameter set (atomically: in a transaction if none is open)."""
         params = seq_of_params if isinstance(seq_of_params, list) else list(seq_of_params)
         with self._lock:
-            conn = self.connections._conn
-            if not self.transactions.depth and not (conn is not None and conn.in_transaction):
+            if not self.transactions.depth and not self.connections.in_transaction():
                 # executemany in autocommit mode commits row by row; a failure mid-way would
                 # leave half the batch in. Wrap it so the batch is all or nothing. (Inside a transaction
                 # opened with db.execute("BEGIN") it belongs to that one: a second BEGIN would fail.)

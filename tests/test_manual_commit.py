@@ -82,3 +82,23 @@ def test_executemany_inside_a_transaction_opened_with_execute_belongs_to_it(tmp_
         finally:
             db.close()
         assert stored(db_path) == {"c": "3", "d": "4"}
+
+
+@pytest.mark.parametrize("redo", [False, True], ids=["journal_off", "journal_on"])
+def test_executemany_on_a_handle_closed_behind_the_runtime_reopens_it(tmp_path: Path, redo: bool) -> None:
+    """Asking a closed sqlite3 connection whether it is in a transaction raises ProgrammingError: the check that
+    lets executemany join a transaction opened with execute() must not turn a closed handle into that error
+    (the property machines met it at once under the real ``disconnect`` fault's ``close``)."""
+    from pytest_dbfault.faults import DisconnectFault
+
+    db_path = tmp_path / "app.db"
+    db = manager(db_path, redo)
+    try:
+        db.execute("SELECT 1")  # (a handle is open)
+        fault = DisconnectFault(db, mode="close")
+        fault.inject()
+        db.executemany("INSERT INTO kv VALUES (?, ?)", [("a", "1"), ("b", "2")])  # reopened, not ProgrammingError
+        fault.heal()
+        assert stored(db_path) == {"a": "1", "b": "2"}
+    finally:
+        db.close()
