@@ -75,6 +75,27 @@ ADAPTED: dict[str, tuple[Any, str]] = {
 }
 
 
+def read_rows(cur: Any, read: str, size: int, expected: int) -> tuple[list[Any], list[Any]]:
+    """Read a cursor's rows the way ``read`` says (``fetchall``, ``iterate``, ``fetchone``, ``fetchmany`` of
+    ``size``), then every way of reading once more: (the rows read, what the second reads still found: it must be
+    nothing). The one-by-one reads are bounded by ``expected`` + 2: a cursor that never runs dry is judged, not
+    waited for."""
+    got: list[Any] = []
+    if read == "fetchall":
+        got = list(cur.fetchall())
+    elif read == "iterate":
+        got = list(cur)
+    else:
+        for _ in range(expected + 2):
+            batch = [cur.fetchone()] if read == "fetchone" else cur.fetchmany(size)
+            batch = [r for r in batch if r is not None]
+            if not batch:
+                break
+            got.extend(batch)
+    rest = [r for r in (cur.fetchone(),) if r is not None] + list(cur.fetchmany(2)) + list(cur) + cur.fetchall()
+    return got, rest
+
+
 def register_adapters(module: Any) -> None:
     """The adapters of :data:`ADAPTED` in ``module`` (sqlite3 or the runtime's build); idempotent."""
     module.register_adapter(Status, lambda s: s.name.lower())
@@ -626,20 +647,7 @@ class SurfaceMachine(SurfaceMixin):
         if not out.ok:
             return  # (nothing changed: the model stays; the invariants compare the file once the faults heal)
         cur = out.value
-        got: list[Any] = []
-        if read == "fetchall":
-            got = list(cur.fetchall())
-        elif read == "iterate":
-            got = list(cur)
-        else:
-            for _ in range(len(expected) + 2):  # (bounded: a cursor that never runs dry is judged, not waited for)
-                batch = [cur.fetchone()] if read == "fetchone" else cur.fetchmany(size)
-                batch = [r for r in batch if r is not None]
-                if not batch:
-                    break
-                got.extend(batch)
-        # (Then every way of reading finds nothing left.)
-        rest = [r for r in (cur.fetchone(),) if r is not None] + list(cur.fetchmany(2)) + list(cur) + cur.fetchall()
+        got, rest = read_rows(cur, read, size, len(expected))
         names = [d[0] for d in cur.description or ()]
         if stmt == "delete":
             for k in keys:
@@ -698,21 +706,7 @@ class SurfaceMachine(SurfaceMixin):
                 cur.execute(f"SELECT k, v FROM kv WHERE k IN ({', '.join('?' * len(rows))}) ORDER BY k",
                             tuple(rows))
                 seen["names"] = [d[0] for d in cur.description or ()]
-                got: list[Any] = []
-                if read == "fetchall":
-                    got = list(cur.fetchall())
-                elif read == "iterate":
-                    got = list(cur)
-                else:
-                    for _ in range(len(rows) + 2):  # (bounded)
-                        batch = [cur.fetchone()] if read == "fetchone" else cur.fetchmany(size)
-                        batch = [r for r in batch if r is not None]
-                        if not batch:
-                            break
-                        got.extend(batch)
-                seen["got"] = got
-                seen["rest"] = ([r for r in (cur.fetchone(),) if r is not None] + list(cur.fetchmany(2)) + list(cur)
-                                + cur.fetchall())
+                seen["got"], seen["rest"] = read_rows(cur, read, size, len(rows))
                 cur.close()
 
         out = self.call(None, self.absorb, body)
