@@ -529,21 +529,18 @@ class CommandRegistry(Observer):
         elsewhere = other_keys = 0
         for entry in self.queue.pending():
             cmd = self._commands.get(entry.command)
-            if cmd is None and entry.origin != self.queue.origin:
+            if self._waits_elsewhere(entry):
                 # Queued by another process (the command line's admin commands, another program on the file)
-                # or an earlier run: it waits for a runtime that has its command, and does not hold this
-                # runtime's own writes hostage (they would wait behind it, and direct writes with them).
+                # or an earlier run, for a command not registered here: it waits for a runtime that has it, and
+                # does not hold this runtime's own writes hostage (they would wait behind it, and direct writes
+                # and write commands with them).
                 elsewhere += 1
-                continue
-            if cmd is None:
-                error = f"command {entry.command!r} is not registered; replay stops until it is"
-                log.error("queued write %s: %s", entry.key, error)
-                break
-            other_key = self._other_key(cmd, entry)
-            if other_key is not None:
-                # Its authority cannot be checked with this key, and it is not proof of an edit either: the
-                # command line (or another program) was run with another audit key. It waits, named in health,
+                if cmd is None:
+                    continue
+                # An admin write whose authority cannot be checked with this key, and no proof of an edit either:
+                # the command line (or another program) was run with another audit key. It waits, named in health,
                 # for a runtime with that key (set aside it would drop a change acknowledged as queued).
+                other_key = self._other_key(cmd, entry)
                 if entry.key not in self._other_keys_logged:
                     self._other_keys_logged.add(entry.key)
                     log.error("queued write %s (%s by %s) was accepted under another audit key (id %s; this "
@@ -552,8 +549,11 @@ class CommandRegistry(Observer):
                               "(RELIABILITY_AUDIT_KEY_PATH)", entry.key, entry.command,
                               printable(str((entry.auth or {}).get("actor"))), other_key, self._key_id())
                 other_keys += 1
-                elsewhere += 1
                 continue
+            if cmd is None:
+                error = f"command {entry.command!r} is not registered; replay stops until it is"
+                log.error("queued write %s: %s", entry.key, error)
+                break
             unauthorized = self._replay_authorized(cmd, entry)
             if unauthorized is not None:
                 reason = f"admin command {entry.command!r} not replayed: {unauthorized}"
