@@ -178,11 +178,10 @@ def cut_off_problems(db_path: str, page_size: int) -> list[str]:
     SQLite only ever writes, extends and truncates the main file by whole pages, so a partial last page means
     the file's end was cut off (a truncation, a copy that stopped short) or bytes were appended to it. No PRAGMA
     sees it: SQLite counts the partial page as a page and reads its missing bytes as zeros (a short read is
-    zero-filled), so quick_check
-    and integrity_check pass while the rows stored there read as zeros (recovery_fuzz seed 1024: a file
-    truncated to 90% kept a row whose 3000-byte value lost its last 2868 bytes, and ``reliability recover``
-    said "nothing to recover"). A cut at a page boundary is left to SQLite: the header's page count then
-    exceeds the file and SQLite reports the file malformed.
+    zero-filled), so quick_check and integrity_check pass while the rows stored there read as zeros
+    (recovery_fuzz seed 1024: a file truncated to 90% kept a row whose 3000-byte value lost its last 2868
+    bytes, and ``reliability recover`` said "nothing to recover"). A cut at a page boundary is left to SQLite:
+    the header's page count then exceeds the file and SQLite reports the file malformed.
     """
     size = files.file_size(db_path)
     if size is None:
