@@ -562,8 +562,9 @@ class DegradationMachine(DegradationMixin):
         The lock healed, this runtime's next write command replays its own queued write (the file holds the
         acknowledged value): a write it cannot run waits in the queue for a runtime that can, neither applied,
         nor set aside as refused, nor holding this runtime's own writes back. The other program then replays it
-        (its write is saved once: a change acknowledged as queued is not lost by the wait). (While it waits, the
-        runtime queues its later writes too, and replays them at its next command: not judged here.)"""
+        (its write is saved once: a change acknowledged as queued is not lost by the wait). (That a write command
+        is served at once while only such a write waits, not queued behind it, is tests/test_queue_foreign_writes.py's:
+        here the next command may meet its own backlog before the recheck interval has passed.)"""
         def legacy(db: Any, note: int) -> int:
             db.execute("CREATE TABLE IF NOT EXISTS legacy_notes (note INTEGER NOT NULL)")
             return db.execute("INSERT INTO legacy_notes (note) VALUES (?)", (note,)).rowcount
