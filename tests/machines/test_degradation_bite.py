@@ -23,8 +23,11 @@ BITE = bite_settings(max_examples=30, steps=15)
 def test_it_bites_a_read_only_database_classified_as_a_permission_error(tmp_path, monkeypatch):
     # The code table maps SQLITE_READONLY (8) to the kind of SQLITE_AUTH, a refusal of the caller: a write command
     # meeting a read-only database is then answered "You are not allowed to do that" and the write is dropped.
+    # (Where a renamed file also reads as SQLITE_READONLY (Python 3.10's sqlite3: no extended code to tell
+    # READONLY_DBMOVED), the machine's older check of a write command under that fault meets it first: the same
+    # defect, the same answer, so either check's message is a catch.)
     monkeypatch.setitem(errors._BY_PRIMARY, 8, ErrorKind.AUTH)
-    with pytest.raises(AssertionError, match=r"a write command meeting a read-only database .* answered 'error'"):
+    with pytest.raises(AssertionError, match=r"p14_command_continuity violated \(faults: [^)]*\): .*answered 'error'"):
         run_machine(MACHINES["degradation_queue"], settings_=BITE, base_dir=str(tmp_path), enforce={14})
 
 
