@@ -690,7 +690,9 @@ class _Rows:
     def __init__(self, cur: sqlite3.Cursor) -> None:
         self.description = cur.description
         self._rows = cur.fetchall()
-        self.rowcount = cur.rowcount
+        # One row returned per row inserted, updated or deleted (SQLite's RETURNING): the count does not depend on
+        # the driver (pysqlite3's cursor said 1 for a three-row INSERT … RETURNING; the stdlib's said 3).
+        self.rowcount = len(self._rows)
         self.lastrowid = cur.lastrowid
 
     def fetchone(self) -> Any:
