@@ -128,7 +128,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1510,9 +1510,14 @@ def statement_kind(sql: str) -> str:
     """
     kind = _STATEMENT_KINDS.get(sql)
     if kind is None:
-        words = _strip_comments(sql).split(None, 2)
-        first = words[0].upper() if words else ""
-        second = words[1].upper() if len(words) > 1 else ""
+        words = _top_level_words(sql)
+        first = next(words, "")
+        second = next(words, "")
+        if first == "WITH":
+            # A common table expression comes first; the statement's own verb is the first top-level
+            # SELECT, VALUES or write word after it (``WITH old AS (...) DELETE FROM t ...``).
+            first = next((w for w in (second, *words) if w in _MAIN_VERBS), "")
+            second = ""
         if first in _DDL_WORDS or (first == "REINDEX") or (first == "ANALYZE"):
             kind = "ddl"
         elif first in _DML_WORDS:
@@ -1532,13 +1537,43 @@ def statement_kind(sql: str) -> str:
 _DML_WORDS = frozenset({"INSERT", "UPDATE", "DELETE", "REPLACE"})
 
 
-def _strip_comments(sql: str) -> str:
-    out = []
-    for line in sql.strip().splitlines():
-        code = line.split("--", 1)[0]
-        if code.strip():
-            out.append(code)
-    return " ".join(out)
+_MAIN_VERBS = frozenset({"SELECT", "VALUES", *_DML_WORDS})
+_QUOTES = {"'": "'", '"': '"', "`": "`", "[": "]"}
+
+
+def _top_level_words(sql: str) -> Iterator[str]:
+    """The bare words of ``sql`` outside parentheses, upper-cased, in order.
+
+    Comments (``--`` and ``/* */``), string literals and quoted identifiers are skipped, so neither a
+    leading comment nor a CTE named in quotes hides the statement's verb.
+    """
+    i, n, depth = 0, len(sql), 0
+    while i < n:
+        c = sql[i]
+        if c == "-" and sql.startswith("--", i):
+            end = sql.find("\n", i)
+            i = n if end < 0 else end + 1
+        elif c == "/" and sql.startswith("/*", i):
+            end = sql.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+        elif c in _QUOTES:
+            end = sql.find(_QUOTES[c], i + 1)
+            while end >= 0 and c != "[" and sql.startswith(c * 2, end):  # a doubled quote is part of it
+                end = sql.find(c, end + 2)
+            i = n if end < 0 else end + 1
+        elif c == "(":
+            depth, i = depth + 1, i + 1
+        elif c == ")":
+            depth, i = max(0, depth - 1), i + 1
+        elif c.isalpha() or c == "_":
+            j = i + 1
+            while j < n and (sql[j].isalnum() or sql[j] in "_$"):
+                j += 1
+            if depth == 0:
+                yield sql[i:j].upper()
+            i = j
+        else:
+            i += 1
 
 
 # -- encoding ----------------------------------------------------------------------------------

@@ -161,3 +161,22 @@ def test_unhashable_parameters_are_journaled_instead_of_breaking_the_journal(tmp
         redo.close()
     ops = read_journal(tmp_path / "app.db.redo").entries[0][1]
     assert ops[0][1] == {"a": 1, "b": b"xy"} and ops[1][1] == (2,)
+
+
+@pytest.mark.parametrize(("sql", "kind"), [
+    ("WITH gone(k) AS (SELECT 1) DELETE FROM t WHERE k IN gone", "dml"),
+    ("with recursive c(x) as (select 1 union all select x + 1 from c limit 3) select * from c", "other"),
+    ('WITH "update" AS (SELECT 1) SELECT * FROM "update"', "other"),
+    ("WITH a AS MATERIALIZED (SELECT ')') REPLACE INTO t SELECT * FROM a", "dml"),
+    ("WITH a AS (VALUES (1)) VALUES (2)", "other"),
+    ("/* by the app */ DELETE FROM t", "dml"),
+    ("-- by the app\nUPDATE t SET a = 1", "dml"),
+    ("INSERT INTO t VALUES ('it''s -- (')", "dml"),
+    ("ROLLBACK TO sp", "other"),
+    ("/**/ROLLBACK", "rollback"),
+    ("end", "commit"),
+    ("", "other"),
+])
+def test_a_write_is_told_from_a_query_behind_comments_and_common_table_expressions(sql, kind):
+    # A write taken for a query is left out of the journal when it changes nothing (see statement_kind).
+    assert statement_kind(sql) == kind
