@@ -18,6 +18,8 @@ _ENDINGS = ("commit", "rollback", "close", "executescript")
 _INTERRUPTS: dict[str, type[BaseException]] = {"KeyboardInterrupt": KeyboardInterrupt, "SystemExit": SystemExit}
 #: A parent and a child table whose foreign key is checked at COMMIT (``DEFERRABLE INITIALLY DEFERRED``): a child row
 #: naming no parent makes the COMMIT itself fail, the one statement of a transaction that fails that way.
+#: The two ways to run a transaction, each nestable in the other.
+_FORMS = ("transaction", "run_in_transaction")
 _FK_TABLES = ("CREATE TABLE IF NOT EXISTS fk_parent (id INTEGER PRIMARY KEY)",
               "CREATE TABLE IF NOT EXISTS fk_child (id INTEGER PRIMARY KEY, parent INTEGER NOT NULL "
               "REFERENCES fk_parent (id) DEFERRABLE INITIALLY DEFERRED)")
@@ -383,3 +385,100 @@ class TransactionMachine(Workload):
             if not out.ok:
                 return False, sql == end, str(out.error.kind)
         return True, False, None
+
+    @precondition(lambda self: self.db is not None and not self.faults)
+    @rule(levels=st.lists(st.tuples(st.sampled_from(_FORMS), st.integers(0, 20), st.booleans()), min_size=2,
+                          max_size=3),
+          outer_fails=st.booleans())
+    def nested_forms(self, levels: list[tuple[str, int, bool]], outer_fails: bool) -> None:
+        """P6/P7, every nesting of the two transaction forms: ``db.transaction()`` and ``db.run_in_transaction(fn)``
+        inside one another, two or three levels deep (the outermost one is drawn too). Each level writes a key
+        (keys may repeat across levels), runs the next level inside ``try/except`` (the application catches the
+        inner failure and goes on), then maybe raises its own exception. Judged against a model of savepoints: a
+        level that raises undoes its own write and everything inside it, and nothing else; the outermost one that
+        raises leaves nothing. Inside each level ``db.transactions.depth`` is that level's depth; after the call
+        it is 0 with no transaction open. See :meth:`judge_nesting`."""
+        self.judge_nesting(levels, outer_fails)
+
+    @precondition(lambda self: self.db is not None and not self.faults)
+    @rule(form=st.sampled_from(_FORMS), first=st.integers(0, 12), second=st.integers(0, 20),
+          inner=st.sampled_from(_FORMS), inner_fails=st.booleans(), outer_fails=st.booleans())
+    def nested_once(self, form: str, first: int, second: int, inner: str, inner_fails: bool,
+                    outer_fails: bool) -> None:
+        """P6/P7: one level of nesting of either form in either form (the commonest shape, drawn on its own so
+        it comes often): see :meth:`nested_forms`."""
+        self.judge_nesting([(form, first, outer_fails), (inner, second, inner_fails)], outer_fails)
+
+    def judge_nesting(self, levels: list[tuple[str, int, bool]], outer_fails: bool) -> None:
+        """Run ``levels`` (form, key number, raises) nested outermost first; the outermost raises when
+        ``outer_fails`` (its own flag is ignored); judge the file against the savepoint model."""
+        levels = [(levels[0][0], levels[0][1], outer_fails), *levels[1:]]
+        sql = "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)"
+        writes = [(f"user-{n}", self.text()) for _f, n, _x in levels]
+        ran = [0]
+        depths: list[tuple[int, int]] = []  # (expected, seen) at each level
+        caught: list[int] = []  # levels whose failure the enclosing level caught
+
+        def level(i: int) -> None:
+            depths.append((i + 1, getattr(getattr(self.db, "transactions", None), "depth", i + 1)))
+            self.db.execute(sql, writes[i])
+            ran[0] += 1
+            if i + 1 < len(levels):
+                try:
+                    enter(i + 1)
+                except AppError:
+                    caught.append(i + 1)
+            if levels[i][2]:
+                raise AppError(f"level {i} gave up")
+
+        def enter(i: int) -> None:
+            if levels[i][0] == "run_in_transaction":
+                self.db.run_in_transaction(level, i)
+            else:
+                with self.db.transaction():
+                    level(i)
+
+        try:
+            out = self.call("transaction", enter, 0)
+        except AppError:
+            out = None
+            self.model.ledger.app_aborts += 1
+        self.model.ledger.ok["execute"] += ran[0]
+        self.model.ledger.oplog[("execute", "ok")] += ran[0]
+        shape = " > ".join(f"{f}({'raises' if x else 'ok'})" for f, _n, x in levels)
+        if out is not None and not out.ok:
+            return  # (a database error on a healthy runtime is judged by call())
+
+        def model(i: int, state: dict[str, str]) -> dict[str, str] | None:
+            """The state after level ``i`` ran on ``state``; None when it raised (its work undone)."""
+            after = dict(state)
+            after[writes[i][0]] = writes[i][1]
+            if i + 1 < len(levels):
+                inner = model(i + 1, after)
+                if inner is not None:
+                    after = inner
+            return None if levels[i][2] else after
+
+        expected = model(0, dict(self.model.kv))
+        self.check(6, sorted(caught) == [i for i in range(1, len(levels)) if levels[i][2]],
+                   lambda: f"nested {shape}: the enclosing levels caught the failures of levels {caught}")
+        if expected is not None:
+            self.model.kv = expected
+        if self.writes_queued():
+            return
+        keys = sorted({k for k, _v in writes})
+        stored = self.stored_kv()
+        self.check(6, all(stored.get(k) == self.model.kv.get(k) for k in keys),
+                   lambda: f"nested {shape} ({'committed' if expected is not None else 'rolled back'}): the file "
+                           f"holds { {k: stored.get(k) for k in keys} }, expected "
+                           f"{ {k: self.model.kv.get(k) for k in keys} } (a failed level undoes its own writes and "
+                           f"the levels inside it, nothing else)")
+        wrong = [(e, s) for e, s in depths if e != s]
+        self.check(7, not wrong, lambda: f"nested {shape}: db.transactions.depth inside the levels was "
+                                         f"{[s for _e, s in depths]}, expected {[e for e, _s in depths]}")
+        depth = getattr(getattr(self.db, "transactions", None), "depth", 0)
+        open_tx = self.db.connection.in_transaction
+        self.check(7, depth == 0 and not open_tx,
+                   lambda: f"after nested {shape}: depth={depth}, in_transaction={open_tx}")
+        if expected is None:
+            self.check_rolled_back(None)

@@ -1,0 +1,51 @@
+"""The transactions machine judges every nesting of ``db.transaction()`` and ``db.run_in_transaction(fn)`` two or
+three levels deep, an inner failure caught by the level around it (rules ``nested_forms``, ``nested_once``: a failed
+level undoes its own writes and those of the levels inside it, nothing else; ``db.transactions.depth`` is the level's
+depth). Each check fails against a runtime with one realistic defect of that kind."""
+
+from __future__ import annotations
+
+import pytest
+from bite_settings import bite_settings
+
+from pytest_dbfault.machines import MACHINES, run_machine
+from reliability.transaction import TransactionManager
+
+BITE = bite_settings(max_examples=60, steps=15)
+
+
+def test_it_bites_a_savepoint_released_instead_of_rolled_back(tmp_path, monkeypatch):
+    # A failed nested level "ends its savepoint": RELEASE without ROLLBACK TO keeps its writes in the outer
+    # transaction, which commits them when the application caught the failure and carried on.
+    real = TransactionManager._rollback
+
+    def rollback(self, conn, level, name):
+        if level == 0:
+            return real(self, conn, level, name)
+        for hook in self.savepoint_hooks:
+            hook("rollback", level)
+        if conn.in_transaction:
+            conn.execute(f"RELEASE {name}")
+        return None
+
+    monkeypatch.setattr(TransactionManager, "_rollback", rollback)
+    # (The older rule with_conn_in_nested_transaction meets it too, with its own message: either is a catch.)
+    with pytest.raises(AssertionError, match=r"p06_transaction_atomicity violated .*(nested .*raises.*the file holds|"
+                                             r"in a nested db.transaction\(\))"):
+        run_machine(MACHINES["transactions"], settings_=BITE, base_dir=str(tmp_path), enforce={6})
+
+
+def test_it_bites_a_nested_run_in_transaction_run_inline(tmp_path, monkeypatch):
+    # "Inside another transaction there is nothing to retry": the nested run_in_transaction calls fn directly, in
+    # the enclosing transaction (no savepoint of its own), so a failure of fn the caller catches keeps its writes.
+    real = TransactionManager.run
+
+    def run(self, fn, args=(), kwargs=None, **options):
+        if self.depth:
+            return fn(*args, **(kwargs or {}))
+        return real(self, fn, args, kwargs, **options)
+
+    monkeypatch.setattr(TransactionManager, "run", run)
+    with pytest.raises(AssertionError, match=r"(p06_transaction_atomicity|p07_transaction_rollback) violated .*"
+                                             r"nested .*run_in_transaction"):
+        run_machine(MACHINES["transactions"], settings_=BITE, base_dir=str(tmp_path), enforce={6, 7})
