@@ -12,10 +12,19 @@ from hypothesis.stateful import invariant, precondition, rule
 
 from .base import swarm
 from .degradation import OUTAGES
-from .workload import Workload
+from .workload import AppError, Workload
 
 #: The fields of an audit entry written to the fallback file that its line's MAC covers (edited one at a time).
 FALLBACK_FIELDS = ("target", "actor", "action", "details", "ts")
+
+#: The filters a read of the log is drawn with (``unknown_actor``: one no entry has; ``no_pending``:
+#: ``include_pending=False``).
+READ_FILTERS = ("none", "actor", "action", "since", "actor_action", "unknown_actor", "no_pending")
+#: The fields of an :class:`~reliability.audit.AuditEntry` a read must give as the files hold them.
+ENTRY_FIELDS = ("entry_id", "ts", "actor", "action", "target", "details", "seq", "hash", "key_id", "pending")
+
+#: The two ways to run a transaction, each nestable in the other.
+TX_FORMS = ("transaction", "run_in_transaction")
 
 
 def has_audit(self: Any) -> bool:
@@ -364,3 +373,271 @@ class AuditMachine(AuditMixin):
         notes = [r[0] for r in rows if r[1] == "audit.fallback_rejected"
                  and json.loads(r[2]).get("line") in {line for _f, line in edited.values()}]
         self.model.audit_ids = self.model.audit_ids[:before] + honest + notes
+
+    # -- reading the log, with entries waiting in the fallback file ------------------------------
+    @precondition(lambda self: has_audit(self) and not self.faults)
+    @rule(stored_first=st.integers(0, 2), waiting=st.integers(0, 2), param=st.integers(0, 5),
+          by=st.sampled_from(READ_FILTERS), pick=st.integers(0, 2**16), cli_limit=st.integers(1, 6))
+    def read_the_log_with_entries_waiting(self, stored_first: int, waiting: int, param: int, by: str, pick: int,
+                                          cli_limit: int) -> None:
+        """P15, ``db.audit.entries(limit, actor=, action=, since=, include_pending=)`` against a model of the whole
+        log: ``stored_first`` entries recorded now, then ``waiting`` recorded while another connection holds the
+        lock (they wait in the fallback file), the lock released and nothing reconciled yet. For every limit from 0
+        (refused: ValueError) to one past the number of entries, with the drawn filter (an actor, an action, a time
+        bound that is inclusive, both actor and action, or ``include_pending=False``), the answer is the waiting
+        entries newest first (marked ``pending``, no seq or hash), then the stored ones newest first, filtered, cut
+        at ``limit``: never more than ``limit``, each entry once, every field as the files hold it. ``verify()``
+        is ok meanwhile (waiting entries are not in the chain yet), and ``reliability audit`` (an administrator,
+        the same filter) shows the same entries."""
+        for _ in range(stored_first):
+            self.record_entry(4)
+        if waiting and self.inject("locked", param):
+            try:
+                for _ in range(waiting):
+                    self.record_entry(4)
+            finally:
+                self.heal("locked")
+        stored = self.stored_audit_rows()
+        pending = self.fallback_records()
+        everything = [*pending, *stored]
+        if not everything:
+            return
+        chosen = everything[pick % len(everything)]
+        filters: dict[str, Any] = {}
+        if by in ("actor", "actor_action"):
+            filters["actor"] = chosen["actor"]
+        if by in ("action", "actor_action"):
+            filters["action"] = chosen["action"]
+        if by == "since":
+            filters["since"] = chosen["ts"]
+        if by == "unknown_actor":
+            filters["actor"] = f"{chosen['actor']}-nobody"
+        include_pending = by != "no_pending"
+
+        def fits(e: dict[str, Any]) -> bool:
+            return all(e[k] == v for k, v in filters.items() if k != "since") and e["ts"] >= filters.get("since",
+                                                                                                         e["ts"])
+
+        model = ([e for e in reversed(pending) if fits(e)] if include_pending else []) \
+            + [e for e in stored if fits(e)]  # (stored: newest first already)
+        said = f"{len(pending)} entries waiting in the fallback file, {len(stored)} in the database, filter " \
+               f"{filters or {}}{'' if include_pending else ', include_pending=False'}"
+        self.opaque_ops = True
+
+        def read_all() -> list[tuple[int, Any]]:
+            out: list[tuple[int, Any]] = []
+            for limit in range(0, len(everything) + 2):
+                try:
+                    out.append((limit, self.db.audit.entries(limit, include_pending=include_pending, **filters)))
+                except ValueError as exc:
+                    out.append((limit, exc))
+            return out
+
+        got = self.call(None, self.absorb, read_all)
+        self.check(15, got.ok, lambda: f"db.audit.entries() failed with the database healthy ({said}): {got.error!r}")
+        if not got.ok:
+            return
+        for limit, answer in got.value:
+            if limit == 0:
+                self.check(15, isinstance(answer, ValueError),
+                           lambda answer=answer: f"db.audit.entries(limit=0) answered {answer!r}, not ValueError "
+                                                 f"(a limit is a positive whole number)")
+                continue
+            if isinstance(answer, ValueError):
+                self.check(15, False, lambda limit=limit, answer=answer: f"db.audit.entries(limit={limit}) raised "
+                                                                         f"{answer} ({said})")
+                continue
+            expected = model[:limit]
+            ids = [e.entry_id for e in answer]
+            self.check(15, ids == [e["entry_id"] for e in expected], lambda limit=limit, ids=ids, expected=expected: (
+                f"db.audit.entries(limit={limit}) with {said} returned {len(ids)} entries {ids}, expected "
+                f"{[e['entry_id'] for e in expected]} (waiting ones first, newest first, at most {limit})"))
+            wrong = [(e.entry_id, k) for e, m in zip(answer, expected, strict=False) for k in ENTRY_FIELDS
+                     if getattr(e, k) != m[k]]
+            self.check(15, not wrong, lambda limit=limit, wrong=wrong: (
+                f"db.audit.entries(limit={limit}) with {said}: fields differ from the files' {wrong[:3]}"))
+        report = self.absorb(self.db.audit.verify)
+        self.check(15, report.ok, lambda: f"with {said}, verify() says {report.verdict}: {report.reason}")
+        if not include_pending:
+            return
+        argv = ["audit", "--limit", str(cli_limit)]
+        for k, v in filters.items():
+            argv += [f"--{k}", repr(v) if k == "since" else v]
+        ran = self.run_command_line(argv, 15, None, admin=True)
+        if ran is not None:
+            code, doc = ran
+            shown = [e.get("entry_id") for e in doc.get("value")] if isinstance(doc.get("value"), list) else None
+            want = [e["entry_id"] for e in model[:cli_limit]]
+            self.check(15, code == 0 and shown == want,
+                       lambda: f"`reliability {' '.join(argv)}` with {said} exited {code} and showed {shown}, "
+                               f"expected {want} ({doc.get('message')})")
+
+    def stored_audit_rows(self) -> list[dict[str, Any]]:
+        """The audit table as the file holds it, newest first, as entries' fields."""
+        with self.raw() as conn:
+            if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'reliability_audit'").fetchone():
+                return []
+            rows = conn.execute("SELECT seq, entry_id, ts, actor, action, target, details, hash, key_id "
+                                "FROM reliability_audit ORDER BY seq DESC").fetchall()
+        return [{"seq": r[0], "entry_id": r[1], "ts": r[2], "actor": r[3], "action": r[4], "target": r[5],
+                 "details": json.loads(r[6]), "hash": r[7], "key_id": r[8], "pending": False} for r in rows]
+
+    def fallback_records(self) -> list[dict[str, Any]]:
+        """The entries waiting in the fallback file(s), oldest first, as entries' fields (not yet stored)."""
+        path = self.db.audit.fallback_path
+        out = []
+        for p in (path.with_name(path.name + ".reconciling"), path):
+            if os.path.exists(p):
+                with open(p, encoding="utf-8") as fh:
+                    for line in fh:
+                        if line.strip():
+                            d = json.loads(line)
+                            out.append({**{k: d[k] for k in ("entry_id", "ts", "actor", "action", "target",
+                                                              "details")},
+                                        "seq": None, "hash": None, "key_id": None, "pending": True})
+        return out
+
+    # -- entries appended inside the application's own transactions ------------------------------
+    @precondition(lambda self: has_audit(self) and not self.faults and not self.fallback_ids())
+    @rule(form=st.sampled_from(TX_FORMS), inner=st.sampled_from(TX_FORMS), nested=st.booleans(),
+          then=st.sampled_from(("write", "append", "restart")), n=st.integers(0, 12))
+    def append_in_a_failed_transaction(self, form: str, inner: str, nested: bool, then: str, n: int) -> None:
+        """P7/P15: ``db.audit.append(db.audit.new_entry(...))`` inside the application's transaction (README: an
+        entry written atomically with other changes) with a row of kv, then the application's exception: raised in
+        the transaction itself (all rolled back), or (``nested``) in a nested level of either form around the
+        append, which the outer level catches and commits its kv row. Then the application goes on: a committed
+        transaction with only a kv row (``write``), or one appending an entry (``append``), or a restart. The
+        rolled-back entry is not in the log; the committed ones are, in order; and the log verifies: its anchor
+        still names a head that is in the chain (a rollback must not leave the unwritten entry's head to be
+        anchored at the next commit), and the next entry is stored, not kept aside as if the log were cut short."""
+        if not self.absorb(self.db.audit.verify).ok:
+            return  # (the invariant judges a log that does not verify)
+        sql = "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)"
+        row = (f"user-{n}", self.text())
+        gone = self.db.audit.new_entry(self.pick("user_name"), "flag.set", self.pick("slug"),
+                                       {"note": self.pick("sentence")})
+
+        def enter(how: str, body: Any) -> None:
+            if how == "run_in_transaction":
+                self.db.run_in_transaction(body)
+            else:
+                with self.db.transaction():
+                    body()
+
+        def doomed() -> None:
+            self.db.audit.append(gone)
+            raise AppError("the application gave up after appending an audit entry")
+
+        def outer() -> None:
+            self.db.execute(sql, row)
+            if not nested:
+                doomed()
+            try:
+                enter(inner, doomed)
+            except AppError:
+                pass
+
+        self.opaque_ops = True
+        try:
+            out = self.call(None, self.absorb, enter, form, outer)
+        except AppError:
+            out = None
+            self.model.ledger.app_aborts += 1
+        if out is not None and not out.ok:
+            return  # (judged by call(): an error on a healthy runtime)
+        if nested:
+            self.model.kv[row[0]] = row[1]
+        where = (f"a nested {inner} (caught by the outer {form}, which committed)" if nested
+                 else f"{form} (rolled back)")
+        if then == "restart":
+            self.reopen()
+        else:
+            kept: list[Any] = []
+
+            def after() -> None:
+                if then == "append":
+                    kept.append(self.db.audit.append(self.db.audit.new_entry("dbfault", "export", "after")))
+                later = (f"user-{(n + 1) % 13}", self.text())
+                self.db.execute(sql, later)
+                kept.append(later)
+
+            done = self.call(None, self.absorb, enter, form, after)
+            if not done.ok:
+                return
+            for item in kept:
+                if isinstance(item, tuple):
+                    self.model.kv[item[0]] = item[1]
+                else:
+                    self.model.audit_ids.append(item.entry_id)
+        stored = [e["entry_id"] for e in reversed(self.stored_audit_rows())]
+        self.check(15, gone.entry_id not in stored and stored == self.model.audit_ids,
+                   lambda: f"an audit entry appended in {where}, then {then}: the log holds "
+                           f"{'the rolled-back entry' if gone.entry_id in stored else stored[-3:]}, expected the "
+                           f"committed entries {self.model.audit_ids[-3:]}")
+        kv = self.stored_kv()
+        self.check(6, kv.get(row[0]) == self.model.kv.get(row[0]),
+                   lambda: f"an audit entry appended in {where}: kv holds {row[0]}={kv.get(row[0])!r}, expected "
+                           f"{self.model.kv.get(row[0])!r}")
+        report = self.absorb(self.db.audit.verify)
+        self.check(15, report.ok, lambda: f"an audit entry appended in {where}, then {then}: verify() says "
+                                          f"{report.verdict}: {report.reason}")
+        # The next entry is stored at once (record_entry: one kept aside with no fault in force is a violation).
+        self.record_entry(4)
+
+    # -- a log cut short, and the administrator's re-anchoring ----------------------------------
+    @precondition(lambda self: has_audit(self) and not self.faults and not self.fallback_ids()
+                  and len(self.model.audit_ids) >= 1)
+    @rule(cut=st.integers(1, 2), record=st.booleans())
+    def reanchor_a_shortened_log(self, cut: int, record: bool) -> None:
+        """P15 (README): entries deleted from the end of the log in the file (around the runtime) make it fail
+        ``verify()`` ("shortened"); an entry recorded then is not chained onto the cut log but waits in the
+        fallback file; ``db.audit.reanchor(actor, reason)`` (the administrator accepting the log as it is) appends
+        one ``audit.reanchored`` entry naming the previous anchor, after which the log verifies, health names no
+        audit problem, and the waiting entry is reconciled after it."""
+        if not self.absorb(self.db.audit.verify).ok:
+            return
+        rows = self.stored_audit_rows()  # newest first
+        cut = min(cut, len(rows))
+        if cut < 1:
+            return
+        head = rows[0]["seq"]
+        with self.raw() as conn:
+            conn.executemany("DELETE FROM reliability_audit WHERE seq = ?", [(r["seq"],) for r in rows[:cut]])
+        removed = [r["entry_id"] for r in rows[:cut]]
+        self.model.audit_ids = [i for i in self.model.audit_ids if i not in removed]
+        report = self.absorb(self.db.audit.verify)
+        self.check(15, not report.ok, f"the audit log verifies with its last {cut} entries deleted in the file")
+        self.opaque_ops = True
+        if record:
+            out = self.call(None, self.absorb, self.db.audit.record, "dbfault", "export", "during")
+            self.check(15, out.ok and out.value.pending, lambda: (
+                f"an entry recorded on an audit log cut short (its anchored head {head} deleted) was "
+                f"{'stored in the database' if out.ok else f'refused: {out.error!r}'}: it must wait in the fallback "
+                "file until the log is re-anchored"))
+            if out.ok:
+                waiting = out.value.entry_id
+            else:
+                return
+            health = self.absorb(self.db.health)
+            self.check(15, any("audit" in r for r in health.reasons),
+                       lambda: f"an audit log cut short refuses entries, yet health names no audit problem: "
+                               f"{health.reasons}")
+        out = self.call(None, self.absorb, self.db.audit.reanchor, "dbfault-admin", "the cut was investigated")
+        self.check(15, out.ok, lambda: f"db.audit.reanchor() failed on a healthy database: {out.error!r}")
+        if not out.ok:
+            return
+        entry = out.value
+        previous = entry.details.get("previous_anchor", {})
+        self.check(15, entry.action == "audit.reanchored" and entry.actor == "dbfault-admin"
+                   and previous.get("seq") == head and previous.get("state") == "ok",
+                   lambda: f"db.audit.reanchor() appended {entry.action} by {entry.actor} naming the previous anchor "
+                           f"{previous}, expected audit.reanchored by dbfault-admin naming entry {head} (ok)")
+        self.model.audit_ids.append(entry.entry_id)
+        if record:
+            self.model.audit_ids.append(waiting)  # (the invariant reconciles it, after the re-anchoring entry)
+        report = self.absorb(self.db.audit.verify)
+        self.check(15, report.ok, lambda: f"the audit log re-anchored by the administrator does not verify: "
+                                          f"{report.verdict}: {report.reason}")
+        health = self.absorb(self.db.health)
+        self.check(15, not any("audit log" in r for r in health.reasons),
+                   lambda: f"the audit log was re-anchored, yet health still says {health.reasons}")
