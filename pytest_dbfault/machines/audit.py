@@ -26,9 +26,33 @@ ENTRY_FIELDS = ("entry_id", "ts", "actor", "action", "target", "details", "seq",
 #: The two ways to run a transaction, each nestable in the other.
 TX_FORMS = ("transaction", "run_in_transaction")
 
+#: Invalid ``db.audit.record`` arguments (actor, action, target, details), by what is wrong with them.
+INVALID_ENTRIES: dict[str, tuple[Any, ...]] = {
+    "an empty actor": ("", "flag.set", "beta", {}),
+    "a blank action": ("alice", "   ", "beta", {}),
+    "an actor of 201 characters": ("a" * 201, "flag.set", "beta", {}),
+    "an action of 201 characters": ("alice", "x" * 201, "beta", {}),
+    "a target of 1001 characters": ("alice", "flag.set", "t" * 1001, {}),
+    "a target that is not text": ("alice", "flag.set", 7, {}),
+    "details that are a list": ("alice", "flag.set", "beta", ["on"]),
+    "details that are not JSON": ("alice", "flag.set", "beta", {"when": object()}),
+    "details with NaN": ("alice", "flag.set", "beta", {"x": float("nan")}),
+}
+
 
 def has_audit(self: Any) -> bool:
     return self.db is not None and getattr(self.db, "audit", None) is not None
+
+
+def read_model(pending: list[dict[str, Any]], stored: list[dict[str, Any]], filters: dict[str, Any],
+               include_pending: bool) -> list[dict[str, Any]]:
+    """What a read of the whole log answers (before its limit): the waiting entries (``pending``, oldest first)
+    newest first, then the stored ones (``stored``, newest first), those that match ``filters`` (``since``
+    inclusive)."""
+    def fits(e: dict[str, Any]) -> bool:
+        return all(e[k] == v for k, v in filters.items() if k != "since") and e["ts"] >= filters.get("since", e["ts"])
+
+    return ([e for e in reversed(pending) if fits(e)] if include_pending else []) + [e for e in stored if fits(e)]
 
 
 class AuditMixin(Workload):
@@ -400,8 +424,18 @@ class AuditMachine(AuditMixin):
         stored = self.stored_audit_rows()
         pending = self.fallback_records()
         everything = [*pending, *stored]
-        if not everything:
+        self.opaque_ops = True
+        if not everything:  # (a fresh database: no audit table yet, which is no error)
+            none = self.call(None, self.absorb, self.db.audit.entries, 5)
+            self.check(15, none.ok and none.value == [],
+                       lambda: f"db.audit.entries(5) on a log with no entry answered "
+                               f"{none.value if none.ok else none.error!r}, not []")
             return
+        waits = self.call(None, self.absorb, self.db.audit.pending)
+        self.check(15, waits.ok and [e.entry_id for e in waits.value] == [e["entry_id"] for e in pending],
+                   lambda: f"db.audit.pending() answered "
+                           f"{[e.entry_id for e in waits.value] if waits.ok else waits.error!r}, the fallback file "
+                           f"holds {[e['entry_id'] for e in pending]} (oldest first)")
         chosen = everything[pick % len(everything)]
         filters: dict[str, Any] = {}
         if by in ("actor", "actor_action"):
@@ -412,21 +446,40 @@ class AuditMachine(AuditMixin):
             filters["since"] = chosen["ts"]
         if by == "unknown_actor":
             filters["actor"] = f"{chosen['actor']}-nobody"
-        include_pending = by != "no_pending"
+        # (the whole log first, then the drawn filter: a page of the whole log is what a reader asks most)
+        reads = [({}, True)] + ([(filters, by != "no_pending")] if by != "none" else [])
+        for kwargs, include_pending in reads:
+            self.judge_read(pending, stored, kwargs, include_pending)
+        report = self.absorb(self.db.audit.verify)
+        self.check(15, report.ok, lambda: f"with {len(pending)} entries waiting in the fallback file, verify() says "
+                                          f"{report.verdict}: {report.reason}")
+        argv = ["audit", "--limit", str(cli_limit)]
+        for k, v in filters.items():
+            argv += [f"--{k}", repr(v) if k == "since" else v]
+        ran = self.run_command_line(argv, 15, None, admin=True)
+        if ran is not None:
+            code, doc = ran
+            shown = [e.get("entry_id") for e in doc.get("value")] if isinstance(doc.get("value"), list) else None
+            want = [e["entry_id"] for e in read_model(pending, stored, filters, True)[:cli_limit]]
+            self.check(15, code == 0 and shown == want,
+                       lambda: f"`reliability {' '.join(argv)}` (an administrator) exited {code} and showed {shown}, "
+                               f"the file's newest are {want} ({len(stored)} in the database, {len(pending)} waiting "
+                               f"in its fallback file, shown first) ({doc.get('message')})")
 
-        def fits(e: dict[str, Any]) -> bool:
-            return all(e[k] == v for k, v in filters.items() if k != "since") and e["ts"] >= filters.get("since",
-                                                                                                         e["ts"])
-
-        model = ([e for e in reversed(pending) if fits(e)] if include_pending else []) \
-            + [e for e in stored if fits(e)]  # (stored: newest first already)
+    def judge_read(self, pending: list[dict[str, Any]], stored: list[dict[str, Any]], filters: dict[str, Any],
+                   include_pending: bool) -> None:
+        """``db.audit.entries(limit, include_pending=include_pending, **filters)`` for every limit from 0 to
+        one past the number of entries (up to 6; then the number of entries and one more), and the refused limits -1
+        and True, against :func:`read_model`."""
+        model = read_model(pending, stored, filters, include_pending)
         said = f"{len(pending)} entries waiting in the fallback file, {len(stored)} in the database, filter " \
                f"{filters or {}}{'' if include_pending else ', include_pending=False'}"
-        self.opaque_ops = True
 
-        def read_all() -> list[tuple[int, Any]]:
-            out: list[tuple[int, Any]] = []
-            for limit in range(0, len(everything) + 2):
+        def read_all() -> list[tuple[Any, Any]]:
+            out: list[tuple[Any, Any]] = []
+            total = len(pending) + len(stored)
+            # (every small limit, where the waiting and the stored entries meet; then the whole log and one more)
+            for limit in [-1, True, *sorted({*range(0, min(total, 6) + 2), total, total + 1})]:
                 try:
                     out.append((limit, self.db.audit.entries(limit, include_pending=include_pending, **filters)))
                 except ValueError as exc:
@@ -438,10 +491,10 @@ class AuditMachine(AuditMixin):
         if not got.ok:
             return
         for limit, answer in got.value:
-            if limit == 0:
+            if limit is True or limit < 1:
                 self.check(15, isinstance(answer, ValueError),
-                           lambda answer=answer: f"db.audit.entries(limit=0) answered {answer!r}, not ValueError "
-                                                 f"(a limit is a positive whole number)")
+                           lambda limit=limit, answer=answer: f"db.audit.entries(limit={limit!r}) answered {answer!r}, "
+                                                              f"not ValueError (a limit is a positive whole number)")
                 continue
             if isinstance(answer, ValueError):
                 self.check(15, False, lambda limit=limit, answer=answer: f"db.audit.entries(limit={limit}) raised "
@@ -456,21 +509,6 @@ class AuditMachine(AuditMixin):
                      if getattr(e, k) != m[k]]
             self.check(15, not wrong, lambda limit=limit, wrong=wrong: (
                 f"db.audit.entries(limit={limit}) with {said}: fields differ from the files' {wrong[:3]}"))
-        report = self.absorb(self.db.audit.verify)
-        self.check(15, report.ok, lambda: f"with {said}, verify() says {report.verdict}: {report.reason}")
-        if not include_pending:
-            return
-        argv = ["audit", "--limit", str(cli_limit)]
-        for k, v in filters.items():
-            argv += [f"--{k}", repr(v) if k == "since" else v]
-        ran = self.run_command_line(argv, 15, None, admin=True)
-        if ran is not None:
-            code, doc = ran
-            shown = [e.get("entry_id") for e in doc.get("value")] if isinstance(doc.get("value"), list) else None
-            want = [e["entry_id"] for e in model[:cli_limit]]
-            self.check(15, code == 0 and shown == want,
-                       lambda: f"`reliability {' '.join(argv)}` with {said} exited {code} and showed {shown}, "
-                               f"expected {want} ({doc.get('message')})")
 
     def stored_audit_rows(self) -> list[dict[str, Any]]:
         """The audit table as the file holds it, newest first, as entries' fields."""
@@ -553,15 +591,21 @@ class AuditMachine(AuditMixin):
             self.reopen()
         else:
             kept: list[Any] = []
+            again: list[Any] = []
 
             def after() -> None:
                 if then == "append":
-                    kept.append(self.db.audit.append(self.db.audit.new_entry("dbfault", "export", "after")))
+                    entry = self.db.audit.new_entry("dbfault", "export", "after", {"n": n})
+                    kept.append(self.db.audit.append(entry))
+                    again.append(self.db.audit.append(entry))  # (idempotent by entry id: the stored one back)
                 later = (f"user-{(n + 1) % 13}", self.text())
                 self.db.execute(sql, later)
                 kept.append(later)
 
             done = self.call(None, self.absorb, enter, form, after)
+            self.check(15, done.ok, lambda: f"an audit entry appended in {where}; then a {form} with "
+                                            f"{'an audit entry and ' if then == 'append' else ''}a kv row failed on "
+                                            f"a healthy database: {done.error!r}")
             if not done.ok:
                 return
             for item in kept:
@@ -569,6 +613,12 @@ class AuditMachine(AuditMixin):
                     self.model.kv[item[0]] = item[1]
                 else:
                     self.model.audit_ids.append(item.entry_id)
+            if again:
+                first = next((r for r in self.stored_audit_rows() if r["entry_id"] == kept[0].entry_id), None)
+                self.check(15, first is not None and all(getattr(e, k) == first[k] for e in (kept[0], again[0])
+                                                         for k in ENTRY_FIELDS),
+                           lambda: f"db.audit.append() returned {kept[0]} and, appended again, {again[0]}; the file "
+                                   f"holds {first} (the stored entry, its seq, hash and key id, both times)")
         stored = [e["entry_id"] for e in reversed(self.stored_audit_rows())]
         self.check(15, gone.entry_id not in stored and stored == self.model.audit_ids,
                    lambda: f"an audit entry appended in {where}, then {then}: the log holds "
@@ -641,3 +691,27 @@ class AuditMachine(AuditMixin):
         health = self.absorb(self.db.health)
         self.check(15, not any("audit log" in r for r in health.reasons),
                    lambda: f"the audit log was re-anchored, yet health still says {health.reasons}")
+
+    @precondition(lambda self: has_audit(self) and not self.faults)
+    @rule(what=st.sampled_from(tuple(INVALID_ENTRIES)))
+    def record_an_invalid_entry(self, what: str) -> None:
+        """P15: ``db.audit.record`` of an invalid entry (an empty or blank actor or action, names or a target
+        longer than allowed, a target that is not text, details that are not a dict or not JSON) raises
+        ``ValueError`` (the caller's mistake, not a database fault) and writes nothing: no row, no line in the
+        fallback file."""
+        args = INVALID_ENTRIES[what]
+        before = ([e["entry_id"] for e in self.stored_audit_rows()], self.fallback_ids())
+        self.opaque_ops = True
+        try:
+            entry = self.absorb(self.db.audit.record, *args)
+            raised: BaseException | None = None
+        except Exception as exc:  # judged below: only ValueError is the answer
+            entry, raised = None, exc
+        self.check(15, isinstance(raised, ValueError),
+                   lambda: f"db.audit.record() of an entry with {what} answered "
+                           f"{entry if raised is None else repr(raised)}, not ValueError")
+        if entry is not None:
+            self.model.audit_ids.append(entry.entry_id)  # (judged above; the log's invariant follows it)
+        after = ([e["entry_id"] for e in self.stored_audit_rows()], self.fallback_ids())
+        self.check(15, after == before or entry is not None,
+                   lambda: f"db.audit.record() of an entry with {what} was refused, yet the log changed")

@@ -376,6 +376,18 @@ class TransactionMachine(Workload):
                        lambda: f"after {when}, {how} was acknowledged, yet after a restart the file holds "
                                f"{after_key}={stored.get(after_key)!r}: the write was lost at close")
 
+    def write_lock_taken(self) -> str | None:
+        """None when another connection cannot take the write lock now (``BEGIN IMMEDIATE`` without waiting fails as
+        locked/busy); else what happened instead."""
+        try:
+            with self.raw() as raw:
+                raw.execute("PRAGMA busy_timeout = 0")
+                raw.execute("BEGIN IMMEDIATE")
+                raw.execute("ROLLBACK")
+        except Exception as exc:
+            return None if "locked" in str(exc) or "busy" in str(exc).lower() else f"failed with {exc}"
+        return "succeeded"
+
     def _manual_transaction(self, begin: str, steps: list[tuple[str, tuple[Any, ...]]],
                             end: str) -> tuple[bool, bool, str | None]:
         """``begin``, each step and ``end`` through ``db.execute``, each a checked call (stopping at the first
@@ -418,25 +430,31 @@ class TransactionMachine(Workload):
         ran = [0]
         depths: list[tuple[int, int]] = []  # (expected, seen) at each level
         caught: list[int] = []  # levels whose failure the enclosing level caught
+        locked: list[str | None] = []  # at the outermost level before its first statement: another writer's fate
 
-        def level(i: int) -> None:
+        returned: list[tuple[int, Any]] = []  # (level, what its form gave back) of the inner levels that ended well
+
+        def level(i: int, *, token: str = "") -> str:
             depths.append((i + 1, getattr(getattr(self.db, "transactions", None), "depth", i + 1)))
+            if i == 0:
+                locked.append(self.write_lock_taken())
             self.db.execute(sql, writes[i])
             ran[0] += 1
             if i + 1 < len(levels):
                 try:
-                    enter(i + 1)
+                    returned.append((i + 1, enter(i + 1)))
                 except AppError:
                     caught.append(i + 1)
             if levels[i][2]:
                 raise AppError(f"level {i} gave up")
+            return token
 
-        def enter(i: int) -> None:
+        def enter(i: int) -> str:
             if levels[i][0] == "run_in_transaction":
-                self.db.run_in_transaction(level, i)
-            else:
-                with self.db.transaction():
-                    level(i)
+                # (the arguments passed on: positional and keyword, as the README's fn(*args, **kwargs))
+                return self.db.run_in_transaction(level, i, token=f"level-{i}")
+            with self.db.transaction():
+                return level(i, token=f"level-{i}")
 
         try:
             out = self.call("transaction", enter, 0)
@@ -460,6 +478,14 @@ class TransactionMachine(Workload):
             return None if levels[i][2] else after
 
         expected = model(0, dict(self.model.kv))
+        if out is not None:
+            returned.append((0, out.value))
+        given = [(i, v) for i, v in returned if v != f"level-{i}"]
+        self.check(6, not given, lambda: f"nested {shape}: the levels that ended well gave back {given}, not what "
+                                         f"their block returned (level-<n>)")
+        self.check(6, not locked or locked[0] is None,
+                   lambda: f"{levels[0][0]} (outermost) holds no write lock before its first statement: another "
+                           f"connection's BEGIN IMMEDIATE {locked[0]} (BEGIN IMMEDIATE takes it at the start)")
         self.check(6, sorted(caught) == [i for i in range(1, len(levels)) if levels[i][2]],
                    lambda: f"nested {shape}: the enclosing levels caught the failures of levels {caught}")
         if expected is not None:

@@ -49,3 +49,22 @@ def test_it_bites_a_nested_run_in_transaction_run_inline(tmp_path, monkeypatch):
     with pytest.raises(AssertionError, match=r"(p06_transaction_atomicity|p07_transaction_rollback) violated .*"
                                              r"nested .*run_in_transaction"):
         run_machine(MACHINES["transactions"], settings_=BITE, base_dir=str(tmp_path), enforce={6, 7})
+
+
+def test_it_bites_a_deferred_begin(tmp_path, monkeypatch):
+    # "BEGIN is enough, the first write takes the lock": a deferred BEGIN lets another writer in between the
+    # transaction's start and its first write (and a read-then-write transaction then fails at its first write).
+    import inspect
+    import textwrap
+
+    from reliability import transaction as module
+
+    source = textwrap.dedent(inspect.getsource(TransactionManager.transaction))
+    assert source.count('conn.execute("BEGIN IMMEDIATE" if level == 0') == 1
+    namespace: dict[str, object] = {}
+    deferred = source.replace('conn.execute("BEGIN IMMEDIATE" if', 'conn.execute("BEGIN" if')
+    exec(compile(deferred, module.__file__, "exec"), module.__dict__, namespace)
+    monkeypatch.setattr(TransactionManager, "transaction", namespace["transaction"])
+    with pytest.raises(AssertionError, match=r"p06_transaction_atomicity violated .*holds no write lock before its "
+                                             r"first statement"):
+        run_machine(MACHINES["transactions"], settings_=BITE, base_dir=str(tmp_path), enforce={6})
