@@ -436,6 +436,14 @@ class AuditMachine(AuditMixin):
                    lambda: f"db.audit.pending() answered "
                            f"{[e.entry_id for e in waits.value] if waits.ok else waits.error!r}, the fallback file "
                            f"holds {[e['entry_id'] for e in pending]} (oldest first)")
+        # The log's files outside the database are private (README: mode 0600): the waiting entries, the anchor, the
+        # generated key.
+        audit = self.db.audit
+        modes = {str(p): oct(os.lstat(p).st_mode & 0o777) for p in (audit.fallback_path, audit.anchor_path,
+                                                                    self.db.config.audit_key_file)
+                 if os.path.lexists(p)}
+        self.check(15, all(m == oct(0o600) for m in modes.values()),
+                   lambda: f"the audit log's files are not private (mode 0600): {modes}")
         chosen = everything[pick % len(everything)]
         filters: dict[str, Any] = {}
         if by in ("actor", "actor_action"):

@@ -62,3 +62,12 @@ def test_it_bites_a_record_that_takes_any_target(tmp_path, monkeypatch):
     with pytest.raises(AssertionError, match=r"p15_audit_retry violated .*db.audit.record\(\) of an entry with a "
                                              r"target of 1001 characters answered"):
         run_machine(MACHINES["audit"], settings_=BITE, base_dir=str(tmp_path), enforce={15})
+
+
+def test_it_bites_audit_files_readable_by_all(tmp_path, monkeypatch):
+    # The runtime's private files created with the usual 0644 (a constant "tidied" to the common default).
+    from reliability import files
+
+    monkeypatch.setattr(files, "FILE_MODE", 0o644)
+    with pytest.raises(AssertionError, match=r"p15_audit_retry violated .*the audit log's files are not private"):
+        run_machine(MACHINES["audit"], settings_=BITE, base_dir=str(tmp_path), enforce={15})
