@@ -659,6 +659,12 @@ class AuditMachine(AuditMixin):
         if cut < 1:
             return
         head = rows[0]["seq"]
+        try:
+            anchored = json.loads(self.db.audit.anchor_path.read_text(encoding="utf-8")).get("seq")
+        except (OSError, ValueError, AttributeError):
+            anchored = None
+        if anchored != head:
+            return  # (an anchor that lags, allowed, would still be in the cut log: not this rule's case)
         with self.raw() as conn:
             conn.executemany("DELETE FROM reliability_audit WHERE seq = ?", [(r["seq"],) for r in rows[:cut]])
         removed = [r["entry_id"] for r in rows[:cut]]
