@@ -619,3 +619,195 @@ class DegradationMachine(DegradationMixin):
             if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'legacy_notes'").fetchone() is None:
                 return []
             return [r[0] for r in conn.execute("SELECT note FROM legacy_notes")]
+
+    # -- queued writes the database refuses at replay, and the registry itself ---------------------------------------
+    def register_commands(self) -> None:
+        super().register_commands()
+        from reliability.degraded import Needs
+
+        def claim(db: Any, name: str | None) -> int:
+            """Claim a unique name (refused by the database when it is taken, or missing)."""
+            db.execute("CREATE TABLE IF NOT EXISTS claims (name TEXT UNIQUE NOT NULL)")
+            return db.execute("INSERT INTO claims (name) VALUES (?)", (name,)).rowcount
+
+        self.db.commands.register("claim", Needs.WRITE, claim)
+        if not hasattr(self, "claims"):
+            self.claims: set[str] = set()
+            self.claimed = 0
+
+    def stored_claims(self) -> set[str]:
+        with self.raw() as conn:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'claims'").fetchone() is None:
+                return set()
+            return {r[0] for r in conn.execute("SELECT name FROM claims")}
+
+    def fresh_claim(self) -> str:
+        self.claimed += 1
+        return f"claim-{self.claimed}-{self.pick('word')}"
+
+    @precondition(lambda self: has_commands(self) and not self.faults and not len(self.db.commands.queue))
+    @rule(outage=st.sampled_from(("locked", "locked", "disconnect_rename", "disk_full")),
+          plan=st.lists(st.sampled_from(("new", "taken", "again", "null", "new")), min_size=1, max_size=4),
+          param=st.integers(0, 5), via=st.sampled_from(("replay", "command", "lookup")))
+    def refused_writes_are_set_aside(self, outage: str, plan: list[str], param: int, via: str) -> None:
+        """P14: one to four write commands sent during one outage, a drawn mix of some the database will take and
+        some it will refuse (a name already claimed, one claimed earlier in the same burst, a missing name: a
+        UNIQUE or NOT NULL violation). Each is acknowledged (``ok`` or ``queued``) or, run at once and refused by
+        the database, answered ``error`` with a fault that is the caller's mistake (never a busy or unavailable
+        database). After the heal the backlog replays (``replay()``, or the application's next write or read
+        command): in order, every write the database takes is applied, every one it refuses is set aside
+        (reported, recorded in the queue file) and does not stop the ones after it; nothing is left pending."""
+        from reliability.degraded.places import queue_summary
+        from reliability.errors import KIND_INFO, ErrorKind, RecoveryAction
+
+        commands = self.db.commands
+        if not self.claims:  # something already claimed, for "taken"
+            first = self.fresh_claim()
+            got = self.absorb(commands.run, "claim", first)
+            if got.status != "ok":
+                return
+            self.claims.add(first)
+        names: list[str | None] = []
+        last_new: str | None = None
+        for step in plan:
+            if step == "taken":
+                names.append(sorted(self.claims)[self.claimed % len(self.claims)])
+            elif step == "null":
+                names.append(None)
+            elif step == "again" and last_new is not None:
+                names.append(last_new)
+            else:
+                last_new = self.fresh_claim()
+                names.append(last_new)
+        # The model: in order, a name is taken when it is missing or claimed already.
+        have = set(self.claims)
+        takes: list[bool] = []
+        for name in names:
+            takes.append(name is not None and name not in have)
+            if takes[-1]:
+                have.add(name)
+        if not self.inject(outage, param):
+            return
+        in_force = self.active_fault_names
+        queued: dict[str, tuple[str | None, bool]] = {}
+        try:
+            for name, ok in zip(names, takes, strict=True):
+                result = self.absorb(commands.run, "claim", name)
+                fate = "the database takes it" if ok else "the database refuses it"
+                said = (f"'claim' of {name!r} during {outage} ({fate}) answered {result.status!r} "
+                        f"(fault {result.fault!r}): {result.message}")
+                if result.status == "error":
+                    kind = ErrorKind(result.fault) if result.fault in ErrorKind._value2member_map_ else None
+                    self.check(14, not ok and kind is not None and KIND_INFO[kind].action is RecoveryAction.RAISE,
+                               f"{said}; a write the database cannot take right now must be queued, and 'error' is "
+                               "only for a write the database refuses", faults=in_force)
+                else:
+                    self.check(14, result.status in ("ok", "queued"), said, faults=in_force)
+                if result.status == "ok":
+                    self.check(14, ok, f"{said}, yet it violates a constraint", faults=in_force)
+                if result.status == "queued" and result.queue_key is not None:
+                    queued[result.queue_key] = (name, ok)
+                if result.status in ("ok", "queued") and ok and name is not None:
+                    self.claims.add(name)
+        finally:
+            self.heal(outage)
+        report = None
+        if via == "replay":
+            report = self.absorb(commands.replay)
+        elif via == "command":
+            after = self.fresh_claim()
+            nxt = self.absorb(commands.run, "claim", after)
+            self.check(14, nxt.status == "ok", f"after the {outage} healed, the next write command answered "
+                       f"{nxt.status!r}: {nxt.message}")
+            if nxt.status in ("ok", "queued"):
+                self.claims.add(after)
+        else:
+            nxt = self.absorb(commands.run, "lookup", "user-0")
+            self.check(14, nxt.status == "ok", f"after the {outage} healed, a read command answered "
+                       f"{nxt.status!r}: {nxt.message}")
+        refused = {k for k, (_, ok) in queued.items() if not ok}
+        failed = set(commands.queue.failed)
+        pending = len(commands.queue)
+        story = lambda: (f"{len(queued)} write command(s) queued during {outage} "  # noqa: E731
+                         f"({', '.join(f'{n!r}: ' + ('taken' if ok else 'refused') for n, ok in queued.values())}), "
+                         f"replayed by {via}")
+        self.check(14, pending == 0, lambda: f"{story()}: {pending} write(s) still pending after the replay (a write "
+                                             "the database refuses is set aside; the ones after it are applied)")
+        self.check(14, refused <= failed and not (set(queued) - refused) & failed, lambda: (
+            f"{story()}: set aside {sorted(k for k in queued if k in failed)}, the refused ones are {sorted(refused)}"))
+        if report is not None:
+            reported = {k for k, _ in report.failures}
+            self.check(14, reported == refused and report.failed == len(refused) and report.remaining == 0
+                       and report.applied == len(queued) - len(refused), lambda: (
+                           f"{story()}: the replay reported {report.to_dict()}; {len(queued) - len(refused)} applied "
+                           f"and the refused {sorted(refused)} set aside were expected"))
+        stored = self.stored_claims()
+        self.check(14, stored == self.claims, lambda: (
+            f"{story()}: the file's claims differ from the model: missing {sorted(self.claims - stored)}, "
+            f"unexpected {sorted(stored - self.claims)}"))
+        summary = queue_summary(commands.queue.path, 0)
+        self.check(14, summary["pending"] == 0 and summary["failed"] >= len(refused), lambda: (
+            f"{story()}: the queue file says {summary} (pending must be 0, the {len(refused)} refused recorded)"))
+
+    @precondition(has_commands)
+    @rule(n=st.integers(0, 2), needs=st.sampled_from(("none", "read", "write")), doc=st.booleans(),
+          unknown=st.sampled_from(("nope", "claims", "greet ", "Store", "flags")))
+    def the_registry_lists_its_commands(self, n: int, needs: str, doc: bool, unknown: str) -> None:
+        """P14: the command registry says what it holds. A command registered with the ``command`` decorator is
+        there under its name (``names()``, ``get``, ``in``), with the needs given and its help (the given one, or
+        the first line of its docstring); the decorator hands the function back unchanged. Every name in
+        ``names()`` (sorted) is one ``get`` returns, a command of that name; admin commands say so (``admin``). A
+        name not registered gives None and a ``rejected`` answer that names it and the known commands."""
+        from reliability.degraded import Needs
+
+        commands = self.db.commands
+        name = f"echo-{n}"
+
+        def echo(db: Any, word: str = "") -> str:
+            """Echo a word.
+
+            (a second line the help leaves out)"""
+            return f"echo {word}"
+
+        if not doc:
+            echo.__doc__ = None
+        decorate = commands.command(name, needs, help="" if doc else f"help of {name}")
+        back = decorate(echo)
+        cmd = commands.get(name)
+        self.check(14, back is echo, f"the command decorator returned {back!r}, not the function it was given")
+        self.check(14, cmd is not None and cmd.name == name and cmd.fn is echo and name in commands
+                   and name in commands.names(),
+                   f"a command registered with the decorator as {name!r} is not found: get gave {cmd!r}, "
+                   f"names() {commands.names()}")
+        if cmd is not None:
+            want_help = "Echo a word." if doc else f"help of {name}"
+            self.check(14, cmd.needs is Needs(needs) and str(cmd.needs) == needs and f"{cmd.needs}" == needs
+                       and cmd.help == want_help and not cmd.admin,
+                       f"the command {name!r} registered with needs {needs!r} reads needs {cmd.needs!r} "
+                       f"(str {str(cmd.needs)!r}), help {cmd.help!r} (want {want_help!r}), admin {cmd.admin}")
+        listed = commands.names()
+        self.check(14, listed == sorted(listed) and len(set(listed)) == len(listed)
+                   and {"greet", "lookup", "store", "deposit", "claim", "flags.set"} <= set(listed),
+                   f"names() gave {listed}")
+        for each in listed:
+            got = commands.get(each)
+            self.check(14, got is not None and got.name == each and each in commands,
+                       f"names() lists {each!r}, get gave {got!r}")
+        admin_cmd = commands.get("flags.set")
+        self.check(14, admin_cmd is not None and admin_cmd.admin and admin_cmd.actor_param is not None,
+                   f"the admin command flags.set reads {admin_cmd!r} (admin must be True)")
+        self.check(14, commands.get("greet") is not None and not commands.get("greet").admin,
+                   "the command 'greet' says it is an admin command")
+        self.check(14, commands.get(unknown) is None and unknown not in commands,
+                   f"get({unknown!r}) gave {commands.get(unknown)!r} for a name never registered")
+        result = commands.run(unknown)
+        self.check(14, result.status == "rejected" and not result.ok and repr(unknown) in result.message
+                   and "greet" in result.message and result.to_dict()["status"] == "rejected",
+                   f"running the unknown command {unknown!r} answered {result.status!r}: {result.message}")
+        if needs == "none":
+            word = self.pick("word")
+            got = commands.run(name, word)
+            self.check(14, got.status == "ok" and got.ok and got.value == f"echo {word}"
+                       and got.to_dict() == {"status": "ok", "message": got.message, "value": f"echo {word}",
+                                             "queue_key": None, "fault": None, "pending": got.pending},
+                       f"the command {name!r} (needs none) answered {got.to_dict()}")
