@@ -645,17 +645,33 @@ class DegradationMachine(DegradationMixin):
         self.claimed += 1
         return f"claim-{self.claimed}-{self.pick('word')}"
 
+    #: What one write command of a burst claims: a fresh name (the database takes it), a name claimed before the
+    #: outage (UNIQUE), the name of the last fresh one of the same burst (UNIQUE, once that one is applied), none
+    #: (NOT NULL).
+    CLAIMS = st.lists(st.sampled_from(("new", "taken", "again", "null")), min_size=1, max_size=3)
+    #: How the backlog is replayed once the outage is over: ``replay()``, or the application's next write or read.
+    REPLAY_BY = st.sampled_from(("replay", "command", "lookup"))
+
     @precondition(lambda self: has_commands(self) and not self.faults and not len(self.db.commands.queue))
-    @rule(outage=st.sampled_from(("locked", "locked", "disconnect_rename", "disk_full")),
-          plan=st.lists(st.sampled_from(("new", "taken", "again", "null", "new")), min_size=1, max_size=4),
-          param=st.integers(0, 5), via=st.sampled_from(("replay", "command", "lookup")))
+    @rule(plan=CLAIMS, param=st.integers(0, 5), via=REPLAY_BY)
+    def refused_writes_queued_during_a_lock(self, plan: list[str], param: int, via: str) -> None:
+        """See :meth:`refused_writes_are_set_aside`, during a lock (another connection's write or exclusive lock)."""
+        self.refused_writes_are_set_aside("locked", plan, param, via)
+
+    @precondition(lambda self: has_commands(self) and not self.faults and not len(self.db.commands.queue))
+    @rule(outage=st.sampled_from(("disconnect_rename", "disconnect_delete", "disk_full")), plan=CLAIMS,
+          param=st.integers(0, 5), via=REPLAY_BY)
+    def refused_writes_queued_while_unavailable(self, outage: str, plan: list[str], param: int, via: str) -> None:
+        """See :meth:`refused_writes_are_set_aside`, while the file is moved away, deleted, or the disk is full."""
+        self.refused_writes_are_set_aside(outage, plan, param, via)
+
     def refused_writes_are_set_aside(self, outage: str, plan: list[str], param: int, via: str) -> None:
-        """P14: one to four write commands sent during one outage, a drawn mix of some the database will take and
-        some it will refuse (a name already claimed, one claimed earlier in the same burst, a missing name: a
-        UNIQUE or NOT NULL violation). Each is acknowledged (``ok`` or ``queued``) or, run at once and refused by
-        the database, answered ``error`` with a fault that is the caller's mistake (never a busy or unavailable
-        database). After the heal the backlog replays (``replay()``, or the application's next write or read
-        command): in order, every write the database takes is applied, every one it refuses is set aside
+        """P14: write commands sent during one outage, a drawn mix of some the database will take and some it will
+        refuse (a name already claimed, one claimed earlier in the same burst, a missing name: a UNIQUE or NOT
+        NULL violation), then one it takes. Each is acknowledged (``ok`` or ``queued``) or, run at once and
+        refused by the database, answered ``error`` with a fault that is the caller's mistake (never a busy or
+        unavailable database). After the heal the backlog replays (``replay()``, or the application's next write
+        or read command): in order, every write the database takes is applied, every one it refuses is set aside
         (reported, recorded in the queue file) and does not stop the ones after it; nothing is left pending."""
         from reliability.degraded.places import queue_summary
         from reliability.errors import KIND_INFO, ErrorKind, RecoveryAction
@@ -679,6 +695,7 @@ class DegradationMachine(DegradationMixin):
             else:
                 last_new = self.fresh_claim()
                 names.append(last_new)
+        names.append(self.fresh_claim())  # (the last one is taken: whatever was refused before it must not stop it)
         # The model: in order, a name is taken when it is missing or claimed already.
         have = set(self.claims)
         takes: list[bool] = []
