@@ -1,0 +1,92 @@
+"""The degradation machine's sweep of the command registry and the replay of queued writes (P14).
+
+Rules ``refused_writes_queued_during_a_lock`` / ``refused_writes_queued_while_unavailable``: a burst of write
+commands during one outage, a drawn mix the database will take and will refuse (UNIQUE, NOT NULL), judged against
+a model after the replay (applied, set aside and reported, nothing pending). Rule
+``the_registry_lists_its_commands``: the ``command`` decorator, ``names``/``get``/``in``, ``Needs``, ``admin``, and
+an unknown name. Each check fails against a runtime with one realistic defect of that kind, and passes against the
+real one (the degradation machine's passing run is tests/machines/test_degradation_bite.py's)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from bite_settings import bite_settings
+
+from pytest_dbfault.machines import MACHINES, run_machine
+from reliability import errors
+from reliability.degraded.commands import CommandRegistry
+from reliability.degraded.queue import WriteQueue
+from reliability.errors import ErrorKind, RecoveryAction
+
+BITE = bite_settings(max_examples=30, steps=15)
+
+
+def test_it_bites_a_replay_that_never_records_a_refused_write(tmp_path, monkeypatch):
+    # The set-aside is logged but not written to the queue file: the refused write stays pending, and every replay
+    # meets it again (it never leaves the backlog, and writes queued after it keep waiting behind a degraded mode).
+    monkeypatch.setattr(WriteQueue, "mark_failed", lambda self, key, reason: None)
+    with pytest.raises(AssertionError, match=r"p14_command_continuity violated .*(still pending after the replay|"
+                                             r"the next write command answered 'queued'|set aside)"):
+        run_machine(MACHINES["degradation_queue"], settings_=BITE, base_dir=str(tmp_path), enforce={14})
+
+
+def test_it_bites_a_replay_that_gives_up_at_the_first_refused_write(tmp_path, monkeypatch):
+    # A constraint violation at replay is taken for unavailability: the replay stops there (as if the database were
+    # down) and what was queued after the refused write is never applied.
+    real = CommandRegistry._apply
+
+    def apply(self, cmd, entry):
+        try:
+            return real(self, cmd, entry)
+        except errors.DatabaseError as err:
+            if err.kind is ErrorKind.CONSTRAINT:
+                raise errors.DatabaseError(ErrorKind.UNAVAILABLE, str(err)) from err
+            raise
+    monkeypatch.setattr(CommandRegistry, "_apply", apply)
+    with pytest.raises(AssertionError, match=r"p14_command_continuity violated .*(still pending after the replay|"
+                                             r"the next write command answered 'queued'|a read command answered)"):
+        run_machine(MACHINES["degradation_queue"], settings_=BITE, base_dir=str(tmp_path), enforce={14})
+
+
+def test_it_bites_a_busy_database_taken_for_the_callers_mistake(tmp_path, monkeypatch):
+    # A busy database classified as a refusal of the caller's input (RAISE): a write command meeting a lock is
+    # answered "error" and dropped, instead of queued.
+    monkeypatch.setitem(errors.KIND_INFO, ErrorKind.BUSY,
+                        dataclasses.replace(errors.KIND_INFO[ErrorKind.BUSY], action=RecoveryAction.RAISE))
+    with pytest.raises(AssertionError, match=r"p14_command_continuity violated \(faults: [^)]*locked[^)]*\): "
+                                             r"'(claim|store)'.* answered 'error'"):
+        run_machine(MACHINES["degradation_queue"], settings_=BITE, base_dir=str(tmp_path), enforce={14})
+
+
+def test_it_bites_a_command_decorator_that_swallows_the_function(tmp_path, monkeypatch):
+    # The decorator registers the command but hands back None: the application's module-level name is gone.
+    def command(self, name, needs, help="", *, actor_param=None, validate=None):
+        def decorate(fn):
+            self.register(name, needs, fn, help or (fn.__doc__ or "").strip().split("\n")[0],
+                          actor_param=actor_param, validate=validate)
+        return decorate
+    monkeypatch.setattr(CommandRegistry, "command", command)
+    with pytest.raises(AssertionError, match=r"the command decorator returned None"):
+        run_machine(MACHINES["degradation_queue"], settings_=BITE, base_dir=str(tmp_path), enforce={14})
+
+
+def test_it_bites_names_in_registration_order(tmp_path, monkeypatch):
+    # names() promises the registered names sorted; this one lists them in the order they were registered.
+    monkeypatch.setattr(CommandRegistry, "names", lambda self: list(self._commands))
+    with pytest.raises(AssertionError, match=r"names\(\) gave"):
+        run_machine(MACHINES["degradation_queue"], settings_=BITE, base_dir=str(tmp_path), enforce={14})
+
+
+def test_it_bites_a_help_that_keeps_the_whole_docstring(tmp_path, monkeypatch):
+    # The decorator's help is the whole docstring, not its first line.
+    def command(self, name, needs, help="", *, actor_param=None, validate=None):
+        def decorate(fn):
+            self.register(name, needs, fn, help or (fn.__doc__ or "").strip(), actor_param=actor_param,
+                          validate=validate)
+            return fn
+        return decorate
+    monkeypatch.setattr(CommandRegistry, "command", command)
+    with pytest.raises(AssertionError, match=r"help 'Echo a word\.\\n"):
+        run_machine(MACHINES["degradation_queue"], settings_=BITE, base_dir=str(tmp_path), enforce={14})
