@@ -828,3 +828,49 @@ class DegradationMachine(DegradationMixin):
                        and got.to_dict() == {"status": "ok", "message": got.message, "value": f"echo {word}",
                                              "queue_key": None, "fault": None, "pending": got.pending},
                        f"the command {name!r} (needs none) answered {got.to_dict()}")
+
+    @precondition(lambda self: has_commands(self) and not self.faults and not len(self.db.commands.queue))
+    @rule(n=st.integers(0, 12), writes=st.integers(1, 3), param=st.integers(0, 5))
+    def a_queue_left_behind_is_named(self, n: int, writes: int, param: int) -> None:
+        """P14 across a restart that moves the write queue (``write_queue_path`` changed while writes wait in the
+        old file): the new runtime does not read the old file, so its health names it: how many writes wait
+        (one "waits", several "wait"), where, and which setting moved; with the setting put back, they replay
+        (the invariant: every acknowledged write is in the file)."""
+        from pathlib import Path
+
+        from reliability.degraded.places import queue_summary
+
+        if not self.inject("locked", param):
+            return
+        try:
+            for i in range(writes):
+                self.store((n + i) % 13)  # (acknowledged: ok, or queued durably; the model has it either way)
+        finally:
+            self.heal("locked")
+        original = self.config
+        old = str(Path(original.write_queue_file).absolute())
+        waiting = queue_summary(Path(old), 0)["pending"]
+        if not waiting:
+            return
+        self.db.close()
+        new = old + f".moved-{n}.jsonl"
+        self.db = self.open_runtime(original.replace(write_queue_path=new))
+        try:
+            self.after_reopen()
+            report = self.db.health()
+            plural = f"{waiting} queued writes wait" if waiting != 1 else "1 queued write waits"
+            named = [r for r in report.reasons if repr(old) in r]
+            self.check(14, len(named) == 1 and plural in named[0] and "write_queue_path" in named[0]
+                       and repr(str(Path(new).absolute())) in named[0], lambda: (
+                           f"{waiting} queued write(s) wait in {old!r}; restarted with write_queue_path {new!r}, "
+                           f"the health reasons are {list(report.reasons)} (one must say {plural!r} in {old!r}, and "
+                           "that write_queue_path moved)"))
+            left = [(p.setting, p.path, p.waiting) for p in getattr(self.db, "places_left", [])]
+            self.check(14, ("write_queue_path", old, waiting) in left,
+                       lambda: f"restarted with the write queue moved away from {old!r} ({waiting} waiting there), "
+                               f"places_left is {left}")
+        finally:
+            self.db.close()
+            self.db = self.open_runtime(original)
+            self.after_reopen()
+            Path(new).unlink(missing_ok=True)

@@ -90,3 +90,14 @@ def test_it_bites_a_help_that_keeps_the_whole_docstring(tmp_path, monkeypatch):
     monkeypatch.setattr(CommandRegistry, "command", command)
     with pytest.raises(AssertionError, match=r"help 'Echo a word\.\\n"):
         run_machine(MACHINES["degradation_queue"], settings_=BITE, base_dir=str(tmp_path), enforce={14})
+
+
+def test_it_bites_a_left_behind_queue_counted_by_its_lines(tmp_path, monkeypatch):
+    # The reason naming an old write-queue file is always in the plural: health says "1 queued writes wait in ...".
+    from reliability.degraded import places
+
+    monkeypatch.setattr(places.LeftBehind, "reason", lambda self: (
+        f"{self.waiting} queued writes wait in {self.path!r}, which this runtime does not read "
+        f"({self.setting} is now {self.now!r})"))
+    with pytest.raises(AssertionError, match=r"restarted with write_queue_path .*the health reasons are"):
+        run_machine(MACHINES["degradation_queue"], settings_=BITE, base_dir=str(tmp_path), enforce={14})
