@@ -724,6 +724,12 @@ class DegradationMachine(DegradationMixin):
                     self.check(14, ok, f"{said}, yet it violates a constraint", faults=in_force)
                 if result.status == "queued" and result.queue_key is not None:
                     queued[result.queue_key] = (name, ok)
+                    n = len(queued)  # (the queue was empty: each queued answer counts the ones before it too)
+                    waiting = f"({n} change{'s' if n != 1 else ''} waiting)"
+                    self.check(14, result.pending == n and waiting in result.message,
+                               f"{said}; write number {n} queued in this outage (the queue was empty before it) "
+                               f"says pending {result.pending}, and its message must say {waiting!r}",
+                               faults=in_force)
                 if result.status in ("ok", "queued") and ok and name is not None:
                     self.claims.add(name)
         finally:
@@ -762,6 +768,13 @@ class DegradationMachine(DegradationMixin):
         self.check(14, stored == self.claims, lambda: (
             f"{story()}: the file's claims differ from the model: missing {sorted(self.claims - stored)}, "
             f"unexpected {sorted(stored - self.claims)}"))
+        health = self.db.health()
+        said_failed = f"{len(failed)} queued write(s) were refused on replay"
+        self.check(14, health.extra.get("write_queue", {}).get("failed") == len(failed)
+                   and health.extra.get("write_queue", {}).get("pending") == 0
+                   and (said_failed in health.reasons) == bool(failed), lambda: (
+                       f"{story()}: {len(failed)} write(s) set aside in all, none pending; health says "
+                       f"{health.extra.get('write_queue')} with reasons {list(health.reasons)}"))
         summary = queue_summary(commands.queue.path, 0)
         self.check(14, summary["pending"] == 0 and summary["failed"] >= len(refused), lambda: (
             f"{story()}: the queue file says {summary} (pending must be 0, the {len(refused)} refused recorded)"))

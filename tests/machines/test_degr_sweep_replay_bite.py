@@ -101,3 +101,33 @@ def test_it_bites_a_left_behind_queue_counted_by_its_lines(tmp_path, monkeypatch
         f"({self.setting} is now {self.now!r})"))
     with pytest.raises(AssertionError, match=r"restarted with write_queue_path .*the health reasons are"):
         run_machine(MACHINES["degradation_queue"], settings_=BITE, base_dir=str(tmp_path), enforce={14})
+
+
+def test_it_bites_a_queued_answer_that_counts_only_itself(tmp_path, monkeypatch):
+    # The "queued" answer says how many changes wait, counted before its own write was added.
+    real = CommandRegistry._enqueue
+
+    def enqueue(self, cmd, args, kwargs, key):
+        result = real(self, cmd, args, kwargs, key)
+        if result.status != "queued":
+            return result
+        n = result.pending - 1
+        return dataclasses.replace(result, pending=n, message=result.message.replace(
+            f"({result.pending} change{'s' if result.pending != 1 else ''} waiting)",
+            f"({n} change{'s' if n != 1 else ''} waiting)"))
+    monkeypatch.setattr(CommandRegistry, "_enqueue", enqueue)
+    with pytest.raises(AssertionError, match=r"queued in this outage \(the queue was empty before it\) says pending"):
+        run_machine(MACHINES["degradation_queue"], settings_=BITE, base_dir=str(tmp_path), enforce={14})
+
+
+def test_it_bites_health_that_forgets_the_refused_writes(tmp_path, monkeypatch):
+    # Health counts the writes set aside on replay only until the queue file is compacted: it says none were refused.
+    real = CommandRegistry.health_extra
+
+    def health_extra(self):
+        extra, reasons = real(self)
+        extra["write_queue"]["failed"] = 0
+        return extra, [r for r in reasons if "refused on replay" not in r]
+    monkeypatch.setattr(CommandRegistry, "health_extra", health_extra)
+    with pytest.raises(AssertionError, match=r"write\(s\) set aside in all, none pending; health says"):
+        run_machine(MACHINES["degradation_queue"], settings_=BITE, base_dir=str(tmp_path), enforce={14})
