@@ -6,6 +6,8 @@ import json
 import os
 import pathlib
 import sqlite3
+import stat
+import time
 from typing import Any, ClassVar
 
 from hypothesis import strategies as st
@@ -46,10 +48,52 @@ def read_file_state(path: str) -> tuple[dict[str, str], dict[int, list[tuple[int
         conn.close()
 
 
+def recorded_sequence(path: str) -> int | None:
+    """The redo sequence a backup file itself holds: the larger of the last applied sequence it records and
+    the highest commit sequence of its writers table (None when it has neither), read without writing."""
+    from reliability.redo import WRITERS_TABLE
+
+    conn = sqlite3.connect(pathlib.Path(path).resolve().as_uri() + "?mode=ro&immutable=1", uri=True,
+                           isolation_level=None)
+    try:
+        values = []
+        for sql in ("SELECT last_seq FROM _reliability_redo_state WHERE id = 1",
+                    f"SELECT max(seq) FROM {WRITERS_TABLE}"):
+            try:
+                row = conn.execute(sql).fetchone()
+            except sqlite3.OperationalError:  # no such table
+                row = None
+            if row is not None and row[0] is not None:
+                values.append(int(row[0]))
+        return max(values) if values else None
+    finally:
+        conn.close()
+
+
+def sound_file(path: str) -> bool:
+    """True when ``path`` is a whole SQLite database passing ``PRAGMA integrity_check`` (read without writing)."""
+    try:
+        conn = sqlite3.connect(pathlib.Path(path).resolve().as_uri() + "?mode=ro&immutable=1", uri=True,
+                               isolation_level=None)
+    except sqlite3.Error:
+        return False
+    try:
+        rows = conn.execute("PRAGMA integrity_check").fetchall()
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+        return rows == [("ok",)] and os.path.getsize(path) % page == 0
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
+
+
 class BackupMixin(Workload):
     """Takes backups (now and as the schedule would), corrupts the file, recovers."""
 
     settings_overrides: ClassVar[dict[str, Any]] = {"backup_interval": 3600.0}
+    #: every field of each backup :meth:`take_backup` makes is judged (:meth:`check_backup_info`); on in the
+    #: backup machine only, so the searches and bites of the machines sharing this mixin stay as they were
+    judge_backup_fields: ClassVar[bool] = False
 
     def after_start(self) -> None:
         super().after_start()
@@ -86,6 +130,7 @@ class BackupMixin(Workload):
         keeps exactly the newest ``backup_keep`` verified backups and leaves every unverified file in place."""
         # The listing just before the backup: rotation is judged against it (see check_rotation).
         listing = list(self.db.backups())
+        started = time.time()
         if scheduled:
             tasks = [t for t in getattr(getattr(getattr(self.db, "durability", None), "scheduler", None), "tasks", [])
                      if t[0] == "backup"]
@@ -103,9 +148,51 @@ class BackupMixin(Workload):
         self.check(12, info.verified, f"backup {info.path} was not verified")
         self.check(12, str(info.path) in {str(b.path) for b in self.db.backups()},
                    f"backup {info.path} is not listed")
+        if self.judge_backup_fields:
+            self.check_backup_info(info, started, time.time())
         self.remember(info)
         self.taken.append(str(info.path))
         self.check_rotation(listing, str(info.path))
+
+    def check_backup_info(self, info: Any, started: float, ended: float) -> None:
+        """P12, every field of the :class:`BackupInfo` a backup call returned, against the file it names, its
+        manifest and ``db.backups()`` (documented in ``reliability.durability.backup``): ``path`` is the final
+        file, in the backup directory, named ``backup-*.sqlite``, with its manifest ``<backup>.json`` beside it,
+        both mode 0600 in a 0700 directory; ``size`` is the file's size; ``created_at`` the time of the call;
+        ``last_seq`` the redo sequence the copy itself records (what replay after a restore skips to); and the
+        listing (newest first) shows the same record first."""
+        path = str(info.path)
+        where = os.path.abspath(str(self.config.backup_directory))
+        name = os.path.basename(path)
+        self.check(12, os.path.isfile(path) and os.path.dirname(os.path.abspath(path)) == where
+                   and name.startswith("backup-") and name.endswith(".sqlite"),
+                   lambda: f"db.backup() returned path {path!r}: not an existing backup-*.sqlite file in the backup "
+                           f"directory {where!r} (there: {sorted(os.listdir(where)) if os.path.isdir(where) else []})")
+        if not os.path.isfile(path):
+            return
+        size = os.path.getsize(path)
+        self.check(12, info.size == size, f"db.backup() says {path} holds {info.size} bytes, the file has {size}")
+        self.check(12, started - 1.0 <= info.created_at <= ended + 1.0,
+                   f"db.backup() between {started:.3f} and {ended:.3f} says the backup was created at "
+                   f"{info.created_at:.3f}")
+        modes = {what: stat.S_IMODE(os.stat(p).st_mode) for what, p in
+                 (("backup", path), ("manifest", path + ".json"), ("directory", where)) if os.path.exists(p)}
+        self.check(12, modes == {"backup": 0o600, "manifest": 0o600, "directory": 0o700},
+                   lambda: f"backup {path}: modes {({k: oct(v) for k, v in modes.items()})}, documented: the backup "
+                           f"and its manifest (<backup>.json) 0600 in a 0700 directory")
+        listing = list(self.db.backups())
+        times = [b.created_at for b in listing]
+        self.check(12, times == sorted(times, reverse=True) and bool(listing) and str(listing[0].path) == path,
+                   lambda: f"db.backups() is not newest first with the backup just taken ({path}) at its head: "
+                           f"{[(os.path.basename(str(b.path)), b.created_at) for b in listing]}")
+        listed = next((b for b in listing if str(b.path) == path), None)
+        fields = ("path", "created_at", "size", "verified", "last_seq")
+        self.check(12, listed is not None and all(getattr(listed, f) == getattr(info, f) for f in fields),
+                   lambda: f"db.backup() returned {info}, db.backups() lists {listed}")
+        recorded = recorded_sequence(path)
+        if self.config.redo_journal or recorded is not None:
+            self.check(12, info.last_seq == recorded,
+                       f"db.backup() says {path} covers redo sequence {info.last_seq}; the copy records {recorded}")
 
     def check_rotation(self, listing: list[Any], new: str) -> None:
         """P12 retention, judged on one backup call: ``listing`` is ``db.backups()`` just before it, ``new`` the
@@ -197,6 +284,12 @@ class BackupMixin(Workload):
             same = False
             shown = f"{path} (the restored file is unreadable: {exc})"
         self.check(12, same, f"after restoring {shown} the database is not the recorded state")
+        self.model_restored(path)
+
+    def model_restored(self, path: str) -> None:
+        """The model after the runtime restored the backup at ``path`` (whose state :meth:`remember` recorded)."""
+        kv, pairs = self.snapshots[path]
+        versions = self.version_snapshots.get(path)
         self.model.kv, self.model.pairs = dict(kv), {k: list(v) for k, v in pairs.items()}
         if versions is not None:
             self.model.applied_versions = list(versions)  # the schema went back with the data
@@ -434,3 +527,210 @@ class BackupMachine(BackupMixin):
             f"acknowledged writes are missing or changed: kv "
             f"{sorted(set(self.model.kv.items()) ^ set(stored[0].items()))[:4]}"), faults=["corrupt"])
         self.take_backup(False)
+
+    judge_backup_fields = True
+
+    @precondition(swarm("recover"))
+    @precondition(lambda self: has_recovery(self) and callable(getattr(self.db, "restore", None))
+                  and not self.faults and not self.writes_queued())
+    @rule(data=st.data(), keys=st.lists(st.integers(0, 12), max_size=3),
+          then=st.sampled_from(("recover", "restore_newest", "restore_named")))
+    def damage_backups_then_repair(self, data: st.DataObject, keys: list[int], then: str) -> None:
+        """P12/P13 with backups damaged on disk, each way a file goes bad: ``bytes`` (pages overwritten in place,
+        the size unchanged, so only a check of its content tells), ``truncate`` (cut short), ``delete`` (the
+        file gone, its manifest maybe left). Then a repair, judged against a model of every backup (sound or not,
+        by its own ``integrity_check``):
+
+        * ``recover`` (the database damaged too): recovery restores the newest backup that is listed verified
+          *and* still passes ``integrity_check`` (or none: the journals alone), never a damaged one; every damaged
+          one it passed over is marked so (listed, not verified: "never chosen as the latest again", and left
+          for a human, not rotated away); the files it set aside exist; an ok report has every acknowledged
+          write, and a damaged backup passed over or none to restore is never an ok report.
+        * ``restore_newest`` (``db.restore()``): the newest verified backup; a damaged one is refused (an error,
+          the database as it was) and marked unverified, and the next call takes the next; with none left, an
+          error naming it.
+        * ``restore_named`` (``db.restore(name)``, by file name or path): a sound one is restored, a damaged one
+          refused and marked, a deleted one refused; the database untouched by a refusal.
+
+        Every listing afterwards: deleted ones gone, cut ones and refused ones unverified, the others as before."""
+        self.take_backup(False)
+        for n in keys:
+            self.upsert(n)
+        if self.writes_queued():
+            return
+        self.take_backup(False)
+        listing = list(self.db.backups())
+        damaged: dict[str, str] = {}  # path -> how
+        undo: list[Any] = []
+        try:
+            for info in listing:
+                if not info.verified:
+                    continue
+                path = str(info.path)
+                how = data.draw(st.sampled_from(("keep", "bytes", "truncate", "delete")), label=f"damage {path}")
+                if how == "keep":
+                    continue
+                seed = data.draw(st.integers(0, 2**16), label="seed")
+                if how == "delete":
+                    os.remove(path)
+                    if data.draw(st.booleans(), label="manifest deleted too"):
+                        os.remove(path + ".json")
+                elif how == "truncate":
+                    make_fault("corrupt", path, part="truncate", checkpoint=False, fraction=data.draw(
+                        st.sampled_from((0.25, 0.5, 0.75)), label="kept"), seed=seed).inject()
+                else:
+                    part = data.draw(st.sampled_from(("btree", "header", "page_size")), label="part")
+                    fault = make_fault("corrupt", path, part=part, table="kv", seed=seed, backup_before=True,
+                                       checkpoint=False)
+                    fault.inject()
+                    undo.append(fault)
+                    if sound_file(path):  # the damage left it whole: nothing for the runtime to find
+                        fault.heal()
+                        undo.remove(fault)
+                        continue
+                damaged[path] = how
+            self.judge_damaged_backups(listing, damaged, data, then)
+        finally:
+            for fault in undo:  # (a backup never examined is whole again: the other rules restore from it)
+                fault.heal()
+            for path in damaged:
+                self.snapshots.pop(path, None)
+            self.taken = [p for p in self.taken if p not in damaged]
+        if self.db is not None and not self.faults:
+            self.take_backup(False)  # a sound verified backup newest again, as after damage_a_backup
+
+    def judge_damaged_backups(self, listing: list[Any], damaged: dict[str, str], data: st.DataObject,
+                              then: str) -> None:
+        """The checks of :meth:`damage_backups_then_repair` once the backups in ``damaged`` were damaged."""
+        verified = [str(b.path) for b in listing if b.verified]
+        now = {str(b.path): b for b in self.db.backups()}
+        cut = [p for p, how in damaged.items() if how == "truncate" and now.get(p) is not None and now[p].verified]
+        gone = [p for p, how in damaged.items() if how == "delete" and p in now]
+        self.check(12, not cut and not gone, lambda: f"after damage on disk db.backups() still lists as verified "
+                                                     f"the cut backup(s) {cut}, and lists the deleted {gone}")
+        # What the runtime may use: listed verified now (a same-size damage is not seen by the listing).
+        candidates = [p for p in verified if damaged.get(p) in (None, "bytes")]
+        bad = [p for p in candidates if damaged.get(p) == "bytes"]
+        marked: list[str] = []  # the damaged backups the runtime must have examined and marked
+        if then == "recover":
+            sound = next((p for p in candidates if p not in damaged), None)
+            marked = [p for p in bad if sound is None or candidates.index(p) < candidates.index(sound)]
+            self.recover_past_damaged(sound, damaged, data)
+        elif then == "restore_newest":
+            for path in candidates:
+                before = self.state_now()
+                out = self.restore_call((), "corrupt" if path in bad else "ok")
+                what = f"restored {out.value.path}" if out.ok else f"refused: {out.error!r}"
+                if path in bad:
+                    marked.append(path)
+                    self.check(12, not out.ok and self.state_now() == before,
+                               f"db.restore() with the newest verified backup {path} damaged on disk ({what}): it "
+                               f"must refuse it and leave the database as it was", faults=["corrupt"])
+                    if out.ok:
+                        return
+                    continue
+                self.check(12, out.ok and str(out.value.path) == path,
+                           f"db.restore() after the newer backup(s) {marked} were refused as damaged ({what}): "
+                           f"expected the next newest verified one, {path}", faults=["corrupt"] if marked else None)
+                if out.ok:
+                    self.judge_restored(str(out.value.path))
+                return
+            before = self.state_now()
+            out = self.restore_call((), "cantopen")
+            self.check(12, not out.ok and str(out.error.kind) == "cantopen" and self.state_now() == before,
+                       lambda: f"db.restore() with every verified backup damaged or gone "
+                               f"({'restored ' + str(out.value.path) if out.ok else 'refused'}): it must refuse "
+                               f"and leave the database as it was", faults=["corrupt"] if damaged else None)
+        else:
+            choices = sorted(p for p in self.snapshots if p in verified and damaged.get(p) != "truncate")
+            if not choices:
+                return
+            path = data.draw(st.sampled_from(choices), label="restore")
+            name = data.draw(st.sampled_from((path, os.path.basename(path))), label="named as")
+            before = self.state_now()
+            out = self.restore_call((name,), {"bytes": "corrupt", "delete": "cantopen"}.get(damaged.get(path), "ok"))
+            if path in damaged:
+                if damaged[path] == "bytes":
+                    marked.append(path)
+                want = "cantopen" if damaged[path] == "delete" else "corrupt"
+                self.check(12, not out.ok and str(out.error.kind) == want and self.state_now() == before, lambda: (
+                    f"db.restore({name!r}) of a backup {'deleted' if want == 'cantopen' else 'damaged on disk'}"
+                    f" ({'restored' if out.ok else f'refused: {out.error!r}'}): it must refuse it ({want}) and leave "
+                    f"the database as it was"), faults=["corrupt"])
+            else:
+                self.check(12, out.ok and os.path.abspath(str(out.value.path)) == os.path.abspath(path), lambda: (
+                    f"db.restore({name!r}) of a sound backup: "
+                    f"{'restored ' + str(out.value.path) if out.ok else repr(out.error)}"))
+                if out.ok:
+                    self.judge_restored(path)
+        after = {str(b.path): b for b in self.db.backups()}
+        left = [p for p in marked if p not in after or after[p].verified]
+        self.check(13 if then == "recover" else 12, not left, lambda: (
+            f"after {then} the backup(s) {left}, damaged on disk and examined by it, are "
+            f"{['not listed' if p not in after else 'still listed verified' for p in left]}: a backup that failed "
+            f"its check is marked unverified (never chosen again) and left for a human"), faults=["corrupt"])
+
+    def restore_call(self, args: tuple[Any, ...], expect: str) -> Any:
+        """``db.restore(*args)``; ``expect``: ``ok``, ``corrupt`` (a damaged backup: the call is judged as one met
+        under the corrupt fault) or ``cantopen`` (none there: the caller judges the refusal's kind itself)."""
+        from reliability import DatabaseError
+
+        from .workload import CallOutcome
+
+        if expect != "cantopen":
+            return self.call(None, self.absorb, self.db.restore, *args,
+                             faults=["corrupt"] if expect == "corrupt" else None)
+        try:
+            return CallOutcome(True, self.absorb(self.db.restore, *args))
+        except DatabaseError as err:
+            return CallOutcome(False, error=err)
+
+    def state_now(self) -> Any:
+        """The rows in the database file now (an error's text when unreadable)."""
+        try:
+            return self.stored_kv(), self.stored_pairs()
+        except sqlite3.Error as exc:
+            return f"unreadable: {exc}"
+
+    def judge_restored(self, path: str) -> None:
+        """After ``path`` was restored: the database holds its recorded state, and the model follows it."""
+        if path not in self.snapshots:
+            self.model.kv, self.model.pairs = self.stored_kv(), self.stored_pairs()  # (not taken by this machine)
+            return
+        kv, pairs = self.snapshots[path]
+        got = self.state_now()
+        self.check(12, got == (kv, pairs), f"after restoring {path} the database is not the recorded state "
+                                           f"({got if isinstance(got, str) else 'differs'})")
+        self.model_restored(path)
+
+    def recover_past_damaged(self, sound: str | None, damaged: dict[str, str], data: st.DataObject) -> None:
+        """``recover`` of :meth:`damage_backups_then_repair`: the database damaged, ``db.recover()``."""
+        part = data.draw(st.sampled_from(CORRUPTIONS), label="database damage")
+        kwargs: dict[str, Any] = {"part": "btree", "table": "kv"} if part == "btree_root" else {"part": part}
+        fault = make_fault("corrupt", self.db_path, backup_before=True, counted_in=STATS,
+                           seed=data.draw(st.integers(0, 2**16), label="seed"), **kwargs)
+        fault.inject()
+        self.fault_history.append("corrupt")
+        got = self.call(None, self.absorb, self.db.recover, faults=["corrupt"])
+        self.last_healed = "corrupt"
+        report = got.value if got.ok else None
+        used = getattr(report, "backup", None)
+        used = None if used is None else str(used)
+        ok = report is not None and bool(getattr(report, "ok", False))
+        self.check(13, used is None or used == sound, lambda: (
+            f"recovery restored {used}; the newest backup listed verified that still passes integrity_check is "
+            f"{sound} (damaged on disk: {damaged})"), faults=["corrupt"])
+        quarantined = [str(q) for q in getattr(report, "quarantined", None) or []]
+        missing = [q for q in quarantined if not os.path.exists(q)]
+        self.check(13, not missing, f"recovery says it set the damaged files aside as {missing}: not there",
+                   faults=["corrupt"])
+        if ok:
+            got_state = self.state_now()
+            self.check(13, got_state == (self.model.kv, self.model.pairs), lambda: (
+                f"recovery (from {used}, backups damaged on disk: {damaged}) reported ok, yet acknowledged writes "
+                f"are missing or changed ({got_state if isinstance(got_state, str) else 'differs'})"),
+                faults=["corrupt"])
+        else:
+            self.check(13, report is None or bool(getattr(report, "problems", None)),
+                       f"recovery failed without saying why: {report!r}", faults=["corrupt"])
+            self.put_back_undamaged(fault)  # (an honest failure: go on from the acknowledged state)
