@@ -502,6 +502,7 @@ class BackupMachine(BackupMixin):
         fault = make_fault("corrupt", self.db_path, backup_before=True, counted_in=STATS, **kwargs)
         fault.inject()
         self.fault_history.append("corrupt")
+        self.before_install = self.install_traces()
         got = self.call(None, self.absorb, self.db.recover, faults=["corrupt"])
         self.last_healed = "corrupt"
         report = got.value if got.ok else None
@@ -533,8 +534,28 @@ class BackupMachine(BackupMixin):
     @precondition(swarm("recover"))
     @precondition(lambda self: has_recovery(self) and callable(getattr(self.db, "restore", None))
                   and not self.faults and not self.writes_queued())
-    @rule(data=st.data(), keys=st.lists(st.integers(0, 12), max_size=3),
-          then=st.sampled_from(("recover", "restore_newest", "restore_named")))
+    @rule(data=st.data(), keys=st.lists(st.integers(0, 12), max_size=3))
+    def damage_backups_then_recover(self, data: st.DataObject, keys: list[int]) -> None:
+        """:meth:`damage_backups_then_repair`, then ``db.recover()`` (a rule of its own: the three repairs are each
+        drawn as often as the other rules)."""
+        self.damage_backups_then_repair(data, keys, "recover")
+
+    @precondition(swarm("backup"))
+    @precondition(lambda self: has_recovery(self) and callable(getattr(self.db, "restore", None))
+                  and not self.faults and not self.writes_queued())
+    @rule(data=st.data(), keys=st.lists(st.integers(0, 12), max_size=3))
+    def damage_backups_then_restore(self, data: st.DataObject, keys: list[int]) -> None:
+        """:meth:`damage_backups_then_repair`, then ``db.restore()`` (the newest verified backup)."""
+        self.damage_backups_then_repair(data, keys, "restore_newest")
+
+    @precondition(swarm("backup"))
+    @precondition(lambda self: has_recovery(self) and callable(getattr(self.db, "restore", None))
+                  and not self.faults and not self.writes_queued())
+    @rule(data=st.data(), keys=st.lists(st.integers(0, 12), max_size=3))
+    def damage_backups_then_restore_one(self, data: st.DataObject, keys: list[int]) -> None:
+        """:meth:`damage_backups_then_repair`, then ``db.restore(name)`` of a chosen backup."""
+        self.damage_backups_then_repair(data, keys, "restore_named")
+
     def damage_backups_then_repair(self, data: st.DataObject, keys: list[int], then: str) -> None:
         """P12/P13 with backups damaged on disk, each way a file goes bad: ``bytes`` (pages overwritten in place,
         the size unchanged, so only a check of its content tells), ``truncate`` (cut short), ``delete`` (the
@@ -670,6 +691,49 @@ class BackupMachine(BackupMixin):
             f"{['not listed' if p not in after else 'still listed verified' for p in left]}: a backup that failed "
             f"its check is marked unverified (never chosen again) and left for a human"), faults=["corrupt"])
 
+    @precondition(swarm("backup"))
+    @precondition(lambda self: has_recovery(self) and callable(getattr(self.db, "restore", None))
+                  and not self.faults and not self.writes_queued())
+    @rule(what=st.sampled_from(("backup", "restore", "recover")), n=st.integers(0, 12))
+    def maintenance_inside_a_transaction(self, what: str, n: int) -> None:
+        """P12/P13: ``backup()``, ``restore()`` and ``recover()`` refuse to run inside a transaction (documented:
+        "cannot run inside a transaction", a ``misuse`` error: the copy would hold uncommitted changes, a file
+        installed under an open transaction would lose or tear it). The refusal changes nothing: no backup is
+        added or removed, and the transaction, which caught the error, commits its write."""
+        from reliability import DatabaseError
+
+        key, value = f"user-{n}", self.text()
+        listed = sorted(str(b.path) for b in self.db.backups())
+        refused: list[Any] = []
+
+        def body() -> None:
+            with self.db.transaction() as tx:
+                tx.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value))
+                try:
+                    getattr(self.db, what)()
+                    refused.append(None)
+                except DatabaseError as err:
+                    refused.append(err)
+
+        try:
+            self.absorb(body)
+        except DatabaseError as err:
+            self.check(12 if what != "recover" else 13, False,
+                       f"a transaction that caught the refusal of {what}() inside it failed: {err!r}")
+            return
+        self.model.kv[key] = value
+        err = refused[0] if refused else None
+        self.check(12 if what != "recover" else 13, err is not None and str(err.kind) == "misuse", lambda: (
+            f"db.{what}() inside a transaction "
+            + ("ran" if err is None else f"failed as {err.kind} ({err.detail}), not as misuse")))
+        after = sorted(str(b.path) for b in self.db.backups())
+        self.check(12, after == listed, f"db.{what}() refused inside a transaction changed the backups: "
+                                        f"{listed} -> {after}")
+        got = self.state_now()
+        self.check(12 if what != "recover" else 13, not isinstance(got, str) and got[0].get(key) == value,
+                   lambda: f"the write of a transaction in which db.{what}() was refused is not in the database "
+                           f"({got if isinstance(got, str) else got[0].get(key)!r})")
+
     def restore_call(self, args: tuple[Any, ...], expect: str) -> Any:
         """``db.restore(*args)``; ``expect``: ``ok``, ``corrupt`` (a damaged backup: the call is judged as one met
         under the corrupt fault) or ``cantopen`` (none there: the caller judges the refusal's kind itself)."""
@@ -677,6 +741,7 @@ class BackupMachine(BackupMixin):
 
         from .workload import CallOutcome
 
+        self.before_install = self.install_traces()
         if expect != "cantopen":
             return self.call(None, self.absorb, self.db.restore, *args,
                              faults=["corrupt"] if expect == "corrupt" else None)
@@ -684,6 +749,42 @@ class BackupMachine(BackupMixin):
             return CallOutcome(True, self.absorb(self.db.restore, *args))
         except DatabaseError as err:
             return CallOutcome(False, error=err)
+
+    def install_traces(self) -> tuple[set[str], set[str]]:
+        """The backups listed now and the files set aside beside the database (``<db>.replaced-*``,
+        ``<db>.quarantine-*``): what a restore or a recovery is judged against."""
+        folder = os.path.dirname(self.db_path)
+        base = os.path.basename(self.db_path)
+        aside = {os.path.join(folder, n) for n in os.listdir(folder)
+                 if n.startswith((base + ".replaced-", base + ".quarantine-"))}
+        return {str(b.path) for b in self.db.backups()}, aside
+
+    def check_installed(self, what: str, kind: str, state: Any) -> None:
+        """After ``what`` (a restore or a recovery) put a file in place: the files it replaced were set aside
+        (``<db>.<kind>-<time>``, never deleted: every earlier one is still there and one more is), and with the
+        redo journal on the journal was re-anchored on a fresh verified backup holding ``state`` (the module
+        docs: "reopen, then take a fresh backup so the journal starts over from it")."""
+        listed_before, aside_before = self.before_install
+        listed_now, aside_now = self.install_traces()
+        base = os.path.basename(self.db_path) + f".{kind}-"
+        new_aside = [p for p in aside_now - aside_before if os.path.basename(p).startswith(base)]
+        self.check(13 if kind == "quarantine" else 12, aside_before <= aside_now and bool(new_aside), lambda: (
+            f"after {what} the replaced database is not set aside as {base}<time> (new there: "
+            f"{sorted(aside_now - aside_before)}; gone: {sorted(aside_before - aside_now)})"))
+        if not self.config.redo_journal:
+            return
+        fresh = [b for b in self.db.backups() if b.verified and str(b.path) not in listed_before]
+        got: Any = None
+        if fresh:
+            try:
+                got = read_file_state(str(fresh[0].path))
+            except sqlite3.Error as exc:
+                got = f"unreadable: {exc}"
+        self.check(13 if kind == "quarantine" else 12, got == state, lambda: (
+            f"after {what} with the redo journal on, "
+            + (f"the fresh backup {fresh[0].path} re-anchoring the journal holds another state "
+               f"({got if isinstance(got, str) else 'differs'})" if fresh else
+               "no fresh verified backup re-anchors the journal")))
 
     def state_now(self) -> Any:
         """The rows in the database file now (an error's text when unreadable)."""
@@ -701,6 +802,7 @@ class BackupMachine(BackupMixin):
         got = self.state_now()
         self.check(12, got == (kv, pairs), f"after restoring {path} the database is not the recorded state "
                                            f"({got if isinstance(got, str) else 'differs'})")
+        self.check_installed(f"restoring {path}", "replaced", (kv, pairs))
         self.model_restored(path)
 
     def recover_past_damaged(self, sound: str | None, damaged: dict[str, str], data: st.DataObject) -> None:
@@ -711,6 +813,7 @@ class BackupMachine(BackupMixin):
                            seed=data.draw(st.integers(0, 2**16), label="seed"), **kwargs)
         fault.inject()
         self.fault_history.append("corrupt")
+        self.before_install = self.install_traces()
         got = self.call(None, self.absorb, self.db.recover, faults=["corrupt"])
         self.last_healed = "corrupt"
         report = got.value if got.ok else None
@@ -730,6 +833,7 @@ class BackupMachine(BackupMixin):
                 f"recovery (from {used}, backups damaged on disk: {damaged}) reported ok, yet acknowledged writes "
                 f"are missing or changed ({got_state if isinstance(got_state, str) else 'differs'})"),
                 faults=["corrupt"])
+            self.check_installed(f"recovery from {used}", "quarantine", (self.model.kv, self.model.pairs))
         else:
             self.check(13, report is None or bool(getattr(report, "problems", None)),
                        f"recovery failed without saying why: {report!r}", faults=["corrupt"])

@@ -59,3 +59,24 @@ def test_it_bites_a_manifest_stamped_with_a_second_clock_read(tmp_path, monkeypa
     monkeypatch.setattr(backup_module, "_write_manifest", write_manifest)
     with pytest.raises(AssertionError, match=r"db\.backup\(\) returned BackupInfo\(.*db\.backups\(\) lists"):
         run_streams(MACHINES["backup_recovery"], settings_=BITE, base_dir=str(tmp_path), enforce={12})
+
+
+def test_it_bites_a_backup_that_runs_inside_a_transaction(tmp_path, monkeypatch):
+    # The "not inside a transaction" guard dropped from backup() (it runs on a connection of its own, so "it is
+    # safe"): the call is no longer refused as a misuse; it copies under the caller's own write lock (in WAL mode
+    # a backup the open transaction's caller never asked for, in a rollback mode a lock wait it cannot end).
+    from reliability.durability.backup import BackupTaker
+
+    real = BackupTaker.backup
+
+    def backup(self):
+        tx = self.parts.transactions
+        depth, tx.depth = tx.depth, 0
+        try:
+            return real(self)
+        finally:
+            tx.depth = depth
+
+    monkeypatch.setattr(BackupTaker, "backup", backup)
+    with pytest.raises(AssertionError, match=r"db\.backup\(\) inside a transaction (ran|failed as .*not as misuse)"):
+        run_streams(MACHINES["backup_recovery"], settings_=BITE, base_dir=str(tmp_path), enforce={12})
