@@ -734,6 +734,62 @@ class BackupMachine(BackupMixin):
                    lambda: f"the write of a transaction in which db.{what}() was refused is not in the database "
                            f"({got if isinstance(got, str) else got[0].get(key)!r})")
 
+    @precondition(swarm("recover"))
+    @precondition(lambda self: has_recovery(self) and not self.faults and not self.writes_queued()
+                  and self.powerloss is None and bool(self.config.redo_journal))
+    @rule(keys=st.lists(st.integers(0, 12), min_size=1, max_size=3), auto=st.booleans())
+    def older_copy_put_in_place(self, keys: list[int], auto: bool) -> None:
+        """P13: the application stopped, an operator installs a copy of the newest backup over the database by
+        hand (``mv``, not ``db.restore()``), and starts it again. The writes acknowledged since that backup are in
+        the redo journal only (lost_commits: "an older copy was put in its place"). The runtime never serves the
+        older state as if nothing were missing: with ``auto_recover`` it recovers at start and the first read has
+        every acknowledged write; without, it refuses the database (``unavailable``) until ``db.recover()``,
+        whose report is ok and brings every acknowledged write back."""
+        self.take_backup(False)
+        newest = self.taken[-1] if self.taken else None
+        for n in keys:
+            self.upsert(n)
+        if newest is None or self.writes_queued() or not os.path.exists(newest):
+            return
+        config = self.config
+        self.db.close()  # (the application stopped)
+        fault = make_fault("disconnect", self.db_path, mode="replace_for_good", replacement=newest,
+                           counted_in=STATS)
+        fault.inject()
+        self.fault_history.append("disconnect_replace")
+        labels = ["disconnect_replace"]
+        self.db = self.open_runtime(config if auto else self.make_config(auto_recover=False))
+        self.after_reopen()
+        self.last_healed = "disconnect_replace"
+        try:
+            first = self.call("fetch_all", self.db.fetch_all, "SELECT k, v FROM kv", faults=labels)
+            if auto:
+                self.check(13, first.ok and dict(first.value) == self.model.kv, lambda: (
+                    f"the newest backup installed over the database by hand, with {len(keys)} acknowledged write(s) "
+                    f"since it in the redo journal, auto_recover on: the first read after the start "
+                    + (f"returned other rows (missing or changed: "
+                       f"{sorted(set(self.model.kv.items()) ^ set(dict(first.value).items()))[:4]})"
+                       if first.ok else f"failed ({first.error!r})")), faults=labels)
+                return
+            self.check(13, not first.ok and str(first.error.kind) == "unavailable", lambda: (
+                f"the newest backup installed over the database by hand, {len(keys)} acknowledged write(s) since it "
+                f"in the redo journal, auto_recover off: the first read after the start "
+                + ("was served from the older copy" if first.ok else f"failed as {first.error.kind}, not unavailable")
+                + " (the runtime must refuse a database missing committed transactions)"), faults=labels)
+            got = self.call(None, self.absorb, self.db.recover, faults=labels)
+            report = got.value if got.ok else None
+            whole = self.state_now() == (self.model.kv, self.model.pairs)
+            self.check(13, report is not None and bool(report.ok) and whole,
+                       lambda: f"db.recover() of a database missing the committed transactions the redo journal "
+                               f"holds: {report if report is not None else got.error!r}; "
+                               f"{'every acknowledged write is back' if whole else 'acknowledged writes are missing'}",
+                       faults=labels)
+        finally:
+            if not auto:
+                self.db.close()
+                self.db = self.open_runtime(config)
+                self.after_reopen()
+
     def restore_call(self, args: tuple[Any, ...], expect: str) -> Any:
         """``db.restore(*args)``; ``expect``: ``ok``, ``corrupt`` (a damaged backup: the call is judged as one met
         under the corrupt fault) or ``cantopen`` (none there: the caller judges the refusal's kind itself)."""

@@ -80,3 +80,15 @@ def test_it_bites_a_backup_that_runs_inside_a_transaction(tmp_path, monkeypatch)
     monkeypatch.setattr(BackupTaker, "backup", backup)
     with pytest.raises(AssertionError, match=r"db\.backup\(\) inside a transaction (ran|failed as .*not as misuse)"):
         run_streams(MACHINES["backup_recovery"], settings_=BITE, base_dir=str(tmp_path), enforce={12})
+
+
+def test_it_bites_a_start_that_compares_the_journals_only_after_a_crash(tmp_path, monkeypatch):
+    # "After a clean stop the database holds every commit": the start no longer compares the redo journals with the
+    # file, so a copy of the newest backup installed over the database by hand serves the older state, and the
+    # writes acknowledged since it (in the journal only) are silently gone.
+    from reliability.durability import lost_commits
+
+    monkeypatch.setattr(lost_commits, "find_lost_commits", lambda *args, **kwargs: None)
+    with pytest.raises(AssertionError, match=r"installed over the database by hand.* the first read after the start "
+                                             r"(returned other rows|was served from the older copy)"):
+        run_streams(MACHINES["backup_recovery"], settings_=BITE, base_dir=str(tmp_path), enforce={13})
