@@ -659,9 +659,10 @@ class BackupMachine(BackupMixin):
             before = self.state_now()
             out = self.restore_call((), "cantopen")
             self.check(12, not out.ok and str(out.error.kind) == "cantopen" and self.state_now() == before,
-                       lambda: f"db.restore() with every verified backup damaged or gone "
-                               f"({'restored ' + str(out.value.path) if out.ok else 'refused'}): it must refuse "
-                               f"and leave the database as it was", faults=["corrupt"] if damaged else None)
+                       lambda: f"db.restore() with every verified backup damaged or gone (those refused before: "
+                               f"{marked}): {f'restored {out.value.path}' if out.ok else f'refused: {out.error!r}'}"
+                               f"; it must say there is no verified backup (cantopen) and leave the database as it "
+                               f"was", faults=["corrupt"] if damaged else None)
         else:
             choices = sorted(p for p in self.snapshots if p in verified and damaged.get(p) != "truncate")
             if not choices:
