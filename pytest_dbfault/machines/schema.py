@@ -7,6 +7,8 @@ import os
 import re
 import shutil
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from hypothesis import strategies as st
@@ -381,12 +383,29 @@ class ReleaseMixin(SchemaMixin):
         self.expect_recorded(number, when)
         return out
 
-    def write_migrations_folder(self) -> str:
+    def write_migrations_folder(self, form: int = 0) -> str:
         """The program's migrations as a folder of ``.sql`` files, named as projects often name them: the version
         not zero-padded (``1_create_users.sql`` ... ``10_add_index.sql``, so the names' order is not the versions'),
         a reverse beside its migration as ``<same name>.down.sql``. A fresh folder each time: a file left from an
-        earlier write would be a migration the program no longer has."""
+        earlier write would be a migration the program no longer has.
+
+        ``form`` (drawn by the rule; 0: the plain form above) names each file in one of the forms the loader
+        documents and accepts (``load_migrations``: a version number, ``_`` or ``-``, the name, an optional
+        ``.down``, ``.sql``, in any letter case): the version zero-padded or not (``001_x.sql``, ``1_x.sql``),
+        ``-`` for ``_`` (``002-add_col.sql``), ``.SQL``/``.Sql``, ``.DOWN.sql``; chosen per file, so one folder
+        mixes them as a project that changed its convention does. The migration's name is the file's either way."""
+        import random as _random
+
         from reliability.schema import FOREIGN_KEYS_OFF_MARKER
+
+        draw = _random.Random(form)
+
+        def file_name(m: Any, down: bool) -> str:
+            if not form:
+                return f"{m.version}_{m.name}{'.down' if down else ''}.sql"
+            number = f"{m.version:0{draw.choice((1, 3, 4))}d}"
+            tail = draw.choice((".down", ".DOWN", ".Down")) if down else ""
+            return f"{number}{draw.choice(('_', '-'))}{m.name}{tail}{draw.choice(('.sql', '.SQL', '.Sql'))}"
 
         self.folders = getattr(self, "folders", 0) + 1
         folder = os.path.join(self.dir, "migration-files", str(self.folders))
@@ -401,62 +420,88 @@ class ReleaseMixin(SchemaMixin):
             # applied, so the changed text changes no recorded checksum).
             up = m.up if not m.foreign_keys_off or FOREIGN_KEYS_OFF_MARKER in m.up \
                 else f"{FOREIGN_KEYS_OFF_MARKER}\n{m.up}"
-            write(f"{m.version}_{m.name}.sql", up)
+            write(file_name(m, False), up)
             if m.down is not None:
-                write(f"{m.version}_{m.name}.down.sql", m.down)
+                write(file_name(m, True), m.down)
         return folder
 
     @precondition(swarm("migrate"))
     @precondition(lambda self: self.db is not None and not self.faults
                   and all(isinstance(m.up, str) and not callable(m.down) for m in self.migrations))
-    @rule(new=st.integers(0, 2), jump=st.booleans())
-    def migrate_from_folder(self, new: int, jump: bool) -> None:
+    @rule(new=st.integers(0, 2), jump=st.booleans(), form=st.integers(0, 2**16))
+    def migrate_from_folder(self, new: int, jump: bool, form: int = 0) -> None:
         """P4 for migrations kept as files: ``db.migrate(folder)`` with the program's migrations as numbered
         ``.sql`` files applies the pending ones in version order, up to a failing one, exactly as the same
         migrations given as a list; then validating with the folder finds nothing to report. ``new`` create
         migrations join first, numbered from the next power of ten when ``jump`` (9 -> 10, 99 -> 100): the
-        versions cross a digit, where the file names' order and the versions' order part."""
+        versions cross a digit, where the file names' order and the versions' order part. The files are named in the
+        forms ``form`` draws (:meth:`write_migrations_folder`): every accepted form loads as the same migration.
+        One time in four the runtime's handle was closed behind it first (:meth:`handle_closed`): the same answers."""
         top = max(m.version for m in self.migrations)
         first = 10 ** len(str(top)) if jump else top + 1
         self.migrations += [self.new_migration(first + i) for i in range(new)]
-        folder = self.write_migrations_folder()
+        folder = self.write_migrations_folder(form)
         versions = [m.version for m in self.migrations]
-        out = self.migrate_known(4, f"db.migrate(folder) with files numbered {versions}", source=folder)
+        names = sorted(os.listdir(folder))
+        with self.handle_closed(form % 4 == 3):
+            out = self.migrate_known(4, f"db.migrate(folder) with files numbered {versions} ({names})", source=folder)
         if out.ok and all(m.version in self.model.applied_versions for m in self.migrations):
-            report = self.absorb(run_validate, self.db, folder)
-            self.check(4, report.ok, lambda: f"every migration of the folder (files numbered {versions}) applied, "
-                                             f"yet validating with the folder reports {report.problems}")
+            with self.handle_closed(form % 8 == 7):
+                report = self.absorb(run_validate, self.db, folder)
+            self.check(4, report.ok, lambda: f"every migration of the folder (files numbered {versions}: {names}) "
+                                             f"applied, yet validating with the folder reports {report.problems}",
+                       faults=["disconnect_close"] if form % 8 == 7 else None)
+
+    @contextmanager
+    def handle_closed(self, close: bool) -> Iterator[None]:
+        """With ``close``: the runtime's connection closed behind its back (the ``disconnect_close`` fault) while the
+        block runs (unless a fault of that kind is in force already); the runtime must reopen it for maintenance."""
+        injected = close and self.inject("disconnect_close")
+        try:
+            yield
+        finally:
+            if injected:
+                self.heal("disconnect_close")
 
     @precondition(swarm("migrate"))
     @precondition(lambda self: self.db is not None and not self.faults and bool(self.model.applied_versions))
-    @rule(back=st.integers(0, 4), as_folder=st.booleans())
-    def roll_back_migrations(self, back: int, as_folder: bool) -> None:
+    @rule(back=st.integers(0, 4), as_folder=st.booleans(), form=st.integers(0, 2**16))
+    def roll_back_migrations(self, back: int, as_folder: bool, form: int = 0) -> None:
         """P5 for ``db.rollback_migration(to, migrations)`` (the program's migrations, as a list or as a folder
         with ``.down.sql`` files), ``to`` being ``back`` versions below the current one: as documented, every
         recorded version above ``to`` is undone, newest first, when each has a down step; when one has none,
         nothing is done: the call fails naming it, the recorded versions and the schema stay as they were (not
         undone "as far as possible", which leaves the file at a version the program did not ask for). After a
-        rollback the schema is trusted (the versions still applied are what the program expects) and written."""
+        rollback the schema is trusted (the versions still applied are what the program expects) and written. The
+        folder's files are named in the forms ``form`` draws; one time in four the handle was closed behind the runtime
+        first (:meth:`handle_closed`): the same answers."""
         applied = list(self.model.applied_versions)
         targets = [0, *applied]
         to = targets[max(len(targets) - 1 - back, 0)]
         down = {m.version: m.down is not None for m in self.migrations}
         undo = sorted((v for v in applied if v > to), reverse=True)
         blocked = [v for v in undo if not down.get(v, False)]
-        source = self.write_migrations_folder() if as_folder else list(self.migrations)
+        source = self.write_migrations_folder(form) if as_folder else list(self.migrations)
         when = (f"rollback_migration(to={to}) over {undo} ({blocked or 'none'} without a down "
-                f"step; {'a folder' if as_folder else 'a list'})")
-        out = self.call(None, self.absorb, run_rollback, self.db, to, source, expected_message=False)
+                f"step; {f'a folder of {sorted(os.listdir(source))}' if as_folder else 'a list'})")
+        closed = form % 4 == 1 and "disconnect_close" not in self.faults
+        faults = ["disconnect_close"] if closed else None  # (the checks of the call: the fault it ran under)
+        if closed:
+            when += ", on a handle closed behind the runtime"
+        with self.handle_closed(closed):
+            out = self.call(None, self.absorb, run_rollback, self.db, to, source, expected_message=False)
         self.check(5, out.ok == (not blocked),
                    lambda: f"{when} " + (f"succeeded, undoing {list(out.value.applied)}: a version without a down "
                                          "step must make it refuse as a whole" if out.ok
-                                         else f"failed: {out.error!r}"))
+                                         else f"failed: {out.error!r}"), faults=faults)
         if not out.ok:
             self.check(5, str(out.error.kind) == "schema",
-                       lambda: f"{when} was refused as {out.error.kind}, not as a schema (definition) error")
+                       lambda: f"{when} was refused as {out.error.kind}, not as a schema (definition) error",
+                       faults=faults)
         else:
             self.check(5, list(out.value.applied) == undo,
-                       lambda: f"{when} reported {list(out.value.applied)} undone, expected {undo} (newest first)")
+                       lambda: f"{when} reported {list(out.value.applied)} undone, expected {undo} (newest first)",
+                       faults=faults)
             self.model.applied_versions = [v for v in applied if v <= to]
         self.expect_recorded(5, when)
         if out.ok and all(m.version in self.model.applied_versions for m in self.migrations if m.version <= to):
@@ -699,8 +744,8 @@ class SchemaMachine(ReleaseMixin):
     @precondition(swarm("migrate"))
     @precondition(lambda self: self.db is not None and not self.faults
                   and all(isinstance(m.up, str) and not callable(m.down) for m in self.migrations))
-    @rule(new=st.integers(0, 2), failing=st.integers(-1, 1), jump=st.booleans())
-    def migrate_from_the_command_line(self, new: int, failing: int, jump: bool) -> None:
+    @rule(new=st.integers(0, 2), failing=st.integers(-1, 1), jump=st.booleans(), form=st.integers(0, 2**16))
+    def migrate_from_the_command_line(self, new: int, failing: int, jump: bool, form: int = 0) -> None:
         """P4/P5 at the operator's entry point: with the application stopped, ``reliability migrate --migrations DIR``
         (the program's migrations as files, ``new`` more first, the ``failing``-th of them failing; numbered across a
         digit when ``jump``) applies exactly the pending migrations in version order, as ``db.migrate`` does: exit 0
@@ -716,13 +761,14 @@ class SchemaMachine(ReleaseMixin):
         pending = [m for m in self.migrations if m.version not in self.model.applied_versions]
         bad = next((i for i, m in enumerate(pending) if m.name.startswith("failing")), None)
         good = [m.version for m in pending[:bad]]
-        folder = self.write_migrations_folder()
+        folder = self.write_migrations_folder(form)
         number = 4 if bad is None else 5
         ran = self.run_with_the_application_stopped(["migrate", "--migrations", folder], number)
         if ran is None:
             return
         code, doc = ran
-        when = f"`reliability migrate` with pending {[m.version for m in pending]}" + (
+        files = sorted(os.listdir(folder))
+        when = f"`reliability migrate` with pending {[m.version for m in pending]} (files {files})" + (
             f" ({pending[bad].name} failing)" if bad is not None else "")
         if bad is None:
             applied = (doc.get("value") or {}).get("applied")
@@ -797,3 +843,51 @@ class SchemaMachine(ReleaseMixin):
                    lambda: f"`reliability {' '.join(argv[:1] + (['--migrations DIR'] if given else []))}` exited {code}"
                            f" reporting {got}; the file records {recorded}, the program has "
                            f"{[m.version for m in self.migrations]}: expected {want}")
+
+    # -- maintenance on a handle closed behind the runtime ------------------------------------------------------------
+    @precondition(swarm("migrate"))
+    @precondition(lambda self: self.db is not None and not self.faults and bool(getattr(self, "migrations", None))
+                  and all(isinstance(m.up, str) and not callable(m.down) for m in self.migrations))
+    @rule(entry=st.sampled_from(("validate_given", "validate_known", "migrate", "rollback")), back=st.integers(0, 3),
+          form=st.integers(0, 2**16))
+    def maintenance_on_a_closed_handle(self, entry: str, back: int, form: int) -> None:
+        """P3/P4/P5 when the runtime's connection was closed behind its back (the ``disconnect_close`` fault: another
+        part of the program closed ``db.connection``): the runtime's maintenance entry points reopen it first
+        (``live_connection``: "reopened first if its handle was closed"). ``validate_schema`` (with the migrations
+        given, or the known ones) answers exactly what it answered on the open handle a moment before; ``migrate``
+        applies the pending migrations (a new one first), ``rollback_migration`` undoes the versions above its
+        target, as on an open handle (the same rules' checks). A closed handle says nothing about the schema."""
+        if entry.startswith("validate"):
+            given = list(self.migrations) if entry == "validate_given" else None
+            want = self.report_fields(lambda: self.absorb(run_validate, self.db, given))
+            if not self.inject("disconnect_close"):
+                return
+            try:
+                got = self.report_fields(lambda: self.absorb(run_validate, self.db, given))
+            finally:
+                self.heal("disconnect_close")
+            call = f"validate_schema({'the migrations' if given is not None else ''})"
+            self.check(3, got == want, lambda: f"{call} on a handle closed behind the runtime answered {got}; on the "
+                                               f"open handle it answered {want}", faults=["disconnect_close"])
+            return
+        if not self.inject("disconnect_close"):
+            return
+        try:
+            if entry == "migrate":
+                self.fix_failing()
+                self.migrations.append(self.new_migration(max(m.version for m in self.migrations) + 1))
+                self.migrate_known(4, "migrate() on a handle closed behind the runtime")
+            elif self.model.applied_versions:
+                self.roll_back_migrations(back, bool(form % 2), form)
+        finally:
+            self.heal("disconnect_close")
+
+    @staticmethod
+    def report_fields(validate: Any) -> dict[str, Any]:
+        """What a schema report says (ok, problems, versions, pending, complete), or the exception it raised."""
+        try:
+            report = validate()
+        except Exception as exc:  # (judged by the caller: an answer the open handle did not give)
+            return {"raised": f"{type(exc).__name__}: {exc}"}
+        return {k: getattr(report, k, None) for k in ("ok", "problems", "current_version", "expected_version",
+                                                      "pending", "complete")}
