@@ -274,6 +274,90 @@ class HealthMixin(Workload):
                        f"a healthy file failed `reliability check{' --full' if full else ''}`: {said and said[1]}",
                        faults=faults)
 
+        # Every other time, a copy of the file rebuilt with another page size passes as well, and fails with stray
+        # bytes after its last page (:meth:`page_size_copy_checked`; a deterministic turn, not a draw: a draw here
+        # would move every derandomized search of the machines that check a healthy file).
+        self.integrity_turns = getattr(self, "integrity_turns", 0) + 1
+        if self.integrity_turns % 2 and not self.faults and is_this_runtime(self):
+            turn = self.integrity_turns // 2
+            self.page_size_copy_checked(9 + turn % 8, 1 + (turn * 7919 + len(self.model.kv)) % 4095,
+                                        closed=bool(turn % 2))
+
+    def page_size_copy_checked(self, exp: int, n: int, closed: bool) -> None:
+        """P11 on every page size SQLite allows (512 to 65536 bytes; the machine's own file keeps SQLite's default):
+        a copy of the database (``VACUUM INTO``) rebuilt with pages of ``2**exp`` bytes (``PRAGMA page_size`` and
+        ``VACUUM``, as an operator tunes a database) is a sound database, and a runtime started on it says so: its
+        quick and full checks and the read-only inspection pass it (the cut-off check counts whole pages of the
+        file's own size: 3 pages of 1024 bytes are no cut). Then ``n`` bytes' worth of stray data (a whole number
+        of 512- or 4096-byte blocks when smaller than a page, else single bytes; never a whole page) is appended:
+        every check flags it. ``closed``: that runtime's handle is closed behind it before each check (the checks
+        read on their own connection: nothing changes)."""
+        from reliability import DatabaseError, ReliabilityConfig
+        from reliability.inspection import Inspector
+
+        from .base import default_runtime_factory
+
+        if not isinstance(self.config, ReliabilityConfig):
+            return
+        size = 1 << exp
+        copy = os.path.join(self.dir, f"paged-{size}-{n}.db")
+        for side in ("", "-wal", "-shm", "-journal"):
+            if os.path.exists(copy + side):
+                os.remove(copy + side)
+        with self.raw() as conn:
+            conn.execute("VACUUM INTO ?", (copy,))
+        module = self.sqlite_module()
+        conn = module.connect(copy, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode = DELETE")  # (in WAL mode VACUUM keeps the page size)
+            conn.execute(f"PRAGMA page_size = {size}")
+            conn.execute("VACUUM")
+            got = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        finally:
+            conn.close()
+        length = os.path.getsize(copy)
+        unit = next((u for u in (4096, 512) if u < got and n % 3 == (1 if u == 4096 else 2)), 1)
+        extra = unit * (1 + (n - 1) % (got // unit - 1))
+        # (its own side files beside the copy, nothing scheduled: the machine's runtime keeps its files and schedule)
+        config = self.config.replace(db_path=copy, backup_dir="", audit_fallback_path="", audit_key_path="",
+                                     write_queue_path="", operation_log_path="", auto_recover=False,
+                                     backup_interval=0, quick_check_interval=0, integrity_check_interval=0,
+                                     health_check_interval=0)
+        faults = ["disconnect_close"] if closed else None
+        for stray in (0, extra):
+            if stray:
+                with open(copy, "ab") as fh:
+                    fh.write(random.Random(n).randbytes(stray))
+            what = (f"a sound copy of the database rebuilt with {got}-byte pages ({length} bytes)" if not stray else
+                    f"{stray} stray byte(s) after the last page of a copy with {got}-byte pages ({length + stray} "
+                    "bytes: no whole number of pages)")
+            db = (type(self).runtime_factory or default_runtime_factory())(config)
+            try:
+                for full in (False, True):
+                    if closed:
+                        db.connection.close()  # (behind the runtime's back, as the disconnect_close fault does)
+                    try:
+                        report = db.check_integrity(full=full)
+                        ok, why = integrity_ok(report), f"answered {list(getattr(report, 'problems', []) or [])[:2]}"
+                    except DatabaseError as err:
+                        ok, why = False, f"raised {err.kind}: {err.detail}"
+                    verdict = "not flagged" if stray else "failed the integrity check"
+                    self.check(11, ok == (not stray), f"{what} {verdict}: check_integrity(full={full}) {why}",
+                               faults=faults if not stray else [*(faults or []), "corrupt"])
+            finally:
+                db.close()
+            for full in (False, True):
+                try:
+                    with Inspector(config) as view:
+                        report = view.check_integrity(full=full)
+                    ok, why = report.ok, f"answered {report.problems[:2]}"
+                except DatabaseError as err:
+                    ok, why = False, f"raised {err.kind}: {err.detail}"
+                verdict = "not flagged by" if stray else "failed"
+                self.check(11, ok == (not stray), f"{what} {verdict} the read-only inspection "
+                                                  f"(Inspector.check_integrity(full={full})): {why}",
+                           faults=None if not stray else ["corrupt"])
+
     def read_only_verdict(self, faults: list[str] | None, full: bool = False) -> tuple[bool, str] | None:
         """Whether the read-only inspection (``Inspector``, which ``reliability check`` reads through: another
         entry point to the same rule) flags the file, and what it said; None for a runtime this harness
@@ -465,11 +549,7 @@ class HealthMachine(HealthMixin):
             raw = int.from_bytes(fh.read(18)[16:18], "big")
         page_size = 65536 if raw == 1 else raw
         size = os.path.getsize(self.db_path)
-        # Never a whole page (that would be a page, not a cut one); in units of 1, 512 or 4096 bytes (a copy that
-        # wrote whole blocks of its own size), drawn by ``seed``, when smaller than a page.
-        unit = (1, 512, 4096)[seed % 3]
-        unit = unit if unit < page_size else 1
-        extra = unit * (1 + (extra - 1) % (page_size // unit - 1))
+        extra = 1 + (extra - 1) % (page_size - 1)  # (never a whole page: that would be a page, not a cut one)
         with open(self.db_path, "ab") as fh:
             fh.write(random.Random(seed).randbytes(extra))
         self.fault_history.append("corrupt")
@@ -555,101 +635,3 @@ class HealthMachine(HealthMixin):
             self.model.kv[key] = value  # (acknowledged: the invariants want it in the file once replayed)
             self.db.commands.register("store", Needs.WRITE, store)
             self.absorb(self.db.commands.replay)
-
-    @precondition(swarm("integrity"))
-    @precondition(lambda self: has_integrity_check(self) and not self.faults and is_this_runtime(self))
-    @rule(exp=st.integers(9, 16), closed=st.booleans())
-    def page_size_changed(self, exp: int, closed: bool) -> None:
-        """P11 on every page size SQLite allows (512 to 65536 bytes; the runtime's new files get SQLite's default): with
-        the application stopped, the file is rebuilt with a page size of ``2**exp`` (``PRAGMA page_size`` and
-        ``VACUUM``, out of WAL mode for it, as an operator tunes a database), and the next runtime starts on it. The
-        rebuilt file is sound: the quick and the full check, the read-only inspection and ``reliability check`` pass
-        it (the cut-off check looks at whole pages of the file's own size: a file of 3 pages of 1024 bytes is no
-        cut). The example goes on with that page size, so every later check (damage, stray bytes) meets it too.
-        ``closed``: the runtime's handle is closed behind it before the checks (they run on their own connection)."""
-        size = 1 << exp
-        self.reopen()  # (the WAL's frames checkpointed into the file first)
-        self.db.close()
-        with self.raw() as conn:
-            mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0])
-            if mode.lower() == "wal":
-                conn.execute("PRAGMA journal_mode = DELETE")  # (WAL mode keeps the page size VACUUM would change)
-            conn.execute(f"PRAGMA page_size = {size}")
-            conn.execute("VACUUM")
-            got = int(conn.execute("PRAGMA page_size").fetchone()[0])
-            if mode.lower() == "wal":
-                conn.execute("PRAGMA journal_mode = WAL")
-        self.db = self.open_runtime(self.config)
-        self.after_reopen()
-        from reliability import DatabaseError
-
-        faults = ["disconnect_close"] if closed and self.inject("disconnect_close") else None
-        try:
-            for full in (False, True):
-                try:
-                    report = self.absorb(self.db.check_integrity, full=full)
-                    ok, why = integrity_ok(report), f"answered {list(getattr(report, 'problems', []) or [])[:2]}"
-                except DatabaseError as err:
-                    ok, why = False, f"raised {err.kind}: {err.detail}"
-                self.check(11, ok, f"the sound file rebuilt with {got}-byte pages ({os.path.getsize(self.db_path)} "
-                                   f"bytes) failed check_integrity(full={full}): {why}", faults=faults)
-            self.integrity_passes(faults)
-        finally:
-            self.heal("disconnect_close")
-
-    @precondition(lambda self: self.db is not None and not self.faults and is_this_runtime(self)
-                  and self.db.monitor.integrity_ok is not False and not self.db.monitor.last_backup_error
-                  and not self.db.monitor.damage_mark_error)
-    @rule(micros=st.lists(st.integers(1, 1000), min_size=1, max_size=40, unique=True), reset=st.booleans(),
-          kind=st.sampled_from(("busy", "constraint", "ioerr", "schema_mismatch")))
-    def monitor_observe_and_reset(self, micros: list[int], reset: bool, kind: str) -> None:
-        """P10 through the monitor's own public methods (``db.monitor``, a :class:`HealthMonitor`), which an application
-        or an adapter around the runtime calls to count its own work: ``observe(op, seconds)`` counts one finished
-        operation of type ``op`` and its latency, ``observe_error(kind, message)`` one surfaced error (the last error
-        names it), ``reset()`` forgets every counter. After ``reset`` health() reports no operations, no errors, no
-        retries, no last error and zero latencies; after observing ``micros`` (distinct durations) under a fresh
-        operation type it counts them, and each latency percentile p (p50, p95, p99) is one of the observed
-        durations with at least p of the samples at or below it and at most p strictly below it (the nearest-rank
-        definition, exact here: no other operation ran in between when ``reset``). The durations are at most 1 ms,
-        as work measured during the example's run (:meth:`check_latency` bounds every percentile by the run's time)."""
-        from .model import Ledger
-
-        m = self.db.monitor
-        if reset:
-            m.reset()
-            self.model.ledger = Ledger()  # (the runtime's counters start again: so does the expectation)
-            self.sleeps_base = len(self.time.sleeps)
-            report = self.db.health()
-            blank = (dict(report.operations), dict(report.errors), report.retries, report.last_error,
-                     dict(report.latency_ms))
-            self.check(10, blank == ({}, {}, 0, None, {"p50": 0.0, "p95": 0.0, "p99": 0.0}),
-                       lambda: f"after db.monitor.reset() health reports operations, errors, retries, last error and "
-                               f"latencies {blank}: every counter must be forgotten")
-        op = f"app_op_{len(micros)}"
-        for us in micros:
-            m.observe(op, us / 1e6)
-        self.model.ledger.ok[op] += len(micros)
-        message = f"adapter saw {self.text()[:20]!r}"
-        m.observe_error(kind, message)
-        self.model.ledger.errors[kind] += 1
-        report = self.db.health()
-        counted = dict(report.operations).get(op, 0)
-        self.check(10, counted == len(micros) and report.last_error is not None and message in report.last_error
-                   and kind in report.last_error,
-                   lambda: f"{len(micros)} operations observed as {op!r} and an error {kind}: {message!r}; health "
-                           f"counts {counted} and names the last error {report.last_error!r}")
-        if not reset:
-            return
-        samples = sorted(us / 1000.0 for us in micros)  # (milliseconds, as health reports them)
-        n = len(samples)
-        lat = dict(report.latency_ms)
-        wrong = {}
-        for name, p in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99)):
-            v = lat.get(name)
-            near = [s for s in samples if v is not None and abs(s - v) <= 4e-4]
-            at_or_below = sum(1 for s in samples if v is not None and s <= v + 4e-4)
-            below = sum(1 for s in samples if v is not None and s < v - 4e-4)
-            if not near or at_or_below < p * n or below > p * n:
-                wrong[name] = v
-        self.check(10, not wrong, lambda: f"after reset, {n} operations observed with latencies {samples} ms: health "
-                                          f"reports {lat}, and {sorted(wrong)} is no nearest-rank percentile of them")
