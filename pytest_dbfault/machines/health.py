@@ -319,7 +319,7 @@ class HealthMixin(Workload):
         unit = next((u for u in (4096, 512) if u < got and n % 3 == (1 if u == 4096 else 2)), 1)
         extra = unit * (1 + (n - 1) % (got // unit - 1))
         # (its own side files beside the copy, nothing scheduled: the machine's runtime keeps its files and schedule)
-        config = self.config.replace(db_path=copy, backup_dir="", audit_fallback_path="", audit_key_path="",
+        config = self.config.replace(db_path=copy, backup_dir="", audit_fallback_path="",
                                      write_queue_path="", operation_log_path="", auto_recover=False,
                                      backup_interval=0, quick_check_interval=0, integrity_check_interval=0,
                                      health_check_interval=0)
