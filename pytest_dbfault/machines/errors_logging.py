@@ -410,3 +410,212 @@ class ErrorsLoggingMachine(OperationLogMixin):
         self.check(8, not problems and not leaked,
                    lambda: f"the {what} failed ({result.status}, {fault}) with the message {message!r}: "
                            f"{'; '.join(problems + [f'names {x!r} (driver text)' for x in leaked])}")
+
+    # -- the caller-error sweep: every error a user meets, through every entry point ------------------------------
+    #: The machine's own table for the sweep: a UNIQUE key, a NOT NULL CHECKed number, a foreign key into ``kv``.
+    SWEEP_TABLE = ("CREATE TABLE IF NOT EXISTS errsweep (id INTEGER PRIMARY KEY, k TEXT UNIQUE, "
+                   "n INTEGER NOT NULL CHECK (n >= 0), ref TEXT REFERENCES kv (k))")
+    #: The key :meth:`caller_error_sweep` keeps stored in ``errsweep`` (what a duplicate collides with).
+    SWEEP_TAKEN = "dbfault-sweep-taken"
+    #: Situation -> (the kind a user must be told, SQLite's primary code where its message names one (what Python
+    #: 3.10 reads from the text), a statement that writes (None: none), one that reads (None: none)). ``{t}`` is a
+    #: table that does not exist, ``{c}`` a column that does not exist (names drawn per step); ``?`` the drawn key.
+    SWEEP: ClassVar[dict[str, tuple[str, int | None, str | None, str | None]]] = {
+        "no_such_table": ("schema", None, "INSERT INTO {t} (k, n) VALUES (?, 1)", "SELECT k FROM {t} WHERE k = ?"),
+        "no_such_column": ("schema", None, "UPDATE errsweep SET {c} = 1 WHERE k = ?",
+                           "SELECT {c} FROM errsweep WHERE k = ?"),
+        "insert_unknown_column": ("schema", None, "INSERT INTO errsweep (k, n, {c}) VALUES (?, 1, 2)", None),
+        "syntax_error": ("schema", None, "INSERT INTO errsweep (k, n) VALUES (?, 1))",
+                         "SELECT k FROM errsweep WHERE WHERE k = ?"),
+        "table_exists": ("schema", None, "CREATE TABLE errsweep (k TEXT, n INTEGER)", None),
+        "unique": ("constraint", 19, "INSERT INTO errsweep (k, n) VALUES (?, 1)", None),
+        "not_null": ("constraint", 19, "INSERT INTO errsweep (k, n) VALUES (?, NULL)", None),
+        "check": ("constraint", 19, "UPDATE errsweep SET n = -1 WHERE k = ?", None),
+        "foreign_key": ("constraint", 19, "INSERT INTO errsweep (k, n, ref) VALUES (?, 1, 'dbfault-no-such-kv-key')",
+                        None),
+        "datatype_mismatch": ("constraint", 20, "INSERT INTO errsweep (id, k, n) VALUES ('not a number', ?, 1)", None),
+        "wrong_bindings": ("misuse", None, "INSERT INTO errsweep (k, n) VALUES (?, ?)",
+                           "SELECT k FROM errsweep WHERE k = ? AND n = ?"),
+    }
+    #: Entry points a statement that writes goes through, and those of one that reads.
+    WRITE_ENTRIES = ("execute", "executemany", "transaction", "run_in_transaction")
+    READ_ENTRIES = ("fetch_one", "fetch_all", "execute", "transaction")
+    #: how many times :meth:`caller_error_sweep` ran (its names are unique per example)
+    swept = 0
+
+    def sweep_driver_error(self, sql: str, params: tuple[Any, ...], many: bool) -> BaseException | None:
+        """What the driver itself raises for ``sql`` on the machine's file (a plain connection of the runtime's
+        SQLite build, foreign keys as the runtime sets them, in a transaction rolled back): the oracle of the
+        error's class, text and code. None when SQLite accepts it there (then the situation does not arise)."""
+        module = self.sqlite_module()
+        with self.raw() as conn:
+            conn.execute(f"PRAGMA foreign_keys = {'ON' if getattr(self.config, 'foreign_keys', True) else 'OFF'}")
+            conn.execute("BEGIN")
+            try:
+                if many:
+                    conn.executemany(sql, [params, params])
+                else:
+                    conn.execute(sql, params).fetchall()
+            except module.Error as exc:
+                return exc
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+        return None
+
+    @precondition(lambda self: self.db is not None and not self.faults and not self.writes_queued())
+    @rule(data=st.data(), n=st.integers(0, 12))
+    def caller_error_sweep(self, data: st.DataObject, n: int) -> None:
+        """P8/P9/P17 and the error counters (P10) on the errors a user meets with a sound database: a missing table,
+        a missing column read, updated or named in an INSERT, a syntax error, a table that already exists, a
+        UNIQUE / NOT NULL / CHECK / FOREIGN KEY violation, a value of the wrong type for an INTEGER PRIMARY KEY,
+        the wrong number of parameters; each drawn with one of the entry points it can go through (``execute``,
+        ``executemany``, a ``db.transaction()`` block, ``run_in_transaction``, ``fetch_one``, ``fetch_all``).
+
+        The oracle is SQLite itself: the same statement on a plain connection gives the driver's exception. The
+        caller gets a DatabaseError of the kind the README's table gives that error (``classify`` of the driver's
+        exception says the same, not transient); its user message is that kind's, in plain words, naming no
+        table, column or driver text; one ERROR record carries the kind, the driver's code and name, the SQL,
+        the parameters redacted and a traceback ending with the driver's exception (not the wrapper: the
+        wrapper's frames say nothing of where SQLite failed), and both formatters make one line / one JSON
+        object of it; the operation log has the statement's record (and the transaction's) naming the kind;
+        ``health().errors`` counts the one failure once. Every situation in each run of the rule (a few runs per
+        example), in a drawn order, each through a drawn entry point."""
+        self.swept += 1
+        for sql in (self.SWEEP_TABLE, "INSERT OR IGNORE INTO errsweep (k, n) VALUES (?, 1)"):
+            if not self.call("execute", self.db.execute, sql, (self.SWEEP_TAKEN,) if "?" in sql else ()).ok:
+                return  # (judged by call())
+        order = data.draw(st.permutations(sorted(self.SWEEP)), label="order")
+        for i, situation in enumerate(order):
+            kind, _primary, write_sql, read_sql = self.SWEEP[situation]
+            entries = [(e, write_sql) for e in self.WRITE_ENTRIES if write_sql] + \
+                      [(e, read_sql) for e in self.READ_ENTRIES if read_sql]
+            entry, template = data.draw(st.sampled_from(entries), label=f"entry of {situation}")
+            newline = data.draw(st.booleans(), label="newline") if "{t}" in template else False
+            if not self.sweep_one(situation, entry, template, f"{self.swept}_{n}_{i}", newline):
+                return
+
+    def sweep_one(self, situation: str, entry: str, template: str, tag: str, newline: bool) -> bool:
+        """One situation of :meth:`caller_error_sweep` through ``entry``; False when the sweep cannot go on."""
+        from reliability import KIND_INFO, DatabaseError, ErrorKind, classify
+        from reliability.errors import error_name, is_transient
+        from reliability.oplog import JsonFormatter, OneLineFormatter
+
+        from .workload import message_fits_kind, user_message_problems
+
+        kind, primary, _w, _r = self.SWEEP[situation]
+        missing_table = f'"dbfault_no_table_{tag}{chr(10) if newline else ""}x"'
+        missing_column = f"dbfault_no_column_{tag}"
+        sql = template.format(t=missing_table, c=missing_column)
+        key = self.SWEEP_TAKEN if situation in ("unique", "check") else f"dbfault-sweep-key-{tag}"
+        params: tuple[Any, ...] = (key,) if "?" in sql else ()  # (one value: the wrong number for two "?")
+        many = entry == "executemany"
+        raw = self.sweep_driver_error(sql, params, many)
+        if raw is None:
+            return True  # (SQLite takes it on this build or with this configuration: nothing to judge)
+        what = f"{situation} ({sql!r}) through {entry}"
+        expected = ErrorKind(kind)
+        self.check(8, classify(raw) is expected and not is_transient(raw),
+                   lambda: f"classify() of the driver's {type(raw).__name__}({raw}) says {classify(raw)} "
+                           f"(transient: {is_transient(raw)}); a {situation} is a {kind} error, not transient")
+        raw_code = getattr(raw, "sqlite_errorcode", None)
+        if raw_code is not None:
+            self.check(9, error_name(raw) == getattr(raw, "sqlite_errorname", None),
+                       lambda: f"error_name() of the driver's {raw!r} says {error_name(raw)!r}, the driver "
+                               f"{getattr(raw, 'sqlite_errorname', None)!r}")
+
+        def run() -> Any:
+            if entry == "execute":
+                return self.db.execute(sql, params)
+            if entry == "executemany":
+                return self.db.executemany(sql, [params, params])
+            if entry == "fetch_one":
+                return self.db.fetch_one(sql, params)
+            if entry == "fetch_all":
+                return self.db.fetch_all(sql, params)
+            if entry == "run_in_transaction":
+                return self.db.run_in_transaction(lambda: self.db.execute(sql, params))
+            with self.db.transaction() as conn:
+                return conn.execute(sql, params)
+
+        logs0 = len(self.logs.records)
+        oplog0 = len(self.oplog_records(all_lines=True)) if getattr(self.db, "oplog", None) is not None else None
+        errors0 = dict(self.db.health().errors)
+        err: Any = None
+        try:
+            self.absorb(run)
+        except DatabaseError as exc:
+            err = exc
+        except Exception as exc:  # what the caller got instead of a DatabaseError is the finding
+            self.check(2, False, f"the {what} raised {type(exc).__name__}: {exc} instead of a DatabaseError")
+            return False
+        self.check(8, err is not None, lambda: f"the {what} succeeded; SQLite itself refuses it ({raw})")
+        if err is None:
+            return False
+        # P8: the kind, and what the user reads.
+        self.check(8, err.kind is expected,
+                   lambda: f"the {what} surfaced as a {err.kind} error (driver: {type(raw).__name__}: {raw}); a "
+                           f"{situation} is a {kind} error")
+        message = err.user_message or ""
+        problems = user_message_problems(message, [self.dir, self.db_path])
+        misfit = message_fits_kind(kind, message)
+        leaked = [x for x in (str(raw), missing_column, "dbfault_no_table", "errsweep", "constraint failed", "syntax")
+                  if x and x.lower() in message.lower()]
+        self.check(8, message == KIND_INFO[expected].user_message and not problems and misfit is None and not leaked,
+                   lambda: f"the {what} failed with the user message {message!r}; expected the {kind} message "
+                           f"{KIND_INFO[expected].user_message!r} ({'; '.join(problems)} {misfit or ''} "
+                           f"{['names ' + repr(x) for x in leaked]})")
+        # P9: the technical record, from the driver's own exception.
+        records = [r for r in self.logs.records[logs0:] if r.levelno >= logging.ERROR
+                   and getattr(r, "db_kind", None) is not None]
+        mine = [r for r in records if getattr(r, "operation_id", None) == err.operation_id]
+        shown = [(getattr(r, "operation_id", None), getattr(r, "db_kind", None)) for r in records]
+        self.check(9, bool(err.operation_id) and len(mine) == 1,
+                   lambda: f"the {what} (operation {err.operation_id!r}) has {len(mine)} ERROR record(s) of its "
+                           f"operation; records: {shown}")
+        if len(mine) != 1:
+            return False
+        record = mine[0]
+        if raw_code is not None:
+            code_ok = record.db_code == raw_code == err.code and record.db_code_name == raw.sqlite_errorname
+            want = f"{raw_code}/{raw.sqlite_errorname}"
+        else:
+            code_ok = record.db_code == err.code and record.db_code in (None, primary)
+            want = f"{primary}/-"
+        self.check(9, record.db_kind == kind and code_ok,
+                   lambda: f"the ERROR record of the {what} says kind {record.db_kind}, code "
+                           f"{record.db_code}/{record.db_code_name} (error: {err.code}); the driver's is {want}, the "
+                           f"kind {kind}")
+        tb = str(getattr(record, "db_traceback", "") or "")
+        last = tb.rstrip()[-160:]  # (the driver's text may hold a newline: a quoted name)
+        self.check(9, tb.startswith("Traceback") and tb.rstrip().endswith(f"{type(raw).__name__}: {raw}".rstrip()),
+                   lambda: f"the ERROR record of the {what} has a db_traceback ending {last!r}: it must end with the "
+                           f"driver's exception ({type(raw).__name__}: {raw})")
+        shown_params = repr(getattr(record, "params", None))
+        self.check(9, getattr(record, "sql", None) == sql
+                   and (self.config.log_sql_params or key not in shown_params + record.getMessage()),
+                   lambda: f"the ERROR record of the {what} has sql={getattr(record, 'sql', None)!r}, "
+                           f"params={shown_params} (the SQL text, the parameters redacted)")
+        one_line = OneLineFormatter("%(levelname)s %(name)s: %(message)s").format(record)
+        shipped = json.loads(JsonFormatter().format(record))
+        self.check(9, "\n" not in one_line and shipped.get("db_kind") == kind and shipped.get("level") == "ERROR"
+                   and shipped.get("operation_id") == err.operation_id and shipped.get("db_traceback") == tb,
+                   lambda: f"the ERROR record of the {what} formatted: text {one_line!r} (one line), JSON keys "
+                           f"{sorted(shipped)} (kind, level, operation id and traceback)")
+        # P17: the statement's operation record, and the transaction's around it.
+        if oplog0 is not None:
+            new = [(r.get("kind"), r.get("sql"), r.get("outcome"), r.get("error_kind"))
+                   for r in self.oplog_records(all_lines=True)[oplog0:]]
+            op = "execute" if entry in ("transaction", "run_in_transaction") else entry
+            want_records = [(op, sql, "error", kind)]
+            if entry in ("executemany", "transaction", "run_in_transaction"):
+                want_records.append(("transaction", None, "error", kind))
+            self.check(17, sorted(new, key=str) == sorted(want_records, key=str),
+                       lambda: f"the {what} made the operation records {new}; expected {want_records}")
+        # P10: one failure, counted once, under its kind.
+        report = self.db.health()
+        delta = {k: v - errors0.get(k, 0) for k, v in report.errors.items() if v != errors0.get(k, 0)}
+        self.check(10, delta == {kind: 1} and str(report.last_error or "").startswith(f"{kind}:"),
+                   lambda: f"the {what} failed once as {kind}: health().errors changed by {delta}, last_error "
+                           f"{report.last_error!r}")
+        return True
