@@ -152,7 +152,8 @@ class ErrorsLoggingMachine(OperationLogMixin):
 
     def judge_statement_record(self, op: str, out: Any, record: dict[str, Any], active: list[str]) -> None:
         """P17: a failed statement's record names the kind of the error its caller got (``constraint``, ``busy``,
-        ``schema`` …: what an operator counts failures by), a successful one's names none."""
+        ``schema`` …: what an operator counts failures by), a successful one's names none; a read's record counts
+        the rows its caller got."""
         kind = str(out.error.kind) if not out.ok and getattr(out.error, "kind", None) is not None else None
         if not out.ok and kind is None:
             return  # (not a DatabaseError: P2 judges that)
@@ -160,6 +161,13 @@ class ErrorsLoggingMachine(OperationLogMixin):
         self.check(17, record.get("error_kind") == kind,
                    lambda: f"the operation record of a {op} that {ended} says error_kind={record.get('error_kind')!r} "
                            f"(expected {kind!r})", faults=active)
+        if out.ok and op in ("fetch_one", "fetch_all"):
+            # Every read the workload makes (a key that is stored or not, a scan of any size): its record's rows are
+            # the rows its caller got, a fetch_one's 1 or 0 (nothing matched), a fetch_all's the length of its list.
+            got = (0 if out.value is None else 1) if op == "fetch_one" else len(out.value)
+            self.check(17, record.get("rows") == got,
+                       lambda: f"the operation record of a {op} that returned {got} row(s) says rows="
+                               f"{record.get('rows')!r}", faults=active)
 
     #: how many times :meth:`retried_write_log_levels` ran
     leveled_writes = 0
@@ -485,6 +493,7 @@ class ErrorsLoggingMachine(OperationLogMixin):
         for sql in (self.SWEEP_TABLE, "INSERT OR IGNORE INTO errsweep (k, n) VALUES (?, 1)"):
             if not self.call("execute", self.db.execute, sql, (self.SWEEP_TAKEN,) if "?" in sql else ()).ok:
                 return  # (judged by call())
+        self.executemany_rows_are_counted(n % 4 + 1)
         order = data.draw(st.permutations(sorted(self.SWEEP)), label="order")
         for i, situation in enumerate(order):
             kind, _primary, write_sql, read_sql = self.SWEEP[situation]
@@ -494,6 +503,29 @@ class ErrorsLoggingMachine(OperationLogMixin):
             newline = data.draw(st.booleans(), label="newline") if "{t}" in template else False
             if not self.sweep_one(situation, entry, template, f"{self.swept}_{n}_{i}", newline):
                 return
+
+    def executemany_rows_are_counted(self, count: int) -> None:
+        """P17: a ``db.executemany`` of ``count`` new rows (outside a transaction: the runtime wraps it in one) has
+        one ``executemany`` record whose rows are the rows it inserted, as its cursor's rowcount says, and the
+        transaction's ``ok`` record."""
+        if getattr(self.db, "oplog", None) is None:
+            return
+        sql = "INSERT INTO errsweep (k, n) VALUES (?, ?)"
+        rows = [(f"dbfault-sweep-many-{self.swept}-{i}", i) for i in range(count)]
+        before = len(self.oplog_records(all_lines=True))
+        out = self.call(None, self.absorb, self.db.executemany, sql, rows)
+        if not out.ok:
+            self.model.ledger.errors[str(out.error.kind)] -= 1  # (booked once: absorb counted it already)
+            return
+        added = [(r.get("kind"), r.get("sql"), r.get("rows") if r.get("kind") == "executemany" else "-",
+                  r.get("outcome")) for r in self.oplog_records(all_lines=True)[before:]]
+        rowcount = getattr(out.value, "rowcount", None)
+        self.check(17, sorted(added, key=str) == sorted([("executemany", sql, count, "ok"),
+                                                         ("transaction", None, "-", "ok")], key=str)
+                   and rowcount == count,
+                   lambda: f"an executemany of {count} new row(s) (its cursor's rowcount: {rowcount}) made the "
+                           f"operation records {added}: one executemany record of {count} row(s) and the "
+                           "transaction's")
 
     def sweep_one(self, situation: str, entry: str, template: str, tag: str, newline: bool) -> bool:
         """One situation of :meth:`caller_error_sweep` through ``entry``; False when the sweep cannot go on."""
@@ -556,6 +588,10 @@ class ErrorsLoggingMachine(OperationLogMixin):
         self.check(8, err.kind is expected,
                    lambda: f"the {what} surfaced as a {err.kind} error (driver: {type(raw).__name__}: {raw}); a "
                            f"{situation} is a {kind} error")
+        # The README's table: a caller's mistake is reported to the caller, not retried (its first attempt surfaces).
+        self.check(8, not err.transient and str(err.action) == "raise" and err.attempts == 1,
+                   lambda: f"the {what} surfaced as transient={err.transient}, action={err.action}, after "
+                           f"{err.attempts} attempt(s): a caller's mistake is reported at once, not retried")
         message = err.user_message or ""
         problems = user_message_problems(message, [self.dir, self.db_path])
         misfit = message_fits_kind(kind, message)
@@ -582,10 +618,12 @@ class ErrorsLoggingMachine(OperationLogMixin):
         else:
             code_ok = record.db_code == err.code and record.db_code in (None, primary)
             want = f"{primary}/-"
-        self.check(9, record.db_kind == kind and code_ok,
+        self.check(9, record.db_kind == kind and code_ok and getattr(record, "attempt", None) == 1
+                   and isinstance(getattr(record, "elapsed", None), (int, float)) and record.elapsed >= 0,
                    lambda: f"the ERROR record of the {what} says kind {record.db_kind}, code "
-                           f"{record.db_code}/{record.db_code_name} (error: {err.code}); the driver's is {want}, the "
-                           f"kind {kind}")
+                           f"{record.db_code}/{record.db_code_name} (error: {err.code}), attempt "
+                           f"{getattr(record, 'attempt', None)}, elapsed {getattr(record, 'elapsed', None)}; the "
+                           f"driver's is {want}, the kind {kind}, the first attempt")
         tb = str(getattr(record, "db_traceback", "") or "")
         last = tb.rstrip()[-160:]  # (the driver's text may hold a newline: a quoted name)
         self.check(9, tb.startswith("Traceback") and tb.rstrip().endswith(f"{type(raw).__name__}: {raw}".rstrip()),
@@ -604,8 +642,13 @@ class ErrorsLoggingMachine(OperationLogMixin):
                            f"{sorted(shipped)} (kind, level, operation id and traceback)")
         # P17: the statement's operation record, and the transaction's around it.
         if oplog0 is not None:
-            new = [(r.get("kind"), r.get("sql"), r.get("outcome"), r.get("error_kind"))
-                   for r in self.oplog_records(all_lines=True)[oplog0:]]
+            added = self.oplog_records(all_lines=True)[oplog0:]
+            new = [(r.get("kind"), r.get("sql"), r.get("outcome"), r.get("error_kind")) for r in added]
+            ids = [r.get("operation_id") for r in self.oplog_records(all_lines=True)[max(oplog0 - 1, 0):]]
+            self.check(17, all(r.get("attempts") == 1 for r in added) and len(set(ids)) == len(ids)
+                       and all(isinstance(i, str) and i for i in ids),
+                       lambda: f"the {what} made the operation records {added}: one attempt each, and an operation "
+                               f"id of its own")
             op = "execute" if entry in ("transaction", "run_in_transaction") else entry
             want_records = [(op, sql, "error", kind)]
             if entry in ("executemany", "transaction", "run_in_transaction"):
