@@ -8,7 +8,8 @@ and judges it against the driver's own exception for the same statement on a pla
 * P8: the classifier forgets one family of SQLite's messages (syntax errors): they surface as ``unknown``;
 * P9: the ERROR record's traceback holds the frames only, not the driver's exception it should end with;
 * P10: an error raised inside a transaction is counted again when the transaction ends;
-* P17: a failed transaction's operation record names no error kind.
+* P17: a failed transaction's operation record names no error kind; and (the per-call check of every read the
+  workload makes) a ``fetch_all``'s record says 1 row for any rows returned.
 
 The defects are of the class of the planted bugs w08, w09, w10 and w17 of ``benchmarks/bug_finding.py``, written
 apart from them.
@@ -86,4 +87,20 @@ def test_the_sweep_bites_a_failed_transaction_record_without_its_kind(tmp_path, 
     with pytest.raises(AssertionError, match=rf"{property_id(17)}.* through (executemany|transaction|"
                                              r"run_in_transaction) made the operation records .*; expected .*"
                                              r"\('transaction', None, 'error', '\w+'\)"):
+        run_machine(MACHINES["errors_logging"], settings_=BITE, base_dir=str(tmp_path), enforce={17})
+
+
+
+def test_every_read_record_counts_the_rows_returned(tmp_path, monkeypatch):
+    # A fetch_all's record says whether rows came back (1) rather than how many (a truthiness slip).
+    from reliability.observers import OperationRecords
+
+    real = OperationRecords.succeeded
+
+    def succeeded(self, op, sql, seconds, rows, attempts):
+        return real(self, op, sql, seconds, int(bool(rows)) if op == "fetch_all" else rows, attempts)
+
+    monkeypatch.setattr(OperationRecords, "succeeded", succeeded)
+    with pytest.raises(AssertionError, match=rf"{property_id(17)}.*the operation record of a fetch_all that returned "
+                                             r"\d+ row\(s\) says rows=1"):
         run_machine(MACHINES["errors_logging"], settings_=BITE, base_dir=str(tmp_path), enforce={17})
