@@ -446,8 +446,10 @@ class ErrorsLoggingMachine(OperationLogMixin):
                            "SELECT k FROM errsweep WHERE k = ? AND n = ?"),
     }
     #: Entry points a statement that writes goes through, and those of one that reads.
-    WRITE_ENTRIES = ("execute", "executemany", "transaction", "run_in_transaction")
-    READ_ENTRIES = ("fetch_one", "fetch_all", "execute", "transaction")
+    WRITE_ENTRIES = ("execute", "executemany", "transaction", "run_in_transaction", "command")
+    READ_ENTRIES = ("fetch_one", "fetch_all", "execute", "transaction", "command")
+    #: the sweep's commands (a write and a read running the SQL they are given), registered on this runtime
+    _sweep_commands_on: Any = None
     #: how many times :meth:`caller_error_sweep` ran (its names are unique per example)
     swept = 0
 
@@ -527,6 +529,38 @@ class ErrorsLoggingMachine(OperationLogMixin):
                            f"operation records {added}: one executemany record of {count} row(s) and the "
                            "transaction's")
 
+    def register_sweep_commands(self) -> None:
+        """Two commands as an application registers them, running the SQL they are given: a write (in a
+        transaction, queued while the database is down) and a read."""
+        from reliability.degraded import Needs
+
+        commands = self.db.commands
+        if self._sweep_commands_on is commands:
+            return
+        self._sweep_commands_on = commands
+        commands.register("errsweep.write", Needs.WRITE, lambda db, sql, params: db.execute(sql, params).rowcount)
+        commands.register("errsweep.read", Needs.READ, lambda db, sql, params: db.fetch_all(sql, params))
+
+    def sweep_command_error(self, what: str, kind: str, result: Any, logs0: int) -> Any:
+        """The error a failed command's result tells its user, as a DatabaseError-like record for the sweep's
+        checks (its operation id from the one ERROR record the failure logged); None when it did not fail."""
+        import types
+
+        from reliability import KIND_INFO, ErrorKind
+
+        self.check(8, result.status == "error" and result.fault == kind,
+                   lambda: f"the {what} answered {result.status} ({result.fault}) with {result.message!r}: a command "
+                           f"that fails on the caller's own mistake is an error of kind {kind}")
+        if result.status != "error" or result.fault not in {k.value for k in ErrorKind}:
+            return None
+        errors = [r for r in self.logs.records[logs0:] if r.levelno >= logging.ERROR
+                  and getattr(r, "db_kind", None) is not None]
+        info = KIND_INFO[ErrorKind(result.fault)]
+        return types.SimpleNamespace(
+            kind=ErrorKind(result.fault), user_message=result.message, transient=info.transient, action=info.action,
+            attempts=1, operation_id=errors[0].operation_id if len(errors) == 1 else "",
+            code=errors[0].db_code if len(errors) == 1 else None)
+
     def sweep_one(self, situation: str, entry: str, template: str, tag: str, newline: bool) -> bool:
         """One situation of :meth:`caller_error_sweep` through ``entry``; False when the sweep cannot go on."""
         from reliability import KIND_INFO, DatabaseError, ErrorKind, classify
@@ -535,7 +569,7 @@ class ErrorsLoggingMachine(OperationLogMixin):
 
         from .workload import message_fits_kind, user_message_problems
 
-        kind, primary, _w, _r = self.SWEEP[situation]
+        kind, primary, write_sql, _r = self.SWEEP[situation]
         missing_table = f'"dbfault_no_table_{tag}{chr(10) if newline else ""}x"'
         missing_column = f"dbfault_no_column_{tag}"
         sql = template.format(t=missing_table, c=missing_column)
@@ -557,6 +591,10 @@ class ErrorsLoggingMachine(OperationLogMixin):
                                f"{getattr(raw, 'sqlite_errorname', None)!r}")
 
         def run() -> Any:
+            if entry == "command":
+                self.register_sweep_commands()
+                return self.db.commands.run("errsweep.write" if template == write_sql else "errsweep.read",
+                                            sql, params)
             if entry == "execute":
                 return self.db.execute(sql, params)
             if entry == "executemany":
@@ -575,12 +613,15 @@ class ErrorsLoggingMachine(OperationLogMixin):
         errors0 = dict(self.db.health().errors)
         err: Any = None
         try:
-            self.absorb(run)
+            result = self.absorb(run)
         except DatabaseError as exc:
             err = exc
         except Exception as exc:  # what the caller got instead of a DatabaseError is the finding
             self.check(2, False, f"the {what} raised {type(exc).__name__}: {exc} instead of a DatabaseError")
             return False
+        else:
+            if entry == "command":  # (a command answers with a result: its error as the user sees it)
+                err = self.sweep_command_error(what, kind, result, logs0)
         self.check(8, err is not None, lambda: f"the {what} succeeded; SQLite itself refuses it ({raw})")
         if err is None:
             return False
@@ -649,9 +690,11 @@ class ErrorsLoggingMachine(OperationLogMixin):
                        and all(isinstance(i, str) and i for i in ids),
                        lambda: f"the {what} made the operation records {added}: one attempt each, and an operation "
                                f"id of its own")
-            op = "execute" if entry in ("transaction", "run_in_transaction") else entry
+            write = template == write_sql
+            op = "execute" if entry in ("transaction", "run_in_transaction") or entry == "command" and write \
+                else "fetch_all" if entry == "command" else entry
             want_records = [(op, sql, "error", kind)]
-            if entry in ("executemany", "transaction", "run_in_transaction"):
+            if entry in ("executemany", "transaction", "run_in_transaction") or entry == "command" and write:
                 want_records.append(("transaction", None, "error", kind))
             self.check(17, sorted(new, key=str) == sorted(want_records, key=str),
                        lambda: f"the {what} made the operation records {new}; expected {want_records}")
