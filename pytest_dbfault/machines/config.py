@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import logging
 import os
 from typing import Any
 
@@ -43,6 +44,144 @@ WHERE = ("none", "file", "env", "both")
 #: ``config_reload_interval`` the timer rule sets, and how long (real seconds) it waits for the thread's reload.
 TIMER_INTERVAL = 0.02
 TIMER_WAIT = 10.0
+
+
+_BOOLS: tuple[tuple[str, Any], ...] = (("on", True), ("0", False), ("TRUE", True), ("no", False), ("Yes", True),
+                                       ("off", False))
+_INTERVALS: tuple[tuple[tuple[str, Any], ...], tuple[str, ...]] = (
+    (("0", 0.0), ("7200", 7200.0), ("3600.5", 3600.5)), ("-5", "31622401", "1e400", "hourly"))
+#: The sweep's settings (README "Configuration"): each key's valid texts in a ``.env`` file with the value each must
+#: give, and texts the key must refuse by itself. ``{dir}`` is the example's directory. Long intervals only: nothing
+#: scheduled runs during the example. Every valid ``retry_base_delay`` lies below every valid ``retry_max_delay``
+#: except ``0.1`` / ``0.001``: the two refuse each other (max >= base), which the model tells apart.
+SWEEP: dict[str, tuple[tuple[tuple[str, Any], ...], tuple[str, ...]]] = {
+    # read when a connection opens: the next call runs with the new pragma
+    "busy_timeout_ms": ((("10", 10), ("40", 40), (" 80 ", 80)), ("-1", "86400001", "soon", "1.5")),
+    "journal_mode": ((("DELETE", "DELETE"), ("wal", "wal"), ("Truncate", "Truncate"), ("PERSIST", "PERSIST")),
+                     ("sideways", "WAL2", "")),
+    "synchronous": ((("normal", "normal"), ("FULL", "FULL"), ("Extra", "Extra")), ("sometimes", "")),
+    "foreign_keys": (_BOOLS, ("maybe", "2")),
+    # from the next operation on
+    "retry_attempts": ((("1", 1), ("3", 3), (" 6", 6)), ("0", "1001", "three", "2.5")),
+    "retry_base_delay": ((("0", 0.0), ("0.005", 0.005), ("0.03", 0.03), ("0.1", 0.1)), ("-0.1", "nan", "3601", "fast")),
+    "retry_max_delay": ((("0.001", 0.001), ("0.04", 0.04), ("0.5", 0.5), ("2", 2.0)), ("-1", "inf", "3601")),
+    "retry_budget": ((("0", 0.0), ("0.5", 0.5), ("60", 60.0)), ("-1", "86401", "soon")),
+    "backup_interval": _INTERVALS,
+    "health_check_interval": _INTERVALS,
+    "quick_check_interval": _INTERVALS,
+    "integrity_check_interval": _INTERVALS,
+    "backup_keep": ((("1", 1), ("7", 7)), ("0", "100001", "many")),
+    "write_queue_max": ((("0", 0), ("250", 250)), ("-1", "100000001", "lots")),
+    "auto_migrate": (_BOOLS, ("sometimes",)),
+    "auto_recover": (_BOOLS, ("2",)),
+    "log_sql_params": (_BOOLS, ("maybe",)),
+    "log_json": (_BOOLS, ("json",)),
+    "operation_log": (_BOOLS, ("verbose",)),
+    "operation_log_path": ((("{dir}/sweep-ops.log", "{dir}/sweep-ops.log"), ("", "")), ()),
+    "log_level": ((("debug", "debug"), ("ERROR", "ERROR"), ("Warning", "Warning")), ("LOUD", "TRACE")),
+    "admin_actors": ((("alice,bob", "alice,bob"), (" carol ", "carol"), ("", "")), ()),
+    "audit_hmac_key": ((("sweep-key-1", "sweep-key-1"), ("another key", "another key")), ()),
+    "audit_previous_keys": ((("old-1", "old-1"), ("old-1,old-2", "old-1,old-2")), ("old-1,,old-2", "old-1,")),
+    "config_reload_interval": ((("0", 0.0), ("3600", 3600.0)), ("-1", "nan")),
+    # read at start only: kept, and waiting in pending_restart
+    "db_path": ((("{dir}/elsewhere.db", "{dir}/elsewhere.db"),), ("",)),
+    "sqlite_module": ((("sqlite3", "sqlite3"), ("pysqlite3.dbapi2", "pysqlite3.dbapi2")), ()),
+    "redo_journal": (_BOOLS, ("never",)),
+    "backup_dir": ((("{dir}/sweep-backups", "{dir}/sweep-backups"),), ()),
+    "write_queue_path": ((("{dir}/sweep-queue.jsonl", "{dir}/sweep-queue.jsonl"),), ()),
+    "audit_fallback_path": ((("{dir}/sweep-fallback.jsonl", "{dir}/sweep-fallback.jsonl"),), ()),
+}
+#: Misspelt setting names: the rejection names the misspelling and suggests the setting meant.
+TYPOS = (("RELIABILITY_RETRY_ATEMPTS", "3", "RELIABILITY_RETRY_ATTEMPTS"),
+         ("RELIABILITY_BUSY_TIMEOUT", "10", "RELIABILITY_BUSY_TIMEOUT_MS"),
+         ("RELIABILITY_JOURNALMODE", "WAL", "RELIABILITY_JOURNAL_MODE"),
+         ("RELIABILITY_BACKUPS_KEEP", "2", "RELIABILITY_BACKUP_KEEP"))
+#: What one step of the sweep does to the watched file: set a key to a valid text or to an invalid one, take a key out
+#: of the file, misspell a key, write bytes that are not UTF-8, or remove the file (an editor's save in progress).
+SWEEP_ACTIONS = ("good", "good", "good", "bad", "bad", "remove", "typo", "binary", "missing")
+#: How a line's value is written: bare, in single quotes, in double quotes (python-dotenv takes each).
+QUOTES = ("", "'", '"')
+
+
+#: Settings the README marks *restart* (a reload keeps the running value and lists the file's in ``pending_restart``),
+#: and the ones SQLite reads when a connection opens (a reload reopens it: the next call runs with the new pragma).
+#: Written out here from the README, not taken from the runtime.
+RESTART_SETTINGS = frozenset({"db_path", "sqlite_module", "redo_journal", "backup_dir", "write_queue_path",
+                              "audit_fallback_path"})
+SECRET_SETTINGS = ("audit_hmac_key", "audit_previous_keys")
+SYNCHRONOUS_PRAGMA = {"OFF": 0, "NORMAL": 1, "FULL": 2, "EXTRA": 3}
+
+
+def env_name(key: str) -> str:
+    return "RELIABILITY_" + key.upper()
+
+
+_TRUTH = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False,
+          "": False}
+
+
+def parse_setting(text: str, kind: str) -> Any:
+    """A ``.env`` text as the README says a setting of type ``kind`` reads it (booleans: true/false, 1/0, yes/no,
+    on/off)."""
+    text = text.strip().strip("'\"").strip()
+    if kind == "bool":
+        return _TRUTH[text.lower()]
+    return int(text) if kind == "int" else float(text) if kind == "float" else text
+
+
+class SweepFile:
+    """The model of the watched ``.env`` file during one :meth:`ConfigMachine.reload_sweep`, and of what a reload of
+    it must put in force (README "Configuration", built from the documented rules, not by the runtime's loader).
+
+    ``start`` is the configuration in force when the sweep began, with the machine's own lines (``base_lines``) in the
+    file: it is also the watcher's base, so a setting taken out of the file goes back to it (not to the library's
+    default). ``good`` holds the valid texts the sweep wrote (key -> text, value, quote), ``bad`` the invalid lines
+    (environment name -> text, quote), ``meant`` the setting each misspelt name stands for."""
+
+    def __init__(self, base_lines: dict[str, str], start: dict[str, Any], directory: str) -> None:
+        self.base_lines = dict(base_lines)
+        self.start = dict(start)
+        self.dir = directory
+        self.good: dict[str, tuple[str, Any, str]] = {}
+        self.bad: dict[str, tuple[str, str]] = {}
+        self.meant: dict[str, str] = {}
+
+    def text(self) -> str:
+        entries = dict(self.base_lines)
+        for key, (text, _value, quote) in self.good.items():
+            entries[env_name(key)] = f"{quote}{text}{quote}"
+        for name, (text, quote) in self.bad.items():
+            entries[name] = f"{quote}{text}{quote}"
+        return "".join(f"{name}={value}\n" for name, value in entries.items())
+
+    def file_value(self, key: str) -> Any:
+        return self.good[key][1] if key in self.good else self.start[key]
+
+    def expected(self) -> dict[str, Any]:
+        """Every setting in force after a valid reload of the file as it is."""
+        return {k: self.start[k] if k in RESTART_SETTINGS else self.file_value(k) for k in self.start}
+
+    def pending(self) -> dict[str, Any]:
+        """The restart-only settings the file changes, with the file's value."""
+        return {k: self.file_value(k) for k in RESTART_SETTINGS if self.file_value(k) != self.start[k]}
+
+    def secrets(self) -> list[str]:
+        """The secret texts in the file (never to be echoed by a rejection)."""
+        found = [self.good[k][0] for k in SECRET_SETTINGS if k in self.good]
+        found += [text for name, (text, _q) in self.bad.items() if name in map(env_name, SECRET_SETTINGS)]
+        return [piece.strip() for text in found for piece in text.split(",") if piece.strip()]
+
+    def problems(self) -> tuple[set[str], set[str]]:
+        """The names a rejection of the file must name, and ones it may name besides: with ``retry_base_delay``
+        unreadable, ``retry_max_delay`` may be judged against the default base delay."""
+        required, tolerated = set(self.bad), set()
+        base, top = env_name("retry_base_delay"), env_name("retry_max_delay")
+        if base not in self.bad and top not in self.bad:
+            if self.file_value("retry_max_delay") < self.file_value("retry_base_delay"):
+                required.add(top)
+        elif base in self.bad and top not in self.bad:
+            tolerated.add(top)
+        return required, tolerated
 
 
 def has_reload(self: Any) -> bool:
@@ -352,3 +491,304 @@ class ConfigMachine(ConfigMixin):
             timed.check_now(force=True)
             self.watcher = self.db.watch_env(self.env_path, interval=0)
             self.config = self.db.config
+
+    #: the last modification time the sweep gave the watched file (each write gets a later one: a stat() sees it)
+    sweep_mtime = 0
+
+    def sweep_touch(self) -> None:
+        st = os.stat(self.env_path)
+        ns = max(st.st_mtime_ns, self.sweep_mtime + 1_000_000)
+        os.utime(self.env_path, ns=(ns, ns))
+        self.sweep_mtime = ns
+
+    @precondition(lambda self: getattr(self, "watcher", None) is not None and not self.faults)
+    @rule(steps=st.lists(st.tuples(st.sampled_from(tuple(SWEEP)), st.sampled_from(SWEEP_ACTIONS), st.integers(0, 11),
+                                   st.sampled_from(QUOTES), st.booleans()), min_size=1, max_size=5))
+    def reload_sweep(self, steps: list[tuple[str, str, int, str, bool]]) -> None:
+        """P16 for every setting and the watcher's state, against a model of the watched file (README
+        "Configuration"). Each step edits the file: a setting set to a valid text (bare or quoted) or to an invalid
+        one, taken out again, a misspelt name, bytes that are not UTF-8, or the file removed; then ``check_now()``.
+
+        * A valid file: the settings in force are the file's (a setting not in it: the watcher's base, not the
+          library's default), except the restart-only ones, which keep their running value and wait in
+          ``pending_restart`` with the file's value (a warning names each); ``check_now()`` returns exactly the
+          settings that changed, a subscriber hears ``(old, new, changed)`` once (nothing when nothing changed),
+          ``reloads`` counts it, ``last_error`` is None again, ``describe()`` shows the settings in force with the
+          audit keys masked; and every part follows from the next call: the pragmas of the new connection, the
+          retry policy, the schedule, the backups kept and their lock wait, the queue bound, the operation log,
+          the parameters in logs.
+        * An invalid file: ``ConfigError`` naming every invalid key at once (a misspelling with the setting meant,
+          the source file, never an audit key's text), an error logged naming them, nothing changed, nobody told,
+          and ``last_error`` says so until a valid version is applied.
+        * No file (an editor's save in progress): nothing changes.
+        * A second check of an unchanged file changes nothing.
+        """
+        from reliability import ConfigError
+        from reliability.reload import describe
+
+        overridden = {k[len("RELIABILITY_"):].lower() for k in os.environ if k.startswith("RELIABILITY_")}
+        # In step with the machine's file first: reloaded as it is, it gives the watcher's base with the file's
+        # lines on top. Then a watcher of the sweep's own (its subscriber hears this sweep).
+        self.sweep_in_step(overridden)
+        self.watcher = watcher = self.db.watch_env(self.env_path, interval=0)
+        heard: list[tuple[Any, Any, tuple[str, ...]]] = []
+
+        def listener(old: Any, new: Any, changed: tuple[str, ...]) -> None:
+            heard.append((old, new, tuple(changed)))
+
+        self.check(16, watcher.subscribe(listener) is listener, "watcher.subscribe(fn) does not return fn")
+        start = self.db.config
+        model = SweepFile(self.env_lines, dataclasses.asdict(start), self.dir)
+        done: list[str] = []
+        try:
+            for key, action, pick, quote, forced in steps:
+                if key in overridden:  # (the environment wins over the file: not this sweep's business)
+                    continue
+                goods, bads = SWEEP[key]
+                if action == "bad" and not bads:
+                    action = "good"
+                if action == "good":
+                    text, value = goods[pick % len(goods)]
+                    text = text.format(dir=self.dir)
+                    value = value.format(dir=self.dir) if isinstance(value, str) else value
+                    model.good[key] = (text, value, quote)
+                    model.bad.clear()  # (the operator fixed the file)
+                    done.append(f"{env_name(key)}={quote}{text}{quote}")
+                elif action == "remove":
+                    model.good.pop(key, None)
+                    model.bad.clear()
+                    done.append(f"{env_name(key)} back to the machine's file")
+                elif action == "bad":
+                    model.bad[env_name(key)] = (bads[pick % len(bads)], quote)
+                    done.append(f"{env_name(key)}={quote}{bads[pick % len(bads)]}{quote} (invalid)")
+                elif action == "typo":
+                    name, text, meant = TYPOS[pick % len(TYPOS)]
+                    model.bad[name], model.meant[name] = (text, quote), meant
+                    done.append(f"{name}={text} (misspelt)")
+                else:
+                    done.append("the file removed" if action == "missing" else "bytes that are not UTF-8 written")
+                said = f"the watched file edited ({'; '.join(done)}), check_now(force={forced})"
+                self.sweep_step(watcher, model, action, forced, heard, said, describe, ConfigError)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.write_env(self.env_lines)
+                watcher.check_now(force=True)
+                self.config = self.db.config
+            raise
+        # The machine's file again: everything the sweep changed goes back to the base.
+        self.write_env(self.env_lines)
+        self.sweep_touch()
+        try:
+            watcher.check_now(force=True)
+            failed = None
+        except ConfigError as exc:
+            failed = exc
+        self.config = now = self.db.config
+        wrong = [f"{k}={v!r} (was {dataclasses.asdict(start)[k]!r})" for k, v in dataclasses.asdict(now).items()
+                 if dataclasses.asdict(start)[k] != v]
+        self.check(16, failed is None and not wrong and watcher.last_error is None and not watcher.pending_restart,
+                   lambda: f"after the sweep ({'; '.join(done)}) the machine's own file was reloaded: rejected "
+                           f"({failed}), or settings not back to the base: {wrong}, last_error {watcher.last_error!r}, "
+                           f"pending_restart {watcher.pending_restart}")
+
+    def sweep_in_step(self, overridden: set[str]) -> None:
+        """The machine's own file (``env_lines``) reloaded: every setting it gives in force, every other one the
+        watcher's base (what the manager was given; a setting absent from the file does not fall back to the
+        library's default), the watcher's ``last_error`` None."""
+        from reliability import ConfigError, ReliabilityConfig
+
+        watcher = self.watcher
+        base = dataclasses.asdict(watcher.base)
+        self.write_env(self.env_lines)
+        self.sweep_touch()
+        try:
+            watcher.check_now(force=True)
+            failed = None
+        except ConfigError as exc:
+            failed = exc
+        types = {f.name: str(f.type) for f in dataclasses.fields(ReliabilityConfig)}
+        in_force = dataclasses.asdict(self.db.config)
+        wrong = []
+        for key, value in base.items():
+            if key in overridden or key in RESTART_SETTINGS:
+                continue
+            text = self.env_lines.get(env_name(key))
+            want = value if text is None else parse_setting(text, types[key])
+            if in_force[key] != want:
+                where = "the base gives" if text is None else "the file says"
+                wrong.append(f"{key}={in_force[key]!r} in force, {where} {want!r}")
+        self.check(16, failed is None and not wrong and watcher.last_error is None, lambda: (
+            f"the machine's own file {self.env_lines} reloaded on the watcher's base: rejected ({failed}), or "
+            f"{'; '.join(wrong) or 'the settings as expected'}, last_error {watcher.last_error!r}"))
+        self.config = self.db.config
+
+    def sweep_step(self, watcher: Any, model: SweepFile, action: str, forced: bool, heard: list[Any], said: str,
+                   describe: Any, config_error: type[Exception]) -> None:
+        """One edit of :meth:`reload_sweep`: write the file as the model says, check it, judge the outcome."""
+        old, reloads0, heard0, logs0 = self.db.config, watcher.reloads, len(heard), len(self.logs.records)
+        error0 = watcher.last_error
+        if action == "missing":
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.env_path)
+        else:
+            with open(self.env_path, "wb") as fh:
+                fh.write(model.text().encode("utf-8") + (b"RELIABILITY_LOG_LEVEL=caf\xe9\n" if action == "binary"
+                                                         else b""))
+            self.sweep_touch()
+        raised: Any = None
+        got: tuple[str, ...] = ()
+        try:
+            got = watcher.check_now(force=forced)
+        except config_error as exc:
+            raised = exc
+        now = self.db.config
+        if action == "missing":
+            self.check(16, raised is None and got == () and now == old and watcher.last_error is error0
+                       and len(heard) == heard0, lambda: (
+                           f"{said}: with no file check_now() returned {got} (raised {raised!r}); the settings "
+                           f"{'changed' if now != old else 'stayed'}, last_error {watcher.last_error!r} (was "
+                           f"{error0!r}), subscribers told {len(heard) - heard0}x (an editor's save in progress "
+                           "changes nothing)"))
+            return
+        if action == "binary":
+            required, tolerated = {"file"}, set()
+        else:
+            required, tolerated = model.problems()
+        if required:
+            self.sweep_rejected(watcher, model, raised, required, tolerated, old, reloads0, heard, heard0, logs0, said)
+        else:
+            self.sweep_applied(watcher, model, raised, got, old, reloads0, heard, heard0, logs0, said, describe)
+        # A second check of the file as it is (no edit since) changes nothing, and the watcher's state stays.
+        cfg, last = self.db.config, watcher.last_error
+        again: Any = None
+        try:
+            again = watcher.check_now()
+        except config_error as exc:
+            again = exc
+        self.check(16, self.db.config == cfg and (again == () or (required and isinstance(again, config_error)))
+                   and str(watcher.last_error) == str(last), lambda: (
+                       f"{said}, then check_now() again with the file unchanged: returned {again!r}, the settings "
+                       f"{'changed' if self.db.config != cfg else 'stayed'}, last_error {watcher.last_error!r} "
+                       f"(was {last!r})"))
+
+    def sweep_rejected(self, watcher: Any, model: SweepFile, raised: Any, required: set[str], tolerated: set[str],
+                       old: Any, reloads0: int, heard: list[Any], heard0: int, logs0: int, said: str) -> None:
+        """An invalid file: refused naming every invalid key at once, nothing changed, the watcher says so."""
+        named = {k for k, _v, _r in getattr(raised, "problems", ())}
+        text = str(raised)
+        wrong = []
+        if raised is None:
+            wrong.append("nothing was raised")
+        else:
+            if not required <= named <= required | tolerated:
+                wrong.append(f"it names {sorted(named)}, the invalid ones are {sorted(required)}")
+            wrong += [f"the message does not name {k}" for k in required if k not in text]
+            if str(getattr(raised, "source", "")) != str(self.env_path):
+                wrong.append(f"its source is {getattr(raised, 'source', None)!r}, not the file")
+            for name, meant in model.meant.items():
+                reasons = [r for k, _v, r in raised.problems if k == name]
+                if name in required and not any(meant in r for r in reasons):
+                    wrong.append(f"{name} is not said to be likely {meant} ({reasons})")
+            wrong += ["it shows an audit key's text" for s in model.secrets() if s in text][:1]
+            if not any(r.levelno >= 40 and all(k in r.getMessage() for k in required)
+                       for r in self.logs.records[logs0:]):
+                wrong.append("no error logged naming them")
+        if self.db.config != old:
+            wrong.append("the settings in force changed")
+        if len(heard) != heard0 or watcher.reloads != reloads0:
+            wrong.append(f"subscribers told {len(heard) - heard0}x, reloads {reloads0} -> {watcher.reloads}")
+        if raised is not None and (not isinstance(watcher.last_error, type(raised))
+                                   or str(watcher.last_error) != text):
+            wrong.append(f"watcher.last_error is {watcher.last_error!r}, not the rejection")
+        self.check(16, not wrong, lambda: f"{said}: an invalid file ({sorted(required)}): {'; '.join(wrong)}")
+
+    def sweep_applied(self, watcher: Any, model: SweepFile, raised: Any, got: tuple[str, ...], old: Any,
+                      reloads0: int, heard: list[Any], heard0: int, logs0: int, said: str, describe: Any) -> None:
+        """A valid file: its settings in force (restart-only ones pending), the watcher's state, every part."""
+        expected = model.expected()
+        now = self.db.config
+        in_force = dataclasses.asdict(now)
+        before = dataclasses.asdict(old)
+        changed = {k for k in expected if expected[k] != before[k]}
+        wrong = []
+        if raised is not None:
+            wrong.append(f"rejected: {raised}")
+        wrong += [f"{k}={in_force[k]!r} in force, expected {v!r}" for k, v in expected.items() if in_force[k] != v]
+        if set(got) != changed and raised is None:
+            wrong.append(f"check_now() returned {got}, the settings changed are {sorted(changed)}")
+        told = heard[heard0:]
+        if told != ([(old, now, tuple(got))] if got else []):
+            wrong.append(f"subscribers were told {[(c, n is now) for _o, n, c in told]} (once, with the changed keys, "
+                         "the old and the new settings, when something changed)")
+        if watcher.reloads != reloads0 + (1 if got else 0):
+            wrong.append(f"reloads went from {reloads0} to {watcher.reloads}")
+        if watcher.last_error is not None:
+            wrong.append(f"watcher.last_error is still {watcher.last_error!r} after a valid version was applied")
+        pending = model.pending()
+        if dict(watcher.pending_restart) != pending:
+            wrong.append(f"pending_restart is {watcher.pending_restart}, the file's restart-only changes {pending}")
+        wrong += [f"no warning names {k}, changed in the file and kept until a restart" for k in pending
+                  if not any(r.levelno == 30 and k in r.getMessage() for r in self.logs.records[logs0:])]
+        shown = describe(now)
+        masked = {k: ("***" if k in SECRET_SETTINGS and v else v) for k, v in expected.items()}
+        if shown != masked:
+            wrong.append(f"describe() shows {sorted((k, v) for k, v in shown.items() if masked.get(k) != v)}")
+        if not wrong:
+            wrong = self.sweep_effects(expected, logs0)
+        self.check(16, not wrong, lambda: f"{said}: {'; '.join(wrong)}")
+
+    def sweep_effects(self, expected: dict[str, Any], logs0: int) -> list[str]:
+        """What every part of the runtime runs with after a reload: ``expected`` from the next call on."""
+        from reliability import DatabaseError
+
+        db, wrong = self.db, []
+
+        def pragmas() -> dict[str, Any]:
+            return {p: db.fetch_one(f"PRAGMA {p}")[0] for p in ("busy_timeout", "foreign_keys", "synchronous",
+                                                                 "journal_mode")}
+
+        try:
+            got = self.absorb(pragmas)
+        except DatabaseError as exc:
+            return [f"the next call failed: {exc}"]
+        want = {"busy_timeout": expected["busy_timeout_ms"], "foreign_keys": int(expected["foreign_keys"]),
+                "synchronous": SYNCHRONOUS_PRAGMA[expected["synchronous"].upper()],
+                "journal_mode": expected["journal_mode"].lower()}
+        kept = any("journal_mode" in r.getMessage() and "kept" in r.getMessage() for r in self.logs.records[logs0:])
+        for name, value in want.items():
+            seen = str(got[name]).lower() if name == "journal_mode" else got[name]
+            if seen != value and not (name == "journal_mode" and kept):  # (SQLite may keep a mode: logged)
+                wrong.append(f"the next call runs with PRAGMA {name}={got[name]}, expected {value}")
+        policy = getattr(db, "policy", None)
+        if policy is not None:
+            wrong += [f"the retry policy's {attr} is {getattr(policy, attr)}, {key}={expected[key]} in force"
+                      for attr, key in (("attempts", "retry_attempts"), ("base_delay", "retry_base_delay"),
+                                        ("max_delay", "retry_max_delay"), ("budget", "retry_budget"))
+                      if getattr(policy, attr) != expected[key]]
+        durability = getattr(db, "durability", None)
+        if durability is not None:
+            tasks = {name: every for name, every, _fn in durability.scheduler.tasks}
+            wrong += [f"the schedule runs {task} every {tasks.get(task, 0)} s, {task}_interval="
+                      f"{expected[task + '_interval']}"
+                      for task in ("backup", "quick_check", "integrity_check", "health_check")
+                      if tasks.get(task, 0) != expected[task + "_interval"]]
+            backups = durability.backups
+            if backups.keep != expected["backup_keep"] or backups.busy_timeout != expected["busy_timeout_ms"] / 1000:
+                wrong.append(f"backups keep {backups.keep} and wait {backups.busy_timeout} s on a lock, backup_keep="
+                             f"{expected['backup_keep']} and busy_timeout_ms={expected['busy_timeout_ms']} in force")
+        queue = getattr(db, "queue", None)
+        if queue is not None and queue.max_entries != expected["write_queue_max"]:
+            wrong.append(f"the write queue's bound is {queue.max_entries}, write_queue_max="
+                         f"{expected['write_queue_max']}")
+        # (Without a file the records go through the ``reliability.oplog`` logger: nothing is installed while it
+        # is not enabled for INFO, reliability/oplog.py.)
+        logged = bool(expected["operation_log_path"]) or logging.getLogger("reliability.oplog").isEnabledFor(
+            logging.INFO)
+        if (getattr(db, "oplog", None) is not None) is not (expected["operation_log"] and logged):
+            wrong.append(f"the operation log is {'on' if db.oplog is not None else 'off'}, operation_log="
+                         f"{expected['operation_log']}, operation_log_path={expected['operation_log_path']!r}")
+        errors = getattr(db, "errors", None)
+        if errors is not None and errors.show_params is not expected["log_sql_params"]:
+            wrong.append(f"SQL parameters {'are' if errors.show_params else 'are not'} logged, log_sql_params="
+                         f"{expected['log_sql_params']}")
+        return wrong
