@@ -66,12 +66,12 @@ def test_the_same_search_passes_on_the_runtime(tmp_path):
 
 
 # -- the rule with chosen edits -------------------------------------------------------------------------------------
-def edits(*steps: tuple[str, str, int]) -> list[tuple[str, str, int, str, bool]]:
-    """``reload_sweep``'s argument: each edit unquoted and checked with ``check_now(force=False)``."""
-    return [(key, action, pick, "", False) for key, action, pick in steps]
+def edits(*steps: tuple[str, str, int]) -> list[tuple[list[tuple[str, str, int, str]], str, bool]]:
+    """``reload_sweep``'s argument: one edit a step, unquoted, checked with ``check_now(force=False)``."""
+    return [([(key, action, pick, "")], "", False) for key, action, pick in steps]
 
 
-def sweep_found(base: Path, steps: list[tuple[str, str, int, str, bool]]) -> str:
+def sweep_found(base: Path, steps: list[tuple[list[tuple[str, str, int, str]], str, bool]]) -> str:
     """The first line of the violation ``reload_sweep(steps)`` raises on a fresh config machine ('' when none)."""
     base.mkdir(parents=True, exist_ok=True)
     machine = bind(MACHINES["config"], None, base_dir=str(base))()
@@ -113,8 +113,10 @@ def told_of_every_check(real: Any) -> Any:
     return check_now
 
 
+real_stat = ConfigWatcher._stat
+
 #: case -> (what to patch, its name, the defect; the edits; what the violation says)
-CASES: dict[str, tuple[Any, str, Any, list[tuple[str, str, int, str, bool]], str]] = {
+CASES: dict[str, tuple[Any, str, Any, list[Any], str]] = {
     # describe() shows a retired audit key in clear
     "describe_unmasked": (reload_module, "describe", unmasked_describe,
                           edits(("audit_previous_keys", "good", 1)), r"describe\(\) shows \[\('audit_previous_keys'"),
@@ -138,6 +140,10 @@ CASES: dict[str, tuple[Any, str, Any, list[tuple[str, str, int, str, bool]], str
     "typo_unexplained": (config_module, "_unknown_reason", lambda name, prefix="": "unknown setting",
                          edits(("retry_attempts", "typo", 0)),
                          r"RELIABILITY_RETRY_ATEMPTS is not said to be likely RELIABILITY_RETRY_ATTEMPTS"),
+    # a file missing for a moment (an editor's atomic save) read as an empty one: every setting back to the base
+    "missing_is_empty": (ConfigWatcher, "_stat", lambda self: real_stat(self) or (0, 0, 0),
+                         [*edits(("retry_attempts", "good", 1)), ([], "missing", True)],
+                         r"with no file check_now\(\) returned \('retry_attempts',\)"),
     # the rejection of a bad version still reported after a valid one was applied
     "error_kept": (ConfigWatcher, "check_now", None,
                    edits(("backup_keep", "bad", 0), ("backup_keep", "good", 1)), r"last_error is still ConfigError"),
