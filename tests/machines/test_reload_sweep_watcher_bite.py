@@ -125,7 +125,8 @@ CASES: dict[str, tuple[Any, str, Any, list[Any], str]] = {
                           edits(("retry_attempts", "good", 1)), r"busy_timeout_ms=5000 in force, the base gives 0"),
     # subscribers told of a check that changed nothing
     "told_of_nothing": (ConfigWatcher, "check_now", told_of_every_check(ConfigWatcher.check_now),
-                        edits(("log_level", "good", 0), ("log_level", "good", 0)), r"subscribers were told \[\(\(\)"),
+                        edits(("auto_recover", "good", 4), ("auto_recover", "good", 4)),
+                        r"subscribers were told \[\(\(\)"),
     # the retry budget not handed to the policy by a reload
     "budget_not_followed": (reload_module, "_RETRY_KEYS",
                             {k: v for k, v in reload_module._RETRY_KEYS.items() if k != "retry_budget"},
