@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -32,13 +33,22 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 class ConfigError(ValueError):
     """One or more settings are invalid; ``problems`` lists ``(key, value, reason)`` for each."""
 
-    def __init__(self, problems: list[tuple[str, Any, str]], source: str = "") -> None:
+    def __init__(self, problems: list[tuple[str, Any, str]], source: str = "",
+                 where: Mapping[str, str] | None = None) -> None:
         self.problems = problems
         self.source = source
-        where = f" in {source}" if source else ""
-        lines = [f"invalid configuration{where}:"]
-        lines += [f"  {key}={value!r}: {reason}" for key, value, reason in problems]
+        #: Where each key was set: ``"<file>:<line>"`` or ``"environment"`` (keys given in code: absent).
+        self.where = dict(where or {})
+        header = f" in {source}" if source else ""
+        lines = [f"invalid configuration{header}:"]
+        for key, value, reason in problems:
+            at = f"{self.where[key]}: " if key in self.where else ""
+            lines.append(f"  {at}{key}={value!r}: {reason}")
         super().__init__("\n".join(lines))
+
+    def located(self, where: Mapping[str, str]) -> ConfigError:
+        """The same error, each problem prefixed with where its key was set (see :func:`origins`)."""
+        return ConfigError(self.problems, self.source, where)
 
 
 @dataclass(frozen=True)
@@ -182,11 +192,14 @@ class ReliabilityConfig:
             except ConfigError as exc:  # dbfault: no fault (a setting's value is out of range)
                 problems = [(_env_name(k), v, r) for k, v, r in exc.problems]
         else:
-            # Also report value problems of the keys that did convert.
+            # Also report value problems of the keys that did convert (not a comparison with a key that did
+            # not: that one stood at its default in the check).
+            unconverted = {_env_name(k)[len(ENV_PREFIX):].lower() for k, _v, _r in problems}
             try:
                 cls(**kwargs)
             except ConfigError as exc:  # dbfault: no fault (a setting's value is out of range)
-                problems += [(_env_name(k), v, r) for k, v, r in exc.problems]
+                problems += [(_env_name(k), v, r) for k, v, r in exc.problems
+                             if not any(other in r for other in _COMPARED_WITH.get(k, ()) if other in unconverted)]
         raise ConfigError(problems, source)
 
     @classmethod
@@ -205,7 +218,10 @@ class ReliabilityConfig:
         env = os.environ if environ is None else environ
         values.update({k: v for k, v in env.items() if k.startswith(ENV_PREFIX)})
         source = str(path) if path and Path(path).exists() else "environment"
-        return cls.from_mapping(values, source=source, **overrides)
+        try:
+            return cls.from_mapping(values, source=source, **overrides)
+        except ConfigError as exc:  # dbfault: no fault (an invalid setting: say on which line)
+            raise exc.located(origins(path, env)) from None
 
 
 def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -220,6 +236,28 @@ def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
         raise ConfigError([("file", str(path), f"not UTF-8 text ({exc.reason} at byte {exc.start})")],
                           str(path)) from None
     return {k: v or "" for k, v in values.items() if k.startswith(ENV_PREFIX)}
+
+
+#: Settings checked against another one (the reason names it).
+_COMPARED_WITH = {"retry_max_delay": ("retry_base_delay",)}
+_ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?(" + ENV_PREFIX + r"[A-Za-z0-9_]*)\s*=")
+
+
+def origins(path: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> dict[str, str]:
+    """Where each ``RELIABILITY_*`` key is set: ``"<path>:<line>"`` (its last assignment in the ``.env``
+    file, the one that counts) or ``"environment"`` (which wins over the file). For error messages."""
+    where: dict[str, str] = {}
+    if path and Path(path).is_file():
+        try:
+            text = Path(path).read_text(encoding="utf-8", errors="replace")
+        except OSError:  # dbfault: no fault (only the message loses its line numbers)
+            text = ""
+        for number, line in enumerate(text.splitlines(), 1):
+            match = _ASSIGNMENT.match(line)
+            if match:
+                where[match.group(1)] = f"{path}:{number}"
+    where.update({k: "environment" for k in environ if k.startswith(ENV_PREFIX)})
+    return where
 
 
 _FIELDS: dict[str, Any] = {f.name: f.type for f in fields(ReliabilityConfig)}

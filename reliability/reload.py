@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .config import ENV_PREFIX, ConfigError, ReliabilityConfig, read_env_file
+from .config import ENV_PREFIX, ConfigError, ReliabilityConfig, origins, read_env_file
 from .ports import ReloadHost  # (a structural type: the runtime's surface this module uses)
 
 log = logging.getLogger("reliability.reload")
@@ -183,7 +183,10 @@ class ConfigWatcher:
         values.update({k: v for k, v in env.items() if k.startswith(ENV_PREFIX)})
         # Settings absent from the file keep their base value (not the library default).
         base = {k: v for k, v in dataclasses.asdict(self.base).items() if ENV_PREFIX + k.upper() not in values}
-        return ReliabilityConfig.from_mapping(values, source=str(self.path), **base)
+        try:
+            return ReliabilityConfig.from_mapping(values, source=str(self.path), **base)
+        except ConfigError as exc:  # dbfault: no fault (an invalid setting: say on which line)
+            raise exc.located(origins(self.path, env)) from None
 
     def check_now(self, *, force: bool = False) -> tuple[str, ...]:
         """Reload if the file changed (or ``force``); returns the changed keys (empty when nothing changed).

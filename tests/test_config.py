@@ -161,3 +161,34 @@ def test_values_at_the_limits_are_accepted() -> None:
         high_extra = {"retry_max_delay": kind(high)} if key == "retry_base_delay" else {}
         ReliabilityConfig(**{key: kind(low), **low_extra})
         ReliabilityConfig(**{key: kind(high), **high_extra})
+
+
+def test_each_invalid_setting_is_named_with_the_file_and_line_or_the_environment(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text("RELIABILITY_BUSY_TIMEOUT_MS=5\n# a comment\nRELIABILITY_RETRY_BASE_DELAY=abc\n"
+                   "export RELIABILITY_JOURNAL_MODE = SIDEWAYS\nRELIABILITY_BUSY_TIMEOT_MS=3\n"
+                   "RELIABILITY_BACKUP_KEEP=2\nRELIABILITY_BACKUP_KEEP=0\n")
+    with pytest.raises(ConfigError) as info:
+        ReliabilityConfig.from_env(env, environ={"RELIABILITY_SYNCHRONOUS": "SOMETIMES"})
+    text = str(info.value)
+    assert f"{env}:3: RELIABILITY_RETRY_BASE_DELAY='abc': expected a number" in text
+    assert f"{env}:4: RELIABILITY_JOURNAL_MODE='SIDEWAYS'" in text
+    assert (f"{env}:5: RELIABILITY_BUSY_TIMEOT_MS='3': unknown setting; did you mean "
+            "RELIABILITY_BUSY_TIMEOUT_MS?") in text
+    assert f"{env}:7: RELIABILITY_BACKUP_KEEP=0" in text  # (the last assignment is the one that counts)
+    assert "environment: RELIABILITY_SYNCHRONOUS='SOMETIMES'" in text
+    assert info.value.where["RELIABILITY_RETRY_BASE_DELAY"] == f"{env}:3"
+    # The problems themselves are unchanged: (key, value, reason), whatever the message says.
+    assert ("RELIABILITY_RETRY_BASE_DELAY", "abc", "expected a number") in info.value.problems
+
+
+def test_a_setting_is_not_compared_with_one_that_is_not_a_number(tmp_path: Path) -> None:
+    # retry_max_delay is checked against retry_base_delay; with the base delay unreadable, the check would
+    # compare with its default and name a problem the file does not have.
+    env = tmp_path / ".env"
+    env.write_text("RELIABILITY_RETRY_MAX_DELAY=0.01\nRELIABILITY_RETRY_BASE_DELAY=abc\n")
+    with pytest.raises(ConfigError) as info:
+        ReliabilityConfig.from_env(env, environ={})
+    assert [key for key, _v, _r in info.value.problems] == ["RELIABILITY_RETRY_BASE_DELAY"]
+    with pytest.raises(ConfigError, match=rf"{env}:1: RELIABILITY_RETRY_MAX_DELAY=0.01: must be >= retry_base_delay"):
+        ReliabilityConfig.from_env(env, environ={"RELIABILITY_RETRY_BASE_DELAY": "0.5"})

@@ -19,6 +19,7 @@ import pytest
 from runtime_helpers import fast_config, wait_for
 
 from reliability import DatabaseManager
+from reliability.config import ConfigError
 from reliability.redo import read_journal
 from reliability.reload import RESTART_KEYS, ConfigWatcher
 
@@ -152,3 +153,15 @@ def test_a_restart_only_setting_keeps_its_running_value_and_says_so(db: Database
     assert all(Path(b.path).parent == Path(db.config.backup_directory) for b in db.backups())
     assert not (tmp_path / "other.db").exists() and not (tmp_path / "elsewhere-backups").exists()
     assert db.queue.path == Path(db.config.write_queue_file)
+
+
+def test_a_rejected_reload_names_the_line_of_each_invalid_setting(db: DatabaseManager, tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    write_env(env, backup_keep=3)
+    watcher = watch(db, env)
+    watcher.check_now(force=True)
+    env.write_text("RELIABILITY_BACKUP_KEEP=3\n\nRELIABILITY_BUSY_TIMEOUT_MS=soon\n")
+    with pytest.raises(ConfigError, match=rf"{env}:3: RELIABILITY_BUSY_TIMEOUT_MS='soon': expected a whole number"):
+        watcher.check_now(force=True)
+    assert watcher.last_error is not None and watcher.last_error.where["RELIABILITY_BUSY_TIMEOUT_MS"] == f"{env}:3"
+    assert db.config.backup_keep == 3  # the old config stays
