@@ -348,7 +348,8 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
         outcome = _error(EXIT_CONFIG_ERROR, str(exc), "configuration")
     except ConfigError as exc:  # dbfault: no fault (an invalid setting)
         outcome = _error(EXIT_CONFIG_ERROR, str(exc), "configuration",
-                         problems=[{"key": k, "value": v, "reason": r} for k, v, r in exc.problems])
+                         problems=[{"key": k, "value": v, "reason": r, "where": exc.where.get(k)}
+                                   for k, v, r in exc.problems])
     except DatabaseError as exc:
         outcome = _db_error(exc)
     except sqlite_errors() as exc:  # dbfault: no fault (guard: the runtime wraps driver errors; still no traceback)

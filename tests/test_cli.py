@@ -215,8 +215,11 @@ def test_json_is_one_envelope_for_every_outcome(run, tmp_path: Path, capsys) -> 
     bad_env = tmp_path / "bad.env"
     bad_env.write_text(CLI_ENV + "RELIABILITY_RETRY_ATTEMPTS=zero\n")
     assert cli.main(["--db", str(run.db), "--env", str(bad_env), "health"]) == cli.EXIT_CONFIG_ERROR
-    assert "\n  RELIABILITY_RETRY_ATTEMPTS='zero': expected a whole number" in capsys.readouterr().err
+    lines = bad_env.read_text().count("\n")  # (the bad setting is the file's last line)
+    expected = f"\n  {bad_env}:{lines}: RELIABILITY_RETRY_ATTEMPTS='zero': expected a whole number"
+    assert expected in capsys.readouterr().err
     data = doc("health", env=bad_env)
+    assert data["error"]["problems"][0]["where"] == f"{bad_env}:{lines}"
     assert data["status"] == "configuration_error" and data["error"]["problems"][0]["key"] == \
         "RELIABILITY_RETRY_ATTEMPTS"
     assert doc("restore", str(tmp_path / "nope.db"))["status"] == "usage_error"
