@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import pathlib
 import pickle
+import random
 import signal
 import sqlite3
 import sys
@@ -36,7 +38,7 @@ from hypothesis.stateful import precondition, rule
 
 from reliability import BackupManager
 
-from ..faults import make_fault
+from ..faults import _files, make_fault
 from ..faults.crash import CrashResult, Starter, forked, watch_child
 from ..stats import STATS
 from . import served
@@ -323,3 +325,136 @@ class RestartMachine(RestartMixin):
         sync = self.drawn.get("synchronous", "FULL")
         return super().make_config(**{"synchronous": "FULL" if sync == "NORMAL" else sync, "redo_journal": True,
                                       **overrides})
+
+    # -- what a clean restart keeps, and what a start must see ------------------------------
+    @precondition(swarm("restart"))
+    @precondition(lambda self: self.db is not None and not self.faults and not self.writes_queued()
+                  and has_backups(self))
+    @rule(backup_first=st.booleans())
+    def clean_restart_keeps_durable_health(self, backup_first: bool) -> None:
+        """P10, P12: what health() says about durable state is what the files say, before and after a clean
+        restart: ``last_backup_at`` is the newest verified backup's ``created_at`` (the backup directory lists
+        it), every backup listed before is listed after, the write queue's pending count and the audit key are
+        the same, and the rows are the acknowledged ones."""
+        if backup_first:
+            self.take_backup(False)
+        before = self.db.health()
+        listed_before = {(str(b.path), b.verified) for b in self.db.backups()}
+        self.reopen()
+        after = self.db.health()
+        listed = BackupManager(self.config.backup_directory, self.config.backup_keep).list()
+        newest = max((b.created_at for b in listed if b.verified), default=None)
+        self.check(10, after.last_backup_at == newest,
+                   lambda: f"after a clean restart health().last_backup_at is {after.last_backup_at!r}, but the "
+                           f"newest verified backup in {self.config.backup_directory} was created at {newest!r} "
+                           f"(before the restart health said {before.last_backup_at!r})")
+        listed_after = {(str(b.path), b.verified) for b in self.db.backups()}
+        self.check(12, listed_before <= listed_after,
+                   lambda: f"backups listed before a clean restart are gone or changed after it: "
+                           f"{sorted(listed_before - listed_after)[:3]}")
+        for key, field in (("write_queue", "pending"), ("audit", "key_id")):
+            was = (before.extra.get(key) or {}).get(field)
+            now = (after.extra.get(key) or {}).get(field)
+            self.check(10, was == now,
+                       lambda key=key, field=field, was=was, now=now:
+                       f"health()['{key}']['{field}'] was {was!r} before a clean restart and is {now!r} after it")
+        stored = self.stored_kv()
+        self.check(6, stored == self.model.kv,
+                   lambda: f"after a clean restart the rows differ from the acknowledged writes: "
+                           f"{self.kv_diff(stored)}")
+
+    @precondition(swarm("restart"))
+    @precondition(lambda self: self.db is not None and not self.faults and not self.writes_queued()
+                  and has_recovery(self))
+    @rule(cut=st.booleans(), nbytes=st.integers(1, 2**16), auto=st.booleans(), seed=st.integers(0, 2**16))
+    def damaged_while_stopped(self, cut: bool, nbytes: int, auto: bool, seed: int) -> None:
+        """P11, P13: the application stopped cleanly, then its database file lost its end inside a page
+        (a real truncation: the corrupt fault's ``truncate``) or had stray bytes appended. The next start sees
+        it before serving anything: with ``auto_recover`` off, health() is not healthy and ``integrity_ok`` is
+        False, and ``db.recover()`` brings every acknowledged write back; with it on, the start recovers and
+        the first read has every acknowledged write."""
+        self.take_backup(False)
+        config = self.config
+        self.db.close()  # (the application stopped)
+        path = self.db_path
+        if any(os.path.exists(path + side) and os.path.getsize(path + side) for side in ("-wal", "-journal")):
+            self.db = self.open_runtime(config)  # (not at rest: nothing to judge at this start)
+            self.after_reopen()
+            return
+        with open(path, "rb") as fh:
+            header = fh.read(100)
+        page_size = int.from_bytes(header[16:18], "big")
+        page_size = 65536 if page_size == 1 else page_size
+        size = os.path.getsize(path)
+        shift = nbytes % (page_size - 1) + 1  # never a whole page
+        labels = ["corrupt"]
+        observed = self.powerloss is not None
+        if observed:  # the damage is done by no process of the runtime: not the model's business
+            self._powerloss_cm.__exit__(None, None, None)
+        if cut and size > page_size:
+            new = size - shift
+            fault = make_fault("corrupt", path, part="truncate", fraction=(new + 0.5) / size, backup_before=True,
+                               counted_in=STATS)
+            fault.inject()
+            what = f"cut from {size} to {os.path.getsize(path)} bytes"
+            saved = None
+        else:
+            fault = None
+            saved = _files.backup_files(pathlib.Path(path))
+            with open(path, "ab") as fh:
+                fh.write(random.Random(seed).randbytes(shift))
+            STATS.record_fault("corrupt")
+            what = f"{shift} stray bytes appended to its {size} bytes"
+        if observed:  # what is on disk now is where a power loss would leave it
+            self.powerloss.snapshot_all()
+            self._powerloss_cm = self.powerloss.observing()
+            self._powerloss_cm.__enter__()
+        self.fault_history.append("corrupt")
+        self.db = self.open_runtime(config if auto else self.make_config(auto_recover=False))
+        self.after_reopen()
+        self.last_healed = "corrupt"
+        try:
+            health = self.db.health()
+            if auto:
+                first = self.call("fetch_all", self.db.fetch_all, "SELECT k, v FROM kv", faults=labels)
+                now = os.path.getsize(path)
+                self.check(13, health.integrity_ok is not False and first.ok and dict(first.value) == self.model.kv
+                           and now % page_size == 0,
+                           lambda: f"the database file {what} while no runtime ran, auto_recover on: after the "
+                                   f"start the file is {now} bytes ({page_size}-byte pages), integrity_ok is "
+                                   f"{health.integrity_ok!r} and the first read "
+                                   + (f"has {'the' if dict(first.value) == self.model.kv else 'not the'} "
+                                      f"acknowledged writes "
+                                      f"{sorted(set(self.model.kv.items()) ^ set(dict(first.value).items()))[:4]}"
+                                      if first.ok else f"failed ({first.error!r})")
+                                   + f" (last recovery: {health.extra.get('last_recovery')!r})", faults=labels)
+                return
+            self.check(11, health.integrity_ok is False and not health.healthy,
+                       lambda: f"the database file {what} while no runtime ran, auto_recover off: the next start "
+                               f"did not see it (health {health.status}, integrity_ok {health.integrity_ok!r}, "
+                               f"problems {health.extra.get('integrity_problems')!r})", faults=labels)
+            got = self.call(None, self.absorb, self.db.recover, faults=labels)
+            report = got.value if got.ok else None
+            try:
+                whole = (self.stored_kv(), self.stored_pairs()) == (self.model.kv, self.model.pairs)
+            except sqlite3.Error:
+                whole = False
+            self.check(13, report is not None and bool(report.ok) and whole,
+                       lambda: f"db.recover() of a database file {what} while no runtime ran: "
+                               f"{report if report is not None else got.error!r}; "
+                               f"{'every acknowledged write is back' if whole else 'acknowledged writes are missing'}",
+                       faults=labels)
+            if not (report is not None and report.ok):  # put the undamaged file back (the check said why)
+                self.db.close()
+                if fault is not None:
+                    fault.heal()
+                elif saved:
+                    _files.restore_files(saved)
+                self.db = self.open_runtime(self.make_config(auto_recover=False))
+        finally:
+            for _original, copy in (saved or []) + (getattr(fault, "_backup", None) or []):
+                copy.unlink(missing_ok=True)  # (the undamaged copy, when nothing put it back)
+            if not auto:
+                self.db.close()
+                self.db = self.open_runtime(config)
+                self.after_reopen()
