@@ -485,6 +485,103 @@ class DegradationMachine(DegradationMixin):
             f"answered {result.status!r} {result.value!r} ({result.message}) with {pending} write(s) still queued; "
             f"the write acknowledged during the outage is {want!r}"))
 
+    #: How the later write of :meth:`the_later_write_wins` is made: a write command, or a direct write through
+    #: each entry point the README says replays the backlog first.
+    LATER_BY = st.sampled_from(("execute", "transaction", "run_in_transaction", "command"))
+    #: What replays whatever still waits after it: the next write command, a read command, ``replay()``,
+    #: ``recover(force=True)``, a restart (then a read command), or nothing more than the invariant's settle.
+    REPLAYED_BY = st.sampled_from(("command", "read", "replay", "recover", "restart", "nothing"))
+
+    @precondition(lambda self: has_commands(self) and not self.faults)
+    @rule(outage=st.sampled_from(("locked", "locked", "disconnect_rename", "disconnect_delete", "disk_full")),
+          n=st.integers(0, 12), burst=st.lists(st.booleans(), min_size=1, max_size=3), later=LATER_BY,
+          replayed=REPLAYED_BY, param=st.integers(0, 5), during=st.sampled_from((False, False, True)))
+    def the_later_write_wins(self, outage: str, n: int, burst: list[bool], later: str, replayed: str,
+                             param: int, during: bool) -> None:
+        """P14: writes land in the order their callers were answered. One to three write commands during an outage
+        (of ``user-n``, some of ``user-(n+1)``), each acknowledged (``ok``, or ``queued``: "will be saved
+        automatically"); the outage healed, a later write of ``user-n``: a write command, or a direct write
+        (``db.execute``, ``db.transaction()``, ``db.run_in_transaction``: the README promises a direct write first
+        replays the backlog, so "a later write never lands before an earlier accepted one"); then whatever
+        replays what still waits (the next write command, a read command, ``replay()``, ``recover(force=True)``,
+        a restart). With ``during``, the later write is made before the heal: a direct write then either replays
+        the backlog first or fails with the fault (the README: it "fails with the fault when the backlog cannot be
+        saved yet"); either way it must not land before the writes queued ahead of it. The model is the sequence of
+        answers: per key, the value of the last write answered ``ok`` or ``queued`` (a direct write that returned);
+        the file must hold it, nothing left pending."""
+        commands = self.db.commands
+        keys = [f"user-{n}", f"user-{(n + 1) % 13}"]
+        if not self.inject(outage, param):
+            return
+        in_force = self.active_fault_names
+        answers: list[str] = []
+        try:
+            for other in burst:
+                key, value = keys[1] if other else keys[0], self.text()
+                result = self.absorb(commands.run, "store", key, value)
+                answers.append(f"store {key!r}: {result.status}")
+                if result.status in ("ok", "queued"):
+                    self.model.kv[key] = value
+            if during:
+                self.later_write(later, keys[0], answers)
+                answers.append("(that one during the outage)")
+        finally:
+            self.heal(outage)
+        if not during:
+            self.later_write(later, keys[0], answers)
+        if replayed == "command":
+            then, new = f"user-{(n + 5) % 13}", self.text()
+            if self.absorb(commands.run, "store", then, new).status in ("ok", "queued"):
+                self.model.kv[then] = new
+        elif replayed == "read":
+            self.absorb(commands.run, "lookup", keys[1])
+        elif replayed == "replay":
+            self.absorb(commands.replay)
+        elif replayed == "recover":
+            self.absorb(commands.recover, force=True)
+        elif replayed == "restart":
+            self.db.close()
+            self.db = self.open_runtime(self.config)
+            self.after_reopen()
+            self.absorb(self.db.commands.run, "lookup", keys[1])
+        self.settle()
+        stored = self.stored_kv()
+        pending = len(self.db.commands.queue)
+        want = {k: self.model.kv.get(k) for k in keys}
+        got = {k: stored.get(k) for k in keys}
+        self.check(14, got == want and pending == 0, lambda: (
+            f"during {outage}: {'; '.join(answers)}; replayed by {replayed}: the file holds {got}, the last "
+            f"acknowledged writes are {want} ({pending} write(s) still pending): a write answered later must "
+            "land later"), faults=in_force)
+
+    def later_write(self, later: str, key: str, answers: list[str]) -> None:
+        """One write of ``key`` for :meth:`the_later_write_wins`, through ``later``; booked in the model when
+        acknowledged (a command answered ``ok``/``queued``, a direct write that returned)."""
+        from reliability.errors import DatabaseError
+
+        commands, value = self.db.commands, self.text()
+        sql = "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)"
+        acked = False
+        try:
+            if later == "command":
+                acked = self.absorb(commands.run, "store", key, value).status in ("ok", "queued")
+            elif later == "execute":
+                self.absorb(self.db.execute, sql, (key, value))
+                acked = True
+            elif later == "transaction":
+                def tx() -> None:
+                    with self.db.transaction() as conn:
+                        conn.execute(sql, (key, value))
+                self.absorb(tx)
+                acked = True
+            else:
+                self.absorb(self.db.run_in_transaction, lambda: self.db.execute(sql, (key, value)))
+                acked = True
+        except DatabaseError as err:
+            answers.append(f"the later {later} of {key!r} failed: {err.kind}")
+        if acked:
+            self.model.kv[key] = value
+            answers.append(f"then {later} of {key!r}: ok")
 
     @precondition(lambda self: has_commands(self) and not self.faults)
     @rule(n=st.integers(0, 12), read=st.booleans())

@@ -1,0 +1,45 @@
+"""The degradation machine judges the order of writes across an outage (rule ``the_later_write_wins``): a write
+acknowledged as queued during an outage, then a later write of the same row once it healed (a write command, or a
+direct ``db.execute`` / ``db.transaction()`` / ``db.run_in_transaction``, which the README says replay the backlog
+first), must leave the later value in the file, whatever replays the backlog. Each check fails against a runtime
+with one realistic defect of that kind, and passes against the real one."""
+
+from __future__ import annotations
+
+import pytest
+from bite_settings import bite_settings
+
+from pytest_dbfault.machines import MACHINES, run_machine
+from reliability.degraded.commands import CommandRegistry
+from reliability.executor import Executor
+
+BITE = bite_settings(max_examples=30, steps=15)
+LATER_LANDS_FIRST = (r"p14_command_continuity violated \(faults: [^)]*\): during .*"
+                     r"a write answered later must land later")
+
+
+def test_it_bites_a_backlog_port_that_only_sees_other_processes_writes(tmp_path, monkeypatch):
+    # The executor's question "must a backlog be replayed first?" answers only for writes another process appended
+    # to the shared file: this runtime's own queued writes are left to the next command, so a direct write made
+    # once the outage is over lands first and the replay then overwrites it with the older value.
+    def waiting(self):
+        return bool(self.queue.refresh_if_changed()
+                    and any(e.command in self._commands for e in self.queue.pending()))
+
+    monkeypatch.setattr(CommandRegistry, "waiting", waiting)
+    with pytest.raises(AssertionError, match=LATER_LANDS_FIRST):
+        run_machine(MACHINES["degradation_queue"], settings_=BITE, base_dir=str(tmp_path), enforce={14})
+
+
+def test_it_bites_transactions_that_do_not_replay_the_backlog_first(tmp_path, monkeypatch):
+    # Only ``db.execute`` replays the backlog first; ``db.transaction()`` and ``db.run_in_transaction`` skip it, so
+    # a change made in a transaction after the outage is overwritten by the queued one replayed after it.
+    real = Executor.replay_backlog
+
+    def replay_backlog(self, op, sql, params):
+        if op == "execute":
+            real(self, op, sql, params)
+
+    monkeypatch.setattr(Executor, "replay_backlog", replay_backlog)
+    with pytest.raises(AssertionError, match=LATER_LANDS_FIRST):
+        run_machine(MACHINES["degradation_queue"], settings_=BITE, base_dir=str(tmp_path), enforce={14})
