@@ -492,10 +492,29 @@ class DegradationMachine(DegradationMixin):
     #: ``recover(force=True)``, a restart (then a read command), or nothing more than the invariant's settle.
     REPLAYED_BY = st.sampled_from(("command", "read", "replay", "recover", "restart", "nothing"))
 
+    #: The burst of :meth:`the_later_write_wins`: after its first write (of ``user-n``), up to two more, each of
+    #: ``user-n`` (False) or ``user-(n+1)`` (True).
+    BURST = st.lists(st.booleans(), min_size=0, max_size=2)
+    #: Whether the later write is made while the outage still holds (a third of the time).
+    DURING = st.sampled_from((False, False, True))
+
     @precondition(lambda self: has_commands(self) and not self.faults)
-    @rule(outage=st.sampled_from(("locked", "locked", "disconnect_rename", "disconnect_delete", "disk_full")),
-          n=st.integers(0, 12), burst=st.lists(st.booleans(), min_size=1, max_size=3), later=LATER_BY,
-          replayed=REPLAYED_BY, param=st.integers(0, 5), during=st.sampled_from((False, False, True)))
+    @rule(n=st.integers(0, 12), burst=BURST, later=LATER_BY, replayed=REPLAYED_BY, param=st.integers(0, 5),
+          during=DURING)
+    def the_later_write_wins_over_one_queued_during_a_lock(self, n: int, burst: list[bool], later: str,
+                                                           replayed: str, param: int, during: bool) -> None:
+        """See :meth:`the_later_write_wins`, during a lock (another connection's write or exclusive lock)."""
+        self.the_later_write_wins("locked", n, burst, later, replayed, param, during)
+
+    @precondition(lambda self: has_commands(self) and not self.faults)
+    @rule(outage=st.sampled_from(("disconnect_rename", "disconnect_delete", "disk_full")), n=st.integers(0, 12),
+          burst=BURST, later=LATER_BY, replayed=REPLAYED_BY, param=st.integers(0, 5), during=DURING)
+    def the_later_write_wins_over_one_queued_while_unavailable(self, outage: str, n: int, burst: list[bool],
+                                                               later: str, replayed: str, param: int,
+                                                               during: bool) -> None:
+        """See :meth:`the_later_write_wins`, while the file is moved away, deleted, or the disk is full."""
+        self.the_later_write_wins(outage, n, burst, later, replayed, param, during)
+
     def the_later_write_wins(self, outage: str, n: int, burst: list[bool], later: str, replayed: str,
                              param: int, during: bool) -> None:
         """P14: writes land in the order their callers were answered. One to three write commands during an outage
@@ -516,7 +535,7 @@ class DegradationMachine(DegradationMixin):
         in_force = self.active_fault_names
         answers: list[str] = []
         try:
-            for other in burst:
+            for other in [False, *burst]:
                 key, value = keys[1] if other else keys[0], self.text()
                 result = self.absorb(commands.run, "store", key, value)
                 answers.append(f"store {key!r}: {result.status}")
