@@ -86,7 +86,7 @@ PROPERTIES_BY_MACHINE: dict[str, tuple[int, ...]] = {
     "chaos": tuple(range(1, 18)),
     "commit_path": (13,),
     "under_fault": tuple(range(1, 18)),
-    "restart": (2, 6, 8, 9, 12, 13, 14, 15),
+    "restart": (2, 6, 8, 9, 10, 11, 12, 13, 14, 15),
     "surface": (1, 2, 4, 6, 8, 9, 12, 13, 14),
     "dataloss": (10, 11, 12, 13),
     "reload_effects": (2, 8, 10, 16),
