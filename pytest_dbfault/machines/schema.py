@@ -891,3 +891,97 @@ class SchemaMachine(ReleaseMixin):
             return {"raised": f"{type(exc).__name__}: {exc}"}
         return {k: getattr(report, k, None) for k in ("ok", "problems", "current_version", "expected_version",
                                                       "pending", "complete")}
+
+    #: How a down step fails part way through a rollback: ``missing_table``, it names a table that is not there
+    #: (invalid for this schema); ``after_drop``, its first statement drops its table, its second fails (the drop
+    #: must go back with the step's transaction); ``on_the_data``, it sets a NOT NULL column to NULL on a table
+    #: holding a row (valid SQL that fails on the data).
+    FAILING_DOWNS = ("missing_table", "after_drop", "on_the_data")
+
+    @precondition(swarm("migrate"))
+    @precondition(lambda self: self.db is not None and not self.faults and self.accepts_migrations()
+                  and bool(self.model.applied_versions)
+                  and all(isinstance(m.up, str) and not callable(m.down) for m in self.migrations))
+    @rule(new=st.integers(1, 4), bad=st.integers(0, 3), how=st.sampled_from(FAILING_DOWNS), as_folder=st.booleans(),
+          deeper=st.integers(0, 2), form=st.integers(0, 2**16))
+    def roll_back_with_a_failing_down_step(self, new: int, bad: int, how: str, as_folder: bool, deeper: int,
+                                           form: int = 0) -> None:
+        """P5 for a rollback that fails part way (``rollback_migration``: "each reversal is its own transaction, and a
+        failure raises MigrationError naming the migration"; ``revert_migrations``: "a failure leaves the database at
+        the last version fully undone"). ``new`` migrations with down steps are applied, the ``bad``-th one's down
+        step failing (:data:`FAILING_DOWNS`); then ``db.rollback_migration(to, migrations)`` (a list, or a folder of
+        ``.sql``/``.down.sql`` files) with ``to`` below it: the versions above it are undone, newest first, and the
+        call fails naming the failing one. Judged on a model of what was undone: the file records exactly the
+        versions not undone and their schema (the failing step's own statements left nothing); what the runtime
+        knows follows the file (trust.py: known after a partly done change = known before, minus those reverted
+        now), so validating with the known migrations is ok with nothing pending, the current version is the
+        highest still recorded, and writes are served, not refused as ``schema_mismatch``. The developer then fixes
+        the down step (its checksum covers ``up`` only) and a later ``migrate()`` re-applies exactly the undone
+        versions, in order."""
+        self.fix_failing()
+        if any(m.version not in self.model.applied_versions for m in self.migrations) \
+                and not self.migrate_known(4, "migrate() before a rollback whose down step fails").ok:
+            return
+        top = max(m.version for m in self.migrations)
+        added = [self.new_migration(top + 1 + i) for i in range(new)]
+        bad_m = added[bad % new]
+        table = bad_m.up.split()[2]  # (new_migration: "CREATE TABLE <name> (...")
+        failing_down = {"missing_table": f"DROP TABLE no_such_table_{bad_m.version}",
+                        "after_drop": f"DROP TABLE {table}; INSERT INTO no_such_table_{bad_m.version} VALUES (1)",
+                        "on_the_data": f"UPDATE {table} SET label = NULL; DROP TABLE {table}"}[how]
+        added[bad % new] = bad_m = dataclasses.replace(bad_m, down=failing_down)
+        self.migrations += added
+        try:
+            self._roll_back_over_a_failing_down(bad_m, table, how, failing_down, as_folder, deeper, form)
+        finally:
+            # The developer fixes the down step (the checksum covers ``up``: the recorded version stays valid).
+            fixed = dataclasses.replace(bad_m, down=f"DROP TABLE {table}")
+            self.migrations = [fixed if m.version == bad_m.version else m for m in self.migrations]
+
+    def _roll_back_over_a_failing_down(self, bad_m: Any, table: str, how: str, failing_down: str, as_folder: bool,
+                                       deeper: int, form: int) -> None:
+        """:meth:`roll_back_with_a_failing_down_step` once its migrations are given (it fixes the down step after)."""
+        if not self.migrate_known(4, f"migrate() of versions up to {bad_m.version} and beyond (down steps given)").ok:
+            return
+        if how == "on_the_data":
+            out = self.call("execute", self.db.execute, f"INSERT INTO {table} (label) VALUES (?)", (self.text(),))
+            self.check(4, out.ok, lambda: f"every known migration applied, yet a write to {table} was refused: "
+                                          f"{out.error!r}")
+            if not out.ok:
+                return
+        applied = list(self.model.applied_versions)
+        down = {m.version: m.down is not None for m in self.migrations}
+        # Targets below the failing version whose every version above has a down step (else nothing is done at all:
+        # roll_back_migrations judges that case).
+        targets = [v for v in [0, *applied] if v < bad_m.version and all(down.get(u, False) for u in applied if u > v)]
+        if not targets:
+            return
+        to = targets[max(len(targets) - 1 - deeper, 0)]
+        undone = sorted((v for v in applied if v > bad_m.version), reverse=True)
+        source = self.write_migrations_folder(form) if as_folder else list(self.migrations)
+        when = (f"rollback_migration(to={to}) over {sorted((v for v in applied if v > to), reverse=True)}, the down "
+                f"step of {bad_m.label} failing ({how}: {failing_down!r}; "
+                f"{'a folder' if as_folder else 'a list'})")
+        out = self.call(None, self.absorb, run_rollback, self.db, to, source, expected_message=False)
+        self.check(5, not out.ok and (bad_m.name in str(out.error) or bad_m.label in str(out.error)),
+                   lambda: f"{when} " + (f"succeeded, reporting {list(out.value.applied)} undone" if out.ok
+                                         else f"failed with {out.error!r}, not naming {bad_m.label}"))
+        self.model.applied_versions = [v for v in applied if v not in undone]
+        self.expect_recorded(5, f"{when} (undone: {undone})")
+        report = self.absorb(run_validate, self.db, None)
+        still = self.model.applied_versions
+        self.check(5, report.ok and list(report.pending) == [] and report.current_version == max(still),
+                   lambda: f"after {when}, {undone} undone and {still} still recorded, validation of what the runtime "
+                           f"knows says ok={report.ok} current_version={report.current_version} "
+                           f"pending={list(report.pending)} problems={report.problems}: what it knows must follow "
+                           "the versions actually undone")
+        self.probe_write(True, 5, f"{when} ({undone} undone, {still} recorded)", None)
+        # The developer fixes the down step; the undone versions go in again with the program's migrations.
+        fixed = dataclasses.replace(bad_m, down=f"DROP TABLE {table}")
+        self.migrations = [fixed if m.version == bad_m.version else m for m in self.migrations]
+        out = self.migrate_known(4, f"migrate() after {when} undid {undone}")
+        if out.ok:
+            self.check(4, list(out.value.applied) == sorted(undone),
+                       lambda: f"migrate() after {when} applied {list(out.value.applied)}; the undone versions were "
+                               f"{sorted(undone)}")
+            self.probe_write(True, 4, f"migrate() re-applied {sorted(undone)} after {when}", None)
