@@ -196,7 +196,8 @@ BUILTIN: dict[str, FaultInfo] = {
         "new connections get 11/SQLITE_CORRUPT or 26/SQLITE_NOTADB (WAL parts: no error; the tail is dropped when "
         "the WAL index is rebuilt, but while a connection keeps it open a damaged frame is served and checkpointed "
         "as it is; "
-        "index_entry: no error, only integrity_check finds it)",
+        "index_entry: no error, only integrity_check finds it; append: no error, SQLite reads only the pages its "
+        "header counts, and the file ends inside a page)",
         "only with `backup_before=True` (the files are copied back); otherwise permanent"),
     "crash": FaultInfo(
         _ALL,

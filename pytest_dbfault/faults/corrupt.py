@@ -34,7 +34,8 @@ _WAL_HEADER = 32
 _WAL_FRAME_HEADER = 24
 _BTREE_TYPES = {0x02: "interior index", 0x05: "interior table", 0x0A: "leaf index", 0x0D: "leaf table"}
 #: The parts of a database :class:`CorruptFault` can damage.
-PARTS = ("header", "page_size", "btree", "index", "index_entry", "freelist", "wal_frame", "wal_salt", "truncate")
+PARTS = ("header", "page_size", "btree", "index", "index_entry", "freelist", "wal_frame", "wal_salt", "truncate",
+         "append")
 
 
 class CorruptFault(Fault):
@@ -54,12 +55,15 @@ class CorruptFault(Fault):
         misses that row),
         ``freelist`` (first freelist trunk page), ``wal_frame`` (page data of WAL frame
         ``frame``), ``wal_salt`` (salt-1 in the WAL header), ``truncate`` (cut the file to
-        ``fraction`` of its size).
+        ``fraction`` of its size), ``append`` (stray bytes after the last page: ``length`` of them,
+        default 1 to page size - 1 from ``seed``, so the file ends inside a page; SQLite itself reads
+        only the pages its header counts and reports nothing).
     :param table: table name for ``part="btree"`` (``sqlite_schema`` is page 1).
     :param index: index name for ``part="index"`` and ``part="index_entry"``.
     :param page: ``"root"`` or ``"leaf"`` (the right-most leaf under the root) for ``btree``.
     :param frame: 1-based WAL frame for ``wal_frame``; ``None`` picks one from ``seed``.
     :param fraction: kept share of the file for ``truncate`` (0 < fraction < 1).
+    :param length: bytes damaged (or appended, for ``append``).
     :param seed: makes the garbage bytes (and any random choice) reproducible.
     :param backup_before: copy the database (and -wal/-journal) first; :meth:`heal`
         copies it back. Without it the damage is permanent and heal is a no-op.
@@ -139,7 +143,7 @@ class CorruptFault(Fault):
                     f"removes it when the last connection closes; keep a writer open or crash one "
                     f"(run_and_kill) to leave frames behind"
                 )
-        elif self.checkpoint and self.part != "truncate":
+        elif self.checkpoint and self.part not in ("truncate", "append"):
             self._checkpoint()
         if self.backup_before:
             self._backup = _files.backup_files(self.path)
@@ -249,6 +253,15 @@ class CorruptFault(Fault):
         new = int(old * self.fraction)
         os.truncate(self.path, new)
         return {"file": str(self.path), "offset": new, "length": old - new, "old_size": old, "new_size": new}
+
+    def _damage_append(self) -> dict[str, Any]:
+        old = self.path.stat().st_size
+        page_size = int.from_bytes(self._read(self.path, 16, 2), "big")
+        page_size = 65536 if page_size == 1 else page_size
+        length = self.length or self._rng.randrange(1, page_size)
+        data = bytes(self._rng.randrange(256) for _ in range(length))
+        self._write(self.path, old, data)  # (at the end: the helper process appends, same inode)
+        return {"file": str(self.path), "offset": old, "length": length, "old_size": old, "new_size": old + length}
 
     # -- WAL parts -----------------------------------------------------------------
     def _damage_wal_frame(self) -> dict[str, Any]:

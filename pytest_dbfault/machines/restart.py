@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import pathlib
 import pickle
-import random
 import signal
 import sqlite3
 import sys
@@ -38,7 +36,7 @@ from hypothesis.stateful import precondition, rule
 
 from reliability import BackupManager
 
-from ..faults import _files, make_fault
+from ..faults import make_fault
 from ..faults.crash import CrashResult, Starter, forked, watch_child
 from ..stats import STATS
 from . import served
@@ -369,7 +367,7 @@ class RestartMachine(RestartMixin):
     @rule(cut=st.booleans(), nbytes=st.integers(1, 2**16), auto=st.booleans(), seed=st.integers(0, 2**16))
     def damaged_while_stopped(self, cut: bool, nbytes: int, auto: bool, seed: int) -> None:
         """P11, P13: the application stopped cleanly, then its database file lost its end inside a page
-        (a real truncation: the corrupt fault's ``truncate``) or had stray bytes appended. The next start sees
+        (the corrupt fault's ``truncate``) or had stray bytes appended (its ``append``). The next start sees
         it before serving anything: with ``auto_recover`` off, health() is not healthy and ``integrity_ok`` is
         False, and ``db.recover()`` brings every acknowledged write back; with it on, the start recovers and
         the first read has every acknowledged write."""
@@ -397,13 +395,10 @@ class RestartMachine(RestartMixin):
                                counted_in=STATS)
             fault.inject()
             what = f"cut from {size} to {os.path.getsize(path)} bytes"
-            saved = None
         else:
-            fault = None
-            saved = _files.backup_files(pathlib.Path(path))
-            with open(path, "ab") as fh:
-                fh.write(random.Random(seed).randbytes(shift))
-            STATS.record_fault("corrupt")
+            fault = make_fault("corrupt", path, part="append", length=shift, seed=seed, backup_before=True,
+                               counted_in=STATS)
+            fault.inject()
             what = f"{shift} stray bytes appended to its {size} bytes"
         if observed:  # what is on disk now is where a power loss would leave it
             self.powerloss.snapshot_all()
@@ -446,13 +441,10 @@ class RestartMachine(RestartMixin):
                        faults=labels)
             if not (report is not None and report.ok):  # put the undamaged file back (the check said why)
                 self.db.close()
-                if fault is not None:
-                    fault.heal()
-                elif saved:
-                    _files.restore_files(saved)
+                fault.heal()
                 self.db = self.open_runtime(self.make_config(auto_recover=False))
         finally:
-            for _original, copy in (saved or []) + (getattr(fault, "_backup", None) or []):
+            for _original, copy in getattr(fault, "_backup", None) or []:
                 copy.unlink(missing_ok=True)  # (the undamaged copy, when nothing put it back)
             if not auto:
                 self.db.close()

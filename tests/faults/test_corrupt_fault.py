@@ -144,6 +144,29 @@ def test_a_truncated_file_is_malformed(make_db, error_name):
     assert error_name(exc.value) == "SQLITE_CORRUPT"
 
 
+def test_stray_bytes_appended_end_the_file_inside_a_page_and_sqlite_says_nothing(make_db, tmp_path):
+    path = make_db(rows=100)
+    original = path.read_bytes()
+    page_size = int.from_bytes(original[16:18], "big")
+    copy = tmp_path / "copy.db"
+    shutil.copyfile(path, copy)
+    fault = CorruptFault(path, part="append", seed=5, backup_before=True).inject()
+    damage = _damaged(fault)
+    grown = path.read_bytes()
+    assert grown[:len(original)] == original and damage["offset"] == len(original)
+    assert 0 < len(grown) - len(original) == damage["length"] < page_size  # (never a whole page)
+    assert len(grown) % page_size
+    # SQLite reads only the pages its header counts: no error, the rows are all there.
+    assert _query(path, "PRAGMA integrity_check") == [("ok",)]
+    assert _query(path, "SELECT count(*) FROM items") == _query(copy, "SELECT count(*) FROM items")
+    CorruptFault(copy, part="append", seed=5).inject()
+    assert copy.read_bytes() == grown  # (the same seed, the same bytes)
+    CorruptFault(copy, part="append", length=3).inject()
+    assert len(copy.read_bytes()) == len(grown) + 3
+    fault.heal()
+    assert path.read_bytes() == original
+
+
 def test_the_same_seed_makes_the_same_damage(make_db, tmp_path):
     first = make_db(rows=100)
     second = tmp_path / "copy.db"
