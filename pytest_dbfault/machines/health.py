@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 from typing import Any, ClassVar
 
 from hypothesis import strategies as st
@@ -295,6 +294,7 @@ class HealthMixin(Workload):
         from reliability import DatabaseError, ReliabilityConfig
         from reliability.inspection import Inspector
 
+        from ..stats import STATS
         from .base import default_runtime_factory
 
         if not isinstance(self.config, ReliabilityConfig):
@@ -326,8 +326,7 @@ class HealthMixin(Workload):
         faults = ["disconnect_close"] if closed else None
         for stray in (0, extra):
             if stray:
-                with open(copy, "ab") as fh:
-                    fh.write(random.Random(n).randbytes(stray))
+                make_fault("corrupt", copy, part="append", length=stray, seed=n, counted_in=STATS).inject()
             what = (f"a sound copy of the database rebuilt with {got}-byte pages ({length} bytes)" if not stray else
                     f"{stray} stray byte(s) after the last page of a copy with {got}-byte pages ({length + stray} "
                     "bytes: no whole number of pages)")
@@ -550,8 +549,9 @@ class HealthMachine(HealthMixin):
         page_size = 65536 if raw == 1 else raw
         size = os.path.getsize(self.db_path)
         extra = 1 + (extra - 1) % (page_size - 1)  # (never a whole page: that would be a page, not a cut one)
-        with open(self.db_path, "ab") as fh:
-            fh.write(random.Random(seed).randbytes(extra))
+        from ..stats import STATS
+
+        make_fault("corrupt", self.db_path, part="append", length=extra, seed=seed, counted_in=STATS).inject()
         self.fault_history.append("corrupt")
         what = (f"{extra} stray byte(s) after the last page ({size + extra} bytes: no whole number of "
                 f"{page_size}-byte pages)")
