@@ -16,10 +16,10 @@ _ENDINGS = ("commit", "rollback", "close", "executescript")
 #: block (the interpreter's SIGINT handler raises ``KeyboardInterrupt``), ``sys.exit()`` in a worker whose framework
 #: catches ``SystemExit`` and carries on.
 _INTERRUPTS: dict[str, type[BaseException]] = {"KeyboardInterrupt": KeyboardInterrupt, "SystemExit": SystemExit}
-#: A parent and a child table whose foreign key is checked at COMMIT (``DEFERRABLE INITIALLY DEFERRED``): a child row
-#: naming no parent makes the COMMIT itself fail, the one statement of a transaction that fails that way.
 #: The two ways to run a transaction, each nestable in the other.
 _FORMS = ("transaction", "run_in_transaction")
+#: A parent and a child table whose foreign key is checked at COMMIT (``DEFERRABLE INITIALLY DEFERRED``): a child row
+#: naming no parent makes the COMMIT itself fail, the one statement of a transaction that fails that way.
 _FK_TABLES = ("CREATE TABLE IF NOT EXISTS fk_parent (id INTEGER PRIMARY KEY)",
               "CREATE TABLE IF NOT EXISTS fk_child (id INTEGER PRIMARY KEY, parent INTEGER NOT NULL "
               "REFERENCES fk_parent (id) DEFERRABLE INITIALLY DEFERRED)")
