@@ -79,3 +79,29 @@ def test_a_maintenance_call_refused_inside_a_transaction_is_logged_and_recorded_
     # (A backup taken at startup to anchor the new redo journal is its own "ok" record.)
     failed = [(r["kind"], r["error_kind"]) for r in _records(ops) if r["outcome"] != "ok"]
     assert failed == [("backup", "misuse")]
+
+
+def test_a_maintenance_call_failing_under_a_lock_records_the_tries_it_made(tmp_path, caplog):
+    # A real lock (another connection's BEGIN EXCLUSIVE) outlasting the policy: the caller's error says how many
+    # tries were made; the ERROR record and the operation record must say the same (they said 1). A rollback
+    # journal, so the exclusive lock keeps the check's reads out too.
+    ops = tmp_path / "ops.jsonl"
+    db = DatabaseManager(fast_config(tmp_path / "app.db", operation_log=True, operation_log_path=str(ops),
+                                     log_json=True, journal_mode="DELETE"))
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    holder = sqlite3.connect(tmp_path / "app.db", isolation_level=None, timeout=0)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        with caplog.at_level(logging.ERROR, logger="reliability"), pytest.raises(DatabaseError) as caught:
+            db.check_integrity()
+        err = caught.value
+        assert err.attempts >= 2, err  # the shared policy retried the lock
+        logged = [r for r in caplog.records if getattr(r, "operation_id", None) == err.operation_id
+                  and r.levelno == logging.ERROR]
+        assert [r.attempt for r in logged] == [err.attempts]
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        db.close()
+    checks = [r for r in _records(ops) if r["kind"] == "check"]
+    assert [(r["outcome"], r["attempts"]) for r in checks] == [("error", err.attempts)]

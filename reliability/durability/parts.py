@@ -120,10 +120,12 @@ def maintenance(kind: str) -> Callable[[F], F]:
             try:
                 result = method(self, *args, **kwargs)
             except DatabaseError as err:
+                # (the tries the shared policy made: the record says what the caller's error says)
+                attempts = max(err.attempts or 1, 1)
                 if not err.operation_id:
                     err.operation_id = parts.new_operation_id()
-                    parts.errors.log(err, elapsed=perf_counter() - t0)
-                parts.records.failed(kind, None, err, perf_counter() - t0, 1)
+                    parts.errors.log(err, attempt=attempts, elapsed=perf_counter() - t0)
+                parts.records.failed(kind, None, err, perf_counter() - t0, attempts)
                 raise
             except parts.connections.module.Error as exc:
                 wrapped = parts.errors.wrap(exc, operation_id=parts.new_operation_id(), elapsed=perf_counter() - t0)
