@@ -33,6 +33,7 @@ import ast
 import io
 import json
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -188,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", choices=("default", "ci"), default="default")
     parser.add_argument("--list", action="store_true", help="print the candidates and stop")
     parser.add_argument("--only", action="append", default=[], help="run these mutant names (from a list)")
+    parser.add_argument("--mutants-from", default=None, metavar="REV",
+                        help="make the mutants (and their names) from this git revision's reliability/, then plant "
+                             "them in today's tree by their text: the same sample before and after a change to "
+                             "the checks (a mutant whose lines changed since is reported stale)")
     args = parser.parse_args(argv)
 
     snapshot = tempfile.TemporaryDirectory(prefix="dbfault-mut-snapshot-")
@@ -204,7 +209,13 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     data = json.loads(report.read_text(encoding="utf-8"))
     ran = {p: set(d["executed_lines"]) for p, d in data["files"].items() if p.startswith("reliability/")}
-    pool = candidates(ran, bug_finding.SNAPSHOT[0])
+    source = bug_finding.SNAPSHOT[0]
+    if args.mutants_from:
+        source = Path(tempfile.mkdtemp(prefix="dbfault-mut-from-"))
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.mutants_from, "reliability"],
+                                 check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    pool = candidates(ran, source)
     if args.list:
         for m in pool:
             print(f"{m.name:48} {m.new.strip()[:90]}")
@@ -217,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, tuple[str, float, str]] = {}
 
     def one(m: Mutant) -> None:
-        bug = as_bug(m, bug_finding.SNAPSHOT[0])
+        bug = as_bug(m, source)
         results[m.name] = bug_finding.run_main_job(bug, args.profile, args.timeout, None, no_shrink=True)
         outcome, dt, last = results[m.name]
         print(f"{outcome:8} {dt:6.0f}s  {m.name:44} {m.new.strip()[:70]}  | {last[:80]}", flush=True)
