@@ -1000,3 +1000,72 @@ class DegradationMachine(DegradationMixin):
             self.db = self.open_runtime(original)
             self.after_reopen()
             Path(new).unlink(missing_ok=True)
+
+    @precondition(lambda self: has_commands(self) and not self.faults and not len(self.db.commands.queue))
+    # (Not disk_full: its headroom often takes a small write, which is then saved: the queue is not what is judged.)
+    @rule(limit=st.integers(0, 3), extra=st.integers(1, 2), n=st.integers(0, 12),
+          outage=st.sampled_from(("locked", "disconnect_rename", "disconnect_delete")), param=st.integers(0, 5))
+    def a_full_write_queue_refuses(self, limit: int, extra: int, n: int, outage: str, param: int) -> None:
+        """P14 at the queue's bound (README: ``write_queue_max``, "a full queue refuses with a clear error"). The
+        runtime restarted with a small drawn ``write_queue_max`` (0: none may wait); during one outage, that many
+        write commands and one or two more. While fewer than the bound wait, a write is acknowledged (``ok`` or
+        ``queued``); once the bound is reached, each further one is answered ``rejected`` (not acknowledged), with
+        the outage's fault and a message saying the change was NOT saved, ``pending`` the bound, and nothing is added:
+        the queue holds as many as before, the queue file no new write. health() reports the backlog at its bound.
+        After the heal the queued writes replay (the invariant: every acknowledged write is in the file, and none of
+        the rejected ones)."""
+        from reliability.errors import ErrorKind
+
+        original = self.config
+        self.db.close()
+        self.db = self.open_runtime(original.replace(write_queue_max=limit))
+        try:
+            self.after_reopen()
+            commands = self.db.commands
+            if not self.inject(outage, param):
+                return
+            in_force = self.active_fault_names
+            answers: list[str] = []
+            try:
+                for i in range(limit + extra):
+                    key, value = f"user-{(n + i) % 13}", self.text()
+                    before, puts = len(commands.queue), self.puts_in_queue_file()
+                    result = self.absorb(commands.run, "store", key, value)
+                    answers.append(f"{key}: {result.status}")
+                    said = (f"write_queue_max={limit}, during {outage}: {'; '.join(answers)}; the last one, sent "
+                            f"with {before} write(s) waiting, answered {result.status!r} (fault {result.fault!r}, "
+                            f"pending {result.pending}): {result.message}")
+                    if result.status in ("ok", "queued"):
+                        self.model.kv[key] = value
+                    if before < limit or result.status == "ok":
+                        self.check(14, result.status in ("ok", "queued"), said, faults=in_force)
+                        continue
+                    after, puts_after = len(commands.queue), self.puts_in_queue_file()
+                    self.check(14, result.status == "rejected" and not result.ok and result.queue_key is None
+                               and result.fault in ErrorKind._value2member_map_ and "NOT saved" in result.message
+                               and result.pending == limit,
+                               f"{said}; the queue is full: the write must be rejected (not saved), with the "
+                               f"outage's fault, pending {limit}", faults=in_force)
+                    self.check(14, after == before and puts_after == puts,
+                               f"{said}; the queue was full, yet it holds {after} write(s) (was {before}) and its "
+                               f"file {puts_after} queued write(s) (was {puts}): a rejected write must leave nothing "
+                               "queued", faults=in_force)
+                health = self.db.health().extra.get("write_queue", {})
+                waiting = len(commands.queue)
+                self.check(14, health.get("max") == limit and health.get("pending") == waiting <= limit, lambda: (
+                    f"write_queue_max={limit}, during {outage}: {'; '.join(answers)}; {waiting} write(s) wait, "
+                    f"health's write_queue says {health}"), faults=in_force)
+            finally:
+                self.heal(outage)
+        finally:
+            self.db.close()
+            self.db = self.open_runtime(original)
+            self.after_reopen()
+
+    def puts_in_queue_file(self) -> int:
+        """How many writes the queue file records as queued (its ``put`` lines, done or not)."""
+        try:
+            with open(self.db.commands.queue.path, encoding="utf-8") as fh:
+                return sum(1 for line in fh if '"op": "put"' in line)
+        except FileNotFoundError:
+            return 0
