@@ -820,3 +820,166 @@ class ConfigMachine(ConfigMixin):
             wrong.append(f"SQL parameters {'are' if errors.show_params else 'are not'} logged, log_sql_params="
                          f"{expected['log_sql_params']}")
         return wrong
+
+    # -- the operation log's two forms ----------------------------------------------------------------------------
+    #: The fields of an operation record (README "operation_log": one structured record per database operation;
+    #: reliability/oplog.py's example), written out here, not taken from the runtime.
+    OPLOG_FIELDS = ("ts", "operation_id", "kind", "sql", "duration_ms", "rows", "attempts", "outcome", "error_kind")
+    #: The statements one run of :meth:`operation_log_forms` makes, drawn.
+    OPLOG_OPS = st.lists(st.sampled_from(("insert", "many", "one", "none", "all", "refused")), min_size=0, max_size=4)
+    oplog_forms = 0
+
+    @precondition(lambda self: self.db is not None and not self.faults)
+    @rule(json_first=st.booleans(), ops=OPLOG_OPS, many=st.integers(0, 3), slow_at=st.integers(0, 5))
+    def operation_log_forms(self, json_first: bool, ops: list[str], many: int, slow_at: int) -> None:
+        """P17 in both forms of the operation log file: ``operation_log`` on, ``operation_log_path`` set, ``log_json``
+        each way in turn (a JSON object per line, or ``key=value`` text; which first is drawn). A manager started so
+        on the machine's file makes a drawn run of statements (an insert, an ``executemany`` of 0..3 rows and the
+        transaction the runtime wraps it in, a ``fetch_one`` that finds its row or none, a ``fetch_all``, an insert
+        the database refuses: NOT NULL; and, at a drawn place, a slow query of a few milliseconds), then closes
+        (which writes what is buffered). Its file holds one record per statement, in order, with every field in
+        either form: the kind of call, the SQL text, the rows (affected, or returned), one attempt, the outcome
+        (``error`` and the kind ``constraint`` for the refused one), a duration in milliseconds no longer than the
+        call took (and most of it for the slow query), a time within the run, and operation ids ``<id_prefix>-o<n>``
+        one after another. The text form promises what the JSON form does: the same model judges both."""
+        ops = [*ops[:slow_at], "slow", *ops[slow_at:]]
+        for as_json in (json_first, not json_first):
+            self.operation_log_form(as_json, ops, many)
+
+    def operation_log_form(self, as_json: bool, ops: list[str], many: int) -> None:
+        """One manager's run of :meth:`operation_log_forms`, with ``log_json`` set to ``as_json``."""
+        import time
+
+        from .base import default_runtime_factory
+
+        type(self).oplog_forms += 1
+        run = f"{os.getpid()}-{type(self).oplog_forms}"
+        path = os.path.join(self.dir, f"ops-{run}.{'jsonl' if as_json else 'log'}")
+        word = f"{self.pick('word')}-{run}"  # (a note no other run inserted)
+        table = "oplog_notes"
+        mark = f"/* dbfault {run} {word} */"
+        factory = type(self).runtime_factory or default_runtime_factory()
+        other = factory(self.config.replace(operation_log=True, operation_log_path=path, log_json=as_json))
+        t0 = time.time()
+        #: per record: kind, SQL, rows (None: not judged), outcome, error kind, the call's wall time (ms), slow
+        expected: list[tuple[str, str | None, int | None, str, str | None, float, bool]] = []
+
+        def timed(fn: Any, *args: Any) -> tuple[Any, float]:
+            start = time.perf_counter()
+            try:
+                return fn(*args), (time.perf_counter() - start) * 1000
+            except DatabaseError:
+                return None, (time.perf_counter() - start) * 1000
+
+        from reliability import DatabaseError
+
+        try:
+            if getattr(other, "oplog", None) is None:
+                self.check(17, False, f"operation_log on and operation_log_path set: the manager has no operation log "
+                                      f"(log_json={as_json})")
+                return
+            other.oplog.flush()
+            skip = self.oplog_lines(path)  # (whatever the start recorded: not judged here)
+            prefix = other.id_prefix
+            sql = f"CREATE TABLE IF NOT EXISTS {table} (id INTEGER PRIMARY KEY, note TEXT NOT NULL) {mark}"
+            expected.append(("execute", sql, -1, "ok", None, timed(other.execute, sql)[1], False))
+            sql = f"SELECT id FROM {table} {mark}"
+            got, ms = timed(other.fetch_all, sql)
+            count = len(got)
+            expected.append(("fetch_all", sql, count, "ok", None, ms, False))
+            inserted = False
+            for op in ops:
+                if op == "insert":
+                    sql = f"INSERT INTO {table} (note) VALUES (?) {mark}"
+                    expected.append(("execute", sql, 1, "ok", None, timed(other.execute, sql, (word,))[1], False))
+                    inserted = True
+                elif op == "many":
+                    sql = f"INSERT INTO {table} (note) VALUES (?) {mark}"
+                    ms = timed(other.executemany, sql, [(f"{word}-{i}",) for i in range(many)])[1]
+                    expected.append(("executemany", sql, many, "ok", None, ms, False))
+                    # (outside a transaction the runtime wraps it in one: that transaction's record follows)
+                    expected.append(("transaction", None, None, "ok", None, ms, False))
+                elif op in ("one", "none"):
+                    sql = f"SELECT note FROM {table} WHERE note = ? {mark}"
+                    found, ms = timed(other.fetch_one, sql, (word if op == "one" else f"{word}-absent",))
+                    expected.append(("fetch_one", sql, 0 if found is None else 1, "ok", None, ms, False))
+                    self.check(17, (found is not None) == (op == "one" and inserted),
+                               f"fetch_one of a note {'inserted' if op == 'one' and inserted else 'never inserted'} "
+                               f"gave {found!r}")
+                elif op == "all":
+                    sql = f"SELECT id, note FROM {table} {mark}"
+                    got, ms = timed(other.fetch_all, sql)
+                    expected.append(("fetch_all", sql, len(got), "ok", None, ms, False))
+                elif op == "slow":  # (a few milliseconds of work: its duration is measurable)
+                    sql = (f"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 30000) "
+                           f"SELECT count(*) FROM c {mark}")
+                    expected.append(("fetch_one", sql, 1, "ok", None, timed(other.fetch_one, sql)[1], True))
+                else:
+                    sql = f"INSERT INTO {table} (note) VALUES (NULL) {mark}"
+                    expected.append(("execute", sql, 0, "error", "constraint", timed(other.execute, sql)[1], False))
+        finally:
+            other.close()
+        t1 = time.time()
+        form = "JSON" if as_json else "text"
+        records = self.oplog_lines(path)[len(skip):]
+        said = f"operation log in {form} ({path}): {len(expected)} statement(s), {len(records)} record(s)"
+        self.check(17, len(records) == len(expected),
+                   lambda: f"{said}: one record per statement was expected; the records: {records[:8]}")
+        previous = None
+        for i, (record, (kind, sql, rows, outcome, error_kind, ms, slow)) in enumerate(zip(records, expected,
+                                                                                            strict=False)):
+            rec = self.parse_oplog_line(record, as_json)
+            want = {"kind": kind, "sql": sql, "rows": rows, "attempts": 1, "outcome": outcome, "error_kind": error_kind}
+            got = {k: rec.get(k) for k in want} if rec is not None else None
+            if got is not None and rows is None:
+                want.pop("rows")
+                judged_rows = isinstance(got.pop("rows"), int)
+            else:
+                judged_rows = True
+            number = None
+            if rec is not None and isinstance(rec.get("operation_id"), str):
+                head, _, tail = rec["operation_id"].rpartition("-o")
+                number = int(tail) if head == prefix and tail.isdigit() else None
+            duration, ts = (rec or {}).get("duration_ms"), (rec or {}).get("ts")
+            # A duration measured inside the call: no longer than the call took, and most of a slow statement's.
+            lowest = ms / 5 if slow and ms >= 2 else 0.0
+            self.check(17, rec is not None and set(rec) == set(self.OPLOG_FIELDS) and got == want and judged_rows
+                       and isinstance(duration, float) and lowest <= duration <= ms + 1
+                       and isinstance(ts, float) and t0 - 1 <= ts <= t1 + 1
+                       and number is not None and (previous is None or number == previous + 1),
+                       lambda i=i, record=record, rec=rec, want=want, previous=previous, ms=ms, lowest=lowest: (
+                           f"{said}: record {i + 1} reads {record.strip()!r} (parsed {rec}); expected the fields "
+                           f"{list(self.OPLOG_FIELDS)} with {want}, a duration_ms in {lowest:.2f}..{ms + 1:.2f} (the "
+                           f"call took {ms:.2f} ms), a ts within the run, operation id {prefix}-o<n> following the "
+                           f"one before ({previous})"))
+            previous = number
+
+    @staticmethod
+    def oplog_lines(path: str) -> list[str]:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                return [line for line in fh if line.strip()]
+        except FileNotFoundError:
+            return []
+
+    @staticmethod
+    def parse_oplog_line(line: str, as_json: bool) -> dict[str, Any] | None:
+        """One operation record as a dict (numbers as numbers, no error kind as None), or None when unreadable: a
+        JSON object, or ``key=value`` text whose ``sql`` comes last, JSON-quoted (reliability/oplog.py)."""
+        try:
+            if as_json:
+                rec = json.loads(line)
+                if isinstance(rec, dict) and isinstance(rec.get("duration_ms"), int):
+                    rec["duration_ms"] = float(rec["duration_ms"])
+                return rec if isinstance(rec, dict) else None
+            head, sep, sql = line.rstrip("\n").partition(" sql=")
+            if not sep:
+                return None
+            rec = dict(part.split("=", 1) for part in head.split(" "))
+            rec["sql"] = json.loads(sql)
+            rec["ts"], rec["duration_ms"] = float(rec["ts"]), float(rec["duration_ms"])
+            rec["rows"], rec["attempts"] = int(rec["rows"]), int(rec["attempts"])
+            rec["error_kind"] = None if rec.get("error_kind") == "-" else rec.get("error_kind")
+            return rec
+        except (ValueError, KeyError, TypeError):
+            return None
