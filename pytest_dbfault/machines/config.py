@@ -52,8 +52,8 @@ _INTERVALS: tuple[tuple[tuple[str, Any], ...], tuple[str, ...]] = (
     (("0", 0.0), ("7200", 7200.0), ("3600.5", 3600.5)), ("-5", "31622401", "1e400", "hourly"))
 #: The sweep's settings (README "Configuration"): each key's valid texts in a ``.env`` file with the value each must
 #: give, and texts the key must refuse by itself. ``{dir}`` is the example's directory. Long intervals only: nothing
-#: scheduled runs during the example. (The logging threshold is left out: nothing in the runtime follows it, and
-#: tests/machines/test_public_reach.py lists it as no machine's business.) Every valid ``retry_base_delay`` lies
+#: scheduled runs during the example. (The logging threshold is left out: nothing in the runtime follows it on a
+#: reload; ``log_level_threshold`` judges what it is for, ``configure_logging``.) Every valid ``retry_base_delay`` lies
 #: below every valid ``retry_max_delay`` except ``0.1`` / ``0.001``: the two refuse each other (max >= base), which
 #: the model tells apart.
 SWEEP: dict[str, tuple[tuple[tuple[str, Any], ...], tuple[str, ...]]] = {
@@ -983,3 +983,86 @@ class ConfigMachine(ConfigMixin):
             return rec
         except (ValueError, KeyError, TypeError):
             return None
+
+    # -- the logging threshold ------------------------------------------------------------------------------------
+    #: ``log_level`` as an operator may spell it (README: DEBUG, INFO, WARNING, ERROR or CRITICAL), with its level.
+    LOG_LEVELS = (("DEBUG", logging.DEBUG), ("info", logging.INFO), ("Warning", logging.WARNING),
+                  ("ERROR", logging.ERROR), ("critical", logging.CRITICAL), ("INFO", logging.INFO),
+                  ("warning", logging.WARNING))
+
+    @precondition(lambda self: self.db is not None and not self.faults)
+    @rule(level=st.sampled_from(LOG_LEVELS), as_json=st.booleans(), refused=st.booleans())
+    def log_level_threshold(self, level: tuple[str, int], as_json: bool, refused: bool) -> None:
+        """P9/P17 at the logging threshold (README: ``log_level`` is for ``reliability.oplog.configure_logging``;
+        "the runtime never changes the application's logging set-up"; the operation log without a file goes to the
+        ``reliability.oplog`` logger at INFO, and is not installed when that logger is not enabled for INFO at start).
+
+        A manager started with a drawn ``log_level`` leaves the ``reliability`` logger as it was. Then
+        ``configure_logging`` with it (and ``log_json`` drawn) to a stream, a manager with ``operation_log`` on and
+        no file started, a read, and (drawn) an insert the database refuses. The stream holds no record below the
+        threshold; the read's operation record (INFO) iff the threshold is at most INFO; the refused insert's
+        operation record (WARNING) iff at most INFO (no operation log otherwise); its technical record (ERROR,
+        "database error constraint") iff at most ERROR; every line is JSON iff ``log_json``."""
+        from reliability import DatabaseError
+        from reliability.oplog import configure_logging
+
+        from .base import default_runtime_factory
+
+        spelt, threshold = level
+        root = logging.getLogger("reliability")
+        level0, handlers0 = root.level, list(root.handlers)
+        factory = type(self).runtime_factory or default_runtime_factory()
+        config = self.config.replace(log_level=spelt, log_json=as_json, operation_log=True, operation_log_path="")
+        said = f"log_level={spelt!r}, log_json={as_json}"
+        stream = io.StringIO()
+        handler = None
+        try:
+            other = factory(config)
+            other.close()
+            self.check(9, root.level == level0 and root.handlers == handlers0, lambda: (
+                f"a manager started with {said} changed the application's logging set-up: the 'reliability' logger's "
+                f"level {level0} -> {root.level}, handlers {handlers0} -> {root.handlers}"))
+            handler = configure_logging(config, stream)
+            other = factory(config)
+            try:
+                other.execute("CREATE TABLE IF NOT EXISTS oplog_notes (id INTEGER PRIMARY KEY, note TEXT NOT NULL)")
+                other.fetch_one("SELECT count(*) FROM oplog_notes /* dbfault log level */")
+                if refused:
+                    with contextlib.suppress(DatabaseError):
+                        other.execute("INSERT INTO oplog_notes (note) VALUES (NULL) /* dbfault log level */")
+            finally:
+                other.close()
+        finally:
+            if handler is not None:
+                root.removeHandler(handler)
+            root.setLevel(level0)
+        records: list[tuple[int, str, str]] = []  # (level, logger, message) of each record line
+        malformed: list[str] = []
+        for line in stream.getvalue().splitlines():
+            if as_json:
+                try:
+                    doc = json.loads(line)
+                    records.append((logging.getLevelName(doc["level"]), doc["logger"], doc["message"]))
+                except (ValueError, KeyError, TypeError):
+                    malformed.append(line)
+                continue
+            parts = line.split(" ", 4)  # date, time, level, "logger:", message
+            if len(parts) == 5 and parts[3].endswith(":") and isinstance(logging.getLevelName(parts[2]), int):
+                records.append((logging.getLevelName(parts[2]), parts[3][:-1], parts[4]))
+            elif line.startswith("{"):
+                malformed.append(line)  # (a JSON line in the text form; other lines: a traceback's)
+        below = [r for r in records if r[0] < threshold]
+        self.check(9, not below and not malformed, lambda: (
+            f"configure_logging with {said}: the stream holds records below the threshold {below[:3]} or lines not "
+            f"in the {'JSON' if as_json else 'text'} form {malformed[:3]}"))
+        read = [r for r in records if r[1] == "reliability.oplog" and r[2].startswith("fetch_one ok in")]
+        bad = [r for r in records if r[1] == "reliability.oplog" and r[2].startswith("execute error in")]
+        error = [r for r in records if r[0] == logging.ERROR and "database error constraint" in r[2]]
+        want = (int(threshold <= logging.INFO), int(refused and threshold <= logging.INFO),
+                int(refused and threshold <= logging.ERROR))
+        got = (len(read), len(bad), len(error))
+        self.check(17 if got[:2] != want[:2] else 9, got == want, lambda: (
+            f"configure_logging with {said}, operation_log on without a file, a read"
+            f"{' and a refused insert' if refused else ''}: the stream holds {got[0]} read operation record(s) (INFO), "
+            f"{got[1]} refused-insert operation record(s) (WARNING), {got[2]} technical error record(s) (ERROR); "
+            f"expected {want}. Its records: {records[:6]}"))

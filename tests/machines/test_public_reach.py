@@ -26,7 +26,6 @@ MACHINES = Path(__file__).resolve().parents[2] / "pytest_dbfault" / "machines"
 
 #: Public names no machine needs to call, and why.
 NOT_AN_ENTRY_POINT: dict[str, str] = {
-    "id_prefix": "an identifier's prefix, read by the operation log; the machines judge the ids it makes (P9, P17)",
     "new_operation_id": "makes an id for an application's own log line; no reliability promise of its own",
     "identity_check_interval": "a setting of the facade, not of the configuration: the machines keep the default "
                                "(a read looks at the path every 50 ms), so the window between two checks is in "
@@ -35,7 +34,6 @@ NOT_AN_ENTRY_POINT: dict[str, str] = {
                        "its effect; tests/test_audit_restored.py)",
     "audit_key_path": "where the generated key is kept: the machines' audit logs start on the runtime's default "
                       "key handling (the audit machine rotates to configured keys; the file has unit tests)",
-    "log_level": "the logging threshold: the machines capture every level themselves (P9, P17 read all records)",
     "cli:selfcheck": "it is the main job itself (pytest --dbfault on the shipped machines and scenarios): a rule "
                      "running it would run every machine inside one step of a machine; tests/test_selfcheck.py runs "
                      "it (a pass, a partial run said to be partial, a run that checked nothing is no pass, --json)",
