@@ -1066,3 +1066,58 @@ class ConfigMachine(ConfigMixin):
             f"{' and a refused insert' if refused else ''}: the stream holds {got[0]} read operation record(s) (INFO), "
             f"{got[1]} refused-insert operation record(s) (WARNING), {got[2]} technical error record(s) (ERROR); "
             f"expected {want}. Its records: {records[:6]}"))
+
+    # -- reads that follow the path --------------------------------------------------------------------------------
+    identity_runs = 0
+
+    @precondition(lambda self: self.db is not None and not self.faults)
+    @rule(interval=st.sampled_from((0.0, 0.01, 0.03, None)), op=st.sampled_from(("fetch_one", "fetch_all")))
+    def reads_follow_the_path_within_the_interval(self, interval: float | None, op: str) -> None:
+        """P1 at the facade's ``identity_check_interval`` ("seconds between the checks reads make that the path still
+        names their file (0 = every read)"; None: the default, the README's "reads check it every 50 ms"). A manager on
+        a database of its own (the drawn settings), its interval set so, has read a row; another database file holding
+        another value of that row is ``os.replace()``d over the path; once the interval has passed since the replace
+        (at once for 0), a read serves the file at the path: the new value. (A read within the interval may still see
+        the old file: not judged.)"""
+        import sqlite3
+        import time
+
+        from .base import default_runtime_factory
+
+        type(self).identity_runs += 1
+        run = f"{os.getpid()}-{type(self).identity_runs}"
+        path = os.path.join(self.dir, f"follow-{run}.db")
+        copy = path + ".copy"
+        factory = type(self).runtime_factory or default_runtime_factory()
+        other = factory(self.make_config().replace(db_path=path))
+        try:
+            if interval is not None:
+                other.identity_check_interval = interval
+            every = other.identity_check_interval
+            other.execute("CREATE TABLE notes (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
+            other.execute("INSERT INTO notes (k, v) VALUES ('a', 'old')")
+            first = other.fetch_one("SELECT v FROM notes WHERE k = 'a'")
+            conn = sqlite3.connect(copy, isolation_level=None)
+            try:
+                conn.execute("CREATE TABLE notes (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
+                conn.execute("INSERT INTO notes (k, v) VALUES ('a', 'new')")
+            finally:
+                conn.close()
+            os.replace(copy, path)
+            replaced = time.perf_counter()
+            time.sleep(max(0.0, replaced + every + 0.002 - time.perf_counter()))
+            if op == "fetch_one":
+                row = other.fetch_one("SELECT v FROM notes WHERE k = 'a'")
+                got = row[0] if row else None
+            else:
+                got = dict(other.fetch_all("SELECT k, v FROM notes")).get("a")
+            waited = (time.perf_counter() - replaced) * 1000
+            self.check(1, got == "new", lambda: (
+                f"identity_check_interval {every} s{' (the default)' if interval is None else ''}: a read "
+                f"({op}) {waited:.1f} ms after another database file was put at the path gave {got!r} (the first read, "
+                f"before, gave {first!r}); the file at the path holds 'new'"), faults=["disconnect_replace"])
+        finally:
+            other.close()
+            for leftover in (path, copy, path + "-wal", path + "-shm", path + "-journal"):
+                with contextlib.suppress(OSError):
+                    os.unlink(leftover)

@@ -27,9 +27,6 @@ MACHINES = Path(__file__).resolve().parents[2] / "pytest_dbfault" / "machines"
 #: Public names no machine needs to call, and why.
 NOT_AN_ENTRY_POINT: dict[str, str] = {
     "new_operation_id": "makes an id for an application's own log line; no reliability promise of its own",
-    "identity_check_interval": "a setting of the facade, not of the configuration: the machines keep the default "
-                               "(a read looks at the path every 50 ms), so the window between two checks is in "
-                               "force in every example (the audit machine found verify() judging it)",
     "follow_the_path": "the hook verify() calls before judging the file (the audit machine's tamper rule judges "
                        "its effect; tests/test_audit_restored.py)",
     "audit_key_path": "where the generated key is kept: the machines' audit logs start on the runtime's default "
