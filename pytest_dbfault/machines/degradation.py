@@ -1069,3 +1069,80 @@ class DegradationMachine(DegradationMixin):
                 return sum(1 for line in fh if '"op": "put"' in line)
         except FileNotFoundError:
             return 0
+
+    @precondition(lambda self: has_commands(self) and not self.faults and not len(self.db.commands.queue)
+                  and not self.absorb(self.db.audit.pending))
+    @rule(n=st.integers(0, 12), entries=st.integers(1, 3), param=st.integers(0, 5))
+    def audit_entries_left_behind_are_named(self, n: int, entries: int, param: int) -> None:
+        """P15 across a restart that moves the audit fallback (README: "A restart with a new ... audit_fallback_path
+        reads only the new file ... what still waits in an old file is never dropped in silence: ``health()`` stays
+        degraded, naming how many writes or entries wait where and which setting moved"). Audit entries recorded
+        during a lock wait in the fallback file (``pending``); restarted with ``audit_fallback_path`` moved, the new
+        runtime's health names the old file once: how many entries wait (one "waits", several "wait"), where, and the
+        setting with its new value; ``places_left`` lists it; the old file is left as it was. With the setting put
+        back, the entries are reconciled into the log."""
+        from pathlib import Path
+
+        if not self.inject("locked", param):
+            return
+        try:
+            recorded = [self.absorb(self.db.audit.record, "ops-admin", "note.left", f"note-{n}-{i}")
+                        for i in range(entries)]
+        finally:
+            self.heal("locked")
+        original = self.config
+        old = str(Path(original.audit_fallback_file).absolute())
+
+        def old_place() -> list[bytes]:
+            """The old fallback file and the working copy a reconcile renames it to (README: what is there waits)."""
+            out = []
+            for path in (Path(old), Path(old + ".reconciling")):
+                try:
+                    out.append(path.read_bytes())
+                except FileNotFoundError:
+                    out.append(b"")
+            return out
+
+        before = old_place()
+        waiting = sum(1 for data in before for line in data.splitlines() if line.strip())
+        pending = sum(1 for e in recorded if e.pending)
+        self.check(15, waiting == pending, lambda: (
+            f"{entries} audit entries recorded during a lock, {pending} of them answered pending (in the fallback "
+            f"file), yet the fallback file {old!r} (and its .reconciling copy) holds {waiting}"), faults=["locked"])
+        if not waiting:
+            return
+        self.db.close()
+        new = old + f".moved-{n}.jsonl"
+        self.db = self.open_runtime(original.replace(audit_fallback_path=new))
+        try:
+            self.after_reopen()
+            report = self.db.health()
+            plural = f"{waiting} audit entries wait" if waiting != 1 else "1 audit entry waits"
+            named = [r for r in report.reasons if repr(old) in r]
+            self.check(15, len(named) == 1 and plural in named[0] and "audit_fallback_path" in named[0]
+                       and repr(str(Path(new).absolute())) in named[0] and not report.healthy, lambda: (
+                           f"{waiting} audit entr{'y' if waiting == 1 else 'ies'} wait in {old!r}; restarted with "
+                           f"audit_fallback_path {new!r}, health is {str(report.status)!r} with the reasons "
+                           f"{list(report.reasons)} (one must say {plural!r} in {old!r}, and that audit_fallback_path "
+                           "moved)"))
+            left = [(p.setting, p.path, p.waiting) for p in getattr(self.db, "places_left", [])]
+            self.check(15, ("audit_fallback_path", old, waiting) in left,
+                       lambda: f"restarted with the audit fallback moved away from {old!r} ({waiting} waiting "
+                               f"there), places_left is {left}")
+            after = old_place()
+            self.check(15, after == before, lambda: (
+                f"restarted with audit_fallback_path moved away from {old!r}: the old file (or its .reconciling copy) "
+                f"changed ({[len(b) for b in before]} -> {[len(a) for a in after]} bytes); the runtime only reads an "
+                "old place"))
+        finally:
+            self.db.close()
+            self.db = self.open_runtime(original)
+            self.after_reopen()
+            Path(new).unlink(missing_ok=True)
+        self.absorb(self.db.audit.reconcile)
+        ids = {e.entry_id for e in recorded}
+        stored = {e.entry_id for e in self.absorb(self.db.audit.entries, 10_000, action="note.left")}
+        still = self.absorb(self.db.audit.pending)
+        self.check(15, ids <= stored and not still, lambda: (
+            f"with audit_fallback_path set back, {len(ids - stored)} of the {len(ids)} entries that waited in {old!r} "
+            f"are not in the audit log after reconcile ({len(still)} still pending)"))
