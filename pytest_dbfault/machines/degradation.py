@@ -1121,8 +1121,8 @@ class DegradationMachine(DegradationMixin):
             named = [r for r in report.reasons if repr(old) in r]
             self.check(15, len(named) == 1 and plural in named[0] and "audit_fallback_path" in named[0]
                        and repr(str(Path(new).absolute())) in named[0] and not report.healthy, lambda: (
-                           f"{waiting} audit entr{'y' if waiting == 1 else 'ies'} wait in {old!r}; restarted with "
-                           f"audit_fallback_path {new!r}, health is {str(report.status)!r} with the reasons "
+                           f"{waiting} audit entr{'y waits' if waiting == 1 else 'ies wait'} in {old!r}; restarted "
+                           f"with audit_fallback_path {new!r}, health is {str(report.status)!r} with the reasons "
                            f"{list(report.reasons)} (one must say {plural!r} in {old!r}, and that audit_fallback_path "
                            "moved)"))
             left = [(p.setting, p.path, p.waiting) for p in getattr(self.db, "places_left", [])]
