@@ -1096,13 +1096,14 @@ class ConfigMachine(ConfigMixin):
             every = other.identity_check_interval
             other.execute("CREATE TABLE notes (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
             other.execute("INSERT INTO notes (k, v) VALUES ('a', 'old')")
-            first = other.fetch_one("SELECT v FROM notes WHERE k = 'a'")
             conn = sqlite3.connect(copy, isolation_level=None)
             try:
                 conn.execute("CREATE TABLE notes (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
                 conn.execute("INSERT INTO notes (k, v) VALUES ('a', 'new')")
             finally:
                 conn.close()
+            # A read (a check of the path is due after it), then at once the replace: the next check is the one due.
+            first = other.fetch_one("SELECT v FROM notes WHERE k = 'a'")
             os.replace(copy, path)
             replaced = time.perf_counter()
             time.sleep(max(0.0, replaced + every + 0.002 - time.perf_counter()))
