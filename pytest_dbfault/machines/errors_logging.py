@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections import Counter
 from typing import Any, ClassVar
 
@@ -186,17 +187,21 @@ class ErrorsLoggingMachine(OperationLogMixin):
         faults = ["locked"]
         self.heal_after_sleeps(faults, heal_after)
         key, value = f"user-{n}", self.text()
+        sql = "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)"
         logs0, sleeps0 = len(self.logs.records), len(self.time.sleeps)
         try:
-            out = self.call("execute", self.db.execute, "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)",
-                            (key, value), faults=faults)
+            t0 = time.perf_counter()
+            out = self.call("execute", self.db.execute, sql, (key, value), faults=faults)
+            wall = time.perf_counter() - t0
+            sleeps, logs1 = len(self.time.sleeps) - sleeps0, len(self.logs.records)
+            if "locked" in self.faults:  # (the lock outlasted the write: a maintenance operation meets it too)
+                self.maintenance_is_logged(self.MAINTENANCE[(n + param) % len(self.MAINTENANCE)], faults)
         finally:
             self.clear_sleep_hooks()
             self.heal_all()
         if out.ok:
             self.model.kv[key] = value
-        sleeps = len(self.time.sleeps) - sleeps0
-        tech = [r for r in self.logs.records[logs0:] if getattr(r, "db_kind", None) is not None]
+        tech = [r for r in self.logs.records[logs0:logs1] if getattr(r, "db_kind", None) is not None]
         errors = [r for r in tech if r.levelno >= logging.ERROR]
         retried = [r for r in tech if r.levelno < logging.ERROR]
         shown = [(logging.getLevelName(r.levelno), r.db_kind, getattr(r, "attempt", None)) for r in tech]
@@ -215,6 +220,74 @@ class ErrorsLoggingMachine(OperationLogMixin):
                        lambda: f"a write that met a lock and failed as {out.error.kind} after {final} attempt(s) "
                                f"logged {shown}: only the failure the caller got is an ERROR record (the retried "
                                "attempts are WARNINGs)", faults=faults)
+            if len(errors) == 1:
+                self.judge_error_record(errors[0], retried, out.error, sql, (key, value), sleeps + 1, wall, faults)
+
+    def judge_error_record(self, record: Any, retried: list[Any], err: Any, sql: str, params: tuple[Any, ...],
+                           tries: int, wall: float, faults: list[str]) -> None:
+        """P9: every field of the ERROR record of a failed statement against what happened, not against what the
+        error says of itself: its ``attempt`` the tries the call really made (1 + the backoff sleeps it slept), its
+        ``elapsed`` a duration in seconds from the call's start (at least 0, at most the call's wall time), its
+        kind, code and code name those of the error the caller got, its operation id the caller's (the retried
+        attempts' WARNING records carry the same one: one operation), its ``sql`` the statement and its
+        ``params`` redacted (``'?'`` for each value) unless ``log_sql_params`` shows them."""
+        elapsed = getattr(record, "elapsed", None)
+        redacted = list(params) if self.config.log_sql_params else ["?"] * len(params)
+        fields = {k: getattr(record, k, None) for k in ("attempt", "elapsed", "db_kind", "db_code", "db_code_name",
+                                                        "operation_id", "sql", "params")}
+        want = {"attempt": tries, "elapsed": f"0..{wall:.6f}", "db_kind": str(err.kind), "db_code": err.code,
+                "db_code_name": err.code_name, "operation_id": err.operation_id, "sql": sql, "params": redacted}
+        warn_ids = sorted({getattr(r, "operation_id", None) for r in retried})
+        self.check(9, fields["attempt"] == tries and isinstance(elapsed, (int, float)) and 0 <= elapsed <= wall
+                   and fields["db_kind"] == str(err.kind) and fields["db_code"] == err.code
+                   and fields["db_code_name"] == err.code_name and bool(err.operation_id)
+                   and fields["operation_id"] == err.operation_id and fields["sql"] == sql
+                   and list(fields["params"] or ()) == redacted and warn_ids in ([], [err.operation_id]),
+                   lambda: f"the ERROR record of a write that failed as {err.kind} after {tries} attempt(s) in "
+                           f"{wall:.6f} s says {fields} (its WARNING records' operation ids {warn_ids}); expected "
+                           f"{want}", faults=faults)
+
+    #: maintenance operations :meth:`maintenance_is_logged` runs: (its operation-log kind, the call, its arguments)
+    MAINTENANCE: ClassVar[tuple[str, ...]] = ("backup", "check", "check_full", "schema_check")
+
+    def maintenance_is_logged(self, which: str, faults: list[str]) -> None:
+        """P17 on maintenance: a backup, a quick or full integrity check, a schema validation run through the
+        public API makes exactly one operation record of its own kind (``backup``, ``check``, ``schema_check``),
+        whatever else it runs inside: outcome ``ok`` when it returned (even when its report finds problems),
+        ``error`` with the kind of the DatabaseError its caller got when it failed (a lock outlasting the
+        retries), one attempt, no SQL text, 0 rows (nothing replayed, no migration applied), a duration in
+        milliseconds within the call's wall time."""
+        if getattr(self.db, "oplog", None) is None:
+            return
+        kind, fn, args = {"backup": ("backup", self.db.backup, ()),
+                          "check": ("check", self.db.check_integrity, (False,)),
+                          "check_full": ("check", self.db.check_integrity, (True,)),
+                          "schema_check": ("schema_check", self.db.validate_schema, ())}[which]
+        from reliability import DatabaseError
+
+        from .workload import CallOutcome
+
+        before = len(self.oplog_records(all_lines=True))
+        t0 = time.perf_counter()
+        # Not through call(): its P9 check of the error's ERROR record is not this check's business (a maintenance
+        # error's record says attempt 1 whatever the attempts its error counts: see the report of issue #14).
+        try:
+            out = CallOutcome(True, self.absorb(fn, *args))
+        except DatabaseError as err:
+            out = CallOutcome(False, error=err)
+        wall_ms = (time.perf_counter() - t0) * 1000.0
+        added = self.oplog_records(all_lines=True)[before:]
+        mine = [r for r in added if r.get("kind") == kind]
+        error_kind = None if out.ok else str(out.error.kind)
+        ended = "returned" if out.ok else f"failed as {error_kind}"
+        fits = len(mine) == 1 and mine[0].get("outcome") == ("ok" if out.ok else "error") \
+            and mine[0].get("error_kind") == error_kind and mine[0].get("attempts") == 1 \
+            and mine[0].get("sql") is None and mine[0].get("rows") == 0 \
+            and isinstance(mine[0].get("duration_ms"), (int, float)) and 0 <= mine[0]["duration_ms"] <= wall_ms + 1.0
+        self.check(17, fits, lambda: f"a {which.replace('_', ' ')} (db.{fn.__name__}{args or '()'}) that {ended} in "
+                                     f"{wall_ms:.3f} ms made the operation records {added}: exactly one {kind!r} "
+                                     f"record, outcome {'ok' if out.ok else 'error'}, error_kind {error_kind!r}, "
+                                     "1 attempt, no sql, 0 rows, its duration in ms", faults=faults)
 
     #: how many times :meth:`close_keeps_the_last_records` ran (its statements' markers are unique per example)
     closes = 0
@@ -286,6 +359,7 @@ class ErrorsLoggingMachine(OperationLogMixin):
                        first=first, mine=mine: (
                            f"a {kind} of {columns} column(s) that returned {returned} row(s){first} has the operation "
                            f"record(s) {[(r.get('kind'), r.get('rows')) for r in mine]}: its rows must be {returned}"))
+        self.maintenance_is_logged(self.MAINTENANCE[(columns + count) % len(self.MAINTENANCE)], [])
 
     #: how many times :meth:`write_rows_are_counted` ran (its statements' markers are unique per example)
     counted_writes = 0
