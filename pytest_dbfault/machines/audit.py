@@ -39,6 +39,24 @@ INVALID_ENTRIES: dict[str, tuple[Any, ...]] = {
     "details with NaN": ("alice", "flag.set", "beta", {"x": float("nan")}),
 }
 
+#: More invalid ``db.audit.record`` arguments, each refused by the validator before anything is written: details
+#: that JSON cannot hold (a set, bytes, an object deep inside, a key that is not text, an infinity) or that UTF-8
+#: cannot encode (a lone surrogate in a key or a value), names holding a lone surrogate, details that are text.
+#: Every one of them and of :data:`INVALID_ENTRIES` is tried by each run of ``record_an_invalid_entry``.
+INVALID_DETAILS: dict[str, tuple[Any, ...]] = {
+    "details holding a set": ("alice", "flag.set", "beta", {"roles": {"admin"}}),
+    "details holding bytes": ("alice", "flag.set", "beta", {"raw": b"\x00on"}),
+    "details holding an object deep inside": ("alice", "flag.set", "beta", {"a": {"b": [1, object()]}}),
+    "details with a key that is not text": ("alice", "flag.set", "beta", {("a", "b"): 1}),
+    "details with an infinity": ("alice", "flag.set", "beta", {"x": [float("-inf")]}),
+    "details with a lone surrogate in a key": ("alice", "flag.set", "beta", {"k\ud800": "on"}),
+    "details with a lone surrogate in a value": ("alice", "flag.set", "beta", {"k": ["x\udfff"]}),
+    "details that are text": ("alice", "flag.set", "beta", '{"on": true}'),
+    "an actor with a lone surrogate": ("al\udc80ice", "flag.set", "beta", {}),
+    "an action with a lone surrogate": ("alice", "flag.\ud83d", "beta", {}),
+    "a target with a lone surrogate": ("alice", "flag.set", "\udcffbeta", {}),
+}
+
 
 def has_audit(self: Any) -> bool:
     return self.db is not None and getattr(self.db, "audit", None) is not None
@@ -729,3 +747,40 @@ class AuditMachine(AuditMixin):
         after = ([e["entry_id"] for e in self.stored_audit_rows()], self.fallback_ids())
         self.check(15, after == before or entry is not None,
                    lambda: f"db.audit.record() of an entry with {what} was refused, yet the log changed")
+        self.record_every_invalid_entry()
+
+    def record_every_invalid_entry(self) -> None:
+        """P15 on every kind of invalid argument the validator refuses (:data:`INVALID_ENTRIES` and
+        :data:`INVALID_DETAILS`), in turn: each ``db.audit.record`` raises ``ValueError`` saying the entry is
+        invalid and naming the argument at fault (not an error of the driver or the JSON encoder met half-way
+        through storing it), and afterwards the log is as it was: the same stored entries, the fallback file(s)
+        untouched (no line, no file made), ``verify()`` saying what it said before."""
+        audit = self.db.audit
+        fallback = audit.fallback_path
+        files = [p for p in (fallback, fallback.with_name(fallback.name + ".reconciling"))]
+
+        def state() -> tuple[Any, ...]:
+            return ([e["entry_id"] for e in self.stored_audit_rows()],
+                    [open(p, "rb").read() if os.path.exists(p) else None for p in files])
+
+        before, verdict = state(), self.absorb(audit.verify)
+        wrong = []
+        for what, args in (*INVALID_ENTRIES.items(), *INVALID_DETAILS.items()):
+            field = next(f for f in ("actor", "action", "target", "details") if f in what)
+            try:
+                entry = self.absorb(audit.record, *args)
+            except ValueError as exc:
+                if not str(exc).startswith("invalid audit entry") or field not in str(exc):
+                    wrong.append(f"{what}: {type(exc).__name__}({str(exc)[:120]!r})")
+                continue
+            except Exception as exc:  # the finding: any other answer
+                wrong.append(f"{what}: {type(exc).__name__}({str(exc)[:120]!r})")
+                continue
+            self.model.audit_ids.append(entry.entry_id)  # (judged below; the log's invariant follows it)
+            wrong.append(f"{what}: stored as {entry.entry_id}")
+        self.check(15, not wrong, lambda: "db.audit.record() of invalid entries did not raise ValueError('invalid "
+                                          f"audit entry: ...') naming the argument at fault: {wrong}")
+        after = self.absorb(audit.verify)
+        self.check(15, state() == before and (after.ok, after.verdict) == (verdict.ok, verdict.verdict),
+                   lambda: f"db.audit.record() of invalid entries was refused, yet the log changed (verify() said "
+                           f"{verdict.verdict}, now {after.verdict}: {after.reason})")
