@@ -29,6 +29,9 @@ import pickle
 import signal
 import sqlite3
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from hypothesis import strategies as st
@@ -37,12 +40,13 @@ from hypothesis.stateful import precondition, rule
 from reliability import BackupManager
 
 from ..faults import make_fault
+from ..faults.base import FaultError
 from ..faults.crash import CrashResult, Starter, forked, watch_child
 from ..stats import STATS
 from . import served
 from .audit import AuditMixin, has_audit
 from .backup import CORRUPTIONS, BackupMixin, has_backups, has_recovery
-from .base import default_runtime_factory, swarm
+from .base import KV_INDEX, default_runtime_factory, swarm
 from .degradation import OUTAGES, DegradationMixin, has_commands
 from .kill_worker import FORMS, work
 from .served import _PassFd
@@ -151,6 +155,27 @@ class _ServedChild:
             self._closed = True
         assert self.returncode is not None
         return self.returncode
+
+
+#: Damage to a page of the database file, made while no runtime runs: the ``kv`` table's root or right-most leaf
+#: page, the header's magic or page size, the root page of kv's primary-key index, or one key of that index changed
+#: in place (the file stays well formed: only ``integrity_check`` sees it). No start looks at pages by design (the
+#: runtime's start looks at the file's size and the damage mark only): the first statement that reads the page
+#: meets the damage, or, off every statement's path (an index a full scan does not read), the full integrity check.
+PAGE_DAMAGE = ("btree_root", "btree_leaf", "header", "page_size", "index_root", "index_entry")
+#: Damage made while the runtime runs, then found by the full integrity check (a verdict that outlives the process).
+CHECKED_DAMAGE = ("index_entry", "btree_leaf", "btree_root")
+
+
+def page_damage(part: str, seed: int) -> dict[str, Any]:
+    """The corrupt fault's parameters for ``part`` of :data:`PAGE_DAMAGE` on the machine's ``kv`` table."""
+    if part.startswith("btree_"):
+        return {"part": "btree", "table": "kv", "page": part[len("btree_"):], "seed": seed}
+    if part == "index_root":
+        return {"part": "index", "index": KV_INDEX, "seed": seed}
+    if part == "index_entry":
+        return {"part": "index_entry", "index": KV_INDEX, "seed": seed}
+    return {"part": part, "seed": seed}
 
 
 #: One worker operation: a form and its writes ``(key number, replace?)``.
@@ -450,3 +475,334 @@ class RestartMachine(RestartMixin):
                 self.db.close()
                 self.db = self.open_runtime(config)
                 self.after_reopen()
+
+    # -- what a start owes a file damaged while stopped, a verdict, a schema ----------------------
+    @contextmanager
+    def outside_the_runtime(self) -> Iterator[None]:
+        """Files changed by no process of the runtime (an outside cause, while it is stopped): the power-loss
+        model does not watch it, and what is on disk afterwards is where a power loss would leave it."""
+        observed = self.powerloss is not None
+        if observed:
+            self._powerloss_cm.__exit__(None, None, None)
+        try:
+            yield
+        finally:
+            if observed:
+                self.powerloss.snapshot_all()
+                self._powerloss_cm = self.powerloss.observing()
+                self._powerloss_cm.__enter__()
+
+    def at_rest(self) -> bool:
+        """No ``-wal`` or ``-journal`` with content beside the stopped file (a start then replays or rolls back)."""
+        return not any(os.path.exists(self.db_path + side) and os.path.getsize(self.db_path + side)
+                       for side in ("-wal", "-journal"))
+
+    def read_kv(self, faults: list[str] | None = None) -> Any:
+        """``SELECT k, v FROM kv`` through the runtime, checked and booked like any read."""
+        return self.call("fetch_all", self.db.fetch_all, "SELECT k, v FROM kv", faults=faults)
+
+    def whole(self) -> bool:
+        """The file holds exactly the acknowledged rows (kv and pairs), read by a plain connection."""
+        try:
+            return (self.stored_kv(), self.stored_pairs()) == (self.model.kv, self.model.pairs)
+        except sqlite3.Error:
+            return False
+
+    def recover_checked(self, what: str, labels: list[str]) -> bool:
+        """``db.recover()`` after ``what``: it reports ok and every acknowledged write is back (P13). True when so;
+        else the undamaged copy is put back by the caller."""
+        got = self.call(None, self.absorb, self.db.recover, faults=labels)
+        report = got.value if got.ok else None
+        whole = self.whole()
+        self.check(13, report is not None and bool(report.ok) and whole,
+                   lambda: f"db.recover() after {what}: {report if report is not None else got.error!r}; "
+                           f"{'every acknowledged write is back' if whole else 'acknowledged writes are missing'}",
+                   faults=labels)
+        return report is not None and bool(report.ok)
+
+    @precondition(swarm("restart"))
+    @precondition(lambda self: self.db is not None and not self.faults and not self.writes_queued()
+                  and has_recovery(self) and callable(getattr(self.db, "check_integrity", None)))
+    @rule(part=st.sampled_from(PAGE_DAMAGE), seed=st.integers(0, 2**16), then_restart=st.booleans(),
+          keys=st.lists(st.integers(0, 12), min_size=1, max_size=2))
+    def page_damaged_while_stopped(self, part: str, seed: int, then_restart: bool, keys: list[int]) -> None:
+        """P11, P13: the application stopped cleanly; a page of its file was damaged (the corrupt fault's
+        ``part``) before the next start (``auto_recover`` off). A start reads no page by design (it looks at the
+        file's size and at the damage mark, which no one wrote here), so the damage is owed at first use, never
+        served as data:
+
+        * before anything read the file, health() does not call it sound (``integrity_ok`` is not True);
+        * the first read of ``kv`` returns exactly the acknowledged rows or fails with an error whose action
+          is a restore (the runtime saw a damaged file); when the read does not meet the damage (an index a
+          full scan skips) the full integrity check must report it;
+        * once met, health() says ``integrity_ok`` False, not healthy, and the damage mark is written (every
+          other process and the next start share the verdict);
+        * then ``db.recover()`` brings every acknowledged write back, or (``then_restart``) the application
+          stops and starts with ``auto_recover`` on: a start on a file marked damaged runs the full check and
+          recovers (README), so health() has no verdict and no mark left and the first read has every
+          acknowledged row.
+
+        Acknowledged writes after the last backup make the recovery replay the redo journal."""
+        self.take_backup(False)
+        for n in keys:
+            self.upsert(n)
+        config = self.config
+        self.db.close()  # (the application stopped)
+        if not self.at_rest() or not self.model.kv:
+            self.db = self.open_runtime(config)  # (not at rest, or nothing for an index to hold: no judging)
+            self.after_reopen()
+            return
+        fault = make_fault("corrupt", self.db_path, backup_before=True, counted_in=STATS, **page_damage(part, seed))
+        try:
+            with self.outside_the_runtime():
+                fault.inject()
+        except FaultError:  # (this file has no such part to damage now)
+            self.db = self.open_runtime(config)
+            self.after_reopen()
+            return
+        labels = ["corrupt"]
+        self.fault_history.append("corrupt")
+        what = f"{part} damage made while no runtime ran (auto_recover off)"
+        self.db = self.open_runtime(self.make_config(auto_recover=False))
+        self.after_reopen()
+        self.last_healed = "corrupt"
+        try:
+            first_health = self.db.health()
+            self.check(11, first_health.integrity_ok is not True,
+                       lambda: f"{what}: right after the start, before any check or read, health() says "
+                               f"integrity_ok True (status {first_health.status})", faults=labels)
+            first = self.read_kv(labels)
+            if first.ok:
+                rows = dict(first.value)
+                self.check(13, rows == self.model.kv,
+                           lambda: f"{what}: the first read returned rows other than the acknowledged ones without an "
+                                   f"error: {sorted(set(rows.items()) ^ set(self.model.kv.items()))[:4]}",
+                           faults=labels)
+                checked = self.call(None, self.absorb, self.db.check_integrity, True, faults=labels)
+                self.check(11, checked.ok and not checked.value.ok,
+                           lambda: f"{what}: a full scan of kv did not meet it, and then the full integrity check "
+                                   f"reported {checked.value if checked.ok else checked.error!r}", faults=labels)
+            else:
+                from reliability import RecoveryAction
+
+                self.check(11, first.error.action is RecoveryAction.RESTORE,
+                           lambda: f"{what}: the first read failed with {first.error.kind} (action "
+                                   f"{first.error.action}), not as a damaged file", faults=labels)
+            health = self.db.health()
+            self.check(11, health.integrity_ok is False and not health.healthy
+                       and health.extra.get("damage_mark") is not None,
+                       lambda: f"{what}: once the damage was met health() says integrity_ok "
+                               f"{health.integrity_ok!r}, status {health.status}, damage mark "
+                               f"{health.extra.get('damage_mark')!r}", faults=labels)
+            if then_restart:
+                self.db.close()
+                self.db = self.open_runtime(self.make_config(auto_recover=True))
+                self.after_reopen()
+                after = self.db.health()
+                again = self.read_kv(labels)
+                got = dict(again.value) if again.ok else None
+                self.check(13, got == self.model.kv and self.whole() and after.integrity_ok is not False
+                           and after.extra.get("damage_mark") is None,
+                           lambda: f"{what}, seen, then a clean restart with auto_recover on: the start on the marked "
+                                   f"file must check and recover it; after the start integrity_ok "
+                                   f"{after.integrity_ok!r}, damage mark {after.extra.get('damage_mark')!r}, "
+                                   f"recoveries {after.extra.get('recoveries')!r}, and the first read "
+                                   + (f"{'has' if got == self.model.kv else 'lacks'} the acknowledged rows"
+                                      if again.ok else f"failed ({again.error.kind})"), faults=labels)
+                if got != self.model.kv or not self.whole():
+                    self.db.close()
+                    fault.heal()
+                    self.db = self.open_runtime(self.make_config(auto_recover=False))
+                return
+            if not self.recover_checked(what, labels):
+                self.db.close()
+                fault.heal()
+                self.db = self.open_runtime(self.make_config(auto_recover=False))
+        finally:
+            for _original, copy in getattr(fault, "_backup", None) or []:
+                copy.unlink(missing_ok=True)  # (the undamaged copy, when nothing put it back)
+            self.db.close()
+            self.db = self.open_runtime(config)
+            self.after_reopen()
+
+    #: Drawn three times as often as one rule (a targeted weight): each call judges one damage at first use.
+    page_damaged_while_stopped_again = page_damaged_while_stopped
+    page_damaged_while_stopped_third = page_damaged_while_stopped
+
+    @precondition(swarm("restart"))
+    @precondition(lambda self: self.db is not None and not self.faults and not self.writes_queued()
+                  and has_recovery(self) and callable(getattr(self.db, "check_integrity", None)))
+    @rule(part=st.sampled_from(CHECKED_DAMAGE), seed=st.integers(0, 2**16),
+          recover_first=st.sampled_from((False, False, True)),
+          auto=st.booleans(), keys=st.lists(st.integers(0, 12), min_size=1, max_size=2))
+    def verdict_across_clean_restart(self, part: str, seed: int, recover_first: bool, auto: bool,
+                                     keys: list[int]) -> None:
+        """P10, P11, P13: the full integrity check finds damage (``auto_recover`` off: nothing recovers yet),
+        maybe ``db.recover()`` follows, then a clean stop and a start (``auto_recover`` drawn). What health()
+        says of the file after the start follows the durable verdict, the damage mark (README: "a manager that
+        starts on a file marked damaged runs the full check before anything else (with ``auto_recover``, a failed
+        one recovers)"; a recovery removes the mark):
+
+        * not recovered, ``auto_recover`` off: the start checked: ``integrity_ok`` False, a
+          ``last_integrity_check_at`` from this start, problems named, the mark kept, not healthy; then
+          ``db.recover()`` brings every acknowledged write back;
+        * not recovered, ``auto_recover`` on: the start recovered: ``integrity_ok`` not False, no mark, and the
+          first read has every acknowledged row;
+        * recovered before the stop: no verdict comes back: ``integrity_ok`` not False, no mark, and the rows
+          are the acknowledged ones."""
+        self.take_backup(False)
+        for n in keys:
+            self.upsert(n)
+        config = self.config
+        self.db.close()
+        self.db = self.open_runtime(self.make_config(auto_recover=False))
+        self.after_reopen()
+        labels = ["corrupt"]
+        fault = make_fault("corrupt", self.db_path, backup_before=True, counted_in=STATS, **page_damage(part, seed))
+        try:
+            with self.outside_the_runtime():
+                fault.inject()
+        except FaultError:
+            self.db.close()
+            self.db = self.open_runtime(config)
+            self.after_reopen()
+            return
+        self.fault_history.append("corrupt")
+        self.last_healed = "corrupt"
+        what = f"{part} damage found by the full integrity check"
+        try:
+            checked = self.call(None, self.absorb, self.db.check_integrity, True, faults=labels)
+            found = checked.ok and not checked.value.ok
+            self.check(11, found, lambda: f"{what}: the full check reported "
+                                          f"{checked.value if checked.ok else checked.error!r}", faults=labels)
+            if not found:
+                return
+            if recover_first:
+                if not self.recover_checked(what, labels):
+                    self.db.close()
+                    fault.heal()
+                    self.db = self.open_runtime(self.make_config(auto_recover=False))
+                    return
+                what += " and recovered"
+            before = self.db.health()
+            self.db.close()  # (a clean stop)
+            started = time.time()
+            self.db = self.open_runtime(config if auto else self.make_config(auto_recover=False))
+            self.after_reopen()
+            after = self.db.health()
+            mark = after.extra.get("damage_mark")
+            said = (f"before the stop: integrity_ok {before.integrity_ok!r}, damage mark "
+                    f"{'kept' if before.extra.get('damage_mark') else 'none'}; after the start: integrity_ok "
+                    f"{after.integrity_ok!r}, status {after.status}, last check at {after.last_integrity_check_at!r} "
+                    f"(start at {started:.3f}), problems {after.extra.get('integrity_problems')!r}, damage mark "
+                    f"{'kept' if mark else 'none'}, recoveries {after.extra.get('recoveries')!r}")
+            if not recover_first and not auto:
+                checked_now = after.last_integrity_check_at is not None and after.last_integrity_check_at >= started - 1
+                self.check(11, after.integrity_ok is False and checked_now and not after.healthy
+                           and bool(after.extra.get("integrity_problems")) and mark is not None,
+                           lambda: f"{what}, then a clean restart (auto_recover off): the start must run the full "
+                                   f"check on the marked file and keep the verdict; {said}", faults=labels)
+                if not self.recover_checked(f"{what} and a clean restart", labels):
+                    self.db.close()
+                    fault.heal()
+                    self.db = self.open_runtime(self.make_config(auto_recover=False))
+                return
+            first = self.read_kv(labels)
+            rows = dict(first.value) if first.ok else None
+            self.check(11, after.integrity_ok is not False and mark is None,
+                       lambda: f"{what}, then a clean restart (auto_recover {'on' if auto else 'off'}): the verdict "
+                               f"must be {'acted on at the start' if not recover_first else 'gone with the recovery'}; "
+                               f"{said}", faults=labels)
+            self.check(13, rows == self.model.kv and self.whole(),
+                       lambda: f"{what}, then a clean restart: the first read "
+                               + (f"{'has' if rows == self.model.kv else 'lacks'} the acknowledged rows"
+                                  if first.ok else f"failed ({first.error.kind})") + f"; {said}", faults=labels)
+        finally:
+            for _original, copy in getattr(fault, "_backup", None) or []:
+                copy.unlink(missing_ok=True)
+            self.db.close()
+            self.db = self.open_runtime(config)
+            self.after_reopen()
+
+    #: Drawn three times as often as one rule (a targeted weight).
+    verdict_across_clean_restart_again = verdict_across_clean_restart
+    verdict_across_clean_restart_third = verdict_across_clean_restart
+
+    #: The migrations this example's application knows (written as numbered ``.sql`` files, see
+    #: :meth:`schema_kept_across_clean_restart`); versions only grow.
+    migration_versions: list[int] = []
+
+    @precondition(swarm("restart"))
+    @precondition(lambda self: self.db is not None and not self.faults and not self.writes_queued()
+                  and callable(getattr(self.db, "migrate", None))
+                  and callable(getattr(self.db, "validate_schema", None)))
+    @rule(steps=st.lists(st.tuples(st.sampled_from((1, 2, 9)), st.booleans()), min_size=1, max_size=2),
+          folder=st.booleans(), auto_migrate=st.booleans())
+    def schema_kept_across_clean_restart(self, steps: list[tuple[int, bool]], folder: bool,
+                                         auto_migrate: bool) -> None:
+        """P3, P10: migrations applied (``db.migrate``: numbered ``.sql`` files, passed as the folder or as the
+        list loaded from it; versions with gaps, a table created or a column added), a clean stop, and the
+        application started again with the same migrations (``auto_migrate`` drawn: nothing is pending, so it
+        changes nothing). The start validates the schema against them (trust.py: "at startup ... the known
+        migrations are validated"), so health()'s ``schema`` is that validation: ok, current and expected version
+        the highest one applied, nothing pending, no problem; ``validate_schema()`` says what it said before the
+        stop (current version the highest applied); and writes are served (a trusted schema).
+
+        (Before the stop the runtime may have been started without migrations, as the other rules start it: then
+        it knows none and health() has no ``schema`` yet, so the field is judged against what the start owes.)"""
+        from reliability.schema import load_migrations
+
+        where = os.path.join(self.dir, "migrations")
+        os.makedirs(where, exist_ok=True)
+        versions = list(self.migration_versions)
+        for gap, alter in steps:
+            version = (versions[-1] if versions else 0) + gap
+            if alter and versions:
+                sql = f"ALTER TABLE s22_v{versions[0]} ADD COLUMN c{version} TEXT"
+            else:
+                sql = f"CREATE TABLE s22_v{version} (id INTEGER PRIMARY KEY, note TEXT)"
+            with open(os.path.join(where, f"{version:03d}_s22_{version}.sql"), "w", encoding="utf-8") as fh:
+                fh.write(sql + "\n")
+            versions.append(version)
+        if not versions:
+            return
+        self.migration_versions = versions
+        known: Any = where if folder else load_migrations(where)
+        out = self.call(None, self.absorb, self.db.migrate, known)
+        if not out.ok:  # (a migration refused on this file: the schema machine judges migrations)
+            return
+        self.model.applied_versions = sorted(set(self.model.applied_versions) | set(versions))
+        before_report = self.absorb(self.db.validate_schema)
+        before = self.db.health().extra.get("schema")
+        config = self.config
+        self.db.close()  # (the application stopped)
+        self.db = self.open_runtime(self.make_config(auto_migrate=auto_migrate), migrations=known)
+        self.after_reopen()
+        try:
+            after = self.db.health().extra.get("schema")
+            after_report = self.absorb(self.db.validate_schema)
+            shown = (f"versions {versions} ({'folder' if folder else 'list'}, auto_migrate {auto_migrate}); "
+                     f"before the stop health()['schema'] {before!r}, validate_schema() {before_report!r}; after "
+                     f"the start health()['schema'] {after!r}, validate_schema() {after_report!r}")
+            top = versions[-1]
+            owed = {"ok": True, "problems": [], "current_version": top, "expected_version": top, "pending": []}
+            self.check(10, isinstance(after, dict) and {k: after.get(k) for k in owed} == owed,
+                       lambda: f"after a clean restart with the applied migrations health()'s schema is not the "
+                               f"start's validation {owed}: {shown}")
+            self.check(3, after_report.ok and after_report.current_version == versions[-1]
+                       and (after_report.ok, after_report.current_version, after_report.expected_version,
+                            list(after_report.pending), list(after_report.problems))
+                       == (before_report.ok, before_report.current_version, before_report.expected_version,
+                           list(before_report.pending), list(before_report.problems)),
+                       lambda: f"validate_schema() differs across a clean restart: {shown}")
+            wrote = self.upsert(versions[-1] % 13)
+            self.check(3, wrote.ok, lambda: f"after a clean restart on a trusted schema a write was refused: "
+                                            f"{wrote.error!r} ({shown})")
+        finally:
+            # The other rules' restarts start the application without migrations, as before this rule.
+            self.db.close()
+            self.db = self.open_runtime(config)
+            self.after_reopen()
+
+    #: Drawn twice as often as one rule (a targeted weight).
+    schema_kept_across_clean_restart_again = schema_kept_across_clean_restart
