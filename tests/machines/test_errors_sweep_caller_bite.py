@@ -69,7 +69,7 @@ def test_the_sweep_bites_a_transaction_error_counted_twice(tmp_path, monkeypatch
             self.monitor.observe_error(str(err.kind), err.detail)
 
     monkeypatch.setattr(Executor, "count_errors", count_errors)
-    with pytest.raises(AssertionError, match=rf"{property_id(10)}.* through (executemany|transaction|"
+    with pytest.raises(AssertionError, match=rf"{property_id(10)}.* through (executemany|transaction|command|"
                                              r"run_in_transaction) failed once as \w+: health\(\).errors changed by "
                                              r"\{'\w+': 2\}"):
         run_machine(MACHINES["errors_logging"], settings_=BITE, base_dir=str(tmp_path), enforce={10})
@@ -84,7 +84,7 @@ def test_the_sweep_bites_a_failed_transaction_record_without_its_kind(tmp_path, 
             self.log.record(op, sql, seconds, 0, attempts, "error", None if op == "transaction" else str(err.kind))
 
     monkeypatch.setattr(OperationRecords, "failed", failed)
-    with pytest.raises(AssertionError, match=rf"{property_id(17)}.* through (executemany|transaction|"
+    with pytest.raises(AssertionError, match=rf"{property_id(17)}.* through (executemany|transaction|command|"
                                              r"run_in_transaction) made the operation records .*; expected .*"
                                              r"\('transaction', None, 'error', '\w+'\)"):
         run_machine(MACHINES["errors_logging"], settings_=BITE, base_dir=str(tmp_path), enforce={17})
