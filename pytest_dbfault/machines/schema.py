@@ -1023,3 +1023,402 @@ class SchemaMachine(ReleaseMixin):
                        lambda: f"migrate() after {when} applied {list(out.value.applied)} reaching version "
                                f"{out.value.current_version}; undone were {sorted(undone)} (version {top})")
             self.probe_write(True, 4, f"migrate() re-applied {sorted(undone)} after {when}", None)
+
+    # -- rollbacks the runtime must refuse, changing nothing (session 22) ---------------------------------------------
+    def file_state(self, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+        """What a refused schema change must leave as it was, read from the file with a plain connection (one read
+        transaction): every schema object of the application (type, name, table, SQL), every row of its tables
+        (``skip``: tables judged apart) and every bookkeeping row (version, name, checksum, applied_at). The
+        runtime's own tables (audit, queue, flags) are left out: a refused call may log."""
+        internal = ("sqlite_", "_reliability_", "reliability_")
+        with self.raw() as conn:
+            conn.execute("BEGIN")
+            try:
+                objects = sorted((str(t), str(n), str(tb), str(sql)) for t, n, tb, sql in conn.execute(
+                    "SELECT type, name, tbl_name, sql FROM sqlite_master")
+                    if not str(n).startswith(internal) and not str(tb).startswith(internal))
+                rows = {n: sorted(repr(r) for r in conn.execute('SELECT * FROM "' + n.replace('"', '""') + '"'))
+                        for t, n, _, _ in objects if t == "table" and n not in skip}
+                versions = [] if conn.execute("SELECT 1 FROM sqlite_master WHERE name = '_reliability_migrations'"
+                                              ).fetchone() is None else [tuple(r) for r in conn.execute(
+                    "SELECT version, name, checksum, applied_at FROM _reliability_migrations ORDER BY version")]
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+        return {"schema": objects, "rows": rows, "versions": versions}
+
+    @staticmethod
+    def state_change(before: dict[str, Any], after: dict[str, Any]) -> str:
+        """How two :meth:`file_state` readings differ, in words ('' when they do not)."""
+        said = []
+        if after["versions"] != before["versions"]:
+            said.append(f"recorded versions {[v[0] for v in before['versions']]} -> {[v[0] for v in after['versions']]}"
+                        + (" (their names, checksums or times changed)" if [v[0] for v in before["versions"]]
+                           == [v[0] for v in after["versions"]] else ""))
+        if after["schema"] != before["schema"]:
+            gone = sorted({o[1] for o in before["schema"]} - {o[1] for o in after["schema"]})
+            new = sorted({o[1] for o in after["schema"]} - {o[1] for o in before["schema"]})
+            said.append(f"schema objects dropped {gone}, added {new}" if gone or new else "schema objects' SQL changed")
+        changed = sorted(t for t in set(before["rows"]) | set(after["rows"])
+                         if before["rows"].get(t) != after["rows"].get(t) and t in before["rows"]
+                         and t in after["rows"])
+        if changed:
+            said.append(f"rows of {changed} changed")
+        return "; ".join(said)
+
+    def resync_versions(self) -> None:
+        """After a call that changed what it should not have (reported): the model follows the file again, so the
+        next checks judge what happens next, not this (a bite test of another property carries on)."""
+        recorded = self.stored_versions()
+        if recorded is not None and recorded != self.model.applied_versions:
+            self.model.applied_versions = sorted(recorded)
+
+    def apply_new_with_downs(self, new: int, when: str) -> list[Any] | None:
+        """Every migration of the program applied (the failing one fixed first), then ``new`` creates with their down
+        steps applied too (``db.migrate`` with the whole list: the runtime then knows them all and trusts the file);
+        None when a migrate failed (judged by ``migrate_known``)."""
+        self.fix_failing()
+        if any(m.version not in self.model.applied_versions for m in self.migrations) \
+                and not self.migrate_known(4, f"migrate() before {when}").ok:
+            return None
+        top = max(m.version for m in self.migrations)
+        added = [self.new_migration(top + 1 + i) for i in range(new)]
+        self.migrations += added
+        if not self.migrate_known(4, f"migrate() of {[m.version for m in added]} before {when}").ok:
+            return None
+        return added
+
+    def rollback_target(self, below: int, deeper: int) -> int | None:
+        """A version below ``below`` (0 or an applied one) above which every applied version has a down step (so the
+        only reason to refuse is the one the rule sets up), ``deeper`` steps below the highest such; None if none."""
+        applied = list(self.model.applied_versions)
+        down = {m.version: m.down is not None for m in self.migrations}
+        targets = [v for v in [0, *applied] if v < below and all(down.get(u, False) for u in applied if u > v)]
+        return targets[max(len(targets) - 1 - deeper, 0)] if targets else None
+
+    def folder_of(self, migrations: list[Any], form: int) -> str:
+        """:meth:`write_migrations_folder` of ``migrations`` (a program whose files differ from this one's)."""
+        kept = self.migrations
+        self.migrations = list(migrations)
+        try:
+            return self.write_migrations_folder(form)
+        finally:
+            self.migrations = kept
+
+    def refused_and_unchanged(self, when: str, out: Any, before: dict[str, Any], kinds: tuple[str, ...],
+                              names: list[str]) -> bool:
+        """P5: ``out`` (a checked call) failed as one of ``kinds``, its message naming one of ``names`` (any, when
+        empty), and the file is exactly as ``before`` (schema, rows, recorded versions). True when all held."""
+        after = self.file_state()
+        change = self.state_change(before, after)
+        text = "" if out.ok else str(out.error)
+        named = not names or any(re.search(r"(?<![\w.])" + re.escape(n) + r"(?![\w.])", text) for n in names)
+        self.check(5, not out.ok and str(out.error.kind) in kinds and named,
+                   lambda: f"{when} " + (f"succeeded, reporting {list(out.value.applied)} undone" if out.ok
+                                         else f"failed with {out.error!r}: expected a refusal as {' or '.join(kinds)}"
+                                              + (f" naming {' or '.join(names)}" if names else "")))
+        self.check(5, after == before, lambda: f"{when} changed the database: {change or 'see the file'}")
+        if after != before:
+            self.resync_versions()
+        return not out.ok and after == before
+
+    def undo_with_the_program(self, to: int, when: str) -> None:
+        """The program's own migrations (unedited, all known) then roll back to ``to``: every version above it is
+        undone, newest first, as if the refused call had never been made."""
+        applied = list(self.model.applied_versions)
+        undo = sorted((v for v in applied if v > to), reverse=True)
+        out = self.call(None, self.absorb, run_rollback, self.db, to, list(self.migrations), expected_message=False)
+        self.check(5, out.ok and list(out.value.applied) == undo,
+                   lambda: f"after {when} was refused, rollback_migration(to={to}) with the program's own migrations "
+                           + (f"undid {list(out.value.applied)}, expected {undo}" if out.ok
+                              else f"failed: {out.error!r}"))
+        if out.ok:
+            self.model.applied_versions = [v for v in applied if v <= to]
+        self.expect_recorded(5, f"rollback_migration(to={to}) after {when} was refused")
+        self.resync_versions()
+
+    #: How a migration applied before differs when the program asks to roll it back: ``default``, its text was edited
+    #: (a column default changed: the same tables and columns, only the checksum can tell); ``comment``, a comment
+    #: was added to it; ``recorded``, the checksum the file records for it is another text's (applied by a build
+    #: whose migration differed).
+    EDITS = ("default", "comment", "recorded")
+
+    @precondition(swarm("migrate"))
+    @precondition(lambda self: self.db is not None and not self.faults and bool(self.model.applied_versions)
+                  and all(isinstance(m.up, str) and not callable(m.down) for m in self.migrations))
+    @rule(new=st.integers(1, 3), which=st.integers(0, 2), how=st.sampled_from(EDITS), as_folder=st.booleans(),
+          deeper=st.integers(0, 2), form=st.integers(0, 2**16))
+    def roll_back_an_edited_migration(self, new: int, which: int, how: str, as_folder: bool, deeper: int,
+                                      form: int = 0) -> None:
+        """P5 for a rollback over a migration edited after it was applied (README: ``rollback_migration`` "refuses
+        before changing anything when a version has no down step or was edited since it was applied";
+        ``revert_migrations``: "Everything is checked before anything runs ... carry the checksum it was applied
+        with"). ``new`` creates with down steps are applied; the ``which``-th of them differs from what ran
+        (:data:`EDITS`), and ``db.rollback_migration(to, migrations)`` (a list, or a folder of ``.sql`` files) asks to
+        undo it, ``to`` being below it (``deeper``: further down, so more versions above it are to be undone too,
+        newer ones included when it is not the newest). Judged on the file: the call fails as a schema error naming
+        the edited migration, and the schema, every row and every recorded version are as before (no version above
+        the edited one undone first). Writes stay served (nothing the runtime trusts changed). One time in three
+        the original program then rolls back to ``to``: every version above it goes, as if nothing had been refused."""
+        import hashlib
+
+        added = self.apply_new_with_downs(new, "a rollback over an edited migration")
+        if added is None:
+            return
+        m = added[which % new]
+        to = self.rollback_target(m.version, deeper)
+        if to is None:
+            return
+        offered = list(self.migrations)
+        text = {"default": m.up.replace("DEFAULT ''", "DEFAULT 'none'"), "comment": f"{m.up};\n-- reviewed\n"}.get(
+            how, m.up.replace("DEFAULT ''", "DEFAULT 'unknown'"))
+        if how == "recorded":
+            with self.raw() as conn:
+                conn.execute("UPDATE _reliability_migrations SET checksum = ? WHERE version = ?",
+                             (hashlib.sha256(text.encode("utf-8")).hexdigest(), m.version))
+        else:
+            offered = [dataclasses.replace(m, up=text) if x.version == m.version else x for x in offered]
+        undo = sorted((v for v in self.model.applied_versions if v > to), reverse=True)
+        when = (f"rollback_migration(to={to}) over {undo}, migration {m.label} "
+                f"{'recorded with another checksum' if how == 'recorded' else f'edited since it was applied ({how})'}"
+                f" ({'a folder' if as_folder else 'a list'})")
+        try:
+            before = self.file_state()
+            source = self.folder_of(offered, form) if as_folder else offered
+            out = self.call(None, self.absorb, run_rollback, self.db, to, source, expected_message=False)
+            unchanged = self.refused_and_unchanged(when, out, before, ("schema",), [m.label, m.name])
+        finally:
+            if how == "recorded":
+                with self.raw() as conn:
+                    conn.execute("UPDATE _reliability_migrations SET checksum = ? WHERE version = ?",
+                                 (m.checksum, m.version))
+        if not unchanged:
+            return
+        self.probe_write(True, 5, f"{when} was refused", None)
+        if form % 3 == 0:
+            self.undo_with_the_program(to, when)
+
+    @precondition(swarm("migrate"))
+    @precondition(lambda self: self.db is not None and not self.faults and bool(self.model.applied_versions)
+                  and all(isinstance(m.up, str) and not callable(m.down) for m in self.migrations))
+    @rule(new=st.integers(1, 3), which=st.sampled_from(("newer", "dropped")), lacking=st.integers(1, 2),
+          as_folder=st.booleans(), deeper=st.integers(0, 2), form=st.integers(0, 2**16))
+    def roll_back_past_an_unknown_version(self, new: int, which: str, lacking: int, as_folder: bool, deeper: int,
+                                          form: int = 0) -> None:
+        """P5 for a rollback over a version the given migrations do not have (``revert_migrations``: each version to
+        undo "must be among ``migrations``" and everything is checked before anything runs; the error: "is recorded
+        in the database but not among the migrations given, so it cannot be rolled back"). ``new`` creates with down
+        steps are applied; then the program asking for the rollback lacks some of them: ``newer``, the newest
+        ``lacking`` ones (an older release: a newer one applied them); ``dropped``, one of them (a migration file
+        lost from the program). ``db.rollback_migration(to, migrations)`` (a list or a folder) with ``to`` below the
+        unknown ones fails as a schema error naming an unknown version, and the schema, every row and every recorded
+        version are as before (none of the known versions above ``to`` undone). Writes stay served. One time in three
+        the whole program then rolls back to ``to``: every version above it goes."""
+        added = self.apply_new_with_downs(new, "a rollback over a version the program does not know")
+        if added is None:
+            return
+        if which == "newer":
+            unknown = [x.version for x in added[-min(lacking, new):]]
+        else:
+            unknown = [added[(lacking - 1) % new].version]
+        to = self.rollback_target(min(unknown), deeper)
+        if to is None:
+            return
+        offered = [x for x in self.migrations if x.version not in unknown]
+        undo = sorted((v for v in self.model.applied_versions if v > to), reverse=True)
+        when = (f"rollback_migration(to={to}) over {undo} with migrations lacking {unknown} ({which}; "
+                f"{'a folder' if as_folder else 'a list'})")
+        before = self.file_state()
+        source = self.folder_of(offered, form) if as_folder else offered
+        out = self.call(None, self.absorb, run_rollback, self.db, to, source, expected_message=False)
+        if not self.refused_and_unchanged(when, out, before, ("schema",), [str(v) for v in unknown]):
+            return
+        self.probe_write(True, 5, f"{when} was refused", None)
+        if form % 3 == 0:
+            self.undo_with_the_program(to, when)
+
+    #: Rollback targets that are no version to roll back to, and one that is above every recorded version:
+    #: ``negative`` (-1, -2, ...), ``fraction`` (a version and a half), ``false`` (a bool is no version number),
+    #: ``text`` (the version as a string, as read from a command line or a form), ``none``; ``above``: the current
+    #: version or above it (nothing to undo: no error, nothing changed).
+    TARGETS = ("negative", "fraction", "false", "text", "none", "above")
+
+    @precondition(swarm("migrate"))
+    @precondition(lambda self: self.db is not None and not self.faults and bool(self.model.applied_versions)
+                  and all(isinstance(m.up, str) and not callable(m.down) for m in self.migrations))
+    @rule(aim=st.sampled_from(TARGETS), n=st.integers(0, 3))
+    def roll_back_to_an_invalid_target(self, aim: str, n: int) -> None:
+        """P5 for ``db.rollback_migration(to, migrations)`` with a ``to`` that names no version to roll back to
+        (:data:`TARGETS`; ``revert_migrations``: "rollback target must be a version number >= 0, got ..."): the call
+        fails, as a schema error naming the target when it is a number (``negative``, ``fraction``, ``false``); for a
+        target of another type (``text``, ``none``) any exception will do (see the report of session 22: the runtime
+        raises a bare TypeError there). ``above``: ``to`` at or above the current version leaves nothing to undo: it
+        succeeds reporting nothing undone at the current version. Either way the schema, every row and every recorded
+        version are as before, and what validating with the known migrations says is what it said before the call."""
+        recorded = self.stored_versions()
+        if not recorded:
+            return
+        current = max(recorded)
+        below = sorted({0, *recorded} - {current})
+        v = below[n % len(below)]
+        to: Any = {"negative": -(n + 1), "fraction": v + 0.5, "false": False, "text": str(v), "none": None,
+                   "above": current + n}[aim]
+        when = f"rollback_migration(to={to!r}) with versions {recorded} recorded"
+        report = self.report_fields(lambda: self.absorb(run_validate, self.db, None))
+        before = self.file_state()
+        if aim in ("text", "none"):
+            # (not through call(): a TypeError for a wrong type is no P2 matter)
+            try:
+                value = self.absorb(run_rollback, self.db, to, list(self.migrations))
+                raised = None
+            except Exception as exc:  # (judged: any refusal will do for a target of another type)
+                raised = exc
+            after = self.file_state()
+            self.check(5, raised is not None, lambda: f"{when} was accepted, reporting {list(value.applied)} undone")
+            self.check(5, after == before,
+                       lambda: f"{when} changed the database: {self.state_change(before, after) or 'see the file'}")
+            if after != before:
+                self.resync_versions()
+        else:
+            out = self.call(None, self.absorb, run_rollback, self.db, to, list(self.migrations), expected_message=False)
+            if aim == "above":
+                after = self.file_state()
+                self.check(5, out.ok and list(out.value.applied) == [] and out.value.current_version == current,
+                           lambda: f"{when} " + (f"reported {list(out.value.applied)} undone at version "
+                                                 f"{out.value.current_version}" if out.ok else f"failed: {out.error!r}")
+                           + f": nothing is above it (expected nothing undone, version {current})")
+                self.check(5, after == before,
+                           lambda: f"{when} changed the database: {self.state_change(before, after) or 'see the file'}")
+                if after != before:
+                    self.resync_versions()
+            elif not self.refused_and_unchanged(when, out, before, ("schema",), [repr(to)]):
+                return
+        again = self.report_fields(lambda: self.absorb(run_validate, self.db, None))
+        self.check(5, again == report, lambda: f"after {when}, validating with the known migrations says {again}; "
+                                               f"before the call it said {report}")
+
+    #: How the rollback meets an open transaction: inside ``db.transaction()``, the error caught and the block going on
+    #: (``block_caught``) or raised out of it (``block_raised``); inside ``db.run_in_transaction(fn)``; after a
+    #: ``BEGIN`` issued through ``db.execute``, having read (``begin_read``) or written (``begin_write``).
+    IN_TRANSACTION = ("block_caught", "block_raised", "run_in_transaction", "begin_read", "begin_write")
+
+    @precondition(swarm("migrate"))
+    @precondition(lambda self: self.db is not None and not self.faults and len(self.model.applied_versions) > 0)
+    @rule(how=st.sampled_from(IN_TRANSACTION), back=st.integers(0, 3), key=st.integers(0, 6))
+    def roll_back_inside_a_transaction(self, how: str, back: int, key: int) -> None:
+        """P5 for ``db.rollback_migration(to, migrations)`` called while a transaction of the caller is open on the
+        runtime (``Trust._change_schema``: "outside a transaction"; "rollback_migration() cannot run inside a
+        transaction"; ``revert_migrations``: the connection "must be ... outside a transaction"), ``to`` below the
+        current version. The call is refused with an error saying so (a misuse inside ``db.transaction()`` and
+        ``run_in_transaction``, naming the transaction; after a raw ``BEGIN`` that read, an error naming the
+        transaction; after one that wrote, any refusal), and nothing is half done: the schema, the other tables' rows
+        and the recorded versions are as before, and the caller's transaction is the caller's: its writes stay in it
+        and commit with it (the block going on, or the caller's own ``COMMIT``), or go with it when the error ends the
+        block; ``run_in_transaction`` does not rerun ``fn`` for a misuse; no transaction is left open."""
+        from reliability import DatabaseError
+
+        if self.writes_queued():
+            return
+        recorded = self.stored_versions()
+        if not recorded or self.report_fields(lambda: self.absorb(run_validate, self.db, None)).get("ok") is not True:
+            return  # (writes are refused on this schema: nothing to write in the transaction)
+        targets = [0, *recorded]
+        to = targets[max(len(targets) - 2 - back, 0)]
+        ka, kb = f"txmig-{key}-a", f"txmig-{key}-b"
+        va, vb = self.text(), self.text()
+        ins = "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)"
+        got: dict[str, Any] = {}
+        runs = [0]
+
+        def attempt() -> None:
+            try:
+                got["value"] = run_rollback(self.db, to, list(self.migrations))
+            except DatabaseError as exc:
+                got["error"] = exc
+
+        def scenario() -> None:
+            if how == "block_caught":
+                with self.db.transaction():
+                    self.db.execute(ins, (ka, va))
+                    attempt()
+                    self.db.execute(ins, (kb, vb))
+            elif how == "block_raised":
+                with self.db.transaction():
+                    self.db.execute(ins, (ka, va))
+                    run_rollback(self.db, to, list(self.migrations))
+            elif how == "run_in_transaction":
+                def fn() -> Any:
+                    runs[0] += 1
+                    self.db.execute(ins, (ka, va))
+                    return run_rollback(self.db, to, list(self.migrations))
+
+                got["value"] = self.db.run_in_transaction(fn)
+            else:
+                self.db.execute("BEGIN")
+                try:
+                    if how == "begin_read":
+                        self.db.fetch_one("SELECT count(*) FROM kv")
+                    else:
+                        self.db.execute(ins, (ka, va))
+                    attempt()
+                    if how == "begin_read":
+                        self.db.execute(ins, (ka, va))
+                    self.db.execute(ins, (kb, vb))
+                except BaseException:
+                    if self.db.connection.in_transaction:
+                        self.db.execute("ROLLBACK")
+                    raise
+                try:
+                    self.db.execute("COMMIT")
+                except DatabaseError as exc:
+                    got["commit"] = exc
+
+        when = f"rollback_migration(to={to}) with versions {recorded} recorded, inside a transaction ({how})"
+        def guarded() -> None:
+            try:
+                scenario()
+            except DatabaseError as exc:  # (a misuse is the caller's mistake, not a P2 matter: judged below)
+                got["raised"] = exc
+
+        before = self.file_state(skip=("kv",))
+        self.absorb(guarded)  # (the runtime counts its errors itself: absorb books them)
+        after = self.file_state(skip=("kv",))
+        raised = "raised" in got
+        err = got.get("error", got.get("raised"))
+        kinds = {"begin_read": ("misuse", "schema"), "begin_write": None}.get(how, ("misuse",))
+        self.check(5, err is not None and "value" not in got
+                   and (kinds is None or (str(err.kind) in kinds and "transaction" in str(err).lower())),
+                   lambda: f"{when} " + (f"succeeded, reporting {list(got['value'].applied)} undone" if "value" in got
+                                         else f"failed with {err!r}: expected a refusal"
+                                              + ("" if kinds is None else f" as {' or '.join(kinds)} naming the open "
+                                                                          "transaction")))
+        self.check(5, after == before,
+                   lambda: f"{when} changed the database: {self.state_change(before, after) or 'see the file'}")
+        if after != before:
+            self.resync_versions()
+        if how in ("block_raised", "run_in_transaction"):
+            self.check(5, raised, lambda: f"{when}: the refused call's error did not end the block")
+        if how == "run_in_transaction":
+            self.check(5, runs[0] == 1, lambda: f"{when}: run_in_transaction ran fn {runs[0]} times for a misuse")
+        if how.startswith("begin"):
+            self.check(5, "commit" not in got and not raised,
+                       lambda: f"{when}: the caller's COMMIT of its own transaction failed "
+                               f"({got.get('commit', got.get('raised'))!r}): the refused rollback ended the caller's "
+                               "transaction")
+        kept = {"block_caught": (ka, kb), "begin_read": (ka, kb), "begin_write": (ka, kb)}.get(how, ())
+        stored = self.stored_kv()
+        want = {k: ({ka: va, kb: vb}[k] if k in kept else self.model.kv.get(k)) for k in (ka, kb)}
+        have = {k: stored.get(k) for k in (ka, kb)}
+        self.check(5, have == want, lambda: f"after {when} the caller's rows are {have}, expected {want} (its "
+                                            f"transaction {'committed' if kept else 'rolled back'})")
+        for k in (ka, kb):  # (the model follows the file: a wrong outcome is reported above)
+            if k in stored:
+                self.model.kv[k] = stored[k]
+            else:
+                self.model.kv.pop(k, None)
+        try:
+            open_tx = self.db.connection.in_transaction
+        except Exception:  # (a closed handle holds no transaction)
+            open_tx = False
+        self.check(5, not open_tx and getattr(getattr(self.db, "transactions", None), "depth", 0) == 0,
+                   lambda: f"after {when} a transaction is left open on the runtime's connection")
