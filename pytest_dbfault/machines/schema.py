@@ -1032,10 +1032,12 @@ class SchemaMachine(ReleaseMixin):
         runtime's own tables (audit, queue, flags) are left out: a refused call may log."""
         internal = ("sqlite_", "_reliability_", "reliability_")
         with self.raw() as conn:
+            conn.text_factory = bytes  # (a seed migration's rows hold text that is no UTF-8: compared as bytes)
             conn.execute("BEGIN")
             try:
-                objects = sorted((str(t), str(n), str(tb), str(sql)) for t, n, tb, sql in conn.execute(
-                    "SELECT type, name, tbl_name, sql FROM sqlite_master")
+                objects = sorted((t, n, tb, repr(sql)) for t, n, tb, sql in (
+                    tuple(v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in r)
+                    for r in conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"))
                     if not str(n).startswith(internal) and not str(tb).startswith(internal))
                 rows = {n: sorted(repr(r) for r in conn.execute('SELECT * FROM "' + n.replace('"', '""') + '"'))
                         for t, n, _, _ in objects if t == "table" and n not in skip}
@@ -1246,8 +1248,14 @@ class SchemaMachine(ReleaseMixin):
     @precondition(swarm("migrate"))
     @precondition(lambda self: self.db is not None and not self.faults and bool(self.model.applied_versions)
                   and all(isinstance(m.up, str) and not callable(m.down) for m in self.migrations))
-    @rule(aim=st.sampled_from(TARGETS), n=st.integers(0, 3))
-    def roll_back_to_an_invalid_target(self, aim: str, n: int) -> None:
+    @rule(aims=st.lists(st.sampled_from(TARGETS), min_size=1, max_size=3, unique=True), n=st.integers(0, 3))
+    def roll_back_to_invalid_targets(self, aims: list[str], n: int) -> None:
+        """:meth:`roll_back_to_an_invalid_target` for each of ``aims`` in turn (one to three: a targeted weight)."""
+        for aim in aims:
+            if self.roll_back_to_an_invalid_target(aim, n) is False:
+                return
+
+    def roll_back_to_an_invalid_target(self, aim: str, n: int) -> bool | None:
         """P5 for ``db.rollback_migration(to, migrations)`` with a ``to`` that names no version to roll back to
         (:data:`TARGETS`; ``revert_migrations``: "rollback target must be a version number >= 0, got ..."): the call
         fails, as a schema error naming the target when it is a number (``negative``, ``fraction``, ``false``); for a
@@ -1257,7 +1265,7 @@ class SchemaMachine(ReleaseMixin):
         version are as before, and what validating with the known migrations says is what it said before the call."""
         recorded = self.stored_versions()
         if not recorded:
-            return
+            return False
         current = max(recorded)
         below = sorted({0, *recorded} - {current})
         v = below[n % len(below)]
@@ -1292,10 +1300,11 @@ class SchemaMachine(ReleaseMixin):
                 if after != before:
                     self.resync_versions()
             elif not self.refused_and_unchanged(when, out, before, ("schema",), [repr(to)]):
-                return
+                return False
         again = self.report_fields(lambda: self.absorb(run_validate, self.db, None))
         self.check(5, again == report, lambda: f"after {when}, validating with the known migrations says {again}; "
                                                f"before the call it said {report}")
+        return None
 
     #: How the rollback meets an open transaction: inside ``db.transaction()``, the error caught and the block going on
     #: (``block_caught``) or raised out of it (``block_raised``); inside ``db.run_in_transaction(fn)``; after a
@@ -1304,7 +1313,13 @@ class SchemaMachine(ReleaseMixin):
 
     @precondition(swarm("migrate"))
     @precondition(lambda self: self.db is not None and not self.faults and len(self.model.applied_versions) > 0)
-    @rule(how=st.sampled_from(IN_TRANSACTION), back=st.integers(0, 3), key=st.integers(0, 6))
+    @rule(hows=st.lists(st.sampled_from(IN_TRANSACTION), min_size=1, max_size=3, unique=True), back=st.integers(0, 3),
+          key=st.integers(0, 6))
+    def roll_back_inside_transactions(self, hows: list[str], back: int, key: int) -> None:
+        """:meth:`roll_back_inside_a_transaction` for each of ``hows`` in turn (one to three: a targeted weight)."""
+        for how in hows:
+            self.roll_back_inside_a_transaction(how, back, key)
+
     def roll_back_inside_a_transaction(self, how: str, back: int, key: int) -> None:
         """P5 for ``db.rollback_migration(to, migrations)`` called while a transaction of the caller is open on the
         runtime (``Trust._change_schema``: "outside a transaction"; "rollback_migration() cannot run inside a
