@@ -56,6 +56,13 @@ def test_it_bites_a_rollback_run_as_one_transaction(tmp_path, monkeypatch):
     # Every down step in one transaction (the documented contract is one per reversal): a failing step takes the
     # reversals that worked before it back with it, so the versions above it are recorded again.
     def revert(conn, migrations, to, *, foreign_keys=True):
+        # (the target is checked as the runtime checks it: the one defect planted here is the single transaction)
+        if isinstance(to, bool) or not isinstance(to, int) or to < 0:
+            raise schema.MigrationError(schema.ErrorKind.SCHEMA, f"rollback target must be a version number >= 0, "
+                                                                 f"got {to!r}")
+        if conn.in_transaction:
+            raise schema.MigrationError(schema.ErrorKind.SCHEMA, "cannot roll back migrations while a transaction is "
+                                                                 "open on this connection")
         done = schema.applied_versions(conn)
         known = {m.version: m for m in migrations}
         undone = []
