@@ -506,8 +506,6 @@ class DataLossMachine(RuntimeMachine):
     def corrupt_and_recover(self, part: str, who: int, cut: str, pick: int, seed: int) -> None:
         """P13: real damage (and maybe a cut journal), then ``recover()`` by one of the writers, or
         (``who`` 2, the issue's reproduction) by a fresh manager after every writer was killed."""
-        from reliability import DatabaseError
-
         params: dict[str, Any] = {"part": part, "seed": seed, "backup_before": True}
         if part == "btree":
             params["table"] = "xfer"
@@ -518,12 +516,63 @@ class DataLossMachine(RuntimeMachine):
         labels = ["corrupt", *self.extra_labels()]
         if who == 2:
             self.kill_all_and_start()
+        judged = self.recover_and_judge(who, fault, labels, f"after recovery from {part} damage"
+                                        + (f" with {cut_done}" if cut_done else ""))
+        if judged and cut_done:
+            self.restart_all()  # the issue's reproduction: cut the journal and restart
+
+    @rule(last=st.integers(0, 1), who=st.integers(0, 2), entries=st.integers(1, 2),
+          part=st.sampled_from(("header", "page_size")), amount=st.integers(1, 30), seed=st.integers(0, 2**16))
+    def cut_tail_unreadable_sequence(self, last: int, who: int, entries: int, part: str, amount: int,
+                                     seed: int) -> None:
+        """P13/P10: a journal's last transaction(s) cut off exactly at a record boundary, and the database damaged
+        so that its own sequence can no longer be read; then ``recover()`` by the other writer, the same one, or a
+        fresh manager after every writer was killed.
+
+        Both managers write (manager ``last`` last), then the journal of manager ``last`` loses its last
+        ``entries`` transaction records and everything after them (a file cut where a record starts reads as a
+        complete, shorter journal: only its high-water mark tells; ``corrupt_and_recover``'s ``boundary`` cut
+        drops the last frame only, mostly a committed mark). Recovery never reports ``ok`` while an acknowledged
+        transfer is missing, and when it fails it says how many (at least the number lost) and the recovering
+        manager is not ``healthy`` (README: a missing journal tail is detected, never silently accepted)."""
+        if self.peer is None:
+            self.peer = self.open_runtime(self.config)
+        self.transfer_through(1 - last, self.writer(1 - last), 1, 2, amount)
+        self.transfer_through(last, self.writer(last), 3, 4, amount)
+        redo = getattr(getattr(self.writer(last), "durability", None), "redo", None)
+        path = getattr(redo, "path", None)
+        starts = entry_starts(path) if path is not None and os.path.isfile(path) else []
+        if not starts:
+            return  # no transaction record in that journal (its writes failed): nothing to cut
+        size = os.path.getsize(path)
+        keep = starts[-min(entries, len(starts))]
+        make_fault("disconnect", str(path), mode="truncate", fraction=(keep + 0.5) / size, kind="journal_cut",
+                   counted_in=STATS).inject()
+        self.journal_damaged = True
+        fault = make_fault("corrupt", self.db_path, counted_in=STATS, part=part, seed=seed, backup_before=True)
+        fault.inject()
+        self.fault_history.append("corrupt")
+        labels = ["corrupt", *self.extra_labels()]
+        if who == 2:
+            self.kill_all_and_start()
+        what = (f"after recovery from {part} damage with the last {entries} transaction record(s) of manager {last}'s "
+                f"journal cut off at a record boundary ({size} -> {keep} bytes)")
+        if self.recover_and_judge(who, fault, labels, what):
+            self.restart_all()
+
+    def recover_and_judge(self, who: int, fault: Any, labels: list[str], what: str) -> bool:
+        """``recover()`` by writer ``who`` (after :meth:`kill_all_and_start` for 2: the fresh manager) of a
+        database ``fault`` damaged, judged: ``ok`` only with every acknowledged transfer back; otherwise it says
+        why, at least how many are missing, and the recovering manager is not ``healthy``. False: it raised, or
+        installed nothing (then the undamaged copy was put back and every manager restarted)."""
+        from reliability import DatabaseError
+
         recoverer = self.writer(who)
         try:
             report = recoverer.recover()
         except DatabaseError as exc:
             self.check(13, False, f"recover() raised {exc.kind}: {exc.detail}", faults=labels)
-            return
+            return False
         self.last_healed = "corrupt"
         if not report.backup and not report.quarantined:
             # Nothing was installed (no usable backup): put the undamaged copy back and go on.
@@ -532,8 +581,7 @@ class DataLossMachine(RuntimeMachine):
                 m.close()
             fault.heal()
             self.restart_all()
-            return
-        what = f"after recovery from {part} damage" + (f" with {cut_done}" if cut_done else "")
+            return False
         lost: set[str] | None = None
         said: int | None = None
         if report.ok:
@@ -562,8 +610,7 @@ class DataLossMachine(RuntimeMachine):
                             and lost is not None and not lost and said == 1)
             self.check(13, report.ok or conservative,
                        f"{what}: recovery failed with every journal intact: {report.problems}", faults=labels)
-        if cut_done:
-            self.restart_all()  # the issue's reproduction: cut the journal and restart
+        return True
 
     # -- (c) the database deleted --------------------------------------------------------------
     @rule(stopped=st.booleans(), write=st.booleans())
@@ -1036,6 +1083,25 @@ def sound(path: str) -> bool:
             conn.close()
     except sqlite3.Error:
         return False
+
+
+def entry_starts(path: Any) -> list[int]:
+    """Byte offsets where the transaction records (``(G, ops)``, not marks) of a format-3 journal start."""
+    import pickle
+
+    with open(path, "rb") as fh:
+        data = fh.read()
+    starts = []
+    ends = record_ends(path)
+    for start, end in zip(ends, ends[1:], strict=False):
+        body = data[start + 12:end]
+        try:
+            record = pickle.loads(body)  # (the machine's own journal: plain values only)
+        except Exception:  # noqa: BLE001 - a record this helper cannot read is no transaction record
+            continue
+        if isinstance(record, tuple) and record and isinstance(record[0], int) and not isinstance(record[0], bool):
+            starts.append(start)
+    return starts
 
 
 def record_ends(path: Any) -> list[int]:

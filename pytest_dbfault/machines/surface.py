@@ -66,6 +66,22 @@ class Sku:
 #: Flag names and values :meth:`SurfaceMachine.flags_from_the_command_line` sets (JSON values of each type, unicode).
 FLAG_NAMES = ("beta", "checkout.v2", "größe", "ops:maintenance")
 FLAG_VALUES = (True, False, 0, 7, -3, "on", "off", "日本語 ✓", 2.5, None)
+#: A flag setting every entry point must refuse as bad input (README: "bad flag name", exit 2; ``reliability.names``:
+#: text, not empty, at most 200 characters, no NUL, valid Unicode; a value: a finite JSON scalar of at most 10,000
+#: characters as JSON, valid Unicode): ``(name, value, --type, VALUE as typed)``; name None: a flag that is set.
+BAD_FLAGS: tuple[tuple[str | None, Any, str, str], ...] = (
+    ("", "on", "str", "on"),
+    ("   ", True, "json", "true"),
+    ("x" * 201, 1, "json", "1"),
+    ("a\x00b", "on", "str", "on"),
+    ("bad\udcffname", "on", "str", "on"),
+    (None, [1, 2], "json", "[1, 2]"),
+    (None, {"a": 1}, "json", '{"a": 1}'),
+    (None, float("nan"), "json", "NaN"),
+    (None, float("inf"), "json", "Infinity"),
+    (None, "x" * 10_001, "str", "x" * 10_001),
+    (None, "bad\udcffvalue", "str", "bad\udcffvalue"),
+)
 
 #: Parameter values sqlite3 binds through an adapter or ``__conform__``, and the text SQLite stores for each.
 ADAPTED: dict[str, tuple[Any, str]] = {
@@ -771,13 +787,19 @@ class SurfaceMachine(SurfaceMixin):
 
     @precondition(lambda self: self.db is not None and not self.writes_queued())
     @rule(values=st.dictionaries(st.sampled_from(FLAG_NAMES), st.sampled_from(FLAG_VALUES), min_size=1, max_size=3),
-          lock=st.sampled_from((None, None, "write", "exclusive")), pick=st.integers(0, 3))
-    def flags_from_the_command_line(self, values: dict[str, Any], lock: str | None, pick: int) -> None:
+          lock=st.sampled_from((None, None, "write", "exclusive")), pick=st.integers(0, 3),
+          bad=st.sampled_from(BAD_FLAGS), list_first=st.booleans())
+    def flags_from_the_command_line(self, values: dict[str, Any], lock: str | None, pick: int,
+                                    bad: tuple[str | None, Any, str, str] = BAD_FLAGS[0],
+                                    list_first: bool = False) -> None:
         """P14 then P8: flags set by an administrator through the runtime (``admin.set_flag``) are what the admin
         API lists (``admin.list_flags``: every flag once, by name) and what the operator's read-only ``reliability
         flags list`` and ``flags get NAME`` show, each value exactly (a flag never set: "not set", exit 0). Under a
         lock held by another connection (``lock``) a read still answers exactly, or fails with the CLI's exit code
-        and a message, never a traceback (README: inspection opens the database read-only, changes nothing)."""
+        and a message, never a traceback (README: inspection opens the database read-only, changes nothing).
+
+        Then the admin reads as the first call on a fresh runtime (:meth:`flag_reads_on_a_fresh_runtime`) and a bad
+        flag name or value (``bad``) through every entry point (:meth:`bad_flag_refused_everywhere`)."""
         self.heal_all()  # (the faults this rule judges under are its own)
         from reliability import admin
 
@@ -797,8 +819,10 @@ class SurfaceMachine(SurfaceMixin):
                    lambda: f"admin.list_flags answered {listed.status!r} {shown} after {values} were set")
         if shown is None:
             return
-        faults = [] if lock is None or not self.inject("locked", int(lock == "exclusive")) else ["locked"]
         name = sorted(values)[pick % len(values)]
+        self.flag_reads_on_a_fresh_runtime(flags, name, list_first)
+        self.bad_flag_refused_everywhere(bad, name)
+        faults = [] if lock is None or not self.inject("locked", int(lock == "exclusive")) else ["locked"]
         unset = "never-set"
         try:
             commands = ((["flags", "list"], sorted(flags.items())), (["flags", "get", name], flags[name]),
@@ -833,3 +857,97 @@ class SurfaceMachine(SurfaceMixin):
         finally:
             if faults:
                 self.heal("locked")
+
+    def flag_reads_on_a_fresh_runtime(self, flags: dict[str, Any], name: str, list_first: bool) -> None:
+        """P14: ``admin.get_flag`` and ``admin.list_flags`` work as the very first call on a runtime just started
+        (another process of the application: no admin call made there yet, nothing registered by hand): the flag's
+        value exactly, "not set" for a flag never set, every flag listed once. ``list_first``: which comes first."""
+        from reliability import admin
+
+        fresh = self.absorb(self.open_runtime, self.config)
+        try:
+            for call in (("list", "get") if list_first else ("get", "list")):
+                nth = "first" if (call == "list") == list_first else "second"
+                if call == "get":
+                    got = self.absorb(admin.get_flag, fresh, name)
+                    value = getattr(got.value, "value", got.value)
+                    self.check(14, got.status == "ok" and value == flags[name] and type(value) is type(flags[name]),
+                               f"admin.get_flag({name!r}) as the {nth} call on a fresh runtime answered "
+                               f"{got.status!r} {value!r} ({got.message}); the flag is {flags[name]!r}")
+                    unset = self.absorb(admin.get_flag, fresh, "never-set")
+                    self.check(14, unset.status == "ok" and unset.value is None and "not set" in str(unset.message),
+                               f"admin.get_flag('never-set') on a fresh runtime answered {unset.status!r} "
+                               f"{unset.value!r} ({unset.message}); expected ok, \"not set\"")
+                else:
+                    listed = self.absorb(admin.list_flags, fresh)
+                    shown = ([(f.name, f.value) for f in listed.value]
+                             if listed.status == "ok" and isinstance(listed.value, list) else None)
+                    self.check(14, shown is not None and len(shown) == len(flags) and dict(shown) == flags,
+                               f"admin.list_flags as the {nth} call on a fresh runtime answered {listed.status!r} "
+                               f"{shown} ({listed.message}); the flags are {flags}")
+        finally:
+            self.absorb(fresh.close)
+
+    def runtime_state(self) -> tuple[Any, ...]:
+        """What a refused flag change must leave as it was: the flags, the audit log (its pending entries too), the
+        write queue, and every file of the runtime beside the database (size and modification time; not the
+        ``-shm``, which every reader writes)."""
+        from reliability import admin
+
+        listed = self.absorb(admin.list_flags, self.db)
+        flags = [f.to_dict() for f in listed.value] if listed.status == "ok" else listed.status
+        audit = [e.entry_id for e in self.absorb(self.db.audit.entries, 100)]
+        queue = getattr(self.db.commands, "queue", None)
+        files = []
+        base = os.path.basename(self.db_path)
+        for root, _dirs, names in os.walk(self.dir):
+            for n in names:
+                path = os.path.join(root, n)
+                if (n.startswith(base) or root != self.dir) and not n.endswith("-shm"):
+                    try:
+                        info = os.stat(path)
+                    except FileNotFoundError:
+                        continue
+                    files.append((path, info.st_size, info.st_mtime_ns))
+        return flags, audit, None if queue is None else len(queue), sorted(files)
+
+    def bad_flag_refused_everywhere(self, bad: tuple[str | None, Any, str, str], name: str) -> None:
+        """P14: a bad flag name or value is refused the same way by every entry point of flag setting, and nothing
+        is written: ``admin.set_flag`` and ``db.commands.run("flags.set", ...)`` answer ``rejected`` with a message
+        naming what is wrong (the name or the value), the operator's ``reliability flags set NAME VALUE`` exits 2
+        (``usage_error``: README's exit codes, "bad flag name") with that message. The flags, the audit log, the
+        write queue and every file of the runtime stay as they were (README: a refused attempt changes nothing; the
+        command line refuses before it opens the database). ``name``: a flag that is set, for a bad value."""
+        from reliability import admin
+
+        flag, value, kind, typed = bad
+        flag = name if flag is None else flag
+        what = "flag value" if bad[0] is None else "flag name"
+        said = f"flags.set({flag[:30]!r}{'...' if len(flag) > 30 else ''}, {str(value)[:30]!r})"
+        self.absorb(self.db.audit.try_reconcile)  # (entries waiting in the fallback go in first, as set_flag does)
+        before = self.runtime_state()
+        for entry in ("admin.set_flag", "db.commands.run", "reliability flags set"):
+            if entry == "reliability flags set":
+                ran = self.run_command_line(["flags", "set", "--type", kind, flag, typed], 14, [], admin=True)
+                if ran is None:
+                    return
+                code, doc = ran
+                status, message = f"exit {code} ({doc.get('status')})", str(doc.get("message") or "")
+                # (A lone surrogate cannot come from a command line as text: refused as an argument that is not
+                # valid UTF-8, which names it too.)
+                refused = code == 2 and doc.get("status") == "usage_error" and (
+                    what in message.lower() or "not valid utf-8" in message.lower())
+                expected = "exit 2 (usage_error)"
+            else:
+                result = (self.absorb(admin.set_flag, self.db, flag, value, "ops-admin") if entry == "admin.set_flag"
+                          else self.absorb(self.db.commands.run, "flags.set", flag, value, "ops-admin"))
+                status, message = str(result.status), str(result.message or "")
+                refused, expected = result.status == "rejected" and what in message.lower(), "rejected"
+            self.check(14, refused,
+                       f"{entry} {said}, a bad {what}, answered {status}: {message[:200]!r}; expected {expected} "
+                       f"with a message naming the {what}")
+            after = self.runtime_state()
+            changed = [(b, a) for b, a in zip(before, after, strict=True) if b != a]
+            self.check(14, not changed, f"{entry} {said}, a bad {what}, changed the runtime's state "
+                       f"(before, after): {changed}" if changed else "")
+            before = after
