@@ -788,17 +788,17 @@ class SurfaceMachine(SurfaceMixin):
     @precondition(lambda self: self.db is not None and not self.writes_queued())
     @rule(values=st.dictionaries(st.sampled_from(FLAG_NAMES), st.sampled_from(FLAG_VALUES), min_size=1, max_size=3),
           lock=st.sampled_from((None, None, "write", "exclusive")), pick=st.integers(0, 3),
-          bad=st.sampled_from(BAD_FLAGS), list_first=st.booleans())
+          bad=st.sampled_from(BAD_FLAGS))
     def flags_from_the_command_line(self, values: dict[str, Any], lock: str | None, pick: int,
-                                    bad: tuple[str | None, Any, str, str] = BAD_FLAGS[0],
-                                    list_first: bool = False) -> None:
+                                    bad: tuple[str | None, Any, str, str] = BAD_FLAGS[0]) -> None:
         """P14 then P8: flags set by an administrator through the runtime (``admin.set_flag``) are what the admin
         API lists (``admin.list_flags``: every flag once, by name) and what the operator's read-only ``reliability
         flags list`` and ``flags get NAME`` show, each value exactly (a flag never set: "not set", exit 0). Under a
         lock held by another connection (``lock``) a read still answers exactly, or fails with the CLI's exit code
         and a message, never a traceback (README: inspection opens the database read-only, changes nothing).
 
-        Then the admin reads as the first call on a fresh runtime (:meth:`flag_reads_on_a_fresh_runtime`) and a bad
+        Then the admin reads as the first call on a fresh runtime (:meth:`flag_reads_on_a_fresh_runtime`, each of
+        the two first on a runtime of its own) and a bad
         flag name or value (``bad``) through every entry point (:meth:`bad_flag_refused_everywhere`)."""
         self.heal_all()  # (the faults this rule judges under are its own)
         from reliability import admin
@@ -820,7 +820,8 @@ class SurfaceMachine(SurfaceMixin):
         if shown is None:
             return
         name = sorted(values)[pick % len(values)]
-        self.flag_reads_on_a_fresh_runtime(flags, name, list_first)
+        for list_first in (False, True):
+            self.flag_reads_on_a_fresh_runtime(flags, name, list_first)
         self.bad_flag_refused_everywhere(bad, name)
         faults = [] if lock is None or not self.inject("locked", int(lock == "exclusive")) else ["locked"]
         unset = "never-set"
