@@ -265,8 +265,7 @@ def revert_migrations(
     last version fully undone and raises :class:`MigrationError` naming the migration.
     ``conn`` must be in autocommit mode and outside a transaction. Returns the versions undone.
     """
-    if isinstance(to, bool) or not isinstance(to, int) or to < 0:
-        raise _definition_error(f"rollback target must be a version number >= 0, got {to!r}")
+    check_rollback_target(to)
     if conn.in_transaction:
         raise _definition_error("cannot roll back migrations while a transaction is open on this connection")
     try:
@@ -490,6 +489,16 @@ def has_user_data(conn: sqlite3.Connection) -> bool:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+def check_rollback_target(to: object) -> None:
+    """Raise :class:`MigrationError` (schema) unless ``to`` is a version number a rollback can go down to.
+
+    Checked first, wherever a rollback starts: a target of the wrong type must get this message, not the
+    ``TypeError`` of the first comparison made with it, and an invalid one is refused even when nothing
+    would be undone."""
+    if isinstance(to, bool) or not isinstance(to, int) or to < 0:
+        raise _definition_error(f"rollback target must be a version number >= 0, got {to!r}")
+
+
 def _definition_error(detail: str) -> MigrationError:
     return MigrationError(ErrorKind.SCHEMA, detail, user_message=detail)
 

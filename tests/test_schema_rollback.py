@@ -173,3 +173,55 @@ def test_migrations_after_the_file_was_moved_away_and_back_land_in_the_file_at_t
             assert versions(conn) == [1, 2, 3]
         finally:
             conn.close()
+
+
+@pytest.mark.parametrize("to", ["0", None, -1, True, 2.0, 0.5])
+@pytest.mark.parametrize("applied", [0, 1, 3])
+def test_an_invalid_rollback_target_is_refused_by_name_whatever_is_recorded(tmp_path, to, applied):
+    # Checked before anything else: a text or None target met a bare TypeError in the first comparison, and an
+    # invalid target was accepted as a no-op when nothing was recorded above it (-1 on an empty database).
+    from reliability import DatabaseManager
+
+    with DatabaseManager(fast_config(tmp_path / "app.db")) as db:
+        if applied:
+            db.migrate(MIGRATIONS[:applied])
+        with pytest.raises(MigrationError) as caught:
+            db.rollback_migration(to, MIGRATIONS)
+        assert caught.value.kind is ErrorKind.SCHEMA
+        assert f"rollback target must be a version number >= 0, got {to!r}" in str(caught.value)
+    conn = open_db(tmp_path)
+    try:
+        recorded = versions(conn) if applied else []
+        assert recorded == list(range(1, applied + 1))
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("call", ["rollback_migration", "migrate", "backup"])
+def test_a_schema_change_or_backup_inside_a_raw_begin_is_refused_as_misuse(tmp_path, call):
+    # A transaction the caller began with execute("BEGIN"): refused as the caller's mistake, naming it, before the
+    # backup a schema change takes first (which failed as a lock held by "another connection", the caller's own,
+    # and left health degraded); the caller's transaction goes on and commits.
+    from reliability import DatabaseError, DatabaseManager
+
+    with DatabaseManager(fast_config(tmp_path / "app.db")) as db:
+        db.migrate(MIGRATIONS[:2])
+        db.execute("INSERT INTO users (email) VALUES ('a@example.org')")
+        taken = db.backups()
+        db.execute("BEGIN")
+        db.execute("INSERT INTO users (email) VALUES ('b@example.org')")
+        run = {"rollback_migration": lambda: db.rollback_migration(1, MIGRATIONS),
+               "migrate": lambda: db.migrate(MIGRATIONS),
+               "backup": db.backup}[call]
+        with pytest.raises(DatabaseError) as caught:
+            run()
+        assert caught.value.kind is ErrorKind.MISUSE and "execute('BEGIN') is open" in str(caught.value)
+        db.execute("COMMIT")
+        assert db.fetch_all("SELECT email FROM users ORDER BY id") == [("a@example.org",), ("b@example.org",)]
+        assert str(db.health().status) == "healthy"
+        assert db.backups() == taken  # (nothing taken for a refused call)
+    conn = open_db(tmp_path)
+    try:
+        assert versions(conn) == [1, 2] and "posts" in schema_of(conn)
+    finally:
+        conn.close()

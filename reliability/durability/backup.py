@@ -306,6 +306,9 @@ class BackupTaker:
             if parts.transactions.depth:
                 raise BackupError(ErrorKind.MISUSE, "backup() cannot run inside a transaction: "
                                   "the copy would include uncommitted changes")
+            if parts.connections.in_transaction():
+                raise BackupError(ErrorKind.MISUSE, "backup() cannot run while a transaction begun with "
+                                  "execute('BEGIN') is open: COMMIT or ROLLBACK it first")
             redo = parts.redo
 
             def open_for_backup() -> tuple[Any, int | None]:

@@ -31,6 +31,7 @@ from ..schema import (
     SchemaValidator,
     applied_versions,
     apply_migrations,
+    check_rollback_target,
     coerce_migrations,
     has_user_data,
     revert_migrations,
@@ -163,6 +164,7 @@ class Trust:
                            ) -> MigrationResult:
         """Undo recorded migrations above version ``to`` by their ``down`` steps (see ``schema.revert_migrations``),
         backing up a non-empty database first; ``migrations`` defaults to the known ones."""
+        check_rollback_target(to)
         items = coerce_migrations(migrations) if migrations is not None else list(self.migrations or [])
         return self._change_schema(
             "rollback_migration()", "rolling back", "undoing the database update", "migrations rolled back",
@@ -184,6 +186,11 @@ class Trust:
         with parts.lock:
             if parts.transactions.depth:
                 raise MigrationError(ErrorKind.MISUSE, f"{call} cannot run inside a transaction")
+            if parts.connections.in_transaction():
+                # (a transaction the caller began with execute("BEGIN"): the backup taken first would fail as a
+                # lock held by "another connection", which is the caller's own)
+                raise MigrationError(ErrorKind.MISUSE, f"{call} cannot run while a transaction begun with "
+                                     "execute('BEGIN') is open: COMMIT or ROLLBACK it first")
             conn = parts.connections.connection_at_path()  # DDL lands in the file at the path
             before = applied_versions(conn)
             if not pending(before):

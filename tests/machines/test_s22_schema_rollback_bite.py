@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from hypothesis.stateful import INVARIANT_MARKER
 
+import reliability.durability.backup as backup_module
 import reliability.durability.trust as trust_module
 import reliability.schema as schema_module
 from pytest_dbfault.machines import MACHINES, bind
@@ -43,7 +44,7 @@ def plant(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, *edits: tuple[
     namespace: dict[str, Any] = {}
     code = compile(source, inspect.getsourcefile(fn) or name, "exec", flags=annotations.compiler_flag,
                    dont_inherit=True)  # (the __future__ feature imported above)
-    exec(code, fn.__globals__, namespace)
+    exec(code, inspect.unwrap(fn).__globals__, namespace)  # (a decorated method: its own module's names)
     monkeypatch.setattr(owner, name, namespace[name])
     for module in also:
         monkeypatch.setattr(module, name, namespace[name])
@@ -140,7 +141,7 @@ def test_an_invalid_target_bites_a_rollback_without_the_range_check(tmp_path, mo
     # (the s22_rollback_accepts_a_negative_target Bug entry) The target's type is checked, its range is not: -1 is taken
     # for "undo everything".
     def bug() -> None:
-        plant(monkeypatch, schema_module, "revert_migrations",
+        plant(monkeypatch, schema_module, "check_rollback_target",
               ("    if isinstance(to, bool) or not isinstance(to, int) or to < 0:\n",
                "    if isinstance(to, bool) or not isinstance(to, int):\n"), also=(trust_module,))
 
@@ -151,14 +152,22 @@ def test_an_invalid_target_bites_a_rollback_that_rounds_the_target(tmp_path, mon
     # A target of another form is made a version number (2.5 -> 2) instead of refused: versions are undone that the
     # caller never named.
     def bug() -> None:
-        plant(monkeypatch, schema_module, "revert_migrations",
+        plant(monkeypatch, schema_module, "check_rollback_target",
               ("    if isinstance(to, bool) or not isinstance(to, int) or to < 0:\n",
-               "    to = int(to)  # (a version read as 2.0)\n    if to < 0:\n"), also=(trust_module,))
+               "    if int(to) < 0:  # (a version read as 2.0)\n"), also=(trust_module,))
 
     bites("roll_back_to_invalid_targets", (["fraction"], 3), bug, "rollback_migration(to=3.5) with versions", tmp_path)
 
 
 # -- 4. a transaction of the caller open -----------------------------------------------------------------------------
+#: The schema change's (and the backup's it takes first) own look for a transaction begun with execute("BEGIN") left
+#: out: each defect below is one that would meet such a transaction, and the runtime refuses it before they run.
+NOT_LOOKED_FOR = ("        if parts.connections.in_transaction():\n", "        if False:\n")
+
+
+def not_looked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    plant(monkeypatch, backup_module.BackupTaker, "backup", NOT_LOOKED_FOR)
+
 def test_an_open_transaction_bites_a_rollback_that_does_not_look_for_it(tmp_path, monkeypatch):
     # (the s22_rollback_ignores_an_open_transaction Bug entry) The connection's own open transaction is not looked
     # for (the manager's transaction depth is checked, a BEGIN issued through execute() is not seen): the first down
@@ -167,16 +176,20 @@ def test_an_open_transaction_bites_a_rollback_that_does_not_look_for_it(tmp_path
         plant(monkeypatch, schema_module, "revert_migrations",
               ('    if conn.in_transaction:\n        raise _definition_error("cannot roll back migrations while a '
                'transaction is open on this connection")\n', ""), also=(trust_module,))
+        plant(monkeypatch, trust_module.Trust, "_change_schema", NOT_LOOKED_FOR)
+        not_looked_for(monkeypatch)
 
-    bites("roll_back_inside_transactions", (["begin_read"], 0, 0), bug, "the caller's COMMIT of its own transaction "
-          "failed", tmp_path)
+    # (met first as the refusal's kind: the down step's own BEGIN fails as "cannot start a transaction within a
+    # transaction", and its rollback ends the caller's transaction too)
+    bites("roll_back_inside_transactions", (["begin_read"], 0, 0), bug, "inside a transaction (begin_read)", tmp_path)
 
 
 def test_an_open_transaction_bites_a_schema_change_that_commits_it_first(tmp_path, monkeypatch):
     # The schema change makes room for itself: a transaction left open on the connection is committed first, then
     # the rollback runs. The caller's transaction is ended behind its back (its COMMIT fails) and versions go.
     def bug() -> None:
-        plant(monkeypatch, trust_module.Trust, "_change_schema",
+        not_looked_for(monkeypatch)
+        plant(monkeypatch, trust_module.Trust, "_change_schema", NOT_LOOKED_FOR,
               ('        conn.execute("PRAGMA query_only = 0")\n',
                '        if conn.in_transaction:  # (finish what the caller left open before DDL)\n'
                '            conn.execute("COMMIT")\n'
