@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from hypothesis import strategies as st
-from hypothesis.stateful import precondition, rule
+from hypothesis.stateful import invariant, precondition, rule
 
 from .config import ConfigMixin
 
@@ -97,20 +97,33 @@ class ReloadEffectsMixin(ConfigMixin):
         except ConfigError as exc:
             self.check(16, False, f"a valid change was rejected: {exc}")
             return False
+        except Exception as exc:  # (a reload must apply a valid change whatever the settings read at start are)
+            self.check(16, False, f"a valid reload of {', '.join(changes)} (redo_journal="
+                                  f"{self.db.config.redo_journal}, journal_mode={self.db.config.journal_mode} in "
+                                  f"force) raised {exc!r}")
+            return False
         if keep:
             self.env_lines = lines
         self.config = self.db.config
         return True
 
     @precondition(lambda self: getattr(self, "watcher", None) is not None and not self.faults)
-    @rule(foreign_keys=st.booleans(), timeout=st.sampled_from(TIMEOUTS), n=st.integers(0, 2**20))
-    def reload_connection_settings(self, foreign_keys: bool, timeout: int, n: int) -> None:
-        """P16: ``foreign_keys`` and ``busy_timeout_ms`` changed in the watched file hold for the next call."""
+    @rule(foreign_keys=st.booleans(), timeout=st.sampled_from(TIMEOUTS), n=st.integers(0, 2**20),
+          sync=st.sampled_from(("", "NORMAL", "FULL", "EXTRA")))
+    def reload_connection_settings(self, foreign_keys: bool, timeout: int, n: int, sync: str = "") -> None:
+        """P16: ``foreign_keys`` and ``busy_timeout_ms`` (and ``synchronous`` when drawn) changed in the watched file
+        hold for the next call, whichever restart-only settings (the redo journal on or off) the example runs with."""
         from reliability import DatabaseError
 
+        extra = {"RELIABILITY_SYNCHRONOUS": sync} if sync else {}
         if not self.reload_with(RELIABILITY_FOREIGN_KEYS="true" if foreign_keys else "false",
-                                RELIABILITY_BUSY_TIMEOUT_MS=str(timeout)):
+                                RELIABILITY_BUSY_TIMEOUT_MS=str(timeout), **extra):
             return
+        if sync:
+            level = self.absorb(self.db.fetch_one, "PRAGMA synchronous")
+            self.check(16, level is not None and level[0] == {"NORMAL": 1, "FULL": 2, "EXTRA": 3}[sync], lambda: (
+                f"synchronous={sync} reloaded (redo_journal={self.db.config.redo_journal}): the next call runs with "
+                f"PRAGMA synchronous={level and level[0]}"))
         fk = self.absorb(self.db.fetch_one, "PRAGMA foreign_keys")
         busy = self.absorb(self.db.fetch_one, "PRAGMA busy_timeout")
         self.check(16, fk is not None and fk[0] == int(foreign_keys) and busy is not None and busy[0] == timeout,
@@ -130,17 +143,25 @@ class ReloadEffectsMixin(ConfigMixin):
 
 
     @precondition(lambda self: getattr(self, "watcher", None) is not None and not self.faults
-                  and getattr(self.db, "redo_journal", None) is not None and not self.writes_queued())
-    @rule(other=st.integers(0, 1), n=st.integers(0, 2**20))
-    def reload_synchronous(self, other: int, n: int) -> None:
-        """P16: ``synchronous`` changed in the watched file holds from the next commit for SQLite and for the
-        redo journal: under FULL and EXTRA the record of an acknowledged write survives a power loss right
+                  and not self.writes_queued())
+    @rule(other=st.integers(0, 1), n=st.integers(0, 2**20), journal_off=st.booleans())
+    def reload_synchronous(self, other: int, n: int, journal_off: bool) -> None:
+        """P16: ``synchronous`` changed in the watched file holds from the next commit for SQLite, whether the redo
+        journal (a setting read at start only, drawn per example; ``journal_off``: the application restarts with it
+        off first) is on or off, and, when it is on, for the
+        redo journal too: under FULL and EXTRA the record of an acknowledged write survives a power loss right
         after the acknowledgement, under EXTRA its committed mark too (what the power-loss model of the
         runtime's own files says such a power loss would leave; ``p16_journal_ignores_synchronous_reload``)."""
         from reliability.redo import read_journal
 
         from .powerloss import PowerLossModel, supported
 
+        if journal_off and getattr(self.db.config, "redo_journal", False):
+            # The application restarts with the redo journal off (read at start only; never back on within the
+            # example: a journal that missed writes is a restart machine's case, not this rule's).
+            self.db.close()
+            self.db = self.open_runtime(self.config.replace(redo_journal=False))
+            self.after_reopen()
         # Always a change (one of the two other levels): from the shrunk start (NORMAL) that is FULL or EXTRA.
         level = [lv for lv in ("NORMAL", "FULL", "EXTRA") if lv != str(self.db.config.synchronous).upper()][other]
         if not self.reload_with(RELIABILITY_SYNCHRONOUS=level):
@@ -150,6 +171,8 @@ class ReloadEffectsMixin(ConfigMixin):
         self.check(16, pragma is not None and levels.get(pragma[0]) == level,
                    lambda: f"synchronous reloaded to {level}, the next call runs with PRAGMA synchronous="
                            f"{pragma and pragma[0]}")
+        if getattr(self.db, "redo_journal", None) is None:
+            return  # (redo_journal off: nothing more to judge than SQLite's pragma)
         journal = Path(self.db.redo_journal.path)
         if not supported() or journal.parent != Path(self.dir):
             return
@@ -335,6 +358,97 @@ class ReloadEffectsMachine(ReloadEffectsMixin, WalSizeMixin, StaleSnapshotMixin)
 
     core_groups = frozenset(("reload",))
     fault_kinds = ("none",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        # The runtime's background threads (the maintenance schedule, the watcher, the journal's and the operation
+        # log's writers), watched from before the first runtime starts: one that dies of an exception nobody
+        # caught is recorded here (and still reported as before).
+        import threading
+
+        #: (thread name, exception) of every runtime thread that died of an unhandled exception
+        self.thread_deaths: list[tuple[str, str]] = []
+        self._excepthook = threading.excepthook
+
+        def hook(args: Any) -> None:
+            name = getattr(args.thread, "name", "") or ""
+            if name.startswith("reliability-"):
+                self.thread_deaths.append((name, repr(args.exc_value)))
+            self._excepthook(args)
+
+        threading.excepthook = hook
+
+    def judge_thread_deaths(self) -> None:
+        """P16: the maintenance schedule keeps its promise whatever was reloaded: no thread of the runtime dies of an
+        exception nobody caught (a scheduled task that fails is logged and rescheduled; with nothing scheduled no
+        thread runs at all: Scheduler.start, "no thread while there is nothing to run")."""
+        deaths = list(self.thread_deaths)
+        self.check(16, not deaths, lambda: (
+            f"a background thread of the runtime died of an unhandled exception: {deaths[:3]} (intervals in force: "
+            + ", ".join(f"{k}={getattr(self.db.config, k, None)}" for k in (
+                "backup_interval", "quick_check_interval", "integrity_check_interval", "health_check_interval"))
+            + ")"))
+
+    @invariant()
+    def no_runtime_thread_died(self) -> None:
+        if self.db is not None:
+            self.judge_thread_deaths()
+
+    def teardown(self) -> None:
+        import threading
+
+        try:
+            super().teardown()
+            self.judge_thread_deaths()
+        finally:
+            threading.excepthook = self._excepthook
+
+    @precondition(lambda self: getattr(self, "watcher", None) is not None and not self.faults
+                  and hasattr(getattr(self.db, "durability", None), "scheduler"))
+    @rule(task=st.sampled_from(("health_check", "quick_check")), interval=st.sampled_from((0.03, 0.05)),
+          runs=st.integers(3, 6), after=st.sampled_from(("off", "restart")))
+    def reload_schedule_runs(self, task: str, interval: float, runs: int, after: str) -> None:
+        """P16: a short interval reloaded is the pace of the schedule: the task runs (``runs`` times within a
+        generous deadline: never "never"), and never more often than the interval allows (between two looks E
+        seconds apart at most E / interval + 1 runs: a task runs again only ``interval`` seconds after its last run
+        ended; a second loop doubles that). Then the task is turned off again by a reload, or the application
+        restarts with the example's own settings (0: off): either way no run of it follows.
+
+        Bounds from the counts and the measured time only (a loaded machine delays runs, never adds them)."""
+        import time
+
+        from .health import SCHEDULE_WAIT
+
+        key = f"RELIABILITY_{task.upper()}_INTERVAL"
+        if not self.reload_with(keep=False, **{key: str(interval)}):
+            return
+        scheduler = self.db.durability.scheduler
+        t0, n0 = time.monotonic(), scheduler.runs.get(task, 0)
+        deadline = t0 + SCHEDULE_WAIT
+        while scheduler.runs.get(task, 0) - n0 < runs and time.monotonic() < deadline:
+            time.sleep(0.005)
+        made, spent = scheduler.runs.get(task, 0) - n0, time.monotonic() - t0
+        said = f"{task}_interval reloaded to {interval} s"
+        self.check(16, made >= runs, lambda: f"{said}: the task ran {made} time(s) in {spent:.2f} s")
+        self.check(16, made <= spent / interval + 1, lambda: (
+            f"{said}: the task ran {made} times in {spent:.3f} s, more than once per interval "
+            f"(at most {int(spent / interval) + 1})"))
+        # Turned off: by a reload of the example's own lines, or by a restart on the example's settings.
+        if after == "off":
+            self.write_env(self.env_lines)
+            self.watcher.check_now(force=True)
+            self.config = self.db.config
+            scheduler = self.db.durability.scheduler
+        else:
+            self.db.close()
+            self.db = self.open_runtime(self.config.replace(**{f"{task}_interval": 0}))
+            self.after_reopen()
+        n1 = scheduler.runs.get(task, 0)
+        time.sleep(3 * interval)
+        n2 = scheduler.runs.get(task, 0)
+        self.check(16, n2 == n1, lambda: (
+            f"{said}, then {'reloaded to 0 (off)' if after == 'off' else 'the application closed'}: the task "
+            f"still ran {n2 - n1} more time(s) in {3 * interval:.2f} s"))
 
     @precondition(lambda self: getattr(self, "watcher", None) is not None and not self.faults
                   and getattr(self.db, "policy", None) is not None)
