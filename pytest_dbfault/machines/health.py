@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 from typing import Any, ClassVar
 
 from hypothesis import strategies as st
@@ -520,6 +521,74 @@ class HealthMachine(HealthMixin):
             f"the verdict stands: integrity_ok={self.db.monitor.integrity_ok}, damage mark "
             f"{'present (' + left.describe() + ')' if left is not None else 'removed'}, health {str(report.status)!r} "
             f"{list(report.reasons)[:2]}"))
+
+    @precondition(swarm("integrity"))
+    @precondition(lambda self: has_integrity_check(self) and not self.faults and is_this_runtime(self))
+    @rule(change=st.sampled_from(("disconnect_rename", "disconnect_replace")),
+          first=st.sampled_from(("health", "quick", "full")), then=st.sampled_from(("health", "quick", "full")),
+          seed=st.integers(0, 2**16))
+    def inspector_follows_the_path(self, change: str, first: str, then: str, seed: int) -> None:
+        """P11 and P10 through the read-only inspection (``Inspector``, what ``reliability check`` and ``reliability
+        health`` read through): an inspector kept open across a change of the file at its path reports on the file
+        now at the path, not on the one it read before (inspection.py: "Called before every report ... a report on
+        that file would call a database healthy and sound that is gone from the path"). The application stopped, an
+        inspector reads the intact file once (its health or an integrity check), then the file is moved away
+        (nothing at the path) or replaced by bytes that are no database; asked again (``then`` first, then the other
+        reports), the same inspector must say each time it cannot read the database: health ``unavailable``, the
+        quick and the full integrity check failed. The file is put back after."""
+        from reliability import DatabaseError
+        from reliability.inspection import Inspector
+
+        from ..stats import STATS
+
+        def ask(view: Any, what: str) -> tuple[bool, str]:
+            """(whether the answer says the file at the path is unreadable, what it said)"""
+            try:
+                if what == "health":
+                    report = view.health()
+                    return (str(report.status) != "healthy" and report.connection_state == "unavailable",
+                            f"health {report.status} ({report.connection_state}): {list(report.reasons)[:2]}")
+                result = view.check_integrity(full=what == "full")
+                return not result.ok, f"check_integrity(full={what == 'full'}) answered {result.problems[:2] or 'ok'}"
+            except DatabaseError as err:  # (a read that fails outright is an answer too: it is no verdict of sound)
+                return str(err.kind) in ("cantopen", "notadb", "corrupt"), f"{what} raised {err.kind}: {err.detail}"
+
+        self.db.close()
+        fault = None
+        try:
+            with Inspector(self.config) as view, Inspector(self.config) as other:
+                # (the intact file: read once by each, so each inspector holds a connection to it)
+                ask(view, first)
+                ask(other, first)
+                params: dict[str, Any] = {}
+                if change == "disconnect_replace":
+                    junk = os.path.join(self.dir, "not-a-database.bin")
+                    rnd = random.Random(seed)
+                    with open(junk, "wb") as fh:  # (no SQLite header: "file is not a database")
+                        fh.write(b"JUNK" + bytes(rnd.getrandbits(8) for _ in range(4092)))
+                    params["replacement"] = junk
+                fault = make_fault(change, self.db_path, counted_in=STATS, **params)
+                fault.inject()
+                self.fault_history.append(change)
+                what = ("moved away (nothing at the path)" if change == "disconnect_rename"
+                        else "replaced by a file that is no database")
+                # One inspector asked ``then`` first, the other two reports after it; the other one asked for its
+                # health first (each report must look at the path itself, not count on another having looked).
+                for inspector, order in ((view, (then, *(r for r in ("health", "quick", "full") if r != then))),
+                                         (other, ("health",))):
+                    for now in order:
+                        seen, said = ask(inspector, now)
+                        self.check(11 if now != "health" else 10, seen, lambda now=now, said=said: (
+                            f"an Inspector that read the intact file ({first}), asked again ({now}) after the file "
+                            f"was {what}, still reports on the old file: {said}"), faults=[change])
+                fault.heal()
+                fault = None
+        finally:
+            if fault is not None:
+                fault.heal()
+            self.db = self.open_runtime(self.config)
+            self.after_reopen()
+        self.last_healed = change
 
     @precondition(swarm("integrity"))
     @precondition(lambda self: has_integrity_check(self) and not self.faults and is_this_runtime(self))
