@@ -557,9 +557,13 @@ class HealthMachine(HealthMixin):
         fault = None
         try:
             with Inspector(self.config) as view, Inspector(self.config) as other:
-                # (the intact file: read once by each, so each inspector holds a connection to it)
+                # (the intact file: read once by each, so each inspector holds a connection to it; reading changes
+                # nothing: see read_only_verdict)
+                before = self.file_fingerprint()
                 ask(view, first)
                 ask(other, first)
+                self.check(11 if first != "health" else 10, self.file_fingerprint() == before,
+                           f"the read-only inspection changed the database file ({first})")
                 params: dict[str, Any] = {}
                 if change == "disconnect_replace":
                     junk = os.path.join(self.dir, "not-a-database.bin")
@@ -579,8 +583,9 @@ class HealthMachine(HealthMixin):
                     for now in order:
                         seen, said = ask(inspector, now)
                         self.check(11 if now != "health" else 10, seen, lambda now=now, said=said: (
-                            f"an Inspector that read the intact file ({first}), asked again ({now}) after the file "
-                            f"was {what}, still reports on the old file: {said}"), faults=[change])
+                            f"the read-only inspection (an Inspector that read the intact file ({first}), asked again "
+                            f"({now}) after the file was {what}) still reports on the old file: {said}"),
+                            faults=[change])
                 fault.heal()
                 fault = None
         finally:

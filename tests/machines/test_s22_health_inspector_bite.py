@@ -64,8 +64,9 @@ CASES = [("disconnect_rename", "quick", "health"), ("disconnect_replace", "healt
 def test_it_bites_an_inspector_that_keeps_reading_the_old_file(change, first, then, journal_mode, tmp_path,
                                                                monkeypatch):
     by_path_name(monkeypatch)
-    with pytest.raises(AssertionError, match=rf"an Inspector that read the intact file \({first}\), asked again "
-                                             rf"\({then}\) after the file was .*still reports on the old file"):
+    with pytest.raises(AssertionError, match=rf"the read-only inspection \(an Inspector that read the intact file "
+                                             rf"\({first}\), asked again \({then}\) after the file was .*\) still "
+                                             r"reports on the old file"):
         run(started(tmp_path, journal_mode), change, first, then, 7)
 
 
@@ -76,7 +77,7 @@ def test_it_bites_a_health_report_that_does_not_look_at_the_path(change, then, t
     # first, does not.)
     health_never_looks(monkeypatch)
     with pytest.raises(AssertionError, match=r"p10_health_monitoring violated .*asked again \(health\) after the "
-                                             r"file was .*still reports on the old file: health healthy"):
+                                             r"file was .*\) still reports on the old file: health healthy"):
         run(started(tmp_path), change, "health", then, 3)
 
 
