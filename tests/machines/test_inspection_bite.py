@@ -98,9 +98,10 @@ def exits_0(monkeypatch, command, when=lambda outcome: True):
 
 def test_the_health_machine_bites_a_command_line_check_that_exits_0_on_problems(tmp_path, monkeypatch):
     exits_0(monkeypatch, "check")
-    # (found by the corruption rule or by the orphan-row rule, whichever the stream meets first)
+    # (found by the corruption rule, the orphan-row rule or the stray-bytes rule, whichever the stream meets first)
     with pytest.raises(AssertionError, match=r"(damage .*not flagged|a row whose parent is missing was not "
-                                             r"reported) by `reliability check"):
+                                             r"reported|stray byte\(s\) after the last page .*not flagged) by "
+                                             r"`reliability check"):
         run_machine(MACHINES["health_integrity"], settings_=BITE, base_dir=str(tmp_path), enforce={11})
 
 
