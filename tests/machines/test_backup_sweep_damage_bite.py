@@ -68,20 +68,24 @@ def test_it_bites_a_manifest_stamped_with_a_second_clock_read(tmp_path, monkeypa
 
 
 def test_it_bites_a_backup_that_runs_inside_a_transaction(tmp_path, monkeypatch):
-    # The "not inside a transaction" guard dropped from backup() (it runs on a connection of its own, so "it is
-    # safe"): the call is no longer refused as a misuse; it copies under the caller's own write lock (in WAL mode
-    # a backup the open transaction's caller never asked for, in a rollback mode a lock wait it cannot end).
+    # The "not inside a transaction" guards dropped from backup() (it runs on a connection of its own, so "it is
+    # safe"): neither the runtime's transaction depth nor the connection's open transaction (a BEGIN through
+    # execute()) is looked at, so the call is no longer refused as a misuse; it copies under the caller's own write
+    # lock (in WAL mode a backup the open transaction's caller never asked for, in a rollback mode a lock wait it
+    # cannot end).
     from reliability.durability.backup import BackupTaker
 
     real = BackupTaker.backup
 
     def backup(self):
-        tx = self.parts.transactions
+        tx, connections = self.parts.transactions, self.parts.connections
         depth, tx.depth = tx.depth, 0
+        connections.in_transaction = lambda: False  # (the instance's, for this call only)
         try:
             return real(self)
         finally:
             tx.depth = depth
+            del connections.in_transaction
 
     monkeypatch.setattr(BackupTaker, "backup", backup)
     with pytest.raises(AssertionError, match=r"db\.backup\(\) inside a transaction (ran|failed as .*not as misuse)"):
