@@ -1010,6 +1010,129 @@ BUGS: tuple[Bug, ...] = (
         '        if len(fns) == 1:\n',
         '        if fns:\n',
         'operation_log=True with operation_log_path: a CREATE TABLE, an INSERT and a SELECT, then close: correct writes an ok record for each (execute, execute, fetch_all); buggy hands successes only to the health metrics, the log file has no record (health().operations still counts them).'),
+    # -- session 22: each planted with a new check of the session (worklist rows and mutant-sample gaps) --------
+    Bug("s22_full_queue_answered_as_error", 14, "reliability/degraded/commands.py",
+        '            return CommandResult("rejected", "The database is unavailable and too many changes are already "',
+        '            return CommandResult("error", "The database is unavailable and too many changes are already "',
+        "write_queue_max=0, a write command while another connection holds BEGIN EXCLUSIVE: it must be answered "
+        "'rejected' (NOT saved, pending 0); the bug answers 'error', which a caller takes for a failing database to retry"),
+    Bug("s22_text_oplog_duration_in_seconds", 17, "reliability/oplog.py",
+        'kind={op} duration_ms={duration * 1000.0:.4f} ',
+        'kind={op} duration_ms={duration:.4f} ',
+        "operation_log on, operation_log_path set, log_json=false, a 5 ms query: its text record must say duration_ms≈5; "
+        "the bug writes 0.005 (the JSON form stays right)"),
+    Bug("s22_oplog_installed_when_warnings_enabled", 17, "reliability/oplog.py",
+        'if path is None and not (kwargs.get("logger") or oplog_logger).isEnabledFor(logging.INFO):',
+        'if path is None and not (kwargs.get("logger") or oplog_logger).isEnabledFor(logging.WARNING):',
+        "configure_logging with log_level=WARNING, operation_log on without a file, a refused insert: no operation record "
+        "may be emitted (no operation log is installed); the bug installs one and logs 'execute error' at WARNING"),
+    Bug("s22_identity_interval_floor", 1, "reliability/executor.py",
+        "        self._identity_due = t0 + self.identity_check_interval",
+        "        self._identity_due = t0 + max(self.identity_check_interval, 0.05)",
+        "db.identity_check_interval = 0 (or 0.01), a read, another database os.replace()d over the path, a read 12 ms "
+        "later: must return the new file's row; the bug keeps serving the replaced file for 50 ms"),
+    Bug("s22_places_forget_audit_fallback", 15, "reliability/degraded/places.py",
+        "        if setting in WAITING and path != current.get(setting):",
+        '        if setting == "write_queue_path" and path != current.get(setting):',
+        "two audit entries recorded during BEGIN EXCLUSIVE (in the fallback file), restart with audit_fallback_path "
+        "moved: health must be degraded naming '2 audit entries wait in <old>'; the bug says healthy and drops them in "
+        "silence"),
+    Bug("s22_error_record_elapsed_in_ms", 9, "reliability/errors.py",
+        '                "elapsed": round(elapsed, 6),',
+        '                "elapsed": round(elapsed * 1000.0, 6),',
+        "a write under a lock that outlasts the retries: its ERROR record's elapsed must be seconds within the call's "
+        "wall time (the bug gives ~1000x)"),
+    Bug("s22_maintenance_success_unlogged", 17, "reliability/durability/parts.py",
+        "                parts.records.succeeded(kind, None, perf_counter() - t0, rows, 1)",
+        "                pass",
+        "db.check_integrity() / db.backup() with no fault: exactly one operation record of kind check/backup, outcome ok"),
+    Bug("s22_audit_details_not_validated", 15, "reliability/audit.py",
+        '                problems.append(f"details must be JSON-serializable UTF-8 text: {exc}")',
+        "                pass",
+        "db.audit.record('alice', 'flag.set', 'beta', {'roles': {'admin'}}) (or a lone surrogate in a details key): must "
+        "raise ValueError('invalid audit entry: …details…') and leave the log unchanged; the bug raises TypeError / a "
+        "bare UnicodeEncodeError"),
+    Bug("s22_statement_damage_verdict_only_with_auto_recover", 11, "reliability/durability/recovery.py",
+        "        if found is not None or m.integrity_ok is not False or not verdict.marker(parts).present():\n",
+        "        if parts.config.auto_recover and (found is not None or m.integrity_ok is not False\n"
+        "                                          or not verdict.marker(parts).present()):\n",
+        "auto_recover=False: a database closed cleanly, the kv table's root page damaged (corrupt fault, part btree) "
+        "while no runtime runs, a new DatabaseManager, db.fetch_all('SELECT * FROM kv') fails as corrupt: health() must "
+        "be unavailable with integrity_ok False and <db>.damaged written; the bug stays healthy with no mark"),
+    Bug("s22_start_ignores_a_checks_damage_mark", 11, "reliability/durability/verdict.py",
+        "        if check is not None and _marked_here(parts):\n            return _check_marked_file(parts, check)\n",
+        "",
+        "auto_recover=False: one index key changed in place (corrupt fault part index_entry), check_integrity(full=True) "
+        "fails (<db>.damaged written), close, a new DatabaseManager: the start must run the full check on the marked "
+        "file (integrity_ok False, last_integrity_check_at from this start); the bug starts with integrity_ok None"),
+    Bug("s22_health_schema_kept_only_when_untrusted", 10, "reliability/durability/trust.py",
+        "        self.schema_report = report\n        block = self.block\n        if report.ok:\n"
+        "            if block.reason is not None:\n                log.info(\"schema trusted again; writes are served\")\n"
+        "            block.reason = None\n        else:\n",
+        "        block = self.block\n        if report.ok:\n            if block.reason is not None:\n"
+        "                log.info(\"schema trusted again; writes are served\")\n            block.reason = None\n"
+        "        else:\n            self.schema_report = report\n",
+        "DatabaseManager(config, migrations=[1 create table items]), close, start again with the same migrations: "
+        "health().extra['schema'] must be {'ok': True, 'current_version': 1, ...}; the bug shows none while writes are "
+        "served"),
+    Bug("s22_rollback_checks_names_not_checksums", 5, "reliability/schema.py",
+        "        if m.checksum != checksum:\n",
+        "        if m.name != name:\n",
+        "migrations 1 and 2 with down steps applied, 2's text then edited (same name); db.rollback_migration(1, edited): "
+        "must refuse naming migration 2, versions [1, 2] kept; the bug runs 2's down step"),
+    Bug("s22_rollback_skips_unknown_versions", 5, "reliability/schema.py",
+        "        if m is None:\n            raise _definition_error(f\"migration {version} ({name}) is recorded in the "
+        "database but not among \"\n                                    \"the migrations given, so it cannot be rolled "
+        "back\")\n",
+        "        if m is None:\n            continue\n",
+        "migrations 1, 2, 3 with down steps applied; db.rollback_migration(1, [m1, m2]): must refuse naming 3; the bug "
+        "undoes 2 and reports success, the file recording [1, 3]"),
+    Bug("s22_rollback_accepts_a_negative_target", 5, "reliability/schema.py",
+        "    if isinstance(to, bool) or not isinstance(to, int) or to < 0:\n",
+        "    if isinstance(to, bool) or not isinstance(to, int):\n",
+        "db.rollback_migration(-1, migrations) with versions 1, 2 applied: must refuse 'rollback target must be a "
+        "version number >= 0, got -1'; the bug acts as to=0 and undoes every version"),
+    Bug("s22_reload_synchronous_needs_journal", 16, "reliability/reload.py",
+        '        if "synchronous" in changed and db.redo_journal is not None:\n',
+        '        if "synchronous" in changed:\n',
+        "a runtime started with RELIABILITY_REDO_JOURNAL=false, then RELIABILITY_SYNCHRONOUS changed in the watched .env "
+        "and check_now(): the bug raises AttributeError, the real one applies it"),
+    Bug("s22_scheduler_starts_with_nothing_to_run", 16, "reliability/durability/upkeep.py",
+        "            if not self.tasks or self.running:\n",
+        "            if self.running:\n",
+        "a runtime with every schedule interval 0: the bug starts the maintenance thread anyway, which dies at once of "
+        "ValueError (an unhandled exception in thread reliability-maintenance); the real one starts no thread"),
+    Bug("s22_schedule_restart_keeps_old_loop", 16, "reliability/durability/upkeep.py",
+        "            self.stop(keep_wanted=True)\n",
+        "            self._thread = None  # (the old loop reads the new tasks when it next wakes)\n",
+        "health_check_interval reloaded from 0 to 0.03 and back to 0: the bug keeps running the health check (its old "
+        "loop is never stopped); the real one runs it no more"),
+    Bug("s22_inspector_follows_only_a_deleted_file", 10, "reliability/inspection.py",
+        "        if self._conn is not None and files.file_identity(self.path) != self._opened:\n",
+        "        if self._conn is not None and not os.path.exists(self.path):\n",
+        "an Inspector that read the database, then the file at its path replaced by one that is not a database: the "
+        "bug's health() still says healthy (it reads the old file); the real one says unavailable"),
+    Bug("s22_inspector_health_trusts_its_connection", 10, "reliability/inspection.py",
+        '        extra: dict[str, Any] = {"inspection": "read-only"}\n        self.follow_the_path()\n',
+        '        extra: dict[str, Any] = {"inspection": "read-only"}\n',
+        "an Inspector whose health() was asked once, then the database moved away, then health() again: the bug says "
+        "healthy; the real one says unavailable"),
+    Bug("s22_hwm_names_the_record_before", 13, "reliability/redo.py",
+        "            os.pwrite(fd, _hwm_bytes(self._hwm_count, seq), _HWM_AT[self._hwm_count & 1])\n",
+        "            os.pwrite(fd, _hwm_bytes(self._hwm_count, seq - 1), _HWM_AT[self._hwm_count & 1])\n",
+        "two managers write (the second last); the second's journal loses its last transaction record(s) cut at a record "
+        "boundary; the database header is overwritten (its sequence unreadable); another manager recovers: the bug "
+        "reports one transaction fewer missing (or ok with the last acknowledged write gone)"),
+    Bug("s22_flags_set_checks_only_the_name", 14, "reliability/admin.py",
+        "    problem = validate_flag_name(name) or validate_flag_value(value)\n",
+        "    problem = validate_flag_name(name)\n",
+        "admin.set_flag(db, 'beta', [1, 2], admin) (or db.commands.run('flags.set', ...)): the bug stores a list as the "
+        "flag and answers ok; the real one answers rejected naming the flag value"),
+    Bug("s22_list_flags_before_register", 14, "reliability/admin.py",
+        '    register(db)\n    return db.commands.run("flags.list")\n',
+        '    return db.commands.run("flags.list")\n',
+        "admin.list_flags(db) as the first call on a freshly started DatabaseManager: the bug answers rejected (Unknown "
+        "command 'flags.list'), the real one ok"),
 )
 
 
