@@ -87,7 +87,7 @@ def test_the_machine_bites_a_journal_that_ignores_a_synchronous_reload(tmp_path,
     # Hypothesis raises then need not hold the violation: what counts is that the check failed.)
     raised = violations_raised(ReloadEffectsMachine, monkeypatch)
     with pytest.raises(BaseException):  # noqa: B017,PT011 - an AssertionError, or Hypothesis' flaky-replay errors
-        run_machine(ReloadEffectsMachine, settings_=bite_settings(max_examples=250, steps=10), base_dir=str(tmp_path),
+        run_machine(ReloadEffectsMachine, settings_=bite_settings(max_examples=600, steps=10), base_dir=str(tmp_path),
                     enforce={16})
     assert any(re.search("synchronous reloaded to (FULL|EXTRA)", m) for m in raised), raised[:1]
 
