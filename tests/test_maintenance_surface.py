@@ -10,7 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from runtime_helpers import fast_config
+from runtime_helpers import fast_config, sqlite_module
 
 from reliability import DatabaseError, DatabaseManager, ErrorKind
 
@@ -89,7 +89,8 @@ def test_a_maintenance_call_failing_under_a_lock_records_the_tries_it_made(tmp_p
     db = DatabaseManager(fast_config(tmp_path / "app.db", operation_log=True, operation_log_path=str(ops),
                                      log_json=True, journal_mode="DELETE"))
     db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
-    holder = sqlite3.connect(tmp_path / "app.db", isolation_level=None, timeout=0)
+    # (the runtime's own SQLite build: two builds in one process do not see each other's POSIX locks)
+    holder = sqlite_module().connect(str(tmp_path / "app.db"), isolation_level=None, timeout=0)
     try:
         holder.execute("BEGIN EXCLUSIVE")
         with caplog.at_level(logging.ERROR, logger="reliability"), pytest.raises(DatabaseError) as caught:
