@@ -46,7 +46,9 @@ def test_it_bites_a_start_that_runs_a_thread_with_nothing_to_do(tmp_path, monkey
 
     monkeypatch.setattr(Scheduler, "start", start)
     machine = started(tmp_path)  # (every interval 0: nothing scheduled)
-    time.sleep(0.2)
+    deadline = time.monotonic() + 10.0  # (waits for the thread's death, however late a loaded machine runs it)
+    while not machine.thread_deaths and time.monotonic() < deadline:
+        time.sleep(0.01)
     with pytest.raises(AssertionError, match=rf"{P16} .*a background thread of the runtime died of an unhandled "
                                              r"exception: \[\('reliability-maintenance'"):
         run(machine, lambda m: m.no_runtime_thread_died())
