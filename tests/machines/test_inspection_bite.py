@@ -55,7 +55,8 @@ def test_the_health_machine_bites_a_full_check_that_runs_the_quick_one(tmp_path,
     # cause, and the schedule's check under a lock then finds the intact file still marked damaged; the search on
     # pysqlite3 meets that one first.)
     with pytest.raises(AssertionError, match=r"index_entry damage .*not flagged(: check_integrity\(full=True\)"
-                                             r"| by the scheduled integrity_check)|the scheduled (integrity|quick)_check "
+                                             r"| by the scheduled integrity_check)"
+                                             r"|the scheduled (integrity|quick)_check "
                                              r"under a held lock marked an intact file damaged"):
         run_machine(MACHINES["health_integrity"], settings_=BITE, base_dir=str(tmp_path), enforce={11})
 
