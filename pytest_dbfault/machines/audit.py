@@ -761,7 +761,7 @@ class AuditMachine(AuditMixin):
 
         def state() -> tuple[Any, ...]:
             return ([e["entry_id"] for e in self.stored_audit_rows()],
-                    [open(p, "rb").read() if os.path.exists(p) else None for p in files])
+                    [p.read_bytes() if os.path.exists(p) else None for p in files])
 
         before, verdict = state(), self.absorb(audit.verify)
         wrong = []

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
 
 from ..faults.registry import make_fault
+from ..stats import STATS
 from .base import swarm
 from .workload import Workload
 
@@ -1076,9 +1077,9 @@ class ConfigMachine(ConfigMixin):
         """P1 at the facade's ``identity_check_interval`` ("seconds between the checks reads make that the path still
         names their file (0 = every read)"; None: the default, the README's "reads check it every 50 ms"). A manager on
         a database of its own (the drawn settings), its interval set so, has read a row; another database file holding
-        another value of that row is ``os.replace()``d over the path; once the interval has passed since the replace
-        (at once for 0), a read serves the file at the path: the new value. (A read within the interval may still see
-        the old file: not judged.)"""
+        another value of that row is put over the path (the registry's ``disconnect_replace``, for good); once the
+        interval has passed since the replace (at once for 0), a read serves the file at the path: the new value. (A
+        read within the interval may still see the old file: not judged.)"""
         import sqlite3
         import time
 
@@ -1104,7 +1105,10 @@ class ConfigMachine(ConfigMixin):
                 conn.close()
             # A read (a check of the path is due after it), then at once the replace: the next check is the one due.
             first = other.fetch_one("SELECT v FROM notes WHERE k = 'a'")
-            os.replace(copy, path)
+            # The registry's fault (one way to make a fault, counted like every other): the copy put at the path
+            # for good, the original unlinked, as an operator's replace does.
+            make_fault("disconnect_replace", path, counted_in=STATS, mode="replace_for_good",
+                       replacement=copy).inject()
             replaced = time.perf_counter()
             time.sleep(max(0.0, replaced + every + 0.002 - time.perf_counter()))
             if op == "fetch_one":

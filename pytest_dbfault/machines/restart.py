@@ -465,16 +465,31 @@ class RestartMachine(RestartMixin):
                                f"{'every acknowledged write is back' if whole else 'acknowledged writes are missing'}",
                        faults=labels)
             if not (report is not None and report.ok):  # put the undamaged file back (the check said why)
-                self.db.close()
-                fault.heal()
-                self.db = self.open_runtime(self.make_config(auto_recover=False))
+                self.undamaged_file_back(fault)
         finally:
-            for _original, copy in getattr(fault, "_backup", None) or []:
-                copy.unlink(missing_ok=True)  # (the undamaged copy, when nothing put it back)
+            self.drop_undamaged_copy(fault)
             if not auto:
-                self.db.close()
-                self.db = self.open_runtime(config)
-                self.after_reopen()
+                self.restart_with(config)
+
+    def undamaged_file_back(self, fault: Any) -> None:
+        """After a check that failed on a file damaged while stopped: the fault puts the undamaged file back and the
+        runtime starts on it (auto_recover off), so the next rules meet the failure's report, not its aftermath."""
+        self.db.close()
+        fault.heal()
+        self.db = self.open_runtime(self.make_config(auto_recover=False))
+
+    @staticmethod
+    def drop_undamaged_copy(fault: Any) -> None:
+        """Remove the undamaged copy a page fault kept, when nothing put it back."""
+        for _original, copy in getattr(fault, "_backup", None) or []:
+            copy.unlink(missing_ok=True)
+
+    def restart_with(self, config: Any) -> None:
+        """A clean stop and a start with ``config`` (faults left as they are), then what every reopen owes the
+        model."""
+        self.db.close()
+        self.db = self.open_runtime(config)
+        self.after_reopen()
 
     # -- what a start owes a file damaged while stopped, a verdict, a schema ----------------------
     @contextmanager
@@ -610,20 +625,13 @@ class RestartMachine(RestartMixin):
                                    + (f"{'has' if got == self.model.kv else 'lacks'} the acknowledged rows"
                                       if again.ok else f"failed ({again.error.kind})"), faults=labels)
                 if got != self.model.kv or not self.whole():
-                    self.db.close()
-                    fault.heal()
-                    self.db = self.open_runtime(self.make_config(auto_recover=False))
+                    self.undamaged_file_back(fault)
                 return
             if not self.recover_checked(what, labels):
-                self.db.close()
-                fault.heal()
-                self.db = self.open_runtime(self.make_config(auto_recover=False))
+                self.undamaged_file_back(fault)
         finally:
-            for _original, copy in getattr(fault, "_backup", None) or []:
-                copy.unlink(missing_ok=True)  # (the undamaged copy, when nothing put it back)
-            self.db.close()
-            self.db = self.open_runtime(config)
-            self.after_reopen()
+            self.drop_undamaged_copy(fault)
+            self.restart_with(config)
 
     #: Drawn three times as often as one rule (a targeted weight): each call judges one damage at first use.
     page_damaged_while_stopped_again = page_damaged_while_stopped
@@ -679,9 +687,7 @@ class RestartMachine(RestartMixin):
                 return
             if recover_first:
                 if not self.recover_checked(what, labels):
-                    self.db.close()
-                    fault.heal()
-                    self.db = self.open_runtime(self.make_config(auto_recover=False))
+                    self.undamaged_file_back(fault)
                     return
                 what += " and recovered"
             before = self.db.health()
@@ -703,9 +709,7 @@ class RestartMachine(RestartMixin):
                            lambda: f"{what}, then a clean restart (auto_recover off): the start must run the full "
                                    f"check on the marked file and keep the verdict; {said}", faults=labels)
                 if not self.recover_checked(f"{what} and a clean restart", labels):
-                    self.db.close()
-                    fault.heal()
-                    self.db = self.open_runtime(self.make_config(auto_recover=False))
+                    self.undamaged_file_back(fault)
                 return
             first = self.read_kv(labels)
             rows = dict(first.value) if first.ok else None
@@ -718,11 +722,8 @@ class RestartMachine(RestartMixin):
                                + (f"{'has' if rows == self.model.kv else 'lacks'} the acknowledged rows"
                                   if first.ok else f"failed ({first.error.kind})") + f"; {said}", faults=labels)
         finally:
-            for _original, copy in getattr(fault, "_backup", None) or []:
-                copy.unlink(missing_ok=True)
-            self.db.close()
-            self.db = self.open_runtime(config)
-            self.after_reopen()
+            self.drop_undamaged_copy(fault)
+            self.restart_with(config)
 
     #: Drawn three times as often as one rule (a targeted weight).
     verdict_across_clean_restart_again = verdict_across_clean_restart

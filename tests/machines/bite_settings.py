@@ -71,3 +71,25 @@ def run_streams(machine: type, *args: object, streams: tuple[int | None, ...] = 
     for s in streams:
         cls = machine if s is None else seed(s)(type(machine.__name__, (machine,), {}))
         run_machine(cls, *args, **kwargs)  # type: ignore[arg-type]
+
+
+def started_machine(name: str, tmp_path: object, groups: frozenset[str] = frozenset({"fault:locked"}),
+                    **drawn: object) -> object:
+    """A machine of ``MACHINES[name]`` started as a run starts one, with the first value of every drawn setting
+    (``drawn`` overrides some), for a bite that calls one rule directly: no Hypothesis search involved."""
+    import random
+
+    from pytest_dbfault.machines import MACHINES, bind
+    from pytest_dbfault.machines.base import CONFIG_SPACE
+
+    machine = bind(MACHINES[name], None, base_dir=str(tmp_path))()
+    machine.start(random.Random(0), {**{k: v[0] for k, v in CONFIG_SPACE.items()}, **drawn}, groups)
+    return machine
+
+
+def run_and_tear_down(machine: object, call: Callable[[object], object]) -> None:
+    """``call(machine)``, then the machine's teardown whatever happened (the runtime closed, the files left)."""
+    try:
+        call(machine)
+    finally:
+        machine.teardown()  # type: ignore[attr-defined]

@@ -5,28 +5,14 @@ chosen arguments on a machine started with a chosen configuration: no Hypothesis
 
 from __future__ import annotations
 
-import random
-
 import pytest
+from bite_settings import run_and_tear_down, started_machine
 
-from pytest_dbfault.machines import MACHINES, bind
-from pytest_dbfault.machines.base import CONFIG_SPACE
 from reliability import reload as reload_module
 
 
 def started(tmp_path, redo_journal: bool):
-    machine = bind(MACHINES["reload_effects"], None, base_dir=str(tmp_path))()
-    drawn = {k: v[0] for k, v in CONFIG_SPACE.items()}
-    drawn["redo_journal"] = redo_journal
-    machine.start(random.Random(0), drawn, frozenset({"fault:locked"}))
-    return machine
-
-
-def run(machine, call) -> None:
-    try:
-        call(machine)
-    finally:
-        machine.teardown()
+    return started_machine("reload_effects", tmp_path, redo_journal=redo_journal)
 
 
 def journal_told_first(monkeypatch) -> None:
@@ -55,7 +41,7 @@ def test_it_bites_a_synchronous_reload_that_needs_the_redo_journal(case, tmp_pat
     machine = started(tmp_path, redo)
     with pytest.raises(AssertionError, match=r"p16_config_hot_reload violated .*a valid reload of .*"
                                              r"RELIABILITY_SYNCHRONOUS.*redo_journal=False.*raised AttributeError"):
-        run(machine, call)
+        run_and_tear_down(machine, call)
 
 
 def test_it_bites_a_synchronous_reload_ignored_with_the_journal_off(tmp_path, monkeypatch):
@@ -76,10 +62,10 @@ def test_it_bites_a_synchronous_reload_ignored_with_the_journal_off(tmp_path, mo
     machine = started(tmp_path, False)
     with pytest.raises(AssertionError, match=r"p16_config_hot_reload violated .*synchronous reloaded to FULL, the "
                                              r"next call runs with PRAGMA synchronous=1"):
-        run(machine, lambda m: m.reload_synchronous(0, 1, False))
+        run_and_tear_down(machine, lambda m: m.reload_synchronous(0, 1, False))
 
 
 @pytest.mark.parametrize("case", sorted(CALLS))
 def test_the_same_calls_pass_on_the_runtime(case, tmp_path):
     redo, call = CALLS[case]
-    run(started(tmp_path, redo), call)
+    run_and_tear_down(started(tmp_path, redo), call)

@@ -6,30 +6,19 @@ directly with chosen arguments: no Hypothesis search order involved."""
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 
 import pytest
+from bite_settings import run_and_tear_down, started_machine
 
-from pytest_dbfault.machines import MACHINES, bind
-from pytest_dbfault.machines.base import CONFIG_SPACE
 from reliability.durability.upkeep import Scheduler
 
 P16 = "p16_config_hot_reload violated"
 
 
 def started(tmp_path):
-    machine = bind(MACHINES["reload_effects"], None, base_dir=str(tmp_path))()
-    machine.start(random.Random(0), {k: v[0] for k, v in CONFIG_SPACE.items()}, frozenset({"fault:locked"}))
-    return machine
-
-
-def run(machine, call) -> None:
-    try:
-        call(machine)
-    finally:
-        machine.teardown()
+    return started_machine("reload_effects", tmp_path)
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # (the defect's own report)
@@ -51,7 +40,7 @@ def test_it_bites_a_start_that_runs_a_thread_with_nothing_to_do(tmp_path, monkey
         time.sleep(0.01)
     with pytest.raises(AssertionError, match=rf"{P16} .*a background thread of the runtime died of an unhandled "
                                              r"exception: \[\('reliability-maintenance'"):
-        run(machine, lambda m: m.no_runtime_thread_died())
+        run_and_tear_down(machine, lambda m: m.no_runtime_thread_died())
 
 
 @pytest.mark.parametrize("task", ["health_check", "quick_check"])
@@ -67,7 +56,7 @@ def test_it_bites_a_reschedule_that_leaves_the_old_loop_running(task, tmp_path, 
     machine = started(tmp_path)
     with pytest.raises(AssertionError, match=rf"{P16} .*{task}_interval reloaded to 0.05 s, then reloaded to 0 "
                                              r"\(off\): the task still ran"):
-        run(machine, lambda m: m.reload_schedule_runs(task, 0.05, 3, "off"))
+        run_and_tear_down(machine, lambda m: m.reload_schedule_runs(task, 0.05, 3, "off"))
 
 
 def test_it_bites_a_schedule_that_runs_twice_as_often(tmp_path, monkeypatch):
@@ -77,7 +66,7 @@ def test_it_bites_a_schedule_that_runs_twice_as_often(tmp_path, monkeypatch):
     machine = started(tmp_path)
     with pytest.raises(AssertionError, match=rf"{P16} .*health_check_interval reloaded to 0.05 s: the task ran 6 "
                                              r"times in .* more than once per interval"):
-        run(machine, lambda m: m.reload_schedule_runs("health_check", 0.05, 6, "restart"))
+        run_and_tear_down(machine, lambda m: m.reload_schedule_runs("health_check", 0.05, 6, "restart"))
 
 
 def test_it_bites_a_schedule_that_never_runs_a_task_turned_on(tmp_path, monkeypatch):
@@ -87,7 +76,7 @@ def test_it_bites_a_schedule_that_never_runs_a_task_turned_on(tmp_path, monkeypa
     machine = started(tmp_path)
     with pytest.raises(AssertionError, match=rf"{P16} .*quick_check_interval reloaded to 0.03 s: the task ran 0 "
                                              r"time\(s\)"):
-        run(machine, lambda m: m.reload_schedule_runs("quick_check", 0.03, 3, "off"))
+        run_and_tear_down(machine, lambda m: m.reload_schedule_runs("quick_check", 0.03, 3, "off"))
 
 
 @pytest.mark.parametrize("task", ["health_check", "quick_check"])
@@ -98,4 +87,4 @@ def test_the_same_calls_pass_on_the_runtime(task, after, tmp_path):
         m.reload_schedule_runs(task, 0.05, 3, after)
         m.no_runtime_thread_died()
 
-    run(started(tmp_path), calls)
+    run_and_tear_down(started(tmp_path), calls)
