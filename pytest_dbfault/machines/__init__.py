@@ -42,6 +42,7 @@ from .restart import RestartMachine
 from .schema import SchemaMachine
 from .surface import SurfaceMachine
 from .transactions import TransactionMachine
+from .watchdog import step_watchdog
 
 _SUPPRESS = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large]
 #: ``DBFAULT_NO_SHRINK=1`` (benchmarks/bug_finding.py --no-shrink): report the first failing example
@@ -209,7 +210,9 @@ def run_machine(machine: type[RuntimeMachine], runtime_factory: RuntimeFactory |
                 enforce: Iterable[int] | None = None) -> None:
     """Run ``machine`` against the runtime built by ``runtime_factory``; raises on a violation.
 
-    A failing example shrinks for as long as the chosen profile allows (see
+    A step that does not return within :func:`~pytest_dbfault.machines.watchdog.step_seconds` fails the run
+    where it hangs (:mod:`pytest_dbfault.machines.watchdog`). A failing example shrinks for as long as the chosen
+    profile allows (see
     :func:`pytest_dbfault.profiles.shrink_seconds`; ``DBFAULT_SHRINK_SECONDS`` overrides it). Its failure
     says how to replay it (:data:`REPRODUCE_ENV`).
     """
@@ -220,11 +223,12 @@ def run_machine(machine: type[RuntimeMachine], runtime_factory: RuntimeFactory |
     limit = shrink_seconds(current_profile()[0], SHRINK_SPENT[0], os.environ)
     t0 = time.perf_counter()
     try:
-        if Phase.shrink not in phases:
-            run_state_machine_as_test(bound, settings=settings_)
-        else:
-            with shrink_limit(limit):
+        with step_watchdog(machine_name(machine)):
+            if Phase.shrink not in phases:
                 run_state_machine_as_test(bound, settings=settings_)
+            else:
+                with shrink_limit(limit):
+                    run_state_machine_as_test(bound, settings=settings_)
     except BaseException as exc:
         if Phase.shrink in phases:
             SHRINK_SPENT[0] += time.perf_counter() - t0

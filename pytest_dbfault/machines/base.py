@@ -31,6 +31,7 @@ from ..faults.registry import fault_names, make_fault, unknown_name_message, var
 from ..runtime_config import FAST_TEST_SETTINGS
 from ..stats import STATS, property_id
 from .model import Model
+from .watchdog import rearm as rearm_watchdog
 
 #: ``runtime_factory(config) -> DatabaseManager``-like object.
 RuntimeFactory = Callable[[Any], Any]
@@ -203,6 +204,12 @@ class RuntimeMachine(RuleBasedStateMachine):
     enforce: ClassVar[frozenset[int] | None] = None
     #: Fault kinds this machine's ``inject_fault`` rule may draw.
     fault_kinds: ClassVar[tuple[str, ...]] = FAULT_KINDS
+
+    def check_invariants(self, *args: Any, **kwargs: Any) -> None:
+        """Hypothesis calls this after the start and after every step: the next step's clock starts here
+        (:mod:`.watchdog`: a step that never returns is reported where it hangs, not waited for)."""
+        rearm_watchdog()
+        super().check_invariants(*args, **kwargs)  # type: ignore[misc]
 
     def __init__(self) -> None:
         super().__init__()
