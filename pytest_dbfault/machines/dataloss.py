@@ -45,17 +45,19 @@ verdicts) and P12 (backup verdicts), labelled with the faults in force (``journa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sqlite3
 import subprocess
+import time
 from typing import Any, ClassVar
 
 from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
 
 from ..faults import FaultError, make_fault
-from ..stats import STATS
+from ..stats import NO_FAULT, STATS
 from .base import RuntimeMachine
 from .served import run_script, start_script
 
@@ -210,6 +212,46 @@ except module.Error as exc:
     out = {"error": str(exc)}
 print(json.dumps(out), flush=True)
 os._exit(0)
+"""
+
+#: Another process queues writes in the database's shared durable write queue: ``python -c QUEUER QUEUE_FILE PREFIX
+#: COUNT GAP``. It appends each through the runtime's own queue (``WriteQueue.put``, what a manager's ``commands.run``
+#: does while its database is unavailable, and the ``reliability`` command line's queued ``flags set``) as the command
+#: ``bank_transfer`` ``[ID, SRC, DST, AMOUNT]`` keyed by its id, prints ``queued ID SRC DST AMOUNT`` once ``put``
+#: returned (acknowledged as queued: durable) and waits up to GAP seconds before the next.
+QUEUER = r"""
+import random, sys, time
+from reliability.degraded.queue import WriteQueue
+path, prefix, count, gap = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+rng = random.Random(prefix)
+queue = WriteQueue(path)
+for i in range(count):
+    tid = f"{prefix}-{i}"
+    a, b = rng.sample(range(1, ACCOUNTS + 1), 2)
+    amount = rng.randint(1, 30)
+    queue.put("bank_transfer", [tid, a, b, amount], key=tid)
+    print("queued", tid, a, b, amount, flush=True)
+    time.sleep(rng.random() * gap)
+""".replace("ACCOUNTS", str(ACCOUNTS))
+
+#: Another process in the middle of an operation that writes a temporary named as the runtime names them
+#: (``reliability.files.process_temp``: ``<path>.<tag>-<pid>-<tid>``): ``python -c TEMP_HOLDER PATH TAG`` creates it
+#: with the runtime's own ``create_temp``, prints its path and waits (its operation not finished) until its input
+#: ends; then it finishes its operation (removes its temporary) and prints ``kept`` or ``lost`` (it was removed).
+TEMP_HOLDER = r"""
+import os, sys
+from reliability import files
+tmp = files.process_temp(sys.argv[1], sys.argv[2])
+fd = files.create_temp(tmp)
+files.write_all(fd, b"an operation of another process, in progress\n")
+print(tmp, flush=True)
+sys.stdin.read()
+os.close(fd)
+try:
+    os.unlink(tmp)
+    print("kept", flush=True)
+except FileNotFoundError:
+    print("lost", flush=True)
 """
 
 _MISSING = re.compile(r"(\d+) committed transaction\(s\) are missing")
@@ -390,6 +432,152 @@ class DataLossMachine(RuntimeMachine):
             self.writer(who).backup()
         except DatabaseError:
             pass
+
+    # -- the shared write queue, appended to by another process while this one replays it ------------
+    def register_queue_command(self, m: Any) -> None:
+        """The write command of :data:`QUEUER`'s writes (``bank_transfer``), registered on manager ``m``."""
+        from reliability import Needs
+
+        if "bank_transfer" not in m.commands:
+            m.commands.register("bank_transfer", Needs.WRITE,
+                                lambda db, tid, a, b, amount: bank_transfer(db, tid, a, b, amount))
+
+    @rule(count=st.integers(3, 12), gap=st.sampled_from((0.0, 0.001, 0.003)), who=st.integers(0, 1))
+    def queue_from_another_process(self, count: int, gap: float, who: int) -> None:
+        """P14: another process appends writes to the shared durable write queue (README: every manager of a
+        database shares its queue file) while this runtime replays it over and over, as its rechecks do.
+
+        Every write acknowledged as queued is applied exactly once: none lost (neither in the database nor
+        waiting in the file: a compaction that replaced the file while the other process appended dropped it),
+        none set aside (applied twice, the second time refused by the transfer's primary key); once a replay
+        leaves nothing waiting, nothing of them waits in the file, and the runtime's count of waiting writes
+        is the file's. No fault is in force: another live process acting at the same moment is the condition.
+        """
+        import threading
+
+        for m in self.managers():
+            self.register_queue_command(m)
+        replayer = self.writer(who)
+        path = str(self.config.write_queue_file)
+        self.serial += 1
+        proc = start_script(QUEUER, [path, f"q{self.serial}", str(count), str(gap)])
+        queued: dict[str, tuple[int, int, int]] = {}
+
+        def take_in() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                words = line.split()
+                if words[:1] == ["queued"]:
+                    queued[words[1]] = (int(words[2]), int(words[3]), int(words[4]))
+
+        reader = threading.Thread(target=take_in, name="dbfault-queuer-output", daemon=True)
+        reader.start()
+        set_aside: set[str] = set()
+        try:
+            while reader.is_alive():  # replays while the other process appends (each may compact the file)
+                set_aside.update(key for key, _ in replayer.commands.replay().failures)
+        finally:
+            _, err = proc.communicate(timeout=120)
+            reader.join(60)
+        if proc.returncode != 0:
+            # Not a verdict on the runtime: the other process could not queue (report why).
+            raise RuntimeError(f"queueing process failed ({proc.returncode}): {err[-2000:]}")
+        final = replayer.commands.replay()
+        set_aside.update(key for key, _ in final.failures)
+        waiting = queue_file_pending(path)
+        state = self.read_bank()
+        labels = [NO_FAULT]
+        if isinstance(state, str):  # (the database unreadable: what earlier damage left; other checks judge it)
+            self.maybe.update(queued)
+            return
+        applied = set(state[0])
+        what = f"another process queued {len(queued)} write(s) while manager {who} replayed the shared queue"
+        lost = sorted(set(queued) - applied - set(waiting))
+        self.check(14, not lost, lambda: f"{what}: {len(lost)} write(s) acknowledged as queued are neither applied "
+                   f"nor waiting in the queue file (lost): {lost[:6]}", faults=labels)
+        twice = sorted(set(queued) & set_aside)
+        self.check(14, not twice, lambda: f"{what}: queued write(s) set aside on replay (applied twice?): "
+                   f"{twice[:6]}", faults=labels)
+        if final.error is None:
+            left = sorted(set(queued) & set(waiting))
+            self.check(14, not left, lambda: f"{what}: a replay that reported no error left queued write(s) "
+                       f"waiting: {left[:6]}", faults=labels)
+        self.check(14, final.remaining == len(waiting), lambda: f"{what}: the runtime counts {final.remaining} "
+                   f"queued write(s) waiting, the queue file {len(waiting)}", faults=labels)
+        for tid, transfer in queued.items():
+            if tid in applied:
+                self.acked[tid] = transfer
+            else:
+                self.maybe.add(tid)  # waiting (a replay could not run): applied by a later one
+        self.check_bank(13, what, labels, state)
+
+    # -- temporaries of another live process, met by a manager's start -------------------------------
+    @rule(tag=st.sampled_from(("create", "damaged")), age=st.sampled_from((2, 30, 1000)),
+          odd=st.sampled_from(("no_tid", "not_a_pid")))
+    def temps_of_a_live_process(self, tag: str, age: int, odd: str) -> None:
+        """P13/P11: a manager's start removes the temporaries crashes left, never one of a live process.
+
+        Another process is in the middle of an operation whose temporary is named as the runtime names them
+        (:data:`TEMP_HOLDER`: the database created under a temporary name, ``create``, or the damage marker
+        ``<db>.damaged`` written through one, ``tmp``), and has been for ``age`` times the runtime's leftover age
+        (a slow disk, a stopped process); beside it a young temporary of a process that is gone, and a file
+        that only looks like one (no thread id, or no pid). Then a manager starts (the second manager, opened
+        or restarted). All three are left: only a crash's temporary (its process gone, older than the
+        leftover age) may be removed, and the live process finishes its operation with its temporary there.
+        """
+        from reliability import DatabaseError
+        from reliability.files import LEFTOVER_AGE
+
+        target = self.db_path if tag == "create" else self.db_path + ".damaged"
+        suffix = "create" if tag == "create" else "tmp"
+        number = 13 if tag == "create" else 11
+        holder = start_script(TEMP_HOLDER, [target, suffix])
+        assert holder.stdout is not None
+        live = holder.stdout.readline().strip()
+        strays: list[str] = []
+        finished = ""
+        try:
+            if not live:
+                raise RuntimeError(f"temporary holder failed: {holder.communicate(timeout=60)[1][-2000:]}")
+            then = time.time() - LEFTOVER_AGE * age
+            os.utime(live, (then, then))
+            gone = run_script("import os; print(os.getpid())", [], timeout=60).stdout.strip()  # a pid now free
+            young = f"{target}.{suffix}-{gone}-1"
+            odd_name = f"{target}.{suffix}-{gone}" if odd == "no_tid" else f"{target}.{suffix}-x{gone}-1"
+            for name, mtime in ((young, None), (odd_name, then)):
+                with open(name, "wb") as fh:
+                    fh.write(b"not a leftover of a crash\n")
+                if mtime is not None:
+                    os.utime(name, (mtime, mtime))
+                strays.append(name)
+            what = f"a manager started while another live process (pid {holder.pid}) had a temporary {live!r}"
+            try:
+                started = self.open_runtime(self.config)
+            except DatabaseError:
+                started = None  # (refused by what earlier rules left: its start ran the sweep first)
+            except Exception as exc:  # noqa: BLE001 - a start that breaks on a file name is the verdict
+                self.check(number, False, f"{what}: the start failed: {type(exc).__name__}: {exc}", faults=[NO_FAULT])
+                return
+            if started is not None:
+                if self.peer is not None:
+                    self.peer.close()
+                self.peer = started
+            self.check(number, os.path.lexists(live), f"{what} ({age} x the leftover age old): its start removed "
+                       "that process's temporary (its operation in progress)", faults=[NO_FAULT])
+            removed = [name for name in strays if not os.path.lexists(name)]
+            self.check(number, not removed, lambda: f"{what}: its start removed file(s) it must leave: {removed} "
+                       "(a young temporary of a process that is gone; a name that is no temporary of the runtime)",
+                       faults=[NO_FAULT])
+        finally:
+            if live:
+                finished = holder.communicate(timeout=60)[0].strip()
+            else:
+                holder.kill()
+            for name in strays:
+                with contextlib.suppress(OSError):
+                    os.unlink(name)
+        self.check(number, finished == "kept", f"another process's operation found its temporary {live!r} "
+                   f"removed under it by a manager's start ({finished!r})", faults=[NO_FAULT])
 
     # -- reading the truth ---------------------------------------------------------------------
     def read_bank(self) -> tuple[dict[str, tuple[int, int, int]], dict[int, int]] | str:
@@ -1120,3 +1308,27 @@ def record_ends(path: Any) -> list[int]:
         offset += 12 + length
         ends.append(offset)
     return ends
+
+
+def queue_file_pending(path: str) -> dict[str, int]:
+    """Key -> line of every write waiting in a write-queue file (``put`` without ``done``/``failed``), read as a
+    new process reads it: nothing of the runtime's own view, a torn last line ignored."""
+    import json
+
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        return {}
+    waiting: dict[str, int] = {}
+    for n, raw in enumerate(data[:data.rfind(b"\n") + 1].splitlines()):
+        try:
+            event = json.loads(raw)
+            op, key = event["op"], event["key"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if op == "put":
+            waiting[key] = n
+        else:
+            waiting.pop(key, None)
+    return waiting
