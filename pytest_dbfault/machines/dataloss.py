@@ -72,6 +72,8 @@ MAX_PROCESSES = 1
 PROCESS_SHARE = 0.35
 #: Where a SIGKILLed worker dies (see WORKER): after its journal record (never committed) or after COMMIT (never acked).
 KILL_POINTS = (None, "after_record", "after_commit")
+#: (``solo_writer_process``'s worker dies at ``in_window``: committing alone at NORMAL, after its COMMIT and before
+#: its record; a worker that does not commit alone is not killed there.)
 JOURNAL_CUTS = ("none", "half", "boundary", "delete")
 CORRUPTIONS = ("btree", "header", "truncate")
 #: What acts first after a -wal was removed under the live writers (``remove_wal_live``): a manager writes, reads
@@ -112,6 +114,13 @@ def arm(point):
             redo._datasync(self._fd)
             die()
         redo.RedoJournal.write_record = write_then_die
+    elif point == "in_window":  # committing alone: after its COMMIT, before its record (see redo.py)
+        original = redo.RedoJournal.write_record
+        def die_if_alone(self, seq, **kw):
+            if kw.get("alone"):
+                die()
+            return original(self, seq, **kw)
+        redo.RedoJournal.write_record = die_if_alone
     else:
         redo.RedoJournal.committed = lambda self, seq: die()
 rng = random.Random(prefix)
@@ -254,6 +263,22 @@ except FileNotFoundError:
     print("lost", flush=True)
 """
 
+#: Another process asks whether the claim to commit alone (``<db>.redo.solo``, an exclusive ``flock``: see "The only
+#: writer" in reliability/redo.py) is free: ``python -c CLAIM_PROBE PATH`` prints ``free`` or ``held``.
+CLAIM_PROBE = r"""
+import fcntl, os, sys
+try:
+    fd = os.open(sys.argv[1], os.O_RDONLY)
+except FileNotFoundError:
+    print("free", flush=True)
+    sys.exit(0)
+try:
+    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    print("free", flush=True)
+except BlockingIOError:
+    print("held", flush=True)
+"""
+
 _MISSING = re.compile(r"(\d+) committed transaction\(s\) are missing")
 _HELD = re.compile(r"(\d+) later journaled transaction\(s\) were held back")
 
@@ -302,6 +327,11 @@ class DataLossMachine(RuntimeMachine):
         #: journal slots this example deleted (their writes past every other journal cannot be counted)
         self.journals_deleted: set[int] = set()
         self.worker_killed = False
+        #: A writer process committing alone was killed between a COMMIT and its record while managers of this
+        #: process kept running (``solo_writer_process``): recovery from a backup older than that moment honestly
+        #: reports a transaction missing (and holds back the later ones) until a newer backup covers it.
+        self.window_gap = False
+        self.solo_done = False
         #: Worker processes run in about a third of the examples (each costs ~0.5-1 s of the main job).
         self.use_processes = self.rng.random() < PROCESS_SHARE
 
@@ -432,6 +462,79 @@ class DataLossMachine(RuntimeMachine):
             self.writer(who).backup()
         except DatabaseError:
             pass
+        else:
+            self.window_gap = False  # (recovery starts from this backup now: past the gap)
+
+    # -- a writer process committing alone (synchronous NORMAL), killed in its commit window --------------
+    @precondition(lambda self: not self.solo_done and not self.abandoned)
+    @rule(count=st.integers(1, 3), who=st.integers(0, 1), part=st.sampled_from(CORRUPTIONS),
+          seed=st.integers(0, 2**16))
+    def solo_writer_process(self, count: int, who: int, part: str, seed: int) -> None:
+        """P13: a writer process at synchronous NORMAL, journals on, takes the claim to commit alone (reliability/
+        redo.py, "The only writer"), acknowledges ``count`` transfers and is killed -9 in its next commit between
+        its COMMIT and its record (the one moment a committed transaction has no record); the managers of this
+        process write on (transfers touching four of the five accounts, so a transaction missing under them shows
+        in the balances), then real damage and ``recover()`` by one of them, judged as ``corrupt_and_recover``:
+        never ``ok`` unless every acknowledged transfer is back and the balances are exactly the opening ones plus
+        the transfers present (later writes replayed onto a state without the killed process's last transaction
+        break that); otherwise it says why and at least how many are missing.
+
+        With this process at NORMAL too, its managers hold the claim: the service stops first, and then another
+        process must find the claim free (a closed manager keeps nothing of the database); their restart covers
+        the killed process's transaction with its startup backup, so recovery must be ``ok``. At FULL/EXTRA they
+        never claim and write on while the writer process lies dead: one sequence number must be left out for it,
+        so recovery from the older backup reports it missing rather than replaying the later writes without it.
+        Once per example (a process with a runtime costs ~0.1-0.5 s)."""
+        from reliability import DatabaseError
+
+        self.solo_done = True
+        normal = str(self.config.synchronous).upper() in ("NORMAL", "OFF")
+        had_peer = self.peer is not None
+        if normal:
+            for m in self.managers():
+                m.close()
+            self.peer = None
+            claim = str(self.config.redo_journal_file) + ".solo"
+            out = run_script(CLAIM_PROBE, [claim], timeout=60)
+            answer = out.stdout.strip()
+            if answer not in ("free", "held"):
+                # Not a verdict on the runtime: the probe itself could not ask (report why).
+                raise RuntimeError(f"claim probe on {claim} failed ({out.returncode}): {out.stderr[-2000:]}")
+            self.check(13, answer == "free", f"every manager of this process closed, yet the claim to commit alone "
+                       f"({claim}) is still held: a closed manager kept it, so no other writer commits alone",
+                       faults=[NO_FAULT])
+        args = self.worker_args(count, "in_window", "tolerant")
+        args[4] = "NORMAL"  # (the writer process commits alone only with its journal not fsynced)
+        out = run_script(WORKER, args, timeout=120)
+        for line in out.stdout.splitlines():
+            self.take_in(line)
+        if out.returncode == -9:
+            self.worker_killed = True
+            STATS.record_fault("worker_killed")
+            self.window_gap = self.window_gap or not normal
+        elif out.returncode != 0:
+            # Not a verdict on the runtime: the worker could not do its job (report why).
+            raise RuntimeError(f"worker process {args[1]} failed ({out.returncode}): {out.stderr[-2000:]}")
+        if normal:
+            self.db = self.open_runtime(self.config)
+            self.peer = self.open_runtime(self.config) if had_peer else None
+        self.transfer_through(0, self.db, 1, 2, 1 + seed % 30)
+        self.transfer_through(1, self.writer(1), 3, 4, 1 + seed % 29)
+        params: dict[str, Any] = {"part": part, "seed": seed, "backup_before": True}
+        if part == "btree":
+            params["table"] = "xfer"
+        fault = make_fault("corrupt", self.db_path, counted_in=STATS, **params)
+        fault.inject()
+        self.fault_history.append("corrupt")
+        labels = ["corrupt", *self.extra_labels()]
+        what = (f"after recovery from {part} damage, a writer process at NORMAL killed in its commit window alone "
+                f"({'this process at NORMAL, restarted' if normal else 'this process at ' + self.config.synchronous})")
+        if self.recover_and_judge(who, fault, labels, what):
+            try:  # a backup past the gap: later recoveries start from it
+                self.db.backup()
+                self.window_gap = False
+            except DatabaseError:
+                pass
 
     # -- the shared write queue, appended to by another process while this one replays it ------------
     def register_queue_command(self, m: Any) -> None:
@@ -798,6 +901,11 @@ class DataLossMachine(RuntimeMachine):
             # is actually gone.
             conservative = (who == 2 and str(self.config.synchronous).upper() in ("NORMAL", "OFF")
                             and lost is not None and not lost and said == 1)
+            # So with a writer process killed in its commit window alone (``solo_writer_process``): the sequence
+            # left out for it makes recovery from an older backup report it missing and hold the later ones back,
+            # counted (judged above), rather than replay them onto a state without it.
+            conservative = conservative or (self.window_gap and lost is not None and said is not None
+                                            and said >= max(1, len(lost)))
             self.check(13, report.ok or conservative,
                        f"{what}: recovery failed with every journal intact: {report.problems}", faults=labels)
         return True
