@@ -354,12 +354,36 @@ class DataLossMachine(RuntimeMachine):
         super().teardown()
 
     def restart_all(self) -> None:
-        """Stop every in-process manager and start them again (a restart of the service)."""
+        """Stop every in-process manager and start them again (a restart of the service); in between, with no
+        manager of this process "killed" earlier (their claim stays with them here), the claim to commit alone
+        must be free (:meth:`check_claim_free`)."""
         had_peer = self.peer is not None
         for m in self.managers():
             m.close()
+        if not self.abandoned:
+            self.check_claim_free("at a restart of the service")
         self.db = self.open_runtime(self.config)
         self.peer = self.open_runtime(self.config) if had_peer else None
+
+    def check_claim_free(self, what: str) -> None:
+        """P13: with every manager of this process closed, another process finds the claim to commit alone free.
+
+        At synchronous NORMAL/OFF a manager holds the claim (an exclusive ``flock`` on ``<db>.redo.solo``, see "The
+        only writer" in reliability/redo.py) while it runs; one that keeps it after its close leaves every other
+        writer paying the sequence row per commit for as long as this process lives. Asked from another process
+        (``flock`` locks of one process on different descriptors conflict too, but the probe must not be one of
+        ours)."""
+        if str(self.config.synchronous).upper() not in ("NORMAL", "OFF") or not self.config.redo_journal:
+            return
+        claim = str(self.config.redo_journal_file) + ".solo"
+        out = run_script(CLAIM_PROBE, [claim], timeout=60)
+        answer = out.stdout.strip()
+        if answer not in ("free", "held"):
+            # Not a verdict on the runtime: the probe itself could not ask (report why).
+            raise RuntimeError(f"claim probe on {claim} failed ({out.returncode}): {out.stderr[-2000:]}")
+        self.check(13, answer == "free", f"{what}, every manager of this process closed, yet the claim to commit "
+                   f"alone ({claim}) is still held: a closed manager kept it, so no other writer commits alone",
+                   faults=[NO_FAULT])
 
     def extra_labels(self) -> list[str]:
         """Report labels of what happened earlier in the example and still shapes recovery."""
@@ -466,7 +490,7 @@ class DataLossMachine(RuntimeMachine):
             self.window_gap = False  # (recovery starts from this backup now: past the gap)
 
     # -- a writer process committing alone (synchronous NORMAL), killed in its commit window --------------
-    @precondition(lambda self: not self.solo_done and not self.abandoned)
+    @precondition(lambda self: not self.solo_done)
     @rule(count=st.integers(1, 3), who=st.integers(0, 1), part=st.sampled_from(CORRUPTIONS),
           seed=st.integers(0, 2**16))
     def solo_writer_process(self, count: int, who: int, part: str, seed: int) -> None:
@@ -494,15 +518,13 @@ class DataLossMachine(RuntimeMachine):
             for m in self.managers():
                 m.close()
             self.peer = None
-            claim = str(self.config.redo_journal_file) + ".solo"
-            out = run_script(CLAIM_PROBE, [claim], timeout=60)
-            answer = out.stdout.strip()
-            if answer not in ("free", "held"):
-                # Not a verdict on the runtime: the probe itself could not ask (report why).
-                raise RuntimeError(f"claim probe on {claim} failed ({out.returncode}): {out.stderr[-2000:]}")
-            self.check(13, answer == "free", f"every manager of this process closed, yet the claim to commit alone "
-                       f"({claim}) is still held: a closed manager kept it, so no other writer commits alone",
-                       faults=[NO_FAULT])
+            for m in self.abandoned:  # (managers "killed" earlier: their claim goes with them, as at a real kill -9)
+                redo = getattr(getattr(m, "durability", None), "redo", None)
+                held = getattr(redo, "claim", None)
+                if held is not None:
+                    redo.claim = None
+                    held.close()
+            self.check_claim_free("before a writer process started")
         args = self.worker_args(count, "in_window", "tolerant")
         args[4] = "NORMAL"  # (the writer process commits alone only with its journal not fsynced)
         out = run_script(WORKER, args, timeout=120)
@@ -921,6 +943,8 @@ class DataLossMachine(RuntimeMachine):
             for m in self.managers():
                 m.close()
             self.peer = None
+            if not self.abandoned:
+                self.check_claim_free("with the service stopped")
         # (No copy kept: the registry's disconnect_delete restores one at heal; here recovery must bring it back.)
         make_fault("disconnect", self.db_path, mode="delete", kind="disconnect_delete", counted_in=STATS).inject()
         self.fault_history.append("disconnect_delete")
@@ -1066,6 +1090,7 @@ class DataLossMachine(RuntimeMachine):
         for m in self.managers():
             m.close()
         self.peer = None
+        self.check_claim_free("before a worker process started")
         self.run_worker(count, "after_commit")
         self.worker_killed = True
         STATS.record_fault("worker_killed")
