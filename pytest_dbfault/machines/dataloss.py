@@ -38,8 +38,23 @@ unchanged). Each rule makes one class of the issue's defects happen for real, wi
   taken: it is retried or reported as an error, never a verdict (no sound backup marked unverified,
   no sound database marked damaged).
 
+Rules in which another live process acts at the same moment as this one (no fault in force: the other
+process is the condition):
+
+* ``queue_from_another_process`` — another process appends writes to the shared durable write queue while
+  this runtime replays it over and over: every write acknowledged as queued is applied exactly once (none
+  lost to a compaction, none set aside as applied twice) and the runtime's count of waiting writes is the
+  file's (P14);
+* ``temps_of_a_live_process`` — a manager starts while another live process has a temporary named as the
+  runtime names them (older than the leftover age), beside a young one of a process that is gone and a
+  name that is no temporary: its sweep leaves all three (P13, P11 for the damage marker's);
+* ``solo_writer_process`` — a writer process at synchronous NORMAL commits alone and is killed -9 between
+  a COMMIT and its record; this process's managers write on, then damage and recovery (judged as (a)):
+  never ``ok`` unless every acknowledged transfer is back and the balances add up. Whenever every manager of
+  this process closed, another process finds the claim to commit alone free (:meth:`~DataLossMachine.check_claim_free`).
+
 Checks are P13 (no acknowledged write lost; recovery honest), P10 (health) P11 (integrity
-verdicts) and P12 (backup verdicts), labelled with the faults in force (``journal_cut``,
+verdicts), P12 (backup verdicts) and P14 (queued writes), labelled with the faults in force (``journal_cut``,
 ``worker_killed`` join the fault kinds when they happened).
 """
 
