@@ -89,7 +89,7 @@ PROPERTIES_BY_MACHINE: dict[str, tuple[int, ...]] = {
     "under_fault": tuple(range(1, 18)),
     "restart": (2, 3, 6, 8, 9, 10, 11, 12, 13, 14, 15),
     "surface": (1, 2, 4, 6, 8, 9, 12, 13, 14),
-    "dataloss": (10, 11, 12, 13),
+    "dataloss": (10, 11, 12, 13, 14),
     "reload_effects": (2, 8, 10, 16),
 }
 
