@@ -1133,6 +1133,41 @@ BUGS: tuple[Bug, ...] = (
         '    return db.commands.run("flags.list")\n',
         "admin.list_flags(db) as the first call on a freshly started DatabaseManager: the bug answers rejected (Unknown "
         "command 'flags.list'), the real one ok"),
+    Bug("s23_failed_migration_committed", 5, "reliability/schema.py",
+        '            conn.execute("ROLLBACK")',
+        '            conn.execute("COMMIT")',
+        "a migration 'CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1); INSERT INTO missing VALUES "
+        "(1)' on a database holding a row: correct raises MigrationError and leaves neither t nor a recorded version; "
+        "buggy keeps t and its row with no version recorded (half a migration in the file)"),
+    Bug("s23_queue_lock_shared_for_writers", 14, "reliability/degraded/queue.py",
+        "fcntl.flock(fd, fcntl.LOCK_EX if writable else fcntl.LOCK_SH)",
+        "fcntl.flock(fd, fcntl.LOCK_SH)",
+        "another process puts writes in the shared write queue while this runtime replays (and compacts) it: every "
+        "write acknowledged as queued must be applied or still waiting; with shared locks a compaction replaces the "
+        "file while the other appends, and its writes vanish"),
+    Bug("s23_sweep_trusts_age_alone", 13, "reliability/files.py",
+        "or int(pid) == os.getpid() or _process_alive(int(pid)):",
+        "or int(pid) == os.getpid():",
+        "another live process's <db>.create-<pid>-<tid> temporary, older than LEFTOVER_AGE, when a manager starts: it "
+        "must be left (its operation is in progress); the bug removes it"),
+    Bug("s23_solo_dead_owner_taken_for_running", 13, "reliability/redo.py",
+        "    alive = running and not own and _locked_by_someone(path)\n",
+        "    alive = running and not own\n",
+        "a writer process at NORMAL committing alone is killed between COMMIT and its record, a manager at FULL writes "
+        "on, damage + recover from the older backup: correct reports 1 missing and holds the later ones back; the bug "
+        "reports ok and the balances no longer match the transfers present"),
+    Bug("s23_solo_claim_kept_at_close", 13, "reliability/redo.py",
+        "        claim, self.claim = self.claim, None\n        if claim is not None:\n"
+        "            claim.close()  # (the database may still name this slot alone: the next writer reads this file)\n",
+        "        self.claim = None  # (the database may still name this slot alone: the next writer reads this file)\n",
+        "synchronous NORMAL, every manager of the process closed: another process must find <db>.redo.solo free; the "
+        "bug keeps its flock until the process exits"),
+    Bug("s23_queue_descriptor_leaked", 14, "reliability/degraded/queue.py",
+        "                finally:\n                    os.close(fd)  # (closing drops the flock)\n",
+        "                finally:\n                    pass\n",
+        "any second queue operation of one process (a command queued while the database is unavailable, then its "
+        "replay): the leaked descriptor still holds the file's flock, so the bug's next flock waits forever (the main "
+        "job hangs; the step watchdog fails it where it hangs); the real one returns"),
 )
 
 
