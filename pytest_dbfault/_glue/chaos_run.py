@@ -28,7 +28,6 @@ import faulthandler
 import json
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from typing import Any
 import pytest
 
 from .._chaos_kinds import DEFAULT_TIMEOUT, LEVELS, describe_kinds
+from ..hang import HangWatchdog
 from ..options import OPTIONS, DbfaultOptions
 from . import stash
 
@@ -80,77 +80,20 @@ class ChaosHang(Exception):
     """Raised in the test's thread by the watchdog: the test ran past ``--dbfault-chaos-timeout``."""
 
 
-class _Watchdog:
-    """One daemon thread for the session; :meth:`arm` per test, :meth:`disarm` after it."""
+class _Watchdog(HangWatchdog):
+    """The per-test watchdog of chaos mode (:class:`~pytest_dbfault.hang.HangWatchdog`): a hung test is recorded
+    with every thread's stack and interrupted; one that ignores three interruptions ends the process."""
+
+    exception = ChaosHang
+    thread_name = "dbfault-chaos-watchdog"
 
     def __init__(self, run: ChaosRun, timeout: float) -> None:
+        super().__init__(timeout)
         self.run = run
-        self.timeout = timeout
-        self._cond = threading.Condition()
-        self._deadline: float | None = None
-        self._item: pytest.Item | None = None
-        self._fired = 0
-        self._main = threading.main_thread()
-        self._previous: Any = None
-        self._signal = getattr(signal, "SIGUSR2", None)
-        self._thread: threading.Thread | None = None
-        #: The pending hang message for the signal handler to raise.
-        self.pending: str | None = None
-        self._armed = False
 
-    def start(self) -> None:
-        if self.timeout <= 0:
-            return
-        if self._signal is not None and threading.current_thread() is self._main:
-            self._previous = signal.signal(self._signal, self._on_signal)
-        self._thread = threading.Thread(target=self._loop, name="dbfault-chaos-watchdog", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        with self._cond:
-            self._deadline = None
-            self._thread = None
-            self._cond.notify_all()
-        if self._previous is not None:
-            with contextlib.suppress(ValueError):
-                signal.signal(self._signal, self._previous)  # type: ignore[arg-type]
-            self._previous = None
-
-    def arm(self, item: pytest.Item) -> None:
-        with self._cond:
-            self._armed = True
-            self._item, self._fired, self.pending = item, 0, None
-            self._deadline = time.monotonic() + self.timeout if self.timeout > 0 else None
-            self._cond.notify_all()
-
-    def disarm(self) -> None:
-        self._armed = False  # first, without the lock: a late signal must not hit the code after the test
-        with self._cond:
-            self._item, self._deadline, self.pending = None, None, None
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        message, self.pending = self.pending, None
-        if message is not None and self._armed:
-            raise ChaosHang(message)
-
-    def _loop(self) -> None:
-        me = threading.current_thread()
-        with self._cond:
-            while self._thread is me:
-                if self._deadline is None:
-                    self._cond.wait()
-                    continue
-                left = self._deadline - time.monotonic()
-                if left > 0:
-                    self._cond.wait(left)
-                    continue
-                item = self._item
-                self._fired += 1
-                self._deadline = time.monotonic() + self.timeout
-                if item is not None:
-                    self._fire(item)
-
-    def _fire(self, item: pytest.Item) -> None:
+    def fire(self, item: pytest.Item | None) -> str | None:
+        if item is None:
+            return None
         last = self.run.injector.last_injection
         where = (f"{last.kind} at {last.sql!r} ({last.thread} thread)" if last is not None
                  else "no fault (none reached the application)")
@@ -160,15 +103,13 @@ class _Watchdog:
             out.seek(0)
             stacks = out.read()
         self.run.record_hang(item, message, stacks)
-        if self._fired > 3:
+        if self.fired > 3:
             # The test ignores interruptions (stuck in C, or catches everything): end the process.
             sys.stderr.write(f"\ndbfault chaos: {item.nodeid} {message}; it ignored 3 interruptions: "
                              f"ending the run\n{stacks}\n")
             sys.stderr.flush()
             os._exit(3)
-        if self._previous is not None and self._signal is not None:
-            self.pending = f"{message} (thread stacks in the dbfault chaos section)"
-            signal.pthread_kill(self._main.ident, self._signal)  # type: ignore[arg-type]
+        return f"{message} (thread stacks in the dbfault chaos section)"
 
 
 class ChaosRun:

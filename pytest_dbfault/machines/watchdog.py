@@ -4,35 +4,46 @@ A runtime that hangs (a loop whose index never moves, a ``flock`` waited for on 
 still holds through a leaked descriptor, a wait nothing will end) used to keep ``pytest --dbfault``
 running until CI's own limit killed it, with no verdict and no traceback. Under :func:`step_watchdog`
 every step of a machine (a rule, the invariants after it, the teardown) must return within a bound;
-one that does not is interrupted where it hangs by ``SIGALRM`` with :class:`StepHung`, a failure
-Hypothesis shrinks and reports like any violation, its traceback pointing at the line that hung.
+one that does not is interrupted where it hangs with :class:`StepHung`, a failure Hypothesis shrinks and
+reports like any violation, its traceback pointing at the line that hung. The watchdog is the plugin's one
+(:class:`pytest_dbfault.hang.HangWatchdog`, chaos mode's too); here a unit of work is a step.
 
 The bound (:data:`STEP_SECONDS_ENV`, default :data:`DEFAULT_STEP_SECONDS`) is far above any legitimate
-step: the slowest steps (real processes, a whole fault sweep) take seconds on a loaded machine. The
-alarm is only set where it can work and harms no one: on the main thread of a platform with
-``setitimer``, and only when nothing else handles ``SIGALRM`` (pytest-timeout's signal method does:
-then its own timeout stands instead).
+step: the slowest steps (real processes, a whole fault sweep) take seconds on a loaded machine.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+
+from ..hang import HangWatchdog
 
 #: Seconds a step may take before it counts as hung (``0`` turns the watchdog off).
 STEP_SECONDS_ENV = "DBFAULT_STEP_SECONDS"
 DEFAULT_STEP_SECONDS = 120.0
 
-#: The bound in force (None: no watchdog armed in this process).
-_ARMED: list[float | None] = [None]
+#: The watchdog of the machine running now (None: none armed in this process).
+_ARMED: list[_StepWatchdog | None] = [None]
 
 
 class StepHung(AssertionError):
     """A step of a property machine did not return within the watchdog's bound."""
+
+
+class _StepWatchdog(HangWatchdog):
+    exception = StepHung
+    thread_name = "dbfault-step-watchdog"
+
+    def __init__(self, machine_name: str, timeout: float) -> None:
+        super().__init__(timeout)
+        self.machine_name = machine_name
+
+    def fire(self, subject: object) -> str | None:
+        return (f"a step of the {self.machine_name} machine did not return within {self.timeout:g} s: the runtime "
+                f"hung (the traceback shows where). {STEP_SECONDS_ENV} sets the bound (0 turns it off).")
 
 
 def step_seconds(env: Mapping[str, str] | None = None) -> float:
@@ -56,38 +67,38 @@ def step_seconds(env: Mapping[str, str] | None = None) -> float:
     return value
 
 
-def _usable() -> bool:
-    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
-        return False
-    # Someone else's SIGALRM handler (pytest-timeout's signal method, an application's): leave it alone.
-    return signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, signal.SIG_IGN, None)
-
-
 @contextmanager
 def step_watchdog(machine_name: str, seconds: float | None = None) -> Iterator[None]:
-    """While inside: :func:`rearm` starts a step's clock; a step past ``seconds`` raises :class:`StepHung`."""
+    """While inside: :func:`rearm` starts a step's clock; a step past ``seconds`` raises :class:`StepHung` where it
+    hangs. Inert off the main thread, with another watchdog already armed, or when someone else's handler holds the
+    watchdog's signal (chaos mode's own watchdog, during a chaos run)."""
     bound = step_seconds() if seconds is None else seconds
-    if bound <= 0 or _ARMED[0] is not None or not _usable():
+    if bound <= 0 or _ARMED[0] is not None or not _signal_free():
         yield
         return
-
-    def hung(signum: int, frame: Any) -> None:
-        raise StepHung(f"a step of the {machine_name} machine did not return within {bound:.0f} s: the runtime hung "
-                       f"(the traceback shows where). {STEP_SECONDS_ENV} sets the bound (0 turns it off).")
-
-    previous = signal.signal(signal.SIGALRM, hung)
-    _ARMED[0] = bound
+    watchdog = _StepWatchdog(machine_name, bound)
+    watchdog.start()
+    if not watchdog.can_interrupt:
+        watchdog.stop()
+        yield
+        return
+    _ARMED[0] = watchdog
     try:
         rearm()
         yield
     finally:
         _ARMED[0] = None
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        watchdog.disarm()
+        watchdog.stop()
+
+
+def _signal_free() -> bool:
+    sig = getattr(signal, "SIGUSR2", None)
+    return sig is not None and signal.getsignal(sig) in (signal.SIG_DFL, None)
 
 
 def rearm() -> None:
     """A step begins: its clock starts from now (no-op unless a watchdog is armed)."""
-    bound = _ARMED[0]
-    if bound is not None:
-        signal.setitimer(signal.ITIMER_REAL, bound)
+    watchdog = _ARMED[0]
+    if watchdog is not None:
+        watchdog.arm()
