@@ -847,6 +847,78 @@ class SchemaMachine(ReleaseMixin):
                            f" reporting {got}; the file records {recorded}, the program has "
                            f"{[m.version for m in self.migrations]}: expected {want}")
 
+    #: The forms an application passes its migrations to ``validate_schema`` in (``manager.validate_schema``: "a
+    #: Sequence[Migration] | str | os.PathLike"): none at all (an empty list, tuple or folder: a program that has no
+    #: migrations yet, or a folder left empty), all of them, an older release's (a prefix), any subset (a branch's);
+    #: as a list, a tuple, a folder path (``str``) or a ``pathlib.Path``.
+    GIVEN_FORMS = ("empty_list", "empty_tuple", "empty_folder", "all_list", "all_tuple", "all_folder", "all_path",
+                   "prefix_list", "prefix_folder", "subset_list", "subset_path")
+
+    @precondition(swarm("migrate"))
+    @precondition(lambda self: self.db is not None and not self.faults and bool(getattr(self, "migrations", None))
+                  and all(isinstance(m.up, str) and not callable(m.down) for m in self.migrations))
+    @rule(form=st.sampled_from(GIVEN_FORMS), pick=st.integers(0, 2**16))
+    def validate_with_the_migrations_given(self, form: str, pick: int) -> None:
+        """P3 for every field of ``db.validate_schema(migrations)`` (``SchemaReport``: ok, problems, current_version,
+        expected_version, pending, complete) with the migrations given in each accepted form (:data:`GIVEN_FORMS`),
+        judged against the file (read here, not with the runtime's helpers) and the list given: ``current_version``
+        is the highest version the file records (0 when none), ``expected_version`` the highest version given (0
+        when none is given: a program without migrations expects none), ``pending`` the given versions not recorded
+        above the current one, in order; ``ok`` exactly when nothing is wrong (no recorded version unknown to the
+        list, none given missing below the current one, none edited since applied, none pending), ``problems``
+        non-empty exactly when not ok, and each version that is wrong named in them; ``complete`` (nothing kept
+        it from reading the file). Validation writes nothing (the recorded versions are unchanged)."""
+        import hashlib
+        import pathlib
+        import random as _random
+
+        draw = _random.Random(pick)
+        everything = list(self.migrations)
+        if form.startswith("empty"):
+            given = []
+        elif form.startswith("all"):
+            given = everything
+        elif form.startswith("prefix"):
+            given = everything[:draw.randrange(len(everything) + 1)]
+        else:
+            given = [m for m in everything if draw.random() < 0.5]
+        shape = form.rsplit("_", 1)[1]
+        argument: Any = tuple(given) if shape == "tuple" else list(given)
+        if shape in ("folder", "path"):
+            folder = self.folder_of(given, pick)
+            argument = folder if shape == "folder" else pathlib.Path(folder)
+        with self.raw() as conn:
+            has = conn.execute("SELECT 1 FROM sqlite_master WHERE name = '_reliability_migrations'").fetchone()
+            recorded = dict(conn.execute("SELECT version, checksum FROM _reliability_migrations").fetchall()) \
+                if has else {}
+        current = max(recorded, default=0)
+        versions = [m.version for m in given]
+        unknown = sorted(v for v in recorded if v not in versions)
+        edited = [m.version for m in given if m.version in recorded
+                  and recorded[m.version] != hashlib.sha256(m.up.encode("utf-8")).hexdigest()]
+        missing = [v for v in versions if v not in recorded and v < current]
+        pending = [v for v in versions if v not in recorded and v > current]
+        wrong = [*unknown, *edited, *missing, *pending]
+        want = {"ok": not wrong, "current_version": current, "expected_version": max(versions, default=0),
+                "pending": pending, "complete": True}
+        got = self.report_fields(lambda: self.absorb(run_validate, self.db, argument))
+        problems = got.get("problems")
+        when = (f"validate_schema({type(argument).__name__} of versions {versions}) with versions {sorted(recorded)} "
+                f"recorded")
+        self.check(3, {k: got.get(k) for k in want} == want,
+                   lambda: f"{when} reported {({k: got.get(k) for k in want} if 'raised' not in got else got)} "
+                           f"(problems {problems}); expected {want}")
+        if isinstance(problems, list):
+            text = "\n".join(map(str, problems))
+            unnamed = [v for v in wrong if not re.search(rf"(?<!\d){v}(?!\d)", text)]
+            self.check(3, bool(problems) == (got.get("ok") is not True) and not unnamed,
+                       lambda: f"{when}: ok={got.get('ok')} with problems {problems}"
+                               + (f", none naming version(s) {unnamed}" if unnamed else
+                                  ": problems must be listed exactly when the report is not ok"))
+        after = self.stored_versions()
+        self.check(3, after is None or sorted(after) == sorted(recorded),
+                   lambda: f"{when} changed the recorded versions to {after}")
+
     # -- maintenance on a handle closed behind the runtime ------------------------------------------------------------
     @precondition(swarm("migrate"))
     @precondition(lambda self: self.db is not None and not self.faults and bool(getattr(self, "migrations", None))
