@@ -657,6 +657,79 @@ class DegradationMachine(DegradationMixin):
             f"({nxt.message}) with {pending} write(s) still queued, and the file holds {stored!r} for {key!r}, "
             f"acknowledged {want!r} while it was read-only: the queued write must be replayed and the command served"))
 
+    @precondition(lambda self: has_commands(self) and not self.faults
+                  and str(getattr(self.config, "journal_mode", "WAL")).upper() != "WAL")
+    @rule(n=st.integers(0, 12), queued_first=st.booleans(), then=st.sampled_from(("write", "read", "none")))
+    def a_read_refused_degrades_the_registry(self, n: int, queued_first: bool, then: str) -> None:
+        """P14 for what a user sees after a read command answers ``unavailable``: another process holds an
+        exclusive lock (a rollback-journal database: readers are kept out too; in WAL they read on); ``queued_first``:
+        a write command was queued during the lock before the read. The read answers ``unavailable`` (its value
+        None, a message, the fault kind, ``pending`` the writes waiting), and from then on, while the lock holds, the
+        registry says it is degraded, the same way everywhere: ``db.commands.degraded`` is true, ``db.commands.fault``
+        is the kind the read answered, ``health()`` names it (``extra['degraded_by']``) and its status is not
+        healthy; a command that needs no database still answers; a write command (``then``) is acknowledged as
+        queued, naming a fault, its ``pending`` the queue's length, the queue file holding it. After the lock is
+        released, the next read command is served (the acknowledged value) and the degradation is over:
+        ``degraded`` false, ``fault`` None, ``health()`` names no fault."""
+        commands = self.db.commands
+        if not self.inject("locked", 1):  # (odd param: an exclusive lock)
+            return
+        key = f"user-{n}"
+        try:
+            if queued_first:
+                self.store(n)
+            before = len(commands.queue)
+            result = self.absorb(commands.run, "lookup", key)
+            if result.status != "unavailable":
+                return  # (served: nothing kept the read out, e.g. the lock came and went; judged elsewhere)
+            said = f"a read command under an exclusive lock ({before} write(s) queued) answered unavailable"
+            self.check(14, result.value is None and bool(result.message) and bool(result.fault)
+                       and result.pending == before,
+                       lambda: f"{said} with value {result.value!r}, message {result.message!r}, fault "
+                               f"{result.fault!r}, pending {result.pending} (the queue holds {before})",
+                       faults=["locked"])
+            health = self.absorb(self.db.health)
+            view = {"degraded": commands.degraded, "fault": None if commands.fault is None else str(commands.fault),
+                    "degraded_by": health.extra.get("degraded_by"), "healthy": str(health.status) == "healthy"}
+            want = {"degraded": True, "fault": result.fault, "degraded_by": result.fault, "healthy": False}
+            self.check(14, view == want,
+                       lambda: f"{said} ({result.fault}); then the public surface says {view}, expected {want}",
+                       faults=["locked"])
+            self.greet()
+            if then == "write":
+                value = self.text()
+                wrote = self.absorb(commands.run, "store", key, value)
+                if wrote.status in ("ok", "queued"):
+                    self.model.kv[key] = value
+                self.check(14, wrote.status == "queued" and bool(wrote.fault) and wrote.pending == len(commands.queue)
+                           == before + 1 and self.queue_file_has(wrote.queue_key),
+                           lambda: f"{said}; a write command next, the lock still held, answered {wrote.status!r} "
+                                   f"(fault {wrote.fault!r}, pending {wrote.pending}, queue {len(commands.queue)}, "
+                                   f"before {before}): it must be queued durably",
+                           faults=["locked"])
+            elif then == "read":
+                again = self.absorb(commands.run, "lookup", key)
+                self.check(14, again.status == "unavailable" and again.fault == result.fault and commands.degraded,
+                           lambda: f"{said} ({result.fault}); a second read, the lock still held, answered "
+                                   f"{again.status!r} (fault {again.fault!r}), degraded={commands.degraded}",
+                           faults=["locked"])
+        finally:
+            self.heal("locked")
+        want_value = self.model.kv.get(key)
+        got = self.absorb(commands.run, "lookup", key)
+        health = self.absorb(self.db.health)
+        view = {"status": got.status, "value": got.value, "degraded": commands.degraded, "fault": commands.fault,
+                "degraded_by": health.extra.get("degraded_by")}
+        want = {"status": "ok", "value": want_value, "degraded": False, "fault": None, "degraded_by": None}
+        self.check(14, view == want,
+                   lambda: f"the lock released after a read command answered unavailable, the next read of {key!r} "
+                           f"and the registry say {view}, expected {want}")
+
+    #: Drawn three times as often as one rule (a targeted weight: it acts only in a rollback-journal mode; one entry,
+    #: then two, met a planted defect in one default run of two).
+    a_read_refused_degrades_the_registry_again = a_read_refused_degrades_the_registry
+    a_read_refused_degrades_the_registry_thrice = a_read_refused_degrades_the_registry
+
     def open_other_runtime(self) -> Any:
         """Another manager on the same file and queue file, as another process of the application runs one (a worker
         of an older release, a tool): the same settings, its retry sleeps skipped (its waits are not the runtime's)."""
