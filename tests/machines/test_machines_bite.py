@@ -572,30 +572,6 @@ def checksum_of_down_step(config: Any, migrations: Any = None) -> DatabaseManage
     return DatabaseManager(config, migrations=migrations)
 
 
-def auto_migrates_first_pending_only(config: Any, migrations: Any = None) -> DatabaseManager:
-    """At startup ``auto_migrate`` applies the first pending migration of a release and forgets the others (P4)."""
-    from reliability.durability import trust
-
-    def make(startup: Any) -> Any:
-        def first_only(self: Any) -> None:
-            migrate = self.migrate
-
-            def one(items: Any) -> Any:
-                pending = list(self.schema_report.pending if self.schema_report else [])
-                return migrate([m for m in items if m.version not in pending[1:]])
-
-            self.migrate = one
-            try:
-                startup(self)
-            finally:
-                vars(self).pop("migrate", None)
-
-        return first_only
-
-    patch_once(trust.Trust, "_startup_schema", make)
-    return DatabaseManager(config, migrations=migrations)
-
-
 def skips_gap_migrations(config: Any, migrations: Any = None) -> DatabaseManager:
     """``migrate`` skips a migration numbered below the current version (a hotfix merged later) (P4)."""
     from reliability.durability import trust
@@ -635,25 +611,6 @@ def forgets_partial_batch(config: Any, migrations: Any = None) -> DatabaseManage
     from reliability.durability import trust
 
     trust.Trust._known_after = lambda self, before, after, offered: self.migrations  # type: ignore[method-assign]
-    return DatabaseManager(config, migrations=migrations)
-
-
-def foreign_keys_left_off(config: Any, migrations: Any = None) -> DatabaseManager:
-    """A failing migration marked foreign_keys=off leaves foreign keys off on the runtime's connection (P5)."""
-    from reliability.durability import trust
-    from reliability.schema import MigrationError
-
-    def make(apply: Any) -> Any:
-        def leaves_off(conn: Any, items: Any, **kwargs: Any) -> Any:
-            try:
-                return apply(conn, items, **kwargs)
-            except MigrationError:
-                conn.execute("PRAGMA foreign_keys = OFF")
-                raise
-
-        return leaves_off
-
-    patch_once(trust, "apply_migrations", make)
     return DatabaseManager(config, migrations=migrations)
 
 
@@ -923,11 +880,11 @@ BROKEN: list[tuple[int, str, Callable[[Any], Any]]] = [
     # session 14: an application's releases (the runtime started with its migrations), a damaged restart
     (3, "schema", untrusted_schema_writable),
     (3, "schema", checksum_of_down_step),
-    (4, "schema", auto_migrates_first_pending_only),
+    # (auto_migrates_first_pending_only and foreign_keys_left_off: met by calling the rule directly since session
+    # 23, tests/machines/test_s23_auto_migrate_release_bite.py and test_s23_foreign_keys_release_bite.py)
     (4, "schema", skips_gap_migrations),
     (5, "schema", failed_migration_lifts_block),
     (5, "schema", forgets_partial_batch),
-    (5, "schema", foreign_keys_left_off),
     # session 15: the held-out batch's misses (benchmarks/bug_finding.py h01-h17), schema
     (4, "schema", folder_in_name_order),
     (5, "schema", rollback_as_far_as_possible),
