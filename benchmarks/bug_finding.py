@@ -1168,6 +1168,18 @@ BUGS: tuple[Bug, ...] = (
         "any second queue operation of one process (a command queued while the database is unavailable, then its "
         "replay): the leaked descriptor still holds the file's flock, so the bug's next flock waits forever (the main "
         "job hangs; the step watchdog fails it where it hangs); the real one returns"),
+    Bug("s23_empty_migration_list_taken_for_none", 3, "reliability/schema.py",
+        "        if self.migrations is None:\n            return SchemaReport(True, [], current, current)",
+        "        if not self.migrations:\n            return SchemaReport(True, [], current, current)",
+        "a database recording versions 1-4, db.validate_schema([]) (or an empty migrations folder): must report "
+        "ok=False, each recorded version unknown, expected_version 0, current_version 4; the bug answers ok=True, no "
+        "problems, expected_version 4 (a program with no migrations is told the schema matches)"),
+    Bug("s23_degraded_only_while_writes_wait", 14, "reliability/degraded/commands.py",
+        "        return self.waiting() or self.fault is not None or self._own_waiting() > 0",
+        "        return self.waiting() or self._own_waiting() > 0",
+        "journal_mode=DELETE, another connection holds BEGIN EXCLUSIVE, nothing queued: a read command answers "
+        "unavailable (busy); db.commands.degraded must then be True (fault busy, health degraded_by busy); the bug "
+        "says False while fault and health name the outage"),
 )
 
 
