@@ -1,20 +1,31 @@
-"""The one hang watchdog of both wings of the plugin: chaos mode's per-test one and the machines' per-step one.
+"""The one hang watchdog of the plugin: chaos mode's per-test one, and the per-step one of the main job.
 
-Work runs on the main thread in units (a test under chaos, a step of a property machine); :meth:`HangWatchdog.arm`
-starts a unit's clock. A daemon thread waits for the deadline; when a unit outlives it, :meth:`HangWatchdog.fire`
-(on the watchdog thread) decides what to say, and the main thread is interrupted where it hangs with that
-message: ``SIGUSR2`` sent to it runs a handler there that raises the watchdog's exception (a blocked system call
-returns ``EINTR`` and Python runs the handler; a Python loop sees it at its next instruction). A thread and a
-signal of its own, not ``SIGALRM``: the alarm belongs to whoever else times tests (pytest-timeout's signal
+Work runs on the main thread in units (a test under chaos, a step of a property machine or of a scenario);
+:meth:`HangWatchdog.arm` starts a unit's clock. A daemon thread waits for the deadline; when a unit outlives it,
+:meth:`HangWatchdog.fire` (on the watchdog thread) decides what to say, and the main thread is interrupted where it
+hangs with that message: ``SIGUSR2`` sent to it runs a handler there that raises the watchdog's exception (a blocked
+system call returns ``EINTR`` and Python runs the handler; a Python loop sees it at its next instruction). A thread
+and a signal of its own, not ``SIGALRM``: the alarm belongs to whoever else times tests (pytest-timeout's signal
 method), and the thread can dump every thread's stack before it interrupts.
+
+The main job's steps (:func:`step_watchdog`): a runtime that hangs (a loop whose index never moves, a ``flock``
+waited for on a lock the same process still holds through a leaked descriptor, a wait nothing will end) used to keep
+``pytest --dbfault`` running until CI's own limit killed it, with no verdict and no traceback. Every step of a machine
+(a rule, the invariants after it, the teardown) and of a scenario must return within a bound; one that does not is
+interrupted where it hangs with :class:`StepHung`, a failure reported like any other (a machine's is shrunk), its
+traceback pointing at the line that hung. The bound (:data:`STEP_SECONDS_ENV`, default :data:`DEFAULT_STEP_SECONDS`)
+is far above any legitimate step: the slowest (real processes, a whole fault sweep) take seconds on a loaded machine.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -110,3 +121,87 @@ class HangWatchdog:
                 if message is not None and self.can_interrupt:
                     self.pending = message
                     signal.pthread_kill(self._main.ident, self._signal)  # type: ignore[arg-type]
+
+
+#: Seconds a step may take before it counts as hung (``0`` turns the watchdog off).
+STEP_SECONDS_ENV = "DBFAULT_STEP_SECONDS"
+DEFAULT_STEP_SECONDS = 120.0
+
+#: The watchdog of the machine running now (None: none armed in this process).
+_ARMED: list[_StepWatchdog | None] = [None]
+
+
+class StepHung(AssertionError):
+    """A step of a property machine did not return within the watchdog's bound."""
+
+
+class _StepWatchdog(HangWatchdog):
+    exception = StepHung
+    thread_name = "dbfault-step-watchdog"
+
+    def __init__(self, what: str, timeout: float) -> None:
+        super().__init__(timeout)
+        self.what = what
+
+    def fire(self, subject: object) -> str | None:
+        return (f"a step of {self.what} did not return within {self.timeout:g} s: the runtime hung (the traceback "
+                f"shows where). {STEP_SECONDS_ENV} sets the bound (0 turns it off).")
+
+
+def step_seconds(env: Mapping[str, str] | None = None) -> float:
+    """The bound :data:`STEP_SECONDS_ENV` sets (``0`` or ``off``: no watchdog)::
+
+        step_seconds({})                                  # -> 120.0
+        step_seconds({"DBFAULT_STEP_SECONDS": "30"})      # -> 30.0
+        step_seconds({"DBFAULT_STEP_SECONDS": "off"})     # -> 0.0
+    """
+    raw = (os.environ if env is None else env).get(STEP_SECONDS_ENV, "").strip().lower()
+    if not raw:
+        return DEFAULT_STEP_SECONDS
+    if raw in ("0", "off"):
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):  # (NaN fails both comparisons)
+        raise ValueError(f"{STEP_SECONDS_ENV}={raw!r}: expected a positive number of seconds, or 0/off")
+    return value
+
+
+@contextmanager
+def step_watchdog(what: str, seconds: float | None = None) -> Iterator[None]:
+    """``what`` (``"the schema machine"``, ``"scenario 'x'"``) runs in steps. While inside: :func:`rearm` starts a
+    step's clock; a step past ``seconds`` raises :class:`StepHung` where it
+    hangs. Inert off the main thread, with another watchdog already armed, or when someone else's handler holds the
+    watchdog's signal (chaos mode's own watchdog, during a chaos run)."""
+    bound = step_seconds() if seconds is None else seconds
+    if bound <= 0 or _ARMED[0] is not None or not _signal_free():
+        yield
+        return
+    watchdog = _StepWatchdog(what, bound)
+    watchdog.start()
+    if not watchdog.can_interrupt:
+        watchdog.stop()
+        yield
+        return
+    _ARMED[0] = watchdog
+    try:
+        rearm()
+        yield
+    finally:
+        _ARMED[0] = None
+        watchdog.disarm()
+        watchdog.stop()
+
+
+def _signal_free() -> bool:
+    sig = getattr(signal, "SIGUSR2", None)
+    return sig is not None and signal.getsignal(sig) in (signal.SIG_DFL, None)
+
+
+def rearm() -> None:
+    """A step begins: its clock starts from now (no-op unless a watchdog is armed)."""
+    watchdog = _ARMED[0]
+    if watchdog is not None:
+        watchdog.arm()

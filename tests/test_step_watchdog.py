@@ -1,4 +1,4 @@
-"""The machines' step watchdog (``pytest_dbfault.machines.watchdog``, on the plugin's one hang watchdog
+"""The machines' step watchdog (``pytest_dbfault.hang``, on the plugin's one hang watchdog
 ``pytest_dbfault.hang``): a step that never returns fails where it hangs instead of keeping the main job running
 until CI's own limit kills it with no verdict."""
 
@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from pytest_dbfault.machines.watchdog import (
+from pytest_dbfault.hang import (
     DEFAULT_STEP_SECONDS,
     STEP_SECONDS_ENV,
     StepHung,
@@ -48,7 +48,8 @@ def test_a_step_waiting_on_a_flock_its_own_process_holds_fails_where_it_hangs(tm
     again = os.open(path, os.O_RDWR)
     t0 = time.monotonic()
     try:
-        with step_watchdog("demo", seconds=0.3), pytest.raises(StepHung, match="demo machine did not return within"):
+        with step_watchdog("the demo machine", seconds=0.3), \
+                pytest.raises(StepHung, match="a step of the demo machine did not return within"):
             rearm()
             fcntl.flock(again, fcntl.LOCK_EX)
     finally:
@@ -70,7 +71,7 @@ def spin() -> None:
 def test_a_python_loop_that_never_ends_fails_where_it_hangs():
     # (The loop is in a function of its own, as a runtime's is: CPython 3.13.0 does not find the handlers of the
     # frame whose loop a signal handler interrupts; its callers' it finds.)
-    with step_watchdog("demo", seconds=0.3), pytest.raises(StepHung) as caught:
+    with step_watchdog("the demo machine", seconds=0.3), pytest.raises(StepHung) as caught:
         rearm()
         spin()
     # (the innermost frame is the handler that raised; the one it interrupted is the loop's)
@@ -78,7 +79,7 @@ def test_a_python_loop_that_never_ends_fails_where_it_hangs():
 
 
 def test_steps_that_return_in_time_are_left_alone():
-    with step_watchdog("demo", seconds=0.5):
+    with step_watchdog("the demo machine", seconds=0.5):
         for _ in range(4):  # each step well inside the bound, together past it
             rearm()
             time.sleep(0.2)
@@ -92,7 +93,7 @@ def test_someone_elses_handler_of_the_signal_is_left_alone():
 
     previous = signal.signal(signal.SIGUSR2, theirs)
     try:
-        with step_watchdog("demo", seconds=0.1):
+        with step_watchdog("the demo machine", seconds=0.1):
             rearm()
             assert signal.getsignal(signal.SIGUSR2) is theirs
             assert not watchdog_threads()

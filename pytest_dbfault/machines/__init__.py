@@ -25,6 +25,7 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
+from ..hang import step_watchdog
 from .audit import AuditMachine
 from .backup import BackupMachine
 from .base import RuntimeFactory, RuntimeMachine
@@ -42,7 +43,6 @@ from .restart import RestartMachine
 from .schema import SchemaMachine
 from .surface import SurfaceMachine
 from .transactions import TransactionMachine
-from .watchdog import step_watchdog
 
 _SUPPRESS = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large]
 #: ``DBFAULT_NO_SHRINK=1`` (benchmarks/bug_finding.py --no-shrink): report the first failing example
@@ -210,8 +210,8 @@ def run_machine(machine: type[RuntimeMachine], runtime_factory: RuntimeFactory |
                 enforce: Iterable[int] | None = None) -> None:
     """Run ``machine`` against the runtime built by ``runtime_factory``; raises on a violation.
 
-    A step that does not return within :func:`~pytest_dbfault.machines.watchdog.step_seconds` fails the run
-    where it hangs (:mod:`pytest_dbfault.machines.watchdog`). A failing example shrinks for as long as the chosen
+    A step that does not return within :func:`~pytest_dbfault.hang.step_seconds` fails the run
+    where it hangs (:mod:`pytest_dbfault.hang`). A failing example shrinks for as long as the chosen
     profile allows (see
     :func:`pytest_dbfault.profiles.shrink_seconds`; ``DBFAULT_SHRINK_SECONDS`` overrides it). Its failure
     says how to replay it (:data:`REPRODUCE_ENV`).
@@ -223,7 +223,7 @@ def run_machine(machine: type[RuntimeMachine], runtime_factory: RuntimeFactory |
     limit = shrink_seconds(current_profile()[0], SHRINK_SPENT[0], os.environ)
     t0 = time.perf_counter()
     try:
-        with step_watchdog(machine_name(machine)):
+        with step_watchdog(f"the {machine_name(machine)} machine"):
             if Phase.shrink not in phases:
                 run_state_machine_as_test(bound, settings=settings_)
             else:

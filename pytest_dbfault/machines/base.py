@@ -28,10 +28,10 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 
 from ..faults.base import Fault, FaultError
 from ..faults.registry import fault_names, make_fault, unknown_name_message, variant_names
+from ..hang import rearm as rearm_watchdog
 from ..runtime_config import FAST_TEST_SETTINGS
 from ..stats import STATS, property_id
 from .model import Model
-from .watchdog import rearm as rearm_watchdog
 
 #: ``runtime_factory(config) -> DatabaseManager``-like object.
 RuntimeFactory = Callable[[Any], Any]
@@ -207,7 +207,7 @@ class RuntimeMachine(RuleBasedStateMachine):
 
     def check_invariants(self, *args: Any, **kwargs: Any) -> None:
         """Hypothesis calls this after the start and after every step: the next step's clock starts here
-        (:mod:`.watchdog`: a step that never returns is reported where it hangs, not waited for)."""
+        (:mod:`pytest_dbfault.hang`: a step that never returns is reported where it hangs, not waited for)."""
         rearm_watchdog()
         super().check_invariants(*args, **kwargs)  # type: ignore[misc]
 

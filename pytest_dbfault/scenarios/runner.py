@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ..faults.base import FaultError
+from ..hang import rearm as rearm_watchdog
+from ..hang import step_watchdog
 from ..per_test import FaultFactory, InjectCallback
 from ..runtime_config import FAST_TEST_SETTINGS
 from ..stats import STATS, Stats
@@ -132,12 +134,17 @@ def _run(run: _Run, scenario: Scenario, make_runtime: Any, config: Any, tmp_path
                                   faults=faults, migrations=scenario.migrations, scenario_dir=scenario.file.parent)
     except Exception as exc:
         raise run.failure(scenario.line, "start the runtime", "the runtime starts", _exception(exc)) from None
-    try:
-        run.setup()
-        for step in scenario.steps:
-            run.step(step)
-    finally:
-        run.finish()
+    # Every step must return within the main job's bound (pytest_dbfault.hang): a runtime that hangs fails the
+    # scenario where it hangs instead of keeping the run going with no verdict.
+    with step_watchdog(f"scenario {scenario.name!r}"):
+        try:
+            run.setup()
+            for step in scenario.steps:
+                rearm_watchdog()
+                run.step(step)
+            rearm_watchdog()
+        finally:
+            run.finish()
 
 
 class _Run:
