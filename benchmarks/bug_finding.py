@@ -1167,7 +1167,7 @@ BUGS: tuple[Bug, ...] = (
         "                finally:\n                    pass\n",
         "any second queue operation of one process (a command queued while the database is unavailable, then its "
         "replay): the leaked descriptor still holds the file's flock, so the bug's next flock waits forever (the main "
-        "job hangs; the step watchdog fails it where it hangs); the real one returns"),
+        "job hangs; the step watchdog fails it where it hangs, in a scenario or a machine); the real one returns"),
     Bug("s23_empty_migration_list_taken_for_none", 3, "reliability/schema.py",
         "        if self.migrations is None:\n            return SchemaReport(True, [], current, current)",
         "        if not self.migrations:\n            return SchemaReport(True, [], current, current)",
