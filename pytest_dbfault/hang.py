@@ -160,13 +160,9 @@ def step_seconds(env: Mapping[str, str] | None = None) -> float:
         return DEFAULT_STEP_SECONDS
     if raw in ("0", "off"):
         return 0.0
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < float("inf"):  # (NaN fails both comparisons)
-        raise ValueError(f"{STEP_SECONDS_ENV}={raw!r}: expected a positive number of seconds, or 0/off")
-    return value
+    from .profiles import positive_seconds
+
+    return positive_seconds(STEP_SECONDS_ENV, raw, ", or 0/off")
 
 
 @contextmanager

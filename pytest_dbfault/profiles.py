@@ -88,6 +88,18 @@ def choose_profile(cli: str | None, env: Mapping[str, str], loaded: str | None =
     return FAST, f"not on CI (CI={ci})" if ci is not None else "default"
 
 
+def positive_seconds(name: str, raw: str, also: str = "") -> float:
+    """``raw``, the value of the environment variable ``name``, as a positive finite number of seconds, or
+    :class:`ProfileError` (a ``ValueError``) naming the variable; ``also`` names the other values it accepts."""
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):  # (NaN fails both comparisons)
+        raise ProfileError(f"{name}={raw!r}: expected a positive number of seconds{also}")
+    return value
+
+
 def shrink_seconds(profile: str, spent: float, env: Mapping[str, str]) -> float:
     """Seconds the next failing machine may shrink under ``profile``, ``spent`` seconds already used.
 
@@ -100,13 +112,7 @@ def shrink_seconds(profile: str, spent: float, env: Mapping[str, str]) -> float:
     """
     raw = env.get(SHRINK_ENV, "").strip()
     if raw:
-        try:
-            value = float(raw)
-        except ValueError:
-            value = -1.0
-        if not 0 < value < float("inf"):  # (NaN fails both comparisons)
-            raise ProfileError(f"{SHRINK_ENV}={raw!r}: expected a positive number of seconds")
-        return value
+        return positive_seconds(SHRINK_ENV, raw)
     one, total = SHRINK_SECONDS.get(profile, SHRINK_SECONDS[FAST])
     return max(SHRINK_FLOOR, min(one, total - spent))
 

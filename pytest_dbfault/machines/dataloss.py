@@ -557,12 +557,7 @@ class DataLossMachine(RuntimeMachine):
             self.peer = self.open_runtime(self.config) if had_peer else None
         self.transfer_through(0, self.db, 1, 2, 1 + seed % 30)
         self.transfer_through(1, self.writer(1), 3, 4, 1 + seed % 29)
-        params: dict[str, Any] = {"part": part, "seed": seed, "backup_before": True}
-        if part == "btree":
-            params["table"] = "xfer"
-        fault = make_fault("corrupt", self.db_path, counted_in=STATS, **params)
-        fault.inject()
-        self.fault_history.append("corrupt")
+        fault = self.damage(part, seed)
         labels = ["corrupt", *self.extra_labels()]
         what = (f"after recovery from {part} damage, a writer process at NORMAL killed in its commit window alone "
                 f"({'this process at NORMAL, restarted' if normal else 'this process at ' + self.config.synchronous})")
@@ -829,17 +824,23 @@ class DataLossMachine(RuntimeMachine):
         self.peer = None
         self.db = self.open_runtime(self.config)
 
-    @rule(part=st.sampled_from(CORRUPTIONS), who=st.integers(0, 2), cut=st.sampled_from(JOURNAL_CUTS),
-          pick=st.integers(0, 7), seed=st.integers(0, 2**16))
-    def corrupt_and_recover(self, part: str, who: int, cut: str, pick: int, seed: int) -> None:
-        """P13: real damage (and maybe a cut journal), then ``recover()`` by one of the writers, or
-        (``who`` 2, the issue's reproduction) by a fresh manager after every writer was killed."""
+    def damage(self, part: str, seed: int) -> Any:
+        """Real damage of ``part`` of the database (the ``xfer`` table's pages for ``btree``), the file copied aside
+        first; counted and recorded like every fault of the example. Returns the injected fault."""
         params: dict[str, Any] = {"part": part, "seed": seed, "backup_before": True}
         if part == "btree":
             params["table"] = "xfer"
         fault = make_fault("corrupt", self.db_path, counted_in=STATS, **params)
         fault.inject()
         self.fault_history.append("corrupt")
+        return fault
+
+    @rule(part=st.sampled_from(CORRUPTIONS), who=st.integers(0, 2), cut=st.sampled_from(JOURNAL_CUTS),
+          pick=st.integers(0, 7), seed=st.integers(0, 2**16))
+    def corrupt_and_recover(self, part: str, who: int, cut: str, pick: int, seed: int) -> None:
+        """P13: real damage (and maybe a cut journal), then ``recover()`` by one of the writers, or
+        (``who`` 2, the issue's reproduction) by a fresh manager after every writer was killed."""
+        fault = self.damage(part, seed)
         cut_done = self.cut_journal(cut, pick)
         labels = ["corrupt", *self.extra_labels()]
         if who == 2:
