@@ -46,7 +46,6 @@ def test_a_step_waiting_on_a_flock_its_own_process_holds_fails_where_it_hangs(tm
     held = os.open(path, os.O_RDWR)
     fcntl.flock(held, fcntl.LOCK_EX)
     again = os.open(path, os.O_RDWR)
-    t0 = time.monotonic()
     try:
         with step_watchdog("the demo machine", seconds=0.3), \
                 pytest.raises(StepHung, match="a step of the demo machine did not return within"):
@@ -55,7 +54,6 @@ def test_a_step_waiting_on_a_flock_its_own_process_holds_fails_where_it_hangs(tm
     finally:
         os.close(again)
         os.close(held)
-    assert time.monotonic() - t0 < 30
     assert signal.getsignal(signal.SIGUSR2) is signal.SIG_DFL  # put back as it was
     for thread in watchdog_threads():
         thread.join(5)
@@ -79,11 +77,10 @@ def test_a_python_loop_that_never_ends_fails_where_it_hangs():
 
 
 def test_steps_that_return_in_time_are_left_alone():
-    with step_watchdog("the demo machine", seconds=0.5):
-        for _ in range(4):  # each step well inside the bound, together past it
+    with step_watchdog("the demo machine", seconds=3.0):
+        for _ in range(4):  # each step well inside the bound (a loaded machine may stretch a sleep), together past it
             rearm()
-            time.sleep(0.2)
-        time.sleep(0.1)
+            time.sleep(0.8)
 
 
 def test_someone_elses_handler_of_the_signal_is_left_alone():

@@ -6,7 +6,6 @@ the seed-3 mutation sample ran into the sample's 900 s limit with no verdict).""
 from __future__ import annotations
 
 import os
-import time
 import types
 from pathlib import Path
 
@@ -23,10 +22,8 @@ def test_a_queue_that_leaks_its_locked_descriptor_fails_the_run_where_it_hangs(t
     leaky.close = lambda fd: None  # the defect: the descriptor (and the flock held through it) is never released
     monkeypatch.setattr(queue_module, "os", leaky)
     monkeypatch.setenv(STEP_SECONDS_ENV, "3")
-    t0 = time.monotonic()
     with pytest.raises(StepHung, match="degradation_queue machine did not return within 3 s"):
         run_machine(MACHINES["degradation_queue"], settings_=bite_settings(20, 15), base_dir=str(tmp_path))
-    assert time.monotonic() - t0 < 300
 
 
 def test_a_scenario_meeting_the_same_hang_fails_where_it_hangs(tmp_path, monkeypatch):
@@ -42,7 +39,5 @@ def test_a_scenario_meeting_the_same_hang_fails_where_it_hangs(tmp_path, monkeyp
     leaky.close = lambda fd: None
     monkeypatch.setattr(queue_module, "os", leaky)
     monkeypatch.setenv(STEP_SECONDS_ENV, "3")
-    t0 = time.monotonic()
     with pytest.raises(ScenarioFailure, match=r"a step of scenario 'a flag change made while.*did not return within 3"):
         run_scenario(scenario, tmp_path, seed=1)
-    assert time.monotonic() - t0 < 120
