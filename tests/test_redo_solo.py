@@ -316,3 +316,38 @@ def test_a_publisher_waits_for_the_commit_window_of_a_live_owner(tmp_path):
         assert journal.claim.revoked()
     finally:
         owner.close()
+
+
+def test_an_older_copy_put_in_place_is_refused_naming_every_commit_since_it(tmp_path):
+    """The refusal says how many and which: the commits written alone after the first missing one count too."""
+    import shutil
+
+    from reliability import DatabaseError
+
+    path = tmp_path / "bank.db"
+    db = setup_bank(path)
+    db.close()
+    db = normal(path)
+    try:
+        backup = db.backup()
+        for i in range(4):
+            transfer(db, f"t-{i}", i + 1, i + 2, 3)  # the first records its sequence, the other three alone
+        assert len(read_journal(db._redo.path).alone) == 3
+    finally:
+        db.close()
+    for side in ("-wal", "-shm"):
+        if os.path.exists(f"{path}{side}"):
+            os.remove(f"{path}{side}")
+    shutil.copyfile(str(backup.path), str(path))  # an operator's `cp` of the newest backup over the database
+    db = normal(path)
+    try:
+        with pytest.raises(DatabaseError) as refused:
+            db.fetch_one("SELECT count(*) FROM transfers")
+        assert refused.value.kind == "unavailable"
+        assert "is missing 4 committed transaction(s) that the redo journal(s) hold (sequence " in \
+            refused.value.detail, refused.value.detail
+        report = db.recover()
+        assert report.ok, report
+        check_bank(db, {f"t-{i}" for i in range(4)})
+    finally:
+        db.close()

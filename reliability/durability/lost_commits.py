@@ -151,8 +151,14 @@ def find_lost_commits(base: str | os.PathLike[str],
     for slot, (state, gone) in journals.items():
         if not gone:
             continue
-        ahead = [seq for seq, _ops in state.entries if seq > top and seq not in state.alone]
-        if ahead and ahead[-1] == state.entries[-1][0]:
+        # A record written alone (after its COMMIT, no sequence row) cannot show whether the database has it,
+        # unless a record of the same journal before it is missing: the WAL keeps commit order, so a database
+        # without that one lacks every later commit of the journal too, and the count must say so (an older
+        # copy put in place after three commits was refused as missing one).
+        first = next((i for i, (seq, _ops) in enumerate(state.entries) if seq > top and seq not in state.alone),
+                     None)
+        ahead = [] if first is None else [seq for seq, _ops in state.entries[first:]]
+        if ahead and ahead[-1] == state.entries[-1][0] and ahead[-1] not in state.alone:
             verdict = last_record_verdict(slot, journals, committed)
             if verdict == LAST_ORPHAN:
                 ahead = ahead[:-1]  # neither counted nor expected, as recovery treats it
