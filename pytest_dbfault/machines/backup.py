@@ -16,6 +16,7 @@ from hypothesis.stateful import invariant, precondition, rule
 from ..faults.registry import make_fault
 from ..stats import STATS
 from .base import swarm
+from .loss_report import disagreements, loss_statements
 from .workload import Workload
 
 CORRUPTIONS = ("btree_root", "header", "truncate")
@@ -748,8 +749,7 @@ class BackupMachine(BackupMixin):
         whose report is ok and brings every acknowledged write back."""
         self.take_backup(False)
         newest = self.taken[-1] if self.taken else None
-        for n in keys:
-            self.upsert(n)
+        acked = sum(bool(self.upsert(n).ok) for n in keys)
         if newest is None or self.writes_queued() or not os.path.exists(newest):
             return
         config = self.config
@@ -763,7 +763,7 @@ class BackupMachine(BackupMixin):
         self.after_reopen()
         self.last_healed = "disconnect_replace"
         try:
-            # (The refusal has a message of its own, saying what is missing and what to run: no claim on it here.)
+            # (The refusal has a message of its own, saying what is missing and what to run: judged below.)
             first = self.call("fetch_all", self.db.fetch_all, "SELECT k, v FROM kv", faults=labels,
                               expected_message=False)
             if auto:
@@ -779,6 +779,18 @@ class BackupMachine(BackupMixin):
                 f"in the redo journal, auto_recover off: the first read after the start "
                 + ("was served from the older copy" if first.ok else f"failed as {first.error.kind}, not unavailable")
                 + " (the runtime must refuse a database missing committed transactions)"), faults=labels)
+            if not first.ok:
+                # It says how many and which: every write acknowledged since the backup was one journaled
+                # transaction, so the count is known here exactly, and the sequences listed must agree with it.
+                said = f"{first.error.detail}"
+                stated = loss_statements(said)
+                self.check(13, bool(stated) and sum(c for c, _r in stated) == acked and not disagreements(said),
+                           lambda: f"the newest backup installed over the database by hand, {acked} acknowledged "
+                                   f"write(s) since it in the redo journal: the refusal says "
+                                   + (f"{sum(c for c, _r in stated)} committed transaction(s) are missing"
+                                      if stated else "no count of what is missing")
+                                   + (f" ({'; '.join(disagreements(said))})" if disagreements(said) else "")
+                                   + f": {said!r}", faults=labels)
             got = self.call(None, self.absorb, self.db.recover, faults=labels)
             report = got.value if got.ok else None
             whole = self.state_now() == (self.model.kv, self.model.pairs)

@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sqlite3
 import subprocess
 import time
@@ -74,6 +73,7 @@ from hypothesis.stateful import precondition, rule
 from ..faults import FaultError, make_fault
 from ..stats import NO_FAULT, STATS
 from .base import RuntimeMachine
+from .loss_report import disagreements, reported_loss
 from .served import run_script, start_script
 
 ACCOUNTS = 5
@@ -294,10 +294,6 @@ except BlockingIOError:
     print("held", flush=True)
 """
 
-_MISSING = re.compile(r"(\d+) committed transaction\(s\) are missing")
-_HELD = re.compile(r"(\d+) later journaled transaction\(s\) were held back")
-
-
 def bank_transfer(db: Any, tid: str, a: int, b: int, amount: int) -> None:
     """One transfer inside the caller's transaction (read-modify-write of two balances, one row)."""
     (ba,) = db.fetch_one("SELECT balance FROM acct WHERE id = ?", (a,))
@@ -305,13 +301,6 @@ def bank_transfer(db: Any, tid: str, a: int, b: int, amount: int) -> None:
     db.execute("UPDATE acct SET balance = ? WHERE id = ?", (ba - amount, a))
     db.execute("UPDATE acct SET balance = ? WHERE id = ?", (bb + amount, b))
     db.execute("INSERT INTO xfer (id, src, dst, amount) VALUES (?, ?, ?, ?)", (tid, a, b, amount))
-
-
-def reported_loss(problems: list[str]) -> int | None:
-    """How many transactions a recovery report says it could not restore (None: it gives no count)."""
-    text = " ".join(problems)
-    counts = [int(n) for n in _MISSING.findall(text)] + [int(n) for n in _HELD.findall(text)]
-    return sum(counts) if counts else None
 
 
 class DataLossMachine(RuntimeMachine):
@@ -891,6 +880,27 @@ class DataLossMachine(RuntimeMachine):
         if self.recover_and_judge(who, fault, labels, what):
             self.restart_all()
 
+    def judge_reported_loss(self, what: str, problems: list[str],
+                            labels: list[str]) -> tuple[set[str] | None, int | None]:
+        """A recovery that did not report ok, held to its word (P13): it says at least how many acknowledged
+        transfers are gone (unless a deleted journal makes its count a floor), and its "how many" and "which"
+        agree. What is gone is then taken as gone. Returns the transfers lost (None: the bank could not be
+        read) and the count the report gave."""
+        self.check(13, not disagreements(" ".join(problems)),
+                   lambda: f"{what}: the report's count and sequences disagree: {disagreements(' '.join(problems))}: "
+                           f"{problems}", faults=labels)
+        state = self.read_bank()
+        if isinstance(state, str):
+            return None, None
+        lost = set(self.acked) - set(state[0])
+        said = reported_loss(problems)
+        self.check(13, not lost or said is None or said >= len(lost) or self.count_is_a_floor(problems),
+                   f"{what}: {len(lost)} acknowledged transactions are missing but recovery reports only "
+                   f"{said}: {problems}", faults=labels)
+        # Reported honestly: what is gone is gone; the machine goes on from what is there.
+        self.acked = {t: v for t, v in self.acked.items() if t in state[0]}
+        return lost, said
+
     def recover_and_judge(self, who: int, fault: Any, labels: list[str], what: str) -> bool:
         """``recover()`` by writer ``who`` (after :meth:`kill_all_and_start` for 2: the fresh manager) of a
         database ``fault`` damaged, judged: ``ok`` only with every acknowledged transfer back; otherwise it says
@@ -921,15 +931,7 @@ class DataLossMachine(RuntimeMachine):
             self.check(13, bool(report.problems), f"{what}: recovery failed without saying why", faults=labels)
             self.check(10, str(recoverer.health().status) != "healthy",
                        f"{what}: recovery was incomplete ({report.problems[:2]}) yet health is healthy", faults=labels)
-            state = self.read_bank()
-            if not isinstance(state, str):
-                lost = set(self.acked) - set(state[0])
-                said = reported_loss(report.problems)
-                self.check(13, not lost or said is None or said >= len(lost) or self.count_is_a_floor(report.problems),
-                           f"{what}: {len(lost)} acknowledged transactions are missing but recovery reports only "
-                           f"{said}: {report.problems}", faults=labels)
-                # Reported honestly: what is gone is gone; the machine goes on from what is there.
-                self.acked = {t: v for t, v in self.acked.items() if t in state[0]}
+            lost, said = self.judge_reported_loss(what, report.problems, labels)
         if not self.journal_damaged:
             # Every journal intact: recovery must bring everything back, whichever writer made it. One
             # exception, by design (reliability/redo.py, "The only writer"): at NORMAL/OFF a manager killed
@@ -1313,14 +1315,7 @@ class DataLossMachine(RuntimeMachine):
         what = "recovering after the -wal was removed under live writers"
         if not report.ok:
             self.check(13, bool(report.problems), f"{what} failed without saying why", faults=labels)
-            state = self.read_bank()
-            if not isinstance(state, str):
-                lost = set(self.acked) - set(state[0])
-                said = reported_loss(report.problems)
-                self.check(13, not lost or said is None or said >= len(lost) or self.count_is_a_floor(report.problems),
-                           f"{what}: {len(lost)} acknowledged transactions are missing but recovery reports only "
-                           f"{said}: {report.problems}", faults=labels)
-                self.acked = {t: v for t, v in self.acked.items() if t in state[0]}  # reported: gone
+            self.judge_reported_loss(what, report.problems, labels)
             self.check(13, self.journal_damaged, f"{what} failed with every journal intact: {report.problems}",
                        faults=labels)
         # A manager still refused serves the recovered file again once restarted (its refusal is its own).
