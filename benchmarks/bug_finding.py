@@ -1180,6 +1180,21 @@ BUGS: tuple[Bug, ...] = (
         "journal_mode=DELETE, another connection holds BEGIN EXCLUSIVE, nothing queued: a read command answers "
         "unavailable (busy); db.commands.degraded must then be True (fault busy, health degraded_by busy); the bug "
         "says False while fault and health name the outage"),
+    Bug("s24_lost_ranges_move_the_start", 13, "reliability/durability/lost_commits.py",
+        "            if out and out[-1][1] == seq - 1:\n                out[-1][1] = seq\n",
+        "            if out and out[-1][1] == seq - 1:\n                out[-1][0] = seq\n",
+        "the newest backup copied over the database after three acknowledged writes, auto_recover off: the refusal "
+        "must list sequences 3-5 for its 3 transactions; the bug lists '4-3, 5' (a range that runs backwards)"),
+    Bug("s24_replay_count_adds_range_ends", 13, "reliability/redo.py",
+        "        count = sum(b - a + 1 for a, b in plan.missing)",
+        "        count = sum(b + a + 1 for a, b in plan.missing)",
+        "a recovery whose journal lost its last record (sequence 8): must say '1 committed transaction(s) are "
+        "missing ... (sequence 8'; the bug says 17 for the same one sequence"),
+    Bug("s24_alone_commits_not_counted_lost", 13, "reliability/durability/lost_commits.py",
+        "        ahead = [] if first is None else [seq for seq, _ops in state.entries[first:]]",
+        "        ahead = [] if first is None else [seq for seq, _ops in state.entries[first:] if seq not in state.alone]",
+        "synchronous NORMAL, one writer: a backup, four commits (three written alone), the backup copied over the "
+        "database: the refusal must say 4 committed transactions are missing; the bug says 1"),
 )
 
 

@@ -739,14 +739,15 @@ class BackupMachine(BackupMixin):
     @precondition(swarm("recover"))
     @precondition(lambda self: has_recovery(self) and not self.faults and not self.writes_queued()
                   and self.powerloss is None and bool(self.config.redo_journal))
-    @rule(keys=st.lists(st.integers(0, 12), min_size=1, max_size=3), auto=st.booleans())
+    @rule(keys=st.lists(st.integers(0, 12), min_size=2, max_size=3), auto=st.booleans())
     def older_copy_put_in_place(self, keys: list[int], auto: bool) -> None:
         """P13: the application stopped, an operator installs a copy of the newest backup over the database by
-        hand (``mv``, not ``db.restore()``), and starts it again. The writes acknowledged since that backup are in
-        the redo journal only (lost_commits: "an older copy was put in its place"). The runtime never serves the
-        older state as if nothing were missing: with ``auto_recover`` it recovers at start and the first read has
-        every acknowledged write; without, it refuses the database (``unavailable``) until ``db.recover()``,
-        whose report is ok and brings every acknowledged write back."""
+        hand (``mv``, not ``db.restore()``), and starts it again. The writes acknowledged since that backup (two or
+        three) are in the redo journal only (lost_commits: "an older copy was put in its place"). The runtime never
+        serves the older state as if nothing were missing: with ``auto_recover`` it recovers at start and the first
+        read has every acknowledged write; without, it refuses the database (``unavailable``), saying how many
+        transactions are missing (exactly the writes since the backup) and which (sequences that agree with the
+        count), until ``db.recover()``, whose report is ok and brings every acknowledged write back."""
         self.take_backup(False)
         newest = self.taken[-1] if self.taken else None
         acked = sum(bool(self.upsert(n).ok) for n in keys)
@@ -804,6 +805,11 @@ class BackupMachine(BackupMixin):
                 self.db.close()
                 self.db = self.open_runtime(config)
                 self.after_reopen()
+
+    #: Drawn three times as often as one rule (a targeted weight: once per default run left the refusal's count and
+    #: sequences, which need two writes since the backup and auto_recover off, unjudged in most runs).
+    older_copy_put_in_place_again = older_copy_put_in_place
+    older_copy_put_in_place_thrice = older_copy_put_in_place
 
     def restore_call(self, args: tuple[Any, ...], expect: str) -> Any:
         """``db.restore(*args)``; ``expect``: ``ok``, ``corrupt`` (a damaged backup: the call is judged as one met
