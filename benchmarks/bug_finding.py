@@ -1195,6 +1195,12 @@ BUGS: tuple[Bug, ...] = (
         "        ahead = [] if first is None else [seq for seq, _ops in state.entries[first:] if seq not in state.alone]",
         "synchronous NORMAL, one writer: a backup, four commits (three written alone), the backup copied over the "
         "database: the refusal must say 4 committed transactions are missing; the bug says 1"),
+    Bug("s24_window_read_at_the_wrong_byte", 13, "reliability/redo.py",
+        '            while os.pread(fd, 2, 0)[1:2] == b"\\1":',
+        '            while os.pread(fd, 2, 0)[0:1] == b"\\1":',
+        "a writer process at NORMAL commits alone and is stopped after its COMMIT, before its record; this process "
+        "(FULL) writes meanwhile: it must wait for the window and take the next sequence; the bug reads the revoke "
+        "byte, does not wait, reuses the writer's sequence, and recovery cannot tell the two records apart"),
 )
 
 

@@ -88,7 +88,10 @@ PROCESS_SHARE = 0.35
 #: Where a SIGKILLed worker dies (see WORKER): after its journal record (never committed) or after COMMIT (never acked).
 KILL_POINTS = (None, "after_record", "after_commit")
 #: (``solo_writer_process``'s worker dies at ``in_window``: committing alone at NORMAL, after its COMMIT and before
-#: its record; a worker that does not commit alone is not killed there.)
+#: its record; a worker that does not commit alone is not killed there. ``write_in_a_live_commit_window``'s worker
+#: stops there instead (``stop_in_window``, SIGSTOP) until this process continues it.)
+#: How long the worker stays stopped in its commit window while this process writes (s).
+WINDOW_STOP = 0.2
 JOURNAL_CUTS = ("none", "half", "boundary", "delete")
 CORRUPTIONS = ("btree", "header", "truncate")
 #: What acts first after a -wal was removed under the live writers (``remove_wal_live``): a manager writes, reads
@@ -136,6 +139,15 @@ def arm(point):
                 die()
             return original(self, seq, **kw)
         redo.RedoJournal.write_record = die_if_alone
+    elif point == "stop_in_window":  # committing alone, in the same window: stopped (SIGSTOP) until continued
+        original = redo.RedoJournal.write_record
+        def stop_if_alone(self, seq, **kw):
+            if kw.get("alone"):
+                redo.RedoJournal.write_record = original
+                print("window", seq, flush=True)
+                os.kill(os.getpid(), signal.SIGSTOP)
+            return original(self, seq, **kw)
+        redo.RedoJournal.write_record = stop_if_alone
     else:
         redo.RedoJournal.committed = lambda self, seq: die()
 rng = random.Random(prefix)
@@ -301,6 +313,23 @@ def bank_transfer(db: Any, tid: str, a: int, b: int, amount: int) -> None:
     db.execute("UPDATE acct SET balance = ? WHERE id = ?", (ba - amount, a))
     db.execute("UPDATE acct SET balance = ? WHERE id = ?", (bb + amount, b))
     db.execute("INSERT INTO xfer (id, src, dst, amount) VALUES (?, ?, ?, ?)", (tid, a, b, amount))
+
+
+def _is_stopped(pid: int) -> bool:
+    """Is process ``pid`` stopped by a signal (state ``T`` in /proc)? False where that cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
+    except (OSError, IndexError):
+        return False
+
+
+def _continue(pid: int) -> None:
+    """SIGCONT to ``pid`` (it may have ended meanwhile)."""
+    import signal
+
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGCONT)
 
 
 class DataLossMachine(RuntimeMachine):
@@ -556,6 +585,59 @@ class DataLossMachine(RuntimeMachine):
                 self.window_gap = False
             except DatabaseError:
                 pass
+
+    @precondition(lambda self: self.use_processes and self.processes < MAX_PROCESSES and os.path.isdir("/proc/self")
+                  and str(self.config.synchronous).upper() not in ("NORMAL", "OFF"))
+    @rule(count=st.integers(1, 2), who=st.integers(0, 1), part=st.sampled_from(CORRUPTIONS),
+          seed=st.integers(0, 2**16))
+    def write_in_a_live_commit_window(self, count: int, who: int, part: str, seed: int) -> None:
+        """P13: a writer process at synchronous NORMAL commits alone (reliability/redo.py, "The only writer") and is
+        stopped (SIGSTOP, not killed) in its commit window: its transaction committed, its record not yet written.
+        A manager of this process (at FULL/EXTRA: it never claims) writes meanwhile: it must take its sequence only
+        after the live owner's window closed (the owner continued after ``WINDOW_STOP`` s), or two journals hold the
+        same sequence and the writer's last transaction cannot be told from this one's. Then real damage and
+        ``recover()``, judged as ``corrupt_and_recover``: every journal is intact, so it must be ``ok`` with every
+        acknowledged transfer back and the balances exact."""
+        import signal
+        import threading
+
+        self.processes += 1
+        args = self.worker_args(count, "stop_in_window", "tolerant")
+        args[4] = "NORMAL"  # (the writer process commits alone only with its journal not fsynced)
+        proc = start_script(WORKER, args)
+        assert proc.stdout is not None
+        stopped = False
+        for line in proc.stdout:
+            if line.startswith("window"):
+                stopped = True
+                break
+            self.take_in(line)
+        timer = None
+        try:
+            if stopped:
+                deadline = time.monotonic() + 30
+                while not _is_stopped(proc.pid) and time.monotonic() < deadline and proc.poll() is None:
+                    time.sleep(0.002)
+                timer = threading.Timer(WINDOW_STOP, lambda: _continue(proc.pid))
+                timer.start()
+                self.transfer_through(who, self.writer(who), 1, 2, 1 + seed % 30)
+        finally:
+            if timer is not None:
+                timer.join()
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGCONT)  # (a harness failure above must not leave it stopped)
+            out, err = proc.communicate(timeout=120)
+        for line in out.splitlines():
+            self.take_in(line)
+        if proc.returncode != 0:
+            # Not a verdict on the runtime: the worker could not do its job (report why).
+            raise RuntimeError(f"worker process {args[1]} failed ({proc.returncode}): {err[-2000:]}")
+        if not stopped:
+            return  # (it never committed alone: nothing in a window to meet)
+        fault = self.damage(part, seed)
+        labels = ["corrupt", *self.extra_labels()]
+        self.recover_and_judge(who, fault, labels, f"after recovery from {part} damage, this process having written "
+                               "while a writer process committing alone was stopped in its commit window")
 
     # -- the shared write queue, appended to by another process while this one replays it ------------
     def register_queue_command(self, m: Any) -> None:

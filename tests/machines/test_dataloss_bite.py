@@ -63,6 +63,9 @@ class WithoutConcurrentRules:
     def solo_writer_process(self, *args: Any, **kwargs: Any) -> None:
         """(not a rule here)"""
 
+    def write_in_a_live_commit_window(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here: session 24's rule; it takes the example's one worker process)"""
+
 
 class CutJournalsOnly(WithoutConcurrentRules, DataLossMachine):
     """The machine with only its writers and its damage-and-recover rule (plain methods hide the other rules),
