@@ -27,15 +27,19 @@ def normal(path) -> DatabaseManager:
     return DatabaseManager(config(str(path)).replace(synchronous="NORMAL"))
 
 
+def normal_bank(path) -> DatabaseManager:
+    """The bank set up at the default settings, then opened at NORMAL (where a manager commits alone)."""
+    setup_bank(path).close()
+    return normal(path)
+
+
 def writers(db: DatabaseManager) -> dict[int, int]:
     return dict(db.fetch_all(f"SELECT slot, seq FROM {WRITERS_TABLE}"))
 
 
 def test_the_only_writer_writes_no_sequence_row_per_commit_and_recovery_still_replays_all(tmp_path):
     path = tmp_path / "bank.db"
-    db = setup_bank(path)
-    db.close()
-    db = normal(path)
+    db = normal_bank(path)
     try:
         db.backup()
         transfer(db, "t-0", 1, 2, 5)  # the first commit records its sequence and claims the run alone
@@ -57,9 +61,7 @@ def test_the_only_writer_writes_no_sequence_row_per_commit_and_recovery_still_re
 
 def test_a_second_writer_publishes_the_first_ones_sequence_and_the_order_survives(tmp_path):
     path = tmp_path / "bank.db"
-    db = setup_bank(path)
-    db.close()
-    first = normal(path)
+    first = normal_bank(path)
     try:
         first.backup()
         for i in range(4):
@@ -91,9 +93,7 @@ def test_a_second_writer_publishes_the_first_ones_sequence_and_the_order_survive
 def test_a_backup_by_a_manager_without_a_journal_publishes_the_sequence_first(tmp_path):
     # Otherwise the copy would carry a sequence older than its content and recovery would replay twice.
     path = tmp_path / "bank.db"
-    db = setup_bank(path)
-    db.close()
-    alone = normal(path)
+    alone = normal_bank(path)
     off = None
     try:
         alone.backup()
@@ -292,9 +292,7 @@ def test_a_publisher_waits_for_the_commit_window_of_a_live_owner(tmp_path):
 
     from reliability.redo import _last_committed_alone
     path = tmp_path / "bank.db"
-    db = setup_bank(path)
-    db.close()
-    owner = normal(path)
+    owner = normal_bank(path)
     try:
         transfer(owner, "t-0", 1, 2, 5)
         transfer(owner, "t-1", 2, 3, 5)
@@ -325,9 +323,7 @@ def test_an_older_copy_put_in_place_is_refused_naming_every_commit_since_it(tmp_
     from reliability import DatabaseError
 
     path = tmp_path / "bank.db"
-    db = setup_bank(path)
-    db.close()
-    db = normal(path)
+    db = normal_bank(path)
     try:
         backup = db.backup()
         for i in range(4):
