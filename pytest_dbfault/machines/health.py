@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from typing import Any, ClassVar
@@ -521,6 +522,112 @@ class HealthMachine(HealthMixin):
             f"the verdict stands: integrity_ok={self.db.monitor.integrity_ok}, damage mark "
             f"{'present (' + left.describe() + ')' if left is not None else 'removed'}, health {str(report.status)!r} "
             f"{list(report.reasons)[:2]}"))
+
+    @precondition(swarm("integrity"))
+    @precondition(lambda self: has_integrity_check(self) and not self.faults and is_this_runtime(self))
+    @rule(part=st.sampled_from(("btree_root", "btree_leaf")), frame=st.integers(1, 64), seed=st.integers(0, 2**16))
+    def sticky_mark_outlives_a_later_verdict(self, part: str, frame: int, seed: int) -> None:
+        """P11 (and P10 through health) on the shared damage mark ``<db>.damaged`` (damage_mark.py): another
+        process on this database found a damaged ``-wal`` frame and wrote a *sticky* mark about this file (the
+        damage may be checkpointed into the file where no check sees it: "only a recovery removes it"). This
+        runtime's statement then meets other damage in the same file and rewrites the mark with its own, visible
+        verdict. "A sticky mark already there about the same file stays sticky, and its first problem is kept": the
+        mark must still be sticky, name this file (device, inode), and keep the other process's problem first;
+        health's ``damage_mark`` names this file too. Else a later clean check removes the only witness of damage
+        that no check can see. The undamaged file is put back and the mark removed (as a recovery would) after."""
+        from reliability import DatabaseError, files
+        from reliability.damage_mark import DamageMarker
+        from reliability.health import WAL_DAMAGE
+
+        marker = DamageMarker(self.db_path)
+        if self.db.monitor.integrity_ok is False or marker.read() is not None:
+            return  # (a verdict from before: another rule's business)
+        fault = self.damage_at_rest(part, seed)
+        self.db = self.open_runtime(self.config)
+        self.after_reopen()
+        try:
+            identity = files.file_identity(self.db_path)
+            first = (f"{WAL_DAMAGE}frame {frame} of {os.path.basename(self.db_path)}-wal (page {1 + seed % 97}) "
+                     "fails its checksum")
+            # (what another manager's close writes on finding its -wal damaged: verdict.wal_at_close)
+            marker.write("a damaged -wal found by the manager's close", [first], identity, sticky=True)
+            met = None
+            try:
+                self.absorb(lambda: self.db.execute("SELECT k, v FROM kv NOT INDEXED").fetchall())
+            except DatabaseError as err:
+                met = err
+            if met is not None and str(met.kind) in ("corrupt", "notadb"):
+                mark = marker.read()
+                said = "none" if mark is None else (
+                    f"sticky={mark.sticky}, file={mark.file}, problems={list(mark.problems)[:2]}")
+                self.check(11, mark is not None and mark.sticky and mark.file == identity
+                           and bool(mark.problems) and mark.problems[0] == first, lambda: (
+                               f"a sticky damage mark about this file ({identity}, first problem {first!r}) was "
+                               f"rewritten after a statement met {part} damage ({met.kind}): the mark now says {said}"),
+                           faults=["corrupt"])
+                shown = (self.db.health().extra or {}).get("damage_mark") or {}
+                self.check(10, shown.get("file") == list(identity or ()) and shown.get("sticky") is True, lambda: (
+                    f"health's damage_mark after a sticky mark about this file {identity} was rewritten by a "
+                    f"statement's verdict: file={shown.get('file')}, sticky={shown.get('sticky')}"), faults=["corrupt"])
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(marker.path)  # (what a recovery that installs a file does)
+            self.put_back_undamaged(fault)
+            self.last_healed = "corrupt"
+        self.integrity_passes(None)
+
+    @precondition(swarm("integrity"))
+    @precondition(lambda self: has_integrity_check(self) and not self.faults and is_this_runtime(self))
+    @rule(planted=st.sampled_from(("link", "dangling_link", "directory")), then=st.sampled_from(("full", "quick")))
+    def marker_error_lifted_once_fixed(self, planted: str, then: str) -> None:
+        """P10: an error writing or removing the damage mark is "logged and kept for health" (verdict.py) while it
+        stands, and is no reason once the marker works again. Something not a marker is planted at ``<db>.damaged``
+        (a symlink, one to nothing, a directory: never written through nor removed, damage_mark.py); a clean full
+        integrity check then cannot remove it: health is not healthy. An operator removes the planted thing; the
+        next clean check (``then``: full or quick) removes nothing and fails at nothing, and health must no longer
+        name the marker's error (a stale error keeps the status degraded for good)."""
+        from reliability import DatabaseError
+        from reliability.damage_mark import marker_path
+
+        path = str(marker_path(self.db_path))
+        if os.path.lexists(path) or self.db.monitor.integrity_ok is False:
+            return
+        target = os.path.join(self.dir, "planted-marker-target")
+        if planted == "directory":
+            os.mkdir(path)
+        else:
+            if planted == "link":
+                with open(target, "w") as fh:
+                    fh.write("{}")
+            os.symlink(target, path)
+        try:
+            try:
+                ok = integrity_ok(self.absorb(self.db.check_integrity, full=True))
+            except DatabaseError:
+                ok = False
+            if not ok:
+                return  # (a healthy file failing: integrity_passes' violation, asked in check_healthy_file)
+            before = self.db.health()
+            self.check(10, str(before.status) != "healthy", lambda: (
+                f"a {planted} planted at {path} (a marker no check may remove) and health says healthy"))
+        finally:
+            if planted == "directory":
+                os.rmdir(path)
+            else:
+                os.unlink(path)
+            if os.path.exists(target):
+                os.unlink(target)
+        try:
+            ok = integrity_ok(self.absorb(self.db.check_integrity, full=then == "full"))
+        except DatabaseError:
+            ok = False
+        if not ok:
+            return
+        report = self.db.health()
+        stale = [r for r in report.reasons if "damage marker" in r or path in r]
+        self.check(10, not stale, lambda: (
+            f"the {planted} planted at {path} was removed and a clean {then} check ran, yet health still names the "
+            f"marker: {stale[:2]} (status {str(report.status)!r})"))
 
     @precondition(swarm("integrity"))
     @precondition(lambda self: has_integrity_check(self) and not self.faults and is_this_runtime(self))
