@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 import pytest
-from bite_settings import bite_settings, run_streams
+from bite_settings import bite_settings, run_and_tear_down, run_streams, started_machine
 
 from pytest_dbfault.machines import MACHINES, run_machine
 from pytest_dbfault.stats import property_id
@@ -50,15 +50,12 @@ def test_the_health_machine_bites_a_full_check_that_runs_the_quick_one(tmp_path,
 
     real = Upkeep.check_integrity
     monkeypatch.setattr(Upkeep, "check_integrity", lambda self, full=False: real(self, False))
-    # (Every full check is the quick one here, the schedule's too: whichever the search meets first is the bite. A
-    # third consequence: a clean quick check clears no verdict, so with no full check left a verdict outlives its
-    # cause, and the schedule's check under a lock then finds the intact file still marked damaged; the search on
-    # pysqlite3 meets that one first.)
-    with pytest.raises(AssertionError, match=r"index_entry damage .*not flagged(: check_integrity\(full=True\)"
-                                             r"| by the scheduled integrity_check)"
-                                             r"|the scheduled (integrity|quick)_check "
-                                             r"under a held lock marked an intact file damaged"):
-        run_machine(MACHINES["health_integrity"], settings_=BITE, base_dir=str(tmp_path), enforce={11})
+    # (Every full check is the quick one here, the schedule's too. The rule that meets it, corrupt_and_check, is called
+    # directly with index_entry damage since session 24: the health machine's new rules moved its search off every
+    # consequence of this defect.)
+    machine = started_machine("health_integrity", tmp_path, frozenset({"integrity", "fault:locked"}))
+    with pytest.raises(AssertionError, match=r"index_entry damage .*not flagged: check_integrity\(full=True\)"):
+        run_and_tear_down(machine, lambda m: m.corrupt_and_check("index_entry", 17))
 
 
 def test_the_health_machine_bites_an_inspection_whose_full_check_is_quick(tmp_path, monkeypatch):
