@@ -570,8 +570,8 @@ class HealthMachine(HealthMixin):
                     f"health's damage_mark after a sticky mark about this file {identity} was rewritten by a "
                     f"statement's verdict: file={shown.get('file')}, sticky={shown.get('sticky')}"), faults=["corrupt"])
         finally:
-            with contextlib.suppress(OSError):
-                os.unlink(marker.path)  # (what a recovery that installs a file does)
+            with contextlib.suppress(OSError):  # (removed as a recovery that installs a file removes it: the
+                marker.clear()  # directory fsynced, so a simulated power loss later does not bring the mark back)
             self.put_back_undamaged(fault)
             self.last_healed = "corrupt"
         self.integrity_passes(None)
@@ -588,6 +588,7 @@ class HealthMachine(HealthMixin):
         name the marker's error (a stale error keeps the status degraded for good)."""
         from reliability import DatabaseError
         from reliability.damage_mark import marker_path
+        from reliability.files import fsync_dir
 
         path = str(marker_path(self.db_path))
         if os.path.lexists(path) or self.db.monitor.integrity_ok is False:
@@ -617,6 +618,7 @@ class HealthMachine(HealthMixin):
                 os.unlink(path)
             if os.path.exists(target):
                 os.unlink(target)
+            fsync_dir(self.dir)  # (gone for good: a simulated power loss later must not bring the planted thing back)
         try:
             ok = integrity_ok(self.absorb(self.db.check_integrity, full=then == "full"))
         except DatabaseError:

@@ -16,6 +16,20 @@ from reliability.health import IntegrityReport
 BITE = bite_settings(max_examples=60, steps=15)
 
 
+def index_entry_damage_checked(tmp_path, seed: int) -> None:
+    """The health machine's corrupt_and_check called directly with index_entry damage (since session 24: the machine's
+    new rules moved its derandomized search off this damage on Python 3.10 and pysqlite3); every entry point is
+    asked: the runtime's quick and full check, the read-only inspection, `reliability check [--full]`."""
+    machine = started_machine("health_integrity", tmp_path, frozenset({"integrity", "fault:locked"}))
+    run_and_tear_down(machine, lambda m: m.corrupt_and_check("index_entry", seed))
+
+
+def test_the_real_runtime_flags_index_entry_damage_everywhere(tmp_path):
+    index_entry_damage_checked(tmp_path, 17)
+    index_entry_damage_checked(tmp_path, 23)
+    index_entry_damage_checked(tmp_path, 29)
+
+
 def test_the_health_machine_bites_an_inspection_that_passes_a_damaged_file(tmp_path, monkeypatch):
     from reliability.inspection import Inspector
 
@@ -50,12 +64,9 @@ def test_the_health_machine_bites_a_full_check_that_runs_the_quick_one(tmp_path,
 
     real = Upkeep.check_integrity
     monkeypatch.setattr(Upkeep, "check_integrity", lambda self, full=False: real(self, False))
-    # (Every full check is the quick one here, the schedule's too. The rule that meets it, corrupt_and_check, is called
-    # directly with index_entry damage since session 24: the health machine's new rules moved its search off every
-    # consequence of this defect.)
-    machine = started_machine("health_integrity", tmp_path, frozenset({"integrity", "fault:locked"}))
+    # (Every full check is the quick one here, the schedule's too: the rule is called directly, see above.)
     with pytest.raises(AssertionError, match=r"index_entry damage .*not flagged: check_integrity\(full=True\)"):
-        run_and_tear_down(machine, lambda m: m.corrupt_and_check("index_entry", 17))
+        index_entry_damage_checked(tmp_path, 17)
 
 
 def test_the_health_machine_bites_an_inspection_whose_full_check_is_quick(tmp_path, monkeypatch):
@@ -66,7 +77,7 @@ def test_the_health_machine_bites_an_inspection_whose_full_check_is_quick(tmp_pa
                         lambda self, full=False, max_problems=100: real(self, False, max_problems))
     flagged_by = r"read-only inspection \(Inspector\.check_integrity\(full=True\)\)"
     with pytest.raises(AssertionError, match=rf"index_entry damage .*{flagged_by}"):
-        run_machine(MACHINES["health_integrity"], settings_=BITE, base_dir=str(tmp_path), enforce={11})
+        index_entry_damage_checked(tmp_path, 23)
 
 
 def test_the_health_machine_bites_a_command_line_check_that_drops_full(tmp_path, monkeypatch):
@@ -77,7 +88,7 @@ def test_the_health_machine_bites_a_command_line_check_that_drops_full(tmp_path,
     monkeypatch.setitem(cli._HANDLERS, "check",
                         lambda args, config: real(argparse.Namespace(**{**vars(args), "full": False}), config))
     with pytest.raises(AssertionError, match=r"index_entry damage .*not flagged by `reliability check --full`"):
-        run_machine(MACHINES["health_integrity"], settings_=BITE, base_dir=str(tmp_path), enforce={11})
+        index_entry_damage_checked(tmp_path, 29)
 
 
 def exits_0(monkeypatch, command, when=lambda outcome: True):
