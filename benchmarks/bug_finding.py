@@ -1201,6 +1201,25 @@ BUGS: tuple[Bug, ...] = (
         "a writer process at NORMAL commits alone and is stopped after its COMMIT, before its record; this process "
         "(FULL) writes meanwhile: it must wait for the window and take the next sequence; the bug reads the revoke "
         "byte, does not wait, reuses the writer's sequence, and recovery cannot tell the two records apart"),
+    Bug("s24_sticky_mark_keeps_only_new_problems", 11, "reliability/damage_mark.py",
+        "            sticky, problems = True, [*old.problems[:1], *problems]",
+        "            sticky, problems = True, list(problems)",
+        "another process's close wrote a sticky mark about this file (first problem 'damaged -wal: frame 7 ...'), then a "
+        "statement of this runtime met btree damage in the same file: the rewritten mark must stay sticky, name this "
+        "file and keep 'damaged -wal: frame 7 ...' first; the bug keeps it sticky but lists only 'database disk image "
+        "is malformed'"),
+    Bug("s24_mark_file_read_as_tuple", 11, "reliability/damage_mark.py",
+        "            file=(int(file[0]), int(file[1])) if isinstance(file, list) and len(file) == 2 else None,",
+        "            file=(int(file[0]), int(file[1])) if isinstance(file, tuple) and len(file) == 2 else None,",
+        "the same sticky mark, then a statement meets damage: the mark (file [dev, ino] in JSON) is read back about no "
+        "file, so the statement's verdict overwrites it with a plain one (sticky False) that a later clean check "
+        "removes; health's damage_mark says file None"),
+    Bug("s24_marker_error_kept_after_a_clean_check", 10, "reliability/durability/verdict.py",
+        "        _failed(parts, \"removed\", exc)\n    else:\n        m.damage_mark_error = None\n",
+        "        _failed(parts, \"removed\", exc)\n",
+        "a symlink planted at <db>.damaged, a clean full check (the marker cannot be removed: health degraded naming "
+        "it), the link removed, a clean check again: health must name no marker error; the bug keeps 'the damage "
+        "marker ... could not be removed' as a reason for good (status degraded)"),
 )
 
 
