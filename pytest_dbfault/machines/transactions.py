@@ -128,6 +128,7 @@ class TransactionMachine(Workload):
                 raise raised(f"{interrupt} inside db.transaction()")
 
         interrupted = False
+        counts = self.transaction_counts()
         try:
             self.call("transaction", run)
         except (KeyboardInterrupt, SystemExit):
@@ -139,6 +140,7 @@ class TransactionMachine(Workload):
         if not interrupted or self.writes_queued():
             return  # (a write inside failed first: the interrupt never came)
         when = f"{interrupt} inside {'a nested ' if nested else ''}db.transaction(), caught outside it"
+        self.judge_counted(counts, False, when)
         keys = [key, f"user-{first + 13}"] if nested else [key]
         stored = self.stored_kv()
         self.check(7, all(stored.get(k) == self.model.kv.get(k) for k in keys),
@@ -229,6 +231,7 @@ class TransactionMachine(Workload):
                     handled.append(exc)
 
         reached = False
+        counts = self.transaction_counts()
         try:
             out = self.call("transaction", run)
         except AppError:
@@ -239,6 +242,8 @@ class TransactionMachine(Workload):
         self.model.ledger.ok["execute"] += ran[0]
         self.model.ledger.oplog[("execute", "ok")] += ran[0]
         where = "a nested db.transaction() (caught in the outer block)" if nested else "db.transaction()"
+        if out is None or out.ok:
+            self.judge_counted(counts, out is not None, f"a `with conn:` block in {where} (exception raised: {raises})")
         if raises != "none" and ran[0] == 2:  # (both writes ran: the application's exception was raised)
             self.check(6, bool(handled) if nested else reached,
                        lambda: f"an exception raised {raises} `with conn:` inside {where} did not reach the "
@@ -376,6 +381,29 @@ class TransactionMachine(Workload):
                        lambda: f"after {when}, {how} was acknowledged, yet after a restart the file holds "
                                f"{after_key}={stored.get(after_key)!r}: the write was lost at close")
 
+    def transaction_counts(self) -> tuple[int, int, int] | None:
+        """``db.transactions``' counts of outermost transactions (commits, rollbacks) and the retry sleeps so far;
+        None for a runtime without those counters."""
+        manager = getattr(self.db, "transactions", None)
+        commits, rollbacks = getattr(manager, "commits", None), getattr(manager, "rollbacks", None)
+        if not isinstance(commits, int) or not isinstance(rollbacks, int):
+            return None
+        return commits, rollbacks, len(self.time.sleeps)
+
+    def judge_counted(self, before: tuple[int, int, int] | None, committed: bool, what: str) -> None:
+        """P7: ``db.transactions`` counts each outermost transaction once, as what became of it: ``commits`` one
+        more when it committed, ``rollbacks`` one more when it was rolled back (the application's exception, an
+        interrupt), the other count unchanged; savepoints (nested levels) count in neither. Not judged when a retry
+        ran meanwhile (each rolled-back attempt counts too)."""
+        after = self.transaction_counts()
+        if before is None or after is None or after[2] != before[2]:
+            return
+        got = (after[0] - before[0], after[1] - before[1])
+        want = (1, 0) if committed else (0, 1)
+        self.check(7, got == want, lambda: f"{what} ({'committed' if committed else 'rolled back'}): "
+                                           f"db.transactions counted {got[0]} commit(s) and {got[1]} rollback(s), "
+                                           f"expected {want[0]} and {want[1]} (one outermost transaction)")
+
     def write_lock_taken(self) -> str | None:
         """None when another connection cannot take the write lock now (``BEGIN IMMEDIATE`` without waiting fails as
         locked/busy); else what happened instead."""
@@ -456,6 +484,7 @@ class TransactionMachine(Workload):
             with self.db.transaction():
                 return level(i, token=f"level-{i}")
 
+        counts = self.transaction_counts()
         try:
             out = self.call("transaction", enter, 0)
         except AppError:
@@ -466,6 +495,7 @@ class TransactionMachine(Workload):
         shape = " > ".join(f"{f}({'raises' if x else 'ok'})" for f, _n, x in levels)
         if out is not None and not out.ok:
             return  # (a database error on a healthy runtime is judged by call())
+        self.judge_counted(counts, out is not None, f"nested {shape}")
 
         def model(i: int, state: dict[str, str]) -> dict[str, str] | None:
             """The state after level ``i`` ran on ``state``; None when it raised (its work undone)."""
