@@ -914,6 +914,7 @@ class DegradationMachine(DegradationMixin):
                     self.check(14, ok, f"{said}, yet it violates a constraint", faults=in_force)
                 if result.status == "queued" and result.queue_key is not None:
                     queued[result.queue_key] = (name, ok)
+                    self.judge_queue_numbering(result.queue_key, said, in_force)
                     n = len(queued)  # (the queue was empty: each queued answer counts the ones before it too)
                     waiting = f"({n} change{'s' if n != 1 else ''} waiting)"
                     self.check(14, result.pending == n and waiting in result.message,
@@ -1134,6 +1135,41 @@ class DegradationMachine(DegradationMixin):
             self.db.close()
             self.db = self.open_runtime(original)
             self.after_reopen()
+
+    def judge_queue_numbering(self, newest: str, said: str, faults: list[str]) -> None:
+        """P14: the write queue is a FIFO numbered in the order it accepted the writes (``QueuedWrite.seq``, the
+        ``seq`` of each ``put`` record in the queue file, which every process sharing the file orders by): the
+        write just acknowledged as queued (key ``newest``) is the last of ``db.commands.queue.pending()``, whose
+        numbers rise strictly, oldest first; the file's ``put`` records rise strictly in the order they were
+        appended and give each waiting write the number ``pending()`` gives it. Two writes under one number leave
+        their order to whoever reads the file next."""
+        entries = self.db.commands.queue.pending()
+        seqs = [(e.key, e.seq) for e in entries]
+        in_file = self.put_seqs_in_queue_file()
+        numbers = dict(in_file)
+        rising = all(a[1] < b[1] for a, b in zip(seqs, seqs[1:], strict=False))
+        file_rising = all(a[1] < b[1] for a, b in zip(in_file, in_file[1:], strict=False))
+        self.check(14, bool(entries) and entries[-1].key == newest and rising and file_rising
+                   and all(numbers.get(k) == n for k, n in seqs), lambda: (
+                       f"{said}; the queue now lists (key, seq) oldest first {seqs}, its file's put records "
+                       f"{in_file}: the write just queued must come last, and the numbers rise strictly in the order "
+                       "the writes were accepted, the same in the file"), faults=faults)
+
+    def put_seqs_in_queue_file(self) -> list[tuple[str, int]]:
+        """(key, seq) of every ``put`` record in the queue file, in file order (a line that is no JSON skipped)."""
+        out = []
+        try:
+            with open(self.db.commands.queue.path, encoding="utf-8") as fh:
+                for line in fh:
+                    try:
+                        event = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(event, dict) and event.get("op") == "put":
+                        out.append((str(event.get("key")), event.get("seq")))
+        except FileNotFoundError:
+            pass
+        return out
 
     def puts_in_queue_file(self) -> int:
         """How many writes the queue file records as queued (its ``put`` lines, done or not)."""
