@@ -28,6 +28,16 @@ def _deposit(db: Any, account: int, amount: int) -> int:
                       "amount = amount + excluded.amount", (account, amount)).rowcount
 
 
+def _event(line: str) -> dict[str, Any] | None:
+    """One line of the write queue file as the runtime reads it: a JSON record, or None (a blank or damaged line,
+    which the runtime skips)."""
+    try:
+        event = json.loads(line) if line.strip() else None
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) else None
+
+
 class DegradationMixin(Workload):
     """Registers three commands (no database, read, write) and runs them under faults."""
 
@@ -237,7 +247,9 @@ class DegradationMixin(Workload):
     def tamper_with_a_queued_flag(self, n: int, value: int, edit: str, param: int) -> None:
         """P14: an administrator's ``flags.set`` queued during a lock, then edited in the queue file while the
         runtime is stopped (its value, its actor, or the flag it names) by someone without the key: the next
-        runtime refuses it on replay, sets it aside, and applies nothing of it."""
+        runtime refuses it on replay, sets it aside, and applies nothing of it. A line of the file is damaged too (a
+        record cut off, at a drawn place): the restart skips it, and its ERROR record names the file and that line's
+        number (counted from 1, every line of the file counted), so the operator can find it."""
         from reliability import admin
 
         admins = sorted(self.db.config.admin_actor_set)
@@ -258,8 +270,8 @@ class DegradationMixin(Workload):
         lines = path.read_text(encoding="utf-8").splitlines()
         target = name
         for i, line in enumerate(lines):
-            event = json.loads(line)
-            if event.get("op") == "put" and event.get("key") == key:
+            event = _event(line)
+            if event is not None and event.get("op") == "put" and event.get("key") == key:
                 args = event["args"]  # flags.set's (name, value, actor)
                 if edit == "value":
                     args[1] = value + 100
@@ -268,9 +280,19 @@ class DegradationMixin(Workload):
                 else:
                     args[0] = target = f"flag-{n}-edited"
                 lines[i] = json.dumps(event, ensure_ascii=False)
+        # And a line of the file damaged beside it (a record cut off mid-way, its newline kept), at a drawn place.
+        garbled = param % (len(lines) + 1)
+        lines.insert(garbled, '{"op": "put", "key": "' + key[: 4 + param])
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        logs0 = len(self.logs.records)
         self.db = self.open_runtime(self.config)
         self.after_reopen()
+        said = [r.getMessage() for r in self.logs.records[logs0:] if r.levelno >= 40 and " is unreadable" in
+                r.getMessage()]
+        # P14 for the operator who repairs the file: the restart reads it from the top, and says which line it skips.
+        self.check(14, len(said) == 1 and f"{path} line {garbled + 1} is unreadable" in said[0], lambda: (
+            f"line {garbled + 1} of the write queue file {path} ({len(lines)} lines) is no JSON; the restart that read "
+            f"it logged {said} (one ERROR record must name that file and line)"))
         self.settle()
         flags = self.stored_flags()
         self.check(14, flags.get(target) == self.model.flags.get(target), lambda: (
@@ -332,7 +354,7 @@ class DegradationMixin(Workload):
         file around the runtime (what every process sharing it would replay)."""
         try:
             with open(self.db.commands.queue.path, encoding="utf-8") as fh:
-                events = [json.loads(line) for line in fh if line.strip()]
+                events = [event for event in map(_event, fh) if event is not None]
         except FileNotFoundError:
             return []
         waiting = {e["key"]: e["command"] for e in events if e.get("op") == "put"}
