@@ -595,6 +595,76 @@ class DegradationMachine(DegradationMixin):
             f"acknowledged writes are {want} ({pending} write(s) still pending): a write answered later must "
             "land later"), faults=in_force)
 
+    #: The form of :meth:`a_transaction_replays_the_backlog_first` (``db.transaction()`` twice as often: the form
+    #: a default run met once in three runs when drawn as one of four ways to write later).
+    TX_FORMS = st.sampled_from(("transaction", "run_in_transaction", "transaction"))
+
+    @precondition(lambda self: has_commands(self) and not self.faults and not len(self.db.commands.queue))
+    @rule(outage=st.sampled_from(("locked", "disconnect_rename", "disconnect_delete")), n=st.integers(0, 12),
+          writes=st.integers(1, 2), form=TX_FORMS, raises=st.booleans(), param=st.integers(0, 5))
+    def a_transaction_replays_the_backlog_first(self, outage: str, n: int, writes: int, form: str, raises: bool,
+                                                param: int) -> None:
+        """P14 (README: "a direct write (``db.execute``, ``db.transaction()``, ``db.run_in_transaction``) first
+        replays that backlog in order"): one or two write commands queued during an outage, the fault healed, then
+        the application opens a transaction (``form``) and, first thing inside it, reads the rows those writes
+        change, then writes another row, then maybe raises its own exception. The backlog is replayed before the
+        transaction begins: inside it nothing is left queued and the rows read are the values acknowledged as
+        queued; and it is committed on its own, so the application's exception rolls back only its own write, not
+        the replayed ones (nothing queued again either)."""
+        from .workload import AppError
+
+        commands = self.db.commands
+        if not self.inject(outage, param):
+            return
+        try:
+            for i in range(writes):
+                self.store((n + i) % 13)  # (acknowledged: ok, or queued durably; the model has it either way)
+        finally:
+            self.heal(outage)
+        queued = len(commands.queue)
+        if not queued:
+            return  # (the outage did not reach the writes: nothing waits)
+        keys = sorted({f"user-{(n + i) % 13}" for i in range(writes)})
+        own, value = f"user-{(n + 7) % 13}", self.text()
+        seen: list[tuple[int, dict[str, Any]]] = []
+
+        def body() -> None:
+            seen.append((len(commands.queue),
+                         {k: (self.db.fetch_one("SELECT v FROM kv WHERE k = ?", (k,)) or [None])[0] for k in keys}))
+            self.db.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (own, value))
+            if raises:
+                raise AppError("the application gave up inside its transaction")
+
+        def run() -> None:
+            if form == "run_in_transaction":
+                self.db.run_in_transaction(body)
+            else:
+                with self.db.transaction():
+                    body()
+
+        from reliability.errors import DatabaseError
+
+        try:
+            self.absorb(run)
+        except (AppError, DatabaseError):
+            pass  # (a database error here, with no fault in force, is judged by the file below)
+        else:
+            self.model.kv[own] = value
+        want = {k: self.model.kv.get(k) for k in keys}
+        story = (f"{queued} write(s) queued during {outage} ({', '.join(keys)}), the fault healed, then "
+                 f"db.{form}() {'raising' if raises else 'ending well'}")
+        if seen:
+            self.check(14, seen[0] == (0, want), lambda: (
+                f"{story}: inside it {seen[0][0]} write(s) were still queued and the rows read {seen[0][1]}, "
+                f"expected none queued and {want} (the backlog is replayed before the transaction begins)"))
+        stored = self.stored_kv()
+        got = {k: stored.get(k) for k in [*keys, own]}
+        expect = {k: self.model.kv.get(k) for k in [*keys, own]}
+        pending = len(commands.queue)
+        self.check(14, got == expect and pending == 0, lambda: (
+            f"{story}: the file holds {got}, expected {expect}, {pending} write(s) queued (the replayed writes are "
+            "committed before the transaction, and stay whatever becomes of it)"))
+
     def later_write(self, later: str, key: str, answers: list[str]) -> None:
         """One write of ``key`` for :meth:`the_later_write_wins`, through ``later``; booked in the model when
         acknowledged (a command answered ``ok``/``queued``, a direct write that returned)."""
