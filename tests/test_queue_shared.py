@@ -280,3 +280,28 @@ def test_a_link_planted_at_the_queue_path_is_not_followed_and_does_not_stop_dire
         assert len(said) == 1 and "symbolic link" in said[0], said
     finally:
         app.close()
+
+
+def test_a_damaged_line_another_process_appends_is_named_by_its_number_in_the_file(tmp_path: Path, caplog) -> None:
+    """The ERROR record says which line of the file is unreadable, counting the lines this queue wrote itself and
+    starting again after a compaction rewrote the file."""
+    path = tmp_path / "app.db.queue.jsonl"
+    queue = WriteQueue(path)
+    first = queue.put("add", [1])
+    queue.put("add", [2])
+    with path.open("a", encoding="utf-8") as fh:  # another process's append, cut off by a crash and then continued
+        fh.write('{"op": "put", "key"\n')
+    with caplog.at_level("ERROR", logger="reliability"):
+        queue.refresh()
+    said = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(f"write queue {path} line 3 is unreadable ("), said
+    caplog.clear()
+    queue.mark_done(first.key)
+    queue.mark_failed(queue.pending()[0].key, "refused")
+    assert queue.compact()  # one line left: the failed write's record
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write("not json\n")
+    with caplog.at_level("ERROR", logger="reliability"):
+        queue.refresh()
+    said = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(f"write queue {path} line 2 is unreadable ("), said

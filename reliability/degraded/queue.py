@@ -186,7 +186,7 @@ class WriteQueue:
             files.write_atomic(self.path, data, what="write queue (write_queue_path)")
             st = os.stat(self.path, follow_symlinks=False)
             # (Others wait on the old file's lock; each finds it replaced and locks this one instead.)
-            self._ident, self._offset = (st.st_dev, st.st_ino), len(data)
+            self._ident, self._offset, self._lines = (st.st_dev, st.st_ino), len(data), len(self._failed)
             return True
 
     def refresh(self) -> None:
@@ -270,6 +270,7 @@ class WriteQueue:
         if sync:
             os.fsync(fd)
         self._offset += len(data)
+        self._lines += 1  # (a damaged line another process appends later is named by its number in the file)
 
     def _catch_up(self, fd: int, held: os.stat_result, *, cut_torn: bool = True) -> None:
         """Apply the events written since :attr:`_offset` (all of them when the file is another one now).
