@@ -1220,6 +1220,28 @@ BUGS: tuple[Bug, ...] = (
         "a symlink planted at <db>.damaged, a clean full check (the marker cannot be removed: health degraded naming "
         "it), the link removed, a clean check again: health must name no marker error; the bug keeps 'the damage "
         "marker ... could not be removed' as a reason for good (status degraded)"),
+    Bug("s24_rollback_not_counted", 7, "reliability/transaction.py",
+        "            self.rollbacks += 1\n            self.observers.rolled_back()\n\n    def run(",
+        "            self.observers.rolled_back()\n\n    def run(",
+        "KeyboardInterrupt raised inside db.transaction() and caught outside it: db.transactions.rollbacks must go up "
+        "by one; the bug leaves it unchanged"),
+    Bug("s24_transaction_skips_backlog", 14, "reliability/manager.py",
+        "        if not self.transactions.depth:\n            self.executor.replay_backlog(\"transaction\", None, None)\n"
+        "        t0 = perf_counter()\n",
+        "        t0 = perf_counter()\n",
+        "a write command queued during a lock, the lock released, then with db.transaction() reading that row: it must "
+        "read the queued value with nothing queued; the bug reads the old value and the replay later overwrites the "
+        "transaction's write"),
+    Bug("s24_queue_seq_not_advanced", 14, "reliability/degraded/queue.py",
+        "            self._seq = entry.seq\n",
+        "",
+        "two write commands queued during one lock: pending() must number them 1, 2 (and the file's put records too); "
+        "the bug gives both seq 1"),
+    Bug("s24_queue_lines_from_one", 14, "reliability/degraded/queue.py",
+        "            self._ident, self._offset, self._lines = ident, 0, 0\n",
+        "            self._ident, self._offset, self._lines = ident, 0, 1\n",
+        "a queue file whose line 2 is a cut-off record, read at start: the ERROR record must say 'line 2 is "
+        "unreadable'; the bug says line 3"),
 )
 
 
