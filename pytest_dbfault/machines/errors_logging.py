@@ -521,6 +521,8 @@ class ErrorsLoggingMachine(OperationLogMixin):
         "wrong_bindings": ("misuse", None, "INSERT INTO errsweep (k, n) VALUES (?, ?)",
                            "SELECT k FROM errsweep WHERE k = ? AND n = ?"),
     }
+    #: The primary codes of :data:`SWEEP` and their names (what SQLite's message names where the driver gives no code).
+    PRIMARY_NAMES: ClassVar[dict[int, str]] = {19: "SQLITE_CONSTRAINT", 20: "SQLITE_MISMATCH"}
     #: Entry points a statement that writes goes through, and those of one that reads.
     WRITE_ENTRIES = ("execute", "executemany", "transaction", "run_in_transaction", "command")
     READ_ENTRIES = ("fetch_one", "fetch_all", "execute", "transaction", "command")
@@ -661,10 +663,20 @@ class ErrorsLoggingMachine(OperationLogMixin):
                    lambda: f"classify() of the driver's {type(raw).__name__}({raw}) says {classify(raw)} "
                            f"(transient: {is_transient(raw)}); a {situation} is a {kind} error, not transient")
         raw_code = getattr(raw, "sqlite_errorcode", None)
+        # The code name the runtime gives a driver error (``reliability.errors.error_name``): the driver's own
+        # (>= 3.11, the extended one); where the driver gives none (3.10), the primary one SQLite's message names,
+        # or nothing: a name (``SQLITE_...``), never the number.
+        named = error_name(raw)
         if raw_code is not None:
-            self.check(9, error_name(raw) == getattr(raw, "sqlite_errorname", None),
-                       lambda: f"error_name() of the driver's {raw!r} says {error_name(raw)!r}, the driver "
+            self.check(9, named == getattr(raw, "sqlite_errorname", None),
+                       lambda: f"error_name() of the driver's {raw!r} says {named!r}, the driver "
                                f"{getattr(raw, 'sqlite_errorname', None)!r}")
+        else:
+            want_name = self.PRIMARY_NAMES.get(primary) if primary else None
+            self.check(9, named == want_name if want_name else named is None or (
+                isinstance(named, str) and named.startswith("SQLITE_")),
+                       lambda: f"error_name() of the driver's {raw!r} (no code from the driver) says {named!r}; "
+                               f"SQLite's message names {want_name or 'a SQLITE_... code or nothing'}")
 
         def run() -> Any:
             if entry == "command":
