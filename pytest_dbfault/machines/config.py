@@ -45,6 +45,10 @@ WHERE = ("none", "file", "env", "both")
 #: ``config_reload_interval`` the timer rule sets, and how long (real seconds) it waits for the thread's reload.
 TIMER_INTERVAL = 0.02
 TIMER_WAIT = 10.0
+#: Texts of ``config_reload_interval`` 0 (off) the timer rule turns the timer off with, and how long (real seconds, five
+#: of the timer's intervals) it then waits to see that nothing reloads without a call.
+TIMER_OFF = ("0", "0.0", "00", "0.000")
+TIMER_OFF_WAIT = 5 * TIMER_INTERVAL
 
 
 _BOOLS: tuple[tuple[str, Any], ...] = (("on", True), ("0", False), ("TRUE", True), ("no", False), ("Yes", True),
@@ -492,12 +496,43 @@ class ConfigMachine(ConfigMixin):
             if applied:
                 self.config = self.db.config
                 self.check_attempts(attempts)
+                self.timer_turned_off(timed, paced, attempts)
         finally:
             # The machine's file and its explicit watcher again (the timer's thread stops with the interval at 0).
             self.write_env(self.env_lines)
             timed.check_now(force=True)
             self.watcher = self.db.watch_env(self.env_path, interval=0)
             self.config = self.db.config
+
+    def timer_turned_off(self, timed: Any, paced: dict[str, str], attempts: int) -> None:
+        """P16, ``config_reload_interval`` 0 (README: "0 = off"): set to zero (a text of zero drawn from
+        ``attempts``) in the file the timer watches, the watcher stops checking by itself; a later change of the file
+        is not applied without a call (within several of the old intervals), and the next ``check_now()`` applies
+        it."""
+        import time
+
+        off = TIMER_OFF[attempts % len(TIMER_OFF)]
+        self.write_env(dict(paced, RELIABILITY_RETRY_ATTEMPTS=str(attempts), RELIABILITY_CONFIG_RELOAD_INTERVAL=off),
+                       extra="# the timer off")
+        timed.check_now(force=True)
+        pace = self.db.config.config_reload_interval
+        self.check(16, pace == 0, lambda: f"config_reload_interval={off} in the watched file, {pace} in force after "
+                                          "a reload")
+        later = attempts % 6 + 1
+        # (another size as well as another mtime: see reload_on_the_timer)
+        self.write_env(dict(paced, RELIABILITY_RETRY_ATTEMPTS=str(later), RELIABILITY_CONFIG_RELOAD_INTERVAL=off),
+                       extra="# changed with the timer off, to be applied by a call")
+        reloads = timed.reloads
+        time.sleep(TIMER_OFF_WAIT)
+        now = self.db.config.retry_attempts
+        self.check(16, now == attempts and timed.reloads == reloads, lambda: (
+            f"config_reload_interval={off} (off) in the watched file, then retry_attempts={later}: applied without a "
+            f"call within {TIMER_OFF_WAIT} s (retry_attempts={now}, the watcher's reloads {reloads} -> "
+            f"{timed.reloads}): 0 turns the checks off"))
+        timed.check_now()
+        self.check(16, self.db.config.retry_attempts == later, lambda: (
+            f"config_reload_interval={off} (off), then retry_attempts={later}: check_now() left "
+            f"retry_attempts={self.db.config.retry_attempts}"))
 
     #: the last modification time the sweep gave the watched file (each write gets a later one: a stat() sees it)
     sweep_mtime = 0
