@@ -36,6 +36,17 @@ from .backup import CORRUPTIONS, BackupMixin, has_backups, has_recovery
 from .base import KV_INDEX, swarm
 from .workload import AppError
 
+#: A writer of the application's database (``argv``: its path, the SQLite module, how many rows) that inserts into
+#: ``kv`` in one transaction with a one-page cache (its pages spill into the file) and is killed before committing.
+HOT_JOURNAL_WRITER = """import importlib, sys
+from pytest_dbfault.faults.crash import signal_point
+sqlite = importlib.import_module(sys.argv[2])
+c = sqlite.connect(sys.argv[1], isolation_level=None)
+c.execute("PRAGMA cache_size = 1"); c.execute("BEGIN IMMEDIATE")
+for i in range(int(sys.argv[3])):
+    c.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (f"hot-journal-{i}", "x" * 500))
+signal_point("mid_transaction")
+"""
 #: How a transaction fails in :meth:`SurfaceMixin.failed_transaction_then_damage`.
 FAILURES = ("app_error", "moved_before_commit", "swallowed_disk_full")
 #: The commands that need the database file, as :meth:`SurfaceMachine.command_line_on_a_missing_file` runs them.
@@ -426,7 +437,21 @@ class SurfaceMixin(BackupMixin):
         chosen = self.taken[-1] if how == "newest" else data.draw(st.sampled_from(choices), label="backup")
         if how == "newest" and chosen not in choices:
             return
-        arg = {"newest": None, "path": chosen, "name": os.path.basename(chosen)}.get(how)
+        # A path as the operator types it: absolute, or relative to the folder the command runs in (odd ``n``).
+        typed = chosen if n % 2 == 0 else os.path.relpath(chosen)
+        arg = {"newest": None, "path": typed, "name": os.path.basename(chosen)}.get(how)
+        restored_from, workdir = chosen, None
+        others = [p for p in choices if self.snapshots[p] != self.snapshots[chosen]]
+        if how == "path" and n % 4 == 3 and others:
+            # The operator's own copy of ``chosen`` in the folder the command runs in, under the name another backup
+            # has in the backup folder: the path given names an existing file, and that file is the one restored
+            # (a bare name is looked up in the backup folder only when no such file exists).
+            workdir = os.path.join(self.dir, "scratch", f"ops-{len(self.fault_history)}-{n}")
+            os.makedirs(workdir, exist_ok=True)
+            arg = os.path.basename(others[0])
+            restored_from = os.path.join(workdir, arg)
+            with open(chosen, "rb") as src, open(restored_from, "wb") as dst:
+                dst.write(src.read())
         if how == "damaged":
             arg = os.path.join(self.dir, "scratch", f"damaged-{len(self.fault_history)}.sqlite")
             with open(chosen, "rb") as src, open(arg, "wb") as dst:
@@ -441,14 +466,24 @@ class SurfaceMixin(BackupMixin):
         seen: dict[str, Any] = {}
 
         def stopped() -> None:  # (what the file holds with the application stopped, before the command)
+            # (the operator's commands first: a rollback of a hot journal writes the file)
+            self.inspection_leaves_no_sidecars(("check", "health", ("check", "--full"))[n % 3])
+            self.hot_journal_rolled_back(n)
             seen.update(rows=self.stored_rows(), fingerprint=self.file_fingerprint())
+            if workdir is not None:
+                os.chdir(workdir)
 
         def done() -> None:  # (what the command left, before the application starts again and maybe writes)
+            os.chdir(cwd)
             seen.update(after=self.file_fingerprint(),
                         aside=set(glob.glob(glob.escape(self.db_path) + ".replaced-*")) - kept)
 
         argv = ["restore", *([arg] if arg else [])]
-        ran = self.run_with_the_application_stopped(argv, 12, stopped, done)
+        cwd = os.getcwd()
+        try:
+            ran = self.run_with_the_application_stopped(argv, 12, stopped, done)
+        finally:
+            os.chdir(cwd)
         rows_before, untouched = seen.get("rows"), seen.get("fingerprint")
         if ran is None:
             return
@@ -463,14 +498,16 @@ class SurfaceMixin(BackupMixin):
                                f"naming the backup, the database file untouched (before {untouched}, after "
                                f"{seen.get('after')}; kept aside {sorted(seen.get('aside') or ())})")
             return
-        restored = os.path.abspath(str((doc.get("value") or {}).get("path", "")))
+        # (a path the command names relative to the folder it ran in)
+        restored = os.path.normpath(os.path.join(workdir or cwd, str((doc.get("value") or {}).get("path", ""))))
         try:
             rows: Any = self.stored_rows()
         except sqlite3.Error as exc:
             rows = f"unreadable: {exc}"
-        self.check(12, code == 0 and restored == os.path.abspath(chosen) and rows == self.snapshots[chosen],
-                   lambda: f"{said} ({how}) exited {code} ({doc.get('message')!r}), restoring {restored}: expected "
-                           f"{chosen} and exactly its rows ({'they differ' if not isinstance(rows, str) else rows})")
+        self.check(12, code == 0 and restored == os.path.abspath(restored_from) and rows == self.snapshots[chosen],
+                   lambda: f"{said} ({how}{f', run in {workdir}' if workdir else ''}) exited {code} "
+                           f"({doc.get('message')!r}), restoring {restored}: expected {restored_from} and exactly its "
+                           f"rows ({'they differ' if not isinstance(rows, str) else rows})")
         aside = sorted(p for p in set(glob.glob(glob.escape(self.db_path) + ".replaced-*")) - kept
                        if not p.endswith(("-wal", "-shm", "-journal")))
         try:
@@ -483,6 +520,89 @@ class SurfaceMixin(BackupMixin):
         kv, pairs = self.snapshots[chosen]
         self.model.kv, self.model.pairs = dict(kv), {k: list(v) for k, v in pairs.items()}
         self.model.applied_versions = list(self.version_snapshots.get(chosen, self.model.applied_versions))
+
+    def inspection_leaves_no_sidecars(self, command: str | tuple[str, ...]) -> None:
+        """P11 on the read-only inspection (``reliability check`` / ``health``, the ``Inspector``) of the stopped
+        application's WAL database at rest (no ``-wal``/``-shm`` beside it): any reader makes both files and a
+        read-only connection cannot remove them, so the inspection must (``reliability.inspection``: "it lets SQLite
+        itself remove them"): it reports the intact file healthy and leaves the folder as it found it, no
+        ``-wal``/``-shm`` behind for the next process to meet."""
+        argv = [command] if isinstance(command, str) else list(command)
+        sidecars = [self.db_path + "-wal", self.db_path + "-shm"]
+        if any(os.path.exists(p) for p in sidecars) or not self.wal_header():
+            return  # (not a WAL database at rest: nothing of this to judge)
+        ran = self.run_command_line(argv, 11, None)
+        if ran is None:
+            return
+        code, doc = ran
+        left = [os.path.basename(p) for p in sidecars if os.path.exists(p)]
+        # (``health`` may say degraded for reasons of its own, a backup's age: its exit code is not judged here)
+        self.check(11, (code == 0 or argv == ["health"]) and not left,
+                   lambda: f"`reliability {' '.join(argv)}` on the stopped application's intact WAL database at rest "
+                           f"exited {code} ({doc.get('message')!r}) and left {left or 'nothing'} beside it: a "
+                           "read-only inspection of an intact file passes and leaves no -wal/-shm behind")
+
+    def hot_journal_rolled_back(self, n: int) -> None:
+        """P13 on ``reliability recover`` after another writer of the stopped application's rollback-journal database
+        (DELETE or TRUNCATE mode) was killed in the middle of a transaction whose pages reached the file (its cache
+        spilled): its ``-journal`` is hot. The command's smallest repair is SQLite's own rollback: exit 0, its report
+        says the interrupted transaction was rolled back (``rolled_back``; no recovery from a backup), the file then
+        holds exactly the acknowledged rows, none of the killed transaction's, and no hot journal is left."""
+        import json
+
+        from ..faults.crash import CrashFault
+
+        if self.wal_header():
+            return  # (a WAL database keeps no rollback journal)
+        worker = os.path.join(self.dir, "scratch", "hot_journal_writer.py")
+        if not os.path.exists(worker):
+            os.makedirs(os.path.dirname(worker), exist_ok=True)
+            with open(worker, "w", encoding="utf-8") as fh:
+                fh.write(HOT_JOURNAL_WRITER)
+        rows = 150 + 40 * (n % 5)  # (pages enough to spill a one-page cache into the file: the journal is hot)
+        crash = CrashFault(self.db_path, worker=worker, kill_at="mid_transaction",
+                           script_args=[self.sqlite_module().__name__, str(rows)])
+        crash.inject()
+        self.fault_history.append("crash")
+        journal = self.db_path + "-journal"
+        if not (crash.result is not None and crash.result.killed and os.path.exists(journal)
+                and os.path.getsize(journal) > 0):
+            return  # (nothing hot to roll back: nothing of this to judge)
+        ran = self.run_command_line(["recover"], 13, ["crash"], changes=True)
+        if ran is None:
+            return
+        code, doc = ran
+        value = doc.get("value") or {}
+        # (the journal first: the machine's own read of the file would roll a hot one back)
+        hot = os.path.exists(journal) and os.path.getsize(journal) > 0 and self.journal_is_hot(journal)
+        stored = self.stored_kv()
+        killed = sorted(k for k in stored if k.startswith("hot-journal-"))
+        acked = "as acknowledged" if {k: v for k, v in stored.items() if k not in killed} == self.model.kv \
+            else "changed"
+        self.check(13, code == 0 and value.get("rolled_back") is True and value.get("recovered") is False
+                   and "rolled back" in str(doc.get("message")) and stored == self.model.kv and not hot,
+                   lambda: f"`reliability recover` after a writer was killed mid-transaction (hot journal of {rows} "
+                           f"rows' pages) exited {code}: {json.dumps(doc.get('message'))}, rolled_back="
+                           f"{value.get('rolled_back')}, recovered={value.get('recovered')}; the file holds "
+                           f"{len(killed)} of the killed transaction's rows, acknowledged rows {acked}; hot journal "
+                           f"left: {hot} (expected: exit 0, the interrupted transaction said rolled back, no recovery, "
+                           "exactly the acknowledged rows)", faults=["crash"])
+
+    @staticmethod
+    def journal_is_hot(path: str) -> bool:
+        """Whether a rollback journal's header is live (a zeroed header, TRUNCATE/PERSIST's "committed", is not)."""
+        with open(path, "rb") as fh:
+            return fh.read(8) == bytes.fromhex("d9d505f920a163d7")
+
+    def wal_header(self) -> bool:
+        """Whether the database file's header says WAL (bytes 18 and 19 are 2), read with ``os.pread`` on a descriptor
+        kept open by the machine (no runtime is running here: the caller stopped it)."""
+        fd = os.open(self.db_path, os.O_RDONLY)
+        try:
+            head = os.pread(fd, 20, 0)
+        finally:
+            os.close(fd)
+        return len(head) == 20 and head[18] == 2 and head[19] == 2
 
     def fails_quick_check(self, path: str) -> bool:
         """Whether SQLite's own ``PRAGMA quick_check`` finds a database file damaged (opened read-only)."""
