@@ -303,6 +303,7 @@ class SurfaceMixin(BackupMixin):
         if part == "index_entry" and not self.model.kv:
             self.put(0)  # an index with no entry has no entry to change
         self.db.close()  # an operator stops the application before repairing its file
+        self.inspection_leaves_no_sidecars(("check", "health", ("check", "--full"))[seed % 3])  # (a look first)
         kwargs: dict[str, Any] = ({"part": "btree", "table": "kv"} if part == "btree_root" else
                                   {"part": part, "index": KV_INDEX} if part == "index_entry" else {"part": part})
         fault = make_fault("corrupt", self.db_path, backup_before=True, counted_in=STATS, seed=seed, **kwargs)
@@ -351,6 +352,7 @@ class SurfaceMixin(BackupMixin):
             self.migrations_at_start, f"create_{table}", f"CREATE TABLE {table} (id INTEGER PRIMARY KEY)")]
         migrations = list(self.auto_migrations)
         self.db.close()
+        self.inspection_leaves_no_sidecars(("check", "health", ("check", "--full"))[len(self.fault_history) % 3])
         config = self.config
         try:
             self.db = self.open_runtime(self.make_config(auto_migrate=True), migrations=migrations)
@@ -427,7 +429,13 @@ class SurfaceMixin(BackupMixin):
         the file holds exactly the backup's rows, and the previous file is kept aside (``<db>.replaced-*``) holding
         the rows it had. A damaged backup (a copy of one cut short) is refused: exit 2 or 3 naming it, and the database
         file is not touched (README: "a file that is not a SQLite database is refused"; CLI: "the current files are
-        kept aside"). No rule ran the command before."""
+        kept aside"). No rule ran the command before.
+
+        The path is typed absolute or relative to the folder the command runs in; a name given where that folder holds
+        a file of that name (the operator's copy of the database) restores that file: the path given wins over the
+        backup folder. Before the command, with the application stopped, the operator's other commands: a read-only
+        ``reliability check`` / ``health`` (:meth:`inspection_leaves_no_sidecars`) and, after a writer was killed
+        mid-transaction, ``reliability recover`` (:meth:`hot_journal_rolled_back`)."""
         if how == "newest" or not self.snapshots:
             self.take_backup(False)
         listed = {str(b.path) for b in self.db.backups() if b.verified}
@@ -441,27 +449,33 @@ class SurfaceMixin(BackupMixin):
         typed = chosen if n % 2 == 0 else os.path.relpath(chosen)
         arg = {"newest": None, "path": typed, "name": os.path.basename(chosen)}.get(how)
         restored_from, workdir = chosen, None
-        others = [p for p in choices if self.snapshots[p] != self.snapshots[chosen]]
-        if how == "path" and n % 4 == 3 and others:
-            # The operator's own copy of ``chosen`` in the folder the command runs in, under the name another backup
-            # has in the backup folder: the path given names an existing file, and that file is the one restored
-            # (a bare name is looked up in the backup folder only when no such file exists).
+        key, value = f"user-{n}", self.text()  # acknowledged after the backup: the restore drops it
+        out = self.call("execute", self.db.execute, "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value))
+        if out.ok:
+            self.model.kv[key] = value
+        expected = self.snapshots[chosen]
+        shadowed = how == "name" and n % 2 == 1 or how == "path" and n % 4 == 3
+        if shadowed and self.rows_of(chosen) != self.stored_rows():
+            # The folder the command runs in holds a file of the name given (the operator's own copy of the database
+            # as it is now, saved under ``chosen``'s name): the path given names an existing file, and that file is
+            # the one restored (a bare name is looked up in the backup folder only when no such file exists).
             workdir = os.path.join(self.dir, "scratch", f"ops-{len(self.fault_history)}-{n}")
             os.makedirs(workdir, exist_ok=True)
-            arg = os.path.basename(others[0])
+            arg = os.path.basename(chosen)
             restored_from = os.path.join(workdir, arg)
-            with open(chosen, "rb") as src, open(restored_from, "wb") as dst:
-                dst.write(src.read())
+            copy = self.sqlite_module().connect(restored_from)
+            try:
+                with self.raw() as conn:
+                    conn.backup(copy)
+            finally:
+                copy.close()
+            expected = self.rows_of(restored_from)
         if how == "damaged":
             arg = os.path.join(self.dir, "scratch", f"damaged-{len(self.fault_history)}.sqlite")
             with open(chosen, "rb") as src, open(arg, "wb") as dst:
                 dst.write(src.read(os.path.getsize(chosen) // 2))  # a copy cut short
             if not self.fails_quick_check(arg):
                 return  # (the cut kept every page in use: not damaged, nothing to judge)
-        key, value = f"user-{n}", self.text()  # acknowledged after the backup: the restore drops it
-        out = self.call("execute", self.db.execute, "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value))
-        if out.ok:
-            self.model.kv[key] = value
         kept = set(glob.glob(glob.escape(self.db_path) + ".replaced-*"))
         seen: dict[str, Any] = {}
 
@@ -504,7 +518,7 @@ class SurfaceMixin(BackupMixin):
             rows: Any = self.stored_rows()
         except sqlite3.Error as exc:
             rows = f"unreadable: {exc}"
-        self.check(12, code == 0 and restored == os.path.abspath(restored_from) and rows == self.snapshots[chosen],
+        self.check(12, code == 0 and restored == os.path.abspath(restored_from) and rows == expected,
                    lambda: f"{said} ({how}{f', run in {workdir}' if workdir else ''}) exited {code} "
                            f"({doc.get('message')!r}), restoring {restored}: expected {restored_from} and exactly its "
                            f"rows ({'they differ' if not isinstance(rows, str) else rows})")
@@ -517,9 +531,10 @@ class SurfaceMixin(BackupMixin):
         self.check(12, held == [rows_before],
                    lambda: f"after {said} the previous database is not kept aside as one {self.db_path}.replaced-* "
                            f"file holding its rows: {aside} ({'rows differ' if not isinstance(held, str) else held})")
-        kv, pairs = self.snapshots[chosen]
+        kv, pairs = expected
         self.model.kv, self.model.pairs = dict(kv), {k: list(v) for k, v in pairs.items()}
-        self.model.applied_versions = list(self.version_snapshots.get(chosen, self.model.applied_versions))
+        if workdir is None:  # (the operator's copy holds the migrations applied now)
+            self.model.applied_versions = list(self.version_snapshots.get(chosen, self.model.applied_versions))
 
     def inspection_leaves_no_sidecars(self, command: str | tuple[str, ...]) -> None:
         """P11 on the read-only inspection (``reliability check`` / ``health``, the ``Inspector``) of the stopped
@@ -663,6 +678,7 @@ class SurfaceMachine(SurfaceMixin):
         config = self.config
         self.db.close()  # the application stopped; its file is deleted meanwhile (the fault keeps a copy)
         try:
+            self.inspection_leaves_no_sidecars(("check", "health", ("check", "--full"))[len(verified) % 3])
             if self.inject("disconnect_delete"):
                 self.missing_file_command(self.db_path, command, bool(verified), ["disconnect_delete"])
         finally:

@@ -1,5 +1,6 @@
 """The surface machine's rule ``restore_from_the_command_line`` judges two more operator promises: a backup named by a
-path relative to the folder the command runs in is the one restored (P12), and the read-only inspection run first on
+path relative to the folder the command runs in is the one restored, also where the backup folder holds a file of that
+name (P12), and the read-only inspection run first on
 the stopped application's WAL database at rest (``reliability check`` / ``health``) leaves no ``-wal``/``-shm`` behind
 (P11). Called with fixed arguments on a fresh machine, it passes on the runtime and fails against a runtime with one
 realistic defect of each kind."""
@@ -33,10 +34,9 @@ def run_rule(base: Path, cases: list[tuple[str, int]], journal_mode: str = "WAL"
     machine.start(random.Random(0), {**{k: v[0] for k, v in CONFIG_SPACE.items()}, "journal_mode": journal_mode},
                   frozenset({"backup"}))
     try:
-        for i in range(2):
+        for i, (how, n) in enumerate(cases):
             machine.put(i)
             machine.take_backup(False)
-        for how, n in cases:
             machine.restore_from_the_command_line(Last(), how, n)
     finally:
         machine.teardown()
@@ -44,7 +44,7 @@ def run_rule(base: Path, cases: list[tuple[str, int]], journal_mode: str = "WAL"
 
 @pytest.mark.parametrize("journal_mode", ["WAL", "DELETE", "TRUNCATE"])
 def test_the_rule_passes_on_the_runtime(tmp_path, journal_mode):
-    run_rule(tmp_path, [("path", n) for n in range(8)] + [("name", 1), ("newest", 2)], journal_mode)
+    run_rule(tmp_path, [(how, n) for n in range(6) for how in ("path", "name")] + [("newest", 2)], journal_mode)
 
 
 def test_it_bites_a_restore_that_reads_a_relative_path_in_the_backup_folder(tmp_path, monkeypatch):
@@ -73,8 +73,8 @@ def test_it_bites_a_restore_that_prefers_the_backup_folder_to_the_path_given(tmp
 
     monkeypatch.setitem(cli_module._HANDLERS, "restore", restore)
     with pytest.raises(AssertionError, match=r"p12_automatic_backup violated .*`reliability restore backup-.*` "
-                                             r"\(path, run in .*ops-.*\) exited 0 .*restoring .*\.backups/backup-"):
-        run_rule(tmp_path, [("path", 3)])
+                                             r"\(name, run in .*ops-.*\) exited 0 .*restoring .*\.backups/backup-"):
+        run_rule(tmp_path, [("name", 3)])
 
 
 def test_it_bites_an_inspection_that_never_sees_a_wal_database_at_rest(tmp_path, monkeypatch):
