@@ -54,6 +54,9 @@ def test_the_errors_logging_machine_bites_an_error_record_naming_the_sqlite_code
             self.log.record(op, sql, seconds, 0, attempts, "error", err.code_name or str(err.kind))
 
     monkeypatch.setattr(OperationRecords, "failed", failed)
-    with pytest.raises(AssertionError, match=rf"{property_id(17)}.*the operation record of a (execute|fetch_one|"
-                                             r"fetch_all) that failed with a \w+ error says error_kind='SQLITE_"):
+    # (or the caller-error sweep's records first: it met the defect first on Python 3.10 once the sweep judged
+    # error_name() there too, session 24)
+    with pytest.raises(AssertionError, match=rf"{property_id(17)}.*(the operation record of a (execute|fetch_one|"
+                                             r"fetch_all) that failed with a \w+ error says error_kind='SQLITE_|"
+                                             r"made the operation records \[.*'error', 'SQLITE_)"):
         run_machine(MACHINES["errors_logging"], settings_=BITE, base_dir=str(tmp_path), enforce={17})
