@@ -1242,6 +1242,28 @@ BUGS: tuple[Bug, ...] = (
         "            self._ident, self._offset, self._lines = ident, 0, 1\n",
         "a queue file whose line 2 is a cut-off record, read at start: the ERROR record must say 'line 2 is "
         "unreadable'; the bug says line 3"),
+    Bug("s24_recover_hot_journal_not_reported", 13, "reliability/cli.py",
+        "            rolled_back = True\n", "            rolled_back = False\n",
+        "a writer SIGKILLed mid-transaction in a DELETE-mode database (hot -journal), then `reliability recover`: must "
+        "exit 0 saying it rolled back an interrupted transaction (rolled_back true); the bug rolls it back and says "
+        "'nothing to recover ... nothing was changed'"),
+    Bug("s24_restore_prefers_backup_folder", 12, "reliability/cli.py",
+        "        if not candidate.exists() and (config.backup_directory / candidate).exists():",
+        "        if (config.backup_directory / candidate).exists():",
+        "`reliability restore backup-X.sqlite` run in a folder holding the operator's own copy named backup-X.sqlite: "
+        "must restore that file (the path given exists); the bug restores the backup folder's backup-X.sqlite"),
+    Bug("s24_error_name_gives_code", 9, "reliability/errors.py",
+        "    return sqlite_code(exc)[1]", "    return sqlite_code(exc)[0]",
+        "a UNIQUE violation: error_name() must be 'SQLITE_CONSTRAINT_UNIQUE' (3.11+; 'SQLITE_CONSTRAINT' on 3.10); "
+        "the bug gives 2067 (19 on 3.10)"),
+    Bug("s24_reload_interval_zero_keeps_watching", 16, "reliability/reload.py",
+        "        if interval <= 0 and alive:", "        if interval < 0 and alive:",
+        "the watched file sets config_reload_interval=0.02, then 0: a later change of retry_attempts must wait for "
+        "check_now(); the bug's thread keeps checking (without pause) and applies it within milliseconds"),
+    Bug("s24_inspection_reads_whole_header", 11, "reliability/inspection.py",
+        "        head = files.read_database_head(path, 20)", "        head = files.read_database_head(path, 100)",
+        "`reliability check` on the stopped application's WAL database at rest (no -wal/-shm): must leave no sidecar "
+        "files; the bug never takes the file for a WAL database at rest and leaves app.db-wal and app.db-shm behind"),
 )
 
 
