@@ -565,8 +565,6 @@ class SurfaceMixin(BackupMixin):
         holds exactly the acknowledged rows, none of the killed transaction's, and no hot journal is left."""
         import json
 
-        from ..faults.crash import CrashFault
-
         if self.wal_header():
             return  # (a WAL database keeps no rollback journal)
         worker = os.path.join(self.dir, "scratch", "hot_journal_writer.py")
@@ -575,7 +573,7 @@ class SurfaceMixin(BackupMixin):
             with open(worker, "w", encoding="utf-8") as fh:
                 fh.write(HOT_JOURNAL_WRITER)
         rows = 150 + 40 * (n % 5)  # (pages enough to spill a one-page cache into the file: the journal is hot)
-        crash = CrashFault(self.db_path, worker=worker, kill_at="mid_transaction",
+        crash = make_fault("crash", self.db_path, worker=worker, kill_at="mid_transaction",
                            script_args=[self.sqlite_module().__name__, str(rows)])
         crash.inject()
         self.fault_history.append("crash")

@@ -46,7 +46,10 @@ def test_it_bites_a_restore_that_takes_the_oldest_backup(tmp_path, monkeypatch):
     # db.restore() with no argument: "the first verified one" of a listing read oldest first.
     monkeypatch.setattr(BackupManager, "newest_verified",
                         lambda self: next((b for b in reversed(self.list()) if b.verified), None))
-    with pytest.raises(AssertionError, match=r"db\.restore\(\) .*expected the next newest verified one"):
+    # (Met either way: it restores an older backup where the next newest was owed, or where the newest, damaged on
+    # disk, had to be refused; session 24's weight on older_copy_put_in_place moved the search to the second.)
+    with pytest.raises(AssertionError, match=r"db\.restore\(\) (.*expected the next newest verified one"
+                                             r"|with the newest verified backup .* damaged on disk \(restored )"):
         run_streams(MACHINES["backup_recovery"], settings_=BITE, base_dir=str(tmp_path), enforce={12})
 
 
