@@ -1264,6 +1264,12 @@ BUGS: tuple[Bug, ...] = (
         "        head = files.read_database_head(path, 20)", "        head = files.read_database_head(path, 100)",
         "`reliability check` on the stopped application's WAL database at rest (no -wal/-shm): must leave no sidecar "
         "files; the bug never takes the file for a WAL database at rest and leaves app.db-wal and app.db-shm behind"),
+    Bug("s24_refused_replay_counts_a_skip", 14, "reliability/degraded/commands.py",
+        "            return ReplayReport(0, 0, 0, len(self.queue), str(ErrorKind.CORRUPT))",
+        "            return ReplayReport(0, len(self.queue), 0, len(self.queue), str(ErrorKind.CORRUPT))",
+        "corruption in force and met by a statement, a write command queued, then db.commands.replay(): must report "
+        "applied 0, skipped 0, failed 0, remaining 1, error 'corrupt'; the bug reports the waiting write as skipped "
+        "(skipped means: found applied already)"),
 )
 
 

@@ -456,6 +456,8 @@ class CellsMixin(DegradationMixin, AuditMixin, HealthMixin, SchemaMixin, BackupM
         if has_commands(self):
             self.greet()
             self.store(self.rng.randrange(13))
+            if family == "corrupt" and self.corrupt_seen_error:
+                self.replay_refused_while_damaged(faults)
         if has_audit(self):
             self.record_entry(4)
         if has_reload(self) and getattr(self, "watcher", None) is not None:
@@ -463,6 +465,27 @@ class CellsMixin(DegradationMixin, AuditMixin, HealthMixin, SchemaMixin, BackupM
         self.p10_health_monitoring()
         self.p17_operation_logging()
         self.p15_audit_retry()
+
+    def replay_refused_while_damaged(self, faults: list[str]) -> None:
+        """P14 with corruption in force and seen by the runtime (a statement met it): ``replay()`` applies nothing
+        while the file is damaged (a queued write waits for a sound file), and its report says exactly that: nothing
+        applied, skipped or failed, every queued write remaining, the error ``corrupt``, no failures; the queue file
+        is unchanged (no write set aside, none marked done). Recovery replays them later (``recover_from_corruption``
+        judges that every acknowledged write is back)."""
+        queue = self.db.commands.queue
+        if not len(queue):
+            return
+        with open(queue.path, "rb") as fh:
+            before = fh.read()
+        got = self.absorb(self.db.commands.replay)
+        with open(queue.path, "rb") as fh:
+            after = fh.read()
+        said = (got.applied, got.skipped, got.failed, got.remaining, got.error, list(got.failures))
+        self.check(14, said == (0, 0, 0, len(queue), "corrupt", []) and after == before,
+                   lambda: f"db.commands.replay() with {len(queue)} write(s) queued while corruption is in force and "
+                           f"seen: reported applied/skipped/failed/remaining/error/failures {said}, expected "
+                           f"{(0, 0, 0, len(queue), 'corrupt', [])}"
+                           + ("" if after == before else "; the queue file changed"), faults=faults)
 
     # -- P3 -------------------------------------------------------------------------------------------
     #: the tampered version is recorded in the file now (planted by tamper_schema, removed by untamper*)
@@ -1261,3 +1284,15 @@ class UnderFaultMachine(KindsMixin):
 
     core_groups = frozenset(("corrupt_in_force",))
     fault_kinds = ("none", "locked", "disk_full", "disconnect_close", "disconnect_rename")
+
+    @precondition(lambda self: "corrupt" in self.faults and has_commands(self) and len(self.faults) == 1)
+    @rule()
+    def replay_while_damaged(self) -> None:
+        """P14 with corruption in force across rules: :meth:`replay_refused_while_damaged` (a statement meets the
+        damage first when none has yet, so the runtime knows)."""
+        if not self.corrupt_seen_error:
+            self.probe_corruption()
+        if self.corrupt_seen_error:
+            self.command_under_replace(["corrupt"])
+            self.replay_refused_while_damaged(["corrupt"])
+
