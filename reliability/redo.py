@@ -304,8 +304,14 @@ def publish_solo(conn: sqlite3.Connection, owner: int, base: str | os.PathLike[s
         row = conn.execute(f"SELECT seq FROM {WRITERS_TABLE} WHERE slot = ?", (owner,)).fetchone()
         # Holding the claim ourselves means its owner released it: it is not running any more.
         running = journal is None or journal.claim is None
+        own = journal is not None and owner == journal.slot
+        # For this manager's own slot the run alone was its previous owner's: whether that one closed cleanly is
+        # what the file said when this manager took it, not what it says now (an abort marker this manager wrote
+        # since makes the file read as not closed, and a sequence was then left out for nobody: recovery later
+        # reported it missing and held back every transaction after it).
         last = _last_committed_alone(Path(base), owner, _sequence(row[0], owner) if row else 0,
-                                     own=journal is not None and owner == journal.slot, running=running)
+                                     own=own, running=running,
+                                     clean=journal.was_clean if own and journal is not None else None)
     conn.execute(_CLAIM_SQL, (owner, last))
     conn.execute(_UNSOLO_SQL)
     if journal is not None:
@@ -315,7 +321,8 @@ def publish_solo(conn: sqlite3.Connection, owner: int, base: str | os.PathLike[s
     return last
 
 
-def _last_committed_alone(base: Path, owner: int, recorded: int, *, own: bool, running: bool) -> int:
+def _last_committed_alone(base: Path, owner: int, recorded: int, *, own: bool, running: bool,
+                          clean: bool | None = None) -> int:
     if running:
         claim = _SoloClaim(base)
         claim.revoke()
@@ -328,7 +335,7 @@ def _last_committed_alone(base: Path, owner: int, recorded: int, *, own: bool, r
     # (A damaged file: its high-water mark is the best bound; recovery reports the damage.)
     last = max([state.base, recorded, *done[-1:], *([state.hwm or 0] if state.problems else [])])
     alive = running and not own and _locked_by_someone(path)
-    if not alive and not state.clean:
+    if not alive and not (state.clean if clean is None else clean):
         last += 1  # it may have died between a COMMIT and its record (see publish_solo)
         log.warning("redo journal slot %d committed alone and stopped without closing; sequence %d is "
                     "left out for a transaction it may have committed without a record", owner, last)
