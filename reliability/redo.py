@@ -328,13 +328,16 @@ def _last_committed_alone(base: Path, owner: int, recorded: int, *, own: bool, r
         claim.revoke()
         claim.wait_window()  # the owner is not between a COMMIT and its record now (and cannot start one)
     path = slot_path(base, owner)
+    # Whether the owner still runs is asked before its file is read: an owner that stops writes its clean close
+    # before it releases the lock, so a file read after the lock was seen free is its last word. Asked after the
+    # read, an owner that closed in between looked dead without closing, and a sequence was left out for nobody.
+    alive = running and not own and _locked_by_someone(path)
     state = read_journal(path)
     # A record of a run alone was written after its COMMIT: committed. Any other record is
     # committed when the database says so (its last one may be an orphan: see reconcile).
     done = [seq for seq, _ops in state.entries if seq in state.alone or seq <= recorded]
     # (A damaged file: its high-water mark is the best bound; recovery reports the damage.)
     last = max([state.base, recorded, *done[-1:], *([state.hwm or 0] if state.problems else [])])
-    alive = running and not own and _locked_by_someone(path)
     if not alive and not (state.clean if clean is None else clean):
         last += 1  # it may have died between a COMMIT and its record (see publish_solo)
         log.warning("redo journal slot %d committed alone and stopped without closing; sequence %d is "

@@ -347,3 +347,31 @@ def test_an_older_copy_put_in_place_is_refused_naming_every_commit_since_it(tmp_
         check_bank(db, {f"t-{i}" for i in range(4)})
     finally:
         db.close()
+
+
+def test_an_owner_that_closes_while_its_run_is_published_leaves_no_sequence_out(tmp_path, monkeypatch):
+    """The publisher asks whether the owner runs before it reads the owner's file: an owner that closes cleanly in
+    between must not look like one that died in its commit window (a sequence left out for nobody makes recovery
+    report it missing and hold back everything after it)."""
+    from reliability import redo
+
+    path = tmp_path / "bank.db"
+    owner = normal_bank(path)
+    transfer(owner, "t-0", 1, 2, 5)
+    transfer(owner, "t-1", 2, 3, 5)
+    journal = owner._redo
+    assert journal.solo_mine
+    last = journal.seq
+    real = redo.read_journal
+    closed: list[bool] = []
+
+    def read_then_owner_closes(p):
+        state = real(p)
+        if str(p) == str(journal.path) and not closed:
+            closed.append(True)
+            owner.close()  # its clean close, then its lock released: after this reader's look at the file
+        return state
+
+    monkeypatch.setattr(redo, "read_journal", read_then_owner_closes)
+    got = redo._last_committed_alone(journal.base_path, journal.slot, 0, own=False, running=True)
+    assert closed and got == last, (got, last)
