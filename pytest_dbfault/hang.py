@@ -15,6 +15,8 @@ waited for on a lock the same process still holds through a leaked descriptor, a
 interrupted where it hangs with :class:`StepHung`, a failure reported like any other (a machine's is shrunk), its
 traceback pointing at the line that hung. The bound (:data:`STEP_SECONDS_ENV`, default :data:`DEFAULT_STEP_SECONDS`)
 is far above any legitimate step: the slowest (real processes, a whole fault sweep) take seconds on a loaded machine.
+Once a step of a run hung, the rest of that run (shrinking, the final replay) gets a bound measured on the run
+itself, so a found hang is reported with its shrunk example in seconds per candidate, not minutes.
 """
 
 from __future__ import annotations
@@ -135,15 +137,46 @@ class StepHung(AssertionError):
     """A step of a property machine did not return within the watchdog's bound."""
 
 
+#: After a step of a machine hung, later steps of that machine (Hypothesis shrinking the example, then replaying it)
+#: get this many times the longest step that returned, at least :data:`AFTER_HANG_FLOOR` s, never more than the bound.
+AFTER_HANG_FACTOR = 4.0
+AFTER_HANG_FLOOR = 15.0
+
+
 class _StepWatchdog(HangWatchdog):
+    """The per-step watchdog of one machine or scenario run.
+
+    Once a step has hung, the run's verdict is already a failure; what is left is Hypothesis shrinking the example
+    and replaying it, and each candidate that hangs again would cost the whole bound (two minutes by default, far
+    above any legitimate step so a loaded machine never trips it). So after the first hang the bound drops to a few
+    times the longest step that did return in this run (:data:`AFTER_HANG_FACTOR`, at least
+    :data:`AFTER_HANG_FLOOR` s): measured on this run, it stays above what the machine legitimately does here, and a
+    found hang ends with its shrunk example in seconds instead of minutes per candidate."""
+
     exception = StepHung
     thread_name = "dbfault-step-watchdog"
 
     def __init__(self, what: str, timeout: float) -> None:
         super().__init__(timeout)
         self.what = what
+        self.bound = timeout
+        #: Whether a step of this run hung (then later steps get the shorter bound).
+        self.hung = False
+        #: The longest step of this run that returned (seconds).
+        self.longest = 0.0
+        self._began: float | None = None
+
+    def arm(self, subject: Any = None) -> None:
+        now = time.monotonic()
+        if self._began is not None and not self.fired:  # (the step before this one returned: how long it took)
+            self.longest = max(self.longest, now - self._began)
+        self._began = now
+        if self.hung:
+            self.timeout = min(self.bound, max(AFTER_HANG_FLOOR, AFTER_HANG_FACTOR * self.longest))
+        super().arm(subject)
 
     def fire(self, subject: object) -> str | None:
+        self.hung = True
         return (f"a step of {self.what} did not return within {self.timeout:g} s: the runtime hung (the traceback "
                 f"shows where). {STEP_SECONDS_ENV} sets the bound (0 turns it off).")
 

@@ -96,3 +96,38 @@ def test_someone_elses_handler_of_the_signal_is_left_alone():
             assert not watchdog_threads()
     finally:
         signal.signal(signal.SIGUSR2, previous)
+
+
+def test_after_a_hang_later_steps_of_the_run_get_a_bound_measured_on_the_run(monkeypatch):
+    # Hypothesis shrinks a hung example and replays it: each candidate that hangs again must not cost the whole
+    # bound. After the first hang the bound is AFTER_HANG_FACTOR x the longest step that returned (here ~0.1 s),
+    # at least AFTER_HANG_FLOOR (lowered for the test): the second hang is cut within seconds, not at the run's 60 s.
+    from pytest_dbfault import hang
+
+    monkeypatch.setattr(hang, "AFTER_HANG_FLOOR", 1.0)
+    with step_watchdog("the demo machine", seconds=60.0):
+        watchdog = hang._ARMED[0]
+        watchdog.timeout = 2.0  # (the first hang cut at 2 s to keep the test short; the run's bound stays 60 s)
+        rearm()
+        time.sleep(0.1)  # a step that returns
+        rearm()
+        with pytest.raises(StepHung, match="within 2 s"):
+            spin()
+        rearm()  # the next step, as Hypothesis starts a shrink candidate: the shorter bound
+        assert watchdog.hung and watchdog.longest >= 0.1
+        assert watchdog.timeout == max(1.0, hang.AFTER_HANG_FACTOR * watchdog.longest) < 60.0
+        t0 = time.monotonic()
+        with pytest.raises(StepHung, match="did not return within"):
+            spin()
+        assert time.monotonic() - t0 < 30  # (cut by the shorter bound, not the run's)
+
+
+def test_steps_of_a_run_with_no_hang_keep_the_whole_bound():
+    from pytest_dbfault import hang
+
+    with step_watchdog("the demo machine", seconds=60.0):
+        watchdog = hang._ARMED[0]
+        for _ in range(3):
+            rearm()
+            time.sleep(0.05)
+        assert not watchdog.hung and watchdog.timeout == 60.0
