@@ -1270,6 +1270,12 @@ BUGS: tuple[Bug, ...] = (
         "corruption in force and met by a statement, a write command queued, then db.commands.replay(): must report "
         "applied 0, skipped 0, failed 0, remaining 1, error 'corrupt'; the bug reports the waiting write as skipped "
         "(skipped means: found applied already)"),
+    Bug("s25_b_reconcile_keeps_journal_locks", 13, "reliability/redo.py",
+        "            os.close(fd)  # releases the lock\n",
+        "            pass  # (the descriptor kept open, and with it the lock)\n",
+        "a second manager writes and closes (a second journal), the first one is killed after a COMMIT and restarted "
+        "on what the kill left: once it is open, every journal but its own must be free (flock); the bug keeps the "
+        "lock of each stopped journal its startup reconciled, so it looks alive to every process"),
 )
 
 

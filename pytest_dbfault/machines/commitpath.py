@@ -220,7 +220,7 @@ class CommitPathMachine(RuntimeMachine):
     def journals_agree_with_the_database(self) -> None:
         """After every step: the journals merge, on top of the newest backup, into exactly the transactions
         the database says it committed (one record per sequence, none missing) — what recovery would use."""
-        from reliability.redo import plan_replay, read_committed
+        from reliability.redo import _locked_by_someone, journal_files, plan_replay, read_committed
 
         if getattr(self, "acked", None) is None or self.db is None or self.db.redo_journal is None:
             return
@@ -233,6 +233,14 @@ class CommitPathMachine(RuntimeMachine):
         plan = plan_replay(self.db.config.redo_journal_file, start, seen=redo.seen, committed=committed,
                            alive=frozenset({redo.slot}))
         self.check(13, not plan.problems, lambda: f"the journals and the database disagree: {plan.problems}")
+        # A journal's lock says its owner runs (every process judges a stopped journal's last record by it, and
+        # a manager opening takes the first free slot): here the one manager open is this one, so every other
+        # journal must be free once a step is over (a startup that looked at the stopped ones let go of them).
+        held = [slot for slot, path in journal_files(self.db.config.redo_journal_file)
+                if slot != redo.slot and _locked_by_someone(path)]
+        self.check(13, not held, lambda: (
+            f"redo journal slot(s) {held} are locked although no manager of them is open (this manager holds "
+            f"slot {redo.slot}): other processes take their owner for alive, and no manager can take them"))
 
     @rule()
     def damage_and_recover(self) -> None:
