@@ -180,7 +180,7 @@ BUGS: tuple[Bug, ...] = (
         "                    conn.execute(f\"RELEASE {name}\")",
         "nested db.transaction(): inner block raises, outer commits -> the inner rows must not be there"),
     Bug("p06_commit_after_sqlite_rollback", 6, "reliability/transaction.py",
-        "        if not conn.in_transaction:\n",
+        "        if not open_tx:\n",
         "        if False:\n",
         "a body that catches a disk-full error and returns: SQLite already rolled back, the runtime "
         "must not report a commit"),
@@ -1276,6 +1276,19 @@ BUGS: tuple[Bug, ...] = (
         "a second manager writes and closes (a second journal), the first one is killed after a COMMIT and restarted "
         "on what the kill left: once it is open, every journal but its own must be free (flock); the bug keeps the "
         "lock of each stopped journal its startup reconciled, so it looks alive to every process"),
+    Bug("s25_b_handle_dropped_inside_a_transaction", 6, "reliability/executor.py",
+        "        if reconnect and not self.transactions.depth:\n",
+        "        if reconnect:\n",
+        "inside with db.transaction(): a write, the connection closed under the runtime, the next statement's error "
+        "caught, one more write, the block left normally: it must fail with none of its writes in the file; the bug "
+        "drops the handle on the caught error, the last write opens a connection outside the transaction and is saved "
+        "on its own"),
+    Bug("s25_b_commit_check_reads_a_closed_handle", 2, "reliability/transaction.py",
+        "        try:\n            open_tx = conn.in_transaction\n",
+        "        open_tx = conn.in_transaction\n        try:\n            pass\n",
+        "inside with db.transaction(): a write, the connection closed under the runtime, the next statement's error "
+        "caught, the block left normally: it must fail with a DatabaseError; the bug lets sqlite3's raw "
+        "ProgrammingError 'Cannot operate on a closed database' out of the block"),
 )
 
 

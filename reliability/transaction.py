@@ -130,7 +130,14 @@ class TransactionManager:
                                        operation_id=operation_id)
 
     def _commit(self, conn: sqlite3.Connection, operation_id: str) -> None:
-        if not conn.in_transaction:
+        try:
+            open_tx = conn.in_transaction
+        except self.connections.module.Error as exc:
+            # The handle was closed inside the block (a lost connection whose error the caller caught): the
+            # transaction went with it, nothing was saved. Said as a DatabaseError, like every other failure.
+            self._rollback(conn, 0, "")
+            raise self.handler.wrap(exc, operation_id=operation_id, sql="COMMIT") from exc
+        if not open_tx:
             # A statement inside failed in a way SQLite answers by rolling back, and the
             # caller swallowed the error: committing now would acknowledge lost work.
             self.rollbacks += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from pathlib import Path
@@ -263,3 +264,30 @@ def test_a_before_commit_check_that_fails_keeps_its_own_error_and_rolls_back(db:
     assert info.value.kind is ErrorKind.CONSTRAINT and info.value.operation_id
     db.observers.remove(check)
     assert [r[0] for r in db.fetch_all("SELECT name FROM items")] == ["taken"]
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_a_connection_closed_inside_a_block_whose_error_was_caught_fails_the_block_as_a_database_error(
+        db: DatabaseManager, nested: bool) -> None:
+    # The connection is lost inside ``with db.transaction()`` (the disconnect fault's close mode: the handle
+    # closed under the runtime), and the caller catches the statement's error and leaves the block normally.
+    # The transaction went with the handle: the block must fail as a DatabaseError (it used to raise sqlite3's
+    # raw ProgrammingError "Cannot operate on a closed database" from the check before COMMIT), nothing of it
+    # saved, and the manager usable at its next call.
+    from pytest_dbfault.faults import make_fault
+
+    db.execute("INSERT INTO items (name) VALUES ('before')")
+    with pytest.raises(DatabaseError):
+        with db.transaction():
+            db.execute("INSERT INTO items (name) VALUES ('a')")
+            with db.transaction() if nested else contextlib.nullcontext():
+                fault = make_fault("disconnect_close", db)
+                fault.inject()
+                try:
+                    with pytest.raises(DatabaseError):
+                        db.execute("INSERT INTO items (name) VALUES ('b')")
+                finally:
+                    fault.heal()
+    assert {r[0] for r in db.fetch_all("SELECT name FROM items")} == {"before"}
+    db.execute("INSERT INTO items (name) VALUES ('after')")
+    assert count(db) == 2

@@ -175,6 +175,53 @@ class TransactionMachine(Workload):
                                f"the file holds {stored.get(after_key)!r}: the write was lost at close")
 
     @precondition(lambda self: self.db is not None and not self.faults)
+    @rule(first=st.integers(0, 12), second=st.integers(13, 20), carry_on=st.booleans())
+    def connection_lost_inside_and_caught(self, first: int, second: int, carry_on: bool) -> None:
+        """P6/P7: inside ``with db.transaction()``, a write, then the connection is lost (the handle closed under the
+        runtime: the disconnect fault's close mode); the application catches the next statement's error, maybe
+        writes once more (``carry_on``), and leaves the block normally. The transaction went with the handle: the
+        block fails with a DatabaseError (P2, judged by the call), none of its writes is in the file (a statement
+        after the loss never runs on a connection opened meanwhile outside the transaction: it would be saved on
+        its own while the block fails), nothing is left open, and the next call works."""
+        from reliability import DatabaseError
+
+        keys = [f"user-{first}", f"user-{second}", f"user-{(first + 1) % 13}"]
+        values = {k: self.text() for k in keys}
+        sql = "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)"
+        inner: list[Any] = []
+
+        def run() -> None:
+            with self.db.transaction():
+                out = self.call("execute", self.db.execute, sql, (keys[0], values[keys[0]]))
+                if not out.ok:
+                    raise out.error
+                self.inject("disconnect_close", 0)
+                inner.append(self.call("execute", self.db.execute, sql, (keys[1], values[keys[1]])))
+                self.heal("disconnect_close")
+                if carry_on:
+                    inner.append(self.call("execute", self.db.execute, sql, (keys[2], values[keys[2]])))
+
+        out = self.call("transaction", run)
+        self.heal("disconnect_close")  # (when the block ended before its heal)
+        acknowledged = [k for k, o in zip(keys[1:], inner, strict=False) if o.ok]
+        self.check(6, not out.ok and isinstance(out.error, DatabaseError), lambda: (
+            "a transaction whose connection was lost inside it (the error caught by the application) "
+            + ("committed" if out.ok else f"failed with {out.error!r}")))
+        if out.ok:  # (judged above; the model follows what the file says)
+            self.model.kv.update({k: values[k] for k in [keys[0], *acknowledged]})
+        if self.writes_queued():
+            return
+        stored = self.stored_kv()
+        self.check(6, all(stored.get(k) == self.model.kv.get(k) for k in keys), lambda: (
+            f"a transaction whose connection was lost inside it failed, yet the file holds "
+            f"{ {k: stored.get(k) for k in keys} } (expected { {k: self.model.kv.get(k) for k in keys} }; "
+            f"acknowledged inside it after the loss: {acknowledged}): not all or nothing"))
+        for k in keys:  # the model follows the file, so one violation is reported once
+            if stored.get(k) is not None:
+                self.model.kv[k] = stored[k]
+        self.check_rolled_back(None)
+
+    @precondition(lambda self: self.db is not None and not self.faults)
     @rule(first=st.integers(0, 12), second=st.integers(13, 20), inside=st.booleans(), after=st.booleans())
     def with_conn_block(self, first: int, second: int, inside: bool, after: bool) -> None:
         """P6: ``with conn:`` (the sqlite3 idiom) on the connection ``with db.transaction() as conn`` yields: a write
