@@ -1289,6 +1289,12 @@ BUGS: tuple[Bug, ...] = (
         "inside with db.transaction(): a write, the connection closed under the runtime, the next statement's error "
         "caught, the block left normally: it must fail with a DatabaseError; the bug lets sqlite3's raw "
         "ProgrammingError 'Cannot operate on a closed database' out of the block"),
+    Bug("s25_b_removed_index_kept_by_other_handles", 13, "reliability/connection.py",
+        "                other._close_quietly()\n                other.state = ConnectionState.RECONNECTING",
+        "                other.state = ConnectionState.RECONNECTING",
+        "two managers in this process, the -wal and -shm removed, one manager saves the removed WAL and reopens: "
+        "then another process commits a row; every manager here must serve it; the bug leaves the other handle "
+        "open on the removed index, shared by every connection opened here since, and they read without it"),
 )
 
 

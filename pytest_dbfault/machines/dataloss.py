@@ -1325,7 +1325,31 @@ class DataLossMachine(RuntimeMachine):
             # (removed or not), another process builds its own from the files at the path. (With the -shm kept
             # both read the same index: the in-process read below sees what another process would.)
             self.check_bank(13, what + " (read by another process)", [f"after:{kind}"], self.read_bank_outside())
+            self.judge_sees_other_processes(what, [f"after:{kind}"])
         self.check_bank(13, what, [f"after:{kind}"])
+
+    def judge_sees_other_processes(self, what: str, labels: list[str]) -> None:
+        """Another process commits a row (plain SQLite, its own index built from the files at the path): every
+        manager of this process that answers a read serves it. A handle of this process left open on the removed
+        ``-shm`` keeps that index alive, and every connection opened here since shares it (SQLite keeps one index per
+        database file in a process): this process would read a WAL through an index that no longer describes it,
+        blind to the other writers' commits (and writing over their frames)."""
+        from reliability import DatabaseError
+
+        self.serial += 1
+        tid = f"f-{self.serial}"
+        self.maybe.add(tid)  # another application's row: the runtime never acknowledged it
+        done = run_script(FOREIGN_WRITER, [self.db_path, self.config.sqlite_module, tid], timeout=60)
+        if "wrote" not in done.stdout:
+            return  # (the file refused the other process: nothing committed to look for)
+        for who, m in enumerate(self.managers()):
+            try:
+                served = {r[0] for r in m.fetch_all("SELECT id FROM xfer WHERE id = ?", (tid,))}
+            except DatabaseError:
+                continue  # a refusal is an answer
+            self.check(13, tid in served, lambda who=who: (
+                f"{what}: another process committed transfer {tid}, and manager {who} of this process serves a "
+                "database without it (it reads through the removed -shm's index)"), faults=labels)
 
     def transfer_through(self, who: int, db: Any, src: int, dst: int, amount: int) -> None:
         """One transfer through manager ``who`` (``db``), booked as acknowledged or as of unknown outcome."""
