@@ -1295,6 +1295,13 @@ BUGS: tuple[Bug, ...] = (
         "two managers in this process, the -wal and -shm removed, one manager saves the removed WAL and reopens: "
         "then another process commits a row; every manager here must serve it; the bug leaves the other handle "
         "open on the removed index, shared by every connection opened here since, and they read without it"),
+    Bug("s25_b_orphan_past_the_mark_kept", 13, "reliability/redo.py",
+        "    if not orphans and not (state.hwm or 0) > max(live[-1] if live else 0, last):",
+        "    if not orphans or not (state.hwm or 0) > max(live[-1] if live else 0, last):",
+        "synchronous FULL: a process killed between writing a journal record and moving the high-water mark to it "
+        "(before COMMIT), restarted: the journals must merge into what the database committed; the bug leaves the "
+        "orphan record unmarked (the mark is not past it), and the journals then claim a committed sequence the "
+        "database never had"),
 )
 
 

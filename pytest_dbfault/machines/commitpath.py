@@ -10,6 +10,8 @@ synchronous FULL/EXTRA path writes its record before COMMIT and overlaps the fsy
 writer at NORMAL writes it after COMMIT, see :mod:`reliability.redo`):
 
 * ``before_record`` — the record is about to be written;
+* ``mid_record`` — the record's bytes are in the file, its high-water mark not yet (the two writes of one
+  record are two system calls: a kill can land between them);
 * ``after_record`` — the record is written (not yet flushed / not yet acknowledged);
 * ``before_commit`` — just before COMMIT (after the record on the FULL path, before it when alone);
 * ``after_commit`` — COMMIT and the record done, the caller not yet told.
@@ -40,7 +42,7 @@ from hypothesis.stateful import initialize, invariant, rule
 from ..stats import STATS
 from .base import RuntimeMachine, config_strategy, swarm_strategy
 
-POINTS = ("none", "before_record", "after_record", "before_commit", "after_commit")
+POINTS = ("none", "before_record", "mid_record", "after_record", "before_commit", "after_commit")
 KEYS = tuple(f"k{i}" for i in range(6))
 FK_TABLES = (
     # Every write also adds 1 here: replaying a transaction twice (or one that never committed) shows.
@@ -94,6 +96,16 @@ class CommitPathMachine(RuntimeMachine):
 
         if point == "before_record":
             redo.write_record = lambda seq, **kw: kill()
+        elif point == "mid_record":
+            def half_written(seq: int, *, sync: bool = True, alone: bool = False) -> bool:
+                # What write_record's first system call leaves: the record appended, the file's high-water mark
+                # still naming the record before it (an unprotected journal writes nothing).
+                if redo._fd is not None and redo.error is None and redo._end >= 0:
+                    record = redo._encoder.record((seq, redo._pending, 1) if alone else (seq, redo._pending))
+                    os.pwrite(redo._fd, record, redo._end)
+                kill()
+                return True  # pragma: no cover - kill() raised
+            redo.write_record = half_written
         elif point == "after_record":
             write = redo.write_record
 
