@@ -1198,9 +1198,9 @@ BUGS: tuple[Bug, ...] = (
     Bug("s24_window_read_at_the_wrong_byte", 13, "reliability/redo.py",
         '            while os.pread(fd, 2, 0)[1:2] == b"\\1":',
         '            while os.pread(fd, 2, 0)[0:1] == b"\\1":',
-        "a writer process at NORMAL commits alone and is stopped after its COMMIT, before its record; this process "
-        "(FULL) writes meanwhile: it must wait for the window and take the next sequence; the bug reads the revoke "
-        "byte, does not wait, reuses the writer's sequence, and recovery cannot tell the two records apart"),
+        "a manager at NORMAL commits alone and stays open, outside its commit window; another manager (or `reliability "
+        "backup`) writes: it must go on at once; the bug reads the revoke byte it has just set as an open window and "
+        "waits until the owner closes (a hang: the CLI's backup times out, a step hits the watchdog)"),
     Bug("s24_sticky_mark_keeps_only_new_problems", 11, "reliability/damage_mark.py",
         "            sticky, problems = True, [*old.problems[:1], *problems]",
         "            sticky, problems = True, list(problems)",
@@ -1276,13 +1276,6 @@ BUGS: tuple[Bug, ...] = (
         "a second manager writes and closes (a second journal), the first one is killed after a COMMIT and restarted "
         "on what the kill left: once it is open, every journal but its own must be free (flock); the bug keeps the "
         "lock of each stopped journal its startup reconciled, so it looks alive to every process"),
-    Bug("s25_b_handle_dropped_inside_a_transaction", 6, "reliability/executor.py",
-        "        if reconnect and not self.transactions.depth:\n",
-        "        if reconnect:\n",
-        "inside with db.transaction(): a write, the connection closed under the runtime, the next statement's error "
-        "caught, one more write, the block left normally: it must fail with none of its writes in the file; the bug "
-        "drops the handle on the caught error, the last write opens a connection outside the transaction and is saved "
-        "on its own"),
     Bug("s25_b_commit_check_reads_a_closed_handle", 2, "reliability/transaction.py",
         "        try:\n            open_tx = conn.in_transaction\n",
         "        open_tx = conn.in_transaction\n        try:\n            pass\n",
@@ -1302,6 +1295,12 @@ BUGS: tuple[Bug, ...] = (
         "(before COMMIT), restarted: the journals must merge into what the database committed; the bug leaves the "
         "orphan record unmarked (the mark is not past it), and the journals then claim a committed sequence the "
         "database never had"),
+    Bug("s25_statement_after_sqlite_rollback_runs", 6, "reliability/executor.py",
+        "                if self.transactions.depth and ended_under_the_block(conn):  # (see ended_transaction)\n",
+        "                if False:  # (see ended_transaction)\n",
+        "with db.transaction(): a write, then a statement meets SQLITE_FULL (SQLite rolls the transaction back), the "
+        "caller swallows it, space comes back, the block writes 'later': the block must fail with 'later' not in "
+        "the file; the bug runs 'later' in autocommit mode, saved on its own while the block says nothing was saved"),
 )
 
 

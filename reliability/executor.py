@@ -31,6 +31,7 @@ from .errors import Action, DatabaseError, ErrorHandler, ErrorKind, decide
 from .observers import Observer
 from .redo import statement_kind
 from .retry import RetryExhausted, RetryPolicy
+from .transaction import ended_transaction, ended_under_the_block
 
 if TYPE_CHECKING:
     from .connection import ConnectionManager
@@ -115,6 +116,8 @@ class Executor:
         with self.lock:
             conn = self.connections._conn
             if conn is not None:
+                if self.transactions.depth and ended_under_the_block(conn):  # (see ended_transaction)
+                    return self.failed("execute", _execute, sql, params, ended_transaction(), t0)
                 try:
                     before = conn.total_changes
                     if not self.transactions.depth:
@@ -145,6 +148,8 @@ class Executor:
         t0 = perf_counter()
         with self.lock:
             conn = self.connections.connection
+            if self.transactions.depth and ended_under_the_block(conn):
+                return self.failed("executemany", _executemany, sql, params, ended_transaction(), t0)
             try:
                 before = conn.total_changes
                 cur = conn.executemany(sql, params)
@@ -167,6 +172,8 @@ class Executor:
         try:
             conn = self.connections._conn
             if conn is not None and (t0 < self._identity_due or self.reads_follow_the_path(t0)):
+                if self.transactions.depth and ended_under_the_block(conn):
+                    return self.failed("fetch_one", _fetch_one, sql, params, ended_transaction(), t0)
                 try:
                     row = conn.execute(sql, params).fetchone()
                 except Exception as exc:
@@ -185,6 +192,8 @@ class Executor:
         try:
             conn = self.connections._conn
             if conn is not None and (t0 < self._identity_due or self.reads_follow_the_path(t0)):
+                if self.transactions.depth and ended_under_the_block(conn):
+                    return self.failed("fetch_all", _fetch_all, sql, params, ended_transaction(), t0)
                 try:
                     rows = conn.execute(sql, params).fetchall()
                 except Exception as exc:
@@ -287,6 +296,10 @@ class Executor:
             if pending:
                 raise pending.pop()
             conn = self.connections.connection
+            if in_tx and ended_under_the_block(conn):
+                # (A handle reopened inside the block, or one SQLite rolled back: running the statement now would
+                # autocommit it on its own.)
+                raise ended_transaction()
             before = conn.total_changes
             if not in_tx and call is not _fetch_one and call is not _fetch_all:
                 self.check_identity(conn)

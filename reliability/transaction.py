@@ -32,6 +32,26 @@ class TransactionError(DatabaseError):
     """A transaction could not be committed or was used wrongly; the database is unchanged."""
 
 
+def ended_under_the_block(conn: sqlite3.Connection) -> bool:
+    """Whether SQLite has no transaction open on ``conn`` (asked inside ``db.transaction()``). A closed handle
+    answers False: a statement on it fails as any statement on a closed handle does (a lost connection)."""
+    try:
+        return not conn.in_transaction
+    except Exception:  # dbfault: no fault (sqlite3's ProgrammingError on a closed handle: answered by the statement)
+        return False
+
+
+def ended_transaction() -> TransactionError:
+    """The error of a statement (or a nested block) inside ``db.transaction()`` after its transaction ended under it.
+
+    SQLite rolls a whole transaction back on some errors inside it (a full disk, an interrupt, an I/O error) and a
+    lost connection takes its transaction with it; a caller that swallowed that error and went on would run the next
+    statement in autocommit mode: saved on its own at once, while the block then reports that nothing was saved. A
+    transaction is all or nothing, so the statement is not run; the block fails as a whole."""
+    return TransactionError(ErrorKind.UNKNOWN, "the transaction was rolled back after an error inside it (or its "
+                            "connection was lost); this statement was not run and nothing of the transaction was saved")
+
+
 class TransactionManager:
     """Begins, commits and rolls back transactions on a :class:`ConnectionManager`'s connection.
 
@@ -89,6 +109,10 @@ class TransactionManager:
                     # nothing has begun, so begin on the file at the path rather than fail at COMMIT's
                     # identity check and spend a retry (with retry_attempts=1, fail the transaction).
                     conn = self.connections.open()
+                if level and ended_under_the_block(conn):
+                    # SQLite ended the enclosing transaction (an error inside it the caller swallowed): a SAVEPOINT
+                    # now would begin a new transaction of its own, and its RELEASE would commit the nested block.
+                    raise ended_transaction()
                 try:
                     conn.execute("BEGIN IMMEDIATE" if level == 0 else f"SAVEPOINT {name}")
                 except self.connections.module.Error as begin_error:

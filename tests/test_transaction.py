@@ -103,9 +103,60 @@ def test_a_swallowed_error_after_sqlite_rolled_back_is_not_committed(db: Databas
             except DatabaseError:
                 pass  # a careless caller
             db.connection.execute("PRAGMA max_page_count = 1073741823")
-            db.execute("INSERT INTO items (name) VALUES ('b')")  # autocommits: SQLite ended the txn
     names = {r[0] for r in db.fetch_all("SELECT name FROM items")}
     assert "a" not in names
+
+
+def fill_until_sqlite_rolls_back(db: DatabaseManager) -> None:
+    """Inside a transaction: writes until SQLite answers SQLITE_FULL and rolls the whole transaction back; the
+    error swallowed, as a careless caller would; then the page limit lifted again."""
+    pages = db.connection.execute("PRAGMA page_count").fetchone()[0]
+    db.connection.execute(f"PRAGMA max_page_count = {pages + 1}")
+    try:
+        for i in range(100):
+            db.execute("INSERT INTO items (name) VALUES (?)", ("y" * 3000 + str(i),))
+    except DatabaseError:
+        pass
+    db.connection.execute("PRAGMA max_page_count = 1073741823")
+    assert not db.connection.in_transaction  # (what SQLite did: the transaction is gone)
+
+
+@pytest.mark.parametrize("then", ["execute", "executemany", "fetch_one", "fetch_all", "tx_conn", "nested"])
+def test_a_statement_after_sqlite_rolled_the_block_back_is_not_run_on_its_own(db: DatabaseManager, then: str) -> None:
+    # The statement after the swallowed error used to run in autocommit mode: 'b' was saved on its own while the
+    # block said "nothing was saved" (atomicity broken). It is not run now: the block fails at it, nothing saved.
+    with pytest.raises(TransactionError, match="this statement was not run and nothing of the transaction was saved"):
+        with db.transaction() as conn:
+            db.execute("INSERT INTO items (name) VALUES ('a')")
+            fill_until_sqlite_rolls_back(db)
+            if then == "execute":
+                db.execute("INSERT INTO items (name) VALUES ('b')")
+            elif then == "executemany":
+                db.executemany("INSERT INTO items (name) VALUES (?)", [("b",), ("c",)])
+            elif then == "fetch_one":
+                db.fetch_one("INSERT INTO items (name) VALUES ('b') RETURNING id")
+            elif then == "fetch_all":
+                db.fetch_all("INSERT INTO items (name) VALUES ('b') RETURNING id")
+            elif then == "tx_conn":
+                conn.execute("INSERT INTO items (name) VALUES ('b')")
+            else:
+                with db.transaction():
+                    db.execute("INSERT INTO items (name) VALUES ('b')")
+    assert [r[0] for r in db.fetch_all("SELECT name FROM items WHERE length(name) < 10")] == []
+    assert db.transactions.rollbacks >= 1 and db.transactions.commits == 0
+    db.execute("INSERT INTO items (name) VALUES ('after')")  # the manager is usable at once
+    assert count(db) == 1
+
+
+def test_run_in_transaction_with_a_swallowed_rollback_saves_nothing_of_the_failed_run(db: DatabaseManager) -> None:
+    def work() -> None:
+        db.execute("INSERT INTO items (name) VALUES ('a')")
+        fill_until_sqlite_rolls_back(db)
+        db.execute("INSERT INTO items (name) VALUES ('b')")
+
+    with pytest.raises(DatabaseError):
+        db.run_in_transaction(work)
+    assert [r[0] for r in db.fetch_all("SELECT name FROM items WHERE length(name) < 10")] == []
 
 
 def test_busy_at_commit_rolls_back_and_the_rerun_succeeds(tmp_path: Path) -> None:

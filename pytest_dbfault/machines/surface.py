@@ -171,6 +171,7 @@ class SurfaceMixin(BackupMixin):
         from reliability import DatabaseError
 
         key, value = f"user-{n}", self.text()
+        later = f"later-{n}"  # (written after a swallowed error: see swallowed_disk_full)
         struck = {"moved_before_commit": "disconnect_rename", "swallowed_disk_full": "disk_full"}.get(failure)
 
         def body() -> None:
@@ -184,6 +185,9 @@ class SurfaceMixin(BackupMixin):
                     self.db.execute("INSERT INTO kv (k, v) VALUES (?, ?)", (f"big-{n}", "x" * 400_000))
                 except DatabaseError:
                     pass  # a careless caller carries on: SQLite may have rolled the transaction back
+                # ... and writes on once space is back: that write belongs to the block, never saved on its own
+                self.heal("disk_full")
+                self.db.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (later, value))
 
         def run() -> None:
             with self.db.transaction():
@@ -204,11 +208,19 @@ class SurfaceMixin(BackupMixin):
             self.heal(struck)
         if not failed:  # the runtime says it committed (SQLite kept the transaction): then it is in the file
             self.model.kv[key] = value
+            if failure == "swallowed_disk_full":
+                self.model.kv[later] = value
         stored = self.stored_kv()
         self.check(6, stored.get(key) == self.model.kv.get(key),
                    lambda: f"after a transaction that {'failed' if failed else 'committed'} ({failure}) the file "
                            f"holds {key!r} = {stored.get(key)!r}, acknowledged {self.model.kv.get(key)!r}",
                    faults=[struck] if struck else None)
+        # A write after the swallowed error is the block's too: all or nothing (it once ran in autocommit mode once
+        # SQLite had rolled the transaction back, saved on its own while the block said nothing was saved).
+        self.check(6, stored.get(later) == self.model.kv.get(later),
+                   lambda: f"after a transaction that {'failed' if failed else 'committed'} ({failure}: a write "
+                           f"after the swallowed error) the file holds {later!r} = {stored.get(later)!r}, "
+                           f"acknowledged {self.model.kv.get(later)!r}", faults=[struck] if struck else None)
 
     def commit_then_damage(self, later: int, part: str, seed: int) -> None:
         """A committed write, then damage and recovery (P13)."""
