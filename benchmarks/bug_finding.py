@@ -1301,6 +1301,11 @@ BUGS: tuple[Bug, ...] = (
         "with db.transaction(): a write, then a statement meets SQLITE_FULL (SQLite rolls the transaction back), the "
         "caller swallows it, space comes back, the block writes 'later': the block must fail with 'later' not in "
         "the file; the bug runs 'later' in autocommit mode, saved on its own while the block says nothing was saved"),
+    Bug("s25_c_config_origin_forgets_environment", 16, "reliability/config.py",
+        '    where.update({k: "environment" for k in environ if k.startswith(ENV_PREFIX)})\n', "",
+        "RELIABILITY_JOURNAL_MODE=sideways in the environment, then `reliability config show`: the configuration error "
+        "must say 'environment: RELIABILITY_JOURNAL_MODE=...'; the bug names no origin (or the .env line when the file "
+        "sets the key too, though the environment's value is the one in force)"),
 )
 
 

@@ -445,6 +445,12 @@ class ConfigMachine(ConfigMixin):
                        and (not as_json or doc.get("status") == "configuration_error"),
                        lambda: f"{said} exited {code} ({shown.strip()!r}): an invalid {refused} is a configuration "
                                "error (exit 4) naming the key, never a traceback")
+            # README: "Every invalid value is reported at once with where it was set (`.env:12`, the line of its
+            # last assignment, or `environment`)": the value in force is the environment's when it gives one.
+            origin = "environment" if refused in in_env else f"{env_file}:{list(in_file).index(refused) + 1}"
+            self.check(16, code != 4 or f"{origin}: {refused}=" in shown,
+                       lambda: f"{said} exited {code} ({shown.strip()!r}): the invalid {refused} is in force from "
+                               f"{origin}, and the message must say so ('{origin}: {refused}=...')")
             return
         administrator = me in {a.strip() for a in str(expected["admin_actors"]).split(",")}
         you = f"you are: {me} (administrator: {'yes' if administrator else 'no'})"
