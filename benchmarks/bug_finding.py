@@ -1306,6 +1306,11 @@ BUGS: tuple[Bug, ...] = (
         "RELIABILITY_JOURNAL_MODE=sideways in the environment, then `reliability config show`: the configuration error "
         "must say 'environment: RELIABILITY_JOURNAL_MODE=...'; the bug names no origin (or the .env line when the file "
         "sets the key too, though the environment's value is the one in force)"),
+    Bug("s25_c_rejected_lines_not_synced", 15, "reliability/audit.py",
+        '            os.write(fd, "".join(line + "\\n" for line in lines).encode("utf-8", "replace"))\n            os.fsync(fd)\n',
+        '            os.write(fd, "".join(line + "\\n" for line in lines).encode("utf-8", "replace"))\n',
+        "a fallback line edited in the file, rejected at reconcile, a later entry chained, then a power loss: the line "
+        "must still be in <fallback>.rejected after the restart; the bug leaves the file there but empty"),
 )
 
 

@@ -44,7 +44,7 @@ from ..faults.base import FaultError
 from ..faults.crash import CrashResult, Starter, forked, watch_child
 from ..stats import STATS
 from . import served
-from .audit import AuditMixin, has_audit
+from .audit import FALLBACK_FIELDS, AuditMixin, has_audit
 from .backup import CORRUPTIONS, BackupMixin, has_backups, has_recovery
 from .base import KV_INDEX, default_runtime_factory, swarm
 from .degradation import OUTAGES, DegradationMixin, has_commands
@@ -348,6 +348,45 @@ class RestartMachine(RestartMixin):
         sync = self.drawn.get("synchronous", "FULL")
         return super().make_config(**{"synchronous": "FULL" if sync == "NORMAL" else sync, "redo_journal": True,
                                       **overrides})
+
+    # -- what a reconcile kept aside, across a power loss ---------------------------------
+    def rejected_lines(self) -> list[str]:
+        """The lines of ``<audit fallback>.rejected`` (where reconcile keeps the lines it will not chain)."""
+        path = self.db.audit.fallback_path
+        try:
+            with open(path.with_name(path.name + ".rejected"), encoding="utf-8") as fh:
+                return fh.read().splitlines()
+        except FileNotFoundError:
+            return []
+
+    @precondition(swarm("power_loss"))
+    @precondition(lambda self: self.power_loss_ready() and has_audit(self) and "fault:locked" in self.enabled
+                  and not self.fallback_ids() and bool(self.db.audit.key))
+    @rule(fields=st.permutations(FALLBACK_FIELDS), n=st.integers(1, len(FALLBACK_FIELDS)), param=st.integers(0, 5))
+    def power_loss_after_edited_fallback_lines(self, fields: list[str], n: int, param: int) -> None:
+        """P15 across a power loss (issue #14: the audit fallback is one of the runtime's own files, and what it
+        has not fsynced is gone after one). Fallback lines edited in the file are rejected at reconcile and kept in
+        ``<fallback>.rejected`` (the audit machine's ``edit_the_fallback_file``); then a later entry is chained (the
+        anchor is replaced and the directory synced, so the reconcile's own renames and unlinks are durable) and the
+        power goes. After the restart, and a reconcile of whatever the power loss brought back, every kept line is still
+        in ``<fallback>.rejected``: the evidence of an edit outlives the power loss."""
+        before = self.rejected_lines()
+        self.reject_edited_fallback_lines(fields, n, param)
+        kept = [line for line in self.rejected_lines() if line not in before]
+        if not kept or self.faults:
+            return
+        self.record_entry(4)
+        self.simulate_power_loss()
+        out = self.call(None, self.absorb, self.db.audit.reconcile, faults=["power_loss"])
+        if not out.ok:
+            return  # (judged by the invariant: every entry reconciled once the database takes them)
+        after = set(self.rejected_lines())
+        lost = [line for line in kept if line not in after]
+        self.check(15, not lost, lambda: (
+            f"{len(kept)} edited fallback line(s) were rejected and kept in {self.db.audit.fallback_path.name}"
+            f".rejected; a later entry was chained, then the power went: after the restart (and a reconcile) "
+            f"{len(lost)} of them are no longer there (the file holds {len(after)} line(s)): written without an "
+            f"fsync?"), faults=["power_loss"])
 
     # -- what a clean restart keeps, and what a start must see ------------------------------
     @precondition(swarm("restart"))
