@@ -1311,6 +1311,11 @@ BUGS: tuple[Bug, ...] = (
         '            os.write(fd, "".join(line + "\\n" for line in lines).encode("utf-8", "replace"))\n',
         "a fallback line edited in the file, rejected at reconcile, a later entry chained, then a power loss: the line "
         "must still be in <fallback>.rejected after the restart; the bug leaves the file there but empty"),
+    Bug("s25_c_failed_undo_worded_as_rolled_back", 5, "reliability/schema.py",
+        '    what = "failed and was rolled back" if verb == "applied" else "could not be undone and was left as it was"',
+        '    what = "failed and was rolled back" if verb != "applied" else "could not be undone and was left as it was"',
+        "db.rollback_migration(to) over a migration whose down step fails: the MigrationError must say that migration "
+        "could not be undone (it is still applied); the bug says it 'failed and was rolled back'"),
 )
 
 

@@ -1072,6 +1072,13 @@ class SchemaMachine(ReleaseMixin):
         self.check(5, not out.ok and (bad_m.name in str(out.error) or bad_m.label in str(out.error)),
                    lambda: f"{when} " + (f"succeeded, reporting {list(out.value.applied)} undone" if out.ok
                                          else f"failed with {out.error!r}, not naming {bad_m.label}"))
+        # What the error says happened to that migration is what happened: its down step's transaction was rolled
+        # back, so the migration is still applied (not undone), never "rolled back" (which reads as undone).
+        detail = "" if out.ok else str(getattr(out.error, "detail", out.error)).split(": ", 1)[0]
+        self.check(5, out.ok or ("undone" in detail and "rolled back" not in detail),
+                   lambda: f"{when} failed, and the error says of {bad_m.label}: {detail!r}; it is still applied (its "
+                           "down step changed nothing), so the error must say it was not undone, not that it was "
+                           "rolled back")
         self.model.applied_versions = [v for v in applied if v not in undone]
         self.expect_recorded(5, f"{when} (undone: {undone})")
         recorded = self.stored_versions()

@@ -83,7 +83,8 @@ def test_it_bites_a_rollback_run_as_one_transaction(tmp_path, monkeypatch):
                     schema._run_step(conn, m.down)
                 except sqlite3.Error as exc:
                     raise schema.MigrationError(schema.ErrorKind.SCHEMA,
-                                                f"migration {m.label} failed and was rolled back: {exc}") from exc
+                                                f"migration {m.label} could not be undone and was left as it was: "
+                                                f"{exc}") from exc
                 schema._forget_version(conn, version=version)
                 undone.append(version)
         except BaseException:
