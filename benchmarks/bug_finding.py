@@ -1316,6 +1316,12 @@ BUGS: tuple[Bug, ...] = (
         '    what = "failed and was rolled back" if verb != "applied" else "could not be undone and was left as it was"',
         "db.rollback_migration(to) over a migration whose down step fails: the MigrationError must say that migration "
         "could not be undone (it is still applied); the bug says it 'failed and was rolled back'"),
+    Bug("s25_c_audit_details_not_canonical", 15, "reliability/audit.py",
+        '    return json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)',
+        '    return json.dumps(details, sort_keys=False, separators=(",", ":"), ensure_ascii=False, allow_nan=False)',
+        "db.audit.record(..., details={'who': 'x', 'note': 'y'}): the stored details must be the canonical JSON "
+        "'{\"note\":\"y\",\"who\":\"x\"}' (keys sorted); the bug stores the caller's order, so the text and the hash "
+        "depend on how the dict was built"),
 )
 
 

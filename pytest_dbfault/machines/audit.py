@@ -98,7 +98,8 @@ class AuditMixin(Workload):
             self.heal_after_sleeps(faults, heal_after)
         delays0, sleeps0 = len(self.delays), len(self.time.sleeps)
         actor, action = self.pick("user_name"), self.rng.choice(["flag.set", "user.login", "export"])
-        details = {"note": self.pick("sentence"), "who": self.pick("name")}
+        note, who = self.pick("sentence"), self.pick("name")
+        details = {"who": who, "note": note}  # (keys not in sorted order: the stored form must not depend on it)
         self.opaque_ops = True
         try:
             entry = self.call(None, self.db.audit.record, actor, action, self.pick("slug"), details, faults=faults,
@@ -111,6 +112,27 @@ class AuditMixin(Workload):
         self.check_backoff(15, self.delays[delays0:], self.time.sleeps[sleeps0:], faults)
         if entry.value.pending:
             self.check(15, bool(faults), "an entry went to the fallback file with no fault in force", faults=faults)
+        elif not self.faults:
+            self.judge_canonical_details(entry.value.entry_id, details)
+
+    def judge_canonical_details(self, entry_id: str, details: dict[str, Any]) -> None:
+        """P15: an entry's details are chained and stored as their *canonical* JSON (module docstring of
+        reliability.audit: the hash covers "canonical JSON of [...] details"): one text for the same details whatever
+        order the caller's dict lists its keys in, so anyone holding the key can recompute the hash from the entry.
+        Judged on the stored text: the same object as given, its keys in sorted order."""
+        try:
+            with self.raw() as conn:
+                row = conn.execute("SELECT details FROM reliability_audit WHERE entry_id = ?", (entry_id,)).fetchone()
+        except sqlite3.Error:
+            return  # (unreadable beside the runtime just now: other checks judge the file)
+        if row is None:
+            return  # (where the entry went is the invariant's business)
+        pairs = json.loads(row[0], object_pairs_hook=lambda kv: kv)
+        keys = [k for k, _v in pairs]
+        self.check(15, dict(pairs) == details and keys == sorted(keys), lambda: (
+            f"audit entry {entry_id} was recorded with the details {details} (keys in the order {list(details)}); "
+            f"the log stores {row[0]!r}: not the canonical form (the same object, keys sorted), so the stored text and "
+            "the hash depend on the caller's key order"))
 
     @precondition(swarm("audit"))
     @precondition(lambda self: has_audit(self) and not self.faults and len(self.model.audit_ids) >= 2)
