@@ -236,67 +236,6 @@ class AuditMixin(Workload):
                     ids += [json.loads(line)["entry_id"] for line in fh if line.strip()]
         return ids
 
-    def reject_edited_fallback_lines(self, fields: list[str], n: int, param: int) -> None:
-        """The body of ``AuditMachine.edit_the_fallback_file`` (see its docstring): here, for the machines that
-        judge what follows such a reconcile (the restart machine's power loss)."""
-        if not self.inject("locked", param):
-            return
-        try:
-            before = len(self.model.audit_ids)
-            for _ in range(n + 1):  # (one more than edited: an honest line beside the edited ones)
-                self.record_entry(4)
-            ids = self.model.audit_ids[before:]
-            path = self.db.audit.fallback_path
-            # (a reconcile that met the outage left the entries it took in "<fallback>.reconciling": read first)
-            files = [p for p in (path.with_name(path.name + ".reconciling"), path) if p.exists()]
-            records = {p: [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
-                       for p in files}
-            if [r.get("entry_id") for p in files for r in records[p]] != ids:
-                return  # (not every entry waits in the file: the invariant judges where they went)
-            edited: dict[str, tuple[str, str]] = {}  # entry id -> (field, the edited line)
-            for record, field in zip([r for p in files for r in records[p]], fields[:n], strict=False):
-                value = record[field]
-                if field == "ts":
-                    record[field] = value + 1.0
-                elif field == "details":
-                    record[field] = dict(value, note=f"{value.get('note', '')} (edited)")
-                else:
-                    record[field] = f"{value}-edited"
-                edited[record["entry_id"]] = (field, json.dumps(record, ensure_ascii=False))
-            for p in files:
-                # (synced, as the runtime syncs its lines: a power loss later must not bring the unedited lines back)
-                with open(p, "w", encoding="utf-8") as fh:
-                    fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records[p]))
-                    fh.flush()
-                    os.fsync(fh.fileno())
-        finally:
-            self.heal("locked")
-        out = self.call(None, self.absorb, self.db.audit.reconcile)
-        self.check(15, out.ok, lambda: f"reconcile failed with the database healthy: {out.error!r}")
-        if not out.ok:
-            return
-        with self.raw() as conn:
-            rows = conn.execute("SELECT entry_id, action, details FROM reliability_audit ORDER BY seq").fetchall()
-        stored = [r[0] for r in rows]
-        for entry_id, (field, _line) in edited.items():
-            self.check(15, entry_id not in stored, lambda entry_id=entry_id, field=field: (
-                f"an audit entry waiting in the fallback file had its {field} edited in the file, and reconcile() "
-                f"chained it as genuine (entry {entry_id}); it must be rejected (audit.fallback_rejected)"))
-        noted = {json.loads(d).get("line") for _i, a, d in rows if a == "audit.fallback_rejected"}
-        for entry_id, (field, line) in edited.items():
-            self.check(15, line in noted, lambda entry_id=entry_id, field=field: (
-                f"an audit entry waiting in the fallback file had its {field} edited in the file: reconcile() noted "
-                f"no audit.fallback_rejected entry with its line (entry {entry_id})"))
-        rejected = path.with_name(path.name + ".rejected")
-        kept = set(rejected.read_text(encoding="utf-8").splitlines()) if rejected.exists() else set()
-        self.check(15, all(line in kept for _f, line in edited.values()),
-                   lambda: f"edited fallback lines are not all kept in {rejected.name}")
-        # The model follows what the log now holds: the edited entries are gone, a rejection note each in their stead.
-        honest = [i for i in ids if i not in edited]
-        notes = [r[0] for r in rows if r[1] == "audit.fallback_rejected"
-                 and json.loads(r[2]).get("line") in {line for _f, line in edited.values()}]
-        self.model.audit_ids = self.model.audit_ids[:before] + honest + notes
-
     @precondition(lambda self: has_audit(self))
     @invariant()
     def p15_audit_retry(self) -> None:
@@ -441,7 +380,63 @@ class AuditMachine(AuditMixin):
         ``audit.fallback_rejected`` with the line), never chained as genuine; the unedited lines written beside it
         are chained as they were written. The edit is made through the file, as someone who can write it but has
         no key would."""
-        self.reject_edited_fallback_lines(fields, n, param)
+        if not self.inject("locked", param):
+            return
+        try:
+            before = len(self.model.audit_ids)
+            for _ in range(n + 1):  # (one more than edited: an honest line beside the edited ones)
+                self.record_entry(4)
+            ids = self.model.audit_ids[before:]
+            path = self.db.audit.fallback_path
+            # (a reconcile that met the outage left the entries it took in "<fallback>.reconciling": read first)
+            files = [p for p in (path.with_name(path.name + ".reconciling"), path) if p.exists()]
+            records = {p: [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+                       for p in files}
+            if [r.get("entry_id") for p in files for r in records[p]] != ids:
+                return  # (not every entry waits in the file: the invariant judges where they went)
+            edited: dict[str, tuple[str, str]] = {}  # entry id -> (field, the edited line)
+            for record, field in zip([r for p in files for r in records[p]], fields[:n], strict=False):
+                value = record[field]
+                if field == "ts":
+                    record[field] = value + 1.0
+                elif field == "details":
+                    record[field] = dict(value, note=f"{value.get('note', '')} (edited)")
+                else:
+                    record[field] = f"{value}-edited"
+                edited[record["entry_id"]] = (field, json.dumps(record, ensure_ascii=False))
+            for p in files:
+                # (synced, as the runtime syncs its lines: a power loss later must not bring the unedited lines back)
+                with open(p, "w", encoding="utf-8") as fh:
+                    fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records[p]))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+        finally:
+            self.heal("locked")
+        out = self.call(None, self.absorb, self.db.audit.reconcile)
+        self.check(15, out.ok, lambda: f"reconcile failed with the database healthy: {out.error!r}")
+        if not out.ok:
+            return
+        with self.raw() as conn:
+            rows = conn.execute("SELECT entry_id, action, details FROM reliability_audit ORDER BY seq").fetchall()
+        stored = [r[0] for r in rows]
+        for entry_id, (field, _line) in edited.items():
+            self.check(15, entry_id not in stored, lambda entry_id=entry_id, field=field: (
+                f"an audit entry waiting in the fallback file had its {field} edited in the file, and reconcile() "
+                f"chained it as genuine (entry {entry_id}); it must be rejected (audit.fallback_rejected)"))
+        noted = {json.loads(d).get("line") for _i, a, d in rows if a == "audit.fallback_rejected"}
+        for entry_id, (field, line) in edited.items():
+            self.check(15, line in noted, lambda entry_id=entry_id, field=field: (
+                f"an audit entry waiting in the fallback file had its {field} edited in the file: reconcile() noted "
+                f"no audit.fallback_rejected entry with its line (entry {entry_id})"))
+        rejected = path.with_name(path.name + ".rejected")
+        kept = set(rejected.read_text(encoding="utf-8").splitlines()) if rejected.exists() else set()
+        self.check(15, all(line in kept for _f, line in edited.values()),
+                   lambda: f"edited fallback lines are not all kept in {rejected.name}")
+        # The model follows what the log now holds: the edited entries are gone, a rejection note each in their stead.
+        honest = [i for i in ids if i not in edited]
+        notes = [r[0] for r in rows if r[1] == "audit.fallback_rejected"
+                 and json.loads(r[2]).get("line") in {line for _f, line in edited.values()}]
+        self.model.audit_ids = self.model.audit_ids[:before] + honest + notes
 
     # -- reading the log, with entries waiting in the fallback file ------------------------------
     @precondition(lambda self: has_audit(self) and not self.faults)
