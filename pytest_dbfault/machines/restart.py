@@ -360,8 +360,8 @@ class RestartMachine(RestartMixin):
             return []
 
     @precondition(swarm("power_loss"))
-    @precondition(lambda self: self.power_loss_ready() and has_audit(self) and "fault:locked" in self.enabled
-                  and not self.fallback_ids() and bool(self.db.audit.key))
+    @precondition(lambda self: self.power_loss_ready() and has_audit(self) and not self.fallback_ids()
+                  and bool(self.db.audit.key))
     @rule(fields=st.permutations(FALLBACK_FIELDS), n=st.integers(1, len(FALLBACK_FIELDS)), param=st.integers(0, 5))
     def power_loss_after_edited_fallback_lines(self, fields: list[str], n: int, param: int) -> None:
         """P15 across a power loss (issue #14: the audit fallback is one of the runtime's own files, and what it
