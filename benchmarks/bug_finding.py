@@ -1322,6 +1322,18 @@ BUGS: tuple[Bug, ...] = (
         "db.audit.record(..., details={'who': 'x', 'note': 'y'}): the stored details must be the canonical JSON "
         "'{\"note\":\"y\",\"who\":\"x\"}' (keys sorted); the bug stores the caller's order, so the text and the hash "
         "depend on how the dict was built"),
+    Bug("s25_a_backup_left_in_wal_mode", 12, "reliability/durability/backup.py",
+        '                dest.execute("PRAGMA journal_mode = DELETE")\n',
+        "",
+        "db.backup() of a WAL database, then the backup opened read-only: must be a rollback-journal database "
+        "(journal_mode 'delete') that leaves nothing beside it; the bug's backup is a WAL database, and the read "
+        "(like the runtime's own verification before a restore) leaves <backup>-wal and <backup>-shm behind"),
+    Bug("s25_a_install_not_fsynced", 13, "reliability/durability/backup.py",
+        "    _fsync_file(Path(path))\n",
+        "    pass\n",
+        "db.recover() after damage (or db.restore()) under the power-loss model: a power loss right after it must leave "
+        "the installed file's bytes at the database's path; the bug renames an unsynced copy into place, so the power "
+        "loss leaves an empty file (every acknowledged write gone)"),
 )
 
 

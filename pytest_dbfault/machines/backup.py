@@ -149,6 +149,7 @@ class BackupMixin(Workload):
         self.check(12, info.verified, f"backup {info.path} was not verified")
         self.check(12, str(info.path) in {str(b.path) for b in self.db.backups()},
                    f"backup {info.path} is not listed")
+        self.check_self_contained(str(info.path))
         if self.judge_backup_fields:
             self.check_backup_info(info, started, time.time())
         self.remember(info)
@@ -194,6 +195,68 @@ class BackupMixin(Workload):
         if self.config.redo_journal or recorded is not None:
             self.check(12, info.last_seq == recorded,
                        f"db.backup() says {path} covers redo sequence {info.last_seq}; the copy records {recorded}")
+
+    def check_self_contained(self, path: str) -> None:
+        """P12: a backup is one self-contained file (``reliability.durability.backup``: "A self-contained file: no -wal
+        beside it, so copying or renaming it is safe"): a rollback-journal database, not a WAL one, so that opening it
+        read-only, as anyone inspecting it does, reads the file alone and leaves nothing beside it (a WAL database
+        gets a ``-wal`` and a ``-shm`` from every reader, which a read-only one cannot remove, and a copy of the file
+        alone may miss what a ``-wal`` holds)."""
+        folder = os.path.dirname(os.path.abspath(path))
+        before = set(os.listdir(folder))
+        try:
+            conn = sqlite3.connect(pathlib.Path(path).resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None)
+            try:
+                mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return  # (unreadable: the verification checks' business)
+        # (its own sidecars only: a scheduled backup may write another file in the folder meanwhile)
+        left = sorted(n for n in set(os.listdir(folder)) - before if n.startswith(os.path.basename(path)))
+        self.check(12, mode != "wal" and not left, lambda: (
+            f"backup {path} is not a self-contained file: journal_mode {mode!r}; opened read-only and closed, it left "
+            f"{left or 'nothing'} beside it"))
+
+    def installs_seen(self) -> int:
+        """How many installs the power-loss model has seen so far (0 without the model): a mark for
+        :meth:`check_install_durable`."""
+        return len(self.powerloss.installs) if self.powerloss is not None else 0
+
+    def check_install_durable(self, prop: int, what: str, since: int) -> None:
+        """``what`` (a restore or a recovery) installed a database since the mark ``since``: a power loss right after
+        the install must leave the acknowledged state at the database's path, as the install itself is documented
+        (``reliability.durability.backup.install``: "Atomically rename a prepared, fsynced database file").
+
+        Judged with the power-loss model (:mod:`.powerloss`), which knows the bytes of the file's last fsync when
+        it was renamed into place. SQLite's own writes after the rename are not modelled (lenient): only the last
+        install counts, and only the rows (the acknowledged ``kv`` and ``pairs``) are compared."""
+        if self.powerloss is None:
+            return
+        base = os.path.basename(self.db_path)
+        mine = [i for i in self.powerloss.installs[since:] if i[0] == base]
+        if not mine:
+            return
+        _name, durable, live = mine[-1]
+        if durable == live:
+            return
+        scratch = os.path.join(self.dir, "scratch", "install-after-power-loss.db")
+        os.makedirs(os.path.dirname(scratch), exist_ok=True)
+        for side in ("", "-wal", "-shm", "-journal"):
+            if os.path.exists(scratch + side):
+                os.remove(scratch + side)
+        with open(scratch, "wb") as fh:
+            fh.write(durable)
+        try:
+            got: Any = read_file_state(scratch)
+        except sqlite3.Error as exc:
+            got = f"unreadable: {exc}"
+        want = (self.model.kv, self.model.pairs)
+        self.check(prop, got == want, lambda: (
+            f"{what}: a power loss right after it renamed its file into place at {base} would leave "
+            f"{len(durable)} of the {len(live)} bytes installed there (the file was not fsynced before the rename), "
+            f"and acknowledged writes lost: {got if isinstance(got, str) else 'the rows differ'}"))
 
     def check_rotation(self, listing: list[Any], new: str) -> None:
         """P12 retention, judged on one backup call: ``listing`` is ``db.backups()`` just before it, ``new`` the
@@ -272,6 +335,7 @@ class BackupMixin(Workload):
         if not choices:
             return
         path = data.draw(st.sampled_from(choices), label="backup")
+        mark = self.installs_seen()
         out = self.call(None, self.absorb, self.db.restore, path)
         self.check(12, out.ok, lambda: f"restoring {path} failed: {out.error!r}")
         kv, pairs = self.snapshots[path]
@@ -286,6 +350,8 @@ class BackupMixin(Workload):
             shown = f"{path} (the restored file is unreadable: {exc})"
         self.check(12, same, f"after restoring {shown} the database is not the recorded state")
         self.model_restored(path)
+        if same:
+            self.check_install_durable(12, f"restoring {path}", mark)
 
     def model_restored(self, path: str) -> None:
         """The model after the runtime restored the backup at ``path`` (whose state :meth:`remember` recorded)."""
@@ -334,6 +400,7 @@ class BackupMixin(Workload):
         fault = make_fault("corrupt", self.db_path, backup_before=True, counted_in=STATS, **kwargs)
         fault.inject()
         self.fault_history.append("corrupt")
+        mark = self.installs_seen()
         out = self.call(None, self.absorb, self.db.recover, faults=["corrupt"])
         report_ok = out.ok and bool(getattr(out.value, "ok", False))
         if self.config.redo_journal:
@@ -362,6 +429,7 @@ class BackupMixin(Workload):
                    lambda: f"after recovery from {part} damage acknowledged writes are missing or changed: kv "
                            f"{sorted(set(self.model.kv.items()) ^ set(stored_kv.items()))[:4]}, groups "
                            f"{sorted(set(self.model.pairs) ^ set(stored_pairs))[:4]}")
+        self.check_install_durable(13, f"recovery from {part} damage", mark)
         after = self.call("fetch_one", self.db.fetch_one, "SELECT count(*) FROM kv")
         self.check(13, after.ok, lambda: f"the runtime is unusable after recovery: {after.error!r}")
 

@@ -86,6 +86,12 @@ class PowerLossModel:
         self.syncs = 0
         #: inode numbers found reused by a new file at another name (a rename or unlink the model did not see)
         self.reused = 0
+        #: Files the runtime prepared under a tracked name and renamed onto an untracked one in the top directory
+        #: (a restore or a recovery installing the database): ``(name, durable bytes, bytes at the rename)``, in
+        #: order. SQLite's own files are not modelled (it syncs in C, below the hook), but at the instant of such a
+        #: rename the file holds only what the runtime's Python code wrote, so what a power loss right then would
+        #: leave under the new name is known: the bytes of the source's last fsync (nothing synced: empty).
+        self.installs: list[tuple[str, bytes, bytes]] = []
         self._lock = threading.Lock()  # the redo journal is synced on the runtime's writer thread
         self.snapshot_all()
 
@@ -267,6 +273,10 @@ class PowerLossModel:
         old_name, new_name = self._relname(old), self._relname(new)
         with self._lock:
             key = self._peek(st.st_ino, old_name) if old_name is not None else None
+            if (old_name is not None and new_name is not None and not os.path.dirname(old_name)
+                    and not os.path.dirname(new_name) and self.tracked(old_name) and not self.tracked(new_name)):
+                durable = self.content.get(key, b"") if key is not None else b""  # never seen: never synced
+                self.installs.append((new_name, durable, _read(new)))
             if key is None:
                 return  # from outside the model or never seen: a new identity when it is first seen
             if new_name is None:

@@ -294,7 +294,9 @@ class RestartMixin(BackupMixin, DegradationMixin, AuditMixin):
     def power_loss_then_damage(self, backup_first: bool, keys: list[int], part: str, seed: int) -> None:
         """P13: acknowledged writes, a power loss, and the database file found damaged when the machine comes
         back. Recovery (the newest backup plus the redo journal) must bring every acknowledged write back, so
-        the journal must have been fsynced before each acknowledgement."""
+        the journal must have been fsynced before each acknowledgement; and a power loss right after the recovery
+        must not take them away again (the file it installed was fsynced before its rename: see
+        ``BackupMixin.check_install_durable``)."""
         if backup_first:
             self.take_backup(False)
         for n in keys:
@@ -309,6 +311,7 @@ class RestartMixin(BackupMixin, DegradationMixin, AuditMixin):
         fault.inject()  # the damage is there before the new runtime starts (counted by the registry)
         STATS.record_fault("power_loss")
         self.fault_history += ["power_loss", "corrupt"]
+        mark = self.installs_seen()  # (a start with auto_recover may install the recovered file itself)
         self.db = self.open_runtime(self.config)
         self.after_reopen()
         out = self.call(None, self.absorb, self.db.recover, faults=["power_loss", "corrupt"])
@@ -329,6 +332,9 @@ class RestartMixin(BackupMixin, DegradationMixin, AuditMixin):
                    lambda: f"after a power loss and {part} damage, recovery reported ok but acknowledged writes are "
                            f"missing or changed: {stored if isinstance(stored, str) else self.kv_diff(stored)}",
                    faults=["power_loss", "corrupt"])
+        if stored == self.model.kv:
+            # and they stay through a second power loss right after the recovery (its file fsynced before the rename)
+            self.check_install_durable(13, f"recovery after a power loss and {part} damage", mark)
 
     def kv_diff(self, stored: dict[str, str]) -> list[tuple[str, str]]:
         """A few rows that differ between the file and the acknowledged writes (for messages)."""
