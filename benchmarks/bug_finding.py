@@ -1334,6 +1334,12 @@ BUGS: tuple[Bug, ...] = (
         "db.recover() after damage (or db.restore()) under the power-loss model: a power loss right after it must leave "
         "the installed file's bytes at the database's path; the bug renames an unsynced copy into place, so the power "
         "loss leaves an empty file (every acknowledged write gone)"),
+    Bug("s25_a_refused_copy_quick_checks_source", 12, "reliability/durability/upkeep.py",
+        "                self.check_integrity(full=True)\n            raise\n",
+        "                self.check_integrity(full=False)\n            raise\n",
+        "auto_recover off, one index entry of kv changed in place (corrupt part index_entry), then db.backup(): the copy "
+        "fails integrity_check and is refused; the real runtime's full check of the source marks it damaged (health "
+        "not healthy, <db>.damaged written); the bug's quick check passes and health stays healthy"),
 )
 
 

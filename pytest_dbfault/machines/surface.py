@@ -234,9 +234,11 @@ class SurfaceMixin(BackupMixin):
     @precondition(lambda self: has_backups(self) and not self.faults and not self.writes_queued())
     @rule(seed=st.integers(0, 2**16))
     def backup_of_damaged_file(self, seed: int) -> None:
-        """P12 under corruption: a backup of a database whose pages are damaged is never marked verified. The damage
-        is the kv table's root page, or (an odd ``seed``, rows there) one key of its index changed in place, which
-        passes ``quick_check`` and only the full check finds: a backup copying it would bring it back at a restore."""
+        """P12 under corruption: a backup of a database whose pages are damaged is never marked verified, and a copy
+        refused as damaged leaves the source judged damaged by the full check (integrity_ok False, the damage mark,
+        health not healthy). The damage is the kv table's root page, or (an odd ``seed``, rows there) one key of its
+        index changed in place, which passes ``quick_check`` and only the full check finds: a backup copying it would
+        bring it back at a restore."""
         from reliability import DatabaseError
 
         damage = ({"part": "index_entry", "index": KV_INDEX} if seed % 2 and self.model.kv
@@ -263,6 +265,17 @@ class SurfaceMixin(BackupMixin):
             self.check(12, isinstance(info, DatabaseError) or not getattr(info, "verified", False),
                        f"a backup of a database with a damaged {damage['part']} was marked verified: {info}")
             self.check(12, not verified, f"backups of the damaged database are listed as verified: {verified}")
+            if isinstance(info, DatabaseError) and str(info.kind) in ("corrupt", "notadb"):
+                # P12 (what db.backup() promises about a refused copy): a copy refused as damaged sends the source to
+                # the full integrity check, whose verdict stands (Upkeep.backup: "a bad copy may mean a bad source,
+                # and that check is the verdict"; README: index damage "passes quick_check [...] and is found only by
+                # the full check"), or health calls a file sound that no backup can be taken of. auto_recover is off.
+                status = str(self.db.health().status)
+                marked = os.path.lexists(f"{self.db_path}.damaged")
+                self.check(12, self.db.monitor.integrity_ok is False and marked and status != "healthy", lambda: (
+                    f"db.backup() refused its copy of a database with a damaged {damage['part']} ({info.kind}: "
+                    f"{info.detail}), and the file is not judged damaged: integrity_ok={self.db.monitor.integrity_ok}, "
+                    f"damage mark {'written' if marked else 'absent'}, health {status}"))
         finally:
             self.faults.pop("corrupt", None)
             self.db.close()
