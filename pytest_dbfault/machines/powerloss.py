@@ -38,6 +38,13 @@ hook). SQLite's files are not modelled (SQLite syncs in C, below this hook; its 
 behaviour belongs to :mod:`pytest_dbfault.vfs.powerloss`): they are left as they are, which is
 lenient, never a false alarm. Files the runtime does not promise to keep (the operation log,
 the machine's ``.env``) are not tracked. Linux only (``/proc``); elsewhere the model is off.
+
+One moment of the database file is modelled all the same: a restore or a recovery prepares the new database under
+one of the runtime's own names (``<db>.restore-tmp``, tracked) and renames it onto the database's name. At that
+rename the file holds only what the runtime's Python code wrote, so the model records in :attr:`PowerLossModel.installs`
+the bytes a power loss right then would leave there (those of the source's last fsync). Before, a restore or
+recovery that renamed an unsynced copy into place went unseen (session 25, surviving mutant ``backup.py:520``); the
+machines judge the record in ``BackupMixin.check_install_durable``.
 """
 
 from __future__ import annotations
