@@ -58,9 +58,28 @@ def test_a_restart_with_another_queue_path_names_the_writes_left_in_the_old_file
         assert db.commands.run("add", "after").ok
         assert _names(db) == ["queued-before-the-move", "after"]  # replayed from the new place, exactly once
         assert db.places_left == []
-        # An old place that holds nothing is forgotten: only the places in use stay remembered.
+        # An old place that holds nothing now stays remembered (another worker may still use it: see below).
         remembered = sorted(db.fetch_all(f"SELECT setting, path FROM {PLACES_TABLE}"))
-        assert ("write_queue_path", str(new)) in remembered and ("write_queue_path", str(old)) not in remembered
+        assert ("write_queue_path", str(new)) in remembered and ("write_queue_path", str(old)) in remembered
+
+
+def test_a_rolling_restart_never_forgets_a_place_another_live_worker_still_uses(tmp_path):
+    # Worker A runs with the old fallback path; worker B starts with a new one while the old place is empty; A then
+    # keeps an audit entry there during a lock and dies without closing; A restarts with the new path. The entry
+    # must be named (it used to be dropped in silence: B's start forgot the empty old place). Found by helper C.
+    db_path = tmp_path / "app.db"
+    old, new = tmp_path / "fallback-old.jsonl", tmp_path / "fallback-new.jsonl"
+    config = fast_config(db_path, audit_hmac_key="k", audit_fallback_path=str(old), busy_timeout_ms=0)
+    a = DatabaseManager(config)
+    b = DatabaseManager(config.replace(audit_fallback_path=str(new)))
+    try:
+        with LockHolder(db_path):
+            assert a.audit.record("alice", "flag.set", "beta", {"v": 1}).pending  # kept in the old place
+    finally:
+        b.close()  # (A "dies": never closed)
+    with DatabaseManager(config.replace(audit_fallback_path=str(new))) as again:
+        assert [(p.setting, p.path, p.waiting) for p in again.places_left] == [("audit_fallback_path", str(old), 1)]
+        assert str(again.health().status) == "degraded"
 
 
 def test_the_command_line_health_names_the_old_place_and_changes_nothing(tmp_path):

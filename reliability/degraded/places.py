@@ -119,23 +119,23 @@ def left_behind(rows: Iterable[tuple[str, str]] | None, current: Mapping[str, st
 
 
 def remember(conn: Any, current: Mapping[str, str]) -> list[LeftBehind]:
-    """Remember ``current``; forget old places that hold nothing now; return those that still do.
+    """Remember ``current`` next to every place remembered before; return the old places that hold something.
 
-    Writes only when something changed (a start with the same paths reads one table and writes nothing).
+    An old place is never forgotten, even when it holds nothing at this start: in a rolling restart another
+    worker still running with the old path may keep a write or an audit entry there later (a lock, then it dies),
+    and a place forgotten meanwhile would never be named again, its entry dropped in silence. Remembering costs a
+    look at each old place per start; it writes only when ``current`` names a place not yet remembered (a start
+    with known paths reads one table and writes nothing).
     """
     known = remembered(conn)
     behind = left_behind(known, current)
-    keep = {(b.setting, b.path) for b in behind}
     wanted = set(current.items())
-    if known is not None and wanted <= set(known) <= wanted | keep:
+    if known is not None and wanted <= set(known):
         return behind
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute(f"CREATE TABLE IF NOT EXISTS {PLACES_TABLE} "
                      "(setting TEXT NOT NULL, path TEXT NOT NULL, PRIMARY KEY (setting, path))")
-        for setting, path in remembered(conn) or ():
-            if (setting, path) not in wanted and (setting, path) not in keep:
-                conn.execute(f"DELETE FROM {PLACES_TABLE} WHERE setting = ? AND path = ?", (setting, path))
         conn.executemany(f"INSERT OR IGNORE INTO {PLACES_TABLE} (setting, path) VALUES (?, ?)", sorted(wanted))
         conn.execute("COMMIT")
     except BaseException:
