@@ -37,7 +37,7 @@ def ended_under_the_block(conn: sqlite3.Connection) -> bool:
     answers False: a statement on it fails as any statement on a closed handle does (a lost connection)."""
     try:
         return not conn.in_transaction
-    except Exception:  # dbfault: no fault (sqlite3's ProgrammingError on a closed handle: answered by the statement)
+    except Exception:  # (sqlite3's ProgrammingError on a closed handle: the statement that follows answers it)
         return False
 
 
