@@ -328,17 +328,17 @@ def test_a_connection_closed_inside_a_block_whose_error_was_caught_fails_the_blo
     from pytest_dbfault.faults import make_fault
 
     db.execute("INSERT INTO items (name) VALUES ('before')")
-    with pytest.raises(DatabaseError):
-        with db.transaction():
-            db.execute("INSERT INTO items (name) VALUES ('a')")
-            with db.transaction() if nested else contextlib.nullcontext():
-                fault = make_fault("disconnect_close", db)
-                fault.inject()
-                try:
+    fault = make_fault("disconnect_close", db)
+    try:
+        with pytest.raises(DatabaseError):
+            with db.transaction():
+                db.execute("INSERT INTO items (name) VALUES ('a')")
+                with db.transaction() if nested else contextlib.nullcontext():
+                    fault.inject()  # (in force until the block has ended: the check before COMMIT meets it)
                     with pytest.raises(DatabaseError):
                         db.execute("INSERT INTO items (name) VALUES ('b')")
-                finally:
-                    fault.heal()
+    finally:
+        fault.heal()
     assert {r[0] for r in db.fetch_all("SELECT name FROM items")} == {"before"}
     db.execute("INSERT INTO items (name) VALUES ('after')")
     assert count(db) == 2
