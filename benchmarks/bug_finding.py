@@ -1296,7 +1296,7 @@ BUGS: tuple[Bug, ...] = (
         "orphan record unmarked (the mark is not past it), and the journals then claim a committed sequence the "
         "database never had"),
     Bug("s25_statement_after_sqlite_rollback_runs", 6, "reliability/executor.py",
-        "                if self.transactions.depth and ended_under_the_block(conn):  # (see ended_transaction)\n",
+        "                if self.transactions.depth and self.connections.transaction_ended():  # (see ended_transaction)\n",
         "                if False:  # (see ended_transaction)\n",
         "with db.transaction(): a write, then a statement meets SQLITE_FULL (SQLite rolls the transaction back), the "
         "caller swallows it, space comes back, the block writes 'later': the block must fail with 'later' not in "

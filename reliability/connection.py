@@ -140,6 +140,18 @@ class ConnectionManager:
         except self.module.ProgrammingError:
             return False
 
+    def transaction_ended(self) -> bool:
+        """Asked inside ``db.transaction()``: True when SQLite has no transaction open on the handle (it rolled the
+        block's transaction back). A closed handle answers False, unlike :meth:`in_transaction`'s "not inside": a
+        statement on it fails as any statement on a closed handle does (a lost connection, said as such)."""
+        conn = self._conn
+        if conn is None:
+            return False
+        try:
+            return not conn.in_transaction
+        except self.module.ProgrammingError:
+            return False
+
     def live_connection(self) -> sqlite3.Connection:
         """The connection, reopened first if its handle was closed (for maintenance work, not the hot path)."""
         conn = self._conn

@@ -31,7 +31,7 @@ from .errors import Action, DatabaseError, ErrorHandler, ErrorKind, decide
 from .observers import Observer
 from .redo import statement_kind
 from .retry import RetryExhausted, RetryPolicy
-from .transaction import ended_transaction, ended_under_the_block
+from .transaction import ended_transaction
 
 if TYPE_CHECKING:
     from .connection import ConnectionManager
@@ -116,7 +116,7 @@ class Executor:
         with self.lock:
             conn = self.connections._conn
             if conn is not None:
-                if self.transactions.depth and ended_under_the_block(conn):  # (see ended_transaction)
+                if self.transactions.depth and self.connections.transaction_ended():  # (see ended_transaction)
                     return self.failed("execute", _execute, sql, params, ended_transaction(), t0)
                 try:
                     before = conn.total_changes
@@ -148,7 +148,7 @@ class Executor:
         t0 = perf_counter()
         with self.lock:
             conn = self.connections.connection
-            if self.transactions.depth and ended_under_the_block(conn):
+            if self.transactions.depth and self.connections.transaction_ended():
                 return self.failed("executemany", _executemany, sql, params, ended_transaction(), t0)
             try:
                 before = conn.total_changes
@@ -172,7 +172,7 @@ class Executor:
         try:
             conn = self.connections._conn
             if conn is not None and (t0 < self._identity_due or self.reads_follow_the_path(t0)):
-                if self.transactions.depth and ended_under_the_block(conn):
+                if self.transactions.depth and self.connections.transaction_ended():
                     return self.failed("fetch_one", _fetch_one, sql, params, ended_transaction(), t0)
                 try:
                     row = conn.execute(sql, params).fetchone()
@@ -192,7 +192,7 @@ class Executor:
         try:
             conn = self.connections._conn
             if conn is not None and (t0 < self._identity_due or self.reads_follow_the_path(t0)):
-                if self.transactions.depth and ended_under_the_block(conn):
+                if self.transactions.depth and self.connections.transaction_ended():
                     return self.failed("fetch_all", _fetch_all, sql, params, ended_transaction(), t0)
                 try:
                     rows = conn.execute(sql, params).fetchall()
@@ -296,7 +296,7 @@ class Executor:
             if pending:
                 raise pending.pop()
             conn = self.connections.connection
-            if in_tx and ended_under_the_block(conn):
+            if in_tx and self.connections.transaction_ended():
                 # (A handle reopened inside the block, or one SQLite rolled back: running the statement now would
                 # autocommit it on its own.)
                 raise ended_transaction()

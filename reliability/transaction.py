@@ -32,15 +32,6 @@ class TransactionError(DatabaseError):
     """A transaction could not be committed or was used wrongly; the database is unchanged."""
 
 
-def ended_under_the_block(conn: sqlite3.Connection) -> bool:
-    """Whether SQLite has no transaction open on ``conn`` (asked inside ``db.transaction()``). A closed handle
-    answers False: a statement on it fails as any statement on a closed handle does (a lost connection)."""
-    try:
-        return not conn.in_transaction
-    except Exception:  # (sqlite3's ProgrammingError on a closed handle: the statement that follows answers it)
-        return False
-
-
 def ended_transaction() -> TransactionError:
     """The error of a statement (or a nested block) inside ``db.transaction()`` after its transaction ended under it.
 
@@ -109,7 +100,7 @@ class TransactionManager:
                     # nothing has begun, so begin on the file at the path rather than fail at COMMIT's
                     # identity check and spend a retry (with retry_attempts=1, fail the transaction).
                     conn = self.connections.open()
-                if level and ended_under_the_block(conn):
+                if level and self.connections.transaction_ended():
                     # SQLite ended the enclosing transaction (an error inside it the caller swallowed): a SAVEPOINT
                     # now would begin a new transaction of its own, and its RELEASE would commit the nested block.
                     raise ended_transaction()

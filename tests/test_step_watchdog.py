@@ -116,10 +116,10 @@ def test_after_a_hang_later_steps_of_the_run_get_a_bound_measured_on_the_run(mon
         rearm()  # the next step, as Hypothesis starts a shrink candidate: the shorter bound
         assert watchdog.hung and watchdog.longest >= 0.1
         assert watchdog.timeout == max(1.0, hang.AFTER_HANG_FACTOR * watchdog.longest) < 60.0
-        t0 = time.monotonic()
-        with pytest.raises(StepHung, match="did not return within"):
+        with pytest.raises(StepHung) as caught:
             spin()
-        assert time.monotonic() - t0 < 30  # (cut by the shorter bound, not the run's)
+        # (The message names the bound that cut the step: the shorter one, not the run's 60 s.)
+        assert f"did not return within {watchdog.timeout:g} s" in str(caught.value)
 
 
 def test_steps_of_a_run_with_no_hang_keep_the_whole_bound():

@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 from bite_settings import run_and_tear_down, started_machine
 
-from reliability import errors, executor
+from reliability import errors
+from reliability.connection import ConnectionManager
 from reliability.executor import Executor
 from reliability.transaction import TransactionManager
 
@@ -35,7 +36,7 @@ def test_passes_on_the_runtime(tmp_path, carry_on):
 
 def test_bites_a_runtime_that_drops_its_handle_inside_a_transaction(tmp_path, monkeypatch):
     # Two defects together: either alone is harmless since a statement inside the block refuses to run once its
-    # transaction is gone (executor: ended_under_the_block), which a handle reopened inside the block is.
+    # transaction is gone (ConnectionManager.transaction_ended), which a handle reopened inside the block is.
     real = Executor.surface_error
 
     def surface_error(self, *args, **kwargs):
@@ -45,7 +46,7 @@ def test_bites_a_runtime_that_drops_its_handle_inside_a_transaction(tmp_path, mo
         return err
 
     monkeypatch.setattr(Executor, "surface_error", surface_error)
-    monkeypatch.setattr(executor, "ended_under_the_block", lambda conn: False)  # ... and the statement run anyway
+    monkeypatch.setattr(ConnectionManager, "transaction_ended", lambda self: False)  # ... and the statement run anyway
     with pytest.raises(AssertionError, match=r"p06_transaction_atomicity violated.*lost inside it failed, yet"):
         _run(tmp_path, carry_on=True)
 
