@@ -1288,6 +1288,12 @@ BUGS: tuple[Bug, ...] = (
         "two managers in this process, the -wal and -shm removed, one manager saves the removed WAL and reopens: "
         "then another process commits a row; every manager here must serve it; the bug leaves the other handle "
         "open on the removed index, shared by every connection opened here since, and they read without it"),
+    Bug("s26_recovery_leaves_other_managers_on_the_old_file", 13, "reliability/durability/recovery.py",
+        "    parts.connections.replaced_here()\n    installed = ",
+        "    installed = ",
+        "two managers in this process; manager 0 recovers (a new file at the path), another process commits a row, "
+        "and manager 1 reads at once: it must serve the row; the bug leaves manager 1 reading the quarantined file "
+        "until its identity-check interval runs out"),
     Bug("s25_b_orphan_past_the_mark_kept", 13, "reliability/redo.py",
         "    if not orphans and not (state.hwm or 0) > max(live[-1] if live else 0, last):",
         "    if not orphans or not (state.hwm or 0) > max(live[-1] if live else 0, last):",

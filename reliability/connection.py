@@ -108,6 +108,10 @@ class ConnectionManager:
         #: Where this manager's redo journal stands, for the report of a loss no connection can check
         #: (``"its last committed transaction is sequence N (journal slot S)"``), or None.
         self.journal_note: Callable[[], str] | None = None
+        #: Called (no arguments) when another manager of this process has put another file at this path (a
+        #: restore or recovery, see :meth:`replaced_here`): the executor then checks the path on its next read
+        #: instead of at the end of its identity-check interval.
+        self.on_replaced_here: list[Callable[[], None]] = []
         _MANAGERS.add(self)
 
     # -- opening ---------------------------------------------------------------------------
@@ -561,6 +565,23 @@ class ConnectionManager:
         # opened since sees and which is lost unless this handle checkpoints it. The caller reopens, and
         # opening saves the old WAL first (rescue_removed_wal). (One stat more per write.)
         return self._conn_wal is not None and _file_identity(self.path + "-wal") != self._conn_wal
+
+    def replaced_here(self) -> None:
+        """This manager has just put another file at its path (a restore or a recovery): every other manager of
+        this process on that path follows it on its next read.
+
+        Reads check that the path still names their file only every ``identity_check_interval`` (a stat per
+        read is not free), so a manager of another process may serve the replaced file for that long. In this
+        process nothing needs guessing: the replacement is known the moment it happens, and a read right after
+        it through a second manager must not serve the quarantined file (found by the data-loss machine: a
+        recovery by one manager, then another manager's read within 50 ms served a database without a row
+        another process had committed to the new file). Writes check the path before every commit already.
+        """
+        here = os.path.realpath(self.path)
+        for other in list(_MANAGERS):
+            if other is not self and os.path.realpath(other.path) == here:
+                for hook in list(other.on_replaced_here):
+                    hook()
 
     def index_removed(self) -> bool:
         """True when the ``-shm`` (WAL index) this connection opened is no longer the one beside the file.

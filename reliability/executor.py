@@ -86,10 +86,12 @@ class Executor:
         #: asked before a direct write so they replay first and a later write is never overwritten
         #: by an earlier queued one. None: nothing is ever queued.
         self.backlog: Backlog | None = None
-        #: Seconds between the checks reads make that the path still names their file (a stat costs
-        #: ~1 us against ~5 us for a point read, so not every read; 0 = every read).
-        self.identity_check_interval = 0.05
+        # Seconds between the checks reads make that the path still names their file (a stat costs
+        # ~1 us against ~5 us for a point read, so not every read; 0 = every read).
+        self._identity_interval = 0.05
         self._identity_due = 0.0
+        # Another manager of this process replacing the file (a restore, a recovery) is known at once: follow it.
+        connections.on_replaced_here.append(self.follow_the_path)
         #: Errors raised to the caller inside the open transaction, not counted yet: an error that
         #: leaves the transaction is the same error, and one that made run_in_transaction rerun it
         #: is a retry (see count_errors).
@@ -204,11 +206,23 @@ class Executor:
         finally:
             lock.release()
 
+    @property
+    def identity_check_interval(self) -> float:
+        """Seconds between the checks reads make that the path still names their file (0 = every read)."""
+        return self._identity_interval
+
+    @identity_check_interval.setter
+    def identity_check_interval(self, seconds: float) -> None:
+        # A new interval counts from the last check, not from the next: set shorter (0: every read), it takes
+        # effect at once instead of after the long one has run out.
+        self._identity_due = min(self._identity_due, self._identity_due - self._identity_interval + seconds)
+        self._identity_interval = seconds
+
     def reads_follow_the_path(self, t0: float) -> bool:
         """Every ``identity_check_interval`` seconds a read checks that the path still names the file
         it reads (writes check every time). False after dropping a connection to a replaced file:
         the read then opens the file the path names, never keeps serving a stand-in."""
-        self._identity_due = t0 + self.identity_check_interval
+        self._identity_due = t0 + self._identity_interval
         if self.transactions.depth:
             return True  # never drop a transaction's connection: its COMMIT checks the file (before_commit)
         if self.connections.file_replaced():

@@ -414,6 +414,7 @@ def _installed_since(parts: RuntimeParts, started: float) -> None:
     """A restore or recovery put another file at the path: it is not known to be damaged any more (the next
     check will tell), here and in every other process. The damage marker goes, unless it was written since
     ``started`` about the file just installed."""
+    parts.connections.replaced_here()
     installed = parts.connections.identity_at_path()
     verdict.seen_sound(parts, None, keep=lambda mark: mark.at is not None and mark.at > started
                        and mark.file is not None and mark.file == installed)

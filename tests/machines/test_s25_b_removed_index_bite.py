@@ -23,7 +23,7 @@ FIRSTS = ["write", "health", "peer_write"]
 def run(tmp_path, first: str) -> str:
     machine = bind(MACHINES["dataloss"], None, base_dir=str(tmp_path), enforce={10, 11, 13, 14})()
     machine.start(random.Random(0), {k: v[0] for k, v in CONFIG_SPACE.items()}, frozenset())
-    machine.judge_other_processes = True  # (held out of the main job: see the machine's attribute)
+    machine.judge_other_processes = True  # (on in the main job too since session 26; set here all the same)
     try:
         machine.transfer(0, 1, 2, 5)
         machine.open_second_manager()
@@ -50,3 +50,57 @@ def test_bites_handles_left_open_on_the_removed_index(tmp_path, monkeypatch, fir
     monkeypatch.setattr(connection_module.ConnectionManager, "_release_removed_index", release)
     found = run(tmp_path, first)
     assert "p13_corruption_recovery violated" in found and "reads through the removed -shm" in found, found
+
+
+def run_after_recovery(tmp_path) -> str:
+    """A second manager; a writer process's damage recovered by manager 0; then the live removal of -wal and -shm
+    with manager 1 writing first (the main job's one failure in session 25, replayed by direct calls)."""
+    machine = bind(MACHINES["dataloss"], None, base_dir=str(tmp_path), enforce={10, 11, 13, 14})()
+    machine.start(random.Random(0), {**{k: v[0] for k, v in CONFIG_SPACE.items()}, "synchronous": "FULL"},
+                  frozenset({"fault:corruption"}))
+    try:
+        machine.open_second_manager()
+        machine.solo_writer_process(1, 0, "header", 955)
+        machine.remove_wal_live(True, "peer_write", 1)
+    except AssertionError as exc:
+        return str(exc).splitlines()[0]
+    finally:
+        machine.teardown()
+    return ""
+
+
+def test_a_read_after_another_managers_recovery_passes_on_the_runtime(tmp_path):
+    assert run_after_recovery(tmp_path) == ""
+
+
+def test_bites_a_recovery_that_leaves_the_other_managers_reading_the_old_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(connection_module.ConnectionManager, "replaced_here", lambda self: None)
+    found = run_after_recovery(tmp_path)
+    assert "p13_corruption_recovery violated" in found and "serves a database without it" in found, found
+
+
+def run_recovery_with_a_peer(tmp_path, who: int) -> str:
+    """``corrupt_and_recover`` (b-tree damage) by manager ``who`` while a second manager is open in this process."""
+    machine = bind(MACHINES["dataloss"], None, base_dir=str(tmp_path), enforce={10, 11, 13, 14})()
+    machine.start(random.Random(0), {k: v[0] for k, v in CONFIG_SPACE.items()}, frozenset({"fault:corruption"}))
+    try:
+        machine.transfer(0, 1, 2, 5)
+        machine.open_second_manager()
+        machine.corrupt_and_recover("btree", who, "none", 0, 7)
+    except AssertionError as exc:
+        return str(exc).splitlines()[0]
+    finally:
+        machine.teardown()
+    return ""
+
+
+@pytest.mark.parametrize("who", [0, 1])
+def test_a_recovery_with_a_peer_passes_on_the_runtime(tmp_path, who):
+    assert run_recovery_with_a_peer(tmp_path, who) == ""
+
+
+@pytest.mark.parametrize("who", [0, 1])
+def test_bites_a_recovery_that_does_not_tell_the_peer(tmp_path, monkeypatch, who):
+    monkeypatch.setattr(connection_module.ConnectionManager, "replaced_here", lambda self: None)
+    found = run_recovery_with_a_peer(tmp_path, who)
+    assert "p13_corruption_recovery violated" in found and "right after the recovery" in found, found

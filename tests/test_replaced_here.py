@@ -1,0 +1,96 @@
+"""A file this process puts at the path (a restore, a recovery) is read at once by every manager of the process.
+
+Reads check that the path still names their file only every ``identity_check_interval`` (writes check before every
+commit). Within one process nothing needs that interval: the manager that installs the file tells the others on
+the same path, and their next read follows it (found by the data-loss machine: right after one manager's recovery,
+a second manager's read served the quarantined file, without a row another process had committed to the new one).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from runtime_helpers import SQLITE_MODULE_NAME, fast_config, sqlite_module
+
+from pytest_dbfault.faults import DisconnectFault
+from pytest_dbfault.faults.target import MODULE_ENV
+from reliability import DatabaseManager
+
+
+def two_managers(tmp_path: Path) -> tuple[DatabaseManager, DatabaseManager]:
+    db_path = tmp_path / "app.db"
+    first = DatabaseManager(fast_config(db_path, backup_dir=str(tmp_path / "backups")))
+    first.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    first.execute("INSERT INTO t VALUES (1)")
+    # The same file named another way (relative to the working directory, which the test set): the same path.
+    second = DatabaseManager(fast_config("app.db", backup_dir=str(tmp_path / "backups")))
+    second.identity_check_interval = 3600  # (left alone, its reads would not look at the path for an hour)
+    return first, second
+
+
+def ids(db: DatabaseManager) -> list[int]:
+    return [r[0] for r in db.fetch_all("SELECT id FROM t ORDER BY id")]
+
+
+def test_a_restore_by_one_manager_is_read_at_once_by_another(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    first, second = two_managers(tmp_path)
+    try:
+        first.backup()
+        first.execute("INSERT INTO t VALUES (2)")
+        assert ids(second) == [1, 2]  # (its path is checked now, and by the interval not again for an hour)
+        first.restore()
+        assert ids(second) == [1], "a read right after a restore by another manager served the replaced file"
+        assert second.connections.identity == second.connections.identity_at_path()
+    finally:
+        second.close()
+        first.close()
+
+
+def test_a_recovery_by_one_manager_is_read_at_once_by_another(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    first, second = two_managers(tmp_path)
+    try:
+        first.backup()
+        first.execute("INSERT INTO t VALUES (2)")
+        assert ids(second) == [1, 2]
+        report = first.recover()  # (a sound file: recovered all the same, from the backup and the redo journal)
+        assert report.quarantined, report
+        # Another connection commits to the file recovery put at the path: a manager here must serve it.
+        conn = sqlite_module().connect(str(tmp_path / "app.db"), isolation_level=None, timeout=5)
+        try:
+            conn.execute("INSERT INTO t VALUES (3)")
+        finally:
+            conn.close()
+        assert ids(second) == [1, 2, 3], "a read right after a recovery by another manager served the old file"
+    finally:
+        second.close()
+        first.close()
+
+
+def test_a_shorter_identity_check_interval_takes_effect_at_once(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Set shorter (here 0: every read), the interval counts from the last check: the next read looks at the path,
+    not only once the hour set before has run out."""
+    monkeypatch.setenv(MODULE_ENV, SQLITE_MODULE_NAME)  # (the fault's copy uses the runtime's SQLite build)
+    db_path = tmp_path / "app.db"
+    db = DatabaseManager(fast_config(db_path))
+    try:
+        db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+        db.execute("INSERT INTO t VALUES (1)")
+        db.identity_check_interval = 3600
+        assert ids(db) == [1]  # (the path is checked now, and by the interval not again for an hour)
+        fault = DisconnectFault(db_path, mode="delete", backup_before=True)
+        fault.inject()
+        fault.heal()  # a copy is back at the path: another file than the one the handle has open
+        conn = sqlite_module().connect(str(db_path), isolation_level=None, timeout=5)
+        try:
+            conn.execute("INSERT INTO t VALUES (2)")
+        finally:
+            conn.close()
+        assert ids(db) == [1]  # (the hour holds: the unlinked file is still read; the documented interval)
+        db.identity_check_interval = 0
+        assert ids(db) == [1, 2], "the read after setting the interval to 0 did not look at the path"
+    finally:
+        db.close()
