@@ -261,6 +261,8 @@ class Executor:
             if redo is not None:
                 redo.capture(sql, params, many)
             return
+        if redo is not None:
+            redo.unrecorded += 1  # (also while an error is already set: recovery must report it, see lost_writes)
         if redo is not None and redo.error is None:
             # A statement routed as a read changed rows and committed on its own (a function with
             # side effects): it has no sequence and no record, so recovery could not bring it back.

@@ -463,6 +463,9 @@ class RedoJournal:
         self._inherited: int | None = None
         #: Why the journal stopped protecting writes (a failed write), or None.
         self.error: str | None = None
+        #: Writes that went ahead without a record since the journal was opened or last anchored (a commit while it
+        #: took none, a statement that committed on its own outside it): see :meth:`lost_writes`.
+        self.unrecorded = 0
         self.owned = False
         self._fd: int | None = None
         self._end = 0
@@ -605,6 +608,7 @@ class RedoJournal:
             # Unprotected: whether COMMIT then succeeds is not told to discard(), so take any publication
             # made by this transaction's allocation as written (at worst a sequence left out, see discard).
             self._unpublish = None
+            self.unrecorded += 1  # (counted whether or not COMMIT then succeeds: the safe side)
             return False
         try:
             record = self._encoder.record((seq, self._pending, 1) if alone else (seq, self._pending))
@@ -883,8 +887,29 @@ class RedoJournal:
         self.seen = max(self.seen, base)
         self.from_empty = from_empty
         self.error = None
+        self.unrecorded = 0  # (the verified backup this journal continues from holds them)
         self._inherited = None
         self.solo_conn = None  # (a new file, maybe a new database: the next commit records its sequence)
+
+    @property
+    def anchored(self) -> bool:
+        """True while this manager holds its journal file and the file has had its header (adopted with one at
+        :meth:`open`, or written by :meth:`reset`). A file whose anchoring backup failed at startup never got one:
+        then a file without a header says nothing was lost from it, not that it was deleted or replaced."""
+        return self.owned and self._end >= 0
+
+    def lost_writes(self) -> str | None:
+        """What a recovery must report on this journal's account: :attr:`error`, or None when no write can be missing.
+
+        A journal whose anchoring backup failed at startup takes no records (its error warns about the writes to
+        come), so until a write went ahead without a record (:attr:`unrecorded`) nothing of this manager's is missing
+        from any journal. Reported anyway, recovery said ``ok=False`` with every acknowledged write back (found with a
+        second manager started on a file read through a removed WAL's index, and on any damaged file: its anchoring
+        backup fails ``integrity_check``). Every other error is about writes already made: always reported.
+        """
+        if self.error is None or (self.owned and self._end < 0 and not self.unrecorded):
+            return None
+        return self.error
 
     def size(self) -> int:
         """Bytes in the journal file (0 when absent)."""

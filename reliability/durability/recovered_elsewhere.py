@@ -61,8 +61,9 @@ def recovered_by_another(parts: RuntimeParts, redo: RedoJournal | None,
         if plan.entries or plan.missing:
             return None  # journaled writes the new file lacks: recover (replay them or say what is missing)
         problems += plan.problems
-        if redo.error:
-            problems.append(redo.error)
+        lost = redo.lost_writes()
+        if lost:
+            problems.append(lost)
     elif parts.config.redo_journal:
         problems.append("the redo journal was not available: whether this manager's writes are in the file "
                         "another process installed cannot be told")

@@ -283,13 +283,15 @@ class Recovery:
         state: JournalState | None = None
         if self.redo is not None:
             state = read_journal(self.redo.path)
-            if not state.header and self.redo.owned:
-                # Ours always starts with a header (reset() at startup): the file was deleted or
-                # replaced under us, so what it held since the backup is unknown, not "nothing".
+            if not state.header and self.redo.anchored:
+                # Ours had its header (adopted, or written by reset() at startup): the file was deleted or
+                # replaced under us, so what it held since the backup is unknown, not "nothing". (One whose
+                # anchoring failed never had a header and took no record: its error says so, see lost_writes.)
                 problems.append(f"the redo journal {str(self.redo.path)!r} is missing or lost its header; "
                                 "writes after the backup may not be replayed")
-            if self.redo.error:
-                problems.append(self.redo.error)
+            lost = self.redo.lost_writes()
+            if lost:
+                problems.append(lost)
         elif parts.config.redo_journal:
             problems.append("the redo journal was not available; writes after the backup cannot be replayed")
         else:
