@@ -190,6 +190,9 @@ def test_recovery_with_a_handle_parked_and_a_second_manager_started_since(tmp_pa
         again = then.recover()  # the file another manager installed: nothing to do, and ok
         assert again.ok, again.problems  # (who=parked: "could not be anchored")
         assert acked <= {r[0] for r in recoverer.fetch_all("SELECT id FROM t")}
+        for m in (first, second):  # each serves the recovered file (a refusal of its own ends with an ok recovery)
+            assert str(m.health().status) != "unavailable", m.health().reasons
+            assert acked <= {r[0] for r in m.fetch_all("SELECT id FROM t")}
     finally:
         if second is not None:
             second.close()

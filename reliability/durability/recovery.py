@@ -236,6 +236,11 @@ class Recovery:
                 with install_lock(parts.path), writers_fenced(parts):
                     # Another process may have recovered it while this one waited for the lock.
                     elsewhere = recovered_by_another(parts, self.redo, seen)
+                    if elsewhere is not None:
+                        # A file holding every journaled write is in place, as after an install here: a refusal of
+                        # this manager's own (commits missing from the file it had open, a removed -wal or -shm)
+                        # ends too. Left in force, recover() said ok while health stayed unavailable for good.
+                        self.trust.database_back()
                     report = self._recover_locked(reason, t0) if elsewhere is None else RecoveryReport(
                         not elsewhere, [], None, 0, perf_counter() - t0, elsewhere, reason, RECOVERED_BY_ANOTHER)
             finally:
