@@ -152,6 +152,31 @@ _PAGE_WRITER = textwrap.dedent("""
 """)
 
 
+def _park(first: DatabaseManager, path: Path) -> set[str]:
+    """Acknowledged rows only in the ``-wal``; the ``-wal`` and ``-shm`` removed; another application writes ten
+    transactions on the older state and goes; ``first`` looks, refuses and parks its handle. Returns the ids."""
+    first.execute("CREATE TABLE t (id TEXT PRIMARY KEY)")
+    first.execute("CREATE TABLE pairs (k INTEGER PRIMARY KEY, v INTEGER NOT NULL)")
+    first.execute("INSERT INTO pairs (k, v) VALUES (9, 2)")
+    first.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    first.backup()
+    acked = set()
+    for i in range(3):
+        first.execute("INSERT INTO t (id) VALUES (?)", (f"a{i}",))  # their frames only in the -wal
+        acked.add(f"a{i}")
+    first.identity_check_interval = 3600
+    os.remove(f"{path}-wal")  # a real removal, as a cleanup script does it
+    os.remove(f"{path}-shm")
+    other = subprocess.run([sys.executable, "-c", _PAGE_WRITER, str(path), "10"], capture_output=True,
+                           text=True, timeout=60)
+    assert other.stdout.split() == ["wrote"], other.stderr[-500:]
+    with pytest.raises(DatabaseError) as caught:
+        first.execute("INSERT INTO t (id) VALUES ('after')")
+    assert caught.value.kind is ErrorKind.UNAVAILABLE  # refused, its handle parked
+    assert first.connections.reads_through_removed_index()
+    return acked
+
+
 @pytest.mark.parametrize("who", ["parked", "second"])
 def test_recovery_with_a_handle_parked_and_a_second_manager_started_since(tmp_path, who):
     """The suspected false alarm itself: the ``-wal`` and ``-shm`` removed under the only manager, another
@@ -162,26 +187,10 @@ def test_recovery_with_a_handle_parked_and_a_second_manager_started_since(tmp_pa
     first = DatabaseManager(worker_config(str(path)))
     second = None
     try:
-        first.execute("CREATE TABLE t (id TEXT PRIMARY KEY)")
-        first.execute("CREATE TABLE pairs (k INTEGER PRIMARY KEY, v INTEGER NOT NULL)")
-        first.execute("INSERT INTO pairs (k, v) VALUES (9, 2)")
-        first.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        first.backup()
-        acked = set()
-        for i in range(3):
-            first.execute("INSERT INTO t (id) VALUES (?)", (f"a{i}",))  # their frames only in the -wal
-            acked.add(f"a{i}")
-        first.identity_check_interval = 3600
-        os.remove(f"{path}-wal")  # a real removal, as a cleanup script does it
-        os.remove(f"{path}-shm")
-        other = subprocess.run([sys.executable, "-c", _PAGE_WRITER, str(path), "10"], capture_output=True,
-                               text=True, timeout=60)
-        assert other.stdout.split() == ["wrote"], other.stderr[-500:]
-        with pytest.raises(DatabaseError) as caught:
-            first.execute("INSERT INTO t (id) VALUES ('after')")
-        assert caught.value.kind is ErrorKind.UNAVAILABLE  # refused, its handle parked
-        assert first.connections.reads_through_removed_index()
-        second = DatabaseManager(worker_config(str(path)))  # starts: it reads pages, not the file's
+        acked = _park(first, path)
+        # It starts, and its anchoring backup fails (it read the database through the removed WAL's index: pages
+        # of another table, so the copy failed integrity_check; now its connection is refused meanwhile).
+        second = DatabaseManager(worker_config(str(path)))
         assert "could not be anchored at startup" in (second.durability.redo.error or "")
         recoverer, then = (first, second) if who == "parked" else (second, first)
         report = recoverer.recover()
@@ -199,3 +208,29 @@ def test_recovery_with_a_handle_parked_and_a_second_manager_started_since(tmp_pa
         first.close()
     seen, verdict = _rows_seen_by_another_process(path)
     assert acked <= seen and verdict == "ok"
+
+
+def test_a_second_manager_is_refused_while_a_handle_is_parked_not_served_another_tables_pages(tmp_path):
+    """While the handle is parked, a connection opened in this process reads through the removed WAL's index: the
+    second manager read pages of ``pairs`` as ``t``'s (one row, NULL), marked the file damaged for every manager and
+    process (``<db>.damaged``) from what it misread, and a write through that index goes over another process's WAL
+    frames (ConnectionManager.index_removed). Now its connection
+    is refused (UNAVAILABLE, saying why) until a recovery has put another file in place; then it serves it."""
+    path = tmp_path / "app.db"
+    first = DatabaseManager(worker_config(str(path)))
+    second = None
+    try:
+        acked = _park(first, path)
+        second = DatabaseManager(worker_config(str(path)))
+        with pytest.raises(DatabaseError) as caught:
+            second.fetch_all("SELECT id FROM t")  # (was: [(None,)])
+        assert caught.value.kind is ErrorKind.UNAVAILABLE and "removed WAL's index" in caught.value.detail
+        assert str(second.health().status) != "healthy"
+        assert not os.path.exists(f"{path}.damaged")  # no verdict on a file nobody here has read
+        assert first.recover().ok
+        assert acked <= {r[0] for r in second.fetch_all("SELECT id FROM t")}
+    finally:
+        if second is not None:
+            second.close()
+        first.close()
+    assert acked <= _rows_seen_by_another_process(path)[0]
