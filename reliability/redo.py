@@ -901,11 +901,13 @@ class RedoJournal:
     def lost_writes(self) -> str | None:
         """What a recovery must report on this journal's account: :attr:`error`, or None when no write can be missing.
 
-        A journal whose anchoring backup failed at startup takes no records (its error warns about the writes to
-        come), so until a write went ahead without a record (:attr:`unrecorded`) nothing of this manager's is missing
-        from any journal. Reported anyway, recovery said ``ok=False`` with every acknowledged write back (found with a
-        second manager started on a file read through a removed WAL's index, and on any damaged file: its anchoring
-        backup fails ``integrity_check``). Every other error is about writes already made: always reported.
+        A journal that never had its header (its anchoring at startup failed, or was put off by a lock) takes no
+        records, and its error warns about the writes to come: until a write went ahead without a record
+        (:attr:`unrecorded`) nothing of this manager's is missing from any journal. Reported anyway, recovery said
+        ``ok=False`` with every acknowledged write back (found with a second manager started on a file read through a
+        removed WAL's index, and on any damaged file, as ``reliability recover`` starts one beside the running
+        service: its anchoring backup fails ``integrity_check``). The error of a journal that had its header is about
+        writes already made (a failed record or flush, a statement outside it): always reported.
         """
         if self.error is None or (self.owned and self._end < 0 and not self.unrecorded):
             return None
