@@ -113,6 +113,7 @@ class DatabaseManager:
         executor.drop = self._drop_connection
         executor.surface = self._surface
         executor.autocommit = self._autocommit_journaled
+        executor.write = self.execute  # (a write given to fetch_one/fetch_all: waited for like any write)
         # Reads are the hottest path (~5 us): unless a subclass changes them, hand them straight to the
         # executor (saves a call per read; benchmarks/runtime_overhead.py).
         for name in ("fetch_one", "fetch_all"):
