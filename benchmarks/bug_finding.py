@@ -1027,8 +1027,8 @@ BUGS: tuple[Bug, ...] = (
         "configure_logging with log_level=WARNING, operation_log on without a file, a refused insert: no operation record "
         "may be emitted (no operation log is installed); the bug installs one and logs 'execute error' at WARNING"),
     Bug("s22_identity_interval_floor", 1, "reliability/executor.py",
-        "        self._identity_due = t0 + self.identity_check_interval",
-        "        self._identity_due = t0 + max(self.identity_check_interval, 0.05)",
+        "        self._identity_due = t0 + self._identity_interval",
+        "        self._identity_due = t0 + max(self._identity_interval, 0.05)",
         "db.identity_check_interval = 0 (or 0.01), a read, another database os.replace()d over the path, a read 12 ms "
         "later: must return the new file's row; the bug keeps serving the replaced file for 50 ms"),
     Bug("s22_places_forget_audit_fallback", 15, "reliability/degraded/places.py",
@@ -1294,6 +1294,12 @@ BUGS: tuple[Bug, ...] = (
         "two managers in this process; manager 0 recovers (a new file at the path), another process commits a row, "
         "and manager 1 reads at once: it must serve the row; the bug leaves manager 1 reading the quarantined file "
         "until its identity-check interval runs out"),
+    Bug("s26_fetch_one_write_on_the_read_path", 13, "reliability/executor.py",
+        "        if not reads_only(sql):\n            return self.write(sql, params).fetchone()\n",
+        "",
+        "a transfer inside run_in_transaction books its row with fetch_one('INSERT ... RETURNING id'); then damage "
+        "and recover(): the bug runs it on the read path, outside the block's redo record, and recovery replays "
+        "the balances without the row (ok, yet an acknowledged transfer is missing)"),
     Bug("s25_b_orphan_past_the_mark_kept", 13, "reliability/redo.py",
         "    if not orphans and not (state.hwm or 0) > max(live[-1] if live else 0, last):",
         "    if not orphans or not (state.hwm or 0) > max(live[-1] if live else 0, last):",
