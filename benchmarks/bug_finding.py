@@ -1300,6 +1300,12 @@ BUGS: tuple[Bug, ...] = (
         "a transfer inside run_in_transaction books its row with fetch_one('INSERT ... RETURNING id'); then damage "
         "and recover(): the bug runs it on the read path, outside the block's redo record, and recovery replays "
         "the balances without the row (ok, yet an acknowledged transfer is missing)"),
+    Bug("s26_unanchored_journal_reported_as_loss", 13, "reliability/redo.py",
+        "        if self.error is None or (self.owned and self._end < 0 and not self.unrecorded):",
+        "        if self.error is None:",
+        "damage, then recover() by a manager started beside the live writers (reliability recover while the service "
+        "runs): its journal never anchored and took no write; the bug reports its startup error as a loss, ok=False "
+        "with every acknowledged write back"),
     Bug("s25_b_orphan_past_the_mark_kept", 13, "reliability/redo.py",
         "    if not orphans and not (state.hwm or 0) > max(live[-1] if live else 0, last):",
         "    if not orphans or not (state.hwm or 0) > max(live[-1] if live else 0, last):",

@@ -924,18 +924,34 @@ class DataLossMachine(RuntimeMachine):
         self.fault_history.append("corrupt")
         return fault
 
-    @rule(part=st.sampled_from(CORRUPTIONS), who=st.integers(0, 2), cut=st.sampled_from(JOURNAL_CUTS),
+    @rule(part=st.sampled_from(CORRUPTIONS), who=st.integers(0, 3), cut=st.sampled_from(JOURNAL_CUTS),
           pick=st.integers(0, 7), seed=st.integers(0, 2**16))
     def corrupt_and_recover(self, part: str, who: int, cut: str, pick: int, seed: int) -> None:
-        """P13: real damage (and maybe a cut journal), then ``recover()`` by one of the writers, or
-        (``who`` 2, the issue's reproduction) by a fresh manager after every writer was killed."""
+        """P13: real damage (and maybe a cut journal), then ``recover()`` by one of the writers, (``who`` 2, the
+        issue's reproduction) by a fresh manager after every writer was killed, or (3) by a fresh manager started
+        beside the live writers, as ``reliability recover`` run while the service is up: its own journal never
+        anchored on the damaged file and took no write, so it is no reason to report a loss."""
+        from reliability import DatabaseError
+
         fault = self.damage(part, seed)
         cut_done = self.cut_journal(cut, pick)
         labels = ["corrupt", *self.extra_labels()]
         if who == 2:
             self.kill_all_and_start()
-        judged = self.recover_and_judge(who, fault, labels, f"after recovery from {part} damage"
-                                        + (f" with {cut_done}" if cut_done else ""))
+        beside = None
+        if who == 3:
+            try:
+                beside = self.open_runtime(self.config)
+            except DatabaseError:
+                beside = None  # (refused at startup: one of the writers recovers instead)
+        what = f"after recovery from {part} damage" + (f" with {cut_done}" if cut_done else "")
+        try:
+            judged = self.recover_and_judge(0 if who == 3 else who, fault, labels,
+                                            what + (" by a manager started beside the writers" if beside else ""),
+                                            recoverer=beside)
+        finally:
+            if beside is not None:
+                beside.close()
         if judged and cut_done:
             self.restart_all()  # the issue's reproduction: cut the journal and restart
 
@@ -1020,15 +1036,17 @@ class DataLossMachine(RuntimeMachine):
         self.acked = {t: v for t, v in self.acked.items() if t in state[0]}
         return lost, said
 
-    def recover_and_judge(self, who: int, fault: Any, labels: list[str], what: str) -> bool:
-        """``recover()`` by writer ``who`` (after :meth:`kill_all_and_start` for 2: the fresh manager) of a
-        database ``fault`` damaged, judged: ``ok`` only with every acknowledged transfer back; otherwise it says
-        why, at least how many are missing, and the recovering manager is not ``healthy``. False: it raised, or
-        installed nothing (then the undamaged copy was put back and every manager restarted)."""
+    def recover_and_judge(self, who: int, fault: Any, labels: list[str], what: str, recoverer: Any = None) -> bool:
+        """``recover()`` by writer ``who`` (after :meth:`kill_all_and_start` for 2: the fresh manager), or by
+        ``recoverer`` when given, of a database ``fault`` damaged, judged: ``ok`` only with every acknowledged
+        transfer back; otherwise it says why, at least how many are missing, and the recovering manager is not
+        ``healthy``. False: it raised, or installed nothing (then the undamaged copy was put back and every manager
+        restarted)."""
         from reliability import DatabaseError
 
-        recoverer = self.writer(who)
-        held = self.hold_path_checks(recoverer) if self.peer is not None and self.judge_other_processes else []
+        recoverer = recoverer if recoverer is not None else self.writer(who)
+        others = [m for m in self.managers() if m is not recoverer]
+        held = self.hold_path_checks(recoverer) if others and self.judge_other_processes else []
         try:
             report = recoverer.recover()
         except DatabaseError as exc:
