@@ -924,7 +924,7 @@ class DataLossMachine(RuntimeMachine):
         self.fault_history.append("corrupt")
         return fault
 
-    @rule(part=st.sampled_from(CORRUPTIONS), who=st.integers(0, 3), cut=st.sampled_from(JOURNAL_CUTS),
+    @rule(part=st.sampled_from(CORRUPTIONS), who=st.sampled_from((0, 1, 2, 3, 3)), cut=st.sampled_from(JOURNAL_CUTS),
           pick=st.integers(0, 7), seed=st.integers(0, 2**16))
     def corrupt_and_recover(self, part: str, who: int, cut: str, pick: int, seed: int) -> None:
         """P13: real damage (and maybe a cut journal), then ``recover()`` by one of the writers, (``who`` 2, the
@@ -933,8 +933,11 @@ class DataLossMachine(RuntimeMachine):
         anchored on the damaged file and took no write, so it is no reason to report a loss."""
         from reliability import DatabaseError
 
+        if who == 3 and part == "truncate":
+            part = "btree"  # (beside the writers: damage its startup check finds, so its journal never anchors)
         fault = self.damage(part, seed)
-        cut_done = self.cut_journal(cut, pick)
+        # (Beside the writers, what is judged is the fresh manager's own journal: the others' are left whole.)
+        cut_done = self.cut_journal(cut, pick) if who != 3 else ""
         labels = ["corrupt", *self.extra_labels()]
         if who == 2:
             self.kill_all_and_start()
@@ -1044,7 +1047,12 @@ class DataLossMachine(RuntimeMachine):
         restarted)."""
         from reliability import DatabaseError
 
+        beside = recoverer is not None
         recoverer = recoverer if recoverer is not None else self.writer(who)
+        # (Only while every journal is whole: a slot's file the fresh manager took over may have been cut before.)
+        own = getattr(recoverer, "redo_journal", None) if beside and not self.journal_damaged else None
+        own_names = [n for n in (getattr(own, "error", None),
+                                 own is not None and f"{str(own.path)!r} is missing or lost its header") if n]
         others = [m for m in self.managers() if m is not recoverer]
         held = self.hold_path_checks(recoverer) if others and self.judge_other_processes else []
         try:
@@ -1069,6 +1077,12 @@ class DataLossMachine(RuntimeMachine):
             fault.heal()
             self.restart_all()
             return False
+        if own_names:
+            # The fresh manager acknowledged nothing: its journal (never anchored on the damaged file, no record)
+            # is no reason to report a loss, whatever else the recovery finds.
+            self.check(13, not any(n in p for p in report.problems for n in own_names),
+                       lambda: f"{what}: recovery reports a loss on account of its own journal, which took no write: "
+                               f"{report.problems}", faults=labels)
         lost: set[str] | None = None
         said: int | None = None
         if report.ok:
