@@ -87,6 +87,10 @@ class Executor:
         #: asked before a direct write so they replay first and a later write is never overwritten
         #: by an earlier queued one. None: nothing is ever queued.
         self.backlog: Backlog | None = None
+        #: What must run before the next direct write outside a transaction, before the backlog's replay too (a redo
+        #: journal that takes no records anchors on a file installed since: see ``durability.journal``), or None.
+        #: Its owner sets it and clears it; a None costs the write one attribute read.
+        self.before_write: Callable[[], None] | None = None
         # Seconds between the checks reads make that the path still names their file (a stat costs
         # ~1 us against ~5 us for a point read, so not every read; 0 = every read).
         self._identity_interval = 0.05
@@ -116,7 +120,8 @@ class Executor:
     def execute(self, sql: str, params: Any) -> sqlite3.Cursor:
         """Run one statement; retried on transient errors when not inside a transaction."""
         backlog = self.backlog
-        if backlog is not None and not self.transactions.depth and backlog.waiting():
+        if not self.transactions.depth and (self.before_write is not None
+                                            or (backlog is not None and backlog.waiting())):
             self.replay_backlog("execute", sql, params)
         t0 = perf_counter()
         with self.lock:
@@ -385,8 +390,11 @@ class Executor:
             log.warning("rollback after a failed COMMIT failed: %s", exc)
 
     def replay_backlog(self, op: str, sql: str | None, params: Any) -> None:
-        """Before a direct write outside a transaction: replay queued writes first; if they cannot
-        be saved, fail this one too."""
+        """Before a direct write outside a transaction: run :attr:`before_write`, then replay queued writes
+        first; if they cannot be saved, fail this one too."""
+        before = self.before_write
+        if before is not None:
+            before()  # (raises nothing: what it could not do, it says in health and tries again later)
         backlog = self.backlog
         if backlog is None or not backlog.waiting():
             return

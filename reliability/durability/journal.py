@@ -10,13 +10,17 @@ The journal itself (its format, the commit protocol's records, merging and plann
 - anchor the journal with a backup when it cannot be trusted to continue from the last one (an
   unclean shutdown, a damaged journal), and treat a missing database that backups or a journal show
   held data as an incident, never a fresh start (opening is refused until it is restored);
-- a manager without a journal on a journaled database says so in the database itself.
+- a manager without a journal on a journaled database says so in the database itself;
+- a journal whose anchoring failed (the manager started on a damaged file) anchors once a sound file is at the
+  path (another manager of this process restored or recovered it, or ``recover()`` found it recovered by another),
+  before the next write: :meth:`Journal.anchor_if_due`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +47,9 @@ log = logging.getLogger("reliability.recovery")
 
 #: Seconds between attempts at an anchoring backup that a lock kept from running at startup.
 ANCHOR_RETRY_INTERVAL = 1.0
+#: Seconds before a write tries again to anchor, on a file installed since, a journal whose anchoring a lock kept
+#: from running (each try may wait the retry policy's whole budget: not at every write).
+WRITE_ANCHOR_RETRY_INTERVAL = 10.0
 
 
 class Journal:
@@ -64,6 +71,13 @@ class Journal:
         self.redo: RedoJournal | None = None
         #: This manager writes without a journal to a journaled database (see redo.register_unjournaled).
         self._unjournaled_slot: int | None = None
+        #: What the startup anchoring was given (the journal's state at open, the backup, the recovery): a journal
+        #: whose anchoring failed anchors with them once a sound file is at the path (see :meth:`anchor_if_due`).
+        self._startup: tuple[JournalState, Callable[[], Any], Callable[[str], Any]] | None = None
+        #: Time (of :attr:`clock`) before which no write tries again to anchor (after a lock kept a try from running).
+        self._anchor_not_before = 0.0
+        #: The clock of that wait (a test moves it on instead of sleeping).
+        self.clock: Callable[[], float] = time.monotonic
 
     @property
     def owned(self) -> RedoJournal | None:
@@ -93,6 +107,10 @@ class Journal:
                 state = None
             if state is not None and self.redo.owned:
                 parts.executor.redo = self.redo
+                self._startup = (state, backup, recover)
+                # Another manager of this process restoring or recovering the database puts a sound file at the path:
+                # a journal whose anchoring failed (it started on a damaged file) anchors on it.
+                parts.connections.on_replaced_here.append(self.sound_file_at_path)
                 # Before the journals are compared with the file and an anchoring backup copies it.
                 looked = True
                 verdict.damage_at_start(parts, recover, check)
@@ -269,6 +287,76 @@ class Journal:
                 if not deferred:
                     self.scheduler.add("journal_startup", ANCHOR_RETRY_INTERVAL,
                                        lambda: self._retry_startup(state, backup, recover))
+
+    # -- anchoring on a file installed since --------------------------------------------------------
+    def sound_file_at_path(self) -> None:
+        """A sound file that this manager did not install is at the path: another manager of this process restored
+        or recovered the database (``connections.on_replaced_here``), or this manager's ``recover()`` found it
+        recovered by another. A journal whose anchoring failed (it started on a damaged file) anchors on it before
+        the next write (:meth:`anchor_if_due`). Before, it took no record for the rest of the process's life unless
+        a scheduled backup ran: acknowledged writes in no journal, lost by the next recovery from damage.
+
+        Only marks the journal due (cheap, raises nothing): it may run on the thread of the manager that installed
+        the file, which must not wait for this manager's lock.
+        """
+        if self._needs_anchor():
+            self._anchor_not_before = 0.0
+            self.parts.executor.before_write = self.anchor_if_due
+
+    def _needs_anchor(self) -> bool:
+        """This manager's own journal never got its header (its anchoring failed) and can still be anchored here.
+
+        (A lock that kept the startup comparison of the journals with the database from running leaves "checks"
+        pending: its background retry compares first, then anchors; anchoring without the comparison would skip it.)
+        """
+        redo = self.redo
+        return (redo is not None and redo.owned and not redo.anchored and self._startup is not None
+                and self._pending != "checks" and not self.parts.closed())
+
+    def anchor_if_due(self) -> None:
+        """Anchor the journal now, with the backup its anchoring at startup failed to take: the one place that decides.
+
+        Called before a direct write (``executor.before_write``, set by :meth:`sound_file_at_path`) and by a
+        recovery that found the database recovered by another. The backup is the startup one (``_anchor``, forced):
+        verified, the journal reset to continue from it. One try per event: a lock that outlasts the retry policy
+        is no verdict (nothing is marked; a write at least ``WRITE_ANCHOR_RETRY_INTERVAL`` later tries again), and
+        a copy that fails its check (the file is damaged again; the full check judges it) waits for the next
+        install. Writes made meanwhile are counted (``redo.unrecorded``) and reported by recovery. Raises nothing.
+        """
+        parts = self.parts
+        executor = parts.executor
+        if self.clock() < self._anchor_not_before:
+            return
+        with parts.lock:
+            if not self._needs_anchor() or self._startup is None:
+                executor.before_write = None
+                return
+            if parts.transactions.depth or parts.connections.in_transaction():
+                return  # a backup cannot copy an open transaction: the first write after it anchors
+            if parts.connections.refused is not None or database_missing(parts.path):
+                executor.before_write = None  # nothing at the path to anchor on: the next install says when
+                return
+            if parts.connections.file_moved():
+                # The handle may still be on the file set aside: the slot is recorded in the file at the path.
+                parts.connections.close()
+            state, backup, recover = self._startup
+            self._pending = None
+            try:
+                self._register_slot()
+                self._anchor(state, backup, recover, force=True, deferred=True)
+            except Exception as exc:  # noqa: BLE001  # dbfault: no fault (the journal's folder failing its reset)
+                # The caller's write is not this step's to fail: it goes on unrecorded (counted, reported).
+                log.error("could not anchor the redo journal %s on the database installed at %s: %s",
+                          self.redo.path if self.redo is not None else "", parts.path, exc)
+            redo = self.redo
+            if redo is not None and redo.anchored:
+                executor.before_write = None
+                log.warning("the redo journal %s is anchored now, on the database installed at %s: writes are "
+                            "journaled again", redo.path, parts.path)
+            elif self._pending == "anchor":  # a lock outlasted the policy: later, never at every write
+                self._anchor_not_before = self.clock() + WRITE_ANCHOR_RETRY_INTERVAL
+            else:
+                executor.before_write = None
 
     def _missing_at_start(self, state: JournalState | None, recover: Callable[[str], Any]) -> bool:
         """The database file is missing (or empty) at startup. Returns False when that is a fresh start.

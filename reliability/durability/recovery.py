@@ -241,6 +241,9 @@ class Recovery:
                         # this manager's own (commits missing from the file it had open, a removed -wal or -shm)
                         # ends too. Left in force, recover() said ok while health stayed unavailable for good.
                         self.trust.database_back()
+                        # So does a journal whose anchoring failed (it started on the damaged file): it anchors on the
+                        # sound one below, out of the install lock (else it took no record for good).
+                        self.journal.sound_file_at_path()
                     report = self._recover_locked(reason, t0) if elsewhere is None else RecoveryReport(
                         not elsewhere, [], None, 0, perf_counter() - t0, elsewhere, reason, RECOVERED_BY_ANOTHER)
             finally:
@@ -250,6 +253,8 @@ class Recovery:
         m.last_recovery = report.to_dict()
         if report.backup is not None or report.quarantined:
             _installed_since(parts, started)
+        elif report.note == RECOVERED_BY_ANOTHER and parts.executor.before_write is not None:
+            self.journal.anchor_if_due()  # (marked due above; now, not at the next write: health says so at once)
         level = logging.WARNING if report.ok else logging.ERROR
         log.log(level, "recovery of %s (%s): ok=%s, backup=%s, replayed %d write transaction(s) in %.3fs, "
                 "quarantined %s%s", parts.path, reason, report.ok, report.backup, report.replayed, report.duration,
