@@ -84,91 +84,123 @@ class DatabaseManager:
         logger: logging.Logger | None = None,
         migrations: Sequence[Migration] | str | os.PathLike[str] | None = None,
     ) -> None:
-        self.config = config if config is not None else ReliabilityConfig.from_env()
-        self.logger = logger or log
-        self.policy = policy or RetryPolicy.from_config(self.config)
-        self.errors = ErrorHandler(self.logger, show_params=self.config.log_sql_params)
-        self.connections = ConnectionManager(self.config)
-        self.errors.file_moved = self.connections.file_moved  # (a moved file's READONLY is READONLY_DBMOVED)
-        self._lock = threading.RLock()
-        self.monitor = HealthMonitor()
-        # Every retry the policy makes for this runtime is counted once, wherever it happens (statements,
-        # transactions, integrity checks, backups, replay); removed at close().
-        self.policy.listeners.append(self.monitor.count_retry)
-        self._id_prefix = os.urandom(3).hex()
-        self._records = OperationRecords(OperationLog.from_config(self.config, prefix=self._id_prefix))
-        self._listeners = Listeners()
-        #: Everything that watches a finished call or a transaction (see :mod:`reliability.observers`); the
-        #: listeners are added after durability's corruption watch, so recovery runs before they hear of a
-        #: damaged file.
-        self.observers = Observers(Metrics(self.monitor), self._records)
-        self.transactions = TransactionManager(self.connections, self.policy, self.errors, self._lock,
-                                               self.observers)
-        #: Called with the DatabaseError when corruption is detected (after durability has acted on it).
-        self.corruption_listeners: list[Callable[[DatabaseError], None]] = self._listeners.corruption
-        #: One SQL call (see :mod:`reliability.executor`); what it asks of the facade it gets as
-        #: callables, so a subclass overriding ``_drop_connection`` or ``_surface`` changes what it does.
-        self.executor = executor = Executor(self.connections, self.transactions, self._lock, self.policy,
-                                             self.errors, self.monitor, self.observers, self._id_prefix)
-        executor.drop = self._drop_connection
-        executor.surface = self._surface
-        executor.autocommit = self._autocommit_journaled
-        executor.write = self.execute  # (a write given to fetch_one/fetch_all: waited for like any write)
-        # Reads are the hottest path (~5 us): unless a subclass changes them, hand them straight to the
-        # executor (saves a call per read; benchmarks/runtime_overhead.py).
-        for name in ("fetch_one", "fetch_all"):
-            if getattr(type(self), name) is getattr(DatabaseManager, name):
-                setattr(self, name, getattr(executor, name))
-        self.closed = False
-        self.observers.add(FileIdentity(executor))  # (before COMMIT: the path still names the file)
-        self.transactions.committer = self._journaled_commit
-        #: Per thread: commits whose journal flush the current public call waits for before returning.
-        self._acks = _Acks()
-        #: Drops the redo journal's capture of a rolled-back transaction (an observer).
-        self._after_rollback = RedoRollback(executor)
-        self.observers.add(self._after_rollback)
-        #: Backups, redo journal, schema trust, integrity checks, recovery (:mod:`reliability.durability`),
-        #: built from the parts, never from this facade.
-        self.durability = durability = Durability(RuntimeParts(
-            connections=self.connections, lock=self._lock, transactions=self.transactions, executor=executor,
-            policy=self.policy, errors=self.errors, monitor=self.monitor, records=self._records,
-            closed=lambda: self.closed), migrations)
-        self.observers.add(durability.watch)
-        self.observers.add(self._listeners)
-        self.connections.on_open.append(durability.block.apply)
-        executor.write_block = lambda: durability.block.reason
-        self.transactions.refine = executor.refused_for_schema
-        #: Whether the runtime may write on its own behalf (audit reconcile, command writes, replay): not
-        #: into a file seen damaged until a recovery or a clean integrity check (:mod:`reliability.degraded.damage`).
-        self.write_gate = DamageGate(self.monitor, durability.check_integrity,
-                                     shared=DamageMarker(lambda: self.connections.config.db_path))
-        #: The tamper-evident audit log (see :mod:`reliability.audit`).
-        self.audit = AuditLogger(self, gate=self.write_gate)
-        # (After the audit log's: the journal's savepoint follows the same order as before.)
-        self.transactions.savepoint_hooks.append(durability.journal.savepoint_event)
-        #: Durable queue of writes accepted while the database was unavailable.
-        self.queue = WriteQueue.from_config(self.config)
-        #: Commands served with graceful degradation (see :mod:`reliability.degraded`): they run on
-        #: this facade, replay through ``_transact`` (which never replays first: no re-entry).
-        self.commands = CommandRegistry(CommandParts(self, self._transact, self.audit, self._lock, self.write_gate),
-                                        self.queue)
-        self.observers.add(self.commands)  # an error that makes the database unavailable degrades it
-        executor.backlog = self.commands  # queued writes replay before a direct one
-        #: Who adds health fields and reasons (``fn() -> (extra dict, reasons)``), asked in this order;
-        #: any reason turns a healthy report into a degraded one.
-        self._health_parts: tuple[Callable[[], tuple[dict[str, Any], list[str]]], ...] = (
-            self.commands.health_extra, self.audit.health_extra, durability.health)
-        self._watcher: Any = None
-        # The background health check (``health_check_interval``; 0 = off): what only a look finds (a -wal
-        # removed under an idle connection, a file replaced at the path, a stale backup) is found and logged
-        # even when the application makes no call for a while.
-        self._last_health: HealthStatus | None = None
-        durability.scheduler.add("health_check", self.config.health_check_interval, self._scheduled_health)
-        durability.start()
-        #: Old places of the write queue or audit fallback that still hold work this runtime does not read
-        #: (a restart with another path; see :mod:`reliability.degraded.places`).
-        self.places_left: list[LeftBehind] = self._remember_places()
-        self._health_parts += (self._places_health,)
+        # A constructor that fails part way (a start it cannot complete, e.g. a journal folder that refuses the
+        # anchoring reset) lets go of everything it took: the journal's slot and flock, the connection, the
+        # operation log's file and thread, the schedule, the listener on the caller's policy. Kept, another manager
+        # could not take slot 0 for the process's life (a raw descriptor has no finalizer).
+        try:
+            self.config = config if config is not None else ReliabilityConfig.from_env()
+            self.logger = logger or log
+            self.policy = policy or RetryPolicy.from_config(self.config)
+            self.errors = ErrorHandler(self.logger, show_params=self.config.log_sql_params)
+            self.connections = ConnectionManager(self.config)
+            self.errors.file_moved = self.connections.file_moved  # (a moved file's READONLY is READONLY_DBMOVED)
+            self._lock = threading.RLock()
+            self.monitor = HealthMonitor()
+            # Every retry the policy makes for this runtime is counted once, wherever it happens (statements,
+            # transactions, integrity checks, backups, replay); removed at close().
+            self.policy.listeners.append(self.monitor.count_retry)
+            self._id_prefix = os.urandom(3).hex()
+            self._records = OperationRecords(OperationLog.from_config(self.config, prefix=self._id_prefix))
+            self._listeners = Listeners()
+            #: Everything that watches a finished call or a transaction (see :mod:`reliability.observers`); the
+            #: listeners are added after durability's corruption watch, so recovery runs before they hear of a
+            #: damaged file.
+            self.observers = Observers(Metrics(self.monitor), self._records)
+            self.transactions = TransactionManager(self.connections, self.policy, self.errors, self._lock,
+                                                   self.observers)
+            #: Called with the DatabaseError when corruption is detected (after durability has acted on it).
+            self.corruption_listeners: list[Callable[[DatabaseError], None]] = self._listeners.corruption
+            #: One SQL call (see :mod:`reliability.executor`); what it asks of the facade it gets as
+            #: callables, so a subclass overriding ``_drop_connection`` or ``_surface`` changes what it does.
+            self.executor = executor = Executor(self.connections, self.transactions, self._lock, self.policy,
+                                                 self.errors, self.monitor, self.observers, self._id_prefix)
+            executor.drop = self._drop_connection
+            executor.surface = self._surface
+            executor.autocommit = self._autocommit_journaled
+            executor.write = self.execute  # (a write given to fetch_one/fetch_all: waited for like any write)
+            # Reads are the hottest path (~5 us): unless a subclass changes them, hand them straight to the
+            # executor (saves a call per read; benchmarks/runtime_overhead.py).
+            for name in ("fetch_one", "fetch_all"):
+                if getattr(type(self), name) is getattr(DatabaseManager, name):
+                    setattr(self, name, getattr(executor, name))
+            self.closed = False
+            self.observers.add(FileIdentity(executor))  # (before COMMIT: the path still names the file)
+            self.transactions.committer = self._journaled_commit
+            #: Per thread: commits whose journal flush the current public call waits for before returning.
+            self._acks = _Acks()
+            #: Drops the redo journal's capture of a rolled-back transaction (an observer).
+            self._after_rollback = RedoRollback(executor)
+            self.observers.add(self._after_rollback)
+            #: Backups, redo journal, schema trust, integrity checks, recovery (:mod:`reliability.durability`),
+            #: built from the parts, never from this facade.
+            self.durability = durability = Durability(RuntimeParts(
+                connections=self.connections, lock=self._lock, transactions=self.transactions, executor=executor,
+                policy=self.policy, errors=self.errors, monitor=self.monitor, records=self._records,
+                closed=lambda: self.closed), migrations)
+            self.observers.add(durability.watch)
+            self.observers.add(self._listeners)
+            self.connections.on_open.append(durability.block.apply)
+            executor.write_block = lambda: durability.block.reason
+            self.transactions.refine = executor.refused_for_schema
+            #: Whether the runtime may write on its own behalf (audit reconcile, command writes, replay): not into
+            #: a file seen damaged until a recovery or a clean integrity check (:mod:`reliability.degraded.damage`).
+            self.write_gate = DamageGate(self.monitor, durability.check_integrity,
+                                         shared=DamageMarker(lambda: self.connections.config.db_path))
+            #: The tamper-evident audit log (see :mod:`reliability.audit`).
+            self.audit = AuditLogger(self, gate=self.write_gate)
+            # (After the audit log's: the journal's savepoint follows the same order as before.)
+            self.transactions.savepoint_hooks.append(durability.journal.savepoint_event)
+            #: Durable queue of writes accepted while the database was unavailable.
+            self.queue = WriteQueue.from_config(self.config)
+            #: Commands served with graceful degradation (see :mod:`reliability.degraded`): they run on
+            #: this facade, replay through ``_transact`` (which never replays first: no re-entry).
+            self.commands = CommandRegistry(CommandParts(self, self._transact, self.audit, self._lock, self.write_gate),
+                                            self.queue)
+            self.observers.add(self.commands)  # an error that makes the database unavailable degrades it
+            executor.backlog = self.commands  # queued writes replay before a direct one
+            #: Who adds health fields and reasons (``fn() -> (extra dict, reasons)``), asked in this order;
+            #: any reason turns a healthy report into a degraded one.
+            self._health_parts: tuple[Callable[[], tuple[dict[str, Any], list[str]]], ...] = (
+                self.commands.health_extra, self.audit.health_extra, durability.health)
+            self._watcher: Any = None
+            # The background health check (``health_check_interval``; 0 = off): what only a look finds (a -wal
+            # removed under an idle connection, a file replaced at the path, a stale backup) is found and logged
+            # even when the application makes no call for a while.
+            self._last_health: HealthStatus | None = None
+            durability.scheduler.add("health_check", self.config.health_check_interval, self._scheduled_health)
+            durability.start()
+            #: Old places of the write queue or audit fallback that still hold work this runtime does not read
+            #: (a restart with another path; see :mod:`reliability.degraded.places`).
+            self.places_left: list[LeftBehind] = self._remember_places()
+            self._health_parts += (self._places_health,)
+        except BaseException:
+            self._abandon()
+            raise
+
+    def _abandon(self) -> None:
+        """Release what a constructor that failed had taken (see ``__init__``); each part only if it was built.
+
+        Never raises: the constructor's own error is what the caller must see.
+        """
+        self.closed = True
+        got = self.__dict__
+        steps: list[tuple[str, Callable[[], None]]] = []
+        policy, monitor = got.get("policy"), got.get("monitor")
+        if policy is not None and monitor is not None and monitor.count_retry in policy.listeners:
+            steps.append(("the retry listener", lambda: policy.listeners.remove(monitor.count_retry)))
+        if "durability" in got:
+            steps.append(("the schedule and the redo journal", got["durability"].abandon))
+        records = got.get("_records")
+        if records is not None and records.log is not None:
+            steps.append(("the operation log", records.log.close))
+        if "connections" in got:
+            steps.append(("the connection", got["connections"].close))
+        for what, step in steps:
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001  # dbfault: no fault (the constructor's error is the one raised)
+                log.warning("a manager that failed to start could not release %s: %s", what, exc)
 
     def _remember_places(self) -> list[LeftBehind]:
         """Remember where this runtime keeps waiting work; name the old places that still hold some."""

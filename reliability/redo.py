@@ -568,8 +568,13 @@ class RedoJournal:
             log.warning("redo journal: cannot claim %s (%s); every commit records its sequence", claim.path, exc)
         claim.close()
 
-    def close(self) -> None:
-        """Write the clean-close record and release the journal."""
+    def close(self, *, clean: bool = True) -> None:
+        """Write the clean-close record and release the journal.
+
+        ``clean=False``: release it (its flock, its slot) without that record, as a crash would leave it: for a
+        manager whose start failed half-way, which never checked the journals against the database nor anchored.
+        A record saying "closed cleanly" would make the next owner skip both (and the evidence of the crash before).
+        """
         claim, self.claim = self.claim, None
         if claim is not None:
             claim.close()  # (the database may still name this slot alone: the next writer reads this file)
@@ -579,7 +584,7 @@ class RedoJournal:
             return
         _SYNCER.drain(fd)
         try:
-            if self._end >= 0:
+            if clean and self._end >= 0:
                 os.pwrite(fd, _Encoder().record(("closed", self.seq)), self._end)
                 if self.fsync:
                     os.fsync(fd)

@@ -109,6 +109,13 @@ class Durability:
         verdict.wal_at_close(self.parts)
         self.journal.close()
 
+    def abandon(self) -> None:
+        """The runtime's constructor failed: stop the schedule and let the journal go (its slot and flock), as
+        :meth:`close` does, but without the look at the ``-wal`` (nothing was served) and without the journal's
+        clean-close record (no clean shutdown happened: the next start checks and anchors as after a crash)."""
+        self.scheduler.stop()
+        self.journal.close(clean=False)
+
     # -- what the facade delegates -------------------------------------------------------------
     def validate_schema(self, migrations: Sequence[Migration] | str | os.PathLike[str] | None = None) -> SchemaReport:
         """See :meth:`Trust.validate_schema`."""

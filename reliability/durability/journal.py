@@ -132,12 +132,17 @@ class Journal:
             except Exception as exc:  # noqa: BLE001  # dbfault: no fault (a read-only or damaged file)
                 log.warning("could not record that this manager writes without a redo journal: %s", exc)
 
-    def close(self) -> None:
-        """Close the journal and withdraw this manager's unjournaled-writer record (under the lock)."""
+    def close(self, *, clean: bool = True) -> None:
+        """Close the journal and withdraw this manager's unjournaled-writer record (under the lock).
+
+        ``clean=False``: the manager's start failed; the journal is released without its clean-close record
+        (see :meth:`RedoJournal.close <reliability.redo.RedoJournal.close>`).
+        """
         parts = self.parts
         with parts.lock:
+            parts.executor.before_write = None
             if self.redo is not None:
-                self.redo.close()
+                self.redo.close(clean=clean)
                 parts.executor.redo = None
             if self._unjournaled_slot is not None:
                 try:
