@@ -507,25 +507,32 @@ class ConnectionManager:
         Detects a closed handle, a database file deleted, renamed or replaced under the
         open connection, a read-only connection, and a database that fails to answer.
         """
+        found = self.diagnose()
+        return None if found is None else found[0]
+
+    def diagnose(self) -> tuple[ErrorKind, str | None] | None:
+        """:meth:`check` with what it found in words, when there is more to say than the kind: a refusal's own
+        detail (what is missing, what to do) or the driver's error. Health gives it as the reason."""
         conn = self._conn
         if conn is None:
-            return ErrorKind.CLOSED
+            return ErrorKind.CLOSED, None
         if self.wal_removed():
             if conn.in_transaction:
-                return ErrorKind.READONLY_DBMOVED  # (its COMMIT refuses; the rescue follows the rollback)
-            if self.rescue_removed_wal() is not None or self._conn is None:
-                return ErrorKind.UNAVAILABLE  # commits are missing: health gives the reason (refused)
+                return ErrorKind.READONLY_DBMOVED, None  # (its COMMIT refuses; the rescue follows the rollback)
+            lost = self.rescue_removed_wal()
+            if lost is not None or self._conn is None:
+                return ErrorKind.UNAVAILABLE, lost or self.refused  # commits are missing, or opening is refused
             conn = self._conn
         identity = _file_identity(self.path)
         if identity is None or identity != self._identity:
             # Deleted, renamed or replaced: the handle now points at a file nobody else sees.
-            return ErrorKind.READONLY_DBMOVED
+            return ErrorKind.READONLY_DBMOVED, None
         try:
             conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
             if conn.execute("PRAGMA query_only").fetchone()[0]:
-                return ErrorKind.READONLY
+                return ErrorKind.READONLY, None
         except Exception as exc:
-            return classify(exc)
+            return classify(exc), str(exc)
         return None
 
     @property

@@ -45,7 +45,7 @@ from .degraded import CommandParts, CommandRegistry, DamageGate, WriteQueue
 from .degraded.places import LeftBehind, current_places, remember, waiting_in
 from .durability import Durability, RecoveryReport, RuntimeParts
 from .durability.backup import BackupInfo
-from .errors import DatabaseError, ErrorHandler, classify, out_of_service
+from .errors import DatabaseError, ErrorHandler, ErrorKind, classify, out_of_service
 from .executor import Executor, FileIdentity, RedoRollback
 from .health import HealthMonitor, HealthReport, HealthStatus, IntegrityReport, run_maintenance, wal_size
 from .observers import Listeners, Metrics, Observers, OperationRecords
@@ -574,21 +574,27 @@ class DatabaseManager:
         reasons: list[str] = []
         with self._lock:
             state = self.connections.state
-            problem = self.connections.check() if state is ConnectionState.CONNECTED else None
+            found = self.connections.diagnose() if state is ConnectionState.CONNECTED else None
             if state is ConnectionState.CLOSED and not self.closed and self.connections.refused is None:
                 try:
                     self.connections.open()
                     state = self.connections.state
-                    problem = self.connections.check()
+                    found = self.connections.diagnose()
                 except Exception as exc:
-                    problem = classify(exc)
+                    found = classify(exc), exc.detail if isinstance(exc, DatabaseError) else str(exc)
         status = HealthStatus.HEALTHY
         if state is ConnectionState.UNAVAILABLE:
             status = HealthStatus.UNAVAILABLE
             reasons.append("the database could not be reached within the retry budget")
-        if problem is not None:
-            status = HealthStatus.UNAVAILABLE if out_of_service(problem) else HealthStatus.DEGRADED
-            reasons.append(f"connection check found: {problem}")
+        if found is not None:
+            problem, detail = found
+            # UNAVAILABLE from the connection is a refusal (a removed -wal or -shm, reads through a parked handle's
+            # index): nothing is served, every call fails so, until a recovery. Its own detail says what is missing
+            # and what to do; the kind alone ("unavailable") told an operator neither, and "degraded" understated it.
+            refused = problem is ErrorKind.UNAVAILABLE
+            status = HealthStatus.UNAVAILABLE if refused or out_of_service(problem) else HealthStatus.DEGRADED
+            said = detail and detail != self.connections.refused  # (the refusal in force is given below)
+            reasons.append(f"connection check found: {problem}" + (f": {detail}" if said else ""))
         if self.connections.refused is not None:
             # A database the runtime managed is missing and opening is refused (see durability.journal).
             status = HealthStatus.UNAVAILABLE
