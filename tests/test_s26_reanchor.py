@@ -149,6 +149,45 @@ def test_recover_that_finds_the_database_recovered_by_another_anchors_the_journa
         a.close()
 
 
+def test_a_recovery_by_another_process_this_manager_never_asks_about_anchors_the_journal(tmp_path, monkeypatch):
+    """Another process recovers and B is never told (no hook, no recover() of its own): its next write finds another
+    file at the path (one stat per write while unanchored), anchors on it and is journaled."""
+    monkeypatch.setenv(MODULE_ENV, SQLITE_MODULE_NAME)
+    a, b, acked = start_beside_damage(tmp_path)
+    try:
+        a.close()
+        recover_in_another_process(tmp_path)
+        b.execute("INSERT INTO t (id, pad) VALUES ('from-b', 'y')")  # (B reopens on the new file: no error)
+        acked.add("from-b")
+        redo = b.redo_journal
+        assert redo.anchored and redo.error is None and redo.unrecorded == 0, redo.error
+        damage(tmp_path / "app.db", seed=4)
+        ok, problems, ids = recover_from_fresh_manager(tmp_path)
+        assert acked <= ids, f"lost {sorted(acked - ids)}; ok={ok} {problems}"
+        assert ok, problems
+    finally:
+        b.close()
+        a.close()
+
+
+def test_a_manager_that_cannot_anchor_does_not_try_at_every_write_on_the_same_file(tmp_path, monkeypatch, caplog):
+    """Nothing was installed: B's writes on the damaged file it started on do not each take a backup that fails
+    (they go unrecorded, counted and reported)."""
+    monkeypatch.setenv(MODULE_ENV, SQLITE_MODULE_NAME)
+    a, b, acked = start_beside_damage(tmp_path)
+    try:
+        b.execute("CREATE TABLE side (v)")
+        with caplog.at_level(logging.INFO, logger="reliability"):
+            for i in range(3):
+                b.execute("INSERT INTO side (v) VALUES (?)", (i,))
+        assert not [r for r in caplog.records if "backup" in r.getMessage()], caplog.text
+        redo = b.redo_journal
+        assert not redo.anchored and redo.unrecorded == 4
+    finally:
+        b.close()
+        a.close()
+
+
 class HealOnSleep:
     """A retry policy's sleep that lifts the lock the first time the policy backs off (nothing timed)."""
 

@@ -11,9 +11,9 @@ The journal itself (its format, the commit protocol's records, merging and plann
   unclean shutdown, a damaged journal), and treat a missing database that backups or a journal show
   held data as an incident, never a fresh start (opening is refused until it is restored);
 - a manager without a journal on a journaled database says so in the database itself;
-- a journal whose anchoring failed (the manager started on a damaged file) anchors once a sound file is at the
-  path (another manager of this process restored or recovered it, or ``recover()`` found it recovered by another),
-  before the next write: :meth:`Journal.anchor_if_due`.
+- a journal whose anchoring failed (the manager started on a damaged file) anchors once another file is at the
+  path (another manager, of this process or another, restored or recovered it; ``recover()`` found it recovered by
+  another), before the next write: :meth:`Journal.anchor_if_due`.
 """
 
 from __future__ import annotations
@@ -78,6 +78,9 @@ class Journal:
         self._anchor_not_before = 0.0
         #: The clock of that wait (a test moves it on instead of sleeping).
         self.clock: Callable[[], float] = time.monotonic
+        #: The file (device, inode) at the path when anchoring last failed for good (a damaged copy): until another
+        #: file is there, a write does not try again (see :meth:`_watch_the_path`).
+        self._unanchored_on: tuple[int, int] | None = None
 
     @property
     def owned(self) -> RedoJournal | None:
@@ -131,6 +134,8 @@ class Journal:
                                                                   register_unjournaled)
             except Exception as exc:  # noqa: BLE001  # dbfault: no fault (a read-only or damaged file)
                 log.warning("could not record that this manager writes without a redo journal: %s", exc)
+        if self._needs_anchor():
+            self._watch_the_path()  # (its anchoring failed: another file at the path is worth a try)
 
     def close(self, *, clean: bool = True) -> None:
         """Close the journal and withdraw this manager's unjournaled-writer record (under the lock).
@@ -308,6 +313,17 @@ class Journal:
             self._anchor_not_before = 0.0
             self.parts.executor.before_write = self.anchor_if_due
 
+    def _watch_the_path(self) -> None:
+        """Until the journal is anchored, each direct write looks (one ``stat``) whether another file is at the path
+        than the one anchoring failed on, and then tries: a recovery or restore in another process that this manager
+        was never told of (its write only reopens on the new file) ends the unanchored state as one here does."""
+        self._unanchored_on = self.parts.connections.identity_at_path()
+        self.parts.executor.before_write = self._anchor_if_replaced
+
+    def _anchor_if_replaced(self) -> None:
+        if self.parts.connections.identity_at_path() != self._unanchored_on:
+            self.anchor_if_due()
+
     def _needs_anchor(self) -> bool:
         """This manager's own journal never got its header (its anchoring failed) and can still be anchored here.
 
@@ -321,12 +337,13 @@ class Journal:
     def anchor_if_due(self) -> None:
         """Anchor the journal now, with the backup its anchoring at startup failed to take: the one place that decides.
 
-        Called before a direct write (``executor.before_write``, set by :meth:`sound_file_at_path`) and by a
-        recovery that found the database recovered by another. The backup is the startup one (``_anchor``, forced):
+        Called before a direct write (``executor.before_write``: set by :meth:`sound_file_at_path`, or by
+        :meth:`_watch_the_path` once another file is at the path) and by a recovery that found the database
+        recovered by another. The backup is the startup one (``_anchor``, forced):
         verified, the journal reset to continue from it. One try per event: a lock that outlasts the retry policy
         is no verdict (nothing is marked; a write at least ``WRITE_ANCHOR_RETRY_INTERVAL`` later tries again), and
-        a copy that fails its check (the file is damaged again; the full check judges it) waits for the next
-        install. Writes made meanwhile are counted (``redo.unrecorded``) and reported by recovery. Raises nothing.
+        a copy that fails its check (the file is damaged again; the full check judges it) waits for another file
+        at the path. Writes made meanwhile are counted (``redo.unrecorded``) and reported by recovery. Raises nothing.
         """
         parts = self.parts
         executor = parts.executor
@@ -339,7 +356,7 @@ class Journal:
             if parts.transactions.depth or parts.connections.in_transaction():
                 return  # a backup cannot copy an open transaction: the first write after it anchors
             if parts.connections.refused is not None or database_missing(parts.path):
-                executor.before_write = None  # nothing at the path to anchor on: the next install says when
+                self._watch_the_path()  # nothing at the path to anchor on: the next file there says when
                 return
             if parts.connections.file_moved():
                 # The handle may still be on the file set aside: the slot is recorded in the file at the path.
@@ -360,8 +377,9 @@ class Journal:
                             "journaled again", redo.path, parts.path)
             elif self._pending == "anchor":  # a lock outlasted the policy: later, never at every write
                 self._anchor_not_before = self.clock() + WRITE_ANCHOR_RETRY_INTERVAL
+                executor.before_write = self.anchor_if_due
             else:
-                executor.before_write = None
+                self._watch_the_path()  # the copy failed its check: not on this file again, on the next one
 
     def _missing_at_start(self, state: JournalState | None, recover: Callable[[str], Any]) -> bool:
         """The database file is missing (or empty) at startup. Returns False when that is a fresh start.
