@@ -1358,6 +1358,12 @@ BUGS: tuple[Bug, ...] = (
         "auto_recover off, one index entry of kv changed in place (corrupt part index_entry), then db.backup(): the copy "
         "fails integrity_check and is refused; the real runtime's full check of the source marks it damaged (health "
         "not healthy, <db>.damaged written); the bug's quick check passes and health stays healthy"),
+    Bug("s26_d_health_text_crashes", 10, "reliability/cli.py",
+        '    lines = [f"status: {report.status}"] + [f"  - {safe(r)}" for r in report.reasons]',
+        '    lines = [f"status: {report.status}"] + [f"  - {safe(r)}" for r in report.reasons.items()]',
+        "a btree page of kv damaged at rest, then `reliability --json health`: the real command answers exit 1 "
+        "(unhealthy); the bug crashes putting the reasons into words and answers exit 3 with error kind 'internal' "
+        "(a bug in dbfault), which an exit-code-only check takes for the database's error"),
 )
 
 

@@ -415,6 +415,12 @@ class RuntimeMachine(RuleBasedStateMachine):
         doc = json.loads(out.getvalue())
         self.check(number, code == doc.get("exit_code"),
                    f"`reliability {' '.join(argv)}` exited {code}, its JSON says {doc.get('exit_code')}", faults=faults)
+        # Whatever the file's state, a command answers for it: an "internal" error is the CLI's own crash (the
+        # README's exit codes: 3 is the database's error, never a bug's), whatever the exit code hides it under.
+        error = doc.get("error") if isinstance(doc.get("error"), dict) else {}
+        self.check(number, error.get("kind") != "internal",
+                   lambda: f"`reliability {' '.join(argv)}` crashed inside the command line (exit {code}): "
+                           f"{doc.get('message')}", faults=faults)
         return code, doc
 
     def file_fingerprint(self) -> tuple[int, ...] | None:
