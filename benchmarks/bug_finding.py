@@ -1364,6 +1364,12 @@ BUGS: tuple[Bug, ...] = (
         "a btree page of kv damaged at rest, then `reliability --json health`: the real command answers exit 1 "
         "(unhealthy); the bug crashes putting the reasons into words and answers exit 3 with error kind 'internal' "
         "(a bug in dbfault), which an exit-code-only check takes for the database's error"),
+    Bug("s26_d_replay_counts_every_write_skipped", 14, "reliability/degraded/commands.py",
+        "            skipped += not done\n",
+        "            skipped += 1\n",
+        "write commands 'claim' of a new name, a taken one and another new one during a lock, then db.commands."
+        "replay(): the report must count 2 applied, 0 already applied, 1 set aside (3 in all, the writes queued); the "
+        "bug counts every replayed write as already applied too (skipped 3)"),
 )
 
 
