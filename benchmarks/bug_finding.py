@@ -1370,6 +1370,11 @@ BUGS: tuple[Bug, ...] = (
         "write commands 'claim' of a new name, a taken one and another new one during a lock, then db.commands."
         "replay(): the report must count 2 applied, 0 already applied, 1 set aside (3 in all, the writes queued); the "
         "bug counts every replayed write as already applied too (skipped 3)"),
+    Bug("s26_d_tx_conn_attrs_from_the_class", 6, "reliability/tx_connection.py",
+        "        return getattr(self._raw, name)",
+        "        return getattr(type(self._raw), name)",
+        "inside `with db.transaction() as conn`, after a write: conn.in_transaction must be True (the live "
+        "connection's); the bug reads attributes off sqlite3.Connection's class and answers its property object"),
 )
 
 

@@ -253,12 +253,17 @@ class TransactionMachine(Workload):
         raises = "inside" if inside else "after" if after else "none"
         ran = [0]
         handled: list[AppError] = []
+        live: list[object] = []
 
         def block() -> None:
             with self.db.transaction() as conn:
                 rows = iter(keys.items())
                 conn.execute(sql, next(rows))
                 ran[0] += 1
+                try:  # every attribute the runtime does not take over is the live connection's (TransactionConnection)
+                    live.append(conn.in_transaction)
+                except Exception as exc:  # noqa: BLE001 (judged below, whatever it is)
+                    live.append(exc)
                 with conn:
                     conn.execute(sql, next(rows))
                     ran[0] += 1
@@ -289,6 +294,9 @@ class TransactionMachine(Workload):
         self.model.ledger.ok["execute"] += ran[0]
         self.model.ledger.oplog[("execute", "ok")] += ran[0]
         where = "a nested db.transaction() (caught in the outer block)" if nested else "db.transaction()"
+        self.check(6, not ran[0] or live[:1] == [True], lambda: (
+            f"inside {where}, after a write, conn.in_transaction on the connection it yields answered {live[:1]}: "
+            "every attribute the runtime does not take over must be the live connection's (True there)"))
         if out is None or out.ok:
             self.judge_counted(counts, out is not None, f"a `with conn:` block in {where} (exception raised: {raises})")
         if raises != "none" and ran[0] == 2:  # (both writes ran: the application's exception was raised)
