@@ -1375,6 +1375,13 @@ BUGS: tuple[Bug, ...] = (
         "        return getattr(type(self._raw), name)",
         "inside `with db.transaction() as conn`, after a write: conn.in_transaction must be True (the live "
         "connection's); the bug reads attributes off sqlite3.Connection's class and answers its property object"),
+    Bug("s26_d_publish_leaves_the_claim", 13, "reliability/redo.py",
+        "        claim.revoke()\n        claim.wait_window()",
+        "        claim.wait_window()",
+        "two managers of one process at synchronous NORMAL (the first holds the claim to commit alone): transfers "
+        "through the first, the second, the first: the second publishes the first's run alone but the bug never "
+        "revokes its claim, so the first goes on committing alone and numbers its next transfer with the sequence "
+        "the second already took (a recovery then replays them in the wrong order)"),
 )
 
 

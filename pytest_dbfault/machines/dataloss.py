@@ -1441,8 +1441,34 @@ class DataLossMachine(RuntimeMachine):
             db.run_in_transaction(bank_transfer, db, tid, src, dst, amount)
         except DatabaseError:
             self.maybe.add(tid)
+            self.seq_trail = None
             return
         self.acked[tid] = (src, dst, amount)
+        self.judge_sequence_order(who, db, tid)
+
+    def judge_sequence_order(self, who: int, db: Any, tid: str) -> None:
+        """P13: an acknowledged transaction's redo sequence follows every one acknowledged before it on the same
+        file (reliability/redo.py, ``allocate_sequence``: "the number allocated here follows every transaction it
+        committed", a manager committing alone included): recovery replays the journals in sequence order, and the
+        balances are written as values, so a later transfer numbered below an earlier one is undone by it at replay.
+        Judged between transfers of this process on one file (its inode), with every journal whole and working."""
+        journal = getattr(db, "redo_journal", None)
+        seq = getattr(journal, "seq", None)
+        try:
+            ino = os.stat(self.db_path).st_ino
+        except OSError:
+            ino = None
+        trail = getattr(self, "seq_trail", None)
+        if (not isinstance(seq, int) or ino is None or getattr(journal, "error", None) is not None
+                or self.journal_damaged):
+            self.seq_trail = None
+            return
+        if trail is not None and trail[0] == ino:
+            self.check(13, seq > trail[1], lambda: (
+                f"transfer {tid} through manager {who} was acknowledged after transfer {trail[2]} (redo sequence "
+                f"{trail[1]}), yet its redo sequence is {seq}: recovery replays in sequence order and would apply it "
+                "first, and the earlier one's balances over it"), faults=[NO_FAULT])
+        self.seq_trail = (ino, max(seq, trail[1]) if trail is not None and trail[0] == ino else seq, tid)
 
     def start_paused_worker(self, count: int) -> Any:
         """A worker process that acknowledges ``count`` transfers and waits with its manager open (None: it
