@@ -62,7 +62,7 @@ def overflow_frame(db_path: Path) -> int:
     return found[-1]
 
 
-def damaged_while_open(db_path: Path) -> DatabaseManager:
+def damaged_while_open(db_path: Path, frames: list[int] | None = None) -> DatabaseManager:
     """Acknowledged rows committed into the WAL, then the real ``wal_frame`` fault in one of their frames while the
     runtime keeps the database open; checked to be the damage the fuzzer met (quick_check passes, a row does not
     decode)."""
@@ -71,7 +71,10 @@ def damaged_while_open(db_path: Path) -> DatabaseManager:
     db.backup()
     for key, value in ACKNOWLEDGED.items():
         db.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value))
-    CorruptFault(db_path, part="wal_frame", frame=overflow_frame(db_path), seed=5).inject()
+    frame = overflow_frame(db_path)
+    if frames is not None:
+        frames.append(frame)  # (1-based, as SQLite and the runtime's report count frames)
+    CorruptFault(db_path, part="wal_frame", frame=frame, seed=5).inject()
     assert outside.query(db_path, "PRAGMA quick_check") == [["ok"]]
     with pytest.raises(outside.OutsideSQLError, match="Could not decode"):
         outside.query(db_path, "SELECT k, v FROM kv")
@@ -85,10 +88,13 @@ def rows(db_path: Path) -> dict[str, Any]:
 
 def test_an_integrity_check_finds_the_damaged_frame_and_a_recovery_brings_the_rows_back(tmp_path: Path) -> None:
     db_path = tmp_path / "app.db"
-    db = damaged_while_open(db_path)
+    frames: list[int] = []
+    db = damaged_while_open(db_path, frames)
     try:
         report = db.check_integrity()
         assert not report.ok and "fails its checksum" in " ".join(report.problems), report
+        # The report names the frame that was damaged (an operator looks at that frame), counted from 1.
+        assert f"frame {frames[0]} " in " ".join(report.problems), (frames, report)
         recovery = db.recover()
         assert recovery.ok and recovery.replayed >= len(ACKNOWLEDGED), recovery
         assert db.check_integrity().ok
