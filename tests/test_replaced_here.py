@@ -8,12 +8,13 @@ a second manager's read served the quarantined file, without a row another proce
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 from runtime_helpers import SQLITE_MODULE_NAME, fast_config, sqlite_module
 
-from pytest_dbfault.faults import DisconnectFault
+from pytest_dbfault.faults import DisconnectFault, make_fault
 from pytest_dbfault.faults.target import MODULE_ENV
 from reliability import DatabaseManager
 
@@ -94,3 +95,33 @@ def test_a_shorter_identity_check_interval_takes_effect_at_once(tmp_path: Path,
         assert ids(db) == [1, 2], "the read after setting the interval to 0 did not look at the path"
     finally:
         db.close()
+
+
+def test_a_damage_verdict_goes_when_another_manager_installs_a_file(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Manager B judged the file damaged (its startup check); manager A recovers: B's verdict was about the file now
+    set aside, and its health no longer says "marked corrupt" (before: unavailable until B's next full check)."""
+    monkeypatch.setenv(MODULE_ENV, SQLITE_MODULE_NAME)
+    cfg = fast_config(tmp_path / "app.db", backup_dir=str(tmp_path / "backups"), auto_recover=False)
+    a = DatabaseManager(cfg)
+    b = None
+    try:
+        a.execute("CREATE TABLE t (id TEXT PRIMARY KEY, pad TEXT)")
+        a.backup()
+        for i in range(30):
+            a.execute("INSERT INTO t VALUES (?, ?)", (f"a{i}", "x" * 200))
+        make_fault("corrupt", str(tmp_path / "app.db"), part="btree", table="t", seed=1).inject()
+        logging.disable(logging.CRITICAL)  # (B's startup complaints about the damaged file are expected)
+        try:
+            b = DatabaseManager(cfg)
+        finally:
+            logging.disable(logging.NOTSET)
+        assert any("marked corrupt" in r for r in b.health().reasons)  # (B's own verdict on the damaged file)
+        assert a.recover().ok
+        reasons = b.health().reasons
+        assert not any("marked corrupt" in r for r in reasons), reasons
+        assert len(b.fetch_all("SELECT id FROM t")) == 30
+    finally:
+        if b is not None:
+            b.close()
+        a.close()

@@ -72,6 +72,9 @@ class Durability:
         self.upkeep = Upkeep(parts, self.scheduler, self.taker, self.recovery.auto_recover)
         #: The observer that hands a statement's corruption error to recovery (the facade adds it).
         self.watch = CorruptionWatch(self.recovery)
+        # A file another manager of this process installed (its restore or recovery) is not the one this manager
+        # judged damaged: that verdict goes (see verdict.installed_by_another).
+        parts.connections.on_replaced_here.append(lambda: verdict.installed_by_another(parts))
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:

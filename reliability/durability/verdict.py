@@ -76,6 +76,20 @@ def seen_sound(parts: RuntimeParts, ok: bool | None, *, since: float | None = No
         m.damage_mark_error = None
 
 
+def installed_by_another(parts: RuntimeParts) -> None:
+    """Another manager of this process put a file at the path (a restore or a recovery): this manager's own verdict
+    that the file is damaged was about the file now set aside, so it goes (``integrity_ok`` None: not known to be
+    damaged, the next check will tell). Left standing, health said "marked corrupt" (unavailable) about a file no
+    longer in use until this manager's next full check. The shared marker is the installing manager's business
+    (it keeps a mark written about the new file, see ``recovery._installed_since``)."""
+    m = parts.monitor
+    if m.integrity_ok is False:
+        log.info("another manager of this process installed a file at %s: the damage verdict on the file it replaced "
+                 "no longer stands here", parts.path)
+        m.integrity_ok = None
+        m.integrity_problems = []
+
+
 def damage_at_start(parts: RuntimeParts, recover: Callable[[str], object],
                     check: Callable[[], object] | None = None) -> bool:
     """What a start sees without an integrity check: a file cut inside a page, or a sticky damage mark.
