@@ -323,7 +323,9 @@ class Recovery:
             problems += [f"{what}: its writes after the backup cannot be replayed and may be missing"
                          for what in sorted(set(unjournaled))]
             problems += _missing_journal_files(base, [committed, read_committed(chosen.path) if chosen else None],
-                                               own=self.redo.slot if self.redo.owned else None)
+                                               own=self.redo.slot if self.redo.owned else None,
+                                               own_blank=self.redo.owned and not self.redo.anchored,
+                                               after=backup_seq)
             alive, gone = self.redo.owner_slots()
 
             def merged(start: int) -> Any:
@@ -503,12 +505,29 @@ def _committed_at_path(parts: RuntimeParts) -> dict[int, int] | None:
     return read_committed(parts.path, parts.connections.module)
 
 
-def _missing_journal_files(base: Path, registries: list[dict[int, int] | None], own: int | None) -> list[str]:
-    """Journal slots the database (or the backup) names whose file is gone: their writes cannot be replayed."""
+def _missing_journal_files(base: Path, registries: list[dict[int, int] | None], own: int | None,
+                           own_blank: bool = False, after: int | None = 0) -> list[str]:
+    """Journal slots the database (or the backup) names whose file is gone: their writes cannot be replayed.
+
+    This manager's own slot counts too when its file is ``own_blank``: it had no header when this manager took the
+    slot and took no record since (its anchoring failed), so whatever the slot's earlier owner journaled there is
+    gone with the file this one replaced (found by the data-loss machine: slot 0's journal deleted, a fresh manager
+    taking slot 0 on the damaged file, and recovery said ok without seven acknowledged transfers), when the slot
+    had an owner before this one: the backup's registry (the last of ``registries``) names it, or a registry says
+    it committed after the backup (a sequence past ``after``). A slot this manager registered itself on the
+    damaged file, with nothing committed (a manager started beside the writers), held nothing to lose.
+    """
+    backup_reg = registries[-1] if registries else None
+    owned_before = own_blank and own is not None and (
+        bool(backup_reg and own in backup_reg)
+        or any(reg.get(own, 0) > (after or 0) for reg in registries if reg))
     slots = {slot for reg in registries if reg for slot in reg if slot >= 0 and slot != own}
-    return [f"the redo journal of slot {slot} ({str(slot_path(base, slot))!r}) is missing; the writes that manager "
-            "made after the backup cannot be replayed and may be missing"
-            for slot in sorted(slots) if not os.path.lexists(slot_path(base, slot))]
+    if owned_before:
+        slots.add(own)  # type: ignore[arg-type]
+    return [f"the redo journal of slot {slot} ({str(slot_path(base, slot))!r}) is missing"
+            + (" (this manager found no journal there when it took the slot)" if slot == own else "")
+            + "; the writes that manager made after the backup cannot be replayed and may be missing"
+            for slot in sorted(slots) if slot == own or not os.path.lexists(slot_path(base, slot))]
 
 
 def replay_journal(
