@@ -174,7 +174,9 @@ class DatabaseManager:
             #: (a restart with another path; see :mod:`reliability.degraded.places`).
             self.places_left: list[LeftBehind] = self._remember_places()
             self._health_parts += (self._places_health,)
-        except BaseException:
+        # (The faults act on SQLite's files, which a start survives; a start fails on the runtime's own files, e.g. a
+        # directory where the journal's temporary goes: tests/test_s26_failed_start.py.)
+        except BaseException:  # dbfault: no fault (see above)
             self._abandon()
             raise
 

@@ -102,5 +102,12 @@ def test_a_recovery_with_a_peer_passes_on_the_runtime(tmp_path, who):
 @pytest.mark.parametrize("who", [0, 1])
 def test_bites_a_recovery_that_does_not_tell_the_peer(tmp_path, monkeypatch, who):
     monkeypatch.setattr(connection_module.ConnectionManager, "replaced_here", lambda self: None)
-    found = run_recovery_with_a_peer(tmp_path, who)
+    # Up to three runs: the judge needs another process's commit, and that process gives up after a 1 s lock wait
+    # on a loaded machine (then nothing is judged, seen once in CI's coverage stage); one run that judges must bite.
+    found = ""
+    for attempt in range(3):
+        (tmp_path / str(attempt)).mkdir()
+        found = run_recovery_with_a_peer(tmp_path / str(attempt), who)
+        if found:
+            break
     assert "p13_corruption_recovery violated" in found and "right after the recovery" in found, found
