@@ -227,8 +227,11 @@ class Executor:
     @identity_check_interval.setter
     def identity_check_interval(self, seconds: float) -> None:
         # A new interval counts from the last check, not from the next: set shorter (0: every read), it takes
-        # effect at once instead of after the long one has run out.
-        self._identity_due = min(self._identity_due, self._identity_due - self._identity_interval + seconds)
+        # effect at once instead of after the long one has run out; set longer, the look due soon waits for it too
+        # (an hour set right after a read means no look for an hour). Due 0 (no look yet, or one asked for by
+        # follow_the_path) stays due.
+        if self._identity_due:
+            self._identity_due += seconds - self._identity_interval
         self._identity_interval = seconds
 
     def reads_follow_the_path(self, t0: float) -> bool:

@@ -9,6 +9,7 @@ a second manager's read served the quarantined file, without a row another proce
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,36 @@ def test_a_shorter_identity_check_interval_takes_effect_at_once(tmp_path: Path,
         assert ids(db) == [1]  # (the hour holds: the unlinked file is still read; the documented interval)
         db.identity_check_interval = 0
         assert ids(db) == [1, 2], "the read after setting the interval to 0 did not look at the path"
+    finally:
+        db.close()
+
+
+def test_a_longer_identity_check_interval_counts_from_the_last_check(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Set longer right after a read looked at the path, the interval counts from that look too: no read looks again
+    within the hour, not even once the default 50 ms have passed. (It used to keep the look due 50 ms after the read,
+    which left the data-loss machine's held path checks looking on their own on a loaded machine.)"""
+    monkeypatch.setenv(MODULE_ENV, SQLITE_MODULE_NAME)  # (the fault's copy uses the runtime's SQLite build)
+    db_path = tmp_path / "app.db"
+    db = DatabaseManager(fast_config(db_path))
+    try:
+        db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+        db.execute("INSERT INTO t VALUES (1)")
+        db.follow_the_path()
+        assert ids(db) == [1]  # (this read looks at the path: the default interval counts from here)
+        db.identity_check_interval = 3600
+        fault = DisconnectFault(db_path, mode="delete", backup_before=True)
+        fault.inject()
+        fault.heal()  # a copy is back at the path: another file than the one the handle has open
+        conn = sqlite_module().connect(str(db_path), isolation_level=None, timeout=5)
+        try:
+            conn.execute("INSERT INTO t VALUES (2)")
+        finally:
+            conn.close()
+        time.sleep(0.06)  # past the default interval since the look
+        assert ids(db) == [1], "a read within the hour set after the last look looked at the path"
+        db.follow_the_path()
+        assert ids(db) == [1, 2]  # (asked for, a look happens whatever the interval)
     finally:
         db.close()
 
