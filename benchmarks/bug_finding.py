@@ -1382,6 +1382,12 @@ BUGS: tuple[Bug, ...] = (
         "through the first, the second, the first: the second publishes the first's run alone but the bug never "
         "revokes its claim, so the first goes on committing alone and numbers its next transfer with the sequence "
         "the second already took (a recovery then replays them in the wrong order)"),
+    Bug("s27_health_stays_on_the_replaced_file", 10, "reliability/manager.py",
+        "                    and not self.connections.in_transaction() and self.connections.file_replaced()):",
+        "                    and not self.connections.in_transaction() and self.connections.file_replaced() and 0):",
+        "two managers in this process; one recovers the database (a sound file installed, ok): the other's health, "
+        "asked before any read of its own, must judge the installed file; the bug leaves it judging the handle on the "
+        "quarantined file (unavailable, readonly_dbmoved) until some other call reopens"),
 )
 
 

@@ -577,6 +577,14 @@ class DatabaseManager:
         with self._lock:
             state = self.connections.state
             found = self.connections.diagnose() if state is ConnectionState.CONNECTED else None
+            if (found is not None and found[0] is ErrorKind.READONLY_DBMOVED and not self.transactions.depth
+                    and not self.connections.in_transaction() and self.connections.file_replaced()):
+                # Another file is at the path (a restore or recovery by another manager, an operator's replace):
+                # the next read follows the path (Executor.reads_follow_the_path) and the next write reopens, so
+                # health judges the file the next call serves, not the handle left on the replaced one (it said
+                # unavailable, "readonly_dbmoved", until some other call happened to reopen).
+                self._drop_connection()
+                state, found = ConnectionState.CLOSED, None  # (reopened and checked below)
             if state is ConnectionState.CLOSED and not self.closed and self.connections.refused is None:
                 try:
                     self.connections.open()

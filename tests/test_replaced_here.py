@@ -156,3 +156,52 @@ def test_a_damage_verdict_goes_when_another_manager_installs_a_file(tmp_path: Pa
         if b is not None:
             b.close()
         a.close()
+
+
+def test_health_right_after_another_managers_recovery_judges_the_installed_file(tmp_path: Path,
+                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Health judges the file the next call serves: right after another manager of this process recovered the
+    database, a second manager's health is healthy (it said unavailable, "readonly_dbmoved", for as long as no read or
+    write happened to reopen), and a read then serves the installed file."""
+    monkeypatch.chdir(tmp_path)
+    first, second = two_managers(tmp_path)
+    try:
+        assert ids(second) == [1]
+        first.backup()
+        assert first.recover().ok
+        first.execute("INSERT INTO t VALUES (2)")  # (into the installed file)
+        report = second.health()
+        assert str(report.status) == "healthy", report.reasons
+        assert second.connections.identity == second.connections.identity_at_path()
+        assert ids(second) == [1, 2]
+    finally:
+        second.close()
+        first.close()
+
+
+def test_health_after_an_outside_replace_and_a_delete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another sound database put at the path from outside: health follows it, as the next read would. The file
+    deleted with nothing put back: health is not healthy (there is nothing to follow)."""
+    monkeypatch.setenv(MODULE_ENV, SQLITE_MODULE_NAME)
+    db_path = tmp_path / "app.db"
+    db = DatabaseManager(fast_config(db_path))
+    try:
+        db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+        db.execute("INSERT INTO t VALUES (1)")
+        db.identity_check_interval = 3600
+        assert ids(db) == [1]
+        fault = DisconnectFault(db_path, mode="delete", backup_before=True)
+        fault.inject()
+        gone = db.health()
+        assert str(gone.status) != "healthy" and any("readonly_dbmoved" in r for r in gone.reasons), gone.reasons
+        fault.heal()  # a copy is back at the path: another file than the one the handle has open
+        conn = sqlite_module().connect(str(db_path), isolation_level=None, timeout=5)
+        try:
+            conn.execute("INSERT INTO t VALUES (2)")
+        finally:
+            conn.close()
+        report = db.health()
+        assert str(report.status) == "healthy", report.reasons
+        assert ids(db) == [1, 2]  # (within the hour: health's look is the one that followed the path)
+    finally:
+        db.close()

@@ -1067,6 +1067,15 @@ class DataLossMachine(RuntimeMachine):
             self.check(13, False, f"recover() raised {exc.kind}: {exc.detail}", faults=labels)
             return False
         try:
+            if held and report.ok:
+                # Health judges the file the next call serves: before any read of theirs follows the path, the
+                # other managers' health must not call the installed, sound file moved away (it said unavailable,
+                # "readonly_dbmoved", until some other call reopened).
+                for m in others:
+                    reasons = list(m.health().reasons)
+                    self.check(10, not any("readonly_dbmoved" in r for r in reasons), lambda reasons=reasons: (
+                        f"{what}: right after another manager's recovery reported ok, a manager's health says the "
+                        f"database moved: {reasons[:3]}"), faults=labels)
             if held and (report.backup or report.quarantined):
                 # A new file is at the path: the other manager of this process must read it at once, not the
                 # quarantined one until its own next look at the path (the recovering manager told it).
