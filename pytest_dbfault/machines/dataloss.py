@@ -1011,10 +1011,10 @@ class DataLossMachine(RuntimeMachine):
             if m is recoverer:
                 continue
             held.append((m, m.identity_check_interval))
-            # The hour counts from a look made now: a longer interval never postpones a look already due
-            # (executor.identity_check_interval), so set it first and then make this read look. (Reading first
-            # left the look due 50 ms after it: on a loaded machine the judge's read came later and looked on
-            # its own, and the bite test of a recovery that does not tell the peer found nothing in CI.)
+            # The hour counts from a look made now: set it, then make this read look. (Reading first and then
+            # setting it left the look due 50 ms after the read, before session 27's change to the setter: on a
+            # loaded machine the judge's read came later and looked on its own, and the bite test of a recovery
+            # that does not tell the peer found nothing in CI. Looking last holds whatever the setter does.)
             m.identity_check_interval = 3600.0
             m.follow_the_path()
             try:
