@@ -158,8 +158,8 @@ def test_a_damage_verdict_goes_when_another_manager_installs_a_file(tmp_path: Pa
         a.close()
 
 
-def test_health_right_after_another_managers_recovery_judges_the_installed_file(tmp_path: Path,
-                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_health_right_after_another_managers_recovery_judges_the_installed_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Health judges the file the next call serves: right after another manager of this process recovered the
     database, a second manager's health is healthy (it said unavailable, "readonly_dbmoved", for as long as no read or
     write happened to reopen), and a read then serves the installed file."""

@@ -1010,17 +1010,15 @@ class DataLossMachine(RuntimeMachine):
         for m in self.managers():
             if m is recoverer:
                 continue
-            held.append((m, m.identity_check_interval))
-            # The hour counts from a look made now: set it, then make this read look. (Reading first and then
-            # setting it left the look due 50 ms after the read, before session 27's change to the setter: on a
-            # loaded machine the judge's read came later and looked on its own, and the bite test of a recovery
-            # that does not tell the peer found nothing in CI. Looking last holds whatever the setter does.)
-            m.identity_check_interval = 3600.0
-            m.follow_the_path()
             try:
                 m.fetch_one("SELECT 1")
             except DatabaseError:
                 pass  # (a damaged file may refuse even this: the interval is held all the same)
+            held.append((m, m.identity_check_interval))
+            # The hour counts from the last look (executor.identity_check_interval; before session 27 a longer
+            # interval left the look due 50 ms after the read, and on a loaded machine the judge's read looked on
+            # its own: the bite test of a recovery that does not tell the peer found nothing in CI).
+            m.identity_check_interval = 3600.0
         return held
 
     def judge_reported_loss(self, what: str, problems: list[str],
@@ -1066,8 +1064,13 @@ class DataLossMachine(RuntimeMachine):
             release_path_checks(held)
             self.check(13, False, f"recover() raised {exc.kind}: {exc.detail}", faults=labels)
             return False
+        # Either judge needs the other managers not to have looked at the path since the recovery, and health's
+        # look follows it: they take turns, one recovery with a peer each (a read's look first).
+        health_turn = self.peer_health_turn
+        if held:
+            self.peer_health_turn = not health_turn
         try:
-            if held and report.ok:
+            if held and report.ok and health_turn:
                 # Health judges the file the next call serves: before any read of theirs follows the path, the
                 # other managers' health must not call the installed, sound file moved away (it said unavailable,
                 # "readonly_dbmoved", until some other call reopened).
@@ -1076,7 +1079,7 @@ class DataLossMachine(RuntimeMachine):
                     self.check(10, not any("readonly_dbmoved" in r for r in reasons), lambda reasons=reasons: (
                         f"{what}: right after another manager's recovery reported ok, a manager's health says the "
                         f"database moved: {reasons[:3]}"), faults=labels)
-            if held and (report.backup or report.quarantined):
+            elif held and (report.backup or report.quarantined):
                 # A new file is at the path: the other manager of this process must read it at once, not the
                 # quarantined one until its own next look at the path (the recovering manager told it).
                 self.judge_sees_other_processes(what + " (right after the recovery)", labels)
@@ -1421,6 +1424,9 @@ class DataLossMachine(RuntimeMachine):
     #: session 26 a manager that installs a file tells the others of this process (``replaced_here``), and the
     #: check is back (tests/test_replaced_here.py holds the runtime to it; its bite test turns a defect on).
     judge_other_processes = True
+    #: Whose turn it is at the next recovery with another manager open: that manager's health (True) or its read
+    #: of another process's commit (see :meth:`recover_and_judge`).
+    peer_health_turn = False
 
     def judge_sees_other_processes(self, what: str, labels: list[str]) -> None:
         """Another process commits a row (plain SQLite, its own index built from the files at the path): every

@@ -24,6 +24,7 @@ def run(tmp_path, who: int) -> str:
     try:
         machine.transfer(0, 1, 2, 5)
         machine.open_second_manager()
+        machine.peer_health_turn = True  # (the turns alternate; the first recovery with a peer judges reads)
         machine.corrupt_and_recover("btree", who, "none", 0, 7)
     except AssertionError as exc:
         return str(exc).splitlines()[0]
