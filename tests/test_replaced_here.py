@@ -35,6 +35,24 @@ def ids(db: DatabaseManager) -> list[int]:
     return [r[0] for r in db.fetch_all("SELECT id FROM t ORDER BY id")]
 
 
+def insert_outside(db_path: Path, value: int) -> None:
+    """Another connection (the runtime's SQLite build) commits ``value`` into the file the path names."""
+    conn = sqlite_module().connect(str(db_path), isolation_level=None, timeout=5)
+    try:
+        conn.execute("INSERT INTO t VALUES (?)", (value,))
+    finally:
+        conn.close()
+
+
+def put_a_copy_with_a_new_row(db_path: Path) -> None:
+    """The file deleted and a copy of it put back (another file than the one a handle has open), then a row 2
+    committed into the copy from outside."""
+    fault = DisconnectFault(db_path, mode="delete", backup_before=True)
+    fault.inject()
+    fault.heal()
+    insert_outside(db_path, 2)
+
+
 def test_a_restore_by_one_manager_is_read_at_once_by_another(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     first, second = two_managers(tmp_path)
@@ -60,11 +78,7 @@ def test_a_recovery_by_one_manager_is_read_at_once_by_another(tmp_path: Path, mo
         report = first.recover()  # (a sound file: recovered all the same, from the backup and the redo journal)
         assert report.quarantined, report
         # Another connection commits to the file recovery put at the path: a manager here must serve it.
-        conn = sqlite_module().connect(str(tmp_path / "app.db"), isolation_level=None, timeout=5)
-        try:
-            conn.execute("INSERT INTO t VALUES (3)")
-        finally:
-            conn.close()
+        insert_outside(tmp_path / "app.db", 3)
         assert ids(second) == [1, 2, 3], "a read right after a recovery by another manager served the old file"
     finally:
         second.close()
@@ -83,14 +97,7 @@ def test_a_shorter_identity_check_interval_takes_effect_at_once(tmp_path: Path,
         db.execute("INSERT INTO t VALUES (1)")
         db.identity_check_interval = 3600
         assert ids(db) == [1]  # (the path is checked now, and by the interval not again for an hour)
-        fault = DisconnectFault(db_path, mode="delete", backup_before=True)
-        fault.inject()
-        fault.heal()  # a copy is back at the path: another file than the one the handle has open
-        conn = sqlite_module().connect(str(db_path), isolation_level=None, timeout=5)
-        try:
-            conn.execute("INSERT INTO t VALUES (2)")
-        finally:
-            conn.close()
+        put_a_copy_with_a_new_row(db_path)
         assert ids(db) == [1]  # (the hour holds: the unlinked file is still read; the documented interval)
         db.identity_check_interval = 0
         assert ids(db) == [1, 2], "the read after setting the interval to 0 did not look at the path"
@@ -112,14 +119,7 @@ def test_a_longer_identity_check_interval_counts_from_the_last_check(tmp_path: P
         db.follow_the_path()
         assert ids(db) == [1]  # (this read looks at the path: the default interval counts from here)
         db.identity_check_interval = 3600
-        fault = DisconnectFault(db_path, mode="delete", backup_before=True)
-        fault.inject()
-        fault.heal()  # a copy is back at the path: another file than the one the handle has open
-        conn = sqlite_module().connect(str(db_path), isolation_level=None, timeout=5)
-        try:
-            conn.execute("INSERT INTO t VALUES (2)")
-        finally:
-            conn.close()
+        put_a_copy_with_a_new_row(db_path)
         time.sleep(0.06)  # past the default interval since the look
         assert ids(db) == [1], "a read within the hour set after the last look looked at the path"
         db.follow_the_path()
@@ -195,11 +195,7 @@ def test_health_after_an_outside_replace_and_a_delete(tmp_path: Path, monkeypatc
         gone = db.health()
         assert str(gone.status) != "healthy" and any("readonly_dbmoved" in r for r in gone.reasons), gone.reasons
         fault.heal()  # a copy is back at the path: another file than the one the handle has open
-        conn = sqlite_module().connect(str(db_path), isolation_level=None, timeout=5)
-        try:
-            conn.execute("INSERT INTO t VALUES (2)")
-        finally:
-            conn.close()
+        insert_outside(db_path, 2)
         report = db.health()
         assert str(report.status) == "healthy", report.reasons
         assert ids(db) == [1, 2]  # (within the hour: health's look is the one that followed the path)

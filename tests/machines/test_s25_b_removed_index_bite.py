@@ -85,13 +85,15 @@ def test_bites_a_recovery_that_leaves_the_other_managers_reading_the_old_file(tm
     assert "p13_corruption_recovery violated" in found and "serves a database without it" in found, found
 
 
-def run_recovery_with_a_peer(tmp_path, who: int) -> str:
-    """``corrupt_and_recover`` (b-tree damage) by manager ``who`` while a second manager is open in this process."""
+def run_recovery_with_a_peer(tmp_path, who: int, health_turn: bool = False) -> str:
+    """``corrupt_and_recover`` (b-tree damage) by manager ``who`` while a second manager is open in this process;
+    right after it the other manager's read is judged, or with ``health_turn`` its health."""
     machine = bind(MACHINES["dataloss"], None, base_dir=str(tmp_path), enforce={10, 11, 13, 14})()
     machine.start(random.Random(0), {k: v[0] for k, v in CONFIG_SPACE.items()}, frozenset({"fault:corruption"}))
     try:
         machine.transfer(0, 1, 2, 5)
         machine.open_second_manager()
+        machine.peer_health_turn = health_turn
         machine.corrupt_and_recover("btree", who, "none", 0, 7)
     except AssertionError as exc:
         return str(exc).splitlines()[0]

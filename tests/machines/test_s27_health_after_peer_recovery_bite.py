@@ -9,28 +9,15 @@ reopened)."""
 
 from __future__ import annotations
 
-import random
-
 import pytest
+from test_s25_b_removed_index_bite import run_recovery_with_a_peer
 
 import reliability.connection as connection_module
-from pytest_dbfault.machines import MACHINES, bind
-from pytest_dbfault.machines.base import CONFIG_SPACE
+import reliability.manager as manager_module
 
 
 def run(tmp_path, who: int) -> str:
-    machine = bind(MACHINES["dataloss"], None, base_dir=str(tmp_path), enforce={10, 11, 13, 14})()
-    machine.start(random.Random(0), {k: v[0] for k, v in CONFIG_SPACE.items()}, frozenset({"fault:corruption"}))
-    try:
-        machine.transfer(0, 1, 2, 5)
-        machine.open_second_manager()
-        machine.peer_health_turn = True  # (the turns alternate; the first recovery with a peer judges reads)
-        machine.corrupt_and_recover("btree", who, "none", 0, 7)
-    except AssertionError as exc:
-        return str(exc).splitlines()[0]
-    finally:
-        machine.teardown()
-    return ""
+    return run_recovery_with_a_peer(tmp_path, who, health_turn=True)
 
 
 @pytest.mark.parametrize("who", [0, 1])
@@ -40,11 +27,9 @@ def test_passes_on_the_runtime(tmp_path, who):
 
 @pytest.mark.parametrize("who", [0, 1])
 def test_bites_health_left_on_the_replaced_file(tmp_path, monkeypatch, who):
-    # The defect: health never looks at what the path names now (file_replaced answers "no" to health alone; reads
-    # use it too, so they are given the real answer through the executor's own check).
+    # The defect: health never looks at what the path names now (file_replaced answers "no" while health runs;
+    # reads keep the real answer).
     real = connection_module.ConnectionManager.file_replaced
-    import reliability.manager as manager_module
-
     original_health = manager_module.DatabaseManager.health
 
     def health(self):
