@@ -84,6 +84,10 @@ class ConnectionManager:
         #: Why opening is refused, or None: set while a database the runtime managed before is
         #: missing (see :meth:`refuse`), so SQLite never creates an empty file in its place.
         self.refused: str | None = None
+        #: Set by the owning manager's ``close()``: nothing opens again (a call after it is the caller's bug; it
+        #: used to reopen and write with the redo journal closed and its slot released, so a later recovery by
+        #: another manager could not bring such a write back, while health said healthy).
+        self.closed_for_good = False
         self._refused_user_message: str | None = None
         #: (device, inode) of the ``-wal`` the open connection uses, taken when it opened (None: closed,
         #: or not in WAL mode). SQLite keeps that file open until the handle closes, so a ``-wal`` at the
@@ -186,6 +190,9 @@ class ConnectionManager:
         file is reported (SQLITE_CANTOPEN) instead of silently replaced by an empty one.
         """
         with self._lock:
+            if self.closed_for_good:
+                raise DatabaseError(ErrorKind.MISUSE, f"the DatabaseManager of {self.path} was closed (close()): "
+                                                      "a closed manager opens nothing; make a new one")
             if self.refused is not None:
                 # Not retried (UNAVAILABLE is no transient kind): waiting does not bring a file back.
                 raise DatabaseError(ErrorKind.UNAVAILABLE, self.refused, user_message=self._refused_user_message)

@@ -605,6 +605,9 @@ class DatabaseManager:
             status = HealthStatus.UNAVAILABLE if refused or out_of_service(problem) else HealthStatus.DEGRADED
             said = detail and detail != self.connections.refused  # (the refusal in force is given below)
             reasons.append(f"connection check found: {problem}" + (f": {detail}" if said else ""))
+        if self.closed:
+            status = HealthStatus.UNAVAILABLE
+            reasons.append("this manager was closed (close()): it serves nothing; make a new one")
         if self.connections.refused is not None:
             # A database the runtime managed is missing and opening is refused (see durability.journal).
             status = HealthStatus.UNAVAILABLE
@@ -713,6 +716,7 @@ class DatabaseManager:
             if self._oplog is not None:
                 self._oplog.close()
             self.connections.close()
+            self.connections.closed_for_good = True
 
     def __enter__(self) -> DatabaseManager:
         return self
