@@ -1388,6 +1388,17 @@ BUGS: tuple[Bug, ...] = (
         "two managers in this process; one recovers the database (a sound file installed, ok): the other's health, "
         "asked before any read of its own, must judge the installed file; the bug leaves it judging the handle on the "
         "quarantined file (unavailable, readonly_dbmoved) until some other call reopens"),
+    Bug("s27_a_unverified_counts_keys", 15, "reliability/audit.py",
+        "                unknown[kid] = unknown.get(kid, 0) + 1",
+        "                unknown[kid] = 1",
+        "three entries, then a restart with a new audit key and the old one not listed: verify() must count 3 "
+        "unverified entries (the first: entry 1); the bug counts the keys not configured (1)"),
+    Bug("s27_a_unverifiable_only_by_the_anchor", 15, "reliability/audit.py",
+        '        if unknown or state.startswith("unverifiable"):',
+        '        if state.startswith("unverifiable"):',
+        "entries, a restart with a new audit key and the old one not listed, then db.audit.reanchor() (the anchor "
+        "now under the new key): verify() must still say unverifiable naming the old key; the bug lets only the "
+        "anchor decide and says ok with the old entries unchecked"),
 )
 
 

@@ -309,6 +309,19 @@ class AuditMachine(AuditMixin):
                 self.check(15, ran[0] == 1 and value.get("verdict") == "unverifiable",
                            f"{said}: `reliability verify-audit` exited {ran[0]} ({ran[1].get('message')}) with "
                            f"entries under that key in the file")
+            self.judge_unverified_count(report, said, [new, *earlier])
+            # The administrator accepts the log as it is (re-anchors it under the current key): the entries
+            # under the key not configured still cannot be checked, so the log is still not green.
+            out = self.call(None, self.absorb, self.db.audit.reanchor, "dbfault-admin", "accepted without the old key")
+            self.check(15, out.ok, lambda: f"{said}: db.audit.reanchor() failed on a healthy database: {out.error!r}")
+            if out.ok:
+                self.model.audit_ids.append(out.value.entry_id)
+                report = self.absorb(self.db.audit.verify)
+                self.check(15, not report.ok and report.verdict == "unverifiable"
+                           and key_id(old.encode()) in report.unknown_key_ids,
+                           f"{said}, then the log re-anchored under the new key: verify() says {report.verdict} "
+                           f"({report.reason}), not unverifiable naming that key")
+                self.judge_unverified_count(report, f"{said}, then the log re-anchored", [new, *earlier])
         self.config = self.config.replace(audit_hmac_key=new, audit_previous_keys=",".join([old, *earlier]))
         self.reopen()
         report = self.absorb(self.db.audit.verify)
@@ -338,6 +351,22 @@ class AuditMachine(AuditMixin):
         after = self.absorb(self.db.audit.verify)
         self.check(15, after.ok, f"the audit log with entry {seq} put back does not verify after the rotation: "
                                  f"{after.reason}")
+
+    def judge_unverified_count(self, report: Any, said: str, configured: list[str]) -> None:
+        """P15 (``AuditLog.verify``): an entry under a key not configured is counted (``unverified``), and the
+        first such entry is named: the count is the entries in the file whose key id names no configured key."""
+        from reliability.audit import key_id
+
+        known = {key_id(k.encode()) for k in configured if k}
+        with self.raw() as conn:
+            kids = [(seq, str(kid or "")) for seq, kid in
+                    conn.execute("SELECT seq, key_id FROM reliability_audit ORDER BY seq").fetchall()]
+        under = [seq for seq, kid in kids if kid and kid not in known]
+        self.check(15, report.unverified == len(under)
+                   and report.first_unverified_seq == (under[0] if under else None),
+                   f"{said}: verify() counts {report.unverified} unverified entries (the first: "
+                   f"{report.first_unverified_seq}), but {len(under)} entries in the file name a key not configured "
+                   f"(the first: {under[0] if under else None})")
 
     @precondition(lambda self: has_audit(self) and not self.faults and not self.fallback_ids())
     @rule(param=st.integers(0, 5), waiting=st.integers(1, 2))
