@@ -1399,6 +1399,12 @@ BUGS: tuple[Bug, ...] = (
         "entries, a restart with a new audit key and the old one not listed, then db.audit.reanchor() (the anchor "
         "now under the new key): verify() must still say unverifiable naming the old key; the bug lets only the "
         "anchor decide and says ok with the old entries unchecked"),
+    Bug("s27_a_fallback_rejects_the_torn_tail", 15, "reliability/audit.py",
+        "                    if n < len(lines):  # only a torn last line (crash mid-append) is expected",
+        "                    if True:  # only a torn last line (crash mid-append) is expected",
+        "entries waiting in the fallback file during a lock, one edited by hand, and the file ending with a line torn "
+        "by a crash mid-append: reconcile() must reject the edited line and only skip the torn one; the bug notes the "
+        "torn line in the log as audit.fallback_rejected and keeps it in <fallback>.rejected, as if edited"),
 )
 
 
