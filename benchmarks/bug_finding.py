@@ -1405,6 +1405,12 @@ BUGS: tuple[Bug, ...] = (
         "entries waiting in the fallback file during a lock, one edited by hand, and the file ending with a line torn "
         "by a crash mid-append: reconcile() must reject the edited line and only skip the torn one; the bug notes the "
         "torn line in the log as audit.fallback_rejected and keeps it in <fallback>.rejected, as if edited"),
+    Bug("s27_a_queue_catch_up_from_the_top", 14, "reliability/degraded/queue.py",
+        "            os.lseek(fd, self._offset, os.SEEK_SET)  # (appends ignore the position: O_APPEND)",
+        "            os.lseek(fd, 0, os.SEEK_SET)  # (appends ignore the position: O_APPEND)",
+        "a queued flags.set, the runtime restarted and settled (it has read the queue file), then a damaged line "
+        "appended to the file by another process and WriteQueue.refresh(): one ERROR must name that line by its "
+        "number in the file; the bug's catch-up reads the file again from the top and names line 3 of a 2-line file"),
 )
 
 

@@ -300,6 +300,23 @@ class DegradationMixin(Workload):
             f"{flags.get(target)!r}, acknowledged {self.model.flags.get(target)!r}"))
         self.check(14, key in self.db.commands.queue.failed,
                    f"a queued flags.set edited in the queue file ({edit}) was not set aside on replay")
+        # And a line damaged the same way appended later, by another process, while this runtime runs (it has read
+        # the file so far): its catch-up reads only what was appended, and names that line by its number in the file.
+        queue = self.db.commands.queue
+        queue.refresh()
+        if not path.exists() or not path.stat().st_size:
+            return
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write('{"op": "put", "key": "' + key[: 4 + param] + "\n")
+        number = len(path.read_bytes().splitlines())
+        logs0 = len(self.logs.records)
+        queue.refresh()
+        said = [r.getMessage() for r in self.logs.records[logs0:] if r.levelno >= 40 and " is unreadable" in
+                r.getMessage()]
+        self.check(14, len(said) == 1 and f"{path} line {number} is unreadable" in said[0], lambda: (
+            f"line {number} of the write queue file {path}, damaged, was appended by another process while the "
+            f"runtime ran; its catch-up (WriteQueue.refresh) logged {said} (one ERROR record must name that file and "
+            f"line)"))
 
     @precondition(swarm("commands"))
     @precondition(lambda self: has_commands(self) and self.admin_checks)
