@@ -79,7 +79,10 @@ def test_the_audit_machine_bites_new_entries_chained_under_a_retired_key(tmp_pat
         return retired[0].encode() if retired else real.fget(self)
 
     monkeypatch.setattr(AuditLogger, "key", property(first_retired))
-    with pytest.raises(AssertionError, match=r"entry recorded after the rotation .*not under the new key"):
+    # (Or, when the forgotten-key branch re-anchored the log under the new key first: that entry, under the key now
+    # current, no longer verifies once the old key is listed, since the keyring is built from the retired key.)
+    with pytest.raises(AssertionError, match=r"entry recorded after the rotation .*not under the new key"
+                                             r"|audit key rotated .*honest log does not verify"):
         run_audit_machine(tmp_path)
 
 
