@@ -306,6 +306,7 @@ class DegradationMixin(Workload):
         queue.refresh()
         if not path.exists() or not path.stat().st_size:
             return
+        size = path.stat().st_size
         with open(path, "a", encoding="utf-8") as fh:
             fh.write('{"op": "put", "key": "' + key[: 4 + param] + "\n")
         number = len(path.read_bytes().splitlines())
@@ -317,6 +318,11 @@ class DegradationMixin(Workload):
             f"line {number} of the write queue file {path}, damaged, was appended by another process while the "
             f"runtime ran; its catch-up (WriteQueue.refresh) logged {said} (one ERROR record must name that file and "
             f"line)"))
+        # (That line taken out again, as the other process's operator would: a later restart of this rule must meet
+        # only the line it damages itself. The runtime reads the shortened file anew.)
+        with open(path, "r+b") as fh:
+            fh.truncate(size)
+        queue.refresh()
 
     @precondition(swarm("commands"))
     @precondition(lambda self: has_commands(self) and self.admin_checks)
