@@ -1411,6 +1411,13 @@ BUGS: tuple[Bug, ...] = (
         "a queued flags.set, the runtime restarted and settled (it has read the queue file), then a damaged line "
         "appended to the file by another process and WriteQueue.refresh(): one ERROR must name that line by its "
         "number in the file; the bug's catch-up reads the file again from the top and names line 3 of a 2-line file"),
+    Bug("s27_c_failed_write_left_captured", 13, "reliability/manager.py",
+        "        except BaseException:\n            redo.discard()\n            if conn.in_transaction:\n                try:",
+        "        except BaseException:\n            if conn.in_transaction:\n                try:",
+        "redo journal on, a backup, the redo sequence table's root page damaged on disk: a write outside a transaction "
+        "fails at its commit (CORRUPT, no sequence); db.recover(), one acknowledged write, db.recover() again: the bug "
+        "leaves the failed write's statement captured, the next record carries it and the second recovery replays a "
+        "write the application was told failed"),
 )
 
 

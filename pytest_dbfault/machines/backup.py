@@ -879,6 +879,57 @@ class BackupMachine(BackupMixin):
     older_copy_put_in_place_again = older_copy_put_in_place
     older_copy_put_in_place_thrice = older_copy_put_in_place
 
+    @precondition(swarm("recover"))
+    @precondition(lambda self: has_recovery(self) and not self.faults and not self.writes_queued()
+                  and self.powerloss is None and bool(self.config.redo_journal))
+    @rule(n=st.integers(0, 12), then=st.integers(0, 12), seed=st.integers(0, 2**16))
+    def failed_write_stays_failed(self, n: int, then: int, seed: int) -> None:
+        """P13: a write the application was told failed never comes back at a recovery. Here it fails after its
+        statement ran, at its commit: the runtime's sequence table (the redo journal's global sequence, in the
+        database) is damaged on disk, so the write gets no sequence and is rolled back (CORRUPT). ``db.recover()``
+        repairs the file; a later write is acknowledged; a second ``db.recover()`` replays the journal again. The
+        database after each holds exactly the acknowledged writes: the failed one neither then nor later (a
+        statement captured for the journal by the failed write and left to ride with the next record would be
+        replayed by the second recovery)."""
+        from reliability.redo import WRITERS_TABLE
+
+        self.take_backup(False)
+        if self.writes_queued() or not self.taken:
+            return
+        fault = make_fault("corrupt", self.db_path, part="btree", table=WRITERS_TABLE, page="root", seed=seed,
+                           backup_before=True, counted_in=STATS)
+        fault.inject()
+        self.fault_history.append("corrupt")
+        labels = ["corrupt"]
+        key, value = f"user-{n}", self.text()
+        before = self.model.kv.get(key)
+        out = self.call("execute", self.db.execute, "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value),
+                        faults=labels)
+        if out.ok:
+            self.model.kv[key] = value  # (served from pages read before the damage: an acknowledged write)
+        self.last_healed = "corrupt"
+        told = "acknowledged" if out.ok else f"told it failed ({out.error.kind})"
+        got = self.call(None, self.absorb, self.db.recover, faults=labels)
+        self.check(13, got.ok and bool(got.value.ok) and self.state_now() == (self.model.kv, self.model.pairs),
+                   lambda: f"db.recover() after the redo sequence table was damaged and a write of {key!r} was "
+                           f"{told}: {got.value if got.ok else got.error!r}; the database holds "
+                           f"{self.stored_kv().get(key)!r} for it, expected {self.model.kv.get(key)!r}",
+                   faults=labels)
+        if not (got.ok and got.value.ok):
+            self.put_back_undamaged(fault)
+            return
+        later = self.upsert(then)
+        again = self.call(None, self.absorb, self.db.recover)
+        state = self.state_now()
+        held = "unreadable" if isinstance(state, str) else repr(state[0].get(key))
+        self.check(13, again.ok and bool(again.value.ok) and state == (self.model.kv, self.model.pairs), lambda: (
+            f"a write of {key!r} was {told} (its commit met the damaged redo sequence table; the key held {before!r} "
+            f"before), the file was recovered, then a write of user-{then} was "
+            f"{'acknowledged' if later.ok else 'refused'}; after a second db.recover() "
+            f"({again.value.ok if again.ok else again.error.kind}) the database holds {held} for {key!r} where "
+            f"{self.model.kv.get(key)!r} is owed: a write the application was told failed must never come back at "
+            "recovery"))
+
     def restore_call(self, args: tuple[Any, ...], expect: str) -> Any:
         """``db.restore(*args)``; ``expect``: ``ok``, ``corrupt`` (a damaged backup: the call is judged as one met
         under the corrupt fault) or ``cantopen`` (none there: the caller judges the refusal's kind itself)."""
