@@ -1418,6 +1418,13 @@ BUGS: tuple[Bug, ...] = (
         "fails at its commit (CORRUPT, no sequence); db.recover(), one acknowledged write, db.recover() again: the bug "
         "leaves the failed write's statement captured, the next record carries it and the second recovery replays a "
         "write the application was told failed"),
+    Bug("s27_c_second_index_outside_wal", 13, "reliability/connection.py",
+        '        if cfg.journal_mode.lower() == "wal":\n            _refuse_a_second_index(cfg.db_path)',
+        '        if cfg.journal_mode.lower() != "wal":\n            _refuse_a_second_index(cfg.db_path)',
+        "WAL: the -wal and -shm removed while the managers of this process hold the database open, then a new worker "
+        "process starts and writes: the bug no longer refuses it (the check runs outside WAL mode only), so it builds "
+        "a second index from an empty WAL, commits into a history the managers here never see, and the recovery "
+        "that follows cannot bring every acknowledged transfer back"),
 )
 
 
