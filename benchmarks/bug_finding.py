@@ -1425,6 +1425,12 @@ BUGS: tuple[Bug, ...] = (
         "process starts and writes: the bug no longer refuses it (the check runs outside WAL mode only), so it builds "
         "a second index from an empty WAL, commits into a history the managers here never see, and the recovery "
         "that follows cannot bring every acknowledged transfer back"),
+    Bug("s27_b_oplog_directory_not_made", 17, "reliability/oplog.py",
+        "        self.path.parent.mkdir(mode=files.DIR_MODE, parents=True, exist_ok=True)\n",
+        "",
+        "operation_log on, operation_log_path naming a file in a directory that does not exist yet: the manager "
+        "must start and write one record per statement there; the bug opens the file without making its directory "
+        "(the manager does not start: FileNotFoundError)"),
 )
 
 

@@ -883,25 +883,36 @@ class ConfigMachine(ConfigMixin):
         either form: the kind of call, the SQL text, the rows (affected, or returned), one attempt, the outcome
         (``error`` and the kind ``constraint`` for the refused one), a duration in milliseconds no longer than the
         call took (and most of it for the slow query), a time within the run, and operation ids ``<id_prefix>-o<n>``
-        one after another. The text form promises what the JSON form does: the same model judges both."""
+        one after another. The text form promises what the JSON form does: the same model judges both. The second
+        form's file is named in a directory not made yet: the runtime makes it (as it makes its other files')."""
         ops = [*ops[:slow_at], "slow", *ops[slow_at:]]
         for as_json in (json_first, not json_first):
-            self.operation_log_form(as_json, ops, many)
+            self.operation_log_form(as_json, ops, many, fresh_dir=as_json is not json_first)
 
-    def operation_log_form(self, as_json: bool, ops: list[str], many: int) -> None:
-        """One manager's run of :meth:`operation_log_forms`, with ``log_json`` set to ``as_json``."""
+    def operation_log_form(self, as_json: bool, ops: list[str], many: int, fresh_dir: bool = False) -> None:
+        """One manager's run of :meth:`operation_log_forms`, with ``log_json`` set to ``as_json``. ``fresh_dir``:
+        the file is named in a directory that does not exist yet (the second form of each run): the runtime makes
+        it, as it makes the directories of its other files (backup_dir, the write queue, the audit fallback), and
+        the records are all there."""
         import time
 
         from .base import default_runtime_factory
 
         type(self).oplog_forms += 1
         run = f"{os.getpid()}-{type(self).oplog_forms}"
-        path = os.path.join(self.dir, f"ops-{run}.{'jsonl' if as_json else 'log'}")
+        where = os.path.join(self.dir, f"ops-{run}.d", "logs") if fresh_dir else self.dir
+        path = os.path.join(where, f"ops-{run}.{'jsonl' if as_json else 'log'}")
         word = f"{self.pick('word')}-{run}"  # (a note no other run inserted)
         table = "oplog_notes"
         mark = f"/* dbfault {run} {word} */"
         factory = type(self).runtime_factory or default_runtime_factory()
-        other = factory(self.config.replace(operation_log=True, operation_log_path=path, log_json=as_json))
+        try:
+            other = factory(self.config.replace(operation_log=True, operation_log_path=path, log_json=as_json))
+        except OSError as exc:  # (the runtime makes the directories of its files: this one too)
+            self.check(17, False, f"operation_log on and operation_log_path {path!r} (log_json={as_json}"
+                                  f"{', in a directory not made yet' if fresh_dir else ''}): the manager did not "
+                                  f"start: {type(exc).__name__}: {exc}")
+            return
         t0 = time.time()
         #: per record: kind, SQL, rows (None: not judged), outcome, error kind, the call's wall time (ms), slow
         expected: list[tuple[str, str | None, int | None, str, str | None, float, bool]] = []
