@@ -1431,6 +1431,11 @@ BUGS: tuple[Bug, ...] = (
         "operation_log on, operation_log_path naming a file in a directory that does not exist yet: the manager "
         "must start and write one record per statement there; the bug opens the file without making its directory "
         "(the manager does not start: FileNotFoundError)"),
+    Bug("s27_b_config_action_optional", 16, "reliability/cli.py",
+        'csub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")',
+        'csub = config.add_subparsers(dest="config_command", required=False, metavar="ACTION")',
+        "`reliability --db app.db config` with no action: a usage error, exit 2 naming ACTION; the bug lets the "
+        "action be left out and the command reaches no handler (exit 3, an internal error)"),
 )
 
 

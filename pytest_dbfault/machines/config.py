@@ -398,6 +398,7 @@ class ConfigMachine(ConfigMixin):
         user, an administrator exactly when named in ``RELIABILITY_ADMIN_ACTORS``). An invalid value in force (in the
         environment, or in the file and not overridden) is a configuration error: exit 4, a message naming the key,
         no traceback (README's exit codes). No rule ran the command before (``tests/machines/test_public_reach.py``).
+        With the settings valid, ``config`` with its action left out is a usage error (exit 2) naming ACTION.
         """
         from reliability import ReliabilityConfig
         from reliability.cli import main, os_user
@@ -469,6 +470,20 @@ class ConfigMachine(ConfigMixin):
         self.check(16, code == 0 and not wrong,
                    lambda: f"{said} exited {code}; wrong: {wrong} (the environment wins over the file, the default "
                            "shows where neither gives a value)")
+        # The same settings, the action left out: ``config`` alone names no action (``config ACTION``, its help),
+        # bad arguments: exit 2 (``usage_error``, README's exit codes) saying what is missing, never an internal
+        # error (exit 3, "a bug in dbfault") nor a traceback.
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["--db", self.db_path, "--env", env_file, *(["--json"] if as_json else []), "config"],
+                        environ=environ)
+        shown = json.loads(out.getvalue()).get("message", "") if as_json else err.getvalue()
+        status = json.loads(out.getvalue()).get("status") if as_json else "usage_error"
+        self.check(16, code == 2 and status == "usage_error" and "ACTION" in shown
+                   and "Traceback" not in err.getvalue(),
+                   lambda: f"`reliability{' --json' if as_json else ''} config` (no action) exited {code} "
+                           f"({status}: {shown.strip()!r}): an action left out is a usage error (exit 2) that "
+                           "says ACTION is required")
 
     @precondition(swarm("reload"))
     @precondition(lambda self: getattr(self, "watcher", None) is not None and not self.faults)
