@@ -668,7 +668,13 @@ def _recover(args: argparse.Namespace, config: ReliabilityConfig) -> Outcome:
             # The smallest repair first: SQLite rolls an interrupted transaction back on the first read
             # of a writable connection. Then look again: often nothing else is wrong.
             with _manager(config, auto_recover=False) as db:
-                db.fetch_one("SELECT count(*) FROM sqlite_master")
+                try:
+                    db.fetch_one("SELECT count(*) FROM sqlite_master")
+                except DatabaseError as refused:
+                    # The start's own first read rolled the journal back; a file it then refuses (committed
+                    # transactions missing, damage) is what this command recovers: the look below says so.
+                    if refused.kind is not ErrorKind.UNAVAILABLE:
+                        raise
             rolled_back = True
             with _inspector(config) as view:
                 report = view.check_integrity(full=True)

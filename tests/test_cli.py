@@ -540,6 +540,39 @@ def test_a_hot_journal_is_not_called_damage_and_recover_rolls_it_back(run, tmp_p
         assert view.fetch_one("SELECT count(*) FROM things")[0] == 300  # the killed transaction left nothing
 
 
+def test_recover_of_a_hot_journal_on_a_file_missing_commits_recovers(run, tmp_path) -> None:
+    # An older copy of the file put back (the redo journal holds commits it lacks), and on it a writer killed
+    # mid-transaction: the hot journal's rollback opens a runtime, which refuses the file (commits missing). That
+    # refusal is what `recover` is for: it recovers (it said "run `reliability recover`", exit 3, and only a second
+    # run recovered).
+    from pytest_dbfault.faults import CrashFault
+
+    _make_db(run.db, "DELETE")
+    run.env.write_text(CLI_ENV + "RELIABILITY_JOURNAL_MODE=DELETE\n")
+    shutil.copy(run.db, tmp_path / "older.db")
+    with DatabaseManager(fast_config(run.db, journal_mode="DELETE", audit_hmac_key="cli-key")) as db:
+        db.executemany("INSERT INTO things (v) VALUES (?)", [("later",), ("later",)])
+    shutil.copy(tmp_path / "older.db", run.db)
+    worker = tmp_path / "writer.py"
+    worker.write_text("import sqlite3, sys\n"
+                      "from pytest_dbfault.faults.crash import signal_point\n"
+                      "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+                      "c.execute('PRAGMA cache_size = 1'); c.execute('BEGIN')\n"
+                      "for i in range(500): c.execute('INSERT INTO things (v) VALUES (?)', ('x' * 500,))\n"
+                      "signal_point('mid_transaction')\n")
+    crash = CrashFault(str(run.db), worker=str(worker), kill_at="mid_transaction")
+    crash.inject()
+    assert crash.result is not None and crash.result.killed
+    assert Path(f"{run.db}-journal").stat().st_size > 0
+    code, out, err = run("recover", json_out=True)
+    doc = json.loads(out)
+    assert code == cli.EXIT_OK and doc["value"]["recovered"] is True, (doc["message"], err)
+    assert run("check")[0] == cli.EXIT_OK
+    with Inspector(fast_config(run.db)) as view:
+        assert view.fetch_all("SELECT v FROM things WHERE v NOT LIKE 'value%'") == [("later",), ("later",)]
+        assert view.fetch_one("SELECT count(*) FROM things")[0] == 302
+
+
 def test_an_actor_label_must_be_a_reasonable_name(run) -> None:
     _make_db(run.db)
     from reliability.names import MAX_ACTOR
