@@ -1436,6 +1436,22 @@ BUGS: tuple[Bug, ...] = (
         'csub = config.add_subparsers(dest="config_command", required=False, metavar="ACTION")',
         "`reliability --db app.db config` with no action: a usage error, exit 2 naming ACTION; the bug lets the "
         "action be left out and the command reaches no handler (exit 3, an internal error)"),
+    Bug("s27_b_rollback_open_recovers_unasked", 13, "reliability/cli.py",
+        "            with _manager(config, auto_recover=False) as db:\n                try:\n",
+        "            with _manager(config, auto_recover=True) as db:\n                try:\n",
+        "an older copy of the stopped application's rollback-journal database put back after its last committed "
+        "write, then a writer killed mid-transaction (hot journal): `reliability recover` must recover (exit 0, "
+        "recovered true) and the file hold every acknowledged row; the bug's rollback opens a runtime that recovers "
+        "on its own at start, and the command reports a rollback only (recovered false)"),
+    Bug("s27_b_recover_refused_after_rollback", 13, "reliability/cli.py",
+        "                try:\n                    db.fetch_one(\"SELECT count(*) FROM sqlite_master\")\n"
+        "                except DatabaseError as refused:\n",
+        "                if True:\n                    db.fetch_one(\"SELECT count(*) FROM sqlite_master\")\n"
+        "                if False:\n",
+        "an older copy of the stopped application's rollback-journal database put back after its last committed "
+        "write, then a writer killed mid-transaction (hot journal): `reliability recover` must recover (exit 0); the "
+        "bug lets the rollback's runtime refuse the file (commits missing) and the command exits 3 saying to run "
+        "`reliability recover`"),
 )
 
 

@@ -507,7 +507,8 @@ class SurfaceMixin(BackupMixin):
         def stopped() -> None:  # (what the file holds with the application stopped, before the command)
             # (the operator's commands first: a rollback of a hot journal writes the file)
             self.inspection_leaves_no_sidecars(("check", "health", ("check", "--full"))[n % 3])
-            self.hot_journal_rolled_back(n)
+            # (the file missing a write first, for a named backup only: the recovery's own backup is the newest)
+            self.hot_journal_rolled_back(n, missing=n % 3 == 2 and how != "newest")
             seen.update(rows=self.stored_rows(), fingerprint=self.file_fingerprint())
             if workdir is not None:
                 os.chdir(workdir)
@@ -582,16 +583,43 @@ class SurfaceMixin(BackupMixin):
                            f"exited {code} ({doc.get('message')!r}) and left {left or 'nothing'} beside it: a "
                            "read-only inspection of an intact file passes and leaves no -wal/-shm behind")
 
-    def hot_journal_rolled_back(self, n: int) -> None:
+    def hot_journal_rolled_back(self, n: int, missing: bool = False) -> None:
         """P13 on ``reliability recover`` after another writer of the stopped application's rollback-journal database
         (DELETE or TRUNCATE mode) was killed in the middle of a transaction whose pages reached the file (its cache
         spilled): its ``-journal`` is hot. The command's smallest repair is SQLite's own rollback: exit 0, its report
         says the interrupted transaction was rolled back (``rolled_back``; no recovery from a backup), the file then
-        holds exactly the acknowledged rows, none of the killed transaction's, and no hot journal is left."""
+        holds exactly the acknowledged rows, none of the killed transaction's, and no hot journal is left.
+
+        With ``missing`` (and the redo journal on), the application's last committed write is missing from
+        the file first: an older copy of it was put back after that write (README: the runtime refuses such a file
+        and ``reliability recover`` restores the newest verified backup and replays every journal). The rollback is
+        then not all the command does: exit 0, a recovery (``recovered``), the file holds exactly the acknowledged
+        rows, that write included; never "run `reliability recover`" from ``recover`` itself, nor a recovery the
+        report calls a mere rollback."""
         import json
+        import shutil
+
+        from reliability import DatabaseError
 
         if self.wal_header():
             return  # (a WAL database keeps no rollback journal)
+        missing = missing and bool(getattr(self.config, "redo_journal", False))
+        if missing:
+            older = os.path.join(self.dir, "scratch", f"older-{len(self.fault_history)}-{n}.db")
+            os.makedirs(os.path.dirname(older), exist_ok=True)
+            shutil.copyfile(self.db_path, older)
+            key, value = f"missing-{n}", self.text()
+            app = self.open_runtime(self.config)  # (the application, started for one write and stopped again)
+            try:
+                app.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value))
+            except DatabaseError:
+                missing = False
+            finally:
+                app.close()
+            if not missing:
+                return  # (the write was not acknowledged: nothing of this to judge)
+            self.model.kv[key] = value
+            shutil.copyfile(older, self.db_path)  # (the older copy put back: that write is missing from the file)
         worker = os.path.join(self.dir, "scratch", "hot_journal_writer.py")
         if not os.path.exists(worker):
             os.makedirs(os.path.dirname(worker), exist_ok=True)
@@ -617,6 +645,17 @@ class SurfaceMixin(BackupMixin):
         killed = sorted(k for k in stored if k.startswith("hot-journal-"))
         acked = "as acknowledged" if {k: v for k, v in stored.items() if k not in killed} == self.model.kv \
             else "changed"
+        if missing:
+            self.check(13, code == 0 and value.get("recovered") is True and stored == self.model.kv and not hot,
+                       lambda: f"`reliability recover` on a file missing the application's last committed write (an "
+                               f"older copy put back), after a writer was killed mid-transaction (hot journal of "
+                               f"{rows} rows' pages), exited {code}: {json.dumps(doc.get('message'))}, rolled_back="
+                               f"{value.get('rolled_back')}, recovered={value.get('recovered')}; the file holds "
+                               f"{len(killed)} of the killed transaction's rows, acknowledged rows {acked}; hot "
+                               f"journal left: {hot} (expected: exit 0, a recovery said so, exactly the acknowledged "
+                               "rows)",
+                       faults=["crash"])
+            return
         self.check(13, code == 0 and value.get("rolled_back") is True and value.get("recovered") is False
                    and "rolled back" in str(doc.get("message")) and stored == self.model.kv and not hot,
                    lambda: f"`reliability recover` after a writer was killed mid-transaction (hot journal of {rows} "
