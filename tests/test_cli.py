@@ -509,12 +509,10 @@ def test_a_deleted_database_with_backups_is_an_error_that_says_how_to_bring_it_b
     assert json.loads(run("flags", "get", "gamma")[1]) == 3
 
 
-def test_a_hot_journal_is_not_called_damage_and_recover_rolls_it_back(run, tmp_path) -> None:
+def _kill_a_writer_mid_transaction(db: Path, tmp_path: Path) -> None:
+    """A writer SIGKILLed mid-transaction with its cache spilled to the file: its rollback journal is hot."""
     from pytest_dbfault.faults import CrashFault
 
-    _make_db(run.db, "DELETE")
-    run.env.write_text(CLI_ENV + "RELIABILITY_JOURNAL_MODE=DELETE\n")
-    # A writer SIGKILLed mid-transaction (cache spilled to the file): its rollback journal is hot.
     worker = tmp_path / "writer.py"
     worker.write_text("import sqlite3, sys\n"
                       "from pytest_dbfault.faults.crash import signal_point\n"
@@ -522,10 +520,17 @@ def test_a_hot_journal_is_not_called_damage_and_recover_rolls_it_back(run, tmp_p
                       "c.execute('PRAGMA cache_size = 1'); c.execute('BEGIN')\n"
                       "for i in range(500): c.execute('INSERT INTO things (v) VALUES (?)', ('x' * 500,))\n"
                       "signal_point('mid_transaction')\n")
-    crash = CrashFault(str(run.db), worker=str(worker), kill_at="mid_transaction")
+    crash = CrashFault(str(db), worker=str(worker), kill_at="mid_transaction")
     crash.inject()
     assert crash.result is not None and crash.result.killed
-    assert Path(f"{run.db}-journal").stat().st_size > 0
+    assert Path(f"{db}-journal").stat().st_size > 0
+
+
+def test_a_hot_journal_is_not_called_damage_and_recover_rolls_it_back(run, tmp_path) -> None:
+    _make_db(run.db, "DELETE")
+    run.env.write_text(CLI_ENV + "RELIABILITY_JOURNAL_MODE=DELETE\n")
+    # A writer SIGKILLed mid-transaction (cache spilled to the file): its rollback journal is hot.
+    _kill_a_writer_mid_transaction(run.db, tmp_path)
     before = _snapshot(run.db.parent)
     code, out, err = run("check")
     assert code == cli.EXIT_DB_ERROR and "interrupted transaction" in err and "PROBLEMS" not in out
@@ -545,25 +550,13 @@ def test_recover_of_a_hot_journal_on_a_file_missing_commits_recovers(run, tmp_pa
     # mid-transaction: the hot journal's rollback opens a runtime, which refuses the file (commits missing). That
     # refusal is what `recover` is for: it recovers (it said "run `reliability recover`", exit 3, and only a second
     # run recovered).
-    from pytest_dbfault.faults import CrashFault
-
     _make_db(run.db, "DELETE")
     run.env.write_text(CLI_ENV + "RELIABILITY_JOURNAL_MODE=DELETE\n")
     shutil.copy(run.db, tmp_path / "older.db")
     with DatabaseManager(fast_config(run.db, journal_mode="DELETE", audit_hmac_key="cli-key")) as db:
         db.executemany("INSERT INTO things (v) VALUES (?)", [("later",), ("later",)])
     shutil.copy(tmp_path / "older.db", run.db)
-    worker = tmp_path / "writer.py"
-    worker.write_text("import sqlite3, sys\n"
-                      "from pytest_dbfault.faults.crash import signal_point\n"
-                      "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-                      "c.execute('PRAGMA cache_size = 1'); c.execute('BEGIN')\n"
-                      "for i in range(500): c.execute('INSERT INTO things (v) VALUES (?)', ('x' * 500,))\n"
-                      "signal_point('mid_transaction')\n")
-    crash = CrashFault(str(run.db), worker=str(worker), kill_at="mid_transaction")
-    crash.inject()
-    assert crash.result is not None and crash.result.killed
-    assert Path(f"{run.db}-journal").stat().st_size > 0
+    _kill_a_writer_mid_transaction(run.db, tmp_path)
     code, out, err = run("recover", json_out=True)
     doc = json.loads(out)
     assert code == cli.EXIT_OK and doc["value"]["recovered"] is True, (doc["message"], err)

@@ -522,8 +522,8 @@ def _missing_journal_files(base: Path, registries: list[dict[int, int] | None], 
         bool(backup_reg and own in backup_reg)
         or any(reg.get(own, 0) > (after or 0) for reg in registries if reg))
     slots = {slot for reg in registries if reg for slot in reg if slot >= 0 and slot != own}
-    if owned_before:
-        slots.add(own)  # type: ignore[arg-type]
+    if owned_before and own is not None:
+        slots.add(own)
     return [f"the redo journal of slot {slot} ({str(slot_path(base, slot))!r}) is missing"
             + (" (this manager found no journal there when it took the slot)" if slot == own else "")
             + "; the writes that manager made after the backup cannot be replayed and may be missing"

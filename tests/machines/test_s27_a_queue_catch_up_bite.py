@@ -10,21 +10,12 @@ from __future__ import annotations
 import os
 
 import pytest
-from bite_settings import run_and_tear_down, started_machine
+from test_s24_degr_queue_lines_bite import CASES as S24_CASES
+from test_s24_degr_queue_lines_bite import run_rule
 
 from reliability.degraded import queue as queue_module
 
-CASES = [(0, 3, "value", 0), (1, 5, "actor", 1), (2, 7, "name", 2)]
-
-
-def run_rule(tmp_path, n, value, edit, param):
-    machine = started_machine("degradation_queue", tmp_path, frozenset({"commands", "outage", "fault:locked"}))
-
-    def call(m):
-        m.tamper_with_a_queued_flag(n, value, edit, param)
-        m.p14_command_continuity()
-
-    run_and_tear_down(machine, call)
+CASES = S24_CASES[:3]  # (the rule's runner and cases are the s24 bite's)
 
 
 @pytest.mark.parametrize(("n", "value", "edit", "param"), CASES)
