@@ -1452,6 +1452,12 @@ BUGS: tuple[Bug, ...] = (
         "write, then a writer killed mid-transaction (hot journal): `reliability recover` must recover (exit 0); the "
         "bug lets the rollback's runtime refuse the file (commits missing) and the command exits 3 saying to run "
         "`reliability recover`"),
+    Bug("s28_queued_answer_says_unavailable", 14, "reliability/degraded/commands.py",
+        "        fault = self.fault or ErrorKind.UNAVAILABLE\n",
+        "        fault = self.fault and ErrorKind.UNAVAILABLE\n",
+        "a write command sent while another connection holds the write lock: it is queued and its answer must name "
+        "the fault in force ('locked', what db.commands.fault says, a message asking to wait); the bug names "
+        "'unavailable' (the database gone) whenever the registry is degraded, and crashes the answer when it is not"),
 )
 
 

@@ -816,7 +816,9 @@ class DegradationMachine(DegradationMixin):
                 wrote = self.absorb(commands.run, "store", key, value)
                 if wrote.status in ("ok", "queued"):
                     self.model.kv[key] = value
-                self.check(14, wrote.status == "queued" and bool(wrote.fault) and wrote.pending == len(commands.queue)
+                # (The fault it names is the one the read named: the registry's, not a generic "unavailable".)
+                self.check(14, wrote.status == "queued" and wrote.fault == result.fault
+                           and wrote.pending == len(commands.queue)
                            == before + 1 and self.queue_file_has(wrote.queue_key),
                            lambda: f"{said}; a write command next, the lock still held, answered {wrote.status!r} "
                                    f"(fault {wrote.fault!r}, pending {wrote.pending}, queue {len(commands.queue)}, "
@@ -1027,6 +1029,14 @@ class DegradationMachine(DegradationMixin):
                     self.check(14, result.status in ("ok", "queued"), said, faults=in_force)
                 if result.status == "ok":
                     self.check(14, ok, f"{said}, yet it violates a constraint", faults=in_force)
+                if result.status == "queued":
+                    # A queued answer names the fault the registry is degraded by (what the user is told is wrong:
+                    # "locked" asks them to wait, "unavailable" that the database is gone), never another kind.
+                    # (Not degraded, it was queued behind writes still waiting: the database is then "unavailable".)
+                    registry = "unavailable" if commands.fault is None else str(commands.fault)
+                    self.check(14, result.fault == registry,
+                               f"{said}; the registry is degraded by {registry!r}, so the answer must name that fault",
+                               faults=in_force)
                 if result.status == "queued" and result.queue_key is not None:
                     queued[result.queue_key] = (name, ok)
                     self.judge_queue_numbering(result.queue_key, said, in_force)
