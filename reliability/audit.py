@@ -618,14 +618,18 @@ class AuditLogger(Observer):
         path.parent.mkdir(mode=files.DIR_MODE, parents=True, exist_ok=True)
         while True:
             created = not os.path.lexists(path)
-            fd = files.open_private(path, what="audit fallback file (audit_fallback_path)")
+            fd = files.open_private(path, os.O_RDWR | os.O_APPEND | os.O_CREAT,
+                                    what="audit fallback file (audit_fallback_path)")
             try:
                 if fcntl is not None:
                     fcntl.flock(fd, fcntl.LOCK_EX)
                     # A reconciler may have renamed the file while we waited: write to the new one.
                     if os.fstat(fd).st_ino != _inode(path):
                         continue
-                os.write(fd, line.encode("utf-8"))
+                # A crash mid-append leaves a last line without its newline: end that torn fragment first,
+                # or this entry would be glued onto it and read back as one unreadable line.
+                torn = os.fstat(fd).st_size > 0 and os.lseek(fd, -1, os.SEEK_END) >= 0 and os.read(fd, 1) != b"\n"
+                files.write_all(fd, (b"\n" if torn else b"") + line.encode("utf-8"))
                 os.fsync(fd)
                 if created:  # a new file's name is durable only once its directory is synced
                     files.fsync_dir(path.parent)
@@ -647,7 +651,10 @@ class AuditLogger(Observer):
             raw = files.read_private(path, what="audit fallback file (audit_fallback_path)")
             if raw is None:  # a concurrent reconcile removed the listed file
                 continue
-            lines = raw.decode("utf-8", "replace").splitlines()
+            # Split on the newline only: the text of a line may hold U+2028 or U+0085 (json.dumps keeps them
+            # raw), which str.splitlines would take for line ends and so cut a genuine entry in two.
+            lines = [ln.decode("utf-8", "replace") for ln in raw.splitlines()]
+            torn_tail = not raw.endswith(b"\n")
             for n, line in enumerate(lines, 1):
                 if not line.strip():
                     continue
@@ -657,7 +664,7 @@ class AuditLogger(Observer):
                                        dict(d["details"]), pending=True)
                     problem = self._fallback_problem(d)
                 except (ValueError, KeyError, TypeError) as exc:  # dbfault: no fault (line torn by a crash)
-                    if n < len(lines):  # only a torn last line (crash mid-append) is expected
+                    if n < len(lines) or not torn_tail:  # only a torn last line (crash mid-append) is expected
                         rejected.append((line, f"line {n} unreadable ({exc})"))
                     log.warning("audit fallback %s line %d unreadable (%s); skipped", path, n, exc)
                     continue
