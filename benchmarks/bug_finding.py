@@ -1458,6 +1458,13 @@ BUGS: tuple[Bug, ...] = (
         "a write command sent while another connection holds the write lock: it is queued and its answer must name "
         "the fault in force ('locked', what db.commands.fault says, a message asking to wait); the bug names "
         "'unavailable' (the database gone) whenever the registry is degraded, and crashes the answer when it is not"),
+    Bug("s28_b_fallback_append_glued_to_torn_line", 15, "reliability/audit.py",
+        '                files.write_all(fd, (b"\\n" if torn else b"") + line.encode("utf-8"))\n',
+        '                files.write_all(fd, line.encode("utf-8"))\n',
+        "the audit fallback file left ending with a line torn by a crash mid-append (no newline), then one more "
+        "entry recorded during the outage (acknowledged as pending): it must be chained at reconcile; the bug appends "
+        "it onto the torn fragment, and reconcile drops the glued last line as a crash's torn append (lost in "
+        "silence)"),
 )
 
 

@@ -233,8 +233,13 @@ class AuditMixin(Workload):
         for p in (path.with_name(path.name + ".reconciling"), path):
             if os.path.exists(p):
                 with open(p, encoding="utf-8") as fh:
-                    # (a last line without its newline is a crash's torn append: never acknowledged, not waiting)
-                    ids += [json.loads(line)["entry_id"] for line in fh if line.strip() and line.endswith("\n")]
+                    for line in fh:
+                        if not line.strip() or not line.endswith("\n"):
+                            continue  # (a crash's torn append, last and never ended: never acknowledged)
+                        try:
+                            ids.append(json.loads(line)["entry_id"])
+                        except (ValueError, KeyError):  # (a torn fragment, ended by the append after it)
+                            continue
         return ids
 
     @precondition(lambda self: has_audit(self))
@@ -409,9 +414,13 @@ class AuditMachine(AuditMixin):
         or time) is rejected when the database is back (kept in ``<fallback>.rejected`` and noted in the log as
         ``audit.fallback_rejected`` with the line), never chained as genuine; the unedited lines written beside it
         are chained as they were written. The edit is made through the file, as someone who can write it but has
-        no key would."""
+        no key would. The file then ends with a line torn by a crash mid-append (never acknowledged); with an even
+        ``n`` one more entry is recorded after it, the outage still on: appended after the torn fragment, that
+        acknowledged entry must be chained like the others (the fragment, no longer last, is then noted as
+        unreadable), not glued onto the fragment and dropped with it (session 28)."""
         if not self.inject("locked", param):
             return
+        after_torn = n % 2 == 0
         try:
             before = len(self.model.audit_ids)
             for _ in range(n + 1):  # (one more than edited: an honest line beside the edited ones)
@@ -444,6 +453,9 @@ class AuditMachine(AuditMixin):
                         fh.write(torn)
                     fh.flush()
                     os.fsync(fh.fileno())
+            if after_torn:
+                self.record_entry(4)  # (the process restarted after the crash; the database still locked)
+                ids = self.model.audit_ids[before:]
         finally:
             self.heal("locked")
         out = self.call(None, self.absorb, self.db.audit.reconcile)
@@ -468,14 +480,22 @@ class AuditMachine(AuditMixin):
                    lambda: f"edited fallback lines are not all kept in {rejected.name}")
         # The torn last line is what a crash mid-append leaves (reconcile: "only a torn last line is expected"):
         # skipped, not reported as an edited or unreadable entry (no audit.fallback_rejected note, not set aside).
-        self.check(15, torn not in noted and torn not in kept, lambda: (
-            f"the fallback file ended with a line torn by a crash mid-append ({torn!r}): reconcile() "
-            f"{'noted it as audit.fallback_rejected' if torn in noted else f'kept it in {rejected.name}'}, as if an "
-            f"entry had been edited in the file; a torn last line was never acknowledged and is only skipped"))
-        # The model follows what the log now holds: the edited entries are gone, a rejection note each in their stead.
+        if after_torn:
+            self.check(15, ids[-1] in stored, lambda: (
+                f"the fallback file ended with a line torn by a crash mid-append ({torn!r}); one more entry was "
+                f"recorded after it during the outage (acknowledged as pending, entry {ids[-1]}), and reconcile() did "
+                f"not chain it (it holds {len(noted)} audit.fallback_rejected note(s)): glued onto the torn fragment "
+                f"and read back with it as one unreadable line?"))
+        else:
+            self.check(15, torn not in noted and torn not in kept, lambda: (
+                f"the fallback file ended with a line torn by a crash mid-append ({torn!r}): reconcile() "
+                f"{'noted it as audit.fallback_rejected' if torn in noted else f'kept it in {rejected.name}'}, as if "
+                f"an entry had been edited in the file; a torn last line was never acknowledged and is only skipped"))
+        # The model follows what the log now holds: the edited entries are gone, a rejection note each in their stead
+        # (and one for the torn fragment an entry was appended after).
         honest = [i for i in ids if i not in edited]
         notes = [r[0] for r in rows if r[1] == "audit.fallback_rejected"
-                 and json.loads(r[2]).get("line") in {line for _f, line in edited.values()}]
+                 and json.loads(r[2]).get("line") in {line for _f, line in edited.values()} | {torn}]
         self.model.audit_ids = self.model.audit_ids[:before] + honest + notes
 
     # -- reading the log, with entries waiting in the fallback file ------------------------------
