@@ -414,13 +414,13 @@ class AuditMachine(AuditMixin):
         or time) is rejected when the database is back (kept in ``<fallback>.rejected`` and noted in the log as
         ``audit.fallback_rejected`` with the line), never chained as genuine; the unedited lines written beside it
         are chained as they were written. The edit is made through the file, as someone who can write it but has
-        no key would. The file then ends with a line torn by a crash mid-append (never acknowledged); with an even
-        ``n`` one more entry is recorded after it, the outage still on: appended after the torn fragment, that
-        acknowledged entry must be chained like the others (the fragment, no longer last, is then noted as
-        unreadable), not glued onto the fragment and dropped with it (session 28)."""
+        no key would. Each file then ends with a line torn by a crash mid-append (never acknowledged), and one more
+        entry is recorded, the outage still on: it goes to the fallback file, after that file's torn fragment, and
+        must be chained like the others, not glued onto the fragment and dropped with it (session 28; the fragment,
+        no longer last, may be noted as unreadable). The torn end of the file set aside by a reconcile
+        (``.reconciling``, which no append touches) stays last: only skipped."""
         if not self.inject("locked", param):
             return
-        after_torn = n % 2 == 0
         try:
             before = len(self.model.audit_ids)
             for _ in range(n + 1):  # (one more than edited: an honest line beside the edited ones)
@@ -428,7 +428,7 @@ class AuditMachine(AuditMixin):
             ids = self.model.audit_ids[before:]
             path = self.db.audit.fallback_path
             # (a reconcile that met the outage left the entries it took in "<fallback>.reconciling": read first)
-            files = [p for p in (path.with_name(path.name + ".reconciling"), path) if p.exists()]
+            files = [p for p in (path.with_name(path.name + ".reconciling"), path) if p.exists() and p.stat().st_size]
             records = {p: [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
                        for p in files}
             if [r.get("entry_id") for p in files for r in records[p]] != ids:
@@ -443,19 +443,19 @@ class AuditMachine(AuditMixin):
                 else:
                     record[field] = f"{value}-edited"
                 edited[record["entry_id"]] = (field, json.dumps(record, ensure_ascii=False))
-            last = [r for p in files for r in records[p]][-1]
-            torn = json.dumps(last | {"entry_id": f"torn-{last['entry_id']}"}, ensure_ascii=False)[:60]
+            torn_of = {p: json.dumps(records[p][-1] | {"entry_id": f"torn-{records[p][-1]['entry_id']}"},
+                                     ensure_ascii=False)[:60] for p in files}
+            torn = torn_of[files[0]]  # (the end that stays last: the set-aside file's, or the one file's)
+            appended_after = torn_of[files[-1]] if len(files) > 1 else None
             for p in files:
                 # (synced, as the runtime syncs its lines: a power loss later must not bring the unedited lines back)
                 with open(p, "w", encoding="utf-8") as fh:
                     fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records[p]))
-                    if p == files[-1]:  # and a crash mid-append of one more entry (never acknowledged) tore the end
-                        fh.write(torn)
+                    fh.write(torn_of[p])  # and a crash mid-append of one more entry (never acknowledged) tore the end
                     fh.flush()
                     os.fsync(fh.fileno())
-            if after_torn:
-                self.record_entry(4)  # (the process restarted after the crash; the database still locked)
-                ids = self.model.audit_ids[before:]
+            self.record_entry(4)  # (the process restarted after the crash; the database still locked)
+            ids = self.model.audit_ids[before:]
         finally:
             self.heal("locked")
         out = self.call(None, self.absorb, self.db.audit.reconcile)
@@ -480,22 +480,21 @@ class AuditMachine(AuditMixin):
                    lambda: f"edited fallback lines are not all kept in {rejected.name}")
         # The torn last line is what a crash mid-append leaves (reconcile: "only a torn last line is expected"):
         # skipped, not reported as an edited or unreadable entry (no audit.fallback_rejected note, not set aside).
-        if after_torn:
+        self.check(15, torn not in noted and torn not in kept, lambda: (
+            f"the fallback file ended with a line torn by a crash mid-append ({torn!r}): reconcile() "
+            f"{'noted it as audit.fallback_rejected' if torn in noted else f'kept it in {rejected.name}'}, as if an "
+            f"entry had been edited in the file; a torn last line was never acknowledged and is only skipped"))
+        if appended_after is not None:
             self.check(15, ids[-1] in stored, lambda: (
-                f"the fallback file ended with a line torn by a crash mid-append ({torn!r}); one more entry was "
-                f"recorded after it during the outage (acknowledged as pending, entry {ids[-1]}), and reconcile() did "
-                f"not chain it (it holds {len(noted)} audit.fallback_rejected note(s)): glued onto the torn fragment "
-                f"and read back with it as one unreadable line?"))
-        else:
-            self.check(15, torn not in noted and torn not in kept, lambda: (
-                f"the fallback file ended with a line torn by a crash mid-append ({torn!r}): reconcile() "
-                f"{'noted it as audit.fallback_rejected' if torn in noted else f'kept it in {rejected.name}'}, as if "
-                f"an entry had been edited in the file; a torn last line was never acknowledged and is only skipped"))
+                f"the fallback file ended with a line torn by a crash mid-append ({appended_after!r}); one more entry "
+                f"was recorded after it during the outage (acknowledged as pending, entry {ids[-1]}), and reconcile() "
+                f"did not chain it (the log holds {len(noted)} audit.fallback_rejected note(s)): glued onto the torn "
+                f"fragment and read back with it as one unreadable line?"))
         # The model follows what the log now holds: the edited entries are gone, a rejection note each in their stead
         # (and one for the torn fragment an entry was appended after).
         honest = [i for i in ids if i not in edited]
         notes = [r[0] for r in rows if r[1] == "audit.fallback_rejected"
-                 and json.loads(r[2]).get("line") in {line for _f, line in edited.values()} | {torn}]
+                 and json.loads(r[2]).get("line") in {line for _f, line in edited.values()} | {appended_after}]
         self.model.audit_ids = self.model.audit_ids[:before] + honest + notes
 
     # -- reading the log, with entries waiting in the fallback file ------------------------------
