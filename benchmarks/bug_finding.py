@@ -340,8 +340,9 @@ BUGS: tuple[Bug, ...] = (
         "two entries during one outage, then a third while it lasts: the reconcile attempt fails and the "
         "first two are gone"),
     Bug("p15_fallback_not_synced", 15, "reliability/audit.py",
-        "                os.write(fd, line.encode(\"utf-8\"))\n                os.fsync(fd)",
-        "                os.write(fd, line.encode(\"utf-8\"))",
+        "                files.write_all(fd, (b\"\\n\" if torn else b\"\") + line.encode(\"utf-8\"))\n"
+        "                os.fsync(fd)",
+        "                files.write_all(fd, (b\"\\n\" if torn else b\"\") + line.encode(\"utf-8\"))",
         "an entry written to the fallback file, then power loss: the entry is gone"),
     # -- P16 config hot reload -------------------------------------------------------------------
     Bug("p16_policy_keeps_old_value", 16, "reliability/reload.py",
@@ -1400,7 +1401,7 @@ BUGS: tuple[Bug, ...] = (
         "now under the new key): verify() must still say unverifiable naming the old key; the bug lets only the "
         "anchor decide and says ok with the old entries unchecked"),
     Bug("s27_a_fallback_rejects_the_torn_tail", 15, "reliability/audit.py",
-        "                    if n < len(lines):  # only a torn last line (crash mid-append) is expected",
+        "                    if n < len(lines) or not torn_tail:  # only a torn last line (crash mid-append) is expected",
         "                    if True:  # only a torn last line (crash mid-append) is expected",
         "entries waiting in the fallback file during a lock, one edited by hand, and the file ending with a line torn "
         "by a crash mid-append: reconcile() must reject the edited line and only skip the torn one; the bug notes the "
