@@ -127,6 +127,8 @@ class ConfigWatcher:
         self.pending_restart: dict[str, Any] = {}
         self._follows_config = interval is None
         self._signature = self._stat()
+        #: What the background thread's previous look saw (a change is applied once it looks the same twice).
+        self._polled = self._signature
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if self.interval > 0:
@@ -164,7 +166,7 @@ class ConfigWatcher:
             if self.db.closed:
                 return
             try:
-                self.check_now()
+                self.poll()
             except ConfigError:  # dbfault: no fault (an invalid value in the .env file)
                 pass  # logged by check_now; the old configuration stays in force
             except Exception:  # dbfault: no fault (guard: an unexpected bug must not end the watcher)
@@ -187,6 +189,21 @@ class ConfigWatcher:
             return ReliabilityConfig.from_mapping(values, source=str(self.path), **base)
         except ConfigError as exc:  # dbfault: no fault (an invalid setting: say on which line)
             raise exc.located(origins(self.path, env)) from None
+
+    def poll(self) -> tuple[str, ...]:
+        """The background thread's look: apply a change once the file looks the same as at the previous look.
+
+        An editor that saves in place truncates the file and then writes it; a look in between would apply the
+        empty (or half-written) file, putting every setting back to its base value, and ``config_reload_interval``
+        back to a base of 0 would even stop the thread before the finished save is seen. Waiting for the file to
+        settle costs a change up to one more interval; :meth:`check_now` (a call) applies at once.
+        """
+        signature = self._stat()
+        settled = signature == self._polled
+        self._polled = signature
+        if not settled:
+            return ()
+        return self.check_now()
 
     def check_now(self, *, force: bool = False) -> tuple[str, ...]:
         """Reload if the file changed (or ``force``); returns the changed keys (empty when nothing changed).

@@ -77,6 +77,30 @@ def test_the_background_watcher_applies_a_change(db: DatabaseManager, env: Path)
     assert db.config.write_queue_max == 5 and db.queue.max_entries == 5
 
 
+def test_a_save_in_place_is_never_applied_half_written(db: DatabaseManager, env: Path) -> None:
+    # An editor saving in place truncates the file, then writes it. The background thread's look in between used to
+    # apply the empty file: every setting back to its base (and a base config_reload_interval of 0 stopped the thread
+    # before the finished save was seen; found by a session-28 helper, seen once in the config machine). The thread's
+    # look (poll) is called here by hand at the moments that matter, so no timing is involved.
+    watcher = db.watch_env(env, interval=0)
+    _write_env(env, "RELIABILITY_RETRY_ATTEMPTS=5\nRELIABILITY_WRITE_QUEUE_MAX=7\n")
+    assert watcher.poll() == ()  # changed since the last look: it waits for the file to settle
+    assert set(watcher.poll()) == {"retry_attempts", "write_queue_max"}
+    applied: list[tuple[str, ...]] = []
+    watcher.subscribe(lambda old, new, changed: applied.append(changed))
+    with open(env, "w") as half:  # the save in place: truncated ...
+        half.flush()
+        assert watcher.poll() == ()
+        assert (db.config.retry_attempts, db.config.write_queue_max) == (5, 7)
+        half.write("RELIABILITY_RETRY_ATTEMPTS=6\nRELIABILITY_WRITE_QUEUE_MAX=7\n")  # ... then written
+    st = env.stat()
+    os.utime(env, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+    assert watcher.poll() == ()
+    assert watcher.poll() == ("retry_attempts",) and db.config.retry_attempts == 6
+    assert applied == [("retry_attempts",)]  # the empty file was never in force
+    assert watcher.check_now() == ()  # (a call applies at once; nothing is left to apply)
+
+
 def test_a_change_waits_for_an_open_transaction_to_end(db: DatabaseManager, env: Path) -> None:
     watcher = db.watch_env(env, interval=0)
     _write_env(env, "RELIABILITY_RETRY_ATTEMPTS=9\n")

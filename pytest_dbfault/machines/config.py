@@ -214,8 +214,15 @@ class ConfigMixin(Workload):
             self.watcher = self.db.watch_env(self.env_path, interval=0)
 
     def write_env(self, lines: dict[str, str], extra: str = "") -> None:
-        with open(self.env_path, "w", encoding="utf-8") as fh:
-            fh.write("".join(f"{k}={v}\n" for k, v in lines.items()) + (extra + "\n" if extra else ""))
+        # Saved whole (a temporary file renamed over it), as most editors do: a save in place (truncate, then write)
+        # stalled longer than the timer's 20 ms interval on a loaded machine is seen settled while empty, which the
+        # watcher may apply (the runtime waits for one look of settling only; tests/test_reload.py covers the save
+        # in place that completes within an interval).
+        text = "".join(f"{k}={v}\n" for k, v in lines.items()) + (extra + "\n" if extra else "")
+        temporary = self.env_path + ".saving"
+        with open(temporary, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(temporary, self.env_path)
 
     @precondition(swarm("reload"))
     @precondition(lambda self: getattr(self, "watcher", None) is not None and not self.faults)
