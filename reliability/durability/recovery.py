@@ -333,11 +333,9 @@ class Recovery:
                                    committed=committed, alive=alive, gone=gone)
 
             if chosen is not None and chosen.last_seq is not None:
+                # (No fallback to the journals alone from an empty database: a sequence missing after the backup
+                # is missing from 0 too, since which records exist does not depend on where replay starts.)
                 plan = merged(chosen.last_seq)
-                if plan.missing and from_empty:
-                    whole = merged(0)
-                    if not whole.missing:
-                        chosen, plan = None, whole  # the journals alone rebuild everything
             elif chosen is None and from_empty:
                 plan = merged(0)
             elif chosen is not None:
