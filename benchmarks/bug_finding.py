@@ -1466,6 +1466,13 @@ BUGS: tuple[Bug, ...] = (
         "entry recorded during the outage (acknowledged as pending): it must be chained at reconcile; the bug appends "
         "it onto the torn fragment, and reconcile drops the glued last line as a crash's torn append (lost in "
         "silence)"),
+    Bug("s28_c_recovered_elsewhere_not_seen", 13, "reliability/durability/recovered_elsewhere.py",
+        "    if seen is None or current is None or current == seen:",
+        "    if seen is None or current is None or current != seen:",
+        "two managers of one process on a damaged database (redo journal on, a backup), manager A recover()s, then "
+        "manager B, its connection still on the file it saw damaged, recover()s: it must find the sound file A "
+        "installed (ok, nothing quarantined, no backup installed); the bug takes the new file for the damaged one, "
+        "quarantines the sound database and rebuilds it from the backup"),
 )
 
 

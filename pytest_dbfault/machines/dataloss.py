@@ -1021,6 +1021,34 @@ class DataLossMachine(RuntimeMachine):
             m.identity_check_interval = 3600.0
         return held
 
+    def judge_found_recovered(self, late: Any, what: str, labels: list[str]) -> None:
+        """P13: ``late``, whose connection is still on the file it saw damaged, runs ``recover()`` after another
+        manager installed a sound file holding every journaled write. It finds the database recovered
+        (reliability/durability/recovered_elsewhere.py): nothing quarantined, no backup installed (recovering again
+        would set a sound database aside and rebuild it for nothing, and lose whatever the journals left out), ok
+        while every journal is whole; and it then serves every acknowledged transfer."""
+        from reliability import DatabaseError
+
+        try:
+            report = late.recover()
+        except DatabaseError as exc:
+            self.check(13, False, f"{what}: a second manager's recover() right after raised {exc.kind}: {exc.detail}",
+                       faults=labels)
+            return
+        said = f"{what}: a second manager's recover() right after another's"
+        self.check(13, not report.quarantined and report.backup is None, lambda: (
+            f"{said} recovered the sound file again: quarantined {report.quarantined}, installed {report.backup}"),
+            faults=labels)
+        self.check(13, report.ok or self.journal_damaged, lambda: f"{said} failed: {report.problems}", faults=labels)
+        try:
+            served = {r[0] for r in late.fetch_all("SELECT id FROM xfer")}
+        except DatabaseError as exc:
+            self.check(13, False, f"{said}: its read raised {exc.kind}: {exc.detail}", faults=labels)
+            return
+        missing = sorted(set(self.acked) - served)
+        self.check(13, not missing, lambda: f"{said}: it serves a database without acknowledged transfers {missing[:5]}",
+                   faults=labels)
+
     def judge_reported_loss(self, what: str, problems: list[str],
                             labels: list[str]) -> tuple[set[str] | None, int | None]:
         """A recovery that did not report ok, held to its word (P13): it says at least how many acknowledged
@@ -1064,6 +1092,10 @@ class DataLossMachine(RuntimeMachine):
             release_path_checks(held)
             self.check(13, False, f"recover() raised {exc.kind}: {exc.detail}", faults=labels)
             return False
+        if held and report.ok and (report.backup or report.quarantined) and len(others) > 1:
+            # (Two other managers, as beside the writers: the last one recovers in turn, the judges below still
+            # have the first, which has not looked.)
+            self.judge_found_recovered(others[-1], what, labels)
         # Either judge needs the other managers not to have looked at the path since the recovery, and health's
         # look follows it: they take turns, one recovery with a peer each (a read's look first).
         health_turn = self.peer_health_turn
