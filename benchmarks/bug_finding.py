@@ -1473,6 +1473,12 @@ BUGS: tuple[Bug, ...] = (
         "manager B, its connection still on the file it saw damaged, recover()s: it must find the sound file A "
         "installed (ok, nothing quarantined, no backup installed); the bug takes the new file for the damaged one, "
         "quarantines the sound database and rebuilds it from the backup"),
+    Bug("s28_c_permission_callback_not_called", 14, "reliability/degraded/commands.py",
+        "            return bool(callback(actor, command))",
+        "            return bool(callback)",
+        "admin.register(db, permission=fn) with fn allowing only actor 'delegate' to run flags.set, and "
+        "RELIABILITY_ADMIN_ACTORS not naming 'mallory': flags.set by 'mallory' must be denied (audited, nothing "
+        "changed); the bug never calls the callback, takes the function itself for a yes and lets anyone set flags"),
 )
 
 

@@ -17,6 +17,17 @@ from .workload import Workload
 OUTAGES = ("locked", "disk_full", "disconnect_rename", "disconnect_delete")
 
 
+#: An actor the application's permission callback (``admin.register(db, permission=...)``) lets set flags, though it
+#: is not in ``RELIABILITY_ADMIN_ACTORS``: both ways of being authorized must hold at every entry point.
+DELEGATE = "delegate-3"
+
+
+def application_permission(actor: str, command: str) -> bool:
+    """The application's own check, consulted for actors not in the configured list: :data:`DELEGATE` may run
+    ``flags.set`` and nothing else; nobody else may run anything."""
+    return actor == DELEGATE and command == "flags.set"
+
+
 def has_commands(self: Any) -> bool:
     return self.db is not None and getattr(self.db, "commands", None) is not None
 
@@ -64,7 +75,7 @@ class DegradationMixin(Workload):
         commands.recheck_interval = 0.0  # probe on every command: no wall-clock waits in the machine
         # As an application with audited writes does: a replay then reconciles the audit fallback first
         # (``audit_first``), the path where an outage's entries can be lost (issue #15).
-        admin.register(self.db)
+        admin.register(self.db, permission=application_permission)
         commands.register("greet", Needs.NONE, lambda db, name: f"hello {name}")
         commands.register("lookup", Needs.READ,
                           lambda db, key: (db.fetch_one("SELECT v FROM kv WHERE k = ?", (key,)) or [None])[0])
@@ -138,24 +149,28 @@ class DegradationMixin(Workload):
     def set_flag(self, allowed: bool, n: int, value: int, via: str, again: bool) -> None:
         """P14 under any fault: the admin command ``flags.set`` keeps its rules at every entry point (the
         ``admin`` API, the command registry with the actor as an argument, ``run_as``). An administrator's
-        change is applied or queued; anyone else is denied, changes nothing, and the denial is audited."""
+        change is applied or queued; anyone else is denied, changes nothing, and the denial is audited. An actor is
+        an administrator when it is in ``RELIABILITY_ADMIN_ACTORS`` or the application's permission callback says so
+        (``n`` 3 of the allowed: :data:`DELEGATE`, whom only the callback allows; the others it refuses)."""
         from reliability import admin
 
         admins = sorted(self.db.config.admin_actor_set)
-        actor = admins[0] if allowed and admins else f"mallory-{n}"
+        actor = (DELEGATE if n == 3 else admins[0]) if allowed and admins else f"mallory-{n}"
+        authorized = actor in self.db.config.admin_actor_set or application_permission(actor, "flags.set")
         name = f"flag-{n}"
-        for v in ((value, (value + 1) % 10) if again and actor in self.db.config.admin_actor_set else (value,)):
+        for v in ((value, (value + 1) % 10) if again and authorized else (value,)):
             if via == "api":
                 result = self.absorb(admin.set_flag, self.db, name, v, actor)
             elif via == "registry":
                 result = self.absorb(self.db.commands.run, "flags.set", name, v, actor)
             else:
                 result = self.absorb(self.db.commands.run_as, actor, "flags.set", name, v)
-            if actor in self.db.config.admin_actor_set:
+            if authorized:
                 self.check(14, result.status in ("ok", "queued"),
-                           f"an administrator's flags.set ({via}) answered {result.status!r}: {result.message}")
+                           f"flags.set ({via}) by {actor!r}, an administrator, answered {result.status!r}: "
+                           f"{result.message}")
                 self.model.flags[name] = v
-        if actor in self.db.config.admin_actor_set:
+        if authorized:
             return
         self.check(14, result.status == "denied",
                    f"flags.set by {actor!r}, who is no administrator, answered {result.status!r} through {via} "
@@ -434,7 +449,8 @@ class DegradationMixin(Workload):
         if read.status != "ok":
             return
         history: dict[str, Any] = {}
-        allowed = {*admins, os_user()}  # (the command line's actor is the OS user, an administrator in its .env)
+        # (The command line's actor is the OS user, an administrator in its .env; the permission callback's one.)
+        allowed = {*admins, os_user(), DELEGATE}
         for entry in reversed(read.value):
             details = entry.details or {}
             before = history.get(entry.target)
