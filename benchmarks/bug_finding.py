@@ -1479,6 +1479,13 @@ BUGS: tuple[Bug, ...] = (
         "admin.register(db, permission=fn) with fn allowing only actor 'delegate' to run flags.set, and "
         "RELIABILITY_ADMIN_ACTORS not naming 'mallory': flags.set by 'mallory' must be denied (audited, nothing "
         "changed); the bug never calls the callback, takes the function itself for a yes and lets anyone set flags"),
+    Bug("s28_c_sqlite_rollback_unnoticed", 6, "reliability/connection.py",
+        "            return not conn.in_transaction\n",
+        "            return False\n",
+        "inside `with db.transaction()`: an insert, then INSERT OR ROLLBACK of the same key (a conflict: SQLite rolls "
+        "the whole transaction back), the error caught, another insert, the block left normally: the block must fail "
+        "and the file hold none of its rows; the bug never notices SQLite's rollback, so the last insert runs in "
+        "autocommit mode and is saved on its own while the block reports that nothing was saved"),
 )
 
 

@@ -182,9 +182,16 @@ class TransactionMachine(Workload):
         writes once more (``carry_on``), and leaves the block normally. The transaction went with the handle: the
         block fails with a DatabaseError (P2, judged by the call), none of its writes is in the file (a statement
         after the loss never runs on a connection opened meanwhile outside the transaction: it would be saved on
-        its own while the block fails), nothing is left open, and the next call works."""
+        its own while the block fails), nothing is left open, and the next call works.
+
+        ``first`` 1, 4, 7 or 10: SQLite itself ends the transaction instead of the lost handle (the second statement
+        writes the first key again with the conflict clause ``OR ROLLBACK``: it fails and SQLite rolls the whole
+        transaction back, as it does on a full disk inside it). The same holds: the handle is fine, so a statement
+        after it would be saved on its own at once (README: a transaction is all or nothing)."""
         from reliability import DatabaseError
 
+        by_sqlite = first % 3 == 1
+        lost = "SQLite rolled back inside it" if by_sqlite else "whose connection was lost inside it"
         keys = [f"user-{first}", f"user-{second}", f"user-{(first + 1) % 13}"]
         values = {k: self.text() for k in keys}
         sql = "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)"
@@ -195,17 +202,22 @@ class TransactionMachine(Workload):
                 out = self.call("execute", self.db.execute, sql, (keys[0], values[keys[0]]))
                 if not out.ok:
                     raise out.error
-                self.inject("disconnect_close", 0)
-                inner.append(self.call("execute", self.db.execute, sql, (keys[1], values[keys[1]])))
-                self.heal("disconnect_close")
+                if by_sqlite:  # (keys[0] again: a conflict, and ROLLBACK is what it asks of SQLite)
+                    inner.append(self.call("execute", self.db.execute, "INSERT OR ROLLBACK INTO kv (k, v) VALUES (?, ?)",
+                                           (keys[0], values[keys[1]])))
+                else:
+                    self.inject("disconnect_close", 0)
+                    inner.append(self.call("execute", self.db.execute, sql, (keys[1], values[keys[1]])))
+                    self.heal("disconnect_close")
                 if carry_on:
-                    inner.append(self.call("execute", self.db.execute, sql, (keys[2], values[keys[2]])))
+                    inner.append(self.call("execute", self.db.execute, sql, (keys[2], values[keys[2]]), faults=after))
 
-        out = self.call("transaction", run)
+        after = ["sqlite_rollback"] if by_sqlite else None  # (what the calls after SQLite's rollback fail with)
+        out = self.call("transaction", run, faults=after)
         self.heal("disconnect_close")  # (when the block ended before its heal)
         acknowledged = [k for k, o in zip(keys[1:], inner, strict=False) if o.ok]
         self.check(6, not out.ok and isinstance(out.error, DatabaseError), lambda: (
-            "a transaction whose connection was lost inside it (the error caught by the application) "
+            f"a transaction {lost} (the error caught by the application) "
             + ("committed" if out.ok else f"failed with {out.error!r}")))
         if out.ok:  # (judged above; the model follows what the file says)
             self.model.kv.update({k: values[k] for k in [keys[0], *acknowledged]})
@@ -213,7 +225,7 @@ class TransactionMachine(Workload):
             return
         stored = self.stored_kv()
         self.check(6, all(stored.get(k) == self.model.kv.get(k) for k in keys), lambda: (
-            f"a transaction whose connection was lost inside it failed, yet the file holds "
+            f"a transaction {lost} failed, yet the file holds "
             f"{ {k: stored.get(k) for k in keys} } (expected { {k: self.model.kv.get(k) for k in keys} }; "
             f"acknowledged inside it after the loss: {acknowledged}): not all or nothing"))
         for k in keys:  # the model follows the file, so one violation is reported once

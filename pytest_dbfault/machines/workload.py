@@ -38,6 +38,10 @@ FAULT_ERROR_KINDS: dict[str, set[str]] = {
     "file_full": {"full", "ioerr"},
     "io_error": {"ioerr", "unavailable", "closed", "cantopen"},
     "short_read": {"corrupt", "notadb", "ioerr_corruptfs", "ioerr", "unavailable"},
+    # Not a fault: SQLite rolled a transaction back inside ``db.transaction()`` (a conflict clause ``OR ROLLBACK``)
+    # and the application went on; what the block runs after it, and the block, fail as ``unknown`` (see
+    # reliability.transaction.ended_transaction). A label for those calls only (machines/transactions.py).
+    "sqlite_rollback": {"unknown"},
 }
 #: Kinds the workload causes on purpose (duplicate keys, a missing table; writes refused on an untrusted schema).
 CALLER_ERROR_KINDS = {"constraint", "schema", "schema_mismatch"}
