@@ -1467,12 +1467,13 @@ BUGS: tuple[Bug, ...] = (
         "it onto the torn fragment, and reconcile drops the glued last line as a crash's torn append (lost in "
         "silence)"),
     Bug("s28_c_recovered_elsewhere_not_seen", 13, "reliability/durability/recovered_elsewhere.py",
-        "    if seen is None or current is None or current == seen:",
-        "    if seen is None or current is None or current != seen:",
+        "    if not report.ok:\n        return None  # the replacement is damaged too: recover it",
+        "    if report.ok:\n        return None  # the replacement is damaged too: recover it",
         "two managers of one process on a damaged database (redo journal on, a backup), manager A recover()s, then "
         "manager B, its connection still on the file it saw damaged, recover()s: it must find the sound file A "
-        "installed (ok, nothing quarantined, no backup installed); the bug takes the new file for the damaged one, "
-        "quarantines the sound database and rebuilds it from the backup"),
+        "installed (ok, nothing quarantined, no backup installed); the bug reads the new file's quick_check the "
+        "wrong way round, quarantines the sound database and rebuilds it from the backup (and would take a damaged "
+        "replacement for a recovered one)"),
     Bug("s28_c_permission_callback_not_called", 14, "reliability/degraded/commands.py",
         "            return bool(callback(actor, command))",
         "            return bool(callback)",
@@ -1486,6 +1487,12 @@ BUGS: tuple[Bug, ...] = (
         "the whole transaction back), the error caught, another insert, the block left normally: the block must fail "
         "and the file hold none of its rows; the bug never notices SQLite's rollback, so the last insert runs in "
         "autocommit mode and is saved on its own while the block reports that nothing was saved"),
+    Bug("s28_c_closed_manager_reopens", 2, "reliability/manager.py",
+        "            self.connections.close()\n            self.connections.closed_for_good = True\n",
+        "            self.connections.close()\n",
+        "db.close(), then db.execute('INSERT ...') through the same manager (an application that kept a reference): it "
+        "must be refused as misuse and the row must not be in the file; the bug's closed manager opens a new "
+        "connection and commits the write with its redo journal closed (no recovery could bring it back)"),
 )
 
 

@@ -405,12 +405,27 @@ class RestartMachine(RestartMixin):
         """P10, P12: what health() says about durable state is what the files say, before and after a clean
         restart: ``last_backup_at`` is the newest verified backup's ``created_at`` (the backup directory lists
         it), every backup listed before is listed after, the write queue's pending count and the audit key are
-        the same, and the rows are the acknowledged ones."""
+        the same, and the rows are the acknowledged ones. The manager closed by the restart serves nothing (an
+        application that kept a reference to it): its health says ``unavailable``, a write through it is refused
+        as the caller's bug (``misuse``) and is not in the file (README: a closed manager; a write it committed
+        would have no journal record, so no recovery could bring it back)."""
+        from reliability import DatabaseError
+
         if backup_first:
             self.take_backup(False)
         before = self.db.health()
         listed_before = {(str(b.path), b.verified) for b in self.db.backups()}
+        old = self.db
         self.reopen()
+        status = str(old.health().status)
+        self.check(10, status == "unavailable", f"health() of a manager closed by a clean restart says {status!r}")
+        try:
+            old.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", ("closed-manager", "served"))
+            refused = "nothing: the write was taken"
+        except DatabaseError as exc:
+            refused = str(exc.kind)
+        self.check(2, refused == "misuse",
+                   f"a write through a manager closed by a clean restart was refused with {refused!r}, not misuse")
         after = self.db.health()
         listed = BackupManager(self.config.backup_directory, self.config.backup_keep).list()
         newest = max((b.created_at for b in listed if b.verified), default=None)
