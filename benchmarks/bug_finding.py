@@ -1493,6 +1493,12 @@ BUGS: tuple[Bug, ...] = (
         "db.close(), then db.execute('INSERT ...') through the same manager (an application that kept a reference): it "
         "must be refused as misuse and the row must not be in the file; the bug's closed manager opens a new "
         "connection and commits the write with its redo journal closed (no recovery could bring it back)"),
+    Bug("s28_c_audit_since_exclusive", 15, "reliability/audit.py",
+        '            where.append("ts >= ?")',
+        '            where.append("ts > ?")',
+        "three audited flag changes, then admin.audit(db, action='flag.set', since=<the ts of the middle entry>, "
+        "caller=<an administrator>): it must give the middle entry and the one after it (README `reliability audit "
+        "--since`: at or after); the bug leaves out the entry of that very time"),
 )
 
 

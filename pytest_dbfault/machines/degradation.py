@@ -436,7 +436,9 @@ class DegradationMixin(Workload):
     def check_flag_history(self) -> None:
         """P15: the audit log tells each flag's history, read through ``admin.audit`` (the administrators' entry
         point, filtered to ``flag.set``): oldest first, every entry's ``previous`` is the value the entry before it
-        set (None for the first), its actor is an administrator, and the last value is the acknowledged one."""
+        set (None for the first), its actor is an administrator, and the last value is the acknowledged one. Read
+        ``since`` the time of one of those entries, the log gives exactly the entries at or after that time (README
+        ``reliability audit --since``: "at or after"), the entry itself included."""
         from reliability import admin
         from reliability.cli import os_user
 
@@ -465,6 +467,14 @@ class DegradationMixin(Workload):
         self.check(15, all(history.get(name) == value for name, value in self.model.flags.items()),
                    lambda: f"the audit log's flag.set entries end at {history}, the acknowledged flags are "
                            f"{self.model.flags}")
+        if read.value:
+            since = read.value[len(read.value) // 2].ts
+            later = self.absorb(admin.audit, self.db, 10_000, action="flag.set", since=since, caller=admins[0])
+            expected = [e.entry_id for e in read.value if e.ts >= since]
+            got = [e.entry_id for e in later.value or []] if later.status == "ok" else None
+            self.check(15, got is None or got == expected, lambda: (
+                f"admin.audit(action='flag.set', since={since!r}) gave {len(got or [])} entries, not the "
+                f"{len(expected)} at or after that time (the entry of that time included)"))
 
 
 class DegradationMachine(DegradationMixin):
