@@ -1046,8 +1046,8 @@ class DataLossMachine(RuntimeMachine):
             self.check(13, False, f"{said}: its read raised {exc.kind}: {exc.detail}", faults=labels)
             return
         missing = sorted(set(self.acked) - served)
-        self.check(13, not missing, lambda: f"{said}: it serves a database without acknowledged transfers {missing[:5]}",
-                   faults=labels)
+        self.check(13, not missing, lambda: f"{said}: it serves a database without acknowledged transfers "
+                                            f"{missing[:5]}", faults=labels)
 
     def judge_reported_loss(self, what: str, problems: list[str],
                             labels: list[str]) -> tuple[set[str] | None, int | None]:

@@ -203,8 +203,8 @@ class TransactionMachine(Workload):
                 if not out.ok:
                     raise out.error
                 if by_sqlite:  # (keys[0] again: a conflict, and ROLLBACK is what it asks of SQLite)
-                    inner.append(self.call("execute", self.db.execute, "INSERT OR ROLLBACK INTO kv (k, v) VALUES (?, ?)",
-                                           (keys[0], values[keys[1]])))
+                    conflict = "INSERT OR ROLLBACK INTO kv (k, v) VALUES (?, ?)"
+                    inner.append(self.call("execute", self.db.execute, conflict, (keys[0], values[keys[1]])))
                 else:
                     self.inject("disconnect_close", 0)
                     inner.append(self.call("execute", self.db.execute, sql, (keys[1], values[keys[1]])))
