@@ -1499,6 +1499,12 @@ BUGS: tuple[Bug, ...] = (
         "three audited flag changes, then admin.audit(db, action='flag.set', since=<the ts of the middle entry>, "
         "caller=<an administrator>): it must give the middle entry and the one after it (README `reliability audit "
         "--since`: at or after); the bug leaves out the entry of that very time"),
+    Bug("s28_c_invalid_actor_denied", 14, "reliability/degraded/commands.py",
+        '                return CommandResult("rejected", f"{problem} Nothing was changed.")',
+        '                return CommandResult("denied", f"{problem} Nothing was changed.")',
+        "admin.set_flag(db, 'flag-3', 1, 'm' * 201) (an actor name longer than the 200 characters an actor may "
+        "have): must answer rejected (bad input, nothing changed, the name stored nowhere); the bug answers denied, "
+        "as for a valid name that is merely not allowed"),
 )
 
 

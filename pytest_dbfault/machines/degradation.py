@@ -151,11 +151,17 @@ class DegradationMixin(Workload):
         ``admin`` API, the command registry with the actor as an argument, ``run_as``). An administrator's
         change is applied or queued; anyone else is denied, changes nothing, and the denial is audited. An actor is
         an administrator when it is in ``RELIABILITY_ADMIN_ACTORS`` or the application's permission callback says so
-        (``n`` 3 of the allowed: :data:`DELEGATE`, whom only the callback allows; the others it refuses)."""
+        (``n`` 3 of the allowed: :data:`DELEGATE`, whom only the callback allows; the others it refuses). ``n`` 3
+        of the others gives an actor name longer than an actor may have (200 characters): refused as ``rejected``
+        without storing the name anywhere (not even in the denial's audit entry)."""
         from reliability import admin
+        from reliability.names import MAX_ACTOR
 
         admins = sorted(self.db.config.admin_actor_set)
         actor = (DELEGATE if n == 3 else admins[0]) if allowed and admins else f"mallory-{n}"
+        invalid = not allowed and n == 3
+        if invalid:
+            actor = "m" * (MAX_ACTOR + 1)
         authorized = actor in self.db.config.admin_actor_set or application_permission(actor, "flags.set")
         name = f"flag-{n}"
         for v in ((value, (value + 1) % 10) if again and authorized else (value,)):
@@ -172,10 +178,15 @@ class DegradationMixin(Workload):
                 self.model.flags[name] = v
         if authorized:
             return
-        self.check(14, result.status == "denied",
-                   f"flags.set by {actor!r}, who is no administrator, answered {result.status!r} through {via} "
-                   f"({result.message})")
-        if not self.faults:
+        said = f"an actor name of {len(actor)} characters" if invalid else repr(actor)
+        self.check(14, result.status == ("rejected" if invalid else "denied"),
+                   f"flags.set by {said}, who is no administrator, answered {result.status!r} through {via} "
+                   f"({result.message[:200]})")
+        if invalid:
+            stored = [e for e in self.absorb(self.db.audit.entries, 50) if e.actor == actor]
+            self.check(14, not stored, f"flags.set by {said} was refused, yet the name is in the audit log "
+                                       f"({[e.action for e in stored]})")
+        elif not self.faults:
             denied = self.absorb(self.db.audit.entries, 20, actor=actor, action="admin.denied")
             self.check(14, any(e.target == name for e in denied),
                        f"the denial of flags.set {name!r} to {actor!r} ({via}) is not in the audit log")

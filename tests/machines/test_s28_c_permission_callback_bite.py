@@ -24,7 +24,7 @@ def machine(tmp_path):
 
 
 @pytest.mark.parametrize("via", VIAS)
-@pytest.mark.parametrize("allowed,n", [(True, 3), (False, 3), (True, 0), (False, 1)])
+@pytest.mark.parametrize("allowed,n", [(True, 3), (False, 3), (True, 0), (False, 1), (False, 2)])
 def test_passes_on_the_runtime(tmp_path, via, allowed, n):
     run_and_tear_down(machine(tmp_path), lambda m: m.set_flag(allowed, n, 4, via, True))
 
@@ -47,3 +47,18 @@ def test_bites_a_callback_never_installed(tmp_path, monkeypatch, via):
                                              "answered 'denied'"):
         run_and_tear_down(machine(tmp_path), lambda m: m.set_flag(True, 3, 4, via, False))
 
+
+
+@pytest.mark.parametrize("via", VIAS)
+def test_bites_an_invalid_actor_name_answered_as_a_plain_denial(tmp_path, monkeypatch, via):
+    """An actor name longer than an actor may have is refused as ``rejected`` (bad input), its name stored nowhere; a
+    runtime that answers it ``denied`` tells the caller the name is valid and merely not allowed."""
+    real = commands_module.CommandRegistry.authorize
+
+    def authorize(self, cmd, args, kwargs):
+        out = real(self, cmd, args, kwargs)
+        return out if out is None or out.status != "rejected" else commands_module.CommandResult("denied", out.message)
+
+    monkeypatch.setattr(commands_module.CommandRegistry, "authorize", authorize)
+    with pytest.raises(AssertionError, match="p14_command_continuity violated.*actor name of 201 characters"):
+        run_and_tear_down(machine(tmp_path), lambda m: m.set_flag(False, 3, 4, via, False))
