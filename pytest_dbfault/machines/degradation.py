@@ -182,7 +182,7 @@ class DegradationMixin(Workload):
         self.check(14, result.status == ("rejected" if invalid else "denied"),
                    f"flags.set by {said}, who is no administrator, answered {result.status!r} through {via} "
                    f"({result.message[:200]})")
-        if invalid:
+        if invalid and not self.faults:  # (under a fault the log may not be readable: judged without one)
             stored = [e for e in self.absorb(self.db.audit.entries, 50) if e.actor == actor]
             self.check(14, not stored, f"flags.set by {said} was refused, yet the name is in the audit log "
                                        f"({[e.action for e in stored]})")

@@ -62,3 +62,15 @@ def test_bites_an_invalid_actor_name_answered_as_a_plain_denial(tmp_path, monkey
     monkeypatch.setattr(commands_module.CommandRegistry, "authorize", authorize)
     with pytest.raises(AssertionError, match="p14_command_continuity violated.*actor name of 201 characters"):
         run_and_tear_down(machine(tmp_path), lambda m: m.set_flag(False, 3, 4, via, False))
+
+
+@pytest.mark.parametrize("fault", ["disconnect_delete", "disconnect_rename", "locked"])
+def test_an_invalid_actor_name_under_a_fault_passes(tmp_path, fault):
+    """Under an outage the refusal is judged, the audit log (which may not be readable) is not."""
+    def call(m) -> None:
+        assert m.inject(fault, 0)
+        try:
+            m.set_flag(False, 3, 0, "api", False)
+        finally:
+            m.heal(fault)
+    run_and_tear_down(machine(tmp_path), call)
