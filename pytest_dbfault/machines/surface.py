@@ -508,7 +508,9 @@ class SurfaceMixin(BackupMixin):
             # (the operator's commands first: a rollback of a hot journal writes the file)
             self.inspection_leaves_no_sidecars(("check", "health", ("check", "--full"))[n % 3])
             # (the file missing a write first, for a named backup only: the recovery's own backup is the newest)
-            self.hot_journal_rolled_back(n, missing=n % 3 == 2 and how != "newest")
+            # (two draws in three since session 28: at one in three, with the journal mode and the redo journal
+            # drawn too, a default run often met no such file: planted bug s27_b_recover_refused_after_rollback)
+            self.hot_journal_rolled_back(n, missing=n % 3 != 0 and how != "newest")
             seen.update(rows=self.stored_rows(), fingerprint=self.file_fingerprint())
             if workdir is not None:
                 os.chdir(workdir)
