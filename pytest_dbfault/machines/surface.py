@@ -328,6 +328,12 @@ class SurfaceMixin(BackupMixin):
         if part == "index_entry" and not self.model.kv:
             self.put(0)  # an index with no entry has no entry to change
         self.db.close()  # an operator stops the application before repairing its file
+        if seed % 3 == 1:
+            # (A third of the draws: the operator first meets a rollback-journal file that misses the application's
+            # last committed write and a writer killed mid-transaction, and runs `reliability recover` for that
+            # (:meth:`hot_journal_rolled_back`; nothing in WAL mode or with the redo journal off). Since session 28:
+            # only the restore rule's rarer draw met it, and default runs missed s27_b_recover_refused_after_rollback.)
+            self.hot_journal_rolled_back(seed, missing=True)
         self.inspection_leaves_no_sidecars(("check", "health", ("check", "--full"))[seed % 3])  # (a look first)
         kwargs: dict[str, Any] = ({"part": "btree", "table": "kv"} if part == "btree_root" else
                                   {"part": part, "index": KV_INDEX} if part == "index_entry" else {"part": part})
