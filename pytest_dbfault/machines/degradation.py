@@ -510,6 +510,13 @@ class DegradationMachine(DegradationMixin):
         import time
 
         commands = self.db.commands
+        if outage == "locked" and param % 2 == 0:
+            # (Half the locks: an administrator's `reliability flags set` meets such a lock first, judged as
+            # flags_set_from_the_command_line judges it: exit 5 when only queued, 0 only when the file holds it; the
+            # runtime saves the queued change with the backlog below. Since session 28: that rule alone is drawn about
+            # five times a default run, a locked administrator's change in a third of them, and some runs drew
+            # none: planted bug p14_cli_queued_exits_0 was missed.)
+            self.cli_set_flag(True, f"flag-{first % 4}", then % 10, outage, param, False)
         if not self.inject(outage, param):
             return
         try:

@@ -1,0 +1,35 @@
+"""The degradation machine's ``served_once_the_outage_is_over`` now also runs, in half its locks (``param`` even), an
+administrator's ``reliability flags set`` under that lock first, judged as ``flags_set_from_the_command_line`` judges
+it (exit 5 when the change is only queued; exit 0 only when the database file holds it). That rule alone met a
+queued change in few draws, and default runs missed planted bug ``p14_cli_queued_exits_0`` (session 28, rare draws).
+The rule is called directly with fixed arguments: it passes on the runtime and bites a command line that exits 0 for a
+change it only queued."""
+
+from __future__ import annotations
+
+import pytest
+from bite_settings import run_and_tear_down, started_machine
+
+from reliability import cli as cli_module
+
+CALLS = [("locked", 0), ("locked", 2), ("locked", 4)]
+
+
+def run_rule(tmp_path, outage: str, param: int, journal_mode: str) -> None:
+    machine = started_machine("degradation_queue", tmp_path, journal_mode=journal_mode)
+    run_and_tear_down(machine, lambda m: m.served_once_the_outage_is_over(outage, 1, 2, param, 0.0))
+
+
+@pytest.mark.parametrize("journal_mode", ["WAL", "DELETE"])
+@pytest.mark.parametrize(("outage", "param"), [*CALLS, ("locked", 1), ("disk_full", 0)])
+def test_the_rule_passes_on_the_runtime(tmp_path, outage, param, journal_mode):
+    run_rule(tmp_path, outage, param, journal_mode)
+
+
+@pytest.mark.parametrize("journal_mode", ["WAL", "DELETE"])
+@pytest.mark.parametrize(("outage", "param"), CALLS)
+def test_it_bites_a_queued_change_that_exits_0(tmp_path, monkeypatch, outage, param, journal_mode):
+    monkeypatch.setitem(cli_module._RESULT_EXIT, "queued", cli_module.EXIT_OK)
+    with pytest.raises(AssertionError, match=r"p14_\w+ violated .*`reliability flags set .*exited 0.*but the file "
+                                             r"holds"):
+        run_rule(tmp_path, outage, param, journal_mode)
