@@ -154,14 +154,19 @@ class ReloadEffectsMixin(ConfigMixin):
         runtime's own files says such a power loss would leave; ``p16_journal_ignores_synchronous_reload``).
 
         With the journal on, the judged change is always one from NORMAL (nothing flushed per commit) to FULL or
-        EXTRA (``other``): an example that started at FULL or EXTRA reloads to NORMAL first (judged by SQLite's
-        pragma only). From a level the journal already flushes for, a journal that ignores the reload looks
-        right, so before session 28 that draw (two thirds of the starts) judged nothing of the journal, and the
-        planted bug was missed by some default runs. ``journal_off`` restarts with the journal off after that
-        judgement (not instead of it), and a second reload is judged there (SQLite's pragma)."""
+        EXTRA (``other``): an application running at FULL or EXTRA restarts at NORMAL first (the level the journal
+        starts with; a reload to NORMAL would not do: a journal that ignores reloads keeps its start's level). From a
+        level the journal already flushes for, a journal that ignores the reload looks right, so before session 28
+        that draw (two thirds of the starts) judged nothing of the journal, and the planted bug was missed by some
+        default runs. ``journal_off`` restarts with the journal off after that judgement (not instead of it), and a
+        second reload is judged there (SQLite's pragma)."""
         if getattr(self.db, "redo_journal", None) is not None:
-            if str(self.db.config.synchronous).upper() != "NORMAL" and not self.reload_synchronous_to("NORMAL"):
-                return
+            if str(self.db.config.synchronous).upper() != "NORMAL":
+                self.env_lines = dict(self.env_lines, RELIABILITY_SYNCHRONOUS="NORMAL")
+                self.write_env(self.env_lines)
+                self.db.close()
+                self.db = self.open_runtime(self.config.replace(synchronous="NORMAL"))
+                self.after_reopen()
             level = ("FULL", "EXTRA")[other]
             if not self.reload_synchronous_to(level):
                 return
