@@ -328,8 +328,8 @@ class SurfaceMixin(BackupMixin):
         if part == "index_entry" and not self.model.kv:
             self.put(0)  # an index with no entry has no entry to change
         self.db.close()  # an operator stops the application before repairing its file
-        if seed % 3 == 1:
-            # (A third of the draws: the operator first meets a rollback-journal file that misses the application's
+        if seed % 3 != 0:
+            # (Two draws in three: the operator first meets a rollback-journal file that misses the application's
             # last committed write and a writer killed mid-transaction, and runs `reliability recover` for that
             # (:meth:`hot_journal_rolled_back`; nothing in WAL mode or with the redo journal off). Since session 28:
             # only the restore rule's rarer draw met it, and default runs missed s27_b_recover_refused_after_rollback.)

@@ -1,4 +1,4 @@
-"""The surface machine's ``recover_from_the_command_line`` now also meets, in a third of its draws (``seed % 3 == 1``),
+"""The surface machine's ``recover_from_the_command_line`` now also meets, in two draws in three (``seed % 3 != 0``),
 the stopped application's rollback-journal file missing its last committed write with a writer killed mid-transaction
 (``hot_journal_rolled_back(missing=True)``) before the damage it repairs: only the restore rule's rarer draw met that
 case, and default runs missed planted bug ``s27_b_recover_refused_after_rollback`` (session 28, rare draws). The rule
@@ -46,7 +46,7 @@ def test_it_bites_a_rollback_that_recovers_on_its_own(tmp_path, monkeypatch, jou
 
 
 def test_other_draws_leave_the_hot_journal_out(tmp_path, monkeypatch):
-    # (seed % 3 != 1: the rule repairs its damage alone, as before; the same defect is not met)
+    # (seed % 3 == 0: the rule repairs its damage alone, as before; the same defect is not met)
     real = cli_module._manager
     monkeypatch.setattr(cli_module, "_manager", lambda config, **changes: real(config, **{**changes,
                                                                                       "auto_recover": True}))
