@@ -510,13 +510,7 @@ class DegradationMachine(DegradationMixin):
         import time
 
         commands = self.db.commands
-        if outage == "locked" and param % 2 == 0:
-            # (Half the locks: an administrator's `reliability flags set` meets such a lock first, judged as
-            # flags_set_from_the_command_line judges it: exit 5 when only queued, 0 only when the file holds it; the
-            # runtime saves the queued change with the backlog below. Since session 28: that rule alone is drawn about
-            # five times a default run, a locked administrator's change in a third of them, and some runs drew
-            # none: planted bug p14_cli_queued_exits_0 was missed.)
-            self.cli_set_flag(True, f"flag-{first % 4}", then % 10, outage, param, False)
+        self.operator_flag_under(outage, first, then, param)
         if not self.inject(outage, param):
             return
         try:
@@ -539,6 +533,16 @@ class DegradationMachine(DegradationMixin):
                    f"answered {result.status!r} ({result.message}) with {pending} write(s) still queued: the "
                    "backlog must be replayed and the command served")
 
+    def operator_flag_under(self, outage: str, n: int, value: int, param: int) -> None:
+        """Under a lock (the outage the command line meets too: a moved file or a full disk of the runtime's own does
+        not queue its change), an administrator's ``reliability flags set`` first, judged as
+        :meth:`flags_set_from_the_command_line` judges it: exit 5 when the change is only queued, 0 only when the
+        file holds it; the runtime saves a queued change with the backlog. Since session 28: that rule alone is drawn
+        about five times a default run, a locked administrator's change in a third of them, and some runs drew none
+        (planted bug ``p14_cli_queued_exits_0`` missed)."""
+        if outage == "locked":
+            self.cli_set_flag(True, f"flag-{n % 4}", value % 10, outage, param, False)
+
     @precondition(lambda self: has_commands(self) and not self.faults)
     # (Not disk_full: its headroom often takes one small write, which is then saved, not queued: nothing to judge.)
     @rule(outage=st.sampled_from(("locked", "disconnect_rename", "disconnect_delete")), n=st.integers(0, 12),
@@ -553,6 +557,7 @@ class DegradationMachine(DegradationMixin):
         import time
 
         commands = self.db.commands
+        self.operator_flag_under(outage, n, param, param)
         if not self.inject(outage, param):
             return
         try:

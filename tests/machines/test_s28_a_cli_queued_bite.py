@@ -1,9 +1,9 @@
-"""The degradation machine's ``served_once_the_outage_is_over`` now also runs, in half its locks (``param`` even), an
-administrator's ``reliability flags set`` under that lock first, judged as ``flags_set_from_the_command_line`` judges
-it (exit 5 when the change is only queued; exit 0 only when the database file holds it). That rule alone met a
-queued change in few draws, and default runs missed planted bug ``p14_cli_queued_exits_0`` (session 28, rare draws).
-The rule is called directly with fixed arguments: it passes on the runtime and bites a command line that exits 0 for a
-change it only queued."""
+"""The degradation machine's ``served_once_the_outage_is_over`` and ``read_once_the_outage_is_over`` now also run,
+under a lock, an administrator's ``reliability flags set`` under that lock first (``operator_flag_under``), judged as
+``flags_set_from_the_command_line`` judges it (exit 5 when the change is only queued; exit 0 only when the database
+file holds it). That rule alone met a queued change in few draws, and default runs missed planted bug
+``p14_cli_queued_exits_0`` (session 28, rare draws). The rules are called directly with fixed arguments: they pass on
+the runtime and bite a command line that exits 0 for a change it only queued."""
 
 from __future__ import annotations
 
@@ -12,24 +12,32 @@ from bite_settings import run_and_tear_down, started_machine
 
 from reliability import cli as cli_module
 
-CALLS = [("locked", 0), ("locked", 2), ("locked", 4)]
+RULES = {
+    "served": lambda outage, param: lambda m: m.served_once_the_outage_is_over(outage, 1, 2, param, 0.0),
+    "read": lambda outage, param: lambda m: m.read_once_the_outage_is_over(outage, 1, param, 0.0),
+}
+CALLS = [("locked", 0), ("locked", 1), ("locked", 4)]
 
 
-def run_rule(tmp_path, outage: str, param: int, journal_mode: str) -> None:
+def run_rule(tmp_path, rule: str, outage: str, param: int, journal_mode: str) -> None:
     machine = started_machine("degradation_queue", tmp_path, journal_mode=journal_mode)
-    run_and_tear_down(machine, lambda m: m.served_once_the_outage_is_over(outage, 1, 2, param, 0.0))
+    run_and_tear_down(machine, RULES[rule](outage, param))
 
 
+@pytest.mark.parametrize("rule", sorted(RULES))
 @pytest.mark.parametrize("journal_mode", ["WAL", "DELETE"])
-@pytest.mark.parametrize(("outage", "param"), [*CALLS, ("locked", 1), ("disk_full", 0)])
-def test_the_rule_passes_on_the_runtime(tmp_path, outage, param, journal_mode):
-    run_rule(tmp_path, outage, param, journal_mode)
+@pytest.mark.parametrize(("outage", "param"), [*CALLS, ("disconnect_rename", 0), ("disk_full", 0)])
+def test_the_rule_passes_on_the_runtime(tmp_path, rule, outage, param, journal_mode):
+    if rule == "read" and outage == "disk_full":
+        pytest.skip("(not one of that rule's outages)")
+    run_rule(tmp_path, rule, outage, param, journal_mode)
 
 
+@pytest.mark.parametrize("rule", sorted(RULES))
 @pytest.mark.parametrize("journal_mode", ["WAL", "DELETE"])
 @pytest.mark.parametrize(("outage", "param"), CALLS)
-def test_it_bites_a_queued_change_that_exits_0(tmp_path, monkeypatch, outage, param, journal_mode):
+def test_it_bites_a_queued_change_that_exits_0(tmp_path, monkeypatch, rule, outage, param, journal_mode):
     monkeypatch.setitem(cli_module._RESULT_EXIT, "queued", cli_module.EXIT_OK)
     with pytest.raises(AssertionError, match=r"p14_\w+ violated .*`reliability flags set .*exited 0.*but the file "
                                              r"holds"):
-        run_rule(tmp_path, outage, param, journal_mode)
+        run_rule(tmp_path, rule, outage, param, journal_mode)
