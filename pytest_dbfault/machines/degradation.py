@@ -535,7 +535,8 @@ class DegradationMachine(DegradationMixin):
 
     def operator_flag_under(self, outage: str, n: int, value: int, param: int) -> None:
         """Under a lock (the outage the command line meets too: a moved file or a full disk of the runtime's own does
-        not queue its change), an administrator's ``reliability flags set`` first, judged as
+        not queue its change), an administrator's ``reliability flags set`` first (in each rule of this machine that
+        queues writes during a lock, moved file or deleted file), judged as
         :meth:`flags_set_from_the_command_line` judges it: exit 5 when the change is only queued, 0 only when the
         file holds it; the runtime saves a queued change with the backlog. Since session 28: that rule alone is drawn
         about five times a default run, a locked administrator's change in a third of them, and some runs drew none
@@ -686,6 +687,7 @@ class DegradationMachine(DegradationMixin):
         from .workload import AppError
 
         commands = self.db.commands
+        self.operator_flag_under(outage, n, writes, param)
         if not self.inject(outage, param):
             return
         try:
