@@ -184,6 +184,22 @@ def test_the_scheduler_runs_tasks_and_survives_a_failing_one_then_stops():
     assert "reliability-maintenance" not in [t.name for t in threading.enumerate()]
 
 
+def test_a_task_added_after_start_runs():
+    """Scheduler.add after start (Trust.database_back's schema re-check, the one such caller: a restore or recovery
+    whose schema check met a lock) runs the task, also when the schedule started empty (no thread yet).
+    (No machine can tell: every task a machine configures is added before start, so add's restart is judged here.)"""
+    for first in ([], [("ok", 0.01, lambda: None)]):
+        scheduler = Scheduler(list(first))
+        scheduler.start()
+        calls: list[str] = []
+        scheduler.add("late", 0.01, lambda calls=calls: calls.append("late"))
+        deadline = time.monotonic() + 5
+        while len(calls) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        scheduler.stop()
+        assert len(calls) >= 2, f"a task added after start (schedule {first!r}) ran {len(calls)} time(s) in 5 s"
+
+
 def test_close_stops_the_maintenance_thread(tmp_path):
     db = DatabaseManager(config(tmp_path, quick_check_interval=0.01))
     db.execute("CREATE TABLE t (x)")
