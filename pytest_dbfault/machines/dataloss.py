@@ -1390,9 +1390,16 @@ class DataLossMachine(RuntimeMachine):
 
         kind = "disconnect_remove_wal_shm" if shm else "disconnect_remove_wal"
         labels = [kind, *self.extra_labels()]
+        if first == "foreign_write" and self.use_processes and self.processes < MAX_PROCESSES:
+            # The other application writes on the state of the last checkpoint: one now, before the managers' frames
+            # below, gives it the tables to write in (without one since the start it only met "no such table", and
+            # what the managers' handle does to its commit went unjudged).
+            with self.raw() as conn:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         for who, m in enumerate(self.managers()):  # every manager holds the WAL, with frames of its own in it
             self.transfer_through(who, m, 1, 2, 1)
         worker = None
+        foreign = None  # (``foreign_write``: the row the other application committed)
         if shm and first in ("newcomer", "worker_goes_on", "worker_killed"):
             # With the -shm removed, another process's runtime is what meets the removed index: a newcomer (a short
             # process of its own, mostly refused) runs whether or not the example's worker process is spent, and
@@ -1433,7 +1440,8 @@ class DataLossMachine(RuntimeMachine):
             self.serial += 1
             tid = f"f-{self.serial}"
             self.maybe.add(tid)  # another application's row: the runtime never acknowledged it
-            run_script(FOREIGN_WRITER, [self.db_path, self.config.sqlite_module, tid], timeout=60)
+            done = run_script(FOREIGN_WRITER, [self.db_path, self.config.sqlite_module, tid], timeout=60)
+            foreign = tid if "wrote" in done.stdout else None
         elif first == "health":
             self.db.health()  # judged below with the others
         elif first == "read":
@@ -1449,7 +1457,7 @@ class DataLossMachine(RuntimeMachine):
             who = 1 if first == "peer_write" and self.peer is not None else 0
             self.transfer_through(who, self.writer(who), 2, 3, 1)
         self.finish_worker(worker, count)  # the paused worker goes on now, if it has not yet
-        self.judge_after_removed_wal(labels)
+        self.judge_after_removed_wal(labels, foreign)
         fault.heal()  # (restores nothing: the runtime had to deal with it)
         self.last_healed = kind
         what = "after the -wal was removed under live writers and every manager looked"
@@ -1560,9 +1568,14 @@ class DataLossMachine(RuntimeMachine):
             # Not a verdict on the runtime: the worker could not do its job (report why).
             raise RuntimeError(f"worker process failed ({proc.returncode}): {err[-2000:]}")
 
-    def judge_after_removed_wal(self, labels: list[str]) -> None:
+    def judge_after_removed_wal(self, labels: list[str], foreign: str | None = None) -> None:
         """Every manager looks: a healthy one serves every acknowledged transfer; an unhealthy one says why,
-        and a recovery brings every acknowledged transfer back (or reports what it cannot)."""
+        and a recovery brings every acknowledged transfer back (or reports what it cannot).
+
+        ``foreign``: the row another application committed (plain SQLite, another process, now gone) after the
+        removal. A manager that says healthy serves it too: the runtime may refuse a split history, never settle
+        it without a word (its handle on the removed WAL, closed as the file's last, checkpoints the old frames
+        over the other application's commit and deletes that WAL: ``ConnectionManager._others_hold_the_file``)."""
         from reliability import DatabaseError
 
         unhealthy = []
@@ -1582,6 +1595,9 @@ class DataLossMachine(RuntimeMachine):
             missing = sorted(set(self.acked) - served)
             self.check(13, not missing, f"after the -wal was removed manager {who} says healthy and serves without "
                        f"acknowledged transfers: {missing[:5]}", faults=labels)
+            self.check(13, foreign is None or foreign in served, lambda who=who: (
+                f"after the -wal was removed another application committed row {foreign} and closed; manager {who} "
+                "says healthy and serves a database without it (nothing refused, nothing reported)"), faults=labels)
         if not unhealthy:
             return
         # Refused (commits missing at the path, or nothing could tell): recovery by a refused manager.
