@@ -1505,6 +1505,14 @@ BUGS: tuple[Bug, ...] = (
         "admin.set_flag(db, 'flag-3', 1, 'm' * 201) (an actor name longer than the 200 characters an actor may "
         "have): must answer rejected (bad input, nothing changed, the name stored nowhere); the bug answers denied, "
         "as for a valid name that is merely not allowed"),
+    Bug("s28_d_removed_wal_handle_counts_itself", 13, "reliability/connection.py",
+        "        if any(other is not self and other._conn is not None and other._identity == identity\n",
+        "        if any(other._conn is not None and other._identity == identity\n",
+        "the -wal and -shm removed under a manager with acknowledged frames in the WAL, then another application "
+        "(plain SQLite, another process) commits a row on the last checkpoint's state and closes: the manager must "
+        "keep its handle on the removed WAL open and refuse (unavailable) until a recovery; the bug counts the "
+        "handle itself as another holder of the file, closes it as the last, whose checkpoint writes the old frames "
+        "over the other application's commit, and the manager says healthy without that row"),
 )
 
 
