@@ -1513,6 +1513,13 @@ BUGS: tuple[Bug, ...] = (
         "keep its handle on the removed WAL open and refuse (unavailable) until a recovery; the bug counts the "
         "handle itself as another holder of the file, closes it as the last, whose checkpoint writes the old frames "
         "over the other application's commit, and the manager says healthy without that row"),
+    Bug("s28_d_gap_merged_over_a_journaled_sequence", 13, "reliability/redo.py",
+        "            if plan.missing and plan.missing[-1][1] == seq - 1:\n",
+        "            if plan.missing and plan.missing[-1][1] != seq - 1:\n",
+        "two managers of one process writing in turn, one's redo journal deleted, then damage and a recovery: the "
+        "report must say how many transactions are missing and how many later ones were held back, the two making up "
+        "every sequence from the first gap to the last the journals reach; the bug merges a missing sequence into "
+        "the previous gap over the journaled one between them (one more said missing) and splits consecutive ones"),
 )
 
 
