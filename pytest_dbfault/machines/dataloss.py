@@ -1390,7 +1390,7 @@ class DataLossMachine(RuntimeMachine):
 
         kind = "disconnect_remove_wal_shm" if shm else "disconnect_remove_wal"
         labels = [kind, *self.extra_labels()]
-        if first == "foreign_write" and self.use_processes and self.processes < MAX_PROCESSES:
+        if first == "foreign_write":
             # The other application writes on the state of the last checkpoint: one now, before the managers' frames
             # below, gives it the tables to write in (without one since the start it only met "no such table", and
             # what the managers' handle does to its commit went unjudged).
@@ -1407,7 +1407,9 @@ class DataLossMachine(RuntimeMachine):
             # its worker unspent, and one default run in three met it).
             if first == "newcomer" or not (self.use_processes and self.processes < MAX_PROCESSES):
                 first = "newcomer"
-        elif first in ("newcomer", "worker_goes_on", "worker_killed", "foreign_write") and not (
+        # (``foreign_write`` runs a plain-SQLite script, no runtime: as cheap as the other-process reads every example
+        # makes, so it needs no worker process of the example.)
+        elif first in ("newcomer", "worker_goes_on", "worker_killed") and not (
                 self.use_processes and self.processes < MAX_PROCESSES):
             first = "write"  # (the example's worker process is spent: a real process costs ~0.5 s)
         if first in ("worker_goes_on", "worker_killed"):
