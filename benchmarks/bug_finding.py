@@ -1520,6 +1520,12 @@ BUGS: tuple[Bug, ...] = (
         "report must say how many transactions are missing and how many later ones were held back, the two making up "
         "every sequence from the first gap to the last the journals reach; the bug merges a missing sequence into "
         "the previous gap over the journaled one between them (one more said missing) and splits consecutive ones"),
+    Bug("s28_d_unreadable_inspection_without_reason", 10, "reliability/inspection.py",
+        '            reasons.append(f"the database cannot be read: {err.detail} ({err.kind})")\n',
+        "            pass\n",
+        "the application stopped, an Inspector (what `reliability health` reads through) reads the database, then the "
+        "file is moved away or replaced by one that is no database: asked again, its health must be unavailable and "
+        "say why; the bug reports unavailable with no reason at all"),
 )
 
 

@@ -662,8 +662,10 @@ class HealthMachine(HealthMixin):
             try:
                 if what == "health":
                     report = view.health()
-                    return (str(report.status) != "healthy" and report.connection_state == "unavailable",
-                            f"health {report.status} ({report.connection_state}): {list(report.reasons)[:2]}")
+                    # (and says why: a report that is not healthy gives its reason, as the runtime's own does)
+                    return (str(report.status) != "healthy" and report.connection_state == "unavailable"
+                            and bool(report.reasons),
+                            f"health {report.status} ({report.connection_state}): reasons {list(report.reasons)[:2]}")
                 result = view.check_integrity(full=what == "full")
                 return not result.ok, f"check_integrity(full={what == 'full'}) answered {result.problems[:2] or 'ok'}"
             except DatabaseError as err:  # (a read that fails outright is an answer too: it is no verdict of sound)
