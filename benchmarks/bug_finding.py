@@ -1526,6 +1526,12 @@ BUGS: tuple[Bug, ...] = (
         "the application stopped, an Inspector (what `reliability health` reads through) reads the database, then the "
         "file is moved away or replaced by one that is no database: asked again, its health must be unavailable and "
         "say why; the bug reports unavailable with no reason at all"),
+    Bug("s28_block_comment_hides_the_write", 13, "reliability/executor.py",
+        '            text = text.split("*/", 1)[1].lstrip() if "*/" in text else ""',
+        '            text = text.split("*/", 1)[0].lstrip() if "*/" in text else ""',
+        "an autocommit write whose SQL starts with a block comment (/* tag */ INSERT ...), then damage and recovery: "
+        "it must be journaled and come back; the bug reads the comment as an empty statement, runs the write outside "
+        "the redo journal, and the runtime says its writes may not be replayable"),
 )
 
 

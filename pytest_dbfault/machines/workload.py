@@ -334,9 +334,21 @@ class Workload(RuntimeMachine):
         judge: it is overwritten), through :meth:`call`, and book it in the model once acknowledged. A step of
         rules that need acknowledged writes before what they judge (damage, a power loss)."""
         key, value = f"user-{n}", self.text()
-        out = self.call("execute", self.db.execute, "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value))
+        sql = "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)"
+        if n % 2:
+            # Applications tag statements with a leading comment (a request id, the caller): a write so tagged is a
+            # write like any other, journaled and replayed (it is not what decides the statement's kind).
+            sql = f"/* upsert {key} */ {sql}"
+        journal = getattr(self.db, "redo_journal", None)
+        sound = journal is not None and journal.error is None and not self.faults
+        out = self.call("execute", self.db.execute, sql, (key, value))
         if out.ok:
             self.model.kv[key] = value
+            if sound:
+                error = journal.error
+                self.check(13, error is None, lambda: (
+                    f"an acknowledged write ({sql[:40]!r}) with no fault in force left the redo journal saying it "
+                    f"cannot replay writes: {error}"))
         return out
 
     @rule(keys=st.lists(st.integers(0, 12), min_size=2, max_size=4))
