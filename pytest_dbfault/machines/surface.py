@@ -518,7 +518,10 @@ class SurfaceMixin(BackupMixin):
             # (two draws in three since session 28: at one in three, with the journal mode and the redo journal
             # drawn too, a default run often met no such file: planted bug s27_b_recover_refused_after_rollback)
             self.hot_journal_rolled_back(n, missing=n % 3 != 0 and how != "newest")
-            seen.update(rows=self.stored_rows(), fingerprint=self.file_fingerprint())
+            # (that recovery takes a backup of its own, and with few kept the chosen one may be pruned: then the
+            # command must refuse it, see below)
+            seen.update(rows=self.stored_rows(), fingerprint=self.file_fingerprint(),
+                        pruned=restored_from == chosen and not os.path.exists(chosen))
             if workdir is not None:
                 os.chdir(workdir)
 
@@ -545,6 +548,14 @@ class SurfaceMixin(BackupMixin):
                        and seen.get("after") == untouched and not seen.get("aside"),
                        lambda: f"{said} of a damaged backup exited {code} ({doc.get('message')!r}): it must be refused "
                                f"naming the backup, the database file untouched (before {untouched}, after "
+                               f"{seen.get('after')}; kept aside {sorted(seen.get('aside') or ())})")
+            return
+        if seen.get("pruned"):
+            # The backup named was pruned by the recovery just before (``backup_keep``): refused, nothing restored.
+            self.check(12, code == 2 and "does not exist" in str(doc.get("message"))
+                       and seen.get("after") == untouched and not seen.get("aside"),
+                       lambda: f"{said} of a backup pruned since exited {code} ({doc.get('message')!r}): it must be "
+                               f"refused as missing, the database file untouched (before {untouched}, after "
                                f"{seen.get('after')}; kept aside {sorted(seen.get('aside') or ())})")
             return
         # (a path the command names relative to the folder it ran in)
