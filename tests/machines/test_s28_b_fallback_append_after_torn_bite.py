@@ -9,23 +9,10 @@ not end a torn last line first."""
 from __future__ import annotations
 
 import pytest
-from bite_settings import run_and_tear_down, started_machine
+from test_s27_a_fallback_torn_bite import run_rule  # (the same rule, called the same way)
 
 from reliability import files
 from reliability.audit import AuditLogger
-
-FIELDS = ["target", "actor", "action", "details", "ts"]
-
-
-def run_rule(tmp_path, n: int = 1, param: int = 0) -> None:
-    machine = started_machine("audit", tmp_path, frozenset({"audit", "outage", "fault:locked"}))
-
-    def call(m):
-        m.record_entry(4)
-        m.edit_the_fallback_file(FIELDS, n, param)
-        m.p15_audit_retry()
-
-    run_and_tear_down(machine, call)
 
 
 @pytest.mark.parametrize("n", [1, 2, 5])
