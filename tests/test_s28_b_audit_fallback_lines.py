@@ -14,12 +14,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runtime_helpers import fast_config
+import pytest
+from runtime_helpers import SQLITE_MODULE_NAME, fast_config
 
 from pytest_dbfault.faults import make_fault
+from pytest_dbfault.faults.target import MODULE_ENV
 from reliability import DatabaseManager
 
 KEY = "test-hmac-key"
+
+
+@pytest.fixture(autouse=True)
+def _faults_use_the_runtimes_sqlite_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A lock taken through another copy of SQLite in this process goes unseen by the runtime's (pysqlite3 cell).
+    monkeypatch.setenv(MODULE_ENV, SQLITE_MODULE_NAME)
 
 
 def _db(path: Path) -> DatabaseManager:
