@@ -15,8 +15,7 @@ from bite_settings import run_and_tear_down, started_machine
 from test_s26_e_loss_ranges_bite import plant_plan_replay, two_gaps
 
 
-def test_the_rule_passes_with_two_gaps(tmp_path):
-    run_and_tear_down(started_machine("dataloss", tmp_path, frozenset()), two_gaps)
+# (The pass on the runtime is test_s26_e_loss_ranges_bite.py::test_the_rule_passes_with_two_gaps: the same history.)
 
 
 def test_it_bites_a_merge_over_a_journaled_sequence(tmp_path, monkeypatch):
