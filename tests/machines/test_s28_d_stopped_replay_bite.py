@@ -14,7 +14,6 @@ import pytest
 from bite_settings import run_and_tear_down, started_machine
 from test_s26_e_loss_ranges_bite import plant_plan_replay, two_gaps
 
-
 # (The pass on the runtime is test_s26_e_loss_ranges_bite.py::test_the_rule_passes_with_two_gaps: the same history.)
 
 
