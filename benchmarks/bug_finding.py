@@ -1499,6 +1499,12 @@ BUGS: tuple[Bug, ...] = (
         "three audited flag changes, then admin.audit(db, action='flag.set', since=<the ts of the middle entry>, "
         "caller=<an administrator>): it must give the middle entry and the one after it (README `reliability audit "
         "--since`: at or after); the bug leaves out the entry of that very time"),
+    Bug("s29_invalid_actor_is_an_administrator", 14, "reliability/degraded/commands.py",
+        "        if validate_actor(actor) is not None:\n            return False\n",
+        "        if validate_actor(actor) is not None:\n            return True\n",
+        "admin.is_authorized(db, 'm' * 201, 'flags.set') (an actor name longer than an actor may have): must be False, "
+        "as every command refuses that name; the bug says True, so an application asking the public question before "
+        "its own admin action lets an invalid name through (the commands validate the name first and hide it)"),
     Bug("s28_c_invalid_actor_denied", 14, "reliability/degraded/commands.py",
         '                return CommandResult("rejected", f"{problem} Nothing was changed.")',
         '                return CommandResult("denied", f"{problem} Nothing was changed.")',

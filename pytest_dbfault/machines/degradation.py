@@ -176,15 +176,23 @@ class DegradationMixin(Workload):
                            f"flags.set ({via}) by {actor!r}, an administrator, answered {result.status!r}: "
                            f"{result.message}")
                 self.model.flags[name] = v
+        who = f"an actor name of {len(actor)} characters" if invalid else repr(actor)
+        if not authorized:
+            self.check(14, result.status == ("rejected" if invalid else "denied"),
+                       f"flags.set by {who}, who is no administrator, answered {result.status!r} through {via} "
+                       f"({result.message[:200]})")
+        # The public question (``admin.is_authorized``, what an application asks before its own admin action) is
+        # an entry point too: it answers as the commands decide, and an invalid name is never an administrator.
+        # (Asked after the commands answered: they are judged first.)
+        asked = admin.is_authorized(self.db, actor, "flags.set")
+        self.check(14, asked == authorized,
+                   f"admin.is_authorized({who}, 'flags.set') answered {asked}, but the commands "
+                   f"{'allow' if authorized else 'refuse'} it")
         if authorized:
             return
-        said = f"an actor name of {len(actor)} characters" if invalid else repr(actor)
-        self.check(14, result.status == ("rejected" if invalid else "denied"),
-                   f"flags.set by {said}, who is no administrator, answered {result.status!r} through {via} "
-                   f"({result.message[:200]})")
         if invalid and not self.faults:  # (under a fault the log may not be readable: judged without one)
             stored = [e for e in self.absorb(self.db.audit.entries, 50) if e.actor == actor]
-            self.check(14, not stored, f"flags.set by {said} was refused, yet the name is in the audit log "
+            self.check(14, not stored, f"flags.set by {who} was refused, yet the name is in the audit log "
                                        f"({[e.action for e in stored]})")
         elif not self.faults:
             denied = self.absorb(self.db.audit.entries, 20, actor=actor, action="admin.denied")
