@@ -1505,6 +1505,12 @@ BUGS: tuple[Bug, ...] = (
         "admin.is_authorized(db, 'm' * 201, 'flags.set') (an actor name longer than an actor may have): must be False, "
         "as every command refuses that name; the bug says True, so an application asking the public question before "
         "its own admin action lets an invalid name through (the commands validate the name first and hide it)"),
+    Bug("s29_backup_without_manifest_unlisted", 12, "reliability/durability/backup.py",
+        "            if manifest is None:\n                out.append(BackupInfo(str(path), st.st_mtime, size, False, None))\n"
+        "                continue\n",
+        "            if manifest is None:\n                continue\n",
+        "a verified backup whose manifest (<backup>.json) is then deleted: db.backups() must still list it, "
+        "unverified (\"every backup in the directory\"); the bug leaves it out, so an operator never sees the copy"),
     Bug("s28_c_invalid_actor_denied", 14, "reliability/degraded/commands.py",
         '                return CommandResult("rejected", f"{problem} Nothing was changed.")',
         '                return CommandResult("denied", f"{problem} Nothing was changed.")',

@@ -565,6 +565,10 @@ class BackupMachine(BackupMixin):
         listing = list(self.db.backups())
         verified = {str(b.path) for b in listing if b.verified}
         self.check(12, path not in verified, f"backup {path} ({how}) is still listed as verified")
+        # ... and listed all the same ("every backup in the directory": an operator choosing one by hand, and
+        # the retention count, must see a copy whose manifest is gone, not lose sight of it).
+        self.check(12, path in {str(b.path) for b in listing},
+                   lambda: f"backup {path} ({how}) is not in db.backups() at all: {[str(b.path) for b in listing]}")
         kwargs: dict[str, Any] = {"seed": seed, "part": part}
         if part == "btree_root":
             kwargs.update(part="btree", table="kv")
