@@ -42,6 +42,7 @@ from ..health import retryable_in_maintenance, run_maintenance
 from ..redo import (
     JournalState,
     RedoJournal,
+    database_top,
     journal_files,
     plan_replay,
     read_committed,
@@ -169,6 +170,7 @@ class Recovery:
             self.store.mark_unverified(info.path, problems[0])
             raise BackupError(ErrorKind.CORRUPT, f"backup {info.path!r} fails integrity_check, not restored: "
                               + "; ".join(problems[:5]))
+        reached = self._sequence_reached() if self.redo is not None else 0
         parts.connections.close()
         try:
             tmp = copy_for_install(info.path, parts.path)
@@ -182,13 +184,25 @@ class Recovery:
         if self.redo is not None:
             # Writes after the backup were dropped on purpose: the restored file must neither make a
             # later recovery look for them as missing nor reuse their sequence numbers, so its
-            # sequence moves past every one this manager saw (the re-anchoring backup carries it).
+            # sequence moves past every one any writer reached (the re-anchoring backup carries it).
             try:
-                set_sequence(parts.connections.live_connection(), max(self.redo.seen, self.redo.seq))
+                set_sequence(parts.connections.live_connection(), reached)
             except parts.connections.module.Error as exc:  # dbfault: no fault (a read-only restored file)
                 log.warning("could not move the restored database's sequence past dropped writes: %s", exc)
             self.backups.reanchor("a restore")
         return info
+
+    def _sequence_reached(self) -> int:
+        """The highest redo sequence any writer reached before a restore: this manager's, the replaced file's
+        registry, every journal slot's. Another manager's writes after the backup are dropped by the restore
+        too, and its slot keeps their records: numbers the restored file must never hand out again (two
+        records of one sequence make a later recovery unable to tell which committed)."""
+        assert self.redo is not None
+        top = max(self.redo.seen, self.redo.seq, database_top(_committed_at_path(self.parts) or {}))
+        for _slot, path in journal_files(self.redo.base_path):
+            state = read_journal(path)
+            top = max(top, state.last_seq, state.hwm or 0)
+        return top
 
     # -- corruption ----------------------------------------------------------------------------
     def on_corruption(self, err: DatabaseError) -> None:
