@@ -1511,6 +1511,13 @@ BUGS: tuple[Bug, ...] = (
         "            if manifest is None:\n                continue\n",
         "a verified backup whose manifest (<backup>.json) is then deleted: db.backups() must still list it, "
         "unverified (\"every backup in the directory\"); the bug leaves it out, so an operator never sees the copy"),
+    Bug("s29_restore_keeps_its_own_sequence", 13, "reliability/durability/recovery.py",
+        "        reached = self._sequence_reached() if self.redo is not None else 0\n",
+        "        reached = max(self.redo.seen, self.redo.seq) if self.redo is not None else 0\n",
+        "a backup, a second manager writes two rows (journaled in its own slot), the first restores the backup and "
+        "writes two rows, then the database is damaged and recovered: the recovery must be ok with the two rows; the "
+        "bug moves the restored file's sequence only past what the restoring manager saw, hands the second manager's "
+        "numbers out again, and the recovery finds two records per sequence (not ok, the two rows lost)"),
     Bug("s28_c_invalid_actor_denied", 14, "reliability/degraded/commands.py",
         '                return CommandResult("rejected", f"{problem} Nothing was changed.")',
         '                return CommandResult("denied", f"{problem} Nothing was changed.")',

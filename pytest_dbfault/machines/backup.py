@@ -335,6 +335,24 @@ class BackupMixin(Workload):
         if not choices:
             return
         path = data.draw(st.sampled_from(choices), label="backup")
+        # A second manager of the database wrote since that backup (journaled in its own slot): the restore drops
+        # its writes as well, and the numbers they took must never be handed out again (judged below).
+        peer = None
+        if self.config.redo_journal and data.draw(st.sampled_from((False, True)),
+                                                  label="a second manager wrote since the backup"):
+            peer = self.open_runtime(self.config)
+            for n in (13, 14):
+                self.absorb(peer.execute, "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (f"peer-{n}", "dropped"))
+        try:
+            self.restore_judged(path)
+            if peer is not None and self.db is not None:
+                self.recover_after_a_restore_over_a_peer(path)
+        finally:
+            if peer is not None:
+                self.absorb(peer.close)
+
+    def restore_judged(self, path: str) -> None:
+        """``db.restore(path)``, judged: exactly the state recorded at that backup is back."""
         mark = self.installs_seen()
         out = self.call(None, self.absorb, self.db.restore, path)
         self.check(12, out.ok, lambda: f"restoring {path} failed: {out.error!r}")
@@ -352,6 +370,35 @@ class BackupMixin(Workload):
         self.model_restored(path)
         if same:
             self.check_install_durable(12, f"restoring {path}", mark)
+
+    def recover_after_a_restore_over_a_peer(self, path: str) -> None:
+        """P13 after ``restore_backup`` dropped a second manager's journaled writes: two writes acknowledged after
+        the restore, then damage and ``db.recover()``, which must report ok with every acknowledged write. A restore
+        that kept the backup's sequence handed the peer's numbers out again: two records of one sequence, which a
+        recovery cannot tell apart (not ok, the writes after the restore lost)."""
+        if self.writes_queued():
+            return
+        for n in (0, 1):
+            if not self.upsert(n).ok:
+                return  # (not acknowledged: nothing to judge)
+        fault = make_fault("corrupt", self.db_path, part="header", seed=1, backup_before=True, counted_in=STATS)
+        fault.inject()
+        self.fault_history.append("corrupt")
+        self.before_install = self.install_traces()
+        got = self.call(None, self.absorb, self.db.recover, faults=["corrupt"])
+        self.last_healed = "corrupt"
+        report = got.value if got.ok else None
+        ok = report is not None and bool(getattr(report, "ok", False))
+        self.check(13, ok, lambda: (
+            f"recovery after a restore of {path} (which dropped a second manager's journaled writes) and two writes "
+            f"acknowledged since was not ok: {getattr(report, 'problems', got.error)!r}"), faults=["corrupt"])
+        if not ok:
+            self.put_back_undamaged(fault)
+            return
+        stored = self.stored_kv()
+        self.check(13, stored == self.model.kv, lambda: (
+            f"recovery after a restore of {path} over a second manager's writes reported ok, yet kv differs: "
+            f"{sorted(set(self.model.kv.items()) ^ set(stored.items()))[:4]}"), faults=["corrupt"])
 
     def model_restored(self, path: str) -> None:
         """The model after the runtime restored the backup at ``path`` (whose state :meth:`remember` recorded)."""
