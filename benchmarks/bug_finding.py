@@ -1518,6 +1518,12 @@ BUGS: tuple[Bug, ...] = (
         "writes two rows, then the database is damaged and recovered: the recovery must be ok with the two rows; the "
         "bug moves the restored file's sequence only past what the restoring manager saw, hands the second manager's "
         "numbers out again, and the recovery finds two records per sequence (not ok, the two rows lost)"),
+    Bug("s29_startup_lock_never_rechecked", 3, "reliability/durability/trust.py",
+        "            self._schema_unchecked = isinstance(exc, DatabaseError) and retryable_in_maintenance(exc)\n",
+        "            unchecked = isinstance(exc, DatabaseError) and retryable_in_maintenance(exc)  # noqa: F841\n",
+        "a runtime started with migrations (one pending, auto_migrate) while another process holds the database "
+        "locked past the retry policy, then the lock released: the runtime must check the schema again in the "
+        "background and serve writes; the bug never schedules the re-check, so writes stay refused until a restart"),
     Bug("s28_c_invalid_actor_denied", 14, "reliability/degraded/commands.py",
         '                return CommandResult("rejected", f"{problem} Nothing was changed.")',
         '                return CommandResult("denied", f"{problem} Nothing was changed.")',

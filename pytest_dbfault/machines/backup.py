@@ -330,29 +330,35 @@ class BackupMixin(Workload):
     @rule(data=st.data())
     def restore_backup(self, data: st.DataObject) -> None:
         """P12: restoring a chosen backup puts exactly its recorded state back."""
-        listed = {str(b.path) for b in self.db.backups() if b.verified}
-        choices = sorted(p for p in self.snapshots if p in listed)
-        if not choices:
-            return
-        path = data.draw(st.sampled_from(choices), label="backup")
         # A second manager of the database wrote since that backup (journaled in its own slot): the restore drops
-        # its writes as well, and the numbers they took must never be handed out again (judged below).
+        # its writes as well, and the numbers they took must never be handed out again (judged below). (Opened
+        # before the backup is chosen: its start takes an anchoring backup, whose rotation may prune the oldest.)
         peer = None
         if self.config.redo_journal and data.draw(st.sampled_from((False, True)),
                                                   label="a second manager wrote since the backup"):
+            before = {str(b.path) for b in self.db.backups()}
             peer = self.open_runtime(self.config)
-            for n in (13, 14):
-                self.absorb(peer.execute, "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (f"peer-{n}", "dropped"))
+            for info in self.db.backups():  # (the peer's anchoring copy, if it took one: of the state modelled now)
+                if str(info.path) not in before:
+                    self.remember(info)
         try:
-            self.restore_judged(path)
-            if peer is not None and self.db is not None:
+            listed = {str(b.path) for b in self.db.backups() if b.verified}
+            choices = sorted(p for p in self.snapshots if p in listed)
+            if not choices:
+                return
+            path = data.draw(st.sampled_from(choices), label="backup")
+            if peer is not None:
+                for n in (13, 14):
+                    self.absorb(peer.execute, "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)",
+                                (f"peer-{n}", "dropped"))
+            if self.restore_judged(path) and peer is not None and self.db is not None:
                 self.recover_after_a_restore_over_a_peer(path)
         finally:
             if peer is not None:
                 self.absorb(peer.close)
 
-    def restore_judged(self, path: str) -> None:
-        """``db.restore(path)``, judged: exactly the state recorded at that backup is back."""
+    def restore_judged(self, path: str) -> bool:
+        """``db.restore(path)``, judged: exactly the state recorded at that backup is back (returned: it is)."""
         mark = self.installs_seen()
         out = self.call(None, self.absorb, self.db.restore, path)
         self.check(12, out.ok, lambda: f"restoring {path} failed: {out.error!r}")
@@ -370,6 +376,7 @@ class BackupMixin(Workload):
         self.model_restored(path)
         if same:
             self.check_install_durable(12, f"restoring {path}", mark)
+        return out.ok and same
 
     def recover_after_a_restore_over_a_peer(self, path: str) -> None:
         """P13 after ``restore_backup`` dropped a second manager's journaled writes: two writes acknowledged after
@@ -397,8 +404,8 @@ class BackupMixin(Workload):
             return
         stored = self.stored_kv()
         self.check(13, stored == self.model.kv, lambda: (
-            f"recovery after a restore of {path} over a second manager's writes reported ok, yet kv differs: "
-            f"{sorted(set(self.model.kv.items()) ^ set(stored.items()))[:4]}"), faults=["corrupt"])
+            f"recovery after a restore of {path} over a second manager's writes reported ok ({report}), yet kv "
+            f"differs: {sorted(set(self.model.kv.items()) ^ set(stored.items()))[:4]}"), faults=["corrupt"])
 
     def model_restored(self, path: str) -> None:
         """The model after the runtime restored the backup at ``path`` (whose state :meth:`remember` recorded)."""

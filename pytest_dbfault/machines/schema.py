@@ -600,6 +600,45 @@ class SchemaMachine(ReleaseMixin):
 
     @precondition(swarm("release"))
     @precondition(lambda self: self.db is not None and not self.faults and self.accepts_migrations()
+                  and all(m.version in self.model.applied_versions for m in self.migrations))
+    @rule(mode=st.integers(0, 1))
+    def release_starts_under_a_lock(self, mode: int) -> None:
+        """P3/P4: a release starts (``auto_migrate`` on, one migration pending) while another process holds the
+        database locked past the retry policy, so its startup check cannot finish: a lock is no verdict on the
+        schema, so the runtime checks again in the background (trust.py: "checked again in the background"; it
+        once left writes refused for the process's whole life). Once the lock is gone, the runtime's own
+        background re-check (run now, not waited for: its interval is a second) applies the migration and writes
+        are served, with no restart. ``mode``: the lock is a writer's (1: ``BEGIN EXCLUSIVE``)."""
+        config = self.config
+        top = max(self.model.applied_versions)
+        self.migrations.append(self.new_migration(top + 1))
+        if not self.inject("locked", mode):
+            self.migrations.pop()
+            return
+        try:
+            self.start_release(True)
+        finally:
+            self.heal("locked")
+        durability = getattr(self.db, "durability", None)
+        scheduler = getattr(durability, "scheduler", None)
+        if scheduler is not None and self.stored_versions() != [*self.model.applied_versions, top + 1]:
+            # The startup did not get through (it did when the lock let it: then there is nothing to judge here).
+            tasks = {name: fn for name, _every, fn in scheduler.tasks}
+            self.check(3, "schema_recheck" in tasks, lambda: (
+                f"a release started while the database was locked (mode {mode}) could not check its schema, and "
+                f"nothing checks it again (scheduled: {sorted(tasks)}): writes stay refused until a restart"))
+            if "schema_recheck" in tasks:
+                tasks["schema_recheck"]()
+        self.model.applied_versions.append(top + 1)
+        self.expect_recorded(4, f"a release started under a lock (mode {mode}), then the lock was released")
+        self.probe_write(True, 4, f"a release started under a lock (mode {mode}) and the lock was released", None)
+        # Back to a runtime that knows no migrations (the other rules migrate by hand).
+        self.db.close()
+        self.db = self.open_runtime(config)
+        self.after_reopen()
+
+    @precondition(swarm("release"))
+    @precondition(lambda self: self.db is not None and not self.faults and self.accepts_migrations()
                   and bool(self.model.applied_versions))
     @rule(damage=st.sampled_from(("edited_up", "removed", "gap", "dropped_table")), new=st.integers(1, 2))
     def release_on_an_untrusted_schema(self, damage: str, new: int) -> None:
