@@ -1557,6 +1557,17 @@ BUGS: tuple[Bug, ...] = (
         "an autocommit write whose SQL starts with a block comment (/* tag */ INSERT ...), then damage and recovery: "
         "it must be journaled and come back; the bug reads the comment as an empty statement, runs the write outside "
         "the redo journal, and the runtime says its writes may not be replayable"),
+    Bug("s29_a_fetch_all_write_on_the_read_path", 13, "reliability/executor.py",
+        "        if not reads_only(sql):\n            return self.write(sql, params).fetchall()\n",
+        "",
+        "a transfer inside run_in_transaction books its row with fetch_all('INSERT ... RETURNING id'); then damage "
+        "and recover(): the bug runs it on the read path, outside the block's redo record, and recovery replays "
+        "the balances without the row (ok, yet an acknowledged transfer is missing)"),
+    Bug("s29_a_fetch_all_write_drops_its_first_row", 13, "reliability/executor.py",
+        "            return self.write(sql, params).fetchall()\n",
+        "            return self.write(sql, params).fetchall()[1:]\n",
+        "a transfer books its row with fetch_all('INSERT ... RETURNING id'): the call must return that row; the bug "
+        "returns the write's rows but the first (none for a one-row insert)"),
 )
 
 

@@ -312,18 +312,25 @@ except BlockingIOError:
     print("held", flush=True)
 """
 
-def bank_transfer(db: Any, tid: str, a: int, b: int, amount: int) -> None:
-    """One transfer inside the caller's transaction (read-modify-write of two balances, one row)."""
+def bank_transfer(db: Any, tid: str, a: int, b: int, amount: int) -> list[Any] | None:
+    """One transfer inside the caller's transaction (read-modify-write of two balances, one row). Returns the rows
+    its ``INSERT … RETURNING id`` gave (as a list; None when it booked its row with a plain ``execute``)."""
     (ba,) = db.fetch_one("SELECT balance FROM acct WHERE id = ?", (a,))
     (bb,) = db.fetch_one("SELECT balance FROM acct WHERE id = ?", (b,))
     db.execute("UPDATE acct SET balance = ? WHERE id = ?", (ba - amount, a))
     db.execute("UPDATE acct SET balance = ? WHERE id = ?", (bb + amount, b))
-    if zlib.crc32(tid.encode()) % 2:
+    crc = zlib.crc32(tid.encode())
+    if crc % 2:
         # Half the transfers book their row as an application reading back what it wrote does: a write given to a
         # read call must be journaled like any other (it once took the read path, outside the block's record).
-        db.fetch_one("INSERT INTO xfer (id, src, dst, amount) VALUES (?, ?, ?, ?) RETURNING id", (tid, a, b, amount))
-    else:
-        db.execute("INSERT INTO xfer (id, src, dst, amount) VALUES (?, ?, ?, ?)", (tid, a, b, amount))
+        # Half of those through ``fetch_one``, half through ``fetch_all`` (each read call has its own write path).
+        sql = "INSERT INTO xfer (id, src, dst, amount) VALUES (?, ?, ?, ?) RETURNING id"
+        if crc % 4 == 3:
+            return [tuple(r) for r in db.fetch_all(sql, (tid, a, b, amount))]
+        row = db.fetch_one(sql, (tid, a, b, amount))
+        return [] if row is None else [tuple(row)]
+    db.execute("INSERT INTO xfer (id, src, dst, amount) VALUES (?, ?, ?, ?)", (tid, a, b, amount))
+    return None
 
 
 def _is_stopped(pid: int) -> bool:
@@ -1511,12 +1518,17 @@ class DataLossMachine(RuntimeMachine):
         self.serial += 1
         tid = f"m{who}-{self.serial}"
         try:
-            db.run_in_transaction(bank_transfer, db, tid, src, dst, amount)
+            returned = db.run_in_transaction(bank_transfer, db, tid, src, dst, amount)
         except DatabaseError:
             self.maybe.add(tid)
             self.seq_trail = None
             return
         self.acked[tid] = (src, dst, amount)
+        # A write given to fetch_one/fetch_all gives its RETURNING rows (their docstrings: "of a write with
+        # ``RETURNING``: its rows"): the transfer's one row, its id; another answer misreports the write it made.
+        self.check(13, returned is None or returned == [(tid,)], lambda: (
+            f"transfer {tid} booked its row with INSERT … RETURNING id through fetch_one/fetch_all, which returned "
+            f"{returned!r} instead of its one row [({tid!r},)]"))
         self.judge_sequence_order(who, db, tid)
 
     def judge_sequence_order(self, who: int, db: Any, tid: str) -> None:
