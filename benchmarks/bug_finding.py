@@ -1568,6 +1568,12 @@ BUGS: tuple[Bug, ...] = (
         "            return self.write(sql, params).fetchall()[1:]\n",
         "a transfer books its row with fetch_all('INSERT ... RETURNING id'): the call must return that row; the bug "
         "returns the write's rows but the first (none for a one-row insert)"),
+    Bug("s29_a_refusal_leaves_out_the_record_in_doubt", 13, "reliability/durability/lost_commits.py",
+        "        if self.possibly:\n            parts.append(self.describe_possibly())\n",
+        "",
+        "at synchronous FULL a worker process acknowledges transfers and is killed -9 after its journal record of the "
+        "next one, before COMMIT; the -wal is removed and the service starts again: the refusal must count the lost "
+        "commits and name that last record apart (possibly missing); the bug leaves it out of the refusal"),
 )
 
 

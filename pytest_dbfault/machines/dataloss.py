@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
 import subprocess
 import time
@@ -74,7 +75,7 @@ from hypothesis.stateful import precondition, rule
 from ..faults import FaultError, make_fault
 from ..stats import NO_FAULT, STATS
 from .base import RuntimeMachine
-from .loss_report import disagreements, reported_loss
+from .loss_report import disagreements, loss_statements, reported_loss
 from .served import run_script, start_script
 
 ACCOUNTS = 5
@@ -1311,14 +1312,16 @@ class DataLossMachine(RuntimeMachine):
     # -shm index with the new runtime): only when no manager was abandoned in this example. (Under running
     # managers: remove_wal_live.)
     @precondition(lambda self: not self.abandoned and self.use_processes)
-    @rule(shm=st.booleans(), count=st.integers(1, 3))
-    def remove_wal(self, shm: bool, count: int) -> None:
+    @rule(shm=st.booleans(), count=st.integers(1, 3), kill=st.sampled_from(("after_commit", "after_record")))
+    def remove_wal(self, shm: bool, count: int, kill: str = "after_commit") -> None:
         """P13/P10: the ``-wal`` deleted while rows committed in it are not yet checkpointed.
 
-        Every writer stopped, a worker process acknowledges ``count`` transfers and is killed -9 (nothing
-        checkpoints), the ``-wal`` (and maybe ``-shm``) is removed, the service starts again. A runtime that
-        says ``healthy`` serves every acknowledged transfer, and ``recover()`` brings back every one the
-        journals hold (never ``ok`` without them).
+        Every writer stopped, a worker process acknowledges ``count`` transfers and is killed -9 in the next one
+        (``kill``: after its COMMIT, or after its journal record and before COMMIT; nothing checkpoints), the
+        ``-wal`` (and maybe ``-shm``) is removed, the service starts again. A runtime that says ``healthy`` serves
+        every acknowledged transfer; one that does not says how many committed transactions the database lacks
+        (:meth:`judge_refusal_counts`), and ``recover()`` brings back every one the journals hold (never ``ok``
+        without them).
         """
         from reliability import DatabaseError
 
@@ -1330,7 +1333,9 @@ class DataLossMachine(RuntimeMachine):
             m.close()
         self.peer = None
         self.check_claim_free("before a worker process started")
-        self.run_worker(count, "after_commit")
+        unknown = set(self.maybe)
+        self.run_worker(count, kill)
+        died_in = self.maybe - unknown  # (the transfer it was killed in: its journal record was written)
         self.worker_killed = True
         STATS.record_fault("worker_killed")
         try:  # a real removal, as a cleanup script does it (labelled as this rule's own kind)
@@ -1353,6 +1358,7 @@ class DataLossMachine(RuntimeMachine):
             self.check(13, set(self.acked) <= served, lambda: "after the -wal was removed a healthy runtime "
                        f"serves without acknowledged transfers: {sorted(set(self.acked) - served)[:5]}", faults=labels)
             return
+        self.judge_refusal_counts(died_in, labels)
         # Not healthy: it said so. Recovery brings every acknowledged transfer back (the journals hold them).
         try:
             report = self.db.recover()
@@ -1369,6 +1375,36 @@ class DataLossMachine(RuntimeMachine):
         if self.peer is not None:  # the second manager was refused too: it serves the recovered file again
             self.peer.close()
             self.peer = self.open_runtime(self.config)
+
+    def judge_refusal_counts(self, died_in: set[str], labels: list[str]) -> None:
+        """P13: a manager that does not say ``healthy`` after the ``-wal`` was removed says how many committed
+        transactions the database lacks, those in doubt named apart (README: after a ``-wal`` removed before a
+        checkpoint "the database is refused with the sequence numbers", and a last record without its committed
+        mark, when the database provably lost commits before it, "is *possibly* missing (named apart in the
+        refusal, and replayed ...)").
+
+        Every transfer missing on disk that a journal holds must be accounted for: each acknowledged one, and the
+        one the worker was killed in (its record was written before it died, after COMMIT or before it). The
+        count is a floor (the runtime may count transactions the machine did not make). Judged while every
+        journal is whole."""
+        state = self.read_bank()
+        if self.journal_damaged or isinstance(state, str):
+            return
+        on_disk = set(state[0])
+        missing = sorted((set(self.acked) | died_in) - on_disk)
+        for who, m in enumerate(self.managers()):
+            health = m.health()
+            if str(health.status) == "healthy":
+                continue
+            text = " ".join(health.reasons)
+            certain = sum(count for count, _ranges in loss_statements(text))
+            in_doubt = len(set(re.findall(r"sequence (\d+) of journal slot", text)))
+            self.check(13, certain + in_doubt >= len(missing), lambda who=who, text=text, certain=certain,
+                       in_doubt=in_doubt: (
+                f"after a worker process was killed in a transfer and the -wal was removed, manager {who} refuses "
+                f"the database but accounts for {certain} committed transaction(s) and {in_doubt} that may have "
+                f"committed, while {len(missing)} transfer(s) the journals hold are missing ({missing[:5]}, the "
+                f"worker died in {sorted(died_in)}): {text}"), faults=labels)
 
     # -- (g) the -wal removed under live managers and workers ---------------------------------------
     # A cleanup script removes the -wal (maybe the -shm too) while the managers of this process and a worker
