@@ -1383,15 +1383,16 @@ class DataLossMachine(RuntimeMachine):
         mark, when the database provably lost commits before it, "is *possibly* missing (named apart in the
         refusal, and replayed ...)").
 
-        Every transfer missing on disk that a journal holds must be accounted for: each acknowledged one, and the
-        one the worker was killed in (its record was written before it died, after COMMIT or before it). The
-        count is a floor (the runtime may count transactions the machine did not make). Judged while every
-        journal is whole."""
+        Every transfer missing on disk that a journal holds must be accounted for: each acknowledged one, and, when
+        one of those is missing (the database provably lost commits before it), the one the worker was killed in
+        (its record was written before it died, after COMMIT or before it). The count is a floor (the runtime may
+        count transactions the machine did not make). Judged while every journal is whole."""
         state = self.read_bank()
         if self.journal_damaged or isinstance(state, str):
             return
         on_disk = set(state[0])
-        missing = sorted((set(self.acked) | died_in) - on_disk)
+        lost = set(self.acked) - on_disk
+        missing = sorted(lost | (died_in - on_disk if lost else set()))
         for who, m in enumerate(self.managers()):
             health = m.health()
             if str(health.status) == "healthy":
