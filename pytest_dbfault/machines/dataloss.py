@@ -94,6 +94,10 @@ KILL_POINTS = (None, "after_record", "after_commit")
 #: stops there instead (``stop_in_window``, SIGSTOP) until this process continues it.)
 #: How long the worker stays stopped in its commit window while this process writes (s).
 WINDOW_STOP = 0.2
+#: Where ``remove_wal``'s worker dies: after its COMMIT, or after its record and before COMMIT twice as often (a
+#: targeted weight, session 29: only there, at synchronous FULL/EXTRA, does its last record stay in doubt, and a
+#: refusal that left it out passed one default run in four).
+KILLS_BEFORE_REMOVED_WAL = ("after_commit", "after_record", "after_record")
 JOURNAL_CUTS = ("none", "half", "boundary", "delete")
 CORRUPTIONS = ("btree", "header", "truncate")
 #: What acts first after a -wal was removed under the live writers (``remove_wal_live``): a manager writes, reads
@@ -1312,7 +1316,7 @@ class DataLossMachine(RuntimeMachine):
     # -shm index with the new runtime): only when no manager was abandoned in this example. (Under running
     # managers: remove_wal_live.)
     @precondition(lambda self: not self.abandoned and self.use_processes)
-    @rule(shm=st.booleans(), count=st.integers(1, 3), kill=st.sampled_from(("after_commit", "after_record")))
+    @rule(shm=st.booleans(), count=st.integers(1, 3), kill=st.sampled_from(KILLS_BEFORE_REMOVED_WAL))
     def remove_wal(self, shm: bool, count: int, kill: str = "after_commit") -> None:
         """P13/P10: the ``-wal`` deleted while rows committed in it are not yet checkpointed.
 
