@@ -137,7 +137,7 @@ def load_migrations(folder: str | os.PathLike[str]) -> list[Migration]:
     """
     root = Path(folder)
     if not root.is_dir():
-        raise _definition_error(f"migrations folder {str(root)!r} does not exist or is not a folder")
+        raise _file_error(f"migrations folder {str(root)!r} does not exist or is not a folder", root)
     ups: dict[int, tuple[str, Path]] = {}
     downs: dict[int, Path] = {}
     for path in sorted(root.iterdir()):
@@ -145,20 +145,22 @@ def load_migrations(folder: str | os.PathLike[str]) -> list[Migration]:
             continue
         match = _FILE_NAME.match(path.name)
         if not match:
-            raise _definition_error(f"migration file {str(path)!r}: name must start with a version number, "
-                                    f"e.g. 001_create_users.sql")
+            raise _file_error(f"migration file {str(path)!r}: name must start with a version number, "
+                              f"e.g. 001_create_users.sql", path)
         version = int(match["version"])
         target = downs if match["down"] else ups
         if version in target:
             other = target[version] if match["down"] else target[version][1]  # type: ignore[index]
-            raise _definition_error(f"migration files {str(other)!r} and {str(path)!r} both have version {version}")
+            raise _file_error(f"migration files {str(other)!r} and {str(path)!r} both have version {version}",
+                              other, path)
         if match["down"]:
             downs[version] = path
         else:
             ups[version] = (match["name"], path)
     for version, path in downs.items():
         if version not in ups:
-            raise _definition_error(f"migration file {str(path)!r}: no matching up migration for version {version}")
+            raise _file_error(f"migration file {str(path)!r}: no matching up migration for version {version}",
+                              path)
     migrations = []
     for version, (name, path) in sorted(ups.items()):
         down = downs.get(version)
@@ -503,6 +505,15 @@ def _definition_error(detail: str) -> MigrationError:
     return MigrationError(ErrorKind.SCHEMA, detail, user_message=detail)
 
 
+def _file_error(detail: str, *paths: Path) -> MigrationError:
+    """A definition error about migration files: ``detail`` (the log's) names each file by its path, the user
+    message by its name alone (a user message shows no paths, README "Errors")."""
+    shown = detail
+    for path in paths:
+        shown = shown.replace(repr(str(path)), repr(path.name))
+    return MigrationError(ErrorKind.SCHEMA, detail, user_message=shown)
+
+
 def _rollback_quietly(conn: sqlite3.Connection) -> None:
     try:
         if conn.in_transaction:
@@ -520,7 +531,7 @@ def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:  # dbfault: no fault (unreadable or non-UTF-8 migration file)
-        raise _definition_error(f"migration file {str(path)!r} cannot be read: {exc}") from exc
+        raise _file_error(f"migration file {str(path)!r} cannot be read: {exc}", path) from exc
 
 
 def _step_text(step: Step) -> str:
