@@ -1548,3 +1548,116 @@ class SchemaMachine(ReleaseMixin):
             open_tx = False
         self.check(5, not open_tx and getattr(getattr(self.db, "transactions", None), "depth", 0) == 0,
                    lambda: f"after {when} a transaction is left open on the runtime's connection")
+
+    # -- a migration that needs foreign keys off; down files paired by version (session 29) --------------------------
+    def rebuild_sql(self, version: int, orphan: bool) -> str:
+        """A migration rebuilding the parent table ``fkp`` as SQLite documents a table change (a new table, the rows
+        copied, the old table dropped, the new one renamed), marked foreign_keys=off as a ``.sql`` file marks it
+        (``reliability.schema.FOREIGN_KEYS_OFF_MARKER``): with foreign keys on, dropping a parent that child rows name
+        fails. ``orphan``: it also leaves a row of ``fkc`` naming a parent that does not exist."""
+        from reliability.schema import FOREIGN_KEYS_OFF_MARKER
+
+        return (f"{FOREIGN_KEYS_OFF_MARKER}\n"
+                "CREATE TABLE fkp_new (id INTEGER PRIMARY KEY);\n"
+                "INSERT INTO fkp_new (id) SELECT id FROM fkp;\n"
+                "DROP TABLE fkp;\n"
+                "ALTER TABLE fkp_new RENAME TO fkp;\n"
+                + (f"INSERT INTO fkc (pid) VALUES ({-version});\n" if orphan else ""))
+
+    @precondition(swarm("migrate"))
+    @precondition(lambda self: self.db is not None and not self.faults and bool(self.model.applied_versions)
+                  and all(m.version in self.model.applied_versions for m in self.migrations)
+                  and all(isinstance(m.up, str) and not callable(m.down) for m in self.migrations)
+                  and any(m.name == "parent_child" for m in self.migrations))
+    @rule(orphan=st.booleans(), as_folder=st.booleans(), form=st.integers(0, 2**16))
+    def rebuild_a_parent_table_with_foreign_keys_off(self, orphan: bool, as_folder: bool, form: int) -> None:
+        """P4/P5 for a migration marked ``foreign_keys=off`` (``reliability.schema.Migration``: foreign keys are
+        turned off around its transaction, ``PRAGMA foreign_key_check`` still runs before commit, and the setting is
+        restored after it). It rebuilds the parent table ``fkp`` while a child row names a parent: it is applied
+        (recorded, the rows of both tables kept), given as a list or as a folder of ``.sql`` files (``form``); with
+        ``orphan`` it leaves a child row naming a missing parent, and the whole migration is rolled back (the file
+        exactly as before) and refused as a constraint error. Either way foreign keys are as configured afterwards:
+        a row of ``fkc`` naming a missing parent is refused (``foreign_keys`` on), accepted when configured off."""
+        from reliability.schema import Migration
+
+        with self.raw() as conn:  # a parent and a child naming it (the rebuild must keep both)
+            conn.execute("INSERT OR IGNORE INTO fkp (id) VALUES (1)")
+            conn.execute("INSERT OR IGNORE INTO fkc (id, pid) VALUES (1, 1)")
+        before = self.file_state()
+        version = max(m.version for m in self.migrations) + 1
+        # (``failing_``: the machine's name for a migration that must fail, see ``migrate_known``)
+        name = f"failing_rebuild_{version}" if orphan else f"rebuild_fkp_{version}"
+        self.migrations.append(Migration(version, name, self.rebuild_sql(version, orphan),
+                                         down=None if orphan else self.rebuild_sql(version, False)))
+        source = self.write_migrations_folder(form) if as_folder else None
+        when = (f"migrate() of migration {version}, marked foreign_keys=off, rebuilding the parent table fkp while a "
+                "child row names a parent" + (" and leaving a child row naming a missing parent" if orphan else "")
+                + (" (a folder of .sql files)" if as_folder else ""))
+        out = self.migrate_known(5 if orphan else 4, when, source=source)
+        after = self.file_state()
+        if orphan:
+            self.check(5, out.ok or str(out.error.kind) == "constraint",
+                       lambda: f"{when} was refused as {out.error.kind}, not as a constraint (foreign key) error")
+            self.check(5, after == before, lambda: f"{when} failed, yet changed the database: "
+                                                   f"{self.state_change(before, after) or 'see the file'}")
+            self.migrations = [m for m in self.migrations if m.version != version]  # (the developer drops it)
+        else:
+            kept = {t: after["rows"].get(t) == before["rows"].get(t) for t in ("fkp", "fkc")}
+            self.check(4, all(kept.values()), lambda: f"after {when} the rows of "
+                       f"{[t for t, same in kept.items() if not same]} differ from before the migration")
+        self.resync_versions()
+        on = getattr(self.config, "foreign_keys", True)
+        probe = self.call("execute", self.db.execute, "INSERT INTO fkc (pid) VALUES (?)", (987657,))
+        refused = not probe.ok and str(probe.error.kind) == "constraint"
+        self.check(5 if orphan else 4, refused == on, lambda: (
+            f"after {when}, a row naming a missing parent was "
+            + ("accepted" if probe.ok else f"refused as {probe.error.kind}")
+            + f": foreign keys are configured {'on' if on else 'off'} and must be so again after the migration"))
+        if probe.ok:
+            with self.raw() as conn:  # (the check above judged it; the file goes on without the orphan)
+                conn.execute("DELETE FROM fkc WHERE pid = 987657")
+
+    #: A file in a migrations folder that pairs with nothing or with too much (``load_migrations``): ``down_alone``,
+    #: a ``.down.sql`` whose version has no up file; ``two_downs``, a second down file for an applied version;
+    #: ``two_ups``, a second up file for an applied version (named in another form of the same version).
+    STRAY_FILES = ("down_alone", "two_downs", "two_ups")
+
+    @precondition(swarm("migrate"))
+    @precondition(lambda self: self.db is not None and not self.faults and bool(self.model.applied_versions)
+                  and all(isinstance(m.up, str) and not callable(m.down) for m in self.migrations))
+    @rule(stray=st.sampled_from(STRAY_FILES), rollback=st.booleans(), form=st.integers(0, 2**16))
+    def migrations_folder_with_a_stray_file(self, stray: str, rollback: bool, form: int) -> None:
+        """P5 for down files paired with up files by version (``load_migrations``: ``001_x.sql`` + optional
+        ``001_x.down.sql``; a file pairing with no up migration, or two files of one version, is an error naming the
+        file). The program's migrations as a folder (``form`` names the files), plus one stray file; then
+        ``db.migrate(folder)`` or (``rollback``) ``db.rollback_migration(to, folder)`` undoing the newest version when
+        it has a down step. The call is refused as a schema (definition) error naming the stray file, and the file is
+        exactly as before: a down step is never taken from a file that is not its migration's."""
+        folder = self.write_migrations_folder(form)
+        applied = [m for m in self.migrations if m.version in self.model.applied_versions]
+        with_down = [m for m in applied if m.down is not None]
+        if stray == "two_downs" and not with_down:
+            stray = "two_ups"
+        if stray == "down_alone":
+            version = max(m.version for m in self.migrations) + 1 + form % 3
+            file_name, text = f"{version}_dropped.down.sql", f"DROP TABLE IF EXISTS dropped_{version}"
+        else:
+            m = (with_down if stray == "two_downs" else applied)[form % len(with_down if stray == "two_downs"
+                                                                             else applied)]
+            # (the same version, in another form the loader accepts: five digits, none of the drawn forms has it)
+            file_name = f"{m.version:05d}_{m.name}_old{'.down' if stray == 'two_downs' else ''}.sql"
+            text = m.down if stray == "two_downs" else m.up
+        with open(os.path.join(folder, file_name), "w", encoding="utf-8") as f:
+            f.write(text)
+        names = sorted(os.listdir(folder))
+        before = self.file_state()
+        if rollback:
+            top = max(self.model.applied_versions)
+            to = self.rollback_target(top + 1, 1)
+            to = top if to is None else to
+            when = f"rollback_migration(to={to}) with a folder of {names} ({stray}: {file_name})"
+            out = self.call(None, self.absorb, run_rollback, self.db, to, folder, expected_message=False)
+        else:
+            when = f"migrate() with a folder of {names} ({stray}: {file_name})"
+            out = self.call(None, self.absorb, run_migrate, self.db, folder, expected_message=False)
+        self.refused_and_unchanged(when, out, before, ("schema",), [file_name])
