@@ -1574,6 +1574,19 @@ BUGS: tuple[Bug, ...] = (
         "at synchronous FULL a worker process acknowledges transfers and is killed -9 after its journal record of the "
         "next one, before COMMIT; the -wal is removed and the service starts again: the refusal must count the lost "
         "commits and name that last record apart (possibly missing); the bug leaves it out of the refusal"),
+    Bug("s29_d_migration_with_foreign_keys_on", 4, "reliability/schema.py",
+        '        conn.execute("PRAGMA foreign_keys = OFF")\n',
+        "        pass\n",
+        "db.migrate() of a migration marked -- reliability: foreign_keys=off that rebuilds a parent table (new table, "
+        "rows copied, old one dropped, new one renamed) while a child row names a parent: it must be applied; the bug "
+        "leaves foreign keys on, so dropping the parent fails and the migration is refused"),
+    Bug("s29_d_stray_down_file_ignored", 5, "reliability/schema.py",
+        '            raise _file_error(f"migration file {str(path)!r}: no matching up migration for version {version}",\n'
+        "                              path)\n",
+        "            continue\n",
+        "db.migrate(folder) or db.rollback_migration(to, folder) with a folder holding 7_x.down.sql and no up file of "
+        "version 7: must be refused as a schema error naming the file, nothing changed; the bug ignores the file and "
+        "migrates (or rolls back) as if it were not there"),
 )
 
 
