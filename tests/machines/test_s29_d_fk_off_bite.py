@@ -29,21 +29,25 @@ def test_the_rule_passes_on_the_runtime(tmp_path, orphan, as_folder):
 
 
 def test_it_bites_foreign_keys_left_on_for_the_migration(tmp_path, monkeypatch):
-    plant(monkeypatch, schema_module, "_run_in_tx", ('        conn.execute("PRAGMA foreign_keys = OFF")\n', "        pass\n"))
+    plant(monkeypatch, schema_module, "_run_in_tx",
+          ('        conn.execute("PRAGMA foreign_keys = OFF")\n', "        pass\n"))
     with pytest.raises(AssertionError, match=r"p04_\w+ violated .*migrate\(\) with pending \[\d+\] .*failed"):
         rebuild(tmp_path, False)
 
 
 def test_it_bites_a_skipped_foreign_key_check(tmp_path, monkeypatch):
-    plant(monkeypatch, schema_module, "_run_in_tx", ('            violations = conn.execute("PRAGMA foreign_key_check").fetchall()\n',
-                                                     "            violations = []\n"))
-    with pytest.raises(AssertionError, match=r"p05_\w+ violated .*leaving a child row naming a missing parent.* succeeded"):
+    plant(monkeypatch, schema_module, "_run_in_tx",
+          ('            violations = conn.execute("PRAGMA foreign_key_check").fetchall()\n',
+           "            violations = []\n"))
+    with pytest.raises(AssertionError,
+                       match=r"p05_\w+ violated .*leaving a child row naming a missing parent.* succeeded"):
         rebuild(tmp_path, True)
 
 
 @pytest.mark.parametrize("orphan", [False, True])
 def test_it_bites_foreign_keys_left_off_afterwards(tmp_path, monkeypatch, orphan):
     plant(monkeypatch, schema_module, "_run_in_tx",
-          ("            conn.execute(f\"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}\")\n", "            pass\n"))
+          ("            conn.execute(f\"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}\")\n",
+           "            pass\n"))
     with pytest.raises(AssertionError, match=r"p0[45]_\w+ violated .*a row naming a missing parent was accepted"):
         rebuild(tmp_path, orphan)
