@@ -1587,6 +1587,13 @@ BUGS: tuple[Bug, ...] = (
         "db.migrate(folder) or db.rollback_migration(to, folder) with a folder holding 7_x.down.sql and no up file of "
         "version 7: must be refused as a schema error naming the file, nothing changed; the bug ignores the file and "
         "migrates (or rolls back) as if it were not there"),
+    Bug("s29_c_no_outside_fence", 13, "reliability/durability/recovery.py",
+        "            if exc.kind is ErrorKind.IOERR:\n                # This process may read",
+        "            if exc.kind is ErrorKind.BUSY:\n                # This process may read",
+        "the -wal and -shm removed under live managers while the tables live only in the removed WAL, another "
+        "application opens the database, then recover() in the managers' process: its fence connection reads through "
+        "the removed WAL's index and fails with a disk I/O error; the bug never fences from a helper process, and "
+        "recover() raises ioerr (the data-loss machine's another_application_opens_after_removal)"),
 )
 
 

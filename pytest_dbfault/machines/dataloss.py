@@ -33,6 +33,9 @@ unchanged). Each rule makes one class of the issue's defects happen for real, wi
   then one of them, a new worker process or a restart acts first: a manager that says ``healthy`` serves every
   acknowledged transfer, one that does not says why and ``recover()`` brings every one back, and afterwards
   another process reads every acknowledged transfer (one of this process shares the managers' WAL index);
+* ``another_application_opens_after_removal`` — (g) with the ``-shm`` removed too and the tables only in the removed
+  WAL, another application opens the database first: recovery in this process (whose connections read through the
+  removed WAL's index) still brings every acknowledged transfer back, seen by another process too;
 * ``transient_in_maintenance`` — (e) a lock held by another connection, or a one-off I/O error of
   the VFS shim, while recovery verifies a backup, while an integrity check runs or while a backup is
   taken: it is retried or reported as an error, never a verdict (no sound backup marked unverified,
@@ -401,6 +404,8 @@ class DataLossMachine(RuntimeMachine):
         #: reports a transaction missing (and holds back the later ones) until a newer backup covers it.
         self.window_gap = False
         self.solo_done = False
+        #: ``another_application_opens_after_removal`` ran in this example (once: it needs the tables in the WAL).
+        self.opened_beside_removal = False
         #: Worker processes run in about a third of the examples (each costs ~0.5-1 s of the main job).
         self.use_processes = self.rng.random() < PROCESS_SHARE
 
@@ -1424,7 +1429,7 @@ class DataLossMachine(RuntimeMachine):
     # process, yet they would hold the removed WAL open like live ones.
     @precondition(lambda self: not self.abandoned)
     @rule(shm=st.booleans(), first=st.sampled_from(FIRST_DRAWN), count=st.integers(1, 3))
-    def remove_wal_live(self, shm: bool, first: str, count: int) -> None:
+    def remove_wal_live(self, shm: bool, first: str, count: int, checkpoint: bool = True) -> None:
         """P13/P10: the ``-wal`` (and maybe the ``-shm``) removed while every writer has the database open.
 
         Each in-process manager commits a transfer first (so the WAL holds acknowledged frames); in examples
@@ -1439,7 +1444,9 @@ class DataLossMachine(RuntimeMachine):
         does not says why, and ``recover()`` brings every acknowledged transfer back (or says how many are
         missing when a journal was cut earlier). The fault's checks are labelled with it while a handle of
         this process may still hold the removed file; the last one (every acknowledged transfer on disk, the
-        transfer invariant), made when every manager has looked, is ``after:`` it.
+        transfer invariant), made when every manager has looked, is ``after:`` it. ``checkpoint`` (``foreign_write``):
+        checkpoint first, so the other application finds the tables (False: see
+        :meth:`another_application_opens_after_removal`).
         """
         from reliability import DatabaseError
 
@@ -1449,7 +1456,7 @@ class DataLossMachine(RuntimeMachine):
             shm = True
         kind = "disconnect_remove_wal_shm" if shm else "disconnect_remove_wal"
         labels = [kind, *self.extra_labels()]
-        if first == "foreign_write":
+        if first == "foreign_write" and checkpoint:
             # The other application writes on the state of the last checkpoint: one now, before the managers' frames
             # below, gives it the tables to write in (without one since the start it only met "no such table", and
             # what the managers' handle does to its commit went unjudged).
@@ -1530,6 +1537,25 @@ class DataLossMachine(RuntimeMachine):
             if self.judge_other_processes:
                 self.judge_sees_other_processes(what, [f"after:{kind}"])
         self.check_bank(13, what, [f"after:{kind}"])
+
+    @precondition(lambda self: not self.abandoned and not self.opened_beside_removal)
+    @rule()
+    def another_application_opens_after_removal(self) -> None:
+        """P13: the ``-wal`` and ``-shm`` removed under the live managers while the tables (or the pages a write
+        begins with) live only in the removed WAL, then another application opens the database (plain SQLite,
+        another process: it finds the older state, a new ``-wal`` and ``-shm``) and writes or fails to.
+
+        ``remove_wal_live``'s ``foreign_write`` with the ``-shm`` removed and no checkpoint first. The managers
+        refuse the split history, and ``recover()`` in their process must still install the recovered database
+        without losing an acknowledged transfer, seen by another process too (judged as ``remove_wal_live``
+        judges). Every connection this process opens now reads through the removed WAL's index, so recovery's
+        fence against writers (``recovery.writers_fenced``) meets a disk I/O error here and must fence from a
+        process of its own (``reliability/durability/outside_fence.py``): before it did, recover() raised ioerr.
+        (``remove_wal_live`` checkpoints before its ``foreign_write``, so the other application has tables to
+        write in, and drew that case with the -shm removed in about one default run in four: the helper fence
+        was run by no default run. Once per example: after a recovery the tables are in the file.)"""
+        self.opened_beside_removal = True
+        self.remove_wal_live(True, "foreign_write", 1, checkpoint=False)
 
     #: Held out of the main job in session 25 (it failed once in 12 runs): a read through a second manager right
     #: after one manager's recovery served the quarantined file for the reads' identity-check interval. Since
