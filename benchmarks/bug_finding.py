@@ -1594,6 +1594,14 @@ BUGS: tuple[Bug, ...] = (
         "application opens the database, then recover() in the managers' process: its fence connection reads through "
         "the removed WAL's index and fails with a disk I/O error; the bug never fences from a helper process, and "
         "recover() raises ioerr (the data-loss machine's another_application_opens_after_removal)"),
+    Bug("s29_c_beside_journal_never_anchors", 13, "reliability/durability/journal.py",
+        "                self._register_slot()\n                self._anchor(state, backup, recover, force=True, "
+        "deferred=True)\n",
+        "                self._register_slot()\n",
+        "a manager started on a damaged file (its anchoring backup fails the check), another manager of the process "
+        "recovers, the first writes, then the same damage and a recovery: the bug records the slot but takes no "
+        "anchoring backup on the recovered file, so the write goes into no journal and the recovery loses it or "
+        "reports it missing with every journal intact (the data-loss machine's corrupt_and_recover, who 3, odd pick)"),
 )
 
 

@@ -958,7 +958,9 @@ class DataLossMachine(RuntimeMachine):
         """P13: real damage (and maybe a cut journal), then ``recover()`` by one of the writers, (``who`` 2, the
         issue's reproduction) by a fresh manager after every writer was killed, or (3) by a fresh manager started
         beside the live writers, as ``reliability recover`` run while the service is up: its own journal never
-        anchored on the damaged file and took no write, so it is no reason to report a loss."""
+        anchored on the damaged file and took no write, so it is no reason to report a loss. With ``who`` 3 and an
+        odd ``pick`` (unused there otherwise) writer 0 recovers instead, and the manager started beside writes
+        after it (:meth:`write_beside_after_recovery`)."""
         from reliability import DatabaseError
 
         if who == 3 and part == "truncate":
@@ -976,15 +978,36 @@ class DataLossMachine(RuntimeMachine):
             except DatabaseError:
                 beside = None  # (refused at startup: one of the writers recovers instead)
         what = f"after recovery from {part} damage" + (f" with {cut_done}" if cut_done else "")
+        watching = beside is not None and pick % 2 == 1  # (beside the writers, it watches writer 0 recover)
         try:
             judged = self.recover_and_judge(0 if who == 3 else who, fault, labels,
-                                            what + (" by a manager started beside the writers" if beside else ""),
-                                            recoverer=beside)
+                                            what + (" by a manager started beside the writers"
+                                                    if beside and not watching else ""),
+                                            recoverer=None if watching else beside)
+            if judged and watching:
+                self.write_beside_after_recovery(beside, part, seed, labels)
+                beside = None  # (closed there)
         finally:
             if beside is not None:
                 beside.close()
         if judged and cut_done:
             self.restart_all()  # the issue's reproduction: cut the journal and restart
+
+    def write_beside_after_recovery(self, beside: Any, part: str, seed: int, labels: list[str]) -> None:
+        """P13: a manager started on the damaged file (its redo journal's anchoring backup failed the check: no
+        header, no record) watched writer 0 recover; now it writes a transfer, which is acknowledged. A sound file is
+        at the path, so its journal anchors on it before the write (reliability/durability/journal.py,
+        ``anchor_if_due``: "a journal whose anchoring failed ... anchors on it before the next write") and the write
+        is journaled. The manager closes; the database is damaged again and writer 0 recovers, judged as every
+        recovery here: with every journal intact it is ``ok`` with every acknowledged transfer back, the new one too
+        (before session 26 the journal stayed unanchored for good and the next recovery lost such writes)."""
+        try:
+            self.transfer_through(2, beside, 4, 5, 1)
+        finally:
+            beside.close()
+        fault = self.damage(part, seed + 1)
+        self.recover_and_judge(0, fault, labels, f"after recovery from {part} damage, a write by a manager started "
+                               "on the damaged file and the same damage again")
 
     @rule(last=st.integers(0, 1), who=st.sampled_from((0, 1, 2, 2)), entries=st.integers(1, 2),
           part=st.sampled_from(("header", "page_size")), amount=st.integers(1, 30), seed=st.integers(0, 2**16))
