@@ -1602,6 +1602,12 @@ BUGS: tuple[Bug, ...] = (
         "recovers, the first writes, then the same damage and a recovery: the bug records the slot but takes no "
         "anchoring backup on the recovered file, so the write goes into no journal and the recovery loses it or "
         "reports it missing with every journal intact (the data-loss machine's corrupt_and_recover, who 3, odd pick)"),
+    Bug("s29_c_stale_backup_unreported", 10, "reliability/durability/__init__.py",
+        "                and time.time() - m.last_backup_at > 2 * cfg.backup_interval:",
+        "                and time.time() - m.last_backup_at > 3 * cfg.backup_interval:",
+        "a runtime started when its newest verified backup is 2.5 times its backup_interval old (two scheduled "
+        "backups missed): health must not be healthy; the bug waits for three intervals and says healthy (the "
+        "restart machine's clean_restart_keeps_durable_health)"),
 )
 
 

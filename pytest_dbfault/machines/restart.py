@@ -447,6 +447,51 @@ class RestartMachine(RestartMixin):
         self.check(6, stored == self.model.kv,
                    lambda: f"after a clean restart the rows differ from the acknowledged writes: "
                            f"{self.kv_diff(stored)}")
+        self.judge_stale_backup_at_start(newest)
+
+    #: The shortest ``backup_interval`` :meth:`judge_stale_backup_at_start` starts a runtime with: the window between
+    #: its start and its first scheduled backup, in which its health is looked at.
+    STALE_MIN_INTERVAL = 0.1
+
+    def judge_stale_backup_at_start(self, newest: float | None) -> None:
+        """P10/P12: a runtime that starts when its newest verified backup (``created_at`` ``newest``) is older than
+        twice its ``backup_interval`` (the schedule missed two backups: the service was down, or they failed) is not
+        ``healthy`` and says why, until a backup succeeds (reliability/durability/__init__.py, ``health``: "the last
+        verified backup is older than twice the backup interval").
+
+        The backup is as old as the example made it: the runtime is started once more, cleanly, with the interval
+        at 0.4 times that age (past twice the interval, short of three times), health is asked at once, and the
+        example's runtime comes back. Judged only when the first scheduled backup (due one interval after the
+        start) had not run by the time health answered."""
+        if newest is None or self.faults:
+            return
+        interval = (time.time() - newest) * 0.4
+        if interval < self.STALE_MIN_INTERVAL:
+            return
+        self.db.close()
+        try:
+            stale = self.open_runtime(self.config.replace(backup_interval=interval))
+        except BaseException:
+            self.db = self.open_runtime(self.config)
+            self.after_reopen()
+            raise
+        try:
+            scheduler = getattr(getattr(stale, "durability", None), "scheduler", None)
+            runs = getattr(scheduler, "runs", None)
+            before = None if runs is None else runs.get("backup", 0)
+            health = stale.health()
+            ran = before is None or runs.get("backup", 0) != before or health.last_backup_at != newest
+            ran = ran or stale.health().last_backup_at != newest  # (a backup that ended as health answered)
+        finally:
+            stale.close()
+            self.db = self.open_runtime(self.config)
+            self.after_reopen()
+        if ran:
+            return  # (the scheduled backup ran first, or this runtime does not say: nothing to judge)
+        self.check(10, str(health.status) != "healthy" and bool(health.reasons), lambda: (
+            f"a runtime started with backup_interval={interval:.3f}s when its newest verified backup was "
+            f"{time.time() - newest:.3f}s old (past twice the interval, no backup since) says {health.status} "
+            f"with reasons {list(health.reasons)[:3]}: the missed backups go unreported"))
 
     @precondition(swarm("restart"))
     @precondition(lambda self: self.db is not None and not self.faults and not self.writes_queued()
