@@ -959,12 +959,17 @@ class DataLossMachine(RuntimeMachine):
         issue's reproduction) by a fresh manager after every writer was killed, or (3) by a fresh manager started
         beside the live writers, as ``reliability recover`` run while the service is up: its own journal never
         anchored on the damaged file and took no write, so it is no reason to report a loss. With ``who`` 3 and an
-        odd ``pick`` (unused there otherwise) writer 0 recovers instead, and the manager started beside writes
-        after it (:meth:`write_beside_after_recovery`)."""
+        odd ``pick`` (unused there otherwise) the damage is to the header, writer 0 recovers instead, and the manager
+        started beside writes after it (:meth:`write_beside_after_recovery`)."""
         from reliability import DatabaseError
 
         if who == 3 and part == "truncate":
             part = "btree"  # (beside the writers: damage its startup check finds, so its journal never anchors)
+        watching = who == 3 and pick % 2 == 1  # (beside the writers, it watches writer 0 recover)
+        if watching:
+            # (Damage its start cannot miss: a page of a table grown past its root may be damaged where the anchoring
+            # backup's check does not look, and then the journal anchors and the case is not the one it is for.)
+            part = "header"
         fault = self.damage(part, seed)
         # (Beside the writers, what is judged is the fresh manager's own journal: the others' are left whole.)
         cut_done = self.cut_journal(cut, pick) if who != 3 else ""
@@ -978,7 +983,7 @@ class DataLossMachine(RuntimeMachine):
             except DatabaseError:
                 beside = None  # (refused at startup: one of the writers recovers instead)
         what = f"after recovery from {part} damage" + (f" with {cut_done}" if cut_done else "")
-        watching = beside is not None and pick % 2 == 1  # (beside the writers, it watches writer 0 recover)
+        watching = watching and beside is not None
         try:
             judged = self.recover_and_judge(0 if who == 3 else who, fault, labels,
                                             what + (" by a manager started beside the writers"
