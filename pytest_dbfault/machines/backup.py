@@ -391,7 +391,6 @@ class BackupMixin(Workload):
         fault = make_fault("corrupt", self.db_path, part="header", seed=1, backup_before=True, counted_in=STATS)
         fault.inject()
         self.fault_history.append("corrupt")
-        self.before_install = self.install_traces()
         got = self.call(None, self.absorb, self.db.recover, faults=["corrupt"])
         self.last_healed = "corrupt"
         report = got.value if got.ok else None

@@ -82,8 +82,10 @@ def test_adapted_parameters_conform_ignored_bites(tmp_path: Path, monkeypatch: p
 
 def test_adapted_parameters_search_bites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     base_type_first(monkeypatch)
+    # (WIDE since session 29: restore_backup's draw of a second manager moved the surface machine's search, and 40
+    # examples no longer met this rule with damage after it; the direct-call bites above judge the same check.)
     with pytest.raises(AssertionError, match=r"p13_.*acknowledged writes are missing or changed"):
-        run_machine(MACHINES["surface"], settings_=BITE, base_dir=str(tmp_path), enforce={13})
+        run_machine(MACHINES["surface"], settings_=WIDE, base_dir=str(tmp_path), enforce={13})
 
 
 # -- item 2: INSERT/UPDATE/DELETE … RETURNING outside a transaction (the journaled autocommit path) -----------
