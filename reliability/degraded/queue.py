@@ -200,8 +200,12 @@ class WriteQueue:
         was. One ``stat`` when nothing changed (a direct write asks this every time: no lock, no read then).
 
         "Changed": another file at the path (compacted elsewhere, removed) or another length than read so far.
+
+        A path that cannot be read (e.g. a link planted there) is logged once per episode: once while it stays
+        unreadable, and again when it turns unreadable after this queue found it readable (or absent) between.
         """
         if self._ident is None and not os.access(self.path, os.F_OK, follow_symlinks=False):
+            self._unreadable = None  # (nothing there to read: an unreadable episode, if any, is over)
             return False  # (no file before, none now: the common case, answered without an exception)
         try:
             st = os.stat(self.path, follow_symlinks=False)
@@ -211,6 +215,7 @@ class WriteQueue:
             return False
         else:
             if (st.st_dev, st.st_ino) == self._ident and st.st_size == self._offset:
+                self._unreadable = None  # (the file read so far is back: an unreadable episode is over)
                 return False
         try:
             self.refresh()
