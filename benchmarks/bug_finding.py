@@ -1608,6 +1608,12 @@ BUGS: tuple[Bug, ...] = (
         "a runtime started when its newest verified backup is 2.5 times its backup_interval old (two scheduled "
         "backups missed): health must not be healthy; the bug waits for three intervals and says healthy (the "
         "restart machine's clean_restart_keeps_durable_health)"),
+    Bug("s29_b_queue_unreadable_episode_forgotten", 17, "reliability/degraded/queue.py",
+        "            return False\n        self._unreadable = None\n        return True\n",
+        "            return False\n        return True\n",
+        "a link planted at the write queue path, a direct write (an ERROR record says it cannot be read), the link "
+        "replaced by another queue file (read anew), a link planted again and a direct write: a second ERROR record "
+        "is due; the bug keeps the last error across the readable period and logs the second episode not at all"),
 )
 
 

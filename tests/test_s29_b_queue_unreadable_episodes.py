@@ -35,9 +35,9 @@ def test_each_episode_of_an_unreadable_queue_is_logged_once(tmp_path: Path, capl
             path.unlink()
             if between == "same_file":
                 os.replace(aside, path)
-            elif between == "new_file":
-                aside.unlink()
+            elif between == "new_file":  # (made before the old one goes: another file, not its inode reused)
                 path.write_text("")
+                aside.unlink()
             app.execute("INSERT INTO kv VALUES (?, 'v')", (n,))  # (readable again: the runtime looks)
             n += 1
         assert app.fetch_one("SELECT count(*) FROM kv")[0] == n

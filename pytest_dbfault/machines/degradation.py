@@ -831,6 +831,68 @@ class DegradationMachine(DegradationMixin):
             f"({nxt.message}) with {pending} write(s) still queued, and the file holds {stored!r} for {key!r}, "
             f"acknowledged {want!r} while it was read-only: the queued write must be replayed and the command served"))
 
+    @precondition(lambda self: has_commands(self) and not self.faults and not len(self.db.commands.queue))
+    @rule(n=st.integers(0, 12), between=st.sampled_from(("absent", "same_file", "new_file")),
+          writes=st.integers(1, 2))
+    def a_link_planted_at_the_queue_path_is_reported_each_time(self, n: int, between: str, writes: int) -> None:
+        """P17 (detailed technical logging) for the write queue file: a link planted at its path (refused, never
+        followed) makes it unreadable; the runtime looks before each direct write and logs one ERROR record per
+        episode: not one per write, and not only the first episode. Two episodes with the same error, the path
+        readable between (no file there, the file the queue had read put back, or another file), give two
+        records; the direct writes go on meanwhile (a queue that cannot be read is no reason to fail them)."""
+        import os
+        from pathlib import Path
+
+        from reliability.errors import DatabaseError
+
+        path = Path(self.db.commands.queue.path)
+        aside, secret = Path(self.dir) / "queue.aside", Path(self.dir) / "not-a-queue.txt"
+        secret.write_text("not a queue\n")
+        kept = path.exists() and not path.is_symlink()
+        if between != "absent" and not kept:
+            path.write_text("")
+        self.db.commands.queue.refresh()  # (the queue has read what is there now)
+        sql, answers = "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", []
+        logs0 = len(self.logs.records)
+
+        def write(key: str) -> None:
+            value = self.text()
+            try:
+                self.db.execute(sql, (key, value))
+            except DatabaseError as err:
+                answers.append(f"a direct write of {key!r} failed: {err.kind}")
+            else:
+                self.model.kv[key] = value
+
+        try:
+            for episode in range(2):
+                if path.exists():
+                    os.replace(path, aside)
+                path.symlink_to(secret)
+                for i in range(writes):
+                    write(f"user-{(n + episode + i) % 13}")
+                path.unlink()
+                if between == "same_file":
+                    os.replace(aside, path)
+                elif between == "new_file":  # (made before the old one goes: another file, not its inode reused)
+                    path.write_text("")
+                    aside.unlink(missing_ok=True)
+                write(f"user-{(n + episode + writes) % 13}")  # (readable again: the runtime looks)
+        finally:
+            if path.is_symlink():
+                path.unlink()
+            if aside.exists():
+                os.replace(aside, path)
+            self.db.commands.queue.refresh()
+        said = [r.getMessage() for r in self.logs.records[logs0:]
+                if r.levelno >= 40 and f"write queue {path} cannot be read" in r.getMessage()]
+        self.check(17, len(said) == 2, lambda: (
+            f"a link was planted at the write queue path {path} twice ({writes} direct write(s) each time), the "
+            f"path readable between ({between}); the runtime logged {len(said)} ERROR record(s) saying it cannot be "
+            f"read: {said} (one per episode: two)"))
+        self.check(14, not answers, lambda: f"a link planted at the write queue path failed direct writes: {answers}")
+        self.check(17, secret.read_text() == "not a queue\n", f"the file a link at {path} points to was written")
+
     @precondition(lambda self: has_commands(self) and not self.faults
                   and str(getattr(self.config, "journal_mode", "WAL")).upper() != "WAL")
     @rule(n=st.integers(0, 12), queued_first=st.booleans(), then=st.sampled_from(("write", "read", "none")))
