@@ -1614,6 +1614,13 @@ BUGS: tuple[Bug, ...] = (
         "a link planted at the write queue path, a direct write (an ERROR record says it cannot be read), the link "
         "replaced by another queue file (read anew), a link planted again and a direct write: a second ERROR record "
         "is due; the bug keeps the last error across the readable period and logs the second episode not at all"),
+    Bug("s29_b_rolled_back_answered_try_again_later", 8, "reliability/transaction.py",
+        "    return TransactionError(ErrorKind.ROLLED_BACK, detail or (\n",
+        "    return TransactionError(ErrorKind.UNKNOWN, detail or (\n",
+        "inside `with db.transaction()`: an insert, then INSERT OR ROLLBACK of the same key (SQLite rolls the whole "
+        "transaction back), the error swallowed, another insert: it and the block must fail as rolled_back, whose "
+        "message says nothing was saved and does not invite a retry; the bug answers with the generic unknown kind, "
+        "'Please try again later', though a retry meets the same conflict"),
 )
 
 

@@ -55,6 +55,10 @@ class ErrorKind(str, enum.Enum):
     UNAVAILABLE = "unavailable"
     #: The schema does not match the known migrations; writes are refused.
     SCHEMA_MISMATCH = "schema_mismatch"
+    #: SQLite rolled the transaction of a ``db.transaction()`` block back under it (a conflict clause
+    #: ``OR ROLLBACK``, a trigger's ``RAISE(ROLLBACK, ...)``, a full disk …) after an error the caller swallowed:
+    #: what the block ran after it, and the block, fail with this kind; nothing of it was saved.
+    ROLLED_BACK = "rolled_back"
     UNKNOWN = "unknown"
 
     def __str__(self) -> str:
@@ -120,6 +124,11 @@ KIND_INFO: dict[ErrorKind, KindInfo] = {
         False, _R.DEGRADE, "The database is unavailable right now. Please try again later."),
     ErrorKind.SCHEMA_MISMATCH: KindInfo(
         False, _R.RAISE, "The database structure is not the expected version, so changes are refused."),
+    # Not "try again later": the error that made SQLite roll back (often a conflict) meets a retry the same way.
+    ErrorKind.ROLLED_BACK: KindInfo(
+        False, _R.RAISE, "Your change was not saved: one of its steps failed and the database undid the whole "
+                         "change. Sending the same change again fails the same way unless what made that step fail "
+                         "(for example conflicting data) has changed."),
     ErrorKind.UNKNOWN: KindInfo(False, _R.RAISE, "Something went wrong with the database. Please try again later."),
 }
 

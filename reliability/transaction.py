@@ -32,15 +32,21 @@ class TransactionError(DatabaseError):
     """A transaction could not be committed or was used wrongly; the database is unchanged."""
 
 
-def ended_transaction() -> TransactionError:
-    """The error of a statement (or a nested block) inside ``db.transaction()`` after its transaction ended under it.
+def ended_transaction(detail: str = "", operation_id: str = "") -> TransactionError:
+    """The error of a statement (or a nested block) inside ``db.transaction()`` after its transaction ended under it,
+    and of the block itself (its COMMIT, a nested block's RELEASE) then.
 
-    SQLite rolls a whole transaction back on some errors inside it (a full disk, an interrupt, an I/O error) and a
-    lost connection takes its transaction with it; a caller that swallowed that error and went on would run the next
-    statement in autocommit mode: saved on its own at once, while the block then reports that nothing was saved. A
-    transaction is all or nothing, so the statement is not run; the block fails as a whole."""
-    return TransactionError(ErrorKind.UNKNOWN, "the transaction was rolled back after an error inside it (or its "
-                            "connection was lost); this statement was not run and nothing of the transaction was saved")
+    SQLite rolls a whole transaction back on some errors inside it (a full disk, an interrupt, an I/O error, a
+    conflict clause ``OR ROLLBACK``, a trigger's ``RAISE(ROLLBACK, ...)``); a caller that swallowed that error and
+    went on would run the next statement in autocommit mode: saved on its own at once, while the block then reports
+    that nothing was saved. A transaction is all or nothing, so the statement is not run; the block fails as a whole.
+
+    Its kind is ``rolled_back``, whose user message says nothing was saved and does not ask to try again later:
+    the error that made SQLite roll back (the caller's to see, with its own kind) is often a conflict, which the
+    same change sent again meets the same way."""
+    return TransactionError(ErrorKind.ROLLED_BACK, detail or (
+        "the transaction was rolled back after an error inside it (or its connection was lost); this statement was "
+        "not run and nothing of the transaction was saved"), operation_id=operation_id)
 
 
 class TransactionManager:
@@ -141,8 +147,7 @@ class TransactionManager:
                 conn.execute(f"RELEASE {name}")
             else:
                 # SQLite already rolled the whole transaction back (e.g. SQLITE_FULL inside it).
-                raise TransactionError(ErrorKind.UNKNOWN, "the enclosing transaction was rolled back by SQLite",
-                                       operation_id=operation_id)
+                raise ended_transaction("the enclosing transaction was rolled back by SQLite", operation_id)
 
     def _commit(self, conn: sqlite3.Connection, operation_id: str) -> None:
         try:
@@ -157,9 +162,8 @@ class TransactionManager:
             # caller swallowed the error: committing now would acknowledge lost work.
             self.rollbacks += 1
             self.observers.rolled_back()
-            err = TransactionError(ErrorKind.UNKNOWN,
-                                   "SQLite rolled the transaction back after an error inside it; nothing was saved",
-                                   operation_id=operation_id)
+            err = ended_transaction("SQLite rolled the transaction back after an error inside it; nothing was saved",
+                                    operation_id)
             self.handler.log(err, sql="COMMIT")  # surfaced like any other error: with its technical record
             raise err
         try:

@@ -39,9 +39,9 @@ FAULT_ERROR_KINDS: dict[str, set[str]] = {
     "io_error": {"ioerr", "unavailable", "closed", "cantopen"},
     "short_read": {"corrupt", "notadb", "ioerr_corruptfs", "ioerr", "unavailable"},
     # Not a fault: SQLite rolled a transaction back inside ``db.transaction()`` (a conflict clause ``OR ROLLBACK``)
-    # and the application went on; what the block runs after it, and the block, fail as ``unknown`` (see
+    # and the application went on; what the block runs after it, and the block, fail as ``rolled_back`` (see
     # reliability.transaction.ended_transaction). A label for those calls only (machines/transactions.py).
-    "sqlite_rollback": {"unknown"},
+    "sqlite_rollback": {"rolled_back"},
 }
 #: Kinds the workload causes on purpose (duplicate keys, a missing table; writes refused on an untrusted schema).
 CALLER_ERROR_KINDS = {"constraint", "schema", "schema_mismatch"}
@@ -63,6 +63,8 @@ KIND_WORDING: dict[str, tuple[tuple[str, ...], bool | None]] = {
     "schema": (("structure", "match"), False), "schema_mismatch": (("structure", "version"), False),
     "corrupt": (("damaged",), None), "notadb": (("damaged",), None), "ioerr_corruptfs": (("damaged",), None),
     "auth": (("allowed",), False), "misuse": (("bug",), False),
+    # (SQLite undid the transaction after a statement in it failed, often a conflict: a retry meets it again)
+    "rolled_back": (("not saved",), False),
 }
 
 
