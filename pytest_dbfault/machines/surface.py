@@ -193,7 +193,7 @@ class SurfaceMixin(BackupMixin):
             with self.db.transaction():
                 body()
 
-        # (After a swallowed disk-full error the runtime raises kind "unknown": it cannot know the cause the
+        # (After a swallowed disk-full error the runtime raises kind "rolled_back": it cannot know the cause the
         # caller swallowed, so P2's "a kind the fault can cause" is not judged for that case.)
         judged = [struck] if struck and failure != "swallowed_disk_full" else []
         try:
