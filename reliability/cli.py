@@ -39,14 +39,13 @@ import sys
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from . import admin
 from .config import ConfigError, ReliabilityConfig
 from .connection import load_sqlite_module
 from .degraded import CommandResult
-from .durability.backup import BackupManager, verify_file
+from .durability.backup import BackupError, BackupManager, resolve_backup_name, verify_file
 from .durability.lost_commits import find_lost_commits
 from .errors import KIND_INFO, DatabaseError, ErrorKind, classify, sqlite_errors
 from .inspection import Inspector, is_sqlite_file
@@ -623,11 +622,10 @@ def _backup(args: argparse.Namespace, config: ReliabilityConfig) -> Outcome:
 def _restore(args: argparse.Namespace, config: ReliabilityConfig) -> Outcome:
     _check_backup_dir(config)
     if args.path:
-        candidate = Path(args.path)
-        if not candidate.exists() and (config.backup_directory / candidate).exists():
-            candidate = config.backup_directory / candidate
-        if not candidate.is_file():
-            raise UsageError(f"backup {args.path!r} does not exist; nothing was restored")
+        try:  # (the API's rule: db.restore(path) resolves the same name the same way)
+            candidate = resolve_backup_name(config.backup_directory, args.path).absolute()
+        except BackupError as err:  # dbfault: no fault (a name no file or two files answer to: the input)
+            raise UsageError(f"{err.detail}; nothing was restored") from err
         if not is_sqlite_file(candidate):
             raise UsageError(f"backup {args.path!r} is not a SQLite database; nothing was restored")
         problems = verify_file(candidate, module=load_sqlite_module(config.sqlite_module))

@@ -72,6 +72,35 @@ class BackupInfo:
         return dataclasses.asdict(self)
 
 
+def resolve_backup_name(directory: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
+    """The backup file ``path`` names, the one rule of every entry point (``db.restore(path)``, ``reliability
+    restore PATH``): an absolute path as given; a relative one from the working directory or in the backup
+    ``directory``, whichever holds a file by that name.
+
+    When both do and they are different files, the name is refused rather than one taken silently: a restore
+    replaces the database, so which backup it puts back must not depend on where the command happened to run.
+    The error names both files; give the full path of the one meant.
+
+    :raises BackupError: ``cantopen`` when no file has that name, ``misuse`` when two different files do.
+    """
+    given = Path(path)
+    found: list[Path] = []
+    for candidate in (given,) if given.is_absolute() else (given, Path(directory) / given):
+        if candidate.is_file() and all(candidate.resolve() != f.resolve() for f in found):
+            found.append(candidate)
+    if not found:
+        raise BackupError(ErrorKind.CANTOPEN, f"backup {str(path)!r} does not exist",
+                          user_message=f"The backup {str(path)!r} does not exist.")
+    if len(found) > 1:
+        here, there = (str(f.absolute()) for f in found)
+        raise BackupError(ErrorKind.MISUSE, f"backup name {str(path)!r} is ambiguous: both {here!r} (from the "
+                          f"working directory) and {there!r} (in the backup directory) exist and are different "
+                          "files; give the full path of the one to restore",
+                          user_message=f"The backup name {str(path)!r} matches two different files; give the full "
+                                       "path of the one to restore.")
+    return found[0]
+
+
 _BUSY_STEPS = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED: what a backup step answers while another connection locks
 
 
@@ -230,13 +259,9 @@ class BackupManager:
         return next((b for b in self.list() if b.verified), None)
 
     def find(self, path: str | os.PathLike[str]) -> BackupInfo:
-        """The :class:`BackupInfo` for ``path`` (a name in the backup directory or any path)."""
-        candidate = Path(path)
-        if not candidate.exists() and (self.directory / candidate).exists():
-            candidate = self.directory / candidate
-        if not candidate.is_file():
-            raise BackupError(ErrorKind.CANTOPEN, f"backup {str(path)!r} does not exist",
-                              user_message=f"The backup {str(path)!r} does not exist.")
+        """The :class:`BackupInfo` for ``path`` (a name in the backup directory or any path; see
+        :func:`resolve_backup_name`: a relative name two different files answer to is refused)."""
+        candidate = resolve_backup_name(self.directory, path)
         for info in self.list():
             if Path(info.path).resolve() == candidate.resolve():
                 return info
