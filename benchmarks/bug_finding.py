@@ -1248,11 +1248,14 @@ BUGS: tuple[Bug, ...] = (
         "a writer SIGKILLed mid-transaction in a DELETE-mode database (hot -journal), then `reliability recover`: must "
         "exit 0 saying it rolled back an interrupted transaction (rolled_back true); the bug rolls it back and says "
         "'nothing to recover ... nothing was changed'"),
-    Bug("s24_restore_prefers_backup_folder", 12, "reliability/cli.py",
-        "        if not candidate.exists() and (config.backup_directory / candidate).exists():",
-        "        if (config.backup_directory / candidate).exists():",
-        "`reliability restore backup-X.sqlite` run in a folder holding the operator's own copy named backup-X.sqlite: "
-        "must restore that file (the path given exists); the bug restores the backup folder's backup-X.sqlite"),
+    # (Since session 29 such a name is refused, naming both files (resolve_backup_name): the bug takes the backup
+    # folder's file silently, as the s24 bug did in the command line's own lookup, which is gone.)
+    Bug("s24_restore_prefers_backup_folder", 12, "reliability/durability/backup.py",
+        "    if len(found) > 1:\n        here, there",
+        "    if len(found) > 1:\n        found.reverse()\n    if len(found) > 2:\n        here, there",
+        "`reliability restore backup-X.sqlite` run in a folder holding the operator's own copy named backup-X.sqlite "
+        "while the backup folder holds backup-X.sqlite: must be refused naming both files; the bug restores the "
+        "backup folder's backup-X.sqlite"),
     Bug("s24_error_name_gives_code", 9, "reliability/errors.py",
         "    return sqlite_code(exc)[1]", "    return sqlite_code(exc)[0]",
         "a UNIQUE violation: error_name() must be 'SQLITE_CONSTRAINT_UNIQUE' (3.11+; 'SQLITE_CONSTRAINT' on 3.10); "
@@ -1621,6 +1624,12 @@ BUGS: tuple[Bug, ...] = (
         "transaction back), the error swallowed, another insert: it and the block must fail as rolled_back, whose "
         "message says nothing was saved and does not invite a retry; the bug answers with the generic unknown kind, "
         "'Please try again later', though a retry meets the same conflict"),
+    Bug("s29_b_ambiguous_backup_name_taken", 12, "reliability/durability/backup.py",
+        "    if len(found) > 1:\n",
+        "    if len(found) > 2:\n",
+        "`reliability restore NAME` run in a folder holding another file of the backup's name (the operator's copy "
+        "of the database) while the backup folder holds the backup: it must be refused naming both files, the "
+        "database untouched; the bug silently restores the working directory's file"),
 )
 
 

@@ -347,6 +347,7 @@ class BackupMixin(Workload):
             if not choices:
                 return
             path = data.draw(st.sampled_from(choices), label="backup")
+            self.ambiguous_name_refused(path)
             if peer is not None:
                 for n in (13, 14):
                     self.absorb(peer.execute, "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)",
@@ -405,6 +406,35 @@ class BackupMixin(Workload):
         self.check(13, stored == self.model.kv, lambda: (
             f"recovery after a restore of {path} over a second manager's writes reported ok ({report}), yet kv "
             f"differs: {sorted(set(self.model.kv.items()) ^ set(stored.items()))[:4]}"), faults=["corrupt"])
+
+    def ambiguous_name_refused(self, path: str) -> None:
+        """P12 before :meth:`restore_backup` restores ``path``: ``db.restore(name)`` with the backup's bare name, run
+        where the working directory holds another file of that name (a stray copy), names two different files; it is
+        refused naming both, the database untouched (README: a relative name two different files answer to is
+        refused, as ``reliability restore NAME`` does): which backup a restore puts back never depends on where the
+        application happens to run."""
+        name = os.path.basename(path)
+        here = os.path.join(self.dir, "scratch", f"cwd-{len(self.fault_history)}")
+        os.makedirs(here, exist_ok=True)
+        stray = os.path.join(here, name)
+        with open(stray, "wb") as fh:
+            fh.write(b"not this backup\n")
+        before, cwd = self.state_now(), os.getcwd()
+        os.chdir(here)
+        try:
+            out = self.restore_call((name,), "cantopen")
+        finally:
+            os.chdir(cwd)
+            os.remove(stray)
+        after = self.state_now()
+        if out.ok:  # (the model follows what was put in place)
+            self.model.kv, self.model.pairs = self.stored_kv(), self.stored_pairs()
+        said = str(getattr(out.error, "detail", "")) if not out.ok else f"restored {out.value.path}"
+        both = [os.path.join(os.path.basename(os.path.dirname(p)), name) for p in (stray, path)]
+        self.check(12, not out.ok and all(b in said for b in both) and after == before, lambda: (
+            f"db.restore({name!r}) run in {here}, which holds another file of that name, while the backup folder "
+            f"holds the backup: {said}; two different files answer to the name, so it must be refused naming both "
+            f"({both}), the database untouched ({'unchanged' if after == before else 'changed'})"))
 
     def model_restored(self, path: str) -> None:
         """The model after the runtime restored the backup at ``path`` (whose state :meth:`remember` recorded)."""

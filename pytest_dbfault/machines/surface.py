@@ -463,9 +463,12 @@ class SurfaceMixin(BackupMixin):
         file is not touched (README: "a file that is not a SQLite database is refused"; CLI: "the current files are
         kept aside"). No rule ran the command before.
 
-        The path is typed absolute or relative to the folder the command runs in; a name given where that folder holds
-        a file of that name (the operator's copy of the database) restores that file: the path given wins over the
-        backup folder. Before the command, with the application stopped, the operator's other commands: a read-only
+        The path is typed absolute or relative to the folder the command runs in. A name given where that folder holds
+        another file of that name (the operator's copy of the database) while the backup folder still holds the backup
+        is ambiguous: refused (exit 2) naming both files, the database file untouched (README: "refused, naming both,
+        when two different files answer to it, as ``db.restore(name)`` does"); a name one file answers to restores that
+        file (the copy, when the recovery just before pruned the backup). Before the command, with the application
+        stopped, the operator's other commands: a read-only
         ``reliability check`` / ``health`` (:meth:`inspection_leaves_no_sidecars`) and, after a writer was killed
         mid-transaction, ``reliability recover`` (:meth:`hot_journal_rolled_back`)."""
         if how == "newest" or not self.snapshots:
@@ -487,10 +490,10 @@ class SurfaceMixin(BackupMixin):
             self.model.kv[key] = value
         expected = self.snapshots[chosen]
         shadowed = how == "name" and n % 2 == 1 or how == "path" and n % 4 == 3
-        if shadowed and self.rows_of(chosen) != self.stored_rows():
+        if shadowed:
             # The folder the command runs in holds a file of the name given (the operator's own copy of the database
-            # as it is now, saved under ``chosen``'s name): the path given names an existing file, and that file is
-            # the one restored (a bare name is looked up in the backup folder only when no such file exists).
+            # as it is now, saved under ``chosen``'s name): two different files answer to the name, so it is refused
+            # while the backup is there; once the backup is pruned, the copy is the one file and the one restored.
             workdir = os.path.join(self.dir, "scratch", f"ops-{len(self.fault_history)}-{n}")
             os.makedirs(workdir, exist_ok=True)
             arg = os.path.basename(chosen)
@@ -521,7 +524,8 @@ class SurfaceMixin(BackupMixin):
             # (that recovery takes a backup of its own, and with few kept the chosen one may be pruned: then the
             # command must refuse it, see below)
             seen.update(rows=self.stored_rows(), fingerprint=self.file_fingerprint(),
-                        pruned=restored_from == chosen and not os.path.exists(chosen))
+                        pruned=restored_from == chosen and not os.path.exists(chosen),
+                        ambiguous=restored_from != chosen and os.path.exists(chosen))
             if workdir is not None:
                 os.chdir(workdir)
 
@@ -549,6 +553,19 @@ class SurfaceMixin(BackupMixin):
                        lambda: f"{said} of a damaged backup exited {code} ({doc.get('message')!r}): it must be refused "
                                f"naming the backup, the database file untouched (before {untouched}, after "
                                f"{seen.get('after')}; kept aside {sorted(seen.get('aside') or ())})")
+            return
+        if seen.get("ambiguous"):
+            # Two different files answer to the name given: refused naming both (each by its folder and name), the
+            # database file untouched. Which backup a restore puts back never depends on where it happens to run.
+            message = str(doc.get("message"))
+            both = [os.path.join(os.path.basename(os.path.dirname(p)), arg) for p in (restored_from, chosen)]
+            self.check(12, code == 2 and all(b in message for b in both)
+                       and seen.get("after") == untouched and not seen.get("aside"),
+                       lambda: f"{said} run in {workdir}, which holds a copy of the database under that name while the "
+                               f"backup folder holds the backup, exited {code} ({doc.get('message')!r}): two different "
+                               f"files answer to the name, so it must be refused naming both ({both}), the database "
+                               f"file untouched (before {untouched}, after {seen.get('after')}; kept aside "
+                               f"{sorted(seen.get('aside') or ())})")
             return
         if seen.get("pruned"):
             # The backup named was pruned by the recovery just before (``backup_keep``): refused, nothing restored.

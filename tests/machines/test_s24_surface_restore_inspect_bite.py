@@ -72,8 +72,9 @@ def test_it_bites_a_restore_that_prefers_the_backup_folder_to_the_path_given(tmp
         return real(args, config)
 
     monkeypatch.setitem(cli_module._HANDLERS, "restore", restore)
+    # (Since session 29 such a name, two different files answering to it, is refused: the defect restores one.)
     with pytest.raises(AssertionError, match=r"p12_automatic_backup violated .*`reliability restore backup-.*` "
-                                             r"\(name, run in .*ops-.*\) exited 0 .*restoring .*\.backups/backup-"):
+                                             r"run in .*ops-.*, which holds a copy .* exited 0"):
         run_rule(tmp_path, [("name", 3)])
 
 
