@@ -188,6 +188,13 @@ class DegradationMixin(Workload):
         self.check(14, asked == authorized,
                    f"admin.is_authorized({who}, 'flags.set') answered {asked}, but the commands "
                    f"{'allow' if authorized else 'refuse'} it")
+        # ... and an invalid name, asked on every call (no database involved: free), since the drawn one is invalid
+        # one call in eight: the question never reaches the commands' own validation, so only it can show this.
+        if not invalid:
+            bad = "m" * (MAX_ACTOR + 1)
+            self.check(14, not admin.is_authorized(self.db, bad, "flags.set"),
+                       f"admin.is_authorized(an actor name of {len(bad)} characters, 'flags.set') answered True: "
+                       "every command refuses that name")
         if authorized:
             return
         if invalid and not self.faults:  # (under a fault the log may not be readable: judged without one)

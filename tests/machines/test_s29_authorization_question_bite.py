@@ -24,7 +24,8 @@ def test_passes_on_the_runtime(tmp_path, allowed, n):
     run_and_tear_down(machine(tmp_path), lambda m: m.set_flag(allowed, n, 4, "api", False))
 
 
-def test_bites_an_invalid_actor_name_that_is_an_administrator(tmp_path, monkeypatch):
+@pytest.mark.parametrize("allowed,n", [(False, 3), (True, 0), (False, 1)])  # (asked on every call, whoever acts)
+def test_bites_an_invalid_actor_name_that_is_an_administrator(tmp_path, monkeypatch, allowed, n):
     real = commands_module.CommandRegistry.is_authorized
 
     def is_authorized(self, actor, command):
@@ -33,4 +34,4 @@ def test_bites_an_invalid_actor_name_that_is_an_administrator(tmp_path, monkeypa
     monkeypatch.setattr(commands_module.CommandRegistry, "is_authorized", is_authorized)
     with pytest.raises(AssertionError, match=r"p14_command_continuity violated.*admin\.is_authorized\(an actor name "
                                              r"of 201 characters, 'flags.set'\) answered True"):
-        run_and_tear_down(machine(tmp_path), lambda m: m.set_flag(False, 3, 4, "registry", False))
+        run_and_tear_down(machine(tmp_path), lambda m: m.set_flag(allowed, n, 4, "registry", False))
