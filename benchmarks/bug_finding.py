@@ -1630,6 +1630,17 @@ BUGS: tuple[Bug, ...] = (
         "`reliability restore NAME` run in a folder holding another file of the backup's name (the operator's copy "
         "of the database) while the backup folder holds the backup: it must be refused naming both files, the "
         "database untouched; the bug silently restores the working directory's file"),
+    Bug("s29_e_orphan_stands_in_for_a_lost_commit", 13, "reliability/redo.py",
+        "        if last < seq and (state.hwm is None or seq <= state.hwm):\n",
+        "        if last < seq and state.hwm is None:\n",
+        "three managers, one a worker process killed -9 between its durable record G and COMMIT (nobody opens after "
+        "it), another manager commits G (acknowledged) and then G + 2, the third G + 1; the second one's journal is "
+        "cut where its record G starts and the database header damaged: recovery must not replay the orphan and "
+        "must count G missing (3 with the held-back G + 1); the bug asks whether a journal lost records that may "
+        "have held G only of a journal whose header block is gone, not of one cut short below its high-water mark, "
+        "takes the orphan for G's committed record (a later sequence exists), replays a transfer nobody was told about in place of the acknowledged one and "
+        "reports one transaction missing where two acknowledged ones are gone (tests/test_s29_e_contested_sequence.py; "
+        "the data-loss machine's cut_tail_unreadable_sequence after a killed worker)"),
 )
 
 

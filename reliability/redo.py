@@ -1146,7 +1146,7 @@ def _reconcile_fd(fd: int, path: Path, slot: int, committed: dict[int, int], fsy
         return []
     last = committed.get(slot, 0)
     verdict = last_record_verdict(slot, {**journals, slot: (state, True)}, committed)
-    if verdict in (LAST_COMMITTED, LAST_UNSURE, LAST_CONTESTED):
+    if verdict in (LAST_COMMITTED, LAST_UNSURE):
         # The database lost commits (find_lost_commits refuses it at startup, so this runs only when they were
         # lost since): the last record may be an acknowledged transaction. Nothing is marked, so a recovery
         # still finds every record as it was.
@@ -1182,7 +1182,6 @@ def _reconcile_fd(fd: int, path: Path, slot: int, committed: dict[int, int], fsy
 LAST_ORPHAN = "orphan"
 LAST_COMMITTED = "committed"
 LAST_UNSURE = "unsure"
-LAST_CONTESTED = "contested"
 
 
 def database_top(committed: Mapping[int, int]) -> int:
@@ -1242,12 +1241,9 @@ def last_record_verdict(slot: int, journals: Mapping[int, tuple[JournalState, bo
       it: it lost commits, a ``-wal`` removed before a checkpoint, so it may have lost ``G`` too), or
       the database cannot say. Also when another record in doubt holds ``G`` where one of the two
       must have committed (which one cannot be told: recovery says so).
-    * :data:`LAST_CONTESTED` (instead of "committed" or "unsure" from the evidence of other records, never of a
-      mark): another journal lost records (cut short, or a damaged record) in a range that takes in ``G``
-      (:func:`_may_have_lost`), so ``G``'s committed record may have been one of them, and this one the orphan
-      whose sequence it reused: which transaction ``G`` was cannot be told. Neither replayed nor taken for
-      an orphan: recovery counts ``G`` missing (session 29: an orphan replayed there stood in for an
-      acknowledged transfer of the cut journal, which recovery then left out of its count).
+
+    A record judged committed or unsure from other records' evidence is still not replayed when a journal that
+    lost records may have held ``G`` (:func:`contested`).
 
     Records written alone never prove anything here (the database's sequence lags behind them).
     """
@@ -1278,24 +1274,35 @@ def last_record_verdict(slot: int, journals: Mapping[int, tuple[JournalState, bo
                 later = True
             elif top is not None and other_seq > top:
                 between = True
-    if not later and not (committed is None or between):
-        return LAST_ORPHAN
-    if not rival and any(other != slot and _may_have_lost(other_state, seq)
-                         for other, (other_state, _gone) in journals.items()):
-        return LAST_CONTESTED
-    return LAST_UNSURE if rival or not later else LAST_COMMITTED
+    if later:
+        return LAST_UNSURE if rival else LAST_COMMITTED
+    if committed is None or between:
+        return LAST_UNSURE
+    return LAST_ORPHAN
 
 
-def _may_have_lost(state: JournalState, seq: int) -> bool:
-    """Could the file have held a record of ``seq`` that is no longer read (see :func:`read_journal`'s problems)?
+def contested(slot: int, journals: Mapping[int, tuple[JournalState, bool]]) -> bool:
+    """May the committed record of the sequence of ``slot``'s last record be one another journal lost?
 
-    Its records stop short (cut, or a damaged record with the rest unread) where they end, and it had written
-    them up to its high-water mark; with no mark to read (a header block cut), anything past them.
+    Asked of a last record in doubt that :func:`last_record_verdict` judged committed or unsure from other
+    records (a later sequence, a database that lost commits), not from its own committed mark. That evidence
+    says the sequence ``G`` committed, or may have: not that *this* record did. When another journal lost
+    records (cut short, or a damaged record with the rest unread) in a range that takes in ``G``, ``G``'s
+    committed record may have been one of them, and this one the orphan of a process killed before its
+    COMMIT, whose sequence the other reused. Which transaction ``G`` was cannot be told: recovery replays
+    neither and counts ``G`` missing (session 29: the orphan replayed there stood in for an acknowledged
+    transaction of the cut journal, and recovery left that one out of its count).
     """
-    if not state.problems:
-        return False
-    last = state.entries[-1][0] if state.entries else state.base
-    return last < seq and (state.hwm is None or seq <= state.hwm)
+    seq = journals[slot][0].entries[-1][0]
+    for other, (state, _gone) in journals.items():
+        if other == slot or not state.problems:
+            continue
+        # Its records stop short where they end; it had written them up to its high-water mark (with no mark
+        # to read, a header block cut, anything past them).
+        last = state.entries[-1][0] if state.entries else state.base
+        if last < seq and (state.hwm is None or seq <= state.hwm):
+            return True
+    return False
 
 
 # -- merging the journals at recovery ------------------------------------------------------------
@@ -1352,9 +1359,10 @@ def plan_replay(base: str | os.PathLike[str], start: int, *, seen: int = 0,
                 if file_mark == seq:
                     file_mark = state.entries[i - 1][0] if i else state.base
                 continue
-            if last and verdict == LAST_CONTESTED:
-                # Committed by it or by a record another journal lost (see last_record_verdict): not replayed,
-                # and its sequence stays expected (the file's mark is kept), so it is counted missing.
+            if (last and verdict in (LAST_COMMITTED, LAST_UNSURE) and seq not in state.marked
+                    and contested(slot, journals)):
+                # Committed by it or by a record another journal lost (see contested): not replayed, and its
+                # sequence stays expected, so it is counted missing.
                 plan.problems.append(f"redo journal slot {slot}'s last record (sequence {seq}) may never have "
                                      "committed, and a journal that lost records may have held the one that did: "
                                      "which transaction that sequence was cannot be told")
