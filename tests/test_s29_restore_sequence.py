@@ -11,10 +11,18 @@ do enough either).
 from __future__ import annotations
 
 import pytest
-from runtime_helpers import fast_config
+from runtime_helpers import SQLITE_MODULE_NAME, fast_config
 
 from pytest_dbfault.faults import make_fault
+from pytest_dbfault.faults.target import MODULE_ENV
 from reliability import DatabaseManager
+
+
+@pytest.fixture(autouse=True)
+def _faults_use_the_runtimes_sqlite_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The damage's checkpoint through another copy of SQLite in this process would drop the runtime's locks (the
+    # pysqlite3 cell).
+    monkeypatch.setenv(MODULE_ENV, SQLITE_MODULE_NAME)
 
 
 def rows(db):
