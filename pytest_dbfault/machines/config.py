@@ -739,8 +739,11 @@ class ConfigMachine(ConfigMixin):
             self.sweep_rejected(watcher, model, raised, required, tolerated, old, reloads0, heard, heard0, logs0, said)
         else:
             self.sweep_applied(watcher, model, raised, got, old, reloads0, heard, heard0, logs0, said, describe)
-        # A second check of the file as it is (no edit since) changes nothing, and the watcher's state stays.
-        cfg, last = self.db.config, watcher.last_error
+        # A second check of the file as it is (no edit since) changes nothing, and the watcher's state stays; it
+        # says nothing about the configuration either (``check_now``: "reload if the file changed"): a watcher that
+        # reread an unchanged file would warn again of every restart-only setting waiting in it, at every look of
+        # its thread (session 29 survivor ``reload.py:231``, the file's signature not remembered).
+        cfg, last, said0 = self.db.config, watcher.last_error, len(self.logs.records)
         again: Any = None
         try:
             again = watcher.check_now()
@@ -751,6 +754,10 @@ class ConfigMachine(ConfigMixin):
                        f"{said}, then check_now() again with the file unchanged: returned {again!r}, the settings "
                        f"{'changed' if self.db.config != cfg else 'stayed'}, last_error {watcher.last_error!r} "
                        f"(was {last!r})"))
+        told = [r.getMessage() for r in self.logs.records[said0:] if hasattr(r, "config_keys")]
+        self.check(16, not told, lambda: (
+            f"{said}, then check_now() again with the file unchanged: it logged about the configuration again "
+            f"({told[:2]}): an unchanged file is not read again"))
 
     def sweep_rejected(self, watcher: Any, model: SweepFile, raised: Any, required: set[str], tolerated: set[str],
                        old: Any, reloads0: int, heard: list[Any], heard0: int, logs0: int, said: str) -> None:
