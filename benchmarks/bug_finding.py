@@ -1641,6 +1641,25 @@ BUGS: tuple[Bug, ...] = (
         "takes the orphan for G's committed record (a later sequence exists), replays a transfer nobody was told about in place of the acknowledged one and "
         "reports one transaction missing where two acknowledged ones are gone (tests/test_s29_e_contested_sequence.py; "
         "the data-loss machine's cut_tail_unreadable_sequence after a killed worker)"),
+    Bug("s29_f_reload_forgets_applied_file", 16, "reliability/reload.py",
+        "        self._signature = signature\n        self.last_error = None\n",
+        "        self.last_error = None\n",
+        "a restart-only setting (backup_dir) changed in the watched file and applied, then check_now() again with "
+        "the file unchanged: nothing is logged about the configuration; the bug rereads the file at every look and "
+        "warns again that the setting waits for a restart (the config machine's reload_sweep)"),
+    Bug("s29_f_unjournaled_writer_from_zero_unnamed", 13, "reliability/redo.py",
+        "        if seq >= 0:\n            out.append(f\"a manager without a redo journal",
+        "        if seq > 0:\n            out.append(f\"a manager without a redo journal",
+        "a journaled manager takes a backup of a database still at sequence 0, a manager without a redo journal "
+        "opens, writes and does not close, the file is damaged and the journaled one recovers: the report must not "
+        "be ok with that write missing; the bug takes the writer registered at sequence 0 for one that closed "
+        "there and says ok (the backup machine's unjournaled_writer_after_the_backup, before=0)"),
+    Bug("s29_f_fresh_journal_sees_sequence_1", 13, "reliability/redo.py",
+        "        self.seen = max(self.seen, state.last_seq, state.hwm or 0)\n",
+        "        self.seen = max(self.seen, state.last_seq, state.hwm or 1)\n",
+        "a journaled manager on a fresh database recovers before its first journaled commit: the report must name no "
+        "committed transaction missing from the journals; the bug's fresh journal counts sequence 1 as seen and the "
+        "recovery says it is lost (the backup machine's unjournaled_writer_after_the_backup, before=0)"),
 )
 
 
