@@ -1660,6 +1660,12 @@ BUGS: tuple[Bug, ...] = (
         "a journaled manager on a fresh database recovers before its first journaled commit: the report must name no "
         "committed transaction missing from the journals; the bug's fresh journal counts sequence 1 as seen and the "
         "recovery says it is lost (the backup machine's unjournaled_writer_after_the_backup, before=0)"),
+    Bug("s29_f_audit_reconcile_past_the_gate", 13, "reliability/audit.py",
+        "                self.gate.ensure_writable(\"audit fallback entries\")\n",
+        "                pass\n",
+        "a read meets damage with auto_recover off (the write gate refuses), an audit entry waits in the fallback "
+        "file, db.audit.reconcile() is called: it must raise and leave the entry there; the bug moves it into the "
+        "damaged database (the backup machine's unjournaled_writer_after_the_backup)"),
 )
 
 

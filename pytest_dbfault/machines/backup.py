@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -1010,6 +1011,7 @@ class BackupMachine(BackupMixin):
             make_fault("corrupt", cfg.db_path, part="btree", table="kv", page="root", seed=seed,
                        counted_in=STATS).inject()
             self.fault_history.append("corrupt")
+            self.gate_holds_the_audit_fallback(journaled)
             report = journaled.recover()
             try:
                 rows = dict(journaled.fetch_all("SELECT k, v FROM kv"))
@@ -1031,6 +1033,33 @@ class BackupMachine(BackupMixin):
             for side in (plain, journaled):
                 if side is not None:
                     side.close()
+
+    def gate_holds_the_audit_fallback(self, db: Any) -> None:
+        """A read met the damage (``auto_recover`` off: nothing recovers yet), so the write gate refuses: an audit
+        entry recorded now waits in the fallback file, and ``db.audit.reconcile()`` called meanwhile raises and
+        leaves it there (the audit module: "while the write gate refuses ... reconcile leaves it in place; entries
+        leave the fallback only once they are committed into a database known sound"; session 29 survivor
+        ``audit.py:690``, the gate not asked by reconcile, which moved the entry into the damaged file)."""
+        from reliability import DatabaseError
+
+        with contextlib.suppress(DatabaseError):
+            db.fetch_all("SELECT k, v FROM kv")
+        gate = getattr(db, "write_gate", None)
+        if gate is None or gate.refusal() is None:
+            return
+        entry = db.audit.record("ops-admin", "note.damaged", "kv")
+        raised = None
+        try:
+            db.audit.reconcile()
+        except DatabaseError as err:
+            raised = err
+        left = [e.entry_id for e in db.audit.pending()]
+        self.check(13, entry.pending and raised is not None and entry.entry_id in left, lambda: (
+            f"the write gate refuses (the database was seen damaged): an audit entry recorded then "
+            f"{'waits' if entry.pending else 'did not wait'} in the fallback file, and db.audit.reconcile() "
+            f"{f'raised {raised.kind}' if raised is not None else 'returned'} leaving "
+            f"{'it' if entry.entry_id in left else 'it not'} there (it must wait for a database known sound)"),
+                   faults=["corrupt"])
 
     def open_side(self, cfg: Any) -> Any:
         """A runtime on a side file, its retry sleeps on the fake clock (no fault there: they do not wait)."""

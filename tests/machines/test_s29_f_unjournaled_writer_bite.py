@@ -46,3 +46,18 @@ def test_it_bites_a_fresh_journal_that_takes_sequence_1_for_seen(tmp_path, monke
     monkeypatch.setattr(redo.RedoJournal, "_adopt", adopt)
     with pytest.raises(AssertionError, match=r"p13_\w+ violated .*committed transactions are missing from the"):
         run_rule(tmp_path, 0)
+
+
+def test_it_bites_an_audit_reconcile_that_ignores_the_write_gate(tmp_path, monkeypatch):
+    # The write gate refuses, yet reconcile() moves the fallback's entries into the damaged file.
+    from reliability.degraded import damage
+
+    real = damage.DamageGate.ensure_writable
+
+    def ensure_writable(self, what):
+        if what != "audit fallback entries":
+            real(self, what)
+
+    monkeypatch.setattr(damage.DamageGate, "ensure_writable", ensure_writable)
+    with pytest.raises(AssertionError, match=r"p13_\w+ violated .*db.audit.reconcile\(\) returned"):
+        run_rule(tmp_path, 1)
