@@ -1527,6 +1527,11 @@ BUGS: tuple[Bug, ...] = (
         "a runtime started with migrations (one pending, auto_migrate) while another process holds the database "
         "locked past the retry policy, then the lock released: the runtime must check the schema again in the "
         "background and serve writes; the bug never schedules the re-check, so writes stay refused until a restart"),
+    Bug("s29_queue_folder_parents_not_made", 14, "reliability/degraded/queue.py",
+        "self.path.parent.mkdir(mode=files.DIR_MODE, parents=True, exist_ok=True)",
+        "self.path.parent.mkdir(mode=files.DIR_MODE, parents=False, exist_ok=True)",
+        "write_queue_path two folders deep that do not exist yet, then a write command during a lock: it must be "
+        "queued (the queue makes its folders); the bug makes only the last folder, so the first queued write fails"),
     Bug("s28_c_invalid_actor_denied", 14, "reliability/degraded/commands.py",
         '                return CommandResult("rejected", f"{problem} Nothing was changed.")',
         '                return CommandResult("denied", f"{problem} Nothing was changed.")',

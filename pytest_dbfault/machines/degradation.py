@@ -511,6 +511,15 @@ class DegradationMachine(DegradationMixin):
     settings_overrides: ClassVar[dict[str, Any]] = {"admin_actors": "ops-admin"}
     fault_kinds = ("none", "locked", "disk_full", "disconnect_rename", "disconnect_delete")
 
+    def make_config(self, **overrides: Any) -> Any:
+        """The machine's settings, the write queue two folders deep that do not exist yet: the queue makes its own
+        folders (0700) at its first queued write (the ninth mutant sample: with ``parents=False`` the first write
+        queued in an outage failed, and every machine used a queue beside the database)."""
+        import os
+
+        return super().make_config(**{"write_queue_path": os.path.join(self.dir, "queued", "writes", "queue.jsonl"),
+                                      **overrides})
+
     @precondition(lambda self: has_commands(self) and not self.faults)
     @rule(outage=st.sampled_from(OUTAGES), first=st.integers(0, 12), then=st.integers(0, 12),
           param=st.integers(0, 5), interval=st.sampled_from((0.0, 0.005)))
