@@ -864,6 +864,9 @@ class DegradationMachine(DegradationMixin):
         path = Path(self.db.commands.queue.path)
         aside, secret = Path(self.dir) / "queue.aside", Path(self.dir) / "not-a-queue.txt"
         secret.write_text("not a queue\n")
+        # (Its folders: the queue makes them at its first queued write, which may not have happened yet; whoever plants
+        # the link needs them too.)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         kept = path.exists() and not path.is_symlink()
         if between != "absent" and not kept:
             path.write_text("")
