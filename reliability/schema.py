@@ -150,7 +150,7 @@ def load_migrations(folder: str | os.PathLike[str]) -> list[Migration]:
         version = int(match["version"])
         target = downs if match["down"] else ups
         if version in target:
-            other = target[version] if match["down"] else target[version][1]  # type: ignore[index]
+            other = downs[version] if match["down"] else ups[version][1]
             raise _file_error(f"migration files {str(other)!r} and {str(path)!r} both have version {version}",
                               other, path)
         if match["down"]:
