@@ -14,13 +14,15 @@ from bite_settings import run_and_tear_down, started_machine
 import reliability.redo as redo_module
 
 
-def recovery_beside(peer: bool, part: str):
+def recovery_beside(peer: bool, part: str, pick: int = 0):
+    """Transfers (through a second manager too with ``peer``), then ``corrupt_and_recover`` beside the writers
+    (``who`` 3): with an even ``pick`` the manager beside recovers; odd, writer 0 recovers while it watches."""
     def call(machine) -> None:
         machine.transfer(0, 1, 2, 5)
         if peer:
             machine.open_second_manager()
             machine.transfer(1, 2, 3, 5)
-        machine.corrupt_and_recover(part, 3, "none", 0, 7)
+        machine.corrupt_and_recover(part, 3, "none", pick, 7)
     return call
 
 

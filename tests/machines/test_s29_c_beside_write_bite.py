@@ -11,18 +11,13 @@ from __future__ import annotations
 
 import pytest
 from bite_settings import run_and_tear_down, started_machine
+from test_s26_beside_recovery_bite import recovery_beside
 
 from reliability.durability import journal as journal_module
 
 
 def write_beside(peer: bool, part: str):
-    def call(machine) -> None:
-        machine.transfer(0, 1, 2, 5)
-        if peer:
-            machine.open_second_manager()
-            machine.transfer(1, 2, 3, 5)
-        machine.corrupt_and_recover(part, 3, "none", 1, 7)
-    return call
+    return recovery_beside(peer, part, pick=1)  # (odd: writer 0 recovers while the manager beside watches)
 
 
 def machine(tmp_path):
