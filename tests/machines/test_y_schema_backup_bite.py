@@ -35,8 +35,11 @@ def test_it_bites_a_recovery_that_trusts_an_unverified_backup_whose_pages_read_b
             del store.list
 
     monkeypatch.setattr(Recovery, "_recover_locked", recover_locked)
-    with pytest.raises(AssertionError, match=r"p13_corruption_recovery violated \(faults: corrupt\): recovery after "
-                                             r".* damage restored .*, which was not verified"):
+    # Either rule that judges which backup recovery restored may meet it first (the streams differ by SQLite build: on
+    # pysqlite3 damage_backups_then_recover did, after session 29's new draws): the same defect, both P13.
+    with pytest.raises(AssertionError, match=r"p13_corruption_recovery violated \(faults: corrupt\): recovery (after "
+                                             r".* damage restored .*, which was not verified|restored .*; the newest "
+                                             r"backup listed verified that still passes integrity_check is)"):
         run_streams(MACHINES["backup_recovery"], settings_=BITE, base_dir=str(tmp_path), enforce={13})
 
 
